@@ -1,0 +1,247 @@
+// Package conn adapts tapstack's TCP engine to Go's net interfaces: Conn
+// is a net.Conn, Listener a net.Listener, so net/http, crypto/tls and any
+// Go code run on a tapstack stack.
+//
+// Errors follow package net: a *net.OpError whose Err wraps the syscall
+// errno (errors.Is(err, syscall.ECONNRESET)), os.ErrDeadlineExceeded for
+// deadlines, net.ErrClosed after Close, and a bare io.EOF from Read after
+// the peer's FIN.
+package conn
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/tapstack/tapstack/stack/tcp"
+)
+
+// Conn is a TCP connection on a tapstack stack. It is safe for concurrent
+// use; Close unblocks every blocked call.
+type Conn struct {
+	ep     *tcp.Endpoint
+	laddr  *net.TCPAddr
+	raddr  *net.TCPAddr
+	rd, wd *deadline
+
+	readMu  sync.Mutex // one reader at a time, so reads do not interleave
+	writeMu sync.Mutex // one writer at a time, so writes do not interleave
+
+	closeOnce sync.Once
+	closed    chan struct{}
+
+	mu     sync.Mutex
+	linger int // seconds; < 0: default
+}
+
+var _ net.Conn = (*Conn)(nil)
+
+func newConn(ep *tcp.Endpoint) *Conn {
+	id := ep.ID()
+	return &Conn{
+		ep:     ep,
+		laddr:  net.TCPAddrFromAddrPort(id.Local),
+		raddr:  net.TCPAddrFromAddrPort(id.Remote),
+		rd:     newDeadline(),
+		wd:     newDeadline(),
+		closed: make(chan struct{}),
+		linger: -1,
+	}
+}
+
+// Endpoint returns the engine's connection, for Info and State.
+func (c *Conn) Endpoint() *tcp.Endpoint { return c.ep }
+
+// State returns the connection's RFC 9293 state; it keeps answering after
+// Close, until the engine deletes the connection (CLOSED).
+func (c *Conn) State() tcp.State { return c.ep.State() }
+
+// Info returns a TCP_INFO-like snapshot of the connection.
+func (c *Conn) Info() tcp.Info { return c.ep.Info() }
+
+// LocalAddr returns the local address.
+func (c *Conn) LocalAddr() net.Addr { return c.laddr }
+
+// RemoteAddr returns the peer's address.
+func (c *Conn) RemoteAddr() net.Addr { return c.raddr }
+
+func (c *Conn) isClosed() bool { return closedChan(c.closed) }
+
+// opError wraps err as package net does: errnos inside an os.SyscallError
+// named after the call, all inside a *net.OpError.
+func (c *Conn) opError(op string, err error) error {
+	if err == nil || err == io.EOF {
+		return err
+	}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		err = os.NewSyscallError(op, errno)
+	}
+	return &net.OpError{Op: op, Net: "tcp", Source: c.laddr, Addr: c.raddr, Err: err}
+}
+
+// Read reads data the peer sent. It returns io.EOF after the peer's FIN.
+func (c *Conn) Read(b []byte) (int, error) {
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
+	if c.isClosed() {
+		return 0, c.opError("read", net.ErrClosed)
+	}
+	for {
+		changed := c.ep.Changed()
+		n, err := c.ep.Read(b)
+		if err != tcp.ErrWouldBlock {
+			return n, c.opError("read", err)
+		}
+		select {
+		case <-changed:
+		case <-c.rd.wait():
+			return 0, c.opError("read", timeoutError{})
+		case <-c.closed:
+			return 0, c.opError("read", net.ErrClosed)
+		}
+	}
+}
+
+// Write writes all of b unless an error or the write deadline stops it.
+// It returns once the send buffer has taken the bytes.
+func (c *Conn) Write(b []byte) (int, error) {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	if c.isClosed() {
+		return 0, c.opError("write", net.ErrClosed)
+	}
+	total := 0
+	for {
+		changed := c.ep.Changed()
+		n, err := c.ep.Write(b[total:])
+		total += n
+		if err == nil && total == len(b) {
+			return total, nil
+		}
+		if err != nil && err != tcp.ErrWouldBlock {
+			return total, c.opError("write", err)
+		}
+		if n > 0 {
+			continue
+		}
+		select {
+		case <-changed:
+		case <-c.wd.wait():
+			return total, c.opError("write", timeoutError{})
+		case <-c.closed:
+			return total, c.opError("write", net.ErrClosed)
+		}
+	}
+}
+
+// Close closes the connection: queued data is sent, then a FIN (or a RST
+// if received data was never read, or if SetLinger(0) was called). It
+// does not wait for the peer.
+func (c *Conn) Close() error {
+	err := c.opError("close", net.ErrClosed)
+	c.closeOnce.Do(func() {
+		err = nil
+		close(c.closed)
+		c.mu.Lock()
+		linger := c.linger
+		c.mu.Unlock()
+		if linger == 0 {
+			c.ep.Reset()
+			return
+		}
+		_ = c.ep.Close()
+	})
+	return err
+}
+
+// CloseWrite shuts down the sending side: the peer reads EOF after the
+// queued data, and this side can still read.
+func (c *Conn) CloseWrite() error {
+	if c.isClosed() {
+		return c.opError("close", net.ErrClosed)
+	}
+	return c.opError("shutdown", c.ep.CloseWrite())
+}
+
+// CloseRead shuts down the receiving side: Read returns io.EOF.
+func (c *Conn) CloseRead() error {
+	if c.isClosed() {
+		return c.opError("close", net.ErrClosed)
+	}
+	return c.opError("shutdown", c.ep.CloseRead())
+}
+
+// SetNoDelay turns Nagle's algorithm off (true) or on. New connections
+// start with Nagle on, like RFC 9293 3.7.4 asks (Go's net turns it off
+// for its own sockets; tapstack keeps the RFC's default visible).
+func (c *Conn) SetNoDelay(noDelay bool) error {
+	if c.isClosed() {
+		return c.opError("set", net.ErrClosed)
+	}
+	c.ep.SetNoDelay(noDelay)
+	return nil
+}
+
+// SetLinger sets the behaviour of Close: 0 resets the connection at once;
+// any other value keeps the default (queued data is sent in the
+// background).
+func (c *Conn) SetLinger(sec int) error {
+	if c.isClosed() {
+		return c.opError("set", net.ErrClosed)
+	}
+	c.mu.Lock()
+	c.linger = sec
+	c.mu.Unlock()
+	return nil
+}
+
+// SetReadBuffer sets the receive buffer size.
+func (c *Conn) SetReadBuffer(bytes int) error {
+	if bytes <= 0 {
+		return c.opError("set", syscall.EINVAL)
+	}
+	c.ep.SetBuffers(0, bytes)
+	return nil
+}
+
+// SetWriteBuffer sets the send buffer size.
+func (c *Conn) SetWriteBuffer(bytes int) error {
+	if bytes <= 0 {
+		return c.opError("set", syscall.EINVAL)
+	}
+	c.ep.SetBuffers(bytes, 0)
+	return nil
+}
+
+// SetDeadline sets both deadlines.
+func (c *Conn) SetDeadline(t time.Time) error {
+	if c.isClosed() {
+		return c.opError("set", net.ErrClosed)
+	}
+	c.rd.set(t)
+	c.wd.set(t)
+	return nil
+}
+
+// SetReadDeadline sets the deadline for Read calls, pending ones included.
+func (c *Conn) SetReadDeadline(t time.Time) error {
+	if c.isClosed() {
+		return c.opError("set", net.ErrClosed)
+	}
+	c.rd.set(t)
+	return nil
+}
+
+// SetWriteDeadline sets the deadline for Write calls, pending ones included.
+func (c *Conn) SetWriteDeadline(t time.Time) error {
+	if c.isClosed() {
+		return c.opError("set", net.ErrClosed)
+	}
+	c.wd.set(t)
+	return nil
+}

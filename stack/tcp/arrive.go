@@ -1,0 +1,354 @@
+package tcp
+
+import (
+	"syscall"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
+)
+
+// segmentArrives is SEGMENT ARRIVES (RFC 9293 3.10.7) for a connection:
+// one handler per state group, each following the RFC's steps in order.
+// LISTEN is Listener.HandlePacket. The caller holds e.mu.
+func (e *Endpoint) segmentArrives(seg *Segment) {
+	switch e.state {
+	case Closed:
+		e.closedArrives(seg)
+	case SynSent:
+		e.synSentArrives(seg)
+	default:
+		e.otherwiseArrives(seg)
+	}
+}
+
+// closedArrives is 3.10.7.1: everything is discarded, and anything but a
+// RST is answered with one. A connection only sees this in the moment
+// between reaching CLOSED and leaving the demuxer.
+func (e *Endpoint) closedArrives(seg *Segment) {
+	e.drop(seg, DropClosed)
+	if seg.has(header.TCPFlagRst) {
+		return
+	}
+	if seg.has(header.TCPFlagAck) {
+		e.sendSegment(SendRst, header.TCPFlagRst, seg.Ack, emptyBuffer(), nil)
+	} else {
+		e.sendSegment(SendRst, header.TCPFlagRst|header.TCPFlagAck, 0, emptyBuffer(), nil)
+	}
+}
+
+// otherwiseArrives is 3.10.7.4, "Otherwise": SYN-RECEIVED and every
+// synchronized state.
+func (e *Endpoint) otherwiseArrives(seg *Segment) {
+	// A retransmitted SYN to a half-open connection is answered with the
+	// SYN-ACK again, as Linux does (tcp_check_req), instead of the bare
+	// ACK the sequence check below would send, which would leave the
+	// peer in SYN-SENT until our own retransmission.
+	if e.state == SynReceived && seg.has(header.TCPFlagSyn) && !seg.has(header.TCPFlagAck|header.TCPFlagRst) && seg.Seq == e.IRS {
+		e.sendSynAck(SendSynAck)
+		return
+	}
+
+	// First, check the sequence number.
+	if !e.acceptable(seg) {
+		e.unacceptable(seg)
+		return
+	}
+	e.trimToWindow(seg)
+
+	// Second, check the RST bit (RFC 5961 3.2).
+	if seg.has(header.TCPFlagRst) {
+		e.rstArrives(seg)
+		return
+	}
+
+	// Third, security: not implemented.
+
+	// Fourth, check the SYN bit. A SYN in a synchronized state, or a new
+	// SYN in SYN-RECEIVED, gets a challenge ACK (RFC 5961 4.2).
+	if seg.has(header.TCPFlagSyn) {
+		e.drop(seg, DropSynUnexpected)
+		e.challengeAck()
+		return
+	}
+
+	// Fifth, check the ACK field.
+	if !seg.has(header.TCPFlagAck) {
+		e.drop(seg, DropNoAck)
+		return
+	}
+	if !e.ackArrives(seg) {
+		return
+	}
+
+	// Sixth, the URG bit: urgent data is not supported; the bytes are
+	// delivered inline, as RFC 6093 recommends new applications expect.
+
+	// Seventh and eighth: the segment text and the FIN bit.
+	e.processTextAndFin(seg)
+	e.output()
+}
+
+// acceptable is the test of 3.10.7.4's table: does any part of the
+// segment fall in the receive window [RCV.NXT, RCV.NXT+RCV.WND)? RCV.WND
+// here is the window we promised, which may exceed what we could take now.
+func (e *Endpoint) acceptable(seg *Segment) bool {
+	wnd := seqnum.Size(0)
+	if e.RcvNxt.LessThan(e.rcvAcc) {
+		wnd = e.RcvNxt.Size(e.rcvAcc)
+	}
+	n := seg.Len()
+	switch {
+	case n == 0 && wnd == 0:
+		return seg.Seq == e.RcvNxt
+	case n == 0:
+		return seg.Seq.InWindow(e.RcvNxt, wnd)
+	case wnd == 0:
+		// "If the RCV.WND is zero, no segments will be acceptable, but
+		// special allowance should be made to accept valid ACKs, URGs,
+		// and RSTs": take the segment at RCV.NXT; its text is trimmed.
+		return seg.Seq == e.RcvNxt
+	default:
+		return seg.Seq.InWindow(e.RcvNxt, wnd) || seg.Seq.Add(n-1).InWindow(e.RcvNxt, wnd)
+	}
+}
+
+// unacceptable handles a segment that failed the sequence check: if it is
+// not a RST, answer <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>, then drop it.
+func (e *Endpoint) unacceptable(seg *Segment) {
+	reason := DropOutOfWindow
+	if seg.Seq.Add(seg.Len()).LessThanEq(e.RcvNxt) {
+		reason = DropOldSequence
+	}
+	e.drop(seg, reason)
+	if seg.has(header.TCPFlagRst) {
+		return
+	}
+	if e.state == TimeWait && seg.has(header.TCPFlagFin) && seg.Seq.Add(seg.Len()) == e.RcvNxt {
+		// 3.10.7.4 eighth step, TIME-WAIT: a retransmitted FIN is
+		// acknowledged and restarts the 2 MSL timeout.
+		e.setTimer(timerTimeWait, e.proto.opts.TimeWait)
+	}
+	e.sendAck(SendAck)
+}
+
+// trimToWindow cuts the parts of an acceptable segment that lie outside
+// the window, as 3.10.7.4 prescribes ("segments with higher beginning
+// sequence numbers ... trimmed to the window"); a SYN or FIN cut off goes
+// with its byte.
+func (e *Endpoint) trimToWindow(seg *Segment) {
+	if seg.Seq.LessThan(e.RcvNxt) {
+		d := int(seg.Seq.Size(e.RcvNxt))
+		if seg.has(header.TCPFlagSyn) {
+			seg.Flags &^= header.TCPFlagSyn
+			d--
+			seg.Seq++
+		}
+		d = min(d, int(seg.Payload.Size()))
+		seg.Payload.TrimFront(int64(d))
+		seg.Seq = seg.Seq.Add(seqnum.Size(d))
+	}
+	edge := e.rcvAcc
+	if edge.LessThan(e.RcvNxt) {
+		edge = e.RcvNxt
+	}
+	if end := seg.Seq.Add(seqnum.Size(seg.Payload.Size())); edge.LessThan(end) {
+		keep := 0
+		if seg.Seq.LessThan(edge) {
+			keep = int(seg.Seq.Size(edge))
+		}
+		seg.Payload.Truncate(int64(keep))
+		seg.Flags &^= header.TCPFlagFin
+	}
+}
+
+// ackArrives is the fifth step. It reports whether processing continues
+// with the segment text.
+func (e *Endpoint) ackArrives(seg *Segment) bool {
+	if e.state == SynReceived {
+		// If SND.UNA < SEG.ACK =< SND.NXT, enter ESTABLISHED;
+		// otherwise <SEQ=SEG.ACK><CTL=RST>.
+		if !(e.SndUna.LessThan(seg.Ack) && seg.Ack.LessThanEq(e.SndNxt)) {
+			e.drop(seg, DropInvalidAck)
+			e.sendReset(seg.Ack)
+			return false
+		}
+		if e.listener != nil && e.listener.acceptFull() {
+			// The accept queue is full. Linux drops the ACK, so the
+			// peer's retransmission (or our SYN-ACK retransmission)
+			// completes the handshake once Accept made room; with
+			// AbortOnOverflow it resets instead.
+			e.drop(seg, DropAcceptQueueFull)
+			if e.proto.opts.AbortOnOverflow {
+				e.sendReset(seg.Ack)
+				e.transition(Closed, segmentCause(seg))
+			}
+			return false
+		}
+		e.SndUna = seg.Ack
+		e.retries = 0
+		e.stopTimer(timerRetransmit)
+		if e.rto == e.proto.opts.InitialRTO {
+			e.sampleRTT(e.proto.clock.NowMonotonic().Sub(e.stateSince))
+		}
+		e.setSndWnd(uint32(seg.Window)<<e.sndWndShift, seg)
+		e.initCongestion()
+		e.transition(Established, segmentCause(seg))
+		e.afterEstablished()
+		return true
+	}
+
+	// RFC 5961 5.2: the ACK is acceptable only within
+	// [SND.UNA - MAX.SND.WND, SND.NXT].
+	if e.SndNxt.LessThan(seg.Ack) {
+		// Acknowledges something not yet sent: send an ACK, drop.
+		e.drop(seg, DropAckUnsent)
+		e.sendAck(SendAck)
+		return false
+	}
+	if seg.Ack.LessThan(e.SndUna - seqnum.Value(e.maxSndWnd)) {
+		e.drop(seg, DropInvalidAck)
+		e.challengeAck()
+		return false
+	}
+
+	e.processAck(seg)
+
+	switch e.state {
+	case FinWait1:
+		// In addition to the processing for ESTABLISHED: if our FIN is
+		// now acknowledged, enter FIN-WAIT-2.
+		if e.finAcked() {
+			e.transition(FinWait2, segmentCause(seg))
+			if e.userClosed {
+				e.setTimer(timerTimeWait, e.proto.opts.FinWait2Timeout)
+			}
+		}
+	case Closing:
+		if e.finAcked() {
+			e.transition(TimeWait, segmentCause(seg))
+		}
+		return false
+	case LastAck:
+		// The only thing that can arrive is an acknowledgment of our
+		// FIN; once it has, delete the TCB.
+		if e.finAcked() {
+			e.transition(Closed, segmentCause(seg))
+		}
+		return false
+	case TimeWait:
+		return true // a retransmitted FIN is handled at the eighth step
+	}
+	return true
+}
+
+// finAcked reports whether our FIN has been sent and acknowledged.
+func (e *Endpoint) finAcked() bool {
+	return e.finQueued && e.SndUna == e.sndEnd()+1
+}
+
+// processAck is the fifth step's processing for ESTABLISHED and the states
+// that include it: advance SND.UNA, free acknowledged data, update the RTT
+// estimate, the congestion window and the send window.
+func (e *Endpoint) processAck(seg *Segment) {
+	if e.SndUna.LessThan(seg.Ack) {
+		acked := e.SndUna.Size(seg.Ack)
+		// Free acknowledged bytes; the FIN's sequence number is not in
+		// the buffer.
+		if dataAcked := min(int64(acked), int64(e.sndBufSeq.Size(seg.Ack)), e.sndBuf.Size()); dataAcked > 0 {
+			e.sndBuf.TrimFront(dataAcked)
+			e.sndBufSeq = e.sndBufSeq.Add(seqnum.Size(dataAcked))
+			e.bytesAcked += uint64(dataAcked)
+		}
+		e.SndUna = seg.Ack
+		if e.SndNxt.LessThan(e.SndUna) {
+			// After go-back-N, an ACK may cover data beyond SND.NXT
+			// that an earlier transmission delivered.
+			e.SndNxt = e.SndUna
+		}
+		if e.rttTiming && !seg.Ack.LessThan(e.rttSeq) {
+			e.rttTiming = false
+			e.sampleRTT(e.proto.clock.NowMonotonic().Sub(e.rttStart))
+		} else if e.rttValid {
+			e.rto = e.computeRTO() // new data acknowledged: forget the backoff
+		}
+		e.retries = 0
+		if e.onNewAck(uint32(acked)) {
+			e.fastRetransmit()
+		}
+		// RFC 6298 5.2 and 5.3: stop the timer when everything is
+		// acknowledged, restart it otherwise.
+		if e.SndUna == e.SndNxt {
+			e.stopTimer(timerRetransmit)
+		} else {
+			e.setTimer(timerRetransmit, e.rto)
+		}
+		e.notify() // send buffer space opened
+	} else if seg.Ack == e.SndUna && seg.Payload.Size() == 0 && !seg.has(header.TCPFlagFin) &&
+		e.SndUna != e.SndNxt && uint32(seg.Window)<<e.sndWndShift == e.SndWnd {
+		// A duplicate ACK as RFC 5681 2 defines it.
+		if e.onDupAck() {
+			e.fastRetransmit()
+		}
+	}
+
+	// Update the send window if the segment is newer than the one that
+	// last set it: SND.WL1 < SEG.SEQ, or SND.WL1 = SEG.SEQ and
+	// SND.WL2 =< SEG.ACK.
+	if e.SndWL1.LessThan(seg.Seq) || (e.SndWL1 == seg.Seq && e.SndWL2.LessThanEq(seg.Ack)) {
+		old := e.SndWnd
+		e.setSndWnd(uint32(seg.Window)<<e.sndWndShift, seg)
+		if old == 0 && e.SndWnd > 0 {
+			e.stopTimer(timerPersist)
+			e.rto = e.computeRTOOrInitial()
+		}
+	}
+}
+
+// computeRTOOrInitial undoes persist backoff once the window opens.
+func (e *Endpoint) computeRTOOrInitial() time.Duration {
+	if e.rttValid {
+		return e.computeRTO()
+	}
+	return e.proto.opts.InitialRTO
+}
+
+// rstArrives is the second step for an acceptable RST. RFC 5961 3.2: only
+// a RST exactly at RCV.NXT resets the connection; one elsewhere in the
+// window gets a challenge ACK.
+func (e *Endpoint) rstArrives(seg *Segment) {
+	if seg.Seq != e.RcvNxt {
+		e.drop(seg, DropRstInvalid)
+		e.challengeAck()
+		return
+	}
+	e.proto.stats.ResetsReceived.Add(1)
+	switch e.state {
+	case SynReceived:
+		if e.listener != nil {
+			// Passive OPEN: the half-open entry goes; the listener
+			// itself is unharmed.
+			e.transition(Closed, segmentCause(seg))
+			return
+		}
+		// Active OPEN (simultaneous open): "connection refused".
+		e.fail(syscall.ECONNREFUSED, segmentCause(seg))
+	case Established, FinWait1, FinWait2, CloseWait:
+		// "Any outstanding RECEIVEs and SEND should receive 'reset'
+		// responses. All segment queues should be flushed."
+		e.fail(syscall.ECONNRESET, segmentCause(seg))
+		e.sndBuf.Release()
+	default: // CLOSING, LAST-ACK, TIME-WAIT
+		e.transition(Closed, segmentCause(seg))
+	}
+}
+
+// challengeAck sends <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK> under the
+// stack-wide rate limit of RFC 5961 7.
+func (e *Endpoint) challengeAck() {
+	if !e.proto.challenge.allow(e.proto.clock.NowMonotonic()) {
+		e.proto.stats.Drops[DropChallengeRateLimited].Add(1)
+		return
+	}
+	e.sendAck(SendChallengeAck)
+}

@@ -1,0 +1,115 @@
+package tcp
+
+import (
+	"syscall"
+)
+
+// CloseWrite closes the sending side (shutdown(2) SHUT_WR; the CLOSE call
+// of RFC 9293 3.10.4 for one direction): a FIN follows the queued data,
+// and receiving goes on. ESTABLISHED moves to FIN-WAIT-1 and CLOSE-WAIT to
+// LAST-ACK. Before the handshake completes the FIN waits for it.
+func (e *Endpoint) CloseWrite() error {
+	e.mu.Lock()
+	err := e.closeWriteLocked("shutdown")
+	e.mu.Unlock()
+	e.flush()
+	return err
+}
+
+func (e *Endpoint) closeWriteLocked(call string) error {
+	if e.finQueued {
+		return nil
+	}
+	switch e.state {
+	case Closed:
+		if e.err != nil {
+			return e.err
+		}
+		return syscall.ENOTCONN
+	case SynSent, SynReceived:
+		e.finQueued = true // sent by afterEstablished
+	case Established:
+		e.finQueued = true
+		e.transition(FinWait1, userCause(call))
+		e.output()
+	case CloseWait:
+		e.finQueued = true
+		e.transition(LastAck, userCause(call))
+		e.output()
+	}
+	return nil
+}
+
+// CloseRead closes the receiving side (shutdown(2) SHUT_RD): queued data
+// is discarded, Read returns io.EOF, and later data is acknowledged and
+// discarded.
+func (e *Endpoint) CloseRead() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.state == Closed && !e.wasEstablished {
+		return syscall.ENOTCONN
+	}
+	e.rcvClosed = true
+	e.rcvBuf.Release()
+	e.notify()
+	return nil
+}
+
+// Close is the CLOSE call (RFC 9293 3.10.4) for both directions. Queued
+// data is still sent, followed by a FIN; the connection goes on through
+// FIN-WAIT or LAST-ACK to CLOSED on its own. If received data was never
+// read it is lost, and the peer is told with a RST instead of a FIN, as
+// Linux does (RFC 2525 2.17). In SYN-SENT the connection is deleted.
+func (e *Endpoint) Close() error {
+	e.mu.Lock()
+	defer func() {
+		e.mu.Unlock()
+		e.flush()
+	}()
+	if e.userClosed {
+		return nil
+	}
+	e.userClosed = true
+	e.notify()
+	unread := e.rcvBuf.Size() > 0 && !e.rcvClosed
+	e.rcvBuf.Release()
+	switch e.state {
+	case Closed:
+		return nil
+	case SynSent:
+		e.transition(Closed, userCause("close"))
+		return nil
+	case Established, CloseWait, FinWait1, FinWait2, SynReceived:
+		if unread {
+			e.sendReset(e.SndNxt)
+			e.transition(Closed, userCause("close with unread data"))
+			return nil
+		}
+	}
+	if err := e.closeWriteLocked("close"); err != nil {
+		return nil
+	}
+	if e.state == FinWait2 {
+		e.setTimer(timerTimeWait, e.proto.opts.FinWait2Timeout)
+	}
+	return nil
+}
+
+// Reset is the ABORT call (RFC 9293 3.10.5): queued data is discarded, a
+// RST is sent in a synchronized state, and the connection is deleted.
+// SO_LINGER with a zero timeout closes this way.
+func (e *Endpoint) Reset() {
+	e.mu.Lock()
+	e.userClosed = true
+	e.rcvBuf.Release()
+	switch e.state {
+	case Closed:
+	case SynSent, TimeWait:
+		e.transition(Closed, userCause("abort"))
+	default:
+		e.sendReset(e.SndNxt)
+		e.transition(Closed, userCause("abort"))
+	}
+	e.mu.Unlock()
+	e.flush()
+}

@@ -1,0 +1,111 @@
+package tcp
+
+import "fmt"
+
+// DropReason names why an inbound segment was discarded, in the spirit of
+// Linux's skb_drop_reason: every discard has one, and a counter per reason.
+type DropReason uint8
+
+// The drop reasons. Keep names stable: they appear in traces, counters and
+// pcapng comments.
+const (
+	DropNone                 DropReason = iota
+	DropMalformed                       // header too short or data offset out of range
+	DropBadChecksum                     // checksum did not verify
+	DropNoSocket                        // no connection and no listener (answered with RST)
+	DropOutOfWindow                     // sequence number outside the receive window (3.10.7.4 first step)
+	DropOldSequence                     // entirely old duplicate
+	DropNoAck                           // ACK bit off in a synchronized state (3.10.7.4 fifth step)
+	DropInvalidAck                      // ACK outside SND.UNA-MAX.SND.WND..SND.NXT (RFC 5961 5.2)
+	DropAckUnsent                       // ACK of data never sent
+	DropRstInvalid                      // RST that is not acceptable (RFC 5961 3.2)
+	DropSynUnexpected                   // SYN in a synchronized state (RFC 5961 4.2)
+	DropListenAck                       // ACK to a listener with no matching half-open entry
+	DropListenRst                       // RST to a listener (3.10.7.2: ignore)
+	DropListenNoSyn                     // neither SYN, ACK nor RST to a listener
+	DropSynQueueFull                    // the SYN queue is at its limit
+	DropAcceptQueueFull                 // the accept queue is at its limit
+	DropSynSentBadAck                   // ACK to our SYN that does not acknowledge it
+	DropClosed                          // the connection is closed
+	DropBufferFull                      // no room in the receive buffer
+	DropChallengeRateLimited            // challenge ACK suppressed by the rate limit
+	numDropReasons
+)
+
+var dropNames = [...]string{
+	DropNone:                 "none",
+	DropMalformed:            "malformed header",
+	DropBadChecksum:          "bad checksum",
+	DropNoSocket:             "no socket",
+	DropOutOfWindow:          "out of window",
+	DropOldSequence:          "old sequence",
+	DropNoAck:                "no ACK",
+	DropInvalidAck:           "invalid ACK",
+	DropAckUnsent:            "ACK of unsent data",
+	DropRstInvalid:           "RST invalid",
+	DropSynUnexpected:        "unexpected SYN",
+	DropListenAck:            "ACK to listener",
+	DropListenRst:            "RST to listener",
+	DropListenNoSyn:          "no SYN to listener",
+	DropSynQueueFull:         "SYN queue full",
+	DropAcceptQueueFull:      "accept queue full",
+	DropSynSentBadAck:        "bad ACK in SYN-SENT",
+	DropClosed:               "connection closed",
+	DropBufferFull:           "receive buffer full",
+	DropChallengeRateLimited: "challenge ACK rate limited",
+}
+
+func (r DropReason) String() string {
+	if int(r) < len(dropNames) {
+		return dropNames[r]
+	}
+	return fmt.Sprintf("DropReason(%d)", uint8(r))
+}
+
+// SendCause names why a segment was sent.
+type SendCause uint8
+
+// The send causes.
+const (
+	SendData SendCause = iota
+	SendAck
+	SendDelayedAck
+	SendWindowUpdate
+	SendSyn
+	SendSynAck
+	SendRetransmit
+	SendFastRetransmit
+	SendSynRetransmit
+	SendSynAckRetransmit
+	SendWindowProbe
+	SendChallengeAck
+	SendRst
+	SendFin
+	SendKeepalive
+	numSendCauses
+)
+
+var sendNames = [...]string{
+	SendData:             "data",
+	SendAck:              "ack",
+	SendDelayedAck:       "delayed ack",
+	SendWindowUpdate:     "window update",
+	SendSyn:              "SYN",
+	SendSynAck:           "SYN-ACK",
+	SendRetransmit:       "retransmit",
+	SendFastRetransmit:   "fast retransmit",
+	SendSynRetransmit:    "SYN retransmit",
+	SendSynAckRetransmit: "SYN-ACK retransmit",
+	SendWindowProbe:      "window probe",
+	SendChallengeAck:     "challenge ACK",
+	SendRst:              "RST",
+	SendFin:              "FIN",
+	SendKeepalive:        "keepalive",
+}
+
+func (c SendCause) String() string {
+	if int(c) < len(sendNames) {
+		return sendNames[c]
+	}
+	return fmt.Sprintf("SendCause(%d)", uint8(c))
+}

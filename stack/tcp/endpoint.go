@@ -1,0 +1,490 @@
+package tcp
+
+import (
+	"io"
+	"net/netip"
+	"sync"
+	"syscall"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/ports"
+	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+)
+
+// Endpoint is one TCP connection: its TCB, its buffers and its timers.
+// It implements gVisor's stack.TransportEndpoint so the demuxer delivers
+// its segments, and offers a non-blocking user API (RFC 9293 3.10's
+// SEND, RECEIVE, CLOSE, ABORT, STATUS).
+//
+// An Endpoint owns no goroutine. Segments arrive on the network's
+// goroutine, timers fire on the clock's, user calls on the caller's; all
+// serialize on mu.
+type Endpoint struct {
+	proto    *Protocol
+	netProto tcpip.NetworkProtocolNumber
+	nic      tcpip.NICID
+	id       stack.TransportEndpointID
+	portRes  *ports.Reservation // held by actively opened connections
+
+	// outMu serializes writing queued packets to the route, so segments
+	// leave in the order they were made. It is never held with mu.
+	outMu    sync.Mutex
+	outSpare []*stack.PacketBuffer
+
+	mu         sync.Mutex
+	state      State
+	stateSince tcpip.MonotonicTime
+	TCB
+	route      *stack.Route
+	registered bool
+	listener   *Listener // set while queued on a listener, not yet accepted
+	outq       []*stack.PacketBuffer
+
+	// Agreed at the handshake.
+	sndMSS      int   // largest payload we send (RFC 9293 3.7.1, RFC 6691)
+	rcvMSS      int   // the MSS we advertised
+	sndWndShift uint8 // RFC 7323 window scale applied to the peer's window field
+	rcvWndShift uint8 // scale we apply to our window field
+	maxSndWnd   uint32
+	wsOK        bool // both SYNs carried the window scale option
+
+	// Send side. sndBuf holds bytes from sndBufSeq on: first those sent
+	// and not yet acknowledged, then those not yet sent.
+	sndBuf      buffer.Buffer
+	sndBufSeq   seqnum.Value
+	sndBufLimit int
+	sndMax      seqnum.Value // highest SND.NXT so far; below it, sending is retransmitting
+	finQueued   bool         // the user closed sending: a FIN follows sndBuf
+	nodelay     bool
+
+	// Receive side.
+	rcvBuf      buffer.Buffer // in-order bytes not yet read by the user
+	rcvBufLimit int
+	ooo         []oooSegment // out-of-order segments, sorted, disjoint
+	oooBytes    int
+	finReceived bool         // the peer's FIN was taken in order
+	rcvClosed   bool         // CloseRead: incoming data is discarded
+	rcvAcc      seqnum.Value // right window edge we advertised; never moves left
+	unacked     int          // segments taken since the last ACK we sent
+
+	// Retransmission, RFC 6298.
+	srtt, rttvar, rto time.Duration
+	rttValid          bool
+	rttTiming         bool
+	rttSeq            seqnum.Value
+	rttStart          tcpip.MonotonicTime
+	retries           int // RTO expiries in a row without progress
+
+	// Congestion control, RFC 5681 and NewReno (RFC 6582).
+	cwnd, ssthresh uint32
+	dupAcks        int
+	inRecovery     bool
+	recover        seqnum.Value
+
+	timers timerSet
+
+	userClosed     bool  // Close was called: nobody reads any more
+	wasEstablished bool  // the handshake completed once
+	err            error // hard error reported to the user once
+	changed        chan struct{}
+
+	bytesSent, bytesAcked, bytesReceived, retransmitted uint64
+}
+
+// oooSegment is out-of-order data held for reassembly.
+type oooSegment struct {
+	seq  seqnum.Value
+	data buffer.Buffer
+	fin  bool
+}
+
+func (o *oooSegment) end() seqnum.Value { return o.seq.Add(seqnum.Size(o.data.Size())) }
+
+// newEndpoint makes a connection in CLOSED with buffers and timers set up.
+func (p *Protocol) newEndpoint(netProto tcpip.NetworkProtocolNumber, id stack.TransportEndpointID, r *stack.Route) *Endpoint {
+	e := &Endpoint{
+		proto:       p,
+		netProto:    netProto,
+		nic:         r.NICID(),
+		id:          id,
+		route:       r,
+		sndBufLimit: p.opts.SendBufferSize,
+		rcvBufLimit: p.opts.ReceiveBufferSize,
+		rto:         p.opts.InitialRTO,
+	}
+	e.stateSince = p.clock.NowMonotonic()
+	e.timers.init(p.clock, e.onTimer)
+	// RFC 6691: the MSS option counts neither IP nor TCP options.
+	e.rcvMSS = int(r.MTU()) - header.TCPMinimumSize
+	if e.rcvMSS > 0xffff {
+		e.rcvMSS = 0xffff
+	}
+	e.rcvWndShift = uint8(windowScaleFor(e.rcvBufLimit))
+	return e
+}
+
+// ID returns the connection's 4-tuple.
+func (e *Endpoint) ID() ConnID { return connIDOf(e.id) }
+
+func (e *Endpoint) connID() ConnID { return connIDOf(e.id) }
+
+func connIDOf(id stack.TransportEndpointID) ConnID {
+	var c ConnID
+	if id.LocalAddress.Len() > 0 {
+		a, _ := netip.AddrFromSlice(id.LocalAddress.AsSlice())
+		c.Local = netip.AddrPortFrom(a, id.LocalPort)
+	} else {
+		c.Local = netip.AddrPortFrom(netip.IPv4Unspecified(), id.LocalPort)
+	}
+	if id.RemoteAddress.Len() > 0 {
+		a, _ := netip.AddrFromSlice(id.RemoteAddress.AsSlice())
+		c.Remote = netip.AddrPortFrom(a, id.RemotePort)
+	}
+	return c
+}
+
+// State returns the connection's current RFC 9293 state.
+func (e *Endpoint) State() State {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.state
+}
+
+// Changed returns a channel that is closed at the next change of the
+// connection: data or a FIN arrived, buffer space opened, the state moved
+// or an error occurred. Take it before trying an operation, then wait on
+// it if the operation returned ErrWouldBlock.
+func (e *Endpoint) Changed() <-chan struct{} {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.changed == nil {
+		e.changed = make(chan struct{})
+	}
+	return e.changed
+}
+
+// notify wakes whoever waits on Changed. The caller holds e.mu.
+func (e *Endpoint) notify() {
+	if e.changed != nil {
+		close(e.changed)
+		e.changed = nil
+	}
+}
+
+// Established reports whether the handshake completed, and the error that
+// ended the connection if it failed before that.
+func (e *Endpoint) Established() (bool, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	switch {
+	case e.state == SynSent || e.state == SynReceived:
+		return false, nil
+	case e.err != nil && !e.everEstablished():
+		return false, e.err
+	case e.state == Closed && !e.everEstablished():
+		return false, syscall.ECONNABORTED
+	}
+	return true, nil
+}
+
+func (e *Endpoint) everEstablished() bool { return e.wasEstablished }
+
+// Read copies received bytes into b (RFC 9293 3.10.3 RECEIVE). It returns
+// io.EOF once the peer's FIN has been read past, the connection's error
+// after a reset or a timeout, and ErrWouldBlock when nothing is there yet.
+func (e *Endpoint) Read(b []byte) (int, error) {
+	e.mu.Lock()
+	n, err := e.readLocked(b)
+	e.mu.Unlock()
+	e.flush()
+	return n, err
+}
+
+func (e *Endpoint) readLocked(b []byte) (int, error) {
+	if e.rcvBuf.Size() > 0 {
+		if len(b) == 0 {
+			return 0, nil
+		}
+		n, _ := e.rcvBuf.ReadAt(b, 0)
+		e.rcvBuf.TrimFront(int64(n))
+		e.maybeSendWindowUpdate()
+		return n, nil
+	}
+	switch {
+	case e.err != nil:
+		return 0, e.err
+	case e.finReceived || e.rcvClosed:
+		return 0, io.EOF
+	case e.state == Closed:
+		return 0, syscall.ENOTCONN
+	}
+	return 0, ErrWouldBlock
+}
+
+// Readable reports whether Read would return without ErrWouldBlock.
+func (e *Endpoint) Readable() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.rcvBuf.Size() > 0 || e.err != nil || e.finReceived || e.rcvClosed || e.state == Closed
+}
+
+// Write queues bytes for sending (RFC 9293 3.10.2 SEND) and returns how
+// many the send buffer took. It returns ErrWouldBlock when the buffer is
+// full, EPIPE once the sending side is closed, and the connection's error
+// after a reset or a timeout.
+func (e *Endpoint) Write(b []byte) (int, error) {
+	e.mu.Lock()
+	n, err := e.writeLocked(b)
+	e.mu.Unlock()
+	e.flush()
+	return n, err
+}
+
+func (e *Endpoint) writeLocked(b []byte) (int, error) {
+	switch {
+	case e.err != nil:
+		return 0, e.err
+	case e.finQueued || e.userClosed || !e.state.canSend():
+		return 0, syscall.EPIPE
+	}
+	room := e.sndBufLimit - int(e.sndBuf.Size())
+	if room <= 0 {
+		return 0, ErrWouldBlock
+	}
+	if len(b) > room {
+		b = b[:room]
+	}
+	e.appendSend(b)
+	if e.state.synchronized() {
+		e.output()
+	}
+	return len(b), nil
+}
+
+// appendSend copies b to the end of the send buffer in views of at most
+// one chunk each.
+func (e *Endpoint) appendSend(b []byte) {
+	for len(b) > 0 {
+		v := buffer.NewViewWithData(b[:min(len(b), 64<<10)])
+		b = b[v.Size():]
+		_ = e.sndBuf.Append(v)
+	}
+}
+
+// Writable reports whether Write would take at least one byte or fail.
+func (e *Endpoint) Writable() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.err != nil || e.finQueued || !e.state.canSend() || int(e.sndBuf.Size()) < e.sndBufLimit
+}
+
+// SendQueued returns how many bytes wait in the send buffer, sent or not,
+// that the peer has not acknowledged.
+func (e *Endpoint) SendQueued() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return int(e.sndBuf.Size())
+}
+
+// SetNoDelay turns Nagle's algorithm (RFC 9293 3.7.4) off (true) or on.
+func (e *Endpoint) SetNoDelay(on bool) {
+	e.mu.Lock()
+	e.nodelay = on
+	if on && e.state.synchronized() {
+		e.output()
+	}
+	e.mu.Unlock()
+	e.flush()
+}
+
+// SetBuffers changes the send and receive buffer limits; zero leaves one
+// unchanged. The window scale was fixed at the handshake, so a receive
+// buffer set afterwards can only use the window the scale allows.
+func (e *Endpoint) SetBuffers(send, receive int) {
+	e.mu.Lock()
+	if send > 0 {
+		e.sndBufLimit = send
+	}
+	if receive > 0 {
+		e.rcvBufLimit = receive
+		if e.state == Closed || e.state == Listen {
+			e.rcvWndShift = uint8(windowScaleFor(receive))
+		}
+	}
+	e.notify()
+	e.mu.Unlock()
+}
+
+// Info is a snapshot of a connection, like Linux's TCP_INFO.
+type Info struct {
+	ID                       ConnID
+	State                    State
+	StateAge                 time.Duration
+	TCB                      TCB
+	RTT, RTTVar, RTO         time.Duration
+	Cwnd, Ssthresh           uint32 // bytes
+	SndMSS, RcvMSS           int
+	SndWndScale, RcvWndScale int // -1 when window scaling is off
+	BytesSent, BytesAcked    uint64
+	BytesReceived            uint64
+	Retransmits              uint64
+	SendQueued, RecvQueued   int
+}
+
+// Info returns a snapshot of the connection.
+func (e *Endpoint) Info() Info {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return Info{
+		ID:            e.connID(),
+		State:         e.state,
+		StateAge:      e.proto.clock.NowMonotonic().Sub(e.stateSince),
+		TCB:           e.TCB,
+		RTT:           e.srtt,
+		RTTVar:        e.rttvar,
+		RTO:           e.rto,
+		Cwnd:          e.cwnd,
+		Ssthresh:      e.ssthresh,
+		SndMSS:        e.sndMSS,
+		RcvMSS:        e.rcvMSS,
+		SndWndScale:   int(e.sndWndShift),
+		RcvWndScale:   int(e.rcvWndShift),
+		BytesSent:     e.bytesSent,
+		BytesAcked:    e.bytesAcked,
+		BytesReceived: e.bytesReceived,
+		Retransmits:   e.retransmitted,
+		SendQueued:    int(e.sndBuf.Size()),
+		RecvQueued:    int(e.rcvBuf.Size()),
+	}
+}
+
+// HandlePacket implements stack.TransportEndpoint: SEGMENT ARRIVES.
+func (e *Endpoint) HandlePacket(id stack.TransportEndpointID, pkt *stack.PacketBuffer) {
+	var seg Segment
+	if r := e.proto.parse(id, pkt, &seg); r != DropNone {
+		e.proto.drop(e.connID(), &seg, r)
+		return
+	}
+	e.mu.Lock()
+	e.segmentArrives(&seg)
+	e.mu.Unlock()
+	seg.Payload.Release()
+	e.flush()
+}
+
+// HandleError implements stack.TransportEndpoint: an ICMP error about a
+// segment we sent. We follow Linux (tcp_v4_err): a hard error during the
+// handshake ends the connection; in a synchronized state it is only
+// remembered as a soft error, since routes come back (RFC 1122 4.2.3.9).
+func (e *Endpoint) HandleError(terr stack.TransportError, pkt *stack.PacketBuffer) {
+	var err error
+	switch terr.Kind() {
+	case stack.DestinationHostUnreachableTransportError:
+		err = syscall.EHOSTUNREACH
+	case stack.DestinationNetworkUnreachableTransportError:
+		err = syscall.ENETUNREACH
+	case stack.DestinationPortUnreachableTransportError, stack.DestinationProtoUnreachableTransportError:
+		err = syscall.ECONNREFUSED
+	default:
+		return
+	}
+	e.mu.Lock()
+	if e.state == SynSent {
+		e.err = err
+		e.transition(Closed, Cause{Kind: CauseSegment, Detail: "ICMP " + err.Error()})
+	}
+	e.mu.Unlock()
+	e.flush()
+}
+
+// Abort implements stack.TransportEndpoint: the stack is closing. The
+// connection moves to CLOSED at once; users see ECONNABORTED.
+func (e *Endpoint) Abort() {
+	e.mu.Lock()
+	if e.state != Closed {
+		if e.err == nil {
+			e.err = syscall.ECONNABORTED
+		}
+		e.transition(Closed, userCause("stack close"))
+	}
+	e.mu.Unlock()
+	e.flush()
+}
+
+// Wait implements stack.TransportEndpoint: there is no goroutine to wait for.
+func (*Endpoint) Wait() {}
+
+// queue puts a finished packet on the output queue. The caller holds e.mu
+// and calls flush after releasing it.
+func (e *Endpoint) queue(pkt *stack.PacketBuffer) {
+	e.outq = append(e.outq, pkt)
+}
+
+// flush writes queued packets. It must be called without e.mu held. When
+// another goroutine is already flushing, it leaves the work to that one,
+// which loops until the queue is empty: this is what keeps a link that
+// delivers on the sender's goroutine from deadlocking on outMu.
+func (e *Endpoint) flush() {
+	for range 1 << 20 {
+		if !e.outMu.TryLock() {
+			return
+		}
+		var release *stack.Route
+		for {
+			e.mu.Lock()
+			if len(e.outq) == 0 {
+				if e.state == Closed && e.route != nil && !e.registered {
+					release, e.route = e.route, nil
+				}
+				e.mu.Unlock()
+				break
+			}
+			q, r := e.outq, e.route
+			e.outq = e.outSpare[:0]
+			e.mu.Unlock()
+			for i, pkt := range q {
+				writePacket(r, pkt)
+				q[i] = nil
+			}
+			e.outSpare = q[:0]
+		}
+		e.outMu.Unlock()
+		if release != nil {
+			release.Release()
+		}
+		e.mu.Lock()
+		empty := len(e.outq) == 0
+		e.mu.Unlock()
+		if empty {
+			return
+		}
+	}
+}
+
+// release deletes the TCB's registrations when the connection enters
+// CLOSED: the demuxer entry, the port and the engine's table. The route
+// is released by flush once the last packet has left.
+func (e *Endpoint) release() {
+	if e.registered {
+		e.registered = false
+		e.proto.stack.UnregisterTransportEndpoint([]tcpip.NetworkProtocolNumber{e.netProto}, ProtocolNumber, e.id, e, ports.Flags{}, 0)
+	}
+	if e.portRes != nil {
+		e.proto.stack.ReleasePort(*e.portRes)
+		e.portRes = nil
+	}
+	if e.listener != nil {
+		e.listener.forget(e)
+		e.listener = nil
+	}
+	e.sndBuf.Release()
+	for i := range e.ooo {
+		e.ooo[i].data.Release()
+	}
+	e.ooo, e.oooBytes = nil, 0
+	e.proto.unregister(e)
+}

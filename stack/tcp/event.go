@@ -1,0 +1,111 @@
+package tcp
+
+import (
+	"fmt"
+	"net/netip"
+	"sync/atomic"
+	"time"
+)
+
+// ConnID is a connection's 4-tuple as seen from this stack. A listener has
+// no remote address.
+type ConnID struct {
+	Local, Remote netip.AddrPort
+}
+
+func (c ConnID) String() string {
+	if !c.Remote.IsValid() {
+		return c.Local.String()
+	}
+	return c.Local.String() + "-" + c.Remote.String()
+}
+
+// EventKind says what an Event reports.
+type EventKind uint8
+
+// The event kinds.
+const (
+	EventState             EventKind = iota + 1 // From -> To, with Cause
+	EventSend                                   // a segment left, with Send and Segment
+	EventDrop                                   // a segment was discarded, with Drop and Segment
+	EventQueue                                  // a listener's queues changed, with Queue
+	EventRetransmitTimeout                      // the RTO fired; RTO is the new backed-off value
+)
+
+// QueueInfo is a listener's queue occupancy and limits.
+type QueueInfo struct {
+	SynQueueLen, SynQueueLimit       int
+	AcceptQueueLen, AcceptQueueLimit int
+}
+
+// Event is one observable thing the engine did. Which fields are set
+// depends on Kind.
+type Event struct {
+	Time    time.Time
+	Kind    EventKind
+	Conn    ConnID
+	From    State
+	To      State
+	Cause   Cause
+	Send    SendCause
+	Drop    DropReason
+	Segment string // tcpdump-style line of the segment concerned
+	Queue   QueueInfo
+	Note    string // e.g. "SYN queued", "accept queue overflow"
+	RTO     time.Duration
+}
+
+func (ev Event) String() string {
+	switch ev.Kind {
+	case EventState:
+		return fmt.Sprintf("%s %s -> %s (%s)", ev.Conn, ev.From, ev.To, ev.Cause)
+	case EventSend:
+		return fmt.Sprintf("%s send %s: %s", ev.Conn, ev.Send, ev.Segment)
+	case EventDrop:
+		return fmt.Sprintf("%s drop (%s): %s", ev.Conn, ev.Drop, ev.Segment)
+	case EventQueue:
+		return fmt.Sprintf("%s %s: syn queue %d/%d, accept queue %d/%d", ev.Conn, ev.Note,
+			ev.Queue.SynQueueLen, ev.Queue.SynQueueLimit, ev.Queue.AcceptQueueLen, ev.Queue.AcceptQueueLimit)
+	case EventRetransmitTimeout:
+		return fmt.Sprintf("%s retransmission timeout, rto %v", ev.Conn, ev.RTO)
+	}
+	return "unknown event"
+}
+
+// Observer receives events. It is called synchronously from the engine,
+// possibly with a connection's lock held: it must not block and must not
+// call back into the stack.
+type Observer func(Event)
+
+// Stats are the engine's counters. They are per stack, safe to read at any
+// time, and never reset.
+type Stats struct {
+	ActiveOpens     atomic.Uint64
+	PassiveOpens    atomic.Uint64
+	SegmentsIn      atomic.Uint64
+	SegmentsOut     atomic.Uint64
+	Retransmits     atomic.Uint64
+	ResetsSent      atomic.Uint64
+	ResetsReceived  atomic.Uint64
+	Timeouts        atomic.Uint64 // connections that gave up retransmitting
+	Drops           [numDropReasons]atomic.Uint64
+	Sends           [numSendCauses]atomic.Uint64
+	ListenOverflows atomic.Uint64 // like Linux ListenOverflows
+	ListenDrops     atomic.Uint64 // like Linux ListenDrops
+}
+
+// Dropped returns how many segments were dropped for reason r.
+func (s *Stats) Dropped(r DropReason) uint64 {
+	if int(r) >= len(s.Drops) {
+		return 0
+	}
+	return s.Drops[r].Load()
+}
+
+// Sent returns how many segments were sent with cause c.
+func (s *Stats) Sent(c SendCause) uint64 {
+	if int(c) >= len(s.Sends) {
+		return 0
+	}
+	return s.Sends[c].Load()
+}

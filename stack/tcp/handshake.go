@@ -1,0 +1,237 @@
+package tcp
+
+import (
+	"syscall"
+
+	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/ports"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+)
+
+// Connect is the active OPEN call of RFC 9293 3.10.1: it chooses a route
+// and a local port, sends a SYN and returns the connection in SYN-SENT.
+// Wait on Changed until Established reports true or an error. local may
+// leave the address empty (chosen by the route) and the port zero (an
+// ephemeral port).
+func (p *Protocol) Connect(local, remote tcpip.FullAddress, netProto tcpip.NetworkProtocolNumber) (*Endpoint, error) {
+	r, terr := p.stack.FindRoute(local.NIC, local.Addr, remote.Addr, netProto, false)
+	if terr != nil {
+		return nil, routeErrno(terr)
+	}
+	id := stack.TransportEndpointID{
+		LocalAddress:  r.LocalAddress(),
+		RemoteAddress: r.RemoteAddress(),
+		RemotePort:    remote.Port,
+	}
+	e := p.newEndpoint(netProto, id, r)
+	res := ports.Reservation{
+		Networks:  []tcpip.NetworkProtocolNumber{netProto},
+		Transport: ProtocolNumber,
+		Addr:      id.LocalAddress,
+		Port:      local.Port,
+		Dest:      tcpip.FullAddress{Addr: id.RemoteAddress, Port: id.RemotePort},
+	}
+	// Take the port and the demuxer entry together, so an ephemeral port
+	// whose 4-tuple is still taken (say, by a connection in TIME-WAIT) is
+	// passed over rather than failing.
+	port, terr := p.stack.ReservePort(p.stack.SecureRNG(), res, func(port uint16) (bool, tcpip.Error) {
+		e.id.LocalPort = port
+		if err := p.stack.RegisterTransportEndpoint(res.Networks, ProtocolNumber, e.id, e, ports.Flags{}, 0); err != nil {
+			if _, ok := err.(*tcpip.ErrPortInUse); ok {
+				return false, nil
+			}
+			return false, err
+		}
+		return true, nil
+	})
+	if terr != nil {
+		r.Release()
+		if _, ok := terr.(*tcpip.ErrPortInUse); ok {
+			return nil, syscall.EADDRINUSE
+		}
+		if _, ok := terr.(*tcpip.ErrNoPortAvailable); ok {
+			return nil, syscall.EADDRNOTAVAIL
+		}
+		return nil, syscall.EADDRINUSE
+	}
+	res.Port = port
+	e.portRes = &res
+	e.registered = true
+	if !p.register(e) {
+		e.mu.Lock()
+		e.transition(Closed, userCause("connect"))
+		e.mu.Unlock()
+		e.flush()
+		return nil, syscall.ENETDOWN
+	}
+
+	e.mu.Lock()
+	e.ISS = p.isn(e.id)
+	e.SndUna = e.ISS
+	e.SndNxt = e.ISS + 1
+	e.sndMax = e.SndNxt
+	e.sndBufSeq = e.ISS + 1
+	e.transition(SynSent, userCause("connect"))
+	e.sendSyn(SendSyn)
+	e.setTimer(timerRetransmit, e.rto)
+	e.mu.Unlock()
+	e.flush()
+	return e, nil
+}
+
+// routeErrno maps gVisor's routing errors to the errno Linux returns from
+// connect(2).
+func routeErrno(err tcpip.Error) error {
+	switch err.(type) {
+	case *tcpip.ErrHostUnreachable:
+		return syscall.EHOSTUNREACH
+	case *tcpip.ErrNetworkUnreachable:
+		return syscall.ENETUNREACH
+	case *tcpip.ErrBadLocalAddress:
+		return syscall.EADDRNOTAVAIL
+	case *tcpip.ErrUnknownNICID:
+		return syscall.ENODEV
+	}
+	return syscall.ENETUNREACH
+}
+
+// sendSyn sends <SEQ=ISS><CTL=SYN> with our MSS and window scale: we always
+// offer scaling (RFC 7323 1.3), and it is in force only if the peer's
+// SYN-ACK offers it too.
+func (e *Endpoint) sendSyn(cause SendCause) {
+	var opts [header.TCPOptionsMaximumSize]byte
+	n := encodeSynOptions(synOptions{mss: uint16(e.rcvMSS), ws: int(e.rcvWndShift)}, opts[:])
+	e.sendSegment(cause, header.TCPFlagSyn, e.ISS, buffer.Buffer{}, opts[:n])
+}
+
+// sendSynAck sends <SEQ=ISS><ACK=RCV.NXT><CTL=SYN,ACK>. The window scale
+// option goes only in answer to one (RFC 7323 1.3).
+func (e *Endpoint) sendSynAck(cause SendCause) {
+	var opts [header.TCPOptionsMaximumSize]byte
+	ws := -1
+	if e.wsOK {
+		ws = int(e.rcvWndShift)
+	}
+	n := encodeSynOptions(synOptions{mss: uint16(e.rcvMSS), ws: ws}, opts[:])
+	e.sendSegment(cause, header.TCPFlagSyn|header.TCPFlagAck, e.ISS, buffer.Buffer{}, opts[:n])
+}
+
+// takeSynOptions applies the peer's SYN options: the send MSS (RFC 9293
+// 3.7.1 and RFC 6691: the peer's MSS or the default when absent, never
+// more than our own path allows) and window scaling (RFC 7323 2.2: in
+// force only if both SYNs carry the option).
+func (e *Endpoint) takeSynOptions(seg *Segment, weOffered bool) {
+	mss := int(seg.MSS)
+	if mss == 0 {
+		mss = header.TCPDefaultMSS
+		if e.netProto == header.IPv6ProtocolNumber {
+			mss = 1220 // RFC 9293 3.7.1: 1220 for IPv6
+		}
+	}
+	e.sndMSS = max(min(mss, e.rcvMSS), 64)
+	e.wsOK = seg.WS >= 0 && weOffered
+	if e.wsOK {
+		e.sndWndShift = uint8(min(seg.WS, header.MaxWndScale))
+	} else {
+		e.sndWndShift = 0
+		e.rcvWndShift = 0
+	}
+}
+
+// synSentArrives is SEGMENT ARRIVES in SYN-SENT (RFC 9293 3.10.7.3).
+func (e *Endpoint) synSentArrives(seg *Segment) {
+	// First, check the ACK bit.
+	ackOK := false
+	if seg.has(header.TCPFlagAck) {
+		if seg.Ack.LessThanEq(e.ISS) || e.SndNxt.LessThan(seg.Ack) {
+			e.drop(seg, DropSynSentBadAck)
+			if !seg.has(header.TCPFlagRst) {
+				e.sendReset(seg.Ack)
+			}
+			return
+		}
+		ackOK = e.SndUna.LessThan(seg.Ack) && seg.Ack.LessThanEq(e.SndNxt)
+	}
+	// Second, check the RST bit. A RST is acceptable only if it
+	// acknowledges our SYN (RFC 5961 3.2 keeps this rule for SYN-SENT).
+	if seg.has(header.TCPFlagRst) {
+		if !ackOK {
+			e.drop(seg, DropRstInvalid)
+			return
+		}
+		e.proto.stats.ResetsReceived.Add(1)
+		e.fail(syscall.ECONNREFUSED, segmentCause(seg))
+		return
+	}
+	// Third, security: not implemented (RFC 9293 3.10.7.3 allows this).
+	// Fourth, check the SYN bit.
+	if !seg.has(header.TCPFlagSyn) {
+		// Fifth: neither SYN nor RST: drop.
+		e.drop(seg, DropSynSentBadAck)
+		return
+	}
+	e.IRS = seg.Seq
+	e.RcvNxt = seg.Seq + 1
+	e.rcvAcc = e.RcvNxt
+	e.takeSynOptions(seg, true)
+	if ackOK {
+		e.SndUna = seg.Ack
+		e.retries = 0
+		e.stopTimer(timerRetransmit)
+		// Our SYN's round trip seeds the estimator (RFC 6298 allows
+		// the handshake as the first sample; Linux does the same),
+		// unless the SYN was retransmitted (Karn).
+		if e.rto == e.proto.opts.InitialRTO {
+			e.sampleRTT(e.proto.clock.NowMonotonic().Sub(e.stateSince))
+		}
+		// The window in a SYN-ACK is never scaled (RFC 7323 2.2).
+		e.setSndWnd(uint32(seg.Window), seg)
+		e.initCongestion()
+		e.transition(Established, segmentCause(seg))
+		e.sendAck(SendAck)
+		// Data or a FIN riding on the SYN-ACK continue at the sixth step.
+		if seg.Payload.Size() > 0 || seg.has(header.TCPFlagFin) {
+			seg.Seq++
+			seg.Flags &^= header.TCPFlagSyn
+			e.processTextAndFin(seg)
+		}
+		e.afterEstablished()
+		return
+	}
+	// Simultaneous open (3.5, figure 8): SYN-RECEIVED, answer SYN-ACK.
+	e.setSndWnd(uint32(seg.Window), seg)
+	e.transition(SynReceived, segmentCause(seg))
+	e.retries = 0
+	e.sendSynAck(SendSynAck)
+	e.setTimer(timerRetransmit, e.rto)
+}
+
+// setSndWnd records the peer's window and the segment that carried it
+// (SND.WL1, SND.WL2: 3.10.7.4 fifth step).
+func (e *Endpoint) setSndWnd(wnd uint32, seg *Segment) {
+	e.SndWnd = wnd
+	e.SndWL1 = seg.Seq
+	e.SndWL2 = seg.Ack
+	e.maxSndWnd = max(e.maxSndWnd, wnd)
+}
+
+// afterEstablished starts what the user queued before the handshake
+// finished: a FIN from an early CloseWrite or Close, and data.
+func (e *Endpoint) afterEstablished() {
+	if e.finQueued {
+		switch e.state {
+		case Established:
+			e.transition(FinWait1, userCause("close"))
+		case CloseWait:
+			e.transition(LastAck, userCause("close"))
+		}
+	}
+	e.output()
+}
+
+// drop counts and reports a segment this connection discards.
+func (e *Endpoint) drop(seg *Segment, r DropReason) {
+	e.proto.drop(e.connID(), seg, r)
+}

@@ -1,0 +1,117 @@
+package tcp
+
+import (
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+)
+
+// Options configure the engine. The zero value of every field means the
+// default, which follows Linux where RFC 9293 leaves a choice.
+type Options struct {
+	// TimeWait is how long a connection stays in TIME-WAIT: 2*MSL of
+	// RFC 9293 3.4.2. Default 60 s, Linux's TCP_TIMEWAIT_LEN.
+	TimeWait time.Duration
+
+	// FinWait2Timeout bounds FIN-WAIT-2 for a connection the user has
+	// fully closed, like Linux's tcp_fin_timeout (default 60 s). RFC 9293
+	// lets FIN-WAIT-2 last forever; an orphan cannot be told anything, so
+	// Linux and we give up.
+	FinWait2Timeout time.Duration
+
+	// InitialRTO, MinRTO and MaxRTO bound the retransmission timeout.
+	// RFC 6298 2.1 sets the initial RTO to 1 s. Its 1 s minimum (2.4) is a
+	// SHOULD; we follow Linux's 200 ms (TCP_RTO_MIN) and 120 s maximum.
+	InitialRTO, MinRTO, MaxRTO time.Duration
+
+	// SynRetries is how often a SYN is retransmitted before Dial fails with
+	// ETIMEDOUT (Linux tcp_syn_retries, default 6).
+	SynRetries int
+	// SynAckRetries is how often a SYN-ACK is retransmitted before the
+	// half-open entry is dropped (Linux tcp_synack_retries, default 5).
+	SynAckRetries int
+	// MaxRetries is how often a data segment is retransmitted before the
+	// connection fails with ETIMEDOUT (Linux tcp_retries2, default 15).
+	MaxRetries int
+
+	// SendBufferSize and ReceiveBufferSize are the per-connection buffers
+	// in bytes (default 1 MiB each). The receive buffer bounds the window.
+	SendBufferSize, ReceiveBufferSize int
+
+	// SynQueueLimit bounds half-open connections per listener (Linux
+	// tcp_max_syn_backlog; default 1024).
+	SynQueueLimit int
+
+	// AbortOnOverflow answers the final ACK of a handshake with RST when
+	// the accept queue is full, like Linux's tcp_abort_on_overflow. By
+	// default the ACK is dropped and the peer's retransmission completes
+	// the handshake once Accept has made room.
+	AbortOnOverflow bool
+
+	// DelayedAck is the longest an ACK is held back (RFC 9293 3.8.6.3
+	// allows up to 500 ms; Linux uses 40 ms, TCP_DELACK_MIN).
+	DelayedAck time.Duration
+
+	// ChallengeAckLimit bounds challenge ACKs per second per stack
+	// (RFC 5961 7; Linux tcp_challenge_ack_limit, default 1000).
+	ChallengeAckLimit int
+
+	// Observer, if set, receives every Event.
+	Observer Observer
+}
+
+func (o Options) withDefaults() Options {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	defInt := func(d *int, v int) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&o.TimeWait, 60*time.Second)
+	def(&o.FinWait2Timeout, 60*time.Second)
+	def(&o.InitialRTO, time.Second)
+	def(&o.MinRTO, 200*time.Millisecond)
+	def(&o.MaxRTO, 120*time.Second)
+	def(&o.DelayedAck, 40*time.Millisecond)
+	defInt(&o.SynRetries, 6)
+	defInt(&o.SynAckRetries, 5)
+	defInt(&o.MaxRetries, 15)
+	defInt(&o.SendBufferSize, 1<<20)
+	defInt(&o.ReceiveBufferSize, 1<<20)
+	defInt(&o.SynQueueLimit, 1024)
+	defInt(&o.ChallengeAckLimit, 1000)
+	return o
+}
+
+// synOptions are the options we put on a SYN or SYN-ACK.
+type synOptions struct {
+	mss      uint16
+	ws       int // -1: do not send
+	sackPerm bool
+}
+
+// encodeSynOptions writes the SYN options in Linux's order (MSS first) and
+// pads to a multiple of four bytes (RFC 9293 3.1). It returns the length.
+func encodeSynOptions(o synOptions, b []byte) int {
+	n := header.EncodeMSSOption(uint32(o.mss), b)
+	if o.ws >= 0 {
+		n += header.EncodeNOP(b[n:])
+		n += header.EncodeWSOption(o.ws, b[n:])
+	}
+	return header.AddTCPOptionPadding(b, n)
+}
+
+// windowScaleFor returns the smallest shift that lets a 16-bit window field
+// cover a buffer of size bytes (RFC 7323 2.3), at most 14.
+func windowScaleFor(size int) int {
+	ws := 0
+	for size > 0xffff && ws < header.MaxWndScale {
+		size >>= 1
+		ws++
+	}
+	return ws
+}

@@ -1,0 +1,390 @@
+// Package tcp is tapstack's TCP engine: RFC 9293 written out state by
+// state, plugged into a gVisor network stack as the transport protocol for
+// number 6.
+//
+// The engine reads like the RFC. State names, TCB variables and the steps
+// of SEGMENT ARRIVES (3.10.7) carry the RFC's names; one function,
+// transition, changes state; every discarded segment has a DropReason and
+// every sent segment a SendCause, and both are counted and reported to an
+// Observer. Time comes only from the stack's tcpip.Clock, so tests drive
+// retransmission and TIME-WAIT with a fake clock.
+//
+// The user-facing API is Endpoint (a connection) and Listener. They never
+// block: they return ErrWouldBlock and offer a channel that is closed at the
+// next change, which package conn turns into net.Conn and net.Listener.
+package tcp
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"io"
+	"sync"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/header/parse"
+	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/waiter"
+)
+
+// ProtocolNumber is TCP's IP protocol number.
+const ProtocolNumber = header.TCPProtocolNumber
+
+// ErrWouldBlock is returned by non-blocking calls that cannot make progress
+// now. Wait on the channel from Changed and try again.
+var ErrWouldBlock = errors.New("tcp: operation would block")
+
+// Protocol is the engine for one stack. It implements gVisor's
+// stack.TransportProtocol; get it with Of(s) after registering it with
+// NewProtocol.
+type Protocol struct {
+	stack *stack.Stack
+	clock tcpip.Clock
+	opts  Options
+	stats Stats
+
+	// secret keys the RFC 6528 ISN function. It is per stack, so two
+	// stacks in one process do not share sequence spaces.
+	secret [16]byte
+
+	mu        sync.Mutex
+	endpoints map[*Endpoint]struct{}
+	listeners map[*Listener]struct{}
+	closed    bool
+
+	challenge challengeLimiter
+}
+
+// NewProtocol returns the factory that stack.Options.TransportProtocols
+// takes.
+func NewProtocol(opts Options) stack.TransportProtocolFactory {
+	return func(s *stack.Stack) stack.TransportProtocol {
+		p := &Protocol{
+			stack:     s,
+			clock:     s.Clock(),
+			opts:      opts.withDefaults(),
+			endpoints: make(map[*Endpoint]struct{}),
+			listeners: make(map[*Listener]struct{}),
+		}
+		_, _ = io.ReadFull(s.SecureRNG().Reader, p.secret[:])
+		p.challenge.limit = p.opts.ChallengeAckLimit
+		return p
+	}
+}
+
+// Of returns the engine registered in s, or nil if s runs another TCP.
+func Of(s *stack.Stack) *Protocol {
+	p, _ := s.TransportProtocolInstance(ProtocolNumber).(*Protocol)
+	return p
+}
+
+// Stats returns the engine's counters.
+func (p *Protocol) Stats() *Stats { return &p.stats }
+
+// Options returns the options in force, defaults filled in.
+func (p *Protocol) Options() Options { return p.opts }
+
+// Number implements stack.TransportProtocol.
+func (*Protocol) Number() tcpip.TransportProtocolNumber { return ProtocolNumber }
+
+// NewEndpoint implements stack.TransportProtocol. tapstack's API is
+// Endpoint and Listener (and package conn), not tcpip.Endpoint.
+func (*Protocol) NewEndpoint(tcpip.NetworkProtocolNumber, *waiter.Queue) (tcpip.Endpoint, tcpip.Error) {
+	return nil, &tcpip.ErrNotSupported{}
+}
+
+// NewRawEndpoint implements stack.TransportProtocol.
+func (*Protocol) NewRawEndpoint(tcpip.NetworkProtocolNumber, *waiter.Queue) (tcpip.Endpoint, tcpip.Error) {
+	return nil, &tcpip.ErrNotSupported{}
+}
+
+// MinimumPacketSize implements stack.TransportProtocol.
+func (*Protocol) MinimumPacketSize() int { return header.TCPMinimumSize }
+
+// ParsePorts implements stack.TransportProtocol. ICMP errors carry only
+// the first 8 bytes of our header, which hold both ports.
+func (*Protocol) ParsePorts(b []byte) (src, dst uint16, err tcpip.Error) {
+	if len(b) < 4 {
+		return 0, 0, &tcpip.ErrInvalidEndpointState{}
+	}
+	h := header.TCP(b)
+	return h.SourcePort(), h.DestinationPort(), nil
+}
+
+// Parse implements stack.TransportProtocol: it moves the TCP header into
+// pkt.TransportHeader, without which gVisor drops the packet.
+func (*Protocol) Parse(pkt *stack.PacketBuffer) bool { return parse.TCP(pkt) }
+
+// SetOption implements stack.TransportProtocol.
+func (*Protocol) SetOption(tcpip.SettableTransportProtocolOption) tcpip.Error {
+	return &tcpip.ErrUnknownProtocolOption{}
+}
+
+// Option implements stack.TransportProtocol.
+func (*Protocol) Option(tcpip.GettableTransportProtocolOption) tcpip.Error {
+	return &tcpip.ErrUnknownProtocolOption{}
+}
+
+// Close implements stack.TransportProtocol. Connections are aborted by the
+// stack through TransportEndpoint.Abort; here we only refuse new ones.
+func (p *Protocol) Close() {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+}
+
+// Wait implements stack.TransportProtocol: the engine owns no goroutines.
+func (*Protocol) Wait() {}
+
+// Pause implements stack.TransportProtocol.
+func (*Protocol) Pause() {}
+
+// Resume implements stack.TransportProtocol.
+func (*Protocol) Resume() {}
+
+// Restore implements stack.TransportProtocol.
+func (*Protocol) Restore() {}
+
+// HandleUnknownDestinationPacket implements stack.TransportProtocol: a
+// segment for which there is no connection and no listener. RFC 9293
+// 3.10.7.1: if the state is CLOSED, all data is discarded and a RST is
+// sent in response, unless the segment itself carries RST.
+func (p *Protocol) HandleUnknownDestinationPacket(id stack.TransportEndpointID, pkt *stack.PacketBuffer) stack.UnknownDestinationPacketDisposition {
+	var seg Segment
+	if r := p.parse(id, pkt, &seg); r != DropNone {
+		p.drop(ConnID{}, &seg, r)
+		return stack.UnknownDestinationPacketHandled
+	}
+	defer seg.Payload.Release()
+	p.drop(connIDOf(id), &seg, DropNoSocket)
+	if seg.has(header.TCPFlagRst) {
+		return stack.UnknownDestinationPacketHandled
+	}
+	p.replyRST(id, pkt.NetworkProtocolNumber, pkt.NICID, &seg)
+	return stack.UnknownDestinationPacketHandled
+}
+
+// parse validates the segment in pkt and fills seg. Validation happens
+// before any state is touched: a segment that fails it is dropped with the
+// returned reason. The payload shares pkt's storage by reference count;
+// the caller releases it.
+func (p *Protocol) parse(id stack.TransportEndpointID, pkt *stack.PacketBuffer, seg *Segment) DropReason {
+	p.stats.SegmentsIn.Add(1)
+	h := header.TCP(pkt.TransportHeader().Slice())
+	if len(h) < header.TCPMinimumSize {
+		return DropMalformed
+	}
+	payloadLen := pkt.Data().Size()
+	if off := int(h.DataOffset()); off < header.TCPMinimumSize || off > len(h) {
+		return DropMalformed
+	}
+	if !pkt.RXChecksumValidated {
+		// gVisor does not verify transport checksums for us.
+		if !h.IsChecksumValid(id.RemoteAddress, id.LocalAddress, pkt.Data().Checksum(), uint16(payloadLen)) {
+			seg.parseHeader(h)
+			return DropBadChecksum
+		}
+	}
+	seg.parseHeader(h)
+	if payloadLen > 0 {
+		seg.Payload = pkt.Data().ToBuffer()
+	}
+	return DropNone
+}
+
+// drop counts and reports a discarded segment.
+func (p *Protocol) drop(c ConnID, seg *Segment, r DropReason) {
+	p.stats.Drops[r].Add(1)
+	if p.opts.Observer != nil {
+		p.emit(Event{Kind: EventDrop, Conn: c, Drop: r, Segment: seg.String()})
+	}
+}
+
+// emit hands ev to the observer, stamped with the stack's clock.
+func (p *Protocol) emit(ev Event) {
+	if p.opts.Observer == nil {
+		return
+	}
+	ev.Time = p.clock.Now()
+	p.opts.Observer(ev)
+}
+
+// replyRST answers seg with a reset as RFC 9293 3.10.7.1 prescribes for a
+// closed port: if the ACK bit is off, <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>;
+// otherwise <SEQ=SEG.ACK><CTL=RST>.
+func (p *Protocol) replyRST(id stack.TransportEndpointID, netProto tcpip.NetworkProtocolNumber, nic tcpip.NICID, seg *Segment) {
+	r, err := p.stack.FindRoute(nic, id.LocalAddress, id.RemoteAddress, netProto, false)
+	if err != nil {
+		return
+	}
+	defer r.Release()
+	f := outFields{srcPort: id.LocalPort, dstPort: id.RemotePort}
+	if seg.has(header.TCPFlagAck) {
+		f.seq = seg.Ack
+		f.flags = header.TCPFlagRst
+	} else {
+		f.ack = seg.Seq.Add(seg.Len())
+		f.flags = header.TCPFlagRst | header.TCPFlagAck
+	}
+	pkt := buildPacket(r, &f, buffer.Buffer{}, nil)
+	p.countSend(connIDOf(id), SendRst, &f, 0)
+	writePacket(r, pkt)
+}
+
+// countSend counts and reports a segment about to leave.
+func (p *Protocol) countSend(c ConnID, cause SendCause, f *outFields, payloadLen int) {
+	p.stats.SegmentsOut.Add(1)
+	p.stats.Sends[cause].Add(1)
+	if f.flags&header.TCPFlagRst != 0 {
+		p.stats.ResetsSent.Add(1)
+	}
+	if p.opts.Observer != nil {
+		p.emit(Event{Kind: EventSend, Conn: c, Send: cause, Segment: f.String(payloadLen)})
+	}
+}
+
+// isn chooses an initial sequence number as RFC 6528 3 recommends:
+// ISN = M + F(localip, localport, remoteip, remoteport, secretkey), where M
+// is a timer ticking every 4 microseconds and F a keyed hash.
+func (p *Protocol) isn(id stack.TransportEndpointID) seqnum.Value {
+	h := sha256.New()
+	h.Write(p.secret[:])
+	h.Write(id.LocalAddress.AsSlice())
+	h.Write(id.RemoteAddress.AsSlice())
+	var ports [4]byte
+	binary.BigEndian.PutUint16(ports[0:], id.LocalPort)
+	binary.BigEndian.PutUint16(ports[2:], id.RemotePort)
+	h.Write(ports[:])
+	var sum [sha256.Size]byte
+	f := binary.BigEndian.Uint32(h.Sum(sum[:0]))
+	m := uint32(p.clock.NowMonotonic().Sub(tcpip.MonotonicTime{}) / (4 * time.Microsecond))
+	return seqnum.Value(m + f)
+}
+
+// outFields are the header fields of a segment we send.
+type outFields struct {
+	srcPort, dstPort uint16
+	seq, ack         seqnum.Value
+	flags            header.TCPFlags
+	window           uint16
+	opts             []byte
+}
+
+func (f *outFields) String(payloadLen int) string {
+	s := Segment{SrcPort: f.srcPort, DstPort: f.dstPort, Seq: f.seq, Ack: f.ack, Flags: f.flags, Window: f.window, WS: -1}
+	if f.flags&header.TCPFlagSyn != 0 && len(f.opts) > 0 {
+		o := header.ParseSynOptions(f.opts, f.flags&header.TCPFlagAck != 0)
+		s.MSS, s.WS, s.SACKPermitted = o.MSS, o.WS, o.SACKPermitted
+	}
+	str := s.String()
+	if payloadLen > 0 {
+		// s has no payload buffer; patch the length the cheap way.
+		s.Payload = buffer.MakeWithData(make([]byte, payloadLen))
+		str = s.String()
+		s.Payload.Release()
+	}
+	return str
+}
+
+// buildPacket makes a complete TCP packet for r: header, options, payload
+// and checksum. It takes ownership of payload.
+func buildPacket(r *stack.Route, f *outFields, payload buffer.Buffer, _ []byte) *stack.PacketBuffer {
+	hdrLen := header.TCPMinimumSize + len(f.opts)
+	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{
+		ReserveHeaderBytes: hdrLen + int(r.MaxHeaderLength()),
+		Payload:            payload,
+	})
+	h := header.TCP(pkt.TransportHeader().Push(hdrLen))
+	pkt.TransportProtocolNumber = ProtocolNumber
+	h.Encode(&header.TCPFields{
+		SrcPort:    f.srcPort,
+		DstPort:    f.dstPort,
+		SeqNum:     uint32(f.seq),
+		AckNum:     uint32(f.ack),
+		DataOffset: uint8(hdrLen),
+		Flags:      f.flags,
+		WindowSize: f.window,
+	})
+	copy(h[header.TCPMinimumSize:], f.opts)
+	xsum := r.PseudoHeaderChecksum(ProtocolNumber, uint16(pkt.Size()))
+	xsum = checksum.Combine(xsum, pkt.Data().Checksum())
+	h.SetChecksum(^h.CalculateChecksum(xsum))
+	return pkt
+}
+
+// writePacket hands pkt to the network layer. It must be called without
+// any connection lock held: a local route or an in-memory link may deliver
+// the packet, and the peer's reply, on this goroutine.
+func writePacket(r *stack.Route, pkt *stack.PacketBuffer) {
+	_ = r.WritePacket(stack.NetworkHeaderParams{Protocol: ProtocolNumber, TTL: r.DefaultTTL()}, pkt)
+	pkt.DecRef()
+}
+
+// register and unregister keep the engine's table of live connections,
+// used by Connections and by Stack.Close.
+func (p *Protocol) register(e *Endpoint) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return false
+	}
+	p.endpoints[e] = struct{}{}
+	return true
+}
+
+func (p *Protocol) unregister(e *Endpoint) {
+	p.mu.Lock()
+	delete(p.endpoints, e)
+	p.mu.Unlock()
+}
+
+// Connections returns a snapshot of every connection the engine keeps,
+// including those in TIME-WAIT and those not yet accepted.
+func (p *Protocol) Connections() []*Endpoint {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]*Endpoint, 0, len(p.endpoints))
+	for e := range p.endpoints {
+		out = append(out, e)
+	}
+	return out
+}
+
+// Listeners returns a snapshot of the open listeners.
+func (p *Protocol) Listeners() []*Listener {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]*Listener, 0, len(p.listeners))
+	for l := range p.listeners {
+		out = append(out, l)
+	}
+	return out
+}
+
+// challengeLimiter bounds challenge ACKs per second across the stack
+// (RFC 5961 7: "the number of challenge ACKs sent MUST be rate limited").
+type challengeLimiter struct {
+	mu     sync.Mutex
+	limit  int
+	window tcpip.MonotonicTime
+	count  int
+}
+
+func (c *challengeLimiter) allow(now tcpip.MonotonicTime) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if now.Sub(c.window) >= time.Second {
+		c.window = now
+		c.count = 0
+	}
+	if c.count >= c.limit {
+		return false
+	}
+	c.count++
+	return true
+}

@@ -1,0 +1,133 @@
+package tcp
+
+import (
+	"fmt"
+	"strings"
+
+	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
+)
+
+// Segment is a parsed TCP segment, inbound or outbound: the header fields
+// the state machine reads, the options it understands, and the payload.
+type Segment struct {
+	SrcPort, DstPort uint16
+	Seq              seqnum.Value
+	Ack              seqnum.Value
+	Flags            header.TCPFlags
+	Window           uint16 // as on the wire, before scaling
+
+	// Options seen on the segment. MSS and WS only count on a SYN
+	// (RFC 9293 3.7.1, RFC 7323 2.2). WS is -1 when absent.
+	MSS           uint16
+	WS            int
+	SACKPermitted bool
+
+	Payload buffer.Buffer
+}
+
+// Len is SEG.LEN of RFC 9293 3.4: the payload plus one for SYN and one for FIN.
+func (s *Segment) Len() seqnum.Size {
+	n := seqnum.Size(s.Payload.Size())
+	if s.Flags&header.TCPFlagSyn != 0 {
+		n++
+	}
+	if s.Flags&header.TCPFlagFin != 0 {
+		n++
+	}
+	return n
+}
+
+func (s *Segment) has(f header.TCPFlags) bool { return s.Flags&f != 0 }
+
+// flagString renders flags as tcpdump does: S, F, P, R, U and "." for ACK.
+func flagString(f header.TCPFlags) string {
+	var b strings.Builder
+	for _, x := range []struct {
+		f header.TCPFlags
+		c byte
+	}{{header.TCPFlagSyn, 'S'}, {header.TCPFlagFin, 'F'}, {header.TCPFlagPsh, 'P'}, {header.TCPFlagRst, 'R'}, {header.TCPFlagUrg, 'U'}, {header.TCPFlagEce, 'E'}, {header.TCPFlagCwr, 'W'}, {header.TCPFlagAck, '.'}} {
+		if f&x.f != 0 {
+			b.WriteByte(x.c)
+		}
+	}
+	if b.Len() == 0 {
+		return "none"
+	}
+	return b.String()
+}
+
+// String renders the segment like a tcpdump line with absolute numbers:
+// "Flags [S.], seq 100, ack 201, win 65535, options [mss 1460,wscale 7], length 0".
+func (s *Segment) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d > %d: Flags [%s], seq %d", s.SrcPort, s.DstPort, flagString(s.Flags), uint32(s.Seq))
+	if n := s.Payload.Size(); n > 0 {
+		fmt.Fprintf(&b, ":%d", uint32(s.Seq)+uint32(n))
+	}
+	if s.has(header.TCPFlagAck) {
+		fmt.Fprintf(&b, ", ack %d", uint32(s.Ack))
+	}
+	fmt.Fprintf(&b, ", win %d", s.Window)
+	var opts []string
+	if s.MSS != 0 {
+		opts = append(opts, fmt.Sprintf("mss %d", s.MSS))
+	}
+	if s.SACKPermitted {
+		opts = append(opts, "sackOK")
+	}
+	if s.WS >= 0 && s.has(header.TCPFlagSyn) {
+		opts = append(opts, fmt.Sprintf("wscale %d", s.WS))
+	}
+	if len(opts) > 0 {
+		fmt.Fprintf(&b, ", options [%s]", strings.Join(opts, ","))
+	}
+	fmt.Fprintf(&b, ", length %d", s.Payload.Size())
+	return b.String()
+}
+
+// parseHeader fills s from a TCP header that has already been length- and
+// checksum-validated. The payload is left to the caller.
+func (s *Segment) parseHeader(h header.TCP) {
+	s.SrcPort = h.SourcePort()
+	s.DstPort = h.DestinationPort()
+	s.Seq = seqnum.Value(h.SequenceNumber())
+	s.Ack = seqnum.Value(h.AckNumber())
+	s.Flags = h.Flags()
+	s.Window = h.WindowSize()
+	s.WS = -1
+	if s.Flags&header.TCPFlagSyn != 0 {
+		o := header.ParseSynOptions(h.Options(), s.Flags&header.TCPFlagAck != 0)
+		s.MSS = o.MSS
+		s.WS = o.WS
+		s.SACKPermitted = o.SACKPermitted
+		// ParseSynOptions substitutes the RFC 9293 default when no MSS
+		// option is present; keep 0 to mean "absent" so traces show what
+		// was really on the wire.
+		if !hasMSSOption(h.Options()) {
+			s.MSS = 0
+		}
+	}
+}
+
+// hasMSSOption walks the option list looking for kind 2 (RFC 9293 3.1).
+// The walk is bounded by the option bytes (at most 40).
+func hasMSSOption(opts []byte) bool {
+	for i := 0; i < len(opts); {
+		switch opts[i] {
+		case header.TCPOptionEOL:
+			return false
+		case header.TCPOptionNOP:
+			i++
+		case header.TCPOptionMSS:
+			return i+4 <= len(opts) && opts[i+1] == 4
+		default:
+			if i+1 >= len(opts) || opts[i+1] < 2 {
+				return false
+			}
+			i += int(opts[i+1])
+		}
+	}
+	return false
+}

@@ -1,0 +1,141 @@
+package tcp
+
+import (
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+)
+
+// timerKind names a connection's timers. A connection keeps one deadline
+// per kind and arms a single clock timer for the earliest of them, so a
+// connection costs one tcpip.Timer however many of its timers run.
+type timerKind uint8
+
+const (
+	timerRetransmit timerKind = iota // RFC 6298: also SYN and SYN-ACK retransmission
+	timerPersist                     // RFC 9293 3.8.6.1 zero-window probes
+	timerDelayedAck                  // RFC 9293 3.8.6.3
+	timerTimeWait                    // 2*MSL in TIME-WAIT; also the orphan FIN-WAIT-2 timeout
+	numTimers
+)
+
+var timerNames = [...]string{
+	timerRetransmit: "retransmit",
+	timerPersist:    "persist",
+	timerDelayedAck: "delayed ack",
+	timerTimeWait:   "time-wait",
+}
+
+func (k timerKind) String() string { return timerNames[k] }
+
+// timerSet is the named timers of one connection over one clock timer.
+type timerSet struct {
+	clock    tcpip.Clock
+	fire     func()
+	t        tcpip.Timer
+	deadline [numTimers]tcpip.MonotonicTime
+	armed    [numTimers]bool
+	at       tcpip.MonotonicTime // when t fires; zero if stopped
+}
+
+func (ts *timerSet) init(c tcpip.Clock, fire func()) {
+	ts.clock = c
+	ts.fire = fire
+}
+
+// set arms timer k to fire after d. The caller holds the connection's lock.
+func (e *Endpoint) setTimer(k timerKind, d time.Duration) {
+	ts := &e.timers
+	ts.deadline[k] = ts.clock.NowMonotonic().Add(d)
+	ts.armed[k] = true
+	ts.reschedule()
+}
+
+func (e *Endpoint) stopTimer(k timerKind) {
+	if e.timers.armed[k] {
+		e.timers.armed[k] = false
+		e.timers.reschedule()
+	}
+}
+
+func (e *Endpoint) timerArmed(k timerKind) bool { return e.timers.armed[k] }
+
+func (e *Endpoint) stopAllTimers() {
+	e.timers.armed = [numTimers]bool{}
+	e.timers.reschedule()
+}
+
+// reschedule points the clock timer at the earliest armed deadline.
+func (ts *timerSet) reschedule() {
+	var next tcpip.MonotonicTime
+	found := false
+	for k := range ts.deadline {
+		if ts.armed[k] && (!found || ts.deadline[k].Before(next)) {
+			next, found = ts.deadline[k], true
+		}
+	}
+	if !found {
+		if ts.t != nil && ts.at != (tcpip.MonotonicTime{}) {
+			ts.t.Stop()
+		}
+		ts.at = tcpip.MonotonicTime{}
+		return
+	}
+	if next == ts.at {
+		return
+	}
+	ts.at = next
+	d := next.Sub(ts.clock.NowMonotonic())
+	if d < 0 {
+		d = 0
+	}
+	if ts.t == nil {
+		ts.t = ts.clock.AfterFunc(d, ts.fire)
+		return
+	}
+	ts.t.Stop()
+	ts.t.Reset(d)
+}
+
+// onTimer runs when the clock timer fires: every timer whose deadline has
+// passed is handled, in the order of timerKind.
+func (e *Endpoint) onTimer() {
+	e.mu.Lock()
+	ts := &e.timers
+	ts.at = tcpip.MonotonicTime{}
+	now := ts.clock.NowMonotonic()
+	for k := timerKind(0); k < numTimers; k++ {
+		if ts.armed[k] && !now.Before(ts.deadline[k]) {
+			ts.armed[k] = false
+			e.timerExpired(k)
+		}
+	}
+	ts.reschedule()
+	e.mu.Unlock()
+	e.flush()
+}
+
+// timerExpired dispatches one expired timer.
+func (e *Endpoint) timerExpired(k timerKind) {
+	switch k {
+	case timerRetransmit:
+		e.retransmitTimeout()
+	case timerPersist:
+		e.persistTimeout()
+	case timerDelayedAck:
+		if e.unacked > 0 && e.state.synchronized() {
+			e.sendAck(SendDelayedAck)
+		}
+	case timerTimeWait:
+		switch e.state {
+		case TimeWait:
+			// 3.10.8: when the time-wait timeout expires, delete the TCB.
+			e.transition(Closed, timerCause(k))
+		case FinWait2:
+			// Linux's tcp_fin_timeout for an orphan: nobody can read the
+			// peer's data any more and the peer never sent its FIN.
+			e.sendReset(e.SndNxt)
+			e.transition(Closed, timerCause(k))
+		}
+	}
+}

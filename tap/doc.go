@@ -1,0 +1,21 @@
+// Package tap provides the link layer of tapstack: Ethernet link endpoints
+// for gVisor's netstack (stack.LinkEndpoint) backed by a Linux TAP device or
+// by an in-memory cable, and link middleware that injects faults.
+//
+//   - [Open] attaches to a Linux TAP device (creating it if needed) and
+//     returns a [Device] whose [Device.LinkEndpoint] carries Ethernet frames
+//     between the kernel and a gVisor stack. One goroutine reads frames while
+//     the endpoint is attached; it stops when the NIC is removed or the device
+//     is closed.
+//   - [Pipe] returns the two ends of an in-memory Ethernet cable. Each end is
+//     a stack.LinkEndpoint with its own random MAC; frames written on one end
+//     arrive on the other. It needs no privileges, so tests and demos use it
+//     to connect two stacks in one process.
+//   - [NewFault] wraps any link endpoint and applies loss, duplication,
+//     reordering, corruption and delay to outbound frames, driven by a seeded
+//     random source so that a failing test can be replayed.
+//
+// All endpoints expect the network layer above them to be ARP, IPv4 or IPv6:
+// they carry whole Ethernet frames and let gVisor's ethernet endpoint add and
+// strip the header.
+package tap

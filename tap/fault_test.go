@@ -1,0 +1,268 @@
+package tap_test
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/link/channel"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"github.com/tapstack/tapstack/tap"
+)
+
+const (
+	linkLen, netLen, tcpLen = 14, 20, 20
+	hdrLen                  = linkLen + netLen + tcpLen
+)
+
+// segment builds an outbound frame shaped like what a NIC hands its link
+// endpoint: link, network and transport headers pushed, with id in the
+// payload so tests can tell frames apart.
+func segment(id byte) *stack.PacketBuffer {
+	payload := bytes.Repeat([]byte{id}, 100)
+	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{
+		ReserveHeaderBytes: hdrLen,
+		Payload:            buffer.MakeWithData(payload),
+	})
+	copy(pkt.TransportHeader().Push(tcpLen), bytes.Repeat([]byte{0xee}, tcpLen))
+	copy(pkt.NetworkHeader().Push(netLen), bytes.Repeat([]byte{0x45}, netLen))
+	copy(pkt.LinkHeader().Push(linkLen), bytes.Repeat([]byte{0xaa}, linkLen))
+	return pkt
+}
+
+// send writes frames with the given ids through f, one WritePackets each.
+func send(t *testing.T, f *tap.Fault, ids ...byte) {
+	t.Helper()
+	for _, id := range ids {
+		pkt := segment(id)
+		var l stack.PacketBufferList
+		l.PushBack(pkt)
+		if _, err := f.WritePackets(l); err != nil {
+			t.Fatalf("WritePackets: %v", err)
+		}
+		pkt.DecRef()
+	}
+}
+
+// received drains inner and returns the frames' bytes.
+func received(inner *channel.Endpoint) [][]byte {
+	var out [][]byte
+	for pkt := inner.Read(); pkt != nil; pkt = inner.Read() {
+		out = append(out, pkt.ToView().AsSlice())
+		pkt.DecRef()
+	}
+	return out
+}
+
+func ids(frames [][]byte) []byte {
+	var s []byte
+	for _, f := range frames {
+		s = append(s, f[len(f)-1])
+	}
+	return s
+}
+
+func newFault(cfg tap.FaultConfig) (*tap.Fault, *channel.Endpoint) {
+	inner := channel.New(64, 1514, tcpip.LinkAddress(tap.RandomMAC()))
+	if cfg.Source == nil {
+		cfg.Source = rand.NewPCG(7, 7)
+	}
+	return tap.NewFault(inner, cfg), inner
+}
+
+func TestFaultPassThrough(t *testing.T) {
+	f, inner := newFault(tap.FaultConfig{})
+	send(t, f, 1, 2, 3)
+	if got := ids(received(inner)); !bytes.Equal(got, []byte{1, 2, 3}) {
+		t.Errorf("got %v, want [1 2 3]", got)
+	}
+	if st := f.Stats(); st != (tap.FaultStats{Frames: 3}) {
+		t.Errorf("stats %+v", st)
+	}
+	f.Close()
+	f.Wait()
+}
+
+func TestFaultLoss(t *testing.T) {
+	f, inner := newFault(tap.FaultConfig{Loss: 1})
+	send(t, f, 1, 2, 3)
+	if got := received(inner); len(got) != 0 {
+		t.Errorf("%d frames got through", len(got))
+	}
+	if st := f.Stats(); st.Lost != 3 {
+		t.Errorf("Lost = %d, want 3", st.Lost)
+	}
+	f.Close()
+}
+
+func TestFaultDuplicate(t *testing.T) {
+	f, inner := newFault(tap.FaultConfig{Duplicate: 1})
+	send(t, f, 1, 2)
+	if got := ids(received(inner)); !bytes.Equal(got, []byte{1, 1, 2, 2}) {
+		t.Errorf("got %v, want [1 1 2 2]", got)
+	}
+	f.Close()
+}
+
+func TestFaultReorder(t *testing.T) {
+	f, inner := newFault(tap.FaultConfig{Reorder: 1, ReorderTimeout: time.Hour})
+	send(t, f, 1, 2, 3, 4, 5)
+	// 1 is held and follows 2; 3 is held and follows 4; 5 is held.
+	if got := ids(received(inner)); !bytes.Equal(got, []byte{2, 1, 4, 3}) {
+		t.Errorf("got %v, want [2 1 4 3]", got)
+	}
+	if st := f.Stats(); st.Reordered != 3 {
+		t.Errorf("Reordered = %d, want 3", st.Reordered)
+	}
+	// Close drops the held frame and stops its timer.
+	f.Close()
+	f.Wait()
+}
+
+func TestFaultReorderTimeout(t *testing.T) {
+	f, inner := newFault(tap.FaultConfig{Reorder: 1, ReorderTimeout: 5 * time.Millisecond})
+	send(t, f, 9)
+	if got := received(inner); len(got) != 0 {
+		t.Fatalf("held frame sent at once")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for inner.NumQueued() == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if got := ids(received(inner)); !bytes.Equal(got, []byte{9}) {
+		t.Errorf("got %v after timeout, want [9]", got)
+	}
+	f.Close()
+	f.Wait()
+}
+
+func TestFaultCorrupt(t *testing.T) {
+	f, inner := newFault(tap.FaultConfig{Corrupt: 1})
+	orig := segment(5)
+	want := orig.ToView().AsSlice()
+	var l stack.PacketBufferList
+	l.PushBack(orig)
+	f.WritePackets(l)
+	// The sender's packet must be untouched: it may be retransmitted.
+	if got := orig.ToView().AsSlice(); !bytes.Equal(got, want) {
+		t.Errorf("original packet modified")
+	}
+	orig.DecRef()
+	got := received(inner)
+	if len(got) != 1 {
+		t.Fatalf("%d frames, want 1", len(got))
+	}
+	if !bytes.Equal(got[0][:linkLen+netLen], want[:linkLen+netLen]) {
+		t.Errorf("link or network header changed")
+	}
+	diff := 0
+	for i := range want {
+		if got[0][i] != want[i] {
+			diff++
+		}
+	}
+	if diff != 1 {
+		t.Errorf("%d bytes differ, want 1", diff)
+	}
+	if st := f.Stats(); st.Corrupted != 1 {
+		t.Errorf("Corrupted = %d", st.Corrupted)
+	}
+	f.Close()
+}
+
+func TestFaultDelay(t *testing.T) {
+	const delay = 30 * time.Millisecond
+	f, inner := newFault(tap.FaultConfig{Delay: delay})
+	start := time.Now()
+	send(t, f, 1, 2, 3)
+	if inner.NumQueued() != 0 {
+		t.Fatalf("delayed frames sent at once")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for inner.NumQueued() < 3 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if el := time.Since(start); el < delay {
+		t.Errorf("frames arrived after %v, want >= %v", el, delay)
+	}
+	if got := ids(received(inner)); !bytes.Equal(got, []byte{1, 2, 3}) {
+		t.Errorf("got %v, want [1 2 3]", got)
+	}
+	// Frames still waiting at Close are dropped, and Wait returns.
+	send(t, f, 4)
+	f.Close()
+	f.Wait()
+	time.Sleep(2 * delay)
+	if got := received(inner); len(got) != 0 {
+		t.Errorf("%d frames sent after Close", len(got))
+	}
+}
+
+func TestFaultDeterministic(t *testing.T) {
+	run := func() (tap.FaultStats, []byte) {
+		f, inner := newFault(tap.FaultConfig{
+			Loss: 0.2, Duplicate: 0.2, Reorder: 0.2, Corrupt: 0.2,
+			ReorderTimeout: time.Hour, Source: rand.NewPCG(42, 1),
+		})
+		defer f.Close()
+		for i := range 50 {
+			send(t, f, byte(i))
+		}
+		var all []byte
+		for _, fr := range received(inner) {
+			all = append(all, fr...)
+		}
+		return f.Stats(), all
+	}
+	s1, b1 := run()
+	s2, b2 := run()
+	if s1 != s2 || !bytes.Equal(b1, b2) {
+		t.Errorf("same seed, different runs: %+v vs %+v", s1, s2)
+	}
+	if s1.Lost == 0 || s1.Duplicated == 0 || s1.Reordered == 0 || s1.Corrupted == 0 {
+		t.Errorf("some fault never applied: %+v", s1)
+	}
+}
+
+func TestFaultConcurrent(t *testing.T) {
+	check := goroutineBaseline(t)
+	inner := channel.New(100000, 1514, tcpip.LinkAddress(tap.RandomMAC()))
+	f := tap.NewFault(inner, tap.FaultConfig{
+		Loss: 0.1, Duplicate: 0.1, Reorder: 0.1, Corrupt: 0.1,
+		Delay: time.Millisecond, ReorderTimeout: time.Millisecond,
+		Source: rand.NewPCG(3, 3),
+	})
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 200 {
+				pkt := segment(byte(g*200 + i))
+				var l stack.PacketBufferList
+				l.PushBack(pkt)
+				f.WritePackets(l)
+				pkt.DecRef()
+			}
+		})
+	}
+	wg.Go(func() {
+		for range 100 {
+			_ = f.Stats()
+			time.Sleep(100 * time.Microsecond)
+		}
+	})
+	wg.Wait()
+	time.Sleep(20 * time.Millisecond)
+	f.Close()
+	f.Wait()
+	st := f.Stats()
+	if st.Frames != 1600 {
+		t.Errorf("Frames = %d, want 1600", st.Frames)
+	}
+	inner.Close()
+	check()
+}

@@ -1,0 +1,240 @@
+package tap
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+
+	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/link/channel"
+	"gvisor.dev/gvisor/pkg/tcpip/link/ethernet"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+)
+
+// DefaultPipeQueue is the number of frames each end of a [Pipe] can hold
+// before the pump moves them to the other end; beyond it frames are dropped.
+const DefaultPipeQueue = 1024
+
+// PipeOption configures [Pipe].
+type PipeOption func(*pipeConfig)
+
+type pipeConfig struct {
+	mtu   uint32
+	queue int
+}
+
+// WithPipeMTU sets the IP MTU of both ends (default [DefaultMTU]).
+func WithPipeMTU(mtu uint32) PipeOption {
+	return func(c *pipeConfig) { c.mtu = mtu }
+}
+
+// WithPipeQueue sets the outbound queue length of each end, in frames
+// (default [DefaultPipeQueue], minimum 1).
+func WithPipeQueue(frames int) PipeOption {
+	return func(c *pipeConfig) { c.queue = frames }
+}
+
+// PipeEnd is one end of an in-memory Ethernet cable made by [Pipe]. It is a
+// stack.LinkEndpoint: give it to one NIC of one stack.
+type PipeEnd struct {
+	stack.LinkEndpoint // *ethernet.Endpoint over port
+	port               *pipePort
+}
+
+// PipeStats counts frames written on one end of a [Pipe].
+type PipeStats struct {
+	Sent             uint64 // frames moved to the other end
+	DroppedQueueFull uint64 // frames dropped because this end's queue was full
+	DroppedDetached  uint64 // frames dropped because the other end had no stack attached
+	DroppedClosed    uint64 // frames written after the cable was shut down
+}
+
+// Stats returns the counters of frames written on this end.
+func (e *PipeEnd) Stats() PipeStats {
+	p := e.port
+	return PipeStats{
+		Sent:             p.sent.Load(),
+		DroppedQueueFull: p.droppedFull.Load(),
+		DroppedDetached:  p.droppedDetached.Load(),
+		DroppedClosed:    p.droppedClosed.Load(),
+	}
+}
+
+// Pipe returns the two ends of an in-memory Ethernet cable. Each end has its
+// own random MAC address; a frame written on one end is delivered to the
+// stack attached to the other, so ARP, IPv4 and IPv6 work as on a wire.
+//
+// Each direction has a bounded queue and one pump goroutine, started when
+// either end is first attached. Delivery happens on the pump goroutine, never
+// on the writer's, so a stack may hold its locks while writing. A full queue
+// drops frames, as a full NIC queue would; the drops are counted in
+// [PipeEnd.Stats].
+//
+// The cable is shut down for good when either end is detached or closed (the
+// stack removes the NIC, or Stack.Destroy runs); Wait on either end then
+// returns once both pumps have exited.
+func Pipe(opts ...PipeOption) (a, b *PipeEnd) {
+	c := pipeConfig{mtu: DefaultMTU, queue: DefaultPipeQueue}
+	for _, o := range opts {
+		o(&c)
+	}
+	if c.queue < 1 {
+		c.queue = 1
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &pipe{ctx: ctx, cancel: cancel}
+	frameMTU := c.mtu + header.EthernetMinimumSize
+	for i := range p.ports {
+		ch := channel.New(c.queue, frameMTU, tcpip.LinkAddress(RandomMAC()))
+		p.ports[i] = &pipePort{Endpoint: ch, pipe: p}
+	}
+	p.ports[0].peer, p.ports[1].peer = p.ports[1], p.ports[0]
+	return &PipeEnd{LinkEndpoint: ethernet.New(p.ports[0]), port: p.ports[0]},
+		&PipeEnd{LinkEndpoint: ethernet.New(p.ports[1]), port: p.ports[1]}
+}
+
+// pipe is the state shared by both ends.
+type pipe struct {
+	ports [2]*pipePort
+
+	ctx    context.Context // cancelled when the cable shuts down
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // the two pumps
+
+	mu      sync.Mutex
+	started bool
+	down    bool
+}
+
+// start starts the pumps, once, unless the cable is already down.
+func (p *pipe) start() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.started || p.down {
+		return
+	}
+	p.started = true
+	p.wg.Add(2)
+	go p.pump(p.ports[0], p.ports[1])
+	go p.pump(p.ports[1], p.ports[0])
+}
+
+// shutdown stops both pumps; frames written afterwards are dropped.
+func (p *pipe) shutdown() {
+	p.mu.Lock()
+	p.down = true
+	p.mu.Unlock()
+	p.cancel()
+}
+
+func (p *pipe) isDown() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.down
+}
+
+// pump moves frames written on from to the stack attached to to. It ends
+// when the cable shuts down (ReadContext returns nil on cancellation) or
+// from's queue is closed (ReadContext then returns nil at once).
+func (p *pipe) pump(from, to *pipePort) {
+	defer p.wg.Done()
+	for p.ctx.Err() == nil {
+		pkt := from.ReadContext(p.ctx)
+		if pkt == nil {
+			return
+		}
+		// Copy the frame out of the writer's packet: the receiving stack
+		// gets a fresh buffer, as from a real wire, and parses every header
+		// itself.
+		v := pkt.ToView()
+		pkt.DecRef()
+		if !to.IsAttached() {
+			v.Release()
+			from.droppedDetached.Add(1)
+			continue
+		}
+		in := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithView(v)})
+		from.sent.Add(1)
+		to.InjectInbound(0, in) // the ethernet endpoint dispatches on EtherType
+		in.DecRef()
+	}
+}
+
+// pipePort is the inner, header-less endpoint of one end: a channel endpoint
+// whose outbound queue the pump drains, plus the cable's life cycle.
+type pipePort struct {
+	*channel.Endpoint
+	pipe *pipe
+	peer *pipePort
+
+	sent, droppedFull, droppedDetached, droppedClosed atomic.Uint64
+
+	mu      sync.Mutex
+	onClose func()
+}
+
+// Attach implements stack.LinkEndpoint. Detaching shuts the cable down:
+// gVisor's Stack.Wait detaches every NIC and then waits for its endpoint
+// before closing it, so stopping only on Close would deadlock there.
+func (pp *pipePort) Attach(d stack.NetworkDispatcher) {
+	pp.Endpoint.Attach(d)
+	if d == nil {
+		pp.pipe.shutdown()
+		return
+	}
+	pp.pipe.start()
+}
+
+// WritePackets implements stack.LinkWriter. It never blocks.
+func (pp *pipePort) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
+	if pp.pipe.isDown() {
+		pp.droppedClosed.Add(uint64(pkts.Len()))
+		return pkts.Len(), nil
+	}
+	n, err := pp.Endpoint.WritePackets(pkts)
+	if err == nil && n < pkts.Len() {
+		// channel.Endpoint stops at the first frame that does not fit
+		// and reports success for the ones before; the rest are lost.
+		pp.droppedFull.Add(uint64(pkts.Len() - n))
+	}
+	return n, err
+}
+
+// Close implements stack.LinkEndpoint: it shuts the cable down and discards
+// the queued frames. It does not wait for the pumps; Wait does.
+func (pp *pipePort) Close() {
+	pp.mu.Lock()
+	action := pp.onClose
+	pp.onClose = nil
+	pp.mu.Unlock()
+	if action != nil {
+		action()
+	}
+	pp.pipe.shutdown()
+	pp.Endpoint.Close()
+}
+
+// Wait implements stack.LinkEndpoint: it waits for both pumps to exit. The
+// pumps run only between the first Attach and the shutdown, so Wait does not
+// block on a cable that was never attached.
+func (pp *pipePort) Wait() {
+	p := pp.pipe
+	p.mu.Lock()
+	running := p.started && !p.down
+	p.mu.Unlock()
+	if running {
+		// Still up: by the stack.LinkEndpoint contract the caller must
+		// first stop us (detach or close); waiting now would never end.
+		return
+	}
+	p.wg.Wait()
+}
+
+// SetOnCloseAction implements stack.LinkEndpoint.
+func (pp *pipePort) SetOnCloseAction(action func()) {
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	pp.onClose = action
+}

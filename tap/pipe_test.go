@@ -1,0 +1,163 @@
+package tap_test
+
+import (
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"github.com/tapstack/tapstack/tap"
+)
+
+func TestPipeEndpoints(t *testing.T) {
+	a, b := tap.Pipe()
+	if a.MTU() != 1500 || b.MTU() != 1500 {
+		t.Errorf("MTU = %d, %d; want 1500", a.MTU(), b.MTU())
+	}
+	if a.LinkAddress() == b.LinkAddress() {
+		t.Errorf("both ends have MAC %v", a.LinkAddress())
+	}
+	for _, e := range []*tap.PipeEnd{a, b} {
+		mac := []byte(e.LinkAddress())
+		if len(mac) != 6 || mac[0]&1 != 0 || mac[0]&2 == 0 {
+			t.Errorf("MAC %v is not a locally administered unicast address", e.LinkAddress())
+		}
+		if e.ARPHardwareType() != header.ARPHardwareEther {
+			t.Errorf("ARPHardwareType = %v, want Ether", e.ARPHardwareType())
+		}
+		if e.Capabilities()&stack.CapabilityResolutionRequired == 0 {
+			t.Errorf("Capabilities %v lack ResolutionRequired", e.Capabilities())
+		}
+		if got := e.MaxHeaderLength(); got != header.EthernetMinimumSize {
+			t.Errorf("MaxHeaderLength = %d, want %d", got, header.EthernetMinimumSize)
+		}
+	}
+	c, _ := tap.Pipe(tap.WithPipeMTU(9000))
+	if c.MTU() != 9000 {
+		t.Errorf("WithPipeMTU(9000): MTU = %d", c.MTU())
+	}
+	a.Close()
+	b.Close()
+	c.Close()
+}
+
+func frame(n int) stack.PacketBufferList {
+	var l stack.PacketBufferList
+	for range n {
+		l.PushBack(stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(make([]byte, 60))}))
+	}
+	return l
+}
+
+func TestPipeQueueFullDrops(t *testing.T) {
+	check := goroutineBaseline(t)
+	// Not attached yet, so no pump drains the queue: the first frame fits
+	// and the rest are dropped without blocking.
+	a, b := tap.Pipe(tap.WithPipeQueue(1))
+	pkts := frame(3)
+	n, err := a.WritePackets(pkts)
+	pkts.DecRef()
+	if err != nil || n != 1 {
+		t.Fatalf("WritePackets = %d, %v; want 1, nil", n, err)
+	}
+	if got := a.Stats().DroppedQueueFull; got != 2 {
+		t.Errorf("DroppedQueueFull = %d, want 2", got)
+	}
+	a.Close()
+	b.Close()
+	a.Wait()
+	b.Wait()
+	// After the cable is down, writes are dropped and counted.
+	pkts = frame(1)
+	if _, err := a.WritePackets(pkts); err != nil {
+		t.Errorf("write after close: %v", err)
+	}
+	pkts.DecRef()
+	if got := a.Stats().DroppedClosed; got != 1 {
+		t.Errorf("DroppedClosed = %d, want 1", got)
+	}
+	check()
+}
+
+func TestPipePing(t *testing.T) {
+	check := goroutineBaseline(t)
+	a, b := tap.Pipe()
+	sa := newStack(t, a, "192.0.2.1/24")
+	sb := newStack(t, b, "192.0.2.2/24")
+	ping(t, sa, "192.0.2.2", 5*time.Second)
+	ping(t, sb, "192.0.2.1", 5*time.Second)
+	sa.Destroy()
+	sb.Destroy()
+	if st := a.Stats(); st.Sent == 0 {
+		t.Errorf("a sent nothing: %+v", st)
+	}
+	check()
+}
+
+func TestPipeTCP(t *testing.T) {
+	check := goroutineBaseline(t)
+	a, b := tap.Pipe()
+	sa := newStack(t, a, "192.0.2.1/24")
+	sb := newStack(t, b, "192.0.2.2/24")
+	transfer(t, sa, sb, "192.0.2.2", 1<<20, 30*time.Second)
+	sa.Destroy()
+	sb.Destroy()
+	t.Logf("a: %+v", a.Stats())
+	t.Logf("b: %+v", b.Stats())
+	check()
+}
+
+// TestPipeRemoveNIC checks that removing one NIC shuts the cable down and
+// stops the pumps, with the other stack still running.
+func TestPipeRemoveNIC(t *testing.T) {
+	check := goroutineBaseline(t)
+	a, b := tap.Pipe()
+	sa := newStack(t, a, "192.0.2.1/24")
+	sb := newStack(t, b, "192.0.2.2/24")
+	ping(t, sa, "192.0.2.2", 5*time.Second)
+	if err := sa.RemoveNIC(1); err != nil {
+		t.Fatalf("RemoveNIC: %v", err)
+	}
+	a.Wait()
+	b.Wait()
+	sa.Destroy()
+	sb.Destroy()
+	check()
+}
+
+func TestPipeFaultyTCP(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  tap.FaultConfig
+	}{
+		{"loss", tap.FaultConfig{Loss: 0.05}},
+		{"all", tap.FaultConfig{Loss: 0.02, Duplicate: 0.02, Reorder: 0.02, Corrupt: 0.02}},
+		{"delay", tap.FaultConfig{Loss: 0.01, Delay: time.Millisecond}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			check := goroutineBaseline(t)
+			a, b := tap.Pipe()
+			ca, cb := tc.cfg, tc.cfg
+			ca.Source = rand.NewPCG(1, 1)
+			cb.Source = rand.NewPCG(2, 2)
+			fa, fb := tap.NewFault(a, ca), tap.NewFault(b, cb)
+			sa := newStack(t, fa, "192.0.2.1/24")
+			sb := newStack(t, fb, "192.0.2.2/24")
+			transfer(t, sa, sb, "192.0.2.2", 1<<20, 60*time.Second)
+			sa.Destroy()
+			sb.Destroy()
+			t.Logf("a: %+v", fa.Stats())
+			t.Logf("b: %+v", fb.Stats())
+			if tc.cfg.Loss > 0 && fa.Stats().Lost == 0 {
+				t.Errorf("no loss applied: %+v", fa.Stats())
+			}
+			if tc.cfg.Corrupt > 0 && fa.Stats().Corrupted == 0 {
+				t.Errorf("no corruption applied: %+v", fa.Stats())
+			}
+			check()
+		})
+	}
+}

@@ -1,0 +1,483 @@
+//go:build linux
+
+package tap
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/link/ethernet"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+)
+
+// tunPath is the clone device through which Linux hands out TUN/TAP devices.
+const tunPath = "/dev/net/tun"
+
+// DefaultMTU is the IP MTU of a device or pipe unless an option says
+// otherwise. It matches the kernel's default for a new TAP device.
+const DefaultMTU = 1500
+
+// maxFrame is the size of the read buffer. A TAP read returns one whole frame
+// and silently truncates it if the buffer is short, so the buffer is sized
+// for the largest frame the kernel could hand us (an IP packet of 64 KiB plus
+// an Ethernet header with a VLAN tag), not for our own MTU, which the kernel
+// side does not know about.
+const maxFrame = 1<<16 + header.EthernetMinimumSize + 4
+
+// Option configures [Open].
+type Option func(*config)
+
+type config struct {
+	mtu uint32
+	mac net.HardwareAddr
+}
+
+// WithMTU sets the IP MTU of the endpoint (the Ethernet payload size; the
+// frame MTU is 14 bytes more). It should equal the MTU of the kernel side of
+// the device (ip link set NAME mtu N); Open does not change the kernel's.
+func WithMTU(mtu uint32) Option {
+	return func(c *config) { c.mtu = mtu }
+}
+
+// WithMAC sets the endpoint's MAC address. It must be a 6-byte unicast
+// address, and should differ from the kernel side's MAC, or the kernel will
+// not accept frames addressed to us as coming from a neighbour.
+func WithMAC(mac net.HardwareAddr) Option {
+	return func(c *config) { c.mac = append(net.HardwareAddr(nil), mac...) }
+}
+
+// Device is an open Linux TAP device. Its [Device.LinkEndpoint] is given to a
+// gVisor stack (stack.CreateNIC); frames the kernel sends to the device are
+// delivered to that stack and frames the stack writes go to the kernel.
+//
+// The device's file descriptor stays bound to the device in the network
+// namespace in which Open ran, whichever thread later reads or writes it.
+type Device struct {
+	name string
+	ep   *ethernet.Endpoint
+	link *fdLink
+}
+
+// DeviceStats counts frames through a [Device].
+type DeviceStats struct {
+	RxFrames, RxBytes uint64 // frames read from the kernel and delivered
+	TxFrames, TxBytes uint64 // frames written to the kernel
+	RxDropped         uint64 // frames read but not delivered: runts, or no stack attached
+	TxDropped         uint64 // frames the kernel refused with EAGAIN/ENOBUFS (queue full)
+	TxErrors          uint64 // other write errors
+}
+
+// Open attaches to the Linux TAP device name, creating it if it does not
+// exist. An existing device, for example one made by "ip tuntap add name
+// NAME mode tap", keeps its persistence: it outlives the Device. A device
+// created by Open disappears when the Device is closed.
+//
+// Open needs CAP_NET_ADMIN to create a device, or to attach to one it does
+// not own. The returned errors say which requirement failed and wrap the
+// underlying error, so errors.Is(err, os.ErrPermission) and
+// errors.Is(err, fs.ErrNotExist) keep working.
+//
+// Open does not bring the kernel side up or give it addresses; that is the
+// business of the host ("ip link set NAME up").
+func Open(name string, opts ...Option) (*Device, error) {
+	c := config{mtu: DefaultMTU}
+	for _, o := range opts {
+		o(&c)
+	}
+	if err := validName(name); err != nil {
+		return nil, err
+	}
+	if c.mtu < header.IPv4MinimumMTU || c.mtu > maxFrame-header.EthernetMinimumSize-4 {
+		return nil, fmt.Errorf("tap: open %q: MTU %d out of range [%d, %d]", name, c.mtu, header.IPv4MinimumMTU, maxFrame-header.EthernetMinimumSize-4)
+	}
+	if c.mac == nil {
+		c.mac = RandomMAC()
+	} else if err := validMAC(c.mac); err != nil {
+		return nil, fmt.Errorf("tap: open %q: %w", name, err)
+	}
+
+	f, actual, err := openTAP(name)
+	if err != nil {
+		return nil, err
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("tap: open %q: %w", name, err)
+	}
+	l := &fdLink{
+		f:   f,
+		rc:  rc,
+		mac: tcpip.LinkAddress(c.mac),
+	}
+	// The inner endpoint deals in whole frames, so its MTU includes the
+	// Ethernet header; ethernet.Endpoint subtracts it again.
+	l.mtu.Store(c.mtu + header.EthernetMinimumSize)
+	return &Device{name: actual, ep: ethernet.New(l), link: l}, nil
+}
+
+// openTAP opens the clone device and binds the descriptor to the TAP device
+// name (TUNSETIFF).
+//
+// We do this with x/sys/unix rather than github.com/songgao/water because
+// water, as of v0.0.0-20200317203138, (1) always issues TUNSETPERSIST 0, which
+// turns a persistent device made by "ip tuntap add" into one that vanishes
+// when we close it, (2) opens without O_CLOEXEC, so every command a test runs
+// (ip, ping) inherits the descriptor and keeps the device alive, and (3) leaks
+// the descriptor when TUNSETIFF fails. The part of water that matters, a
+// non-blocking descriptor wrapped by os.NewFile, is kept: the runtime poller
+// then owns the descriptor, so Close unblocks a pending Read and
+// SetReadDeadline works.
+func openTAP(name string) (*os.File, string, error) {
+	fd, err := unix.Open(tunPath, unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		perr := &os.PathError{Op: "open", Path: tunPath, Err: err}
+		switch {
+		case errors.Is(err, unix.ENOENT):
+			return nil, "", fmt.Errorf("tap: open %q: the device %s is missing; load the tun module (modprobe tun) or, in a container, pass the device in: %w", name, tunPath, perr)
+		case errors.Is(err, unix.ENODEV), errors.Is(err, unix.ENXIO):
+			return nil, "", fmt.Errorf("tap: open %q: the tun driver behind %s is not loaded (modprobe tun): %w", name, tunPath, perr)
+		case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
+			return nil, "", fmt.Errorf("tap: open %q: no access to %s; run with CAP_NET_ADMIN (e.g. as root or after setcap cap_net_admin+ep): %w", name, tunPath, perr)
+		}
+		return nil, "", fmt.Errorf("tap: open %q: %w", name, perr)
+	}
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		unix.Close(fd)
+		return nil, "", fmt.Errorf("tap: open %q: bad interface name: %w", name, err)
+	}
+	// IFF_NO_PI: frames come without the 4-byte packet-information prefix.
+	ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI)
+	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+		unix.Close(fd)
+		serr := os.NewSyscallError("ioctl TUNSETIFF", err)
+		switch {
+		case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
+			return nil, "", fmt.Errorf("tap: open %q: creating or attaching to a TAP device needs CAP_NET_ADMIN (or ownership of a persistent device): %w", name, serr)
+		case errors.Is(err, unix.EBUSY):
+			return nil, "", fmt.Errorf("tap: open %q: the device is already attached to another file descriptor: %w", name, serr)
+		case errors.Is(err, unix.EINVAL):
+			return nil, "", fmt.Errorf("tap: open %q: an interface with this name exists but is not a single-queue TAP device without packet information (is it a TUN, or multi_queue?): %w", name, serr)
+		}
+		return nil, "", fmt.Errorf("tap: open %q: %w", name, serr)
+	}
+	actual := ifr.Name()
+	f := os.NewFile(uintptr(fd), tunPath+":"+actual)
+	if f == nil {
+		unix.Close(fd)
+		return nil, "", fmt.Errorf("tap: open %q: bad descriptor", name)
+	}
+	return f, actual, nil
+}
+
+// validName reports why name cannot be a Linux interface name, following the
+// kernel's dev_valid_name, so that the user gets a clear message instead of
+// EINVAL from an ioctl.
+func validName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("tap: empty device name")
+	case len(name) >= unix.IFNAMSIZ:
+		return fmt.Errorf("tap: device name %q is %d bytes; Linux allows at most %d", name, len(name), unix.IFNAMSIZ-1)
+	case name == "." || name == "..":
+		return fmt.Errorf("tap: device name %q is not allowed", name)
+	case strings.ContainsAny(name, "/: \t\n\r\v\f\x00"):
+		return fmt.Errorf("tap: device name %q contains '/', ':', NUL or white space", name)
+	}
+	return nil
+}
+
+// Name returns the name of the device.
+func (d *Device) Name() string { return d.name }
+
+// MAC returns the MAC address of the stack's side of the device.
+func (d *Device) MAC() net.HardwareAddr {
+	return net.HardwareAddr(d.link.LinkAddress())
+}
+
+// LinkEndpoint returns the Ethernet link endpoint of the device, to be given
+// to exactly one gVisor NIC. When the stack removes the NIC (RemoveNIC,
+// Destroy) it closes the endpoint, and with it the device.
+func (d *Device) LinkEndpoint() stack.LinkEndpoint { return d.ep }
+
+// Stats returns the device's counters.
+func (d *Device) Stats() DeviceStats {
+	l := d.link
+	return DeviceStats{
+		RxFrames:  l.rxFrames.Load(),
+		RxBytes:   l.rxBytes.Load(),
+		TxFrames:  l.txFrames.Load(),
+		TxBytes:   l.txBytes.Load(),
+		RxDropped: l.rxDropped.Load(),
+		TxDropped: l.txDropped.Load(),
+		TxErrors:  l.txErrors.Load(),
+	}
+}
+
+// Err returns the error that stopped the read loop, or nil if it is running
+// or was stopped by Close or by detaching the endpoint.
+func (d *Device) Err() error {
+	d.link.mu.Lock()
+	defer d.link.mu.Unlock()
+	return d.link.readErr
+}
+
+// Close closes the device and waits for its read goroutine to finish. It is
+// safe to call more than once and after the stack closed the endpoint. Close
+// must not be called from within a packet handler running on the read
+// goroutine.
+func (d *Device) Close() error {
+	err := d.link.close()
+	d.link.Wait()
+	return err
+}
+
+// fdLink is the inner, header-less link endpoint over the TAP descriptor.
+// gVisor's ethernet.Endpoint wraps it to add and parse Ethernet headers.
+type fdLink struct {
+	f  *os.File
+	rc syscall.RawConn
+
+	mtu atomic.Uint32 // frame MTU: IP MTU + Ethernet header
+
+	rxFrames, rxBytes, txFrames, txBytes atomic.Uint64
+	rxDropped, txDropped, txErrors       atomic.Uint64
+
+	wg sync.WaitGroup // the read loop
+
+	mu         sync.Mutex
+	mac        tcpip.LinkAddress
+	dispatcher stack.NetworkDispatcher
+	running    bool // a read loop goroutine exists
+	stopping   bool // the read loop should exit at its next deadline
+	closed     bool
+	closeErr   error
+	readErr    error
+	onClose    func()
+}
+
+var _ stack.LinkEndpoint = (*fdLink)(nil)
+
+// Attach implements stack.LinkEndpoint. A non-nil dispatcher starts the read
+// loop; nil (the NIC is being removed) asks it to stop.
+//
+// gVisor's Stack.Wait detaches the NIC, then calls Wait, and only then Close.
+// So detaching must be enough to stop the loop: it sets a read deadline in
+// the past, which wakes the blocked Read through the runtime poller without
+// closing the descriptor.
+func (l *fdLink) Attach(d stack.NetworkDispatcher) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.dispatcher = d
+	if l.closed {
+		return
+	}
+	if d == nil {
+		if l.running {
+			l.stopping = true
+			_ = l.f.SetReadDeadline(time.Unix(1, 0))
+		}
+		return
+	}
+	// Re-attached before a stopping loop noticed: let it carry on.
+	l.stopping = false
+	_ = l.f.SetReadDeadline(time.Time{})
+	if !l.running {
+		l.running = true
+		l.readErr = nil
+		l.wg.Add(1)
+		go l.readLoop()
+	}
+}
+
+// readLoop reads one frame per Read and delivers it to the stack. It runs
+// until the endpoint is detached or closed, or a read fails for another
+// reason (the device was deleted): every exit path is a terminal condition of
+// the descriptor or an explicit request, so the loop is bounded.
+func (l *fdLink) readLoop() {
+	defer l.wg.Done()
+	buf := make([]byte, maxFrame)
+	for {
+		n, err := l.f.Read(buf)
+		if err != nil {
+			if l.stopOn(err) {
+				return
+			}
+			continue
+		}
+		l.deliver(buf[:n])
+	}
+}
+
+// stopOn decides whether a read error ends the loop, and records why.
+func (l *fdLink) stopOn(err error) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		if !l.stopping && !l.closed {
+			// A detach and re-attach raced past us; the deadline is
+			// cleared again, so the next Read blocks.
+			return false
+		}
+	case errors.Is(err, os.ErrClosed):
+	default:
+		if !l.closed {
+			l.readErr = fmt.Errorf("tap: read: %w", err)
+		}
+	}
+	l.running = false
+	l.stopping = false
+	return true
+}
+
+func (l *fdLink) deliver(frame []byte) {
+	l.mu.Lock()
+	d := l.dispatcher
+	l.mu.Unlock()
+	if d == nil || len(frame) < header.EthernetMinimumSize {
+		l.rxDropped.Add(1)
+		return
+	}
+	// MakeWithData copies the frame into pooled storage, so buf can be
+	// reused for the next read.
+	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{
+		Payload: buffer.MakeWithData(frame),
+	})
+	l.rxFrames.Add(1)
+	l.rxBytes.Add(uint64(len(frame)))
+	// The ethernet endpoint ignores the protocol argument: it parses the
+	// header and dispatches on its EtherType.
+	d.DeliverNetworkPacket(0, pkt)
+	pkt.DecRef()
+}
+
+// WritePackets implements stack.LinkWriter: one writev per frame, so the
+// kernel sees each frame as one packet. A frame the kernel cannot queue is
+// dropped and counted, like a full NIC queue; blocking here would stall the
+// stack's sender.
+func (l *fdLink) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
+	n := 0
+	for _, pkt := range pkts.AsSlice() {
+		views := pkt.AsSlices()
+		var werr error
+		var wrote int
+		err := l.rc.Write(func(fd uintptr) bool {
+			wrote, werr = unix.Writev(int(fd), views)
+			return true
+		})
+		if err != nil {
+			// The descriptor is closed.
+			return n, &tcpip.ErrClosedForSend{}
+		}
+		switch {
+		case werr == nil:
+			l.txFrames.Add(1)
+			l.txBytes.Add(uint64(wrote))
+		case errors.Is(werr, unix.EAGAIN), errors.Is(werr, unix.ENOBUFS):
+			l.txDropped.Add(1)
+		default:
+			l.txErrors.Add(1)
+			var errno unix.Errno
+			if errors.As(werr, &errno) {
+				return n, tcpip.TranslateErrno(errno)
+			}
+			return n, &tcpip.ErrAborted{}
+		}
+		n++
+	}
+	return n, nil
+}
+
+// close closes the descriptor, which ends a blocked Read with os.ErrClosed.
+func (l *fdLink) close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return l.closeErr
+	}
+	l.closed = true
+	l.stopping = true
+	action := l.onClose
+	l.onClose = nil
+	l.mu.Unlock()
+	if action != nil {
+		action()
+	}
+	err := l.f.Close()
+	l.mu.Lock()
+	l.closeErr = err
+	l.mu.Unlock()
+	return err
+}
+
+// Close implements stack.LinkEndpoint. The stack calls it when the NIC is
+// removed; it does not wait for the read loop (Wait does).
+func (l *fdLink) Close() { _ = l.close() }
+
+// Wait implements stack.LinkEndpoint: it waits for the read loop to exit.
+func (l *fdLink) Wait() { l.wg.Wait() }
+
+// SetOnCloseAction implements stack.LinkEndpoint.
+func (l *fdLink) SetOnCloseAction(action func()) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.onClose = action
+}
+
+// IsAttached implements stack.LinkEndpoint.
+func (l *fdLink) IsAttached() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.dispatcher != nil
+}
+
+// MTU implements stack.LinkEndpoint; it is the frame MTU, header included.
+func (l *fdLink) MTU() uint32 { return l.mtu.Load() }
+
+// SetMTU implements stack.LinkEndpoint.
+func (l *fdLink) SetMTU(mtu uint32) { l.mtu.Store(mtu) }
+
+// MaxHeaderLength implements stack.LinkEndpoint; the Ethernet header is
+// accounted for by ethernet.Endpoint.
+func (*fdLink) MaxHeaderLength() uint16 { return 0 }
+
+// LinkAddress implements stack.LinkEndpoint.
+func (l *fdLink) LinkAddress() tcpip.LinkAddress {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.mac
+}
+
+// SetLinkAddress implements stack.LinkEndpoint.
+func (l *fdLink) SetLinkAddress(addr tcpip.LinkAddress) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.mac = addr
+}
+
+// Capabilities implements stack.LinkEndpoint. A TAP device offers no
+// offloads without IFF_VNET_HDR, which we do not ask for.
+func (*fdLink) Capabilities() stack.LinkEndpointCapabilities { return 0 }
+
+// ARPHardwareType implements stack.LinkEndpoint; ethernet.Endpoint turns
+// ARPHardwareNone into ARPHardwareEther.
+func (*fdLink) ARPHardwareType() header.ARPHardwareType { return header.ARPHardwareNone }
+
+// AddHeader implements stack.LinkEndpoint; ethernet.Endpoint adds the header.
+func (*fdLink) AddHeader(*stack.PacketBuffer) {}
+
+// ParseHeader implements stack.LinkEndpoint; ethernet.Endpoint parses it.
+func (*fdLink) ParseHeader(*stack.PacketBuffer) bool { return true }
