@@ -91,6 +91,11 @@ func (c *Conn) Read(b []byte) (int, error) {
 	if c.isClosed() {
 		return 0, c.opError("read", net.ErrClosed)
 	}
+	if closedChan(c.rd.wait()) {
+		// Like package net, a passed deadline fails the call even when
+		// data is waiting.
+		return 0, c.opError("read", timeoutError{})
+	}
 	for {
 		changed := c.ep.Changed()
 		n, err := c.ep.Read(b)
@@ -114,6 +119,9 @@ func (c *Conn) Write(b []byte) (int, error) {
 	defer c.writeMu.Unlock()
 	if c.isClosed() {
 		return 0, c.opError("write", net.ErrClosed)
+	}
+	if closedChan(c.wd.wait()) {
+		return 0, c.opError("write", timeoutError{})
 	}
 	total := 0
 	for {

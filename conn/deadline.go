@@ -18,7 +18,7 @@ type deadline struct {
 
 func newDeadline() *deadline { return &deadline{expire: make(chan struct{})} }
 
-func closedChan(c chan struct{}) bool {
+func closedChan(c <-chan struct{}) bool {
 	select {
 	case <-c:
 		return true

@@ -49,6 +49,16 @@ func (e *Endpoint) otherwiseArrives(seg *Segment) {
 		return
 	}
 
+	// Simultaneous open (3.5, figure 8, line 7): in SYN-RECEIVED the
+	// peer's SYN-ACK repeats its SYN, one before RCV.NXT, so the sequence
+	// check would refuse it. Like Linux (tcp_validate_incoming), take
+	// its ACK: the SYN is already accounted for.
+	if e.state == SynReceived && e.listener == nil && seg.has(header.TCPFlagSyn) && seg.has(header.TCPFlagAck) &&
+		!seg.has(header.TCPFlagRst) && seg.Seq == e.IRS {
+		seg.Seq++
+		seg.Flags &^= header.TCPFlagSyn
+	}
+
 	// First, check the sequence number.
 	if !e.acceptable(seg) {
 		e.unacceptable(seg)

@@ -339,6 +339,10 @@ type Info struct {
 func (e *Endpoint) Info() Info {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	sws, rws := int(e.sndWndShift), int(e.rcvWndShift)
+	if !e.wsOK {
+		sws, rws = -1, -1
+	}
 	return Info{
 		ID:            e.connID(),
 		State:         e.state,
@@ -351,8 +355,8 @@ func (e *Endpoint) Info() Info {
 		Ssthresh:      e.ssthresh,
 		SndMSS:        e.sndMSS,
 		RcvMSS:        e.rcvMSS,
-		SndWndScale:   int(e.sndWndShift),
-		RcvWndScale:   int(e.rcvWndShift),
+		SndWndScale:   sws,
+		RcvWndScale:   rws,
 		BytesSent:     e.bytesSent,
 		BytesAcked:    e.bytesAcked,
 		BytesReceived: e.bytesReceived,

@@ -102,7 +102,7 @@ func encodeSynOptions(o synOptions, b []byte) int {
 		n += header.EncodeNOP(b[n:])
 		n += header.EncodeWSOption(o.ws, b[n:])
 	}
-	return header.AddTCPOptionPadding(b, n)
+	return n + header.AddTCPOptionPadding(b, n)
 }
 
 // windowScaleFor returns the smallest shift that lets a 16-bit window field

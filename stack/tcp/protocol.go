@@ -118,7 +118,19 @@ func (*Protocol) ParsePorts(b []byte) (src, dst uint16, err tcpip.Error) {
 
 // Parse implements stack.TransportProtocol: it moves the TCP header into
 // pkt.TransportHeader, without which gVisor drops the packet.
-func (*Protocol) Parse(pkt *stack.PacketBuffer) bool { return parse.TCP(pkt) }
+func (p *Protocol) Parse(pkt *stack.PacketBuffer) bool {
+	if parse.TCP(pkt) {
+		return true
+	}
+	// Shorter than a TCP header: gVisor drops it after we return, so the
+	// drop is counted here or nowhere.
+	p.stats.SegmentsIn.Add(1)
+	p.stats.Drops[DropMalformed].Add(1)
+	if p.opts.Observer != nil {
+		p.emit(Event{Kind: EventDrop, Drop: DropMalformed, Segment: "truncated TCP header"})
+	}
+	return false
+}
 
 // SetOption implements stack.TransportProtocol.
 func (*Protocol) SetOption(tcpip.SettableTransportProtocolOption) tcpip.Error {

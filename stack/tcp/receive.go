@@ -44,13 +44,20 @@ func (e *Endpoint) processTextAndFin(seg *Segment) {
 		e.sendAck(SendAck)
 		return
 	}
+	var cause Cause
+	if fin {
+		cause = segmentCause(seg) // before the payload moves out
+	}
 	e.deliver(&seg.Payload)
 	filled := len(e.ooo) > 0
 	if e.drainOutOfOrder() {
 		fin = true
 	}
 	if fin {
-		e.finArrives(seg)
+		if cause.Kind == 0 {
+			cause = segmentCause(seg)
+		}
+		e.finArrives(cause)
 		return
 	}
 	// Acknowledge at least every second full segment, and at once when
@@ -82,11 +89,10 @@ func (e *Endpoint) deliver(data *buffer.Buffer) {
 }
 
 // finArrives is the eighth step for a FIN now in order.
-func (e *Endpoint) finArrives(seg *Segment) {
+func (e *Endpoint) finArrives(cause Cause) {
 	e.RcvNxt++
 	e.finReceived = true
 	e.sendAck(SendAck)
-	cause := segmentCause(seg)
 	switch e.state {
 	case Established:
 		e.transition(CloseWait, cause)

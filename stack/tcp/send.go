@@ -79,12 +79,14 @@ func (e *Endpoint) maybeSendWindowUpdate() {
 	if !e.state.synchronized() || e.finReceived {
 		return
 	}
-	free := e.rcvBufLimit - int(e.rcvBuf.Size()) - e.oooBytes
+	// The most the window field can say with the agreed scale.
+	maxWnd := min(e.rcvBufLimit, 0xffff<<e.rcvWndShift)
+	free := min(e.rcvBufLimit-int(e.rcvBuf.Size())-e.oooBytes, maxWnd)
 	promised := 0
 	if e.RcvNxt.LessThan(e.rcvAcc) {
 		promised = int(e.RcvNxt.Size(e.rcvAcc))
 	}
-	if promised < e.rcvBufLimit/2 && free-promised >= min(e.rcvBufLimit/2, e.rcvMSS) {
+	if promised < maxWnd/2 && free-promised >= min(maxWnd/2, e.rcvMSS) {
 		e.sendAck(SendWindowUpdate)
 	}
 }
@@ -184,12 +186,14 @@ func (e *Endpoint) output() {
 			e.rttStart = e.proto.clock.NowMonotonic()
 		}
 		e.transmit(e.SndNxt, n, fin, cause)
+		if !retransmission {
+			e.bytesSent += uint64(n)
+		}
 		e.SndNxt = e.SndNxt.Add(seqnum.Size(n))
 		if fin {
 			e.SndNxt++
 		}
 		if e.sndMax.LessThan(e.SndNxt) {
-			e.bytesSent += uint64(e.sndMax.Size(e.SndNxt))
 			e.sndMax = e.SndNxt
 		}
 		e.stopTimer(timerPersist)

@@ -1,0 +1,67 @@
+package main
+
+import (
+	"context"
+	"io"
+	"time"
+
+	"github.com/tapstack/tapstack/conn"
+	"github.com/tapstack/tapstack/stack/tcp"
+)
+
+// runDial is "tapstack dial": connect over a TAP device, send stdin, shut
+// down the sending side (FIN) and copy the reply to stdout until the
+// peer's FIN.
+func runDial(ctx context.Context, e env, args []string) error {
+	fs := newFlagSet(e, "dial", "host:port")
+	tapName := fs.String("tap", "", "Linux TAP device to dial through, e.g. tap0")
+	addr := fs.String("addr", "", "the stack's address/prefix on the device, e.g. 192.0.2.2/24")
+	timeout := fs.Duration("timeout", 10*time.Second, "give up connecting after this long")
+	trace := fs.Bool("trace", false, "print every engine event on stderr")
+	if err := parse(fs, args, 1); err != nil {
+		return err
+	}
+	var opts tcp.Options
+	if *trace {
+		opts.Observer = tracer(&syncWriter{w: e.stderr}, time.Now(), "dial")
+	}
+	s, closeStack, err := tapStack(*tapName, *addr, opts)
+	if err != nil {
+		return err
+	}
+	defer closeStack()
+
+	d := conn.Dialer{Stack: s, Timeout: *timeout}
+	c, err := d.DialContext(ctx, "tcp", fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	defer context.AfterFunc(ctx, func() { c.Close() })()
+
+	sent := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(c, e.stdin)
+		if err == nil {
+			err = c.CloseWrite()
+		}
+		sent <- err
+	}()
+	if _, err := io.Copy(e.stdout, c); err != nil {
+		return err
+	}
+	select {
+	case err := <-sent:
+		if err != nil {
+			return err
+		}
+	default:
+		// stdin is still open, but the peer has finished: so do we.
+	}
+	c.Close()
+	// Give the ACK of the peer's FIN time to leave before the stack goes:
+	// it has once we are in TIME-WAIT (or CLOSED).
+	wctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	return waitState(wctx, c, tcp.TimeWait, tcp.Closed)
+}

@@ -1,0 +1,143 @@
+// Command tapstack runs and inspects tapstack, a userspace TCP/IP stack for
+// Linux TAP devices.
+//
+//	go run ./cmd/tapstack demo                                  # no privileges needed
+//	go run ./cmd/tapstack serve -tap tap0 -addr 192.0.2.2/24    # echo on port 7
+//	echo hi | go run ./cmd/tapstack dial -tap tap0 -addr 192.0.2.2/24 192.0.2.1:7
+//
+// Each subcommand lives in its own file (demo.go, serve.go, ...) and holds
+// only flags and wiring; adding one is one file and one line in commands.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// env is what a subcommand may touch of the process.
+type env struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+}
+
+// command is one subcommand. run parses args (the arguments after the
+// subcommand's name) with a flag.FlagSet that writes to e.stderr.
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, e env, args []string) error
+}
+
+// commands is the dispatch table, in the order usage lists them.
+func commands() []command {
+	return []command{
+		{"demo", "two stacks on an in-memory cable: echo with a live lifecycle trace", runDemo},
+		{"serve", "serve echo or discard on a TAP device", runServe},
+		{"dial", "connect over a TAP device, send stdin, print the reply", runDial},
+		{"ss", "list connections and listeners with their TCP info (not implemented yet)", runSS},
+		{"trace", "print the lifecycle trace of a running stack (not implemented yet)", runTrace},
+		{"bench", "measure throughput against gVisor's TCP (not implemented yet)", runBench},
+		{"agent", "run a stack that the other commands can attach to (not implemented yet)", runAgent},
+	}
+}
+
+// errNotImplemented is returned by subcommands that exist only in the
+// dispatch table so far; it exits with status 2.
+var errNotImplemented = errors.New("not implemented yet")
+
+// errUsage marks a usage error already explained on stderr; it exits with
+// status 2, like flag.ExitOnError.
+var errUsage = errors.New("usage")
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}, os.Args[1:])
+	stop()
+	os.Exit(code)
+}
+
+// run dispatches on args[0] and returns the exit status.
+func run(ctx context.Context, e env, args []string) int {
+	if len(args) == 0 {
+		usage(e.stderr)
+		return 2
+	}
+	switch args[0] {
+	case "help", "-h", "-help", "--help":
+		usage(e.stdout)
+		return 0
+	}
+	for _, c := range commands() {
+		if c.name != args[0] {
+			continue
+		}
+		err := c.run(ctx, e, args[1:])
+		switch {
+		case err == nil, errors.Is(err, flag.ErrHelp):
+			return 0
+		case errors.Is(err, errUsage):
+			return 2
+		case errors.Is(err, errNotImplemented):
+			fmt.Fprintf(e.stderr, "tapstack %s: %v\n", c.name, err)
+			return 2
+		}
+		fmt.Fprintf(e.stderr, "tapstack %s: %v\n", c.name, err)
+		return 1
+	}
+	fmt.Fprintf(e.stderr, "tapstack: unknown command %q\n\n", args[0])
+	usage(e.stderr)
+	return 2
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `tapstack is a userspace TCP/IP stack for Linux TAP devices.
+
+Usage:
+
+	tapstack <command> [flags] [arguments]
+
+Commands:
+
+`)
+	for _, c := range commands() {
+		fmt.Fprintf(w, "\t%-6s  %s\n", c.name, c.summary)
+	}
+	fmt.Fprint(w, `
+Run "tapstack <command> -h" for a command's flags.
+`)
+}
+
+// newFlagSet returns a flag set for subcommand name that reports errors on
+// e.stderr instead of exiting.
+func newFlagSet(e env, name, args string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(e.stderr, "usage: tapstack %s [flags] %s\n", name, args)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parse parses args into fs and checks the number of positional
+// arguments, reporting a usage error on stderr.
+func parse(fs *flag.FlagSet, args []string, nargs int) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	if fs.NArg() != nargs {
+		fmt.Fprintf(fs.Output(), "tapstack %s: want %d argument(s), got %d\n", fs.Name(), nargs, fs.NArg())
+		fs.Usage()
+		return errUsage
+	}
+	return nil
+}

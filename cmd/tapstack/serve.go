@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/tapstack/tapstack/conn"
+	"github.com/tapstack/tapstack/stack/tcp"
+)
+
+// runServe is "tapstack serve": an echo (RFC 862) or discard (RFC 863)
+// server on a TAP device, until Ctrl-C.
+func runServe(ctx context.Context, e env, args []string) error {
+	fs := newFlagSet(e, "serve", "")
+	tapName := fs.String("tap", "", "Linux TAP device to serve on, e.g. tap0")
+	addr := fs.String("addr", "", "the stack's address/prefix on the device, e.g. 192.0.2.2/24")
+	port := fs.Int("port", 0, "port to listen on (default 7 for echo, 9 for discard)")
+	mode := fs.String("mode", "echo", "echo: send back what arrives; discard: read and drop it")
+	trace := fs.Bool("trace", false, "print every engine event, not only state changes")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	var handle func(net.Conn) (int64, error)
+	switch *mode {
+	case "echo":
+		handle = func(c net.Conn) (int64, error) { return io.Copy(c, c) }
+		if *port == 0 {
+			*port = 7
+		}
+	case "discard":
+		handle = func(c net.Conn) (int64, error) { return io.Copy(io.Discard, c) }
+		if *port == 0 {
+			*port = 9
+		}
+	default:
+		return fmt.Errorf("-mode %q: want echo or discard", *mode)
+	}
+
+	out := &syncWriter{w: e.stdout}
+	kinds := []tcp.EventKind{tcp.EventState}
+	if *trace {
+		kinds = nil
+	}
+	s, closeStack, err := tapStack(*tapName, *addr, tcp.Options{Observer: tracer(out, time.Now(), "serve", kinds...)})
+	if err != nil {
+		return err
+	}
+	defer closeStack()
+	ln, err := conn.Listen(s, "tcp", fmt.Sprintf(":%d", *port))
+	if err != nil {
+		return err
+	}
+	defer context.AfterFunc(ctx, func() { ln.Close() })()
+	fmt.Fprintf(out, "%s on %s port %d via %s (Ctrl-C stops)\n", *mode, *addr, *port, *tapName)
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		go func() {
+			n, err := handle(c)
+			c.Close()
+			fmt.Fprintf(out, "%v: %d bytes, %v\n", c.RemoteAddr(), n, errOrEOF(err))
+		}()
+	}
+}
+
+func errOrEOF(err error) string {
+	if err == nil {
+		return "EOF"
+	}
+	return err.Error()
+}

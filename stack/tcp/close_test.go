@@ -1,0 +1,204 @@
+package tcp_test
+
+import (
+	"io"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tapstack/tapstack/stack/tcp"
+	"github.com/tapstack/tapstack/stack/tcp/tcptest"
+)
+
+// TestActiveClose: ESTABLISHED -> FIN-WAIT-1 -> FIN-WAIT-2 -> TIME-WAIT ->
+// CLOSED, the last step exactly 2*MSL (Options.TimeWait) after entering
+// TIME-WAIT (RFC 9293 3.6, 3.10.8).
+func TestActiveClose(t *testing.T) {
+	for _, active := range []bool{false, true} {
+		name := "passive open"
+		var opts []tcptest.Option
+		if active {
+			name, opts = "active open", []tcptest.Option{tcptest.ActiveOpen()}
+		}
+		t.Run(name, func(t *testing.T) {
+			p, ep := tcptest.TimeWait(t, opts...)
+			tw := p.TCP.Options().TimeWait
+			p.Advance(tw - 1)
+			p.WantState(ep, tcp.TimeWait)
+			p.Advance(1)
+			p.WantState(ep, tcp.Closed)
+			p.ExpectNothing()
+			if n := len(p.TCP.Connections()); n != 0 {
+				t.Errorf("%d connections left, want 0", n)
+			}
+		})
+	}
+}
+
+// TestPassiveClose: ESTABLISHED -> CLOSE-WAIT -> LAST-ACK -> CLOSED; the
+// user reads EOF after the peer's FIN (RFC 9293 3.10.7.4 eighth step).
+func TestPassiveClose(t *testing.T) {
+	p, ep := tcptest.CloseWait(t)
+	if _, err := ep.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("Read in CLOSE-WAIT: %v, want EOF", err)
+	}
+	ep.Write([]byte("bye"))
+	p.Expect(seg{Flags: "P.", Seq: 1, Ack: 2, Payload: []byte("bye")})
+	ep.Close()
+	p.Expect(seg{Flags: "F.", Seq: 4, Ack: 2})
+	p.WantState(ep, tcp.LastAck)
+	p.Inject(seg{Flags: ".", Seq: 2, Ack: 4})
+	p.WantState(ep, tcp.LastAck) // the FIN is not yet acknowledged
+	p.Inject(seg{Flags: ".", Seq: 2, Ack: 5})
+	p.WantState(ep, tcp.Closed)
+	p.ExpectNothing()
+}
+
+// TestLastAckFinRetransmit: in LAST-ACK the FIN is retransmitted on the RTO.
+func TestLastAckFinRetransmit(t *testing.T) {
+	p, ep := tcptest.LastAck(t)
+	p.Advance(ep.Info().RTO)
+	p.Expect(seg{Flags: "F.", Seq: 1, Ack: 2})
+	p.Inject(seg{Flags: ".", Seq: 2, Ack: 2})
+	p.WantState(ep, tcp.Closed)
+}
+
+// TestSimultaneousClose: FINs cross (RFC 9293 3.6 figure 13): FIN-WAIT-1
+// -> CLOSING on the peer's FIN, -> TIME-WAIT on the ACK of ours.
+func TestSimultaneousClose(t *testing.T) {
+	p, ep := tcptest.Closing(t)
+	p.Inject(seg{Flags: ".", Seq: 2, Ack: 2})
+	p.ExpectNothing()
+	p.WantState(ep, tcp.TimeWait)
+}
+
+// TestFinAckInFinWait1: a FIN that also acknowledges our FIN moves
+// FIN-WAIT-1 straight to TIME-WAIT ("If our FIN has been ACKed (perhaps in
+// this segment), then enter TIME-WAIT", 3.10.7.4 eighth step).
+func TestFinAckInFinWait1(t *testing.T) {
+	p, ep := tcptest.FinWait1(t)
+	p.Inject(seg{Flags: "F.", Seq: 1, Ack: 2})
+	p.Expect(seg{Flags: ".", Seq: 2, Ack: 2})
+	p.WantState(ep, tcp.TimeWait)
+}
+
+// TestHalfClose: after CloseWrite the connection still receives
+// (RFC 9293 3.10.4: "the user ... may continue to RECEIVE").
+func TestHalfClose(t *testing.T) {
+	p, ep := tcptest.Established(t)
+	if err := ep.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	p.Expect(seg{Flags: "F.", Seq: 1, Ack: 1})
+	p.WantState(ep, tcp.FinWait1)
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 2})
+	p.WantState(ep, tcp.FinWait2)
+	p.Inject(seg{Flags: "P.", Seq: 1, Ack: 2, Payload: []byte("hello")})
+	p.ExpectNothing() // delayed ACK
+	buf := make([]byte, 10)
+	if n, err := ep.Read(buf); err != nil || string(buf[:n]) != "hello" {
+		t.Fatalf("Read = %q, %v", buf[:n], err)
+	}
+	p.Advance(40 * time.Millisecond)
+	p.Expect(seg{Flags: ".", Seq: 2, Ack: 6})
+	// Without Close, FIN-WAIT-2 has no timeout: the peer may take its time.
+	p.Advance(10 * time.Minute)
+	p.ExpectNothing()
+	p.WantState(ep, tcp.FinWait2)
+	p.Inject(seg{Flags: "F.", Seq: 6, Ack: 2})
+	p.Expect(seg{Flags: ".", Seq: 2, Ack: 7})
+	p.WantState(ep, tcp.TimeWait)
+	if _, err := ep.Read(buf); err != io.EOF {
+		t.Fatalf("Read after FIN: %v, want EOF", err)
+	}
+}
+
+// TestCloseWithUnreadData: Close with received data the user never read
+// resets the connection instead of closing it (RFC 9293 3.10.4 allows
+// discarding only by reset; RFC 2525 2.17; Linux does the same).
+func TestCloseWithUnreadData(t *testing.T) {
+	p, ep := tcptest.Established(t)
+	p.Inject(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("unread")})
+	ep.Close()
+	p.Expect(seg{Flags: "R", Seq: 1})
+	p.WantState(ep, tcp.Closed)
+	p.Advance(time.Second)
+	p.ExpectNothing() // in particular, no delayed ACK from a dead TCB
+}
+
+// TestTimeWaitFinRetransmit: a retransmitted FIN in TIME-WAIT is
+// acknowledged again and restarts the 2*MSL timer (3.10.7.4 eighth step).
+func TestTimeWaitFinRetransmit(t *testing.T) {
+	p, ep := tcptest.TimeWait(t)
+	tw := p.TCP.Options().TimeWait
+	p.Advance(tw / 2)
+	p.Inject(seg{Flags: "F.", Seq: 1, Ack: 2})
+	p.Expect(seg{Flags: ".", Seq: 2, Ack: 2})
+	p.WantState(ep, tcp.TimeWait)
+	p.Advance(tw - 1) // past the original deadline
+	p.WantState(ep, tcp.TimeWait)
+	p.Advance(1)
+	p.WantState(ep, tcp.Closed)
+}
+
+// TestFinWait2Timeout: an orphaned connection (Close, not CloseWrite) in
+// FIN-WAIT-2 gives up after FinWait2Timeout, like Linux's tcp_fin_timeout.
+func TestFinWait2Timeout(t *testing.T) {
+	p, ep := tcptest.FinWait2(t, tcptest.WithTCP(tcp.Options{FinWait2Timeout: 5 * time.Second}))
+	p.Advance(5*time.Second - 1)
+	p.WantState(ep, tcp.FinWait2)
+	p.Advance(1)
+	p.WantState(ep, tcp.Closed)
+}
+
+// recorder collects the observer's state events.
+type recorder struct {
+	mu     sync.Mutex
+	events []tcp.Event
+}
+
+func (r *recorder) observe(ev tcp.Event) {
+	if ev.Kind != tcp.EventState {
+		return
+	}
+	r.mu.Lock()
+	r.events = append(r.events, ev)
+	r.mu.Unlock()
+}
+
+// TestStateEvents: every transition of one active-close life is reported
+// once, in order, with its cause (RFC 9293 3.3.2 figure 5).
+func TestStateEvents(t *testing.T) {
+	var r recorder
+	p, ep := tcptest.TimeWait(t, tcptest.ActiveOpen(), tcptest.WithTCP(tcp.Options{Observer: r.observe}))
+	p.Advance(p.TCP.Options().TimeWait)
+	p.WantState(ep, tcp.Closed)
+	want := []struct {
+		from, to tcp.State
+		cause    tcp.CauseKind
+	}{
+		{tcp.Closed, tcp.SynSent, tcp.CauseUser},
+		{tcp.SynSent, tcp.Established, tcp.CauseSegment},
+		{tcp.Established, tcp.FinWait1, tcp.CauseUser},
+		{tcp.FinWait1, tcp.FinWait2, tcp.CauseSegment},
+		{tcp.FinWait2, tcp.TimeWait, tcp.CauseSegment},
+		{tcp.TimeWait, tcp.Closed, tcp.CauseTimer},
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, ev := range r.events {
+		t.Logf("event %d: %v", i, ev)
+	}
+	if len(r.events) != len(want) {
+		t.Fatalf("%d state events, want %d", len(r.events), len(want))
+	}
+	for i, w := range want {
+		ev := r.events[i]
+		if ev.From != w.from || ev.To != w.to || ev.Cause.Kind != w.cause {
+			t.Errorf("event %d: %v -> %v (%v), want %v -> %v (%v)", i, ev.From, ev.To, ev.Cause.Kind, w.from, w.to, w.cause)
+		}
+		if ev.Conn != ep.ID() {
+			t.Errorf("event %d: conn %v, want %v", i, ev.Conn, ep.ID())
+		}
+	}
+}

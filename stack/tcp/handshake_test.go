@@ -1,0 +1,213 @@
+package tcp_test
+
+import (
+	"testing"
+
+	"github.com/tapstack/tapstack/stack/tcp"
+	"github.com/tapstack/tapstack/stack/tcp/tcptest"
+)
+
+type seg = tcptest.Seg
+
+// TestHandshakePassive is the three-way handshake of RFC 9293 3.5 figure 7
+// with tapstack as TCP B: LISTEN -> SYN-RECEIVED -> ESTABLISHED, and the
+// connection appears in Accept only once established (3.10.1).
+func TestHandshakePassive(t *testing.T) {
+	p, l := tcptest.Listen(t)
+	p.Inject(seg{Flags: "S", Seq: 0, MSS: 1460})
+	p.Expect(seg{Flags: "S.", Seq: 0, Ack: 1, Win: 65535})
+	if _, err := l.Accept(); err != tcp.ErrWouldBlock {
+		t.Fatalf("Accept before the final ACK: %v, want ErrWouldBlock", err)
+	}
+	if q := l.Queues(); q.SynQueueLen != 1 || q.AcceptQueueLen != 0 {
+		t.Fatalf("queues %+v, want one half-open entry", q)
+	}
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1})
+	p.ExpectNothing()
+	ep, err := l.Accept()
+	if err != nil {
+		t.Fatalf("Accept: %v", err)
+	}
+	p.WantState(ep, tcp.Established)
+	if ok, err := ep.Established(); !ok || err != nil {
+		t.Fatalf("Established() = %v, %v", ok, err)
+	}
+}
+
+// TestHandshakeActive is figure 7 with tapstack as TCP A:
+// CLOSED -> SYN-SENT -> ESTABLISHED, the third segment a bare ACK.
+func TestHandshakeActive(t *testing.T) {
+	p := tcptest.New(t)
+	ep := p.Connect()
+	p.Expect(seg{Flags: "S", Seq: 0, Win: 65535})
+	p.WantState(ep, tcp.SynSent)
+	if ok, err := ep.Established(); ok || err != nil {
+		t.Fatalf("Established() in SYN-SENT = %v, %v, want false, nil", ok, err)
+	}
+	p.Inject(seg{Flags: "S.", Seq: 0, Ack: 1, MSS: 1460})
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1})
+	p.WantState(ep, tcp.Established)
+	if ok, err := ep.Established(); !ok || err != nil {
+		t.Fatalf("Established() = %v, %v", ok, err)
+	}
+}
+
+// TestSimultaneousOpen is RFC 9293 3.5 figure 8: both sides send SYN, each
+// answers the other's SYN with a SYN-ACK carrying its own ISS again, and
+// each enters ESTABLISHED on the other's SYN-ACK.
+func TestSimultaneousOpen(t *testing.T) {
+	p, ep := tcptest.SynSent(t)
+	// The peer's SYN crosses ours: SYN-SENT -> SYN-RECEIVED, and we
+	// answer <SEQ=ISS><ACK=RCV.NXT><CTL=SYN,ACK> (3.10.7.3 fourth step).
+	p.Inject(seg{Flags: "S", Seq: 0, MSS: 1460})
+	p.Expect(seg{Flags: "S.", Seq: 0, Ack: 1})
+	p.WantState(ep, tcp.SynReceived)
+
+	t.Run("peer ACKs", func(t *testing.T) {
+		// A plain ACK of our SYN completes it (3.10.7.4 fifth step,
+		// SYN-RECEIVED).
+		p, ep := tcptest.SynSent(t)
+		p.Inject(seg{Flags: "S", Seq: 0, MSS: 1460})
+		p.Expect(seg{Flags: "S.", Seq: 0, Ack: 1})
+		p.Inject(seg{Flags: ".", Seq: 1, Ack: 1})
+		p.ExpectNothing()
+		p.WantState(ep, tcp.Established)
+		if ok, err := ep.Established(); !ok || err != nil {
+			t.Fatalf("Established() = %v, %v", ok, err)
+		}
+	})
+	t.Run("peer SYN-ACKs", func(t *testing.T) {
+		// Figure 8 line 7: the peer's SYN-ACK <SEQ=0><ACK=1> (its SYN
+		// again, now acknowledging ours) moves us to ESTABLISHED. Its
+		// SYN lies just below RCV.NXT; Linux (tcp_validate_incoming)
+		// accepts exactly this segment in SYN-RECEIVED.
+		p, ep := tcptest.SynSent(t)
+		p.Inject(seg{Flags: "S", Seq: 0, MSS: 1460})
+		p.Expect(seg{Flags: "S.", Seq: 0, Ack: 1})
+		p.Inject(seg{Flags: "S.", Seq: 0, Ack: 1, MSS: 1460})
+		p.WantState(ep, tcp.Established)
+	})
+}
+
+// TestSynMSSOption: a SYN and a SYN-ACK carry our MSS, the MTU less the
+// fixed IPv4 and TCP headers (RFC 9293 3.7.1, RFC 6691): 1460 at MTU 1500.
+func TestSynMSSOption(t *testing.T) {
+	t.Run("SYN", func(t *testing.T) {
+		p := tcptest.New(t)
+		p.Connect()
+		p.Expect(seg{Flags: "S", Seq: 0, MSS: 1460})
+	})
+	t.Run("SYN-ACK", func(t *testing.T) {
+		p, _ := tcptest.Listen(t)
+		p.Inject(seg{Flags: "S", Seq: 0, MSS: 1460})
+		p.Expect(seg{Flags: "S.", Seq: 0, Ack: 1, MSS: 1460})
+	})
+	t.Run("MTU 1280", func(t *testing.T) {
+		p, _ := tcptest.Listen(t, tcptest.WithMTU(1280))
+		p.Inject(seg{Flags: "S", Seq: 0, MSS: 1460})
+		p.Expect(seg{Flags: "S.", Seq: 0, Ack: 1, MSS: 1240})
+	})
+}
+
+// TestSendMSS: the peer's MSS option bounds our segments (RFC 9293
+// 3.7.1); without the option the default is 536 (RFC 9293 3.7.1, RFC 6691).
+func TestSendMSS(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		peerMSS uint16
+		want    int
+	}{
+		{"peer 1000", 1000, 1000},
+		{"peer 9000 capped by our MTU", 9000, 1460},
+		{"no option", 0, 536},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, ep := tcptest.Established(t, tcptest.WithSynOptions(seg{MSS: tc.peerMSS}))
+			if got := ep.Info().SndMSS; got != tc.want {
+				t.Errorf("send MSS %d, want %d", got, tc.want)
+			}
+			if _, err := ep.Write(make([]byte, 2*tc.want)); err != nil {
+				t.Fatal(err)
+			}
+			p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, Len: tc.want})
+			p.Expect(seg{Flags: "P.", Seq: 1 + uint32(tc.want), Ack: 1, Len: tc.want})
+		})
+	}
+}
+
+// TestWindowScale: RFC 7323 2.2 and 1.3. Window scaling is in force only
+// when both SYNs carry the option; we offer wscale 5 for the default 1 MiB
+// receive buffer (the smallest shift that covers it), and a SYN-ACK
+// carries it only in answer to a SYN that did.
+func TestWindowScale(t *testing.T) {
+	t.Run("passive, both offer", func(t *testing.T) {
+		p, l := tcptest.Listen(t)
+		p.Inject(seg{Flags: "S", Seq: 0, MSS: 1460, WS: 7})
+		p.Expect(seg{Flags: "S.", Seq: 0, Ack: 1, Win: 65535, WS: 5})
+		// The window of the final ACK is scaled by the peer's shift:
+		// 100 << 7 = 12800 bytes (RFC 7323 2.3).
+		p.Inject(seg{Flags: ".", Seq: 1, Ack: 1, Win: 100})
+		ep, err := l.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		info := ep.Info()
+		if info.SndWndScale != 7 || info.RcvWndScale != 5 || info.TCB.SndWnd != 12800 {
+			t.Errorf("scales %d/%d, SND.WND %d; want 7/5, 12800", info.SndWndScale, info.RcvWndScale, info.TCB.SndWnd)
+		}
+		// Our window field is scaled by our shift: 1 MiB >> 5.
+		ep.Write([]byte("x"))
+		p.Expect(seg{Flags: "P.", Seq: 1, Ack: 1, Win: 1 << 20 >> 5, Payload: []byte("x")})
+	})
+	t.Run("passive, peer omits", func(t *testing.T) {
+		p, l := tcptest.Listen(t)
+		p.Inject(seg{Flags: "S", Seq: 0, MSS: 1460})
+		p.Expect(seg{Flags: "S.", Seq: 0, Ack: 1, Win: 65535, WS: tcptest.NoWS})
+		p.Inject(seg{Flags: ".", Seq: 1, Ack: 1, Win: 100})
+		ep, err := l.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w := ep.Info().TCB.SndWnd; w != 100 {
+			t.Errorf("SND.WND %d, want 100 (unscaled)", w)
+		}
+		ep.Write([]byte("x"))
+		p.Expect(seg{Flags: "P.", Seq: 1, Ack: 1, Win: 65535, Payload: []byte("x")})
+	})
+	t.Run("active, both offer", func(t *testing.T) {
+		p := tcptest.New(t)
+		ep := p.Connect()
+		p.Expect(seg{Flags: "S", Seq: 0, WS: 5})
+		p.Inject(seg{Flags: "S.", Seq: 0, Ack: 1, MSS: 1460, WS: 2, Win: 1000})
+		p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, Win: 1 << 20 >> 5})
+		// The window of a SYN-ACK is never scaled (RFC 7323 2.2); later
+		// ones are.
+		if w := ep.Info().TCB.SndWnd; w != 1000 {
+			t.Errorf("SND.WND after SYN-ACK %d, want 1000", w)
+		}
+		p.Inject(seg{Flags: ".", Seq: 1, Ack: 1, Win: 1000})
+		if w := ep.Info().TCB.SndWnd; w != 4000 {
+			t.Errorf("SND.WND %d, want 1000<<2", w)
+		}
+	})
+	t.Run("active, peer omits", func(t *testing.T) {
+		p := tcptest.New(t)
+		ep := p.Connect()
+		p.Expect(seg{Flags: "S", Seq: 0})
+		p.Inject(seg{Flags: "S.", Seq: 0, Ack: 1, MSS: 1460, Win: 1000})
+		p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, Win: 65535})
+		p.Inject(seg{Flags: ".", Seq: 1, Ack: 1, Win: 1000})
+		if w := ep.Info().TCB.SndWnd; w != 1000 {
+			t.Errorf("SND.WND %d, want 1000 (unscaled)", w)
+		}
+	})
+}
+
+// TestWindowScaleOffInfo: Info documents SndWndScale and RcvWndScale as
+// -1 when window scaling is off.
+func TestWindowScaleOffInfo(t *testing.T) {
+	_, ep := tcptest.Established(t) // the fixture's SYN has no wscale
+	if i := ep.Info(); i.SndWndScale != -1 || i.RcvWndScale != -1 {
+		t.Errorf("Info scales %d/%d with scaling off, want -1/-1 as documented", i.SndWndScale, i.RcvWndScale)
+	}
+}

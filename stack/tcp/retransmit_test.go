@@ -1,0 +1,145 @@
+package tcp_test
+
+import (
+	"errors"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tapstack/tapstack/stack/tcp"
+	"github.com/tapstack/tapstack/stack/tcp/tcptest"
+)
+
+// TestSynRetransmit: the SYN is retransmitted on the RTO, starting at the
+// initial 1 s (RFC 6298 2.1) and doubling each time (5.5): at 1, 3 and 7 s.
+// After SynRetries retransmissions the connection fails with ETIMEDOUT at
+// 15 s, sending nothing more.
+func TestSynRetransmit(t *testing.T) {
+	p := tcptest.New(t, tcptest.WithTCP(tcp.Options{SynRetries: 3}))
+	ep := p.Connect()
+	p.Expect(seg{Flags: "S", Seq: 0})
+	for _, at := range []time.Duration{time.Second, 3 * time.Second, 7 * time.Second} {
+		p.Advance(at - p.Elapsed() - 1)
+		p.ExpectNothing()
+		p.Advance(1)
+		p.Expect(seg{Flags: "S", Seq: 0})
+		p.WantState(ep, tcp.SynSent)
+	}
+	p.Advance(15*time.Second - p.Elapsed() - 1)
+	p.WantState(ep, tcp.SynSent)
+	p.Advance(1)
+	p.ExpectNothing()
+	p.WantState(ep, tcp.Closed)
+	if ok, err := ep.Established(); ok || !errors.Is(err, syscall.ETIMEDOUT) {
+		t.Fatalf("Established() = %v, %v; want false, ETIMEDOUT", ok, err)
+	}
+}
+
+// TestSynAckRetransmit: a half-open connection retransmits its SYN-ACK on
+// the same schedule and is forgotten after SynAckRetries; the listener is
+// unharmed.
+func TestSynAckRetransmit(t *testing.T) {
+	p, _ := tcptest.SynReceived(t, tcptest.WithTCP(tcp.Options{SynAckRetries: 2}))
+	for _, at := range []time.Duration{time.Second, 3 * time.Second} {
+		p.Advance(at - p.Elapsed() - 1)
+		p.ExpectNothing()
+		p.Advance(1)
+		p.Expect(seg{Flags: "S.", Seq: 0, Ack: 1})
+	}
+	p.Advance(7*time.Second - p.Elapsed())
+	p.ExpectNothing()
+	if n := len(p.TCP.Connections()); n != 0 {
+		t.Fatalf("%d connections after giving up, want 0", n)
+	}
+	if q := p.Listener.Queues(); q.SynQueueLen != 0 {
+		t.Fatalf("SYN queue %d, want 0", q.SynQueueLen)
+	}
+	p.WantState(p.Listener, tcp.Listen)
+}
+
+// TestDataRetransmit: on the RTO the oldest segment is sent again, the
+// congestion window falls to one segment (RFC 5681 3.1 equation 4) and the
+// RTO doubles (RFC 6298 5.5); the next ACK grows cwnd by slow start and
+// the rest goes again (go-back-N from SND.UNA).
+func TestDataRetransmit(t *testing.T) {
+	p, ep := tcptest.Established(t)
+	rto := ep.Info().RTO
+	data := payload(0, 3*1460)
+	ep.Write(data)
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, Len: 1460})
+	p.Expect(seg{Flags: ".", Seq: 1461, Ack: 1, Len: 1460})
+	p.Expect(seg{Flags: "P.", Seq: 2921, Ack: 1, Len: 1460})
+	p.Advance(rto - 1)
+	p.ExpectNothing()
+	p.Advance(1)
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, Payload: data[:1460]})
+	p.ExpectNothing()
+	if i := ep.Info(); i.Cwnd != 1460 || i.RTO != 2*rto || i.Retransmits != 1 {
+		t.Errorf("after RTO: cwnd %d, RTO %v, retransmits %d; want 1460, %v, 1", i.Cwnd, i.RTO, i.Retransmits, 2*rto)
+	}
+	p.Advance(2*rto - 1)
+	p.ExpectNothing()
+	p.Advance(1)
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, Payload: data[:1460]})
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1461})
+	p.Expect(seg{Flags: ".", Seq: 1461, Ack: 1, Payload: data[1460:2920]})
+	p.Expect(seg{Flags: "P.", Seq: 2921, Ack: 1, Payload: data[2920:]})
+	p.ExpectNothing()
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 4381})
+	p.Advance(time.Minute)
+	p.ExpectNothing()
+	p.WantState(ep, tcp.Established)
+}
+
+// TestDataRetransmitGiveUp: after MaxRetries retransmissions the
+// connection fails with ETIMEDOUT (RFC 9293 3.8.3, R2).
+func TestDataRetransmitGiveUp(t *testing.T) {
+	p, ep := tcptest.Established(t, tcptest.WithTCP(tcp.Options{MaxRetries: 2}))
+	rto := ep.Info().RTO
+	ep.Write([]byte("x"))
+	p.Expect(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("x")})
+	p.Advance(rto)
+	p.Expect(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("x")})
+	p.Advance(2 * rto)
+	p.Expect(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("x")})
+	p.Advance(4*rto - 1)
+	p.WantState(ep, tcp.Established)
+	p.Advance(1)
+	p.ExpectNothing()
+	p.WantState(ep, tcp.Closed)
+	if _, err := ep.Read(make([]byte, 1)); !errors.Is(err, syscall.ETIMEDOUT) {
+		t.Fatalf("Read: %v, want ETIMEDOUT", err)
+	}
+	if n := p.TCP.Stats().Timeouts.Load(); n != 1 {
+		t.Errorf("Timeouts %d, want 1", n)
+	}
+}
+
+// TestFastRetransmit: the third duplicate ACK retransmits the segment at
+// SND.UNA at once, without waiting for the RTO (RFC 5681 3.2), and sets
+// ssthresh = FlightSize/2, cwnd = ssthresh + 3*SMSS.
+func TestFastRetransmit(t *testing.T) {
+	p, ep := tcptest.Established(t)
+	data := payload(0, 5*1460)
+	ep.Write(data)
+	for i := range 5 {
+		flags := "."
+		if i == 4 {
+			flags = "P."
+		}
+		p.Expect(seg{Flags: flags, Seq: 1 + uint32(i*1460), Ack: 1, Len: 1460})
+	}
+	for range 2 {
+		p.Inject(seg{Flags: ".", Seq: 1, Ack: 1})
+		p.ExpectNothing()
+	}
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1})
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, Payload: data[:1460]})
+	p.ExpectNothing()
+	if i := ep.Info(); i.Ssthresh != 3650 || i.Cwnd != 3650+3*1460 {
+		t.Errorf("ssthresh %d, cwnd %d; want 3650, %d", i.Ssthresh, i.Cwnd, 3650+3*1460)
+	}
+	if n := p.TCP.Stats().Sent(tcp.SendFastRetransmit); n != 1 {
+		t.Errorf("fast retransmits %d, want 1", n)
+	}
+}

@@ -1,0 +1,196 @@
+package tcp_test
+
+import (
+	"errors"
+	"syscall"
+	"testing"
+
+	"github.com/tapstack/tapstack/stack/tcp"
+	"github.com/tapstack/tapstack/stack/tcp/tcptest"
+)
+
+// TestResetClosedPort: RFC 9293 3.10.7.1, a segment for no connection and
+// no listener. If the ACK bit is off, <SEQ=0><ACK=SEG.SEQ+SEG.LEN>
+// <CTL=RST,ACK>; if on, <SEQ=SEG.ACK><CTL=RST>; a RST is not answered.
+// Sequence numbers of the stack's side are absolute here: there is no ISS.
+func TestResetClosedPort(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		in   seg
+		want *seg
+	}{
+		{"SYN", seg{Flags: "S", Seq: 0}, &seg{Flags: "R.", Seq: 0, Ack: 1}},
+		{"SYN with data", seg{Flags: "S", Seq: 0, Payload: []byte("abc")}, &seg{Flags: "R.", Seq: 0, Ack: 4}},
+		{"ACK", seg{Flags: ".", Seq: 5, Ack: 12345}, &seg{Flags: "R", Seq: 12345}},
+		{"data with ACK", seg{Flags: "P.", Seq: 5, Ack: 777, Payload: []byte("hi")}, &seg{Flags: "R", Seq: 777}},
+		{"FIN without ACK", seg{Flags: "F", Seq: 9}, &seg{Flags: "R.", Seq: 0, Ack: 10}},
+		{"RST", seg{Flags: "R", Seq: 5}, nil},
+		{"RST ACK", seg{Flags: "R.", Seq: 5, Ack: 5}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := tcptest.New(t)
+			p.Inject(tc.in)
+			if tc.want != nil {
+				p.Expect(*tc.want)
+			}
+			p.ExpectNothing()
+			if n := p.TCP.Stats().Dropped(tcp.DropNoSocket); n != 1 {
+				t.Errorf("Dropped(no socket) = %d, want 1", n)
+			}
+		})
+	}
+}
+
+// TestListenerSegments: RFC 9293 3.10.7.2. In LISTEN a RST is ignored,
+// an ACK is answered with <SEQ=SEG.ACK><CTL=RST>, and anything without SYN
+// is dropped; the listener stays in LISTEN.
+func TestListenerSegments(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		in     seg
+		want   *seg
+		reason tcp.DropReason
+	}{
+		{"RST", seg{Flags: "R", Seq: 1}, nil, tcp.DropListenRst},
+		{"RST ACK", seg{Flags: "R.", Seq: 1, Ack: 7}, nil, tcp.DropListenRst},
+		{"ACK", seg{Flags: ".", Seq: 1, Ack: 777}, &seg{Flags: "R", Seq: 777}, tcp.DropListenAck},
+		{"FIN ACK", seg{Flags: "F.", Seq: 1, Ack: 50}, &seg{Flags: "R", Seq: 50}, tcp.DropListenAck},
+		{"bare FIN", seg{Flags: "F", Seq: 1}, nil, tcp.DropListenNoSyn},
+		{"no flags", seg{Flags: "", Seq: 1, Payload: []byte("x")}, nil, tcp.DropListenNoSyn},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, l := tcptest.Listen(t)
+			p.Inject(tc.in)
+			if tc.want != nil {
+				p.Expect(*tc.want)
+			}
+			p.ExpectNothing()
+			p.WantState(l, tcp.Listen)
+			if n := p.TCP.Stats().Dropped(tc.reason); n != 1 {
+				t.Errorf("Dropped(%v) = %d, want 1", tc.reason, n)
+			}
+			if n := len(p.TCP.Connections()); n != 0 {
+				t.Errorf("%d connections, want none", n)
+			}
+			// The listener still works.
+			p.Inject(seg{Flags: "S", Seq: 0})
+			p.Expect(seg{Flags: "S.", Seq: 0, Ack: 1})
+		})
+	}
+}
+
+// TestResetSynSent: RFC 9293 3.10.7.3. A RST whose ACK acknowledges our
+// SYN refuses the connection; one with an unacceptable ACK, or with no
+// ACK, is dropped (RFC 5961 3.2 keeps this rule).
+func TestResetSynSent(t *testing.T) {
+	t.Run("acceptable ACK", func(t *testing.T) {
+		p, ep := tcptest.SynSent(t)
+		p.Inject(seg{Flags: "R.", Seq: 0, Ack: 1})
+		p.ExpectNothing()
+		p.WantState(ep, tcp.Closed)
+		ok, err := ep.Established()
+		if ok || !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Fatalf("Established() = %v, %v; want false, ECONNREFUSED", ok, err)
+		}
+		if _, err := ep.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Errorf("Read: %v, want ECONNREFUSED", err)
+		}
+	})
+	for _, tc := range []struct {
+		name string
+		in   seg
+	}{
+		{"ACK of ISS", seg{Flags: "R.", Seq: 0, Ack: 0}},
+		{"ACK beyond SND.NXT", seg{Flags: "R.", Seq: 0, Ack: 5}},
+		{"no ACK", seg{Flags: "R", Seq: 0}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, ep := tcptest.SynSent(t)
+			p.Inject(tc.in)
+			p.ExpectNothing()
+			p.WantState(ep, tcp.SynSent)
+			if ok, err := ep.Established(); ok || err != nil {
+				t.Fatalf("Established() = %v, %v; want false, nil", ok, err)
+			}
+			// The handshake still completes.
+			p.Inject(seg{Flags: "S.", Seq: 0, Ack: 1})
+			p.Expect(seg{Flags: ".", Seq: 1, Ack: 1})
+			p.WantState(ep, tcp.Established)
+		})
+	}
+	t.Run("bad ACK without RST", func(t *testing.T) {
+		// "If SEG.ACK =< ISS or SEG.ACK > SND.NXT, send a reset
+		// <SEQ=SEG.ACK><CTL=RST>" and stay in SYN-SENT.
+		p, ep := tcptest.SynSent(t)
+		p.Inject(seg{Flags: "S.", Seq: 0, Ack: 100})
+		p.Expect(seg{Flags: "R", Seq: 100})
+		p.WantState(ep, tcp.SynSent)
+	})
+}
+
+// TestResetSynchronized: RFC 9293 3.10.7.4 second step as RFC 5961 3.2
+// amends it: a RST exactly at RCV.NXT resets the connection; elsewhere in
+// the window it earns a challenge ACK; outside the window it is dropped.
+// A SYN in a synchronized state earns a challenge ACK (RFC 5961 4.2).
+func TestResetSynchronized(t *testing.T) {
+	t.Run("RST at RCV.NXT", func(t *testing.T) {
+		p, ep := tcptest.Established(t)
+		p.Inject(seg{Flags: "R", Seq: 1})
+		p.ExpectNothing()
+		p.WantState(ep, tcp.Closed)
+		if _, err := ep.Read(make([]byte, 10)); !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("Read: %v, want ECONNRESET", err)
+		}
+		if _, err := ep.Write([]byte("x")); !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("Write: %v, want ECONNRESET", err)
+		}
+		if n := p.TCP.Stats().ResetsReceived.Load(); n != 1 {
+			t.Errorf("ResetsReceived %d, want 1", n)
+		}
+	})
+	for _, tc := range []struct {
+		name   string
+		in     seg
+		want   *seg
+		reason tcp.DropReason
+	}{
+		{"RST in window, not at RCV.NXT", seg{Flags: "R", Seq: 100}, &seg{Flags: ".", Seq: 1, Ack: 1}, tcp.DropRstInvalid},
+		{"RST ACK in window, not at RCV.NXT", seg{Flags: "R.", Seq: 2, Ack: 1}, &seg{Flags: ".", Seq: 1, Ack: 1}, tcp.DropRstInvalid},
+		{"RST beyond the window", seg{Flags: "R", Seq: 1 + 65535 + 10}, nil, tcp.DropOutOfWindow},
+		{"RST below RCV.NXT", seg{Flags: "R", Seq: 0}, nil, tcp.DropOldSequence},
+		{"SYN in window", seg{Flags: "S", Seq: 50}, &seg{Flags: ".", Seq: 1, Ack: 1}, tcp.DropSynUnexpected},
+		{"SYN at RCV.NXT", seg{Flags: "S", Seq: 1}, &seg{Flags: ".", Seq: 1, Ack: 1}, tcp.DropSynUnexpected},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, ep := tcptest.Established(t)
+			p.Inject(tc.in)
+			if tc.want != nil {
+				p.Expect(*tc.want)
+			}
+			p.ExpectNothing()
+			p.WantState(ep, tcp.Established)
+			if n := p.TCP.Stats().Dropped(tc.reason); n != 1 {
+				t.Errorf("Dropped(%v) = %d, want 1", tc.reason, n)
+			}
+			// The connection still carries data.
+			p.Inject(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("ok")})
+			buf := make([]byte, 10)
+			if n, err := ep.Read(buf); err != nil || string(buf[:n]) != "ok" {
+				t.Errorf("Read = %q, %v", buf[:n], err)
+			}
+		})
+	}
+	t.Run("RST in CLOSE-WAIT", func(t *testing.T) {
+		p, ep := tcptest.CloseWait(t)
+		p.Inject(seg{Flags: "R", Seq: 2})
+		p.ExpectNothing()
+		p.WantState(ep, tcp.Closed)
+	})
+	t.Run("RST in TIME-WAIT", func(t *testing.T) {
+		// RFC 9293 3.10.7.4: in TIME-WAIT a RST at RCV.NXT closes.
+		p, ep := tcptest.TimeWait(t)
+		p.Inject(seg{Flags: "R", Seq: 2})
+		p.ExpectNothing()
+		p.WantState(ep, tcp.Closed)
+	})
+}

@@ -1,0 +1,539 @@
+// Package tcptest is a scripted TCP peer for segment-level tests of
+// tapstack's engine, in the spirit of packetdrill: a test injects segments
+// and states the exact segments it expects back, with tcpdump's relative
+// sequence numbers, on a fake clock.
+//
+// The fixture is one tapstack stack with a faketime.ManualClock and one
+// interface, 192.0.2.1/24, on a gVisor link/channel endpoint without a link
+// header (raw IPv4: no ARP). The peer is 192.0.2.2: it builds IPv4+TCP
+// packets with correct checksums and injects them, and reads what the
+// stack wrote to the channel.
+//
+// Everything the engine sends leaves synchronously, during the call that
+// produced it: the handling of an injected packet, a timer run by
+// Advance, or a user call on an Endpoint. So when Inject, Advance or a user
+// call returns, every segment it caused is already queued for Expect, and
+// ExpectNothing can assert silence without waiting.
+//
+//	p, ep := tcptest.Established(t)
+//	p.Inject(tcptest.Seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("hi")})
+//	p.ExpectNothing()          // the ACK is delayed (RFC 9293 3.8.6.3)
+//	p.Advance(40 * time.Millisecond)
+//	p.Expect(tcptest.Seg{Flags: ".", Seq: 1, Ack: 3})
+//
+// Failures print the expectation, the segment that came instead and the
+// whole trace so far, as tcpdump-style lines.
+package tcptest
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
+	"gvisor.dev/gvisor/pkg/tcpip/faketime"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/link/channel"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"github.com/tapstack/tapstack/stack"
+	"github.com/tapstack/tapstack/stack/tcp"
+)
+
+// Addresses of the fixture.
+var (
+	StackAddr = netip.MustParseAddr("192.0.2.1")
+	PeerAddr  = netip.MustParseAddr("192.0.2.2")
+)
+
+// Defaults of the fixture.
+const (
+	MTU        = 1500
+	ListenPort = 80    // port of the listener made by Listen and friends
+	PeerPort   = 40000 // the peer's port
+	PeerISS    = 1000  // the peer's initial sequence number, absolute
+	PeerWin    = 65535 // the peer's default window field
+	queueLen   = 4096  // outbound segments the channel holds before dropping
+)
+
+// Peer is the scripted peer and its fixture.
+type Peer struct {
+	t testing.TB
+
+	Clock *faketime.ManualClock
+	Stack *stack.Stack
+	TCP   *tcp.Protocol
+	Link  *channel.Endpoint
+
+	// Listener is the listener made by Listen and the fixtures built on
+	// it; nil otherwise.
+	Listener *tcp.Listener
+
+	// StackPort and PeerPort are the ports of the connection under test.
+	// Change them to talk to another port.
+	StackPort, PeerPort uint16
+
+	// Win is the window field injected segments carry by default.
+	Win uint16
+
+	// SynOptions are the options the fixtures' handshakes put on the
+	// peer's SYN or SYN-ACK (MSS 1460, no window scale, by default).
+	SynOptions Seg
+
+	peerISS  uint32
+	stackISS uint32
+	learned  bool // stackISS comes from a SYN the stack sent
+
+	start time.Time
+	trace []string
+}
+
+type config struct {
+	tcp     tcp.Options
+	peerISS uint32
+	mtu     uint32
+	synOpts Seg
+	active  bool
+}
+
+// Option configures a fixture.
+type Option func(*config)
+
+// WithTCP sets the engine's options. The Observer, if any, is kept.
+func WithTCP(o tcp.Options) Option { return func(c *config) { c.tcp = o } }
+
+// WithPeerISS sets the peer's initial sequence number (absolute); the
+// default is PeerISS.
+func WithPeerISS(iss uint32) Option { return func(c *config) { c.peerISS = iss } }
+
+// WithMTU sets the link's MTU; the default is 1500.
+func WithMTU(mtu uint32) Option { return func(c *config) { c.mtu = mtu } }
+
+// WithSynOptions sets the options of the peer's SYN or SYN-ACK in the
+// handshakes the fixtures perform: MSS, WS and SACKPerm of o are used.
+func WithSynOptions(o Seg) Option { return func(c *config) { c.synOpts = o } }
+
+// ActiveOpen makes Established and the close-state fixtures open the
+// connection actively (Connect) instead of through Listen and Accept.
+func ActiveOpen() Option { return func(c *config) { c.active = true } }
+
+func configure(opts []Option) config {
+	c := config{peerISS: PeerISS, mtu: MTU, synOpts: Seg{MSS: 1460}}
+	for _, o := range opts {
+		o(&c)
+	}
+	return c
+}
+
+// New makes a stack with one interface and a peer facing it, on a fresh
+// manual clock. The stack is closed when the test ends.
+func New(t testing.TB, opts ...Option) *Peer {
+	t.Helper()
+	return newPeer(t, configure(opts))
+}
+
+func newPeer(t testing.TB, c config) *Peer {
+	t.Helper()
+	clock := faketime.NewManualClock()
+	s := stack.New(stack.Options{Clock: clock, TCP: c.tcp})
+	link := channel.New(queueLen, c.mtu, "")
+	if _, err := s.AddNIC(link, netip.PrefixFrom(StackAddr, 24)); err != nil {
+		t.Fatalf("tcptest: AddNIC: %v", err)
+	}
+	p := &Peer{
+		t:          t,
+		Clock:      clock,
+		Stack:      s,
+		TCP:        s.TCP(),
+		Link:       link,
+		StackPort:  ListenPort,
+		PeerPort:   PeerPort,
+		Win:        PeerWin,
+		SynOptions: c.synOpts,
+		peerISS:    c.peerISS,
+		start:      clock.Now(),
+	}
+	t.Cleanup(func() {
+		s.Close()
+		link.Close()
+	})
+	return p
+}
+
+// PeerISS returns the peer's initial sequence number, absolute.
+func (p *Peer) PeerISS() uint32 { return p.peerISS }
+
+// StackISS returns tapstack's initial sequence number as learned from its
+// SYN or SYN-ACK, and whether it has been learned. Before that, relative
+// numbers of the stack's side are absolute.
+func (p *Peer) StackISS() (uint32, bool) { return p.stackISS, p.learned }
+
+// SetStackISS sets the base of tapstack's relative sequence numbers, for a
+// test that wants to use absolute numbers (0) or to forget a connection.
+func (p *Peer) SetStackISS(iss uint32, learned bool) { p.stackISS, p.learned = iss, learned }
+
+// Advance moves the fake clock by d, running every timer that falls due;
+// segments the timers send are queued when it returns.
+func (p *Peer) Advance(d time.Duration) {
+	p.t.Helper()
+	p.Clock.Advance(d)
+	p.log(fmt.Sprintf("--- clock advanced %v", d))
+}
+
+// Elapsed is the fake time since the fixture started.
+func (p *Peer) Elapsed() time.Duration { return p.Clock.Now().Sub(p.start) }
+
+// Inject sends seg from the peer to the stack.
+func (p *Peer) Inject(seg Seg) {
+	p.t.Helper()
+	b, err := p.encode(seg)
+	if err != nil {
+		p.t.Fatalf("tcptest: Inject(%s): %v", seg.format(false), err)
+	}
+	p.log("> " + p.line(false, p.injected(seg), true))
+	p.InjectIPv4(p.wrap(b))
+}
+
+// injected renders what Inject puts on the wire, for the trace.
+func (p *Peer) injected(seg Seg) Seg {
+	if seg.Win == 0 && seg.Check&CheckWin == 0 {
+		seg.Win = p.Win
+	}
+	if seg.WS == 0 && seg.Check&CheckWS == 0 {
+		seg.WS = NoWS
+	}
+	return seg
+}
+
+// Encode returns the TCP segment (header, options, payload) that Inject
+// would send for seg, with a correct checksum: a start for hand-made
+// malformed segments.
+func (p *Peer) Encode(seg Seg) []byte {
+	p.t.Helper()
+	b, err := p.encode(seg)
+	if err != nil {
+		p.t.Fatalf("tcptest: Encode(%s): %v", seg.format(false), err)
+	}
+	return b
+}
+
+func (p *Peer) encode(seg Seg) ([]byte, error) {
+	flags, err := ParseFlags(seg.Flags)
+	if err != nil {
+		return nil, err
+	}
+	var opts [header.TCPOptionsMaximumSize]byte
+	n := 0
+	if seg.MSS != 0 {
+		n += header.EncodeMSSOption(uint32(seg.MSS), opts[n:])
+	}
+	if seg.SACKPerm {
+		n += header.EncodeNOP(opts[n:])
+		n += header.EncodeNOP(opts[n:])
+		n += header.EncodeSACKPermittedOption(opts[n:])
+	}
+	if seg.WS > 0 || (seg.WS == 0 && seg.Check&CheckWS != 0) {
+		n += header.EncodeNOP(opts[n:])
+		n += header.EncodeWSOption(seg.WS, opts[n:])
+	}
+	n += header.AddTCPOptionPadding(opts[:], n) // returns the padding only
+	hdrLen := header.TCPMinimumSize + n
+	b := make([]byte, hdrLen+len(seg.Payload))
+	win := seg.Win
+	if win == 0 && seg.Check&CheckWin == 0 {
+		win = p.Win
+	}
+	ack := seg.Ack
+	if flags&header.TCPFlagAck != 0 {
+		ack += p.stackISS
+	}
+	h := header.TCP(b)
+	h.Encode(&header.TCPFields{
+		SrcPort:    p.PeerPort,
+		DstPort:    p.StackPort,
+		SeqNum:     p.peerISS + seg.Seq,
+		AckNum:     ack,
+		DataOffset: uint8(hdrLen),
+		Flags:      flags,
+		WindowSize: win,
+	})
+	copy(b[header.TCPMinimumSize:], opts[:n])
+	copy(b[hdrLen:], seg.Payload)
+	FixChecksum(b)
+	return b, nil
+}
+
+// FixChecksum sets the checksum of the TCP segment b (from the peer to
+// the stack) to the correct value. b must hold at least 18 bytes.
+func FixChecksum(b []byte) {
+	if len(b) < header.TCPChecksumOffset+2 {
+		return
+	}
+	b[header.TCPChecksumOffset], b[header.TCPChecksumOffset+1] = 0, 0
+	xsum := header.PseudoHeaderChecksum(header.TCPProtocolNumber, addr(PeerAddr), addr(StackAddr), uint16(len(b)))
+	xsum = checksum.Checksum(b, xsum)
+	header.TCP(b).SetChecksum(^xsum)
+}
+
+// InjectTCP wraps b, any bytes, in a valid IPv4 header from the peer to
+// the stack and injects it as a TCP segment. With fixChecksum, the TCP
+// checksum is set to the correct value first (if b is long enough to hold
+// it). The trace records it as raw bytes.
+func (p *Peer) InjectTCP(b []byte, fixChecksum bool) {
+	p.t.Helper()
+	b = append([]byte(nil), b...)
+	if fixChecksum {
+		FixChecksum(b)
+	}
+	p.log(fmt.Sprintf("> raw TCP, %d bytes: % x", len(b), abbrev(b)))
+	p.InjectIPv4(p.wrap(b))
+}
+
+// wrap puts the IPv4 header from the peer to the stack in front of b.
+func (p *Peer) wrap(b []byte) []byte {
+	pkt := make([]byte, header.IPv4MinimumSize+len(b))
+	ip := header.IPv4(pkt)
+	ip.Encode(&header.IPv4Fields{
+		TotalLength: uint16(len(pkt)),
+		TTL:         64,
+		Protocol:    uint8(header.TCPProtocolNumber),
+		SrcAddr:     addr(PeerAddr),
+		DstAddr:     addr(StackAddr),
+	})
+	ip.SetChecksum(^ip.CalculateChecksum())
+	copy(pkt[header.IPv4MinimumSize:], b)
+	return pkt
+}
+
+// InjectIPv4 injects a whole IPv4 packet as it is.
+func (p *Peer) InjectIPv4(b []byte) {
+	pkt := gstack.NewPacketBuffer(gstack.PacketBufferOptions{Payload: buffer.MakeWithData(b)})
+	p.Link.InjectInbound(ipv4.ProtocolNumber, pkt)
+	pkt.DecRef()
+}
+
+// Next returns the next segment the stack sent, with relative numbers,
+// and false if there is none. A packet that is not a well-formed TCP
+// segment from the stack to the peer fails the test.
+func (p *Peer) Next() (Seg, bool) {
+	p.t.Helper()
+	pkt := p.Link.Read()
+	if pkt == nil {
+		return Seg{}, false
+	}
+	v := pkt.ToView()
+	pkt.DecRef()
+	b := append([]byte(nil), v.AsSlice()...)
+	v.Release()
+	seg, src, dst, err := p.decode(b)
+	if err != nil {
+		p.fail("tcptest: the stack sent a bad packet: %v\n% x", err, b)
+	}
+	if src != p.StackPort || dst != p.PeerPort {
+		p.log(fmt.Sprintf("< IP %v.%d > %v.%d: %s", StackAddr, src, PeerAddr, dst, seg))
+		p.fail("tcptest: segment on ports %d > %d, want %d > %d", src, dst, p.StackPort, p.PeerPort)
+	}
+	p.log("< " + p.line(true, seg, true))
+	return seg, true
+}
+
+// decode parses an outbound IPv4 packet, checks its checksums and turns
+// its segment into relative numbers, learning tapstack's ISS from a SYN.
+func (p *Peer) decode(b []byte) (Seg, uint16, uint16, error) {
+	ip := header.IPv4(b)
+	if !ip.IsValid(len(b)) {
+		return Seg{}, 0, 0, fmt.Errorf("invalid IPv4 header")
+	}
+	if ip.Protocol() != uint8(header.TCPProtocolNumber) {
+		return Seg{}, 0, 0, fmt.Errorf("protocol %d, want TCP", ip.Protocol())
+	}
+	if ip.SourceAddress() != addr(StackAddr) || ip.DestinationAddress() != addr(PeerAddr) {
+		return Seg{}, 0, 0, fmt.Errorf("addresses %v > %v", ip.SourceAddress(), ip.DestinationAddress())
+	}
+	if ip.CalculateChecksum() != 0xffff {
+		return Seg{}, 0, 0, fmt.Errorf("bad IPv4 header checksum")
+	}
+	if ip.TTL() == 0 {
+		return Seg{}, 0, 0, fmt.Errorf("TTL 0")
+	}
+	tb := b[ip.HeaderLength():ip.TotalLength()]
+	if len(tb) < header.TCPMinimumSize {
+		return Seg{}, 0, 0, fmt.Errorf("TCP header truncated: %d bytes", len(tb))
+	}
+	h := header.TCP(tb)
+	off := int(h.DataOffset())
+	if off < header.TCPMinimumSize || off > len(tb) {
+		return Seg{}, 0, 0, fmt.Errorf("data offset %d of %d bytes", off, len(tb))
+	}
+	xsum := header.PseudoHeaderChecksum(header.TCPProtocolNumber, ip.SourceAddress(), ip.DestinationAddress(), uint16(len(tb)))
+	if checksum.Checksum(tb, xsum) != 0xffff {
+		return Seg{}, 0, 0, fmt.Errorf("bad TCP checksum")
+	}
+	flags := h.Flags()
+	if flags&header.TCPFlagSyn != 0 && !p.learned {
+		p.stackISS, p.learned = h.SequenceNumber(), true
+	}
+	seg := Seg{
+		Flags:   flagLetters(flags),
+		Seq:     h.SequenceNumber() - p.stackISS,
+		Win:     h.WindowSize(),
+		WS:      NoWS,
+		Payload: append([]byte{}, tb[off:]...),
+	}
+	if flags&header.TCPFlagAck != 0 {
+		seg.Ack = h.AckNumber() - p.peerISS
+	} else {
+		seg.Ack = h.AckNumber()
+	}
+	seg.Len = len(seg.Payload)
+	parseOptions(tb[header.TCPMinimumSize:off], &seg)
+	return seg, h.SourcePort(), h.DestinationPort(), nil
+}
+
+// parseOptions reads the options tapstack may send. The walk is bounded by
+// the option bytes.
+func parseOptions(o []byte, seg *Seg) {
+	for i := 0; i < len(o); {
+		switch o[i] {
+		case header.TCPOptionEOL:
+			return
+		case header.TCPOptionNOP:
+			i++
+			continue
+		}
+		if i+1 >= len(o) || o[i+1] < 2 || i+int(o[i+1]) > len(o) {
+			return
+		}
+		l := int(o[i+1])
+		switch {
+		case o[i] == header.TCPOptionMSS && l == 4:
+			seg.MSS = uint16(o[i+2])<<8 | uint16(o[i+3])
+		case o[i] == header.TCPOptionWS && l == 3:
+			seg.WS = int(o[i+2])
+		case o[i] == header.TCPOptionSACKPermitted && l == 2:
+			seg.SACKPerm = true
+		}
+		i += l
+	}
+}
+
+// flagLetters is FlagString with "" for no flags, so that it parses back.
+func flagLetters(f header.TCPFlags) string {
+	if f == 0 {
+		return ""
+	}
+	return FlagString(f)
+}
+
+// DrainAny reads every queued packet, whatever its ports, and returns
+// them as tcpdump lines with absolute numbers. It fails the test on a
+// packet that is not a well-formed TCP segment from the stack (bad IPv4 or
+// TCP checksum, bad data offset): it is for tests, like fuzzing, that
+// provoke replies to arbitrary ports.
+func (p *Peer) DrainAny() []string {
+	p.t.Helper()
+	var out []string
+	for range queueLen + 1 {
+		pkt := p.Link.Read()
+		if pkt == nil {
+			break
+		}
+		v := pkt.ToView()
+		pkt.DecRef()
+		b := append([]byte(nil), v.AsSlice()...)
+		v.Release()
+		// Decode with absolute numbers, leaving what the peer learned
+		// untouched.
+		q := Peer{learned: true}
+		seg, src, dst, err := q.decode(b)
+		if err != nil {
+			p.fail("tcptest: the stack sent a bad packet: %v\n% x", err, b)
+		}
+		l := fmt.Sprintf("IP %v.%d > %v.%d: %s", StackAddr, src, PeerAddr, dst, seg)
+		p.log("< " + l)
+		out = append(out, l)
+	}
+	return out
+}
+
+// Expect reads the next segment the stack sent and fails the test unless
+// it matches want. Flags, Seq, Ack (when ACK is set) and the payload length
+// are always compared; the other fields when Seg says so. It returns the
+// segment as sent, in relative numbers.
+func (p *Peer) Expect(want Seg) Seg {
+	p.t.Helper()
+	got, ok := p.Next()
+	if !ok {
+		p.fail("tcptest: expected\n\t%s\ngot nothing", p.line(true, want, false))
+	}
+	if d := diff(want, got); len(d) > 0 {
+		p.fail("tcptest: expected\n\t%s\ngot\n\t%s\ndiffers in: %s", p.line(true, want, false),
+			p.line(true, got, true), strings.Join(d, "; "))
+	}
+	return got
+}
+
+// ExpectNothing fails the test if the stack sent anything not yet read.
+func (p *Peer) ExpectNothing() {
+	p.t.Helper()
+	if got, ok := p.Next(); ok {
+		p.fail("tcptest: expected nothing, got\n\t%s", p.line(true, got, true))
+	}
+}
+
+// Drain returns every segment sent and not yet read.
+func (p *Peer) Drain() []Seg {
+	p.t.Helper()
+	var out []Seg
+	for range queueLen + 1 {
+		s, ok := p.Next()
+		if !ok {
+			break
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// StateGetter is a tcp.Endpoint or a tcp.Listener.
+type StateGetter interface{ State() tcp.State }
+
+// WantState fails the test unless x is in state want.
+func (p *Peer) WantState(x StateGetter, want tcp.State) {
+	p.t.Helper()
+	if got := x.State(); got != want {
+		p.fail("tcptest: state %v, want %v", got, want)
+	}
+}
+
+// Logf adds a note to the trace printed on failure.
+func (p *Peer) Logf(format string, args ...any) { p.log("# " + fmt.Sprintf(format, args...)) }
+
+// Trace returns the trace so far, one line per segment, clock step or note.
+func (p *Peer) Trace() string { return strings.Join(p.trace, "\n") }
+
+func (p *Peer) log(s string) {
+	p.trace = append(p.trace, fmt.Sprintf("%10.6f %s", p.Elapsed().Seconds(), s))
+}
+
+// fail stops the test with msg and the trace so far.
+func (p *Peer) fail(format string, args ...any) {
+	p.t.Helper()
+	p.t.Fatalf(format+"\ntrace (> from peer, < from stack; relative numbers):\n%s", append(args, p.Trace())...)
+}
+
+// line renders seg as a tcpdump line; out says it goes from the stack to
+// the peer, full that every field is meaningful (not an expectation).
+func (p *Peer) line(out bool, seg Seg, full bool) string {
+	if out {
+		return fmt.Sprintf("IP %v.%d > %v.%d: %s", StackAddr, p.StackPort, PeerAddr, p.PeerPort, seg.format(full))
+	}
+	return fmt.Sprintf("IP %v.%d > %v.%d: %s", PeerAddr, p.PeerPort, StackAddr, p.StackPort, seg.format(full))
+}
+
+func addr(a netip.Addr) tcpip.Address { return tcpip.AddrFromSlice(a.AsSlice()) }

@@ -1,0 +1,223 @@
+package tcptest
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+)
+
+// NoWS in Seg.WS means "no window scale option": in an expectation, the
+// segment must not carry one.
+const NoWS = -1
+
+// Check names fields of a Seg that are compared (in Expect) or sent (in
+// Inject) even when they hold their zero value.
+type Check uint8
+
+// The fields Check can force.
+const (
+	CheckWin      Check = 1 << iota // compare or send Win even if 0 (a zero window)
+	CheckMSS                        // compare MSS even if 0 (0: no MSS option)
+	CheckWS                         // compare or send WS even if 0 (wscale 0)
+	CheckSACKPerm                   // compare SACKPerm even if false
+)
+
+// Seg is one TCP segment of a packet trace, written the way tcpdump prints
+// it with relative sequence numbers: the tapstack side's numbers count from
+// its ISS (its SYN has seq 0, its first data byte seq 1), the peer's count
+// from the ISS the test chose.
+//
+// In Inject, Seq is relative to the peer's ISS and Ack to tapstack's; in
+// Expect, Seq is relative to tapstack's ISS and Ack to the peer's. An Ack
+// is only meaningful with the ACK flag ("."); without it, the ack field is
+// sent as the literal value of Ack.
+type Seg struct {
+	// Flags in tcpdump's letters: S (SYN), F (FIN), P (PSH), R (RST),
+	// U (URG), E (ECE), W (CWR) and "." (ACK); order does not matter:
+	// "S", "S.", ".", "P.", "F.", "R", "R.".
+	Flags string
+	Seq   uint32
+	Ack   uint32
+
+	// Win is the raw 16-bit window field, before any window scaling.
+	// Injected: 0 means the peer's default (Peer.Win) unless CheckWin.
+	// Expected: compared when non-zero or CheckWin.
+	Win uint16
+
+	// Options. MSS: sent and compared when non-zero. WS: the window scale
+	// shift; sent when > 0 (or CheckWS), compared when non-zero (or
+	// CheckWS), and NoWS expects its absence. SACKPerm: SACK permitted.
+	MSS      uint16
+	WS       int
+	SACKPerm bool
+
+	// Payload is the segment text. In an expectation a nil Payload with a
+	// non-zero Len compares only the length; otherwise the length is
+	// always compared (a bare ACK expects no text) and a non-nil Payload
+	// is compared byte for byte.
+	Payload []byte
+	Len     int
+
+	// Check forces comparison (or sending) of zero-valued fields.
+	Check Check
+}
+
+// payloadLen is the length the Seg says its text has.
+func (s Seg) payloadLen() int {
+	if s.Payload != nil {
+		return len(s.Payload)
+	}
+	return s.Len
+}
+
+// String renders the Seg like a tcpdump line without addresses, with
+// relative numbers: "Flags [S.], seq 0, ack 1, win 65535, options [mss
+// 1460,wscale 5], length 0".
+func (s Seg) String() string { return s.format(true) }
+
+// format renders s; full says every field is meaningful (an actual
+// segment) rather than only those an expectation specifies.
+func (s Seg) format(full bool) string {
+	var b strings.Builder
+	f, err := ParseFlags(s.Flags)
+	if err != nil {
+		fmt.Fprintf(&b, "Flags [%s?]", s.Flags)
+	} else {
+		fmt.Fprintf(&b, "Flags [%s]", FlagString(f))
+	}
+	n := s.payloadLen()
+	fmt.Fprintf(&b, ", seq %d", s.Seq)
+	if n > 0 {
+		fmt.Fprintf(&b, ":%d", s.Seq+uint32(n))
+	}
+	if f&header.TCPFlagAck != 0 {
+		fmt.Fprintf(&b, ", ack %d", s.Ack)
+	}
+	if full || s.Win != 0 || s.Check&CheckWin != 0 {
+		fmt.Fprintf(&b, ", win %d", s.Win)
+	}
+	var opts []string
+	if s.MSS != 0 {
+		opts = append(opts, fmt.Sprintf("mss %d", s.MSS))
+	} else if !full && s.Check&CheckMSS != 0 {
+		opts = append(opts, "no mss")
+	}
+	if s.SACKPerm {
+		opts = append(opts, "sackOK")
+	} else if !full && s.Check&CheckSACKPerm != 0 {
+		opts = append(opts, "no sackOK")
+	}
+	switch {
+	case s.WS > 0 || (s.WS == 0 && s.Check&CheckWS != 0):
+		opts = append(opts, fmt.Sprintf("wscale %d", s.WS))
+	case s.WS == NoWS && !full:
+		opts = append(opts, "no wscale")
+	}
+	if len(opts) > 0 {
+		fmt.Fprintf(&b, ", options [%s]", strings.Join(opts, ","))
+	}
+	fmt.Fprintf(&b, ", length %d", n)
+	if !full && s.Payload == nil && s.Len > 0 {
+		b.WriteString(" (content not compared)")
+	}
+	return b.String()
+}
+
+// diff lists the fields in which got does not meet the expectation want.
+func diff(want, got Seg) []string {
+	var d []string
+	wf, err := ParseFlags(want.Flags)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	gf, _ := ParseFlags(got.Flags)
+	if wf != gf {
+		d = append(d, fmt.Sprintf("flags [%s] != [%s]", FlagString(gf), FlagString(wf)))
+	}
+	if got.Seq != want.Seq {
+		d = append(d, fmt.Sprintf("seq %d != %d", got.Seq, want.Seq))
+	}
+	if wf&header.TCPFlagAck != 0 && gf&header.TCPFlagAck != 0 && got.Ack != want.Ack {
+		d = append(d, fmt.Sprintf("ack %d != %d", got.Ack, want.Ack))
+	}
+	if (want.Win != 0 || want.Check&CheckWin != 0) && got.Win != want.Win {
+		d = append(d, fmt.Sprintf("win %d != %d", got.Win, want.Win))
+	}
+	if (want.MSS != 0 || want.Check&CheckMSS != 0) && got.MSS != want.MSS {
+		d = append(d, fmt.Sprintf("mss %d != %d", got.MSS, want.MSS))
+	}
+	if (want.WS != 0 || want.Check&CheckWS != 0) && got.WS != want.WS {
+		d = append(d, fmt.Sprintf("wscale %s != %s", wsString(got.WS), wsString(want.WS)))
+	}
+	if (want.SACKPerm || want.Check&CheckSACKPerm != 0) && got.SACKPerm != want.SACKPerm {
+		d = append(d, fmt.Sprintf("sackOK %v != %v", got.SACKPerm, want.SACKPerm))
+	}
+	if n := want.payloadLen(); len(got.Payload) != n {
+		d = append(d, fmt.Sprintf("length %d != %d", len(got.Payload), n))
+	} else if want.Payload != nil && !bytes.Equal(got.Payload, want.Payload) {
+		d = append(d, fmt.Sprintf("payload %q != %q", abbrev(got.Payload), abbrev(want.Payload)))
+	}
+	return d
+}
+
+func wsString(ws int) string {
+	if ws == NoWS {
+		return "absent"
+	}
+	return fmt.Sprint(ws)
+}
+
+func abbrev(b []byte) []byte {
+	if len(b) > 32 {
+		return append(b[:32:32], "..."...)
+	}
+	return b
+}
+
+// ParseFlags turns tcpdump's flag letters into header.TCPFlags.
+func ParseFlags(s string) (header.TCPFlags, error) {
+	var f header.TCPFlags
+	for _, c := range s {
+		switch c {
+		case 'S':
+			f |= header.TCPFlagSyn
+		case 'F':
+			f |= header.TCPFlagFin
+		case 'P':
+			f |= header.TCPFlagPsh
+		case 'R':
+			f |= header.TCPFlagRst
+		case 'U':
+			f |= header.TCPFlagUrg
+		case 'E':
+			f |= header.TCPFlagEce
+		case 'W':
+			f |= header.TCPFlagCwr
+		case '.':
+			f |= header.TCPFlagAck
+		default:
+			return 0, fmt.Errorf("tcptest: unknown flag %q in %q", c, s)
+		}
+	}
+	return f, nil
+}
+
+// FlagString renders flags as tcpdump does, in its order: "S.", "FP.",
+// "R.", "none" for no flags at all.
+func FlagString(f header.TCPFlags) string {
+	var b strings.Builder
+	for _, x := range []struct {
+		f header.TCPFlags
+		c byte
+	}{{header.TCPFlagSyn, 'S'}, {header.TCPFlagFin, 'F'}, {header.TCPFlagPsh, 'P'}, {header.TCPFlagRst, 'R'}, {header.TCPFlagUrg, 'U'}, {header.TCPFlagEce, 'E'}, {header.TCPFlagCwr, 'W'}, {header.TCPFlagAck, '.'}} {
+		if f&x.f != 0 {
+			b.WriteByte(x.c)
+		}
+	}
+	if b.Len() == 0 {
+		return "none"
+	}
+	return b.String()
+}
