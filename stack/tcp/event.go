@@ -20,6 +20,14 @@ func (c ConnID) String() string {
 	return c.Local.String() + "-" + c.Remote.String()
 }
 
+// SegKey identifies a segment as it was on the wire: link middleware such
+// as the pcap writer matches events to frames with it and Event.Conn.
+type SegKey struct {
+	Seq, Ack uint32
+	Flags    uint8
+	Len      int // payload bytes
+}
+
 // EventKind says what an Event reports.
 type EventKind uint8
 
@@ -50,6 +58,7 @@ type Event struct {
 	Send    SendCause
 	Drop    DropReason
 	Segment string // tcpdump-style line of the segment concerned
+	Key     SegKey // the segment concerned, as on the wire (Send, Drop, and State caused by a segment)
 	Queue   QueueInfo
 	Note    string // e.g. "SYN queued", "accept queue overflow"
 	RTO     time.Duration

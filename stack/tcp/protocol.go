@@ -199,10 +199,12 @@ func (p *Protocol) parse(id stack.TransportEndpointID, pkt *stack.PacketBuffer, 
 		// gVisor does not verify transport checksums for us.
 		if !h.IsChecksumValid(id.RemoteAddress, id.LocalAddress, pkt.Data().Checksum(), uint16(payloadLen)) {
 			seg.parseHeader(h)
+			seg.wire.Len = payloadLen
 			return DropBadChecksum
 		}
 	}
 	seg.parseHeader(h)
+	seg.wire.Len = payloadLen
 	if payloadLen > 0 {
 		seg.Payload = pkt.Data().ToBuffer()
 	}
@@ -213,7 +215,7 @@ func (p *Protocol) parse(id stack.TransportEndpointID, pkt *stack.PacketBuffer, 
 func (p *Protocol) drop(c ConnID, seg *Segment, r DropReason) {
 	p.stats.Drops[r].Add(1)
 	if p.opts.Observer != nil {
-		p.emit(Event{Kind: EventDrop, Conn: c, Drop: r, Segment: seg.String()})
+		p.emit(Event{Kind: EventDrop, Conn: c, Drop: r, Segment: seg.String(), Key: seg.wire})
 	}
 }
 
@@ -256,7 +258,8 @@ func (p *Protocol) countSend(c ConnID, cause SendCause, f *outFields, payloadLen
 		p.stats.ResetsSent.Add(1)
 	}
 	if p.opts.Observer != nil {
-		p.emit(Event{Kind: EventSend, Conn: c, Send: cause, Segment: f.String(payloadLen)})
+		p.emit(Event{Kind: EventSend, Conn: c, Send: cause, Segment: f.String(payloadLen),
+			Key: SegKey{Seq: uint32(f.seq), Ack: uint32(f.ack), Flags: uint8(f.flags), Len: payloadLen}})
 	}
 }
 

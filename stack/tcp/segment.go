@@ -25,6 +25,8 @@ type Segment struct {
 	SACKPermitted bool
 
 	Payload buffer.Buffer
+
+	wire SegKey // as it arrived, before any trimming
 }
 
 // Len is SEG.LEN of RFC 9293 3.4: the payload plus one for SYN and one for FIN.
@@ -96,6 +98,7 @@ func (s *Segment) parseHeader(h header.TCP) {
 	s.Ack = seqnum.Value(h.AckNumber())
 	s.Flags = h.Flags()
 	s.Window = h.WindowSize()
+	s.wire = SegKey{Seq: uint32(s.Seq), Ack: uint32(s.Ack), Flags: uint8(s.Flags)}
 	s.WS = -1
 	if s.Flags&header.TCPFlagSyn != 0 {
 		o := header.ParseSynOptions(h.Options(), s.Flags&header.TCPFlagAck != 0)

@@ -82,13 +82,16 @@ func (k CauseKind) String() string {
 type Cause struct {
 	Kind   CauseKind
 	Detail string
+	Key    SegKey // for CauseSegment: the segment as it arrived
 }
 
 func (c Cause) String() string { return c.Kind.String() + " " + c.Detail }
 
-func segmentCause(s *Segment) Cause { return Cause{Kind: CauseSegment, Detail: s.String()} }
-func timerCause(k timerKind) Cause  { return Cause{Kind: CauseTimer, Detail: k.String()} }
-func userCause(call string) Cause   { return Cause{Kind: CauseUser, Detail: call} }
+func segmentCause(s *Segment) Cause {
+	return Cause{Kind: CauseSegment, Detail: s.String(), Key: s.wire}
+}
+func timerCause(k timerKind) Cause { return Cause{Kind: CauseTimer, Detail: k.String()} }
+func userCause(call string) Cause  { return Cause{Kind: CauseUser, Detail: call} }
 
 // transition is the only writer of e.state (RFC 9293 3.3.2, figure 5).
 // Every change is reported to the observer with its cause, and the side
@@ -105,7 +108,7 @@ func (e *Endpoint) transition(to State, cause Cause) {
 	}
 	e.state = to
 	e.stateSince = e.proto.clock.NowMonotonic()
-	e.proto.emit(Event{Kind: EventState, Conn: e.connID(), From: from, To: to, Cause: cause})
+	e.proto.emit(Event{Kind: EventState, Conn: e.connID(), From: from, To: to, Cause: cause, Key: cause.Key})
 
 	switch to {
 	case Established:
