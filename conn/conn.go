@@ -34,8 +34,9 @@ type Conn struct {
 	closeOnce sync.Once
 	closed    chan struct{}
 
-	mu     sync.Mutex
-	linger int // seconds; < 0: default
+	mu        sync.Mutex
+	linger    int // seconds; < 0: default
+	keepalive net.KeepAliveConfig
 }
 
 var _ net.Conn = (*Conn)(nil)
@@ -163,8 +164,31 @@ func (c *Conn) Close() error {
 			return
 		}
 		_ = c.ep.Close()
+		if linger > 0 {
+			c.lingerWait(time.Duration(linger) * time.Second)
+		}
 	})
 	return err
+}
+
+// lingerWait blocks until the queued data and the FIN are acknowledged
+// or d has passed, like a lingering close(2) on Linux.
+func (c *Conn) lingerWait(d time.Duration) {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		changed := c.ep.Changed()
+		switch c.ep.State() {
+		case tcp.FinWait1, tcp.Closing, tcp.LastAck:
+		default:
+			return
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			return
+		}
+	}
 }
 
 // CloseWrite shuts down the sending side: the peer reads EOF after the
@@ -195,9 +219,10 @@ func (c *Conn) SetNoDelay(noDelay bool) error {
 	return nil
 }
 
-// SetLinger sets the behaviour of Close: 0 resets the connection at once;
-// any other value keeps the default (queued data is sent in the
-// background).
+// SetLinger sets the behaviour of Close, as SO_LINGER: a negative value
+// (the default) sends queued data in the background; 0 resets the
+// connection at once, discarding queued data; sec > 0 makes Close wait up
+// to sec seconds for the data and the FIN to be acknowledged.
 func (c *Conn) SetLinger(sec int) error {
 	if c.isClosed() {
 		return c.opError("set", net.ErrClosed)
@@ -205,6 +230,43 @@ func (c *Conn) SetLinger(sec int) error {
 	c.mu.Lock()
 	c.linger = sec
 	c.mu.Unlock()
+	return nil
+}
+
+// SetKeepAlive turns keepalive probes on or off. They are off by
+// default, as RFC 9293 3.8.4 requires (package net turns them on for its
+// own sockets).
+func (c *Conn) SetKeepAlive(on bool) error {
+	c.mu.Lock()
+	c.keepalive.Enable = on
+	cfg := c.keepalive
+	c.mu.Unlock()
+	return c.SetKeepAliveConfig(cfg)
+}
+
+// SetKeepAlivePeriod sets the idle time before the first probe and the
+// time between probes.
+func (c *Conn) SetKeepAlivePeriod(d time.Duration) error {
+	c.mu.Lock()
+	c.keepalive.Idle, c.keepalive.Interval = d, d
+	cfg := c.keepalive
+	c.mu.Unlock()
+	return c.SetKeepAliveConfig(cfg)
+}
+
+// SetKeepAliveConfig configures keepalive as net.TCPConn does; zero fields
+// take the engine's defaults (2 h idle, 75 s interval, 9 probes).
+func (c *Conn) SetKeepAliveConfig(cfg net.KeepAliveConfig) error {
+	if c.isClosed() {
+		return c.opError("set", net.ErrClosed)
+	}
+	if cfg.Idle < 0 || cfg.Interval < 0 || cfg.Count < 0 {
+		return c.opError("set", syscall.EINVAL)
+	}
+	c.mu.Lock()
+	c.keepalive = cfg
+	c.mu.Unlock()
+	c.ep.SetKeepAlive(cfg.Enable, cfg.Idle, cfg.Interval, cfg.Count)
 	return nil
 }
 

@@ -27,6 +27,10 @@ type Dialer struct {
 	Timeout time.Duration
 	// LocalAddr, a *net.TCPAddr, fixes the local address or port.
 	LocalAddr net.Addr
+	// KeepAlive, if positive, turns keepalive probes on with this idle
+	// time and interval. Unlike net.Dialer, zero means off: RFC 9293
+	// 3.8.4 requires keepalives to be off by default.
+	KeepAlive time.Duration
 }
 
 // Dial connects to address ("192.0.2.1:80", "[2001:db8::1]:80") on s.
@@ -100,7 +104,11 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (*Con
 			return nil, opErr(err, netAddr)
 		}
 		if ok {
-			return newConn(ep), nil
+			c := newConn(ep)
+			if d.KeepAlive > 0 {
+				_ = c.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: d.KeepAlive, Interval: d.KeepAlive})
+			}
+			return c, nil
 		}
 		select {
 		case <-changed:

@@ -87,6 +87,14 @@ type Endpoint struct {
 
 	timers timerSet
 
+	// Keepalive (RFC 9293 3.8.4), off by default.
+	keepalive  bool
+	keepIdle   time.Duration
+	keepIntvl  time.Duration
+	keepCount  int
+	keepProbes int   // probes sent since the peer was last heard from
+	softErr    error // last ICMP error in a synchronized state (Linux sk_err_soft)
+
 	userClosed     bool  // Close was called: nobody reads any more
 	wasEstablished bool  // the handshake completed once
 	err            error // hard error reported to the user once
@@ -375,6 +383,9 @@ func (e *Endpoint) HandlePacket(id stack.TransportEndpointID, pkt *stack.PacketB
 	}
 	e.mu.Lock()
 	e.segmentArrives(&seg)
+	if e.keepalive {
+		e.heardFromPeer()
+	}
 	e.mu.Unlock()
 	seg.Payload.Release()
 	e.flush()
@@ -397,9 +408,14 @@ func (e *Endpoint) HandleError(terr stack.TransportError, pkt *stack.PacketBuffe
 		return
 	}
 	e.mu.Lock()
-	if e.state == SynSent {
+	switch {
+	case e.state == SynSent:
 		e.err = err
 		e.transition(Closed, Cause{Kind: CauseSegment, Detail: "ICMP " + err.Error()})
+	case e.state != Closed:
+		// A soft error: reported only if the connection later times
+		// out, in place of ETIMEDOUT, as Linux's tcp_write_err does.
+		e.softErr = err
 	}
 	e.mu.Unlock()
 	e.flush()

@@ -78,7 +78,7 @@ func (e *Endpoint) retransmitTimeout() {
 	}
 	if e.retries > e.proto.opts.MaxRetries {
 		e.proto.stats.Timeouts.Add(1)
-		e.fail(syscall.ETIMEDOUT, timerCause(timerRetransmit))
+		e.fail(e.timeoutErr(), timerCause(timerRetransmit))
 		return
 	}
 	e.backoff()
@@ -96,6 +96,15 @@ func (e *Endpoint) retransmitTimeout() {
 
 func (e *Endpoint) emitRTO() {
 	e.proto.emit(Event{Kind: EventRetransmitTimeout, Conn: e.connID(), RTO: e.rto})
+}
+
+// timeoutErr is the error a connection that gave up reports: ETIMEDOUT,
+// or the last ICMP error heard, which says more.
+func (e *Endpoint) timeoutErr() error {
+	if e.softErr != nil {
+		return e.softErr
+	}
+	return syscall.ETIMEDOUT
 }
 
 // fail ends the connection with a hard error the user will see.

@@ -16,6 +16,7 @@ const (
 	timerPersist                     // RFC 9293 3.8.6.1 zero-window probes
 	timerDelayedAck                  // RFC 9293 3.8.6.3
 	timerTimeWait                    // 2*MSL in TIME-WAIT; also the orphan FIN-WAIT-2 timeout
+	timerKeepalive                   // RFC 9293 3.8.4, off unless the user asks
 	numTimers
 )
 
@@ -24,6 +25,7 @@ var timerNames = [...]string{
 	timerPersist:    "persist",
 	timerDelayedAck: "delayed ack",
 	timerTimeWait:   "time-wait",
+	timerKeepalive:  "keepalive",
 }
 
 func (k timerKind) String() string { return timerNames[k] }
@@ -126,6 +128,8 @@ func (e *Endpoint) timerExpired(k timerKind) {
 		if e.unacked > 0 && e.state.synchronized() {
 			e.sendAck(SendDelayedAck)
 		}
+	case timerKeepalive:
+		e.keepaliveTimeout()
 	case timerTimeWait:
 		switch e.state {
 		case TimeWait:

@@ -1,0 +1,84 @@
+package tcp
+
+import (
+	"syscall"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+)
+
+// Keepalive defaults, as Linux's tcp_keepalive_time, tcp_keepalive_intvl
+// and tcp_keepalive_probes. RFC 9293 3.8.4 asks for an idle time of no less
+// than two hours by default.
+const (
+	DefaultKeepaliveIdle     = 2 * time.Hour
+	DefaultKeepaliveInterval = 75 * time.Second
+	DefaultKeepaliveCount    = 9
+)
+
+// SetKeepAlive turns keepalive probes on or off (RFC 9293 3.8.4; off by
+// default, as the RFC requires). After idle without hearing from the peer
+// a probe goes every interval; after count unanswered probes the
+// connection is reset and fails with ETIMEDOUT. Zero values take the
+// defaults above.
+func (e *Endpoint) SetKeepAlive(on bool, idle, interval time.Duration, count int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.keepalive = on
+	e.keepIdle = cmpOr(idle, DefaultKeepaliveIdle)
+	e.keepIntvl = cmpOr(interval, DefaultKeepaliveInterval)
+	e.keepCount = count
+	if count <= 0 {
+		e.keepCount = DefaultKeepaliveCount
+	}
+	if !on {
+		e.stopTimer(timerKeepalive)
+		return
+	}
+	e.heardFromPeer()
+}
+
+func cmpOr(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+// heardFromPeer restarts the idle period after any segment arrived.
+func (e *Endpoint) heardFromPeer() {
+	e.keepProbes = 0
+	switch e.state {
+	case Established, CloseWait, FinWait1, FinWait2:
+		e.setTimer(timerKeepalive, e.keepIdle)
+	default:
+		e.stopTimer(timerKeepalive)
+	}
+}
+
+// keepaliveTimeout sends a probe, or gives up. Like Linux
+// (tcp_keepalive_timer), a probe is an ACK carrying SND.UNA-1 and no data,
+// which the peer must answer (RFC 9293 3.8.4 allows either this or one
+// garbage byte); giving up sends a RST.
+func (e *Endpoint) keepaliveTimeout() {
+	switch e.state {
+	case Established, CloseWait, FinWait1, FinWait2:
+	default:
+		return
+	}
+	if e.SndUna != e.SndNxt || e.sndEnd() != e.SndNxt {
+		// Data is outstanding or waiting: the retransmission and
+		// persist timers watch the peer.
+		e.setTimer(timerKeepalive, e.keepIdle)
+		return
+	}
+	if e.keepProbes >= e.keepCount {
+		e.sendReset(e.SndNxt)
+		e.fail(syscall.ETIMEDOUT, timerCause(timerKeepalive))
+		return
+	}
+	e.keepProbes++
+	e.sendSegment(SendKeepalive, header.TCPFlagAck, e.SndUna-1, buffer.Buffer{}, nil)
+	e.setTimer(timerKeepalive, e.keepIntvl)
+}
