@@ -43,6 +43,7 @@ type Stack struct {
 
 	mu      sync.Mutex
 	nextNIC tcpip.NICID
+	links   map[tcpip.NICID]gstack.LinkEndpoint
 	closed  bool
 }
 
@@ -64,7 +65,7 @@ func New(opts Options) *Stack {
 		Clock:              clock,
 		HandleLocal:        true,
 	})
-	return &Stack{s: s, tcp: tcp.Of(s), nextNIC: 1}
+	return &Stack{s: s, tcp: tcp.Of(s), nextNIC: 1, links: make(map[tcpip.NICID]gstack.LinkEndpoint)}
 }
 
 // TCP returns the stack's TCP engine: its counters, connections and
@@ -97,9 +98,13 @@ func (s *Stack) AddNIC(link gstack.LinkEndpoint, addrs ...netip.Prefix) (tcpip.N
 	}
 	id := s.nextNIC
 	s.nextNIC++
+	s.links[id] = link
 	s.mu.Unlock()
 
 	if err := s.s.CreateNIC(id, link); err != nil {
+		s.mu.Lock()
+		delete(s.links, id)
+		s.mu.Unlock()
 		return 0, fmt.Errorf("stack: create NIC: %s", err)
 	}
 	for _, p := range addrs {
@@ -148,7 +153,8 @@ func (s *Stack) AddRoute(dst netip.Prefix, gw netip.Addr, nic tcpip.NICID) error
 	return nil
 }
 
-// Close aborts every connection and listener and releases the interfaces.
+// Close aborts every connection and listener, detaches and closes the
+// interfaces and waits for their goroutines.
 func (s *Stack) Close() {
 	s.mu.Lock()
 	if s.closed {
@@ -156,12 +162,22 @@ func (s *Stack) Close() {
 		return
 	}
 	s.closed = true
+	links := s.links
+	s.links = nil
 	s.mu.Unlock()
 	for _, l := range s.tcp.Listeners() {
 		l.Close()
 	}
 	for _, e := range s.tcp.Connections() {
 		e.Abort()
+	}
+	// Remove the NICs before gVisor's Stack.Wait: it waits for each link
+	// endpoint while holding the stack's lock, and a link goroutine that is
+	// delivering a frame into this stack at that moment needs the same
+	// lock. RemoveNIC detaches and closes the link without holding it.
+	for id, link := range links {
+		_ = s.s.RemoveNIC(id)
+		link.Wait()
 	}
 	s.s.Close()
 	s.s.Wait()
