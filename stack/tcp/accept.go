@@ -8,6 +8,9 @@ package tcp
 type acceptQueue struct {
 	conns []*Endpoint
 	limit int
+	// reserved counts connections admitted by a final ACK whose move into
+	// the queue is under way, so that check and add are one decision.
+	reserved int
 }
 
 func newAcceptQueue(backlog int) acceptQueue {
@@ -15,9 +18,14 @@ func newAcceptQueue(backlog int) acceptQueue {
 }
 
 func (q *acceptQueue) len() int   { return len(q.conns) }
-func (q *acceptQueue) full() bool { return len(q.conns) >= q.limit }
+func (q *acceptQueue) full() bool { return len(q.conns)+q.reserved >= q.limit }
 
-func (q *acceptQueue) push(e *Endpoint) { q.conns = append(q.conns, e) }
+func (q *acceptQueue) push(e *Endpoint) {
+	if q.reserved > 0 {
+		q.reserved--
+	}
+	q.conns = append(q.conns, e)
+}
 
 func (q *acceptQueue) pop() *Endpoint {
 	if len(q.conns) == 0 {
@@ -42,5 +50,6 @@ func (q *acceptQueue) remove(e *Endpoint) bool {
 func (q *acceptQueue) drain() []*Endpoint {
 	out := q.conns
 	q.conns = nil
+	q.reserved = 0
 	return out
 }

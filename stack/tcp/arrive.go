@@ -183,7 +183,7 @@ func (e *Endpoint) ackArrives(seg *Segment) bool {
 			e.sendReset(seg.Ack)
 			return false
 		}
-		if e.listener != nil && e.listener.acceptFull() {
+		if e.listener != nil && !e.listener.reserveAccept() {
 			// The accept queue is full. Linux drops the ACK, so the
 			// peer's retransmission (or our SYN-ACK retransmission)
 			// completes the handshake once Accept made room; with

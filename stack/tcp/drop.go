@@ -29,6 +29,7 @@ const (
 	DropClosed                          // the connection is closed
 	DropBufferFull                      // no room in the receive buffer
 	DropChallengeRateLimited            // challenge ACK suppressed by the rate limit
+	DropCookieInvalid                   // ACK to a listener whose SYN cookie does not verify (RFC 4987 3.6)
 	numDropReasons
 )
 
@@ -53,6 +54,7 @@ var dropNames = [...]string{
 	DropClosed:               "connection closed",
 	DropBufferFull:           "receive buffer full",
 	DropChallengeRateLimited: "challenge ACK rate limited",
+	DropCookieInvalid:        "SYN cookie invalid",
 }
 
 func (r DropReason) String() string {
@@ -82,6 +84,7 @@ const (
 	SendRst
 	SendFin
 	SendKeepalive
+	SendSynAckCookie // a stateless SYN-ACK whose ISS is a SYN cookie (RFC 4987 3.6)
 	numSendCauses
 )
 
@@ -101,6 +104,7 @@ var sendNames = [...]string{
 	SendRst:              "RST",
 	SendFin:              "FIN",
 	SendKeepalive:        "keepalive",
+	SendSynAckCookie:     "SYN-ACK (cookie)",
 }
 
 func (c SendCause) String() string {

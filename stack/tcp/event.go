@@ -101,6 +101,7 @@ type Stats struct {
 	Sends           [numSendCauses]atomic.Uint64
 	ListenOverflows atomic.Uint64 // like Linux ListenOverflows
 	ListenDrops     atomic.Uint64 // like Linux ListenDrops
+	Listen          ListenStats   // each decision of the SYN and accept queues
 }
 
 // Dropped returns how many segments were dropped for reason r.

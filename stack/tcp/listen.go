@@ -1,15 +1,34 @@
 package tcp
 
 import (
+	"fmt"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/ports"
+	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 )
+
+// ListenStats count every decision the listen queues take, per stack. Each
+// decision is also an EventQueue whose Note names it.
+type ListenStats struct {
+	SynQueued            atomic.Uint64 // a SYN made a half-open entry ("SYN queued")
+	SynQueueOverflows    atomic.Uint64 // a SYN found the SYN queue full (cookie sent, or dropped)
+	SynAcceptQueueFull   atomic.Uint64 // a SYN was dropped: the accept queue was full
+	CookiesSent          atomic.Uint64 // SYN-ACKs whose ISS was a SYN cookie
+	CookiesAccepted      atomic.Uint64 // final ACKs whose cookie verified: connection made
+	CookiesRejected      atomic.Uint64 // final ACKs whose cookie did not verify: RST
+	AcceptQueueAdds      atomic.Uint64 // connections established into the accept queue
+	AcceptOverflowDrops  atomic.Uint64 // final ACKs dropped: the accept queue was full
+	AcceptOverflowResets atomic.Uint64 // final ACKs answered with RST (AbortOnOverflow)
+	Accepted             atomic.Uint64 // connections handed out by Accept
+	HalfOpenExpired      atomic.Uint64 // half-open entries dropped after SynAckRetries
+}
 
 // Listener is a passive OPEN (RFC 9293 3.10.1) in the LISTEN state, with
 // its two queues made explicit the way Linux's request_sock_queue keeps
@@ -21,11 +40,20 @@ type Listener struct {
 	netProtos []tcpip.NetworkProtocolNumber
 	portRes   ports.Reservation
 
+	cookies cookieKey // keys this stack's SYN cookies (cookie.go)
+
 	mu      sync.Mutex
 	state   State // Listen, then Closed
 	synq    synQueue
 	acceptq acceptQueue
 	changed chan struct{}
+
+	// cookieUntil is how long ACKs that match no entry are checked as SYN
+	// cookies: as long as a cookie sent last may be valid. Like Linux
+	// (tcp_synq_no_recent_overflow), a listener that sent no cookie
+	// recently never takes an ACK as one, which keeps forgers guessing
+	// only while a flood is on.
+	cookieUntil tcpip.MonotonicTime
 }
 
 // synQueue holds the half-open connections of a listener. Its limit is the
@@ -62,6 +90,7 @@ func (p *Protocol) Listen(addr tcpip.FullAddress, backlog int) (*Listener, error
 		netProtos: netProtos,
 		id:        stack.TransportEndpointID{LocalAddress: addr.Addr},
 		state:     Listen,
+		cookies:   newCookieKey(p.secret),
 	}
 	l.synq = synQueue{entries: make(map[*Endpoint]struct{}), limit: p.opts.SynQueueLimit}
 	l.acceptq = newAcceptQueue(backlog)
@@ -154,8 +183,14 @@ func (l *Listener) HandlePacket(id stack.TransportEndpointID, pkt *stack.PacketB
 		return
 	}
 	// Second, check for an ACK: any acknowledgment is bad in LISTEN;
-	// answer <SEQ=SEG.ACK><CTL=RST>.
+	// answer <SEQ=SEG.ACK><CTL=RST>. Unless it returns a SYN cookie we
+	// sent (RFC 4987 3.6): then it completes a handshake we kept no
+	// state for.
 	if seg.has(header.TCPFlagAck) {
+		if !seg.has(header.TCPFlagSyn) && l.cookiesRecent() {
+			l.cookieAck(id, netProto, pkt.NICID, &seg)
+			return
+		}
 		p.drop(c, &seg, DropListenAck)
 		p.replyRST(id, netProto, pkt.NICID, &seg)
 		return
@@ -166,34 +201,179 @@ func (l *Listener) HandlePacket(id stack.TransportEndpointID, pkt *stack.PacketB
 		p.drop(c, &seg, DropListenNoSyn)
 		return
 	}
-	if reason := l.reserveSynSlot(); reason != DropNone {
+	switch d, reason := l.admitSyn(); d {
+	case synHalfOpen:
+		l.openChild(id, netProto, pkt.NICID, &seg)
+	case synCookie:
+		l.sendCookie(id, netProto, pkt.NICID, &seg)
+	default:
 		p.drop(c, &seg, reason)
-		return
 	}
-	l.openChild(id, netProto, pkt.NICID, &seg)
 }
 
-// reserveSynSlot decides whether a SYN may start a half-open connection.
-// Like Linux (tcp_conn_request), a SYN is dropped while the accept queue
-// is full, since the connection could not be queued once established.
-func (l *Listener) reserveSynSlot() DropReason {
+// synDecision is what a listener does with a SYN.
+type synDecision uint8
+
+const (
+	synDrop     synDecision = iota // discard it
+	synHalfOpen                    // make a half-open entry in the SYN queue
+	synCookie                      // answer with a SYN cookie, keep no state
+)
+
+// admitSyn decides what a SYN gets, in Linux's order (tcp_conn_request):
+// a SYN is dropped while the accept queue is full, since the connection
+// could not be queued once established; with the SYN queue full it gets a
+// cookie, or is dropped with NoSynCookies. Linux compares the SYN queue
+// with the listen backlog and uses tcp_max_syn_backlog only without
+// cookies; we give the SYN queue its own limit, SynQueueLimit, as the
+// design asks, so the two queues can be watched and tuned apart.
+func (l *Listener) admitSyn() (synDecision, DropReason) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	st := &l.proto.stats
 	switch {
 	case l.state != Listen:
-		return DropClosed
+		return synDrop, DropClosed
 	case l.acceptq.full():
-		l.proto.stats.ListenOverflows.Add(1)
-		l.proto.stats.ListenDrops.Add(1)
+		st.ListenOverflows.Add(1)
+		st.ListenDrops.Add(1)
+		st.Listen.SynAcceptQueueFull.Add(1)
 		l.emitQueue("SYN dropped: accept queue full")
-		return DropAcceptQueueFull
+		return synDrop, DropAcceptQueueFull
 	case l.synq.full():
-		l.proto.stats.ListenDrops.Add(1)
+		st.Listen.SynQueueOverflows.Add(1)
+		if !l.proto.opts.NoSynCookies {
+			st.Listen.CookiesSent.Add(1)
+			l.cookieUntil = l.proto.clock.NowMonotonic().Add(cookieMaxAge * cookiePeriod)
+			l.emitQueue("SYN queue full: SYN cookie sent")
+			return synCookie, DropNone
+		}
+		st.ListenDrops.Add(1)
 		l.emitQueue("SYN dropped: SYN queue full")
-		return DropSynQueueFull
+		return synDrop, DropSynQueueFull
 	}
 	l.synq.pending++
-	return DropNone
+	return synHalfOpen, DropNone
+}
+
+// cookiesRecent reports whether an ACK that matches no entry should be
+// checked as a SYN cookie.
+func (l *Listener) cookiesRecent() bool {
+	if l.proto.opts.NoSynCookies {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.proto.clock.NowMonotonic().Before(l.cookieUntil)
+}
+
+// sendCookie answers a SYN statelessly: <SEQ=cookie><ACK=SEG.SEQ+1>
+// <CTL=SYN,ACK> with our MSS and no window scale (see cookie.go).
+func (l *Listener) sendCookie(id stack.TransportEndpointID, netProto tcpip.NetworkProtocolNumber, nic tcpip.NICID, seg *Segment) {
+	p := l.proto
+	r, terr := p.stack.FindRoute(nic, id.LocalAddress, id.RemoteAddress, netProto, false)
+	if terr != nil {
+		return
+	}
+	defer r.Release()
+	peerMSS := seg.MSS
+	if peerMSS == 0 {
+		peerMSS = header.TCPDefaultMSS // RFC 9293 3.7.1; rounds to 536 for IPv6 too
+	}
+	cookie := l.cookies.make(id, seg.Seq, cookieMSSIndex(peerMSS), cookieCount(p.clock.NowMonotonic()))
+	var opts [header.TCPOptionsMaximumSize]byte
+	n := encodeSynOptions(synOptions{mss: uint16(min(int(r.MTU())-header.TCPMinimumSize, 0xffff)), ws: -1}, opts[:])
+	f := outFields{
+		srcPort: id.LocalPort, dstPort: id.RemotePort,
+		seq: cookie, ack: seg.Seq + 1,
+		flags:  header.TCPFlagSyn | header.TCPFlagAck,
+		window: uint16(min(p.opts.ReceiveBufferSize, 0xffff)),
+		opts:   opts[:n],
+	}
+	pkt := buildPacket(r, &f, buffer.Buffer{}, nil)
+	p.countSend(connIDOf(id), SendSynAckCookie, &f, 0)
+	writePacket(r, pkt)
+}
+
+// cookieAck handles an ACK that matches no entry while cookies are on: if
+// SEG.ACK-1 is a cookie we made for SEG.SEQ-1 no more than cookieMaxAge
+// ticks ago, the connection is made directly in ESTABLISHED, into the
+// accept queue (with the accept-queue-full policy of a normal handshake);
+// otherwise <SEQ=SEG.ACK><CTL=RST>, as for any bad ACK in LISTEN.
+func (l *Listener) cookieAck(id stack.TransportEndpointID, netProto tcpip.NetworkProtocolNumber, nic tcpip.NICID, seg *Segment) {
+	p := l.proto
+	st := &p.stats
+	c := connIDOf(id)
+	idx, bad := l.cookies.check(id, seg.Seq-1, seg.Ack-1, cookieCount(p.clock.NowMonotonic()))
+	l.mu.Lock()
+	switch {
+	case bad != "":
+		st.Listen.CookiesRejected.Add(1)
+		l.emitQueue("SYN cookie rejected: " + bad)
+		l.mu.Unlock()
+		p.drop(c, seg, DropCookieInvalid)
+		p.replyRST(id, netProto, nic, seg)
+		return
+	case l.state != Listen:
+		l.mu.Unlock()
+		p.drop(c, seg, DropClosed)
+		return
+	case l.acceptq.full():
+		// Linux (tcp_v4_syn_recv_sock) counts and drops; the peer's
+		// next segment carries the cookie again. No state is kept.
+		l.acceptOverflowLocked()
+		l.mu.Unlock()
+		p.drop(c, seg, DropAcceptQueueFull)
+		if p.opts.AbortOnOverflow {
+			p.replyRST(id, netProto, nic, seg)
+		}
+		return
+	}
+	st.Listen.CookiesAccepted.Add(1)
+	l.acceptq.reserved++ // taken by established, below
+	l.emitQueue(fmt.Sprintf("SYN cookie accepted: mss %d", cookieMSS[idx]))
+	l.mu.Unlock()
+
+	r, terr := p.stack.FindRoute(nic, id.LocalAddress, id.RemoteAddress, netProto, false)
+	if terr != nil {
+		l.unreserveAccept()
+		return
+	}
+	e := p.newEndpoint(netProto, id, r)
+	e.listener = l
+	e.mu.Lock()
+	if !l.registerChild(e) {
+		e.listener = nil
+		e.mu.Unlock()
+		r.Release()
+		l.unreserveAccept()
+		return
+	}
+	e.registered = true
+	// The TCB the SYN would have made, and the ACK's effect on it
+	// (3.10.7.4 fifth step, SYN-RECEIVED): SND.UNA = SEG.ACK.
+	e.IRS = seg.Seq - 1
+	e.RcvNxt = seg.Seq
+	e.RcvWnd = uint32(min(e.rcvBufLimit, 0xffff)) // what the SYN-ACK offered
+	e.rcvAcc = e.RcvNxt.Add(seqnum.Size(e.RcvWnd))
+	e.ISS = seg.Ack - 1
+	e.SndUna = seg.Ack
+	e.SndNxt = seg.Ack
+	e.sndMax = seg.Ack
+	e.sndBufSeq = seg.Ack
+	e.sndMSS = max(min(int(cookieMSS[idx]), e.rcvMSS), 64)
+	e.wsOK, e.sndWndShift, e.rcvWndShift = false, 0, 0
+	e.setSndWnd(uint32(seg.Window), seg)
+	e.initCongestion()
+	e.transition(Established, Cause{Kind: CauseSegment, Detail: "SYN cookie " + seg.String(), Key: seg.wire})
+	// Data or a FIN on the ACK continue at the sixth step.
+	if seg.Payload.Size() > 0 || seg.has(header.TCPFlagFin) {
+		e.trimToWindow(seg)
+		e.processTextAndFin(seg)
+	}
+	e.output()
+	e.mu.Unlock()
+	e.flush()
 }
 
 // openChild makes the half-open connection for a SYN: SYN-RECEIVED,
@@ -214,7 +394,7 @@ func (l *Listener) openChild(id stack.TransportEndpointID, netProto tcpip.Networ
 	e := p.newEndpoint(netProto, id, r)
 	e.listener = l
 	e.mu.Lock()
-	if terr := p.stack.RegisterTransportEndpoint([]tcpip.NetworkProtocolNumber{netProto}, ProtocolNumber, id, e, ports.Flags{}, 0); terr != nil || !p.register(e) {
+	if !l.registerChild(e) {
 		e.listener = nil
 		e.mu.Unlock()
 		r.Release()
@@ -225,6 +405,7 @@ func (l *Listener) openChild(id stack.TransportEndpointID, netProto tcpip.Networ
 	l.mu.Lock()
 	l.synq.pending--
 	l.synq.entries[e] = struct{}{}
+	p.stats.Listen.SynQueued.Add(1)
 	l.emitQueue("SYN queued")
 	l.mu.Unlock()
 
@@ -245,40 +426,95 @@ func (l *Listener) openChild(id stack.TransportEndpointID, netProto tcpip.Networ
 	e.flush()
 }
 
-// established moves a child from the SYN queue to the accept queue. The
+// registerChild enters a new child in the demuxer on its 4-tuple and in
+// the engine's table, or in neither.
+func (l *Listener) registerChild(e *Endpoint) bool {
+	p := l.proto
+	netProtos := []tcpip.NetworkProtocolNumber{e.netProto}
+	if terr := p.stack.RegisterTransportEndpoint(netProtos, ProtocolNumber, e.id, e, ports.Flags{}, 0); terr != nil {
+		return false
+	}
+	if !p.register(e) {
+		p.stack.UnregisterTransportEndpoint(netProtos, ProtocolNumber, e.id, e, ports.Flags{}, 0)
+		return false
+	}
+	return true
+}
+
+// established moves a child from the SYN queue to the accept queue, into
+// the place reserveAccept kept for it. It reports false if the listener
+// has closed meanwhile: nobody will ever accept the connection. The
 // child's lock is held; lock order is child, then listener.
-func (l *Listener) established(e *Endpoint) {
+func (l *Listener) established(e *Endpoint) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	delete(l.synq.entries, e)
 	if l.state != Listen {
-		return
+		return false
 	}
 	l.acceptq.push(e)
+	l.proto.stats.Listen.AcceptQueueAdds.Add(1)
 	l.emitQueue("accept queue add")
 	l.notify()
+	return true
 }
 
-// acceptFull reports whether a child completing its handshake now would
-// overflow the accept queue.
-func (l *Listener) acceptFull() bool {
+// reserveAccept keeps a place in the accept queue for a child whose final
+// ACK just arrived, or reports false if the queue is full; the caller
+// (ackArrives) then drops the ACK, or resets with AbortOnOverflow.
+// Checking and reserving under one lock keeps the queue within its limit
+// however many handshakes complete at once.
+func (l *Listener) reserveAccept() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	full := l.acceptq.full()
-	if full {
-		l.proto.stats.ListenOverflows.Add(1)
-		l.emitQueue("accept queue overflow")
+	if l.acceptq.full() {
+		l.acceptOverflowLocked()
+		return false
 	}
-	return full
+	l.acceptq.reserved++
+	return true
 }
 
-// forget removes a child that reached CLOSED before it was accepted.
+func (l *Listener) unreserveAccept() {
+	l.mu.Lock()
+	if l.acceptq.reserved > 0 {
+		l.acceptq.reserved--
+	}
+	l.mu.Unlock()
+}
+
+// acceptOverflowLocked counts and reports a final ACK that found the
+// accept queue full, by the policy in force. Like Linux, it is both a
+// ListenOverflow and a ListenDrop.
+func (l *Listener) acceptOverflowLocked() {
+	st := &l.proto.stats
+	st.ListenOverflows.Add(1)
+	st.ListenDrops.Add(1)
+	if l.proto.opts.AbortOnOverflow {
+		st.Listen.AcceptOverflowResets.Add(1)
+		l.emitQueue("accept queue overflow: final ACK answered with RST")
+		return
+	}
+	st.Listen.AcceptOverflowDrops.Add(1)
+	l.emitQueue("accept queue overflow: final ACK dropped")
+}
+
+// forget removes a child that reached CLOSED before it was accepted. The
+// child's lock is held. A half-open entry goes because its SYN-ACK
+// retransmissions ran out (retransmitTimeout counted one past
+// SynAckRetries), or because a RST or an abort removed it.
 func (l *Listener) forget(e *Endpoint) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if _, ok := l.synq.entries[e]; ok {
 		delete(l.synq.entries, e)
-		l.emitQueue("half-open entry removed")
+		switch {
+		case e.retries > l.proto.opts.SynAckRetries:
+			l.proto.stats.Listen.HalfOpenExpired.Add(1)
+			l.emitQueue("half-open expired: SYN-ACK retries exhausted")
+		default:
+			l.emitQueue("half-open entry removed")
+		}
 	}
 	if l.acceptq.remove(e) {
 		l.emitQueue("accept queue remove")
@@ -297,6 +533,7 @@ func (l *Listener) Accept() (*Endpoint, error) {
 	}
 	e := l.acceptq.pop()
 	if e != nil {
+		l.proto.stats.Listen.Accepted.Add(1)
 		l.emitQueue("accepted")
 	}
 	l.mu.Unlock()
@@ -322,8 +559,10 @@ func (l *Listener) Close() {
 	for e := range l.synq.entries {
 		children = append(children, e)
 	}
+	halfOpen := len(children)
 	clear(l.synq.entries)
 	children = append(children, l.acceptq.drain()...)
+	l.emitQueue(fmt.Sprintf("listener closed: %d half-open forgotten, %d queued reset", halfOpen, len(children)-halfOpen))
 	l.notify()
 	l.mu.Unlock()
 
@@ -354,5 +593,3 @@ func (l *Listener) Abort() { l.Close() }
 
 // Wait implements stack.TransportEndpoint.
 func (*Listener) Wait() {}
-
-var _ = buffer.Buffer{}

@@ -42,6 +42,14 @@ type Options struct {
 	// tcp_max_syn_backlog; default 1024).
 	SynQueueLimit int
 
+	// NoSynCookies turns SYN cookies (RFC 4987 3.6) off. By default, as
+	// with Linux's tcp_syncookies=1, a SYN that finds the SYN queue full
+	// is answered with a SYN-ACK whose ISS is a cookie and no state is
+	// kept; the final ACK rebuilds the connection. With NoSynCookies such
+	// a SYN is dropped. Cookie connections run without window scaling: the
+	// option cannot be carried without timestamps (see cookie.go).
+	NoSynCookies bool
+
 	// AbortOnOverflow answers the final ACK of a handshake with RST when
 	// the accept queue is full, like Linux's tcp_abort_on_overflow. By
 	// default the ACK is dropped and the peer's retransmission completes

@@ -118,8 +118,14 @@ func (e *Endpoint) transition(to State, cause Cause) {
 		} else {
 			e.proto.stats.PassiveOpens.Add(1)
 		}
-		if e.listener != nil {
-			e.listener.established(e)
+		if e.listener != nil && !e.listener.established(e) {
+			// The listener closed while this handshake completed. As
+			// for the connections it had queued (Listener.Close),
+			// reset: nobody can accept this one.
+			e.listener = nil
+			e.sendReset(e.SndNxt)
+			e.transition(Closed, cause)
+			return
 		}
 	case TimeWait:
 		// 3.10.7.4 eighth step: start the time-wait timer, turn off the

@@ -1,0 +1,112 @@
+package tcp
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+)
+
+// SYN cookies (RFC 4987 3.6). When a listener's SYN queue is full, the
+// SYN-ACK's ISS is a cookie and the listener keeps no state; the peer's
+// final ACK returns the cookie as SEG.ACK-1 and the connection is rebuilt
+// from it. We build the cookie as Linux does without timestamps
+// (net/ipv4/syncookies.c, secure_tcp_syn_cookie):
+//
+//	cookie = H1(4-tuple) + sseq + (count << 24) + ((H2(4-tuple, sseq, count) + mssIndex) mod 2^24)
+//
+// sseq is the SYN's sequence number, count a coarse clock ticking every
+// 64 s; H1 and H2 are keyed hashes under a key derived from the stack's
+// secret. The top 8 bits carry the counter, the low 24 bits a MAC with the
+// MSS index added, so the peer can neither choose an MSS nor forge a
+// cookie except by guessing 24 bits. Unlike Linux, H2 also covers sseq:
+// in Linux an ACK one sequence number off still verifies, with a smaller
+// MSS index; here it does not.
+//
+// Only the MSS survives the round trip, rounded down to cookieMSS. The
+// window scale option would need TCP timestamps to travel in (Linux puts it
+// in the timestamp's low bits); we send none, so a cookie SYN-ACK offers no
+// window scale and, by RFC 7323 2.2, neither side scales: a cookie
+// connection is limited to a 64 KiB window. That is safe where guessing a
+// scale is not, and cookies only happen under a flood.
+
+const (
+	cookiePeriod = 64 * time.Second // one tick of the counter (Linux: 60 s in newer kernels)
+	cookieMaxAge = 2                // a cookie is valid while count-c < 2, Linux's MAX_SYNCOOKIE_AGE
+	cookieBits   = 24
+	cookieMask   = 1<<cookieBits - 1
+)
+
+// cookieMSS is Linux's msstab for IPv4: the MSS values a cookie can carry,
+// chosen to cover the common paths; the peer's MSS is rounded down to one.
+var cookieMSS = [4]uint16{536, 1300, 1440, 1460}
+
+// cookieKey is the key of the cookie hashes: a second derivation of the
+// stack's ISN secret (RFC 6528), so the two never share a key.
+type cookieKey [sha256.Size]byte
+
+func newCookieKey(secret [16]byte) cookieKey {
+	var b [32]byte
+	n := copy(b[:], "tapstack SYN cookie v1\x00")
+	n += copy(b[n:], secret[:])
+	return sha256.Sum256(b[:n])
+}
+
+// hash is H1 (tag 1, sseq and count zero) or H2 (tag 2) of the 4-tuple.
+// It does not allocate.
+func (k *cookieKey) hash(id stack.TransportEndpointID, tag byte, sseq seqnum.Value, count uint32) uint32 {
+	var b [len(k) + 16 + 16 + 4 + 4 + 4 + 1]byte
+	n := copy(b[:], k[:])
+	n += copy(b[n:], id.LocalAddress.AsSlice())
+	n += copy(b[n:], id.RemoteAddress.AsSlice())
+	binary.BigEndian.PutUint16(b[n:], id.LocalPort)
+	binary.BigEndian.PutUint16(b[n+2:], id.RemotePort)
+	binary.BigEndian.PutUint32(b[n+4:], uint32(sseq))
+	binary.BigEndian.PutUint32(b[n+8:], count)
+	b[n+12] = tag
+	sum := sha256.Sum256(b[:n+13])
+	return binary.BigEndian.Uint32(sum[:])
+}
+
+// cookieCount is the coarse clock the cookie carries.
+func cookieCount(now tcpip.MonotonicTime) uint32 {
+	return uint32(now.Sub(tcpip.MonotonicTime{}) / cookiePeriod)
+}
+
+// cookieMSSIndex picks the largest table entry not above mss, as Linux's
+// cookie_v4_init_sequence does; below the table it is the first entry.
+func cookieMSSIndex(mss uint16) uint32 {
+	i := len(cookieMSS) - 1
+	for ; i > 0; i-- {
+		if mss >= cookieMSS[i] {
+			break
+		}
+	}
+	return uint32(i)
+}
+
+// make returns the cookie for a SYN with sequence number sseq on id.
+func (k *cookieKey) make(id stack.TransportEndpointID, sseq seqnum.Value, mssIndex, count uint32) seqnum.Value {
+	c := k.hash(id, 1, 0, 0) + uint32(sseq) + count<<cookieBits +
+		((k.hash(id, 2, sseq, count) + mssIndex) & cookieMask)
+	return seqnum.Value(c)
+}
+
+// check verifies cookie, returned by the ACK of a SYN whose sequence number
+// was sseq, at counter count. It returns the MSS index, or a reason.
+func (k *cookieKey) check(id stack.TransportEndpointID, sseq, cookie seqnum.Value, count uint32) (uint32, string) {
+	c := uint32(cookie) - k.hash(id, 1, 0, 0) - uint32(sseq)
+	// The counter's low 8 bits; the age is taken modulo 2^8 like Linux.
+	age := (count - c>>cookieBits) & (1<<(32-cookieBits) - 1)
+	if age >= cookieMaxAge {
+		return 0, "too old or forged"
+	}
+	idx := (c - k.hash(id, 2, sseq, count-age)) & cookieMask
+	if idx >= uint32(len(cookieMSS)) {
+		return 0, "bad MAC"
+	}
+	return idx, ""
+}

@@ -1,0 +1,534 @@
+package tcp_test
+
+import (
+	"io"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tapstack/tapstack/stack/tcp"
+	"github.com/tapstack/tapstack/stack/tcp/tcptest"
+)
+
+// Packet traces of the two listen queues: the SYN queue (half-open
+// entries, SYN-ACK retransmission, SYN cookies) and the accept queue
+// (backlog+1, overflow policies), each decision checked on the wire, in
+// the counters and in the EventQueue notes.
+
+// notes records the Note of every EventQueue.
+type notes struct {
+	mu sync.Mutex
+	s  []string
+}
+
+func (n *notes) observe(ev tcp.Event) {
+	if ev.Kind == tcp.EventQueue {
+		n.mu.Lock()
+		n.s = append(n.s, ev.Note)
+		n.mu.Unlock()
+	}
+}
+
+// want fails unless a note starting with prefix was recorded.
+func (n *notes) want(t *testing.T, prefix string) {
+	t.Helper()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !slices.ContainsFunc(n.s, func(s string) bool { return strings.HasPrefix(s, prefix) }) {
+		t.Errorf("no queue event %q; got %q", prefix, n.s)
+	}
+}
+
+// listen makes a peer and a listener with the given backlog and options,
+// recording queue events.
+func listen(t *testing.T, backlog int, o tcp.Options) (*tcptest.Peer, *tcp.Listener, *notes) {
+	t.Helper()
+	n := &notes{}
+	o.Observer = n.observe
+	p := tcptest.New(t, tcptest.WithTCP(o))
+	return p, p.Listen(backlog), n
+}
+
+// client is one peer port with the stack's ISS as that connection saw it:
+// tcptest's peer talks on one port at a time, so tests switch between them.
+type client struct {
+	port uint16
+	iss  uint32
+}
+
+// use points the peer at c.
+func (c *client) use(p *tcptest.Peer) {
+	p.PeerPort = c.port
+	p.SetStackISS(c.iss, true)
+}
+
+// syn sends a SYN from port and expects a SYN-ACK with a fresh ISS.
+func syn(t *testing.T, p *tcptest.Peer, port uint16) *client {
+	t.Helper()
+	p.PeerPort = port
+	p.SetStackISS(0, false)
+	p.Inject(seg{Flags: "S", Seq: 0, MSS: 1460})
+	p.Expect(seg{Flags: "S.", Seq: 0, Ack: 1})
+	iss, _ := p.StackISS()
+	return &client{port: port, iss: iss}
+}
+
+// handshake completes a connection from port into the accept queue.
+func handshake(t *testing.T, p *tcptest.Peer, port uint16) *client {
+	t.Helper()
+	c := syn(t, p, port)
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1})
+	p.ExpectNothing()
+	return c
+}
+
+func wantQueues(t *testing.T, l *tcp.Listener, syn, accept int) {
+	t.Helper()
+	if q := l.Queues(); q.SynQueueLen != syn || q.AcceptQueueLen != accept {
+		t.Fatalf("queues: syn %d/%d, accept %d/%d; want syn %d, accept %d",
+			q.SynQueueLen, q.SynQueueLimit, q.AcceptQueueLen, q.AcceptQueueLimit, syn, accept)
+	}
+}
+
+func wantCount(t *testing.T, name string, got, want uint64) {
+	t.Helper()
+	if got != want {
+		t.Errorf("%s = %d, want %d", name, got, want)
+	}
+}
+
+// TestSynQueueLimit: with cookies off, a SYN that finds the SYN queue at
+// SynQueueLimit is dropped without an answer (Linux tcp_max_syn_backlog).
+func TestSynQueueLimit(t *testing.T) {
+	p, l, n := listen(t, 16, tcp.Options{SynQueueLimit: 2, NoSynCookies: true})
+	syn(t, p, 40001)
+	syn(t, p, 40002)
+	wantQueues(t, l, 2, 0)
+	p.PeerPort = 40003
+	p.Inject(seg{Flags: "S", Seq: 0, MSS: 1460})
+	p.ExpectNothing()
+	wantQueues(t, l, 2, 0)
+	st := p.TCP.Stats()
+	wantCount(t, "SynQueued", st.Listen.SynQueued.Load(), 2)
+	wantCount(t, "SynQueueOverflows", st.Listen.SynQueueOverflows.Load(), 1)
+	wantCount(t, "dropped (SYN queue full)", st.Dropped(tcp.DropSynQueueFull), 1)
+	wantCount(t, "ListenDrops", st.ListenDrops.Load(), 1)
+	wantCount(t, "CookiesSent", st.Listen.CookiesSent.Load(), 0)
+	n.want(t, "SYN queued")
+	n.want(t, "SYN dropped: SYN queue full")
+}
+
+// TestSynAckRetransmitSchedule: the SYN-ACK is retransmitted with the RTO
+// doubling from 1 s (RFC 6298 5.5): at 1, 3, 7, 15 and 31 s, SynAckRetries
+// (5) times; at 63 s the entry is forgotten without a RST, as Linux does,
+// and the listener is unharmed.
+func TestSynAckRetransmitSchedule(t *testing.T) {
+	p, l, n := listen(t, 16, tcp.Options{})
+	syn(t, p, 40001)
+	for _, rto := range []time.Duration{1, 2, 4, 8, 16} {
+		p.Advance(rto*time.Second - 1)
+		p.ExpectNothing()
+		p.Advance(1)
+		p.Expect(seg{Flags: "S.", Seq: 0, Ack: 1, MSS: 1460})
+	}
+	wantQueues(t, l, 1, 0)
+	p.Advance(32 * time.Second)
+	p.ExpectNothing()
+	wantQueues(t, l, 0, 0)
+	if c := p.TCP.Connections(); len(c) != 0 {
+		t.Errorf("%d connections left after give-up", len(c))
+	}
+	st := p.TCP.Stats()
+	wantCount(t, "SYN-ACK retransmits", st.Sent(tcp.SendSynAckRetransmit), 5)
+	wantCount(t, "HalfOpenExpired", st.Listen.HalfOpenExpired.Load(), 1)
+	n.want(t, "half-open expired")
+	p.WantState(l, tcp.Listen)
+	handshake(t, p, 40002)
+	wantQueues(t, l, 0, 1)
+}
+
+// TestDuplicateSynReanswered: a retransmitted SYN reaches its half-open
+// entry and gets the same SYN-ACK again; no second entry is made.
+func TestDuplicateSynReanswered(t *testing.T) {
+	p, l, _ := listen(t, 16, tcp.Options{})
+	syn(t, p, 40001)
+	p.Inject(seg{Flags: "S", Seq: 0, MSS: 1460})
+	p.Expect(seg{Flags: "S.", Seq: 0, Ack: 1})
+	wantQueues(t, l, 1, 0)
+	wantCount(t, "SynQueued", p.TCP.Stats().Listen.SynQueued.Load(), 1)
+}
+
+// TestRstToSynReceived: a RST at RCV.NXT removes the half-open entry
+// (3.10.7.4 second step: "return this connection to LISTEN"); nothing is
+// sent and the listener keeps listening.
+func TestRstToSynReceived(t *testing.T) {
+	p, l, n := listen(t, 16, tcp.Options{})
+	syn(t, p, 40001)
+	p.Inject(seg{Flags: "R", Seq: 1})
+	p.ExpectNothing()
+	wantQueues(t, l, 0, 0)
+	if c := p.TCP.Connections(); len(c) != 0 {
+		t.Errorf("%d connections left after RST", len(c))
+	}
+	n.want(t, "half-open entry removed")
+	p.WantState(l, tcp.Listen)
+	handshake(t, p, 40001) // the same port again, from scratch
+	if _, err := l.Accept(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// fillSynQueue makes limit half-open entries from ports 50000 on.
+func fillSynQueue(t *testing.T, p *tcptest.Peer, limit int) []*client {
+	t.Helper()
+	var cs []*client
+	for i := range limit {
+		cs = append(cs, syn(t, p, uint16(50000+i)))
+	}
+	return cs
+}
+
+// cookieSyn sends a SYN from port that the listener answers with a cookie
+// SYN-ACK: our MSS, and no window scale although the SYN offered one.
+func cookieSyn(t *testing.T, p *tcptest.Peer, port uint16, mss uint16) *client {
+	t.Helper()
+	p.PeerPort = port
+	p.SetStackISS(0, false)
+	p.Inject(seg{Flags: "S", Seq: 0, MSS: mss, WS: 7})
+	p.Expect(seg{Flags: "S.", Seq: 0, Ack: 1, MSS: 1460, WS: tcptest.NoWS, Win: 65535})
+	iss, _ := p.StackISS()
+	return &client{port: port, iss: iss}
+}
+
+// TestSynCookiesOnlyWhenFull: SYNs get half-open entries up to the limit;
+// the next SYN, and only it, is answered with a cookie (RFC 4987 3.6) and
+// leaves no state behind.
+func TestSynCookiesOnlyWhenFull(t *testing.T) {
+	p, l, n := listen(t, 16, tcp.Options{SynQueueLimit: 2})
+	st := p.TCP.Stats()
+	fillSynQueue(t, p, 2)
+	wantCount(t, "CookiesSent before full", st.Listen.CookiesSent.Load(), 0)
+	wantCount(t, "cookie SYN-ACKs before full", st.Sent(tcp.SendSynAckCookie), 0)
+	conns := len(p.TCP.Connections())
+	cookieSyn(t, p, 40001, 1460)
+	wantCount(t, "CookiesSent", st.Listen.CookiesSent.Load(), 1)
+	wantCount(t, "cookie SYN-ACKs", st.Sent(tcp.SendSynAckCookie), 1)
+	wantCount(t, "SynQueueOverflows", st.Listen.SynQueueOverflows.Load(), 1)
+	wantCount(t, "ListenDrops", st.ListenDrops.Load(), 0)
+	wantQueues(t, l, 2, 0)
+	if got := len(p.TCP.Connections()); got != conns {
+		t.Errorf("a cookie SYN made state: %d connections, want %d", got, conns)
+	}
+	n.want(t, "SYN queue full: SYN cookie sent")
+	// Stateless: the cookie is not retransmitted; only the entries'
+	// own SYN-ACKs are, in no particular order.
+	p.Advance(time.Second)
+	sent := p.DrainAny()
+	if len(sent) != 2 || slices.ContainsFunc(sent, func(s string) bool { return strings.Contains(s, ".40001:") }) {
+		t.Errorf("after 1 s the stack sent %q, want the two entries' SYN-ACKs only", sent)
+	}
+}
+
+// TestSynCookieAccepted: the final ACK returns the cookie; the connection
+// is made in ESTABLISHED straight into the accept queue, with the MSS the
+// cookie carried (the peer's 1400 rounded down to 1300 in Linux's table)
+// and no window scaling. The ACK's data is kept, and data flows both ways.
+func TestSynCookieAccepted(t *testing.T) {
+	p, l, n := listen(t, 16, tcp.Options{SynQueueLimit: 1})
+	fillSynQueue(t, p, 1)
+	c := cookieSyn(t, p, 40001, 1400)
+	c.use(p)
+	p.Inject(seg{Flags: "P.", Seq: 1, Ack: 1, Win: 1000, Payload: []byte("hello")})
+	p.ExpectNothing() // the ACK of "hello" is delayed
+	wantQueues(t, l, 1, 1)
+	ep, err := l.Accept()
+	if err != nil {
+		t.Fatalf("Accept: %v", err)
+	}
+	p.WantState(ep, tcp.Established)
+	info := ep.Info()
+	if info.SndMSS != 1300 || info.SndWndScale != -1 || info.TCB.SndWnd != 1000 {
+		t.Errorf("send MSS %d, scale %d, SND.WND %d; want 1300, -1 (off), 1000 unscaled", info.SndMSS, info.SndWndScale, info.TCB.SndWnd)
+	}
+	buf := make([]byte, 16)
+	if k, err := ep.Read(buf); err != nil || string(buf[:k]) != "hello" {
+		t.Fatalf("Read = %q, %v; want hello", buf[:k], err)
+	}
+	if _, err := ep.Write([]byte("world")); err != nil {
+		t.Fatal(err)
+	}
+	p.Expect(seg{Flags: "P.", Seq: 1, Ack: 6, Win: 65535, Payload: []byte("world")})
+	p.Inject(seg{Flags: ".", Seq: 6, Ack: 6})
+	p.ExpectNothing()
+	st := p.TCP.Stats()
+	wantCount(t, "CookiesAccepted", st.Listen.CookiesAccepted.Load(), 1)
+	wantCount(t, "AcceptQueueAdds", st.Listen.AcceptQueueAdds.Load(), 1)
+	wantCount(t, "Accepted", st.Listen.Accepted.Load(), 1)
+	n.want(t, "SYN cookie accepted: mss 1300")
+	n.want(t, "accepted")
+}
+
+// TestSynCookieRejected: an ACK whose cookie does not verify, forged or
+// expired, is answered <SEQ=SEG.ACK><CTL=RST> like any bad ACK in LISTEN
+// (3.10.7.2) and leaves no state.
+func TestSynCookieRejected(t *testing.T) {
+	t.Run("forged", func(t *testing.T) {
+		p, l, n := listen(t, 16, tcp.Options{SynQueueLimit: 1})
+		fillSynQueue(t, p, 1)
+		c := cookieSyn(t, p, 40001, 1460)
+		c.use(p)
+		p.Inject(seg{Flags: ".", Seq: 1, Ack: 2}) // cookie+1
+		p.Expect(seg{Flags: "R", Seq: 2})
+		p.Inject(seg{Flags: ".", Seq: 2, Ack: 1}) // not this SYN's sequence number
+		p.Expect(seg{Flags: "R", Seq: 1})
+		p.PeerPort = 40002 // another 4-tuple
+		p.Inject(seg{Flags: ".", Seq: 1, Ack: 1})
+		p.Expect(seg{Flags: "R", Seq: 1})
+		wantQueues(t, l, 1, 0)
+		st := p.TCP.Stats()
+		wantCount(t, "CookiesRejected", st.Listen.CookiesRejected.Load(), 3)
+		wantCount(t, "dropped (cookie invalid)", st.Dropped(tcp.DropCookieInvalid), 3)
+		wantCount(t, "CookiesAccepted", st.Listen.CookiesAccepted.Load(), 0)
+		n.want(t, "SYN cookie rejected")
+	})
+	t.Run("expired", func(t *testing.T) {
+		// The filler entry must outlive 128 s of retransmissions.
+		p, l, _ := listen(t, 16, tcp.Options{SynQueueLimit: 1, SynAckRetries: 10})
+		fillSynQueue(t, p, 1)
+		old := cookieSyn(t, p, 40001, 1460)
+		// One tick of the 64 s counter later the cookie is still good
+		// (Linux MAX_SYNCOOKIE_AGE 2: age 0 or 1).
+		young := cookieSyn(t, p, 40002, 1460)
+		p.Advance(64 * time.Second)
+		p.DrainAny()
+		young.use(p)
+		p.Inject(seg{Flags: ".", Seq: 1, Ack: 1})
+		p.ExpectNothing()
+		wantQueues(t, l, 1, 1)
+		// Two ticks: too old. Another flood SYN keeps cookies on, so
+		// the ACK is checked as a cookie and fails.
+		p.Advance(64 * time.Second)
+		p.DrainAny()
+		cookieSyn(t, p, 40003, 1460)
+		old.use(p)
+		p.Inject(seg{Flags: ".", Seq: 1, Ack: 1})
+		p.Expect(seg{Flags: "R", Seq: 1})
+		wantQueues(t, l, 1, 1)
+		st := p.TCP.Stats()
+		wantCount(t, "CookiesAccepted", st.Listen.CookiesAccepted.Load(), 1)
+		wantCount(t, "CookiesRejected", st.Listen.CookiesRejected.Load(), 1)
+	})
+	t.Run("no recent cookies", func(t *testing.T) {
+		// Without an overflow no ACK is taken as a cookie (Linux
+		// tcp_synq_no_recent_overflow): a plain ACK to a listener.
+		p, _, _ := listen(t, 16, tcp.Options{})
+		p.Inject(seg{Flags: ".", Seq: 1, Ack: 1})
+		p.Expect(seg{Flags: "R", Seq: 1})
+		st := p.TCP.Stats()
+		wantCount(t, "dropped (ACK to listener)", st.Dropped(tcp.DropListenAck), 1)
+		wantCount(t, "CookiesRejected", st.Listen.CookiesRejected.Load(), 0)
+	})
+	t.Run("cookies off", func(t *testing.T) {
+		p, l, _ := listen(t, 16, tcp.Options{SynQueueLimit: 1, NoSynCookies: true})
+		fillSynQueue(t, p, 1)
+		p.PeerPort = 40001
+		p.Inject(seg{Flags: "S", Seq: 0, MSS: 1460})
+		p.ExpectNothing()
+		wantQueues(t, l, 1, 0)
+	})
+}
+
+// TestCookieAcceptQueueFull: a valid cookie ACK that finds the accept
+// queue full is dropped, leaving no state (Linux tcp_v4_syn_recv_sock);
+// the peer's retransmitted data carries the cookie again once there is
+// room.
+func TestCookieAcceptQueueFull(t *testing.T) {
+	p, l, _ := listen(t, 0, tcp.Options{SynQueueLimit: 2})
+	fillSynQueue(t, p, 1)
+	first := syn(t, p, 40000)
+	c := cookieSyn(t, p, 40001, 1460)
+	first.use(p)
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1}) // the accept queue (backlog 0) is full
+	c.use(p)
+	p.Inject(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("x")})
+	p.ExpectNothing()
+	wantQueues(t, l, 1, 1)
+	wantCount(t, "AcceptOverflowDrops", p.TCP.Stats().Listen.AcceptOverflowDrops.Load(), 1)
+	if _, err := l.Accept(); err != nil {
+		t.Fatal(err)
+	}
+	p.Inject(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("x")})
+	p.ExpectNothing()
+	wantQueues(t, l, 1, 1)
+	ep, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ep.ID().Remote.Port() != 40001 || ep.Info().RecvQueued != 1 {
+		t.Errorf("accepted %v with %d bytes queued, want the cookie connection with 1", ep.ID(), ep.Info().RecvQueued)
+	}
+}
+
+// TestAcceptQueueBacklogPlusOne: the accept queue holds backlog+1
+// connections, Linux's meaning of listen(2)'s backlog (sk_acceptq_is_full
+// compares with ">"), and Accept hands them out in order.
+func TestAcceptQueueBacklogPlusOne(t *testing.T) {
+	for _, backlog := range []int{0, 2} {
+		p, l, _ := listen(t, backlog, tcp.Options{})
+		for i := range backlog + 1 {
+			handshake(t, p, uint16(40000+i))
+		}
+		wantQueues(t, l, 0, backlog+1)
+		if q := l.Queues(); q.AcceptQueueLimit != backlog+1 {
+			t.Errorf("backlog %d: accept queue limit %d, want %d", backlog, q.AcceptQueueLimit, backlog+1)
+		}
+		for i := range backlog + 1 {
+			ep, err := l.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := ep.ID().Remote.Port(); got != uint16(40000+i) {
+				t.Errorf("Accept #%d: port %d, want %d (in order)", i, got, 40000+i)
+			}
+		}
+		if _, err := l.Accept(); err != tcp.ErrWouldBlock {
+			t.Errorf("Accept on an empty queue: %v", err)
+		}
+	}
+}
+
+// TestAcceptOverflowDropsFinalAck: with the accept queue full, the final
+// ACK is dropped (Linux's default, tcp_abort_on_overflow=0): the entry
+// stays in SYN-RECEIVED, its SYN-ACK is retransmitted, and the ACK that
+// answers it completes the handshake once Accept has made room.
+func TestAcceptOverflowDropsFinalAck(t *testing.T) {
+	p, l, n := listen(t, 0, tcp.Options{})
+	a := syn(t, p, 40001)
+	b := syn(t, p, 40002)
+	a.use(p)
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1})
+	p.ExpectNothing()
+	b.use(p)
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1})
+	p.ExpectNothing() // dropped: no RST
+	wantQueues(t, l, 1, 1)
+	st := p.TCP.Stats()
+	wantCount(t, "AcceptOverflowDrops", st.Listen.AcceptOverflowDrops.Load(), 1)
+	wantCount(t, "ListenOverflows", st.ListenOverflows.Load(), 1)
+	wantCount(t, "dropped (accept queue full)", st.Dropped(tcp.DropAcceptQueueFull), 1)
+	n.want(t, "accept queue overflow: final ACK dropped")
+
+	if _, err := l.Accept(); err != nil {
+		t.Fatal(err)
+	}
+	p.Advance(time.Second)
+	p.Expect(seg{Flags: "S.", Seq: 0, Ack: 1}) // b's SYN-ACK again
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1})
+	p.ExpectNothing()
+	wantQueues(t, l, 0, 1)
+	ep, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.WantState(ep, tcp.Established)
+	if ep.ID().Remote.Port() != b.port {
+		t.Errorf("accepted %v, want port %d", ep.ID(), b.port)
+	}
+}
+
+// TestAbortOnOverflow: with AbortOnOverflow (Linux tcp_abort_on_overflow=1)
+// the final ACK that finds the accept queue full is answered
+// <SEQ=SEG.ACK><CTL=RST> and the entry is gone.
+func TestAbortOnOverflow(t *testing.T) {
+	p, l, n := listen(t, 0, tcp.Options{AbortOnOverflow: true})
+	a := syn(t, p, 40001)
+	b := syn(t, p, 40002)
+	a.use(p)
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1})
+	p.ExpectNothing()
+	b.use(p)
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1})
+	p.Expect(seg{Flags: "R", Seq: 1})
+	wantQueues(t, l, 0, 1)
+	wantCount(t, "AcceptOverflowResets", p.TCP.Stats().Listen.AcceptOverflowResets.Load(), 1)
+	n.want(t, "accept queue overflow: final ACK answered with RST")
+	p.Advance(time.Second)
+	p.ExpectNothing() // no SYN-ACK retransmission: the entry is gone
+}
+
+// TestSynDroppedAcceptQueueFull: a new SYN while the accept queue is full
+// is dropped, as Linux's tcp_conn_request does, even with room in the SYN
+// queue; the peer's SYN retransmission gets in once Accept made room.
+func TestSynDroppedAcceptQueueFull(t *testing.T) {
+	p, l, n := listen(t, 0, tcp.Options{})
+	handshake(t, p, 40001)
+	p.PeerPort = 40002
+	p.SetStackISS(0, false)
+	p.Inject(seg{Flags: "S", Seq: 0, MSS: 1460})
+	p.ExpectNothing()
+	wantQueues(t, l, 0, 1)
+	st := p.TCP.Stats()
+	wantCount(t, "SynAcceptQueueFull", st.Listen.SynAcceptQueueFull.Load(), 1)
+	wantCount(t, "dropped (accept queue full)", st.Dropped(tcp.DropAcceptQueueFull), 1)
+	wantCount(t, "CookiesSent", st.Listen.CookiesSent.Load(), 0)
+	n.want(t, "SYN dropped: accept queue full")
+	if _, err := l.Accept(); err != nil {
+		t.Fatal(err)
+	}
+	p.Inject(seg{Flags: "S", Seq: 0, MSS: 1460})
+	p.Expect(seg{Flags: "S.", Seq: 0, Ack: 1})
+}
+
+// TestListenerCloseResetsQueued: closing a listener resets the
+// connections nobody accepted and forgets the half-open ones without a
+// word, as Linux's inet_csk_listen_stop.
+func TestListenerCloseResetsQueued(t *testing.T) {
+	p, l, n := listen(t, 4, tcp.Options{})
+	a := handshake(t, p, 40001)
+	b := syn(t, p, 40002)
+	l.Close()
+	a.use(p)
+	p.Expect(seg{Flags: "R", Seq: 1})
+	b.use(p)
+	p.ExpectNothing()
+	p.WantState(l, tcp.Closed)
+	if c := p.TCP.Connections(); len(c) != 0 {
+		t.Errorf("%d connections left after the listener closed", len(c))
+	}
+	n.want(t, "listener closed: 1 half-open forgotten, 1 queued reset")
+	// The half-open entry is gone: its final ACK finds no socket.
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1})
+	p.Expect(seg{Flags: "R", Seq: 1})
+	if _, err := l.Accept(); err == nil {
+		t.Error("Accept after Close succeeded")
+	}
+}
+
+// TestDataAndFinBeforeAccept: data and a FIN that arrive while the
+// connection waits in the accept queue are kept and delivered after Accept.
+func TestDataAndFinBeforeAccept(t *testing.T) {
+	p, l, _ := listen(t, 4, tcp.Options{})
+	handshake(t, p, 40001)
+	p.Inject(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("early")})
+	p.Inject(seg{Flags: "F.", Seq: 6, Ack: 1})
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 7})
+	wantQueues(t, l, 0, 1)
+	ep, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.WantState(ep, tcp.CloseWait)
+	b, err := io.ReadAll(readerOf(ep))
+	if err != nil || string(b) != "early" {
+		t.Fatalf("read %q, %v; want early, EOF", b, err)
+	}
+}
+
+// readerOf adapts an Endpoint whose data has all arrived to io.Reader.
+func readerOf(ep *tcp.Endpoint) io.Reader { return readerFunc(ep.Read) }
+
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(b []byte) (int, error) { return f(b) }
