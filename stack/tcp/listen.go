@@ -290,7 +290,7 @@ func (l *Listener) sendCookie(id stack.TransportEndpointID, netProto tcpip.Netwo
 		window: uint16(min(p.opts.ReceiveBufferSize, 0xffff)),
 		opts:   opts[:n],
 	}
-	pkt := buildPacket(r, &f, buffer.Buffer{}, nil)
+	pkt := buildPacket(r, &f, buffer.Buffer{})
 	p.countSend(connIDOf(id), SendSynAckCookie, &f, 0)
 	writePacket(r, pkt)
 }

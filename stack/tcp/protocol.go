@@ -245,7 +245,7 @@ func (p *Protocol) replyRST(id stack.TransportEndpointID, netProto tcpip.Network
 		f.ack = seg.Seq.Add(seg.Len())
 		f.flags = header.TCPFlagRst | header.TCPFlagAck
 	}
-	pkt := buildPacket(r, &f, buffer.Buffer{}, nil)
+	pkt := buildPacket(r, &f, buffer.Buffer{})
 	p.countSend(connIDOf(id), SendRst, &f, 0)
 	writePacket(r, pkt)
 }
@@ -308,7 +308,7 @@ func (f *outFields) String(payloadLen int) string {
 
 // buildPacket makes a complete TCP packet for r: header, options, payload
 // and checksum. It takes ownership of payload.
-func buildPacket(r *stack.Route, f *outFields, payload buffer.Buffer, _ []byte) *stack.PacketBuffer {
+func buildPacket(r *stack.Route, f *outFields, payload buffer.Buffer) *stack.PacketBuffer {
 	hdrLen := header.TCPMinimumSize + len(f.opts)
 	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{
 		ReserveHeaderBytes: hdrLen + int(r.MaxHeaderLength()),

@@ -32,7 +32,7 @@ func (e *Endpoint) sendSegment(cause SendCause, flags header.TCPFlags, seq seqnu
 		}
 	}
 	n := int(payload.Size())
-	pkt := buildPacket(e.route, &f, payload, nil)
+	pkt := buildPacket(e.route, &f, payload)
 	e.proto.countSend(e.connID(), cause, &f, n)
 	e.queue(pkt)
 }
