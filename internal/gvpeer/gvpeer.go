@@ -22,6 +22,7 @@ import (
 type Peer struct {
 	S    *stack.Stack
 	Addr netip.Addr
+	link stack.LinkEndpoint
 }
 
 // New makes a gVisor-TCP stack on link with address addr (with prefix).
@@ -30,7 +31,13 @@ func New(link stack.LinkEndpoint, addr netip.Prefix, clock tcpip.Clock) (*Peer, 
 		clock = tcpip.NewStdClock()
 	}
 	s := stack.New(stack.Options{
-		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol, arp.NewProtocol},
+		NetworkProtocols: []stack.NetworkProtocolFactory{
+			ipv4.NewProtocol,
+			// No duplicate address detection, as in a tapstack stack: the
+			// address would stay tentative for a second on the real clock.
+			ipv6.NewProtocolWithOptions(ipv6.Options{DADConfigs: stack.DADConfigurations{DupAddrDetectTransmits: 0}}),
+			arp.NewProtocol,
+		},
 		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol},
 		Clock:              clock,
 	})
@@ -49,13 +56,19 @@ func New(link stack.LinkEndpoint, addr netip.Prefix, clock tcpip.Clock) (*Peer, 
 		return nil, fmt.Errorf("gvpeer: add address: %s", err)
 	}
 	s.SetRouteTable([]tcpip.Route{
-		{Destination: header4Subnet(), NIC: 1},
+		{Destination: defaultSubnet(a), NIC: 1},
 	})
-	return &Peer{S: s, Addr: a}, nil
+	return &Peer{S: s, Addr: a, link: link}, nil
 }
 
-func header4Subnet() tcpip.Subnet {
-	sn, _ := tcpip.NewSubnet(tcpip.AddrFrom4([4]byte{}), tcpip.MaskFromBytes(make([]byte, 4)))
+// defaultSubnet is the default route's destination (0.0.0.0/0 or ::/0) for
+// a's address family.
+func defaultSubnet(a netip.Addr) tcpip.Subnet {
+	n := 4
+	if a.Is6() {
+		n = 16
+	}
+	sn, _ := tcpip.NewSubnet(tcpip.AddrFromSlice(make([]byte, n)), tcpip.MaskFromBytes(make([]byte, n)))
 	return sn
 }
 
@@ -77,7 +90,17 @@ func (p *Peer) Dial(addr netip.AddrPort) (*gonet.TCPConn, error) {
 }
 
 // Close shuts the stack down.
+//
+// The NICs are removed first: gVisor's Stack.Wait waits for each link
+// endpoint while holding the stack's lock, and a link goroutine delivering
+// a frame into the stack at that moment needs the lock too.
 func (p *Peer) Close() {
+	for id := range p.S.NICInfo() {
+		_ = p.S.RemoveNIC(id)
+	}
+	if p.link != nil {
+		p.link.Wait()
+	}
 	p.S.Close()
 	p.S.Wait()
 }

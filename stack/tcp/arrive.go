@@ -87,15 +87,16 @@ func (e *Endpoint) otherwiseArrives(seg *Segment) {
 		e.drop(seg, DropNoAck)
 		return
 	}
-	if !e.ackArrives(seg) {
-		return
+	if e.ackArrives(seg) {
+		// Sixth, the URG bit: urgent data is not supported; the bytes
+		// are delivered inline, as RFC 6093 recommends new applications
+		// expect.
+
+		// Seventh and eighth: the segment text and the FIN bit.
+		e.processTextAndFin(seg)
 	}
-
-	// Sixth, the URG bit: urgent data is not supported; the bytes are
-	// delivered inline, as RFC 6093 recommends new applications expect.
-
-	// Seventh and eighth: the segment text and the FIN bit.
-	e.processTextAndFin(seg)
+	// Whatever the ACK did, it may have opened the window for data still
+	// queued, in LAST-ACK and CLOSING too, where the text is ignored.
 	e.output()
 }
 
@@ -209,8 +210,10 @@ func (e *Endpoint) ackArrives(seg *Segment) bool {
 	}
 
 	// RFC 5961 5.2: the ACK is acceptable only within
-	// [SND.UNA - MAX.SND.WND, SND.NXT].
-	if e.SndNxt.LessThan(seg.Ack) {
+	// [SND.UNA - MAX.SND.WND, SND.NXT]. After a retransmission timeout
+	// SND.NXT went back to SND.UNA, but data sent before it may still be
+	// acknowledged: the upper bound is the highest sequence number sent.
+	if e.sndMax.LessThan(seg.Ack) {
 		// Acknowledges something not yet sent: send an ACK, drop.
 		e.drop(seg, DropAckUnsent)
 		e.sendAck(SendAck)

@@ -202,3 +202,23 @@ func TestStateEvents(t *testing.T) {
 		}
 	}
 }
+
+// TestLastAckSendsQueuedData: Close in CLOSE-WAIT with more queued than
+// the window allows enters LAST-ACK at once (RFC 9293 3.10.4); the rest of
+// the data, then the FIN, still go out as ACKs open the window.
+func TestLastAckSendsQueuedData(t *testing.T) {
+	p, ep := tcptest.CloseWait(t)
+	data := payload(0, 12*1460) // more than the initial window of 10 segments
+	ep.Write(data)
+	for i := 0; i < 10; i++ {
+		p.Expect(seg{Flags: ".", Seq: uint32(1 + i*1460), Ack: 2, Len: 1460})
+	}
+	ep.Close()
+	p.WantState(ep, tcp.LastAck)
+	p.ExpectNothing()
+	p.Inject(seg{Flags: ".", Seq: 2, Ack: 1 + 2*1460})
+	p.Expect(seg{Flags: ".", Seq: 1 + 10*1460, Ack: 2, Len: 1460})
+	p.Expect(seg{Flags: "FP.", Seq: 1 + 11*1460, Ack: 2, Len: 1460})
+	p.Inject(seg{Flags: ".", Seq: 2, Ack: 2 + 12*1460})
+	p.WantState(ep, tcp.Closed)
+}

@@ -143,3 +143,28 @@ func TestFastRetransmit(t *testing.T) {
 		t.Errorf("fast retransmits %d, want 1", n)
 	}
 }
+
+// TestAckAfterGoBackN: after an RTO, SND.NXT goes back to SND.UNA, yet the
+// peer may acknowledge everything sent before the timeout (only the ACKs
+// were lost). That ACK is acceptable (RFC 5961 5.2 bounds it by what was
+// sent) and must not be dropped as an ACK of unsent data.
+func TestAckAfterGoBackN(t *testing.T) {
+	p, ep := tcptest.Established(t)
+	rto := ep.Info().RTO
+	data := payload(0, 3*1460)
+	ep.Write(data)
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, Len: 1460})
+	p.Expect(seg{Flags: ".", Seq: 1461, Ack: 1, Len: 1460})
+	p.Expect(seg{Flags: "P.", Seq: 2921, Ack: 1, Len: 1460})
+	p.Advance(rto)
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, Len: 1460})
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 4381})
+	p.ExpectNothing()
+	if i := ep.Info(); i.TCB.SndUna != i.TCB.ISS+4381 || i.SendQueued != 0 {
+		t.Fatalf("after the ACK of all data: SND.UNA %d (ISS+%d), %d bytes queued; want ISS+4381, 0",
+			i.TCB.SndUna, i.TCB.SndUna-i.TCB.ISS, i.SendQueued)
+	}
+	if n := p.TCP.Stats().Dropped(tcp.DropAckUnsent); n != 0 {
+		t.Errorf("%d ACKs dropped as unsent data", n)
+	}
+}

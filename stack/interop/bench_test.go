@@ -1,0 +1,123 @@
+package interop
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/tapstack/tapstack/conn"
+	"github.com/tapstack/tapstack/stack/tcp"
+	"github.com/tapstack/tapstack/tap"
+)
+
+// benchSize is what one iteration of BenchmarkBulk sends.
+const benchSize = 64 * MiB
+
+// benchEnd is one side of a benchmark cable: a listener or a dialer on
+// either tapstack or gVisor's TCP.
+type benchEnd struct {
+	addr   netip.Addr
+	listen func(port uint16) (net.Listener, error)
+	dial   func(ctx context.Context, to netip.AddrPort) (net.Conn, error)
+}
+
+func tapstackEnd(b *testing.B, l *gate, p netip.Prefix) benchEnd {
+	s, _ := newTapstack(b, l, p, tcp.Options{Observer: func(tcp.Event) {}})
+	return benchEnd{
+		addr: p.Addr(),
+		listen: func(port uint16) (net.Listener, error) {
+			return conn.Listen(s, "tcp", netip.AddrPortFrom(p.Addr(), port).String())
+		},
+		dial: func(ctx context.Context, to netip.AddrPort) (net.Conn, error) {
+			return conn.DialContext(ctx, s, "tcp", to.String())
+		},
+	}
+}
+
+func gvisorEnd(b *testing.B, l *gate, p netip.Prefix) benchEnd {
+	peer := newPeer(b, l, p)
+	return benchEnd{
+		addr:   p.Addr(),
+		listen: func(port uint16) (net.Listener, error) { return peer.Listen(port) },
+		dial: func(_ context.Context, to netip.AddrPort) (net.Conn, error) {
+			return peer.Dial(to)
+		},
+	}
+}
+
+// BenchmarkBulk sends 64 MiB one way per iteration over tap.Pipe, from a
+// dialing sender to a listening receiver, for each pairing of tapstack
+// and gVisor's TCP; gVisor to gVisor is the baseline.
+func BenchmarkBulk(b *testing.B) {
+	type maker func(*testing.B, *gate, netip.Prefix) benchEnd
+	for _, bc := range []struct {
+		name     string
+		sender   maker
+		receiver maker
+	}{
+		{"tapstack-to-tapstack", tapstackEnd, tapstackEnd},
+		{"tapstack-to-gvisor", tapstackEnd, gvisorEnd},
+		{"gvisor-to-tapstack", gvisorEnd, tapstackEnd},
+		{"gvisor-to-gvisor", gvisorEnd, gvisorEnd},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			pa, pb := tap.Pipe()
+			ga, gb := newGate(pa), newGate(pb)
+			snd := bc.sender(b, ga, tsPrefix4)
+			rcv := bc.receiver(b, gb, peerPrefix4)
+			shutGates(b, ga, gb)
+			ln, err := rcv.listen(80)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer ln.Close()
+			chunk := make([]byte, 64<<10)
+			for i := range chunk {
+				chunk[i] = byte(i)
+			}
+			rbuf := make([]byte, 64<<10)
+			b.SetBytes(benchSize)
+			b.ReportAllocs()
+			for b.Loop() {
+				accepted := acceptOne(ln)
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				c, err := snd.dial(ctx, netip.AddrPortFrom(rcv.addr, 80))
+				cancel()
+				if err != nil {
+					b.Fatal(err)
+				}
+				r := <-accepted
+				if r.err != nil {
+					b.Fatal(r.err)
+				}
+				dl := time.Now().Add(2 * time.Minute)
+				c.SetDeadline(dl)
+				r.c.SetDeadline(dl)
+				done := make(chan error, 1)
+				go func() {
+					n, err := io.CopyBuffer(io.Discard, r.c, rbuf)
+					if err == nil && n != benchSize {
+						err = io.ErrUnexpectedEOF
+					}
+					done <- err
+				}()
+				for sent := 0; sent < benchSize; sent += len(chunk) {
+					if _, err := c.Write(chunk); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if err := c.(halfCloser).CloseWrite(); err != nil {
+					b.Fatal(err)
+				}
+				if err := <-done; err != nil {
+					b.Fatal(err)
+				}
+				c.Close()
+				r.c.Close()
+			}
+		})
+	}
+}

@@ -1,0 +1,442 @@
+// Package interop tests tapstack's TCP engine against independent TCP
+// implementations: gVisor's transport/tcp over an in-memory cable, and the
+// Linux kernel over a real TAP device in a network namespace.
+package interop
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"github.com/tapstack/tapstack/conn"
+	"github.com/tapstack/tapstack/internal/gvpeer"
+	"github.com/tapstack/tapstack/stack"
+	"github.com/tapstack/tapstack/stack/tcp"
+	"github.com/tapstack/tapstack/tap"
+)
+
+const (
+	MiB = 1 << 20
+
+	// shortTimeWait lets connections that closed actively leave TIME-WAIT
+	// within a test, so that the engine's connection list can be checked
+	// empty at the end.
+	shortTimeWait = 100 * time.Millisecond
+)
+
+// The addresses of the two ends of a cable: tapstack is always "ts", the
+// peer "peer".
+var (
+	tsPrefix4   = netip.MustParsePrefix("192.0.2.1/24")
+	peerPrefix4 = netip.MustParsePrefix("192.0.2.2/24")
+	tsPrefix6   = netip.MustParsePrefix("2001:db8::1/64")
+	peerPrefix6 = netip.MustParsePrefix("2001:db8::2/64")
+)
+
+// halfCloser is a connection with a write side that can be shut down:
+// *conn.Conn, *gonet.TCPConn and *net.TCPConn all are.
+type halfCloser interface {
+	net.Conn
+	CloseWrite() error
+}
+
+// recorder keeps the engine's state transitions, for close-path checks,
+// and the whole event trace, to print when a test fails.
+type recorder struct {
+	mu     sync.Mutex
+	states map[tcp.ConnID][]tcp.State // From of the first, then every To
+	trace  []string
+	limit  int
+}
+
+func newRecorder(limit int) *recorder {
+	return &recorder{states: map[tcp.ConnID][]tcp.State{}, limit: limit}
+}
+
+// observe is a tcp.Observer: it must not block or call into the stack.
+func (r *recorder) observe(ev tcp.Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if ev.Kind == tcp.EventState {
+		s := r.states[ev.Conn]
+		if len(s) == 0 {
+			s = append(s, ev.From)
+		}
+		r.states[ev.Conn] = append(s, ev.To)
+	}
+	// Keep the last limit events: the end of a trace is where a stuck
+	// connection shows why.
+	if len(r.trace) >= r.limit {
+		n := copy(r.trace, r.trace[len(r.trace)/2:])
+		r.trace = r.trace[:n]
+	}
+	r.trace = append(r.trace, ev.Time.Format("15:04:05.000000")+" "+ev.String())
+}
+
+// path returns the states connection id went through, in order.
+func (r *recorder) path(id tcp.ConnID) []tcp.State {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.states[id])
+}
+
+// dump logs the recorded trace (the last n events at most).
+func (r *recorder) dump(t testing.TB, n int) {
+	t.Helper()
+	r.mu.Lock()
+	tr := r.trace
+	if len(tr) > n {
+		tr = tr[len(tr)-n:]
+	}
+	out := strings.Join(tr, "\n")
+	all := strings.Join(r.trace, "\n")
+	r.mu.Unlock()
+	t.Logf("engine trace (last %d events):\n%s", len(tr), out)
+	// INTEROP_TRACE_DIR keeps the longer trace for a closer look.
+	if dir := os.Getenv("INTEROP_TRACE_DIR"); dir != "" {
+		name := filepath.Join(dir, strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())+".trace")
+		if err := os.WriteFile(name, []byte(all+"\n"), 0o644); err == nil {
+			t.Logf("full trace in %s", name)
+		}
+	}
+}
+
+// pathString formats a state path as "A -> B -> C".
+func pathString(p []tcp.State) string {
+	s := make([]string, len(p))
+	for i, st := range p {
+		s[i] = st.String()
+	}
+	return strings.Join(s, " -> ")
+}
+
+// newTapstack makes a tapstack stack on link with address prefix and
+// short TIME-WAIT. opts.Observer, if nil, is set to a recorder's.
+func newTapstack(t testing.TB, link gstack.LinkEndpoint, prefix netip.Prefix, opts tcp.Options) (*stack.Stack, *recorder) {
+	t.Helper()
+	rec := newRecorder(20000)
+	if opts.TimeWait == 0 {
+		opts.TimeWait = shortTimeWait
+	}
+	if opts.Observer == nil {
+		opts.Observer = rec.observe
+	}
+	s := stack.New(stack.Options{TCP: opts})
+	if _, err := s.AddNIC(link, prefix); err != nil {
+		s.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	t.Cleanup(func() {
+		if t.Failed() {
+			rec.dump(t, 200)
+		}
+	})
+	return s, rec
+}
+
+// newPeer makes a gVisor-TCP peer on link.
+func newPeer(t testing.TB, link gstack.LinkEndpoint, prefix netip.Prefix) *gvpeer.Peer {
+	t.Helper()
+	p, err := gvpeer.New(link, prefix, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+// cable is the configuration of one pipe between tapstack and a peer.
+type cable struct {
+	v6 bool
+	// Faults on frames sent by tapstack (ts) and by the peer; nil for none.
+	tsFault, peerFault *tap.FaultConfig
+	tcp                tcp.Options
+}
+
+func (c cable) prefixes() (ts, peer netip.Prefix) {
+	if c.v6 {
+		return tsPrefix6, peerPrefix6
+	}
+	return tsPrefix4, peerPrefix4
+}
+
+// links returns the two ends of a fresh pipe, wrapped in fault injection
+// where asked and then in gates; faults are returned for their counters
+// (nil entries when unused). Call shutGates once the stacks are made.
+func (c cable) links() (ts, peer *gate, faults [2]*tap.Fault) {
+	var tsl, peerl gstack.LinkEndpoint
+	a, b := tap.Pipe()
+	tsl, peerl = a, b
+	if c.tsFault != nil {
+		faults[0] = tap.NewFault(a, *c.tsFault)
+		tsl = faults[0]
+	}
+	if c.peerFault != nil {
+		faults[1] = tap.NewFault(b, *c.peerFault)
+		peerl = faults[1]
+	}
+	return newGate(tsl), newGate(peerl), faults
+}
+
+// shutGates shuts the gates when the test ends. Cleanups run last first:
+// call it after the stacks on the gates are made, so that it runs before
+// they close.
+func shutGates(t testing.TB, gates ...*gate) {
+	t.Cleanup(func() {
+		for _, g := range gates {
+			g.close()
+		}
+	})
+}
+
+// gvPair is tapstack and a gVisor peer on one cable.
+type gvPair struct {
+	ts     *stack.Stack
+	rec    *recorder
+	peer   *gvpeer.Peer
+	tsAddr netip.Addr
+	faults [2]*tap.Fault
+}
+
+func newGVPair(t testing.TB, c cable) *gvPair {
+	t.Helper()
+	tsl, pl, faults := c.links()
+	tsp, pp := c.prefixes()
+	ts, rec := newTapstack(t, tsl, tsp, c.tcp)
+	peer := newPeer(t, pl, pp)
+	shutGates(t, tsl, pl)
+	t.Cleanup(func() {
+		for i, f := range faults {
+			if f != nil {
+				t.Logf("fault middleware on %s side: %+v", [2]string{"tapstack", "gVisor"}[i], f.Stats())
+			}
+		}
+	})
+	return &gvPair{ts: ts, rec: rec, peer: peer, tsAddr: tsp.Addr(), faults: faults}
+}
+
+// tapstackDials connects tapstack (client) to a gVisor listener on port.
+func (p *gvPair) tapstackDials(t testing.TB, port uint16) (ts *conn.Conn, peer halfCloser) {
+	t.Helper()
+	ln, err := p.peer.Listen(port)
+	if err != nil {
+		t.Fatalf("gVisor listen: %v", err)
+	}
+	defer ln.Close()
+	accepted := acceptOne(ln)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := conn.DialContext(ctx, p.ts, "tcp", netip.AddrPortFrom(p.peer.Addr, port).String())
+	if err != nil {
+		t.Fatalf("tapstack dial: %v", err)
+	}
+	a := <-accepted
+	if a.err != nil {
+		c.Close()
+		t.Fatalf("gVisor accept: %v", a.err)
+	}
+	return c, a.c.(halfCloser)
+}
+
+// peerDials connects the gVisor peer (client) to a tapstack listener.
+func (p *gvPair) peerDials(t testing.TB, port uint16) (ts *conn.Conn, peer halfCloser) {
+	t.Helper()
+	ln, err := conn.Listen(p.ts, "tcp", netip.AddrPortFrom(p.tsAddr, port).String())
+	if err != nil {
+		t.Fatalf("tapstack listen: %v", err)
+	}
+	defer ln.Close()
+	accepted := acceptOne(ln)
+	c, err := p.peer.Dial(netip.AddrPortFrom(p.tsAddr, port))
+	if err != nil {
+		t.Fatalf("gVisor dial: %v", err)
+	}
+	a := <-accepted
+	if a.err != nil {
+		c.Close()
+		t.Fatalf("tapstack accept: %v", a.err)
+	}
+	return a.c.(*conn.Conn), c
+}
+
+type acceptResult struct {
+	c   net.Conn
+	err error
+}
+
+// acceptOne accepts one connection on ln within 20 s.
+func acceptOne(ln net.Listener) <-chan acceptResult {
+	ch := make(chan acceptResult, 1)
+	timer := time.AfterFunc(20*time.Second, func() { ln.Close() })
+	go func() {
+		c, err := ln.Accept()
+		timer.Stop()
+		ch <- acceptResult{c, err}
+	}()
+	return ch
+}
+
+// stream is the deterministic content of a transfer: seed picks it.
+func stream(seed uint64) io.Reader {
+	var s [32]byte
+	s[0], s[1] = byte(seed), byte(seed>>8)
+	return rand.NewChaCha8(s)
+}
+
+type digest struct {
+	n   int64
+	sum string
+	err error
+}
+
+func (d digest) String() string {
+	return fmt.Sprintf("%d bytes sha256 %s", d.n, d.sum[:16])
+}
+
+// send writes n bytes of stream(seed) to w and returns what it sent.
+func send(w io.Writer, n int64, seed uint64) digest {
+	h := sha256.New()
+	nn, err := io.CopyBuffer(io.MultiWriter(w, h), io.LimitReader(stream(seed), n), make([]byte, 64<<10))
+	return digest{n: nn, sum: hex.EncodeToString(h.Sum(nil)), err: err}
+}
+
+// receive reads r to EOF and returns what it got.
+func receive(r io.Reader) digest {
+	h := sha256.New()
+	n, err := io.CopyBuffer(h, r, make([]byte, 64<<10))
+	return digest{n: n, sum: hex.EncodeToString(h.Sum(nil)), err: err}
+}
+
+// flow is one direction of a transfer: from writes n bytes then shuts its
+// write side, to reads until EOF.
+func flow(from, to halfCloser, n int64, seed uint64) (sent, got digest) {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		got = receive(to)
+	}()
+	sent = send(from, n, seed)
+	if sent.err == nil {
+		sent.err = from.CloseWrite()
+	}
+	wg.Wait()
+	return sent, got
+}
+
+func checkFlow(t testing.TB, name string, sent, got digest) {
+	t.Helper()
+	if sent.err != nil {
+		t.Errorf("%s: send after %d bytes: %v", name, sent.n, sent.err)
+	}
+	if got.err != nil {
+		t.Errorf("%s: receive after %d bytes: %v", name, got.n, got.err)
+	}
+	if sent.err == nil && got.err == nil && (sent.n != got.n || sent.sum != got.sum) {
+		t.Errorf("%s: sent %v, received %v", name, sent, got)
+	}
+}
+
+// direction says which way bytes go in exchange.
+type direction int
+
+const (
+	aToB direction = 1 << iota
+	bToA
+	both = aToB | bToA
+)
+
+// exchange moves n bytes from a to b, from b to a, or both at once, and
+// checks every byte by hash. Deadlines bound it to timeout.
+func exchange(t testing.TB, a, b halfCloser, n int64, dir direction, timeout time.Duration) time.Duration {
+	t.Helper()
+	dl := time.Now().Add(timeout)
+	a.SetDeadline(dl)
+	b.SetDeadline(dl)
+	start := time.Now()
+	var wg sync.WaitGroup
+	if dir&aToB != 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sent, got := flow(a, b, n, 1)
+			checkFlow(t, "a->b", sent, got)
+		}()
+	}
+	if dir&bToA != 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sent, got := flow(b, a, n, 2)
+			checkFlow(t, "b->a", sent, got)
+		}()
+	}
+	wg.Wait()
+	d := time.Since(start)
+	a.SetDeadline(time.Time{})
+	b.SetDeadline(time.Time{})
+	return d
+}
+
+// stater is anything with an RFC 9293 state: *conn.Conn, *tcp.Endpoint.
+type stater interface{ State() tcp.State }
+
+// waitState polls s until it is in one of want, for at most timeout.
+func waitState(t testing.TB, s stater, timeout time.Duration, want ...tcp.State) tcp.State {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var st tcp.State
+	for i := 0; ; i++ {
+		st = s.State()
+		if slices.Contains(want, st) {
+			return st
+		}
+		if time.Now().After(deadline) || i > int(timeout/time.Millisecond)+1000 {
+			t.Fatalf("state is %v after %v, want one of %v", st, timeout, want)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// waitNoConnections polls until s's engine keeps no connection.
+func waitNoConnections(t testing.TB, s *stack.Stack, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for i := 0; ; i++ {
+		conns := s.TCP().Connections()
+		if len(conns) == 0 {
+			return
+		}
+		if time.Now().After(deadline) || i > int(timeout/time.Millisecond)+1000 {
+			var desc []string
+			for _, e := range conns {
+				info := e.Info()
+				desc = append(desc, fmt.Sprintf("%v %v (for %v)", info.ID, info.State, info.StateAge))
+			}
+			t.Fatalf("after %v the engine still keeps %d connections:\n%s", timeout, len(conns), strings.Join(desc, "\n"))
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// isTimeout reports whether err is a deadline error.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
