@@ -57,8 +57,8 @@ type Event struct {
 	Cause   Cause
 	Send    SendCause
 	Drop    DropReason
-	Segment string // tcpdump-style line of the segment concerned
-	Key     SegKey // the segment concerned, as on the wire (Send, Drop, and State caused by a segment)
+	Segment SegmentInfo // the segment concerned (Send, Drop); String() gives a tcpdump-style line
+	Key     SegKey      // the segment concerned, as on the wire (Send, Drop, and State caused by a segment)
 	Queue   QueueInfo
 	Note    string // e.g. "SYN queued", "accept queue overflow"
 	RTO     time.Duration

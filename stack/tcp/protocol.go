@@ -127,7 +127,7 @@ func (p *Protocol) Parse(pkt *stack.PacketBuffer) bool {
 	p.stats.SegmentsIn.Add(1)
 	p.stats.Drops[DropMalformed].Add(1)
 	if p.opts.Observer != nil {
-		p.emit(Event{Kind: EventDrop, Drop: DropMalformed, Segment: "truncated TCP header"})
+		p.emit(Event{Kind: EventDrop, Drop: DropMalformed, Segment: SegmentInfo{Note: "truncated TCP header"}})
 	}
 	return false
 }
@@ -215,7 +215,7 @@ func (p *Protocol) parse(id stack.TransportEndpointID, pkt *stack.PacketBuffer, 
 func (p *Protocol) drop(c ConnID, seg *Segment, r DropReason) {
 	p.stats.Drops[r].Add(1)
 	if p.opts.Observer != nil {
-		p.emit(Event{Kind: EventDrop, Conn: c, Drop: r, Segment: seg.String(), Key: seg.wire})
+		p.emit(Event{Kind: EventDrop, Conn: c, Drop: r, Segment: seg.info(), Key: seg.wire})
 	}
 }
 
@@ -258,7 +258,7 @@ func (p *Protocol) countSend(c ConnID, cause SendCause, f *outFields, payloadLen
 		p.stats.ResetsSent.Add(1)
 	}
 	if p.opts.Observer != nil {
-		p.emit(Event{Kind: EventSend, Conn: c, Send: cause, Segment: f.String(payloadLen),
+		p.emit(Event{Kind: EventSend, Conn: c, Send: cause, Segment: f.info(payloadLen),
 			Key: SegKey{Seq: uint32(f.seq), Ack: uint32(f.ack), Flags: uint8(f.flags), Len: payloadLen}})
 	}
 }
@@ -290,20 +290,14 @@ type outFields struct {
 	opts             []byte
 }
 
-func (f *outFields) String(payloadLen int) string {
-	s := Segment{SrcPort: f.srcPort, DstPort: f.dstPort, Seq: f.seq, Ack: f.ack, Flags: f.flags, Window: f.window, WS: -1}
+func (f *outFields) info(payloadLen int) SegmentInfo {
+	i := SegmentInfo{SrcPort: f.srcPort, DstPort: f.dstPort, Seq: uint32(f.seq), Ack: uint32(f.ack),
+		Flags: f.flags, Window: f.window, WS: -1, Len: payloadLen}
 	if f.flags&header.TCPFlagSyn != 0 && len(f.opts) > 0 {
 		o := header.ParseSynOptions(f.opts, f.flags&header.TCPFlagAck != 0)
-		s.MSS, s.WS, s.SACKPermitted = o.MSS, o.WS, o.SACKPermitted
+		i.MSS, i.WS, i.SACKPermitted = o.MSS, o.WS, o.SACKPermitted
 	}
-	str := s.String()
-	if payloadLen > 0 {
-		// s has no payload buffer; patch the length the cheap way.
-		s.Payload = buffer.MakeWithData(make([]byte, payloadLen))
-		str = s.String()
-		s.Payload.Release()
-	}
-	return str
+	return i
 }
 
 // buildPacket makes a complete TCP packet for r: header, options, payload

@@ -60,16 +60,46 @@ func flagString(f header.TCPFlags) string {
 	return b.String()
 }
 
-// String renders the segment like a tcpdump line with absolute numbers:
-// "Flags [S.], seq 100, ack 201, win 65535, options [mss 1460,wscale 7], length 0".
-func (s *Segment) String() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%d > %d: Flags [%s], seq %d", s.SrcPort, s.DstPort, flagString(s.Flags), uint32(s.Seq))
-	if n := s.Payload.Size(); n > 0 {
-		fmt.Fprintf(&b, ":%d", uint32(s.Seq)+uint32(n))
+// SegmentInfo is a segment as events report it: header fields, the SYN
+// options, and the payload length. It is a plain value, cheap to make;
+// formatting happens only in String, when someone looks.
+type SegmentInfo struct {
+	SrcPort, DstPort uint16
+	Seq, Ack         uint32
+	Flags            header.TCPFlags
+	Window           uint16
+	MSS              uint16 // 0: absent
+	WS               int    // -1: absent
+	SACKPermitted    bool
+	Len              int    // payload bytes
+	Note             string // for what could not be parsed
+}
+
+// info summarizes s for an event.
+func (s *Segment) info() SegmentInfo {
+	return SegmentInfo{
+		SrcPort: s.SrcPort, DstPort: s.DstPort, Seq: uint32(s.Seq), Ack: uint32(s.Ack),
+		Flags: s.Flags, Window: s.Window, MSS: s.MSS, WS: s.WS, SACKPermitted: s.SACKPermitted,
+		Len: int(s.Payload.Size()),
 	}
-	if s.has(header.TCPFlagAck) {
-		fmt.Fprintf(&b, ", ack %d", uint32(s.Ack))
+}
+
+// String renders the segment like a tcpdump line with absolute numbers.
+func (s *Segment) String() string { return s.info().String() }
+
+// String renders the segment like a tcpdump line with absolute numbers:
+// "40000 > 80: Flags [S.], seq 100, ack 201, win 65535, options [mss 1460,wscale 7], length 0".
+func (s SegmentInfo) String() string {
+	if s.Note != "" {
+		return s.Note
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d > %d: Flags [%s], seq %d", s.SrcPort, s.DstPort, flagString(s.Flags), s.Seq)
+	if s.Len > 0 {
+		fmt.Fprintf(&b, ":%d", s.Seq+uint32(s.Len))
+	}
+	if s.Flags&header.TCPFlagAck != 0 {
+		fmt.Fprintf(&b, ", ack %d", s.Ack)
 	}
 	fmt.Fprintf(&b, ", win %d", s.Window)
 	var opts []string
@@ -79,13 +109,13 @@ func (s *Segment) String() string {
 	if s.SACKPermitted {
 		opts = append(opts, "sackOK")
 	}
-	if s.WS >= 0 && s.has(header.TCPFlagSyn) {
+	if s.WS >= 0 && s.Flags&header.TCPFlagSyn != 0 {
 		opts = append(opts, fmt.Sprintf("wscale %d", s.WS))
 	}
 	if len(opts) > 0 {
 		fmt.Fprintf(&b, ", options [%s]", strings.Join(opts, ","))
 	}
-	fmt.Fprintf(&b, ", length %d", s.Payload.Size())
+	fmt.Fprintf(&b, ", length %d", s.Len)
 	return b.String()
 }
 
