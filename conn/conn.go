@@ -101,6 +101,11 @@ func (c *Conn) Read(b []byte) (int, error) {
 		changed := c.ep.Changed()
 		n, err := c.ep.Read(b)
 		if err != tcp.ErrWouldBlock {
+			if err != nil && err != io.EOF && c.isClosed() {
+				// Close raced this call: package net reports that as
+				// net.ErrClosed, whatever the engine said.
+				err = net.ErrClosed
+			}
 			return n, c.opError("read", err)
 		}
 		select {
@@ -133,6 +138,9 @@ func (c *Conn) Write(b []byte) (int, error) {
 			return total, nil
 		}
 		if err != nil && err != tcp.ErrWouldBlock {
+			if c.isClosed() {
+				err = net.ErrClosed
+			}
 			return total, c.opError("write", err)
 		}
 		if n > 0 {

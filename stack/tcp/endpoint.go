@@ -402,8 +402,10 @@ func (e *Endpoint) HandleError(terr stack.TransportError, pkt *stack.PacketBuffe
 		err = syscall.EHOSTUNREACH
 	case stack.DestinationNetworkUnreachableTransportError:
 		err = syscall.ENETUNREACH
-	case stack.DestinationPortUnreachableTransportError, stack.DestinationProtoUnreachableTransportError:
+	case stack.DestinationPortUnreachableTransportError:
 		err = syscall.ECONNREFUSED
+	case stack.DestinationProtoUnreachableTransportError:
+		err = syscall.ENOPROTOOPT // Linux's icmp_err_convert
 	default:
 		return
 	}

@@ -16,6 +16,9 @@ import (
 // leave the address empty (chosen by the route) and the port zero (an
 // ephemeral port).
 func (p *Protocol) Connect(local, remote tcpip.FullAddress, netProto tcpip.NetworkProtocolNumber) (*Endpoint, error) {
+	if local.Addr.Len() > 0 && p.stack.CheckLocalAddress(local.NIC, netProto, local.Addr) == 0 {
+		return nil, syscall.EADDRNOTAVAIL
+	}
 	r, terr := p.stack.FindRoute(local.NIC, local.Addr, remote.Addr, netProto, false)
 	if terr != nil {
 		return nil, routeErrno(terr)

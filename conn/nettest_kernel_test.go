@@ -1,0 +1,90 @@
+//go:build linux
+
+package conn_test
+
+import (
+	"net"
+	"net/netip"
+	"testing"
+
+	"golang.org/x/net/nettest"
+
+	"github.com/tapstack/tapstack/conn"
+	"github.com/tapstack/tapstack/stack"
+	"github.com/tapstack/tapstack/stack/tcp"
+	"github.com/tapstack/tapstack/tap/taptest"
+)
+
+// kernelNet is a test-made namespace whose kernel has 192.0.2.1/24 on a
+// TAP that a tapstack stack drives with 192.0.2.2/24.
+func kernelNet(t *testing.T) (*taptest.Namespace, *stack.Stack) {
+	t.Helper()
+	ns := taptest.NewNamespace(t)
+	dev := ns.AddTAP(t, "tapstack0", "192.0.2.1/24")
+	g := newGate(dev.LinkEndpoint())
+	ts := newTS(t, g, tcp.Options{}, netip.MustParsePrefix("192.0.2.2/24"))
+	shutGates(t, g)
+	return ns, ts
+}
+
+// TestNettestKernel runs nettest.TestConn with tapstack's Conn as c1 and a
+// Linux socket (a *net.TCPConn made inside the namespace) as c2. One
+// namespace and stack serve every subtest; each gets a fresh pair.
+func TestNettestKernel(t *testing.T) {
+	ns, ts := kernelNet(t)
+
+	t.Run("TapstackDials", func(t *testing.T) {
+		var kl net.Listener
+		if err := ns.Do(func() (err error) {
+			kl, err = net.Listen("tcp", "192.0.2.1:0")
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		defer kl.Close()
+		nettest.TestConn(t, func() (c1, c2 net.Conn, stop func(), err error) {
+			ch := make(chan net.Conn, 1)
+			go func() {
+				c, _ := kl.Accept()
+				ch <- c
+			}()
+			c, err := conn.Dial(ts, "tcp", kl.Addr().String())
+			if err != nil {
+				return nil, nil, nil, err
+			}
+			k := <-ch
+			if k == nil {
+				c.Close()
+				return nil, nil, nil, net.ErrClosed
+			}
+			return c, k, func() { c.Close(); k.Close() }, nil
+		})
+	})
+	t.Run("KernelDials", func(t *testing.T) {
+		ln, err := conn.Listen(ts, "tcp", "192.0.2.2:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		nettest.TestConn(t, func() (c1, c2 net.Conn, stop func(), err error) {
+			ch := make(chan net.Conn, 1)
+			go func() {
+				c, _ := ln.Accept()
+				ch <- c
+			}()
+			var k net.Conn
+			if err := ns.Do(func() (err error) {
+				k, err = net.Dial("tcp", ln.Addr().String())
+				return err
+			}); err != nil {
+				return nil, nil, nil, err
+			}
+			c := <-ch
+			if c == nil {
+				k.Close()
+				return nil, nil, nil, net.ErrClosed
+			}
+			return c, k, func() { c.Close(); k.Close() }, nil
+		})
+	})
+}
