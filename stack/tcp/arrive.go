@@ -1,7 +1,6 @@
 package tcp
 
 import (
-	"syscall"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -324,44 +323,4 @@ func (e *Endpoint) computeRTOOrInitial() time.Duration {
 		return e.computeRTO()
 	}
 	return e.proto.opts.InitialRTO
-}
-
-// rstArrives is the second step for an acceptable RST. RFC 5961 3.2: only
-// a RST exactly at RCV.NXT resets the connection; one elsewhere in the
-// window gets a challenge ACK.
-func (e *Endpoint) rstArrives(seg *Segment) {
-	if seg.Seq != e.RcvNxt {
-		e.drop(seg, DropRstInvalid)
-		e.challengeAck()
-		return
-	}
-	e.proto.stats.ResetsReceived.Add(1)
-	switch e.state {
-	case SynReceived:
-		if e.listener != nil {
-			// Passive OPEN: the half-open entry goes; the listener
-			// itself is unharmed.
-			e.transition(Closed, segmentCause(seg))
-			return
-		}
-		// Active OPEN (simultaneous open): "connection refused".
-		e.fail(syscall.ECONNREFUSED, segmentCause(seg))
-	case Established, FinWait1, FinWait2, CloseWait:
-		// "Any outstanding RECEIVEs and SEND should receive 'reset'
-		// responses. All segment queues should be flushed."
-		e.fail(syscall.ECONNRESET, segmentCause(seg))
-		e.sndBuf.Release()
-	default: // CLOSING, LAST-ACK, TIME-WAIT
-		e.transition(Closed, segmentCause(seg))
-	}
-}
-
-// challengeAck sends <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK> under the
-// stack-wide rate limit of RFC 5961 7.
-func (e *Endpoint) challengeAck() {
-	if !e.proto.challenge.allow(e.proto.clock.NowMonotonic()) {
-		e.proto.stats.Drops[DropChallengeRateLimited].Add(1)
-		return
-	}
-	e.sendAck(SendChallengeAck)
 }

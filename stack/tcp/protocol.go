@@ -228,28 +228,6 @@ func (p *Protocol) emit(ev Event) {
 	p.opts.Observer(ev)
 }
 
-// replyRST answers seg with a reset as RFC 9293 3.10.7.1 prescribes for a
-// closed port: if the ACK bit is off, <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>;
-// otherwise <SEQ=SEG.ACK><CTL=RST>.
-func (p *Protocol) replyRST(id stack.TransportEndpointID, netProto tcpip.NetworkProtocolNumber, nic tcpip.NICID, seg *Segment) {
-	r, err := p.stack.FindRoute(nic, id.LocalAddress, id.RemoteAddress, netProto, false)
-	if err != nil {
-		return
-	}
-	defer r.Release()
-	f := outFields{srcPort: id.LocalPort, dstPort: id.RemotePort}
-	if seg.has(header.TCPFlagAck) {
-		f.seq = seg.Ack
-		f.flags = header.TCPFlagRst
-	} else {
-		f.ack = seg.Seq.Add(seg.Len())
-		f.flags = header.TCPFlagRst | header.TCPFlagAck
-	}
-	pkt := buildPacket(r, &f, buffer.Buffer{})
-	p.countSend(connIDOf(id), SendRst, &f, 0)
-	writePacket(r, pkt)
-}
-
 // countSend counts and reports a segment about to leave.
 func (p *Protocol) countSend(c ConnID, cause SendCause, f *outFields, payloadLen int) {
 	p.stats.SegmentsOut.Add(1)

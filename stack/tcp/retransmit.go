@@ -4,8 +4,6 @@ import (
 	"syscall"
 	"time"
 
-	"gvisor.dev/gvisor/pkg/buffer"
-	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
 )
 
@@ -131,9 +129,4 @@ func (e *Endpoint) fastRetransmit() {
 	e.rttTiming = false
 	e.transmit(e.SndUna, n, fin, SendFastRetransmit)
 	e.setTimer(timerRetransmit, e.rto)
-}
-
-// sendReset sends <SEQ=seq><CTL=RST>.
-func (e *Endpoint) sendReset(seq seqnum.Value) {
-	e.sendSegment(SendRst, header.TCPFlagRst, seq, buffer.Buffer{}, nil)
 }
