@@ -101,7 +101,6 @@ type pipe struct {
 
 	ctx    context.Context // cancelled when the cable shuts down
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // the two pumps
 
 	mu      sync.Mutex
 	started bool
@@ -116,7 +115,8 @@ func (p *pipe) start() {
 		return
 	}
 	p.started = true
-	p.wg.Add(2)
+	p.ports[0].pumping.Add(1)
+	p.ports[1].pumping.Add(1)
 	go p.pump(p.ports[0], p.ports[1])
 	go p.pump(p.ports[1], p.ports[0])
 }
@@ -139,7 +139,7 @@ func (p *pipe) isDown() bool {
 // when the cable shuts down (ReadContext returns nil on cancellation) or
 // from's queue is closed (ReadContext then returns nil at once).
 func (p *pipe) pump(from, to *pipePort) {
-	defer p.wg.Done()
+	defer from.pumping.Done()
 	for p.ctx.Err() == nil {
 		pkt := from.ReadContext(p.ctx)
 		if pkt == nil {
@@ -170,6 +170,13 @@ type pipePort struct {
 	peer *pipePort
 
 	sent, droppedFull, droppedDetached, droppedClosed atomic.Uint64
+
+	// pumping is the pump that drains this end's outbound queue into the
+	// peer. Wait waits for it alone: gVisor's Stack.Wait calls Wait with
+	// the stack's lock held, and the other pump, which delivers into this
+	// end's stack, may be blocked on that very lock until Wait returns. It
+	// exits as soon as it gets the lock, since the cable is down by then.
+	pumping sync.WaitGroup
 
 	mu      sync.Mutex
 	onClose func()
@@ -216,9 +223,10 @@ func (pp *pipePort) Close() {
 	pp.Endpoint.Close()
 }
 
-// Wait implements stack.LinkEndpoint: it waits for both pumps to exit. The
-// pumps run only between the first Attach and the shutdown, so Wait does not
-// block on a cable that was never attached.
+// Wait implements stack.LinkEndpoint: it waits for the pump that drains
+// this end to exit (see pumping). The pumps run only between the first
+// Attach and the shutdown, so Wait does not block on a cable that was
+// never attached.
 func (pp *pipePort) Wait() {
 	p := pp.pipe
 	p.mu.Lock()
@@ -229,7 +237,7 @@ func (pp *pipePort) Wait() {
 		// first stop us (detach or close); waiting now would never end.
 		return
 	}
-	p.wg.Wait()
+	pp.pumping.Wait()
 }
 
 // SetOnCloseAction implements stack.LinkEndpoint.

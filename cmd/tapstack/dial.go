@@ -18,6 +18,7 @@ func runDial(ctx context.Context, e env, args []string) error {
 	addr := fs.String("addr", "", "the stack's address/prefix on the device, e.g. 192.0.2.2/24")
 	timeout := fs.Duration("timeout", 10*time.Second, "give up connecting after this long")
 	trace := fs.Bool("trace", false, "print every engine event on stderr")
+	pcapPath := fs.String("pcap", "", "write an annotated pcapng capture of the device's frames to `file`")
 	if err := parse(fs, args, 1); err != nil {
 		return err
 	}
@@ -25,7 +26,7 @@ func runDial(ctx context.Context, e env, args []string) error {
 	if *trace {
 		opts.Observer = tracer(&syncWriter{w: e.stderr}, time.Now(), "dial")
 	}
-	s, closeStack, err := tapStack(*tapName, *addr, opts)
+	s, closeStack, err := tapStackCapture(*tapName, *addr, opts, *pcapPath)
 	if err != nil {
 		return err
 	}

@@ -40,16 +40,12 @@ func commands() []command {
 		{"demo", "two stacks on an in-memory cable: echo with a live lifecycle trace", runDemo},
 		{"serve", "serve echo or discard on a TAP device", runServe},
 		{"dial", "connect over a TAP device, send stdin, print the reply", runDial},
-		{"ss", "list connections and listeners with their TCP info (not implemented yet)", runSS},
-		{"trace", "print the lifecycle trace of a running stack (not implemented yet)", runTrace},
-		{"bench", "measure throughput against gVisor's TCP (not implemented yet)", runBench},
-		{"agent", "run a stack that the other commands can attach to (not implemented yet)", runAgent},
+		{"ss", "the demo's connections and listeners with their TCP info, like ss -tin", runSS},
+		{"trace", "one tcpdump-like line per engine event: the demo, or echo on a TAP device", runTrace},
+		{"bench", "bulk transfer over an in-memory cable: tapstack vs gVisor's TCP", runBench},
+		{"agent", "serve the socket API over JSON lines on a TAP, for packet-level test harnesses (../shared/AGENT.md)", runAgent},
 	}
 }
-
-// errNotImplemented is returned by subcommands that exist only in the
-// dispatch table so far; it exits with status 2.
-var errNotImplemented = errors.New("not implemented yet")
 
 // errUsage marks a usage error already explained on stderr; it exits with
 // status 2, like flag.ExitOnError.
@@ -82,9 +78,6 @@ func run(ctx context.Context, e env, args []string) int {
 		case err == nil, errors.Is(err, flag.ErrHelp):
 			return 0
 		case errors.Is(err, errUsage):
-			return 2
-		case errors.Is(err, errNotImplemented):
-			fmt.Fprintf(e.stderr, "tapstack %s: %v\n", c.name, err)
 			return 2
 		}
 		fmt.Fprintf(e.stderr, "tapstack %s: %v\n", c.name, err)

@@ -85,15 +85,6 @@ func TestUnknownCommand(t *testing.T) {
 	}
 }
 
-func TestNotImplemented(t *testing.T) {
-	for _, name := range []string{"ss", "trace", "bench", "agent"} {
-		code, _, errOut := runCLI(t, name)
-		if code != 2 || !strings.Contains(errOut, "not implemented yet") {
-			t.Errorf("%s: exit %d, stderr %q; want 2 and \"not implemented yet\"", name, code, errOut)
-		}
-	}
-}
-
 func TestFlagErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{"demo", "-nosuchflag"},

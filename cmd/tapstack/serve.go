@@ -20,6 +20,7 @@ func runServe(ctx context.Context, e env, args []string) error {
 	port := fs.Int("port", 0, "port to listen on (default 7 for echo, 9 for discard)")
 	mode := fs.String("mode", "echo", "echo: send back what arrives; discard: read and drop it")
 	trace := fs.Bool("trace", false, "print every engine event, not only state changes")
+	pcapPath := fs.String("pcap", "", "write an annotated pcapng capture of the device's frames to `file`")
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
@@ -44,7 +45,7 @@ func runServe(ctx context.Context, e env, args []string) error {
 	if *trace {
 		kinds = nil
 	}
-	s, closeStack, err := tapStack(*tapName, *addr, tcp.Options{Observer: tracer(out, time.Now(), "serve", kinds...)})
+	s, closeStack, err := tapStackCapture(*tapName, *addr, tcp.Options{Observer: tracer(out, time.Now(), "serve", kinds...)}, *pcapPath)
 	if err != nil {
 		return err
 	}

@@ -21,6 +21,12 @@ import (
 // tapStack opens the TAP device name and returns a stack on it with the
 // address/prefix addr. close releases both.
 func tapStack(name, addr string, opts tcp.Options) (s *stack.Stack, close func(), err error) {
+	return tapStackCapture(name, addr, opts, "")
+}
+
+// tapStackCapture is tapStack with an annotated pcapng capture of the
+// device's frames written to pcapPath, if it is set. close flushes it.
+func tapStackCapture(name, addr string, opts tcp.Options, pcapPath string) (s *stack.Stack, close func(), err error) {
 	if name == "" {
 		return nil, nil, errors.New("-tap is required (the name of a Linux TAP device, e.g. tap0)")
 	}
@@ -35,13 +41,20 @@ func tapStack(name, addr string, opts tcp.Options) (s *stack.Stack, close func()
 	if err != nil {
 		return nil, nil, err
 	}
-	s = stack.New(stack.Options{TCP: opts})
-	if _, err := s.AddNIC(dev.LinkEndpoint(), prefix); err != nil {
-		s.Close()
+	link, obs, finish, err := capture(pcapPath, dev.LinkEndpoint(), opts.Observer, "tapstack on TAP device "+name)
+	if err != nil {
 		dev.Close()
 		return nil, nil, err
 	}
-	return s, func() { s.Close(); dev.Close() }, nil
+	opts.Observer = obs
+	s = stack.New(stack.Options{TCP: opts})
+	if _, err := s.AddNIC(link, prefix); err != nil {
+		s.Close()
+		dev.Close()
+		finish()
+		return nil, nil, err
+	}
+	return s, func() { s.Close(); dev.Close(); finish() }, nil
 }
 
 // tracer returns an observer that prints every event on one line, with

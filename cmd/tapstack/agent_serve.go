@@ -1,0 +1,628 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tapstack/tapstack/conn"
+	"github.com/tapstack/tapstack/stack"
+	"github.com/tapstack/tapstack/stack/tcp"
+)
+
+// The agent protocol: JSON lines on stdin/stdout, one reply per request,
+// requests served concurrently. AGENT.md (protocol version 1) is the contract.
+
+const (
+	agentVersion = 1
+	// agentMaxRead bounds the buffer of one read: a reply carries 1..max
+	// bytes, so fewer than max is always correct, and the engine's
+	// receive buffer (1 MiB by default) holds no more than this anyway.
+	agentMaxRead = 1 << 20
+	// agentSettle bounds how long the agent waits, after closing
+	// everything at the end of stdin, for its FINs to be acknowledged; the
+	// contract wants the process gone within 2 s.
+	agentSettle = time.Second
+	// agentMinWait is the shortest deadline given to Conn.Read and Write:
+	// a deadline already passed fails them even when data is waiting (as
+	// in package net), while timeout_ms 0 means "try once".
+	agentMinWait = time.Millisecond
+)
+
+var agentCaps = []string{"arp", "icmp", "tcp"}
+
+// agentReply is every reply; fields a reply does not have are omitted.
+type agentReply struct {
+	ID       int64    `json:"id"`
+	OK       bool     `json:"ok"`
+	Error    string   `json:"error,omitempty"`
+	Detail   string   `json:"detail,omitempty"`
+	Name     string   `json:"name,omitempty"`
+	Version  int      `json:"version,omitempty"`
+	Caps     []string `json:"caps,omitempty"`
+	Listener int64    `json:"listener,omitempty"`
+	Conn     int64    `json:"conn,omitempty"`
+	Local    string   `json:"local,omitempty"`
+	Remote   string   `json:"remote,omitempty"`
+	DataB64  string   `json:"data_b64,omitempty"`
+	EOF      bool     `json:"eof,omitempty"`
+	N        *int     `json:"n,omitempty"`
+	State    string   `json:"state,omitempty"`
+}
+
+// agentError is a failure with the errno name the reply carries.
+type agentError struct {
+	name   string
+	detail string
+}
+
+func (e *agentError) Error() string { return e.detail }
+
+func errInvalid(format string, args ...any) error {
+	return &agentError{"EINVAL", fmt.Sprintf(format, args...)}
+}
+
+func errBadID(kind string, id int64) error {
+	return &agentError{"EBADF", fmt.Sprintf("no %s with id %d", kind, id)}
+}
+
+// errnoName names err for a reply. timeout is the name of a passed
+// deadline: EAGAIN for accept, read and write, ETIMEDOUT for dial.
+func errnoName(err error, timeout string) string {
+	var ae *agentError
+	var errno syscall.Errno
+	switch {
+	case errors.As(err, &ae):
+		return ae.name
+	case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded):
+		return timeout
+	case errors.Is(err, net.ErrClosed):
+		return "EBADF"
+	case errors.As(err, &errno):
+		if name := unix.ErrnoName(errno); name != "" {
+			return name
+		}
+	case errors.Is(err, context.Canceled):
+		return "ECANCELED" // the agent is shutting down
+	}
+	return "EIO"
+}
+
+// agentRequest is one parsed request line. Fields are decoded when an
+// operation asks for them, so that a missing or mistyped field is an
+// EINVAL naming it.
+type agentRequest struct {
+	id     int64
+	op     string
+	fields map[string]json.RawMessage
+}
+
+func (r *agentRequest) has(name string) bool {
+	_, ok := r.fields[name]
+	return ok
+}
+
+// int returns the integer field name, which must lie in [lo, hi].
+func (r *agentRequest) int(name string, lo, hi int64) (int64, error) {
+	raw, ok := r.fields[name]
+	if !ok {
+		return 0, errInvalid("%s: missing field %q", r.op, name)
+	}
+	var v int64
+	if err := json.Unmarshal(raw, &v); err != nil || string(raw) == "null" {
+		return 0, errInvalid("%s: field %q: want an integer, got %s", r.op, name, raw)
+	}
+	if v < lo || v > hi {
+		return 0, errInvalid("%s: field %q: %d is out of range [%d, %d]", r.op, name, v, lo, hi)
+	}
+	return v, nil
+}
+
+func (r *agentRequest) str(name string) (string, error) {
+	raw, ok := r.fields[name]
+	var v string
+	if !ok {
+		return "", errInvalid("%s: missing field %q", r.op, name)
+	}
+	if err := json.Unmarshal(raw, &v); err != nil || string(raw) == "null" {
+		return "", errInvalid("%s: field %q: want a string, got %s", r.op, name, raw)
+	}
+	return v, nil
+}
+
+func (r *agentRequest) bool(name string) (bool, error) {
+	raw, ok := r.fields[name]
+	var v bool
+	if !ok {
+		return false, errInvalid("%s: missing field %q", r.op, name)
+	}
+	if err := json.Unmarshal(raw, &v); err != nil || string(raw) == "null" {
+		return false, errInvalid("%s: field %q: want true or false, got %s", r.op, name, raw)
+	}
+	return v, nil
+}
+
+// timeout returns the request's timeout_ms.
+func (r *agentRequest) timeout() (time.Duration, error) {
+	ms, err := r.int("timeout_ms", 0, math.MaxInt64/int64(time.Millisecond))
+	return time.Duration(ms) * time.Millisecond, err
+}
+
+// id returns the conn or listener id field name: a positive integer.
+func (r *agentRequest) objectID(name string) (int64, error) {
+	return r.int(name, 1, math.MaxInt64)
+}
+
+// agent serves the protocol for one stack.
+type agent struct {
+	s   *stack.Stack
+	ctx context.Context // cancelled at shutdown: pending dials give up
+	log io.Writer
+
+	outMu sync.Mutex
+	out   io.Writer
+
+	handlers sync.WaitGroup // goroutines serving blocking requests
+
+	mu        sync.Mutex
+	lastID    int64 // the last listener or conn id handed out; never reused
+	closing   bool  // stdin ended: no new conns or listeners
+	conns     map[int64]*conn.Conn
+	listeners map[int64]*conn.Listener
+}
+
+// serveAgent reads requests from in and writes replies to out until in
+// ends or ctx is cancelled, then closes every listener and connection it
+// opened (an ordinary close) and returns after a short grace for the
+// closing segments to be exchanged. It does not close s. Diagnostics go
+// to log.
+func serveAgent(ctx context.Context, s *stack.Stack, in io.Reader, out, log io.Writer) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	a := &agent{
+		s:         s,
+		ctx:       ctx,
+		log:       log,
+		out:       out,
+		conns:     make(map[int64]*conn.Conn),
+		listeners: make(map[int64]*conn.Listener),
+	}
+
+	lines := make(chan []byte)
+	readErr := make(chan error, 1)
+	go func() {
+		br := bufio.NewReader(in)
+		for {
+			line, err := br.ReadBytes('\n')
+			if len(line) > 0 {
+				select {
+				case lines <- line:
+				case <-ctx.Done():
+					return
+				}
+			}
+			if err != nil {
+				readErr <- err
+				return
+			}
+		}
+	}()
+
+	var err error
+loop:
+	for {
+		select {
+		case line := <-lines:
+			a.handle(line)
+		case err = <-readErr:
+			if err == io.EOF {
+				err = nil
+			}
+			break loop
+		case <-ctx.Done():
+			break loop
+		}
+	}
+	cancel()
+	a.shutdown()
+	return err
+}
+
+// shutdown closes every listener and connection, waits for the pending
+// requests to be answered, and gives the connections up to agentSettle to
+// have their FINs acknowledged. It does not wait for TIME-WAIT.
+func (a *agent) shutdown() {
+	start := time.Now()
+	a.mu.Lock()
+	a.closing = true
+	conns := make([]*conn.Conn, 0, len(a.conns))
+	for _, c := range a.conns {
+		conns = append(conns, c)
+	}
+	for _, l := range a.listeners {
+		l.Close()
+	}
+	a.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
+	a.handlers.Wait() // every blocked call was unblocked by the closes or the context
+	for time.Since(start) < agentSettle {
+		settled := true
+		for _, c := range conns {
+			switch c.State() {
+			case tcp.Closed, tcp.TimeWait, tcp.FinWait2:
+			default:
+				settled = false
+			}
+		}
+		if settled {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// reply writes one reply line; concurrent handlers share stdout.
+func (a *agent) reply(r *agentReply) {
+	b, err := json.Marshal(r)
+	if err != nil { // cannot happen: every field marshals
+		fmt.Fprintf(a.log, "tapstack agent: reply %d: %v\n", r.ID, err)
+		return
+	}
+	b = append(b, '\n')
+	a.outMu.Lock()
+	defer a.outMu.Unlock()
+	if _, err := a.out.Write(b); err != nil {
+		fmt.Fprintf(a.log, "tapstack agent: write reply %d: %v\n", r.ID, err)
+	}
+}
+
+// finish sends the reply to request id: rep on success, or the error
+// named with timeout for a passed deadline. rep may carry fields on
+// failure too (write's n).
+func (a *agent) finish(id int64, rep agentReply, err error, timeout string) {
+	rep.ID = id
+	if err == nil {
+		rep.OK = true
+		a.reply(&rep)
+		return
+	}
+	a.reply(&agentReply{ID: id, Error: errnoName(err, timeout), Detail: err.Error(), N: rep.N})
+}
+
+// handle parses one line and serves it: at once when the operation cannot
+// block, on its own goroutine when it can.
+func (a *agent) handle(line []byte) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(line, &fields); err != nil || fields == nil {
+		detail := "not a JSON object"
+		if err != nil {
+			detail = "invalid JSON: " + err.Error()
+		}
+		a.reply(&agentReply{Error: "EINVAL", Detail: detail})
+		return
+	}
+	r := &agentRequest{fields: fields}
+	id, err := r.int("id", 1, math.MaxInt64)
+	if err != nil {
+		a.reply(&agentReply{Error: "EINVAL", Detail: "request without a valid id: " + err.Error()})
+		return
+	}
+	r.id = id
+	r.op, err = r.str("op")
+	if err != nil {
+		a.finish(id, agentReply{}, err, "")
+		return
+	}
+	blocking := map[string]func(*agentRequest) (func() (agentReply, error), error){
+		"accept": a.accept,
+		"dial":   a.dial,
+		"read":   a.read,
+		"write":  a.write,
+	}
+	immediate := map[string]func(*agentRequest) (agentReply, error){
+		"hello":          a.hello,
+		"listen":         a.listen,
+		"shutdown_write": a.shutdownWrite,
+		"close":          a.close,
+		"set_nodelay":    a.setNoDelay,
+		"state":          a.state,
+	}
+	timeout := "EAGAIN"
+	if r.op == "dial" {
+		timeout = "ETIMEDOUT"
+	}
+	if op, ok := immediate[r.op]; ok {
+		rep, err := op(r)
+		a.finish(id, rep, err, timeout)
+		return
+	}
+	op, ok := blocking[r.op]
+	if !ok {
+		a.finish(id, agentReply{}, &agentError{"ENOTSUP", fmt.Sprintf("unknown op %q", r.op)}, "")
+		return
+	}
+	// Validate at once; only the waiting happens on the goroutine.
+	run, err := op(r)
+	if err != nil {
+		a.finish(id, agentReply{}, err, timeout)
+		return
+	}
+	a.handlers.Add(1)
+	go func() {
+		defer a.handlers.Done()
+		rep, err := run()
+		a.finish(id, rep, err, timeout)
+	}()
+}
+
+// register hands out the next id for a listener or conn. After shutdown
+// began it closes the newcomer (a dial or accept that raced with the end
+// of stdin) but still names it, so the pending request gets its answer.
+func (a *agent) register(c *conn.Conn, l *conn.Listener) int64 {
+	a.mu.Lock()
+	a.lastID++
+	id := a.lastID
+	if c != nil {
+		a.conns[id] = c
+	} else {
+		a.listeners[id] = l
+	}
+	closing := a.closing
+	a.mu.Unlock()
+	if closing {
+		if c != nil {
+			c.Close()
+		} else {
+			l.Close()
+		}
+	}
+	return id
+}
+
+func (a *agent) conn(r *agentRequest) (*conn.Conn, error) {
+	id, err := r.objectID("conn")
+	if err != nil {
+		return nil, err
+	}
+	a.mu.Lock()
+	c := a.conns[id]
+	a.mu.Unlock()
+	if c == nil {
+		return nil, errBadID("conn", id)
+	}
+	return c, nil
+}
+
+func (a *agent) listener(r *agentRequest) (*conn.Listener, error) {
+	id, err := r.objectID("listener")
+	if err != nil {
+		return nil, err
+	}
+	a.mu.Lock()
+	l := a.listeners[id]
+	a.mu.Unlock()
+	if l == nil {
+		return nil, errBadID("listener", id)
+	}
+	return l, nil
+}
+
+// connOrListener resolves the "conn" or "listener" field of close and
+// state: exactly one of them.
+func (a *agent) connOrListener(r *agentRequest) (*conn.Conn, *conn.Listener, error) {
+	switch hasC, hasL := r.has("conn"), r.has("listener"); {
+	case hasC && hasL:
+		return nil, nil, errInvalid("%s: give conn or listener, not both", r.op)
+	case hasC:
+		c, err := a.conn(r)
+		return c, nil, err
+	case hasL:
+		l, err := a.listener(r)
+		return nil, l, err
+	}
+	return nil, nil, errInvalid("%s: missing field \"conn\" or \"listener\"", r.op)
+}
+
+func (a *agent) hello(r *agentRequest) (agentReply, error) {
+	v, err := r.int("version", 0, math.MaxInt64)
+	if err != nil {
+		return agentReply{}, err
+	}
+	if v != agentVersion {
+		return agentReply{}, errInvalid("hello: version %d: this agent speaks version %d", v, agentVersion)
+	}
+	return agentReply{Name: "tapstack", Version: agentVersion, Caps: agentCaps}, nil
+}
+
+func (a *agent) listen(r *agentRequest) (agentReply, error) {
+	port, err := r.int("port", 1, 65535)
+	if err != nil {
+		return agentReply{}, err
+	}
+	backlog, err := r.int("backlog", 0, math.MaxInt32)
+	if err != nil {
+		return agentReply{}, err
+	}
+	// The engine's backlog is Linux's: backlog+1 connections wait for
+	// accept. ListenConfig reads 0 as "default" and a negative value as a
+	// real 0.
+	lc := conn.ListenConfig{Backlog: int(backlog)}
+	if backlog == 0 {
+		lc.Backlog = -1
+	}
+	l, err := lc.Listen(a.s, "tcp4", fmt.Sprintf(":%d", port))
+	if err != nil {
+		return agentReply{}, err
+	}
+	return agentReply{Listener: a.register(nil, l), Local: l.Addr().String()}, nil
+}
+
+func (a *agent) accept(r *agentRequest) (func() (agentReply, error), error) {
+	l, err := a.listener(r)
+	if err != nil {
+		return nil, err
+	}
+	timeout, err := r.timeout()
+	if err != nil {
+		return nil, err
+	}
+	return func() (agentReply, error) {
+		if err := l.SetDeadline(time.Now().Add(timeout)); err != nil {
+			return agentReply{}, err
+		}
+		c, err := l.AcceptTCP()
+		_ = l.SetDeadline(time.Time{}) // the listener is unaffected by the timeout
+		if err != nil {
+			return agentReply{}, err
+		}
+		return a.connReply(c), nil
+	}, nil
+}
+
+func (a *agent) connReply(c *conn.Conn) agentReply {
+	return agentReply{Conn: a.register(c, nil), Local: c.LocalAddr().String(), Remote: c.RemoteAddr().String()}
+}
+
+func (a *agent) dial(r *agentRequest) (func() (agentReply, error), error) {
+	s, err := r.str("addr")
+	if err != nil {
+		return nil, err
+	}
+	addr, err := netip.ParseAddrPort(s)
+	if err != nil {
+		return nil, errInvalid("dial: addr %q: %v", s, err)
+	}
+	timeout, err := r.timeout()
+	if err != nil {
+		return nil, err
+	}
+	return func() (agentReply, error) {
+		// At the deadline DialContext aborts the attempt: no connection
+		// appears later.
+		ctx, cancel := context.WithTimeout(a.ctx, timeout)
+		defer cancel()
+		c, err := conn.DialContext(ctx, a.s, "tcp", addr.String())
+		if err != nil {
+			return agentReply{}, err
+		}
+		return a.connReply(c), nil
+	}, nil
+}
+
+func (a *agent) read(r *agentRequest) (func() (agentReply, error), error) {
+	c, err := a.conn(r)
+	if err != nil {
+		return nil, err
+	}
+	maxN, err := r.int("max", 1, math.MaxInt64)
+	if err != nil {
+		return nil, err
+	}
+	timeout, err := r.timeout()
+	if err != nil {
+		return nil, err
+	}
+	return func() (agentReply, error) {
+		if err := c.SetReadDeadline(time.Now().Add(max(timeout, agentMinWait))); err != nil {
+			return agentReply{}, err
+		}
+		buf := make([]byte, min(maxN, agentMaxRead))
+		n, err := c.Read(buf)
+		_ = c.SetReadDeadline(time.Time{})
+		switch {
+		case n > 0:
+			return agentReply{DataB64: base64.StdEncoding.EncodeToString(buf[:n])}, nil
+		case err == io.EOF:
+			return agentReply{EOF: true}, nil
+		case err == nil:
+			return agentReply{}, &agentError{"EIO", "read returned no data and no error"}
+		}
+		return agentReply{}, err
+	}, nil
+}
+
+func (a *agent) write(r *agentRequest) (func() (agentReply, error), error) {
+	c, err := a.conn(r)
+	if err != nil {
+		return nil, err
+	}
+	s, err := r.str("data_b64")
+	if err != nil {
+		return nil, err
+	}
+	data, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return nil, errInvalid("write: data_b64: %v", err)
+	}
+	timeout, err := r.timeout()
+	if err != nil {
+		return nil, err
+	}
+	return func() (agentReply, error) {
+		if err := c.SetWriteDeadline(time.Now().Add(max(timeout, agentMinWait))); err != nil {
+			return agentReply{}, err
+		}
+		n, err := c.Write(data)
+		_ = c.SetWriteDeadline(time.Time{})
+		return agentReply{N: &n}, err
+	}, nil
+}
+
+func (a *agent) shutdownWrite(r *agentRequest) (agentReply, error) {
+	c, err := a.conn(r)
+	if err != nil {
+		return agentReply{}, err
+	}
+	return agentReply{}, c.CloseWrite()
+}
+
+func (a *agent) close(r *agentRequest) (agentReply, error) {
+	c, l, err := a.connOrListener(r)
+	switch {
+	case err != nil:
+		return agentReply{}, err
+	case c != nil:
+		return agentReply{}, c.Close() // does not linger: returns at once
+	}
+	return agentReply{}, l.Close()
+}
+
+func (a *agent) setNoDelay(r *agentRequest) (agentReply, error) {
+	c, err := a.conn(r)
+	if err != nil {
+		return agentReply{}, err
+	}
+	on, err := r.bool("on")
+	if err != nil {
+		return agentReply{}, err
+	}
+	return agentReply{}, c.SetNoDelay(on)
+}
+
+// state asks the engine, never a cache: a closed Conn keeps its engine
+// endpoint, whose state is CLOSED once the engine has deleted the TCB.
+func (a *agent) state(r *agentRequest) (agentReply, error) {
+	c, l, err := a.connOrListener(r)
+	switch {
+	case err != nil:
+		return agentReply{}, err
+	case c != nil:
+		return agentReply{State: c.State().String()}, nil
+	}
+	return agentReply{State: l.Engine().State().String()}, nil
+}

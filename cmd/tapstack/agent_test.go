@@ -1,0 +1,387 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+
+	"github.com/tapstack/tapstack/internal/gvpeer"
+	"github.com/tapstack/tapstack/stack"
+	"github.com/tapstack/tapstack/stack/tcp"
+	"github.com/tapstack/tapstack/tap"
+)
+
+// pipeAgent is serveAgent on a tapstack stack at 192.0.2.2, cabled by
+// tap.Pipe to gVisor's TCP at 192.0.2.1.
+type pipeAgent struct {
+	*agentClient
+	peer  *gvpeer.Peer
+	stdin io.Closer
+	done  chan error // serveAgent's result
+	log   *syncWriter
+}
+
+func newPipeAgent(t *testing.T, opts tcp.Options) *pipeAgent {
+	t.Helper()
+	if opts.TimeWait == 0 {
+		opts.TimeWait = 100 * time.Millisecond
+	}
+	a, b := tap.Pipe()
+	s := stack.New(stack.Options{TCP: opts})
+	if _, err := s.AddNIC(a, netip.MustParsePrefix("192.0.2.2/24")); err != nil {
+		t.Fatal(err)
+	}
+	peer, err := gvpeer.New(b, netip.MustParsePrefix("192.0.2.1/24"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every wait in these tests is bounded; should something in the stacks
+	// hang all the same, show where at once rather than at the end of
+	// go test's 10 minutes.
+	watchdog := time.AfterFunc(30*time.Second, func() {
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		fmt.Fprintf(os.Stderr, "%s: still running after 30s; goroutines:\n%s\n", t.Name(), buf)
+		panic(t.Name() + ": hung")
+	})
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	p := &pipeAgent{peer: peer, stdin: inW, done: make(chan error, 1), log: &syncWriter{w: &strings.Builder{}}}
+	go func() {
+		p.done <- serveAgent(context.Background(), s, inR, outW, p.log)
+		outW.Close()
+	}()
+	p.agentClient = newAgentClient(t, inW, outR)
+	t.Cleanup(func() {
+		defer watchdog.Stop()
+		p.stop(t)
+		<-p.agentClient.done
+		s.Close()
+		peer.Close()
+		if t.Failed() {
+			t.Logf("agent stderr:\n%s", p.log.w)
+		}
+	})
+	return p
+}
+
+// stop ends stdin and waits for serveAgent to return; the contract gives
+// it 2 s.
+func (p *pipeAgent) stop(t *testing.T) {
+	t.Helper()
+	p.stdin.Close()
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Errorf("serveAgent: %v", err)
+		}
+		p.done <- nil // for a later stop
+	case <-time.After(2 * time.Second):
+		t.Errorf("serveAgent did not return within 2s of the end of stdin")
+	}
+}
+
+// acceptFromPeer has the gVisor peer connect to the agent's listener and
+// returns both ends.
+func (p *pipeAgent) acceptFromPeer(t *testing.T, listener int64, port uint16) (int64, net.Conn) {
+	t.Helper()
+	acc := p.send(map[string]any{"op": "accept", "listener": listener, "timeout_ms": 5000})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	pc, err := gonet.DialContextTCP(ctx, p.peer.S, tcpip.FullAddress{NIC: 1, Addr: tcpip.AddrFrom4([4]byte{192, 0, 2, 2}), Port: port}, ipv4.ProtocolNumber)
+	if err != nil {
+		t.Fatalf("peer dial: %v", err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	m := p.wait(acc, 8*time.Second)
+	if m["ok"] != true {
+		t.Fatalf("accept: %v", m)
+	}
+	if m["local"] != "192.0.2.2:"+strconv.Itoa(int(port)) || m["remote"] != pc.LocalAddr().String() {
+		t.Errorf("accept: %v; want local 192.0.2.2:%d, remote %v", m, port, pc.LocalAddr())
+	}
+	return id(m, "conn"), pc
+}
+
+func readFull(t *testing.T, c net.Conn, n int) string {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b := make([]byte, n)
+	if _, err := io.ReadFull(c, b); err != nil {
+		t.Fatalf("peer read: %v", err)
+	}
+	return string(b)
+}
+
+func readEOF(t *testing.T, c net.Conn) {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := c.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("peer read: %d, %v; want EOF", n, err)
+	}
+}
+
+func TestAgentRequests(t *testing.T) {
+	p := newPipeAgent(t, tcp.Options{})
+	m := p.ok(map[string]any{"op": "hello", "version": 1})
+	if m["name"] != "tapstack" || m["version"] != 1.0 || strings.Join(toStrings(m["caps"]), ",") != "arp,icmp,tcp" {
+		t.Errorf("hello: %v", m)
+	}
+	p.fail(map[string]any{"op": "hello", "version": 2}, "EINVAL")
+	p.fail(map[string]any{"op": "hello"}, "EINVAL")
+
+	// Malformed lines: no id can be read, so the reply has id 0.
+	for _, line := range []string{`not json`, `{"id": 3, "op": "state"`, `[1,2]`, `null`, `{"op":"hello","version":1}`, `{"id":-4,"op":"hello"}`, `{"id":"x","op":"hello"}`} {
+		if m := p.raw(line); m["ok"] != false || m["error"] != "EINVAL" || m["id"] != 0.0 {
+			t.Errorf("%s: %v, want EINVAL with id 0", line, m)
+		}
+	}
+	p.fail(map[string]any{"op": "frobnicate"}, "ENOTSUP")
+	p.fail(map[string]any{"version": 1}, "EINVAL") // no op
+	p.fail(map[string]any{"op": 7}, "EINVAL")
+
+	// Listen: fields checked, then the port taken once only.
+	p.fail(map[string]any{"op": "listen", "backlog": 1}, "EINVAL")
+	p.fail(map[string]any{"op": "listen", "port": 0, "backlog": 1}, "EINVAL")
+	p.fail(map[string]any{"op": "listen", "port": 70000, "backlog": 1}, "EINVAL")
+	p.fail(map[string]any{"op": "listen", "port": 9001, "backlog": -1}, "EINVAL")
+	p.fail(map[string]any{"op": "listen", "port": "9001", "backlog": 1}, "EINVAL")
+	m = p.ok(map[string]any{"op": "listen", "port": 9001, "backlog": 4})
+	ln := id(m, "listener")
+	if ln < 1 || m["local"] != "0.0.0.0:9001" {
+		t.Errorf("listen: %v", m)
+	}
+	p.fail(map[string]any{"op": "listen", "port": 9001, "backlog": 4}, "EADDRINUSE")
+	if s := p.state("listener", ln); s != "LISTEN" {
+		t.Errorf("listener state %s", s)
+	}
+
+	// Accept: a timeout leaves the listener usable.
+	p.fail(map[string]any{"op": "accept", "listener": ln, "timeout_ms": 30}, "EAGAIN")
+	p.fail(map[string]any{"op": "accept", "listener": ln}, "EINVAL")
+	p.fail(map[string]any{"op": "accept", "listener": ln, "timeout_ms": -1}, "EINVAL")
+	p.fail(map[string]any{"op": "accept", "listener": 999, "timeout_ms": 30}, "EBADF")
+	c, pc := p.acceptFromPeer(t, ln, 9001)
+	if c == ln {
+		t.Errorf("conn id %d reuses the listener's", c)
+	}
+	p.fail(map[string]any{"op": "accept", "listener": c, "timeout_ms": 30}, "EBADF") // a conn is no listener
+
+	// Read: a timeout leaves the connection usable.
+	p.fail(map[string]any{"op": "read", "conn": c, "max": 10, "timeout_ms": 30}, "EAGAIN")
+	p.fail(map[string]any{"op": "read", "conn": c, "max": 0, "timeout_ms": 30}, "EINVAL")
+	p.fail(map[string]any{"op": "read", "conn": 999, "max": 10, "timeout_ms": 30}, "EBADF")
+	if s := p.state("conn", c); s != "ESTABLISHED" {
+		t.Errorf("state %s", s)
+	}
+
+	// A pending read does not hold up later requests.
+	rd := p.send(map[string]any{"op": "read", "conn": c, "max": 100, "timeout_ms": 5000})
+	if s := p.state("conn", c); s != "ESTABLISHED" {
+		t.Errorf("state during read: %s", s)
+	}
+	p.ok(map[string]any{"op": "set_nodelay", "conn": c, "on": true})
+	if !p.pending(rd) {
+		t.Errorf("read answered before the peer sent anything")
+	}
+	if _, err := pc.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if m := p.wait(rd, 8*time.Second); m["ok"] != true || m["data_b64"] != b64("hello") {
+		t.Errorf("read: %v", m)
+	}
+	// timeout_ms 0 still takes what is there.
+	if _, err := pc.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		m := p.call(map[string]any{"op": "read", "conn": c, "max": 1, "timeout_ms": 0})
+		if m["ok"] == true {
+			if m["data_b64"] != b64("x") {
+				t.Errorf("read: %v", m)
+			}
+			break
+		}
+		if m["error"] != "EAGAIN" || time.Now().After(deadline) {
+			t.Fatalf("read with timeout 0: %v", m)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	// Write.
+	p.fail(map[string]any{"op": "write", "conn": c, "data_b64": "!!not base64", "timeout_ms": 1000}, "EINVAL")
+	p.fail(map[string]any{"op": "write", "conn": c, "timeout_ms": 1000}, "EINVAL")
+	p.fail(map[string]any{"op": "write", "conn": 999, "data_b64": b64("x"), "timeout_ms": 1000}, "EBADF")
+	if m := p.ok(map[string]any{"op": "write", "conn": c, "data_b64": b64("world"), "timeout_ms": 1000}); m["n"] != 5.0 {
+		t.Errorf("write: %v", m)
+	}
+	if got := readFull(t, pc, 5); got != "world" {
+		t.Errorf("peer read %q", got)
+	}
+	p.fail(map[string]any{"op": "set_nodelay", "conn": c}, "EINVAL")
+	p.fail(map[string]any{"op": "set_nodelay", "conn": c, "on": "yes"}, "EINVAL")
+
+	// The peer half-closes: eof, CLOSE-WAIT; then our FIN: LAST-ACK, CLOSED.
+	if err := pc.(interface{ CloseWrite() error }).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	if m := p.ok(map[string]any{"op": "read", "conn": c, "max": 100, "timeout_ms": 5000}); m["eof"] != true {
+		t.Errorf("read after the peer's FIN: %v", m)
+	}
+	if s := p.state("conn", c); s != "CLOSE-WAIT" {
+		t.Errorf("state after the peer's FIN: %s", s)
+	}
+	p.ok(map[string]any{"op": "shutdown_write", "conn": c})
+	p.fail(map[string]any{"op": "write", "conn": c, "data_b64": b64("late"), "timeout_ms": 1000}, "EPIPE")
+	readEOF(t, pc)
+	p.waitState("conn", c, 5*time.Second, "CLOSED", "LAST-ACK")
+	p.ok(map[string]any{"op": "close", "conn": c})
+	p.fail(map[string]any{"op": "close", "conn": c}, "EBADF")
+	p.fail(map[string]any{"op": "read", "conn": c, "max": 1, "timeout_ms": 10}, "EBADF")
+	p.fail(map[string]any{"op": "shutdown_write", "conn": c}, "EBADF")
+	if s := p.state("conn", c); s != "CLOSED" {
+		t.Errorf("state after close: %s", s)
+	}
+
+	// state and close need exactly one known id.
+	p.fail(map[string]any{"op": "state", "conn": 999}, "EBADF")
+	p.fail(map[string]any{"op": "state", "listener": 999}, "EBADF")
+	p.fail(map[string]any{"op": "state"}, "EINVAL")
+	p.fail(map[string]any{"op": "state", "conn": c, "listener": ln}, "EINVAL")
+	p.fail(map[string]any{"op": "close", "listener": 999}, "EBADF")
+
+	p.ok(map[string]any{"op": "close", "listener": ln})
+	if s := p.state("listener", ln); s != "CLOSED" {
+		t.Errorf("listener state after close: %s", s)
+	}
+	p.fail(map[string]any{"op": "accept", "listener": ln, "timeout_ms": 10}, "EBADF")
+	// The port is free again; ids are never reused.
+	m = p.ok(map[string]any{"op": "listen", "port": 9001, "backlog": 0})
+	if n := id(m, "listener"); n <= c {
+		t.Errorf("new listener id %d, want more than %d", n, c)
+	}
+}
+
+func toStrings(v any) []string {
+	var out []string
+	l, _ := v.([]any)
+	for _, x := range l {
+		s, _ := x.(string)
+		out = append(out, s)
+	}
+	return out
+}
+
+// TestAgentActiveClose dials the peer, closes first and follows FIN-WAIT-2
+// and TIME-WAIT to CLOSED.
+func TestAgentActiveClose(t *testing.T) {
+	p := newPipeAgent(t, tcp.Options{})
+	p.ok(map[string]any{"op": "hello", "version": 1})
+	pl, err := p.peer.Listen(9002)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pl.Close()
+	p.fail(map[string]any{"op": "dial", "addr": "192.0.2.1", "timeout_ms": 1000}, "EINVAL")
+	p.fail(map[string]any{"op": "dial", "addr": "192.0.2.1:9002"}, "EINVAL")
+	m := p.ok(map[string]any{"op": "dial", "addr": "192.0.2.1:9002", "timeout_ms": 5000})
+	c := id(m, "conn")
+	if m["remote"] != "192.0.2.1:9002" || !strings.HasPrefix(m["local"].(string), "192.0.2.2:") {
+		t.Errorf("dial: %v", m)
+	}
+	pc, err := pl.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	p.ok(map[string]any{"op": "write", "conn": c, "data_b64": b64("ping"), "timeout_ms": 1000})
+	if got := readFull(t, pc, 4); got != "ping" {
+		t.Errorf("peer read %q", got)
+	}
+	p.ok(map[string]any{"op": "close", "conn": c})
+	p.waitState("conn", c, 5*time.Second, "FIN-WAIT-2", "FIN-WAIT-1")
+	readEOF(t, pc)
+	pc.Close()
+	p.waitState("conn", c, 5*time.Second, "TIME-WAIT", "FIN-WAIT-2")
+	p.waitState("conn", c, 5*time.Second, "CLOSED", "TIME-WAIT")
+
+	// Refused, and timed out (nobody answers ARP for 192.0.2.3).
+	p.fail(map[string]any{"op": "dial", "addr": "192.0.2.1:9003", "timeout_ms": 5000}, "ECONNREFUSED")
+	p.fail(map[string]any{"op": "dial", "addr": "192.0.2.3:9", "timeout_ms": 100}, "ETIMEDOUT")
+	p.fail(map[string]any{"op": "dial", "addr": "192.0.2.3:9", "timeout_ms": 0}, "ETIMEDOUT")
+}
+
+// TestAgentWriteTimeout fills the send buffer of a connection whose peer
+// does not read: write answers EAGAIN with the bytes taken.
+func TestAgentWriteTimeout(t *testing.T) {
+	p := newPipeAgent(t, tcp.Options{SendBufferSize: 64 << 10})
+	pl, err := p.peer.Listen(9004)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pl.Close()
+	c := id(p.ok(map[string]any{"op": "dial", "addr": "192.0.2.1:9004", "timeout_ms": 5000}), "conn")
+	pc, err := pl.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	const size = 3 << 20 // more than the peer's 1 MiB window and our 64 KiB send buffer
+	data := base64.StdEncoding.EncodeToString(make([]byte, size))
+	m := p.fail(map[string]any{"op": "write", "conn": c, "data_b64": data, "timeout_ms": 200}, "EAGAIN")
+	n, ok := m["n"].(float64)
+	if !ok || n <= 0 || n >= size {
+		t.Errorf("write: n = %v, want 0 < n < %d", m["n"], size)
+	}
+	if s := p.state("conn", c); s != "ESTABLISHED" {
+		t.Errorf("state after the write timeout: %s", s)
+	}
+}
+
+// TestAgentCloseDuringRead closes a connection under a pending read, and
+// ends stdin with connections open.
+func TestAgentCloseDuringRead(t *testing.T) {
+	p := newPipeAgent(t, tcp.Options{})
+	ln := id(p.ok(map[string]any{"op": "listen", "port": 9005, "backlog": 1}), "listener")
+	c, _ := p.acceptFromPeer(t, ln, 9005)
+	rd := p.send(map[string]any{"op": "read", "conn": c, "max": 10, "timeout_ms": 5000})
+	p.ok(map[string]any{"op": "state", "conn": c})
+	p.ok(map[string]any{"op": "close", "conn": c})
+	if m := p.wait(rd, 3*time.Second); m["error"] != "EBADF" {
+		t.Errorf("read pending at close: %v", m)
+	}
+
+	// Another connection, left open with a read pending, and a dial
+	// pending: the end of stdin closes the connection (the peer reads EOF)
+	// and answers every request.
+	c2, pc2 := p.acceptFromPeer(t, ln, 9005)
+	rd2 := p.send(map[string]any{"op": "read", "conn": c2, "max": 10, "timeout_ms": 10000})
+	dl := p.send(map[string]any{"op": "dial", "addr": "192.0.2.3:9", "timeout_ms": 10000})
+	p.ok(map[string]any{"op": "state", "conn": c2})
+	start := time.Now()
+	p.stop(t)
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("serveAgent took %v after the end of stdin", d)
+	}
+	readEOF(t, pc2)
+	if m := p.wait(rd2, time.Second); m["ok"] != false {
+		t.Errorf("read pending at shutdown: %v", m)
+	}
+	if m := p.wait(dl, time.Second); m["ok"] != false {
+		t.Errorf("dial pending at shutdown: %v", m)
+	}
+}

@@ -1,0 +1,165 @@
+package main
+
+import (
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/tapstack/tapstack/pcap"
+	"github.com/tapstack/tapstack/pcap/pcaptest"
+)
+
+// tapstack demo --pcap writes a capture of the server's end in which every
+// segment carries what the engine made of it; pcapgo and tshark read it.
+func TestDemoPcap(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "demo.pcapng")
+	code, out, errOut := runCLI(t, "demo", "-timewait", "50ms", "-pcap", path)
+	if code != 0 {
+		t.Fatalf("demo exited %d\n%s\n%s", code, out, errOut)
+	}
+	if !strings.Contains(out, "capture of the server's end written to "+path) {
+		t.Errorf("demo does not say where the capture is:\n%s", out)
+	}
+	pkts, err := pcap.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var comments []string
+	var tcpFrames int
+	for _, p := range pkts {
+		if p.Direction == pcap.Unknown {
+			t.Errorf("frame without direction")
+		}
+		if _, _, ok := p.TCP(); ok {
+			tcpFrames++
+			comments = append(comments, p.Direction.String()+" "+p.Comment())
+		}
+	}
+	// The server's view: SYN in, SYN-ACK out, ACK in, data in, FIN in,
+	// ack out, data out, FIN out, ACK in; perhaps a window update.
+	if tcpFrames < 9 {
+		t.Errorf("%d TCP frames, want at least 9:\n%s", tcpFrames, strings.Join(comments, "\n"))
+	}
+	all := strings.Join(comments, "\n")
+	for _, want := range []string{
+		"in CLOSED → SYN-RECEIVED",
+		"out SYN-ACK",
+		"in SYN-RECEIVED → ESTABLISHED",
+		"in ESTABLISHED → CLOSE-WAIT",
+		"out CLOSE-WAIT → LAST-ACK (user close); FIN",
+		"in LAST-ACK → CLOSED",
+	} {
+		if !strings.Contains(all, want) {
+			t.Errorf("capture lacks %q:\n%s", want, all)
+		}
+	}
+
+	frames, err := pcaptest.Tshark(path)
+	if err == pcaptest.ErrNoTshark {
+		t.Skip("tshark is not installed (apt-get install tshark): skipping the tshark check")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(frames) != len(pkts) {
+		t.Errorf("tshark read %d frames, pcapgo %d", len(frames), len(pkts))
+	}
+	var tsharkComments []string
+	for i, f := range frames {
+		if f.Direction != pkts[i].Direction {
+			t.Errorf("frame %d: tshark direction %v, pcapgo %v", f.Number, f.Direction, pkts[i].Direction)
+		}
+		if f.Comment != pkts[i].Comment() {
+			t.Errorf("frame %d: tshark comment %q, pcapgo %q", f.Number, f.Comment, pkts[i].Comment())
+		}
+		if strings.Contains(f.Protocols, "tcp") {
+			tsharkComments = append(tsharkComments, f.Comment)
+		}
+	}
+	if len(tsharkComments) != tcpFrames || tsharkComments[1] != "SYN-ACK" {
+		t.Errorf("tshark TCP comments: %q", tsharkComments)
+	}
+}
+
+func TestTrace(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "trace.pcapng")
+	code, out, errOut := runCLI(t, "trace", "-timewait", "20ms", "-pcap", path)
+	if code != 0 {
+		t.Fatalf("trace exited %d\n%s\n%s", code, out, errOut)
+	}
+	line := regexp.MustCompile(`^\d\d:\d\d:\d\d\.\d{6} (server|client) `)
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		if !line.MatchString(l) {
+			t.Errorf("not a trace line: %q", l)
+		}
+	}
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`client 192\.0\.2\.2:\d+ > 192\.0\.2\.1:7: send SYN: `),
+		regexp.MustCompile(`server 192\.0\.2\.1:7 > 192\.0\.2\.2:\d+: send SYN-ACK: `),
+		regexp.MustCompile(`server 192\.0\.2\.1:7 192\.0\.2\.2:\d+: SYN-RECEIVED -> ESTABLISHED \(segment `),
+		regexp.MustCompile(`server 192\.0\.2\.1:7 listen: SYN queued: syn queue 1/`),
+		regexp.MustCompile(`client 192\.0\.2\.2:\d+ 192\.0\.2\.1:7: TIME-WAIT -> CLOSED \(timer time-wait\)`),
+	} {
+		if !want.MatchString(out) {
+			t.Errorf("trace lacks %v", want)
+		}
+	}
+	if pkts, err := pcap.ReadFile(path); err != nil || len(pkts) < 9 {
+		t.Errorf("trace -pcap: %d frames, %v", len(pkts), err)
+	}
+	if t.Failed() {
+		t.Logf("output:\n%s", out)
+	}
+}
+
+func TestSS(t *testing.T) {
+	code, out, errOut := runCLI(t, "ss", "-timewait", "20ms")
+	if code != 0 {
+		t.Fatalf("ss exited %d\n%s\n%s", code, out, errOut)
+	}
+	sections := map[string]string{}
+	var cur string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "-- ") {
+			cur = strings.Trim(l, "- ")
+			continue
+		}
+		sections[cur] += l + "\n"
+	}
+	for phase, want := range map[string][]string{
+		"established": {`server\s+ESTABLISHED\s+0\s+0\s+192\.0\.2\.1:7\s+192\.0\.2\.2:\d+`, `client\s+ESTABLISHED`, `server\s+LISTEN\s+0\s+\d+\s+192\.0\.2\.1:7\s+\*:\*`, `rtt:[\d.]+/[\d.]+ rto:\d+ mss:1460 cwnd:\d+`, `syn_queue:0/`},
+		// The text is in flight, or already echoed: the client has sent it.
+		"transfer": {`client\s+ESTABLISHED\s+\d+\s+\d+\s+192\.0\.2\.2:\d+\s+192\.0\.2\.1:7`, `bytes_sent:16 `},
+		"closing":  {`client\s+TIME-WAIT`, `bytes_acked:16 bytes_received:16 retrans:0`},
+		"closed":   {`server\s+LISTEN`},
+	} {
+		for _, w := range want {
+			if !regexp.MustCompile(w).MatchString(sections[phase]) {
+				t.Errorf("ss %s: no match for %s in\n%s", phase, w, sections[phase])
+			}
+		}
+	}
+	if strings.Contains(sections["closed"], "ESTABLISHED") || strings.Contains(sections["closed"], "TIME-WAIT") {
+		t.Errorf("connections left after close:\n%s", sections["closed"])
+	}
+}
+
+func TestBench(t *testing.T) {
+	code, out, errOut := runCLI(t, "bench", "-size", "1048576")
+	if code != 0 {
+		t.Fatalf("bench exited %d\n%s\n%s", code, out, errOut)
+	}
+	for _, want := range []string{
+		`tapstack -> tapstack\s+\S+\s+[\d.]+ MB/s`,
+		`gVisor -> gVisor\s+\S+\s+[\d.]+ MB/s`,
+		`ratio tapstack/gVisor: [\d.]+`,
+	} {
+		if !regexp.MustCompile(want).MatchString(out) {
+			t.Errorf("bench output lacks %s:\n%s", want, out)
+		}
+	}
+	if code, _, _ := runCLI(t, "bench", "-size", "0"); code != 1 {
+		t.Errorf("bench -size 0: exit %d, want 1", code)
+	}
+}

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"time"
+
+	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"github.com/tapstack/tapstack/conn"
+	"github.com/tapstack/tapstack/pcap"
+	"github.com/tapstack/tapstack/stack"
+	"github.com/tapstack/tapstack/stack/tcp"
+	"github.com/tapstack/tapstack/tap"
+)
+
+// The in-memory demo workload shared by demo, trace and ss: two tapstack
+// stacks on a tap.Pipe, an echo server on 192.0.2.1:7, one client
+// connection that sends text, half-closes, reads the echo and closes.
+
+// demoConfig configures runDemoWorkload.
+type demoConfig struct {
+	timeWait             time.Duration
+	text                 string
+	pcapPath             string       // capture of the server's end, if set
+	serverObs, clientObs tcp.Observer // may be nil
+	// at, if set, is called at each phase of the connection's life:
+	// "established", "transfer" (the text written, the echo not yet
+	// read), "closing" (the client closed) and "closed".
+	at func(phase string, server, client *stack.Stack)
+}
+
+// runDemoWorkload runs the demo's connection to its end and reports on out.
+func runDemoWorkload(ctx context.Context, out io.Writer, cfg demoConfig) error {
+	at := cfg.at
+	if at == nil {
+		at = func(string, *stack.Stack, *stack.Stack) {}
+	}
+	a, b := tap.Pipe()
+	// Cut the cable before the stacks close (deferred calls run last
+	// first): gVisor's Stack.Wait holds the stack's lock while it waits
+	// for the pipe's pumps, and a pump delivering into it needs the lock.
+	serverLink, serverObs, finish, err := capture(cfg.pcapPath, a, cfg.serverObs, "tapstack demo: server end of the in-memory cable")
+	if err != nil {
+		return err
+	}
+	server := stack.New(stack.Options{TCP: tcp.Options{TimeWait: cfg.timeWait, Observer: serverObs}})
+	defer server.Close()
+	client := stack.New(stack.Options{TCP: tcp.Options{TimeWait: cfg.timeWait, Observer: cfg.clientObs}})
+	defer client.Close()
+	defer a.Close()
+	defer b.Close()
+	if _, err := server.AddNIC(serverLink, netip.MustParsePrefix("192.0.2.1/24")); err != nil {
+		return err
+	}
+	if _, err := client.AddNIC(b, netip.MustParsePrefix("192.0.2.2/24")); err != nil {
+		return err
+	}
+
+	ln, err := conn.Listen(server, "tcp", "192.0.2.1:7")
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	accepted := make(chan *conn.Conn, 1)
+	go func() {
+		c, err := ln.AcceptTCP()
+		if err != nil {
+			c = nil
+		}
+		accepted <- c
+	}()
+
+	c, err := conn.DialContext(ctx, client, "tcp", "192.0.2.1:7")
+	if err != nil {
+		return err
+	}
+	defer context.AfterFunc(ctx, func() { c.Close() })()
+	var sc *conn.Conn
+	select {
+	case sc = <-accepted:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if sc == nil {
+		return errors.New("the server accepted no connection")
+	}
+	echoed := make(chan struct{})
+	go func() {
+		defer close(echoed)
+		io.Copy(sc, sc) // echo until the client's FIN
+		sc.Close()
+	}()
+	at("established", server, client)
+
+	if _, err := io.WriteString(c, cfg.text); err != nil {
+		return err
+	}
+	at("transfer", server, client)
+	if err := c.CloseWrite(); err != nil {
+		return err
+	}
+	reply, err := io.ReadAll(c)
+	c.Close()
+	if err != nil {
+		return err
+	}
+	if string(reply) != cfg.text {
+		return fmt.Errorf("echo mismatch: sent %q, read %q", cfg.text, reply)
+	}
+	fmt.Fprintf(out, "echo matched: %q\n", reply)
+	select {
+	case <-echoed:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	at("closing", server, client)
+	for _, c := range []*conn.Conn{c, sc} {
+		if err := waitState(ctx, c, tcp.Closed); err != nil {
+			return err
+		}
+	}
+	at("closed", server, client)
+	fmt.Fprintln(out, "both connections CLOSED")
+	if err := finish(); err != nil {
+		return err
+	}
+	if cfg.pcapPath != "" {
+		fmt.Fprintf(out, "capture of the server's end written to %s\n", cfg.pcapPath)
+	}
+	printStats(out, "server", server.TCP().Stats())
+	printStats(out, "client", client.TCP().Stats())
+	return nil
+}
+
+// capture wraps link in a pcapng capture to path, if path is set, and
+// returns the link to give the stack, the observer to give its engine
+// (annotating the capture, then calling obs) and a function that flushes
+// and closes the file. Without a path it returns link and obs unchanged.
+func capture(path string, link gstack.LinkEndpoint, obs tcp.Observer, description string) (gstack.LinkEndpoint, tcp.Observer, func() error, error) {
+	if path == "" {
+		return link, obs, func() error { return nil }, nil
+	}
+	w, err := pcap.Create(path, link, pcap.Options{Description: description})
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("-pcap: %w", err)
+	}
+	return w, w.Observer(obs), w.CloseCapture, nil
+}

@@ -1,0 +1,412 @@
+package pcap_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"github.com/tapstack/tapstack/conn"
+	"github.com/tapstack/tapstack/pcap"
+	"github.com/tapstack/tapstack/pcap/pcaptest"
+	"github.com/tapstack/tapstack/stack"
+	"github.com/tapstack/tapstack/stack/tcp"
+	"github.com/tapstack/tapstack/tap"
+)
+
+// pair is two tapstack stacks on a tap.Pipe; the server's end is
+// captured.
+type pair struct {
+	server, client *stack.Stack
+	capture        *pcap.Writer
+}
+
+// newPair wires the stacks; wrap, if not nil, wraps the client's end (for
+// fault injection).
+func newPair(t *testing.T, out io.Writer, opts pcap.Options, wrap func(gstack.LinkEndpoint) gstack.LinkEndpoint) *pair {
+	t.Helper()
+	a, b := tap.Pipe()
+	w, err := pcap.New(a, out, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &pair{capture: w}
+	p.server = stack.New(stack.Options{TCP: tcp.Options{TimeWait: 50 * time.Millisecond, Observer: w.Observer(nil)}})
+	if _, err := p.server.AddNIC(w, netip.MustParsePrefix("192.0.2.1/24")); err != nil {
+		t.Fatal(err)
+	}
+	p.client = stack.New(stack.Options{TCP: tcp.Options{TimeWait: 50 * time.Millisecond}})
+	var cl gstack.LinkEndpoint = b
+	if wrap != nil {
+		cl = wrap(b)
+	}
+	if _, err := p.client.AddNIC(cl, netip.MustParsePrefix("192.0.2.2/24")); err != nil {
+		t.Fatal(err)
+	}
+	// Cut the cable before the stacks close: gVisor's Stack.Wait holds
+	// the stack's lock while it waits for the pipe's pumps, and a pump
+	// delivering a frame into that stack needs the lock.
+	t.Cleanup(func() { a.Close(); b.Close(); p.client.Close(); p.server.Close() })
+	return p
+}
+
+// echoOnce runs one connection's life: connect, send text, half-close,
+// read the echo, close; and waits until both ends are CLOSED.
+func echoOnce(t *testing.T, p *pair, text string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ln, err := conn.Listen(p.server, "tcp", "192.0.2.1:7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	done := make(chan *conn.Conn, 1)
+	go func() {
+		c, err := ln.AcceptTCP()
+		if err != nil {
+			done <- nil
+			return
+		}
+		io.Copy(c, c)
+		c.Close()
+		done <- c
+	}()
+	c, err := conn.DialContext(ctx, p.client, "tcp", "192.0.2.1:7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(c, text); err != nil {
+		t.Fatal(err)
+	}
+	c.CloseWrite()
+	got, err := io.ReadAll(c)
+	if err != nil || string(got) != text {
+		t.Fatalf("echo: %q, %v", got, err)
+	}
+	c.Close()
+	sc := <-done
+	if sc == nil {
+		t.Fatal("no connection accepted")
+	}
+	for _, x := range []*conn.Conn{c, sc} {
+		for x.State() != tcp.Closed {
+			select {
+			case <-x.Endpoint().Changed():
+			case <-ctx.Done():
+				t.Fatalf("still %v", x.State())
+			}
+		}
+	}
+}
+
+// tcpPackets returns the captured TCP segments, with their flags.
+func tcpPackets(t *testing.T, pkts []pcap.Packet) []pcap.Packet {
+	t.Helper()
+	var out []pcap.Packet
+	for _, p := range pkts {
+		if _, _, ok := p.TCP(); ok {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func flagsOf(p pcap.Packet) header.TCPFlags {
+	_, k, _ := p.TCP()
+	return header.TCPFlags(k.Flags)
+}
+
+// The full life of a connection, captured on the server: every segment in
+// order, with its direction and what the engine made of it.
+func TestCaptureConnectionLife(t *testing.T) {
+	var buf bytes.Buffer
+	p := newPair(t, &buf, pcap.Options{Name: "pipe0"}, nil)
+	echoOnce(t, p, "hello, pcap\n")
+	p.server.Close()
+	if err := p.capture.CloseCapture(); err != nil {
+		t.Fatal(err)
+	}
+	st := p.capture.Stats()
+	pkts, err := pcap.ReadAll(bytes.NewReader(buf.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uint64(len(pkts)) != st.Frames || st.Frames != st.Inbound+st.Outbound {
+		t.Errorf("read %d frames, stats %+v", len(pkts), st)
+	}
+	segs := tcpPackets(t, pkts)
+	var lines []string
+	for _, s := range segs {
+		_, k, _ := s.TCP()
+		lines = append(lines, s.Direction.String()+" "+header.TCPFlags(k.Flags).String()+" len="+itoa(k.Len)+" | "+s.Comment())
+	}
+	t.Logf("capture:\n%s", strings.Join(lines, "\n"))
+
+	// The server's view of an echo: the client opens, sends, half-closes;
+	// the server echoes and closes after the client's FIN.
+	want := []struct {
+		dir     pcap.Direction
+		flags   header.TCPFlags
+		comment []string // each must appear in the comment
+	}{
+		{pcap.Inbound, header.TCPFlagSyn, []string{"CLOSED → SYN-RECEIVED"}},
+		{pcap.Outbound, header.TCPFlagSyn | header.TCPFlagAck, []string{"SYN-ACK"}},
+		{pcap.Inbound, header.TCPFlagAck, []string{"SYN-RECEIVED → ESTABLISHED"}},
+	}
+	if len(segs) < len(want) {
+		t.Fatalf("only %d segments captured", len(segs))
+	}
+	for i, w := range want {
+		s := segs[i]
+		if s.Direction != w.dir || flagsOf(s)&(header.TCPFlagSyn|header.TCPFlagAck|header.TCPFlagFin) != w.flags {
+			t.Errorf("segment %d: %v %v, want %v %v", i, s.Direction, flagsOf(s), w.dir, w.flags)
+		}
+		for _, c := range w.comment {
+			if !strings.Contains(s.Comment(), c) {
+				t.Errorf("segment %d: comment %q lacks %q", i, s.Comment(), c)
+			}
+		}
+	}
+	// Every outbound segment says why it was sent; every frame has a
+	// direction; the close is annotated on both FINs.
+	var sawFinIn, sawFinOut, sawData bool
+	for i, s := range segs {
+		if s.Direction == pcap.Unknown {
+			t.Errorf("segment %d: no direction", i)
+		}
+		if s.Direction == pcap.Outbound && s.Comment() == "" {
+			t.Errorf("segment %d: outbound without a send cause", i)
+		}
+		f := flagsOf(s)
+		switch {
+		case f&header.TCPFlagFin != 0 && s.Direction == pcap.Inbound:
+			sawFinIn = strings.Contains(s.Comment(), "ESTABLISHED → CLOSE-WAIT")
+		case f&header.TCPFlagFin != 0 && s.Direction == pcap.Outbound:
+			sawFinOut = strings.Contains(s.Comment(), "FIN") && strings.Contains(s.Comment(), "CLOSE-WAIT → LAST-ACK")
+		}
+		if _, k, _ := s.TCP(); k.Len > 0 && s.Direction == pcap.Outbound && strings.Contains(s.Comment(), "data") {
+			sawData = true
+		}
+	}
+	if !sawFinIn || !sawFinOut || !sawData {
+		t.Errorf("FIN in annotated %v, FIN out annotated %v, data annotated %v", sawFinIn, sawFinOut, sawData)
+	}
+	last := segs[len(segs)-1]
+	if last.Direction != pcap.Inbound || !strings.Contains(last.Comment(), "LAST-ACK → CLOSED") {
+		t.Errorf("last segment %v %q, want the inbound ACK of our FIN: LAST-ACK → CLOSED", last.Direction, last.Comment())
+	}
+	// Timestamps never go backwards.
+	for i := 1; i < len(pkts); i++ {
+		if pkts[i].Time.Before(pkts[i-1].Time.Add(-time.Millisecond)) {
+			t.Errorf("frame %d at %v is before frame %d at %v", i, pkts[i].Time, i-1, pkts[i-1].Time)
+		}
+	}
+	tsharkCheck(t, buf.Bytes(), len(pkts), []string{"SYN-RECEIVED → ESTABLISHED", "SYN-ACK", "LAST-ACK → CLOSED"})
+}
+
+// A SYN to a closed port is dropped with "no socket" and answered by RST.
+func TestCaptureDropNoSocket(t *testing.T) {
+	var buf bytes.Buffer
+	p := newPair(t, &buf, pcap.Options{}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := conn.DialContext(ctx, p.client, "tcp", "192.0.2.1:9"); err == nil {
+		t.Fatal("dial to a closed port succeeded")
+	}
+	// The client saw the RST before the server's capture wrote the SYN
+	// it answers: wait for both.
+	waitFrames(t, p.capture, func(st pcap.Stats) bool { return st.Annotated >= 2 })
+	p.capture.CloseCapture()
+	pkts, err := pcap.ReadAll(bytes.NewReader(buf.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	segs := tcpPackets(t, pkts)
+	if len(segs) != 2 {
+		t.Fatalf("%d segments, want SYN and RST", len(segs))
+	}
+	if segs[0].Direction != pcap.Inbound || segs[0].Comment() != "dropped: no socket" {
+		t.Errorf("SYN: %v %q", segs[0].Direction, segs[0].Comment())
+	}
+	if segs[1].Direction != pcap.Outbound || segs[1].Comment() != "RST" || flagsOf(segs[1])&header.TCPFlagRst == 0 {
+		t.Errorf("RST: %v %v %q", segs[1].Direction, flagsOf(segs[1]), segs[1].Comment())
+	}
+	tsharkCheck(t, buf.Bytes(), len(pkts), []string{"dropped: no socket", "RST"})
+}
+
+// Frames corrupted on the wire are dropped for their checksum.
+func TestCaptureDropBadChecksum(t *testing.T) {
+	var buf bytes.Buffer
+	p := newPair(t, &buf, pcap.Options{}, func(l gstack.LinkEndpoint) gstack.LinkEndpoint {
+		return tap.NewFault(l, tap.FaultConfig{Corrupt: 1, Source: rand.NewPCG(1, 2)})
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	conn.DialContext(ctx, p.client, "tcp", "192.0.2.1:9") // every SYN is corrupted
+	p.capture.CloseCapture()
+	pkts, err := pcap.ReadAll(bytes.NewReader(buf.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bad int
+	for _, s := range pkts {
+		if strings.Contains(s.Comment(), "dropped: bad checksum") {
+			bad++
+		}
+	}
+	if bad == 0 {
+		for _, s := range pkts {
+			t.Logf("%v %d bytes %q", s.Direction, len(s.Data), s.Comment())
+		}
+		t.Fatal("no frame annotated with the bad checksum")
+	}
+}
+
+// A file limit without rotation stops the capture and counts the rest;
+// with rotation the frames go on in further files.
+func TestSizeLimitAndRotation(t *testing.T) {
+	var buf bytes.Buffer
+	p := newPair(t, &buf, pcap.Options{MaxBytes: 1024}, nil)
+	echoOnce(t, p, strings.Repeat("x", 3000))
+	p.capture.CloseCapture()
+	st := p.capture.Stats()
+	if st.Skipped == 0 || int64(buf.Len()) > 1024 {
+		t.Errorf("limit 1024: file %d bytes, stats %+v", buf.Len(), st)
+	}
+	pkts, err := pcap.ReadAll(bytes.NewReader(buf.Bytes()))
+	if err != nil || uint64(len(pkts)) != st.Frames {
+		t.Errorf("read %d packets (%v), stats %+v", len(pkts), err, st)
+	}
+
+	dir := t.TempDir()
+	path := filepath.Join(dir, "cap.pcapng")
+	a, b := tap.Pipe()
+	w, err := pcap.Create(path, a, pcap.Options{MaxBytes: 2048})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p = &pair{capture: w}
+	p.server = stack.New(stack.Options{TCP: tcp.Options{TimeWait: time.Millisecond, Observer: w.Observer(nil)}})
+	p.server.AddNIC(w, netip.MustParsePrefix("192.0.2.1/24"))
+	p.client = stack.New(stack.Options{TCP: tcp.Options{TimeWait: time.Millisecond}})
+	p.client.AddNIC(b, netip.MustParsePrefix("192.0.2.2/24"))
+	echoOnce(t, p, strings.Repeat("y", 3000))
+	p.client.Close()
+	p.server.Close() // closes the link, which closes the capture
+	st = w.Stats()
+	if st.Files < 2 || st.Skipped != 0 {
+		t.Errorf("rotation: stats %+v", st)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "cap*.pcapng"))
+	var total int
+	for _, f := range files {
+		fi, _ := os.Stat(f)
+		if fi.Size() > 2048 {
+			t.Errorf("%s: %d bytes, over the limit", f, fi.Size())
+		}
+		pk, err := pcap.ReadFile(f)
+		if err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+		total += len(pk)
+	}
+	if len(files) != st.Files || uint64(total) != st.Frames {
+		t.Errorf("%d files with %d frames; stats %+v", len(files), total, st)
+	}
+}
+
+// Annotations that never meet a frame are evicted, so memory stays
+// bounded.
+func TestAnnotationsBounded(t *testing.T) {
+	a, _ := tap.Pipe()
+	w, err := pcap.New(a, io.Discard, pcap.Options{MaxAnnotations: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs := w.Observer(nil)
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 100 {
+				obs(tcp.Event{Kind: tcp.EventSend, Conn: tcp.ConnID{Local: netip.MustParseAddrPort("192.0.2.1:1"), Remote: netip.MustParseAddrPort("192.0.2.2:2")},
+					Key: tcp.SegKey{Seq: uint32(g*1000 + i)}})
+			}
+		}()
+	}
+	wg.Wait()
+	st := w.Stats()
+	if st.Pending != 8 || st.Evicted != 400-8 {
+		t.Errorf("stats %+v, want 8 pending and 392 evicted", st)
+	}
+}
+
+// waitFrames waits until the capture's counters satisfy ok.
+func waitFrames(t *testing.T, w *pcap.Writer, ok func(pcap.Stats) bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !ok(w.Stats()); {
+		if time.Now().After(deadline) {
+			t.Fatalf("capture stats %+v", w.Stats())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func itoa(n int) string {
+	var b [20]byte
+	i := len(b)
+	if n == 0 {
+		return "0"
+	}
+	for n > 0 {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+	}
+	return string(b[i:])
+}
+
+// tsharkCheck reads the capture with the real tshark: it must see every
+// frame, with directions, and the comments.
+func tsharkCheck(t *testing.T, capture []byte, frames int, comments []string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "capture.pcapng")
+	if err := os.WriteFile(path, capture, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := pcaptest.Tshark(path)
+	if err == pcaptest.ErrNoTshark {
+		t.Log("tshark is not installed (apt-get install tshark): skipping the tshark check")
+		return
+	}
+	if err != nil {
+		t.Fatalf("tshark: %v", err)
+	}
+	if len(out) != frames {
+		t.Errorf("tshark read %d frames, want %d", len(out), frames)
+	}
+	all := ""
+	for i, f := range out {
+		if f.Direction == pcap.Unknown {
+			t.Errorf("tshark: frame %d without direction", i+1)
+		}
+		all += f.Comment + "\n"
+	}
+	for _, c := range comments {
+		if !strings.Contains(all, c) {
+			t.Errorf("tshark comments lack %q:\n%s", c, all)
+		}
+	}
+}
