@@ -2,6 +2,7 @@ package pcap
 
 import (
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -32,6 +33,7 @@ const outState = 3
 type annotation struct {
 	kind     tcp.EventKind
 	send     tcp.SendCause
+	attempt  int
 	drop     tcp.DropReason
 	from, to tcp.State
 	detail   string // the cause of a state change not caused by a segment
@@ -41,6 +43,9 @@ type annotation struct {
 func (a annotation) String() string {
 	switch a.kind {
 	case tcp.EventSend:
+		if a.attempt > 0 && a.send != tcp.SendKeepalive {
+			return a.send.String() + " #" + strconv.Itoa(a.attempt)
+		}
 		return a.send.String()
 	case tcp.EventDrop:
 		return "dropped: " + a.drop.String()
@@ -199,7 +204,7 @@ func (t *notes) evictions() uint64 {
 func (t *notes) record(ev tcp.Event) {
 	switch ev.Kind {
 	case tcp.EventSend:
-		t.add(noteKey{dir: dirOut, conn: ev.Conn, key: ev.Key}, annotation{kind: ev.Kind, send: ev.Send})
+		t.add(noteKey{dir: dirOut, conn: ev.Conn, key: ev.Key}, annotation{kind: ev.Kind, send: ev.Send, attempt: ev.Attempt})
 	case tcp.EventDrop:
 		if ev.Key == (tcp.SegKey{}) {
 			return // nothing on the wire to match: a truncated header

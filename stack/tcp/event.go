@@ -62,6 +62,7 @@ type Event struct {
 	Queue   QueueInfo
 	Note    string // e.g. "SYN queued", "accept queue overflow"
 	RTO     time.Duration
+	Attempt int // for a retransmission: which one (1 for the first); for a keepalive: the probe number
 }
 
 func (ev Event) String() string {
@@ -69,6 +70,9 @@ func (ev Event) String() string {
 	case EventState:
 		return fmt.Sprintf("%s %s -> %s (%s)", ev.Conn, ev.From, ev.To, ev.Cause)
 	case EventSend:
+		if ev.Attempt > 0 {
+			return fmt.Sprintf("%s send %s #%d: %s", ev.Conn, ev.Send, ev.Attempt, ev.Segment)
+		}
 		return fmt.Sprintf("%s send %s: %s", ev.Conn, ev.Send, ev.Segment)
 	case EventDrop:
 		return fmt.Sprintf("%s drop (%s): %s", ev.Conn, ev.Drop, ev.Segment)

@@ -291,7 +291,7 @@ func (l *Listener) sendCookie(id stack.TransportEndpointID, netProto tcpip.Netwo
 		opts:   opts[:n],
 	}
 	pkt := buildPacket(r, &f, buffer.Buffer{})
-	p.countSend(connIDOf(id), SendSynAckCookie, &f, 0)
+	p.countSend(connIDOf(id), SendSynAckCookie, &f, 0, 0)
 	writePacket(r, pkt)
 }
 

@@ -532,3 +532,21 @@ func readerOf(ep *tcp.Endpoint) io.Reader { return readerFunc(ep.Read) }
 type readerFunc func([]byte) (int, error)
 
 func (f readerFunc) Read(b []byte) (int, error) { return f(b) }
+
+// TestSynAckRetransmitAttempts: each SYN-ACK retransmission is reported
+// with its number, so a trace or a capture reads "SYN-ACK retransmit #2".
+func TestSynAckRetransmitAttempts(t *testing.T) {
+	var r events
+	p, _ := tcptest.SynReceived(t, tcptest.WithTCP(tcp.Options{Observer: r.observe}))
+	p.Advance(time.Second)
+	p.Advance(2 * time.Second)
+	var got []int
+	for _, ev := range r.of(tcp.EventSend) {
+		if ev.Send == tcp.SendSynAckRetransmit {
+			got = append(got, ev.Attempt)
+		}
+	}
+	if len(got) != 2 || got[0] != 1 || got[1] != 2 {
+		t.Fatalf("SYN-ACK retransmit attempts %v, want [1 2]", got)
+	}
+}

@@ -229,14 +229,14 @@ func (p *Protocol) emit(ev Event) {
 }
 
 // countSend counts and reports a segment about to leave.
-func (p *Protocol) countSend(c ConnID, cause SendCause, f *outFields, payloadLen int) {
+func (p *Protocol) countSend(c ConnID, cause SendCause, f *outFields, payloadLen, attempt int) {
 	p.stats.SegmentsOut.Add(1)
 	p.stats.Sends[cause].Add(1)
 	if f.flags&header.TCPFlagRst != 0 {
 		p.stats.ResetsSent.Add(1)
 	}
 	if p.opts.Observer != nil {
-		p.emit(Event{Kind: EventSend, Conn: c, Send: cause, Segment: f.info(payloadLen),
+		p.emit(Event{Kind: EventSend, Conn: c, Send: cause, Attempt: attempt, Segment: f.info(payloadLen),
 			Key: SegKey{Seq: uint32(f.seq), Ack: uint32(f.ack), Flags: uint8(f.flags), Len: payloadLen}})
 	}
 }

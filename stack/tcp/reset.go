@@ -76,6 +76,6 @@ func (p *Protocol) replyRST(id stack.TransportEndpointID, netProto tcpip.Network
 		f.flags = header.TCPFlagRst | header.TCPFlagAck
 	}
 	pkt := buildPacket(r, &f, buffer.Buffer{})
-	p.countSend(connIDOf(id), SendRst, &f, 0)
+	p.countSend(connIDOf(id), SendRst, &f, 0, 0)
 	writePacket(r, pkt)
 }

@@ -33,7 +33,16 @@ func (e *Endpoint) sendSegment(cause SendCause, flags header.TCPFlags, seq seqnu
 	}
 	n := int(payload.Size())
 	pkt := buildPacket(e.route, &f, payload)
-	e.proto.countSend(e.connID(), cause, &f, n)
+	attempt := 0
+	switch cause {
+	case SendRetransmit, SendSynRetransmit, SendSynAckRetransmit:
+		attempt = e.retries // the RTO expiries so far: "#2" is the second retransmission
+	case SendFastRetransmit:
+		attempt = 1
+	case SendKeepalive:
+		attempt = e.keepProbes
+	}
+	e.proto.countSend(e.connID(), cause, &f, n, attempt)
 	e.queue(pkt)
 }
 
