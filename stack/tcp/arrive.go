@@ -58,6 +58,20 @@ func (e *Endpoint) otherwiseArrives(seg *Segment) {
 		seg.Flags &^= header.TCPFlagSyn
 	}
 
+	// A new SYN in TIME-WAIT, above everything the old connection
+	// received, may reopen it (RFC 1122 4.2.2.13), provided the new ISN is
+	// above the old sequence space; Linux (tcp_timewait_state_process)
+	// does so with ISN = old SND.NXT + 65535 + 2, and so do we. The
+	// listener takes the SYN once this connection is gone (HandlePacket).
+	if e.state == TimeWait && seg.has(header.TCPFlagSyn) && !seg.has(header.TCPFlagAck|header.TCPFlagRst) && e.RcvNxt.LessThan(seg.Seq) {
+		if l := e.proto.listenerFor(e.netProto, e.id); l != nil {
+			e.handoff = l
+			e.handoffISS = e.SndNxt + 65535 + 2
+			e.transition(Closed, Cause{Kind: CauseSegment, Detail: "new SYN in TIME-WAIT " + seg.String(), Key: seg.wire})
+			return
+		}
+	}
+
 	// First, check the sequence number.
 	if !e.acceptable(seg) {
 		e.unacceptable(seg)

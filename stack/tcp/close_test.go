@@ -222,3 +222,27 @@ func TestLastAckSendsQueuedData(t *testing.T) {
 	p.Inject(seg{Flags: ".", Seq: 2, Ack: 2 + 12*1460})
 	p.WantState(ep, tcp.Closed)
 }
+
+// TestTimeWaitReopen: a new SYN above RCV.NXT reopens a connection in
+// TIME-WAIT (RFC 1122 4.2.2.13): the old TCB goes, and the listener
+// answers with an ISN above the old sequence space (old SND.NXT + 65537,
+// as Linux). An old duplicate SYN, at or below RCV.NXT, is only ACKed.
+func TestTimeWaitReopen(t *testing.T) {
+	p, ep := tcptest.TimeWait(t)
+	p.Inject(seg{Flags: "S", Seq: 1})
+	p.Expect(seg{Flags: ".", Seq: 2, Ack: 2}) // old duplicate: ACK (challenge)
+	p.WantState(ep, tcp.TimeWait)
+
+	p.Inject(seg{Flags: "S", Seq: 100000})
+	p.WantState(ep, tcp.Closed)
+	p.Expect(seg{Flags: "S.", Seq: 2 + 65537, Ack: 100001})
+	if q := p.Listener.Queues(); q.SynQueueLen != 1 {
+		t.Errorf("SYN queue length %d, want 1", q.SynQueueLen)
+	}
+	p.Inject(seg{Flags: ".", Seq: 100001, Ack: 2 + 65538})
+	ne, err := p.Listener.Accept()
+	if err != nil {
+		t.Fatalf("Accept after reopening: %v", err)
+	}
+	p.WantState(ne, tcp.Established)
+}

@@ -95,6 +95,11 @@ type Endpoint struct {
 	keepProbes int   // probes sent since the peer was last heard from
 	softErr    error // last ICMP error in a synchronized state (Linux sk_err_soft)
 
+	// A SYN that reopened this connection from TIME-WAIT, for the
+	// listener to take once this TCB is gone, and the ISN it must use.
+	handoff    *Listener
+	handoffISS seqnum.Value
+
 	userClosed     bool  // Close was called: nobody reads any more
 	wasEstablished bool  // the handshake completed once
 	err            error // hard error reported to the user once
@@ -386,9 +391,14 @@ func (e *Endpoint) HandlePacket(id stack.TransportEndpointID, pkt *stack.PacketB
 	if e.keepalive {
 		e.heardFromPeer()
 	}
+	l, iss := e.handoff, e.handoffISS
+	e.handoff = nil
 	e.mu.Unlock()
-	seg.Payload.Release()
 	e.flush()
+	if l != nil {
+		l.synArrives(id, pkt.NetworkProtocolNumber, pkt.NICID, &seg, iss)
+	}
+	seg.Payload.Release()
 }
 
 // HandleError implements stack.TransportEndpoint: an ICMP error about a

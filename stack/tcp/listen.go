@@ -201,13 +201,20 @@ func (l *Listener) HandlePacket(id stack.TransportEndpointID, pkt *stack.PacketB
 		p.drop(c, &seg, DropListenNoSyn)
 		return
 	}
+	l.synArrives(id, netProto, pkt.NICID, &seg, 0)
+}
+
+// synArrives is the third step of 3.10.7.2 for a SYN: a half-open entry,
+// a cookie, or a drop, as the queues decide. A nonzero iss is the ISN to
+// use, for a SYN that reopens a connection from TIME-WAIT.
+func (l *Listener) synArrives(id stack.TransportEndpointID, netProto tcpip.NetworkProtocolNumber, nic tcpip.NICID, seg *Segment, iss seqnum.Value) {
 	switch d, reason := l.admitSyn(); d {
 	case synHalfOpen:
-		l.openChild(id, netProto, pkt.NICID, &seg)
+		l.openChild(id, netProto, nic, seg, iss)
 	case synCookie:
-		l.sendCookie(id, netProto, pkt.NICID, &seg)
+		l.sendCookie(id, netProto, nic, seg)
 	default:
-		p.drop(c, &seg, reason)
+		l.proto.drop(connIDOf(id), seg, reason)
 	}
 }
 
@@ -379,7 +386,7 @@ func (l *Listener) cookieAck(id stack.TransportEndpointID, netProto tcpip.Networ
 // openChild makes the half-open connection for a SYN: SYN-RECEIVED,
 // registered on its 4-tuple so the rest of the handshake reaches it
 // directly, and answers <SEQ=ISS><ACK=RCV.NXT><CTL=SYN,ACK>.
-func (l *Listener) openChild(id stack.TransportEndpointID, netProto tcpip.NetworkProtocolNumber, nic tcpip.NICID, seg *Segment) {
+func (l *Listener) openChild(id stack.TransportEndpointID, netProto tcpip.NetworkProtocolNumber, nic tcpip.NICID, seg *Segment, iss seqnum.Value) {
 	p := l.proto
 	unreserve := func() {
 		l.mu.Lock()
@@ -412,7 +419,10 @@ func (l *Listener) openChild(id stack.TransportEndpointID, netProto tcpip.Networ
 	e.IRS = seg.Seq
 	e.RcvNxt = seg.Seq + 1
 	e.rcvAcc = e.RcvNxt
-	e.ISS = p.isn(id)
+	e.ISS = iss
+	if iss == 0 {
+		e.ISS = p.isn(id)
+	}
 	e.SndUna = e.ISS
 	e.SndNxt = e.ISS + 1
 	e.sndMax = e.SndNxt

@@ -342,6 +342,23 @@ func (p *Protocol) Connections() []*Endpoint {
 	return out
 }
 
+// listenerFor finds the open listener that a SYN for id would reach.
+func (p *Protocol) listenerFor(netProto tcpip.NetworkProtocolNumber, id stack.TransportEndpointID) *Listener {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for l := range p.listeners {
+		if l.id.LocalPort != id.LocalPort || (l.id.LocalAddress.Len() > 0 && l.id.LocalAddress != id.LocalAddress) {
+			continue
+		}
+		for _, n := range l.netProtos {
+			if n == netProto {
+				return l
+			}
+		}
+	}
+	return nil
+}
+
 // Listeners returns a snapshot of the open listeners.
 func (p *Protocol) Listeners() []*Listener {
 	p.mu.Lock()
