@@ -41,6 +41,10 @@ func TestGVisorBulk(t *testing.T) {
 					d := exchange(t, a, b, bulkSize, dir.dir, time.Minute)
 					t.Logf("%d MiB %s in %v (%.1f MB/s per direction); tapstack %+v",
 						bulkSize/MiB, dir.name, d.Round(time.Millisecond), float64(bulkSize)/d.Seconds()/1e6, summary(ts.Info()))
+					// gVisor's TCP offers RFC 7323 timestamps by default.
+					if !ts.Info().Timestamps {
+						t.Error("timestamps not in force with gVisor")
+					}
 					a.Close()
 					b.Close()
 					waitState(t, ts, 10*time.Second, tcp.Closed)
@@ -56,8 +60,12 @@ type infoSummary struct {
 	RTT, RTO    time.Duration
 	Cwnd        uint32
 	Retransmits uint64
+	SndMSS      int
+	WScale      [2]int // send, receive; -1 when off
+	Timestamps  bool   // RFC 7323 timestamps in force
 }
 
 func summary(i tcp.Info) infoSummary {
-	return infoSummary{RTT: i.RTT, RTO: i.RTO, Cwnd: i.Cwnd, Retransmits: i.Retransmits}
+	return infoSummary{RTT: i.RTT, RTO: i.RTO, Cwnd: i.Cwnd, Retransmits: i.Retransmits,
+		SndMSS: i.SndMSS, WScale: [2]int{i.SndWndScale, i.RcvWndScale}, Timestamps: i.Timestamps}
 }

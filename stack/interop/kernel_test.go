@@ -134,6 +134,10 @@ func TestKernelClientNetcat(t *testing.T) {
 		}
 		c := r.c.(*conn.Conn)
 		defer c.Close()
+		// Linux offers RFC 7323 timestamps by default; we answer them.
+		if i := c.Info(); !i.Timestamps || i.SndMSS != 1448 {
+			t.Errorf("kernel client: timestamps %v, send MSS %d; want true, 1448", i.Timestamps, i.SndMSS)
+		}
 		c.SetDeadline(time.Now().Add(kernelTimeout))
 		// Echo and hash what passes through.
 		h := sha256.New()
@@ -209,6 +213,10 @@ func TestKernelServerGo(t *testing.T) {
 	defer kc.Close()
 	d := exchange(t, c, kc, bulkSize, both, kernelTimeout)
 	t.Logf("16 MiB each way with the kernel in %v; tapstack %+v", d.Round(time.Millisecond), summary(c.Info()))
+	// Both ends offer RFC 7323 timestamps by default (Linux tcp_timestamps=1).
+	if !c.Info().Timestamps {
+		t.Error("timestamps not in force with the kernel")
+	}
 	c.Close()
 	kc.Close()
 	waitState(t, c, 10*time.Second, tcp.Closed)

@@ -72,11 +72,23 @@ func (e *Endpoint) otherwiseArrives(seg *Segment) {
 		}
 	}
 
+	// RFC 7323 5.3 (R1): PAWS comes before the sequence check. A
+	// segment with an old timestamp is an old duplicate: answer with an
+	// ACK, as for an unacceptable segment, and drop it.
+	if e.pawsReject(seg) {
+		e.drop(seg, DropPAWS)
+		e.sendAck(SendAck)
+		return
+	}
+
 	// First, check the sequence number.
 	if !e.acceptable(seg) {
 		e.unacceptable(seg)
 		return
 	}
+	// RFC 7323 4.3 (2) and 5.3 (R3): the segment is acceptable; take its
+	// TSval for TS.Recent if the rule allows, before trimming moves SEG.SEQ.
+	e.updateTSRecent(seg)
 	e.trimToWindow(seg)
 
 	// Second, check the RST bit (RFC 5961 3.2).
@@ -212,7 +224,10 @@ func (e *Endpoint) ackArrives(seg *Segment) bool {
 		e.SndUna = seg.Ack
 		e.retries = 0
 		e.stopTimer(timerRetransmit)
-		if e.rto == e.proto.opts.InitialRTO {
+		// The handshake's round trip seeds the estimator: from TSecr
+		// when timestamps are on, which survives a retransmitted
+		// SYN-ACK (RFC 7323 4.1), else timed unless retransmitted (Karn).
+		if !e.sampleRTTFromTSecr(seg) && e.rto == e.proto.opts.InitialRTO {
 			e.sampleRTT(e.proto.clock.NowMonotonic().Sub(e.stateSince))
 		}
 		e.setSndWnd(uint32(seg.Window)<<e.sndWndShift, seg)
@@ -292,7 +307,9 @@ func (e *Endpoint) processAck(seg *Segment) {
 			// that an earlier transmission delivered.
 			e.SndNxt = e.SndUna
 		}
-		if e.rttTiming && !seg.Ack.LessThan(e.rttSeq) {
+		if e.sampleRTTFromTSecr(seg) {
+			e.rttTiming = false
+		} else if e.rttTiming && !seg.Ack.LessThan(e.rttSeq) {
 			e.rttTiming = false
 			e.sampleRTT(e.proto.clock.NowMonotonic().Sub(e.rttStart))
 		} else if e.rttValid {

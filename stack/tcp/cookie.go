@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 )
@@ -26,12 +27,27 @@ import (
 // in Linux an ACK one sequence number off still verifies, with a smaller
 // MSS index; here it does not.
 //
-// Only the MSS survives the round trip, rounded down to cookieMSS. The
-// window scale option would need TCP timestamps to travel in (Linux puts it
-// in the timestamp's low bits); we send none, so a cookie SYN-ACK offers no
-// window scale and, by RFC 7323 2.2, neither side scales: a cookie
-// connection is limited to a 64 KiB window. That is safe where guessing a
-// scale is not, and cookies only happen under a flood.
+// The MSS survives the round trip, rounded down to cookieMSS. The peer's
+// window scale cannot travel in the cookie; like Linux
+// (cookie_init_timestamp), we carry it in the low bits of our SYN-ACK's
+// TSval when the SYN offered timestamps, and read it back from the ACK's
+// TSecr, which echoes it (RFC 7323 4.3). Without timestamps the cookie
+// SYN-ACK offers no window scale and, by RFC 7323 2.2, neither side
+// scales: such a connection is limited to a 64 KiB window. That is safe
+// where guessing a scale is not, and cookies only happen under a flood.
+//
+// The TSval of a cookie SYN-ACK is the connection's timestamp clock with
+// its low 6 bits (Linux's TSBITS) replaced, and moved back one 64 ms step
+// if that put it ahead of the clock, so TSvals never go backwards:
+//
+//	bits 0-3  the peer's window scale, 0-14, or 15 for none
+//	bit  4    SACK permitted (never set: we do not implement SACK)
+//	bit  5    ECN (never set)
+//
+// Like the window scale bits in Linux, they are not covered by the MAC: a
+// peer that alters them alters only its own connection. We check what we
+// can: the bits are ones we could have sent, and the TSecr is no older
+// than a cookie can be.
 
 const (
 	cookiePeriod = 64 * time.Second // one tick of the counter (Linux: 60 s in newer kernels)
@@ -39,6 +55,49 @@ const (
 	cookieBits   = 24
 	cookieMask   = 1<<cookieBits - 1
 )
+
+// The low bits of a cookie SYN-ACK's TSval (Linux's TSBITS and TS_OPT_*).
+const (
+	cookieTSBits = 6
+	cookieTSMask = 1<<cookieTSBits - 1
+	cookieTSWS   = 0xf // the window scale's bits (TS_OPT_WSCALE_MASK)
+	cookieTSNoWS = 0xf // in them: no window scale
+	cookieTSSACK = 1 << 4
+	cookieTSECN  = 1 << 5
+)
+
+// cookieTimestamp returns the timestamp clock value, before the
+// connection's offset, for a cookie SYN-ACK at clock now that carries the
+// peer's window scale ws (-1: none). It is never after now.
+func cookieTimestamp(now uint32, ws int) uint32 {
+	opts := uint32(cookieTSNoWS)
+	if ws >= 0 {
+		opts = uint32(min(ws, header.MaxWndScale))
+	}
+	ts := now&^cookieTSMask | opts
+	if tsBefore(now, ts) {
+		ts -= 1 << cookieTSBits
+	}
+	return ts
+}
+
+// cookieTSDecode recovers the peer's window scale (-1: none) from ts, the
+// ACK's TSecr less the connection's offset, at clock now; or a reason.
+func cookieTSDecode(ts, now uint32) (ws int, bad string) {
+	age := int32(now - ts)
+	if age < 0 || time.Duration(age)*time.Millisecond > cookieMaxAge*cookiePeriod+(1<<cookieTSBits)*time.Millisecond {
+		return 0, "timestamp echo out of range"
+	}
+	opts := ts & cookieTSMask
+	if opts&(cookieTSSACK|cookieTSECN) != 0 {
+		return 0, "timestamp options not offered"
+	}
+	// Four bits hold 0-14 (header.MaxWndScale) or 15, for none.
+	if ws := int(opts & cookieTSWS); ws != cookieTSNoWS {
+		return ws, ""
+	}
+	return -1, ""
+}
 
 // cookieMSS is Linux's msstab for IPv4: the MSS values a cookie can carry,
 // chosen to cover the common paths; the peer's MSS is rounded down to one.

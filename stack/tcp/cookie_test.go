@@ -3,6 +3,7 @@ package tcp
 import (
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
@@ -109,5 +110,33 @@ func TestCookieNoAlloc(t *testing.T) {
 		k.check(id, 1, c, 3)
 	}); n > 0 {
 		t.Errorf("%v allocations per cookie", n)
+	}
+}
+
+// TestCookieTimestamp: the peer's window scale (or its absence) survives
+// the low bits of the cookie TSval (Linux cookie_init_timestamp), which is
+// never ahead of the clock, for any clock value; echoes altered or too old
+// are refused.
+func TestCookieTimestamp(t *testing.T) {
+	for _, now := range []uint32{0, 1, 63, 64, 1000, 1<<32 - 1, 1<<31 + 5} {
+		for ws := -1; ws <= 14; ws++ {
+			ts := cookieTimestamp(now, ws)
+			if tsBefore(now, ts) || now-ts >= 1<<cookieTSBits {
+				t.Errorf("now %d ws %d: ts %d not in (now-64, now]", now, ws, ts)
+			}
+			got, bad := cookieTSDecode(ts, now+1000)
+			if bad != "" || got != ws {
+				t.Errorf("now %d ws %d: decoded %d, %q", now, ws, got, bad)
+			}
+			if _, bad := cookieTSDecode(ts|cookieTSSACK, now); bad == "" {
+				t.Errorf("now %d ws %d: SACK bit accepted", now, ws)
+			}
+			if _, bad := cookieTSDecode(ts, now+uint32((cookieMaxAge*cookiePeriod+time.Second).Milliseconds())); bad == "" {
+				t.Errorf("now %d ws %d: stale echo accepted", now, ws)
+			}
+			if _, bad := cookieTSDecode(ts, ts-1); bad == "" {
+				t.Errorf("now %d ws %d: echo from the future accepted", now, ws)
+			}
+		}
 	}
 }

@@ -30,6 +30,7 @@ const (
 	DropBufferFull                      // no room in the receive buffer
 	DropChallengeRateLimited            // challenge ACK suppressed by the rate limit
 	DropCookieInvalid                   // ACK to a listener whose SYN cookie does not verify (RFC 4987 3.6)
+	DropPAWS                            // TSval older than TS.Recent (RFC 7323 5.3, PAWS)
 	numDropReasons
 )
 
@@ -55,6 +56,7 @@ var dropNames = [...]string{
 	DropBufferFull:           "receive buffer full",
 	DropChallengeRateLimited: "challenge ACK rate limited",
 	DropCookieInvalid:        "SYN cookie invalid",
+	DropPAWS:                 "PAWS: old timestamp",
 }
 
 func (r DropReason) String() string {

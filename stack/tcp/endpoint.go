@@ -52,6 +52,16 @@ type Endpoint struct {
 	maxSndWnd   uint32
 	wsOK        bool // both SYNs carried the window scale option
 
+	// Timestamps (RFC 7323 3 and 4.3): in force when both SYNs carried
+	// the TSopt. TS.Recent is the peer's TSval we echo, tsRecentAge when
+	// it was set (for 5.5's 24-day limit), Last.ACK.sent the ACK field of
+	// the last segment we sent.
+	tsOK        bool
+	tsOffset    uint32 // added to the stack's tsClock: our TSval
+	tsRecent    uint32
+	tsRecentAge tcpip.MonotonicTime
+	lastAckSent seqnum.Value
+
 	// Send side. sndBuf holds bytes from sndBufSeq on: first those sent
 	// and not yet acknowledged, then those not yet sent.
 	sndBuf      buffer.Buffer
@@ -341,7 +351,8 @@ type Info struct {
 	RTT, RTTVar, RTO         time.Duration
 	Cwnd, Ssthresh           uint32 // bytes
 	SndMSS, RcvMSS           int
-	SndWndScale, RcvWndScale int // -1 when window scaling is off
+	SndWndScale, RcvWndScale int  // -1 when window scaling is off
+	Timestamps               bool // the Timestamps option is in force (RFC 7323 3)
 	BytesSent, BytesAcked    uint64
 	BytesReceived            uint64
 	Retransmits              uint64
@@ -370,6 +381,7 @@ func (e *Endpoint) Info() Info {
 		RcvMSS:        e.rcvMSS,
 		SndWndScale:   sws,
 		RcvWndScale:   rws,
+		Timestamps:    e.tsOK,
 		BytesSent:     e.bytesSent,
 		BytesAcked:    e.bytesAcked,
 		BytesReceived: e.bytesReceived,

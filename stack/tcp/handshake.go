@@ -72,6 +72,7 @@ func (p *Protocol) Connect(local, remote tcpip.FullAddress, netProto tcpip.Netwo
 
 	e.mu.Lock()
 	e.ISS = p.isn(e.id)
+	e.tsOffset = p.tsOffset(e.id)
 	e.SndUna = e.ISS
 	e.SndNxt = e.ISS + 1
 	e.sndMax = e.SndNxt
@@ -102,30 +103,49 @@ func routeErrno(err tcpip.Error) error {
 
 // sendSyn sends <SEQ=ISS><CTL=SYN> with our MSS and window scale: we always
 // offer scaling (RFC 7323 1.3), and it is in force only if the peer's
-// SYN-ACK offers it too.
+// SYN-ACK offers it too. Unless NoTimestamps, it offers the TSopt with
+// TSecr 0 (RFC 7323 3.2), like Linux with tcp_timestamps=1.
 func (e *Endpoint) sendSyn(cause SendCause) {
 	var opts [header.TCPOptionsMaximumSize]byte
-	n := encodeSynOptions(synOptions{mss: uint16(e.rcvMSS), ws: int(e.rcvWndShift)}, opts[:])
+	n := encodeSynOptions(synOptions{
+		mss: uint16(e.rcvMSS), ws: int(e.rcvWndShift),
+		ts: !e.proto.opts.NoTimestamps, tsVal: e.tsNow(),
+	}, opts[:])
 	e.sendSegment(cause, header.TCPFlagSyn, e.ISS, buffer.Buffer{}, opts[:n])
 }
 
 // sendSynAck sends <SEQ=ISS><ACK=RCV.NXT><CTL=SYN,ACK>. The window scale
-// option goes only in answer to one (RFC 7323 1.3).
+// option goes only in answer to one (RFC 7323 1.3), and so does the TSopt
+// (RFC 7323 3.2: a <SYN,ACK> may carry it only if the <SYN> did), echoing
+// the SYN's TSval.
 func (e *Endpoint) sendSynAck(cause SendCause) {
 	var opts [header.TCPOptionsMaximumSize]byte
 	ws := -1
 	if e.wsOK {
 		ws = int(e.rcvWndShift)
 	}
-	n := encodeSynOptions(synOptions{mss: uint16(e.rcvMSS), ws: ws}, opts[:])
+	n := encodeSynOptions(synOptions{
+		mss: uint16(e.rcvMSS), ws: ws,
+		ts: e.tsOK, tsVal: e.tsNow(), tsEcr: e.tsRecent,
+	}, opts[:])
 	e.sendSegment(cause, header.TCPFlagSyn|header.TCPFlagAck, e.ISS, buffer.Buffer{}, opts[:n])
 }
 
 // takeSynOptions applies the peer's SYN options: the send MSS (RFC 9293
 // 3.7.1 and RFC 6691: the peer's MSS or the default when absent, never
-// more than our own path allows) and window scaling (RFC 7323 2.2: in
-// force only if both SYNs carry the option).
+// more than our own path allows), window scaling (RFC 7323 2.2: in force
+// only if both SYNs carry the option) and timestamps (RFC 7323 3.2: the
+// same rule; we offer them unless NoTimestamps, and answer them likewise).
+//
+// With timestamps in force every segment carries 12 option bytes, so the
+// payload we put in a segment is the MSS less 12 (RFC 6691: the MSS counts
+// no TCP options; Linux's tcp_current_mss does the same): a full segment
+// still fits the peer's MSS and our MTU, and IP never fragments.
 func (e *Endpoint) takeSynOptions(seg *Segment, weOffered bool) {
+	e.tsOK = seg.TS && !e.proto.opts.NoTimestamps
+	if e.tsOK {
+		e.setTSRecent(seg.TSVal)
+	}
 	mss := int(seg.MSS)
 	if mss == 0 {
 		mss = header.TCPDefaultMSS
@@ -134,6 +154,9 @@ func (e *Endpoint) takeSynOptions(seg *Segment, weOffered bool) {
 		}
 	}
 	e.sndMSS = max(min(mss, e.rcvMSS), 64)
+	if e.tsOK {
+		e.sndMSS -= tsOptionSize
+	}
 	e.wsOK = seg.WS >= 0 && weOffered
 	if e.wsOK {
 		e.sndWndShift = uint8(min(seg.WS, header.MaxWndScale))
@@ -185,8 +208,9 @@ func (e *Endpoint) synSentArrives(seg *Segment) {
 		e.stopTimer(timerRetransmit)
 		// Our SYN's round trip seeds the estimator (RFC 6298 allows
 		// the handshake as the first sample; Linux does the same),
-		// unless the SYN was retransmitted (Karn).
-		if e.rto == e.proto.opts.InitialRTO {
+		// unless the SYN was retransmitted (Karn); with timestamps,
+		// from the SYN-ACK's TSecr (RFC 7323 4.1), as Linux does.
+		if !e.sampleRTTFromTSecr(seg) && e.rto == e.proto.opts.InitialRTO {
 			e.sampleRTT(e.proto.clock.NowMonotonic().Sub(e.stateSince))
 		}
 		// The window in a SYN-ACK is never scaled (RFC 7323 2.2).

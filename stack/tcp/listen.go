@@ -275,7 +275,10 @@ func (l *Listener) cookiesRecent() bool {
 }
 
 // sendCookie answers a SYN statelessly: <SEQ=cookie><ACK=SEG.SEQ+1>
-// <CTL=SYN,ACK> with our MSS and no window scale (see cookie.go).
+// <CTL=SYN,ACK> with our MSS. If the SYN offered timestamps, so does the
+// SYN-ACK, its TSval carrying the peer's window scale, and it offers our
+// window scale in answer to the peer's; otherwise it offers no window
+// scale (see cookie.go).
 func (l *Listener) sendCookie(id stack.TransportEndpointID, netProto tcpip.NetworkProtocolNumber, nic tcpip.NICID, seg *Segment) {
 	p := l.proto
 	r, terr := p.stack.FindRoute(nic, id.LocalAddress, id.RemoteAddress, netProto, false)
@@ -288,8 +291,17 @@ func (l *Listener) sendCookie(id stack.TransportEndpointID, netProto tcpip.Netwo
 		peerMSS = header.TCPDefaultMSS // RFC 9293 3.7.1; rounds to 536 for IPv6 too
 	}
 	cookie := l.cookies.make(id, seg.Seq, cookieMSSIndex(peerMSS), cookieCount(p.clock.NowMonotonic()))
+	o := synOptions{mss: uint16(min(int(r.MTU())-header.TCPMinimumSize, 0xffff)), ws: -1}
+	if seg.TS && !p.opts.NoTimestamps {
+		o.ts = true
+		o.tsVal = cookieTimestamp(p.tsClock(), seg.WS) + p.tsOffset(id)
+		o.tsEcr = seg.TSVal
+		if seg.WS >= 0 {
+			o.ws = windowScaleFor(p.opts.ReceiveBufferSize) // as newEndpoint will
+		}
+	}
 	var opts [header.TCPOptionsMaximumSize]byte
-	n := encodeSynOptions(synOptions{mss: uint16(min(int(r.MTU())-header.TCPMinimumSize, 0xffff)), ws: -1}, opts[:])
+	n := encodeSynOptions(o, opts[:])
 	f := outFields{
 		srcPort: id.LocalPort, dstPort: id.RemotePort,
 		seq: cookie, ack: seg.Seq + 1,
@@ -312,6 +324,16 @@ func (l *Listener) cookieAck(id stack.TransportEndpointID, netProto tcpip.Networ
 	st := &p.stats
 	c := connIDOf(id)
 	idx, bad := l.cookies.check(id, seg.Seq-1, seg.Ack-1, cookieCount(p.clock.NowMonotonic()))
+	// The peer's window scale, from the TSecr (cookie.go). An ACK without
+	// a TSopt makes a connection without timestamps and without scaling,
+	// as in Linux (cookie_timestamp_decode), even if the SYN had them: a
+	// peer that stops sending a negotiated TSopt misbehaves (RFC 7323
+	// 3.2), and not scaling our window is the safe side of it.
+	ws, tsOK := -1, false
+	if bad == "" && seg.TS && !p.opts.NoTimestamps {
+		ws, bad = cookieTSDecode(seg.TSEcr-p.tsOffset(id), p.tsClock())
+		tsOK = bad == ""
+	}
 	l.mu.Lock()
 	switch {
 	case bad != "":
@@ -338,7 +360,14 @@ func (l *Listener) cookieAck(id stack.TransportEndpointID, netProto tcpip.Networ
 	}
 	st.Listen.CookiesAccepted.Add(1)
 	l.acceptq.reserved++ // taken by established, below
-	l.emitQueue(fmt.Sprintf("SYN cookie accepted: mss %d", cookieMSS[idx]))
+	note := fmt.Sprintf("SYN cookie accepted: mss %d", cookieMSS[idx])
+	if tsOK {
+		note += ", TS"
+	}
+	if ws >= 0 {
+		note += fmt.Sprintf(", wscale %d", ws)
+	}
+	l.emitQueue(note)
 	l.mu.Unlock()
 
 	r, terr := p.stack.FindRoute(nic, id.LocalAddress, id.RemoteAddress, netProto, false)
@@ -369,8 +398,20 @@ func (l *Listener) cookieAck(id stack.TransportEndpointID, netProto tcpip.Networ
 	e.sndMax = seg.Ack
 	e.sndBufSeq = seg.Ack
 	e.sndMSS = max(min(int(cookieMSS[idx]), e.rcvMSS), 64)
-	e.wsOK, e.sndWndShift, e.rcvWndShift = false, 0, 0
-	e.setSndWnd(uint32(seg.Window), seg)
+	e.tsOffset = p.tsOffset(id)
+	e.lastAckSent = e.RcvNxt // what our SYN-ACK acknowledged
+	if e.tsOK = tsOK; tsOK {
+		e.setTSRecent(seg.TSVal)
+		e.sndMSS -= tsOptionSize // as takeSynOptions
+	}
+	// rcvWndShift is newEndpoint's, the scale sendCookie offered.
+	if e.wsOK = ws >= 0; e.wsOK {
+		e.sndWndShift = uint8(ws)
+	} else {
+		e.sndWndShift, e.rcvWndShift = 0, 0
+	}
+	// The ACK's window is scaled (RFC 7323 2.2: only SYNs' are not).
+	e.setSndWnd(uint32(seg.Window)<<e.sndWndShift, seg)
 	e.initCongestion()
 	e.transition(Established, Cause{Kind: CauseSegment, Detail: "SYN cookie " + seg.String(), Key: seg.wire})
 	// Data or a FIN on the ACK continue at the sixth step.
@@ -427,6 +468,7 @@ func (l *Listener) openChild(id stack.TransportEndpointID, netProto tcpip.Networ
 	e.SndNxt = e.ISS + 1
 	e.sndMax = e.SndNxt
 	e.sndBufSeq = e.ISS + 1
+	e.tsOffset = p.tsOffset(id)
 	e.takeSynOptions(seg, seg.WS >= 0)
 	e.setSndWnd(uint32(seg.Window), seg)
 	e.transition(SynReceived, segmentCause(seg))

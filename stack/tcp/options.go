@@ -46,9 +46,16 @@ type Options struct {
 	// with Linux's tcp_syncookies=1, a SYN that finds the SYN queue full
 	// is answered with a SYN-ACK whose ISS is a cookie and no state is
 	// kept; the final ACK rebuilds the connection. With NoSynCookies such
-	// a SYN is dropped. Cookie connections run without window scaling: the
-	// option cannot be carried without timestamps (see cookie.go).
+	// a SYN is dropped. A cookie connection has window scaling only if
+	// the SYN carried timestamps, which carry the peer's scale (see
+	// cookie.go).
 	NoSynCookies bool
+
+	// NoTimestamps turns the TCP Timestamps option (RFC 7323 3) off. By
+	// default, as with Linux's tcp_timestamps=1, every SYN offers it and a
+	// SYN-ACK answers a SYN that offered it; when both SYNs carry it, every
+	// segment does, for PAWS (RFC 7323 5) and RTT measurement (RFC 7323 4).
+	NoTimestamps bool
 
 	// AbortOnOverflow answers the final ACK of a handshake with RST when
 	// the accept queue is full, like Linux's tcp_abort_on_overflow. By
@@ -97,20 +104,49 @@ func (o Options) withDefaults() Options {
 
 // synOptions are the options we put on a SYN or SYN-ACK.
 type synOptions struct {
-	mss      uint16
-	ws       int // -1: do not send
-	sackPerm bool
+	mss          uint16
+	ws           int // -1: do not send
+	sackPerm     bool
+	ts           bool // send the TSopt with tsVal and tsEcr (RFC 7323 3.2)
+	tsVal, tsEcr uint32
 }
 
-// encodeSynOptions writes the SYN options in Linux's order (MSS first) and
-// pads to a multiple of four bytes (RFC 9293 3.1). It returns the length.
+// encodeSynOptions writes the SYN options in Linux's order (MSS,
+// SACK-permitted, TS, NOP, WS: tcp_options_write) and pads to a multiple of
+// four bytes (RFC 9293 3.1). The TSopt is kept 4-byte aligned, by
+// SACK-permitted or two NOPs before it, as RFC 7323 appendix A suggests.
+// It returns the length.
 func encodeSynOptions(o synOptions, b []byte) int {
 	n := header.EncodeMSSOption(uint32(o.mss), b)
+	switch {
+	case o.sackPerm && o.ts:
+		n += header.EncodeSACKPermittedOption(b[n:])
+		n += header.EncodeTSOption(o.tsVal, o.tsEcr, b[n:])
+	case o.ts:
+		n += encodeTimestamp(o.tsVal, o.tsEcr, b[n:])
+	case o.sackPerm:
+		n += header.EncodeNOP(b[n:])
+		n += header.EncodeNOP(b[n:])
+		n += header.EncodeSACKPermittedOption(b[n:])
+	}
 	if o.ws >= 0 {
 		n += header.EncodeNOP(b[n:])
 		n += header.EncodeWSOption(o.ws, b[n:])
 	}
 	return n + header.AddTCPOptionPadding(b, n)
+}
+
+// tsOptionSize is the room the TSopt takes on every segment, with its two
+// NOPs (RFC 7323 appendix A): what the send MSS shrinks by while
+// timestamps are in force (RFC 6691 and Linux's tcp_current_mss).
+const tsOptionSize = 12
+
+// encodeTimestamp writes NOP, NOP, TSopt: the layout Linux sends and
+// recognizes on its fast path. It returns tsOptionSize.
+func encodeTimestamp(val, ecr uint32, b []byte) int {
+	n := header.EncodeNOP(b)
+	n += header.EncodeNOP(b[n:])
+	return n + header.EncodeTSOption(val, ecr, b[n:])
 }
 
 // windowScaleFor returns the smallest shift that lets a 16-bit window field

@@ -259,6 +259,34 @@ func (p *Protocol) isn(id stack.TransportEndpointID) seqnum.Value {
 	return seqnum.Value(m + f)
 }
 
+// tsOffset is the random offset of a connection's timestamp clock
+// (RFC 7323 5.4 and 7.1: a per-connection offset keeps TSvals from leaking
+// the host's uptime). Like the ISN and Linux's secure_tcp_ts_off, it is a
+// keyed hash under the stack's secret; unlike Linux it covers the ports
+// too, the whole 4-tuple. A new connection on the same 4-tuple gets the
+// same offset, so its TSvals continue the old connection's and pass the
+// peer's PAWS check in TIME-WAIT.
+func (p *Protocol) tsOffset(id stack.TransportEndpointID) uint32 {
+	h := sha256.New()
+	h.Write(p.secret[:])
+	h.Write([]byte("tapstack TS offset"))
+	h.Write(id.LocalAddress.AsSlice())
+	h.Write(id.RemoteAddress.AsSlice())
+	var ports [4]byte
+	binary.BigEndian.PutUint16(ports[0:], id.LocalPort)
+	binary.BigEndian.PutUint16(ports[2:], id.RemotePort)
+	h.Write(ports[:])
+	var sum [sha256.Size]byte
+	return binary.BigEndian.Uint32(h.Sum(sum[:0]))
+}
+
+// tsClock is the stack's timestamp clock: milliseconds of the monotonic
+// clock (RFC 7323 5.4 asks for a tick between 1 ms and 1 s; Linux ticks
+// every ms). A connection's TSval is tsClock plus its tsOffset.
+func (p *Protocol) tsClock() uint32 {
+	return uint32(p.clock.NowMonotonic().Sub(tcpip.MonotonicTime{}).Milliseconds())
+}
+
 // outFields are the header fields of a segment we send.
 type outFields struct {
 	srcPort, dstPort uint16
@@ -275,6 +303,7 @@ func (f *outFields) info(payloadLen int) SegmentInfo {
 		o := header.ParseSynOptions(f.opts, f.flags&header.TCPFlagAck != 0)
 		i.MSS, i.WS, i.SACKPermitted = o.MSS, o.WS, o.SACKPermitted
 	}
+	i.TSVal, i.TSEcr, i.TS = parseTimestamp(f.opts)
 	return i
 }
 

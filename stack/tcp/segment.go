@@ -1,6 +1,7 @@
 package tcp
 
 import (
+	"encoding/binary"
 	"fmt"
 	"strings"
 
@@ -23,6 +24,10 @@ type Segment struct {
 	MSS           uint16
 	WS            int
 	SACKPermitted bool
+
+	// The Timestamps option (RFC 7323 3.2), on any segment.
+	TS           bool
+	TSVal, TSEcr uint32
 
 	Payload buffer.Buffer
 
@@ -71,6 +76,8 @@ type SegmentInfo struct {
 	MSS              uint16 // 0: absent
 	WS               int    // -1: absent
 	SACKPermitted    bool
+	TS               bool // the Timestamps option is present, with TSVal and TSEcr
+	TSVal, TSEcr     uint32
 	Len              int    // payload bytes
 	Note             string // for what could not be parsed
 }
@@ -80,7 +87,7 @@ func (s *Segment) info() SegmentInfo {
 	return SegmentInfo{
 		SrcPort: s.SrcPort, DstPort: s.DstPort, Seq: uint32(s.Seq), Ack: uint32(s.Ack),
 		Flags: s.Flags, Window: s.Window, MSS: s.MSS, WS: s.WS, SACKPermitted: s.SACKPermitted,
-		Len: int(s.Payload.Size()),
+		TS: s.TS, TSVal: s.TSVal, TSEcr: s.TSEcr, Len: int(s.Payload.Size()),
 	}
 }
 
@@ -88,7 +95,8 @@ func (s *Segment) info() SegmentInfo {
 func (s *Segment) String() string { return s.info().String() }
 
 // String renders the segment like a tcpdump line with absolute numbers:
-// "40000 > 80: Flags [S.], seq 100, ack 201, win 65535, options [mss 1460,wscale 7], length 0".
+// "40000 > 80: Flags [S.], seq 100, ack 201, win 65535, options [mss 1460,TS val 7 ecr 9,wscale 7], length 0".
+// Options are named as tcpdump names them; NOPs are left out.
 func (s SegmentInfo) String() string {
 	if s.Note != "" {
 		return s.Note
@@ -108,6 +116,9 @@ func (s SegmentInfo) String() string {
 	}
 	if s.SACKPermitted {
 		opts = append(opts, "sackOK")
+	}
+	if s.TS {
+		opts = append(opts, fmt.Sprintf("TS val %d ecr %d", s.TSVal, s.TSEcr))
 	}
 	if s.WS >= 0 && s.Flags&header.TCPFlagSyn != 0 {
 		opts = append(opts, fmt.Sprintf("wscale %d", s.WS))
@@ -141,7 +152,39 @@ func (s *Segment) parseHeader(h header.TCP) {
 		if !hasMSSOption(h.Options()) {
 			s.MSS = 0
 		}
+		s.TS, s.TSVal, s.TSEcr = o.TS, o.TSVal, o.TSEcr
+		return
 	}
+	s.TSVal, s.TSEcr, s.TS = parseTimestamp(h.Options())
+}
+
+// parseTimestamp finds the Timestamps option (kind 8, length 10; RFC 7323
+// 3.2). The layout nearly every TCP sends, NOP NOP TS alone, is matched
+// first, as Linux's tcp_fast_parse_options does; otherwise the option
+// list is walked, bounded by its length (at most 40 bytes). It does not
+// allocate.
+func parseTimestamp(opts []byte) (val, ecr uint32, ok bool) {
+	if len(opts) == tsOptionSize && opts[0] == header.TCPOptionNOP && opts[1] == header.TCPOptionNOP &&
+		opts[2] == header.TCPOptionTS && opts[3] == header.TCPOptionTSLength {
+		return binary.BigEndian.Uint32(opts[4:]), binary.BigEndian.Uint32(opts[8:]), true
+	}
+	for i := 0; i < len(opts); {
+		switch opts[i] {
+		case header.TCPOptionEOL:
+			return 0, 0, false
+		case header.TCPOptionNOP:
+			i++
+			continue
+		}
+		if i+1 >= len(opts) || opts[i+1] < 2 || i+int(opts[i+1]) > len(opts) {
+			return 0, 0, false
+		}
+		if opts[i] == header.TCPOptionTS && opts[i+1] == header.TCPOptionTSLength {
+			return binary.BigEndian.Uint32(opts[i+2:]), binary.BigEndian.Uint32(opts[i+6:]), true
+		}
+		i += int(opts[i+1])
+	}
+	return 0, 0, false
 }
 
 // hasMSSOption walks the option list looking for kind 2 (RFC 9293 3.1).

@@ -15,9 +15,18 @@ func (e *Endpoint) sendSegment(cause SendCause, flags header.TCPFlags, seq seqnu
 		payload.Release()
 		return
 	}
+	// RFC 7323 3.2: with timestamps in force, the TSopt goes on every
+	// segment. A RST may omit it; we send it on the RSTs of a connection
+	// (3.2 says SHOULD, and Linux's tcp_send_active_reset does too), not
+	// on the replies of replyRST, which has no connection to take it from.
+	var tsBuf [tsOptionSize]byte
+	if opts == nil && e.tsOK {
+		opts = e.timestampOption(flags, &tsBuf)
+	}
 	f := outFields{srcPort: e.id.LocalPort, dstPort: e.id.RemotePort, seq: seq, flags: flags, opts: opts}
 	if flags&header.TCPFlagAck != 0 {
 		f.ack = e.RcvNxt
+		e.lastAckSent = e.RcvNxt // Last.ACK.sent, RFC 7323 4.3
 		e.unacked = 0
 		e.stopTimer(timerDelayedAck)
 	}
@@ -188,8 +197,10 @@ func (e *Endpoint) output() {
 			cause = SendRetransmit
 			e.retransmitted++
 			e.proto.stats.Retransmits.Add(1)
-		} else if n > 0 && !e.rttTiming {
-			// Karn's algorithm (RFC 6298 3): time only new data.
+		} else if n > 0 && !e.rttTiming && !e.tsOK {
+			// Karn's algorithm (RFC 6298 3): time only new data. With
+			// timestamps every ACK of new data is a sample (RFC 7323
+			// 4.1), so no segment is timed.
 			e.rttTiming = true
 			e.rttSeq = e.SndNxt.Add(seqnum.Size(n))
 			e.rttStart = e.proto.clock.NowMonotonic()

@@ -21,11 +21,17 @@
 //	p.Advance(40 * time.Millisecond)
 //	p.Expect(tcptest.Seg{Flags: ".", Seq: 1, Ack: 3})
 //
+// The peer offers no TCP timestamps unless asked: WithTimestamps (or
+// Peer.Timestamps) makes it offer them in the fixtures' handshakes and
+// stamp every injected segment with a TSopt echoing the stack's last
+// TSval, and Seg's TS, TSVal and TSEcr send or check the option by hand.
+//
 // Failures print the expectation, the segment that came instead and the
 // whole trace so far, as tcpdump-style lines.
 package tcptest
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -58,6 +64,7 @@ const (
 	PeerPort   = 40000 // the peer's port
 	PeerISS    = 1000  // the peer's initial sequence number, absolute
 	PeerWin    = 65535 // the peer's default window field
+	PeerTSBase = 5000  // the peer's timestamp clock at the fixture's start (ms)
 	queueLen   = 4096  // outbound segments the channel holds before dropping
 )
 
@@ -85,6 +92,18 @@ type Peer struct {
 	// peer's SYN or SYN-ACK (MSS 1460, no window scale, by default).
 	SynOptions Seg
 
+	// Timestamps makes the peer stamp every injected segment with a
+	// TSopt (RFC 7323 3.2), its SYN and SYN-ACK included: TSVal from
+	// TSClock, TSEcr the last TSval the stack sent (0 without ACK). A Seg
+	// with TS or CheckTS set is sent as it says instead. Off by default:
+	// the fixtures' peer offers no timestamps unless WithTimestamps.
+	Timestamps bool
+	// TSBase is the peer's timestamp clock at the fixture's start.
+	TSBase uint32
+	// LastTSVal is the TSval of the last segment read from the stack that
+	// carried a TSopt: what the peer echoes.
+	LastTSVal uint32
+
 	peerISS  uint32
 	stackISS uint32
 	learned  bool // stackISS comes from a SYN the stack sent
@@ -99,6 +118,7 @@ type config struct {
 	mtu     uint32
 	synOpts Seg
 	active  bool
+	ts      bool
 }
 
 // Option configures a fixture.
@@ -115,8 +135,14 @@ func WithPeerISS(iss uint32) Option { return func(c *config) { c.peerISS = iss }
 func WithMTU(mtu uint32) Option { return func(c *config) { c.mtu = mtu } }
 
 // WithSynOptions sets the options of the peer's SYN or SYN-ACK in the
-// handshakes the fixtures perform: MSS, WS and SACKPerm of o are used.
+// handshakes the fixtures perform: MSS, WS, SACKPerm and TS (with TSVal)
+// of o are used.
 func WithSynOptions(o Seg) Option { return func(c *config) { c.synOpts = o } }
+
+// WithTimestamps turns the peer's Timestamps on (see Peer.Timestamps): the
+// fixtures' SYN or SYN-ACK offer the TSopt and every injected segment
+// carries one, so timestamps are in force on the connections they make.
+func WithTimestamps() Option { return func(c *config) { c.ts = true } }
 
 // ActiveOpen makes Established and the close-state fixtures open the
 // connection actively (Connect) instead of through Listen and Accept.
@@ -155,6 +181,8 @@ func newPeer(t testing.TB, c config) *Peer {
 		PeerPort:   PeerPort,
 		Win:        PeerWin,
 		SynOptions: c.synOpts,
+		Timestamps: c.ts,
+		TSBase:     PeerTSBase,
 		peerISS:    c.peerISS,
 		start:      clock.Now(),
 	}
@@ -188,6 +216,23 @@ func (p *Peer) Advance(d time.Duration) {
 // Elapsed is the fake time since the fixture started.
 func (p *Peer) Elapsed() time.Duration { return p.Clock.Now().Sub(p.start) }
 
+// TSClock is the peer's timestamp clock: TSBase plus the fake time
+// elapsed, in milliseconds.
+func (p *Peer) TSClock() uint32 { return p.TSBase + uint32(p.Elapsed().Milliseconds()) }
+
+// stamp adds the peer's automatic TSopt to seg when Timestamps is on and
+// seg does not say otherwise.
+func (p *Peer) stamp(seg Seg) Seg {
+	if !p.Timestamps || seg.TS || seg.Check&CheckTS != 0 {
+		return seg
+	}
+	seg.TS, seg.TSVal, seg.TSEcr = true, p.TSClock(), 0
+	if f, err := ParseFlags(seg.Flags); err == nil && f&header.TCPFlagAck != 0 {
+		seg.TSEcr = p.LastTSVal
+	}
+	return seg
+}
+
 // Inject sends seg from the peer to the stack.
 func (p *Peer) Inject(seg Seg) {
 	p.t.Helper()
@@ -201,6 +246,7 @@ func (p *Peer) Inject(seg Seg) {
 
 // injected renders what Inject puts on the wire, for the trace.
 func (p *Peer) injected(seg Seg) Seg {
+	seg = p.stamp(seg)
 	if seg.Win == 0 && seg.Check&CheckWin == 0 {
 		seg.Win = p.Win
 	}
@@ -223,6 +269,7 @@ func (p *Peer) Encode(seg Seg) []byte {
 }
 
 func (p *Peer) encode(seg Seg) ([]byte, error) {
+	seg = p.stamp(seg)
 	flags, err := ParseFlags(seg.Flags)
 	if err != nil {
 		return nil, err
@@ -236,6 +283,11 @@ func (p *Peer) encode(seg Seg) ([]byte, error) {
 		n += header.EncodeNOP(opts[n:])
 		n += header.EncodeNOP(opts[n:])
 		n += header.EncodeSACKPermittedOption(opts[n:])
+	}
+	if seg.TS {
+		n += header.EncodeNOP(opts[n:])
+		n += header.EncodeNOP(opts[n:])
+		n += header.EncodeTSOption(seg.TSVal, seg.TSEcr, opts[n:])
 	}
 	if seg.WS > 0 || (seg.WS == 0 && seg.Check&CheckWS != 0) {
 		n += header.EncodeNOP(opts[n:])
@@ -338,6 +390,9 @@ func (p *Peer) Next() (Seg, bool) {
 		p.log(fmt.Sprintf("< IP %v.%d > %v.%d: %s", StackAddr, src, PeerAddr, dst, seg))
 		p.fail("tcptest: segment on ports %d > %d, want %d > %d", src, dst, p.StackPort, p.PeerPort)
 	}
+	if seg.TS {
+		p.LastTSVal = seg.TSVal
+	}
 	p.log("< " + p.line(true, seg, true))
 	return seg, true
 }
@@ -417,6 +472,10 @@ func parseOptions(o []byte, seg *Seg) {
 			seg.WS = int(o[i+2])
 		case o[i] == header.TCPOptionSACKPermitted && l == 2:
 			seg.SACKPerm = true
+		case o[i] == header.TCPOptionTS && l == 10:
+			seg.TS = true
+			seg.TSVal = binary.BigEndian.Uint32(o[i+2:])
+			seg.TSEcr = binary.BigEndian.Uint32(o[i+6:])
 		}
 		i += l
 	}

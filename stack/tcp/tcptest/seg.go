@@ -22,6 +22,9 @@ const (
 	CheckMSS                        // compare MSS even if 0 (0: no MSS option)
 	CheckWS                         // compare or send WS even if 0 (wscale 0)
 	CheckSACKPerm                   // compare SACKPerm even if false
+	CheckTS                         // compare TS even if false (expect no TSopt); Inject: send exactly TS, never the peer's automatic TSopt
+	CheckTSVal                      // compare TSVal even if 0 (implies a TSopt)
+	CheckTSEcr                      // compare TSEcr even if 0 (implies a TSopt)
 )
 
 // Seg is one TCP segment of a packet trace, written the way tcpdump prints
@@ -52,6 +55,15 @@ type Seg struct {
 	MSS      uint16
 	WS       int
 	SACKPerm bool
+
+	// The Timestamps option (RFC 7323 3.2). Injected: sent when TS, with
+	// TSVal and TSEcr as given; a peer with Timestamps on stamps every
+	// other segment itself (see Peer.Timestamps), unless CheckTS. Expected:
+	// the option's presence is compared when TS or a CheckTS* flag is set
+	// (CheckTS alone expects its absence); TSVal and TSEcr are compared
+	// when non-zero or forced by CheckTSVal, CheckTSEcr.
+	TS           bool
+	TSVal, TSEcr uint32
 
 	// Payload is the segment text. In an expectation a nil Payload with a
 	// non-zero Len compares only the length; otherwise the length is
@@ -110,6 +122,22 @@ func (s Seg) format(full bool) string {
 		opts = append(opts, "no sackOK")
 	}
 	switch {
+	case full && s.TS:
+		opts = append(opts, fmt.Sprintf("TS val %d ecr %d", s.TSVal, s.TSEcr))
+	case full:
+	case s.wantTS():
+		ts := "TS"
+		if s.TSVal != 0 || s.Check&CheckTSVal != 0 {
+			ts += fmt.Sprintf(" val %d", s.TSVal)
+		}
+		if s.TSEcr != 0 || s.Check&CheckTSEcr != 0 {
+			ts += fmt.Sprintf(" ecr %d", s.TSEcr)
+		}
+		opts = append(opts, ts)
+	case s.Check&CheckTS != 0:
+		opts = append(opts, "no TS")
+	}
+	switch {
 	case s.WS > 0 || (s.WS == 0 && s.Check&CheckWS != 0):
 		opts = append(opts, fmt.Sprintf("wscale %d", s.WS))
 	case s.WS == NoWS && !full:
@@ -154,12 +182,29 @@ func diff(want, got Seg) []string {
 	if (want.SACKPerm || want.Check&CheckSACKPerm != 0) && got.SACKPerm != want.SACKPerm {
 		d = append(d, fmt.Sprintf("sackOK %v != %v", got.SACKPerm, want.SACKPerm))
 	}
+	if want.wantTS() || want.Check&CheckTS != 0 {
+		if got.TS != want.wantTS() {
+			d = append(d, fmt.Sprintf("TS present %v != %v", got.TS, want.wantTS()))
+		} else if got.TS {
+			if (want.TSVal != 0 || want.Check&CheckTSVal != 0) && got.TSVal != want.TSVal {
+				d = append(d, fmt.Sprintf("TS val %d != %d", got.TSVal, want.TSVal))
+			}
+			if (want.TSEcr != 0 || want.Check&CheckTSEcr != 0) && got.TSEcr != want.TSEcr {
+				d = append(d, fmt.Sprintf("TS ecr %d != %d", got.TSEcr, want.TSEcr))
+			}
+		}
+	}
 	if n := want.payloadLen(); len(got.Payload) != n {
 		d = append(d, fmt.Sprintf("length %d != %d", len(got.Payload), n))
 	} else if want.Payload != nil && !bytes.Equal(got.Payload, want.Payload) {
 		d = append(d, fmt.Sprintf("payload %q != %q", abbrev(got.Payload), abbrev(want.Payload)))
 	}
 	return d
+}
+
+// wantTS reports whether an expectation asks for a TSopt.
+func (s Seg) wantTS() bool {
+	return s.TS || s.TSVal != 0 || s.TSEcr != 0 || s.Check&(CheckTSVal|CheckTSEcr) != 0
 }
 
 func wsString(ws int) string {

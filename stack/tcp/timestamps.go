@@ -1,0 +1,96 @@
+package tcp
+
+import (
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+)
+
+// TCP Timestamps (RFC 7323): the TSopt on every segment once both SYNs
+// carried it (3.2), TS.Recent and its update rule (4.3), PAWS (5.3, 5.5)
+// and RTT measurement from TSecr (4.1). The option itself is encoded in
+// options.go and parsed in segment.go; SYN cookies carry the peer's window
+// scale in it (cookie.go).
+
+// pawsIdle is how long TS.Recent stays valid without an update: RFC 7323
+// 5.5's 24 days (Linux TCP_PAWS_24DAYS). Past it, PAWS would reject every
+// segment of a connection idle that long once the peer's clock wrapped
+// its sign bit, so TS.Recent is taken as invalid.
+const pawsIdle = 24 * 24 * time.Hour
+
+// tsNow is our TSval: the stack's millisecond clock plus the connection's
+// offset (RFC 7323 5.4).
+func (e *Endpoint) tsNow() uint32 { return e.proto.tsClock() + e.tsOffset }
+
+// tsBefore reports whether timestamp a is older than b in the signed
+// 32-bit sense of RFC 7323 5.2 ("arithmetic modulo 2^32").
+func tsBefore(a, b uint32) bool { return int32(a-b) < 0 }
+
+// setTSRecent records val as TS.Recent, now.
+func (e *Endpoint) setTSRecent(val uint32) {
+	e.tsRecent = val
+	e.tsRecentAge = e.proto.clock.NowMonotonic()
+}
+
+// tsRecentValid reports whether TS.Recent may still be trusted: it was set
+// within the last 24 days (RFC 7323 5.5).
+func (e *Endpoint) tsRecentValid() bool {
+	return e.proto.clock.NowMonotonic().Sub(e.tsRecentAge) < pawsIdle
+}
+
+// pawsReject is RFC 7323 5.3 R1, checked before the sequence number: a
+// segment with a TSopt whose TSval is older than a valid TS.Recent is an
+// old duplicate, unless it is a RST (a RST is judged by its sequence
+// number alone, RFC 7323 5.3 and RFC 5961 3). A segment without a TSopt
+// cannot be judged: RFC 7323 3.2 lets a TCP drop it, and Linux accepts it
+// (tcp_validate_incoming checks PAWS only when saw_tstamp); we follow
+// Linux. Linux also exempts some reordered pure ACKs (tcp_disordered_ack);
+// we do not.
+func (e *Endpoint) pawsReject(seg *Segment) bool {
+	return e.tsOK && seg.TS && !seg.has(header.TCPFlagRst) &&
+		tsBefore(seg.TSVal, e.tsRecent) && e.tsRecentValid()
+}
+
+// updateTSRecent is RFC 7323 4.3 (2), for a segment that passed the
+// sequence check: "If SEG.TSval >= TS.Recent and SEG.SEQ <= Last.ACK.sent,
+// then SEG.TSval is copied to TS.Recent; otherwise, it is ignored." The
+// second condition makes TSecr echo the earliest segment an ACK covers, so
+// a delayed ACK measures the delay too (4.2). Call it before trimming
+// moves SEG.SEQ.
+func (e *Endpoint) updateTSRecent(seg *Segment) {
+	if !e.tsOK || !seg.TS || seg.has(header.TCPFlagRst) {
+		return
+	}
+	if seg.Seq.LessThanEq(e.lastAckSent) && (!tsBefore(seg.TSVal, e.tsRecent) || !e.tsRecentValid()) {
+		e.setTSRecent(seg.TSVal)
+	}
+}
+
+// sampleRTTFromTSecr is RTTM (RFC 7323 4.1): an ACK that acknowledges new
+// data echoes, in TSecr, the TSval of the segment that caused it, so
+// now - TSecr is a round-trip sample even across retransmissions (Karn's
+// rule is not needed, 4.1 and RFC 6298 3). It reports whether a sample was
+// taken. Like Linux (tcp_rtt_tsopt_us), a sample is at least one clock
+// tick, 1 ms, and a TSecr of 0 or from the future is no sample.
+func (e *Endpoint) sampleRTTFromTSecr(seg *Segment) bool {
+	if !e.tsOK || !seg.TS || seg.TSEcr == 0 {
+		return false
+	}
+	d := int32(e.tsNow() - seg.TSEcr)
+	if d < 0 {
+		return false
+	}
+	e.sampleRTT(max(time.Duration(d)*time.Millisecond, time.Millisecond))
+	return true
+}
+
+// timestampOption returns the TSopt for a segment with flags: TSval from
+// our clock, TSecr = TS.Recent when the ACK bit is on and 0 otherwise
+// (RFC 7323 3.2). The caller gives the buffer.
+func (e *Endpoint) timestampOption(flags header.TCPFlags, b *[tsOptionSize]byte) []byte {
+	ecr := uint32(0)
+	if flags&header.TCPFlagAck != 0 {
+		ecr = e.tsRecent
+	}
+	return b[:encodeTimestamp(e.tsNow(), ecr, b[:])]
+}
