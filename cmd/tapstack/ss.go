@@ -80,6 +80,9 @@ func itoa(n int) string { return strconv.Itoa(n) }
 func infoLine(in tcp.Info) string {
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.3g", float64(d)/float64(time.Millisecond)) }
 	var b strings.Builder
+	if in.Timestamps {
+		b.WriteString("ts ") // as ss -i lists the agreed options first
+	}
 	fmt.Fprintf(&b, "rtt:%s/%s rto:%s mss:%d cwnd:%d", ms(in.RTT), ms(in.RTTVar), ms(in.RTO), in.SndMSS, in.Cwnd)
 	if in.Ssthresh < 1<<30 {
 		fmt.Fprintf(&b, " ssthresh:%d", in.Ssthresh)
