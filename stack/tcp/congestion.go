@@ -62,7 +62,7 @@ func (e *Endpoint) onDupAck() (fastRetransmit bool) {
 		e.cwnd += mss
 		return false
 	}
-	if e.dupAcks != 3 {
+	if e.dupAcks < e.dupThresh() {
 		return false
 	}
 	// RFC 6582 3.2 step 2: a new recovery only if the ACK covers more
@@ -75,6 +75,29 @@ func (e *Endpoint) onDupAck() (fastRetransmit bool) {
 	e.recover = e.SndNxt
 	e.inRecovery = true
 	return true
+}
+
+// limitedTransmit is how far the first two duplicate ACKs let us send new
+// data beyond cwnd (RFC 3042): one segment each, so that a small window
+// still yields the three duplicates fast retransmit needs.
+func (e *Endpoint) limitedTransmit() uint32 {
+	if e.inRecovery || e.dupAcks == 0 || e.dupAcks > 2 {
+		return 0
+	}
+	return uint32(e.dupAcks * e.sndMSS)
+}
+
+// dupThresh is the number of duplicate ACKs that triggers fast
+// retransmit: 3 (RFC 5681 3.2), or fewer with Early Retransmit (RFC 5827
+// 3.1) when fewer than four segments are outstanding and no new data can
+// go out to make more duplicates: then oseg-1, at least 1.
+func (e *Endpoint) dupThresh() int {
+	mss := uint32(e.sndMSS)
+	oseg := int((e.flightSize() + mss - 1) / mss)
+	if oseg >= 4 || e.SndNxt.LessThan(e.sndEnd()) {
+		return 3
+	}
+	return max(oseg-1, 1)
 }
 
 // enterLoss is the congestion response to a retransmission timeout

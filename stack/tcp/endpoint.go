@@ -51,6 +51,7 @@ type Endpoint struct {
 	rcvWndShift uint8 // scale we apply to our window field
 	maxSndWnd   uint32
 	wsOK        bool // both SYNs carried the window scale option
+	sackOK      bool // both SYNs carried SACK-permitted (RFC 2018)
 
 	// Timestamps (RFC 7323 3 and 4.3): in force when both SYNs carried
 	// the TSopt. TS.Recent is the peer's TSval we echo, tsRecentAge when
@@ -77,6 +78,7 @@ type Endpoint struct {
 	ooo         []oooSegment // out-of-order segments, sorted, disjoint
 	oooBytes    int
 	finReceived bool         // the peer's FIN was taken in order
+	lastOOO     seqnum.Value // where the latest out-of-order segment began: its SACK block goes first
 	rcvClosed   bool         // CloseRead: incoming data is discarded
 	rcvAcc      seqnum.Value // right window edge we advertised; never moves left
 	unacked     int          // segments taken since the last ACK we sent
@@ -353,6 +355,7 @@ type Info struct {
 	SndMSS, RcvMSS           int
 	SndWndScale, RcvWndScale int  // -1 when window scaling is off
 	Timestamps               bool // the Timestamps option is in force (RFC 7323 3)
+	SACK                     bool // both SYNs carried SACK-permitted: our ACKs carry SACK blocks (RFC 2018)
 	BytesSent, BytesAcked    uint64
 	BytesReceived            uint64
 	Retransmits              uint64
@@ -382,6 +385,7 @@ func (e *Endpoint) Info() Info {
 		SndWndScale:   sws,
 		RcvWndScale:   rws,
 		Timestamps:    e.tsOK,
+		SACK:          e.sackOK,
 		BytesSent:     e.bytesSent,
 		BytesAcked:    e.bytesAcked,
 		BytesReceived: e.bytesReceived,

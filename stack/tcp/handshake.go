@@ -110,6 +110,7 @@ func (e *Endpoint) sendSyn(cause SendCause) {
 	n := encodeSynOptions(synOptions{
 		mss: uint16(e.rcvMSS), ws: int(e.rcvWndShift),
 		ts: !e.proto.opts.NoTimestamps, tsVal: e.tsNow(),
+		sackPerm: !e.proto.opts.NoSACK,
 	}, opts[:])
 	e.sendSegment(cause, header.TCPFlagSyn, e.ISS, buffer.Buffer{}, opts[:n])
 }
@@ -127,6 +128,7 @@ func (e *Endpoint) sendSynAck(cause SendCause) {
 	n := encodeSynOptions(synOptions{
 		mss: uint16(e.rcvMSS), ws: ws,
 		ts: e.tsOK, tsVal: e.tsNow(), tsEcr: e.tsRecent,
+		sackPerm: e.sackOK, // RFC 2018 2: only in answer to a SYN that offered it
 	}, opts[:])
 	e.sendSegment(cause, header.TCPFlagSyn|header.TCPFlagAck, e.ISS, buffer.Buffer{}, opts[:n])
 }
@@ -143,6 +145,7 @@ func (e *Endpoint) sendSynAck(cause SendCause) {
 // still fits the peer's MSS and our MTU, and IP never fragments.
 func (e *Endpoint) takeSynOptions(seg *Segment, weOffered bool) {
 	e.tsOK = seg.TS && !e.proto.opts.NoTimestamps
+	e.sackOK = seg.SACKPermitted && !e.proto.opts.NoSACK
 	if e.tsOK {
 		e.setTSRecent(seg.TSVal)
 	}

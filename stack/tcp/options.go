@@ -57,6 +57,14 @@ type Options struct {
 	// segment does, for PAWS (RFC 7323 5) and RTT measurement (RFC 7323 4).
 	NoTimestamps bool
 
+	// NoSACK stops offering SACK (RFC 2018). By default every SYN offers
+	// SACK-permitted and a SYN-ACK answers a SYN that offered it; when
+	// both did, our ACKs report out-of-order data in SACK blocks, which
+	// lets the peer retransmit only the holes. Our own sender does not use
+	// the peer's SACK blocks yet (RFC 2018 lets a sender ignore them): it
+	// recovers with NewReno.
+	NoSACK bool
+
 	// AbortOnOverflow answers the final ACK of a handshake with RST when
 	// the accept queue is full, like Linux's tcp_abort_on_overflow. By
 	// default the ACK is dropped and the peer's retransmission completes

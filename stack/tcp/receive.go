@@ -40,6 +40,7 @@ func (e *Endpoint) processTextAndFin(seg *Segment) {
 		// Out of order: keep it, and send a duplicate ACK at once
 		// (RFC 9293 3.8.6.3 via RFC 5681 4.2) so the sender can fast
 		// retransmit.
+		e.lastOOO = seg.Seq
 		e.storeOutOfOrder(seg.Seq, &seg.Payload, fin)
 		e.sendAck(SendAck)
 		return

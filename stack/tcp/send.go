@@ -19,9 +19,9 @@ func (e *Endpoint) sendSegment(cause SendCause, flags header.TCPFlags, seq seqnu
 	// segment. A RST may omit it; we send it on the RSTs of a connection
 	// (3.2 says SHOULD, and Linux's tcp_send_active_reset does too), not
 	// on the replies of replyRST, which has no connection to take it from.
-	var tsBuf [tsOptionSize]byte
-	if opts == nil && e.tsOK {
-		opts = e.timestampOption(flags, &tsBuf)
+	var optBuf [header.TCPOptionsMaximumSize]byte
+	if opts == nil && (e.tsOK || e.sackOK) {
+		opts = e.segmentOptions(flags, payload.Size() > 0, &optBuf)
 	}
 	f := outFields{srcPort: e.id.LocalPort, dstPort: e.id.RemotePort, seq: seq, flags: flags, opts: opts}
 	if flags&header.TCPFlagAck != 0 {
@@ -158,7 +158,7 @@ func (e *Endpoint) output() {
 			unsent = int(e.SndNxt.Size(end))
 		}
 		inflight := uint32(e.SndUna.Size(e.SndNxt))
-		wnd := min(e.SndWnd, e.cwnd)
+		wnd := min(e.SndWnd, e.cwnd+e.limitedTransmit())
 		avail := 0
 		if wnd > inflight {
 			avail = int(wnd - inflight)

@@ -84,13 +84,13 @@ func (e *Endpoint) sampleRTTFromTSecr(seg *Segment) bool {
 	return true
 }
 
-// timestampOption returns the TSopt for a segment with flags: TSval from
-// our clock, TSecr = TS.Recent when the ACK bit is on and 0 otherwise
-// (RFC 7323 3.2). The caller gives the buffer.
-func (e *Endpoint) timestampOption(flags header.TCPFlags, b *[tsOptionSize]byte) []byte {
+// timestampOption writes the TSopt for a segment with flags into b: TSval
+// from our clock, TSecr = TS.Recent when the ACK bit is on and 0
+// otherwise (RFC 7323 3.2). It returns the bytes written, tsOptionSize.
+func (e *Endpoint) timestampOption(flags header.TCPFlags, b []byte) int {
 	ecr := uint32(0)
 	if flags&header.TCPFlagAck != 0 {
 		ecr = e.tsRecent
 	}
-	return b[:encodeTimestamp(e.tsNow(), ecr, b[:])]
+	return encodeTimestamp(e.tsNow(), ecr, b)
 }

@@ -376,7 +376,7 @@ func TestTimestampsTrace(t *testing.T) {
 	syn := p.Expect(seg{Flags: "S", TS: true})
 	mu.Lock()
 	defer mu.Unlock()
-	want := "options [mss 1460,TS val " + strconv.FormatUint(uint64(syn.TSVal), 10) + " ecr 0,wscale 5]"
+	want := "options [mss 1460,sackOK,TS val " + strconv.FormatUint(uint64(syn.TSVal), 10) + " ecr 0,wscale 5]"
 	if len(lines) != 1 || !strings.Contains(lines[0], want) {
 		t.Errorf("SYN event %q, want it to contain %q", lines, want)
 	}

@@ -447,6 +447,10 @@ func (p *Peer) decode(b []byte) (Seg, uint16, uint16, error) {
 	}
 	seg.Len = len(seg.Payload)
 	parseOptions(tb[header.TCPMinimumSize:off], &seg)
+	for i := range seg.SACK {
+		seg.SACK[i][0] -= p.peerISS
+		seg.SACK[i][1] -= p.peerISS
+	}
 	return seg, h.SourcePort(), h.DestinationPort(), nil
 }
 
@@ -472,6 +476,10 @@ func parseOptions(o []byte, seg *Seg) {
 			seg.WS = int(o[i+2])
 		case o[i] == header.TCPOptionSACKPermitted && l == 2:
 			seg.SACKPerm = true
+		case o[i] == header.TCPOptionSACK && l >= 10 && (l-2)%8 == 0:
+			for j := i + 2; j+8 <= i+l; j += 8 {
+				seg.SACK = append(seg.SACK, [2]uint32{binary.BigEndian.Uint32(o[j:]), binary.BigEndian.Uint32(o[j+4:])})
+			}
 		case o[i] == header.TCPOptionTS && l == 10:
 			seg.TS = true
 			seg.TSVal = binary.BigEndian.Uint32(o[i+2:])

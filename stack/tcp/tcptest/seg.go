@@ -25,6 +25,7 @@ const (
 	CheckTS                         // compare TS even if false (expect no TSopt); Inject: send exactly TS, never the peer's automatic TSopt
 	CheckTSVal                      // compare TSVal even if 0 (implies a TSopt)
 	CheckTSEcr                      // compare TSEcr even if 0 (implies a TSopt)
+	CheckSACK                       // compare SACK even if empty (expect no SACK blocks)
 )
 
 // Seg is one TCP segment of a packet trace, written the way tcpdump prints
@@ -55,6 +56,11 @@ type Seg struct {
 	MSS      uint16
 	WS       int
 	SACKPerm bool
+
+	// SACK blocks (RFC 2018) on a segment from the stack, relative to the
+	// peer's ISS like Ack: {start, end} pairs. Compared when non-empty
+	// (or CheckSACK, to expect none).
+	SACK [][2]uint32
 
 	// The Timestamps option (RFC 7323 3.2). Injected: sent when TS, with
 	// TSVal and TSEcr as given; a peer with Timestamps on stamps every
@@ -121,6 +127,15 @@ func (s Seg) format(full bool) string {
 	} else if !full && s.Check&CheckSACKPerm != 0 {
 		opts = append(opts, "no sackOK")
 	}
+	if len(s.SACK) > 0 {
+		sack := fmt.Sprintf("sack %d ", len(s.SACK))
+		for _, b := range s.SACK {
+			sack += fmt.Sprintf("{%d:%d}", b[0], b[1])
+		}
+		opts = append(opts, sack)
+	} else if !full && s.Check&CheckSACK != 0 {
+		opts = append(opts, "no sack")
+	}
 	switch {
 	case full && s.TS:
 		opts = append(opts, fmt.Sprintf("TS val %d ecr %d", s.TSVal, s.TSEcr))
@@ -161,6 +176,9 @@ func diff(want, got Seg) []string {
 		return []string{err.Error()}
 	}
 	gf, _ := ParseFlags(got.Flags)
+	if (len(want.SACK) > 0 || want.Check&CheckSACK != 0) && fmt.Sprint(want.SACK) != fmt.Sprint(got.SACK) {
+		d = append(d, fmt.Sprintf("sack %v != %v", got.SACK, want.SACK))
+	}
 	if wf != gf {
 		d = append(d, fmt.Sprintf("flags [%s] != [%s]", FlagString(gf), FlagString(wf)))
 	}
