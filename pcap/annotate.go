@@ -36,7 +36,7 @@ type annotation struct {
 	attempt  int
 	drop     tcp.DropReason
 	from, to tcp.State
-	detail   string // the cause of a state change not caused by a segment
+	detail   string // the cause of a state change not caused by a segment; what became of received text
 	seq      uint64 // order of the event among all recorded
 }
 
@@ -49,6 +49,8 @@ func (a annotation) String() string {
 		return a.send.String()
 	case tcp.EventDrop:
 		return "dropped: " + a.drop.String()
+	case tcp.EventReceive:
+		return a.detail
 	case tcp.EventState:
 		s := a.from.String() + " → " + a.to.String()
 		if a.detail != "" {
@@ -205,6 +207,8 @@ func (t *notes) record(ev tcp.Event) {
 	switch ev.Kind {
 	case tcp.EventSend:
 		t.add(noteKey{dir: dirOut, conn: ev.Conn, key: ev.Key}, annotation{kind: ev.Kind, send: ev.Send, attempt: ev.Attempt})
+	case tcp.EventReceive:
+		t.add(noteKey{dir: dirIn, conn: ev.Conn, key: ev.Key}, annotation{kind: ev.Kind, detail: ev.Note})
 	case tcp.EventDrop:
 		if ev.Key == (tcp.SegKey{}) {
 			return // nothing on the wire to match: a truncated header

@@ -180,7 +180,7 @@ func TestCaptureConnectionLife(t *testing.T) {
 	}
 	// Every outbound segment says why it was sent; every frame has a
 	// direction; the close is annotated on both FINs.
-	var sawFinIn, sawFinOut, sawData bool
+	var sawFinIn, sawFinOut, sawData, sawDataIn bool
 	for i, s := range segs {
 		if s.Direction == pcap.Unknown {
 			t.Errorf("segment %d: no direction", i)
@@ -198,6 +198,12 @@ func TestCaptureConnectionLife(t *testing.T) {
 		if _, k, _ := s.TCP(); k.Len > 0 && s.Direction == pcap.Outbound && strings.Contains(s.Comment(), "data") {
 			sawData = true
 		}
+		if _, k, _ := s.TCP(); k.Len > 0 && s.Direction == pcap.Inbound && strings.Contains(s.Comment(), "in order") {
+			sawDataIn = true // received text says what became of it
+		}
+	}
+	if !sawDataIn {
+		t.Errorf("no inbound data segment annotated \"in order\"")
 	}
 	if !sawFinIn || !sawFinOut || !sawData {
 		t.Errorf("FIN in annotated %v, FIN out annotated %v, data annotated %v", sawFinIn, sawFinOut, sawData)

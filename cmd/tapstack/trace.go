@@ -91,6 +91,8 @@ func formatEvent(ev tcp.Event) string {
 			q.SynQueueLen, q.SynQueueLimit, q.AcceptQueueLen, q.AcceptQueueLimit)
 	case tcp.EventRetransmitTimeout:
 		return fmt.Sprintf("%s %s: retransmission timeout, rto %v", local, remote, ev.RTO)
+	case tcp.EventReceive:
+		return fmt.Sprintf("%s > %s: receive (%s): %s", remote, local, ev.Note, ev.Segment)
 	}
 	return ev.String()
 }

@@ -38,6 +38,7 @@ const (
 	EventDrop                                   // a segment was discarded, with Drop and Segment
 	EventQueue                                  // a listener's queues changed, with Queue
 	EventRetransmitTimeout                      // the RTO fired; RTO is the new backed-off value
+	EventReceive                                // segment text was taken: Note says how (in order, held out of order, ...)
 )
 
 // QueueInfo is a listener's queue occupancy and limits.
@@ -81,6 +82,8 @@ func (ev Event) String() string {
 			ev.Queue.SynQueueLen, ev.Queue.SynQueueLimit, ev.Queue.AcceptQueueLen, ev.Queue.AcceptQueueLimit)
 	case EventRetransmitTimeout:
 		return fmt.Sprintf("%s retransmission timeout, rto %v", ev.Conn, ev.RTO)
+	case EventReceive:
+		return fmt.Sprintf("%s receive (%s): %s", ev.Conn, ev.Note, ev.Segment)
 	}
 	return "unknown event"
 }

@@ -217,3 +217,25 @@ func TestDropReasons(t *testing.T) {
 		})
 	}
 }
+
+// TestReceiveEvents: every segment whose text is taken says what became
+// of it, so a trace or a capture shows holes being filled.
+func TestReceiveEvents(t *testing.T) {
+	var r events
+	p, _ := tcptest.Established(t, tcptest.WithTCP(tcp.Options{Observer: r.observe}))
+	r.reset()
+	p.Inject(tcptest.Seg{Flags: "P.", Seq: 101, Ack: 1, Payload: payload(100, 100)})
+	p.Inject(tcptest.Seg{Flags: "P.", Seq: 1, Ack: 1, Payload: payload(0, 100)})
+	p.Inject(tcptest.Seg{Flags: "P.", Seq: 201, Ack: 1, Payload: payload(200, 100)})
+	var notes []string
+	for _, ev := range r.of(tcp.EventReceive) {
+		notes = append(notes, ev.Note)
+		if ev.Key.Len != 100 {
+			t.Errorf("receive event %v: key length %d, want 100", ev, ev.Key.Len)
+		}
+	}
+	want := []string{"out of order: held", "in order: fills a hole", "in order"}
+	if len(notes) != len(want) || notes[0] != want[0] || notes[1] != want[1] || notes[2] != want[2] {
+		t.Fatalf("receive notes %q, want %q", notes, want)
+	}
+}

@@ -37,6 +37,7 @@ func (e *Endpoint) processTextAndFin(seg *Segment) {
 		return
 	}
 	if seg.Seq != e.RcvNxt {
+		e.received(seg, "out of order: held")
 		// Out of order: keep it, and send a duplicate ACK at once
 		// (RFC 9293 3.8.6.3 via RFC 5681 4.2) so the sender can fast
 		// retransmit.
@@ -49,8 +50,18 @@ func (e *Endpoint) processTextAndFin(seg *Segment) {
 	if fin {
 		cause = segmentCause(seg) // before the payload moves out
 	}
-	e.deliver(&seg.Payload)
 	filled := len(e.ooo) > 0
+	if n > 0 {
+		switch {
+		case e.rcvClosed:
+			e.received(seg, "in order: discarded, read side closed")
+		case filled:
+			e.received(seg, "in order: fills a hole")
+		default:
+			e.received(seg, "in order")
+		}
+	}
+	e.deliver(&seg.Payload)
 	if e.drainOutOfOrder() {
 		fin = true
 	}
@@ -69,6 +80,14 @@ func (e *Endpoint) processTextAndFin(seg *Segment) {
 		e.sendAck(SendAck)
 	} else if !e.timerArmed(timerDelayedAck) {
 		e.setTimer(timerDelayedAck, e.proto.opts.DelayedAck)
+	}
+}
+
+// received reports what became of a segment's text. It costs nothing
+// without an observer.
+func (e *Endpoint) received(seg *Segment, note string) {
+	if e.proto.opts.Observer != nil {
+		e.proto.emit(Event{Kind: EventReceive, Conn: e.connID(), Note: note, Segment: seg.info(), Key: seg.wire})
 	}
 }
 
