@@ -292,44 +292,18 @@ func (e *Endpoint) finAcked() bool {
 // that include it: advance SND.UNA, free acknowledged data, update the RTT
 // estimate, the congestion window and the send window.
 func (e *Endpoint) processAck(seg *Segment) {
-	if e.SndUna.LessThan(seg.Ack) {
-		acked := e.SndUna.Size(seg.Ack)
-		// Free acknowledged bytes; the FIN's sequence number is not in
-		// the buffer.
-		if dataAcked := min(int64(acked), int64(e.sndBufSeq.Size(seg.Ack)), e.sndBuf.Size()); dataAcked > 0 {
-			e.sndBuf.TrimFront(dataAcked)
-			e.sndBufSeq = e.sndBufSeq.Add(seqnum.Size(dataAcked))
-			e.bytesAcked += uint64(dataAcked)
-		}
-		e.SndUna = seg.Ack
-		if e.SndNxt.LessThan(e.SndUna) {
-			// After go-back-N, an ACK may cover data beyond SND.NXT
-			// that an earlier transmission delivered.
-			e.SndNxt = e.SndUna
-		}
-		if e.sampleRTTFromTSecr(seg) {
-			e.rttTiming = false
-		} else if e.rttTiming && !seg.Ack.LessThan(e.rttSeq) {
-			e.rttTiming = false
-			e.sampleRTT(e.proto.clock.NowMonotonic().Sub(e.rttStart))
-		} else if e.rttValid {
-			e.rto = e.computeRTO() // new data acknowledged: forget the backoff
-		}
-		e.retries = 0
-		if e.onNewAck(uint32(acked)) {
+	// A duplicate ACK as RFC 5681 2 defines it.
+	classicDup := seg.Ack == e.SndUna && seg.Payload.Size() == 0 && !seg.has(header.TCPFlagFin) &&
+		e.SndUna != e.SndNxt && uint32(seg.Window)<<e.sndWndShift == e.SndWnd
+	switch {
+	case e.sackOK:
+		e.processSACKAck(seg, classicDup)
+	case e.SndUna.LessThan(seg.Ack):
+		if e.onNewAck(e.advanceUna(seg)) {
 			e.fastRetransmit()
 		}
-		// RFC 6298 5.2 and 5.3: stop the timer when everything is
-		// acknowledged, restart it otherwise.
-		if e.SndUna == e.SndNxt {
-			e.stopTimer(timerRetransmit)
-		} else {
-			e.setTimer(timerRetransmit, e.rto)
-		}
-		e.notify() // send buffer space opened
-	} else if seg.Ack == e.SndUna && seg.Payload.Size() == 0 && !seg.has(header.TCPFlagFin) &&
-		e.SndUna != e.SndNxt && uint32(seg.Window)<<e.sndWndShift == e.SndWnd {
-		// A duplicate ACK as RFC 5681 2 defines it.
+		e.restartRetransmitTimer()
+	case classicDup:
 		if e.onDupAck() {
 			e.fastRetransmit()
 		}
@@ -345,6 +319,63 @@ func (e *Endpoint) processAck(seg *Segment) {
 			e.stopTimer(timerPersist)
 			e.rto = e.computeRTOOrInitial()
 		}
+	}
+}
+
+// processSACKAck is processAck's ACK processing when SACK is in force:
+// SND.UNA moves as for any ACK, the blocks go to the scoreboard, and RFC
+// 6675 decides about loss recovery (sackAck in congestion.go).
+func (e *Endpoint) processSACKAck(seg *Segment, classicDup bool) {
+	acked := uint32(0)
+	if e.SndUna.LessThan(seg.Ack) {
+		acked = e.advanceUna(seg)
+	}
+	newSACK := e.takeSACK(seg)
+	e.sackAck(acked, newSACK, classicDup, seg.nsack)
+	if acked > 0 {
+		e.restartRetransmitTimer()
+	}
+}
+
+// advanceUna takes an ACK of new data: SND.UNA moves to SEG.ACK, the
+// acknowledged bytes leave the send buffer, and the RTT estimate is
+// updated. It returns how many sequence numbers were acknowledged.
+func (e *Endpoint) advanceUna(seg *Segment) uint32 {
+	acked := e.SndUna.Size(seg.Ack)
+	// Free acknowledged bytes; the FIN's sequence number is not in
+	// the buffer.
+	if dataAcked := min(int64(acked), int64(e.sndBufSeq.Size(seg.Ack)), e.sndBuf.Size()); dataAcked > 0 {
+		e.sndBuf.TrimFront(dataAcked)
+		e.sndBufSeq = e.sndBufSeq.Add(seqnum.Size(dataAcked))
+		e.bytesAcked += uint64(dataAcked)
+	}
+	e.SndUna = seg.Ack
+	if e.SndNxt.LessThan(e.SndUna) {
+		// After go-back-N, an ACK may cover data beyond SND.NXT
+		// that an earlier transmission delivered.
+		e.SndNxt = e.SndUna
+	}
+	if e.sampleRTTFromTSecr(seg) {
+		e.rttTiming = false
+	} else if e.rttTiming && !seg.Ack.LessThan(e.rttSeq) {
+		e.rttTiming = false
+		e.sampleRTT(e.proto.clock.NowMonotonic().Sub(e.rttStart))
+	} else if e.rttValid {
+		e.rto = e.computeRTO() // new data acknowledged: forget the backoff
+	}
+	e.retries = 0
+	e.notify() // send buffer space opened
+	return uint32(acked)
+}
+
+// restartRetransmitTimer is RFC 6298 5.2 and 5.3 after an ACK of new
+// data: stop the timer when everything is acknowledged, restart it
+// otherwise.
+func (e *Endpoint) restartRetransmitTimer() {
+	if e.SndUna == e.SndNxt {
+		e.stopTimer(timerRetransmit)
+	} else {
+		e.setTimer(timerRetransmit, e.rto)
 	}
 }
 

@@ -1,8 +1,13 @@
 package tcp
 
-// Congestion control is NewReno: slow start and congestion avoidance
-// (RFC 5681 3.1), fast retransmit and fast recovery (RFC 5681 3.2) with
-// NewReno's partial-ACK handling (RFC 6582 3.2). Windows are in bytes.
+import "gvisor.dev/gvisor/pkg/tcpip/seqnum"
+
+// Congestion control: slow start and congestion avoidance (RFC 5681 3.1),
+// Limited Transmit (RFC 3042) and Early Retransmit (RFC 5827). Loss
+// recovery is RFC 6675's, driven by the peer's SACK blocks, when SACK is
+// in force, and otherwise fast retransmit and fast recovery (RFC 5681
+// 3.2) with NewReno's partial-ACK handling (RFC 6582 3.2). Windows are in
+// bytes.
 
 // initCongestion sets the initial window when the connection is
 // established: IW = min(10*MSS, max(2*MSS, 14600)) (RFC 6928 2), as Linux.
@@ -12,6 +17,7 @@ func (e *Endpoint) initCongestion() {
 	e.ssthresh = ^uint32(0) // RFC 5681 3.1: arbitrarily high
 	e.dupAcks = 0
 	e.inRecovery = false
+	e.scoreboard.clear()
 }
 
 // flightSize is FlightSize of RFC 5681: data sent and not yet acknowledged.
@@ -110,4 +116,79 @@ func (e *Endpoint) enterLoss() {
 	e.dupAcks = 0
 	e.inRecovery = false
 	e.recover = e.SndNxt
+	// RFC 6675 5.1 lets the scoreboard survive a timeout, but a timeout
+	// may mean the receiver reneged (RFC 2018 8): like Linux when it
+	// cannot trust the SACK information (tcp_enter_loss), we forget it
+	// and let go-back-N resend everything not SACKed again from here on.
+	e.scoreboard.clear()
+	e.highRxt = e.SndUna
+}
+
+// sackAck is the congestion side of an acceptable ACK when SACK is in
+// force (RFC 6675 5), after SND.UNA moved by acked bytes (maybe 0) and
+// takeSACK recorded its blocks; newSACK says some block SACKed new data,
+// classicDup that the ACK is a duplicate as RFC 5681 defines it.
+func (e *Endpoint) sackAck(acked uint32, newSACK, classicDup bool, nsack int) {
+	mss := uint32(e.sndMSS)
+	if acked > 0 {
+		// "If the incoming ACK is a cumulative acknowledgment, the TCP
+		// MUST reset DupAcks to zero."
+		e.dupAcks = 0
+		if e.inRecovery {
+			if !e.SndUna.LessThan(e.recover) {
+				// (A): the cumulative ACK covers RecoveryPoint: recovery
+				// ends, with cwnd = ssthresh as set on entry. The
+				// scoreboard above SND.UNA is kept.
+				e.inRecovery = false
+				e.cwnd = e.ssthresh
+			} else if e.scoreboard.n == 0 && !e.SndUna.LessThan(e.highRxt) {
+				// A partial ACK with no SACK information at all: the
+				// peer holds nothing above SND.UNA, so nothing can show
+				// the next hole lost. Retransmit it as NewReno would
+				// (RFC 6582 3.2 step 4) rather than wait for the RTO.
+				if n := min(int(e.SndUna.Size(e.sndEnd())), e.sndMSS); n > 0 && e.SndUna.LessThan(e.SndNxt) {
+					e.retransmitHole(e.SndUna, n)
+				}
+			}
+			// Otherwise (B): cwnd stays; output runs step (C).
+			return
+		}
+		e.onNewAck(acked)
+	}
+	// A duplicate ACK is one that SACKs new data (RFC 6675 2), whether or
+	// not it also moves SND.UNA; a peer that sends no blocks still has
+	// its plain duplicates counted as RFC 5681 does.
+	if e.inRecovery || !(newSACK || (classicDup && nsack == 0)) {
+		return
+	}
+	e.dupAcks++
+	// (1) DupThresh duplicates, or (2) IsLost(HighACK+1): enough is
+	// SACKed above SND.UNA to call it lost.
+	if e.dupAcks < e.dupThresh() && !e.isLost(e.SndUna) {
+		return // (3) Limited Transmit: output sends new data
+	}
+	// RFC 6675 5: a new recovery only if the cumulative ACK is beyond the
+	// last RecoveryPoint, so one loss event is not counted twice.
+	if e.recover != 0 && e.SndUna.LessThan(e.recover) {
+		return
+	}
+	// (4.1) RecoveryPoint = HighData; (4.2) ssthresh = cwnd =
+	// max(FlightSize/2, 2*SMSS), with no inflation (RFC 6675 counts
+	// what is in the network with pipe instead).
+	e.recover = e.SndNxt
+	e.ssthresh = max(e.flightSize()/2, 2*mss)
+	e.cwnd = e.ssthresh
+	e.inRecovery = true
+	e.highRxt = e.SndUna
+	// (4.3) Retransmit the first segment presumed lost, at HighACK+1,
+	// whatever pipe says; (4.4) and (4.5): output then runs SetPipe and
+	// step (C).
+	if seq, n, _, ok := e.nextHole(); ok && seq == e.SndUna {
+		e.retransmitHole(seq, n)
+	} else {
+		e.fastRetransmit()
+		if end := e.SndUna.Add(seqnum.Size(e.sndMSS)); e.highRxt.LessThan(end) {
+			e.highRxt = end
+		}
+	}
 }

@@ -91,11 +91,19 @@ type Endpoint struct {
 	rttStart          tcpip.MonotonicTime
 	retries           int // RTO expiries in a row without progress
 
-	// Congestion control, RFC 5681 and NewReno (RFC 6582).
+	// Congestion control, RFC 5681, with NewReno (RFC 6582) or, when
+	// SACK is in force, RFC 6675 loss recovery. recover is NewReno's
+	// "recover" and RFC 6675's RecoveryPoint: SND.NXT when recovery began.
 	cwnd, ssthresh uint32
 	dupAcks        int
 	inRecovery     bool
 	recover        seqnum.Value
+
+	// The SACK sender (RFC 6675): the peer's SACKed ranges above
+	// SND.UNA, and HighRxt, the end of the highest retransmission of
+	// this recovery.
+	scoreboard scoreboard
+	highRxt    seqnum.Value
 
 	timers timerSet
 
@@ -355,7 +363,7 @@ type Info struct {
 	SndMSS, RcvMSS           int
 	SndWndScale, RcvWndScale int  // -1 when window scaling is off
 	Timestamps               bool // the Timestamps option is in force (RFC 7323 3)
-	SACK                     bool // both SYNs carried SACK-permitted: our ACKs carry SACK blocks (RFC 2018)
+	SACK                     bool // both SYNs carried SACK-permitted: SACK blocks both ways, RFC 6675 recovery
 	BytesSent, BytesAcked    uint64
 	BytesReceived            uint64
 	Retransmits              uint64

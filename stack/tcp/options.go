@@ -59,10 +59,10 @@ type Options struct {
 
 	// NoSACK stops offering SACK (RFC 2018). By default every SYN offers
 	// SACK-permitted and a SYN-ACK answers a SYN that offered it; when
-	// both did, our ACKs report out-of-order data in SACK blocks, which
-	// lets the peer retransmit only the holes. Our own sender does not use
-	// the peer's SACK blocks yet (RFC 2018 lets a sender ignore them): it
-	// recovers with NewReno.
+	// both did, our ACKs report out-of-order data in SACK blocks, and our
+	// sender keeps a scoreboard of the peer's blocks and recovers from
+	// loss as RFC 6675 describes, retransmitting only the holes. Without
+	// SACK, recovery is NewReno (RFC 6582).
 	NoSACK bool
 
 	// AbortOnOverflow answers the final ACK of a handshake with RST when

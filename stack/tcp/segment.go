@@ -29,6 +29,11 @@ type Segment struct {
 	TS           bool
 	TSVal, TSEcr uint32
 
+	// SACK blocks (RFC 2018 3) as they arrived, unvalidated: the first
+	// nsack of sack. A fixed array keeps parsing free of allocation.
+	sack  [header.TCPMaxSACKBlocks]header.SACKBlock
+	nsack int
+
 	Payload buffer.Buffer
 
 	wire SegKey // as it arrived, before any trimming
@@ -155,7 +160,49 @@ func (s *Segment) parseHeader(h header.TCP) {
 		s.TS, s.TSVal, s.TSEcr = o.TS, o.TSVal, o.TSEcr
 		return
 	}
-	s.TSVal, s.TSEcr, s.TS = parseTimestamp(h.Options())
+	opts := h.Options()
+	if len(opts) == tsOptionSize && opts[2] == header.TCPOptionTS {
+		// NOP NOP TS, the layout nearly every TCP sends, leaves no room
+		// for SACK blocks.
+		s.TSVal, s.TSEcr, s.TS = parseTimestamp(opts)
+		return
+	}
+	s.parseOptions(opts)
+}
+
+// parseOptions walks the option list of a segment other than a SYN for
+// the Timestamps option and SACK blocks (RFC 2018 3: kind 5, length
+// 8n+2). The walk is bounded by the option bytes (at most 40); a
+// malformed list ends it, keeping what was parsed before. It does not
+// allocate.
+func (s *Segment) parseOptions(opts []byte) {
+	for i := 0; i < len(opts); {
+		switch opts[i] {
+		case header.TCPOptionEOL:
+			return
+		case header.TCPOptionNOP:
+			i++
+			continue
+		}
+		if i+1 >= len(opts) || opts[i+1] < 2 || i+int(opts[i+1]) > len(opts) {
+			return
+		}
+		l := int(opts[i+1])
+		switch {
+		case opts[i] == header.TCPOptionTS && l == header.TCPOptionTSLength:
+			s.TS, s.TSVal, s.TSEcr = true, binary.BigEndian.Uint32(opts[i+2:]), binary.BigEndian.Uint32(opts[i+6:])
+		case opts[i] == header.TCPOptionSACK && l >= 10 && (l-2)%8 == 0:
+			s.nsack = 0
+			for j := i + 2; j+8 <= i+l && s.nsack < len(s.sack); j += 8 {
+				s.sack[s.nsack] = header.SACKBlock{
+					Start: seqnum.Value(binary.BigEndian.Uint32(opts[j:])),
+					End:   seqnum.Value(binary.BigEndian.Uint32(opts[j+4:])),
+				}
+				s.nsack++
+			}
+		}
+		i += l
+	}
 }
 
 // parseTimestamp finds the Timestamps option (kind 8, length 10; RFC 7323

@@ -144,88 +144,117 @@ func (e *Endpoint) transmit(seq seqnum.Value, n int, fin bool, cause SendCause) 
 // min(SND.WND, cwnd) in flight, in segments of at most the send MSS, with
 // Nagle's algorithm (3.7.4) holding back a short segment while data is
 // unacknowledged. Segments below the highest sequence ever sent are
-// retransmissions after a timeout (go-back-N from SND.UNA).
+// retransmissions after a timeout (go-back-N from SND.UNA). During SACK
+// loss recovery, RFC 6675 decides instead (recoveryOutput).
 func (e *Endpoint) output() {
 	switch e.state {
 	case Established, CloseWait, FinWait1, Closing, LastAck:
 	default:
 		return
 	}
-	end := e.sndEnd()
+	if e.inRecovery && e.sackOK {
+		e.recoveryOutput()
+		return
+	}
 	for range 1 << 16 {
-		unsent := 0
-		if e.SndNxt.LessThan(end) {
-			unsent = int(e.SndNxt.Size(end))
-		}
 		inflight := uint32(e.SndUna.Size(e.SndNxt))
 		wnd := min(e.SndWnd, e.cwnd+e.limitedTransmit())
 		avail := 0
 		if wnd > inflight {
 			avail = int(wnd - inflight)
 		}
-		n := min(unsent, e.sndMSS, avail)
-		// The FIN goes out with the last data byte, or alone, once
-		// everything before it has been sent. It occupies one sequence
-		// number but no window (3.8.6.2.1 counts data only).
-		fin := e.finQueued && e.SndNxt.Add(seqnum.Size(n)) == end
-		if n == 0 && !fin {
-			if unsent > 0 && e.SndWnd == 0 && inflight == 0 && !e.timerArmed(timerPersist) {
-				e.setTimer(timerPersist, e.rto)
-			}
-			return
-		}
-		if n < e.sndMSS && !fin && inflight > 0 {
-			// Nagle (3.7.4): a short segment waits for the outstanding
-			// data to be acknowledged, unless the user turned it off.
-			// A window-limited short segment waits too: sender-side
-			// SWS avoidance (3.8.6.2.1), unless it is half the largest
-			// window the peer ever offered.
-			if n < unsent {
-				if n < int(e.maxSndWnd/2) {
-					return
-				}
-			} else if !e.nodelay {
-				return
-			}
-		}
-		cause := SendData
-		if n == 0 {
-			cause = SendFin
-		}
-		retransmission := e.SndNxt.LessThan(e.sndMax)
-		if retransmission {
-			cause = SendRetransmit
-			e.retransmitted++
-			e.proto.stats.Retransmits.Add(1)
-		} else if n > 0 && !e.rttTiming && !e.tsOK {
-			// Karn's algorithm (RFC 6298 3): time only new data. With
-			// timestamps every ACK of new data is a sample (RFC 7323
-			// 4.1), so no segment is timed.
-			e.rttTiming = true
-			e.rttSeq = e.SndNxt.Add(seqnum.Size(n))
-			e.rttStart = e.proto.clock.NowMonotonic()
-		}
-		e.transmit(e.SndNxt, n, fin, cause)
-		if !retransmission {
-			e.bytesSent += uint64(n)
-		}
-		e.SndNxt = e.SndNxt.Add(seqnum.Size(n))
-		if fin {
-			e.SndNxt++
-		}
-		if e.sndMax.LessThan(e.SndNxt) {
-			e.sndMax = e.SndNxt
-		}
-		e.stopTimer(timerPersist)
-		if !e.timerArmed(timerRetransmit) {
-			// RFC 6298 5.1: start the timer when a segment with data (or
-			// a FIN) is sent and the timer is not running.
-			e.setTimer(timerRetransmit, e.rto)
-		}
-		if fin {
+		if !e.sendNext(avail) {
 			return
 		}
 	}
+}
+
+// sendNext sends the segment at SND.NXT, of at most avail data bytes, if
+// the MSS, Nagle and the FIN rules let it, and reports whether it sent
+// one. After go-back-N, data the peer has SACKed since is skipped, not
+// sent again.
+func (e *Endpoint) sendNext(avail int) bool {
+	end := e.sndEnd()
+	sackLimited := false
+	if e.SndNxt.LessThan(e.sndMax) && e.scoreboard.n > 0 {
+		for _, r := range e.scoreboard.ranges() {
+			if r.Start.LessThanEq(e.SndNxt) && e.SndNxt.LessThan(r.End) {
+				e.SndNxt = r.End // the ranges do not touch: one skip is enough
+				continue
+			}
+			if e.SndNxt.LessThan(r.Start) {
+				if d := int(e.SndNxt.Size(r.Start)); d < avail {
+					avail, sackLimited = d, true
+				}
+				break
+			}
+		}
+	}
+	unsent := 0
+	if e.SndNxt.LessThan(end) {
+		unsent = int(e.SndNxt.Size(end))
+	}
+	inflight := uint32(e.SndUna.Size(e.SndNxt))
+	n := min(unsent, e.sndMSS, avail)
+	// The FIN goes out with the last data byte, or alone, once
+	// everything before it has been sent. It occupies one sequence
+	// number but no window (3.8.6.2.1 counts data only).
+	fin := e.finQueued && e.SndNxt.Add(seqnum.Size(n)) == end
+	if n == 0 && !fin {
+		if unsent > 0 && e.SndWnd == 0 && inflight == 0 && !e.timerArmed(timerPersist) {
+			e.setTimer(timerPersist, e.rto)
+		}
+		return false
+	}
+	if n < e.sndMSS && !fin && inflight > 0 && !sackLimited {
+		// Nagle (3.7.4): a short segment waits for the outstanding
+		// data to be acknowledged, unless the user turned it off.
+		// A window-limited short segment waits too: sender-side
+		// SWS avoidance (3.8.6.2.1), unless it is half the largest
+		// window the peer ever offered.
+		if n < unsent {
+			if n < int(e.maxSndWnd/2) {
+				return false
+			}
+		} else if !e.nodelay {
+			return false
+		}
+	}
+	cause := SendData
+	if n == 0 {
+		cause = SendFin
+	}
+	retransmission := e.SndNxt.LessThan(e.sndMax)
+	if retransmission {
+		cause = SendRetransmit
+		e.retransmitted++
+		e.proto.stats.Retransmits.Add(1)
+	} else if n > 0 && !e.rttTiming && !e.tsOK {
+		// Karn's algorithm (RFC 6298 3): time only new data. With
+		// timestamps every ACK of new data is a sample (RFC 7323
+		// 4.1), so no segment is timed.
+		e.rttTiming = true
+		e.rttSeq = e.SndNxt.Add(seqnum.Size(n))
+		e.rttStart = e.proto.clock.NowMonotonic()
+	}
+	e.transmit(e.SndNxt, n, fin, cause)
+	if !retransmission {
+		e.bytesSent += uint64(n)
+	}
+	e.SndNxt = e.SndNxt.Add(seqnum.Size(n))
+	if fin {
+		e.SndNxt++
+	}
+	if e.sndMax.LessThan(e.SndNxt) {
+		e.sndMax = e.SndNxt
+	}
+	e.stopTimer(timerPersist)
+	if !e.timerArmed(timerRetransmit) {
+		// RFC 6298 5.1: start the timer when a segment with data (or
+		// a FIN) is sent and the timer is not running.
+		e.setTimer(timerRetransmit, e.rto)
+	}
+	return true
 }
 
 // persistTimeout sends a zero-window probe (RFC 9293 3.8.6.1). We follow

@@ -45,6 +45,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/link/channel"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
 	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
 	"github.com/tapstack/tapstack/stack"
@@ -292,6 +293,19 @@ func (p *Peer) encode(seg Seg) ([]byte, error) {
 	if seg.WS > 0 || (seg.WS == 0 && seg.Check&CheckWS != 0) {
 		n += header.EncodeNOP(opts[n:])
 		n += header.EncodeWSOption(seg.WS, opts[n:])
+	}
+	if len(seg.SACK) > 0 {
+		// RFC 2018 3: two NOPs keep the 8n+2 bytes of blocks aligned.
+		if len(seg.SACK) > header.TCPMaxSACKBlocks || n+2+2+8*len(seg.SACK) > len(opts) {
+			return nil, fmt.Errorf("%d SACK blocks do not fit in %d bytes of options", len(seg.SACK), len(opts)-n)
+		}
+		var blocks [header.TCPMaxSACKBlocks]header.SACKBlock
+		for i, b := range seg.SACK {
+			blocks[i] = header.SACKBlock{Start: seqnum.Value(b[0] + p.stackISS), End: seqnum.Value(b[1] + p.stackISS)}
+		}
+		n += header.EncodeNOP(opts[n:])
+		n += header.EncodeNOP(opts[n:])
+		n += header.EncodeSACKBlocks(blocks[:len(seg.SACK)], opts[n:])
 	}
 	n += header.AddTCPOptionPadding(opts[:], n) // returns the padding only
 	hdrLen := header.TCPMinimumSize + n

@@ -57,9 +57,11 @@ type Seg struct {
 	WS       int
 	SACKPerm bool
 
-	// SACK blocks (RFC 2018) on a segment from the stack, relative to the
-	// peer's ISS like Ack: {start, end} pairs. Compared when non-empty
-	// (or CheckSACK, to expect none).
+	// SACK blocks (RFC 2018): {start, end} pairs, relative like Ack. On
+	// a segment from the stack, relative to the peer's ISS, compared when
+	// non-empty (or CheckSACK, to expect none). Injected, relative to
+	// tapstack's ISS and sent as a SACK option in the order given (at
+	// most 4, or 3 with a TSopt).
 	SACK [][2]uint32
 
 	// The Timestamps option (RFC 7323 3.2). Injected: sent when TS, with
