@@ -7,7 +7,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -433,10 +432,4 @@ func waitNoConnections(t testing.TB, s *stack.Stack, timeout time.Duration) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-}
-
-// isTimeout reports whether err is a deadline error.
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
 }
