@@ -46,14 +46,13 @@ func TestDialRefused(t *testing.T) {
 		}},
 		{"ICMPPortUnreachable", func(t *testing.T) *stack.Stack {
 			a, b := tap.Pipe()
-			ga, gb := newGate(a), newGate(b)
+			ga, gb := a, b
 			ts := newTS(t, ga, tcp.Options{}, tsPrefix)
 			p, err := gvpeer.NewRefusing(gb, peerPrefix, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Cleanup(p.Shutdown)
-			shutGates(t, ga, gb)
+			t.Cleanup(p.Close)
 			t.Cleanup(func() {
 				// gVisor counts the ICMP after writing it, and the pipe may
 				// deliver it (and the dial return) first.
@@ -93,7 +92,7 @@ func TestDialRefused(t *testing.T) {
 func TestDialHostUnreachableICMP(t *testing.T) {
 	a, b := tap.Pipe()
 	c, d := tap.Pipe()
-	ga, gb, gc, gd := newGate(a), newGate(b), newGate(c), newGate(d)
+	ga, gb, gc, gd := a, b, c, d
 	ts := newTS(t, ga, tcp.Options{}, tsPrefix)
 	if err := ts.AddRoute(netip.MustParsePrefix("198.51.100.0/24"), peerAddr, 1); err != nil {
 		t.Fatal(err)
@@ -104,8 +103,7 @@ func TestDialHostUnreachableICMP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(r.Shutdown)
-	shutGates(t, ga, gb, gc, gd)
+	t.Cleanup(r.Close)
 
 	start := time.Now()
 	_, err = (&conn.Dialer{Stack: ts, Timeout: 10 * time.Second}).DialContext(context.Background(), "tcp", "198.51.100.9:80")

@@ -31,54 +31,6 @@ var (
 	peerAddr   = peerPrefix.Addr()
 )
 
-// gate is link middleware that stops inbound delivery for good once shut.
-// gVisor's Stack.Wait holds the stack's lock while it waits for each link,
-// and a pump blocked delivering a frame into that stack needs the lock;
-// shutting the gates first lets in-flight deliveries finish.
-type gate struct {
-	nested.Endpoint
-	mu   sync.RWMutex
-	shut bool
-}
-
-func newGate(inner gstack.LinkEndpoint) *gate {
-	g := &gate{}
-	g.Endpoint.Init(inner, g)
-	return g
-}
-
-func (g *gate) DeliverNetworkPacket(proto tcpip.NetworkProtocolNumber, pkt *gstack.PacketBuffer) {
-	g.mu.RLock()
-	defer g.mu.RUnlock()
-	if !g.shut {
-		g.Endpoint.DeliverNetworkPacket(proto, pkt)
-	}
-}
-
-func (g *gate) DeliverLinkPacket(proto tcpip.NetworkProtocolNumber, pkt *gstack.PacketBuffer) {
-	g.mu.RLock()
-	defer g.mu.RUnlock()
-	if !g.shut {
-		g.Endpoint.DeliverLinkPacket(proto, pkt)
-	}
-}
-
-func (g *gate) close() {
-	g.mu.Lock()
-	g.shut = true
-	g.mu.Unlock()
-}
-
-// shutGates registers a cleanup that shuts gs; call it after the stacks'
-// cleanups are registered, so it runs before them.
-func shutGates(t testing.TB, gs ...*gate) {
-	t.Cleanup(func() {
-		for _, g := range gs {
-			g.close()
-		}
-	})
-}
-
 // newTS makes a tapstack stack on link with the given prefixes.
 func newTS(t testing.TB, link gstack.LinkEndpoint, opts tcp.Options, prefixes ...netip.Prefix) *stack.Stack {
 	t.Helper()
@@ -99,10 +51,9 @@ func newTS(t testing.TB, link gstack.LinkEndpoint, opts tcp.Options, prefixes ..
 func tsPair(t testing.TB, copts, sopts tcp.Options) (client, server *stack.Stack) {
 	t.Helper()
 	a, b := tap.Pipe()
-	ga, gb := newGate(a), newGate(b)
+	ga, gb := a, b
 	client = newTS(t, ga, copts, tsPrefix, netip.MustParsePrefix("2001:db8::2/64"))
 	server = newTS(t, gb, sopts, peerPrefix, netip.MustParsePrefix("2001:db8::1/64"))
-	shutGates(t, ga, gb)
 	return client, server
 }
 
@@ -111,14 +62,13 @@ func tsPair(t testing.TB, copts, sopts tcp.Options) (client, server *stack.Stack
 func gvPair(t testing.TB, opts tcp.Options) (*stack.Stack, *gvpeer.Peer) {
 	t.Helper()
 	a, b := tap.Pipe()
-	ga, gb := newGate(a), newGate(b)
+	ga, gb := a, b
 	ts := newTS(t, ga, opts, tsPrefix)
 	p, err := gvpeer.New(gb, peerPrefix, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(p.Shutdown)
-	shutGates(t, ga, gb)
+	t.Cleanup(p.Close)
 	return ts, p
 }
 
@@ -300,7 +250,7 @@ func (f *tcpFilter) WritePackets(pkts gstack.PacketBufferList) (int, tcpip.Error
 func tsPairLinks(t testing.TB, copts, sopts tcp.Options, wc, ws func(gstack.LinkEndpoint) gstack.LinkEndpoint) (client, server *stack.Stack) {
 	t.Helper()
 	a, b := tap.Pipe()
-	ga, gb := newGate(a), newGate(b)
+	ga, gb := a, b
 	var la, lb gstack.LinkEndpoint = ga, gb
 	if wc != nil {
 		la = wc(la)
@@ -310,6 +260,5 @@ func tsPairLinks(t testing.TB, copts, sopts tcp.Options, wc, ws func(gstack.Link
 	}
 	client = newTS(t, la, copts, tsPrefix, netip.MustParsePrefix("2001:db8::2/64"))
 	server = newTS(t, lb, sopts, peerPrefix, netip.MustParsePrefix("2001:db8::1/64"))
-	shutGates(t, ga, gb)
 	return client, server
 }

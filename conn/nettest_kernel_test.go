@@ -21,9 +21,8 @@ func kernelNet(t *testing.T) (*taptest.Namespace, *stack.Stack) {
 	t.Helper()
 	ns := taptest.NewNamespace(t)
 	dev := ns.AddTAP(t, "tapstack0", "192.0.2.1/24")
-	g := newGate(dev.LinkEndpoint())
+	g := dev.LinkEndpoint()
 	ts := newTS(t, g, tcp.Options{}, netip.MustParsePrefix("192.0.2.2/24"))
-	shutGates(t, g)
 	return ns, ts
 }
 

@@ -13,18 +13,6 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 )
 
-// Shutdown closes the peer like Close, but removes its NIC first. gVisor's
-// Stack.Wait waits for each link while holding the stack's lock, and a link
-// goroutine delivering a frame into the stack at that moment needs the same
-// lock; RemoveNIC detaches and closes the link without holding it.
-func (p *Peer) Shutdown() {
-	for id := range p.S.NICInfo() {
-		_ = p.S.RemoveNIC(id)
-	}
-	p.S.Close()
-	p.S.Wait()
-}
-
 // refusingTCP is gVisor's TCP, except that a segment for which no endpoint
 // exists is left unhandled, so the network layer answers it the way RFC 1122
 // 3.2.2.1 describes for a transport without a reset mechanism: with an ICMP
@@ -97,7 +85,7 @@ func NewRouter(inside stack.LinkEndpoint, in netip.Prefix, outside stack.LinkEnd
 		return nil, err
 	}
 	if err := p.addNIC(2, outside, out); err != nil {
-		p.Shutdown()
+		p.Close()
 		return nil, err
 	}
 	mask := func(pr netip.Prefix) tcpip.Subnet {
@@ -114,7 +102,7 @@ func NewRouter(inside stack.LinkEndpoint, in netip.Prefix, outside stack.LinkEnd
 		{Destination: mask(out), NIC: 2},
 	})
 	if err := p.S.SetForwardingDefaultAndAllNICs(ipv4.ProtocolNumber, true); err != nil {
-		p.Shutdown()
+		p.Close()
 		return nil, fmt.Errorf("gvpeer: enable forwarding: %s", err)
 	}
 	if resolveTimeout > 0 {
@@ -122,7 +110,7 @@ func NewRouter(inside stack.LinkEndpoint, in netip.Prefix, outside stack.LinkEnd
 		cfg.MaxMulticastProbes = 1
 		cfg.RetransmitTimer = resolveTimeout
 		if err := p.S.SetNUDConfigurations(2, ipv4.ProtocolNumber, cfg); err != nil {
-			p.Shutdown()
+			p.Close()
 			return nil, fmt.Errorf("gvpeer: NUD configuration: %s", err)
 		}
 	}

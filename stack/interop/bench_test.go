@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
+
 	"github.com/tapstack/tapstack/conn"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/tap"
@@ -24,7 +26,7 @@ type benchEnd struct {
 	dial   func(ctx context.Context, to netip.AddrPort) (net.Conn, error)
 }
 
-func tapstackEnd(b *testing.B, l *gate, p netip.Prefix) benchEnd {
+func tapstackEnd(b *testing.B, l gstack.LinkEndpoint, p netip.Prefix) benchEnd {
 	s, _ := newTapstack(b, l, p, tcp.Options{Observer: func(tcp.Event) {}})
 	return benchEnd{
 		addr: p.Addr(),
@@ -37,7 +39,7 @@ func tapstackEnd(b *testing.B, l *gate, p netip.Prefix) benchEnd {
 	}
 }
 
-func gvisorEnd(b *testing.B, l *gate, p netip.Prefix) benchEnd {
+func gvisorEnd(b *testing.B, l gstack.LinkEndpoint, p netip.Prefix) benchEnd {
 	peer := newPeer(b, l, p)
 	return benchEnd{
 		addr:   p.Addr(),
@@ -52,7 +54,7 @@ func gvisorEnd(b *testing.B, l *gate, p netip.Prefix) benchEnd {
 // dialing sender to a listening receiver, for each pairing of tapstack
 // and gVisor's TCP; gVisor to gVisor is the baseline.
 func BenchmarkBulk(b *testing.B) {
-	type maker func(*testing.B, *gate, netip.Prefix) benchEnd
+	type maker func(*testing.B, gstack.LinkEndpoint, netip.Prefix) benchEnd
 	for _, bc := range []struct {
 		name     string
 		sender   maker
@@ -65,10 +67,9 @@ func BenchmarkBulk(b *testing.B) {
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			pa, pb := tap.Pipe()
-			ga, gb := newGate(pa), newGate(pb)
+			ga, gb := pa, pb
 			snd := bc.sender(b, ga, tsPrefix4)
 			rcv := bc.receiver(b, gb, peerPrefix4)
-			shutGates(b, ga, gb)
 			ln, err := rcv.listen(80)
 			if err != nil {
 				b.Fatal(err)

@@ -176,9 +176,9 @@ func (c cable) prefixes() (ts, peer netip.Prefix) {
 }
 
 // links returns the two ends of a fresh pipe, wrapped in fault injection
-// where asked and then in gates; faults are returned for their counters
-// (nil entries when unused). Call shutGates once the stacks are made.
-func (c cable) links() (ts, peer *gate, faults [2]*tap.Fault) {
+// where asked; faults are returned for their counters (nil entries when
+// unused).
+func (c cable) links() (ts, peer gstack.LinkEndpoint, faults [2]*tap.Fault) {
 	var tsl, peerl gstack.LinkEndpoint
 	a, b := tap.Pipe()
 	tsl, peerl = a, b
@@ -190,18 +190,7 @@ func (c cable) links() (ts, peer *gate, faults [2]*tap.Fault) {
 		faults[1] = tap.NewFault(b, *c.peerFault)
 		peerl = faults[1]
 	}
-	return newGate(tsl), newGate(peerl), faults
-}
-
-// shutGates shuts the gates when the test ends. Cleanups run last first:
-// call it after the stacks on the gates are made, so that it runs before
-// they close.
-func shutGates(t testing.TB, gates ...*gate) {
-	t.Cleanup(func() {
-		for _, g := range gates {
-			g.close()
-		}
-	})
+	return tsl, peerl, faults
 }
 
 // gvPair is tapstack and a gVisor peer on one cable.
@@ -219,7 +208,6 @@ func newGVPair(t testing.TB, c cable) *gvPair {
 	tsp, pp := c.prefixes()
 	ts, rec := newTapstack(t, tsl, tsp, c.tcp)
 	peer := newPeer(t, pl, pp)
-	shutGates(t, tsl, pl)
 	t.Cleanup(func() {
 		for i, f := range faults {
 			if f != nil {

@@ -51,9 +51,8 @@ func newKernelNet(t *testing.T, tools ...string) *kernelNet {
 	}
 	ns := taptest.NewNamespace(t)
 	dev := ns.AddTAP(t, "tapstack0", kernelAddr+"/24")
-	g := newGate(dev.LinkEndpoint())
+	g := dev.LinkEndpoint()
 	ts, rec := newTapstack(t, g, netip.MustParsePrefix(tapAddr+"/24"), tcp.Options{})
-	shutGates(t, g)
 	return &kernelNet{ns: ns, ts: ts, rec: rec}
 }
 

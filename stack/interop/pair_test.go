@@ -20,10 +20,9 @@ func tapstackPair(t testing.TB, v6 bool) (client, server *stack.Stack, c, s *con
 		cp, sp = tsPrefix6, peerPrefix6
 	}
 	a, b := tap.Pipe()
-	ga, gb := newGate(a), newGate(b)
+	ga, gb := a, b
 	client, _ = newTapstack(t, ga, cp, tcp.Options{})
 	server, _ = newTapstack(t, gb, sp, tcp.Options{})
-	shutGates(t, ga, gb)
 	ln, err := conn.Listen(server, "tcp", netip.AddrPortFrom(sp.Addr(), 80).String())
 	if err != nil {
 		t.Fatal(err)
