@@ -295,6 +295,10 @@ func (e *Endpoint) processAck(seg *Segment) {
 	// A duplicate ACK as RFC 5681 2 defines it.
 	classicDup := seg.Ack == e.SndUna && seg.Payload.Size() == 0 && !seg.has(header.TCPFlagFin) &&
 		e.SndUna != e.SndNxt && uint32(seg.Window)<<e.sndWndShift == e.SndWnd
+	if e.proto.opts.Observer != nil {
+		una := e.SndUna
+		defer func() { e.emitAck(seg, una, classicDup) }()
+	}
 	switch {
 	case e.sackOK:
 		e.processSACKAck(seg, classicDup)
@@ -385,4 +389,16 @@ func (e *Endpoint) computeRTOOrInitial() time.Duration {
 		return e.computeRTO()
 	}
 	return e.proto.opts.InitialRTO
+}
+
+// emitAck reports what an inbound acknowledgment did.
+func (e *Endpoint) emitAck(seg *Segment, oldUna seqnum.Value, dup bool) {
+	ev := Event{Kind: EventAck, Conn: e.connID(), Segment: seg.info(), Key: seg.wire, Cwnd: e.cwnd, Ssthresh: e.ssthresh}
+	if oldUna.LessThan(e.SndUna) {
+		ev.Acked = uint32(oldUna.Size(e.SndUna))
+	}
+	if dup {
+		ev.DupAck = e.dupAcks
+	}
+	e.proto.emit(ev)
 }

@@ -3,6 +3,7 @@ package tcp
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -39,6 +40,8 @@ const (
 	EventQueue                                  // a listener's queues changed, with Queue
 	EventRetransmitTimeout                      // the RTO fired; RTO is the new backed-off value
 	EventReceive                                // segment text was taken: Note says how (in order, held out of order, ...)
+	EventAck                                    // an inbound acknowledgment was processed: Note says what it did ("SND.UNA +2896", "dup ACK #3"), Cwnd and Ssthresh after it
+	EventRecovery                               // loss detection or recovery changed course: Note says how (entering fast recovery, lost segments marked, undo), Cwnd and Ssthresh after it
 )
 
 // QueueInfo is a listener's queue occupancy and limits.
@@ -64,6 +67,46 @@ type Event struct {
 	Note    string // e.g. "SYN queued", "accept queue overflow"
 	RTO     time.Duration
 	Attempt int // for a retransmission: which one (1 for the first); for a keepalive: the probe number
+
+	// Cwnd and Ssthresh are the congestion window and slow-start
+	// threshold in bytes after the event (Ack, Recovery, RetransmitTimeout).
+	Cwnd, Ssthresh uint32
+	// For EventAck: how far SND.UNA moved, how many bytes the SACK
+	// blocks newly covered, and which duplicate ACK this is (RFC 5681 2;
+	// 0 when it is not one).
+	Acked, Sacked uint32
+	DupAck        int
+}
+
+// AckString summarizes an EventAck: "SND.UNA +2896, cwnd 14480",
+// "dup ACK #3, SACKed +1448, cwnd 14480; fast retransmit".
+func (ev Event) AckString() string {
+	var b strings.Builder
+	sep := func() {
+		if b.Len() > 0 {
+			b.WriteString(", ")
+		}
+	}
+	if ev.Acked > 0 {
+		fmt.Fprintf(&b, "SND.UNA +%d", ev.Acked)
+	}
+	if ev.DupAck > 0 {
+		sep()
+		fmt.Fprintf(&b, "dup ACK #%d", ev.DupAck)
+	}
+	if ev.Sacked > 0 {
+		sep()
+		fmt.Fprintf(&b, "SACKed +%d", ev.Sacked)
+	}
+	if b.Len() == 0 {
+		b.WriteString("no new data acknowledged")
+	}
+	fmt.Fprintf(&b, ", cwnd %d", ev.Cwnd)
+	if ev.Note != "" {
+		b.WriteString("; ")
+		b.WriteString(ev.Note)
+	}
+	return b.String()
 }
 
 func (ev Event) String() string {
@@ -84,6 +127,10 @@ func (ev Event) String() string {
 		return fmt.Sprintf("%s retransmission timeout, rto %v", ev.Conn, ev.RTO)
 	case EventReceive:
 		return fmt.Sprintf("%s receive (%s): %s", ev.Conn, ev.Note, ev.Segment)
+	case EventAck:
+		return fmt.Sprintf("%s ack (%s): %s", ev.Conn, ev.AckString(), ev.Segment)
+	case EventRecovery:
+		return fmt.Sprintf("%s recovery: %s, cwnd %d, ssthresh %d", ev.Conn, ev.Note, ev.Cwnd, ev.Ssthresh)
 	}
 	return "unknown event"
 }
