@@ -165,6 +165,7 @@ func (e *Endpoint) unacceptable(seg *Segment) {
 		// acknowledged and restarts the 2 MSL timeout.
 		e.setTimer(timerTimeWait, e.proto.opts.TimeWait)
 	}
+	e.noteDuplicate(seg) // RFC 2883: the ACK reports text received twice
 	e.sendAck(SendAck)
 }
 

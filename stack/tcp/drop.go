@@ -31,6 +31,9 @@ const (
 	DropChallengeRateLimited            // challenge ACK suppressed by the rate limit
 	DropCookieInvalid                   // ACK to a listener whose SYN cookie does not verify (RFC 4987 3.6)
 	DropPAWS                            // TSval older than TS.Recent (RFC 7323 5.3, PAWS)
+	DropOutOfOrderQueueFull             // out-of-order text with no room in the reassembly queue, even after pruning above it
+	DropOutOfOrderPruned                // held out-of-order text discarded to make room for text below it (RFC 2018 8 reneging; Linux tcp_prune_ofo_queue)
+	DropDataAfterFin                    // out-of-order text at or beyond a FIN already held: the stream ends there
 	numDropReasons
 )
 
@@ -57,6 +60,9 @@ var dropNames = [...]string{
 	DropChallengeRateLimited: "challenge ACK rate limited",
 	DropCookieInvalid:        "SYN cookie invalid",
 	DropPAWS:                 "PAWS: old timestamp",
+	DropOutOfOrderQueueFull:  "out-of-order queue full",
+	DropOutOfOrderPruned:     "out-of-order data pruned",
+	DropDataAfterFin:         "data after FIN",
 }
 
 func (r DropReason) String() string {

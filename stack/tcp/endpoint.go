@@ -75,10 +75,8 @@ type Endpoint struct {
 	// Receive side.
 	rcvBuf      buffer.Buffer // in-order bytes not yet read by the user
 	rcvBufLimit int
-	ooo         []oooSegment // out-of-order segments, sorted, disjoint
-	oooBytes    int
+	ooo         reassembly   // out-of-order text held, its SACK blocks and D-SACK (reassembly.go)
 	finReceived bool         // the peer's FIN was taken in order
-	lastOOO     seqnum.Value // where the latest out-of-order segment began: its SACK block goes first
 	rcvClosed   bool         // CloseRead: incoming data is discarded
 	rcvAcc      seqnum.Value // right window edge we advertised; never moves left
 	unacked     int          // segments taken since the last ACK we sent
@@ -127,15 +125,6 @@ type Endpoint struct {
 
 	bytesSent, bytesAcked, bytesReceived, retransmitted uint64
 }
-
-// oooSegment is out-of-order data held for reassembly.
-type oooSegment struct {
-	seq  seqnum.Value
-	data buffer.Buffer
-	fin  bool
-}
-
-func (o *oooSegment) end() seqnum.Value { return o.seq.Add(seqnum.Size(o.data.Size())) }
 
 // newEndpoint makes a connection in CLOSED with buffers and timers set up.
 func (p *Protocol) newEndpoint(netProto tcpip.NetworkProtocolNumber, id stack.TransportEndpointID, r *stack.Route) *Endpoint {
@@ -538,9 +527,7 @@ func (e *Endpoint) release() {
 		e.listener = nil
 	}
 	e.sndBuf.Release()
-	for i := range e.ooo {
-		e.ooo[i].data.Release()
-	}
-	e.ooo, e.oooBytes = nil, 0
+	e.ooo.reset()
+	e.ooo.dsackSet = false
 	e.proto.unregister(e)
 }

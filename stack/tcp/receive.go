@@ -1,8 +1,6 @@
 package tcp
 
 import (
-	"slices"
-
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
@@ -21,9 +19,13 @@ func (e *Endpoint) processTextAndFin(seg *Segment) {
 		// already in; "ignore the segment text".
 		return
 	}
+	e.noteTrimmedDuplicate(seg)
 	n := int(seg.Payload.Size())
 	fin := seg.has(header.TCPFlagFin)
 	if n == 0 && !fin {
+		if e.ooo.dsackSet {
+			e.sendAck(SendAck) // the duplicate is reported at once
+		}
 		return
 	}
 	if e.userClosed && n > 0 && !seg.Seq.Add(seqnum.Size(n)).LessThanEq(e.RcvNxt) {
@@ -37,20 +39,21 @@ func (e *Endpoint) processTextAndFin(seg *Segment) {
 		return
 	}
 	if seg.Seq != e.RcvNxt {
-		e.received(seg, "out of order: held")
-		// Out of order: keep it, and send a duplicate ACK at once
-		// (RFC 9293 3.8.6.3 via RFC 5681 4.2) so the sender can fast
-		// retransmit.
-		e.lastOOO = seg.Seq
-		e.storeOutOfOrder(seg.Seq, &seg.Payload, fin)
-		e.sendAck(SendAck)
+		e.holdOutOfOrder(seg, fin)
 		return
+	}
+	if e.ooo.fin && e.ooo.finSeq.LessThan(seg.Seq.Add(seqnum.Size(n))) {
+		// A FIN held out of order ends the stream: nothing beyond it.
+		seg.Payload.Truncate(int64(seg.Seq.Size(e.ooo.finSeq)))
+		n = int(seg.Payload.Size())
+		fin = false
+		seg.Flags &^= header.TCPFlagFin
 	}
 	var cause Cause
 	if fin {
 		cause = segmentCause(seg) // before the payload moves out
 	}
-	filled := len(e.ooo) > 0
+	filled := e.ooo.ranges() > 0
 	if n > 0 {
 		switch {
 		case e.rcvClosed:
@@ -62,7 +65,10 @@ func (e *Endpoint) processTextAndFin(seg *Segment) {
 		}
 	}
 	e.deliver(&seg.Payload)
-	if e.drainOutOfOrder() {
+	if fin {
+		// Nothing after the FIN can be valid.
+		e.ooo.reset()
+	} else if e.drainOutOfOrder() {
 		fin = true
 	}
 	if fin {
@@ -73,10 +79,11 @@ func (e *Endpoint) processTextAndFin(seg *Segment) {
 		return
 	}
 	// Acknowledge at least every second full segment, and at once when
-	// the segment filled a hole (RFC 5681 4.2); otherwise delay the ACK
-	// (RFC 9293 3.8.6.3), hoping to piggyback it on data.
+	// the segment filled a hole (RFC 5681 4.2) or repeated bytes we had
+	// (its D-SACK, RFC 2883); otherwise delay the ACK (RFC 9293 3.8.6.3),
+	// hoping to piggyback it on data.
 	e.unacked++
-	if e.unacked >= 2 || filled {
+	if e.unacked >= 2 || filled || e.ooo.dsackSet {
 		e.sendAck(SendAck)
 	} else if !e.timerArmed(timerDelayedAck) {
 		e.setTimer(timerDelayedAck, e.proto.opts.DelayedAck)
@@ -104,7 +111,9 @@ func (e *Endpoint) deliver(data *buffer.Buffer) {
 		data.Release() // CloseRead: acknowledged and discarded
 		return
 	}
-	e.rcvBuf.Merge(data)
+	// Small pieces are copied rather than left pinning whole frames
+	// (appendCompact): the user may leave a window's worth unread.
+	appendCompact(&e.rcvBuf, data)
 	e.notify()
 }
 
@@ -130,91 +139,118 @@ func (e *Endpoint) finArrives(cause Cause) {
 	e.notify()
 }
 
-// seqKey orders sequence numbers relative to RCV.NXT, which is correct
-// across wraparound for anything inside the window.
-func (e *Endpoint) seqKey(s seqnum.Value) uint32 { return uint32(s - e.RcvNxt) }
-
-// storeOutOfOrder keeps the parts of [seq, seq+len(data)) that no held
-// segment covers yet, so the queue stays sorted and disjoint and its size
-// stays within the window we advertised.
-func (e *Endpoint) storeOutOfOrder(seq seqnum.Value, data *buffer.Buffer, fin bool) {
-	end := seq.Add(seqnum.Size(data.Size()))
-	cur := seq
-	var pieces []oooSegment
-	take := func(from, to seqnum.Value) {
-		if e.seqKey(from) >= e.seqKey(to) {
+// holdOutOfOrder is the seventh step for text above RCV.NXT: hold it for
+// reassembly (reassembly.go) and send a duplicate ACK at once (RFC 9293
+// 3.8.6.3 via RFC 5681 4.2) so the sender can fast retransmit, its SACK
+// blocks saying what we hold (RFC 2018 4) and, if the segment repeated
+// held bytes, which (RFC 2883 4). When the queue is at its limits, the
+// ranges above the segment are pruned for it, highest first; if that is
+// not enough the segment is dropped and, as Linux (tcp_data_queue_ofo)
+// does, not acknowledged: it is as if it were lost.
+func (e *Endpoint) holdOutOfOrder(seg *Segment, fin bool) {
+	r := &e.ooo
+	plan := r.prepare(seg.Seq, &seg.Payload)
+	if plan.afterFin {
+		r.abort()
+		e.drop(seg, DropDataAfterFin)
+		return
+	}
+	if plan.newBytes > 0 {
+		memLimit, rangeLimit := e.oooLimits()
+		over := func() bool { return r.memAfter(&plan) > memLimit || r.rangesAfter(&plan) > rangeLimit }
+		for i := 0; over() && i <= r.ranges(); i++ {
+			start, n, ok := r.pruneAbove(plan.end)
+			if !ok {
+				break
+			}
+			e.pruned(start, n)
+		}
+		if over() {
+			r.abort()
+			e.drop(seg, DropOutOfOrderQueueFull)
 			return
 		}
-		var b buffer.Buffer
-		data.SubApply(int(seq.Size(from)), int(from.Size(to)), func(v *buffer.View) { _ = b.Append(v.Clone()) })
-		pieces = append(pieces, oooSegment{seq: from, data: b})
 	}
-	for _, x := range e.ooo {
-		if e.seqKey(x.end()) <= e.seqKey(cur) {
-			continue
-		}
-		if e.seqKey(end) <= e.seqKey(x.seq) {
-			break
-		}
-		take(cur, x.seq)
-		if e.seqKey(cur) < e.seqKey(x.end()) {
-			cur = x.end()
-		}
+	r.commit(&plan)
+	if fin {
+		r.holdFIN(plan.end)
 	}
-	take(cur, end)
-	if fin && !slices.ContainsFunc(e.ooo, func(x oooSegment) bool { return x.fin }) {
-		pieces = append(pieces, oooSegment{seq: end, fin: true})
+	switch {
+	case plan.newBytes > 0:
+		e.received(seg, "out of order: held")
+	case fin && r.fin && r.finSeq == plan.end:
+		e.received(seg, "out of order: FIN held")
+	default:
+		e.received(seg, "out of order: duplicate")
 	}
-	for _, p := range pieces {
-		e.oooBytes += int(p.data.Size())
-	}
-	e.ooo = append(e.ooo, pieces...)
-	slices.SortStableFunc(e.ooo, func(a, b oooSegment) int {
-		ka, kb := e.seqKey(a.seq), e.seqKey(b.seq)
-		switch {
-		case ka < kb:
-			return -1
-		case ka > kb:
-			return 1
-		case a.fin != b.fin: // data before a FIN at the same sequence number
-			if a.fin {
-				return 1
-			}
-			return -1
-		}
-		return 0
-	})
+	e.sendAck(SendAck)
 }
 
-// drainOutOfOrder delivers held segments that are now in order and
-// reports whether a held FIN was reached.
+// oooLimits are the out-of-order queue's limits: the heap it may pin and
+// the ranges it may hold. Held text and in-order text not yet read share
+// twice the receive buffer: the window (advertise, send.go) counts only
+// text bytes, and the rest is the allowance for what they pin beyond
+// themselves, as Linux's default tcp_adv_win_scale=1 advertised half of
+// the buffer's memory as window.
+func (e *Endpoint) oooLimits() (mem, ranges int) {
+	return 2*e.rcvBufLimit - int(e.rcvBuf.Size()), max(minOOORanges, e.rcvBufLimit/oooBytesPerRange)
+}
+
+// pruned reports held text discarded to make room: a drop of text the
+// peer may have seen SACKed, which it must now send again (RFC 2018 8).
+func (e *Endpoint) pruned(start seqnum.Value, n int) {
+	e.proto.stats.Drops[DropOutOfOrderPruned].Add(1)
+	if e.proto.opts.Observer != nil {
+		e.proto.emit(Event{Kind: EventDrop, Conn: e.connID(), Drop: DropOutOfOrderPruned, Segment: SegmentInfo{
+			SrcPort: e.id.RemotePort, DstPort: e.id.LocalPort, Seq: uint32(start), WS: -1, Len: n,
+		}})
+	}
+}
+
+// drainOutOfOrder delivers held text that is now in order and reports
+// whether a held FIN was reached; nothing after it is kept.
 func (e *Endpoint) drainOutOfOrder() (fin bool) {
-	i := 0
-	for ; i < len(e.ooo); i++ {
-		x := &e.ooo[i]
-		if e.RcvNxt.LessThan(x.seq) {
+	for range e.ooo.ranges() {
+		data, ok := e.ooo.takeInOrder(e.RcvNxt)
+		if !ok {
 			break
 		}
-		e.oooBytes -= int(x.data.Size())
-		if e.RcvNxt.LessThan(x.end()) {
-			x.data.TrimFront(int64(x.seq.Size(e.RcvNxt)))
-			e.deliver(&x.data)
-		}
-		x.data.Release()
-		if x.fin {
-			fin = true
-			i++
-			break
-		}
+		e.deliver(&data)
 	}
-	if fin {
-		// Nothing after the FIN can be valid.
-		for j := i; j < len(e.ooo); j++ {
-			e.ooo[j].data.Release()
-		}
-		i = len(e.ooo)
-		e.oooBytes = 0
+	if e.ooo.fin && e.ooo.finSeq == e.RcvNxt {
+		e.ooo.reset()
+		return true
 	}
-	e.ooo = append(e.ooo[:0], e.ooo[i:]...)
-	return fin
+	return false
+}
+
+// noteDuplicate records a D-SACK (RFC 2883 4) for a segment that failed
+// the sequence check with text below RCV.NXT: its bytes up to RCV.NXT
+// arrived before, and the ACK 3.10.7.4 sends reports them, as Linux's
+// tcp_send_dupack does. SYN and FIN count as bytes here, as in Linux.
+func (e *Endpoint) noteDuplicate(seg *Segment) {
+	if !e.sackOK || seg.Len() == 0 || !seg.Seq.LessThan(e.RcvNxt) {
+		return
+	}
+	end := seg.Seq.Add(seg.Len())
+	if e.RcvNxt.LessThan(end) {
+		end = e.RcvNxt
+	}
+	e.ooo.setDSACK(seg.Seq, end)
+}
+
+// noteTrimmedDuplicate records a D-SACK for the text of an acceptable
+// segment that began below RCV.NXT and was cut there (trimToWindow): it
+// arrived before (RFC 2883 4; Linux's tcp_data_queue "partial packet").
+func (e *Endpoint) noteTrimmedDuplicate(seg *Segment) {
+	if !e.sackOK {
+		return
+	}
+	orig := seqnum.Value(seg.wire.Seq)
+	if header.TCPFlags(seg.wire.Flags)&header.TCPFlagSyn != 0 {
+		orig++
+	}
+	if orig.LessThan(seg.Seq) {
+		e.ooo.setDSACK(orig, seg.Seq)
+	}
 }

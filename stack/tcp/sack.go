@@ -1,8 +1,6 @@
 package tcp
 
 import (
-	"slices"
-
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
 )
@@ -14,63 +12,73 @@ import (
 // (congestion.go) instead of NewReno.
 
 // segmentOptions writes the options of a segment that is not a SYN: the
-// TSopt when timestamps are in force, then SACK blocks. SACK blocks go
-// only on segments without data: a full-size data segment has no room for
-// them (Linux shrinks the MSS instead; we keep data segments at a fixed
-// size), and RFC 2018 4 only SHOULDs them on every ACK.
-func (e *Endpoint) segmentOptions(flags header.TCPFlags, hasData bool, b *[header.TCPOptionsMaximumSize]byte) []byte {
+// TSopt when timestamps are in force, then SACK blocks on every segment
+// that carries an ACK while we hold out-of-order data or owe a D-SACK (RFC
+// 2018 4: "all ACKs which do not ACK the highest sequence number in the
+// data receiver's queue"; RFC 2883), data segments included. On a data
+// segment the blocks must fit in the send MSS with its payloadLen bytes of
+// text: the sender leaves room for them (sackOptionSize), as Linux's
+// tcp_current_mss does; a segment that leaves less room (sized before the
+// blocks were due) carries as many as fit, or none. The D-SACK is reported
+// once: it is forgotten when written.
+func (e *Endpoint) segmentOptions(flags header.TCPFlags, payloadLen int, b *[header.TCPOptionsMaximumSize]byte) []byte {
 	n := 0
 	if e.tsOK {
 		n += e.timestampOption(flags, b[:])
 	}
-	if e.sackOK && !hasData && flags&header.TCPFlagAck != 0 && flags&(header.TCPFlagSyn|header.TCPFlagRst) == 0 && len(e.ooo) > 0 {
-		var blocks [header.TCPMaxSACKBlocks]header.SACKBlock
-		// Two NOPs keep the blocks 4-byte aligned (RFC 2018 3: the
-		// option takes 8n+2 bytes).
-		room := len(b) - n - 2
-		if k := e.sackBlocks(blocks[:min((room-2)/8, len(blocks))]); k > 0 {
-			n += header.EncodeNOP(b[n:])
-			n += header.EncodeNOP(b[n:])
-			n += header.EncodeSACKBlocks(blocks[:k], b[n:])
-		}
+	if !e.sackOK || flags&header.TCPFlagAck == 0 || flags&(header.TCPFlagSyn|header.TCPFlagRst) != 0 {
+		return b[:n]
 	}
+	k := e.ooo.blocks(sackRoom(n))
+	if payloadLen > 0 {
+		k = min(k, (e.sndMSS-payloadLen-sackOptionOverhead)/sackBlockSize)
+	}
+	if k <= 0 {
+		return b[:n]
+	}
+	var blocks [header.TCPMaxSACKBlocks]header.SACKBlock
+	k = e.ooo.sackBlocks(blocks[:k])
+	if e.ooo.dsackSet && k > 0 {
+		e.ooo.dsackSet = false
+	}
+	// Two NOPs keep the blocks 4-byte aligned (RFC 2018 3: the option
+	// takes 8n+2 bytes).
+	n += header.EncodeNOP(b[n:])
+	n += header.EncodeNOP(b[n:])
+	n += header.EncodeSACKBlocks(blocks[:k], b[n:])
 	return b[:n]
 }
 
-// sackBlocks fills out with the out-of-order data we hold as SACK blocks
-// and returns how many. RFC 2018 4: the first block covers the most
-// recently received segment; we list the others from the highest sequence
-// number down, each a maximal run of held bytes.
-func (e *Endpoint) sackBlocks(out []header.SACKBlock) int {
-	if len(out) == 0 {
+// The SACK option's size (RFC 2018 3): 8 bytes a block, and beyond them
+// two NOPs for alignment, kind and length.
+const (
+	sackBlockSize      = 8
+	sackOptionOverhead = 4
+)
+
+// sackRoom is how many SACK blocks fit beside used bytes of other options:
+// 4 alone, 3 beside the 12 bytes of the TSopt.
+func sackRoom(used int) int {
+	return (header.TCPOptionsMaximumSize - used - sackOptionOverhead) / sackBlockSize
+}
+
+// sackOptionSize is how many bytes the SACK option, its NOPs included,
+// would take on the next segment we send: 0 when there is nothing to
+// report. A data segment fits its blocks if its text is at most sndMSS
+// minus this (Linux's tcp_current_mss, which counts eff_sacks).
+func (e *Endpoint) sackOptionSize() int {
+	if !e.sackOK {
 		return 0
 	}
-	var runs []header.SACKBlock
-	for _, x := range e.ooo {
-		if x.data.Size() == 0 {
-			continue // a FIN marker holds no data
-		}
-		if k := len(runs); k > 0 && runs[k-1].End == x.seq {
-			runs[k-1].End = x.end()
-			continue
-		}
-		runs = append(runs, header.SACKBlock{Start: x.seq, End: x.end()})
+	used := 0
+	if e.tsOK {
+		used = tsOptionSize
 	}
-	first := slices.IndexFunc(runs, func(r header.SACKBlock) bool {
-		return e.seqKey(r.Start) <= e.seqKey(e.lastOOO) && e.seqKey(e.lastOOO) < e.seqKey(r.End)
-	})
-	n := 0
-	if first >= 0 {
-		out[n] = runs[first]
-		n++
+	k := e.ooo.blocks(sackRoom(used))
+	if k == 0 {
+		return 0
 	}
-	for i := len(runs) - 1; i >= 0 && n < len(out); i-- {
-		if i != first {
-			out[n] = runs[i]
-			n++
-		}
-	}
-	return n
+	return sackOptionOverhead + k*sackBlockSize
 }
 
 // maxSACKRanges bounds the scoreboard. A window with more holes than this

@@ -21,7 +21,7 @@ func (e *Endpoint) sendSegment(cause SendCause, flags header.TCPFlags, seq seqnu
 	// on the replies of replyRST, which has no connection to take it from.
 	var optBuf [header.TCPOptionsMaximumSize]byte
 	if opts == nil && (e.tsOK || e.sackOK) {
-		opts = e.segmentOptions(flags, payload.Size() > 0, &optBuf)
+		opts = e.segmentOptions(flags, int(payload.Size()), &optBuf)
 	}
 	f := outFields{srcPort: e.id.LocalPort, dstPort: e.id.RemotePort, seq: seq, flags: flags, opts: opts}
 	if flags&header.TCPFlagAck != 0 {
@@ -66,7 +66,7 @@ func (e *Endpoint) sendAck(cause SendCause) {
 // min(buffer/2, MSS), which is the receiver's half of silly window
 // syndrome avoidance.
 func (e *Endpoint) advertise() uint16 {
-	free := e.rcvBufLimit - int(e.rcvBuf.Size()) - e.oooBytes
+	free := e.rcvBufLimit - int(e.rcvBuf.Size()) - e.ooo.bytes
 	if free < 0 {
 		free = 0
 	}
@@ -99,7 +99,7 @@ func (e *Endpoint) maybeSendWindowUpdate() {
 	}
 	// The most the window field can say with the agreed scale.
 	maxWnd := min(e.rcvBufLimit, 0xffff<<e.rcvWndShift)
-	free := min(e.rcvBufLimit-int(e.rcvBuf.Size())-e.oooBytes, maxWnd)
+	free := min(e.rcvBufLimit-int(e.rcvBuf.Size())-e.ooo.bytes, maxWnd)
 	promised := 0
 	if e.RcvNxt.LessThan(e.rcvAcc) {
 		promised = int(e.RcvNxt.Size(e.rcvAcc))
