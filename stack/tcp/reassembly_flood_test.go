@@ -1,8 +1,10 @@
 package tcp_test
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"testing"
 
 	"gvisor.dev/gvisor/pkg/buffer"
@@ -136,5 +138,160 @@ func BenchmarkHoleFlood(b *testing.B) {
 				f.raw.discard()
 			}
 		})
+	}
+}
+
+// floodCounter counts, for one peer port, what became of each segment:
+// taken (EventReceive) or dropped, by reason.
+type floodCounter struct {
+	mu       sync.Mutex
+	port     uint16
+	received int
+	dropped  map[tcp.DropReason]int
+}
+
+func (c *floodCounter) observe(ev tcp.Event) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ev.Conn.Remote.Port() != c.port {
+		return
+	}
+	switch ev.Kind {
+	case tcp.EventReceive:
+		c.received++
+	case tcp.EventDrop:
+		c.dropped[ev.Drop]++
+	}
+}
+
+// TestHoleFloodHeap: 100,000 segments at random places in a 256 KiB
+// window, nine in ten one byte long, one in ten 1400 bytes, from a peer that never fills the hole before them, while a
+// legitimate connection on the same stack moves data both ways. The
+// flooded queue stays within its limits (256 ranges, 512 KiB of heap), the
+// heap stays within a bound computed from them, every flood segment is
+// either taken or dropped with a named reason, and the legitimate
+// connection delivers every byte in order.
+func TestHoleFloodHeap(t *testing.T) {
+	if testing.Short() {
+		t.Skip("100,000 segments")
+	}
+	const (
+		rcvBuf     = 256 << 10
+		floodSegs  = 100_000
+		slots      = 100_000 // at RCV.NXT+2k+2: 200 KB of the 256 KiB window
+		attackPort = tcptest.PeerPort + 1
+		legitEvery = 100  // flood segments per legitimate segment in
+		legitChunk = 1000 // bytes a legitimate segment carries
+		userEvery  = 1000 // flood segments per Read, Write and peer ACK
+	)
+	counter := &floodCounter{port: attackPort, dropped: map[tcp.DropReason]int{}}
+	p, legit := tcptest.Established(t, tcptest.WithTCP(tcp.Options{ReceiveBufferSize: rcvBuf, Observer: counter.observe}),
+		tcptest.WithSynOptions(seg{MSS: 1460, SACKPerm: true, WS: 7}))
+
+	// The attacker's connection, to the same listener.
+	p.PeerPort = attackPort
+	p.SetStackISS(0, false)
+	p.Inject(seg{Flags: "S", Seq: 0, MSS: 1460, SACKPerm: true, WS: 7})
+	p.Expect(seg{Flags: "S.", Seq: 0, Ack: 1})
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1})
+	attacked, err := p.Listener.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lt, at := legit.Info().TCB, attacked.Info().TCB
+	legitPeer := &rawPeer{p: p, peerPort: tcptest.PeerPort, stackPort: p.StackPort}
+	attacker := &rawPeer{p: p, peerPort: attackPort, stackPort: p.StackPort}
+
+	rng := rand.New(rand.NewPCG(7, 9))
+	// Legitimate bytes sent by the peer, written by the user, read by the
+	// user; what is read is checked as it comes, so the test itself keeps
+	// nothing that grows.
+	in, out, got := 0, 0, 0
+	read := func() {
+		b := readAll(t, legit)
+		if !bytes.Equal(b, payload(got, len(b))) {
+			t.Fatalf("legitimate connection read %d bytes at %d not as sent", len(b), got)
+		}
+		got += len(b)
+	}
+	big := payload(0, 1400)
+	base := heapInUse()
+	peak := base
+	for i := range floodSegs {
+		// Mostly one byte; one in ten a full frame, which overlaps
+		// held bytes and may bring only one new byte.
+		k := rng.IntN(slots)
+		text := big[:1]
+		if i%10 == 0 {
+			text = big
+		}
+		attacker.inject(uint32(at.IRS)+1+uint32(2*k+2), uint32(at.ISS)+1, header.TCPFlagAck, 0xffff, text)
+		if i%legitEvery == 0 {
+			legitPeer.inject(uint32(lt.IRS)+1+uint32(in), uint32(lt.ISS)+1+uint32(out), header.TCPFlagAck|header.TCPFlagPsh, 0xffff, payload(in, legitChunk))
+			in += legitChunk
+		}
+		if i%userEvery == 0 {
+			read()
+			w := payload(out, 500)
+			if n, err := legit.Write(w); err != nil || n != len(w) {
+				t.Fatalf("legitimate Write: %d, %v", n, err)
+			}
+			out += len(w)
+			// The peer acknowledges everything the stack sent.
+			legitPeer.inject(uint32(lt.IRS)+1+uint32(in), uint32(lt.ISS)+1+uint32(out), header.TCPFlagAck, 0xffff, nil)
+		}
+		attacker.discard()
+		if i%10_000 == 0 || i == floodSegs-1 {
+			peak = max(peak, heapInUse())
+		}
+	}
+	read()
+
+	held, mem, ranges, memLimit, rangeLimit := attacked.OutOfOrder()
+	// Generous: twice what the flooded queue may charge (the charge is
+	// honest to within the collector's rounding, reassembly_test.go), and
+	// 1 MiB for the rest: the legitimate connection's few KB in flight,
+	// the link's packets between reads, the collector's slack.
+	bound := uint64(2*memLimit + 1<<20)
+	t.Logf("%d flood segments: %d bytes held in %d ranges (limit %d), charged %d (limit %d); heap peak +%d KiB (bound %d KiB)",
+		floodSegs, held, ranges, rangeLimit, mem, memLimit, (peak-base)>>10, bound>>10)
+	t.Logf("flood segments taken %d, dropped %v; pruned ranges %d", counter.received, counter.dropped, p.TCP.Stats().Dropped(tcp.DropOutOfOrderPruned))
+	if ranges > rangeLimit || mem > memLimit || rangeLimit != rcvBuf/1024 || memLimit != 2*rcvBuf {
+		t.Errorf("queue %d ranges, %d charged; limits %d, %d", ranges, mem, rangeLimit, memLimit)
+	}
+	if peak-base > bound {
+		t.Errorf("heap grew by %d bytes during the flood, over the bound %d", peak-base, bound)
+	}
+
+	// Every flood segment is accounted for, every drop by its reason.
+	counter.mu.Lock()
+	accounted := counter.received
+	for r, n := range counter.dropped {
+		switch r {
+		case tcp.DropOutOfOrderQueueFull, tcp.DropOutOfOrderPruned, tcp.DropOutOfWindow:
+		default:
+			t.Errorf("%d flood segments dropped for %v", n, r)
+		}
+		if r != tcp.DropOutOfOrderPruned {
+			accounted += n
+		}
+		if st := p.TCP.Stats().Dropped(r); st != uint64(n) {
+			t.Errorf("%v: %d drops counted, %d reported for the flood", r, st, n)
+		}
+	}
+	counter.mu.Unlock()
+	if accounted != floodSegs {
+		t.Errorf("%d of %d flood segments accounted for", accounted, floodSegs)
+	}
+	if counter.dropped[tcp.DropOutOfOrderQueueFull] == 0 || counter.dropped[tcp.DropOutOfOrderPruned] == 0 {
+		t.Errorf("the flood neither filled the queue nor pruned it: %v", counter.dropped)
+	}
+
+	// The legitimate connection moved every byte, both ways.
+	if got != in {
+		t.Errorf("legitimate connection read %d bytes, want the %d sent", got, in)
+	}
+	if tcb := legit.Info().TCB; tcb.SndUna != tcb.SndNxt || uint32(tcb.SndNxt-lt.ISS) != uint32(1+out) || legit.State() != tcp.Established {
+		t.Errorf("legitimate connection %v: SND.UNA %d, SND.NXT %d, %d bytes written", legit.State(), tcb.SndUna-lt.ISS, tcb.SndNxt-lt.ISS, out)
 	}
 }

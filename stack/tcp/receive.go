@@ -163,7 +163,7 @@ func (e *Endpoint) holdOutOfOrder(seg *Segment, fin bool) {
 			if !ok {
 				break
 			}
-			e.pruned(start, n)
+			e.pruned(seg, start, n)
 		}
 		if over() {
 			r.abort()
@@ -196,12 +196,14 @@ func (e *Endpoint) oooLimits() (mem, ranges int) {
 	return 2*e.rcvBufLimit - int(e.rcvBuf.Size()), max(minOOORanges, e.rcvBufLimit/oooBytesPerRange)
 }
 
-// pruned reports held text discarded to make room: a drop of text the
-// peer may have seen SACKed, which it must now send again (RFC 2018 8).
-func (e *Endpoint) pruned(start seqnum.Value, n int) {
+// pruned reports held text [start, start+n) discarded to make room for
+// seg's: a drop of text the peer may have seen SACKed, which it must now
+// send again (RFC 2018 8). The event's Segment is the pruned text; its Key
+// is seg's, so a capture shows the prune on the frame that caused it.
+func (e *Endpoint) pruned(seg *Segment, start seqnum.Value, n int) {
 	e.proto.stats.Drops[DropOutOfOrderPruned].Add(1)
 	if e.proto.opts.Observer != nil {
-		e.proto.emit(Event{Kind: EventDrop, Conn: e.connID(), Drop: DropOutOfOrderPruned, Segment: SegmentInfo{
+		e.proto.emit(Event{Kind: EventDrop, Conn: e.connID(), Drop: DropOutOfOrderPruned, Key: seg.wire, Segment: SegmentInfo{
 			SrcPort: e.id.RemotePort, DstPort: e.id.LocalPort, Seq: uint32(start), WS: -1, Len: n,
 		}})
 	}

@@ -181,6 +181,13 @@ func TestFinHeldOutOfOrder(t *testing.T) {
 	p.Inject(seg{Flags: ".", Seq: 302, Ack: 1, Payload: []byte("beyond")})
 	p.ExpectNothing()
 	wantCount(t, "data after FIN drops", p.TCP.Stats().Dropped(tcp.DropDataAfterFin), 1)
+	// The FIN again, with and without its text: duplicates, not text
+	// after the FIN.
+	p.Inject(seg{Flags: "F.", Seq: 201, Ack: 1, Payload: data[200:300]})
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, SACK: sackBlocks{{201, 301}, {201, 301}}})
+	p.Inject(seg{Flags: "F.", Seq: 301, Ack: 1})
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, SACK: sackBlocks{{201, 301}}})
+	wantCount(t, "data after FIN drops", p.TCP.Stats().Dropped(tcp.DropDataAfterFin), 1)
 	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1, Payload: data[:200]})
 	p.Expect(seg{Flags: ".", Seq: 1, Ack: 302, Check: tcptest.CheckSACK})
 	p.WantState(ep, tcp.CloseWait)
