@@ -355,3 +355,129 @@ func BenchmarkHeldPiece(b *testing.B) {
 		})
 	}
 }
+
+// FuzzReassembly drives one queue through any sequence of segments
+// (placed anywhere in a 4 KB window, one to 64 bytes), advances of
+// RCV.NXT, FINs and small limits, and checks it against a model after
+// every step: the ranges are exactly the bytes the model holds, sorted,
+// disjoint and not touching, each with the right text and charge; the
+// limits hold; every SACK block is a held range or the D-SACK.
+//
+//	go test -run - -fuzz FuzzReassembly ./stack/tcp
+func FuzzReassembly(f *testing.F) {
+	f.Add([]byte{0, 10, 0, 5, 0, 30, 0, 5, 1, 12, 0, 30, 2, 40, 0, 0})
+	f.Add([]byte{3, 0, 1, 0, 0, 0, 1, 200, 0, 2, 0, 3, 2, 5, 0, 0, 1, 0, 0, 63})
+	f.Add(bytes.Repeat([]byte{0, 7, 0, 0, 1, 3, 1, 0}, 40))
+	f.Fuzz(func(t *testing.T, ops []byte) {
+		const window = 4096
+		base := seqnum.Value(0xfffff000)
+		rcvNxt := uint32(0)                     // relative to base
+		model := make([]bool, 512*200+2*window) // bytes held, by offset from base
+		var r reassembly
+		memLimit, rangeLimit := 6000, 16
+		fin, finAt := false, uint32(0)
+		for i := 0; i+4 <= len(ops) && i < 4*512; i += 4 {
+			op, off, n := ops[i]%4, uint32(ops[i+1])|uint32(ops[i+2])<<8, uint32(ops[i+3])%64+1
+			switch op {
+			case 0, 1: // a segment above RCV.NXT
+				start := rcvNxt + 1 + off%(window-64)
+				data := frame(start, n, int(ops[i])%1500)
+				p := r.prepare(base.Add(seqnum.Size(start)), &data)
+				if p.afterFin {
+					r.abort()
+					data.Release()
+					break
+				}
+				over := func() bool { return r.memAfter(&p) > memLimit || r.rangesAfter(&p) > rangeLimit }
+				if p.newBytes > 0 {
+					for range rangeLimit + 1 {
+						if !over() {
+							break
+						}
+						s, k, ok := r.pruneAbove(p.end)
+						if !ok {
+							break
+						}
+						for j := uint32(s - base); j < uint32(s-base)+uint32(k); j++ {
+							model[j] = false
+						}
+					}
+					if over() {
+						r.abort()
+						data.Release()
+						break
+					}
+				}
+				r.commit(&p)
+				for j := start; j < uint32(p.end-base); j++ {
+					model[j] = true
+				}
+				data.Release()
+			case 2: // text arrives in order up to a new RCV.NXT
+				to := rcvNxt + off%200
+				if fin && to > finAt {
+					to = finAt
+				}
+				for range r.ranges() + 1 {
+					d, ok := r.takeInOrder(base.Add(seqnum.Size(to)))
+					if !ok {
+						break
+					}
+					to += uint32(d.Size())
+					d.Release()
+				}
+				for j := rcvNxt; j < to; j++ {
+					model[j] = false
+				}
+				rcvNxt = to
+				if fin && rcvNxt == finAt {
+					r.reset()
+					fin = false
+					clear(model)
+				}
+			case 3: // a FIN
+				at := rcvNxt + 1 + off%window
+				if r.holdFIN(base.Add(seqnum.Size(at))) {
+					if fin {
+						t.Fatal("a second FIN taken")
+					}
+					fin, finAt = true, at
+				}
+			}
+			var want []span
+			for j := rcvNxt; j < rcvNxt+window+64; j++ {
+				if !model[j] {
+					continue
+				}
+				if j == rcvNxt {
+					t.Fatalf("byte %d held at RCV.NXT", j)
+				}
+				if k := len(want); k > 0 && want[k-1].end == j {
+					want[k-1].end++
+				} else {
+					want = append(want, span{j, j + 1})
+				}
+			}
+			check(t, &r, base, want)
+			if r.mem > memLimit || r.ranges() > rangeLimit {
+				t.Fatalf("queue charged %d in %d ranges, limits %d and %d", r.mem, r.ranges(), memLimit, rangeLimit)
+			}
+			for _, b := range blocksOf(&r, base, 4) {
+				if r.dsackSet && b == (span{uint32(r.dsack.Start - base), uint32(r.dsack.End - base)}) {
+					continue
+				}
+				found := false
+				for _, w := range want {
+					found = found || w == b
+				}
+				if !found {
+					t.Fatalf("SACK block %v is no held range (%v)", b, want)
+				}
+			}
+			if t.Failed() {
+				t.FailNow()
+			}
+		}
+		r.reset()
+	})
+}
