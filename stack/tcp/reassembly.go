@@ -291,6 +291,14 @@ func copyOut(v *buffer.View, minChunk int) (*buffer.View, bool) {
 // never copied.
 func appendCompact(dst, src *buffer.Buffer) {
 	views := src.AsViewList()
+	small := false
+	for v := views.Front(); v != nil && !small; v = v.Next() {
+		small = 2*v.Size() < v.Capacity()
+	}
+	if !small {
+		dst.Merge(src) // full-size segments: linked in, as they came
+		return
+	}
 	for v := views.Front(); v != nil; v = v.Next() {
 		if 2*v.Size() >= v.Capacity() {
 			var b buffer.Buffer

@@ -26,10 +26,10 @@ import (
 // with absolute sequence numbers and no trace: fast enough for floods. It
 // reads the stack's replies with Replies.
 type rawPeer struct {
-	p                      *tcptest.Peer
-	peerPort, stackPort    uint16
-	buf                    []byte
-	replies, repliesToPort int
+	p                   *tcptest.Peer
+	peerPort, stackPort uint16
+	buf                 []byte
+	replies             int
 }
 
 // inject sends one segment: seq, ack absolute; win the raw window field.

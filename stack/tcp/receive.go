@@ -53,7 +53,7 @@ func (e *Endpoint) processTextAndFin(seg *Segment) {
 	if fin {
 		cause = segmentCause(seg) // before the payload moves out
 	}
-	filled := e.ooo.ranges() > 0
+	filled := e.ooo.ranges() > 0 || e.ooo.fin // a gap lies below what is held
 	if n > 0 {
 		switch {
 		case e.rcvClosed:

@@ -195,3 +195,21 @@ func TestFinHeldOutOfOrder(t *testing.T) {
 		t.Fatalf("read %q", got)
 	}
 }
+
+// TestFinOnlyHeldOutOfOrder: a bare FIN above RCV.NXT is held; text that
+// fills part of the gap below it is acknowledged at once (RFC 5681 4.2),
+// and the text that reaches it takes it.
+func TestFinOnlyHeldOutOfOrder(t *testing.T) {
+	p, ep := sackPeer(t)
+	data := payload(0, 100)
+	p.Inject(seg{Flags: "F.", Seq: 101, Ack: 1})
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, Check: tcptest.CheckSACK})
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1, Payload: data[:50]})
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 51})
+	p.Inject(seg{Flags: ".", Seq: 51, Ack: 1, Payload: data[50:]})
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 102})
+	p.WantState(ep, tcp.CloseWait)
+	if got := readAll(t, ep); !bytes.Equal(got, data) {
+		t.Fatalf("read %q", got)
+	}
+}
