@@ -527,7 +527,6 @@ func (e *Endpoint) release() {
 		e.listener = nil
 	}
 	e.sndBuf.Release()
-	e.ooo.reset()
-	e.ooo.dsackSet = false
+	e.ooo.release()
 	e.proto.unregister(e)
 }

@@ -509,6 +509,12 @@ func (r *reassembly) reset() {
 	}
 }
 
+// release is reset for a connection that ends: the D-SACK goes too.
+func (r *reassembly) release() {
+	r.reset()
+	r.dsackSet = false
+}
+
 // pushRecent puts x first among the recently reported blocks. Blocks that
 // x covers are ranges it absorbed (or x itself before it grew): they go.
 func (r *reassembly) pushRecent(x *oooRange) {

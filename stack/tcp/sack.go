@@ -6,8 +6,10 @@ import (
 )
 
 // Selective acknowledgment (RFC 2018), in force when both SYNs carried
-// SACK-permitted. As data receiver, our ACKs report the out-of-order data
-// we hold, so the peer retransmits only the holes. As data sender, we keep
+// SACK-permitted. As data receiver, our ACKs, data segments included,
+// report the out-of-order data we hold (reassembly.go), so the peer
+// retransmits only the holes, and text we received twice (D-SACK, RFC
+// 2883), so it can tell a needless retransmission. As data sender, we keep
 // the peer's blocks in a scoreboard and recover from loss with RFC 6675
 // (congestion.go) instead of NewReno.
 
