@@ -31,6 +31,12 @@ const (
 	DropChallengeRateLimited            // challenge ACK suppressed by the rate limit
 	DropCookieInvalid                   // ACK to a listener whose SYN cookie does not verify (RFC 4987 3.6)
 	DropPAWS                            // TSval older than TS.Recent (RFC 7323 5.3, PAWS)
+	DropAckRateLimited                  // the ACK an unacceptable segment asks for, suppressed by the per-connection limit (Linux tcp_invalid_ratelimit)
+	DropZeroWindow                      // data into a zero receive window (RFC 9293 3.10.7.4: not acceptable)
+	DropICMPOutOfWindow                 // ICMP error quoting a sequence number we did not send (RFC 5927 4.1)
+	DropICMPBadQuote                    // ICMP error whose quoted header does not match the connection
+	DropICMPNoConnection                // ICMP error for no connection: a listener's port, or TIME-WAIT
+	DropConnectionLimit                 // a SYN or cookie ACK refused: the stack holds MaxConnections
 	numDropReasons
 )
 
@@ -57,6 +63,12 @@ var dropNames = [...]string{
 	DropChallengeRateLimited: "challenge ACK rate limited",
 	DropCookieInvalid:        "SYN cookie invalid",
 	DropPAWS:                 "PAWS: old timestamp",
+	DropAckRateLimited:       "ACK rate limited",
+	DropZeroWindow:           "zero window",
+	DropICMPOutOfWindow:      "ICMP: quoted sequence out of window",
+	DropICMPBadQuote:         "ICMP: quote does not match",
+	DropICMPNoConnection:     "ICMP: no connection",
+	DropConnectionLimit:      "connection limit",
 }
 
 func (r DropReason) String() string {

@@ -426,35 +426,9 @@ func (e *Endpoint) HandlePacket(id stack.TransportEndpointID, pkt *stack.PacketB
 }
 
 // HandleError implements stack.TransportEndpoint: an ICMP error about a
-// segment we sent. We follow Linux (tcp_v4_err): a hard error during the
-// handshake ends the connection; in a synchronized state it is only
-// remembered as a soft error, since routes come back (RFC 1122 4.2.3.9).
+// segment we sent, validated and acted on in icmp.go.
 func (e *Endpoint) HandleError(terr stack.TransportError, pkt *stack.PacketBuffer) {
-	var err error
-	switch terr.Kind() {
-	case stack.DestinationHostUnreachableTransportError:
-		err = syscall.EHOSTUNREACH
-	case stack.DestinationNetworkUnreachableTransportError:
-		err = syscall.ENETUNREACH
-	case stack.DestinationPortUnreachableTransportError:
-		err = syscall.ECONNREFUSED
-	case stack.DestinationProtoUnreachableTransportError:
-		err = syscall.ENOPROTOOPT // Linux's icmp_err_convert
-	default:
-		return
-	}
-	e.mu.Lock()
-	switch {
-	case e.state == SynSent:
-		e.err = err
-		e.transition(Closed, Cause{Kind: CauseSegment, Detail: "ICMP " + err.Error()})
-	case e.state != Closed:
-		// A soft error: reported only if the connection later times
-		// out, in place of ETIMEDOUT, as Linux's tcp_write_err does.
-		e.softErr = err
-	}
-	e.mu.Unlock()
-	e.flush()
+	e.icmpArrives(terr, pkt)
 }
 
 // Abort implements stack.TransportEndpoint: the stack is closing. The

@@ -636,9 +636,11 @@ func (l *Listener) Close() {
 	}
 }
 
-// HandleError implements stack.TransportEndpoint; ICMP errors do not
-// concern a listener.
-func (*Listener) HandleError(stack.TransportError, *stack.PacketBuffer) {}
+// HandleError implements stack.TransportEndpoint: an ICMP error quoting
+// a 4-tuple on the listener's port that has no connection (icmp.go).
+func (l *Listener) HandleError(terr stack.TransportError, pkt *stack.PacketBuffer) {
+	l.icmpToListener(terr, pkt)
+}
 
 // Abort implements stack.TransportEndpoint: the stack is closing.
 func (l *Listener) Abort() { l.Close() }
