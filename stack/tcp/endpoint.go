@@ -115,6 +115,11 @@ type Endpoint struct {
 	keepProbes int   // probes sent since the peer was last heard from
 	softErr    error // last ICMP error in a synchronized state (Linux sk_err_soft)
 
+	// When this connection last answered an unacceptable segment, for
+	// the per-connection limit of Options.InvalidRateLimit (reset.go).
+	invalidAckAt   tcpip.MonotonicTime
+	invalidAckSent bool
+
 	// A SYN that reopened this connection from TIME-WAIT, for the
 	// listener to take once this TCB is gone, and the ISN it must use.
 	handoff    *Listener

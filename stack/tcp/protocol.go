@@ -72,7 +72,7 @@ func NewProtocol(opts Options) stack.TransportProtocolFactory {
 			listeners: make(map[*Listener]struct{}),
 		}
 		_, _ = io.ReadFull(s.SecureRNG().Reader, p.secret[:])
-		p.challenge.limit = p.opts.ChallengeAckLimit
+		p.challenge.init(p.opts.ChallengeAckLimit, p.secret)
 		return p
 	}
 }
@@ -397,27 +397,4 @@ func (p *Protocol) Listeners() []*Listener {
 		out = append(out, l)
 	}
 	return out
-}
-
-// challengeLimiter bounds challenge ACKs per second across the stack
-// (RFC 5961 7: "the number of challenge ACKs sent MUST be rate limited").
-type challengeLimiter struct {
-	mu     sync.Mutex
-	limit  int
-	window tcpip.MonotonicTime
-	count  int
-}
-
-func (c *challengeLimiter) allow(now tcpip.MonotonicTime) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if now.Sub(c.window) >= time.Second {
-		c.window = now
-		c.count = 0
-	}
-	if c.count >= c.limit {
-		return false
-	}
-	c.count++
-	return true
 }
