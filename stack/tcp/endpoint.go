@@ -125,6 +125,14 @@ type Endpoint struct {
 	handoff    *Listener
 	handoffISS seqnum.Value
 
+	// tw is the compact record that stands for this connection while it
+	// is in TIME-WAIT (timewait.go); the Endpoint is then out of the
+	// demuxer and the engine's table.
+	tw *timeWait
+	// orphan: the user closed the connection before it reached CLOSED or
+	// TIME-WAIT; it counts against Options.MaxOrphans.
+	orphan bool
+
 	userClosed     bool  // Close was called: nobody reads any more
 	wasEstablished bool  // the handshake completed once
 	err            error // hard error reported to the user once
@@ -436,13 +444,22 @@ func (e *Endpoint) HandleError(terr stack.TransportError, pkt *stack.PacketBuffe
 	e.icmpArrives(terr, pkt)
 }
 
-// Abort implements stack.TransportEndpoint: the stack is closing. The
-// connection moves to CLOSED at once; users see ECONNABORTED.
+// Abort implements stack.TransportEndpoint: the stack is closing. It is
+// the ABORT call of RFC 9293 3.10.5, so that the peer does not go on
+// believing in a connection that is gone: in SYN-RECEIVED, ESTABLISHED,
+// FIN-WAIT-1, FIN-WAIT-2 and CLOSE-WAIT a RST, <SEQ=SND.NXT><CTL=RST>, goes
+// first; in CLOSING, LAST-ACK and TIME-WAIT (our FIN is out, the peer's is
+// in) and in SYN-SENT the TCB is only deleted, as the RFC says and as
+// Linux's tcp_disconnect does (tcp_need_reset). Users see ECONNABORTED.
 func (e *Endpoint) Abort() {
 	e.mu.Lock()
 	if e.state != Closed {
 		if e.err == nil {
 			e.err = syscall.ECONNABORTED
+		}
+		switch e.state {
+		case SynReceived, Established, FinWait1, FinWait2, CloseWait:
+			e.sendReset(e.SndNxt)
 		}
 		e.transition(Closed, userCause("stack close"))
 	}
@@ -472,7 +489,7 @@ func (e *Endpoint) flush() {
 		for {
 			e.mu.Lock()
 			if len(e.outq) == 0 {
-				if e.state == Closed && e.route != nil && !e.registered {
+				if (e.state == Closed || e.tw != nil) && e.route != nil && !e.registered {
 					release, e.route = e.route, nil
 				}
 				e.mu.Unlock()
