@@ -207,3 +207,16 @@ func TestICMPQuoteOtherTuple(t *testing.T) {
 	p.WantState(p.Listener, tcp.Listen)
 	p.ExpectNothing()
 }
+
+// TestICMPQuoteTimeWait: a connection in TIME-WAIT has sent only ACKs of a
+// closed connection; like Linux (tcp_v4_err), an error about it is
+// ignored. Its record is not in the demuxer, so the error reaches the
+// listener on the port, which counts it.
+func TestICMPQuoteTimeWait(t *testing.T) {
+	p, ep := tcptest.TimeWait(t)
+	p.InjectIPv4(icmpError(header.ICMPv4PortUnreachable, quote(p, 2)))
+	wantCount(t, "Dropped(ICMP no connection)", p.TCP.Stats().Dropped(tcp.DropICMPNoConnection), 1)
+	p.WantState(ep, tcp.TimeWait)
+	p.Inject(seg{Flags: "F.", Seq: 1, Ack: 2})
+	p.Expect(seg{Flags: ".", Seq: 2, Ack: 2})
+}

@@ -121,18 +121,22 @@ func (e *Endpoint) enterTimeWait(cause Cause) {
 		tsRecentAge: e.tsRecentAge,
 		since:       now,
 		deadline:    now.Add(p.opts.TimeWait),
+		portRes:     e.portRes,
 		ep:          weak.Make(e),
 	}
 	if e.RcvNxt.LessThan(e.rcvAcc) {
 		tw.rcvWnd = uint32(e.RcvNxt.Size(e.rcvAcc))
 	}
+	// Once in the table the record is the table's: its timer may fire
+	// at once (a short TimeWait), on another goroutine, before this
+	// returns. It then waits for e.mu to close the Endpoint.
 	if !p.tw.add(tw, p) {
 		p.limits.TimeWaitOverflows.Add(1)
 		e.transition(Closed, Cause{Kind: cause.Kind, Detail: "TIME-WAIT table full (MaxTimeWait): " + cause.Detail, Key: cause.Key})
 		return
 	}
 	e.tw = tw
-	tw.portRes, e.portRes = e.portRes, nil
+	e.portRes = nil // the record's now
 	if e.registered {
 		e.registered = false
 		p.stack.UnregisterTransportEndpoint([]tcpip.NetworkProtocolNumber{e.netProto}, ProtocolNumber, e.id, e, ports.Flags{}, 0)
@@ -378,8 +382,9 @@ func (p *Protocol) timeWaitArrives(tw *timeWait, seg *Segment, l *Listener) (twV
 		p.drop(c, seg, DropClosed) // deleted meanwhile
 		return twDone, 0
 	}
-	reply := SendCause(0) // 0: none
-	limited := false      // the reply goes under InvalidRateLimit
+	const noReply = numSendCauses
+	reply := noReply // the ACK the segment earns, if any
+	limited := false // the reply goes under InvalidRateLimit
 	reason := DropNone
 	var close *Cause
 
@@ -453,9 +458,9 @@ func (p *Protocol) timeWaitArrives(tw *timeWait, seg *Segment, l *Listener) (twV
 	// The per-connection limit of Endpoint.invalidAckAllowed, kept in
 	// the record.
 	suppressed := false
-	if reply != 0 && limited {
+	if reply != noReply && limited {
 		if lim := p.opts.InvalidRateLimit; lim >= 0 && tw.invalidAckSent && now.Sub(tw.invalidAckAt) < lim {
-			reply, suppressed = 0, true
+			reply, suppressed = noReply, true
 		} else {
 			tw.invalidAckSent, tw.invalidAckAt = true, now
 		}
@@ -474,10 +479,10 @@ func (p *Protocol) timeWaitArrives(tw *timeWait, seg *Segment, l *Listener) (twV
 		p.drop(c, seg, DropAckRateLimited)
 	}
 	if reply == SendChallengeAck && !p.challenge.allow(now) {
-		p.stats.Drops[DropChallengeRateLimited].Add(1)
-		reply = 0
+		p.drop(c, seg, DropChallengeRateLimited)
+		reply = noReply
 	}
-	if reply != 0 {
+	if reply != noReply {
 		p.timeWaitAck(&twc, reply)
 	}
 	if close != nil {
