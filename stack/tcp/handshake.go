@@ -68,8 +68,11 @@ func (p *Protocol) Connect(local, remote tcpip.FullAddress, netProto tcpip.Netwo
 	e.portRes = &res
 	e.registered = true
 	if err := p.register(e); err != nil {
+		// Still CLOSED: give back the demuxer entry and the port
+		// (a transition to CLOSED would be no change, and release
+		// nothing).
 		e.mu.Lock()
-		e.transition(Closed, userCause("connect"))
+		e.release()
 		e.mu.Unlock()
 		e.flush()
 		return nil, err

@@ -2,6 +2,7 @@ package tcp_test
 
 import (
 	"errors"
+	"math/rand/v2"
 	"runtime"
 	"strings"
 	"syscall"
@@ -313,15 +314,79 @@ func TestConnectionLimit(t *testing.T) {
 	p.ExpectNothing()
 	wantCount(t, "Dropped(connection limit)", p.TCP.Stats().Dropped(tcp.DropConnectionLimit), 1)
 	remote := tcpip.FullAddress{Addr: tcpip.AddrFrom4(tcptest.PeerAddr.As4()), Port: 9}
-	if _, err := p.TCP.Connect(tcpip.FullAddress{}, remote, ipv4.ProtocolNumber); !errors.Is(err, syscall.EMFILE) {
+	local := tcpip.FullAddress{Port: 5555}
+	if _, err := p.TCP.Connect(local, remote, ipv4.ProtocolNumber); !errors.Is(err, syscall.EMFILE) {
 		t.Fatalf("Connect beyond the limit: %v, want EMFILE", err)
 	}
 	wantCount(t, "ConnectionLimit", p.TCP.Limits().ConnectionLimit.Load(), 2)
 	if u := p.TCP.Usage(); u.Connections != 2 {
 		t.Errorf("Usage().Connections = %d, want 2", u.Connections)
 	}
-	// The half-open one expires; a new SYN gets in.
+	// The half-open one expires; a new SYN gets in, and the refused
+	// Connect left its port free.
 	p.Advance(3 * time.Minute)
 	p.DrainAny()
 	syn(t, p, 40003)
+	p.Advance(3 * time.Minute)
+	p.DrainAny()
+	if _, err := p.TCP.Connect(local, remote, ipv4.ProtocolNumber); err != nil {
+		t.Fatalf("Connect from the same port once there is room: %v", err)
+	}
+}
+
+// TestTimeWaitRandomSegments throws 20,000 random segments at a record:
+// whatever arrives, a record only ever sends <SEQ=SND.NXT><ACK=RCV.NXT>
+// <CTL=ACK>, at most one per InvalidRateLimit apart from the ACKs of
+// retransmitted FINs, and ends in CLOSED only by a RST at RCV.NXT or a
+// SYN that reopens it.
+func TestTimeWaitRandomSegments(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	flagSets := []string{"", ".", "S", "S.", "F", "F.", "R", "R.", "P.", "FP.", "SR", "SF."}
+	for trial := range 20 {
+		p, ep := tcptest.TimeWait(t, tcptest.WithTimestamps())
+		limited, fins := 0, 0
+		for i := range 1000 {
+			s := seg{
+				Flags: flagSets[rng.IntN(len(flagSets))],
+				Seq:   []uint32{0, 1, 2, 3, 100, 1 << 20, rng.Uint32()}[rng.IntN(7)],
+				Ack:   []uint32{0, 1, 2, 3, rng.Uint32()}[rng.IntN(5)],
+			}
+			if rng.IntN(3) == 0 {
+				s.Payload = payload(i, 1+rng.IntN(40))
+			}
+			if rng.IntN(2) == 0 {
+				s.TS, s.TSVal, s.TSEcr = true, rng.Uint32(), rng.Uint32()
+			}
+			if s.Flags == "S" && s.Seq > 2 {
+				s.Seq = 2 // not a reopening SYN: covered elsewhere
+			}
+			if strings.Contains(s.Flags, "R") && s.Seq == 2 && rng.IntN(20) != 0 {
+				s.Seq = 3 // make the valid reset rare, to test the rest longer
+			}
+			// A retransmitted FIN: it ends at RCV.NXT (2).
+			if f := s.Flags; strings.Contains(f, "F") && !strings.Contains(f, "R") {
+				end := s.Seq + uint32(len(s.Payload)) + 1
+				if strings.Contains(f, "S") {
+					end++
+				}
+				if end == 2 {
+					fins++
+				}
+			}
+			p.Inject(s)
+			for _, r := range p.Drain() {
+				if r.Flags != "." || r.Seq != 2 || r.Ack != 2 || len(r.Payload) != 0 {
+					t.Fatalf("trial %d: a TIME-WAIT record sent %v", trial, r)
+				}
+				limited++
+			}
+			if ep.State() == tcp.Closed {
+				break
+			}
+			p.Advance(time.Duration(rng.IntN(100)) * time.Millisecond)
+		}
+		if max := fins + int(p.Elapsed()/invalidRate) + 1; limited > max {
+			t.Fatalf("trial %d: %d ACKs in %v with %d retransmitted FINs, want at most %d", trial, limited, p.Elapsed(), fins, max)
+		}
+	}
 }
