@@ -348,13 +348,14 @@ func (p *Protocol) timeWaitEndpoints() []*Endpoint {
 				SndUna: tw.sndNxt, SndNxt: tw.sndNxt,
 				RcvNxt: tw.rcvNxt, RcvWnd: tw.rcvWnd,
 			},
-			sndMax:      tw.sndNxt,
-			rcvWndShift: tw.rcvWndShift,
-			tsOK:        tw.tsOK,
-			finReceived: true,
-			finQueued:   true,
-			userClosed:  true,
-			tw:          tw,
+			sndMax:         tw.sndNxt,
+			rcvWndShift:    tw.rcvWndShift,
+			tsOK:           tw.tsOK,
+			finReceived:    true,
+			finQueued:      true,
+			userClosed:     true,
+			wasEstablished: true,
+			tw:             tw,
 		})
 	}
 	return out
