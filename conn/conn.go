@@ -164,6 +164,8 @@ func (c *Conn) Close() error {
 	c.closeOnce.Do(func() {
 		err = nil
 		close(c.closed)
+		c.rd.release()
+		c.wd.release()
 		c.mu.Lock()
 		linger := c.linger
 		c.mu.Unlock()

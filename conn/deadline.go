@@ -11,9 +11,10 @@ import (
 // when the deadline passes. Setting it re-times the channel that calls
 // already blocked are waiting on, so a new deadline applies to them too.
 type deadline struct {
-	mu     sync.Mutex
-	timer  *time.Timer
-	expire chan struct{}
+	mu       sync.Mutex
+	timer    *time.Timer
+	expire   chan struct{}
+	released bool // the connection closed: no timer any more
 }
 
 func newDeadline() *deadline { return &deadline{expire: make(chan struct{})} }
@@ -27,10 +28,14 @@ func closedChan(c <-chan struct{}) bool {
 	}
 }
 
-// set moves the deadline to t; the zero time removes it.
+// set moves the deadline to t; the zero time removes it. After release it
+// does nothing.
 func (d *deadline) set(t time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.released {
+		return
+	}
 	if d.timer != nil && !d.timer.Stop() {
 		<-d.expire // the timer fired: wait until it has closed the channel
 	}
@@ -52,6 +57,20 @@ func (d *deadline) set(t time.Time) {
 	}
 	if !expired {
 		close(d.expire)
+	}
+}
+
+// release stops the timer for good, so that a closed connection leaves
+// nothing behind in the runtime's timer heap: a pending timer keeps its
+// function and channel alive until it fires, however far away. Calls that
+// might still wait on the channel have been woken by the close itself.
+func (d *deadline) release() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.released = true
+	if d.timer != nil {
+		d.timer.Stop()
+		d.timer = nil
 	}
 }
 

@@ -133,6 +133,7 @@ func (l *Listener) Close() error {
 	l.closeOnce.Do(func() {
 		err = nil
 		close(l.closed)
+		l.dl.release()
 		l.l.Close()
 	})
 	return err

@@ -8,10 +8,12 @@
 package stack
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
 	"sync"
+	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/network/arp"
@@ -31,7 +33,50 @@ type Options struct {
 
 	// TCP configures the engine.
 	TCP tcp.Options
+
+	// OnLinkDown, if set, is called once for each interface whose link
+	// failed under the stack (see LinkDown), after the stack has taken it
+	// down. It runs on a goroutine of its own and may call any method of
+	// the Stack, Close and Shutdown included.
+	OnLinkDown func(LinkDown)
 }
+
+// LinkDown reports an interface whose link failed: a TAP device deleted
+// (ip link del) or set down under the stack, a tap.Pipe whose other end
+// closed. By then the stack has taken the interface down: every
+// connection through it failed with ENETDOWN (blocked calls returned),
+// its TIME-WAIT connections are gone, and its addresses and routes are
+// removed, so new connections to its networks fail with ENETUNREACH or
+// EHOSTUNREACH, as on Linux once a device is gone.
+type LinkDown struct {
+	NIC tcpip.NICID
+	Err error // what the link reported, such as "tap: read: file descriptor in bad state"
+}
+
+func (d LinkDown) String() string { return fmt.Sprintf("NIC %d: link down: %v", d.NIC, d.Err) }
+
+// FailingLink is implemented by link endpoints that can fail on their own,
+// such as the endpoints of package tap (a TAP device deleted or down, a
+// pipe whose other end closed). AddNIC finds it in the link it is given or
+// in any endpoint that link wraps (a Child method, as gVisor's nested and
+// ethernet endpoints and tapstack's middleware have) and registers a
+// function, which the link calls once, without blocking on it, when it
+// stops for good.
+type FailingLink interface {
+	OnFailure(func(error))
+}
+
+// FlushingLink is implemented by link endpoints with an outbound queue of
+// their own, such as tap.Pipe's ends: Close waits, up to a bound, until
+// the resets it sent have left, before removing the interface discards
+// them.
+type FlushingLink interface {
+	FlushOutbound(timeout time.Duration) bool
+}
+
+// flushTimeout bounds how long Close waits for a link to pass on what the
+// connections sent last.
+const flushTimeout = time.Second
 
 // ErrClosed is returned by calls on a closed Stack.
 var ErrClosed = errors.New("stack: closed")
@@ -41,10 +86,14 @@ type Stack struct {
 	s   *gstack.Stack
 	tcp *tcp.Protocol
 
-	mu      sync.Mutex
-	nextNIC tcpip.NICID
-	links   map[tcpip.NICID]gstack.LinkEndpoint
-	closed  bool
+	onLinkDown func(LinkDown)
+
+	mu       sync.Mutex
+	nextNIC  tcpip.NICID
+	links    map[tcpip.NICID]gstack.LinkEndpoint
+	down     map[tcpip.NICID]error // interfaces whose link failed
+	closed   bool
+	handlers sync.WaitGroup // link-down handling in progress
 }
 
 // New makes a stack with no interfaces.
@@ -65,7 +114,26 @@ func New(opts Options) *Stack {
 		Clock:              clock,
 		HandleLocal:        true,
 	})
-	return &Stack{s: s, tcp: tcp.Of(s), nextNIC: 1, links: make(map[tcpip.NICID]gstack.LinkEndpoint)}
+	return &Stack{
+		s: s, tcp: tcp.Of(s), onLinkDown: opts.OnLinkDown,
+		nextNIC: 1, links: make(map[tcpip.NICID]gstack.LinkEndpoint), down: make(map[tcpip.NICID]error),
+	}
+}
+
+// walkLink calls fn for link and every endpoint it wraps, outermost first,
+// until fn returns true. The chain is followed through Child methods and
+// bounded.
+func walkLink(link gstack.LinkEndpoint, fn func(gstack.LinkEndpoint) bool) {
+	for range 32 {
+		if link == nil || fn(link) {
+			return
+		}
+		c, ok := link.(interface{ Child() gstack.LinkEndpoint })
+		if !ok {
+			return
+		}
+		link = c.Child()
+	}
 }
 
 // TCP returns the stack's TCP engine: its counters, connections and
@@ -107,6 +175,13 @@ func (s *Stack) AddNIC(link gstack.LinkEndpoint, addrs ...netip.Prefix) (tcpip.N
 		s.mu.Unlock()
 		return 0, fmt.Errorf("stack: create NIC: %s", err)
 	}
+	walkLink(link, func(l gstack.LinkEndpoint) bool {
+		f, ok := l.(FailingLink)
+		if ok {
+			f.OnFailure(func(err error) { s.linkFailed(id, err) })
+		}
+		return ok
+	})
 	for _, p := range addrs {
 		if err := s.AddAddress(id, p); err != nil {
 			return 0, err
@@ -153,8 +228,13 @@ func (s *Stack) AddRoute(dst netip.Prefix, gw netip.Addr, nic tcpip.NICID) error
 	return nil
 }
 
-// Close aborts every connection and listener, detaches and closes the
-// interfaces and waits for their goroutines.
+// Close ends the stack at once. Listeners close; every connection is
+// aborted (RFC 9293 3.10.5): one RST for each that the peer still believes
+// open (SYN-RECEIVED, ESTABLISHED, FIN-WAIT-1, FIN-WAIT-2, CLOSE-WAIT; see
+// tcp.Endpoint.Abort), and users see ECONNABORTED. Connections in
+// TIME-WAIT are deleted. The interfaces are detached and closed once
+// their links have passed the resets on, and Close waits for their
+// goroutines. Shutdown is the graceful way.
 func (s *Stack) Close() {
 	s.mu.Lock()
 	if s.closed {
@@ -171,6 +251,15 @@ func (s *Stack) Close() {
 	for _, e := range s.tcp.Connections() {
 		e.Abort()
 	}
+	for _, link := range links {
+		walkLink(link, func(l gstack.LinkEndpoint) bool {
+			f, ok := l.(FlushingLink)
+			if ok {
+				f.FlushOutbound(flushTimeout)
+			}
+			return ok
+		})
+	}
 	// Remove the NICs before gVisor's Stack.Wait: it waits for each link
 	// endpoint while holding the stack's lock, and a link goroutine that is
 	// delivering a frame into this stack at that moment needs the same
@@ -179,8 +268,69 @@ func (s *Stack) Close() {
 		_ = s.s.RemoveNIC(id)
 		link.Wait()
 	}
+	s.handlers.Wait()
 	s.s.Close()
 	s.s.Wait()
+}
+
+// Shutdown closes the stack the way its peers can see, like a server that
+// drains before it exits (tcp.Protocol.Shutdown): listeners close, and
+// every connection is closed as Conn.Close would, a FIN after the data
+// still queued, or a RST where received data is discarded unread;
+// connections still in their handshake finish it and then send their FIN.
+// Shutdown waits until every connection has reached CLOSED or TIME-WAIT,
+// or until ctx ends, and then closes the stack as Close does, which resets
+// the connections that remain. It returns nil if every connection closed
+// in time, ctx's error otherwise, and ErrClosed if the stack was already
+// closed.
+func (s *Stack) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	s.tcp.Shutdown()
+	var err error
+	select {
+	case <-s.tcp.Drained():
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	s.Close()
+	return err
+}
+
+// linkFailed takes interface id down after its link failed: once, and not
+// while the stack closes. The link calls it from its own goroutine; the
+// work happens on a goroutine of the stack's, which Close waits for.
+func (s *Stack) linkFailed(id tcpip.NICID, err error) {
+	s.mu.Lock()
+	if s.closed || s.links[id] == nil || s.down[id] != nil {
+		s.mu.Unlock()
+		return
+	}
+	s.down[id] = err
+	s.handlers.Add(1)
+	s.mu.Unlock()
+	go func() {
+		// Connections first: they must not wait for a retransmission
+		// timeout that a dead link makes certain.
+		s.tcp.NICDown(id, err)
+		_ = s.s.RemoveNIC(id)
+		s.handlers.Done()
+		if s.onLinkDown != nil {
+			s.onLinkDown(LinkDown{NIC: id, Err: err})
+		}
+	}()
+}
+
+// LinkErr returns the failure of interface id's link, or nil if it has
+// not failed.
+func (s *Stack) LinkErr(id tcpip.NICID) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.down[id]
 }
 
 func netProto(a netip.Addr) tcpip.NetworkProtocolNumber {

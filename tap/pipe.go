@@ -2,8 +2,10 @@ package tap
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -74,7 +76,9 @@ func (e *PipeEnd) Stats() PipeStats {
 //
 // The cable is shut down for good when either end is detached or closed (the
 // stack removes the NIC, or Stack.Destroy runs); Wait on either end then
-// returns once both pumps have exited.
+// returns once both pumps have exited. A shutdown is a failure for an end
+// whose stack did not ask for it (see [PipeEnd.OnFailure]): the other end's,
+// and this end's own when someone closed it under its stack.
 func Pipe(opts ...PipeOption) (a, b *PipeEnd) {
 	c := pipeConfig{mtu: DefaultMTU, queue: DefaultPipeQueue}
 	for _, o := range opts {
@@ -121,13 +125,25 @@ func (p *pipe) start() {
 	go p.pump(p.ports[1], p.ports[0])
 }
 
-// shutdown stops both pumps; frames written afterwards are dropped.
-func (p *pipe) shutdown() {
+// shutdown stops both pumps; frames written afterwards are dropped. by is
+// the end whose stack let go of it (detached it, or closed it through
+// RemoveNIC): the other end has failed; closedUnder says that by was
+// closed under its stack, which has failed too.
+func (p *pipe) shutdown(by *pipePort, closedUnder bool) {
 	p.mu.Lock()
 	p.down = true
 	p.mu.Unlock()
 	p.cancel()
+	by.peer.fail(ErrPipeClosed)
+	if closedUnder {
+		by.fail(ErrPipeClosed)
+	}
 }
+
+// ErrPipeClosed is the failure a [Pipe] end reports when the cable shut
+// down without its stack asking for it: the other end's stack removed its
+// NIC or closed, or someone closed the end under the stack.
+var ErrPipeClosed = errors.New("tap: pipe closed")
 
 func (p *pipe) isDown() bool {
 	p.mu.Lock()
@@ -153,12 +169,14 @@ func (p *pipe) pump(from, to *pipePort) {
 		if !to.IsAttached() {
 			v.Release()
 			from.droppedDetached.Add(1)
+			from.done.Add(1)
 			continue
 		}
 		in := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithView(v)})
 		from.sent.Add(1)
 		to.InjectInbound(0, in) // the ethernet endpoint dispatches on EtherType
 		in.DecRef()
+		from.done.Add(1)
 	}
 }
 
@@ -171,6 +189,11 @@ type pipePort struct {
 
 	sent, droppedFull, droppedDetached, droppedClosed atomic.Uint64
 
+	// queued counts frames WritePackets put in the queue, done those the
+	// pump has delivered or dropped: FlushOutbound waits for done to
+	// reach queued.
+	queued, done atomic.Uint64
+
 	// pumping is the pump that drains this end's outbound queue into the
 	// peer. Wait waits for it alone: gVisor's Stack.Wait calls Wait with
 	// the stack's lock held, and the other pump, which delivers into this
@@ -178,8 +201,25 @@ type pipePort struct {
 	// exits as soon as it gets the lock, since the cable is down by then.
 	pumping sync.WaitGroup
 
-	mu      sync.Mutex
-	onClose func()
+	mu        sync.Mutex
+	onClose   func()
+	onFailure func(error)
+	failed    bool
+}
+
+// fail reports err to the end's onFailure, once.
+func (pp *pipePort) fail(err error) {
+	pp.mu.Lock()
+	if pp.failed {
+		pp.mu.Unlock()
+		return
+	}
+	pp.failed = true
+	fn := pp.onFailure
+	pp.mu.Unlock()
+	if fn != nil {
+		fn(err)
+	}
 }
 
 // Attach implements stack.LinkEndpoint. Detaching shuts the cable down:
@@ -188,7 +228,7 @@ type pipePort struct {
 func (pp *pipePort) Attach(d stack.NetworkDispatcher) {
 	pp.Endpoint.Attach(d)
 	if d == nil {
-		pp.pipe.shutdown()
+		pp.pipe.shutdown(pp, false)
 		return
 	}
 	pp.pipe.start()
@@ -201,6 +241,7 @@ func (pp *pipePort) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error)
 		return pkts.Len(), nil
 	}
 	n, err := pp.Endpoint.WritePackets(pkts)
+	pp.queued.Add(uint64(n))
 	if err == nil && n < pkts.Len() {
 		// channel.Endpoint stops at the first frame that does not fit
 		// and reports success for the ones before; the rest are lost.
@@ -210,7 +251,10 @@ func (pp *pipePort) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error)
 }
 
 // Close implements stack.LinkEndpoint: it shuts the cable down and discards
-// the queued frames. It does not wait for the pumps; Wait does.
+// the queued frames. It does not wait for the pumps; Wait does. The stack
+// clears the close action before it closes the endpoint itself (RemoveNIC),
+// so an action still set means that someone closed the end under its
+// stack: a failure of this end as well as of the other.
 func (pp *pipePort) Close() {
 	pp.mu.Lock()
 	action := pp.onClose
@@ -219,7 +263,7 @@ func (pp *pipePort) Close() {
 	if action != nil {
 		action()
 	}
-	pp.pipe.shutdown()
+	pp.pipe.shutdown(pp, action != nil)
 	pp.Endpoint.Close()
 }
 
@@ -245,4 +289,32 @@ func (pp *pipePort) SetOnCloseAction(action func()) {
 	pp.mu.Lock()
 	defer pp.mu.Unlock()
 	pp.onClose = action
+}
+
+// OnFailure registers fn to be called, once, when the cable shuts down
+// without this end's stack asking for it: the other end's stack removed
+// its NIC or closed, or this end was closed under its stack. fn gets
+// [ErrPipeClosed]; it may run with the other stack's locks held and must
+// not block. stack.Stack's AddNIC registers one that takes the NIC down.
+func (e *PipeEnd) OnFailure(fn func(error)) {
+	e.port.mu.Lock()
+	defer e.port.mu.Unlock()
+	e.port.onFailure = fn
+}
+
+// FlushOutbound waits until the frames written on this end so far have
+// been delivered to the other end (or dropped), or timeout has passed, and
+// reports whether they were. stack.Stack's Close calls it between sending
+// its resets and removing the NIC, which would discard them.
+func (e *PipeEnd) FlushOutbound(timeout time.Duration) bool {
+	pp := e.port
+	target := pp.queued.Load()
+	deadline := time.Now().Add(timeout)
+	for pp.done.Load() < target {
+		if pp.pipe.isDown() || !time.Now().Before(deadline) {
+			return false
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	return true
 }

@@ -266,6 +266,8 @@ type fdLink struct {
 	closeErr   error
 	readErr    error
 	onClose    func()
+	onFailure  func(error)
+	failErr    error // the failure reported to onFailure, once
 }
 
 var _ stack.LinkEndpoint = (*fdLink)(nil)
@@ -312,7 +314,11 @@ func (l *fdLink) readLoop() {
 	for {
 		n, err := l.f.Read(buf)
 		if err != nil {
-			if l.stopOn(err) {
+			stop, failure := l.stopOn(err)
+			if failure != nil {
+				l.fail(failure)
+			}
+			if stop {
 				return
 			}
 			continue
@@ -321,8 +327,9 @@ func (l *fdLink) readLoop() {
 	}
 }
 
-// stopOn decides whether a read error ends the loop, and records why.
-func (l *fdLink) stopOn(err error) bool {
+// stopOn decides whether a read error ends the loop, and records why; the
+// error is also returned when it is a failure of the device.
+func (l *fdLink) stopOn(err error) (stop bool, failure error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	switch {
@@ -330,17 +337,55 @@ func (l *fdLink) stopOn(err error) bool {
 		if !l.stopping && !l.closed {
 			// A detach and re-attach raced past us; the deadline is
 			// cleared again, so the next Read blocks.
-			return false
+			return false, nil
 		}
 	case errors.Is(err, os.ErrClosed):
 	default:
 		if !l.closed {
 			l.readErr = fmt.Errorf("tap: read: %w", err)
+			failure = l.readErr
 		}
 	}
 	l.running = false
 	l.stopping = false
-	return true
+	return true, failure
+}
+
+// OnFailure registers fn to be called, once, when the device fails under
+// the stack: a read error that ends the read loop (the device was deleted:
+// EBADFD) or a write error that says the device is gone or down (EIO,
+// EBADFD, ENODEV, ENXIO). A close by Close or by the stack is no failure.
+// fn runs on the goroutine that saw the error and must not block;
+// stack.Stack's AddNIC registers one that takes the NIC down.
+func (l *fdLink) OnFailure(fn func(error)) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.onFailure = fn
+}
+
+// fail reports err to onFailure, once, unless the link was closed. It
+// must be called without l.mu.
+func (l *fdLink) fail(err error) {
+	l.mu.Lock()
+	if l.failErr != nil || l.closed {
+		l.mu.Unlock()
+		return
+	}
+	l.failErr = err
+	fn := l.onFailure
+	l.mu.Unlock()
+	if fn != nil {
+		fn(err)
+	}
+}
+
+// deviceGone reports whether a write error means that the device cannot
+// carry frames any more: deleted (EBADFD: the descriptor lost its device),
+// down (EIO), or gone from under the driver (ENODEV, ENXIO). Linux's tun
+// driver returns these; a full queue (EAGAIN, ENOBUFS) or a bad frame
+// (EINVAL) is not a failure of the device.
+func deviceGone(err error) bool {
+	return errors.Is(err, unix.EBADFD) || errors.Is(err, unix.EIO) || errors.Is(err, unix.ENODEV) || errors.Is(err, unix.ENXIO)
 }
 
 func (l *fdLink) deliver(frame []byte) {
@@ -390,6 +435,9 @@ func (l *fdLink) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 			l.txDropped.Add(1)
 		default:
 			l.txErrors.Add(1)
+			if deviceGone(werr) {
+				l.fail(fmt.Errorf("tap: write: %w", werr))
+			}
 			var errno unix.Errno
 			if errors.As(werr, &errno) {
 				return n, tcpip.TranslateErrno(errno)

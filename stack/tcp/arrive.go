@@ -77,7 +77,7 @@ func (e *Endpoint) otherwiseArrives(seg *Segment) {
 	// ACK, as for an unacceptable segment, and drop it.
 	if e.pawsReject(seg) {
 		e.drop(seg, DropPAWS)
-		e.sendAck(SendAck)
+		e.ackUnacceptable(seg)
 		return
 	}
 
@@ -142,16 +142,25 @@ func (e *Endpoint) acceptable(seg *Segment) bool {
 	case wnd == 0:
 		// "If the RCV.WND is zero, no segments will be acceptable, but
 		// special allowance should be made to accept valid ACKs, URGs,
-		// and RSTs": take the segment at RCV.NXT; its text is trimmed.
-		return seg.Seq == e.RcvNxt
+		// and RSTs": text is not acceptable; unacceptable makes the
+		// allowance for the rest of a segment at RCV.NXT.
+		return seg.Seq == e.RcvNxt && seg.Payload.Size() == 0
 	default:
 		return seg.Seq.InWindow(e.RcvNxt, wnd) || seg.Seq.Add(n-1).InWindow(e.RcvNxt, wnd)
 	}
 }
 
 // unacceptable handles a segment that failed the sequence check: if it is
-// not a RST, answer <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>, then drop it.
+// not a RST, answer <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>, then drop it. The
+// answer goes under the per-connection limit of InvalidRateLimit
+// (ackUnacceptable, reset.go), as in Linux, which keeps two TCPs that
+// each find the other out of window from ACKing each other forever and a
+// peer from making us answer every segment it forges.
 func (e *Endpoint) unacceptable(seg *Segment) {
+	if seg.Seq == e.RcvNxt && seg.Payload.Size() > 0 && !e.RcvNxt.LessThan(e.rcvAcc) {
+		e.zeroWindowArrives(seg)
+		return
+	}
 	reason := DropOutOfWindow
 	if seg.Seq.Add(seg.Len()).LessThanEq(e.RcvNxt) {
 		reason = DropOldSequence
@@ -162,11 +171,33 @@ func (e *Endpoint) unacceptable(seg *Segment) {
 	}
 	if e.state == TimeWait && seg.has(header.TCPFlagFin) && seg.Seq.Add(seg.Len()) == e.RcvNxt {
 		// 3.10.7.4 eighth step, TIME-WAIT: a retransmitted FIN is
-		// acknowledged and restarts the 2 MSL timeout.
+		// acknowledged and restarts the 2 MSL timeout. Not rate
+		// limited: the peer cannot close without this ACK.
 		e.setTimer(timerTimeWait, e.proto.opts.TimeWait)
+		e.noteDuplicate(seg)
+		e.sendAck(SendAck)
+		return
 	}
 	e.noteDuplicate(seg) // RFC 2883: the ACK reports text received twice
-	e.sendAck(SendAck)
+	e.ackUnacceptable(seg)
+}
+
+// zeroWindowArrives is a segment with text at RCV.NXT while the receive
+// window is zero. 3.10.7.4: "If the RCV.WND is zero, no segments will be
+// acceptable, but special allowance should be made to accept valid ACKs,
+// URGs, and RSTs." The text (and a FIN after it, which lies beyond the
+// window) is dropped; what remains, an empty segment at RCV.NXT, is
+// acceptable and goes through SEGMENT ARRIVES for its ACK, RST or SYN.
+// Then the unacceptable text gets its ACK, which tells the peer the
+// window is still closed (or, once the user has read, that it opened).
+func (e *Endpoint) zeroWindowArrives(seg *Segment) {
+	e.drop(seg, DropZeroWindow)
+	seg.Payload.Truncate(0)
+	seg.Flags &^= header.TCPFlagFin
+	e.otherwiseArrives(seg) // acceptable now: no text at RCV.NXT
+	if e.state.synchronized() && !seg.has(header.TCPFlagRst) {
+		e.ackUnacceptable(seg)
+	}
 }
 
 // trimToWindow cuts the parts of an acceptable segment that lie outside
@@ -244,8 +275,11 @@ func (e *Endpoint) ackArrives(seg *Segment) bool {
 	// acknowledged: the upper bound is the highest sequence number sent.
 	if e.sndMax.LessThan(seg.Ack) {
 		// Acknowledges something not yet sent: send an ACK, drop.
+		// The ACK goes under InvalidRateLimit (RFC 5961 5.2 asks for
+		// the ACK, and a forger could otherwise have every one of its
+		// segments answered).
 		e.drop(seg, DropAckUnsent)
-		e.sendAck(SendAck)
+		e.ackUnacceptable(seg)
 		return false
 	}
 	if seg.Ack.LessThan(e.SndUna - seqnum.Value(e.maxSndWnd)) {

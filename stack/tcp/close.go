@@ -74,7 +74,7 @@ func (e *Endpoint) Close() error {
 	unread := e.rcvBuf.Size() > 0 && !e.rcvClosed
 	e.rcvBuf.Release()
 	switch e.state {
-	case Closed:
+	case Closed, TimeWait:
 		return nil
 	case SynSent:
 		e.transition(Closed, userCause("close"))
@@ -85,6 +85,17 @@ func (e *Endpoint) Close() error {
 			e.transition(Closed, userCause("close with unread data"))
 			return nil
 		}
+	}
+	// From here on the connection is an orphan until CLOSED or
+	// TIME-WAIT. Like Linux (__tcp_close, tcp_check_oom), beyond
+	// tcp_max_orphans it is aborted instead.
+	if !e.proto.adoptOrphan(e) {
+		e.proto.limits.OrphanResets.Add(1)
+		if e.state.synchronized() {
+			e.sendReset(e.SndNxt)
+		}
+		e.transition(Closed, userCause("close: too many orphans (MaxOrphans)"))
+		return nil
 	}
 	if err := e.closeWriteLocked("close"); err != nil {
 		return nil
@@ -112,4 +123,45 @@ func (e *Endpoint) Reset() {
 	}
 	e.mu.Unlock()
 	e.flush()
+}
+
+// adoptOrphan counts e as an orphan, or reports false if MaxOrphans
+// orphans exist already. The caller holds e.mu.
+func (p *Protocol) adoptOrphan(e *Endpoint) bool {
+	if e.orphan {
+		return true
+	}
+	limit := int64(p.opts.MaxOrphans)
+	for range 1 << 10 { // contention bound: give up rather than spin
+		n := p.orphans.Load()
+		if n >= limit {
+			return false
+		}
+		if p.orphans.CompareAndSwap(n, n+1) {
+			e.orphan = true
+			return true
+		}
+	}
+	return false
+}
+
+// shutdown is Protocol.Shutdown's CLOSE for one connection: Close, except
+// that a connection still in SYN-SENT is not deleted but completes its
+// handshake and then sends its FIN (afterEstablished), as a close of a
+// connection in SYN-RECEIVED does.
+func (e *Endpoint) shutdown() {
+	e.mu.Lock()
+	if e.state == SynSent && !e.userClosed {
+		e.userClosed = true
+		e.finQueued = true
+		e.notify()
+		if !e.proto.adoptOrphan(e) {
+			e.proto.limits.OrphanResets.Add(1)
+			e.transition(Closed, userCause("shutdown: too many orphans (MaxOrphans)"))
+		}
+		e.mu.Unlock()
+		return
+	}
+	e.mu.Unlock()
+	_ = e.Close()
 }

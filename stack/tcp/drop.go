@@ -34,6 +34,12 @@ const (
 	DropOutOfOrderQueueFull             // out-of-order text with no room in the reassembly queue, even after pruning above it
 	DropOutOfOrderPruned                // held out-of-order text discarded to make room for text below it (RFC 2018 8 reneging; Linux tcp_prune_ofo_queue)
 	DropDataAfterFin                    // out-of-order text at or beyond a FIN already held: the stream ends there
+	DropAckRateLimited                  // the ACK an unacceptable segment asks for, suppressed by the per-connection limit (Linux tcp_invalid_ratelimit)
+	DropZeroWindow                      // data into a zero receive window (RFC 9293 3.10.7.4: not acceptable)
+	DropICMPOutOfWindow                 // ICMP error quoting a sequence number we did not send (RFC 5927 4.1)
+	DropICMPBadQuote                    // ICMP error whose quoted header does not match the connection
+	DropICMPNoConnection                // ICMP error for no connection: a listener's port, or TIME-WAIT
+	DropConnectionLimit                 // a SYN or cookie ACK refused: the stack holds MaxConnections
 	numDropReasons
 )
 
@@ -63,6 +69,12 @@ var dropNames = [...]string{
 	DropOutOfOrderQueueFull:  "out-of-order queue full",
 	DropOutOfOrderPruned:     "out-of-order data pruned",
 	DropDataAfterFin:         "data after FIN",
+	DropAckRateLimited:       "ACK rate limited",
+	DropZeroWindow:           "zero window",
+	DropICMPOutOfWindow:      "ICMP: quoted sequence out of window",
+	DropICMPBadQuote:         "ICMP: quote does not match",
+	DropICMPNoConnection:     "ICMP: no connection",
+	DropConnectionLimit:      "connection limit",
 }
 
 func (r DropReason) String() string {

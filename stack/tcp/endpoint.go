@@ -113,10 +113,23 @@ type Endpoint struct {
 	keepProbes int   // probes sent since the peer was last heard from
 	softErr    error // last ICMP error in a synchronized state (Linux sk_err_soft)
 
+	// When this connection last answered an unacceptable segment, for
+	// the per-connection limit of Options.InvalidRateLimit (reset.go).
+	invalidAckAt   tcpip.MonotonicTime
+	invalidAckSent bool
+
 	// A SYN that reopened this connection from TIME-WAIT, for the
 	// listener to take once this TCB is gone, and the ISN it must use.
 	handoff    *Listener
 	handoffISS seqnum.Value
+
+	// tw is the compact record that stands for this connection while it
+	// is in TIME-WAIT (timewait.go); the Endpoint is then out of the
+	// demuxer and the engine's table.
+	tw *timeWait
+	// orphan: the user closed the connection before it reached CLOSED or
+	// TIME-WAIT; it counts against Options.MaxOrphans.
+	orphan bool
 
 	userClosed     bool  // Close was called: nobody reads any more
 	wasEstablished bool  // the handshake completed once
@@ -415,44 +428,27 @@ func (e *Endpoint) HandlePacket(id stack.TransportEndpointID, pkt *stack.PacketB
 }
 
 // HandleError implements stack.TransportEndpoint: an ICMP error about a
-// segment we sent. We follow Linux (tcp_v4_err): a hard error during the
-// handshake ends the connection; in a synchronized state it is only
-// remembered as a soft error, since routes come back (RFC 1122 4.2.3.9).
+// segment we sent, validated and acted on in icmp.go.
 func (e *Endpoint) HandleError(terr stack.TransportError, pkt *stack.PacketBuffer) {
-	var err error
-	switch terr.Kind() {
-	case stack.DestinationHostUnreachableTransportError:
-		err = syscall.EHOSTUNREACH
-	case stack.DestinationNetworkUnreachableTransportError:
-		err = syscall.ENETUNREACH
-	case stack.DestinationPortUnreachableTransportError:
-		err = syscall.ECONNREFUSED
-	case stack.DestinationProtoUnreachableTransportError:
-		err = syscall.ENOPROTOOPT // Linux's icmp_err_convert
-	default:
-		return
-	}
-	e.mu.Lock()
-	switch {
-	case e.state == SynSent:
-		e.err = err
-		e.transition(Closed, Cause{Kind: CauseSegment, Detail: "ICMP " + err.Error()})
-	case e.state != Closed:
-		// A soft error: reported only if the connection later times
-		// out, in place of ETIMEDOUT, as Linux's tcp_write_err does.
-		e.softErr = err
-	}
-	e.mu.Unlock()
-	e.flush()
+	e.icmpArrives(terr, pkt)
 }
 
-// Abort implements stack.TransportEndpoint: the stack is closing. The
-// connection moves to CLOSED at once; users see ECONNABORTED.
+// Abort implements stack.TransportEndpoint: the stack is closing. It is
+// the ABORT call of RFC 9293 3.10.5, so that the peer does not go on
+// believing in a connection that is gone: in SYN-RECEIVED, ESTABLISHED,
+// FIN-WAIT-1, FIN-WAIT-2 and CLOSE-WAIT a RST, <SEQ=SND.NXT><CTL=RST>, goes
+// first; in CLOSING, LAST-ACK and TIME-WAIT (our FIN is out, the peer's is
+// in) and in SYN-SENT the TCB is only deleted, as the RFC says and as
+// Linux's tcp_disconnect does (tcp_need_reset). Users see ECONNABORTED.
 func (e *Endpoint) Abort() {
 	e.mu.Lock()
 	if e.state != Closed {
 		if e.err == nil {
 			e.err = syscall.ECONNABORTED
+		}
+		switch e.state {
+		case SynReceived, Established, FinWait1, FinWait2, CloseWait:
+			e.sendReset(e.SndNxt)
 		}
 		e.transition(Closed, userCause("stack close"))
 	}
@@ -482,7 +478,7 @@ func (e *Endpoint) flush() {
 		for {
 			e.mu.Lock()
 			if len(e.outq) == 0 {
-				if e.state == Closed && e.route != nil && !e.registered {
+				if (e.state == Closed || e.tw != nil) && e.route != nil && !e.registered {
 					release, e.route = e.route, nil
 				}
 				e.mu.Unlock()

@@ -41,6 +41,11 @@ func (p *Protocol) Connect(local, remote tcpip.FullAddress, netProto tcpip.Netwo
 	// passed over rather than failing.
 	port, terr := p.stack.ReservePort(p.stack.SecureRNG(), res, func(port uint16) (bool, tcpip.Error) {
 		e.id.LocalPort = port
+		if p.timeWaitFor(e.id) != nil {
+			// The 4-tuple is in TIME-WAIT, which is not in the
+			// demuxer: as taken as if it were.
+			return false, nil
+		}
 		if err := p.stack.RegisterTransportEndpoint(res.Networks, ProtocolNumber, e.id, e, ports.Flags{}, 0); err != nil {
 			if _, ok := err.(*tcpip.ErrPortInUse); ok {
 				return false, nil
@@ -62,12 +67,15 @@ func (p *Protocol) Connect(local, remote tcpip.FullAddress, netProto tcpip.Netwo
 	res.Port = port
 	e.portRes = &res
 	e.registered = true
-	if !p.register(e) {
+	if err := p.register(e); err != nil {
+		// Still CLOSED: give back the demuxer entry and the port
+		// (a transition to CLOSED would be no change, and release
+		// nothing).
 		e.mu.Lock()
-		e.transition(Closed, userCause("connect"))
+		e.release()
 		e.mu.Unlock()
 		e.flush()
-		return nil, syscall.ENETDOWN
+		return nil, err
 	}
 
 	e.mu.Lock()

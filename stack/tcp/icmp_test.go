@@ -16,8 +16,9 @@ import (
 
 // icmpUnreachable builds an ICMPv4 destination unreachable from the peer
 // about a segment the stack sent on the connection under test: the
-// original IPv4 header and the first 8 bytes of its TCP header (RFC 792).
-func icmpUnreachable(p *tcptest.Peer, code header.ICMPv4Code) []byte {
+// original IPv4 header and the first 8 bytes of its TCP header (RFC 792),
+// whose sequence number is seq, relative to the stack's ISS.
+func icmpUnreachable(p *tcptest.Peer, code header.ICMPv4Code, seq uint32) []byte {
 	stackAddr := tcpip.AddrFromSlice(tcptest.StackAddr.AsSlice())
 	peerAddr := tcpip.AddrFromSlice(tcptest.PeerAddr.AsSlice())
 	inner := make([]byte, header.IPv4MinimumSize+8)
@@ -26,6 +27,8 @@ func icmpUnreachable(p *tcptest.Peer, code header.ICMPv4Code) []byte {
 	ip.SetChecksum(^ip.CalculateChecksum())
 	binary.BigEndian.PutUint16(inner[20:], p.StackPort)
 	binary.BigEndian.PutUint16(inner[22:], p.PeerPort)
+	iss, _ := p.StackISS()
+	binary.BigEndian.PutUint32(inner[24:], iss+seq)
 
 	msg := make([]byte, header.ICMPv4MinimumSize+len(inner))
 	ic := header.ICMPv4(msg)
@@ -56,7 +59,7 @@ func TestICMPUnreachableSynSent(t *testing.T) {
 	} {
 		t.Run(tc.want.Error(), func(t *testing.T) {
 			p, ep := tcptest.SynSent(t)
-			p.InjectIPv4(icmpUnreachable(p, tc.code))
+			p.InjectIPv4(icmpUnreachable(p, tc.code, 0))
 			p.WantState(ep, tcp.Closed)
 			if _, err := ep.Established(); !errors.Is(err, tc.want) {
 				t.Fatalf("dial error %v, want %v", err, tc.want)
@@ -74,7 +77,7 @@ func TestICMPUnreachableEstablished(t *testing.T) {
 	p, ep := tcptest.Established(t, tcptest.WithTCP(tcp.Options{MaxRetries: 1}))
 	ep.Write([]byte("x"))
 	p.Expect(tcptest.Seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("x")})
-	p.InjectIPv4(icmpUnreachable(p, header.ICMPv4HostUnreachable))
+	p.InjectIPv4(icmpUnreachable(p, header.ICMPv4HostUnreachable, 1))
 	p.WantState(ep, tcp.Established)
 	rto := ep.Info().RTO
 	p.Advance(rto)

@@ -177,6 +177,15 @@ func (l *Listener) HandlePacket(id stack.TransportEndpointID, pkt *stack.PacketB
 	c := connIDOf(id)
 	netProto := pkt.NetworkProtocolNumber
 
+	// A connection in TIME-WAIT is not in the demuxer: its segments come
+	// here, to the listener on its port (timewait.go).
+	if tw := p.timeWaitFor(id); tw != nil {
+		if v, iss := p.timeWaitArrives(tw, &seg, l); v == twReopen {
+			l.synArrives(id, netProto, pkt.NICID, &seg, iss)
+		}
+		return
+	}
+
 	// First, check for a RST: an incoming RST is ignored.
 	if seg.has(header.TCPFlagRst) {
 		p.drop(c, &seg, DropListenRst)
@@ -378,11 +387,14 @@ func (l *Listener) cookieAck(id stack.TransportEndpointID, netProto tcpip.Networ
 	e := p.newEndpoint(netProto, id, r)
 	e.listener = l
 	e.mu.Lock()
-	if !l.registerChild(e) {
+	if err := l.registerChild(e); err != nil {
 		e.listener = nil
 		e.mu.Unlock()
 		r.Release()
 		l.unreserveAccept()
+		if err == syscall.EMFILE {
+			p.drop(c, seg, DropConnectionLimit)
+		}
 		return
 	}
 	e.registered = true
@@ -442,11 +454,14 @@ func (l *Listener) openChild(id stack.TransportEndpointID, netProto tcpip.Networ
 	e := p.newEndpoint(netProto, id, r)
 	e.listener = l
 	e.mu.Lock()
-	if !l.registerChild(e) {
+	if err := l.registerChild(e); err != nil {
 		e.listener = nil
 		e.mu.Unlock()
 		r.Release()
 		unreserve()
+		if err == syscall.EMFILE {
+			p.drop(connIDOf(id), seg, DropConnectionLimit)
+		}
 		return
 	}
 	e.registered = true
@@ -479,18 +494,19 @@ func (l *Listener) openChild(id stack.TransportEndpointID, netProto tcpip.Networ
 }
 
 // registerChild enters a new child in the demuxer on its 4-tuple and in
-// the engine's table, or in neither.
-func (l *Listener) registerChild(e *Endpoint) bool {
+// the engine's table, or in neither: it returns register's error (EMFILE
+// at MaxConnections), or EADDRINUSE when the demuxer has the 4-tuple.
+func (l *Listener) registerChild(e *Endpoint) error {
 	p := l.proto
 	netProtos := []tcpip.NetworkProtocolNumber{e.netProto}
 	if terr := p.stack.RegisterTransportEndpoint(netProtos, ProtocolNumber, e.id, e, ports.Flags{}, 0); terr != nil {
-		return false
+		return syscall.EADDRINUSE
 	}
-	if !p.register(e) {
+	if err := p.register(e); err != nil {
 		p.stack.UnregisterTransportEndpoint(netProtos, ProtocolNumber, e.id, e, ports.Flags{}, 0)
-		return false
+		return err
 	}
-	return true
+	return nil
 }
 
 // established moves a child from the SYN queue to the accept queue, into
@@ -636,9 +652,11 @@ func (l *Listener) Close() {
 	}
 }
 
-// HandleError implements stack.TransportEndpoint; ICMP errors do not
-// concern a listener.
-func (*Listener) HandleError(stack.TransportError, *stack.PacketBuffer) {}
+// HandleError implements stack.TransportEndpoint: an ICMP error quoting
+// a 4-tuple on the listener's port that has no connection (icmp.go).
+func (l *Listener) HandleError(terr stack.TransportError, pkt *stack.PacketBuffer) {
+	l.icmpToListener(terr, pkt)
+}
 
 // Abort implements stack.TransportEndpoint: the stack is closing.
 func (l *Listener) Abort() { l.Close() }

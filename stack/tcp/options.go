@@ -75,9 +75,53 @@ type Options struct {
 	// allows up to 500 ms; Linux uses 40 ms, TCP_DELACK_MIN).
 	DelayedAck time.Duration
 
-	// ChallengeAckLimit bounds challenge ACKs per second per stack
-	// (RFC 5961 7; Linux tcp_challenge_ack_limit, default 1000).
+	// ChallengeAckLimit is the stack-wide budget of challenge ACKs per
+	// second (RFC 5961 7 and 10). As in Linux since the fix for
+	// CVE-2016-5696, the budget of each second is drawn at random from
+	// [limit/2, limit*3/2), and every connection is first held to one
+	// challenge ACK per InvalidRateLimit, so that no connection can count
+	// the challenge ACKs of another. Default 1000, Linux's value before
+	// 6.0 (tcp_challenge_ack_limit; Linux now defaults to no global limit
+	// and relies on the per-connection one alone).
 	ChallengeAckLimit int
+
+	// InvalidRateLimit is the least time between two ACKs a connection
+	// sends in reply to unacceptable segments: out-of-window segments
+	// (RFC 9293 3.10.7.4), data into a zero window, segments PAWS rejects
+	// (RFC 7323 5.3), ACKs of unsent data (RFC 9293 3.10.7.4 fifth step)
+	// and the challenge ACKs of RFC 5961. Two TCPs that each find the
+	// other's segments unacceptable would otherwise ACK each other
+	// forever, and a peer could make us answer every segment it forges.
+	// Default 500 ms, Linux's tcp_invalid_ratelimit; negative turns the
+	// limit off. A retransmitted FIN in TIME-WAIT is always acknowledged:
+	// the peer cannot close without that ACK.
+	InvalidRateLimit time.Duration
+
+	// MaxTimeWait bounds the connections kept in TIME-WAIT, stack-wide,
+	// like Linux's tcp_max_tw_buckets: a connection that would enter
+	// TIME-WAIT beyond it is deleted at once (CLOSED), and
+	// LimitStats.TimeWaitOverflows counts it. TIME-WAIT is kept as a
+	// compact record, not a full connection (timewait.go). Default
+	// 131072: Linux sets it at boot to half its established-connection
+	// hash, which grows with memory; 131072 is its value on a host with
+	// 16 to 32 GiB.
+	MaxTimeWait int
+
+	// MaxOrphans bounds orphaned connections, stack-wide, like Linux's
+	// tcp_max_orphans: connections the user has closed that have not yet
+	// reached CLOSED or TIME-WAIT (FIN-WAIT-1, FIN-WAIT-2, CLOSING,
+	// LAST-ACK). A Close that would make one more is an abort instead:
+	// RST, CLOSED, and LimitStats.OrphanResets counts it, as Linux's
+	// TCPAbortOnMemory. Default 131072, sized like MaxTimeWait.
+	MaxOrphans int
+
+	// MaxConnections bounds the connections of the stack, half-open ones
+	// included, TIME-WAIT records not (MaxTimeWait bounds those). Beyond
+	// it Connect fails with EMFILE and a SYN or SYN-cookie ACK is dropped
+	// (DropConnectionLimit). Linux has no such sysctl: a socket is a file
+	// descriptor there, bounded per process by fs.nr_open, whose default
+	// 1048576 is ours.
+	MaxConnections int
 
 	// Observer, if set, receives every Event.
 	Observer Observer
@@ -107,6 +151,12 @@ func (o Options) withDefaults() Options {
 	defInt(&o.ReceiveBufferSize, 1<<20)
 	defInt(&o.SynQueueLimit, 1024)
 	defInt(&o.ChallengeAckLimit, 1000)
+	if o.InvalidRateLimit == 0 {
+		o.InvalidRateLimit = 500 * time.Millisecond
+	}
+	defInt(&o.MaxTimeWait, 131072)
+	defInt(&o.MaxOrphans, 131072)
+	defInt(&o.MaxConnections, 1<<20)
 	return o
 }
 

@@ -18,8 +18,11 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/buffer"
@@ -55,9 +58,13 @@ type Protocol struct {
 	mu        sync.Mutex
 	endpoints map[*Endpoint]struct{}
 	listeners map[*Listener]struct{}
-	closed    bool
+	closed    bool          // no new connection or listener: Shutdown or Close
+	drained   chan struct{} // made by Shutdown, closed when endpoints is empty
 
 	challenge challengeLimiter
+	tw        timeWaitTable // connections in TIME-WAIT (timewait.go)
+	orphans   atomic.Int64  // connections with Endpoint.orphan set
+	limits    LimitStats
 }
 
 // NewProtocol returns the factory that stack.Options.TransportProtocols
@@ -72,7 +79,7 @@ func NewProtocol(opts Options) stack.TransportProtocolFactory {
 			listeners: make(map[*Listener]struct{}),
 		}
 		_, _ = io.ReadFull(s.SecureRNG().Reader, p.secret[:])
-		p.challenge.limit = p.opts.ChallengeAckLimit
+		p.challenge.init(p.opts.ChallengeAckLimit, p.secret)
 		return p
 	}
 }
@@ -143,11 +150,73 @@ func (*Protocol) Option(tcpip.GettableTransportProtocolOption) tcpip.Error {
 }
 
 // Close implements stack.TransportProtocol. Connections are aborted by the
-// stack through TransportEndpoint.Abort; here we only refuse new ones.
+// stack through TransportEndpoint.Abort; here we refuse new ones and
+// delete the connections in TIME-WAIT, which are not in the demuxer.
 func (p *Protocol) Close() {
 	p.mu.Lock()
 	p.closed = true
 	p.mu.Unlock()
+	p.closeTimeWait(0, userCause("stack close"))
+}
+
+// Shutdown begins closing every connection the way the peers can see, as
+// a server drains before it exits; stack.Stack.Shutdown waits for it to
+// end and resets what remains. Listeners close, as Listener.Close does:
+// connections they queued are reset, half-open ones forgotten (Linux's
+// inet_csk_listen_stop). No new connection or listener is made (Connect
+// and Listen fail with ENETDOWN). Every connection gets the CLOSE call
+// (RFC 9293 3.10.4), as Endpoint.Close: queued data and then a FIN, or a
+// RST where received data would be discarded unread; a connection still
+// in its handshake (SYN-SENT) finishes it first, and its FIN follows.
+// Everything Shutdown sends has been handed to the link when it returns;
+// Drained tells when it is over.
+func (p *Protocol) Shutdown() {
+	p.mu.Lock()
+	p.closed = true
+	if p.drained == nil {
+		p.drained = make(chan struct{})
+	}
+	p.mu.Unlock()
+	for _, l := range p.Listeners() {
+		l.Close()
+	}
+	p.mu.Lock()
+	conns := make([]*Endpoint, 0, len(p.endpoints))
+	for e := range p.endpoints {
+		conns = append(conns, e)
+	}
+	p.mu.Unlock()
+	for _, e := range conns {
+		e.shutdown()
+	}
+	p.mu.Lock()
+	p.checkDrained()
+	p.mu.Unlock()
+}
+
+// Drained returns a channel that is closed once Shutdown has run and
+// every connection has reached CLOSED or TIME-WAIT; nil before Shutdown.
+func (p *Protocol) Drained() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.drained
+}
+
+// checkDrained closes drained once the last connection is gone. p.mu is
+// held.
+func (p *Protocol) checkDrained() {
+	if p.drained != nil && len(p.endpoints) == 0 && !closedChan(p.drained) {
+		close(p.drained)
+	}
+}
+
+func closedChan(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }
 
 // Wait implements stack.TransportProtocol: the engine owns no goroutines.
@@ -173,6 +242,11 @@ func (p *Protocol) HandleUnknownDestinationPacket(id stack.TransportEndpointID, 
 		return stack.UnknownDestinationPacketHandled
 	}
 	defer seg.Payload.Release()
+	if tw := p.timeWaitFor(id); tw != nil {
+		// A connection in TIME-WAIT whose listener is gone.
+		p.timeWaitArrives(tw, &seg, nil)
+		return stack.UnknownDestinationPacketHandled
+	}
 	p.drop(connIDOf(id), &seg, DropNoSocket)
 	if seg.has(header.TCPFlagRst) {
 		return stack.UnknownDestinationPacketHandled
@@ -342,33 +416,54 @@ func writePacket(r *stack.Route, pkt *stack.PacketBuffer) {
 }
 
 // register and unregister keep the engine's table of live connections,
-// used by Connections and by Stack.Close.
-func (p *Protocol) register(e *Endpoint) bool {
+// used by Connections and by Stack.Close. register refuses a connection
+// with ENETDOWN once the engine is closed, and with EMFILE (counted in
+// LimitStats.ConnectionLimit) when it holds MaxConnections.
+func (p *Protocol) register(e *Endpoint) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed {
-		return false
+	switch {
+	case p.closed:
+		return syscall.ENETDOWN
+	case len(p.endpoints) >= p.opts.MaxConnections:
+		p.limits.ConnectionLimit.Add(1)
+		return syscall.EMFILE
 	}
 	p.endpoints[e] = struct{}{}
-	return true
+	return nil
 }
 
+// unregister takes e out of the table as it enters CLOSED or TIME-WAIT;
+// it is no orphan any more. A connection whose TIME-WAIT record is still
+// in the table and that moves to CLOSED on its own (an abort, its listener
+// closing) takes the record with it. The caller holds e.mu.
 func (p *Protocol) unregister(e *Endpoint) {
 	p.mu.Lock()
 	delete(p.endpoints, e)
+	p.checkDrained()
 	p.mu.Unlock()
+	if e.orphan {
+		e.orphan = false
+		p.orphans.Add(-1)
+	}
+	if e.state == Closed && e.tw != nil {
+		p.dropTimeWait(e)
+	}
 }
 
 // Connections returns a snapshot of every connection the engine keeps,
-// including those in TIME-WAIT and those not yet accepted.
+// including those not yet accepted and those in TIME-WAIT. A connection in
+// TIME-WAIT is the Endpoint its user holds, or, if nobody does, a detached
+// Endpoint that reports the compact record's state, TCB and age (and that
+// Reset deletes).
 func (p *Protocol) Connections() []*Endpoint {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	out := make([]*Endpoint, 0, len(p.endpoints))
 	for e := range p.endpoints {
 		out = append(out, e)
 	}
-	return out
+	p.mu.Unlock()
+	return append(out, p.timeWaitEndpoints()...)
 }
 
 // listenerFor finds the open listener that a SYN for id would reach.
@@ -399,25 +494,31 @@ func (p *Protocol) Listeners() []*Listener {
 	return out
 }
 
-// challengeLimiter bounds challenge ACKs per second across the stack
-// (RFC 5961 7: "the number of challenge ACKs sent MUST be rate limited").
-type challengeLimiter struct {
-	mu     sync.Mutex
-	limit  int
-	window tcpip.MonotonicTime
-	count  int
-}
-
-func (c *challengeLimiter) allow(now tcpip.MonotonicTime) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if now.Sub(c.window) >= time.Second {
-		c.window = now
-		c.count = 0
+// NICDown ends every connection through interface nic, whose link failed
+// (stack.Stack calls it when a TAP device is deleted or goes down, or a
+// pipe's other end closes): each fails at once with ENETDOWN, the errno
+// Linux gives for a network that is down, with an event whose cause names
+// the failure, so that blocked calls return instead of waiting for
+// retransmissions that cannot arrive. Nothing is sent: the link is gone.
+// Connections in TIME-WAIT on it are deleted. Listeners stay; they may
+// serve other interfaces.
+func (p *Protocol) NICDown(nic tcpip.NICID, failure error) {
+	cause := Cause{Kind: CauseLink, Detail: fmt.Sprintf("NIC %d link down: %v", nic, failure)}
+	p.mu.Lock()
+	var conns []*Endpoint
+	for e := range p.endpoints {
+		if e.nic == nic {
+			conns = append(conns, e)
+		}
 	}
-	if c.count >= c.limit {
-		return false
+	p.mu.Unlock()
+	for _, e := range conns {
+		e.mu.Lock()
+		if e.state != Closed {
+			e.fail(syscall.ENETDOWN, cause)
+		}
+		e.mu.Unlock()
+		e.flush()
 	}
-	c.count++
-	return true
+	p.closeTimeWait(nic, cause)
 }

@@ -1,7 +1,11 @@
 package tcp
 
 import (
+	"crypto/sha256"
+	"math/rand/v2"
+	"sync"
 	"syscall"
+	"time"
 
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -48,14 +52,112 @@ func (e *Endpoint) rstArrives(seg *Segment) {
 	}
 }
 
-// challengeAck sends <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK> under the
-// stack-wide rate limit of RFC 5961 7.
+// challengeAck sends <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK> (RFC 5961 3.2,
+// 4.2, 5.2) under two limits, in Linux's order (tcp_send_challenge_ack):
+// first the connection's own, one per InvalidRateLimit, shared with every
+// other reply to an unacceptable segment; then the stack-wide budget of
+// RFC 5961 7, drawn at random every second. The per-connection limit is
+// what closes the side channel of RFC 5961 10 (CVE-2016-5696): a
+// connection can no longer spend enough of the shared budget to notice
+// that another connection spent one challenge ACK of it.
 func (e *Endpoint) challengeAck() {
+	if !e.invalidAckAllowed(nil) {
+		return
+	}
 	if !e.proto.challenge.allow(e.proto.clock.NowMonotonic()) {
-		e.proto.stats.Drops[DropChallengeRateLimited].Add(1)
+		e.suppressedReply(nil, DropChallengeRateLimited)
 		return
 	}
 	e.sendAck(SendChallengeAck)
+}
+
+// ackUnacceptable answers an unacceptable segment (3.10.7.4 first step,
+// RFC 7323 5.3 for PAWS, the fifth step for an ACK of unsent data) with
+// <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>, unless the connection answered
+// one within InvalidRateLimit.
+func (e *Endpoint) ackUnacceptable(seg *Segment) {
+	if e.invalidAckAllowed(seg) {
+		e.sendAck(SendAck)
+	}
+}
+
+// invalidAckAllowed is the per-connection limit on replies to
+// unacceptable segments, Linux's tcp_oow_rate_limited with
+// tcp_invalid_ratelimit: at most one per InvalidRateLimit, challenge ACKs
+// included. It reports whether a reply may go now, and counts the one it
+// holds back as DropAckRateLimited. As Linux (tcp_oow_rate_limited), the
+// reply to a segment that carried data and no SYN is never limited: a data
+// segment answered by one ACK is no ACK loop and no amplification, and
+// that ACK is how the sender learns its retransmission was a duplicate
+// (the D-SACK of RFC 2883, which undoes a spurious congestion response)
+// or that our window is still closed.
+func (e *Endpoint) invalidAckAllowed(seg *Segment) bool {
+	lim := e.proto.opts.InvalidRateLimit
+	if lim < 0 {
+		return true
+	}
+	if seg != nil && seg.wire.Len > 0 && seg.wire.Flags&uint8(header.TCPFlagSyn) == 0 {
+		return true
+	}
+	now := e.proto.clock.NowMonotonic()
+	if e.invalidAckSent && now.Sub(e.invalidAckAt) < lim {
+		e.suppressedReply(seg, DropAckRateLimited)
+		return false
+	}
+	e.invalidAckSent, e.invalidAckAt = true, now
+	return true
+}
+
+// suppressedReply counts and reports a reply a limit held back; seg is
+// the segment that asked for it, when known.
+func (e *Endpoint) suppressedReply(seg *Segment, r DropReason) {
+	if seg != nil {
+		e.drop(seg, r)
+		return
+	}
+	e.proto.stats.Drops[r].Add(1)
+	if e.proto.opts.Observer != nil {
+		e.proto.emit(Event{Kind: EventDrop, Conn: e.connID(), Drop: r, Segment: SegmentInfo{WS: -1, Note: "challenge ACK not sent: " + r.String()}})
+	}
+}
+
+// challengeLimiter is the stack-wide budget of challenge ACKs (RFC 5961 7:
+// "the number of challenge ACKs sent MUST be rate limited"). A fixed
+// budget shared by every connection is itself the side channel RFC 5961
+// 10 warns about: with 1000 a second, an attacker who provokes 1000
+// challenge ACKs on its own connection and counts 999 learns that a
+// spoofed RST landed in another connection's window. As Linux since the
+// fix for CVE-2016-5696, each second's budget is drawn at random from
+// [limit/2, limit*3/2), from a generator keyed by the stack's secret, and
+// the per-connection limit comes first (challengeAck).
+type challengeLimiter struct {
+	mu      sync.Mutex
+	limit   int
+	rng     *rand.ChaCha8
+	started bool
+	window  tcpip.MonotonicTime // start of the current second
+	left    int                 // challenge ACKs left in it
+}
+
+func (c *challengeLimiter) init(limit int, secret [16]byte) {
+	c.limit = limit
+	c.rng = rand.NewChaCha8(sha256.Sum256(append([]byte("tapstack challenge ACK budget"), secret[:]...)))
+}
+
+func (c *challengeLimiter) allow(now tcpip.MonotonicTime) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.started || now.Sub(c.window) >= time.Second {
+		c.started = true
+		c.window = now
+		half := (c.limit + 1) / 2
+		c.left = half + int(c.rng.Uint64()%uint64(c.limit))
+	}
+	if c.left <= 0 {
+		return false
+	}
+	c.left--
+	return true
 }
 
 // replyRST answers seg with a reset as RFC 9293 3.10.7.1 prescribes for a

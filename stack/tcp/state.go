@@ -63,6 +63,7 @@ const (
 	CauseSegment CauseKind = iota + 1
 	CauseTimer
 	CauseUser
+	CauseLink // the interface's link failed (Protocol.NICDown)
 )
 
 func (k CauseKind) String() string {
@@ -73,6 +74,8 @@ func (k CauseKind) String() string {
 		return "timer"
 	case CauseUser:
 		return "user"
+	case CauseLink:
+		return "link"
 	}
 	return "unknown"
 }
@@ -130,8 +133,7 @@ func (e *Endpoint) transition(to State, cause Cause) {
 	case TimeWait:
 		// 3.10.7.4 eighth step: start the time-wait timer, turn off the
 		// other timers. Data still queued can never be acknowledged.
-		e.stopAllTimers()
-		e.setTimer(timerTimeWait, e.proto.opts.TimeWait)
+		e.enterTimeWait(cause) // a compact record takes over (timewait.go)
 	case Closed:
 		e.stopAllTimers()
 		e.release()

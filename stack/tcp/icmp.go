@@ -1,0 +1,154 @@
+package tcp
+
+import (
+	"encoding/binary"
+	"fmt"
+	"syscall"
+
+	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+)
+
+// ICMP errors about segments we sent (RFC 1122 4.2.3.9), checked before
+// they act as RFC 5927 asks: an off-path attacker who can guess a 4-tuple
+// must not be able to end a dial with a forged "port unreachable".
+//
+// What gVisor hands Endpoint.HandleError: the network layer (ipv4's and
+// ipv6's handleControl) has checked that the quoted IP header's source is
+// one of our addresses and consumed that header (and an IPv6 fragment
+// header); the NIC then read both ports from the first 8 bytes after it
+// (TransportProtocol.ParsePorts) and found us in the demuxer by the
+// 4-tuple {quoted source port, quoted source address, quoted destination
+// port, quoted destination address}, exact match first. So pkt.Data()
+// starts at the quoted TCP header and holds whatever the ICMP sender
+// quoted of it: at least 8 bytes, ports and sequence number (RFC 792; RFC
+// 4443 2.4 for ICMPv6 quotes as much as fits in 1280 bytes), the
+// addresses are no longer in it, pkt.NetworkHeader() is the ICMP message's
+// own IP header and pkt.TransportHeader() the ICMP header. A connection is
+// registered in the demuxer by its full 4-tuple only, so reaching an
+// Endpoint means the quoted addresses are its own; the ports we check
+// again from the quote, the sequence number is ours alone to check.
+
+// icmpQuote is what an ICMP error quotes of a segment we sent.
+type icmpQuote struct {
+	srcPort, dstPort uint16
+	seq              seqnum.Value
+}
+
+// parseICMPQuote reads the quoted TCP header at the start of pkt.Data().
+// It reports false when fewer than the 8 bytes RFC 792 guarantees are
+// there (gVisor has already checked that, so this is defence in depth).
+func parseICMPQuote(pkt *stack.PacketBuffer) (icmpQuote, bool) {
+	b, ok := pkt.Data().PullUp(8)
+	if !ok {
+		return icmpQuote{}, false
+	}
+	return icmpQuote{
+		srcPort: binary.BigEndian.Uint16(b[0:]),
+		dstPort: binary.BigEndian.Uint16(b[2:]),
+		seq:     seqnum.Value(binary.BigEndian.Uint32(b[4:])),
+	}, true
+}
+
+// icmpErrno is the errno an ICMP error stands for, as Linux's
+// icmp_err_convert maps it, or nil for the kinds the engine does not act
+// on (packet too big: path MTU discovery is not implemented).
+func icmpErrno(k stack.TransportErrorKind) error {
+	switch k {
+	case stack.DestinationHostUnreachableTransportError:
+		return syscall.EHOSTUNREACH
+	case stack.DestinationNetworkUnreachableTransportError:
+		return syscall.ENETUNREACH
+	case stack.DestinationPortUnreachableTransportError:
+		return syscall.ECONNREFUSED
+	case stack.DestinationProtoUnreachableTransportError:
+		return syscall.ENOPROTOOPT // Linux's icmp_err_convert
+	}
+	return nil
+}
+
+// icmpArrives is HandleError: an ICMP error about a segment we sent.
+// Once the quote checks out, we follow Linux (tcp_v4_err): a hard error
+// during the handshake ends the connection; in a synchronized state it is
+// only remembered as a soft error, since routes come back (RFC 1122
+// 4.2.3.9), and reported if the connection later times out.
+func (e *Endpoint) icmpArrives(terr stack.TransportError, pkt *stack.PacketBuffer) {
+	err := icmpErrno(terr.Kind())
+	if err == nil {
+		return
+	}
+	q, ok := parseICMPQuote(pkt)
+	e.mu.Lock()
+	reason := DropNone
+	switch {
+	case !ok || q.srcPort != e.id.LocalPort || q.dstPort != e.id.RemotePort:
+		reason = DropICMPBadQuote
+	case !e.icmpQuoteValid(q.seq):
+		reason = DropICMPOutOfWindow
+	}
+	if reason != DropNone {
+		e.mu.Unlock()
+		e.proto.dropICMP(e.connID(), q, err, reason)
+		return
+	}
+	switch {
+	case e.state == SynSent:
+		e.err = err
+		e.transition(Closed, Cause{Kind: CauseSegment, Detail: "ICMP " + err.Error()})
+	case e.state != Closed:
+		// A soft error: reported only if the connection later times
+		// out, in place of ETIMEDOUT, as Linux's tcp_write_err does.
+		e.softErr = err
+	}
+	e.mu.Unlock()
+	e.flush()
+}
+
+// icmpQuoteValid is RFC 5927 4.1's check that an ICMP error is about a
+// segment this connection could have sent: its quoted sequence number
+// must lie in SND.UNA =< SEG.SEQ =< SND.NXT. It is the one check every
+// ICMP error goes through, hard, soft, or (later) path MTU. The caller
+// holds e.mu.
+//
+// In SYN-SENT and SYN-RECEIVED the only segment we sent is our SYN or
+// SYN-ACK, at ISS. In the synchronized states we follow Linux (tcp_v4_err:
+// between(seq, snd_una, snd_nxt)) and accept SND.NXT itself too, which
+// RFC 5927's half-open range leaves out: our bare ACKs carry it, and an
+// error about one is as genuine. SND.NXT here is the highest sequence
+// number sent (sndMax): after a retransmission timeout SND.NXT went back
+// to SND.UNA, but errors about the segments sent before it may still
+// arrive, and Linux's snd_nxt never moves back.
+func (e *Endpoint) icmpQuoteValid(seq seqnum.Value) bool {
+	switch {
+	case e.state == SynSent || e.state == SynReceived:
+		return seq == e.ISS
+	case e.state.synchronized() && e.state != TimeWait:
+		return e.SndUna.LessThanEq(seq) && seq.LessThanEq(e.sndMax)
+	}
+	return false
+}
+
+// dropICMP counts and reports an ICMP error that was not acted on.
+func (p *Protocol) dropICMP(c ConnID, q icmpQuote, err error, r DropReason) {
+	p.stats.Drops[r].Add(1)
+	if p.opts.Observer != nil {
+		p.emit(Event{Kind: EventDrop, Conn: c, Drop: r, Segment: SegmentInfo{
+			SrcPort: q.srcPort, DstPort: q.dstPort, Seq: uint32(q.seq), WS: -1,
+			Note: fmt.Sprintf("ICMP error (%v) quoting %d > %d seq %d", err, q.srcPort, q.dstPort, uint32(q.seq)),
+		}})
+	}
+}
+
+// icmpToListener is an ICMP error that the demuxer gave a listener: it
+// quotes a 4-tuple on the listener's port with no connection of its own
+// (none, or one in TIME-WAIT, which is not in the demuxer). A listener
+// sends nothing an error could be about; like Linux for TIME-WAIT
+// (tcp_v4_err), it is counted and ignored.
+func (l *Listener) icmpToListener(terr stack.TransportError, pkt *stack.PacketBuffer) {
+	err := icmpErrno(terr.Kind())
+	if err == nil {
+		err = fmt.Errorf("kind %d", terr.Kind())
+	}
+	q, _ := parseICMPQuote(pkt)
+	l.proto.dropICMP(connIDOf(l.id), q, err, DropICMPNoConnection)
+}

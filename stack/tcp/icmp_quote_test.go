@@ -1,0 +1,222 @@
+package tcp_test
+
+import (
+	"encoding/binary"
+	"errors"
+	"strings"
+	"syscall"
+	"testing"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+
+	"github.com/tapstack/tapstack/stack/tcp"
+	"github.com/tapstack/tapstack/stack/tcp/tcptest"
+)
+
+// icmpQuote describes the segment an ICMP error quotes: ports as the
+// stack sent them (stack > peer) and the sequence number, absolute. full
+// quotes the whole 20-byte TCP header instead of RFC 792's 8 bytes.
+type icmpQuote struct {
+	src, dst uint16
+	seq      uint32
+	full     bool
+}
+
+// icmpError builds an ICMPv4 destination unreachable with code, sent by
+// the peer to the stack, quoting the stack's IPv4 header and q's TCP
+// header, as a router or the peer's host would.
+func icmpError(code header.ICMPv4Code, q icmpQuote) []byte {
+	stackAddr := tcpip.AddrFrom4(tcptest.StackAddr.As4())
+	peerAddr := tcpip.AddrFrom4(tcptest.PeerAddr.As4())
+	tcpLen := 8
+	if q.full {
+		tcpLen = header.TCPMinimumSize
+	}
+	inner := make([]byte, header.IPv4MinimumSize+tcpLen)
+	ip := header.IPv4(inner)
+	ip.Encode(&header.IPv4Fields{TotalLength: 60, TTL: 64, Protocol: uint8(header.TCPProtocolNumber), SrcAddr: stackAddr, DstAddr: peerAddr})
+	ip.SetChecksum(^ip.CalculateChecksum())
+	th := inner[header.IPv4MinimumSize:]
+	binary.BigEndian.PutUint16(th[0:], q.src)
+	binary.BigEndian.PutUint16(th[2:], q.dst)
+	binary.BigEndian.PutUint32(th[4:], q.seq)
+	if q.full {
+		th[12] = 5 << 4
+		th[13] = uint8(header.TCPFlagAck)
+	}
+
+	msg := make([]byte, header.ICMPv4MinimumSize+len(inner))
+	ic := header.ICMPv4(msg)
+	ic.SetType(header.ICMPv4DstUnreachable)
+	ic.SetCode(code)
+	copy(msg[header.ICMPv4MinimumSize:], inner)
+	ic.SetChecksum(^checksum.Checksum(msg, 0))
+
+	pkt := make([]byte, header.IPv4MinimumSize+len(msg))
+	out := header.IPv4(pkt)
+	out.Encode(&header.IPv4Fields{TotalLength: uint16(len(pkt)), TTL: 64, Protocol: uint8(header.ICMPv4ProtocolNumber), SrcAddr: peerAddr, DstAddr: stackAddr})
+	out.SetChecksum(^out.CalculateChecksum())
+	copy(pkt[header.IPv4MinimumSize:], msg)
+	return pkt
+}
+
+// quote is the quote of a segment the stack sent on the connection under
+// test, with seq relative to the stack's ISS.
+func quote(p *tcptest.Peer, seq uint32) icmpQuote {
+	iss, _ := p.StackISS()
+	return icmpQuote{src: p.StackPort, dst: p.PeerPort, seq: iss + seq}
+}
+
+// TestICMPQuoteSynSent: in SYN-SENT the only segment sent is the SYN at
+// ISS (RFC 5927 4.1: SND.UNA =< SEG.SEQ < SND.NXT, that is ISS). A port
+// unreachable quoting it ends the dial; one quoting anything else is a
+// blind forgery, dropped and counted, and the handshake goes on.
+func TestICMPQuoteSynSent(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		seq  uint32 // relative to ISS
+		full bool
+		act  bool
+	}{
+		{"SYN's ISS, 8 bytes quoted", 0, false, true},
+		{"SYN's ISS, whole header quoted", 0, true, true},
+		{"ISS+1", 1, false, false},
+		{"ISS-1", 0xffffffff, false, false},
+		{"far off", 1 << 31, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var r events
+			p, ep := tcptest.SynSent(t, tcptest.WithTCP(tcp.Options{Observer: r.observe}))
+			q := quote(p, tc.seq)
+			q.full = tc.full
+			p.InjectIPv4(icmpError(header.ICMPv4PortUnreachable, q))
+			p.ExpectNothing()
+			if tc.act {
+				p.WantState(ep, tcp.Closed)
+				if _, err := ep.Established(); !errors.Is(err, syscall.ECONNREFUSED) {
+					t.Fatalf("dial error %v, want ECONNREFUSED", err)
+				}
+				wantCount(t, "Dropped(ICMP out of window)", p.TCP.Stats().Dropped(tcp.DropICMPOutOfWindow), 0)
+				return
+			}
+			p.WantState(ep, tcp.SynSent)
+			wantCount(t, "Dropped(ICMP out of window)", p.TCP.Stats().Dropped(tcp.DropICMPOutOfWindow), 1)
+			drops := r.of(tcp.EventDrop)
+			if len(drops) != 1 || drops[0].Drop != tcp.DropICMPOutOfWindow || drops[0].Conn != ep.ID() ||
+				!strings.Contains(drops[0].Segment.String(), "ICMP error (connection refused)") {
+				t.Errorf("drop events %v, want one ICMP out-of-window drop for %v", drops, ep.ID())
+			}
+			// The handshake completes as if nothing had happened.
+			p.Inject(seg{Flags: "S.", Seq: 0, Ack: 1, MSS: 1460})
+			p.Expect(seg{Flags: ".", Seq: 1, Ack: 1})
+			p.WantState(ep, tcp.Established)
+		})
+	}
+}
+
+// TestICMPQuoteSynReceived: a half-open connection has sent only its
+// SYN-ACK at ISS; an error quoting anything else is dropped. One quoting
+// ISS is taken as a soft error, as before (the entry stays).
+func TestICMPQuoteSynReceived(t *testing.T) {
+	p, ep := tcptest.SynReceived(t)
+	p.InjectIPv4(icmpError(header.ICMPv4HostUnreachable, quote(p, 5)))
+	wantCount(t, "Dropped(ICMP out of window)", p.TCP.Stats().Dropped(tcp.DropICMPOutOfWindow), 1)
+	p.InjectIPv4(icmpError(header.ICMPv4HostUnreachable, quote(p, 0)))
+	wantCount(t, "Dropped(ICMP out of window)", p.TCP.Stats().Dropped(tcp.DropICMPOutOfWindow), 1)
+	p.WantState(ep, tcp.SynReceived)
+	p.ExpectNothing()
+}
+
+// TestICMPQuoteEstablished: in a synchronized state an ICMP error is soft
+// (RFC 1122 4.2.3.9): it only replaces ETIMEDOUT if the connection later
+// gives up. It counts only if it quotes SND.UNA..SND.NXT (as Linux, SND.NXT
+// included: our bare ACKs carry it). With 3 bytes in flight at 1..4, the
+// quoted sequence number decides which error the user finally sees.
+func TestICMPQuoteEstablished(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		seq  uint32
+		want syscall.Errno
+	}{
+		{"SND.UNA", 1, syscall.EHOSTUNREACH},
+		{"inside", 3, syscall.EHOSTUNREACH},
+		{"SND.NXT", 4, syscall.EHOSTUNREACH},
+		{"SND.UNA-1", 0, syscall.ETIMEDOUT},
+		{"SND.NXT+1", 5, syscall.ETIMEDOUT},
+		{"far off", 1 << 30, syscall.ETIMEDOUT},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, ep := tcptest.Established(t, tcptest.WithTCP(tcp.Options{MaxRetries: 1}))
+			ep.Write([]byte("abc"))
+			p.Expect(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("abc")})
+			p.InjectIPv4(icmpError(header.ICMPv4HostUnreachable, quote(p, tc.seq)))
+			p.WantState(ep, tcp.Established)
+			dropped := uint64(0)
+			if tc.want == syscall.ETIMEDOUT {
+				dropped = 1
+			}
+			wantCount(t, "Dropped(ICMP out of window)", p.TCP.Stats().Dropped(tcp.DropICMPOutOfWindow), dropped)
+			rto := ep.Info().RTO
+			p.Advance(rto)
+			p.Expect(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("abc")})
+			p.Advance(2 * rto)
+			p.WantState(ep, tcp.Closed)
+			if _, err := ep.Read(make([]byte, 1)); !errors.Is(err, tc.want) {
+				t.Fatalf("Read after the timeout: %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestICMPQuoteAfterRetransmission: after a retransmission timeout SND.NXT
+// goes back to SND.UNA, but an error about a segment sent before it is
+// still about our data: the upper bound is the highest sequence number
+// sent, as Linux's snd_nxt, which never moves back.
+func TestICMPQuoteAfterRetransmission(t *testing.T) {
+	p, ep := tcptest.Established(t, tcptest.WithTCP(tcp.Options{NoSACK: true}))
+	data := payload(0, 3*1460)
+	ep.Write(data)
+	for i := range 3 {
+		flags := "."
+		if i == 2 {
+			flags = "P." // the last segment empties the buffer
+		}
+		p.Expect(seg{Flags: flags, Seq: uint32(1 + i*1460), Ack: 1, Len: 1460})
+	}
+	p.Advance(ep.Info().RTO)
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, Len: 1460}) // go-back-N: SND.NXT = 1+1460
+	p.InjectIPv4(icmpError(header.ICMPv4HostUnreachable, quote(p, 1+2*1460)))
+	wantCount(t, "Dropped(ICMP out of window)", p.TCP.Stats().Dropped(tcp.DropICMPOutOfWindow), 0)
+}
+
+// TestICMPQuoteOtherTuple: the demuxer finds a connection by the quoted
+// 4-tuple, so an error quoting another peer port never reaches the
+// connection under test; on the listener's port it reaches the listener,
+// which sent nothing an error could be about: dropped and counted.
+func TestICMPQuoteOtherTuple(t *testing.T) {
+	p, ep := tcptest.Established(t)
+	ep.Write([]byte("abc"))
+	p.Expect(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("abc")})
+	q := quote(p, 1)
+	q.dst++
+	p.InjectIPv4(icmpError(header.ICMPv4PortUnreachable, q))
+	wantCount(t, "Dropped(ICMP no connection)", p.TCP.Stats().Dropped(tcp.DropICMPNoConnection), 1)
+	p.WantState(ep, tcp.Established)
+	p.WantState(p.Listener, tcp.Listen)
+	p.ExpectNothing()
+}
+
+// TestICMPQuoteTimeWait: a connection in TIME-WAIT has sent only ACKs of a
+// closed connection; like Linux (tcp_v4_err), an error about it is
+// ignored. Its record is not in the demuxer, so the error reaches the
+// listener on the port, which counts it.
+func TestICMPQuoteTimeWait(t *testing.T) {
+	p, ep := tcptest.TimeWait(t)
+	p.InjectIPv4(icmpError(header.ICMPv4PortUnreachable, quote(p, 2)))
+	wantCount(t, "Dropped(ICMP no connection)", p.TCP.Stats().Dropped(tcp.DropICMPNoConnection), 1)
+	p.WantState(ep, tcp.TimeWait)
+	p.Inject(seg{Flags: "F.", Seq: 1, Ack: 2})
+	p.Expect(seg{Flags: ".", Seq: 2, Ack: 2})
+}

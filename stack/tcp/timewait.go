@@ -1,0 +1,535 @@
+package tcp
+
+import (
+	"sync"
+	"sync/atomic"
+	"weak"
+
+	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/ports"
+	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+)
+
+// TIME-WAIT as a compact record (RFC 9293 3.6 and 3.10.7.4), like Linux's
+// inet_timewait_sock. For 2*MSL a closed connection only has to answer a
+// retransmitted FIN, reject old duplicates and let a new SYN reopen it
+// (RFC 1122 4.2.2.13): for that it needs its 4-tuple, SND.NXT, RCV.NXT,
+// the window it promised and its timestamps, not buffers, timers, a route
+// and a demuxer entry. So on entering TIME-WAIT the Endpoint gives all of
+// those up and a timeWait record of about 200 bytes takes its place in
+// the engine's table (BenchmarkTimeWaitEntry measures it), bounded by
+// Options.MaxTimeWait like Linux's tcp_max_tw_buckets.
+//
+// The record is not in gVisor's demuxer: a segment for its 4-tuple
+// reaches the listener on the port (Listener.HandlePacket) or, without
+// one, HandleUnknownDestinationPacket, and both look in the table first.
+// All records share one clock timer: they all last Options.TimeWait, so
+// a list in the order they were made (or restarted) is a list in the
+// order they expire.
+//
+// The Endpoint the user holds stays in TIME-WAIT (State, Info) and holds
+// its received data for Read; the record reaches it through a weak
+// pointer, so that a user who dropped it does not keep it alive, and
+// moves it to CLOSED when the record goes.
+
+// timeWait is one connection in TIME-WAIT.
+type timeWait struct {
+	id       stack.TransportEndpointID
+	netProto tcpip.NetworkProtocolNumber
+	nic      tcpip.NICID
+	portRes  *ports.Reservation // an active opener's port, kept as Linux keeps the bind bucket
+
+	sndNxt, rcvNxt seqnum.Value
+	rcvWnd         uint32 // the window we promised: RCV.NXT+rcvWnd is the right edge
+	maxSndWnd      uint32 // for RFC 5961 5.2's bound on old ACKs
+	rcvWndShift    uint8
+	tsOK           bool
+	invalidAckSent bool
+	tsRecent       uint32
+	tsOffset       uint32
+	tsRecentAge    tcpip.MonotonicTime
+	invalidAckAt   tcpip.MonotonicTime
+
+	since    tcpip.MonotonicTime // entered TIME-WAIT
+	deadline tcpip.MonotonicTime // 2*MSL after since, or after the last retransmitted FIN
+
+	prev, next *timeWait // the table's list, by deadline
+	ep         weak.Pointer[Endpoint]
+}
+
+// timeWaitTable holds the records of one engine.
+type timeWaitTable struct {
+	mu         sync.Mutex
+	m          map[stack.TransportEndpointID]*timeWait
+	head, tail *timeWait
+	timer      tcpip.Timer
+	armed      bool
+	closed     bool
+}
+
+// LimitStats count the times a resource limit of Options was reached.
+type LimitStats struct {
+	TimeWaitOverflows atomic.Uint64 // connections deleted instead of entering TIME-WAIT: MaxTimeWait reached (Linux TCPTimeWaitOverflow)
+	OrphanResets      atomic.Uint64 // Close calls turned into an abort: MaxOrphans reached (Linux TCPAbortOnMemory)
+	ConnectionLimit   atomic.Uint64 // Connect calls and SYNs refused: MaxConnections reached
+}
+
+// Usage is what the engine holds now, against the limits of Options.
+type Usage struct {
+	Connections int // connections other than TIME-WAIT, half-open ones included (MaxConnections)
+	TimeWait    int // connections in TIME-WAIT (MaxTimeWait)
+	Orphans     int // closed by the user, not yet CLOSED or TIME-WAIT (MaxOrphans)
+}
+
+// Limits returns the counters of limits reached.
+func (p *Protocol) Limits() *LimitStats { return &p.limits }
+
+// Usage returns what the engine holds now.
+func (p *Protocol) Usage() Usage {
+	p.mu.Lock()
+	n := len(p.endpoints)
+	p.mu.Unlock()
+	p.tw.mu.Lock()
+	tw := len(p.tw.m)
+	p.tw.mu.Unlock()
+	return Usage{Connections: n, TimeWait: tw, Orphans: int(p.orphans.Load())}
+}
+
+// enterTimeWait is what entering TIME-WAIT does (transition calls it):
+// 3.10.7.4 "start the time-wait timer, turn off the other timers", with the
+// connection handed over to a compact record. Beyond MaxTimeWait there is
+// no record: the connection is deleted at once, as Linux does when
+// tcp_max_tw_buckets is reached. The caller holds e.mu.
+func (e *Endpoint) enterTimeWait(cause Cause) {
+	p := e.proto
+	e.stopAllTimers()
+	now := p.clock.NowMonotonic()
+	tw := &timeWait{
+		id:          e.id,
+		netProto:    e.netProto,
+		nic:         e.nic,
+		sndNxt:      e.SndNxt,
+		rcvNxt:      e.RcvNxt,
+		maxSndWnd:   e.maxSndWnd,
+		rcvWndShift: e.rcvWndShift,
+		tsOK:        e.tsOK,
+		tsRecent:    e.tsRecent,
+		tsOffset:    e.tsOffset,
+		tsRecentAge: e.tsRecentAge,
+		since:       now,
+		deadline:    now.Add(p.opts.TimeWait),
+		portRes:     e.portRes,
+		ep:          weak.Make(e),
+	}
+	if e.RcvNxt.LessThan(e.rcvAcc) {
+		tw.rcvWnd = uint32(e.RcvNxt.Size(e.rcvAcc))
+	}
+	// Once in the table the record is the table's: its timer may fire
+	// at once (a short TimeWait), on another goroutine, before this
+	// returns. It then waits for e.mu to close the Endpoint.
+	if !p.tw.add(tw, p) {
+		p.limits.TimeWaitOverflows.Add(1)
+		e.transition(Closed, Cause{Kind: cause.Kind, Detail: "TIME-WAIT table full (MaxTimeWait): " + cause.Detail, Key: cause.Key})
+		return
+	}
+	e.tw = tw
+	e.portRes = nil // the record's now
+	if e.registered {
+		e.registered = false
+		p.stack.UnregisterTransportEndpoint([]tcpip.NetworkProtocolNumber{e.netProto}, ProtocolNumber, e.id, e, ports.Flags{}, 0)
+	}
+	// Data still queued can never be acknowledged; received data stays
+	// for Read. The route goes once the last segment (the ACK of the
+	// peer's FIN) has left (flush).
+	e.sndBuf.Release()
+	e.ooo.release()
+	p.unregister(e)
+}
+
+// add enters tw in the table, or reports false when the table is full (or
+// the engine closed). A record for the same 4-tuple, which the demuxer
+// should have made impossible, is replaced.
+func (t *timeWaitTable) add(tw *timeWait, p *Protocol) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed || len(t.m) >= p.opts.MaxTimeWait {
+		return false
+	}
+	if t.m == nil {
+		t.m = make(map[stack.TransportEndpointID]*timeWait)
+	}
+	if old := t.m[tw.id]; old != nil {
+		t.unlink(old)
+	}
+	t.m[tw.id] = tw
+	t.pushBack(tw)
+	t.arm(p)
+	return true
+}
+
+func (t *timeWaitTable) pushBack(tw *timeWait) {
+	tw.prev, tw.next = t.tail, nil
+	if t.tail != nil {
+		t.tail.next = tw
+	} else {
+		t.head = tw
+	}
+	t.tail = tw
+}
+
+func (t *timeWaitTable) unlink(tw *timeWait) {
+	if tw.prev != nil {
+		tw.prev.next = tw.next
+	} else {
+		t.head = tw.next
+	}
+	if tw.next != nil {
+		tw.next.prev = tw.prev
+	} else {
+		t.tail = tw.prev
+	}
+	tw.prev, tw.next = nil, nil
+}
+
+// remove takes tw out of the table and reports whether it was there:
+// whoever removes a record finishes it. t.mu must not be held.
+func (t *timeWaitTable) remove(tw *timeWait) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.m[tw.id] != tw {
+		return false
+	}
+	delete(t.m, tw.id)
+	t.unlink(tw)
+	return true
+}
+
+func (t *timeWaitTable) lookup(id stack.TransportEndpointID) *timeWait {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.m[id]
+}
+
+// restart is 3.10.7.4's "restart the 2 MSL time-wait timeout": the record
+// moves to the end of the list, which stays in deadline order since every
+// record lasts the same TimeWait. t.mu is held.
+func (t *timeWaitTable) restart(tw *timeWait, p *Protocol) {
+	if t.m[tw.id] != tw {
+		return
+	}
+	tw.deadline = p.clock.NowMonotonic().Add(p.opts.TimeWait)
+	t.unlink(tw)
+	t.pushBack(tw)
+}
+
+// arm points the clock timer at the first deadline, unless it is already
+// armed: the timer may then fire early, finding nothing due, and re-arm,
+// but never late, since deadlines only grow along the list. t.mu is held.
+func (t *timeWaitTable) arm(p *Protocol) {
+	if t.armed || t.head == nil || t.closed {
+		return
+	}
+	d := max(t.head.deadline.Sub(p.clock.NowMonotonic()), 0)
+	t.armed = true
+	if t.timer == nil {
+		t.timer = p.clock.AfterFunc(d, p.expireTimeWait)
+		return
+	}
+	t.timer.Reset(d)
+}
+
+// expireTimeWait runs on the table's timer: 3.10.8, "If the time-wait
+// timeout expires on a connection, delete the TCB."
+func (p *Protocol) expireTimeWait() {
+	t := &p.tw
+	now := p.clock.NowMonotonic()
+	var due []*timeWait
+	t.mu.Lock()
+	t.armed = false
+	for tw := t.head; tw != nil && !now.Before(tw.deadline) && len(due) < 1<<16; tw = t.head {
+		delete(t.m, tw.id)
+		t.unlink(tw)
+		due = append(due, tw)
+	}
+	t.arm(p)
+	t.mu.Unlock()
+	for _, tw := range due {
+		p.finishTimeWait(tw, timerCause(timerTimeWait))
+	}
+}
+
+// finishTimeWait deletes a record that its caller took out of the table:
+// the port goes back, and the connection is CLOSED, through the Endpoint
+// when the user still holds it, or in an event of its own otherwise.
+func (p *Protocol) finishTimeWait(tw *timeWait, cause Cause) {
+	if tw.portRes != nil {
+		p.stack.ReleasePort(*tw.portRes)
+		tw.portRes = nil
+	}
+	if e := tw.ep.Value(); e != nil {
+		e.mu.Lock()
+		if e.tw == tw {
+			e.tw = nil
+			e.transition(Closed, cause)
+		}
+		e.mu.Unlock()
+		e.flush()
+		return
+	}
+	p.emit(Event{Kind: EventState, Conn: connIDOf(tw.id), From: TimeWait, To: Closed, Cause: cause, Key: cause.Key})
+}
+
+// dropTimeWait deletes the record of a connection that is moving to
+// CLOSED on its own (an abort, a listener closing): its transition reports
+// the change. The caller holds e.mu.
+func (p *Protocol) dropTimeWait(e *Endpoint) {
+	tw := e.tw
+	e.tw = nil
+	if p.tw.remove(tw) && tw.portRes != nil {
+		p.stack.ReleasePort(*tw.portRes)
+		tw.portRes = nil
+	}
+}
+
+// closeTimeWait deletes every record, or those of one NIC (nic != 0), with
+// cause: the stack is closing, or the NIC went down.
+func (p *Protocol) closeTimeWait(nic tcpip.NICID, cause Cause) {
+	t := &p.tw
+	var gone []*timeWait
+	t.mu.Lock()
+	if nic == 0 {
+		t.closed = true
+		if t.timer != nil {
+			t.timer.Stop()
+		}
+	}
+	for tw := t.head; tw != nil; {
+		next := tw.next
+		if nic == 0 || tw.nic == nic {
+			delete(t.m, tw.id)
+			t.unlink(tw)
+			gone = append(gone, tw)
+		}
+		tw = next
+	}
+	t.mu.Unlock()
+	for _, tw := range gone {
+		p.finishTimeWait(tw, cause)
+	}
+}
+
+// timeWaitEndpoints returns the connections in TIME-WAIT for Connections:
+// the Endpoint a user still holds, or else a detached one that reports the
+// record's state, TCB and age, and that Reset deletes.
+func (p *Protocol) timeWaitEndpoints() []*Endpoint {
+	t := &p.tw
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]*Endpoint, 0, len(t.m))
+	for tw := t.head; tw != nil; tw = tw.next {
+		if e := tw.ep.Value(); e != nil {
+			out = append(out, e)
+			continue
+		}
+		out = append(out, &Endpoint{
+			proto:      p,
+			netProto:   tw.netProto,
+			nic:        tw.nic,
+			id:         tw.id,
+			state:      TimeWait,
+			stateSince: tw.since,
+			TCB: TCB{
+				SndUna: tw.sndNxt, SndNxt: tw.sndNxt,
+				RcvNxt: tw.rcvNxt, RcvWnd: tw.rcvWnd,
+			},
+			sndMax:         tw.sndNxt,
+			rcvWndShift:    tw.rcvWndShift,
+			tsOK:           tw.tsOK,
+			finReceived:    true,
+			finQueued:      true,
+			userClosed:     true,
+			wasEstablished: true,
+			tw:             tw,
+		})
+	}
+	return out
+}
+
+// twVerdict is what a segment to a TIME-WAIT record comes to.
+type twVerdict uint8
+
+const (
+	twDone   twVerdict = iota // handled: dropped, answered or closed
+	twReopen                  // a new SYN: the record is gone, the listener takes the SYN
+)
+
+// timeWaitArrives is SEGMENT ARRIVES (RFC 9293 3.10.7.4) for a connection
+// in TIME-WAIT, whose record tw the caller found; l is the listener on the
+// port, if any. It returns twReopen with the ISN to use when a new SYN
+// reopens the connection; the caller hands the SYN to l.
+func (p *Protocol) timeWaitArrives(tw *timeWait, seg *Segment, l *Listener) (twVerdict, seqnum.Value) {
+	t := &p.tw
+	c := connIDOf(tw.id)
+	now := p.clock.NowMonotonic()
+	t.mu.Lock()
+	if t.m[tw.id] != tw {
+		t.mu.Unlock()
+		p.drop(c, seg, DropClosed) // deleted meanwhile
+		return twDone, 0
+	}
+	const noReply = numSendCauses
+	reply := noReply // the ACK the segment earns, if any
+	limited := false // the reply goes under InvalidRateLimit
+	reason := DropNone
+	var close *Cause
+
+	tsValid := now.Sub(tw.tsRecentAge) < pawsIdle
+	switch {
+	// A new SYN above everything the old connection received may
+	// reopen it (RFC 1122 4.2.2.13), provided the new ISN is above the
+	// old sequence space; Linux (tcp_timewait_state_process) does so with
+	// ISN = old SND.NXT + 65535 + 2, and so do we.
+	case seg.has(header.TCPFlagSyn) && !seg.has(header.TCPFlagAck|header.TCPFlagRst) && tw.rcvNxt.LessThan(seg.Seq) && l != nil:
+		delete(t.m, tw.id)
+		t.unlink(tw)
+		t.mu.Unlock()
+		p.finishTimeWait(tw, Cause{Kind: CauseSegment, Detail: "new SYN in TIME-WAIT " + seg.String(), Key: seg.wire})
+		return twReopen, tw.sndNxt + 65535 + 2
+
+	// RFC 7323 5.3 (R1), PAWS, before the sequence check: an old
+	// duplicate is answered with an ACK and dropped.
+	case tw.tsOK && seg.TS && !seg.has(header.TCPFlagRst) && tsBefore(seg.TSVal, tw.tsRecent) && tsValid:
+		reason, reply, limited = DropPAWS, SendAck, true
+
+	// First, the sequence number, as Endpoint.acceptable.
+	case !twAcceptable(tw, seg):
+		reason = DropOutOfWindow
+		if seg.Seq.Add(seg.Len()).LessThanEq(tw.rcvNxt) {
+			reason = DropOldSequence
+		}
+		switch {
+		case seg.has(header.TCPFlagRst):
+		case seg.has(header.TCPFlagFin) && seg.Seq.Add(seg.Len()) == tw.rcvNxt:
+			// Eighth step, TIME-WAIT: a retransmitted FIN is
+			// acknowledged, always, and restarts the 2 MSL timeout.
+			t.restart(tw, p)
+			reply = SendAck
+		default:
+			reply, limited = SendAck, true
+		}
+
+	// Second, the RST bit (RFC 5961 3.2): at RCV.NXT it deletes the
+	// TCB; elsewhere in the window it earns a challenge ACK.
+	case seg.has(header.TCPFlagRst):
+		if seg.Seq == tw.rcvNxt {
+			p.stats.ResetsReceived.Add(1)
+			cs := segmentCause(seg)
+			close = &cs
+		} else {
+			reason, reply, limited = DropRstInvalid, SendChallengeAck, true
+		}
+
+	// Fourth, a SYN that does not reopen: a challenge ACK (RFC 5961 4.2).
+	case seg.has(header.TCPFlagSyn):
+		reason, reply, limited = DropSynUnexpected, SendChallengeAck, true
+
+	// Fifth, the ACK field.
+	case !seg.has(header.TCPFlagAck):
+		reason = DropNoAck
+	case tw.sndNxt.LessThan(seg.Ack):
+		reason, reply, limited = DropAckUnsent, SendAck, true
+	case seg.Ack.LessThan(tw.sndNxt - seqnum.Value(tw.maxSndWnd)):
+		reason, reply, limited = DropInvalidAck, SendChallengeAck, true
+
+	default:
+		// An acceptable segment: "The only thing that can arrive in
+		// this state is a retransmission of the remote FIN"; anything
+		// else is a duplicate ACK, and text is ignored. RFC 7323 4.3:
+		// its TSval may update TS.Recent (Last.ACK.sent is RCV.NXT).
+		if tw.tsOK && seg.TS && seg.Seq.LessThanEq(tw.rcvNxt) && (!tsBefore(seg.TSVal, tw.tsRecent) || !tsValid) {
+			tw.tsRecent, tw.tsRecentAge = seg.TSVal, now
+		}
+	}
+	// The per-connection limit of Endpoint.invalidAckAllowed, kept in
+	// the record.
+	suppressed := false
+	if reply != noReply && limited {
+		if lim := p.opts.InvalidRateLimit; lim >= 0 && tw.invalidAckSent && now.Sub(tw.invalidAckAt) < lim {
+			reply, suppressed = noReply, true
+		} else {
+			tw.invalidAckSent, tw.invalidAckAt = true, now
+		}
+	}
+	if close != nil {
+		delete(t.m, tw.id)
+		t.unlink(tw)
+	}
+	twc := *tw // what the reply needs, read under the lock
+	t.mu.Unlock()
+
+	if reason != DropNone {
+		p.drop(c, seg, reason)
+	}
+	if suppressed {
+		p.drop(c, seg, DropAckRateLimited)
+	}
+	if reply == SendChallengeAck && !p.challenge.allow(now) {
+		p.drop(c, seg, DropChallengeRateLimited)
+		reply = noReply
+	}
+	if reply != noReply {
+		p.timeWaitAck(&twc, reply)
+	}
+	if close != nil {
+		p.finishTimeWait(tw, *close)
+	}
+	return twDone, 0
+}
+
+// twAcceptable is the sequence check of 3.10.7.4 against the window the
+// connection last promised.
+func twAcceptable(tw *timeWait, seg *Segment) bool {
+	wnd := seqnum.Size(tw.rcvWnd)
+	n := seg.Len()
+	switch {
+	case n == 0 && wnd == 0:
+		return seg.Seq == tw.rcvNxt
+	case n == 0:
+		return seg.Seq.InWindow(tw.rcvNxt, wnd)
+	case wnd == 0:
+		return false
+	}
+	return seg.Seq.InWindow(tw.rcvNxt, wnd) || seg.Seq.Add(n-1).InWindow(tw.rcvNxt, wnd)
+}
+
+// timeWaitAck sends <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK> from a record,
+// with the window it promised and, when timestamps are in force, the
+// TSopt (RFC 7323 3.2). It takes a route for the one segment, as replyRST
+// does: a record keeps none.
+func (p *Protocol) timeWaitAck(tw *timeWait, cause SendCause) {
+	r, err := p.stack.FindRoute(tw.nic, tw.id.LocalAddress, tw.id.RemoteAddress, tw.netProto, false)
+	if err != nil {
+		return
+	}
+	defer r.Release()
+	var opts [tsOptionSize]byte
+	f := outFields{
+		srcPort: tw.id.LocalPort, dstPort: tw.id.RemotePort,
+		seq: tw.sndNxt, ack: tw.rcvNxt, flags: header.TCPFlagAck,
+		window: uint16(min(tw.rcvWnd>>tw.rcvWndShift, 0xffff)),
+	}
+	if tw.tsOK {
+		f.opts = opts[:encodeTimestamp(p.tsClock()+tw.tsOffset, tw.tsRecent, opts[:])]
+	}
+	pkt := buildPacket(r, &f, buffer.Buffer{})
+	p.countSend(connIDOf(tw.id), cause, &f, 0, 0)
+	writePacket(r, pkt)
+}
+
+// timeWaitFor is the record for a segment's 4-tuple, if any.
+func (p *Protocol) timeWaitFor(id stack.TransportEndpointID) *timeWait {
+	return p.tw.lookup(id)
+}

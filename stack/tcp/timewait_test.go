@@ -1,0 +1,392 @@
+package tcp_test
+
+import (
+	"errors"
+	"math/rand/v2"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+
+	"github.com/tapstack/tapstack/stack/tcp"
+	"github.com/tapstack/tapstack/stack/tcp/tcptest"
+)
+
+// TIME-WAIT as a compact record (timewait.go): bounded by MaxTimeWait,
+// answering as RFC 9293 3.10.7.4 asks, and reported through the Endpoint
+// the user holds, or through Connections when nobody holds it.
+
+// toTimeWait takes an accepted connection from port through an active
+// close into TIME-WAIT: Close, FIN; the peer's ACK and FIN; our ACK.
+func toTimeWait(t *testing.T, p *tcptest.Peer, port uint16) (*client, *tcp.Endpoint) {
+	t.Helper()
+	c := handshake(t, p, port)
+	ep, err := p.Listener.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep.Close()
+	p.Expect(seg{Flags: "F.", Seq: 1, Ack: 1})
+	p.Inject(seg{Flags: "F.", Seq: 1, Ack: 2})
+	p.Expect(seg{Flags: ".", Seq: 2, Ack: 2})
+	return c, ep
+}
+
+// TestTimeWaitRecord: a connection in TIME-WAIT leaves the engine's
+// table of connections for the TIME-WAIT table; its Endpoint still says
+// TIME-WAIT, Connections still lists it, and after 2*MSL it is CLOSED and
+// gone from both.
+func TestTimeWaitRecord(t *testing.T) {
+	p, ep := tcptest.TimeWait(t)
+	if u := p.TCP.Usage(); u.Connections != 0 || u.TimeWait != 1 || u.Orphans != 0 {
+		t.Fatalf("Usage %+v, want 0 connections, 1 in TIME-WAIT, 0 orphans", u)
+	}
+	conns := p.TCP.Connections()
+	if len(conns) != 1 || conns[0] != ep || conns[0].State() != tcp.TimeWait {
+		t.Fatalf("Connections() = %v, want the endpoint in TIME-WAIT", conns)
+	}
+	if i := ep.Info(); i.State != tcp.TimeWait || i.StateAge != 0 {
+		t.Errorf("Info: %v, age %v", i.State, i.StateAge)
+	}
+	p.Advance(p.TCP.Options().TimeWait)
+	p.WantState(ep, tcp.Closed)
+	if u := p.TCP.Usage(); u.TimeWait != 0 || len(p.TCP.Connections()) != 0 {
+		t.Fatalf("after 2*MSL: Usage %+v, %d connections", u, len(p.TCP.Connections()))
+	}
+	p.ExpectNothing()
+}
+
+// TestTimeWaitLimit: MaxTimeWait bounds the records, like Linux's
+// tcp_max_tw_buckets. A connection that would enter TIME-WAIT beyond it
+// is deleted at once (its ACK of the peer's FIN has left) and counted in
+// LimitStats.TimeWaitOverflows; a retransmitted FIN then finds no
+// connection and gets the listener's RST, as from Linux.
+func TestTimeWaitLimit(t *testing.T) {
+	var r recorder
+	p := tcptest.New(t, tcptest.WithTCP(tcp.Options{MaxTimeWait: 2, Observer: r.observe}))
+	p.Listen(16)
+	var eps []*tcp.Endpoint
+	var clients []*client
+	for i := range 3 {
+		c, ep := toTimeWait(t, p, uint16(40000+i))
+		clients, eps = append(clients, c), append(eps, ep)
+	}
+	p.WantState(eps[0], tcp.TimeWait)
+	p.WantState(eps[1], tcp.TimeWait)
+	p.WantState(eps[2], tcp.Closed)
+	wantCount(t, "TimeWaitOverflows", p.TCP.Limits().TimeWaitOverflows.Load(), 1)
+	if u := p.TCP.Usage(); u.TimeWait != 2 {
+		t.Errorf("Usage().TimeWait = %d, want 2", u.TimeWait)
+	}
+	r.mu.Lock()
+	last := r.events[len(r.events)-1]
+	r.mu.Unlock()
+	if last.From != tcp.TimeWait || last.To != tcp.Closed || last.Conn != eps[2].ID() ||
+		!strings.Contains(last.Cause.Detail, "TIME-WAIT table full (MaxTimeWait)") {
+		t.Errorf("last state event %v, want TIME-WAIT -> CLOSED (table full) for the third connection", last)
+	}
+	clients[2].use(p)
+	p.Inject(seg{Flags: "F.", Seq: 1, Ack: 2})
+	p.Expect(seg{Flags: "R", Seq: 2})
+	// Once one record expires, there is room again.
+	p.Advance(p.TCP.Options().TimeWait)
+	toTimeWait(t, p, 40003)
+	if u := p.TCP.Usage(); u.TimeWait != 1 {
+		t.Errorf("Usage().TimeWait = %d, want 1", u.TimeWait)
+	}
+}
+
+// TestTimeWaitSegments: what a record answers, step by step of
+// 3.10.7.4, with timestamps in force.
+func TestTimeWaitSegments(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		in     func(p *tcptest.Peer) seg
+		want   *seg
+		reason tcp.DropReason
+		state  tcp.State
+	}{
+		{"retransmitted FIN: ACK, with TSopt",
+			func(p *tcptest.Peer) seg { return seg{Flags: "F.", Seq: 1, Ack: 2} },
+			&seg{Flags: ".", Seq: 2, Ack: 2, Win: 65535, TS: true}, tcp.DropOldSequence, tcp.TimeWait},
+		{"old timestamp: PAWS",
+			func(p *tcptest.Peer) seg {
+				return seg{Flags: ".", Seq: 2, Ack: 2, TS: true, TSVal: 1, TSEcr: p.LastTSVal}
+			},
+			&seg{Flags: ".", Seq: 2, Ack: 2, TS: true}, tcp.DropPAWS, tcp.TimeWait},
+		{"beyond the window",
+			func(p *tcptest.Peer) seg { return seg{Flags: "P.", Seq: 1 << 30, Ack: 2, Payload: []byte("x")} },
+			&seg{Flags: ".", Seq: 2, Ack: 2}, tcp.DropOutOfWindow, tcp.TimeWait},
+		{"RST at RCV.NXT: CLOSED",
+			func(p *tcptest.Peer) seg { return seg{Flags: "R", Seq: 2} },
+			nil, tcp.DropNone, tcp.Closed},
+		{"RST in the window: challenge ACK",
+			func(p *tcptest.Peer) seg { return seg{Flags: "R", Seq: 100} },
+			&seg{Flags: ".", Seq: 2, Ack: 2}, tcp.DropRstInvalid, tcp.TimeWait},
+		{"RST out of the window: dropped",
+			func(p *tcptest.Peer) seg { return seg{Flags: "R", Seq: 1 << 30} },
+			nil, tcp.DropOutOfWindow, tcp.TimeWait},
+		{"SYN in the window, not above RCV.NXT",
+			func(p *tcptest.Peer) seg { return seg{Flags: "S", Seq: 1} },
+			&seg{Flags: ".", Seq: 2, Ack: 2}, tcp.DropOldSequence, tcp.TimeWait},
+		{"ACK of unsent data",
+			func(p *tcptest.Peer) seg { return seg{Flags: ".", Seq: 2, Ack: 50} },
+			&seg{Flags: ".", Seq: 2, Ack: 2}, tcp.DropAckUnsent, tcp.TimeWait},
+		{"no ACK bit",
+			func(p *tcptest.Peer) seg { return seg{Flags: "", Seq: 2} },
+			nil, tcp.DropNoAck, tcp.TimeWait},
+		{"duplicate ACK: nothing",
+			func(p *tcptest.Peer) seg { return seg{Flags: ".", Seq: 2, Ack: 2} },
+			nil, tcp.DropNone, tcp.TimeWait},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, ep := tcptest.TimeWait(t, tcptest.WithTimestamps())
+			before := p.TCP.Stats().Dropped(tc.reason)
+			p.Inject(tc.in(p))
+			if tc.want != nil {
+				p.Expect(*tc.want)
+			}
+			p.ExpectNothing()
+			p.WantState(ep, tc.state)
+			if tc.reason != tcp.DropNone {
+				wantCount(t, "Dropped("+tc.reason.String()+")", p.TCP.Stats().Dropped(tc.reason)-before, 1)
+			}
+			if tc.state == tcp.Closed {
+				wantCount(t, "ResetsReceived", p.TCP.Stats().ResetsReceived.Load(), 1)
+				if u := p.TCP.Usage(); u.TimeWait != 0 {
+					t.Errorf("Usage().TimeWait = %d after the RST", u.TimeWait)
+				}
+			}
+		})
+	}
+}
+
+// TestTimeWaitRateLimit: the record keeps the per-connection limit of
+// replies to unacceptable segments; a retransmitted FIN is exempt.
+func TestTimeWaitRateLimit(t *testing.T) {
+	p, _ := tcptest.TimeWait(t)
+	p.Inject(seg{Flags: ".", Seq: 2, Ack: 50})
+	p.Expect(seg{Flags: ".", Seq: 2, Ack: 2})
+	p.Inject(seg{Flags: ".", Seq: 2, Ack: 50})
+	p.Inject(seg{Flags: "R", Seq: 100})
+	p.ExpectNothing()
+	wantCount(t, "Dropped(ACK rate limited)", p.TCP.Stats().Dropped(tcp.DropAckRateLimited), 2)
+	p.Inject(seg{Flags: "F.", Seq: 1, Ack: 2})
+	p.Expect(seg{Flags: ".", Seq: 2, Ack: 2})
+	p.Advance(invalidRate)
+	p.Inject(seg{Flags: ".", Seq: 2, Ack: 50})
+	p.Expect(seg{Flags: ".", Seq: 2, Ack: 2})
+}
+
+// TestTimeWaitNobodyHolds: once the user drops the Endpoint, the engine
+// keeps only the record: Connections reports it through a detached
+// Endpoint, the record still ACKs a retransmitted FIN, its end is an
+// event of its own, and Reset on the detached Endpoint deletes it.
+func TestTimeWaitNobodyHolds(t *testing.T) {
+	var r recorder
+	p, ep := tcptest.TimeWait(t, tcptest.WithTCP(tcp.Options{Observer: r.observe}))
+	id := ep.ID()
+	ep = nil
+	runtime.GC()
+	conns := p.TCP.Connections()
+	if len(conns) != 1 {
+		t.Fatalf("%d connections, want the one in TIME-WAIT", len(conns))
+	}
+	view := conns[0]
+	if i := view.Info(); i.ID != id || i.State != tcp.TimeWait {
+		t.Fatalf("detached endpoint: %v in %v, want %v in TIME-WAIT", i.ID, i.State, id)
+	}
+	if _, err := view.Write([]byte("x")); !errors.Is(err, syscall.EPIPE) {
+		t.Errorf("Write on it: %v, want EPIPE", err)
+	}
+	p.Inject(seg{Flags: "F.", Seq: 1, Ack: 2})
+	p.Expect(seg{Flags: ".", Seq: 2, Ack: 2})
+	view.Reset()
+	p.ExpectNothing() // no RST from TIME-WAIT
+	p.WantState(view, tcp.Closed)
+	if u := p.TCP.Usage(); u.TimeWait != 0 {
+		t.Fatalf("Usage().TimeWait = %d after Reset", u.TimeWait)
+	}
+	r.mu.Lock()
+	last := r.events[len(r.events)-1]
+	r.mu.Unlock()
+	if last.From != tcp.TimeWait || last.To != tcp.Closed || last.Conn != id || last.Cause.Kind != tcp.CauseUser {
+		t.Errorf("last state event %v, want TIME-WAIT -> CLOSED (user)", last)
+	}
+
+	t.Run("expiry", func(t *testing.T) {
+		var r recorder
+		p, ep := tcptest.TimeWait(t, tcptest.WithTCP(tcp.Options{Observer: r.observe}))
+		id := ep.ID()
+		ep = nil
+		runtime.GC()
+		p.Advance(p.TCP.Options().TimeWait)
+		r.mu.Lock()
+		last := r.events[len(r.events)-1]
+		r.mu.Unlock()
+		if last.From != tcp.TimeWait || last.To != tcp.Closed || last.Conn != id || last.Cause.Kind != tcp.CauseTimer {
+			t.Errorf("last state event %v, want TIME-WAIT -> CLOSED (timer) for %v", last, id)
+		}
+	})
+}
+
+// TestTimeWaitPortKept: an active opener's port stays reserved in
+// TIME-WAIT, as Linux keeps the bind bucket: connecting again from the
+// same port to the same peer fails with EADDRINUSE until 2*MSL is over.
+func TestTimeWaitPortKept(t *testing.T) {
+	p, ep := tcptest.TimeWait(t, tcptest.ActiveOpen())
+	port := ep.ID().Local.Port()
+	remote := tcpip.FullAddress{Addr: tcpip.AddrFrom4(tcptest.PeerAddr.As4()), Port: p.PeerPort}
+	if _, err := p.TCP.Connect(tcpip.FullAddress{Port: port}, remote, ipv4.ProtocolNumber); !errors.Is(err, syscall.EADDRINUSE) {
+		t.Fatalf("Connect from the port in TIME-WAIT: %v, want EADDRINUSE", err)
+	}
+	p.Advance(p.TCP.Options().TimeWait)
+	p.WantState(ep, tcp.Closed)
+	ne, err := p.TCP.Connect(tcpip.FullAddress{Port: port}, remote, ipv4.ProtocolNumber)
+	if err != nil {
+		t.Fatalf("Connect after 2*MSL: %v", err)
+	}
+	p.SetStackISS(0, false)
+	p.Expect(seg{Flags: "S", Seq: 0})
+	p.WantState(ne, tcp.SynSent)
+}
+
+// TestTimeWaitNoListener: the reopening of RFC 1122 4.2.2.13 needs a
+// listener; without one (an active opener) a new SYN is an out-of-window
+// segment, answered with an ACK.
+func TestTimeWaitNoListener(t *testing.T) {
+	p, ep := tcptest.TimeWait(t, tcptest.ActiveOpen())
+	p.Inject(seg{Flags: "S", Seq: 100000})
+	p.Expect(seg{Flags: ".", Seq: 2, Ack: 2})
+	p.WantState(ep, tcp.TimeWait)
+}
+
+// TestOrphanLimit: MaxOrphans bounds connections closed by the user and
+// not yet CLOSED or TIME-WAIT, like Linux's tcp_max_orphans: the Close
+// that would make one more resets the connection instead (Linux's
+// TCPAbortOnMemory), counted in LimitStats.OrphanResets.
+func TestOrphanLimit(t *testing.T) {
+	p, l, _ := listen(t, 16, tcp.Options{MaxOrphans: 1})
+	c1 := handshake(t, p, 40000)
+	c2 := handshake(t, p, 40001)
+	a, _ := l.Accept()
+	b, _ := l.Accept()
+	c1.use(p)
+	a.Close()
+	p.Expect(seg{Flags: "F.", Seq: 1, Ack: 1}) // an orphan in FIN-WAIT-1
+	c2.use(p)
+	b.Close()
+	p.Expect(seg{Flags: "R", Seq: 1}) // one too many: reset
+	p.WantState(a, tcp.FinWait1)
+	p.WantState(b, tcp.Closed)
+	wantCount(t, "OrphanResets", p.TCP.Limits().OrphanResets.Load(), 1)
+	if u := p.TCP.Usage(); u.Orphans != 1 {
+		t.Errorf("Usage().Orphans = %d, want 1", u.Orphans)
+	}
+	// The orphan reaches TIME-WAIT: no orphan any more, room again.
+	c1.use(p)
+	p.Inject(seg{Flags: "F.", Seq: 1, Ack: 2})
+	p.Expect(seg{Flags: ".", Seq: 2, Ack: 2})
+	p.WantState(a, tcp.TimeWait)
+	if u := p.TCP.Usage(); u.Orphans != 0 {
+		t.Errorf("Usage().Orphans = %d in TIME-WAIT, want 0", u.Orphans)
+	}
+	handshake(t, p, 40002)
+	c, _ := l.Accept()
+	c.Close()
+	p.Expect(seg{Flags: "F.", Seq: 1, Ack: 1})
+	wantCount(t, "OrphanResets", p.TCP.Limits().OrphanResets.Load(), 1)
+}
+
+// TestConnectionLimit: MaxConnections bounds the stack's connections,
+// half-open ones included: Connect fails with EMFILE and a SYN is
+// dropped (DropConnectionLimit), both counted in LimitStats.
+func TestConnectionLimit(t *testing.T) {
+	p, _, _ := listen(t, 16, tcp.Options{MaxConnections: 2})
+	handshake(t, p, 40000)
+	syn(t, p, 40001) // half-open: the second connection
+	p.PeerPort = 40002
+	p.Inject(seg{Flags: "S", Seq: 0})
+	p.ExpectNothing()
+	wantCount(t, "Dropped(connection limit)", p.TCP.Stats().Dropped(tcp.DropConnectionLimit), 1)
+	remote := tcpip.FullAddress{Addr: tcpip.AddrFrom4(tcptest.PeerAddr.As4()), Port: 9}
+	local := tcpip.FullAddress{Port: 5555}
+	if _, err := p.TCP.Connect(local, remote, ipv4.ProtocolNumber); !errors.Is(err, syscall.EMFILE) {
+		t.Fatalf("Connect beyond the limit: %v, want EMFILE", err)
+	}
+	wantCount(t, "ConnectionLimit", p.TCP.Limits().ConnectionLimit.Load(), 2)
+	if u := p.TCP.Usage(); u.Connections != 2 {
+		t.Errorf("Usage().Connections = %d, want 2", u.Connections)
+	}
+	// The half-open one expires; a new SYN gets in, and the refused
+	// Connect left its port free.
+	p.Advance(3 * time.Minute)
+	p.DrainAny()
+	syn(t, p, 40003)
+	p.Advance(3 * time.Minute)
+	p.DrainAny()
+	if _, err := p.TCP.Connect(local, remote, ipv4.ProtocolNumber); err != nil {
+		t.Fatalf("Connect from the same port once there is room: %v", err)
+	}
+}
+
+// TestTimeWaitRandomSegments throws 20,000 random segments at a record:
+// whatever arrives, a record only ever sends <SEQ=SND.NXT><ACK=RCV.NXT>
+// <CTL=ACK>, at most one per InvalidRateLimit apart from the ACKs of
+// retransmitted FINs, and ends in CLOSED only by a RST at RCV.NXT or a
+// SYN that reopens it.
+func TestTimeWaitRandomSegments(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	flagSets := []string{"", ".", "S", "S.", "F", "F.", "R", "R.", "P.", "FP.", "SR", "SF."}
+	for trial := range 20 {
+		p, ep := tcptest.TimeWait(t, tcptest.WithTimestamps())
+		limited, fins := 0, 0
+		for i := range 1000 {
+			s := seg{
+				Flags: flagSets[rng.IntN(len(flagSets))],
+				Seq:   []uint32{0, 1, 2, 3, 100, 1 << 20, rng.Uint32()}[rng.IntN(7)],
+				Ack:   []uint32{0, 1, 2, 3, rng.Uint32()}[rng.IntN(5)],
+			}
+			if rng.IntN(3) == 0 {
+				s.Payload = payload(i, 1+rng.IntN(40))
+			}
+			if rng.IntN(2) == 0 {
+				s.TS, s.TSVal, s.TSEcr = true, rng.Uint32(), rng.Uint32()
+			}
+			if s.Flags == "S" && s.Seq > 2 {
+				s.Seq = 2 // not a reopening SYN: covered elsewhere
+			}
+			if strings.Contains(s.Flags, "R") && s.Seq == 2 && rng.IntN(20) != 0 {
+				s.Seq = 3 // make the valid reset rare, to test the rest longer
+			}
+			// A retransmitted FIN: it ends at RCV.NXT (2).
+			if f := s.Flags; strings.Contains(f, "F") && !strings.Contains(f, "R") {
+				end := s.Seq + uint32(len(s.Payload)) + 1
+				if strings.Contains(f, "S") {
+					end++
+				}
+				if end == 2 {
+					fins++
+				}
+			}
+			p.Inject(s)
+			for _, r := range p.Drain() {
+				if r.Flags != "." || r.Seq != 2 || r.Ack != 2 || len(r.Payload) != 0 {
+					t.Fatalf("trial %d: a TIME-WAIT record sent %v", trial, r)
+				}
+				limited++
+			}
+			if ep.State() == tcp.Closed {
+				break
+			}
+			p.Advance(time.Duration(rng.IntN(100)) * time.Millisecond)
+		}
+		if max := fins + int(p.Elapsed()/invalidRate) + 1; limited > max {
+			t.Fatalf("trial %d: %d ACKs in %v with %d retransmitted FINs, want at most %d", trial, limited, p.Elapsed(), fins, max)
+		}
+	}
+}
