@@ -242,13 +242,13 @@ func TestCaptureDropNoSocket(t *testing.T) {
 	if len(segs) != 2 {
 		t.Fatalf("%d segments, want SYN and RST", len(segs))
 	}
-	if segs[0].Direction != pcap.Inbound || segs[0].Comment() != "dropped: no socket" {
+	if segs[0].Direction != pcap.Inbound || segs[0].Comment() != "dropped: no socket → RST" {
 		t.Errorf("SYN: %v %q", segs[0].Direction, segs[0].Comment())
 	}
 	if segs[1].Direction != pcap.Outbound || segs[1].Comment() != "RST" || flagsOf(segs[1])&header.TCPFlagRst == 0 {
 		t.Errorf("RST: %v %v %q", segs[1].Direction, flagsOf(segs[1]), segs[1].Comment())
 	}
-	tsharkCheck(t, buf.Bytes(), len(pkts), []string{"dropped: no socket", "RST"})
+	tsharkCheck(t, buf.Bytes(), len(pkts), []string{"dropped: no socket → RST", "RST"})
 }
 
 // Frames corrupted on the wire are dropped for their checksum.
@@ -400,11 +400,18 @@ func tsharkCheck(t *testing.T, capture []byte, frames int, comments []string) {
 	if err != nil {
 		t.Fatalf("tshark: %v", err)
 	}
-	if len(out) != frames {
-		t.Errorf("tshark read %d frames, want %d", len(out), frames)
+	notes, err := pcap.ReadNotes(bytes.NewReader(capture))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != frames+len(notes) {
+		t.Errorf("tshark read %d frames, want %d and %d notes", len(out), frames, len(notes))
 	}
 	all := ""
 	for i, f := range out {
+		if f.Note {
+			continue
+		}
 		if f.Direction == pcap.Unknown {
 			t.Errorf("tshark: frame %d without direction", i+1)
 		}
