@@ -68,6 +68,7 @@ type record struct {
 	claimed    class
 	lastTo     tcp.State // the last state change's To, for chaining
 	dropped    bool      // verdict: discarded by the engine or a fault
+	lost       bool      // inbound, dropped by a fault before the stack saw it
 	packetID   uint64
 	origFrame  uint64 // a retransmission: the frame that first carried the data
 	dropCount  uint64
@@ -175,7 +176,21 @@ func newAnnotator(window time.Duration, maxHeld, maxPend int) *annotator {
 
 func (a *annotator) live() []*record { return a.recs[a.head:] }
 
+// pending is the length of the queue that bounds the pending tables; it
+// also holds entries already matched, until they reach its head.
 func (a *annotator) pending() int { return len(a.order) - a.ohead }
+
+// waiting counts the annotations waiting for their frame.
+func (a *annotator) waiting() int {
+	n := 0
+	for _, ps := range a.pend {
+		n += len(ps)
+	}
+	for _, ps := range a.pendFlag {
+		n += len(ps)
+	}
+	return n
+}
 
 // addFrame puts a captured frame into the window. An inbound frame being
 // delivered is not writable until delivered is called.
@@ -197,7 +212,9 @@ func (a *annotator) addFrame(now time.Time, r *record) {
 		}
 	}
 	a.recs = append(a.recs, r)
-	if r.fi.kind != kindTCP {
+	if r.fi.kind != kindTCP || r.lost {
+		// A frame a fault dropped on its way in never reached the
+		// stack: no event is about it.
 		return
 	}
 	if e, ok := a.earlier[r.fi.conn]; ok {
@@ -741,7 +758,7 @@ func (a *annotator) fault(now time.Time, ev *tap.FaultEvent, fp uint64, lost *re
 	}
 	if lost != nil {
 		lost.faults = append(lost.faults, text)
-		lost.dropped = true
+		lost.dropped, lost.lost = true, true
 		a.addFrame(now, lost)
 		return
 	}

@@ -326,7 +326,7 @@ func (w *Writer) Stats() Stats {
 	st.Late = w.ann.stats.late
 	st.Unexplained = w.ann.stats.unexplained
 	st.Held = len(w.ann.live())
-	st.Pending = w.ann.pending()
+	st.Pending = w.ann.waiting()
 	return st
 }
 

@@ -124,7 +124,10 @@ func (a *annotator) wireFacts(r *record) {
 				}
 			}
 		}
-		if r.dir == dirIn && r.origFrame != 0 && len(r.faults) == 0 {
+		keepalive := segLen <= 1 && seq+1 == c.nextSeq[d] && !syn && !fin && !rst
+		if r.dir == dirIn && r.origFrame != 0 && len(r.faults) == 0 && !keepalive {
+			// Wireshark reads a keepalive's shape before a
+			// retransmission's, and so do we.
 			r.wire = append(r.wire, "retransmission of frame "+strconv.FormatUint(r.origFrame, 10))
 		}
 	}
