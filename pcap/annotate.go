@@ -281,6 +281,19 @@ func (a *annotator) delivered(now time.Time, r *record) {
 // apply adds a pending annotation to frame r if r lacks its class. It
 // reports whether r took it.
 func (a *annotator) apply(r *record, p pendEv) bool {
+	// The engine reports one segment's processing in RFC order: a drop
+	// ends it; an ACK comes before the text is taken. So a frame whose
+	// text was taken takes no drop and no ACK, and a dropped one no text.
+	switch p.cls {
+	case clsDrop, clsAck:
+		if r.claimed&clsReceive != 0 {
+			return false
+		}
+	case clsReceive:
+		if r.claimed&clsDrop != 0 {
+			return false
+		}
+	}
 	if r.claimed&p.cls != 0 {
 		// State changes chain: CLOSED → SYN-RECEIVED, then
 		// SYN-RECEIVED → ESTABLISHED from one segment is two.
@@ -315,7 +328,18 @@ func (a *annotator) attach(now time.Time, k frameKey, p pendEv) {
 	if p.seq == 0 {
 		p.seq = a.evSeq
 	}
-	for _, r := range a.byKey[k] {
+	// Frames with the same key (a retransmission, repeated ACKs) are
+	// processed in order, and so reported: once a later one has an
+	// annotation, the earlier ones are done.
+	rs := a.byKey[k]
+	start := 0
+	for i := len(rs) - 1; i > 0; i-- {
+		if len(rs[i].parts) > 0 {
+			start = i
+			break
+		}
+	}
+	for _, r := range rs[start:] {
 		if a.apply(r, p) {
 			return
 		}

@@ -412,15 +412,15 @@ var namedCases = []namedCase{
 // rules say, per Wireshark analysis flag, which words of a tapstack
 // comment agree with it.
 var rules = map[string][]string{
-	"retransmission":          {"retransmit #", "retransmission of frame", "dropped: old sequence"},
-	"fast_retransmission":     {"fast retransmit #", "retransmit #"},
-	"spurious_retransmission": {"retransmit #", "retransmission of frame", "dropped: old sequence"},
+	"retransmission":          {"retransmit", "retransmission of frame", "dropped: old sequence"},
+	"fast_retransmission":     {"retransmit"},
+	"spurious_retransmission": {"retransmit", "retransmission of frame", "dropped: old sequence"},
 	"duplicate_ack":           {"dup ACK #"},
 	"zero_window":             {"zero window"},
 	"zero_window_probe":       {"zero window probe"},
 	"window_update":           {"window update"},
 	"keep_alive":              {"keepalive"},
-	"out_of_order":            {"fills a hole", "out of order", "retransmission of frame", "retransmit #", "dropped: old sequence"},
+	"out_of_order":            {"fills a hole", "out of order", "retransmission of frame", "retransmit", "dropped: old sequence"},
 	"lost_segment":            {"out of order: held", "link drops", "dropped:"},
 }
 
@@ -431,7 +431,7 @@ var reverse = []struct {
 	word  string
 	flags []string
 }{
-	{pcap.Outbound, "retransmit #", []string{"retransmission", "fast_retransmission", "spurious_retransmission"}},
+	{pcap.Outbound, "retransmit", []string{"retransmission", "fast_retransmission", "spurious_retransmission"}},
 	{pcap.Unknown, "zero window;", []string{"zero_window"}},
 	{pcap.Outbound, "dup ACK #", []string{"duplicate_ack"}},
 	{pcap.Inbound, "keepalive", []string{"keep_alive"}},
@@ -440,7 +440,7 @@ var reverse = []struct {
 
 var (
 	stateRE = regexp.MustCompile(`([A-Z][A-Z0-9-]+) → ([A-Z][A-Z0-9-]+)`)
-	retxRE  = regexp.MustCompile(`retransmit #\d+ of frame (\d+)`)
+	retxRE  = regexp.MustCompile(`retransmit (?:#\d+ )?of frame (\d+)`)
 )
 
 // checkCapture applies the oracle to r's capture.
@@ -519,11 +519,11 @@ func checkCapture(t *testing.T, r *run) {
 			for _, fl := range rv.flags {
 				ok = ok || fr.Has(fl)
 			}
-			if !ok && rv.word == "retransmit #" && fr.Has("out_of_order") {
+			if !ok && rv.word == "retransmit" && fr.Has("out_of_order") {
 				// Wireshark calls a retransmission sent less than an RTT
 				// after the highest segment out-of-order; the engine
 				// knows it retransmitted.
-				named["out_of_order: retransmit #"]++
+				named["out_of_order: retransmit"]++
 				continue
 			}
 			if !ok && !strings.Contains(c, "zero window probe") {
