@@ -234,3 +234,31 @@ func Vocabulary() []Term {
 		{"no engine event", "a TCP frame no event explained (counted in Stats.Unexplained; a test fails on it)", ""},
 	}
 }
+
+// Describe renders an engine event in the words of packet comments, for
+// traces and logs: the same vocabulary as the capture.
+func Describe(ev tcp.Event) string {
+	switch ev.Kind {
+	case tcp.EventSend:
+		return sendText(ev.Send, ev.Attempt)
+	case tcp.EventDrop:
+		return dropText(ev.Drop, ev.Key.Flags)
+	case tcp.EventReceive:
+		return ev.Note
+	case tcp.EventAck:
+		return ackText(&ev)
+	case tcp.EventState:
+		s := ev.From.String() + " → " + ev.To.String()
+		if d := causeText(ev.Cause); d != "" && ev.Cause.Kind != tcp.CauseSegment {
+			s += " (" + d + ")"
+		}
+		return s
+	case tcp.EventQueue:
+		return queueText(&ev)
+	case tcp.EventRetransmitTimeout:
+		return rtoText(ev.RTO)
+	case tcp.EventRecovery:
+		return recoveryText(&ev)
+	}
+	return ev.String()
+}
