@@ -752,3 +752,21 @@ func equalFold(a, b string) bool {
 	}
 	return true
 }
+
+func (k FaultKind) String() string {
+	switch k {
+	case FaultLoss:
+		return "dropped"
+	case FaultDuplicate:
+		return "duplicated"
+	case FaultReorder:
+		return "reordered"
+	case FaultCorrupt:
+		return "corrupted"
+	case FaultDelay:
+		return "delayed"
+	case FaultQueueFull:
+		return "dropped: delay queue full"
+	}
+	return "FaultKind(" + strconv.Itoa(int(k)) + ")"
+}
