@@ -709,7 +709,13 @@ func (a *annotator) queue(now time.Time, ev *tcp.Event) {
 	text := queueText(ev)
 	c := queueClass(ev.Note)
 	if c == qNone {
-		a.addNote(now, ev.Conn, text) // accepted, listener closed, half-open expired...
+		switch {
+		case ev.Note == "accepted", ev.Note == "accept queue remove":
+			// The user's Accept: bookkeeping with no frame and no
+			// state change; the trace and the counters have it.
+		default:
+			a.addNote(now, ev.Conn, text) // listener closed, half-open expired...
+		}
 		return
 	}
 	lp := a.pairing(ev.Conn.Local.Port())

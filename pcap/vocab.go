@@ -181,7 +181,7 @@ func Vocabulary() []Term {
 	return []Term{
 		// What the stack sent, and why.
 		{"data", "a segment carrying new data", ""},
-		{"ACK", "a pure acknowledgment, sent at once", "(quick ACK)"},
+		{"ACK", "a pure acknowledgment, sent at once", ""},
 		{"delayed ACK", "a pure acknowledgment the delayed-ACK timer sent (RFC 9293 3.8.6.3)", "DelayedACKs"},
 		{"window update", "an ACK sent because the receive window opened; on inbound frames also the window change from the wire", "tcp.analysis.window_update"},
 		{"SYN, SYN-ACK, FIN, RST", "the control segment of an open, a close or a reset", ""},
@@ -190,9 +190,9 @@ func Vocabulary() []Term {
 		{"fast retransmit #<n> of frame <f>", "a retransmission triggered by duplicate ACKs or SACK (RFC 5681, RFC 6675)", "tcp.analysis.fast_retransmission, TCPFastRetrans"},
 		{"SYN retransmit #<n>, SYN-ACK retransmit #<n>", "a handshake segment sent again after its timer fired", "TCPSynRetrans"},
 		{"RTO fired, rto now <d>", "on the segment a retransmission timeout sent: the backed-off timeout", "tcp.analysis.rto"},
-		{"zero window probe #<n>", "a probe into the peer's zero window, sent as Linux does (SEQ = SND.UNA-1, no data)", "tcp.analysis.zero_window_probe (Wireshark reads Linux's probe as keep_alive)"},
+		{"zero window probe #<n>", "a probe into the peer's zero window, sent as Linux does (SEQ = SND.UNA-1, no data)", "TCPWinProbe, tcp.analysis.keep_alive (Wireshark reads this shape as a keep-alive)"},
 		{"challenge ACK", "the ACK RFC 5961 asks for in reply to a suspicious RST, SYN or ACK", "TCPChallengeACK"},
-		{"keepalive #<n>", "a keepalive probe (RFC 9293 3.8.4); inbound: the peer's probe, read from the wire", "tcp.analysis.keep_alive"},
+		{"keepalive #<n>", "a keepalive probe (RFC 9293 3.8.4); inbound (\"keepalive\"): the peer's probe, read from the wire", "TCPKeepAlive, tcp.analysis.keep_alive"},
 		// What became of an inbound acknowledgment.
 		{"ACK: SND.UNA +<n>, cwnd <c>", "an inbound ACK moved SND.UNA by n bytes; the congestion window after it", ""},
 		{"dup ACK #<n>", "the n-th duplicate ACK (RFC 5681 2); on outbound frames read from the wire as Wireshark does", "tcp.analysis.duplicate_ack"},
