@@ -144,7 +144,8 @@ type annotator struct {
 	recov    map[tcp.ConnID][]string
 	lq       map[uint16]*listenerPairing
 	earlier  map[tcp.ConnID][]string
-	evSeq    uint64 // events seen
+	icmp     map[tcp.ConnID]pendEv // state changes waiting for the ICMP error that caused them
+	evSeq    uint64                // events seen
 	stats    annStats
 	out      []*record // records ready to write, returned by take
 }
@@ -171,6 +172,7 @@ func newAnnotator(window time.Duration, maxHeld, maxPend int) *annotator {
 		recov:    make(map[tcp.ConnID][]string),
 		lq:       make(map[uint16]*listenerPairing),
 		earlier:  make(map[tcp.ConnID][]string),
+		icmp:     make(map[tcp.ConnID]pendEv),
 	}
 }
 
@@ -212,6 +214,12 @@ func (a *annotator) addFrame(now time.Time, r *record) {
 		}
 	}
 	a.recs = append(a.recs, r)
+	if r.fi.quotedTCP && r.dir == dirIn {
+		if p, ok := a.icmp[r.fi.quoted]; ok {
+			delete(a.icmp, r.fi.quoted)
+			a.apply(r, p)
+		}
+	}
 	if r.fi.kind != kindTCP || r.lost {
 		// A frame a fault dropped on its way in never reached the
 		// stack: no event is about it.
@@ -615,7 +623,14 @@ func (a *annotator) state(now time.Time, ev *tcp.Event) {
 				return
 			}
 		}
-		a.addNote(now, ev.Conn, text)
+		// Its ICMP frame is still to come (or never will): wait for the
+		// window, then tell it as a note.
+		if len(a.icmp) < maxConns {
+			p.seq, p.at = a.evSeq, now
+			a.icmp[ev.Conn] = p
+		} else {
+			a.addNote(now, ev.Conn, text)
+		}
 		return
 	}
 	p.cls = clsUser
@@ -753,6 +768,12 @@ func (a *annotator) pairKeyed(now time.Time, port uint16, c qclass, k frameKey) 
 // expireQueue turns decisions that found no keyed event within the window
 // into timeline notes, and forgets keyed events no decision claimed.
 func (a *annotator) expireQueue(now time.Time) {
+	for c, p := range a.icmp {
+		if now.Sub(p.at) > a.window {
+			delete(a.icmp, c)
+			a.addNote(now, c, p.text)
+		}
+	}
 	for port, lp := range a.lq {
 		for len(lp.waiting) > 0 && now.Sub(lp.waiting[0].at) > a.window {
 			a.addNote(now, tcp.ConnID{}, lp.waiting[0].text)

@@ -374,3 +374,54 @@ func TestAnnotationText(t *testing.T) {
 		}
 	}
 }
+
+// icmpBytes builds an inbound ICMPv4 destination unreachable (port
+// unreachable) from the peer quoting the stack's segment of conn c.
+func icmpBytes(c tcp.ConnID, seq uint32) []byte {
+	quoted := tcpBytes(dirOut, c, key(seq, 0, fSYN, 0), 100)[header.EthernetMinimumSize:]
+	quoted = quoted[:header.IPv4MinimumSize+8]
+	total := header.EthernetMinimumSize + header.IPv4MinimumSize + header.ICMPv4MinimumSize + len(quoted)
+	b := make([]byte, total)
+	header.Ethernet(b).Encode(&header.EthernetFields{Type: header.IPv4ProtocolNumber})
+	ip := header.IPv4(b[header.EthernetMinimumSize:])
+	ip.Encode(&header.IPv4Fields{
+		TotalLength: uint16(total - header.EthernetMinimumSize), TTL: 64,
+		Protocol: uint8(header.ICMPv4ProtocolNumber),
+		SrcAddr:  tcpip.AddrFrom4(c.Remote.Addr().As4()), DstAddr: tcpip.AddrFrom4(c.Local.Addr().As4()),
+	})
+	icmp := header.ICMPv4(b[header.EthernetMinimumSize+header.IPv4MinimumSize:])
+	icmp.SetType(header.ICMPv4DstUnreachable)
+	icmp.SetCode(header.ICMPv4PortUnreachable)
+	copy(icmp[header.ICMPv4MinimumSize:], quoted)
+	return b
+}
+
+// TestAnnotateICMP: a dial that an ICMP error ends has its state change on
+// the ICMP frame that quotes its SYN, in either order; without such a frame
+// it becomes a note once the window has passed.
+func TestAnnotateICMP(t *testing.T) {
+	orders(t, func(t *testing.T, h *harness, pair func(func(), ...func())) {
+		pair(func() {
+			b := icmpBytes(conn, 77)
+			h.a.addFrame(h.now, &record{ts: h.now, dir: dirIn, data: b, length: len(b), fi: parseFrame(b, false)})
+		}, func() {
+			h.ev(tcp.Event{Kind: tcp.EventState, Conn: conn, From: tcp.SynSent, To: tcp.Closed,
+				Cause: tcp.Cause{Kind: tcp.CauseSegment, Detail: "ICMP connection refused"}})
+		})
+		got := h.flush()
+		want := "ICMP port unreachable for TCP 192.0.2.1:80 > 192.0.2.2:40000 seq 77; SYN-SENT → CLOSED (ICMP connection refused)"
+		if len(got) != 1 || got[0] != want || len(h.blk) != 0 {
+			t.Errorf("comments %q, notes %q; want %q", got, h.blk, want)
+		}
+	})
+}
+
+func TestAnnotateICMPNoFrame(t *testing.T) {
+	h := newHarness(t)
+	h.ev(tcp.Event{Kind: tcp.EventState, Conn: conn, From: tcp.SynSent, To: tcp.Closed,
+		Cause: tcp.Cause{Kind: tcp.CauseSegment, Detail: "ICMP host unreachable"}})
+	h.advance(time.Second)
+	if len(h.blk) != 1 || h.blk[0] != "SYN-SENT → CLOSED (ICMP host unreachable)" {
+		t.Errorf("notes %q", h.blk)
+	}
+}
