@@ -145,6 +145,7 @@ type annotator struct {
 	lq       map[uint16]*listenerPairing
 	earlier  map[tcp.ConnID][]string
 	icmp     map[tcp.ConnID]pendEv // state changes waiting for the ICMP error that caused them
+	lastTS   time.Time             // the latest capture time given
 	evSeq    uint64                // events seen
 	stats    annStats
 	out      []*record // records ready to write, returned by take
@@ -197,6 +198,12 @@ func (a *annotator) waiting() int {
 // addFrame puts a captured frame into the window. An inbound frame being
 // delivered is not writable until delivered is called.
 func (a *annotator) addFrame(now time.Time, r *record) {
+	// Frames enter in capture order; their times were read just before,
+	// on concurrent goroutines: keep them in order too.
+	if r.ts.Before(a.lastTS) {
+		r.ts = a.lastTS
+	}
+	a.lastTS = r.ts
 	a.frames++
 	r.no = a.frames
 	r.entered = now
@@ -292,8 +299,15 @@ func (a *annotator) apply(r *record, p pendEv) bool {
 	// The engine reports one segment's processing in RFC order: a drop
 	// ends it; an ACK comes before the text is taken. So a frame whose
 	// text was taken takes no drop and no ACK, and a dropped one no text.
+	// A drop may follow the ACK's processing (text for a closed
+	// connection), never a state change the segment caused: the engine
+	// reports that change after the drop.
 	switch p.cls {
-	case clsDrop, clsAck:
+	case clsDrop:
+		if r.claimed&(clsReceive|clsState) != 0 {
+			return false
+		}
+	case clsAck:
 		if r.claimed&clsReceive != 0 {
 			return false
 		}
@@ -484,7 +498,12 @@ func (a *annotator) addNote(now time.Time, c tcp.ConnID, text string) {
 	// Wireshark numbers custom blocks as frames: so do we, so that "of
 	// frame 12" means Wireshark's frame 12.
 	a.frames++
-	a.recs = append(a.recs, &record{no: a.frames, ts: now, entered: now, note: text, noteConn: c})
+	ts := now
+	if ts.Before(a.lastTS) {
+		ts = a.lastTS
+	}
+	a.lastTS = ts
+	a.recs = append(a.recs, &record{no: a.frames, ts: ts, entered: now, note: text, noteConn: c})
 	if c.Remote.IsValid() {
 		e := a.earlier[c]
 		if len(e) < maxEarlier {

@@ -425,3 +425,18 @@ func TestAnnotateICMPNoFrame(t *testing.T) {
 		t.Errorf("notes %q", h.blk)
 	}
 }
+
+// TestAnnotateRetransmittedFin: the peer's FIN and its retransmission have
+// one key; the first changed the state, so the drop of the second goes on
+// the second, not on the first.
+func TestAnnotateRetransmittedFin(t *testing.T) {
+	h := newHarness(t)
+	fin := key(100, 500, fACK|fFIN, 0)
+	h.frame(dirIn, conn, fin, 100)
+	h.ev(tcp.Event{Kind: tcp.EventAck, Conn: conn, Key: fin, Cwnd: 10})
+	h.ev(tcp.Event{Kind: tcp.EventState, Conn: conn, From: tcp.Established, To: tcp.CloseWait,
+		Cause: tcp.Cause{Kind: tcp.CauseSegment, Key: fin}, Key: fin})
+	h.frame(dirIn, conn, fin, 100)
+	h.ev(tcp.Event{Kind: tcp.EventDrop, Conn: conn, Drop: tcp.DropOldSequence, Key: fin})
+	expect(t, h.flush(), "ESTABLISHED → CLOSE-WAIT", "dropped: old sequence; retransmission of frame 1")
+}
