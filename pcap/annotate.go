@@ -1,256 +1,1022 @@
 package pcap
 
 import (
-	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
-	"sync"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip/header"
 
 	"github.com/tapstack/tapstack/stack/tcp"
+	"github.com/tapstack/tapstack/tap"
 )
 
-// direction of a frame or of the segment an event is about.
+// The annotator matches engine events and fault reports with captured
+// frames by wire identity, in either order: an event may be reported
+// before its frame passes the link (a send, today) or after it (events
+// delivered once the engine's locks are released). Frames wait in a
+// bounded window for late annotations; annotations wait in a bounded table
+// for late frames. It does no I/O and reads no clock: the Writer gives it
+// the time, so tests can feed events and frames in any order.
+
+// directions of a frame.
 const (
 	dirIn  = 1
 	dirOut = 2
 )
 
-// noteKey finds the annotations of one frame: the segment's direction, its
-// connection as the stack names it (Local is the stack's own address, for
-// both directions) and its wire key. Outbound state changes that no
-// segment caused (a user call, a timer) are filed under the zero SegKey
-// with dir outState: they go on the connection's next outbound frame.
-type noteKey struct {
+// class is a kind of annotation; a frame takes at most one of each, except
+// state changes, which chain (SYN-RECEIVED → ESTABLISHED → CLOSE-WAIT).
+type class uint16
+
+const (
+	clsSend     class = 1 << iota // outbound: why it was sent
+	clsAck                        // inbound: what the acknowledgment did
+	clsReceive                    // inbound: what became of the text
+	clsDrop                       // inbound: why it was discarded
+	clsState                      // a state change the segment caused (chains)
+	clsUser                       // a state change a user call or timer made, carried by this frame
+	clsQueue                      // a listener decision
+	clsRecovery                   // loss recovery changed course (chains)
+)
+
+// frameKey is a TCP frame's wire identity: direction, connection (as the
+// stack names it) and SegKey.
+type frameKey struct {
 	dir  uint8
 	conn tcp.ConnID
 	key  tcp.SegKey
 }
 
-const outState = 3
-
-// annotation is one event, kept small and unformatted: formatting happens
-// only when the frame is written.
-type annotation struct {
-	kind     tcp.EventKind
-	send     tcp.SendCause
-	attempt  int
-	drop     tcp.DropReason
-	from, to tcp.State
-	detail   string // the cause of a state change not caused by a segment; what became of received text
-	seq      uint64 // order of the event among all recorded
+// record is a frame in the window, or a timeline note: a state change or
+// listener decision no frame carried, written as a pcapng custom block.
+type record struct {
+	no         uint64 // frame number in the capture, from 1, as Wireshark numbers records (notes included)
+	ts         time.Time
+	entered    time.Time // when it became writable (inbound: when the stack returned)
+	delivering bool      // inbound, the stack still processing it
+	dir        uint8
+	data       []byte
+	length     int
+	fi         frameInfo
+	fp         uint64 // fingerprint of the bytes, when faults are observed
+	faults     []string
+	parts      []part   // from events, in the order they came
+	wire       []string // what the wire itself says
+	earlier    []string // what happened to the connection with no frame to carry it
+	claimed    class
+	lastTo     tcp.State // the last state change's To, for chaining
+	dropped    bool      // verdict: discarded by the engine or a fault
+	lost       bool      // inbound, dropped by a fault before the stack saw it
+	packetID   uint64
+	origFrame  uint64 // a retransmission: the frame that first carried the data
+	dropCount  uint64
+	note       string // a timeline note's text
+	noteConn   tcp.ConnID
+	dead       bool // a note that found its frame after all
+	answered   bool // ARP/ICMP request: a reply was seen
+	answerNote string
 }
 
-func (a annotation) String() string {
-	switch a.kind {
-	case tcp.EventSend:
-		if a.attempt > 0 && a.send != tcp.SendKeepalive {
-			return a.send.String() + " #" + strconv.Itoa(a.attempt)
-		}
-		return a.send.String()
-	case tcp.EventDrop:
-		return "dropped: " + a.drop.String()
-	case tcp.EventReceive:
-		return a.detail
-	case tcp.EventState:
-		s := a.from.String() + " → " + a.to.String()
-		if a.detail != "" {
-			s += " (" + a.detail + ")"
-		}
-		return s
+// part is one annotation of a frame. A retransmission names the frame
+// that first carried its data, which is known only once it is matched.
+type part struct {
+	quiet bool
+	text  string
+	retx  bool
+	seq   uint64 // the event's place among all events: parts read in event order
+}
+
+// pendEv is an annotation waiting for its frame.
+type pendEv struct {
+	quiet bool // an ACK that did nothing: left out when the frame has more to say
+	seq   uint64
+	retx  bool
+	id    uint64
+	cls   class
+	text  string
+	at    time.Time
+	from  tcp.State
+	to    tcp.State
+	drop  bool
+}
+
+type pendRef struct {
+	id   uint64
+	at   time.Time
+	k    frameKey
+	flag *flagKey // set for flag-matched entries
+}
+
+// flagKey files a state change made by a user call or a timer under the
+// control flag of the outbound segment that carries its effect.
+type flagKey struct {
+	conn tcp.ConnID
+	flag header.TCPFlags
+}
+
+// Bounds of the annotator's tables.
+const (
+	maxConns      = 4096 // connections whose wire state is tracked
+	maxQueueNotes = 16   // listener decisions waiting to be paired, per port
+	maxEarlier    = 4    // notes waiting for a connection's next frame, per connection
+)
+
+type annotator struct {
+	window   time.Duration // how long a frame waits for late annotations
+	maxHeld  int           // frames in the window at most
+	maxPend  int           // annotations waiting for frames at most
+	pendTTL  time.Duration // how long an annotation waits for its frame
+	recs     []*record     // the window, in capture order
+	head     int           // recs[head:] are live
+	byKey    map[frameKey][]*record
+	pend     map[frameKey][]pendEv
+	pendFlag map[flagKey][]pendEv
+	order    []pendRef // pending annotations, oldest first
+	ohead    int
+	nextID   uint64
+	frames   uint64              // frame numbers given
+	ids      uint64              // packet ids given
+	faultFP  map[uint64][]string // inbound fault reports waiting for their frame
+	conns    *connTable
+	rto      map[tcp.ConnID]time.Duration
+	recov    map[tcp.ConnID][]string
+	lq       map[uint16]*listenerPairing
+	earlier  map[tcp.ConnID][]string
+	icmp     map[tcp.ConnID]pendEv // state changes waiting for the ICMP error that caused them
+	lastTS   time.Time             // the latest capture time given
+	evSeq    uint64                // events seen
+	stats    annStats
+	out      []*record // records ready to write, returned by take
+}
+
+type annStats struct {
+	unmatched   uint64 // annotations that never met their frame
+	late        uint64 // annotations for a frame already written
+	unexplained uint64 // TCP frames written with no engine annotation
+	notes       uint64 // timeline notes
+}
+
+func newAnnotator(window time.Duration, maxHeld, maxPend int) *annotator {
+	return &annotator{
+		window:   window,
+		maxHeld:  maxHeld,
+		maxPend:  maxPend,
+		pendTTL:  10 * time.Second,
+		byKey:    make(map[frameKey][]*record),
+		pend:     make(map[frameKey][]pendEv),
+		pendFlag: make(map[flagKey][]pendEv),
+		faultFP:  make(map[uint64][]string),
+		conns:    newConnTable(maxConns),
+		rto:      make(map[tcp.ConnID]time.Duration),
+		recov:    make(map[tcp.ConnID][]string),
+		lq:       make(map[uint16]*listenerPairing),
+		earlier:  make(map[tcp.ConnID][]string),
+		icmp:     make(map[tcp.ConnID]pendEv),
 	}
-	return ""
 }
 
-// maxPerFrame bounds the annotations kept for one frame; a segment causes
-// at most a drop or a few state changes, so more is noise.
-const maxPerFrame = 4
+func (a *annotator) live() []*record { return a.recs[a.head:] }
 
-type note struct {
-	gen uint64
-	n   uint8
-	a   [maxPerFrame]annotation
+// pending is the length of the queue that bounds the pending tables; it
+// also holds entries already matched, until they reach its head.
+func (a *annotator) pending() int { return len(a.order) - a.ohead }
+
+// waiting counts the annotations waiting for their frame.
+func (a *annotator) waiting() int {
+	n := 0
+	for _, ps := range a.pend {
+		n += len(ps)
+	}
+	for _, ps := range a.pendFlag {
+		n += len(ps)
+	}
+	return n
 }
 
-// notes is the bounded table of annotations waiting for their frame. Its
-// size never exceeds len(ring): entries are evicted oldest first.
-type notes struct {
-	mu      sync.Mutex
-	m       map[noteKey]note
-	ring    []ringEntry // insertion order; ring[next] is the oldest
-	next    int
-	gen     uint64
-	seq     uint64
-	evicted uint64
+// addFrame puts a captured frame into the window. An inbound frame being
+// delivered is not writable until delivered is called.
+func (a *annotator) addFrame(now time.Time, r *record) {
+	// Frames enter in capture order; their times were read just before,
+	// on concurrent goroutines: keep them in order too.
+	if r.ts.Before(a.lastTS) {
+		r.ts = a.lastTS
+	}
+	a.lastTS = r.ts
+	a.frames++
+	r.no = a.frames
+	r.entered = now
+	if r.fi.kind == kindTCP {
+		a.wireFacts(r)
+	} else {
+		a.ids++
+		r.packetID = a.ids
+		a.pairReply(r)
+	}
+	if r.dir == dirIn && r.fp != 0 {
+		if fs, ok := a.faultFP[r.fp]; ok {
+			r.faults = append(r.faults, fs...)
+			delete(a.faultFP, r.fp)
+		}
+	}
+	a.recs = append(a.recs, r)
+	if r.fi.quotedTCP && r.dir == dirIn {
+		if p, ok := a.icmp[r.fi.quoted]; ok {
+			delete(a.icmp, r.fi.quoted)
+			a.apply(r, p)
+		}
+	}
+	if r.fi.kind != kindTCP || r.lost {
+		// A frame a fault dropped on its way in never reached the
+		// stack: no event is about it.
+		return
+	}
+	if e, ok := a.earlier[r.fi.conn]; ok {
+		r.earlier = e
+		delete(a.earlier, r.fi.conn)
+	}
+	k := frameKey{dir: r.dir, conn: r.fi.conn, key: r.fi.key}
+	a.byKey[k] = append(a.byKey[k], r)
+	// Annotations that came first.
+	if ps, ok := a.pend[k]; ok {
+		kept := ps[:0]
+		for _, p := range ps {
+			if !a.apply(r, p) {
+				kept = append(kept, p)
+			}
+		}
+		if len(kept) == 0 {
+			delete(a.pend, k)
+		} else {
+			a.pend[k] = kept
+		}
+	}
+	if r.dir == dirOut {
+		for _, f := range []header.TCPFlags{header.TCPFlagSyn, header.TCPFlagFin, header.TCPFlagRst} {
+			if !carries(r, f) {
+				continue
+			}
+			fk := flagKey{conn: r.fi.conn, flag: f}
+			if ps, ok := a.pendFlag[fk]; ok && r.claimed&clsUser == 0 {
+				a.apply(r, ps[0])
+				if len(ps) == 1 {
+					delete(a.pendFlag, fk)
+				} else {
+					a.pendFlag[fk] = ps[1:]
+				}
+			}
+		}
+	}
 }
 
-type ringEntry struct {
-	k   noteKey
-	gen uint64
+// carries reports whether outbound frame r is the segment that carries a
+// user call's effect with control flag f: the SYN of a connect (not a
+// SYN-ACK), the FIN of a close, the RST of an abort.
+func carries(r *record, f header.TCPFlags) bool {
+	if !r.fi.has(f) {
+		return false
+	}
+	if f == header.TCPFlagSyn {
+		return !r.fi.has(header.TCPFlagAck)
+	}
+	return true
 }
 
-func newNotes(limit int) *notes {
-	return &notes{m: make(map[noteKey]note, min(limit, 1024)), ring: make([]ringEntry, limit)}
+// isNote reports whether r is a timeline note rather than a frame.
+func (r *record) isNote() bool { return r.note != "" }
+
+// delivered marks an inbound frame as processed by the stack: from now it
+// waits out the window.
+func (a *annotator) delivered(now time.Time, r *record) {
+	r.delivering = false
+	r.entered = now
 }
 
-// add files a under k.
-func (t *notes) add(k noteKey, a annotation) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.seq++
-	a.seq = t.seq
-	if n, ok := t.m[k]; ok {
-		if int(n.n) < maxPerFrame {
-			n.a[n.n] = a
-			n.n++
-			t.m[k] = n
+// apply adds a pending annotation to frame r if r lacks its class. It
+// reports whether r took it.
+func (a *annotator) apply(r *record, p pendEv) bool {
+	// The engine reports one segment's processing in RFC order: a drop
+	// ends it; an ACK comes before the text is taken. So a frame whose
+	// text was taken takes no drop and no ACK, and a dropped one no text.
+	// A drop may follow the ACK's processing (text for a closed
+	// connection), never a state change the segment caused: the engine
+	// reports that change after the drop.
+	switch p.cls {
+	case clsDrop:
+		if r.claimed&(clsReceive|clsState) != 0 {
+			return false
+		}
+	case clsAck:
+		if r.claimed&clsReceive != 0 {
+			return false
+		}
+	case clsReceive:
+		if r.claimed&clsDrop != 0 {
+			return false
+		}
+	}
+	if r.claimed&p.cls != 0 {
+		// State changes chain: CLOSED → SYN-RECEIVED, then
+		// SYN-RECEIVED → ESTABLISHED from one segment is two.
+		if p.cls != clsState || r.lastTo != p.from {
+			if p.cls != clsRecovery {
+				return false
+			}
+		}
+	}
+	r.claimed |= p.cls
+	if p.cls == clsState || p.cls == clsUser {
+		r.lastTo = p.to
+	}
+	if p.drop {
+		r.dropped = true
+	}
+	if p.seq == 0 {
+		p.seq = a.evSeq
+	}
+	// Keep the parts in event order, whichever came first.
+	i := len(r.parts)
+	for i > 0 && r.parts[i-1].seq > p.seq {
+		i--
+	}
+	r.parts = slices.Insert(r.parts, i, part{text: p.text, retx: p.retx, seq: p.seq, quiet: p.quiet})
+	return true
+}
+
+// attach gives annotation p to the oldest frame in the window with key k
+// that lacks p's class, or files it for a frame to come.
+func (a *annotator) attach(now time.Time, k frameKey, p pendEv) {
+	if p.seq == 0 {
+		p.seq = a.evSeq
+	}
+	// Frames with the same key (a retransmission, repeated ACKs) are
+	// processed in order, and so reported: once a later one has an
+	// annotation, the earlier ones are done.
+	rs := a.byKey[k]
+	start := 0
+	for i := len(rs) - 1; i > 0; i-- {
+		if len(rs[i].parts) > 0 {
+			start = i
+			break
+		}
+	}
+	for _, r := range rs[start:] {
+		if a.apply(r, p) {
+			return
+		}
+	}
+	if a.written(k) {
+		// Its frame has been written already: the annotation is late.
+		// It stays pending in case the same segment passes again.
+		a.stats.late++
+	}
+	a.nextID++
+	p.id, p.at = a.nextID, now
+	a.pend[k] = append(a.pend[k], p)
+	a.order = append(a.order, pendRef{id: p.id, at: now, k: k})
+	a.trimPending(now)
+}
+
+// written reports whether a frame with key k has left the window; the
+// connection table remembers recent keys.
+func (a *annotator) written(k frameKey) bool {
+	c := a.conns.get(k.conn)
+	if c == nil {
+		return false
+	}
+	d := 0
+	if k.dir == dirOut {
+		d = 1
+	}
+	return c.wroteKey[d] == k.key && c.wroteSet[d]
+}
+
+// attachFlag gives a state change made by a user call or timer to the
+// outbound frame of its connection that carries flag f, in the window or
+// to come.
+func (a *annotator) attachFlag(now time.Time, c tcp.ConnID, f header.TCPFlags, p pendEv) {
+	if p.seq == 0 {
+		p.seq = a.evSeq
+	}
+	for _, r := range a.live() {
+		if !r.isNote() && r.dir == dirOut && r.fi.kind == kindTCP && r.fi.conn == c && carries(r, f) && r.claimed&clsUser == 0 {
+			a.apply(r, p)
+			return
+		}
+	}
+	fk := flagKey{conn: c, flag: f}
+	if len(a.pendFlag[fk]) >= maxEarlier {
+		a.stats.unmatched++
+		return
+	}
+	a.nextID++
+	p.id, p.at = a.nextID, now
+	a.pendFlag[fk] = append(a.pendFlag[fk], p)
+	a.order = append(a.order, pendRef{id: p.id, at: now, flag: &fk})
+	a.trimPending(now)
+}
+
+// trimPending forgets the oldest pending annotations beyond the bounds.
+// Those waiting for a SYN or FIN wait as long as the table has room (the
+// FIN of a close may leave long after the close, behind queued data).
+func (a *annotator) trimPending(now time.Time) {
+	for a.ohead < len(a.order) {
+		o := a.order[a.ohead]
+		over := a.pending() > a.maxPend
+		old := now.Sub(o.at) > a.pendTTL
+		if o.flag != nil && o.flag.flag != header.TCPFlagRst {
+			old = false
+		}
+		if o.flag != nil && o.flag.flag == header.TCPFlagRst && now.Sub(o.at) > a.window {
+			old = true
+		}
+		if !over && !old {
+			break
+		}
+		a.order[a.ohead] = pendRef{}
+		a.ohead++
+		if o.flag != nil {
+			a.dropFlag(now, *o.flag, o.id, true)
+		} else if ps, ok := a.pend[o.k]; ok {
+			for i, p := range ps {
+				if p.id == o.id {
+					a.stats.unmatched++
+					ps = append(ps[:i], ps[i+1:]...)
+					break
+				}
+			}
+			if len(ps) == 0 {
+				delete(a.pend, o.k)
+			} else {
+				a.pend[o.k] = ps
+			}
+		}
+	}
+	if a.ohead > 1024 && a.ohead*2 > len(a.order) {
+		a.order = append(a.order[:0], a.order[a.ohead:]...)
+		a.ohead = 0
+	}
+}
+
+// dropFlag removes pending flag-matched annotation id; a state change that
+// no frame carried becomes a timeline note.
+func (a *annotator) dropFlag(now time.Time, fk flagKey, id uint64, asNote bool) {
+	ps := a.pendFlag[fk]
+	for i, p := range ps {
+		if p.id == id {
+			if asNote {
+				a.addNote(now, fk.conn, p.text)
+			}
+			ps = append(ps[:i], ps[i+1:]...)
+			break
+		}
+	}
+	if len(ps) == 0 {
+		delete(a.pendFlag, fk)
+	} else {
+		a.pendFlag[fk] = ps
+	}
+}
+
+// releaseFlags turns the state changes of c still waiting for a SYN or FIN
+// into timeline notes: the connection moved on without sending it.
+func (a *annotator) releaseFlags(now time.Time, c tcp.ConnID) {
+	for _, f := range []header.TCPFlags{header.TCPFlagSyn, header.TCPFlagFin, header.TCPFlagRst} {
+		fk := flagKey{conn: c, flag: f}
+		for _, p := range a.pendFlag[fk] {
+			a.addNote(now, c, p.text)
+		}
+		delete(a.pendFlag, fk)
+	}
+}
+
+// addNote records a fact no frame carries: a custom block at its place in
+// the capture, and a line on the connection's next frame.
+func (a *annotator) addNote(now time.Time, c tcp.ConnID, text string) {
+	a.stats.notes++
+	// Wireshark numbers custom blocks as frames: so do we, so that "of
+	// frame 12" means Wireshark's frame 12.
+	a.frames++
+	ts := now
+	if ts.Before(a.lastTS) {
+		ts = a.lastTS
+	}
+	a.lastTS = ts
+	a.recs = append(a.recs, &record{no: a.frames, ts: ts, entered: now, note: text, noteConn: c})
+	if c.Remote.IsValid() {
+		e := a.earlier[c]
+		if len(e) < maxEarlier {
+			a.earlier[c] = append(e, "earlier "+now.Format("15:04:05.000000")+": "+text)
+		}
+		if len(a.earlier) > maxConns {
+			for k := range a.earlier { // any one: the table only needs a bound
+				delete(a.earlier, k)
+				break
+			}
+		}
+	}
+}
+
+// event files one engine event.
+func (a *annotator) event(now time.Time, ev *tcp.Event) {
+	a.evSeq++
+	switch ev.Kind {
+	case tcp.EventSend:
+		text := sendText(ev.Send, ev.Attempt)
+		if d, ok := a.rto[ev.Conn]; ok {
+			delete(a.rto, ev.Conn)
+			text += " (" + rtoText(d) + ")"
+		}
+		k := frameKey{dir: dirOut, conn: ev.Conn, key: ev.Key}
+		a.attach(now, k, pendEv{cls: clsSend, text: text, retx: retransmission(ev.Send)})
+		a.takeRecovery(now, k)
+		if ev.Send == tcp.SendSynAckCookie {
+			a.pairKeyed(now, ev.Conn.Local.Port(), qCookie, k)
+		}
+	case tcp.EventAck:
+		k := frameKey{dir: dirIn, conn: ev.Conn, key: ev.Key}
+		quiet := ev.Acked == 0 && ev.Sacked == 0 && ev.DupAck == 0 && strings.TrimSpace(ev.Note) == ""
+		a.attach(now, k, pendEv{cls: clsAck, text: ackText(ev), quiet: quiet})
+		a.takeRecovery(now, k)
+	case tcp.EventReceive:
+		a.attach(now, frameKey{dir: dirIn, conn: ev.Conn, key: ev.Key}, pendEv{cls: clsReceive, text: ev.Note})
+	case tcp.EventDrop:
+		if ev.Key == (tcp.SegKey{}) {
+			a.stats.unmatched++ // nothing on the wire to match: a truncated header
+			return
+		}
+		p := pendEv{cls: clsDrop, text: dropText(ev.Drop, ev.Key.Flags), drop: true}
+		if !ev.Conn.Local.IsValid() {
+			// Failed validation before demultiplexing: match the
+			// segment alone, on any connection.
+			a.attachAnyConn(now, ev.Key, p)
+			return
+		}
+		k := frameKey{dir: dirIn, conn: ev.Conn, key: ev.Key}
+		a.attach(now, k, p)
+		syn := header.TCPFlags(ev.Key.Flags)&header.TCPFlagSyn != 0
+		switch {
+		case (ev.Drop == tcp.DropSynQueueFull || ev.Drop == tcp.DropAcceptQueueFull) && syn:
+			a.pairKeyed(now, ev.Conn.Local.Port(), qSyn, k)
+		case ev.Drop == tcp.DropAcceptQueueFull:
+			a.pairKeyed(now, ev.Conn.Local.Port(), qOverflow, k)
+		case ev.Drop == tcp.DropCookieInvalid:
+			a.pairKeyed(now, ev.Conn.Local.Port(), qCookieBad, k)
+		}
+	case tcp.EventState:
+		a.state(now, ev)
+	case tcp.EventQueue:
+		a.queue(now, ev)
+	case tcp.EventRetransmitTimeout:
+		if len(a.rto) < maxConns {
+			a.rto[ev.Conn] = ev.RTO
+		}
+	case tcp.EventRecovery:
+		if r := a.recov[ev.Conn]; len(r) < maxEarlier && len(a.recov) < maxConns {
+			a.recov[ev.Conn] = append(r, recoveryText(ev))
+		}
+	default:
+		// A kind this writer does not know yet: say so on the
+		// connection's timeline rather than lose it.
+		a.addNote(now, ev.Conn, ev.String())
+	}
+	a.trimPending(now)
+}
+
+// takeRecovery gives the recovery notes waiting for connection k.conn to
+// the frame of the ACK or send that came with them: loss recovery changes
+// course while an ACK is processed, or when a timer sends a probe.
+func (a *annotator) takeRecovery(now time.Time, k frameKey) {
+	rs, ok := a.recov[k.conn]
+	if !ok {
+		return
+	}
+	delete(a.recov, k.conn)
+	for _, t := range rs {
+		a.attach(now, k, pendEv{cls: clsRecovery, text: t})
+	}
+}
+
+// attachAnyConn gives p to the oldest inbound TCP frame in the window with
+// segment key key, whatever its connection.
+func (a *annotator) attachAnyConn(now time.Time, key tcp.SegKey, p pendEv) {
+	for _, r := range a.live() {
+		if !r.isNote() && r.dir == dirIn && r.fi.kind == kindTCP && r.fi.key == key && a.apply(r, p) {
+			return
+		}
+	}
+	a.stats.unmatched++
+}
+
+// state files a state change: on the segment that caused it; on the
+// segment that carries its effect (the SYN of a connect, the FIN of a
+// close, the RST of an abort); on the ICMP error that caused it; or, when
+// no frame carries it, as a timeline note.
+func (a *annotator) state(now time.Time, ev *tcp.Event) {
+	text := stateText(ev)
+	p := pendEv{cls: clsState, text: text, from: ev.From, to: ev.To}
+	if ev.Cause.Kind == tcp.CauseSegment && ev.Key != (tcp.SegKey{}) {
+		k := frameKey{dir: dirIn, conn: ev.Conn, key: ev.Key}
+		a.attach(now, k, p)
+		port := ev.Conn.Local.Port()
+		switch {
+		case ev.To == tcp.SynReceived && (ev.From == tcp.Closed || ev.From == tcp.Listen):
+			a.pairKeyed(now, port, qSyn, k)
+		case ev.To == tcp.Established && (ev.From == tcp.SynReceived || ev.From == tcp.Closed || ev.From == tcp.Listen):
+			a.pairKeyed(now, port, qAdd, k)
+		}
+		if ev.To == tcp.Closed {
+			a.releaseFlags(now, ev.Conn)
 		}
 		return
 	}
-	// A new entry takes the oldest ring slot, evicting what is still
-	// waiting there.
-	old := t.ring[t.next]
-	if old.gen != 0 {
-		if n, ok := t.m[old.k]; ok && n.gen == old.gen {
-			delete(t.m, old.k)
-			t.evicted++
-		}
+	if !ev.Conn.Remote.IsValid() {
+		a.addNote(now, ev.Conn, text) // a listener: no frames of its own
+		return
 	}
-	t.gen++
-	n := note{gen: t.gen, n: 1}
-	n.a[0] = a
-	t.m[k] = n
-	t.ring[t.next] = ringEntry{k: k, gen: t.gen}
-	t.next = (t.next + 1) % len(t.ring)
+	if ev.Cause.Kind == tcp.CauseSegment && strings.HasPrefix(ev.Cause.Detail, "ICMP") {
+		for _, r := range a.live() {
+			if !r.isNote() && r.dir == dirIn && r.fi.quotedTCP && r.fi.quoted == ev.Conn && r.claimed&clsState == 0 {
+				a.apply(r, p)
+				return
+			}
+		}
+		// Its ICMP frame is still to come (or never will): wait for the
+		// window, then tell it as a note.
+		if len(a.icmp) < maxConns {
+			p.seq, p.at = a.evSeq, now
+			a.icmp[ev.Conn] = p
+		} else {
+			a.addNote(now, ev.Conn, text)
+		}
+		return
+	}
+	p.cls = clsUser
+	switch ev.To {
+	case tcp.SynSent:
+		a.attachFlag(now, ev.Conn, header.TCPFlagSyn, p)
+	case tcp.FinWait1, tcp.LastAck:
+		a.attachFlag(now, ev.Conn, header.TCPFlagFin, p)
+	case tcp.Closed:
+		// What still waited for a SYN or FIN will never see it. An abort
+		// sends RST, if anything: it leaves at once, so it waits only
+		// for the window. A timer into CLOSED (TIME-WAIT, FIN-WAIT-2)
+		// sends nothing.
+		a.releaseFlags(now, ev.Conn)
+		if ev.Cause.Kind == tcp.CauseUser {
+			a.attachFlag(now, ev.Conn, header.TCPFlagRst, p)
+		} else {
+			a.addNote(now, ev.Conn, text)
+		}
+	default:
+		a.addNote(now, ev.Conn, text)
+	}
 }
 
-// take removes and returns the annotations filed under k, appended to b.
-func (t *notes) take(b []annotation, k noteKey) []annotation {
-	n, ok := t.m[k]
-	if !ok {
-		return b
+// Listener decisions. The engine reports them on the listener, without the
+// segment's key; the key comes from the event the same segment caused on
+// the child connection (its state change, or its drop), so each decision
+// is paired with the keyed event of its kind on the same port, whichever
+// comes first.
+type qclass uint8
+
+const (
+	qNone      qclass = iota
+	qSyn              // a SYN's fate: queued, dropped
+	qCookie           // a SYN answered with a cookie (on the SYN-ACK)
+	qAdd              // a final ACK that moved a child to the accept queue
+	qOverflow         // a final ACK that found the accept queue full
+	qCookieBad        // an ACK whose cookie did not verify
+)
+
+func queueClass(note string) qclass {
+	switch {
+	case strings.HasPrefix(note, "SYN queue full: SYN cookie"):
+		return qCookie
+	case strings.HasPrefix(note, "SYN queued"), strings.HasPrefix(note, "SYN dropped"):
+		return qSyn
+	case strings.HasPrefix(note, "accept queue add"):
+		return qAdd
+	case strings.HasPrefix(note, "accept queue overflow"):
+		return qOverflow
+	case strings.HasPrefix(note, "SYN cookie rejected"):
+		return qCookieBad
 	}
-	delete(t.m, k)
-	return append(b, n.a[:n.n]...)
+	return qNone
 }
 
-// forOutbound returns the annotations of an outbound frame of connection c
-// with key k: the send itself, preceded by the state changes of c that no
-// segment caused and that happened before the send was made (a user's
-// Close before its FIN). Frames leave some time after they are made, so a
-// later state change stays for a later frame.
-func (t *notes) forOutbound(b []annotation, c tcp.ConnID, k tcp.SegKey) []annotation {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if len(t.m) == 0 {
-		return b
-	}
-	sk := noteKey{dir: dirOut, conn: c, key: k}
-	send, ok := t.m[sk]
-	if !ok {
-		return b
-	}
-	// The send: only the first, if the same segment was made twice
-	// before the first copy left.
-	first := send.a[0]
-	if send.n > 1 {
-		copy(send.a[:], send.a[1:send.n])
-		send.n--
-		t.m[sk] = send
-	} else {
-		delete(t.m, sk)
-	}
-	stk := noteKey{dir: outState, conn: c}
-	if st, ok := t.m[stk]; ok {
-		i := 0
-		for ; i < int(st.n) && st.a[i].seq < first.seq; i++ {
-			b = append(b, st.a[i])
+type listenerPairing struct {
+	waiting []queued   // decisions waiting for their keyed event
+	keyed   []keyedRef // keyed events waiting for their decision
+}
+
+type queued struct {
+	seq  uint64
+	c    qclass
+	text string
+	at   time.Time
+}
+
+type keyedRef struct {
+	c  qclass
+	k  frameKey
+	at time.Time
+}
+
+func (a *annotator) pairing(port uint16) *listenerPairing {
+	lp := a.lq[port]
+	if lp == nil {
+		if len(a.lq) >= maxConns {
+			for k := range a.lq {
+				delete(a.lq, k)
+				break
+			}
 		}
+		lp = &listenerPairing{}
+		a.lq[port] = lp
+	}
+	return lp
+}
+
+func (a *annotator) queue(now time.Time, ev *tcp.Event) {
+	text := queueText(ev)
+	c := queueClass(ev.Note)
+	if c == qNone {
 		switch {
-		case i == int(st.n):
-			delete(t.m, stk)
-		case i > 0:
-			copy(st.a[:], st.a[i:st.n])
-			st.n -= uint8(i)
-			t.m[stk] = st
+		case ev.Note == "accepted", ev.Note == "accept queue remove":
+			// The user's Accept: bookkeeping with no frame and no
+			// state change; the trace and the counters have it.
+		default:
+			a.addNote(now, ev.Conn, text) // listener closed, half-open expired...
 		}
+		return
 	}
-	return append(b, first)
-}
-
-// forInbound returns the annotations of an inbound frame of connection c
-// with key k, including drops the engine could not tie to a connection
-// (a segment failing validation before demultiplexing).
-func (t *notes) forInbound(b []annotation, c tcp.ConnID, k tcp.SegKey) []annotation {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if len(t.m) == 0 {
-		return b
-	}
-	b = t.take(b, noteKey{dir: dirIn, conn: c, key: k})
-	return t.take(b, noteKey{dir: dirIn, key: k})
-}
-
-func (t *notes) len() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return len(t.m)
-}
-
-func (t *notes) evictions() uint64 {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.evicted
-}
-
-// record files ev, if it concerns a frame.
-func (t *notes) record(ev tcp.Event) {
-	switch ev.Kind {
-	case tcp.EventSend:
-		t.add(noteKey{dir: dirOut, conn: ev.Conn, key: ev.Key}, annotation{kind: ev.Kind, send: ev.Send, attempt: ev.Attempt})
-	case tcp.EventReceive:
-		t.add(noteKey{dir: dirIn, conn: ev.Conn, key: ev.Key}, annotation{kind: ev.Kind, detail: ev.Note})
-	case tcp.EventDrop:
-		if ev.Key == (tcp.SegKey{}) {
-			return // nothing on the wire to match: a truncated header
-		}
-		t.add(noteKey{dir: dirIn, conn: ev.Conn, key: ev.Key}, annotation{kind: ev.Kind, drop: ev.Drop})
-	case tcp.EventState:
-		a := annotation{kind: ev.Kind, from: ev.From, to: ev.To}
-		if ev.Cause.Kind == tcp.CauseSegment && ev.Key != (tcp.SegKey{}) {
-			t.add(noteKey{dir: dirIn, conn: ev.Conn, key: ev.Key}, a)
+	lp := a.pairing(ev.Conn.Local.Port())
+	for i, kr := range lp.keyed {
+		if kr.c == c {
+			lp.keyed = append(lp.keyed[:i], lp.keyed[i+1:]...)
+			a.attach(now, kr.k, pendEv{cls: clsQueue, text: text})
 			return
 		}
-		if ev.To == tcp.Closed || !ev.Conn.Remote.IsValid() {
-			// Nothing follows on the wire (TIME-WAIT expiry, an abort
-			// whose RST, if any, is its own send; a listener has no
-			// frames of its own): do not let it wait for a frame of a
-			// later connection on the same 4-tuple.
+	}
+	if len(lp.waiting) == maxQueueNotes {
+		a.addNote(now, ev.Conn, lp.waiting[0].text)
+		lp.waiting = lp.waiting[1:]
+	}
+	lp.waiting = append(lp.waiting, queued{seq: a.evSeq, c: c, text: text, at: now})
+}
+
+// pairKeyed offers the keyed event for frame k to the decisions of class
+// c waiting on port.
+func (a *annotator) pairKeyed(now time.Time, port uint16, c qclass, k frameKey) {
+	lp := a.pairing(port)
+	for i, q := range lp.waiting {
+		if q.c == c {
+			lp.waiting = append(lp.waiting[:i], lp.waiting[i+1:]...)
+			a.attach(now, k, pendEv{seq: q.seq, cls: clsQueue, text: q.text})
 			return
 		}
-		a.detail = strings.TrimSpace(ev.Cause.String())
-		t.add(noteKey{dir: outState, conn: ev.Conn}, a)
 	}
+	if len(lp.keyed) == maxQueueNotes {
+		lp.keyed = lp.keyed[1:]
+	}
+	lp.keyed = append(lp.keyed, keyedRef{c: c, k: k, at: now})
 }
 
-// comment joins annotations into one pcapng comment.
-func comment(as []annotation) string {
-	switch len(as) {
-	case 0:
-		return ""
-	case 1:
-		return as[0].String()
-	}
-	var sb strings.Builder
-	for i, a := range as {
-		if i > 0 {
-			sb.WriteString("; ")
+// expireQueue turns decisions that found no keyed event within the window
+// into timeline notes, and forgets keyed events no decision claimed.
+func (a *annotator) expireQueue(now time.Time) {
+	for c, p := range a.icmp {
+		if now.Sub(p.at) > a.window {
+			delete(a.icmp, c)
+			a.addNote(now, c, p.text)
 		}
-		sb.WriteString(a.String())
 	}
-	return sb.String()
+	for port, lp := range a.lq {
+		for len(lp.waiting) > 0 && now.Sub(lp.waiting[0].at) > a.window {
+			a.addNote(now, tcp.ConnID{}, lp.waiting[0].text)
+			lp.waiting = lp.waiting[1:]
+		}
+		for len(lp.keyed) > 0 && now.Sub(lp.keyed[0].at) > a.window {
+			lp.keyed = lp.keyed[1:]
+		}
+		if len(lp.waiting) == 0 && len(lp.keyed) == 0 {
+			delete(a.lq, port)
+		}
+	}
 }
 
-// connOf names a frame's connection from the stack's viewpoint.
-func connOf(local, remote netip.AddrPort) tcp.ConnID {
-	return tcp.ConnID{Local: local, Remote: remote}
+// fault files a fault report. An outbound frame was captured before the
+// middleware below decided, so it is in the window; an inbound one is
+// reported just before it reaches the stack (or instead, when it is lost).
+func (a *annotator) fault(now time.Time, ev *tap.FaultEvent, fp uint64, lost *record) {
+	text := "fault: " + ev.String()
+	drop := ev.Kind == tap.FaultLoss || ev.Kind == tap.FaultQueueFull
+	if ev.Dir == tap.FaultOutbound {
+		live := a.live()
+		for i := len(live) - 1; i >= 0; i-- {
+			r := live[i]
+			if !r.isNote() && r.dir == dirOut && r.fp == fp {
+				r.faults = append(r.faults, text)
+				r.dropped = r.dropped || drop
+				return
+			}
+		}
+		a.stats.unmatched++
+		return
+	}
+	if lost != nil {
+		lost.faults = append(lost.faults, text)
+		lost.dropped, lost.lost = true, true
+		a.addFrame(now, lost)
+		return
+	}
+	if fs := a.faultFP[fp]; len(fs) < maxEarlier {
+		a.faultFP[fp] = append(fs, text)
+	}
+	if len(a.faultFP) > maxConns {
+		for k := range a.faultFP {
+			delete(a.faultFP, k)
+			break
+		}
+	}
+}
+
+// take returns the records that may be written now, in capture order: the
+// head of the window while it is older than the window, not being
+// delivered, or beyond maxHeld; every record when all is set.
+func (a *annotator) take(now time.Time, all bool) []*record {
+	a.expireQueue(now)
+	a.trimPending(now)
+	out := a.out[:0]
+	for a.head < len(a.recs) {
+		r := a.recs[a.head]
+		n := len(a.recs) - a.head
+		if !all && n <= a.maxHeld && !r.isNote() && (r.delivering || now.Sub(r.entered) < a.window) {
+			break
+		}
+		a.recs[a.head] = nil
+		a.head++
+		if !r.isNote() {
+			a.unindex(r)
+		}
+		if !r.dead {
+			out = append(out, r)
+		}
+	}
+	if a.head == len(a.recs) {
+		a.recs = a.recs[:0]
+		a.head = 0
+	} else if a.head > 1024 && a.head*2 > len(a.recs) {
+		a.recs = append(a.recs[:0], a.recs[a.head:]...)
+		a.head = 0
+	}
+	a.out = out[:0]
+	return out
+}
+
+func (a *annotator) unindex(r *record) {
+	if r.fi.kind != kindTCP {
+		return
+	}
+	k := frameKey{dir: r.dir, conn: r.fi.conn, key: r.fi.key}
+	rs := a.byKey[k]
+	for i, x := range rs {
+		if x == r {
+			rs = append(rs[:i], rs[i+1:]...)
+			break
+		}
+	}
+	if len(rs) == 0 {
+		delete(a.byKey, k)
+	} else {
+		a.byKey[k] = rs
+	}
+	if c := a.conns.get(r.fi.conn); c != nil {
+		d := 0
+		if r.dir == dirOut {
+			d = 1
+		}
+		c.wroteKey[d], c.wroteSet[d] = r.fi.key, true
+	}
+}
+
+// comment renders a frame's annotations: faults first, then what the
+// frame is when it is not TCP, then what the engine said in the order it
+// said it, then what the wire says.
+func (a *annotator) comment(r *record) string {
+	parts := append(append([]string(nil), r.faults...), r.earlier...)
+	if r.fi.kind != kindTCP {
+		d := r.fi.describe(r.dir == dirOut) + r.answerNote
+		if r.dir == dirIn && !r.answered && !r.dropped && r.isRequest() {
+			d += " → no reply"
+		}
+		parts = append(parts, d)
+	}
+	for _, pt := range r.parts {
+		if pt.quiet && len(r.parts) > 1 {
+			continue // "ACK: nothing new" on a data segment says nothing
+		}
+		p := pt.text
+		if pt.retx {
+			if r.origFrame != 0 {
+				of := " of frame " + strconv.FormatUint(r.origFrame, 10)
+				if i := strings.Index(p, " ("); i >= 0 {
+					p = p[:i] + of + p[i:]
+				} else {
+					p += of
+				}
+			}
+		}
+		parts = append(parts, p)
+	}
+	for _, w := range r.wire {
+		if strings.HasPrefix(w, "window update") && hasPrefix(r.parts, "window update") {
+			w = strings.TrimPrefix(w, "window update ")
+		}
+		parts = append(parts, w)
+	}
+	if r.fi.kind == kindTCP && len(r.parts) == 0 && !r.dropped {
+		a.stats.unexplained++
+		parts = append(parts, "no engine event")
+	}
+	return strings.Join(parts, "; ")
+}
+
+// isRequest reports whether r is an ARP request or ICMP echo request,
+// which the stack answers if it is for one of its addresses.
+func (r *record) isRequest() bool {
+	switch r.fi.kind {
+	case kindARP:
+		return header.ARPOp(r.fi.op) == header.ARPRequest
+	case kindICMPv4:
+		return header.ICMPv4Type(r.fi.op) == header.ICMPv4Echo
+	case kindICMPv6:
+		t := header.ICMPv6Type(r.fi.op)
+		return t == header.ICMPv6EchoRequest
+	}
+	return false
+}
+
+func hasPrefix(ps []part, p string) bool {
+	for _, s := range ps {
+		if strings.HasPrefix(s.text, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// pairReply ties an ARP or ICMP echo reply to its request in the window,
+// and says on the request what the stack did with it.
+func (a *annotator) pairReply(r *record) {
+	var isReply func(req *record) bool
+	switch r.fi.kind {
+	case kindARP:
+		if header.ARPOp(r.fi.op) != header.ARPReply {
+			return
+		}
+		isReply = func(q *record) bool {
+			return q.fi.kind == kindARP && header.ARPOp(q.fi.op) == header.ARPRequest && q.fi.dst == r.fi.src && q.fi.src == r.fi.dst
+		}
+	case kindICMPv4:
+		if header.ICMPv4Type(r.fi.op) != header.ICMPv4EchoReply {
+			return
+		}
+		isReply = func(q *record) bool {
+			return q.fi.kind == kindICMPv4 && header.ICMPv4Type(q.fi.op) == header.ICMPv4Echo && q.fi.ident == r.fi.ident && q.fi.seqn == r.fi.seqn
+		}
+	case kindICMPv6:
+		switch header.ICMPv6Type(r.fi.op) {
+		case header.ICMPv6EchoReply:
+			isReply = func(q *record) bool {
+				return q.fi.kind == kindICMPv6 && header.ICMPv6Type(q.fi.op) == header.ICMPv6EchoRequest && q.fi.ident == r.fi.ident && q.fi.seqn == r.fi.seqn
+			}
+		case header.ICMPv6NeighborAdvert:
+			isReply = func(q *record) bool {
+				return q.fi.kind == kindICMPv6 && header.ICMPv6Type(q.fi.op) == header.ICMPv6NeighborSolicit && q.fi.quoted.Local.Addr() == r.fi.quoted.Local.Addr()
+			}
+		default:
+			return
+		}
+	default:
+		return
+	}
+	live := a.live()
+	for i := len(live) - 1; i >= 0; i-- {
+		q := live[i]
+		if q.isNote() || q.dir == r.dir || q.answered || !isReply(q) {
+			continue
+		}
+		q.answered = true
+		if r.dir == dirOut {
+			q.answerNote = " → reply sent (frame " + strconv.FormatUint(r.no, 10) + ")"
+			r.answerNote = " (answers frame " + strconv.FormatUint(q.no, 10) + ")"
+		} else {
+			q.answerNote = " → answered (frame " + strconv.FormatUint(r.no, 10) + ")"
+			r.answerNote = " (answers frame " + strconv.FormatUint(q.no, 10) + ")"
+		}
+		return
+	}
 }

@@ -52,7 +52,7 @@ func Example() {
 		}
 	}
 	// Output:
-	// in  CLOSED → SYN-RECEIVED
+	// in  SYN queued: SYN queue 1/1024, accept queue 0/4097; CLOSED → SYN-RECEIVED
 	// out SYN-ACK
-	// in  SYN-RECEIVED → ESTABLISHED
+	// in  SYN-RECEIVED → ESTABLISHED; accept queue add: SYN queue 0/1024, accept queue 1/4097
 }

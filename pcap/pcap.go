@@ -1,49 +1,65 @@
 // Package pcap captures the frames of a tapstack link to a pcapng file
-// that Wireshark and tshark read, with what the TCP engine knows about each
+// that Wireshark and tshark read, with what the stack knows about each
 // frame written as a packet comment: why a segment was sent ("SYN-ACK
-// retransmit"), why it was dropped ("dropped: accept queue full"), which
-// state change it caused ("SYN-RECEIVED → ESTABLISHED").
+// retransmit #2"), what an inbound ACK did ("ACK: SND.UNA +2896, cwnd
+// 14480"), why a segment was dropped ("dropped: accept queue full"), which
+// state change it caused or carries ("CLOSE-WAIT → LAST-ACK (close)"),
+// which listener decision it met ("SYN queued: SYN queue 1/1024, accept
+// queue 0/3") and what the fault middleware did to it ("fault: dropped
+// (loss 5%, seed 7, #312)"). Every frame gets a comment; ARP and ICMP are
+// described with what the stack did with them. [Vocabulary] lists every
+// phrase.
 //
 // A [Writer] is link middleware: it wraps any Ethernet stack.LinkEndpoint
 // (a TAP device, an end of tap.Pipe, a tap.Fault) and is given to the stack
 // in its place. Its [Writer.Observer] is set as the stack's tcp.Options
-// Observer; the writer matches each event to its frame by the connection
-// and the segment's wire key (tcp.Event.Conn and tcp.Event.Key):
+// Observer, and [Writer.FaultObserver] as a tap.Fault's observer.
 //
-//   - outbound, the engine reports a send before the frame reaches the
-//     link, so the annotation is waiting when the frame is written;
-//   - inbound, the writer delivers the frame first (gVisor processes it
-//     on the delivering goroutine, so every event it causes has been
-//     reported when delivery returns), then writes it with its
-//     annotations. Frames the stack sent while the inbound one was being
-//     processed are held back and written after it, so the capture reads
-//     in causal order.
+// Events are matched with frames by wire identity (direction, connection,
+// SEQ, ACK, flags, length), never by order, so it does not matter whether
+// the engine reports an event before its frame passes the link or after:
+// frames wait in a bounded window (Options.Window, Options.MaxHeld) for
+// late annotations, and annotations wait in a bounded table for late
+// frames. A state change made by a user call or a timer is written on the
+// frame that carries its effect (the SYN of a connect, the FIN of a close,
+// the RST of an abort); one that no frame carries (a TIME-WAIT expiry) is
+// written as a pcapng custom block at its time and told on the
+// connection's next frame.
 //
-// Memory is bounded: annotations that never meet their frame are evicted
-// oldest first (and counted), and a file can be limited in size, with
-// rotation to further files.
+// Where pcapng has a standard option for a fact, it is written as well:
+// the direction in epb_flags, epb_verdict (eBPF TC TC_ACT_SHOT) on frames
+// the engine or a fault dropped, epb_packetid shared by a retransmission
+// and the frame that first carried its data, epb_dropcount for frames the
+// link dropped before this one. Wireshark filters such as
+// frame.verdict.ebpf_tc == 2 or frame.packet_id == 12 work on them.
+//
+// Memory is bounded: the window, the pending annotations and the per
+// connection wire state have limits, and a file can be limited in size,
+// with rotation to further files.
 package pcap
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 	"gvisor.dev/gvisor/pkg/tcpip"
-	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/link/nested"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 
 	"github.com/tapstack/tapstack/stack/tcp"
+	"github.com/tapstack/tapstack/tap"
 )
 
 // Defaults for [Options].
@@ -51,6 +67,7 @@ const (
 	DefaultName           = "tapstack"
 	DefaultMaxAnnotations = 4096
 	DefaultMaxHeld        = 4096
+	DefaultWindow         = 50 * time.Millisecond
 )
 
 // Options configure a [Writer]. The zero value captures whole frames to one
@@ -77,26 +94,40 @@ type Options struct {
 	Next func(n int) (io.Writer, error)
 
 	// MaxAnnotations bounds the engine events waiting for their frame
-	// (default 4096). Beyond it the oldest are evicted and counted.
+	// (default 4096). Beyond it the oldest are dropped and counted
+	// (Stats.Unmatched).
 	MaxAnnotations int
 
-	// MaxHeld bounds the frames held back while an inbound frame is being
-	// processed (default 4096). Beyond it frames are written at once, in
-	// arrival order rather than causal order.
+	// Window is how long a frame waits for annotations reported after it
+	// passed (default 50ms), and MaxHeld how many frames may wait at once
+	// (default 4096); beyond it the oldest is written at once.
+	Window  time.Duration
 	MaxHeld int
+
+	// LinkDrops, if set, returns the link's count of frames dropped
+	// because a queue was full (tap.PipeEnd.Stats().DroppedQueueFull,
+	// tap.Device.Stats().TxDropped). Each frame records the drops since
+	// the previous one in epb_dropcount and its comment.
+	LinkDrops func() uint64
 }
 
 // Stats count what a [Writer] did.
 type Stats struct {
-	Frames    uint64 // frames written to the capture
-	Inbound   uint64 // of which inbound
-	Outbound  uint64 // of which outbound
-	Annotated uint64 // frames written with a comment
-	Skipped   uint64 // frames not written: size limit reached, capture closed, or a write error
-	Evicted   uint64 // annotations dropped before their frame was seen
-	Pending   int    // annotations waiting for their frame now
-	Files     int    // capture files written to
-	Bytes     int64  // bytes written to the current file (before buffering)
+	Frames      uint64 // frames written to the capture
+	Inbound     uint64 // of which inbound
+	Outbound    uint64 // of which outbound
+	Annotated   uint64 // frames written with a comment
+	Dropped     uint64 // frames written with a drop verdict (engine or fault)
+	Notes       uint64 // custom blocks: facts no frame carried
+	Skipped     uint64 // frames not written: size limit reached, capture closed, or a write error
+	Unmatched   uint64 // annotations that never met their frame
+	Evicted     uint64 // the same as Unmatched (the name of earlier versions)
+	Late        uint64 // annotations that came after their frame was written
+	Unexplained uint64 // TCP frames written with no engine annotation ("no engine event")
+	Held        int    // frames waiting in the window now
+	Pending     int    // annotations waiting for their frame now
+	Files       int    // capture files written to
+	Bytes       int64  // bytes written to the current file (before buffering)
 }
 
 // Writer is link middleware that writes every frame to a pcapng capture.
@@ -104,32 +135,24 @@ type Stats struct {
 type Writer struct {
 	nested.Endpoint
 
-	opts  Options
-	notes *notes
-	bufs  sync.Pool // of *[]byte: frame copies
+	opts   Options
+	bufs   sync.Pool // of *[]byte: frame copies
+	seed   maphash.Seed
+	faults atomic.Bool // a fault observer is attached: fingerprint frames
 
-	mu      sync.Mutex
-	ng      *pcapgo.NgWriter // nil once the capture is stopped
-	cur     io.Writer        // the file ng writes to
-	closer  io.Closer        // cur, if the writer owns it
-	bytes   int64            // written to cur
-	file    int              // number of the current file (0: the first)
-	err     error            // first write error
-	stopped bool
-	stats   Stats
-	queue   []*slot // frames in arrival order waiting for an inbound one
-	scratch []annotation
-}
-
-// slot is a frame waiting in the queue: an inbound one is reserved when it
-// arrives and filled once the stack has processed it.
-type slot struct {
-	ready   bool
-	ts      time.Time
-	dir     pcapgo.NgEpbFlag
-	data    []byte
-	length  int
-	comment string
+	mu        sync.Mutex
+	ann       *annotator
+	ng        *pcapgo.NgWriter // nil once the capture is stopped
+	cw        *countWriter     // the file ng writes to
+	bytes     int64            // written to cw, counting what pcapgo still buffers
+	closer    io.Closer        // cw's file, if the writer owns it
+	file      int              // number of the current file (0: the first)
+	err       error            // first write error
+	stopped   bool
+	stats     Stats
+	timer     *time.Timer // writes the window out when nothing else does
+	armed     bool
+	linkDrops uint64
 }
 
 var _ stack.LinkEndpoint = (*Writer)(nil)
@@ -151,9 +174,16 @@ func New(inner stack.LinkEndpoint, w io.Writer, opts Options) (*Writer, error) {
 	if opts.MaxHeld <= 0 {
 		opts.MaxHeld = DefaultMaxHeld
 	}
-	cw := &Writer{opts: opts, notes: newNotes(opts.MaxAnnotations)}
+	if opts.Window <= 0 {
+		opts.Window = DefaultWindow
+	}
+	cw := &Writer{opts: opts, seed: maphash.MakeSeed()}
+	cw.ann = newAnnotator(opts.Window, opts.MaxHeld, opts.MaxAnnotations)
 	if err := cw.open(w); err != nil {
 		return nil, err
+	}
+	if opts.LinkDrops != nil {
+		cw.linkDrops = opts.LinkDrops()
 	}
 	cw.Endpoint.Init(inner, cw)
 	return cw, nil
@@ -190,7 +220,7 @@ func RotateFiles(path string) func(n int) (io.Writer, error) {
 	}
 }
 
-// open starts a pcapng section on w. w.mu is held or w is new.
+// open starts a pcapng section on out. w.mu is held or w is new.
 func (w *Writer) open(out io.Writer) error {
 	cw := &countWriter{w: out}
 	ng, err := pcapgo.NewNgWriterInterface(cw, pcapgo.NgInterface{
@@ -206,12 +236,12 @@ func (w *Writer) open(out io.Writer) error {
 	if err := ng.Flush(); err != nil {
 		return fmt.Errorf("pcap: write header: %w", err)
 	}
-	w.ng, w.cur, w.bytes = ng, out, cw.n
+	w.ng, w.cw, w.bytes = ng, cw, cw.n
 	w.stats.Files++
 	return nil
 }
 
-// countWriter counts the bytes of the section header.
+// countWriter counts the bytes written to a file.
 type countWriter struct {
 	w io.Writer
 	n int64
@@ -227,25 +257,76 @@ func (c *countWriter) Write(p []byte) (int, error) {
 // each event for its frame and then calls next, if not nil.
 func (w *Writer) Observer(next tcp.Observer) tcp.Observer {
 	if next == nil {
-		return w.notes.record
+		return w.Observe
 	}
 	return func(ev tcp.Event) {
-		w.notes.record(ev)
+		w.Observe(ev)
 		next(ev)
 	}
 }
 
-// Observe files ev for its frame. It is the observer without chaining.
-func (w *Writer) Observe(ev tcp.Event) { w.notes.record(ev) }
+// Observe files ev for its frame. It is the observer without chaining. It
+// does no I/O: frames are written by the link's goroutines and a timer.
+func (w *Writer) Observe(ev tcp.Event) {
+	w.mu.Lock()
+	if !w.stopped {
+		w.ann.event(time.Now(), &ev)
+	}
+	w.mu.Unlock()
+}
+
+// FaultObserver returns the observer to set as tap.FaultConfig.Observer
+// of a tap.Fault below this Writer (between it and the wire): each fault
+// is written as a comment on its frame, and an inbound frame the fault
+// dropped is written too, with a drop verdict, though the stack never saw
+// it. It then calls next, if not nil.
+func (w *Writer) FaultObserver(next func(tap.FaultEvent)) func(tap.FaultEvent) {
+	w.faults.Store(true)
+	return func(ev tap.FaultEvent) {
+		w.observeFault(&ev)
+		if next != nil {
+			next(ev)
+		}
+	}
+}
+
+func (w *Writer) observeFault(ev *tap.FaultEvent) {
+	now := time.Now()
+	fp := maphash.Bytes(w.seed, ev.Data)
+	var lost *record
+	if ev.Dir == tap.FaultInbound && (ev.Kind == tap.FaultLoss || ev.Kind == tap.FaultQueueFull) {
+		buf := w.getBuf()
+		buf = append(buf, ev.Data...)
+		lost = &record{ts: now, dir: dirIn, data: buf, length: len(buf), fi: parseFrame(buf, false), fp: fp}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.stopped {
+		if lost != nil {
+			w.putBuf(lost.data)
+			w.stats.Skipped++
+		}
+		return
+	}
+	if lost != nil {
+		w.noteLinkDropsLocked(lost)
+	}
+	w.ann.fault(now, ev, fp, lost)
+	w.flushLocked(now, false)
+}
 
 // Stats returns the counters.
 func (w *Writer) Stats() Stats {
 	w.mu.Lock()
+	defer w.mu.Unlock()
 	st := w.stats
 	st.Bytes = w.bytes
-	w.mu.Unlock()
-	st.Evicted = w.notes.evictions()
-	st.Pending = w.notes.len()
+	st.Unmatched = w.ann.stats.unmatched
+	st.Evicted = st.Unmatched
+	st.Late = w.ann.stats.late
+	st.Unexplained = w.ann.stats.unexplained
+	st.Held = len(w.ann.live())
+	st.Pending = w.ann.waiting()
 	return st
 }
 
@@ -257,34 +338,34 @@ func (w *Writer) Err() error {
 	return w.err
 }
 
-// Flush writes buffered blocks to the file.
+// Flush writes the frames whose window has passed, and buffered blocks,
+// to the file. Frames still in their window stay there: annotations for
+// them may still come. CloseCapture writes everything.
 func (w *Writer) Flush() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.flushLocked(time.Now(), false)
 	if w.ng != nil {
 		w.setErr(w.ng.Flush())
 	}
 	return w.err
 }
 
-// CloseCapture writes what is held back, flushes the capture and closes
-// the file if the Writer owns it. Frames keep flowing through the link;
-// they are no longer captured. It is called by Close.
+// CloseCapture writes every frame still in the window, flushes the
+// capture and closes the file if the Writer owns it. Frames keep flowing
+// through the link; they are no longer captured. It is called by Close.
 func (w *Writer) CloseCapture() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.stopped {
 		return w.err
 	}
-	for _, s := range w.queue {
-		if s.ready {
-			w.writeLocked(s.ts, s.data, s.length, s.dir, s.comment)
-			w.putBuf(s.data)
-		}
-	}
-	w.queue = nil
+	w.flushLocked(time.Now(), true)
 	w.finishLocked()
 	w.stopped = true
+	if w.timer != nil {
+		w.timer.Stop()
+	}
 	return w.err
 }
 
@@ -324,123 +405,172 @@ func (w *Writer) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 }
 
 func (w *Writer) captureOutbound(pkt *stack.PacketBuffer) {
-	ts := time.Now()
+	now := time.Now()
 	buf := w.copyFrame(pkt)
-	var c string
-	if conn, key, ok := parseFrame(buf, true); ok {
-		w.mu.Lock()
-		as := w.notes.forOutbound(w.scratch[:0], conn, key)
-		c = comment(as)
-		w.scratch = as[:0]
-	} else {
-		w.mu.Lock()
+	r := &record{ts: now, dir: dirOut, data: buf, length: len(buf), fi: parseFrame(buf, true)}
+	if w.faults.Load() {
+		r.fp = maphash.Bytes(w.seed, buf)
 	}
+	w.mu.Lock()
 	defer w.mu.Unlock()
-	if len(w.queue) > 0 && len(w.queue) < w.opts.MaxHeld && !w.stopped {
-		// An inbound frame is being processed: this frame is probably
-		// its consequence, so it goes after it.
-		w.queue = append(w.queue, &slot{ready: true, ts: ts, dir: pcapgo.NgEpbFlagDirectionOutbound, data: buf, length: len(buf), comment: c})
+	if w.stopped {
+		w.stats.Skipped++
+		w.putBuf(buf)
 		return
 	}
-	w.writeLocked(ts, buf, len(buf), pcapgo.NgEpbFlagDirectionOutbound, c)
-	w.putBuf(buf)
+	w.noteLinkDropsLocked(r)
+	w.ann.addFrame(now, r)
+	w.flushLocked(now, false)
 }
 
-// DeliverNetworkPacket implements stack.NetworkDispatcher: it reserves the
-// frame's place in the capture, delivers it, and writes it with the
-// annotations of the events its processing caused.
+// DeliverNetworkPacket implements stack.NetworkDispatcher: it puts the
+// frame in the window, delivers it, and starts its wait for late
+// annotations once the stack has processed it.
 func (w *Writer) DeliverNetworkPacket(protocol tcpip.NetworkProtocolNumber, pkt *stack.PacketBuffer) {
-	s := &slot{ts: time.Now(), dir: pcapgo.NgEpbFlagDirectionInbound}
-	s.data = w.copyFrame(pkt)
-	s.length = len(s.data)
+	now := time.Now()
+	buf := w.copyFrame(pkt)
+	r := &record{ts: now, dir: dirIn, data: buf, length: len(buf), fi: parseFrame(buf, false), delivering: true}
+	if w.faults.Load() {
+		r.fp = maphash.Bytes(w.seed, buf)
+	}
 	w.mu.Lock()
 	queued := !w.stopped
 	if queued {
-		w.queue = append(w.queue, s)
+		w.noteLinkDropsLocked(r)
+		w.ann.addFrame(now, r)
+	} else {
+		w.stats.Skipped++
+		w.putBuf(buf)
 	}
 	w.mu.Unlock()
 
 	w.Endpoint.DeliverNetworkPacket(protocol, pkt)
 
 	if !queued {
-		w.putBuf(s.data)
-		w.mu.Lock()
-		w.stats.Skipped++
-		w.mu.Unlock()
 		return
 	}
-	var as []annotation
-	conn, key, isTCP := parseFrame(s.data, false)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.stopped {
-		// CloseCapture ran while the stack processed the frame.
-		w.stats.Skipped++
-		w.putBuf(s.data)
-		return
+		return // CloseCapture wrote it
 	}
-	if isTCP {
-		as = w.notes.forInbound(w.scratch[:0], conn, key)
-		s.comment = comment(as)
-		w.scratch = as[:0]
-	}
-	s.ready = true
-	w.drainLocked()
+	now = time.Now()
+	w.ann.delivered(now, r)
+	w.flushLocked(now, false)
 }
 
-// drainLocked writes the ready frames at the head of the queue. w.mu is
-// held.
-func (w *Writer) drainLocked() {
-	i := 0
-	for ; i < len(w.queue) && w.queue[i].ready; i++ {
-		s := w.queue[i]
-		w.writeLocked(s.ts, s.data, s.length, s.dir, s.comment)
-		w.putBuf(s.data)
-		w.queue[i] = nil
-	}
-	if i == len(w.queue) {
-		w.queue = w.queue[:0]
+// noteLinkDropsLocked records on r the frames the link dropped since the
+// previous frame. w.mu is held.
+func (w *Writer) noteLinkDropsLocked(r *record) {
+	if w.opts.LinkDrops == nil {
 		return
 	}
-	w.queue = append(w.queue[:0], w.queue[i:]...)
+	n := w.opts.LinkDrops()
+	if n > w.linkDrops {
+		r.dropCount = n - w.linkDrops
+		r.wire = append(r.wire, fmt.Sprintf("link drops %d", r.dropCount))
+	}
+	w.linkDrops = n
 }
 
-// blockSize is the size of an enhanced packet block with a flags option
-// and one comment: 28 bytes of header, the padded data, the options (each
-// a 4-byte header and padded value), end of options, and the trailer.
-func blockSize(capLen int, comment string) int64 {
+// flushLocked writes what the window lets go, and arms the timer that
+// writes the rest when no frame or event comes. w.mu is held.
+func (w *Writer) flushLocked(now time.Time, all bool) {
+	for _, r := range w.ann.take(now, all) {
+		w.writeLocked(r)
+	}
+	if all || w.armed || len(w.ann.live()) == 0 {
+		return
+	}
+	w.armed = true
+	if w.timer == nil {
+		w.timer = time.AfterFunc(w.opts.Window, w.tick)
+	} else {
+		w.timer.Reset(w.opts.Window)
+	}
+}
+
+func (w *Writer) tick() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.armed = false
+	if w.stopped {
+		return
+	}
+	w.flushLocked(time.Now(), false)
+	if w.ng != nil {
+		w.setErr(w.ng.Flush())
+	}
+}
+
+// epbSize is the size of an enhanced packet block: 28 bytes of header, the
+// padded data, the options (each a 4-byte header and padded value), end of
+// options, and the trailer.
+func epbSize(capLen int, comment string, dropped, dropCount bool) int64 {
 	pad := func(n int) int { return (n + 3) &^ 3 }
-	n := 28 + pad(capLen) + 4 + 4 + 4 + 4 // flags option, end of options, trailer
+	n := 28 + pad(capLen) + 8 + 12 + 4 + 4 // flags, packet id, end of options, trailer
 	if comment != "" {
 		n += 4 + pad(len(comment))
+	}
+	if dropped {
+		n += 4 + pad(9)
+	}
+	if dropCount {
+		n += 12
 	}
 	return int64(n)
 }
 
-// writeLocked writes one frame. w.mu is held.
-func (w *Writer) writeLocked(ts time.Time, data []byte, length int, dir pcapgo.NgEpbFlag, comment string) {
+// tcActShot is Linux's TC_ACT_SHOT (include/uapi/linux/pkt_cls.h), the
+// eBPF TC verdict for a dropped packet.
+const tcActShot = 2
+
+// writeLocked writes one record: a frame as an enhanced packet block, a
+// note as a custom block. w.mu is held.
+func (w *Writer) writeLocked(r *record) {
+	if r.isNote() {
+		w.writeNoteLocked(r)
+		return
+	}
+	defer w.putBuf(r.data)
+	comment := w.ann.comment(r)
 	if w.ng == nil {
 		w.stats.Skipped++
 		return
 	}
+	data := r.data
 	if w.opts.SnapLen > 0 && len(data) > w.opts.SnapLen {
 		data = data[:w.opts.SnapLen]
 	}
 	if len(comment) > 0xfff0 {
 		comment = comment[:0xfff0]
 	}
-	size := blockSize(len(data), comment)
+	size := epbSize(len(data), comment, r.dropped, r.dropCount > 0)
 	if w.opts.MaxBytes > 0 && w.bytes+size > w.opts.MaxBytes {
 		if !w.rotateLocked() {
 			w.stats.Skipped++
 			return
 		}
 	}
-	opts := pcapgo.NgPacketOptions{Flags: &pcapgo.NgEpbFlags{Direction: dir}}
+	dir := pcapgo.NgEpbFlagDirectionInbound
+	if r.dir == dirOut {
+		dir = pcapgo.NgEpbFlagDirectionOutbound
+	}
+	id := r.packetID
+	opts := pcapgo.NgPacketOptions{Flags: &pcapgo.NgEpbFlags{Direction: dir}, PacketID: &id}
 	if comment != "" {
 		opts.Comments = []string{comment}
 	}
-	ci := gopacket.CaptureInfo{Timestamp: ts, CaptureLength: len(data), Length: length}
+	if r.dropped {
+		var v [8]byte
+		binary.LittleEndian.PutUint64(v[:], tcActShot)
+		opts.Verdicts = []pcapgo.NgEpbVerdict{{Type: pcapgo.NgEpbVerdictTypeLinuxeBPFTC, Data: v[:]}}
+	}
+	if r.dropCount > 0 {
+		dc := r.dropCount
+		opts.DropCount = &dc
+	}
+	ci := gopacket.CaptureInfo{Timestamp: r.ts, CaptureLength: len(data), Length: r.length}
 	if err := w.ng.WritePacketWithOptions(ci, data, opts); err != nil {
 		w.setErr(err)
 		w.ng = nil
@@ -449,7 +579,7 @@ func (w *Writer) writeLocked(ts time.Time, data []byte, length int, dir pcapgo.N
 	}
 	w.bytes += size
 	w.stats.Frames++
-	if dir == pcapgo.NgEpbFlagDirectionInbound {
+	if r.dir == dirIn {
 		w.stats.Inbound++
 	} else {
 		w.stats.Outbound++
@@ -457,17 +587,43 @@ func (w *Writer) writeLocked(ts time.Time, data []byte, length int, dir pcapgo.N
 	if comment != "" {
 		w.stats.Annotated++
 	}
+	if r.dropped {
+		w.stats.Dropped++
+	}
+}
+
+// writeNoteLocked writes a timeline note as a pcapng custom block. w.mu is
+// held.
+func (w *Writer) writeNoteLocked(r *record) {
+	if w.ng == nil {
+		return
+	}
+	b := noteBlock(r.ts, r.noteConn, r.note)
+	if w.opts.MaxBytes > 0 && w.bytes+int64(len(b)) > w.opts.MaxBytes {
+		if !w.rotateLocked() {
+			return
+		}
+	}
+	// The block goes after what pcapgo has buffered.
+	if err := w.ng.Flush(); err != nil {
+		w.setErr(err)
+		w.ng = nil
+		return
+	}
+	if _, err := w.cw.Write(b); err != nil {
+		w.setErr(err)
+		w.ng = nil
+		return
+	}
+	w.bytes += int64(len(b))
+	w.stats.Notes++
 }
 
 // rotateLocked moves to the next file, if Options.Next allows. It reports
 // whether there is room to write. w.mu is held.
 func (w *Writer) rotateLocked() bool {
-	if w.opts.Next == nil {
-		w.finishLocked()
-		return false
-	}
 	w.finishLocked()
-	if w.err != nil {
+	if w.opts.Next == nil || w.err != nil {
 		return false
 	}
 	w.file++
@@ -493,78 +649,26 @@ func (w *Writer) rotateLocked() bool {
 // copyFrame copies pkt's bytes, link header included, into a recycled
 // buffer; most frames fit an Ethernet MTU.
 func (w *Writer) copyFrame(pkt *stack.PacketBuffer) []byte {
-	bp, _ := w.bufs.Get().(*[]byte)
-	if bp == nil {
-		b := make([]byte, 0, 2048)
-		bp = &b
-	}
-	b := (*bp)[:0]
+	b := w.getBuf()
 	for _, v := range pkt.AsSlices() {
 		b = append(b, v...)
 	}
 	return b
 }
 
+func (w *Writer) getBuf() []byte {
+	bp, _ := w.bufs.Get().(*[]byte)
+	if bp == nil {
+		b := make([]byte, 0, 2048)
+		bp = &b
+	}
+	return (*bp)[:0]
+}
+
 func (w *Writer) putBuf(b []byte) {
-	if cap(b) > 1<<16 {
+	if b == nil || cap(b) > 1<<16 {
 		return
 	}
 	b = b[:0]
 	w.bufs.Put(&b)
-}
-
-// parseFrame finds the TCP segment in an Ethernet frame and returns its
-// connection from the stack's viewpoint (outbound: Local is the source)
-// and its wire key. Fragments and IPv6 extension headers are not followed.
-func parseFrame(b []byte, outbound bool) (tcp.ConnID, tcp.SegKey, bool) {
-	if len(b) < header.EthernetMinimumSize {
-		return tcp.ConnID{}, tcp.SegKey{}, false
-	}
-	eth := header.Ethernet(b)
-	ip := b[header.EthernetMinimumSize:]
-	var src, dst netip.Addr
-	var seg []byte
-	switch eth.Type() {
-	case header.IPv4ProtocolNumber:
-		h := header.IPv4(ip)
-		if len(ip) < header.IPv4MinimumSize || h.Protocol() != uint8(header.TCPProtocolNumber) {
-			return tcp.ConnID{}, tcp.SegKey{}, false
-		}
-		hl, tl := int(h.HeaderLength()), int(h.TotalLength())
-		if hl < header.IPv4MinimumSize || tl < hl || tl > len(ip) || h.More() || h.FragmentOffset() != 0 {
-			return tcp.ConnID{}, tcp.SegKey{}, false
-		}
-		src = netip.AddrFrom4(h.SourceAddress().As4())
-		dst = netip.AddrFrom4(h.DestinationAddress().As4())
-		seg = ip[hl:tl]
-	case header.IPv6ProtocolNumber:
-		h := header.IPv6(ip)
-		if len(ip) < header.IPv6MinimumSize || h.NextHeader() != uint8(header.TCPProtocolNumber) {
-			return tcp.ConnID{}, tcp.SegKey{}, false
-		}
-		pl := int(h.PayloadLength())
-		if header.IPv6MinimumSize+pl > len(ip) {
-			return tcp.ConnID{}, tcp.SegKey{}, false
-		}
-		src = netip.AddrFrom16(h.SourceAddress().As16())
-		dst = netip.AddrFrom16(h.DestinationAddress().As16())
-		seg = ip[header.IPv6MinimumSize : header.IPv6MinimumSize+pl]
-	default:
-		return tcp.ConnID{}, tcp.SegKey{}, false
-	}
-	if len(seg) < header.TCPMinimumSize {
-		return tcp.ConnID{}, tcp.SegKey{}, false
-	}
-	t := header.TCP(seg)
-	off := int(t.DataOffset())
-	if off < header.TCPMinimumSize || off > len(seg) {
-		return tcp.ConnID{}, tcp.SegKey{}, false
-	}
-	key := tcp.SegKey{Seq: t.SequenceNumber(), Ack: t.AckNumber(), Flags: uint8(t.Flags()), Len: len(seg) - off}
-	s := netip.AddrPortFrom(src, t.SourcePort())
-	d := netip.AddrPortFrom(dst, t.DestinationPort())
-	if outbound {
-		return connOf(s, d), key, true
-	}
-	return connOf(d, s), key, true
 }

@@ -13,7 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/link/channel"
 	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
 	"github.com/tapstack/tapstack/conn"
@@ -242,13 +244,13 @@ func TestCaptureDropNoSocket(t *testing.T) {
 	if len(segs) != 2 {
 		t.Fatalf("%d segments, want SYN and RST", len(segs))
 	}
-	if segs[0].Direction != pcap.Inbound || segs[0].Comment() != "dropped: no socket" {
+	if segs[0].Direction != pcap.Inbound || segs[0].Comment() != "dropped: no socket → RST" {
 		t.Errorf("SYN: %v %q", segs[0].Direction, segs[0].Comment())
 	}
 	if segs[1].Direction != pcap.Outbound || segs[1].Comment() != "RST" || flagsOf(segs[1])&header.TCPFlagRst == 0 {
 		t.Errorf("RST: %v %v %q", segs[1].Direction, flagsOf(segs[1]), segs[1].Comment())
 	}
-	tsharkCheck(t, buf.Bytes(), len(pkts), []string{"dropped: no socket", "RST"})
+	tsharkCheck(t, buf.Bytes(), len(pkts), []string{"dropped: no socket → RST", "RST"})
 }
 
 // Frames corrupted on the wire are dropped for their checksum.
@@ -400,11 +402,18 @@ func tsharkCheck(t *testing.T, capture []byte, frames int, comments []string) {
 	if err != nil {
 		t.Fatalf("tshark: %v", err)
 	}
-	if len(out) != frames {
-		t.Errorf("tshark read %d frames, want %d", len(out), frames)
+	notes, err := pcap.ReadNotes(bytes.NewReader(capture))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != frames+len(notes) {
+		t.Errorf("tshark read %d frames, want %d and %d notes", len(out), frames, len(notes))
 	}
 	all := ""
 	for i, f := range out {
+		if f.Note {
+			continue
+		}
 		if f.Direction == pcap.Unknown {
 			t.Errorf("tshark: frame %d without direction", i+1)
 		}
@@ -414,5 +423,35 @@ func tsharkCheck(t *testing.T, capture []byte, frames int, comments []string) {
 		if !strings.Contains(all, c) {
 			t.Errorf("tshark comments lack %q:\n%s", c, all)
 		}
+	}
+}
+
+// TestLinkDrops: frames the link dropped since the previous frame are
+// written in epb_dropcount and the comment.
+func TestLinkDrops(t *testing.T) {
+	var drops uint64
+	var buf bytes.Buffer
+	inner := channel.New(16, 1500, "")
+	w, err := pcap.New(inner, &buf, pcap.Options{LinkDrops: func() uint64 { return drops }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func() {
+		pkt := gstack.NewPacketBuffer(gstack.PacketBufferOptions{Payload: buffer.MakeWithData(make([]byte, 60))})
+		var l gstack.PacketBufferList
+		l.PushBack(pkt)
+		w.WritePackets(l)
+		pkt.DecRef()
+	}
+	send()
+	drops = 3
+	send()
+	w.CloseCapture()
+	pkts, err := pcap.ReadAll(&buf)
+	if err != nil || len(pkts) != 2 {
+		t.Fatalf("%d packets, %v", len(pkts), err)
+	}
+	if pkts[0].DropCount != 0 || pkts[1].DropCount != 3 || !strings.Contains(pkts[1].Comment(), "link drops 3") {
+		t.Errorf("drop counts %d, %d; comment %q", pkts[0].DropCount, pkts[1].DropCount, pkts[1].Comment())
 	}
 }

@@ -1,6 +1,8 @@
 package pcap
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"io"
 	"os"
@@ -35,11 +37,15 @@ func (d Direction) String() string {
 
 // Packet is one frame read back from a capture.
 type Packet struct {
+	Number    int // from 1, in the stream read
 	Time      time.Time
 	Data      []byte // the captured bytes
 	Length    int    // the frame's length on the wire
 	Direction Direction
 	Comments  []string
+	Dropped   bool   // epb_verdict says the frame was dropped (TC_ACT_SHOT)
+	PacketID  uint64 // epb_packetid: shared by a retransmission and its original
+	DropCount uint64 // epb_dropcount: frames the link dropped before this one
 }
 
 // Comment returns the packet's comments joined with "; ".
@@ -48,12 +54,20 @@ func (p Packet) Comment() string { return strings.Join(p.Comments, "; ") }
 // TCP returns the connection (from the capturing stack's viewpoint) and
 // the wire key of the TCP segment in the frame, if it carries one.
 func (p Packet) TCP() (tcp.ConnID, tcp.SegKey, bool) {
-	return parseFrame(p.Data, p.Direction == Outbound)
+	fi := parseFrame(p.Data, p.Direction == Outbound)
+	return fi.conn, fi.key, fi.kind == kindTCP
 }
 
 // ReadAll reads every packet of a pcapng stream, for tests and tools.
+// Packets are numbered as Wireshark numbers them: tapstack's notes
+// (custom blocks, see [ReadNotes]) count as frames.
 func ReadAll(r io.Reader) ([]Packet, error) {
-	ng, err := pcapgo.NewNgReader(r, pcapgo.DefaultNgReaderOptions)
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return nil, err
+	}
+	numbers := recordNumbers(b)
+	ng, err := pcapgo.NewNgReader(bytes.NewReader(b), pcapgo.DefaultNgReaderOptions)
 	if err != nil {
 		return nil, err
 	}
@@ -66,7 +80,11 @@ func ReadAll(r io.Reader) ([]Packet, error) {
 		if err != nil {
 			return out, err
 		}
-		p := Packet{Time: ci.Timestamp, Data: data, Length: ci.Length, Comments: opts.Comments}
+		n := len(out) + 1
+		if len(out) < len(numbers) {
+			n = numbers[len(out)]
+		}
+		p := Packet{Number: n, Time: ci.Timestamp, Data: data, Length: ci.Length, Comments: opts.Comments}
 		if opts.Flags != nil {
 			switch opts.Flags.Direction & pcapgo.NgEpbFlagDirectionMask {
 			case pcapgo.NgEpbFlagDirectionInbound:
@@ -74,6 +92,17 @@ func ReadAll(r io.Reader) ([]Packet, error) {
 			case pcapgo.NgEpbFlagDirectionOutbound:
 				p.Direction = Outbound
 			}
+		}
+		for _, v := range opts.Verdicts {
+			if v.Type == pcapgo.NgEpbVerdictTypeLinuxeBPFTC && len(v.Data) == 8 && binary.LittleEndian.Uint64(v.Data) == tcActShot {
+				p.Dropped = true
+			}
+		}
+		if opts.PacketID != nil {
+			p.PacketID = *opts.PacketID
+		}
+		if opts.DropCount != nil {
+			p.DropCount = *opts.DropCount
 		}
 		out = append(out, p)
 	}
@@ -87,4 +116,27 @@ func ReadFile(path string) ([]Packet, error) {
 	}
 	defer f.Close()
 	return ReadAll(f)
+}
+
+// recordNumbers returns the Wireshark frame number of each enhanced packet
+// block in a little-endian pcapng stream: packet and custom blocks count.
+func recordNumbers(b []byte) []int {
+	var nums []int
+	n := 0
+	for len(b) >= 12 {
+		typ := binary.LittleEndian.Uint32(b[0:4])
+		total := int(binary.LittleEndian.Uint32(b[4:8]))
+		if total < 12 || total > len(b) {
+			break
+		}
+		switch typ {
+		case 6, 3, 2: // enhanced, simple, obsolete packet blocks
+			n++
+			nums = append(nums, n)
+		case customBlockType, 0x40000BAD:
+			n++
+		}
+		b = b[total:]
+	}
+	return nums
 }

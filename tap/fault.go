@@ -3,17 +3,22 @@ package tap
 import (
 	crand "crypto/rand"
 	"encoding/binary"
+	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/link/nested"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 )
 
-// FaultConfig says which faults a [Fault] applies to outbound frames. Each
+// FaultConfig says which faults a [Fault] applies. Its own fields are the
+// faults for outbound frames (from the stack to the wire); Inbound, if set,
+// gives the faults for inbound frames (from the wire to the stack). Each
 // probability is in [0, 1] and is drawn independently per frame.
 type FaultConfig struct {
 	// Loss is the probability that a frame is dropped.
@@ -33,21 +38,126 @@ type FaultConfig struct {
 	// must catch it. Frames with nothing after the network header (ARP)
 	// are never corrupted.
 	Corrupt float64
-	// Delay holds every frame back for this long before sending it.
-	// Frames keep their order.
-	Delay time.Duration
-	// MaxDelayed bounds the frames waiting out Delay (default 1024); more
-	// are dropped and counted, as by a full queue.
+	// Delay holds every frame back for this long before sending it, and
+	// Jitter adds a uniformly drawn extra in [0, Jitter) per frame.
+	// Frames keep their order (a frame never leaves before the one ahead
+	// of it, as with netem's rate option); reordering is Reorder's job.
+	Delay, Jitter time.Duration
+	// Rate, if positive, limits the link to this many bits per second: a
+	// frame leaves when the ones before it have been serialized.
+	Rate int64
+	// MaxDelayed bounds the frames waiting out Delay, Jitter or Rate
+	// (default 1024); more are dropped and counted, as by a full queue.
 	MaxDelayed int
-	// Source drives every random decision. Give a seeded source, such as
-	// rand.NewPCG(seed, 0), for a reproducible run; nil means a source
-	// seeded from crypto/rand.
+	// Source drives every random decision of this direction. Give a
+	// seeded source, such as rand.NewPCG(seed, 0), for a reproducible run.
+	// If Source is nil and Seed is not zero, outbound decisions come from
+	// rand.NewPCG(Seed, 0) and inbound ones from rand.NewPCG(Seed, 1), and
+	// FaultEvents report the seed; with neither, a source is seeded from
+	// crypto/rand.
 	Source rand.Source
+	Seed   uint64
+
+	// Inbound, if not nil, gives the faults applied to frames arriving
+	// from the wire. Its Inbound, Observer and Seed fields are ignored;
+	// its Source, if nil, is derived from the outbound one.
+	Inbound *FaultConfig
+
+	// Observer, if not nil, is told about every fault applied, in either
+	// direction, before the frame concerned moves on (for an inbound
+	// frame: just before the stack sees it, or instead, when it is lost).
+	// It runs on the goroutine moving the frame and must not block.
+	Observer func(FaultEvent)
 }
 
-// FaultStats counts the frames a [Fault] saw and the faults it applied.
+// FaultDir is the direction of a frame through a [Fault].
+type FaultDir uint8
+
+// The directions.
+const (
+	FaultOutbound FaultDir = iota + 1 // from the stack to the wire
+	FaultInbound                      // from the wire to the stack
+)
+
+func (d FaultDir) String() string {
+	switch d {
+	case FaultOutbound:
+		return "outbound"
+	case FaultInbound:
+		return "inbound"
+	}
+	return "FaultDir(" + strconv.Itoa(int(d)) + ")"
+}
+
+// FaultKind names a fault.
+type FaultKind uint8
+
+// The faults.
+const (
+	FaultLoss      FaultKind = iota + 1 // dropped by the Loss draw
+	FaultDuplicate                      // sent twice
+	FaultReorder                        // held back and sent after its successor
+	FaultCorrupt                        // one byte changed
+	FaultDelay                          // held back for Delay/Jitter/Rate
+	FaultQueueFull                      // dropped: MaxDelayed frames were already waiting
+)
+
+// FaultEvent reports one fault a [Fault] applied to one frame.
+type FaultEvent struct {
+	Dir    FaultDir
+	Kind   FaultKind
+	N      uint64        // ordinal of this fault among faults of its kind in its direction: #1, #2, ...
+	Frame  uint64        // ordinal of the frame among frames offered in its direction
+	Prob   float64       // the configured probability (loss, duplicate, reorder, corrupt)
+	Seed   uint64        // FaultConfig.Seed, when Seeded
+	Seeded bool          // the decisions come from a seed the user chose
+	Offset int           // corrupt: offset of the changed byte in the frame
+	Delay  time.Duration // delay: how long the frame is held back
+	// Data is the frame, link header included: as it was for a lost or
+	// delayed frame, as it goes on for a corrupted one. It is valid only
+	// during the Observer call.
+	Data []byte
+}
+
+// String says what happened in the words of packet comments:
+// "dropped (loss 5%, seed 7, #312)".
+func (ev FaultEvent) String() string {
+	var what, knob string
+	switch ev.Kind {
+	case FaultLoss:
+		what, knob = "dropped", "loss "+pct(ev.Prob)
+	case FaultDuplicate:
+		what, knob = "duplicated", "dup "+pct(ev.Prob)
+	case FaultReorder:
+		what, knob = "reordered: sent after the next frame", "reorder "+pct(ev.Prob)
+	case FaultCorrupt:
+		what, knob = "corrupted byte "+strconv.Itoa(ev.Offset), "corrupt "+pct(ev.Prob)
+	case FaultDelay:
+		what = "delayed " + ev.Delay.Round(time.Microsecond).String()
+	case FaultQueueFull:
+		what = "dropped: delay queue full"
+	default:
+		what = "fault " + strconv.Itoa(int(ev.Kind))
+	}
+	s := what + " ("
+	if knob != "" {
+		s += knob + ", "
+	}
+	if ev.Seeded {
+		s += "seed " + strconv.FormatUint(ev.Seed, 10) + ", "
+	}
+	return s + "#" + strconv.FormatUint(ev.N, 10) + ")"
+}
+
+// pct prints a probability as a percentage with no trailing zeros.
+func pct(p float64) string {
+	return strconv.FormatFloat(p*100, 'f', -1, 64) + "%"
+}
+
+// FaultStats counts the frames a [Fault] saw and the faults it applied in
+// one direction.
 type FaultStats struct {
-	Frames         uint64 // outbound frames offered to the middleware
+	Frames         uint64 // frames offered to the middleware
 	Lost           uint64
 	Duplicated     uint64
 	Reordered      uint64 // frames held back to be sent after their successor
@@ -56,39 +166,59 @@ type FaultStats struct {
 	DroppedDelayed uint64 // frames dropped because MaxDelayed frames were waiting
 }
 
-// Fault is link middleware that injects faults into outbound frames of the
-// endpoint it wraps. Inbound frames pass through unchanged; to disturb both
-// directions of a cable, wrap both ends.
+// Fault is link middleware that injects faults into the frames of the
+// endpoint it wraps, in each direction as its [FaultConfig] says.
 //
 // Fault wraps the endpoint the NIC sees, so the frames it sees already carry
-// their link header (added by the wrapped ethernet endpoint); that is how it
-// finds the transport bytes to corrupt.
+// their link header (added or parsed by the wrapped ethernet endpoint); that
+// is how it finds the transport bytes to corrupt.
 type Fault struct {
 	nested.Endpoint
 
-	cfg FaultConfig
-
 	timers sync.WaitGroup // armed time.AfterFunc callbacks
 
-	mu     sync.Mutex
+	mu      sync.Mutex
+	closed  bool
+	out, in *lane // in is nil without FaultConfig.Inbound
+	obs     func(FaultEvent)
+}
+
+// lane is the fault state of one direction. Its fields are guarded by the
+// Fault's mu.
+type lane struct {
+	f      *Fault
+	dir    FaultDir
+	cfg    FaultConfig
 	rng    *rand.Rand
+	seed   uint64
+	seeded bool
 	stats  FaultStats
-	closed bool
 
 	// The frame held back for reordering, with its sequence number so a
 	// stale timer can tell that the frame it was armed for is gone.
-	held      *stack.PacketBuffer
+	held      *laneFrame
 	heldSeq   uint64
 	heldTimer *time.Timer
 
-	// Frames waiting out Delay, in the order they are due.
+	// Frames waiting out Delay/Jitter/Rate, in the order they are due.
 	delayed    []delayedFrame
 	delayTimer *time.Timer // non-nil while a flush is armed or running
+	lastDue    time.Time   // frames keep their order
+	rateFree   time.Time   // when the link has serialized what it took
+}
+
+// laneFrame is a frame a lane keeps, with the network protocol an inbound
+// frame is delivered with. The lane holds a reference to pkt.
+type laneFrame struct {
+	pkt   *stack.PacketBuffer
+	proto tcpip.NetworkProtocolNumber
+	notes [2]*FaultEvent // reported just before an inbound frame moves on
 }
 
 type delayedFrame struct {
-	due time.Time
-	pkt *stack.PacketBuffer
+	due   time.Time
+	delay *FaultEvent // an inbound frame's delay, reported when it moves on
+	laneFrame
 }
 
 var _ stack.LinkEndpoint = (*Fault)(nil)
@@ -96,208 +226,391 @@ var _ stack.LinkEndpoint = (*Fault)(nil)
 // NewFault returns inner wrapped in fault injection. Give the result to the
 // stack instead of inner.
 func NewFault(inner stack.LinkEndpoint, cfg FaultConfig) *Fault {
+	f := &Fault{obs: cfg.Observer}
+	f.out = newLane(f, FaultOutbound, cfg, cfg.Source, cfg.Seed, 0)
+	if cfg.Inbound != nil {
+		src := cfg.Inbound.Source
+		if src == nil && cfg.Seed == 0 {
+			// Derive the inbound stream from the outbound one, so one
+			// seeded Source makes both directions reproducible.
+			src = rand.NewPCG(f.out.rng.Uint64(), f.out.rng.Uint64())
+		}
+		f.in = newLane(f, FaultInbound, *cfg.Inbound, src, cfg.Seed, 1)
+	}
+	f.Endpoint.Init(inner, f)
+	return f
+}
+
+func newLane(f *Fault, dir FaultDir, cfg FaultConfig, src rand.Source, seed, stream uint64) *lane {
 	if cfg.ReorderTimeout <= 0 {
 		cfg.ReorderTimeout = 10 * time.Millisecond
 	}
 	if cfg.MaxDelayed <= 0 {
 		cfg.MaxDelayed = 1024
 	}
-	src := cfg.Source
-	if src == nil {
-		var seed [16]byte
-		_, _ = crand.Read(seed[:])
-		src = rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:]))
+	l := &lane{f: f, dir: dir, cfg: cfg}
+	switch {
+	case src != nil:
+	case seed != 0:
+		src = rand.NewPCG(seed, stream)
+		l.seed, l.seeded = seed, true
+	default:
+		var s [16]byte
+		_, _ = crand.Read(s[:])
+		src = rand.NewPCG(binary.LittleEndian.Uint64(s[:8]), binary.LittleEndian.Uint64(s[8:]))
 	}
-	f := &Fault{cfg: cfg, rng: rand.New(src)}
-	f.Endpoint.Init(inner, f)
-	return f
+	l.rng = rand.New(src)
+	return l
 }
 
-// Stats returns the counters.
+// Stats returns the counters of outbound frames.
 func (f *Fault) Stats() FaultStats {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.stats
+	return f.out.stats
+}
+
+// InboundStats returns the counters of inbound frames (all zero without
+// FaultConfig.Inbound).
+func (f *Fault) InboundStats() FaultStats {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.in == nil {
+		return FaultStats{}
+	}
+	return f.in.stats
 }
 
 // hit draws one decision; f.mu must be held (rand.Rand is not safe for
-// concurrent use, and a single stream keeps a seeded run reproducible).
-func (f *Fault) hit(p float64) bool {
-	return p > 0 && f.rng.Float64() < p
+// concurrent use, and a single stream per direction keeps a seeded run
+// reproducible).
+func (l *lane) hit(p float64) bool {
+	return p > 0 && l.rng.Float64() < p
 }
 
-// WritePackets implements stack.LinkWriter. Decisions are made under f.mu;
-// the inner endpoint is written without it, because a write may deliver
-// synchronously and come back to us on the same goroutine.
+// event makes the report of a fault on frame (the lane's current one),
+// with its bytes when someone listens.
+func (l *lane) event(k FaultKind, pkt *stack.PacketBuffer, prob float64) *FaultEvent {
+	if l.f.obs == nil {
+		return nil
+	}
+	ev := &FaultEvent{Dir: l.dir, Kind: k, Frame: l.stats.Frames, Prob: prob, Seed: l.seed, Seeded: l.seeded}
+	switch k {
+	case FaultLoss:
+		ev.N = l.stats.Lost
+	case FaultDuplicate:
+		ev.N = l.stats.Duplicated
+	case FaultReorder:
+		ev.N = l.stats.Reordered
+	case FaultCorrupt:
+		ev.N = l.stats.Corrupted
+	case FaultDelay:
+		ev.N = l.stats.Delayed
+	case FaultQueueFull:
+		ev.N = l.stats.DroppedDelayed
+	}
+	if pkt != nil {
+		ev.Data = pkt.ToView().AsSlice()
+	}
+	return ev
+}
+
+// action is one step, done in order after f.mu is released: report a
+// fault, move a frame on (write it to the wire, or deliver it to the
+// stack), or release a reference the lane held once the frames have moved.
+type action struct {
+	kind  actKind
+	ev    *FaultEvent
+	pkt   *stack.PacketBuffer
+	proto tcpip.NetworkProtocolNumber
+}
+
+type actKind uint8
+
+const (
+	actReport actKind = iota
+	actMove
+	actRelease
+)
+
+// report appends the report of a fault, if anyone listens.
+func report(acts []action, ev *FaultEvent) []action {
+	if ev == nil {
+		return acts
+	}
+	return append(acts, action{kind: actReport, ev: ev})
+}
+
+// decide applies the lane's faults to one frame and appends what is to
+// happen to acts. f.mu is held. The caller's reference to pkt stays the
+// caller's; frames kept for later take their own.
 //
-// The caller keeps its references to pkts (gVisor's NIC releases them after
-// we return), so frames kept for later take their own reference.
-func (f *Fault) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
-	var out stack.PacketBufferList // frames to send now; borrowed references
-	var owned []*stack.PacketBuffer
-	var release []*stack.PacketBuffer // frames we hold a reference to and send now
-
-	f.mu.Lock()
-	if f.closed {
-		f.mu.Unlock()
-		return 0, &tcpip.ErrClosedForSend{}
+// Outbound frames were captured above the middleware before it decided,
+// so their faults are reported at once; an inbound fault is reported just
+// before its frame reaches the stack (or instead, when it is lost), so a
+// capture above can tell which frame it concerns.
+func (l *lane) decide(acts []action, pkt *stack.PacketBuffer, proto tcpip.NetworkProtocolNumber, now time.Time) []action {
+	l.stats.Frames++
+	if l.hit(l.cfg.Loss) {
+		l.stats.Lost++
+		return report(acts, l.event(FaultLoss, pkt, l.cfg.Loss))
 	}
-	now := time.Now()
-	for _, pkt := range pkts.AsSlice() {
-		f.stats.Frames++
-		if f.hit(f.cfg.Loss) {
-			f.stats.Lost++
-			continue
-		}
-		if f.hit(f.cfg.Corrupt) {
-			if c := corrupt(pkt, f.rng); c != nil {
-				f.stats.Corrupted++
-				owned = append(owned, c)
-				pkt = c
+	owned := false
+	var corruptEv *FaultEvent
+	if l.hit(l.cfg.Corrupt) {
+		if c, off := corrupt(pkt, l.dir == FaultInbound, l.rng); c != nil {
+			l.stats.Corrupted++
+			if corruptEv = l.event(FaultCorrupt, c, l.cfg.Corrupt); corruptEv != nil {
+				corruptEv.Offset = off
 			}
+			pkt, owned = c, true
 		}
-		copies := 1
-		if f.hit(f.cfg.Duplicate) {
-			f.stats.Duplicated++
-			copies = 2
+	}
+	copies := 1
+	var dupEv *FaultEvent
+	if l.hit(l.cfg.Duplicate) {
+		l.stats.Duplicated++
+		copies = 2
+		dupEv = l.event(FaultDuplicate, pkt, l.cfg.Duplicate)
+	}
+	if l.dir == FaultOutbound {
+		acts = report(report(acts, corruptEv), dupEv)
+		corruptEv, dupEv = nil, nil
+	}
+	if l.held == nil && l.hit(l.cfg.Reorder) {
+		l.stats.Reordered++
+		ev := l.event(FaultReorder, pkt, l.cfg.Reorder)
+		if l.dir == FaultOutbound {
+			acts = report(acts, ev)
+			ev = nil
 		}
-		if f.held == nil && f.hit(f.cfg.Reorder) {
-			f.stats.Reordered++
+		if !owned {
 			pkt.IncRef()
-			f.hold(pkt)
-			if copies == 2 {
-				// The duplicate goes now, the original after the next frame.
-				f.emit(&out, pkt, now)
-			}
-			continue
 		}
-		for range copies {
-			f.emit(&out, pkt, now)
+		if copies == 2 {
+			// The duplicate goes now, the original after the next frame.
+			acts = l.emit(acts, pkt, proto, now, corruptEv, dupEv)
+			corruptEv = nil
 		}
-		if f.held != nil {
-			// This frame overtook the held one; now send the held one.
-			held := f.held
-			f.unhold()
-			f.emit(&out, held, now)
-			release = append(release, held)
-		}
+		l.hold(laneFrame{pkt: pkt, proto: proto, notes: [2]*FaultEvent{corruptEv, ev}})
+		return acts
 	}
-	f.mu.Unlock()
-
-	var err tcpip.Error
-	if out.Len() > 0 {
-		_, err = f.Endpoint.WritePackets(out)
+	acts = l.emit(acts, pkt, proto, now, corruptEv, nil)
+	if copies == 2 {
+		acts = l.emit(acts, pkt, proto, now, corruptEv, dupEv)
 	}
-	for _, p := range owned {
-		p.DecRef()
+	if owned {
+		acts = append(acts, action{kind: actRelease, pkt: pkt})
 	}
-	for _, p := range release {
-		p.DecRef()
+	if l.held != nil {
+		// This frame overtook the held one; now send the held one.
+		held := *l.held
+		l.unhold()
+		acts = l.emit(acts, held.pkt, held.proto, now, held.notes[0], held.notes[1])
+		acts = append(acts, action{kind: actRelease, pkt: held.pkt})
 	}
-	if err != nil {
-		return 0, err
-	}
-	// Lost frames count as written: they left the NIC and died on the wire.
-	return pkts.Len(), nil
+	return acts
 }
 
-// emit sends pkt now, or queues it for Delay. f.mu must be held.
-func (f *Fault) emit(out *stack.PacketBufferList, pkt *stack.PacketBuffer, now time.Time) {
-	if f.cfg.Delay <= 0 {
-		out.PushBack(pkt)
-		return
+// emit moves pkt on now, or queues it for Delay/Jitter/Rate; the notes,
+// if set, are reported just before it moves. f.mu is held.
+func (l *lane) emit(acts []action, pkt *stack.PacketBuffer, proto tcpip.NetworkProtocolNumber, now time.Time, n1, n2 *FaultEvent) []action {
+	if l.cfg.Delay <= 0 && l.cfg.Jitter <= 0 && l.cfg.Rate <= 0 {
+		acts = report(report(acts, n1), n2)
+		return append(acts, action{kind: actMove, pkt: pkt, proto: proto})
 	}
-	if len(f.delayed) >= f.cfg.MaxDelayed {
-		f.stats.DroppedDelayed++
-		return
+	if len(l.delayed) >= l.cfg.MaxDelayed {
+		l.stats.DroppedDelayed++
+		acts = report(report(acts, n1), n2)
+		return report(acts, l.event(FaultQueueFull, pkt, 0))
 	}
-	f.stats.Delayed++
+	due := now
+	if l.cfg.Rate > 0 {
+		// Serialization: the frame leaves once the link has sent what it
+		// took before, at Rate bits per second.
+		start := now
+		if l.rateFree.After(start) {
+			start = l.rateFree
+		}
+		bits := int64(pkt.Size()) * 8
+		l.rateFree = start.Add(time.Duration(bits * int64(time.Second) / l.cfg.Rate))
+		due = l.rateFree
+	}
+	due = due.Add(l.cfg.Delay)
+	if l.cfg.Jitter > 0 {
+		due = due.Add(time.Duration(l.rng.Int64N(int64(l.cfg.Jitter))))
+	}
+	if due.Before(l.lastDue) {
+		due = l.lastDue // frames keep their order
+	}
+	l.lastDue = due
+	l.stats.Delayed++
 	pkt.IncRef()
-	f.delayed = append(f.delayed, delayedFrame{due: now.Add(f.cfg.Delay), pkt: pkt})
-	if f.delayTimer == nil {
-		f.armDelay(f.cfg.Delay)
+	d := delayedFrame{due: due, laneFrame: laneFrame{pkt: pkt, proto: proto, notes: [2]*FaultEvent{n1, n2}}}
+	if ev := l.event(FaultDelay, pkt, 0); ev != nil {
+		ev.Delay = due.Sub(now)
+		if l.dir == FaultOutbound {
+			acts = report(acts, ev)
+		} else {
+			d.delay = ev
+		}
 	}
+	l.delayed = append(l.delayed, d)
+	if l.delayTimer == nil {
+		l.armDelay(due.Sub(now))
+	}
+	return acts
 }
 
-// hold keeps pkt (whose reference the caller took) back for reordering and
-// arms the timer that sends it if no successor comes. f.mu must be held.
-func (f *Fault) hold(pkt *stack.PacketBuffer) {
-	f.held = pkt
-	f.heldSeq++
-	seq := f.heldSeq
-	f.timers.Add(1)
-	f.heldTimer = time.AfterFunc(f.cfg.ReorderTimeout, func() {
-		defer f.timers.Done()
-		f.flushHeld(seq)
+// hold keeps fr (whose reference the caller took) back for reordering and
+// arms the timer that sends it if no successor comes. f.mu is held.
+func (l *lane) hold(fr laneFrame) {
+	l.held = &fr
+	l.heldSeq++
+	seq := l.heldSeq
+	l.f.timers.Add(1)
+	l.heldTimer = time.AfterFunc(l.cfg.ReorderTimeout, func() {
+		defer l.f.timers.Done()
+		l.flushHeld(seq)
 	})
 }
 
 // unhold forgets the held frame; the caller takes over its reference.
-// f.mu must be held.
-func (f *Fault) unhold() {
-	if f.heldTimer.Stop() {
-		f.timers.Done()
+// f.mu is held.
+func (l *lane) unhold() {
+	if l.heldTimer.Stop() {
+		l.f.timers.Done()
 	}
-	f.held, f.heldTimer = nil, nil
+	l.held, l.heldTimer = nil, nil
 }
 
 // flushHeld sends the held frame on its own after ReorderTimeout.
-func (f *Fault) flushHeld(seq uint64) {
-	var out stack.PacketBufferList
+func (l *lane) flushHeld(seq uint64) {
+	f := l.f
 	f.mu.Lock()
-	if f.closed || f.held == nil || f.heldSeq != seq {
+	if f.closed || l.held == nil || l.heldSeq != seq {
 		f.mu.Unlock()
 		return
 	}
-	held := f.held
-	f.held, f.heldTimer = nil, nil
-	f.emit(&out, held, time.Now())
+	held := *l.held
+	l.held, l.heldTimer = nil, nil
+	acts := l.emit(nil, held.pkt, held.proto, time.Now(), held.notes[0], held.notes[1])
+	acts = append(acts, action{kind: actRelease, pkt: held.pkt})
 	f.mu.Unlock()
-	if out.Len() > 0 {
-		_, _ = f.Endpoint.WritePackets(out)
-	}
-	held.DecRef()
+	f.run(l.dir, acts)
 }
 
-// armDelay arms the one delay timer. f.mu must be held.
-func (f *Fault) armDelay(d time.Duration) {
-	f.timers.Add(1)
-	f.delayTimer = time.AfterFunc(d, func() {
-		defer f.timers.Done()
-		f.flushDelayed()
+// armDelay arms the lane's one delay timer. f.mu is held.
+func (l *lane) armDelay(d time.Duration) {
+	l.f.timers.Add(1)
+	l.delayTimer = time.AfterFunc(d, func() {
+		defer l.f.timers.Done()
+		l.flushDelayed()
 	})
 }
 
 // flushDelayed sends the frames that are due, in order, then re-arms the
 // timer for the next one. Only one flush runs at a time: delayTimer stays
 // set while it runs, so emit does not arm a second timer.
-func (f *Fault) flushDelayed() {
+func (l *lane) flushDelayed() {
+	f := l.f
 	f.mu.Lock()
 	if f.closed {
 		f.mu.Unlock()
 		return
 	}
 	now := time.Now()
-	var out stack.PacketBufferList
+	var acts []action
 	i := 0
-	for ; i < len(f.delayed) && !f.delayed[i].due.After(now); i++ {
-		out.PushBack(f.delayed[i].pkt)
+	for ; i < len(l.delayed) && !l.delayed[i].due.After(now); i++ {
+		d := l.delayed[i]
+		acts = report(report(report(acts, d.notes[0]), d.notes[1]), d.delay)
+		acts = append(acts, action{kind: actMove, pkt: d.pkt, proto: d.proto}, action{kind: actRelease, pkt: d.pkt})
 	}
-	f.delayed = append(f.delayed[:0], f.delayed[i:]...)
+	l.delayed = append(l.delayed[:0], l.delayed[i:]...)
 	f.mu.Unlock()
 
-	if out.Len() > 0 {
-		_, _ = f.Endpoint.WritePackets(out)
-		out.Reset() // drops the references emit took
-	}
+	f.run(l.dir, acts)
 
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.delayTimer = nil
-	if f.closed || len(f.delayed) == 0 {
+	l.delayTimer = nil
+	if f.closed || len(l.delayed) == 0 {
 		return
 	}
-	f.armDelay(max(time.Until(f.delayed[0].due), 0))
+	l.armDelay(max(time.Until(l.delayed[0].due), 0))
+}
+
+// run carries out acts in order, without f.mu: a write may deliver
+// synchronously and come back to us on the same goroutine. Outbound frames
+// are written in one batch; references are released after.
+func (f *Fault) run(dir FaultDir, acts []action) tcpip.Error {
+	var out stack.PacketBufferList // borrowed references
+	for _, a := range acts {
+		switch a.kind {
+		case actReport:
+			if f.obs != nil {
+				f.obs(*a.ev)
+			}
+		case actMove:
+			if dir == FaultOutbound {
+				out.PushBack(a.pkt)
+			} else {
+				f.Endpoint.DeliverNetworkPacket(a.proto, a.pkt)
+			}
+		}
+	}
+	var err tcpip.Error
+	if out.Len() > 0 {
+		_, err = f.Endpoint.WritePackets(out)
+	}
+	for _, a := range acts {
+		if a.kind == actRelease {
+			a.pkt.DecRef()
+		}
+	}
+	return err
+}
+
+// WritePackets implements stack.LinkWriter. Decisions are made under f.mu;
+// the inner endpoint is written without it.
+//
+// The caller keeps its references to pkts (gVisor's NIC releases them after
+// we return), so frames kept for later take their own reference.
+func (f *Fault) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		return 0, &tcpip.ErrClosedForSend{}
+	}
+	now := time.Now()
+	var acts []action
+	for _, pkt := range pkts.AsSlice() {
+		acts = f.out.decide(acts, pkt, pkt.NetworkProtocolNumber, now)
+	}
+	f.mu.Unlock()
+	if err := f.run(FaultOutbound, acts); err != nil {
+		return 0, err
+	}
+	// Lost frames count as written: they left the NIC and died on the wire.
+	return pkts.Len(), nil
+}
+
+// DeliverNetworkPacket implements stack.NetworkDispatcher: inbound frames
+// meet FaultConfig.Inbound's faults on their way to the stack.
+func (f *Fault) DeliverNetworkPacket(proto tcpip.NetworkProtocolNumber, pkt *stack.PacketBuffer) {
+	if f.in == nil {
+		f.Endpoint.DeliverNetworkPacket(proto, pkt)
+		return
+	}
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		return
+	}
+	acts := f.in.decide(nil, pkt, proto, time.Now())
+	f.mu.Unlock()
+	f.run(FaultInbound, acts)
 }
 
 // Close implements stack.LinkEndpoint: it drops held and delayed frames,
@@ -307,17 +620,22 @@ func (f *Fault) Close() {
 	var drop []*stack.PacketBuffer
 	if !f.closed {
 		f.closed = true
-		if f.held != nil {
-			drop = append(drop, f.held)
-			f.unhold()
+		for _, l := range []*lane{f.out, f.in} {
+			if l == nil {
+				continue
+			}
+			if l.held != nil {
+				drop = append(drop, l.held.pkt)
+				l.unhold()
+			}
+			if l.delayTimer != nil && l.delayTimer.Stop() {
+				f.timers.Done()
+			}
+			for _, d := range l.delayed {
+				drop = append(drop, d.pkt)
+			}
+			l.delayed = nil
 		}
-		if f.delayTimer != nil && f.delayTimer.Stop() {
-			f.timers.Done()
-		}
-		for _, d := range f.delayed {
-			drop = append(drop, d.pkt)
-		}
-		f.delayed = nil
 	}
 	f.mu.Unlock()
 	for _, p := range drop {
@@ -334,33 +652,121 @@ func (f *Fault) Wait() {
 }
 
 // corrupt returns a copy of pkt with one byte after the network header
-// changed, or nil if there is no such byte. The copy is needed because the
-// sender may share pkt's storage (gVisor's TCP keeps it for retransmission),
-// and a retransmitted segment must arrive intact. f.mu must be held (r).
-func corrupt(pkt *stack.PacketBuffer, r *rand.Rand) *stack.PacketBuffer {
+// changed, and the byte's offset in the frame, or nil if there is no such
+// byte. The copy is needed because the sender may share pkt's storage
+// (gVisor's TCP keeps it for retransmission), and a retransmitted segment
+// must arrive intact. An inbound frame has only its link header parsed, so
+// the network header's length is read from its bytes. f.mu is held (r).
+func corrupt(pkt *stack.PacketBuffer, inbound bool, r *rand.Rand) (*stack.PacketBuffer, int) {
 	link := len(pkt.LinkHeader().Slice())
-	network := len(pkt.NetworkHeader().Slice())
-	transport := len(pkt.TransportHeader().Slice())
-	start := link + network
-	size := pkt.Size()
-	if network == 0 || size <= start {
-		return nil
-	}
 	v := pkt.ToView()
 	b := v.AsSlice()
+	network := networkHeaderLen(b[link:])
+	start := link + network
+	if network == 0 || len(b) <= start {
+		v.Release()
+		return nil, 0
+	}
 	// XOR with a non-zero value always changes the byte; a one-byte change
 	// always changes the Internet checksum, so the receiver can catch it.
-	b[start+r.IntN(size-start)] ^= byte(1 + r.IntN(255))
+	off := start + r.IntN(len(b)-start)
+	b[off] ^= byte(1 + r.IntN(255))
 	c := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithView(v)})
 	// Restore the header boundaries so that layers below (a capture, the
-	// pipe) see the same structure as in the original.
+	// pipe) or above (the stack) see the same structure as in the original.
 	c.LinkHeader().Consume(link)
-	c.NetworkHeader().Consume(network)
-	c.TransportHeader().Consume(transport)
+	if !inbound {
+		c.NetworkHeader().Consume(len(pkt.NetworkHeader().Slice()))
+		c.TransportHeader().Consume(len(pkt.TransportHeader().Slice()))
+		c.TransportProtocolNumber = pkt.TransportProtocolNumber
+		c.EgressRoute = pkt.EgressRoute
+		c.GSOOptions = pkt.GSOOptions
+	}
 	c.NetworkProtocolNumber = pkt.NetworkProtocolNumber
-	c.TransportProtocolNumber = pkt.TransportProtocolNumber
-	c.EgressRoute = pkt.EgressRoute
-	c.GSOOptions = pkt.GSOOptions
 	c.PktType = pkt.PktType
-	return c
+	return c, off
+}
+
+// networkHeaderLen is the length of the IPv4 or IPv6 header at the start
+// of b, or 0 if b holds neither (ARP, or too short).
+func networkHeaderLen(b []byte) int {
+	if len(b) < 1 {
+		return 0
+	}
+	switch b[0] >> 4 {
+	case 4:
+		if len(b) < header.IPv4MinimumSize {
+			return 0
+		}
+		n := int(b[0]&0xf) * 4
+		if n < header.IPv4MinimumSize {
+			return 0
+		}
+		return n
+	case 6:
+		if len(b) < header.IPv6MinimumSize {
+			return 0
+		}
+		return header.IPv6MinimumSize
+	}
+	return 0
+}
+
+// ParseRate reads a link rate the way tc-netem writes one: a number with
+// an optional unit bit, kbit, mbit, gbit (or bps, kbps, mbps, gbps for
+// bytes per second), and returns bits per second. "0" means unlimited.
+func ParseRate(s string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   float64
+	}{
+		{"gbit", 1e9}, {"mbit", 1e6}, {"kbit", 1e3}, {"bit", 1},
+		{"gbps", 8e9}, {"mbps", 8e6}, {"kbps", 8e3}, {"bps", 8},
+	}
+	num, mult := s, 1.0
+	for _, u := range units {
+		if len(s) > len(u.suffix) && equalFold(s[len(s)-len(u.suffix):], u.suffix) {
+			num, mult = s[:len(s)-len(u.suffix)], u.mult
+			break
+		}
+	}
+	v, err := strconv.ParseFloat(num, 64)
+	if err != nil || v < 0 || v*mult > 1e15 {
+		return 0, fmt.Errorf("rate %q: want a number of bits per second with an optional unit such as 10mbit or 500kbit", s)
+	}
+	return int64(v * mult), nil
+}
+
+func equalFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range len(a) {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+func (k FaultKind) String() string {
+	switch k {
+	case FaultLoss:
+		return "dropped"
+	case FaultDuplicate:
+		return "duplicated"
+	case FaultReorder:
+		return "reordered"
+	case FaultCorrupt:
+		return "corrupted"
+	case FaultDelay:
+		return "delayed"
+	case FaultQueueFull:
+		return "dropped: delay queue full"
+	}
+	return "FaultKind(" + strconv.Itoa(int(k)) + ")"
 }

@@ -9,6 +9,8 @@ import (
 	"net/netip"
 	"time"
 
+	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
+
 	"github.com/tapstack/tapstack/conn"
 	"github.com/tapstack/tapstack/internal/gvpeer"
 	"github.com/tapstack/tapstack/stack"
@@ -22,22 +24,32 @@ import (
 func runBench(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet(e, "bench", "")
 	size := fs.Int("size", 8<<20, "bytes to transfer in each run")
+	faults := addFaultFlags(fs)
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
 	if *size <= 0 {
-		return fmt.Errorf("-size %d: want a positive number of bytes", *size)
+		return usageErr(fs, "--size %d: want a positive number of bytes", *size)
+	}
+	// The same faults, with the same seed, on the client's end of both
+	// runs' cables.
+	cfg, withFaults := faults.config(e.stderr)
+	wrap := func(l gstack.LinkEndpoint) gstack.LinkEndpoint {
+		if !withFaults {
+			return l
+		}
+		return tap.NewFault(l, cfg)
 	}
 	fmt.Fprintf(e.stdout, "bulk transfer of %.1f MiB over tap.Pipe, client to server\n", float64(*size)/(1<<20))
 	var rates [2]float64
 	for i, r := range []struct {
 		name string
-		run  func(context.Context, int) (time.Duration, error)
+		run  func(context.Context, int, func(gstack.LinkEndpoint) gstack.LinkEndpoint) (time.Duration, error)
 	}{
 		{"tapstack -> tapstack", benchTapstack},
 		{"gVisor -> gVisor", benchGVisor},
 	} {
-		d, err := r.run(ctx, *size)
+		d, err := r.run(ctx, *size, wrap)
 		if err != nil {
 			return fmt.Errorf("%s: %w", r.name, err)
 		}
@@ -101,11 +113,11 @@ func acceptOne(ln net.Listener) <-chan net.Conn {
 	return ch
 }
 
-func benchTapstack(ctx context.Context, size int) (time.Duration, error) {
+func benchTapstack(ctx context.Context, size int, wrap func(gstack.LinkEndpoint) gstack.LinkEndpoint) (time.Duration, error) {
 	a, b := tap.Pipe()
 	server, client := stack.New(stack.Options{}), stack.New(stack.Options{})
-	defer server.Close()
-	defer client.Close()
+	defer stopStack(server)
+	defer stopStack(client)
 	// Cut the cable before the stacks close: gVisor's Stack.Wait holds
 	// the stack's lock while it waits for the pipe's pumps.
 	defer a.Close()
@@ -113,7 +125,7 @@ func benchTapstack(ctx context.Context, size int) (time.Duration, error) {
 	if _, err := server.AddNIC(a, netip.MustParsePrefix("192.0.2.1/24")); err != nil {
 		return 0, err
 	}
-	if _, err := client.AddNIC(b, netip.MustParsePrefix("192.0.2.2/24")); err != nil {
+	if _, err := client.AddNIC(wrap(b), netip.MustParsePrefix("192.0.2.2/24")); err != nil {
 		return 0, err
 	}
 	ln, err := conn.Listen(server, "tcp", "192.0.2.1:9")
@@ -130,14 +142,14 @@ func benchTapstack(ctx context.Context, size int) (time.Duration, error) {
 	return transfer(ctx, c, accepted, size)
 }
 
-func benchGVisor(ctx context.Context, size int) (time.Duration, error) {
+func benchGVisor(ctx context.Context, size int, wrap func(gstack.LinkEndpoint) gstack.LinkEndpoint) (time.Duration, error) {
 	a, b := tap.Pipe()
 	server, err := gvpeer.New(a, netip.MustParsePrefix("192.0.2.1/24"), nil)
 	if err != nil {
 		return 0, err
 	}
 	defer server.Close()
-	client, err := gvpeer.New(b, netip.MustParsePrefix("192.0.2.2/24"), nil)
+	client, err := gvpeer.New(wrap(b), netip.MustParsePrefix("192.0.2.2/24"), nil)
 	if err != nil {
 		return 0, err
 	}

@@ -12,20 +12,25 @@ import (
 // both are CLOSED.
 func runDemo(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet(e, "demo", "")
-	timeWait := fs.Duration("timewait", time.Second, "TIME-WAIT (2*MSL) of both stacks; Linux uses 60s")
+	timeWait := timeWaitFlag(fs, "timewait", time.Second, "TIME-WAIT (2*MSL) of both stacks; Linux uses 60s")
 	text := fs.String("text", "hello, tapstack\n", "what the client sends")
 	pcapPath := fs.String("pcap", "", "write an annotated pcapng capture of the server's end to `file`")
+	faults := addFaultFlags(fs)
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
+	if err := checkTimeWait(fs, "timewait", *timeWait); err != nil {
+		return err
+	}
 	out := &syncWriter{w: e.stdout}
-	start := time.Now()
 	fmt.Fprintf(out, "server 192.0.2.1:7 and client 192.0.2.2 on an in-memory cable (tap.Pipe); TIME-WAIT %v (Linux: 60s)\n", *timeWait)
 	return runDemoWorkload(ctx, out, demoConfig{
 		timeWait:  *timeWait,
 		text:      *text,
 		pcapPath:  *pcapPath,
-		serverObs: tracer(out, start, "server"),
-		clientObs: tracer(out, start, "client"),
+		faults:    faults,
+		stderr:    e.stderr,
+		serverObs: traceLine(out, "server"),
+		clientObs: traceLine(out, "client"),
 	})
 }

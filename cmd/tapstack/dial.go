@@ -14,19 +14,17 @@ import (
 // peer's FIN.
 func runDial(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet(e, "dial", "host:port")
-	tapName := fs.String("tap", "", "Linux TAP device to dial through, e.g. tap0")
-	addr := fs.String("addr", "", "the stack's address/prefix on the device, e.g. 192.0.2.2/24")
+	lf := addLinkFlags(fs, "dial through")
 	timeout := fs.Duration("timeout", 10*time.Second, "give up connecting after this long")
 	trace := fs.Bool("trace", false, "print every engine event on stderr")
-	pcapPath := fs.String("pcap", "", "write an annotated pcapng capture of the device's frames to `file`")
 	if err := parse(fs, args, 1); err != nil {
 		return err
 	}
 	var opts tcp.Options
 	if *trace {
-		opts.Observer = tracer(&syncWriter{w: e.stderr}, time.Now(), "dial")
+		opts.Observer = traceLine(&syncWriter{w: e.stderr}, "dial")
 	}
-	s, closeStack, err := tapStackCapture(*tapName, *addr, opts, *pcapPath)
+	s, closeStack, err := lf.open(e, opts)
 	if err != nil {
 		return err
 	}

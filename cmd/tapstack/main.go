@@ -7,6 +7,12 @@
 //
 // Each subcommand lives in its own file (demo.go, serve.go, ...) and holds
 // only flags and wiring; adding one is one file and one line in commands.
+//
+// Every command follows one convention, as the tools a network engineer
+// knows do: exit status 0 for a clean end, Ctrl-C (SIGINT) or SIGTERM
+// included; 1 for a runtime error; 2 for a usage error (a wrong flag or
+// argument). Messages go to standard error as "tapstack <command>:
+// <message>".
 package main
 
 import (
@@ -43,7 +49,8 @@ func commands() []command {
 		{"ss", "the demo's connections and listeners with their TCP info, like ss -tin", runSS},
 		{"trace", "one tcpdump-like line per engine event: the demo, or echo on a TAP device", runTrace},
 		{"bench", "bulk transfer over an in-memory cable: tapstack vs gVisor's TCP", runBench},
-		{"agent", "serve the socket API over JSON lines on a TAP, for packet-level test harnesses (../shared/AGENT.md)", runAgent},
+		{"agent", "serve the socket API over JSON lines on a TAP, for packet-level test harnesses (docs/agent.md)", runAgent},
+		{"version", "print tapstack's version, commit and Go version", runVersion},
 	}
 }
 
@@ -79,6 +86,10 @@ func run(ctx context.Context, e env, args []string) int {
 			return 0
 		case errors.Is(err, errUsage):
 			return 2
+		case ctx.Err() != nil:
+			// Interrupted (SIGINT, SIGTERM): what failed afterwards
+			// failed because we were stopping. A clean exit.
+			return 0
 		}
 		fmt.Fprintf(e.stderr, "tapstack %s: %v\n", c.name, err)
 		return 1
@@ -99,7 +110,7 @@ Commands:
 
 `)
 	for _, c := range commands() {
-		fmt.Fprintf(w, "\t%-6s  %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "\t%-7s  %s\n", c.name, c.summary)
 	}
 	fmt.Fprint(w, `
 Run "tapstack <command> -h" for a command's flags.
@@ -112,25 +123,29 @@ func newFlagSet(e env, name, args string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(e.stderr, "usage: tapstack %s [flags] %s\n", name, args)
+		fmt.Fprintf(fs.Output(), "usage: tapstack %s [flags] %s\n", name, args)
 		fs.PrintDefaults()
 	}
 	return fs
 }
 
 // parse parses args into fs and checks the number of positional
-// arguments, reporting a usage error on stderr.
+// arguments, reporting a usage error on stderr in the CLI's one message
+// style. Flags may be written -flag or --flag.
 func parse(fs *flag.FlagSet, args []string, nargs int) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
+	out := fs.Output()
+	fs.SetOutput(io.Discard) // the flag package's own messages have another style
+	err := fs.Parse(args)
+	fs.SetOutput(out)
+	if errors.Is(err, flag.ErrHelp) {
+		fs.Usage()
+		return err
+	}
+	if err != nil {
+		return usageErr(fs, "%v", err)
 	}
 	if fs.NArg() != nargs {
-		fmt.Fprintf(fs.Output(), "tapstack %s: want %d argument(s), got %d\n", fs.Name(), nargs, fs.NArg())
-		fs.Usage()
-		return errUsage
+		return usageErr(fs, "want %d argument(s), got %d: %q", nargs, fs.NArg(), fs.Args())
 	}
 	return nil
 }

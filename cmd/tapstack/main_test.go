@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -25,12 +26,12 @@ func TestDemo(t *testing.T) {
 	}
 	for _, want := range []string{
 		"TIME-WAIT 100ms",
-		"client 192.0.2.2:",
-		"send SYN:",
+		"client 192.0.2.2.",
+		" > 192.0.2.1.7: SYN: Flags [S]",
 		"SYN queued",
-		"SYN-RECEIVED -> ESTABLISHED",
-		"FIN-WAIT-2 -> TIME-WAIT",
-		"TIME-WAIT -> CLOSED (timer time-wait)",
+		"SYN-RECEIVED → ESTABLISHED",
+		"FIN-WAIT-2 → TIME-WAIT",
+		"TIME-WAIT → CLOSED (timer time-wait)",
 		`echo matched: "ping\n"`,
 		"both connections CLOSED",
 		"server: segments in",
@@ -39,9 +40,10 @@ func TestDemo(t *testing.T) {
 			t.Errorf("demo output lacks %q", want)
 		}
 	}
-	// Every trace line starts with a timestamp relative to the start.
+	// Every trace line starts with a tcpdump-like timestamp.
+	stamp := regexp.MustCompile(`^\d\d:\d\d:\d\d\.\d{6} (server|client) `)
 	for _, line := range strings.Split(out, "\n") {
-		if strings.Contains(line, " -> ") && !strings.Contains(strings.Fields(line)[0], "ms") {
+		if strings.Contains(line, " → ") && !stamp.MatchString(line) {
 			t.Errorf("trace line without timestamp: %q", line)
 		}
 	}
@@ -85,6 +87,69 @@ func TestUnknownCommand(t *testing.T) {
 	}
 }
 
+// TestBadInput: each bad input has one message style ("tapstack <command>:
+// <message>") and one exit status: 2 for usage, 1 for a runtime error.
+func TestBadInput(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"demo", "--nosuchflag"}, 2, "tapstack demo: flag provided but not defined: -nosuchflag"},
+		{[]string{"demo", "extra"}, 2, `tapstack demo: want 0 argument(s), got 1: ["extra"]`},
+		{[]string{"dial", "--tap", "tap0", "--addr", "192.0.2.2/24"}, 2, "tapstack dial: want 1 argument(s), got 0"},
+		{[]string{"demo", "--timewait", "0"}, 2, "tapstack demo: --timewait 0s: TIME-WAIT must be positive"},
+		{[]string{"ss", "--timewait", "0s"}, 2, "tapstack ss: --timewait 0s: TIME-WAIT must be positive"},
+		{[]string{"trace", "--timewait", "-1s"}, 2, "tapstack trace: --timewait -1s: TIME-WAIT must be positive"},
+		{[]string{"agent", "--time-wait", "0", "--tap", "tap0", "--addr", "192.0.2.2/24"}, 2, "tapstack agent: --time-wait 0s: TIME-WAIT must be positive"},
+		{[]string{"demo", "--loss", "150%"}, 2, `tapstack demo: invalid value "150%" for flag -loss: want a probability between 0% and 100%`},
+		{[]string{"demo", "--in-rate", "fast"}, 2, `tapstack demo: invalid value "fast" for flag -in-rate`},
+		{[]string{"serve", "--mode", "chargen", "--tap", "x", "--addr", "192.0.2.2/24"}, 2, `tapstack serve: --mode "chargen": want echo or discard`},
+		{[]string{"bench", "--size", "0"}, 2, "tapstack bench: --size 0: want a positive number of bytes"},
+		{[]string{"serve", "--addr", "192.0.2.2/24"}, 1, "tapstack serve: --tap is required"},
+		{[]string{"serve", "--tap", "nosuch0", "--addr", "192.0.2.2/24"}, 1, `tapstack serve: TAP device nosuch0 does not exist (create it with "ip tuntap add dev nosuch0 mode tap", or pass --create)`},
+		{[]string{"dial", "--tap", "nosuch0", "--addr", "192.0.2.2/24", "192.0.2.1:7"}, 1, "tapstack dial: TAP device nosuch0 does not exist"},
+		{[]string{"trace", "--tap", "nosuch0", "--addr", "192.0.2.2/24"}, 1, "tapstack trace: TAP device nosuch0 does not exist"},
+		{[]string{"serve", "--tap", "nosuch0", "--addr", "192.0.2"}, 1, `tapstack serve: --addr "192.0.2": want the stack's address/prefix`},
+	} {
+		code, out, errOut := runCLI(t, tc.args...)
+		if code != tc.code || !strings.HasPrefix(errOut, tc.msg) || out != "" {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q; want exit %d and stderr starting %q", tc.args, code, out, errOut, tc.code, tc.msg)
+		}
+	}
+}
+
+// TestInterrupt: Ctrl-C (the context main cancels on SIGINT) in the middle
+// of a transfer ends the command with status 0 and no error message.
+func TestInterrupt(t *testing.T) {
+	for _, args := range [][]string{
+		{"bench", "--size", "1073741824"},
+		{"demo", "--timewait", "30s"},
+	} {
+		ctx, cancel := context.WithCancel(context.Background())
+		var o, e bytes.Buffer
+		done := make(chan int, 1)
+		go func() { done <- run(ctx, env{stdin: strings.NewReader(""), stdout: &o, stderr: &e}, args) }()
+		time.Sleep(300 * time.Millisecond)
+		cancel()
+		select {
+		case code := <-done:
+			if code != 0 || e.Len() != 0 {
+				t.Errorf("%q interrupted: exit %d, stderr %q; want 0 and nothing", args, code, e.String())
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%q did not stop after the interrupt", args)
+		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	code, out, _ := runCLI(t, "version")
+	if code != 0 || !regexp.MustCompile(`^tapstack \S+ \(commit \S+, go\S+ \w+/\w+\)\n$`).MatchString(out) {
+		t.Errorf("version: exit %d, %q", code, out)
+	}
+}
+
 func TestFlagErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{"demo", "-nosuchflag"},
@@ -94,11 +159,5 @@ func TestFlagErrors(t *testing.T) {
 		if code, _, _ := runCLI(t, args...); code != 2 {
 			t.Errorf("%q: exit %d, want 2", args, code)
 		}
-	}
-	if code, _, errOut := runCLI(t, "serve", "-mode", "chargen", "-tap", "x", "-addr", "192.0.2.2/24"); code != 1 || !strings.Contains(errOut, "echo or discard") {
-		t.Errorf("serve -mode chargen: exit %d, stderr %q", code, errOut)
-	}
-	if code, _, errOut := runCLI(t, "serve", "-addr", "192.0.2.2/24"); code != 1 || !strings.Contains(errOut, "-tap is required") {
-		t.Errorf("serve without -tap: exit %d, stderr %q", code, errOut)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"time"
 
 	"github.com/tapstack/tapstack/conn"
 	"github.com/tapstack/tapstack/stack/tcp"
@@ -15,12 +14,10 @@ import (
 // server on a TAP device, until Ctrl-C.
 func runServe(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet(e, "serve", "")
-	tapName := fs.String("tap", "", "Linux TAP device to serve on, e.g. tap0")
-	addr := fs.String("addr", "", "the stack's address/prefix on the device, e.g. 192.0.2.2/24")
+	lf := addLinkFlags(fs, "serve on")
 	port := fs.Int("port", 0, "port to listen on (default 7 for echo, 9 for discard)")
 	mode := fs.String("mode", "echo", "echo: send back what arrives; discard: read and drop it")
 	trace := fs.Bool("trace", false, "print every engine event, not only state changes")
-	pcapPath := fs.String("pcap", "", "write an annotated pcapng capture of the device's frames to `file`")
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
@@ -37,7 +34,7 @@ func runServe(ctx context.Context, e env, args []string) error {
 			*port = 9
 		}
 	default:
-		return fmt.Errorf("-mode %q: want echo or discard", *mode)
+		return usageErr(fs, "--mode %q: want echo or discard", *mode)
 	}
 
 	out := &syncWriter{w: e.stdout}
@@ -45,7 +42,7 @@ func runServe(ctx context.Context, e env, args []string) error {
 	if *trace {
 		kinds = nil
 	}
-	s, closeStack, err := tapStackCapture(*tapName, *addr, tcp.Options{Observer: tracer(out, time.Now(), "serve", kinds...)}, *pcapPath)
+	s, closeStack, err := lf.open(e, tcp.Options{Observer: traceLine(out, "serve", kinds...)})
 	if err != nil {
 		return err
 	}
@@ -55,7 +52,7 @@ func runServe(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	defer context.AfterFunc(ctx, func() { ln.Close() })()
-	fmt.Fprintf(out, "%s on %s port %d via %s (Ctrl-C stops)\n", *mode, *addr, *port, *tapName)
+	fmt.Fprintf(out, "%s on %s port %d via %s (Ctrl-C stops)\n", *mode, *lf.addr, *port, *lf.tap)
 	for {
 		c, err := ln.Accept()
 		if err != nil {

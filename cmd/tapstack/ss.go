@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,10 +20,14 @@ import (
 // during the transfer, closing, closed.
 func runSS(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet(e, "ss", "")
-	timeWait := fs.Duration("timewait", 100*time.Millisecond, "TIME-WAIT (2*MSL) of both stacks")
+	timeWait := timeWaitFlag(fs, "timewait", 100*time.Millisecond, "TIME-WAIT (2*MSL) of both stacks")
 	text := fs.String("text", "hello, tapstack\n", "what the demo client sends")
 	pcapPath := fs.String("pcap", "", "write an annotated pcapng capture of the server's end to `file`")
+	faults := addFaultFlags(fs)
 	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if err := checkTimeWait(fs, "timewait", *timeWait); err != nil {
 		return err
 	}
 	out := &syncWriter{w: e.stdout}
@@ -30,6 +35,8 @@ func runSS(ctx context.Context, e env, args []string) error {
 		timeWait: *timeWait,
 		text:     *text,
 		pcapPath: *pcapPath,
+		faults:   faults,
+		stderr:   e.stderr,
 		at: func(phase string, server, client *stack.Stack) {
 			fmt.Fprintf(out, "-- %s --\n", phase)
 			writeSS(out, []namedStack{{"server", server}, {"client", client}})
@@ -43,26 +50,44 @@ type namedStack struct {
 	s    *stack.Stack
 }
 
-// writeSS prints the listeners and connections of the stacks, one row per
-// socket followed by an indented line of TCP info, as ss -tin does. As in
-// ss, a listener's Recv-Q is its accept queue and its Send-Q the backlog.
+// ssState is the name ss(8) prints for a state (misc/ss.c sstate_name).
+var ssState = map[tcp.State]string{
+	tcp.Closed:      "UNCONN",
+	tcp.Listen:      "LISTEN",
+	tcp.SynSent:     "SYN-SENT",
+	tcp.SynReceived: "SYN-RECV",
+	tcp.Established: "ESTAB",
+	tcp.FinWait1:    "FIN-WAIT-1",
+	tcp.FinWait2:    "FIN-WAIT-2",
+	tcp.CloseWait:   "CLOSE-WAIT",
+	tcp.Closing:     "CLOSING",
+	tcp.LastAck:     "LAST-ACK",
+	tcp.TimeWait:    "TIME-WAIT",
+}
+
+// writeSS prints the listeners and connections of the stacks as "ss -tain"
+// prints sockets: the columns State, Recv-Q, Send-Q, Local Address:Port,
+// Peer Address:Port and Process (here the stack's name), then a line of
+// TCP info indented by a tab. As in ss, a listener's Recv-Q is its accept
+// queue and its Send-Q the backlog.
 func writeSS(w io.Writer, stacks []namedStack) {
-	const format = "%-7s %-12s %6s %6s  %-22s %-22s"
-	fmt.Fprintln(w, strings.TrimRight(fmt.Sprintf(format, "Stack", "State", "Recv-Q", "Send-Q", "Local Address:Port", "Peer Address:Port"), " "))
+	const format = "%-10s %-6s %-6s %-22s %-22s %s"
+	fmt.Fprintln(w, strings.TrimRight(fmt.Sprintf(format, "State", "Recv-Q", "Send-Q", "Local Address:Port", "Peer Address:Port", "Process"), " "))
 	type row struct{ main, info string }
 	for _, ns := range stacks {
 		var rows []row
+		proc := fmt.Sprintf("stack:(%q)", ns.name)
 		for _, l := range ns.s.TCP().Listeners() {
 			q := l.Queues()
 			rows = append(rows, row{
-				main: fmt.Sprintf(format, ns.name, l.State(), itoa(q.AcceptQueueLen), itoa(q.AcceptQueueLimit), l.Addr().Local, "*:*"),
+				main: fmt.Sprintf(format, ssState[l.State()], itoa(q.AcceptQueueLen), itoa(q.AcceptQueueLimit), ssAddr(l.Addr().Local), "*:*", proc),
 				info: fmt.Sprintf("\t syn_queue:%d/%d", q.SynQueueLen, q.SynQueueLimit),
 			})
 		}
 		for _, c := range ns.s.TCP().Connections() {
 			in := c.Info()
 			rows = append(rows, row{
-				main: fmt.Sprintf(format, ns.name, in.State, itoa(in.RecvQueued), itoa(in.SendQueued), in.ID.Local, in.ID.Remote),
+				main: fmt.Sprintf(format, ssState[in.State], itoa(in.RecvQueued), itoa(in.SendQueued), ssAddr(in.ID.Local), ssAddr(in.ID.Remote), proc),
 				info: "\t " + infoLine(in),
 			})
 		}
@@ -74,23 +99,46 @@ func writeSS(w io.Writer, stacks []namedStack) {
 	}
 }
 
+// ssAddr prints an address as ss does: 192.0.2.1:7, [2001:db8::1]:7,
+// *:7 for the unspecified address.
+func ssAddr(a netip.AddrPort) string {
+	if a.Addr().IsUnspecified() {
+		return "*:" + strconv.Itoa(int(a.Port()))
+	}
+	return a.String()
+}
+
 func itoa(n int) string { return strconv.Itoa(n) }
 
-// infoLine is the TCP info of a connection in ss -i's notation.
+// infoLine is the TCP info of a connection in the order and units ss -i
+// prints it (misc/ss.c tcp_show_info): options, congestion control,
+// wscale, rto in milliseconds, rtt in milliseconds with microsecond
+// precision, mss,
+// cwnd and ssthresh in segments, then the byte counters.
 func infoLine(in tcp.Info) string {
-	ms := func(d time.Duration) string { return fmt.Sprintf("%.3g", float64(d)/float64(time.Millisecond)) }
+	ms := func(d time.Duration) string {
+		return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 3, 64)
+	}
 	var b strings.Builder
 	if in.Timestamps {
-		b.WriteString("ts ") // as ss -i lists the agreed options first
+		b.WriteString("ts ")
 	}
-	fmt.Fprintf(&b, "rtt:%s/%s rto:%s mss:%d cwnd:%d", ms(in.RTT), ms(in.RTTVar), ms(in.RTO), in.SndMSS, in.Cwnd)
-	if in.Ssthresh < 1<<30 {
-		fmt.Fprintf(&b, " ssthresh:%d", in.Ssthresh)
+	if in.SACK {
+		b.WriteString("sack ")
 	}
+	b.WriteString("newreno")
 	if in.SndWndScale >= 0 {
 		fmt.Fprintf(&b, " wscale:%d,%d", in.SndWndScale, in.RcvWndScale)
 	}
-	fmt.Fprintf(&b, " bytes_sent:%d bytes_acked:%d bytes_received:%d retrans:%d age:%s",
-		in.BytesSent, in.BytesAcked, in.BytesReceived, in.Retransmits, in.StateAge.Round(time.Microsecond))
+	mss := max(in.SndMSS, 1)
+	rto := strconv.FormatFloat(float64(in.RTO)/float64(time.Millisecond), 'g', -1, 64)
+	fmt.Fprintf(&b, " rto:%s rtt:%s/%s mss:%d cwnd:%d", rto, ms(in.RTT), ms(in.RTTVar), in.SndMSS, int(in.Cwnd)/mss)
+	if in.Ssthresh < 1<<30 {
+		fmt.Fprintf(&b, " ssthresh:%d", int(in.Ssthresh)/mss)
+	}
+	// ss prints retrans as unacknowledged/total; the engine counts only
+	// the total.
+	fmt.Fprintf(&b, " bytes_sent:%d bytes_acked:%d bytes_received:%d retrans:%d",
+		in.BytesSent, in.BytesAcked, in.BytesReceived, in.Retransmits)
 	return b.String()
 }

@@ -5,6 +5,11 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/tapstack/tapstack/pcap"
 	"time"
 
 	"github.com/tapstack/tapstack/conn"
@@ -16,26 +21,29 @@ import (
 // on a TAP device (-tap, -addr), until Ctrl-C.
 func runTrace(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet(e, "trace", "")
-	tapName := fs.String("tap", "", "trace an echo server on this Linux TAP device instead of the in-memory demo")
-	addr := fs.String("addr", "", "with -tap: the stack's address/prefix on the device, e.g. 192.0.2.2/24")
-	port := fs.Int("port", 7, "with -tap: the echo server's port")
-	timeWait := fs.Duration("timewait", 100*time.Millisecond, "in-memory demo: TIME-WAIT (2*MSL) of both stacks")
+	lf := addLinkFlags(fs, "trace an echo server on, instead of the in-memory demo")
+	port := fs.Int("port", 7, "with --tap: the echo server's port")
+	timeWait := timeWaitFlag(fs, "timewait", 100*time.Millisecond, "in-memory demo: TIME-WAIT (2*MSL) of both stacks")
 	text := fs.String("text", "hello, tapstack\n", "in-memory demo: what the client sends")
-	pcapPath := fs.String("pcap", "", "write an annotated pcapng capture (the server's end) to `file`")
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
+	if err := checkTimeWait(fs, "timewait", *timeWait); err != nil {
+		return err
+	}
 	out := &syncWriter{w: e.stdout}
-	if *tapName == "" && *addr == "" {
+	if *lf.tap == "" && *lf.addr == "" {
 		return runDemoWorkload(ctx, io.Discard, demoConfig{
 			timeWait:  *timeWait,
 			text:      *text,
-			pcapPath:  *pcapPath,
+			pcapPath:  *lf.pcap,
+			faults:    lf.faults,
+			stderr:    e.stderr,
 			serverObs: traceLine(out, "server"),
 			clientObs: traceLine(out, "client"),
 		})
 	}
-	s, closeStack, err := tapStackCapture(*tapName, *addr, tcp.Options{Observer: traceLine(out, *tapName)}, *pcapPath)
+	s, closeStack, err := lf.open(e, tcp.Options{Observer: traceLine(out, *lf.tap)})
 	if err != nil {
 		return err
 	}
@@ -60,39 +68,49 @@ func runTrace(ctx context.Context, e env, args []string) error {
 	}
 }
 
-// traceLine returns an observer printing each event as tcpdump would print
-// a packet: wall-clock time, the stack, the segment's direction between
-// the two ends, and what the engine did.
-func traceLine(w io.Writer, side string) tcp.Observer {
+// traceLine returns an observer printing each event on one line in the
+// CLI's one trace format, tcpdump's: wall-clock time, the stack, the
+// segment's direction between the two ends ("192.0.2.1.7 >
+// 192.0.2.2.40000", inbound segments from the peer), and what the engine
+// did, in the words of the capture's comments (pcap.Describe), followed
+// by the segment as tcpdump would print it. With kinds, only those events.
+func traceLine(w io.Writer, side string, kinds ...tcp.EventKind) tcp.Observer {
 	return func(ev tcp.Event) {
+		if len(kinds) > 0 && !hasKind(kinds, ev.Kind) {
+			return
+		}
 		fmt.Fprintf(w, "%s %-6s %s\n", ev.Time.Format("15:04:05.000000"), side, formatEvent(ev))
 	}
 }
 
 // formatEvent is the tcpdump-like body of a trace line: "src > dst: what".
 func formatEvent(ev tcp.Event) string {
-	local, remote := ev.Conn.Local.String(), "*"
-	if ev.Conn.Remote.IsValid() {
-		remote = ev.Conn.Remote.String()
+	local, remote := tcpdumpAddr(ev.Conn.Local), tcpdumpAddr(ev.Conn.Remote)
+	what := pcap.Describe(ev)
+	seg := ""
+	switch ev.Kind {
+	case tcp.EventSend, tcp.EventDrop, tcp.EventReceive, tcp.EventAck:
+		if s := ev.Segment.String(); s != "" {
+			// The ends are already said: keep what follows the ports.
+			if _, rest, ok := strings.Cut(s, ": "); ok {
+				s = rest
+			}
+			seg = ": " + s
+		}
 	}
 	switch ev.Kind {
-	case tcp.EventSend:
-		return fmt.Sprintf("%s > %s: send %s: %s", local, remote, ev.Send, ev.Segment)
-	case tcp.EventDrop:
-		if !ev.Conn.Local.IsValid() {
-			return fmt.Sprintf("drop (%s): %s", ev.Drop, ev.Segment)
-		}
-		return fmt.Sprintf("%s > %s: drop (%s): %s", remote, local, ev.Drop, ev.Segment)
-	case tcp.EventState:
-		return fmt.Sprintf("%s %s: %s -> %s (%s)", local, remote, ev.From, ev.To, ev.Cause)
-	case tcp.EventQueue:
-		q := ev.Queue
-		return fmt.Sprintf("%s listen: %s: syn queue %d/%d, accept queue %d/%d", local, ev.Note,
-			q.SynQueueLen, q.SynQueueLimit, q.AcceptQueueLen, q.AcceptQueueLimit)
-	case tcp.EventRetransmitTimeout:
-		return fmt.Sprintf("%s %s: retransmission timeout, rto %v", local, remote, ev.RTO)
-	case tcp.EventReceive:
-		return fmt.Sprintf("%s > %s: receive (%s): %s", remote, local, ev.Note, ev.Segment)
+	case tcp.EventDrop, tcp.EventReceive, tcp.EventAck:
+		// About a segment that came from the peer.
+		return fmt.Sprintf("%s > %s: %s%s", remote, local, what, seg)
 	}
-	return ev.String()
+	return fmt.Sprintf("%s > %s: %s%s", local, remote, what, seg)
+}
+
+// tcpdumpAddr prints an address and port as tcpdump does: 192.0.2.1.7;
+// "*" for none (a listener's peer).
+func tcpdumpAddr(a netip.AddrPort) string {
+	if !a.IsValid() {
+		return "*"
+	}
+	return a.Addr().String() + "." + strconv.Itoa(int(a.Port()))
 }

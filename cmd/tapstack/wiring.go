@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"sync"
@@ -18,21 +20,62 @@ import (
 
 // Helpers shared by the subcommands.
 
-// tapStack opens the TAP device name and returns a stack on it with the
-// address/prefix addr. close releases both.
-func tapStack(name, addr string, opts tcp.Options) (s *stack.Stack, close func(), err error) {
-	return tapStackCapture(name, addr, opts, "")
+// shutdownGrace bounds how long shutdown may take at exit.
+const shutdownGrace = 2 * time.Second
+
+// shutdown ends a stack at the end of a command, whatever ended it (the
+// work done, an error, Ctrl-C). Every command's stack goes through here,
+// so the way tapstack leaves its peers is decided in one place: today
+// Stack.Close; Stack.Shutdown(ctx) (a FIN to every connection, RST for
+// the rest once ctx ends) is to replace it.
+func shutdown(ctx context.Context, s *stack.Stack) {
+	_ = ctx
+	s.Close()
 }
 
-// tapStackCapture is tapStack with an annotated pcapng capture of the
-// device's frames written to pcapPath, if it is set. close flushes it.
-func tapStackCapture(name, addr string, opts tcp.Options, pcapPath string) (s *stack.Stack, close func(), err error) {
-	if name == "" {
-		return nil, nil, errors.New("-tap is required (the name of a Linux TAP device, e.g. tap0)")
+// stopStack is shutdown with a fresh grace period: the command's own
+// context may already be cancelled.
+func stopStack(s *stack.Stack) {
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	shutdown(ctx, s)
+}
+
+// linkFlags are the flags of a command that runs a stack on a TAP device.
+type linkFlags struct {
+	tap, addr, pcap *string
+	create          *bool
+	faults          *faultFlags
+}
+
+// addLinkFlags registers --tap, --addr, --create, --pcap and the fault
+// flags; verb says what the command does through the device.
+func addLinkFlags(fs *flag.FlagSet, verb string) *linkFlags {
+	return &linkFlags{
+		tap:    fs.String("tap", "", "Linux TAP device to "+verb+", e.g. tap0; it must exist unless --create"),
+		addr:   fs.String("addr", "", "the stack's address/prefix on the device, e.g. 192.0.2.2/24"),
+		create: fs.Bool("create", false, "create the TAP device if it does not exist (it is removed on exit)"),
+		pcap:   fs.String("pcap", "", "write an annotated pcapng capture of the device's frames to `file`"),
+		faults: addFaultFlags(fs),
 	}
-	prefix, err := netip.ParsePrefix(addr)
+}
+
+// open attaches a stack to the TAP device with the address, capture and
+// faults the flags ask for. close shuts the stack down and releases the
+// device and capture.
+func (lf *linkFlags) open(e env, opts tcp.Options) (s *stack.Stack, close func(), err error) {
+	name := *lf.tap
+	if name == "" {
+		return nil, nil, errors.New("--tap is required (the name of a Linux TAP device, e.g. tap0)")
+	}
+	prefix, err := netip.ParsePrefix(*lf.addr)
 	if err != nil {
-		return nil, nil, fmt.Errorf("-addr: want the stack's address/prefix such as 192.0.2.2/24: %v", err)
+		return nil, nil, fmt.Errorf("--addr %q: want the stack's address/prefix such as 192.0.2.2/24", *lf.addr)
+	}
+	if _, err := net.InterfaceByName(name); err != nil && !*lf.create {
+		// Opening a TAP device that does not exist creates it: a typo
+		// would silently make a new, down device nobody routes to.
+		return nil, nil, fmt.Errorf("TAP device %s does not exist (create it with \"ip tuntap add dev %s mode tap\", or pass --create)", name, name)
 	}
 	dev, err := tap.Open(name)
 	if errors.Is(err, os.ErrPermission) {
@@ -41,7 +84,12 @@ func tapStackCapture(name, addr string, opts tcp.Options, pcapPath string) (s *s
 	if err != nil {
 		return nil, nil, err
 	}
-	link, obs, finish, err := capture(pcapPath, dev.LinkEndpoint(), opts.Observer, "tapstack on TAP device "+name)
+	link, obs, finish, err := capture(captureConfig{
+		path: *lf.pcap, link: dev.LinkEndpoint(), obs: opts.Observer,
+		description: "tapstack on TAP device " + name,
+		faults:      lf.faults, stderr: e.stderr,
+		linkDrops: func() uint64 { return dev.Stats().TxDropped },
+	})
 	if err != nil {
 		dev.Close()
 		return nil, nil, err
@@ -49,25 +97,12 @@ func tapStackCapture(name, addr string, opts tcp.Options, pcapPath string) (s *s
 	opts.Observer = obs
 	s = stack.New(stack.Options{TCP: opts})
 	if _, err := s.AddNIC(link, prefix); err != nil {
-		s.Close()
+		stopStack(s)
 		dev.Close()
 		finish()
 		return nil, nil, err
 	}
-	return s, func() { s.Close(); dev.Close(); finish() }, nil
-}
-
-// tracer returns an observer that prints every event on one line, with
-// the time since start and the name of the stack it came from. It writes
-// to a syncWriter, since two stacks' observers may run concurrently.
-func tracer(w *syncWriter, start time.Time, side string, only ...tcp.EventKind) tcp.Observer {
-	return func(ev tcp.Event) {
-		if len(only) > 0 && !hasKind(only, ev.Kind) {
-			return
-		}
-		ms := float64(ev.Time.Sub(start)) / float64(time.Millisecond)
-		fmt.Fprintf(w, "%9.3fms %-6s %s\n", ms, side, ev)
-	}
+	return s, func() { stopStack(s); dev.Close(); finish() }, nil
 }
 
 func hasKind(kinds []tcp.EventKind, k tcp.EventKind) bool {

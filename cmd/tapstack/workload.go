@@ -26,6 +26,8 @@ type demoConfig struct {
 	timeWait             time.Duration
 	text                 string
 	pcapPath             string       // capture of the server's end, if set
+	faults               *faultFlags  // on the server's end, if set
+	stderr               io.Writer    // where the chosen fault seed is told
 	serverObs, clientObs tcp.Observer // may be nil
 	// at, if set, is called at each phase of the connection's life:
 	// "established", "transfer" (the text written, the echo not yet
@@ -43,14 +45,19 @@ func runDemoWorkload(ctx context.Context, out io.Writer, cfg demoConfig) error {
 	// Cut the cable before the stacks close (deferred calls run last
 	// first): gVisor's Stack.Wait holds the stack's lock while it waits
 	// for the pipe's pumps, and a pump delivering into it needs the lock.
-	serverLink, serverObs, finish, err := capture(cfg.pcapPath, a, cfg.serverObs, "tapstack demo: server end of the in-memory cable")
+	serverLink, serverObs, finish, err := capture(captureConfig{
+		path: cfg.pcapPath, link: a, obs: cfg.serverObs,
+		description: "tapstack demo: server end of the in-memory cable",
+		faults:      cfg.faults, stderr: cfg.stderr,
+		linkDrops: func() uint64 { return a.Stats().DroppedQueueFull },
+	})
 	if err != nil {
 		return err
 	}
 	server := stack.New(stack.Options{TCP: tcp.Options{TimeWait: cfg.timeWait, Observer: serverObs}})
-	defer server.Close()
+	defer stopStack(server)
 	client := stack.New(stack.Options{TCP: tcp.Options{TimeWait: cfg.timeWait, Observer: cfg.clientObs}})
-	defer client.Close()
+	defer stopStack(client)
 	defer a.Close()
 	defer b.Close()
 	if _, err := server.AddNIC(serverLink, netip.MustParsePrefix("192.0.2.1/24")); err != nil {
@@ -136,17 +143,48 @@ func runDemoWorkload(ctx context.Context, out io.Writer, cfg demoConfig) error {
 	return nil
 }
 
-// capture wraps link in a pcapng capture to path, if path is set, and
-// returns the link to give the stack, the observer to give its engine
-// (annotating the capture, then calling obs) and a function that flushes
-// and closes the file. Without a path it returns link and obs unchanged.
-func capture(path string, link gstack.LinkEndpoint, obs tcp.Observer, description string) (gstack.LinkEndpoint, tcp.Observer, func() error, error) {
-	if path == "" {
-		return link, obs, func() error { return nil }, nil
+// captureConfig says how to wrap a stack's link: with the fault
+// middleware the fault flags ask for (nearest the wire) and a pcapng
+// capture to path (nearest the stack, so it sees every frame the stack
+// sent, the faults' notes, and the inbound frames a fault dropped).
+type captureConfig struct {
+	path        string
+	link        gstack.LinkEndpoint
+	obs         tcp.Observer
+	description string
+	faults      *faultFlags   // may be nil
+	stderr      io.Writer     // where the chosen fault seed is told
+	linkDrops   func() uint64 // the link's queue-full drops, if it counts them
+}
+
+// capture returns the link to give the stack, the observer to give its
+// engine (annotating the capture, then calling obs) and a function that
+// flushes and closes the capture file. Without a path or faults it returns
+// link and obs unchanged.
+func capture(c captureConfig) (gstack.LinkEndpoint, tcp.Observer, func() error, error) {
+	link := c.link
+	var fault *tap.Fault
+	var faultObs func(tap.FaultEvent) // set before the stack moves a frame
+	if c.faults != nil {
+		if cfg, ok := c.faults.config(c.stderr); ok {
+			cfg.Observer = func(ev tap.FaultEvent) {
+				if faultObs != nil {
+					faultObs(ev)
+				}
+			}
+			fault = tap.NewFault(link, cfg)
+			link = fault
+		}
 	}
-	w, err := pcap.Create(path, link, pcap.Options{Description: description})
+	if c.path == "" {
+		return link, c.obs, func() error { return nil }, nil
+	}
+	w, err := pcap.Create(c.path, link, pcap.Options{Description: c.description, LinkDrops: c.linkDrops})
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("-pcap: %w", err)
+		return nil, nil, nil, fmt.Errorf("--pcap: %w", err)
 	}
-	return w, w.Observer(obs), w.CloseCapture, nil
+	if fault != nil {
+		faultObs = w.FaultObserver(nil)
+	}
+	return w, w.Observer(c.obs), w.CloseCapture, nil
 }

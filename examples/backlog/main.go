@@ -1,17 +1,27 @@
-// Command backlog shows what a full accept queue does, in memory and with
-// no privileges.
+// Command backlog shows what a full accept queue does, in memory, with no
+// privileges, and the same way every run.
 //
 // A server listens with backlog 2, so its accept queue holds 3 (Linux's
 // meaning of listen(2)'s backlog: backlog+1). Nobody accepts. Five clients
-// dial at once. The first three complete and wait in the accept queue; the
-// others find it full: their final ACKs are dropped (the client believes it
-// is connected; the server retransmits its SYN-ACK). A latecomer's SYN is
-// dropped too (the client retransmits it). Then the server drains the queue by accepting,
-// and every client gets in. Each queue decision is printed as it happens,
-// then the counters:
+// dial; a gate on the clients' side of the cable holds their segments and
+// lets them through one at a time, so the story is the same every run:
+//
+//  1. The five SYNs reach the server: five half-open connections in the SYN
+//     queue. Each client gets its SYN-ACK and believes it is connected.
+//  2. The five final ACKs: the first three move their connections to the
+//     accept queue (3/3); the last two find it full and are dropped.
+//  3. The server's SYN-ACK timer fires (time is a fake clock): it
+//     retransmits to the two clients; their ACKs are dropped again.
+//  4. A latecomer dials: its SYN finds the accept queue full and is
+//     dropped, as Linux drops it.
+//  5. The server accepts three connections. Its next SYN-ACK
+//     retransmissions and the latecomer's SYN retransmission now find room:
+//     every client gets in.
+//
+// Each queue decision is printed as the server's engine reports it, then
+// the counters:
 //
 //	go run ./examples/backlog
-//	go run ./examples/backlog -clients 8 -rto 200ms
 package main
 
 import (
@@ -23,9 +33,16 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
+
+	gtcpip "gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/faketime"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/link/nested"
+	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
 	"github.com/tapstack/tapstack/conn"
 	"github.com/tapstack/tapstack/stack"
@@ -40,93 +57,195 @@ func main() {
 		if errors.Is(err, flag.ErrHelp) {
 			return
 		}
+		if ctx.Err() != nil {
+			return // interrupted: a clean exit
+		}
 		fmt.Fprintln(os.Stderr, "backlog:", err)
 		stop()
 		os.Exit(1)
 	}
 }
 
+const (
+	backlog = 2
+	clients = 5
+	rto     = time.Second // the initial RTO of SYN and SYN-ACK (Linux: 1s)
+)
+
 func run(ctx context.Context, w io.Writer, args []string) error {
 	fs := flag.NewFlagSet("backlog", flag.ContinueOnError)
-	backlog := fs.Int("backlog", 2, "listen backlog; the accept queue holds backlog+1")
-	clients := fs.Int("clients", 5, "clients dialing at once")
-	rto := fs.Duration("rto", time.Second, "initial retransmission timeout of SYN and SYN-ACK (Linux: 1s)")
+	fs.SetOutput(w)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	out := &syncWriter{w: w, start: time.Now()}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	return story(ctx, w)
+}
+
+// story runs the five steps of the doc comment and prints them.
+func story(ctx context.Context, w io.Writer) error {
+	clock := faketime.NewManualClock()
+	out := &printer{w: w, clock: clock, names: map[uint16]string{}}
 
 	a, b := tap.Pipe()
-	server := stack.New(stack.Options{TCP: tcp.Options{InitialRTO: *rto, Observer: out.observe}})
+	g := newGate(b)
+	opts := tcp.Options{InitialRTO: rto}
+	server := stack.New(stack.Options{Clock: clock, TCP: withObserver(opts, out.observe)})
+	client := stack.New(stack.Options{Clock: clock, TCP: opts})
 	defer server.Close()
-	client := stack.New(stack.Options{TCP: tcp.Options{InitialRTO: *rto}})
 	defer client.Close()
+	defer a.Close() // cut the cable before the stacks close
 	if _, err := server.AddNIC(a, netip.MustParsePrefix("192.0.2.1/24")); err != nil {
 		return err
 	}
-	if _, err := client.AddNIC(b, netip.MustParsePrefix("192.0.2.2/24")); err != nil {
+	if _, err := client.AddNIC(g, netip.MustParsePrefix("192.0.2.2/24")); err != nil {
 		return err
 	}
-	lc := conn.ListenConfig{Backlog: *backlog}
-	if *backlog == 0 {
-		lc.Backlog = -1 // conn's way of saying a real backlog of 0
-	}
-	ln, err := lc.Listen(server, "tcp", "192.0.2.1:80")
+	ln, err := (&conn.ListenConfig{Backlog: backlog}).Listen(server, "tcp", "192.0.2.1:80")
 	if err != nil {
 		return err
 	}
 	defer ln.Close()
-	out.printf("listening with backlog %d: the accept queue holds %d; nobody accepts yet", *backlog, ln.Engine().Queues().AcceptQueueLimit)
+	st := server.TCP().Stats()
+	out.say("listening with backlog %d: the accept queue holds %d; nobody accepts yet", backlog, ln.Engine().Queues().AcceptQueueLimit)
 
-	// The clients dial at once. Dial returns when the client has the
-	// SYN-ACK, whether or not the server kept the connection.
-	errs := make(chan error, *clients+1)
-	dial := func(i int) {
-		c, err := conn.DialContext(ctx, client, "tcp", "192.0.2.1:80")
-		if err != nil {
-			errs <- fmt.Errorf("client %d: %w", i, err)
-			return
+	// The clients dial; the gate holds their SYNs.
+	// Connections stay open to the end: a client's FIN would be one more
+	// segment at the gate.
+	dials := make(chan error, clients+1)
+	var connsMu sync.Mutex
+	var conns []*conn.Conn
+	defer func() {
+		connsMu.Lock()
+		defer connsMu.Unlock()
+		for _, c := range conns {
+			c.Close()
 		}
-		out.printf("client %d: Dial returned on %v (the client believes it is connected)", i, c.LocalAddr())
+	}()
+	dial := func() {
+		c, err := conn.DialContext(ctx, client, "tcp", "192.0.2.1:80")
+		if err == nil {
+			connsMu.Lock()
+			conns = append(conns, c)
+			connsMu.Unlock()
+		}
+		dials <- err
 	}
-	for i := range *clients {
-		go dial(i)
+	for range clients {
+		go dial()
 	}
-
-	// Nobody accepts for a while: long enough for the SYN-ACKs of the
-	// unlucky clients to be retransmitted and their ACKs dropped again.
-	if err := sleep(ctx, 3**rto/2); err != nil {
+	syns, err := g.waitHeld(ctx, clients)
+	if err != nil {
 		return err
 	}
-	q := ln.Engine().Queues()
-	out.printf("--- SYN queue %d, accept queue %d/%d; a latecomer dials", q.SynQueueLen, q.AcceptQueueLen, q.AcceptQueueLimit)
-	go dial(*clients) // its SYN finds the accept queue full
-	if err := sleep(ctx, *rto/2); err != nil {
+	// Name the clients by port, lowest first, so every run reads alike.
+	slices.SortFunc(syns, func(x, y heldFrame) int { return int(x.port) - int(y.port) })
+	for i, s := range syns {
+		out.name(s.port, fmt.Sprintf("client %d", i))
+	}
+
+	out.say("--- 1. the five SYNs reach the server")
+	for _, s := range syns {
+		held := g.count()
+		if err := g.release(ctx, out, s, 1); err != nil { // SYN queued
+			return err
+		}
+		// The client answers the SYN-ACK at once: wait for its ACK.
+		if _, err := g.waitHeld(ctx, held); err != nil {
+			return err
+		}
+		// A millisecond between SYN-ACKs gives their retransmission
+		// timers distinct deadlines, so they fire in client order.
+		clock.Advance(time.Millisecond)
+	}
+	out.say("every client has its SYN-ACK and believes it is connected")
+
+	out.say("--- 2. the five final ACKs")
+	// Each is two decisions: the state change and the accept queue add,
+	// or the overflow and the drop.
+	if err := releaseAll(ctx, g, out, 2); err != nil {
 		return err
 	}
-	out.printf("--- now the server drains the accept queue")
 
-	deadline, cancel := context.WithTimeout(ctx, 40**rto)
-	defer cancel()
-	defer context.AfterFunc(deadline, func() { ln.SetDeadline(time.Now()) })()
-	for i := range *clients + 1 {
+	out.say("--- 3. the SYN-ACK timer fires")
+	clock.Advance(rto)
+	if err := out.expect(ctx, 2); err != nil { // two retransmissions
+		return err
+	}
+	if _, err := g.waitHeld(ctx, 2); err != nil {
+		return err
+	}
+	if err := releaseAll(ctx, g, out, 2); err != nil {
+		return err
+	}
+
+	out.say("--- 4. a latecomer dials")
+	go dial()
+	late, err := g.waitHeld(ctx, 1)
+	if err != nil {
+		return err
+	}
+	out.name(late[0].port, "latecomer")
+	if err := g.release(ctx, out, late[0], 2); err != nil { // the decision and the drop
+		return err
+	}
+
+	out.say("--- 5. the server accepts three connections")
+	for range backlog + 1 {
 		c, err := ln.AcceptTCP()
 		if err != nil {
-			return fmt.Errorf("accept #%d: %w", i, err)
+			return err
 		}
-		out.printf("accepted %v", c.RemoteAddr())
+		defer c.Close()
+		if err := out.expect(ctx, 1); err != nil {
+			return err
+		}
 	}
-	select {
-	case err := <-errs:
+	// The SYN-ACK timer (backed off to 2s) and the latecomer's SYN
+	// timer (1s) fire; the gate lets each answer through in turn.
+	clock.Advance(rto)
+	if _, err := g.waitHeld(ctx, 1); err != nil { // the latecomer's SYN
 		return err
-	default:
 	}
-	ln.Close()
-	st := server.TCP().Stats()
-	out.printf("--- every client accepted; server counters:")
+	if err := releaseAll(ctx, g, out, 1); err != nil {
+		return err
+	}
+	if _, err := g.waitHeld(ctx, 1); err != nil { // its final ACK
+		return err
+	}
+	if err := releaseAll(ctx, g, out, 2); err != nil {
+		return err
+	}
+	clock.Advance(rto)
+	if err := out.expect(ctx, 2); err != nil { // two retransmissions
+		return err
+	}
+	if _, err := g.waitHeld(ctx, 2); err != nil {
+		return err
+	}
+	if err := releaseAll(ctx, g, out, 2); err != nil {
+		return err
+	}
+	for range 3 {
+		c, err := ln.AcceptTCP()
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		if err := out.expect(ctx, 1); err != nil {
+			return err
+		}
+	}
+	for range clients + 1 {
+		if err := <-dials; err != nil {
+			return err
+		}
+	}
+	out.say("--- every client accepted; server counters:")
 	for _, c := range []struct {
 		name string
 		n    uint64
@@ -149,41 +268,215 @@ func run(ctx context.Context, w io.Writer, args []string) error {
 	return nil
 }
 
-func sleep(ctx context.Context, d time.Duration) error {
-	select {
-	case <-time.After(d):
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+// releaseAll lets every held frame through, one at a time in client
+// order, each once the server has printed the lines decisions about the
+// one before.
+func releaseAll(ctx context.Context, g *gate, out *printer, lines int) error {
+	held := g.take()
+	slices.SortFunc(held, func(x, y heldFrame) int { return int(x.port) - int(y.port) })
+	for _, h := range held {
+		if err := g.release(ctx, out, h, lines); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func withObserver(o tcp.Options, obs tcp.Observer) tcp.Options {
+	o.Observer = obs
+	return o
+}
+
+// printer prints lines stamped with the fake clock's time, naming the
+// clients instead of their random ports.
+type printer struct {
+	mu    sync.Mutex
+	lines int // decisions the observer printed
+	want  int // decisions the story expects by now
+	w     io.Writer
+	clock *faketime.ManualClock
+	start time.Time
+	names map[uint16]string
+}
+
+// expect waits until the server has printed n more decisions, so that the
+// story's own lines never overtake the engine's, however the observer is
+// scheduled.
+func (p *printer) expect(ctx context.Context, n int) error {
+	p.mu.Lock()
+	p.want += n
+	want := p.want
+	p.mu.Unlock()
+	for {
+		p.mu.Lock()
+		got := p.lines
+		p.mu.Unlock()
+		if got >= want {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the server's decisions (%d of %d): %w", got, want, ctx.Err())
+		case <-time.After(time.Millisecond):
+		}
 	}
 }
 
-// syncWriter prints lines stamped with the time since start; the server's
-// observer and the clients' goroutines print concurrently.
-type syncWriter struct {
-	mu    sync.Mutex
-	w     io.Writer
-	start time.Time
+func (p *printer) name(port uint16, n string) {
+	p.mu.Lock()
+	p.names[port] = n
+	p.mu.Unlock()
 }
 
-func (s *syncWriter) printf(format string, args ...any) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	fmt.Fprintf(s.w, "%6.3fs  %s\n", time.Since(s.start).Seconds(), fmt.Sprintf(format, args...))
+func (p *printer) say(format string, args ...any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.sayLocked(format, args...)
+}
+
+func (p *printer) sayLocked(format string, args ...any) {
+	if p.start.IsZero() {
+		p.start = p.clock.Now()
+	}
+	fmt.Fprintf(p.w, "%6.3fs  %s\n", p.clock.Now().Sub(p.start).Seconds(), fmt.Sprintf(format, args...))
 }
 
 // observe prints the server's listen decisions: queue events, the drops
-// they cause, SYN-ACK retransmissions and the half-open entries' states.
-// It must not block: it runs inside the engine.
-func (s *syncWriter) observe(ev tcp.Event) {
+// they cause, SYN-ACK retransmissions. It must not block.
+func (p *printer) observe(ev tcp.Event) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	who := p.names[ev.Conn.Remote.Port()]
+	q := ev.Queue
+	p.lines++ // undone below for an event this story does not print
 	switch {
-	case ev.Kind == tcp.EventQueue:
-		s.printf("server %s", ev)
+	case ev.Kind == tcp.EventQueue && ev.Note != "accepted" && ev.Note != "accept queue remove" && !startsWith(ev.Note, "listener closed"):
+		p.sayLocked("server: %s (SYN queue %d/%d, accept queue %d/%d)", ev.Note, q.SynQueueLen, q.SynQueueLimit, q.AcceptQueueLen, q.AcceptQueueLimit)
+	case ev.Kind == tcp.EventQueue && ev.Note == "accepted":
+		p.sayLocked("server: accepted (accept queue %d/%d)", q.AcceptQueueLen, q.AcceptQueueLimit)
 	case ev.Kind == tcp.EventDrop && (ev.Drop == tcp.DropAcceptQueueFull || ev.Drop == tcp.DropSynQueueFull):
-		s.printf("server %s", ev)
+		what := "final ACK"
+		if header.TCPFlags(ev.Key.Flags)&header.TCPFlagSyn != 0 {
+			what = "SYN"
+		}
+		p.sayLocked("server: %s of %s dropped: %s", what, who, ev.Drop)
 	case ev.Kind == tcp.EventSend && ev.Send == tcp.SendSynAckRetransmit:
-		s.printf("server %s", ev)
-	case ev.Kind == tcp.EventState && (ev.From == tcp.SynReceived || ev.To == tcp.SynReceived):
-		s.printf("server %s %s -> %s", ev.Conn, ev.From, ev.To)
+		p.sayLocked("server: SYN-ACK retransmit #%d to %s", ev.Attempt, who)
+	case ev.Kind == tcp.EventState && ev.To == tcp.Established:
+		p.sayLocked("server: %s %s → %s", who, ev.From, ev.To)
+	default:
+		p.lines-- // not a decision this story prints
 	}
+}
+
+func startsWith(s, p string) bool { return len(s) >= len(p) && s[:len(p)] == p }
+
+// gate is link middleware on the clients' side: it holds their TCP
+// segments until released, one at a time, so the server sees them in an
+// order chosen by the program rather than by the scheduler. ARP passes.
+type gate struct {
+	nested.Endpoint
+	mu      sync.Mutex
+	held    []heldFrame
+	changed chan struct{}
+}
+
+type heldFrame struct {
+	pkt  *gstack.PacketBuffer
+	port uint16 // the client's port
+}
+
+func newGate(inner gstack.LinkEndpoint) *gate {
+	g := &gate{changed: make(chan struct{})}
+	g.Endpoint.Init(inner, g)
+	return g
+}
+
+// WritePackets holds TCP segments and passes the rest.
+func (g *gate) WritePackets(pkts gstack.PacketBufferList) (int, gtcpip.Error) {
+	var pass gstack.PacketBufferList
+	for _, pkt := range pkts.AsSlice() {
+		if port, ok := tcpPort(pkt); ok {
+			pkt.IncRef()
+			g.mu.Lock()
+			g.held = append(g.held, heldFrame{pkt: pkt, port: port})
+			close(g.changed)
+			g.changed = make(chan struct{})
+			g.mu.Unlock()
+			continue
+		}
+		pass.PushBack(pkt)
+	}
+	if pass.Len() > 0 {
+		if _, err := g.Endpoint.WritePackets(pass); err != nil {
+			return 0, err
+		}
+	}
+	return pkts.Len(), nil
+}
+
+// tcpPort returns the source port of an IPv4 TCP frame.
+func tcpPort(pkt *gstack.PacketBuffer) (uint16, bool) {
+	b := pkt.ToView().AsSlice()
+	if len(b) < header.EthernetMinimumSize+header.IPv4MinimumSize+header.TCPMinimumSize ||
+		header.Ethernet(b).Type() != header.IPv4ProtocolNumber {
+		return 0, false
+	}
+	ip := header.IPv4(b[header.EthernetMinimumSize:])
+	if ip.Protocol() != uint8(header.TCPProtocolNumber) {
+		return 0, false
+	}
+	return header.TCP(ip[ip.HeaderLength():]).SourcePort(), true
+}
+
+func (g *gate) count() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.held)
+}
+
+// waitHeld waits until n frames are held and returns them (still held).
+func (g *gate) waitHeld(ctx context.Context, n int) ([]heldFrame, error) {
+	for {
+		g.mu.Lock()
+		if len(g.held) >= n {
+			h := slices.Clone(g.held)
+			g.mu.Unlock()
+			return h, nil
+		}
+		ch := g.changed
+		g.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for %d held segments: %w", n, ctx.Err())
+		}
+	}
+}
+
+// take removes every held frame and returns them.
+func (g *gate) take() []heldFrame {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	h := g.held
+	g.held = nil
+	return h
+}
+
+// release sends h on and waits until the server has printed the lines
+// decisions it causes.
+func (g *gate) release(ctx context.Context, out *printer, h heldFrame, lines int) error {
+	g.mu.Lock()
+	if i := slices.IndexFunc(g.held, func(x heldFrame) bool { return x.pkt == h.pkt }); i >= 0 {
+		g.held = slices.Delete(g.held, i, i+1)
+	}
+	g.mu.Unlock()
+	var l gstack.PacketBufferList
+	l.PushBack(h.pkt)
+	_, err := g.Endpoint.WritePackets(l)
+	h.pkt.DecRef()
+	if err != nil {
+		return fmt.Errorf("release: %v", err)
+	}
+	return out.expect(ctx, lines)
 }

@@ -1,0 +1,213 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tapstack/tapstack/tap"
+)
+
+// Flags shared by the subcommands that run a stack.
+
+// probability is a flag.Value for a probability written as tc-netem
+// writes one ("5%") or as a fraction ("0.05").
+type probability struct {
+	p   float64
+	set bool
+}
+
+func (p *probability) String() string {
+	if p == nil || !p.set {
+		return ""
+	}
+	return strconv.FormatFloat(p.p*100, 'f', -1, 64) + "%"
+}
+
+func (p *probability) Set(s string) error {
+	v, pct := strings.CutSuffix(strings.TrimSpace(s), "%")
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		return fmt.Errorf("want a probability such as 5%% or 0.05")
+	}
+	if pct {
+		f /= 100
+	}
+	if f < 0 || f > 1 {
+		return fmt.Errorf("want a probability between 0%% and 100%%")
+	}
+	p.p, p.set = f, true
+	return nil
+}
+
+// optDuration is a duration flag that remembers whether it was given.
+type optDuration struct {
+	d   time.Duration
+	set bool
+}
+
+func (d *optDuration) String() string {
+	if d == nil || !d.set {
+		return ""
+	}
+	return d.d.String()
+}
+
+func (d *optDuration) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("want a duration such as 20ms")
+	}
+	if v < 0 {
+		return fmt.Errorf("want a duration of zero or more")
+	}
+	d.d, d.set = v, true
+	return nil
+}
+
+// rate is a link rate flag in tc-netem's notation ("10mbit").
+type rate struct {
+	bps int64
+	set bool
+}
+
+func (r *rate) String() string {
+	if r == nil || !r.set {
+		return ""
+	}
+	return strconv.FormatInt(r.bps, 10) + "bit"
+}
+
+func (r *rate) Set(s string) error {
+	v, err := tap.ParseRate(s)
+	if err != nil {
+		return err
+	}
+	r.bps, r.set = v, true
+	return nil
+}
+
+// faultSide holds the flags of one direction (or of both, unprefixed).
+type faultSide struct {
+	loss, dup, reorder, corrupt probability
+	delay, jitter               optDuration
+	rate                        rate
+}
+
+// faultFlags are --loss --dup --reorder --corrupt --delay --jitter --rate
+// (both directions) with --in-* and --out-* overriding one direction, and
+// --seed.
+type faultFlags struct {
+	both, in, out faultSide
+	seed          uint64
+}
+
+// addFaultFlags registers the fault flags on fs.
+func addFaultFlags(fs *flag.FlagSet) *faultFlags {
+	f := &faultFlags{}
+	for _, s := range []struct {
+		prefix, what string
+		side         *faultSide
+	}{
+		{"", "both directions", &f.both},
+		{"in-", "frames from the wire to the stack", &f.in},
+		{"out-", "frames from the stack to the wire", &f.out},
+	} {
+		fs.Var(&s.side.loss, s.prefix+"loss", "fault: drop `P` of the "+s.what+" (5% or 0.05)")
+		fs.Var(&s.side.dup, s.prefix+"dup", "fault: duplicate `P` of the "+s.what)
+		fs.Var(&s.side.reorder, s.prefix+"reorder", "fault: send `P` of the "+s.what+" after the next frame")
+		fs.Var(&s.side.corrupt, s.prefix+"corrupt", "fault: change one byte after the IP header in `P` of the "+s.what)
+		fs.Var(&s.side.delay, s.prefix+"delay", "fault: hold the "+s.what+" back for `D`")
+		fs.Var(&s.side.jitter, s.prefix+"jitter", "fault: add up to `D` of random delay to the "+s.what+" (order kept)")
+		fs.Var(&s.side.rate, s.prefix+"rate", "fault: limit the "+s.what+" to `RATE` (10mbit, 500kbit)")
+	}
+	fs.Uint64Var(&f.seed, "seed", 0, "fault: seed of the random decisions (default: random, printed so a run can be repeated)")
+	return f
+}
+
+// enabled reports whether any fault was asked for.
+func (f *faultFlags) enabled() bool {
+	for _, s := range []*faultSide{&f.both, &f.in, &f.out} {
+		if s.loss.set || s.dup.set || s.reorder.set || s.corrupt.set || s.delay.set || s.jitter.set || s.rate.set {
+			return true
+		}
+	}
+	return false
+}
+
+// config returns the fault middleware's configuration, choosing and
+// reporting a seed on w when none was given. ok is false when no fault
+// was asked for.
+func (f *faultFlags) config(w io.Writer) (cfg tap.FaultConfig, ok bool) {
+	if !f.enabled() {
+		return cfg, false
+	}
+	if f.seed == 0 {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		f.seed = binary.LittleEndian.Uint64(b[:]) | 1
+		fmt.Fprintf(w, "tapstack: fault seed %d (--seed %d repeats the decisions)\n", f.seed, f.seed)
+	}
+	cfg = f.side(&f.out)
+	in := f.side(&f.in)
+	cfg.Inbound = &in
+	cfg.Seed = f.seed
+	return cfg, true
+}
+
+// side merges the unprefixed flags with one direction's.
+func (f *faultFlags) side(s *faultSide) tap.FaultConfig {
+	pick := func(a, b probability) float64 {
+		if a.set {
+			return a.p
+		}
+		return b.p
+	}
+	dur := func(a, b optDuration) time.Duration {
+		if a.set {
+			return a.d
+		}
+		return b.d
+	}
+	r := f.both.rate.bps
+	if s.rate.set {
+		r = s.rate.bps
+	}
+	return tap.FaultConfig{
+		Loss:      pick(s.loss, f.both.loss),
+		Duplicate: pick(s.dup, f.both.dup),
+		Reorder:   pick(s.reorder, f.both.reorder),
+		Corrupt:   pick(s.corrupt, f.both.corrupt),
+		Delay:     dur(s.delay, f.both.delay),
+		Jitter:    dur(s.jitter, f.both.jitter),
+		Rate:      r,
+	}
+}
+
+// timeWaitFlag registers --timewait with a default. The engine reads 0 as
+// "the default" (tcp.Options), so --timewait 0 would silently mean 60 s:
+// it is rejected instead (see checkTimeWait).
+func timeWaitFlag(fs *flag.FlagSet, name string, def time.Duration, usage string) *time.Duration {
+	return fs.Duration(name, def, usage+"; must be positive: the engine has no way to skip TIME-WAIT (RFC 9293 3.6.1)")
+}
+
+// checkTimeWait rejects a TIME-WAIT that is not positive, as a usage error.
+func checkTimeWait(fs *flag.FlagSet, name string, d time.Duration) error {
+	if d > 0 {
+		return nil
+	}
+	return usageErr(fs, "--%s %v: TIME-WAIT must be positive (a connection cannot skip it; 0 would mean the 60s default to the engine): give a duration such as 1ms", name, d)
+}
+
+// usageErr reports a bad flag value on fs's output in the CLI's one
+// message style and returns errUsage (exit status 2).
+func usageErr(fs *flag.FlagSet, format string, args ...any) error {
+	fmt.Fprintf(fs.Output(), "tapstack %s: %s\n", fs.Name(), fmt.Sprintf(format, args...))
+	fmt.Fprintf(fs.Output(), "Run \"tapstack %s -h\" for its flags.\n", fs.Name())
+	return errUsage
+}

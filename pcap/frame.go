@@ -1,0 +1,322 @@
+package pcap
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+
+	"github.com/tapstack/tapstack/stack/tcp"
+)
+
+// frameKind says what a captured frame carries.
+type frameKind uint8
+
+const (
+	kindOther frameKind = iota
+	kindTCP
+	kindARP
+	kindICMPv4
+	kindICMPv6
+	kindUDP
+)
+
+// frameInfo is what the writer reads from a frame's bytes: enough to match
+// it with engine events by wire identity and to describe it.
+type frameInfo struct {
+	kind frameKind
+	// TCP: the connection from the stack's viewpoint (Local is the
+	// stack's own address in both directions) and the wire key.
+	conn  tcp.ConnID
+	key   tcp.SegKey
+	win   uint16 // the raw window field
+	ws    int8   // window scale option on a SYN, -1 if absent
+	nsack uint8
+	sack  [4][2]uint32 // SACK blocks (left, right edges)
+
+	// ARP and ICMP.
+	op          uint16     // ARP operation; ICMP type
+	code        uint8      // ICMP code
+	ident, seqn uint16     // ICMP echo
+	src, dst    netip.Addr // ARP sender/target protocol address; IP source/destination
+	hw          net.HardwareAddr
+	quoted      tcp.ConnID // ICMP error quoting a TCP segment: its connection from the stack's viewpoint
+	quotedSeq   uint32
+	quotedTCP   bool
+	udpSrc      uint16
+	udpDst      uint16
+	etherType   tcpip.NetworkProtocolNumber
+	ipProto     uint8
+}
+
+// parseFrame reads an Ethernet frame. outbound says which end of a TCP
+// segment is the stack's. Fragments and IPv6 extension headers are not
+// followed.
+func parseFrame(b []byte, outbound bool) frameInfo {
+	fi := frameInfo{ws: -1}
+	if len(b) < header.EthernetMinimumSize {
+		return fi
+	}
+	eth := header.Ethernet(b)
+	fi.etherType = eth.Type()
+	ip := b[header.EthernetMinimumSize:]
+	var payload []byte
+	switch eth.Type() {
+	case header.ARPProtocolNumber:
+		h := header.ARP(ip)
+		if !h.IsValid() {
+			return fi
+		}
+		fi.kind = kindARP
+		fi.op = uint16(h.Op())
+		fi.src, _ = netip.AddrFromSlice(h.ProtocolAddressSender())
+		fi.dst, _ = netip.AddrFromSlice(h.ProtocolAddressTarget())
+		fi.hw = net.HardwareAddr(append([]byte(nil), h.HardwareAddressSender()...))
+		return fi
+	case header.IPv4ProtocolNumber:
+		h := header.IPv4(ip)
+		if len(ip) < header.IPv4MinimumSize {
+			return fi
+		}
+		hl, tl := int(h.HeaderLength()), int(h.TotalLength())
+		if hl < header.IPv4MinimumSize || tl < hl || tl > len(ip) {
+			return fi
+		}
+		fi.src = netip.AddrFrom4(h.SourceAddress().As4())
+		fi.dst = netip.AddrFrom4(h.DestinationAddress().As4())
+		fi.ipProto = h.Protocol()
+		if h.More() || h.FragmentOffset() != 0 {
+			return fi
+		}
+		payload = ip[hl:tl]
+	case header.IPv6ProtocolNumber:
+		h := header.IPv6(ip)
+		if len(ip) < header.IPv6MinimumSize {
+			return fi
+		}
+		pl := int(h.PayloadLength())
+		if header.IPv6MinimumSize+pl > len(ip) {
+			return fi
+		}
+		fi.src = netip.AddrFrom16(h.SourceAddress().As16())
+		fi.dst = netip.AddrFrom16(h.DestinationAddress().As16())
+		fi.ipProto = h.NextHeader()
+		payload = ip[header.IPv6MinimumSize : header.IPv6MinimumSize+pl]
+	default:
+		return fi
+	}
+	switch fi.ipProto {
+	case uint8(header.TCPProtocolNumber):
+		parseTCP(&fi, payload, outbound)
+	case uint8(header.UDPProtocolNumber):
+		if len(payload) >= header.UDPMinimumSize {
+			u := header.UDP(payload)
+			fi.kind, fi.udpSrc, fi.udpDst = kindUDP, u.SourcePort(), u.DestinationPort()
+		}
+	case uint8(header.ICMPv4ProtocolNumber):
+		if len(payload) >= header.ICMPv4MinimumSize {
+			h := header.ICMPv4(payload)
+			fi.kind, fi.op, fi.code = kindICMPv4, uint16(h.Type()), uint8(h.Code())
+			if len(payload) >= header.ICMPv4MinimumSize+4 {
+				fi.ident, fi.seqn = h.Ident(), h.Sequence()
+			}
+			if t := h.Type(); t == header.ICMPv4DstUnreachable || t == header.ICMPv4TimeExceeded || t == header.ICMPv4ParamProblem {
+				parseQuoted(&fi, payload[header.ICMPv4MinimumSize:], outbound)
+			}
+		}
+	case uint8(header.ICMPv6ProtocolNumber):
+		if len(payload) >= header.ICMPv6MinimumSize {
+			h := header.ICMPv6(payload)
+			fi.kind, fi.op, fi.code = kindICMPv6, uint16(h.Type()), uint8(h.Code())
+			if len(payload) >= header.ICMPv6EchoMinimumSize {
+				fi.ident, fi.seqn = h.Ident(), h.Sequence()
+			}
+			switch h.Type() {
+			case header.ICMPv6DstUnreachable, header.ICMPv6PacketTooBig, header.ICMPv6TimeExceeded, header.ICMPv6ParamProblem:
+				parseQuoted(&fi, payload[header.ICMPv6ErrorHeaderSize:], outbound)
+			case header.ICMPv6NeighborSolicit, header.ICMPv6NeighborAdvert:
+				if len(payload) >= header.ICMPv6NeighborSolicitMinimumSize {
+					fi.quoted.Local = netip.AddrPortFrom(netip.AddrFrom16([16]byte(payload[8:24])), 0)
+				}
+			}
+		}
+	}
+	return fi
+}
+
+func parseTCP(fi *frameInfo, seg []byte, outbound bool) {
+	if len(seg) < header.TCPMinimumSize {
+		return
+	}
+	t := header.TCP(seg)
+	off := int(t.DataOffset())
+	if off < header.TCPMinimumSize || off > len(seg) {
+		return
+	}
+	fi.kind = kindTCP
+	fi.key = tcp.SegKey{Seq: t.SequenceNumber(), Ack: t.AckNumber(), Flags: uint8(t.Flags()), Len: len(seg) - off}
+	fi.win = t.WindowSize()
+	s := netip.AddrPortFrom(fi.src, t.SourcePort())
+	d := netip.AddrPortFrom(fi.dst, t.DestinationPort())
+	if outbound {
+		fi.conn = tcp.ConnID{Local: s, Remote: d}
+	} else {
+		fi.conn = tcp.ConnID{Local: d, Remote: s}
+	}
+	opts := seg[header.TCPMinimumSize:off]
+	if t.Flags()&header.TCPFlagSyn != 0 {
+		if o := header.ParseSynOptions(opts, t.Flags()&header.TCPFlagAck != 0); o.WS >= 0 {
+			fi.ws = int8(o.WS)
+		}
+		return
+	}
+	o := header.ParseTCPOptions(opts)
+	for i, b := range o.SACKBlocks {
+		if i == len(fi.sack) {
+			break
+		}
+		fi.sack[i] = [2]uint32{uint32(b.Start), uint32(b.End)}
+		fi.nsack++
+	}
+}
+
+// parseQuoted reads the IP header and first 8 bytes of the TCP segment an
+// ICMP error quotes (RFC 792, RFC 4443 3.1). The quoted segment went the
+// other way: an inbound error quotes one of the stack's segments.
+func parseQuoted(fi *frameInfo, b []byte, outbound bool) {
+	var src, dst netip.Addr
+	var rest []byte
+	if len(b) < 1 {
+		return
+	}
+	switch b[0] >> 4 {
+	case 4:
+		if len(b) < header.IPv4MinimumSize {
+			return
+		}
+		h := header.IPv4(b)
+		hl := int(h.HeaderLength())
+		if hl < header.IPv4MinimumSize || len(b) < hl+8 || h.Protocol() != uint8(header.TCPProtocolNumber) {
+			return
+		}
+		src, dst, rest = netip.AddrFrom4(h.SourceAddress().As4()), netip.AddrFrom4(h.DestinationAddress().As4()), b[hl:]
+	case 6:
+		if len(b) < header.IPv6MinimumSize+8 {
+			return
+		}
+		h := header.IPv6(b)
+		if h.NextHeader() != uint8(header.TCPProtocolNumber) {
+			return
+		}
+		src, dst, rest = netip.AddrFrom16(h.SourceAddress().As16()), netip.AddrFrom16(h.DestinationAddress().As16()), b[header.IPv6MinimumSize:]
+	default:
+		return
+	}
+	t := header.TCP(rest[:8:8])
+	s := netip.AddrPortFrom(src, t.SourcePort())
+	d := netip.AddrPortFrom(dst, t.DestinationPort())
+	if outbound {
+		// We quote a segment the peer sent us.
+		fi.quoted = tcp.ConnID{Local: d, Remote: s}
+	} else {
+		fi.quoted = tcp.ConnID{Local: s, Remote: d}
+	}
+	fi.quotedSeq = t.SequenceNumber()
+	fi.quotedTCP = true
+}
+
+// flags of a TCP frame.
+func (fi *frameInfo) has(f header.TCPFlags) bool { return header.TCPFlags(fi.key.Flags)&f != 0 }
+
+// describe names a frame that no engine event explains: ARP, ICMP, UDP and
+// the rest, in tcpdump's words.
+func (fi *frameInfo) describe(outbound bool) string {
+	switch fi.kind {
+	case kindARP:
+		switch header.ARPOp(fi.op) {
+		case header.ARPRequest:
+			return fmt.Sprintf("ARP request who-has %v tell %v", fi.dst, fi.src)
+		case header.ARPReply:
+			return fmt.Sprintf("ARP reply %v is-at %v", fi.src, fi.hw)
+		}
+		return fmt.Sprintf("ARP op %d", fi.op)
+	case kindICMPv4:
+		return "ICMP " + icmp4Name(header.ICMPv4Type(fi.op), header.ICMPv4Code(fi.code)) + fi.quotedText()
+	case kindICMPv6:
+		return "ICMPv6 " + icmp6Name(header.ICMPv6Type(fi.op), fi.code) + fi.quotedText()
+	case kindUDP:
+		return fmt.Sprintf("UDP %v > %v (not TCP: no engine events)",
+			netip.AddrPortFrom(fi.src, fi.udpSrc), netip.AddrPortFrom(fi.dst, fi.udpDst))
+	case kindTCP:
+		return "TCP"
+	}
+	if fi.src.IsValid() {
+		return fmt.Sprintf("IP protocol %d %v > %v", fi.ipProto, fi.src, fi.dst)
+	}
+	return fmt.Sprintf("ethertype %#04x", uint16(fi.etherType))
+}
+
+func (fi *frameInfo) quotedText() string {
+	if !fi.quotedTCP {
+		return ""
+	}
+	return fmt.Sprintf(" for TCP %v > %v seq %d", fi.quoted.Local, fi.quoted.Remote, fi.quotedSeq)
+}
+
+func icmp4Name(t header.ICMPv4Type, c header.ICMPv4Code) string {
+	switch t {
+	case header.ICMPv4EchoReply:
+		return "echo reply"
+	case header.ICMPv4Echo:
+		return "echo request"
+	case header.ICMPv4DstUnreachable:
+		switch c {
+		case header.ICMPv4NetUnreachable:
+			return "net unreachable"
+		case header.ICMPv4HostUnreachable:
+			return "host unreachable"
+		case header.ICMPv4ProtoUnreachable:
+			return "protocol unreachable"
+		case header.ICMPv4PortUnreachable:
+			return "port unreachable"
+		case header.ICMPv4FragmentationNeeded:
+			return "fragmentation needed"
+		}
+		return fmt.Sprintf("destination unreachable code %d", c)
+	case header.ICMPv4TimeExceeded:
+		return "time exceeded"
+	case header.ICMPv4ParamProblem:
+		return "parameter problem"
+	}
+	return fmt.Sprintf("type %d code %d", t, c)
+}
+
+func icmp6Name(t header.ICMPv6Type, c uint8) string {
+	switch t {
+	case header.ICMPv6EchoRequest:
+		return "echo request"
+	case header.ICMPv6EchoReply:
+		return "echo reply"
+	case header.ICMPv6DstUnreachable:
+		return fmt.Sprintf("destination unreachable code %d", c)
+	case header.ICMPv6PacketTooBig:
+		return "packet too big"
+	case header.ICMPv6TimeExceeded:
+		return "time exceeded"
+	case header.ICMPv6ParamProblem:
+		return "parameter problem"
+	case header.ICMPv6RouterSolicit:
+		return "router solicitation"
+	case header.ICMPv6RouterAdvert:
+		return "router advertisement"
+	case header.ICMPv6NeighborSolicit:
+		return "neighbor solicitation"
+	case header.ICMPv6NeighborAdvert:
+		return "neighbor advertisement"
+	case header.ICMPv6MulticastListenerReport, header.ICMPv6MulticastListenerV2Report:
+		return "multicast listener report"
+	}
+	return fmt.Sprintf("type %d code %d", t, c)
+}

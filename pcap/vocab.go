@@ -1,0 +1,264 @@
+package pcap
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tapstack/tapstack/stack/tcp"
+)
+
+// The words of packet comments. One table holds them all: the writer
+// renders from it, and README.md's vocabulary table is checked against it
+// (TestReadmeVocabulary), so the documentation cannot drift from the
+// capture.
+
+// Term is one entry of the comment vocabulary.
+type Term struct {
+	Comment string // how it reads in a comment; <n>, <reason>... are placeholders
+	Meaning string
+	Linux   string // Linux's or Wireshark's name for the same fact, if it has one
+}
+
+// sendWords names each send cause as comments print it; a retransmission
+// adds its number ("retransmit #2"). Linux's names are in Vocabulary.
+var sendWords = map[tcp.SendCause]string{
+	tcp.SendData:             "data",
+	tcp.SendAck:              "ACK",
+	tcp.SendDelayedAck:       "delayed ACK",
+	tcp.SendWindowUpdate:     "window update",
+	tcp.SendSyn:              "SYN",
+	tcp.SendSynAck:           "SYN-ACK",
+	tcp.SendRetransmit:       "retransmit",
+	tcp.SendFastRetransmit:   "fast retransmit",
+	tcp.SendSynRetransmit:    "SYN retransmit",
+	tcp.SendSynAckRetransmit: "SYN-ACK retransmit",
+	tcp.SendWindowProbe:      "zero window probe",
+	tcp.SendChallengeAck:     "challenge ACK",
+	tcp.SendRst:              "RST",
+	tcp.SendFin:              "FIN",
+	tcp.SendKeepalive:        "keepalive",
+	tcp.SendSynAckCookie:     "SYN-ACK (SYN cookie)",
+}
+
+// numbered are the send causes that carry an attempt number.
+func numbered(c tcp.SendCause) bool {
+	switch c {
+	case tcp.SendRetransmit, tcp.SendFastRetransmit, tcp.SendSynRetransmit, tcp.SendSynAckRetransmit,
+		tcp.SendWindowProbe, tcp.SendKeepalive:
+		return true
+	}
+	return false
+}
+
+func retransmission(c tcp.SendCause) bool {
+	switch c {
+	case tcp.SendRetransmit, tcp.SendFastRetransmit, tcp.SendSynRetransmit, tcp.SendSynAckRetransmit:
+		return true
+	}
+	return false
+}
+
+// sendText renders a send: "retransmit #2", "SYN-ACK".
+func sendText(c tcp.SendCause, attempt int) string {
+	w, ok := sendWords[c]
+	if !ok {
+		w = c.String()
+	}
+	if attempt > 0 && numbered(c) {
+		w += " #" + strconv.Itoa(attempt)
+	}
+	return w
+}
+
+// dropText renders a drop: "dropped: receive buffer full". A segment for
+// no socket is answered with RST unless it is one (RFC 9293 3.10.7.1).
+func dropText(r tcp.DropReason, flags uint8) string {
+	if r == tcp.DropNoSocket {
+		if flags&0x04 != 0 { // RST
+			return "dropped: no socket (a RST is not answered)"
+		}
+		return "dropped: no socket → RST"
+	}
+	return "dropped: " + r.String()
+}
+
+// stateText renders a state change: "CLOSE-WAIT → LAST-ACK (close)".
+func stateText(ev *tcp.Event) string {
+	s := ev.From.String() + " → " + ev.To.String()
+	if ev.Cause.Kind != tcp.CauseSegment || ev.Key == (tcp.SegKey{}) {
+		if d := causeText(ev.Cause); d != "" {
+			s += " (" + d + ")"
+		}
+	}
+	return s
+}
+
+// causeText says what a state change not caused by a segment was: "close",
+// "timer TIME-WAIT", "ICMP ...".
+func causeText(c tcp.Cause) string {
+	d := strings.TrimSpace(c.Detail)
+	switch c.Kind {
+	case tcp.CauseTimer:
+		return "timer " + d
+	case tcp.CauseUser, tcp.CauseSegment:
+		return d
+	}
+	return strings.TrimSpace(c.String())
+}
+
+// ackText renders what an inbound acknowledgment did: "ACK: SND.UNA +2896,
+// cwnd 14480", "dup ACK #3, SACKed +1448, cwnd 14480 → fast retransmit".
+// A note from the engine is appended after an arrow, whatever it says, so
+// new notes appear without a change here.
+func ackText(ev *tcp.Event) string {
+	var b strings.Builder
+	if ev.DupAck > 0 {
+		fmt.Fprintf(&b, "dup ACK #%d", ev.DupAck)
+	} else {
+		b.WriteString("ACK")
+	}
+	sep := ": "
+	if ev.DupAck > 0 {
+		sep = ", "
+	}
+	if ev.Acked > 0 {
+		fmt.Fprintf(&b, "%sSND.UNA +%d", sep, ev.Acked)
+		sep = ", "
+	}
+	if ev.Sacked > 0 {
+		fmt.Fprintf(&b, "%sSACKed +%d", sep, ev.Sacked)
+		sep = ", "
+	}
+	if ev.Acked == 0 && ev.Sacked == 0 && ev.DupAck == 0 {
+		b.WriteString(sep + "nothing new")
+		sep = ", "
+	}
+	fmt.Fprintf(&b, "%scwnd %d", sep, ev.Cwnd)
+	if n := strings.TrimSpace(ev.Note); n != "" {
+		// The engine may repeat what the fields say ("dup ACK #3;
+		// fast retransmit"): keep only what is new.
+		if ev.DupAck > 0 {
+			n = strings.TrimPrefix(n, fmt.Sprintf("dup ACK #%d", ev.DupAck))
+			n = strings.TrimLeft(n, ";, ")
+		}
+		if n != "" {
+			b.WriteString(" → " + n)
+		}
+	}
+	return b.String()
+}
+
+// queueText renders a listener decision with its queues: "SYN queued: SYN
+// queue 3/1024, accept queue 1/5".
+func queueText(ev *tcp.Event) string {
+	q := ev.Queue
+	return fmt.Sprintf("%s: SYN queue %d/%d, accept queue %d/%d", ev.Note,
+		q.SynQueueLen, q.SynQueueLimit, q.AcceptQueueLen, q.AcceptQueueLimit)
+}
+
+// recoveryText renders a change of course in loss recovery.
+func recoveryText(ev *tcp.Event) string {
+	return fmt.Sprintf("recovery: %s, cwnd %d, ssthresh %s", strings.TrimSpace(ev.Note), ev.Cwnd, ssthresh(ev.Ssthresh))
+}
+
+func ssthresh(v uint32) string {
+	if v >= 1<<30 {
+		return "∞"
+	}
+	return strconv.FormatUint(uint64(v), 10)
+}
+
+// rtoText is added to the send that a retransmission timeout caused.
+func rtoText(rto time.Duration) string {
+	return "RTO fired, rto now " + rto.String()
+}
+
+// Vocabulary returns every phrase a packet comment may contain, in the
+// order README.md's table lists them.
+func Vocabulary() []Term {
+	return []Term{
+		// What the stack sent, and why.
+		{"data", "a segment carrying new data", ""},
+		{"ACK", "a pure acknowledgment, sent at once", ""},
+		{"delayed ACK", "a pure acknowledgment the delayed-ACK timer sent (RFC 9293 3.8.6.3)", "DelayedACKs"},
+		{"window update", "an ACK sent because the receive window opened; on inbound frames also the window change from the wire", "tcp.analysis.window_update"},
+		{"SYN, SYN-ACK, FIN, RST", "the control segment of an open, a close or a reset", ""},
+		{"SYN-ACK (SYN cookie)", "a stateless SYN-ACK whose ISS is a SYN cookie (RFC 4987)", "SyncookiesSent"},
+		{"retransmit #<n> of frame <f>", "the n-th retransmission after a timeout, and the frame that first carried the data", "tcp.analysis.retransmission, TCPTimeouts"},
+		{"fast retransmit #<n> of frame <f>", "a retransmission triggered by duplicate ACKs or SACK (RFC 5681, RFC 6675)", "tcp.analysis.fast_retransmission, TCPFastRetrans"},
+		{"SYN retransmit #<n>, SYN-ACK retransmit #<n>", "a handshake segment sent again after its timer fired", "TCPSynRetrans"},
+		{"RTO fired, rto now <d>", "on the segment a retransmission timeout sent: the backed-off timeout", "tcp.analysis.rto"},
+		{"zero window probe #<n>", "a probe into the peer's zero window, sent as Linux does (SEQ = SND.UNA-1, no data)", "TCPWinProbe, tcp.analysis.keep_alive (Wireshark reads this shape as a keep-alive)"},
+		{"challenge ACK", "the ACK RFC 5961 asks for in reply to a suspicious RST, SYN or ACK", "TCPChallengeACK"},
+		{"keepalive #<n>", "a keepalive probe (RFC 9293 3.8.4); inbound (\"keepalive\"): the peer's probe, read from the wire", "TCPKeepAlive, tcp.analysis.keep_alive"},
+		// What became of an inbound acknowledgment.
+		{"ACK: SND.UNA +<n>, cwnd <c>", "an inbound ACK moved SND.UNA by n bytes; the congestion window after it", ""},
+		{"dup ACK #<n>", "the n-th duplicate ACK (RFC 5681 2); on outbound frames read from the wire as Wireshark does", "tcp.analysis.duplicate_ack"},
+		{"SACKed +<n>", "bytes the ACK's SACK blocks newly covered in the scoreboard", "sacked_out"},
+		{"SACK <l>-<r>", "the SACK blocks on the wire, relative to the ISN as Wireshark shows sequence numbers", "tcp.options.sack"},
+		{"ACK: nothing new", "an ACK that moved nothing (a window update, a retransmitted ACK)", ""},
+		{"→ <note>", "what the engine did next because of this ACK (fast retransmit, undo, ...)", ""},
+		{"recovery: <note>, cwnd <c>, ssthresh <s>", "loss recovery changed course (RFC 6675, RFC 8985)", "ca_state"},
+		// What became of inbound text.
+		{"in order", "the segment's text was taken at RCV.NXT", ""},
+		{"out of order: held", "the text lies beyond a hole and waits in the out-of-order queue", "TCPOFOQueue; tcp.analysis.lost_segment"},
+		{"in order: fills a hole", "the text filled a hole, and held text became deliverable", "tcp.analysis.retransmission or out_of_order"},
+		{"retransmission of frame <f>", "inbound: the peer sent this sequence range before, in frame f", "tcp.analysis.retransmission"},
+		// Drops, with their reasons.
+		{"dropped: <reason>", "the engine discarded the segment; the reason is one of tcp.DropReason's names; frame.verdict says TC_ACT_SHOT", "skb_drop_reason"},
+		{"dropped: no socket → RST", "no connection and no listener: answered with RST (RFC 9293 3.10.7.1)", "NO_SOCKET"},
+		{"dropped: bad checksum", "the TCP checksum did not verify", "TCP_CSUM"},
+		{"dropped: old sequence", "the text was entirely old: a duplicate", "TCP_OLD_DATA"},
+		{"dropped: out of window", "the segment lies outside the receive window", "TCP_INVALID_SEQUENCE"},
+		{"dropped: PAWS: old timestamp", "RFC 7323 PAWS rejected the segment", "TCP_RFC7323_PAWS"},
+		{"dropped: accept queue full", "the final ACK (or a SYN) found the accept queue full", "TCP_LISTEN_OVERFLOW / ListenOverflows"},
+		{"dropped: SYN queue full", "a SYN found the SYN queue full and cookies off", "TCPReqQFullDrop"},
+		// Listener decisions.
+		{"<decision>: SYN queue <n>/<limit>, accept queue <n>/<limit>", "a listener's decision (SYN queued, accept queue add, accept queue overflow, ...) and both queues after it", "ss -lt Recv-Q/Send-Q"},
+		// State changes.
+		{"<FROM> → <TO>", "the state change this frame caused (inbound) or carries (outbound: the SYN of a connect, the FIN of a close, the RST of an abort)", "tcp_set_state"},
+		{"<FROM> → <TO> (<cause>)", "a change a user call or timer made; on the frame that carries its effect", ""},
+		{"earlier <time>: <FROM> → <TO> (<cause>)", "a change no frame carried (a TIME-WAIT expiry), told on the connection's next frame; it is also a pcapng custom block at its time", ""},
+		// What the wire says.
+		{"zero window", "the frame advertises a zero receive window", "tcp.analysis.zero_window"},
+		{"window update rwnd <a> → <b>", "a pure ACK that only changes the advertised window", "tcp.analysis.window_update"},
+		{"zero window probe", "inbound: one byte sent into our zero window", "tcp.analysis.zero_window_probe"},
+		// The link.
+		{"fault: <what> (<knob>, seed <s>, #<n>)", "the fault middleware did this to the frame: dropped, duplicated, reordered, corrupted byte <i>, delayed <d>; dropped frames carry frame.verdict TC_ACT_SHOT", "tc-netem"},
+		{"link drops <n>", "frames the link dropped (full queue) since the previous frame, also in frame.drop_count", "epb_dropcount"},
+		{"ARP request who-has <ip> tell <ip> → reply sent", "an ARP request and what the stack did with it", "arp"},
+		{"ICMP <type> ...", "an ICMP or ICMPv6 message, with the TCP connection it quotes", "icmp"},
+		{"UDP <src> > <dst> (not TCP: no engine events)", "a frame the TCP engine does not see", ""},
+		{"no engine event", "a TCP frame no event explained (counted in Stats.Unexplained; a test fails on it)", ""},
+	}
+}
+
+// Describe renders an engine event in the words of packet comments, for
+// traces and logs: the same vocabulary as the capture.
+func Describe(ev tcp.Event) string {
+	switch ev.Kind {
+	case tcp.EventSend:
+		return sendText(ev.Send, ev.Attempt)
+	case tcp.EventDrop:
+		return dropText(ev.Drop, ev.Key.Flags)
+	case tcp.EventReceive:
+		return ev.Note
+	case tcp.EventAck:
+		return ackText(&ev)
+	case tcp.EventState:
+		s := ev.From.String() + " → " + ev.To.String()
+		if d := causeText(ev.Cause); d != "" && ev.Cause.Kind != tcp.CauseSegment {
+			s += " (" + d + ")"
+		}
+		return s
+	case tcp.EventQueue:
+		return queueText(&ev)
+	case tcp.EventRetransmitTimeout:
+		return rtoText(ev.RTO)
+	case tcp.EventRecovery:
+		return recoveryText(&ev)
+	}
+	return ev.String()
+}
