@@ -20,6 +20,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/tapstack/tapstack/stack"
 	"io"
 	"os"
 	"os/signal"
@@ -30,7 +31,15 @@ import (
 type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
+	// stop ends the running command with an error that is not the
+	// user's doing (the link went down); run sets it.
+	stop func(error)
 }
+
+// linkDownError ends a command whose TAP device failed under it.
+type linkDownError struct{ d stack.LinkDown }
+
+func (e linkDownError) Error() string { return e.d.String() }
 
 // command is one subcommand. run parses args (the arguments after the
 // subcommand's name) with a flag.FlagSet that writes to e.stderr.
@@ -80,8 +89,15 @@ func run(ctx context.Context, e env, args []string) int {
 		if c.name != args[0] {
 			continue
 		}
+		ctx, cancel := context.WithCancelCause(ctx)
+		defer cancel(nil)
+		e.stop = cancel
 		err := c.run(ctx, e, args[1:])
+		var down linkDownError
 		switch {
+		case errors.As(context.Cause(ctx), &down):
+			fmt.Fprintf(e.stderr, "tapstack %s: %v\n", c.name, down)
+			return 1
 		case err == nil, errors.Is(err, flag.ErrHelp):
 			return 0
 		case errors.Is(err, errUsage):

@@ -25,11 +25,12 @@ const shutdownGrace = 2 * time.Second
 
 // shutdown ends a stack at the end of a command, whatever ended it (the
 // work done, an error, Ctrl-C). Every command's stack goes through here,
-// so the way tapstack leaves its peers is decided in one place: today
-// Stack.Close; Stack.Shutdown(ctx) (a FIN to every connection, RST for
-// the rest once ctx ends) is to replace it.
+// so the way tapstack leaves its peers is decided in one place:
+// Stack.Shutdown, a FIN to every connection (RST where unread data is
+// discarded), and a RST for those still open when ctx ends, so that no
+// peer is left believing a connection is still ESTABLISHED.
 func shutdown(ctx context.Context, s *stack.Stack) {
-	_ = ctx
+	_ = s.Shutdown(ctx)
 	s.Close()
 }
 
@@ -95,7 +96,13 @@ func (lf *linkFlags) open(e env, opts tcp.Options) (s *stack.Stack, close func()
 		return nil, nil, err
 	}
 	opts.Observer = obs
-	s = stack.New(stack.Options{TCP: opts})
+	s = stack.New(stack.Options{TCP: opts, OnLinkDown: func(d stack.LinkDown) {
+		// The device went away (ip link del) or down: the command
+		// ends with the cause, exit status 1.
+		if e.stop != nil {
+			e.stop(linkDownError{d})
+		}
+	}})
 	if _, err := s.AddNIC(link, prefix); err != nil {
 		stopStack(s)
 		dev.Close()

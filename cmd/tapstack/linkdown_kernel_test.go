@@ -1,0 +1,121 @@
+//go:build linux
+
+package main
+
+import (
+	"context"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tapstack/tapstack/tap/taptest"
+)
+
+// serveInNamespace runs "tapstack serve" in-process on a TAP device made
+// in a fresh namespace (the kernel at 192.0.2.1, tapstack at 192.0.2.2)
+// and returns the namespace, a function that waits for the exit status
+// and stderr, and the command's cancel (Ctrl-C).
+func serveInNamespace(t *testing.T, dev string) (*taptest.Namespace, func() (int, string), context.CancelFunc) {
+	ns := taptest.NewNamespace(t)
+	ns.Run(t, "ip", "tuntap", "add", "dev", dev, "mode", "tap")
+	ns.Run(t, "ip", "addr", "add", "192.0.2.1/24", "dev", dev)
+	ns.Run(t, "ip", "link", "set", "dev", dev, "up")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	out := &syncWriter{w: &strings.Builder{}}
+	errOut := &syncWriter{w: &strings.Builder{}}
+	ready := make(chan struct{})
+	type result struct {
+		code int
+		err  string
+	}
+	done := make(chan result, 1)
+	go func() {
+		code := -1
+		// The device is opened on the calling thread, which must be in
+		// the namespace; the stack's goroutines need not be.
+		_ = ns.Do(func() error {
+			close(ready)
+			code = run(ctx, env{stdin: strings.NewReader(""), stdout: out, stderr: errOut},
+				[]string{"serve", "--tap", dev, "--addr", "192.0.2.2/24", "--mode", "echo"})
+			return nil
+		})
+		done <- result{code, errOut.w.(*strings.Builder).String()}
+	}()
+	<-ready
+	wait := func() (int, string) {
+		select {
+		case r := <-done:
+			return r.code, r.err
+		case <-time.After(30 * time.Second):
+			t.Fatalf("serve still running 30 s later; stdout:\n%s", out.w)
+			return 0, ""
+		}
+	}
+	return ns, wait, cancel
+}
+
+// dialEcho connects from the kernel to tapstack's echo server, retrying
+// while serve is still starting, and checks one echo.
+func dialEcho(t *testing.T, ns *taptest.Namespace) net.Conn {
+	t.Helper()
+	var c net.Conn
+	for range 50 {
+		err := ns.Do(func() (err error) {
+			c, err = net.DialTimeout("tcp4", "192.0.2.2:7", time.Second)
+			return err
+		})
+		if err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if c == nil {
+		t.Fatal("the kernel could not connect to tapstack serve")
+	}
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	if _, err := c.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "ping" {
+		t.Fatalf("echo: %q, %v", buf, err)
+	}
+	return c
+}
+
+// TestServeLinkDown: the TAP device is deleted under a running serve
+// (ip link del). The stack takes the NIC down and serve ends with exit
+// status 1 and a message naming the cause, instead of serving a device
+// that no longer exists.
+func TestServeLinkDown(t *testing.T) {
+	const dev = "tslinkdn0"
+	ns, wait, _ := serveInNamespace(t, dev)
+	c := dialEcho(t, ns)
+	defer c.Close()
+	ns.Run(t, "ip", "link", "del", dev)
+	code, stderr := wait()
+	t.Logf("exit %d, stderr %q", code, stderr)
+	if code != 1 || !strings.Contains(stderr, "tapstack serve: ") || !strings.Contains(stderr, "link down") {
+		t.Fatalf("serve after its TAP was deleted: exit %d, stderr %q; want 1 and \"tapstack serve: ... link down ...\"", code, stderr)
+	}
+}
+
+// TestServeInterruptCloses: Ctrl-C on serve closes its connections in a
+// way the peer sees (Stack.Shutdown: a FIN), instead of leaving the
+// kernel's socket ESTABLISHED, and exits 0.
+func TestServeInterruptCloses(t *testing.T) {
+	ns, wait, cancel := serveInNamespace(t, "tsintr0")
+	c := dialEcho(t, ns)
+	defer c.Close()
+	cancel()
+	if code, stderr := wait(); code != 0 {
+		t.Fatalf("serve after Ctrl-C: exit %d, stderr %q; want 0", code, stderr)
+	}
+	buf := make([]byte, 1)
+	if n, err := c.Read(buf); err != io.EOF {
+		t.Fatalf("the kernel's read after serve stopped: %d, %v; want EOF (tapstack's FIN)", n, err)
+	}
+}
