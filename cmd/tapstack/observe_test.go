@@ -115,7 +115,7 @@ func TestTrace(t *testing.T) {
 		regexp.MustCompile(`client 192\.0\.2\.2\.\d+ > 192\.0\.2\.1\.7: SYN: Flags \[S\]`),
 		regexp.MustCompile(`server 192\.0\.2\.1\.7 > 192\.0\.2\.2\.\d+: SYN-ACK: Flags \[S\.\]`),
 		regexp.MustCompile(`server 192\.0\.2\.1\.7 > 192\.0\.2\.2\.\d+: SYN-RECEIVED → ESTABLISHED\n`),
-		regexp.MustCompile(`server 192\.0\.2\.1\.7 > \*: SYN queued: SYN queue 1/1024, accept queue 0/`),
+		regexp.MustCompile(`server 192\.0\.2\.1\.7 > 192\.0\.2\.2\.\d+: SYN queued: SYN queue 1/1024, accept queue 0/`),
 		regexp.MustCompile(`server 192\.0\.2\.2\.\d+ > 192\.0\.2\.1\.7: in order: Flags \[P\.\]`),
 		regexp.MustCompile(`client 192\.0\.2\.2\.\d+ > 192\.0\.2\.1\.7: TIME-WAIT → CLOSED \(timer time-wait\)`),
 	} {

@@ -20,8 +20,11 @@ import (
 
 // Helpers shared by the subcommands.
 
-// shutdownGrace bounds how long shutdown may take at exit.
-const shutdownGrace = 2 * time.Second
+// shutdownGrace bounds how long shutdown may take at exit: how long the
+// peers have to acknowledge our FINs before the connections still open
+// are reset. One second leaves room in the agent contract's two seconds
+// between the end of stdin and the exit (docs/agent.md).
+const shutdownGrace = time.Second
 
 // shutdown ends a stack at the end of a command, whatever ended it (the
 // work done, an error, Ctrl-C). Every command's stack goes through here,

@@ -130,6 +130,9 @@ func runDemoWorkload(ctx context.Context, out io.Writer, cfg demoConfig) error {
 			return err
 		}
 	}
+	for _, c := range []*conn.Conn{c, sc} {
+		c.Endpoint().SyncEvents() // the last events (into CLOSED) reach the observers
+	}
 	at("closed", server, client)
 	fmt.Fprintln(out, "both connections CLOSED")
 	if err := finish(); err != nil {

@@ -241,7 +241,7 @@ func (e *Endpoint) ackArrives(seg *Segment) bool {
 			e.sendReset(seg.Ack)
 			return false
 		}
-		if e.listener != nil && !e.listener.reserveAccept() {
+		if e.listener != nil && !e.listener.reserveAccept(e, seg.wire) {
 			// The accept queue is full. Linux drops the ACK, so the
 			// peer's retransmission (or our SYN-ACK retransmission)
 			// completes the handshake once Accept made room; with
@@ -435,5 +435,5 @@ func (e *Endpoint) emitAck(seg *Segment, oldUna seqnum.Value, dup bool) {
 	if dup {
 		ev.DupAck = e.dupAcks
 	}
-	e.proto.emit(ev)
+	e.emit(ev)
 }

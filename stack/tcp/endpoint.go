@@ -34,6 +34,7 @@ type Endpoint struct {
 	// leave in the order they were made. It is never held with mu.
 	outMu    sync.Mutex
 	outSpare []*stack.PacketBuffer
+	evSpare  []Event
 
 	mu         sync.Mutex
 	state      State
@@ -43,6 +44,7 @@ type Endpoint struct {
 	registered bool
 	listener   *Listener // set while queued on a listener, not yet accepted
 	outq       []*stack.PacketBuffer
+	events     []Event // for the observer, delivered by flush after mu is released
 
 	// Agreed at the handshake.
 	sndMSS      int   // largest payload we send (RFC 9293 3.7.1, RFC 6691)
@@ -465,45 +467,81 @@ func (e *Endpoint) queue(pkt *stack.PacketBuffer) {
 	e.outq = append(e.outq, pkt)
 }
 
-// flush writes queued packets. It must be called without e.mu held. When
-// another goroutine is already flushing, it leaves the work to that one,
-// which loops until the queue is empty: this is what keeps a link that
-// delivers on the sender's goroutine from deadlocking on outMu.
+// flush delivers queued events to the observer and writes queued
+// packets, in the order they were made, the events that explain a packet
+// before it. It must be called without e.mu held. When another goroutine
+// is already flushing, it leaves the work to that one, which loops until
+// both queues are empty: this is what keeps a link that delivers on the
+// sender's goroutine, or an observer that calls back into the engine,
+// from deadlocking on outMu.
 func (e *Endpoint) flush() {
 	for range 1 << 20 {
 		if !e.outMu.TryLock() {
 			return
 		}
-		var release *stack.Route
-		for {
-			e.mu.Lock()
-			if len(e.outq) == 0 {
-				if (e.state == Closed || e.tw != nil) && e.route != nil && !e.registered {
-					release, e.route = e.route, nil
-				}
-				e.mu.Unlock()
-				break
-			}
-			q, r := e.outq, e.route
-			e.outq = e.outSpare[:0]
-			e.mu.Unlock()
-			for i, pkt := range q {
-				writePacket(r, pkt)
-				q[i] = nil
-			}
-			e.outSpare = q[:0]
-		}
-		e.outMu.Unlock()
-		if release != nil {
-			release.Release()
-		}
+		e.flushLocked()
 		e.mu.Lock()
-		empty := len(e.outq) == 0
+		empty := len(e.outq) == 0 && len(e.events) == 0
 		e.mu.Unlock()
 		if empty {
 			return
 		}
 	}
+}
+
+// SyncEvents returns once every event this connection made before the
+// call has reached the observer. Events are delivered after the engine's
+// locks are released, possibly by another goroutine, so a state can be
+// seen (State, Read returning EOF) a moment before the observer hears of
+// the change: call SyncEvents before reading what an observer collected.
+// It must not be called from inside the observer.
+func (e *Endpoint) SyncEvents() {
+	e.outMu.Lock()
+	e.flushLocked()
+	e.flush()
+}
+
+// flushLocked does flush's work while holding outMu, and releases it.
+func (e *Endpoint) flushLocked() {
+	var release *stack.Route
+	obs := e.proto.opts.Observer
+	for range 1 << 20 {
+		e.mu.Lock()
+		if len(e.outq) == 0 && len(e.events) == 0 {
+			if (e.state == Closed || e.tw != nil) && e.route != nil && !e.registered {
+				release, e.route = e.route, nil
+			}
+			e.mu.Unlock()
+			break
+		}
+		q, r, evs := e.outq, e.route, e.events
+		e.outq, e.events = e.outSpare[:0], e.evSpare[:0]
+		e.mu.Unlock()
+		for i := range evs {
+			obs(evs[i])
+			evs[i] = Event{}
+		}
+		e.evSpare = evs[:0]
+		for i, pkt := range q {
+			writePacket(r, pkt)
+			q[i] = nil
+		}
+		e.outSpare = q[:0]
+	}
+	e.outMu.Unlock()
+	if release != nil {
+		release.Release()
+	}
+}
+
+// emit queues ev for the observer; flush delivers it once the locks are
+// released. The caller holds e.mu.
+func (e *Endpoint) emit(ev Event) {
+	if e.proto.opts.Observer == nil {
+		return
+	}
+	ev.Time = e.proto.clock.Now()
+	e.events = append(e.events, ev)
 }
 
 // release deletes the TCB's registrations when the connection enters

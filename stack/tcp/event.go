@@ -135,9 +135,16 @@ func (ev Event) String() string {
 	return "unknown event"
 }
 
-// Observer receives events. It is called synchronously from the engine,
-// possibly with a connection's lock held: it must not block and must not
-// call back into the stack.
+// Observer receives events. It is never called with an engine lock held:
+// a connection's events are queued under its lock and delivered, in the
+// order they were made, once the lock is released, usually by the
+// goroutine that made them (a link's, a timer's, a user's). So an
+// observer may call back into the engine (Info, Stats, Queues, even
+// Write), but it should be quick: that goroutine waits for it. Events of
+// different connections may be delivered concurrently. An event about an
+// outbound segment is delivered before the segment is written to the link
+// unless two goroutines work on the connection at once; then it may come
+// just after. Endpoint.SyncEvents waits for a connection's events.
 type Observer func(Event)
 
 // Stats are the engine's counters. They are per stack, safe to read at any

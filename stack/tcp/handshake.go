@@ -270,6 +270,10 @@ func (e *Endpoint) afterEstablished() {
 }
 
 // drop counts and reports a segment this connection discards.
+// The caller holds e.mu.
 func (e *Endpoint) drop(seg *Segment, r DropReason) {
-	e.proto.drop(e.connID(), seg, r)
+	e.proto.stats.Drops[r].Add(1)
+	if e.proto.opts.Observer != nil {
+		e.emit(Event{Kind: EventDrop, Conn: e.connID(), Drop: r, Segment: seg.info(), Key: seg.wire})
+	}
 }

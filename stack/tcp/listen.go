@@ -42,7 +42,13 @@ type Listener struct {
 
 	cookies cookieKey // keys this stack's SYN cookies (cookie.go)
 
+	// Queue events wait in events until deliverEvents hands them to the
+	// observer, after mu is released (deliverMu: one deliverer at a time).
+	deliverMu sync.Mutex
+	evSpare   []Event
+
 	mu      sync.Mutex
+	events  []Event
 	state   State // Listen, then Closed
 	synq    synQueue
 	acceptq acceptQueue
@@ -140,9 +146,61 @@ func (l *Listener) queueInfoLocked() QueueInfo {
 	}
 }
 
-func (l *Listener) emitQueue(note string) {
-	if l.proto.opts.Observer != nil {
-		l.proto.emit(Event{Kind: EventQueue, Conn: connIDOf(l.id), Note: note, Queue: l.queueInfoLocked()})
+// queueEvent reports a queue decision: note says what was decided, c is
+// the connection it concerns (the listener's own address when none) and
+// key the segment that caused it, if any. When the decision concerns a
+// child whose lock is held, the event goes with the child's events, so it
+// keeps its place among them (SYN queued, then SYN-ACK sent); otherwise
+// it waits on the listener until deliverEvents. The caller holds l.mu.
+func (l *Listener) queueEvent(child *Endpoint, c ConnID, key SegKey, note string) {
+	p := l.proto
+	if p.opts.Observer == nil {
+		return
+	}
+	ev := Event{Kind: EventQueue, Conn: c, Key: key, Note: note, Queue: l.queueInfoLocked()}
+	if child != nil {
+		child.emit(ev)
+		return
+	}
+	ev.Time = p.clock.Now()
+	l.events = append(l.events, ev)
+}
+
+// deliverEvents hands the listener's queued events to the observer. It
+// must be called with no engine lock held. A goroutine that finds another
+// delivering leaves its events to that one, which loops until none is
+// left, as Endpoint.flush does.
+func (l *Listener) deliverEvents() {
+	obs := l.proto.opts.Observer
+	if obs == nil {
+		return
+	}
+	for range 1 << 20 {
+		if !l.deliverMu.TryLock() {
+			return
+		}
+		for range 1 << 20 {
+			l.mu.Lock()
+			evs := l.events
+			if len(evs) == 0 {
+				l.mu.Unlock()
+				break
+			}
+			l.events = l.evSpare[:0]
+			l.mu.Unlock()
+			for i := range evs {
+				obs(evs[i])
+				evs[i] = Event{}
+			}
+			l.evSpare = evs[:0]
+		}
+		l.deliverMu.Unlock()
+		l.mu.Lock()
+		empty := len(l.events) == 0
+		l.mu.Unlock()
+		if empty {
+			return
+		}
 	}
 }
 
@@ -168,6 +226,7 @@ func (l *Listener) notify() {
 // LISTEN (RFC 9293 3.10.7.2).
 func (l *Listener) HandlePacket(id stack.TransportEndpointID, pkt *stack.PacketBuffer) {
 	p := l.proto
+	defer l.deliverEvents()
 	var seg Segment
 	if r := p.parse(id, pkt, &seg); r != DropNone {
 		p.drop(connIDOf(id), &seg, r)
@@ -217,7 +276,7 @@ func (l *Listener) HandlePacket(id stack.TransportEndpointID, pkt *stack.PacketB
 // a cookie, or a drop, as the queues decide. A nonzero iss is the ISN to
 // use, for a SYN that reopens a connection from TIME-WAIT.
 func (l *Listener) synArrives(id stack.TransportEndpointID, netProto tcpip.NetworkProtocolNumber, nic tcpip.NICID, seg *Segment, iss seqnum.Value) {
-	switch d, reason := l.admitSyn(); d {
+	switch d, reason := l.admitSyn(connIDOf(id), seg.wire); d {
 	case synHalfOpen:
 		l.openChild(id, netProto, nic, seg, iss)
 	case synCookie:
@@ -243,7 +302,7 @@ const (
 // with the listen backlog and uses tcp_max_syn_backlog only without
 // cookies; we give the SYN queue its own limit, SynQueueLimit, as the
 // design asks, so the two queues can be watched and tuned apart.
-func (l *Listener) admitSyn() (synDecision, DropReason) {
+func (l *Listener) admitSyn(c ConnID, key SegKey) (synDecision, DropReason) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	st := &l.proto.stats
@@ -254,18 +313,18 @@ func (l *Listener) admitSyn() (synDecision, DropReason) {
 		st.ListenOverflows.Add(1)
 		st.ListenDrops.Add(1)
 		st.Listen.SynAcceptQueueFull.Add(1)
-		l.emitQueue("SYN dropped: accept queue full")
+		l.queueEvent(nil, c, key, "SYN dropped: accept queue full")
 		return synDrop, DropAcceptQueueFull
 	case l.synq.full():
 		st.Listen.SynQueueOverflows.Add(1)
 		if !l.proto.opts.NoSynCookies {
 			st.Listen.CookiesSent.Add(1)
 			l.cookieUntil = l.proto.clock.NowMonotonic().Add(cookieMaxAge * cookiePeriod)
-			l.emitQueue("SYN queue full: SYN cookie sent")
+			l.queueEvent(nil, c, key, "SYN queue full: SYN cookie sent")
 			return synCookie, DropNone
 		}
 		st.ListenDrops.Add(1)
-		l.emitQueue("SYN dropped: SYN queue full")
+		l.queueEvent(nil, c, key, "SYN dropped: SYN queue full")
 		return synDrop, DropSynQueueFull
 	}
 	l.synq.pending++
@@ -347,7 +406,7 @@ func (l *Listener) cookieAck(id stack.TransportEndpointID, netProto tcpip.Networ
 	switch {
 	case bad != "":
 		st.Listen.CookiesRejected.Add(1)
-		l.emitQueue("SYN cookie rejected: " + bad)
+		l.queueEvent(nil, c, seg.wire, "SYN cookie rejected: "+bad)
 		l.mu.Unlock()
 		p.drop(c, seg, DropCookieInvalid)
 		p.replyRST(id, netProto, nic, seg)
@@ -359,7 +418,7 @@ func (l *Listener) cookieAck(id stack.TransportEndpointID, netProto tcpip.Networ
 	case l.acceptq.full():
 		// Linux (tcp_v4_syn_recv_sock) counts and drops; the peer's
 		// next segment carries the cookie again. No state is kept.
-		l.acceptOverflowLocked()
+		l.acceptOverflowLocked(nil, c, seg.wire)
 		l.mu.Unlock()
 		p.drop(c, seg, DropAcceptQueueFull)
 		if p.opts.AbortOnOverflow {
@@ -376,7 +435,7 @@ func (l *Listener) cookieAck(id stack.TransportEndpointID, netProto tcpip.Networ
 	if ws >= 0 {
 		note += fmt.Sprintf(", wscale %d", ws)
 	}
-	l.emitQueue(note)
+	l.queueEvent(nil, c, seg.wire, note)
 	l.mu.Unlock()
 
 	r, terr := p.stack.FindRoute(nic, id.LocalAddress, id.RemoteAddress, netProto, false)
@@ -469,7 +528,7 @@ func (l *Listener) openChild(id stack.TransportEndpointID, netProto tcpip.Networ
 	l.synq.pending--
 	l.synq.entries[e] = struct{}{}
 	p.stats.Listen.SynQueued.Add(1)
-	l.emitQueue("SYN queued")
+	l.queueEvent(e, e.connID(), seg.wire, "SYN queued")
 	l.mu.Unlock()
 
 	e.IRS = seg.Seq
@@ -522,7 +581,7 @@ func (l *Listener) established(e *Endpoint) bool {
 	}
 	l.acceptq.push(e)
 	l.proto.stats.Listen.AcceptQueueAdds.Add(1)
-	l.emitQueue("accept queue add")
+	l.queueEvent(e, e.connID(), SegKey{}, "accept queue add")
 	l.notify()
 	return true
 }
@@ -532,11 +591,11 @@ func (l *Listener) established(e *Endpoint) bool {
 // (ackArrives) then drops the ACK, or resets with AbortOnOverflow.
 // Checking and reserving under one lock keeps the queue within its limit
 // however many handshakes complete at once.
-func (l *Listener) reserveAccept() bool {
+func (l *Listener) reserveAccept(child *Endpoint, key SegKey) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.acceptq.full() {
-		l.acceptOverflowLocked()
+		l.acceptOverflowLocked(child, child.connID(), key)
 		return false
 	}
 	l.acceptq.reserved++
@@ -554,17 +613,17 @@ func (l *Listener) unreserveAccept() {
 // acceptOverflowLocked counts and reports a final ACK that found the
 // accept queue full, by the policy in force. Like Linux, it is both a
 // ListenOverflow and a ListenDrop.
-func (l *Listener) acceptOverflowLocked() {
+func (l *Listener) acceptOverflowLocked(child *Endpoint, c ConnID, key SegKey) {
 	st := &l.proto.stats
 	st.ListenOverflows.Add(1)
 	st.ListenDrops.Add(1)
 	if l.proto.opts.AbortOnOverflow {
 		st.Listen.AcceptOverflowResets.Add(1)
-		l.emitQueue("accept queue overflow: final ACK answered with RST")
+		l.queueEvent(child, c, key, "accept queue overflow: final ACK answered with RST")
 		return
 	}
 	st.Listen.AcceptOverflowDrops.Add(1)
-	l.emitQueue("accept queue overflow: final ACK dropped")
+	l.queueEvent(child, c, key, "accept queue overflow: final ACK dropped")
 }
 
 // forget removes a child that reached CLOSED before it was accepted. The
@@ -579,13 +638,13 @@ func (l *Listener) forget(e *Endpoint) {
 		switch {
 		case e.retries > l.proto.opts.SynAckRetries:
 			l.proto.stats.Listen.HalfOpenExpired.Add(1)
-			l.emitQueue("half-open expired: SYN-ACK retries exhausted")
+			l.queueEvent(e, e.connID(), SegKey{}, "half-open expired: SYN-ACK retries exhausted")
 		default:
-			l.emitQueue("half-open entry removed")
+			l.queueEvent(e, e.connID(), SegKey{}, "half-open entry removed")
 		}
 	}
 	if l.acceptq.remove(e) {
-		l.emitQueue("accept queue remove")
+		l.queueEvent(e, e.connID(), SegKey{}, "accept queue remove")
 	}
 }
 
@@ -594,6 +653,7 @@ func (l *Listener) forget(e *Endpoint) {
 // ErrWouldBlock when none is waiting and EINVAL after Close, as Linux's
 // accept(2) on a socket that is not listening.
 func (l *Listener) Accept() (*Endpoint, error) {
+	defer l.deliverEvents()
 	l.mu.Lock()
 	if l.state != Listen {
 		l.mu.Unlock()
@@ -602,7 +662,7 @@ func (l *Listener) Accept() (*Endpoint, error) {
 	e := l.acceptq.pop()
 	if e != nil {
 		l.proto.stats.Listen.Accepted.Add(1)
-		l.emitQueue("accepted")
+		l.queueEvent(nil, e.connID(), SegKey{}, "accepted")
 	}
 	l.mu.Unlock()
 	if e == nil {
@@ -617,6 +677,7 @@ func (l *Listener) Accept() (*Endpoint, error) {
 // Close stops listening. Half-open connections are forgotten; established
 // connections nobody accepted are reset, as Linux's inet_csk_listen_stop.
 func (l *Listener) Close() {
+	defer l.deliverEvents()
 	l.mu.Lock()
 	if l.state == Closed {
 		l.mu.Unlock()
@@ -630,7 +691,7 @@ func (l *Listener) Close() {
 	halfOpen := len(children)
 	clear(l.synq.entries)
 	children = append(children, l.acceptq.drain()...)
-	l.emitQueue(fmt.Sprintf("listener closed: %d half-open forgotten, %d queued reset", halfOpen, len(children)-halfOpen))
+	l.queueEvent(nil, connIDOf(l.id), SegKey{}, fmt.Sprintf("listener closed: %d half-open forgotten, %d queued reset", halfOpen, len(children)-halfOpen))
 	l.notify()
 	l.mu.Unlock()
 

@@ -293,7 +293,12 @@ func (p *Protocol) drop(c ConnID, seg *Segment, r DropReason) {
 	}
 }
 
-// emit hands ev to the observer, stamped with the stack's clock.
+// emit hands ev to the observer at once. It is for events made with no
+// engine lock held (a segment for no connection, a listener's reply, a
+// TIME-WAIT record's); events of a connection or a listener are queued
+// under its lock and delivered after it is released (Endpoint.emit,
+// Listener.queueEvent), so the observer never runs under an engine lock
+// and may call back into the engine.
 func (p *Protocol) emit(ev Event) {
 	if p.opts.Observer == nil {
 		return
@@ -302,17 +307,28 @@ func (p *Protocol) emit(ev Event) {
 	p.opts.Observer(ev)
 }
 
-// countSend counts and reports a segment about to leave.
+// countSend counts and reports a segment about to leave, for segments
+// sent with no engine lock held.
 func (p *Protocol) countSend(c ConnID, cause SendCause, f *outFields, payloadLen, attempt int) {
+	p.countSent(cause, f)
+	if p.opts.Observer != nil {
+		p.emit(sendEvent(c, cause, f, payloadLen, attempt))
+	}
+}
+
+// countSent counts a segment about to leave.
+func (p *Protocol) countSent(cause SendCause, f *outFields) {
 	p.stats.SegmentsOut.Add(1)
 	p.stats.Sends[cause].Add(1)
 	if f.flags&header.TCPFlagRst != 0 {
 		p.stats.ResetsSent.Add(1)
 	}
-	if p.opts.Observer != nil {
-		p.emit(Event{Kind: EventSend, Conn: c, Send: cause, Attempt: attempt, Segment: f.info(payloadLen),
-			Key: SegKey{Seq: uint32(f.seq), Ack: uint32(f.ack), Flags: uint8(f.flags), Len: payloadLen}})
-	}
+}
+
+// sendEvent is the EventSend for a segment about to leave.
+func sendEvent(c ConnID, cause SendCause, f *outFields, payloadLen, attempt int) Event {
+	return Event{Kind: EventSend, Conn: c, Send: cause, Attempt: attempt, Segment: f.info(payloadLen),
+		Key: SegKey{Seq: uint32(f.seq), Ack: uint32(f.ack), Flags: uint8(f.flags), Len: payloadLen}}
 }
 
 // isn chooses an initial sequence number as RFC 6528 3 recommends:

@@ -94,7 +94,7 @@ func (e *Endpoint) processTextAndFin(seg *Segment) {
 // without an observer.
 func (e *Endpoint) received(seg *Segment, note string) {
 	if e.proto.opts.Observer != nil {
-		e.proto.emit(Event{Kind: EventReceive, Conn: e.connID(), Note: note, Segment: seg.info(), Key: seg.wire})
+		e.emit(Event{Kind: EventReceive, Conn: e.connID(), Note: note, Segment: seg.info(), Key: seg.wire})
 	}
 }
 
@@ -203,7 +203,7 @@ func (e *Endpoint) oooLimits() (mem, ranges int) {
 func (e *Endpoint) pruned(seg *Segment, start seqnum.Value, n int) {
 	e.proto.stats.Drops[DropOutOfOrderPruned].Add(1)
 	if e.proto.opts.Observer != nil {
-		e.proto.emit(Event{Kind: EventDrop, Conn: e.connID(), Drop: DropOutOfOrderPruned, Key: seg.wire, Segment: SegmentInfo{
+		e.emit(Event{Kind: EventDrop, Conn: e.connID(), Drop: DropOutOfOrderPruned, Key: seg.wire, Segment: SegmentInfo{
 			SrcPort: e.id.RemotePort, DstPort: e.id.LocalPort, Seq: uint32(start), WS: -1, Len: n,
 		}})
 	}

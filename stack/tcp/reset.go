@@ -117,7 +117,7 @@ func (e *Endpoint) suppressedReply(seg *Segment, r DropReason) {
 	}
 	e.proto.stats.Drops[r].Add(1)
 	if e.proto.opts.Observer != nil {
-		e.proto.emit(Event{Kind: EventDrop, Conn: e.connID(), Drop: r, Segment: SegmentInfo{WS: -1, Note: "challenge ACK not sent: " + r.String()}})
+		e.emit(Event{Kind: EventDrop, Conn: e.connID(), Drop: r, Segment: SegmentInfo{WS: -1, Note: "challenge ACK not sent: " + r.String()}})
 	}
 }
 

@@ -93,7 +93,7 @@ func (e *Endpoint) retransmitTimeout() {
 }
 
 func (e *Endpoint) emitRTO() {
-	e.proto.emit(Event{Kind: EventRetransmitTimeout, Conn: e.connID(), RTO: e.rto})
+	e.emit(Event{Kind: EventRetransmitTimeout, Conn: e.connID(), RTO: e.rto})
 }
 
 // timeoutErr is the error a connection that gave up reports: ETIMEDOUT,

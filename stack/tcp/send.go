@@ -51,7 +51,10 @@ func (e *Endpoint) sendSegment(cause SendCause, flags header.TCPFlags, seq seqnu
 	case SendKeepalive:
 		attempt = e.keepProbes
 	}
-	e.proto.countSend(e.connID(), cause, &f, n, attempt)
+	e.proto.countSent(cause, &f)
+	if e.proto.opts.Observer != nil {
+		e.emit(sendEvent(e.connID(), cause, &f, n, attempt))
+	}
 	e.queue(pkt)
 }
 

@@ -111,7 +111,7 @@ func (e *Endpoint) transition(to State, cause Cause) {
 	}
 	e.state = to
 	e.stateSince = e.proto.clock.NowMonotonic()
-	e.proto.emit(Event{Kind: EventState, Conn: e.connID(), From: from, To: to, Cause: cause, Key: cause.Key})
+	e.emit(Event{Kind: EventState, Conn: e.connID(), From: from, To: to, Cause: cause, Key: cause.Key})
 
 	switch to {
 	case Established:
