@@ -273,7 +273,7 @@ func (e *Endpoint) ackArrives(seg *Segment) bool {
 	// [SND.UNA - MAX.SND.WND, SND.NXT]. After a retransmission timeout
 	// SND.NXT went back to SND.UNA, but data sent before it may still be
 	// acknowledged: the upper bound is the highest sequence number sent.
-	if e.sndMax.LessThan(seg.Ack) {
+	if e.SndNxt.LessThan(seg.Ack) {
 		// Acknowledges something not yet sent: send an ACK, drop.
 		// The ACK goes under InvalidRateLimit (RFC 5961 5.2 asks for
 		// the ACK, and a forger could otherwise have every one of its
@@ -323,117 +323,10 @@ func (e *Endpoint) finAcked() bool {
 	return e.finQueued && e.SndUna == e.sndEnd()+1
 }
 
-// processAck is the fifth step's processing for ESTABLISHED and the states
-// that include it: advance SND.UNA, free acknowledged data, update the RTT
-// estimate, the congestion window and the send window.
-func (e *Endpoint) processAck(seg *Segment) {
-	// A duplicate ACK as RFC 5681 2 defines it.
-	classicDup := seg.Ack == e.SndUna && seg.Payload.Size() == 0 && !seg.has(header.TCPFlagFin) &&
-		e.SndUna != e.SndNxt && uint32(seg.Window)<<e.sndWndShift == e.SndWnd
-	if e.proto.opts.Observer != nil {
-		una := e.SndUna
-		defer func() { e.emitAck(seg, una, classicDup) }()
-	}
-	switch {
-	case e.sackOK:
-		e.processSACKAck(seg, classicDup)
-	case e.SndUna.LessThan(seg.Ack):
-		if e.onNewAck(e.advanceUna(seg)) {
-			e.fastRetransmit()
-		}
-		e.restartRetransmitTimer()
-	case classicDup:
-		if e.onDupAck() {
-			e.fastRetransmit()
-		}
-	}
-
-	// Update the send window if the segment is newer than the one that
-	// last set it: SND.WL1 < SEG.SEQ, or SND.WL1 = SEG.SEQ and
-	// SND.WL2 =< SEG.ACK.
-	if e.SndWL1.LessThan(seg.Seq) || (e.SndWL1 == seg.Seq && e.SndWL2.LessThanEq(seg.Ack)) {
-		old := e.SndWnd
-		e.setSndWnd(uint32(seg.Window)<<e.sndWndShift, seg)
-		if old == 0 && e.SndWnd > 0 {
-			e.stopTimer(timerPersist)
-			e.rto = e.computeRTOOrInitial()
-		}
-	}
-}
-
-// processSACKAck is processAck's ACK processing when SACK is in force:
-// SND.UNA moves as for any ACK, the blocks go to the scoreboard, and RFC
-// 6675 decides about loss recovery (sackAck in congestion.go).
-func (e *Endpoint) processSACKAck(seg *Segment, classicDup bool) {
-	acked := uint32(0)
-	if e.SndUna.LessThan(seg.Ack) {
-		acked = e.advanceUna(seg)
-	}
-	newSACK := e.takeSACK(seg)
-	e.sackAck(acked, newSACK, classicDup, seg.nsack)
-	if acked > 0 {
-		e.restartRetransmitTimer()
-	}
-}
-
-// advanceUna takes an ACK of new data: SND.UNA moves to SEG.ACK, the
-// acknowledged bytes leave the send buffer, and the RTT estimate is
-// updated. It returns how many sequence numbers were acknowledged.
-func (e *Endpoint) advanceUna(seg *Segment) uint32 {
-	acked := e.SndUna.Size(seg.Ack)
-	// Free acknowledged bytes; the FIN's sequence number is not in
-	// the buffer.
-	if dataAcked := min(int64(acked), int64(e.sndBufSeq.Size(seg.Ack)), e.sndBuf.Size()); dataAcked > 0 {
-		e.sndBuf.TrimFront(dataAcked)
-		e.sndBufSeq = e.sndBufSeq.Add(seqnum.Size(dataAcked))
-		e.bytesAcked += uint64(dataAcked)
-	}
-	e.SndUna = seg.Ack
-	if e.SndNxt.LessThan(e.SndUna) {
-		// After go-back-N, an ACK may cover data beyond SND.NXT
-		// that an earlier transmission delivered.
-		e.SndNxt = e.SndUna
-	}
-	if e.sampleRTTFromTSecr(seg) {
-		e.rttTiming = false
-	} else if e.rttTiming && !seg.Ack.LessThan(e.rttSeq) {
-		e.rttTiming = false
-		e.sampleRTT(e.proto.clock.NowMonotonic().Sub(e.rttStart))
-	} else if e.rttValid {
-		e.rto = e.computeRTO() // new data acknowledged: forget the backoff
-	}
-	e.retries = 0
-	e.notify() // send buffer space opened
-	return uint32(acked)
-}
-
-// restartRetransmitTimer is RFC 6298 5.2 and 5.3 after an ACK of new
-// data: stop the timer when everything is acknowledged, restart it
-// otherwise.
-func (e *Endpoint) restartRetransmitTimer() {
-	if e.SndUna == e.SndNxt {
-		e.stopTimer(timerRetransmit)
-	} else {
-		e.setTimer(timerRetransmit, e.rto)
-	}
-}
-
 // computeRTOOrInitial undoes persist backoff once the window opens.
 func (e *Endpoint) computeRTOOrInitial() time.Duration {
 	if e.rttValid {
 		return e.computeRTO()
 	}
 	return e.proto.opts.InitialRTO
-}
-
-// emitAck reports what an inbound acknowledgment did.
-func (e *Endpoint) emitAck(seg *Segment, oldUna seqnum.Value, dup bool) {
-	ev := Event{Kind: EventAck, Conn: e.connID(), Segment: seg.info(), Key: seg.wire, Cwnd: e.cwnd, Ssthresh: e.ssthresh}
-	if oldUna.LessThan(e.SndUna) {
-		ev.Acked = uint32(oldUna.Size(e.SndUna))
-	}
-	if dup {
-		ev.DupAck = e.dupAcks
-	}
-	e.emit(ev)
 }

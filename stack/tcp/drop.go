@@ -105,6 +105,7 @@ const (
 	SendFin
 	SendKeepalive
 	SendSynAckCookie // a stateless SYN-ACK whose ISS is a SYN cookie (RFC 4987 3.6)
+	SendTLP          // a tail loss probe (RFC 8985 7)
 	numSendCauses
 )
 
@@ -125,6 +126,7 @@ var sendNames = [...]string{
 	SendFin:              "FIN",
 	SendKeepalive:        "keepalive",
 	SendSynAckCookie:     "SYN-ACK (cookie)",
+	SendTLP:              "tail loss probe",
 }
 
 func (c SendCause) String() string {

@@ -70,8 +70,7 @@ type Endpoint struct {
 	sndBuf      buffer.Buffer
 	sndBufSeq   seqnum.Value
 	sndBufLimit int
-	sndMax      seqnum.Value // highest SND.NXT so far; below it, sending is retransmitting
-	finQueued   bool         // the user closed sending: a FIN follows sndBuf
+	finQueued   bool // the user closed sending: a FIN follows sndBuf
 	nodelay     bool
 
 	// Receive side.
@@ -83,27 +82,41 @@ type Endpoint struct {
 	rcvAcc      seqnum.Value // right window edge we advertised; never moves left
 	unacked     int          // segments taken since the last ACK we sent
 
-	// Retransmission, RFC 6298.
+	// Retransmission, RFC 6298, and the record of every segment in
+	// flight (rtxqueue.go).
 	srtt, rttvar, rto time.Duration
 	rttValid          bool
-	rttTiming         bool
-	rttSeq            seqnum.Value
-	rttStart          tcpip.MonotonicTime
 	retries           int // RTO expiries in a row without progress
+	rtxq              rtxQueue
 
-	// Congestion control, RFC 5681, with NewReno (RFC 6582) or, when
-	// SACK is in force, RFC 6675 loss recovery. recover is NewReno's
-	// "recover" and RFC 6675's RecoveryPoint: SND.NXT when recovery began.
+	// Congestion control (cc.go) and loss recovery (recovery.go, RACK-TLP
+	// in rack.go). recover is NewReno's "recover" and RFC 6675's
+	// RecoveryPoint: SND.NXT when recovery began.
+	cc             CongestionControl
 	cwnd, ssthresh uint32
+	caState        caState
 	dupAcks        int
-	inRecovery     bool
+	plainDupAcks   int // duplicate ACKs without SACK blocks (dupAckLoss)
+	renoSacked     int // without SACK: segments the duplicate ACKs say arrived above SND.UNA
 	recover        seqnum.Value
+	rack           rack
+	undo           undoState
+	frto           bool // F-RTO (RFC 5682) is judging the last timeout
+	frtoStep       int  // which ACK after the timeout's retransmission comes next: 1 or 2
+	frtoNewData    bool // F-RTO step 2.b: send new data next, not retransmissions
 
-	// The SACK sender (RFC 6675): the peer's SACKed ranges above
-	// SND.UNA, and HighRxt, the end of the highest retransmission of
-	// this recovery.
-	scoreboard scoreboard
-	highRxt    seqnum.Value
+	// PRR (RFC 6937): bytes delivered and sent since fast recovery began,
+	// and RecoverFS, the flight then.
+	prrDelivered, prrOut, recoverFS uint64
+
+	roundEnd       seqnum.Value // SND.NXT when the current round trip began
+	cwndUsageSeq   seqnum.Value // the end of the round trip cwnd use is tracked for
+	maxFlight      uint32       // the most in flight in that round trip
+	wasCwndLimited bool         // the window limited sending in that round trip
+
+	persistProbes int                 // zero-window probes the peer has not answered
+	progressAt    tcpip.MonotonicTime // SND.UNA last moved, or data left with none in flight
+	userTimeout   time.Duration       // RFC 5482 UTO; 0 is off
 
 	timers timerSet
 
@@ -161,6 +174,8 @@ func (p *Protocol) newEndpoint(netProto tcpip.NetworkProtocolNumber, id stack.Tr
 		e.rcvMSS = 0xffff
 	}
 	e.rcvWndShift = uint8(windowScaleFor(e.rcvBufLimit))
+	e.cc = newCongestionControl(&p.opts)
+	e.rack.reoWndMult = 1
 	return e
 }
 
@@ -367,7 +382,13 @@ type Info struct {
 	SndMSS, RcvMSS           int
 	SndWndScale, RcvWndScale int  // -1 when window scaling is off
 	Timestamps               bool // the Timestamps option is in force (RFC 7323 3)
-	SACK                     bool // both SYNs carried SACK-permitted: SACK blocks both ways, RFC 6675 recovery
+	SACK                     bool // both SYNs carried SACK-permitted: SACK blocks both ways, RACK-TLP loss detection
+	CongestionControl        string
+	CAState                  string        // loss recovery: "open", "fast recovery" or "RTO recovery"
+	MinRTT                   time.Duration // the smallest RTT sample of the last 300 s (RACK's min_RTT)
+	InFlight                 uint32        // pipe: bytes sent and not known to have left the network
+	Sacked, Lost             uint32        // bytes above SND.UNA the peer SACKed; bytes deemed lost
+	ReorderingSeen           bool          // the peer's ACKs showed reordering (RACK widens its window)
 	BytesSent, BytesAcked    uint64
 	BytesReceived            uint64
 	Retransmits              uint64
@@ -383,27 +404,34 @@ func (e *Endpoint) Info() Info {
 		sws, rws = -1, -1
 	}
 	return Info{
-		ID:            e.connID(),
-		State:         e.state,
-		StateAge:      e.proto.clock.NowMonotonic().Sub(e.stateSince),
-		TCB:           e.TCB,
-		RTT:           e.srtt,
-		RTTVar:        e.rttvar,
-		RTO:           e.rto,
-		Cwnd:          e.cwnd,
-		Ssthresh:      e.ssthresh,
-		SndMSS:        e.sndMSS,
-		RcvMSS:        e.rcvMSS,
-		SndWndScale:   sws,
-		RcvWndScale:   rws,
-		Timestamps:    e.tsOK,
-		SACK:          e.sackOK,
-		BytesSent:     e.bytesSent,
-		BytesAcked:    e.bytesAcked,
-		BytesReceived: e.bytesReceived,
-		Retransmits:   e.retransmitted,
-		SendQueued:    int(e.sndBuf.Size()),
-		RecvQueued:    int(e.rcvBuf.Size()),
+		ID:                e.connID(),
+		State:             e.state,
+		StateAge:          e.proto.clock.NowMonotonic().Sub(e.stateSince),
+		TCB:               e.TCB,
+		RTT:               e.srtt,
+		RTTVar:            e.rttvar,
+		RTO:               e.rto,
+		Cwnd:              e.cwnd,
+		Ssthresh:          e.ssthresh,
+		SndMSS:            e.sndMSS,
+		RcvMSS:            e.rcvMSS,
+		SndWndScale:       sws,
+		RcvWndScale:       rws,
+		Timestamps:        e.tsOK,
+		SACK:              e.sackOK,
+		CongestionControl: ccName(e.cc),
+		CAState:           e.caState.String(),
+		MinRTT:            e.rack.minRTT.v,
+		InFlight:          e.inflight(),
+		Sacked:            e.rtxq.sacked,
+		Lost:              e.rtxq.lost,
+		ReorderingSeen:    e.rack.reordering,
+		BytesSent:         e.bytesSent,
+		BytesAcked:        e.bytesAcked,
+		BytesReceived:     e.bytesReceived,
+		Retransmits:       e.retransmitted,
+		SendQueued:        int(e.sndBuf.Size()),
+		RecvQueued:        int(e.rcvBuf.Size()),
 	}
 }
 
@@ -561,6 +589,14 @@ func (e *Endpoint) release() {
 		e.listener = nil
 	}
 	e.sndBuf.Release()
+	e.rtxq.reset()
 	e.ooo.release()
 	e.proto.unregister(e)
+}
+
+func ccName(cc CongestionControl) string {
+	if cc == nil {
+		return ""
+	}
+	return cc.Name()
 }

@@ -150,14 +150,25 @@ type Observer func(Event)
 // Stats are the engine's counters. They are per stack, safe to read at any
 // time, and never reset.
 type Stats struct {
-	ActiveOpens     atomic.Uint64
-	PassiveOpens    atomic.Uint64
-	SegmentsIn      atomic.Uint64
-	SegmentsOut     atomic.Uint64
-	Retransmits     atomic.Uint64
-	ResetsSent      atomic.Uint64
-	ResetsReceived  atomic.Uint64
-	Timeouts        atomic.Uint64 // connections that gave up retransmitting
+	ActiveOpens    atomic.Uint64
+	PassiveOpens   atomic.Uint64
+	SegmentsIn     atomic.Uint64
+	SegmentsOut    atomic.Uint64
+	Retransmits    atomic.Uint64
+	ResetsSent     atomic.Uint64
+	ResetsReceived atomic.Uint64
+	Timeouts       atomic.Uint64 // connections that gave up retransmitting
+
+	// Loss recovery (recovery.go, rack.go), as Linux's TcpExt counters.
+	FastRecoveries  atomic.Uint64 // fast recoveries begun
+	TailLossProbes  atomic.Uint64 // tail loss probes sent (TCPLossProbes)
+	TLPRecoveries   atomic.Uint64 // losses a probe repaired (TCPLossProbeRecovery)
+	DSACKsReceived  atomic.Uint64 // D-SACK blocks received (TCPDSACKRecv)
+	Undos           atomic.Uint64 // congestion responses undone as spurious
+	SpuriousRTOs    atomic.Uint64 // timeouts F-RTO found spurious (TCPSpuriousRTOs)
+	Renegings       atomic.Uint64 // receivers that dropped SACKed data (TCPSACKReneging)
+	ReorderingSeen  atomic.Uint64 // connections that saw reordering
+	SendQueueFull   atomic.Uint64 // new segments held back: maxInFlightSegments in flight
 	Drops           [numDropReasons]atomic.Uint64
 	Sends           [numSendCauses]atomic.Uint64
 	ListenOverflows atomic.Uint64 // like Linux ListenOverflows

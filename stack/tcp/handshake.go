@@ -83,7 +83,6 @@ func (p *Protocol) Connect(local, remote tcpip.FullAddress, netProto tcpip.Netwo
 	e.tsOffset = p.tsOffset(e.id)
 	e.SndUna = e.ISS
 	e.SndNxt = e.ISS + 1
-	e.sndMax = e.SndNxt
 	e.sndBufSeq = e.ISS + 1
 	e.transition(SynSent, userCause("connect"))
 	e.sendSyn(SendSyn)

@@ -114,16 +114,15 @@ func (e *Endpoint) icmpArrives(terr stack.TransportError, pkt *stack.PacketBuffe
 // SYN-ACK, at ISS. In the synchronized states we follow Linux (tcp_v4_err:
 // between(seq, snd_una, snd_nxt)) and accept SND.NXT itself too, which
 // RFC 5927's half-open range leaves out: our bare ACKs carry it, and an
-// error about one is as genuine. SND.NXT here is the highest sequence
-// number sent (sndMax): after a retransmission timeout SND.NXT went back
-// to SND.UNA, but errors about the segments sent before it may still
-// arrive, and Linux's snd_nxt never moves back.
+// error about one is as genuine. SND.NXT never moves back: a
+// retransmission resends what is below it (rtxqueue.go), as Linux's
+// snd_nxt.
 func (e *Endpoint) icmpQuoteValid(seq seqnum.Value) bool {
 	switch {
 	case e.state == SynSent || e.state == SynReceived:
 		return seq == e.ISS
 	case e.state.synchronized() && e.state != TimeWait:
-		return e.SndUna.LessThanEq(seq) && seq.LessThanEq(e.sndMax)
+		return e.SndUna.LessThanEq(seq) && seq.LessThanEq(e.SndNxt)
 	}
 	return false
 }

@@ -466,7 +466,6 @@ func (l *Listener) cookieAck(id stack.TransportEndpointID, netProto tcpip.Networ
 	e.ISS = seg.Ack - 1
 	e.SndUna = seg.Ack
 	e.SndNxt = seg.Ack
-	e.sndMax = seg.Ack
 	e.sndBufSeq = seg.Ack
 	e.sndMSS = max(min(int(cookieMSS[idx]), e.rcvMSS), 64)
 	e.tsOffset = p.tsOffset(id)
@@ -540,7 +539,6 @@ func (l *Listener) openChild(id stack.TransportEndpointID, netProto tcpip.Networ
 	}
 	e.SndUna = e.ISS
 	e.SndNxt = e.ISS + 1
-	e.sndMax = e.SndNxt
 	e.sndBufSeq = e.ISS + 1
 	e.tsOffset = p.tsOffset(id)
 	e.takeSynOptions(seg, seg.WS >= 0)

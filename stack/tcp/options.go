@@ -1,6 +1,7 @@
 package tcp
 
 import (
+	"slices"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -32,7 +33,30 @@ type Options struct {
 	SynAckRetries int
 	// MaxRetries is how often a data segment is retransmitted before the
 	// connection fails with ETIMEDOUT (Linux tcp_retries2, default 15).
+	// It also bounds the zero-window probes a silent peer leaves
+	// unanswered (Linux tcp_probe_timer).
 	MaxRetries int
+	// OrphanRetries bounds the zero-window probes of a connection the
+	// user has closed (Linux tcp_orphan_retries; its 0 means 8, the
+	// default here).
+	OrphanRetries int
+
+	// CongestionControl names the algorithm: "cubic" (RFC 9438 with
+	// HyStart++, RFC 9406; the default, as in Linux) or "reno" (RFC 5681).
+	// An unknown name means the default; Info().CongestionControl says
+	// what a connection uses. NewCongestionControl, if set, makes each
+	// connection's algorithm instead.
+	CongestionControl    string
+	NewCongestionControl func() CongestionControl
+
+	// NoRACK turns RACK-TLP (RFC 8985) off: losses are then found by
+	// the DupThresh rule (RFC 5681, RFC 6675) and NewReno's partial
+	// ACKs, and no tail loss probe is sent. By default RACK-TLP is on
+	// whenever SACK is, as in Linux (tcp_recovery=1).
+	NoRACK bool
+	// NoFRTO turns off F-RTO (RFC 5682), which detects spurious
+	// retransmission timeouts (Linux tcp_frto, on by default).
+	NoFRTO bool
 
 	// SendBufferSize and ReceiveBufferSize are the per-connection buffers
 	// in bytes (default 1 MiB each). The receive buffer bounds the window.
@@ -147,6 +171,10 @@ func (o Options) withDefaults() Options {
 	defInt(&o.SynRetries, 6)
 	defInt(&o.SynAckRetries, 5)
 	defInt(&o.MaxRetries, 15)
+	defInt(&o.OrphanRetries, 8)
+	if !slices.Contains(congestionControls, o.CongestionControl) {
+		o.CongestionControl = "cubic"
+	}
 	defInt(&o.SendBufferSize, 1<<20)
 	defInt(&o.ReceiveBufferSize, 1<<20)
 	defInt(&o.SynQueueLimit, 1024)

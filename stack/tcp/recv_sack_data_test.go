@@ -88,12 +88,23 @@ func TestSACKOnDataSegments(t *testing.T) {
 	})
 }
 
-// TestSACKOnDataSegmentsRoom: with four ranges held, a data segment with
-// room for all carries four blocks without timestamps and three with them;
-// one with room for fewer carries as many as fit, most recent first.
+// TestSACKOnDataSegmentsRoom: with four ranges held, a new data segment
+// is cut so that all the blocks that fit the options fit beside it: four
+// without timestamps, three with them (Linux's tcp_current_mss). A
+// retransmission keeps its size, so it carries as many blocks as fit,
+// most recent first.
 func TestSACKOnDataSegmentsRoom(t *testing.T) {
 	withAndWithoutTS(t, func(t *testing.T, p *tcptest.Peer, ep *tcp.Endpoint) {
 		ep.SetNoDelay(true)
+		mss := ep.Info().SndMSS
+		out := payload(0, 3*mss)
+		// A segment sent before anything is held, with room left for
+		// two blocks beside it.
+		m := mss - (4 + 8*2) - 7
+		if _, err := ep.Write(out[:m]); err != nil {
+			t.Fatal(err)
+		}
+		p.Expect(seg{Flags: "P.", Seq: 1, Ack: 1, Len: m})
 		in := payload(0, 8000)
 		for i := range 4 {
 			off := 1000 + 2000*i
@@ -105,21 +116,18 @@ func TestSACKOnDataSegmentsRoom(t *testing.T) {
 		if p.Timestamps {
 			room = 3
 		}
-		mss := ep.Info().SndMSS
 		if got := ep.SACKOptionSize(); got != 4+8*room {
 			t.Fatalf("SACKOptionSize %d, want %d", got, 4+8*room)
 		}
-		out := payload(0, 2*mss)
+		// Its retransmission carries the two blocks that fit.
+		p.Advance(ep.Info().RTO)
+		p.Expect(seg{Flags: "P.", Seq: 1, Ack: 1, Len: m, SACK: all[:2]})
+		p.Inject(seg{Flags: ".", Seq: 1, Ack: uint32(1 + m)})
+		// New data is cut to leave room for every block.
 		n := mss - ep.SACKOptionSize()
-		if _, err := ep.Write(out[:n]); err != nil {
+		if _, err := ep.Write(out[m : m+n]); err != nil {
 			t.Fatal(err)
 		}
-		p.Expect(seg{Flags: "P.", Seq: 1, Ack: 1, Len: n, SACK: all[:room]})
-		// Room for two blocks only.
-		m := mss - (4 + 8*2) - 7
-		if _, err := ep.Write(out[n : n+m]); err != nil {
-			t.Fatal(err)
-		}
-		p.Expect(seg{Flags: "P.", Seq: uint32(1 + n), Ack: 1, Len: m, SACK: all[:2]})
+		p.Expect(seg{Flags: "P.", Seq: uint32(1 + m), Ack: 1, Len: n, SACK: all[:room]})
 	})
 }

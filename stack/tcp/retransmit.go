@@ -3,8 +3,6 @@ package tcp
 import (
 	"syscall"
 	"time"
-
-	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
 )
 
 // sampleRTT feeds one round-trip measurement into the RFC 6298 estimator.
@@ -12,6 +10,7 @@ func (e *Endpoint) sampleRTT(r time.Duration) {
 	if r <= 0 {
 		r = time.Microsecond
 	}
+	e.rack.minRTT.update(e.proto.clock.NowMonotonic(), r)
 	if !e.rttValid {
 		// RFC 6298 2.2: the first measurement.
 		e.srtt = r
@@ -70,11 +69,11 @@ func (e *Endpoint) retransmitTimeout() {
 		e.setTimer(timerRetransmit, e.rto)
 		return
 	}
-	if !e.state.synchronized() || e.SndUna == e.SndNxt {
+	if !e.state.synchronized() || e.rtxq.empty() {
 		e.retries = 0
 		return
 	}
-	if e.retries > e.proto.opts.MaxRetries {
+	if e.retries > e.proto.opts.MaxRetries || e.userTimedOut() {
 		e.proto.stats.Timeouts.Add(1)
 		e.fail(e.timeoutErr(), timerCause(timerRetransmit))
 		return
@@ -82,14 +81,38 @@ func (e *Endpoint) retransmitTimeout() {
 	e.backoff()
 	e.emitRTO()
 	e.enterLoss()
-	// Go back to SND.UNA and send again what the (now one-segment)
-	// congestion window allows; output counts these as retransmissions.
-	e.SndNxt = e.SndUna
-	e.rttTiming = false // Karn: no sample from a retransmitted segment
 	e.output()
-	if !e.timerArmed(timerRetransmit) {
-		e.setTimer(timerRetransmit, e.rto)
+	e.setTimer(timerRetransmit, e.rtoFromNow())
+}
+
+// rtoFromNow is the time until the retransmission timer should fire: the
+// RTO, or less if the user timeout (RFC 5482, Linux TCP_USER_TIMEOUT)
+// ends sooner, as Linux's tcp_clamp_rto_to_user_timeout.
+func (e *Endpoint) rtoFromNow() time.Duration {
+	d := e.rto
+	if ut := e.userTimeout; ut > 0 {
+		left := e.progressAt.Add(ut).Sub(e.proto.clock.NowMonotonic())
+		d = min(d, max(left, time.Millisecond))
 	}
+	return d
+}
+
+// userTimedOut reports whether data has waited for its acknowledgment (or
+// for the peer's window to open) longer than the user timeout: RFC 5482's
+// UTO, Linux's TCP_USER_TIMEOUT, counted from the last time SND.UNA moved
+// or data went out with nothing in flight.
+func (e *Endpoint) userTimedOut() bool {
+	return e.userTimeout > 0 && !e.proto.clock.NowMonotonic().Before(e.progressAt.Add(e.userTimeout))
+}
+
+// SetUserTimeout bounds how long sent data may stay unacknowledged, or
+// wait behind a closed window, before the connection fails with ETIMEDOUT
+// (RFC 5482 and RFC 9293 3.8.3's USER TIMEOUT; Linux TCP_USER_TIMEOUT). Zero
+// turns it off: then MaxRetries and OrphanRetries decide.
+func (e *Endpoint) SetUserTimeout(d time.Duration) {
+	e.mu.Lock()
+	e.userTimeout = max(d, 0)
+	e.mu.Unlock()
 }
 
 func (e *Endpoint) emitRTO() {
@@ -111,22 +134,4 @@ func (e *Endpoint) fail(err error, cause Cause) {
 		e.err = err
 	}
 	e.transition(Closed, cause)
-}
-
-// fastRetransmit resends the segment at SND.UNA (RFC 5681 3.2 step 2).
-func (e *Endpoint) fastRetransmit() {
-	end := e.sndEnd()
-	n := 0
-	if e.SndUna.LessThan(end) {
-		n = min(int(e.SndUna.Size(end)), e.sndMSS)
-	}
-	fin := e.finQueued && e.SndUna.Add(seqnum.Size(n)) == end && e.SndUna.Add(seqnum.Size(n)).LessThan(e.SndNxt)
-	if n == 0 && !fin {
-		return
-	}
-	e.retransmitted++
-	e.proto.stats.Retransmits.Add(1)
-	e.rttTiming = false
-	e.transmit(e.SndUna, n, fin, SendFastRetransmit)
-	e.setTimer(timerRetransmit, e.rto)
 }

@@ -11,6 +11,20 @@ import (
 // the acknowledgment that a delayed ACK was waiting for. It takes
 // ownership of payload. The caller holds e.mu.
 func (e *Endpoint) sendSegment(cause SendCause, flags header.TCPFlags, seq seqnum.Value, payload buffer.Buffer, opts []byte) {
+	attempt := 0
+	switch cause {
+	case SendSynRetransmit, SendSynAckRetransmit:
+		attempt = e.retries // the RTO expiries so far: "#2" is the second retransmission
+	case SendKeepalive:
+		attempt = e.keepProbes
+	case SendWindowProbe:
+		attempt = e.persistProbes
+	}
+	e.sendSegmentN(cause, attempt, flags, seq, payload, opts)
+}
+
+// sendSegmentN is sendSegment with the attempt number the events report.
+func (e *Endpoint) sendSegmentN(cause SendCause, attempt int, flags header.TCPFlags, seq seqnum.Value, payload buffer.Buffer, opts []byte) {
 	if e.route == nil {
 		payload.Release()
 		return
@@ -42,15 +56,6 @@ func (e *Endpoint) sendSegment(cause SendCause, flags header.TCPFlags, seq seqnu
 	}
 	n := int(payload.Size())
 	pkt := buildPacket(e.route, &f, payload)
-	attempt := 0
-	switch cause {
-	case SendRetransmit, SendSynRetransmit, SendSynAckRetransmit:
-		attempt = e.retries // the RTO expiries so far: "#2" is the second retransmission
-	case SendFastRetransmit:
-		attempt = 1
-	case SendKeepalive:
-		attempt = e.keepProbes
-	}
 	e.proto.countSent(cause, &f)
 	if e.proto.opts.Observer != nil {
 		e.emit(sendEvent(e.connID(), cause, &f, n, attempt))
@@ -131,8 +136,8 @@ func (e *Endpoint) sndEnd() seqnum.Value { return e.sndBufSeq.Add(seqnum.Size(e.
 // transmit sends the data segment at seq of n bytes, with FIN if fin, and
 // leaves SND.NXT alone. Data segments carry ACK (3.10.7.4: once
 // synchronized, every segment carries the current acknowledgment) and PSH
-// when they empty the buffer.
-func (e *Endpoint) transmit(seq seqnum.Value, n int, fin bool, cause SendCause) {
+// when they empty the buffer. attempt numbers a retransmission.
+func (e *Endpoint) transmit(seq seqnum.Value, n int, fin bool, cause SendCause, attempt int) {
 	flags := header.TCPFlagAck
 	if n > 0 && seq.Add(seqnum.Size(n)) == e.sndEnd() {
 		flags |= header.TCPFlagPsh
@@ -140,76 +145,91 @@ func (e *Endpoint) transmit(seq seqnum.Value, n int, fin bool, cause SendCause) 
 	if fin {
 		flags |= header.TCPFlagFin
 	}
-	e.sendSegment(cause, flags, seq, e.sndData(seq, n), nil)
+	if e.caState == caRecovery {
+		e.prrOut += uint64(n)
+	}
+	e.sendSegmentN(cause, attempt, flags, seq, e.sndData(seq, n), nil)
 }
 
-// output sends what the windows allow (RFC 9293 3.7 and 3.8.6.2.1): up to
-// min(SND.WND, cwnd) in flight, in segments of at most the send MSS, with
-// Nagle's algorithm (3.7.4) holding back a short segment while data is
-// unacknowledged. Segments below the highest sequence ever sent are
-// retransmissions after a timeout (go-back-N from SND.UNA). During SACK
-// loss recovery, RFC 6675 decides instead (recoveryOutput).
+// output sends what the windows allow (RFC 9293 3.7 and 3.8.6.2.1): first
+// the segments deemed lost, lowest first (RFC 6675 NextSeg rule 1, Linux
+// tcp_xmit_retransmit_queue), then new data, while pipe is below the
+// congestion window (RFC 6675 5 (C)) and new data fits the peer's window,
+// in segments of at most the send MSS, with Nagle's algorithm (3.7.4)
+// holding back a short segment while data is unacknowledged.
 func (e *Endpoint) output() {
 	switch e.state {
 	case Established, CloseWait, FinWait1, Closing, LastAck:
 	default:
 		return
 	}
-	if e.inRecovery && e.sackOK {
-		e.recoveryOutput()
-		return
-	}
+	limited := false
 	for range 1 << 16 {
-		inflight := uint32(e.SndUna.Size(e.SndNxt))
-		wnd := min(e.SndWnd, e.cwnd+e.limitedTransmit())
-		avail := 0
-		if wnd > inflight {
-			avail = int(wnd - inflight)
-		}
-		if !e.sendNext(avail) {
-			return
-		}
-	}
-}
-
-// sendNext sends the segment at SND.NXT, of at most avail data bytes, if
-// the MSS, Nagle and the FIN rules let it, and reports whether it sent
-// one. After go-back-N, data the peer has SACKed since is skipped, not
-// sent again.
-func (e *Endpoint) sendNext(avail int) bool {
-	end := e.sndEnd()
-	sackLimited := false
-	if e.SndNxt.LessThan(e.sndMax) && e.scoreboard.n > 0 {
-		for _, r := range e.scoreboard.ranges() {
-			if r.Start.LessThanEq(e.SndNxt) && e.SndNxt.LessThan(r.End) {
-				e.SndNxt = r.End // the ranges do not touch: one skip is enough
+		if e.frtoNewData {
+			// F-RTO step 2.b (RFC 5682): new data, not retransmissions.
+			e.frtoNewData = false
+			if e.sendNewData(SendData, false) {
 				continue
 			}
-			if e.SndNxt.LessThan(r.Start) {
-				if d := int(e.SndNxt.Size(r.Start)); d < avail {
-					avail, sackLimited = d, true
-				}
+		}
+		if i, ok := e.rtxq.nextLost(); ok {
+			if e.inflight() >= e.cwnd {
+				limited = true
 				break
 			}
+			cause := SendFastRetransmit
+			if e.caState == caLoss {
+				cause = SendRetransmit
+			}
+			e.retransmitSeg(i, cause)
+			continue
+		}
+		if !e.sendNewData(SendData, false) {
+			limited = e.inflight() >= e.cwnd
+			break
 		}
 	}
+	e.cwndValidate(limited)
+	e.schedulePTO()
+}
+
+// sendNewData sends the segment at SND.NXT if the windows, the MSS, Nagle
+// and the FIN rules let it, and reports whether it sent one. A probe
+// (the tail loss probe) does not need room in the congestion window.
+func (e *Endpoint) sendNewData(cause SendCause, probe bool) bool {
+	if !probe && e.inflight() >= e.cwnd {
+		return false
+	}
+	if e.rtxq.full() {
+		e.proto.stats.SendQueueFull.Add(1)
+		return false
+	}
+	end := e.sndEnd()
 	unsent := 0
 	if e.SndNxt.LessThan(end) {
 		unsent = int(e.SndNxt.Size(end))
 	}
-	inflight := uint32(e.SndUna.Size(e.SndNxt))
-	n := min(unsent, e.sndMSS, avail)
+	// What the peer's window allows (3.8.6.2.1 counts data only).
+	rwnd := 0
+	if wndEnd := e.SndUna.Add(seqnum.Size(e.SndWnd)); e.SndNxt.LessThan(wndEnd) {
+		rwnd = int(e.SndNxt.Size(wndEnd))
+	}
+	// SACK blocks ride on data segments too (RFC 2018 4): the payload
+	// makes room for them, as Linux's tcp_current_mss does.
+	mss := max(e.sndMSS-e.sackOptionSize(), 1)
+	n := min(unsent, mss, rwnd)
 	// The FIN goes out with the last data byte, or alone, once
 	// everything before it has been sent. It occupies one sequence
-	// number but no window (3.8.6.2.1 counts data only).
+	// number but no window.
 	fin := e.finQueued && e.SndNxt.Add(seqnum.Size(n)) == end
+	inflight := !e.rtxq.empty()
 	if n == 0 && !fin {
-		if unsent > 0 && e.SndWnd == 0 && inflight == 0 && !e.timerArmed(timerPersist) {
-			e.setTimer(timerPersist, e.rto)
+		if unsent > 0 && e.SndWnd == 0 && !inflight && !e.timerArmed(timerPersist) {
+			e.startPersist()
 		}
 		return false
 	}
-	if n < e.sndMSS && !fin && inflight > 0 && !sackLimited {
+	if n < mss && !fin && inflight {
 		// Nagle (3.7.4): a short segment waits for the outstanding
 		// data to be acknowledged, unless the user turned it off.
 		// A window-limited short segment waits too: sender-side
@@ -223,53 +243,101 @@ func (e *Endpoint) sendNext(avail int) bool {
 			return false
 		}
 	}
-	cause := SendData
-	if n == 0 {
+	if cause == SendData && n == 0 {
 		cause = SendFin
 	}
-	retransmission := e.SndNxt.LessThan(e.sndMax)
-	if retransmission {
-		cause = SendRetransmit
-		e.retransmitted++
-		e.proto.stats.Retransmits.Add(1)
-	} else if n > 0 && !e.rttTiming && !e.tsOK {
-		// Karn's algorithm (RFC 6298 3): time only new data. With
-		// timestamps every ACK of new data is a sample (RFC 7323
-		// 4.1), so no segment is timed.
-		e.rttTiming = true
-		e.rttSeq = e.SndNxt.Add(seqnum.Size(n))
-		e.rttStart = e.proto.clock.NowMonotonic()
+	now := e.proto.clock.NowMonotonic()
+	if !inflight {
+		e.progressAt = now // the user timeout counts from here (RFC 5482)
 	}
-	e.transmit(e.SndNxt, n, fin, cause)
-	if !retransmission {
-		e.bytesSent += uint64(n)
-	}
+	seq := e.SndNxt
+	e.transmit(seq, n, fin, cause, 0)
+	e.bytesSent += uint64(n)
 	e.SndNxt = e.SndNxt.Add(seqnum.Size(n))
 	if fin {
 		e.SndNxt++
 	}
-	if e.sndMax.LessThan(e.SndNxt) {
-		e.sndMax = e.SndNxt
-	}
+	e.rtxq.push(seq, e.SndNxt, fin, now, e.tsNow())
 	e.stopTimer(timerPersist)
 	if !e.timerArmed(timerRetransmit) {
 		// RFC 6298 5.1: start the timer when a segment with data (or
 		// a FIN) is sent and the timer is not running.
-		e.setTimer(timerRetransmit, e.rto)
+		e.setTimer(timerRetransmit, e.rtoFromNow())
 	}
 	return true
+}
+
+// retransmitSeg sends record i of the retransmission queue again, cut to
+// the current MSS if the path MTU shrank since it was first sent.
+func (e *Endpoint) retransmitSeg(i uint64, cause SendCause) {
+	q := &e.rtxq
+	s := q.at(i)
+	dataEnd := s.end
+	fin := s.has(segFin)
+	if fin {
+		dataEnd--
+	}
+	attempt := int(s.rtx) + 1
+	for seq, k := s.start, 0; k < 1<<16; k++ {
+		n := min(int(seq.Size(dataEnd)), e.sndMSS)
+		last := seq.Add(seqnum.Size(n)) == dataEnd
+		e.transmit(seq, n, fin && last, cause, attempt)
+		e.retransmitted++
+		e.proto.stats.Retransmits.Add(1)
+		seq = seq.Add(seqnum.Size(n))
+		if last {
+			break
+		}
+	}
+	if e.undo.active {
+		// One more retransmission a D-SACK must show spurious before
+		// the episode can be undone; the first one's TSval dates it
+		// for Eifel detection (Linux undo_retrans, retrans_stamp).
+		e.undo.retrans++
+		if !e.undo.stamped {
+			e.undo.stamped, e.undo.stampTS = true, e.tsNow()
+		}
+	}
+	q.retransmitted(i, e.proto.clock.NowMonotonic(), e.tsNow())
+	if i == q.head || !e.timerArmed(timerRetransmit) {
+		// Linux restarts the timer when the first segment is sent
+		// again, so the retransmission has its own full RTO.
+		e.setTimer(timerRetransmit, e.rtoFromNow())
+	}
+}
+
+// startPersist arms the persist timer: the peer's window is closed and
+// data waits (RFC 9293 3.8.6.1).
+func (e *Endpoint) startPersist() {
+	if e.persistProbes == 0 {
+		e.progressAt = e.proto.clock.NowMonotonic()
+	}
+	e.setTimer(timerPersist, e.rtoFromNow())
 }
 
 // persistTimeout sends a zero-window probe (RFC 9293 3.8.6.1). We follow
 // Linux (tcp_xmit_probe_skb) and probe with an ACK carrying SND.UNA-1,
 // which any TCP answers with its current window, instead of pushing one
-// byte past the window. Probes back off like the RTO and go on for as long
-// as the peer answers them.
+// byte past the window. Probes back off like the RTO. As long as the peer
+// answers them the connection waits (RFC 1122 4.2.2.17); a peer that stays
+// silent for MaxRetries probes (OrphanRetries once the user has closed)
+// or past the user timeout has gone, and the connection fails with
+// ETIMEDOUT, as Linux's tcp_probe_timer decides.
 func (e *Endpoint) persistTimeout() {
 	if !e.state.synchronized() || e.SndWnd > 0 || e.sndEnd() == e.SndNxt {
 		return
 	}
+	limit := e.proto.opts.MaxRetries
+	if e.userClosed {
+		limit = e.proto.opts.OrphanRetries
+	}
+	if e.persistProbes >= limit || e.userTimedOut() {
+		e.proto.stats.Timeouts.Add(1)
+		e.fail(e.timeoutErr(), Cause{Kind: CauseTimer, Detail: "persist: the peer answered no window probe"})
+		return
+	}
+	e.persistProbes++
 	e.sendSegment(SendWindowProbe, header.TCPFlagAck, e.SndUna-1, buffer.Buffer{}, nil)
 	e.backoff()
-	e.setTimer(timerPersist, e.rto)
+	e.setTimer(timerPersist, e.rtoFromNow())
 }

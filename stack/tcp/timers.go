@@ -17,6 +17,8 @@ const (
 	timerDelayedAck                  // RFC 9293 3.8.6.3
 	timerTimeWait                    // 2*MSL in TIME-WAIT; also the orphan FIN-WAIT-2 timeout
 	timerKeepalive                   // RFC 9293 3.8.4, off unless the user asks
+	timerReorder                     // RACK's reordering timer (RFC 8985 6.2 step 6)
+	timerProbe                       // the tail loss probe's PTO (RFC 8985 7.2)
 	numTimers
 )
 
@@ -26,6 +28,8 @@ var timerNames = [...]string{
 	timerDelayedAck: "delayed ack",
 	timerTimeWait:   "time-wait",
 	timerKeepalive:  "keepalive",
+	timerReorder:    "RACK reordering",
+	timerProbe:      "tail loss probe",
 }
 
 func (k timerKind) String() string { return timerNames[k] }
@@ -130,6 +134,10 @@ func (e *Endpoint) timerExpired(k timerKind) {
 		}
 	case timerKeepalive:
 		e.keepaliveTimeout()
+	case timerReorder:
+		e.reorderTimeout()
+	case timerProbe:
+		e.probeTimeout()
 	case timerTimeWait:
 		switch e.state {
 		case TimeWait:

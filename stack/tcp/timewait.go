@@ -145,6 +145,7 @@ func (e *Endpoint) enterTimeWait(cause Cause) {
 	// for Read. The route goes once the last segment (the ACK of the
 	// peer's FIN) has left (flush).
 	e.sndBuf.Release()
+	e.rtxq.reset()
 	e.ooo.release()
 	p.unregister(e)
 }
@@ -345,7 +346,6 @@ func (p *Protocol) timeWaitEndpoints() []*Endpoint {
 				SndUna: tw.sndNxt, SndNxt: tw.sndNxt,
 				RcvNxt: tw.rcvNxt, RcvWnd: tw.rcvWnd,
 			},
-			sndMax:         tw.sndNxt,
 			rcvWndShift:    tw.rcvWndShift,
 			tsOK:           tw.tsOK,
 			finReceived:    true,

@@ -1,0 +1,308 @@
+package tcp
+
+import (
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
+)
+
+// The sender's side of the fifth step of SEGMENT ARRIVES (RFC 9293
+// 3.10.7.4, "If SND.UNA < SEG.ACK =< SND.NXT, then set SND.UNA <- SEG.ACK"):
+// what an acceptable ACK acknowledges, cumulatively and by SACK (RFC 2018,
+// with D-SACK, RFC 2883), the round-trip sample it gives (RFC 6298, RFC
+// 7323 4), the losses it reveals (RACK, RFC 8985) and what recovery does
+// about them (recovery.go).
+
+// ackInfo is what one ACK did, gathered as it is processed.
+type ackInfo struct {
+	now       tcpip.MonotonicTime
+	acked     uint32 // sequence space SND.UNA moved
+	sacked    uint32 // bytes newly SACKed
+	delivered uint32 // bytes newly delivered: acked and not SACKed before, plus newly SACKed (PRR's DeliveredData)
+	dup       bool   // a duplicate ACK: RFC 5681's, or one that SACKs new data (RFC 6675 2)
+
+	dsack    bool // the ACK carried a D-SACK block (RFC 2883)
+	dsackTLP bool // ... reporting the tail loss probe's segment
+
+	// origAcked, origSacked: the ACK delivered, cumulatively or by
+	// SACK, a segment never retransmitted: a timeout before it may have
+	// been spurious (RFC 5682; Linux's FLAG_ORIG_SACK_ACKED).
+	origAcked, origSacked bool
+	// rttFrom: the transmission time of the oldest segment never
+	// retransmitted that the ACK delivered, cumulatively (rttAcked) or
+	// else by SACK: a round-trip sample by Karn's rule.
+	rttFrom  tcpip.MonotonicTime
+	rttAcked bool
+	rttSACK  bool
+	// The lowest TSval among retransmitted segments the ACK covers
+	// cumulatively: an ACK whose TSecr is older echoes an original
+	// transmission, not the retransmission (Eifel, RFC 3522).
+	retransTS     uint32
+	retransAcked  bool
+	rttSample     time.Duration // the ACK's round-trip sample, 0 if none
+	lost          int           // segments newly deemed lost
+	roundStart    bool          // the first ACK of a new round trip
+	endedRecovery bool          // the ACK ended fast recovery
+	reorderedSeen bool          // a segment was delivered after one sent later (RFC 8985 6.2 step 3)
+}
+
+// processAck is the fifth step's processing for ESTABLISHED and the
+// states that include it: SND.UNA, the send buffer, SACK, the RTT
+// estimate, loss detection and recovery, the congestion window and the
+// send window.
+func (e *Endpoint) processAck(seg *Segment) {
+	a := ackInfo{now: e.proto.clock.NowMonotonic()}
+	oldUna := e.SndUna
+	// A duplicate ACK as RFC 5681 2 defines it.
+	classicDup := seg.Ack == e.SndUna && seg.Payload.Size() == 0 && !seg.has(header.TCPFlagFin) &&
+		e.SndUna != e.SndNxt && uint32(seg.Window)<<e.sndWndShift == e.SndWnd
+	e.persistProbes = 0 // the peer answers (RFC 1122 4.2.2.17)
+
+	if e.SndUna.LessThan(seg.Ack) {
+		e.ackCumulative(seg.Ack, &a)
+	}
+	if e.sackOK && seg.nsack > 0 {
+		e.ackSACK(seg, &a)
+	}
+	a.dup = a.acked == 0 && (classicDup && (!e.sackOK || seg.nsack == 0) || a.sacked > 0)
+	if a.dup {
+		e.dupAcks++
+		if seg.nsack == 0 {
+			e.plainDupAcks++
+		}
+		if !e.sackOK && (e.renoSacked+1)*e.sndMSS < int(e.flightSize()) {
+			// Without SACK a duplicate ACK stands for a segment
+			// that left the network (RFC 5681 3.2, Linux's
+			// tcp_add_reno_sack), for PRR and pipe.
+			e.renoSacked++
+			a.delivered += uint32(e.sndMSS)
+		}
+	} else if a.acked > 0 {
+		e.dupAcks, e.plainDupAcks = 0, 0
+	}
+	e.ackRTT(seg, &a)
+
+	// Update the send window if the segment is newer than the one that
+	// last set it: SND.WL1 < SEG.SEQ, or SND.WL1 = SEG.SEQ and
+	// SND.WL2 =< SEG.ACK.
+	if e.SndWL1.LessThan(seg.Seq) || (e.SndWL1 == seg.Seq && e.SndWL2.LessThanEq(seg.Ack)) {
+		old := e.SndWnd
+		e.setSndWnd(uint32(seg.Window)<<e.sndWndShift, seg)
+		if old == 0 && e.SndWnd > 0 {
+			e.stopTimer(timerPersist)
+			e.rto = e.computeRTOOrInitial()
+		}
+	}
+
+	e.recoverOnAck(seg, &a)
+	e.growWindow(&a)
+
+	// RFC 6298 5.2 and 5.3: stop the timer when everything is
+	// acknowledged, restart it when new data is.
+	if a.acked > 0 {
+		if e.rtxq.empty() {
+			e.stopTimer(timerRetransmit)
+			e.stopTimer(timerReorder)
+		} else {
+			e.setTimer(timerRetransmit, e.rtoFromNow())
+		}
+	}
+	e.schedulePTO()
+	if e.proto.opts.Observer != nil {
+		e.emitAck(seg, oldUna, &a)
+	}
+}
+
+// ackCumulative moves SND.UNA to ack: the acknowledged bytes leave the
+// send buffer and their records the retransmission queue.
+func (e *Endpoint) ackCumulative(ack seqnum.Value, a *ackInfo) {
+	a.acked = uint32(e.SndUna.Size(ack))
+	// Free acknowledged bytes; the FIN's sequence number is not in the
+	// buffer.
+	if dataAcked := min(int64(a.acked), int64(e.sndBufSeq.Size(ack)), e.sndBuf.Size()); dataAcked > 0 {
+		e.sndBuf.TrimFront(dataAcked)
+		e.sndBufSeq = e.sndBufSeq.Add(seqnum.Size(dataAcked))
+		e.bytesAcked += uint64(dataAcked)
+	}
+	q := &e.rtxq
+	for !q.empty() {
+		s := q.at(q.head)
+		if ack.LessThan(s.end) {
+			if s.start.LessThan(ack) {
+				if !s.has(segSacked) {
+					a.delivered += uint32(s.start.Size(ack))
+				}
+				q.trimFront(ack)
+			}
+			break
+		}
+		if !s.has(segSacked) {
+			a.delivered += s.len()
+			e.delivered(s, a, true)
+		}
+		q.popFront()
+	}
+	if e.renoSacked > 0 {
+		// The ACK covers the hole and segments the duplicates
+		// stood for: all but one of those it acknowledges were
+		// counted already (Linux tcp_remove_reno_sacks).
+		segs := (int(a.acked) + e.sndMSS - 1) / e.sndMSS
+		e.renoSacked = max(e.renoSacked-(segs-1), 0)
+	}
+	e.SndUna = ack
+	if e.rack.fack.LessThan(e.SndUna) {
+		e.rack.fack = e.SndUna
+	}
+	if e.roundEnd.LessThan(ack) {
+		// The ACK covers what was sent when the round began: a new
+		// round trip begins (HyStart++, RFC 9406 4.2).
+		a.roundStart = true
+		e.roundEnd = e.SndNxt
+	}
+	e.retries = 0
+	e.progressAt = a.now
+	e.notify() // send buffer space opened
+}
+
+// delivered accounts for a segment an ACK delivered for the first time,
+// cumulatively (byAck) or by SACK: the round-trip sample it may give,
+// whether it shows reordering, and RACK.
+func (e *Endpoint) delivered(s *txSeg, a *ackInfo, byAck bool) {
+	if s.has(segEverRetrans) {
+		if byAck && (!a.retransAcked || tsBefore(s.tsval, a.retransTS)) {
+			a.retransTS = s.tsval
+		}
+		a.retransAcked = a.retransAcked || byAck
+	} else {
+		if byAck {
+			a.origAcked = true
+		} else {
+			a.origSacked = true
+		}
+		if !a.rttAcked && (byAck || !a.rttSACK || s.xmit.Before(a.rttFrom)) {
+			a.rttFrom = s.xmit
+			a.rttAcked, a.rttSACK = byAck, !byAck
+		}
+		// Delivered below a segment delivered before it and never
+		// retransmitted: the network reordered it (RFC 8985 6.2 step
+		// 3, Linux tcp_check_sack_reordering).
+		if s.end.LessThan(e.rack.fack) {
+			a.reorderedSeen = true
+		}
+	}
+	e.rackDelivered(s, a.now)
+}
+
+// ackSACK takes the SACK blocks of an acceptable ACK (RFC 2018 3). A
+// block counts only within [SND.UNA, SND.NXT] with Start < End: a block
+// for data never sent is a lie or a mistake. A first block below SND.UNA,
+// or inside the second, is a D-SACK (RFC 2883 4): data received twice.
+func (e *Endpoint) ackSACK(seg *Segment, a *ackInfo) {
+	blocks := seg.sack[:seg.nsack]
+	for k, blk := range blocks {
+		if !blk.Start.LessThan(blk.End) {
+			continue
+		}
+		if k == 0 && (blk.End.LessThanEq(e.SndUna) || len(blocks) > 1 &&
+			blocks[1].Start.LessThanEq(blk.Start) && blk.End.LessThanEq(blocks[1].End)) {
+			e.takeDSACK(blk, a)
+			continue
+		}
+		if blk.Start.LessThan(e.SndUna) || e.SndNxt.LessThan(blk.End) {
+			continue
+		}
+		fack := e.rack.fack
+		e.rtxq.sack(blk.Start, blk.End, func(_ uint64, s *txSeg) {
+			a.sacked += s.len()
+			a.delivered += s.len()
+			e.delivered(s, a, false)
+		})
+		if fack.LessThan(blk.End) && e.rack.fack.LessThan(blk.End) {
+			e.rack.fack = blk.End
+		}
+	}
+}
+
+// takeDSACK is a D-SACK block: the peer received [Start, End) twice. If
+// that was our retransmission, it was not needed: one fewer
+// retransmission of the recovery episode stands unexplained (Linux's
+// undo_retrans), and the reordering window grows (RFC 8985 6.2 step 4).
+func (e *Endpoint) takeDSACK(blk header.SACKBlock, a *ackInfo) {
+	a.dsack = true
+	e.proto.stats.DSACKsReceived.Add(1)
+	if e.rack.tlpOut && e.rack.tlpRetrans && blk.Start.LessThan(e.rack.tlpEnd) && e.rack.tlpEnd.LessThanEq(blk.End.Add(1)) {
+		a.dsackTLP = true
+	}
+	if e.undo.active && !blk.Start.LessThan(e.undo.marker) && e.undo.retrans > 0 {
+		e.undo.retrans--
+	}
+	e.rackOnDSACK()
+}
+
+// ackRTT takes the round-trip sample the ACK gives, if any. From the
+// transmission time of the oldest segment it delivered that was never
+// retransmitted (Karn's rule, RFC 6298 3; Linux prefers it to TSecr,
+// which middleboxes may mangle); else, with timestamps, from TSecr (RFC
+// 7323 4.1), but not when the ACK covers a retransmission and echoes a
+// TSval older than it: then it echoes an original transmission and
+// now-TSecr would include the whole wait for the retransmission timer
+// (Eifel, RFC 3522), which inflated the estimate into a feedback loop.
+func (e *Endpoint) ackRTT(seg *Segment, a *ackInfo) {
+	var rtt time.Duration
+	if a.retransAcked && a.rttAcked {
+		// Karn, as Linux applies it (tcp_clean_rtx_queue): an ACK
+		// that covers a retransmission gives no sample from the
+		// segments it covers, even those sent once. Those were
+		// delivered out of order long before and waited for the
+		// retransmission to fill the hole; their age is the loss
+		// recovery, not the path.
+		a.rttAcked = false
+	}
+	switch {
+	case a.rttAcked || a.rttSACK:
+		rtt = max(a.now.Sub(a.rttFrom), time.Microsecond)
+	case a.acked > 0 && e.tsOK && seg.TS && seg.TSEcr != 0 && !(a.retransAcked && tsBefore(seg.TSEcr, a.retransTS)):
+		d := int32(e.tsNow() - seg.TSEcr)
+		if d < 0 {
+			return
+		}
+		rtt = max(time.Duration(d)*time.Millisecond, time.Millisecond)
+	default:
+		if a.acked > 0 && e.rttValid {
+			e.rto = e.computeRTO() // new data acknowledged: forget the backoff
+		}
+		return
+	}
+	if a.rttSACK && !a.rttAcked {
+		// A SACK sample feeds RACK and the minimum, as in Linux,
+		// and the estimator only when SND.UNA moved too.
+		e.rack.minRTT.update(a.now, rtt)
+		if a.acked == 0 {
+			a.rttSample = rtt
+			return
+		}
+	}
+	a.rttSample = rtt
+	e.sampleRTT(rtt)
+}
+
+// emitAck reports what an inbound acknowledgment did.
+func (e *Endpoint) emitAck(seg *Segment, oldUna seqnum.Value, a *ackInfo) {
+	if a.acked == 0 && a.sacked == 0 && !a.dup && !a.dsack && seg.Payload.Size() > 0 {
+		return // a data segment that acknowledged nothing new: its text is the news
+	}
+	ev := Event{Kind: EventAck, Conn: e.connID(), Segment: seg.info(), Key: seg.wire, Cwnd: e.cwnd, Ssthresh: e.ssthresh,
+		Acked: a.acked, Sacked: a.sacked}
+	if a.dup {
+		ev.DupAck = e.dupAcks
+	}
+	switch {
+	case a.dsack:
+		ev.Note = "D-SACK: a segment arrived twice"
+	case a.lost > 0:
+		ev.Note = plural(a.lost, "segment") + " deemed lost"
+	}
+	e.emit(ev)
+}

@@ -1,0 +1,198 @@
+package tcp
+
+import (
+	"math"
+	"time"
+)
+
+// cubic is CUBIC (RFC 9438), the default, as in Linux: after a congestion
+// event the window follows a cubic function of the time since, concave up
+// to the window where the loss happened (W_max), then convex beyond it,
+// and never below what Reno would have reached (the Reno-friendly region,
+// RFC 9438 4.3). Slow start leaves early on a rising RTT, with HyStart++
+// (RFC 9406). Windows are kept in segments as floats, as RFC 9438 writes
+// its formulas, and converted to bytes at the edges.
+type cubic struct {
+	wMax       float64       // W_max: the window before the last reduction (segments)
+	wLastMax   float64       // W_max before that, for fast convergence (4.7)
+	k          float64       // K: seconds to climb back to W_max (equation 2)
+	epochStart time.Duration // t_epoch; -1 when no congestion-avoidance epoch is running
+	cwndEpoch  float64       // cwnd_epoch: the window when the epoch began
+	wEst       float64       // W_est: what Reno would have (equation 4)
+
+	saved cubicState // before the last OnCongestion, for OnUndo (4.9)
+
+	hs hystart
+}
+
+// cubicState is what OnUndo restores.
+type cubicState struct {
+	wMax, wLastMax, k, cwndEpoch, wEst float64
+	epochStart                         time.Duration
+}
+
+// The constants of RFC 9438 (section 5 and 4.6): C and β_cubic, and
+// α_cubic = 3(1-β)/(1+β), which makes the Reno-friendly estimate grow as
+// fast as Reno with β = 0.5 would on average (4.3).
+const (
+	cubicC     = 0.4
+	cubicBeta  = 0.7
+	cubicAlpha = 3 * (1 - cubicBeta) / (1 + cubicBeta)
+)
+
+func (*cubic) Name() string { return "cubic" }
+
+// wCubic is equation 1: W_cubic(t) = C*(t-K)^3 + W_max, t in seconds.
+func (c *cubic) wCubic(t float64) float64 {
+	d := t - c.k
+	return cubicC*d*d*d + c.wMax
+}
+
+func (c *cubic) OnAck(a AckSample) (cwnd, ssthresh uint32) {
+	mss := float64(a.MSS)
+	cwnd, ssthresh = a.Cwnd, a.Ssthresh
+	if cwnd < ssthresh {
+		// Slow start, with HyStart++ while it is the first one.
+		cwnd, ssthresh = c.hs.onAck(&a)
+		if cwnd < ssthresh {
+			return cwnd, ssthresh
+		}
+		a.Cwnd, a.Ssthresh = cwnd, ssthresh
+	}
+	// Congestion avoidance (RFC 9438 4.2 to 4.5).
+	w := float64(cwnd) / mss
+	if c.epochStart < 0 || c.cwndEpoch == 0 {
+		// The first ACK of an epoch (4.2): after a congestion event,
+		// or leaving slow start without one, where W_max is the
+		// window now and K is 0 (4.8).
+		c.epochStart = a.Now
+		c.cwndEpoch = w
+		c.wEst = w
+		if c.wMax <= w {
+			c.wMax = w
+			c.k = 0
+		} else {
+			c.k = math.Cbrt((c.wMax - w) / cubicC) // equation 2
+		}
+	}
+	t := (a.Now - c.epochStart).Seconds()
+	// W_est grows by α per window acknowledged; once it passes W_max,
+	// α is 1 (4.3), as Reno itself would grow.
+	alpha := cubicAlpha
+	if c.wEst >= c.wMax {
+		alpha = 1
+	}
+	c.wEst += alpha * float64(a.Acked) / float64(cwnd)
+	if c.wCubic(t) < c.wEst {
+		// The Reno-friendly region (4.3).
+		w = c.wEst
+	} else {
+		// Concave or convex region (4.4, 4.5): aim at W_cubic one RTT
+		// ahead, between cwnd and 1.5*cwnd, and move there by
+		// (target-cwnd)/cwnd segments per segment acknowledged.
+		target := c.wCubic(t + a.SRTT.Seconds())
+		target = min(max(target, w), 1.5*w)
+		w += (target - w) * float64(a.Acked) / float64(cwnd)
+	}
+	return min(uint32(w*mss), maxCwnd), ssthresh
+}
+
+func (c *cubic) OnCongestion(s CongestionSample) uint32 {
+	c.saved = cubicState{wMax: c.wMax, wLastMax: c.wLastMax, k: c.k, cwndEpoch: c.cwndEpoch, wEst: c.wEst, epochStart: c.epochStart}
+	w := float64(s.Cwnd) / float64(s.MSS)
+	// Fast convergence (4.7): a flow whose W_max keeps falling releases
+	// bandwidth to newer flows.
+	if w < c.wLastMax {
+		c.wLastMax = w
+		c.wMax = w * (1 + cubicBeta) / 2
+	} else {
+		c.wLastMax = w
+		c.wMax = w
+	}
+	c.epochStart = -1
+	c.hs.done = true // HyStart++ is for the first slow start only
+	// ssthresh = cwnd * β_cubic (4.6), at least two segments.
+	return max(uint32(w*cubicBeta*float64(s.MSS)), 2*s.MSS)
+}
+
+func (c *cubic) OnUndo() {
+	st := c.saved
+	c.wMax, c.wLastMax, c.k, c.cwndEpoch, c.wEst, c.epochStart = st.wMax, st.wLastMax, st.k, st.cwndEpoch, st.wEst, st.epochStart
+}
+
+// hystart is HyStart++ (RFC 9406): in slow start, each round's minimum
+// RTT is compared with the last round's; a rise of more than RttThresh
+// means a queue is building, and slow start gives way to Conservative
+// Slow Start (CSS), which grows four times slower for CSS_ROUNDS rounds
+// before congestion avoidance; if the RTT falls back, slow start resumes.
+type hystart struct {
+	done           bool // left for good: after CSS, or after a congestion event
+	inCSS          bool
+	cssRounds      int
+	cssBaseline    time.Duration
+	lastRoundMin   time.Duration // 0: none yet
+	curRoundMin    time.Duration // 0: none yet
+	rttSampleCount int
+}
+
+// The constants of RFC 9406 4.3.
+const (
+	hsMinRTTThresh    = 4 * time.Millisecond
+	hsMaxRTTThresh    = 16 * time.Millisecond
+	hsMinRTTDivisor   = 8
+	hsNRTTSample      = 8
+	hsCSSGrowthDiv    = 4
+	hsCSSRounds       = 5
+	hsL               = 8 // segments per ACK at most, without pacing (4.2)
+	hsInfiniteMinimum = time.Duration(math.MaxInt64)
+)
+
+// onAck grows the window in slow start and returns it with ssthresh.
+func (h *hystart) onAck(a *AckSample) (cwnd, ssthresh uint32) {
+	if h.done {
+		cwnd, _ := slowStart(a)
+		return cwnd, a.Ssthresh
+	}
+	if a.RoundStart {
+		h.lastRoundMin = h.curRoundMin
+		h.curRoundMin = 0
+		h.rttSampleCount = 0
+		if h.inCSS {
+			h.cssRounds++
+			if h.cssRounds >= hsCSSRounds {
+				// Enough CSS rounds: congestion avoidance.
+				h.done, h.inCSS = true, false
+				return a.Cwnd, a.Cwnd
+			}
+		}
+	}
+	if a.RTT > 0 {
+		if h.curRoundMin == 0 || a.RTT < h.curRoundMin {
+			h.curRoundMin = a.RTT
+		}
+		h.rttSampleCount++
+	}
+	acked := min(a.Acked, hsL*a.MSS)
+	if h.inCSS {
+		if h.rttSampleCount >= hsNRTTSample && h.curRoundMin < h.cssBaseline {
+			// The RTT came down: the rise was spurious. Back to
+			// slow start.
+			h.inCSS = false
+			h.cssBaseline = 0
+		} else {
+			return min(a.Cwnd+acked/hsCSSGrowthDiv, maxCwnd), a.Ssthresh
+		}
+	}
+	if h.rttSampleCount >= hsNRTTSample && h.curRoundMin > 0 && h.lastRoundMin > 0 {
+		thresh := min(max(h.lastRoundMin/hsMinRTTDivisor, hsMinRTTThresh), hsMaxRTTThresh)
+		if h.curRoundMin >= h.lastRoundMin+thresh {
+			h.inCSS = true
+			h.cssRounds = 0
+			h.cssBaseline = h.curRoundMin
+			return min(a.Cwnd+acked/hsCSSGrowthDiv, maxCwnd), a.Ssthresh
+		}
+	}
+	a.Acked = acked
+	cwnd, _ = slowStart(a)
+	return cwnd, a.Ssthresh
+}

@@ -1,0 +1,244 @@
+package tcp
+
+import (
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
+)
+
+// RACK-TLP (RFC 8985), on by default as in Linux, when SACK is in force.
+//
+// RACK (Recent ACKnowledgment) detects losses by time rather than by
+// counting duplicate ACKs: once a segment sent later than another has
+// been delivered, the earlier one is lost if it has not been delivered
+// within an RTT plus a reordering window. That detects lost
+// retransmissions too, and needs no three duplicates, so the last
+// segments of a flight are not left to the RTO.
+//
+// TLP (Tail Loss Probe) covers what RACK cannot see, a tail with no
+// delivered segment after it: about two round trips after the last
+// transmission, one segment is sent (new data, or the last segment again)
+// so that the ACK it draws triggers RACK, or recovery, instead of an RTO.
+
+// rack is RACK's state (RFC 8985 6.1).
+type rack struct {
+	xmit   tcpip.MonotonicTime // RACK.xmit_ts: the latest transmission delivered
+	endSeq seqnum.Value        // RACK.end_seq of that segment
+	rtt    time.Duration       // RACK.rtt: its round trip
+	fack   seqnum.Value        // the highest sequence number delivered (SACKed or ACKed)
+
+	minRTT         minRTT
+	reordering     bool // RACK.reordering_seen
+	reoWndMult     int  // RACK.reo_wnd_mult
+	reoWndPersist  int  // RACK.reo_wnd_persist
+	dsackRound     seqnum.Value
+	dsackRoundOpen bool
+
+	// TLP (RFC 8985 7): the end of the probe's episode (TLP.end_seq),
+	// whether the probe was a retransmission, and whether one is out.
+	tlpEnd     seqnum.Value
+	tlpRetrans bool
+	tlpOut     bool
+}
+
+// minRTTWindow is how long a minimum RTT sample is trusted: Linux's
+// tcp_min_rtt_wlen, 300 s.
+const minRTTWindow = 300 * time.Second
+
+// minRTT is a windowed minimum of RTT samples: the smallest seen within
+// the window, replaced by a newer sample once it is older than that.
+type minRTT struct {
+	v  time.Duration
+	at tcpip.MonotonicTime
+}
+
+func (m *minRTT) update(now tcpip.MonotonicTime, rtt time.Duration) {
+	if m.v == 0 || rtt <= m.v || now.Sub(m.at) > minRTTWindow {
+		m.v, m.at = rtt, now
+	}
+}
+
+// rackDelivered is RACK_update (RFC 8985 6.2 step 2) for a segment the
+// ACK delivered, cumulatively or by SACK.
+func (e *Endpoint) rackDelivered(s *txSeg, now tcpip.MonotonicTime) {
+	rtt := now.Sub(s.xmit)
+	if s.has(segEverRetrans) && rtt < e.rack.minRTT.v {
+		// Too fast to be the retransmission's ACK: it is the
+		// original's, which tells nothing of when the last
+		// transmission was delivered (6.2 step 2).
+		return
+	}
+	e.rack.rtt = rtt
+	if s.sentAfter(e.rack.xmit, e.rack.endSeq) {
+		e.rack.xmit, e.rack.endSeq = s.xmit, s.end
+	}
+}
+
+// rackReorderWindow is RACK_update_reo_wnd (RFC 8985 6.2 step 4): none at
+// all before any reordering was seen, while in recovery, or once DupThresh
+// segments are SACKed (so RACK is at least as quick as the three
+// duplicate ACKs rule); otherwise a quarter of the minimum RTT, times the
+// multiplier D-SACKs raise, at most SRTT.
+func (e *Endpoint) rackReorderWindow() time.Duration {
+	if !e.rack.reordering {
+		if e.caState != caOpen {
+			return 0
+		}
+		if e.rtxq.sacked >= 3*uint32(e.sndMSS) {
+			return 0
+		}
+	}
+	return min(time.Duration(e.rack.reoWndMult)*e.rack.minRTT.v/4, e.srtt)
+}
+
+// rackOnDSACK is the D-SACK half of RACK_update_reo_wnd: a D-SACK means
+// a retransmission was spurious, so the window grows by a step, at most
+// once per round trip, and stays grown for 16 recoveries.
+func (e *Endpoint) rackOnDSACK() {
+	if e.rack.dsackRoundOpen && !e.SndUna.LessThan(e.rack.dsackRound) {
+		e.rack.dsackRoundOpen = false
+	}
+	if !e.rack.dsackRoundOpen {
+		e.rack.dsackRound, e.rack.dsackRoundOpen = e.SndNxt, true
+		e.rack.reoWndMult++
+		e.rack.reoWndPersist = 16
+	}
+}
+
+// rackOnRecoveryEnd decays the D-SACK steps of the reordering window.
+func (e *Endpoint) rackOnRecoveryEnd() {
+	if e.rack.reoWndPersist--; e.rack.reoWndPersist <= 0 {
+		e.rack.reoWndMult = 1
+	}
+}
+
+// rackDetectLoss is RACK_detect_loss (RFC 8985 6.2 step 5): every
+// segment in flight that was sent before the latest delivered one and has
+// not been delivered within RACK.rtt + reo_wnd is lost. Segments are
+// visited in transmission order, and the walk stops at the first that is
+// not overdue yet: those after it were sent later still. If one is
+// waiting, the reordering timer is armed for it. It returns how many
+// segments it marked lost.
+func (e *Endpoint) rackDetectLoss(now tcpip.MonotonicTime) int {
+	if e.rack.xmit == (tcpip.MonotonicTime{}) {
+		return 0
+	}
+	reo := e.rackReorderWindow()
+	q := &e.rtxq
+	lost := 0
+	for range maxInFlightSegments {
+		h := q.tHead
+		if h == 0 {
+			break
+		}
+		s := q.at(h - 1)
+		if s.sentAfter(e.rack.xmit, e.rack.endSeq) || s.xmit == e.rack.xmit && s.end == e.rack.endSeq {
+			break
+		}
+		if remaining := s.xmit.Add(e.rack.rtt + reo).Sub(now); remaining > 0 {
+			e.setTimer(timerReorder, remaining)
+			return lost
+		}
+		q.markLost(h - 1)
+		lost++
+	}
+	e.stopTimer(timerReorder)
+	return lost
+}
+
+// reorderTimeout is RACK's reordering timer (RFC 8985 6.2 step 6): the
+// segments it waited for are overdue now.
+func (e *Endpoint) reorderTimeout() {
+	if !e.state.synchronized() || e.rtxq.empty() {
+		return
+	}
+	now := e.proto.clock.NowMonotonic()
+	if n := e.rackDetectLoss(now); n > 0 {
+		e.lossDetected(n, "RACK reordering timer")
+		e.output()
+	}
+}
+
+// Tail loss probes (RFC 8985 7).
+
+// schedulePTO arms the probe timer after a transmission or an ACK, if a
+// probe could help (7.2): SACK is in force, data is in flight, no loss
+// recovery is under way and no probe is out. PTO = 2*SRTT, plus time for
+// a delayed ACK when a single segment is in flight (Linux adds TCP_RTO_MIN,
+// 200 ms; RFC 8985 says WCDelAckT, 200 ms) or 2 ms otherwise, as Linux;
+// never later than the RTO would fire.
+func (e *Endpoint) schedulePTO() {
+	if !e.sackOK || e.proto.opts.NoRACK || e.caState != caOpen || e.rack.tlpOut || e.rtxq.empty() || !e.state.synchronized() {
+		e.stopTimer(timerProbe)
+		return
+	}
+	pto := time.Second // no RTT sample yet (7.2)
+	if e.rttValid {
+		pto = 2 * e.srtt
+		if e.rtxq.n == 1 {
+			pto += 200 * time.Millisecond
+		} else {
+			pto += 2 * time.Millisecond
+		}
+	}
+	if e.timerArmed(timerRetransmit) {
+		if left := e.timers.deadline[timerRetransmit].Sub(e.proto.clock.NowMonotonic()); left <= pto {
+			e.stopTimer(timerProbe)
+			return
+		}
+	}
+	e.setTimer(timerProbe, pto)
+}
+
+// probeTimeout sends the tail loss probe (7.3): a new segment if the
+// windows allow one, else the last segment sent, again. The RTO is
+// restarted from now.
+func (e *Endpoint) probeTimeout() {
+	if !e.sackOK || e.caState != caOpen || e.rack.tlpOut || e.rtxq.empty() || !e.state.synchronized() {
+		return
+	}
+	e.rack.tlpRetrans = false
+	if !e.sendNewData(SendTLP, true) {
+		i := e.rtxq.tail() - 1
+		if e.rtxq.at(i).has(segSacked) {
+			return // the tail is delivered: nothing to probe with
+		}
+		e.retransmitSeg(i, SendTLP)
+		e.rack.tlpRetrans = true
+	}
+	e.rack.tlpOut = true
+	e.rack.tlpEnd = e.SndNxt
+	e.proto.stats.TailLossProbes.Add(1)
+	e.emitRecovery("tail loss probe")
+	e.setTimer(timerRetransmit, e.rto)
+}
+
+// tlpOnAck ends a probe's episode (7.4): the probe was new data and is
+// delivered; or it was a retransmission that a D-SACK shows was not
+// needed; or the ACK covers it with no D-SACK, so it repaired a loss,
+// which is a congestion event; or a duplicate ACK shows both copies
+// arrived.
+func (e *Endpoint) tlpOnAck(a *ackInfo) {
+	if !e.rack.tlpOut || e.SndUna.LessThan(e.rack.tlpEnd) {
+		return
+	}
+	switch {
+	case !e.rack.tlpRetrans:
+		e.rack.tlpOut = false
+	case a.dsackTLP:
+		e.rack.tlpOut = false
+	case e.rack.tlpEnd.LessThan(e.SndUna):
+		e.rack.tlpOut = false
+		if e.caState == caOpen {
+			// The probe repaired a loss: reduce the window as for
+			// any loss, in one step.
+			e.ssthresh = e.cc.OnCongestion(e.congestionSample(false))
+			e.cwnd = min(e.cwnd, e.ssthresh)
+			e.proto.stats.TLPRecoveries.Add(1)
+			e.emitRecovery("tail loss probe repaired a loss: window reduced")
+		}
+	case a.acked == 0 && a.sacked == 0:
+		e.rack.tlpOut = false
+	}
+}

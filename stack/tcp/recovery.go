@@ -1,0 +1,422 @@
+package tcp
+
+import (
+	"strconv"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
+)
+
+// Loss recovery: what the sender does once it knows, or suspects, that
+// segments were lost. Three states, as Linux names them (tcp_ca_state):
+//
+//   - open: no loss outstanding; the congestion control algorithm grows
+//     the window (cc.go).
+//   - fast recovery (RFC 6675 5, RFC 8985 5): ACKs revealed losses; the
+//     lost segments are sent again while Proportional Rate Reduction (RFC
+//     6937) brings the window down to ssthresh in step with what the ACKs
+//     say left the network, until the ACK of everything sent when
+//     recovery began (the RecoveryPoint).
+//   - RTO recovery: the retransmission timer fired (RFC 6298 5, RFC 5681
+//     3.1); the window starts again from one segment, and F-RTO (RFC
+//     5682) checks whether the timeout was spurious.
+//
+// Every congestion response can be undone: when D-SACKs (RFC 2883) show
+// that every retransmission of an episode arrived twice, or timestamps
+// show the ACKs were for the original transmissions (Eifel, RFC 3522),
+// the window and threshold go back to what they were (RFC 4015), as
+// Linux's tcp_try_undo_* do. A lost ACK is not a lost segment.
+
+// caState is the sender's loss recovery state.
+type caState uint8
+
+const (
+	caOpen     caState = iota // no loss outstanding
+	caRecovery                // fast recovery
+	caLoss                    // recovery after a retransmission timeout
+)
+
+var caStateNames = [...]string{caOpen: "open", caRecovery: "fast recovery", caLoss: "RTO recovery"}
+
+func (s caState) String() string { return caStateNames[s] }
+
+// undoState is what an episode's congestion response can be undone to,
+// and the evidence for it (Linux's undo_marker, undo_retrans,
+// prior_cwnd, prior_ssthresh and retrans_stamp).
+type undoState struct {
+	active        bool
+	marker        seqnum.Value // SND.UNA when the episode began
+	retrans       int          // retransmissions of the episode no D-SACK has shown spurious
+	priorCwnd     uint32
+	priorSsthresh uint32
+	stamped       bool   // a retransmission of the episode went out
+	stampTS       uint32 // our TSval on the first one
+}
+
+// initUndo starts a new episode's undo record (Linux tcp_init_undo).
+func (e *Endpoint) initUndo() {
+	prior := e.ssthresh
+	if e.ssthresh != ^uint32(0) {
+		// Linux's tcp_current_ssthresh: at least 3/4 of the window.
+		prior = max(e.ssthresh, e.cwnd/4*3)
+	}
+	e.undo = undoState{active: true, marker: e.SndUna, priorCwnd: e.cwnd, priorSsthresh: prior}
+}
+
+// mayUndo is Linux's tcp_may_undo: every retransmission of the episode was
+// shown spurious by a D-SACK, or the peer's timestamps show that this ACK
+// was for a transmission made before the first retransmission.
+func (e *Endpoint) mayUndo(seg *Segment) bool {
+	return e.undo.active && (e.undo.retrans == 0 || e.packetDelayed(seg))
+}
+
+// packetDelayed is Eifel detection (RFC 3522 3.2): the ACK echoes a TSval
+// older than our first retransmission, so the original got through.
+func (e *Endpoint) packetDelayed(seg *Segment) bool {
+	if !e.undo.stamped {
+		return true // nothing was retransmitted
+	}
+	return e.tsOK && seg.TS && seg.TSEcr != 0 && tsBefore(seg.TSEcr, e.undo.stampTS)
+}
+
+// undoResponse restores the window and threshold from before the episode
+// (RFC 4015 for timeouts; RFC 6675 and Linux for fast recovery), forgets
+// the loss marks, and returns to open.
+func (e *Endpoint) undoResponse(why string) {
+	e.cwnd = max(e.cwnd, e.undo.priorCwnd)
+	e.ssthresh = max(e.ssthresh, e.undo.priorSsthresh)
+	e.cc.OnUndo()
+	e.rtxq.unmarkLost()
+	e.undo.active = false
+	e.frto, e.frtoNewData = false, false
+	// A retransmission that was not needed means the network reorders
+	// or delays: RACK waits longer before calling a segment lost.
+	e.rack.reordering = true
+	if e.caState != caOpen {
+		e.rackOnRecoveryEnd()
+	}
+	e.caState = caOpen
+	e.proto.stats.Undos.Add(1)
+	e.emitRecovery("undo: " + why)
+}
+
+// congestionSample describes the connection now for OnCongestion.
+func (e *Endpoint) congestionSample(timeout bool) CongestionSample {
+	return CongestionSample{Now: e.monoNow(), Cwnd: e.cwnd, Ssthresh: e.ssthresh, InFlight: e.flightSize(),
+		MSS: uint32(e.sndMSS), Timeout: timeout}
+}
+
+// monoNow is the clock as a duration, for the congestion control.
+func (e *Endpoint) monoNow() time.Duration {
+	return e.proto.clock.NowMonotonic().Sub(tcpip.MonotonicTime{})
+}
+
+// recoverOnAck is the loss detection and recovery an ACK drives (Linux's
+// tcp_fastretrans_alert): tail loss probe bookkeeping, RACK or the
+// DupThresh rule, then what the recovery state makes of it.
+func (e *Endpoint) recoverOnAck(seg *Segment, a *ackInfo) {
+	e.tlpOnAck(a)
+	if a.reorderedSeen && !e.rack.reordering {
+		e.rack.reordering = true
+		e.proto.stats.ReorderingSeen.Add(1)
+	}
+	if e.rackEnabled() {
+		a.lost = e.rackDetectLoss(a.now)
+		if e.caState == caOpen && e.plainDupAcks >= e.dupThresh() {
+			// Duplicate ACKs that carry no SACK blocks although
+			// SACK was agreed (gVisor's TCP sends none outside
+			// ESTABLISHED, so a half-closed peer goes quiet): RACK
+			// learns nothing from them, so fall back to the
+			// DupThresh rule (RFC 5681 3.2) rather than wait for
+			// the probe timer and the RTO.
+			a.lost += e.dupAckLoss(a)
+		}
+	} else {
+		a.lost = e.dupAckLoss(a)
+	}
+	switch e.caState {
+	case caOpen:
+		if a.dsack && e.undo.active && e.undo.retrans == 0 {
+			// Linux tcp_try_undo_dsack: the last episode's every
+			// retransmission arrived twice, after it ended.
+			e.undoResponse("D-SACK: every retransmission was spurious")
+		}
+		if e.rtxq.lostWaiting > 0 {
+			e.enterRecovery(a.lost, "ACK")
+		}
+	case caRecovery:
+		switch {
+		case !e.SndUna.LessThan(e.recover):
+			e.endRecovery(seg, a)
+		case a.dsack && e.undo.retrans == 0:
+			e.undoResponse("D-SACK: every retransmission was spurious")
+		case a.acked > 0 && e.tsOK && e.packetDelayed(seg):
+			// Linux tcp_try_undo_partial: a partial ACK echoing a
+			// transmission older than the retransmissions.
+			e.undoResponse("timestamps: the original transmissions arrived")
+		}
+	case caLoss:
+		e.rtoRecoverOnAck(seg, a)
+	}
+	if e.caState == caRecovery {
+		e.prr(a.delivered, a.lost)
+	}
+}
+
+// rackEnabled says whether losses are detected with RACK (RFC 8985),
+// which needs SACK, or with the DupThresh rule.
+func (e *Endpoint) rackEnabled() bool { return e.sackOK && !e.proto.opts.NoRACK }
+
+// dupAckLoss is loss detection without RACK: fast retransmit after
+// DupThresh duplicate ACKs (RFC 5681 3.2, with Early Retransmit's lower
+// threshold, RFC 5827), or once more than (DupThresh-1)*SMSS is SACKed
+// above SND.UNA (RFC 6675 IsLost); and in recovery, NewReno's partial
+// ACK (RFC 6582 3.2 step 4): the next segment is lost too.
+func (e *Endpoint) dupAckLoss(a *ackInfo) int {
+	q := &e.rtxq
+	if q.empty() {
+		return 0
+	}
+	switch e.caState {
+	case caOpen:
+		if e.dupAcks < e.dupThresh() && q.sacked <= uint32(e.dupThresh()-1)*uint32(e.sndMSS) {
+			return 0
+		}
+	case caRecovery:
+		if a.acked == 0 || !e.SndUna.LessThan(e.recover) {
+			return 0
+		}
+	default:
+		return 0
+	}
+	i := q.unsacked(q.head)
+	if i == q.tail() || q.at(i).has(segLost) {
+		return 0
+	}
+	q.markLost(i)
+	return 1
+}
+
+// dupThresh is the number of duplicate ACKs that triggers fast
+// retransmit: 3 (RFC 5681 3.2), or fewer with Early Retransmit (RFC 5827
+// 3.1) when fewer than four segments are outstanding and no new data can
+// go out to make more duplicates: then oseg-1, at least 1.
+func (e *Endpoint) dupThresh() int {
+	oseg := e.rtxq.n
+	if oseg >= 4 || e.SndNxt.LessThan(e.sndEnd()) {
+		return 3
+	}
+	return max(oseg-1, 1)
+}
+
+// enterRecovery starts fast recovery (RFC 6675 5 (4), RFC 8985 5.3): the
+// RecoveryPoint is SND.NXT, the congestion control picks ssthresh, and
+// PRR (RFC 6937) starts counting.
+func (e *Endpoint) enterRecovery(lost int, by string) {
+	e.initUndo()
+	e.recover = e.SndNxt
+	e.ssthresh = e.cc.OnCongestion(e.congestionSample(false))
+	e.prrDelivered, e.prrOut = 0, 0
+	e.recoverFS = uint64(max(e.flightSize(), 1))
+	e.caState = caRecovery
+	e.rack.tlpOut = false
+	e.stopTimer(timerProbe)
+	e.proto.stats.FastRecoveries.Add(1)
+	e.emitRecovery("fast recovery: " + plural(lost, "segment") + " deemed lost (" + e.lossRule() + ", " + by + ")")
+}
+
+func (e *Endpoint) lossRule() string {
+	if e.rackEnabled() {
+		return "RACK"
+	}
+	return "duplicate ACKs"
+}
+
+// lossDetected is a loss found without an ACK (RACK's reordering timer):
+// it starts fast recovery from open, and lets PRR send.
+func (e *Endpoint) lossDetected(n int, by string) {
+	if e.caState == caOpen {
+		e.enterRecovery(n, by)
+	}
+	if e.caState == caRecovery {
+		e.prr(0, n)
+	}
+}
+
+// endRecovery is the ACK of the RecoveryPoint (RFC 6675 5 (A), RFC 6937):
+// fast recovery ends with cwnd = ssthresh, unless the whole episode was
+// spurious and is undone.
+func (e *Endpoint) endRecovery(seg *Segment, a *ackInfo) {
+	if e.mayUndo(seg) {
+		e.undoResponse("the retransmissions were not needed")
+		return
+	}
+	e.cwnd = e.ssthresh
+	e.caState = caOpen
+	e.renoSacked = 0
+	e.rackOnRecoveryEnd()
+	e.emitRecovery("fast recovery ends")
+	a.endedRecovery = true
+}
+
+// prr is Proportional Rate Reduction (RFC 6937 3.1) on each ACK in fast
+// recovery: while pipe is above ssthresh, send in proportion to what was
+// delivered, ssthresh/RecoverFS of it, so the window comes down smoothly;
+// once pipe is at or below ssthresh, send what was delivered plus one
+// segment (the slow-start reduction bound), up to ssthresh. The window
+// becomes pipe + sndcnt, as in Linux's tcp_cwnd_reduction. The first ACK
+// of recovery always lets one segment go: the fast retransmission.
+func (e *Endpoint) prr(delivered uint32, lost int) {
+	if delivered == 0 && lost == 0 {
+		return
+	}
+	mss := int64(e.sndMSS)
+	e.prrDelivered += uint64(delivered)
+	pipe := int64(e.inflight())
+	ssthresh := int64(e.ssthresh)
+	var sndcnt int64
+	if pipe > ssthresh {
+		// ceil(prr_delivered * ssthresh / RecoverFS) - prr_out
+		sndcnt = int64((e.prrDelivered*uint64(ssthresh)+e.recoverFS-1)/e.recoverFS) - int64(e.prrOut)
+	} else {
+		limit := max(int64(e.prrDelivered)-int64(e.prrOut), int64(delivered)) + mss
+		sndcnt = min(ssthresh-pipe, limit)
+	}
+	if e.prrOut == 0 {
+		sndcnt = max(sndcnt, mss)
+	}
+	sndcnt = max(sndcnt, 0)
+	e.cwnd = uint32(min(pipe+sndcnt, maxCwnd))
+}
+
+// enterLoss is the response to a retransmission timeout (RFC 5681 3.1,
+// RFC 6298 5.4-5.6, Linux tcp_enter_loss): ssthresh from the congestion
+// control unless this timeout continues an episode, every segment in
+// flight deemed lost except those sent too recently for that (RFC 8985
+// 6.3), and a window of one segment. F-RTO (RFC 5682) starts.
+func (e *Endpoint) enterLoss() {
+	now := e.proto.clock.NowMonotonic()
+	if e.caState == caOpen || !e.SndUna.LessThan(e.recover) || !e.undo.active {
+		e.initUndo()
+		e.ssthresh = e.cc.OnCongestion(e.congestionSample(true))
+	}
+	q := &e.rtxq
+	if !q.empty() && q.at(q.head).has(segSacked) {
+		// SND.UNA's segment was SACKed, yet the timer fired: the
+		// receiver has reneged (RFC 2018 8). Linux forgets every SACK.
+		q.renege()
+		e.proto.stats.Renegings.Add(1)
+	}
+	reo := e.rackReorderWindow()
+	lost := 0
+	for i := q.head; i < q.tail(); i++ {
+		s := q.at(i)
+		if s.has(segSacked) {
+			continue
+		}
+		if e.rackEnabled() && i != q.head && now.Before(s.xmit.Add(e.rack.rtt+reo)) {
+			continue // sent too recently to be called lost (RFC 8985 6.3)
+		}
+		if !s.awaitingRetransmit() {
+			q.markLost(i)
+			lost++
+		}
+	}
+	e.dupAcks, e.renoSacked = 0, 0
+	e.caState = caLoss
+	e.recover = e.SndNxt
+	e.cwnd = e.inflight() + uint32(e.sndMSS)
+	e.frto = !e.proto.opts.NoFRTO
+	e.frtoStep = 1
+	e.frtoNewData = false
+	e.rack.tlpOut = false
+	e.stopTimer(timerProbe)
+	e.stopTimer(timerReorder)
+	e.emitRecovery("retransmission timeout: " + plural(lost, "segment") + " deemed lost, window one segment")
+}
+
+// rtoRecoverOnAck is an ACK in RTO recovery. The timeout was spurious if
+// the ACK echoes an original transmission (timestamps, RFC 3522) or every
+// retransmission was D-SACKed; or by F-RTO (RFC 5682): a SACK for data
+// sent before the timeout and never retransmitted (the SACK-enhanced
+// variant of section 3, as Linux's FLAG_ORIG_SACK_ACKED), or, without
+// SACK information, the second ACK after the timeout moving SND.UNA over
+// such data (section 2.1, steps 2 and 3). The first ACK only shows that
+// the retransmission arrived, which it does as well when the original
+// was lost, so F-RTO sends new data then and lets the second decide.
+func (e *Endpoint) rtoRecoverOnAck(seg *Segment, a *ackInfo) {
+	recovered := !e.SndUna.LessThan(e.recover)
+	if (a.acked > 0 || a.dsack) && e.mayUndo(seg) {
+		e.undoResponse("spurious timeout (the ACK was for the original transmission)")
+		return
+	}
+	if e.frto {
+		switch {
+		case a.origSacked:
+			e.spuriousRTO("F-RTO: data sent before the timeout was SACKed")
+			return
+		case e.frtoStep == 1 && a.acked > 0 && !recovered:
+			// Step 2.b: new data, if there is any and the peer's
+			// window allows it, instead of retransmitting.
+			e.frtoStep = 2
+			if e.SndNxt.LessThan(e.sndEnd()) && e.SndNxt.LessThan(e.SndUna.Add(seqnum.Size(e.SndWnd))) {
+				e.frtoNewData = true
+				return
+			}
+			e.frto = false
+		case e.frtoStep == 2 && a.acked > 0 && a.origAcked:
+			// Step 3.b.
+			e.spuriousRTO("F-RTO: the second ACK after it acknowledged data never retransmitted")
+			return
+		case a.dup || a.acked > 0:
+			e.frto = false // steps 2.a and 3.a: the loss was real
+		}
+	}
+	if recovered {
+		e.caState = caOpen
+		e.frto = false
+		e.rackOnRecoveryEnd()
+		e.emitRecovery("RTO recovery ends")
+	}
+}
+
+func (e *Endpoint) spuriousRTO(why string) {
+	e.proto.stats.SpuriousRTOs.Add(1)
+	e.undoResponse("spurious timeout (" + why + ")")
+}
+
+// flightSize is FlightSize of RFC 5681: data sent and not yet acknowledged.
+func (e *Endpoint) flightSize() uint32 { return uint32(e.SndUna.Size(e.SndNxt)) }
+
+// inflight is pipe (RFC 6675 4's SetPipe, Linux's tcp_packets_in_flight),
+// in bytes: what was sent and has not left the network, as far as the
+// sender knows: FlightSize less what was SACKed and what is deemed lost,
+// plus retransmissions in flight. Without SACK, each duplicate ACK counts
+// as one segment delivered (renoSacked), as Linux does (tcp_add_reno_sack).
+func (e *Endpoint) inflight() uint32 {
+	q := &e.rtxq
+	out := e.flightSize() + q.retrans
+	left := q.sacked + q.lost
+	if e.renoSacked > 0 {
+		left += min(uint32(e.renoSacked*e.sndMSS), e.flightSize()-min(q.lost, e.flightSize()))
+	}
+	if left >= out {
+		return 0
+	}
+	return out - left
+}
+
+// emitRecovery reports a change of course in loss recovery.
+func (e *Endpoint) emitRecovery(note string) {
+	if e.proto.opts.Observer != nil {
+		e.emit(Event{Kind: EventRecovery, Conn: e.connID(), Note: note, Cwnd: e.cwnd, Ssthresh: e.ssthresh})
+	}
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return strconv.Itoa(n) + " " + what + "s"
+}

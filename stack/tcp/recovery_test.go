@@ -1,0 +1,582 @@
+package tcp_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/tapstack/tapstack/stack/tcp"
+	"github.com/tapstack/tapstack/stack/tcp/tcptest"
+)
+
+// Loss detection and recovery as packet traces: RACK-TLP (RFC 8985), PRR
+// (RFC 6937), undo of spurious responses (RFC 2883, RFC 3522, RFC 5682).
+// The peer offers SACK; the handshake's round trip is rtt, so SRTT and
+// the minimum RTT start at rtt. Segments are 1460 bytes; segment k (from
+// 1) starts at sb(k).
+
+const rtt = 10 * time.Millisecond
+
+func sb(k int) uint32 { return sbm(1460, k) }
+
+// sbm is where segment k starts when segments are mss bytes (1448 with
+// timestamps in force).
+func sbm(mss, k int) uint32 { return 1 + uint32((k-1)*mss) }
+
+// rttPeer is an established connection, opened passively, whose
+// handshake took rtt, with the peer offering SACK (and timestamps with
+// tcptest.WithTimestamps).
+func rttPeer(t *testing.T, o tcp.Options, opts ...tcptest.Option) (*tcptest.Peer, *tcp.Endpoint) {
+	t.Helper()
+	syn := seg{Flags: "S", Seq: 0, MSS: 1460, SACKPerm: true}
+	p, l := tcptest.Listen(t, append(opts, tcptest.WithTCP(o))...)
+	if p.Timestamps {
+		syn.TS, syn.TSVal = true, p.TSClock()
+	}
+	p.Inject(syn)
+	p.Expect(seg{Flags: "S.", Seq: 0, Ack: 1})
+	p.Advance(rtt)
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1})
+	ep, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i := ep.Info(); i.RTT != rtt || i.MinRTT != rtt || !i.SACK {
+		t.Fatalf("after the handshake: SRTT %v, min RTT %v, SACK %v; want %v, %v, true", i.RTT, i.MinRTT, i.SACK, rtt, rtt)
+	}
+	return p, ep
+}
+
+// sackAck is an ACK from the peer for ack with the given SACK blocks,
+// each {first segment, segment after the last}.
+func sackAck(ack int, blocks ...[2]int) seg {
+	s := seg{Flags: ".", Seq: 1, Ack: sb(ack)}
+	for _, b := range blocks {
+		s.SACK = append(s.SACK, [2]uint32{sb(b[0]), sb(b[1])})
+	}
+	return s
+}
+
+// sendSegments writes n full segments and expects them all at once.
+func sendSegments(t *testing.T, p *tcptest.Peer, ep *tcp.Endpoint, n int) []byte {
+	t.Helper()
+	mss := ep.Info().SndMSS
+	data := payload(0, n*mss)
+	if _, err := ep.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	for k := 1; k <= n; k++ {
+		flags := "."
+		if k == n {
+			flags = "P."
+		}
+		p.Expect(seg{Flags: flags, Seq: sbm(mss, k), Ack: 1, Len: mss})
+	}
+	p.ExpectNothing()
+	return data
+}
+
+func segData(data []byte, k int) []byte { return segDataM(data, 1460, k) }
+
+func segDataM(data []byte, mss, k int) []byte { return data[(k-1)*mss : k*mss] }
+
+// sackAckM is sackAck for segments of mss bytes.
+func sackAckM(mss, ack int, blocks ...[2]int) seg {
+	s := seg{Flags: ".", Seq: 1, Ack: sbm(mss, ack)}
+	for _, b := range blocks {
+		s.SACK = append(s.SACK, [2]uint32{sbm(mss, b[0]), sbm(mss, b[1])})
+	}
+	return s
+}
+
+// TestTailLossProbe: the last two segments of a flight are lost. Nothing
+// after them can be SACKed, so no ACK will ever show the loss; instead of
+// the RTO (200 ms at least), the probe timer fires 2*SRTT + 2 ms after
+// the last ACK (RFC 8985 7.2, as Linux) and sends the last segment again;
+// its SACK shows the other one lost, and RACK sends it at once (7.4).
+func TestTailLossProbe(t *testing.T) {
+	p, ep := rttPeer(t, tcp.Options{})
+	data := sendSegments(t, p, ep, 5)
+	p.Advance(rtt)
+	p.Inject(sackAck(4))
+	p.ExpectNothing()
+	pto := 2*rtt + 2*time.Millisecond
+	p.Advance(pto - time.Microsecond)
+	p.ExpectNothing()
+	p.Advance(time.Microsecond)
+	p.Expect(seg{Flags: "P.", Seq: sb(5), Ack: 1, Payload: segData(data, 5)})
+	p.ExpectNothing()
+	p.Advance(rtt)
+	p.Inject(sackAck(4, [2]int{5, 6}))
+	p.Expect(seg{Flags: ".", Seq: sb(4), Ack: 1, Payload: segData(data, 4)})
+	p.Advance(rtt)
+	p.Inject(sackAck(6))
+	p.ExpectNothing()
+	st := p.TCP.Stats()
+	if n := st.TailLossProbes.Load(); n != 1 {
+		t.Errorf("tail loss probes %d, want 1", n)
+	}
+	if n := st.Sent(tcp.SendRetransmit); n != 0 {
+		t.Errorf("%d RTO retransmissions, want none", n)
+	}
+	if i := ep.Info(); i.CAState != "open" || i.InFlight != 0 {
+		t.Errorf("after recovery: %s, %d in flight", i.CAState, i.InFlight)
+	}
+}
+
+// TestTailLossProbeLostACK: the whole flight arrived but its ACK was lost.
+// The probe resends the last segment; the peer's ACK of everything
+// carries a D-SACK for it, so the probe was not needed and there was no
+// loss: no congestion response at all (RFC 8985 7.4), and no RTO.
+func TestTailLossProbeLostACK(t *testing.T) {
+	p, ep := rttPeer(t, tcp.Options{})
+	data := sendSegments(t, p, ep, 5)
+	before := ep.Info()
+	p.Advance(2*rtt + 2*time.Millisecond)
+	p.Expect(seg{Flags: "P.", Seq: sb(5), Ack: 1, Payload: segData(data, 5)})
+	p.Advance(rtt)
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: sb(6), SACK: [][2]uint32{{sb(5), sb(6)}}})
+	p.ExpectNothing()
+	i := ep.Info()
+	if i.CAState != "open" || i.Cwnd < before.Cwnd || i.Ssthresh != before.Ssthresh {
+		t.Errorf("after the probe's D-SACK: %s, cwnd %d, ssthresh %d; want open, >= %d, %d", i.CAState, i.Cwnd, i.Ssthresh, before.Cwnd, before.Ssthresh)
+	}
+	st := p.TCP.Stats()
+	if st.TLPRecoveries.Load() != 0 || st.Sent(tcp.SendRetransmit) != 0 {
+		t.Errorf("TLP recoveries %d, RTO retransmissions %d; want 0, 0", st.TLPRecoveries.Load(), st.Sent(tcp.SendRetransmit))
+	}
+}
+
+// TestRACKReorderWindow: a SACK for segment 2 alone does not make segment
+// 1 lost at once: the network may have reordered them. RACK waits a
+// reordering window of min RTT/4 (RFC 8985 6.2 step 4) past the RTT of
+// the latest delivered segment, then calls segment 1 lost, on its timer,
+// without any further ACK.
+func TestRACKReorderWindow(t *testing.T) {
+	p, ep := rttPeer(t, tcp.Options{})
+	data := sendSegments(t, p, ep, 4)
+	p.Advance(rtt)
+	p.Inject(sackAck(1, [2]int{2, 3}))
+	p.ExpectNothing()
+	reo := rtt / 4
+	p.Advance(reo - time.Microsecond)
+	p.ExpectNothing()
+	if i := ep.Info(); i.CAState != "open" || i.Lost != 0 {
+		t.Fatalf("before the reordering window ends: %s, %d bytes lost", i.CAState, i.Lost)
+	}
+	p.Advance(time.Microsecond)
+	p.Expect(seg{Flags: ".", Seq: sb(1), Ack: 1, Payload: segData(data, 1)})
+	p.ExpectNothing()
+	if i := ep.Info(); i.CAState != "fast recovery" {
+		t.Fatalf("after the reordering window: %s", i.CAState)
+	}
+}
+
+// TestRACKDupThresh: once three segments are SACKed above a hole, RACK's
+// reordering window is zero (RFC 8985 6.2 step 4) and the hole is lost at
+// once, as the three duplicate ACKs rule would have it.
+func TestRACKDupThresh(t *testing.T) {
+	p, ep := rttPeer(t, tcp.Options{})
+	data := sendSegments(t, p, ep, 6)
+	p.Advance(rtt)
+	p.Inject(sackAck(1, [2]int{2, 3}))
+	p.Inject(sackAck(1, [2]int{2, 4}))
+	p.ExpectNothing()
+	p.Inject(sackAck(1, [2]int{2, 5}))
+	p.Expect(seg{Flags: ".", Seq: sb(1), Ack: 1, Payload: segData(data, 1)})
+	_ = ep
+}
+
+// TestRACKLostRetransmission: the fast retransmission of segment 1 is lost
+// too. A segment sent after it is SACKed, so RACK knows the retransmission
+// should have arrived by then (RFC 8985 2.3) and sends it a third time,
+// without waiting for the RTO.
+func TestRACKLostRetransmission(t *testing.T) {
+	p, ep := rttPeer(t, tcp.Options{CongestionControl: "reno"})
+	data := sendSegments(t, p, ep, 6)
+	p.Advance(rtt)
+	p.Inject(sackAck(1, [2]int{2, 5}))
+	p.Expect(seg{Flags: ".", Seq: sb(1), Ack: 1, Payload: segData(data, 1)})
+	// New data after the retransmission.
+	if _, err := ep.Write(payload(6*1460, 1460)); err != nil {
+		t.Fatal(err)
+	}
+	p.Inject(sackAck(1, [2]int{2, 6}))
+	p.Expect(seg{Flags: "P.", Seq: sb(7), Ack: 1, Len: 1460})
+	p.Advance(rtt)
+	// Segment 7, sent after the retransmission, is SACKed; the
+	// retransmission is not.
+	p.Inject(sackAck(1, [2]int{2, 8}))
+	p.Expect(seg{Flags: ".", Seq: sb(1), Ack: 1, Payload: segData(data, 1)})
+	p.Advance(rtt)
+	p.Inject(sackAck(8))
+	p.ExpectNothing()
+	if n := p.TCP.Stats().Sent(tcp.SendRetransmit); n != 0 {
+		t.Errorf("%d RTO retransmissions, want none", n)
+	}
+}
+
+// TestPRROneLoss: one segment of a full window is lost and the others
+// are SACKed one ACK at a time. Before recovery, each SACK lets one new
+// segment out (pipe fell by one: RFC 6675's limited transmit). Once the
+// third SACK starts recovery, PRR (RFC 6937 3.1) paces sending: with pipe
+// above ssthresh (Reno: FlightSize/2), ssthresh/RecoverFS of what is
+// delivered, about every second ACK, the first being the retransmission;
+// once pipe is down to ssthresh, what is delivered (PRR-SSRB). The test
+// follows the RFC's pseudo-code in a model of its own and compares what
+// each ACK let out; recovery ends with cwnd = ssthresh.
+func TestPRROneLoss(t *testing.T) {
+	p, ep := rttPeer(t, tcp.Options{CongestionControl: "reno", SendBufferSize: 1 << 20})
+	grow(t, p, ep, 20)
+	const mss = 1460
+	w := int(ep.Info().Cwnd / mss)
+	base := int(ep.Info().BytesAcked/mss) + 1 // the first segment of the window
+	if _, err := ep.Write(payload(0, (w+40)*mss)); err != nil {
+		t.Fatal(err)
+	}
+	for k := range w {
+		p.Expect(seg{Flags: ".", Seq: sb(base + k), Ack: 1, Len: mss})
+	}
+	p.ExpectNothing()
+	p.Advance(rtt)
+
+	// The model, in bytes as the engine counts, in the RFC's names.
+	flight, sacked, lost, retrans := w*mss, 0, 0, 0
+	recovering := false
+	var ssthresh, recoverFS, prrDelivered, prrOut int
+	var got, want []int
+	for k := 1; k < w; k++ {
+		p.Inject(sackAck(base, [2]int{base + 1, base + 1 + k}))
+		got = append(got, len(p.Drain()))
+
+		sacked += mss
+		delivered := mss
+		pipe := flight - sacked - lost + retrans
+		sndcnt := 0
+		if !recovering {
+			if sacked < 3*mss {
+				// Open: send while pipe < cwnd (w segments).
+				sndcnt = w*mss - pipe
+			} else {
+				recovering = true
+				lost = mss // RACK: the hole is lost at once
+				ssthresh = flight / 2
+				recoverFS = flight
+				pipe -= mss
+			}
+		}
+		if recovering {
+			prrDelivered += delivered
+			if pipe > ssthresh {
+				sndcnt = (prrDelivered*ssthresh+recoverFS-1)/recoverFS - prrOut
+			} else {
+				sndcnt = min(ssthresh-pipe, max(prrDelivered-prrOut, delivered)+mss)
+			}
+			if prrOut == 0 {
+				sndcnt = max(sndcnt, mss)
+			}
+			sndcnt = max(sndcnt, 0)
+		}
+		n := (sndcnt + mss - 1) / mss // segments leave while pipe < cwnd
+		want = append(want, n)
+		for range n {
+			if recovering && retrans == 0 {
+				retrans = mss // the retransmission first
+			} else {
+				flight += mss
+			}
+			prrOut += mss
+		}
+		if !recovering {
+			prrOut = 0
+		}
+	}
+	if !equalInts(got, want) {
+		t.Errorf("segments sent per ACK\n got %v\nwant %v", got, want)
+	}
+	if want[2] != 1 || want[3] != 0 || want[4] != 1 {
+		t.Errorf("the model itself: %v; want 1, 0, 1 from the third ACK (one segment for two delivered)", want)
+	}
+	p.Advance(rtt)
+	p.Inject(sackAck(int(ep.Info().TCB.SndNxt-ep.Info().TCB.ISS-1)/mss + 1))
+	p.Drain()
+	if i := ep.Info(); i.CAState != "open" || i.Cwnd != i.Ssthresh || i.Ssthresh != uint32(ssthresh) {
+		t.Errorf("after recovery: %s, cwnd %d, ssthresh %d; want open, both %d", i.CAState, i.Cwnd, i.Ssthresh, ssthresh)
+	}
+}
+
+// TestPRRFourLosses: four segments of a flight of 20 are lost at once.
+// Pipe falls below ssthresh early, and PRR's slow-start reduction bound
+// takes over (RFC 6937 3.1, PRR-SSRB): each ACK may send what it
+// delivered plus one segment, up to ssthresh, so the window comes back to
+// ssthresh within the recovery, with no burst larger than that, and all
+// four losses are repaired in the one recovery.
+func TestPRRFourLosses(t *testing.T) {
+	p, ep := rttPeer(t, tcp.Options{CongestionControl: "reno", SendBufferSize: 1 << 20})
+	const flight = 20
+	grow(t, p, ep, flight)
+	data := payload(0, 40*1460)
+	if _, err := ep.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	base := int(ep.Info().BytesAcked/1460) + 1
+	for k := range flight {
+		p.Expect(seg{Flags: ".", Seq: sb(base + k), Ack: 1, Len: 1460})
+	}
+	p.Advance(rtt)
+	lost := map[int]bool{base: true, base + 1: true, base + 2: true, base + 3: true}
+	var blocks [2]int
+	retransmitted := map[uint32]bool{}
+	for k := 4; k < flight; k++ {
+		blocks = [2]int{base + 4, base + k + 1}
+		p.Inject(sackAck(base, blocks))
+		out := p.Drain()
+		if len(out) > 2 {
+			t.Errorf("ACK %d: %d segments sent at once; PRR-SSRB allows delivered+1 = 2", k, len(out))
+		}
+		for _, s := range out {
+			if s.Seq < sb(base+flight) {
+				retransmitted[s.Seq] = true
+			}
+		}
+	}
+	for k := range lost {
+		if !retransmitted[sb(k)] {
+			t.Errorf("segment %d not retransmitted during recovery", k)
+		}
+	}
+	i := ep.Info()
+	if i.CAState != "fast recovery" || i.Cwnd > i.Ssthresh+1460 || i.Cwnd+1460 < i.Ssthresh {
+		t.Errorf("late in recovery: %s, cwnd %d, ssthresh %d; want cwnd within a segment of ssthresh", i.CAState, i.Cwnd, i.Ssthresh)
+	}
+}
+
+// grow runs a few round trips so that cwnd holds n segments.
+func grow(t *testing.T, p *tcptest.Peer, ep *tcp.Endpoint, n int) {
+	t.Helper()
+	next := 1
+	for range 10 {
+		if ep.Info().Cwnd >= uint32(n*1460) {
+			return
+		}
+		w := int(ep.Info().Cwnd / 1460)
+		if _, err := ep.Write(payload(0, w*1460)); err != nil {
+			t.Fatal(err)
+		}
+		p.Drain()
+		next += w
+		p.Advance(rtt)
+		p.Inject(sackAck(next))
+		p.Drain()
+	}
+	t.Fatalf("cwnd %d after 10 round trips, want %d segments", ep.Info().Cwnd, n)
+}
+
+func equalInts(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// TestUndoSpuriousFastRetransmit: segment 1 was only delayed, not lost:
+// after its fast retransmission, the original arrives, and the peer's
+// ACK carries a D-SACK for the retransmission (RFC 2883). Every
+// retransmission of the recovery was needless, so the congestion response
+// is undone: cwnd and ssthresh return to what they were, and RACK widens
+// its reordering window (RFC 8985 6.2 step 4).
+func TestUndoSpuriousFastRetransmit(t *testing.T) {
+	p, ep := rttPeer(t, tcp.Options{})
+	data := sendSegments(t, p, ep, 8)
+	before := ep.Info()
+	p.Advance(rtt)
+	p.Inject(sackAck(1, [2]int{2, 5}))
+	p.Expect(seg{Flags: ".", Seq: sb(1), Ack: 1, Payload: segData(data, 1)})
+	if i := ep.Info(); i.Ssthresh >= before.Ssthresh {
+		t.Fatalf("in recovery: ssthresh %d, want below %d", i.Ssthresh, before.Ssthresh)
+	}
+	// The original arrives, then the retransmission: a D-SACK for it.
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: sb(9), SACK: [][2]uint32{{sb(1), sb(2)}}})
+	i := ep.Info()
+	if i.CAState != "open" || i.Cwnd < before.Cwnd || i.Ssthresh != before.Ssthresh || !i.ReorderingSeen {
+		t.Errorf("after the D-SACK: %s, cwnd %d, ssthresh %d, reordering %v; want open, cwnd >= %d, ssthresh %d, reordering seen",
+			i.CAState, i.Cwnd, i.Ssthresh, i.ReorderingSeen, before.Cwnd, before.Ssthresh)
+	}
+	st := p.TCP.Stats()
+	if st.Undos.Load() != 1 || st.DSACKsReceived.Load() != 1 {
+		t.Errorf("undos %d, D-SACKs %d; want 1, 1", st.Undos.Load(), st.DSACKsReceived.Load())
+	}
+}
+
+// TestUndoByTimestamps: the same delay with timestamps: the ACK that
+// covers segment 1 echoes the TSval of its original transmission, older
+// than the retransmission, so the original arrived (Eifel detection, RFC
+// 3522) and the response is undone when the recovery ends, without
+// waiting for a D-SACK.
+func TestUndoByTimestamps(t *testing.T) {
+	p, ep := rttPeer(t, tcp.Options{}, tcptest.WithTimestamps())
+	const mss = 1448
+	data := sendSegments(t, p, ep, 8)
+	original := p.LastTSVal
+	before := ep.Info()
+	p.Advance(rtt)
+	p.Inject(sackAckM(mss, 1, [2]int{2, 5}))
+	p.Expect(seg{Flags: ".", Seq: sbm(mss, 1), Ack: 1, Payload: segDataM(data, mss, 1)})
+	ack := sackAckM(mss, 9)
+	ack.TS, ack.TSVal, ack.TSEcr = true, p.TSClock(), original
+	p.Inject(ack)
+	if i := ep.Info(); i.CAState != "open" || i.Ssthresh != before.Ssthresh {
+		t.Errorf("after the ACK of the original: %s, ssthresh %d; want open, %d", i.CAState, i.Ssthresh, before.Ssthresh)
+	}
+	if n := p.TCP.Stats().Undos.Load(); n != 1 {
+		t.Errorf("undos %d, want 1", n)
+	}
+}
+
+// TestSpuriousRTOLostACK is the lost ACK that cost most of the time on a
+// lossy wire: the whole flight arrived but its ACK was lost, so the RTO
+// fires and resends segment 1 with a window of one segment. The peer
+// answers the duplicate with an ACK of everything and a D-SACK; its TSecr
+// is the original flight's. The timeout was spurious: the window returns
+// (RFC 4015), the other segments are not sent again, and no RTT sample is
+// taken from that ACK, whose TSecr predates the retransmission: now-TSecr
+// would be the whole RTO wait (RFC 3522), inflating the next RTO. With
+// RACK-TLP the probe would have come first (TestTailLossProbeLostACK):
+// here it is off, so the RTO and its undo are what is tested.
+func TestSpuriousRTOLostACK(t *testing.T) {
+	p, ep := rttPeer(t, tcp.Options{NoRACK: true}, tcptest.WithTimestamps())
+	const mss = 1448
+	data := sendSegments(t, p, ep, 5)
+	original := p.LastTSVal
+	before := ep.Info()
+	p.Advance(before.RTO)
+	p.Expect(seg{Flags: ".", Seq: sbm(mss, 1), Ack: 1, Payload: segDataM(data, mss, 1)})
+	p.ExpectNothing()
+	if i := ep.Info(); i.CAState != "RTO recovery" || i.Cwnd != mss {
+		t.Fatalf("after the timeout: %s, cwnd %d", i.CAState, i.Cwnd)
+	}
+	p.Advance(rtt)
+	ack := seg{Flags: ".", Seq: 1, Ack: sbm(mss, 6), SACK: [][2]uint32{{sbm(mss, 1), sbm(mss, 2)}}, TS: true, TSVal: p.TSClock(), TSEcr: original}
+	p.Inject(ack)
+	p.ExpectNothing()
+	i := ep.Info()
+	if i.CAState != "open" || i.Cwnd < before.Cwnd || i.Retransmits != 1 {
+		t.Errorf("after the ACK: %s, cwnd %d, retransmits %d; want open, >= %d, 1", i.CAState, i.Cwnd, i.Retransmits, before.Cwnd)
+	}
+	if i.RTT != before.RTT {
+		t.Errorf("SRTT %v after the ACK of the original flight, want %v unchanged", i.RTT, before.RTT)
+	}
+	if n := p.TCP.Stats().Undos.Load(); n != 1 {
+		t.Errorf("undos %d, want 1", n)
+	}
+}
+
+// TestRTOKeepsSACKs: a timeout does not forget what the peer SACKed (RFC
+// 6675 5.1; Linux forgets only when SND.UNA's own segment was SACKed,
+// which means the receiver reneged): segments SACKed before it are not
+// sent again, only the holes.
+func TestRTOKeepsSACKs(t *testing.T) {
+	p, ep := rttPeer(t, tcp.Options{})
+	data := sendSegments(t, p, ep, 5)
+	p.Advance(rtt)
+	p.Inject(sackAck(1, [2]int{3, 4}))
+	p.Drain() // RACK's reordering timer may fire; so may the RTO below
+	p.Advance(ep.Info().RTO)
+	out := p.Drain()
+	for _, s := range out {
+		if s.Seq == sb(3) {
+			t.Errorf("segment 3, SACKed before the timeout, sent again")
+		}
+	}
+	if len(out) == 0 || out[0].Seq != sb(1) {
+		t.Fatalf("after the timeout: %v, want segment 1 first", out)
+	}
+	p.Inject(sackAck(6))
+	if i := ep.Info(); i.SendQueued != 0 {
+		t.Errorf("%d bytes queued", i.SendQueued)
+	}
+	_ = data
+}
+
+// TestSACKInvalidBlocksIgnored: blocks beyond SND.NXT and blocks with
+// Start >= End are not taken; ACKs carrying only such blocks report
+// nothing new, so they are no duplicate ACKs (RFC 6675 2) and trigger no
+// retransmission.
+func TestSACKInvalidBlocksIgnored(t *testing.T) {
+	p, ep := rttPeer(t, tcp.Options{})
+	sendSegments(t, p, ep, 10)
+	p.Advance(rtt)
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: sb(2)})
+	bad := [][][2]uint32{
+		{{sb(11), sb(12)}},     // never sent
+		{{sb(10), sb(11) + 1}}, // ends past SND.NXT
+		{{sb(5), sb(4)}},       // Start > End
+		{{sb(5), sb(5)}},       // empty
+		{{sb(12), sb(13)}, {sb(6), sb(5)}},
+	}
+	for _, blocks := range bad {
+		p.Inject(seg{Flags: ".", Seq: 1, Ack: sb(2), SACK: blocks})
+	}
+	p.ExpectNothing()
+	if i := ep.Info(); i.Retransmits != 0 || i.Sacked != 0 {
+		t.Fatalf("after invalid blocks: retransmits %d, %d bytes SACKed", i.Retransmits, i.Sacked)
+	}
+	// A valid block in the same ACK as invalid ones still counts.
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: sb(2), SACK: [][2]uint32{{sb(12), sb(13)}, {sb(3), sb(6)}}})
+	p.Expect(seg{Flags: ".", Seq: sb(2), Ack: 1, Len: 1460})
+}
+
+// TestSACKNeverResendsSACKed: forty disjoint SACKed ranges, most of them
+// smaller than a segment. No retransmission overlaps a range of a segment
+// the peer SACKed whole, and the connection finishes normally.
+func TestSACKNeverResendsSACKed(t *testing.T) {
+	p, ep := rttPeer(t, tcp.Options{})
+	sendSegments(t, p, ep, 10)
+	p.Advance(rtt)
+	var sent []seg
+	for k := 2; k <= 10; k += 2 {
+		p.Inject(sackAck(1, [2]int{k, k + 1}))
+		sent = append(sent, p.Drain()...)
+	}
+	for _, s := range sent {
+		k := int((s.Seq-1)/1460) + 1
+		if k%2 == 0 {
+			t.Errorf("SACKed segment %d sent again", k)
+		}
+	}
+	p.Advance(rtt)
+	p.Inject(sackAck(11))
+	p.Drain()
+	if i := ep.Info(); i.SendQueued != 0 || i.State != tcp.Established {
+		t.Errorf("after the full ACK: queued %d, state %v", i.SendQueued, i.State)
+	}
+}
+
+// TestNewRenoTwoHoles: without SACK, segments 1 and 3 of ten are lost.
+// Three duplicate ACKs retransmit segment 1 (RFC 5681 3.2); further
+// duplicates send nothing, as no new data waits; the partial ACK that
+// covers segment 1 shows segment 3 lost and retransmits it at once (RFC
+// 6582 3.2 step 4), a round trip after the first.
+func TestNewRenoTwoHoles(t *testing.T) {
+	p, ep := tcptest.Established(t)
+	data := sendSegments(t, p, ep, 10)
+	for range 3 {
+		p.Inject(seg{Flags: ".", Seq: 1, Ack: 1})
+	}
+	p.Expect(seg{Flags: ".", Seq: sb(1), Ack: 1, Payload: segData(data, 1)})
+	for range 5 {
+		p.Inject(seg{Flags: ".", Seq: 1, Ack: 1})
+	}
+	p.ExpectNothing()
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: sb(3)})
+	p.Expect(seg{Flags: ".", Seq: sb(3), Ack: 1, Payload: segData(data, 3)})
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: sb(11)})
+	p.ExpectNothing()
+	if i := ep.Info(); i.CAState != "open" || i.Retransmits != 2 {
+		t.Errorf("after the full ACK: %s, %d retransmits", i.CAState, i.Retransmits)
+	}
+}

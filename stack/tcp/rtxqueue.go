@@ -1,0 +1,373 @@
+package tcp
+
+import (
+	"slices"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
+)
+
+// The retransmission queue: one record per segment sent and not yet
+// cumulatively acknowledged, like Linux's rtx queue of skbs. Each record
+// knows when it was last sent, whether the peer SACKed it, whether it is
+// deemed lost and whether a retransmission of it is in flight. Loss
+// detection (RACK, rack.go), loss recovery (recovery.go) and the
+// congestion window's "pipe" are all computed from it.
+//
+// The cost of an ACK is bounded by what it changes, not by the window:
+//   - records sit in sequence order in a ring, so the records an ACK
+//     frees come off the front, and the one holding a sequence number is
+//     found by binary search;
+//   - SACKed records are skipped with a union-find "next unSACKed record"
+//     link, so a SACK block that repeats what earlier ACKs said costs a
+//     couple of jumps, not a walk over the records it covers;
+//   - records in flight are also on a list in transmission order, the
+//     order RACK (RFC 8985 6.2) examines them in, from which SACKed and
+//     lost records leave at once, so RACK's walk stops at the first record
+//     not yet overdue;
+//   - the bytes SACKed, lost and retransmitted are counters kept as flags
+//     change, so pipe (RFC 6675's SetPipe, Linux's tcp_packets_in_flight)
+//     is arithmetic.
+
+// Record flags.
+const (
+	segSacked      uint8 = 1 << iota // the peer SACKed all of it (RFC 2018)
+	segLost                          // deemed lost (RACK, the DupThresh rule, an RTO): to be sent again
+	segRetrans                       // a retransmission of it is in flight (Linux TCPCB_SACKED_RETRANS)
+	segEverRetrans                   // sent more than once: no RTT sample from its ACK (Karn, RFC 6298 3)
+	segFin                           // it carries the FIN, the last sequence number
+)
+
+// txSeg is one segment sent: the sequence space [start, end), which
+// counts the FIN's number when segFin is set.
+type txSeg struct {
+	start, end seqnum.Value
+	xmit       tcpip.MonotonicTime // when it was last sent
+	tsval      uint32              // our TSval on the last transmission (RFC 7323), for Eifel detection
+	flags      uint8
+	rtx        uint8  // times retransmitted, for the events ("retransmit #2"); saturates
+	skip       uint64 // union-find parent for SACKed records: a candidate for the next unSACKed one
+	prev, next uint64 // transmission-order list, absolute index + 1; 0 is none
+}
+
+func (s *txSeg) len() uint32              { return uint32(s.start.Size(s.end)) }
+func (s *txSeg) has(f uint8) bool         { return s.flags&f != 0 }
+func (s *txSeg) awaitingRetransmit() bool { return s.flags&(segLost|segRetrans|segSacked) == segLost }
+func (s *txSeg) sentAfter(t tcpip.MonotonicTime, end seqnum.Value) bool {
+	// Linux tcp_skb_sent_after: later, or at the same instant and
+	// further in the sequence space (segments sent in one burst share a
+	// timestamp on a coarse or fake clock).
+	return t.Before(s.xmit) || (s.xmit == t && end.LessThan(s.end))
+}
+
+// maxInFlightSegments bounds the records of one connection: what its
+// memory may hold however small its segments (a writer with Nagle off
+// sending one byte at a time). Linux bounds the same with a congestion
+// window counted in packets. When the queue is full, no new segment is
+// sent until an ACK frees one (Stats.SendQueueFull counts the stalls).
+const maxInFlightSegments = 1 << 16
+
+// rtxQueue is the retransmission queue of one connection.
+type rtxQueue struct {
+	ring []txSeg // len is zero or a power of two
+	head uint64  // absolute index of the oldest record
+	n    int
+
+	// The transmission-order list of records in flight: not SACKed and
+	// not lost-and-waiting (absolute index + 1; 0 is none).
+	tHead, tTail uint64
+
+	// Bytes of sequence space SACKed, deemed lost (retransmitted or
+	// not), and retransmitted and in flight.
+	sacked, lost, retrans uint32
+
+	// lostWaiting counts records lost and not yet sent again; none below
+	// lostHint is.
+	lostWaiting int
+	lostHint    uint64
+}
+
+func (q *rtxQueue) empty() bool { return q.n == 0 }
+func (q *rtxQueue) full() bool  { return q.n >= maxInFlightSegments }
+
+// at returns the record with absolute index i.
+func (q *rtxQueue) at(i uint64) *txSeg { return &q.ring[i&uint64(len(q.ring)-1)] }
+
+// tail is the absolute index past the newest record.
+func (q *rtxQueue) tail() uint64 { return q.head + uint64(q.n) }
+
+// push records a segment just sent for the first time.
+func (q *rtxQueue) push(start, end seqnum.Value, fin bool, now tcpip.MonotonicTime, tsval uint32) {
+	if q.n == len(q.ring) {
+		q.grow()
+	}
+	i := q.tail()
+	s := q.at(i)
+	*s = txSeg{start: start, end: end, xmit: now, tsval: tsval, skip: i}
+	if fin {
+		s.flags = segFin
+	}
+	q.n++
+	q.tAppend(i)
+}
+
+func (q *rtxQueue) grow() {
+	size := max(16, 2*len(q.ring))
+	ring := make([]txSeg, size)
+	for i := q.head; i < q.tail(); i++ {
+		ring[i&uint64(size-1)] = *q.at(i)
+	}
+	q.ring = ring
+}
+
+// find returns the index of the record that holds seq, if any.
+func (q *rtxQueue) find(seq seqnum.Value) (uint64, bool) {
+	lo, hi := q.head, q.tail()
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		if q.at(mid).end.LessThanEq(seq) {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	if lo == q.tail() || seq.LessThan(q.at(lo).start) {
+		return 0, false
+	}
+	return lo, true
+}
+
+// unsacked returns the first record at or after i that is not SACKed, or
+// tail. A SACKed record's skip points further on (never back: records
+// are SACKed, not unSACKed, until renege resets them all), and path
+// halving keeps the chains short.
+func (q *rtxQueue) unsacked(i uint64) uint64 {
+	for range 1 << 20 {
+		if i >= q.tail() {
+			return q.tail()
+		}
+		s := q.at(i)
+		if !s.has(segSacked) {
+			return i
+		}
+		j := s.skip
+		if j < q.tail() {
+			if t := q.at(j); t.has(segSacked) {
+				s.skip = t.skip
+			}
+		}
+		i = j
+	}
+	return q.tail()
+}
+
+// tAppend puts record i at the end of the transmission-order list.
+func (q *rtxQueue) tAppend(i uint64) {
+	s := q.at(i)
+	s.prev, s.next = q.tTail, 0
+	if q.tTail != 0 {
+		q.at(q.tTail - 1).next = i + 1
+	} else {
+		q.tHead = i + 1
+	}
+	q.tTail = i + 1
+}
+
+// tUnlink takes record i off the transmission-order list, if it is on it.
+func (q *rtxQueue) tUnlink(i uint64) {
+	s := q.at(i)
+	if s.prev == 0 && q.tHead != i+1 {
+		return // not on the list
+	}
+	if s.prev != 0 {
+		q.at(s.prev - 1).next = s.next
+	} else {
+		q.tHead = s.next
+	}
+	if s.next != 0 {
+		q.at(s.next - 1).prev = s.prev
+	} else {
+		q.tTail = s.prev
+	}
+	s.prev, s.next = 0, 0
+}
+
+// popFront removes the oldest record, fully acknowledged.
+func (q *rtxQueue) popFront() {
+	s := q.at(q.head)
+	q.uncount(s, s.len())
+	q.tUnlink(q.head)
+	if s.awaitingRetransmit() {
+		q.lostWaiting--
+	}
+	q.head++
+	q.n--
+	if q.lostHint < q.head {
+		q.lostHint = q.head
+	}
+}
+
+// uncount takes n bytes of s out of the counters its flags put them in.
+func (q *rtxQueue) uncount(s *txSeg, n uint32) {
+	if s.has(segSacked) {
+		q.sacked -= n
+	}
+	if s.has(segLost) {
+		q.lost -= n
+	}
+	if s.has(segRetrans) {
+		q.retrans -= n
+	}
+}
+
+// trimFront cuts the oldest record so that it starts at una: the peer
+// acknowledged part of it (it cut the segment differently, or our
+// retransmission at a smaller MSS). Only the front record can be cut.
+func (q *rtxQueue) trimFront(una seqnum.Value) {
+	s := q.at(q.head)
+	if s.start.LessThan(una) && una.LessThan(s.end) {
+		q.uncount(s, uint32(s.start.Size(una)))
+		s.start = una
+	}
+}
+
+// sack marks every record inside [a, b) SACKed and calls fn for each one
+// newly marked. A record only partly inside stays unmarked: its bytes are
+// not counted as SACKed, so at worst some are sent again.
+func (q *rtxQueue) sack(a, b seqnum.Value, fn func(i uint64, s *txSeg)) {
+	i, ok := q.find(a)
+	if !ok {
+		return
+	}
+	if s := q.at(i); s.start.LessThan(a) {
+		i++ // only partly inside
+	}
+	for i = q.unsacked(i); i < q.tail(); i = q.unsacked(i + 1) {
+		s := q.at(i)
+		if b.LessThan(s.end) {
+			return
+		}
+		if s.awaitingRetransmit() {
+			q.lostWaiting--
+		}
+		q.uncount(s, s.len())
+		s.flags = (s.flags | segSacked) &^ (segLost | segRetrans)
+		q.sacked += s.len()
+		s.skip = i + 1
+		q.tUnlink(i)
+		fn(i, s)
+	}
+}
+
+// markLost deems record i lost: it will be sent again. A retransmission
+// of it that was in flight is lost too (RACK detects lost
+// retransmissions, RFC 8985 2.3).
+func (q *rtxQueue) markLost(i uint64) {
+	s := q.at(i)
+	if s.has(segSacked) || s.awaitingRetransmit() {
+		return
+	}
+	if s.has(segRetrans) {
+		q.retrans -= s.len()
+		s.flags &^= segRetrans
+	}
+	if !s.has(segLost) {
+		q.lost += s.len()
+		s.flags |= segLost
+	}
+	q.tUnlink(i)
+	q.lostWaiting++
+	if i < q.lostHint {
+		q.lostHint = i
+	}
+}
+
+// nextLost returns the lowest record waiting to be sent again.
+func (q *rtxQueue) nextLost() (uint64, bool) {
+	if q.lostWaiting == 0 {
+		return 0, false
+	}
+	i := max(q.lostHint, q.head)
+	for ; i < q.tail(); i++ {
+		if q.at(i).awaitingRetransmit() {
+			q.lostHint = i
+			return i, true
+		}
+	}
+	q.lostHint = i
+	return 0, false
+}
+
+// retransmitted records that record i was just sent again.
+func (q *rtxQueue) retransmitted(i uint64, now tcpip.MonotonicTime, tsval uint32) {
+	s := q.at(i)
+	if s.awaitingRetransmit() {
+		q.lostWaiting--
+	}
+	if !s.has(segRetrans) {
+		q.retrans += s.len()
+	}
+	s.flags |= segRetrans | segEverRetrans
+	if s.rtx < 255 {
+		s.rtx++
+	}
+	s.xmit, s.tsval = now, tsval
+	q.tUnlink(i)
+	q.tAppend(i)
+}
+
+// renege forgets every SACK: the receiver dropped data it had SACKed
+// (RFC 2018 8), which an RTO with SACKed data at SND.UNA reveals.
+func (q *rtxQueue) renege() {
+	for i := q.head; i < q.tail(); i++ {
+		s := q.at(i)
+		s.flags &^= segSacked
+		s.skip = i
+	}
+	q.sacked = 0
+	q.rebuildTimeList()
+}
+
+// unmarkLost forgets every loss mark: the congestion response was undone
+// because the losses were not real (a spurious retransmission or
+// timeout), so records waiting to be sent again are in flight after all.
+func (q *rtxQueue) unmarkLost() {
+	for i := q.head; i < q.tail(); i++ {
+		q.at(i).flags &^= segLost
+	}
+	q.lost, q.lostWaiting = 0, 0
+	q.rebuildTimeList()
+}
+
+// rebuildTimeList puts every record in flight back on the
+// transmission-order list, in order. It walks the whole queue: it runs
+// only when loss marks or SACKs are forgotten, not per ACK.
+func (q *rtxQueue) rebuildTimeList() {
+	var idx []uint64
+	for i := q.head; i < q.tail(); i++ {
+		s := q.at(i)
+		s.prev, s.next = 0, 0
+		if !s.has(segSacked) && !s.awaitingRetransmit() {
+			idx = append(idx, i)
+		}
+	}
+	slices.SortStableFunc(idx, func(a, b uint64) int {
+		sa, sb := q.at(a), q.at(b)
+		switch {
+		case sa.xmit.Before(sb.xmit):
+			return -1
+		case sb.xmit.Before(sa.xmit):
+			return 1
+		}
+		return 0
+	})
+	q.tHead, q.tTail = 0, 0
+	for _, i := range idx {
+		q.tAppend(i)
+	}
+}
+
+// reset empties the queue.
+func (q *rtxQueue) reset() {
+	*q = rtxQueue{ring: q.ring[:0:0]}
+}
