@@ -572,7 +572,9 @@ func (a *annotator) event(now time.Time, ev *tcp.Event) {
 		if len(a.rto) < maxConns {
 			a.rto[ev.Conn] = ev.RTO
 		}
-	case tcp.EventRecovery:
+	case tcp.EventRecovery, tcp.EventPathMTU:
+		// Both change course for the frames that follow: they go on
+		// the connection's next frame (the resent segment, the ACK).
 		if r := a.recov[ev.Conn]; len(r) < maxEarlier && len(a.recov) < maxConns {
 			a.recov[ev.Conn] = append(r, recoveryText(ev))
 		}

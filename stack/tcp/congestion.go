@@ -8,6 +8,7 @@ package tcp
 // initCongestion sets the initial window when the connection is
 // established: IW = min(10*MSS, max(2*MSS, 14600)) (RFC 6928 2), as Linux.
 func (e *Endpoint) initCongestion() {
+	e.applyPathMTU()
 	mss := uint32(e.sndMSS)
 	e.cwnd = min(10*mss, max(2*mss, 14600))
 	e.ssthresh = ^uint32(0) // RFC 5681 3.1: arbitrarily high

@@ -40,6 +40,7 @@ const (
 	DropICMPBadQuote                    // ICMP error whose quoted header does not match the connection
 	DropICMPNoConnection                // ICMP error for no connection: a listener's port, or TIME-WAIT
 	DropConnectionLimit                 // a SYN or cookie ACK refused: the stack holds MaxConnections
+	DropICMPBadMTU                      // ICMP packet too big reporting an MTU below the protocol's minimum
 	numDropReasons
 )
 
@@ -75,6 +76,7 @@ var dropNames = [...]string{
 	DropICMPBadQuote:         "ICMP: quote does not match",
 	DropICMPNoConnection:     "ICMP: no connection",
 	DropConnectionLimit:      "connection limit",
+	DropICMPBadMTU:           "ICMP: MTU below minimum",
 }
 
 func (r DropReason) String() string {

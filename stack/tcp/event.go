@@ -42,6 +42,7 @@ const (
 	EventReceive                                // segment text was taken: Note says how (in order, held out of order, ...)
 	EventAck                                    // an inbound acknowledgment was processed: Note says what it did ("SND.UNA +2896", "dup ACK #3"), Cwnd and Ssthresh after it
 	EventRecovery                               // loss detection or recovery changed course: Note says how (entering fast recovery, lost segments marked, undo), Cwnd and Ssthresh after it
+	EventPathMTU                                // an ICMP error lowered the path MTU: Note gives the MTU and the new MSS
 )
 
 // QueueInfo is a listener's queue occupancy and limits.
@@ -129,6 +130,8 @@ func (ev Event) String() string {
 		return fmt.Sprintf("%s receive (%s): %s", ev.Conn, ev.Note, ev.Segment)
 	case EventAck:
 		return fmt.Sprintf("%s ack (%s): %s", ev.Conn, ev.AckString(), ev.Segment)
+	case EventPathMTU:
+		return fmt.Sprintf("%s %s", ev.Conn, ev.Note)
 	case EventRecovery:
 		return fmt.Sprintf("%s recovery: %s, cwnd %d, ssthresh %d", ev.Conn, ev.Note, ev.Cwnd, ev.Ssthresh)
 	}
@@ -160,20 +163,22 @@ type Stats struct {
 	Timeouts       atomic.Uint64 // connections that gave up retransmitting
 
 	// Loss recovery (recovery.go, rack.go), as Linux's TcpExt counters.
-	FastRecoveries  atomic.Uint64 // fast recoveries begun
-	TailLossProbes  atomic.Uint64 // tail loss probes sent (TCPLossProbes)
-	TLPRecoveries   atomic.Uint64 // losses a probe repaired (TCPLossProbeRecovery)
-	DSACKsReceived  atomic.Uint64 // D-SACK blocks received (TCPDSACKRecv)
-	Undos           atomic.Uint64 // congestion responses undone as spurious
-	SpuriousRTOs    atomic.Uint64 // timeouts F-RTO found spurious (TCPSpuriousRTOs)
-	Renegings       atomic.Uint64 // receivers that dropped SACKed data (TCPSACKReneging)
-	ReorderingSeen  atomic.Uint64 // connections that saw reordering
-	SendQueueFull   atomic.Uint64 // new segments held back: maxInFlightSegments in flight
-	Drops           [numDropReasons]atomic.Uint64
-	Sends           [numSendCauses]atomic.Uint64
-	ListenOverflows atomic.Uint64 // like Linux ListenOverflows
-	ListenDrops     atomic.Uint64 // like Linux ListenDrops
-	Listen          ListenStats   // each decision of the SYN and accept queues
+	RetransmitTimeouts atomic.Uint64 // data retransmission timer expiries (TCPTimeouts)
+	PathMTUReductions  atomic.Uint64 // path MTUs lowered by ICMP (RFC 1191, RFC 8201)
+	FastRecoveries     atomic.Uint64 // fast recoveries begun
+	TailLossProbes     atomic.Uint64 // tail loss probes sent (TCPLossProbes)
+	TLPRecoveries      atomic.Uint64 // losses a probe repaired (TCPLossProbeRecovery)
+	DSACKsReceived     atomic.Uint64 // D-SACK blocks received (TCPDSACKRecv)
+	Undos              atomic.Uint64 // congestion responses undone as spurious
+	SpuriousRTOs       atomic.Uint64 // timeouts F-RTO found spurious (TCPSpuriousRTOs)
+	Renegings          atomic.Uint64 // receivers that dropped SACKed data (TCPSACKReneging)
+	ReorderingSeen     atomic.Uint64 // connections that saw reordering
+	SendQueueFull      atomic.Uint64 // new segments held back: maxInFlightSegments in flight
+	Drops              [numDropReasons]atomic.Uint64
+	Sends              [numSendCauses]atomic.Uint64
+	ListenOverflows    atomic.Uint64 // like Linux ListenOverflows
+	ListenDrops        atomic.Uint64 // like Linux ListenDrops
+	Listen             ListenStats   // each decision of the SYN and accept queues
 }
 
 // Dropped returns how many segments were dropped for reason r.

@@ -52,7 +52,7 @@ func parseICMPQuote(pkt *stack.PacketBuffer) (icmpQuote, bool) {
 
 // icmpErrno is the errno an ICMP error stands for, as Linux's
 // icmp_err_convert maps it, or nil for the kinds the engine does not act
-// on (packet too big: path MTU discovery is not implemented).
+// on with an errno (packet too big is path MTU discovery, pmtu.go).
 func icmpErrno(k stack.TransportErrorKind) error {
 	switch k {
 	case stack.DestinationHostUnreachableTransportError:
@@ -74,6 +74,10 @@ func icmpErrno(k stack.TransportErrorKind) error {
 // 4.2.3.9), and reported if the connection later times out.
 func (e *Endpoint) icmpArrives(terr stack.TransportError, pkt *stack.PacketBuffer) {
 	err := icmpErrno(terr.Kind())
+	tooBig := terr.Kind() == stack.PacketTooBigTransportError
+	if tooBig {
+		err = fmt.Errorf("packet too big, MTU %d", terr.Info())
+	}
 	if err == nil {
 		return
 	}
@@ -92,6 +96,10 @@ func (e *Endpoint) icmpArrives(terr stack.TransportError, pkt *stack.PacketBuffe
 		return
 	}
 	switch {
+	case tooBig:
+		// gVisor reports the MTU less the IP header (the room left
+		// for us), and 0 for one smaller than the header itself.
+		e.pathMTUArrives(terr.Info() + uint32(e.netHeaderLen())) // pmtu.go
 	case e.state == SynSent:
 		e.err = err
 		e.transition(Closed, Cause{Kind: CauseSegment, Detail: "ICMP " + err.Error()})

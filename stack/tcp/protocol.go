@@ -63,6 +63,7 @@ type Protocol struct {
 
 	challenge challengeLimiter
 	tw        timeWaitTable // connections in TIME-WAIT (timewait.go)
+	pmtu      pmtuTable     // path MTUs learned from ICMP (pmtu.go)
 	orphans   atomic.Int64  // connections with Endpoint.orphan set
 	limits    LimitStats
 }
@@ -427,7 +428,10 @@ func buildPacket(r *stack.Route, f *outFields, payload buffer.Buffer) *stack.Pac
 // any connection lock held: a local route or an in-memory link may deliver
 // the packet, and the peer's reply, on this goroutine.
 func writePacket(r *stack.Route, pkt *stack.PacketBuffer) {
-	_ = r.WritePacket(stack.NetworkHeaderParams{Protocol: ProtocolNumber, TTL: r.DefaultTTL()}, pkt)
+	// DF on every IPv4 segment, for path MTU discovery (RFC 1191), as
+	// Linux (ip_no_pmtu_disc=0) and gVisor's TCP send them; it also
+	// spares the network layer a random IP ID per segment.
+	_ = r.WritePacket(stack.NetworkHeaderParams{Protocol: ProtocolNumber, TTL: r.DefaultTTL(), DF: true}, pkt)
 	pkt.DecRef()
 }
 

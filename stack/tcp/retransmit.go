@@ -79,6 +79,7 @@ func (e *Endpoint) retransmitTimeout() {
 		return
 	}
 	e.backoff()
+	e.proto.stats.RetransmitTimeouts.Add(1)
 	e.emitRTO()
 	e.enterLoss()
 	e.output()

@@ -1,0 +1,159 @@
+package tcp
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+)
+
+// Path MTU discovery (RFC 1191 for IPv4, RFC 8201 for IPv6): every IPv4
+// segment leaves with DF set, so a router with a smaller next hop drops it
+// and answers ICMP "fragmentation needed" (ICMPv6 "packet too big") with
+// the MTU that fits. The engine checks the error against the connection
+// as it checks any ICMP error (RFC 5927: the quoted sequence number must
+// be in flight, icmp.go), lowers the path MTU it keeps for that
+// destination, cuts the MSS to fit at once, and sends again the segments
+// in flight that no longer fit, at the new size, as Linux's
+// tcp_v4_mtu_reduced and tcp_simple_retransmit do. The loss was not
+// congestion: the window stays.
+
+// Path MTU limits: an MTU below the protocol's minimum (68 bytes for
+// IPv4, RFC 791; 1280 for IPv6, RFC 8200) is a forgery or a broken
+// router and is ignored; an IPv4 MTU below Linux's min_pmtu (552) is
+// raised to it, as Linux does, rather than send tiny segments.
+const (
+	minIPv4MTU   = 68
+	minIPv6MTU   = 1280
+	linuxMinPMTU = 552
+
+	// pmtuExpiry is how long a learned path MTU is kept without a new
+	// report (Linux ip_rt_mtu_expires, 10 minutes; RFC 1191 6.3
+	// suggests probing again after 10 minutes).
+	pmtuExpiry = 10 * time.Minute
+	// maxPMTUEntries bounds the table: destinations that reported a
+	// smaller MTU. Past it the oldest entry is forgotten.
+	maxPMTUEntries = 4096
+)
+
+// pmtuTable is the engine's path MTU per destination.
+type pmtuTable struct {
+	mu sync.Mutex
+	m  map[tcpip.Address]pmtuEntry
+}
+
+type pmtuEntry struct {
+	mtu     uint32
+	expires tcpip.MonotonicTime
+}
+
+// lookup returns the path MTU learned for dst, if it has not expired.
+func (t *pmtuTable) lookup(dst tcpip.Address, now tcpip.MonotonicTime) (uint32, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.m[dst]
+	if !ok || !now.Before(e.expires) {
+		return 0, false
+	}
+	return e.mtu, true
+}
+
+// learn records mtu for dst.
+func (t *pmtuTable) learn(dst tcpip.Address, mtu uint32, now tcpip.MonotonicTime) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.m == nil {
+		t.m = make(map[tcpip.Address]pmtuEntry)
+	}
+	if _, ok := t.m[dst]; !ok && len(t.m) >= maxPMTUEntries {
+		var oldest tcpip.Address
+		first := true
+		for a, e := range t.m {
+			if first || e.expires.Before(t.m[oldest].expires) {
+				oldest, first = a, false
+			}
+		}
+		delete(t.m, oldest)
+	}
+	t.m[dst] = pmtuEntry{mtu: mtu, expires: now.Add(pmtuExpiry)}
+}
+
+// netHeaderLen is the size of the IP header in front of our segments.
+func (e *Endpoint) netHeaderLen() int {
+	if e.netProto == header.IPv6ProtocolNumber {
+		return header.IPv6MinimumSize
+	}
+	return header.IPv4MinimumSize
+}
+
+// mssForMTU is the largest payload a segment may carry on a path of mtu
+// bytes: less the IP and TCP headers and, when timestamps are in force,
+// their option (RFC 6691, Linux tcp_mtu_to_mss).
+func (e *Endpoint) mssForMTU(mtu uint32) int {
+	mss := int(mtu) - e.netHeaderLen() - header.TCPMinimumSize
+	if e.tsOK {
+		mss -= tsOptionSize
+	}
+	return max(mss, 64)
+}
+
+// applyPathMTU lowers the send MSS to what a path MTU learned earlier for
+// the peer allows, when the connection is established.
+func (e *Endpoint) applyPathMTU() {
+	if mtu, ok := e.proto.pmtu.lookup(e.id.RemoteAddress, e.proto.clock.NowMonotonic()); ok {
+		if mss := e.mssForMTU(mtu); mss < e.sndMSS {
+			e.sndMSS = mss
+		}
+	}
+}
+
+// pathMTUArrives is an ICMP fragmentation-needed or packet-too-big error
+// whose quote checked out: mtu is the next hop's MTU it reports. The
+// caller holds e.mu.
+func (e *Endpoint) pathMTUArrives(mtu uint32) {
+	min := uint32(minIPv4MTU)
+	if e.netProto == header.IPv6ProtocolNumber {
+		min = minIPv6MTU
+	}
+	if mtu < min {
+		e.proto.stats.Drops[DropICMPBadMTU].Add(1)
+		if e.proto.opts.Observer != nil {
+			e.emit(Event{Kind: EventDrop, Conn: e.connID(), Drop: DropICMPBadMTU,
+				Segment: SegmentInfo{WS: -1, Note: fmt.Sprintf("ICMP packet too big: MTU %d below the minimum %d", mtu, min)}})
+		}
+		return
+	}
+	if e.netProto != header.IPv6ProtocolNumber && mtu < linuxMinPMTU {
+		mtu = linuxMinPMTU
+	}
+	e.proto.pmtu.learn(e.id.RemoteAddress, mtu, e.proto.clock.NowMonotonic())
+	mss := e.mssForMTU(mtu)
+	if mss >= e.sndMSS {
+		return // not smaller than what we send already
+	}
+	old := e.sndMSS
+	e.sndMSS = mss
+	e.proto.stats.PathMTUReductions.Add(1)
+	// The segments in flight larger than the new MSS were dropped on
+	// the way: send them again, cut to fit (Linux tcp_simple_retransmit).
+	q := &e.rtxq
+	resent := 0
+	for i := q.head; i < q.tail(); i++ {
+		s := q.at(i)
+		n := int(s.len())
+		if s.has(segFin) {
+			n--
+		}
+		if n > mss && !s.has(segSacked) {
+			q.markLost(i)
+			resent++
+		}
+	}
+	if e.proto.opts.Observer != nil {
+		e.emit(Event{Kind: EventPathMTU, Conn: e.connID(), Cwnd: e.cwnd, Ssthresh: e.ssthresh,
+			Note: fmt.Sprintf("path MTU %d (ICMP): MSS %d → %d, %s sent again", mtu, old, mss, plural(resent, "segment"))})
+	}
+	e.output()
+}

@@ -1,0 +1,133 @@
+package tcp_test
+
+import (
+	"testing"
+
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+
+	"github.com/tapstack/tapstack/stack/tcp"
+	"github.com/tapstack/tapstack/stack/tcp/tcptest"
+)
+
+// fragNeeded is an ICMPv4 "fragmentation needed" (RFC 1191) from a router
+// between the stack and the peer, reporting next-hop MTU mtu and quoting
+// q.
+func fragNeeded(q icmpQuote, mtu uint16) []byte {
+	pkt := icmpError(header.ICMPv4FragmentationNeeded, q)
+	ic := header.ICMPv4(pkt[header.IPv4MinimumSize:])
+	ic.SetMTU(mtu)
+	ic.SetChecksum(0)
+	ic.SetChecksum(^checksum.Checksum(ic, 0))
+	return pkt
+}
+
+// TestPathMTUFragNeeded: three full segments are in flight when a router
+// reports a 1280-byte next hop, quoting the first. The engine checks the
+// quote (its sequence number is in flight), cuts the MSS to 1280 - 20 -
+// 20 = 1240 at once and sends the three again, each cut to fit (Linux
+// tcp_simple_retransmit); new data goes out at the new size, and the
+// window is not reduced: the drops were not congestion.
+func TestPathMTUFragNeeded(t *testing.T) {
+	var pmtu []tcp.Event
+	p, ep := tcptest.Established(t, tcptest.WithTCP(tcp.Options{Observer: func(ev tcp.Event) {
+		if ev.Kind == tcp.EventPathMTU {
+			pmtu = append(pmtu, ev)
+		}
+	}}))
+	data := sendSegments(t, p, ep, 3)
+	cwnd := ep.Info().Cwnd
+	p.InjectIPv4(fragNeeded(quote(p, 1), 1280))
+	var got []byte
+	for _, s := range p.Drain() {
+		if s.Len > 1240 || s.Len+40 > 1280 {
+			t.Errorf("segment %d:%d of %d bytes does not fit 1280", s.Seq, s.Seq+uint32(s.Len), s.Len)
+		}
+		if int(s.Seq)-1 == len(got) {
+			got = append(got, s.Payload...)
+		}
+	}
+	if string(got) != string(data) {
+		t.Errorf("resent %d bytes, want the %d in flight, in order", len(got), len(data))
+	}
+	i := ep.Info()
+	if i.SndMSS != 1240 || i.Cwnd != cwnd {
+		t.Errorf("after the ICMP: MSS %d, cwnd %d; want 1240, %d", i.SndMSS, i.Cwnd, cwnd)
+	}
+	if len(pmtu) != 1 || p.TCP.Stats().PathMTUReductions.Load() != 1 {
+		t.Errorf("path MTU events %v, reductions %d; want one", pmtu, p.TCP.Stats().PathMTUReductions.Load())
+	}
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: sb(4)})
+	ep.Write(payload(0, 3000))
+	p.Expect(seg{Flags: ".", Seq: sb(4), Ack: 1, Len: 1240})
+	p.Expect(seg{Flags: ".", Seq: sb(4) + 1240, Ack: 1, Len: 1240})
+	p.ExpectNothing() // the last 520 bytes wait for an ACK: Nagle
+}
+
+// TestPathMTUForgedIgnored: an ICMP fragmentation-needed quoting a
+// sequence number that is not in flight (a blind forgery, RFC 5927 4.1),
+// or reporting an MTU below IPv4's minimum of 68 bytes, changes nothing:
+// it is counted as a drop and the MSS stays.
+func TestPathMTUForgedIgnored(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		seq    uint32
+		mtu    uint16
+		reason tcp.DropReason
+	}{
+		{"sequence not in flight", 1 << 20, 1280, tcp.DropICMPOutOfWindow},
+		{"MTU below the minimum", 1, 60, tcp.DropICMPBadMTU},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, ep := tcptest.Established(t)
+			sendSegments(t, p, ep, 2)
+			p.InjectIPv4(fragNeeded(quote(p, tc.seq), tc.mtu))
+			p.ExpectNothing()
+			if i := ep.Info(); i.SndMSS != 1460 {
+				t.Errorf("MSS %d after a forged ICMP, want 1460", i.SndMSS)
+			}
+			if n := p.TCP.Stats().Dropped(tc.reason); n != 1 {
+				t.Errorf("Dropped(%v) = %d, want 1", tc.reason, n)
+			}
+		})
+	}
+}
+
+// TestPathMTURemembered: a later connection to the same peer starts with
+// the path MTU learned earlier (Linux keeps it in the route for 10
+// minutes), so its first segments already fit.
+func TestPathMTURemembered(t *testing.T) {
+	p, ep := tcptest.Established(t)
+	sendSegments(t, p, ep, 1)
+	p.InjectIPv4(fragNeeded(quote(p, 1), 1280))
+	p.Drain()
+	p.PeerPort++
+	p.SetStackISS(0, false)
+	p.Inject(seg{Flags: "S", Seq: 0, MSS: 1460})
+	p.Drain()
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1})
+	ep2, err := p.Listener.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mss := ep2.Info().SndMSS; mss != 1240 {
+		t.Errorf("the next connection's MSS is %d, want 1240", mss)
+	}
+}
+
+// TestDontFragment: every IPv4 segment leaves with DF set (RFC 1191), so
+// routers report a smaller MTU instead of fragmenting.
+func TestDontFragment(t *testing.T) {
+	p, ep := tcptest.Established(t)
+	ep.Write([]byte("x"))
+	pkt := p.Link.Read()
+	if pkt == nil {
+		t.Fatal("nothing sent")
+	}
+	defer pkt.DecRef()
+	v := pkt.ToView()
+	defer v.Release()
+	if ip := header.IPv4(v.AsSlice()); ip.Flags()&header.IPv4FlagDontFragment == 0 {
+		t.Errorf("IPv4 flags %#x: DF not set", ip.Flags())
+	}
+}
