@@ -280,6 +280,21 @@ func (c *Conn) SetKeepAliveConfig(cfg net.KeepAliveConfig) error {
 	return nil
 }
 
+// SetUserTimeout bounds how long sent data may stay unacknowledged, or
+// wait behind the peer's closed window, before the connection fails with
+// ETIMEDOUT (RFC 5482's user timeout; Linux's TCP_USER_TIMEOUT socket
+// option). Zero, the default, leaves it to the engine's retry limits.
+func (c *Conn) SetUserTimeout(d time.Duration) error {
+	if c.isClosed() {
+		return c.opError("set", net.ErrClosed)
+	}
+	if d < 0 {
+		return c.opError("set", syscall.EINVAL)
+	}
+	c.ep.SetUserTimeout(d)
+	return nil
+}
+
 // SetReadBuffer sets the receive buffer size.
 func (c *Conn) SetReadBuffer(bytes int) error {
 	if bytes <= 0 {

@@ -1,0 +1,185 @@
+package tcp
+
+import (
+	"math"
+	"testing"
+	"time"
+)
+
+// ccFlow drives a congestion control algorithm as a bulk sender would
+// see it: every round trip, the whole window is acknowledged, one segment
+// per ACK.
+type ccFlow struct {
+	cc             CongestionControl
+	cwnd, ssthresh uint32
+	mss            uint32
+	now            time.Duration
+	rtt            time.Duration
+}
+
+// round acknowledges one window, spread over one round trip.
+func (f *ccFlow) round() {
+	n := int(f.cwnd / f.mss)
+	step := f.rtt / time.Duration(max(n, 1))
+	for i := range n {
+		f.now += step
+		f.cwnd, f.ssthresh = f.cc.OnAck(AckSample{Now: f.now, Acked: f.mss, Cwnd: f.cwnd, Ssthresh: f.ssthresh,
+			MSS: f.mss, RTT: f.rtt, MinRTT: f.rtt, SRTT: f.rtt, RoundStart: i == 0})
+	}
+}
+
+func (f *ccFlow) loss() {
+	f.ssthresh = f.cc.OnCongestion(CongestionSample{Now: f.now, Cwnd: f.cwnd, Ssthresh: f.ssthresh, InFlight: f.cwnd, MSS: f.mss})
+	f.cwnd = f.ssthresh // as at the end of fast recovery
+}
+
+func (f *ccFlow) segments() float64 { return float64(f.cwnd) / float64(f.mss) }
+
+// TestCubicCurve: after a loss at W_max = 100 segments, CUBIC (RFC 9438)
+// sets ssthresh = 0.7*W_max (4.6), then grows along W_cubic(t) =
+// C*(t-K)^3 + W_max with K = cbrt(W_max*(1-β)/C) (equations 1 and 2):
+// concave up to W_max, flat around t = K, convex beyond. The window after
+// each round trip is checked against the formula at several points.
+func TestCubicCurve(t *testing.T) {
+	const mss = 1448
+	f := &ccFlow{cc: &cubic{}, mss: mss, cwnd: 100 * mss, ssthresh: 50 * mss, rtt: 100 * time.Millisecond}
+	f.cc.(*cubic).hs.done = true
+	f.loss()
+	if f.ssthresh != 70*mss {
+		t.Fatalf("ssthresh %d after the loss, want 0.7*W_max = %d", f.ssthresh, 70*mss)
+	}
+	wMax := 100.0
+	k := math.Cbrt(wMax * (1 - cubicBeta) / cubicC) // 4.217 s
+	epoch := f.now
+	wCubic := func(t float64) float64 { return cubicC*math.Pow(t-k, 3) + wMax }
+	checked := 0
+	for range 120 {
+		f.round()
+		el := (f.now - epoch).Seconds()
+		// The window aims at W_cubic one RTT ahead (4.4): compare with
+		// the formula at t+RTT, within 3%.
+		want := wCubic(el + f.rtt.Seconds())
+		got := f.segments()
+		for _, at := range []float64{k / 2, k, 1.5 * k, 2 * k} {
+			if math.Abs(el-at) < f.rtt.Seconds()/2 {
+				checked++
+				if math.Abs(got-want)/want > 0.03 {
+					t.Errorf("at t = %.2f s (%.2f K): cwnd %.1f segments, W_cubic(t+RTT) = %.1f", el, el/k, got, want)
+				}
+			}
+		}
+	}
+	if checked < 4 {
+		t.Fatalf("checked %d points, want 4", checked)
+	}
+}
+
+// TestCubicRenoFriendly: on a short path with a small window, Reno would
+// grow faster than the cubic curve, which stays flat near W_max for K =
+// 1.96 s here; CUBIC then follows W_est (RFC 9438 4.3): α_cubic = 0.53
+// segments per round trip while W_est is below W_max, one segment (α = 1)
+// once it passed it.
+func TestCubicRenoFriendly(t *testing.T) {
+	const mss = 1448
+	f := &ccFlow{cc: &cubic{}, mss: mss, cwnd: 10 * mss, ssthresh: 5 * mss, rtt: time.Millisecond}
+	f.cc.(*cubic).hs.done = true
+	f.loss() // W_max 10, cwnd 7
+	start := f.segments()
+	for range 5 {
+		f.round()
+	}
+	if grown := f.segments() - start; math.Abs(grown-5*cubicAlpha) > 0.5 {
+		t.Errorf("grew %.2f segments in 5 round trips below W_max; want about 5*α_cubic = %.2f", grown, 5*cubicAlpha)
+	}
+	for range 3 {
+		f.round() // W_est passes W_max
+	}
+	start = f.segments()
+	for range 10 {
+		f.round()
+	}
+	if grown := f.segments() - start; grown < 9 || grown > 11 {
+		t.Errorf("grew %.1f segments in 10 round trips above W_max; want about 10 (α = 1)", grown)
+	}
+}
+
+// TestCubicFastConvergence: a second loss below the last W_max lowers
+// W_max further, to cwnd*(1+β)/2 (RFC 9438 4.7), releasing bandwidth.
+func TestCubicFastConvergence(t *testing.T) {
+	c := &cubic{}
+	c.OnCongestion(CongestionSample{Cwnd: 100 * 1000, MSS: 1000})
+	c.OnCongestion(CongestionSample{Cwnd: 80 * 1000, MSS: 1000})
+	if want := 80 * (1 + cubicBeta) / 2; math.Abs(c.wMax-want) > 1e-9 {
+		t.Errorf("W_max %.2f after the second loss, want %.2f", c.wMax, want)
+	}
+	c.OnUndo()
+	if c.wMax != 100 {
+		t.Errorf("W_max %.2f after undo, want 100 again (4.9)", c.wMax)
+	}
+}
+
+// TestHyStartPlusPlus: in slow start the window doubles every round trip
+// while the RTT stays flat. When a round's minimum RTT rises by more than
+// RttThresh = clamp(lastRoundMinRTT/8, 4 ms, 16 ms) over the last round's
+// (RFC 9406 4.2), slow start gives way to Conservative Slow Start, which
+// grows by a quarter of what is acknowledged, and after CSS_ROUNDS = 5
+// rounds to congestion avoidance, ssthresh = cwnd.
+func TestHyStartPlusPlus(t *testing.T) {
+	const mss = 1000
+	f := &ccFlow{cc: &cubic{}, mss: mss, cwnd: 10 * mss, ssthresh: ^uint32(0), rtt: 40 * time.Millisecond}
+	for range 3 {
+		before := f.cwnd
+		f.round()
+		if f.cwnd != 2*before {
+			t.Fatalf("slow start: cwnd %d after a round from %d, want doubled", f.cwnd, before)
+		}
+	}
+	// The queue builds: +5 ms is below the threshold (40/8 = 5 ms,
+	// clamped to at least 4: 5 ms is just at it, so +4 ms is not).
+	f.rtt += 4 * time.Millisecond
+	before := f.cwnd
+	f.round()
+	if f.cwnd != 2*before || f.cc.(*cubic).hs.inCSS {
+		t.Fatalf("RTT +4 ms (below RttThresh 5 ms): cwnd %d from %d, CSS %v; want still slow start", f.cwnd, before, f.cc.(*cubic).hs.inCSS)
+	}
+	f.rtt += 6 * time.Millisecond // +6 ms over the last round: above
+	f.round()
+	h := &f.cc.(*cubic).hs
+	if !h.inCSS {
+		t.Fatalf("RTT +6 ms over the last round: not in CSS")
+	}
+	before = f.cwnd
+	f.round()
+	if grew := f.cwnd - before; grew > before/4+mss || grew < before/4-mss {
+		t.Errorf("CSS grew %d in a round from %d, want about a quarter", grew, before)
+	}
+	for range hsCSSRounds {
+		f.round()
+	}
+	if f.ssthresh != f.cwnd && f.ssthresh > f.cwnd {
+		t.Errorf("after %d CSS rounds: ssthresh %d, cwnd %d; want congestion avoidance (ssthresh <= cwnd)", hsCSSRounds, f.ssthresh, f.cwnd)
+	}
+	if !h.done {
+		t.Errorf("HyStart++ still on after CSS")
+	}
+}
+
+// TestRenoAvoidance: Reno grows one segment per round trip in congestion
+// avoidance (RFC 5681 3.1) and halves FlightSize on a loss.
+func TestRenoAvoidance(t *testing.T) {
+	const mss = 1000
+	f := &ccFlow{cc: reno{}, mss: mss, cwnd: 20 * mss, ssthresh: 20 * mss, rtt: 10 * time.Millisecond}
+	for range 10 {
+		f.round()
+	}
+	// A little less than one segment per round: the window grows
+	// during the round, so each ACK adds a little less (mss*mss/cwnd).
+	if s := f.segments(); s < 29 || s > 30 {
+		t.Errorf("cwnd %.1f segments after 10 rounds from 20, want about 30", s)
+	}
+	flight := f.cwnd
+	f.loss()
+	if f.ssthresh != flight/2 {
+		t.Errorf("ssthresh %d after a loss with %d in flight, want half", f.ssthresh, flight)
+	}
+}
