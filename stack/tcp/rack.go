@@ -24,6 +24,7 @@ import (
 // rack is RACK's state (RFC 8985 6.1).
 type rack struct {
 	xmit   tcpip.MonotonicTime // RACK.xmit_ts: the latest transmission delivered
+	valid  bool                // a segment was delivered: xmit, endSeq and rtt are set
 	endSeq seqnum.Value        // RACK.end_seq of that segment
 	rtt    time.Duration       // RACK.rtt: its round trip
 	fack   seqnum.Value        // the highest sequence number delivered (SACKed or ACKed)
@@ -70,8 +71,8 @@ func (e *Endpoint) rackDelivered(s *txSeg, now tcpip.MonotonicTime) {
 		return
 	}
 	e.rack.rtt = rtt
-	if s.sentAfter(e.rack.xmit, e.rack.endSeq) {
-		e.rack.xmit, e.rack.endSeq = s.xmit, s.end
+	if !e.rack.valid || s.sentAfter(e.rack.xmit, e.rack.endSeq) {
+		e.rack.xmit, e.rack.endSeq, e.rack.valid = s.xmit, s.end, true
 	}
 }
 
@@ -121,7 +122,7 @@ func (e *Endpoint) rackOnRecoveryEnd() {
 // waiting, the reordering timer is armed for it. It returns how many
 // segments it marked lost.
 func (e *Endpoint) rackDetectLoss(now tcpip.MonotonicTime) int {
-	if e.rack.xmit == (tcpip.MonotonicTime{}) {
+	if !e.rack.valid {
 		return 0
 	}
 	reo := e.rackReorderWindow()
