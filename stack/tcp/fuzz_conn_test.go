@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
 
 	"github.com/tapstack/tapstack/stack/tcp"
@@ -88,6 +89,7 @@ const (
 	fzOpReplay            // inject the last injected segment again
 	fzOpSyn               // seqSel, seqDelta(2), ack?
 	fzOpKeepalive         // on, idleSel
+	fzOpICMP              // code, ackSel, ackDelta(2): ICMP destination unreachable quoting that sequence number
 	fzNumOps
 )
 
@@ -139,6 +141,10 @@ type fuzzConn struct {
 	stackMax uint32
 
 	// The user's side.
+	// peerMSS is the largest MSS the peer announced on a SYN (536 for
+	// none, RFC 9293 3.7.1), 0 before any.
+	peerMSS int
+
 	written    uint64 // bytes Write took
 	read       uint64 // bytes Read returned
 	writeShut  bool   // Close or CloseWrite was called
@@ -170,6 +176,15 @@ func fzConnSeeds() [][]byte {
 	// A zero window, persist probes, and the window opening.
 	seeds = append(seeds, []byte{2, 0x08, 0,
 		fzOpWrite, 11, fzOpAck, 0, fzOpAdvance, 5, fzOpAdvance, 6, fzOpAck, 9})
+	// SYN-SENT: the peer's SYN-ACK, then text both ways.
+	seeds = append(seeds, []byte{0, 0, 0,
+		fzOpSyn, 0, 0xff, 0xff, 1, fzOpData, 4, fzOpWrite, 3, fzOpAck, 9, fzOpRead, 3})
+	// SYN-SENT: simultaneous open (a SYN without ACK), then its ACK.
+	seeds = append(seeds, []byte{0, 0, 0,
+		fzOpSyn, 0, 0xff, 0xff, 0, fzOpAck, 9, fzOpWrite, 2})
+	// ICMP: soft in ESTABLISHED, hard in SYN-SENT.
+	seeds = append(seeds, []byte{2, 0, 0, fzOpWrite, 3, fzOpICMP, 3, 1, 0, 0, fzOpAdvance, 11})
+	seeds = append(seeds, []byte{0, 0, 0, fzOpICMP, 1, 1, 0, 0})
 	// RST and SYN in the window; replay; keepalive.
 	seeds = append(seeds, []byte{2, 0, 1,
 		fzOpRst, 0, 0, 5, 1, fzOpSyn, 0, 0, 0, 0, fzOpReplay, fzOpKeepalive, 1, 0, fzOpAdvance, 11})
@@ -223,6 +238,9 @@ func fzRunConn(t *testing.T, prog []byte) *fuzzConn {
 	c.p, c.ep = fixture.make(t, fopts...)
 	c.p.WantState(c.ep, fixture.want)
 	c.id = c.ep.ID()
+	if fixture.want != tcp.SynSent {
+		c.peerMSS = int(synOpts.MSS)
+	}
 	o := c.p.TCP.Options()
 	c.rcvLimit, c.sndLimit = o.ReceiveBufferSize, o.SendBufferSize
 
@@ -402,6 +420,11 @@ func (c *fuzzConn) inject(seg tcptest.Seg) {
 	if strings.Contains(seg.Flags, "S") {
 		start++
 		c.recordSent(seg.Seq, 1)
+		mss := int(seg.MSS)
+		if mss == 0 {
+			mss = 536
+		}
+		c.peerMSS = max(c.peerMSS, mss)
 	}
 	if n := seg.Len; n > 0 {
 		seg.Payload = make([]byte, n)
@@ -537,8 +560,13 @@ func (c *fuzzConn) step(r *fzReader) {
 		}
 	case fzOpClose:
 		c.writeShut, c.readShut = true, true
+		before := ep.State()
 		if err := ep.Close(); err != nil {
 			c.fail("Close: %v", err)
+		}
+		// RFC 9293 3.10.4: CLOSE in SYN-SENT deletes the TCB.
+		if after := ep.State(); before == tcp.SynSent && after != tcp.Closed {
+			c.fail("Close in SYN-SENT left the connection in %v", after)
 		}
 	case fzOpCloseWrite:
 		c.writeShut = true
@@ -571,6 +599,16 @@ func (c *fuzzConn) step(r *fzReader) {
 	case fzOpKeepalive:
 		on := r.u8()&1 != 0
 		ep.SetKeepAlive(on, fzPick(fuzzDurs, r.u8()), time.Second, 2)
+	case fzOpICMP:
+		code := r.u8() % 16
+		seq := c.ackBase(r.u8()) + uint32(int32(r.i16()))
+		before := ep.State()
+		p.InjectDestUnreachable(code, seq)
+		// Linux (tcp_v4_err) and RFC 5927 4.1: in a synchronized state
+		// an ICMP error is soft, it never ends the connection by itself.
+		if after := ep.State(); before != tcp.SynSent && before != tcp.SynReceived && after != before {
+			c.fail("ICMP unreachable (code %d, seq %d) moved the connection from %v to %v", code, seq, before, after)
+		}
 	default:
 		panic(fmt.Sprintf("op %d", op))
 	}
@@ -667,6 +705,17 @@ func (c *fuzzConn) checkSegment(s tcptest.Seg, i fzInfo) {
 				c.fail("the stack sent %#x at %d, the user wrote %#x there", s.Payload[j], ds+uint32(j), want)
 			}
 		}
+		// RFC 6691 and RFC 9293 3.7.1: text and TCP options together
+		// fit the MSS the peer announced, and the packet the link's MTU.
+		// (Below 64 bytes the engine keeps a floor of 64, as Linux keeps
+		// one of 48: not checked.)
+		opt := fzOptionBytes(s)
+		if c.peerMSS >= 64 && n+opt > c.peerMSS {
+			c.fail("the stack sent %d bytes of text and %d of options, more than the MSS %d the peer announced: %v", n, opt, c.peerMSS, s)
+		}
+		if ipLen := header.IPv4MinimumSize + header.TCPMinimumSize + opt + n; ipLen > tcptest.MTU {
+			c.fail("the stack sent a %d-byte packet on a %d-byte MTU: %v", ipLen, tcptest.MTU, s)
+		}
 		if i.SndMSS > 0 && n > i.SndMSS {
 			c.fail("the stack sent %d bytes of text, more than the send MSS %d (RFC 9293 3.7.1): %v", n, i.SndMSS, s)
 		}
@@ -738,6 +787,29 @@ func (c *fuzzConn) checkTCB(i fzInfo) {
 		}
 	}
 	c.prev, c.havePrev = i.Info, true
+}
+
+// fzOptionBytes is the least room the options of s take: TSopt 10,
+// SACK 2+8n, MSS 4, window scale 3, SACK-permitted 2, padded to a
+// multiple of 4 (RFC 9293 3.1).
+func fzOptionBytes(s tcptest.Seg) int {
+	n := 0
+	if s.TS {
+		n += 10
+	}
+	if len(s.SACK) > 0 {
+		n += 2 + 8*len(s.SACK)
+	}
+	if s.MSS != 0 {
+		n += 4
+	}
+	if s.WS != tcptest.NoWS {
+		n += 3
+	}
+	if s.SACKPerm {
+		n += 2
+	}
+	return (n + 3) &^ 3
 }
 
 // fzStateEdges are RFC 9293 3.3.2's transitions (figure 5) other than to

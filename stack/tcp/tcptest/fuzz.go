@@ -1,6 +1,12 @@
 package tcptest
 
-import "fmt"
+import (
+	"encoding/binary"
+	"fmt"
+
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+)
 
 // Helpers for fuzz targets, which talk to many ports at once and cannot
 // say in advance which segment comes next.
@@ -36,3 +42,45 @@ func (p *Peer) NextAny() (seg Seg, src, dst uint16, ok bool) {
 // base of the relative numbers of the peer's side, for a test that plays
 // several peers, one per port, each with its own ISS.
 func (p *Peer) SetPeerISS(iss uint32) { p.peerISS = iss }
+
+// InjectDestUnreachable sends the stack an ICMPv4 destination unreachable
+// with code (0 net, 1 host, 2 protocol, 3 port, 4 fragmentation needed,
+// ...), as a router or the peer's host would, quoting the IPv4 header and
+// the first 8 bytes (RFC 792) of a segment from the stack to the peer
+// whose sequence number is seq, relative to tapstack's ISS.
+func (p *Peer) InjectDestUnreachable(code uint8, seq uint32) {
+	p.t.Helper()
+	quoted := make([]byte, header.IPv4MinimumSize+8)
+	ip := header.IPv4(quoted)
+	ip.Encode(&header.IPv4Fields{
+		TotalLength: header.IPv4MinimumSize + header.TCPMinimumSize,
+		TTL:         64,
+		Protocol:    uint8(header.TCPProtocolNumber),
+		SrcAddr:     addr(StackAddr),
+		DstAddr:     addr(PeerAddr),
+	})
+	ip.SetChecksum(^ip.CalculateChecksum())
+	binary.BigEndian.PutUint16(quoted[header.IPv4MinimumSize:], p.StackPort)
+	binary.BigEndian.PutUint16(quoted[header.IPv4MinimumSize+2:], p.PeerPort)
+	binary.BigEndian.PutUint32(quoted[header.IPv4MinimumSize+4:], p.stackISS+seq)
+
+	icmp := header.ICMPv4(make([]byte, header.ICMPv4MinimumSize+len(quoted)))
+	icmp.SetType(header.ICMPv4DstUnreachable)
+	icmp.SetCode(header.ICMPv4Code(code))
+	copy(icmp[header.ICMPv4MinimumSize:], quoted)
+	icmp.SetChecksum(^checksum.Checksum(icmp, 0))
+
+	pkt := make([]byte, header.IPv4MinimumSize+len(icmp))
+	outer := header.IPv4(pkt)
+	outer.Encode(&header.IPv4Fields{
+		TotalLength: uint16(len(pkt)),
+		TTL:         64,
+		Protocol:    uint8(header.ICMPv4ProtocolNumber),
+		SrcAddr:     addr(PeerAddr),
+		DstAddr:     addr(StackAddr),
+	})
+	outer.SetChecksum(^outer.CalculateChecksum())
+	copy(pkt[header.IPv4MinimumSize:], icmp)
+	p.log(fmt.Sprintf("> ICMP %v > %v: destination unreachable, code %d, quoting %v.%d > %v.%d seq %d", PeerAddr, StackAddr, code, StackAddr, p.StackPort, PeerAddr, p.PeerPort, seq))
+	p.InjectIPv4(pkt)
+}
