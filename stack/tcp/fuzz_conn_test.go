@@ -352,59 +352,55 @@ func (c *fuzzConn) sentEnd() uint64 {
 
 // covered reports whether the peer sent every sequence number in
 // [lo, lo+n), relative to its ISS (modulo 2^32).
-func (c *fuzzConn) covered(lo uint32, n uint64) bool {
-	return c.coveredFrom(uint64(lo), n) || c.coveredFrom(uint64(lo)+1<<32, n)
-}
-
-func (c *fuzzConn) coveredFrom(lo, n uint64) bool {
-	end := lo + n
-	for range len(c.sent) + 1 {
-		if lo >= end {
-			return true
-		}
-		next := lo
-		for _, s := range c.sent {
-			if s.lo <= lo && lo < s.hi {
-				next = max(next, s.hi)
-			}
-		}
-		if next == lo {
-			return false
-		}
-		lo = next
-	}
-	return lo >= end
-}
+func (c *fuzzConn) covered(lo uint32, n uint64) bool { return c.run(lo) >= n }
 
 // prefix is how many sequence numbers from IRS+1 on the peer sent without
 // a gap (text, and a FIN).
-func (c *fuzzConn) prefix(irs uint32) uint64 {
-	lo := uint64(irs) + 1
-	start := lo
-	for range len(c.sent) + 1 {
-		next := lo
+func (c *fuzzConn) prefix(irs uint32) uint64 { return c.run(irs + 1) }
+
+// run is how many sequence numbers from the peer's from on (modulo 2^32)
+// the peer sent without a gap.
+func (c *fuzzConn) run(from uint32) uint64 {
+	const wrap = 1 << 32
+	n := uint64(0)
+	at := uint64(from)
+	for range len(c.sent) + 2 {
+		next := at
 		for _, s := range c.sent {
-			// Positions are kept below 2^33: look at both copies.
-			for _, off := range []uint64{0, 1 << 32} {
-				if s.lo+off <= lo && lo < s.hi+off {
-					next = max(next, s.hi+off)
-				}
+			if s.lo <= at && at < s.hi {
+				next = max(next, s.hi)
 			}
 		}
-		if next == lo {
+		if next == at {
 			break
 		}
-		lo = next
+		n += next - at
+		if at = next; at == wrap {
+			at = 0
+		}
+		if n >= wrap {
+			return wrap
+		}
 	}
-	return lo - start
+	return n
 }
 
-// recordSent notes that the peer sent sequence numbers [lo, lo+n).
+// recordSent notes that the peer sent sequence numbers [lo, lo+n),
+// modulo 2^32: spans are kept within [0, 2^32), split at the wrap.
 func (c *fuzzConn) recordSent(lo uint32, n int) {
 	if n <= 0 {
 		return
 	}
+	const wrap = 1 << 32
 	s := fzSpan{uint64(lo), uint64(lo) + uint64(n)}
+	if s.hi > wrap {
+		c.addSpan(fzSpan{0, s.hi - wrap})
+		s.hi = wrap
+	}
+	c.addSpan(s)
+}
+
+func (c *fuzzConn) addSpan(s fzSpan) {
 	for _, x := range c.sent {
 		if x.lo <= s.lo && s.hi <= x.hi {
 			return
