@@ -21,6 +21,7 @@ import (
 
 	"github.com/tapstack/tapstack/stack"
 	"github.com/tapstack/tapstack/stack/tcp"
+	"github.com/tapstack/tapstack/stack/tcp/tcptest"
 )
 
 // FuzzAgentRequests feeds arbitrary bytes to the agent as its stdin
@@ -43,7 +44,7 @@ import (
 // with every goroutine's stack.
 func FuzzAgentRequests(f *testing.F) {
 	for _, s := range agentFuzzSeeds {
-		f.Add([]byte(s))
+		f.Add(s.Args[0].([]byte))
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		checkAgentReplies(t, in, runAgentOn(t, in))
@@ -56,18 +57,19 @@ const agentFuzzHang = 20 * time.Second
 
 // agentFuzzSeeds: the example session of AGENT.md, every operation right
 // and wrong, and lines that are not requests.
-var agentFuzzSeeds = []string{
-	`{"id":1,"op":"hello","version":1}
+var agentFuzzSeeds = []tcptest.FuzzSeed{
+	agentSeed("agent-md-example", `{"id":1,"op":"hello","version":1}
 {"backlog":16,"id":2,"op":"listen","port":9001}
 {"id":3,"listener":1,"op":"accept","timeout_ms":20}
 {"conn":2,"id":4,"max":100,"op":"read","timeout_ms":10}
 {"conn":2,"id":5,"op":"state"}
 {"conn":2,"id":7,"op":"close"}
 {"listener":1,"id":8,"op":"state"}
-`,
+`),
 	// A connection to itself: listen, dial the stack's own address,
-	// accept, write, read, half-close, state, close.
-	`{"id":1,"op":"listen","port":7,"backlog":0}
+	// accept, write, read, half-close, state, close, then bad fields on
+	// good ids.
+	agentSeed("self-connection", `{"id":1,"op":"listen","port":7,"backlog":0}
 {"id":2,"op":"dial","addr":"192.0.2.2:7","timeout_ms":1000}
 {"id":3,"op":"accept","listener":1,"timeout_ms":1000}
 {"id":4,"op":"write","conn":2,"data_b64":"aGVsbG8=","timeout_ms":100}
@@ -79,9 +81,9 @@ var agentFuzzSeeds = []string{
 {"id":10,"op":"write","conn":2,"data_b64":"!!","timeout_ms":0}
 {"id":11,"op":"set_nodelay","conn":3,"on":"yes"}
 {"id":12,"op":"read","conn":3,"max":0,"timeout_ms":0}
-`,
+`),
 	// Errors: unknown ids, closed ids, a port in use, bad fields.
-	`{"id":1,"op":"listen","port":80,"backlog":1}
+	agentSeed("errors", `{"id":1,"op":"listen","port":80,"backlog":1}
 {"id":2,"op":"listen","port":80,"backlog":1}
 {"id":3,"op":"close","listener":1}
 {"id":4,"op":"close","listener":1}
@@ -94,31 +96,36 @@ var agentFuzzSeeds = []string{
 {"id":11,"op":"state"}
 {"id":12,"op":"set_nodelay","conn":1,"on":"yes"}
 {"id":13,"op":"hello","version":2}
-`,
+`),
 	// Dials that go nowhere or cannot start.
-	`{"id":1,"op":"dial","addr":"192.0.2.9:80","timeout_ms":5}
+	agentSeed("dials", `{"id":1,"op":"dial","addr":"192.0.2.9:80","timeout_ms":5}
 {"id":2,"op":"dial","addr":"198.51.100.1:80","timeout_ms":50}
 {"id":3,"op":"dial","addr":"192.0.2.2:1","timeout_ms":50}
 {"id":4,"op":"dial","addr":"not an address","timeout_ms":50}
 {"id":5,"op":"dial","addr":"[2001:db8::1]:80","timeout_ms":50}
 {"id":6,"op":"dial","addr":"192.0.2.9:80","timeout_ms":600000}
-`,
-	// Not requests.
-	"\n",
-	"not json\n",
-	`[1,2,3]` + "\n",
-	`{"id":0,"op":"hello","version":1}` + "\n",
-	`{"id":-5,"op":"state"}` + "\n",
-	`{"id":1.5,"op":"state"}` + "\n",
-	`{"id":"7","op":"state"}` + "\n",
-	`{"id":null}` + "\n",
-	`{"id":9223372036854775807,"op":"frobnicate"}` + "\n",
-	`{"id":3}` + "\n",
-	`{"id":4,"op":7}` + "\n",
-	`{"id":5,"op":"read","conn":1,"max":0,"timeout_ms":1}` + "\n",
-	`{"id":6,"op":"write","conn":1,"data_b64":"","timeout_ms":-1}` + "\n",
-	`{"id":1,"op":"hello","version":1}` + "\n" + `{"id":1,"op":"hello","version":1}`, // a repeated id; no final newline
-	"{\"id\":2,\"op\":\"hello\",\"version\":1}\r\n\x00\xff\n",
+`),
+	// Lines that are not requests, or not valid ones.
+	agentSeed("not-requests", "\n"+
+		"not json\n"+
+		`[1,2,3]`+"\n"+
+		`{"id":0,"op":"hello","version":1}`+"\n"+
+		`{"id":-5,"op":"state"}`+"\n"+
+		`{"id":1.5,"op":"state"}`+"\n"+
+		`{"id":"7","op":"state"}`+"\n"+
+		`{"id":null}`+"\n"+
+		`{"id":9223372036854775807,"op":"frobnicate"}`+"\n"+
+		`{"id":3}`+"\n"+
+		`{"id":4,"op":7}`+"\n"+
+		`{"id":5,"op":"read","conn":1,"max":0,"timeout_ms":1}`+"\n"+
+		`{"id":6,"op":"write","conn":1,"data_b64":"","timeout_ms":-1}`+"\n"+
+		"{\"id\":2,\"op\":\"hello\",\"version\":1}\r\n\x00\xff\n"),
+	// A repeated id, and no newline after the last line.
+	agentSeed("repeated-id-no-final-newline", `{"id":1,"op":"hello","version":1}`+"\n"+`{"id":1,"op":"hello","version":1}`),
+}
+
+func agentSeed(name, in string) tcptest.FuzzSeed {
+	return tcptest.FuzzSeed{Name: name, Args: []any{[]byte(in)}}
 }
 
 // runAgentOn serves in on a fresh stack and returns stdout. The input is
@@ -319,7 +326,7 @@ func TestAgentFuzzSeeds(t *testing.T) {
 		}
 		return m
 	}
-	self := replies(agentFuzzSeeds[1])
+	self := replies(string(agentFuzzSeeds[1].Args[0].([]byte)))
 	for id, want := range map[int64]string{2: "", 3: "", 4: "", 5: "aGVsbG8=", 8: "FIN-WAIT-"} {
 		r := self[id]
 		if r["ok"] != true {
@@ -334,10 +341,16 @@ func TestAgentFuzzSeeds(t *testing.T) {
 			t.Errorf("connection to itself: reply %d: %v, want %s", id, r, want)
 		}
 	}
-	errs := replies(agentFuzzSeeds[2])
+	errs := replies(string(agentFuzzSeeds[2].Args[0].([]byte)))
 	for id, want := range map[int64]string{2: "EADDRINUSE", 4: "EBADF", 5: "EBADF", 6: "EBADF", 7: "EBADF", 8: "EINVAL", 9: "EINVAL", 10: "EINVAL", 11: "EINVAL", 12: "EBADF", 13: "EINVAL"} {
 		if r := errs[id]; r["error"] != want {
 			t.Errorf("errors: reply %d: %v, want %s", id, r, want)
 		}
 	}
+}
+
+// TestAgentFuzzSeedFiles: testdata/fuzz/FuzzAgentRequests holds the seeds
+// above (see tcptest.CheckFuzzSeeds to rewrite it).
+func TestAgentFuzzSeedFiles(t *testing.T) {
+	tcptest.CheckFuzzSeeds(t, "FuzzAgentRequests", agentFuzzSeeds)
 }

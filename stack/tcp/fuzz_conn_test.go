@@ -45,7 +45,7 @@ import (
 // The program is fuzzProgram's byte code (see fuzzConn.step).
 func FuzzConnection(f *testing.F) {
 	for _, s := range fzConnSeeds() {
-		f.Add(s)
+		f.Add(s.Args[0].([]byte))
 	}
 	f.Fuzz(func(t *testing.T, prog []byte) {
 		fzRunConn(t, prog)
@@ -160,34 +160,32 @@ type fuzzConn struct {
 // relative to an ISS, unwrapped at 2^32.
 type fzSpan struct{ lo, hi uint64 }
 
-func fzConnSeeds() [][]byte {
-	var seeds [][]byte
-	for i := range fzConnFixtures {
-		// Per state: some text both ways, an ACK, time, a close.
-		seeds = append(seeds, []byte{byte(i), 0, 0,
+func fzConnSeeds() []tcptest.FuzzSeed {
+	var seeds []tcptest.FuzzSeed
+	add := func(name string, prog ...byte) {
+		seeds = append(seeds, tcptest.FuzzSeed{Name: name, Args: []any{prog}})
+	}
+	for i, f := range fzConnFixtures {
+		// One per state: text both ways, an ACK, time, a segment 5
+		// bytes past RCV.NXT (a hole), the peer's FIN, a close.
+		add("state-"+f.name, byte(i), 0, 0,
 			fzOpData, 4, fzOpWrite, 3, fzOpAck, 9, fzOpRead, 3, fzOpAdvance, 2,
 			fzOpSegment, 0x18, 0, 0, 5, 0, 0, 0, 6, 9, 0,
-			fzOpFin, fzOpClose, fzOpAdvance, 11, fzOpRead, 6})
+			fzOpFin, fzOpClose, fzOpAdvance, 11, fzOpRead, 6)
 	}
-	// Timestamps, SACK and window scaling; a hole, then a fill.
-	seeds = append(seeds, []byte{2, 0x07, 0,
+	add("timestamps-sack-wscale-hole-fill", 2, 0x07, 0,
 		fzOpSegment, 0x18, 0, 0, 200, 0, 0, 0, 8, 9, 0x04, 0, 0,
-		fzOpData, 8, fzOpRead, 6, fzOpWrite, 11, fzOpAck, 9, fzOpAdvance, 5})
-	// A zero window, persist probes, and the window opening.
-	seeds = append(seeds, []byte{2, 0x08, 0,
-		fzOpWrite, 11, fzOpAck, 0, fzOpAdvance, 5, fzOpAdvance, 6, fzOpAck, 9})
-	// SYN-SENT: the peer's SYN-ACK, then text both ways.
-	seeds = append(seeds, []byte{0, 0, 0,
-		fzOpSyn, 0, 0xff, 0xff, 1, fzOpData, 4, fzOpWrite, 3, fzOpAck, 9, fzOpRead, 3})
-	// SYN-SENT: simultaneous open (a SYN without ACK), then its ACK.
-	seeds = append(seeds, []byte{0, 0, 0,
-		fzOpSyn, 0, 0xff, 0xff, 0, fzOpAck, 9, fzOpWrite, 2})
-	// ICMP: soft in ESTABLISHED, hard in SYN-SENT.
-	seeds = append(seeds, []byte{2, 0, 0, fzOpWrite, 3, fzOpICMP, 3, 1, 0, 0, fzOpAdvance, 11})
-	seeds = append(seeds, []byte{0, 0, 0, fzOpICMP, 1, 1, 0, 0})
-	// RST and SYN in the window; replay; keepalive.
-	seeds = append(seeds, []byte{2, 0, 1,
-		fzOpRst, 0, 0, 5, 1, fzOpSyn, 0, 0, 0, 0, fzOpReplay, fzOpKeepalive, 1, 0, fzOpAdvance, 11})
+		fzOpData, 8, fzOpRead, 6, fzOpWrite, 11, fzOpAck, 9, fzOpAdvance, 5)
+	add("zero-window-persist-reopen", 2, 0x08, 0,
+		fzOpWrite, 11, fzOpAck, 0, fzOpAdvance, 5, fzOpAdvance, 6, fzOpAck, 9)
+	add("synsent-synack-text", 0, 0, 0,
+		fzOpSyn, 0, 0xff, 0xff, 1, fzOpData, 4, fzOpWrite, 3, fzOpAck, 9, fzOpRead, 3)
+	add("synsent-simultaneous-open", 0, 0, 0,
+		fzOpSyn, 0, 0xff, 0xff, 0, fzOpAck, 9, fzOpWrite, 2)
+	add("icmp-established-soft", 2, 0, 0, fzOpWrite, 3, fzOpICMP, 3, 1, 0, 0, fzOpAdvance, 11)
+	add("icmp-synsent-hard", 0, 0, 0, fzOpICMP, 1, 1, 0, 0)
+	add("rst-syn-in-window-replay-keepalive", 2, 0, 1,
+		fzOpRst, 0, 0, 5, 1, fzOpSyn, 0, 0, 0, 0, fzOpReplay, fzOpKeepalive, 1, 0, fzOpAdvance, 11)
 	return seeds
 }
 

@@ -34,7 +34,7 @@ import (
 // expired (SYN-ACK retries exhausted), leaving the SYN queue empty.
 func FuzzListener(f *testing.F) {
 	for _, s := range fzListenSeeds() {
-		f.Add(s)
+		f.Add(s.Args[0].([]byte))
 	}
 	f.Fuzz(func(t *testing.T, prog []byte) {
 		fzRunListener(t, prog)
@@ -95,23 +95,26 @@ type fuzzListener struct {
 	states    map[tcp.ConnID]tcp.State
 }
 
-func fzListenSeeds() [][]byte {
-	return [][]byte{
+func fzListenSeeds() []tcptest.FuzzSeed {
+	seed := func(name string, prog ...byte) tcptest.FuzzSeed {
+		return tcptest.FuzzSeed{Name: name, Args: []any{prog}}
+	}
+	return []tcptest.FuzzSeed{
 		// A handshake and Accept; a second peer's SYN, ACK, data, FIN.
-		{0, fzLSyn, 0, 0, fzLAck, 0, 0, 0, 0, fzLAccept,
-			fzLSyn, 1, 0x0f, fzLAck, 1, 0, 1, 4, fzLSeg, 1, 0x11, 0, 100, 0, 0, fzLAccept, fzLClose, 0, 0},
+		seed("handshake-accept-text-fin", 0, fzLSyn, 0, 0, fzLAck, 0, 0, 0, 0, fzLAccept,
+			fzLSyn, 1, 0x0f, fzLAck, 1, 0, 1, 4, fzLSeg, 1, 0x11, 0, 100, 0, 0, fzLAccept, fzLClose, 0, 0),
 		// SYN queue of 1 and a backlog of 0: cookies, with and without
 		// timestamps; overflow of the accept queue.
-		{0x00, fzLSyn, 0, 0x08, fzLSyn, 1, 0x08, fzLSyn, 2, 0, fzLAck, 1, 0, 1, 0, fzLAck, 2, 0, 0, 0,
-			fzLAck, 0, 0, 1, 0, fzLAccept, fzLAccept, fzLAdvance, 5},
+		seed("cookies-accept-queue-overflow", 0x00, fzLSyn, 0, 0x08, fzLSyn, 1, 0x08, fzLSyn, 2, 0, fzLAck, 1, 0, 1, 0, fzLAck, 2, 0, 0, 0,
+			fzLAck, 0, 0, 1, 0, fzLAccept, fzLAccept, fzLAdvance, 5),
 		// Without cookies, abort on overflow; RSTs; SYN-ACK retransmissions.
-		{0x30, fzLSyn, 0, 0, fzLSyn, 1, 0, fzLSyn, 2, 0, fzLRst, 0, 0, 0, fzLRst, 1, 0, 1,
-			fzLAdvance, 5, fzLAdvance, 8, fzLAck, 2, 0, 0, 0, fzLAck, 2, 0, 0, 0},
+		seed("no-cookies-rst-synack-retransmit", 0x30, fzLSyn, 0, 0, fzLSyn, 1, 0, fzLSyn, 2, 0, fzLRst, 0, 0, 0, fzLRst, 1, 0, 1,
+			fzLAdvance, 5, fzLAdvance, 8, fzLAck, 2, 0, 0, 0, fzLAck, 2, 0, 0, 0),
 		// Raw options: MSS 0, a window scale of 200, a truncated TSopt.
-		{0, fzLRawSyn, 3, 12, 2, 4, 0, 0, 3, 3, 200, 1, 8, 10, 0, 0, fzLAck, 3, 0, 0, 0, fzLAccept},
+		seed("raw-syn-options", 0, fzLRawSyn, 3, 12, 2, 4, 0, 0, 3, 3, 200, 1, 8, 10, 0, 0, fzLAck, 3, 0, 0, 0, fzLAccept),
 		// Bad final ACKs, a SYN-ACK to the listener, the listener closed.
-		{0x0c, fzLSyn, 4, 0, fzLAck, 4, 5, 0, 0, fzLSeg, 5, 0x12, 0, 0, 0, 0, fzLAck, 4, 0, 0, 0,
-			fzLCloseLn, fzLSyn, 6, 0, fzLAccept},
+		seed("bad-acks-listener-close", 0x0c, fzLSyn, 4, 0, fzLAck, 4, 5, 0, 0, fzLSeg, 5, 0x12, 0, 0, 0, 0, fzLAck, 4, 0, 0, 0,
+			fzLCloseLn, fzLSyn, 6, 0, fzLAccept),
 	}
 }
 

@@ -36,6 +36,23 @@ func FuzzOptions(f *testing.F) {
 	})
 }
 
+// FuzzOptionSeedFiles are the seeds committed as files (the rest are
+// only f.Add'ed): Linux's SYN, one per option kind tapstack reads, and the
+// malformed lists. Exported for fuzz_seeds_test.go.
+var FuzzOptionSeedFiles = map[string]struct {
+	Opts  []byte
+	Flags uint8
+}{
+	"linux-syn":                {[]byte{2, 4, 5, 180, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7}, uint8(header.TCPFlagSyn)},
+	"synack-ws-15":             {[]byte{2, 4, 5, 180, 1, 3, 3, 15}, uint8(header.TCPFlagSyn | header.TCPFlagAck)},
+	"ack-ts":                   {[]byte{1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2}, uint8(header.TCPFlagAck)},
+	"ack-ts-3-sack-blocks":     {[]byte{1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2, 1, 1, 5, 26, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 4, 0, 0, 0, 5, 0, 0, 0, 6}, uint8(header.TCPFlagAck)},
+	"ack-sack-before-nops":     {[]byte{5, 10, 8, 0, 0, 1, 8, 0, 0, 2, 1, 1}, uint8(header.TCPFlagAck)},
+	"syn-mss-0":                {[]byte{2, 4, 0, 0}, uint8(header.TCPFlagSyn)},
+	"syn-length-0":             {[]byte{9, 0, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2}, uint8(header.TCPFlagSyn)},
+	"ack-sack-length-past-end": {[]byte{5, 42}, uint8(header.TCPFlagAck)},
+}
+
 // fzOptionSeeds: every option kind tapstack reads, in the layouts TCPs
 // send, and the malformed lists a parser must survive.
 var fzOptionSeeds = [][]byte{

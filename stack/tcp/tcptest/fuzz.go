@@ -1,8 +1,12 @@
 package tcptest
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
 
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -83,4 +87,62 @@ func (p *Peer) InjectDestUnreachable(code uint8, seq uint32) {
 	copy(pkt[header.IPv4MinimumSize:], icmp)
 	p.log(fmt.Sprintf("> ICMP %v > %v: destination unreachable, code %d, quoting %v.%d > %v.%d seq %d", PeerAddr, StackAddr, code, StackAddr, p.StackPort, PeerAddr, p.PeerPort, seq))
 	p.InjectIPv4(pkt)
+}
+
+// FuzzSeed is one named input of a fuzz target: its arguments, each a
+// []byte, string, bool or uint8, in the target's order.
+type FuzzSeed struct {
+	Name string
+	Args []any
+}
+
+// UpdateSeedsEnv names the environment variable that makes
+// CheckFuzzSeeds write the seed files instead of comparing them.
+const UpdateSeedsEnv = "TAPSTACK_UPDATE_FUZZ_SEEDS"
+
+// CheckFuzzSeeds checks that testdata/fuzz/<target>/seed-<name> holds each
+// seed in go test's corpus format, so that the committed corpus is the one
+// the code documents; with UpdateSeedsEnv=1 it writes the files.
+func CheckFuzzSeeds(t testing.TB, target string, seeds []FuzzSeed) {
+	t.Helper()
+	dir := filepath.Join("testdata", "fuzz", target)
+	update := os.Getenv(UpdateSeedsEnv) == "1"
+	for _, s := range seeds {
+		want := corpusFile(t, s.Args)
+		path := filepath.Join(dir, "seed-"+s.Name)
+		if update {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, want, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		got, err := os.ReadFile(path)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s: missing or out of date (%v); run the test with %s=1 to write it", path, err, UpdateSeedsEnv)
+		}
+	}
+}
+
+// corpusFile encodes args as go test's fuzz corpus files do (version 1).
+func corpusFile(t testing.TB, args []any) []byte {
+	var b bytes.Buffer
+	b.WriteString("go test fuzz v1\n")
+	for _, a := range args {
+		switch v := a.(type) {
+		case []byte:
+			fmt.Fprintf(&b, "[]byte(%q)\n", v)
+		case string:
+			fmt.Fprintf(&b, "string(%q)\n", v)
+		case bool:
+			fmt.Fprintf(&b, "bool(%v)\n", v)
+		case uint8:
+			fmt.Fprintf(&b, "byte(%q)\n", v)
+		default:
+			t.Fatalf("tcptest: a fuzz argument of type %T", a)
+		}
+	}
+	return b.Bytes()
 }
