@@ -3,6 +3,7 @@ package tcp_test
 import (
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"sync"
@@ -520,7 +521,7 @@ func (c *fuzzConn) step(r *fzReader) {
 			b[k] = fzUserByte(c.written + uint64(k))
 		}
 		m, err := ep.Write(b)
-		if m < 0 || m > n || (err != nil && m != 0) {
+		if m < 0 || m > n || (err != nil && m != 0) || (err != nil && !fzErrno(err)) {
 			c.fail("Write(%d bytes) = %d, %v", n, m, err)
 		}
 		if err == nil && m == 0 {
@@ -533,7 +534,7 @@ func (c *fuzzConn) step(r *fzReader) {
 	case fzOpRead:
 		b := make([]byte, fzPick(fuzzReads, r.u8()))
 		m, err := ep.Read(b)
-		if m < 0 || m > len(b) {
+		if m < 0 || m > len(b) || (err != nil && !fzErrno(err)) {
 			c.fail("Read(%d) = %d, %v", len(b), m, err)
 		}
 		if m > 0 && c.readShut {
@@ -564,11 +565,15 @@ func (c *fuzzConn) step(r *fzReader) {
 		}
 	case fzOpCloseWrite:
 		c.writeShut = true
-		if err := ep.CloseWrite(); err != nil && !errors.Is(err, syscall.ENOTCONN) && !fzConnErr(err) {
+		if err := ep.CloseWrite(); err != nil && !fzErrno(err) {
 			c.fail("CloseWrite: %v", err)
 		}
 	case fzOpCloseRead:
-		if err := ep.CloseRead(); err == nil {
+		err := ep.CloseRead()
+		if err != nil && !fzErrno(err) {
+			c.fail("CloseRead: %v", err)
+		}
+		if err == nil {
 			c.readShut = true
 		}
 	case fzOpNoDelay:
@@ -608,15 +613,12 @@ func (c *fuzzConn) step(r *fzReader) {
 	}
 }
 
-// fzConnErr reports whether err is one a connection ends with.
-func fzConnErr(err error) bool {
-	for _, e := range []error{syscall.ECONNRESET, syscall.ECONNABORTED, syscall.ECONNREFUSED, syscall.ETIMEDOUT,
-		syscall.EHOSTUNREACH, syscall.ENETUNREACH, syscall.EPIPE, syscall.ENETDOWN} {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
-	return false
+// fzErrno reports whether err is what the engine's calls may fail with:
+// an errno (the connection's error, EPIPE, ENOTCONN...), ErrWouldBlock,
+// or io.EOF for Read.
+func fzErrno(err error) bool {
+	var errno syscall.Errno
+	return errors.As(err, &errno) || err == tcp.ErrWouldBlock || err == io.EOF
 }
 
 // fzFlags turns the header's flag bits (FIN 0x01 ... CWR 0x80) into
