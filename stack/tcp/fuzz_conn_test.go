@@ -37,7 +37,8 @@ import (
 //   - the text the stack sends is the user's stream at its sequence
 //     number, and its FIN comes right after the last byte written, only
 //     once the user closed the sending side;
-//   - the receive and send buffers stay within their limits;
+//   - the receive and send buffers stay within their limits, out-of-order
+//     data included;
 //   - every state change is an edge of RFC 9293's state diagram (or to
 //     CLOSED: reset, abort, timeout) and starts where the last one ended;
 //     every drop and every send carries a named reason, and the counters
@@ -754,8 +755,8 @@ func (c *fuzzConn) checkTCB(i fzInfo) {
 	if s := i.State.String(); strings.HasPrefix(s, "State(") {
 		c.fail("invalid state %s", s)
 	}
-	if i.RecvQueued > c.rcvLimit || i.RecvQueued < 0 {
-		c.fail("%d bytes in the receive buffer, limit %d", i.RecvQueued, c.rcvLimit)
+	if held := tcp.HeldOutOfOrder(c.ep); i.RecvQueued < 0 || held < 0 || i.RecvQueued+held > c.rcvLimit {
+		c.fail("%d bytes in the receive buffer and %d held out of order, limit %d", i.RecvQueued, held, c.rcvLimit)
 	}
 	if i.SendQueued > c.sndLimit || i.SendQueued < 0 {
 		c.fail("%d bytes in the send buffer, limit %d", i.SendQueued, c.sndLimit)

@@ -1,6 +1,7 @@
 package tcp_test
 
 import (
+	"cmp"
 	"encoding/binary"
 	"sync"
 	"testing"
@@ -77,6 +78,9 @@ type fzPeer struct {
 	stackISS uint32          // from the last SYN-ACK it got
 	tsVal    uint32          // the last TSval the stack sent it
 	synAcked bool
+	// maxMSS is the largest MSS its SYNs announced (536 for none, RFC
+	// 9293 3.7.1); -1 after a SYN with raw options, not modelled.
+	maxMSS int
 }
 
 type fuzzListener struct {
@@ -172,6 +176,9 @@ func (c *fuzzListener) inject(pe *fzPeer, s tcptest.Seg) {
 	f, _ := tcptest.ParseFlags(s.Flags)
 	if f&header.TCPFlagSyn != 0 {
 		pe.syns[pe.iss+s.Seq] = true
+		if pe.maxMSS >= 0 {
+			pe.maxMSS = max(pe.maxMSS, int(cmp.Or(s.MSS, 536)))
+		}
 	}
 	if f&header.TCPFlagAck != 0 {
 		pe.acks[pe.stackISS+s.Ack] = true
@@ -252,8 +259,19 @@ func (c *fuzzListener) step(r *fzReader) {
 		if ok, err := e.Established(); !ok || err != nil {
 			c.fail("Accept handed out %v with Established() = %v, %v", e.ID(), ok, err)
 		}
-		if port := e.ID().Remote.Port(); port < fzBasePort || port >= fzBasePort+fzPorts {
+		port := e.ID().Remote.Port()
+		if port < fzBasePort || port >= fzBasePort+fzPorts {
 			c.fail("Accept handed out a connection from port %d, which no peer used", port)
+		}
+		// What the handshake agreed: a window scale of at most 14 (RFC
+		// 7323 2.3), a send MSS no larger than the peer announced (RFC
+		// 9293 3.7.1; the engine's floor is 64 bytes).
+		i := e.Info()
+		if i.SndWndScale > 14 || i.RcvWndScale > 14 {
+			c.fail("%v: window scales %d and %d, more than 14", e.ID(), i.SndWndScale, i.RcvWndScale)
+		}
+		if mss := c.peers[port-fzBasePort].maxMSS; mss >= 0 && i.SndMSS > max(mss, 64) {
+			c.fail("%v: send MSS %d, but the peer announced at most %d", e.ID(), i.SndMSS, mss)
 		}
 	case fzLClose:
 		i, how := r.u8(), r.u8()
@@ -280,6 +298,7 @@ func (c *fuzzListener) step(r *fzReader) {
 		}
 		b := fzRawSegment(p.Encode(tcptest.Seg{Flags: "S", Seq: 0}), opts)
 		pe.syns[pe.iss] = true
+		pe.maxMSS = -1
 		p.InjectTCP(b, true)
 	}
 }
