@@ -3,6 +3,7 @@ package tcp_test
 import (
 	"cmp"
 	"encoding/binary"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -92,6 +93,7 @@ type fuzzListener struct {
 
 	accepted []*tcp.Endpoint
 	seen     map[*tcp.Endpoint]bool
+	cookie   map[tcp.ConnID]bool // connections a SYN cookie made
 
 	evMu      sync.Mutex
 	events    []tcp.Event
@@ -125,7 +127,7 @@ func fzListenSeeds() []tcptest.FuzzSeed {
 func fzRunListener(t *testing.T, prog []byte) *fuzzListener {
 	r := &fzReader{b: prog}
 	cfg := r.u8()
-	c := &fuzzListener{t: t, seen: make(map[*tcp.Endpoint]bool), states: make(map[tcp.ConnID]tcp.State)}
+	c := &fuzzListener{t: t, seen: make(map[*tcp.Endpoint]bool), cookie: make(map[tcp.ConnID]bool), states: make(map[tcp.ConnID]tcp.State)}
 	opts := tcp.Options{
 		SynQueueLimit:   fzSynQueueLimits[cfg&3],
 		NoSynCookies:    cfg&0x10 != 0,
@@ -265,12 +267,17 @@ func (c *fuzzListener) step(r *fzReader) {
 		}
 		// What the handshake agreed: a window scale of at most 14 (RFC
 		// 7323 2.3), a send MSS no larger than the peer announced (RFC
-		// 9293 3.7.1; the engine's floor is 64 bytes).
+		// 9293 3.7.1). The engine's floor is 64 bytes; a cookie's is 536,
+		// the smallest MSS it can carry (Linux's msstab).
 		i := e.Info()
 		if i.SndWndScale > 14 || i.RcvWndScale > 14 {
 			c.fail("%v: window scales %d and %d, more than 14", e.ID(), i.SndWndScale, i.RcvWndScale)
 		}
-		if mss := c.peers[port-fzBasePort].maxMSS; mss >= 0 && i.SndMSS > max(mss, 64) {
+		floor := 64
+		if c.cookie[e.ID()] {
+			floor = 536
+		}
+		if mss := c.peers[port-fzBasePort].maxMSS; mss >= 0 && i.SndMSS > max(mss, floor) {
 			c.fail("%v: send MSS %d, but the peer announced at most %d", e.ID(), i.SndMSS, mss)
 		}
 	case fzLClose:
@@ -323,6 +330,11 @@ func (c *fuzzListener) check() {
 	c.nextEvent = len(c.events)
 	c.evMu.Unlock()
 	fzCheckEvents(evs, c.states, c.fail)
+	for _, ev := range evs {
+		if ev.Kind == tcp.EventState {
+			c.cookie[ev.Conn] = ev.From == tcp.Closed && strings.HasPrefix(ev.Cause.Detail, "SYN cookie")
+		}
+	}
 	for range 1 << 13 {
 		s, src, dst, ok := c.p.NextAny()
 		if !ok {
