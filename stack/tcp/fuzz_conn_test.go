@@ -73,7 +73,9 @@ var fzConnFixtures = []struct {
 }
 
 // Op codes of a connection program. Each is followed by its argument
-// bytes; a program that ends early reads zeros.
+// bytes; a program that ends early reads zeros. An op byte is taken modulo
+// fzOpSpace, and codes from fzNumOps on do nothing, so that adding an op
+// does not change what the committed inputs mean.
 const (
 	fzOpSegment    = iota // flags, seqSel, seqDelta(2), ackSel, ackDelta(2), lenSel, winSel, optSel [, SACK blocks: 2 bytes each]
 	fzOpData              // lenSel: in-order text at RCV.NXT acknowledging SND.NXT
@@ -92,7 +94,11 @@ const (
 	fzOpSyn               // seqSel, seqDelta(2), ack?
 	fzOpKeepalive         // on, idleSel
 	fzOpICMP              // code, ackSel, ackDelta(2): ICMP destination unreachable quoting that sequence number
+	fzOpSack              // n, n x (start, length): an ACK of SND.UNA with SACK blocks within what the stack sent
+	fzOpAckPart           // frac: acknowledge SND.UNA + frac/256 of what the stack has in flight
+	fzOpOutOfOrder        // offset, lenSel: text at RCV.NXT + 1 + 64*offset (FIN too when lenSel >= 128)
 	fzNumOps
+	fzOpSpace = 32
 )
 
 // Program limits: each exec stays well under a millisecond or so.
@@ -188,6 +194,19 @@ func fzConnSeeds() []tcptest.FuzzSeed {
 	add("icmp-synsent-hard", 0, 0, 0, fzOpICMP, 1, 1, 0, 0)
 	add("rst-syn-in-window-replay-keepalive", 2, 0, 1,
 		fzOpRst, 0, 0, 5, 1, fzOpSyn, 0, 0, 0, 0, fzOpReplay, fzOpKeepalive, 1, 0, fzOpAdvance, 11)
+	add("sack-loss-recovery", 2, 0x02, 0,
+		fzOpWrite, 11, fzOpSack, 1, 64, 32, 128, 32, fzOpSack, 1, 64, 64, 160, 64, fzOpSack, 2, 64, 64, 160, 64, 240, 10,
+		fzOpSack, 0, 64, 190, fzOpAckPart, 128, fzOpAdvance, 4, fzOpAckPart, 255, fzOpAck, 9)
+	add("out-of-order-fin-then-fill", 2, 0x02, 0,
+		fzOpOutOfOrder, 2, 5, fzOpOutOfOrder, 10, 6|0x80, fzOpOutOfOrder, 0, 3, fzOpData, 4, fzOpRead, 6,
+		fzOpData, 6, fzOpData, 6, fzOpRead, 6, fzOpAdvance, 3)
+	// Found by fuzzing; each tripped the target itself, not the engine.
+	// A segment across the peer's relative sequence number 0, trimmed
+	// to RCV.NXT.
+	add("wrap-segment-across-seq-zero", 2, 0, 0, fzOpSegment, 0x30, 0, 0xf5, 0x30, 0, 0xcf, 0x30, 11, 0, 0)
+	// CloseWrite after an ICMP protocol unreachable ended the dial
+	// returns that error, ENOPROTOOPT.
+	add("closewrite-after-icmp-protocol-unreachable", 0, 0x02, 0, fzOpICMP, 2, 0, 0x30, 0x30, fzOpCloseWrite)
 	return seeds
 }
 
@@ -473,7 +492,7 @@ func (c *fuzzConn) offer(seg tcptest.Seg) {
 // step decodes and runs one operation.
 func (c *fuzzConn) step(r *fzReader) {
 	p, ep := c.p, c.ep
-	switch op := r.u8() % fzNumOps; op {
+	switch op := r.u8() % fzOpSpace; op {
 	case fzOpSegment:
 		flags := r.u8()
 		seq := c.seqBase(r.u8()) + uint32(int32(r.i16()))
@@ -609,8 +628,37 @@ func (c *fuzzConn) step(r *fzReader) {
 		if after := ep.State(); before != tcp.SynSent && before != tcp.SynReceived && after != before {
 			c.fail("ICMP unreachable (code %d, seq %d) moved the connection from %v to %v", code, seq, before, after)
 		}
-	default:
-		panic(fmt.Sprintf("op %d", op))
+	case fzOpSack:
+		i := c.info()
+		flight := c.stackMax - i.sndUna
+		s := tcptest.Seg{Flags: ".", Seq: c.seqBase(0), Ack: i.sndUna}
+		for range int(r.u8())%3 + 1 {
+			lo := i.sndUna + uint32(uint64(flight)*uint64(r.u8())/256)
+			n := uint32(uint64(flight) * uint64(r.u8()) / 256)
+			if n > 0 && int32(flight) > 0 {
+				s.SACK = append(s.SACK, [2]uint32{lo, lo + n})
+			}
+		}
+		c.inject(s)
+	case fzOpAckPart:
+		i := c.info()
+		flight := c.stackMax - i.sndUna
+		ack := i.sndUna
+		if int32(flight) > 0 {
+			ack += uint32(uint64(flight) * uint64(r.u8()) / 256)
+		}
+		c.inject(tcptest.Seg{Flags: ".", Seq: c.seqBase(0), Ack: ack})
+	case fzOpOutOfOrder:
+		off, l := r.u8(), r.u8()
+		s := tcptest.Seg{Flags: "P.", Seq: c.seqBase(0) + 1 + 64*uint32(off), Ack: c.info().sndNxt, Len: fzPick(fuzzLens, l&0x7f)}
+		if l >= 128 {
+			s.Flags = "FP."
+		}
+		c.inject(s)
+	default: // codes from fzNumOps on do nothing
+		if op < fzNumOps {
+			panic(fmt.Sprintf("op %d has no case", op))
+		}
 	}
 }
 

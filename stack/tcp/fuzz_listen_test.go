@@ -43,7 +43,9 @@ func FuzzListener(f *testing.F) {
 	})
 }
 
-// Op codes of a listener program; arguments follow.
+// Op codes of a listener program; arguments follow. As in a connection
+// program, an op byte is taken modulo fzLOpSpace and codes from fzLNumOps
+// on do nothing.
 const (
 	fzLSyn     = iota // port, optSel: SYN with options chosen by optSel
 	fzLAck            // port, ackDelta, tsSel, lenSel: the final ACK, maybe with text or FIN
@@ -55,6 +57,7 @@ const (
 	fzLCloseLn        // close the listener
 	fzLRawSyn         // port, n, n option bytes: a SYN with raw options
 	fzLNumOps
+	fzLOpSpace = 16
 )
 
 const (
@@ -121,6 +124,9 @@ func fzListenSeeds() []tcptest.FuzzSeed {
 		// Bad final ACKs, a SYN-ACK to the listener, the listener closed.
 		seed("bad-acks-listener-close", 0x0c, fzLSyn, 4, 0, fzLAck, 4, 5, 0, 0, fzLSeg, 5, 0x12, 0, 0, 0, 0, fzLAck, 4, 0, 0, 0,
 			fzLCloseLn, fzLSyn, 6, 0, fzLAccept),
+		// Found by fuzzing (TestCookieAckBeyondCookie): a peer announces
+		// MSS 48 and acknowledges cookie+2 with 1460 bytes.
+		seed("cookie-ack-beyond-cookie", 0, fzLSyn, 0, 0x30, fzLSyn, 2, 0x38, fzLAck, 2, 1, 0, 9, fzLAccept),
 	}
 }
 
@@ -192,7 +198,7 @@ func (c *fuzzListener) inject(pe *fzPeer, s tcptest.Seg) {
 
 func (c *fuzzListener) step(r *fzReader) {
 	p := c.p
-	switch op := r.u8() % fzLNumOps; op {
+	switch op := r.u8() % fzLOpSpace; op {
 	case fzLSyn:
 		pe := c.use(int(r.u8() % fzPorts))
 		o := r.u8()
