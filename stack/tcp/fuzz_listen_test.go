@@ -127,6 +127,9 @@ func fzListenSeeds() []tcptest.FuzzSeed {
 		// Found by fuzzing (TestCookieAckBeyondCookie): a peer announces
 		// MSS 48 and acknowledges cookie+2 with 1460 bytes.
 		seed("cookie-ack-beyond-cookie", 0, fzLSyn, 0, 0x30, fzLSyn, 2, 0x38, fzLAck, 2, 1, 0, 9, fzLAccept),
+		// Found by fuzzing, a bug of the target's: a cookie's final ACK
+		// with text and FIN, accepted in CLOSE-WAIT.
+		seed("cookie-ack-with-text-and-fin", 0, fzLSyn, 0, 0x30, fzLSyn, 1, 0x38, fzLAck, 1, 0, 2, 9, fzLAccept),
 	}
 }
 
@@ -337,8 +340,8 @@ func (c *fuzzListener) check() {
 	c.evMu.Unlock()
 	fzCheckEvents(evs, c.states, c.fail)
 	for _, ev := range evs {
-		if ev.Kind == tcp.EventState {
-			c.cookie[ev.Conn] = ev.From == tcp.Closed && strings.HasPrefix(ev.Cause.Detail, "SYN cookie")
+		if ev.Kind == tcp.EventState && ev.From == tcp.Closed { // a new connection on ev.Conn
+			c.cookie[ev.Conn] = strings.HasPrefix(ev.Cause.Detail, "SYN cookie")
 		}
 	}
 	for range 1 << 13 {
