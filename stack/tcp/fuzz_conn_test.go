@@ -44,7 +44,9 @@ import (
 //     every drop and every send carries a named reason, and the counters
 //     agree with the events.
 //
-// The program is fuzzProgram's byte code (see fuzzConn.step).
+// A program's first byte picks the fixture (the state), the next two the
+// engine's and the peer's options (fzRunConn); the rest are ops, each an
+// op code and its arguments (the fzOp constants, fuzzConn.step).
 func FuzzConnection(f *testing.F) {
 	for _, s := range fzConnSeeds() {
 		f.Add(s.Args[0].([]byte))
@@ -108,14 +110,14 @@ const (
 )
 
 var (
-	fuzzLens     = []int{0, 1, 2, 10, 100, 535, 536, 1000, 1459, 1460, 1461, 2920, 4000}
-	fuzzWindows  = []uint16{0, 1, 2, 100, 1000, 4096, 8192, 16384, 32768, 65535}
-	fuzzDurs     = []time.Duration{time.Millisecond, 5 * time.Millisecond, 40 * time.Millisecond, 200 * time.Millisecond, 500 * time.Millisecond, time.Second, 3 * time.Second, 10 * time.Second, 30 * time.Second, time.Minute, 2 * time.Minute, 10 * time.Minute}
-	fuzzWrites   = []int{1, 2, 10, 100, 535, 536, 1000, 1460, 1461, 3000, 8192, 65536}
-	fuzzReads    = []int{1, 10, 100, 1000, 4096, 65536, 1 << 20}
-	fuzzRcvBufs  = []int{0, 4096, 65535, 300 << 10}
-	fuzzSndBufs  = []int{0, 1000, 8192, 100000}
-	fuzzPeerMSSs = []uint16{1460, 536, 100, 9000}
+	fzLens     = []int{0, 1, 2, 10, 100, 535, 536, 1000, 1459, 1460, 1461, 2920, 4000}
+	fzWindows  = []uint16{0, 1, 2, 100, 1000, 4096, 8192, 16384, 32768, 65535}
+	fzDurs     = []time.Duration{time.Millisecond, 5 * time.Millisecond, 40 * time.Millisecond, 200 * time.Millisecond, 500 * time.Millisecond, time.Second, 3 * time.Second, 10 * time.Second, 30 * time.Second, time.Minute, 2 * time.Minute, 10 * time.Minute}
+	fzWrites   = []int{1, 2, 10, 100, 535, 536, 1000, 1460, 1461, 3000, 8192, 65536}
+	fzReads    = []int{1, 10, 100, 1000, 4096, 65536, 1 << 20}
+	fzRcvBufs  = []int{0, 4096, 65535, 300 << 10}
+	fzSndBufs  = []int{0, 1000, 8192, 100000}
+	fzPeerMSSs = []uint16{1460, 536, 100, 9000}
 )
 
 // fzPeerByte is the peer's stream: the byte at sequence number IRS+1+k of
@@ -140,19 +142,18 @@ type fuzzConn struct {
 	events []tcp.Event
 
 	// The peer's side, in sequence numbers relative to the peer's ISS.
-	sent    []fzSpan // every sequence range whose text the peer sent
-	finSent bool     // the peer sent a FIN at some point
-	last    *tcptest.Seg
-	edge    uint32 // highest right window edge the peer offered, relative to the stack's ISS
+	sent []fzSpan // every sequence range whose text the peer sent
+	last *tcptest.Seg
+	edge uint32 // highest right window edge the peer offered, relative to the stack's ISS
 	// stackMax is the highest sequence number the stack sent, relative to
 	// its ISS, plus one (SYN, text and FIN included).
 	stackMax uint32
 
-	// The user's side.
 	// peerMSS is the largest MSS the peer announced on a SYN (536 for
 	// none, RFC 9293 3.7.1), 0 before any.
 	peerMSS int
 
+	// The user's side.
 	written    uint64 // bytes Write took
 	read       uint64 // bytes Read returned
 	writeShut  bool   // Close or CloseWrite was called
@@ -230,6 +231,11 @@ func (r *fzReader) i16() int16 { return int16(uint16(r.u8())<<8 | uint16(r.u8())
 
 func fzPick[T any](xs []T, b byte) T { return xs[int(b)%len(xs)] }
 
+// fzRunConn runs prog. Byte 0 picks the fixture. Byte 1: bit 0 the peer
+// offers and stamps timestamps, bit 1 it offers SACK, bit 2 a window scale
+// of 7, bits 3-4 the receive buffer and 5-6 the send buffer (fzRcvBufs,
+// fzSndBufs). Byte 2: bit 0 an active open, bits 1-2 the MSS the peer
+// announces (fzPeerMSSs), bit 3 NoSACK, bit 4 NoTimestamps. Then ops.
 func fzRunConn(t *testing.T, prog []byte) *fuzzConn {
 	r := &fzReader{b: prog}
 	fixture := fzPick(fzConnFixtures, r.u8())
@@ -237,13 +243,13 @@ func fzRunConn(t *testing.T, prog []byte) *fuzzConn {
 
 	c := &fuzzConn{t: t, states: make(map[tcp.ConnID]tcp.State)}
 	opts := tcp.Options{
-		ReceiveBufferSize: fuzzRcvBufs[cfg>>3&3],
-		SendBufferSize:    fuzzSndBufs[cfg>>5&3],
+		ReceiveBufferSize: fzRcvBufs[cfg>>3&3],
+		SendBufferSize:    fzSndBufs[cfg>>5&3],
 		NoSACK:            cfg2&0x08 != 0,
 		NoTimestamps:      cfg2&0x10 != 0,
 		Observer:          c.observe,
 	}
-	synOpts := tcptest.Seg{MSS: fuzzPeerMSSs[cfg2>>1&3], SACKPerm: cfg&0x02 != 0}
+	synOpts := tcptest.Seg{MSS: fzPeerMSSs[cfg2>>1&3], SACKPerm: cfg&0x02 != 0}
 	if cfg&0x04 != 0 {
 		synOpts.WS = 7
 	}
@@ -268,7 +274,6 @@ func fzRunConn(t *testing.T, prog []byte) *fuzzConn {
 	c.sent = []fzSpan{{0, 1}} // the peer's SYN
 	switch fixture.want {
 	case tcp.CloseWait, tcp.Closing, tcp.LastAck, tcp.TimeWait:
-		c.finSent = true
 		c.sent = append(c.sent, fzSpan{1, 2})
 	}
 	switch fixture.want {
@@ -450,7 +455,6 @@ func (c *fuzzConn) inject(seg tcptest.Seg) {
 		c.recordSent(start, n)
 	}
 	if strings.Contains(seg.Flags, "F") {
-		c.finSent = true
 		c.recordSent(start+uint32(len(seg.Payload)), 1)
 	}
 	if !strings.Contains(seg.Flags, "R") {
@@ -497,8 +501,8 @@ func (c *fuzzConn) step(r *fzReader) {
 		flags := r.u8()
 		seq := c.seqBase(r.u8()) + uint32(int32(r.i16()))
 		ack := c.ackBase(r.u8()) + uint32(int32(r.i16()))
-		n := fzPick(fuzzLens, r.u8())
-		win := fzPick(fuzzWindows, r.u8())
+		n := fzPick(fzLens, r.u8())
+		win := fzPick(fzWindows, r.u8())
 		optSel := r.u8()
 		s := tcptest.Seg{Flags: fzFlags(flags), Seq: seq, Ack: ack, Len: n, Win: win, Check: tcptest.CheckWin}
 		switch optSel & 3 {
@@ -519,10 +523,10 @@ func (c *fuzzConn) step(r *fzReader) {
 		c.inject(s)
 	case fzOpData:
 		i := c.info()
-		n := fzPick(fuzzLens, r.u8())
+		n := fzPick(fzLens, r.u8())
 		c.inject(tcptest.Seg{Flags: "P.", Seq: c.seqBase(0), Ack: i.sndNxt, Len: n})
 	case fzOpAck:
-		c.inject(tcptest.Seg{Flags: ".", Seq: c.seqBase(0), Ack: c.stackMax, Win: fzPick(fuzzWindows, r.u8()), Check: tcptest.CheckWin})
+		c.inject(tcptest.Seg{Flags: ".", Seq: c.seqBase(0), Ack: c.stackMax, Win: fzPick(fzWindows, r.u8()), Check: tcptest.CheckWin})
 	case fzOpFin:
 		c.inject(tcptest.Seg{Flags: "F.", Seq: c.seqBase(0), Ack: c.info().sndNxt})
 	case fzOpRst:
@@ -533,9 +537,9 @@ func (c *fuzzConn) step(r *fzReader) {
 		}
 		c.inject(s)
 	case fzOpAdvance:
-		p.Advance(fzPick(fuzzDurs, r.u8()))
+		p.Advance(fzPick(fzDurs, r.u8()))
 	case fzOpWrite:
-		n := fzPick(fuzzWrites, r.u8())
+		n := fzPick(fzWrites, r.u8())
 		b := make([]byte, n)
 		for k := range b {
 			b[k] = fzUserByte(c.written + uint64(k))
@@ -552,7 +556,7 @@ func (c *fuzzConn) step(r *fzReader) {
 		}
 		c.written += uint64(m)
 	case fzOpRead:
-		b := make([]byte, fzPick(fuzzReads, r.u8()))
+		b := make([]byte, fzPick(fzReads, r.u8()))
 		m, err := ep.Read(b)
 		if m < 0 || m > len(b) || (err != nil && !fzErrno(err)) {
 			c.fail("Read(%d) = %d, %v", len(b), m, err)
@@ -617,7 +621,7 @@ func (c *fuzzConn) step(r *fzReader) {
 		c.inject(s)
 	case fzOpKeepalive:
 		on := r.u8()&1 != 0
-		ep.SetKeepAlive(on, fzPick(fuzzDurs, r.u8()), time.Second, 2)
+		ep.SetKeepAlive(on, fzPick(fzDurs, r.u8()), time.Second, 2)
 	case fzOpICMP:
 		code := r.u8() % 16
 		seq := c.ackBase(r.u8()) + uint32(int32(r.i16()))
@@ -650,7 +654,7 @@ func (c *fuzzConn) step(r *fzReader) {
 		c.inject(tcptest.Seg{Flags: ".", Seq: c.seqBase(0), Ack: ack})
 	case fzOpOutOfOrder:
 		off, l := r.u8(), r.u8()
-		s := tcptest.Seg{Flags: "P.", Seq: c.seqBase(0) + 1 + 64*uint32(off), Ack: c.info().sndNxt, Len: fzPick(fuzzLens, l&0x7f)}
+		s := tcptest.Seg{Flags: "P.", Seq: c.seqBase(0) + 1 + 64*uint32(off), Ack: c.info().sndNxt, Len: fzPick(fzLens, l&0x7f)}
 		if l >= 128 {
 			s.Flags = "FP."
 		}

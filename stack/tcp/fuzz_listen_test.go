@@ -229,7 +229,7 @@ func (c *fuzzListener) step(r *fzReader) {
 		if ts&2 != 0 {
 			s.Flags = "F."
 		}
-		if n := fzPick(fuzzLens, r.u8()); n > 0 {
+		if n := fzPick(fzLens, r.u8()); n > 0 {
 			s.Payload = make([]byte, n)
 		}
 		c.inject(pe, s)
@@ -247,7 +247,7 @@ func (c *fuzzListener) step(r *fzReader) {
 		ack := 1 + uint32(int32(r.i16()))
 		c.inject(pe, tcptest.Seg{Flags: flags, Seq: seq, Ack: ack, Check: tcptest.CheckTS})
 	case fzLAdvance:
-		p.Advance(fzPick(fuzzDurs, r.u8()))
+		p.Advance(fzPick(fzDurs, r.u8()))
 	case fzLAccept:
 		e, err := c.l.Accept()
 		if err != nil {
