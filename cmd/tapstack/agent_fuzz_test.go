@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math"
 	"net/netip"
 	"runtime"
 	"slices"
@@ -257,7 +256,7 @@ func wantReplyID(line []byte) int64 {
 		return 0
 	}
 	var id int64
-	if raw, ok := fields["id"]; !ok || json.Unmarshal(raw, &id) != nil || id < 1 || id > math.MaxInt64 {
+	if raw, ok := fields["id"]; !ok || json.Unmarshal(raw, &id) != nil || id < 1 {
 		return 0
 	}
 	return id
