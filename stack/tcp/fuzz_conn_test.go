@@ -143,11 +143,18 @@ type fuzzConn struct {
 
 	// The peer's side, in sequence numbers relative to the peer's ISS.
 	sent []fzSpan // every sequence range whose text the peer sent
+	fins []uint32 // where the peer sent FINs
 	last *tcptest.Seg
 	edge uint32 // highest right window edge the peer offered, relative to the stack's ISS
 	// stackMax is the highest sequence number the stack sent, relative to
 	// its ISS, plus one (SYN, text and FIN included).
 	stackMax uint32
+	// staleFin is set once the known bug fzKnownBugStaleFin showed.
+	staleFin bool
+	// rcvEdge is the highest right edge of the stack's receive window it
+	// advertised (SEG.ACK + SEG.WND, relative to the peer's ISS).
+	rcvEdge  uint32
+	haveEdge bool
 
 	// peerMSS is the largest MSS the peer announced on a SYN (536 for
 	// none, RFC 9293 3.7.1), 0 before any.
@@ -201,13 +208,16 @@ func fzConnSeeds() []tcptest.FuzzSeed {
 	add("out-of-order-fin-then-fill", 2, 0x02, 0,
 		fzOpOutOfOrder, 2, 5, fzOpOutOfOrder, 10, 6|0x80, fzOpOutOfOrder, 0, 3, fzOpData, 4, fzOpRead, 6,
 		fzOpData, 6, fzOpData, 6, fzOpRead, 6, fzOpAdvance, 3)
-	// Found by fuzzing; each tripped the target itself, not the engine.
+	// Found by fuzzing. The next two tripped the target itself.
 	// A segment across the peer's relative sequence number 0, trimmed
 	// to RCV.NXT.
 	add("wrap-segment-across-seq-zero", 2, 0, 0, fzOpSegment, 0x30, 0, 0xf5, 0x30, 0, 0xcf, 0x30, 11, 0, 0)
 	// CloseWrite after an ICMP protocol unreachable ended the dial
 	// returns that error, ENOPROTOOPT.
 	add("closewrite-after-icmp-protocol-unreachable", 0, 0x02, 0, fzOpICMP, 2, 0, 0x30, 0x30, fzOpCloseWrite)
+	// The engine's known bug fzKnownBugStaleFin (TestStaleHeldFin): a
+	// FIN alone at 1090, held, then text 1:1461 across it.
+	add("stale-fin-overtaken-by-text", 2, 0, 0, fzOpOutOfOrder, 17, 0x80, fzOpData, 9)
 	return seeds
 }
 
@@ -409,6 +419,36 @@ func (c *fuzzConn) run(from uint32) uint64 {
 	return n
 }
 
+// fzKnownBugStaleFin: a FIN held out of order and then overtaken by
+// in-order text (the peer sent a FIN at f, then text across f) is taken at
+// the end of the text, so the stack acknowledges one sequence number the
+// peer never sent (TestStaleHeldFin, skipped until receive.go's rewrite
+// drops such a FIN as old, as Linux's tcp_ofo_queue does). While true, the
+// target lets RCV.NXT and the ACKs go one past what the peer sent once
+// that has happened. Set it to false with the fix.
+const fzKnownBugStaleFin = true
+
+// knownStaleFin reports whether n sequence numbers taken from IRS+1 on,
+// one more than the peer sent in order, are the known bug
+// fzKnownBugStaleFin: one past the prefix, with a FIN the peer sent
+// inside the prefix.
+func (c *fuzzConn) knownStaleFin(irs uint32, n uint64) bool {
+	if !fzKnownBugStaleFin || n != c.prefix(irs)+1 {
+		return false
+	}
+	if c.staleFin {
+		return true
+	}
+	for _, f := range c.fins {
+		if k := uint64(f - (irs + 1)); k < c.prefix(irs) {
+			c.staleFin = true
+			c.p.Logf("known bug fzKnownBugStaleFin: the peer's FIN at %d was overtaken by text, then taken at the end of it", f)
+			return true
+		}
+	}
+	return false
+}
+
 // recordSent notes that the peer sent sequence numbers [lo, lo+n),
 // modulo 2^32: spans are kept within [0, 2^32), split at the wrap.
 func (c *fuzzConn) recordSent(lo uint32, n int) {
@@ -456,6 +496,7 @@ func (c *fuzzConn) inject(seg tcptest.Seg) {
 	}
 	if strings.Contains(seg.Flags, "F") {
 		c.recordSent(start+uint32(len(seg.Payload)), 1)
+		c.fins = append(c.fins, start+uint32(len(seg.Payload)))
 	}
 	if !strings.Contains(seg.Flags, "R") {
 		c.offer(seg)
@@ -787,10 +828,24 @@ func (c *fuzzConn) checkSegment(s tcptest.Seg, i fzInfo) {
 		}
 	}
 	if has(".") {
+		// RFC 9293 3.8.6.2.2: the right edge of the window the stack
+		// offers never moves left; RFC 7323 2.4: with a scale, it may
+		// seem to by less than one unit of the scale.
+		shift := max(0, i.RcvWndScale)
+		if has("S") {
+			shift = 0 // RFC 7323 2.2: a SYN's window is never scaled
+		}
+		edge := s.Ack + uint32(s.Win)<<shift
+		if c.haveEdge && int32(edge-c.rcvEdge) < -int32(fzShrinkSlack(shift)) {
+			c.fail("the stack's window edge moved left from %d to %d (RFC 9293 3.8.6.2.2): %v", c.rcvEdge, edge, s)
+		}
+		if !c.haveEdge || int32(edge-c.rcvEdge) > 0 {
+			c.rcvEdge, c.haveEdge = edge, true
+		}
 		if i.TCB.RcvNxt != 0 {
 			// Only what the peer sent can be acknowledged: from IRS+1,
 			// the prefix the peer sent without a gap.
-			if d := int64(int32(s.Ack - (i.irs + 1))); d > int64(c.prefix(i.irs)) {
+			if d := int64(int32(s.Ack - (i.irs + 1))); d > int64(c.prefix(i.irs)) && !c.knownStaleFin(i.irs, uint64(d)) {
 				c.fail("the stack acknowledged %d, but the peer sent only %d sequence numbers after IRS %d", s.Ack, c.prefix(i.irs), i.irs)
 			}
 		}
@@ -831,12 +886,16 @@ func (c *fuzzConn) checkTCB(i fzInfo) {
 		}
 	}
 	if fzHasIRS(i.State) {
-		if d := uint64(uint32(i.rcvNxt - (i.irs + 1))); d > c.prefix(i.irs) {
+		if d := uint64(uint32(i.rcvNxt - (i.irs + 1))); d > c.prefix(i.irs) && !c.knownStaleFin(i.irs, d) {
 			c.fail("RCV.NXT is %d, but the peer sent only %d sequence numbers after IRS %d", i.rcvNxt, c.prefix(i.irs), i.irs)
 		}
 	}
 	c.prev, c.havePrev = i.Info, true
 }
+
+// fzShrinkSlack is how far the window edge may seem to move left with a
+// window scale of shift (RFC 7323 2.4).
+func fzShrinkSlack(shift int) uint32 { return 1<<shift - 1 }
 
 // fzOptionBytes is the least room the options of s take: TSopt 10,
 // SACK 2+8n, MSS 4, window scale 3, SACK-permitted 2, padded to a
