@@ -85,6 +85,9 @@ type fzPeer struct {
 	// maxMSS is the largest MSS its SYNs announced (536 for none, RFC
 	// 9293 3.7.1); -1 after a SYN with raw options, not modelled.
 	maxMSS int
+	// Whether any of its SYNs offered window scaling, SACK, timestamps
+	// (all true after a SYN with raw options).
+	offeredWS, offeredSACK, offeredTS bool
 }
 
 type fuzzListener struct {
@@ -190,6 +193,9 @@ func (c *fuzzListener) inject(pe *fzPeer, s tcptest.Seg) {
 		if pe.maxMSS >= 0 {
 			pe.maxMSS = max(pe.maxMSS, int(cmp.Or(s.MSS, 536)))
 		}
+		pe.offeredWS = pe.offeredWS || s.WS > 0 || s.Check&tcptest.CheckWS != 0
+		pe.offeredSACK = pe.offeredSACK || s.SACKPerm
+		pe.offeredTS = pe.offeredTS || s.TS
 	}
 	if f&header.TCPFlagAck != 0 {
 		pe.acks[pe.stackISS+s.Ack] = true
@@ -315,6 +321,7 @@ func (c *fuzzListener) step(r *fzReader) {
 		b := fzRawSegment(p.Encode(tcptest.Seg{Flags: "S", Seq: 0}), opts)
 		pe.syns[pe.iss] = true
 		pe.maxMSS = -1
+		pe.offeredWS, pe.offeredSACK, pe.offeredTS = true, true, true
 		p.InjectTCP(b, true)
 	}
 }
@@ -359,6 +366,15 @@ func (c *fuzzListener) check() {
 			// RCV.NXT being SEG.SEQ+1 of a SYN this peer sent.
 			if !pe.syns[s.Ack-1] {
 				c.fail("SYN-ACK to port %d acknowledges %d, but the peer sent no SYN at %d", dst, s.Ack, s.Ack-1)
+			}
+			// RFC 7323 2.2 and 3.2, RFC 2018 2: a SYN-ACK carries the
+			// window scale, the TSopt and SACK-permitted only in answer
+			// to a SYN that offered them.
+			switch {
+			case s.WS != tcptest.NoWS && !pe.offeredWS,
+				s.TS && !pe.offeredTS,
+				s.SACKPerm && !pe.offeredSACK:
+				c.fail("SYN-ACK to port %d offers an option its SYNs did not: %v", dst, s)
 			}
 			pe.stackISS, pe.synAcked = s.Seq, true
 		case s.Flags == "R":
