@@ -219,6 +219,11 @@ func fzConnSeeds() []tcptest.FuzzSeed {
 	// The engine's known bug fzKnownBugStaleFin (TestStaleHeldFin): a
 	// FIN alone at 1090, held, then text 1:1461 across it.
 	add("stale-fin-overtaken-by-text", 2, 0, 0, fzOpOutOfOrder, 17, 0x80, fzOpData, 9)
+	// The engine's known bug fzKnownBugSynAckShrink
+	// (TestSynAckRetransmitKeepsWindow): a challenge ACK in SYN-RECEIVED
+	// offers 1 MiB, the SYN-ACK retransmission pulls the edge back.
+	add("synreceived-challenge-ack-synack-shrinks", 1, 0x24, 0x30,
+		fzOpRst, 0, 0x30, 0x30, 0, fzOpAdvance, 7, fzOpOutOfOrder, 48, 9)
 	// A challenge ACK in SYN-RECEIVED offers a scaled window, then the
 	// SYN-ACK retransmission its unscaled 65535 bytes.
 	add("synreceived-scaled-ack-then-synack", 1, 0x04, 0, fzOpSyn, 2, 0x30, 0x30, 0, fzOpAdvance, 7)
@@ -431,6 +436,14 @@ func (c *fuzzConn) run(from uint32) uint64 {
 // target lets RCV.NXT and the ACKs go one past what the peer sent once
 // that has happened. Set it to false with the fix.
 const fzKnownBugStaleFin = true
+
+// fzKnownBugSynAckShrink: a retransmitted SYN-ACK resets the window edge
+// the stack promised to RCV.NXT+65535, even after a scaled ACK (a challenge
+// ACK in SYN-RECEIVED) offered more (TestSynAckRetransmitKeepsWindow,
+// skipped until send.go's rewrite keeps the larger edge). While true, the
+// target takes the SYN-ACK's edge as the new one to hold the stack to. Set
+// it to false with the fix.
+const fzKnownBugSynAckShrink = true
 
 // knownStaleFin reports whether n sequence numbers taken from IRS+1 on,
 // one more than the peer sent in order, are the known bug
@@ -846,7 +859,11 @@ func (c *fuzzConn) checkSegment(s tcptest.Seg, i fzInfo) {
 		if c.haveEdge && !has("S") && int32(edge-c.rcvEdge) < -int32(fzShrinkSlack(shift)) {
 			c.fail("the stack's window edge moved left from %d to %d (RFC 9293 3.8.6.2.2): %v", c.rcvEdge, edge, s)
 		}
-		if !c.haveEdge || int32(edge-c.rcvEdge) > 0 {
+		switch {
+		case has("S") && fzKnownBugSynAckShrink && c.haveEdge && int32(edge-c.rcvEdge) < 0:
+			c.rcvEdge = edge
+			c.p.Logf("known bug fzKnownBugSynAckShrink: the SYN-ACK pulled the window edge back to %d", edge)
+		case !c.haveEdge || int32(edge-c.rcvEdge) > 0:
 			c.rcvEdge, c.haveEdge = edge, true
 		}
 		if i.TCB.RcvNxt != 0 {
