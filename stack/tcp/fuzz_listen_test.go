@@ -22,18 +22,28 @@ import (
 //
 //   - nothing panics, and every segment the stack sends is well formed
 //     (tcptest) and goes from the listener's port to one of the peers;
-//   - a SYN-ACK acknowledges a SYN that peer sent, and a RST without ACK
-//     carries the ACK number of a segment that peer sent (RFC 9293 3.10.7.2);
+//   - a SYN-ACK acknowledges a SYN that peer sent and offers the window
+//     scale, the TSopt and SACK-permitted only if a SYN of that peer did
+//     (RFC 7323 2.2, 3.2; RFC 2018 2); a RST without ACK carries the ACK
+//     number of a segment that peer sent (RFC 9293 3.10.7.2);
 //   - the SYN queue and the accept queue stay within their limits, and
 //     the engine holds no more connections than the queues plus those
 //     accepted;
 //   - Accept hands out each connection once, synchronized: ESTABLISHED, or
-//     CLOSE-WAIT if the peer's FIN came while it waited;
+//     CLOSE-WAIT if the peer's FIN came while it waited; with window
+//     scales of at most 14 (RFC 7323 2.3) and a send MSS no larger than
+//     the peer announced (RFC 9293 3.7.1), but for the engine's floor of
+//     64 bytes, and 536 for a SYN cookie (Linux's msstab);
 //   - every state change is an edge of RFC 9293's diagram, drops and sends
 //     carry named reasons and the counters agree with the events.
 //
 // At the end the clock runs ten minutes: every half-open entry must have
 // expired (SYN-ACK retries exhausted), leaving the SYN queue empty.
+//
+// A program's first byte sets the engine's options: bits 0-1 the SYN
+// queue limit (fzSynQueueLimits), 2-3 the backlog (fzBacklogs), bit 4
+// NoSynCookies, 5 AbortOnOverflow, 6 NoTimestamps, 7 NoSACK. The rest are
+// ops (the fzL constants, fuzzListener.step).
 func FuzzListener(f *testing.F) {
 	for _, s := range fzListenSeeds() {
 		f.Add(s.Args[0].([]byte))
