@@ -36,7 +36,8 @@ import (
 //   - stdout holds nothing but those replies, one JSON object per line;
 //   - each reply has "ok"; a failure carries an errno name as
 //     golang.org/x/sys/unix spells them (the table of AGENT.md is a
-//     subset), a success none;
+//     subset), a success none; a state is one of AGENT.md's names;
+//   - listener and conn ids are positive and never handed out twice;
 //   - nothing panics and serveAgent returns nil.
 //
 // A run that has not returned after agentFuzzHang is reported as a hang
@@ -262,6 +263,10 @@ func wantReplyID(line []byte) int64 {
 	return id
 }
 
+// agentStateNames are the states a "state" reply may carry (AGENT.md).
+var agentStateNames = []string{"LISTEN", "SYN-SENT", "SYN-RECEIVED", "ESTABLISHED", "FIN-WAIT-1", "FIN-WAIT-2",
+	"CLOSE-WAIT", "CLOSING", "LAST-ACK", "TIME-WAIT", "CLOSED"}
+
 // errnoNames are the names unix.ErrnoName gives.
 var errnoNames = func() map[string]bool {
 	m := make(map[string]bool)
@@ -280,15 +285,19 @@ func checkAgentReplies(t *testing.T, in, out []byte) {
 		want = append(want, wantReplyID(l))
 	}
 	var got []int64
+	objects := make(map[int64]bool) // listener and conn ids handed out
 	for i, line := range bytes.SplitAfter(out, []byte("\n")) {
 		if len(line) == 0 {
 			continue
 		}
 		var r struct {
-			ID     *int64  `json:"id"`
-			OK     *bool   `json:"ok"`
-			Error  *string `json:"error"`
-			Detail *string `json:"detail"`
+			ID       *int64  `json:"id"`
+			OK       *bool   `json:"ok"`
+			Error    *string `json:"error"`
+			Detail   *string `json:"detail"`
+			Listener int64   `json:"listener"`
+			Conn     int64   `json:"conn"`
+			State    *string `json:"state"`
 		}
 		if line[len(line)-1] != '\n' || json.Unmarshal(line, &r) != nil || r.ID == nil || r.OK == nil {
 			t.Fatalf("stdout line %d is not a reply: %q\ninput:\n%q\nstdout:\n%s", i, line, in, out)
@@ -298,6 +307,15 @@ func checkAgentReplies(t *testing.T, in, out []byte) {
 			t.Fatalf("a success with an error: %s", line)
 		case !*r.OK && (r.Error == nil || !errnoNames[*r.Error]):
 			t.Fatalf("a failure without an errno name: %s", line)
+		case r.State != nil && !slices.Contains(agentStateNames, *r.State):
+			t.Fatalf("a state that is not an RFC 9293 name: %s", line)
+		}
+		// AGENT.md: listener and conn ids are positive and never reused.
+		for _, id := range []int64{r.Listener, r.Conn} {
+			if id < 0 || (id > 0 && objects[id]) {
+				t.Fatalf("id %d handed out twice, or negative: %s\nstdout:\n%s", id, line, out)
+			}
+			objects[id] = id > 0
 		}
 		got = append(got, *r.ID)
 	}
