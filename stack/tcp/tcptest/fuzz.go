@@ -12,8 +12,9 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 )
 
-// Helpers for fuzz targets, which talk to many ports at once and cannot
-// say in advance which segment comes next.
+// Helpers for fuzz targets: they play peers on many ports and cannot say
+// in advance which segment comes next, send ICMP errors, and keep their
+// seed corpora in testdata.
 
 // NextAny returns the next segment the stack sent, to whatever ports, with
 // absolute sequence and acknowledgment numbers (SACK blocks too), and
