@@ -14,18 +14,21 @@ import (
 // SYN cookies (RFC 4987 3.6). When a listener's SYN queue is full, the
 // SYN-ACK's ISS is a cookie and the listener keeps no state; the peer's
 // final ACK returns the cookie as SEG.ACK-1 and the connection is rebuilt
-// from it. We build the cookie as Linux does without timestamps
+// from it. We build the cookie much as Linux does without timestamps
 // (net/ipv4/syncookies.c, secure_tcp_syn_cookie):
 //
-//	cookie = H1(4-tuple) + sseq + (count << 24) + ((H2(4-tuple, sseq, count) + mssIndex) mod 2^24)
+//	cookie = H1(4-tuple) + sseq + (count << 24) + (H2(4-tuple, sseq, count, mssIndex) mod 2^24, low 2 bits replaced by mssIndex)
 //
 // sseq is the SYN's sequence number, count a coarse clock ticking every
 // 64 s; H1 and H2 are keyed hashes under a key derived from the stack's
-// secret. The top 8 bits carry the counter, the low 24 bits a MAC with the
-// MSS index added, so the peer can neither choose an MSS nor forge a
-// cookie except by guessing 24 bits. Unlike Linux, H2 also covers sseq:
-// in Linux an ACK one sequence number off still verifies, with a smaller
-// MSS index; here it does not.
+// secret. The top 8 bits carry the counter, the low 24 bits a 22-bit MAC
+// and the MSS index, which the MAC covers, so the peer can neither choose
+// an MSS nor forge a cookie except by guessing 22 bits for one of the 4
+// indexes (as Linux's 24-bit MAC with the index added). Unlike Linux, H2
+// covers sseq and the index: in Linux an ACK one sequence number off, or
+// acknowledging cookie+k, still verifies, with another MSS index; here it
+// does not, as a half-open entry would answer such an ACK with RST
+// (RFC 9293 3.10.7.4).
 //
 // The MSS survives the round trip, rounded down to cookieMSS. The peer's
 // window scale cannot travel in the cookie; like Linux
@@ -50,10 +53,11 @@ import (
 // than a cookie can be.
 
 const (
-	cookiePeriod = 64 * time.Second // one tick of the counter (Linux: 60 s in newer kernels)
-	cookieMaxAge = 2                // a cookie is valid while count-c < 2, Linux's MAX_SYNCOOKIE_AGE
-	cookieBits   = 24
-	cookieMask   = 1<<cookieBits - 1
+	cookiePeriod  = 64 * time.Second // one tick of the counter (Linux: 60 s in newer kernels)
+	cookieMaxAge  = 2                // a cookie is valid while count-c < 2, Linux's MAX_SYNCOOKIE_AGE
+	cookieBits    = 24
+	cookieMask    = 1<<cookieBits - 1
+	cookieMSSMask = 1<<2 - 1 // the MSS index's bits: len(cookieMSS) is 4
 )
 
 // The low bits of a cookie SYN-ACK's TSval (Linux's TSBITS and TS_OPT_*).
@@ -114,7 +118,8 @@ func newCookieKey(secret [16]byte) cookieKey {
 	return sha256.Sum256(b[:n])
 }
 
-// hash is H1 (tag 1, sseq and count zero) or H2 (tag 2) of the 4-tuple.
+// hash is H1 (tag 1, sseq and count zero) or H2 (tag 2 + MSS index) of
+// the 4-tuple.
 // It does not allocate.
 func (k *cookieKey) hash(id stack.TransportEndpointID, tag byte, sseq seqnum.Value, count uint32) uint32 {
 	var b [len(k) + 16 + 16 + 4 + 4 + 4 + 1]byte
@@ -149,8 +154,8 @@ func cookieMSSIndex(mss uint16) uint32 {
 
 // make returns the cookie for a SYN with sequence number sseq on id.
 func (k *cookieKey) make(id stack.TransportEndpointID, sseq seqnum.Value, mssIndex, count uint32) seqnum.Value {
-	c := k.hash(id, 1, 0, 0) + uint32(sseq) + count<<cookieBits +
-		((k.hash(id, 2, sseq, count) + mssIndex) & cookieMask)
+	mac := k.hash(id, 2+byte(mssIndex), sseq, count) & cookieMask &^ cookieMSSMask
+	c := k.hash(id, 1, 0, 0) + uint32(sseq) + count<<cookieBits + (mac | mssIndex&cookieMSSMask)
 	return seqnum.Value(c)
 }
 
@@ -163,8 +168,8 @@ func (k *cookieKey) check(id stack.TransportEndpointID, sseq, cookie seqnum.Valu
 	if age >= cookieMaxAge {
 		return 0, "too old or forged"
 	}
-	idx := (c - k.hash(id, 2, sseq, count-age)) & cookieMask
-	if idx >= uint32(len(cookieMSS)) {
+	idx := c & cookieMSSMask
+	if (c^k.hash(id, 2+byte(idx), sseq, count-age))&cookieMask&^cookieMSSMask != 0 {
 		return 0, "bad MAC"
 	}
 	return idx, ""

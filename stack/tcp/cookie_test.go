@@ -43,10 +43,8 @@ func TestCookieRoundTrip(t *testing.T) {
 }
 
 // TestCookieBindsEverything: a cookie is good only for its own 4-tuple,
-// SYN sequence number and secret. (As in Linux, the MSS index is added to
-// the MAC, so cookie-1 decodes as the next smaller index: a peer that saw
-// the cookie can lower its own MSS, nothing more. With the largest index,
-// cookie+1 must fail.)
+// SYN sequence number and secret, and its MAC covers the MSS index, so
+// cookie+k does not verify as another index (TestCookieAckBeyondCookie).
 func TestCookieBindsEverything(t *testing.T) {
 	k := newCookieKey([16]byte{1})
 	id := cookieID(40000)

@@ -161,9 +161,10 @@ func (s *Segment) parseHeader(h header.TCP) {
 		return
 	}
 	opts := h.Options()
-	if len(opts) == tsOptionSize && opts[2] == header.TCPOptionTS {
+	if len(opts) == tsOptionSize && opts[0] == header.TCPOptionNOP && opts[1] == header.TCPOptionNOP && opts[2] == header.TCPOptionTS {
 		// NOP NOP TS, the layout nearly every TCP sends, leaves no room
-		// for SACK blocks.
+		// for SACK blocks. (Twelve bytes may also be one SACK block
+		// and two NOPs, whose block can begin with a byte 8.)
 		s.TSVal, s.TSEcr, s.TS = parseTimestamp(opts)
 		return
 	}
