@@ -41,6 +41,7 @@ const (
 	DropICMPNoConnection                // ICMP error for no connection: a listener's port, or TIME-WAIT
 	DropConnectionLimit                 // a SYN or cookie ACK refused: the stack holds MaxConnections
 	DropICMPBadMTU                      // ICMP packet too big reporting an MTU below the protocol's minimum
+	DropStaleFin                        // a FIN held out of order that in-order text then passed (Linux tcp_ofo_queue)
 	numDropReasons
 )
 
@@ -77,6 +78,7 @@ var dropNames = [...]string{
 	DropICMPNoConnection:     "ICMP: no connection",
 	DropConnectionLimit:      "connection limit",
 	DropICMPBadMTU:           "ICMP: MTU below minimum",
+	DropStaleFin:             "stale FIN",
 }
 
 func (r DropReason) String() string {

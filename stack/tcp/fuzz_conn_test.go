@@ -435,7 +435,7 @@ func (c *fuzzConn) run(from uint32) uint64 {
 // drops such a FIN as old, as Linux's tcp_ofo_queue does). While true, the
 // target lets RCV.NXT and the ACKs go one past what the peer sent once
 // that has happened. Set it to false with the fix.
-const fzKnownBugStaleFin = true
+const fzKnownBugStaleFin = false
 
 // fzKnownBugSynAckShrink: a retransmitted SYN-ACK resets the window edge
 // the stack promised to RCV.NXT+65535, even after a scaled ACK (a challenge
@@ -443,7 +443,7 @@ const fzKnownBugStaleFin = true
 // skipped until send.go's rewrite keeps the larger edge). While true, the
 // target takes the SYN-ACK's edge as the new one to hold the stack to. Set
 // it to false with the fix.
-const fzKnownBugSynAckShrink = true
+const fzKnownBugSynAckShrink = false
 
 // knownStaleFin reports whether n sequence numbers taken from IRS+1 on,
 // one more than the peer sent in order, are the known bug

@@ -7,5 +7,5 @@ package tcp
 func HeldOutOfOrder(e *Endpoint) int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.oooBytes
+	return e.ooo.bytes
 }

@@ -475,6 +475,9 @@ func (r *reassembly) takeInOrder(rcvNxt seqnum.Value) (data buffer.Buffer, ok bo
 // stream, and reports whether it was taken. A FIN is taken once, and only
 // if no held text lies beyond it: a peer that says otherwise contradicts
 // itself, and its FIN will come again.
+// forgetFIN drops a held FIN that in-order text has overtaken.
+func (r *reassembly) forgetFIN() { r.fin = false }
+
 func (r *reassembly) holdFIN(seq seqnum.Value) bool {
 	if r.fin {
 		return false

@@ -42,18 +42,20 @@ func (e *Endpoint) processTextAndFin(seg *Segment) {
 		e.holdOutOfOrder(seg, fin)
 		return
 	}
+	filled := e.ooo.ranges() > 0 || e.ooo.fin // a gap lies below what is held
 	if e.ooo.fin && e.ooo.finSeq.LessThan(seg.Seq.Add(seqnum.Size(n))) {
-		// A FIN held out of order ends the stream: nothing beyond it.
-		seg.Payload.Truncate(int64(seg.Seq.Size(e.ooo.finSeq)))
-		n = int(seg.Payload.Size())
-		fin = false
-		seg.Flags &^= header.TCPFlagFin
+		// In-order text runs past a FIN the peer sent earlier, out of
+		// order: the peer contradicts itself, and as Linux does
+		// (tcp_ofo_queue drops a held segment that RCV.NXT has
+		// passed) the text stands and the stale FIN goes. RFC 9293
+		// 3.10.7.4 takes a FIN only in order.
+		e.staleFin(seg, e.ooo.finSeq)
+		e.ooo.forgetFIN()
 	}
 	var cause Cause
 	if fin {
 		cause = segmentCause(seg) // before the payload moves out
 	}
-	filled := e.ooo.ranges() > 0 || e.ooo.fin // a gap lies below what is held
 	if n > 0 {
 		switch {
 		case e.rcvClosed:
@@ -194,6 +196,17 @@ func (e *Endpoint) holdOutOfOrder(seg *Segment, fin bool) {
 // the buffer's memory as window.
 func (e *Endpoint) oooLimits() (mem, ranges int) {
 	return 2*e.rcvBufLimit - int(e.rcvBuf.Size()), max(minOOORanges, e.rcvBufLimit/oooBytesPerRange)
+}
+
+// staleFin counts and reports a held FIN at finSeq that seg's in-order
+// text overtook; the event's Key is seg's, the frame that made it stale.
+func (e *Endpoint) staleFin(seg *Segment, finSeq seqnum.Value) {
+	e.proto.stats.Drops[DropStaleFin].Add(1)
+	if e.proto.opts.Observer != nil {
+		e.emit(Event{Kind: EventDrop, Conn: e.connID(), Drop: DropStaleFin, Key: seg.wire, Segment: SegmentInfo{
+			SrcPort: e.id.RemotePort, DstPort: e.id.LocalPort, Seq: uint32(finSeq), Flags: header.TCPFlagFin, WS: -1,
+		}})
+	}
 }
 
 // pruned reports held text [start, start+n) discarded to make room for

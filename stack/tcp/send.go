@@ -47,9 +47,15 @@ func (e *Endpoint) sendSegmentN(cause SendCause, attempt int, flags header.TCPFl
 	if flags&header.TCPFlagRst == 0 {
 		if flags&header.TCPFlagSyn != 0 {
 			// RFC 7323 2.2: the window field of a SYN is never scaled.
+			// A retransmitted SYN-ACK may offer less than an ACK sent
+			// since (a challenge ACK in SYN-RECEIVED) promised: the
+			// promise stands, the right edge never moves left (RFC
+			// 9293 3.8.6.2.2).
 			f.window = uint16(min(e.rcvBufLimit, 0xffff))
 			e.RcvWnd = uint32(f.window)
-			e.rcvAcc = e.RcvNxt.Add(seqnum.Size(e.RcvWnd))
+			if edge := e.RcvNxt.Add(seqnum.Size(e.RcvWnd)); flags&header.TCPFlagAck == 0 || e.rcvAcc.LessThan(edge) {
+				e.rcvAcc = edge
+			}
 		} else {
 			f.window = e.advertise()
 		}
