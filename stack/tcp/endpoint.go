@@ -104,6 +104,7 @@ type Endpoint struct {
 	frto           bool // F-RTO (RFC 5682) is judging the last timeout
 	frtoStep       int  // which ACK after the timeout's retransmission comes next: 1 or 2
 	frtoNewData    bool // F-RTO step 2.b: send new data next, not retransmissions
+	rescueSent     bool // RFC 6675's rescue retransmission went out in this recovery
 
 	// PRR (RFC 6937): bytes delivered and sent since fast recovery began,
 	// and RecoverFS, the flight then.

@@ -164,6 +164,32 @@ func (e *Endpoint) recoverOnAck(seg *Segment, a *ackInfo) {
 	}
 }
 
+// rescueRetransmit is RFC 6675's NextSeg rule (4), for SACK recovery
+// without RACK: when nothing is deemed lost and no new data can go, the
+// highest segment not SACKed is sent once per recovery, so that a lost
+// tail draws an ACK instead of waiting for the RTO. (RACK-TLP's probe does
+// this in open state, and RACK finds the tail lost once anything after it
+// is delivered, so with RACK the rule is not needed.)
+func (e *Endpoint) rescueRetransmit() bool {
+	if e.caState != caRecovery || e.rackEnabled() || !e.sackOK || e.rescueSent || e.inflight() >= e.cwnd {
+		return false
+	}
+	q := &e.rtxq
+	for i := q.tail(); i > q.head; i-- {
+		s := q.at(i - 1)
+		if s.has(segSacked) {
+			continue
+		}
+		if s.has(segRetrans) {
+			return false
+		}
+		e.rescueSent = true
+		e.retransmitSeg(i-1, SendFastRetransmit)
+		return true
+	}
+	return false
+}
+
 // rackEnabled says whether losses are detected with RACK (RFC 8985),
 // which needs SACK, or with the DupThresh rule.
 func (e *Endpoint) rackEnabled() bool { return e.sackOK && !e.proto.opts.NoRACK }
@@ -218,6 +244,7 @@ func (e *Endpoint) enterRecovery(lost int, by string) {
 	e.recover = e.SndNxt
 	e.ssthresh = e.cc.OnCongestion(e.congestionSample(false))
 	e.prrDelivered, e.prrOut = 0, 0
+	e.rescueSent = false
 	e.recoverFS = uint64(max(e.flightSize(), 1))
 	e.caState = caRecovery
 	e.rack.tlpOut = false

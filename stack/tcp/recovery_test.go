@@ -580,3 +580,34 @@ func TestNewRenoTwoHoles(t *testing.T) {
 		t.Errorf("after the full ACK: %s, %d retransmits", i.CAState, i.Retransmits)
 	}
 }
+
+// TestRescueRetransmission: without RACK (NoRACK), SACK recovery follows
+// RFC 6675, whose NextSeg rule (4) sends the highest segment not SACKed
+// once per recovery when nothing else may go: here the last segment of
+// the flight was lost as well as the first, and it is sent again in the
+// same recovery, not after the RTO.
+func TestRescueRetransmission(t *testing.T) {
+	p, ep := rttPeer(t, tcp.Options{NoRACK: true})
+	data := sendSegments(t, p, ep, 10)
+	p.Advance(rtt)
+	p.Inject(sackAck(1, [2]int{2, 3}))
+	p.Inject(sackAck(1, [2]int{2, 4}))
+	p.Inject(sackAck(1, [2]int{2, 5}))
+	p.Expect(seg{Flags: ".", Seq: sb(1), Ack: 1, Payload: segData(data, 1)})
+	for k := 6; k <= 10; k++ {
+		p.Inject(sackAck(1, [2]int{2, k}))
+	}
+	got := p.Drain()
+	found := false
+	for _, s := range got {
+		if s.Seq == sb(10) {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("segment 10 not rescued in recovery; sent %v", got)
+	}
+	if n := p.TCP.Stats().Sent(tcp.SendRetransmit); n != 0 {
+		t.Errorf("%d RTO retransmissions", n)
+	}
+}

@@ -190,10 +190,14 @@ func (e *Endpoint) output() {
 			e.retransmitSeg(i, cause)
 			continue
 		}
-		if !e.sendNewData(SendData, false) {
-			limited = e.inflight() >= e.cwnd
-			break
+		if e.sendNewData(SendData, false) {
+			continue
 		}
+		if e.rescueRetransmit() {
+			continue
+		}
+		limited = e.inflight() >= e.cwnd
+		break
 	}
 	e.cwndValidate(limited)
 	e.schedulePTO()
