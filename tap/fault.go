@@ -556,7 +556,9 @@ func (f *Fault) run(dir FaultDir, acts []action) tcpip.Error {
 			if dir == FaultOutbound {
 				out.PushBack(a.pkt)
 			} else {
-				f.Endpoint.DeliverNetworkPacket(a.proto, a.pkt)
+				c := inboundCopy(a.pkt)
+				f.Endpoint.DeliverNetworkPacket(a.proto, c)
+				c.DecRef()
 			}
 		}
 	}
@@ -769,4 +771,16 @@ func (k FaultKind) String() string {
 		return "dropped: delay queue full"
 	}
 	return "FaultKind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// inboundCopy is a fresh packet with pkt's frame, its link header already
+// consumed as the link below us left it. The network layer consumes the
+// headers of the packet it is given, so a frame delivered twice (a
+// duplicate, maybe held back first by reordering or delay) must go as a
+// new packet each time.
+func inboundCopy(pkt *stack.PacketBuffer) *stack.PacketBuffer {
+	c := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: pkt.ToBuffer()})
+	c.LinkHeader().Consume(len(pkt.LinkHeader().Slice()))
+	c.NetworkProtocolNumber, c.PktType = pkt.NetworkProtocolNumber, pkt.PktType
+	return c
 }

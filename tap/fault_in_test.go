@@ -224,3 +224,45 @@ func TestFaultEventString(t *testing.T) {
 		}
 	}
 }
+
+// consumer is the stack above a Fault as gVisor's is: it consumes the
+// network header of every packet it is given, which a packet allows once.
+type consumer struct {
+	mu     sync.Mutex
+	frames [][]byte
+}
+
+func (c *consumer) DeliverNetworkPacket(_ tcpip.NetworkProtocolNumber, pkt *stack.PacketBuffer) {
+	if _, ok := pkt.NetworkHeader().Consume(netLen); !ok {
+		panic("no network header")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.frames = append(c.frames, pkt.ToView().AsSlice())
+}
+
+func (c *consumer) DeliverLinkPacket(tcpip.NetworkProtocolNumber, *stack.PacketBuffer) {}
+
+// TestFaultInboundDuplicateIsFresh: a duplicated inbound frame reaches the
+// network layer as two packets of its own, even after a reordering hold:
+// gVisor consumes a packet's headers, and the second delivery of one
+// packet would panic ("consume must not be called twice").
+func TestFaultInboundDuplicateIsFresh(t *testing.T) {
+	in := tap.FaultConfig{Duplicate: 1, Reorder: 0.5, ReorderTimeout: time.Hour}
+	f, _ := newFault(tap.FaultConfig{Inbound: &in, Seed: 3})
+	c := &consumer{}
+	f.Attach(c)
+	deliver(f, 1, 2, 3, 4, 5, 6)
+	f.Close()
+	f.Wait()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.frames) < 10 {
+		t.Fatalf("%d frames delivered, want the duplicates too", len(c.frames))
+	}
+	for _, fr := range c.frames {
+		if len(fr) != linkLen+netLen+tcpLen+100 {
+			t.Errorf("a delivered frame has %d bytes, want %d", len(fr), linkLen+netLen+tcpLen+100)
+		}
+	}
+}
