@@ -88,8 +88,9 @@ func lossySize() int64 {
 // BenchmarkLossy sends 64 MiB one way over tap.Pipe with the fault
 // middleware on both ends (the same seeded faults for every pairing), for
 // each fault profile and each pairing of tapstack and gVisor's TCP as
-// sender and receiver. It reports MB/s, and the sender's retransmissions
-// and retransmission timeouts per transfer. A transfer that has not
+// sender and receiver, each transfer on a fresh cable with its own seed.
+// It reports MB/s, and the sender's retransmissions and retransmission
+// timeouts per transfer. A transfer that has not
 // finished in two minutes reports the bytes it moved (MB/op) instead.
 //
 //	go test ./stack/interop -run '^$' -bench Lossy -benchtime 1x
@@ -108,29 +109,33 @@ func BenchmarkLossy(b *testing.B) {
 	for _, prof := range lossProfiles {
 		for _, pair := range pairs {
 			b.Run(prof.name+"/"+pair.name, func(b *testing.B) {
-				const seed = 7
-				a, c := tap.Pipe()
-				sl := gstack.LinkEndpoint(tap.NewFault(a, prof.cfg(seed)))
-				rl := gstack.LinkEndpoint(tap.NewFault(c, prof.cfg(seed+1)))
-				snd := pair.sender(b, sl, tsPrefix4)
-				rcv := pair.receiver(b, rl, peerPrefix4)
-				ln, err := rcv.listen(80)
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer ln.Close()
 				b.SetBytes(size)
 				var moved int64
 				var elapsed time.Duration
+				var rx, rto uint64
+				seed := uint64(7)
 				for b.Loop() {
+					// A fresh cable per transfer, with the next seed:
+					// every pairing meets the same faults, transfer by
+					// transfer, and -benchtime Nx averages N of them.
+					a, c := tap.Pipe()
+					snd := pair.sender(b, tap.NewFault(a, prof.cfg(seed)), tsPrefix4)
+					rcv := pair.receiver(b, tap.NewFault(c, prof.cfg(seed+1000)), peerPrefix4)
+					seed++
+					ln, err := rcv.listen(80)
+					if err != nil {
+						b.Fatal(err)
+					}
 					n, d, err := lossyTransfer(snd.benchEnd, rcv.benchEnd, ln, size)
+					ln.Close()
 					moved += n
 					elapsed += d
+					r, t := snd.counters()
+					rx, rto = rx+r, rto+t
 					if err != nil {
 						b.Logf("%s after %d bytes in %v", err, n, d.Round(time.Millisecond))
 					}
 				}
-				rx, rto := snd.counters()
 				b.ReportMetric(float64(rx)/float64(b.N), "retransmits/op")
 				b.ReportMetric(float64(rto)/float64(b.N), "RTOs/op")
 				b.ReportMetric(float64(moved)/float64(b.N)/1e6, "MB/op")

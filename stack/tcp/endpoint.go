@@ -105,6 +105,7 @@ type Endpoint struct {
 	frtoStep       int  // which ACK after the timeout's retransmission comes next: 1 or 2
 	frtoNewData    bool // F-RTO step 2.b: send new data next, not retransmissions
 	rescueSent     bool // RFC 6675's rescue retransmission went out in this recovery
+	recoveryProbed bool // the one tail loss probe of this fast recovery went out (rack.go)
 
 	// PRR (RFC 6937): bytes delivered and sent since fast recovery began,
 	// and RecoverFS, the flight then.

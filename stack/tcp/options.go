@@ -54,6 +54,11 @@ type Options struct {
 	// ACKs, and no tail loss probe is sent. By default RACK-TLP is on
 	// whenever SACK is, as in Linux (tcp_recovery=1).
 	NoRACK bool
+	// NoRecoveryProbe keeps tail loss probes to open state, as RFC 8985
+	// and Linux do. By default one probe may also go out during fast
+	// recovery when no ACK arrived for 2·SRTT, so that a lost ACK does
+	// not leave the recovery to the RTO (see probeAllowed in rack.go).
+	NoRecoveryProbe bool
 	// NoFRTO turns off F-RTO (RFC 5682), which detects spurious
 	// retransmission timeouts (Linux tcp_frto, on by default).
 	NoFRTO bool

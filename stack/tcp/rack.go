@@ -170,7 +170,7 @@ func (e *Endpoint) reorderTimeout() {
 // 200 ms; RFC 8985 says WCDelAckT, 200 ms) or 2 ms otherwise, as Linux;
 // never later than the RTO would fire.
 func (e *Endpoint) schedulePTO() {
-	if !e.sackOK || e.proto.opts.NoRACK || e.caState != caOpen || e.rack.tlpOut || e.rtxq.empty() || !e.state.synchronized() {
+	if !e.probeAllowed() {
 		e.stopTimer(timerProbe)
 		return
 	}
@@ -192,12 +192,40 @@ func (e *Endpoint) schedulePTO() {
 	e.setTimer(timerProbe, pto)
 }
 
+// probeAllowed says whether a tail loss probe may be armed or sent: SACK
+// is in force, data is in flight and no probe is out; and the connection
+// is in open state, as RFC 8985 7.2 and Linux ask, or, once per fast
+// recovery, in fast recovery. That last is ours, not Linux's: a receiver
+// that acknowledges a burst with a single ACK (gVisor's TCP does) leaves
+// a recovery with nothing to go on when that ACK is lost; RACK needs an
+// ACK to act, and the RTO, 200 ms at least, would be the only way out. In
+// a 16 MiB transfer to gVisor at 5% loss both ways, 8 of 11 RTOs were
+// exactly that. One probe per recovery, after 2·SRTT without an ACK,
+// draws the ACK that lets RACK go on. NoRecoveryProbe turns it off.
+func (e *Endpoint) probeAllowed() bool {
+	if !e.rackEnabled() || e.rack.tlpOut || e.rtxq.empty() || !e.state.synchronized() {
+		return false
+	}
+	switch e.caState {
+	case caOpen:
+		return true
+	case caRecovery:
+		return !e.proto.opts.NoRecoveryProbe && !e.recoveryProbed
+	}
+	return false
+}
+
 // probeTimeout sends the tail loss probe (7.3): a new segment if the
 // windows allow one, else the last segment sent, again. The RTO is
 // restarted from now.
 func (e *Endpoint) probeTimeout() {
-	if !e.sackOK || e.caState != caOpen || e.rack.tlpOut || e.rtxq.empty() || !e.state.synchronized() {
+	if !e.probeAllowed() {
 		return
+	}
+	note := "tail loss probe"
+	if e.caState == caRecovery {
+		e.recoveryProbed = true
+		note = "tail loss probe in fast recovery: no ACK for 2·SRTT"
 	}
 	e.rack.tlpRetrans = false
 	if !e.sendNewData(SendTLP, true) {
@@ -211,7 +239,7 @@ func (e *Endpoint) probeTimeout() {
 	e.rack.tlpOut = true
 	e.rack.tlpEnd = e.SndNxt
 	e.proto.stats.TailLossProbes.Add(1)
-	e.emitRecovery("tail loss probe")
+	e.emitRecovery(note)
 	e.setTimer(timerRetransmit, e.rto)
 }
 

@@ -248,6 +248,7 @@ func (e *Endpoint) enterRecovery(lost int, by string) {
 	e.recoverFS = uint64(max(e.flightSize(), 1))
 	e.caState = caRecovery
 	e.rack.tlpOut = false
+	e.recoveryProbed = false
 	e.stopTimer(timerProbe)
 	e.proto.stats.FastRecoveries.Add(1)
 	e.emitRecovery("fast recovery: " + plural(lost, "segment") + " deemed lost (" + e.lossRule() + ", " + by + ")")
