@@ -168,6 +168,10 @@ func seeItCapture(t *testing.T, path string) {
 		case <-time.After(time.Millisecond):
 		}
 	}
+	// The engine delivers events after its locks are released, maybe
+	// from the link's goroutine a moment after the state changed: wait
+	// for the last ones before closing the capture.
+	server.TCP().SyncEvents()
 	if err := w.CloseCapture(); err != nil {
 		t.Fatal(err)
 	}

@@ -271,6 +271,10 @@ func (s *Stack) Close() {
 	s.handlers.Wait()
 	s.s.Close()
 	s.s.Wait()
+	// Events are delivered after the engine's locks are released, maybe
+	// on a link's goroutine: the observer hears of every connection's
+	// end before Close returns.
+	s.tcp.SyncEvents()
 }
 
 // Shutdown closes the stack the way its peers can see, like a server that

@@ -551,6 +551,9 @@ func (e *Endpoint) flushLocked() {
 			obs(evs[i])
 			evs[i] = Event{}
 		}
+		if len(evs) > 0 {
+			e.proto.pendingEvents.Add(-1)
+		}
 		e.evSpare = evs[:0]
 		for i, pkt := range q {
 			writePacket(r, pkt)
@@ -571,6 +574,9 @@ func (e *Endpoint) emit(ev Event) {
 		return
 	}
 	ev.Time = e.proto.clock.Now()
+	if len(e.events) == 0 {
+		e.proto.pendingEvents.Add(1) // a batch waits (SyncEvents)
+	}
 	e.events = append(e.events, ev)
 }
 

@@ -163,6 +163,9 @@ func (l *Listener) queueEvent(child *Endpoint, c ConnID, key SegKey, note string
 		return
 	}
 	ev.Time = p.clock.Now()
+	if len(l.events) == 0 {
+		p.pendingEvents.Add(1)
+	}
 	l.events = append(l.events, ev)
 }
 
@@ -192,6 +195,7 @@ func (l *Listener) deliverEvents() {
 				obs(evs[i])
 				evs[i] = Event{}
 			}
+			l.proto.pendingEvents.Add(-1)
 			l.evSpare = evs[:0]
 		}
 		l.deliverMu.Unlock()

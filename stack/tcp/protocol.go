@@ -64,8 +64,12 @@ type Protocol struct {
 	challenge challengeLimiter
 	tw        timeWaitTable // connections in TIME-WAIT (timewait.go)
 	pmtu      pmtuTable     // path MTUs learned from ICMP (pmtu.go)
-	orphans   atomic.Int64  // connections with Endpoint.orphan set
-	limits    LimitStats
+
+	// pendingEvents counts the connections and listeners holding events
+	// not yet delivered (SyncEvents).
+	pendingEvents atomic.Int64
+	orphans       atomic.Int64 // connections with Endpoint.orphan set
+	limits        LimitStats
 }
 
 // NewProtocol returns the factory that stack.Options.TransportProtocols
@@ -306,6 +310,25 @@ func (p *Protocol) emit(ev Event) {
 	}
 	ev.Time = p.clock.Now()
 	p.opts.Observer(ev)
+}
+
+// SyncEvents returns once no event of any connection or listener waits
+// for delivery, or after five seconds (an observer stuck, or traffic that
+// never pauses). Events are delivered after the
+// engine's locks are released, maybe by another goroutine, so a state
+// (CLOSED, no connections left) can be seen a moment before the observer
+// hears of it: call SyncEvents before closing a capture or reading what
+// an observer collected. It must not be called from inside the observer.
+func (p *Protocol) SyncEvents() {
+	if p.opts.Observer == nil {
+		return
+	}
+	for range 50_000 {
+		if p.pendingEvents.Load() <= 0 {
+			return
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
 }
 
 // countSend counts and reports a segment about to leave, for segments

@@ -385,6 +385,7 @@ func (p *Protocol) timeWaitArrives(tw *timeWait, seg *Segment, l *Listener) (twV
 	limited := false // the reply goes under InvalidRateLimit
 	reason := DropNone
 	var close *Cause
+	quiet := false // an acceptable segment that asks for nothing
 
 	tsValid := now.Sub(tw.tsRecentAge) < pawsIdle
 	switch {
@@ -452,6 +453,7 @@ func (p *Protocol) timeWaitArrives(tw *timeWait, seg *Segment, l *Listener) (twV
 		if tw.tsOK && seg.TS && seg.Seq.LessThanEq(tw.rcvNxt) && (!tsBefore(seg.TSVal, tw.tsRecent) || !tsValid) {
 			tw.tsRecent, tw.tsRecentAge = seg.TSVal, now
 		}
+		quiet = true
 	}
 	// The per-connection limit of Endpoint.invalidAckAllowed, kept in
 	// the record.
@@ -472,6 +474,12 @@ func (p *Protocol) timeWaitArrives(tw *timeWait, seg *Segment, l *Listener) (twV
 
 	if reason != DropNone {
 		p.drop(c, seg, reason)
+	}
+	if quiet && p.opts.Observer != nil {
+		// Nothing is left to acknowledge or to send: say so, so the
+		// segment is not unexplained.
+		p.emit(Event{Kind: EventAck, Conn: c, Segment: seg.info(), Key: seg.wire,
+			Note: "in TIME-WAIT: nothing left to acknowledge"})
 	}
 	if suppressed {
 		p.drop(c, seg, DropAckRateLimited)
