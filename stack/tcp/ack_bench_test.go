@@ -21,10 +21,14 @@ import (
 //   - sack: every other segment of the window was lost; each ACK SACKs the
 //     next delivered one (a new range each time), so RACK marks the hole
 //     below it lost and it is sent again.
+//   - sackrun: the segment at SND.UNA was lost; each ACK carries one block
+//     from the segment after it to the latest delivered, as receivers
+//     send them, so every ACK repeats everything SACKed before (the
+//     union-find skip keeps that from costing a walk).
 //
 //     go test ./stack/tcp -run '^$' -bench AckCost
 func BenchmarkAckCost(b *testing.B) {
-	for _, mode := range []string{"steady", "sack"} {
+	for _, mode := range []string{"steady", "sack", "sackrun"} {
 		for _, n := range []int{100, 1000, 10000} {
 			b.Run(fmt.Sprintf("%s/inflight=%d", mode, n), func(b *testing.B) {
 				benchAckCost(b, mode, n)
@@ -77,6 +81,17 @@ func benchAckCost(b *testing.B, mode string, n int) {
 			}
 			p.Inject(seg{Flags: ".", Seq: 1, Ack: sb(una), SACK: [][2]uint32{{sb(next), sb(next + 1)}}})
 			next += 2
+		case "sackrun":
+			if next >= una+n-1 {
+				b.StopTimer()
+				una += n
+				p.Inject(seg{Flags: ".", Seq: 1, Ack: sb(una)})
+				p.Drain()
+				next = una + 1
+				b.StartTimer()
+			}
+			p.Inject(seg{Flags: ".", Seq: 1, Ack: sb(una), SACK: [][2]uint32{{sb(una + 1), sb(next + 1)}}})
+			next++
 		}
 		for range 4 { // what the ACK let out, unread
 			pkt := p.Link.Read()
@@ -91,7 +106,7 @@ func benchAckCost(b *testing.B, mode string, n int) {
 			b.StartTimer()
 		}
 	}
-	if st := p.TCP.Stats(); mode == "sack" && b.N > 10 && st.Retransmits.Load() == 0 {
+	if st := p.TCP.Stats(); mode != "steady" && b.N > 10 && st.Retransmits.Load() == 0 {
 		b.Fatalf("no retransmission: the benchmark did not exercise loss detection")
 	}
 }

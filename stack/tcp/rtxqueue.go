@@ -139,26 +139,27 @@ func (q *rtxQueue) find(seq seqnum.Value) (uint64, bool) {
 
 // unsacked returns the first record at or after i that is not SACKed, or
 // tail. A SACKed record's skip points further on (never back: records
-// are SACKed, not unSACKed, until renege resets them all), and path
-// halving keeps the chains short.
+// are SACKed, not unSACKed, until renege resets them all); the path
+// followed is compressed to point at the answer, so a run of SACKed
+// records is crossed in one jump the next time (union-find).
 func (q *rtxQueue) unsacked(i uint64) uint64 {
+	root := i
 	for range 1 << 20 {
-		if i >= q.tail() {
-			return q.tail()
+		if root >= q.tail() || !q.at(root).has(segSacked) {
+			break
+		}
+		root = max(q.at(root).skip, root+1)
+	}
+	for range 1 << 20 {
+		if i >= root {
+			break
 		}
 		s := q.at(i)
-		if !s.has(segSacked) {
-			return i
-		}
-		j := s.skip
-		if j < q.tail() {
-			if t := q.at(j); t.has(segSacked) {
-				s.skip = t.skip
-			}
-		}
-		i = j
+		next := max(s.skip, i+1)
+		s.skip = root
+		i = next
 	}
-	return q.tail()
+	return min(root, q.tail())
 }
 
 // tAppend puts record i at the end of the transmission-order list.
@@ -367,7 +368,7 @@ func (q *rtxQueue) rebuildTimeList() {
 	}
 }
 
-// reset empties the queue.
+// reset empties the queue and lets its memory go.
 func (q *rtxQueue) reset() {
-	*q = rtxQueue{ring: q.ring[:0:0]}
+	*q = rtxQueue{}
 }
