@@ -21,6 +21,7 @@ import (
 //   - sack: every other segment of the window was lost; each ACK SACKs the
 //     next delivered one (a new range each time), so RACK marks the hole
 //     below it lost and it is sent again.
+//
 //   - sackrun: the segment at SND.UNA was lost; each ACK carries one block
 //     from the segment after it to the latest delivered, as receivers
 //     send them, so every ACK repeats everything SACKed before (the
