@@ -14,7 +14,7 @@ import (
 // Info on the connection the event is about, Queues on the listener, and
 // Stats, for every event of a life that has them all: a listener's queue
 // decisions, a handshake, received data, a drop, an RTO with its
-// retransmission, ACKs, and a close. Under the old synchronous observer
+// retransmission and recovery, a path MTU change, ACKs, and a close. Under the old synchronous observer
 // this deadlocked on the first event.
 func TestObserverCallsBack(t *testing.T) {
 	var (
@@ -61,7 +61,10 @@ func TestObserverCallsBack(t *testing.T) {
 			t.Error(err)
 			return
 		}
-		p.Advance(2 * time.Second) // the RTO: retransmission
+		p.Advance(2 * time.Second) // the RTO: retransmission, RTO recovery
+		// A router's "fragmentation needed" for the data in flight: the
+		// path MTU falls.
+		p.InjectIPv4(fragNeeded(quote(p, 1), 1280))
 		p.Inject(tcptest.Seg{Flags: ".", Seq: 3, Ack: 6})
 		ep.Close()
 		p.Inject(tcptest.Seg{Flags: "F.", Seq: 3, Ack: 7})
@@ -75,7 +78,7 @@ func TestObserverCallsBack(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	for _, k := range []tcp.EventKind{tcp.EventState, tcp.EventSend, tcp.EventDrop, tcp.EventQueue,
-		tcp.EventRetransmitTimeout, tcp.EventReceive, tcp.EventAck} {
+		tcp.EventRetransmitTimeout, tcp.EventReceive, tcp.EventAck, tcp.EventRecovery, tcp.EventPathMTU} {
 		if kinds[k] == 0 {
 			t.Errorf("no event of kind %d reached the observer; got %v", k, kinds)
 		}
