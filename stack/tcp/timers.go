@@ -68,10 +68,15 @@ func (e *Endpoint) timerArmed(k timerKind) bool { return e.timers.armed[k] }
 
 func (e *Endpoint) stopAllTimers() {
 	e.timers.armed = [numTimers]bool{}
-	e.timers.reschedule()
+	e.timers.stop()
 }
 
-// reschedule points the clock timer at the earliest armed deadline.
+// reschedule points the clock timer at the earliest armed deadline. The
+// clock timer is only moved earlier, never later: when a deadline moves
+// later (the retransmission timer restarted by every ACK, RFC 6298 5.3)
+// or goes away, the timer fires as armed, finds nothing due and sets
+// itself for the next deadline. That keeps a Stop and a Reset of the
+// clock's timer off the path of every ACK.
 func (ts *timerSet) reschedule() {
 	var next tcpip.MonotonicTime
 	found := false
@@ -81,14 +86,10 @@ func (ts *timerSet) reschedule() {
 		}
 	}
 	if !found {
-		if ts.t != nil && ts.at != (tcpip.MonotonicTime{}) {
-			ts.t.Stop()
-		}
-		ts.at = tcpip.MonotonicTime{}
-		return
+		return // an armed clock timer fires and finds nothing due
 	}
-	if next == ts.at {
-		return
+	if ts.at != (tcpip.MonotonicTime{}) && !next.Before(ts.at) {
+		return // it fires first, and rearms for next
 	}
 	ts.at = next
 	d := next.Sub(ts.clock.NowMonotonic())
@@ -101,6 +102,14 @@ func (ts *timerSet) reschedule() {
 	}
 	ts.t.Stop()
 	ts.t.Reset(d)
+}
+
+// stop stops the clock timer for good: the connection is gone.
+func (ts *timerSet) stop() {
+	if ts.t != nil {
+		ts.t.Stop()
+	}
+	ts.at = tcpip.MonotonicTime{}
 }
 
 // onTimer runs when the clock timer fires: every timer whose deadline has
