@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/tapstack/tapstack/conn"
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack"
-	"github.com/tapstack/tapstack/stack/tcp"
 )
 
 // backlogClients is how many clients dial a listener with backlog 2 at
@@ -73,7 +73,7 @@ func checkBacklogCounters(t *testing.T, s *stack.Stack, ln *conn.Listener) {
 		t.Errorf("queues after draining: %+v; want empty, accept limit 3", q)
 	}
 	t.Logf("overflows %d, SYNs dropped with the accept queue full %d, final ACKs dropped %d, SYN-ACK retransmits %d",
-		st.ListenOverflows.Load(), st.Listen.SynAcceptQueueFull.Load(), st.Listen.AcceptOverflowDrops.Load(), st.Sent(tcp.SendSynAckRetransmit))
+		st.ListenOverflows.Load(), st.Listen.SynAcceptQueueFull.Load(), st.Listen.AcceptOverflowDrops.Load(), st.Sent(event.SendSynAckRetransmit))
 }
 
 // TestBacklogKernelClients: many Linux clients (nc in the namespace) dial

@@ -3,6 +3,7 @@ package tcp
 import (
 	"time"
 
+	"github.com/tapstack/tapstack/event"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
@@ -293,7 +294,7 @@ func (e *Endpoint) emitAck(seg *Segment, oldUna seqnum.Value, a *ackInfo) {
 	if a.acked == 0 && a.sacked == 0 && !a.dup && !a.dsack && seg.Payload.Size() > 0 {
 		return // a data segment that acknowledged nothing new: its text is the news
 	}
-	ev := Event{Kind: EventAck, Conn: e.connID(), Segment: seg.info(), Key: seg.wire, Cwnd: e.cwnd, Ssthresh: e.ssthresh,
+	ev := event.Event{Kind: event.KindAck, Conn: e.connID(), Segment: seg.info(), Key: seg.wire, Cwnd: e.cwnd, Ssthresh: e.ssthresh,
 		Acked: a.acked, Sacked: a.sacked}
 	if a.dup {
 		ev.DupAck = e.dupAcks

@@ -3,6 +3,7 @@ package tcp
 import (
 	"time"
 
+	"github.com/tapstack/tapstack/event"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
 )
@@ -12,9 +13,9 @@ import (
 // LISTEN is Listener.HandlePacket. The caller holds e.mu.
 func (e *Endpoint) segmentArrives(seg *Segment) {
 	switch e.state {
-	case Closed:
+	case event.Closed:
 		e.closedArrives(seg)
-	case SynSent:
+	case event.SynSent:
 		e.synSentArrives(seg)
 	default:
 		e.otherwiseArrives(seg)
@@ -25,14 +26,14 @@ func (e *Endpoint) segmentArrives(seg *Segment) {
 // RST is answered with one. A connection only sees this in the moment
 // between reaching CLOSED and leaving the demuxer.
 func (e *Endpoint) closedArrives(seg *Segment) {
-	e.drop(seg, DropClosed)
+	e.drop(seg, event.DropClosed)
 	if seg.has(header.TCPFlagRst) {
 		return
 	}
 	if seg.has(header.TCPFlagAck) {
-		e.sendSegment(SendRst, header.TCPFlagRst, seg.Ack, emptyBuffer(), nil)
+		e.sendSegment(event.SendRst, header.TCPFlagRst, seg.Ack, emptyBuffer(), nil)
 	} else {
-		e.sendSegment(SendRst, header.TCPFlagRst|header.TCPFlagAck, 0, emptyBuffer(), nil)
+		e.sendSegment(event.SendRst, header.TCPFlagRst|header.TCPFlagAck, 0, emptyBuffer(), nil)
 	}
 }
 
@@ -43,8 +44,8 @@ func (e *Endpoint) otherwiseArrives(seg *Segment) {
 	// SYN-ACK again, as Linux does (tcp_check_req), instead of the bare
 	// ACK the sequence check below would send, which would leave the
 	// peer in SYN-SENT until our own retransmission.
-	if e.state == SynReceived && seg.has(header.TCPFlagSyn) && !seg.has(header.TCPFlagAck|header.TCPFlagRst) && seg.Seq == e.IRS {
-		e.sendSynAck(SendSynAck)
+	if e.state == event.SynReceived && seg.has(header.TCPFlagSyn) && !seg.has(header.TCPFlagAck|header.TCPFlagRst) && seg.Seq == e.IRS {
+		e.sendSynAck(event.SendSynAck)
 		return
 	}
 
@@ -52,7 +53,7 @@ func (e *Endpoint) otherwiseArrives(seg *Segment) {
 	// peer's SYN-ACK repeats its SYN, one before RCV.NXT, so the sequence
 	// check would refuse it. Like Linux (tcp_validate_incoming), take
 	// its ACK: the SYN is already accounted for.
-	if e.state == SynReceived && e.listener == nil && seg.has(header.TCPFlagSyn) && seg.has(header.TCPFlagAck) &&
+	if e.state == event.SynReceived && e.listener == nil && seg.has(header.TCPFlagSyn) && seg.has(header.TCPFlagAck) &&
 		!seg.has(header.TCPFlagRst) && seg.Seq == e.IRS {
 		seg.Seq++
 		seg.Flags &^= header.TCPFlagSyn
@@ -63,11 +64,11 @@ func (e *Endpoint) otherwiseArrives(seg *Segment) {
 	// above the old sequence space; Linux (tcp_timewait_state_process)
 	// does so with ISN = old SND.NXT + 65535 + 2, and so do we. The
 	// listener takes the SYN once this connection is gone (HandlePacket).
-	if e.state == TimeWait && seg.has(header.TCPFlagSyn) && !seg.has(header.TCPFlagAck|header.TCPFlagRst) && e.RcvNxt.LessThan(seg.Seq) {
+	if e.state == event.TimeWait && seg.has(header.TCPFlagSyn) && !seg.has(header.TCPFlagAck|header.TCPFlagRst) && e.RcvNxt.LessThan(seg.Seq) {
 		if l := e.proto.listenerFor(e.netProto, e.id); l != nil {
 			e.handoff = l
 			e.handoffISS = e.SndNxt + 65535 + 2
-			e.transition(Closed, Cause{Kind: CauseSegment, Detail: "new SYN in TIME-WAIT " + seg.String(), Key: seg.wire})
+			e.transition(event.Closed, event.Cause{Kind: event.CauseSegment, Detail: "new SYN in TIME-WAIT " + seg.String(), Key: seg.wire})
 			return
 		}
 	}
@@ -76,7 +77,7 @@ func (e *Endpoint) otherwiseArrives(seg *Segment) {
 	// segment with an old timestamp is an old duplicate: answer with an
 	// ACK, as for an unacceptable segment, and drop it.
 	if e.pawsReject(seg) {
-		e.drop(seg, DropPAWS)
+		e.drop(seg, event.DropPAWS)
 		e.ackUnacceptable(seg)
 		return
 	}
@@ -102,14 +103,14 @@ func (e *Endpoint) otherwiseArrives(seg *Segment) {
 	// Fourth, check the SYN bit. A SYN in a synchronized state, or a new
 	// SYN in SYN-RECEIVED, gets a challenge ACK (RFC 5961 4.2).
 	if seg.has(header.TCPFlagSyn) {
-		e.drop(seg, DropSynUnexpected)
+		e.drop(seg, event.DropSynUnexpected)
 		e.challengeAck()
 		return
 	}
 
 	// Fifth, check the ACK field.
 	if !seg.has(header.TCPFlagAck) {
-		e.drop(seg, DropNoAck)
+		e.drop(seg, event.DropNoAck)
 		return
 	}
 	if e.ackArrives(seg) {
@@ -161,21 +162,21 @@ func (e *Endpoint) unacceptable(seg *Segment) {
 		e.zeroWindowArrives(seg)
 		return
 	}
-	reason := DropOutOfWindow
+	reason := event.DropOutOfWindow
 	if seg.Seq.Add(seg.Len()).LessThanEq(e.RcvNxt) {
-		reason = DropOldSequence
+		reason = event.DropOldSequence
 	}
 	e.drop(seg, reason)
 	if seg.has(header.TCPFlagRst) {
 		return
 	}
-	if e.state == TimeWait && seg.has(header.TCPFlagFin) && seg.Seq.Add(seg.Len()) == e.RcvNxt {
+	if e.state == event.TimeWait && seg.has(header.TCPFlagFin) && seg.Seq.Add(seg.Len()) == e.RcvNxt {
 		// 3.10.7.4 eighth step, TIME-WAIT: a retransmitted FIN is
 		// acknowledged and restarts the 2 MSL timeout. Not rate
 		// limited: the peer cannot close without this ACK.
 		e.setTimer(timerTimeWait, e.proto.opts.TimeWait)
 		e.noteDuplicate(seg)
-		e.sendAck(SendAck)
+		e.sendAck(event.SendAck)
 		return
 	}
 	e.noteDuplicate(seg) // RFC 2883: the ACK reports text received twice
@@ -191,11 +192,11 @@ func (e *Endpoint) unacceptable(seg *Segment) {
 // Then the unacceptable text gets its ACK, which tells the peer the
 // window is still closed (or, once the user has read, that it opened).
 func (e *Endpoint) zeroWindowArrives(seg *Segment) {
-	e.drop(seg, DropZeroWindow)
+	e.drop(seg, event.DropZeroWindow)
 	seg.Payload.Truncate(0)
 	seg.Flags &^= header.TCPFlagFin
 	e.otherwiseArrives(seg) // acceptable now: no text at RCV.NXT
-	if e.state.synchronized() && !seg.has(header.TCPFlagRst) {
+	if e.state.Synchronized() && !seg.has(header.TCPFlagRst) {
 		e.ackUnacceptable(seg)
 	}
 }
@@ -233,11 +234,11 @@ func (e *Endpoint) trimToWindow(seg *Segment) {
 // ackArrives is the fifth step. It reports whether processing continues
 // with the segment text.
 func (e *Endpoint) ackArrives(seg *Segment) bool {
-	if e.state == SynReceived {
+	if e.state == event.SynReceived {
 		// If SND.UNA < SEG.ACK =< SND.NXT, enter ESTABLISHED;
 		// otherwise <SEQ=SEG.ACK><CTL=RST>.
 		if !(e.SndUna.LessThan(seg.Ack) && seg.Ack.LessThanEq(e.SndNxt)) {
-			e.drop(seg, DropInvalidAck)
+			e.drop(seg, event.DropInvalidAck)
 			e.sendReset(seg.Ack)
 			return false
 		}
@@ -246,10 +247,10 @@ func (e *Endpoint) ackArrives(seg *Segment) bool {
 			// peer's retransmission (or our SYN-ACK retransmission)
 			// completes the handshake once Accept made room; with
 			// AbortOnOverflow it resets instead.
-			e.drop(seg, DropAcceptQueueFull)
+			e.drop(seg, event.DropAcceptQueueFull)
 			if e.proto.opts.AbortOnOverflow {
 				e.sendReset(seg.Ack)
-				e.transition(Closed, segmentCause(seg))
+				e.transition(event.Closed, segmentCause(seg))
 			}
 			return false
 		}
@@ -264,7 +265,7 @@ func (e *Endpoint) ackArrives(seg *Segment) bool {
 		}
 		e.setSndWnd(uint32(seg.Window)<<e.sndWndShift, seg)
 		e.initCongestion()
-		e.transition(Established, segmentCause(seg))
+		e.transition(event.Established, segmentCause(seg))
 		e.afterEstablished()
 		return true
 	}
@@ -278,12 +279,12 @@ func (e *Endpoint) ackArrives(seg *Segment) bool {
 		// The ACK goes under InvalidRateLimit (RFC 5961 5.2 asks for
 		// the ACK, and a forger could otherwise have every one of its
 		// segments answered).
-		e.drop(seg, DropAckUnsent)
+		e.drop(seg, event.DropAckUnsent)
 		e.ackUnacceptable(seg)
 		return false
 	}
 	if seg.Ack.LessThan(e.SndUna - seqnum.Value(e.maxSndWnd)) {
-		e.drop(seg, DropInvalidAck)
+		e.drop(seg, event.DropInvalidAck)
 		e.challengeAck()
 		return false
 	}
@@ -291,28 +292,28 @@ func (e *Endpoint) ackArrives(seg *Segment) bool {
 	e.processAck(seg)
 
 	switch e.state {
-	case FinWait1:
+	case event.FinWait1:
 		// In addition to the processing for ESTABLISHED: if our FIN is
 		// now acknowledged, enter FIN-WAIT-2.
 		if e.finAcked() {
-			e.transition(FinWait2, segmentCause(seg))
+			e.transition(event.FinWait2, segmentCause(seg))
 			if e.userClosed {
 				e.setTimer(timerTimeWait, e.proto.opts.FinWait2Timeout)
 			}
 		}
-	case Closing:
+	case event.Closing:
 		if e.finAcked() {
-			e.transition(TimeWait, segmentCause(seg))
+			e.transition(event.TimeWait, segmentCause(seg))
 		}
 		return false
-	case LastAck:
+	case event.LastAck:
 		// The only thing that can arrive is an acknowledgment of our
 		// FIN; once it has, delete the TCB.
 		if e.finAcked() {
-			e.transition(Closed, segmentCause(seg))
+			e.transition(event.Closed, segmentCause(seg))
 		}
 		return false
-	case TimeWait:
+	case event.TimeWait:
 		return true // a retransmitted FIN is handled at the eighth step
 	}
 	return true

@@ -3,6 +3,7 @@ package tcp
 import (
 	"syscall"
 
+	"github.com/tapstack/tapstack/event"
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -84,8 +85,8 @@ func (p *Protocol) Connect(local, remote tcpip.FullAddress, netProto tcpip.Netwo
 	e.SndUna = e.ISS
 	e.SndNxt = e.ISS + 1
 	e.sndBufSeq = e.ISS + 1
-	e.transition(SynSent, userCause("connect"))
-	e.sendSyn(SendSyn)
+	e.transition(event.SynSent, userCause("connect"))
+	e.sendSyn(event.SendSyn)
 	e.setTimer(timerRetransmit, e.rto)
 	e.mu.Unlock()
 	e.flush()
@@ -112,7 +113,7 @@ func routeErrno(err tcpip.Error) error {
 // offer scaling (RFC 7323 1.3), and it is in force only if the peer's
 // SYN-ACK offers it too. Unless NoTimestamps, it offers the TSopt with
 // TSecr 0 (RFC 7323 3.2), like Linux with tcp_timestamps=1.
-func (e *Endpoint) sendSyn(cause SendCause) {
+func (e *Endpoint) sendSyn(cause event.SendCause) {
 	var opts [header.TCPOptionsMaximumSize]byte
 	n := encodeSynOptions(synOptions{
 		mss: uint16(e.rcvMSS), ws: int(e.rcvWndShift),
@@ -126,7 +127,7 @@ func (e *Endpoint) sendSyn(cause SendCause) {
 // option goes only in answer to one (RFC 7323 1.3), and so does the TSopt
 // (RFC 7323 3.2: a <SYN,ACK> may carry it only if the <SYN> did), echoing
 // the SYN's TSval.
-func (e *Endpoint) sendSynAck(cause SendCause) {
+func (e *Endpoint) sendSynAck(cause event.SendCause) {
 	var opts [header.TCPOptionsMaximumSize]byte
 	ws := -1
 	if e.wsOK {
@@ -182,7 +183,7 @@ func (e *Endpoint) synSentArrives(seg *Segment) {
 	ackOK := false
 	if seg.has(header.TCPFlagAck) {
 		if seg.Ack.LessThanEq(e.ISS) || e.SndNxt.LessThan(seg.Ack) {
-			e.drop(seg, DropSynSentBadAck)
+			e.drop(seg, event.DropSynSentBadAck)
 			if !seg.has(header.TCPFlagRst) {
 				e.sendReset(seg.Ack)
 			}
@@ -194,7 +195,7 @@ func (e *Endpoint) synSentArrives(seg *Segment) {
 	// acknowledges our SYN (RFC 5961 3.2 keeps this rule for SYN-SENT).
 	if seg.has(header.TCPFlagRst) {
 		if !ackOK {
-			e.drop(seg, DropRstInvalid)
+			e.drop(seg, event.DropRstInvalid)
 			return
 		}
 		e.proto.stats.ResetsReceived.Add(1)
@@ -205,7 +206,7 @@ func (e *Endpoint) synSentArrives(seg *Segment) {
 	// Fourth, check the SYN bit.
 	if !seg.has(header.TCPFlagSyn) {
 		// Fifth: neither SYN nor RST: drop.
-		e.drop(seg, DropSynSentBadAck)
+		e.drop(seg, event.DropSynSentBadAck)
 		return
 	}
 	e.IRS = seg.Seq
@@ -226,8 +227,8 @@ func (e *Endpoint) synSentArrives(seg *Segment) {
 		// The window in a SYN-ACK is never scaled (RFC 7323 2.2).
 		e.setSndWnd(uint32(seg.Window), seg)
 		e.initCongestion()
-		e.transition(Established, segmentCause(seg))
-		e.sendAck(SendAck)
+		e.transition(event.Established, segmentCause(seg))
+		e.sendAck(event.SendAck)
 		// Data or a FIN riding on the SYN-ACK continue at the sixth step.
 		if seg.Payload.Size() > 0 || seg.has(header.TCPFlagFin) {
 			seg.Seq++
@@ -239,9 +240,9 @@ func (e *Endpoint) synSentArrives(seg *Segment) {
 	}
 	// Simultaneous open (3.5, figure 8): SYN-RECEIVED, answer SYN-ACK.
 	e.setSndWnd(uint32(seg.Window), seg)
-	e.transition(SynReceived, segmentCause(seg))
+	e.transition(event.SynReceived, segmentCause(seg))
 	e.retries = 0
-	e.sendSynAck(SendSynAck)
+	e.sendSynAck(event.SendSynAck)
 	e.setTimer(timerRetransmit, e.rto)
 }
 
@@ -259,10 +260,10 @@ func (e *Endpoint) setSndWnd(wnd uint32, seg *Segment) {
 func (e *Endpoint) afterEstablished() {
 	if e.finQueued {
 		switch e.state {
-		case Established:
-			e.transition(FinWait1, userCause("close"))
-		case CloseWait:
-			e.transition(LastAck, userCause("close"))
+		case event.Established:
+			e.transition(event.FinWait1, userCause("close"))
+		case event.CloseWait:
+			e.transition(event.LastAck, userCause("close"))
 		}
 	}
 	e.output()
@@ -270,9 +271,9 @@ func (e *Endpoint) afterEstablished() {
 
 // drop counts and reports a segment this connection discards.
 // The caller holds e.mu.
-func (e *Endpoint) drop(seg *Segment, r DropReason) {
+func (e *Endpoint) drop(seg *Segment, r event.DropReason) {
 	e.proto.stats.Drops[r].Add(1)
 	if e.proto.opts.Observer != nil {
-		e.emit(Event{Kind: EventDrop, Conn: e.connID(), Drop: r, Segment: seg.info(), Key: seg.wire})
+		e.emit(event.Event{Kind: event.KindDrop, Conn: e.connID(), Drop: r, Segment: seg.info(), Key: seg.wire})
 	}
 }

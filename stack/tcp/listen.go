@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"github.com/tapstack/tapstack/event"
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -15,7 +16,7 @@ import (
 )
 
 // ListenStats count every decision the listen queues take, per stack. Each
-// decision is also an EventQueue whose Note names it.
+// decision is also an KindQueue event whose Note names it.
 type ListenStats struct {
 	SynQueued            atomic.Uint64 // a SYN made a half-open entry ("SYN queued")
 	SynQueueOverflows    atomic.Uint64 // a SYN found the SYN queue full (cookie sent, or dropped)
@@ -45,11 +46,11 @@ type Listener struct {
 	// Queue events wait in events until deliverEvents hands them to the
 	// observer, after mu is released (deliverMu: one deliverer at a time).
 	deliverMu sync.Mutex
-	evSpare   []Event
+	evSpare   []event.Event
 
 	mu      sync.Mutex
-	events  []Event
-	state   State // Listen, then Closed
+	events  []event.Event
+	state   event.State // Listen, then Closed
 	synq    synQueue
 	acceptq acceptQueue
 	changed chan struct{}
@@ -95,7 +96,7 @@ func (p *Protocol) Listen(addr tcpip.FullAddress, backlog int) (*Listener, error
 		proto:     p,
 		netProtos: netProtos,
 		id:        stack.TransportEndpointID{LocalAddress: addr.Addr},
-		state:     Listen,
+		state:     event.Listen,
 		cookies:   newCookieKey(p.secret),
 	}
 	l.synq = synQueue{entries: make(map[*Endpoint]struct{}), limit: p.opts.SynQueueLimit}
@@ -123,24 +124,24 @@ func (p *Protocol) Listen(addr tcpip.FullAddress, backlog int) (*Listener, error
 }
 
 // Addr returns the address and port the listener is bound to.
-func (l *Listener) Addr() ConnID { return connIDOf(l.id) }
+func (l *Listener) Addr() event.ConnID { return connIDOf(l.id) }
 
 // State returns LISTEN, or CLOSED after Close.
-func (l *Listener) State() State {
+func (l *Listener) State() event.State {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.state
 }
 
 // Queues returns the live lengths and limits of both queues.
-func (l *Listener) Queues() QueueInfo {
+func (l *Listener) Queues() event.QueueInfo {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.queueInfoLocked()
 }
 
-func (l *Listener) queueInfoLocked() QueueInfo {
-	return QueueInfo{
+func (l *Listener) queueInfoLocked() event.QueueInfo {
+	return event.QueueInfo{
 		SynQueueLen: l.synq.len(), SynQueueLimit: l.synq.limit,
 		AcceptQueueLen: l.acceptq.len(), AcceptQueueLimit: l.acceptq.limit,
 	}
@@ -152,12 +153,12 @@ func (l *Listener) queueInfoLocked() QueueInfo {
 // child whose lock is held, the event goes with the child's events, so it
 // keeps its place among them (SYN queued, then SYN-ACK sent); otherwise
 // it waits on the listener until deliverEvents. The caller holds l.mu.
-func (l *Listener) queueEvent(child *Endpoint, c ConnID, key SegKey, note string) {
+func (l *Listener) queueEvent(child *Endpoint, c event.ConnID, key event.SegKey, note string) {
 	p := l.proto
 	if p.opts.Observer == nil {
 		return
 	}
-	ev := Event{Kind: EventQueue, Conn: c, Key: key, Note: note, Queue: l.queueInfoLocked()}
+	ev := event.Event{Kind: event.KindQueue, Conn: c, Key: key, Note: note, Queue: l.queueInfoLocked()}
 	if child != nil {
 		child.emit(ev)
 		return
@@ -193,7 +194,7 @@ func (l *Listener) deliverEvents() {
 			l.mu.Unlock()
 			for i := range evs {
 				obs(evs[i])
-				evs[i] = Event{}
+				evs[i] = event.Event{}
 			}
 			l.proto.pendingEvents.Add(-1)
 			l.evSpare = evs[:0]
@@ -232,7 +233,7 @@ func (l *Listener) HandlePacket(id stack.TransportEndpointID, pkt *stack.PacketB
 	p := l.proto
 	defer l.deliverEvents()
 	var seg Segment
-	if r := p.parse(id, pkt, &seg); r != DropNone {
+	if r := p.parse(id, pkt, &seg); r != event.DropNone {
 		p.drop(connIDOf(id), &seg, r)
 		return
 	}
@@ -251,7 +252,7 @@ func (l *Listener) HandlePacket(id stack.TransportEndpointID, pkt *stack.PacketB
 
 	// First, check for a RST: an incoming RST is ignored.
 	if seg.has(header.TCPFlagRst) {
-		p.drop(c, &seg, DropListenRst)
+		p.drop(c, &seg, event.DropListenRst)
 		return
 	}
 	// Second, check for an ACK: any acknowledgment is bad in LISTEN;
@@ -263,14 +264,14 @@ func (l *Listener) HandlePacket(id stack.TransportEndpointID, pkt *stack.PacketB
 			l.cookieAck(id, netProto, pkt.NICID, &seg)
 			return
 		}
-		p.drop(c, &seg, DropListenAck)
+		p.drop(c, &seg, event.DropListenAck)
 		p.replyRST(id, netProto, pkt.NICID, &seg)
 		return
 	}
 	// Third, check for a SYN.
 	if !seg.has(header.TCPFlagSyn) {
 		// Fourth, other control or text: drop.
-		p.drop(c, &seg, DropListenNoSyn)
+		p.drop(c, &seg, event.DropListenNoSyn)
 		return
 	}
 	l.synArrives(id, netProto, pkt.NICID, &seg, 0)
@@ -306,33 +307,33 @@ const (
 // with the listen backlog and uses tcp_max_syn_backlog only without
 // cookies; we give the SYN queue its own limit, SynQueueLimit, as the
 // design asks, so the two queues can be watched and tuned apart.
-func (l *Listener) admitSyn(c ConnID, key SegKey) (synDecision, DropReason) {
+func (l *Listener) admitSyn(c event.ConnID, key event.SegKey) (synDecision, event.DropReason) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	st := &l.proto.stats
 	switch {
-	case l.state != Listen:
-		return synDrop, DropClosed
+	case l.state != event.Listen:
+		return synDrop, event.DropClosed
 	case l.acceptq.full():
 		st.ListenOverflows.Add(1)
 		st.ListenDrops.Add(1)
 		st.Listen.SynAcceptQueueFull.Add(1)
 		l.queueEvent(nil, c, key, "SYN dropped: accept queue full")
-		return synDrop, DropAcceptQueueFull
+		return synDrop, event.DropAcceptQueueFull
 	case l.synq.full():
 		st.Listen.SynQueueOverflows.Add(1)
 		if !l.proto.opts.NoSynCookies {
 			st.Listen.CookiesSent.Add(1)
 			l.cookieUntil = l.proto.clock.NowMonotonic().Add(cookieMaxAge * cookiePeriod)
 			l.queueEvent(nil, c, key, "SYN queue full: SYN cookie sent")
-			return synCookie, DropNone
+			return synCookie, event.DropNone
 		}
 		st.ListenDrops.Add(1)
 		l.queueEvent(nil, c, key, "SYN dropped: SYN queue full")
-		return synDrop, DropSynQueueFull
+		return synDrop, event.DropSynQueueFull
 	}
 	l.synq.pending++
-	return synHalfOpen, DropNone
+	return synHalfOpen, event.DropNone
 }
 
 // cookiesRecent reports whether an ACK that matches no entry should be
@@ -382,7 +383,7 @@ func (l *Listener) sendCookie(id stack.TransportEndpointID, netProto tcpip.Netwo
 		opts:   opts[:n],
 	}
 	pkt := buildPacket(r, &f, buffer.Buffer{})
-	p.countSend(connIDOf(id), SendSynAckCookie, &f, 0, 0)
+	p.countSend(connIDOf(id), event.SendSynAckCookie, &f, 0, 0)
 	writePacket(r, pkt)
 }
 
@@ -412,19 +413,19 @@ func (l *Listener) cookieAck(id stack.TransportEndpointID, netProto tcpip.Networ
 		st.Listen.CookiesRejected.Add(1)
 		l.queueEvent(nil, c, seg.wire, "SYN cookie rejected: "+bad)
 		l.mu.Unlock()
-		p.drop(c, seg, DropCookieInvalid)
+		p.drop(c, seg, event.DropCookieInvalid)
 		p.replyRST(id, netProto, nic, seg)
 		return
-	case l.state != Listen:
+	case l.state != event.Listen:
 		l.mu.Unlock()
-		p.drop(c, seg, DropClosed)
+		p.drop(c, seg, event.DropClosed)
 		return
 	case l.acceptq.full():
 		// Linux (tcp_v4_syn_recv_sock) counts and drops; the peer's
 		// next segment carries the cookie again. No state is kept.
 		l.acceptOverflowLocked(nil, c, seg.wire)
 		l.mu.Unlock()
-		p.drop(c, seg, DropAcceptQueueFull)
+		p.drop(c, seg, event.DropAcceptQueueFull)
 		if p.opts.AbortOnOverflow {
 			p.replyRST(id, netProto, nic, seg)
 		}
@@ -456,7 +457,7 @@ func (l *Listener) cookieAck(id stack.TransportEndpointID, netProto tcpip.Networ
 		r.Release()
 		l.unreserveAccept()
 		if err == syscall.EMFILE {
-			p.drop(c, seg, DropConnectionLimit)
+			p.drop(c, seg, event.DropConnectionLimit)
 		}
 		return
 	}
@@ -487,7 +488,7 @@ func (l *Listener) cookieAck(id stack.TransportEndpointID, netProto tcpip.Networ
 	// The ACK's window is scaled (RFC 7323 2.2: only SYNs' are not).
 	e.setSndWnd(uint32(seg.Window)<<e.sndWndShift, seg)
 	e.initCongestion()
-	e.transition(Established, Cause{Kind: CauseSegment, Detail: "SYN cookie " + seg.String(), Key: seg.wire})
+	e.transition(event.Established, event.Cause{Kind: event.CauseSegment, Detail: "SYN cookie " + seg.String(), Key: seg.wire})
 	// Data or a FIN on the ACK continue at the sixth step.
 	if seg.Payload.Size() > 0 || seg.has(header.TCPFlagFin) {
 		e.trimToWindow(seg)
@@ -522,7 +523,7 @@ func (l *Listener) openChild(id stack.TransportEndpointID, netProto tcpip.Networ
 		r.Release()
 		unreserve()
 		if err == syscall.EMFILE {
-			p.drop(connIDOf(id), seg, DropConnectionLimit)
+			p.drop(connIDOf(id), seg, event.DropConnectionLimit)
 		}
 		return
 	}
@@ -547,8 +548,8 @@ func (l *Listener) openChild(id stack.TransportEndpointID, netProto tcpip.Networ
 	e.tsOffset = p.tsOffset(id)
 	e.takeSynOptions(seg, seg.WS >= 0)
 	e.setSndWnd(uint32(seg.Window), seg)
-	e.transition(SynReceived, segmentCause(seg))
-	e.sendSynAck(SendSynAck)
+	e.transition(event.SynReceived, segmentCause(seg))
+	e.sendSynAck(event.SendSynAck)
 	e.setTimer(timerRetransmit, e.rto)
 	e.mu.Unlock()
 	e.flush()
@@ -578,12 +579,12 @@ func (l *Listener) established(e *Endpoint) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	delete(l.synq.entries, e)
-	if l.state != Listen {
+	if l.state != event.Listen {
 		return false
 	}
 	l.acceptq.push(e)
 	l.proto.stats.Listen.AcceptQueueAdds.Add(1)
-	l.queueEvent(e, e.connID(), SegKey{}, "accept queue add")
+	l.queueEvent(e, e.connID(), event.SegKey{}, "accept queue add")
 	l.notify()
 	return true
 }
@@ -593,7 +594,7 @@ func (l *Listener) established(e *Endpoint) bool {
 // (ackArrives) then drops the ACK, or resets with AbortOnOverflow.
 // Checking and reserving under one lock keeps the queue within its limit
 // however many handshakes complete at once.
-func (l *Listener) reserveAccept(child *Endpoint, key SegKey) bool {
+func (l *Listener) reserveAccept(child *Endpoint, key event.SegKey) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.acceptq.full() {
@@ -615,7 +616,7 @@ func (l *Listener) unreserveAccept() {
 // acceptOverflowLocked counts and reports a final ACK that found the
 // accept queue full, by the policy in force. Like Linux, it is both a
 // ListenOverflow and a ListenDrop.
-func (l *Listener) acceptOverflowLocked(child *Endpoint, c ConnID, key SegKey) {
+func (l *Listener) acceptOverflowLocked(child *Endpoint, c event.ConnID, key event.SegKey) {
 	st := &l.proto.stats
 	st.ListenOverflows.Add(1)
 	st.ListenDrops.Add(1)
@@ -640,13 +641,13 @@ func (l *Listener) forget(e *Endpoint) {
 		switch {
 		case e.retries > l.proto.opts.SynAckRetries:
 			l.proto.stats.Listen.HalfOpenExpired.Add(1)
-			l.queueEvent(e, e.connID(), SegKey{}, "half-open expired: SYN-ACK retries exhausted")
+			l.queueEvent(e, e.connID(), event.SegKey{}, "half-open expired: SYN-ACK retries exhausted")
 		default:
-			l.queueEvent(e, e.connID(), SegKey{}, "half-open entry removed")
+			l.queueEvent(e, e.connID(), event.SegKey{}, "half-open entry removed")
 		}
 	}
 	if l.acceptq.remove(e) {
-		l.queueEvent(e, e.connID(), SegKey{}, "accept queue remove")
+		l.queueEvent(e, e.connID(), event.SegKey{}, "accept queue remove")
 	}
 }
 
@@ -657,14 +658,14 @@ func (l *Listener) forget(e *Endpoint) {
 func (l *Listener) Accept() (*Endpoint, error) {
 	defer l.deliverEvents()
 	l.mu.Lock()
-	if l.state != Listen {
+	if l.state != event.Listen {
 		l.mu.Unlock()
 		return nil, syscall.EINVAL
 	}
 	e := l.acceptq.pop()
 	if e != nil {
 		l.proto.stats.Listen.Accepted.Add(1)
-		l.queueEvent(nil, e.connID(), SegKey{}, "accepted")
+		l.queueEvent(nil, e.connID(), event.SegKey{}, "accepted")
 	}
 	l.mu.Unlock()
 	if e == nil {
@@ -681,11 +682,11 @@ func (l *Listener) Accept() (*Endpoint, error) {
 func (l *Listener) Close() {
 	defer l.deliverEvents()
 	l.mu.Lock()
-	if l.state == Closed {
+	if l.state == event.Closed {
 		l.mu.Unlock()
 		return
 	}
-	l.state = Closed
+	l.state = event.Closed
 	var children []*Endpoint
 	for e := range l.synq.entries {
 		children = append(children, e)
@@ -693,7 +694,7 @@ func (l *Listener) Close() {
 	halfOpen := len(children)
 	clear(l.synq.entries)
 	children = append(children, l.acceptq.drain()...)
-	l.queueEvent(nil, connIDOf(l.id), SegKey{}, fmt.Sprintf("listener closed: %d half-open forgotten, %d queued reset", halfOpen, len(children)-halfOpen))
+	l.queueEvent(nil, connIDOf(l.id), event.SegKey{}, fmt.Sprintf("listener closed: %d half-open forgotten, %d queued reset", halfOpen, len(children)-halfOpen))
 	l.notify()
 	l.mu.Unlock()
 
@@ -706,10 +707,10 @@ func (l *Listener) Close() {
 	for _, e := range children {
 		e.mu.Lock()
 		e.listener = nil
-		if e.state.synchronized() {
+		if e.state.Synchronized() {
 			e.sendReset(e.SndNxt)
 		}
-		e.transition(Closed, userCause("listener close"))
+		e.transition(event.Closed, userCause("listener close"))
 		e.mu.Unlock()
 		e.flush()
 	}

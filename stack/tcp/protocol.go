@@ -25,6 +25,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tapstack/tapstack/event"
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
@@ -137,9 +138,9 @@ func (p *Protocol) Parse(pkt *stack.PacketBuffer) bool {
 	// Shorter than a TCP header: gVisor drops it after we return, so the
 	// drop is counted here or nowhere.
 	p.stats.SegmentsIn.Add(1)
-	p.stats.Drops[DropMalformed].Add(1)
+	p.stats.Drops[event.DropMalformed].Add(1)
 	if p.opts.Observer != nil {
-		p.emit(Event{Kind: EventDrop, Drop: DropMalformed, Segment: SegmentInfo{Note: "truncated TCP header"}})
+		p.emit(event.Event{Kind: event.KindDrop, Drop: event.DropMalformed, Segment: event.SegmentInfo{Note: "truncated TCP header"}})
 	}
 	return false
 }
@@ -242,8 +243,8 @@ func (*Protocol) Restore() {}
 // sent in response, unless the segment itself carries RST.
 func (p *Protocol) HandleUnknownDestinationPacket(id stack.TransportEndpointID, pkt *stack.PacketBuffer) stack.UnknownDestinationPacketDisposition {
 	var seg Segment
-	if r := p.parse(id, pkt, &seg); r != DropNone {
-		p.drop(ConnID{}, &seg, r)
+	if r := p.parse(id, pkt, &seg); r != event.DropNone {
+		p.drop(event.ConnID{}, &seg, r)
 		return stack.UnknownDestinationPacketHandled
 	}
 	defer seg.Payload.Release()
@@ -252,7 +253,7 @@ func (p *Protocol) HandleUnknownDestinationPacket(id stack.TransportEndpointID, 
 		p.timeWaitArrives(tw, &seg, nil)
 		return stack.UnknownDestinationPacketHandled
 	}
-	p.drop(connIDOf(id), &seg, DropNoSocket)
+	p.drop(connIDOf(id), &seg, event.DropNoSocket)
 	if seg.has(header.TCPFlagRst) {
 		return stack.UnknownDestinationPacketHandled
 	}
@@ -264,22 +265,22 @@ func (p *Protocol) HandleUnknownDestinationPacket(id stack.TransportEndpointID, 
 // before any state is touched: a segment that fails it is dropped with the
 // returned reason. The payload shares pkt's storage by reference count;
 // the caller releases it.
-func (p *Protocol) parse(id stack.TransportEndpointID, pkt *stack.PacketBuffer, seg *Segment) DropReason {
+func (p *Protocol) parse(id stack.TransportEndpointID, pkt *stack.PacketBuffer, seg *Segment) event.DropReason {
 	p.stats.SegmentsIn.Add(1)
 	h := header.TCP(pkt.TransportHeader().Slice())
 	if len(h) < header.TCPMinimumSize {
-		return DropMalformed
+		return event.DropMalformed
 	}
 	payloadLen := pkt.Data().Size()
 	if off := int(h.DataOffset()); off < header.TCPMinimumSize || off > len(h) {
-		return DropMalformed
+		return event.DropMalformed
 	}
 	if !pkt.RXChecksumValidated {
 		// gVisor does not verify transport checksums for us.
 		if !h.IsChecksumValid(id.RemoteAddress, id.LocalAddress, pkt.Data().Checksum(), uint16(payloadLen)) {
 			seg.parseHeader(h)
 			seg.wire.Len = payloadLen
-			return DropBadChecksum
+			return event.DropBadChecksum
 		}
 	}
 	seg.parseHeader(h)
@@ -287,14 +288,14 @@ func (p *Protocol) parse(id stack.TransportEndpointID, pkt *stack.PacketBuffer, 
 	if payloadLen > 0 {
 		seg.Payload = pkt.Data().ToBuffer()
 	}
-	return DropNone
+	return event.DropNone
 }
 
 // drop counts and reports a discarded segment.
-func (p *Protocol) drop(c ConnID, seg *Segment, r DropReason) {
+func (p *Protocol) drop(c event.ConnID, seg *Segment, r event.DropReason) {
 	p.stats.Drops[r].Add(1)
 	if p.opts.Observer != nil {
-		p.emit(Event{Kind: EventDrop, Conn: c, Drop: r, Segment: seg.info(), Key: seg.wire})
+		p.emit(event.Event{Kind: event.KindDrop, Conn: c, Drop: r, Segment: seg.info(), Key: seg.wire})
 	}
 }
 
@@ -304,7 +305,7 @@ func (p *Protocol) drop(c ConnID, seg *Segment, r DropReason) {
 // under its lock and delivered after it is released (Endpoint.emit,
 // Listener.queueEvent), so the observer never runs under an engine lock
 // and may call back into the engine.
-func (p *Protocol) emit(ev Event) {
+func (p *Protocol) emit(ev event.Event) {
 	if p.opts.Observer == nil {
 		return
 	}
@@ -333,7 +334,7 @@ func (p *Protocol) SyncEvents() {
 
 // countSend counts and reports a segment about to leave, for segments
 // sent with no engine lock held.
-func (p *Protocol) countSend(c ConnID, cause SendCause, f *outFields, payloadLen, attempt int) {
+func (p *Protocol) countSend(c event.ConnID, cause event.SendCause, f *outFields, payloadLen, attempt int) {
 	p.countSent(cause, f)
 	if p.opts.Observer != nil {
 		p.emit(sendEvent(c, cause, f, payloadLen, attempt))
@@ -341,7 +342,7 @@ func (p *Protocol) countSend(c ConnID, cause SendCause, f *outFields, payloadLen
 }
 
 // countSent counts a segment about to leave.
-func (p *Protocol) countSent(cause SendCause, f *outFields) {
+func (p *Protocol) countSent(cause event.SendCause, f *outFields) {
 	p.stats.SegmentsOut.Add(1)
 	p.stats.Sends[cause].Add(1)
 	if f.flags&header.TCPFlagRst != 0 {
@@ -349,10 +350,10 @@ func (p *Protocol) countSent(cause SendCause, f *outFields) {
 	}
 }
 
-// sendEvent is the EventSend for a segment about to leave.
-func sendEvent(c ConnID, cause SendCause, f *outFields, payloadLen, attempt int) Event {
-	return Event{Kind: EventSend, Conn: c, Send: cause, Attempt: attempt, Segment: f.info(payloadLen),
-		Key: SegKey{Seq: uint32(f.seq), Ack: uint32(f.ack), Flags: uint8(f.flags), Len: payloadLen}}
+// sendEvent is the KindSend event for a segment about to leave.
+func sendEvent(c event.ConnID, cause event.SendCause, f *outFields, payloadLen, attempt int) event.Event {
+	return event.Event{Kind: event.KindSend, Conn: c, Send: cause, Attempt: attempt, Segment: f.info(payloadLen),
+		Key: event.SegKey{Seq: uint32(f.seq), Ack: uint32(f.ack), Flags: event.Flags(f.flags), Len: payloadLen}}
 }
 
 // isn chooses an initial sequence number as RFC 6528 3 recommends:
@@ -410,9 +411,9 @@ type outFields struct {
 	opts             []byte
 }
 
-func (f *outFields) info(payloadLen int) SegmentInfo {
-	i := SegmentInfo{SrcPort: f.srcPort, DstPort: f.dstPort, Seq: uint32(f.seq), Ack: uint32(f.ack),
-		Flags: f.flags, Window: f.window, WS: -1, Len: payloadLen}
+func (f *outFields) info(payloadLen int) event.SegmentInfo {
+	i := event.SegmentInfo{SrcPort: f.srcPort, DstPort: f.dstPort, Seq: uint32(f.seq), Ack: uint32(f.ack),
+		Flags: event.Flags(f.flags), Window: f.window, WS: -1, Len: payloadLen}
 	if f.flags&header.TCPFlagSyn != 0 && len(f.opts) > 0 {
 		o := header.ParseSynOptions(f.opts, f.flags&header.TCPFlagAck != 0)
 		i.MSS, i.WS, i.SACKPermitted = o.MSS, o.WS, o.SACKPermitted
@@ -489,7 +490,7 @@ func (p *Protocol) unregister(e *Endpoint) {
 		e.orphan = false
 		p.orphans.Add(-1)
 	}
-	if e.state == Closed && e.tw != nil {
+	if e.state == event.Closed && e.tw != nil {
 		p.dropTimeWait(e)
 	}
 }
@@ -546,7 +547,7 @@ func (p *Protocol) Listeners() []*Listener {
 // Connections in TIME-WAIT on it are deleted. Listeners stay; they may
 // serve other interfaces.
 func (p *Protocol) NICDown(nic tcpip.NICID, failure error) {
-	cause := Cause{Kind: CauseLink, Detail: fmt.Sprintf("NIC %d link down: %v", nic, failure)}
+	cause := event.Cause{Kind: event.CauseLink, Detail: fmt.Sprintf("NIC %d link down: %v", nic, failure)}
 	p.mu.Lock()
 	var conns []*Endpoint
 	for e := range p.endpoints {
@@ -557,7 +558,7 @@ func (p *Protocol) NICDown(nic tcpip.NICID, failure error) {
 	p.mu.Unlock()
 	for _, e := range conns {
 		e.mu.Lock()
-		if e.state != Closed {
+		if e.state != event.Closed {
 			e.fail(syscall.ENETDOWN, cause)
 		}
 		e.mu.Unlock()

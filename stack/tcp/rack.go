@@ -3,6 +3,7 @@ package tcp
 import (
 	"time"
 
+	"github.com/tapstack/tapstack/event"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
 )
@@ -151,7 +152,7 @@ func (e *Endpoint) rackDetectLoss(now tcpip.MonotonicTime) int {
 // reorderTimeout is RACK's reordering timer (RFC 8985 6.2 step 6): the
 // segments it waited for are overdue now.
 func (e *Endpoint) reorderTimeout() {
-	if !e.state.synchronized() || e.rtxq.empty() {
+	if !e.state.Synchronized() || e.rtxq.empty() {
 		return
 	}
 	now := e.proto.clock.NowMonotonic()
@@ -203,7 +204,7 @@ func (e *Endpoint) schedulePTO() {
 // exactly that. One probe per recovery, after 2·SRTT without an ACK,
 // draws the ACK that lets RACK go on. NoRecoveryProbe turns it off.
 func (e *Endpoint) probeAllowed() bool {
-	if !e.rackEnabled() || e.rack.tlpOut || e.rtxq.empty() || !e.state.synchronized() {
+	if !e.rackEnabled() || e.rack.tlpOut || e.rtxq.empty() || !e.state.Synchronized() {
 		return false
 	}
 	switch e.caState {
@@ -228,12 +229,12 @@ func (e *Endpoint) probeTimeout() {
 		note = "tail loss probe in fast recovery: no ACK for 2·SRTT"
 	}
 	e.rack.tlpRetrans = false
-	if !e.sendNewData(SendTLP, true) {
+	if !e.sendNewData(event.SendTLP, true) {
 		i := e.rtxq.tail() - 1
 		if e.rtxq.at(i).has(segSacked) {
 			return // the tail is delivered: nothing to probe with
 		}
-		e.retransmitSeg(i, SendTLP)
+		e.retransmitSeg(i, event.SendTLP)
 		e.rack.tlpRetrans = true
 	}
 	e.rack.tlpOut = true

@@ -1,6 +1,7 @@
 package tcp
 
 import (
+	"github.com/tapstack/tapstack/event"
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
@@ -13,7 +14,7 @@ func emptyBuffer() buffer.Buffer { return buffer.Buffer{} }
 // act on a FIN once everything before it has arrived.
 func (e *Endpoint) processTextAndFin(seg *Segment) {
 	switch e.state {
-	case Established, FinWait1, FinWait2:
+	case event.Established, event.FinWait1, event.FinWait2:
 	default:
 		// CLOSE-WAIT, CLOSING, LAST-ACK, TIME-WAIT: the peer's FIN is
 		// already in; "ignore the segment text".
@@ -24,7 +25,7 @@ func (e *Endpoint) processTextAndFin(seg *Segment) {
 	fin := seg.has(header.TCPFlagFin)
 	if n == 0 && !fin {
 		if e.ooo.dsackSet {
-			e.sendAck(SendAck) // the duplicate is reported at once
+			e.sendAck(event.SendAck) // the duplicate is reported at once
 		}
 		return
 	}
@@ -33,9 +34,9 @@ func (e *Endpoint) processTextAndFin(seg *Segment) {
 		// read. Like Linux (tcp_rcv_state_process), answer with RST so
 		// the peer learns its data was lost (RFC 9293 3.10.4 lets
 		// CLOSE discard received data only by reset; RFC 2525 2.17).
-		e.drop(seg, DropClosed)
+		e.drop(seg, event.DropClosed)
 		e.sendReset(e.SndNxt)
-		e.transition(Closed, segmentCause(seg))
+		e.transition(event.Closed, segmentCause(seg))
 		return
 	}
 	if seg.Seq != e.RcvNxt {
@@ -52,7 +53,7 @@ func (e *Endpoint) processTextAndFin(seg *Segment) {
 		e.staleFin(seg, e.ooo.finSeq)
 		e.ooo.forgetFIN()
 	}
-	var cause Cause
+	var cause event.Cause
 	if fin {
 		cause = segmentCause(seg) // before the payload moves out
 	}
@@ -86,7 +87,7 @@ func (e *Endpoint) processTextAndFin(seg *Segment) {
 	// hoping to piggyback it on data.
 	e.unacked++
 	if e.unacked >= 2 || filled || e.ooo.dsackSet {
-		e.sendAck(SendAck)
+		e.sendAck(event.SendAck)
 	} else if !e.timerArmed(timerDelayedAck) {
 		e.setTimer(timerDelayedAck, e.proto.opts.DelayedAck)
 	}
@@ -96,7 +97,7 @@ func (e *Endpoint) processTextAndFin(seg *Segment) {
 // without an observer.
 func (e *Endpoint) received(seg *Segment, note string) {
 	if e.proto.opts.Observer != nil {
-		e.emit(Event{Kind: EventReceive, Conn: e.connID(), Note: note, Segment: seg.info(), Key: seg.wire})
+		e.emit(event.Event{Kind: event.KindReceive, Conn: e.connID(), Note: note, Segment: seg.info(), Key: seg.wire})
 	}
 }
 
@@ -120,23 +121,23 @@ func (e *Endpoint) deliver(data *buffer.Buffer) {
 }
 
 // finArrives is the eighth step for a FIN now in order.
-func (e *Endpoint) finArrives(cause Cause) {
+func (e *Endpoint) finArrives(cause event.Cause) {
 	e.RcvNxt++
 	e.finReceived = true
-	e.sendAck(SendAck)
+	e.sendAck(event.SendAck)
 	switch e.state {
-	case Established:
-		e.transition(CloseWait, cause)
-	case FinWait1:
+	case event.Established:
+		e.transition(event.CloseWait, cause)
+	case event.FinWait1:
 		// "If our FIN has been ACKed (perhaps in this segment), then
 		// enter TIME-WAIT ...; otherwise, enter the CLOSING state."
 		if e.finAcked() {
-			e.transition(TimeWait, cause)
+			e.transition(event.TimeWait, cause)
 		} else {
-			e.transition(Closing, cause)
+			e.transition(event.Closing, cause)
 		}
-	case FinWait2:
-		e.transition(TimeWait, cause)
+	case event.FinWait2:
+		e.transition(event.TimeWait, cause)
 	}
 	e.notify()
 }
@@ -154,7 +155,7 @@ func (e *Endpoint) holdOutOfOrder(seg *Segment, fin bool) {
 	plan := r.prepare(seg.Seq, &seg.Payload)
 	if plan.afterFin {
 		r.abort()
-		e.drop(seg, DropDataAfterFin)
+		e.drop(seg, event.DropDataAfterFin)
 		return
 	}
 	if plan.newBytes > 0 {
@@ -169,7 +170,7 @@ func (e *Endpoint) holdOutOfOrder(seg *Segment, fin bool) {
 		}
 		if over() {
 			r.abort()
-			e.drop(seg, DropOutOfOrderQueueFull)
+			e.drop(seg, event.DropOutOfOrderQueueFull)
 			return
 		}
 	}
@@ -185,7 +186,7 @@ func (e *Endpoint) holdOutOfOrder(seg *Segment, fin bool) {
 	default:
 		e.received(seg, "out of order: duplicate")
 	}
-	e.sendAck(SendAck)
+	e.sendAck(event.SendAck)
 }
 
 // oooLimits are the out-of-order queue's limits: the heap it may pin and
@@ -201,10 +202,10 @@ func (e *Endpoint) oooLimits() (mem, ranges int) {
 // staleFin counts and reports a held FIN at finSeq that seg's in-order
 // text overtook; the event's Key is seg's, the frame that made it stale.
 func (e *Endpoint) staleFin(seg *Segment, finSeq seqnum.Value) {
-	e.proto.stats.Drops[DropStaleFin].Add(1)
+	e.proto.stats.Drops[event.DropStaleFin].Add(1)
 	if e.proto.opts.Observer != nil {
-		e.emit(Event{Kind: EventDrop, Conn: e.connID(), Drop: DropStaleFin, Key: seg.wire, Segment: SegmentInfo{
-			SrcPort: e.id.RemotePort, DstPort: e.id.LocalPort, Seq: uint32(finSeq), Flags: header.TCPFlagFin, WS: -1,
+		e.emit(event.Event{Kind: event.KindDrop, Conn: e.connID(), Drop: event.DropStaleFin, Key: seg.wire, Segment: event.SegmentInfo{
+			SrcPort: e.id.RemotePort, DstPort: e.id.LocalPort, Seq: uint32(finSeq), Flags: event.FlagFin, WS: -1,
 		}})
 	}
 }
@@ -214,9 +215,9 @@ func (e *Endpoint) staleFin(seg *Segment, finSeq seqnum.Value) {
 // send again (RFC 2018 8). The event's Segment is the pruned text; its Key
 // is seg's, so a capture shows the prune on the frame that caused it.
 func (e *Endpoint) pruned(seg *Segment, start seqnum.Value, n int) {
-	e.proto.stats.Drops[DropOutOfOrderPruned].Add(1)
+	e.proto.stats.Drops[event.DropOutOfOrderPruned].Add(1)
 	if e.proto.opts.Observer != nil {
-		e.emit(Event{Kind: EventDrop, Conn: e.connID(), Drop: DropOutOfOrderPruned, Key: seg.wire, Segment: SegmentInfo{
+		e.emit(event.Event{Kind: event.KindDrop, Conn: e.connID(), Drop: event.DropOutOfOrderPruned, Key: seg.wire, Segment: event.SegmentInfo{
 			SrcPort: e.id.RemotePort, DstPort: e.id.LocalPort, Seq: uint32(start), WS: -1, Len: n,
 		}})
 	}

@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/tapstack/tapstack/event"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
 )
@@ -184,7 +185,7 @@ func (e *Endpoint) rescueRetransmit() bool {
 			return false
 		}
 		e.rescueSent = true
-		e.retransmitSeg(i-1, SendFastRetransmit)
+		e.retransmitSeg(i-1, event.SendFastRetransmit)
 		return true
 	}
 	return false
@@ -438,7 +439,7 @@ func (e *Endpoint) inflight() uint32 {
 // emitRecovery reports a change of course in loss recovery.
 func (e *Endpoint) emitRecovery(note string) {
 	if e.proto.opts.Observer != nil {
-		e.emit(Event{Kind: EventRecovery, Conn: e.connID(), Note: note, Cwnd: e.cwnd, Ssthresh: e.ssthresh})
+		e.emit(event.Event{Kind: event.KindRecovery, Conn: e.connID(), Note: note, Cwnd: e.cwnd, Ssthresh: e.ssthresh})
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tapstack/tapstack/event"
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -19,7 +20,7 @@ import (
 
 // sendReset sends <SEQ=seq><CTL=RST>.
 func (e *Endpoint) sendReset(seq seqnum.Value) {
-	e.sendSegment(SendRst, header.TCPFlagRst, seq, buffer.Buffer{}, nil)
+	e.sendSegment(event.SendRst, header.TCPFlagRst, seq, buffer.Buffer{}, nil)
 }
 
 // rstArrives is the second step for an acceptable RST. RFC 5961 3.2: only
@@ -27,28 +28,28 @@ func (e *Endpoint) sendReset(seq seqnum.Value) {
 // window gets a challenge ACK.
 func (e *Endpoint) rstArrives(seg *Segment) {
 	if seg.Seq != e.RcvNxt {
-		e.drop(seg, DropRstInvalid)
+		e.drop(seg, event.DropRstInvalid)
 		e.challengeAck()
 		return
 	}
 	e.proto.stats.ResetsReceived.Add(1)
 	switch e.state {
-	case SynReceived:
+	case event.SynReceived:
 		if e.listener != nil {
 			// Passive OPEN: the half-open entry goes; the listener
 			// itself is unharmed.
-			e.transition(Closed, segmentCause(seg))
+			e.transition(event.Closed, segmentCause(seg))
 			return
 		}
 		// Active OPEN (simultaneous open): "connection refused".
 		e.fail(syscall.ECONNREFUSED, segmentCause(seg))
-	case Established, FinWait1, FinWait2, CloseWait:
+	case event.Established, event.FinWait1, event.FinWait2, event.CloseWait:
 		// "Any outstanding RECEIVEs and SEND should receive 'reset'
 		// responses. All segment queues should be flushed."
 		e.fail(syscall.ECONNRESET, segmentCause(seg))
 		e.sndBuf.Release()
 	default: // CLOSING, LAST-ACK, TIME-WAIT
-		e.transition(Closed, segmentCause(seg))
+		e.transition(event.Closed, segmentCause(seg))
 	}
 }
 
@@ -65,10 +66,10 @@ func (e *Endpoint) challengeAck() {
 		return
 	}
 	if !e.proto.challenge.allow(e.proto.clock.NowMonotonic()) {
-		e.suppressedReply(nil, DropChallengeRateLimited)
+		e.suppressedReply(nil, event.DropChallengeRateLimited)
 		return
 	}
-	e.sendAck(SendChallengeAck)
+	e.sendAck(event.SendChallengeAck)
 }
 
 // ackUnacceptable answers an unacceptable segment (3.10.7.4 first step,
@@ -77,7 +78,7 @@ func (e *Endpoint) challengeAck() {
 // one within InvalidRateLimit.
 func (e *Endpoint) ackUnacceptable(seg *Segment) {
 	if e.invalidAckAllowed(seg) {
-		e.sendAck(SendAck)
+		e.sendAck(event.SendAck)
 	}
 }
 
@@ -96,12 +97,12 @@ func (e *Endpoint) invalidAckAllowed(seg *Segment) bool {
 	if lim < 0 {
 		return true
 	}
-	if seg != nil && seg.wire.Len > 0 && seg.wire.Flags&uint8(header.TCPFlagSyn) == 0 {
+	if seg != nil && seg.wire.Len > 0 && seg.wire.Flags&event.FlagSyn == 0 {
 		return true
 	}
 	now := e.proto.clock.NowMonotonic()
 	if e.invalidAckSent && now.Sub(e.invalidAckAt) < lim {
-		e.suppressedReply(seg, DropAckRateLimited)
+		e.suppressedReply(seg, event.DropAckRateLimited)
 		return false
 	}
 	e.invalidAckSent, e.invalidAckAt = true, now
@@ -110,14 +111,14 @@ func (e *Endpoint) invalidAckAllowed(seg *Segment) bool {
 
 // suppressedReply counts and reports a reply a limit held back; seg is
 // the segment that asked for it, when known.
-func (e *Endpoint) suppressedReply(seg *Segment, r DropReason) {
+func (e *Endpoint) suppressedReply(seg *Segment, r event.DropReason) {
 	if seg != nil {
 		e.drop(seg, r)
 		return
 	}
 	e.proto.stats.Drops[r].Add(1)
 	if e.proto.opts.Observer != nil {
-		e.emit(Event{Kind: EventDrop, Conn: e.connID(), Drop: r, Segment: SegmentInfo{WS: -1, Note: "challenge ACK not sent: " + r.String()}})
+		e.emit(event.Event{Kind: event.KindDrop, Conn: e.connID(), Drop: r, Segment: event.SegmentInfo{WS: -1, Note: "challenge ACK not sent: " + r.String()}})
 	}
 }
 
@@ -178,6 +179,6 @@ func (p *Protocol) replyRST(id stack.TransportEndpointID, netProto tcpip.Network
 		f.flags = header.TCPFlagRst | header.TCPFlagAck
 	}
 	pkt := buildPacket(r, &f, buffer.Buffer{})
-	p.countSend(connIDOf(id), SendRst, &f, 0, 0)
+	p.countSend(connIDOf(id), event.SendRst, &f, 0, 0)
 	writePacket(r, pkt)
 }

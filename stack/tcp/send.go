@@ -1,6 +1,7 @@
 package tcp
 
 import (
+	"github.com/tapstack/tapstack/event"
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
@@ -10,21 +11,21 @@ import (
 // that carries ACK carries RCV.NXT and our current window, and counts as
 // the acknowledgment that a delayed ACK was waiting for. It takes
 // ownership of payload. The caller holds e.mu.
-func (e *Endpoint) sendSegment(cause SendCause, flags header.TCPFlags, seq seqnum.Value, payload buffer.Buffer, opts []byte) {
+func (e *Endpoint) sendSegment(cause event.SendCause, flags header.TCPFlags, seq seqnum.Value, payload buffer.Buffer, opts []byte) {
 	attempt := 0
 	switch cause {
-	case SendSynRetransmit, SendSynAckRetransmit:
+	case event.SendSynRetransmit, event.SendSynAckRetransmit:
 		attempt = e.retries // the RTO expiries so far: "#2" is the second retransmission
-	case SendKeepalive:
+	case event.SendKeepalive:
 		attempt = e.keepProbes
-	case SendWindowProbe:
+	case event.SendWindowProbe:
 		attempt = e.persistProbes
 	}
 	e.sendSegmentN(cause, attempt, flags, seq, payload, opts)
 }
 
 // sendSegmentN is sendSegment with the attempt number the events report.
-func (e *Endpoint) sendSegmentN(cause SendCause, attempt int, flags header.TCPFlags, seq seqnum.Value, payload buffer.Buffer, opts []byte) {
+func (e *Endpoint) sendSegmentN(cause event.SendCause, attempt int, flags header.TCPFlags, seq seqnum.Value, payload buffer.Buffer, opts []byte) {
 	if e.route == nil {
 		payload.Release()
 		return
@@ -70,7 +71,7 @@ func (e *Endpoint) sendSegmentN(cause SendCause, attempt int, flags header.TCPFl
 }
 
 // sendAck sends a bare ACK: <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>.
-func (e *Endpoint) sendAck(cause SendCause) {
+func (e *Endpoint) sendAck(cause event.SendCause) {
 	e.sendSegment(cause, header.TCPFlagAck, e.SndNxt, buffer.Buffer{}, nil)
 }
 
@@ -108,7 +109,7 @@ func (e *Endpoint) advertise() uint16 {
 // the promise had fallen below half the buffer, tell the peer now rather
 // than at the next data segment, which may never come (3.8.6.2.2).
 func (e *Endpoint) maybeSendWindowUpdate() {
-	if !e.state.synchronized() || e.finReceived {
+	if !e.state.Synchronized() || e.finReceived {
 		return
 	}
 	// The most the window field can say with the agreed scale.
@@ -119,7 +120,7 @@ func (e *Endpoint) maybeSendWindowUpdate() {
 		promised = int(e.RcvNxt.Size(e.rcvAcc))
 	}
 	if promised < maxWnd/2 && free-promised >= min(maxWnd/2, e.rcvMSS) {
-		e.sendAck(SendWindowUpdate)
+		e.sendAck(event.SendWindowUpdate)
 	}
 }
 
@@ -143,7 +144,7 @@ func (e *Endpoint) sndEnd() seqnum.Value { return e.sndBufSeq.Add(seqnum.Size(e.
 // leaves SND.NXT alone. Data segments carry ACK (3.10.7.4: once
 // synchronized, every segment carries the current acknowledgment) and PSH
 // when they empty the buffer. attempt numbers a retransmission.
-func (e *Endpoint) transmit(seq seqnum.Value, n int, fin bool, cause SendCause, attempt int) {
+func (e *Endpoint) transmit(seq seqnum.Value, n int, fin bool, cause event.SendCause, attempt int) {
 	flags := header.TCPFlagAck
 	if n > 0 && seq.Add(seqnum.Size(n)) == e.sndEnd() {
 		flags |= header.TCPFlagPsh
@@ -165,7 +166,7 @@ func (e *Endpoint) transmit(seq seqnum.Value, n int, fin bool, cause SendCause, 
 // holding back a short segment while data is unacknowledged.
 func (e *Endpoint) output() {
 	switch e.state {
-	case Established, CloseWait, FinWait1, Closing, LastAck:
+	case event.Established, event.CloseWait, event.FinWait1, event.Closing, event.LastAck:
 	default:
 		return
 	}
@@ -174,7 +175,7 @@ func (e *Endpoint) output() {
 		if e.frtoNewData {
 			// F-RTO step 2.b (RFC 5682): new data, not retransmissions.
 			e.frtoNewData = false
-			if e.sendNewData(SendData, false) {
+			if e.sendNewData(event.SendData, false) {
 				continue
 			}
 		}
@@ -183,14 +184,14 @@ func (e *Endpoint) output() {
 				limited = true
 				break
 			}
-			cause := SendFastRetransmit
+			cause := event.SendFastRetransmit
 			if e.caState == caLoss {
-				cause = SendRetransmit
+				cause = event.SendRetransmit
 			}
 			e.retransmitSeg(i, cause)
 			continue
 		}
-		if e.sendNewData(SendData, false) {
+		if e.sendNewData(event.SendData, false) {
 			continue
 		}
 		if e.rescueRetransmit() {
@@ -206,7 +207,7 @@ func (e *Endpoint) output() {
 // sendNewData sends the segment at SND.NXT if the windows, the MSS, Nagle
 // and the FIN rules let it, and reports whether it sent one. A probe
 // (the tail loss probe) does not need room in the congestion window.
-func (e *Endpoint) sendNewData(cause SendCause, probe bool) bool {
+func (e *Endpoint) sendNewData(cause event.SendCause, probe bool) bool {
 	if !probe && e.inflight() >= e.cwnd {
 		return false
 	}
@@ -253,8 +254,8 @@ func (e *Endpoint) sendNewData(cause SendCause, probe bool) bool {
 			return false
 		}
 	}
-	if cause == SendData && n == 0 {
-		cause = SendFin
+	if cause == event.SendData && n == 0 {
+		cause = event.SendFin
 	}
 	now := e.proto.clock.NowMonotonic()
 	if !inflight {
@@ -279,7 +280,7 @@ func (e *Endpoint) sendNewData(cause SendCause, probe bool) bool {
 
 // retransmitSeg sends record i of the retransmission queue again, cut to
 // the current MSS if the path MTU shrank since it was first sent.
-func (e *Endpoint) retransmitSeg(i uint64, cause SendCause) {
+func (e *Endpoint) retransmitSeg(i uint64, cause event.SendCause) {
 	q := &e.rtxq
 	s := q.at(i)
 	dataEnd := s.end
@@ -334,7 +335,7 @@ func (e *Endpoint) startPersist() {
 // or past the user timeout has gone, and the connection fails with
 // ETIMEDOUT, as Linux's tcp_probe_timer decides.
 func (e *Endpoint) persistTimeout() {
-	if !e.state.synchronized() || e.SndWnd > 0 || e.sndEnd() == e.SndNxt {
+	if !e.state.Synchronized() || e.SndWnd > 0 || e.sndEnd() == e.SndNxt {
 		return
 	}
 	limit := e.proto.opts.MaxRetries
@@ -343,11 +344,11 @@ func (e *Endpoint) persistTimeout() {
 	}
 	if e.persistProbes >= limit || e.userTimedOut() {
 		e.proto.stats.Timeouts.Add(1)
-		e.fail(e.timeoutErr(), Cause{Kind: CauseTimer, Detail: "persist: the peer answered no window probe"})
+		e.fail(e.timeoutErr(), event.Cause{Kind: event.CauseTimer, Detail: "persist: the peer answered no window probe"})
 		return
 	}
 	e.persistProbes++
-	e.sendSegment(SendWindowProbe, header.TCPFlagAck, e.SndUna-1, buffer.Buffer{}, nil)
+	e.sendSegment(event.SendWindowProbe, header.TCPFlagAck, e.SndUna-1, buffer.Buffer{}, nil)
 	e.backoff()
 	e.setTimer(timerPersist, e.rtoFromNow())
 }

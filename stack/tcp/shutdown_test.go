@@ -8,6 +8,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/stack/tcp/tcptest"
 )
@@ -37,14 +38,14 @@ func TestShutdownFin(t *testing.T) {
 	}
 	p.TCP.Shutdown()
 	p.Expect(seg{Flags: "F.", Seq: 4, Ack: 1})
-	p.WantState(ep, tcp.FinWait1)
-	p.WantState(p.Listener, tcp.Closed)
+	p.WantState(ep, event.FinWait1)
+	p.WantState(p.Listener, event.Closed)
 	if drained(p.TCP) {
 		t.Fatal("drained while a FIN is unacknowledged")
 	}
 	p.Inject(seg{Flags: "F.", Seq: 1, Ack: 5})
 	p.Expect(seg{Flags: ".", Seq: 5, Ack: 2})
-	p.WantState(ep, tcp.TimeWait)
+	p.WantState(ep, event.TimeWait)
 	if !drained(p.TCP) {
 		t.Fatal("not drained with the only connection in TIME-WAIT")
 	}
@@ -61,7 +62,7 @@ func TestShutdownUnreadData(t *testing.T) {
 	p.Inject(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("unread")})
 	p.TCP.Shutdown()
 	p.Expect(seg{Flags: "R", Seq: 1})
-	p.WantState(ep, tcp.Closed)
+	p.WantState(ep, event.Closed)
 	if !drained(p.TCP) {
 		t.Fatal("not drained")
 	}
@@ -73,11 +74,11 @@ func TestShutdownHandshake(t *testing.T) {
 	p, ep := tcptest.SynSent(t)
 	p.TCP.Shutdown()
 	p.ExpectNothing()
-	p.WantState(ep, tcp.SynSent)
+	p.WantState(ep, event.SynSent)
 	p.Inject(seg{Flags: "S.", Seq: 0, Ack: 1, MSS: 1460})
 	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1})
 	p.Expect(seg{Flags: "F.", Seq: 1, Ack: 1})
-	p.WantState(ep, tcp.FinWait1)
+	p.WantState(ep, event.FinWait1)
 	p.Inject(seg{Flags: "F.", Seq: 1, Ack: 2})
 	p.Expect(seg{Flags: ".", Seq: 2, Ack: 2})
 	if !drained(p.TCP) {
@@ -97,7 +98,7 @@ func TestShutdownListener(t *testing.T) {
 	p.Expect(seg{Flags: "R", Seq: 1})
 	half.use(p)
 	p.ExpectNothing()
-	p.WantState(l, tcp.Closed)
+	p.WantState(l, event.Closed)
 	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1}) // the half-open one's ACK
 	p.Expect(seg{Flags: "R", Seq: 1})
 	p.PeerPort = 40002
@@ -133,7 +134,7 @@ func TestAbortResets(t *testing.T) {
 				p.Expect(*tc.rst)
 			}
 			p.ExpectNothing()
-			p.WantState(ep, tcp.Closed)
+			p.WantState(ep, event.Closed)
 			if _, err := ep.Write([]byte("x")); !errors.Is(err, syscall.ECONNABORTED) {
 				t.Errorf("Write after Abort: %v, want ECONNABORTED", err)
 			}

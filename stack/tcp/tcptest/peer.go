@@ -48,6 +48,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
 	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack"
 	"github.com/tapstack/tapstack/stack/tcp"
 )
@@ -582,10 +583,10 @@ func (p *Peer) Drain() []Seg {
 }
 
 // StateGetter is a tcp.Endpoint or a tcp.Listener.
-type StateGetter interface{ State() tcp.State }
+type StateGetter interface{ State() event.State }
 
 // WantState fails the test unless x is in state want.
-func (p *Peer) WantState(x StateGetter, want tcp.State) {
+func (p *Peer) WantState(x StateGetter, want event.State) {
 	p.t.Helper()
 	if got := x.State(); got != want {
 		p.fail("tcptest: state %v, want %v", got, want)
