@@ -254,20 +254,20 @@ func (c *countWriter) Write(p []byte) (int, error) {
 }
 
 // Observer returns the observer to set as tcp.Options.Observer: it files
-// each event for its frame and then calls next, if not nil.
+// each event for its frame and then calls next, if not nil. It does no
+// I/O: frames are written by the link's goroutines and a timer.
 func (w *Writer) Observer(next event.Observer) event.Observer {
 	if next == nil {
-		return w.Observe
+		return w.observe
 	}
 	return func(ev event.Event) {
-		w.Observe(ev)
+		w.observe(ev)
 		next(ev)
 	}
 }
 
-// Observe files ev for its frame. It is the observer without chaining. It
-// does no I/O: frames are written by the link's goroutines and a timer.
-func (w *Writer) Observe(ev event.Event) {
+// observe files ev for its frame.
+func (w *Writer) observe(ev event.Event) {
 	w.mu.Lock()
 	if !w.stopped {
 		w.ann.event(time.Now(), &ev)

@@ -624,5 +624,5 @@ func (a *agent) state(r *agentRequest) (agentReply, error) {
 	case c != nil:
 		return agentReply{State: c.State().String()}, nil
 	}
-	return agentReply{State: l.Engine().State().String()}, nil
+	return agentReply{State: l.Endpoint().State().String()}, nil
 }

@@ -81,7 +81,7 @@ func writeSS(w io.Writer, stacks []namedStack) {
 		for _, l := range ns.s.TCP().Listeners() {
 			q := l.Queues()
 			rows = append(rows, row{
-				main: fmt.Sprintf(format, ssState[l.State()], itoa(q.AcceptQueueLen), itoa(q.AcceptQueueLimit), ssAddr(l.Addr().Local), "*:*", proc),
+				main: fmt.Sprintf(format, ssState[l.State()], itoa(q.AcceptQueueLen), itoa(q.AcceptQueueLimit), ssAddr(l.Addr()), "*:*", proc),
 				info: fmt.Sprintf("\t syn_queue:%d/%d", q.SynQueueLen, q.SynQueueLimit),
 			})
 		}

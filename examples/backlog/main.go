@@ -112,7 +112,7 @@ func story(ctx context.Context, w io.Writer) error {
 	}
 	defer ln.Close()
 	st := server.TCP().Stats()
-	out.say("listening with backlog %d: the accept queue holds %d; nobody accepts yet", backlog, ln.Engine().Queues().AcceptQueueLimit)
+	out.say("listening with backlog %d: the accept queue holds %d; nobody accepts yet", backlog, ln.Endpoint().Queues().AcceptQueueLimit)
 
 	// The clients dial; the gate holds their SYNs.
 	// Connections stay open to the end: a client's FIN would be one more

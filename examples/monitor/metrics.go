@@ -92,7 +92,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			counter(descSends, st.Sends[cause].Load(), n, event.SendCause(cause).String())
 		}
 		for _, l := range ns.s.TCP().Listeners() {
-			q, addr := l.Queues(), l.Addr().Local.String()
+			q, addr := l.Queues(), l.Addr().String()
 			gauge(descQueueLen, q.SynQueueLen, n, addr, "syn")
 			gauge(descQueueLimit, q.SynQueueLimit, n, addr, "syn")
 			gauge(descQueueLen, q.AcceptQueueLen, n, addr, "accept")

@@ -11,7 +11,7 @@ import (
 // segmentArrives is SEGMENT ARRIVES (RFC 9293 3.10.7) for a connection:
 // one handler per state group, each following the RFC's steps in order.
 // LISTEN is Listener.HandlePacket. The caller holds e.mu.
-func (e *Endpoint) segmentArrives(seg *Segment) {
+func (e *Endpoint) segmentArrives(seg *segment) {
 	switch e.state {
 	case event.Closed:
 		e.closedArrives(seg)
@@ -25,7 +25,7 @@ func (e *Endpoint) segmentArrives(seg *Segment) {
 // closedArrives is 3.10.7.1: everything is discarded, and anything but a
 // RST is answered with one. A connection only sees this in the moment
 // between reaching CLOSED and leaving the demuxer.
-func (e *Endpoint) closedArrives(seg *Segment) {
+func (e *Endpoint) closedArrives(seg *segment) {
 	e.drop(seg, event.DropClosed)
 	if seg.has(header.TCPFlagRst) {
 		return
@@ -39,12 +39,12 @@ func (e *Endpoint) closedArrives(seg *Segment) {
 
 // otherwiseArrives is 3.10.7.4, "Otherwise": SYN-RECEIVED and every
 // synchronized state.
-func (e *Endpoint) otherwiseArrives(seg *Segment) {
+func (e *Endpoint) otherwiseArrives(seg *segment) {
 	// A retransmitted SYN to a half-open connection is answered with the
 	// SYN-ACK again, as Linux does (tcp_check_req), instead of the bare
 	// ACK the sequence check below would send, which would leave the
 	// peer in SYN-SENT until our own retransmission.
-	if e.state == event.SynReceived && seg.has(header.TCPFlagSyn) && !seg.has(header.TCPFlagAck|header.TCPFlagRst) && seg.Seq == e.IRS {
+	if e.state == event.SynReceived && seg.has(header.TCPFlagSyn) && !seg.has(header.TCPFlagAck|header.TCPFlagRst) && seg.Seq == e.irs {
 		e.sendSynAck(event.SendSynAck)
 		return
 	}
@@ -54,7 +54,7 @@ func (e *Endpoint) otherwiseArrives(seg *Segment) {
 	// check would refuse it. Like Linux (tcp_validate_incoming), take
 	// its ACK: the SYN is already accounted for.
 	if e.state == event.SynReceived && e.listener == nil && seg.has(header.TCPFlagSyn) && seg.has(header.TCPFlagAck) &&
-		!seg.has(header.TCPFlagRst) && seg.Seq == e.IRS {
+		!seg.has(header.TCPFlagRst) && seg.Seq == e.irs {
 		seg.Seq++
 		seg.Flags &^= header.TCPFlagSyn
 	}
@@ -64,10 +64,10 @@ func (e *Endpoint) otherwiseArrives(seg *Segment) {
 	// above the old sequence space; Linux (tcp_timewait_state_process)
 	// does so with ISN = old SND.NXT + 65535 + 2, and so do we. The
 	// listener takes the SYN once this connection is gone (HandlePacket).
-	if e.state == event.TimeWait && seg.has(header.TCPFlagSyn) && !seg.has(header.TCPFlagAck|header.TCPFlagRst) && e.RcvNxt.LessThan(seg.Seq) {
+	if e.state == event.TimeWait && seg.has(header.TCPFlagSyn) && !seg.has(header.TCPFlagAck|header.TCPFlagRst) && e.rcvNxt.LessThan(seg.Seq) {
 		if l := e.proto.listenerFor(e.netProto, e.id); l != nil {
 			e.handoff = l
-			e.handoffISS = e.SndNxt + 65535 + 2
+			e.handoffISS = e.sndNxt + 65535 + 2
 			e.transition(event.Closed, event.Cause{Kind: event.CauseSegment, Detail: "new SYN in TIME-WAIT " + seg.String(), Key: seg.wire})
 			return
 		}
@@ -129,25 +129,25 @@ func (e *Endpoint) otherwiseArrives(seg *Segment) {
 // acceptable is the test of 3.10.7.4's table: does any part of the
 // segment fall in the receive window [RCV.NXT, RCV.NXT+RCV.WND)? RCV.WND
 // here is the window we promised, which may exceed what we could take now.
-func (e *Endpoint) acceptable(seg *Segment) bool {
+func (e *Endpoint) acceptable(seg *segment) bool {
 	wnd := seqnum.Size(0)
-	if e.RcvNxt.LessThan(e.rcvAcc) {
-		wnd = e.RcvNxt.Size(e.rcvAcc)
+	if e.rcvNxt.LessThan(e.rcvAcc) {
+		wnd = e.rcvNxt.Size(e.rcvAcc)
 	}
 	n := seg.Len()
 	switch {
 	case n == 0 && wnd == 0:
-		return seg.Seq == e.RcvNxt
+		return seg.Seq == e.rcvNxt
 	case n == 0:
-		return seg.Seq.InWindow(e.RcvNxt, wnd)
+		return seg.Seq.InWindow(e.rcvNxt, wnd)
 	case wnd == 0:
 		// "If the RCV.WND is zero, no segments will be acceptable, but
 		// special allowance should be made to accept valid ACKs, URGs,
 		// and RSTs": text is not acceptable; unacceptable makes the
 		// allowance for the rest of a segment at RCV.NXT.
-		return seg.Seq == e.RcvNxt && seg.Payload.Size() == 0
+		return seg.Seq == e.rcvNxt && seg.Payload.Size() == 0
 	default:
-		return seg.Seq.InWindow(e.RcvNxt, wnd) || seg.Seq.Add(n-1).InWindow(e.RcvNxt, wnd)
+		return seg.Seq.InWindow(e.rcvNxt, wnd) || seg.Seq.Add(n-1).InWindow(e.rcvNxt, wnd)
 	}
 }
 
@@ -157,20 +157,20 @@ func (e *Endpoint) acceptable(seg *Segment) bool {
 // (ackUnacceptable, reset.go), as in Linux, which keeps two TCPs that
 // each find the other out of window from ACKing each other forever and a
 // peer from making us answer every segment it forges.
-func (e *Endpoint) unacceptable(seg *Segment) {
-	if seg.Seq == e.RcvNxt && seg.Payload.Size() > 0 && !e.RcvNxt.LessThan(e.rcvAcc) {
+func (e *Endpoint) unacceptable(seg *segment) {
+	if seg.Seq == e.rcvNxt && seg.Payload.Size() > 0 && !e.rcvNxt.LessThan(e.rcvAcc) {
 		e.zeroWindowArrives(seg)
 		return
 	}
 	reason := event.DropOutOfWindow
-	if seg.Seq.Add(seg.Len()).LessThanEq(e.RcvNxt) {
+	if seg.Seq.Add(seg.Len()).LessThanEq(e.rcvNxt) {
 		reason = event.DropOldSequence
 	}
 	e.drop(seg, reason)
 	if seg.has(header.TCPFlagRst) {
 		return
 	}
-	if e.state == event.TimeWait && seg.has(header.TCPFlagFin) && seg.Seq.Add(seg.Len()) == e.RcvNxt {
+	if e.state == event.TimeWait && seg.has(header.TCPFlagFin) && seg.Seq.Add(seg.Len()) == e.rcvNxt {
 		// 3.10.7.4 eighth step, TIME-WAIT: a retransmitted FIN is
 		// acknowledged and restarts the 2 MSL timeout. Not rate
 		// limited: the peer cannot close without this ACK.
@@ -191,7 +191,7 @@ func (e *Endpoint) unacceptable(seg *Segment) {
 // acceptable and goes through SEGMENT ARRIVES for its ACK, RST or SYN.
 // Then the unacceptable text gets its ACK, which tells the peer the
 // window is still closed (or, once the user has read, that it opened).
-func (e *Endpoint) zeroWindowArrives(seg *Segment) {
+func (e *Endpoint) zeroWindowArrives(seg *segment) {
 	e.drop(seg, event.DropZeroWindow)
 	seg.Payload.Truncate(0)
 	seg.Flags &^= header.TCPFlagFin
@@ -205,9 +205,9 @@ func (e *Endpoint) zeroWindowArrives(seg *Segment) {
 // the window, as 3.10.7.4 prescribes ("segments with higher beginning
 // sequence numbers ... trimmed to the window"); a SYN or FIN cut off goes
 // with its byte.
-func (e *Endpoint) trimToWindow(seg *Segment) {
-	if seg.Seq.LessThan(e.RcvNxt) {
-		d := int(seg.Seq.Size(e.RcvNxt))
+func (e *Endpoint) trimToWindow(seg *segment) {
+	if seg.Seq.LessThan(e.rcvNxt) {
+		d := int(seg.Seq.Size(e.rcvNxt))
 		if seg.has(header.TCPFlagSyn) {
 			seg.Flags &^= header.TCPFlagSyn
 			d--
@@ -218,8 +218,8 @@ func (e *Endpoint) trimToWindow(seg *Segment) {
 		seg.Seq = seg.Seq.Add(seqnum.Size(d))
 	}
 	edge := e.rcvAcc
-	if edge.LessThan(e.RcvNxt) {
-		edge = e.RcvNxt
+	if edge.LessThan(e.rcvNxt) {
+		edge = e.rcvNxt
 	}
 	if end := seg.Seq.Add(seqnum.Size(seg.Payload.Size())); edge.LessThan(end) {
 		keep := 0
@@ -233,11 +233,11 @@ func (e *Endpoint) trimToWindow(seg *Segment) {
 
 // ackArrives is the fifth step. It reports whether processing continues
 // with the segment text.
-func (e *Endpoint) ackArrives(seg *Segment) bool {
+func (e *Endpoint) ackArrives(seg *segment) bool {
 	if e.state == event.SynReceived {
 		// If SND.UNA < SEG.ACK =< SND.NXT, enter ESTABLISHED;
 		// otherwise <SEQ=SEG.ACK><CTL=RST>.
-		if !(e.SndUna.LessThan(seg.Ack) && seg.Ack.LessThanEq(e.SndNxt)) {
+		if !(e.sndUna.LessThan(seg.Ack) && seg.Ack.LessThanEq(e.sndNxt)) {
 			e.drop(seg, event.DropInvalidAck)
 			e.sendReset(seg.Ack)
 			return false
@@ -254,7 +254,7 @@ func (e *Endpoint) ackArrives(seg *Segment) bool {
 			}
 			return false
 		}
-		e.SndUna = seg.Ack
+		e.sndUna = seg.Ack
 		e.retries = 0
 		e.stopTimer(timerRetransmit)
 		// The handshake's round trip seeds the estimator: from TSecr
@@ -274,7 +274,7 @@ func (e *Endpoint) ackArrives(seg *Segment) bool {
 	// [SND.UNA - MAX.SND.WND, SND.NXT]. After a retransmission timeout
 	// SND.NXT went back to SND.UNA, but data sent before it may still be
 	// acknowledged: the upper bound is the highest sequence number sent.
-	if e.SndNxt.LessThan(seg.Ack) {
+	if e.sndNxt.LessThan(seg.Ack) {
 		// Acknowledges something not yet sent: send an ACK, drop.
 		// The ACK goes under InvalidRateLimit (RFC 5961 5.2 asks for
 		// the ACK, and a forger could otherwise have every one of its
@@ -283,7 +283,7 @@ func (e *Endpoint) ackArrives(seg *Segment) bool {
 		e.ackUnacceptable(seg)
 		return false
 	}
-	if seg.Ack.LessThan(e.SndUna - seqnum.Value(e.maxSndWnd)) {
+	if seg.Ack.LessThan(e.sndUna - seqnum.Value(e.maxSndWnd)) {
 		e.drop(seg, event.DropInvalidAck)
 		e.challengeAck()
 		return false
@@ -321,7 +321,7 @@ func (e *Endpoint) ackArrives(seg *Segment) bool {
 
 // finAcked reports whether our FIN has been sent and acknowledged.
 func (e *Endpoint) finAcked() bool {
-	return e.finQueued && e.SndUna == e.sndEnd()+1
+	return e.finQueued && e.sndUna == e.sndEnd()+1
 }
 
 // computeRTOOrInitial undoes persist backoff once the window opens.

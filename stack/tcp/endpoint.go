@@ -17,9 +17,11 @@ import (
 )
 
 // Endpoint is one TCP connection: its TCB, its buffers and its timers.
-// It implements gVisor's stack.TransportEndpoint so the demuxer delivers
-// its segments, and offers a non-blocking user API (RFC 9293 3.10's
-// SEND, RECEIVE, CLOSE, ABORT, STATUS).
+// Its methods are the user calls of RFC 9293 3.10 on a connection, none of
+// which blocks: SEND (Write), RECEIVE (Read), CLOSE (Close, CloseWrite),
+// ABORT (Reset) and STATUS (State, Info, ID); OPEN is Protocol.Connect
+// and Listener.Accept. Segments reach it from gVisor's demuxer through an
+// unexported adapter (netstack.go).
 //
 // An Endpoint owns no goroutine. Segments arrive on the network's
 // goroutine, timers fire on the clock's, user calls on the caller's; all
@@ -40,7 +42,7 @@ type Endpoint struct {
 	mu         sync.Mutex
 	state      event.State
 	stateSince tcpip.MonotonicTime
-	TCB
+	tcb
 	route      *stack.Route
 	registered bool
 	listener   *Listener // set while queued on a listener, not yet accepted
@@ -410,7 +412,7 @@ func (e *Endpoint) Info() Info {
 		ID:                e.connID(),
 		State:             e.state,
 		StateAge:          e.proto.clock.NowMonotonic().Sub(e.stateSince),
-		TCB:               e.TCB,
+		TCB:               e.tcb.snapshot(),
 		RTT:               e.srtt,
 		RTTVar:            e.rttvar,
 		RTO:               e.rto,
@@ -438,9 +440,10 @@ func (e *Endpoint) Info() Info {
 	}
 }
 
-// HandlePacket implements stack.TransportEndpoint: SEGMENT ARRIVES.
-func (e *Endpoint) HandlePacket(id stack.TransportEndpointID, pkt *stack.PacketBuffer) {
-	var seg Segment
+// packetArrives is SEGMENT ARRIVES for a packet the demuxer gave this
+// connection (transportEndpoint.HandlePacket).
+func (e *Endpoint) packetArrives(id stack.TransportEndpointID, pkt *stack.PacketBuffer) {
+	var seg segment
 	if r := e.proto.parse(id, pkt, &seg); r != event.DropNone {
 		e.proto.drop(e.connID(), &seg, r)
 		return
@@ -460,20 +463,14 @@ func (e *Endpoint) HandlePacket(id stack.TransportEndpointID, pkt *stack.PacketB
 	seg.Payload.Release()
 }
 
-// HandleError implements stack.TransportEndpoint: an ICMP error about a
-// segment we sent, validated and acted on in icmp.go.
-func (e *Endpoint) HandleError(terr stack.TransportError, pkt *stack.PacketBuffer) {
-	e.icmpArrives(terr, pkt)
-}
-
-// Abort implements stack.TransportEndpoint: the stack is closing. It is
-// the ABORT call of RFC 9293 3.10.5, so that the peer does not go on
+// abort is the stack closing (tcpbind.Binding.Abort,
+// transportEndpoint.Abort). It is the ABORT call of RFC 9293 3.10.5, so that the peer does not go on
 // believing in a connection that is gone: in SYN-RECEIVED, ESTABLISHED,
 // FIN-WAIT-1, FIN-WAIT-2 and CLOSE-WAIT a RST, <SEQ=SND.NXT><CTL=RST>, goes
 // first; in CLOSING, LAST-ACK and TIME-WAIT (our FIN is out, the peer's is
 // in) and in SYN-SENT the TCB is only deleted, as the RFC says and as
 // Linux's tcp_disconnect does (tcp_need_reset). Users see ECONNABORTED.
-func (e *Endpoint) Abort() {
+func (e *Endpoint) abort() {
 	e.mu.Lock()
 	if e.state != event.Closed {
 		if e.err == nil {
@@ -481,16 +478,13 @@ func (e *Endpoint) Abort() {
 		}
 		switch e.state {
 		case event.SynReceived, event.Established, event.FinWait1, event.FinWait2, event.CloseWait:
-			e.sendReset(e.SndNxt)
+			e.sendReset(e.sndNxt)
 		}
 		e.transition(event.Closed, userCause("stack close"))
 	}
 	e.mu.Unlock()
 	e.flush()
 }
-
-// Wait implements stack.TransportEndpoint: there is no goroutine to wait for.
-func (*Endpoint) Wait() {}
 
 // queue puts a finished packet on the output queue. The caller holds e.mu
 // and calls flush after releasing it.
@@ -587,7 +581,7 @@ func (e *Endpoint) emit(ev event.Event) {
 func (e *Endpoint) release() {
 	if e.registered {
 		e.registered = false
-		e.proto.stack.UnregisterTransportEndpoint([]tcpip.NetworkProtocolNumber{e.netProto}, ProtocolNumber, e.id, e, ports.Flags{}, 0)
+		e.unregisterDemux()
 	}
 	if e.portRes != nil {
 		e.proto.stack.ReleasePort(*e.portRes)

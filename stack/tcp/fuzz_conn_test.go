@@ -338,7 +338,7 @@ type fzInfo struct {
 
 func (c *fuzzConn) info() fzInfo {
 	i := c.ep.Info()
-	piss := seqnum.Value(c.p.PeerISS())
+	piss := c.p.PeerISS()
 	return fzInfo{Info: i,
 		sndUna: uint32(i.TCB.SndUna - i.TCB.ISS),
 		sndNxt: uint32(i.TCB.SndNxt - i.TCB.ISS),
@@ -898,17 +898,17 @@ func (c *fuzzConn) checkTCB(i fzInfo) {
 	if c.reincarnee || i.State == event.Closed {
 		return
 	}
-	if i.TCB.SndNxt.LessThan(i.TCB.SndUna) {
+	if seqnum.Value(i.TCB.SndNxt).LessThan(seqnum.Value(i.TCB.SndUna)) {
 		c.fail("SND.NXT %d < SND.UNA %d", i.sndNxt, i.sndUna)
 	}
-	if flight := i.TCB.SndUna.Size(i.TCB.SndNxt); int(flight) > i.SendQueued+2 {
+	if flight := seqnum.Value(i.TCB.SndUna).Size(seqnum.Value(i.TCB.SndNxt)); int(flight) > i.SendQueued+2 {
 		c.fail("SND.NXT - SND.UNA = %d, more than the %d bytes queued plus SYN and FIN", flight, i.SendQueued)
 	}
 	if c.havePrev {
-		if i.TCB.SndUna.LessThan(c.prev.TCB.SndUna) {
+		if seqnum.Value(i.TCB.SndUna).LessThan(seqnum.Value(c.prev.TCB.SndUna)) {
 			c.fail("SND.UNA moved back from %d to %d", uint32(c.prev.TCB.SndUna-i.TCB.ISS), i.sndUna)
 		}
-		if fzHasIRS(c.prev.State) && i.TCB.RcvNxt.LessThan(c.prev.TCB.RcvNxt) {
+		if fzHasIRS(c.prev.State) && seqnum.Value(i.TCB.RcvNxt).LessThan(seqnum.Value(c.prev.TCB.RcvNxt)) {
 			c.fail("RCV.NXT moved back from %d to %d", uint32(c.prev.TCB.RcvNxt)-c.p.PeerISS(), i.rcvNxt)
 		}
 	}

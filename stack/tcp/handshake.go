@@ -1,6 +1,7 @@
 package tcp
 
 import (
+	"net/netip"
 	"syscall"
 
 	"github.com/tapstack/tapstack/event"
@@ -12,29 +13,45 @@ import (
 )
 
 // Connect is the active OPEN call of RFC 9293 3.10.1: it chooses a route
-// and a local port, sends a SYN and returns the connection in SYN-SENT.
-// Wait on Changed until Established reports true or an error. local may
-// leave the address empty (chosen by the route) and the port zero (an
-// ephemeral port).
-func (p *Protocol) Connect(local, remote tcpip.FullAddress, netProto tcpip.NetworkProtocolNumber) (*Endpoint, error) {
-	if local.Addr.Len() > 0 && p.stack.CheckLocalAddress(local.NIC, netProto, local.Addr) == 0 {
-		return nil, syscall.EADDRNOTAVAIL
+// and a local port, sends a SYN to remote and returns the connection in
+// SYN-SENT. Wait on Changed until Established reports true or an error.
+// local may leave the address invalid or unspecified (the route chooses
+// it) and the port zero (an ephemeral port). Errors are syscall errnos:
+// ENETUNREACH or EHOSTUNREACH without a route, EADDRNOTAVAIL for a local
+// address that is not the stack's or no free port, EADDRINUSE for a
+// 4-tuple taken, EMFILE at MaxConnections, ENETDOWN once the stack is
+// shutting down.
+func (p *Protocol) Connect(local, remote netip.AddrPort) (*Endpoint, error) {
+	ra := remote.Addr().Unmap()
+	if !ra.IsValid() {
+		return nil, syscall.EINVAL
 	}
-	r, terr := p.stack.FindRoute(local.NIC, local.Addr, remote.Addr, netProto, false)
+	netProto := header.IPv4ProtocolNumber
+	if ra.Is6() {
+		netProto = header.IPv6ProtocolNumber
+	}
+	var laddr tcpip.Address
+	if la := local.Addr().Unmap(); la.IsValid() && !la.IsUnspecified() {
+		laddr = tcpip.AddrFromSlice(la.AsSlice())
+		if p.stack.CheckLocalAddress(0, netProto, laddr) == 0 {
+			return nil, syscall.EADDRNOTAVAIL
+		}
+	}
+	r, terr := p.stack.FindRoute(0, laddr, tcpip.AddrFromSlice(ra.AsSlice()), netProto, false)
 	if terr != nil {
 		return nil, routeErrno(terr)
 	}
 	id := stack.TransportEndpointID{
 		LocalAddress:  r.LocalAddress(),
 		RemoteAddress: r.RemoteAddress(),
-		RemotePort:    remote.Port,
+		RemotePort:    remote.Port(),
 	}
 	e := p.newEndpoint(netProto, id, r)
 	res := ports.Reservation{
 		Networks:  []tcpip.NetworkProtocolNumber{netProto},
-		Transport: ProtocolNumber,
+		Transport: protocolNumber,
 		Addr:      id.LocalAddress,
-		Port:      local.Port,
+		Port:      local.Port(),
 		Dest:      tcpip.FullAddress{Addr: id.RemoteAddress, Port: id.RemotePort},
 	}
 	// Take the port and the demuxer entry together, so an ephemeral port
@@ -47,7 +64,7 @@ func (p *Protocol) Connect(local, remote tcpip.FullAddress, netProto tcpip.Netwo
 			// demuxer: as taken as if it were.
 			return false, nil
 		}
-		if err := p.stack.RegisterTransportEndpoint(res.Networks, ProtocolNumber, e.id, e, ports.Flags{}, 0); err != nil {
+		if err := e.registerDemux(res.Networks); err != nil {
 			if _, ok := err.(*tcpip.ErrPortInUse); ok {
 				return false, nil
 			}
@@ -80,11 +97,11 @@ func (p *Protocol) Connect(local, remote tcpip.FullAddress, netProto tcpip.Netwo
 	}
 
 	e.mu.Lock()
-	e.ISS = p.isn(e.id)
+	e.iss = p.isn(e.id)
 	e.tsOffset = p.tsOffset(e.id)
-	e.SndUna = e.ISS
-	e.SndNxt = e.ISS + 1
-	e.sndBufSeq = e.ISS + 1
+	e.sndUna = e.iss
+	e.sndNxt = e.iss + 1
+	e.sndBufSeq = e.iss + 1
 	e.transition(event.SynSent, userCause("connect"))
 	e.sendSyn(event.SendSyn)
 	e.setTimer(timerRetransmit, e.rto)
@@ -120,7 +137,7 @@ func (e *Endpoint) sendSyn(cause event.SendCause) {
 		ts: !e.proto.opts.NoTimestamps, tsVal: e.tsNow(),
 		sackPerm: !e.proto.opts.NoSACK,
 	}, opts[:])
-	e.sendSegment(cause, header.TCPFlagSyn, e.ISS, buffer.Buffer{}, opts[:n])
+	e.sendSegment(cause, header.TCPFlagSyn, e.iss, buffer.Buffer{}, opts[:n])
 }
 
 // sendSynAck sends <SEQ=ISS><ACK=RCV.NXT><CTL=SYN,ACK>. The window scale
@@ -138,7 +155,7 @@ func (e *Endpoint) sendSynAck(cause event.SendCause) {
 		ts: e.tsOK, tsVal: e.tsNow(), tsEcr: e.tsRecent,
 		sackPerm: e.sackOK, // RFC 2018 2: only in answer to a SYN that offered it
 	}, opts[:])
-	e.sendSegment(cause, header.TCPFlagSyn|header.TCPFlagAck, e.ISS, buffer.Buffer{}, opts[:n])
+	e.sendSegment(cause, header.TCPFlagSyn|header.TCPFlagAck, e.iss, buffer.Buffer{}, opts[:n])
 }
 
 // takeSynOptions applies the peer's SYN options: the send MSS (RFC 9293
@@ -151,7 +168,7 @@ func (e *Endpoint) sendSynAck(cause event.SendCause) {
 // payload we put in a segment is the MSS less 12 (RFC 6691: the MSS counts
 // no TCP options; Linux's tcp_current_mss does the same): a full segment
 // still fits the peer's MSS and our MTU, and IP never fragments.
-func (e *Endpoint) takeSynOptions(seg *Segment, weOffered bool) {
+func (e *Endpoint) takeSynOptions(seg *segment, weOffered bool) {
 	e.tsOK = seg.TS && !e.proto.opts.NoTimestamps
 	e.sackOK = seg.SACKPermitted && !e.proto.opts.NoSACK
 	if e.tsOK {
@@ -178,18 +195,18 @@ func (e *Endpoint) takeSynOptions(seg *Segment, weOffered bool) {
 }
 
 // synSentArrives is SEGMENT ARRIVES in SYN-SENT (RFC 9293 3.10.7.3).
-func (e *Endpoint) synSentArrives(seg *Segment) {
+func (e *Endpoint) synSentArrives(seg *segment) {
 	// First, check the ACK bit.
 	ackOK := false
 	if seg.has(header.TCPFlagAck) {
-		if seg.Ack.LessThanEq(e.ISS) || e.SndNxt.LessThan(seg.Ack) {
+		if seg.Ack.LessThanEq(e.iss) || e.sndNxt.LessThan(seg.Ack) {
 			e.drop(seg, event.DropSynSentBadAck)
 			if !seg.has(header.TCPFlagRst) {
 				e.sendReset(seg.Ack)
 			}
 			return
 		}
-		ackOK = e.SndUna.LessThan(seg.Ack) && seg.Ack.LessThanEq(e.SndNxt)
+		ackOK = e.sndUna.LessThan(seg.Ack) && seg.Ack.LessThanEq(e.sndNxt)
 	}
 	// Second, check the RST bit. A RST is acceptable only if it
 	// acknowledges our SYN (RFC 5961 3.2 keeps this rule for SYN-SENT).
@@ -209,12 +226,12 @@ func (e *Endpoint) synSentArrives(seg *Segment) {
 		e.drop(seg, event.DropSynSentBadAck)
 		return
 	}
-	e.IRS = seg.Seq
-	e.RcvNxt = seg.Seq + 1
-	e.rcvAcc = e.RcvNxt
+	e.irs = seg.Seq
+	e.rcvNxt = seg.Seq + 1
+	e.rcvAcc = e.rcvNxt
 	e.takeSynOptions(seg, true)
 	if ackOK {
-		e.SndUna = seg.Ack
+		e.sndUna = seg.Ack
 		e.retries = 0
 		e.stopTimer(timerRetransmit)
 		// Our SYN's round trip seeds the estimator (RFC 6298 allows
@@ -248,10 +265,10 @@ func (e *Endpoint) synSentArrives(seg *Segment) {
 
 // setSndWnd records the peer's window and the segment that carried it
 // (SND.WL1, SND.WL2: 3.10.7.4 fifth step).
-func (e *Endpoint) setSndWnd(wnd uint32, seg *Segment) {
-	e.SndWnd = wnd
-	e.SndWL1 = seg.Seq
-	e.SndWL2 = seg.Ack
+func (e *Endpoint) setSndWnd(wnd uint32, seg *segment) {
+	e.sndWnd = wnd
+	e.sndWL1 = seg.Seq
+	e.sndWL2 = seg.Ack
 	e.maxSndWnd = max(e.maxSndWnd, wnd)
 }
 
@@ -271,7 +288,7 @@ func (e *Endpoint) afterEstablished() {
 
 // drop counts and reports a segment this connection discards.
 // The caller holds e.mu.
-func (e *Endpoint) drop(seg *Segment, r event.DropReason) {
+func (e *Endpoint) drop(seg *segment, r event.DropReason) {
 	e.proto.stats.Drops[r].Add(1)
 	if e.proto.opts.Observer != nil {
 		e.emit(event.Event{Kind: event.KindDrop, Conn: e.connID(), Drop: r, Segment: seg.info(), Key: seg.wire})

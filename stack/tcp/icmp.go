@@ -129,9 +129,9 @@ func (e *Endpoint) icmpArrives(terr stack.TransportError, pkt *stack.PacketBuffe
 func (e *Endpoint) icmpQuoteValid(seq seqnum.Value) bool {
 	switch {
 	case e.state == event.SynSent || e.state == event.SynReceived:
-		return seq == e.ISS
+		return seq == e.iss
 	case e.state.Synchronized() && e.state != event.TimeWait:
-		return e.SndUna.LessThanEq(seq) && seq.LessThanEq(e.SndNxt)
+		return e.sndUna.LessThanEq(seq) && seq.LessThanEq(e.sndNxt)
 	}
 	return false
 }

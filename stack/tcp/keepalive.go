@@ -68,18 +68,18 @@ func (e *Endpoint) keepaliveTimeout() {
 	default:
 		return
 	}
-	if e.SndUna != e.SndNxt || e.sndEnd() != e.SndNxt {
+	if e.sndUna != e.sndNxt || e.sndEnd() != e.sndNxt {
 		// Data is outstanding or waiting: the retransmission and
 		// persist timers watch the peer.
 		e.setTimer(timerKeepalive, e.keepIdle)
 		return
 	}
 	if e.keepProbes >= e.keepCount {
-		e.sendReset(e.SndNxt)
+		e.sendReset(e.sndNxt)
 		e.fail(syscall.ETIMEDOUT, timerCause(timerKeepalive))
 		return
 	}
 	e.keepProbes++
-	e.sendSegment(event.SendKeepalive, header.TCPFlagAck, e.SndUna-1, buffer.Buffer{}, nil)
+	e.sendSegment(event.SendKeepalive, header.TCPFlagAck, e.sndUna-1, buffer.Buffer{}, nil)
 	e.setTimer(timerKeepalive, e.keepIntvl)
 }

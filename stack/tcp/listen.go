@@ -2,6 +2,7 @@ package tcp
 
 import (
 	"fmt"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -74,20 +75,26 @@ type synQueue struct {
 func (q *synQueue) len() int   { return len(q.entries) + q.pending }
 func (q *synQueue) full() bool { return q.len() >= q.limit }
 
-// Listen opens a listener on addr. An empty address listens on every local
-// address of both IPv4 and IPv6; port 0 picks an ephemeral port. backlog
-// bounds the accept queue (see acceptQueue for its exact meaning).
-func (p *Protocol) Listen(addr tcpip.FullAddress, backlog int) (*Listener, error) {
+// Listen is the passive OPEN call of RFC 9293 3.10.1: it opens a listener
+// on local. An address that is not valid or is unspecified (0.0.0.0, ::)
+// listens on every local address of both IPv4 and IPv6; port 0 picks an
+// ephemeral port. backlog bounds the accept queue (see acceptQueue for
+// its exact meaning). Errors are syscall errnos: EADDRNOTAVAIL for an
+// address that is not the stack's, EADDRINUSE for a port taken, ENETDOWN
+// once the stack is shutting down.
+func (p *Protocol) Listen(local netip.AddrPort, backlog int) (*Listener, error) {
 	netProtos := []tcpip.NetworkProtocolNumber{header.IPv4ProtocolNumber, header.IPv6ProtocolNumber}
-	switch addr.Addr.Len() {
-	case 0:
-	case header.IPv4AddressSize:
-		netProtos = netProtos[:1]
-	default:
-		netProtos = netProtos[1:]
-	}
-	if addr.Addr.Len() > 0 && p.stack.CheckLocalAddress(addr.NIC, netProtos[0], addr.Addr) == 0 {
-		return nil, syscall.EADDRNOTAVAIL
+	var addr tcpip.Address
+	if a := local.Addr().Unmap(); a.IsValid() && !a.IsUnspecified() {
+		addr = tcpip.AddrFromSlice(a.AsSlice())
+		if a.Is4() {
+			netProtos = netProtos[:1]
+		} else {
+			netProtos = netProtos[1:]
+		}
+		if p.stack.CheckLocalAddress(0, netProtos[0], addr) == 0 {
+			return nil, syscall.EADDRNOTAVAIL
+		}
 	}
 	if backlog < 0 {
 		backlog = 0
@@ -95,20 +102,20 @@ func (p *Protocol) Listen(addr tcpip.FullAddress, backlog int) (*Listener, error
 	l := &Listener{
 		proto:     p,
 		netProtos: netProtos,
-		id:        stack.TransportEndpointID{LocalAddress: addr.Addr},
+		id:        stack.TransportEndpointID{LocalAddress: addr},
 		state:     event.Listen,
 		cookies:   newCookieKey(p.secret),
 	}
 	l.synq = synQueue{entries: make(map[*Endpoint]struct{}), limit: p.opts.SynQueueLimit}
 	l.acceptq = newAcceptQueue(backlog)
-	l.portRes = ports.Reservation{Networks: netProtos, Transport: ProtocolNumber, Addr: addr.Addr, Port: addr.Port}
+	l.portRes = ports.Reservation{Networks: netProtos, Transport: protocolNumber, Addr: addr, Port: local.Port()}
 	port, terr := p.stack.ReservePort(p.stack.SecureRNG(), l.portRes, nil)
 	if terr != nil {
 		return nil, syscall.EADDRINUSE
 	}
 	l.portRes.Port = port
 	l.id.LocalPort = port
-	if terr := p.stack.RegisterTransportEndpoint(netProtos, ProtocolNumber, l.id, l, ports.Flags{}, addr.NIC); terr != nil {
+	if terr := p.stack.RegisterTransportEndpoint(netProtos, protocolNumber, l.id, l.demux(), ports.Flags{}, 0); terr != nil {
 		p.stack.ReleasePort(l.portRes)
 		return nil, syscall.EADDRINUSE
 	}
@@ -123,8 +130,9 @@ func (p *Protocol) Listen(addr tcpip.FullAddress, backlog int) (*Listener, error
 	return l, nil
 }
 
-// Addr returns the address and port the listener is bound to.
-func (l *Listener) Addr() event.ConnID { return connIDOf(l.id) }
+// Addr returns the address and port the listener is bound to; the
+// address is unspecified (0.0.0.0) for a listener on every address.
+func (l *Listener) Addr() netip.AddrPort { return connIDOf(l.id).Local }
 
 // State returns LISTEN, or CLOSED after Close.
 func (l *Listener) State() event.State {
@@ -227,12 +235,12 @@ func (l *Listener) notify() {
 	}
 }
 
-// HandlePacket implements stack.TransportEndpoint: SEGMENT ARRIVES in
-// LISTEN (RFC 9293 3.10.7.2).
-func (l *Listener) HandlePacket(id stack.TransportEndpointID, pkt *stack.PacketBuffer) {
+// packetArrives is SEGMENT ARRIVES in LISTEN (RFC 9293 3.10.7.2), for a
+// packet the demuxer gave the listener (listenerEndpoint.HandlePacket).
+func (l *Listener) packetArrives(id stack.TransportEndpointID, pkt *stack.PacketBuffer) {
 	p := l.proto
 	defer l.deliverEvents()
-	var seg Segment
+	var seg segment
 	if r := p.parse(id, pkt, &seg); r != event.DropNone {
 		p.drop(connIDOf(id), &seg, r)
 		return
@@ -280,7 +288,7 @@ func (l *Listener) HandlePacket(id stack.TransportEndpointID, pkt *stack.PacketB
 // synArrives is the third step of 3.10.7.2 for a SYN: a half-open entry,
 // a cookie, or a drop, as the queues decide. A nonzero iss is the ISN to
 // use, for a SYN that reopens a connection from TIME-WAIT.
-func (l *Listener) synArrives(id stack.TransportEndpointID, netProto tcpip.NetworkProtocolNumber, nic tcpip.NICID, seg *Segment, iss seqnum.Value) {
+func (l *Listener) synArrives(id stack.TransportEndpointID, netProto tcpip.NetworkProtocolNumber, nic tcpip.NICID, seg *segment, iss seqnum.Value) {
 	switch d, reason := l.admitSyn(connIDOf(id), seg.wire); d {
 	case synHalfOpen:
 		l.openChild(id, netProto, nic, seg, iss)
@@ -352,7 +360,7 @@ func (l *Listener) cookiesRecent() bool {
 // SYN-ACK, its TSval carrying the peer's window scale, and it offers our
 // window scale in answer to the peer's; otherwise it offers no window
 // scale (see cookie.go).
-func (l *Listener) sendCookie(id stack.TransportEndpointID, netProto tcpip.NetworkProtocolNumber, nic tcpip.NICID, seg *Segment) {
+func (l *Listener) sendCookie(id stack.TransportEndpointID, netProto tcpip.NetworkProtocolNumber, nic tcpip.NICID, seg *segment) {
 	p := l.proto
 	r, terr := p.stack.FindRoute(nic, id.LocalAddress, id.RemoteAddress, netProto, false)
 	if terr != nil {
@@ -392,7 +400,7 @@ func (l *Listener) sendCookie(id stack.TransportEndpointID, netProto tcpip.Netwo
 // ticks ago, the connection is made directly in ESTABLISHED, into the
 // accept queue (with the accept-queue-full policy of a normal handshake);
 // otherwise <SEQ=SEG.ACK><CTL=RST>, as for any bad ACK in LISTEN.
-func (l *Listener) cookieAck(id stack.TransportEndpointID, netProto tcpip.NetworkProtocolNumber, nic tcpip.NICID, seg *Segment) {
+func (l *Listener) cookieAck(id stack.TransportEndpointID, netProto tcpip.NetworkProtocolNumber, nic tcpip.NICID, seg *segment) {
 	p := l.proto
 	st := &p.stats
 	c := connIDOf(id)
@@ -464,17 +472,17 @@ func (l *Listener) cookieAck(id stack.TransportEndpointID, netProto tcpip.Networ
 	e.registered = true
 	// The TCB the SYN would have made, and the ACK's effect on it
 	// (3.10.7.4 fifth step, SYN-RECEIVED): SND.UNA = SEG.ACK.
-	e.IRS = seg.Seq - 1
-	e.RcvNxt = seg.Seq
-	e.RcvWnd = uint32(min(e.rcvBufLimit, 0xffff)) // what the SYN-ACK offered
-	e.rcvAcc = e.RcvNxt.Add(seqnum.Size(e.RcvWnd))
-	e.ISS = seg.Ack - 1
-	e.SndUna = seg.Ack
-	e.SndNxt = seg.Ack
+	e.irs = seg.Seq - 1
+	e.rcvNxt = seg.Seq
+	e.rcvWnd = uint32(min(e.rcvBufLimit, 0xffff)) // what the SYN-ACK offered
+	e.rcvAcc = e.rcvNxt.Add(seqnum.Size(e.rcvWnd))
+	e.iss = seg.Ack - 1
+	e.sndUna = seg.Ack
+	e.sndNxt = seg.Ack
 	e.sndBufSeq = seg.Ack
 	e.sndMSS = max(min(int(cookieMSS[idx]), e.rcvMSS), 64)
 	e.tsOffset = p.tsOffset(id)
-	e.lastAckSent = e.RcvNxt // what our SYN-ACK acknowledged
+	e.lastAckSent = e.rcvNxt // what our SYN-ACK acknowledged
 	if e.tsOK = tsOK; tsOK {
 		e.setTSRecent(seg.TSVal)
 		e.sndMSS -= tsOptionSize // as takeSynOptions
@@ -502,7 +510,7 @@ func (l *Listener) cookieAck(id stack.TransportEndpointID, netProto tcpip.Networ
 // openChild makes the half-open connection for a SYN: SYN-RECEIVED,
 // registered on its 4-tuple so the rest of the handshake reaches it
 // directly, and answers <SEQ=ISS><ACK=RCV.NXT><CTL=SYN,ACK>.
-func (l *Listener) openChild(id stack.TransportEndpointID, netProto tcpip.NetworkProtocolNumber, nic tcpip.NICID, seg *Segment, iss seqnum.Value) {
+func (l *Listener) openChild(id stack.TransportEndpointID, netProto tcpip.NetworkProtocolNumber, nic tcpip.NICID, seg *segment, iss seqnum.Value) {
 	p := l.proto
 	unreserve := func() {
 		l.mu.Lock()
@@ -535,16 +543,16 @@ func (l *Listener) openChild(id stack.TransportEndpointID, netProto tcpip.Networ
 	l.queueEvent(e, e.connID(), seg.wire, "SYN queued")
 	l.mu.Unlock()
 
-	e.IRS = seg.Seq
-	e.RcvNxt = seg.Seq + 1
-	e.rcvAcc = e.RcvNxt
-	e.ISS = iss
+	e.irs = seg.Seq
+	e.rcvNxt = seg.Seq + 1
+	e.rcvAcc = e.rcvNxt
+	e.iss = iss
 	if iss == 0 {
-		e.ISS = p.isn(id)
+		e.iss = p.isn(id)
 	}
-	e.SndUna = e.ISS
-	e.SndNxt = e.ISS + 1
-	e.sndBufSeq = e.ISS + 1
+	e.sndUna = e.iss
+	e.sndNxt = e.iss + 1
+	e.sndBufSeq = e.iss + 1
 	e.tsOffset = p.tsOffset(id)
 	e.takeSynOptions(seg, seg.WS >= 0)
 	e.setSndWnd(uint32(seg.Window), seg)
@@ -561,11 +569,11 @@ func (l *Listener) openChild(id stack.TransportEndpointID, netProto tcpip.Networ
 func (l *Listener) registerChild(e *Endpoint) error {
 	p := l.proto
 	netProtos := []tcpip.NetworkProtocolNumber{e.netProto}
-	if terr := p.stack.RegisterTransportEndpoint(netProtos, ProtocolNumber, e.id, e, ports.Flags{}, 0); terr != nil {
+	if terr := e.registerDemux(netProtos); terr != nil {
 		return syscall.EADDRINUSE
 	}
 	if err := p.register(e); err != nil {
-		p.stack.UnregisterTransportEndpoint(netProtos, ProtocolNumber, e.id, e, ports.Flags{}, 0)
+		e.unregisterDemux()
 		return err
 	}
 	return nil
@@ -699,7 +707,7 @@ func (l *Listener) Close() {
 	l.mu.Unlock()
 
 	p := l.proto
-	p.stack.UnregisterTransportEndpoint(l.netProtos, ProtocolNumber, l.id, l, ports.Flags{}, l.portRes.BindToDevice)
+	p.stack.UnregisterTransportEndpoint(l.netProtos, protocolNumber, l.id, l.demux(), ports.Flags{}, l.portRes.BindToDevice)
 	p.stack.ReleasePort(l.portRes)
 	p.mu.Lock()
 	delete(p.listeners, l)
@@ -708,22 +716,10 @@ func (l *Listener) Close() {
 		e.mu.Lock()
 		e.listener = nil
 		if e.state.Synchronized() {
-			e.sendReset(e.SndNxt)
+			e.sendReset(e.sndNxt)
 		}
 		e.transition(event.Closed, userCause("listener close"))
 		e.mu.Unlock()
 		e.flush()
 	}
 }
-
-// HandleError implements stack.TransportEndpoint: an ICMP error quoting
-// a 4-tuple on the listener's port that has no connection (icmp.go).
-func (l *Listener) HandleError(terr stack.TransportError, pkt *stack.PacketBuffer) {
-	l.icmpToListener(terr, pkt)
-}
-
-// Abort implements stack.TransportEndpoint: the stack is closing.
-func (l *Listener) Abort() { l.Close() }
-
-// Wait implements stack.TransportEndpoint.
-func (*Listener) Wait() {}

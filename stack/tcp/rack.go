@@ -98,11 +98,11 @@ func (e *Endpoint) rackReorderWindow() time.Duration {
 // a retransmission was spurious, so the window grows by a step, at most
 // once per round trip, and stays grown for 16 recoveries.
 func (e *Endpoint) rackOnDSACK() {
-	if e.rack.dsackRoundOpen && !e.SndUna.LessThan(e.rack.dsackRound) {
+	if e.rack.dsackRoundOpen && !e.sndUna.LessThan(e.rack.dsackRound) {
 		e.rack.dsackRoundOpen = false
 	}
 	if !e.rack.dsackRoundOpen {
-		e.rack.dsackRound, e.rack.dsackRoundOpen = e.SndNxt, true
+		e.rack.dsackRound, e.rack.dsackRoundOpen = e.sndNxt, true
 		e.rack.reoWndMult++
 		e.rack.reoWndPersist = 16
 	}
@@ -238,7 +238,7 @@ func (e *Endpoint) probeTimeout() {
 		e.rack.tlpRetrans = true
 	}
 	e.rack.tlpOut = true
-	e.rack.tlpEnd = e.SndNxt
+	e.rack.tlpEnd = e.sndNxt
 	e.proto.stats.TailLossProbes.Add(1)
 	e.emitRecovery(note)
 	e.setTimer(timerRetransmit, e.rto)
@@ -250,7 +250,7 @@ func (e *Endpoint) probeTimeout() {
 // which is a congestion event; or a duplicate ACK shows both copies
 // arrived.
 func (e *Endpoint) tlpOnAck(a *ackInfo) {
-	if !e.rack.tlpOut || e.SndUna.LessThan(e.rack.tlpEnd) {
+	if !e.rack.tlpOut || e.sndUna.LessThan(e.rack.tlpEnd) {
 		return
 	}
 	switch {
@@ -258,7 +258,7 @@ func (e *Endpoint) tlpOnAck(a *ackInfo) {
 		e.rack.tlpOut = false
 	case a.dsackTLP:
 		e.rack.tlpOut = false
-	case e.rack.tlpEnd.LessThan(e.SndUna):
+	case e.rack.tlpEnd.LessThan(e.sndUna):
 		e.rack.tlpOut = false
 		if e.caState == caOpen {
 			// The probe repaired a loss: reduce the window as for

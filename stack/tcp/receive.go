@@ -12,7 +12,7 @@ func emptyBuffer() buffer.Buffer { return buffer.Buffer{} }
 // processTextAndFin is the seventh and eighth steps of 3.10.7.4: queue
 // in-order text for the user, keep out-of-order text for reassembly, and
 // act on a FIN once everything before it has arrived.
-func (e *Endpoint) processTextAndFin(seg *Segment) {
+func (e *Endpoint) processTextAndFin(seg *segment) {
 	switch e.state {
 	case event.Established, event.FinWait1, event.FinWait2:
 	default:
@@ -29,17 +29,17 @@ func (e *Endpoint) processTextAndFin(seg *Segment) {
 		}
 		return
 	}
-	if e.userClosed && n > 0 && !seg.Seq.Add(seqnum.Size(n)).LessThanEq(e.RcvNxt) {
+	if e.userClosed && n > 0 && !seg.Seq.Add(seqnum.Size(n)).LessThanEq(e.rcvNxt) {
 		// New data for a connection the user has closed can never be
 		// read. Like Linux (tcp_rcv_state_process), answer with RST so
 		// the peer learns its data was lost (RFC 9293 3.10.4 lets
 		// CLOSE discard received data only by reset; RFC 2525 2.17).
 		e.drop(seg, event.DropClosed)
-		e.sendReset(e.SndNxt)
+		e.sendReset(e.sndNxt)
 		e.transition(event.Closed, segmentCause(seg))
 		return
 	}
-	if seg.Seq != e.RcvNxt {
+	if seg.Seq != e.rcvNxt {
 		e.holdOutOfOrder(seg, fin)
 		return
 	}
@@ -95,7 +95,7 @@ func (e *Endpoint) processTextAndFin(seg *Segment) {
 
 // received reports what became of a segment's text. It costs nothing
 // without an observer.
-func (e *Endpoint) received(seg *Segment, note string) {
+func (e *Endpoint) received(seg *segment, note string) {
 	if e.proto.opts.Observer != nil {
 		e.emit(event.Event{Kind: event.KindReceive, Conn: e.connID(), Note: note, Segment: seg.info(), Key: seg.wire})
 	}
@@ -108,7 +108,7 @@ func (e *Endpoint) deliver(data *buffer.Buffer) {
 	if n == 0 {
 		return
 	}
-	e.RcvNxt = e.RcvNxt.Add(seqnum.Size(n))
+	e.rcvNxt = e.rcvNxt.Add(seqnum.Size(n))
 	e.bytesReceived += uint64(n)
 	if e.rcvClosed {
 		data.Release() // CloseRead: acknowledged and discarded
@@ -122,7 +122,7 @@ func (e *Endpoint) deliver(data *buffer.Buffer) {
 
 // finArrives is the eighth step for a FIN now in order.
 func (e *Endpoint) finArrives(cause event.Cause) {
-	e.RcvNxt++
+	e.rcvNxt++
 	e.finReceived = true
 	e.sendAck(event.SendAck)
 	switch e.state {
@@ -150,7 +150,7 @@ func (e *Endpoint) finArrives(cause event.Cause) {
 // ranges above the segment are pruned for it, highest first; if that is
 // not enough the segment is dropped and, as Linux (tcp_data_queue_ofo)
 // does, not acknowledged: it is as if it were lost.
-func (e *Endpoint) holdOutOfOrder(seg *Segment, fin bool) {
+func (e *Endpoint) holdOutOfOrder(seg *segment, fin bool) {
 	r := &e.ooo
 	plan := r.prepare(seg.Seq, &seg.Payload)
 	if plan.afterFin {
@@ -201,7 +201,7 @@ func (e *Endpoint) oooLimits() (mem, ranges int) {
 
 // staleFin counts and reports a held FIN at finSeq that seg's in-order
 // text overtook; the event's Key is seg's, the frame that made it stale.
-func (e *Endpoint) staleFin(seg *Segment, finSeq seqnum.Value) {
+func (e *Endpoint) staleFin(seg *segment, finSeq seqnum.Value) {
 	e.proto.stats.Drops[event.DropStaleFin].Add(1)
 	if e.proto.opts.Observer != nil {
 		e.emit(event.Event{Kind: event.KindDrop, Conn: e.connID(), Drop: event.DropStaleFin, Key: seg.wire, Segment: event.SegmentInfo{
@@ -214,7 +214,7 @@ func (e *Endpoint) staleFin(seg *Segment, finSeq seqnum.Value) {
 // seg's: a drop of text the peer may have seen SACKed, which it must now
 // send again (RFC 2018 8). The event's Segment is the pruned text; its Key
 // is seg's, so a capture shows the prune on the frame that caused it.
-func (e *Endpoint) pruned(seg *Segment, start seqnum.Value, n int) {
+func (e *Endpoint) pruned(seg *segment, start seqnum.Value, n int) {
 	e.proto.stats.Drops[event.DropOutOfOrderPruned].Add(1)
 	if e.proto.opts.Observer != nil {
 		e.emit(event.Event{Kind: event.KindDrop, Conn: e.connID(), Drop: event.DropOutOfOrderPruned, Key: seg.wire, Segment: event.SegmentInfo{
@@ -227,13 +227,13 @@ func (e *Endpoint) pruned(seg *Segment, start seqnum.Value, n int) {
 // whether a held FIN was reached; nothing after it is kept.
 func (e *Endpoint) drainOutOfOrder() (fin bool) {
 	for range e.ooo.ranges() {
-		data, ok := e.ooo.takeInOrder(e.RcvNxt)
+		data, ok := e.ooo.takeInOrder(e.rcvNxt)
 		if !ok {
 			break
 		}
 		e.deliver(&data)
 	}
-	if e.ooo.fin && e.ooo.finSeq == e.RcvNxt {
+	if e.ooo.fin && e.ooo.finSeq == e.rcvNxt {
 		e.ooo.reset()
 		return true
 	}
@@ -244,13 +244,13 @@ func (e *Endpoint) drainOutOfOrder() (fin bool) {
 // the sequence check with text below RCV.NXT: its bytes up to RCV.NXT
 // arrived before, and the ACK 3.10.7.4 sends reports them, as Linux's
 // tcp_send_dupack does. SYN and FIN count as bytes here, as in Linux.
-func (e *Endpoint) noteDuplicate(seg *Segment) {
-	if !e.sackOK || seg.Len() == 0 || !seg.Seq.LessThan(e.RcvNxt) {
+func (e *Endpoint) noteDuplicate(seg *segment) {
+	if !e.sackOK || seg.Len() == 0 || !seg.Seq.LessThan(e.rcvNxt) {
 		return
 	}
 	end := seg.Seq.Add(seg.Len())
-	if e.RcvNxt.LessThan(end) {
-		end = e.RcvNxt
+	if e.rcvNxt.LessThan(end) {
+		end = e.rcvNxt
 	}
 	e.ooo.setDSACK(seg.Seq, end)
 }
@@ -258,7 +258,7 @@ func (e *Endpoint) noteDuplicate(seg *Segment) {
 // noteTrimmedDuplicate records a D-SACK for the text of an acceptable
 // segment that began below RCV.NXT and was cut there (trimToWindow): it
 // arrived before (RFC 2883 4; Linux's tcp_data_queue "partial packet").
-func (e *Endpoint) noteTrimmedDuplicate(seg *Segment) {
+func (e *Endpoint) noteTrimmedDuplicate(seg *segment) {
 	if !e.sackOK {
 		return
 	}

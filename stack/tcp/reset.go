@@ -26,8 +26,8 @@ func (e *Endpoint) sendReset(seq seqnum.Value) {
 // rstArrives is the second step for an acceptable RST. RFC 5961 3.2: only
 // a RST exactly at RCV.NXT resets the connection; one elsewhere in the
 // window gets a challenge ACK.
-func (e *Endpoint) rstArrives(seg *Segment) {
-	if seg.Seq != e.RcvNxt {
+func (e *Endpoint) rstArrives(seg *segment) {
+	if seg.Seq != e.rcvNxt {
 		e.drop(seg, event.DropRstInvalid)
 		e.challengeAck()
 		return
@@ -76,7 +76,7 @@ func (e *Endpoint) challengeAck() {
 // RFC 7323 5.3 for PAWS, the fifth step for an ACK of unsent data) with
 // <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>, unless the connection answered
 // one within InvalidRateLimit.
-func (e *Endpoint) ackUnacceptable(seg *Segment) {
+func (e *Endpoint) ackUnacceptable(seg *segment) {
 	if e.invalidAckAllowed(seg) {
 		e.sendAck(event.SendAck)
 	}
@@ -92,7 +92,7 @@ func (e *Endpoint) ackUnacceptable(seg *Segment) {
 // that ACK is how the sender learns its retransmission was a duplicate
 // (the D-SACK of RFC 2883, which undoes a spurious congestion response)
 // or that our window is still closed.
-func (e *Endpoint) invalidAckAllowed(seg *Segment) bool {
+func (e *Endpoint) invalidAckAllowed(seg *segment) bool {
 	lim := e.proto.opts.InvalidRateLimit
 	if lim < 0 {
 		return true
@@ -111,7 +111,7 @@ func (e *Endpoint) invalidAckAllowed(seg *Segment) bool {
 
 // suppressedReply counts and reports a reply a limit held back; seg is
 // the segment that asked for it, when known.
-func (e *Endpoint) suppressedReply(seg *Segment, r event.DropReason) {
+func (e *Endpoint) suppressedReply(seg *segment, r event.DropReason) {
 	if seg != nil {
 		e.drop(seg, r)
 		return
@@ -164,7 +164,7 @@ func (c *challengeLimiter) allow(now tcpip.MonotonicTime) bool {
 // replyRST answers seg with a reset as RFC 9293 3.10.7.1 prescribes for a
 // closed port: if the ACK bit is off, <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>;
 // otherwise <SEQ=SEG.ACK><CTL=RST>.
-func (p *Protocol) replyRST(id stack.TransportEndpointID, netProto tcpip.NetworkProtocolNumber, nic tcpip.NICID, seg *Segment) {
+func (p *Protocol) replyRST(id stack.TransportEndpointID, netProto tcpip.NetworkProtocolNumber, nic tcpip.NICID, seg *segment) {
 	r, err := p.stack.FindRoute(nic, id.LocalAddress, id.RemoteAddress, netProto, false)
 	if err != nil {
 		return

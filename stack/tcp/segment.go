@@ -9,9 +9,9 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
 )
 
-// Segment is a parsed TCP segment, inbound or outbound: the header fields
+// segment is a parsed TCP segment, inbound or outbound: the header fields
 // the state machine reads, the options it understands, and the payload.
-type Segment struct {
+type segment struct {
 	SrcPort, DstPort uint16
 	Seq              seqnum.Value
 	Ack              seqnum.Value
@@ -39,7 +39,7 @@ type Segment struct {
 }
 
 // Len is SEG.LEN of RFC 9293 3.4: the payload plus one for SYN and one for FIN.
-func (s *Segment) Len() seqnum.Size {
+func (s *segment) Len() seqnum.Size {
 	n := seqnum.Size(s.Payload.Size())
 	if s.Flags&header.TCPFlagSyn != 0 {
 		n++
@@ -50,10 +50,10 @@ func (s *Segment) Len() seqnum.Size {
 	return n
 }
 
-func (s *Segment) has(f header.TCPFlags) bool { return s.Flags&f != 0 }
+func (s *segment) has(f header.TCPFlags) bool { return s.Flags&f != 0 }
 
 // info summarizes s for an event.
-func (s *Segment) info() event.SegmentInfo {
+func (s *segment) info() event.SegmentInfo {
 	return event.SegmentInfo{
 		SrcPort: s.SrcPort, DstPort: s.DstPort, Seq: uint32(s.Seq), Ack: uint32(s.Ack),
 		Flags: event.Flags(s.Flags), Window: s.Window, MSS: s.MSS, WS: s.WS, SACKPermitted: s.SACKPermitted,
@@ -62,11 +62,11 @@ func (s *Segment) info() event.SegmentInfo {
 }
 
 // String renders the segment like a tcpdump line with absolute numbers.
-func (s *Segment) String() string { return s.info().String() }
+func (s *segment) String() string { return s.info().String() }
 
 // parseHeader fills s from a TCP header that has already been length- and
 // checksum-validated. The payload is left to the caller.
-func (s *Segment) parseHeader(h header.TCP) {
+func (s *segment) parseHeader(h header.TCP) {
 	s.SrcPort = h.SourcePort()
 	s.DstPort = h.DestinationPort()
 	s.Seq = seqnum.Value(h.SequenceNumber())
@@ -105,7 +105,7 @@ func (s *Segment) parseHeader(h header.TCP) {
 // 8n+2). The walk is bounded by the option bytes (at most 40); a
 // malformed list ends it, keeping what was parsed before. It does not
 // allocate.
-func (s *Segment) parseOptions(opts []byte) {
+func (s *segment) parseOptions(opts []byte) {
 	for i := 0; i < len(opts); {
 		switch opts[i] {
 		case header.TCPOptionEOL:

@@ -40,8 +40,8 @@ func (e *Endpoint) sendSegmentN(cause event.SendCause, attempt int, flags header
 	}
 	f := outFields{srcPort: e.id.LocalPort, dstPort: e.id.RemotePort, seq: seq, flags: flags, opts: opts}
 	if flags&header.TCPFlagAck != 0 {
-		f.ack = e.RcvNxt
-		e.lastAckSent = e.RcvNxt // Last.ACK.sent, RFC 7323 4.3
+		f.ack = e.rcvNxt
+		e.lastAckSent = e.rcvNxt // Last.ACK.sent, RFC 7323 4.3
 		e.unacked = 0
 		e.stopTimer(timerDelayedAck)
 	}
@@ -53,8 +53,8 @@ func (e *Endpoint) sendSegmentN(cause event.SendCause, attempt int, flags header
 			// promise stands, the right edge never moves left (RFC
 			// 9293 3.8.6.2.2).
 			f.window = uint16(min(e.rcvBufLimit, 0xffff))
-			e.RcvWnd = uint32(f.window)
-			if edge := e.RcvNxt.Add(seqnum.Size(e.RcvWnd)); flags&header.TCPFlagAck == 0 || e.rcvAcc.LessThan(edge) {
+			e.rcvWnd = uint32(f.window)
+			if edge := e.rcvNxt.Add(seqnum.Size(e.rcvWnd)); flags&header.TCPFlagAck == 0 || e.rcvAcc.LessThan(edge) {
 				e.rcvAcc = edge
 			}
 		} else {
@@ -72,7 +72,7 @@ func (e *Endpoint) sendSegmentN(cause event.SendCause, attempt int, flags header
 
 // sendAck sends a bare ACK: <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>.
 func (e *Endpoint) sendAck(cause event.SendCause) {
-	e.sendSegment(cause, header.TCPFlagAck, e.SndNxt, buffer.Buffer{}, nil)
+	e.sendSegment(cause, header.TCPFlagAck, e.sndNxt, buffer.Buffer{}, nil)
 }
 
 // advertise computes the window to put on a segment and records the right
@@ -86,8 +86,8 @@ func (e *Endpoint) advertise() uint16 {
 		free = 0
 	}
 	promised := 0
-	if e.RcvNxt.LessThan(e.rcvAcc) {
-		promised = int(e.RcvNxt.Size(e.rcvAcc))
+	if e.rcvNxt.LessThan(e.rcvAcc) {
+		promised = int(e.rcvNxt.Size(e.rcvAcc))
 	}
 	wnd := promised
 	if free-promised >= min(e.rcvBufLimit/2, e.rcvMSS) {
@@ -97,8 +97,8 @@ func (e *Endpoint) advertise() uint16 {
 	if raw > 0xffff {
 		raw = 0xffff
 	}
-	e.RcvWnd = uint32(raw) << e.rcvWndShift
-	if edge := e.RcvNxt.Add(seqnum.Size(e.RcvWnd)); e.rcvAcc.LessThan(edge) {
+	e.rcvWnd = uint32(raw) << e.rcvWndShift
+	if edge := e.rcvNxt.Add(seqnum.Size(e.rcvWnd)); e.rcvAcc.LessThan(edge) {
 		e.rcvAcc = edge
 	}
 	return uint16(raw)
@@ -116,8 +116,8 @@ func (e *Endpoint) maybeSendWindowUpdate() {
 	maxWnd := min(e.rcvBufLimit, 0xffff<<e.rcvWndShift)
 	free := min(e.rcvBufLimit-int(e.rcvBuf.Size())-e.ooo.bytes, maxWnd)
 	promised := 0
-	if e.RcvNxt.LessThan(e.rcvAcc) {
-		promised = int(e.RcvNxt.Size(e.rcvAcc))
+	if e.rcvNxt.LessThan(e.rcvAcc) {
+		promised = int(e.rcvNxt.Size(e.rcvAcc))
 	}
 	if promised < maxWnd/2 && free-promised >= min(maxWnd/2, e.rcvMSS) {
 		e.sendAck(event.SendWindowUpdate)
@@ -217,13 +217,13 @@ func (e *Endpoint) sendNewData(cause event.SendCause, probe bool) bool {
 	}
 	end := e.sndEnd()
 	unsent := 0
-	if e.SndNxt.LessThan(end) {
-		unsent = int(e.SndNxt.Size(end))
+	if e.sndNxt.LessThan(end) {
+		unsent = int(e.sndNxt.Size(end))
 	}
 	// What the peer's window allows (3.8.6.2.1 counts data only).
 	rwnd := 0
-	if wndEnd := e.SndUna.Add(seqnum.Size(e.SndWnd)); e.SndNxt.LessThan(wndEnd) {
-		rwnd = int(e.SndNxt.Size(wndEnd))
+	if wndEnd := e.sndUna.Add(seqnum.Size(e.sndWnd)); e.sndNxt.LessThan(wndEnd) {
+		rwnd = int(e.sndNxt.Size(wndEnd))
 	}
 	// SACK blocks ride on data segments too (RFC 2018 4): the payload
 	// makes room for them, as Linux's tcp_current_mss does.
@@ -232,10 +232,10 @@ func (e *Endpoint) sendNewData(cause event.SendCause, probe bool) bool {
 	// The FIN goes out with the last data byte, or alone, once
 	// everything before it has been sent. It occupies one sequence
 	// number but no window.
-	fin := e.finQueued && e.SndNxt.Add(seqnum.Size(n)) == end
+	fin := e.finQueued && e.sndNxt.Add(seqnum.Size(n)) == end
 	inflight := !e.rtxq.empty()
 	if n == 0 && !fin {
-		if unsent > 0 && e.SndWnd == 0 && !inflight && !e.timerArmed(timerPersist) {
+		if unsent > 0 && e.sndWnd == 0 && !inflight && !e.timerArmed(timerPersist) {
 			e.startPersist()
 		}
 		return false
@@ -261,14 +261,14 @@ func (e *Endpoint) sendNewData(cause event.SendCause, probe bool) bool {
 	if !inflight {
 		e.progressAt = now // the user timeout counts from here (RFC 5482)
 	}
-	seq := e.SndNxt
+	seq := e.sndNxt
 	e.transmit(seq, n, fin, cause, 0)
 	e.bytesSent += uint64(n)
-	e.SndNxt = e.SndNxt.Add(seqnum.Size(n))
+	e.sndNxt = e.sndNxt.Add(seqnum.Size(n))
 	if fin {
-		e.SndNxt++
+		e.sndNxt++
 	}
-	e.rtxq.push(seq, e.SndNxt, fin, now, e.tsNow())
+	e.rtxq.push(seq, e.sndNxt, fin, now, e.tsNow())
 	e.stopTimer(timerPersist)
 	if !e.timerArmed(timerRetransmit) {
 		// RFC 6298 5.1: start the timer when a segment with data (or
@@ -335,7 +335,7 @@ func (e *Endpoint) startPersist() {
 // or past the user timeout has gone, and the connection fails with
 // ETIMEDOUT, as Linux's tcp_probe_timer decides.
 func (e *Endpoint) persistTimeout() {
-	if !e.state.Synchronized() || e.SndWnd > 0 || e.sndEnd() == e.SndNxt {
+	if !e.state.Synchronized() || e.sndWnd > 0 || e.sndEnd() == e.sndNxt {
 		return
 	}
 	limit := e.proto.opts.MaxRetries
@@ -348,7 +348,7 @@ func (e *Endpoint) persistTimeout() {
 		return
 	}
 	e.persistProbes++
-	e.sendSegment(event.SendWindowProbe, header.TCPFlagAck, e.SndUna-1, buffer.Buffer{}, nil)
+	e.sendSegment(event.SendWindowProbe, header.TCPFlagAck, e.sndUna-1, buffer.Buffer{}, nil)
 	e.backoff()
 	e.setTimer(timerPersist, e.rtoFromNow())
 }

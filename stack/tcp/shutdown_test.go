@@ -2,20 +2,18 @@ package tcp_test
 
 import (
 	"errors"
+	"net/netip"
 	"syscall"
 	"testing"
-
-	"gvisor.dev/gvisor/pkg/tcpip"
-	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 
 	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/stack/tcp/tcptest"
 )
 
-// Protocol.Shutdown, the engine's half of stack.Stack.Shutdown: every
-// connection gets the CLOSE call, on the wire, and Drained says when all
-// are CLOSED or in TIME-WAIT.
+// Binding.Shutdown, the engine's half of stack.Stack.Shutdown: every
+// connection gets the CLOSE call, on the wire, and Binding.Drained says
+// when all are CLOSED or in TIME-WAIT (binding_export_test.go).
 
 func drained(p *tcp.Protocol) bool {
 	select {
@@ -49,8 +47,8 @@ func TestShutdownFin(t *testing.T) {
 	if !drained(p.TCP) {
 		t.Fatal("not drained with the only connection in TIME-WAIT")
 	}
-	remote := tcpip.FullAddress{Addr: tcpip.AddrFrom4(tcptest.PeerAddr.As4()), Port: 9}
-	if _, err := p.TCP.Connect(tcpip.FullAddress{}, remote, ipv4.ProtocolNumber); !errors.Is(err, syscall.ENETDOWN) {
+	remote := netip.AddrPortFrom(tcptest.PeerAddr, 9)
+	if _, err := p.TCP.Connect(netip.AddrPort{}, remote); !errors.Is(err, syscall.ENETDOWN) {
 		t.Errorf("Connect after Shutdown: %v, want ENETDOWN", err)
 	}
 }
@@ -110,7 +108,7 @@ func TestShutdownListener(t *testing.T) {
 	}
 }
 
-// TestAbortResets: Abort, which stack.Stack's Close calls, is the ABORT
+// TestAbortResets: the abort stack.Stack's Close makes is the ABORT
 // call of RFC 9293 3.10.5: a RST where the peer still believes in the
 // connection, nothing in SYN-SENT, CLOSING, LAST-ACK and TIME-WAIT.
 func TestAbortResets(t *testing.T) {
@@ -129,7 +127,7 @@ func TestAbortResets(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, ep := tc.fixture(t)
-			ep.Abort()
+			ep.StackAbort()
 			if tc.rst != nil {
 				p.Expect(*tc.rst)
 			}

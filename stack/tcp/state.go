@@ -7,7 +7,7 @@ func canSend(s event.State) bool {
 	return s == event.Established || s == event.CloseWait || s == event.SynSent || s == event.SynReceived
 }
 
-func segmentCause(s *Segment) event.Cause {
+func segmentCause(s *segment) event.Cause {
 	return event.Cause{Kind: event.CauseSegment, Detail: s.String(), Key: s.wire}
 }
 func timerCause(k timerKind) event.Cause {
@@ -45,7 +45,7 @@ func (e *Endpoint) transition(to event.State, cause event.Cause) {
 			// for the connections it had queued (Listener.Close),
 			// reset: nobody can accept this one.
 			e.listener = nil
-			e.sendReset(e.SndNxt)
+			e.sendReset(e.sndNxt)
 			e.transition(event.Closed, cause)
 			return
 		}

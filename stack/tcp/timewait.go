@@ -112,8 +112,8 @@ func (e *Endpoint) enterTimeWait(cause event.Cause) {
 		id:          e.id,
 		netProto:    e.netProto,
 		nic:         e.nic,
-		sndNxt:      e.SndNxt,
-		rcvNxt:      e.RcvNxt,
+		sndNxt:      e.sndNxt,
+		rcvNxt:      e.rcvNxt,
 		maxSndWnd:   e.maxSndWnd,
 		rcvWndShift: e.rcvWndShift,
 		tsOK:        e.tsOK,
@@ -125,8 +125,8 @@ func (e *Endpoint) enterTimeWait(cause event.Cause) {
 		portRes:     e.portRes,
 		ep:          weak.Make(e),
 	}
-	if e.RcvNxt.LessThan(e.rcvAcc) {
-		tw.rcvWnd = uint32(e.RcvNxt.Size(e.rcvAcc))
+	if e.rcvNxt.LessThan(e.rcvAcc) {
+		tw.rcvWnd = uint32(e.rcvNxt.Size(e.rcvAcc))
 	}
 	// Once in the table the record is the table's: its timer may fire
 	// at once (a short TimeWait), on another goroutine, before this
@@ -140,7 +140,7 @@ func (e *Endpoint) enterTimeWait(cause event.Cause) {
 	e.portRes = nil // the record's now
 	if e.registered {
 		e.registered = false
-		p.stack.UnregisterTransportEndpoint([]tcpip.NetworkProtocolNumber{e.netProto}, ProtocolNumber, e.id, e, ports.Flags{}, 0)
+		e.unregisterDemux()
 	}
 	// Data still queued can never be acknowledged; received data stays
 	// for Read. The route goes once the last segment (the ACK of the
@@ -343,9 +343,9 @@ func (p *Protocol) timeWaitEndpoints() []*Endpoint {
 			id:         tw.id,
 			state:      event.TimeWait,
 			stateSince: tw.since,
-			TCB: TCB{
-				SndUna: tw.sndNxt, SndNxt: tw.sndNxt,
-				RcvNxt: tw.rcvNxt, RcvWnd: tw.rcvWnd,
+			tcb: tcb{
+				sndUna: tw.sndNxt, sndNxt: tw.sndNxt,
+				rcvNxt: tw.rcvNxt, rcvWnd: tw.rcvWnd,
 			},
 			rcvWndShift:    tw.rcvWndShift,
 			tsOK:           tw.tsOK,
@@ -371,7 +371,7 @@ const (
 // in TIME-WAIT, whose record tw the caller found; l is the listener on the
 // port, if any. It returns twReopen with the ISN to use when a new SYN
 // reopens the connection; the caller hands the SYN to l.
-func (p *Protocol) timeWaitArrives(tw *timeWait, seg *Segment, l *Listener) (twVerdict, seqnum.Value) {
+func (p *Protocol) timeWaitArrives(tw *timeWait, seg *segment, l *Listener) (twVerdict, seqnum.Value) {
 	t := &p.tw
 	c := connIDOf(tw.id)
 	now := p.clock.NowMonotonic()
@@ -500,7 +500,7 @@ func (p *Protocol) timeWaitArrives(tw *timeWait, seg *Segment, l *Listener) (twV
 
 // twAcceptable is the sequence check of 3.10.7.4 against the window the
 // connection last promised.
-func twAcceptable(tw *timeWait, seg *Segment) bool {
+func twAcceptable(tw *timeWait, seg *segment) bool {
 	wnd := seqnum.Size(tw.rcvWnd)
 	n := seg.Len()
 	switch {

@@ -3,14 +3,12 @@ package tcp_test
 import (
 	"errors"
 	"math/rand/v2"
+	"net/netip"
 	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-
-	"gvisor.dev/gvisor/pkg/tcpip"
-	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 
 	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp"
@@ -241,13 +239,13 @@ func TestTimeWaitNobodyHolds(t *testing.T) {
 func TestTimeWaitPortKept(t *testing.T) {
 	p, ep := tcptest.TimeWait(t, tcptest.ActiveOpen())
 	port := ep.ID().Local.Port()
-	remote := tcpip.FullAddress{Addr: tcpip.AddrFrom4(tcptest.PeerAddr.As4()), Port: p.PeerPort}
-	if _, err := p.TCP.Connect(tcpip.FullAddress{Port: port}, remote, ipv4.ProtocolNumber); !errors.Is(err, syscall.EADDRINUSE) {
+	remote := netip.AddrPortFrom(tcptest.PeerAddr, p.PeerPort)
+	if _, err := p.TCP.Connect(netip.AddrPortFrom(netip.Addr{}, port), remote); !errors.Is(err, syscall.EADDRINUSE) {
 		t.Fatalf("Connect from the port in TIME-WAIT: %v, want EADDRINUSE", err)
 	}
 	p.Advance(p.TCP.Options().TimeWait)
 	p.WantState(ep, event.Closed)
-	ne, err := p.TCP.Connect(tcpip.FullAddress{Port: port}, remote, ipv4.ProtocolNumber)
+	ne, err := p.TCP.Connect(netip.AddrPortFrom(netip.Addr{}, port), remote)
 	if err != nil {
 		t.Fatalf("Connect after 2*MSL: %v", err)
 	}
@@ -314,9 +312,9 @@ func TestConnectionLimit(t *testing.T) {
 	p.Inject(seg{Flags: "S", Seq: 0})
 	p.ExpectNothing()
 	wantCount(t, "Dropped(connection limit)", p.TCP.Stats().Dropped(event.DropConnectionLimit), 1)
-	remote := tcpip.FullAddress{Addr: tcpip.AddrFrom4(tcptest.PeerAddr.As4()), Port: 9}
-	local := tcpip.FullAddress{Port: 5555}
-	if _, err := p.TCP.Connect(local, remote, ipv4.ProtocolNumber); !errors.Is(err, syscall.EMFILE) {
+	remote := netip.AddrPortFrom(tcptest.PeerAddr, 9)
+	local := netip.AddrPortFrom(netip.Addr{}, 5555)
+	if _, err := p.TCP.Connect(local, remote); !errors.Is(err, syscall.EMFILE) {
 		t.Fatalf("Connect beyond the limit: %v, want EMFILE", err)
 	}
 	wantCount(t, "ConnectionLimit", p.TCP.Limits().ConnectionLimit.Load(), 2)
@@ -330,7 +328,7 @@ func TestConnectionLimit(t *testing.T) {
 	syn(t, p, 40003)
 	p.Advance(3 * time.Minute)
 	p.DrainAny()
-	if _, err := p.TCP.Connect(local, remote, ipv4.ProtocolNumber); err != nil {
+	if _, err := p.TCP.Connect(local, remote); err != nil {
 		t.Fatalf("Connect from the same port once there is room: %v", err)
 	}
 }

@@ -1,10 +1,8 @@
 package tcptest
 
 import (
+	"net/netip"
 	"testing"
-
-	"gvisor.dev/gvisor/pkg/tcpip"
-	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 
 	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp"
@@ -26,7 +24,7 @@ func Listen(t testing.TB, opts ...Option) (*Peer, *tcp.Listener) {
 // Listen opens a listener on the stack's address, port p.StackPort.
 func (p *Peer) Listen(backlog int) *tcp.Listener {
 	p.t.Helper()
-	l, err := p.TCP.Listen(tcpip.FullAddress{Addr: addr(StackAddr), Port: p.StackPort}, backlog)
+	l, err := p.TCP.Listen(netip.AddrPortFrom(StackAddr, p.StackPort), backlog)
 	if err != nil {
 		p.fail("tcptest: Listen: %v", err)
 	}
@@ -50,7 +48,7 @@ func SynSent(t testing.TB, opts ...Option) (*Peer, *tcp.Endpoint) {
 // p.StackPort at the ephemeral port it chose. The SYN is left unread.
 func (p *Peer) Connect() *tcp.Endpoint {
 	p.t.Helper()
-	ep, err := p.TCP.Connect(tcpip.FullAddress{}, tcpip.FullAddress{Addr: addr(PeerAddr), Port: p.PeerPort}, ipv4.ProtocolNumber)
+	ep, err := p.TCP.Connect(netip.AddrPort{}, netip.AddrPortFrom(PeerAddr, p.PeerPort))
 	if err != nil {
 		p.fail("tcptest: Connect: %v", err)
 	}
