@@ -16,8 +16,12 @@ func timerCause(k timerKind) event.Cause {
 func userCause(call string) event.Cause { return event.Cause{Kind: event.CauseUser, Detail: call} }
 
 // transition is the only writer of e.state (RFC 9293 3.3.2, figure 5).
-// Every change is reported to the observer with its cause, and the side
-// effects that belong to entering a state live here, in one place:
+// It takes only an edge of the transition table (transitions.go) driven
+// by a cause the table allows, and refuses any other: the state stays,
+// and the refusal is counted and reported. Every change is reported to
+// the observer with its cause and counted by edge (Stats.Transitions),
+// and the side effects that belong to entering a state live here, in one
+// place:
 // entering ESTABLISHED wakes a dialer or queues the connection for Accept,
 // entering TIME-WAIT starts the 2*MSL timer, and entering CLOSED deletes the
 // TCB (3.10.7.4: "enter the CLOSED state, delete the TCB").
@@ -28,6 +32,12 @@ func (e *Endpoint) transition(to event.State, cause event.Cause) {
 	if from == to {
 		return
 	}
+	if !edgeAllowed(from, to, cause.Kind) {
+		ev := e.proto.refuseTransition(e.connID(), from, to, cause)
+		e.emit(ev)
+		return
+	}
+	e.proto.stats.transitions[from][to].Add(1)
 	e.state = to
 	e.stateSince = e.proto.clock.NowMonotonic()
 	e.emit(event.Event{Kind: event.KindState, Conn: e.connID(), From: from, To: to, Cause: cause, Key: cause.Key})

@@ -35,6 +35,30 @@ type Stats struct {
 	ListenOverflows    atomic.Uint64 // like Linux ListenOverflows
 	ListenDrops        atomic.Uint64 // like Linux ListenDrops
 	Listen             ListenStats   // each decision of the SYN and accept queues
+
+	// TransitionsRefused counts state changes the engine asked for that
+	// its transition table (transitions.go) does not hold: a bug, refused
+	// (the state stays) and reported as a KindTransitionRefused event.
+	TransitionsRefused atomic.Uint64
+
+	transitions, refused [event.NumStates][event.NumStates]atomic.Uint64
+}
+
+// Transitions returns how many connections moved from from to to.
+func (s *Stats) Transitions(from, to event.State) uint64 {
+	if int(from) >= event.NumStates || int(to) >= event.NumStates {
+		return 0
+	}
+	return s.transitions[from][to].Load()
+}
+
+// Refused returns how many state changes from from to to were refused:
+// the edge is not in the transition table.
+func (s *Stats) Refused(from, to event.State) uint64 {
+	if int(from) >= event.NumStates || int(to) >= event.NumStates {
+		return 0
+	}
+	return s.refused[from][to].Load()
 }
 
 // Dropped returns how many segments were dropped for reason r.

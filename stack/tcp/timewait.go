@@ -281,7 +281,15 @@ func (p *Protocol) finishTimeWait(tw *timeWait, cause event.Cause) {
 		e.flush()
 		return
 	}
-	p.emit(event.Event{Kind: event.KindState, Conn: connIDOf(tw.id), From: event.TimeWait, To: event.Closed, Cause: cause, Key: cause.Key})
+	// The record's own TIME-WAIT -> CLOSED goes through the table as
+	// transition's edges do.
+	c := connIDOf(tw.id)
+	if !edgeAllowed(event.TimeWait, event.Closed, cause.Kind) {
+		p.emit(p.refuseTransition(c, event.TimeWait, event.Closed, cause))
+		return
+	}
+	p.stats.transitions[event.TimeWait][event.Closed].Add(1)
+	p.emit(event.Event{Kind: event.KindState, Conn: c, From: event.TimeWait, To: event.Closed, Cause: cause, Key: cause.Key})
 }
 
 // dropTimeWait deletes the record of a connection that is moving to

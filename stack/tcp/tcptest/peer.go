@@ -27,7 +27,9 @@
 // TSval, and Seg's TS, TSVal and TSEcr send or check the option by hand.
 //
 // Failures print the expectation, the segment that came instead and the
-// whole trace so far, as tcpdump-style lines.
+// whole trace so far, as tcpdump-style lines. When the test ends, the
+// Peer also fails it if the engine asked for a state change that its
+// transition table does not hold.
 package tcptest
 
 import (
@@ -191,8 +193,29 @@ func newPeer(t testing.TB, c config) *Peer {
 	t.Cleanup(func() {
 		s.Close()
 		link.Close()
+		p.checkTransitions()
 	})
 	return p
+}
+
+// checkTransitions fails the test if the engine asked for a state change
+// its transition table does not hold (stack/tcp/transitions.go): every
+// test built on a Peer walks the table with the edges it takes. It runs
+// when the test ends, after the stack closed, so the aborts of Close are
+// checked too.
+func (p *Peer) checkTransitions() {
+	st := p.TCP.Stats()
+	if st.TransitionsRefused.Load() == 0 {
+		return
+	}
+	for from := range event.NumStates {
+		for to := range event.NumStates {
+			if n := st.Refused(event.State(from), event.State(to)); n > 0 {
+				p.t.Errorf("tcptest: the engine asked %d times for %v -> %v, an edge its transition table does not hold (stack/tcp/transitions.go); the change was refused",
+					n, event.State(from), event.State(to))
+			}
+		}
+	}
 }
 
 // PeerISS returns the peer's initial sequence number, absolute.
