@@ -233,8 +233,8 @@ func (s *Stack) AddRoute(dst netip.Prefix, gw netip.Addr, nic tcpip.NICID) error
 
 // Close ends the stack at once. Listeners close; every connection is
 // aborted (RFC 9293 3.10.5): one RST for each that the peer still believes
-// open (SYN-RECEIVED, ESTABLISHED, FIN-WAIT-1, FIN-WAIT-2, CLOSE-WAIT; see
-// tcp.Endpoint.Abort), and users see ECONNABORTED. Connections in
+// open (SYN-RECEIVED, ESTABLISHED, FIN-WAIT-1, FIN-WAIT-2, CLOSE-WAIT),
+// and users see ECONNABORTED. Connections in
 // TIME-WAIT are deleted. The interfaces are detached and closed once
 // their links have passed the resets on, and Close waits for their
 // goroutines. Shutdown is the graceful way.

@@ -29,7 +29,7 @@ func (e *Endpoint) closeWriteLocked(call string) error {
 		}
 		return syscall.ENOTCONN
 	case event.SynSent, event.SynReceived:
-		e.finQueued = true // sent by afterEstablished
+		e.finQueued = true // sent once ESTABLISHED (queuedClose)
 	case event.Established:
 		e.finQueued = true
 		e.transition(event.FinWait1, userCause(call))
@@ -149,7 +149,7 @@ func (p *Protocol) adoptOrphan(e *Endpoint) bool {
 
 // shutdown is Protocol.Shutdown's CLOSE for one connection: Close, except
 // that a connection still in SYN-SENT is not deleted but completes its
-// handshake and then sends its FIN (afterEstablished), as a close of a
+// handshake and then sends its FIN (queuedClose), as a close of a
 // connection in SYN-RECEIVED does.
 func (e *Endpoint) shutdown() {
 	e.mu.Lock()

@@ -464,12 +464,13 @@ func (e *Endpoint) packetArrives(id stack.TransportEndpointID, pkt *stack.Packet
 }
 
 // abort is the stack closing (tcpbind.Binding.Abort,
-// transportEndpoint.Abort). It is the ABORT call of RFC 9293 3.10.5, so that the peer does not go on
-// believing in a connection that is gone: in SYN-RECEIVED, ESTABLISHED,
-// FIN-WAIT-1, FIN-WAIT-2 and CLOSE-WAIT a RST, <SEQ=SND.NXT><CTL=RST>, goes
-// first; in CLOSING, LAST-ACK and TIME-WAIT (our FIN is out, the peer's is
-// in) and in SYN-SENT the TCB is only deleted, as the RFC says and as
-// Linux's tcp_disconnect does (tcp_need_reset). Users see ECONNABORTED.
+// transportEndpoint.Abort). It is the ABORT call of RFC 9293 3.10.5, so
+// that the peer does not go on believing in a connection that is gone:
+// in SYN-RECEIVED, ESTABLISHED, FIN-WAIT-1, FIN-WAIT-2 and CLOSE-WAIT a
+// RST, <SEQ=SND.NXT><CTL=RST>, goes first; in CLOSING, LAST-ACK and
+// TIME-WAIT (our FIN is out, the peer's is in) and in SYN-SENT the TCB is
+// only deleted, as the RFC says and as Linux's tcp_disconnect does
+// (tcp_need_reset). Users see ECONNABORTED.
 func (e *Endpoint) abort() {
 	e.mu.Lock()
 	if e.state != event.Closed {

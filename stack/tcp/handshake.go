@@ -195,7 +195,7 @@ func (e *Endpoint) takeSynOptions(seg *segment, weOffered bool) {
 }
 
 // synSentArrives is SEGMENT ARRIVES in SYN-SENT (RFC 9293 3.10.7.3).
-func (e *Endpoint) synSentArrives(seg *segment) {
+func (e *Endpoint) synSentArrives(seg *segment) verdict {
 	// First, check the ACK bit.
 	ackOK := false
 	if seg.has(header.TCPFlagAck) {
@@ -204,7 +204,7 @@ func (e *Endpoint) synSentArrives(seg *segment) {
 			if !seg.has(header.TCPFlagRst) {
 				e.sendReset(seg.Ack)
 			}
-			return
+			return stay()
 		}
 		ackOK = e.sndUna.LessThan(seg.Ack) && seg.Ack.LessThanEq(e.sndNxt)
 	}
@@ -213,54 +213,79 @@ func (e *Endpoint) synSentArrives(seg *segment) {
 	if seg.has(header.TCPFlagRst) {
 		if !ackOK {
 			e.drop(seg, event.DropRstInvalid)
-			return
+			return stay()
 		}
 		e.proto.stats.ResetsReceived.Add(1)
-		e.fail(syscall.ECONNREFUSED, segmentCause(seg))
-		return
+		return e.failed(syscall.ECONNREFUSED, segmentCause(seg))
 	}
 	// Third, security: not implemented (RFC 9293 3.10.7.3 allows this).
 	// Fourth, check the SYN bit.
 	if !seg.has(header.TCPFlagSyn) {
 		// Fifth: neither SYN nor RST: drop.
 		e.drop(seg, event.DropSynSentBadAck)
-		return
+		return stay()
 	}
 	e.irs = seg.Seq
 	e.rcvNxt = seg.Seq + 1
 	e.rcvAcc = e.rcvNxt
 	e.takeSynOptions(seg, true)
-	if ackOK {
-		e.sndUna = seg.Ack
-		e.retries = 0
-		e.stopTimer(timerRetransmit)
-		// Our SYN's round trip seeds the estimator (RFC 6298 allows
-		// the handshake as the first sample; Linux does the same),
-		// unless the SYN was retransmitted (Karn); with timestamps,
-		// from the SYN-ACK's TSecr (RFC 7323 4.1), as Linux does.
-		if !e.sampleRTTFromTSecr(seg) && e.rto == e.proto.opts.InitialRTO {
-			e.sampleRTT(e.proto.clock.NowMonotonic().Sub(e.stateSince))
-		}
-		// The window in a SYN-ACK is never scaled (RFC 7323 2.2).
+	if !ackOK {
+		// Simultaneous open (3.5, figure 8): SYN-RECEIVED, answer
+		// SYN-ACK.
 		e.setSndWnd(uint32(seg.Window), seg)
-		e.initCongestion()
-		e.transition(event.Established, segmentCause(seg))
-		e.sendAck(event.SendAck)
-		// Data or a FIN riding on the SYN-ACK continue at the sixth step.
-		if seg.Payload.Size() > 0 || seg.has(header.TCPFlagFin) {
-			seg.Seq++
-			seg.Flags &^= header.TCPFlagSyn
-			e.processTextAndFin(seg)
-		}
-		e.afterEstablished()
-		return
+		return moveTo(event.SynReceived, segmentCause(seg), (*Endpoint).synAckOut)
 	}
-	// Simultaneous open (3.5, figure 8): SYN-RECEIVED, answer SYN-ACK.
+	e.sndUna = seg.Ack
+	e.retries = 0
+	e.stopTimer(timerRetransmit)
+	// Our SYN's round trip seeds the estimator (RFC 6298 allows the
+	// handshake as the first sample; Linux does the same), unless the
+	// SYN was retransmitted (Karn); with timestamps, from the SYN-ACK's
+	// TSecr (RFC 7323 4.1), as Linux does.
+	if !e.sampleRTTFromTSecr(seg) && e.rto == e.proto.opts.InitialRTO {
+		e.sampleRTT(e.proto.clock.NowMonotonic().Sub(e.stateSince))
+	}
+	// The window in a SYN-ACK is never scaled (RFC 7323 2.2).
 	e.setSndWnd(uint32(seg.Window), seg)
-	e.transition(event.SynReceived, segmentCause(seg))
+	e.initCongestion()
+	return moveTo(event.Established, segmentCause(seg), (*Endpoint).synAckAccepted)
+}
+
+// synAckAccepted goes on in ESTABLISHED after our SYN was acknowledged:
+// "form an ACK segment and send it ... If there are other controls or
+// text in the segment, then continue processing at the sixth step"
+// (3.10.7.3); then the CLOSE the user called during the handshake, and
+// the data queued.
+func (e *Endpoint) synAckAccepted(seg *segment) verdict {
+	e.sendAck(event.SendAck)
+	if seg.Payload.Size() > 0 || seg.has(header.TCPFlagFin) {
+		seg.Seq++
+		seg.Flags &^= header.TCPFlagSyn
+		if v := e.processTextAndFin(seg); v.move {
+			v.then = (*Endpoint).queuedCloseThenOutput
+			return v
+		}
+	}
+	return e.queuedCloseThenOutput(seg)
+}
+
+func (e *Endpoint) queuedCloseThenOutput(*segment) verdict {
+	if v := e.queuedClose(); v.move {
+		v.then = (*Endpoint).sendOutput
+		return v
+	}
+	e.output()
+	return stay()
+}
+
+// synAckOut answers a SYN in SYN-RECEIVED, just entered: <SEQ=ISS>
+// <ACK=RCV.NXT><CTL=SYN,ACK>, retransmitted on the RTO (3.10.7.2,
+// 3.10.7.3).
+func (e *Endpoint) synAckOut(*segment) verdict {
 	e.retries = 0
 	e.sendSynAck(event.SendSynAck)
 	e.setTimer(timerRetransmit, e.rto)
+	return stay()
 }
 
 // setSndWnd records the peer's window and the segment that carried it
@@ -270,20 +295,6 @@ func (e *Endpoint) setSndWnd(wnd uint32, seg *segment) {
 	e.sndWL1 = seg.Seq
 	e.sndWL2 = seg.Ack
 	e.maxSndWnd = max(e.maxSndWnd, wnd)
-}
-
-// afterEstablished starts what the user queued before the handshake
-// finished: a FIN from an early CloseWrite or Close, and data.
-func (e *Endpoint) afterEstablished() {
-	if e.finQueued {
-		switch e.state {
-		case event.Established:
-			e.transition(event.FinWait1, userCause("close"))
-		case event.CloseWait:
-			e.transition(event.LastAck, userCause("close"))
-		}
-	}
-	e.output()
 }
 
 // drop counts and reports a segment this connection discards.

@@ -496,15 +496,21 @@ func (l *Listener) cookieAck(id stack.TransportEndpointID, netProto tcpip.Networ
 	// The ACK's window is scaled (RFC 7323 2.2: only SYNs' are not).
 	e.setSndWnd(uint32(seg.Window)<<e.sndWndShift, seg)
 	e.initCongestion()
-	e.transition(event.Established, event.Cause{Kind: event.CauseSegment, Detail: "SYN cookie " + seg.String(), Key: seg.wire})
-	// Data or a FIN on the ACK continue at the sixth step.
-	if seg.Payload.Size() > 0 || seg.has(header.TCPFlagFin) {
-		e.trimToWindow(seg)
-		e.processTextAndFin(seg)
-	}
-	e.output()
+	e.follow(moveTo(event.Established, event.Cause{Kind: event.CauseSegment, Detail: "SYN cookie " + seg.String(), Key: seg.wire},
+		(*Endpoint).cookieOpened), seg)
 	e.mu.Unlock()
 	e.flush()
+}
+
+// cookieOpened goes on in ESTABLISHED for a connection a SYN cookie
+// made: data or a FIN on the ACK continue at the sixth step.
+func (e *Endpoint) cookieOpened(seg *segment) verdict {
+	if seg.Payload.Size() > 0 || seg.has(header.TCPFlagFin) {
+		e.trimToWindow(seg)
+		return e.sixthStep(seg)
+	}
+	e.output()
+	return stay()
 }
 
 // openChild makes the half-open connection for a SYN: SYN-RECEIVED,
@@ -556,9 +562,8 @@ func (l *Listener) openChild(id stack.TransportEndpointID, netProto tcpip.Networ
 	e.tsOffset = p.tsOffset(id)
 	e.takeSynOptions(seg, seg.WS >= 0)
 	e.setSndWnd(uint32(seg.Window), seg)
-	e.transition(event.SynReceived, segmentCause(seg))
-	e.sendSynAck(event.SendSynAck)
-	e.setTimer(timerRetransmit, e.rto)
+	// SEGMENT ARRIVES for the new TCB: SYN-RECEIVED, and the SYN-ACK.
+	e.follow(moveTo(event.SynReceived, segmentCause(seg), (*Endpoint).synAckOut), seg)
 	e.mu.Unlock()
 	e.flush()
 }
@@ -599,7 +604,7 @@ func (l *Listener) established(e *Endpoint) bool {
 
 // reserveAccept keeps a place in the accept queue for a child whose final
 // ACK just arrived, or reports false if the queue is full; the caller
-// (ackArrives) then drops the ACK, or resets with AbortOnOverflow.
+// (synReceivedArrives) then drops the ACK, or resets with AbortOnOverflow.
 // Checking and reserving under one lock keeps the queue within its limit
 // however many handshakes complete at once.
 func (l *Listener) reserveAccept(child *Endpoint, key event.SegKey) bool {

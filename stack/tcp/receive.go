@@ -11,14 +11,15 @@ func emptyBuffer() buffer.Buffer { return buffer.Buffer{} }
 
 // processTextAndFin is the seventh and eighth steps of 3.10.7.4: queue
 // in-order text for the user, keep out-of-order text for reassembly, and
-// act on a FIN once everything before it has arrived.
-func (e *Endpoint) processTextAndFin(seg *segment) {
+// act on a FIN once everything before it has arrived. It returns the
+// state change a FIN, or data nobody can read, calls for.
+func (e *Endpoint) processTextAndFin(seg *segment) verdict {
 	switch e.state {
 	case event.Established, event.FinWait1, event.FinWait2:
 	default:
 		// CLOSE-WAIT, CLOSING, LAST-ACK, TIME-WAIT: the peer's FIN is
 		// already in; "ignore the segment text".
-		return
+		return stay()
 	}
 	e.noteTrimmedDuplicate(seg)
 	n := int(seg.Payload.Size())
@@ -27,7 +28,7 @@ func (e *Endpoint) processTextAndFin(seg *segment) {
 		if e.ooo.dsackSet {
 			e.sendAck(event.SendAck) // the duplicate is reported at once
 		}
-		return
+		return stay()
 	}
 	if e.userClosed && n > 0 && !seg.Seq.Add(seqnum.Size(n)).LessThanEq(e.rcvNxt) {
 		// New data for a connection the user has closed can never be
@@ -36,12 +37,11 @@ func (e *Endpoint) processTextAndFin(seg *segment) {
 		// CLOSE discard received data only by reset; RFC 2525 2.17).
 		e.drop(seg, event.DropClosed)
 		e.sendReset(e.sndNxt)
-		e.transition(event.Closed, segmentCause(seg))
-		return
+		return moveTo(event.Closed, segmentCause(seg), nil)
 	}
 	if seg.Seq != e.rcvNxt {
 		e.holdOutOfOrder(seg, fin)
-		return
+		return stay()
 	}
 	filled := e.ooo.ranges() > 0 || e.ooo.fin // a gap lies below what is held
 	if e.ooo.fin && e.ooo.finSeq.LessThan(seg.Seq.Add(seqnum.Size(n))) {
@@ -78,8 +78,7 @@ func (e *Endpoint) processTextAndFin(seg *segment) {
 		if cause.Kind == 0 {
 			cause = segmentCause(seg)
 		}
-		e.finArrives(cause)
-		return
+		return e.finArrives(cause)
 	}
 	// Acknowledge at least every second full segment, and at once when
 	// the segment filled a hole (RFC 5681 4.2) or repeated bytes we had
@@ -91,6 +90,7 @@ func (e *Endpoint) processTextAndFin(seg *segment) {
 	} else if !e.timerArmed(timerDelayedAck) {
 		e.setTimer(timerDelayedAck, e.proto.opts.DelayedAck)
 	}
+	return stay()
 }
 
 // received reports what became of a segment's text. It costs nothing
@@ -120,26 +120,28 @@ func (e *Endpoint) deliver(data *buffer.Buffer) {
 	e.notify()
 }
 
-// finArrives is the eighth step for a FIN now in order.
-func (e *Endpoint) finArrives(cause event.Cause) {
+// finArrives is the eighth step for a FIN now in order: acknowledge it
+// and return the state it leads to. Entering that state wakes a reader
+// (transition), who will find io.EOF.
+func (e *Endpoint) finArrives(cause event.Cause) verdict {
 	e.rcvNxt++
 	e.finReceived = true
 	e.sendAck(event.SendAck)
 	switch e.state {
 	case event.Established:
-		e.transition(event.CloseWait, cause)
+		return moveTo(event.CloseWait, cause, nil)
 	case event.FinWait1:
 		// "If our FIN has been ACKed (perhaps in this segment), then
 		// enter TIME-WAIT ...; otherwise, enter the CLOSING state."
 		if e.finAcked() {
-			e.transition(event.TimeWait, cause)
-		} else {
-			e.transition(event.Closing, cause)
+			return moveTo(event.TimeWait, cause, nil)
 		}
+		return moveTo(event.Closing, cause, nil)
 	case event.FinWait2:
-		e.transition(event.TimeWait, cause)
+		return moveTo(event.TimeWait, cause, nil)
 	}
 	e.notify()
+	return stay()
 }
 
 // holdOutOfOrder is the seventh step for text above RCV.NXT: hold it for

@@ -25,12 +25,13 @@ func (e *Endpoint) sendReset(seq seqnum.Value) {
 
 // rstArrives is the second step for an acceptable RST. RFC 5961 3.2: only
 // a RST exactly at RCV.NXT resets the connection; one elsewhere in the
-// window gets a challenge ACK.
-func (e *Endpoint) rstArrives(seg *segment) {
+// window gets a challenge ACK. It returns the move to CLOSED a reset
+// makes.
+func (e *Endpoint) rstArrives(seg *segment) verdict {
 	if seg.Seq != e.rcvNxt {
 		e.drop(seg, event.DropRstInvalid)
 		e.challengeAck()
-		return
+		return stay()
 	}
 	e.proto.stats.ResetsReceived.Add(1)
 	switch e.state {
@@ -38,19 +39,18 @@ func (e *Endpoint) rstArrives(seg *segment) {
 		if e.listener != nil {
 			// Passive OPEN: the half-open entry goes; the listener
 			// itself is unharmed.
-			e.transition(event.Closed, segmentCause(seg))
-			return
+			return moveTo(event.Closed, segmentCause(seg), nil)
 		}
 		// Active OPEN (simultaneous open): "connection refused".
-		e.fail(syscall.ECONNREFUSED, segmentCause(seg))
+		return e.failed(syscall.ECONNREFUSED, segmentCause(seg))
 	case event.Established, event.FinWait1, event.FinWait2, event.CloseWait:
 		// "Any outstanding RECEIVEs and SEND should receive 'reset'
-		// responses. All segment queues should be flushed."
-		e.fail(syscall.ECONNRESET, segmentCause(seg))
-		e.sndBuf.Release()
-	default: // CLOSING, LAST-ACK, TIME-WAIT
-		e.transition(event.Closed, segmentCause(seg))
+		// responses. All segment queues should be flushed": entering
+		// CLOSED flushes them (release).
+		return e.failed(syscall.ECONNRESET, segmentCause(seg))
 	}
+	// CLOSING, LAST-ACK, TIME-WAIT
+	return moveTo(event.Closed, segmentCause(seg), nil)
 }
 
 // challengeAck sends <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK> (RFC 5961 3.2,

@@ -131,10 +131,19 @@ func (e *Endpoint) timeoutErr() error {
 	return syscall.ETIMEDOUT
 }
 
-// fail ends the connection with a hard error the user will see.
+// fail ends the connection with a hard error the user will see: a timer
+// gave up, or the link failed.
 func (e *Endpoint) fail(err error, cause event.Cause) {
+	v := e.failed(err, cause)
+	e.transition(v.to, v.cause)
+}
+
+// failed records a hard error for the user and returns the move to
+// CLOSED that it makes, for a SEGMENT ARRIVES handler to return. A
+// half-open connection of a listener has no user to tell.
+func (e *Endpoint) failed(err error, cause event.Cause) verdict {
 	if e.err == nil && !(e.listener != nil && e.state == event.SynReceived) {
 		e.err = err
 	}
-	e.transition(event.Closed, cause)
+	return moveTo(event.Closed, cause, nil)
 }

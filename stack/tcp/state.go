@@ -59,6 +59,12 @@ func (e *Endpoint) transition(to event.State, cause event.Cause) {
 			e.transition(event.Closed, cause)
 			return
 		}
+	case event.FinWait2:
+		// A connection the user has closed does not wait forever for
+		// the peer's FIN (Linux's tcp_fin_timeout; transitions.go).
+		if e.userClosed {
+			e.setTimer(timerTimeWait, e.proto.opts.FinWait2Timeout)
+		}
 	case event.TimeWait:
 		// 3.10.7.4 eighth step: start the time-wait timer, turn off the
 		// other timers. Data still queued can never be acknowledged.

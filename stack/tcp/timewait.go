@@ -25,7 +25,7 @@ import (
 // Options.MaxTimeWait like Linux's tcp_max_tw_buckets.
 //
 // The record is not in gVisor's demuxer: a segment for its 4-tuple
-// reaches the listener on the port (Listener.HandlePacket) or, without
+// reaches the listener on the port (Listener.packetArrives) or, without
 // one, HandleUnknownDestinationPacket, and both look in the table first.
 // All records share one clock timer: they all last Options.TimeWait, so
 // a list in the order they were made (or restarted) is a list in the

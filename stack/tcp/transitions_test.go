@@ -2,6 +2,9 @@ package tcp
 
 import (
 	"flag"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"os"
 	"path/filepath"
 	"strings"
@@ -144,5 +147,62 @@ func TestTransitionTable(t *testing.T) {
 		if edgeAllowed(e.from, e.to, e.by) {
 			t.Errorf("%v -> %v (%v) is in the table", e.from, e.to, e.by)
 		}
+	}
+}
+
+// TestStateHasOneWriter: in the engine's source, a connection's state is
+// assigned in transition and nowhere else (a listener's in Listener.Close,
+// its one edge, LISTEN -> CLOSED), so no state change can bypass the
+// table.
+func TestStateHasOneWriter(t *testing.T) {
+	fset := token.NewFileSet()
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	allowed := map[string]bool{"Endpoint.transition": true, "Listener.Close": true}
+	writers := 0
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range f.Decls {
+			fn, ok := d.(*ast.FuncDecl)
+			if !ok || fn.Body == nil {
+				continue
+			}
+			owner := fn.Name.Name
+			if fn.Recv != nil && len(fn.Recv.List) == 1 {
+				typ := fn.Recv.List[0].Type
+				if st, ok := typ.(*ast.StarExpr); ok {
+					typ = st.X
+				}
+				if id, ok := typ.(*ast.Ident); ok {
+					owner = id.Name + "." + owner
+				}
+			}
+			ast.Inspect(fn.Body, func(n ast.Node) bool {
+				as, ok := n.(*ast.AssignStmt)
+				if !ok {
+					return true
+				}
+				for _, lhs := range as.Lhs {
+					if sel, ok := lhs.(*ast.SelectorExpr); ok && sel.Sel.Name == "state" {
+						writers++
+						if !allowed[owner] {
+							t.Errorf("%v: %s assigns .state; only transition may (transitions.go)", fset.Position(sel.Pos()), owner)
+						}
+					}
+				}
+				return true
+			})
+		}
+	}
+	if writers != len(allowed) {
+		t.Errorf("found %d assignments to .state, want %d (one in each of %v)", writers, len(allowed), allowed)
 	}
 }
