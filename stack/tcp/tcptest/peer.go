@@ -211,8 +211,8 @@ func (p *Peer) checkTransitions() {
 	for from := range event.NumStates {
 		for to := range event.NumStates {
 			if n := st.Refused(event.State(from), event.State(to)); n > 0 {
-				p.t.Errorf("tcptest: the engine asked %d times for %v -> %v, an edge its transition table does not hold (stack/tcp/transitions.go); the change was refused",
-					n, event.State(from), event.State(to))
+				p.t.Errorf("tcptest: the engine asked for %v -> %v, an edge its transition table does not hold (stack/tcp/transitions.go); refused %d time(s)",
+					event.State(from), event.State(to), n)
 			}
 		}
 	}
