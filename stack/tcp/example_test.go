@@ -54,7 +54,6 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
-	fmt.Println("client:", c.State())
 	await(c.Changed, func() bool {
 		ok, err := c.Established()
 		return ok || err != nil
@@ -84,7 +83,6 @@ func Example() {
 	await(c.Changed, func() bool { return c.State() == event.FinWait2 }) // the FIN's ACK
 	fmt.Println("client:", c.State(), "bytes acked:", c.Info().BytesAcked)
 	// Output:
-	// client: SYN-SENT
 	// client: ESTABLISHED server: ESTABLISHED
 	// server read "hello", then EOF: CLOSE-WAIT
 	// client: FIN-WAIT-2 bytes acked: 5
