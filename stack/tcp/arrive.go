@@ -10,7 +10,7 @@ import (
 
 // SEGMENT ARRIVES (RFC 9293 3.10.7) for a connection. Each state has a
 // handler that follows the RFC's steps in order and returns a verdict:
-// stay, or move to a state. segmentArrives alone applies it, through
+// stay, or move to a state. follow alone applies it, through
 // transition, and goes on where the RFC says processing continues in the
 // new state ("continue processing at the sixth step", 3.10.7.3): the
 // verdict names that continuation. LISTEN is Listener.packetArrives
@@ -20,9 +20,10 @@ import (
 // verdict is what a SEGMENT ARRIVES handler decided. The zero verdict
 // stays (stay).
 type verdict struct {
-	move  bool        // change state to to, for cause
-	to    event.State //
-	cause event.Cause //
+	// move asks for a change of state to to, for cause.
+	move  bool
+	to    event.State
+	cause event.Cause
 	// then is where processing of the segment goes on once the move is
 	// made; nil when it ends there.
 	then func(*Endpoint, *segment) verdict
