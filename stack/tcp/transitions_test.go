@@ -7,10 +7,12 @@ import (
 	"go/token"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/tapstack/tapstack/event"
+	"gvisor.dev/gvisor/pkg/tcpip/faketime"
 )
 
 var update = flag.Bool("update", false, "rewrite README.md's state machine table from the transition table")
@@ -204,5 +206,53 @@ func TestStateHasOneWriter(t *testing.T) {
 	}
 	if writers != len(allowed) {
 		t.Errorf("found %d assignments to .state, want %d (one in each of %v)", writers, len(allowed), allowed)
+	}
+}
+
+// TestTransitionRefused: transition takes an edge of the table only when
+// a cause the table names drives it; anything else leaves the state as
+// it was, is counted by edge and is reported.
+func TestTransitionRefused(t *testing.T) {
+	var evs []event.Event
+	p, _ := NewProtocol(Options{Observer: func(ev event.Event) { evs = append(evs, ev) }})
+	p.clock = faketime.NewManualClock()
+	e := &Endpoint{proto: p, state: event.Established}
+	fin := event.Cause{Kind: event.CauseSegment, Detail: "FIN"}
+
+	e.transition(event.TimeWait, fin)                                                // no such edge
+	e.transition(event.FinWait1, fin)                                                // an edge only CLOSE takes
+	e.transition(event.CloseWait, fin)                                               // RFC 9293 3.10.7.4
+	e.transition(event.LastAck, event.Cause{Kind: event.CauseUser, Detail: "close"}) // 3.10.4
+	e.flush()
+
+	if e.state != event.LastAck {
+		t.Errorf("state %v, want LAST-ACK", e.state)
+	}
+	st := p.Stats()
+	for _, c := range []struct {
+		name      string
+		got, want uint64
+	}{
+		{"TransitionsRefused", st.TransitionsRefused.Load(), 2},
+		{"Refused(ESTABLISHED, TIME-WAIT)", st.Refused(event.Established, event.TimeWait), 1},
+		{"Refused(ESTABLISHED, FIN-WAIT-1)", st.Refused(event.Established, event.FinWait1), 1},
+		{"Transitions(ESTABLISHED, CLOSE-WAIT)", st.Transitions(event.Established, event.CloseWait), 1},
+		{"Transitions(CLOSE-WAIT, LAST-ACK)", st.Transitions(event.CloseWait, event.LastAck), 1},
+		{"Transitions(ESTABLISHED, TIME-WAIT)", st.Transitions(event.Established, event.TimeWait), 0},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s = %d, want %d", c.name, c.got, c.want)
+		}
+	}
+	var kinds []event.Kind
+	for _, ev := range evs {
+		kinds = append(kinds, ev.Kind)
+	}
+	want := []event.Kind{event.KindTransitionRefused, event.KindTransitionRefused, event.KindState, event.KindState}
+	if !slices.Equal(kinds, want) {
+		t.Fatalf("events %v, want %v", kinds, want)
+	}
+	if got := evs[0].String(); !strings.Contains(got, "ESTABLISHED -> TIME-WAIT refused") {
+		t.Errorf("refusal reads %q", got)
 	}
 }
