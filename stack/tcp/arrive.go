@@ -25,14 +25,55 @@ type verdict struct {
 	to    event.State
 	cause event.Cause
 	// then is where processing of the segment goes on once the move is
-	// made; nil when it ends there.
-	then func(*Endpoint, *segment) verdict
+	// made.
+	then next
 }
 
 func stay() verdict { return verdict{} }
 
-func moveTo(to event.State, cause event.Cause, then func(*Endpoint, *segment) verdict) verdict {
+func moveTo(to event.State, cause event.Cause, then next) verdict {
 	return verdict{move: true, to: to, cause: cause, then: then}
+}
+
+// next names where SEGMENT ARRIVES goes on after a state change: a step
+// of the RFC to take in the new state. (A name rather than a function
+// value, so that the segment, which lives on the stack of the goroutine
+// that delivered it, does not escape to the heap.)
+type next uint8
+
+const (
+	thenDone                  next = iota // processing ends
+	thenOutput                            // sendOutput
+	thenSixthStep                         // sixthStep
+	thenOutputThenSixthStep               // outputThenSixthStep
+	thenHandshakeCompleted                // handshakeCompleted
+	thenSynAckAccepted                    // synAckAccepted (handshake.go)
+	thenQueuedCloseThenOutput             // queuedCloseThenOutput (handshake.go)
+	thenSynAckOut                         // synAckOut (handshake.go)
+	thenCookieOpened                      // cookieOpened (listen.go)
+)
+
+// resume takes the step n names.
+func (e *Endpoint) resume(n next, seg *segment) verdict {
+	switch n {
+	case thenOutput:
+		return e.sendOutput(seg)
+	case thenSixthStep:
+		return e.sixthStep(seg)
+	case thenOutputThenSixthStep:
+		return e.outputThenSixthStep(seg)
+	case thenHandshakeCompleted:
+		return e.handshakeCompleted(seg)
+	case thenSynAckAccepted:
+		return e.synAckAccepted(seg)
+	case thenQueuedCloseThenOutput:
+		return e.queuedCloseThenOutput(seg)
+	case thenSynAckOut:
+		return e.synAckOut(seg)
+	case thenCookieOpened:
+		return e.cookieOpened(seg)
+	}
+	return stay()
 }
 
 // maxMoves bounds the state changes one segment makes. The longest chain
@@ -83,10 +124,10 @@ func (e *Endpoint) follow(v verdict, seg *segment) {
 		if v.move {
 			e.transition(v.to, v.cause)
 		}
-		if v.then == nil {
+		if v.then == thenDone {
 			return
 		}
-		v = v.then(e, seg)
+		v = e.resume(v.then, seg)
 	}
 }
 
@@ -143,7 +184,7 @@ func (e *Endpoint) synReceivedArrives(seg *segment) verdict {
 		e.drop(seg, event.DropAcceptQueueFull)
 		if e.proto.opts.AbortOnOverflow {
 			e.sendReset(seg.Ack)
-			return moveTo(event.Closed, segmentCause(seg), nil)
+			return moveTo(event.Closed, segmentCause(seg), thenDone)
 		}
 		return stay()
 	}
@@ -158,7 +199,7 @@ func (e *Endpoint) synReceivedArrives(seg *segment) verdict {
 	}
 	e.setSndWnd(uint32(seg.Window)<<e.sndWndShift, seg)
 	e.initCongestion()
-	return moveTo(event.Established, segmentCause(seg), (*Endpoint).handshakeCompleted)
+	return moveTo(event.Established, segmentCause(seg), thenHandshakeCompleted)
 }
 
 // handshakeCompleted goes on in ESTABLISHED after the final ACK of a
@@ -166,7 +207,7 @@ func (e *Endpoint) synReceivedArrives(seg *segment) verdict {
 // the segment from the sixth step.
 func (e *Endpoint) handshakeCompleted(seg *segment) verdict {
 	if v := e.queuedClose(); v.move {
-		v.then = (*Endpoint).outputThenSixthStep
+		v.then = thenOutputThenSixthStep
 		return v
 	}
 	return e.outputThenSixthStep(seg)
@@ -184,9 +225,9 @@ func (e *Endpoint) queuedClose() verdict {
 	if e.finQueued {
 		switch e.state {
 		case event.Established:
-			return moveTo(event.FinWait1, userCause("close"), nil)
+			return moveTo(event.FinWait1, userCause("close"), thenDone)
 		case event.CloseWait:
-			return moveTo(event.LastAck, userCause("close"), nil)
+			return moveTo(event.LastAck, userCause("close"), thenDone)
 		}
 	}
 	return stay()
@@ -219,7 +260,7 @@ func (e *Endpoint) finWait1Arrives(seg *segment) verdict {
 	}
 	e.processAck(seg)
 	if e.finAcked() {
-		return moveTo(event.FinWait2, segmentCause(seg), (*Endpoint).sixthStep)
+		return moveTo(event.FinWait2, segmentCause(seg), thenSixthStep)
 	}
 	return e.sixthStep(seg)
 }
@@ -251,7 +292,7 @@ func (e *Endpoint) closingArrives(seg *segment) verdict {
 	}
 	e.processAck(seg)
 	if e.finAcked() {
-		return moveTo(event.TimeWait, segmentCause(seg), nil)
+		return moveTo(event.TimeWait, segmentCause(seg), thenDone)
 	}
 	// The ACK may have opened the window for data still queued.
 	e.output()
@@ -271,7 +312,7 @@ func (e *Endpoint) lastAckArrives(seg *segment) verdict {
 	}
 	e.processAck(seg)
 	if e.finAcked() {
-		return moveTo(event.Closed, segmentCause(seg), nil)
+		return moveTo(event.Closed, segmentCause(seg), thenDone)
 	}
 	e.output()
 	return stay()
@@ -290,7 +331,7 @@ func (e *Endpoint) timeWaitArrives(seg *segment) verdict {
 		if l := e.proto.listenerFor(e.netProto, e.id); l != nil {
 			e.handoff = l
 			e.handoffISS = e.sndNxt + 65535 + 2
-			return moveTo(event.Closed, event.Cause{Kind: event.CauseSegment, Detail: "new SYN in TIME-WAIT " + seg.String(), Key: seg.wire}, nil)
+			return moveTo(event.Closed, event.Cause{Kind: event.CauseSegment, Detail: "new SYN in TIME-WAIT " + seg.String(), Key: seg.wire}, thenDone)
 		}
 	}
 	// Otherwise the processing for ESTABLISHED: a retransmitted FIN is
@@ -379,7 +420,7 @@ func (e *Endpoint) sixthStep(seg *segment) verdict {
 
 	// Seventh and eighth: the segment text and the FIN bit (receive.go).
 	if v := e.processTextAndFin(seg); v.move {
-		v.then = (*Endpoint).sendOutput
+		v.then = thenOutput
 		return v
 	}
 	e.output()

@@ -233,7 +233,7 @@ func (e *Endpoint) synSentArrives(seg *segment) verdict {
 		// Simultaneous open (3.5, figure 8): SYN-RECEIVED, answer
 		// SYN-ACK.
 		e.setSndWnd(uint32(seg.Window), seg)
-		return moveTo(event.SynReceived, segmentCause(seg), (*Endpoint).synAckOut)
+		return moveTo(event.SynReceived, segmentCause(seg), thenSynAckOut)
 	}
 	e.sndUna = seg.Ack
 	e.retries = 0
@@ -248,7 +248,7 @@ func (e *Endpoint) synSentArrives(seg *segment) verdict {
 	// The window in a SYN-ACK is never scaled (RFC 7323 2.2).
 	e.setSndWnd(uint32(seg.Window), seg)
 	e.initCongestion()
-	return moveTo(event.Established, segmentCause(seg), (*Endpoint).synAckAccepted)
+	return moveTo(event.Established, segmentCause(seg), thenSynAckAccepted)
 }
 
 // synAckAccepted goes on in ESTABLISHED after our SYN was acknowledged:
@@ -262,7 +262,7 @@ func (e *Endpoint) synAckAccepted(seg *segment) verdict {
 		seg.Seq++
 		seg.Flags &^= header.TCPFlagSyn
 		if v := e.processTextAndFin(seg); v.move {
-			v.then = (*Endpoint).queuedCloseThenOutput
+			v.then = thenQueuedCloseThenOutput
 			return v
 		}
 	}
@@ -271,7 +271,7 @@ func (e *Endpoint) synAckAccepted(seg *segment) verdict {
 
 func (e *Endpoint) queuedCloseThenOutput(*segment) verdict {
 	if v := e.queuedClose(); v.move {
-		v.then = (*Endpoint).sendOutput
+		v.then = thenOutput
 		return v
 	}
 	e.output()

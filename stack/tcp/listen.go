@@ -497,7 +497,7 @@ func (l *Listener) cookieAck(id stack.TransportEndpointID, netProto tcpip.Networ
 	e.setSndWnd(uint32(seg.Window)<<e.sndWndShift, seg)
 	e.initCongestion()
 	e.follow(moveTo(event.Established, event.Cause{Kind: event.CauseSegment, Detail: "SYN cookie " + seg.String(), Key: seg.wire},
-		(*Endpoint).cookieOpened), seg)
+		thenCookieOpened), seg)
 	e.mu.Unlock()
 	e.flush()
 }
@@ -563,7 +563,7 @@ func (l *Listener) openChild(id stack.TransportEndpointID, netProto tcpip.Networ
 	e.takeSynOptions(seg, seg.WS >= 0)
 	e.setSndWnd(uint32(seg.Window), seg)
 	// SEGMENT ARRIVES for the new TCB: SYN-RECEIVED, and the SYN-ACK.
-	e.follow(moveTo(event.SynReceived, segmentCause(seg), (*Endpoint).synAckOut), seg)
+	e.follow(moveTo(event.SynReceived, segmentCause(seg), thenSynAckOut), seg)
 	e.mu.Unlock()
 	e.flush()
 }

@@ -37,7 +37,7 @@ func (e *Endpoint) processTextAndFin(seg *segment) verdict {
 		// CLOSE discard received data only by reset; RFC 2525 2.17).
 		e.drop(seg, event.DropClosed)
 		e.sendReset(e.sndNxt)
-		return moveTo(event.Closed, segmentCause(seg), nil)
+		return moveTo(event.Closed, segmentCause(seg), thenDone)
 	}
 	if seg.Seq != e.rcvNxt {
 		e.holdOutOfOrder(seg, fin)
@@ -129,16 +129,16 @@ func (e *Endpoint) finArrives(cause event.Cause) verdict {
 	e.sendAck(event.SendAck)
 	switch e.state {
 	case event.Established:
-		return moveTo(event.CloseWait, cause, nil)
+		return moveTo(event.CloseWait, cause, thenDone)
 	case event.FinWait1:
 		// "If our FIN has been ACKed (perhaps in this segment), then
 		// enter TIME-WAIT ...; otherwise, enter the CLOSING state."
 		if e.finAcked() {
-			return moveTo(event.TimeWait, cause, nil)
+			return moveTo(event.TimeWait, cause, thenDone)
 		}
-		return moveTo(event.Closing, cause, nil)
+		return moveTo(event.Closing, cause, thenDone)
 	case event.FinWait2:
-		return moveTo(event.TimeWait, cause, nil)
+		return moveTo(event.TimeWait, cause, thenDone)
 	}
 	e.notify()
 	return stay()

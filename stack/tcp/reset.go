@@ -39,7 +39,7 @@ func (e *Endpoint) rstArrives(seg *segment) verdict {
 		if e.listener != nil {
 			// Passive OPEN: the half-open entry goes; the listener
 			// itself is unharmed.
-			return moveTo(event.Closed, segmentCause(seg), nil)
+			return moveTo(event.Closed, segmentCause(seg), thenDone)
 		}
 		// Active OPEN (simultaneous open): "connection refused".
 		return e.failed(syscall.ECONNREFUSED, segmentCause(seg))
@@ -50,7 +50,7 @@ func (e *Endpoint) rstArrives(seg *segment) verdict {
 		return e.failed(syscall.ECONNRESET, segmentCause(seg))
 	}
 	// CLOSING, LAST-ACK, TIME-WAIT
-	return moveTo(event.Closed, segmentCause(seg), nil)
+	return moveTo(event.Closed, segmentCause(seg), thenDone)
 }
 
 // challengeAck sends <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK> (RFC 5961 3.2,

@@ -145,5 +145,5 @@ func (e *Endpoint) failed(err error, cause event.Cause) verdict {
 	if e.err == nil && !(e.listener != nil && e.state == event.SynReceived) {
 		e.err = err
 	}
-	return moveTo(event.Closed, cause, nil)
+	return moveTo(event.Closed, cause, thenDone)
 }
