@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp"
 )
 
@@ -59,7 +60,7 @@ func (c *Conn) Endpoint() *tcp.Endpoint { return c.ep }
 
 // State returns the connection's RFC 9293 state; it keeps answering after
 // Close, until the engine deletes the connection (CLOSED).
-func (c *Conn) State() tcp.State { return c.ep.State() }
+func (c *Conn) State() event.State { return c.ep.State() }
 
 // Info returns a TCP_INFO-like snapshot of the connection.
 func (c *Conn) Info() tcp.Info { return c.ep.Info() }
@@ -189,7 +190,7 @@ func (c *Conn) lingerWait(d time.Duration) {
 	for {
 		changed := c.ep.Changed()
 		switch c.ep.State() {
-		case tcp.FinWait1, tcp.Closing, tcp.LastAck:
+		case event.FinWait1, event.Closing, event.LastAck:
 		default:
 			return
 		}

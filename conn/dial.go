@@ -11,10 +11,6 @@ import (
 	"syscall"
 	"time"
 
-	"gvisor.dev/gvisor/pkg/tcpip"
-	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
-	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
-
 	"github.com/tapstack/tapstack/stack"
 )
 
@@ -68,17 +64,13 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (*Con
 		return nil, opErr(err, nil)
 	}
 	netAddr := net.TCPAddrFromAddrPort(raddr)
-	var local tcpip.FullAddress
+	var local netip.AddrPort
 	if d.LocalAddr != nil {
 		la, ok := d.LocalAddr.(*net.TCPAddr)
 		if !ok {
 			return nil, opErr(fmt.Errorf("conn: LocalAddr is %T, not *net.TCPAddr", d.LocalAddr), netAddr)
 		}
-		lap := la.AddrPort()
-		local.Port = lap.Port()
-		if a := lap.Addr().Unmap(); a.IsValid() && !a.IsUnspecified() {
-			local.Addr = tcpip.AddrFromSlice(a.AsSlice())
-		}
+		local = la.AddrPort()
 	}
 	if d.Timeout > 0 {
 		var cancel context.CancelFunc
@@ -88,12 +80,7 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (*Con
 	if err := ctx.Err(); err != nil {
 		return nil, opErr(mapContextErr(err), netAddr)
 	}
-	a := raddr.Addr().Unmap()
-	proto := ipv4.ProtocolNumber
-	if a.Is6() {
-		proto = ipv6.ProtocolNumber
-	}
-	ep, err := d.Stack.TCP().Connect(local, tcpip.FullAddress{Addr: tcpip.AddrFromSlice(a.AsSlice()), Port: raddr.Port()}, proto)
+	ep, err := d.Stack.TCP().Connect(local, raddr)
 	if err != nil {
 		return nil, opErr(err, netAddr)
 	}

@@ -8,8 +8,6 @@ import (
 	"syscall"
 	"time"
 
-	"gvisor.dev/gvisor/pkg/tcpip"
-
 	"github.com/tapstack/tapstack/stack"
 	"github.com/tapstack/tapstack/stack/tcp"
 )
@@ -58,11 +56,6 @@ func (lc *ListenConfig) Listen(s *stack.Stack, network, address string) (*Listen
 	if err != nil {
 		return nil, opErr(err, nil)
 	}
-	var fa tcpip.FullAddress
-	fa.Port = ap.Port()
-	if a := ap.Addr(); !a.IsUnspecified() {
-		fa.Addr = tcpip.AddrFromSlice(a.AsSlice())
-	}
 	backlog := lc.Backlog
 	switch {
 	case backlog == 0:
@@ -70,20 +63,21 @@ func (lc *ListenConfig) Listen(s *stack.Stack, network, address string) (*Listen
 	case backlog < 0:
 		backlog = 0
 	}
-	l, err := s.TCP().Listen(fa, backlog)
+	l, err := s.TCP().Listen(ap, backlog)
 	if err != nil {
 		return nil, opErr(err, net.TCPAddrFromAddrPort(ap))
 	}
 	return &Listener{
 		l:      l,
-		addr:   net.TCPAddrFromAddrPort(l.Addr().Local),
+		addr:   net.TCPAddrFromAddrPort(l.Addr()),
 		dl:     newDeadline(),
 		closed: make(chan struct{}),
 	}, nil
 }
 
-// Engine returns the engine's listener, for its queue lengths and limits.
-func (l *Listener) Engine() *tcp.Listener { return l.l }
+// Endpoint returns the engine's listener, for its queue lengths and
+// limits.
+func (l *Listener) Endpoint() *tcp.Listener { return l.l }
 
 // Addr returns the listening address.
 func (l *Listener) Addr() net.Addr { return l.addr }

@@ -8,7 +8,7 @@ import (
 
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
-	"github.com/tapstack/tapstack/stack/tcp"
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/tap"
 )
 
@@ -45,8 +45,8 @@ const (
 // stack names it) and SegKey.
 type frameKey struct {
 	dir  uint8
-	conn tcp.ConnID
-	key  tcp.SegKey
+	conn event.ConnID
+	key  event.SegKey
 }
 
 // record is a frame in the window, or a timeline note: a state change or
@@ -66,14 +66,14 @@ type record struct {
 	wire       []string // what the wire itself says
 	earlier    []string // what happened to the connection with no frame to carry it
 	claimed    class
-	lastTo     tcp.State // the last state change's To, for chaining
-	dropped    bool      // verdict: discarded by the engine or a fault
-	lost       bool      // inbound, dropped by a fault before the stack saw it
+	lastTo     event.State // the last state change's To, for chaining
+	dropped    bool        // verdict: discarded by the engine or a fault
+	lost       bool        // inbound, dropped by a fault before the stack saw it
 	packetID   uint64
 	origFrame  uint64 // a retransmission: the frame that first carried the data
 	dropCount  uint64
 	note       string // a timeline note's text
-	noteConn   tcp.ConnID
+	noteConn   event.ConnID
 	dead       bool // a note that found its frame after all
 	answered   bool // ARP/ICMP request: a reply was seen
 	answerNote string
@@ -97,8 +97,8 @@ type pendEv struct {
 	cls   class
 	text  string
 	at    time.Time
-	from  tcp.State
-	to    tcp.State
+	from  event.State
+	to    event.State
 	drop  bool
 }
 
@@ -112,7 +112,7 @@ type pendRef struct {
 // flagKey files a state change made by a user call or a timer under the
 // control flag of the outbound segment that carries its effect.
 type flagKey struct {
-	conn tcp.ConnID
+	conn event.ConnID
 	flag header.TCPFlags
 }
 
@@ -140,13 +140,13 @@ type annotator struct {
 	ids      uint64              // packet ids given
 	faultFP  map[uint64][]string // inbound fault reports waiting for their frame
 	conns    *connTable
-	rto      map[tcp.ConnID]time.Duration
-	recov    map[tcp.ConnID][]string
+	rto      map[event.ConnID]time.Duration
+	recov    map[event.ConnID][]string
 	lq       map[uint16]*listenerPairing
-	earlier  map[tcp.ConnID][]string
-	icmp     map[tcp.ConnID]pendEv // state changes waiting for the ICMP error that caused them
-	lastTS   time.Time             // the latest capture time given
-	evSeq    uint64                // events seen
+	earlier  map[event.ConnID][]string
+	icmp     map[event.ConnID]pendEv // state changes waiting for the ICMP error that caused them
+	lastTS   time.Time               // the latest capture time given
+	evSeq    uint64                  // events seen
 	stats    annStats
 	out      []*record // records ready to write, returned by take
 }
@@ -169,11 +169,11 @@ func newAnnotator(window time.Duration, maxHeld, maxPend int) *annotator {
 		pendFlag: make(map[flagKey][]pendEv),
 		faultFP:  make(map[uint64][]string),
 		conns:    newConnTable(maxConns),
-		rto:      make(map[tcp.ConnID]time.Duration),
-		recov:    make(map[tcp.ConnID][]string),
+		rto:      make(map[event.ConnID]time.Duration),
+		recov:    make(map[event.ConnID][]string),
 		lq:       make(map[uint16]*listenerPairing),
-		earlier:  make(map[tcp.ConnID][]string),
-		icmp:     make(map[tcp.ConnID]pendEv),
+		earlier:  make(map[event.ConnID][]string),
+		icmp:     make(map[event.ConnID]pendEv),
 	}
 }
 
@@ -395,7 +395,7 @@ func (a *annotator) written(k frameKey) bool {
 // attachFlag gives a state change made by a user call or timer to the
 // outbound frame of its connection that carries flag f, in the window or
 // to come.
-func (a *annotator) attachFlag(now time.Time, c tcp.ConnID, f header.TCPFlags, p pendEv) {
+func (a *annotator) attachFlag(now time.Time, c event.ConnID, f header.TCPFlags, p pendEv) {
 	if p.seq == 0 {
 		p.seq = a.evSeq
 	}
@@ -481,7 +481,7 @@ func (a *annotator) dropFlag(now time.Time, fk flagKey, id uint64, asNote bool) 
 
 // releaseFlags turns the state changes of c still waiting for a SYN or FIN
 // into timeline notes: the connection moved on without sending it.
-func (a *annotator) releaseFlags(now time.Time, c tcp.ConnID) {
+func (a *annotator) releaseFlags(now time.Time, c event.ConnID) {
 	for _, f := range []header.TCPFlags{header.TCPFlagSyn, header.TCPFlagFin, header.TCPFlagRst} {
 		fk := flagKey{conn: c, flag: f}
 		for _, p := range a.pendFlag[fk] {
@@ -493,7 +493,7 @@ func (a *annotator) releaseFlags(now time.Time, c tcp.ConnID) {
 
 // addNote records a fact no frame carries: a custom block at its place in
 // the capture, and a line on the connection's next frame.
-func (a *annotator) addNote(now time.Time, c tcp.ConnID, text string) {
+func (a *annotator) addNote(now time.Time, c event.ConnID, text string) {
 	a.stats.notes++
 	// Wireshark numbers custom blocks as frames: so do we, so that "of
 	// frame 12" means Wireshark's frame 12.
@@ -519,10 +519,10 @@ func (a *annotator) addNote(now time.Time, c tcp.ConnID, text string) {
 }
 
 // event files one engine event.
-func (a *annotator) event(now time.Time, ev *tcp.Event) {
+func (a *annotator) event(now time.Time, ev *event.Event) {
 	a.evSeq++
 	switch ev.Kind {
-	case tcp.EventSend:
+	case event.KindSend:
 		text := sendText(ev.Send, ev.Attempt)
 		if d, ok := a.rto[ev.Conn]; ok {
 			delete(a.rto, ev.Conn)
@@ -531,18 +531,18 @@ func (a *annotator) event(now time.Time, ev *tcp.Event) {
 		k := frameKey{dir: dirOut, conn: ev.Conn, key: ev.Key}
 		a.attach(now, k, pendEv{cls: clsSend, text: text, retx: retransmission(ev.Send)})
 		a.takeRecovery(now, k)
-		if ev.Send == tcp.SendSynAckCookie {
+		if ev.Send == event.SendSynAckCookie {
 			a.pairKeyed(now, ev.Conn.Local.Port(), qCookie, k)
 		}
-	case tcp.EventAck:
+	case event.KindAck:
 		k := frameKey{dir: dirIn, conn: ev.Conn, key: ev.Key}
 		quiet := ev.Acked == 0 && ev.Sacked == 0 && ev.DupAck == 0 && strings.TrimSpace(ev.Note) == ""
 		a.attach(now, k, pendEv{cls: clsAck, text: ackText(ev), quiet: quiet})
 		a.takeRecovery(now, k)
-	case tcp.EventReceive:
+	case event.KindReceive:
 		a.attach(now, frameKey{dir: dirIn, conn: ev.Conn, key: ev.Key}, pendEv{cls: clsReceive, text: ev.Note})
-	case tcp.EventDrop:
-		if ev.Key == (tcp.SegKey{}) {
+	case event.KindDrop:
+		if ev.Key == (event.SegKey{}) {
 			a.stats.unmatched++ // nothing on the wire to match: a truncated header
 			return
 		}
@@ -557,22 +557,22 @@ func (a *annotator) event(now time.Time, ev *tcp.Event) {
 		a.attach(now, k, p)
 		syn := header.TCPFlags(ev.Key.Flags)&header.TCPFlagSyn != 0
 		switch {
-		case (ev.Drop == tcp.DropSynQueueFull || ev.Drop == tcp.DropAcceptQueueFull) && syn:
+		case (ev.Drop == event.DropSynQueueFull || ev.Drop == event.DropAcceptQueueFull) && syn:
 			a.pairKeyed(now, ev.Conn.Local.Port(), qSyn, k)
-		case ev.Drop == tcp.DropAcceptQueueFull:
+		case ev.Drop == event.DropAcceptQueueFull:
 			a.pairKeyed(now, ev.Conn.Local.Port(), qOverflow, k)
-		case ev.Drop == tcp.DropCookieInvalid:
+		case ev.Drop == event.DropCookieInvalid:
 			a.pairKeyed(now, ev.Conn.Local.Port(), qCookieBad, k)
 		}
-	case tcp.EventState:
+	case event.KindState:
 		a.state(now, ev)
-	case tcp.EventQueue:
+	case event.KindQueue:
 		a.queue(now, ev)
-	case tcp.EventRetransmitTimeout:
+	case event.KindRetransmitTimeout:
 		if len(a.rto) < maxConns {
 			a.rto[ev.Conn] = ev.RTO
 		}
-	case tcp.EventRecovery, tcp.EventPathMTU:
+	case event.KindRecovery, event.KindPathMTU:
 		// Both change course for the frames that follow: they go on
 		// the connection's next frame (the resent segment, the ACK).
 		if r := a.recov[ev.Conn]; len(r) < maxEarlier && len(a.recov) < maxConns {
@@ -602,7 +602,7 @@ func (a *annotator) takeRecovery(now time.Time, k frameKey) {
 
 // attachAnyConn gives p to the oldest inbound TCP frame in the window with
 // segment key key, whatever its connection.
-func (a *annotator) attachAnyConn(now time.Time, key tcp.SegKey, p pendEv) {
+func (a *annotator) attachAnyConn(now time.Time, key event.SegKey, p pendEv) {
 	for _, r := range a.live() {
 		if !r.isNote() && r.dir == dirIn && r.fi.kind == kindTCP && r.fi.key == key && a.apply(r, p) {
 			return
@@ -615,20 +615,20 @@ func (a *annotator) attachAnyConn(now time.Time, key tcp.SegKey, p pendEv) {
 // segment that carries its effect (the SYN of a connect, the FIN of a
 // close, the RST of an abort); on the ICMP error that caused it; or, when
 // no frame carries it, as a timeline note.
-func (a *annotator) state(now time.Time, ev *tcp.Event) {
+func (a *annotator) state(now time.Time, ev *event.Event) {
 	text := stateText(ev)
 	p := pendEv{cls: clsState, text: text, from: ev.From, to: ev.To}
-	if ev.Cause.Kind == tcp.CauseSegment && ev.Key != (tcp.SegKey{}) {
+	if ev.Cause.Kind == event.CauseSegment && ev.Key != (event.SegKey{}) {
 		k := frameKey{dir: dirIn, conn: ev.Conn, key: ev.Key}
 		a.attach(now, k, p)
 		port := ev.Conn.Local.Port()
 		switch {
-		case ev.To == tcp.SynReceived && (ev.From == tcp.Closed || ev.From == tcp.Listen):
+		case ev.To == event.SynReceived && (ev.From == event.Closed || ev.From == event.Listen):
 			a.pairKeyed(now, port, qSyn, k)
-		case ev.To == tcp.Established && (ev.From == tcp.SynReceived || ev.From == tcp.Closed || ev.From == tcp.Listen):
+		case ev.To == event.Established && (ev.From == event.SynReceived || ev.From == event.Closed || ev.From == event.Listen):
 			a.pairKeyed(now, port, qAdd, k)
 		}
-		if ev.To == tcp.Closed {
+		if ev.To == event.Closed {
 			a.releaseFlags(now, ev.Conn)
 		}
 		return
@@ -637,7 +637,7 @@ func (a *annotator) state(now time.Time, ev *tcp.Event) {
 		a.addNote(now, ev.Conn, text) // a listener: no frames of its own
 		return
 	}
-	if ev.Cause.Kind == tcp.CauseSegment && strings.HasPrefix(ev.Cause.Detail, "ICMP") {
+	if ev.Cause.Kind == event.CauseSegment && strings.HasPrefix(ev.Cause.Detail, "ICMP") {
 		for _, r := range a.live() {
 			if !r.isNote() && r.dir == dirIn && r.fi.quotedTCP && r.fi.quoted == ev.Conn && r.claimed&clsState == 0 {
 				a.apply(r, p)
@@ -656,17 +656,17 @@ func (a *annotator) state(now time.Time, ev *tcp.Event) {
 	}
 	p.cls = clsUser
 	switch ev.To {
-	case tcp.SynSent:
+	case event.SynSent:
 		a.attachFlag(now, ev.Conn, header.TCPFlagSyn, p)
-	case tcp.FinWait1, tcp.LastAck:
+	case event.FinWait1, event.LastAck:
 		a.attachFlag(now, ev.Conn, header.TCPFlagFin, p)
-	case tcp.Closed:
+	case event.Closed:
 		// What still waited for a SYN or FIN will never see it. An abort
 		// sends RST, if anything: it leaves at once, so it waits only
 		// for the window. A timer into CLOSED (TIME-WAIT, FIN-WAIT-2)
 		// sends nothing.
 		a.releaseFlags(now, ev.Conn)
-		if ev.Cause.Kind == tcp.CauseUser {
+		if ev.Cause.Kind == event.CauseUser {
 			a.attachFlag(now, ev.Conn, header.TCPFlagRst, p)
 		} else {
 			a.addNote(now, ev.Conn, text)
@@ -741,7 +741,7 @@ func (a *annotator) pairing(port uint16) *listenerPairing {
 	return lp
 }
 
-func (a *annotator) queue(now time.Time, ev *tcp.Event) {
+func (a *annotator) queue(now time.Time, ev *event.Event) {
 	text := queueText(ev)
 	c := queueClass(ev.Note)
 	if c == qNone {
@@ -797,7 +797,7 @@ func (a *annotator) expireQueue(now time.Time) {
 	}
 	for port, lp := range a.lq {
 		for len(lp.waiting) > 0 && now.Sub(lp.waiting[0].at) > a.window {
-			a.addNote(now, tcp.ConnID{}, lp.waiting[0].text)
+			a.addNote(now, event.ConnID{}, lp.waiting[0].text)
 			lp.waiting = lp.waiting[1:]
 		}
 		for len(lp.keyed) > 0 && now.Sub(lp.keyed[0].at) > a.window {

@@ -10,28 +10,28 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
-	"github.com/tapstack/tapstack/stack/tcp"
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/tap"
 )
 
 var (
 	srv  = netip.MustParseAddrPort("192.0.2.1:80")
 	cli  = netip.MustParseAddrPort("192.0.2.2:40000")
-	conn = tcp.ConnID{Local: srv, Remote: cli}
+	conn = event.ConnID{Local: srv, Remote: cli}
 )
 
 const (
-	fSYN = uint8(header.TCPFlagSyn)
-	fACK = uint8(header.TCPFlagAck)
-	fFIN = uint8(header.TCPFlagFin)
-	fRST = uint8(header.TCPFlagRst)
-	fPSH = uint8(header.TCPFlagPsh)
+	fSYN = event.FlagSyn
+	fACK = event.FlagAck
+	fFIN = event.FlagFin
+	fRST = event.FlagRst
+	fPSH = event.FlagPsh
 )
 
 // tcpBytes builds an Ethernet/IPv4/TCP frame of conn (as the stack sees
 // it) in direction dir with key k and window win; sack, if any, adds SACK
 // blocks.
-func tcpBytes(dir uint8, c tcp.ConnID, k tcp.SegKey, win uint16, sack ...[2]uint32) []byte {
+func tcpBytes(dir uint8, c event.ConnID, k event.SegKey, win uint16, sack ...[2]uint32) []byte {
 	src, dst := c.Local, c.Remote
 	if dir == dirIn {
 		src, dst = dst, src
@@ -74,14 +74,14 @@ func newHarness(t *testing.T) *harness {
 	return &harness{t: t, a: newAnnotator(50*time.Millisecond, 64, 64), now: time.Unix(1000, 0)}
 }
 
-func (h *harness) frame(dir uint8, c tcp.ConnID, k tcp.SegKey, win uint16, sack ...[2]uint32) *record {
+func (h *harness) frame(dir uint8, c event.ConnID, k event.SegKey, win uint16, sack ...[2]uint32) *record {
 	b := tcpBytes(dir, c, k, win, sack...)
 	r := &record{ts: h.now, dir: dir, data: b, length: len(b), fi: parseFrame(b, dir == dirOut)}
 	h.a.addFrame(h.now, r)
 	return r
 }
 
-func (h *harness) ev(ev tcp.Event) { h.a.event(h.now, &ev) }
+func (h *harness) ev(ev event.Event) { h.a.event(h.now, &ev) }
 
 func (h *harness) advance(d time.Duration) {
 	h.now = h.now.Add(d)
@@ -103,8 +103,8 @@ func (h *harness) flush() []string {
 	return h.out
 }
 
-func key(seq, ack uint32, flags uint8, n int) tcp.SegKey {
-	return tcp.SegKey{Seq: seq, Ack: ack, Flags: flags, Len: n}
+func key(seq, ack uint32, flags event.Flags, n int) event.SegKey {
+	return event.SegKey{Seq: seq, Ack: ack, Flags: flags, Len: n}
 }
 
 // orders runs f twice: with events reported before their frames (the
@@ -146,28 +146,28 @@ func expect(t *testing.T, got []string, want ...string) {
 // TestAnnotateHandshake: the passive open, with the listener's decisions
 // and their queue lengths on the SYN and the final ACK.
 func TestAnnotateHandshake(t *testing.T) {
-	listener := tcp.ConnID{Local: netip.AddrPortFrom(netip.IPv4Unspecified(), 80)}
+	listener := event.ConnID{Local: netip.AddrPortFrom(netip.IPv4Unspecified(), 80)}
 	orders(t, func(t *testing.T, h *harness, pair func(func(), ...func())) {
 		syn, synAck, ack := key(100, 0, fSYN, 0), key(500, 101, fSYN|fACK, 0), key(101, 501, fACK, 0)
 		pair(func() { h.frame(dirIn, conn, syn, 65535) },
 			func() {
-				h.ev(tcp.Event{Kind: tcp.EventQueue, Conn: listener, Note: "SYN queued",
-					Queue: tcp.QueueInfo{SynQueueLen: 1, SynQueueLimit: 1024, AcceptQueueLimit: 3}})
+				h.ev(event.Event{Kind: event.KindQueue, Conn: listener, Note: "SYN queued",
+					Queue: event.QueueInfo{SynQueueLen: 1, SynQueueLimit: 1024, AcceptQueueLimit: 3}})
 			},
 			func() {
-				h.ev(tcp.Event{Kind: tcp.EventState, Conn: conn, From: tcp.Closed, To: tcp.SynReceived,
-					Cause: tcp.Cause{Kind: tcp.CauseSegment, Key: syn}, Key: syn})
+				h.ev(event.Event{Kind: event.KindState, Conn: conn, From: event.Closed, To: event.SynReceived,
+					Cause: event.Cause{Kind: event.CauseSegment, Key: syn}, Key: syn})
 			})
 		pair(func() { h.frame(dirOut, conn, synAck, 65535) },
-			func() { h.ev(tcp.Event{Kind: tcp.EventSend, Conn: conn, Send: tcp.SendSynAck, Key: synAck}) })
+			func() { h.ev(event.Event{Kind: event.KindSend, Conn: conn, Send: event.SendSynAck, Key: synAck}) })
 		pair(func() { h.frame(dirIn, conn, ack, 65535) },
 			func() {
-				h.ev(tcp.Event{Kind: tcp.EventState, Conn: conn, From: tcp.SynReceived, To: tcp.Established,
-					Cause: tcp.Cause{Kind: tcp.CauseSegment, Key: ack}, Key: ack})
+				h.ev(event.Event{Kind: event.KindState, Conn: conn, From: event.SynReceived, To: event.Established,
+					Cause: event.Cause{Kind: event.CauseSegment, Key: ack}, Key: ack})
 			},
 			func() {
-				h.ev(tcp.Event{Kind: tcp.EventQueue, Conn: listener, Note: "accept queue add",
-					Queue: tcp.QueueInfo{SynQueueLimit: 1024, AcceptQueueLen: 1, AcceptQueueLimit: 3}})
+				h.ev(event.Event{Kind: event.KindQueue, Conn: listener, Note: "accept queue add",
+					Queue: event.QueueInfo{SynQueueLimit: 1024, AcceptQueueLen: 1, AcceptQueueLimit: 3}})
 			})
 		got := h.flush()
 		// The queue decision and the state change come in the order the
@@ -198,7 +198,7 @@ func TestAnnotateDupAcks(t *testing.T) {
 		for i := 1; i <= 3; i++ {
 			pair(func() { h.frame(dirIn, conn, k, 1000) },
 				func() {
-					h.ev(tcp.Event{Kind: tcp.EventAck, Conn: conn, Key: k, DupAck: i, Cwnd: 14480,
+					h.ev(event.Event{Kind: event.KindAck, Conn: conn, Key: k, DupAck: i, Cwnd: 14480,
 						Note: map[bool]string{true: "fast retransmit"}[i == 3]})
 				})
 		}
@@ -218,7 +218,7 @@ func TestAnnotateDupAcksLate(t *testing.T) {
 		h.frame(dirIn, conn, k, 0)
 	}
 	for i := 1; i <= 3; i++ {
-		h.ev(tcp.Event{Kind: tcp.EventAck, Conn: conn, Key: k, DupAck: i, Cwnd: 100})
+		h.ev(event.Event{Kind: event.KindAck, Conn: conn, Key: k, DupAck: i, Cwnd: 100})
 	}
 	got := h.flush()
 	for i, c := range got {
@@ -233,17 +233,17 @@ func TestAnnotateDupAcksLate(t *testing.T) {
 func TestAnnotateCloseOnFin(t *testing.T) {
 	orders(t, func(t *testing.T, h *harness, pair func(func(), ...func())) {
 		// The user closes in CLOSE-WAIT before the data has left.
-		closeEv := tcp.Event{Kind: tcp.EventState, Conn: conn, From: tcp.CloseWait, To: tcp.LastAck,
-			Cause: tcp.Cause{Kind: tcp.CauseUser, Detail: "close"}}
+		closeEv := event.Event{Kind: event.KindState, Conn: conn, From: event.CloseWait, To: event.LastAck,
+			Cause: event.Cause{Kind: event.CauseUser, Detail: "close"}}
 		d1, d2 := key(1, 50, fACK, 1000), key(1001, 50, fACK|fPSH, 1000)
 		fin := key(2001, 50, fACK|fFIN, 0)
 		pair(func() { h.frame(dirOut, conn, d1, 1000) },
 			func() { h.ev(closeEv) },
-			func() { h.ev(tcp.Event{Kind: tcp.EventSend, Conn: conn, Send: tcp.SendData, Key: d1}) })
+			func() { h.ev(event.Event{Kind: event.KindSend, Conn: conn, Send: event.SendData, Key: d1}) })
 		pair(func() { h.frame(dirOut, conn, d2, 1000) },
-			func() { h.ev(tcp.Event{Kind: tcp.EventSend, Conn: conn, Send: tcp.SendData, Key: d2}) })
+			func() { h.ev(event.Event{Kind: event.KindSend, Conn: conn, Send: event.SendData, Key: d2}) })
 		pair(func() { h.frame(dirOut, conn, fin, 1000) },
-			func() { h.ev(tcp.Event{Kind: tcp.EventSend, Conn: conn, Send: tcp.SendFin, Key: fin}) })
+			func() { h.ev(event.Event{Kind: event.KindSend, Conn: conn, Send: event.SendFin, Key: fin}) })
 		expect(t, h.flush(), "data", "data", "CLOSE-WAIT → LAST-ACK (close); FIN")
 	})
 }
@@ -252,15 +252,15 @@ func TestAnnotateCloseOnFin(t *testing.T) {
 // block, and the connection's next frame says when it happened.
 func TestAnnotateTimerClose(t *testing.T) {
 	h := newHarness(t)
-	h.ev(tcp.Event{Kind: tcp.EventState, Conn: conn, From: tcp.TimeWait, To: tcp.Closed,
-		Cause: tcp.Cause{Kind: tcp.CauseTimer, Detail: "TIME-WAIT"}})
+	h.ev(event.Event{Kind: event.KindState, Conn: conn, From: event.TimeWait, To: event.Closed,
+		Cause: event.Cause{Kind: event.CauseTimer, Detail: "TIME-WAIT"}})
 	h.advance(time.Second)
 	if len(h.blk) != 1 || h.blk[0] != "TIME-WAIT → CLOSED (timer TIME-WAIT)" {
 		t.Fatalf("blocks %q", h.blk)
 	}
 	syn := key(7, 0, fSYN, 0)
 	h.frame(dirIn, conn, syn, 100)
-	h.ev(tcp.Event{Kind: tcp.EventDrop, Conn: conn, Drop: tcp.DropNoSocket, Key: syn})
+	h.ev(event.Event{Kind: event.KindDrop, Conn: conn, Drop: event.DropNoSocket, Key: syn})
 	got := h.flush()
 	if len(got) != 1 || !strings.HasPrefix(got[0], "earlier ") || !strings.Contains(got[0], "TIME-WAIT → CLOSED (timer TIME-WAIT); dropped: no socket → RST") {
 		t.Errorf("comments %q", got)
@@ -274,18 +274,18 @@ func TestAnnotateAbortRST(t *testing.T) {
 		rst := key(9, 0, fRST, 0)
 		pair(func() { h.frame(dirOut, conn, rst, 0) },
 			func() {
-				h.ev(tcp.Event{Kind: tcp.EventState, Conn: conn, From: tcp.Established, To: tcp.Closed,
-					Cause: tcp.Cause{Kind: tcp.CauseUser, Detail: "abort"}})
+				h.ev(event.Event{Kind: event.KindState, Conn: conn, From: event.Established, To: event.Closed,
+					Cause: event.Cause{Kind: event.CauseUser, Detail: "abort"}})
 			},
-			func() { h.ev(tcp.Event{Kind: tcp.EventSend, Conn: conn, Send: tcp.SendRst, Key: rst}) })
+			func() { h.ev(event.Event{Kind: event.KindSend, Conn: conn, Send: event.SendRst, Key: rst}) })
 		expect(t, h.flush(), "ESTABLISHED → CLOSED (abort); RST")
 	})
 	h := newHarness(t)
-	other := tcp.ConnID{Local: srv, Remote: netip.MustParseAddrPort("192.0.2.2:40001")}
-	h.ev(tcp.Event{Kind: tcp.EventState, Conn: other, From: tcp.SynSent, To: tcp.Closed,
-		Cause: tcp.Cause{Kind: tcp.CauseUser, Detail: "abort"}})
+	other := event.ConnID{Local: srv, Remote: netip.MustParseAddrPort("192.0.2.2:40001")}
+	h.ev(event.Event{Kind: event.KindState, Conn: other, From: event.SynSent, To: event.Closed,
+		Cause: event.Cause{Kind: event.CauseUser, Detail: "abort"}})
 	h.advance(time.Second)
-	h.ev(tcp.Event{Kind: tcp.EventState, Conn: other, From: tcp.SynSent, To: tcp.Closed}) // trims
+	h.ev(event.Event{Kind: event.KindState, Conn: other, From: event.SynSent, To: event.Closed}) // trims
 	if len(h.blk) == 0 || h.blk[0] != "SYN-SENT → CLOSED (abort)" {
 		t.Errorf("blocks %q", h.blk)
 	}
@@ -298,7 +298,7 @@ func TestAnnotateLate(t *testing.T) {
 	k := key(1, 1, fACK, 0)
 	h.frame(dirIn, conn, k, 100)
 	h.advance(time.Second)
-	h.ev(tcp.Event{Kind: tcp.EventAck, Conn: conn, Key: k, Acked: 1, Cwnd: 1})
+	h.ev(event.Event{Kind: event.KindAck, Conn: conn, Key: k, Acked: 1, Cwnd: 1})
 	if h.a.stats.late != 1 {
 		t.Errorf("late = %d, want 1", h.a.stats.late)
 	}
@@ -346,7 +346,7 @@ func TestAnnotateFaults(t *testing.T) {
 	out := h.frame(dirOut, conn, key(1, 1, fACK, 0), 100)
 	out.fp = 99
 	h.a.fault(h.now, &tap.FaultEvent{Dir: tap.FaultOutbound, Kind: tap.FaultDuplicate, N: 1, Prob: 0.02}, 99, nil)
-	h.ev(tcp.Event{Kind: tcp.EventSend, Conn: conn, Send: tcp.SendAck, Key: key(1, 1, fACK, 0)})
+	h.ev(event.Event{Kind: event.KindSend, Conn: conn, Send: event.SendAck, Key: key(1, 1, fACK, 0)})
 	expect(t, h.flush(), "fault: dropped (loss 5%, seed 7, #312)", "fault: duplicated (dup 2%, #1); ACK")
 	if !lost.dropped {
 		t.Error("lost frame has no drop verdict")
@@ -358,16 +358,16 @@ func TestAnnotationText(t *testing.T) {
 	for _, tc := range []struct {
 		got, want string
 	}{
-		{sendText(tcp.SendSynAck, 0), "SYN-ACK"},
-		{sendText(tcp.SendSynAckRetransmit, 2), "SYN-ACK retransmit #2"},
-		{sendText(tcp.SendKeepalive, 3), "keepalive #3"},
-		{sendText(tcp.SendWindowProbe, 1), "zero window probe #1"},
-		{dropText(tcp.DropAcceptQueueFull, fACK), "dropped: accept queue full"},
-		{dropText(tcp.DropNoSocket, fSYN), "dropped: no socket → RST"},
-		{ackText(&tcp.Event{Acked: 2896, Cwnd: 14480}), "ACK: SND.UNA +2896, cwnd 14480"},
-		{ackText(&tcp.Event{DupAck: 3, Sacked: 1448, Cwnd: 14480, Note: "dup ACK #3; fast retransmit"}), "dup ACK #3, SACKed +1448, cwnd 14480 → fast retransmit"},
-		{stateText(&tcp.Event{From: tcp.CloseWait, To: tcp.LastAck, Cause: tcp.Cause{Kind: tcp.CauseUser, Detail: "close"}}), "CLOSE-WAIT → LAST-ACK (close)"},
-		{queueText(&tcp.Event{Note: "SYN queued", Queue: tcp.QueueInfo{SynQueueLen: 3, SynQueueLimit: 1024, AcceptQueueLen: 1, AcceptQueueLimit: 5}}), "SYN queued: SYN queue 3/1024, accept queue 1/5"},
+		{sendText(event.SendSynAck, 0), "SYN-ACK"},
+		{sendText(event.SendSynAckRetransmit, 2), "SYN-ACK retransmit #2"},
+		{sendText(event.SendKeepalive, 3), "keepalive #3"},
+		{sendText(event.SendWindowProbe, 1), "zero window probe #1"},
+		{dropText(event.DropAcceptQueueFull, fACK), "dropped: accept queue full"},
+		{dropText(event.DropNoSocket, fSYN), "dropped: no socket → RST"},
+		{ackText(&event.Event{Acked: 2896, Cwnd: 14480}), "ACK: SND.UNA +2896, cwnd 14480"},
+		{ackText(&event.Event{DupAck: 3, Sacked: 1448, Cwnd: 14480, Note: "dup ACK #3; fast retransmit"}), "dup ACK #3, SACKed +1448, cwnd 14480 → fast retransmit"},
+		{stateText(&event.Event{From: event.CloseWait, To: event.LastAck, Cause: event.Cause{Kind: event.CauseUser, Detail: "close"}}), "CLOSE-WAIT → LAST-ACK (close)"},
+		{queueText(&event.Event{Note: "SYN queued", Queue: event.QueueInfo{SynQueueLen: 3, SynQueueLimit: 1024, AcceptQueueLen: 1, AcceptQueueLimit: 5}}), "SYN queued: SYN queue 3/1024, accept queue 1/5"},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("%q, want %q", tc.got, tc.want)
@@ -377,7 +377,7 @@ func TestAnnotationText(t *testing.T) {
 
 // icmpBytes builds an inbound ICMPv4 destination unreachable (port
 // unreachable) from the peer quoting the stack's segment of conn c.
-func icmpBytes(c tcp.ConnID, seq uint32) []byte {
+func icmpBytes(c event.ConnID, seq uint32) []byte {
 	quoted := tcpBytes(dirOut, c, key(seq, 0, fSYN, 0), 100)[header.EthernetMinimumSize:]
 	quoted = quoted[:header.IPv4MinimumSize+8]
 	total := header.EthernetMinimumSize + header.IPv4MinimumSize + header.ICMPv4MinimumSize + len(quoted)
@@ -405,8 +405,8 @@ func TestAnnotateICMP(t *testing.T) {
 			b := icmpBytes(conn, 77)
 			h.a.addFrame(h.now, &record{ts: h.now, dir: dirIn, data: b, length: len(b), fi: parseFrame(b, false)})
 		}, func() {
-			h.ev(tcp.Event{Kind: tcp.EventState, Conn: conn, From: tcp.SynSent, To: tcp.Closed,
-				Cause: tcp.Cause{Kind: tcp.CauseSegment, Detail: "ICMP connection refused"}})
+			h.ev(event.Event{Kind: event.KindState, Conn: conn, From: event.SynSent, To: event.Closed,
+				Cause: event.Cause{Kind: event.CauseSegment, Detail: "ICMP connection refused"}})
 		})
 		got := h.flush()
 		want := "ICMP port unreachable for TCP 192.0.2.1:80 > 192.0.2.2:40000 seq 77; SYN-SENT → CLOSED (ICMP connection refused)"
@@ -418,8 +418,8 @@ func TestAnnotateICMP(t *testing.T) {
 
 func TestAnnotateICMPNoFrame(t *testing.T) {
 	h := newHarness(t)
-	h.ev(tcp.Event{Kind: tcp.EventState, Conn: conn, From: tcp.SynSent, To: tcp.Closed,
-		Cause: tcp.Cause{Kind: tcp.CauseSegment, Detail: "ICMP host unreachable"}})
+	h.ev(event.Event{Kind: event.KindState, Conn: conn, From: event.SynSent, To: event.Closed,
+		Cause: event.Cause{Kind: event.CauseSegment, Detail: "ICMP host unreachable"}})
 	h.advance(time.Second)
 	if len(h.blk) != 1 || h.blk[0] != "SYN-SENT → CLOSED (ICMP host unreachable)" {
 		t.Errorf("notes %q", h.blk)
@@ -433,10 +433,10 @@ func TestAnnotateRetransmittedFin(t *testing.T) {
 	h := newHarness(t)
 	fin := key(100, 500, fACK|fFIN, 0)
 	h.frame(dirIn, conn, fin, 100)
-	h.ev(tcp.Event{Kind: tcp.EventAck, Conn: conn, Key: fin, Cwnd: 10})
-	h.ev(tcp.Event{Kind: tcp.EventState, Conn: conn, From: tcp.Established, To: tcp.CloseWait,
-		Cause: tcp.Cause{Kind: tcp.CauseSegment, Key: fin}, Key: fin})
+	h.ev(event.Event{Kind: event.KindAck, Conn: conn, Key: fin, Cwnd: 10})
+	h.ev(event.Event{Kind: event.KindState, Conn: conn, From: event.Established, To: event.CloseWait,
+		Cause: event.Cause{Kind: event.CauseSegment, Key: fin}, Key: fin})
 	h.frame(dirIn, conn, fin, 100)
-	h.ev(tcp.Event{Kind: tcp.EventDrop, Conn: conn, Drop: tcp.DropOldSequence, Key: fin})
+	h.ev(event.Event{Kind: event.KindDrop, Conn: conn, Drop: event.DropOldSequence, Key: fin})
 	expect(t, h.flush(), "ESTABLISHED → CLOSE-WAIT", "dropped: old sequence; retransmission of frame 1")
 }

@@ -11,6 +11,7 @@ import (
 	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
 	"github.com/tapstack/tapstack/conn"
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/pcap"
 	"github.com/tapstack/tapstack/stack"
 	"github.com/tapstack/tapstack/stack/tcp"
@@ -36,8 +37,8 @@ func benchBulk(b *testing.B, observed bool) {
 	pa, pb := tap.Pipe()
 	var la, lb gstack.LinkEndpoint = pa, pb
 	var events atomic.Uint64
-	count := func(tcp.Event) { events.Add(1) }
-	var oa, ob tcp.Observer
+	count := func(event.Event) { events.Add(1) }
+	var oa, ob event.Observer
 	if observed {
 		wa, err := pcap.New(pa, io.Discard, pcap.Options{})
 		if err != nil {

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tapstack/tapstack/stack/tcp"
+	"github.com/tapstack/tapstack/event"
 )
 
 // Facts that no frame carries (a TIME-WAIT expiry, a listener's decision
@@ -28,11 +28,11 @@ const (
 // Note is one custom block read back from a capture.
 type Note struct {
 	Time time.Time
-	Conn string // the connection, as tcp.ConnID prints it; empty if none
+	Conn string // the connection, as event.ConnID prints it; empty if none
 	Text string
 }
 
-func noteBlock(ts time.Time, c tcp.ConnID, text string) []byte {
+func noteBlock(ts time.Time, c event.ConnID, text string) []byte {
 	conn := ""
 	if c.Local.IsValid() {
 		conn = c.String()

@@ -5,10 +5,9 @@ import (
 	"net"
 	"net/netip"
 
+	"github.com/tapstack/tapstack/event"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
-
-	"github.com/tapstack/tapstack/stack/tcp"
 )
 
 // frameKind says what a captured frame carries.
@@ -29,8 +28,8 @@ type frameInfo struct {
 	kind frameKind
 	// TCP: the connection from the stack's viewpoint (Local is the
 	// stack's own address in both directions) and the wire key.
-	conn  tcp.ConnID
-	key   tcp.SegKey
+	conn  event.ConnID
+	key   event.SegKey
 	win   uint16 // the raw window field
 	ws    int8   // window scale option on a SYN, -1 if absent
 	nsack uint8
@@ -42,7 +41,7 @@ type frameInfo struct {
 	ident, seqn uint16     // ICMP echo
 	src, dst    netip.Addr // ARP sender/target protocol address; IP source/destination
 	hw          net.HardwareAddr
-	quoted      tcp.ConnID // ICMP error quoting a TCP segment: its connection from the stack's viewpoint
+	quoted      event.ConnID // ICMP error quoting a TCP segment: its connection from the stack's viewpoint
 	quotedSeq   uint32
 	quotedTCP   bool
 	udpSrc      uint16
@@ -156,14 +155,14 @@ func parseTCP(fi *frameInfo, seg []byte, outbound bool) {
 		return
 	}
 	fi.kind = kindTCP
-	fi.key = tcp.SegKey{Seq: t.SequenceNumber(), Ack: t.AckNumber(), Flags: uint8(t.Flags()), Len: len(seg) - off}
+	fi.key = event.SegKey{Seq: t.SequenceNumber(), Ack: t.AckNumber(), Flags: event.Flags(t.Flags()), Len: len(seg) - off}
 	fi.win = t.WindowSize()
 	s := netip.AddrPortFrom(fi.src, t.SourcePort())
 	d := netip.AddrPortFrom(fi.dst, t.DestinationPort())
 	if outbound {
-		fi.conn = tcp.ConnID{Local: s, Remote: d}
+		fi.conn = event.ConnID{Local: s, Remote: d}
 	} else {
-		fi.conn = tcp.ConnID{Local: d, Remote: s}
+		fi.conn = event.ConnID{Local: d, Remote: s}
 	}
 	opts := seg[header.TCPMinimumSize:off]
 	if t.Flags()&header.TCPFlagSyn != 0 {
@@ -219,9 +218,9 @@ func parseQuoted(fi *frameInfo, b []byte, outbound bool) {
 	d := netip.AddrPortFrom(dst, t.DestinationPort())
 	if outbound {
 		// We quote a segment the peer sent us.
-		fi.quoted = tcp.ConnID{Local: d, Remote: s}
+		fi.quoted = event.ConnID{Local: d, Remote: s}
 	} else {
-		fi.quoted = tcp.ConnID{Local: s, Remote: d}
+		fi.quoted = event.ConnID{Local: s, Remote: d}
 	}
 	fi.quotedSeq = t.SequenceNumber()
 	fi.quotedTCP = true

@@ -24,6 +24,7 @@ import (
 	gtcp "gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 
 	"github.com/tapstack/tapstack/conn"
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/internal/gvpeer"
 	"github.com/tapstack/tapstack/pcap"
 	"github.com/tapstack/tapstack/pcap/pcaptest"
@@ -55,7 +56,7 @@ type run struct {
 	w      *pcap.Writer
 	a, b   *tap.PipeEnd
 	mu     sync.Mutex
-	states []tcp.Event
+	states []event.Event
 }
 
 type scenario struct {
@@ -89,8 +90,8 @@ func newRun(t *testing.T, sc scenario) *run {
 		faultObs = w.FaultObserver(nil)
 	}
 	opts := sc.opts
-	opts.Observer = w.Observer(func(ev tcp.Event) {
-		if ev.Kind == tcp.EventState && ev.Conn.Remote.IsValid() {
+	opts.Observer = w.Observer(func(ev event.Event) {
+		if ev.Kind == event.KindState && ev.Conn.Remote.IsValid() {
 			r.mu.Lock()
 			r.states = append(r.states, ev)
 			r.mu.Unlock()

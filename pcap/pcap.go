@@ -58,7 +58,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/link/nested"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 
-	"github.com/tapstack/tapstack/stack/tcp"
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/tap"
 )
 
@@ -254,20 +254,20 @@ func (c *countWriter) Write(p []byte) (int, error) {
 }
 
 // Observer returns the observer to set as tcp.Options.Observer: it files
-// each event for its frame and then calls next, if not nil.
-func (w *Writer) Observer(next tcp.Observer) tcp.Observer {
+// each event for its frame and then calls next, if not nil. It does no
+// I/O: frames are written by the link's goroutines and a timer.
+func (w *Writer) Observer(next event.Observer) event.Observer {
 	if next == nil {
-		return w.Observe
+		return w.observe
 	}
-	return func(ev tcp.Event) {
-		w.Observe(ev)
+	return func(ev event.Event) {
+		w.observe(ev)
 		next(ev)
 	}
 }
 
-// Observe files ev for its frame. It is the observer without chaining. It
-// does no I/O: frames are written by the link's goroutines and a timer.
-func (w *Writer) Observe(ev tcp.Event) {
+// observe files ev for its frame.
+func (w *Writer) observe(ev event.Event) {
 	w.mu.Lock()
 	if !w.stopped {
 		w.ann.event(time.Now(), &ev)

@@ -19,6 +19,7 @@ import (
 	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
 	"github.com/tapstack/tapstack/conn"
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/pcap"
 	"github.com/tapstack/tapstack/pcap/pcaptest"
 	"github.com/tapstack/tapstack/stack"
@@ -102,7 +103,7 @@ func echoOnce(t *testing.T, p *pair, text string) {
 		t.Fatal("no connection accepted")
 	}
 	for _, x := range []*conn.Conn{c, sc} {
-		for x.State() != tcp.Closed {
+		for x.State() != event.Closed {
 			select {
 			case <-x.Endpoint().Changed():
 			case <-ctx.Done():
@@ -349,8 +350,8 @@ func TestAnnotationsBounded(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range 100 {
-				obs(tcp.Event{Kind: tcp.EventSend, Conn: tcp.ConnID{Local: netip.MustParseAddrPort("192.0.2.1:1"), Remote: netip.MustParseAddrPort("192.0.2.2:2")},
-					Key: tcp.SegKey{Seq: uint32(g*1000 + i)}})
+				obs(event.Event{Kind: event.KindSend, Conn: event.ConnID{Local: netip.MustParseAddrPort("192.0.2.1:1"), Remote: netip.MustParseAddrPort("192.0.2.2:2")},
+					Key: event.SegKey{Seq: uint32(g*1000 + i)}})
 			}
 		}()
 	}

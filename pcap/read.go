@@ -10,8 +10,7 @@ import (
 	"time"
 
 	"github.com/gopacket/gopacket/pcapgo"
-
-	"github.com/tapstack/tapstack/stack/tcp"
+	"github.com/tapstack/tapstack/event"
 )
 
 // Direction says which way a captured frame went, as the pcapng
@@ -53,7 +52,7 @@ func (p Packet) Comment() string { return strings.Join(p.Comments, "; ") }
 
 // TCP returns the connection (from the capturing stack's viewpoint) and
 // the wire key of the TCP segment in the frame, if it carries one.
-func (p Packet) TCP() (tcp.ConnID, tcp.SegKey, bool) {
+func (p Packet) TCP() (event.ConnID, event.SegKey, bool) {
 	fi := parseFrame(p.Data, p.Direction == Outbound)
 	return fi.conn, fi.key, fi.kind == kindTCP
 }

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tapstack/tapstack/stack/tcp"
+	"github.com/tapstack/tapstack/event"
 )
 
 // The words of packet comments. One table holds them all: the writer
@@ -23,45 +23,45 @@ type Term struct {
 
 // sendWords names each send cause as comments print it; a retransmission
 // adds its number ("retransmit #2"). Linux's names are in Vocabulary.
-var sendWords = map[tcp.SendCause]string{
-	tcp.SendData:             "data",
-	tcp.SendAck:              "ACK",
-	tcp.SendDelayedAck:       "delayed ACK",
-	tcp.SendWindowUpdate:     "window update",
-	tcp.SendSyn:              "SYN",
-	tcp.SendSynAck:           "SYN-ACK",
-	tcp.SendRetransmit:       "retransmit",
-	tcp.SendFastRetransmit:   "fast retransmit",
-	tcp.SendSynRetransmit:    "SYN retransmit",
-	tcp.SendSynAckRetransmit: "SYN-ACK retransmit",
-	tcp.SendWindowProbe:      "zero window probe",
-	tcp.SendChallengeAck:     "challenge ACK",
-	tcp.SendRst:              "RST",
-	tcp.SendFin:              "FIN",
-	tcp.SendKeepalive:        "keepalive",
-	tcp.SendSynAckCookie:     "SYN-ACK (SYN cookie)",
+var sendWords = map[event.SendCause]string{
+	event.SendData:             "data",
+	event.SendAck:              "ACK",
+	event.SendDelayedAck:       "delayed ACK",
+	event.SendWindowUpdate:     "window update",
+	event.SendSyn:              "SYN",
+	event.SendSynAck:           "SYN-ACK",
+	event.SendRetransmit:       "retransmit",
+	event.SendFastRetransmit:   "fast retransmit",
+	event.SendSynRetransmit:    "SYN retransmit",
+	event.SendSynAckRetransmit: "SYN-ACK retransmit",
+	event.SendWindowProbe:      "zero window probe",
+	event.SendChallengeAck:     "challenge ACK",
+	event.SendRst:              "RST",
+	event.SendFin:              "FIN",
+	event.SendKeepalive:        "keepalive",
+	event.SendSynAckCookie:     "SYN-ACK (SYN cookie)",
 }
 
 // numbered are the send causes that carry an attempt number.
-func numbered(c tcp.SendCause) bool {
+func numbered(c event.SendCause) bool {
 	switch c {
-	case tcp.SendRetransmit, tcp.SendFastRetransmit, tcp.SendSynRetransmit, tcp.SendSynAckRetransmit,
-		tcp.SendWindowProbe, tcp.SendKeepalive:
+	case event.SendRetransmit, event.SendFastRetransmit, event.SendSynRetransmit, event.SendSynAckRetransmit,
+		event.SendWindowProbe, event.SendKeepalive:
 		return true
 	}
 	return false
 }
 
-func retransmission(c tcp.SendCause) bool {
+func retransmission(c event.SendCause) bool {
 	switch c {
-	case tcp.SendRetransmit, tcp.SendFastRetransmit, tcp.SendSynRetransmit, tcp.SendSynAckRetransmit:
+	case event.SendRetransmit, event.SendFastRetransmit, event.SendSynRetransmit, event.SendSynAckRetransmit:
 		return true
 	}
 	return false
 }
 
 // sendText renders a send: "retransmit #2", "SYN-ACK".
-func sendText(c tcp.SendCause, attempt int) string {
+func sendText(c event.SendCause, attempt int) string {
 	w, ok := sendWords[c]
 	if !ok {
 		w = c.String()
@@ -74,8 +74,8 @@ func sendText(c tcp.SendCause, attempt int) string {
 
 // dropText renders a drop: "dropped: receive buffer full". A segment for
 // no socket is answered with RST unless it is one (RFC 9293 3.10.7.1).
-func dropText(r tcp.DropReason, flags uint8) string {
-	if r == tcp.DropNoSocket {
+func dropText(r event.DropReason, flags event.Flags) string {
+	if r == event.DropNoSocket {
 		if flags&0x04 != 0 { // RST
 			return "dropped: no socket (a RST is not answered)"
 		}
@@ -85,9 +85,9 @@ func dropText(r tcp.DropReason, flags uint8) string {
 }
 
 // stateText renders a state change: "CLOSE-WAIT → LAST-ACK (close)".
-func stateText(ev *tcp.Event) string {
+func stateText(ev *event.Event) string {
 	s := ev.From.String() + " → " + ev.To.String()
-	if ev.Cause.Kind != tcp.CauseSegment || ev.Key == (tcp.SegKey{}) {
+	if ev.Cause.Kind != event.CauseSegment || ev.Key == (event.SegKey{}) {
 		if d := causeText(ev.Cause); d != "" {
 			s += " (" + d + ")"
 		}
@@ -97,12 +97,12 @@ func stateText(ev *tcp.Event) string {
 
 // causeText says what a state change not caused by a segment was: "close",
 // "timer TIME-WAIT", "ICMP ...".
-func causeText(c tcp.Cause) string {
+func causeText(c event.Cause) string {
 	d := strings.TrimSpace(c.Detail)
 	switch c.Kind {
-	case tcp.CauseTimer:
+	case event.CauseTimer:
 		return "timer " + d
-	case tcp.CauseUser, tcp.CauseSegment:
+	case event.CauseUser, event.CauseSegment:
 		return d
 	}
 	return strings.TrimSpace(c.String())
@@ -112,7 +112,7 @@ func causeText(c tcp.Cause) string {
 // cwnd 14480", "dup ACK #3, SACKed +1448, cwnd 14480 → fast retransmit".
 // A note from the engine is appended after an arrow, whatever it says, so
 // new notes appear without a change here.
-func ackText(ev *tcp.Event) string {
+func ackText(ev *event.Event) string {
 	var b strings.Builder
 	if ev.DupAck > 0 {
 		fmt.Fprintf(&b, "dup ACK #%d", ev.DupAck)
@@ -152,14 +152,14 @@ func ackText(ev *tcp.Event) string {
 
 // queueText renders a listener decision with its queues: "SYN queued: SYN
 // queue 3/1024, accept queue 1/5".
-func queueText(ev *tcp.Event) string {
+func queueText(ev *event.Event) string {
 	q := ev.Queue
 	return fmt.Sprintf("%s: SYN queue %d/%d, accept queue %d/%d", ev.Note,
 		q.SynQueueLen, q.SynQueueLimit, q.AcceptQueueLen, q.AcceptQueueLimit)
 }
 
 // recoveryText renders a change of course in loss recovery.
-func recoveryText(ev *tcp.Event) string {
+func recoveryText(ev *event.Event) string {
 	return fmt.Sprintf("recovery: %s, cwnd %d, ssthresh %s", strings.TrimSpace(ev.Note), ev.Cwnd, ssthresh(ev.Ssthresh))
 }
 
@@ -207,7 +207,7 @@ func Vocabulary() []Term {
 		{"in order: fills a hole", "the text filled a hole, and held text became deliverable", "tcp.analysis.retransmission or out_of_order"},
 		{"retransmission of frame <f>", "inbound: the peer sent this sequence range before, in frame f", "tcp.analysis.retransmission"},
 		// Drops, with their reasons.
-		{"dropped: <reason>", "the engine discarded the segment; the reason is one of tcp.DropReason's names; frame.verdict says TC_ACT_SHOT", "skb_drop_reason"},
+		{"dropped: <reason>", "the engine discarded the segment; the reason is one of event.DropReason's names; frame.verdict says TC_ACT_SHOT", "skb_drop_reason"},
 		{"dropped: no socket → RST", "no connection and no listener: answered with RST (RFC 9293 3.10.7.1)", "NO_SOCKET"},
 		{"dropped: bad checksum", "the TCP checksum did not verify", "TCP_CSUM"},
 		{"dropped: old sequence", "the text was entirely old: a duplicate", "TCP_OLD_DATA"},
@@ -237,27 +237,27 @@ func Vocabulary() []Term {
 
 // Describe renders an engine event in the words of packet comments, for
 // traces and logs: the same vocabulary as the capture.
-func Describe(ev tcp.Event) string {
+func Describe(ev event.Event) string {
 	switch ev.Kind {
-	case tcp.EventSend:
+	case event.KindSend:
 		return sendText(ev.Send, ev.Attempt)
-	case tcp.EventDrop:
+	case event.KindDrop:
 		return dropText(ev.Drop, ev.Key.Flags)
-	case tcp.EventReceive:
+	case event.KindReceive:
 		return ev.Note
-	case tcp.EventAck:
+	case event.KindAck:
 		return ackText(&ev)
-	case tcp.EventState:
+	case event.KindState:
 		s := ev.From.String() + " → " + ev.To.String()
-		if d := causeText(ev.Cause); d != "" && ev.Cause.Kind != tcp.CauseSegment {
+		if d := causeText(ev.Cause); d != "" && ev.Cause.Kind != event.CauseSegment {
 			s += " (" + d + ")"
 		}
 		return s
-	case tcp.EventQueue:
+	case event.KindQueue:
 		return queueText(&ev)
-	case tcp.EventRetransmitTimeout:
+	case event.KindRetransmitTimeout:
 		return rtoText(ev.RTO)
-	case tcp.EventRecovery:
+	case event.KindRecovery:
 		return recoveryText(&ev)
 	}
 	return ev.String()

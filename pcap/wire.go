@@ -4,10 +4,9 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/tapstack/tapstack/event"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
-
-	"github.com/tapstack/tapstack/stack/tcp"
 )
 
 // What the wire itself says about a TCP frame, read in capture order the
@@ -32,7 +31,7 @@ type connWire struct {
 	dupAcks  [2]int
 	sent     [2][sentRing]sentSeg // recent segments that carried sequence space
 	sentNext [2]int
-	wroteKey [2]tcp.SegKey // the last frame written, to tell a late annotation
+	wroteKey [2]event.SegKey // the last frame written, to tell a late annotation
 	wroteSet [2]bool
 }
 
@@ -47,22 +46,22 @@ type sentSeg struct {
 
 // connTable holds the wire state of the most recent maxConns connections.
 type connTable struct {
-	m     map[tcp.ConnID]*connWire
-	order []tcp.ConnID
+	m     map[event.ConnID]*connWire
+	order []event.ConnID
 	next  int
 }
 
 func newConnTable(n int) *connTable {
-	return &connTable{m: make(map[tcp.ConnID]*connWire, min(n, 256)), order: make([]tcp.ConnID, n)}
+	return &connTable{m: make(map[event.ConnID]*connWire, min(n, 256)), order: make([]event.ConnID, n)}
 }
 
-func (t *connTable) get(c tcp.ConnID) *connWire { return t.m[c] }
+func (t *connTable) get(c event.ConnID) *connWire { return t.m[c] }
 
-func (t *connTable) getOrAdd(c tcp.ConnID) *connWire {
+func (t *connTable) getOrAdd(c event.ConnID) *connWire {
 	if w, ok := t.m[c]; ok {
 		return w
 	}
-	if old := t.order[t.next]; old != (tcp.ConnID{}) {
+	if old := t.order[t.next]; old != (event.ConnID{}) {
 		delete(t.m, old)
 	}
 	t.order[t.next] = c

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 
 	"github.com/tapstack/tapstack/conn"
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/tap"
@@ -14,8 +15,8 @@ import (
 // state change of its connection as the handshake happens.
 func Example() {
 	a, b := tap.Pipe()
-	server := stack.New(stack.Options{TCP: tcp.Options{Observer: func(ev tcp.Event) {
-		if ev.Kind == tcp.EventState && ev.Conn.Remote.IsValid() {
+	server := stack.New(stack.Options{TCP: tcp.Options{Observer: func(ev event.Event) {
+		if ev.Kind == event.KindState && ev.Conn.Remote.IsValid() {
 			fmt.Printf("%v -> %v (%v)\n", ev.From, ev.To, ev.Cause.Kind)
 		}
 	}}})

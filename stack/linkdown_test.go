@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tapstack/tapstack/conn"
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/tap"
@@ -79,9 +80,9 @@ func TestLinkDownPipe(t *testing.T) {
 	downA, downB := make(linkDowns, 1), make(linkDowns, 1)
 	sa := stack.New(stack.Options{OnLinkDown: downA.observe})
 	defer sa.Close()
-	causes := make(chan tcp.Cause, 16)
-	sb := stack.New(stack.Options{OnLinkDown: downB.observe, TCP: tcp.Options{Observer: func(ev tcp.Event) {
-		if ev.Kind == tcp.EventState && ev.To == tcp.Closed {
+	causes := make(chan event.Cause, 16)
+	sb := stack.New(stack.Options{OnLinkDown: downB.observe, TCP: tcp.Options{Observer: func(ev event.Event) {
+		if ev.Kind == event.KindState && ev.To == event.Closed {
 			causes <- ev.Cause
 		}
 	}}})
@@ -137,13 +138,13 @@ func TestLinkDownPipe(t *testing.T) {
 	if _, err := cb.Write([]byte("x")); !errors.Is(err, syscall.ENETDOWN) {
 		t.Errorf("Write after the link failed: %v, want ENETDOWN", err)
 	}
-	if st := cb.State(); st != tcp.Closed {
+	if st := cb.State(); st != event.Closed {
 		t.Errorf("connection in %v, want CLOSED", st)
 	}
 	wantNoRoute(t, sb, "192.0.2.1:7")
 	select {
 	case c := <-causes:
-		if c.Kind != tcp.CauseLink || !strings.Contains(c.Detail, "link down: tap: pipe closed") {
+		if c.Kind != event.CauseLink || !strings.Contains(c.Detail, "link down: tap: pipe closed") {
 			t.Errorf("the connection closed with cause %v, want the link failure", c)
 		}
 	default:

@@ -3,7 +3,7 @@ package stack
 import (
 	"sync"
 
-	"github.com/tapstack/tapstack/stack/tcp"
+	"github.com/tapstack/tapstack/event"
 )
 
 // EventQueue delivers engine events to a slow consumer on its own
@@ -12,10 +12,10 @@ import (
 // to a bounded queue and never blocks. When the queue is full, events are
 // dropped and counted.
 type EventQueue struct {
-	fn func(tcp.Event)
+	fn func(event.Event)
 
 	mu      sync.Mutex
-	buf     []tcp.Event // ring of len(buf) slots
+	buf     []event.Event // ring of len(buf) slots
 	head, n int
 	dropped uint64
 	closed  bool
@@ -27,11 +27,11 @@ type EventQueue struct {
 // or through [Fanout]) and the queue behind it. One goroutine calls fn
 // with each event, in order; size bounds the events waiting (minimum 1).
 // Close stops the goroutine.
-func NewEventQueue(size int, fn func(tcp.Event)) (tcp.Observer, *EventQueue) {
+func NewEventQueue(size int, fn func(event.Event)) (event.Observer, *EventQueue) {
 	size = max(size, 1)
 	q := &EventQueue{
 		fn:   fn,
-		buf:  make([]tcp.Event, size),
+		buf:  make([]event.Event, size),
 		wake: make(chan struct{}, 1),
 		done: make(chan struct{}),
 	}
@@ -40,7 +40,7 @@ func NewEventQueue(size int, fn func(tcp.Event)) (tcp.Observer, *EventQueue) {
 }
 
 // push is the observer: it never blocks.
-func (q *EventQueue) push(ev tcp.Event) {
+func (q *EventQueue) push(ev event.Event) {
 	q.mu.Lock()
 	if q.closed || q.n == len(q.buf) {
 		q.dropped++
@@ -70,7 +70,7 @@ func (q *EventQueue) run() {
 			q.mu.Lock()
 		}
 		ev := q.buf[q.head]
-		q.buf[q.head] = tcp.Event{}
+		q.buf[q.head] = event.Event{}
 		q.head = (q.head + 1) % len(q.buf)
 		q.n--
 		q.mu.Unlock()
@@ -109,8 +109,8 @@ func (q *EventQueue) Close() {
 
 // Fanout returns an observer that calls each non-nil observer in turn,
 // or nil if there is none.
-func Fanout(observers ...tcp.Observer) tcp.Observer {
-	var obs []tcp.Observer
+func Fanout(observers ...event.Observer) event.Observer {
+	var obs []event.Observer
 	for _, o := range observers {
 		if o != nil {
 			obs = append(obs, o)
@@ -122,7 +122,7 @@ func Fanout(observers ...tcp.Observer) tcp.Observer {
 	case 1:
 		return obs[0]
 	}
-	return func(ev tcp.Event) {
+	return func(ev event.Event) {
 		for _, o := range obs {
 			o(ev)
 		}

@@ -6,31 +6,31 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack"
-	"github.com/tapstack/tapstack/stack/tcp"
 )
 
 func TestEventQueueDeliversInOrder(t *testing.T) {
-	var got []tcp.SendCause
+	var got []event.SendCause
 	var mu sync.Mutex
-	obs, q := stack.NewEventQueue(100, func(ev tcp.Event) {
+	obs, q := stack.NewEventQueue(100, func(ev event.Event) {
 		mu.Lock()
 		got = append(got, ev.Send)
 		mu.Unlock()
 	})
 	for i := range 50 {
-		obs(tcp.Event{Kind: tcp.EventSend, Send: tcp.SendCause(i % 10)})
+		obs(event.Event{Kind: event.KindSend, Send: event.SendCause(i % 10)})
 	}
 	q.Close()
 	if len(got) != 50 || q.Dropped() != 0 {
 		t.Fatalf("delivered %d, dropped %d; want 50, 0", len(got), q.Dropped())
 	}
 	for i, c := range got {
-		if c != tcp.SendCause(i%10) {
+		if c != event.SendCause(i%10) {
 			t.Fatalf("event %d out of order: %v", i, c)
 		}
 	}
-	obs(tcp.Event{})
+	obs(event.Event{})
 	if q.Dropped() != 1 {
 		t.Errorf("event after Close: dropped %d, want 1", q.Dropped())
 	}
@@ -41,7 +41,7 @@ func TestEventQueueDeliversInOrder(t *testing.T) {
 func TestEventQueueSlowConsumer(t *testing.T) {
 	release := make(chan struct{})
 	var delivered atomic.Int64
-	obs, q := stack.NewEventQueue(4, func(tcp.Event) {
+	obs, q := stack.NewEventQueue(4, func(event.Event) {
 		<-release
 		delivered.Add(1)
 	})
@@ -49,7 +49,7 @@ func TestEventQueueSlowConsumer(t *testing.T) {
 	go func() {
 		defer close(done)
 		for range 1000 {
-			obs(tcp.Event{Kind: tcp.EventState})
+			obs(event.Event{Kind: event.KindState})
 		}
 	}()
 	select {
@@ -66,14 +66,14 @@ func TestEventQueueSlowConsumer(t *testing.T) {
 
 func TestEventQueueConcurrent(t *testing.T) {
 	var n atomic.Int64
-	obs, q := stack.NewEventQueue(64, func(tcp.Event) { n.Add(1) })
+	obs, q := stack.NewEventQueue(64, func(event.Event) { n.Add(1) })
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for range 500 {
-				obs(tcp.Event{})
+				obs(event.Event{})
 			}
 		}()
 	}
@@ -92,9 +92,9 @@ func TestFanout(t *testing.T) {
 		t.Error("Fanout of nothing is not nil")
 	}
 	var a, b int
-	f := stack.Fanout(func(tcp.Event) { a++ }, nil, func(tcp.Event) { b++ })
-	f(tcp.Event{})
-	f(tcp.Event{})
+	f := stack.Fanout(func(event.Event) { a++ }, nil, func(event.Event) { b++ })
+	f(event.Event{})
+	f(event.Event{})
 	if a != 2 || b != 2 {
 		t.Errorf("a=%d b=%d, want 2 2", a, b)
 	}

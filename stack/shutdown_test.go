@@ -12,6 +12,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/link/channel"
 
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/stack/tcp/tcptest"
@@ -160,7 +161,7 @@ func TestShutdownGraceful(t *testing.T) {
 		t.Fatalf("Shutdown: %v", err)
 	}
 	want(t, c.take(), wireSeg{40000, header.TCPFlagAck, iss + 2, tcptest.PeerISS + 2, 0})
-	p.WantState(ep, tcp.Closed) // TIME-WAIT ends with the stack
+	p.WantState(ep, event.Closed) // TIME-WAIT ends with the stack
 	if err := p.Stack.Shutdown(context.Background()); !errors.Is(err, stack.ErrClosed) {
 		t.Errorf("second Shutdown: %v, want ErrClosed", err)
 	}
@@ -262,7 +263,7 @@ func TestCloseResets(t *testing.T) {
 		t.Errorf("also sent: %v", got)
 	}
 	for _, ep := range []*tcp.Endpoint{est, closeWait, lastAck, timeWait} {
-		p.WantState(ep, tcp.Closed)
+		p.WantState(ep, event.Closed)
 	}
 	if _, err := est.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNABORTED) {
 		t.Errorf("Read after Close: %v, want ECONNABORTED", err)

@@ -21,6 +21,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
+	"github.com/tapstack/tapstack/stack/internal/tcpbind"
 	"github.com/tapstack/tapstack/stack/tcp"
 )
 
@@ -83,8 +84,9 @@ var ErrClosed = errors.New("stack: closed")
 
 // Stack is a network stack with tapstack's TCP.
 type Stack struct {
-	s   *gstack.Stack
-	tcp *tcp.Protocol
+	s    *gstack.Stack
+	tcp  *tcp.Protocol
+	bind *tcpbind.Binding // the engine's side of gVisor's netstack
 
 	onLinkDown func(LinkDown)
 
@@ -102,6 +104,7 @@ func New(opts Options) *Stack {
 	if clock == nil {
 		clock = tcpip.NewStdClock()
 	}
+	engine, bind := tcp.NewProtocol(opts.TCP)
 	s := gstack.New(gstack.Options{
 		NetworkProtocols: []gstack.NetworkProtocolFactory{
 			ipv4.NewProtocol,
@@ -110,12 +113,12 @@ func New(opts Options) *Stack {
 			ipv6.NewProtocolWithOptions(ipv6.Options{DADConfigs: gstack.DADConfigurations{DupAddrDetectTransmits: 0}}),
 			arp.NewProtocol,
 		},
-		TransportProtocols: []gstack.TransportProtocolFactory{tcp.NewProtocol(opts.TCP)},
+		TransportProtocols: []gstack.TransportProtocolFactory{bind.Factory},
 		Clock:              clock,
 		HandleLocal:        true,
 	})
 	return &Stack{
-		s: s, tcp: tcp.Of(s), onLinkDown: opts.OnLinkDown,
+		s: s, tcp: engine, bind: bind, onLinkDown: opts.OnLinkDown,
 		nextNIC: 1, links: make(map[tcpip.NICID]gstack.LinkEndpoint), down: make(map[tcpip.NICID]error),
 	}
 }
@@ -230,8 +233,8 @@ func (s *Stack) AddRoute(dst netip.Prefix, gw netip.Addr, nic tcpip.NICID) error
 
 // Close ends the stack at once. Listeners close; every connection is
 // aborted (RFC 9293 3.10.5): one RST for each that the peer still believes
-// open (SYN-RECEIVED, ESTABLISHED, FIN-WAIT-1, FIN-WAIT-2, CLOSE-WAIT; see
-// tcp.Endpoint.Abort), and users see ECONNABORTED. Connections in
+// open (SYN-RECEIVED, ESTABLISHED, FIN-WAIT-1, FIN-WAIT-2, CLOSE-WAIT),
+// and users see ECONNABORTED. Connections in
 // TIME-WAIT are deleted. The interfaces are detached and closed once
 // their links have passed the resets on, and Close waits for their
 // goroutines. Shutdown is the graceful way.
@@ -245,12 +248,7 @@ func (s *Stack) Close() {
 	links := s.links
 	s.links = nil
 	s.mu.Unlock()
-	for _, l := range s.tcp.Listeners() {
-		l.Close()
-	}
-	for _, e := range s.tcp.Connections() {
-		e.Abort()
-	}
+	s.bind.Abort()
 	for _, link := range links {
 		walkLink(link, func(l gstack.LinkEndpoint) bool {
 			f, ok := l.(FlushingLink)
@@ -278,7 +276,7 @@ func (s *Stack) Close() {
 }
 
 // Shutdown closes the stack the way its peers can see, like a server that
-// drains before it exits (tcp.Protocol.Shutdown): listeners close, and
+// drains before it exits (every connection gets the CLOSE call): listeners close, and
 // every connection is closed as Conn.Close would, a FIN after the data
 // still queued, or a RST where received data is discarded unread;
 // connections still in their handshake finish it and then send their FIN.
@@ -294,10 +292,10 @@ func (s *Stack) Shutdown(ctx context.Context) error {
 	if closed {
 		return ErrClosed
 	}
-	s.tcp.Shutdown()
+	s.bind.Shutdown()
 	var err error
 	select {
-	case <-s.tcp.Drained():
+	case <-s.bind.Drained():
 	case <-ctx.Done():
 		err = ctx.Err()
 	}
@@ -320,7 +318,7 @@ func (s *Stack) linkFailed(id tcpip.NICID, err error) {
 	go func() {
 		// Connections first: they must not wait for a retransmission
 		// timeout that a dead link makes certain.
-		s.tcp.NICDown(id, err)
+		s.bind.LinkDown(id, err)
 		_ = s.s.RemoveNIC(id)
 		s.handlers.Done()
 		if s.onLinkDown != nil {

@@ -19,8 +19,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tapstack/tapstack/conn"
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack"
-	"github.com/tapstack/tapstack/stack/tcp"
 )
 
 // The agent protocol: JSON lines on stdin/stdout, one reply per request,
@@ -264,7 +264,7 @@ func (a *agent) shutdown() {
 		settled := true
 		for _, c := range conns {
 			switch c.State() {
-			case tcp.Closed, tcp.TimeWait, tcp.FinWait2:
+			case event.Closed, event.TimeWait, event.FinWait2:
 			default:
 				settled = false
 			}
@@ -624,5 +624,5 @@ func (a *agent) state(r *agentRequest) (agentReply, error) {
 	case c != nil:
 		return agentReply{State: c.State().String()}, nil
 	}
-	return agentReply{State: l.Engine().State().String()}, nil
+	return agentReply{State: l.Endpoint().State().String()}, nil
 }

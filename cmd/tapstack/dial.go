@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tapstack/tapstack/conn"
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp"
 )
 
@@ -62,5 +63,5 @@ func runDial(ctx context.Context, e env, args []string) error {
 	// it has once we are in TIME-WAIT (or CLOSED).
 	wctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	return waitState(wctx, c, tcp.TimeWait, tcp.Closed)
+	return waitState(wctx, c, event.TimeWait, event.Closed)
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 
 	"github.com/tapstack/tapstack/conn"
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp"
 )
 
@@ -38,7 +39,7 @@ func runServe(ctx context.Context, e env, args []string) error {
 	}
 
 	out := &syncWriter{w: e.stdout}
-	kinds := []tcp.EventKind{tcp.EventState}
+	kinds := []event.Kind{event.KindState}
 	if *trace {
 		kinds = nil
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack"
 	"github.com/tapstack/tapstack/stack/tcp"
 )
@@ -51,18 +52,18 @@ type namedStack struct {
 }
 
 // ssState is the name ss(8) prints for a state (misc/ss.c sstate_name).
-var ssState = map[tcp.State]string{
-	tcp.Closed:      "UNCONN",
-	tcp.Listen:      "LISTEN",
-	tcp.SynSent:     "SYN-SENT",
-	tcp.SynReceived: "SYN-RECV",
-	tcp.Established: "ESTAB",
-	tcp.FinWait1:    "FIN-WAIT-1",
-	tcp.FinWait2:    "FIN-WAIT-2",
-	tcp.CloseWait:   "CLOSE-WAIT",
-	tcp.Closing:     "CLOSING",
-	tcp.LastAck:     "LAST-ACK",
-	tcp.TimeWait:    "TIME-WAIT",
+var ssState = map[event.State]string{
+	event.Closed:      "UNCONN",
+	event.Listen:      "LISTEN",
+	event.SynSent:     "SYN-SENT",
+	event.SynReceived: "SYN-RECV",
+	event.Established: "ESTAB",
+	event.FinWait1:    "FIN-WAIT-1",
+	event.FinWait2:    "FIN-WAIT-2",
+	event.CloseWait:   "CLOSE-WAIT",
+	event.Closing:     "CLOSING",
+	event.LastAck:     "LAST-ACK",
+	event.TimeWait:    "TIME-WAIT",
 }
 
 // writeSS prints the listeners and connections of the stacks as "ss -tain"
@@ -80,7 +81,7 @@ func writeSS(w io.Writer, stacks []namedStack) {
 		for _, l := range ns.s.TCP().Listeners() {
 			q := l.Queues()
 			rows = append(rows, row{
-				main: fmt.Sprintf(format, ssState[l.State()], itoa(q.AcceptQueueLen), itoa(q.AcceptQueueLimit), ssAddr(l.Addr().Local), "*:*", proc),
+				main: fmt.Sprintf(format, ssState[l.State()], itoa(q.AcceptQueueLen), itoa(q.AcceptQueueLimit), ssAddr(l.Addr()), "*:*", proc),
 				info: fmt.Sprintf("\t syn_queue:%d/%d", q.SynQueueLen, q.SynQueueLimit),
 			})
 		}

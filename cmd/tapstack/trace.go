@@ -9,8 +9,10 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/tapstack/tapstack/pcap"
 	"time"
+
+	"github.com/tapstack/tapstack/event"
+	"github.com/tapstack/tapstack/pcap"
 
 	"github.com/tapstack/tapstack/conn"
 	"github.com/tapstack/tapstack/stack/tcp"
@@ -74,8 +76,8 @@ func runTrace(ctx context.Context, e env, args []string) error {
 // 192.0.2.2.40000", inbound segments from the peer), and what the engine
 // did, in the words of the capture's comments (pcap.Describe), followed
 // by the segment as tcpdump would print it. With kinds, only those events.
-func traceLine(w io.Writer, side string, kinds ...tcp.EventKind) tcp.Observer {
-	return func(ev tcp.Event) {
+func traceLine(w io.Writer, side string, kinds ...event.Kind) event.Observer {
+	return func(ev event.Event) {
 		if len(kinds) > 0 && !hasKind(kinds, ev.Kind) {
 			return
 		}
@@ -84,12 +86,12 @@ func traceLine(w io.Writer, side string, kinds ...tcp.EventKind) tcp.Observer {
 }
 
 // formatEvent is the tcpdump-like body of a trace line: "src > dst: what".
-func formatEvent(ev tcp.Event) string {
+func formatEvent(ev event.Event) string {
 	local, remote := tcpdumpAddr(ev.Conn.Local), tcpdumpAddr(ev.Conn.Remote)
 	what := pcap.Describe(ev)
 	seg := ""
 	switch ev.Kind {
-	case tcp.EventSend, tcp.EventDrop, tcp.EventReceive, tcp.EventAck:
+	case event.KindSend, event.KindDrop, event.KindReceive, event.KindAck:
 		if s := ev.Segment.String(); s != "" {
 			// The ends are already said: keep what follows the ports.
 			if _, rest, ok := strings.Cut(s, ": "); ok {
@@ -99,7 +101,7 @@ func formatEvent(ev tcp.Event) string {
 		}
 	}
 	switch ev.Kind {
-	case tcp.EventDrop, tcp.EventReceive, tcp.EventAck:
+	case event.KindDrop, event.KindReceive, event.KindAck:
 		// About a segment that came from the peer.
 		return fmt.Sprintf("%s > %s: %s%s", remote, local, what, seg)
 	}

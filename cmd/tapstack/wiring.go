@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tapstack/tapstack/conn"
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/tap"
@@ -115,7 +116,7 @@ func (lf *linkFlags) open(e env, opts tcp.Options) (s *stack.Stack, close func()
 	return s, func() { stopStack(s); dev.Close(); finish() }, nil
 }
 
-func hasKind(kinds []tcp.EventKind, k tcp.EventKind) bool {
+func hasKind(kinds []event.Kind, k event.Kind) bool {
 	for _, x := range kinds {
 		if x == k {
 			return true
@@ -126,7 +127,7 @@ func hasKind(kinds []tcp.EventKind, k tcp.EventKind) bool {
 
 // waitState waits until c is in one of the states; CLOSED means the
 // engine has deleted the TCB.
-func waitState(ctx context.Context, c *conn.Conn, states ...tcp.State) error {
+func waitState(ctx context.Context, c *conn.Conn, states ...event.State) error {
 	for {
 		changed := c.Endpoint().Changed()
 		st := c.State()
@@ -151,7 +152,7 @@ func printStats(w io.Writer, name string, st *tcp.Stats) {
 		st.ResetsReceived.Load(), st.ResetsSent.Load(), st.Timeouts.Load())
 	for r := range st.Drops {
 		if n := st.Drops[r].Load(); n > 0 {
-			fmt.Fprintf(w, "%s: dropped %d (%v)\n", name, n, tcp.DropReason(r))
+			fmt.Fprintf(w, "%s: dropped %d (%v)\n", name, n, event.DropReason(r))
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
 	"github.com/tapstack/tapstack/conn"
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/pcap"
 	"github.com/tapstack/tapstack/stack"
 	"github.com/tapstack/tapstack/stack/tcp"
@@ -25,10 +26,10 @@ import (
 type demoConfig struct {
 	timeWait             time.Duration
 	text                 string
-	pcapPath             string       // capture of the server's end, if set
-	faults               *faultFlags  // on the server's end, if set
-	stderr               io.Writer    // where the chosen fault seed is told
-	serverObs, clientObs tcp.Observer // may be nil
+	pcapPath             string         // capture of the server's end, if set
+	faults               *faultFlags    // on the server's end, if set
+	stderr               io.Writer      // where the chosen fault seed is told
+	serverObs, clientObs event.Observer // may be nil
 	// at, if set, is called at each phase of the connection's life:
 	// "established", "transfer" (the text written, the echo not yet
 	// read), "closing" (the client closed) and "closed".
@@ -126,7 +127,7 @@ func runDemoWorkload(ctx context.Context, out io.Writer, cfg demoConfig) error {
 	}
 	at("closing", server, client)
 	for _, c := range []*conn.Conn{c, sc} {
-		if err := waitState(ctx, c, tcp.Closed); err != nil {
+		if err := waitState(ctx, c, event.Closed); err != nil {
 			return err
 		}
 	}
@@ -153,7 +154,7 @@ func runDemoWorkload(ctx context.Context, out io.Writer, cfg demoConfig) error {
 type captureConfig struct {
 	path        string
 	link        gstack.LinkEndpoint
-	obs         tcp.Observer
+	obs         event.Observer
 	description string
 	faults      *faultFlags   // may be nil
 	stderr      io.Writer     // where the chosen fault seed is told
@@ -164,7 +165,7 @@ type captureConfig struct {
 // engine (annotating the capture, then calling obs) and a function that
 // flushes and closes the capture file. Without a path or faults it returns
 // link and obs unchanged.
-func capture(c captureConfig) (gstack.LinkEndpoint, tcp.Observer, func() error, error) {
+func capture(c captureConfig) (gstack.LinkEndpoint, event.Observer, func() error, error) {
 	link := c.link
 	var fault *tap.Fault
 	var faultObs func(tap.FaultEvent) // set before the stack moves a frame

@@ -45,6 +45,7 @@ import (
 	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
 	"github.com/tapstack/tapstack/conn"
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/tap"
@@ -111,7 +112,7 @@ func story(ctx context.Context, w io.Writer) error {
 	}
 	defer ln.Close()
 	st := server.TCP().Stats()
-	out.say("listening with backlog %d: the accept queue holds %d; nobody accepts yet", backlog, ln.Engine().Queues().AcceptQueueLimit)
+	out.say("listening with backlog %d: the accept queue holds %d; nobody accepts yet", backlog, ln.Endpoint().Queues().AcceptQueueLimit)
 
 	// The clients dial; the gate holds their SYNs.
 	// Connections stay open to the end: a client's FIN would be one more
@@ -251,7 +252,7 @@ func story(ctx context.Context, w io.Writer) error {
 		n    uint64
 	}{
 		{"SYN queued", st.Listen.SynQueued.Load()},
-		{"SYN-ACK retransmitted", st.Sent(tcp.SendSynAckRetransmit)},
+		{"SYN-ACK retransmitted", st.Sent(event.SendSynAckRetransmit)},
 		{"SYN dropped: accept queue full", st.Listen.SynAcceptQueueFull.Load()},
 		{"SYN queue overflow", st.Listen.SynQueueOverflows.Load()},
 		{"SYN cookies sent", st.Listen.CookiesSent.Load()},
@@ -282,7 +283,7 @@ func releaseAll(ctx context.Context, g *gate, out *printer, lines int) error {
 	return nil
 }
 
-func withObserver(o tcp.Options, obs tcp.Observer) tcp.Options {
+func withObserver(o tcp.Options, obs event.Observer) tcp.Options {
 	o.Observer = obs
 	return o
 }
@@ -343,26 +344,26 @@ func (p *printer) sayLocked(format string, args ...any) {
 
 // observe prints the server's listen decisions: queue events, the drops
 // they cause, SYN-ACK retransmissions. It must not block.
-func (p *printer) observe(ev tcp.Event) {
+func (p *printer) observe(ev event.Event) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	who := p.names[ev.Conn.Remote.Port()]
 	q := ev.Queue
 	p.lines++ // undone below for an event this story does not print
 	switch {
-	case ev.Kind == tcp.EventQueue && ev.Note != "accepted" && ev.Note != "accept queue remove" && !startsWith(ev.Note, "listener closed"):
+	case ev.Kind == event.KindQueue && ev.Note != "accepted" && ev.Note != "accept queue remove" && !startsWith(ev.Note, "listener closed"):
 		p.sayLocked("server: %s (SYN queue %d/%d, accept queue %d/%d)", ev.Note, q.SynQueueLen, q.SynQueueLimit, q.AcceptQueueLen, q.AcceptQueueLimit)
-	case ev.Kind == tcp.EventQueue && ev.Note == "accepted":
+	case ev.Kind == event.KindQueue && ev.Note == "accepted":
 		p.sayLocked("server: accepted (accept queue %d/%d)", q.AcceptQueueLen, q.AcceptQueueLimit)
-	case ev.Kind == tcp.EventDrop && (ev.Drop == tcp.DropAcceptQueueFull || ev.Drop == tcp.DropSynQueueFull):
+	case ev.Kind == event.KindDrop && (ev.Drop == event.DropAcceptQueueFull || ev.Drop == event.DropSynQueueFull):
 		what := "final ACK"
 		if header.TCPFlags(ev.Key.Flags)&header.TCPFlagSyn != 0 {
 			what = "SYN"
 		}
 		p.sayLocked("server: %s of %s dropped: %s", what, who, ev.Drop)
-	case ev.Kind == tcp.EventSend && ev.Send == tcp.SendSynAckRetransmit:
+	case ev.Kind == event.KindSend && ev.Send == event.SendSynAckRetransmit:
 		p.sayLocked("server: SYN-ACK retransmit #%d to %s", ev.Attempt, who)
-	case ev.Kind == tcp.EventState && ev.To == tcp.Established:
+	case ev.Kind == event.KindState && ev.To == event.Established:
 		p.sayLocked("server: %s %s → %s", who, ev.From, ev.To)
 	default:
 		p.lines-- // not a decision this story prints

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/tapstack/tapstack/conn"
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/tap"
@@ -185,8 +186,8 @@ func serveTAP(ctx context.Context, out io.Writer, name, addr string, port int) e
 func newStack(out io.Writer, name string, timeWait time.Duration) *stack.Stack {
 	return stack.New(stack.Options{TCP: tcp.Options{
 		TimeWait: timeWait,
-		Observer: func(ev tcp.Event) {
-			if ev.Kind == tcp.EventState {
+		Observer: func(ev event.Event) {
+			if ev.Kind == event.KindState {
 				fmt.Fprintf(out, "%s %s\n", name, ev)
 			}
 		},
@@ -197,7 +198,7 @@ func newStack(out io.Writer, name string, timeWait time.Duration) *stack.Stack {
 func waitClosed(ctx context.Context, c *conn.Conn) error {
 	for {
 		changed := c.Endpoint().Changed()
-		if c.State() == tcp.Closed {
+		if c.State() == event.Closed {
 			return nil
 		}
 		select {
@@ -214,7 +215,7 @@ func printStats(out io.Writer, name string, st *tcp.Stats) {
 		st.ResetsReceived.Load(), st.ResetsSent.Load())
 	for r := range st.Drops {
 		if n := st.Drops[r].Load(); n > 0 {
-			fmt.Fprintf(out, "%s   dropped (%v): %d\n", name, tcp.DropReason(r), n)
+			fmt.Fprintf(out, "%s   dropped (%v): %d\n", name, event.DropReason(r), n)
 		}
 	}
 }

@@ -6,8 +6,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack"
-	"github.com/tapstack/tapstack/stack/tcp"
 )
 
 type namedStack struct {
@@ -52,8 +52,8 @@ var (
 
 // allStates are the states reported by tapstack_tcp_connections, so a
 // state with no connection reads 0 rather than disappearing.
-var allStates = []tcp.State{tcp.SynSent, tcp.SynReceived, tcp.Established, tcp.FinWait1, tcp.FinWait2,
-	tcp.CloseWait, tcp.Closing, tcp.LastAck, tcp.TimeWait}
+var allStates = []event.State{event.SynSent, event.SynReceived, event.Established, event.FinWait1, event.FinWait2,
+	event.CloseWait, event.Closing, event.LastAck, event.TimeWait}
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSegments, descRetransmits, descResets, descOpens, descTimeouts,
@@ -83,22 +83,22 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descListenOverflows, st.ListenOverflows.Load(), n)
 		counter(descListenDrops, st.ListenDrops.Load(), n)
 		for r := range st.Drops {
-			if r == int(tcp.DropNone) {
+			if r == int(event.DropNone) {
 				continue
 			}
-			counter(descDrops, st.Drops[r].Load(), n, tcp.DropReason(r).String())
+			counter(descDrops, st.Drops[r].Load(), n, event.DropReason(r).String())
 		}
 		for cause := range st.Sends {
-			counter(descSends, st.Sends[cause].Load(), n, tcp.SendCause(cause).String())
+			counter(descSends, st.Sends[cause].Load(), n, event.SendCause(cause).String())
 		}
 		for _, l := range ns.s.TCP().Listeners() {
-			q, addr := l.Queues(), l.Addr().Local.String()
+			q, addr := l.Queues(), l.Addr().String()
 			gauge(descQueueLen, q.SynQueueLen, n, addr, "syn")
 			gauge(descQueueLimit, q.SynQueueLimit, n, addr, "syn")
 			gauge(descQueueLen, q.AcceptQueueLen, n, addr, "accept")
 			gauge(descQueueLimit, q.AcceptQueueLimit, n, addr, "accept")
 		}
-		byState := map[tcp.State]int{}
+		byState := map[event.State]int{}
 		for _, e := range ns.s.TCP().Connections() {
 			byState[e.State()]++
 		}
@@ -124,7 +124,7 @@ type lifecycle struct {
 
 type connKey struct {
 	stack string
-	conn  tcp.ConnID
+	conn  event.ConnID
 }
 
 func newLifecycle(reg prometheus.Registerer) *lifecycle {
@@ -148,24 +148,24 @@ func newLifecycle(reg prometheus.Registerer) *lifecycle {
 
 // observe returns the event consumer for one stack; it runs on an
 // EventQueue's goroutine.
-func (l *lifecycle) observe(stackName string) func(tcp.Event) {
-	return func(ev tcp.Event) {
-		if ev.Kind != tcp.EventState || !ev.Conn.Remote.IsValid() {
+func (l *lifecycle) observe(stackName string) func(event.Event) {
+	return func(ev event.Event) {
+		if ev.Kind != event.KindState || !ev.Conn.Remote.IsValid() {
 			return
 		}
 		k := connKey{stackName, ev.Conn}
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		switch {
-		case ev.From == tcp.Closed:
+		case ev.From == event.Closed:
 			if len(l.open) < l.limit {
 				l.open[k] = ev.Time
 			}
-		case ev.To == tcp.Established && (ev.From == tcp.SynSent || ev.From == tcp.SynReceived):
+		case ev.To == event.Established && (ev.From == event.SynSent || ev.From == event.SynReceived):
 			if t, ok := l.open[k]; ok {
 				l.handshake.WithLabelValues(stackName).Observe(ev.Time.Sub(t).Seconds())
 			}
-		case ev.To == tcp.Closed:
+		case ev.To == event.Closed:
 			if t, ok := l.open[k]; ok {
 				l.lifetime.WithLabelValues(stackName).Observe(ev.Time.Sub(t).Seconds())
 				delete(l.open, k)

@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/tapstack/tapstack/conn"
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack"
-	"github.com/tapstack/tapstack/stack/tcp"
 )
 
 // backlogClients is how many clients dial a listener with backlog 2 at
@@ -69,11 +69,11 @@ func checkBacklogCounters(t *testing.T, s *stack.Stack, ln *conn.Listener) {
 	if st.ListenOverflows.Load() == 0 {
 		t.Errorf("ListenOverflows = 0; %d clients against backlog 2 should overflow", backlogClients)
 	}
-	if q := ln.Engine().Queues(); q.AcceptQueueLen != 0 || q.SynQueueLen != 0 || q.AcceptQueueLimit != 3 {
+	if q := ln.Endpoint().Queues(); q.AcceptQueueLen != 0 || q.SynQueueLen != 0 || q.AcceptQueueLimit != 3 {
 		t.Errorf("queues after draining: %+v; want empty, accept limit 3", q)
 	}
 	t.Logf("overflows %d, SYNs dropped with the accept queue full %d, final ACKs dropped %d, SYN-ACK retransmits %d",
-		st.ListenOverflows.Load(), st.Listen.SynAcceptQueueFull.Load(), st.Listen.AcceptOverflowDrops.Load(), st.Sent(tcp.SendSynAckRetransmit))
+		st.ListenOverflows.Load(), st.Listen.SynAcceptQueueFull.Load(), st.Listen.AcceptOverflowDrops.Load(), st.Sent(event.SendSynAckRetransmit))
 }
 
 // TestBacklogKernelClients: many Linux clients (nc in the namespace) dial

@@ -11,6 +11,7 @@ import (
 	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
 	"github.com/tapstack/tapstack/conn"
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/tap"
 )
@@ -27,7 +28,7 @@ type benchEnd struct {
 }
 
 func tapstackEnd(b *testing.B, l gstack.LinkEndpoint, p netip.Prefix) benchEnd {
-	s, _ := newTapstack(b, l, p, tcp.Options{Observer: func(tcp.Event) {}})
+	s, _ := newTapstack(b, l, p, tcp.Options{Observer: func(event.Event) {}})
 	return benchEnd{
 		addr: p.Addr(),
 		listen: func(port uint16) (net.Listener, error) {

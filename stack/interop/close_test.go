@@ -8,20 +8,20 @@ import (
 	"time"
 
 	"github.com/tapstack/tapstack/conn"
-	"github.com/tapstack/tapstack/stack/tcp"
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/tap"
 )
 
 // Shorthands for the expected paths.
 const (
-	est = tcp.Established
-	fw1 = tcp.FinWait1
-	fw2 = tcp.FinWait2
-	cw  = tcp.CloseWait
-	cl  = tcp.Closing
-	la  = tcp.LastAck
-	tw  = tcp.TimeWait
-	cd  = tcp.Closed
+	est = event.Established
+	fw1 = event.FinWait1
+	fw2 = event.FinWait2
+	cw  = event.CloseWait
+	cl  = event.Closing
+	la  = event.LastAck
+	tw  = event.TimeWait
+	cd  = event.Closed
 )
 
 // closeTimeout bounds each wait in the close tests; TIME-WAIT lasts
@@ -35,7 +35,7 @@ type closeCase struct {
 	cable cable
 	run   func(t *testing.T, ts *conn.Conn, peer halfCloser)
 	// paths are the acceptable state paths from ESTABLISHED to CLOSED.
-	paths [][]tcp.State
+	paths [][]event.State
 }
 
 func (cc closeCase) test(t *testing.T) {
@@ -114,7 +114,7 @@ func TestGVisorClose(t *testing.T) {
 			}
 			waitState(t, ts, closeTimeout, tw, cd)
 		},
-		paths: [][]tcp.State{{est, fw1, fw2, tw, cd}},
+		paths: [][]event.State{{est, fw1, fw2, tw, cd}},
 	}, {
 		// Case 1 with gVisor first: tapstack reads EOF in CLOSE-WAIT,
 		// then its FIN takes it through LAST-ACK.
@@ -129,7 +129,7 @@ func TestGVisorClose(t *testing.T) {
 				t.Fatal(err)
 			}
 		},
-		paths: [][]tcp.State{{est, cw, la, cd}},
+		paths: [][]event.State{{est, cw, la, cd}},
 	}, {
 		// Case 2: both close at once; on a cable with 5 ms of delay each
 		// way the FINs cross, so tapstack gets a FIN that does not ack
@@ -152,7 +152,7 @@ func TestGVisorClose(t *testing.T) {
 			close(start)
 			wg.Wait()
 		},
-		paths: [][]tcp.State{{est, fw1, cl, tw, cd}},
+		paths: [][]event.State{{est, fw1, cl, tw, cd}},
 	}, {
 		// Both at once on a fast cable: any legal path will do, but it
 		// must end in CLOSED.
@@ -173,7 +173,7 @@ func TestGVisorClose(t *testing.T) {
 			close(start)
 			wg.Wait()
 		},
-		paths: [][]tcp.State{
+		paths: [][]event.State{
 			{est, fw1, cl, tw, cd},
 			{est, fw1, fw2, tw, cd},
 			{est, fw1, tw, cd},
@@ -199,7 +199,7 @@ func TestGVisorClose(t *testing.T) {
 				t.Fatal(err)
 			}
 		},
-		paths: [][]tcp.State{{est, fw1, fw2, tw, cd}},
+		paths: [][]event.State{{est, fw1, fw2, tw, cd}},
 	}, {
 		// Half-close, gVisor first: tapstack sends 1 MiB in CLOSE-WAIT and
 		// closes with data still queued; the FIN must follow all of it.
@@ -226,7 +226,7 @@ func TestGVisorClose(t *testing.T) {
 				t.Fatal(err)
 			}
 		},
-		paths: [][]tcp.State{{est, cw, la, cd}},
+		paths: [][]event.State{{est, cw, la, cd}},
 	}}
 	for _, cc := range cases {
 		t.Run(cc.name, cc.test)

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/tap"
 )
@@ -66,10 +67,10 @@ func TestGVisorFaults(t *testing.T) {
 					st := p.ts.TCP().Stats()
 					t.Logf("seed %d: %d MiB %s in %v; tapstack %+v; engine retransmits %d, bad checksums dropped %d, ACKs of unsent data dropped %d",
 						seed, faultSize/MiB, dir.name, d.Round(time.Millisecond), summary(ts.Info()),
-						st.Retransmits.Load(), st.Dropped(tcp.DropBadChecksum), st.Dropped(tcp.DropAckUnsent))
+						st.Retransmits.Load(), st.Dropped(event.DropBadChecksum), st.Dropped(event.DropAckUnsent))
 					a.Close()
 					b.Close()
-					waitState(t, ts, 15*time.Second, tcp.Closed)
+					waitState(t, ts, 15*time.Second, event.Closed)
 					waitNoConnections(t, p.ts, 10*time.Second)
 				})
 			}

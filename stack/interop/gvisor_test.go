@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp"
 )
 
@@ -47,7 +48,7 @@ func TestGVisorBulk(t *testing.T) {
 					}
 					a.Close()
 					b.Close()
-					waitState(t, ts, 10*time.Second, tcp.Closed)
+					waitState(t, ts, 10*time.Second, event.Closed)
 					waitNoConnections(t, p.ts, 10*time.Second)
 				})
 			}

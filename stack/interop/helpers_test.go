@@ -23,6 +23,7 @@ import (
 	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
 	"github.com/tapstack/tapstack/conn"
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/internal/gvpeer"
 	"github.com/tapstack/tapstack/stack"
 	"github.com/tapstack/tapstack/stack/tcp"
@@ -58,20 +59,20 @@ type halfCloser interface {
 // and the whole event trace, to print when a test fails.
 type recorder struct {
 	mu     sync.Mutex
-	states map[tcp.ConnID][]tcp.State // From of the first, then every To
+	states map[event.ConnID][]event.State // From of the first, then every To
 	trace  []string
 	limit  int
 }
 
 func newRecorder(limit int) *recorder {
-	return &recorder{states: map[tcp.ConnID][]tcp.State{}, limit: limit}
+	return &recorder{states: map[event.ConnID][]event.State{}, limit: limit}
 }
 
-// observe is a tcp.Observer: it must not block or call into the stack.
-func (r *recorder) observe(ev tcp.Event) {
+// observe is a event.Observer: it must not block or call into the stack.
+func (r *recorder) observe(ev event.Event) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if ev.Kind == tcp.EventState {
+	if ev.Kind == event.KindState {
 		s := r.states[ev.Conn]
 		if len(s) == 0 {
 			s = append(s, ev.From)
@@ -88,7 +89,7 @@ func (r *recorder) observe(ev tcp.Event) {
 }
 
 // path returns the states connection id went through, in order.
-func (r *recorder) path(id tcp.ConnID) []tcp.State {
+func (r *recorder) path(id event.ConnID) []event.State {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.states[id])
@@ -116,7 +117,7 @@ func (r *recorder) dump(t testing.TB, n int) {
 }
 
 // pathString formats a state path as "A -> B -> C".
-func pathString(p []tcp.State) string {
+func pathString(p []event.State) string {
 	s := make([]string, len(p))
 	for i, st := range p {
 		s[i] = st.String()
@@ -382,13 +383,13 @@ func exchange(t testing.TB, a, b halfCloser, n int64, dir direction, timeout tim
 }
 
 // stater is anything with an RFC 9293 state: *conn.Conn, *tcp.Endpoint.
-type stater interface{ State() tcp.State }
+type stater interface{ State() event.State }
 
 // waitState polls s until it is in one of want, for at most timeout.
-func waitState(t testing.TB, s stater, timeout time.Duration, want ...tcp.State) tcp.State {
+func waitState(t testing.TB, s stater, timeout time.Duration, want ...event.State) event.State {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
-	var st tcp.State
+	var st event.State
 	for i := 0; ; i++ {
 		st = s.State()
 		if slices.Contains(want, st) {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tapstack/tapstack/conn"
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/tap"
@@ -34,7 +35,7 @@ func newLossyKernel(tb testing.TB, name string, cfg tap.FaultConfig) *lossyKerne
 	in := cfg
 	in.Source = nil // derived from the outbound source: same seed, other stream
 	cfg.Inbound = &in
-	ts, _ := newTapstack(tb, tap.NewFault(dev.LinkEndpoint(), cfg), netip.MustParsePrefix(tapAddr+"/24"), tcp.Options{Observer: func(tcp.Event) {}})
+	ts, _ := newTapstack(tb, tap.NewFault(dev.LinkEndpoint(), cfg), netip.MustParsePrefix(tapAddr+"/24"), tcp.Options{Observer: func(event.Event) {}})
 	return &lossyKernel{ns: ns, ts: ts}
 }
 

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/tapstack/tapstack/conn"
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/tap/taptest"
@@ -218,7 +219,7 @@ func TestKernelServerGo(t *testing.T) {
 	}
 	c.Close()
 	kc.Close()
-	waitState(t, c, 10*time.Second, tcp.Closed)
+	waitState(t, c, 10*time.Second, event.Closed)
 	waitNoConnections(t, k.ts, 10*time.Second)
 }
 
@@ -274,5 +275,5 @@ func TestKernelServerSocat(t *testing.T) {
 	checkFlow(t, "tapstack -> socat -> tapstack", sent, got)
 	t.Logf("16 MiB echoed by socat in %v", time.Since(start).Round(time.Millisecond))
 	c.Close()
-	waitState(t, c, 10*time.Second, tcp.Closed)
+	waitState(t, c, 10*time.Second, event.Closed)
 }

@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tapstack/tapstack/stack/tcp"
+	"github.com/tapstack/tapstack/event"
 )
 
 // TestLossRecovery moves data from tapstack to gVisor's TCP with the
@@ -45,7 +45,7 @@ func TestLossRecovery(t *testing.T) {
 			}
 			c.Close()
 			peer.Close()
-			waitState(t, c.Endpoint(), 15*time.Second, tcp.Closed)
+			waitState(t, c.Endpoint(), 15*time.Second, event.Closed)
 		})
 	}
 }

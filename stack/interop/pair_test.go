@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tapstack/tapstack/conn"
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/tap"
@@ -60,8 +61,8 @@ func TestTapstackPair(t *testing.T) {
 					d.Round(time.Millisecond), summary(c.Info()), summary(s.Info()))
 				c.Close()
 				s.Close()
-				waitState(t, c, 10*time.Second, tcp.Closed)
-				waitState(t, s, 10*time.Second, tcp.Closed)
+				waitState(t, c, 10*time.Second, event.Closed)
+				waitState(t, s, 10*time.Second, event.Closed)
 				waitNoConnections(t, client, 10*time.Second)
 				waitNoConnections(t, server, 10*time.Second)
 			})

@@ -6,12 +6,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tapstack/tapstack/stack/tcp"
+	"github.com/tapstack/tapstack/event"
 )
 
 // TestSoak moves data both ways at once between tapstack and gVisor's TCP
 // with faults on both ends, every byte checked by hash: mixed faults (5%
-// loss, 5% reordering, 2% duplication, 1% corruption) and 20% loss. It is
+// loss, 5% reordering, 2% duplication, 1% corruption), and tapstack alone
+// sending at 20% loss. It is
 // long (64 MiB each way by default), so it runs only with TAPSTACK_SOAK
 // set to the MiB to move each way (CI runs the short TestLossRecovery and
 // TestGVisorFaults instead); the kernel's counterpart is
@@ -32,11 +33,17 @@ func TestSoak(t *testing.T) {
 			a, b := prof.cfg(31), prof.cfg(32)
 			p := newGVPair(t, cable{tsFault: &a, peerFault: &b})
 			c, peer := p.tapstackDials(t, 80)
-			d := exchange(t, c, peer, int64(mib)*MiB, both, 60*time.Minute)
+			// At 20% loss gVisor's sender barely moves (BenchmarkLossy:
+			// about 0.1 MB in two minutes), so only tapstack sends.
+			dir := both
+			if name == "loss20" {
+				dir = aToB
+			}
+			d := exchange(t, c, peer, int64(mib)*MiB, dir, 60*time.Minute)
 			st := p.ts.TCP().Stats()
 			t.Logf("%s: %d MiB each way in %v; tapstack: %d retransmissions, %d RTOs, %d tail loss probes, %d fast recoveries, %d undone, %d bad checksums dropped",
 				name, mib, d.Round(time.Millisecond), st.Retransmits.Load(), st.RetransmitTimeouts.Load(),
-				st.TailLossProbes.Load(), st.FastRecoveries.Load(), st.Undos.Load(), st.Dropped(tcp.DropBadChecksum))
+				st.TailLossProbes.Load(), st.FastRecoveries.Load(), st.Undos.Load(), st.Dropped(event.DropBadChecksum))
 			c.Close()
 			peer.Close()
 		})

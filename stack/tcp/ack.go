@@ -3,6 +3,7 @@ package tcp
 import (
 	"time"
 
+	"github.com/tapstack/tapstack/event"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
@@ -52,15 +53,15 @@ type ackInfo struct {
 // states that include it: SND.UNA, the send buffer, SACK, the RTT
 // estimate, loss detection and recovery, the congestion window and the
 // send window.
-func (e *Endpoint) processAck(seg *Segment) {
+func (e *Endpoint) processAck(seg *segment) {
 	a := ackInfo{now: e.proto.clock.NowMonotonic()}
-	oldUna := e.SndUna
+	oldUna := e.sndUna
 	// A duplicate ACK as RFC 5681 2 defines it.
-	classicDup := seg.Ack == e.SndUna && seg.Payload.Size() == 0 && !seg.has(header.TCPFlagFin) &&
-		e.SndUna != e.SndNxt && uint32(seg.Window)<<e.sndWndShift == e.SndWnd
+	classicDup := seg.Ack == e.sndUna && seg.Payload.Size() == 0 && !seg.has(header.TCPFlagFin) &&
+		e.sndUna != e.sndNxt && uint32(seg.Window)<<e.sndWndShift == e.sndWnd
 	e.persistProbes = 0 // the peer answers (RFC 1122 4.2.2.17)
 
-	if e.SndUna.LessThan(seg.Ack) {
+	if e.sndUna.LessThan(seg.Ack) {
 		e.ackCumulative(seg.Ack, &a)
 	}
 	if e.sackOK && seg.nsack > 0 {
@@ -87,10 +88,10 @@ func (e *Endpoint) processAck(seg *Segment) {
 	// Update the send window if the segment is newer than the one that
 	// last set it: SND.WL1 < SEG.SEQ, or SND.WL1 = SEG.SEQ and
 	// SND.WL2 =< SEG.ACK.
-	if e.SndWL1.LessThan(seg.Seq) || (e.SndWL1 == seg.Seq && e.SndWL2.LessThanEq(seg.Ack)) {
-		old := e.SndWnd
+	if e.sndWL1.LessThan(seg.Seq) || (e.sndWL1 == seg.Seq && e.sndWL2.LessThanEq(seg.Ack)) {
+		old := e.sndWnd
 		e.setSndWnd(uint32(seg.Window)<<e.sndWndShift, seg)
-		if old == 0 && e.SndWnd > 0 {
+		if old == 0 && e.sndWnd > 0 {
 			e.stopTimer(timerPersist)
 			e.rto = e.computeRTOOrInitial()
 		}
@@ -118,7 +119,7 @@ func (e *Endpoint) processAck(seg *Segment) {
 // ackCumulative moves SND.UNA to ack: the acknowledged bytes leave the
 // send buffer and their records the retransmission queue.
 func (e *Endpoint) ackCumulative(ack seqnum.Value, a *ackInfo) {
-	a.acked = uint32(e.SndUna.Size(ack))
+	a.acked = uint32(e.sndUna.Size(ack))
 	// Free acknowledged bytes; the FIN's sequence number is not in the
 	// buffer.
 	if dataAcked := min(int64(a.acked), int64(e.sndBufSeq.Size(ack)), e.sndBuf.Size()); dataAcked > 0 {
@@ -151,15 +152,15 @@ func (e *Endpoint) ackCumulative(ack seqnum.Value, a *ackInfo) {
 		segs := (int(a.acked) + e.sndMSS - 1) / e.sndMSS
 		e.renoSacked = max(e.renoSacked-(segs-1), 0)
 	}
-	e.SndUna = ack
-	if e.rack.fack.LessThan(e.SndUna) {
-		e.rack.fack = e.SndUna
+	e.sndUna = ack
+	if e.rack.fack.LessThan(e.sndUna) {
+		e.rack.fack = e.sndUna
 	}
 	if e.roundEnd.LessThan(ack) {
 		// The ACK covers what was sent when the round began: a new
 		// round trip begins (HyStart++, RFC 9406 4.2).
 		a.roundStart = true
-		e.roundEnd = e.SndNxt
+		e.roundEnd = e.sndNxt
 	}
 	e.retries = 0
 	e.progressAt = a.now
@@ -199,18 +200,18 @@ func (e *Endpoint) delivered(s *txSeg, a *ackInfo, byAck bool) {
 // block counts only within [SND.UNA, SND.NXT] with Start < End: a block
 // for data never sent is a lie or a mistake. A first block below SND.UNA,
 // or inside the second, is a D-SACK (RFC 2883 4): data received twice.
-func (e *Endpoint) ackSACK(seg *Segment, a *ackInfo) {
+func (e *Endpoint) ackSACK(seg *segment, a *ackInfo) {
 	blocks := seg.sack[:seg.nsack]
 	for k, blk := range blocks {
 		if !blk.Start.LessThan(blk.End) {
 			continue
 		}
-		if k == 0 && (blk.End.LessThanEq(e.SndUna) || len(blocks) > 1 &&
+		if k == 0 && (blk.End.LessThanEq(e.sndUna) || len(blocks) > 1 &&
 			blocks[1].Start.LessThanEq(blk.Start) && blk.End.LessThanEq(blocks[1].End)) {
 			e.takeDSACK(blk, a)
 			continue
 		}
-		if blk.Start.LessThan(e.SndUna) || e.SndNxt.LessThan(blk.End) {
+		if blk.Start.LessThan(e.sndUna) || e.sndNxt.LessThan(blk.End) {
 			continue
 		}
 		fack := e.rack.fack
@@ -249,7 +250,7 @@ func (e *Endpoint) takeDSACK(blk header.SACKBlock, a *ackInfo) {
 // TSval older than it: then it echoes an original transmission and
 // now-TSecr would include the whole wait for the retransmission timer
 // (Eifel, RFC 3522), which inflated the estimate into a feedback loop.
-func (e *Endpoint) ackRTT(seg *Segment, a *ackInfo) {
+func (e *Endpoint) ackRTT(seg *segment, a *ackInfo) {
 	var rtt time.Duration
 	if a.retransAcked && a.rttAcked {
 		// Karn, as Linux applies it (tcp_clean_rtx_queue): an ACK
@@ -289,11 +290,11 @@ func (e *Endpoint) ackRTT(seg *Segment, a *ackInfo) {
 }
 
 // emitAck reports what an inbound acknowledgment did.
-func (e *Endpoint) emitAck(seg *Segment, oldUna seqnum.Value, a *ackInfo) {
+func (e *Endpoint) emitAck(seg *segment, oldUna seqnum.Value, a *ackInfo) {
 	if a.acked == 0 && a.sacked == 0 && !a.dup && !a.dsack && seg.Payload.Size() > 0 {
 		return // a data segment that acknowledged nothing new: its text is the news
 	}
-	ev := Event{Kind: EventAck, Conn: e.connID(), Segment: seg.info(), Key: seg.wire, Cwnd: e.cwnd, Ssthresh: e.ssthresh,
+	ev := event.Event{Kind: event.KindAck, Conn: e.connID(), Segment: seg.info(), Key: seg.wire, Cwnd: e.cwnd, Ssthresh: e.ssthresh,
 		Acked: a.acked, Sacked: a.sacked}
 	if a.dup {
 		ev.DupAck = e.dupAcks

@@ -8,6 +8,7 @@ import (
 
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/stack/tcp/tcptest"
 )
@@ -98,8 +99,8 @@ func TestChallengeAckNoSideChannel(t *testing.T) {
 	}
 	st := p.TCP.Stats()
 	t.Logf("%d trials: challenge ACKs sent %d, suppressed per connection %d, by the stack-wide budget %d",
-		trials, st.Sent(tcp.SendChallengeAck), st.Dropped(tcp.DropAckRateLimited), st.Dropped(tcp.DropChallengeRateLimited))
-	p.WantState(l, tcp.Listen)
+		trials, st.Sent(event.SendChallengeAck), st.Dropped(event.DropAckRateLimited), st.Dropped(event.DropChallengeRateLimited))
+	p.WantState(l, event.Listen)
 }
 
 // TestChallengeAckBudgetRandomized: an attacker with more connections than

@@ -2,6 +2,8 @@ package tcp
 
 import (
 	"syscall"
+
+	"github.com/tapstack/tapstack/event"
 )
 
 // CloseWrite closes the sending side (shutdown(2) SHUT_WR; the CLOSE call
@@ -21,20 +23,20 @@ func (e *Endpoint) closeWriteLocked(call string) error {
 		return nil
 	}
 	switch e.state {
-	case Closed:
+	case event.Closed:
 		if e.err != nil {
 			return e.err
 		}
 		return syscall.ENOTCONN
-	case SynSent, SynReceived:
-		e.finQueued = true // sent by afterEstablished
-	case Established:
+	case event.SynSent, event.SynReceived:
+		e.finQueued = true // sent once ESTABLISHED (queuedClose)
+	case event.Established:
 		e.finQueued = true
-		e.transition(FinWait1, userCause(call))
+		e.transition(event.FinWait1, userCause(call))
 		e.output()
-	case CloseWait:
+	case event.CloseWait:
 		e.finQueued = true
-		e.transition(LastAck, userCause(call))
+		e.transition(event.LastAck, userCause(call))
 		e.output()
 	}
 	return nil
@@ -46,7 +48,7 @@ func (e *Endpoint) closeWriteLocked(call string) error {
 func (e *Endpoint) CloseRead() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.state == Closed && !e.wasEstablished {
+	if e.state == event.Closed && !e.wasEstablished {
 		return syscall.ENOTCONN
 	}
 	e.rcvClosed = true
@@ -74,15 +76,15 @@ func (e *Endpoint) Close() error {
 	unread := e.rcvBuf.Size() > 0 && !e.rcvClosed
 	e.rcvBuf.Release()
 	switch e.state {
-	case Closed, TimeWait:
+	case event.Closed, event.TimeWait:
 		return nil
-	case SynSent:
-		e.transition(Closed, userCause("close"))
+	case event.SynSent:
+		e.transition(event.Closed, userCause("close"))
 		return nil
-	case Established, CloseWait, FinWait1, FinWait2, SynReceived:
+	case event.Established, event.CloseWait, event.FinWait1, event.FinWait2, event.SynReceived:
 		if unread {
-			e.sendReset(e.SndNxt)
-			e.transition(Closed, userCause("close with unread data"))
+			e.sendReset(e.sndNxt)
+			e.transition(event.Closed, userCause("close with unread data"))
 			return nil
 		}
 	}
@@ -91,16 +93,16 @@ func (e *Endpoint) Close() error {
 	// tcp_max_orphans it is aborted instead.
 	if !e.proto.adoptOrphan(e) {
 		e.proto.limits.OrphanResets.Add(1)
-		if e.state.synchronized() {
-			e.sendReset(e.SndNxt)
+		if e.state.Synchronized() {
+			e.sendReset(e.sndNxt)
 		}
-		e.transition(Closed, userCause("close: too many orphans (MaxOrphans)"))
+		e.transition(event.Closed, userCause("close: too many orphans (MaxOrphans)"))
 		return nil
 	}
 	if err := e.closeWriteLocked("close"); err != nil {
 		return nil
 	}
-	if e.state == FinWait2 {
+	if e.state == event.FinWait2 {
 		e.setTimer(timerTimeWait, e.proto.opts.FinWait2Timeout)
 	}
 	return nil
@@ -114,12 +116,12 @@ func (e *Endpoint) Reset() {
 	e.userClosed = true
 	e.rcvBuf.Release()
 	switch e.state {
-	case Closed:
-	case SynSent, TimeWait:
-		e.transition(Closed, userCause("abort"))
+	case event.Closed:
+	case event.SynSent, event.TimeWait:
+		e.transition(event.Closed, userCause("abort"))
 	default:
-		e.sendReset(e.SndNxt)
-		e.transition(Closed, userCause("abort"))
+		e.sendReset(e.sndNxt)
+		e.transition(event.Closed, userCause("abort"))
 	}
 	e.mu.Unlock()
 	e.flush()
@@ -147,17 +149,17 @@ func (p *Protocol) adoptOrphan(e *Endpoint) bool {
 
 // shutdown is Protocol.Shutdown's CLOSE for one connection: Close, except
 // that a connection still in SYN-SENT is not deleted but completes its
-// handshake and then sends its FIN (afterEstablished), as a close of a
+// handshake and then sends its FIN (queuedClose), as a close of a
 // connection in SYN-RECEIVED does.
 func (e *Endpoint) shutdown() {
 	e.mu.Lock()
-	if e.state == SynSent && !e.userClosed {
+	if e.state == event.SynSent && !e.userClosed {
 		e.userClosed = true
 		e.finQueued = true
 		e.notify()
 		if !e.proto.adoptOrphan(e) {
 			e.proto.limits.OrphanResets.Add(1)
-			e.transition(Closed, userCause("shutdown: too many orphans (MaxOrphans)"))
+			e.transition(event.Closed, userCause("shutdown: too many orphans (MaxOrphans)"))
 		}
 		e.mu.Unlock()
 		return

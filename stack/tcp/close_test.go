@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/stack/tcp/tcptest"
 )
@@ -24,9 +25,9 @@ func TestActiveClose(t *testing.T) {
 			p, ep := tcptest.TimeWait(t, opts...)
 			tw := p.TCP.Options().TimeWait
 			p.Advance(tw - 1)
-			p.WantState(ep, tcp.TimeWait)
+			p.WantState(ep, event.TimeWait)
 			p.Advance(1)
-			p.WantState(ep, tcp.Closed)
+			p.WantState(ep, event.Closed)
 			p.ExpectNothing()
 			if n := len(p.TCP.Connections()); n != 0 {
 				t.Errorf("%d connections left, want 0", n)
@@ -46,11 +47,11 @@ func TestPassiveClose(t *testing.T) {
 	p.Expect(seg{Flags: "P.", Seq: 1, Ack: 2, Payload: []byte("bye")})
 	ep.Close()
 	p.Expect(seg{Flags: "F.", Seq: 4, Ack: 2})
-	p.WantState(ep, tcp.LastAck)
+	p.WantState(ep, event.LastAck)
 	p.Inject(seg{Flags: ".", Seq: 2, Ack: 4})
-	p.WantState(ep, tcp.LastAck) // the FIN is not yet acknowledged
+	p.WantState(ep, event.LastAck) // the FIN is not yet acknowledged
 	p.Inject(seg{Flags: ".", Seq: 2, Ack: 5})
-	p.WantState(ep, tcp.Closed)
+	p.WantState(ep, event.Closed)
 	p.ExpectNothing()
 }
 
@@ -60,7 +61,7 @@ func TestLastAckFinRetransmit(t *testing.T) {
 	p.Advance(ep.Info().RTO)
 	p.Expect(seg{Flags: "F.", Seq: 1, Ack: 2})
 	p.Inject(seg{Flags: ".", Seq: 2, Ack: 2})
-	p.WantState(ep, tcp.Closed)
+	p.WantState(ep, event.Closed)
 }
 
 // TestSimultaneousClose: FINs cross (RFC 9293 3.6 figure 13): FIN-WAIT-1
@@ -69,7 +70,7 @@ func TestSimultaneousClose(t *testing.T) {
 	p, ep := tcptest.Closing(t)
 	p.Inject(seg{Flags: ".", Seq: 2, Ack: 2})
 	p.ExpectNothing()
-	p.WantState(ep, tcp.TimeWait)
+	p.WantState(ep, event.TimeWait)
 }
 
 // TestFinAckInFinWait1: a FIN that also acknowledges our FIN moves
@@ -79,7 +80,7 @@ func TestFinAckInFinWait1(t *testing.T) {
 	p, ep := tcptest.FinWait1(t)
 	p.Inject(seg{Flags: "F.", Seq: 1, Ack: 2})
 	p.Expect(seg{Flags: ".", Seq: 2, Ack: 2})
-	p.WantState(ep, tcp.TimeWait)
+	p.WantState(ep, event.TimeWait)
 }
 
 // TestHalfClose: after CloseWrite the connection still receives
@@ -90,9 +91,9 @@ func TestHalfClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.Expect(seg{Flags: "F.", Seq: 1, Ack: 1})
-	p.WantState(ep, tcp.FinWait1)
+	p.WantState(ep, event.FinWait1)
 	p.Inject(seg{Flags: ".", Seq: 1, Ack: 2})
-	p.WantState(ep, tcp.FinWait2)
+	p.WantState(ep, event.FinWait2)
 	p.Inject(seg{Flags: "P.", Seq: 1, Ack: 2, Payload: []byte("hello")})
 	p.ExpectNothing() // delayed ACK
 	buf := make([]byte, 10)
@@ -104,10 +105,10 @@ func TestHalfClose(t *testing.T) {
 	// Without Close, FIN-WAIT-2 has no timeout: the peer may take its time.
 	p.Advance(10 * time.Minute)
 	p.ExpectNothing()
-	p.WantState(ep, tcp.FinWait2)
+	p.WantState(ep, event.FinWait2)
 	p.Inject(seg{Flags: "F.", Seq: 6, Ack: 2})
 	p.Expect(seg{Flags: ".", Seq: 2, Ack: 7})
-	p.WantState(ep, tcp.TimeWait)
+	p.WantState(ep, event.TimeWait)
 	if _, err := ep.Read(buf); err != io.EOF {
 		t.Fatalf("Read after FIN: %v, want EOF", err)
 	}
@@ -121,7 +122,7 @@ func TestCloseWithUnreadData(t *testing.T) {
 	p.Inject(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("unread")})
 	ep.Close()
 	p.Expect(seg{Flags: "R", Seq: 1})
-	p.WantState(ep, tcp.Closed)
+	p.WantState(ep, event.Closed)
 	p.Advance(time.Second)
 	p.ExpectNothing() // in particular, no delayed ACK from a dead TCB
 }
@@ -134,11 +135,11 @@ func TestTimeWaitFinRetransmit(t *testing.T) {
 	p.Advance(tw / 2)
 	p.Inject(seg{Flags: "F.", Seq: 1, Ack: 2})
 	p.Expect(seg{Flags: ".", Seq: 2, Ack: 2})
-	p.WantState(ep, tcp.TimeWait)
+	p.WantState(ep, event.TimeWait)
 	p.Advance(tw - 1) // past the original deadline
-	p.WantState(ep, tcp.TimeWait)
+	p.WantState(ep, event.TimeWait)
 	p.Advance(1)
-	p.WantState(ep, tcp.Closed)
+	p.WantState(ep, event.Closed)
 }
 
 // TestFinWait2Timeout: an orphaned connection (Close, not CloseWrite) in
@@ -146,19 +147,19 @@ func TestTimeWaitFinRetransmit(t *testing.T) {
 func TestFinWait2Timeout(t *testing.T) {
 	p, ep := tcptest.FinWait2(t, tcptest.WithTCP(tcp.Options{FinWait2Timeout: 5 * time.Second}))
 	p.Advance(5*time.Second - 1)
-	p.WantState(ep, tcp.FinWait2)
+	p.WantState(ep, event.FinWait2)
 	p.Advance(1)
-	p.WantState(ep, tcp.Closed)
+	p.WantState(ep, event.Closed)
 }
 
 // recorder collects the observer's state events.
 type recorder struct {
 	mu     sync.Mutex
-	events []tcp.Event
+	events []event.Event
 }
 
-func (r *recorder) observe(ev tcp.Event) {
-	if ev.Kind != tcp.EventState {
+func (r *recorder) observe(ev event.Event) {
+	if ev.Kind != event.KindState {
 		return
 	}
 	r.mu.Lock()
@@ -172,17 +173,17 @@ func TestStateEvents(t *testing.T) {
 	var r recorder
 	p, ep := tcptest.TimeWait(t, tcptest.ActiveOpen(), tcptest.WithTCP(tcp.Options{Observer: r.observe}))
 	p.Advance(p.TCP.Options().TimeWait)
-	p.WantState(ep, tcp.Closed)
+	p.WantState(ep, event.Closed)
 	want := []struct {
-		from, to tcp.State
-		cause    tcp.CauseKind
+		from, to event.State
+		cause    event.CauseKind
 	}{
-		{tcp.Closed, tcp.SynSent, tcp.CauseUser},
-		{tcp.SynSent, tcp.Established, tcp.CauseSegment},
-		{tcp.Established, tcp.FinWait1, tcp.CauseUser},
-		{tcp.FinWait1, tcp.FinWait2, tcp.CauseSegment},
-		{tcp.FinWait2, tcp.TimeWait, tcp.CauseSegment},
-		{tcp.TimeWait, tcp.Closed, tcp.CauseTimer},
+		{event.Closed, event.SynSent, event.CauseUser},
+		{event.SynSent, event.Established, event.CauseSegment},
+		{event.Established, event.FinWait1, event.CauseUser},
+		{event.FinWait1, event.FinWait2, event.CauseSegment},
+		{event.FinWait2, event.TimeWait, event.CauseSegment},
+		{event.TimeWait, event.Closed, event.CauseTimer},
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -214,13 +215,13 @@ func TestLastAckSendsQueuedData(t *testing.T) {
 		p.Expect(seg{Flags: ".", Seq: uint32(1 + i*1460), Ack: 2, Len: 1460})
 	}
 	ep.Close()
-	p.WantState(ep, tcp.LastAck)
+	p.WantState(ep, event.LastAck)
 	p.ExpectNothing()
 	p.Inject(seg{Flags: ".", Seq: 2, Ack: 1 + 2*1460})
 	p.Expect(seg{Flags: ".", Seq: 1 + 10*1460, Ack: 2, Len: 1460})
 	p.Expect(seg{Flags: "FP.", Seq: 1 + 11*1460, Ack: 2, Len: 1460})
 	p.Inject(seg{Flags: ".", Seq: 2, Ack: 2 + 12*1460})
-	p.WantState(ep, tcp.Closed)
+	p.WantState(ep, event.Closed)
 }
 
 // TestTimeWaitReopen: a new SYN above RCV.NXT reopens a connection in
@@ -231,10 +232,10 @@ func TestTimeWaitReopen(t *testing.T) {
 	p, ep := tcptest.TimeWait(t)
 	p.Inject(seg{Flags: "S", Seq: 1})
 	p.Expect(seg{Flags: ".", Seq: 2, Ack: 2}) // old duplicate: ACK (challenge)
-	p.WantState(ep, tcp.TimeWait)
+	p.WantState(ep, event.TimeWait)
 
 	p.Inject(seg{Flags: "S", Seq: 100000})
-	p.WantState(ep, tcp.Closed)
+	p.WantState(ep, event.Closed)
 	p.Expect(seg{Flags: "S.", Seq: 2 + 65537, Ack: 100001})
 	if q := p.Listener.Queues(); q.SynQueueLen != 1 {
 		t.Errorf("SYN queue length %d, want 1", q.SynQueueLen)
@@ -244,5 +245,5 @@ func TestTimeWaitReopen(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Accept after reopening: %v", err)
 	}
-	p.WantState(ne, tcp.Established)
+	p.WantState(ne, event.Established)
 }

@@ -15,9 +15,9 @@ func (e *Endpoint) initCongestion() {
 	e.dupAcks = 0
 	e.caState = caOpen
 	e.rack.reoWndMult = 1
-	e.rack.fack = e.SndUna
-	e.roundEnd = e.SndNxt
-	e.cwndUsageSeq = e.SndNxt
+	e.rack.fack = e.sndUna
+	e.roundEnd = e.sndNxt
+	e.cwndUsageSeq = e.sndNxt
 }
 
 // growWindow gives the congestion control an ACK that moved SND.UNA,
@@ -53,9 +53,9 @@ func (e *Endpoint) cwndLimited() bool {
 // was the limit, for the current round trip (Linux tcp_cwnd_validate).
 func (e *Endpoint) cwndValidate(limited bool) {
 	flight := e.flightSize()
-	if !e.SndUna.LessThan(e.cwndUsageSeq) || limited || (!e.wasCwndLimited && flight > e.maxFlight) {
+	if !e.sndUna.LessThan(e.cwndUsageSeq) || limited || (!e.wasCwndLimited && flight > e.maxFlight) {
 		e.wasCwndLimited = limited
 		e.maxFlight = flight
-		e.cwndUsageSeq = e.SndNxt
+		e.cwndUsageSeq = e.sndNxt
 	}
 }

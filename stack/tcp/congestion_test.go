@@ -3,7 +3,7 @@ package tcp_test
 import (
 	"testing"
 
-	"github.com/tapstack/tapstack/stack/tcp"
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp/tcptest"
 )
 
@@ -42,10 +42,10 @@ func TestEarlyRetransmit(t *testing.T) {
 	p.ExpectNothing()
 	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1}) // oseg 3: the second duplicate is enough
 	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, Payload: data[:1460]})
-	if n := p.TCP.Stats().Sent(tcp.SendFastRetransmit); n != 1 {
+	if n := p.TCP.Stats().Sent(event.SendFastRetransmit); n != 1 {
 		t.Errorf("fast retransmits %d, want 1", n)
 	}
 	p.Inject(seg{Flags: ".", Seq: 1, Ack: 4381})
 	p.ExpectNothing()
-	p.WantState(ep, tcp.Established)
+	p.WantState(ep, event.Established)
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/stack/tcp/tcptest"
 )
@@ -173,7 +174,7 @@ func TestZeroWindowProbe(t *testing.T) {
 		p.Inject(seg{Flags: ".", Seq: 1, Ack: 1, Win: 0, Check: tcptest.CheckWin})
 		p.ExpectNothing()
 	}
-	p.WantState(ep, tcp.Established)
+	p.WantState(ep, event.Established)
 	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1, Win: 1000})
 	p.Expect(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("hello")})
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/stack/tcp/tcptest"
 )
@@ -54,7 +55,7 @@ func TestDSACKBelowRcvNxt(t *testing.T) {
 		if got := readAll(t, ep); !bytes.Equal(got, data) {
 			t.Fatalf("read %d bytes, want the 3000 sent, once each", len(got))
 		}
-		wantCount(t, "old sequence drops", p.TCP.Stats().Dropped(tcp.DropOldSequence), 1)
+		wantCount(t, "old sequence drops", p.TCP.Stats().Dropped(event.DropOldSequence), 1)
 	})
 }
 

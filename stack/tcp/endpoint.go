@@ -7,6 +7,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tapstack/tapstack/event"
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -16,9 +17,11 @@ import (
 )
 
 // Endpoint is one TCP connection: its TCB, its buffers and its timers.
-// It implements gVisor's stack.TransportEndpoint so the demuxer delivers
-// its segments, and offers a non-blocking user API (RFC 9293 3.10's
-// SEND, RECEIVE, CLOSE, ABORT, STATUS).
+// Its methods are the user calls of RFC 9293 3.10 on a connection, none of
+// which blocks: SEND (Write), RECEIVE (Read), CLOSE (Close, CloseWrite),
+// ABORT (Reset) and STATUS (State, Info, ID); OPEN is Protocol.Connect
+// and Listener.Accept. Segments reach it from gVisor's demuxer through an
+// unexported adapter (netstack.go).
 //
 // An Endpoint owns no goroutine. Segments arrive on the network's
 // goroutine, timers fire on the clock's, user calls on the caller's; all
@@ -34,17 +37,17 @@ type Endpoint struct {
 	// leave in the order they were made. It is never held with mu.
 	outMu    sync.Mutex
 	outSpare []*stack.PacketBuffer
-	evSpare  []Event
+	evSpare  []event.Event
 
 	mu         sync.Mutex
-	state      State
+	state      event.State
 	stateSince tcpip.MonotonicTime
-	TCB
+	tcb
 	route      *stack.Route
 	registered bool
 	listener   *Listener // set while queued on a listener, not yet accepted
 	outq       []*stack.PacketBuffer
-	events     []Event // for the observer, delivered by flush after mu is released
+	events     []event.Event // for the observer, delivered by flush after mu is released
 
 	// Agreed at the handshake.
 	sndMSS      int   // largest payload we send (RFC 9293 3.7.1, RFC 6691)
@@ -182,12 +185,12 @@ func (p *Protocol) newEndpoint(netProto tcpip.NetworkProtocolNumber, id stack.Tr
 }
 
 // ID returns the connection's 4-tuple.
-func (e *Endpoint) ID() ConnID { return connIDOf(e.id) }
+func (e *Endpoint) ID() event.ConnID { return connIDOf(e.id) }
 
-func (e *Endpoint) connID() ConnID { return connIDOf(e.id) }
+func (e *Endpoint) connID() event.ConnID { return connIDOf(e.id) }
 
-func connIDOf(id stack.TransportEndpointID) ConnID {
-	var c ConnID
+func connIDOf(id stack.TransportEndpointID) event.ConnID {
+	var c event.ConnID
 	if id.LocalAddress.Len() > 0 {
 		a, _ := netip.AddrFromSlice(id.LocalAddress.AsSlice())
 		c.Local = netip.AddrPortFrom(a, id.LocalPort)
@@ -202,7 +205,7 @@ func connIDOf(id stack.TransportEndpointID) ConnID {
 }
 
 // State returns the connection's current RFC 9293 state.
-func (e *Endpoint) State() State {
+func (e *Endpoint) State() event.State {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.state
@@ -235,11 +238,11 @@ func (e *Endpoint) Established() (bool, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	switch {
-	case e.state == SynSent || e.state == SynReceived:
+	case e.state == event.SynSent || e.state == event.SynReceived:
 		return false, nil
 	case e.err != nil && !e.everEstablished():
 		return false, e.err
-	case e.state == Closed && !e.everEstablished():
+	case e.state == event.Closed && !e.everEstablished():
 		return false, syscall.ECONNABORTED
 	}
 	return true, nil
@@ -273,7 +276,7 @@ func (e *Endpoint) readLocked(b []byte) (int, error) {
 		return 0, e.err
 	case e.finReceived || e.rcvClosed:
 		return 0, io.EOF
-	case e.state == Closed:
+	case e.state == event.Closed:
 		return 0, syscall.ENOTCONN
 	}
 	return 0, ErrWouldBlock
@@ -283,7 +286,7 @@ func (e *Endpoint) readLocked(b []byte) (int, error) {
 func (e *Endpoint) Readable() bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.rcvBuf.Size() > 0 || e.err != nil || e.finReceived || e.rcvClosed || e.state == Closed
+	return e.rcvBuf.Size() > 0 || e.err != nil || e.finReceived || e.rcvClosed || e.state == event.Closed
 }
 
 // Write queues bytes for sending (RFC 9293 3.10.2 SEND) and returns how
@@ -302,7 +305,7 @@ func (e *Endpoint) writeLocked(b []byte) (int, error) {
 	switch {
 	case e.err != nil:
 		return 0, e.err
-	case e.finQueued || e.userClosed || !e.state.canSend():
+	case e.finQueued || e.userClosed || !canSend(e.state):
 		return 0, syscall.EPIPE
 	}
 	room := e.sndBufLimit - int(e.sndBuf.Size())
@@ -313,7 +316,7 @@ func (e *Endpoint) writeLocked(b []byte) (int, error) {
 		b = b[:room]
 	}
 	e.appendSend(b)
-	if e.state.synchronized() {
+	if e.state.Synchronized() {
 		e.output()
 	}
 	return len(b), nil
@@ -333,7 +336,7 @@ func (e *Endpoint) appendSend(b []byte) {
 func (e *Endpoint) Writable() bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.err != nil || e.finQueued || !e.state.canSend() || int(e.sndBuf.Size()) < e.sndBufLimit
+	return e.err != nil || e.finQueued || !canSend(e.state) || int(e.sndBuf.Size()) < e.sndBufLimit
 }
 
 // SendQueued returns how many bytes wait in the send buffer, sent or not,
@@ -348,7 +351,7 @@ func (e *Endpoint) SendQueued() int {
 func (e *Endpoint) SetNoDelay(on bool) {
 	e.mu.Lock()
 	e.nodelay = on
-	if on && e.state.synchronized() {
+	if on && e.state.Synchronized() {
 		e.output()
 	}
 	e.mu.Unlock()
@@ -365,7 +368,7 @@ func (e *Endpoint) SetBuffers(send, receive int) {
 	}
 	if receive > 0 {
 		e.rcvBufLimit = receive
-		if e.state == Closed || e.state == Listen {
+		if e.state == event.Closed || e.state == event.Listen {
 			e.rcvWndShift = uint8(windowScaleFor(receive))
 		}
 	}
@@ -375,8 +378,8 @@ func (e *Endpoint) SetBuffers(send, receive int) {
 
 // Info is a snapshot of a connection, like Linux's TCP_INFO.
 type Info struct {
-	ID                       ConnID
-	State                    State
+	ID                       event.ConnID
+	State                    event.State
 	StateAge                 time.Duration
 	TCB                      TCB
 	RTT, RTTVar, RTO         time.Duration
@@ -409,7 +412,7 @@ func (e *Endpoint) Info() Info {
 		ID:                e.connID(),
 		State:             e.state,
 		StateAge:          e.proto.clock.NowMonotonic().Sub(e.stateSince),
-		TCB:               e.TCB,
+		TCB:               e.tcb.snapshot(),
 		RTT:               e.srtt,
 		RTTVar:            e.rttvar,
 		RTO:               e.rto,
@@ -437,10 +440,11 @@ func (e *Endpoint) Info() Info {
 	}
 }
 
-// HandlePacket implements stack.TransportEndpoint: SEGMENT ARRIVES.
-func (e *Endpoint) HandlePacket(id stack.TransportEndpointID, pkt *stack.PacketBuffer) {
-	var seg Segment
-	if r := e.proto.parse(id, pkt, &seg); r != DropNone {
+// packetArrives is SEGMENT ARRIVES for a packet the demuxer gave this
+// connection (transportEndpoint.HandlePacket).
+func (e *Endpoint) packetArrives(id stack.TransportEndpointID, pkt *stack.PacketBuffer) {
+	var seg segment
+	if r := e.proto.parse(id, pkt, &seg); r != event.DropNone {
 		e.proto.drop(e.connID(), &seg, r)
 		return
 	}
@@ -459,37 +463,29 @@ func (e *Endpoint) HandlePacket(id stack.TransportEndpointID, pkt *stack.PacketB
 	seg.Payload.Release()
 }
 
-// HandleError implements stack.TransportEndpoint: an ICMP error about a
-// segment we sent, validated and acted on in icmp.go.
-func (e *Endpoint) HandleError(terr stack.TransportError, pkt *stack.PacketBuffer) {
-	e.icmpArrives(terr, pkt)
-}
-
-// Abort implements stack.TransportEndpoint: the stack is closing. It is
-// the ABORT call of RFC 9293 3.10.5, so that the peer does not go on
-// believing in a connection that is gone: in SYN-RECEIVED, ESTABLISHED,
-// FIN-WAIT-1, FIN-WAIT-2 and CLOSE-WAIT a RST, <SEQ=SND.NXT><CTL=RST>, goes
-// first; in CLOSING, LAST-ACK and TIME-WAIT (our FIN is out, the peer's is
-// in) and in SYN-SENT the TCB is only deleted, as the RFC says and as
-// Linux's tcp_disconnect does (tcp_need_reset). Users see ECONNABORTED.
-func (e *Endpoint) Abort() {
+// abort is the stack closing (tcpbind.Binding.Abort,
+// transportEndpoint.Abort). It is the ABORT call of RFC 9293 3.10.5, so
+// that the peer does not go on believing in a connection that is gone:
+// in SYN-RECEIVED, ESTABLISHED, FIN-WAIT-1, FIN-WAIT-2 and CLOSE-WAIT a
+// RST, <SEQ=SND.NXT><CTL=RST>, goes first; in CLOSING, LAST-ACK and
+// TIME-WAIT (our FIN is out, the peer's is in) and in SYN-SENT the TCB is
+// only deleted, as the RFC says and as Linux's tcp_disconnect does
+// (tcp_need_reset). Users see ECONNABORTED.
+func (e *Endpoint) abort() {
 	e.mu.Lock()
-	if e.state != Closed {
+	if e.state != event.Closed {
 		if e.err == nil {
 			e.err = syscall.ECONNABORTED
 		}
 		switch e.state {
-		case SynReceived, Established, FinWait1, FinWait2, CloseWait:
-			e.sendReset(e.SndNxt)
+		case event.SynReceived, event.Established, event.FinWait1, event.FinWait2, event.CloseWait:
+			e.sendReset(e.sndNxt)
 		}
-		e.transition(Closed, userCause("stack close"))
+		e.transition(event.Closed, userCause("stack close"))
 	}
 	e.mu.Unlock()
 	e.flush()
 }
-
-// Wait implements stack.TransportEndpoint: there is no goroutine to wait for.
-func (*Endpoint) Wait() {}
 
 // queue puts a finished packet on the output queue. The caller holds e.mu
 // and calls flush after releasing it.
@@ -538,7 +534,7 @@ func (e *Endpoint) flushLocked() {
 	for range 1 << 20 {
 		e.mu.Lock()
 		if len(e.outq) == 0 && len(e.events) == 0 {
-			if (e.state == Closed || e.tw != nil) && e.route != nil && !e.registered {
+			if (e.state == event.Closed || e.tw != nil) && e.route != nil && !e.registered {
 				release, e.route = e.route, nil
 			}
 			e.mu.Unlock()
@@ -549,7 +545,7 @@ func (e *Endpoint) flushLocked() {
 		e.mu.Unlock()
 		for i := range evs {
 			obs(evs[i])
-			evs[i] = Event{}
+			evs[i] = event.Event{}
 		}
 		if len(evs) > 0 {
 			e.proto.pendingEvents.Add(-1)
@@ -569,7 +565,7 @@ func (e *Endpoint) flushLocked() {
 
 // emit queues ev for the observer; flush delivers it once the locks are
 // released. The caller holds e.mu.
-func (e *Endpoint) emit(ev Event) {
+func (e *Endpoint) emit(ev event.Event) {
 	if e.proto.opts.Observer == nil {
 		return
 	}
@@ -586,7 +582,7 @@ func (e *Endpoint) emit(ev Event) {
 func (e *Endpoint) release() {
 	if e.registered {
 		e.registered = false
-		e.proto.stack.UnregisterTransportEndpoint([]tcpip.NetworkProtocolNumber{e.netProto}, ProtocolNumber, e.id, e, ports.Flags{}, 0)
+		e.unregisterDemux()
 	}
 	if e.portRes != nil {
 		e.proto.stack.ReleasePort(*e.portRes)

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/stack/tcp/tcptest"
 )
@@ -12,19 +13,19 @@ import (
 // events records every event, of any kind.
 type events struct {
 	mu  sync.Mutex
-	all []tcp.Event
+	all []event.Event
 }
 
-func (r *events) observe(ev tcp.Event) {
+func (r *events) observe(ev event.Event) {
 	r.mu.Lock()
 	r.all = append(r.all, ev)
 	r.mu.Unlock()
 }
 
-func (r *events) of(kind tcp.EventKind) []tcp.Event {
+func (r *events) of(kind event.Kind) []event.Event {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var out []tcp.Event
+	var out []event.Event
 	for _, ev := range r.all {
 		if ev.Kind == kind {
 			out = append(out, ev)
@@ -40,16 +41,16 @@ func (r *events) reset() {
 }
 
 type step struct {
-	from, to tcp.State
-	cause    tcp.CauseKind
+	from, to event.State
+	cause    event.CauseKind
 }
 
 // TestLifeEvents: the exact state events of a whole connection life, for
 // each way to end it, each reported once with its cause (RFC 9293 3.3.2,
 // figure 5), and the send causes of the passive-close life.
 func TestLifeEvents(t *testing.T) {
-	const seg, timer, user = tcp.CauseSegment, tcp.CauseTimer, tcp.CauseUser
-	open := []step{{tcp.Closed, tcp.SynReceived, seg}, {tcp.SynReceived, tcp.Established, seg}}
+	const seg, timer, user = event.CauseSegment, event.CauseTimer, event.CauseUser
+	open := []step{{event.Closed, event.SynReceived, seg}, {event.SynReceived, event.Established, seg}}
 	for _, tc := range []struct {
 		name string
 		life func(p *tcptest.Peer, ep *tcp.Endpoint)
@@ -63,21 +64,21 @@ func TestLifeEvents(t *testing.T) {
 			ep.Write([]byte("bye"))
 			ep.Close()
 			p.Inject(tcptest.Seg{Flags: ".", Seq: 4, Ack: 5})
-		}, append(open, step{tcp.Established, tcp.CloseWait, seg}, step{tcp.CloseWait, tcp.LastAck, user}, step{tcp.LastAck, tcp.Closed, seg})},
+		}, append(open, step{event.Established, event.CloseWait, seg}, step{event.CloseWait, event.LastAck, user}, step{event.LastAck, event.Closed, seg})},
 		{"active close", func(p *tcptest.Peer, ep *tcp.Endpoint) {
 			ep.Close()
 			p.Inject(tcptest.Seg{Flags: ".", Seq: 1, Ack: 2})
 			p.Inject(tcptest.Seg{Flags: "F.", Seq: 1, Ack: 2})
 			p.Advance(p.TCP.Options().TimeWait)
-		}, append(open, step{tcp.Established, tcp.FinWait1, user}, step{tcp.FinWait1, tcp.FinWait2, seg},
-			step{tcp.FinWait2, tcp.TimeWait, seg}, step{tcp.TimeWait, tcp.Closed, timer})},
+		}, append(open, step{event.Established, event.FinWait1, user}, step{event.FinWait1, event.FinWait2, seg},
+			step{event.FinWait2, event.TimeWait, seg}, step{event.TimeWait, event.Closed, timer})},
 		{"simultaneous close", func(p *tcptest.Peer, ep *tcp.Endpoint) {
 			ep.Close()
 			p.Inject(tcptest.Seg{Flags: "F.", Seq: 1, Ack: 1})
 			p.Inject(tcptest.Seg{Flags: ".", Seq: 2, Ack: 2})
 			p.Advance(p.TCP.Options().TimeWait)
-		}, append(open, step{tcp.Established, tcp.FinWait1, user}, step{tcp.FinWait1, tcp.Closing, seg},
-			step{tcp.Closing, tcp.TimeWait, seg}, step{tcp.TimeWait, tcp.Closed, timer})},
+		}, append(open, step{event.Established, event.FinWait1, user}, step{event.FinWait1, event.Closing, seg},
+			step{event.Closing, event.TimeWait, seg}, step{event.TimeWait, event.Closed, timer})},
 		{"FIN and ACK together", func(p *tcptest.Peer, ep *tcp.Endpoint) {
 			ep.Close()
 			p.Inject(tcptest.Seg{Flags: "F.", Seq: 1, Ack: 2})
@@ -85,25 +86,25 @@ func TestLifeEvents(t *testing.T) {
 			// The fifth step (ACK) moves to FIN-WAIT-2 before the eighth
 			// (FIN) moves on to TIME-WAIT: two events for one segment,
 			// as in Linux's tcp_rcv_state_process.
-		}, append(open, step{tcp.Established, tcp.FinWait1, user}, step{tcp.FinWait1, tcp.FinWait2, seg},
-			step{tcp.FinWait2, tcp.TimeWait, seg}, step{tcp.TimeWait, tcp.Closed, timer})},
+		}, append(open, step{event.Established, event.FinWait1, user}, step{event.FinWait1, event.FinWait2, seg},
+			step{event.FinWait2, event.TimeWait, seg}, step{event.TimeWait, event.Closed, timer})},
 		{"reset by peer", func(p *tcptest.Peer, ep *tcp.Endpoint) {
 			p.Inject(tcptest.Seg{Flags: "R", Seq: 1})
-		}, append(open, step{tcp.Established, tcp.Closed, seg})},
+		}, append(open, step{event.Established, event.Closed, seg})},
 		{"close with unread data", func(p *tcptest.Peer, ep *tcp.Endpoint) {
 			p.Inject(tcptest.Seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("unread")})
 			ep.Close()
-		}, append(open, step{tcp.Established, tcp.Closed, user})},
+		}, append(open, step{event.Established, event.Closed, user})},
 		{"abort", func(p *tcptest.Peer, ep *tcp.Endpoint) {
 			ep.Reset()
-		}, append(open, step{tcp.Established, tcp.Closed, user})},
+		}, append(open, step{event.Established, event.Closed, user})},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var r events
 			p, ep := tcptest.Established(t, tcptest.WithTCP(tcp.Options{Observer: r.observe}))
 			tc.life(p, ep)
-			p.WantState(ep, tcp.Closed)
-			got := r.of(tcp.EventState)
+			p.WantState(ep, event.Closed)
+			got := r.of(event.KindState)
 			for i, ev := range got {
 				t.Logf("event %d: %v", i, ev)
 			}
@@ -125,11 +126,11 @@ func TestLifeEvents(t *testing.T) {
 			if tc.name != "passive close" {
 				return
 			}
-			var sends []tcp.SendCause
-			for _, ev := range r.of(tcp.EventSend) {
+			var sends []event.SendCause
+			for _, ev := range r.of(event.KindSend) {
 				sends = append(sends, ev.Send)
 			}
-			want := []tcp.SendCause{tcp.SendSynAck, tcp.SendDelayedAck, tcp.SendAck, tcp.SendData, tcp.SendFin}
+			want := []event.SendCause{event.SendSynAck, event.SendDelayedAck, event.SendAck, event.SendData, event.SendFin}
 			if len(sends) != len(want) {
 				t.Fatalf("send causes %v, want %v", sends, want)
 			}
@@ -149,47 +150,47 @@ func TestDropReasons(t *testing.T) {
 		name   string
 		target string // "connection", "listener" or "closed port"
 		inject func(p *tcptest.Peer)
-		reason tcp.DropReason
+		reason event.DropReason
 	}{
 		{"data beyond the window", "connection", func(p *tcptest.Peer) {
 			p.Inject(tcptest.Seg{Flags: "P.", Seq: 1 << 30, Ack: 1, Payload: []byte("x")})
-		}, tcp.DropOutOfWindow},
+		}, event.DropOutOfWindow},
 		{"old duplicate", "connection", func(p *tcptest.Peer) {
 			p.Inject(tcptest.Seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("x")})
 			p.Inject(tcptest.Seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("x")})
-		}, tcp.DropOldSequence},
+		}, event.DropOldSequence},
 		{"no ACK bit", "connection", func(p *tcptest.Peer) {
 			p.Inject(tcptest.Seg{Flags: "P", Seq: 1, Payload: []byte("x")})
-		}, tcp.DropNoAck},
+		}, event.DropNoAck},
 		{"ACK of unsent data", "connection", func(p *tcptest.Peer) {
 			p.Inject(tcptest.Seg{Flags: ".", Seq: 1, Ack: 1000})
-		}, tcp.DropAckUnsent},
+		}, event.DropAckUnsent},
 		{"ACK too old", "connection", func(p *tcptest.Peer) {
 			p.Inject(tcptest.Seg{Flags: ".", Seq: 1, Ack: 1 + 3<<30})
-		}, tcp.DropInvalidAck},
+		}, event.DropInvalidAck},
 		{"RST inside the window, not at RCV.NXT", "connection", func(p *tcptest.Peer) {
 			p.Inject(tcptest.Seg{Flags: "R", Seq: 100})
-		}, tcp.DropRstInvalid},
+		}, event.DropRstInvalid},
 		{"SYN when synchronized", "connection", func(p *tcptest.Peer) {
 			p.Inject(tcptest.Seg{Flags: "S", Seq: 1})
-		}, tcp.DropSynUnexpected},
+		}, event.DropSynUnexpected},
 		{"bad checksum", "connection", func(p *tcptest.Peer) {
 			b := p.Encode(tcptest.Seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("x")})
 			b[16] ^= 0xff
 			p.InjectTCP(b, false)
-		}, tcp.DropBadChecksum},
+		}, event.DropBadChecksum},
 		{"ACK to a listener", "listener", func(p *tcptest.Peer) {
 			p.Inject(tcptest.Seg{Flags: ".", Seq: 1, Ack: 1})
-		}, tcp.DropListenAck},
+		}, event.DropListenAck},
 		{"RST to a listener", "listener", func(p *tcptest.Peer) {
 			p.Inject(tcptest.Seg{Flags: "R", Seq: 1})
-		}, tcp.DropListenRst},
+		}, event.DropListenRst},
 		{"FIN to a listener", "listener", func(p *tcptest.Peer) {
 			p.Inject(tcptest.Seg{Flags: "F", Seq: 1})
-		}, tcp.DropListenNoSyn},
+		}, event.DropListenNoSyn},
 		{"SYN to a closed port", "closed port", func(p *tcptest.Peer) {
 			p.Inject(tcptest.Seg{Flags: "S", Seq: 0})
-		}, tcp.DropNoSocket},
+		}, event.DropNoSocket},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var r events
@@ -204,11 +205,11 @@ func TestDropReasons(t *testing.T) {
 			before := p.TCP.Stats().Dropped(tc.reason)
 			tc.inject(p)
 			p.Drain()
-			drops := r.of(tcp.EventDrop)
+			drops := r.of(event.KindDrop)
 			if len(drops) != 1 || drops[0].Drop != tc.reason {
 				t.Fatalf("drop events %v, want one with reason %q", drops, tc.reason)
 			}
-			if drops[0].Key.Flags == 0 && tc.reason != tcp.DropBadChecksum {
+			if drops[0].Key.Flags == 0 && tc.reason != event.DropBadChecksum {
 				t.Errorf("drop event carries no segment key")
 			}
 			if got := p.TCP.Stats().Dropped(tc.reason) - before; got != 1 {
@@ -228,7 +229,7 @@ func TestReceiveEvents(t *testing.T) {
 	p.Inject(tcptest.Seg{Flags: "P.", Seq: 1, Ack: 1, Payload: payload(0, 100)})
 	p.Inject(tcptest.Seg{Flags: "P.", Seq: 201, Ack: 1, Payload: payload(200, 100)})
 	var notes []string
-	for _, ev := range r.of(tcp.EventReceive) {
+	for _, ev := range r.of(event.KindReceive) {
 		notes = append(notes, ev.Note)
 		if ev.Key.Len != 100 {
 			t.Errorf("receive event %v: key length %d, want 100", ev, ev.Key.Len)

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/stack/tcp/tcptest"
 )
@@ -14,18 +15,18 @@ func TestFixtures(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		fixture func(testing.TB, ...tcptest.Option) (*tcptest.Peer, *tcp.Endpoint)
-		want    tcp.State
+		want    event.State
 	}{
-		{"SynSent", tcptest.SynSent, tcp.SynSent},
-		{"SynReceived", tcptest.SynReceived, tcp.SynReceived},
-		{"Established", tcptest.Established, tcp.Established},
-		{"EstablishedActive", tcptest.EstablishedActive, tcp.Established},
-		{"FinWait1", tcptest.FinWait1, tcp.FinWait1},
-		{"FinWait2", tcptest.FinWait2, tcp.FinWait2},
-		{"CloseWait", tcptest.CloseWait, tcp.CloseWait},
-		{"Closing", tcptest.Closing, tcp.Closing},
-		{"LastAck", tcptest.LastAck, tcp.LastAck},
-		{"TimeWait", tcptest.TimeWait, tcp.TimeWait},
+		{"SynSent", tcptest.SynSent, event.SynSent},
+		{"SynReceived", tcptest.SynReceived, event.SynReceived},
+		{"Established", tcptest.Established, event.Established},
+		{"EstablishedActive", tcptest.EstablishedActive, event.Established},
+		{"FinWait1", tcptest.FinWait1, event.FinWait1},
+		{"FinWait2", tcptest.FinWait2, event.FinWait2},
+		{"CloseWait", tcptest.CloseWait, event.CloseWait},
+		{"Closing", tcptest.Closing, event.Closing},
+		{"LastAck", tcptest.LastAck, event.LastAck},
+		{"TimeWait", tcptest.TimeWait, event.TimeWait},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, ep := tc.fixture(t)
@@ -35,7 +36,7 @@ func TestFixtures(t *testing.T) {
 	}
 	t.Run("Listen", func(t *testing.T) {
 		p, l := tcptest.Listen(t)
-		p.WantState(l, tcp.Listen)
+		p.WantState(l, event.Listen)
 		p.ExpectNothing()
 	})
 }

@@ -14,6 +14,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
 
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/stack/tcp/tcptest"
 )
@@ -61,17 +62,17 @@ func FuzzConnection(f *testing.F) {
 var fzConnFixtures = []struct {
 	name string
 	make func(testing.TB, ...tcptest.Option) (*tcptest.Peer, *tcp.Endpoint)
-	want tcp.State
+	want event.State
 }{
-	{"SynSent", tcptest.SynSent, tcp.SynSent},
-	{"SynReceived", tcptest.SynReceived, tcp.SynReceived},
-	{"Established", tcptest.Established, tcp.Established},
-	{"FinWait1", tcptest.FinWait1, tcp.FinWait1},
-	{"FinWait2", tcptest.FinWait2, tcp.FinWait2},
-	{"CloseWait", tcptest.CloseWait, tcp.CloseWait},
-	{"Closing", tcptest.Closing, tcp.Closing},
-	{"LastAck", tcptest.LastAck, tcp.LastAck},
-	{"TimeWait", tcptest.TimeWait, tcp.TimeWait},
+	{"SynSent", tcptest.SynSent, event.SynSent},
+	{"SynReceived", tcptest.SynReceived, event.SynReceived},
+	{"Established", tcptest.Established, event.Established},
+	{"FinWait1", tcptest.FinWait1, event.FinWait1},
+	{"FinWait2", tcptest.FinWait2, event.FinWait2},
+	{"CloseWait", tcptest.CloseWait, event.CloseWait},
+	{"Closing", tcptest.Closing, event.Closing},
+	{"LastAck", tcptest.LastAck, event.LastAck},
+	{"TimeWait", tcptest.TimeWait, event.TimeWait},
 }
 
 // Op codes of a connection program. Each is followed by its argument
@@ -134,12 +135,12 @@ type fuzzConn struct {
 	t  *testing.T
 	p  *tcptest.Peer
 	ep *tcp.Endpoint
-	id tcp.ConnID
+	id event.ConnID
 
 	rcvLimit, sndLimit int
 
 	evMu   sync.Mutex
-	events []tcp.Event
+	events []event.Event
 
 	// The peer's side, in sequence numbers relative to the peer's ISS.
 	sent []fzSpan // every sequence range whose text the peer sent
@@ -169,7 +170,7 @@ type fuzzConn struct {
 	prev       tcp.Info
 	havePrev   bool
 	reincarnee bool // another connection now uses the 4-tuple
-	states     map[tcp.ConnID]tcp.State
+	states     map[event.ConnID]event.State
 }
 
 // fzSpan is a half-open range of 64-bit positions: sequence numbers
@@ -260,7 +261,7 @@ func fzRunConn(t *testing.T, prog []byte) *fuzzConn {
 	fixture := fzPick(fzConnFixtures, r.u8())
 	cfg, cfg2 := r.u8(), r.u8()
 
-	c := &fuzzConn{t: t, states: make(map[tcp.ConnID]tcp.State)}
+	c := &fuzzConn{t: t, states: make(map[event.ConnID]event.State)}
 	opts := tcp.Options{
 		ReceiveBufferSize: fzRcvBufs[cfg>>3&3],
 		SendBufferSize:    fzSndBufs[cfg>>5&3],
@@ -282,7 +283,7 @@ func fzRunConn(t *testing.T, prog []byte) *fuzzConn {
 	c.p, c.ep = fixture.make(t, fopts...)
 	c.p.WantState(c.ep, fixture.want)
 	c.id = c.ep.ID()
-	if fixture.want != tcp.SynSent {
+	if fixture.want != event.SynSent {
 		c.peerMSS = int(synOpts.MSS)
 	}
 	o := c.p.TCP.Options()
@@ -292,16 +293,16 @@ func fzRunConn(t *testing.T, prog []byte) *fuzzConn {
 	// from the peer (at 1) in CLOSE-WAIT, CLOSING, LAST-ACK and TIME-WAIT.
 	c.sent = []fzSpan{{0, 1}} // the peer's SYN
 	switch fixture.want {
-	case tcp.CloseWait, tcp.Closing, tcp.LastAck, tcp.TimeWait:
+	case event.CloseWait, event.Closing, event.LastAck, event.TimeWait:
 		c.sent = append(c.sent, fzSpan{1, 2})
 	}
 	switch fixture.want {
-	case tcp.FinWait1, tcp.FinWait2, tcp.Closing, tcp.LastAck, tcp.TimeWait:
+	case event.FinWait1, event.FinWait2, event.Closing, event.LastAck, event.TimeWait:
 		c.writeShut, c.readShut = true, true
 	}
 	i := c.ep.Info()
 	c.stackMax = uint32(i.TCB.SndNxt - i.TCB.ISS)
-	if fixture.want != tcp.SynSent {
+	if fixture.want != event.SynSent {
 		// The handshake's windows: PeerWin unscaled on the SYN or
 		// SYN-ACK, scaled on an ACK.
 		c.edge = 1 + uint32(tcptest.PeerWin)<<max(0, i.SndWndScale)
@@ -317,7 +318,7 @@ func fzRunConn(t *testing.T, prog []byte) *fuzzConn {
 
 // observe collects the engine's events. It runs with engine locks held:
 // it only appends.
-func (c *fuzzConn) observe(ev tcp.Event) {
+func (c *fuzzConn) observe(ev event.Event) {
 	c.evMu.Lock()
 	c.events = append(c.events, ev)
 	c.evMu.Unlock()
@@ -337,7 +338,7 @@ type fzInfo struct {
 
 func (c *fuzzConn) info() fzInfo {
 	i := c.ep.Info()
-	piss := seqnum.Value(c.p.PeerISS())
+	piss := c.p.PeerISS()
 	return fzInfo{Info: i,
 		sndUna: uint32(i.TCB.SndUna - i.TCB.ISS),
 		sndNxt: uint32(i.TCB.SndNxt - i.TCB.ISS),
@@ -348,7 +349,9 @@ func (c *fuzzConn) info() fzInfo {
 
 // fzHasIRS reports whether the TCB's receive variables are set: every state
 // but SYN-SENT (and CLOSED, where they may or may not be).
-func fzHasIRS(s tcp.State) bool { return s != tcp.SynSent && s != tcp.Closed && s != tcp.Listen }
+func fzHasIRS(s event.State) bool {
+	return s != event.SynSent && s != event.Closed && s != event.Listen
+}
 
 // seqBase picks a sequence number of the peer's side for an injected
 // segment: RCV.NXT, the end of what the peer sent, the peer's first data
@@ -642,7 +645,7 @@ func (c *fuzzConn) step(r *fzReader) {
 			c.fail("Close: %v", err)
 		}
 		// RFC 9293 3.10.4: CLOSE in SYN-SENT deletes the TCB.
-		if after := ep.State(); before == tcp.SynSent && after != tcp.Closed {
+		if after := ep.State(); before == event.SynSent && after != event.Closed {
 			c.fail("Close in SYN-SENT left the connection in %v", after)
 		}
 	case fzOpCloseWrite:
@@ -663,7 +666,7 @@ func (c *fuzzConn) step(r *fzReader) {
 	case fzOpAbort:
 		c.writeShut, c.readShut = true, true
 		ep.Reset()
-		if s := ep.State(); s != tcp.Closed {
+		if s := ep.State(); s != event.Closed {
 			c.fail("state %v after Reset, want CLOSED", s)
 		}
 	case fzOpReplay:
@@ -687,7 +690,7 @@ func (c *fuzzConn) step(r *fzReader) {
 		p.InjectDestUnreachable(code, seq)
 		// Linux (tcp_v4_err) and RFC 5927 4.1: in a synchronized state
 		// an ICMP error is soft, it never ends the connection by itself.
-		if after := ep.State(); before != tcp.SynSent && before != tcp.SynReceived && after != before {
+		if after := ep.State(); before != event.SynSent && before != event.SynReceived && after != before {
 			c.fail("ICMP unreachable (code %d, seq %d) moved the connection from %v to %v", code, seq, before, after)
 		}
 	case fzOpSack:
@@ -892,20 +895,20 @@ func (c *fuzzConn) checkTCB(i fzInfo) {
 	if i.SendQueued > c.sndLimit || i.SendQueued < 0 {
 		c.fail("%d bytes in the send buffer, limit %d", i.SendQueued, c.sndLimit)
 	}
-	if c.reincarnee || i.State == tcp.Closed {
+	if c.reincarnee || i.State == event.Closed {
 		return
 	}
-	if i.TCB.SndNxt.LessThan(i.TCB.SndUna) {
+	if seqnum.Value(i.TCB.SndNxt).LessThan(seqnum.Value(i.TCB.SndUna)) {
 		c.fail("SND.NXT %d < SND.UNA %d", i.sndNxt, i.sndUna)
 	}
-	if flight := i.TCB.SndUna.Size(i.TCB.SndNxt); int(flight) > i.SendQueued+2 {
+	if flight := seqnum.Value(i.TCB.SndUna).Size(seqnum.Value(i.TCB.SndNxt)); int(flight) > i.SendQueued+2 {
 		c.fail("SND.NXT - SND.UNA = %d, more than the %d bytes queued plus SYN and FIN", flight, i.SendQueued)
 	}
 	if c.havePrev {
-		if i.TCB.SndUna.LessThan(c.prev.TCB.SndUna) {
+		if seqnum.Value(i.TCB.SndUna).LessThan(seqnum.Value(c.prev.TCB.SndUna)) {
 			c.fail("SND.UNA moved back from %d to %d", uint32(c.prev.TCB.SndUna-i.TCB.ISS), i.sndUna)
 		}
-		if fzHasIRS(c.prev.State) && i.TCB.RcvNxt.LessThan(c.prev.TCB.RcvNxt) {
+		if fzHasIRS(c.prev.State) && seqnum.Value(i.TCB.RcvNxt).LessThan(seqnum.Value(c.prev.TCB.RcvNxt)) {
 			c.fail("RCV.NXT moved back from %d to %d", uint32(c.prev.TCB.RcvNxt)-c.p.PeerISS(), i.rcvNxt)
 		}
 	}
@@ -948,17 +951,17 @@ func fzOptionBytes(s tcptest.Seg) int {
 // CLOSED, which a reset, an abort or a timeout may cause from anywhere. A
 // connection is born in CLOSED (Connect) or, for a listener's child, goes
 // from CLOSED to SYN-RECEIVED.
-var fzStateEdges = map[tcp.State][]tcp.State{
-	tcp.Closed:      {tcp.SynSent, tcp.SynReceived},
-	tcp.SynSent:     {tcp.SynReceived, tcp.Established},
-	tcp.SynReceived: {tcp.Established, tcp.FinWait1},
-	tcp.Established: {tcp.FinWait1, tcp.CloseWait},
-	tcp.FinWait1:    {tcp.FinWait2, tcp.Closing, tcp.TimeWait},
-	tcp.FinWait2:    {tcp.TimeWait},
-	tcp.CloseWait:   {tcp.LastAck},
-	tcp.Closing:     {tcp.TimeWait},
-	tcp.LastAck:     {},
-	tcp.TimeWait:    {},
+var fzStateEdges = map[event.State][]event.State{
+	event.Closed:      {event.SynSent, event.SynReceived},
+	event.SynSent:     {event.SynReceived, event.Established},
+	event.SynReceived: {event.Established, event.FinWait1},
+	event.Established: {event.FinWait1, event.CloseWait},
+	event.FinWait1:    {event.FinWait2, event.Closing, event.TimeWait},
+	event.FinWait2:    {event.TimeWait},
+	event.CloseWait:   {event.LastAck},
+	event.Closing:     {event.TimeWait},
+	event.LastAck:     {},
+	event.TimeWait:    {},
 }
 
 func (c *fuzzConn) checkEvents() {
@@ -973,32 +976,32 @@ func (c *fuzzConn) checkEvents() {
 // fzCheckEvents checks a run of events: state changes follow the diagram
 // and each starts where the connection's last one ended (states holds the
 // last state per connection), drops and sends carry named reasons.
-func fzCheckEvents(evs []tcp.Event, states map[tcp.ConnID]tcp.State, fail func(string, ...any)) {
+func fzCheckEvents(evs []event.Event, states map[event.ConnID]event.State, fail func(string, ...any)) {
 	for _, ev := range evs {
 		switch ev.Kind {
-		case tcp.EventState:
+		case event.KindState:
 			prev, ok := states[ev.Conn]
 			if !ok {
-				prev = tcp.Closed
+				prev = event.Closed
 			}
 			if prev != ev.From {
 				fail("%v: state change %v -> %v, but the last one ended in %v", ev.Conn, ev.From, ev.To, prev)
 			}
 			// A SYN cookie (RFC 4987 3.6) makes a connection straight
 			// into ESTABLISHED: its SYN-RECEIVED was never kept.
-			cookie := ev.From == tcp.Closed && ev.To == tcp.Established && strings.HasPrefix(ev.Cause.Detail, "SYN cookie")
-			if ev.To != tcp.Closed && !cookie && !slices.Contains(fzStateEdges[ev.From], ev.To) {
+			cookie := ev.From == event.Closed && ev.To == event.Established && strings.HasPrefix(ev.Cause.Detail, "SYN cookie")
+			if ev.To != event.Closed && !cookie && !slices.Contains(fzStateEdges[ev.From], ev.To) {
 				fail("%v: %v -> %v is not a transition of RFC 9293 (cause %v)", ev.Conn, ev.From, ev.To, ev.Cause)
 			}
-			if ev.From == tcp.Closed && ev.To == tcp.Closed {
+			if ev.From == event.Closed && ev.To == event.Closed {
 				fail("%v: CLOSED -> CLOSED", ev.Conn)
 			}
 			states[ev.Conn] = ev.To
-		case tcp.EventDrop:
-			if ev.Drop == tcp.DropNone || strings.HasPrefix(ev.Drop.String(), "DropReason(") {
+		case event.KindDrop:
+			if ev.Drop == event.DropNone || strings.HasPrefix(ev.Drop.String(), "DropReason(") {
 				fail("a drop without a named reason: %v", ev)
 			}
-		case tcp.EventSend:
+		case event.KindSend:
 			if strings.HasPrefix(ev.Send.String(), "SendCause(") {
 				fail("a send without a named cause: %v", ev)
 			}
@@ -1013,26 +1016,26 @@ func (c *fuzzConn) checkCounters() {
 	fzCheckCounters(c.t, c.p.TCP.Stats(), c.events, c.p.Trace)
 }
 
-func fzCheckCounters(t *testing.T, st *tcp.Stats, events []tcp.Event, trace func() string) {
+func fzCheckCounters(t *testing.T, st *tcp.Stats, events []event.Event, trace func() string) {
 	t.Helper()
-	drops := make(map[tcp.DropReason]uint64)
-	sends := make(map[tcp.SendCause]uint64)
+	drops := make(map[event.DropReason]uint64)
+	sends := make(map[event.SendCause]uint64)
 	for _, ev := range events {
 		switch ev.Kind {
-		case tcp.EventDrop:
+		case event.KindDrop:
 			drops[ev.Drop]++
-		case tcp.EventSend:
+		case event.KindSend:
 			sends[ev.Send]++
 		}
 	}
 	for r := range len(st.Drops) {
-		if got, want := st.Dropped(tcp.DropReason(r)), drops[tcp.DropReason(r)]; got != want {
-			t.Fatalf("Dropped(%v) = %d, but %d drop events\n%s", tcp.DropReason(r), got, want, trace())
+		if got, want := st.Dropped(event.DropReason(r)), drops[event.DropReason(r)]; got != want {
+			t.Fatalf("Dropped(%v) = %d, but %d drop events\n%s", event.DropReason(r), got, want, trace())
 		}
 	}
 	for cause := range len(st.Sends) {
-		if got, want := st.Sent(tcp.SendCause(cause)), sends[tcp.SendCause(cause)]; got != want {
-			t.Fatalf("Sent(%v) = %d, but %d send events\n%s", tcp.SendCause(cause), got, want, trace())
+		if got, want := st.Sent(event.SendCause(cause)), sends[event.SendCause(cause)]; got != want {
+			t.Fatalf("Sent(%v) = %d, but %d send events\n%s", event.SendCause(cause), got, want, trace())
 		}
 	}
 }

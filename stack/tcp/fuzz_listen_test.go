@@ -10,6 +10,7 @@ import (
 
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/stack/tcp/tcptest"
 )
@@ -109,12 +110,12 @@ type fuzzListener struct {
 
 	accepted []*tcp.Endpoint
 	seen     map[*tcp.Endpoint]bool
-	cookie   map[tcp.ConnID]bool // connections a SYN cookie made
+	cookie   map[event.ConnID]bool // connections a SYN cookie made
 
 	evMu      sync.Mutex
-	events    []tcp.Event
+	events    []event.Event
 	nextEvent int
-	states    map[tcp.ConnID]tcp.State
+	states    map[event.ConnID]event.State
 }
 
 func fzListenSeeds() []tcptest.FuzzSeed {
@@ -149,14 +150,14 @@ func fzListenSeeds() []tcptest.FuzzSeed {
 func fzRunListener(t *testing.T, prog []byte) *fuzzListener {
 	r := &fzReader{b: prog}
 	cfg := r.u8()
-	c := &fuzzListener{t: t, seen: make(map[*tcp.Endpoint]bool), cookie: make(map[tcp.ConnID]bool), states: make(map[tcp.ConnID]tcp.State)}
+	c := &fuzzListener{t: t, seen: make(map[*tcp.Endpoint]bool), cookie: make(map[event.ConnID]bool), states: make(map[event.ConnID]event.State)}
 	opts := tcp.Options{
 		SynQueueLimit:   fzSynQueueLimits[cfg&3],
 		NoSynCookies:    cfg&0x10 != 0,
 		AbortOnOverflow: cfg&0x20 != 0,
 		NoTimestamps:    cfg&0x40 != 0,
 		NoSACK:          cfg&0x80 != 0,
-		Observer: func(ev tcp.Event) {
+		Observer: func(ev event.Event) {
 			c.evMu.Lock()
 			c.events = append(c.events, ev)
 			c.evMu.Unlock()
@@ -280,7 +281,7 @@ func (c *fuzzListener) step(r *fzReader) {
 		}
 		c.seen[e] = true
 		c.accepted = append(c.accepted, e)
-		if s := e.State(); s != tcp.Established && s != tcp.CloseWait {
+		if s := e.State(); s != event.Established && s != event.CloseWait {
 			c.fail("Accept handed out %v in %v", e.ID(), s)
 		}
 		if ok, err := e.Established(); !ok || err != nil {
@@ -357,7 +358,7 @@ func (c *fuzzListener) check() {
 	c.evMu.Unlock()
 	fzCheckEvents(evs, c.states, c.fail)
 	for _, ev := range evs {
-		if ev.Kind == tcp.EventState && ev.From == tcp.Closed { // a new connection on ev.Conn
+		if ev.Kind == event.KindState && ev.From == event.Closed { // a new connection on ev.Conn
 			c.cookie[ev.Conn] = strings.HasPrefix(ev.Cause.Detail, "SYN cookie")
 		}
 	}
@@ -408,7 +409,7 @@ func (c *fuzzListener) check() {
 	}
 	live := 0
 	for _, e := range c.accepted {
-		if e.State() != tcp.Closed {
+		if e.State() != event.Closed {
 			live++
 		}
 	}

@@ -195,7 +195,7 @@ func fzCheckOptions(t *testing.T, opts []byte, flags header.TCPFlags) {
 	h := header.TCP(make([]byte, hdrLen))
 	h.Encode(&header.TCPFields{SrcPort: 40000, DstPort: 80, SeqNum: 1, AckNum: 2, DataOffset: uint8(hdrLen), Flags: flags, WindowSize: 100})
 	copy(h[header.TCPMinimumSize:], opts)
-	var s Segment
+	var s segment
 	s.parseHeader(h)
 	_ = s.String()
 	val, ecr, tsOK := parseTimestamp(h.Options())
@@ -312,8 +312,8 @@ func TestOptionParseAllocs(t *testing.T) {
 			h := header.TCP(make([]byte, hdrLen))
 			h.Encode(&header.TCPFields{DataOffset: uint8(hdrLen), Flags: fl})
 			copy(h[header.TCPMinimumSize:], o)
-			var s Segment
-			if n := testing.AllocsPerRun(10, func() { s = Segment{}; s.parseHeader(h) }); n != 0 {
+			var s segment
+			if n := testing.AllocsPerRun(10, func() { s = segment{}; s.parseHeader(h) }); n != 0 {
 				t.Errorf("% x, flags %v: %v allocations per parse", o, fl, n)
 			}
 		}
@@ -330,7 +330,7 @@ func TestSACKBlockBeforeNOPs(t *testing.T) {
 	h := header.TCP(make([]byte, header.TCPMinimumSize+len(opts)))
 	h.Encode(&header.TCPFields{DataOffset: uint8(len(h)), Flags: header.TCPFlagAck})
 	copy(h[header.TCPMinimumSize:], opts)
-	var s Segment
+	var s segment
 	s.parseHeader(h)
 	want := header.SACKBlock{Start: 0x08000001, End: 0x08000002}
 	if s.nsack != 1 || s.sack[0] != want || s.TS {

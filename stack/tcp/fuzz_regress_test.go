@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/stack/tcp/tcptest"
 )
@@ -78,7 +79,7 @@ func TestStaleHeldFin(t *testing.T) {
 	p.Inject(tcptest.Seg{Flags: "P.", Seq: 1, Ack: 1, Payload: text}) // 1:1461, across 1090
 	p.Expect(tcptest.Seg{Flags: ".", Seq: 1, Ack: 1461})              // not 1462
 	p.ExpectNothing()
-	p.WantState(ep, tcp.Established)
+	p.WantState(ep, event.Established)
 }
 
 // TestSynAckRetransmitKeepsWindow: a retransmitted SYN-ACK must not pull
@@ -103,12 +104,12 @@ func TestSynAckRetransmitKeepsWindow(t *testing.T) {
 	p.Advance(time.Second) // the SYN-ACK's retransmission timeout
 	p.Expect(tcptest.Seg{Flags: "S.", Seq: 0, Ack: 1})
 	p.Inject(tcptest.Seg{Flags: ".", Seq: 1, Ack: 1}) // the final ACK: ESTABLISHED
-	p.WantState(ep, tcp.Established)
+	p.WantState(ep, event.Established)
 	// Text within the edge the challenge ACK offered, beyond 65535: held
 	// out of order, answered with a duplicate ACK.
 	p.Inject(tcptest.Seg{Flags: "P.", Seq: 100001, Ack: 1, Payload: make([]byte, 100)})
 	p.Expect(tcptest.Seg{Flags: ".", Seq: 1, Ack: 1})
-	if n := p.TCP.Stats().Dropped(tcp.DropOutOfWindow); n != 0 {
+	if n := p.TCP.Stats().Dropped(event.DropOutOfWindow); n != 0 {
 		t.Errorf("Dropped(out of window) = %d, want 0: the text was inside the window offered", n)
 	}
 	if n := tcp.HeldOutOfOrder(ep); n != 100 {

@@ -1,8 +1,10 @@
 package tcp
 
 import (
+	"net/netip"
 	"syscall"
 
+	"github.com/tapstack/tapstack/event"
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -11,29 +13,45 @@ import (
 )
 
 // Connect is the active OPEN call of RFC 9293 3.10.1: it chooses a route
-// and a local port, sends a SYN and returns the connection in SYN-SENT.
-// Wait on Changed until Established reports true or an error. local may
-// leave the address empty (chosen by the route) and the port zero (an
-// ephemeral port).
-func (p *Protocol) Connect(local, remote tcpip.FullAddress, netProto tcpip.NetworkProtocolNumber) (*Endpoint, error) {
-	if local.Addr.Len() > 0 && p.stack.CheckLocalAddress(local.NIC, netProto, local.Addr) == 0 {
-		return nil, syscall.EADDRNOTAVAIL
+// and a local port, sends a SYN to remote and returns the connection in
+// SYN-SENT. Wait on Changed until Established reports true or an error.
+// local may leave the address invalid or unspecified (the route chooses
+// it) and the port zero (an ephemeral port). Errors are syscall errnos:
+// ENETUNREACH or EHOSTUNREACH without a route, EADDRNOTAVAIL for a local
+// address that is not the stack's or no free port, EADDRINUSE for a
+// 4-tuple taken, EMFILE at MaxConnections, ENETDOWN once the stack is
+// shutting down.
+func (p *Protocol) Connect(local, remote netip.AddrPort) (*Endpoint, error) {
+	ra := remote.Addr().Unmap()
+	if !ra.IsValid() {
+		return nil, syscall.EINVAL
 	}
-	r, terr := p.stack.FindRoute(local.NIC, local.Addr, remote.Addr, netProto, false)
+	netProto := header.IPv4ProtocolNumber
+	if ra.Is6() {
+		netProto = header.IPv6ProtocolNumber
+	}
+	var laddr tcpip.Address
+	if la := local.Addr().Unmap(); la.IsValid() && !la.IsUnspecified() {
+		laddr = tcpip.AddrFromSlice(la.AsSlice())
+		if p.stack.CheckLocalAddress(0, netProto, laddr) == 0 {
+			return nil, syscall.EADDRNOTAVAIL
+		}
+	}
+	r, terr := p.stack.FindRoute(0, laddr, tcpip.AddrFromSlice(ra.AsSlice()), netProto, false)
 	if terr != nil {
 		return nil, routeErrno(terr)
 	}
 	id := stack.TransportEndpointID{
 		LocalAddress:  r.LocalAddress(),
 		RemoteAddress: r.RemoteAddress(),
-		RemotePort:    remote.Port,
+		RemotePort:    remote.Port(),
 	}
 	e := p.newEndpoint(netProto, id, r)
 	res := ports.Reservation{
 		Networks:  []tcpip.NetworkProtocolNumber{netProto},
-		Transport: ProtocolNumber,
+		Transport: protocolNumber,
 		Addr:      id.LocalAddress,
-		Port:      local.Port,
+		Port:      local.Port(),
 		Dest:      tcpip.FullAddress{Addr: id.RemoteAddress, Port: id.RemotePort},
 	}
 	// Take the port and the demuxer entry together, so an ephemeral port
@@ -46,7 +64,7 @@ func (p *Protocol) Connect(local, remote tcpip.FullAddress, netProto tcpip.Netwo
 			// demuxer: as taken as if it were.
 			return false, nil
 		}
-		if err := p.stack.RegisterTransportEndpoint(res.Networks, ProtocolNumber, e.id, e, ports.Flags{}, 0); err != nil {
+		if err := e.registerDemux(res.Networks); err != nil {
 			if _, ok := err.(*tcpip.ErrPortInUse); ok {
 				return false, nil
 			}
@@ -79,13 +97,13 @@ func (p *Protocol) Connect(local, remote tcpip.FullAddress, netProto tcpip.Netwo
 	}
 
 	e.mu.Lock()
-	e.ISS = p.isn(e.id)
+	e.iss = p.isn(e.id)
 	e.tsOffset = p.tsOffset(e.id)
-	e.SndUna = e.ISS
-	e.SndNxt = e.ISS + 1
-	e.sndBufSeq = e.ISS + 1
-	e.transition(SynSent, userCause("connect"))
-	e.sendSyn(SendSyn)
+	e.sndUna = e.iss
+	e.sndNxt = e.iss + 1
+	e.sndBufSeq = e.iss + 1
+	e.transition(event.SynSent, userCause("connect"))
+	e.sendSyn(event.SendSyn)
 	e.setTimer(timerRetransmit, e.rto)
 	e.mu.Unlock()
 	e.flush()
@@ -112,21 +130,21 @@ func routeErrno(err tcpip.Error) error {
 // offer scaling (RFC 7323 1.3), and it is in force only if the peer's
 // SYN-ACK offers it too. Unless NoTimestamps, it offers the TSopt with
 // TSecr 0 (RFC 7323 3.2), like Linux with tcp_timestamps=1.
-func (e *Endpoint) sendSyn(cause SendCause) {
+func (e *Endpoint) sendSyn(cause event.SendCause) {
 	var opts [header.TCPOptionsMaximumSize]byte
 	n := encodeSynOptions(synOptions{
 		mss: uint16(e.rcvMSS), ws: int(e.rcvWndShift),
 		ts: !e.proto.opts.NoTimestamps, tsVal: e.tsNow(),
 		sackPerm: !e.proto.opts.NoSACK,
 	}, opts[:])
-	e.sendSegment(cause, header.TCPFlagSyn, e.ISS, buffer.Buffer{}, opts[:n])
+	e.sendSegment(cause, header.TCPFlagSyn, e.iss, buffer.Buffer{}, opts[:n])
 }
 
 // sendSynAck sends <SEQ=ISS><ACK=RCV.NXT><CTL=SYN,ACK>. The window scale
 // option goes only in answer to one (RFC 7323 1.3), and so does the TSopt
 // (RFC 7323 3.2: a <SYN,ACK> may carry it only if the <SYN> did), echoing
 // the SYN's TSval.
-func (e *Endpoint) sendSynAck(cause SendCause) {
+func (e *Endpoint) sendSynAck(cause event.SendCause) {
 	var opts [header.TCPOptionsMaximumSize]byte
 	ws := -1
 	if e.wsOK {
@@ -137,7 +155,7 @@ func (e *Endpoint) sendSynAck(cause SendCause) {
 		ts: e.tsOK, tsVal: e.tsNow(), tsEcr: e.tsRecent,
 		sackPerm: e.sackOK, // RFC 2018 2: only in answer to a SYN that offered it
 	}, opts[:])
-	e.sendSegment(cause, header.TCPFlagSyn|header.TCPFlagAck, e.ISS, buffer.Buffer{}, opts[:n])
+	e.sendSegment(cause, header.TCPFlagSyn|header.TCPFlagAck, e.iss, buffer.Buffer{}, opts[:n])
 }
 
 // takeSynOptions applies the peer's SYN options: the send MSS (RFC 9293
@@ -150,7 +168,7 @@ func (e *Endpoint) sendSynAck(cause SendCause) {
 // payload we put in a segment is the MSS less 12 (RFC 6691: the MSS counts
 // no TCP options; Linux's tcp_current_mss does the same): a full segment
 // still fits the peer's MSS and our MTU, and IP never fragments.
-func (e *Endpoint) takeSynOptions(seg *Segment, weOffered bool) {
+func (e *Endpoint) takeSynOptions(seg *segment, weOffered bool) {
 	e.tsOK = seg.TS && !e.proto.opts.NoTimestamps
 	e.sackOK = seg.SACKPermitted && !e.proto.opts.NoSACK
 	if e.tsOK {
@@ -177,102 +195,113 @@ func (e *Endpoint) takeSynOptions(seg *Segment, weOffered bool) {
 }
 
 // synSentArrives is SEGMENT ARRIVES in SYN-SENT (RFC 9293 3.10.7.3).
-func (e *Endpoint) synSentArrives(seg *Segment) {
+func (e *Endpoint) synSentArrives(seg *segment) verdict {
 	// First, check the ACK bit.
 	ackOK := false
 	if seg.has(header.TCPFlagAck) {
-		if seg.Ack.LessThanEq(e.ISS) || e.SndNxt.LessThan(seg.Ack) {
-			e.drop(seg, DropSynSentBadAck)
+		if seg.Ack.LessThanEq(e.iss) || e.sndNxt.LessThan(seg.Ack) {
+			e.drop(seg, event.DropSynSentBadAck)
 			if !seg.has(header.TCPFlagRst) {
 				e.sendReset(seg.Ack)
 			}
-			return
+			return stay()
 		}
-		ackOK = e.SndUna.LessThan(seg.Ack) && seg.Ack.LessThanEq(e.SndNxt)
+		ackOK = e.sndUna.LessThan(seg.Ack) && seg.Ack.LessThanEq(e.sndNxt)
 	}
 	// Second, check the RST bit. A RST is acceptable only if it
 	// acknowledges our SYN (RFC 5961 3.2 keeps this rule for SYN-SENT).
 	if seg.has(header.TCPFlagRst) {
 		if !ackOK {
-			e.drop(seg, DropRstInvalid)
-			return
+			e.drop(seg, event.DropRstInvalid)
+			return stay()
 		}
 		e.proto.stats.ResetsReceived.Add(1)
-		e.fail(syscall.ECONNREFUSED, segmentCause(seg))
-		return
+		return e.failed(syscall.ECONNREFUSED, segmentCause(seg))
 	}
 	// Third, security: not implemented (RFC 9293 3.10.7.3 allows this).
 	// Fourth, check the SYN bit.
 	if !seg.has(header.TCPFlagSyn) {
 		// Fifth: neither SYN nor RST: drop.
-		e.drop(seg, DropSynSentBadAck)
-		return
+		e.drop(seg, event.DropSynSentBadAck)
+		return stay()
 	}
-	e.IRS = seg.Seq
-	e.RcvNxt = seg.Seq + 1
-	e.rcvAcc = e.RcvNxt
+	e.irs = seg.Seq
+	e.rcvNxt = seg.Seq + 1
+	e.rcvAcc = e.rcvNxt
 	e.takeSynOptions(seg, true)
-	if ackOK {
-		e.SndUna = seg.Ack
-		e.retries = 0
-		e.stopTimer(timerRetransmit)
-		// Our SYN's round trip seeds the estimator (RFC 6298 allows
-		// the handshake as the first sample; Linux does the same),
-		// unless the SYN was retransmitted (Karn); with timestamps,
-		// from the SYN-ACK's TSecr (RFC 7323 4.1), as Linux does.
-		if !e.sampleRTTFromTSecr(seg) && e.rto == e.proto.opts.InitialRTO {
-			e.sampleRTT(e.proto.clock.NowMonotonic().Sub(e.stateSince))
-		}
-		// The window in a SYN-ACK is never scaled (RFC 7323 2.2).
+	if !ackOK {
+		// Simultaneous open (3.5, figure 8): SYN-RECEIVED, answer
+		// SYN-ACK.
 		e.setSndWnd(uint32(seg.Window), seg)
-		e.initCongestion()
-		e.transition(Established, segmentCause(seg))
-		e.sendAck(SendAck)
-		// Data or a FIN riding on the SYN-ACK continue at the sixth step.
-		if seg.Payload.Size() > 0 || seg.has(header.TCPFlagFin) {
-			seg.Seq++
-			seg.Flags &^= header.TCPFlagSyn
-			e.processTextAndFin(seg)
-		}
-		e.afterEstablished()
-		return
+		return moveTo(event.SynReceived, segmentCause(seg), thenSynAckOut)
 	}
-	// Simultaneous open (3.5, figure 8): SYN-RECEIVED, answer SYN-ACK.
-	e.setSndWnd(uint32(seg.Window), seg)
-	e.transition(SynReceived, segmentCause(seg))
+	e.sndUna = seg.Ack
 	e.retries = 0
-	e.sendSynAck(SendSynAck)
+	e.stopTimer(timerRetransmit)
+	// Our SYN's round trip seeds the estimator (RFC 6298 allows the
+	// handshake as the first sample; Linux does the same), unless the
+	// SYN was retransmitted (Karn); with timestamps, from the SYN-ACK's
+	// TSecr (RFC 7323 4.1), as Linux does.
+	if !e.sampleRTTFromTSecr(seg) && e.rto == e.proto.opts.InitialRTO {
+		e.sampleRTT(e.proto.clock.NowMonotonic().Sub(e.stateSince))
+	}
+	// The window in a SYN-ACK is never scaled (RFC 7323 2.2).
+	e.setSndWnd(uint32(seg.Window), seg)
+	e.initCongestion()
+	return moveTo(event.Established, segmentCause(seg), thenSynAckAccepted)
+}
+
+// synAckAccepted goes on in ESTABLISHED after our SYN was acknowledged:
+// "form an ACK segment and send it ... If there are other controls or
+// text in the segment, then continue processing at the sixth step"
+// (3.10.7.3); then the CLOSE the user called during the handshake, and
+// the data queued.
+func (e *Endpoint) synAckAccepted(seg *segment) verdict {
+	e.sendAck(event.SendAck)
+	if seg.Payload.Size() > 0 || seg.has(header.TCPFlagFin) {
+		seg.Seq++
+		seg.Flags &^= header.TCPFlagSyn
+		if v := e.processTextAndFin(seg); v.move {
+			v.then = thenQueuedCloseThenOutput
+			return v
+		}
+	}
+	return e.queuedCloseThenOutput(seg)
+}
+
+func (e *Endpoint) queuedCloseThenOutput(*segment) verdict {
+	if v := e.queuedClose(); v.move {
+		v.then = thenOutput
+		return v
+	}
+	e.output()
+	return stay()
+}
+
+// synAckOut answers a SYN in SYN-RECEIVED, just entered: <SEQ=ISS>
+// <ACK=RCV.NXT><CTL=SYN,ACK>, retransmitted on the RTO (3.10.7.2,
+// 3.10.7.3).
+func (e *Endpoint) synAckOut(*segment) verdict {
+	e.retries = 0
+	e.sendSynAck(event.SendSynAck)
 	e.setTimer(timerRetransmit, e.rto)
+	return stay()
 }
 
 // setSndWnd records the peer's window and the segment that carried it
 // (SND.WL1, SND.WL2: 3.10.7.4 fifth step).
-func (e *Endpoint) setSndWnd(wnd uint32, seg *Segment) {
-	e.SndWnd = wnd
-	e.SndWL1 = seg.Seq
-	e.SndWL2 = seg.Ack
+func (e *Endpoint) setSndWnd(wnd uint32, seg *segment) {
+	e.sndWnd = wnd
+	e.sndWL1 = seg.Seq
+	e.sndWL2 = seg.Ack
 	e.maxSndWnd = max(e.maxSndWnd, wnd)
-}
-
-// afterEstablished starts what the user queued before the handshake
-// finished: a FIN from an early CloseWrite or Close, and data.
-func (e *Endpoint) afterEstablished() {
-	if e.finQueued {
-		switch e.state {
-		case Established:
-			e.transition(FinWait1, userCause("close"))
-		case CloseWait:
-			e.transition(LastAck, userCause("close"))
-		}
-	}
-	e.output()
 }
 
 // drop counts and reports a segment this connection discards.
 // The caller holds e.mu.
-func (e *Endpoint) drop(seg *Segment, r DropReason) {
+func (e *Endpoint) drop(seg *segment, r event.DropReason) {
 	e.proto.stats.Drops[r].Add(1)
 	if e.proto.opts.Observer != nil {
-		e.emit(Event{Kind: EventDrop, Conn: e.connID(), Drop: r, Segment: seg.info(), Key: seg.wire})
+		e.emit(event.Event{Kind: event.KindDrop, Conn: e.connID(), Drop: r, Segment: seg.info(), Key: seg.wire})
 	}
 }

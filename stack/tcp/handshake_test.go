@@ -3,6 +3,7 @@ package tcp_test
 import (
 	"testing"
 
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/stack/tcp/tcptest"
 )
@@ -28,7 +29,7 @@ func TestHandshakePassive(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Accept: %v", err)
 	}
-	p.WantState(ep, tcp.Established)
+	p.WantState(ep, event.Established)
 	if ok, err := ep.Established(); !ok || err != nil {
 		t.Fatalf("Established() = %v, %v", ok, err)
 	}
@@ -40,13 +41,13 @@ func TestHandshakeActive(t *testing.T) {
 	p := tcptest.New(t)
 	ep := p.Connect()
 	p.Expect(seg{Flags: "S", Seq: 0, Win: 65535})
-	p.WantState(ep, tcp.SynSent)
+	p.WantState(ep, event.SynSent)
 	if ok, err := ep.Established(); ok || err != nil {
 		t.Fatalf("Established() in SYN-SENT = %v, %v, want false, nil", ok, err)
 	}
 	p.Inject(seg{Flags: "S.", Seq: 0, Ack: 1, MSS: 1460})
 	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1})
-	p.WantState(ep, tcp.Established)
+	p.WantState(ep, event.Established)
 	if ok, err := ep.Established(); !ok || err != nil {
 		t.Fatalf("Established() = %v, %v", ok, err)
 	}
@@ -61,7 +62,7 @@ func TestSimultaneousOpen(t *testing.T) {
 	// answer <SEQ=ISS><ACK=RCV.NXT><CTL=SYN,ACK> (3.10.7.3 fourth step).
 	p.Inject(seg{Flags: "S", Seq: 0, MSS: 1460})
 	p.Expect(seg{Flags: "S.", Seq: 0, Ack: 1})
-	p.WantState(ep, tcp.SynReceived)
+	p.WantState(ep, event.SynReceived)
 
 	t.Run("peer ACKs", func(t *testing.T) {
 		// A plain ACK of our SYN completes it (3.10.7.4 fifth step,
@@ -71,7 +72,7 @@ func TestSimultaneousOpen(t *testing.T) {
 		p.Expect(seg{Flags: "S.", Seq: 0, Ack: 1})
 		p.Inject(seg{Flags: ".", Seq: 1, Ack: 1})
 		p.ExpectNothing()
-		p.WantState(ep, tcp.Established)
+		p.WantState(ep, event.Established)
 		if ok, err := ep.Established(); !ok || err != nil {
 			t.Fatalf("Established() = %v, %v", ok, err)
 		}
@@ -85,7 +86,7 @@ func TestSimultaneousOpen(t *testing.T) {
 		p.Inject(seg{Flags: "S", Seq: 0, MSS: 1460})
 		p.Expect(seg{Flags: "S.", Seq: 0, Ack: 1})
 		p.Inject(seg{Flags: "S.", Seq: 0, Ack: 1, MSS: 1460})
-		p.WantState(ep, tcp.Established)
+		p.WantState(ep, event.Established)
 	})
 }
 

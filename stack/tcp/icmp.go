@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"syscall"
 
+	"github.com/tapstack/tapstack/event"
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 )
@@ -83,14 +84,14 @@ func (e *Endpoint) icmpArrives(terr stack.TransportError, pkt *stack.PacketBuffe
 	}
 	q, ok := parseICMPQuote(pkt)
 	e.mu.Lock()
-	reason := DropNone
+	reason := event.DropNone
 	switch {
 	case !ok || q.srcPort != e.id.LocalPort || q.dstPort != e.id.RemotePort:
-		reason = DropICMPBadQuote
+		reason = event.DropICMPBadQuote
 	case !e.icmpQuoteValid(q.seq):
-		reason = DropICMPOutOfWindow
+		reason = event.DropICMPOutOfWindow
 	}
-	if reason != DropNone {
+	if reason != event.DropNone {
 		e.mu.Unlock()
 		e.proto.dropICMP(e.connID(), q, err, reason)
 		return
@@ -100,10 +101,10 @@ func (e *Endpoint) icmpArrives(terr stack.TransportError, pkt *stack.PacketBuffe
 		// gVisor reports the MTU less the IP header (the room left
 		// for us), and 0 for one smaller than the header itself.
 		e.pathMTUArrives(terr.Info() + uint32(e.netHeaderLen())) // pmtu.go
-	case e.state == SynSent:
+	case e.state == event.SynSent:
 		e.err = err
-		e.transition(Closed, Cause{Kind: CauseSegment, Detail: "ICMP " + err.Error()})
-	case e.state != Closed:
+		e.transition(event.Closed, event.Cause{Kind: event.CauseSegment, Detail: "ICMP " + err.Error()})
+	case e.state != event.Closed:
 		// A soft error: reported only if the connection later times
 		// out, in place of ETIMEDOUT, as Linux's tcp_write_err does.
 		e.softErr = err
@@ -127,19 +128,19 @@ func (e *Endpoint) icmpArrives(terr stack.TransportError, pkt *stack.PacketBuffe
 // snd_nxt.
 func (e *Endpoint) icmpQuoteValid(seq seqnum.Value) bool {
 	switch {
-	case e.state == SynSent || e.state == SynReceived:
-		return seq == e.ISS
-	case e.state.synchronized() && e.state != TimeWait:
-		return e.SndUna.LessThanEq(seq) && seq.LessThanEq(e.SndNxt)
+	case e.state == event.SynSent || e.state == event.SynReceived:
+		return seq == e.iss
+	case e.state.Synchronized() && e.state != event.TimeWait:
+		return e.sndUna.LessThanEq(seq) && seq.LessThanEq(e.sndNxt)
 	}
 	return false
 }
 
 // dropICMP counts and reports an ICMP error that was not acted on.
-func (p *Protocol) dropICMP(c ConnID, q icmpQuote, err error, r DropReason) {
+func (p *Protocol) dropICMP(c event.ConnID, q icmpQuote, err error, r event.DropReason) {
 	p.stats.Drops[r].Add(1)
 	if p.opts.Observer != nil {
-		p.emit(Event{Kind: EventDrop, Conn: c, Drop: r, Segment: SegmentInfo{
+		p.emit(event.Event{Kind: event.KindDrop, Conn: c, Drop: r, Segment: event.SegmentInfo{
 			SrcPort: q.srcPort, DstPort: q.dstPort, Seq: uint32(q.seq), WS: -1,
 			Note: fmt.Sprintf("ICMP error (%v) quoting %d > %d seq %d", err, q.srcPort, q.dstPort, uint32(q.seq)),
 		}})
@@ -157,5 +158,5 @@ func (l *Listener) icmpToListener(terr stack.TransportError, pkt *stack.PacketBu
 		err = fmt.Errorf("kind %d", terr.Kind())
 	}
 	q, _ := parseICMPQuote(pkt)
-	l.proto.dropICMP(connIDOf(l.id), q, err, DropICMPNoConnection)
+	l.proto.dropICMP(connIDOf(l.id), q, err, event.DropICMPNoConnection)
 }

@@ -11,6 +11,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/stack/tcp/tcptest"
 )
@@ -94,24 +95,24 @@ func TestICMPQuoteSynSent(t *testing.T) {
 			p.InjectIPv4(icmpError(header.ICMPv4PortUnreachable, q))
 			p.ExpectNothing()
 			if tc.act {
-				p.WantState(ep, tcp.Closed)
+				p.WantState(ep, event.Closed)
 				if _, err := ep.Established(); !errors.Is(err, syscall.ECONNREFUSED) {
 					t.Fatalf("dial error %v, want ECONNREFUSED", err)
 				}
-				wantCount(t, "Dropped(ICMP out of window)", p.TCP.Stats().Dropped(tcp.DropICMPOutOfWindow), 0)
+				wantCount(t, "Dropped(ICMP out of window)", p.TCP.Stats().Dropped(event.DropICMPOutOfWindow), 0)
 				return
 			}
-			p.WantState(ep, tcp.SynSent)
-			wantCount(t, "Dropped(ICMP out of window)", p.TCP.Stats().Dropped(tcp.DropICMPOutOfWindow), 1)
-			drops := r.of(tcp.EventDrop)
-			if len(drops) != 1 || drops[0].Drop != tcp.DropICMPOutOfWindow || drops[0].Conn != ep.ID() ||
+			p.WantState(ep, event.SynSent)
+			wantCount(t, "Dropped(ICMP out of window)", p.TCP.Stats().Dropped(event.DropICMPOutOfWindow), 1)
+			drops := r.of(event.KindDrop)
+			if len(drops) != 1 || drops[0].Drop != event.DropICMPOutOfWindow || drops[0].Conn != ep.ID() ||
 				!strings.Contains(drops[0].Segment.String(), "ICMP error (connection refused)") {
 				t.Errorf("drop events %v, want one ICMP out-of-window drop for %v", drops, ep.ID())
 			}
 			// The handshake completes as if nothing had happened.
 			p.Inject(seg{Flags: "S.", Seq: 0, Ack: 1, MSS: 1460})
 			p.Expect(seg{Flags: ".", Seq: 1, Ack: 1})
-			p.WantState(ep, tcp.Established)
+			p.WantState(ep, event.Established)
 		})
 	}
 }
@@ -122,10 +123,10 @@ func TestICMPQuoteSynSent(t *testing.T) {
 func TestICMPQuoteSynReceived(t *testing.T) {
 	p, ep := tcptest.SynReceived(t)
 	p.InjectIPv4(icmpError(header.ICMPv4HostUnreachable, quote(p, 5)))
-	wantCount(t, "Dropped(ICMP out of window)", p.TCP.Stats().Dropped(tcp.DropICMPOutOfWindow), 1)
+	wantCount(t, "Dropped(ICMP out of window)", p.TCP.Stats().Dropped(event.DropICMPOutOfWindow), 1)
 	p.InjectIPv4(icmpError(header.ICMPv4HostUnreachable, quote(p, 0)))
-	wantCount(t, "Dropped(ICMP out of window)", p.TCP.Stats().Dropped(tcp.DropICMPOutOfWindow), 1)
-	p.WantState(ep, tcp.SynReceived)
+	wantCount(t, "Dropped(ICMP out of window)", p.TCP.Stats().Dropped(event.DropICMPOutOfWindow), 1)
+	p.WantState(ep, event.SynReceived)
 	p.ExpectNothing()
 }
 
@@ -152,17 +153,17 @@ func TestICMPQuoteEstablished(t *testing.T) {
 			ep.Write([]byte("abc"))
 			p.Expect(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("abc")})
 			p.InjectIPv4(icmpError(header.ICMPv4HostUnreachable, quote(p, tc.seq)))
-			p.WantState(ep, tcp.Established)
+			p.WantState(ep, event.Established)
 			dropped := uint64(0)
 			if tc.want == syscall.ETIMEDOUT {
 				dropped = 1
 			}
-			wantCount(t, "Dropped(ICMP out of window)", p.TCP.Stats().Dropped(tcp.DropICMPOutOfWindow), dropped)
+			wantCount(t, "Dropped(ICMP out of window)", p.TCP.Stats().Dropped(event.DropICMPOutOfWindow), dropped)
 			rto := ep.Info().RTO
 			p.Advance(rto)
 			p.Expect(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("abc")})
 			p.Advance(2 * rto)
-			p.WantState(ep, tcp.Closed)
+			p.WantState(ep, event.Closed)
 			if _, err := ep.Read(make([]byte, 1)); !errors.Is(err, tc.want) {
 				t.Fatalf("Read after the timeout: %v, want %v", err, tc.want)
 			}
@@ -188,7 +189,7 @@ func TestICMPQuoteAfterRetransmission(t *testing.T) {
 	p.Advance(ep.Info().RTO)
 	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, Len: 1460}) // go-back-N: SND.NXT = 1+1460
 	p.InjectIPv4(icmpError(header.ICMPv4HostUnreachable, quote(p, 1+2*1460)))
-	wantCount(t, "Dropped(ICMP out of window)", p.TCP.Stats().Dropped(tcp.DropICMPOutOfWindow), 0)
+	wantCount(t, "Dropped(ICMP out of window)", p.TCP.Stats().Dropped(event.DropICMPOutOfWindow), 0)
 }
 
 // TestICMPQuoteOtherTuple: the demuxer finds a connection by the quoted
@@ -202,9 +203,9 @@ func TestICMPQuoteOtherTuple(t *testing.T) {
 	q := quote(p, 1)
 	q.dst++
 	p.InjectIPv4(icmpError(header.ICMPv4PortUnreachable, q))
-	wantCount(t, "Dropped(ICMP no connection)", p.TCP.Stats().Dropped(tcp.DropICMPNoConnection), 1)
-	p.WantState(ep, tcp.Established)
-	p.WantState(p.Listener, tcp.Listen)
+	wantCount(t, "Dropped(ICMP no connection)", p.TCP.Stats().Dropped(event.DropICMPNoConnection), 1)
+	p.WantState(ep, event.Established)
+	p.WantState(p.Listener, event.Listen)
 	p.ExpectNothing()
 }
 
@@ -215,8 +216,8 @@ func TestICMPQuoteOtherTuple(t *testing.T) {
 func TestICMPQuoteTimeWait(t *testing.T) {
 	p, ep := tcptest.TimeWait(t)
 	p.InjectIPv4(icmpError(header.ICMPv4PortUnreachable, quote(p, 2)))
-	wantCount(t, "Dropped(ICMP no connection)", p.TCP.Stats().Dropped(tcp.DropICMPNoConnection), 1)
-	p.WantState(ep, tcp.TimeWait)
+	wantCount(t, "Dropped(ICMP no connection)", p.TCP.Stats().Dropped(event.DropICMPNoConnection), 1)
+	p.WantState(ep, event.TimeWait)
 	p.Inject(seg{Flags: "F.", Seq: 1, Ack: 2})
 	p.Expect(seg{Flags: ".", Seq: 2, Ack: 2})
 }

@@ -10,6 +10,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/stack/tcp/tcptest"
 )
@@ -60,7 +61,7 @@ func TestICMPUnreachableSynSent(t *testing.T) {
 		t.Run(tc.want.Error(), func(t *testing.T) {
 			p, ep := tcptest.SynSent(t)
 			p.InjectIPv4(icmpUnreachable(p, tc.code, 0))
-			p.WantState(ep, tcp.Closed)
+			p.WantState(ep, event.Closed)
 			if _, err := ep.Established(); !errors.Is(err, tc.want) {
 				t.Fatalf("dial error %v, want %v", err, tc.want)
 			}
@@ -78,12 +79,12 @@ func TestICMPUnreachableEstablished(t *testing.T) {
 	ep.Write([]byte("x"))
 	p.Expect(tcptest.Seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("x")})
 	p.InjectIPv4(icmpUnreachable(p, header.ICMPv4HostUnreachable, 1))
-	p.WantState(ep, tcp.Established)
+	p.WantState(ep, event.Established)
 	rto := ep.Info().RTO
 	p.Advance(rto)
 	p.Expect(tcptest.Seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("x")})
 	p.Advance(2 * rto)
-	p.WantState(ep, tcp.Closed)
+	p.WantState(ep, event.Closed)
 	if _, err := ep.Read(make([]byte, 1)); !errors.Is(err, syscall.EHOSTUNREACH) {
 		t.Fatalf("Read after the timeout: %v, want EHOSTUNREACH", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tapstack/tapstack/event"
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 )
@@ -50,7 +51,7 @@ func cmpOr(d, def time.Duration) time.Duration {
 func (e *Endpoint) heardFromPeer() {
 	e.keepProbes = 0
 	switch e.state {
-	case Established, CloseWait, FinWait1, FinWait2:
+	case event.Established, event.CloseWait, event.FinWait1, event.FinWait2:
 		e.setTimer(timerKeepalive, e.keepIdle)
 	default:
 		e.stopTimer(timerKeepalive)
@@ -63,22 +64,22 @@ func (e *Endpoint) heardFromPeer() {
 // garbage byte); giving up sends a RST.
 func (e *Endpoint) keepaliveTimeout() {
 	switch e.state {
-	case Established, CloseWait, FinWait1, FinWait2:
+	case event.Established, event.CloseWait, event.FinWait1, event.FinWait2:
 	default:
 		return
 	}
-	if e.SndUna != e.SndNxt || e.sndEnd() != e.SndNxt {
+	if e.sndUna != e.sndNxt || e.sndEnd() != e.sndNxt {
 		// Data is outstanding or waiting: the retransmission and
 		// persist timers watch the peer.
 		e.setTimer(timerKeepalive, e.keepIdle)
 		return
 	}
 	if e.keepProbes >= e.keepCount {
-		e.sendReset(e.SndNxt)
+		e.sendReset(e.sndNxt)
 		e.fail(syscall.ETIMEDOUT, timerCause(timerKeepalive))
 		return
 	}
 	e.keepProbes++
-	e.sendSegment(SendKeepalive, header.TCPFlagAck, e.SndUna-1, buffer.Buffer{}, nil)
+	e.sendSegment(event.SendKeepalive, header.TCPFlagAck, e.sndUna-1, buffer.Buffer{}, nil)
 	e.setTimer(timerKeepalive, e.keepIntvl)
 }

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tapstack/tapstack/stack/tcp"
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp/tcptest"
 )
 
@@ -16,7 +16,7 @@ func TestKeepaliveOffByDefault(t *testing.T) {
 	p, ep := tcptest.Established(t)
 	p.Advance(3 * time.Hour)
 	p.ExpectNothing()
-	p.WantState(ep, tcp.Established)
+	p.WantState(ep, event.Established)
 }
 
 // TestKeepaliveProbes: after the idle time a probe <SEQ=SND.UNA-1> goes out
@@ -42,11 +42,11 @@ func TestKeepaliveProbes(t *testing.T) {
 	p.Expect(seg{Flags: ".", Seq: 0, Ack: 1})
 	p.Advance(2 * time.Second)
 	p.Expect(seg{Flags: "R", Seq: 1})
-	p.WantState(ep, tcp.Closed)
+	p.WantState(ep, event.Closed)
 	if _, err := ep.Read(make([]byte, 1)); !errors.Is(err, syscall.ETIMEDOUT) {
 		t.Fatalf("Read after keepalive timeout: %v, want ETIMEDOUT", err)
 	}
-	if got := p.TCP.Stats().Sent(tcp.SendKeepalive); got != 4 {
+	if got := p.TCP.Stats().Sent(event.SendKeepalive); got != 4 {
 		t.Errorf("keepalive probes counted: %d, want 4", got)
 	}
 }

@@ -2,10 +2,12 @@ package tcp
 
 import (
 	"fmt"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"syscall"
 
+	"github.com/tapstack/tapstack/event"
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -15,7 +17,7 @@ import (
 )
 
 // ListenStats count every decision the listen queues take, per stack. Each
-// decision is also an EventQueue whose Note names it.
+// decision is also an KindQueue event whose Note names it.
 type ListenStats struct {
 	SynQueued            atomic.Uint64 // a SYN made a half-open entry ("SYN queued")
 	SynQueueOverflows    atomic.Uint64 // a SYN found the SYN queue full (cookie sent, or dropped)
@@ -45,11 +47,11 @@ type Listener struct {
 	// Queue events wait in events until deliverEvents hands them to the
 	// observer, after mu is released (deliverMu: one deliverer at a time).
 	deliverMu sync.Mutex
-	evSpare   []Event
+	evSpare   []event.Event
 
 	mu      sync.Mutex
-	events  []Event
-	state   State // Listen, then Closed
+	events  []event.Event
+	state   event.State // Listen, then Closed
 	synq    synQueue
 	acceptq acceptQueue
 	changed chan struct{}
@@ -73,20 +75,26 @@ type synQueue struct {
 func (q *synQueue) len() int   { return len(q.entries) + q.pending }
 func (q *synQueue) full() bool { return q.len() >= q.limit }
 
-// Listen opens a listener on addr. An empty address listens on every local
-// address of both IPv4 and IPv6; port 0 picks an ephemeral port. backlog
-// bounds the accept queue (see acceptQueue for its exact meaning).
-func (p *Protocol) Listen(addr tcpip.FullAddress, backlog int) (*Listener, error) {
+// Listen is the passive OPEN call of RFC 9293 3.10.1: it opens a listener
+// on local. An address that is not valid or is unspecified (0.0.0.0, ::)
+// listens on every local address of both IPv4 and IPv6; port 0 picks an
+// ephemeral port. backlog bounds the accept queue (see acceptQueue for
+// its exact meaning). Errors are syscall errnos: EADDRNOTAVAIL for an
+// address that is not the stack's, EADDRINUSE for a port taken, ENETDOWN
+// once the stack is shutting down.
+func (p *Protocol) Listen(local netip.AddrPort, backlog int) (*Listener, error) {
 	netProtos := []tcpip.NetworkProtocolNumber{header.IPv4ProtocolNumber, header.IPv6ProtocolNumber}
-	switch addr.Addr.Len() {
-	case 0:
-	case header.IPv4AddressSize:
-		netProtos = netProtos[:1]
-	default:
-		netProtos = netProtos[1:]
-	}
-	if addr.Addr.Len() > 0 && p.stack.CheckLocalAddress(addr.NIC, netProtos[0], addr.Addr) == 0 {
-		return nil, syscall.EADDRNOTAVAIL
+	var addr tcpip.Address
+	if a := local.Addr().Unmap(); a.IsValid() && !a.IsUnspecified() {
+		addr = tcpip.AddrFromSlice(a.AsSlice())
+		if a.Is4() {
+			netProtos = netProtos[:1]
+		} else {
+			netProtos = netProtos[1:]
+		}
+		if p.stack.CheckLocalAddress(0, netProtos[0], addr) == 0 {
+			return nil, syscall.EADDRNOTAVAIL
+		}
 	}
 	if backlog < 0 {
 		backlog = 0
@@ -94,20 +102,20 @@ func (p *Protocol) Listen(addr tcpip.FullAddress, backlog int) (*Listener, error
 	l := &Listener{
 		proto:     p,
 		netProtos: netProtos,
-		id:        stack.TransportEndpointID{LocalAddress: addr.Addr},
-		state:     Listen,
+		id:        stack.TransportEndpointID{LocalAddress: addr},
+		state:     event.Listen,
 		cookies:   newCookieKey(p.secret),
 	}
 	l.synq = synQueue{entries: make(map[*Endpoint]struct{}), limit: p.opts.SynQueueLimit}
 	l.acceptq = newAcceptQueue(backlog)
-	l.portRes = ports.Reservation{Networks: netProtos, Transport: ProtocolNumber, Addr: addr.Addr, Port: addr.Port}
+	l.portRes = ports.Reservation{Networks: netProtos, Transport: protocolNumber, Addr: addr, Port: local.Port()}
 	port, terr := p.stack.ReservePort(p.stack.SecureRNG(), l.portRes, nil)
 	if terr != nil {
 		return nil, syscall.EADDRINUSE
 	}
 	l.portRes.Port = port
 	l.id.LocalPort = port
-	if terr := p.stack.RegisterTransportEndpoint(netProtos, ProtocolNumber, l.id, l, ports.Flags{}, addr.NIC); terr != nil {
+	if terr := p.stack.RegisterTransportEndpoint(netProtos, protocolNumber, l.id, l.demux(), ports.Flags{}, 0); terr != nil {
 		p.stack.ReleasePort(l.portRes)
 		return nil, syscall.EADDRINUSE
 	}
@@ -122,25 +130,26 @@ func (p *Protocol) Listen(addr tcpip.FullAddress, backlog int) (*Listener, error
 	return l, nil
 }
 
-// Addr returns the address and port the listener is bound to.
-func (l *Listener) Addr() ConnID { return connIDOf(l.id) }
+// Addr returns the address and port the listener is bound to; the
+// address is unspecified (0.0.0.0) for a listener on every address.
+func (l *Listener) Addr() netip.AddrPort { return connIDOf(l.id).Local }
 
 // State returns LISTEN, or CLOSED after Close.
-func (l *Listener) State() State {
+func (l *Listener) State() event.State {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.state
 }
 
 // Queues returns the live lengths and limits of both queues.
-func (l *Listener) Queues() QueueInfo {
+func (l *Listener) Queues() event.QueueInfo {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.queueInfoLocked()
 }
 
-func (l *Listener) queueInfoLocked() QueueInfo {
-	return QueueInfo{
+func (l *Listener) queueInfoLocked() event.QueueInfo {
+	return event.QueueInfo{
 		SynQueueLen: l.synq.len(), SynQueueLimit: l.synq.limit,
 		AcceptQueueLen: l.acceptq.len(), AcceptQueueLimit: l.acceptq.limit,
 	}
@@ -152,12 +161,12 @@ func (l *Listener) queueInfoLocked() QueueInfo {
 // child whose lock is held, the event goes with the child's events, so it
 // keeps its place among them (SYN queued, then SYN-ACK sent); otherwise
 // it waits on the listener until deliverEvents. The caller holds l.mu.
-func (l *Listener) queueEvent(child *Endpoint, c ConnID, key SegKey, note string) {
+func (l *Listener) queueEvent(child *Endpoint, c event.ConnID, key event.SegKey, note string) {
 	p := l.proto
 	if p.opts.Observer == nil {
 		return
 	}
-	ev := Event{Kind: EventQueue, Conn: c, Key: key, Note: note, Queue: l.queueInfoLocked()}
+	ev := event.Event{Kind: event.KindQueue, Conn: c, Key: key, Note: note, Queue: l.queueInfoLocked()}
 	if child != nil {
 		child.emit(ev)
 		return
@@ -193,7 +202,7 @@ func (l *Listener) deliverEvents() {
 			l.mu.Unlock()
 			for i := range evs {
 				obs(evs[i])
-				evs[i] = Event{}
+				evs[i] = event.Event{}
 			}
 			l.proto.pendingEvents.Add(-1)
 			l.evSpare = evs[:0]
@@ -226,13 +235,13 @@ func (l *Listener) notify() {
 	}
 }
 
-// HandlePacket implements stack.TransportEndpoint: SEGMENT ARRIVES in
-// LISTEN (RFC 9293 3.10.7.2).
-func (l *Listener) HandlePacket(id stack.TransportEndpointID, pkt *stack.PacketBuffer) {
+// packetArrives is SEGMENT ARRIVES in LISTEN (RFC 9293 3.10.7.2), for a
+// packet the demuxer gave the listener (listenerEndpoint.HandlePacket).
+func (l *Listener) packetArrives(id stack.TransportEndpointID, pkt *stack.PacketBuffer) {
 	p := l.proto
 	defer l.deliverEvents()
-	var seg Segment
-	if r := p.parse(id, pkt, &seg); r != DropNone {
+	var seg segment
+	if r := p.parse(id, pkt, &seg); r != event.DropNone {
 		p.drop(connIDOf(id), &seg, r)
 		return
 	}
@@ -251,7 +260,7 @@ func (l *Listener) HandlePacket(id stack.TransportEndpointID, pkt *stack.PacketB
 
 	// First, check for a RST: an incoming RST is ignored.
 	if seg.has(header.TCPFlagRst) {
-		p.drop(c, &seg, DropListenRst)
+		p.drop(c, &seg, event.DropListenRst)
 		return
 	}
 	// Second, check for an ACK: any acknowledgment is bad in LISTEN;
@@ -263,14 +272,14 @@ func (l *Listener) HandlePacket(id stack.TransportEndpointID, pkt *stack.PacketB
 			l.cookieAck(id, netProto, pkt.NICID, &seg)
 			return
 		}
-		p.drop(c, &seg, DropListenAck)
+		p.drop(c, &seg, event.DropListenAck)
 		p.replyRST(id, netProto, pkt.NICID, &seg)
 		return
 	}
 	// Third, check for a SYN.
 	if !seg.has(header.TCPFlagSyn) {
 		// Fourth, other control or text: drop.
-		p.drop(c, &seg, DropListenNoSyn)
+		p.drop(c, &seg, event.DropListenNoSyn)
 		return
 	}
 	l.synArrives(id, netProto, pkt.NICID, &seg, 0)
@@ -279,7 +288,7 @@ func (l *Listener) HandlePacket(id stack.TransportEndpointID, pkt *stack.PacketB
 // synArrives is the third step of 3.10.7.2 for a SYN: a half-open entry,
 // a cookie, or a drop, as the queues decide. A nonzero iss is the ISN to
 // use, for a SYN that reopens a connection from TIME-WAIT.
-func (l *Listener) synArrives(id stack.TransportEndpointID, netProto tcpip.NetworkProtocolNumber, nic tcpip.NICID, seg *Segment, iss seqnum.Value) {
+func (l *Listener) synArrives(id stack.TransportEndpointID, netProto tcpip.NetworkProtocolNumber, nic tcpip.NICID, seg *segment, iss seqnum.Value) {
 	switch d, reason := l.admitSyn(connIDOf(id), seg.wire); d {
 	case synHalfOpen:
 		l.openChild(id, netProto, nic, seg, iss)
@@ -306,33 +315,33 @@ const (
 // with the listen backlog and uses tcp_max_syn_backlog only without
 // cookies; we give the SYN queue its own limit, SynQueueLimit, as the
 // design asks, so the two queues can be watched and tuned apart.
-func (l *Listener) admitSyn(c ConnID, key SegKey) (synDecision, DropReason) {
+func (l *Listener) admitSyn(c event.ConnID, key event.SegKey) (synDecision, event.DropReason) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	st := &l.proto.stats
 	switch {
-	case l.state != Listen:
-		return synDrop, DropClosed
+	case l.state != event.Listen:
+		return synDrop, event.DropClosed
 	case l.acceptq.full():
 		st.ListenOverflows.Add(1)
 		st.ListenDrops.Add(1)
 		st.Listen.SynAcceptQueueFull.Add(1)
 		l.queueEvent(nil, c, key, "SYN dropped: accept queue full")
-		return synDrop, DropAcceptQueueFull
+		return synDrop, event.DropAcceptQueueFull
 	case l.synq.full():
 		st.Listen.SynQueueOverflows.Add(1)
 		if !l.proto.opts.NoSynCookies {
 			st.Listen.CookiesSent.Add(1)
 			l.cookieUntil = l.proto.clock.NowMonotonic().Add(cookieMaxAge * cookiePeriod)
 			l.queueEvent(nil, c, key, "SYN queue full: SYN cookie sent")
-			return synCookie, DropNone
+			return synCookie, event.DropNone
 		}
 		st.ListenDrops.Add(1)
 		l.queueEvent(nil, c, key, "SYN dropped: SYN queue full")
-		return synDrop, DropSynQueueFull
+		return synDrop, event.DropSynQueueFull
 	}
 	l.synq.pending++
-	return synHalfOpen, DropNone
+	return synHalfOpen, event.DropNone
 }
 
 // cookiesRecent reports whether an ACK that matches no entry should be
@@ -351,7 +360,7 @@ func (l *Listener) cookiesRecent() bool {
 // SYN-ACK, its TSval carrying the peer's window scale, and it offers our
 // window scale in answer to the peer's; otherwise it offers no window
 // scale (see cookie.go).
-func (l *Listener) sendCookie(id stack.TransportEndpointID, netProto tcpip.NetworkProtocolNumber, nic tcpip.NICID, seg *Segment) {
+func (l *Listener) sendCookie(id stack.TransportEndpointID, netProto tcpip.NetworkProtocolNumber, nic tcpip.NICID, seg *segment) {
 	p := l.proto
 	r, terr := p.stack.FindRoute(nic, id.LocalAddress, id.RemoteAddress, netProto, false)
 	if terr != nil {
@@ -382,7 +391,7 @@ func (l *Listener) sendCookie(id stack.TransportEndpointID, netProto tcpip.Netwo
 		opts:   opts[:n],
 	}
 	pkt := buildPacket(r, &f, buffer.Buffer{})
-	p.countSend(connIDOf(id), SendSynAckCookie, &f, 0, 0)
+	p.countSend(connIDOf(id), event.SendSynAckCookie, &f, 0, 0)
 	writePacket(r, pkt)
 }
 
@@ -391,7 +400,7 @@ func (l *Listener) sendCookie(id stack.TransportEndpointID, netProto tcpip.Netwo
 // ticks ago, the connection is made directly in ESTABLISHED, into the
 // accept queue (with the accept-queue-full policy of a normal handshake);
 // otherwise <SEQ=SEG.ACK><CTL=RST>, as for any bad ACK in LISTEN.
-func (l *Listener) cookieAck(id stack.TransportEndpointID, netProto tcpip.NetworkProtocolNumber, nic tcpip.NICID, seg *Segment) {
+func (l *Listener) cookieAck(id stack.TransportEndpointID, netProto tcpip.NetworkProtocolNumber, nic tcpip.NICID, seg *segment) {
 	p := l.proto
 	st := &p.stats
 	c := connIDOf(id)
@@ -412,19 +421,19 @@ func (l *Listener) cookieAck(id stack.TransportEndpointID, netProto tcpip.Networ
 		st.Listen.CookiesRejected.Add(1)
 		l.queueEvent(nil, c, seg.wire, "SYN cookie rejected: "+bad)
 		l.mu.Unlock()
-		p.drop(c, seg, DropCookieInvalid)
+		p.drop(c, seg, event.DropCookieInvalid)
 		p.replyRST(id, netProto, nic, seg)
 		return
-	case l.state != Listen:
+	case l.state != event.Listen:
 		l.mu.Unlock()
-		p.drop(c, seg, DropClosed)
+		p.drop(c, seg, event.DropClosed)
 		return
 	case l.acceptq.full():
 		// Linux (tcp_v4_syn_recv_sock) counts and drops; the peer's
 		// next segment carries the cookie again. No state is kept.
 		l.acceptOverflowLocked(nil, c, seg.wire)
 		l.mu.Unlock()
-		p.drop(c, seg, DropAcceptQueueFull)
+		p.drop(c, seg, event.DropAcceptQueueFull)
 		if p.opts.AbortOnOverflow {
 			p.replyRST(id, netProto, nic, seg)
 		}
@@ -456,24 +465,24 @@ func (l *Listener) cookieAck(id stack.TransportEndpointID, netProto tcpip.Networ
 		r.Release()
 		l.unreserveAccept()
 		if err == syscall.EMFILE {
-			p.drop(c, seg, DropConnectionLimit)
+			p.drop(c, seg, event.DropConnectionLimit)
 		}
 		return
 	}
 	e.registered = true
 	// The TCB the SYN would have made, and the ACK's effect on it
 	// (3.10.7.4 fifth step, SYN-RECEIVED): SND.UNA = SEG.ACK.
-	e.IRS = seg.Seq - 1
-	e.RcvNxt = seg.Seq
-	e.RcvWnd = uint32(min(e.rcvBufLimit, 0xffff)) // what the SYN-ACK offered
-	e.rcvAcc = e.RcvNxt.Add(seqnum.Size(e.RcvWnd))
-	e.ISS = seg.Ack - 1
-	e.SndUna = seg.Ack
-	e.SndNxt = seg.Ack
+	e.irs = seg.Seq - 1
+	e.rcvNxt = seg.Seq
+	e.rcvWnd = uint32(min(e.rcvBufLimit, 0xffff)) // what the SYN-ACK offered
+	e.rcvAcc = e.rcvNxt.Add(seqnum.Size(e.rcvWnd))
+	e.iss = seg.Ack - 1
+	e.sndUna = seg.Ack
+	e.sndNxt = seg.Ack
 	e.sndBufSeq = seg.Ack
 	e.sndMSS = max(min(int(cookieMSS[idx]), e.rcvMSS), 64)
 	e.tsOffset = p.tsOffset(id)
-	e.lastAckSent = e.RcvNxt // what our SYN-ACK acknowledged
+	e.lastAckSent = e.rcvNxt // what our SYN-ACK acknowledged
 	if e.tsOK = tsOK; tsOK {
 		e.setTSRecent(seg.TSVal)
 		e.sndMSS -= tsOptionSize // as takeSynOptions
@@ -487,21 +496,27 @@ func (l *Listener) cookieAck(id stack.TransportEndpointID, netProto tcpip.Networ
 	// The ACK's window is scaled (RFC 7323 2.2: only SYNs' are not).
 	e.setSndWnd(uint32(seg.Window)<<e.sndWndShift, seg)
 	e.initCongestion()
-	e.transition(Established, Cause{Kind: CauseSegment, Detail: "SYN cookie " + seg.String(), Key: seg.wire})
-	// Data or a FIN on the ACK continue at the sixth step.
-	if seg.Payload.Size() > 0 || seg.has(header.TCPFlagFin) {
-		e.trimToWindow(seg)
-		e.processTextAndFin(seg)
-	}
-	e.output()
+	e.follow(moveTo(event.Established, event.Cause{Kind: event.CauseSegment, Detail: "SYN cookie " + seg.String(), Key: seg.wire},
+		thenCookieOpened), seg)
 	e.mu.Unlock()
 	e.flush()
+}
+
+// cookieOpened goes on in ESTABLISHED for a connection a SYN cookie
+// made: data or a FIN on the ACK continue at the sixth step.
+func (e *Endpoint) cookieOpened(seg *segment) verdict {
+	if seg.Payload.Size() > 0 || seg.has(header.TCPFlagFin) {
+		e.trimToWindow(seg)
+		return e.sixthStep(seg)
+	}
+	e.output()
+	return stay()
 }
 
 // openChild makes the half-open connection for a SYN: SYN-RECEIVED,
 // registered on its 4-tuple so the rest of the handshake reaches it
 // directly, and answers <SEQ=ISS><ACK=RCV.NXT><CTL=SYN,ACK>.
-func (l *Listener) openChild(id stack.TransportEndpointID, netProto tcpip.NetworkProtocolNumber, nic tcpip.NICID, seg *Segment, iss seqnum.Value) {
+func (l *Listener) openChild(id stack.TransportEndpointID, netProto tcpip.NetworkProtocolNumber, nic tcpip.NICID, seg *segment, iss seqnum.Value) {
 	p := l.proto
 	unreserve := func() {
 		l.mu.Lock()
@@ -522,7 +537,7 @@ func (l *Listener) openChild(id stack.TransportEndpointID, netProto tcpip.Networ
 		r.Release()
 		unreserve()
 		if err == syscall.EMFILE {
-			p.drop(connIDOf(id), seg, DropConnectionLimit)
+			p.drop(connIDOf(id), seg, event.DropConnectionLimit)
 		}
 		return
 	}
@@ -534,22 +549,21 @@ func (l *Listener) openChild(id stack.TransportEndpointID, netProto tcpip.Networ
 	l.queueEvent(e, e.connID(), seg.wire, "SYN queued")
 	l.mu.Unlock()
 
-	e.IRS = seg.Seq
-	e.RcvNxt = seg.Seq + 1
-	e.rcvAcc = e.RcvNxt
-	e.ISS = iss
+	e.irs = seg.Seq
+	e.rcvNxt = seg.Seq + 1
+	e.rcvAcc = e.rcvNxt
+	e.iss = iss
 	if iss == 0 {
-		e.ISS = p.isn(id)
+		e.iss = p.isn(id)
 	}
-	e.SndUna = e.ISS
-	e.SndNxt = e.ISS + 1
-	e.sndBufSeq = e.ISS + 1
+	e.sndUna = e.iss
+	e.sndNxt = e.iss + 1
+	e.sndBufSeq = e.iss + 1
 	e.tsOffset = p.tsOffset(id)
 	e.takeSynOptions(seg, seg.WS >= 0)
 	e.setSndWnd(uint32(seg.Window), seg)
-	e.transition(SynReceived, segmentCause(seg))
-	e.sendSynAck(SendSynAck)
-	e.setTimer(timerRetransmit, e.rto)
+	// SEGMENT ARRIVES for the new TCB: SYN-RECEIVED, and the SYN-ACK.
+	e.follow(moveTo(event.SynReceived, segmentCause(seg), thenSynAckOut), seg)
 	e.mu.Unlock()
 	e.flush()
 }
@@ -560,11 +574,11 @@ func (l *Listener) openChild(id stack.TransportEndpointID, netProto tcpip.Networ
 func (l *Listener) registerChild(e *Endpoint) error {
 	p := l.proto
 	netProtos := []tcpip.NetworkProtocolNumber{e.netProto}
-	if terr := p.stack.RegisterTransportEndpoint(netProtos, ProtocolNumber, e.id, e, ports.Flags{}, 0); terr != nil {
+	if terr := e.registerDemux(netProtos); terr != nil {
 		return syscall.EADDRINUSE
 	}
 	if err := p.register(e); err != nil {
-		p.stack.UnregisterTransportEndpoint(netProtos, ProtocolNumber, e.id, e, ports.Flags{}, 0)
+		e.unregisterDemux()
 		return err
 	}
 	return nil
@@ -578,22 +592,22 @@ func (l *Listener) established(e *Endpoint) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	delete(l.synq.entries, e)
-	if l.state != Listen {
+	if l.state != event.Listen {
 		return false
 	}
 	l.acceptq.push(e)
 	l.proto.stats.Listen.AcceptQueueAdds.Add(1)
-	l.queueEvent(e, e.connID(), SegKey{}, "accept queue add")
+	l.queueEvent(e, e.connID(), event.SegKey{}, "accept queue add")
 	l.notify()
 	return true
 }
 
 // reserveAccept keeps a place in the accept queue for a child whose final
 // ACK just arrived, or reports false if the queue is full; the caller
-// (ackArrives) then drops the ACK, or resets with AbortOnOverflow.
+// (synReceivedArrives) then drops the ACK, or resets with AbortOnOverflow.
 // Checking and reserving under one lock keeps the queue within its limit
 // however many handshakes complete at once.
-func (l *Listener) reserveAccept(child *Endpoint, key SegKey) bool {
+func (l *Listener) reserveAccept(child *Endpoint, key event.SegKey) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.acceptq.full() {
@@ -615,7 +629,7 @@ func (l *Listener) unreserveAccept() {
 // acceptOverflowLocked counts and reports a final ACK that found the
 // accept queue full, by the policy in force. Like Linux, it is both a
 // ListenOverflow and a ListenDrop.
-func (l *Listener) acceptOverflowLocked(child *Endpoint, c ConnID, key SegKey) {
+func (l *Listener) acceptOverflowLocked(child *Endpoint, c event.ConnID, key event.SegKey) {
 	st := &l.proto.stats
 	st.ListenOverflows.Add(1)
 	st.ListenDrops.Add(1)
@@ -640,13 +654,13 @@ func (l *Listener) forget(e *Endpoint) {
 		switch {
 		case e.retries > l.proto.opts.SynAckRetries:
 			l.proto.stats.Listen.HalfOpenExpired.Add(1)
-			l.queueEvent(e, e.connID(), SegKey{}, "half-open expired: SYN-ACK retries exhausted")
+			l.queueEvent(e, e.connID(), event.SegKey{}, "half-open expired: SYN-ACK retries exhausted")
 		default:
-			l.queueEvent(e, e.connID(), SegKey{}, "half-open entry removed")
+			l.queueEvent(e, e.connID(), event.SegKey{}, "half-open entry removed")
 		}
 	}
 	if l.acceptq.remove(e) {
-		l.queueEvent(e, e.connID(), SegKey{}, "accept queue remove")
+		l.queueEvent(e, e.connID(), event.SegKey{}, "accept queue remove")
 	}
 }
 
@@ -657,14 +671,14 @@ func (l *Listener) forget(e *Endpoint) {
 func (l *Listener) Accept() (*Endpoint, error) {
 	defer l.deliverEvents()
 	l.mu.Lock()
-	if l.state != Listen {
+	if l.state != event.Listen {
 		l.mu.Unlock()
 		return nil, syscall.EINVAL
 	}
 	e := l.acceptq.pop()
 	if e != nil {
 		l.proto.stats.Listen.Accepted.Add(1)
-		l.queueEvent(nil, e.connID(), SegKey{}, "accepted")
+		l.queueEvent(nil, e.connID(), event.SegKey{}, "accepted")
 	}
 	l.mu.Unlock()
 	if e == nil {
@@ -681,11 +695,11 @@ func (l *Listener) Accept() (*Endpoint, error) {
 func (l *Listener) Close() {
 	defer l.deliverEvents()
 	l.mu.Lock()
-	if l.state == Closed {
+	if l.state == event.Closed {
 		l.mu.Unlock()
 		return
 	}
-	l.state = Closed
+	l.state = event.Closed
 	var children []*Endpoint
 	for e := range l.synq.entries {
 		children = append(children, e)
@@ -693,12 +707,12 @@ func (l *Listener) Close() {
 	halfOpen := len(children)
 	clear(l.synq.entries)
 	children = append(children, l.acceptq.drain()...)
-	l.queueEvent(nil, connIDOf(l.id), SegKey{}, fmt.Sprintf("listener closed: %d half-open forgotten, %d queued reset", halfOpen, len(children)-halfOpen))
+	l.queueEvent(nil, connIDOf(l.id), event.SegKey{}, fmt.Sprintf("listener closed: %d half-open forgotten, %d queued reset", halfOpen, len(children)-halfOpen))
 	l.notify()
 	l.mu.Unlock()
 
 	p := l.proto
-	p.stack.UnregisterTransportEndpoint(l.netProtos, ProtocolNumber, l.id, l, ports.Flags{}, l.portRes.BindToDevice)
+	p.stack.UnregisterTransportEndpoint(l.netProtos, protocolNumber, l.id, l.demux(), ports.Flags{}, l.portRes.BindToDevice)
 	p.stack.ReleasePort(l.portRes)
 	p.mu.Lock()
 	delete(p.listeners, l)
@@ -706,23 +720,11 @@ func (l *Listener) Close() {
 	for _, e := range children {
 		e.mu.Lock()
 		e.listener = nil
-		if e.state.synchronized() {
-			e.sendReset(e.SndNxt)
+		if e.state.Synchronized() {
+			e.sendReset(e.sndNxt)
 		}
-		e.transition(Closed, userCause("listener close"))
+		e.transition(event.Closed, userCause("listener close"))
 		e.mu.Unlock()
 		e.flush()
 	}
 }
-
-// HandleError implements stack.TransportEndpoint: an ICMP error quoting
-// a 4-tuple on the listener's port that has no connection (icmp.go).
-func (l *Listener) HandleError(terr stack.TransportError, pkt *stack.PacketBuffer) {
-	l.icmpToListener(terr, pkt)
-}
-
-// Abort implements stack.TransportEndpoint: the stack is closing.
-func (l *Listener) Abort() { l.Close() }
-
-// Wait implements stack.TransportEndpoint.
-func (*Listener) Wait() {}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/stack/tcp/tcptest"
 )
@@ -15,16 +16,16 @@ import (
 // Packet traces of the two listen queues: the SYN queue (half-open
 // entries, SYN-ACK retransmission, SYN cookies) and the accept queue
 // (backlog+1, overflow policies), each decision checked on the wire, in
-// the counters and in the EventQueue notes.
+// the counters and in the KindQueue notes.
 
-// notes records the Note of every EventQueue.
+// notes records the Note of every KindQueue event.
 type notes struct {
 	mu sync.Mutex
 	s  []string
 }
 
-func (n *notes) observe(ev tcp.Event) {
-	if ev.Kind == tcp.EventQueue {
+func (n *notes) observe(ev event.Event) {
+	if ev.Kind == event.KindQueue {
 		n.mu.Lock()
 		n.s = append(n.s, ev.Note)
 		n.mu.Unlock()
@@ -113,7 +114,7 @@ func TestSynQueueLimit(t *testing.T) {
 	st := p.TCP.Stats()
 	wantCount(t, "SynQueued", st.Listen.SynQueued.Load(), 2)
 	wantCount(t, "SynQueueOverflows", st.Listen.SynQueueOverflows.Load(), 1)
-	wantCount(t, "dropped (SYN queue full)", st.Dropped(tcp.DropSynQueueFull), 1)
+	wantCount(t, "dropped (SYN queue full)", st.Dropped(event.DropSynQueueFull), 1)
 	wantCount(t, "ListenDrops", st.ListenDrops.Load(), 1)
 	wantCount(t, "CookiesSent", st.Listen.CookiesSent.Load(), 0)
 	n.want(t, "SYN queued")
@@ -141,10 +142,10 @@ func TestSynAckRetransmitSchedule(t *testing.T) {
 		t.Errorf("%d connections left after give-up", len(c))
 	}
 	st := p.TCP.Stats()
-	wantCount(t, "SYN-ACK retransmits", st.Sent(tcp.SendSynAckRetransmit), 5)
+	wantCount(t, "SYN-ACK retransmits", st.Sent(event.SendSynAckRetransmit), 5)
 	wantCount(t, "HalfOpenExpired", st.Listen.HalfOpenExpired.Load(), 1)
 	n.want(t, "half-open expired")
-	p.WantState(l, tcp.Listen)
+	p.WantState(l, event.Listen)
 	handshake(t, p, 40002)
 	wantQueues(t, l, 0, 1)
 }
@@ -173,7 +174,7 @@ func TestRstToSynReceived(t *testing.T) {
 		t.Errorf("%d connections left after RST", len(c))
 	}
 	n.want(t, "half-open entry removed")
-	p.WantState(l, tcp.Listen)
+	p.WantState(l, event.Listen)
 	handshake(t, p, 40001) // the same port again, from scratch
 	if _, err := l.Accept(); err != nil {
 		t.Fatal(err)
@@ -210,11 +211,11 @@ func TestSynCookiesOnlyWhenFull(t *testing.T) {
 	st := p.TCP.Stats()
 	fillSynQueue(t, p, 2)
 	wantCount(t, "CookiesSent before full", st.Listen.CookiesSent.Load(), 0)
-	wantCount(t, "cookie SYN-ACKs before full", st.Sent(tcp.SendSynAckCookie), 0)
+	wantCount(t, "cookie SYN-ACKs before full", st.Sent(event.SendSynAckCookie), 0)
 	conns := len(p.TCP.Connections())
 	cookieSyn(t, p, 40001, 1460)
 	wantCount(t, "CookiesSent", st.Listen.CookiesSent.Load(), 1)
-	wantCount(t, "cookie SYN-ACKs", st.Sent(tcp.SendSynAckCookie), 1)
+	wantCount(t, "cookie SYN-ACKs", st.Sent(event.SendSynAckCookie), 1)
 	wantCount(t, "SynQueueOverflows", st.Listen.SynQueueOverflows.Load(), 1)
 	wantCount(t, "ListenDrops", st.ListenDrops.Load(), 0)
 	wantQueues(t, l, 2, 0)
@@ -247,7 +248,7 @@ func TestSynCookieAccepted(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Accept: %v", err)
 	}
-	p.WantState(ep, tcp.Established)
+	p.WantState(ep, event.Established)
 	info := ep.Info()
 	if info.SndMSS != 1300 || info.SndWndScale != -1 || info.TCB.SndWnd != 1000 {
 		t.Errorf("send MSS %d, scale %d, SND.WND %d; want 1300, -1 (off), 1000 unscaled", info.SndMSS, info.SndWndScale, info.TCB.SndWnd)
@@ -289,7 +290,7 @@ func TestSynCookieRejected(t *testing.T) {
 		wantQueues(t, l, 1, 0)
 		st := p.TCP.Stats()
 		wantCount(t, "CookiesRejected", st.Listen.CookiesRejected.Load(), 3)
-		wantCount(t, "dropped (cookie invalid)", st.Dropped(tcp.DropCookieInvalid), 3)
+		wantCount(t, "dropped (cookie invalid)", st.Dropped(event.DropCookieInvalid), 3)
 		wantCount(t, "CookiesAccepted", st.Listen.CookiesAccepted.Load(), 0)
 		n.want(t, "SYN cookie rejected")
 	})
@@ -327,7 +328,7 @@ func TestSynCookieRejected(t *testing.T) {
 		p.Inject(seg{Flags: ".", Seq: 1, Ack: 1})
 		p.Expect(seg{Flags: "R", Seq: 1})
 		st := p.TCP.Stats()
-		wantCount(t, "dropped (ACK to listener)", st.Dropped(tcp.DropListenAck), 1)
+		wantCount(t, "dropped (ACK to listener)", st.Dropped(event.DropListenAck), 1)
 		wantCount(t, "CookiesRejected", st.Listen.CookiesRejected.Load(), 0)
 	})
 	t.Run("cookies off", func(t *testing.T) {
@@ -417,7 +418,7 @@ func TestAcceptOverflowDropsFinalAck(t *testing.T) {
 	st := p.TCP.Stats()
 	wantCount(t, "AcceptOverflowDrops", st.Listen.AcceptOverflowDrops.Load(), 1)
 	wantCount(t, "ListenOverflows", st.ListenOverflows.Load(), 1)
-	wantCount(t, "dropped (accept queue full)", st.Dropped(tcp.DropAcceptQueueFull), 1)
+	wantCount(t, "dropped (accept queue full)", st.Dropped(event.DropAcceptQueueFull), 1)
 	n.want(t, "accept queue overflow: final ACK dropped")
 
 	if _, err := l.Accept(); err != nil {
@@ -432,7 +433,7 @@ func TestAcceptOverflowDropsFinalAck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.WantState(ep, tcp.Established)
+	p.WantState(ep, event.Established)
 	if ep.ID().Remote.Port() != b.port {
 		t.Errorf("accepted %v, want port %d", ep.ID(), b.port)
 	}
@@ -471,7 +472,7 @@ func TestSynDroppedAcceptQueueFull(t *testing.T) {
 	wantQueues(t, l, 0, 1)
 	st := p.TCP.Stats()
 	wantCount(t, "SynAcceptQueueFull", st.Listen.SynAcceptQueueFull.Load(), 1)
-	wantCount(t, "dropped (accept queue full)", st.Dropped(tcp.DropAcceptQueueFull), 1)
+	wantCount(t, "dropped (accept queue full)", st.Dropped(event.DropAcceptQueueFull), 1)
 	wantCount(t, "CookiesSent", st.Listen.CookiesSent.Load(), 0)
 	n.want(t, "SYN dropped: accept queue full")
 	if _, err := l.Accept(); err != nil {
@@ -493,7 +494,7 @@ func TestListenerCloseResetsQueued(t *testing.T) {
 	p.Expect(seg{Flags: "R", Seq: 1})
 	b.use(p)
 	p.ExpectNothing()
-	p.WantState(l, tcp.Closed)
+	p.WantState(l, event.Closed)
 	if c := p.TCP.Connections(); len(c) != 0 {
 		t.Errorf("%d connections left after the listener closed", len(c))
 	}
@@ -519,7 +520,7 @@ func TestDataAndFinBeforeAccept(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.WantState(ep, tcp.CloseWait)
+	p.WantState(ep, event.CloseWait)
 	b, err := io.ReadAll(readerOf(ep))
 	if err != nil || string(b) != "early" {
 		t.Fatalf("read %q, %v; want early, EOF", b, err)
@@ -541,8 +542,8 @@ func TestSynAckRetransmitAttempts(t *testing.T) {
 	p.Advance(time.Second)
 	p.Advance(2 * time.Second)
 	var got []int
-	for _, ev := range r.of(tcp.EventSend) {
-		if ev.Send == tcp.SendSynAckRetransmit {
+	for _, ev := range r.of(event.KindSend) {
+		if ev.Send == event.SendSynAckRetransmit {
 			got = append(got, ev.Attempt)
 		}
 	}

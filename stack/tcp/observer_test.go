@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/stack/tcp/tcptest"
 )
@@ -19,10 +20,10 @@ import (
 func TestObserverCallsBack(t *testing.T) {
 	var (
 		mu    sync.Mutex
-		kinds = map[tcp.EventKind]int{}
+		kinds = map[event.Kind]int{}
 		proto *tcp.Protocol
 	)
-	obs := func(ev tcp.Event) {
+	obs := func(ev event.Event) {
 		mu.Lock()
 		kinds[ev.Kind]++
 		p := proto
@@ -77,8 +78,8 @@ func TestObserverCallsBack(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	for _, k := range []tcp.EventKind{tcp.EventState, tcp.EventSend, tcp.EventDrop, tcp.EventQueue,
-		tcp.EventRetransmitTimeout, tcp.EventReceive, tcp.EventAck, tcp.EventRecovery, tcp.EventPathMTU} {
+	for _, k := range []event.Kind{event.KindState, event.KindSend, event.KindDrop, event.KindQueue,
+		event.KindRetransmitTimeout, event.KindReceive, event.KindAck, event.KindRecovery, event.KindPathMTU} {
 		if kinds[k] == 0 {
 			t.Errorf("no event of kind %d reached the observer; got %v", k, kinds)
 		}

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/tapstack/tapstack/event"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 )
 
@@ -153,7 +154,7 @@ type Options struct {
 	MaxConnections int
 
 	// Observer, if set, receives every Event.
-	Observer Observer
+	Observer event.Observer
 }
 
 func (o Options) withDefaults() Options {

@@ -3,6 +3,8 @@ package tcp
 import (
 	"bytes"
 	"testing"
+
+	"github.com/tapstack/tapstack/event"
 )
 
 // TestSynOptionLayout: SYN options in Linux's order (tcp_options_write),
@@ -49,7 +51,7 @@ func TestParseTimestamp(t *testing.T) {
 			t.Errorf("% x: found a TSopt", bad)
 		}
 	}
-	info := SegmentInfo{SrcPort: 1, DstPort: 2, Flags: 0x10, WS: -1, TS: true, TSVal: 7, TSEcr: 9}
+	info := event.SegmentInfo{SrcPort: 1, DstPort: 2, Flags: 0x10, WS: -1, TS: true, TSVal: 7, TSEcr: 9}
 	if s := info.String(); s != "1 > 2: Flags [.], seq 0, ack 0, win 0, options [TS val 7 ecr 9], length 0" {
 		t.Errorf("String() = %q", s)
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/stack/tcp/tcptest"
 )
@@ -33,7 +34,7 @@ func probes(t *testing.T, p *tcptest.Peer, ep *tcp.Endpoint, max int, answer boo
 		rto := ep.Info().RTO
 		p.Advance(rto)
 		sent := p.Drain()
-		if ep.State() == tcp.Closed {
+		if ep.State() == event.Closed {
 			return n
 		}
 		for _, s := range sent {
@@ -57,7 +58,7 @@ func TestPersistAnswered(t *testing.T) {
 	if n := probes(t, p, ep, 40, true); n != 40 {
 		t.Fatalf("%d probes answered, want 40 and the connection alive", n)
 	}
-	p.WantState(ep, tcp.Established)
+	p.WantState(ep, event.Established)
 }
 
 // TestPersistGivesUp: a peer that vanished behind a zero window answers
@@ -71,7 +72,7 @@ func TestPersistGivesUp(t *testing.T) {
 		if n := probes(t, p, ep, 50, false); n != 5 {
 			t.Errorf("%d probes before giving up, want MaxRetries = 5", n)
 		}
-		p.WantState(ep, tcp.Closed)
+		p.WantState(ep, event.Closed)
 		if _, err := ep.Read(make([]byte, 1)); !errors.Is(err, syscall.ETIMEDOUT) {
 			t.Errorf("Read after giving up: %v, want ETIMEDOUT", err)
 		}
@@ -79,11 +80,11 @@ func TestPersistGivesUp(t *testing.T) {
 	t.Run("orphan", func(t *testing.T) {
 		p, ep := zeroWindow(t, tcp.Options{})
 		ep.Close()
-		p.WantState(ep, tcp.FinWait1)
+		p.WantState(ep, event.FinWait1)
 		if n := probes(t, p, ep, 50, false); n != 8 {
 			t.Errorf("%d probes before giving up on an orphan, want OrphanRetries = 8", n)
 		}
-		p.WantState(ep, tcp.Closed)
+		p.WantState(ep, event.Closed)
 		if n := p.TCP.Stats().Timeouts.Load(); n != 1 {
 			t.Errorf("Timeouts %d, want 1", n)
 		}
@@ -103,13 +104,13 @@ func TestUserTimeout(t *testing.T) {
 		p.Expect(seg{Flags: "P.", Seq: 1, Ack: 1, Len: 1})
 		start := p.Elapsed()
 		for range 1000 {
-			if ep.State() == tcp.Closed {
+			if ep.State() == event.Closed {
 				break
 			}
 			p.Advance(10 * time.Millisecond)
 			p.Drain()
 		}
-		p.WantState(ep, tcp.Closed)
+		p.WantState(ep, event.Closed)
 		if d := p.Elapsed() - start; d < 3*time.Second || d > 3*time.Second+10*time.Millisecond {
 			t.Errorf("gave up after %v, want 3s", d)
 		}
@@ -121,13 +122,13 @@ func TestUserTimeout(t *testing.T) {
 		p, ep := zeroWindow(t, tcp.Options{})
 		ep.SetUserTimeout(3 * time.Second)
 		for range 1000 {
-			if ep.State() == tcp.Closed {
+			if ep.State() == event.Closed {
 				break
 			}
 			p.Advance(10 * time.Millisecond)
 			p.Drain()
 		}
-		p.WantState(ep, tcp.Closed)
+		p.WantState(ep, event.Closed)
 		if d := p.Elapsed(); d > 4*time.Second {
 			t.Errorf("gave up %v into the fixture, want about 3s after the window closed", d)
 		}

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tapstack/tapstack/event"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 )
@@ -118,10 +119,10 @@ func (e *Endpoint) pathMTUArrives(mtu uint32) {
 		min = minIPv6MTU
 	}
 	if mtu < min {
-		e.proto.stats.Drops[DropICMPBadMTU].Add(1)
+		e.proto.stats.Drops[event.DropICMPBadMTU].Add(1)
 		if e.proto.opts.Observer != nil {
-			e.emit(Event{Kind: EventDrop, Conn: e.connID(), Drop: DropICMPBadMTU,
-				Segment: SegmentInfo{WS: -1, Note: fmt.Sprintf("ICMP packet too big: MTU %d below the minimum %d", mtu, min)}})
+			e.emit(event.Event{Kind: event.KindDrop, Conn: e.connID(), Drop: event.DropICMPBadMTU,
+				Segment: event.SegmentInfo{WS: -1, Note: fmt.Sprintf("ICMP packet too big: MTU %d below the minimum %d", mtu, min)}})
 		}
 		return
 	}
@@ -152,7 +153,7 @@ func (e *Endpoint) pathMTUArrives(mtu uint32) {
 		}
 	}
 	if e.proto.opts.Observer != nil {
-		e.emit(Event{Kind: EventPathMTU, Conn: e.connID(), Cwnd: e.cwnd, Ssthresh: e.ssthresh,
+		e.emit(event.Event{Kind: event.KindPathMTU, Conn: e.connID(), Cwnd: e.cwnd, Ssthresh: e.ssthresh,
 			Note: fmt.Sprintf("path MTU %d (ICMP): MSS %d → %d, %s sent again", mtu, old, mss, plural(resent, "segment"))})
 	}
 	e.output()

@@ -6,6 +6,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/stack/tcp/tcptest"
 )
@@ -29,9 +30,9 @@ func fragNeeded(q icmpQuote, mtu uint16) []byte {
 // tcp_simple_retransmit); new data goes out at the new size, and the
 // window is not reduced: the drops were not congestion.
 func TestPathMTUFragNeeded(t *testing.T) {
-	var pmtu []tcp.Event
-	p, ep := tcptest.Established(t, tcptest.WithTCP(tcp.Options{Observer: func(ev tcp.Event) {
-		if ev.Kind == tcp.EventPathMTU {
+	var pmtu []event.Event
+	p, ep := tcptest.Established(t, tcptest.WithTCP(tcp.Options{Observer: func(ev event.Event) {
+		if ev.Kind == event.KindPathMTU {
 			pmtu = append(pmtu, ev)
 		}
 	}}))
@@ -73,10 +74,10 @@ func TestPathMTUForgedIgnored(t *testing.T) {
 		name   string
 		seq    uint32
 		mtu    uint16
-		reason tcp.DropReason
+		reason event.DropReason
 	}{
-		{"sequence not in flight", 1 << 20, 1280, tcp.DropICMPOutOfWindow},
-		{"MTU below the minimum", 1, 60, tcp.DropICMPBadMTU},
+		{"sequence not in flight", 1 << 20, 1280, event.DropICMPOutOfWindow},
+		{"MTU below the minimum", 1, 60, event.DropICMPBadMTU},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, ep := tcptest.Established(t)

@@ -1,17 +1,3 @@
-// Package tcp is tapstack's TCP engine: RFC 9293 written out state by
-// state, plugged into a gVisor network stack as the transport protocol for
-// number 6.
-//
-// The engine reads like the RFC. State names, TCB variables and the steps
-// of SEGMENT ARRIVES (3.10.7) carry the RFC's names; one function,
-// transition, changes state; every discarded segment has a DropReason and
-// every sent segment a SendCause, and both are counted and reported to an
-// Observer. Time comes only from the stack's tcpip.Clock, so tests drive
-// retransmission and TIME-WAIT with a fake clock.
-//
-// The user-facing API is Endpoint (a connection) and Listener. They never
-// block: they return ErrWouldBlock and offer a channel that is closed at the
-// next change, which package conn turns into net.Conn and net.Listener.
 package tcp
 
 import (
@@ -25,26 +11,27 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tapstack/tapstack/event"
+	"github.com/tapstack/tapstack/stack/internal/tcpbind"
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
-	"gvisor.dev/gvisor/pkg/tcpip/header/parse"
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
-	"gvisor.dev/gvisor/pkg/waiter"
 )
 
-// ProtocolNumber is TCP's IP protocol number.
-const ProtocolNumber = header.TCPProtocolNumber
+// protocolNumber is TCP's IP protocol number.
+const protocolNumber = header.TCPProtocolNumber
 
 // ErrWouldBlock is returned by non-blocking calls that cannot make progress
 // now. Wait on the channel from Changed and try again.
 var ErrWouldBlock = errors.New("tcp: operation would block")
 
-// Protocol is the engine for one stack. It implements gVisor's
-// stack.TransportProtocol; get it with Of(s) after registering it with
-// NewProtocol.
+// Protocol is the TCP engine of one stack: the user calls that open
+// connections (Connect, Listen), the engine's counters and the snapshot
+// of what it holds. package stack makes it (stack.New) and returns it from
+// Stack.TCP.
 type Protocol struct {
 	stack *stack.Stack
 	clock tcpip.Clock
@@ -72,27 +59,33 @@ type Protocol struct {
 	limits        LimitStats
 }
 
-// NewProtocol returns the factory that stack.Options.TransportProtocols
-// takes.
-func NewProtocol(opts Options) stack.TransportProtocolFactory {
-	return func(s *stack.Stack) stack.TransportProtocol {
-		p := &Protocol{
-			stack:     s,
-			clock:     s.Clock(),
-			opts:      opts.withDefaults(),
-			endpoints: make(map[*Endpoint]struct{}),
-			listeners: make(map[*Listener]struct{}),
-		}
-		_, _ = io.ReadFull(s.SecureRNG().Reader, p.secret[:])
-		p.challenge.init(p.opts.ChallengeAckLimit, p.secret)
-		return p
+// NewProtocol makes an engine with options opts, and the binding through
+// which package stack runs it in gVisor's netstack (stack.New does; the
+// binding's type is internal to tapstack). The engine serves one stack,
+// from the moment the stack is made with Binding.Factory.
+func NewProtocol(opts Options) (*Protocol, *tcpbind.Binding) {
+	p := &Protocol{
+		opts:      opts.withDefaults(),
+		endpoints: make(map[*Endpoint]struct{}),
+		listeners: make(map[*Listener]struct{}),
+	}
+	return p, &tcpbind.Binding{
+		Factory:  p.attach,
+		LinkDown: p.linkDown,
+		Shutdown: p.shutdown,
+		Drained:  p.drainedChan,
+		Abort:    p.abortAll,
 	}
 }
 
-// Of returns the engine registered in s, or nil if s runs another TCP.
-func Of(s *stack.Stack) *Protocol {
-	p, _ := s.TransportProtocolInstance(ProtocolNumber).(*Protocol)
-	return p
+// attach makes p the transport protocol for number 6 of s: gVisor calls
+// it once, while s is made.
+func (p *Protocol) attach(s *stack.Stack) stack.TransportProtocol {
+	p.stack = s
+	p.clock = s.Clock()
+	_, _ = io.ReadFull(s.SecureRNG().Reader, p.secret[:])
+	p.challenge.init(p.opts.ChallengeAckLimit, p.secret)
+	return (*transportProtocol)(p)
 }
 
 // Stats returns the engine's counters.
@@ -101,81 +94,27 @@ func (p *Protocol) Stats() *Stats { return &p.stats }
 // Options returns the options in force, defaults filled in.
 func (p *Protocol) Options() Options { return p.opts }
 
-// Number implements stack.TransportProtocol.
-func (*Protocol) Number() tcpip.TransportProtocolNumber { return ProtocolNumber }
-
-// NewEndpoint implements stack.TransportProtocol. tapstack's API is
-// Endpoint and Listener (and package conn), not tcpip.Endpoint.
-func (*Protocol) NewEndpoint(tcpip.NetworkProtocolNumber, *waiter.Queue) (tcpip.Endpoint, tcpip.Error) {
-	return nil, &tcpip.ErrNotSupported{}
-}
-
-// NewRawEndpoint implements stack.TransportProtocol.
-func (*Protocol) NewRawEndpoint(tcpip.NetworkProtocolNumber, *waiter.Queue) (tcpip.Endpoint, tcpip.Error) {
-	return nil, &tcpip.ErrNotSupported{}
-}
-
-// MinimumPacketSize implements stack.TransportProtocol.
-func (*Protocol) MinimumPacketSize() int { return header.TCPMinimumSize }
-
-// ParsePorts implements stack.TransportProtocol. ICMP errors carry only
-// the first 8 bytes of our header, which hold both ports.
-func (*Protocol) ParsePorts(b []byte) (src, dst uint16, err tcpip.Error) {
-	if len(b) < 4 {
-		return 0, 0, &tcpip.ErrInvalidEndpointState{}
-	}
-	h := header.TCP(b)
-	return h.SourcePort(), h.DestinationPort(), nil
-}
-
-// Parse implements stack.TransportProtocol: it moves the TCP header into
-// pkt.TransportHeader, without which gVisor drops the packet.
-func (p *Protocol) Parse(pkt *stack.PacketBuffer) bool {
-	if parse.TCP(pkt) {
-		return true
-	}
-	// Shorter than a TCP header: gVisor drops it after we return, so the
-	// drop is counted here or nowhere.
-	p.stats.SegmentsIn.Add(1)
-	p.stats.Drops[DropMalformed].Add(1)
-	if p.opts.Observer != nil {
-		p.emit(Event{Kind: EventDrop, Drop: DropMalformed, Segment: SegmentInfo{Note: "truncated TCP header"}})
-	}
-	return false
-}
-
-// SetOption implements stack.TransportProtocol.
-func (*Protocol) SetOption(tcpip.SettableTransportProtocolOption) tcpip.Error {
-	return &tcpip.ErrUnknownProtocolOption{}
-}
-
-// Option implements stack.TransportProtocol.
-func (*Protocol) Option(tcpip.GettableTransportProtocolOption) tcpip.Error {
-	return &tcpip.ErrUnknownProtocolOption{}
-}
-
-// Close implements stack.TransportProtocol. Connections are aborted by the
-// stack through TransportEndpoint.Abort; here we refuse new ones and
-// delete the connections in TIME-WAIT, which are not in the demuxer.
-func (p *Protocol) Close() {
+// close is gVisor's stack closing (transportProtocol.Close): no new
+// connection or listener, and the connections in TIME-WAIT are deleted.
+func (p *Protocol) close() {
 	p.mu.Lock()
 	p.closed = true
 	p.mu.Unlock()
 	p.closeTimeWait(0, userCause("stack close"))
 }
 
-// Shutdown begins closing every connection the way the peers can see, as
-// a server drains before it exits; stack.Stack.Shutdown waits for it to
-// end and resets what remains. Listeners close, as Listener.Close does:
-// connections they queued are reset, half-open ones forgotten (Linux's
-// inet_csk_listen_stop). No new connection or listener is made (Connect
+// shutdown begins closing every connection the way the peers can see, as
+// a server drains before it exits (tcpbind.Binding.Shutdown);
+// stack.Stack.Shutdown waits for it to end and resets what remains.
+// Listeners close, as Listener.Close does: connections they queued are
+// reset, half-open ones forgotten (Linux's inet_csk_listen_stop). No new connection or listener is made (Connect
 // and Listen fail with ENETDOWN). Every connection gets the CLOSE call
 // (RFC 9293 3.10.4), as Endpoint.Close: queued data and then a FIN, or a
 // RST where received data would be discarded unread; a connection still
 // in its handshake (SYN-SENT) finishes it first, and its FIN follows.
-// Everything Shutdown sends has been handed to the link when it returns;
-// Drained tells when it is over.
-func (p *Protocol) Shutdown() {
+// Everything shutdown sends has been handed to the link when it returns;
+// drainedChan tells when it is over.
+func (p *Protocol) shutdown() {
 	p.mu.Lock()
 	p.closed = true
 	if p.drained == nil {
@@ -199,9 +138,9 @@ func (p *Protocol) Shutdown() {
 	p.mu.Unlock()
 }
 
-// Drained returns a channel that is closed once Shutdown has run and
-// every connection has reached CLOSED or TIME-WAIT; nil before Shutdown.
-func (p *Protocol) Drained() <-chan struct{} {
+// drainedChan returns a channel that is closed once shutdown has run and
+// every connection has reached CLOSED or TIME-WAIT; nil before shutdown.
+func (p *Protocol) drainedChan() <-chan struct{} {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.drained
@@ -224,62 +163,49 @@ func closedChan(c chan struct{}) bool {
 	}
 }
 
-// Wait implements stack.TransportProtocol: the engine owns no goroutines.
-func (*Protocol) Wait() {}
-
-// Pause implements stack.TransportProtocol.
-func (*Protocol) Pause() {}
-
-// Resume implements stack.TransportProtocol.
-func (*Protocol) Resume() {}
-
-// Restore implements stack.TransportProtocol.
-func (*Protocol) Restore() {}
-
-// HandleUnknownDestinationPacket implements stack.TransportProtocol: a
-// segment for which there is no connection and no listener. RFC 9293
-// 3.10.7.1: if the state is CLOSED, all data is discarded and a RST is
-// sent in response, unless the segment itself carries RST.
-func (p *Protocol) HandleUnknownDestinationPacket(id stack.TransportEndpointID, pkt *stack.PacketBuffer) stack.UnknownDestinationPacketDisposition {
-	var seg Segment
-	if r := p.parse(id, pkt, &seg); r != DropNone {
-		p.drop(ConnID{}, &seg, r)
-		return stack.UnknownDestinationPacketHandled
+// closedArrives is SEGMENT ARRIVES for no connection and no listener
+// (the demuxer found none). RFC 9293 3.10.7.1: if the state is CLOSED,
+// all data is discarded and a RST is sent in response, unless the segment
+// itself carries RST. A connection in TIME-WAIT whose listener is gone is
+// not in the demuxer either; its record answers.
+func (p *Protocol) closedArrives(id stack.TransportEndpointID, pkt *stack.PacketBuffer) {
+	var seg segment
+	if r := p.parse(id, pkt, &seg); r != event.DropNone {
+		p.drop(event.ConnID{}, &seg, r)
+		return
 	}
 	defer seg.Payload.Release()
 	if tw := p.timeWaitFor(id); tw != nil {
-		// A connection in TIME-WAIT whose listener is gone.
 		p.timeWaitArrives(tw, &seg, nil)
-		return stack.UnknownDestinationPacketHandled
+		return
 	}
-	p.drop(connIDOf(id), &seg, DropNoSocket)
+	p.drop(connIDOf(id), &seg, event.DropNoSocket)
 	if seg.has(header.TCPFlagRst) {
-		return stack.UnknownDestinationPacketHandled
+		return
 	}
 	p.replyRST(id, pkt.NetworkProtocolNumber, pkt.NICID, &seg)
-	return stack.UnknownDestinationPacketHandled
 }
 
 // parse validates the segment in pkt and fills seg. Validation happens
 // before any state is touched: a segment that fails it is dropped with the
 // returned reason. The payload shares pkt's storage by reference count;
 // the caller releases it.
-func (p *Protocol) parse(id stack.TransportEndpointID, pkt *stack.PacketBuffer, seg *Segment) DropReason {
+func (p *Protocol) parse(id stack.TransportEndpointID, pkt *stack.PacketBuffer, seg *segment) event.DropReason {
 	p.stats.SegmentsIn.Add(1)
 	h := header.TCP(pkt.TransportHeader().Slice())
 	if len(h) < header.TCPMinimumSize {
-		return DropMalformed
+		return event.DropMalformed
 	}
 	payloadLen := pkt.Data().Size()
 	if off := int(h.DataOffset()); off < header.TCPMinimumSize || off > len(h) {
-		return DropMalformed
+		return event.DropMalformed
 	}
 	if !pkt.RXChecksumValidated {
 		// gVisor does not verify transport checksums for us.
 		if !h.IsChecksumValid(id.RemoteAddress, id.LocalAddress, pkt.Data().Checksum(), uint16(payloadLen)) {
 			seg.parseHeader(h)
 			seg.wire.Len = payloadLen
-			return DropBadChecksum
+			return event.DropBadChecksum
 		}
 	}
 	seg.parseHeader(h)
@@ -287,14 +213,14 @@ func (p *Protocol) parse(id stack.TransportEndpointID, pkt *stack.PacketBuffer, 
 	if payloadLen > 0 {
 		seg.Payload = pkt.Data().ToBuffer()
 	}
-	return DropNone
+	return event.DropNone
 }
 
 // drop counts and reports a discarded segment.
-func (p *Protocol) drop(c ConnID, seg *Segment, r DropReason) {
+func (p *Protocol) drop(c event.ConnID, seg *segment, r event.DropReason) {
 	p.stats.Drops[r].Add(1)
 	if p.opts.Observer != nil {
-		p.emit(Event{Kind: EventDrop, Conn: c, Drop: r, Segment: seg.info(), Key: seg.wire})
+		p.emit(event.Event{Kind: event.KindDrop, Conn: c, Drop: r, Segment: seg.info(), Key: seg.wire})
 	}
 }
 
@@ -304,7 +230,7 @@ func (p *Protocol) drop(c ConnID, seg *Segment, r DropReason) {
 // under its lock and delivered after it is released (Endpoint.emit,
 // Listener.queueEvent), so the observer never runs under an engine lock
 // and may call back into the engine.
-func (p *Protocol) emit(ev Event) {
+func (p *Protocol) emit(ev event.Event) {
 	if p.opts.Observer == nil {
 		return
 	}
@@ -333,7 +259,7 @@ func (p *Protocol) SyncEvents() {
 
 // countSend counts and reports a segment about to leave, for segments
 // sent with no engine lock held.
-func (p *Protocol) countSend(c ConnID, cause SendCause, f *outFields, payloadLen, attempt int) {
+func (p *Protocol) countSend(c event.ConnID, cause event.SendCause, f *outFields, payloadLen, attempt int) {
 	p.countSent(cause, f)
 	if p.opts.Observer != nil {
 		p.emit(sendEvent(c, cause, f, payloadLen, attempt))
@@ -341,7 +267,7 @@ func (p *Protocol) countSend(c ConnID, cause SendCause, f *outFields, payloadLen
 }
 
 // countSent counts a segment about to leave.
-func (p *Protocol) countSent(cause SendCause, f *outFields) {
+func (p *Protocol) countSent(cause event.SendCause, f *outFields) {
 	p.stats.SegmentsOut.Add(1)
 	p.stats.Sends[cause].Add(1)
 	if f.flags&header.TCPFlagRst != 0 {
@@ -349,10 +275,10 @@ func (p *Protocol) countSent(cause SendCause, f *outFields) {
 	}
 }
 
-// sendEvent is the EventSend for a segment about to leave.
-func sendEvent(c ConnID, cause SendCause, f *outFields, payloadLen, attempt int) Event {
-	return Event{Kind: EventSend, Conn: c, Send: cause, Attempt: attempt, Segment: f.info(payloadLen),
-		Key: SegKey{Seq: uint32(f.seq), Ack: uint32(f.ack), Flags: uint8(f.flags), Len: payloadLen}}
+// sendEvent is the KindSend event for a segment about to leave.
+func sendEvent(c event.ConnID, cause event.SendCause, f *outFields, payloadLen, attempt int) event.Event {
+	return event.Event{Kind: event.KindSend, Conn: c, Send: cause, Attempt: attempt, Segment: f.info(payloadLen),
+		Key: event.SegKey{Seq: uint32(f.seq), Ack: uint32(f.ack), Flags: event.Flags(f.flags), Len: payloadLen}}
 }
 
 // isn chooses an initial sequence number as RFC 6528 3 recommends:
@@ -410,9 +336,9 @@ type outFields struct {
 	opts             []byte
 }
 
-func (f *outFields) info(payloadLen int) SegmentInfo {
-	i := SegmentInfo{SrcPort: f.srcPort, DstPort: f.dstPort, Seq: uint32(f.seq), Ack: uint32(f.ack),
-		Flags: f.flags, Window: f.window, WS: -1, Len: payloadLen}
+func (f *outFields) info(payloadLen int) event.SegmentInfo {
+	i := event.SegmentInfo{SrcPort: f.srcPort, DstPort: f.dstPort, Seq: uint32(f.seq), Ack: uint32(f.ack),
+		Flags: event.Flags(f.flags), Window: f.window, WS: -1, Len: payloadLen}
 	if f.flags&header.TCPFlagSyn != 0 && len(f.opts) > 0 {
 		o := header.ParseSynOptions(f.opts, f.flags&header.TCPFlagAck != 0)
 		i.MSS, i.WS, i.SACKPermitted = o.MSS, o.WS, o.SACKPermitted
@@ -430,7 +356,7 @@ func buildPacket(r *stack.Route, f *outFields, payload buffer.Buffer) *stack.Pac
 		Payload:            payload,
 	})
 	h := header.TCP(pkt.TransportHeader().Push(hdrLen))
-	pkt.TransportProtocolNumber = ProtocolNumber
+	pkt.TransportProtocolNumber = protocolNumber
 	h.Encode(&header.TCPFields{
 		SrcPort:    f.srcPort,
 		DstPort:    f.dstPort,
@@ -441,7 +367,7 @@ func buildPacket(r *stack.Route, f *outFields, payload buffer.Buffer) *stack.Pac
 		WindowSize: f.window,
 	})
 	copy(h[header.TCPMinimumSize:], f.opts)
-	xsum := r.PseudoHeaderChecksum(ProtocolNumber, uint16(pkt.Size()))
+	xsum := r.PseudoHeaderChecksum(protocolNumber, uint16(pkt.Size()))
 	xsum = checksum.Combine(xsum, pkt.Data().Checksum())
 	h.SetChecksum(^h.CalculateChecksum(xsum))
 	return pkt
@@ -454,7 +380,7 @@ func writePacket(r *stack.Route, pkt *stack.PacketBuffer) {
 	// DF on every IPv4 segment, for path MTU discovery (RFC 1191), as
 	// Linux (ip_no_pmtu_disc=0) and gVisor's TCP send them; it also
 	// spares the network layer a random IP ID per segment.
-	_ = r.WritePacket(stack.NetworkHeaderParams{Protocol: ProtocolNumber, TTL: r.DefaultTTL(), DF: true}, pkt)
+	_ = r.WritePacket(stack.NetworkHeaderParams{Protocol: protocolNumber, TTL: r.DefaultTTL(), DF: true}, pkt)
 	pkt.DecRef()
 }
 
@@ -489,7 +415,7 @@ func (p *Protocol) unregister(e *Endpoint) {
 		e.orphan = false
 		p.orphans.Add(-1)
 	}
-	if e.state == Closed && e.tw != nil {
+	if e.state == event.Closed && e.tw != nil {
 		p.dropTimeWait(e)
 	}
 }
@@ -537,16 +463,16 @@ func (p *Protocol) Listeners() []*Listener {
 	return out
 }
 
-// NICDown ends every connection through interface nic, whose link failed
-// (stack.Stack calls it when a TAP device is deleted or goes down, or a
-// pipe's other end closes): each fails at once with ENETDOWN, the errno
+// linkDown ends every connection through interface nic, whose link failed
+// (stack.Stack calls it through tcpbind.Binding.LinkDown when a TAP device
+// is deleted or goes down, or a pipe's other end closes): each fails at once with ENETDOWN, the errno
 // Linux gives for a network that is down, with an event whose cause names
 // the failure, so that blocked calls return instead of waiting for
 // retransmissions that cannot arrive. Nothing is sent: the link is gone.
 // Connections in TIME-WAIT on it are deleted. Listeners stay; they may
 // serve other interfaces.
-func (p *Protocol) NICDown(nic tcpip.NICID, failure error) {
-	cause := Cause{Kind: CauseLink, Detail: fmt.Sprintf("NIC %d link down: %v", nic, failure)}
+func (p *Protocol) linkDown(nic tcpip.NICID, failure error) {
+	cause := event.Cause{Kind: event.CauseLink, Detail: fmt.Sprintf("NIC %d link down: %v", nic, failure)}
 	p.mu.Lock()
 	var conns []*Endpoint
 	for e := range p.endpoints {
@@ -557,11 +483,22 @@ func (p *Protocol) NICDown(nic tcpip.NICID, failure error) {
 	p.mu.Unlock()
 	for _, e := range conns {
 		e.mu.Lock()
-		if e.state != Closed {
+		if e.state != event.Closed {
 			e.fail(syscall.ENETDOWN, cause)
 		}
 		e.mu.Unlock()
 		e.flush()
 	}
 	p.closeTimeWait(nic, cause)
+}
+
+// abortAll is the stack closing at once (tcpbind.Binding.Abort):
+// listeners close, and every connection is aborted (Endpoint.abort).
+func (p *Protocol) abortAll() {
+	for _, l := range p.Listeners() {
+		l.Close()
+	}
+	for _, e := range p.Connections() {
+		e.abort()
+	}
 }

@@ -3,6 +3,7 @@ package tcp
 import (
 	"time"
 
+	"github.com/tapstack/tapstack/event"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
 )
@@ -97,11 +98,11 @@ func (e *Endpoint) rackReorderWindow() time.Duration {
 // a retransmission was spurious, so the window grows by a step, at most
 // once per round trip, and stays grown for 16 recoveries.
 func (e *Endpoint) rackOnDSACK() {
-	if e.rack.dsackRoundOpen && !e.SndUna.LessThan(e.rack.dsackRound) {
+	if e.rack.dsackRoundOpen && !e.sndUna.LessThan(e.rack.dsackRound) {
 		e.rack.dsackRoundOpen = false
 	}
 	if !e.rack.dsackRoundOpen {
-		e.rack.dsackRound, e.rack.dsackRoundOpen = e.SndNxt, true
+		e.rack.dsackRound, e.rack.dsackRoundOpen = e.sndNxt, true
 		e.rack.reoWndMult++
 		e.rack.reoWndPersist = 16
 	}
@@ -151,7 +152,7 @@ func (e *Endpoint) rackDetectLoss(now tcpip.MonotonicTime) int {
 // reorderTimeout is RACK's reordering timer (RFC 8985 6.2 step 6): the
 // segments it waited for are overdue now.
 func (e *Endpoint) reorderTimeout() {
-	if !e.state.synchronized() || e.rtxq.empty() {
+	if !e.state.Synchronized() || e.rtxq.empty() {
 		return
 	}
 	now := e.proto.clock.NowMonotonic()
@@ -203,7 +204,7 @@ func (e *Endpoint) schedulePTO() {
 // exactly that. One probe per recovery, after 2·SRTT without an ACK,
 // draws the ACK that lets RACK go on. NoRecoveryProbe turns it off.
 func (e *Endpoint) probeAllowed() bool {
-	if !e.rackEnabled() || e.rack.tlpOut || e.rtxq.empty() || !e.state.synchronized() {
+	if !e.rackEnabled() || e.rack.tlpOut || e.rtxq.empty() || !e.state.Synchronized() {
 		return false
 	}
 	switch e.caState {
@@ -228,16 +229,16 @@ func (e *Endpoint) probeTimeout() {
 		note = "tail loss probe in fast recovery: no ACK for 2·SRTT"
 	}
 	e.rack.tlpRetrans = false
-	if !e.sendNewData(SendTLP, true) {
+	if !e.sendNewData(event.SendTLP, true) {
 		i := e.rtxq.tail() - 1
 		if e.rtxq.at(i).has(segSacked) {
 			return // the tail is delivered: nothing to probe with
 		}
-		e.retransmitSeg(i, SendTLP)
+		e.retransmitSeg(i, event.SendTLP)
 		e.rack.tlpRetrans = true
 	}
 	e.rack.tlpOut = true
-	e.rack.tlpEnd = e.SndNxt
+	e.rack.tlpEnd = e.sndNxt
 	e.proto.stats.TailLossProbes.Add(1)
 	e.emitRecovery(note)
 	e.setTimer(timerRetransmit, e.rto)
@@ -249,7 +250,7 @@ func (e *Endpoint) probeTimeout() {
 // which is a congestion event; or a duplicate ACK shows both copies
 // arrived.
 func (e *Endpoint) tlpOnAck(a *ackInfo) {
-	if !e.rack.tlpOut || e.SndUna.LessThan(e.rack.tlpEnd) {
+	if !e.rack.tlpOut || e.sndUna.LessThan(e.rack.tlpEnd) {
 		return
 	}
 	switch {
@@ -257,7 +258,7 @@ func (e *Endpoint) tlpOnAck(a *ackInfo) {
 		e.rack.tlpOut = false
 	case a.dsackTLP:
 		e.rack.tlpOut = false
-	case e.rack.tlpEnd.LessThan(e.SndUna):
+	case e.rack.tlpEnd.LessThan(e.sndUna):
 		e.rack.tlpOut = false
 		if e.caState == caOpen {
 			// The probe repaired a loss: reduce the window as for

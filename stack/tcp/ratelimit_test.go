@@ -7,6 +7,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/stack/tcp/tcptest"
 )
@@ -56,7 +57,7 @@ func TestZeroWindowDataAcked(t *testing.T) {
 	if n := ep.SendQueued(); n != 0 {
 		t.Errorf("%d bytes still queued: the probe's ACK was not taken", n)
 	}
-	wantCount(t, "Dropped(zero window)", p.TCP.Stats().Dropped(tcp.DropZeroWindow), 1)
+	wantCount(t, "Dropped(zero window)", p.TCP.Stats().Dropped(event.DropZeroWindow), 1)
 
 	// Every probe is answered, as in Linux: the reply to a data segment
 	// is not rate limited (tcp_oow_rate_limited), and each one tells the
@@ -65,8 +66,8 @@ func TestZeroWindowDataAcked(t *testing.T) {
 	p.Expect(seg{Flags: ".", Seq: 4, Ack: 2001, Win: 0, Check: tcptest.CheckWin})
 	p.Inject(probe)
 	p.Expect(seg{Flags: ".", Seq: 4, Ack: 2001, Win: 0, Check: tcptest.CheckWin})
-	wantCount(t, "Dropped(zero window)", p.TCP.Stats().Dropped(tcp.DropZeroWindow), 3)
-	wantCount(t, "Dropped(ACK rate limited)", p.TCP.Stats().Dropped(tcp.DropAckRateLimited), 0)
+	wantCount(t, "Dropped(zero window)", p.TCP.Stats().Dropped(event.DropZeroWindow), 3)
+	wantCount(t, "Dropped(ACK rate limited)", p.TCP.Stats().Dropped(event.DropAckRateLimited), 0)
 
 	// The user reads: the window update goes, unlimited.
 	if got := readAll(t, ep); len(got) != 2000 {
@@ -79,7 +80,7 @@ func TestZeroWindowDataAcked(t *testing.T) {
 	if n, err := ep.Read(buf); err != nil || string(buf[:n]) != "x" {
 		t.Fatalf("Read = %q, %v; want the probe's byte", buf[:n], err)
 	}
-	p.WantState(ep, tcp.Established)
+	p.WantState(ep, event.Established)
 }
 
 // TestZeroWindowRstAndFin: the allowance covers a RST; a FIN after text
@@ -96,13 +97,13 @@ func TestZeroWindowRstAndFin(t *testing.T) {
 		p, ep := full(t)
 		p.Inject(seg{Flags: "FP.", Seq: 1461, Ack: 1, Payload: []byte("x")})
 		p.Expect(seg{Flags: ".", Seq: 1, Ack: 1461, Win: 0, Check: tcptest.CheckWin})
-		p.WantState(ep, tcp.Established)
+		p.WantState(ep, event.Established)
 	})
 	t.Run("RST", func(t *testing.T) {
 		p, ep := full(t)
 		p.Inject(seg{Flags: "R.", Seq: 1461, Ack: 1, Payload: []byte("x")})
 		p.ExpectNothing()
-		p.WantState(ep, tcp.Closed)
+		p.WantState(ep, event.Closed)
 	})
 }
 
@@ -116,16 +117,16 @@ func TestUnacceptableRateLimit(t *testing.T) {
 	kinds := []struct {
 		name   string
 		in     seg
-		reason tcp.DropReason
+		reason event.DropReason
 		data   bool // a data segment: answered whatever the limit
 	}{
-		{"data beyond the window", seg{Flags: "P.", Seq: 1 << 30, Ack: 1, Payload: []byte("x")}, tcp.DropOutOfWindow, true},
-		{"old duplicate", seg{Flags: ".", Seq: 0, Ack: 1}, tcp.DropOldSequence, false},
-		{"PAWS", seg{Flags: ".", Seq: 1, Ack: 1, TS: true, TSVal: 1}, tcp.DropPAWS, false},
-		{"ACK of unsent data", seg{Flags: ".", Seq: 1, Ack: 1000}, tcp.DropAckUnsent, false},
-		{"RST in the window (challenge)", seg{Flags: "R", Seq: 100}, tcp.DropRstInvalid, false},
-		{"SYN (challenge)", seg{Flags: "S", Seq: 1}, tcp.DropSynUnexpected, false},
-		{"ACK too old (challenge)", seg{Flags: ".", Seq: 1, Ack: 1 + 3<<30}, tcp.DropInvalidAck, false},
+		{"data beyond the window", seg{Flags: "P.", Seq: 1 << 30, Ack: 1, Payload: []byte("x")}, event.DropOutOfWindow, true},
+		{"old duplicate", seg{Flags: ".", Seq: 0, Ack: 1}, event.DropOldSequence, false},
+		{"PAWS", seg{Flags: ".", Seq: 1, Ack: 1, TS: true, TSVal: 1}, event.DropPAWS, false},
+		{"ACK of unsent data", seg{Flags: ".", Seq: 1, Ack: 1000}, event.DropAckUnsent, false},
+		{"RST in the window (challenge)", seg{Flags: "R", Seq: 100}, event.DropRstInvalid, false},
+		{"SYN (challenge)", seg{Flags: "S", Seq: 1}, event.DropSynUnexpected, false},
+		{"ACK too old (challenge)", seg{Flags: ".", Seq: 1, Ack: 1 + 3<<30}, event.DropInvalidAck, false},
 	}
 	for _, first := range kinds {
 		for _, second := range kinds {
@@ -146,7 +147,7 @@ func TestUnacceptableRateLimit(t *testing.T) {
 				} else {
 					p.ExpectNothing()
 				}
-				wantCount(t, "Dropped(ACK rate limited)", p.TCP.Stats().Dropped(tcp.DropAckRateLimited), limited)
+				wantCount(t, "Dropped(ACK rate limited)", p.TCP.Stats().Dropped(event.DropAckRateLimited), limited)
 				want := uint64(1)
 				if first.reason == second.reason {
 					want = 2
@@ -155,7 +156,7 @@ func TestUnacceptableRateLimit(t *testing.T) {
 				p.Advance(invalidRate)
 				p.Inject(second.in)
 				p.Expect(seg{Flags: ".", Seq: 1, Ack: 1})
-				p.WantState(ep, tcp.Established)
+				p.WantState(ep, event.Established)
 			})
 		}
 	}
@@ -169,7 +170,7 @@ func TestUnacceptableRateLimitOff(t *testing.T) {
 		p.Inject(seg{Flags: ".", Seq: 1, Ack: 1000})
 		p.Expect(seg{Flags: ".", Seq: 1, Ack: 1})
 	}
-	wantCount(t, "Dropped(ACK rate limited)", p.TCP.Stats().Dropped(tcp.DropAckRateLimited), 0)
+	wantCount(t, "Dropped(ACK rate limited)", p.TCP.Stats().Dropped(event.DropAckRateLimited), 0)
 }
 
 // TestAckUnsentFlood: 100,000 ACKs of data never sent (RFC 9293 3.10.7.4
@@ -186,9 +187,9 @@ func TestAckUnsentFlood(t *testing.T) {
 	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1})
 	p.ExpectNothing()
 	st := p.TCP.Stats()
-	wantCount(t, "Dropped(ACK of unsent data)", st.Dropped(tcp.DropAckUnsent), n)
-	wantCount(t, "Dropped(ACK rate limited)", st.Dropped(tcp.DropAckRateLimited), n-1)
-	wantCount(t, "Sent(ack)", st.Sent(tcp.SendAck), 1)
+	wantCount(t, "Dropped(ACK of unsent data)", st.Dropped(event.DropAckUnsent), n)
+	wantCount(t, "Dropped(ACK rate limited)", st.Dropped(event.DropAckRateLimited), n-1)
+	wantCount(t, "Sent(ack)", st.Sent(event.SendAck), 1)
 	p.Inject(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("still here")})
 	ep.Write([]byte("yes"))
 	p.Expect(seg{Flags: "P.", Seq: 1, Ack: 11, Payload: []byte("yes")})
@@ -204,5 +205,5 @@ func TestTimeWaitFinAlwaysAcked(t *testing.T) {
 		p.Inject(seg{Flags: "F.", Seq: 1, Ack: 2})
 		p.Expect(seg{Flags: ".", Seq: 2, Ack: 2})
 	}
-	p.WantState(ep, tcp.TimeWait)
+	p.WantState(ep, event.TimeWait)
 }

@@ -14,6 +14,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/stack/tcp/tcptest"
 )
@@ -142,24 +143,24 @@ func BenchmarkHoleFlood(b *testing.B) {
 }
 
 // floodCounter counts, for one peer port, what became of each segment:
-// taken (EventReceive) or dropped, by reason.
+// taken (KindReceive) or dropped, by reason.
 type floodCounter struct {
 	mu       sync.Mutex
 	port     uint16
 	received int
-	dropped  map[tcp.DropReason]int
+	dropped  map[event.DropReason]int
 }
 
-func (c *floodCounter) observe(ev tcp.Event) {
+func (c *floodCounter) observe(ev event.Event) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if ev.Conn.Remote.Port() != c.port {
 		return
 	}
 	switch ev.Kind {
-	case tcp.EventReceive:
+	case event.KindReceive:
 		c.received++
-	case tcp.EventDrop:
+	case event.KindDrop:
 		c.dropped[ev.Drop]++
 	}
 }
@@ -184,7 +185,7 @@ func TestHoleFloodHeap(t *testing.T) {
 		legitChunk = 1000 // bytes a legitimate segment carries
 		userEvery  = 1000 // flood segments per Read, Write and peer ACK
 	)
-	counter := &floodCounter{port: attackPort, dropped: map[tcp.DropReason]int{}}
+	counter := &floodCounter{port: attackPort, dropped: map[event.DropReason]int{}}
 	p, legit := tcptest.Established(t, tcptest.WithTCP(tcp.Options{ReceiveBufferSize: rcvBuf, Observer: counter.observe}),
 		tcptest.WithSynOptions(seg{MSS: 1460, SACKPerm: true, WS: 7}))
 
@@ -255,7 +256,7 @@ func TestHoleFloodHeap(t *testing.T) {
 	bound := uint64(2*memLimit + 1<<20)
 	t.Logf("%d flood segments: %d bytes held in %d ranges (limit %d), charged %d (limit %d); heap peak +%d KiB (bound %d KiB)",
 		floodSegs, held, ranges, rangeLimit, mem, memLimit, (peak-base)>>10, bound>>10)
-	t.Logf("flood segments taken %d, dropped %v; pruned ranges %d", counter.received, counter.dropped, p.TCP.Stats().Dropped(tcp.DropOutOfOrderPruned))
+	t.Logf("flood segments taken %d, dropped %v; pruned ranges %d", counter.received, counter.dropped, p.TCP.Stats().Dropped(event.DropOutOfOrderPruned))
 	if ranges > rangeLimit || mem > memLimit || rangeLimit != rcvBuf/1024 || memLimit != 2*rcvBuf {
 		t.Errorf("queue %d ranges, %d charged; limits %d, %d", ranges, mem, rangeLimit, memLimit)
 	}
@@ -268,11 +269,11 @@ func TestHoleFloodHeap(t *testing.T) {
 	accounted := counter.received
 	for r, n := range counter.dropped {
 		switch r {
-		case tcp.DropOutOfOrderQueueFull, tcp.DropOutOfOrderPruned, tcp.DropOutOfWindow:
+		case event.DropOutOfOrderQueueFull, event.DropOutOfOrderPruned, event.DropOutOfWindow:
 		default:
 			t.Errorf("%d flood segments dropped for %v", n, r)
 		}
-		if r != tcp.DropOutOfOrderPruned {
+		if r != event.DropOutOfOrderPruned {
 			accounted += n
 		}
 		if st := p.TCP.Stats().Dropped(r); st != uint64(n) {
@@ -283,7 +284,7 @@ func TestHoleFloodHeap(t *testing.T) {
 	if accounted != floodSegs {
 		t.Errorf("%d of %d flood segments accounted for", accounted, floodSegs)
 	}
-	if counter.dropped[tcp.DropOutOfOrderQueueFull] == 0 || counter.dropped[tcp.DropOutOfOrderPruned] == 0 {
+	if counter.dropped[event.DropOutOfOrderQueueFull] == 0 || counter.dropped[event.DropOutOfOrderPruned] == 0 {
 		t.Errorf("the flood neither filled the queue nor pruned it: %v", counter.dropped)
 	}
 
@@ -291,7 +292,7 @@ func TestHoleFloodHeap(t *testing.T) {
 	if got != in {
 		t.Errorf("legitimate connection read %d bytes, want the %d sent", got, in)
 	}
-	if tcb := legit.Info().TCB; tcb.SndUna != tcb.SndNxt || uint32(tcb.SndNxt-lt.ISS) != uint32(1+out) || legit.State() != tcp.Established {
+	if tcb := legit.Info().TCB; tcb.SndUna != tcb.SndNxt || uint32(tcb.SndNxt-lt.ISS) != uint32(1+out) || legit.State() != event.Established {
 		t.Errorf("legitimate connection %v: SND.UNA %d, SND.NXT %d, %d bytes written", legit.State(), tcb.SndUna-lt.ISS, tcb.SndNxt-lt.ISS, out)
 	}
 }

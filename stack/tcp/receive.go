@@ -1,6 +1,7 @@
 package tcp
 
 import (
+	"github.com/tapstack/tapstack/event"
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
@@ -10,37 +11,37 @@ func emptyBuffer() buffer.Buffer { return buffer.Buffer{} }
 
 // processTextAndFin is the seventh and eighth steps of 3.10.7.4: queue
 // in-order text for the user, keep out-of-order text for reassembly, and
-// act on a FIN once everything before it has arrived.
-func (e *Endpoint) processTextAndFin(seg *Segment) {
+// act on a FIN once everything before it has arrived. It returns the
+// state change a FIN, or data nobody can read, calls for.
+func (e *Endpoint) processTextAndFin(seg *segment) verdict {
 	switch e.state {
-	case Established, FinWait1, FinWait2:
+	case event.Established, event.FinWait1, event.FinWait2:
 	default:
 		// CLOSE-WAIT, CLOSING, LAST-ACK, TIME-WAIT: the peer's FIN is
 		// already in; "ignore the segment text".
-		return
+		return stay()
 	}
 	e.noteTrimmedDuplicate(seg)
 	n := int(seg.Payload.Size())
 	fin := seg.has(header.TCPFlagFin)
 	if n == 0 && !fin {
 		if e.ooo.dsackSet {
-			e.sendAck(SendAck) // the duplicate is reported at once
+			e.sendAck(event.SendAck) // the duplicate is reported at once
 		}
-		return
+		return stay()
 	}
-	if e.userClosed && n > 0 && !seg.Seq.Add(seqnum.Size(n)).LessThanEq(e.RcvNxt) {
+	if e.userClosed && n > 0 && !seg.Seq.Add(seqnum.Size(n)).LessThanEq(e.rcvNxt) {
 		// New data for a connection the user has closed can never be
 		// read. Like Linux (tcp_rcv_state_process), answer with RST so
 		// the peer learns its data was lost (RFC 9293 3.10.4 lets
 		// CLOSE discard received data only by reset; RFC 2525 2.17).
-		e.drop(seg, DropClosed)
-		e.sendReset(e.SndNxt)
-		e.transition(Closed, segmentCause(seg))
-		return
+		e.drop(seg, event.DropClosed)
+		e.sendReset(e.sndNxt)
+		return moveTo(event.Closed, segmentCause(seg), thenDone)
 	}
-	if seg.Seq != e.RcvNxt {
+	if seg.Seq != e.rcvNxt {
 		e.holdOutOfOrder(seg, fin)
-		return
+		return stay()
 	}
 	filled := e.ooo.ranges() > 0 || e.ooo.fin // a gap lies below what is held
 	if e.ooo.fin && e.ooo.finSeq.LessThan(seg.Seq.Add(seqnum.Size(n))) {
@@ -52,7 +53,7 @@ func (e *Endpoint) processTextAndFin(seg *Segment) {
 		e.staleFin(seg, e.ooo.finSeq)
 		e.ooo.forgetFIN()
 	}
-	var cause Cause
+	var cause event.Cause
 	if fin {
 		cause = segmentCause(seg) // before the payload moves out
 	}
@@ -77,8 +78,7 @@ func (e *Endpoint) processTextAndFin(seg *Segment) {
 		if cause.Kind == 0 {
 			cause = segmentCause(seg)
 		}
-		e.finArrives(cause)
-		return
+		return e.finArrives(cause)
 	}
 	// Acknowledge at least every second full segment, and at once when
 	// the segment filled a hole (RFC 5681 4.2) or repeated bytes we had
@@ -86,17 +86,18 @@ func (e *Endpoint) processTextAndFin(seg *Segment) {
 	// hoping to piggyback it on data.
 	e.unacked++
 	if e.unacked >= 2 || filled || e.ooo.dsackSet {
-		e.sendAck(SendAck)
+		e.sendAck(event.SendAck)
 	} else if !e.timerArmed(timerDelayedAck) {
 		e.setTimer(timerDelayedAck, e.proto.opts.DelayedAck)
 	}
+	return stay()
 }
 
 // received reports what became of a segment's text. It costs nothing
 // without an observer.
-func (e *Endpoint) received(seg *Segment, note string) {
+func (e *Endpoint) received(seg *segment, note string) {
 	if e.proto.opts.Observer != nil {
-		e.emit(Event{Kind: EventReceive, Conn: e.connID(), Note: note, Segment: seg.info(), Key: seg.wire})
+		e.emit(event.Event{Kind: event.KindReceive, Conn: e.connID(), Note: note, Segment: seg.info(), Key: seg.wire})
 	}
 }
 
@@ -107,7 +108,7 @@ func (e *Endpoint) deliver(data *buffer.Buffer) {
 	if n == 0 {
 		return
 	}
-	e.RcvNxt = e.RcvNxt.Add(seqnum.Size(n))
+	e.rcvNxt = e.rcvNxt.Add(seqnum.Size(n))
 	e.bytesReceived += uint64(n)
 	if e.rcvClosed {
 		data.Release() // CloseRead: acknowledged and discarded
@@ -119,26 +120,28 @@ func (e *Endpoint) deliver(data *buffer.Buffer) {
 	e.notify()
 }
 
-// finArrives is the eighth step for a FIN now in order.
-func (e *Endpoint) finArrives(cause Cause) {
-	e.RcvNxt++
+// finArrives is the eighth step for a FIN now in order: acknowledge it
+// and return the state it leads to. Entering that state wakes a reader
+// (transition), who will find io.EOF.
+func (e *Endpoint) finArrives(cause event.Cause) verdict {
+	e.rcvNxt++
 	e.finReceived = true
-	e.sendAck(SendAck)
+	e.sendAck(event.SendAck)
 	switch e.state {
-	case Established:
-		e.transition(CloseWait, cause)
-	case FinWait1:
+	case event.Established:
+		return moveTo(event.CloseWait, cause, thenDone)
+	case event.FinWait1:
 		// "If our FIN has been ACKed (perhaps in this segment), then
 		// enter TIME-WAIT ...; otherwise, enter the CLOSING state."
 		if e.finAcked() {
-			e.transition(TimeWait, cause)
-		} else {
-			e.transition(Closing, cause)
+			return moveTo(event.TimeWait, cause, thenDone)
 		}
-	case FinWait2:
-		e.transition(TimeWait, cause)
+		return moveTo(event.Closing, cause, thenDone)
+	case event.FinWait2:
+		return moveTo(event.TimeWait, cause, thenDone)
 	}
 	e.notify()
+	return stay()
 }
 
 // holdOutOfOrder is the seventh step for text above RCV.NXT: hold it for
@@ -149,12 +152,12 @@ func (e *Endpoint) finArrives(cause Cause) {
 // ranges above the segment are pruned for it, highest first; if that is
 // not enough the segment is dropped and, as Linux (tcp_data_queue_ofo)
 // does, not acknowledged: it is as if it were lost.
-func (e *Endpoint) holdOutOfOrder(seg *Segment, fin bool) {
+func (e *Endpoint) holdOutOfOrder(seg *segment, fin bool) {
 	r := &e.ooo
 	plan := r.prepare(seg.Seq, &seg.Payload)
 	if plan.afterFin {
 		r.abort()
-		e.drop(seg, DropDataAfterFin)
+		e.drop(seg, event.DropDataAfterFin)
 		return
 	}
 	if plan.newBytes > 0 {
@@ -169,7 +172,7 @@ func (e *Endpoint) holdOutOfOrder(seg *Segment, fin bool) {
 		}
 		if over() {
 			r.abort()
-			e.drop(seg, DropOutOfOrderQueueFull)
+			e.drop(seg, event.DropOutOfOrderQueueFull)
 			return
 		}
 	}
@@ -185,7 +188,7 @@ func (e *Endpoint) holdOutOfOrder(seg *Segment, fin bool) {
 	default:
 		e.received(seg, "out of order: duplicate")
 	}
-	e.sendAck(SendAck)
+	e.sendAck(event.SendAck)
 }
 
 // oooLimits are the out-of-order queue's limits: the heap it may pin and
@@ -200,11 +203,11 @@ func (e *Endpoint) oooLimits() (mem, ranges int) {
 
 // staleFin counts and reports a held FIN at finSeq that seg's in-order
 // text overtook; the event's Key is seg's, the frame that made it stale.
-func (e *Endpoint) staleFin(seg *Segment, finSeq seqnum.Value) {
-	e.proto.stats.Drops[DropStaleFin].Add(1)
+func (e *Endpoint) staleFin(seg *segment, finSeq seqnum.Value) {
+	e.proto.stats.Drops[event.DropStaleFin].Add(1)
 	if e.proto.opts.Observer != nil {
-		e.emit(Event{Kind: EventDrop, Conn: e.connID(), Drop: DropStaleFin, Key: seg.wire, Segment: SegmentInfo{
-			SrcPort: e.id.RemotePort, DstPort: e.id.LocalPort, Seq: uint32(finSeq), Flags: header.TCPFlagFin, WS: -1,
+		e.emit(event.Event{Kind: event.KindDrop, Conn: e.connID(), Drop: event.DropStaleFin, Key: seg.wire, Segment: event.SegmentInfo{
+			SrcPort: e.id.RemotePort, DstPort: e.id.LocalPort, Seq: uint32(finSeq), Flags: event.FlagFin, WS: -1,
 		}})
 	}
 }
@@ -213,10 +216,10 @@ func (e *Endpoint) staleFin(seg *Segment, finSeq seqnum.Value) {
 // seg's: a drop of text the peer may have seen SACKed, which it must now
 // send again (RFC 2018 8). The event's Segment is the pruned text; its Key
 // is seg's, so a capture shows the prune on the frame that caused it.
-func (e *Endpoint) pruned(seg *Segment, start seqnum.Value, n int) {
-	e.proto.stats.Drops[DropOutOfOrderPruned].Add(1)
+func (e *Endpoint) pruned(seg *segment, start seqnum.Value, n int) {
+	e.proto.stats.Drops[event.DropOutOfOrderPruned].Add(1)
 	if e.proto.opts.Observer != nil {
-		e.emit(Event{Kind: EventDrop, Conn: e.connID(), Drop: DropOutOfOrderPruned, Key: seg.wire, Segment: SegmentInfo{
+		e.emit(event.Event{Kind: event.KindDrop, Conn: e.connID(), Drop: event.DropOutOfOrderPruned, Key: seg.wire, Segment: event.SegmentInfo{
 			SrcPort: e.id.RemotePort, DstPort: e.id.LocalPort, Seq: uint32(start), WS: -1, Len: n,
 		}})
 	}
@@ -226,13 +229,13 @@ func (e *Endpoint) pruned(seg *Segment, start seqnum.Value, n int) {
 // whether a held FIN was reached; nothing after it is kept.
 func (e *Endpoint) drainOutOfOrder() (fin bool) {
 	for range e.ooo.ranges() {
-		data, ok := e.ooo.takeInOrder(e.RcvNxt)
+		data, ok := e.ooo.takeInOrder(e.rcvNxt)
 		if !ok {
 			break
 		}
 		e.deliver(&data)
 	}
-	if e.ooo.fin && e.ooo.finSeq == e.RcvNxt {
+	if e.ooo.fin && e.ooo.finSeq == e.rcvNxt {
 		e.ooo.reset()
 		return true
 	}
@@ -243,13 +246,13 @@ func (e *Endpoint) drainOutOfOrder() (fin bool) {
 // the sequence check with text below RCV.NXT: its bytes up to RCV.NXT
 // arrived before, and the ACK 3.10.7.4 sends reports them, as Linux's
 // tcp_send_dupack does. SYN and FIN count as bytes here, as in Linux.
-func (e *Endpoint) noteDuplicate(seg *Segment) {
-	if !e.sackOK || seg.Len() == 0 || !seg.Seq.LessThan(e.RcvNxt) {
+func (e *Endpoint) noteDuplicate(seg *segment) {
+	if !e.sackOK || seg.Len() == 0 || !seg.Seq.LessThan(e.rcvNxt) {
 		return
 	}
 	end := seg.Seq.Add(seg.Len())
-	if e.RcvNxt.LessThan(end) {
-		end = e.RcvNxt
+	if e.rcvNxt.LessThan(end) {
+		end = e.rcvNxt
 	}
 	e.ooo.setDSACK(seg.Seq, end)
 }
@@ -257,7 +260,7 @@ func (e *Endpoint) noteDuplicate(seg *Segment) {
 // noteTrimmedDuplicate records a D-SACK for the text of an acceptable
 // segment that began below RCV.NXT and was cut there (trimToWindow): it
 // arrived before (RFC 2883 4; Linux's tcp_data_queue "partial packet").
-func (e *Endpoint) noteTrimmedDuplicate(seg *Segment) {
+func (e *Endpoint) noteTrimmedDuplicate(seg *segment) {
 	if !e.sackOK {
 		return
 	}

@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/tapstack/tapstack/event"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
 )
@@ -61,19 +62,19 @@ func (e *Endpoint) initUndo() {
 		// Linux's tcp_current_ssthresh: at least 3/4 of the window.
 		prior = max(e.ssthresh, e.cwnd/4*3)
 	}
-	e.undo = undoState{active: true, marker: e.SndUna, priorCwnd: e.cwnd, priorSsthresh: prior}
+	e.undo = undoState{active: true, marker: e.sndUna, priorCwnd: e.cwnd, priorSsthresh: prior}
 }
 
 // mayUndo is Linux's tcp_may_undo: every retransmission of the episode was
 // shown spurious by a D-SACK, or the peer's timestamps show that this ACK
 // was for a transmission made before the first retransmission.
-func (e *Endpoint) mayUndo(seg *Segment) bool {
+func (e *Endpoint) mayUndo(seg *segment) bool {
 	return e.undo.active && (e.undo.retrans == 0 || e.packetDelayed(seg))
 }
 
 // packetDelayed is Eifel detection (RFC 3522 3.2): the ACK echoes a TSval
 // older than our first retransmission, so the original got through.
-func (e *Endpoint) packetDelayed(seg *Segment) bool {
+func (e *Endpoint) packetDelayed(seg *segment) bool {
 	if !e.undo.stamped {
 		return true // nothing was retransmitted
 	}
@@ -115,7 +116,7 @@ func (e *Endpoint) monoNow() time.Duration {
 // recoverOnAck is the loss detection and recovery an ACK drives (Linux's
 // tcp_fastretrans_alert): tail loss probe bookkeeping, RACK or the
 // DupThresh rule, then what the recovery state makes of it.
-func (e *Endpoint) recoverOnAck(seg *Segment, a *ackInfo) {
+func (e *Endpoint) recoverOnAck(seg *segment, a *ackInfo) {
 	e.tlpOnAck(a)
 	if a.reorderedSeen && !e.rack.reordering {
 		e.rack.reordering = true
@@ -147,7 +148,7 @@ func (e *Endpoint) recoverOnAck(seg *Segment, a *ackInfo) {
 		}
 	case caRecovery:
 		switch {
-		case !e.SndUna.LessThan(e.recover):
+		case !e.sndUna.LessThan(e.recover):
 			e.endRecovery(seg, a)
 		case a.dsack && e.undo.retrans == 0:
 			e.undoResponse("D-SACK: every retransmission was spurious")
@@ -184,7 +185,7 @@ func (e *Endpoint) rescueRetransmit() bool {
 			return false
 		}
 		e.rescueSent = true
-		e.retransmitSeg(i-1, SendFastRetransmit)
+		e.retransmitSeg(i-1, event.SendFastRetransmit)
 		return true
 	}
 	return false
@@ -210,7 +211,7 @@ func (e *Endpoint) dupAckLoss(a *ackInfo) int {
 			return 0
 		}
 	case caRecovery:
-		if a.acked == 0 || !e.SndUna.LessThan(e.recover) {
+		if a.acked == 0 || !e.sndUna.LessThan(e.recover) {
 			return 0
 		}
 	default:
@@ -230,7 +231,7 @@ func (e *Endpoint) dupAckLoss(a *ackInfo) int {
 // go out to make more duplicates: then oseg-1, at least 1.
 func (e *Endpoint) dupThresh() int {
 	oseg := e.rtxq.n
-	if oseg >= 4 || e.SndNxt.LessThan(e.sndEnd()) {
+	if oseg >= 4 || e.sndNxt.LessThan(e.sndEnd()) {
 		return 3
 	}
 	return max(oseg-1, 1)
@@ -241,7 +242,7 @@ func (e *Endpoint) dupThresh() int {
 // PRR (RFC 6937) starts counting.
 func (e *Endpoint) enterRecovery(lost int, by string) {
 	e.initUndo()
-	e.recover = e.SndNxt
+	e.recover = e.sndNxt
 	e.ssthresh = e.cc.OnCongestion(e.congestionSample(false))
 	e.prrDelivered, e.prrOut = 0, 0
 	e.rescueSent = false
@@ -275,7 +276,7 @@ func (e *Endpoint) lossDetected(n int, by string) {
 // endRecovery is the ACK of the RecoveryPoint (RFC 6675 5 (A), RFC 6937):
 // fast recovery ends with cwnd = ssthresh, unless the whole episode was
 // spurious and is undone.
-func (e *Endpoint) endRecovery(seg *Segment, a *ackInfo) {
+func (e *Endpoint) endRecovery(seg *segment, a *ackInfo) {
 	if e.mayUndo(seg) {
 		e.undoResponse("the retransmissions were not needed")
 		return
@@ -325,7 +326,7 @@ func (e *Endpoint) prr(delivered uint32, lost int) {
 // 6.3), and a window of one segment. F-RTO (RFC 5682) starts.
 func (e *Endpoint) enterLoss() {
 	now := e.proto.clock.NowMonotonic()
-	if e.caState == caOpen || !e.SndUna.LessThan(e.recover) || !e.undo.active {
+	if e.caState == caOpen || !e.sndUna.LessThan(e.recover) || !e.undo.active {
 		e.initUndo()
 		e.ssthresh = e.cc.OnCongestion(e.congestionSample(true))
 	}
@@ -353,7 +354,7 @@ func (e *Endpoint) enterLoss() {
 	}
 	e.dupAcks, e.renoSacked = 0, 0
 	e.caState = caLoss
-	e.recover = e.SndNxt
+	e.recover = e.sndNxt
 	e.cwnd = e.inflight() + uint32(e.sndMSS)
 	e.frto = !e.proto.opts.NoFRTO
 	e.frtoStep = 1
@@ -373,8 +374,8 @@ func (e *Endpoint) enterLoss() {
 // such data (section 2.1, steps 2 and 3). The first ACK only shows that
 // the retransmission arrived, which it does as well when the original
 // was lost, so F-RTO sends new data then and lets the second decide.
-func (e *Endpoint) rtoRecoverOnAck(seg *Segment, a *ackInfo) {
-	recovered := !e.SndUna.LessThan(e.recover)
+func (e *Endpoint) rtoRecoverOnAck(seg *segment, a *ackInfo) {
+	recovered := !e.sndUna.LessThan(e.recover)
 	if (a.acked > 0 || a.dsack) && e.mayUndo(seg) {
 		e.undoResponse("spurious timeout (the ACK was for the original transmission)")
 		return
@@ -388,7 +389,7 @@ func (e *Endpoint) rtoRecoverOnAck(seg *Segment, a *ackInfo) {
 			// Step 2.b: new data, if there is any and the peer's
 			// window allows it, instead of retransmitting.
 			e.frtoStep = 2
-			if e.SndNxt.LessThan(e.sndEnd()) && e.SndNxt.LessThan(e.SndUna.Add(seqnum.Size(e.SndWnd))) {
+			if e.sndNxt.LessThan(e.sndEnd()) && e.sndNxt.LessThan(e.sndUna.Add(seqnum.Size(e.sndWnd))) {
 				e.frtoNewData = true
 				return
 			}
@@ -415,7 +416,7 @@ func (e *Endpoint) spuriousRTO(why string) {
 }
 
 // flightSize is FlightSize of RFC 5681: data sent and not yet acknowledged.
-func (e *Endpoint) flightSize() uint32 { return uint32(e.SndUna.Size(e.SndNxt)) }
+func (e *Endpoint) flightSize() uint32 { return uint32(e.sndUna.Size(e.sndNxt)) }
 
 // inflight is pipe (RFC 6675 4's SetPipe, Linux's tcp_packets_in_flight),
 // in bytes: what was sent and has not left the network, as far as the
@@ -438,7 +439,7 @@ func (e *Endpoint) inflight() uint32 {
 // emitRecovery reports a change of course in loss recovery.
 func (e *Endpoint) emitRecovery(note string) {
 	if e.proto.opts.Observer != nil {
-		e.emit(Event{Kind: EventRecovery, Conn: e.connID(), Note: note, Cwnd: e.cwnd, Ssthresh: e.ssthresh})
+		e.emit(event.Event{Kind: event.KindRecovery, Conn: e.connID(), Note: note, Cwnd: e.cwnd, Ssthresh: e.ssthresh})
 	}
 }
 

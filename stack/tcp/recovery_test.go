@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/stack/tcp/tcptest"
 )
@@ -115,7 +116,7 @@ func TestTailLossProbe(t *testing.T) {
 	if n := st.TailLossProbes.Load(); n != 1 {
 		t.Errorf("tail loss probes %d, want 1", n)
 	}
-	if n := st.Sent(tcp.SendRetransmit); n != 0 {
+	if n := st.Sent(event.SendRetransmit); n != 0 {
 		t.Errorf("%d RTO retransmissions, want none", n)
 	}
 	if i := ep.Info(); i.CAState != "open" || i.InFlight != 0 {
@@ -141,8 +142,8 @@ func TestTailLossProbeLostACK(t *testing.T) {
 		t.Errorf("after the probe's D-SACK: %s, cwnd %d, ssthresh %d; want open, >= %d, %d", i.CAState, i.Cwnd, i.Ssthresh, before.Cwnd, before.Ssthresh)
 	}
 	st := p.TCP.Stats()
-	if st.TLPRecoveries.Load() != 0 || st.Sent(tcp.SendRetransmit) != 0 {
-		t.Errorf("TLP recoveries %d, RTO retransmissions %d; want 0, 0", st.TLPRecoveries.Load(), st.Sent(tcp.SendRetransmit))
+	if st.TLPRecoveries.Load() != 0 || st.Sent(event.SendRetransmit) != 0 {
+		t.Errorf("TLP recoveries %d, RTO retransmissions %d; want 0, 0", st.TLPRecoveries.Load(), st.Sent(event.SendRetransmit))
 	}
 }
 
@@ -210,7 +211,7 @@ func TestRACKLostRetransmission(t *testing.T) {
 	p.Advance(rtt)
 	p.Inject(sackAck(8))
 	p.ExpectNothing()
-	if n := p.TCP.Stats().Sent(tcp.SendRetransmit); n != 0 {
+	if n := p.TCP.Stats().Sent(event.SendRetransmit); n != 0 {
 		t.Errorf("%d RTO retransmissions, want none", n)
 	}
 }
@@ -551,7 +552,7 @@ func TestSACKNeverResendsSACKed(t *testing.T) {
 	p.Advance(rtt)
 	p.Inject(sackAck(11))
 	p.Drain()
-	if i := ep.Info(); i.SendQueued != 0 || i.State != tcp.Established {
+	if i := ep.Info(); i.SendQueued != 0 || i.State != event.Established {
 		t.Errorf("after the full ACK: queued %d, state %v", i.SendQueued, i.State)
 	}
 }
@@ -607,7 +608,7 @@ func TestRescueRetransmission(t *testing.T) {
 	if !found {
 		t.Fatalf("segment 10 not rescued in recovery; sent %v", got)
 	}
-	if n := p.TCP.Stats().Sent(tcp.SendRetransmit); n != 0 {
+	if n := p.TCP.Stats().Sent(event.SendRetransmit); n != 0 {
 		t.Errorf("%d RTO retransmissions", n)
 	}
 }

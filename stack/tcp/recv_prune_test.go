@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"testing"
 
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/stack/tcp/tcptest"
 )
@@ -16,9 +17,9 @@ import (
 // drops records drop events.
 type drops struct{ events }
 
-func (d *drops) of(r tcp.DropReason) []tcp.Event {
-	var out []tcp.Event
-	for _, ev := range d.events.of(tcp.EventDrop) {
+func (d *drops) of(r event.DropReason) []event.Event {
+	var out []event.Event
+	for _, ev := range d.events.of(event.KindDrop) {
 		if ev.Drop == r {
 			out = append(out, ev)
 		}
@@ -54,16 +55,16 @@ func TestHoleFloodRangeLimit(t *testing.T) {
 	p.Inject(seg{Flags: ".", Seq: hole(33), Ack: 1, Payload: data[hole(33)-1 : hole(33)]})
 	p.ExpectNothing()
 	st := p.TCP.Stats()
-	wantCount(t, "queue-full drops", st.Dropped(tcp.DropOutOfOrderQueueFull), 1)
-	if ev := d.of(tcp.DropOutOfOrderQueueFull); len(ev) != 1 || ev[0].Segment.Seq != tcptest.PeerISS+hole(33) {
+	wantCount(t, "queue-full drops", st.Dropped(event.DropOutOfOrderQueueFull), 1)
+	if ev := d.of(event.DropOutOfOrderQueueFull); len(ev) != 1 || ev[0].Segment.Seq != tcptest.PeerISS+hole(33) {
 		t.Fatalf("queue-full drop events %v", ev)
 	}
 
 	// Below the highest: the highest range goes.
 	p.Inject(seg{Flags: ".", Seq: 5, Ack: 1, Payload: data[4:5]})
 	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, SACK: sackBlocks{{5, 6}, {hole(31), hole(31) + 1}, {hole(30), hole(30) + 1}, {hole(29), hole(29) + 1}}})
-	wantCount(t, "pruned ranges", st.Dropped(tcp.DropOutOfOrderPruned), 1)
-	if ev := d.of(tcp.DropOutOfOrderPruned); len(ev) != 1 || ev[0].Segment.Seq != tcptest.PeerISS+hole(32) || ev[0].Segment.Len != 1 {
+	wantCount(t, "pruned ranges", st.Dropped(event.DropOutOfOrderPruned), 1)
+	if ev := d.of(event.DropOutOfOrderPruned); len(ev) != 1 || ev[0].Segment.Seq != tcptest.PeerISS+hole(32) || ev[0].Segment.Len != 1 {
 		t.Fatalf("prune events %v", ev)
 	}
 
@@ -114,8 +115,8 @@ func TestOutOfOrderMemoryLimit(t *testing.T) {
 		t.Fatalf("%d ranges held (limit %d), %d acknowledged", ranges, rangeLimit, held)
 	case mem > memLimit || mem+size+2048 < memLimit:
 		t.Fatalf("charged %d of %d: over, or room left for one more", mem, memLimit)
-	case dropped == 0 || int(p.TCP.Stats().Dropped(tcp.DropOutOfOrderQueueFull)) != dropped || len(d.of(tcp.DropOutOfOrderQueueFull)) != dropped:
-		t.Fatalf("%d segments not acknowledged, %d counted as queue-full drops", dropped, p.TCP.Stats().Dropped(tcp.DropOutOfOrderQueueFull))
+	case dropped == 0 || int(p.TCP.Stats().Dropped(event.DropOutOfOrderQueueFull)) != dropped || len(d.of(event.DropOutOfOrderQueueFull)) != dropped:
+		t.Fatalf("%d segments not acknowledged, %d counted as queue-full drops", dropped, p.TCP.Stats().Dropped(event.DropOutOfOrderQueueFull))
 	}
 
 	// Below all: the highest range makes room.
@@ -125,8 +126,8 @@ func TestOutOfOrderMemoryLimit(t *testing.T) {
 	}
 	p.Inject(seg{Flags: ".", Seq: 2, Ack: 1, Payload: data[1 : 1+size]})
 	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, SACK: sackBlocks{{2, 2 + size}, rng(held - 2), rng(held - 3), rng(held - 4)}})
-	wantCount(t, "pruned ranges", p.TCP.Stats().Dropped(tcp.DropOutOfOrderPruned), 1)
-	if ev := d.of(tcp.DropOutOfOrderPruned); len(ev) != 1 || ev[0].Segment.Seq != tcptest.PeerISS+rng(held - 1)[0] || ev[0].Segment.Len != size {
+	wantCount(t, "pruned ranges", p.TCP.Stats().Dropped(event.DropOutOfOrderPruned), 1)
+	if ev := d.of(event.DropOutOfOrderPruned); len(ev) != 1 || ev[0].Segment.Seq != tcptest.PeerISS+rng(held - 1)[0] || ev[0].Segment.Len != size {
 		t.Fatalf("prune events %v", ev)
 	}
 
@@ -180,17 +181,17 @@ func TestFinHeldOutOfOrder(t *testing.T) {
 	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, SACK: sackBlocks{{201, 301}}})
 	p.Inject(seg{Flags: ".", Seq: 302, Ack: 1, Payload: []byte("beyond")})
 	p.ExpectNothing()
-	wantCount(t, "data after FIN drops", p.TCP.Stats().Dropped(tcp.DropDataAfterFin), 1)
+	wantCount(t, "data after FIN drops", p.TCP.Stats().Dropped(event.DropDataAfterFin), 1)
 	// The FIN again, with and without its text: duplicates, not text
 	// after the FIN.
 	p.Inject(seg{Flags: "F.", Seq: 201, Ack: 1, Payload: data[200:300]})
 	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, SACK: sackBlocks{{201, 301}, {201, 301}}})
 	p.Inject(seg{Flags: "F.", Seq: 301, Ack: 1})
 	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, SACK: sackBlocks{{201, 301}}})
-	wantCount(t, "data after FIN drops", p.TCP.Stats().Dropped(tcp.DropDataAfterFin), 1)
+	wantCount(t, "data after FIN drops", p.TCP.Stats().Dropped(event.DropDataAfterFin), 1)
 	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1, Payload: data[:200]})
 	p.Expect(seg{Flags: ".", Seq: 1, Ack: 302, Check: tcptest.CheckSACK})
-	p.WantState(ep, tcp.CloseWait)
+	p.WantState(ep, event.CloseWait)
 	if got := readAll(t, ep); !bytes.Equal(got, data) {
 		t.Fatalf("read %q", got)
 	}
@@ -208,7 +209,7 @@ func TestFinOnlyHeldOutOfOrder(t *testing.T) {
 	p.Expect(seg{Flags: ".", Seq: 1, Ack: 51})
 	p.Inject(seg{Flags: ".", Seq: 51, Ack: 1, Payload: data[50:]})
 	p.Expect(seg{Flags: ".", Seq: 1, Ack: 102})
-	p.WantState(ep, tcp.CloseWait)
+	p.WantState(ep, event.CloseWait)
 	if got := readAll(t, ep); !bytes.Equal(got, data) {
 		t.Fatalf("read %q", got)
 	}

@@ -7,6 +7,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tapstack/tapstack/event"
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -19,37 +20,37 @@ import (
 
 // sendReset sends <SEQ=seq><CTL=RST>.
 func (e *Endpoint) sendReset(seq seqnum.Value) {
-	e.sendSegment(SendRst, header.TCPFlagRst, seq, buffer.Buffer{}, nil)
+	e.sendSegment(event.SendRst, header.TCPFlagRst, seq, buffer.Buffer{}, nil)
 }
 
 // rstArrives is the second step for an acceptable RST. RFC 5961 3.2: only
 // a RST exactly at RCV.NXT resets the connection; one elsewhere in the
-// window gets a challenge ACK.
-func (e *Endpoint) rstArrives(seg *Segment) {
-	if seg.Seq != e.RcvNxt {
-		e.drop(seg, DropRstInvalid)
+// window gets a challenge ACK. It returns the move to CLOSED a reset
+// makes.
+func (e *Endpoint) rstArrives(seg *segment) verdict {
+	if seg.Seq != e.rcvNxt {
+		e.drop(seg, event.DropRstInvalid)
 		e.challengeAck()
-		return
+		return stay()
 	}
 	e.proto.stats.ResetsReceived.Add(1)
 	switch e.state {
-	case SynReceived:
+	case event.SynReceived:
 		if e.listener != nil {
 			// Passive OPEN: the half-open entry goes; the listener
 			// itself is unharmed.
-			e.transition(Closed, segmentCause(seg))
-			return
+			return moveTo(event.Closed, segmentCause(seg), thenDone)
 		}
 		// Active OPEN (simultaneous open): "connection refused".
-		e.fail(syscall.ECONNREFUSED, segmentCause(seg))
-	case Established, FinWait1, FinWait2, CloseWait:
+		return e.failed(syscall.ECONNREFUSED, segmentCause(seg))
+	case event.Established, event.FinWait1, event.FinWait2, event.CloseWait:
 		// "Any outstanding RECEIVEs and SEND should receive 'reset'
-		// responses. All segment queues should be flushed."
-		e.fail(syscall.ECONNRESET, segmentCause(seg))
-		e.sndBuf.Release()
-	default: // CLOSING, LAST-ACK, TIME-WAIT
-		e.transition(Closed, segmentCause(seg))
+		// responses. All segment queues should be flushed": entering
+		// CLOSED flushes them (release).
+		return e.failed(syscall.ECONNRESET, segmentCause(seg))
 	}
+	// CLOSING, LAST-ACK, TIME-WAIT
+	return moveTo(event.Closed, segmentCause(seg), thenDone)
 }
 
 // challengeAck sends <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK> (RFC 5961 3.2,
@@ -65,19 +66,19 @@ func (e *Endpoint) challengeAck() {
 		return
 	}
 	if !e.proto.challenge.allow(e.proto.clock.NowMonotonic()) {
-		e.suppressedReply(nil, DropChallengeRateLimited)
+		e.suppressedReply(nil, event.DropChallengeRateLimited)
 		return
 	}
-	e.sendAck(SendChallengeAck)
+	e.sendAck(event.SendChallengeAck)
 }
 
 // ackUnacceptable answers an unacceptable segment (3.10.7.4 first step,
 // RFC 7323 5.3 for PAWS, the fifth step for an ACK of unsent data) with
 // <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>, unless the connection answered
 // one within InvalidRateLimit.
-func (e *Endpoint) ackUnacceptable(seg *Segment) {
+func (e *Endpoint) ackUnacceptable(seg *segment) {
 	if e.invalidAckAllowed(seg) {
-		e.sendAck(SendAck)
+		e.sendAck(event.SendAck)
 	}
 }
 
@@ -91,17 +92,17 @@ func (e *Endpoint) ackUnacceptable(seg *Segment) {
 // that ACK is how the sender learns its retransmission was a duplicate
 // (the D-SACK of RFC 2883, which undoes a spurious congestion response)
 // or that our window is still closed.
-func (e *Endpoint) invalidAckAllowed(seg *Segment) bool {
+func (e *Endpoint) invalidAckAllowed(seg *segment) bool {
 	lim := e.proto.opts.InvalidRateLimit
 	if lim < 0 {
 		return true
 	}
-	if seg != nil && seg.wire.Len > 0 && seg.wire.Flags&uint8(header.TCPFlagSyn) == 0 {
+	if seg != nil && seg.wire.Len > 0 && seg.wire.Flags&event.FlagSyn == 0 {
 		return true
 	}
 	now := e.proto.clock.NowMonotonic()
 	if e.invalidAckSent && now.Sub(e.invalidAckAt) < lim {
-		e.suppressedReply(seg, DropAckRateLimited)
+		e.suppressedReply(seg, event.DropAckRateLimited)
 		return false
 	}
 	e.invalidAckSent, e.invalidAckAt = true, now
@@ -110,14 +111,14 @@ func (e *Endpoint) invalidAckAllowed(seg *Segment) bool {
 
 // suppressedReply counts and reports a reply a limit held back; seg is
 // the segment that asked for it, when known.
-func (e *Endpoint) suppressedReply(seg *Segment, r DropReason) {
+func (e *Endpoint) suppressedReply(seg *segment, r event.DropReason) {
 	if seg != nil {
 		e.drop(seg, r)
 		return
 	}
 	e.proto.stats.Drops[r].Add(1)
 	if e.proto.opts.Observer != nil {
-		e.emit(Event{Kind: EventDrop, Conn: e.connID(), Drop: r, Segment: SegmentInfo{WS: -1, Note: "challenge ACK not sent: " + r.String()}})
+		e.emit(event.Event{Kind: event.KindDrop, Conn: e.connID(), Drop: r, Segment: event.SegmentInfo{WS: -1, Note: "challenge ACK not sent: " + r.String()}})
 	}
 }
 
@@ -163,7 +164,7 @@ func (c *challengeLimiter) allow(now tcpip.MonotonicTime) bool {
 // replyRST answers seg with a reset as RFC 9293 3.10.7.1 prescribes for a
 // closed port: if the ACK bit is off, <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>;
 // otherwise <SEQ=SEG.ACK><CTL=RST>.
-func (p *Protocol) replyRST(id stack.TransportEndpointID, netProto tcpip.NetworkProtocolNumber, nic tcpip.NICID, seg *Segment) {
+func (p *Protocol) replyRST(id stack.TransportEndpointID, netProto tcpip.NetworkProtocolNumber, nic tcpip.NICID, seg *segment) {
 	r, err := p.stack.FindRoute(nic, id.LocalAddress, id.RemoteAddress, netProto, false)
 	if err != nil {
 		return
@@ -178,6 +179,6 @@ func (p *Protocol) replyRST(id stack.TransportEndpointID, netProto tcpip.Network
 		f.flags = header.TCPFlagRst | header.TCPFlagAck
 	}
 	pkt := buildPacket(r, &f, buffer.Buffer{})
-	p.countSend(connIDOf(id), SendRst, &f, 0, 0)
+	p.countSend(connIDOf(id), event.SendRst, &f, 0, 0)
 	writePacket(r, pkt)
 }

@@ -3,6 +3,8 @@ package tcp
 import (
 	"syscall"
 	"time"
+
+	"github.com/tapstack/tapstack/event"
 )
 
 // sampleRTT feeds one round-trip measurement into the RFC 6298 estimator.
@@ -46,17 +48,17 @@ func (e *Endpoint) backoff() {
 func (e *Endpoint) retransmitTimeout() {
 	e.retries++
 	switch e.state {
-	case SynSent:
+	case event.SynSent:
 		if e.retries > e.proto.opts.SynRetries {
 			e.fail(syscall.ETIMEDOUT, timerCause(timerRetransmit))
 			return
 		}
 		e.backoff()
 		e.emitRTO()
-		e.sendSyn(SendSynRetransmit)
+		e.sendSyn(event.SendSynRetransmit)
 		e.setTimer(timerRetransmit, e.rto)
 		return
-	case SynReceived:
+	case event.SynReceived:
 		if e.retries > e.proto.opts.SynAckRetries {
 			// A half-open entry that never completed is forgotten
 			// quietly, as Linux does; an active opener learns ETIMEDOUT.
@@ -65,11 +67,11 @@ func (e *Endpoint) retransmitTimeout() {
 		}
 		e.backoff()
 		e.emitRTO()
-		e.sendSynAck(SendSynAckRetransmit)
+		e.sendSynAck(event.SendSynAckRetransmit)
 		e.setTimer(timerRetransmit, e.rto)
 		return
 	}
-	if !e.state.synchronized() || e.rtxq.empty() {
+	if !e.state.Synchronized() || e.rtxq.empty() {
 		e.retries = 0
 		return
 	}
@@ -117,7 +119,7 @@ func (e *Endpoint) SetUserTimeout(d time.Duration) {
 }
 
 func (e *Endpoint) emitRTO() {
-	e.emit(Event{Kind: EventRetransmitTimeout, Conn: e.connID(), RTO: e.rto})
+	e.emit(event.Event{Kind: event.KindRetransmitTimeout, Conn: e.connID(), RTO: e.rto})
 }
 
 // timeoutErr is the error a connection that gave up reports: ETIMEDOUT,
@@ -129,10 +131,19 @@ func (e *Endpoint) timeoutErr() error {
 	return syscall.ETIMEDOUT
 }
 
-// fail ends the connection with a hard error the user will see.
-func (e *Endpoint) fail(err error, cause Cause) {
-	if e.err == nil && !(e.listener != nil && e.state == SynReceived) {
+// fail ends the connection with a hard error the user will see: a timer
+// gave up, or the link failed.
+func (e *Endpoint) fail(err error, cause event.Cause) {
+	v := e.failed(err, cause)
+	e.transition(v.to, v.cause)
+}
+
+// failed records a hard error for the user and returns the move to
+// CLOSED that it makes, for a SEGMENT ARRIVES handler to return. A
+// half-open connection of a listener has no user to tell.
+func (e *Endpoint) failed(err error, cause event.Cause) verdict {
+	if e.err == nil && !(e.listener != nil && e.state == event.SynReceived) {
 		e.err = err
 	}
-	e.transition(Closed, cause)
+	return moveTo(event.Closed, cause, thenDone)
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/stack/tcp/tcptest"
 )
@@ -23,13 +24,13 @@ func TestSynRetransmit(t *testing.T) {
 		p.ExpectNothing()
 		p.Advance(1)
 		p.Expect(seg{Flags: "S", Seq: 0})
-		p.WantState(ep, tcp.SynSent)
+		p.WantState(ep, event.SynSent)
 	}
 	p.Advance(15*time.Second - p.Elapsed() - 1)
-	p.WantState(ep, tcp.SynSent)
+	p.WantState(ep, event.SynSent)
 	p.Advance(1)
 	p.ExpectNothing()
-	p.WantState(ep, tcp.Closed)
+	p.WantState(ep, event.Closed)
 	if ok, err := ep.Established(); ok || !errors.Is(err, syscall.ETIMEDOUT) {
 		t.Fatalf("Established() = %v, %v; want false, ETIMEDOUT", ok, err)
 	}
@@ -54,7 +55,7 @@ func TestSynAckRetransmit(t *testing.T) {
 	if q := p.Listener.Queues(); q.SynQueueLen != 0 {
 		t.Fatalf("SYN queue %d, want 0", q.SynQueueLen)
 	}
-	p.WantState(p.Listener, tcp.Listen)
+	p.WantState(p.Listener, event.Listen)
 }
 
 // TestDataRetransmit: on the RTO the oldest segment is sent again, the
@@ -88,7 +89,7 @@ func TestDataRetransmit(t *testing.T) {
 	p.Inject(seg{Flags: ".", Seq: 1, Ack: 4381})
 	p.Advance(time.Minute)
 	p.ExpectNothing()
-	p.WantState(ep, tcp.Established)
+	p.WantState(ep, event.Established)
 }
 
 // TestDataRetransmitGiveUp: after MaxRetries retransmissions the
@@ -103,10 +104,10 @@ func TestDataRetransmitGiveUp(t *testing.T) {
 	p.Advance(2 * rto)
 	p.Expect(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("x")})
 	p.Advance(4*rto - 1)
-	p.WantState(ep, tcp.Established)
+	p.WantState(ep, event.Established)
 	p.Advance(1)
 	p.ExpectNothing()
-	p.WantState(ep, tcp.Closed)
+	p.WantState(ep, event.Closed)
 	if _, err := ep.Read(make([]byte, 1)); !errors.Is(err, syscall.ETIMEDOUT) {
 		t.Fatalf("Read: %v, want ETIMEDOUT", err)
 	}
@@ -142,7 +143,7 @@ func TestFastRetransmit(t *testing.T) {
 	if i := ep.Info(); i.Ssthresh != 3650 || i.Cwnd != 3650 || i.CAState != "fast recovery" {
 		t.Errorf("%s, ssthresh %d, cwnd %d; want fast recovery, 3650, 3650", i.CAState, i.Ssthresh, i.Cwnd)
 	}
-	if n := p.TCP.Stats().Sent(tcp.SendFastRetransmit); n != 1 {
+	if n := p.TCP.Stats().Sent(event.SendFastRetransmit); n != 1 {
 		t.Errorf("fast retransmits %d, want 1", n)
 	}
 }
@@ -167,7 +168,7 @@ func TestAckAfterGoBackN(t *testing.T) {
 		t.Fatalf("after the ACK of all data: SND.UNA %d (ISS+%d), %d bytes queued; want ISS+4381, 0",
 			i.TCB.SndUna, i.TCB.SndUna-i.TCB.ISS, i.SendQueued)
 	}
-	if n := p.TCP.Stats().Dropped(tcp.DropAckUnsent); n != 0 {
+	if n := p.TCP.Stats().Dropped(event.DropAckUnsent); n != 0 {
 		t.Errorf("%d ACKs dropped as unsent data", n)
 	}
 }

@@ -6,8 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/stack/tcp/tcptest"
+	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
 )
 
 // TestMalformed: a segment that fails validation is dropped before any
@@ -18,34 +20,34 @@ func TestMalformed(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		make   func(p *tcptest.Peer) []byte
-		reason tcp.DropReason
+		reason event.DropReason
 	}{
 		{"bad checksum", func(p *tcptest.Peer) []byte {
 			b := p.Encode(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("data")})
 			b[16] ^= 0xff
 			return b
-		}, tcp.DropBadChecksum},
+		}, event.DropBadChecksum},
 		{"data offset 4", func(p *tcptest.Peer) []byte {
 			b := p.Encode(seg{Flags: "R", Seq: 1})
 			b[12] = 4 << 4
 			tcptest.FixChecksum(b)
 			return b
-		}, tcp.DropMalformed},
+		}, event.DropMalformed},
 		{"data offset 0", func(p *tcptest.Peer) []byte {
 			b := p.Encode(seg{Flags: "R", Seq: 1})
 			b[12] = 0
 			tcptest.FixChecksum(b)
 			return b
-		}, tcp.DropMalformed},
+		}, event.DropMalformed},
 		{"data offset beyond the segment", func(p *tcptest.Peer) []byte {
 			b := p.Encode(seg{Flags: "R", Seq: 1})
 			b[12] = 15 << 4
 			tcptest.FixChecksum(b)
 			return b
-		}, tcp.DropMalformed},
+		}, event.DropMalformed},
 		{"truncated header", func(p *tcptest.Peer) []byte {
 			return p.Encode(seg{Flags: "R", Seq: 1})[:12]
-		}, tcp.DropMalformed},
+		}, event.DropMalformed},
 	} {
 		for _, target := range []string{"connection", "listener", "closed port"} {
 			t.Run(tc.name+"/"+target, func(t *testing.T) {
@@ -58,8 +60,8 @@ func TestMalformed(t *testing.T) {
 				}
 				p.InjectTCP(tc.make(p), false)
 				p.ExpectNothing()
-				p.WantState(ep, tcp.Established)
-				p.WantState(p.Listener, tcp.Listen)
+				p.WantState(ep, event.Established)
+				p.WantState(p.Listener, event.Listen)
 				if n := p.TCP.Stats().Dropped(tc.reason); n != 1 {
 					t.Errorf("Dropped(%v) = %d, want 1", tc.reason, n)
 				}
@@ -128,7 +130,7 @@ func FuzzSegment(f *testing.F) {
 				t.Fatalf("invalid state %s", s)
 			}
 			i := e.Info()
-			if i.State.String() != "CLOSED" && i.TCB.SndNxt.LessThan(i.TCB.SndUna) {
+			if i.State.String() != "CLOSED" && seqnum.Value(i.TCB.SndNxt).LessThan(seqnum.Value(i.TCB.SndUna)) {
 				t.Fatalf("SND.NXT %d < SND.UNA %d", i.TCB.SndNxt, i.TCB.SndUna)
 			}
 		}

@@ -5,7 +5,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/tapstack/tapstack/stack/tcp"
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp/tcptest"
 )
 
@@ -34,7 +34,7 @@ func TestResetClosedPort(t *testing.T) {
 				p.Expect(*tc.want)
 			}
 			p.ExpectNothing()
-			if n := p.TCP.Stats().Dropped(tcp.DropNoSocket); n != 1 {
+			if n := p.TCP.Stats().Dropped(event.DropNoSocket); n != 1 {
 				t.Errorf("Dropped(no socket) = %d, want 1", n)
 			}
 		})
@@ -49,14 +49,14 @@ func TestListenerSegments(t *testing.T) {
 		name   string
 		in     seg
 		want   *seg
-		reason tcp.DropReason
+		reason event.DropReason
 	}{
-		{"RST", seg{Flags: "R", Seq: 1}, nil, tcp.DropListenRst},
-		{"RST ACK", seg{Flags: "R.", Seq: 1, Ack: 7}, nil, tcp.DropListenRst},
-		{"ACK", seg{Flags: ".", Seq: 1, Ack: 777}, &seg{Flags: "R", Seq: 777}, tcp.DropListenAck},
-		{"FIN ACK", seg{Flags: "F.", Seq: 1, Ack: 50}, &seg{Flags: "R", Seq: 50}, tcp.DropListenAck},
-		{"bare FIN", seg{Flags: "F", Seq: 1}, nil, tcp.DropListenNoSyn},
-		{"no flags", seg{Flags: "", Seq: 1, Payload: []byte("x")}, nil, tcp.DropListenNoSyn},
+		{"RST", seg{Flags: "R", Seq: 1}, nil, event.DropListenRst},
+		{"RST ACK", seg{Flags: "R.", Seq: 1, Ack: 7}, nil, event.DropListenRst},
+		{"ACK", seg{Flags: ".", Seq: 1, Ack: 777}, &seg{Flags: "R", Seq: 777}, event.DropListenAck},
+		{"FIN ACK", seg{Flags: "F.", Seq: 1, Ack: 50}, &seg{Flags: "R", Seq: 50}, event.DropListenAck},
+		{"bare FIN", seg{Flags: "F", Seq: 1}, nil, event.DropListenNoSyn},
+		{"no flags", seg{Flags: "", Seq: 1, Payload: []byte("x")}, nil, event.DropListenNoSyn},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, l := tcptest.Listen(t)
@@ -65,7 +65,7 @@ func TestListenerSegments(t *testing.T) {
 				p.Expect(*tc.want)
 			}
 			p.ExpectNothing()
-			p.WantState(l, tcp.Listen)
+			p.WantState(l, event.Listen)
 			if n := p.TCP.Stats().Dropped(tc.reason); n != 1 {
 				t.Errorf("Dropped(%v) = %d, want 1", tc.reason, n)
 			}
@@ -87,7 +87,7 @@ func TestResetSynSent(t *testing.T) {
 		p, ep := tcptest.SynSent(t)
 		p.Inject(seg{Flags: "R.", Seq: 0, Ack: 1})
 		p.ExpectNothing()
-		p.WantState(ep, tcp.Closed)
+		p.WantState(ep, event.Closed)
 		ok, err := ep.Established()
 		if ok || !errors.Is(err, syscall.ECONNREFUSED) {
 			t.Fatalf("Established() = %v, %v; want false, ECONNREFUSED", ok, err)
@@ -108,14 +108,14 @@ func TestResetSynSent(t *testing.T) {
 			p, ep := tcptest.SynSent(t)
 			p.Inject(tc.in)
 			p.ExpectNothing()
-			p.WantState(ep, tcp.SynSent)
+			p.WantState(ep, event.SynSent)
 			if ok, err := ep.Established(); ok || err != nil {
 				t.Fatalf("Established() = %v, %v; want false, nil", ok, err)
 			}
 			// The handshake still completes.
 			p.Inject(seg{Flags: "S.", Seq: 0, Ack: 1})
 			p.Expect(seg{Flags: ".", Seq: 1, Ack: 1})
-			p.WantState(ep, tcp.Established)
+			p.WantState(ep, event.Established)
 		})
 	}
 	t.Run("bad ACK without RST", func(t *testing.T) {
@@ -124,7 +124,7 @@ func TestResetSynSent(t *testing.T) {
 		p, ep := tcptest.SynSent(t)
 		p.Inject(seg{Flags: "S.", Seq: 0, Ack: 100})
 		p.Expect(seg{Flags: "R", Seq: 100})
-		p.WantState(ep, tcp.SynSent)
+		p.WantState(ep, event.SynSent)
 	})
 }
 
@@ -137,7 +137,7 @@ func TestResetSynchronized(t *testing.T) {
 		p, ep := tcptest.Established(t)
 		p.Inject(seg{Flags: "R", Seq: 1})
 		p.ExpectNothing()
-		p.WantState(ep, tcp.Closed)
+		p.WantState(ep, event.Closed)
 		if _, err := ep.Read(make([]byte, 10)); !errors.Is(err, syscall.ECONNRESET) {
 			t.Errorf("Read: %v, want ECONNRESET", err)
 		}
@@ -152,14 +152,14 @@ func TestResetSynchronized(t *testing.T) {
 		name   string
 		in     seg
 		want   *seg
-		reason tcp.DropReason
+		reason event.DropReason
 	}{
-		{"RST in window, not at RCV.NXT", seg{Flags: "R", Seq: 100}, &seg{Flags: ".", Seq: 1, Ack: 1}, tcp.DropRstInvalid},
-		{"RST ACK in window, not at RCV.NXT", seg{Flags: "R.", Seq: 2, Ack: 1}, &seg{Flags: ".", Seq: 1, Ack: 1}, tcp.DropRstInvalid},
-		{"RST beyond the window", seg{Flags: "R", Seq: 1 + 65535 + 10}, nil, tcp.DropOutOfWindow},
-		{"RST below RCV.NXT", seg{Flags: "R", Seq: 0}, nil, tcp.DropOldSequence},
-		{"SYN in window", seg{Flags: "S", Seq: 50}, &seg{Flags: ".", Seq: 1, Ack: 1}, tcp.DropSynUnexpected},
-		{"SYN at RCV.NXT", seg{Flags: "S", Seq: 1}, &seg{Flags: ".", Seq: 1, Ack: 1}, tcp.DropSynUnexpected},
+		{"RST in window, not at RCV.NXT", seg{Flags: "R", Seq: 100}, &seg{Flags: ".", Seq: 1, Ack: 1}, event.DropRstInvalid},
+		{"RST ACK in window, not at RCV.NXT", seg{Flags: "R.", Seq: 2, Ack: 1}, &seg{Flags: ".", Seq: 1, Ack: 1}, event.DropRstInvalid},
+		{"RST beyond the window", seg{Flags: "R", Seq: 1 + 65535 + 10}, nil, event.DropOutOfWindow},
+		{"RST below RCV.NXT", seg{Flags: "R", Seq: 0}, nil, event.DropOldSequence},
+		{"SYN in window", seg{Flags: "S", Seq: 50}, &seg{Flags: ".", Seq: 1, Ack: 1}, event.DropSynUnexpected},
+		{"SYN at RCV.NXT", seg{Flags: "S", Seq: 1}, &seg{Flags: ".", Seq: 1, Ack: 1}, event.DropSynUnexpected},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, ep := tcptest.Established(t)
@@ -168,7 +168,7 @@ func TestResetSynchronized(t *testing.T) {
 				p.Expect(*tc.want)
 			}
 			p.ExpectNothing()
-			p.WantState(ep, tcp.Established)
+			p.WantState(ep, event.Established)
 			if n := p.TCP.Stats().Dropped(tc.reason); n != 1 {
 				t.Errorf("Dropped(%v) = %d, want 1", tc.reason, n)
 			}
@@ -184,13 +184,13 @@ func TestResetSynchronized(t *testing.T) {
 		p, ep := tcptest.CloseWait(t)
 		p.Inject(seg{Flags: "R", Seq: 2})
 		p.ExpectNothing()
-		p.WantState(ep, tcp.Closed)
+		p.WantState(ep, event.Closed)
 	})
 	t.Run("RST in TIME-WAIT", func(t *testing.T) {
 		// RFC 9293 3.10.7.4: in TIME-WAIT a RST at RCV.NXT closes.
 		p, ep := tcptest.TimeWait(t)
 		p.Inject(seg{Flags: "R", Seq: 2})
 		p.ExpectNothing()
-		p.WantState(ep, tcp.Closed)
+		p.WantState(ep, event.Closed)
 	})
 }

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tapstack/tapstack/stack/tcp"
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp/tcptest"
 )
 
@@ -88,14 +88,14 @@ func TestRstStorm(t *testing.T) {
 		p.Drain()
 	}
 	after := heapInUse()
-	p.WantState(ep, tcp.Established)
+	p.WantState(ep, event.Established)
 	if i := ep.Info(); i.BytesReceived != uint64(received.Len()) || i.BytesAcked != uint64(sent.Len()) || i.SendQueued != 0 {
 		t.Errorf("received %d (read %d), acked %d of %d, %d queued", i.BytesReceived, received.Len(), i.BytesAcked, sent.Len(), i.SendQueued)
 	}
 	st := p.TCP.Stats()
-	outOfWindow, old, inWindow := st.Dropped(tcp.DropOutOfWindow), st.Dropped(tcp.DropOldSequence), st.Dropped(tcp.DropRstInvalid)
-	challenges := st.Sent(tcp.SendChallengeAck)
-	perConn, budget := st.Dropped(tcp.DropAckRateLimited), st.Dropped(tcp.DropChallengeRateLimited)
+	outOfWindow, old, inWindow := st.Dropped(event.DropOutOfWindow), st.Dropped(event.DropOldSequence), st.Dropped(event.DropRstInvalid)
+	challenges := st.Sent(event.SendChallengeAck)
+	perConn, budget := st.Dropped(event.DropAckRateLimited), st.Dropped(event.DropChallengeRateLimited)
 	t.Logf("%d RSTs: %d beyond the window, %d below it, %d in it: %d challenge ACKs sent, %d held back per connection, %d by the stack-wide budget; heap %+d bytes",
 		storm, outOfWindow, old, inWindow, challenges, perConn, budget, int64(after)-int64(before))
 	if total := outOfWindow + old + inWindow; total != storm {

@@ -2,17 +2,16 @@ package tcp
 
 import (
 	"encoding/binary"
-	"fmt"
-	"strings"
 
+	"github.com/tapstack/tapstack/event"
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
 )
 
-// Segment is a parsed TCP segment, inbound or outbound: the header fields
+// segment is a parsed TCP segment, inbound or outbound: the header fields
 // the state machine reads, the options it understands, and the payload.
-type Segment struct {
+type segment struct {
 	SrcPort, DstPort uint16
 	Seq              seqnum.Value
 	Ack              seqnum.Value
@@ -36,11 +35,11 @@ type Segment struct {
 
 	Payload buffer.Buffer
 
-	wire SegKey // as it arrived, before any trimming
+	wire event.SegKey // as it arrived, before any trimming
 }
 
 // Len is SEG.LEN of RFC 9293 3.4: the payload plus one for SYN and one for FIN.
-func (s *Segment) Len() seqnum.Size {
+func (s *segment) Len() seqnum.Size {
 	n := seqnum.Size(s.Payload.Size())
 	if s.Flags&header.TCPFlagSyn != 0 {
 		n++
@@ -51,100 +50,30 @@ func (s *Segment) Len() seqnum.Size {
 	return n
 }
 
-func (s *Segment) has(f header.TCPFlags) bool { return s.Flags&f != 0 }
-
-// flagString renders flags as tcpdump does: S, F, P, R, U and "." for ACK.
-func flagString(f header.TCPFlags) string {
-	var b strings.Builder
-	for _, x := range []struct {
-		f header.TCPFlags
-		c byte
-	}{{header.TCPFlagSyn, 'S'}, {header.TCPFlagFin, 'F'}, {header.TCPFlagPsh, 'P'}, {header.TCPFlagRst, 'R'}, {header.TCPFlagUrg, 'U'}, {header.TCPFlagEce, 'E'}, {header.TCPFlagCwr, 'W'}, {header.TCPFlagAck, '.'}} {
-		if f&x.f != 0 {
-			b.WriteByte(x.c)
-		}
-	}
-	if b.Len() == 0 {
-		return "none"
-	}
-	return b.String()
-}
-
-// SegmentInfo is a segment as events report it: header fields, the SYN
-// options, and the payload length. It is a plain value, cheap to make;
-// formatting happens only in String, when someone looks.
-type SegmentInfo struct {
-	SrcPort, DstPort uint16
-	Seq, Ack         uint32
-	Flags            header.TCPFlags
-	Window           uint16
-	MSS              uint16 // 0: absent
-	WS               int    // -1: absent
-	SACKPermitted    bool
-	TS               bool // the Timestamps option is present, with TSVal and TSEcr
-	TSVal, TSEcr     uint32
-	Len              int    // payload bytes
-	Note             string // for what could not be parsed
-}
+func (s *segment) has(f header.TCPFlags) bool { return s.Flags&f != 0 }
 
 // info summarizes s for an event.
-func (s *Segment) info() SegmentInfo {
-	return SegmentInfo{
+func (s *segment) info() event.SegmentInfo {
+	return event.SegmentInfo{
 		SrcPort: s.SrcPort, DstPort: s.DstPort, Seq: uint32(s.Seq), Ack: uint32(s.Ack),
-		Flags: s.Flags, Window: s.Window, MSS: s.MSS, WS: s.WS, SACKPermitted: s.SACKPermitted,
+		Flags: event.Flags(s.Flags), Window: s.Window, MSS: s.MSS, WS: s.WS, SACKPermitted: s.SACKPermitted,
 		TS: s.TS, TSVal: s.TSVal, TSEcr: s.TSEcr, Len: int(s.Payload.Size()),
 	}
 }
 
 // String renders the segment like a tcpdump line with absolute numbers.
-func (s *Segment) String() string { return s.info().String() }
-
-// String renders the segment like a tcpdump line with absolute numbers:
-// "40000 > 80: Flags [S.], seq 100, ack 201, win 65535, options [mss 1460,TS val 7 ecr 9,wscale 7], length 0".
-// Options are named as tcpdump names them; NOPs are left out.
-func (s SegmentInfo) String() string {
-	if s.Note != "" {
-		return s.Note
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "%d > %d: Flags [%s], seq %d", s.SrcPort, s.DstPort, flagString(s.Flags), s.Seq)
-	if s.Len > 0 {
-		fmt.Fprintf(&b, ":%d", s.Seq+uint32(s.Len))
-	}
-	if s.Flags&header.TCPFlagAck != 0 {
-		fmt.Fprintf(&b, ", ack %d", s.Ack)
-	}
-	fmt.Fprintf(&b, ", win %d", s.Window)
-	var opts []string
-	if s.MSS != 0 {
-		opts = append(opts, fmt.Sprintf("mss %d", s.MSS))
-	}
-	if s.SACKPermitted {
-		opts = append(opts, "sackOK")
-	}
-	if s.TS {
-		opts = append(opts, fmt.Sprintf("TS val %d ecr %d", s.TSVal, s.TSEcr))
-	}
-	if s.WS >= 0 && s.Flags&header.TCPFlagSyn != 0 {
-		opts = append(opts, fmt.Sprintf("wscale %d", s.WS))
-	}
-	if len(opts) > 0 {
-		fmt.Fprintf(&b, ", options [%s]", strings.Join(opts, ","))
-	}
-	fmt.Fprintf(&b, ", length %d", s.Len)
-	return b.String()
-}
+func (s *segment) String() string { return s.info().String() }
 
 // parseHeader fills s from a TCP header that has already been length- and
 // checksum-validated. The payload is left to the caller.
-func (s *Segment) parseHeader(h header.TCP) {
+func (s *segment) parseHeader(h header.TCP) {
 	s.SrcPort = h.SourcePort()
 	s.DstPort = h.DestinationPort()
 	s.Seq = seqnum.Value(h.SequenceNumber())
 	s.Ack = seqnum.Value(h.AckNumber())
 	s.Flags = h.Flags()
 	s.Window = h.WindowSize()
-	s.wire = SegKey{Seq: uint32(s.Seq), Ack: uint32(s.Ack), Flags: uint8(s.Flags)}
+	s.wire = event.SegKey{Seq: uint32(s.Seq), Ack: uint32(s.Ack), Flags: event.Flags(s.Flags)}
 	s.WS = -1
 	if s.Flags&header.TCPFlagSyn != 0 {
 		o := header.ParseSynOptions(h.Options(), s.Flags&header.TCPFlagAck != 0)
@@ -176,7 +105,7 @@ func (s *Segment) parseHeader(h header.TCP) {
 // 8n+2). The walk is bounded by the option bytes (at most 40); a
 // malformed list ends it, keeping what was parsed before. It does not
 // allocate.
-func (s *Segment) parseOptions(opts []byte) {
+func (s *segment) parseOptions(opts []byte) {
 	for i := 0; i < len(opts); {
 		switch opts[i] {
 		case header.TCPOptionEOL:

@@ -1,6 +1,7 @@
 package tcp
 
 import (
+	"github.com/tapstack/tapstack/event"
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
@@ -10,21 +11,21 @@ import (
 // that carries ACK carries RCV.NXT and our current window, and counts as
 // the acknowledgment that a delayed ACK was waiting for. It takes
 // ownership of payload. The caller holds e.mu.
-func (e *Endpoint) sendSegment(cause SendCause, flags header.TCPFlags, seq seqnum.Value, payload buffer.Buffer, opts []byte) {
+func (e *Endpoint) sendSegment(cause event.SendCause, flags header.TCPFlags, seq seqnum.Value, payload buffer.Buffer, opts []byte) {
 	attempt := 0
 	switch cause {
-	case SendSynRetransmit, SendSynAckRetransmit:
+	case event.SendSynRetransmit, event.SendSynAckRetransmit:
 		attempt = e.retries // the RTO expiries so far: "#2" is the second retransmission
-	case SendKeepalive:
+	case event.SendKeepalive:
 		attempt = e.keepProbes
-	case SendWindowProbe:
+	case event.SendWindowProbe:
 		attempt = e.persistProbes
 	}
 	e.sendSegmentN(cause, attempt, flags, seq, payload, opts)
 }
 
 // sendSegmentN is sendSegment with the attempt number the events report.
-func (e *Endpoint) sendSegmentN(cause SendCause, attempt int, flags header.TCPFlags, seq seqnum.Value, payload buffer.Buffer, opts []byte) {
+func (e *Endpoint) sendSegmentN(cause event.SendCause, attempt int, flags header.TCPFlags, seq seqnum.Value, payload buffer.Buffer, opts []byte) {
 	if e.route == nil {
 		payload.Release()
 		return
@@ -39,8 +40,8 @@ func (e *Endpoint) sendSegmentN(cause SendCause, attempt int, flags header.TCPFl
 	}
 	f := outFields{srcPort: e.id.LocalPort, dstPort: e.id.RemotePort, seq: seq, flags: flags, opts: opts}
 	if flags&header.TCPFlagAck != 0 {
-		f.ack = e.RcvNxt
-		e.lastAckSent = e.RcvNxt // Last.ACK.sent, RFC 7323 4.3
+		f.ack = e.rcvNxt
+		e.lastAckSent = e.rcvNxt // Last.ACK.sent, RFC 7323 4.3
 		e.unacked = 0
 		e.stopTimer(timerDelayedAck)
 	}
@@ -52,8 +53,8 @@ func (e *Endpoint) sendSegmentN(cause SendCause, attempt int, flags header.TCPFl
 			// promise stands, the right edge never moves left (RFC
 			// 9293 3.8.6.2.2).
 			f.window = uint16(min(e.rcvBufLimit, 0xffff))
-			e.RcvWnd = uint32(f.window)
-			if edge := e.RcvNxt.Add(seqnum.Size(e.RcvWnd)); flags&header.TCPFlagAck == 0 || e.rcvAcc.LessThan(edge) {
+			e.rcvWnd = uint32(f.window)
+			if edge := e.rcvNxt.Add(seqnum.Size(e.rcvWnd)); flags&header.TCPFlagAck == 0 || e.rcvAcc.LessThan(edge) {
 				e.rcvAcc = edge
 			}
 		} else {
@@ -70,8 +71,8 @@ func (e *Endpoint) sendSegmentN(cause SendCause, attempt int, flags header.TCPFl
 }
 
 // sendAck sends a bare ACK: <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>.
-func (e *Endpoint) sendAck(cause SendCause) {
-	e.sendSegment(cause, header.TCPFlagAck, e.SndNxt, buffer.Buffer{}, nil)
+func (e *Endpoint) sendAck(cause event.SendCause) {
+	e.sendSegment(cause, header.TCPFlagAck, e.sndNxt, buffer.Buffer{}, nil)
 }
 
 // advertise computes the window to put on a segment and records the right
@@ -85,8 +86,8 @@ func (e *Endpoint) advertise() uint16 {
 		free = 0
 	}
 	promised := 0
-	if e.RcvNxt.LessThan(e.rcvAcc) {
-		promised = int(e.RcvNxt.Size(e.rcvAcc))
+	if e.rcvNxt.LessThan(e.rcvAcc) {
+		promised = int(e.rcvNxt.Size(e.rcvAcc))
 	}
 	wnd := promised
 	if free-promised >= min(e.rcvBufLimit/2, e.rcvMSS) {
@@ -96,8 +97,8 @@ func (e *Endpoint) advertise() uint16 {
 	if raw > 0xffff {
 		raw = 0xffff
 	}
-	e.RcvWnd = uint32(raw) << e.rcvWndShift
-	if edge := e.RcvNxt.Add(seqnum.Size(e.RcvWnd)); e.rcvAcc.LessThan(edge) {
+	e.rcvWnd = uint32(raw) << e.rcvWndShift
+	if edge := e.rcvNxt.Add(seqnum.Size(e.rcvWnd)); e.rcvAcc.LessThan(edge) {
 		e.rcvAcc = edge
 	}
 	return uint16(raw)
@@ -108,18 +109,18 @@ func (e *Endpoint) advertise() uint16 {
 // the promise had fallen below half the buffer, tell the peer now rather
 // than at the next data segment, which may never come (3.8.6.2.2).
 func (e *Endpoint) maybeSendWindowUpdate() {
-	if !e.state.synchronized() || e.finReceived {
+	if !e.state.Synchronized() || e.finReceived {
 		return
 	}
 	// The most the window field can say with the agreed scale.
 	maxWnd := min(e.rcvBufLimit, 0xffff<<e.rcvWndShift)
 	free := min(e.rcvBufLimit-int(e.rcvBuf.Size())-e.ooo.bytes, maxWnd)
 	promised := 0
-	if e.RcvNxt.LessThan(e.rcvAcc) {
-		promised = int(e.RcvNxt.Size(e.rcvAcc))
+	if e.rcvNxt.LessThan(e.rcvAcc) {
+		promised = int(e.rcvNxt.Size(e.rcvAcc))
 	}
 	if promised < maxWnd/2 && free-promised >= min(maxWnd/2, e.rcvMSS) {
-		e.sendAck(SendWindowUpdate)
+		e.sendAck(event.SendWindowUpdate)
 	}
 }
 
@@ -143,7 +144,7 @@ func (e *Endpoint) sndEnd() seqnum.Value { return e.sndBufSeq.Add(seqnum.Size(e.
 // leaves SND.NXT alone. Data segments carry ACK (3.10.7.4: once
 // synchronized, every segment carries the current acknowledgment) and PSH
 // when they empty the buffer. attempt numbers a retransmission.
-func (e *Endpoint) transmit(seq seqnum.Value, n int, fin bool, cause SendCause, attempt int) {
+func (e *Endpoint) transmit(seq seqnum.Value, n int, fin bool, cause event.SendCause, attempt int) {
 	flags := header.TCPFlagAck
 	if n > 0 && seq.Add(seqnum.Size(n)) == e.sndEnd() {
 		flags |= header.TCPFlagPsh
@@ -165,7 +166,7 @@ func (e *Endpoint) transmit(seq seqnum.Value, n int, fin bool, cause SendCause, 
 // holding back a short segment while data is unacknowledged.
 func (e *Endpoint) output() {
 	switch e.state {
-	case Established, CloseWait, FinWait1, Closing, LastAck:
+	case event.Established, event.CloseWait, event.FinWait1, event.Closing, event.LastAck:
 	default:
 		return
 	}
@@ -174,7 +175,7 @@ func (e *Endpoint) output() {
 		if e.frtoNewData {
 			// F-RTO step 2.b (RFC 5682): new data, not retransmissions.
 			e.frtoNewData = false
-			if e.sendNewData(SendData, false) {
+			if e.sendNewData(event.SendData, false) {
 				continue
 			}
 		}
@@ -183,14 +184,14 @@ func (e *Endpoint) output() {
 				limited = true
 				break
 			}
-			cause := SendFastRetransmit
+			cause := event.SendFastRetransmit
 			if e.caState == caLoss {
-				cause = SendRetransmit
+				cause = event.SendRetransmit
 			}
 			e.retransmitSeg(i, cause)
 			continue
 		}
-		if e.sendNewData(SendData, false) {
+		if e.sendNewData(event.SendData, false) {
 			continue
 		}
 		if e.rescueRetransmit() {
@@ -206,7 +207,7 @@ func (e *Endpoint) output() {
 // sendNewData sends the segment at SND.NXT if the windows, the MSS, Nagle
 // and the FIN rules let it, and reports whether it sent one. A probe
 // (the tail loss probe) does not need room in the congestion window.
-func (e *Endpoint) sendNewData(cause SendCause, probe bool) bool {
+func (e *Endpoint) sendNewData(cause event.SendCause, probe bool) bool {
 	if !probe && e.inflight() >= e.cwnd {
 		return false
 	}
@@ -216,13 +217,13 @@ func (e *Endpoint) sendNewData(cause SendCause, probe bool) bool {
 	}
 	end := e.sndEnd()
 	unsent := 0
-	if e.SndNxt.LessThan(end) {
-		unsent = int(e.SndNxt.Size(end))
+	if e.sndNxt.LessThan(end) {
+		unsent = int(e.sndNxt.Size(end))
 	}
 	// What the peer's window allows (3.8.6.2.1 counts data only).
 	rwnd := 0
-	if wndEnd := e.SndUna.Add(seqnum.Size(e.SndWnd)); e.SndNxt.LessThan(wndEnd) {
-		rwnd = int(e.SndNxt.Size(wndEnd))
+	if wndEnd := e.sndUna.Add(seqnum.Size(e.sndWnd)); e.sndNxt.LessThan(wndEnd) {
+		rwnd = int(e.sndNxt.Size(wndEnd))
 	}
 	// SACK blocks ride on data segments too (RFC 2018 4): the payload
 	// makes room for them, as Linux's tcp_current_mss does.
@@ -231,10 +232,10 @@ func (e *Endpoint) sendNewData(cause SendCause, probe bool) bool {
 	// The FIN goes out with the last data byte, or alone, once
 	// everything before it has been sent. It occupies one sequence
 	// number but no window.
-	fin := e.finQueued && e.SndNxt.Add(seqnum.Size(n)) == end
+	fin := e.finQueued && e.sndNxt.Add(seqnum.Size(n)) == end
 	inflight := !e.rtxq.empty()
 	if n == 0 && !fin {
-		if unsent > 0 && e.SndWnd == 0 && !inflight && !e.timerArmed(timerPersist) {
+		if unsent > 0 && e.sndWnd == 0 && !inflight && !e.timerArmed(timerPersist) {
 			e.startPersist()
 		}
 		return false
@@ -253,21 +254,21 @@ func (e *Endpoint) sendNewData(cause SendCause, probe bool) bool {
 			return false
 		}
 	}
-	if cause == SendData && n == 0 {
-		cause = SendFin
+	if cause == event.SendData && n == 0 {
+		cause = event.SendFin
 	}
 	now := e.proto.clock.NowMonotonic()
 	if !inflight {
 		e.progressAt = now // the user timeout counts from here (RFC 5482)
 	}
-	seq := e.SndNxt
+	seq := e.sndNxt
 	e.transmit(seq, n, fin, cause, 0)
 	e.bytesSent += uint64(n)
-	e.SndNxt = e.SndNxt.Add(seqnum.Size(n))
+	e.sndNxt = e.sndNxt.Add(seqnum.Size(n))
 	if fin {
-		e.SndNxt++
+		e.sndNxt++
 	}
-	e.rtxq.push(seq, e.SndNxt, fin, now, e.tsNow())
+	e.rtxq.push(seq, e.sndNxt, fin, now, e.tsNow())
 	e.stopTimer(timerPersist)
 	if !e.timerArmed(timerRetransmit) {
 		// RFC 6298 5.1: start the timer when a segment with data (or
@@ -279,7 +280,7 @@ func (e *Endpoint) sendNewData(cause SendCause, probe bool) bool {
 
 // retransmitSeg sends record i of the retransmission queue again, cut to
 // the current MSS if the path MTU shrank since it was first sent.
-func (e *Endpoint) retransmitSeg(i uint64, cause SendCause) {
+func (e *Endpoint) retransmitSeg(i uint64, cause event.SendCause) {
 	q := &e.rtxq
 	s := q.at(i)
 	dataEnd := s.end
@@ -334,7 +335,7 @@ func (e *Endpoint) startPersist() {
 // or past the user timeout has gone, and the connection fails with
 // ETIMEDOUT, as Linux's tcp_probe_timer decides.
 func (e *Endpoint) persistTimeout() {
-	if !e.state.synchronized() || e.SndWnd > 0 || e.sndEnd() == e.SndNxt {
+	if !e.state.Synchronized() || e.sndWnd > 0 || e.sndEnd() == e.sndNxt {
 		return
 	}
 	limit := e.proto.opts.MaxRetries
@@ -343,11 +344,11 @@ func (e *Endpoint) persistTimeout() {
 	}
 	if e.persistProbes >= limit || e.userTimedOut() {
 		e.proto.stats.Timeouts.Add(1)
-		e.fail(e.timeoutErr(), Cause{Kind: CauseTimer, Detail: "persist: the peer answered no window probe"})
+		e.fail(e.timeoutErr(), event.Cause{Kind: event.CauseTimer, Detail: "persist: the peer answered no window probe"})
 		return
 	}
 	e.persistProbes++
-	e.sendSegment(SendWindowProbe, header.TCPFlagAck, e.SndUna-1, buffer.Buffer{}, nil)
+	e.sendSegment(event.SendWindowProbe, header.TCPFlagAck, e.sndUna-1, buffer.Buffer{}, nil)
 	e.backoff()
 	e.setTimer(timerPersist, e.rtoFromNow())
 }

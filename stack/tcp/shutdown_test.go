@@ -2,19 +2,18 @@ package tcp_test
 
 import (
 	"errors"
+	"net/netip"
 	"syscall"
 	"testing"
 
-	"gvisor.dev/gvisor/pkg/tcpip"
-	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
-
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/stack/tcp/tcptest"
 )
 
-// Protocol.Shutdown, the engine's half of stack.Stack.Shutdown: every
-// connection gets the CLOSE call, on the wire, and Drained says when all
-// are CLOSED or in TIME-WAIT.
+// Binding.Shutdown, the engine's half of stack.Stack.Shutdown: every
+// connection gets the CLOSE call, on the wire, and Binding.Drained says
+// when all are CLOSED or in TIME-WAIT (binding_export_test.go).
 
 func drained(p *tcp.Protocol) bool {
 	select {
@@ -37,19 +36,19 @@ func TestShutdownFin(t *testing.T) {
 	}
 	p.TCP.Shutdown()
 	p.Expect(seg{Flags: "F.", Seq: 4, Ack: 1})
-	p.WantState(ep, tcp.FinWait1)
-	p.WantState(p.Listener, tcp.Closed)
+	p.WantState(ep, event.FinWait1)
+	p.WantState(p.Listener, event.Closed)
 	if drained(p.TCP) {
 		t.Fatal("drained while a FIN is unacknowledged")
 	}
 	p.Inject(seg{Flags: "F.", Seq: 1, Ack: 5})
 	p.Expect(seg{Flags: ".", Seq: 5, Ack: 2})
-	p.WantState(ep, tcp.TimeWait)
+	p.WantState(ep, event.TimeWait)
 	if !drained(p.TCP) {
 		t.Fatal("not drained with the only connection in TIME-WAIT")
 	}
-	remote := tcpip.FullAddress{Addr: tcpip.AddrFrom4(tcptest.PeerAddr.As4()), Port: 9}
-	if _, err := p.TCP.Connect(tcpip.FullAddress{}, remote, ipv4.ProtocolNumber); !errors.Is(err, syscall.ENETDOWN) {
+	remote := netip.AddrPortFrom(tcptest.PeerAddr, 9)
+	if _, err := p.TCP.Connect(netip.AddrPort{}, remote); !errors.Is(err, syscall.ENETDOWN) {
 		t.Errorf("Connect after Shutdown: %v, want ENETDOWN", err)
 	}
 }
@@ -61,7 +60,7 @@ func TestShutdownUnreadData(t *testing.T) {
 	p.Inject(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("unread")})
 	p.TCP.Shutdown()
 	p.Expect(seg{Flags: "R", Seq: 1})
-	p.WantState(ep, tcp.Closed)
+	p.WantState(ep, event.Closed)
 	if !drained(p.TCP) {
 		t.Fatal("not drained")
 	}
@@ -73,11 +72,11 @@ func TestShutdownHandshake(t *testing.T) {
 	p, ep := tcptest.SynSent(t)
 	p.TCP.Shutdown()
 	p.ExpectNothing()
-	p.WantState(ep, tcp.SynSent)
+	p.WantState(ep, event.SynSent)
 	p.Inject(seg{Flags: "S.", Seq: 0, Ack: 1, MSS: 1460})
 	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1})
 	p.Expect(seg{Flags: "F.", Seq: 1, Ack: 1})
-	p.WantState(ep, tcp.FinWait1)
+	p.WantState(ep, event.FinWait1)
 	p.Inject(seg{Flags: "F.", Seq: 1, Ack: 2})
 	p.Expect(seg{Flags: ".", Seq: 2, Ack: 2})
 	if !drained(p.TCP) {
@@ -97,7 +96,7 @@ func TestShutdownListener(t *testing.T) {
 	p.Expect(seg{Flags: "R", Seq: 1})
 	half.use(p)
 	p.ExpectNothing()
-	p.WantState(l, tcp.Closed)
+	p.WantState(l, event.Closed)
 	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1}) // the half-open one's ACK
 	p.Expect(seg{Flags: "R", Seq: 1})
 	p.PeerPort = 40002
@@ -109,7 +108,7 @@ func TestShutdownListener(t *testing.T) {
 	}
 }
 
-// TestAbortResets: Abort, which stack.Stack's Close calls, is the ABORT
+// TestAbortResets: the abort stack.Stack's Close makes is the ABORT
 // call of RFC 9293 3.10.5: a RST where the peer still believes in the
 // connection, nothing in SYN-SENT, CLOSING, LAST-ACK and TIME-WAIT.
 func TestAbortResets(t *testing.T) {
@@ -128,12 +127,12 @@ func TestAbortResets(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, ep := tc.fixture(t)
-			ep.Abort()
+			ep.StackAbort()
 			if tc.rst != nil {
 				p.Expect(*tc.rst)
 			}
 			p.ExpectNothing()
-			p.WantState(ep, tcp.Closed)
+			p.WantState(ep, event.Closed)
 			if _, err := ep.Write([]byte("x")); !errors.Is(err, syscall.ECONNABORTED) {
 				t.Errorf("Write after Abort: %v, want ECONNABORTED", err)
 			}

@@ -1,122 +1,51 @@
 package tcp
 
-import "fmt"
-
-// State is a connection state, named as RFC 9293 section 3.3.2 names it.
-type State uint8
-
-// The states of RFC 9293 3.3.2. Closed is the zero value: a TCB that does
-// not exist yet, or no longer does.
-const (
-	Closed State = iota
-	Listen
-	SynSent
-	SynReceived
-	Established
-	FinWait1
-	FinWait2
-	CloseWait
-	Closing
-	LastAck
-	TimeWait
-)
-
-var stateNames = [...]string{
-	Closed:      "CLOSED",
-	Listen:      "LISTEN",
-	SynSent:     "SYN-SENT",
-	SynReceived: "SYN-RECEIVED",
-	Established: "ESTABLISHED",
-	FinWait1:    "FIN-WAIT-1",
-	FinWait2:    "FIN-WAIT-2",
-	CloseWait:   "CLOSE-WAIT",
-	Closing:     "CLOSING",
-	LastAck:     "LAST-ACK",
-	TimeWait:    "TIME-WAIT",
-}
-
-// String returns the RFC's name for s, such as "SYN-RECEIVED".
-func (s State) String() string {
-	if int(s) < len(stateNames) {
-		return stateNames[s]
-	}
-	return fmt.Sprintf("State(%d)", uint8(s))
-}
-
-// synchronized reports whether s is one of the synchronized states of
-// RFC 9293 3.5.2: the connection has exchanged SYNs and both sides know
-// each other's initial sequence numbers.
-func (s State) synchronized() bool {
-	return s >= Established
-}
+import "github.com/tapstack/tapstack/event"
 
 // canSend reports whether the user may still queue data in s (3.10.2).
-func (s State) canSend() bool {
-	return s == Established || s == CloseWait || s == SynSent || s == SynReceived
+func canSend(s event.State) bool {
+	return s == event.Established || s == event.CloseWait || s == event.SynSent || s == event.SynReceived
 }
 
-// CauseKind says what drove a transition: a segment, a timer or a user call.
-type CauseKind uint8
-
-// The causes of a transition.
-const (
-	CauseSegment CauseKind = iota + 1
-	CauseTimer
-	CauseUser
-	CauseLink // the interface's link failed (Protocol.NICDown)
-)
-
-func (k CauseKind) String() string {
-	switch k {
-	case CauseSegment:
-		return "segment"
-	case CauseTimer:
-		return "timer"
-	case CauseUser:
-		return "user"
-	case CauseLink:
-		return "link"
-	}
-	return "unknown"
+func segmentCause(s *segment) event.Cause {
+	return event.Cause{Kind: event.CauseSegment, Detail: s.String(), Key: s.wire}
 }
-
-// Cause names what made a transition happen. Detail is a tcpdump-style
-// segment line, a timer name or a user call ("close").
-type Cause struct {
-	Kind   CauseKind
-	Detail string
-	Key    SegKey // for CauseSegment: the segment as it arrived
+func timerCause(k timerKind) event.Cause {
+	return event.Cause{Kind: event.CauseTimer, Detail: k.String()}
 }
-
-func (c Cause) String() string { return c.Kind.String() + " " + c.Detail }
-
-func segmentCause(s *Segment) Cause {
-	return Cause{Kind: CauseSegment, Detail: s.String(), Key: s.wire}
-}
-func timerCause(k timerKind) Cause { return Cause{Kind: CauseTimer, Detail: k.String()} }
-func userCause(call string) Cause  { return Cause{Kind: CauseUser, Detail: call} }
+func userCause(call string) event.Cause { return event.Cause{Kind: event.CauseUser, Detail: call} }
 
 // transition is the only writer of e.state (RFC 9293 3.3.2, figure 5).
-// Every change is reported to the observer with its cause, and the side
-// effects that belong to entering a state live here, in one place:
+// It takes only an edge of the transition table (transitions.go) driven
+// by a cause the table allows, and refuses any other: the state stays,
+// and the refusal is counted and reported. Every change is reported to
+// the observer with its cause and counted by edge (Stats.Transitions),
+// and the side effects that belong to entering a state live here, in one
+// place:
 // entering ESTABLISHED wakes a dialer or queues the connection for Accept,
 // entering TIME-WAIT starts the 2*MSL timer, and entering CLOSED deletes the
 // TCB (3.10.7.4: "enter the CLOSED state, delete the TCB").
 //
 // The caller holds e.mu.
-func (e *Endpoint) transition(to State, cause Cause) {
+func (e *Endpoint) transition(to event.State, cause event.Cause) {
 	from := e.state
 	if from == to {
 		return
 	}
+	if !edgeAllowed(from, to, cause.Kind) {
+		ev := e.proto.refuseTransition(e.connID(), from, to, cause)
+		e.emit(ev)
+		return
+	}
+	e.proto.stats.transitions[from][to].Add(1)
 	e.state = to
 	e.stateSince = e.proto.clock.NowMonotonic()
-	e.emit(Event{Kind: EventState, Conn: e.connID(), From: from, To: to, Cause: cause, Key: cause.Key})
+	e.emit(event.Event{Kind: event.KindState, Conn: e.connID(), From: from, To: to, Cause: cause, Key: cause.Key})
 
 	switch to {
-	case Established:
+	case event.Established:
 		e.wasEstablished = true
-		if from == SynSent {
+		if from == event.SynSent {
 			e.proto.stats.ActiveOpens.Add(1)
 		} else {
 			e.proto.stats.PassiveOpens.Add(1)
@@ -126,15 +55,21 @@ func (e *Endpoint) transition(to State, cause Cause) {
 			// for the connections it had queued (Listener.Close),
 			// reset: nobody can accept this one.
 			e.listener = nil
-			e.sendReset(e.SndNxt)
-			e.transition(Closed, cause)
+			e.sendReset(e.sndNxt)
+			e.transition(event.Closed, cause)
 			return
 		}
-	case TimeWait:
+	case event.FinWait2:
+		// A connection the user has closed does not wait forever for
+		// the peer's FIN (Linux's tcp_fin_timeout; transitions.go).
+		if e.userClosed {
+			e.setTimer(timerTimeWait, e.proto.opts.FinWait2Timeout)
+		}
+	case event.TimeWait:
 		// 3.10.7.4 eighth step: start the time-wait timer, turn off the
 		// other timers. Data still queued can never be acknowledged.
 		e.enterTimeWait(cause) // a compact record takes over (timewait.go)
-	case Closed:
+	case event.Closed:
 		e.stopAllTimers()
 		e.release()
 	}

@@ -3,6 +3,7 @@ package tcp
 import (
 	"time"
 
+	"github.com/tapstack/tapstack/event"
 	"gvisor.dev/gvisor/pkg/tcpip"
 )
 
@@ -138,8 +139,8 @@ func (e *Endpoint) timerExpired(k timerKind) {
 	case timerPersist:
 		e.persistTimeout()
 	case timerDelayedAck:
-		if e.unacked > 0 && e.state.synchronized() {
-			e.sendAck(SendDelayedAck)
+		if e.unacked > 0 && e.state.Synchronized() {
+			e.sendAck(event.SendDelayedAck)
 		}
 	case timerKeepalive:
 		e.keepaliveTimeout()
@@ -149,14 +150,14 @@ func (e *Endpoint) timerExpired(k timerKind) {
 		e.probeTimeout()
 	case timerTimeWait:
 		switch e.state {
-		case TimeWait:
+		case event.TimeWait:
 			// 3.10.8: when the time-wait timeout expires, delete the TCB.
-			e.transition(Closed, timerCause(k))
-		case FinWait2:
+			e.transition(event.Closed, timerCause(k))
+		case event.FinWait2:
 			// Linux's tcp_fin_timeout for an orphan: nobody can read the
 			// peer's data any more and the peer never sent its FIN.
-			e.sendReset(e.SndNxt)
-			e.transition(Closed, timerCause(k))
+			e.sendReset(e.sndNxt)
+			e.transition(event.Closed, timerCause(k))
 		}
 	}
 }

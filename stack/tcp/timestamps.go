@@ -46,7 +46,7 @@ func (e *Endpoint) tsRecentValid() bool {
 // (tcp_validate_incoming checks PAWS only when saw_tstamp); we follow
 // Linux. Linux also exempts some reordered pure ACKs (tcp_disordered_ack);
 // we do not.
-func (e *Endpoint) pawsReject(seg *Segment) bool {
+func (e *Endpoint) pawsReject(seg *segment) bool {
 	return e.tsOK && seg.TS && !seg.has(header.TCPFlagRst) &&
 		tsBefore(seg.TSVal, e.tsRecent) && e.tsRecentValid()
 }
@@ -57,7 +57,7 @@ func (e *Endpoint) pawsReject(seg *Segment) bool {
 // second condition makes TSecr echo the earliest segment an ACK covers, so
 // a delayed ACK measures the delay too (4.2). Call it before trimming
 // moves SEG.SEQ.
-func (e *Endpoint) updateTSRecent(seg *Segment) {
+func (e *Endpoint) updateTSRecent(seg *segment) {
 	if !e.tsOK || !seg.TS || seg.has(header.TCPFlagRst) {
 		return
 	}
@@ -72,7 +72,7 @@ func (e *Endpoint) updateTSRecent(seg *Segment) {
 // rule is not needed, 4.1 and RFC 6298 3). It reports whether a sample was
 // taken. Like Linux (tcp_rtt_tsopt_us), a sample is at least one clock
 // tick, 1 ms, and a TSecr of 0 or from the future is no sample.
-func (e *Endpoint) sampleRTTFromTSecr(seg *Segment) bool {
+func (e *Endpoint) sampleRTTFromTSecr(seg *segment) bool {
 	if !e.tsOK || !seg.TS || seg.TSEcr == 0 {
 		return false
 	}

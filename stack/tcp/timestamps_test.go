@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/stack/tcp/tcptest"
 )
@@ -152,10 +153,10 @@ func TestPAWS(t *testing.T) {
 	// duplicate from a wrapped sequence space, for all PAWS can tell.
 	p.Inject(seg{Flags: "P.", Seq: 2, Ack: 1, Payload: []byte("b"), TS: true, TSVal: 6999, TSEcr: p.LastTSVal})
 	p.Expect(seg{Flags: ".", Seq: 1, Ack: 2, TS: true, TSEcr: 7000})
-	if n := p.TCP.Stats().Dropped(tcp.DropPAWS); n != 1 {
+	if n := p.TCP.Stats().Dropped(event.DropPAWS); n != 1 {
 		t.Errorf("PAWS drops = %d, want 1", n)
 	}
-	if s := tcp.DropPAWS.String(); s != "PAWS: old timestamp" {
+	if s := event.DropPAWS.String(); s != "PAWS: old timestamp" {
 		t.Errorf("DropPAWS = %q", s)
 	}
 	// Modulo 2^32: a TSval just past the wrap is newer than 7000.
@@ -175,14 +176,14 @@ func TestPAWS(t *testing.T) {
 	if _, err := ep.Read(buf); !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("after RST: %v, want ECONNRESET", err)
 	}
-	if n := p.TCP.Stats().Dropped(tcp.DropPAWS); n != 1 {
+	if n := p.TCP.Stats().Dropped(event.DropPAWS); n != 1 {
 		t.Errorf("PAWS drops = %d, want 1", n)
 	}
 
 	t.Run("RST with an old timestamp", func(t *testing.T) {
 		p, ep := tcptest.Established(t, tcptest.WithTimestamps())
 		p.Inject(seg{Flags: "R", Seq: 1, TS: true, TSVal: 1})
-		p.WantState(ep, tcp.Closed)
+		p.WantState(ep, event.Closed)
 	})
 	t.Run("TS.Recent invalid after 24 days", func(t *testing.T) {
 		// RFC 7323 5.5: after 24 days idle TS.Recent is no longer
@@ -194,10 +195,10 @@ func TestPAWS(t *testing.T) {
 		p.Inject(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("x"), TS: true, TSVal: 1, TSEcr: p.LastTSVal})
 		p.Advance(40 * time.Millisecond)
 		p.Expect(seg{Flags: ".", Seq: 1, Ack: 2, TS: true, TSEcr: 1})
-		if n := p.TCP.Stats().Dropped(tcp.DropPAWS); n != 0 {
+		if n := p.TCP.Stats().Dropped(event.DropPAWS); n != 0 {
 			t.Errorf("PAWS drops = %d, want 0", n)
 		}
-		p.WantState(ep, tcp.Established)
+		p.WantState(ep, event.Established)
 	})
 }
 
@@ -300,7 +301,7 @@ func TestSynCookieTimestamps(t *testing.T) {
 		p, l, n := setup(t)
 		p.Inject(seg{Flags: "S", Seq: 0, MSS: 1460, WS: 7, TS: true, TSVal: 4242})
 		sa := p.Expect(seg{Flags: "S.", Seq: 0, Ack: 1, MSS: 1460, WS: 5, Win: 65535, TS: true, TSEcr: 4242})
-		if st := p.TCP.Stats(); st.Sent(tcp.SendSynAckCookie) != 1 {
+		if st := p.TCP.Stats(); st.Sent(event.SendSynAckCookie) != 1 {
 			t.Fatal("no cookie sent")
 		}
 		p.Inject(seg{Flags: ".", Seq: 1, Ack: 1, Win: 100, TS: true, TSVal: 4243, TSEcr: sa.TSVal})
@@ -364,8 +365,8 @@ func TestSynCookieTimestamps(t *testing.T) {
 func TestTimestampsTrace(t *testing.T) {
 	var mu sync.Mutex
 	var lines []string
-	obs := func(ev tcp.Event) {
-		if ev.Kind == tcp.EventSend {
+	obs := func(ev event.Event) {
+		if ev.Kind == event.KindSend {
 			mu.Lock()
 			lines = append(lines, ev.Segment.String())
 			mu.Unlock()

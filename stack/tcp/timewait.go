@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"weak"
 
+	"github.com/tapstack/tapstack/event"
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -24,7 +25,7 @@ import (
 // Options.MaxTimeWait like Linux's tcp_max_tw_buckets.
 //
 // The record is not in gVisor's demuxer: a segment for its 4-tuple
-// reaches the listener on the port (Listener.HandlePacket) or, without
+// reaches the listener on the port (Listener.packetArrives) or, without
 // one, HandleUnknownDestinationPacket, and both look in the table first.
 // All records share one clock timer: they all last Options.TimeWait, so
 // a list in the order they were made (or restarted) is a list in the
@@ -103,7 +104,7 @@ func (p *Protocol) Usage() Usage {
 // connection handed over to a compact record. Beyond MaxTimeWait there is
 // no record: the connection is deleted at once, as Linux does when
 // tcp_max_tw_buckets is reached. The caller holds e.mu.
-func (e *Endpoint) enterTimeWait(cause Cause) {
+func (e *Endpoint) enterTimeWait(cause event.Cause) {
 	p := e.proto
 	e.stopAllTimers()
 	now := p.clock.NowMonotonic()
@@ -111,8 +112,8 @@ func (e *Endpoint) enterTimeWait(cause Cause) {
 		id:          e.id,
 		netProto:    e.netProto,
 		nic:         e.nic,
-		sndNxt:      e.SndNxt,
-		rcvNxt:      e.RcvNxt,
+		sndNxt:      e.sndNxt,
+		rcvNxt:      e.rcvNxt,
 		maxSndWnd:   e.maxSndWnd,
 		rcvWndShift: e.rcvWndShift,
 		tsOK:        e.tsOK,
@@ -124,22 +125,22 @@ func (e *Endpoint) enterTimeWait(cause Cause) {
 		portRes:     e.portRes,
 		ep:          weak.Make(e),
 	}
-	if e.RcvNxt.LessThan(e.rcvAcc) {
-		tw.rcvWnd = uint32(e.RcvNxt.Size(e.rcvAcc))
+	if e.rcvNxt.LessThan(e.rcvAcc) {
+		tw.rcvWnd = uint32(e.rcvNxt.Size(e.rcvAcc))
 	}
 	// Once in the table the record is the table's: its timer may fire
 	// at once (a short TimeWait), on another goroutine, before this
 	// returns. It then waits for e.mu to close the Endpoint.
 	if !p.tw.add(tw, p) {
 		p.limits.TimeWaitOverflows.Add(1)
-		e.transition(Closed, Cause{Kind: cause.Kind, Detail: "TIME-WAIT table full (MaxTimeWait): " + cause.Detail, Key: cause.Key})
+		e.transition(event.Closed, event.Cause{Kind: cause.Kind, Detail: "TIME-WAIT table full (MaxTimeWait): " + cause.Detail, Key: cause.Key})
 		return
 	}
 	e.tw = tw
 	e.portRes = nil // the record's now
 	if e.registered {
 		e.registered = false
-		p.stack.UnregisterTransportEndpoint([]tcpip.NetworkProtocolNumber{e.netProto}, ProtocolNumber, e.id, e, ports.Flags{}, 0)
+		e.unregisterDemux()
 	}
 	// Data still queued can never be acknowledged; received data stays
 	// for Read. The route goes once the last segment (the ACK of the
@@ -265,7 +266,7 @@ func (p *Protocol) expireTimeWait() {
 // finishTimeWait deletes a record that its caller took out of the table:
 // the port goes back, and the connection is CLOSED, through the Endpoint
 // when the user still holds it, or in an event of its own otherwise.
-func (p *Protocol) finishTimeWait(tw *timeWait, cause Cause) {
+func (p *Protocol) finishTimeWait(tw *timeWait, cause event.Cause) {
 	if tw.portRes != nil {
 		p.stack.ReleasePort(*tw.portRes)
 		tw.portRes = nil
@@ -274,13 +275,21 @@ func (p *Protocol) finishTimeWait(tw *timeWait, cause Cause) {
 		e.mu.Lock()
 		if e.tw == tw {
 			e.tw = nil
-			e.transition(Closed, cause)
+			e.transition(event.Closed, cause)
 		}
 		e.mu.Unlock()
 		e.flush()
 		return
 	}
-	p.emit(Event{Kind: EventState, Conn: connIDOf(tw.id), From: TimeWait, To: Closed, Cause: cause, Key: cause.Key})
+	// The record's own TIME-WAIT -> CLOSED goes through the table as
+	// transition's edges do.
+	c := connIDOf(tw.id)
+	if !edgeAllowed(event.TimeWait, event.Closed, cause.Kind) {
+		p.emit(p.refuseTransition(c, event.TimeWait, event.Closed, cause))
+		return
+	}
+	p.stats.transitions[event.TimeWait][event.Closed].Add(1)
+	p.emit(event.Event{Kind: event.KindState, Conn: c, From: event.TimeWait, To: event.Closed, Cause: cause, Key: cause.Key})
 }
 
 // dropTimeWait deletes the record of a connection that is moving to
@@ -297,7 +306,7 @@ func (p *Protocol) dropTimeWait(e *Endpoint) {
 
 // closeTimeWait deletes every record, or those of one NIC (nic != 0), with
 // cause: the stack is closing, or the NIC went down.
-func (p *Protocol) closeTimeWait(nic tcpip.NICID, cause Cause) {
+func (p *Protocol) closeTimeWait(nic tcpip.NICID, cause event.Cause) {
 	t := &p.tw
 	var gone []*timeWait
 	t.mu.Lock()
@@ -340,11 +349,11 @@ func (p *Protocol) timeWaitEndpoints() []*Endpoint {
 			netProto:   tw.netProto,
 			nic:        tw.nic,
 			id:         tw.id,
-			state:      TimeWait,
+			state:      event.TimeWait,
 			stateSince: tw.since,
-			TCB: TCB{
-				SndUna: tw.sndNxt, SndNxt: tw.sndNxt,
-				RcvNxt: tw.rcvNxt, RcvWnd: tw.rcvWnd,
+			tcb: tcb{
+				sndUna: tw.sndNxt, sndNxt: tw.sndNxt,
+				rcvNxt: tw.rcvNxt, rcvWnd: tw.rcvWnd,
 			},
 			rcvWndShift:    tw.rcvWndShift,
 			tsOK:           tw.tsOK,
@@ -370,21 +379,21 @@ const (
 // in TIME-WAIT, whose record tw the caller found; l is the listener on the
 // port, if any. It returns twReopen with the ISN to use when a new SYN
 // reopens the connection; the caller hands the SYN to l.
-func (p *Protocol) timeWaitArrives(tw *timeWait, seg *Segment, l *Listener) (twVerdict, seqnum.Value) {
+func (p *Protocol) timeWaitArrives(tw *timeWait, seg *segment, l *Listener) (twVerdict, seqnum.Value) {
 	t := &p.tw
 	c := connIDOf(tw.id)
 	now := p.clock.NowMonotonic()
 	t.mu.Lock()
 	if t.m[tw.id] != tw {
 		t.mu.Unlock()
-		p.drop(c, seg, DropClosed) // deleted meanwhile
+		p.drop(c, seg, event.DropClosed) // deleted meanwhile
 		return twDone, 0
 	}
-	const noReply = numSendCauses
+	const noReply = event.SendCause(event.NumSendCauses)
 	reply := noReply // the ACK the segment earns, if any
 	limited := false // the reply goes under InvalidRateLimit
-	reason := DropNone
-	var close *Cause
+	reason := event.DropNone
+	var close *event.Cause
 	quiet := false // an acceptable segment that asks for nothing
 
 	tsValid := now.Sub(tw.tsRecentAge) < pawsIdle
@@ -397,19 +406,19 @@ func (p *Protocol) timeWaitArrives(tw *timeWait, seg *Segment, l *Listener) (twV
 		delete(t.m, tw.id)
 		t.unlink(tw)
 		t.mu.Unlock()
-		p.finishTimeWait(tw, Cause{Kind: CauseSegment, Detail: "new SYN in TIME-WAIT " + seg.String(), Key: seg.wire})
+		p.finishTimeWait(tw, event.Cause{Kind: event.CauseSegment, Detail: "new SYN in TIME-WAIT " + seg.String(), Key: seg.wire})
 		return twReopen, tw.sndNxt + 65535 + 2
 
 	// RFC 7323 5.3 (R1), PAWS, before the sequence check: an old
 	// duplicate is answered with an ACK and dropped.
 	case tw.tsOK && seg.TS && !seg.has(header.TCPFlagRst) && tsBefore(seg.TSVal, tw.tsRecent) && tsValid:
-		reason, reply, limited = DropPAWS, SendAck, true
+		reason, reply, limited = event.DropPAWS, event.SendAck, true
 
 	// First, the sequence number, as Endpoint.acceptable.
 	case !twAcceptable(tw, seg):
-		reason = DropOutOfWindow
+		reason = event.DropOutOfWindow
 		if seg.Seq.Add(seg.Len()).LessThanEq(tw.rcvNxt) {
-			reason = DropOldSequence
+			reason = event.DropOldSequence
 		}
 		switch {
 		case seg.has(header.TCPFlagRst):
@@ -417,9 +426,9 @@ func (p *Protocol) timeWaitArrives(tw *timeWait, seg *Segment, l *Listener) (twV
 			// Eighth step, TIME-WAIT: a retransmitted FIN is
 			// acknowledged, always, and restarts the 2 MSL timeout.
 			t.restart(tw, p)
-			reply = SendAck
+			reply = event.SendAck
 		default:
-			reply, limited = SendAck, true
+			reply, limited = event.SendAck, true
 		}
 
 	// Second, the RST bit (RFC 5961 3.2): at RCV.NXT it deletes the
@@ -430,20 +439,20 @@ func (p *Protocol) timeWaitArrives(tw *timeWait, seg *Segment, l *Listener) (twV
 			cs := segmentCause(seg)
 			close = &cs
 		} else {
-			reason, reply, limited = DropRstInvalid, SendChallengeAck, true
+			reason, reply, limited = event.DropRstInvalid, event.SendChallengeAck, true
 		}
 
 	// Fourth, a SYN that does not reopen: a challenge ACK (RFC 5961 4.2).
 	case seg.has(header.TCPFlagSyn):
-		reason, reply, limited = DropSynUnexpected, SendChallengeAck, true
+		reason, reply, limited = event.DropSynUnexpected, event.SendChallengeAck, true
 
 	// Fifth, the ACK field.
 	case !seg.has(header.TCPFlagAck):
-		reason = DropNoAck
+		reason = event.DropNoAck
 	case tw.sndNxt.LessThan(seg.Ack):
-		reason, reply, limited = DropAckUnsent, SendAck, true
+		reason, reply, limited = event.DropAckUnsent, event.SendAck, true
 	case seg.Ack.LessThan(tw.sndNxt - seqnum.Value(tw.maxSndWnd)):
-		reason, reply, limited = DropInvalidAck, SendChallengeAck, true
+		reason, reply, limited = event.DropInvalidAck, event.SendChallengeAck, true
 
 	default:
 		// An acceptable segment: "The only thing that can arrive in
@@ -472,20 +481,20 @@ func (p *Protocol) timeWaitArrives(tw *timeWait, seg *Segment, l *Listener) (twV
 	twc := *tw // what the reply needs, read under the lock
 	t.mu.Unlock()
 
-	if reason != DropNone {
+	if reason != event.DropNone {
 		p.drop(c, seg, reason)
 	}
 	if quiet && p.opts.Observer != nil {
 		// Nothing is left to acknowledge or to send: say so, so the
 		// segment is not unexplained.
-		p.emit(Event{Kind: EventAck, Conn: c, Segment: seg.info(), Key: seg.wire,
+		p.emit(event.Event{Kind: event.KindAck, Conn: c, Segment: seg.info(), Key: seg.wire,
 			Note: "in TIME-WAIT: nothing left to acknowledge"})
 	}
 	if suppressed {
-		p.drop(c, seg, DropAckRateLimited)
+		p.drop(c, seg, event.DropAckRateLimited)
 	}
-	if reply == SendChallengeAck && !p.challenge.allow(now) {
-		p.drop(c, seg, DropChallengeRateLimited)
+	if reply == event.SendChallengeAck && !p.challenge.allow(now) {
+		p.drop(c, seg, event.DropChallengeRateLimited)
 		reply = noReply
 	}
 	if reply != noReply {
@@ -499,7 +508,7 @@ func (p *Protocol) timeWaitArrives(tw *timeWait, seg *Segment, l *Listener) (twV
 
 // twAcceptable is the sequence check of 3.10.7.4 against the window the
 // connection last promised.
-func twAcceptable(tw *timeWait, seg *Segment) bool {
+func twAcceptable(tw *timeWait, seg *segment) bool {
 	wnd := seqnum.Size(tw.rcvWnd)
 	n := seg.Len()
 	switch {
@@ -517,7 +526,7 @@ func twAcceptable(tw *timeWait, seg *Segment) bool {
 // with the window it promised and, when timestamps are in force, the
 // TSopt (RFC 7323 3.2). It takes a route for the one segment, as replyRST
 // does: a record keeps none.
-func (p *Protocol) timeWaitAck(tw *timeWait, cause SendCause) {
+func (p *Protocol) timeWaitAck(tw *timeWait, cause event.SendCause) {
 	r, err := p.stack.FindRoute(tw.nic, tw.id.LocalAddress, tw.id.RemoteAddress, tw.netProto, false)
 	if err != nil {
 		return

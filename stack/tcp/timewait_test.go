@@ -3,15 +3,14 @@ package tcp_test
 import (
 	"errors"
 	"math/rand/v2"
+	"net/netip"
 	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"gvisor.dev/gvisor/pkg/tcpip"
-	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
-
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/stack/tcp/tcptest"
 )
@@ -46,14 +45,14 @@ func TestTimeWaitRecord(t *testing.T) {
 		t.Fatalf("Usage %+v, want 0 connections, 1 in TIME-WAIT, 0 orphans", u)
 	}
 	conns := p.TCP.Connections()
-	if len(conns) != 1 || conns[0] != ep || conns[0].State() != tcp.TimeWait {
+	if len(conns) != 1 || conns[0] != ep || conns[0].State() != event.TimeWait {
 		t.Fatalf("Connections() = %v, want the endpoint in TIME-WAIT", conns)
 	}
-	if i := ep.Info(); i.State != tcp.TimeWait || i.StateAge != 0 {
+	if i := ep.Info(); i.State != event.TimeWait || i.StateAge != 0 {
 		t.Errorf("Info: %v, age %v", i.State, i.StateAge)
 	}
 	p.Advance(p.TCP.Options().TimeWait)
-	p.WantState(ep, tcp.Closed)
+	p.WantState(ep, event.Closed)
 	if u := p.TCP.Usage(); u.TimeWait != 0 || len(p.TCP.Connections()) != 0 {
 		t.Fatalf("after 2*MSL: Usage %+v, %d connections", u, len(p.TCP.Connections()))
 	}
@@ -75,9 +74,9 @@ func TestTimeWaitLimit(t *testing.T) {
 		c, ep := toTimeWait(t, p, uint16(40000+i))
 		clients, eps = append(clients, c), append(eps, ep)
 	}
-	p.WantState(eps[0], tcp.TimeWait)
-	p.WantState(eps[1], tcp.TimeWait)
-	p.WantState(eps[2], tcp.Closed)
+	p.WantState(eps[0], event.TimeWait)
+	p.WantState(eps[1], event.TimeWait)
+	p.WantState(eps[2], event.Closed)
 	wantCount(t, "TimeWaitOverflows", p.TCP.Limits().TimeWaitOverflows.Load(), 1)
 	if u := p.TCP.Usage(); u.TimeWait != 2 {
 		t.Errorf("Usage().TimeWait = %d, want 2", u.TimeWait)
@@ -85,7 +84,7 @@ func TestTimeWaitLimit(t *testing.T) {
 	r.mu.Lock()
 	last := r.events[len(r.events)-1]
 	r.mu.Unlock()
-	if last.From != tcp.TimeWait || last.To != tcp.Closed || last.Conn != eps[2].ID() ||
+	if last.From != event.TimeWait || last.To != event.Closed || last.Conn != eps[2].ID() ||
 		!strings.Contains(last.Cause.Detail, "TIME-WAIT table full (MaxTimeWait)") {
 		t.Errorf("last state event %v, want TIME-WAIT -> CLOSED (table full) for the third connection", last)
 	}
@@ -107,41 +106,41 @@ func TestTimeWaitSegments(t *testing.T) {
 		name   string
 		in     func(p *tcptest.Peer) seg
 		want   *seg
-		reason tcp.DropReason
-		state  tcp.State
+		reason event.DropReason
+		state  event.State
 	}{
 		{"retransmitted FIN: ACK, with TSopt",
 			func(p *tcptest.Peer) seg { return seg{Flags: "F.", Seq: 1, Ack: 2} },
-			&seg{Flags: ".", Seq: 2, Ack: 2, Win: 65535, TS: true}, tcp.DropOldSequence, tcp.TimeWait},
+			&seg{Flags: ".", Seq: 2, Ack: 2, Win: 65535, TS: true}, event.DropOldSequence, event.TimeWait},
 		{"old timestamp: PAWS",
 			func(p *tcptest.Peer) seg {
 				return seg{Flags: ".", Seq: 2, Ack: 2, TS: true, TSVal: 1, TSEcr: p.LastTSVal}
 			},
-			&seg{Flags: ".", Seq: 2, Ack: 2, TS: true}, tcp.DropPAWS, tcp.TimeWait},
+			&seg{Flags: ".", Seq: 2, Ack: 2, TS: true}, event.DropPAWS, event.TimeWait},
 		{"beyond the window",
 			func(p *tcptest.Peer) seg { return seg{Flags: "P.", Seq: 1 << 30, Ack: 2, Payload: []byte("x")} },
-			&seg{Flags: ".", Seq: 2, Ack: 2}, tcp.DropOutOfWindow, tcp.TimeWait},
+			&seg{Flags: ".", Seq: 2, Ack: 2}, event.DropOutOfWindow, event.TimeWait},
 		{"RST at RCV.NXT: CLOSED",
 			func(p *tcptest.Peer) seg { return seg{Flags: "R", Seq: 2} },
-			nil, tcp.DropNone, tcp.Closed},
+			nil, event.DropNone, event.Closed},
 		{"RST in the window: challenge ACK",
 			func(p *tcptest.Peer) seg { return seg{Flags: "R", Seq: 100} },
-			&seg{Flags: ".", Seq: 2, Ack: 2}, tcp.DropRstInvalid, tcp.TimeWait},
+			&seg{Flags: ".", Seq: 2, Ack: 2}, event.DropRstInvalid, event.TimeWait},
 		{"RST out of the window: dropped",
 			func(p *tcptest.Peer) seg { return seg{Flags: "R", Seq: 1 << 30} },
-			nil, tcp.DropOutOfWindow, tcp.TimeWait},
+			nil, event.DropOutOfWindow, event.TimeWait},
 		{"SYN in the window, not above RCV.NXT",
 			func(p *tcptest.Peer) seg { return seg{Flags: "S", Seq: 1} },
-			&seg{Flags: ".", Seq: 2, Ack: 2}, tcp.DropOldSequence, tcp.TimeWait},
+			&seg{Flags: ".", Seq: 2, Ack: 2}, event.DropOldSequence, event.TimeWait},
 		{"ACK of unsent data",
 			func(p *tcptest.Peer) seg { return seg{Flags: ".", Seq: 2, Ack: 50} },
-			&seg{Flags: ".", Seq: 2, Ack: 2}, tcp.DropAckUnsent, tcp.TimeWait},
+			&seg{Flags: ".", Seq: 2, Ack: 2}, event.DropAckUnsent, event.TimeWait},
 		{"no ACK bit",
 			func(p *tcptest.Peer) seg { return seg{Flags: "", Seq: 2} },
-			nil, tcp.DropNoAck, tcp.TimeWait},
+			nil, event.DropNoAck, event.TimeWait},
 		{"duplicate ACK: nothing",
 			func(p *tcptest.Peer) seg { return seg{Flags: ".", Seq: 2, Ack: 2} },
-			nil, tcp.DropNone, tcp.TimeWait},
+			nil, event.DropNone, event.TimeWait},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, ep := tcptest.TimeWait(t, tcptest.WithTimestamps())
@@ -152,10 +151,10 @@ func TestTimeWaitSegments(t *testing.T) {
 			}
 			p.ExpectNothing()
 			p.WantState(ep, tc.state)
-			if tc.reason != tcp.DropNone {
+			if tc.reason != event.DropNone {
 				wantCount(t, "Dropped("+tc.reason.String()+")", p.TCP.Stats().Dropped(tc.reason)-before, 1)
 			}
-			if tc.state == tcp.Closed {
+			if tc.state == event.Closed {
 				wantCount(t, "ResetsReceived", p.TCP.Stats().ResetsReceived.Load(), 1)
 				if u := p.TCP.Usage(); u.TimeWait != 0 {
 					t.Errorf("Usage().TimeWait = %d after the RST", u.TimeWait)
@@ -174,7 +173,7 @@ func TestTimeWaitRateLimit(t *testing.T) {
 	p.Inject(seg{Flags: ".", Seq: 2, Ack: 50})
 	p.Inject(seg{Flags: "R", Seq: 100})
 	p.ExpectNothing()
-	wantCount(t, "Dropped(ACK rate limited)", p.TCP.Stats().Dropped(tcp.DropAckRateLimited), 2)
+	wantCount(t, "Dropped(ACK rate limited)", p.TCP.Stats().Dropped(event.DropAckRateLimited), 2)
 	p.Inject(seg{Flags: "F.", Seq: 1, Ack: 2})
 	p.Expect(seg{Flags: ".", Seq: 2, Ack: 2})
 	p.Advance(invalidRate)
@@ -197,7 +196,7 @@ func TestTimeWaitNobodyHolds(t *testing.T) {
 		t.Fatalf("%d connections, want the one in TIME-WAIT", len(conns))
 	}
 	view := conns[0]
-	if i := view.Info(); i.ID != id || i.State != tcp.TimeWait {
+	if i := view.Info(); i.ID != id || i.State != event.TimeWait {
 		t.Fatalf("detached endpoint: %v in %v, want %v in TIME-WAIT", i.ID, i.State, id)
 	}
 	if _, err := view.Write([]byte("x")); !errors.Is(err, syscall.EPIPE) {
@@ -207,14 +206,14 @@ func TestTimeWaitNobodyHolds(t *testing.T) {
 	p.Expect(seg{Flags: ".", Seq: 2, Ack: 2})
 	view.Reset()
 	p.ExpectNothing() // no RST from TIME-WAIT
-	p.WantState(view, tcp.Closed)
+	p.WantState(view, event.Closed)
 	if u := p.TCP.Usage(); u.TimeWait != 0 {
 		t.Fatalf("Usage().TimeWait = %d after Reset", u.TimeWait)
 	}
 	r.mu.Lock()
 	last := r.events[len(r.events)-1]
 	r.mu.Unlock()
-	if last.From != tcp.TimeWait || last.To != tcp.Closed || last.Conn != id || last.Cause.Kind != tcp.CauseUser {
+	if last.From != event.TimeWait || last.To != event.Closed || last.Conn != id || last.Cause.Kind != event.CauseUser {
 		t.Errorf("last state event %v, want TIME-WAIT -> CLOSED (user)", last)
 	}
 
@@ -228,7 +227,7 @@ func TestTimeWaitNobodyHolds(t *testing.T) {
 		r.mu.Lock()
 		last := r.events[len(r.events)-1]
 		r.mu.Unlock()
-		if last.From != tcp.TimeWait || last.To != tcp.Closed || last.Conn != id || last.Cause.Kind != tcp.CauseTimer {
+		if last.From != event.TimeWait || last.To != event.Closed || last.Conn != id || last.Cause.Kind != event.CauseTimer {
 			t.Errorf("last state event %v, want TIME-WAIT -> CLOSED (timer) for %v", last, id)
 		}
 	})
@@ -240,19 +239,19 @@ func TestTimeWaitNobodyHolds(t *testing.T) {
 func TestTimeWaitPortKept(t *testing.T) {
 	p, ep := tcptest.TimeWait(t, tcptest.ActiveOpen())
 	port := ep.ID().Local.Port()
-	remote := tcpip.FullAddress{Addr: tcpip.AddrFrom4(tcptest.PeerAddr.As4()), Port: p.PeerPort}
-	if _, err := p.TCP.Connect(tcpip.FullAddress{Port: port}, remote, ipv4.ProtocolNumber); !errors.Is(err, syscall.EADDRINUSE) {
+	remote := netip.AddrPortFrom(tcptest.PeerAddr, p.PeerPort)
+	if _, err := p.TCP.Connect(netip.AddrPortFrom(netip.Addr{}, port), remote); !errors.Is(err, syscall.EADDRINUSE) {
 		t.Fatalf("Connect from the port in TIME-WAIT: %v, want EADDRINUSE", err)
 	}
 	p.Advance(p.TCP.Options().TimeWait)
-	p.WantState(ep, tcp.Closed)
-	ne, err := p.TCP.Connect(tcpip.FullAddress{Port: port}, remote, ipv4.ProtocolNumber)
+	p.WantState(ep, event.Closed)
+	ne, err := p.TCP.Connect(netip.AddrPortFrom(netip.Addr{}, port), remote)
 	if err != nil {
 		t.Fatalf("Connect after 2*MSL: %v", err)
 	}
 	p.SetStackISS(0, false)
 	p.Expect(seg{Flags: "S", Seq: 0})
-	p.WantState(ne, tcp.SynSent)
+	p.WantState(ne, event.SynSent)
 }
 
 // TestTimeWaitNoListener: the reopening of RFC 1122 4.2.2.13 needs a
@@ -262,7 +261,7 @@ func TestTimeWaitNoListener(t *testing.T) {
 	p, ep := tcptest.TimeWait(t, tcptest.ActiveOpen())
 	p.Inject(seg{Flags: "S", Seq: 100000})
 	p.Expect(seg{Flags: ".", Seq: 2, Ack: 2})
-	p.WantState(ep, tcp.TimeWait)
+	p.WantState(ep, event.TimeWait)
 }
 
 // TestOrphanLimit: MaxOrphans bounds connections closed by the user and
@@ -281,8 +280,8 @@ func TestOrphanLimit(t *testing.T) {
 	c2.use(p)
 	b.Close()
 	p.Expect(seg{Flags: "R", Seq: 1}) // one too many: reset
-	p.WantState(a, tcp.FinWait1)
-	p.WantState(b, tcp.Closed)
+	p.WantState(a, event.FinWait1)
+	p.WantState(b, event.Closed)
 	wantCount(t, "OrphanResets", p.TCP.Limits().OrphanResets.Load(), 1)
 	if u := p.TCP.Usage(); u.Orphans != 1 {
 		t.Errorf("Usage().Orphans = %d, want 1", u.Orphans)
@@ -291,7 +290,7 @@ func TestOrphanLimit(t *testing.T) {
 	c1.use(p)
 	p.Inject(seg{Flags: "F.", Seq: 1, Ack: 2})
 	p.Expect(seg{Flags: ".", Seq: 2, Ack: 2})
-	p.WantState(a, tcp.TimeWait)
+	p.WantState(a, event.TimeWait)
 	if u := p.TCP.Usage(); u.Orphans != 0 {
 		t.Errorf("Usage().Orphans = %d in TIME-WAIT, want 0", u.Orphans)
 	}
@@ -312,10 +311,10 @@ func TestConnectionLimit(t *testing.T) {
 	p.PeerPort = 40002
 	p.Inject(seg{Flags: "S", Seq: 0})
 	p.ExpectNothing()
-	wantCount(t, "Dropped(connection limit)", p.TCP.Stats().Dropped(tcp.DropConnectionLimit), 1)
-	remote := tcpip.FullAddress{Addr: tcpip.AddrFrom4(tcptest.PeerAddr.As4()), Port: 9}
-	local := tcpip.FullAddress{Port: 5555}
-	if _, err := p.TCP.Connect(local, remote, ipv4.ProtocolNumber); !errors.Is(err, syscall.EMFILE) {
+	wantCount(t, "Dropped(connection limit)", p.TCP.Stats().Dropped(event.DropConnectionLimit), 1)
+	remote := netip.AddrPortFrom(tcptest.PeerAddr, 9)
+	local := netip.AddrPortFrom(netip.Addr{}, 5555)
+	if _, err := p.TCP.Connect(local, remote); !errors.Is(err, syscall.EMFILE) {
 		t.Fatalf("Connect beyond the limit: %v, want EMFILE", err)
 	}
 	wantCount(t, "ConnectionLimit", p.TCP.Limits().ConnectionLimit.Load(), 2)
@@ -329,7 +328,7 @@ func TestConnectionLimit(t *testing.T) {
 	syn(t, p, 40003)
 	p.Advance(3 * time.Minute)
 	p.DrainAny()
-	if _, err := p.TCP.Connect(local, remote, ipv4.ProtocolNumber); err != nil {
+	if _, err := p.TCP.Connect(local, remote); err != nil {
 		t.Fatalf("Connect from the same port once there is room: %v", err)
 	}
 }
@@ -380,7 +379,7 @@ func TestTimeWaitRandomSegments(t *testing.T) {
 				}
 				limited++
 			}
-			if ep.State() == tcp.Closed {
+			if ep.State() == event.Closed {
 				break
 			}
 			p.Advance(time.Duration(rng.IntN(100)) * time.Millisecond)

@@ -27,7 +27,9 @@
 // TSval, and Seg's TS, TSVal and TSEcr send or check the option by hand.
 //
 // Failures print the expectation, the segment that came instead and the
-// whole trace so far, as tcpdump-style lines.
+// whole trace so far, as tcpdump-style lines. When the test ends, the
+// Peer also fails it if the engine asked for a state change that its
+// transition table does not hold.
 package tcptest
 
 import (
@@ -48,6 +50,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
 	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack"
 	"github.com/tapstack/tapstack/stack/tcp"
 )
@@ -190,8 +193,29 @@ func newPeer(t testing.TB, c config) *Peer {
 	t.Cleanup(func() {
 		s.Close()
 		link.Close()
+		p.checkTransitions()
 	})
 	return p
+}
+
+// checkTransitions fails the test if the engine asked for a state change
+// its transition table does not hold (stack/tcp/transitions.go): every
+// test built on a Peer walks the table with the edges it takes. It runs
+// when the test ends, after the stack closed, so the aborts of Close are
+// checked too.
+func (p *Peer) checkTransitions() {
+	st := p.TCP.Stats()
+	if st.TransitionsRefused.Load() == 0 {
+		return
+	}
+	for from := range event.NumStates {
+		for to := range event.NumStates {
+			if n := st.Refused(event.State(from), event.State(to)); n > 0 {
+				p.t.Errorf("tcptest: the engine asked for %v -> %v, an edge its transition table does not hold (stack/tcp/transitions.go); refused %d time(s)",
+					event.State(from), event.State(to), n)
+			}
+		}
+	}
 }
 
 // PeerISS returns the peer's initial sequence number, absolute.
@@ -582,10 +606,10 @@ func (p *Peer) Drain() []Seg {
 }
 
 // StateGetter is a tcp.Endpoint or a tcp.Listener.
-type StateGetter interface{ State() tcp.State }
+type StateGetter interface{ State() event.State }
 
 // WantState fails the test unless x is in state want.
-func (p *Peer) WantState(x StateGetter, want tcp.State) {
+func (p *Peer) WantState(x StateGetter, want event.State) {
 	p.t.Helper()
 	if got := x.State(); got != want {
 		p.fail("tcptest: state %v, want %v", got, want)

@@ -1,11 +1,10 @@
 package tcptest
 
 import (
+	"net/netip"
 	"testing"
 
-	"gvisor.dev/gvisor/pkg/tcpip"
-	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
-
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp"
 )
 
@@ -25,12 +24,12 @@ func Listen(t testing.TB, opts ...Option) (*Peer, *tcp.Listener) {
 // Listen opens a listener on the stack's address, port p.StackPort.
 func (p *Peer) Listen(backlog int) *tcp.Listener {
 	p.t.Helper()
-	l, err := p.TCP.Listen(tcpip.FullAddress{Addr: addr(StackAddr), Port: p.StackPort}, backlog)
+	l, err := p.TCP.Listen(netip.AddrPortFrom(StackAddr, p.StackPort), backlog)
 	if err != nil {
 		p.fail("tcptest: Listen: %v", err)
 	}
 	p.Listener = l
-	p.WantState(l, tcp.Listen)
+	p.WantState(l, event.Listen)
 	return l
 }
 
@@ -41,7 +40,7 @@ func SynSent(t testing.TB, opts ...Option) (*Peer, *tcp.Endpoint) {
 	p := New(t, opts...)
 	ep := p.Connect()
 	p.Expect(Seg{Flags: "S", Seq: 0})
-	p.WantState(ep, tcp.SynSent)
+	p.WantState(ep, event.SynSent)
 	return p, ep
 }
 
@@ -49,7 +48,7 @@ func SynSent(t testing.TB, opts ...Option) (*Peer, *tcp.Endpoint) {
 // p.StackPort at the ephemeral port it chose. The SYN is left unread.
 func (p *Peer) Connect() *tcp.Endpoint {
 	p.t.Helper()
-	ep, err := p.TCP.Connect(tcpip.FullAddress{}, tcpip.FullAddress{Addr: addr(PeerAddr), Port: p.PeerPort}, ipv4.ProtocolNumber)
+	ep, err := p.TCP.Connect(netip.AddrPort{}, netip.AddrPortFrom(PeerAddr, p.PeerPort))
 	if err != nil {
 		p.fail("tcptest: Connect: %v", err)
 	}
@@ -77,7 +76,7 @@ func (p *Peer) synReceived() *tcp.Endpoint {
 	// not break every fixture.
 	p.Expect(Seg{Flags: "S.", Seq: 0, Ack: 1})
 	ep := p.find()
-	p.WantState(ep, tcp.SynReceived)
+	p.WantState(ep, event.SynReceived)
 	return ep
 }
 
@@ -126,7 +125,7 @@ func (p *Peer) establishPassive() *tcp.Endpoint {
 	if ep != half {
 		p.fail("tcptest: Accept returned another connection than the half-open one")
 	}
-	p.WantState(ep, tcp.Established)
+	p.WantState(ep, event.Established)
 	return ep
 }
 
@@ -138,7 +137,7 @@ func (p *Peer) establishActive() *tcp.Endpoint {
 	synAck.Flags, synAck.Seq, synAck.Ack, synAck.Payload, synAck.Len = "S.", 0, 1, nil, 0
 	p.Inject(synAck)
 	p.Expect(Seg{Flags: ".", Seq: 1, Ack: 1})
-	p.WantState(ep, tcp.Established)
+	p.WantState(ep, event.Established)
 	if ok, err := ep.Established(); !ok || err != nil {
 		p.fail("tcptest: Established() = %v, %v after the handshake", ok, err)
 	}
@@ -155,7 +154,7 @@ func FinWait1(t testing.TB, opts ...Option) (*Peer, *tcp.Endpoint) {
 		p.fail("tcptest: Close: %v", err)
 	}
 	p.Expect(Seg{Flags: "F.", Seq: 1, Ack: 1})
-	p.WantState(ep, tcp.FinWait1)
+	p.WantState(ep, event.FinWait1)
 	return p, ep
 }
 
@@ -165,7 +164,7 @@ func FinWait2(t testing.TB, opts ...Option) (*Peer, *tcp.Endpoint) {
 	p, ep := FinWait1(t, opts...)
 	p.Inject(Seg{Flags: ".", Seq: 1, Ack: 2})
 	p.ExpectNothing()
-	p.WantState(ep, tcp.FinWait2)
+	p.WantState(ep, event.FinWait2)
 	return p, ep
 }
 
@@ -176,7 +175,7 @@ func TimeWait(t testing.TB, opts ...Option) (*Peer, *tcp.Endpoint) {
 	p, ep := FinWait2(t, opts...)
 	p.Inject(Seg{Flags: "F.", Seq: 1, Ack: 2})
 	p.Expect(Seg{Flags: ".", Seq: 2, Ack: 2})
-	p.WantState(ep, tcp.TimeWait)
+	p.WantState(ep, event.TimeWait)
 	return p, ep
 }
 
@@ -188,7 +187,7 @@ func Closing(t testing.TB, opts ...Option) (*Peer, *tcp.Endpoint) {
 	p, ep := FinWait1(t, opts...)
 	p.Inject(Seg{Flags: "F.", Seq: 1, Ack: 1})
 	p.Expect(Seg{Flags: ".", Seq: 2, Ack: 2})
-	p.WantState(ep, tcp.Closing)
+	p.WantState(ep, event.Closing)
 	return p, ep
 }
 
@@ -199,7 +198,7 @@ func CloseWait(t testing.TB, opts ...Option) (*Peer, *tcp.Endpoint) {
 	p, ep := Established(t, opts...)
 	p.Inject(Seg{Flags: "F.", Seq: 1, Ack: 1})
 	p.Expect(Seg{Flags: ".", Seq: 1, Ack: 2})
-	p.WantState(ep, tcp.CloseWait)
+	p.WantState(ep, event.CloseWait)
 	return p, ep
 }
 
@@ -212,6 +211,6 @@ func LastAck(t testing.TB, opts ...Option) (*Peer, *tcp.Endpoint) {
 		p.fail("tcptest: Close: %v", err)
 	}
 	p.Expect(Seg{Flags: "F.", Seq: 1, Ack: 2})
-	p.WantState(ep, tcp.LastAck)
+	p.WantState(ep, event.LastAck)
 	return p, ep
 }

@@ -1,4 +1,4 @@
-package tcp
+package event
 
 import "fmt"
 
@@ -42,7 +42,7 @@ const (
 	DropConnectionLimit                 // a SYN or cookie ACK refused: the stack holds MaxConnections
 	DropICMPBadMTU                      // ICMP packet too big reporting an MTU below the protocol's minimum
 	DropStaleFin                        // a FIN held out of order that in-order text then passed (Linux tcp_ofo_queue)
-	numDropReasons
+	numDropReasons                      // keep last
 )
 
 var dropNames = [...]string{
@@ -110,7 +110,7 @@ const (
 	SendKeepalive
 	SendSynAckCookie // a stateless SYN-ACK whose ISS is a SYN cookie (RFC 4987 3.6)
 	SendTLP          // a tail loss probe (RFC 8985 7)
-	numSendCauses
+	numSendCauses    // keep last
 )
 
 var sendNames = [...]string{
@@ -139,3 +139,11 @@ func (c SendCause) String() string {
 	}
 	return fmt.Sprintf("SendCause(%d)", uint8(c))
 }
+
+// NumDropReasons and NumSendCauses size arrays indexed by DropReason and
+// SendCause, such as the engine's counters: every reason and cause is
+// below them.
+const (
+	NumDropReasons = int(numDropReasons)
+	NumSendCauses  = int(numSendCauses)
+)

@@ -1,0 +1,42 @@
+// Package tcpbind is the seam between package stack and tapstack's TCP
+// engine (package stack/tcp): what package stack needs of the engine to
+// run it inside gVisor's netstack, which is no part of the engine's user
+// interface (RFC 9293 3.10) and so is not exported by it.
+//
+// tcp.NewProtocol returns an engine and its Binding; package stack
+// registers Binding.Factory with gVisor and drives the engine's life
+// through the other functions. Being internal, this package keeps gVisor
+// types out of the engine's exported API while letting the two packages
+// that must meet them do so.
+package tcpbind
+
+import (
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+)
+
+// Binding is the engine's side of the seam. Every function is set.
+type Binding struct {
+	// Factory goes in stack.Options.TransportProtocols: it makes the
+	// engine gVisor's transport protocol for number 6 in that stack. A
+	// Binding serves one stack.
+	Factory stack.TransportProtocolFactory
+
+	// LinkDown ends every connection through interface nic, whose link
+	// failed, with ENETDOWN, and deletes its connections in TIME-WAIT.
+	// Nothing is sent: the link is gone. Listeners stay.
+	LinkDown func(nic tcpip.NICID, failure error)
+
+	// Shutdown begins closing every connection the way its peer can see
+	// (a FIN after the queued data, or a RST where received data would
+	// be discarded unread) and closes the listeners; no new connection
+	// is made. Drained is closed once every connection has reached
+	// CLOSED or TIME-WAIT; it is nil before Shutdown.
+	Shutdown func()
+	Drained  func() <-chan struct{}
+
+	// Abort closes every listener and aborts every connection: the
+	// stack is closing at once (RFC 9293 3.10.5; see Endpoint.Reset
+	// for what the peer is sent).
+	Abort func()
+}

@@ -1,0 +1,78 @@
+package tcp
+
+import (
+	"sync/atomic"
+
+	"github.com/tapstack/tapstack/event"
+)
+
+// Stats are the engine's counters. They are per stack, safe to read at any
+// time, and never reset.
+type Stats struct {
+	ActiveOpens    atomic.Uint64
+	PassiveOpens   atomic.Uint64
+	SegmentsIn     atomic.Uint64
+	SegmentsOut    atomic.Uint64
+	Retransmits    atomic.Uint64
+	ResetsSent     atomic.Uint64
+	ResetsReceived atomic.Uint64
+	Timeouts       atomic.Uint64 // connections that gave up retransmitting
+
+	// Loss recovery (recovery.go, rack.go), as Linux's TcpExt counters.
+	RetransmitTimeouts atomic.Uint64 // data retransmission timer expiries (TCPTimeouts)
+	PathMTUReductions  atomic.Uint64 // path MTUs lowered by ICMP (RFC 1191, RFC 8201)
+	FastRecoveries     atomic.Uint64 // fast recoveries begun
+	TailLossProbes     atomic.Uint64 // tail loss probes sent (TCPLossProbes)
+	TLPRecoveries      atomic.Uint64 // losses a probe repaired (TCPLossProbeRecovery)
+	DSACKsReceived     atomic.Uint64 // D-SACK blocks received (TCPDSACKRecv)
+	Undos              atomic.Uint64 // congestion responses undone as spurious
+	SpuriousRTOs       atomic.Uint64 // timeouts F-RTO found spurious (TCPSpuriousRTOs)
+	Renegings          atomic.Uint64 // receivers that dropped SACKed data (TCPSACKReneging)
+	ReorderingSeen     atomic.Uint64 // connections that saw reordering
+	SendQueueFull      atomic.Uint64 // new segments held back: maxInFlightSegments in flight
+	Drops              [event.NumDropReasons]atomic.Uint64
+	Sends              [event.NumSendCauses]atomic.Uint64
+	ListenOverflows    atomic.Uint64 // like Linux ListenOverflows
+	ListenDrops        atomic.Uint64 // like Linux ListenDrops
+	Listen             ListenStats   // each decision of the SYN and accept queues
+
+	// TransitionsRefused counts state changes the engine asked for that
+	// its transition table (transitions.go) does not hold: a bug, refused
+	// (the state stays) and reported as a KindTransitionRefused event.
+	TransitionsRefused atomic.Uint64
+
+	transitions, refused [event.NumStates][event.NumStates]atomic.Uint64
+}
+
+// Transitions returns how many connections moved from from to to.
+func (s *Stats) Transitions(from, to event.State) uint64 {
+	if int(from) >= event.NumStates || int(to) >= event.NumStates {
+		return 0
+	}
+	return s.transitions[from][to].Load()
+}
+
+// Refused returns how many state changes from from to to were refused:
+// the edge is not in the transition table.
+func (s *Stats) Refused(from, to event.State) uint64 {
+	if int(from) >= event.NumStates || int(to) >= event.NumStates {
+		return 0
+	}
+	return s.refused[from][to].Load()
+}
+
+// Dropped returns how many segments were dropped for reason r.
+func (s *Stats) Dropped(r event.DropReason) uint64 {
+	if int(r) >= len(s.Drops) {
+		return 0
+	}
+	return s.Drops[r].Load()
+}
+
+// Sent returns how many segments were sent with cause c.
+func (s *Stats) Sent(c event.SendCause) uint64 {
+	if int(c) >= len(s.Sends) {
+		return 0
+	}
+	return s.Sends[c].Load()
+}
