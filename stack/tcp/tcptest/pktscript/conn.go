@@ -36,6 +36,10 @@ type connState struct {
 	firstScriptTS, firstActualTS uint32
 	haveFirstTS                  bool
 	synAckReceived               bool
+
+	// A SYN the peer sent on this connection, not yet answered.
+	pendingISN uint32
+	synPending bool
 }
 
 func (c *connState) String() string {
@@ -49,6 +53,14 @@ func (c *connState) ackOffset() uint32 { return c.liveISN - c.scriptISN }
 func (r *runner) connOfOutbound(w *wirePacket) *connState {
 	for _, c := range r.conns {
 		if c.localPort == w.srcPort && c.peerPort == w.dstPort {
+			if c.synPending {
+				c.synPending = false
+				if w.flags&flagSYN != 0 && w.seq != c.liveISN {
+					c.remoteISN = c.pendingISN
+					c.haveISN, c.scriptISNSet, c.haveFirstTS = false, false, false
+					clear(c.tsMap)
+				}
+			}
 			if w.flags&flagSYN != 0 && !c.haveISN {
 				c.liveISN, c.haveISN = w.seq, true
 			}
@@ -124,9 +136,16 @@ func (r *runner) injectPacket(pk *Packet) {
 	c := r.inboundConn(pk)
 	syn := strings.Contains(pk.Flags, "S")
 	ack := strings.Contains(pk.Flags, ".")
-	if syn && ack && !c.passive && !c.synAckReceived {
+	switch {
+	case syn && ack && !c.passive && !c.synAckReceived:
 		// The SYN-ACK of an active open fixes the peer's ISN.
 		c.remoteISN, c.haveRemoteISN, c.synAckReceived = pk.Seq, true, true
+	case syn && !ack && c.passive:
+		// A SYN (again) on a known connection: if a SYN-ACK answers
+		// it, it opened a new incarnation of the 4-tuple (a SYN in
+		// TIME-WAIT, RFC 6191) and both ISNs start anew; if not (a
+		// challenge ACK), the numbering stays (connOfOutbound).
+		c.pendingISN, c.synPending = pk.Seq, true
 	}
 	seq := pk.Seq
 	if !syn {
@@ -377,13 +396,14 @@ func (r *runner) scriptView(c *connState, w *wirePacket) string {
 	seq, ack := w.seq, w.ack
 	sack := func(v uint32) uint32 { return v }
 	tsval := func(v uint32) uint32 { return v }
+	if c == nil || len(r.conns) > 1 {
+		fmt.Fprintf(&b, " %d>%d", w.srcPort, w.dstPort)
+	}
 	if c != nil {
 		seq = c.scriptSeq(w.seq)
 		ack = c.scriptAck(w)
 		sack = func(v uint32) uint32 { return v - c.remoteISN }
 		tsval = c.scriptTSVal
-	} else {
-		fmt.Fprintf(&b, " %d>%d", w.srcPort, w.dstPort)
 	}
 	n := uint32(len(w.payload))
 	fmt.Fprintf(&b, " %s %d:%d(%d)", flagLetters(w.flags), seq, seq+n, n)

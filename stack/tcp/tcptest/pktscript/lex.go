@@ -273,9 +273,15 @@ func matchIPv4(s string) int {
 // an IPv6 address. lexer.l's expression admits no "a:b" pair (a sequence
 // range), and neither does netip.
 func matchIPv6(s string) int {
+	// The longest IPv6 text, with an embedded IPv4 address, is 45 bytes:
+	// the bound keeps lexing linear.
+	const maxIPv6 = 45
 	n := 0
-	for n < len(s) && (strings.IndexByte("0123456789abcdefABCDEF:.", s[n]) >= 0) {
+	for n < len(s) && n < maxIPv6 && (strings.IndexByte("0123456789abcdefABCDEF:.", s[n]) >= 0) {
 		n++
+	}
+	if !strings.Contains(s[:n], ":") {
+		return 0
 	}
 	for ; n > 1; n-- {
 		if !strings.Contains(s[:n], ":") {

@@ -328,6 +328,8 @@ func (p *pyParser) statement() {
 		}
 	case p.isName("pass"):
 		p.next()
+	case p.peek().kind == 'n' && pyKeyword(p.peek().s):
+		p.fail("unsupported statement %q", p.peek().s)
 	case p.peek().kind == 'n' && p.pos+1 < len(p.toks) && p.toks[p.pos+1].kind == 'o' &&
 		(p.toks[p.pos+1].s == "=" || p.toks[p.pos+1].s == "+=" || p.toks[p.pos+1].s == "-=" || p.toks[p.pos+1].s == "*="):
 		name := p.next().s
@@ -351,12 +353,13 @@ func (p *pyParser) expr() pyValue {
 	return p.or()
 }
 
+// or and and short-circuit as Python's do: the right operand is not
+// evaluated (only parsed) when the left decides.
 func (p *pyParser) or() pyValue {
 	v := p.and()
 	for p.isName("or") {
 		p.next()
-		w := p.and()
-		v = pyBool(v.truth() || w.truth())
+		v = p.rest(v, v.truth(), p.and)
 	}
 	return v
 }
@@ -365,10 +368,21 @@ func (p *pyParser) and() pyValue {
 	v := p.not()
 	for p.isName("and") {
 		p.next()
-		w := p.not()
-		v = pyBool(v.truth() && w.truth())
+		v = p.rest(v, !v.truth(), p.not)
 	}
 	return v
+}
+
+// rest parses a right operand, evaluating it unless decided; Python
+// returns the deciding operand itself.
+func (p *pyParser) rest(left pyValue, decided bool, operand func() pyValue) pyValue {
+	if !decided || p.skipEval {
+		return operand()
+	}
+	p.skipEval = true
+	operand()
+	p.skipEval = false
+	return left
 }
 
 func (p *pyParser) not() pyValue {
@@ -606,4 +620,14 @@ func (p *pyParser) primary() pyValue {
 	}
 	p.fail("unexpected %s", p.tokString(t))
 	return pyValue{}
+}
+
+// pyKeyword reports Python's statement keywords this subset lacks.
+func pyKeyword(s string) bool {
+	switch s {
+	case "import", "from", "def", "class", "if", "elif", "else", "for", "while", "with", "try", "except",
+		"finally", "return", "lambda", "global", "nonlocal", "del", "raise", "yield", "async", "await":
+		return true
+	}
+	return false
 }
