@@ -39,13 +39,15 @@ func runScript(ctx context.Context, e env, args []string) error {
 	case fs.NArg() == 0:
 		return usageErr(fs, "want at least one script")
 	}
-	var capture io.Writer
+	// The capture is written as the scripts run; a write error ends the
+	// command (the file would lie by omission).
+	var capture *os.File
 	if *pcapPath != "" {
 		f, err := os.Create(*pcapPath)
 		if err != nil {
 			return err
 		}
-		defer f.Close()
+		defer f.Close() // after an error; the normal end closes it below
 		capture = f
 	}
 	var passed, failed, skipped int
@@ -53,7 +55,14 @@ func runScript(ctx context.Context, e env, args []string) error {
 		if ctx.Err() != nil {
 			break
 		}
-		r := pktscript.Exec(path, pktscript.Options{Capture: capture})
+		opts := pktscript.Options{}
+		if capture != nil {
+			opts.Capture = capture
+		}
+		r := pktscript.Exec(path, opts)
+		if r.CaptureErr != nil {
+			return fmt.Errorf("--pcap %s: %w", *pcapPath, r.CaptureErr)
+		}
 		fmt.Fprintf(e.stdout, "%s: %s\n", path, r)
 		switch r.Status {
 		case pktscript.Pass:
@@ -70,6 +79,11 @@ func runScript(ctx context.Context, e env, args []string) error {
 			if r.Trace != "" {
 				fmt.Fprintf(e.stdout, "  exchange:\n%s", indent(indent(r.Trace+"\n")))
 			}
+		}
+	}
+	if capture != nil {
+		if err := capture.Close(); err != nil {
+			return fmt.Errorf("--pcap %s: %w", *pcapPath, err)
 		}
 	}
 	fmt.Fprintf(e.stdout, "%d passed, %d failed, %d skipped\n", passed, failed, skipped)

@@ -136,8 +136,12 @@ type pyTok struct {
 	i    int64
 }
 
-// maxPyTokens bounds a block.
-const maxPyTokens = 100000
+// maxPyTokens bounds a block, maxPyDepth its nesting of brackets (and so
+// the evaluator's recursion).
+const (
+	maxPyTokens = 100000
+	maxPyDepth  = 64
+)
 
 func pyLex(code string) ([]pyTok, error) {
 	var toks []pyTok
@@ -206,6 +210,9 @@ func pyLex(code string) ([]pyTok, error) {
 			switch op {
 			case "(", "[":
 				depth++
+				if depth > maxPyDepth {
+					return nil, fmt.Errorf("nested deeper than %d", maxPyDepth)
+				}
 			case ")", "]":
 				depth--
 			}

@@ -36,6 +36,7 @@ func TestPython(t *testing.T) {
 		{"import os", "unsupported statement"},
 		{"assert (1", "missing )"},
 		{"f(1)", "not supported"},
+		{"assert " + strings.Repeat("(", 100) + "1" + strings.Repeat(")", 100), "nested deeper than 64"},
 	} {
 		env := newPyEnv()
 		err := env.run(tc.code, info)

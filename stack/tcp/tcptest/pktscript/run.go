@@ -48,6 +48,9 @@ type Result struct {
 	// Trace is the whole exchange, one line per packet, call and engine
 	// event, with script times.
 	Trace string
+	// CaptureErr is the error that stopped writing Options.Capture, if
+	// any; the run itself goes on.
+	CaptureErr error
 }
 
 // String is the one-line summary: "PASS", "FAIL line 17: ...", "SKIP:
@@ -292,6 +295,7 @@ func execScript(s *Script, opts Options) (res *Result) {
 		}()
 		if r.cap != nil {
 			r.cap.flush()
+			res.CaptureErr = r.cap.err
 		}
 		res.Trace = strings.Join(r.trace, "\n")
 	}()

@@ -88,6 +88,7 @@ func TestRunScripts(t *testing.T) {
 			"+.1 < S. 0:0(0) ack 1 win 65535 <mss 1000>\n+0 > . 1:1(0) ack 1\n+0 getsockopt(3, SOL_SOCKET, SO_ERROR, [0], [4]) = 0\n", Pass, 0, "", nil},
 		{"connection refused", "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0...0.1 connect(3, ..., ...) = -1 ECONNREFUSED (Connection refused)\n" +
 			"+0 > S 0:0(0) <...>\n+.1 < R. 0:0(0) ack 1 win 0\n", Pass, 0, "", nil},
+		{"IPv6", "--ip_version=ipv6\n" + strings.Replace(prelude, "<mss 1460>", "<mss 1440>", 1) + "+0 write(4, ..., 10) = 10\n+0 > P. 1:11(10) ack 1\n", Pass, 0, "", nil},
 		{"timestamps mapped", "--tcp_ts_tick_usecs=1000\n`sysctl -q net.ipv4.tcp_sack=0`\n" +
 			"0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 bind(3, ..., ...) = 0\n+0 listen(3, 1) = 0\n" +
 			"+0 < S 0:0(0) win 65535 <mss 1000,nop,nop,TS val 100 ecr 0>\n+0 > S. 0:0(0) ack 1 <mss 1460,nop,nop,TS val 700 ecr 100>\n" +

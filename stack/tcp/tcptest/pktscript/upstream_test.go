@@ -98,6 +98,9 @@ func TestUpstreamScripts(t *testing.T) {
 	}
 	fmt.Fprintf(&b, "%d passed, %d failed, %d skipped", total.pass, total.fail, total.skip)
 	t.Logf("upstream scripts:\n%s\n\n%s", strings.Join(lines, "\n"), b.String())
+	if tally := fmt.Sprintf("**%d pass, %d fail, %d skip**", total.pass, total.fail, total.skip); !strings.Contains(readme(t), tally) {
+		t.Errorf("README does not give the tally %s: update its section on the upstream scripts", tally)
+	}
 	if len(upstreamPass) < total.pass {
 		t.Logf("%d scripts pass that upstreamPass does not list: add them", total.pass-len(upstreamPass))
 	}
