@@ -17,10 +17,10 @@ import (
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/faketime"
-	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/pcap"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/stack/tcp/tcptest"
@@ -104,17 +104,17 @@ func newEngine(tb testing.TB, set settings) *engine {
 	return e
 }
 
-func (e *engine) observe(ev tcp.Event) {
+func (e *engine) observe(ev event.Event) {
 	r := engineEvent{
 		at:       e.clock.Now().Sub(e.start),
 		text:     ev.String(),
 		describe: pcap.Describe(ev),
-		send:     ev.Kind == tcp.EventSend,
-		drop:     ev.Kind == tcp.EventDrop,
+		send:     ev.Kind == event.KindSend,
+		drop:     ev.Kind == event.KindDrop,
 	}
-	if ev.Key != (tcp.SegKey{}) {
+	if ev.Key != (event.SegKey{}) {
 		r.hasKey = true
-		r.key = segKey{seq: ev.Key.Seq, ack: ev.Key.Ack, flags: ev.Key.Flags, length: ev.Key.Len}
+		r.key = segKey{seq: ev.Key.Seq, ack: ev.Key.Ack, flags: uint8(ev.Key.Flags), length: ev.Key.Len}
 	}
 	e.mu.Lock()
 	if len(e.events) < maxEngineEvents {
@@ -178,10 +178,6 @@ func (e *engine) readOutbound() ([]byte, bool) {
 // outboundCapacity is how many packets the link holds before dropping.
 const outboundCapacity = tcptest.OutboundCapacity
 
-func fullAddr(a netip.Addr, port uint16) tcpip.FullAddress {
-	return tcpip.FullAddress{Addr: tcpip.AddrFromSlice(a.AsSlice()), Port: port}
-}
-
 // errno turns an engine error into the errno a socket call returns, and
 // io.EOF into nil (a read of 0).
 func errno(err error) error {
@@ -204,12 +200,7 @@ func errno(err error) error {
 type listener struct{ l *tcp.Listener }
 
 func (e *engine) listen(addr netip.Addr, port uint16, backlog int) (*listener, error) {
-	var a tcpip.FullAddress
-	a.Port = port
-	if addr.IsValid() {
-		a = fullAddr(addr, port)
-	}
-	l, err := e.proto.Listen(a, backlog)
+	l, err := e.proto.Listen(netip.AddrPortFrom(addr, port), backlog)
 	if err != nil {
 		return nil, errno(err)
 	}
@@ -226,17 +217,13 @@ func (l *listener) accept() (*conn, error) {
 
 func (l *listener) close() { l.l.Close() }
 
-func (l *listener) port() uint16 { return l.l.Addr().Local.Port() }
+func (l *listener) port() uint16 { return l.l.Addr().Port() }
 
 // conn is a connection.
 type conn struct{ ep *tcp.Endpoint }
 
 func (e *engine) connect(remote netip.Addr, port uint16) (*conn, error) {
-	proto := ipv4.ProtocolNumber
-	if remote.Is6() {
-		proto = ipv6.ProtocolNumber
-	}
-	ep, err := e.proto.Connect(tcpip.FullAddress{}, fullAddr(remote, port), proto)
+	ep, err := e.proto.Connect(netip.AddrPort{}, netip.AddrPortFrom(remote, port))
 	if err != nil {
 		return nil, errno(err)
 	}
@@ -302,7 +289,7 @@ func (c *conn) sendQueued() int { return c.ep.Info().SendQueued }
 func (c *conn) sndMSS() int     { return c.ep.Info().SndMSS }
 func (c *conn) synchronized() bool {
 	switch c.ep.State() {
-	case tcp.Closed, tcp.Listen, tcp.SynSent, tcp.SynReceived:
+	case event.Closed, event.Listen, event.SynSent, event.SynReceived:
 		return false
 	}
 	return true
@@ -393,29 +380,29 @@ func (c *conn) tcpInfo() map[string]int64 {
 
 // linuxState maps a state to Linux's tcpi_state number
 // (include/net/tcp_states.h).
-func linuxState(s tcp.State) int64 {
+func linuxState(s event.State) int64 {
 	switch s {
-	case tcp.Established:
+	case event.Established:
 		return 1
-	case tcp.SynSent:
+	case event.SynSent:
 		return 2
-	case tcp.SynReceived:
+	case event.SynReceived:
 		return 3
-	case tcp.FinWait1:
+	case event.FinWait1:
 		return 4
-	case tcp.FinWait2:
+	case event.FinWait2:
 		return 5
-	case tcp.TimeWait:
+	case event.TimeWait:
 		return 6
-	case tcp.Closed:
+	case event.Closed:
 		return 7
-	case tcp.CloseWait:
+	case event.CloseWait:
 		return 8
-	case tcp.LastAck:
+	case event.LastAck:
 		return 9
-	case tcp.Listen:
+	case event.Listen:
 		return 10
-	case tcp.Closing:
+	case event.Closing:
 		return 11
 	}
 	return 0
