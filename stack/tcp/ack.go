@@ -110,7 +110,12 @@ func (e *Endpoint) processAck(seg *segment) {
 			e.setTimer(timerRetransmit, e.rtoFromNow())
 		}
 	}
-	e.schedulePTO()
+	if a.acked > 0 || a.sacked > 0 || !e.timerArmed(timerProbe) {
+		// Linux rearms the probe only on an ACK that delivered data
+		// (tcp_set_xmit_timer after FLAG_DATA_ACKED or a SACK): a
+		// duplicate that says nothing new leaves the probe where it is.
+		e.schedulePTO()
+	}
 	if e.proto.opts.Observer != nil {
 		e.emitAck(seg, oldUna, &a)
 	}

@@ -358,9 +358,15 @@ func (e *Endpoint) firstSteps(seg *segment) (v verdict, ok bool) {
 		e.unacceptable(seg)
 		return stay(), false
 	}
-	// RFC 7323 4.3 (2) and 5.3 (R3): the segment is acceptable; take its
-	// TSval for TS.Recent if the rule allows, before trimming moves SEG.SEQ.
-	e.updateTSRecent(seg)
+	// RFC 7323 4.3 (2) and 5.3 (R3): an acceptable segment's TSval may
+	// become TS.Recent. Linux (tcp_ack's FLAG_UPDATE_TS_RECENT) waits
+	// until the ACK field is found acceptable too, so that a segment
+	// acknowledging data never sent cannot poison TS.Recent and have the
+	// next valid segment fail PAWS; so do we (ackAcceptable), except in
+	// SYN-RECEIVED, whose ACK is checked by the handshake.
+	if e.state == event.SynReceived {
+		e.updateTSRecent(seg)
+	}
 	e.trimToWindow(seg)
 
 	// Second, check the RST bit (RFC 5961 3.2).
@@ -407,6 +413,7 @@ func (e *Endpoint) ackAcceptable(seg *segment) bool {
 		e.challengeAck()
 		return false
 	}
+	e.updateTSRecent(seg)
 	return true
 }
 

@@ -95,13 +95,11 @@ func TestHalfClose(t *testing.T) {
 	p.Inject(seg{Flags: ".", Seq: 1, Ack: 2})
 	p.WantState(ep, event.FinWait2)
 	p.Inject(seg{Flags: "P.", Seq: 1, Ack: 2, Payload: []byte("hello")})
-	p.ExpectNothing() // delayed ACK
+	p.Expect(seg{Flags: ".", Seq: 2, Ack: 6}) // the first data: a quick ACK
 	buf := make([]byte, 10)
 	if n, err := ep.Read(buf); err != nil || string(buf[:n]) != "hello" {
 		t.Fatalf("Read = %q, %v", buf[:n], err)
 	}
-	p.Advance(40 * time.Millisecond)
-	p.Expect(seg{Flags: ".", Seq: 2, Ack: 6})
 	// Without Close, FIN-WAIT-2 has no timeout: the peer may take its time.
 	p.Advance(10 * time.Minute)
 	p.ExpectNothing()
@@ -118,13 +116,31 @@ func TestHalfClose(t *testing.T) {
 // resets the connection instead of closing it (RFC 9293 3.10.4 allows
 // discarding only by reset; RFC 2525 2.17; Linux does the same).
 func TestCloseWithUnreadData(t *testing.T) {
-	p, ep := tcptest.Established(t)
+	p, ep := tcptest.Established(t, tcptest.WithTCP(tcp.Options{NoQuickAck: true}))
 	p.Inject(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("unread")})
+	p.ExpectNothing() // the ACK is delayed
 	ep.Close()
 	p.Expect(seg{Flags: "R", Seq: 1})
 	p.WantState(ep, event.Closed)
 	p.Advance(time.Second)
 	p.ExpectNothing() // in particular, no delayed ACK from a dead TCB
+}
+
+// TestDataAfterClose: data for a connection the user has closed can never
+// be read, so it is answered with RST (RFC 9293 3.10.4 lets CLOSE discard
+// data only by reset; RFC 2525 2.17; Linux tcp_rcv_state_process). The
+// RST's sequence number is the data's ACK field, the peer's RCV.NXT, as
+// Linux's: our FIN is still in flight here, and a RST at SND.NXT past it
+// would be in the peer's window but not at RCV.NXT, and earn only a
+// challenge ACK (RFC 5961 3.2).
+func TestDataAfterClose(t *testing.T) {
+	p, ep := tcptest.Established(t)
+	ep.Close()
+	p.Expect(seg{Flags: "F.", Seq: 1, Ack: 1})
+	p.Inject(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("late")})
+	p.Expect(seg{Flags: "R", Seq: 1})
+	p.WantState(ep, event.Closed)
+	wantCount(t, "Dropped(closed)", p.TCP.Stats().Dropped(event.DropClosed), 1)
 }
 
 // TestTimeWaitFinRetransmit: a retransmitted FIN in TIME-WAIT is
@@ -212,7 +228,7 @@ func TestLastAckSendsQueuedData(t *testing.T) {
 	data := payload(0, 12*1460) // more than the initial window of 10 segments
 	ep.Write(data)
 	for i := 0; i < 10; i++ {
-		p.Expect(seg{Flags: ".", Seq: uint32(1 + i*1460), Ack: 2, Len: 1460})
+		p.Expect(seg{Flags: trainFlags(i, 10), Seq: uint32(1 + i*1460), Ack: 2, Len: 1460})
 	}
 	ep.Close()
 	p.WantState(ep, event.LastAck)

@@ -15,7 +15,7 @@ func TestLimitedTransmit(t *testing.T) {
 	data := payload(0, 12*1460) // two segments more than the initial window
 	ep.Write(data)
 	for i := range 10 {
-		p.Expect(seg{Flags: ".", Seq: 1 + uint32(i*1460), Ack: 1, Len: 1460})
+		p.Expect(seg{Flags: trainFlags(i, 10), Seq: 1 + uint32(i*1460), Ack: 1, Len: 1460})
 	}
 	p.ExpectNothing() // cwnd is full
 	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1})

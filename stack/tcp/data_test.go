@@ -33,29 +33,6 @@ func readAll(t *testing.T, ep *tcp.Endpoint) []byte {
 	return out
 }
 
-// TestDelayedAck: a single in-order segment is acknowledged after the
-// delayed-ACK timeout (RFC 9293 3.8.6.3; 40 ms like Linux), a second one
-// at once (RFC 5681 4.2: at least every second full-sized segment).
-func TestDelayedAck(t *testing.T) {
-	p, ep := tcptest.Established(t)
-	p.Inject(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: payload(0, 100)})
-	p.ExpectNothing()
-	p.Advance(40*time.Millisecond - 1)
-	p.ExpectNothing()
-	p.Advance(1)
-	p.Expect(seg{Flags: ".", Seq: 1, Ack: 101})
-
-	p.Inject(seg{Flags: ".", Seq: 101, Ack: 1, Payload: payload(100, 1460)})
-	p.ExpectNothing()
-	p.Inject(seg{Flags: ".", Seq: 1561, Ack: 1, Payload: payload(1560, 1460)})
-	p.Expect(seg{Flags: ".", Seq: 1, Ack: 3021})
-	p.Advance(time.Second)
-	p.ExpectNothing() // the delayed ACK was cancelled by the immediate one
-	if got := readAll(t, ep); !bytes.Equal(got, payload(0, 3020)) {
-		t.Fatalf("Read %d bytes, want 3020 in order", len(got))
-	}
-}
-
 // TestNoWindowUpdateForSmallRead: reading 100 bytes moves the right edge
 // of the window by 100 bytes at most, less than min(buffer/2, MSS), so the
 // receiver's SWS avoidance (RFC 9293 3.8.6.2.2) must not send a window
@@ -110,10 +87,21 @@ func TestOutOfOrderOverlap(t *testing.T) {
 	}
 }
 
+// trainFlags is the flags of segment i of n new segments sent back to
+// back: PSH on the last of a train of more than one (send.go), as Linux
+// marks each GSO packet.
+func trainFlags(i, n int) string {
+	if i == n-1 && n > 1 {
+		return "P."
+	}
+	return "."
+}
+
 // TestSegmentation: a large Write leaves in segments of the send MSS, as
 // many as min(SND.WND, cwnd) allows (RFC 9293 3.8.6.2.1, RFC 5681 3.1 with
 // the RFC 6928 initial window of 10 segments), and Nagle (3.7.4) holds the
-// short tail until the data before it is acknowledged.
+// short tail until the data before it is acknowledged. Each run of
+// segments sent back to back ends with PSH.
 func TestSegmentation(t *testing.T) {
 	t.Run("window allows all", func(t *testing.T) {
 		p, ep := tcptest.Established(t)
@@ -123,8 +111,8 @@ func TestSegmentation(t *testing.T) {
 		}
 		p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, Payload: data[:1460]})
 		p.Expect(seg{Flags: ".", Seq: 1461, Ack: 1, Payload: data[1460:2920]})
-		p.Expect(seg{Flags: ".", Seq: 2921, Ack: 1, Payload: data[2920:4380]})
-		p.ExpectNothing() // 620-byte tail: Nagle
+		p.Expect(seg{Flags: "P.", Seq: 2921, Ack: 1, Payload: data[2920:4380]}) // the train's end
+		p.ExpectNothing()                                                       // 620-byte tail: Nagle
 		p.Inject(seg{Flags: ".", Seq: 1, Ack: 4381})
 		p.Expect(seg{Flags: "P.", Seq: 4381, Ack: 1, Payload: data[4380:]})
 	})
@@ -134,7 +122,7 @@ func TestSegmentation(t *testing.T) {
 		data := payload(0, 5000)
 		ep.Write(data)
 		p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, Len: 1460})
-		p.Expect(seg{Flags: ".", Seq: 1461, Ack: 1, Len: 1460})
+		p.Expect(seg{Flags: "P.", Seq: 1461, Ack: 1, Len: 1460})
 		p.ExpectNothing() // 80 bytes of window left: sender SWS avoidance
 		p.Inject(seg{Flags: ".", Seq: 1, Ack: 2921, Win: 3000})
 		p.Expect(seg{Flags: ".", Seq: 2921, Ack: 1, Len: 1460})
@@ -146,7 +134,7 @@ func TestSegmentation(t *testing.T) {
 		p, ep := tcptest.Established(t)
 		ep.Write(payload(0, 20*1460))
 		for i := range 10 {
-			p.Expect(seg{Flags: ".", Seq: 1 + uint32(i*1460), Ack: 1, Len: 1460})
+			p.Expect(seg{Flags: trainFlags(i, 10), Seq: 1 + uint32(i*1460), Ack: 1, Len: 1460})
 		}
 		p.ExpectNothing() // cwnd = IW = 10 segments (RFC 6928)
 	})
@@ -203,14 +191,79 @@ func TestNagle(t *testing.T) {
 	})
 }
 
-// TestAckPiggyback: data sent while an ACK is delayed carries it, and the
-// delayed ACK then stays silent (RFC 9293 3.8.6.3).
-func TestAckPiggyback(t *testing.T) {
+// TestPushEndsTrain: new data leaving back to back is cut into trains the
+// size of the GSO packets Linux would build (tcp_tso_autosize: a
+// millisecond's worth at the pacing rate, at least 2 segments, more on
+// paths under 16 ms), and the last segment of each train carries PSH, as
+// Linux marks every GSO packet. The pacing rate in slow start is
+// 2·cwnd/SRTT; cwnd is 10 segments of 1,460 bytes here.
+func TestPushEndsTrain(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		rtt   time.Duration
+		train int // segments per train
+	}{
+		// 2·14,600 B / 100 ms = 292 kB/s: 285 B a millisecond, the
+		// minimum of 2 segments.
+		{"100ms", 100 * time.Millisecond, 2},
+		// 2.92 MB/s: 2,851 B, still 2 segments; 10 ms >> 9 leaves no
+		// share of 64 KiB.
+		{"10ms", 10 * time.Millisecond, 2},
+		// 29.2 MB/s: 28,515 B, plus 64 KiB >> 1 for a 1 ms path: 41
+		// segments, more than the window.
+		{"1ms", time.Millisecond, 41},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, l := tcptest.Listen(t)
+			p.Inject(seg{Flags: "S", Seq: 0, MSS: 1460})
+			p.Expect(seg{Flags: "S.", Seq: 0, Ack: 1})
+			p.Advance(tc.rtt)
+			p.Inject(seg{Flags: ".", Seq: 1, Ack: 1})
+			ep, err := l.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ep.Write(payload(0, 20*1460))
+			for i := range 10 {
+				flags := "."
+				if (i+1)%tc.train == 0 || i == 9 { // a full train, or the window's end
+					flags = "P."
+				}
+				p.Expect(seg{Flags: flags, Seq: 1 + uint32(i*1460), Ack: 1, Len: 1460})
+			}
+			p.ExpectNothing() // the window is full
+		})
+	}
+}
+
+// TestSWSAvoidanceIdle: with nothing in flight, a window too small for a
+// full segment and less than half the largest the peer offered does not
+// let a short segment out (RFC 9293 3.8.6.2.1: sender SWS avoidance); no
+// ACK will come to open it, so the persist timer is the override timeout
+// of (d): when it fires, what fits goes. A window update before then
+// lets a full segment go instead.
+func TestSWSAvoidanceIdle(t *testing.T) {
 	p, ep := tcptest.Established(t)
-	p.Inject(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("ping")})
+	ep.Write(payload(0, 1000))
+	p.Expect(seg{Flags: "P.", Seq: 1, Ack: 1, Len: 1000})
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1001, Win: 10})
+	ep.Write(payload(1000, 1000))
+	p.ExpectNothing() // 10 bytes of window: wait
+	rto := ep.Info().RTO
+	p.Advance(rto - time.Millisecond)
 	p.ExpectNothing()
-	ep.Write([]byte("pong"))
-	p.Expect(seg{Flags: "P.", Seq: 1, Ack: 5, Payload: []byte("pong")})
-	p.Advance(40 * time.Millisecond)
-	p.ExpectNothing()
+	p.Advance(time.Millisecond)
+	p.Expect(seg{Flags: "P.", Seq: 1001, Ack: 1, Len: 10}) // the override
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1011, Win: 65535})
+	p.Expect(seg{Flags: "P.", Seq: 1011, Ack: 1, Len: 990})
+
+	// A window update in time: the full segment, never the short one.
+	p2, ep2 := tcptest.Established(t)
+	ep2.Write(payload(0, 1000))
+	p2.Expect(seg{Flags: "P.", Seq: 1, Ack: 1, Len: 1000})
+	p2.Inject(seg{Flags: ".", Seq: 1, Ack: 1001, Win: 10})
+	ep2.Write(payload(1000, 1000))
+	p2.ExpectNothing()
+	p2.Inject(seg{Flags: ".", Seq: 1, Ack: 1001, Win: 65535})
+	p2.Expect(seg{Flags: "P.", Seq: 1001, Ack: 1, Len: 1000})
 }

@@ -18,12 +18,17 @@ import (
 
 type sackBlocks = [][2]uint32
 
+// noQuickAck shows the delayed ACK from the first segment, so that an ACK
+// a duplicate sends at once stands out from it.
+var noQuickAck = tcptest.WithTCP(tcp.Options{NoQuickAck: true})
+
 // withAndWithoutTS runs f on a SACK connection with and without timestamps
-// (which leave room for 3 SACK blocks instead of 4).
-func withAndWithoutTS(t *testing.T, f func(t *testing.T, p *tcptest.Peer, ep *tcp.Endpoint)) {
+// (which leave room for 3 SACK blocks instead of 4), with the fixture
+// options extra.
+func withAndWithoutTS(t *testing.T, f func(t *testing.T, p *tcptest.Peer, ep *tcp.Endpoint), extra ...tcptest.Option) {
 	for _, ts := range []bool{false, true} {
 		t.Run(fmt.Sprintf("timestamps=%v", ts), func(t *testing.T) {
-			opts := []tcptest.Option{}
+			opts := append([]tcptest.Option{}, extra...)
 			if ts {
 				opts = append(opts, tcptest.WithTimestamps())
 			}
@@ -56,7 +61,7 @@ func TestDSACKBelowRcvNxt(t *testing.T) {
 			t.Fatalf("read %d bytes, want the 3000 sent, once each", len(got))
 		}
 		wantCount(t, "old sequence drops", p.TCP.Stats().Dropped(event.DropOldSequence), 1)
-	})
+	}, noQuickAck) // the ACK of new data is delayed
 }
 
 // TestDSACKPartlyBelowRcvNxt: a segment that begins below RCV.NXT and
@@ -75,7 +80,7 @@ func TestDSACKPartlyBelowRcvNxt(t *testing.T) {
 		if got := readAll(t, ep); !bytes.Equal(got, data) {
 			t.Fatalf("read %d bytes, want the 1500 sent, once each", len(got))
 		}
-	})
+	}, noQuickAck) // the ACK of new data is delayed
 }
 
 // TestDSACKHeldData: duplicates of out-of-order text we hold. The D-SACK

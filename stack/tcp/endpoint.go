@@ -85,12 +85,22 @@ type Endpoint struct {
 	rcvAcc      seqnum.Value // right window edge we advertised; never moves left
 	unacked     int          // segments taken since the last ACK we sent
 
+	// The ACK policy (delack.go): the peer's measured segment size,
+	// quick-ACK mode, ping-pong mode, and when data last arrived.
+	rcvSegMax  int
+	quickAcks  int
+	pingpong   bool
+	dataSeen   bool
+	lastDataAt tcpip.MonotonicTime
+
 	// Retransmission, RFC 6298, and the record of every segment in
 	// flight (rtxqueue.go).
 	srtt, rttvar, rto time.Duration
 	rttValid          bool
 	retries           int // RTO expiries in a row without progress
 	rtxq              rtxQueue
+	train             train // new segments output sends back to back (send.go)
+	swsOverride       bool  // the persist timer lets a short segment past SWS avoidance
 
 	// Congestion control (cc.go) and loss recovery (recovery.go, RACK-TLP
 	// in rack.go). recover is NewReno's "recover" and RFC 6675's
@@ -398,6 +408,9 @@ type Info struct {
 	BytesReceived            uint64
 	Retransmits              uint64
 	SendQueued, RecvQueued   int
+	// LastDataRecv is the time since data last arrived, or since the
+	// connection was established if none has (Linux tcpi_last_data_recv).
+	LastDataRecv time.Duration
 }
 
 // Info returns a snapshot of the connection.
@@ -408,7 +421,12 @@ func (e *Endpoint) Info() Info {
 	if !e.wsOK {
 		sws, rws = -1, -1
 	}
+	var lastData time.Duration
+	if e.wasEstablished {
+		lastData = e.proto.clock.NowMonotonic().Sub(e.lastDataAt)
+	}
 	return Info{
+		LastDataRecv:      lastData,
 		ID:                e.connID(),
 		State:             e.state,
 		StateAge:          e.proto.clock.NowMonotonic().Sub(e.stateSince),

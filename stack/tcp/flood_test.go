@@ -136,6 +136,7 @@ func TestSynFlood(t *testing.T) {
 	c := cookieSyn(t, p, 40000, 1460)
 	c.use(p)
 	p.Inject(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("GET /")})
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 6}) // the first data: a quick ACK
 	ep, err := l.Accept()
 	if err != nil {
 		t.Fatalf("legitimate client not accepted: %v", err)

@@ -242,7 +242,7 @@ func TestSynCookieAccepted(t *testing.T) {
 	c := cookieSyn(t, p, 40001, 1400)
 	c.use(p)
 	p.Inject(seg{Flags: "P.", Seq: 1, Ack: 1, Win: 1000, Payload: []byte("hello")})
-	p.ExpectNothing() // the ACK of "hello" is delayed
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 6}) // the first data: a quick ACK
 	wantQueues(t, l, 1, 1)
 	ep, err := l.Accept()
 	if err != nil {
@@ -361,7 +361,7 @@ func TestCookieAcceptQueueFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.Inject(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("x")})
-	p.ExpectNothing()
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 2}) // the first data: a quick ACK
 	wantQueues(t, l, 1, 1)
 	ep, err := l.Accept()
 	if err != nil {
@@ -513,6 +513,7 @@ func TestDataAndFinBeforeAccept(t *testing.T) {
 	p, l, _ := listen(t, 4, tcp.Options{})
 	handshake(t, p, 40001)
 	p.Inject(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("early")})
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 6}) // the first data: a quick ACK
 	p.Inject(seg{Flags: "F.", Seq: 6, Ack: 1})
 	p.Expect(seg{Flags: ".", Seq: 1, Ack: 7})
 	wantQueues(t, l, 0, 1)

@@ -105,6 +105,13 @@ type Options struct {
 	// allows up to 500 ms; Linux uses 40 ms, TCP_DELACK_MIN).
 	DelayedAck time.Duration
 
+	// NoQuickAck turns off Linux's quick-ACK mode (delack.go), which
+	// ACKs the first data of a connection, and the first after an idle
+	// spell, at once. The ACK policy is then RFC 1122's alone: an ACK for
+	// every second full segment, the rest after DelayedAck. Use it to see
+	// the classic Nagle and delayed-ACK stall from the first segment.
+	NoQuickAck bool
+
 	// ChallengeAckLimit is the stack-wide budget of challenge ACKs per
 	// second (RFC 5961 7 and 10). As in Linux since the fix for
 	// CVE-2016-5696, the budget of each second is drawn at random from

@@ -61,7 +61,7 @@ func TestPathMTUFragNeeded(t *testing.T) {
 	p.Inject(seg{Flags: ".", Seq: 1, Ack: sb(4)})
 	ep.Write(payload(0, 3000))
 	p.Expect(seg{Flags: ".", Seq: sb(4), Ack: 1, Len: 1240})
-	p.Expect(seg{Flags: ".", Seq: sb(4) + 1240, Ack: 1, Len: 1240})
+	p.Expect(seg{Flags: "P.", Seq: sb(4) + 1240, Ack: 1, Len: 1240})
 	p.ExpectNothing() // the last 520 bytes wait for an ACK: Nagle
 }
 

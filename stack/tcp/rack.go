@@ -185,10 +185,10 @@ func (e *Endpoint) schedulePTO() {
 		}
 	}
 	if e.timerArmed(timerRetransmit) {
-		if left := e.timers.deadline[timerRetransmit].Sub(e.proto.clock.NowMonotonic()); left <= pto {
-			e.stopTimer(timerProbe)
-			return
-		}
+		// Never later than the RTO would fire: the probe goes then
+		// instead, as Linux does (tcp_schedule_loss_probe:
+		// min(PTO, RTO remaining)).
+		pto = min(pto, max(e.timers.deadline[timerRetransmit].Sub(e.proto.clock.NowMonotonic()), 0))
 	}
 	e.setTimer(timerProbe, pto)
 }

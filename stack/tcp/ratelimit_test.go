@@ -46,6 +46,7 @@ func TestZeroWindowDataAcked(t *testing.T) {
 	ep.Write([]byte("abc"))
 	p.Expect(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("abc")})
 	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1, Payload: payload(0, 1460)})
+	p.Expect(seg{Flags: ".", Seq: 4, Ack: 1461, Win: 540, Check: tcptest.CheckWin}) // a quick ACK
 	p.Inject(seg{Flags: "P.", Seq: 1461, Ack: 1, Payload: payload(1460, 540)})
 	p.Expect(seg{Flags: ".", Seq: 4, Ack: 2001, Win: 0, Check: tcptest.CheckWin})
 
@@ -191,6 +192,7 @@ func TestAckUnsentFlood(t *testing.T) {
 	wantCount(t, "Dropped(ACK rate limited)", st.Dropped(event.DropAckRateLimited), n-1)
 	wantCount(t, "Sent(ack)", st.Sent(event.SendAck), 1)
 	p.Inject(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("still here")})
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 11}) // the first data: a quick ACK
 	ep.Write([]byte("yes"))
 	p.Expect(seg{Flags: "P.", Seq: 1, Ack: 11, Payload: []byte("yes")})
 }

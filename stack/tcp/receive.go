@@ -24,6 +24,9 @@ func (e *Endpoint) processTextAndFin(seg *segment) verdict {
 	e.noteTrimmedDuplicate(seg)
 	n := int(seg.Payload.Size())
 	fin := seg.has(header.TCPFlagFin)
+	if n > 0 {
+		e.dataArrived(n, e.proto.clock.NowMonotonic()) // delack.go
+	}
 	if n == 0 && !fin {
 		if e.ooo.dsackSet {
 			e.sendAck(event.SendAck) // the duplicate is reported at once
@@ -35,8 +38,12 @@ func (e *Endpoint) processTextAndFin(seg *segment) verdict {
 		// read. Like Linux (tcp_rcv_state_process), answer with RST so
 		// the peer learns its data was lost (RFC 9293 3.10.4 lets
 		// CLOSE discard received data only by reset; RFC 2525 2.17).
+		// The RST's sequence number is the segment's ACK field, the
+		// peer's RCV.NXT, as Linux (tcp_v4_send_reset): our FIN may
+		// be in flight, and a RST at SND.NXT past it would only earn
+		// a challenge ACK (RFC 5961 3.2).
 		e.drop(seg, event.DropClosed)
-		e.sendReset(e.sndNxt)
+		e.sendReset(seg.Ack)
 		return moveTo(event.Closed, segmentCause(seg), thenDone)
 	}
 	if seg.Seq != e.rcvNxt {
@@ -80,16 +87,10 @@ func (e *Endpoint) processTextAndFin(seg *segment) verdict {
 		}
 		return e.finArrives(cause)
 	}
-	// Acknowledge at least every second full segment, and at once when
-	// the segment filled a hole (RFC 5681 4.2) or repeated bytes we had
-	// (its D-SACK, RFC 2883); otherwise delay the ACK (RFC 9293 3.8.6.3),
-	// hoping to piggyback it on data.
-	e.unacked++
-	if e.unacked >= 2 || filled || e.ooo.dsackSet {
-		e.sendAck(event.SendAck)
-	} else if !e.timerArmed(timerDelayedAck) {
-		e.setTimer(timerDelayedAck, e.proto.opts.DelayedAck)
-	}
+	// Acknowledge at once when the segment filled a hole (RFC 5681 4.2)
+	// or repeated bytes we had (its D-SACK, RFC 2883); otherwise
+	// delack.go decides between now and the delayed-ACK timer.
+	e.ackPolicy(filled || e.ooo.dsackSet)
 	return stay()
 }
 
@@ -247,6 +248,11 @@ func (e *Endpoint) drainOutOfOrder() (fin bool) {
 // arrived before, and the ACK 3.10.7.4 sends reports them, as Linux's
 // tcp_send_dupack does. SYN and FIN count as bytes here, as in Linux.
 func (e *Endpoint) noteDuplicate(seg *segment) {
+	if seg.Len() > 0 && seg.Seq.LessThan(e.rcvNxt) {
+		// The peer is retransmitting what we have: our ACKs are
+		// being lost or were late, so send them at once for a while.
+		e.enterQuickAck() // delack.go
+	}
 	if !e.sackOK || seg.Len() == 0 || !seg.Seq.LessThan(e.rcvNxt) {
 		return
 	}
@@ -261,14 +267,15 @@ func (e *Endpoint) noteDuplicate(seg *segment) {
 // segment that began below RCV.NXT and was cut there (trimToWindow): it
 // arrived before (RFC 2883 4; Linux's tcp_data_queue "partial packet").
 func (e *Endpoint) noteTrimmedDuplicate(seg *segment) {
-	if !e.sackOK {
-		return
-	}
 	orig := seqnum.Value(seg.wire.Seq)
 	if header.TCPFlags(seg.wire.Flags)&header.TCPFlagSyn != 0 {
 		orig++
 	}
-	if orig.LessThan(seg.Seq) {
+	if !orig.LessThan(seg.Seq) {
+		return
+	}
+	e.enterQuickAck() // a retransmission: our ACK was lost or late
+	if e.sackOK {
 		e.ooo.setDSACK(orig, seg.Seq)
 	}
 }

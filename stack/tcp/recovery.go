@@ -161,7 +161,7 @@ func (e *Endpoint) recoverOnAck(seg *segment, a *ackInfo) {
 		e.rtoRecoverOnAck(seg, a)
 	}
 	if e.caState == caRecovery {
-		e.prr(a.delivered, a.lost)
+		e.prr(a.delivered, a.lost, a.acked > 0)
 	}
 }
 
@@ -269,7 +269,7 @@ func (e *Endpoint) lossDetected(n int, by string) {
 		e.enterRecovery(n, by)
 	}
 	if e.caState == caRecovery {
-		e.prr(0, n)
+		e.prr(0, n, false)
 	}
 }
 
@@ -292,11 +292,12 @@ func (e *Endpoint) endRecovery(seg *segment, a *ackInfo) {
 // prr is Proportional Rate Reduction (RFC 6937 3.1) on each ACK in fast
 // recovery: while pipe is above ssthresh, send in proportion to what was
 // delivered, ssthresh/RecoverFS of it, so the window comes down smoothly;
-// once pipe is at or below ssthresh, send what was delivered plus one
-// segment (the slow-start reduction bound), up to ssthresh. The window
+// once pipe is at or below ssthresh, send what was delivered, plus one
+// segment when SND.UNA moved and no new loss was found (the slow-start
+// reduction bound as RFC 6937bis and Linux have it), up to ssthresh. The window
 // becomes pipe + sndcnt, as in Linux's tcp_cwnd_reduction. The first ACK
 // of recovery always lets one segment go: the fast retransmission.
-func (e *Endpoint) prr(delivered uint32, lost int) {
+func (e *Endpoint) prr(delivered uint32, lost int, unaAdvanced bool) {
 	if delivered == 0 && lost == 0 {
 		return
 	}
@@ -309,7 +310,13 @@ func (e *Endpoint) prr(delivered uint32, lost int) {
 		// ceil(prr_delivered * ssthresh / RecoverFS) - prr_out
 		sndcnt = int64((e.prrDelivered*uint64(ssthresh)+e.recoverFS-1)/e.recoverFS) - int64(e.prrOut)
 	} else {
-		limit := max(int64(e.prrDelivered)-int64(e.prrOut), int64(delivered)) + mss
+		// The slow-start reduction bound. Its extra segment goes only
+		// with an ACK that moved SND.UNA and found no new loss, as in
+		// Linux's tcp_cwnd_reduction and RFC 6937bis.
+		limit := max(int64(e.prrDelivered)-int64(e.prrOut), int64(delivered))
+		if unaAdvanced && lost == 0 {
+			limit += mss
+		}
 		sndcnt = min(ssthresh-pipe, limit)
 	}
 	if e.prrOut == 0 {

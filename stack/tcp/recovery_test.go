@@ -66,11 +66,11 @@ func sendSegments(t *testing.T, p *tcptest.Peer, ep *tcp.Endpoint, n int) []byte
 		t.Fatal(err)
 	}
 	for k := 1; k <= n; k++ {
-		flags := "."
 		if k == n {
-			flags = "P."
+			p.Expect(seg{Flags: "P.", Seq: sbm(mss, k), Ack: 1, Len: mss})
+			break
 		}
-		p.Expect(seg{Flags: flags, Seq: sbm(mss, k), Ack: 1, Len: mss})
+		p.Expect(seg{Flags: ".", Seq: sbm(mss, k), Ack: 1, Len: mss, Check: tcptest.IgnorePSH})
 	}
 	p.ExpectNothing()
 	return data
@@ -235,7 +235,7 @@ func TestPRROneLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	for k := range w {
-		p.Expect(seg{Flags: ".", Seq: sb(base + k), Ack: 1, Len: mss})
+		p.Expect(seg{Flags: ".", Seq: sb(base + k), Ack: 1, Len: mss, Check: tcptest.IgnorePSH})
 	}
 	p.ExpectNothing()
 	p.Advance(rtt)
@@ -270,7 +270,9 @@ func TestPRROneLoss(t *testing.T) {
 			if pipe > ssthresh {
 				sndcnt = (prrDelivered*ssthresh+recoverFS-1)/recoverFS - prrOut
 			} else {
-				sndcnt = min(ssthresh-pipe, max(prrDelivered-prrOut, delivered)+mss)
+				// PRR-SSRB; these ACKs only SACK, so no extra segment
+				// (RFC 6937bis, Linux).
+				sndcnt = min(ssthresh-pipe, max(prrDelivered-prrOut, delivered))
 			}
 			if prrOut == 0 {
 				sndcnt = max(sndcnt, mss)
@@ -321,7 +323,7 @@ func TestPRRFourLosses(t *testing.T) {
 	}
 	base := int(ep.Info().BytesAcked/1460) + 1
 	for k := range flight {
-		p.Expect(seg{Flags: ".", Seq: sb(base + k), Ack: 1, Len: 1460})
+		p.Expect(seg{Flags: ".", Seq: sb(base + k), Ack: 1, Len: 1460, Check: tcptest.IgnorePSH})
 	}
 	p.Advance(rtt)
 	lost := map[int]bool{base: true, base + 1: true, base + 2: true, base + 3: true}
@@ -611,4 +613,23 @@ func TestRescueRetransmission(t *testing.T) {
 	if n := p.TCP.Stats().Sent(event.SendRetransmit); n != 0 {
 		t.Errorf("%d RTO retransmissions", n)
 	}
+}
+
+// TestProbeNotPushedBack: an ACK that acknowledges and SACKs no whole
+// segment (here a SACK of the last byte alone) leaves the probe timer
+// where it was: it is armed when data leaves and re-armed by ACKs that
+// deliver data (RFC 8985 7.2; Linux tcp_schedule_loss_probe runs only
+// after tcp_write_xmit sent something). Re-arming it on every such ACK
+// would let a peer's uninformative ACKs push the probe past the RTO.
+func TestProbeNotPushedBack(t *testing.T) {
+	p, ep := rttPeer(t, tcp.Options{})
+	data := sendSegments(t, p, ep, 4)
+	pto := 2*rtt + 2*time.Millisecond
+	p.Advance(rtt)
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: sb(1), SACK: sackBlocks{{sb(5) - 1, sb(5)}}})
+	p.ExpectNothing()
+	p.Advance(pto - rtt - time.Microsecond)
+	p.ExpectNothing()
+	p.Advance(time.Microsecond)
+	p.Expect(seg{Flags: "P.", Seq: sb(4), Ack: 1, Payload: segData(data, 4)})
 }

@@ -30,11 +30,15 @@ func (e *Endpoint) sampleRTT(r time.Duration) {
 	e.rto = e.computeRTO()
 }
 
-// computeRTO is RTO = SRTT + max(G, 4*RTTVAR) (RFC 6298 2.3), clamped to
-// [MinRTO, MaxRTO]. We take the clock granularity G as 1 ms.
+// computeRTO is RTO = SRTT + max(G, K*RTTVAR) (RFC 6298 2.3) as Linux
+// computes it (tcp_set_rto, tcp_rtt_estimator): the minimum RTO bounds the
+// variance term, not the sum, so RTO = SRTT + max(4*RTTVAR, MinRTO), at
+// most MaxRTO. RFC 6298 2.4 puts its (1 s) minimum on the whole RTO; with
+// Linux's 200 ms the difference is SRTT, which keeps a path with a long,
+// steady RTT from retransmitting spuriously.
 func (e *Endpoint) computeRTO() time.Duration {
-	rto := e.srtt + max(time.Millisecond, 4*e.rttvar)
-	return min(max(rto, e.proto.opts.MinRTO), e.proto.opts.MaxRTO)
+	rto := e.srtt + max(4*e.rttvar, e.proto.opts.MinRTO)
+	return min(rto, e.proto.opts.MaxRTO)
 }
 
 // backoff doubles the RTO (RFC 6298 5.5), up to MaxRTO.

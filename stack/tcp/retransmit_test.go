@@ -119,9 +119,11 @@ func TestDataRetransmitGiveUp(t *testing.T) {
 // TestFastRetransmit: without SACK, the third duplicate ACK retransmits
 // the segment at SND.UNA at once, without waiting for the RTO (RFC 5681
 // 3.2). Reno's ssthresh is FlightSize/2; the window then follows PRR (RFC
-// 6937) rather than RFC 5681's inflation: each duplicate ACK stands for a
-// segment delivered, pipe is 1 segment, below ssthresh, so the
-// slow-start reduction bound lets cwnd reach ssthresh.
+// 9937) rather than RFC 5681's inflation: each duplicate ACK stands for a
+// segment delivered and pipe is 1 segment, below ssthresh, but a
+// duplicate ACK does not advance SND.UNA, so the slow-start reduction
+// bound sends only what was delivered (no extra MSS): cwnd is pipe plus
+// one segment, as in Linux's tcp_cwnd_reduction.
 func TestFastRetransmit(t *testing.T) {
 	p, ep := tcptest.Established(t, tcptest.WithTCP(tcp.Options{CongestionControl: "reno"}))
 	data := payload(0, 5*1460)
@@ -140,8 +142,8 @@ func TestFastRetransmit(t *testing.T) {
 	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1})
 	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, Payload: data[:1460]})
 	p.ExpectNothing()
-	if i := ep.Info(); i.Ssthresh != 3650 || i.Cwnd != 3650 || i.CAState != "fast recovery" {
-		t.Errorf("%s, ssthresh %d, cwnd %d; want fast recovery, 3650, 3650", i.CAState, i.Ssthresh, i.Cwnd)
+	if i := ep.Info(); i.Ssthresh != 3650 || i.Cwnd != 2920 || i.CAState != "fast recovery" {
+		t.Errorf("%s, ssthresh %d, cwnd %d; want fast recovery, 3650, 2920", i.CAState, i.Ssthresh, i.Cwnd)
 	}
 	if n := p.TCP.Stats().Sent(event.SendFastRetransmit); n != 1 {
 		t.Errorf("fast retransmits %d, want 1", n)

@@ -1,6 +1,8 @@
 package tcp
 
 import (
+	"time"
+
 	"github.com/tapstack/tapstack/event"
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -42,7 +44,7 @@ func (e *Endpoint) sendSegmentN(cause event.SendCause, attempt int, flags header
 	if flags&header.TCPFlagAck != 0 {
 		f.ack = e.rcvNxt
 		e.lastAckSent = e.rcvNxt // Last.ACK.sent, RFC 7323 4.3
-		e.unacked = 0
+		e.ackSent()              // delack.go
 		e.stopTimer(timerDelayedAck)
 	}
 	if flags&header.TCPFlagRst == 0 {
@@ -143,19 +145,94 @@ func (e *Endpoint) sndEnd() seqnum.Value { return e.sndBufSeq.Add(seqnum.Size(e.
 // transmit sends the data segment at seq of n bytes, with FIN if fin, and
 // leaves SND.NXT alone. Data segments carry ACK (3.10.7.4: once
 // synchronized, every segment carries the current acknowledgment) and PSH
-// when they empty the buffer. attempt numbers a retransmission.
-func (e *Endpoint) transmit(seq seqnum.Value, n int, fin bool, cause event.SendCause, attempt int) {
+// when they empty the buffer, which ends the user's last write (3.9.1:
+// Linux pushes at the end of every write), or when push says so (the
+// end of a train, below). attempt numbers a retransmission.
+func (e *Endpoint) transmit(seq seqnum.Value, n int, fin bool, cause event.SendCause, attempt int, push bool) {
 	flags := header.TCPFlagAck
-	if n > 0 && seq.Add(seqnum.Size(n)) == e.sndEnd() {
+	if n > 0 && (push || seq.Add(seqnum.Size(n)) == e.sndEnd()) {
 		flags |= header.TCPFlagPsh
 	}
 	if fin {
 		flags |= header.TCPFlagFin
 	}
-	if e.caState == caRecovery {
-		e.prrOut += uint64(n)
-	}
 	e.sendSegmentN(cause, attempt, flags, seq, e.sndData(seq, n), nil)
+}
+
+// A train is a run of new segments output sends back to back, cut where
+// Linux would cut its GSO packets (gsoSegs). Linux marks the last segment
+// of every GSO packet of more than one segment PSH (tcp_transmit_skb:
+// "force a PSH flag on all (GSO) packets to expedite GRO flush at
+// receiver"), so a Linux receiver's GRO delivers the train at once
+// instead of waiting for more, and a packetdrill script sees the PSH
+// where Linux puts it. A segment is held until output knows whether
+// another follows it in the train; its state (SND.NXT, the
+// retransmission queue) moved when it was planned, so only the packet
+// waits, and never past output.
+type train struct {
+	on    bool // output is sending: new segments join the train
+	held  bool // seq, n, fin and cause describe a segment not yet built
+	seq   seqnum.Value
+	n     int
+	fin   bool
+	cause event.SendCause
+	count int // segments in the train so far, the held one included
+	limit int // segments in one train: gsoSegs when output began
+}
+
+// gsoSegs is how many segments Linux puts in one GSO packet
+// (tcp_tso_autosize): about a millisecond's worth at the pacing rate
+// (sk_pacing_shift 10: rate/1024), at least 2 (tcp_min_tso_segs), plus a
+// share of 64 KiB on paths under 16 ms of minimum RTT (tcp_tso_rtt_log
+// 9), at most 64 KiB. The pacing rate is cwnd segments per SRTT, doubled
+// in slow start below half ssthresh and 1.2 times after
+// (tcp_update_pacing_rate); before an RTT sample it is unbounded.
+func (e *Endpoint) gsoSegs() int {
+	const gsoMax = 1 << 16
+	mss := max(e.sndMSS, 1)
+	bytes := gsoMax
+	if e.srtt > 0 {
+		ratio := uint64(120)
+		if e.cwnd < e.ssthresh/2 {
+			ratio = 200
+		}
+		segs := uint64(max(e.cwnd, e.inflight()) / uint32(mss))
+		rate := uint64(mss) * segs * ratio / 100 * uint64(time.Second) / uint64(e.srtt)
+		bytes = int(min(rate>>10, gsoMax))
+		if r := e.rack.minRTT.v.Microseconds() >> 9; e.rack.minRTT.v > 0 && r < 32 {
+			bytes = min(bytes+gsoMax>>r, gsoMax)
+		}
+	}
+	return min(max(bytes/mss, 2), gsoMax/mss)
+}
+
+// sendNew transmits new data at seq, through the train while output runs.
+func (e *Endpoint) sendNew(seq seqnum.Value, n int, fin bool, cause event.SendCause) {
+	if !e.train.on || n == 0 {
+		e.trainEnd()
+		e.transmit(seq, n, fin, cause, 0, false)
+		return
+	}
+	t := &e.train
+	if t.held {
+		e.transmit(t.seq, t.n, t.fin, t.cause, 0, false)
+	}
+	t.held, t.seq, t.n, t.fin, t.cause = true, seq, n, fin, cause
+	t.count++
+	if t.count >= t.limit {
+		e.trainEnd() // a full GSO packet
+	}
+}
+
+// trainEnd sends the held segment, the train's last: with PSH if the
+// train had more than one, or if the persist timer forced it out (as
+// Linux's tcp_write_wakeup marks its segment).
+func (e *Endpoint) trainEnd() {
+	t := &e.train
+	if t.held {
+		e.transmit(t.seq, t.n, t.fin, t.cause, 0, t.count > 1 || e.swsOverride)
+	}
+	t.held, t.count = false, 0
 }
 
 // output sends what the windows allow (RFC 9293 3.7 and 3.8.6.2.1): first
@@ -170,12 +247,14 @@ func (e *Endpoint) output() {
 	default:
 		return
 	}
-	limited := false
+	limited, sent := false, false
+	e.train.on, e.train.limit = true, e.gsoSegs()
 	for range 1 << 16 {
 		if e.frtoNewData {
 			// F-RTO step 2.b (RFC 5682): new data, not retransmissions.
 			e.frtoNewData = false
 			if e.sendNewData(event.SendData, false) {
+				sent = true
 				continue
 			}
 		}
@@ -189,26 +268,40 @@ func (e *Endpoint) output() {
 				cause = event.SendRetransmit
 			}
 			e.retransmitSeg(i, cause)
+			sent = true
 			continue
 		}
 		if e.sendNewData(event.SendData, false) {
+			sent = true
 			continue
 		}
 		if e.rescueRetransmit() {
+			sent = true
 			continue
 		}
 		limited = e.inflight() >= e.cwnd
 		break
 	}
+	e.trainEnd()
+	e.train.on = false
 	e.cwndValidate(limited)
-	e.schedulePTO()
+	if sent {
+		// A new tail: the probe is due 2·SRTT after it (RFC 8985
+		// 7.2). Nothing sent leaves the probe where it was, as Linux
+		// schedules it only when tcp_write_xmit sent something.
+		e.schedulePTO()
+	}
 }
 
 // sendNewData sends the segment at SND.NXT if the windows, the MSS, Nagle
 // and the FIN rules let it, and reports whether it sent one. A probe
 // (the tail loss probe) does not need room in the congestion window.
 func (e *Endpoint) sendNewData(cause event.SendCause, probe bool) bool {
-	if !probe && e.inflight() >= e.cwnd {
+	// A FIN alone is not held back by the congestion window, as Linux
+	// (tcp_cwnd_test: "don't be strict about the congestion window for
+	// the final FIN"): one sequence number, no data.
+	finOnly := e.finQueued && e.sndNxt == e.sndEnd()
+	if !probe && !finOnly && e.inflight() >= e.cwnd {
 		return false
 	}
 	if e.rtxq.full() {
@@ -240,19 +333,23 @@ func (e *Endpoint) sendNewData(cause event.SendCause, probe bool) bool {
 		}
 		return false
 	}
-	if n < mss && !fin && inflight {
+	if n < mss && !fin && n < unsent && n < int(e.maxSndWnd/2) && !probe && !e.swsOverride {
+		// Sender-side SWS avoidance (3.8.6.2.1): a short segment the
+		// window cuts from more data waits, unless it is half the
+		// largest window the peer ever offered. With nothing in
+		// flight no ACK will come to open the window, so the persist
+		// timer is the override timeout of (d): when it fires, what
+		// fits goes (persistTimeout). Linux does the same
+		// (tcp_snd_wnd_test, then tcp_write_wakeup).
+		if !inflight && !e.timerArmed(timerPersist) {
+			e.startPersist()
+		}
+		return false
+	}
+	if n < mss && !fin && inflight && n == unsent && !e.nodelay {
 		// Nagle (3.7.4): a short segment waits for the outstanding
 		// data to be acknowledged, unless the user turned it off.
-		// A window-limited short segment waits too: sender-side
-		// SWS avoidance (3.8.6.2.1), unless it is half the largest
-		// window the peer ever offered.
-		if n < unsent {
-			if n < int(e.maxSndWnd/2) {
-				return false
-			}
-		} else if !e.nodelay {
-			return false
-		}
+		return false
 	}
 	if cause == event.SendData && n == 0 {
 		cause = event.SendFin
@@ -262,7 +359,13 @@ func (e *Endpoint) sendNewData(cause event.SendCause, probe bool) bool {
 		e.progressAt = now // the user timeout counts from here (RFC 5482)
 	}
 	seq := e.sndNxt
-	e.transmit(seq, n, fin, cause, 0)
+	if n > 0 {
+		e.dataSent(now) // delack.go: a reply?
+	}
+	if e.caState == caRecovery {
+		e.prrOut += uint64(n)
+	}
+	e.sendNew(seq, n, fin, cause)
 	e.bytesSent += uint64(n)
 	e.sndNxt = e.sndNxt.Add(seqnum.Size(n))
 	if fin {
@@ -289,10 +392,14 @@ func (e *Endpoint) retransmitSeg(i uint64, cause event.SendCause) {
 		dataEnd--
 	}
 	attempt := int(s.rtx) + 1
+	e.trainEnd() // the new data before it goes first
 	for seq, k := s.start, 0; k < 1<<16; k++ {
 		n := min(int(seq.Size(dataEnd)), e.sndMSS)
 		last := seq.Add(seqnum.Size(n)) == dataEnd
-		e.transmit(seq, n, fin && last, cause, attempt)
+		if e.caState == caRecovery {
+			e.prrOut += uint64(n)
+		}
+		e.transmit(seq, n, fin && last, cause, attempt, false)
 		e.retransmitted++
 		e.proto.stats.Retransmits.Add(1)
 		seq = seq.Add(seqnum.Size(n))
@@ -335,7 +442,15 @@ func (e *Endpoint) startPersist() {
 // or past the user timeout has gone, and the connection fails with
 // ETIMEDOUT, as Linux's tcp_probe_timer decides.
 func (e *Endpoint) persistTimeout() {
-	if !e.state.Synchronized() || e.sndWnd > 0 || e.sndEnd() == e.sndNxt {
+	if !e.state.Synchronized() || e.sndEnd() == e.sndNxt {
+		return
+	}
+	if e.sndWnd > 0 {
+		// A window too small to fill, with nothing in flight: the
+		// override timeout of 3.8.6.2.1 (d) sends what fits.
+		e.swsOverride = true
+		e.output()
+		e.swsOverride = false
 		return
 	}
 	limit := e.proto.opts.MaxRetries

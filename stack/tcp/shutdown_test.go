@@ -58,6 +58,7 @@ func TestShutdownFin(t *testing.T) {
 func TestShutdownUnreadData(t *testing.T) {
 	p, ep := tcptest.Established(t)
 	p.Inject(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("unread")})
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 7}) // the first data: a quick ACK
 	p.TCP.Shutdown()
 	p.Expect(seg{Flags: "R", Seq: 1})
 	p.WantState(ep, event.Closed)

@@ -45,6 +45,9 @@ func (e *Endpoint) transition(to event.State, cause event.Cause) {
 	switch to {
 	case event.Established:
 		e.wasEstablished = true
+		if !e.dataSeen {
+			e.lastDataAt = e.stateSince // LastDataRecv counts from here
+		}
 		if from == event.SynSent {
 			e.proto.stats.ActiveOpens.Add(1)
 		} else {

@@ -12,14 +12,18 @@ import (
 // connection costs one tcpip.Timer however many of its timers run.
 type timerKind uint8
 
+// Timers due at the same instant run in this order: RACK's reordering
+// timer and the tail loss probe come before the RTO, which is the last
+// resort (RFC 8985 7.2: a probe due with the RTO goes instead of it, and
+// rearms it).
 const (
-	timerRetransmit timerKind = iota // RFC 6298: also SYN and SYN-ACK retransmission
+	timerReorder    timerKind = iota // RACK's reordering timer (RFC 8985 6.2 step 6)
+	timerProbe                       // the tail loss probe's PTO (RFC 8985 7.2)
+	timerRetransmit                  // RFC 6298: also SYN and SYN-ACK retransmission
 	timerPersist                     // RFC 9293 3.8.6.1 zero-window probes
 	timerDelayedAck                  // RFC 9293 3.8.6.3
 	timerTimeWait                    // 2*MSL in TIME-WAIT; also the orphan FIN-WAIT-2 timeout
 	timerKeepalive                   // RFC 9293 3.8.4, off unless the user asks
-	timerReorder                     // RACK's reordering timer (RFC 8985 6.2 step 6)
-	timerProbe                       // the tail loss probe's PTO (RFC 8985 7.2)
 	numTimers
 )
 
@@ -140,7 +144,7 @@ func (e *Endpoint) timerExpired(k timerKind) {
 		e.persistTimeout()
 	case timerDelayedAck:
 		if e.unacked > 0 && e.state.Synchronized() {
-			e.sendAck(event.SendDelayedAck)
+			e.delayedAckFired() // delack.go
 		}
 	case timerKeepalive:
 		e.keepaliveTimeout()

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
 )
 
 // TCP Timestamps (RFC 7323): the TSopt on every segment once both SYNs
@@ -61,7 +62,8 @@ func (e *Endpoint) updateTSRecent(seg *segment) {
 	if !e.tsOK || !seg.TS || seg.has(header.TCPFlagRst) {
 		return
 	}
-	if seg.Seq.LessThanEq(e.lastAckSent) && (!tsBefore(seg.TSVal, e.tsRecent) || !e.tsRecentValid()) {
+	// SEG.SEQ as it arrived, before trimming to the window moved it.
+	if seqnum.Value(seg.wire.Seq).LessThanEq(e.lastAckSent) && (!tsBefore(seg.TSVal, e.tsRecent) || !e.tsRecentValid()) {
 		e.setTSRecent(seg.TSVal)
 	}
 }

@@ -100,7 +100,7 @@ func TestTimestampsNegotiation(t *testing.T) {
 // ACKs, window updates, FINs and our RSTs all carry the TSopt (RFC 7323
 // 3.2), echoing TS.Recent.
 func TestTimestampsEverySegment(t *testing.T) {
-	p, ep := tcptest.Established(t, tcptest.WithTimestamps())
+	p, ep := tcptest.Established(t, tcptest.WithTimestamps(), noQuickAck)
 	wantTimestamps(t, ep, true)
 	ts := p.TSClock() // TS.Recent: the final ACK's TSval
 	ep.Write([]byte("data"))
@@ -125,12 +125,14 @@ func TestTimestampsEverySegment(t *testing.T) {
 // SEG.TSval only if SEG.SEQ <= Last.ACK.sent, so an ACK covering several
 // segments echoes the earliest; an out-of-order segment does not update it.
 func TestTimestampsRecent(t *testing.T) {
-	p, _ := tcptest.Established(t, tcptest.WithTimestamps())
+	p, _ := tcptest.Established(t, tcptest.WithTimestamps(), noQuickAck)
 	p.Inject(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("a"), TS: true, TSVal: 6001, TSEcr: p.LastTSVal})
 	p.ExpectNothing() // delayed
 	p.Inject(seg{Flags: "P.", Seq: 2, Ack: 1, Payload: []byte("b"), TS: true, TSVal: 6002, TSEcr: p.LastTSVal})
-	// Every second segment is acknowledged at once, echoing the first:
-	// the second's SEG.SEQ 2 is beyond Last.ACK.sent 1.
+	p.ExpectNothing() // two bytes are less than two full segments
+	// The delayed ACK covers both and echoes the first: the second's
+	// SEG.SEQ 2 is beyond Last.ACK.sent 1.
+	p.Advance(40 * time.Millisecond)
 	p.Expect(seg{Flags: ".", Seq: 1, Ack: 3, TS: true, TSEcr: 6001})
 	// Out of order: SEG.SEQ 5 > Last.ACK.sent 3, so TS.Recent stays
 	// 6001, and the duplicate ACK echoes it.
@@ -148,7 +150,7 @@ func TestTimestampsRecent(t *testing.T) {
 func TestPAWS(t *testing.T) {
 	p, ep := tcptest.Established(t, tcptest.WithTimestamps())
 	p.Inject(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("a"), TS: true, TSVal: 7000, TSEcr: p.LastTSVal})
-	p.ExpectNothing()
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 2, TS: true, TSEcr: 7000}) // the first data: a quick ACK
 	// The next byte, but with a timestamp from before 7000: an old
 	// duplicate from a wrapped sequence space, for all PAWS can tell.
 	p.Inject(seg{Flags: "P.", Seq: 2, Ack: 1, Payload: []byte("b"), TS: true, TSVal: 6999, TSEcr: p.LastTSVal})
@@ -232,9 +234,12 @@ func TestTimestampsRTT(t *testing.T) {
 	}
 	p.Advance(100 * time.Millisecond)
 	p.Inject(seg{Flags: ".", Seq: 1, Ack: 2})
-	// RFC 6298 2.3: SRTT 100 ms; RTTVAR 3/4 of 50 ms; RTO 100+4*37.5.
-	if i := ep.Info(); i.RTT != 100*time.Millisecond || i.RTTVar != 37500*time.Microsecond || i.RTO != 250*time.Millisecond {
-		t.Fatalf("RTT %v, RTTVAR %v, RTO %v; want 100ms, 37.5ms, 250ms", i.RTT, i.RTTVar, i.RTO)
+	// RFC 6298 2.3: SRTT 100 ms; RTTVAR 3/4 of 50 ms. The RTO is
+	// SRTT + max(4·RTTVAR, MinRTO) = 100+max(150, 200), as Linux floors
+	// the variance term rather than the whole RTO (RFC 6298 2.4's floor
+	// would give 250 ms).
+	if i := ep.Info(); i.RTT != 100*time.Millisecond || i.RTTVar != 37500*time.Microsecond || i.RTO != 300*time.Millisecond {
+		t.Fatalf("RTT %v, RTTVAR %v, RTO %v; want 100ms, 37.5ms, 300ms", i.RTT, i.RTTVar, i.RTO)
 	}
 }
 

@@ -260,6 +260,7 @@ func (c *conn) writable() bool    { return c.ep.Writable() }
 func (c *conn) setNoDelay(on bool) {
 	c.ep.SetNoDelay(on)
 }
+func (c *conn) setQuickAck(on bool)          { c.ep.SetQuickAck(on) }
 func (c *conn) setBuffers(send, receive int) { c.ep.SetBuffers(send, receive) }
 func (c *conn) setUserTimeout(d time.Duration) {
 	c.ep.SetUserTimeout(d)
@@ -342,6 +343,7 @@ func (c *conn) tcpInfo() map[string]int64 {
 		"tcpi_snd_wscale":     int64(max(in.SndWndScale, 0)),
 		"tcpi_rcv_wscale":     int64(max(in.RcvWndScale, 0)),
 		"tcpi_notsent_bytes":  int64(max(in.SendQueued-int(outstanding), 0)),
+		"tcpi_last_data_recv": in.LastDataRecv.Milliseconds(),
 	}
 	var opts int64
 	if in.Timestamps {

@@ -711,7 +711,9 @@ func (r *runner) code(code string) {
 		}
 	}
 	if len(missing) > 0 {
-		r.need(strings.Join(missing, ", ") + " in TCP_INFO")
+		for _, m := range missing {
+			r.need(m + " in TCP_INFO") // one need per field, named once
+		}
 		return
 	}
 	if err := r.py.run(code, info); err != nil {

@@ -832,6 +832,13 @@ func (r *runner) setsockopt(sc *Syscall) {
 		s.keepIntvl, s.keepParamSet = time.Duration(iv())*time.Second, true
 	case "SOL_TCP.TCP_KEEPCNT":
 		s.keepCount, s.keepParamSet = int(iv()), true
+	case "SOL_TCP.TCP_QUICKACK":
+		// Not a setting but an act on the connection, as in Linux.
+		c := r.sockConn(s)
+		if c == nil {
+			panic(needs("TCP_QUICKACK on a socket without a connection"))
+		}
+		c.setQuickAck(iv() != 0)
 	case "SOL_TCP.TCP_MAXSEG":
 		panic(needs("TCP_MAXSEG (setsockopt): tapstack's MSS follows the route, not the socket"))
 	case "SOL_TCP.TCP_CORK":

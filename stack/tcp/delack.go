@@ -1,0 +1,136 @@
+package tcp
+
+import (
+	"github.com/tapstack/tapstack/event"
+	"gvisor.dev/gvisor/pkg/tcpip"
+)
+
+// The receiver's acknowledgment policy: when in-order data is ACKed at
+// once and when the ACK waits for the delayed-ACK timer (RFC 9293
+// 3.8.6.3, RFC 5681 4.2, RFC 1122 4.2.3.2).
+//
+// RFC 1122 asks for an ACK for at least every second full-sized segment
+// and lets the rest wait at most 500 ms. We follow Linux in three
+// refinements, each of which a peer can see on the wire:
+//
+//   - "Full-sized" is measured, not assumed: a full frame is the largest
+//     segment the peer has sent, capped at the MSS we advertised, and
+//     starting at 536 (Linux tcp_measure_rcv_mss). The rule counts bytes
+//     since our last ACK, so one 2,000-byte segment from a peer whose
+//     stack coalesced two (GRO) is ACKed at once, as two would be.
+//   - Quick-ACK mode (Linux tcp_incr_quickack): the first data of a
+//     connection, and the first after an idle spell longer than the RTO,
+//     are ACKed at once for up to 16 ACKs, so a peer in slow start is
+//     not held back by a delayed ACK while its window is small.
+//   - Ping-pong (interactive) mode (Linux inet_csk_inc_pingpong_cnt):
+//     once we send data within the delayed-ACK time of receiving some,
+//     the connection is a request/response exchange and quick ACKs stop,
+//     so the ACK rides on the reply. A delayed-ACK timer that fires
+//     anyway ends ping-pong mode: the reply did not come in time.
+
+// maxQuickAcks bounds quick-ACK mode, as Linux's TCP_MAX_QUICKACKS.
+const maxQuickAcks = 16
+
+// initialRcvSegMax is the guess of the peer's segment size before it has
+// sent any: RFC 9293 3.7.1's default MSS, as Linux's TCP_MSS_DEFAULT.
+const initialRcvSegMax = 536
+
+// dataArrived notes n in-order or out-of-order bytes of text arriving at
+// now: it measures the peer's segment size and enters quick-ACK mode on
+// the first data and after an idle spell longer than the RTO.
+func (e *Endpoint) dataArrived(n int, now tcpip.MonotonicTime) {
+	if e.rcvSegMax == 0 {
+		e.rcvSegMax = min(initialRcvSegMax, e.rcvMSS)
+	}
+	if n >= e.rcvSegMax {
+		e.rcvSegMax = min(n, e.rcvMSS)
+	}
+	if (!e.dataSeen || now.Sub(e.lastDataAt) > e.rto) && !e.proto.opts.NoQuickAck {
+		e.incrQuickAck(maxQuickAcks)
+	}
+	e.dataSeen = true
+	e.lastDataAt = now
+}
+
+// incrQuickAck enters quick-ACK mode for enough ACKs to open the peer's
+// slow start across our window: half the window in full frames, at
+// least 2 and at most limit (Linux tcp_incr_quickack).
+func (e *Endpoint) incrQuickAck(limit int) {
+	q := int(e.rcvWnd) / (2 * max(e.rcvSegMax, 1))
+	if q == 0 {
+		q = 2
+	}
+	q = min(q, limit)
+	if q > e.quickAcks {
+		e.quickAcks = q
+	}
+}
+
+// enterQuickAck is quick-ACK mode for a peer that is retransmitting or
+// reordering (duplicate text, a hole): ACK at once, leave ping-pong
+// (Linux tcp_enter_quickack_mode).
+func (e *Endpoint) enterQuickAck() {
+	if !e.proto.opts.NoQuickAck {
+		e.incrQuickAck(maxQuickAcks)
+	}
+	e.pingpong = false
+}
+
+// ackPolicy decides for text just taken in order: an ACK now, or the
+// delayed-ACK timer. now says the ACK cannot wait: a hole filled (RFC
+// 5681 4.2), a D-SACK to report (RFC 2883).
+func (e *Endpoint) ackPolicy(now bool) {
+	e.unacked++
+	pending := int(e.lastAckSent.Size(e.rcvNxt))
+	if now || pending > e.rcvSegMax || (e.quickAcks > 0 && !e.pingpong) {
+		e.sendAck(event.SendAck)
+		return
+	}
+	if !e.timerArmed(timerDelayedAck) {
+		e.setTimer(timerDelayedAck, e.proto.opts.DelayedAck)
+	}
+}
+
+// ackSent counts an ACK of new text against quick-ACK mode (Linux
+// tcp_dec_quickack_mode). The caller holds e.mu.
+func (e *Endpoint) ackSent() {
+	if e.unacked > 0 && e.quickAcks > 0 {
+		e.quickAcks--
+	}
+	e.unacked = 0
+}
+
+// dataSent notes new data leaving: sent within the delayed-ACK time of
+// data arriving, it is a reply, and the connection enters ping-pong mode
+// (Linux tcp_event_data_sent).
+func (e *Endpoint) dataSent(now tcpip.MonotonicTime) {
+	if e.dataSeen && now.Sub(e.lastDataAt) < e.proto.opts.DelayedAck {
+		e.pingpong = true
+	}
+}
+
+// SetQuickAck is Linux's TCP_QUICKACK: on, the connection leaves
+// ping-pong mode and ACKs what it has received at once; off, it enters
+// ping-pong mode, so ACKs wait for data to ride on or for the delayed-ACK
+// timer. Neither is permanent: the policy above moves on from there.
+func (e *Endpoint) SetQuickAck(on bool) {
+	e.mu.Lock()
+	if on {
+		e.pingpong = false
+		if e.unacked > 0 && e.state.Synchronized() {
+			e.sendAck(event.SendAck)
+		}
+	} else {
+		e.pingpong = true
+	}
+	e.mu.Unlock()
+	e.flush()
+}
+
+// delayedAckFired is the delayed-ACK timer with text unacknowledged: no
+// reply carried the ACK in time, so this is not a ping-pong exchange
+// (Linux tcp_delack_timer_handler).
+func (e *Endpoint) delayedAckFired() {
+	e.pingpong = false
+	e.sendAck(event.SendDelayedAck)
+}

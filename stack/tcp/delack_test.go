@@ -1,0 +1,153 @@
+package tcp_test
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"github.com/tapstack/tapstack/event"
+	"github.com/tapstack/tapstack/stack/tcp"
+	"github.com/tapstack/tapstack/stack/tcp/tcptest"
+)
+
+// The receiver's ACK policy (delack.go): RFC 1122's delayed ACK, with
+// Linux's quick-ACK and ping-pong modes on top.
+
+// TestDelayedAck: without quick-ACK mode, a single in-order segment is
+// acknowledged after the delayed-ACK timeout (RFC 9293 3.8.6.3; 40 ms
+// like Linux), a second full one at once (RFC 5681 4.2: at least every
+// second full-sized segment).
+func TestDelayedAck(t *testing.T) {
+	p, ep := tcptest.Established(t, tcptest.WithTCP(tcp.Options{NoQuickAck: true}))
+	p.Inject(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: payload(0, 100)})
+	p.ExpectNothing()
+	p.Advance(40*time.Millisecond - 1)
+	p.ExpectNothing()
+	p.Advance(1)
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 101})
+	if n := p.TCP.Stats().Sent(event.SendDelayedAck); n != 1 {
+		t.Errorf("%d ACKs sent as delayed ACKs, want 1", n)
+	}
+
+	p.Inject(seg{Flags: ".", Seq: 101, Ack: 1, Payload: payload(100, 1460)})
+	p.ExpectNothing()
+	p.Inject(seg{Flags: ".", Seq: 1561, Ack: 1, Payload: payload(1560, 1460)})
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 3021})
+	p.Advance(time.Second)
+	p.ExpectNothing() // the delayed ACK was cancelled by the immediate one
+	if got := readAll(t, ep); !bytes.Equal(got, payload(0, 3020)) {
+		t.Fatalf("Read %d bytes, want 3020 in order", len(got))
+	}
+}
+
+// TestAckCoalescedSegment: "every second full-sized segment" counts
+// bytes against the largest segment the peer has sent (Linux
+// tcp_measure_rcv_mss): one segment of two MSS, as a peer's GSO or our
+// own GRO makes, is ACKed at once, as the two it stands for would be.
+func TestAckCoalescedSegment(t *testing.T) {
+	p, _ := tcptest.Established(t, tcptest.WithTCP(tcp.Options{NoQuickAck: true}))
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1, Payload: payload(0, 1460)})
+	p.ExpectNothing() // one full segment: delayed
+	p.Inject(seg{Flags: ".", Seq: 1461, Ack: 1, Payload: payload(1460, 2920)})
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 4381})
+	p.Inject(seg{Flags: ".", Seq: 4381, Ack: 1, Payload: payload(4380, 2920)})
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 7301})
+}
+
+// TestQuickAck: the first data of a connection is ACKed at once, for up
+// to 16 ACKs (half the window in full frames, Linux TCP_MAX_QUICKACKS),
+// so a sender in slow start is not held back by our delayed ACK; then
+// the delayed ACK returns; after an idle spell longer than the RTO the
+// quick ACKs start again (Linux tcp_event_data_recv).
+func TestQuickAck(t *testing.T) {
+	p, ep := tcptest.Established(t)
+	seq := uint32(1)
+	send := func() {
+		p.Inject(seg{Flags: "P.", Seq: seq, Ack: 1, Payload: payload(int(seq-1), 100)})
+		seq += 100
+	}
+	for i := range 16 {
+		send()
+		p.Expect(seg{Flags: ".", Seq: 1, Ack: seq})
+		if i == 0 {
+			if got := ep.Info(); got.RTO <= 0 {
+				t.Fatalf("RTO %v", got.RTO)
+			}
+		}
+	}
+	send()
+	p.ExpectNothing() // the quick ACKs are spent
+	p.Advance(40 * time.Millisecond)
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: seq})
+
+	// Idle for longer than the RTO: quick again.
+	p.Advance(ep.Info().RTO + time.Millisecond)
+	send()
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: seq})
+}
+
+// TestPingPong: once we answer data within the delayed-ACK time, the
+// exchange is interactive and the ACK waits to ride on the reply
+// (RFC 9293 3.8.6.3; Linux ping-pong mode). A reply that does not come
+// in time lets the delayed ACK go and ends ping-pong mode, so the next
+// request is ACKed at once again.
+func TestPingPong(t *testing.T) {
+	p, ep := tcptest.Established(t)
+	p.Inject(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("ping")})
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 5}) // the first data: a quick ACK
+	ep.Write([]byte("pong"))
+	p.Expect(seg{Flags: "P.", Seq: 1, Ack: 5, Payload: []byte("pong")})
+	p.Inject(seg{Flags: ".", Seq: 5, Ack: 5})
+
+	// Interactive now: the ACK of the next request rides on the reply.
+	p.Inject(seg{Flags: "P.", Seq: 5, Ack: 5, Payload: []byte("ping")})
+	p.ExpectNothing()
+	ep.Write([]byte("pong"))
+	p.Expect(seg{Flags: "P.", Seq: 5, Ack: 9, Payload: []byte("pong")})
+	p.Inject(seg{Flags: ".", Seq: 9, Ack: 9})
+	p.Advance(40 * time.Millisecond)
+	p.ExpectNothing() // the piggybacked ACK cancelled the delayed one
+
+	// No reply this time: the delayed ACK goes, ping-pong ends.
+	p.Inject(seg{Flags: "P.", Seq: 9, Ack: 9, Payload: []byte("ping")})
+	p.ExpectNothing()
+	p.Advance(40 * time.Millisecond)
+	p.Expect(seg{Flags: ".", Seq: 9, Ack: 13})
+	p.Inject(seg{Flags: "P.", Seq: 13, Ack: 9, Payload: []byte("ping")})
+	p.Expect(seg{Flags: ".", Seq: 9, Ack: 17})
+}
+
+// TestQuickAckOnRetransmission: text we already have means the peer
+// missed our ACK; the ACK goes at once, and the ACKs after it do too,
+// even in ping-pong mode (Linux tcp_data_queue: tcp_enter_quickack_mode).
+func TestQuickAckOnRetransmission(t *testing.T) {
+	p, ep := tcptest.Established(t)
+	p.Inject(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("ping")})
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 5})
+	ep.Write([]byte("pong"))
+	p.Expect(seg{Flags: "P.", Seq: 1, Ack: 5, Payload: []byte("pong")})
+	p.Inject(seg{Flags: "P.", Seq: 5, Ack: 5, Payload: []byte("ping")})
+	p.ExpectNothing() // ping-pong: waiting for the reply
+	p.Inject(seg{Flags: "P.", Seq: 5, Ack: 5, Payload: []byte("ping")})
+	p.Expect(seg{Flags: ".", Seq: 5, Ack: 9})
+	p.Inject(seg{Flags: "P.", Seq: 9, Ack: 5, Payload: []byte("ping")})
+	p.Expect(seg{Flags: ".", Seq: 5, Ack: 13}) // quick, ping-pong is over
+}
+
+// TestLastDataRecv: Info's LastDataRecv counts from the connection's
+// establishment until data arrives, then from the last data (Linux
+// tcpi_last_data_recv); an ACK without data does not reset it.
+func TestLastDataRecv(t *testing.T) {
+	p, ep := tcptest.Established(t)
+	p.Advance(time.Second)
+	if got := ep.Info().LastDataRecv; got != time.Second {
+		t.Fatalf("LastDataRecv %v before any data, want 1s", got)
+	}
+	p.Inject(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("x")})
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 2})
+	p.Advance(10 * time.Millisecond)
+	p.Inject(seg{Flags: ".", Seq: 2, Ack: 1})
+	if got := ep.Info().LastDataRecv; got != 10*time.Millisecond {
+		t.Fatalf("LastDataRecv %v, want 10ms", got)
+	}
+}
