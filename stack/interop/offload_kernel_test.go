@@ -1,0 +1,193 @@
+//go:build linux
+
+package interop
+
+import (
+	"context"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/tapstack/tapstack/conn"
+	"github.com/tapstack/tapstack/stack"
+	"github.com/tapstack/tapstack/stack/tcp"
+	"github.com/tapstack/tapstack/tap"
+	"github.com/tapstack/tapstack/tap/taptest"
+)
+
+// offloadNet is a namespace whose kernel (192.0.2.1) talks to tapstack
+// (192.0.2.2) over a TAP opened with the given options.
+type offloadNet struct {
+	ns  *taptest.Namespace
+	dev *tap.Device
+	ts  *stack.Stack
+}
+
+func newOffloadNet(tb testing.TB, name string, mtu uint32, opts ...tap.Option) *offloadNet {
+	tb.Helper()
+	ns := taptest.NewNamespace(tb)
+	topts := []taptest.TAPOption{taptest.WithTAPOptions(opts...)}
+	if mtu != 0 {
+		topts = append(topts, taptest.WithMTU(mtu))
+	}
+	dev := ns.AddTAP(tb, name, kernelAddr+"/24", topts...)
+	ts, _ := newTapstack(tb, dev.LinkEndpoint(), netip.MustParsePrefix(tapAddr+"/24"), tcp.Options{Observer: func(tcp.Event) {}})
+	return &offloadNet{ns: ns, dev: dev, ts: ts}
+}
+
+// connect returns a tapstack connection and the kernel's end of it.
+func (k *offloadNet) connect(tb testing.TB) (*conn.Conn, *net.TCPConn) {
+	tb.Helper()
+	var kln net.Listener
+	if err := k.ns.Do(func() (err error) {
+		kln, err = net.Listen("tcp4", kernelAddr+":0")
+		return err
+	}); err != nil {
+		tb.Fatal(err)
+	}
+	defer kln.Close()
+	accepted := acceptOne(kln)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	tc, err := conn.DialContext(ctx, k.ts, "tcp", kln.Addr().String())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	a := <-accepted
+	if a.err != nil {
+		tc.Close()
+		tb.Fatal(a.err)
+	}
+	return tc, a.c.(*net.TCPConn)
+}
+
+// fastFlow is flow for throughput: the sender writes a fixed random block
+// over and over, and both ends hash with CRC-32C, which costs a small
+// fraction of what the transfer does (the SHA-256 of flow would cap it).
+func fastFlow(from, to halfCloser, n int64) (sent, got digest) {
+	block := make([]byte, 1<<20)
+	_, _ = io.ReadFull(stream(99), block)
+	table := crc32.MakeTable(crc32.Castagnoli)
+	done := make(chan digest, 1)
+	go func() {
+		h := crc32.New(table)
+		m, err := io.CopyBuffer(h, to, make([]byte, 256<<10))
+		done <- digest{n: m, sum: fmt.Sprintf("%08x", h.Sum32()), err: err}
+	}()
+	h := crc32.New(table)
+	var err error
+	for sent.n < n && err == nil {
+		b := block[:min(int64(len(block)), n-sent.n)]
+		var m int
+		m, err = from.Write(b)
+		h.Write(b[:m])
+		sent.n += int64(m)
+	}
+	if err == nil {
+		err = from.CloseWrite()
+	}
+	sent.sum, sent.err = fmt.Sprintf("%08x", h.Sum32()), err
+	return sent, <-done
+}
+
+// TestKernelOffloads: with the TAP's offloads on (the default), the
+// kernel hands tapstack TCP super-frames and tapstack writes its segments
+// to the kernel as super-frames; 32 MiB each way arrive intact (SHA-256),
+// with the stack seeing wire segments (split) or whole super-frames
+// (GRO).
+func TestKernelOffloads(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts []tap.Option
+	}{
+		{"split", nil},
+		{"gro", []tap.Option{tap.WithGRO(true)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			k := newOffloadNet(t, "tsoffload0", 0, tc.opts...)
+			o := k.dev.Offloads()
+			if !o.VnetHdr || !o.TSO4 || !o.Coalesce {
+				t.Skipf("the kernel offers no TAP offloads here: %v", o)
+			}
+			for _, fromKernel := range []bool{false, true} {
+				tc, kc := k.connect(t)
+				var from, to halfCloser = tc, kc
+				if fromKernel {
+					from, to = kc, tc
+				}
+				dl := time.Now().Add(kernelTimeout)
+				tc.SetDeadline(dl)
+				kc.SetDeadline(dl)
+				sent, got := flow(from, to, 32*MiB, 3)
+				checkFlow(t, fmt.Sprintf("from kernel %v", fromKernel), sent, got)
+				tc.Close()
+				kc.Close()
+			}
+			st := k.dev.Stats()
+			t.Logf("offloads %v: %+v", o, st)
+			if st.RxSuperFrames == 0 || st.RxSegments <= st.RxSuperFrames {
+				t.Errorf("the kernel sent no super-frames: %+v", st)
+			}
+			if st.TxSuperFrames == 0 || st.TxCoalesced <= st.TxSuperFrames {
+				t.Errorf("tapstack wrote no super-frames: %+v", st)
+			}
+			if st.RxBadOffload != 0 || st.TxErrors != 0 {
+				t.Errorf("bad offload frames or write errors: %+v", st)
+			}
+		})
+	}
+}
+
+// BenchmarkKernelOffload moves 256 MiB per iteration over one connection
+// between tapstack and the kernel, each way, with the TAP's offloads off,
+// on (segments split for the stack), and on with GRO (super-frames whole
+// to the stack), at MTU 1500 and 65520.
+//
+//	go test ./stack/interop -run '^$' -bench KernelOffload -benchtime 3x
+func BenchmarkKernelOffload(b *testing.B) {
+	const size = 256 * MiB
+	for _, mode := range []struct {
+		name string
+		mtu  uint32
+		opts []tap.Option
+	}{
+		{"off", 0, []tap.Option{tap.WithOffloads(false)}},
+		{"split", 0, nil},
+		{"gro", 0, []tap.Option{tap.WithGRO(true)}},
+		{"nocoalesce", 0, []tap.Option{tap.WithCoalescing(false)}},
+		{"mtu65520-off", 65520, []tap.Option{tap.WithMTU(65520), tap.WithOffloads(false)}},
+		{"mtu65520", 65520, []tap.Option{tap.WithMTU(65520)}},
+	} {
+		for _, dir := range []struct {
+			name       string
+			fromKernel bool
+		}{{"tapstack-to-kernel", false}, {"kernel-to-tapstack", true}} {
+			b.Run(mode.name+"/"+dir.name, func(b *testing.B) {
+				k := newOffloadNet(b, "tsbench0", mode.mtu, mode.opts...)
+				b.SetBytes(size)
+				for b.Loop() {
+					tc, kc := k.connect(b)
+					var from, to halfCloser = tc, kc
+					if dir.fromKernel {
+						from, to = kc, tc
+					}
+					dl := time.Now().Add(kernelTimeout)
+					tc.SetDeadline(dl)
+					kc.SetDeadline(dl)
+					sent, got := fastFlow(from, to, size)
+					checkFlow(b, "transfer", sent, got)
+					tc.Close()
+					kc.Close()
+				}
+				st := k.dev.Stats()
+				b.ReportMetric(float64(st.RxSuperFrames)/float64(b.N), "rxsuper/op")
+				b.ReportMetric(float64(st.TxSuperFrames)/float64(b.N), "txsuper/op")
+				b.ReportMetric(float64(st.RxFrames+st.TxFrames)/float64(b.N), "frames/op")
+			})
+		}
+	}
+}
