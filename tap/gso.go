@@ -313,3 +313,10 @@ func checkVnetHdr(h vnetHdr, frame []byte) error {
 	}
 	return nil
 }
+
+// SegmentCount returns the number of wire segments [WireSegments] would
+// cut frame into at mss, or the error it would return.
+func SegmentCount(frame []byte, mss int) (int, error) {
+	s, err := checkSuper(frame, mss)
+	return s.n, err
+}
