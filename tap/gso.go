@@ -137,7 +137,14 @@ type superFrame struct {
 // checkSuper validates frame as a TCP super-frame to be cut at mss bytes
 // of payload.
 func checkSuper(frame []byte, mss int) (superFrame, error) {
-	l, err := parseTCPFrame(frame)
+	return checkSuperPrefix(frame, len(frame), mss)
+}
+
+// checkSuperPrefix is checkSuper for a frame of frameLen bytes of which
+// prefix holds at least the headers.
+func checkSuperPrefix(prefix []byte, frameLen, mss int) (superFrame, error) {
+	frame := prefix
+	l, err := parseTCPPrefix(prefix, frameLen)
 	if err != nil {
 		return superFrame{}, err
 	}
@@ -292,9 +299,16 @@ func partialHeader(l tcpLayout, mss int, super bool) vnetHdr {
 // frame: a partial checksum must lie inside it, and a super-frame must be
 // a TCP segment of the announced version.
 func checkVnetHdr(h vnetHdr, frame []byte) error {
+	return checkVnetHdrPrefix(h, frame, len(frame))
+}
+
+// checkVnetHdrPrefix is checkVnetHdr for a frame of frameLen bytes of
+// which prefix holds the first: a super-frame's headers at least.
+func checkVnetHdrPrefix(h vnetHdr, prefix []byte, frameLen int) error {
+	frame := prefix
 	if h.flags&vnetFlagNeedsCsum != 0 {
-		if int(h.csumStart)+int(h.csumOffset)+2 > len(frame) {
-			return fmt.Errorf("%w: %v beyond a frame of %d bytes", errBadGSO, h, len(frame))
+		if int(h.csumStart)+int(h.csumOffset)+2 > frameLen {
+			return fmt.Errorf("%w: %v beyond a frame of %d bytes", errBadGSO, h, frameLen)
 		}
 	}
 	switch h.gsoType &^ vnetGSOECN {
@@ -304,7 +318,7 @@ func checkVnetHdr(h vnetHdr, frame []byte) error {
 	default:
 		return fmt.Errorf("%w: %v: only TCP super-frames are offered", errBadGSO, h)
 	}
-	l, err := parseTCPFrame(frame)
+	l, err := parseTCPPrefix(frame, frameLen)
 	if err != nil {
 		return fmt.Errorf("%w: %v: %v", errBadGSO, h, err)
 	}

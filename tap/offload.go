@@ -138,11 +138,12 @@ func (l *fdLink) SupportedGSO() stack.SupportedGSO {
 var _ stack.GSOEndpoint = (*fdLink)(nil)
 
 // deliverVnet delivers a frame read with its virtio-net header.
-func (l *fdLink) deliverVnet(b []byte) {
-	h, err := decodeVnetHdr(b)
-	frame := b[min(len(b), vnetHdrLen):]
+func (l *fdLink) deliverVnet(f rxFrame) {
+	h, err := decodeVnetHdr(f.head)
+	prefix := f.head[min(len(f.head), vnetHdrLen):]
+	frameLen := max(f.len()-vnetHdrLen, 0)
 	if err == nil {
-		err = checkVnetHdr(h, frame)
+		err = checkVnetHdrPrefix(h, prefix, frameLen)
 	}
 	if err != nil {
 		l.rxBadOffload.Add(1)
@@ -157,8 +158,16 @@ func (l *fdLink) deliverVnet(b []byte) {
 	// does not verify any (Capabilities), so a frame nobody vouched for
 	// is verified here.
 	validated := partial || h.flags&vnetFlagDataValid != 0
+	if (!validated && !full) || (partial && full) {
+		// Checksum work reads the whole frame: gather it (a frame
+		// whose TCP checksum the kernel did not leave partial is rare
+		// with offloads, and full checksums are asked for by tests
+		// that corrupt frames).
+		f = l.rx.flatten(f)
+		prefix = f.head[vnetHdrLen:]
+	}
 	if !validated && !full {
-		if !ipFrameValid(frame) {
+		if !ipFrameValid(prefix) {
 			l.rxBadChecksum.Add(1)
 			l.rxDropped.Add(1)
 			return
@@ -167,12 +176,12 @@ func (l *fdLink) deliverVnet(b []byte) {
 	}
 	if h.gsoType == vnetGSONone {
 		if partial && full {
-			completePartial(frame, int(h.csumStart), int(h.csumOffset))
+			completePartial(prefix, int(h.csumStart), int(h.csumOffset))
 		}
-		l.deliverFrame(frame, validated, stack.GSO{})
+		l.deliverFrame(&f, frameLen, validated, stack.GSO{})
 		return
 	}
-	s, err := checkSuper(frame, int(h.gsoSize))
+	s, err := checkSuperPrefix(prefix, frameLen, int(h.gsoSize))
 	if err != nil {
 		l.rxBadOffload.Add(1)
 		l.rxDropped.Add(1)
@@ -181,75 +190,75 @@ func (l *fdLink) deliverVnet(b []byte) {
 	l.rxSuper.Add(1)
 	l.rxSegments.Add(uint64(s.n))
 	if s.n == 1 || l.offloads.GRO {
-		frame = frame[:s.end]
 		if partial && full {
-			fillTCPChecksum(frame, s.tcpLayout)
+			fillTCPChecksum(prefix[:s.end], s.tcpLayout)
 		}
 		gso := stack.GSO{Type: stack.GSOTCPv4, NeedsCsum: partial && !full,
 			CsumOffset: header.TCPChecksumOffset, MSS: h.gsoSize, L3HdrLen: uint16(s.tcp - s.ip)}
 		if s.v6 {
 			gso.Type = stack.GSOTCPv6
 		}
-		l.deliverFrame(frame, validated, gso)
+		l.deliverFrame(&f, s.end, validated, gso)
 		return
 	}
-	l.deliverSplit(frame, &s, full)
+	l.deliverSplit(&f, &s, full)
 }
 
-// deliverFrame delivers one frame, copied into pooled storage so that the
-// read buffer can be reused. gso, if set, describes the super-frame the
-// frame is (for a capture above us).
-func (l *fdLink) deliverFrame(frame []byte, validated bool, gso stack.GSO) {
+// deliverFrame delivers the first size bytes of frame f, without its
+// virtio-net header. gso, if set, describes the super-frame it is (for a
+// capture above us).
+func (l *fdLink) deliverFrame(f *rxFrame, size int, validated bool, gso stack.GSO) {
 	d := l.dispatcherNow()
-	if d == nil || len(frame) < header.EthernetMinimumSize {
+	if d == nil || size < header.EthernetMinimumSize {
 		l.rxDropped.Add(1)
 		return
 	}
-	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(frame)})
+	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: f.packetBuffer(size)})
 	// The NIC overwrites it from Capabilities; a capture above reads it
 	// first, to know which checksums to fill in.
 	pkt.RXChecksumValidated = validated
 	pkt.GSOOptions = gso
 	l.rxFrames.Add(1)
-	l.rxBytes.Add(uint64(len(frame)))
+	l.rxBytes.Add(uint64(size))
 	d.DeliverNetworkPacket(0, pkt)
 	pkt.DecRef()
 }
 
-// deliverSplit delivers the wire segments super-frame s stands for, as
-// the kernel's tcp_gso_segment would have cut them. The payload is
-// copied once into pooled storage that the segments share; each segment
+// deliverSplit delivers the wire segments super-frame s (in f) stands
+// for, as the kernel's tcp_gso_segment would have cut them. They share
+// the super-frame's payload (read into pooled storage, not copied); each
 // gets its own headers. Their TCP checksums stay partial (the
 // pseudo-header sum), as the kernel handed them over: filling them in
 // would cost a pass over every byte received, to check data that never
 // left the machine. A capture fills them in (FillChecksum); with full set
 // (a middleware above may corrupt frames, and the stack verifies) they
 // are filled in here.
-func (l *fdLink) deliverSplit(frame []byte, s *superFrame, full bool) {
+func (l *fdLink) deliverSplit(f *rxFrame, s *superFrame, full bool) {
 	d := l.dispatcherNow()
 	if d == nil {
 		l.rxDropped.Add(uint64(s.n))
 		return
 	}
-	payload := buffer.NewViewWithData(frame[s.data:s.end])
+	prefix := f.head[vnetHdrLen:]
+	payload := f.buffer(s.data, s.end)
 	defer payload.Release()
 	for i := range s.n {
 		off := i * s.mss
 		size := min(s.mss, s.payload()-off)
 		hv := buffer.NewViewSize(s.data)
-		s.segmentHeaders(hv.AsSlice(), frame, i, size)
-		pv := payload.Clone()
-		pv.TrimFront(off)
-		pv.CapLength(size)
+		s.segmentHeaders(hv.AsSlice(), prefix, i, size)
+		seg := payload.Clone()
+		seg.TrimFront(int64(off))
+		seg.Truncate(int64(size))
 		if full {
 			h := header.TCP(hv.AsSlice()[s.tcp:])
-			src, dst := s.addrs(frame)
+			src, dst := s.addrs(prefix)
 			h.SetChecksum(0)
-			x := checksum.Checksum(pv.AsSlice(), checksum.Checksum(h, pseudoSum(src, dst, s.data-s.tcp+size)))
+			x := checksum.Combine(checksum.Checksum(h, pseudoSum(src, dst, s.data-s.tcp+size)), seg.Checksum(0))
 			h.SetChecksum(^x)
 		}
 		buf := buffer.MakeWithView(hv)
-		buf.Append(pv)
+		buf.Merge(&seg)
 		pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buf})
 		pkt.RXChecksumValidated = true
 		l.rxFrames.Add(1)

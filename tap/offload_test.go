@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
@@ -55,7 +56,21 @@ func kernelSuperFrame(s seg, mss int) (vnetHdr, []byte) {
 
 func newTestLink(d stack.NetworkDispatcher, o Offloads) *fdLink {
 	o.VnetHdr = true
-	return &fdLink{offloads: o, dispatcher: d}
+	l := &fdLink{offloads: o, dispatcher: d}
+	l.rx = newRxReader(l)
+	return l
+}
+
+// rxSlice is a frame read whole into one slice.
+func rxSlice(b []byte) rxFrame { return rxFrame{head: b} }
+
+// rxSplit is a frame read in two pieces, as the read loop reads one
+// larger than rxHead.
+func rxSplit(b []byte) rxFrame {
+	if len(b) <= rxHead {
+		return rxFrame{head: b}
+	}
+	return rxFrame{head: b[:rxHead], rest: buffer.NewViewWithData(b[rxHead:])}
 }
 
 func TestDeliverSuperFrameSplit(t *testing.T) {
@@ -68,7 +83,7 @@ func TestDeliverSuperFrameSplit(t *testing.T) {
 			}
 			s := seg{v6: v6, seq: 100, ack: 7, flags: header.TCPFlagAck | header.TCPFlagPsh, window: 9, tsval: 3, payload: pattern(10*1448 + 17)}
 			h, frame := kernelSuperFrame(s, 1448)
-			l.deliverVnet(withVnet(h, frame))
+			l.deliverVnet(rxSplit(withVnet(h, frame)))
 			want := segmentsOf(t, tcpFrame(s), 1448)
 			if len(d.frames) != len(want) {
 				t.Fatalf("full %v v6 %v: %d frames delivered, want %d", full, v6, len(d.frames), len(want))
@@ -103,7 +118,7 @@ func TestDeliverSuperFrameWhole(t *testing.T) {
 	l := newTestLink(&d, Offloads{GRO: true})
 	s := seg{seq: 100, ack: 7, flags: header.TCPFlagAck, window: 9, payload: pattern(44 * 1448)}
 	h, frame := kernelSuperFrame(s, 1448)
-	l.deliverVnet(withVnet(h, frame))
+	l.deliverVnet(rxSplit(withVnet(h, frame)))
 	if len(d.frames) != 1 || !bytes.Equal(d.frames[0], frame) {
 		t.Fatalf("%d frames delivered, want the super-frame as it came", len(d.frames))
 	}
@@ -114,7 +129,7 @@ func TestDeliverSuperFrameWhole(t *testing.T) {
 }
 
 func TestDeliverVnetChecks(t *testing.T) {
-	good := tcpFrame(seg{seq: 1, flags: header.TCPFlagAck, payload: pattern(200)})
+	good := tcpFrame(seg{seq: 1, flags: header.TCPFlagAck, payload: pattern(2000)})
 	bad := append([]byte(nil), good...)
 	bad[len(bad)-1] ^= 1
 	_, super := kernelSuperFrame(seg{seq: 1, flags: header.TCPFlagAck, payload: pattern(3000)}, 1448)
@@ -131,22 +146,29 @@ func TestDeliverVnetChecks(t *testing.T) {
 		{"plain, bad checksum left to the stack", true, withVnet(vnetHdr{}, bad), 1, false, 0, 0},
 		{"data valid", false, withVnet(vnetHdr{flags: vnetFlagDataValid}, bad), 1, true, 0, 0},
 		{"short header", false, good[:5], 0, false, 0, 1},
-		{"partial past the end", false, withVnet(vnetHdr{flags: vnetFlagNeedsCsum, csumStart: 1000, csumOffset: 16}, good), 0, false, 0, 1},
+		{"partial past the end", false, withVnet(vnetHdr{flags: vnetFlagNeedsCsum, csumStart: uint16(len(good) - 1), csumOffset: 0}, good), 0, false, 0, 1},
 		{"UDP GSO", false, withVnet(vnetHdr{gsoType: vnetGSOUDPL4, gsoSize: 100}, good), 0, false, 0, 1},
 		{"gso_size zero", false, withVnet(vnetHdr{flags: vnetFlagNeedsCsum, gsoType: vnetGSOTCPv4, csumStart: 34, csumOffset: 16}, super), 0, false, 0, 1},
 		{"too many segments", false, withVnet(vnetHdr{flags: vnetFlagNeedsCsum, gsoType: vnetGSOTCPv4, gsoSize: 1, csumStart: 34, csumOffset: 16}, super), 0, false, 0, 1},
 	} {
-		var d recvDispatcher
-		l := newTestLink(&d, Offloads{})
-		if tc.full {
-			l.requireFullChecksums()
-		}
-		l.deliverVnet(tc.b)
-		if len(d.frames) != tc.delivered || (tc.delivered > 0 && d.validated[0] != tc.validated) {
-			t.Errorf("%s: %d frames delivered (validated %v), want %d (%v)", tc.name, len(d.frames), d.validated, tc.delivered, tc.validated)
-		}
-		if l.rxBadChecksum.Load() != tc.badCsum || l.rxBadOffload.Load() != tc.badHdr {
-			t.Errorf("%s: bad checksum %d, bad offload %d; want %d, %d", tc.name, l.rxBadChecksum.Load(), l.rxBadOffload.Load(), tc.badCsum, tc.badHdr)
+		// Read whole, or in two pieces as the read loop reads a frame
+		// longer than rxHead.
+		for _, read := range []func([]byte) rxFrame{rxSlice, rxSplit} {
+			var d recvDispatcher
+			l := newTestLink(&d, Offloads{})
+			if tc.full {
+				l.requireFullChecksums()
+			}
+			l.deliverVnet(read(tc.b))
+			if len(d.frames) != tc.delivered || (tc.delivered > 0 && d.validated[0] != tc.validated) {
+				t.Errorf("%s: %d frames delivered (validated %v), want %d (%v)", tc.name, len(d.frames), d.validated, tc.delivered, tc.validated)
+			}
+			if tc.delivered > 0 && !bytes.Equal(d.frames[0], tc.b[vnetHdrLen:]) {
+				t.Errorf("%s: the frame delivered differs from the frame read", tc.name)
+			}
+			if l.rxBadChecksum.Load() != tc.badCsum || l.rxBadOffload.Load() != tc.badHdr {
+				t.Errorf("%s: bad checksum %d, bad offload %d; want %d, %d", tc.name, l.rxBadChecksum.Load(), l.rxBadOffload.Load(), tc.badCsum, tc.badHdr)
+			}
 		}
 	}
 }

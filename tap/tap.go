@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/link/ethernet"
@@ -145,6 +144,7 @@ func Open(name string, opts ...Option) (*Device, error) {
 		offloads: offloads,
 	}
 	l.tx = newTxPath(l, offloads.VnetHdr, offloads.Coalesce)
+	l.rx = newRxReader(l)
 	if offloads.Coalesce {
 		l.txq = newTxQueue(l.tx, c.txQueue)
 	}
@@ -319,6 +319,7 @@ type fdLink struct {
 	offloads   Offloads    // fixed at Open
 	gsoRefused atomic.Bool // the kernel refused a super-frame: coalescing is off
 	tx         *txPath     // the write path; under txMu unless txq owns it
+	rx         *rxReader   // the read path with offloads; the read loop's
 	txMu       sync.Mutex
 	txq        *txQueue // the outbound queue, when coalescing
 
@@ -384,11 +385,11 @@ func (l *fdLink) Attach(d stack.NetworkDispatcher) {
 // the descriptor or an explicit request, so the loop is bounded.
 func (l *fdLink) readLoop() {
 	defer l.wg.Done()
-	hdr := 0
 	if l.offloads.VnetHdr {
-		hdr = vnetHdrLen
+		l.readVnetLoop()
+		return
 	}
-	buf := make([]byte, hdr+maxFrame)
+	buf := make([]byte, maxFrame)
 	for {
 		n, err := l.f.Read(buf)
 		if err != nil {
@@ -401,11 +402,27 @@ func (l *fdLink) readLoop() {
 			}
 			continue
 		}
-		if hdr > 0 {
-			l.deliverVnet(buf[:n])
-		} else {
-			l.deliver(buf[:n])
+		l.deliver(buf[:n])
+	}
+}
+
+// readVnetLoop is readLoop for a device with offloads: frames come with
+// a virtio-net header, read by l.rx.
+func (l *fdLink) readVnetLoop() {
+	for {
+		f, err := l.rx.read()
+		if err != nil {
+			stop, failure := l.stopOn(err)
+			if failure != nil {
+				l.fail(failure)
+			}
+			if stop {
+				return
+			}
+			continue
 		}
+		l.deliverVnet(f)
+		l.rx.done(f)
 	}
 }
 
@@ -478,11 +495,9 @@ func (l *fdLink) deliver(frame []byte) {
 		l.rxDropped.Add(1)
 		return
 	}
-	// MakeWithData copies the frame into pooled storage, so buf can be
-	// reused for the next read.
-	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{
-		Payload: buffer.MakeWithData(frame),
-	})
+	// The frame is copied into pooled storage, so buf can be reused for
+	// the next read.
+	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: frameBuffer(frame)})
 	l.rxFrames.Add(1)
 	l.rxBytes.Add(uint64(len(frame)))
 	// The ethernet endpoint ignores the protocol argument: it parses the
