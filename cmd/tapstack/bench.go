@@ -266,14 +266,14 @@ func countName(n int) string {
 // benchRow holds one figure's values, per round.
 type benchRow struct {
 	benchFigure
-	Tapstack      []float64 `json:"tapstack"`
-	GVisor        []float64 `json:"gvisor"`
-	Ratio         []float64 `json:"ratio"` // tapstack ÷ gVisor, per round
-	TapstackMed   float64   `json:"tapstack_median"`
-	GVisorMed     float64   `json:"gvisor_median"`
-	RatioMed      float64   `json:"ratio_median"`
-	RatioMin      float64   `json:"ratio_min"`
-	RatioMax      float64   `json:"ratio_max"`
+	Tapstack      []float64  `json:"tapstack"`
+	GVisor        []float64  `json:"gvisor"`
+	Ratio         []float64  `json:"ratio"` // tapstack ÷ gVisor, per round
+	TapstackMed   float64    `json:"tapstack_median"`
+	GVisorMed     float64    `json:"gvisor_median"`
+	RatioMed      float64    `json:"ratio_median"`
+	RatioMin      float64    `json:"ratio_min"`
+	RatioMax      float64    `json:"ratio_max"`
 	TapstackRange [2]float64 `json:"tapstack_range"`
 	GVisorRange   [2]float64 `json:"gvisor_range"`
 }

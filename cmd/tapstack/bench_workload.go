@@ -140,7 +140,7 @@ type kernelLink struct {
 	ns   *benchNetns
 	opts []tap.Option
 	wrap func(gstack.LinkEndpoint) gstack.LinkEndpoint // faults on the stack's end, if set
-	next *atomic.Uint32                                 // the last host number given out
+	next *atomic.Uint32                                // the last host number given out
 }
 
 // offloads says which offloads the device gets, opening it once.
