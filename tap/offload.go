@@ -58,20 +58,26 @@ func (o Offloads) String() string {
 // WithOffloads turns the TAP offloads on or off (default on where the
 // kernel allows). With them, the device is opened with IFF_VNET_HDR and
 // TUNSETOFFLOAD(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6): the kernel may hand
-// over TCP super-frames of up to 64 KiB with partial checksums, which the
-// device splits into the wire segments they stand for (see [WithGRO]),
-// and the device writes consecutive segments of one flow as one
-// super-frame (see [WithCoalescing]). The link offers gVisor's host GSO
-// (stack.GSOEndpoint), so a gVisor TCP on it sends super-frames too.
+// over TCP super-frames of up to 64 KiB with partial checksums, which go
+// to the stack whole (see [WithGRO]), and the device writes consecutive
+// segments of one flow as one super-frame (see [WithCoalescing]). The
+// link offers gVisor's host GSO (stack.GSOEndpoint), so a gVisor TCP on
+// it sends super-frames too. A capture (package pcap) shows every
+// super-frame as the wire segments it stands for.
 func WithOffloads(on bool) Option {
 	return func(c *config) { c.offloads = on }
 }
 
-// WithGRO makes the device hand each inbound super-frame to the stack
-// whole, as one TCP segment of up to 64 KiB, as Linux's GRO does, rather
-// than as the wire segments it stands for (the default). The stack then
-// does per-segment work once per super-frame; a capture (package pcap)
-// still writes the wire segments. It has effect only with offloads.
+// WithGRO says how the device hands an inbound super-frame to the stack:
+// whole, as one TCP segment of up to 64 KiB, as Linux's GRO hands its
+// stack a coalesced packet (on, the default), or as the wire segments it
+// stands for, cut as the kernel's tcp_gso_segment would have cut them
+// (off). Whole, the stack does its per-segment work once per super-frame:
+// kernel to tapstack over one connection took 1.0 CPU second per GiB
+// whole against 7.7 split, 7 to 8 times the throughput; the engine's
+// events and counters then describe super-segments, and it acknowledges
+// them as it acknowledges segments. A capture (package pcap) writes the
+// wire segments either way. It has effect only with offloads.
 func WithGRO(on bool) Option {
 	return func(c *config) { c.gro = on }
 }

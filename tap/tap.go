@@ -104,7 +104,7 @@ type DeviceStats struct {
 // Open does not bring the kernel side up or give it addresses; that is the
 // business of the host ("ip link set NAME up").
 func Open(name string, opts ...Option) (*Device, error) {
-	c := config{mtu: DefaultMTU, offloads: true, coalesce: true, txQueue: DefaultTxQueue}
+	c := config{mtu: DefaultMTU, offloads: true, gro: true, coalesce: true, txQueue: DefaultTxQueue}
 	for _, o := range opts {
 		o(&c)
 	}

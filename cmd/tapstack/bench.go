@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
 
 	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
@@ -55,7 +54,7 @@ func runBench(ctx context.Context, e env, args []string) error {
 	heapN := fs.String("heap-conns", "1000,10000", "idle connections held per heap measurement (tap.Pipe only), comma-separated")
 	mtu := fs.Uint("mtu", tap.DefaultMTU, "IP MTU of the link (up to 65520)")
 	offloads := fs.Bool("offloads", true, "TAP offloads (virtio-net header, TSO, coalescing)")
-	gro := fs.Bool("gro", false, "TAP: hand the kernel's super-frames to the stack whole")
+	gro := fs.Bool("gro", true, "TAP: hand the kernel's super-frames to the stack whole (false: as their wire segments)")
 	asJSON := fs.Bool("json", false, "print the results as JSON")
 	faults := addFaultFlags(fs)
 	if err := parse(fs, args, 0); err != nil {
@@ -134,7 +133,7 @@ func runBench(ctx context.Context, e env, args []string) error {
 				fmt.Fprintln(out, msg)
 			}
 		} else {
-			l := kernelLink{ns: ns, opts: tapOpts, wrap: b.wrap, next: new(atomic.Uint32)}
+			l := kernelLink{ns: ns, opts: tapOpts, wrap: b.wrap, next: newHostCounter()}
 			err := run(l, fmt.Sprintf("MTU %d, offloads %v", *mtu, l.offloads()), b.tasks(false))
 			l.close()
 			if err != nil {

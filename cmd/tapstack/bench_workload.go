@@ -550,3 +550,7 @@ func acceptOne(ln net.Listener) <-chan net.Conn {
 	}()
 	return ch
 }
+
+// newHostCounter is the counter a kernelLink gives its stacks' addresses
+// from.
+func newHostCounter() *atomic.Uint32 { return new(atomic.Uint32) }
