@@ -306,3 +306,68 @@ func tcpFrameChecksumOK(frame []byte) bool {
 	x := header.PseudoHeaderChecksum(header.TCPProtocolNumber, ip.SourceAddress(), ip.DestinationAddress(), uint16(len(seg)))
 	return checksum.Checksum(seg, x) == 0xffff
 }
+
+// TestLargeMTU: at the largest MTU Linux gives a TAP (65,520 with the
+// kernel's tun driver here), the MSS follows it end to end: tapstack and
+// the kernel each send segments of 65,468 bytes (the MTU less 40 bytes of
+// headers and 12 of timestamps), and 32 MiB each way arrive intact.
+func TestLargeMTU(t *testing.T) {
+	const mtu = 65520
+	const wantMSS = mtu - 40 - 12
+	k := newOffloadNet(t, "tsjumbo0", mtu)
+	for _, fromKernel := range []bool{false, true} {
+		tc, kc := k.connect(t)
+		if i := tc.Info(); i.SndMSS != wantMSS {
+			t.Errorf("send MSS %d, want %d: the MSS does not follow the MTU", i.SndMSS, wantMSS)
+		}
+		var from, to halfCloser = tc, kc
+		if fromKernel {
+			from, to = kc, tc
+		}
+		dl := time.Now().Add(kernelTimeout)
+		tc.SetDeadline(dl)
+		kc.SetDeadline(dl)
+		sent, got := flow(from, to, 32*MiB, 4)
+		checkFlow(t, fmt.Sprintf("from kernel %v", fromKernel), sent, got)
+		tc.Close()
+		kc.Close()
+	}
+	st := k.dev.Stats()
+	if st.RxFrames == 0 || st.RxBytes/st.RxFrames < 8000 || st.TxBytes/st.TxFrames < 8000 {
+		t.Errorf("frames are not jumbo: %+v", st)
+	}
+}
+
+// TestLargeMTUPipe: two tapstack stacks on a tap.Pipe of MTU 65,520 agree
+// on an MSS of 65,468 and move 16 MiB each way.
+func TestLargeMTUPipe(t *testing.T) {
+	const mtu = 65520
+	a, b := tap.Pipe(tap.WithPipeMTU(mtu))
+	client, _ := newTapstack(t, a, tsPrefix4, tcp.Options{})
+	server, _ := newTapstack(t, b, peerPrefix4, tcp.Options{})
+	ln, err := conn.Listen(server, "tcp", netip.AddrPortFrom(peerPrefix4.Addr(), 80).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := acceptOne(ln)
+	c, err := conn.Dial(client, "tcp", netip.AddrPortFrom(peerPrefix4.Addr(), 80).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := <-accepted
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	s := r.c.(*conn.Conn)
+	defer s.Close()
+	for _, x := range []*conn.Conn{c, s} {
+		if i := x.Info(); i.SndMSS != mtu-40-12 || i.RcvMSS != mtu-40 {
+			t.Errorf("%v: send MSS %d, receive MSS %d; want %d, %d", x.LocalAddr(), i.SndMSS, i.RcvMSS, mtu-40-12, mtu-40)
+		}
+	}
+	c.SetDeadline(time.Now().Add(kernelTimeout))
+	s.SetDeadline(time.Now().Add(kernelTimeout))
+	exchange(t, c, s, 16*MiB, both, kernelTimeout)
+}
