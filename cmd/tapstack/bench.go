@@ -55,6 +55,7 @@ func runBench(ctx context.Context, e env, args []string) error {
 	mtu := fs.Uint("mtu", tap.DefaultMTU, "IP MTU of the link (up to 65520)")
 	offloads := fs.Bool("offloads", true, "TAP offloads (virtio-net header, TSO, coalescing)")
 	gro := fs.Bool("gro", true, "TAP: hand the kernel's super-frames to the stack whole (false: as their wire segments)")
+	coalesce := fs.Bool("coalesce", true, "TAP: write runs of one flow's segments as one super-frame, from a writer goroutine")
 	asJSON := fs.Bool("json", false, "print the results as JSON")
 	faults := addFaultFlags(fs)
 	if err := parse(fs, args, 0); err != nil {
@@ -99,7 +100,7 @@ func runBench(ctx context.Context, e env, args []string) error {
 	if withFaults {
 		b.wrap = func(l gstack.LinkEndpoint) gstack.LinkEndpoint { return tap.NewFault(l, cfg) }
 	}
-	tapOpts := []tap.Option{tap.WithOffloads(*offloads), tap.WithGRO(*gro)}
+	tapOpts := []tap.Option{tap.WithOffloads(*offloads), tap.WithGRO(*gro), tap.WithCoalescing(*coalesce)}
 	out := e.stdout
 	if !*asJSON {
 		fmt.Fprintf(out, "tapstack bench: bulk transfer, connections/s, echo latency, CPU, allocations and idle heap; tapstack vs gVisor's TCP on the same link, %d interleaved rounds, %d MiB per transfer\n",
