@@ -703,8 +703,11 @@ func corrupt(pkt *stack.PacketBuffer, inbound bool, r *rand.Rand) (*stack.Packet
 		c.TransportHeader().Consume(len(pkt.TransportHeader().Slice()))
 		c.TransportProtocolNumber = pkt.TransportProtocolNumber
 		c.EgressRoute = pkt.EgressRoute
-		c.GSOOptions = pkt.GSOOptions
 	}
+	// A super-frame stays one (a capture above cuts it into its wire
+	// segments); its checksum no longer holds, so the copy is not marked
+	// validated.
+	c.GSOOptions = pkt.GSOOptions
 	c.NetworkProtocolNumber = pkt.NetworkProtocolNumber
 	c.PktType = pkt.PktType
 	return c, off

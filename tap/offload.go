@@ -528,6 +528,17 @@ func (t *txQueue) run() {
 			}
 			t.finished.Add(uint64(len(batch)))
 			if _, closed := err.(*tcpip.ErrClosedForSend); closed {
+				// The descriptor is closed: take no more frames, and
+				// let go of those queued.
+				t.mu.Lock()
+				t.stopped = true
+				q := t.q
+				t.q = nil
+				t.mu.Unlock()
+				for _, pkt := range q {
+					pkt.DecRef()
+				}
+				t.finished.Add(uint64(len(q)))
 				return
 			}
 		}
