@@ -529,13 +529,28 @@ func idleHeap(ctx context.Context, e *benchEnv, n int) (float64, error) {
 	return float64(int64(h1)-int64(h0)) / float64(n), nil
 }
 
-// heapNow is the live heap after a full collection.
+// heapNow is the live heap once it has settled: collected until two
+// readings 10 ms apart agree within 0.5% (or a second has passed), so
+// that what the stacks of earlier measurements still let go of (their
+// goroutines and timers end a moment after Close) is not counted against
+// this one.
 func heapNow() uint64 {
-	runtime.GC()
-	runtime.GC()
 	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return ms.HeapAlloc
+	last := uint64(0)
+	for deadline := time.Now().Add(time.Second); ; {
+		runtime.GC()
+		runtime.GC()
+		runtime.ReadMemStats(&ms)
+		h := ms.HeapAlloc
+		if d := int64(h) - int64(last); last != 0 && (d < 0 && -d < int64(last/200) || d >= 0 && d < int64(last/200)) {
+			return h
+		}
+		if time.Now().After(deadline) {
+			return h
+		}
+		last = h
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // acceptOne accepts one connection on ln; nil if that fails.
