@@ -316,3 +316,33 @@ func TestTxQueue(t *testing.T) {
 		t.Error("enqueue after close succeeded")
 	}
 }
+
+// TestRxReader: the read loop's reader returns each frame whole, however
+// it was split between the header buffer and the chunk: frames within
+// the header buffer, short frames copied out, long ones in the chunk.
+func TestRxReader(t *testing.T) {
+	l, peer := seqpacketLink(t, Offloads{})
+	r := newRxReader(l)
+	for _, n := range []int{1, rxHead - 1, rxHead, rxHead + 1, 1514 + vnetHdrLen, rxHead + rxShareMin - 1, rxHead + rxShareMin, vnetHdrLen + maxFrame} {
+		want := pattern(n)
+		if _, err := unix.Write(peer, want); err != nil {
+			t.Fatalf("%d bytes: %v", n, err)
+		}
+		f, err := r.read()
+		if err != nil {
+			t.Fatalf("%d bytes: %v", n, err)
+		}
+		got := append([]byte(nil), f.head...)
+		if f.rest != nil {
+			got = append(got, f.rest.AsSlice()...)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%d bytes: read %d bytes that differ", n, len(got))
+		}
+		shared := f.rest != nil && f.rest.Capacity() == buffer.MaxChunkSize
+		if wantShared := n-rxHead >= rxShareMin; shared != wantShared {
+			t.Errorf("%d bytes: the chunk is handed on %v, want %v", n, shared, wantShared)
+		}
+		r.done(f)
+	}
+}

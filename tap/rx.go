@@ -17,8 +17,8 @@ import (
 // virtio-net header and every header of a TCP segment) into a small
 // buffer, the rest straight into a pooled 64 KiB chunk that the packets
 // handed to the stack then share: a super-frame's payload is never
-// copied on its way in. Frames that end in the small buffer are copied
-// from it, as before.
+// copied on its way in. Shorter frames are copied from the buffers, as
+// before.
 
 // rxHead is the size of the first piece: the virtio-net header, Ethernet,
 // the largest IPv4 header (60) and the largest TCP header (60).
@@ -143,11 +143,23 @@ func (r *rxReader) read() (rxFrame, error) {
 	if r.n <= len(r.head) {
 		return rxFrame{head: r.head[:r.n]}, nil
 	}
+	tail := r.n - len(r.head)
+	if tail < rxShareMin {
+		// A short frame is copied out, and the chunk kept for the next
+		// read: a 1,500-byte segment held in a receive queue must not
+		// pin 64 KiB.
+		return rxFrame{head: r.head[:], rest: buffer.NewViewWithData(d[:tail])}, nil
+	}
 	rest := r.data
 	r.data = nil
-	rest.CapLength(r.n - len(r.head))
+	rest.CapLength(tail)
 	return rxFrame{head: r.head[:], rest: rest}, nil
 }
+
+// rxShareMin is the shortest rest of a frame that keeps the chunk it was
+// read into: at least a quarter of it is used. Super-frames are
+// longer; frames of an MTU of 1500 are copied.
+const rxShareMin = buffer.MaxChunkSize / 4
 
 // done releases the reader's reference to frame f's storage; packets made
 // from it keep theirs.
