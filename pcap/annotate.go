@@ -77,6 +77,8 @@ type record struct {
 	dead       bool // a note that found its frame after all
 	answered   bool // ARP/ICMP request: a reply was seen
 	answerNote string
+	mss        int // a TCP super-frame: its MSS (gso_size); else 0
+	segs       int // a super-frame: the blocks it is written as (its wire segments, or 1 as is)
 }
 
 // part is one annotation of a frame. A retransmission names the frame
@@ -206,6 +208,11 @@ func (a *annotator) addFrame(now time.Time, r *record) {
 	a.lastTS = r.ts
 	a.frames++
 	r.no = a.frames
+	if r.segs > 1 {
+		// A super-frame written as its wire segments takes as many
+		// frame numbers; r.no is the first's.
+		a.frames += uint64(r.segs - 1)
+	}
 	r.entered = now
 	if r.fi.kind == kindTCP {
 		a.wireFacts(r)

@@ -109,6 +109,14 @@ type Options struct {
 	// tap.Device.Stats().TxDropped). Each frame records the drops since
 	// the previous one in epb_dropcount and its comment.
 	LinkDrops func() uint64
+
+	// SuperFrames writes each TCP super-frame (a TAP device's offloads:
+	// one segment of up to 64 KiB standing for several wire segments)
+	// as it passed the link, in one block. By default a super-frame is
+	// written as the wire segments it stands for, cut at its MSS with
+	// their checksums filled in, so that the capture shows what a wire
+	// would have carried (superframe.go).
+	SuperFrames bool
 }
 
 // Stats count what a [Writer] did.
@@ -124,6 +132,7 @@ type Stats struct {
 	Evicted     uint64 // the same as Unmatched (the name of earlier versions)
 	Late        uint64 // annotations that came after their frame was written
 	Unexplained uint64 // TCP frames written with no engine annotation ("no engine event")
+	SuperFrames uint64 // TCP super-frames captured (each written as its wire segments unless Options.SuperFrames)
 	Held        int    // frames waiting in the window now
 	Pending     int    // annotations waiting for their frame now
 	Files       int    // capture files written to
@@ -411,6 +420,7 @@ func (w *Writer) captureOutbound(pkt *stack.PacketBuffer) {
 	if w.faults.Load() {
 		r.fp = maphash.Bytes(w.seed, buf)
 	}
+	w.noteOffload(r, pkt)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.stopped {
@@ -433,6 +443,7 @@ func (w *Writer) DeliverNetworkPacket(protocol tcpip.NetworkProtocolNumber, pkt 
 	if w.faults.Load() {
 		r.fp = maphash.Bytes(w.seed, buf)
 	}
+	w.noteOffload(r, pkt)
 	w.mu.Lock()
 	queued := !w.stopped
 	if queued {
@@ -535,10 +546,20 @@ func (w *Writer) writeLocked(r *record) {
 	defer w.putBuf(r.data)
 	comment := w.ann.comment(r)
 	if w.ng == nil {
-		w.stats.Skipped++
+		w.stats.Skipped += uint64(max(r.segs, 1))
 		return
 	}
-	data := r.data
+	if r.segs > 0 {
+		w.writeSuperLocked(r, comment)
+		return
+	}
+	w.writeEPBLocked(r, r.data, r.length, comment)
+}
+
+// writeEPBLocked writes data, the first bytes of a frame of length bytes,
+// as an enhanced packet block with r's direction, packet id, verdict and
+// drop count. w.mu is held.
+func (w *Writer) writeEPBLocked(r *record, data []byte, length int, comment string) {
 	if w.opts.SnapLen > 0 && len(data) > w.opts.SnapLen {
 		data = data[:w.opts.SnapLen]
 	}
@@ -570,7 +591,7 @@ func (w *Writer) writeLocked(r *record) {
 		dc := r.dropCount
 		opts.DropCount = &dc
 	}
-	ci := gopacket.CaptureInfo{Timestamp: r.ts, CaptureLength: len(data), Length: r.length}
+	ci := gopacket.CaptureInfo{Timestamp: r.ts, CaptureLength: len(data), Length: length}
 	if err := w.ng.WritePacketWithOptions(ci, data, opts); err != nil {
 		w.setErr(err)
 		w.ng = nil

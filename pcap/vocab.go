@@ -228,6 +228,8 @@ func Vocabulary() []Term {
 		// The link.
 		{"fault: <what> (<knob>, seed <s>, #<n>)", "the fault middleware did this to the frame: dropped, duplicated, reordered, corrupted byte <i>, delayed <d>; dropped frames carry frame.verdict TC_ACT_SHOT", "tc-netem"},
 		{"link drops <n>", "frames the link dropped (full queue) since the previous frame, also in frame.drop_count", "epb_dropcount"},
+		{"TSO <n>×<mss> of <bytes> B", "a TCP super-frame a TAP's offloads carried (the kernel's TSO, tapstack's coalesced write, gVisor's GSO), written as the n wire segments of mss bytes it stands for, checksums filled in; the first carries the comment for all", "tso, gso, gro (ethtool -k)"},
+		{"TSO <i>/<n> of frame <f>", "a later wire segment of the super-frame whose first segment is frame f", ""},
 		{"ARP request who-has <ip> tell <ip> → reply sent", "an ARP request and what the stack did with it", "arp"},
 		{"ICMP <type> ...", "an ICMP or ICMPv6 message, with the TCP connection it quotes", "icmp"},
 		{"UDP <src> > <dst> (not TCP: no engine events)", "a frame the TCP engine does not see", ""},

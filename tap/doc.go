@@ -6,7 +6,17 @@
 //     returns a [Device] whose [Device.LinkEndpoint] carries Ethernet frames
 //     between the kernel and a gVisor stack. One goroutine reads frames while
 //     the endpoint is attached; it stops when the NIC is removed or the device
-//     is closed.
+//     is closed. By default the device uses the kernel's offloads
+//     ([WithOffloads]): frames carry a virtio-net header, the kernel hands
+//     over TCP super-frames of up to 64 KiB with partial checksums
+//     (TSO), which reach the stack whole ([WithGRO]), and a writer
+//     goroutine sends runs of one flow's segments as one super-frame with
+//     a GSO header, so that the kernel takes 44 segments in one write
+//     ([WithCoalescing]). The device vouches for inbound checksums as a NIC
+//     does and verifies those the kernel did not. [WireSegments] cuts a
+//     super-frame into the wire segments it stands for, as the kernel
+//     would; package pcap uses it so that a capture always shows wire
+//     segments.
 //   - [Pipe] returns the two ends of an in-memory Ethernet cable. Each end is
 //     a stack.LinkEndpoint with its own random MAC; frames written on one end
 //     arrive on the other. It needs no privileges, so tests and demos use it

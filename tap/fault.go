@@ -236,9 +236,30 @@ func NewFault(inner stack.LinkEndpoint, cfg FaultConfig) *Fault {
 			src = rand.NewPCG(f.out.rng.Uint64(), f.out.rng.Uint64())
 		}
 		f.in = newLane(f, FaultInbound, *cfg.Inbound, src, cfg.Seed, 1)
+		if cfg.Inbound.Corrupt > 0 {
+			requireFullChecksums(inner)
+		}
 	}
 	f.Endpoint.Init(inner, f)
 	return f
+}
+
+// requireFullChecksums asks every endpoint under link that vouches for
+// inbound checksums (a TAP device with offloads) to deliver complete
+// checksums and leave their check to the stack: a frame this middleware
+// corrupts on its way in must be caught there, as a NIC would have caught
+// it on the wire.
+func requireFullChecksums(link stack.LinkEndpoint) {
+	for range 32 {
+		if v, ok := link.(interface{ requireFullChecksums() }); ok {
+			v.requireFullChecksums()
+		}
+		c, ok := link.(interface{ Child() stack.LinkEndpoint })
+		if !ok {
+			return
+		}
+		link = c.Child()
+	}
 }
 
 func newLane(f *Fault, dir FaultDir, cfg FaultConfig, src rand.Source, seed, stream uint64) *lane {
@@ -682,8 +703,11 @@ func corrupt(pkt *stack.PacketBuffer, inbound bool, r *rand.Rand) (*stack.Packet
 		c.TransportHeader().Consume(len(pkt.TransportHeader().Slice()))
 		c.TransportProtocolNumber = pkt.TransportProtocolNumber
 		c.EgressRoute = pkt.EgressRoute
-		c.GSOOptions = pkt.GSOOptions
 	}
+	// A super-frame stays one (a capture above cuts it into its wire
+	// segments); its checksum no longer holds, so the copy is not marked
+	// validated.
+	c.GSOOptions = pkt.GSOOptions
 	c.NetworkProtocolNumber = pkt.NetworkProtocolNumber
 	c.PktType = pkt.PktType
 	return c, off
@@ -778,9 +802,13 @@ func (k FaultKind) String() string {
 // headers of the packet it is given, so a frame delivered twice (a
 // duplicate, maybe held back first by reordering or delay) must go as a
 // new packet each time.
+//
+// The copy keeps what the link below said of the frame: that its checksum
+// was vouched for (left partial by the kernel), and the super-frame it is.
 func inboundCopy(pkt *stack.PacketBuffer) *stack.PacketBuffer {
 	c := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: pkt.ToBuffer()})
 	c.LinkHeader().Consume(len(pkt.LinkHeader().Slice()))
 	c.NetworkProtocolNumber, c.PktType = pkt.NetworkProtocolNumber, pkt.PktType
+	c.RXChecksumValidated, c.GSOOptions = pkt.RXChecksumValidated, pkt.GSOOptions
 	return c
 }

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/link/ethernet"
@@ -39,8 +38,12 @@ const maxFrame = 1<<16 + header.EthernetMinimumSize + 4
 type Option func(*config)
 
 type config struct {
-	mtu uint32
-	mac net.HardwareAddr
+	mtu      uint32
+	mac      net.HardwareAddr
+	offloads bool
+	gro      bool
+	coalesce bool
+	txQueue  int
 }
 
 // WithMTU sets the IP MTU of the endpoint (the Ethernet payload size; the
@@ -69,13 +72,23 @@ type Device struct {
 	link *fdLink
 }
 
-// DeviceStats counts frames through a [Device].
+// DeviceStats counts frames through a [Device]. With offloads, a
+// super-frame counts as the frames it stands for in RxFrames (as many as
+// reached the stack) and TxFrames (as many as the stack wrote), and once
+// in the super-frame counters.
 type DeviceStats struct {
-	RxFrames, RxBytes uint64 // frames read from the kernel and delivered
-	TxFrames, TxBytes uint64 // frames written to the kernel
-	RxDropped         uint64 // frames read but not delivered: runts, or no stack attached
-	TxDropped         uint64 // frames the kernel refused with EAGAIN/ENOBUFS (queue full)
+	RxFrames, RxBytes uint64 // frames delivered to the stack
+	TxFrames, TxBytes uint64 // frames of the stack written to the kernel
+	RxDropped         uint64 // frames read but not delivered: runts, a bad virtio-net header, or no stack attached
+	TxDropped         uint64 // frames dropped on the way out: the outbound queue or the kernel's (EAGAIN/ENOBUFS) was full
 	TxErrors          uint64 // other write errors
+
+	RxSuperFrames uint64 // TCP super-frames the kernel handed over (TSO)
+	RxSegments    uint64 // the wire segments they stood for
+	RxBadOffload  uint64 // frames dropped because their virtio-net header did not fit them
+	RxBadChecksum uint64 // frames the kernel did not vouch for whose checksum failed the device's check
+	TxSuperFrames uint64 // super-frames written: runs of the stack's segments coalesced into one write
+	TxCoalesced   uint64 // the stack's segments written inside them
 }
 
 // Open attaches to the Linux TAP device name, creating it if it does not
@@ -91,7 +104,7 @@ type DeviceStats struct {
 // Open does not bring the kernel side up or give it addresses; that is the
 // business of the host ("ip link set NAME up").
 func Open(name string, opts ...Option) (*Device, error) {
-	c := config{mtu: DefaultMTU}
+	c := config{mtu: DefaultMTU, offloads: true, gro: true, coalesce: true, txQueue: DefaultTxQueue}
 	for _, o := range opts {
 		o(&c)
 	}
@@ -107,7 +120,11 @@ func Open(name string, opts ...Option) (*Device, error) {
 		return nil, fmt.Errorf("tap: open %q: %w", name, err)
 	}
 
-	f, actual, err := openTAP(name)
+	if c.txQueue < 1 {
+		c.txQueue = 1
+	}
+
+	f, actual, offloads, err := openTAP(name, c.offloads)
 	if err != nil {
 		return nil, err
 	}
@@ -116,10 +133,20 @@ func Open(name string, opts ...Option) (*Device, error) {
 		f.Close()
 		return nil, fmt.Errorf("tap: open %q: %w", name, err)
 	}
+	if offloads.VnetHdr {
+		offloads.Coalesce = c.coalesce
+		offloads.GRO = c.gro && (offloads.TSO4 || offloads.TSO6)
+	}
 	l := &fdLink{
-		f:   f,
-		rc:  rc,
-		mac: tcpip.LinkAddress(c.mac),
+		f:        f,
+		rc:       rc,
+		mac:      tcpip.LinkAddress(c.mac),
+		offloads: offloads,
+	}
+	l.tx = newTxPath(l, offloads.VnetHdr, offloads.Coalesce)
+	l.rx = newRxReader(l)
+	if offloads.Coalesce {
+		l.txq = newTxQueue(l.tx, c.txQueue)
 	}
 	// The inner endpoint deals in whole frames, so its MTU includes the
 	// Ethernet header; ethernet.Endpoint subtracts it again.
@@ -139,47 +166,68 @@ func Open(name string, opts ...Option) (*Device, error) {
 // non-blocking descriptor wrapped by os.NewFile, is kept: the runtime poller
 // then owns the descriptor, so Close unblocks a pending Read and
 // SetReadDeadline works.
-func openTAP(name string) (*os.File, string, error) {
+//
+// With offloads, the descriptor is opened with IFF_VNET_HDR if the driver
+// offers it, and asks for checksum and TCP segmentation offloads; what it
+// got is returned.
+func openTAP(name string, offloads bool) (*os.File, string, Offloads, error) {
+	var got Offloads
 	fd, err := unix.Open(tunPath, unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		perr := &os.PathError{Op: "open", Path: tunPath, Err: err}
 		switch {
 		case errors.Is(err, unix.ENOENT):
-			return nil, "", fmt.Errorf("tap: open %q: the device %s is missing; load the tun module (modprobe tun) or, in a container, pass the device in: %w", name, tunPath, perr)
+			return nil, "", got, fmt.Errorf("tap: open %q: the device %s is missing; load the tun module (modprobe tun) or, in a container, pass the device in: %w", name, tunPath, perr)
 		case errors.Is(err, unix.ENODEV), errors.Is(err, unix.ENXIO):
-			return nil, "", fmt.Errorf("tap: open %q: the tun driver behind %s is not loaded (modprobe tun): %w", name, tunPath, perr)
+			return nil, "", got, fmt.Errorf("tap: open %q: the tun driver behind %s is not loaded (modprobe tun): %w", name, tunPath, perr)
 		case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
-			return nil, "", fmt.Errorf("tap: open %q: no access to %s; run with CAP_NET_ADMIN (e.g. as root or after setcap cap_net_admin+ep): %w", name, tunPath, perr)
+			return nil, "", got, fmt.Errorf("tap: open %q: no access to %s; run with CAP_NET_ADMIN (e.g. as root or after setcap cap_net_admin+ep): %w", name, tunPath, perr)
 		}
-		return nil, "", fmt.Errorf("tap: open %q: %w", name, perr)
+		return nil, "", got, fmt.Errorf("tap: open %q: %w", name, perr)
 	}
 	ifr, err := unix.NewIfreq(name)
 	if err != nil {
 		unix.Close(fd)
-		return nil, "", fmt.Errorf("tap: open %q: bad interface name: %w", name, err)
+		return nil, "", got, fmt.Errorf("tap: open %q: bad interface name: %w", name, err)
 	}
 	// IFF_NO_PI: frames come without the 4-byte packet-information prefix.
-	ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI)
+	flags := uint16(unix.IFF_TAP | unix.IFF_NO_PI)
+	if offloads && vnetSupported(fd) {
+		// IFF_VNET_HDR: every frame comes and goes with a virtio-net
+		// header. It is a property of this attachment, not of the
+		// device, so a device made by "ip tuntap add" without
+		// vnet_hdr takes it too.
+		flags |= unix.IFF_VNET_HDR
+	}
+	ifr.SetUint16(flags)
 	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
 		unix.Close(fd)
 		serr := os.NewSyscallError("ioctl TUNSETIFF", err)
 		switch {
 		case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
-			return nil, "", fmt.Errorf("tap: open %q: creating or attaching to a TAP device needs CAP_NET_ADMIN (or ownership of a persistent device): %w", name, serr)
+			return nil, "", got, fmt.Errorf("tap: open %q: creating or attaching to a TAP device needs CAP_NET_ADMIN (or ownership of a persistent device): %w", name, serr)
 		case errors.Is(err, unix.EBUSY):
-			return nil, "", fmt.Errorf("tap: open %q: the device is already attached to another file descriptor: %w", name, serr)
+			return nil, "", got, fmt.Errorf("tap: open %q: the device is already attached to another file descriptor: %w", name, serr)
 		case errors.Is(err, unix.EINVAL):
-			return nil, "", fmt.Errorf("tap: open %q: an interface with this name exists but is not a single-queue TAP device without packet information (is it a TUN, or multi_queue?): %w", name, serr)
+			return nil, "", got, fmt.Errorf("tap: open %q: an interface with this name exists but is not a single-queue TAP device without packet information (is it a TUN, or multi_queue?): %w", name, serr)
 		}
-		return nil, "", fmt.Errorf("tap: open %q: %w", name, serr)
+		return nil, "", got, fmt.Errorf("tap: open %q: %w", name, serr)
+	}
+	if flags&unix.IFF_VNET_HDR != 0 {
+		got.VnetHdr = true
+		// Without TUNSETOFFLOAD the kernel hands over only whole,
+		// checksummed frames; the header stays, empty.
+		if setOffloads(fd) == nil {
+			got.Checksum, got.TSO4, got.TSO6 = true, true, true
+		}
 	}
 	actual := ifr.Name()
 	f := os.NewFile(uintptr(fd), tunPath+":"+actual)
 	if f == nil {
 		unix.Close(fd)
-		return nil, "", fmt.Errorf("tap: open %q: bad descriptor", name)
+		return nil, "", got, fmt.Errorf("tap: open %q: bad descriptor", name)
 	}
-	return f, actual, nil
+	return f, actual, got, nil
 }
 
 // validName reports why name cannot be a Linux interface name, following the
@@ -223,7 +271,23 @@ func (d *Device) Stats() DeviceStats {
 		RxDropped: l.rxDropped.Load(),
 		TxDropped: l.txDropped.Load(),
 		TxErrors:  l.txErrors.Load(),
+
+		RxSuperFrames: l.rxSuper.Load(),
+		RxSegments:    l.rxSegments.Load(),
+		RxBadOffload:  l.rxBadOffload.Load(),
+		RxBadChecksum: l.rxBadChecksum.Load(),
+		TxSuperFrames: l.txSuper.Load(),
+		TxCoalesced:   l.txCoalesced.Load(),
 	}
+}
+
+// Offloads returns the offloads the device uses.
+func (d *Device) Offloads() Offloads {
+	o := d.link.offloads
+	if d.link.gsoRefused.Load() {
+		o.Coalesce = false
+	}
+	return o
 }
 
 // Err returns the error that stopped the read loop, or nil if it is running
@@ -252,8 +316,19 @@ type fdLink struct {
 
 	mtu atomic.Uint32 // frame MTU: IP MTU + Ethernet header
 
+	offloads   Offloads    // fixed at Open
+	gsoRefused atomic.Bool // the kernel refused a super-frame: coalescing is off
+	tx         *txPath     // the write path; under txMu unless txq owns it
+	rx         *rxReader   // the read path with offloads; the read loop's
+	txMu       sync.Mutex
+	txq        *txQueue // the outbound queue, when coalescing
+
 	rxFrames, rxBytes, txFrames, txBytes atomic.Uint64
 	rxDropped, txDropped, txErrors       atomic.Uint64
+	rxSuper, rxSegments, rxBadOffload    atomic.Uint64
+	rxBadChecksum                        atomic.Uint64
+	fullCsum                             atomic.Bool // deliver complete checksums and let the stack verify them
+	txSuper, txCoalesced                 atomic.Uint64
 
 	wg sync.WaitGroup // the read loop
 
@@ -310,6 +385,10 @@ func (l *fdLink) Attach(d stack.NetworkDispatcher) {
 // the descriptor or an explicit request, so the loop is bounded.
 func (l *fdLink) readLoop() {
 	defer l.wg.Done()
+	if l.offloads.VnetHdr {
+		l.readVnetLoop()
+		return
+	}
 	buf := make([]byte, maxFrame)
 	for {
 		n, err := l.f.Read(buf)
@@ -324,6 +403,26 @@ func (l *fdLink) readLoop() {
 			continue
 		}
 		l.deliver(buf[:n])
+	}
+}
+
+// readVnetLoop is readLoop for a device with offloads: frames come with
+// a virtio-net header, read by l.rx.
+func (l *fdLink) readVnetLoop() {
+	for {
+		f, err := l.rx.read()
+		if err != nil {
+			stop, failure := l.stopOn(err)
+			if failure != nil {
+				l.fail(failure)
+			}
+			if stop {
+				return
+			}
+			continue
+		}
+		l.deliverVnet(f)
+		l.rx.done(f)
 	}
 }
 
@@ -396,11 +495,9 @@ func (l *fdLink) deliver(frame []byte) {
 		l.rxDropped.Add(1)
 		return
 	}
-	// MakeWithData copies the frame into pooled storage, so buf can be
-	// reused for the next read.
-	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{
-		Payload: buffer.MakeWithData(frame),
-	})
+	// The frame is copied into pooled storage, so buf can be reused for
+	// the next read.
+	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: frameBuffer(frame)})
 	l.rxFrames.Add(1)
 	l.rxBytes.Add(uint64(len(frame)))
 	// The ethernet endpoint ignores the protocol argument: it parses the
@@ -409,44 +506,33 @@ func (l *fdLink) deliver(frame []byte) {
 	pkt.DecRef()
 }
 
-// WritePackets implements stack.LinkWriter: one writev per frame, so the
-// kernel sees each frame as one packet. A frame the kernel cannot queue is
-// dropped and counted, like a full NIC queue; blocking here would stall the
-// stack's sender.
+// WritePackets implements stack.LinkWriter. Without coalescing, each
+// frame is one writev on the caller's goroutine, so the kernel sees each
+// frame as one packet. With it, frames go to the outbound queue and the
+// writer goroutine writes them, runs of one flow's segments as one
+// super-frame. A frame the kernel or the queue cannot take is dropped and
+// counted, like a full NIC queue; blocking here would stall the stack's
+// sender.
 func (l *fdLink) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
-	n := 0
-	for _, pkt := range pkts.AsSlice() {
-		views := pkt.AsSlices()
-		var werr error
-		var wrote int
-		err := l.rc.Write(func(fd uintptr) bool {
-			wrote, werr = unix.Writev(int(fd), views)
-			return true
-		})
-		if err != nil {
-			// The descriptor is closed.
-			return n, &tcpip.ErrClosedForSend{}
-		}
-		switch {
-		case werr == nil:
-			l.txFrames.Add(1)
-			l.txBytes.Add(uint64(wrote))
-		case errors.Is(werr, unix.EAGAIN), errors.Is(werr, unix.ENOBUFS):
-			l.txDropped.Add(1)
-		default:
-			l.txErrors.Add(1)
-			if deviceGone(werr) {
-				l.fail(fmt.Errorf("tap: write: %w", werr))
-			}
-			var errno unix.Errno
-			if errors.As(werr, &errno) {
-				return n, tcpip.TranslateErrno(errno)
-			}
-			return n, &tcpip.ErrAborted{}
-		}
-		n++
+	if l.txq != nil {
+		return l.txq.enqueue(pkts.AsSlice())
 	}
-	return n, nil
+	l.txMu.Lock()
+	defer l.txMu.Unlock()
+	if err := l.tx.writeBatch(pkts.AsSlice()); err != nil {
+		return 0, err
+	}
+	return pkts.Len(), nil
+}
+
+// FlushOutbound implements stack.FlushingLink: it waits until the frames
+// queued for the writer goroutine so far have been written (or dropped),
+// or timeout has passed, and reports whether they were.
+func (l *fdLink) FlushOutbound(timeout time.Duration) bool {
+	if l.txq == nil {
+		return true
+	}
+	return l.txq.flush(timeout)
 }
 
 // close closes the descriptor, which ends a blocked Read with os.ErrClosed.
@@ -463,6 +549,9 @@ func (l *fdLink) close() error {
 	l.mu.Unlock()
 	if action != nil {
 		action()
+	}
+	if l.txq != nil {
+		l.txq.close()
 	}
 	err := l.f.Close()
 	l.mu.Lock()
@@ -516,9 +605,18 @@ func (l *fdLink) SetLinkAddress(addr tcpip.LinkAddress) {
 	l.mac = addr
 }
 
-// Capabilities implements stack.LinkEndpoint. A TAP device offers no
-// offloads without IFF_VNET_HDR, which we do not ask for.
-func (*fdLink) Capabilities() stack.LinkEndpointCapabilities { return 0 }
+// Capabilities implements stack.LinkEndpoint. With offloads, the device
+// vouches for every inbound checksum (CapabilityRXChecksumOffload: see
+// checksum.go), unless a middleware above asked for full checksums. No
+// transmit checksum offload is offered: the stack's frames carry complete
+// checksums, from which the coalescer derives a super-frame's. GSO is
+// offered separately (SupportedGSO).
+func (l *fdLink) Capabilities() stack.LinkEndpointCapabilities {
+	if l.offloads.VnetHdr && !l.fullCsum.Load() {
+		return stack.CapabilityRXChecksumOffload
+	}
+	return 0
+}
 
 // ARPHardwareType implements stack.LinkEndpoint; ethernet.Endpoint turns
 // ARPHardwareNone into ARPHardwareEther.

@@ -2,28 +2,61 @@ package main
 
 import (
 	"context"
-	"errors"
+	"encoding/json"
 	"fmt"
 	"io"
-	"net"
-	"net/netip"
-	"time"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
 
 	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
-	"github.com/tapstack/tapstack/conn"
-	"github.com/tapstack/tapstack/internal/gvpeer"
-	"github.com/tapstack/tapstack/stack"
 	"github.com/tapstack/tapstack/tap"
 )
 
-// runBench is "tapstack bench": a bulk transfer over an in-memory cable
-// (tap.Pipe), once between two tapstack stacks and once between two
-// stacks running gVisor's TCP, in the same run, with the throughput of
-// each and their ratio.
+// runBench is "tapstack bench": tapstack and gVisor's TCP on the same
+// link in the same run, in interleaved rounds, over tap.Pipe (both ends
+// in this process) and over a TAP device in a network namespace of its
+// own with the Linux kernel as the peer. It prints, for each figure, the
+// median and range of each stack over the rounds and of the per-round
+// ratios tapstack ÷ gVisor, and every round's ratio.
+//
+// Method. A comparison in one process is fair only if neither side
+// inherits the other's state, and the former 8 MiB default was not: one
+// transfer each, tapstack always first, timed from the first byte. The
+// first transfer of a process pays for growing the heap from nothing
+// (the garbage collector runs every few MiB of a small heap, and every
+// new page faults), and the second pays for collecting the garbage the
+// first left; 8 MiB over tap.Pipe takes ~40 ms, a few collections, so
+// those costs and slow start made up a large part of it, and landed on
+// whichever stack ran first (tapstack measured 0.5× at 8 MiB and 1.0× at
+// 256 MiB; measured again here, the stack run first in a fresh process
+// reached 30–70 MB/s and the same stack second 75–140 MB/s). So now:
+//
+//   - an untimed warm-up runs every workload once for both stacks before
+//     the first round;
+//   - each figure is measured for both stacks back to back in every
+//     round, the order alternating from round to round and figure to
+//     figure, and the ratio is taken per round, when both saw the same
+//     background load; the table gives medians, which one disturbed
+//     round does not move;
+//   - the heap is collected before each measurement;
+//   - bulk throughput is timed in the steady state, from the moment an
+//     eighth of the transfer has arrived.
 func runBench(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet(e, "bench", "")
-	size := fs.Int("size", 8<<20, "bytes to transfer in each run")
+	size := fs.Int64("size", 64<<20, "bytes to move in each bulk transfer")
+	rounds := fs.Int("rounds", 5, "interleaved rounds")
+	links := fs.String("link", "pipe,tap", "links to measure: pipe (tap.Pipe), tap (a TAP device, the kernel as the peer), or both")
+	nconns := fs.Int("conns", 2000, "connections opened and closed per connections/s measurement")
+	echoN := fs.Int("echo", 2000, "round trips per echo measurement")
+	heapN := fs.String("heap-conns", "1000,10000", "idle connections held per heap measurement (tap.Pipe only), comma-separated")
+	mtu := fs.Uint("mtu", tap.DefaultMTU, "IP MTU of the link (up to 65520)")
+	offloads := fs.Bool("offloads", true, "TAP offloads (virtio-net header, TSO, coalescing)")
+	gro := fs.Bool("gro", true, "TAP: hand the kernel's super-frames to the stack whole (false: as their wire segments)")
+	coalesce := fs.Bool("coalesce", true, "TAP: write runs of one flow's segments as one super-frame, from a writer goroutine")
+	asJSON := fs.Bool("json", false, "print the results as JSON")
 	faults := addFaultFlags(fs)
 	if err := parse(fs, args, 0); err != nil {
 		return err
@@ -31,141 +64,358 @@ func runBench(ctx context.Context, e env, args []string) error {
 	if *size <= 0 {
 		return usageErr(fs, "--size %d: want a positive number of bytes", *size)
 	}
-	// The same faults, with the same seed, on the client's end of both
-	// runs' cables.
+	if *rounds < 1 || *nconns < 1 || *echoN < 1 {
+		return usageErr(fs, "--rounds, --conns and --echo must be positive")
+	}
+	if *mtu < 576 || *mtu > 65520 {
+		return usageErr(fs, "--mtu %d: want 576 to 65520", *mtu)
+	}
+	var heaps []int
+	for _, f := range strings.Split(*heapN, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 {
+			return usageErr(fs, "--heap-conns %q: want positive numbers separated by commas", *heapN)
+		}
+		heaps = append(heaps, n)
+	}
+	var wantPipe, wantTAP bool
+	for _, l := range strings.Split(*links, ",") {
+		switch strings.TrimSpace(l) {
+		case "pipe":
+			wantPipe = true
+		case "tap":
+			wantTAP = true
+		default:
+			return usageErr(fs, "--link %q: want pipe, tap or pipe,tap", *links)
+		}
+	}
 	cfg, withFaults := faults.config(e.stderr)
-	wrap := func(l gstack.LinkEndpoint) gstack.LinkEndpoint {
-		if !withFaults {
-			return l
-		}
-		return tap.NewFault(l, cfg)
+	b := &bencher{
+		rounds: *rounds, size: *size, conns: *nconns, echo: *echoN, heaps: heaps, mtu: uint32(*mtu),
+		log: e.stderr,
 	}
-	fmt.Fprintf(e.stdout, "bulk transfer of %.1f MiB over tap.Pipe, client to server\n", float64(*size)/(1<<20))
-	var rates [2]float64
-	for i, r := range []struct {
-		name string
-		run  func(context.Context, int, func(gstack.LinkEndpoint) gstack.LinkEndpoint) (time.Duration, error)
-	}{
-		{"tapstack -> tapstack", benchTapstack},
-		{"gVisor -> gVisor", benchGVisor},
-	} {
-		d, err := r.run(ctx, *size, wrap)
+	if withFaults {
+		b.wrap = func(l gstack.LinkEndpoint) gstack.LinkEndpoint { return tap.NewFault(l, cfg) }
+	}
+	tapOpts := []tap.Option{tap.WithOffloads(*offloads), tap.WithGRO(*gro), tap.WithCoalescing(*coalesce)}
+	out := e.stdout
+	if !*asJSON {
+		fmt.Fprintf(out, "tapstack bench: bulk transfer, connections/s, echo latency, CPU, allocations and idle heap; tapstack vs gVisor's TCP on the same link, %d interleaved rounds, %d MiB per transfer\n",
+			*rounds, *size>>20)
+	}
+	var report benchReport
+	report.Rounds, report.Size, report.GOMAXPROCS = *rounds, *size, runtime.GOMAXPROCS(0)
+	run := func(l benchLink, desc string, tasks []benchTask) error {
+		res, err := b.measure(ctx, l, tasks)
 		if err != nil {
-			return fmt.Errorf("%s: %w", r.name, err)
+			return err
 		}
-		rates[i] = float64(*size) / d.Seconds() / 1e6
-		fmt.Fprintf(e.stdout, "%-22s %10v %9.1f MB/s\n", r.name, d.Round(time.Microsecond), rates[i])
+		res.Link, res.Detail = l.name(), desc
+		report.Links = append(report.Links, res)
+		if !*asJSON {
+			res.print(out)
+		}
+		return nil
 	}
-	fmt.Fprintf(e.stdout, "ratio tapstack/gVisor: %.2f\n", rates[0]/rates[1])
+	if wantPipe {
+		if err := run(pipeLink{mtu: uint32(*mtu), wrap: b.wrap}, fmt.Sprintf("MTU %d, in memory", *mtu), b.tasks(true)); err != nil {
+			return err
+		}
+	}
+	if wantTAP {
+		ns, err := newBenchNetns(uint32(*mtu))
+		if err != nil {
+			msg := "TAP with the kernel as the peer skipped: " + err.Error()
+			report.Skipped = append(report.Skipped, msg)
+			if !*asJSON {
+				fmt.Fprintln(out, msg)
+			}
+		} else {
+			l := kernelLink{ns: ns, opts: tapOpts, wrap: b.wrap, next: newHostCounter()}
+			err := run(l, fmt.Sprintf("MTU %d, offloads %v", *mtu, l.offloads()), b.tasks(false))
+			l.close()
+			if err != nil {
+				return err
+			}
+		}
+	}
+	if *asJSON {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(report)
+	}
 	return nil
 }
 
-// transfer writes size bytes on c and returns how long until the reader,
-// running on accepted, has read them all.
-func transfer(ctx context.Context, c net.Conn, accepted <-chan net.Conn, size int) (time.Duration, error) {
-	var sc net.Conn
-	select {
-	case sc = <-accepted:
-	case <-ctx.Done():
-		return 0, ctx.Err()
-	}
-	if sc == nil {
-		return 0, errors.New("accept failed")
-	}
-	defer sc.Close()
-	stop := context.AfterFunc(ctx, func() { c.Close(); sc.Close() })
-	defer stop()
-	buf := make([]byte, 64<<10)
-	start := time.Now()
-	sent := make(chan error, 1)
-	go func() {
-		var err error
-		for n := 0; n < size && err == nil; {
-			var m int
-			m, err = c.Write(buf[:min(len(buf), size-n)])
-			n += m
-		}
-		sent <- err
-	}()
-	n, err := io.CopyBuffer(io.Discard, io.LimitReader(sc, int64(size)), make([]byte, 64<<10))
-	d := time.Since(start)
-	if err != nil {
-		return 0, err
-	}
-	if n != int64(size) {
-		return 0, fmt.Errorf("read %d of %d bytes", n, size)
-	}
-	if err := <-sent; err != nil {
-		return 0, err
-	}
-	return d, nil
+// bencher runs the rounds.
+type bencher struct {
+	rounds, conns, echo int
+	size                int64
+	heaps               []int
+	mtu                 uint32
+	wrap                func(gstack.LinkEndpoint) gstack.LinkEndpoint // faults, if asked for
+	log                 io.Writer
 }
 
-func acceptOne(ln net.Listener) <-chan net.Conn {
-	ch := make(chan net.Conn, 1)
-	go func() {
-		c, err := ln.Accept()
+// benchFigure is one row of the table.
+type benchFigure struct {
+	Name   string `json:"figure"`
+	Unit   string `json:"unit"`
+	Higher bool   `json:"higher_is_better"`
+	format string
+}
+
+// benchTask is one workload; it yields one or more figures.
+type benchTask struct {
+	figures []benchFigure
+	run     func(ctx context.Context, e *benchEnv, warm bool) ([]float64, error)
+}
+
+// mss is the payload of a full segment at the bench's MTU, with the
+// timestamps option both stacks use: what "a data segment" is.
+func (b *bencher) mss() float64 { return float64(b.mtu) - 40 - 12 }
+
+// tasks lists the workloads; the heap ones run over tap.Pipe only, where
+// both ends of each connection are in this process.
+func (b *bencher) tasks(pipe bool) []benchTask {
+	bulkTask := func(up bool, dir string) benchTask {
+		return benchTask{
+			figures: []benchFigure{
+				{Name: "bulk, " + dir, Unit: "Gbit/s", Higher: true, format: "%.2f"},
+				{Name: "CPU per GiB, " + dir, Unit: "s/GiB", format: "%.3f"},
+				{Name: "allocations per data segment, " + dir, Unit: "allocs", format: "%.2f"},
+			},
+			run: func(ctx context.Context, e *benchEnv, warm bool) ([]float64, error) {
+				size := b.size
+				if warm {
+					size = max(size/4, 1<<20)
+				}
+				r, err := bulk(ctx, e, size, up)
+				if err != nil {
+					return nil, err
+				}
+				gib := float64(size) / (1 << 30)
+				return []float64{r.gbps, r.cpu.Seconds() / gib, float64(r.mallocs) / (float64(size) / b.mss())}, nil
+			},
+		}
+	}
+	connTask := func(dialers int) benchTask {
+		name := "connections/s, 1 dialer"
+		if dialers > 1 {
+			name = fmt.Sprintf("connections/s, %d dialers", dialers)
+		}
+		return benchTask{
+			figures: []benchFigure{{Name: name, Unit: "conn/s", Higher: true, format: "%.0f"}},
+			run: func(ctx context.Context, e *benchEnv, warm bool) ([]float64, error) {
+				n := b.conns
+				if warm {
+					n = max(n/4, dialers)
+				}
+				r, err := connRate(ctx, e, n, dialers)
+				return []float64{r}, err
+			},
+		}
+	}
+	tasks := []benchTask{
+		bulkTask(true, "dialer → listener"),
+		bulkTask(false, "listener → dialer"),
+		connTask(1),
+		connTask(8),
+		{
+			figures: []benchFigure{
+				{Name: "echo p50, 64 B", Unit: "µs", format: "%.1f"},
+				{Name: "echo p99, 64 B", Unit: "µs", format: "%.1f"},
+			},
+			run: func(ctx context.Context, e *benchEnv, warm bool) ([]float64, error) {
+				n := b.echo
+				if warm {
+					n = max(n/4, 100)
+				}
+				p50, p99, err := echoLatency(ctx, e, n, 64)
+				return []float64{float64(p50.Nanoseconds()) / 1e3, float64(p99.Nanoseconds()) / 1e3}, err
+			},
+		},
+	}
+	if pipe {
+		for _, n := range b.heaps {
+			tasks = append(tasks, benchTask{
+				figures: []benchFigure{{Name: "heap per idle connection, " + countName(n), Unit: "B", format: "%.0f"}},
+				run: func(ctx context.Context, e *benchEnv, warm bool) ([]float64, error) {
+					if warm {
+						n = min(n, 100)
+					}
+					h, err := idleHeap(ctx, e, n)
+					return []float64{h}, err
+				},
+			})
+		}
+	}
+	return tasks
+}
+
+func countName(n int) string {
+	if n%1000 == 0 {
+		return strconv.Itoa(n/1000) + "k"
+	}
+	return strconv.Itoa(n)
+}
+
+// benchRow holds one figure's values, per round.
+type benchRow struct {
+	benchFigure
+	Tapstack      []float64  `json:"tapstack"`
+	GVisor        []float64  `json:"gvisor"`
+	Ratio         []float64  `json:"ratio"` // tapstack ÷ gVisor, per round
+	TapstackMed   float64    `json:"tapstack_median"`
+	GVisorMed     float64    `json:"gvisor_median"`
+	RatioMed      float64    `json:"ratio_median"`
+	RatioMin      float64    `json:"ratio_min"`
+	RatioMax      float64    `json:"ratio_max"`
+	TapstackRange [2]float64 `json:"tapstack_range"`
+	GVisorRange   [2]float64 `json:"gvisor_range"`
+}
+
+// benchLinkResult is one link's table.
+type benchLinkResult struct {
+	Link   string     `json:"link"`
+	Detail string     `json:"detail"`
+	Rows   []benchRow `json:"figures"`
+}
+
+// benchReport is what -json prints.
+type benchReport struct {
+	Rounds     int               `json:"rounds"`
+	Size       int64             `json:"bytes_per_transfer"`
+	GOMAXPROCS int               `json:"gomaxprocs"`
+	Links      []benchLinkResult `json:"links"`
+	Skipped    []string          `json:"skipped,omitempty"`
+}
+
+// measure runs the warm-up and the rounds on link l.
+func (b *bencher) measure(ctx context.Context, l benchLink, tasks []benchTask) (benchLinkResult, error) {
+	var res benchLinkResult
+	once := func(t benchTask, kind stackKind, warm bool) ([]float64, error) {
+		e, err := l.env(kind)
 		if err != nil {
-			c = nil
+			return nil, fmt.Errorf("%s over %s: %w", kind, l.name(), err)
 		}
-		ch <- c
-	}()
-	return ch
+		defer e.close()
+		v, err := t.run(ctx, e, warm)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, fmt.Errorf("%s over %s, %s: %w", kind, l.name(), t.figures[0].Name, err)
+		}
+		return v, nil
+	}
+	// Warm-up: every workload once for both stacks, untimed.
+	for _, t := range tasks {
+		for _, kind := range []stackKind{kindGVisor, kindTapstack} {
+			if _, err := once(t, kind, true); err != nil {
+				return res, err
+			}
+		}
+	}
+	rows := make([][]benchRow, len(tasks))
+	for i, t := range tasks {
+		for _, f := range t.figures {
+			rows[i] = append(rows[i], benchRow{benchFigure: f})
+		}
+	}
+	for r := range b.rounds {
+		for i, t := range tasks {
+			order := []stackKind{kindTapstack, kindGVisor}
+			if (r+i)%2 == 1 {
+				order[0], order[1] = order[1], order[0]
+			}
+			var vals [2][]float64
+			for _, kind := range order {
+				v, err := once(t, kind, false)
+				if err != nil {
+					return res, err
+				}
+				vals[kind] = v
+			}
+			for j := range rows[i] {
+				row := &rows[i][j]
+				row.Tapstack = append(row.Tapstack, vals[kindTapstack][j])
+				row.GVisor = append(row.GVisor, vals[kindGVisor][j])
+				row.Ratio = append(row.Ratio, vals[kindTapstack][j]/vals[kindGVisor][j])
+			}
+		}
+		if b.log != nil && b.rounds > 1 {
+			fmt.Fprintf(b.log, "tapstack bench: %s: round %d of %d done\n", l.name(), r+1, b.rounds)
+		}
+	}
+	for _, rs := range rows {
+		for _, row := range rs {
+			row.TapstackMed, row.TapstackRange = medianRange(row.Tapstack)
+			row.GVisorMed, row.GVisorRange = medianRange(row.GVisor)
+			var rr [2]float64
+			row.RatioMed, rr = medianRange(row.Ratio)
+			row.RatioMin, row.RatioMax = rr[0], rr[1]
+			res.Rows = append(res.Rows, row)
+		}
+	}
+	return res, nil
 }
 
-func benchTapstack(ctx context.Context, size int, wrap func(gstack.LinkEndpoint) gstack.LinkEndpoint) (time.Duration, error) {
-	a, b := tap.Pipe()
-	server, client := stack.New(stack.Options{}), stack.New(stack.Options{})
-	defer stopStack(server)
-	defer stopStack(client)
-	// Cut the cable before the stacks close: gVisor's Stack.Wait holds
-	// the stack's lock while it waits for the pipe's pumps.
-	defer a.Close()
-	defer b.Close()
-	if _, err := server.AddNIC(a, netip.MustParsePrefix("192.0.2.1/24")); err != nil {
-		return 0, err
+// medianRange returns the median (the mean of the middle two of an even
+// count) and the least and greatest of v.
+func medianRange(v []float64) (float64, [2]float64) {
+	if len(v) == 0 {
+		return 0, [2]float64{}
 	}
-	if _, err := client.AddNIC(wrap(b), netip.MustParsePrefix("192.0.2.2/24")); err != nil {
-		return 0, err
+	s := slices.Clone(v)
+	slices.Sort(s)
+	m := s[len(s)/2]
+	if len(s)%2 == 0 {
+		m = (s[len(s)/2-1] + s[len(s)/2]) / 2
 	}
-	ln, err := conn.Listen(server, "tcp", "192.0.2.1:9")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	accepted := acceptOne(ln)
-	c, err := conn.DialContext(ctx, client, "tcp", "192.0.2.1:9")
-	if err != nil {
-		return 0, err
-	}
-	defer c.Close()
-	return transfer(ctx, c, accepted, size)
+	return m, [2]float64{s[0], s[len(s)-1]}
 }
 
-func benchGVisor(ctx context.Context, size int, wrap func(gstack.LinkEndpoint) gstack.LinkEndpoint) (time.Duration, error) {
-	a, b := tap.Pipe()
-	server, err := gvpeer.New(a, netip.MustParsePrefix("192.0.2.1/24"), nil)
-	if err != nil {
-		return 0, err
+// print writes the link's table.
+func (res benchLinkResult) print(w io.Writer) {
+	fmt.Fprintf(w, "\n%s (%s)\n", res.Link, res.Detail)
+	cells := [][]string{{"figure", "unit", "tapstack median [min–max]", "gVisor median [min–max]", "tapstack ÷ gVisor median [min–max]", "better", "per round"}}
+	for _, r := range res.Rows {
+		f := func(v float64) string { return fmt.Sprintf(r.format, v) }
+		better := "lower"
+		if r.Higher {
+			better = "higher"
+		}
+		var per []string
+		for _, x := range r.Ratio {
+			per = append(per, fmt.Sprintf("%.2f", x))
+		}
+		cells = append(cells, []string{
+			r.Name, r.Unit,
+			fmt.Sprintf("%s [%s–%s]", f(r.TapstackMed), f(r.TapstackRange[0]), f(r.TapstackRange[1])),
+			fmt.Sprintf("%s [%s–%s]", f(r.GVisorMed), f(r.GVisorRange[0]), f(r.GVisorRange[1])),
+			fmt.Sprintf("%.2f× [%.2f–%.2f]", r.RatioMed, r.RatioMin, r.RatioMax),
+			better,
+			strings.Join(per, " "),
+		})
 	}
-	defer server.Close()
-	client, err := gvpeer.New(wrap(b), netip.MustParsePrefix("192.0.2.2/24"), nil)
-	if err != nil {
-		return 0, err
+	widths := make([]int, len(cells[0]))
+	for _, row := range cells {
+		for i, c := range row {
+			widths[i] = max(widths[i], len([]rune(c)))
+		}
 	}
-	defer client.Close()
-	defer a.Close()
-	defer b.Close()
-	ln, err := server.Listen(9)
-	if err != nil {
-		return 0, err
+	for _, row := range cells {
+		var b strings.Builder
+		for i, c := range row {
+			b.WriteString(c)
+			if i < len(row)-1 {
+				b.WriteString(strings.Repeat(" ", widths[i]-len([]rune(c))+2))
+			}
+		}
+		fmt.Fprintln(w, strings.TrimRight(b.String(), " "))
 	}
-	defer ln.Close()
-	accepted := acceptOne(ln)
-	c, err := client.Dial(netip.MustParseAddrPort("192.0.2.1:9"))
-	if err != nil {
-		return 0, err
-	}
-	defer c.Close()
-	return transfer(ctx, c, accepted, size)
 }

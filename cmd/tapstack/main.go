@@ -57,7 +57,7 @@ func commands() []command {
 		{"dial", "connect over a TAP device, send stdin, print the reply", runDial},
 		{"ss", "the demo's connections and listeners with their TCP info, like ss -tin", runSS},
 		{"trace", "one tcpdump-like line per engine event: the demo, or echo on a TAP device", runTrace},
-		{"bench", "bulk transfer over an in-memory cable: tapstack vs gVisor's TCP", runBench},
+		{"bench", "tapstack vs gVisor's TCP on the same link, in memory and over a TAP: bulk, connections/s, echo, CPU, memory", runBench},
 		{"script", "run packetdrill scripts against tapstack in-process, on a fake clock", runScript},
 		{"agent", "serve the socket API over JSON lines on a TAP, for packet-level test harnesses (docs/agent.md)", runAgent},
 		{"version", "print tapstack's version, commit and Go version", runVersion},

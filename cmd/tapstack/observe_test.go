@@ -170,20 +170,3 @@ func TestSS(t *testing.T) {
 		t.Errorf("connections left after close:\n%s", sections["closed"])
 	}
 }
-
-func TestBench(t *testing.T) {
-	code, out, errOut := runCLI(t, "bench", "-size", "1048576")
-	if code != 0 {
-		t.Fatalf("bench exited %d\n%s\n%s", code, out, errOut)
-	}
-	for _, want := range []string{
-		`tapstack -> tapstack\s+\S+\s+[\d.]+ MB/s`,
-		`gVisor -> gVisor\s+\S+\s+[\d.]+ MB/s`,
-		`ratio tapstack/gVisor: [\d.]+`,
-	} {
-		if !regexp.MustCompile(want).MatchString(out) {
-			t.Errorf("bench output lacks %s:\n%s", want, out)
-		}
-	}
-
-}

@@ -168,6 +168,7 @@ type TAPOption func(*tapConfig)
 
 type tapConfig struct {
 	ipv6 bool
+	mtu  uint32
 	opts []tap.Option
 }
 
@@ -175,6 +176,13 @@ type tapConfig struct {
 // it is disabled so that the kernel sends no router or neighbour
 // solicitations, MLD reports or DAD probes that a test did not ask for.
 func WithIPv6() TAPOption { return func(c *tapConfig) { c.ipv6 = true } }
+
+// WithMTU sets the MTU of the kernel side of the device (ip link set
+// mtu) and of tapstack's side (tap.WithMTU) to mtu; Linux takes up to
+// 65,521 on a TAP.
+func WithMTU(mtu uint32) TAPOption {
+	return func(c *tapConfig) { c.mtu = mtu }
+}
 
 // WithTAPOptions passes options to tap.Open.
 func WithTAPOptions(opts ...tap.Option) TAPOption {
@@ -205,8 +213,12 @@ func (ns *Namespace) AddTAP(t testing.TB, name, hostAddr string, opts ...TAPOpti
 				return fmt.Errorf("disable IPv6: %w", err)
 			}
 		}
+		opts := c.opts
+		if c.mtu != 0 {
+			opts = append(opts[:len(opts):len(opts)], tap.WithMTU(c.mtu))
+		}
 		var err error
-		dev, err = tap.Open(name, c.opts...)
+		dev, err = tap.Open(name, opts...)
 		return err
 	}); err != nil {
 		t.Fatalf("open TAP %s in netns %s: %v", name, ns.name, err)
@@ -219,6 +231,9 @@ func (ns *Namespace) AddTAP(t testing.TB, name, hostAddr string, opts ...TAPOpti
 		}
 	})
 	ns.Run(t, "ip", "addr", "add", hostAddr, "dev", name)
+	if c.mtu != 0 {
+		ns.Run(t, "ip", "link", "set", "dev", name, "mtu", fmt.Sprint(c.mtu))
+	}
 	ns.Run(t, "ip", "link", "set", "dev", name, "up")
 	ns.Run(t, "ip", "link", "set", "dev", "lo", "up")
 	return dev

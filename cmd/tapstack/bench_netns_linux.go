@@ -1,0 +1,158 @@
+//go:build linux
+
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tapstack/tapstack/tap"
+)
+
+// The kernel peer of "tapstack bench": a network namespace of its own with
+// a persistent TAP device whose kernel side is 192.0.2.1/24, so that the
+// run touches nothing of the host's networking and leaves nothing behind.
+// (tap/taptest does the same for tests; this is its command-line twin.)
+
+const (
+	benchKernelAddr = "192.0.2.1"
+	benchStackAddr  = "192.0.2.2"
+	benchTAP        = "tsbench0"
+)
+
+// benchNetns is the namespace and its TAP device.
+type benchNetns struct {
+	name string
+	mtu  uint32
+}
+
+// benchNetnsUnsupported says why this process cannot make the namespace,
+// or "".
+func benchNetnsUnsupported() string {
+	if _, err := exec.LookPath("ip"); err != nil {
+		return "the ip command (iproute2) is not installed"
+	}
+	if _, err := os.Stat("/dev/net/tun"); err != nil {
+		return "/dev/net/tun: " + err.Error()
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return "capget: " + err.Error()
+	}
+	for _, c := range []struct {
+		cap  int
+		name string
+	}{{unix.CAP_NET_ADMIN, "CAP_NET_ADMIN"}, {unix.CAP_SYS_ADMIN, "CAP_SYS_ADMIN (to enter a namespace)"}} {
+		if data[c.cap/32].Effective&(1<<(c.cap%32)) == 0 {
+			return "the process lacks " + c.name
+		}
+	}
+	return ""
+}
+
+// benchIP runs ip(8) with args, bounded in time.
+func benchIP(args ...string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "ip", args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// newBenchNetns makes the namespace and its TAP device with the given MTU
+// on the kernel side.
+func newBenchNetns(mtu uint32) (*benchNetns, error) {
+	if why := benchNetnsUnsupported(); why != "" {
+		return nil, errors.New(why)
+	}
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	n := &benchNetns{name: "tsbench-" + hex.EncodeToString(b[:]), mtu: mtu}
+	if err := benchIP("netns", "add", n.name); err != nil {
+		return nil, err
+	}
+	steps := [][]string{
+		{"-n", n.name, "tuntap", "add", "dev", benchTAP, "mode", "tap"},
+		{"-n", n.name, "addr", "add", benchKernelAddr + "/24", "dev", benchTAP},
+		{"-n", n.name, "link", "set", "dev", benchTAP, "mtu", fmt.Sprint(mtu)},
+		{"-n", n.name, "link", "set", "dev", benchTAP, "up"},
+		{"-n", n.name, "link", "set", "dev", "lo", "up"},
+	}
+	for _, s := range steps {
+		if err := benchIP(s...); err != nil {
+			n.close()
+			return nil, err
+		}
+	}
+	// No IPv6 on the device: no router solicitations or DAD probes in
+	// the measurements.
+	_ = n.do(func() error {
+		return os.WriteFile("/proc/sys/net/ipv6/conf/"+benchTAP+"/disable_ipv6", []byte("1"), 0)
+	})
+	return n, nil
+}
+
+// do runs fn on an OS thread inside the namespace. Sockets and devices fn
+// opens stay bound to the namespace.
+func (n *benchNetns) do(fn func() error) error {
+	target, err := os.Open("/run/netns/" + n.name)
+	if err != nil {
+		return err
+	}
+	defer target.Close()
+	runtime.LockOSThread()
+	orig, err := os.Open("/proc/thread-self/ns/net")
+	if err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	defer orig.Close()
+	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("enter namespace %s: %w", n.name, err)
+	}
+	fnErr := fn()
+	if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
+		// The thread stays locked and dies with this goroutine.
+		return errors.Join(fnErr, err)
+	}
+	runtime.UnlockOSThread()
+	return fnErr
+}
+
+// openTAP attaches to the namespace's TAP device.
+func (n *benchNetns) openTAP(opts ...tap.Option) (*tap.Device, error) {
+	var dev *tap.Device
+	err := n.do(func() (err error) {
+		dev, err = tap.Open(benchTAP, append(opts, tap.WithMTU(n.mtu))...)
+		return err
+	})
+	return dev, err
+}
+
+// listen listens with the kernel's TCP in the namespace.
+func (n *benchNetns) listen(port uint16) (net.Listener, error) {
+	var ln net.Listener
+	err := n.do(func() (err error) {
+		ln, err = net.Listen("tcp4", fmt.Sprintf("%s:%d", benchKernelAddr, port))
+		return err
+	})
+	return ln, err
+}
+
+// close deletes the namespace, and with it the device.
+func (n *benchNetns) close() error { return benchIP("netns", "delete", n.name) }

@@ -1,0 +1,257 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/tapstack/tapstack/tap"
+)
+
+// quickBench are flags that make "tapstack bench" run in a second or two.
+var quickBench = []string{"bench", "-size", "1048576", "-rounds", "2", "-conns", "20", "-echo", "20", "-heap-conns", "20"}
+
+// benchRows are the figures every link's table has; the heap rows are
+// tap.Pipe's only.
+var benchRows = []string{
+	"bulk, dialer → listener", "CPU per GiB, dialer → listener", "allocations per data segment, dialer → listener",
+	"bulk, listener → dialer", "CPU per GiB, listener → dialer", "allocations per data segment, listener → dialer",
+	"connections/s, 1 dialer", "connections/s, 8 dialers", "echo p50, 64 B", "echo p99, 64 B",
+}
+
+// TestBench: over tap.Pipe, the table has a row per figure, each with
+// both stacks' median and range, the ratio's, and one ratio per round.
+func TestBench(t *testing.T) {
+	code, out, errOut := runCLI(t, append(quickBench, "-link", "pipe")...)
+	if code != 0 {
+		t.Fatalf("bench exited %d\n%s\n%s", code, out, errOut)
+	}
+	if !strings.HasPrefix(out, "tapstack bench: bulk transfer") {
+		t.Errorf("bench output does not start with its header:\n%s", out)
+	}
+	num := `-?[\d.]+`
+	cell := num + ` \[` + num + `–` + num + `\]`
+	ratio := num + `× \[` + num + `–` + num + `\]`
+	for _, row := range append(benchRows, "heap per idle connection, 20") {
+		re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(row) + `\s+\S+\s+` + cell + `\s+` + cell + `\s+` + ratio + `\s+(higher|lower)\s+` + num + ` ` + num + `$`)
+		if !re.MatchString(out) {
+			t.Errorf("bench output lacks a row for %q:\n%s", row, out)
+		}
+	}
+}
+
+// TestBenchJSON: -json prints every round's values of both stacks and
+// their ratios, which are the values' quotients.
+func TestBenchJSON(t *testing.T) {
+	code, out, errOut := runCLI(t, append(quickBench, "-link", "pipe", "-json")...)
+	if code != 0 {
+		t.Fatalf("bench exited %d\n%s\n%s", code, out, errOut)
+	}
+	var r benchReport
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("bench -json: %v\n%s", err, out)
+	}
+	if r.Rounds != 2 || len(r.Links) != 1 || r.Links[0].Link != "tap.Pipe" {
+		t.Fatalf("report %+v", r)
+	}
+	rows := r.Links[0].Rows
+	if len(rows) != len(benchRows)+1 {
+		t.Errorf("%d figures, want %d", len(rows), len(benchRows)+1)
+	}
+	for _, row := range rows {
+		if len(row.Tapstack) != 2 || len(row.GVisor) != 2 || len(row.Ratio) != 2 {
+			t.Errorf("%s: %d, %d, %d values; want 2 each", row.Name, len(row.Tapstack), len(row.GVisor), len(row.Ratio))
+			continue
+		}
+		for i := range row.Ratio {
+			if q := row.Tapstack[i] / row.GVisor[i]; math.Abs(q-row.Ratio[i]) > 1e-9*math.Abs(q) {
+				t.Errorf("%s round %d: ratio %v, want %v ÷ %v", row.Name, i+1, row.Ratio[i], row.Tapstack[i], row.GVisor[i])
+			}
+		}
+		if row.Unit == "" || math.IsNaN(row.RatioMed) {
+			t.Errorf("%s: unit %q, ratio median %v", row.Name, row.Unit, row.RatioMed)
+		}
+	}
+}
+
+// TestBenchKernel: over a TAP in a namespace of its own, against the
+// kernel, or a message saying why not.
+func TestBenchKernel(t *testing.T) {
+	code, out, errOut := runCLI(t, append(quickBench, "-link", "tap")...)
+	if code != 0 {
+		t.Fatalf("bench exited %d\n%s\n%s", code, out, errOut)
+	}
+	if strings.Contains(out, "TAP with the kernel as the peer skipped: ") {
+		t.Skipf("bench skipped the TAP: %s", out)
+	}
+	for _, row := range benchRows {
+		if !strings.Contains(out, "\n"+row+" ") {
+			t.Errorf("bench output lacks a row for %q:\n%s", row, out)
+		}
+	}
+	if strings.Contains(out, "heap per idle") {
+		t.Errorf("the TAP table has heap rows:\n%s", out)
+	}
+}
+
+func TestBenchUsage(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"bench", "--size", "0"}, "tapstack bench: --size 0: want a positive number of bytes"},
+		{[]string{"bench", "--rounds", "0"}, "tapstack bench: --rounds, --conns and --echo must be positive"},
+		{[]string{"bench", "--link", "wire"}, `tapstack bench: --link "wire": want pipe, tap or pipe,tap`},
+		{[]string{"bench", "--heap-conns", "1k"}, `tapstack bench: --heap-conns "1k": want positive numbers`},
+		{[]string{"bench", "--mtu", "70000"}, "tapstack bench: --mtu 70000: want 576 to 65520"},
+	} {
+		code, out, errOut := runCLI(t, tc.args...)
+		if code != 2 || out != "" || !strings.HasPrefix(errOut, tc.msg) {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q; want 2 and %q", tc.args, code, out, errOut, tc.msg)
+		}
+	}
+}
+
+func TestMedianRange(t *testing.T) {
+	for _, tc := range []struct {
+		v        []float64
+		med      float64
+		min, max float64
+	}{
+		{[]float64{3}, 3, 3, 3},
+		{[]float64{5, 1, 3}, 3, 1, 5},
+		{[]float64{4, 1, 3, 2}, 2.5, 1, 4},
+		{[]float64{2, 9, 2, 2, 100}, 2, 2, 100},
+	} {
+		m, r := medianRange(tc.v)
+		if m != tc.med || r != [2]float64{tc.min, tc.max} {
+			t.Errorf("medianRange(%v) = %v, %v; want %v, [%v %v]", tc.v, m, r, tc.med, tc.min, tc.max)
+		}
+	}
+}
+
+// The same workloads as "tapstack bench", one stack per sub-benchmark,
+// for go test -bench (-benchmem counts every allocation of the process:
+// both ends over tap.Pipe):
+//
+//	go test ./cmd/tapstack -run '^$' -bench 'Bench(Bulk|Conns|Echo|IdleHeap)' -benchmem
+//
+// Over a TAP they need CAP_NET_ADMIN and skip without it.
+
+// benchLinks returns tap.Pipe and, when it can be made, the TAP link; the
+// caller closes them.
+func benchLinks(b *testing.B) []benchLink {
+	links := []benchLink{pipeLink{mtu: tap.DefaultMTU}}
+	ns, err := newBenchNetns(tap.DefaultMTU)
+	if err != nil {
+		b.Logf("TAP skipped: %v", err)
+		return links
+	}
+	return append(links, kernelLink{ns: ns, next: newHostCounter()})
+}
+
+func linkName(l benchLink) string {
+	if _, ok := l.(pipeLink); ok {
+		return "pipe"
+	}
+	return "tap"
+}
+
+// eachEnv runs fn as a sub-benchmark for each link and stack, on a fresh
+// environment.
+func eachEnv(b *testing.B, fn func(b *testing.B, e *benchEnv)) {
+	links := benchLinks(b)
+	defer func() {
+		for _, l := range links {
+			l.close()
+		}
+	}()
+	for _, l := range links {
+		for _, kind := range []stackKind{kindTapstack, kindGVisor} {
+			b.Run(fmt.Sprintf("%s/%s", linkName(l), kind), func(b *testing.B) {
+				e, err := l.env(kind)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer e.close()
+				fn(b, e)
+			})
+		}
+	}
+}
+
+// BenchmarkBenchBulk moves 64 MiB per iteration from the dialer to the
+// listener; allocs/op over 45,000 is allocations per data segment.
+func BenchmarkBenchBulk(b *testing.B) {
+	const size = 64 << 20
+	eachEnv(b, func(b *testing.B, e *benchEnv) {
+		b.SetBytes(size)
+		b.ReportAllocs()
+		var segs float64
+		for b.Loop() {
+			r, err := bulk(context.Background(), e, size, true)
+			if err != nil {
+				b.Fatal(err)
+			}
+			segs += float64(r.frames)
+		}
+		b.ReportMetric(segs/float64(b.N), "frames/op")
+	})
+}
+
+// BenchmarkBenchConns opens and closes connections from 8 dialers.
+func BenchmarkBenchConns(b *testing.B) {
+	eachEnv(b, func(b *testing.B, e *benchEnv) {
+		b.ReportAllocs()
+		const per = 100
+		var rate float64
+		for b.Loop() {
+			r, err := connRate(context.Background(), e, per, 8)
+			if err != nil {
+				b.Fatal(err)
+			}
+			rate += r
+		}
+		b.ReportMetric(rate/float64(b.N), "conn/s")
+	})
+}
+
+// BenchmarkBenchEcho is one 64-byte round trip per iteration (after a
+// warm-up of 100).
+func BenchmarkBenchEcho(b *testing.B) {
+	eachEnv(b, func(b *testing.B, e *benchEnv) {
+		p50, p99, err := echoLatency(context.Background(), e, max(b.N, 100), 64)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(p50.Nanoseconds()), "p50-ns")
+		b.ReportMetric(float64(p99.Nanoseconds()), "p99-ns")
+	})
+}
+
+// BenchmarkBenchIdleHeap holds 1,000 idle connections per iteration over
+// tap.Pipe and reports the heap they take, per connection.
+func BenchmarkBenchIdleHeap(b *testing.B) {
+	for _, kind := range []stackKind{kindTapstack, kindGVisor} {
+		b.Run(kind.String(), func(b *testing.B) {
+			var sum float64
+			for b.Loop() {
+				e, err := pipeLink{mtu: tap.DefaultMTU}.env(kind)
+				if err != nil {
+					b.Fatal(err)
+				}
+				h, err := idleHeap(context.Background(), e, 1000)
+				e.close()
+				if err != nil {
+					b.Fatal(err)
+				}
+				sum += h
+			}
+			b.ReportMetric(sum/float64(b.N), "B/conn")
+		})
+	}
+}

@@ -1,0 +1,86 @@
+package pcap
+
+import (
+	"fmt"
+	"strconv"
+
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"github.com/tapstack/tapstack/tap"
+)
+
+// Offloads. A TAP device with offloads (tap.WithOffloads) carries TCP
+// super-frames: one segment of up to 64 KiB that stands for several wire
+// segments of its MSS, from the kernel's TSO on the way in (delivered
+// whole with tap.WithGRO), from gVisor's GSO on the way out. The link
+// says so in the packet's GSO options. A capture shows what a wire would
+// have carried: each super-frame is written as its wire segments, cut as
+// the kernel cuts them (tap.WireSegments), checksums filled in; the first
+// carries the comment, prefixed "TSO 44×1448 of 63,712 B", the others
+// "TSO 2/44 of frame 17". Options.SuperFrames writes it whole instead.
+//
+// The kernel also hands over frames whose checksum it left partial (it
+// offloaded it to the "NIC", and the frame never crossed a wire); the
+// device marks them RXChecksumValidated, and the capture fills the
+// checksum in.
+
+// noteOffload reads what the link said of the frame in r: a super-frame
+// is marked to be written as its wire segments, and a partial checksum
+// the link vouched for is filled in. It runs after r's fingerprint was
+// taken, since the fault middleware below saw the bytes unfilled.
+func (w *Writer) noteOffload(r *record, pkt *stack.PacketBuffer) {
+	g := pkt.GSOOptions
+	if (g.Type == stack.GSOTCPv4 || g.Type == stack.GSOTCPv6) && g.MSS > 0 && r.fi.kind == kindTCP && r.fi.key.Len > int(g.MSS) {
+		if n, err := tap.SegmentCount(r.data, int(g.MSS)); err == nil {
+			r.mss = int(g.MSS)
+			r.segs = n
+			if w.opts.SuperFrames {
+				r.segs = 1
+			}
+			return
+		}
+	}
+	if r.dir == dirIn && pkt.RXChecksumValidated {
+		tap.FillChecksum(r.data)
+	}
+}
+
+// writeSuperLocked writes super-frame r: as its wire segments, or whole
+// with Options.SuperFrames. w.mu is held.
+func (w *Writer) writeSuperLocked(r *record, comment string) {
+	n, _ := tap.SegmentCount(r.data, r.mss)
+	head := fmt.Sprintf("TSO %d×%d of %s B", n, r.mss, thousands(r.fi.key.Len))
+	if comment != "" {
+		head += "; " + comment
+	}
+	w.stats.SuperFrames++
+	if w.opts.SuperFrames {
+		w.writeEPBLocked(r, r.data, r.length, head)
+		return
+	}
+	i := 0
+	dropCount := r.dropCount
+	err := tap.WireSegments(r.data, r.mss, func(seg []byte) {
+		c := head
+		if i > 0 {
+			c = fmt.Sprintf("TSO %d/%d of frame %d", i+1, n, r.no)
+			r.dropCount = 0 // told once, on the first
+		}
+		w.writeEPBLocked(r, seg, len(seg), c)
+		i++
+	})
+	r.dropCount = dropCount
+	if err != nil {
+		// noteOffload checked it; write it whole rather than lose it.
+		w.writeEPBLocked(r, r.data, r.length, head)
+	}
+}
+
+// thousands formats n with commas between groups of three digits.
+func thousands(n int) string {
+	s := strconv.Itoa(n)
+	for i := len(s) - 3; i > 0 && s[i-1] != '-'; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}

@@ -1,0 +1,172 @@
+package pcap_test
+
+import (
+	"bytes"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/link/channel"
+	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"github.com/tapstack/tapstack/pcap"
+	"github.com/tapstack/tapstack/tap"
+)
+
+// superFrame is an Ethernet frame carrying one TCP segment of n bytes from
+// 192.0.2.2:40000 to 192.0.2.1:80 (the kernel's side to the stack's, in
+// the tests below), its TCP checksum left partial as the kernel leaves it
+// for a device with offloads: the pseudo-header sum.
+func superFrame(n int) []byte {
+	const hdr = header.EthernetMinimumSize + header.IPv4MinimumSize + header.TCPMinimumSize
+	b := make([]byte, hdr+n)
+	header.Ethernet(b).Encode(&header.EthernetFields{SrcAddr: tcpip.LinkAddress("\x02\x00\x00\x00\x00\x02"),
+		DstAddr: tcpip.LinkAddress("\x02\x00\x00\x00\x00\x01"), Type: header.IPv4ProtocolNumber})
+	ip := header.IPv4(b[header.EthernetMinimumSize:])
+	src, dst := tcpip.AddrFrom4([4]byte{192, 0, 2, 2}), tcpip.AddrFrom4([4]byte{192, 0, 2, 1})
+	ip.Encode(&header.IPv4Fields{TotalLength: uint16(len(b) - header.EthernetMinimumSize), ID: 7, Flags: header.IPv4FlagDontFragment,
+		TTL: 64, Protocol: uint8(header.TCPProtocolNumber), SrcAddr: src, DstAddr: dst})
+	ip.SetChecksum(^ip.CalculateChecksum())
+	t := header.TCP(ip[header.IPv4MinimumSize:])
+	t.Encode(&header.TCPFields{SrcPort: 40000, DstPort: 80, SeqNum: 1000, AckNum: 1, DataOffset: header.TCPMinimumSize,
+		Flags: header.TCPFlagAck | header.TCPFlagPsh, WindowSize: 500})
+	for i := range n {
+		t[header.TCPMinimumSize+i] = byte(i)
+	}
+	t.SetChecksum(header.PseudoHeaderChecksum(header.TCPProtocolNumber, src, dst, uint16(len(t))))
+	return b
+}
+
+// tcpChecksumOK verifies a captured frame's TCP checksum.
+func tcpChecksumOK(frame []byte) bool {
+	ip := header.IPv4(frame[header.EthernetMinimumSize:])
+	t := ip.Payload()
+	x := header.PseudoHeaderChecksum(header.TCPProtocolNumber, ip.SourceAddress(), ip.DestinationAddress(), uint16(len(t)))
+	return checksum.Checksum(t, x) == 0xffff
+}
+
+// capturePkts captures pkts, inbound (as a TAP device with offloads
+// delivers them) or outbound, and returns what was written.
+func capturePkts(t *testing.T, opts pcap.Options, inbound bool, pkts ...*gstack.PacketBuffer) ([]pcap.Packet, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "offload.pcapng")
+	ch := channel.New(16, 1<<16, "")
+	w, err := pcap.Create(path, ch, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pkt := range pkts {
+		if inbound {
+			w.DeliverNetworkPacket(header.IPv4ProtocolNumber, pkt)
+		} else {
+			var l gstack.PacketBufferList
+			l.PushBack(pkt)
+			w.WritePackets(l)
+		}
+		pkt.DecRef()
+	}
+	if err := w.CloseCapture(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := pcap.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got, path
+}
+
+func packetOf(frame []byte, gso gstack.GSO, validated bool) *gstack.PacketBuffer {
+	pkt := gstack.NewPacketBuffer(gstack.PacketBufferOptions{Payload: buffer.MakeWithData(frame)})
+	pkt.GSOOptions = gso
+	pkt.RXChecksumValidated = validated
+	return pkt
+}
+
+// TestSuperFrameAsWireSegments: a super-frame is written as the wire
+// segments it stands for, checksums filled in, the first with the comment
+// naming the offload, inbound (the kernel's TSO delivered whole) and
+// outbound (gVisor's GSO), and whole with Options.SuperFrames.
+func TestSuperFrameAsWireSegments(t *testing.T) {
+	const mss = 1448
+	frame := superFrame(44*mss - 1000)
+	var want [][]byte
+	if err := tap.WireSegments(frame, mss, func(s []byte) { want = append(want, append([]byte(nil), s...)) }); err != nil {
+		t.Fatal(err)
+	}
+	gso := gstack.GSO{Type: gstack.GSOTCPv4, NeedsCsum: true, CsumOffset: header.TCPChecksumOffset, MSS: mss, L3HdrLen: header.IPv4MinimumSize}
+	for _, inbound := range []bool{true, false} {
+		got, _ := capturePkts(t, pcap.Options{}, inbound, packetOf(frame, gso, inbound))
+		if len(got) != len(want) {
+			t.Fatalf("inbound %v: %d frames written, want %d", inbound, len(got), len(want))
+		}
+		for i, p := range got {
+			if !bytes.Equal(p.Data, want[i]) || !tcpChecksumOK(p.Data) {
+				t.Errorf("inbound %v: frame %d is not wire segment %d with its checksum", inbound, i+1, i+1)
+			}
+			c := p.Comment()
+			switch {
+			case i == 0 && !strings.HasPrefix(c, "TSO 44×1448 of 62,712 B"):
+				t.Errorf("inbound %v: frame 1's comment %q does not name the offload", inbound, c)
+			case i > 0 && c != "TSO "+itoa(i+1)+"/44 of frame 1":
+				t.Errorf("inbound %v: frame %d's comment %q", inbound, i+1, c)
+			}
+		}
+	}
+	got, _ := capturePkts(t, pcap.Options{SuperFrames: true}, true, packetOf(frame, gso, true))
+	if len(got) != 1 || !bytes.Equal(got[0].Data, frame) || !strings.HasPrefix(got[0].Comment(), "TSO 44×1448 of 62,712 B") {
+		t.Errorf("with SuperFrames: %d frames, want the super-frame as it came with its comment", len(got))
+	}
+}
+
+// TestPartialChecksumFilled: an inbound frame whose checksum the device
+// vouched for (left partial by the kernel) is written with the checksum
+// a wire would carry; one the device did not vouch for is written as is.
+func TestPartialChecksumFilled(t *testing.T) {
+	frame := superFrame(100)
+	for _, validated := range []bool{true, false} {
+		got, _ := capturePkts(t, pcap.Options{}, true, packetOf(frame, gstack.GSO{}, validated))
+		if len(got) != 1 {
+			t.Fatalf("%d frames", len(got))
+		}
+		if ok := tcpChecksumOK(got[0].Data); ok != validated {
+			t.Errorf("validated %v: the captured checksum verifies: %v", validated, ok)
+		}
+	}
+}
+
+// TestSuperFrameTshark: Wireshark reads the wire segments of a super-frame
+// as TCP segments of at most the MSS with good checksums.
+func TestSuperFrameTshark(t *testing.T) {
+	if _, err := exec.LookPath("tshark"); err != nil {
+		t.Skip("tshark is not installed")
+	}
+	const mss = 1448
+	gso := gstack.GSO{Type: gstack.GSOTCPv4, NeedsCsum: true, CsumOffset: header.TCPChecksumOffset, MSS: mss, L3HdrLen: header.IPv4MinimumSize}
+	_, path := capturePkts(t, pcap.Options{}, true, packetOf(superFrame(10*mss+5), gso, true))
+	out, err := exec.Command("tshark", "-r", path, "-o", "tcp.check_checksum:TRUE", "-T", "fields",
+		"-e", "tcp.len", "-e", "tcp.seq_raw", "-e", "tcp.checksum.status", "-e", "tcp.flags.push").Output()
+	if err != nil {
+		t.Fatalf("tshark: %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != 11 {
+		t.Fatalf("tshark read %d frames, want 11:\n%s", len(lines), out)
+	}
+	for i, line := range lines {
+		f := strings.Split(line, "\t")
+		wantLen, wantPush := itoa(mss), "0"
+		if i == 10 {
+			wantLen, wantPush = "5", "1"
+		}
+		// tcp.checksum.status 1 is "Good" (0 bad, 2 unverified); PSH
+		// is on the last segment only.
+		if len(f) != 4 || f[0] != wantLen || f[1] != itoa(1000+i*mss) || f[2] != "1" || (f[3] != wantPush && !strings.EqualFold(f[3], map[string]string{"0": "False", "1": "True"}[wantPush])) {
+			t.Errorf("frame %d: %q; want len %s, seq %d, checksum good, push %s", i+1, line, wantLen, 1000+i*mss, wantPush)
+		}
+	}
+}

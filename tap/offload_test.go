@@ -1,0 +1,348 @@
+//go:build linux
+
+package tap
+
+import (
+	"bytes"
+	"os"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+)
+
+// recvDispatcher records what a link delivers.
+type recvDispatcher struct {
+	frames    [][]byte
+	validated []bool
+	gso       []stack.GSO
+}
+
+func (d *recvDispatcher) DeliverNetworkPacket(_ tcpip.NetworkProtocolNumber, pkt *stack.PacketBuffer) {
+	v := pkt.ToView()
+	d.frames = append(d.frames, append([]byte(nil), v.AsSlice()...))
+	v.Release()
+	d.validated = append(d.validated, pkt.RXChecksumValidated)
+	d.gso = append(d.gso, pkt.GSOOptions)
+}
+
+func (*recvDispatcher) DeliverLinkPacket(tcpip.NetworkProtocolNumber, *stack.PacketBuffer) {}
+
+// withVnet prefixes frame with h.
+func withVnet(h vnetHdr, frame []byte) []byte {
+	b := make([]byte, vnetHdrLen, vnetHdrLen+len(frame))
+	h.encode(b)
+	return append(b, frame...)
+}
+
+// kernelSuperFrame is a TSO super-frame as the kernel hands it over: TCP
+// checksum partial (the pseudo-header sum), with its virtio-net header.
+func kernelSuperFrame(s seg, mss int) (vnetHdr, []byte) {
+	f := tcpFrame(s)
+	l, _ := parseTCPFrame(f)
+	src, dst := l.addrs(f)
+	header.TCP(f[l.tcp:]).SetChecksum(pseudoSum(src, dst, l.end-l.tcp))
+	h := vnetHdr{flags: vnetFlagNeedsCsum, gsoType: vnetGSOTCPv4, hdrLen: uint16(l.data), gsoSize: uint16(mss),
+		csumStart: uint16(l.tcp), csumOffset: header.TCPChecksumOffset}
+	if s.v6 {
+		h.gsoType = vnetGSOTCPv6
+	}
+	return h, f
+}
+
+func newTestLink(d stack.NetworkDispatcher, o Offloads) *fdLink {
+	o.VnetHdr = true
+	l := &fdLink{offloads: o, dispatcher: d}
+	l.rx = newRxReader(l)
+	return l
+}
+
+// rxSlice is a frame read whole into one slice.
+func rxSlice(b []byte) rxFrame { return rxFrame{head: b} }
+
+// rxSplit is a frame read in two pieces, as the read loop reads one
+// larger than rxHead.
+func rxSplit(b []byte) rxFrame {
+	if len(b) <= rxHead {
+		return rxFrame{head: b}
+	}
+	return rxFrame{head: b[:rxHead], rest: buffer.NewViewWithData(b[rxHead:])}
+}
+
+func TestDeliverSuperFrameSplit(t *testing.T) {
+	for _, full := range []bool{false, true} {
+		for _, v6 := range []bool{false, true} {
+			var d recvDispatcher
+			l := newTestLink(&d, Offloads{})
+			if full {
+				l.requireFullChecksums()
+			}
+			s := seg{v6: v6, seq: 100, ack: 7, flags: header.TCPFlagAck | header.TCPFlagPsh, window: 9, tsval: 3, payload: pattern(10*1448 + 17)}
+			h, frame := kernelSuperFrame(s, 1448)
+			l.deliverVnet(rxSplit(withVnet(h, frame)))
+			want := segmentsOf(t, tcpFrame(s), 1448)
+			if len(d.frames) != len(want) {
+				t.Fatalf("full %v v6 %v: %d frames delivered, want %d", full, v6, len(d.frames), len(want))
+			}
+			for i, got := range d.frames {
+				if !d.validated[i] {
+					t.Errorf("full %v v6 %v: segment %d not marked validated", full, v6, i)
+				}
+				if full != ipFrameValid(got) {
+					t.Errorf("full %v v6 %v: segment %d: checksum verifies %v", full, v6, i, !full)
+				}
+				// A capture fills the checksum in and gets the wire
+				// segment.
+				FillChecksum(got)
+				if !bytes.Equal(got, want[i]) {
+					t.Errorf("full %v v6 %v: segment %d differs from the wire segment", full, v6, i)
+				}
+			}
+			st := l.rxSuper.Load()
+			if st != 1 || l.rxSegments.Load() != uint64(len(want)) || l.rxFrames.Load() != uint64(len(want)) {
+				t.Errorf("full %v v6 %v: counters super %d segments %d frames %d", full, v6, st, l.rxSegments.Load(), l.rxFrames.Load())
+			}
+			if got := l.Capabilities()&stack.CapabilityRXChecksumOffload != 0; got == full {
+				t.Errorf("full %v: RX checksum offload claimed %v", full, got)
+			}
+		}
+	}
+}
+
+func TestDeliverSuperFrameWhole(t *testing.T) {
+	var d recvDispatcher
+	l := newTestLink(&d, Offloads{GRO: true})
+	s := seg{seq: 100, ack: 7, flags: header.TCPFlagAck, window: 9, payload: pattern(44 * 1448)}
+	h, frame := kernelSuperFrame(s, 1448)
+	l.deliverVnet(rxSplit(withVnet(h, frame)))
+	if len(d.frames) != 1 || !bytes.Equal(d.frames[0], frame) {
+		t.Fatalf("%d frames delivered, want the super-frame as it came", len(d.frames))
+	}
+	want := stack.GSO{Type: stack.GSOTCPv4, NeedsCsum: true, CsumOffset: 16, MSS: 1448, L3HdrLen: 20}
+	if d.gso[0] != want || !d.validated[0] {
+		t.Errorf("GSO options %+v validated %v, want %+v", d.gso[0], d.validated[0], want)
+	}
+}
+
+func TestDeliverVnetChecks(t *testing.T) {
+	good := tcpFrame(seg{seq: 1, flags: header.TCPFlagAck, payload: pattern(2000)})
+	bad := append([]byte(nil), good...)
+	bad[len(bad)-1] ^= 1
+	_, super := kernelSuperFrame(seg{seq: 1, flags: header.TCPFlagAck, payload: pattern(3000)}, 1448)
+	for _, tc := range []struct {
+		name            string
+		full            bool
+		b               []byte
+		delivered       int
+		validated       bool
+		badCsum, badHdr uint64
+	}{
+		{"plain, checked here", false, withVnet(vnetHdr{}, good), 1, true, 0, 0},
+		{"plain, bad checksum dropped", false, withVnet(vnetHdr{}, bad), 0, false, 1, 0},
+		{"plain, bad checksum left to the stack", true, withVnet(vnetHdr{}, bad), 1, false, 0, 0},
+		{"data valid", false, withVnet(vnetHdr{flags: vnetFlagDataValid}, bad), 1, true, 0, 0},
+		{"short header", false, good[:5], 0, false, 0, 1},
+		{"partial past the end", false, withVnet(vnetHdr{flags: vnetFlagNeedsCsum, csumStart: uint16(len(good) - 1), csumOffset: 0}, good), 0, false, 0, 1},
+		{"UDP GSO", false, withVnet(vnetHdr{gsoType: vnetGSOUDPL4, gsoSize: 100}, good), 0, false, 0, 1},
+		{"gso_size zero", false, withVnet(vnetHdr{flags: vnetFlagNeedsCsum, gsoType: vnetGSOTCPv4, csumStart: 34, csumOffset: 16}, super), 0, false, 0, 1},
+		{"too many segments", false, withVnet(vnetHdr{flags: vnetFlagNeedsCsum, gsoType: vnetGSOTCPv4, gsoSize: 1, csumStart: 34, csumOffset: 16}, super), 0, false, 0, 1},
+	} {
+		// Read whole, or in two pieces as the read loop reads a frame
+		// longer than rxHead.
+		for _, read := range []func([]byte) rxFrame{rxSlice, rxSplit} {
+			var d recvDispatcher
+			l := newTestLink(&d, Offloads{})
+			if tc.full {
+				l.requireFullChecksums()
+			}
+			l.deliverVnet(read(tc.b))
+			if len(d.frames) != tc.delivered || (tc.delivered > 0 && d.validated[0] != tc.validated) {
+				t.Errorf("%s: %d frames delivered (validated %v), want %d (%v)", tc.name, len(d.frames), d.validated, tc.delivered, tc.validated)
+			}
+			if tc.delivered > 0 && !bytes.Equal(d.frames[0], tc.b[vnetHdrLen:]) {
+				t.Errorf("%s: the frame delivered differs from the frame read", tc.name)
+			}
+			if l.rxBadChecksum.Load() != tc.badCsum || l.rxBadOffload.Load() != tc.badHdr {
+				t.Errorf("%s: bad checksum %d, bad offload %d; want %d, %d", tc.name, l.rxBadChecksum.Load(), l.rxBadOffload.Load(), tc.badCsum, tc.badHdr)
+			}
+		}
+	}
+}
+
+// seqpacketLink is an fdLink writing to one end of a SOCK_SEQPACKET pair,
+// which keeps frames apart as a TAP does; the other end is returned.
+func seqpacketLink(t *testing.T, o Offloads) (*fdLink, int) {
+	t.Helper()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fd := range fds {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4<<20)
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 4<<20)
+	}
+	if err := unix.SetNonblock(fds[0], true); err != nil {
+		t.Fatal(err)
+	}
+	f := os.NewFile(uintptr(fds[0]), "seqpacket")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close(); unix.Close(fds[1]) })
+	o.VnetHdr = true
+	l := &fdLink{f: f, rc: rc, offloads: o}
+	l.tx = newTxPath(l, true, o.Coalesce)
+	return l, fds[1]
+}
+
+// readFrames reads n frames from fd, each with its virtio-net header.
+func readFrames(t *testing.T, fd, n int) [][]byte {
+	t.Helper()
+	var out [][]byte
+	buf := make([]byte, vnetHdrLen+maxFrame)
+	for range n {
+		m, err := unix.Read(fd, buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, append([]byte(nil), buf[:m]...))
+	}
+	return out
+}
+
+// wireOf returns the wire segments a written frame stands for.
+func wireOf(t *testing.T, w []byte) [][]byte {
+	t.Helper()
+	h, err := decodeVnetHdr(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.gsoType == vnetGSONone {
+		return [][]byte{w[vnetHdrLen:]}
+	}
+	return segmentsOf(t, w[vnetHdrLen:], int(h.gsoSize))
+}
+
+func TestTxPathWritesSuperFrames(t *testing.T) {
+	l, peer := seqpacketLink(t, Offloads{Coalesce: true})
+	var frames [][]byte
+	var pkts []*stack.PacketBuffer
+	for i := range 30 {
+		f := tcpFrame(seg{seq: uint32(1 + i*1448), ack: 1, flags: header.TCPFlagAck, tsval: 5, payload: pattern(1448)})
+		frames = append(frames, f)
+		pkts = append(pkts, outPacket(f, 500))
+	}
+	ackOnly := tcpFrame(seg{seq: 1 + 30*1448, ack: 1, flags: header.TCPFlagAck, tsval: 5})
+	frames = append(frames, ackOnly)
+	pkts = append(pkts, outPacket(ackOnly, 500))
+	if err := l.tx.writeBatch(pkts); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pkts {
+		p.DecRef()
+	}
+	written := readFrames(t, peer, 2)
+	var got [][]byte
+	for _, w := range written {
+		got = append(got, wireOf(t, w)...)
+	}
+	if len(got) != len(frames) {
+		t.Fatalf("%d wire segments, want %d", len(got), len(frames))
+	}
+	for i := range got {
+		if !sameSegment(got[i], frames[i]) {
+			t.Errorf("wire segment %d differs", i)
+		}
+	}
+	if l.txSuper.Load() != 1 || l.txCoalesced.Load() != 30 || l.txFrames.Load() != 31 {
+		t.Errorf("super %d coalesced %d frames %d; want 1, 30, 31", l.txSuper.Load(), l.txCoalesced.Load(), l.txFrames.Load())
+	}
+}
+
+func TestTxQueue(t *testing.T) {
+	l, peer := seqpacketLink(t, Offloads{Coalesce: true})
+	q := newTxQueue(l.tx, 8)
+	defer q.close()
+	var frames [][]byte
+	for i := range 5 {
+		f := tcpFrame(seg{seq: uint32(1 + i*1000), ack: 1, flags: header.TCPFlagAck, payload: pattern(1000)})
+		frames = append(frames, f)
+		pkt := outPacket(f, 4096)
+		if n, err := q.enqueue([]*stack.PacketBuffer{pkt}); n != 1 || err != nil {
+			t.Fatalf("enqueue: %d, %v", n, err)
+		}
+		pkt.DecRef() // the queue holds its own reference
+	}
+	if !q.flush(10 * time.Second) {
+		t.Fatal("flush timed out")
+	}
+	var got [][]byte
+	for len(got) < len(frames) {
+		for _, w := range readFrames(t, peer, 1) {
+			got = append(got, wireOf(t, w)...)
+		}
+	}
+	for i := range frames {
+		if !sameSegment(got[i], frames[i]) {
+			t.Errorf("frame %d differs", i)
+		}
+	}
+	// A full queue drops and counts: a queue whose writer never runs
+	// takes its limit and no more.
+	idle := &txQueue{path: l.tx, limit: 8, wake: make(chan struct{}, 1), stop: make(chan struct{})}
+	var many []*stack.PacketBuffer
+	for range 10 {
+		many = append(many, outPacket(frames[0], 4096))
+	}
+	before := l.txDropped.Load()
+	if n, err := idle.enqueue(many); n != len(many) || err != nil {
+		t.Errorf("enqueue: %d of %d, %v", n, len(many), err)
+	}
+	if dropped := l.txDropped.Load() - before; dropped != 2 || len(idle.q) != 8 {
+		t.Errorf("dropped %d, queued %d; want 2, 8", dropped, len(idle.q))
+	}
+	for _, p := range append(many, idle.q...) {
+		p.DecRef()
+	}
+	q.close()
+	pkt := outPacket(frames[0], 4096)
+	defer pkt.DecRef()
+	if _, err := q.enqueue([]*stack.PacketBuffer{pkt}); err == nil {
+		t.Error("enqueue after close succeeded")
+	}
+}
+
+// TestRxReader: the read loop's reader returns each frame whole, however
+// it was split between the header buffer and the chunk: frames within
+// the header buffer, short frames copied out, long ones in the chunk.
+func TestRxReader(t *testing.T) {
+	l, peer := seqpacketLink(t, Offloads{})
+	r := newRxReader(l)
+	for _, n := range []int{1, rxHead - 1, rxHead, rxHead + 1, 1514 + vnetHdrLen, rxHead + rxShareMin - 1, rxHead + rxShareMin, vnetHdrLen + maxFrame} {
+		want := pattern(n)
+		if _, err := unix.Write(peer, want); err != nil {
+			t.Fatalf("%d bytes: %v", n, err)
+		}
+		f, err := r.read()
+		if err != nil {
+			t.Fatalf("%d bytes: %v", n, err)
+		}
+		got := append([]byte(nil), f.head...)
+		if f.rest != nil {
+			got = append(got, f.rest.AsSlice()...)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%d bytes: read %d bytes that differ", n, len(got))
+		}
+		shared := f.rest != nil && f.rest.Capacity() == buffer.MaxChunkSize
+		if wantShared := n-rxHead >= rxShareMin; shared != wantShared {
+			t.Errorf("%d bytes: the chunk is handed on %v, want %v", n, shared, wantShared)
+		}
+		r.done(f)
+	}
+}

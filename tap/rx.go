@@ -1,0 +1,188 @@
+//go:build linux
+
+package tap
+
+import (
+	"fmt"
+	"os"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/buffer"
+)
+
+// The read path with offloads. A TAP read returns one frame, up to a 64
+// KiB super-frame, and truncates it silently if the buffer is short. The
+// frame is read in two pieces with one readv: its first bytes (the
+// virtio-net header and every header of a TCP segment) into a small
+// buffer, the rest straight into a pooled 64 KiB chunk that the packets
+// handed to the stack then share: a super-frame's payload is never
+// copied on its way in. Shorter frames are copied from the buffers, as
+// before.
+
+// rxHead is the size of the first piece: the virtio-net header, Ethernet,
+// the largest IPv4 header (60) and the largest TCP header (60).
+const rxHead = vnetHdrLen + 14 + 60 + 60
+
+// rxFrame is a frame read with its virtio-net header: its first bytes in
+// head, contiguous, and the rest, if any, in rest.
+type rxFrame struct {
+	head []byte       // the virtio-net header and the frame's first bytes
+	rest *buffer.View // the frame's remaining bytes, or nil; the reader's
+}
+
+// len is the frame's length, virtio-net header included.
+func (f *rxFrame) len() int {
+	if f.rest == nil {
+		return len(f.head)
+	}
+	return len(f.head) + f.rest.Size()
+}
+
+// buffer returns the frame's bytes [from, to), counted without the
+// virtio-net header, as a packet payload: what lies in head is copied,
+// what lies in rest is shared.
+func (f *rxFrame) buffer(from, to int) buffer.Buffer {
+	var b buffer.Buffer
+	h := f.head[vnetHdrLen:]
+	if from < len(h) {
+		_ = b.Append(buffer.NewViewWithData(h[from:min(to, len(h))]))
+	}
+	if to > len(h) && f.rest != nil {
+		start := max(from, len(h))
+		v := f.rest.Clone()
+		v.TrimFront(start - len(h))
+		v.CapLength(to - start)
+		_ = b.Append(v)
+	}
+	return b
+}
+
+// packetBuffer returns the frame's first size bytes as a packet's
+// payload, the headers of a TCP segment in a view apart from its payload.
+// gVisor's IPv4 reads the network header again while it holds a view of
+// it (HandlePacket, with the stack's HandleLocal), and a view whose chunk
+// is shared is copied whole to be read (buffer.PullUp): a frame in one
+// piece was copied on its way in, 64 KiB for a super-frame; the headers
+// alone cost little.
+func (f *rxFrame) packetBuffer(size int) buffer.Buffer {
+	h := f.head[vnetHdrLen:]
+	l, err := parseTCPPrefix(h, size)
+	if err != nil || size-l.data < 256 {
+		return f.buffer(0, size)
+	}
+	b := f.buffer(0, l.data)
+	p := f.buffer(l.data, size)
+	b.Merge(&p)
+	return b
+}
+
+// frameBuffer is packetBuffer for a frame read whole into frame, without
+// a virtio-net header.
+func frameBuffer(frame []byte) buffer.Buffer {
+	l, err := parseTCPFrame(frame)
+	if err != nil || len(frame)-l.data < 256 {
+		return buffer.MakeWithData(frame)
+	}
+	b := buffer.MakeWithData(frame[:l.data])
+	p := buffer.MakeWithData(frame[l.data:])
+	b.Merge(&p)
+	return b
+}
+
+// rxReader reads frames with their virtio-net header; it belongs to the
+// read loop.
+type rxReader struct {
+	l    *fdLink
+	head [rxHead]byte
+	data *buffer.View // where the rest of the next frame goes: a pooled 64 KiB chunk
+	flat []byte       // a frame gathered whole, for checksum work
+	iov  [2]unix.Iovec
+
+	// The current readv's result, for readFn.
+	n      int
+	errno  unix.Errno
+	readFn func(uintptr) bool
+}
+
+func newRxReader(l *fdLink) *rxReader {
+	r := &rxReader{l: l}
+	r.readFn = r.readv // bound once: a method value made per read would allocate
+	return r
+}
+
+// readv is the RawConn callback: one readv into head and data; false
+// (wait for the descriptor) when no frame is ready.
+func (r *rxReader) readv(fd uintptr) bool {
+	n, _, e := unix.Syscall(unix.SYS_READV, fd, uintptr(unsafe.Pointer(&r.iov[0])), uintptr(len(r.iov)))
+	if e == unix.EAGAIN || e == unix.EINTR {
+		return false
+	}
+	r.n, r.errno = int(n), e
+	return true
+}
+
+// read reads the next frame. The frame is valid until the next read;
+// packets made from it hold their own references.
+func (r *rxReader) read() (rxFrame, error) {
+	if r.data == nil {
+		r.data = buffer.NewViewSize(buffer.MaxChunkSize)
+	}
+	d := r.data.AsSlice()
+	r.iov[0] = unix.Iovec{Base: &r.head[0]}
+	r.iov[0].SetLen(len(r.head))
+	r.iov[1] = unix.Iovec{Base: &d[0]}
+	r.iov[1].SetLen(len(d))
+	r.n, r.errno = 0, 0
+	if err := r.l.rc.Read(r.readFn); err != nil {
+		return rxFrame{}, err
+	}
+	if r.errno != 0 {
+		return rxFrame{}, os.NewSyscallError("readv", r.errno)
+	}
+	if r.n <= len(r.head) {
+		return rxFrame{head: r.head[:r.n]}, nil
+	}
+	tail := r.n - len(r.head)
+	if tail < rxShareMin {
+		// A short frame is copied out, and the chunk kept for the next
+		// read: a 1,500-byte segment held in a receive queue must not
+		// pin 64 KiB.
+		return rxFrame{head: r.head[:], rest: buffer.NewViewWithData(d[:tail])}, nil
+	}
+	rest := r.data
+	r.data = nil
+	rest.CapLength(tail)
+	return rxFrame{head: r.head[:], rest: rest}, nil
+}
+
+// rxShareMin is the shortest rest of a frame that keeps the chunk it was
+// read into: at least a quarter of it is used. Super-frames are
+// longer; frames of an MTU of 1500 are copied.
+const rxShareMin = buffer.MaxChunkSize / 4
+
+// done releases the reader's reference to frame f's storage; packets made
+// from it keep theirs.
+func (r *rxReader) done(f rxFrame) {
+	if f.rest != nil {
+		f.rest.Release()
+	}
+}
+
+// flatten returns f gathered into one slice, valid until the next
+// flatten.
+func (r *rxReader) flatten(f rxFrame) rxFrame {
+	if f.rest == nil {
+		return f
+	}
+	if r.flat == nil {
+		r.flat = make([]byte, 0, vnetHdrLen+maxFrame)
+	}
+	r.flat = append(append(r.flat[:0], f.head...), f.rest.AsSlice()...)
+	return rxFrame{head: r.flat}
+}
+
+// String describes f for debugging.
+func (f rxFrame) String() string {
+	return fmt.Sprintf("frame of %d bytes (%d in head)", f.len(), len(f.head))
+}
