@@ -153,6 +153,7 @@ type Writer struct {
 	timer     *time.Timer // writes the window out when nothing else does
 	armed     bool
 	linkDrops uint64
+	events    eventLog // engine events not yet written (events.go)
 }
 
 var _ stack.LinkEndpoint = (*Writer)(nil)
@@ -270,7 +271,9 @@ func (w *Writer) Observer(next tcp.Observer) tcp.Observer {
 func (w *Writer) Observe(ev tcp.Event) {
 	w.mu.Lock()
 	if !w.stopped {
-		w.ann.event(time.Now(), &ev)
+		now := time.Now()
+		w.ann.event(now, &ev)
+		w.recordEventLocked(now, &ev)
 	}
 	w.mu.Unlock()
 }
@@ -371,6 +374,7 @@ func (w *Writer) CloseCapture() error {
 
 // finishLocked flushes and closes the current file. w.mu is held.
 func (w *Writer) finishLocked() {
+	w.writeEventsLocked()
 	if w.ng != nil {
 		w.setErr(w.ng.Flush())
 		w.ng = nil
@@ -498,6 +502,7 @@ func (w *Writer) tick() {
 		return
 	}
 	w.flushLocked(time.Now(), false)
+	w.writeEventsLocked()
 	if w.ng != nil {
 		w.setErr(w.ng.Flush())
 	}
