@@ -58,6 +58,7 @@ func commands() []command {
 		{"ss", "the demo's connections and listeners with their TCP info, like ss -tin", runSS},
 		{"trace", "one tcpdump-like line per engine event: the demo, or echo on a TAP device", runTrace},
 		{"bench", "bulk transfer over an in-memory cable: tapstack vs gVisor's TCP", runBench},
+		{"plot", "draw a capture's connections as one self-contained HTML page", runPlot},
 		{"agent", "serve the socket API over JSON lines on a TAP, for packet-level test harnesses (docs/agent.md)", runAgent},
 		{"version", "print tapstack's version, commit and Go version", runVersion},
 	}

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/tapstack/tapstack/plot"
+)
+
+// runPlot is "tapstack plot": one self-contained HTML page per capture,
+// with the time-sequence graph, cwnd and RTT, state timelines and a
+// ladder diagram of each connection (package plot).
+func runPlot(ctx context.Context, e env, args []string) error {
+	fs := newFlagSet(e, "plot", "CAPTURE.pcapng")
+	out := fs.String("o", "", "write the page to `file` (default: the capture's name with .html)")
+	if err := parse(fs, args, 1); err != nil {
+		return err
+	}
+	in := fs.Arg(0)
+	dst := *out
+	if dst == "" {
+		dst = htmlName(in)
+	}
+	d, err := plot.File(in, dst)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "%s: %d connections, %d frames, %s → %s\n", in, len(d.Conns), d.Frames, eventsWord(d), dst)
+	return nil
+}
+
+// htmlName is the capture's path with .html in place of its extension.
+func htmlName(capture string) string {
+	return strings.TrimSuffix(capture, filepath.Ext(capture)) + ".html"
+}
+
+func eventsWord(d *plot.Data) string {
+	if !d.Annotated {
+		return "no engine events (states and marks from the wire)"
+	}
+	return fmt.Sprintf("%d engine events", d.Events)
+}
+
+// plotFlag registers --plot on a command that runs a stack: its capture
+// is drawn into a page when the command ends (plotAfter).
+func plotFlag(fs *flag.FlagSet) *string {
+	return fs.String("plot", "", "when done, draw the capture as an HTML page to `file` (with --pcap, that capture; without, a temporary one)")
+}
+
+// plotCapture returns the capture path to use for a command given --pcap
+// and --plot: --pcap's if set, else a temporary file when --plot asks for
+// a page. done draws the page, once the capture is closed, and removes a
+// temporary capture.
+func plotCapture(e env, pcapPath, plotPath string) (path string, done func() error, err error) {
+	if plotPath == "" {
+		return pcapPath, func() error { return nil }, nil
+	}
+	path, tmp := pcapPath, ""
+	if path == "" {
+		f, err := os.CreateTemp("", "tapstack-*.pcapng")
+		if err != nil {
+			return "", nil, fmt.Errorf("--plot: %w", err)
+		}
+		f.Close()
+		path, tmp = f.Name(), f.Name()
+	}
+	return path, func() error {
+		if tmp != "" {
+			defer os.Remove(tmp)
+		}
+		d, err := plot.File(path, plotPath)
+		if err != nil {
+			return fmt.Errorf("--plot: %w", err)
+		}
+		fmt.Fprintf(e.stderr, "tapstack: plot of %d connections written to %s\n", len(d.Conns), plotPath)
+		return nil
+	}, nil
+}

@@ -1,0 +1,159 @@
+package plot_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+)
+
+// chromium finds Debian's Chromium (.ci/run installs the package).
+func chromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Skip("no Chromium in PATH (apt-get install chromium; .ci/run installs it): the page is not opened in a browser")
+	return ""
+}
+
+// browserResult is what a page showed in headless Chromium.
+type browserResult struct {
+	errors   []string       // console errors and uncaught exceptions
+	counts   map[string]int // elements per selector
+	rendered bool
+	took     time.Duration // from navigation until the page had drawn
+	shot     []byte        // full-page PNG
+}
+
+// openPage opens the page at path in headless Chromium, run as Debian's
+// package runs as root: no sandbox, no GPU, no background networking (the
+// machine has no network), a fresh profile.
+func openPage(t *testing.T, path string, selectors []string, width int) browserResult {
+	t.Helper()
+	exe := chromium(t)
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(width, 1000),
+	)
+	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelA()
+	var mu sync.Mutex
+	res := browserResult{counts: map[string]int{}}
+	listen := func(ev any) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch ev := ev.(type) {
+		case *runtime.EventConsoleAPICalled:
+			if ev.Type == "error" || ev.Type == "warning" || ev.Type == "assert" {
+				var args []string
+				for _, a := range ev.Args {
+					args = append(args, string(a.Value)+a.Description)
+				}
+				res.errors = append(res.errors, fmt.Sprintf("console.%s: %s", ev.Type, strings.Join(args, " ")))
+			}
+		case *runtime.EventExceptionThrown:
+			d := ev.ExceptionDetails
+			msg := d.Text
+			if d.Exception != nil {
+				msg += " " + d.Exception.Description
+			}
+			res.errors = append(res.errors, fmt.Sprintf("exception at %d:%d: %s", d.LineNumber, d.ColumnNumber, msg))
+		}
+	}
+	ctx, cancel := chromedp.NewContext(actx, chromedp.WithListener(listen))
+	defer cancel()
+	// The first Run starts the browser; it must not run under a timeout
+	// (chromedp.Run's rule): the steps after it do.
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("chromium: %v", err)
+	}
+	tctx, cancelT := context.WithTimeout(ctx, 90*time.Second)
+	defer cancelT()
+	start := time.Now()
+	if err := chromedp.Do(tctx, chromedp.Navigate("file://"+abs), chromedp.WaitReady("body")); err != nil {
+		t.Fatalf("chromium: %v", err)
+	}
+	rendered, err := chromedp.Run(tctx, chromedp.Evaluate[string](`document.body.getAttribute('data-rendered') || ''`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.took = time.Since(start)
+	res.rendered = rendered == "true"
+	for _, sel := range selectors {
+		n, err := chromedp.Run(tctx, chromedp.Evaluate[int](fmt.Sprintf(`document.querySelectorAll(%q).length`, sel)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.counts[sel] = n
+	}
+	// Hover over the first time-sequence graph's first data bar: a
+	// tooltip must appear with a frame number.
+	tipText, err := chromedp.Run(tctx, chromedp.Evaluate[string](`(function(){
+		var o = document.querySelector('svg.tsg .overlay'); if (!o) return '';
+		var items = document.querySelector('svg.tsg g.plot path.data'); if (!items) return '';
+		var d = items.getAttribute('d').match(/M([\d.]+) ([\d.]+)V([\d.]+)/); if (!d) return '';
+		var svg = o.ownerSVGElement, r = svg.getBoundingClientRect(), vb = svg.viewBox.baseVal;
+		var x = r.left + (+d[1]) * r.width / vb.width, y = r.top + ((+d[2] + +d[3]) / 2) * r.height / vb.height;
+		o.dispatchEvent(new MouseEvent('mousemove', {clientX: x, clientY: y, bubbles: true}));
+		var tip = document.getElementById('tip');
+		return tip.hidden ? '' : tip.textContent;
+	})()`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.counts["tooltip with a frame number"] = 0
+	if strings.Contains(tipText, "frame") {
+		res.counts["tooltip with a frame number"] = 1
+	}
+	if err := chromedp.Do(tctx, chromedp.Evaluate[chromedp.Void](`document.getElementById('tip').hidden = true`)); err != nil {
+		t.Fatal(err)
+	}
+	if res.shot, err = chromedp.Run(tctx, chromedp.FullScreenshot(100)); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return res
+}
+
+// saveArtifact writes a test's output file to its artifact directory
+// (go test -artifacts keeps it) and, when TAPSTACK_ARTIFACTS names a
+// directory, there too.
+func saveArtifact(t *testing.T, name string, b []byte) string {
+	t.Helper()
+	p := filepath.Join(t.ArtifactDir(), name)
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if dir := os.Getenv("TAPSTACK_ARTIFACTS"); dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err == nil {
+			p = filepath.Join(dir, name)
+			if err := os.WriteFile(p, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return p
+}
