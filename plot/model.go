@@ -3,6 +3,8 @@ package plot
 import (
 	"math"
 	"net/netip"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -79,12 +81,16 @@ type Seg struct {
 	Flag string     `json:"f"` // S, SA, A, PA, FA, R, RA ...
 	SACK [][2]int64 `json:"k,omitempty"`
 	// Mark is what the segment was: "retx" (a retransmission), "probe"
-	// (zero window probe, keepalive, tail loss probe), "rst", "drop"
-	// (dropped by the engine or a fault). Why is the engine's send
-	// cause or drop reason, or what the wire shows.
-	Mark    string `json:"m,omitempty"`
-	Why     string `json:"y,omitempty"`
+	// (zero window probe, keepalive, tail loss probe), "rst", or "drop"
+	// (an inbound segment the engine discarded). Why is the engine's
+	// send cause or drop reason, or what the wire shows ("wire: ...").
+	Mark string `json:"m,omitempty"`
+	Why  string `json:"y,omitempty"`
+	// Drop says the frame was dropped (the capture's verdict): by the
+	// engine, or by a fault on the link before it reached its receiver.
+	// DropWhy is the engine's reason or the fault's words.
 	Drop    bool   `json:"x,omitempty"`
+	DropWhy string `json:"z,omitempty"`
 	Comment string `json:"c,omitempty"`
 }
 
@@ -185,12 +191,22 @@ func build(c *capture, title string) *Data {
 	var lorder []string
 	for i := range c.events {
 		e := &c.events[i]
-		if e.Remote == "" {
-			l := listeners[e.Local]
+		// A listener's decisions name the connection the segment was
+		// for; they are the listener's (its local address).
+		if e.Remote == "" || e.Kind == "queue" {
+			// One listener per port: its own events name the address
+			// it is bound to (0.0.0.0:80), its decisions the address a
+			// segment came to.
+			lp, _ := netip.ParseAddrPort(e.Local)
+			key := strconv.Itoa(int(lp.Port()))
+			l := listeners[key]
 			if l == nil {
 				l = &Listener{Addr: e.Local}
-				listeners[e.Local] = l
-				lorder = append(lorder, e.Local)
+				listeners[key] = l
+				lorder = append(lorder, key)
+			}
+			if e.Remote == "" {
+				l.Addr = e.Local
 			}
 			addListenerEvent(l, e, relNS(e.Time))
 			continue
@@ -393,15 +409,21 @@ func (cb *connBuild) finish(rel func(time.Time) float64, relNS func(int64) float
 			sends[k] = append(sends[k], e)
 		}
 	}
-	take := func(k evKey) *pcap.EventRecord {
+	// take gives a frame at time t the first event for its segment,
+	// leaving events more than a second older behind: they met no frame
+	// (the pcap writer counts them as unmatched).
+	take := func(k evKey, t time.Time) *pcap.EventRecord {
 		es := sends[k]
-		if len(es) == 0 {
+		for len(es) > 0 && time.Unix(0, es[0].Time).Before(t.Add(-time.Second)) {
+			es = es[1:]
+		}
+		sends[k] = es
+		if len(es) == 0 || time.Unix(0, es[0].Time).After(t.Add(time.Second)) {
 			return nil
 		}
 		sends[k] = es[1:]
 		return es[0]
 	}
-
 	// ISNs and window scales from the SYNs.
 	var seqs [2]seqTrack
 	var ws [2]int8 = [2]int8{-1, -1}
@@ -456,20 +478,22 @@ func (cb *connBuild) finish(rel func(time.Time) float64, relNS func(int64) float
 		}
 		// What the engine said about this frame.
 		engineSaid := false
-		if cb.directed {
-			out := f.dir == dirOut
-			if e := take(evKey{out, f.seq, f.ack, f.flags, f.plen}); e != nil {
+		// Every outbound segment has its send event; an inbound one has a
+		// drop event only if the capture marks it dropped (the pcap
+		// writer matched them; a retransmission has its original's key).
+		if out := f.dir == dirOut; cb.directed && (out || f.dropped) {
+			if e := take(evKey{out, f.seq, f.ack, f.flags, f.plen}, f.t); e != nil {
 				engineSaid = true
 				if out {
 					s.Mark, s.Why = sendMark(e.Send), e.Send
 				} else {
 					s.Mark, s.Why = "drop", e.Drop
+					s.DropWhy = e.Drop
 				}
 			}
 		}
-		if f.dropped && s.Mark != "drop" {
-			s.Mark = "drop"
-			s.Why = faultText(f.comment)
+		if f.dropped && s.DropWhy == "" {
+			s.DropWhy = faultText(f.comment)
 		}
 		// What the wire shows, for segments no event named: text or
 		// SYN/FIN below the highest sequence number sent is sent again.
@@ -557,7 +581,7 @@ func (cb *connBuild) finish(rel func(time.Time) float64, relNS func(int64) float
 		case "rto":
 			c.Series.RTOFired = append(c.Series.RTOFired, [2]float64{t, float64(e.RTO) / 1e6})
 		case "state":
-			st := St{T: t, From: e.From, To: e.To, Cause: e.Cause}
+			st := St{T: t, From: e.From, To: e.To, Cause: shortCause(e.Cause)}
 			engineStates = append(engineStates, st)
 		}
 	}
@@ -590,6 +614,19 @@ func (cb *connBuild) dirOf(f *frame) int {
 		return 0
 	}
 	return 1
+}
+
+// segmentCause matches the tcpdump-style line the engine gives as the
+// cause of a change a segment made.
+var segmentCause = regexp.MustCompile(`^\S+ > \S+: Flags \[([^\]]*)\]`)
+
+// shortCause shortens a segment's line to its flags: the page names the
+// frame, whose sequence numbers it shows relative to the ISN.
+func shortCause(c string) string {
+	if m := segmentCause.FindStringSubmatch(c); m != nil {
+		return "segment [" + m[1] + "]"
+	}
+	return c
 }
 
 // sendMark classes an engine send cause.
@@ -756,8 +793,8 @@ func inferStates(segs []Seg) [2][]St {
 	}
 	for i := range segs {
 		s := &segs[i]
-		if s.Drop && s.Mark == "drop" && strings.HasPrefix(s.Why, "fault") {
-			continue // never arrived
+		if s.Drop && s.Mark != "drop" {
+			continue // lost on the link: it never arrived
 		}
 		x, y := s.Dir, 1-s.Dir // sender, receiver
 		syn, ack, fin, rst := strings.Contains(s.Flag, "S"), strings.Contains(s.Flag, "."), strings.Contains(s.Flag, "F"), strings.Contains(s.Flag, "R")
@@ -769,6 +806,9 @@ func inferStates(segs []Seg) [2][]St {
 		case syn && !ack:
 			set(x, "SYN-SENT", "sent SYN", s)
 		case syn && ack:
+			if state[x] == "CLOSED" {
+				state[x] = "LISTEN" // it answered a SYN: it was listening
+			}
 			set(x, "SYN-RECEIVED", "sent SYN-ACK", s)
 			if state[y] == "SYN-SENT" {
 				set(y, "ESTABLISHED", "SYN-ACK received", s)

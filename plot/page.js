@@ -49,8 +49,11 @@
     var raw = span / n, p = Math.pow(10, Math.floor(Math.log10(raw))), m = raw / p;
     return (m < 1.5 ? 1 : m < 3.5 ? 2 : m < 7.5 ? 5 : 10) * p;
   }
-  function ticks(lo, hi, n) {
-    var step = niceStep(hi - lo, n), out = [];
+  // ticks: round values; on a byte axis (bin) round in KiB or MiB.
+  function ticks(lo, hi, n, bin) {
+    var span = hi - lo, unit = 1;
+    if (bin) unit = span >= 4 * (1 << 20) ? 1 << 20 : span >= 4096 ? 1024 : 1;
+    var step = niceStep(span / unit, n) * unit, out = [];
     for (var v = Math.ceil(lo / step) * step, i = 0; v <= hi + step * 1e-9 && i < 100; v += step, i++) out.push(v);
     return { values: out, step: step };
   }
@@ -73,6 +76,7 @@
       ' win ' + s.w + (s.l ? ' len ' + s.l : '');
     if (s.k) t += '\nSACK ' + s.k.map(function (b) { return b[0] + '-' + b[1]; }).join(' ');
     if (s.m) t += '\n' + s.m + (s.y ? ': ' + s.y : '');
+    if (s.x) t += '\ndropped: ' + (s.z || '');
     if (s.c) t += '\n' + s.c;
     return t;
   }
@@ -232,7 +236,7 @@
     }, this);
     txt(this.gAxes, W - M.r, H - 3, 'time (s)', { 'text-anchor': 'end' });
     if (!o.noY) {
-      var yt = ticks(this.y[0], this.y[1], Math.max(2, Math.floor((H - M.t - M.b) / 40)));
+      var yt = ticks(this.y[0], this.y[1], Math.max(2, Math.floor((H - M.t - M.b) / 40)), !o.yfmt);
       yt.values.forEach(function (v) {
         var py = Y(v);
         svg('line', { x1: M.l, x2: W - M.r, y1: py, y2: py }, this.gGrid);
@@ -285,11 +289,11 @@
           var x = X(s.t), sd = s.d || 0;
           if (sd === d) {
             var end = s.s + (s.l || 0);
-            if (s.x) { // dropped: never dropped from the picture
+            if (s.x) { // dropped: never left out of the picture
               var yy = Y(s.s + (s.l || 0) / 2);
               drop += 'M' + (x - 4) + ' ' + (yy - 4) + 'l8 8m0 -8l-8 8';
               ch.item(x, yy, segText(s, conn));
-              continue;
+              if (s.m !== 'retx' && s.m !== 'probe') continue; // a lost retransmission is still a retransmission
             }
             if (s.f.indexOf('S') >= 0 || s.f.indexOf('F') >= 0 || s.f.indexOf('R') >= 0) {
               ctl.push(s);

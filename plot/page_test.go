@@ -9,45 +9,66 @@ import (
 	"github.com/tapstack/tapstack/plot"
 )
 
-// The page of a lossy transfer, opened in headless Chromium: it renders
-// without a console error or exception, every chart has its elements,
-// hovering a segment shows its frame, and a screenshot is kept as the
-// test's artifact.
+// The pages of the scenarios' captures, and of a capture without
+// annotations, opened in headless Chromium: each renders without a
+// console error or exception, its charts have their elements, hovering a
+// data segment shows its frame, and a screenshot of each is kept as the
+// test's artifact (go test -artifacts, or TAPSTACK_ARTIFACTS=dir).
 func TestBrowser(t *testing.T) {
 	chromium(t)
+	common := []string{"svg.tsg", "svg.tsg g.plot path.ack", "svg.cwnd g.plot path.inflight", "svg.states rect", "svg.ladder line.arrow"}
+	data := []string{"svg.tsg g.plot path.data", "svg.tsg g.plot path.rwnd", "svg.rtt g.plot path.srtt", "svg.rtt g.plot path.rto", "tooltip with a frame number"}
+	engine := []string{"svg.cwnd g.plot path.cwnd"}
+	cases := []struct {
+		name, capture string
+		selectors     [][]string
+	}{
+		{"clean-close", "testdata/clean-close.pcapng", [][]string{common, data, engine}},
+		{"loss-sack", "testdata/loss-sack.pcapng", [][]string{common, data, engine, {
+			"svg.tsg g.plot path.retx", "svg.tsg g.plot path.drop", "svg.tsg g.plot path.sack", "svg.tsg g.plot path.probe",
+			"svg.cwnd g.plot path.ssthresh", "svg.cwnd g.plot path.recovery"}}},
+		{"zero-window", "testdata/zero-window.pcapng", [][]string{common, data, engine, {"svg.tsg g.plot path.probe"}}},
+		{"accept-queue-full", "testdata/accept-queue-full.pcapng", [][]string{common, {"svg.queues g.plot path.synq", "svg.queues g.plot path.accq", "svg.queues circle.decision.bad"}}},
+		{"tcpdump", "", [][]string{common, data, {"svg.tsg g.plot path.retx"}}},
+	}
 	dir := t.TempDir()
-	path := scenarioNamed("loss-sack").capture(t, dir)
-	page := filepath.Join(dir, "loss-sack.html")
-	d, err := plot.File(path, page)
-	if err != nil {
-		t.Fatal(err)
-	}
-	selectors := []string{
-		"svg.tsg", "svg.tsg path.data", "svg.tsg path.ack", "svg.tsg path.rwnd", "svg.tsg path.sack",
-		"svg.tsg path.retx", "svg.tsg path.drop",
-		"svg.cwnd path.cwnd", "svg.cwnd path.ssthresh", "svg.cwnd path.inflight",
-		"svg.rtt path.srtt", "svg.rtt path.rto",
-		"svg.states rect", "svg.ladder line.arrow",
-	}
-	res := openPage(t, page, selectors, 1400)
-	shot := saveArtifact(t, "loss-sack.png", res.shot)
-	t.Logf("page %s (%d connections) drawn in %v; screenshot %s", page, len(d.Conns), res.took, shot)
-	for _, e := range res.errors {
-		t.Errorf("browser: %s", e)
-	}
-	if !res.rendered {
-		t.Error("the page's script did not finish (body[data-rendered] unset)")
-	}
-	for _, sel := range append(selectors, "tooltip with a frame number") {
-		if res.counts[sel] == 0 {
-			t.Errorf("no %s on the page", sel)
-		}
-	}
-	if !bytes.HasPrefix(res.shot, []byte("\x89PNG")) {
-		t.Error("the screenshot is not a PNG")
-	}
-	if os.Getenv("TAPSTACK_PLOT_KEEP") != "" {
-		b, _ := os.ReadFile(page)
-		saveArtifact(t, "loss-sack.html", b)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			capture := tc.capture
+			if capture == "" {
+				capture = filepath.Join(dir, "tcpdump.pcap")
+				writeLikeTcpdump(t, "testdata/loss-sack.pcapng", capture)
+			}
+			page := filepath.Join(dir, tc.name+".html")
+			d, err := plot.File(capture, page)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var selectors []string
+			for _, s := range tc.selectors {
+				selectors = append(selectors, s...)
+			}
+			res := openPage(t, page, selectors, 1400)
+			shot := saveArtifact(t, tc.name+".png", res.shot)
+			t.Logf("%d connections drawn in %v; screenshot %s", len(d.Conns), res.took, shot)
+			for _, e := range res.errors {
+				t.Errorf("browser: %s", e)
+			}
+			if !res.rendered {
+				t.Error("the page's script did not finish (body[data-rendered] unset)")
+			}
+			for _, sel := range selectors {
+				if res.counts[sel] == 0 {
+					t.Errorf("no %s on the page", sel)
+				}
+			}
+			if !bytes.HasPrefix(res.shot, []byte("\x89PNG")) {
+				t.Error("the screenshot is not a PNG")
+			}
+			if os.Getenv("TAPSTACK_PLOT_KEEP") != "" {
+				b, _ := os.ReadFile(page)
+				saveArtifact(t, tc.name+".html", b)
+			}
+		})
 	}
 }

@@ -222,6 +222,7 @@ func (d *decoder) decode(lt layers.LinkType, data []byte, f *frame) bool {
 	d.found = d.found[:0]
 	_ = d.parser[first].DecodeLayers(data, &d.found)
 	var src, dst netip.Addr
+	ipLen := -1 // bytes after the IP header, from the header (the frame may be cut short)
 	gotIP, gotTCP := false, false
 	for _, l := range d.found {
 		switch l {
@@ -231,10 +232,15 @@ func (d *decoder) decode(lt layers.LinkType, data []byte, f *frame) bool {
 			}
 			src, _ = netip.AddrFromSlice(d.ip4.SrcIP.To4())
 			dst, _ = netip.AddrFromSlice(d.ip4.DstIP.To4())
+			ipLen = int(d.ip4.Length) - int(d.ip4.IHL)*4
 			gotIP = true
 		case layers.LayerTypeIPv6:
 			src, _ = netip.AddrFromSlice(d.ip6.SrcIP)
 			dst, _ = netip.AddrFromSlice(d.ip6.DstIP)
+			ipLen = -1
+			if d.ip6.NextHeader == layers.IPProtocolTCP {
+				ipLen = int(d.ip6.Length) // no extension headers before TCP
+			}
 			gotIP = true
 		case layers.LayerTypeTCP:
 			gotTCP = true
@@ -247,7 +253,12 @@ func (d *decoder) decode(lt layers.LinkType, data []byte, f *frame) bool {
 	f.src = netip.AddrPortFrom(src, uint16(t.SrcPort))
 	f.dst = netip.AddrPortFrom(dst, uint16(t.DstPort))
 	f.seq, f.ack, f.win = t.Seq, t.Ack, t.Window
+	// The payload's length from the headers: a capture with a snap
+	// length keeps only the first bytes of each frame.
 	f.plen = len(t.Payload)
+	if n := ipLen - int(t.DataOffset)*4; ipLen >= 0 && n >= 0 {
+		f.plen = n
+	}
 	var fl uint8
 	for _, b := range []struct {
 		on bool

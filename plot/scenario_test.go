@@ -44,6 +44,8 @@ type scenario struct {
 	fault *tap.FaultConfig // on tapstack's link, below the capture
 	peer  func(p *gvpeer.Peer)
 	run   func(ctx context.Context, w *world) error
+	// snapLen, if set, cuts captured frames to that many bytes.
+	snapLen int
 }
 
 // capture runs sc and returns the path of its capture.
@@ -61,6 +63,7 @@ func (sc scenario) capture(t testing.TB, dir string) string {
 	}
 	pw, err := pcap.Create(path, link, pcap.Options{
 		Description: "plot scenario " + sc.name,
+		SnapLen:     sc.snapLen,
 		LinkDrops:   func() uint64 { return w.a.Stats().DroppedQueueFull },
 	})
 	if err != nil {
