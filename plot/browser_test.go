@@ -15,16 +15,24 @@ import (
 	"github.com/chromedp/chromedp"
 )
 
-// chromium finds Debian's Chromium (.ci/run installs the package).
-func chromium(t *testing.T) string {
-	t.Helper()
+// chromiumPath finds Debian's Chromium (.ci/run installs the package).
+func chromiumPath() string {
 	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
 		if p, err := exec.LookPath(name); err == nil {
 			return p
 		}
 	}
-	t.Skip("no Chromium in PATH (apt-get install chromium; .ci/run installs it): the page is not opened in a browser")
 	return ""
+}
+
+// chromium skips the test without Chromium.
+func chromium(t testing.TB) string {
+	t.Helper()
+	p := chromiumPath()
+	if p == "" {
+		t.Skip("no Chromium in PATH (apt-get install chromium; .ci/run installs it): the page is not opened in a browser")
+	}
+	return p
 }
 
 // browserResult is what a page showed in headless Chromium.
@@ -32,14 +40,15 @@ type browserResult struct {
 	errors   []string       // console errors and uncaught exceptions
 	counts   map[string]int // elements per selector
 	rendered bool
-	took     time.Duration // from navigation until the page had drawn
-	shot     []byte        // full-page PNG
+	took     time.Duration      // from navigation until the page had drawn
+	times    map[string]float64 // the script's own timings (window.tapstackTimes), ms
+	shot     []byte             // full-page PNG
 }
 
 // openPage opens the page at path in headless Chromium, run as Debian's
 // package runs as root: no sandbox, no GPU, no background networking (the
 // machine has no network), a fresh profile.
-func openPage(t *testing.T, path string, selectors []string, width int) browserResult {
+func openPage(t testing.TB, path string, selectors []string, width int) browserResult {
 	t.Helper()
 	exe := chromium(t)
 	abs, err := filepath.Abs(path)
@@ -101,6 +110,9 @@ func openPage(t *testing.T, path string, selectors []string, width int) browserR
 	}
 	res.took = time.Since(start)
 	res.rendered = rendered == "true"
+	if res.times, err = chromedp.Run(tctx, chromedp.Evaluate[map[string]float64](`window.tapstackTimes || {}`)); err != nil {
+		t.Fatal(err)
+	}
 	for _, sel := range selectors {
 		n, err := chromedp.Run(tctx, chromedp.Evaluate[int](fmt.Sprintf(`document.querySelectorAll(%q).length`, sel)))
 		if err != nil {

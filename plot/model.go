@@ -485,7 +485,10 @@ func (cb *connBuild) finish(rel func(time.Time) float64, relNS func(int64) float
 			if e := take(evKey{out, f.seq, f.ack, f.flags, f.plen}, f.t); e != nil {
 				engineSaid = true
 				if out {
-					s.Mark, s.Why = sendMark(e.Send), e.Send
+					// A plain send's cause is in its comment already.
+					if s.Mark = sendMark(e.Send); s.Mark != "" {
+						s.Why = e.Send
+					}
 				} else {
 					s.Mark, s.Why = "drop", e.Drop
 					s.DropWhy = e.Drop

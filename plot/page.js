@@ -4,7 +4,9 @@
 // SYN, FIN, RTO, recovery, queue decision) is always drawn on its own.
 (function () {
   'use strict';
+  var T0 = performance.now();
   var D = JSON.parse(document.getElementById('tapstack-data').textContent);
+  var times = window.tapstackTimes = { parse: performance.now() - T0 };
   D.conns = D.conns || [];
   D.listeners = D.listeners || [];
   var SVG = 'http://www.w3.org/2000/svg';
@@ -625,7 +627,12 @@
     cwndChart(sec, conn, group);
     rttChart(sec, conn, group);
     stateChart(sec, conn, group);
-    group.charts.forEach(function (c) { c.render(); });
+    group.charts.forEach(function (c) {
+      var t = performance.now();
+      c.render();
+      var k = (c.opt.cls || 'chart') + ' draw ms';
+      times[k] = (times[k] || 0) + performance.now() - t;
+    });
     ladder(sec, conn);
     if ((conn.notes || []).length) {
       html('h3', '', 'notes: facts no frame carried', sec);
@@ -646,5 +653,6 @@
     D.notes.forEach(function (n) { html('li', '', fmtT(n.t) + '  ' + (n.conn ? n.conn + ': ' : '') + n.text, ul); });
   }
   if (!D.conns.length) html('p', 'meta', 'No TCP segments in this capture.', main);
+  times.total = performance.now() - T0;
   document.body.setAttribute('data-rendered', 'true');
 })();
