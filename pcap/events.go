@@ -398,3 +398,8 @@ func (r *EventRecord) ConnOf() (local, remote netip.AddrPort) {
 	remote, _ = netip.ParseAddrPort(r.Remote)
 	return local, remote
 }
+
+// FrameNumbers returns Wireshark's number for each packet block of a
+// little-endian pcapng stream, in order: tapstack's notes (custom blocks)
+// are numbered as frames too, interface statistics blocks are not.
+func FrameNumbers(b []byte) []int { return recordNumbers(b) }

@@ -49,7 +49,9 @@ func runBench(ctx context.Context, e env, args []string) error {
 		{"tapstack -> tapstack", benchTapstack},
 		{"gVisor -> gVisor", benchGVisor},
 	} {
-		d, err := r.run(ctx, *size, wrap)
+		prog := newProgress(e.stderr, r.name, int64(*size)) // on a terminal only
+		d, err := r.run(withProgress(ctx, prog), *size, wrap)
+		prog.end()
 		if err != nil {
 			return fmt.Errorf("%s: %w", r.name, err)
 		}
@@ -84,6 +86,7 @@ func transfer(ctx context.Context, c net.Conn, accepted <-chan net.Conn, size in
 			var m int
 			m, err = c.Write(buf[:min(len(buf), size-n)])
 			n += m
+			progressFrom(ctx).add(m)
 		}
 		sent <- err
 	}()
@@ -138,6 +141,7 @@ func benchTapstack(ctx context.Context, size int, wrap func(gstack.LinkEndpoint)
 	if err != nil {
 		return 0, err
 	}
+	progressFrom(ctx).retransmits(client.TCP().Stats().Retransmits.Load)
 	defer c.Close()
 	return transfer(ctx, c, accepted, size)
 }
@@ -166,6 +170,7 @@ func benchGVisor(ctx context.Context, size int, wrap func(gstack.LinkEndpoint) g
 	if err != nil {
 		return 0, err
 	}
+	progressFrom(ctx).retransmits(client.S.Stats().TCP.Retransmits.Value)
 	defer c.Close()
 	return transfer(ctx, c, accepted, size)
 }

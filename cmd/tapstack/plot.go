@@ -80,3 +80,10 @@ func plotCapture(e env, pcapPath, plotPath string) (path string, done func() err
 		return nil
 	}, nil
 }
+
+// reportErr tells err, if any, on stderr in the CLI's message style.
+func reportErr(e env, err error) {
+	if err != nil {
+		fmt.Fprintf(e.stderr, "tapstack: %v\n", err)
+	}
+}
