@@ -51,9 +51,13 @@ type browserResult struct {
 func openPage(t testing.TB, path string, selectors []string, width int) browserResult {
 	t.Helper()
 	exe := chromium(t)
+	path, hash, _ := strings.Cut(path, "#")
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if hash != "" {
+		abs += "#" + hash
 	}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(exe),
@@ -138,6 +142,30 @@ func openPage(t testing.TB, path string, selectors []string, width int) browserR
 	res.counts["tooltip with a frame number"] = 0
 	if strings.Contains(tipText, "frame") {
 		res.counts["tooltip with a frame number"] = 1
+	}
+	// Drag across the middle of the first time-sequence graph: every
+	// chart of the connection zooms to the same time range; a double
+	// click zooms back out.
+	zoom, err := chromedp.Run(tctx, chromedp.Evaluate[[]string](`(function(){
+		function first(sel) { var e = document.querySelector(sel); return e ? e.textContent : ''; }
+		var o = document.querySelector('svg.tsg .overlay'); if (!o) return [];
+		var r = o.getBoundingClientRect(), y = r.top + r.height / 2;
+		var before = first('svg.tsg .axis text');
+		o.dispatchEvent(new MouseEvent('mousedown', {clientX: r.left + r.width * 0.4, clientY: y, bubbles: true}));
+		o.dispatchEvent(new MouseEvent('mousemove', {clientX: r.left + r.width * 0.6, clientY: y, bubbles: true}));
+		window.dispatchEvent(new MouseEvent('mouseup', {clientX: r.left + r.width * 0.6, clientY: y, bubbles: true}));
+		var zoomed = first('svg.tsg .axis text'), other = first('svg.states .axis text');
+		o.dispatchEvent(new MouseEvent('dblclick', {bubbles: true}));
+		return [before, zoomed, other, first('svg.tsg .axis text')];
+	})()`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.counts["zoom"] = 0
+	if len(zoom) == 4 && zoom[0] != zoom[1] && zoom[1] == zoom[2] && zoom[3] == zoom[0] {
+		res.counts["zoom"] = 1
+	} else {
+		t.Logf("zoom: first time tick before, zoomed, on the state chart, after a double click: %q", zoom)
 	}
 	if err := chromedp.Do(tctx, chromedp.Evaluate[chromedp.Void](`document.getElementById('tip').hidden = true`)); err != nil {
 		t.Fatal(err)

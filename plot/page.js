@@ -41,6 +41,11 @@
     if (a >= 1 << 10) return (v / (1 << 10)).toFixed(a >= 10 * (1 << 10) ? 0 : 1) + ' KiB';
     return String(Math.round(v));
   }
+  // a byte tick in the axis' unit: 1.5 MiB, 200 KiB, 512
+  function fmtByteTick(v, step, unit) {
+    if (unit === 1) return fmtTick(v, step);
+    return fmtTick(v / unit, step / unit) + (unit === 1024 ? ' KiB' : ' MiB');
+  }
   function fmtT(t) { return t.toFixed(6) + ' s'; }
   function fmtTick(v, step) {
     var d = step >= 1 ? 0 : Math.min(6, Math.ceil(-Math.log10(step)));
@@ -54,10 +59,10 @@
   // ticks: round values; on a byte axis (bin) round in KiB or MiB.
   function ticks(lo, hi, n, bin) {
     var span = hi - lo, unit = 1;
-    if (bin) unit = span >= 4 * (1 << 20) ? 1 << 20 : span >= 4096 ? 1024 : 1;
+    if (bin) unit = span >= 2 * (1 << 20) ? 1 << 20 : span >= 2048 ? 1024 : 1;
     var step = niceStep(span / unit, n) * unit, out = [];
     for (var v = Math.ceil(lo / step) * step, i = 0; v <= hi + step * 1e-9 && i < 100; v += step, i++) out.push(v);
-    return { values: out, step: step };
+    return { values: out, step: step, unit: unit };
   }
   function lin(d0, d1, r0, r1) {
     var k = d1 === d0 ? 0 : (r1 - r0) / (d1 - d0);
@@ -140,7 +145,19 @@
   Group.prototype.set = function (x) {
     this.x = x;
     this.charts.forEach(function (c) { c.render(); });
+    // The view is in the address (#t=from,to), to share or reload.
+    try {
+      var full = x[0] === this.full[0] && x[1] === this.full[1];
+      history.replaceState(null, '', full ? location.pathname : '#t=' + x[0].toFixed(6) + ',' + x[1].toFixed(6));
+    } catch (e) { /* a page opened from a file may not rewrite its address */ }
   };
+  // initialView reads #t=from,to.
+  function initialView() {
+    var m = /t=(-?[\d.]+),(-?[\d.]+)/.exec(location.hash || '');
+    if (!m) return null;
+    var a = parseFloat(m[1]), b = parseFloat(m[2]);
+    return b > a ? [a, b] : null;
+  }
 
   var M = { l: 74, r: 18, t: 24, b: 30 };
 
@@ -228,6 +245,11 @@
     var xd = this.group.x;
     if (o.fitY && !this.yZoomed) this.y = o.fitY(xd[0], xd[1]);
     var X = lin(xd[0], xd[1], M.l, W - M.r), Y = lin(this.y[0], this.y[1], H - M.b, M.t);
+    if (o.log) { // this.y holds log10 of the range
+      var Yl = Y;
+      Y = function (v) { return Yl(Math.log10(Math.max(v, o.log))); };
+      Y.inv = function (p) { return Math.pow(10, Yl.inv(p)); };
+    }
     this.X = X; this.Y = Y;
     var xt = ticks(xd[0], xd[1], Math.max(2, Math.floor((W - M.l - M.r) / 90)));
     xt.values.forEach(function (v) {
@@ -239,11 +261,16 @@
     txt(this.gAxes, W - M.r, H - 3, 'time (s)', { 'text-anchor': 'end' });
     if (!o.noY) {
       var yt = ticks(this.y[0], this.y[1], Math.max(2, Math.floor((H - M.t - M.b) / 40)), !o.yfmt);
+      if (o.log) { // powers of ten
+        yt = { values: [], step: 1 };
+        for (var e = Math.ceil(this.y[0]); e <= Math.floor(this.y[1]); e++) yt.values.push(Math.pow(10, e));
+      }
       yt.values.forEach(function (v) {
         var py = Y(v);
         svg('line', { x1: M.l, x2: W - M.r, y1: py, y2: py }, this.gGrid);
         svg('line', { x1: M.l - 4, x2: M.l, y1: py, y2: py }, this.gAxes);
-        txt(this.gAxes, M.l - 6, py + 3.5, (o.yfmt || fmtBytes)(v, yt.step), { 'text-anchor': 'end' });
+        var label = o.log ? String(v) : o.yfmt ? o.yfmt(v, yt.step) : fmtByteTick(v, yt.step, yt.unit);
+        txt(this.gAxes, M.l - 6, py + 3.5, label, { 'text-anchor': 'end' });
       }, this);
       if (o.ylabel) txt(this.gAxes, 12, M.t + (H - M.t - M.b) / 2, o.ylabel, { transform: 'rotate(-90 12 ' + (M.t + (H - M.t - M.b) / 2) + ')', 'text-anchor': 'middle' });
     }
@@ -411,7 +438,7 @@
         (se.recovery || []).forEach(function (m) {
           if (m.t < t0 || m.t > t1) return;
           var x = X(m.t);
-          rl += 'M' + x + ' ' + M.t + 'V' + (ch.H - M.b);
+          rl += 'M' + x + ' ' + M.t + 'v10';
           ch.item(x, M.t + 6, fmtT(m.t) + '\n' + m.text);
         });
         ch.path('recovery', rl);
@@ -433,15 +460,17 @@
     var se = conn.series, rt = se.rtt || [[], []];
     var d = (rt[0] || []).length >= (rt[1] || []).length ? 0 : 1;
     var pts = rt[d] || [];
-    var hi = 1;
-    pts.forEach(function (p) { hi = Math.max(hi, p[1], p[2], p[3]); });
+    // A log scale: an SRTT of 0.1 ms and an RTO of 200 ms on one chart.
+    var hi = 1, lo = 1e9;
+    pts.forEach(function (p) { hi = Math.max(hi, p[1], p[2], p[3]); if (p[1] > 0) lo = Math.min(lo, p[1]); if (p[2] > 0) lo = Math.min(lo, p[2]); });
     (se.rtoFired || []).forEach(function (r) { hi = Math.max(hi, r[1]); });
     hi = Math.min(hi, 130000);
+    lo = Math.max(0.001, Math.min(lo, hi / 10));
     var src = se.rttEngine ? 'engine' : 'wire: RFC 6298 over Karn samples at the capture point, RTO floor ' + se.minRto + ' ms';
     var c = new Chart(sec, group, {
-      cls: 'rtt', height: 200, ydom: [0, hi * 1.08],
+      cls: 'rtt', height: 210, ydom: [Math.log10(lo) - 0.1, Math.log10(hi) + 0.1], log: 0.001,
       title: 'RTT, SRTT and RTO of ' + conn.ends[d].addr + ' → (' + src + ')',
-      ylabel: 'ms', yfmt: function (v, st) { return fmtTick(v, st); },
+      ylabel: 'ms (log scale)',
       legend: [['sample', 'RTT sample', 1], ['srtt', 'SRTT'], ['rto', 'RTO'], ['rtoline', 'RTO fired (engine)', 1]],
       draw: function (ch, X, Y, t0, t1) {
         var sp = decimate(pts.filter(function (p) { return p[1] >= 0; }), 1, X, Y, t0, t1), dots = '';
@@ -627,6 +656,8 @@
     cwndChart(sec, conn, group);
     rttChart(sec, conn, group);
     stateChart(sec, conn, group);
+    var view = initialView();
+    if (view) group.x = view;
     group.charts.forEach(function (c) {
       var t = performance.now();
       c.render();

@@ -16,7 +16,7 @@ import (
 // test's artifact (go test -artifacts, or TAPSTACK_ARTIFACTS=dir).
 func TestBrowser(t *testing.T) {
 	chromium(t)
-	common := []string{"svg.tsg", "svg.tsg g.plot path.ack", "svg.cwnd g.plot path.inflight", "svg.states rect", "svg.ladder line.arrow"}
+	common := []string{"zoom", "svg.tsg", "svg.tsg g.plot path.ack", "svg.cwnd g.plot path.inflight", "svg.states rect", "svg.ladder line.arrow"}
 	data := []string{"svg.tsg g.plot path.data", "svg.tsg g.plot path.rwnd", "svg.rtt g.plot path.srtt", "svg.rtt g.plot path.rto", "tooltip with a frame number"}
 	engine := []string{"svg.cwnd g.plot path.cwnd"}
 	cases := []struct {
