@@ -281,6 +281,9 @@ func appendEventJSON(b []byte, now time.Time, ev *tcp.Event) []byte {
 	if ev.DupAck != 0 {
 		b = appendInt(b, "dup", int64(ev.DupAck))
 	}
+	// When tcp.Event carries the smoothed RTT and the pipe on EventAck,
+	// they go here as "srtt" (nanoseconds) and "inflight" (bytes): the
+	// plot draws the engine's values in place of its wire estimates.
 	b = appendStr(b, "text", Describe(*ev))
 	b = append(b, '}')
 	if len(b) > maxEventLen {

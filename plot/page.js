@@ -256,7 +256,7 @@
       var px = X(v);
       svg('line', { x1: px, x2: px, y1: M.t, y2: H - M.b }, this.gGrid);
       svg('line', { x1: px, x2: px, y1: H - M.b, y2: H - M.b + 4 }, this.gAxes);
-      txt(this.gAxes, px, H - M.b + 15, fmtTick(v, xt.step), { 'text-anchor': 'middle' });
+      if (px < W - 20) txt(this.gAxes, px, H - M.b + 15, fmtTick(v, xt.step), { 'text-anchor': 'middle' });
     }, this);
     txt(this.gAxes, W - M.r, H - 3, 'time (s)', { 'text-anchor': 'end' });
     if (!o.noY) {
@@ -281,7 +281,9 @@
   Chart.prototype.path = function (cls, d) { if (d) svg('path', { class: cls, d: d }, this.plot); };
   Chart.prototype.item = function (x, y, text) { this.items.push([x, y, text]); };
 
-  function chartWidth() { return Math.max(760, Math.min(1500, (main.clientWidth || 1200) - 32)); }
+  // the width inside a section: main's padding (20 px a side) and the
+  // section's padding and border (15 px a side) off the page's width
+  function chartWidth() { return Math.max(760, Math.min(1500, (main.clientWidth || 1200) - 70)); }
 
   // ---- the time-sequence graph -----------------------------------------
   function tsg(sec, conn, group, d) {

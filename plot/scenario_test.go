@@ -321,12 +321,3 @@ var scenarios = []scenario{
 		},
 	},
 }
-
-func scenarioNamed(name string) scenario {
-	for _, sc := range scenarios {
-		if sc.name == name {
-			return sc
-		}
-	}
-	panic("no scenario " + name)
-}
