@@ -91,7 +91,9 @@ type EventRecord struct {
 	// them (EventAck); zero means not recorded.
 	SRTT     int64  `json:"srtt,omitempty"` // nanoseconds
 	InFlight uint32 `json:"inflight,omitempty"`
-	// Text is the event in the words of packet comments (Describe).
+	// Text is the event in the words of packet comments (Describe), for
+	// the kinds whose words are not on a frame's comment already: state,
+	// queue, rto, recovery, pmtu.
 	Text string `json:"text,omitempty"`
 }
 
@@ -284,7 +286,13 @@ func appendEventJSON(b []byte, now time.Time, ev *tcp.Event) []byte {
 	// When tcp.Event carries the smoothed RTT and the pipe on EventAck,
 	// they go here as "srtt" (nanoseconds) and "inflight" (bytes): the
 	// plot draws the engine's values in place of its wire estimates.
-	b = appendStr(b, "text", Describe(*ev))
+	switch ev.Kind {
+	case tcp.EventSend, tcp.EventAck, tcp.EventReceive, tcp.EventDrop:
+		// The words are the frame's comment already: most events are
+		// these, and the capture stays smaller without them twice.
+	default:
+		b = appendStr(b, "text", Describe(*ev))
+	}
 	b = append(b, '}')
 	if len(b) > maxEventLen {
 		// Only a note can be this long; keep the record valid JSON.
