@@ -25,7 +25,7 @@ func TestBrowser(t *testing.T) {
 	}{
 		{"clean-close", "testdata/clean-close.pcapng", [][]string{common, data, engine}},
 		{"loss-sack", "testdata/loss-sack.pcapng", [][]string{common, data, engine, {
-			"svg.tsg g.plot path.retx", "svg.tsg g.plot path.drop", "svg.tsg g.plot path.sack", "svg.tsg g.plot path.probe",
+			"svg.tsg g.plot path.retx", "svg.tsg g.plot path.drop", "svg.tsg g.plot path.sack",
 			"svg.cwnd g.plot path.ssthresh", "svg.cwnd g.plot path.recovery"}}},
 		{"zero-window", "testdata/zero-window.pcapng", [][]string{common, data, engine, {"svg.tsg g.plot path.probe"}}},
 		{"accept-queue-full", "testdata/accept-queue-full.pcapng", [][]string{common, {"svg.queues g.plot path.synq", "svg.queues g.plot path.accq", "svg.queues circle.decision.bad"}}},
