@@ -149,7 +149,7 @@ type Listener struct {
 	States    []St         `json:"states,omitempty"`
 }
 
-// Build makes the page's data from a capture read by readCapture.
+// build makes the page's data from a capture read by readCapture.
 func build(c *capture, title string) *Data {
 	d := &Data{
 		Version:   Version,
@@ -230,11 +230,13 @@ func build(c *capture, title string) *Data {
 	}
 	for _, n := range c.notes {
 		note := Note{T: rel(n.Time), Conn: n.Conn, Text: n.Text}
+		// The last instance of the connection that began before it.
 		matched := false
-		for _, cn := range d.Conns {
-			if n.Conn != "" && n.Conn == cn.A+"-"+cn.B && note.T >= cn.Start-1 {
+		for i := len(d.Conns) - 1; i >= 0 && n.Conn != ""; i-- {
+			if cn := d.Conns[i]; n.Conn == cn.A+"-"+cn.B && note.T >= cn.Start-eventSlack.Seconds() {
 				cn.Notes = append(cn.Notes, note)
 				matched = true
+				break
 			}
 		}
 		if !matched {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -46,37 +45,31 @@ func eventsWord(d *plot.Data) string {
 }
 
 // plotFlag registers --plot on a command that runs a stack: its capture
-// is drawn into a page when the command ends (plotAfter).
+// is drawn into a page when the command ends (plotCapture).
 func plotFlag(fs *flag.FlagSet) *string {
-	return fs.String("plot", "", "when done, draw the capture as an HTML page to `file` (with --pcap, that capture; without, a temporary one)")
+	return fs.String("plot", "", "when done, draw the capture as an HTML page to `file` (the capture is --pcap's, or else kept beside the page with .pcapng)")
 }
 
 // plotCapture returns the capture path to use for a command given --pcap
-// and --plot: --pcap's if set, else a temporary file when --plot asks for
-// a page. done draws the page, once the capture is closed, and removes a
-// temporary capture.
+// and --plot: --pcap's if set, else, when --plot asks for a page, the
+// page's name with .pcapng, so that the capture the page was drawn from
+// stays for Wireshark. done draws the page once the capture is closed.
 func plotCapture(e env, pcapPath, plotPath string) (path string, done func() error, err error) {
 	if plotPath == "" {
 		return pcapPath, func() error { return nil }, nil
 	}
-	path, tmp := pcapPath, ""
+	path = pcapPath
 	if path == "" {
-		f, err := os.CreateTemp("", "tapstack-*.pcapng")
-		if err != nil {
-			return "", nil, fmt.Errorf("--plot: %w", err)
+		if path = strings.TrimSuffix(plotPath, filepath.Ext(plotPath)) + ".pcapng"; path == plotPath {
+			return "", nil, fmt.Errorf("--plot %s: the page would overwrite its capture; name it .html", plotPath)
 		}
-		f.Close()
-		path, tmp = f.Name(), f.Name()
 	}
 	return path, func() error {
-		if tmp != "" {
-			defer os.Remove(tmp)
-		}
 		d, err := plot.File(path, plotPath)
 		if err != nil {
 			return fmt.Errorf("--plot: %w", err)
 		}
-		fmt.Fprintf(e.stderr, "tapstack: plot of %d connections written to %s\n", len(d.Conns), plotPath)
+		fmt.Fprintf(e.stderr, "tapstack: plot of %d connections written to %s (capture %s)\n", len(d.Conns), plotPath, path)
 		return nil
 	}, nil
 }

@@ -88,14 +88,20 @@ func TestDemoPlot(t *testing.T) {
 	if n := len(c.States[0]); n == 0 || c.States[0][n-1].To != "CLOSED" {
 		t.Errorf("the server's states end in %+v", c.States[0])
 	}
-	if !strings.Contains(stderr, "plot of 1 connections written to "+page) {
+	if !strings.Contains(stderr, "plot of 1 connections written to "+page+" (capture "+filepath.Join(dir, "demo.pcapng")+")") {
 		t.Errorf("stderr %q", stderr)
 	}
-	pc := filepath.Join(dir, "demo.pcapng")
+	if _, err := os.Stat(filepath.Join(dir, "demo.pcapng")); err != nil {
+		t.Errorf("the capture beside the page: %v", err)
+	}
+	pc := filepath.Join(dir, "other.pcapng")
 	if code, _, stderr := runCmd(t, "demo", "--timewait", "10ms", "--pcap", pc, "--plot", page); code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
 	if _, err := os.Stat(pc); err != nil {
 		t.Errorf("--pcap with --plot: %v", err)
+	}
+	if code, _, stderr := runCmd(t, "demo", "--plot", filepath.Join(dir, "page.pcapng")); code != 1 || !strings.Contains(stderr, "would overwrite its capture") {
+		t.Errorf("--plot x.pcapng: exit %d, %q", code, stderr)
 	}
 }
