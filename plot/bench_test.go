@@ -81,6 +81,6 @@ func BenchmarkOpenLossy64MiB(b *testing.B) {
 		b.ReportMetric(float64(res.took.Milliseconds()), "ms-to-draw")
 		b.ReportMetric(res.times["total"], "ms-script")
 		b.ReportMetric(res.times["parse"], "ms-parse")
-		b.Logf("script timings (ms): %v", res.times)
+		b.Logf("script timings (ms): %v; time-sequence graph: %v", res.times, res.marks)
 	}
 }

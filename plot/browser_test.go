@@ -42,6 +42,7 @@ type browserResult struct {
 	rendered bool
 	took     time.Duration      // from navigation until the page had drawn
 	times    map[string]float64 // the script's own timings (window.tapstackTimes), ms
+	marks    map[string]int     // events and data segments of the first graph, in the data and drawn
 	shot     []byte             // full-page PNG
 }
 
@@ -166,6 +167,30 @@ func openPage(t testing.TB, path string, selectors []string, width int) browserR
 		res.counts["zoom"] = 1
 	} else {
 		t.Logf("zoom: first time tick before, zoomed, on the state chart, after a double click: %q", zoom)
+	}
+	// Every event is drawn, however many data segments were merged: the
+	// first time-sequence graph's retransmission bars and drop marks
+	// against the page's own data.
+	marks, err := chromedp.Run(tctx, chromedp.Evaluate[map[string]int](`(function(){
+		var D = JSON.parse(document.getElementById('tapstack-data').textContent);
+		var svg = document.querySelector('svg.tsg'); if (!svg || !D.conns || !D.conns.length) return {};
+		var c = D.conns[0], d = c.flows[1].bytes > c.flows[0].bytes ? 1 : 0, out = {retx: 0, drops: 0, data: 0};
+		c.segs.forEach(function (s) {
+			if ((s.d || 0) !== d) return;
+			if (s.x) out.drops++;
+			if (s.m === 'retx' && s.l) out.retx++;
+			else if (!s.x && s.l && !s.m) out.data++;
+		});
+		function count(cls) { var p = svg.querySelector('g.plot path.' + cls); return p ? (p.getAttribute('d').match(/M/g) || []).length : 0; }
+		out.retxDrawn = count('retx'); out.dropsDrawn = count('drop'); out.dataDrawn = count('data');
+		return out;
+	})()`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.marks = marks
+	if marks["retxDrawn"] != marks["retx"] || marks["dropsDrawn"] != marks["drops"] {
+		t.Errorf("events on the time-sequence graph: %v", marks)
 	}
 	if err := chromedp.Do(tctx, chromedp.Evaluate[chromedp.Void](`document.getElementById('tip').hidden = true`)); err != nil {
 		t.Fatal(err)
