@@ -125,6 +125,11 @@ func openPage(t testing.TB, path string, selectors []string, width int) browserR
 		}
 		res.counts[sel] = n
 	}
+	// The screenshot shows the page as it opened, before the hovering
+	// and zooming below.
+	if res.shot, err = chromedp.Run(tctx, chromedp.FullScreenshot(100)); err != nil {
+		t.Fatal(err)
+	}
 	// Hover over the first time-sequence graph's first data bar: a
 	// tooltip must appear with a frame number.
 	tipText, err := chromedp.Run(tctx, chromedp.Evaluate[string](`(function(){
@@ -191,12 +196,6 @@ func openPage(t testing.TB, path string, selectors []string, width int) browserR
 	res.marks = marks
 	if marks["retxDrawn"] != marks["retx"] || marks["dropsDrawn"] != marks["drops"] {
 		t.Errorf("events on the time-sequence graph: %v", marks)
-	}
-	if err := chromedp.Do(tctx, chromedp.Evaluate[chromedp.Void](`document.getElementById('tip').hidden = true`)); err != nil {
-		t.Fatal(err)
-	}
-	if res.shot, err = chromedp.Run(tctx, chromedp.FullScreenshot(100)); err != nil {
-		t.Fatal(err)
 	}
 	mu.Lock()
 	defer mu.Unlock()
