@@ -18,6 +18,15 @@ var bigCapture struct {
 	path string
 }
 
+// TestMain removes the benchmarks' capture, if one was made.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if bigCapture.dir != "" {
+		os.RemoveAll(bigCapture.dir)
+	}
+	os.Exit(code)
+}
+
 func lossy64(b *testing.B) string {
 	b.Helper()
 	bigCapture.once.Do(func() {
