@@ -46,20 +46,17 @@ type browserResult struct {
 	shot     []byte             // full-page PNG
 }
 
-// openPage opens the page at path in headless Chromium, run as Debian's
-// package runs as root: no sandbox, no GPU, no background networking (the
-// machine has no network), a fresh profile.
-func openPage(t testing.TB, path string, selectors []string, width int) browserResult {
+// browser is one headless Chromium, run as Debian's package runs as
+// root: no sandbox, no GPU, no background networking (the machine has no
+// network), a fresh profile. Each page opens in a tab of its own.
+type browser struct {
+	ctx    context.Context
+	cancel func()
+}
+
+func newBrowser(t testing.TB, width int) *browser {
 	t.Helper()
 	exe := chromium(t)
-	path, hash, _ := strings.Cut(path, "#")
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if hash != "" {
-		abs += "#" + hash
-	}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(exe),
 		chromedp.NoSandbox,
@@ -72,7 +69,36 @@ func openPage(t testing.TB, path string, selectors []string, width int) browserR
 		chromedp.WindowSize(width, 1000),
 	)
 	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelA()
+	ctx, cancel := chromedp.NewContext(actx)
+	// The first Run starts the browser; it must not run under a timeout
+	// (chromedp.Run's rule): the steps after it do.
+	if err := chromedp.Do(ctx); err != nil {
+		cancel()
+		cancelA()
+		t.Fatalf("chromium: %v", err)
+	}
+	return &browser{ctx: ctx, cancel: func() { cancel(); cancelA() }}
+}
+
+// openPage opens the page at path in a browser of its own.
+func openPage(t testing.TB, path string, selectors []string, width int) browserResult {
+	t.Helper()
+	b := newBrowser(t, width)
+	defer b.cancel()
+	return b.open(t, path, selectors)
+}
+
+// open opens the page at path (with an optional #fragment) in a new tab.
+func (b *browser) open(t testing.TB, path string, selectors []string) browserResult {
+	t.Helper()
+	path, hash, _ := strings.Cut(path, "#")
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hash != "" {
+		abs += "#" + hash
+	}
 	var mu sync.Mutex
 	res := browserResult{counts: map[string]int{}}
 	listen := func(ev any) {
@@ -96,10 +122,9 @@ func openPage(t testing.TB, path string, selectors []string, width int) browserR
 			res.errors = append(res.errors, fmt.Sprintf("exception at %d:%d: %s", d.LineNumber, d.ColumnNumber, msg))
 		}
 	}
-	ctx, cancel := chromedp.NewContext(actx, chromedp.WithListener(listen))
+	ctx, cancel := chromedp.NewContext(b.ctx, chromedp.WithListener(listen))
 	defer cancel()
-	// The first Run starts the browser; it must not run under a timeout
-	// (chromedp.Run's rule): the steps after it do.
+	// The first Run makes the tab, and must not run under a timeout.
 	if err := chromedp.Do(ctx); err != nil {
 		t.Fatalf("chromium: %v", err)
 	}
@@ -177,8 +202,9 @@ func openPage(t testing.TB, path string, selectors []string, width int) browserR
 	// first time-sequence graph's retransmission bars and drop marks
 	// against the page's own data.
 	marks, err := chromedp.Run(tctx, chromedp.Evaluate[map[string]int](`(function(){
-		var D = JSON.parse(document.getElementById('tapstack-data').textContent);
-		var svg = document.querySelector('svg.tsg'); if (!svg || !D.conns || !D.conns.length) return {};
+		var el = document.getElementById('tapstack-data'), svg = document.querySelector('svg.tsg');
+		if (!el || !svg) return {};
+		var D = JSON.parse(el.textContent); if (!D.conns || !D.conns.length) return {};
 		var c = D.conns[0], d = c.flows[1].bytes > c.flows[0].bytes ? 1 : 0, out = {retx: 0, drops: 0, data: 0};
 		c.segs.forEach(function (s) {
 			if ((s.d || 0) !== d) return;

@@ -32,6 +32,14 @@ func TestBrowser(t *testing.T) {
 		{"tcpdump", "", [][]string{common, data, {"svg.tsg g.plot path.retx"}}},
 	}
 	dir := t.TempDir()
+	b := newBrowser(t, 1400) // one browser, a tab per page
+	defer b.cancel()
+	// The harness sees what goes wrong in a page.
+	bad := filepath.Join(dir, "bad.html")
+	os.WriteFile(bad, []byte(`<!DOCTYPE html><body><script>console.error("boom"); null.x;</script></body>`), 0o644)
+	if res := b.open(t, bad, nil); len(res.errors) != 2 || res.rendered {
+		t.Fatalf("a page with a console error and an exception: %q, rendered %v", res.errors, res.rendered)
+	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			capture := tc.capture
@@ -48,7 +56,7 @@ func TestBrowser(t *testing.T) {
 			for _, s := range tc.selectors {
 				selectors = append(selectors, s...)
 			}
-			res := openPage(t, page, selectors, 1400)
+			res := b.open(t, page, selectors)
 			shot := saveArtifact(t, tc.name+".png", res.shot)
 			t.Logf("%d connections drawn in %v; screenshot %s", len(d.Conns), res.took, shot)
 			for _, e := range res.errors {
