@@ -639,16 +639,36 @@
     });
   html('div', 'hint', 'Drag across a chart to zoom (on the time-sequence graph, a rectangle); double-click to zoom out. Hover a mark for its frame number and comment, as Wireshark numbers frames.', sum);
 
+  function connSummary(conn) {
+    var f0 = conn.flows[0], f1 = conn.flows[1];
+    return (conn.end - conn.start).toFixed(6) + ' s · ' + conn.segs.length + ' frames · ' +
+      conn.ends[0].addr + ' → ' + fmtBytes(Math.max(0, f0.bytes - 2)) + ' in ' + f0.segments + ' segments, ' + f0.retx + ' retransmitted, ' + f0.drops + ' dropped · ' +
+      conn.ends[1].addr + ' → ' + fmtBytes(Math.max(0, f1.bytes - 2)) + ' in ' + f1.segments + ' segments, ' + f1.retx + ' retransmitted, ' + f1.drops + ' dropped';
+  }
+  // Many connections (a SYN flood, a busy server): the first ones are
+  // drawn at once, the others when asked, so the page opens quickly.
+  var drawAtOnce = 12;
+  if (D.conns.length > 1) {
+    var idx = html('section', 'notes', null, main);
+    html('h2', '', D.conns.length + ' connections', idx);
+    var ol = html('ol', '', null, idx);
+    D.conns.forEach(function (conn, ci) {
+      var li = html('li', '', null, ol), a = html('a', '', conn.name, li);
+      a.href = '#conn' + ci;
+      li.appendChild(document.createTextNode(' · ' + connSummary(conn)));
+    });
+  }
   D.conns.forEach(function (conn, ci) {
     var sec = html('section', 'conn', null, main);
     sec.id = 'conn' + ci;
     html('h2', '', conn.name, sec);
-    var f0 = conn.flows[0], f1 = conn.flows[1];
-    var m = html('div', 'meta', null, sec);
-    m.textContent = (conn.end - conn.start).toFixed(6) + ' s · ' + conn.segs.length + ' frames · ' +
-      conn.ends[0].addr + ' → ' + fmtBytes(Math.max(0, f0.bytes - 2)) + ' in ' + f0.segments + ' segments, ' + f0.retx + ' retransmitted, ' + f0.drops + ' dropped · ' +
-      conn.ends[1].addr + ' → ' + fmtBytes(Math.max(0, f1.bytes - 2)) + ' in ' + f1.segments + ' segments, ' + f1.retx + ' retransmitted, ' + f1.drops + ' dropped';
+    html('div', 'meta', connSummary(conn), sec);
     (conn.warnings || []).forEach(function (w) { html('div', 'warn', w, sec); });
+    if (ci < drawAtOnce) { drawConn(sec, conn); return; }
+    var btn = html('button', '', 'draw this connection', sec);
+    btn.addEventListener('click', function () { btn.remove(); drawConn(sec, conn); });
+  });
+  function drawConn(sec, conn) {
     var span = conn.end - conn.start, pad = Math.max(span * 0.02, 1e-4);
     var group = new Group(conn.start - pad, conn.end + pad);
     var withData = [0, 1].filter(function (d) { return conn.flows[d].bytes > 2; });
@@ -672,7 +692,7 @@
       var ul = html('ul', '', null, sec);
       conn.notes.forEach(function (n) { html('li', '', fmtT(n.t) + '  ' + n.text, ul); });
     }
-  });
+  }
   D.listeners.forEach(function (l) {
     var sec = html('section', 'listener', null, main);
     html('h2', '', 'listener ' + l.addr, sec);

@@ -40,6 +40,30 @@ func TestBrowser(t *testing.T) {
 	if res := b.open(t, bad, nil); len(res.errors) != 2 || res.rendered {
 		t.Fatalf("a page with a console error and an exception: %q, rendered %v", res.errors, res.rendered)
 	}
+	// A page of many connections draws the first twelve at once and the
+	// others when asked.
+	t.Run("many-connections", func(t *testing.T) {
+		d, err := plot.ReadFile("testdata/clean-close.pcapng")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for len(d.Conns) < 15 {
+			d.Conns = append(d.Conns, d.Conns[0])
+		}
+		page := filepath.Join(dir, "many.html")
+		var buf bytes.Buffer
+		if err := plot.WriteHTML(&buf, d); err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(page, buf.Bytes(), 0o644)
+		res := b.open(t, page, []string{"section.conn", "svg.tsg", "section.conn button"})
+		for _, e := range res.errors {
+			t.Errorf("browser: %s", e)
+		}
+		if res.counts["section.conn"] != 15 || res.counts["svg.tsg"] != 12 || res.counts["section.conn button"] != 3 {
+			t.Errorf("15 connections: %v", res.counts)
+		}
+	})
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			capture := tc.capture
