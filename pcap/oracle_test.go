@@ -413,7 +413,7 @@ var namedCases = []namedCase{
 // rules say, per Wireshark analysis flag, which words of a tapstack
 // comment agree with it.
 var rules = map[string][]string{
-	"retransmission":          {"retransmit", "retransmission of frame", "dropped: old sequence"},
+	"retransmission":          {"retransmit", "retransmission of frame", "dropped: old sequence", "tail loss probe"}, // a probe resends the last segment (RFC 8985 7.3)
 	"fast_retransmission":     {"retransmit"},
 	"spurious_retransmission": {"retransmit", "retransmission of frame", "dropped: old sequence"},
 	"duplicate_ack":           {"dup ACK #"},

@@ -162,6 +162,7 @@ type Writer struct {
 	timer     *time.Timer // writes the window out when nothing else does
 	armed     bool
 	linkDrops uint64
+	events    eventLog // engine events not yet written (events.go)
 }
 
 var _ stack.LinkEndpoint = (*Writer)(nil)
@@ -279,7 +280,9 @@ func (w *Writer) Observer(next event.Observer) event.Observer {
 func (w *Writer) observe(ev event.Event) {
 	w.mu.Lock()
 	if !w.stopped {
-		w.ann.event(time.Now(), &ev)
+		now := time.Now()
+		w.ann.event(now, &ev)
+		w.recordEventLocked(now, &ev)
 	}
 	w.mu.Unlock()
 }
@@ -380,6 +383,7 @@ func (w *Writer) CloseCapture() error {
 
 // finishLocked flushes and closes the current file. w.mu is held.
 func (w *Writer) finishLocked() {
+	w.writeEventsLocked()
 	if w.ng != nil {
 		w.setErr(w.ng.Flush())
 		w.ng = nil
@@ -509,6 +513,7 @@ func (w *Writer) tick() {
 		return
 	}
 	w.flushLocked(time.Now(), false)
+	w.writeEventsLocked()
 	if w.ng != nil {
 		w.setErr(w.ng.Flush())
 	}

@@ -303,7 +303,13 @@ func (b *bencher) measure(ctx context.Context, l benchLink, tasks []benchTask) (
 			return nil, fmt.Errorf("%s over %s: %w", kind, l.name(), err)
 		}
 		defer e.close()
-		v, err := t.run(ctx, e, warm)
+		// On a terminal, one line shows the bytes the workload moves.
+		var prog *progress
+		if len(t.figures) > 0 && strings.HasPrefix(t.figures[0].Name, "bulk") {
+			prog = newProgress(b.log, fmt.Sprintf("%s over %s, %s", kind, l.name(), t.figures[0].Name), 0)
+		}
+		defer prog.end()
+		v, err := t.run(withProgress(ctx, prog), e, warm)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()

@@ -53,6 +53,7 @@ type benchEnv struct {
 	dial   func(ctx context.Context, to netip.AddrPort) (net.Conn, error)
 	listen func(port uint16) (net.Listener, error) // the server's side
 	frames func() uint64                           // frames the link has carried, both ways
+	retx   func() uint64                           // segments the stack(s) under test retransmitted
 	close  func()
 }
 
@@ -134,6 +135,7 @@ func (l pipeLink) env(kind stackKind) (*benchEnv, error) {
 			return nil, err
 		}
 		e.dial = tapstackDial(cli)
+		e.retx = func() uint64 { return cli.TCP().Stats().Retransmits.Load() + srv.TCP().Stats().Retransmits.Load() }
 		e.listen = func(port uint16) (net.Listener, error) {
 			return conn.Listen(srv, "tcp", netip.AddrPortFrom(srvP.Addr(), port).String())
 		}
@@ -151,6 +153,7 @@ func (l pipeLink) env(kind stackKind) (*benchEnv, error) {
 			return nil, err
 		}
 		e.dial = gvisorDial(cli)
+		e.retx = func() uint64 { return cli.S.Stats().TCP.Retransmits.Value() + srv.S.Stats().TCP.Retransmits.Value() }
 		e.listen = srv.Listen
 		e.close = func() { a.Close(); b.Close(); cli.Close(); srv.Close() }
 	}
@@ -205,6 +208,7 @@ func (l kernelLink) env(kind stackKind) (*benchEnv, error) {
 			return nil, err
 		}
 		e.dial = tapstackDial(s)
+		e.retx = s.TCP().Stats().Retransmits.Load
 		e.close = func() { s.Close(); dev.Close() }
 	case kindGVisor:
 		g, err := gvisorStack(link, p)
@@ -213,6 +217,7 @@ func (l kernelLink) env(kind stackKind) (*benchEnv, error) {
 			return nil, err
 		}
 		e.dial = gvisorDial(g)
+		e.retx = g.S.Stats().TCP.Retransmits.Value
 		e.close = func() { g.Close(); dev.Close() }
 	}
 	return e, nil
@@ -312,6 +317,9 @@ func bulk(ctx context.Context, e *benchEnv, size int64, up bool) (bulkResult, er
 		want = crc32.Update(want, table, block[:min(int64(len(block)), size-n)])
 	}
 
+	prog := progressFrom(ctx)
+	prog.expect(size)
+	prog.retransmits(e.retx)
 	runtime.GC() // neither stack pays for the other's garbage
 	u0, f0 := readUsage(), e.frames()
 	sent := make(chan error, 1)
@@ -338,6 +346,7 @@ func bulk(ctx context.Context, e *benchEnv, size int64, up bool) (bulkResult, er
 		n, err := to.Read(buf)
 		sum = crc32.Update(sum, table, buf[:n])
 		got += int64(n)
+		prog.add(n)
 		if tWarm.IsZero() && got >= warm {
 			tWarm = time.Now()
 		}

@@ -16,7 +16,12 @@ func runDemo(ctx context.Context, e env, args []string) error {
 	text := fs.String("text", "hello, tapstack\n", "what the client sends")
 	pcapPath := fs.String("pcap", "", "write an annotated pcapng capture of the server's end to `file`")
 	faults := addFaultFlags(fs)
+	plotPath := plotFlag(fs)
 	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	capPath, plotDone, err := plotCapture(e, *pcapPath, *plotPath)
+	if err != nil {
 		return err
 	}
 	if err := checkTimeWait(fs, "timewait", *timeWait); err != nil {
@@ -24,13 +29,17 @@ func runDemo(ctx context.Context, e env, args []string) error {
 	}
 	out := &syncWriter{w: e.stdout}
 	fmt.Fprintf(out, "server 192.0.2.1:7 and client 192.0.2.2 on an in-memory cable (tap.Pipe); TIME-WAIT %v (Linux: 60s)\n", *timeWait)
-	return runDemoWorkload(ctx, out, demoConfig{
+	err = runDemoWorkload(ctx, out, demoConfig{
 		timeWait:  *timeWait,
 		text:      *text,
-		pcapPath:  *pcapPath,
+		pcapPath:  capPath,
 		faults:    faults,
 		stderr:    e.stderr,
 		serverObs: traceLine(out, "server"),
 		clientObs: traceLine(out, "client"),
 	})
+	if err != nil {
+		return err
+	}
+	return plotDone()
 }

@@ -40,8 +40,16 @@ func runDial(ctx context.Context, e env, args []string) error {
 	defer context.AfterFunc(ctx, func() { c.Close() })()
 
 	sent := make(chan error, 1)
+	// Progress of a large input, on a terminal stderr when the reply
+	// does not go to the terminal too.
+	var prog *progress
+	if !isTerminal(e.stdout) {
+		prog = newProgress(e.stderr, "dial "+fs.Arg(0), 0)
+		prog.retransmits(s.TCP().Stats().Retransmits.Load)
+		defer prog.end()
+	}
 	go func() {
-		_, err := io.Copy(c, e.stdin)
+		_, err := io.Copy(c, prog.reader(e.stdin))
 		if err == nil {
 			err = c.CloseWrite()
 		}

@@ -59,6 +59,7 @@ func commands() []command {
 		{"trace", "one tcpdump-like line per engine event: the demo, or echo on a TAP device", runTrace},
 		{"bench", "tapstack vs gVisor's TCP on the same link, in memory and over a TAP: bulk, connections/s, echo, CPU, memory", runBench},
 		{"script", "run packetdrill scripts against tapstack in-process, on a fake clock", runScript},
+		{"plot", "draw a capture's connections as one self-contained HTML page", runPlot},
 		{"agent", "serve the socket API over JSON lines on a TAP, for packet-level test harnesses (docs/agent.md)", runAgent},
 		{"version", "print tapstack's version, commit and Go version", runVersion},
 	}

@@ -35,10 +35,15 @@ func runTrace(ctx context.Context, e env, args []string) error {
 	}
 	out := &syncWriter{w: e.stdout}
 	if *lf.tap == "" && *lf.addr == "" {
+		capPath, plotDone, err := plotCapture(e, *lf.pcap, *lf.plot)
+		if err != nil {
+			return err
+		}
+		defer func() { reportErr(e, plotDone()) }()
 		return runDemoWorkload(ctx, io.Discard, demoConfig{
 			timeWait:  *timeWait,
 			text:      *text,
-			pcapPath:  *lf.pcap,
+			pcapPath:  capPath,
 			faults:    lf.faults,
 			stderr:    e.stderr,
 			serverObs: traceLine(out, "server"),

@@ -49,6 +49,7 @@ func stopStack(s *stack.Stack) {
 // linkFlags are the flags of a command that runs a stack on a TAP device.
 type linkFlags struct {
 	tap, addr, pcap *string
+	plot            *string // plot.go
 	create          *bool
 	faults          *faultFlags
 }
@@ -61,6 +62,7 @@ func addLinkFlags(fs *flag.FlagSet, verb string) *linkFlags {
 		addr:   fs.String("addr", "", "the stack's address/prefix on the device, e.g. 192.0.2.2/24"),
 		create: fs.Bool("create", false, "create the TAP device if it does not exist (it is removed on exit)"),
 		pcap:   fs.String("pcap", "", "write an annotated pcapng capture of the device's frames to `file`"),
+		plot:   plotFlag(fs),
 		faults: addFaultFlags(fs),
 	}
 }
@@ -89,8 +91,13 @@ func (lf *linkFlags) open(e env, opts tcp.Options) (s *stack.Stack, close func()
 	if err != nil {
 		return nil, nil, err
 	}
+	capPath, plotDone, err := plotCapture(e, *lf.pcap, *lf.plot)
+	if err != nil {
+		dev.Close()
+		return nil, nil, err
+	}
 	link, obs, finish, err := capture(captureConfig{
-		path: *lf.pcap, link: dev.LinkEndpoint(), obs: opts.Observer,
+		path: capPath, link: dev.LinkEndpoint(), obs: opts.Observer,
 		description: "tapstack on TAP device " + name,
 		faults:      lf.faults, stderr: e.stderr,
 		linkDrops: func() uint64 { return dev.Stats().TxDropped },
@@ -113,7 +120,7 @@ func (lf *linkFlags) open(e env, opts tcp.Options) (s *stack.Stack, close func()
 		finish()
 		return nil, nil, err
 	}
-	return s, func() { stopStack(s); dev.Close(); finish() }, nil
+	return s, func() { stopStack(s); dev.Close(); finish(); reportErr(e, plotDone()) }, nil
 }
 
 func hasKind(kinds []event.Kind, k event.Kind) bool {

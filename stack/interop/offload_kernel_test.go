@@ -19,6 +19,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
 	"github.com/tapstack/tapstack/conn"
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/pcap"
 	"github.com/tapstack/tapstack/stack"
 	"github.com/tapstack/tapstack/stack/tcp"
@@ -42,7 +43,7 @@ func newOffloadNet(tb testing.TB, name string, mtu uint32, opts ...tap.Option) *
 		topts = append(topts, taptest.WithMTU(mtu))
 	}
 	dev := ns.AddTAP(tb, name, kernelAddr+"/24", topts...)
-	ts, _ := newTapstack(tb, dev.LinkEndpoint(), netip.MustParsePrefix(tapAddr+"/24"), tcp.Options{Observer: func(tcp.Event) {}})
+	ts, _ := newTapstack(tb, dev.LinkEndpoint(), netip.MustParsePrefix(tapAddr+"/24"), tcp.Options{Observer: func(event.Event) {}})
 	return &offloadNet{ns: ns, dev: dev, ts: ts}
 }
 
@@ -255,7 +256,7 @@ func TestKernelOffloadCapture(t *testing.T) {
 				checkFlow(t, fmt.Sprintf("from kernel %v", fromKernel), sent, got)
 				tc.Close()
 				kc.Close()
-				waitState(t, tc, 5*time.Second, tcp.Closed, tcp.TimeWait)
+				waitState(t, tc, 5*time.Second, event.Closed, event.TimeWait)
 			}
 			ts.TCP().SyncEvents()
 			if err := w.CloseCapture(); err != nil {

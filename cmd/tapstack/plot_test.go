@@ -1,0 +1,107 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tapstack/tapstack/plot"
+)
+
+func runCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code = run(context.Background(), env{stdin: strings.NewReader(""), stdout: &out, stderr: &errOut}, args)
+	return code, out.String(), errOut.String()
+}
+
+func readPage(t *testing.T, path string) *plot.Data {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := plot.Extract(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// tapstack plot draws a saved capture; its usage errors exit 2, a capture
+// it cannot read exits 1.
+func TestPlotCommand(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join("..", "..", "plot", "testdata", "loss-sack.pcapng")
+	out := filepath.Join(dir, "page.html")
+	code, stdout, stderr := runCmd(t, "plot", "-o", out, src)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(stdout, "1 connections") || !strings.Contains(stdout, "engine events") || !strings.Contains(stdout, out) {
+		t.Errorf("stdout %q", stdout)
+	}
+	if d := readPage(t, out); len(d.Conns) != 1 || !d.Annotated {
+		t.Errorf("page: %d connections, annotated %v", len(d.Conns), d.Annotated)
+	}
+
+	// Without -o, the page goes beside the capture.
+	cp := filepath.Join(dir, "copy.pcapng")
+	b, _ := os.ReadFile(src)
+	os.WriteFile(cp, b, 0o644)
+	if code, _, stderr := runCmd(t, "plot", cp); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "copy.html")); err != nil {
+		t.Error(err)
+	}
+
+	if code, _, stderr := runCmd(t, "plot"); code != 2 || !strings.Contains(stderr, "tapstack plot: want 1 argument") {
+		t.Errorf("no argument: exit %d, %q", code, stderr)
+	}
+	if code, _, stderr := runCmd(t, "plot", filepath.Join(dir, "missing.pcapng")); code != 1 || !strings.HasPrefix(stderr, "tapstack plot: ") {
+		t.Errorf("missing capture: exit %d, %q", code, stderr)
+	}
+	os.WriteFile(filepath.Join(dir, "junk.pcapng"), []byte("not a capture at all"), 0o644)
+	if code, _, stderr := runCmd(t, "plot", filepath.Join(dir, "junk.pcapng")); code != 1 || !strings.Contains(stderr, "not a pcapng or pcap file") {
+		t.Errorf("junk: exit %d, %q", code, stderr)
+	}
+}
+
+// tapstack demo --plot draws the demo's capture when it ends, with or
+// without --pcap.
+func TestDemoPlot(t *testing.T) {
+	dir := t.TempDir()
+	page := filepath.Join(dir, "demo.html")
+	code, _, stderr := runCmd(t, "demo", "--timewait", "10ms", "--plot", page)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	d := readPage(t, page)
+	if len(d.Conns) != 1 || !d.Annotated || len(d.Listeners) != 1 {
+		t.Fatalf("page: %d connections, %d listeners, annotated %v", len(d.Conns), len(d.Listeners), d.Annotated)
+	}
+	c := d.Conns[0]
+	if n := len(c.States[0]); n == 0 || c.States[0][n-1].To != "CLOSED" {
+		t.Errorf("the server's states end in %+v", c.States[0])
+	}
+	if !strings.Contains(stderr, "plot of 1 connections written to "+page+" (capture "+filepath.Join(dir, "demo.pcapng")+")") {
+		t.Errorf("stderr %q", stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "demo.pcapng")); err != nil {
+		t.Errorf("the capture beside the page: %v", err)
+	}
+	pc := filepath.Join(dir, "other.pcapng")
+	if code, _, stderr := runCmd(t, "demo", "--timewait", "10ms", "--pcap", pc, "--plot", page); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if _, err := os.Stat(pc); err != nil {
+		t.Errorf("--pcap with --plot: %v", err)
+	}
+	if code, _, stderr := runCmd(t, "demo", "--plot", filepath.Join(dir, "page.pcapng")); code != 1 || !strings.Contains(stderr, "would overwrite its capture") {
+		t.Errorf("--plot x.pcapng: exit %d, %q", code, stderr)
+	}
+}
