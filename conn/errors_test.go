@@ -239,14 +239,36 @@ func TestPeerReset(t *testing.T) {
 		wantOpError(t, <-errc, "read", syscall.ECONNRESET)
 	}
 	blockedWrite := func(t *testing.T, c *conn.Conn, reset, settle func()) {
+		// The writer writes 1 KB at a time and says so after each Write
+		// that returns: the engine tells of ACKs, not of what a writer
+		// put in the buffer.
 		errc := make(chan error, 1)
+		wrote := make(chan struct{}, 1)
 		go func() {
-			_, err := c.Write(make([]byte, 4<<20))
-			errc <- err
+			b := make([]byte, 1<<10)
+			for {
+				if _, err := c.Write(b); err != nil {
+					errc <- err
+					return
+				}
+				select {
+				case wrote <- struct{}{}:
+				default:
+				}
+			}
 		}()
-		// Once the peer's window and our send buffer are full, the Write
-		// cannot end but in an error.
-		untilInfo(t, c, "the send buffer full", func(i tcp.Info) bool { return i.SendQueued >= 64<<10 })
+		// Once our send buffer is full, the next Write blocks until an
+		// ACK makes room; the peer reads nothing, so its window closes.
+		for range 100_000 {
+			changed := c.Endpoint().Changed()
+			if c.Info().SendQueued >= 64<<10 {
+				break
+			}
+			select {
+			case <-changed:
+			case <-wrote:
+			}
+		}
 		settle()
 		if len(errc) > 0 {
 			t.Fatalf("Write returned before the reset: %v", <-errc)
@@ -265,15 +287,17 @@ func TestPeerReset(t *testing.T) {
 		run  func(t *testing.T, c *conn.Conn, reset, settle func())
 	}{{"BlockedRead", blockedRead}, {"BlockedWrite", blockedWrite}} {
 		// With a tapstack peer, in a bubble, the call is known to be
-		// blocked when the peer resets.
+		// blocked when the peer resets (the peer's window and our buffer
+		// are full).
 		t.Run("Tapstack/"+call.name, func(t *testing.T) {
 			fake(t, func(t *testing.T, clock *faketime.ManualClock) {
 				c, reset := tapstackPeer(t, clock)
 				call.run(t, c, reset, synctest.Wait)
 			})
 		})
-		// With gVisor's, outside one, the reset may find the Read still
-		// on its way to blocking: it must fail all the same.
+		// With gVisor's, outside one, the reset may find the call still
+		// on its way to blocking (or, for Write, gVisor's larger window
+		// still open): it must fail all the same.
 		t.Run("GVisor/"+call.name, func(t *testing.T) {
 			c, reset := gvisorPeer(t, faketime.NewManualClock())
 			call.run(t, c, reset, func() {})
