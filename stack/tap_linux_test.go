@@ -35,14 +35,7 @@ func TestOpenTAP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		io.Copy(c, c)
-		c.Close()
-	}()
+	go echo(ln)
 	var got []byte
 	if err := ns.Do(func() error {
 		k, err := net.Dial("tcp", "192.0.2.2:7")
