@@ -37,6 +37,9 @@ func TestConcurrentUse(t *testing.T) {
 				errors.Is(err, syscall.ECONNRESET) || (errors.As(err, &ne) && ne.Timeout())
 		}
 		bad := make(chan error, 100)
+		// One Advance at a time: two at once could move the clock back
+		// (each ends by setting the time it was asked for).
+		var hand sync.Mutex
 		for i := range 8 {
 			for _, cn := range []*conn.Conn{c, s} {
 				wg.Add(2)
@@ -89,7 +92,9 @@ func TestConcurrentUse(t *testing.T) {
 							bad <- err
 							return
 						}
+						hand.Lock()
 						clock.Advance(100 * time.Microsecond)
+						hand.Unlock()
 					}
 				}()
 			}
