@@ -24,10 +24,14 @@ func ExampleListener() {
 	ln := limit.Listener(inner, 1, limit.Options{})
 	defer ln.Close()
 
-	first, err := conn.Dial(p.Client, "tcp", "192.0.2.1:80")
-	if err != nil {
-		panic(err)
+	dial := func() *conn.Conn {
+		c, err := conn.Dial(p.Client, "tcp", "192.0.2.1:80")
+		if err != nil {
+			panic(err)
+		}
+		return c
 	}
+	first := dial()
 	defer first.Close()
 	held, err := ln.Accept() // the one slot
 	if err != nil {
@@ -35,10 +39,7 @@ func ExampleListener() {
 	}
 	defer held.Close()
 
-	second, err := conn.Dial(p.Client, "tcp", "192.0.2.1:80")
-	if err != nil {
-		panic(err)
-	}
+	second := dial()
 	defer second.Close()
 	go ln.Accept() // takes the second connection and closes it at once
 	b, err := io.ReadAll(second)
