@@ -1,11 +1,3 @@
-// Package conn adapts tapstack's TCP engine to Go's net interfaces: Conn
-// is a net.Conn, Listener a net.Listener, so net/http, crypto/tls and any
-// Go code run on a tapstack stack.
-//
-// Errors follow package net: a *net.OpError whose Err wraps the syscall
-// errno (errors.Is(err, syscall.ECONNRESET)), os.ErrDeadlineExceeded for
-// deadlines, net.ErrClosed after Close, and a bare io.EOF from Read after
-// the peer's FIN.
 package conn
 
 import (
@@ -17,6 +9,8 @@ import (
 	"syscall"
 	"time"
 
+	"gvisor.dev/gvisor/pkg/tcpip"
+
 	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp"
 )
@@ -25,12 +19,13 @@ import (
 // use; Close unblocks every blocked call.
 type Conn struct {
 	ep     *tcp.Endpoint
+	clock  tcpip.Clock // the stack's: deadlines and linger run on it
 	laddr  *net.TCPAddr
 	raddr  *net.TCPAddr
 	rd, wd *deadline
 
-	readMu  sync.Mutex // one reader at a time, so reads do not interleave
-	writeMu sync.Mutex // one writer at a time, so writes do not interleave
+	readMu  turn // one reader at a time, so reads do not interleave
+	writeMu turn // one writer at a time, so writes do not interleave
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -42,16 +37,19 @@ type Conn struct {
 
 var _ net.Conn = (*Conn)(nil)
 
-func newConn(ep *tcp.Endpoint) *Conn {
+func newConn(ep *tcp.Endpoint, clock tcpip.Clock) *Conn {
 	id := ep.ID()
 	return &Conn{
-		ep:     ep,
-		laddr:  net.TCPAddrFromAddrPort(id.Local),
-		raddr:  net.TCPAddrFromAddrPort(id.Remote),
-		rd:     newDeadline(),
-		wd:     newDeadline(),
-		closed: make(chan struct{}),
-		linger: -1,
+		ep:      ep,
+		clock:   clock,
+		laddr:   net.TCPAddrFromAddrPort(id.Local),
+		raddr:   net.TCPAddrFromAddrPort(id.Remote),
+		rd:      newDeadline(clock),
+		wd:      newDeadline(clock),
+		readMu:  make(turn, 1),
+		writeMu: make(turn, 1),
+		closed:  make(chan struct{}),
+		linger:  -1,
 	}
 }
 
@@ -86,10 +84,32 @@ func (c *Conn) opError(op string, err error) error {
 	return &net.OpError{Op: op, Net: "tcp", Source: c.laddr, Addr: c.raddr, Err: err}
 }
 
+// turn is a lock that a caller waiting for it can give up: a channel
+// holding the one token. Close releases the callers queued behind a
+// blocked Read or Write at once, rather than one by one as each gets the
+// lock; and a caller waiting for its turn is blocked on a channel, which
+// testing/synctest sees as blocked (a sync.Mutex it cannot).
+type turn chan struct{}
+
+// take waits for the turn and reports true, or reports false once closed
+// is closed.
+func (t turn) take(closed <-chan struct{}) bool {
+	select {
+	case t <- struct{}{}:
+		return true
+	case <-closed:
+		return false
+	}
+}
+
+func (t turn) give() { <-t }
+
 // Read reads data the peer sent. It returns io.EOF after the peer's FIN.
 func (c *Conn) Read(b []byte) (int, error) {
-	c.readMu.Lock()
-	defer c.readMu.Unlock()
+	if !c.readMu.take(c.closed) {
+		return 0, c.opError("read", net.ErrClosed)
+	}
+	defer c.readMu.give()
 	if c.isClosed() {
 		return 0, c.opError("read", net.ErrClosed)
 	}
@@ -122,8 +142,10 @@ func (c *Conn) Read(b []byte) (int, error) {
 // Write writes all of b unless an error or the write deadline stops it.
 // It returns once the send buffer has taken the bytes.
 func (c *Conn) Write(b []byte) (int, error) {
-	c.writeMu.Lock()
-	defer c.writeMu.Unlock()
+	if !c.writeMu.take(c.closed) {
+		return 0, c.opError("write", net.ErrClosed)
+	}
+	defer c.writeMu.give()
 	if c.isClosed() {
 		return 0, c.opError("write", net.ErrClosed)
 	}
@@ -183,10 +205,11 @@ func (c *Conn) Close() error {
 }
 
 // lingerWait blocks until the queued data and the FIN are acknowledged
-// or d has passed, like a lingering close(2) on Linux.
+// or d has passed on the stack's clock, like a lingering close(2) on
+// Linux.
 func (c *Conn) lingerWait(d time.Duration) {
-	timer := time.NewTimer(d)
-	defer timer.Stop()
+	expired, stop := after(c.clock, d)
+	defer stop()
 	for {
 		changed := c.ep.Changed()
 		switch c.ep.State() {
@@ -196,7 +219,7 @@ func (c *Conn) lingerWait(d time.Duration) {
 		}
 		select {
 		case <-changed:
-		case <-timer.C:
+		case <-expired:
 			return
 		}
 	}
@@ -233,7 +256,8 @@ func (c *Conn) SetNoDelay(noDelay bool) error {
 // SetLinger sets the behaviour of Close, as SO_LINGER: a negative value
 // (the default) sends queued data in the background; 0 resets the
 // connection at once, discarding queued data; sec > 0 makes Close wait up
-// to sec seconds for the data and the FIN to be acknowledged.
+// to sec seconds (on the stack's clock) for the data and the FIN to be
+// acknowledged.
 func (c *Conn) SetLinger(sec int) error {
 	if c.isClosed() {
 		return c.opError("set", net.ErrClosed)
@@ -314,7 +338,8 @@ func (c *Conn) SetWriteBuffer(bytes int) error {
 	return nil
 }
 
-// SetDeadline sets both deadlines.
+// SetDeadline sets both deadlines. A deadline is a time on the stack's
+// clock (see the package documentation); the zero time removes it.
 func (c *Conn) SetDeadline(t time.Time) error {
 	if c.isClosed() {
 		return c.opError("set", net.ErrClosed)

@@ -2,40 +2,27 @@ package conn_test
 
 import (
 	"net"
-	"net/netip"
 	"testing"
 
 	"golang.org/x/net/nettest"
 
 	"github.com/tapstack/tapstack/conn"
 	"github.com/tapstack/tapstack/stack"
-	"github.com/tapstack/tapstack/tap"
 )
 
-// pair makes two tapstack stacks joined by an in-memory cable.
-func pair(t testing.TB) (client, server *stack.Stack) {
-	t.Helper()
-	a, b := tap.Pipe()
-	client = stack.New(stack.Options{})
-	server = stack.New(stack.Options{})
-	if _, err := client.AddNIC(a, netip.MustParsePrefix("192.0.2.2/24")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := server.AddNIC(b, netip.MustParsePrefix("192.0.2.1/24")); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		client.Close()
-		server.Close()
-	})
-	return client, server
-}
-
+// TestNettestConn runs x/net's conformance suite for net.Conn on two
+// tapstack conns. nettest sets its deadlines from time.Now and runs
+// subtests, so this test keeps the stacks on the real clock, outside a
+// synctest bubble; it has no sleeps or time bounds of its own.
 func TestNettestConn(t *testing.T) {
 	nettest.TestConn(t, func() (c1, c2 net.Conn, stop func(), err error) {
-		cs, ss := pair(t)
-		ln, err := conn.Listen(ss, "tcp", "192.0.2.1:0")
+		p, err := stack.NewPair(stack.PairOptions{})
 		if err != nil {
+			return nil, nil, nil, err
+		}
+		ln, err := conn.Listen(p.Server, "tcp", "192.0.2.1:0")
+		if err != nil {
+			p.Close()
 			return nil, nil, nil, err
 		}
 		type res struct {
@@ -47,21 +34,24 @@ func TestNettestConn(t *testing.T) {
 			c, err := ln.Accept()
 			ch <- res{c, err}
 		}()
-		c1, err = conn.Dial(cs, "tcp", ln.Addr().String())
+		c1, err = conn.Dial(p.Client, "tcp", ln.Addr().String())
 		if err != nil {
 			ln.Close()
+			p.Close()
 			return nil, nil, nil, err
 		}
 		r := <-ch
 		if r.err != nil {
 			c1.Close()
 			ln.Close()
+			p.Close()
 			return nil, nil, nil, r.err
 		}
 		stop = func() {
 			c1.Close()
 			r.c.Close()
 			ln.Close()
+			p.Close()
 		}
 		return c1, r.c, stop, nil
 	})

@@ -5,19 +5,29 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
 )
 
 // deadline is one of a connection's deadlines: a channel that is closed
 // when the deadline passes. Setting it re-times the channel that calls
 // already blocked are waiting on, so a new deadline applies to them too.
+//
+// Time is the stack's clock (stack.Options.Clock), the one the engine's
+// own timers run on: on the real clock (the default) a deadline behaves
+// as package net's; on a fake clock it passes when the clock is advanced
+// past it, so tests of deadlines need no sleeps.
 type deadline struct {
+	clock    tcpip.Clock
 	mu       sync.Mutex
-	timer    *time.Timer
+	timer    tcpip.Timer
 	expire   chan struct{}
 	released bool // the connection closed: no timer any more
 }
 
-func newDeadline() *deadline { return &deadline{expire: make(chan struct{})} }
+func newDeadline(clock tcpip.Clock) *deadline {
+	return &deadline{clock: clock, expire: make(chan struct{})}
+}
 
 func closedChan(c <-chan struct{}) bool {
 	select {
@@ -28,8 +38,8 @@ func closedChan(c <-chan struct{}) bool {
 	}
 }
 
-// set moves the deadline to t; the zero time removes it. After release it
-// does nothing.
+// set moves the deadline to t, read on the stack's clock; the zero time
+// removes it. After release it does nothing.
 func (d *deadline) set(t time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -37,7 +47,10 @@ func (d *deadline) set(t time.Time) {
 		return
 	}
 	if d.timer != nil && !d.timer.Stop() {
-		<-d.expire // the timer fired: wait until it has closed the channel
+		// The timer fired: wait until its function has closed the
+		// channel. The function takes no lock, so this cannot wait on us
+		// (a fake clock runs it on the goroutine that advances the clock).
+		<-d.expire
 	}
 	d.timer = nil
 	expired := closedChan(d.expire)
@@ -47,12 +60,12 @@ func (d *deadline) set(t time.Time) {
 		}
 		return
 	}
-	if dur := time.Until(t); dur > 0 {
+	if dur := t.Sub(d.clock.Now()); dur > 0 {
 		if expired {
 			d.expire = make(chan struct{})
 		}
 		ch := d.expire
-		d.timer = time.AfterFunc(dur, func() { close(ch) })
+		d.timer = d.clock.AfterFunc(dur, func() { close(ch) })
 		return
 	}
 	if !expired {
@@ -61,9 +74,10 @@ func (d *deadline) set(t time.Time) {
 }
 
 // release stops the timer for good, so that a closed connection leaves
-// nothing behind in the runtime's timer heap: a pending timer keeps its
-// function and channel alive until it fires, however far away. Calls that
-// might still wait on the channel have been woken by the close itself.
+// nothing behind in the clock's timers: on the real clock a pending timer
+// sits in the runtime's timer heap and keeps its function and channel
+// alive until it fires, however far away. Calls that might still wait on
+// the channel have been woken by the close itself.
 func (d *deadline) release() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -79,6 +93,19 @@ func (d *deadline) wait() <-chan struct{} {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.expire
+}
+
+// after returns a channel closed once d has passed on clock, and a
+// function that stops the timer. d <= 0 means never: the channel is nil.
+// Dial timeouts and lingering closes use it, so that they run on the
+// stack's clock as the engine's own timers do.
+func after(clock tcpip.Clock, d time.Duration) (<-chan struct{}, func()) {
+	if d <= 0 {
+		return nil, func() {}
+	}
+	ch := make(chan struct{})
+	t := clock.AfterFunc(d, func() { close(ch) })
+	return ch, func() { t.Stop() }
 }
 
 // timeoutError is a deadline or context timeout: a net.Error whose

@@ -18,8 +18,10 @@ import (
 type Dialer struct {
 	// Stack is the stack to dial from. Required.
 	Stack *stack.Stack
-	// Timeout bounds the whole dial; zero means no timeout beyond the
-	// engine's SYN retries.
+	// Timeout bounds the whole dial, on the stack's clock as the engine's
+	// SYN retransmissions are; zero means no timeout beyond the engine's
+	// SYN retries. A deadline of the context passed to DialContext also
+	// applies: it is the caller's, on the real clock.
 	Timeout time.Duration
 	// LocalAddr, a *net.TCPAddr, fixes the local address or port.
 	LocalAddr net.Addr
@@ -72,11 +74,9 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (*Con
 		}
 		local = la.AddrPort()
 	}
-	if d.Timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, d.Timeout)
-		defer cancel()
-	}
+	clock := d.Stack.Clock()
+	timeout, stop := after(clock, d.Timeout)
+	defer stop()
 	if err := ctx.Err(); err != nil {
 		return nil, opErr(mapContextErr(err), netAddr)
 	}
@@ -91,7 +91,7 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (*Con
 			return nil, opErr(err, netAddr)
 		}
 		if ok {
-			c := newConn(ep)
+			c := newConn(ep, clock)
 			if d.KeepAlive > 0 {
 				_ = c.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: d.KeepAlive, Interval: d.KeepAlive})
 			}
@@ -102,6 +102,11 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (*Con
 		case <-ctx.Done():
 			ep.Reset()
 			return nil, opErr(mapContextErr(ctx.Err()), netAddr)
+		case <-timeout:
+			// Package net reports a Dialer.Timeout as it reports a
+			// context deadline.
+			ep.Reset()
+			return nil, opErr(timeoutError{ctx: true}, netAddr)
 		}
 	}
 }

@@ -1,31 +1,29 @@
 package conn_test
 
 import (
+	"errors"
 	"fmt"
 	"io"
-	"net/netip"
+	"net"
+	"os"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip/faketime"
 
 	"github.com/tapstack/tapstack/conn"
 	"github.com/tapstack/tapstack/stack"
-	"github.com/tapstack/tapstack/tap"
 )
 
 // Two stacks on an in-memory Ethernet cable: a server that echoes and a
 // client that sends a line and reads it back.
 func Example() {
-	a, b := tap.Pipe()
-	server := stack.New(stack.Options{})
-	defer server.Close()
-	client := stack.New(stack.Options{})
-	defer client.Close()
-	if _, err := server.AddNIC(a, netip.MustParsePrefix("192.0.2.1/24")); err != nil {
+	p, err := stack.NewPair(stack.PairOptions{}) // server 192.0.2.1, client 192.0.2.2
+	if err != nil {
 		panic(err)
 	}
-	if _, err := client.AddNIC(b, netip.MustParsePrefix("192.0.2.2/24")); err != nil {
-		panic(err)
-	}
+	defer p.Close()
 
-	ln, err := conn.Listen(server, "tcp", "192.0.2.1:7")
+	ln, err := conn.Listen(p.Server, "tcp", "192.0.2.1:7")
 	if err != nil {
 		panic(err)
 	}
@@ -39,7 +37,7 @@ func Example() {
 		io.Copy(c, c) // echo until the client's FIN
 	}()
 
-	c, err := conn.Dial(client, "tcp", "192.0.2.1:7")
+	c, err := conn.Dial(p.Client, "tcp", "192.0.2.1:7")
 	if err != nil {
 		panic(err)
 	}
@@ -52,4 +50,43 @@ func Example() {
 	// Output:
 	// hello, tapstack
 	// <nil> 192.0.2.1:7
+}
+
+// A read deadline on a stack whose clock is fake passes when the clock is
+// advanced past it, at once and without waiting: how tapstack's own
+// tests check timeouts.
+func ExampleConn_SetReadDeadline() {
+	clock := faketime.NewManualClock()
+	p, err := stack.NewPair(stack.PairOptions{
+		Client: stack.Options{Clock: clock},
+		Server: stack.Options{Clock: clock},
+	})
+	if err != nil {
+		panic(err)
+	}
+	defer p.Close()
+	ln, err := conn.Listen(p.Server, "tcp", ":7")
+	if err != nil {
+		panic(err)
+	}
+	defer ln.Close()
+	c, err := conn.Dial(p.Client, "tcp", "192.0.2.1:7")
+	if err != nil {
+		panic(err)
+	}
+	defer c.Close()
+
+	// An hour on the stack's clock, which stands still until advanced.
+	c.SetReadDeadline(p.Client.Clock().Now().Add(time.Hour))
+	done := make(chan error)
+	go func() {
+		_, err := c.Read(make([]byte, 1)) // the server never writes
+		done <- err
+	}()
+	clock.Advance(time.Hour)
+	err = <-done
+	var oe *net.OpError
+	fmt.Println(errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &oe), oe.Op, oe.Err)
+	// Output:
+	// true true read i/o timeout
 }

@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"time"
 
+	"gvisor.dev/gvisor/pkg/tcpip"
+
 	"github.com/tapstack/tapstack/stack"
 	"github.com/tapstack/tapstack/stack/tcp"
 )
@@ -25,9 +27,10 @@ type ListenConfig struct {
 
 // Listener is a net.Listener on a tapstack stack.
 type Listener struct {
-	l    *tcp.Listener
-	addr *net.TCPAddr
-	dl   *deadline
+	l     *tcp.Listener
+	clock tcpip.Clock // the stack's: deadlines run on it
+	addr  *net.TCPAddr
+	dl    *deadline
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -67,10 +70,12 @@ func (lc *ListenConfig) Listen(s *stack.Stack, network, address string) (*Listen
 	if err != nil {
 		return nil, opErr(err, net.TCPAddrFromAddrPort(ap))
 	}
+	clock := s.Clock()
 	return &Listener{
 		l:      l,
+		clock:  clock,
 		addr:   net.TCPAddrFromAddrPort(l.Addr()),
-		dl:     newDeadline(),
+		dl:     newDeadline(clock),
 		closed: make(chan struct{}),
 	}, nil
 }
@@ -97,7 +102,7 @@ func (l *Listener) AcceptTCP() (*Conn, error) {
 		changed := l.l.Changed()
 		ep, err := l.l.Accept()
 		if err == nil {
-			return newConn(ep), nil
+			return newConn(ep, l.clock), nil
 		}
 		if err != tcp.ErrWouldBlock {
 			return nil, opErr(net.ErrClosed)
@@ -112,7 +117,8 @@ func (l *Listener) AcceptTCP() (*Conn, error) {
 	}
 }
 
-// SetDeadline sets the deadline for Accept calls, pending ones included.
+// SetDeadline sets the deadline for Accept calls, pending ones included,
+// as a time on the stack's clock; the zero time removes it.
 func (l *Listener) SetDeadline(t time.Time) error {
 	if closedChan(l.closed) {
 		return &net.OpError{Op: "set", Net: "tcp", Addr: l.addr, Err: net.ErrClosed}

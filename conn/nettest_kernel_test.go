@@ -16,13 +16,15 @@ import (
 )
 
 // kernelNet is a test-made namespace whose kernel has 192.0.2.1/24 on a
-// TAP that a tapstack stack drives with 192.0.2.2/24.
+// TAP that a tapstack stack drives with 192.0.2.2/24. The stack keeps the
+// real clock: its peer is the kernel, whose timers no fake clock moves,
+// and nettest sets its deadlines from time.Now.
 func kernelNet(t *testing.T) (*taptest.Namespace, *stack.Stack) {
 	t.Helper()
 	ns := taptest.NewNamespace(t)
 	dev := ns.AddTAP(t, "tapstack0", "192.0.2.1/24")
 	g := dev.LinkEndpoint()
-	ts := newTS(t, g, tcp.Options{}, netip.MustParsePrefix("192.0.2.2/24"))
+	ts := newTS(t, g, nil, tcp.Options{}, netip.MustParsePrefix("192.0.2.2/24"))
 	return ns, ts
 }
 

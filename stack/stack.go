@@ -1,10 +1,3 @@
-// Package stack builds a tapstack network stack: gVisor's netstack for
-// Ethernet, ARP, IPv4, IPv6 and ICMP, with tapstack's own TCP engine
-// (package stack/tcp) registered as the transport for protocol 6. gVisor's
-// TCP is never part of a tapstack stack.
-//
-// A Stack is a value: tests run many in one process, each with its own
-// clock, addresses, counters and observer.
 package stack
 
 import (

@@ -26,16 +26,13 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net/netip"
+	"log"
 	"os"
-	"os/signal"
 	"slices"
 	"sync"
-	"syscall"
 	"time"
 
 	gtcpip "gvisor.dev/gvisor/pkg/tcpip"
@@ -48,22 +45,17 @@ import (
 	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack"
 	"github.com/tapstack/tapstack/stack/tcp"
-	"github.com/tapstack/tapstack/tap"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Stdout, os.Args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return
-		}
-		if ctx.Err() != nil {
-			return // interrupted: a clean exit
-		}
-		fmt.Fprintln(os.Stderr, "backlog:", err)
-		stop()
-		os.Exit(1)
+	flag.Parse() // -h tells what the program does; it takes nothing else
+	if flag.NArg() > 0 {
+		log.Fatalf("backlog: unexpected argument %q", flag.Arg(0))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := story(ctx, os.Stdout); err != nil {
+		log.Fatalf("backlog: %v", err)
 	}
 }
 
@@ -73,39 +65,22 @@ const (
 	rto     = time.Second // the initial RTO of SYN and SYN-ACK (Linux: 1s)
 )
 
-func run(ctx context.Context, w io.Writer, args []string) error {
-	fs := flag.NewFlagSet("backlog", flag.ContinueOnError)
-	fs.SetOutput(w)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	return story(ctx, w)
-}
-
 // story runs the five steps of the doc comment and prints them.
 func story(ctx context.Context, w io.Writer) error {
 	clock := faketime.NewManualClock()
 	out := &printer{w: w, clock: clock, names: map[uint16]string{}}
 
-	a, b := tap.Pipe()
-	g := newGate(b)
-	opts := tcp.Options{InitialRTO: rto}
-	server := stack.New(stack.Options{Clock: clock, TCP: withObserver(opts, out.observe)})
-	client := stack.New(stack.Options{Clock: clock, TCP: opts})
-	defer server.Close()
-	defer client.Close()
-	defer a.Close() // cut the cable before the stacks close
-	if _, err := server.AddNIC(a, netip.MustParsePrefix("192.0.2.1/24")); err != nil {
+	var g *gate
+	p, err := stack.NewPair(stack.PairOptions{
+		Server:     stack.Options{Clock: clock, TCP: tcp.Options{InitialRTO: rto, Observer: out.observe}},
+		Client:     stack.Options{Clock: clock, TCP: tcp.Options{InitialRTO: rto}},
+		ClientLink: func(l gstack.LinkEndpoint) gstack.LinkEndpoint { g = newGate(l); return g },
+	})
+	if err != nil {
 		return err
 	}
-	if _, err := client.AddNIC(g, netip.MustParsePrefix("192.0.2.2/24")); err != nil {
-		return err
-	}
+	defer p.Close()
+	server, client := p.Server, p.Client
 	ln, err := (&conn.ListenConfig{Backlog: backlog}).Listen(server, "tcp", "192.0.2.1:80")
 	if err != nil {
 		return err
@@ -172,15 +147,38 @@ func story(ctx context.Context, w io.Writer) error {
 		return err
 	}
 
+	// synAckTimer fires the SYN-ACK timer: the server retransmits to
+	// the two clients whose final ACKs it dropped, and the gate lets
+	// their answers through.
+	synAckTimer := func() error {
+		clock.Advance(rto)
+		if err := out.expect(ctx, 2); err != nil { // two retransmissions
+			return err
+		}
+		if _, err := g.waitHeld(ctx, 2); err != nil {
+			return err
+		}
+		return releaseAll(ctx, g, out, 2)
+	}
+	// accept accepts n connections, each a decision the server prints.
+	accept := func(n int) error {
+		for range n {
+			c, err := ln.AcceptTCP()
+			if err != nil {
+				return err
+			}
+			connsMu.Lock()
+			conns = append(conns, c)
+			connsMu.Unlock()
+			if err := out.expect(ctx, 1); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+
 	out.say("--- 3. the SYN-ACK timer fires")
-	clock.Advance(rto)
-	if err := out.expect(ctx, 2); err != nil { // two retransmissions
-		return err
-	}
-	if _, err := g.waitHeld(ctx, 2); err != nil {
-		return err
-	}
-	if err := releaseAll(ctx, g, out, 2); err != nil {
+	if err := synAckTimer(); err != nil {
 		return err
 	}
 
@@ -196,15 +194,8 @@ func story(ctx context.Context, w io.Writer) error {
 	}
 
 	out.say("--- 5. the server accepts three connections")
-	for range backlog + 1 {
-		c, err := ln.AcceptTCP()
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		if err := out.expect(ctx, 1); err != nil {
-			return err
-		}
+	if err := accept(backlog + 1); err != nil {
+		return err
 	}
 	// The SYN-ACK timer (backed off to 2s) and the latecomer's SYN
 	// timer (1s) fire; the gate lets each answer through in turn.
@@ -221,25 +212,11 @@ func story(ctx context.Context, w io.Writer) error {
 	if err := releaseAll(ctx, g, out, 2); err != nil {
 		return err
 	}
-	clock.Advance(rto)
-	if err := out.expect(ctx, 2); err != nil { // two retransmissions
+	if err := synAckTimer(); err != nil {
 		return err
 	}
-	if _, err := g.waitHeld(ctx, 2); err != nil {
+	if err := accept(3); err != nil {
 		return err
-	}
-	if err := releaseAll(ctx, g, out, 2); err != nil {
-		return err
-	}
-	for range 3 {
-		c, err := ln.AcceptTCP()
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		if err := out.expect(ctx, 1); err != nil {
-			return err
-		}
 	}
 	for range clients + 1 {
 		if err := <-dials; err != nil {
@@ -281,11 +258,6 @@ func releaseAll(ctx context.Context, g *gate, out *printer, lines int) error {
 		}
 	}
 	return nil
-}
-
-func withObserver(o tcp.Options, obs event.Observer) tcp.Options {
-	o.Observer = obs
-	return o
 }
 
 // printer prints lines stamped with the fake clock's time, naming the

@@ -14,7 +14,7 @@ func TestStory(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var out bytes.Buffer
-	if err := run(ctx, &out, nil); err != nil {
+	if err := story(ctx, &out); err != nil {
 		t.Fatalf("run: %v\noutput:\n%s", err, out.String())
 	}
 	got := out.String()
@@ -61,11 +61,5 @@ func TestSameStoryEveryRun(t *testing.T) {
 		if out.String() != first {
 			t.Fatalf("run %d differs from run 0:\n%s\nrun 0:\n%s", i, out.String(), first)
 		}
-	}
-}
-
-func TestBadArgs(t *testing.T) {
-	if err := run(context.Background(), &bytes.Buffer{}, []string{"extra"}); err == nil {
-		t.Error("run with an extra argument succeeded")
 	}
 }

@@ -2,17 +2,15 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"strings"
 	"testing"
-	"time"
 )
 
+// TestInMemory runs the demo and finds each step of the story in what it
+// prints.
 func TestInMemory(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
 	var out bytes.Buffer
-	if err := run(ctx, &out, []string{"-timewait", "100ms"}); err != nil {
+	if err := run(t.Context(), &out, []string{"-timewait", "100ms"}); err != nil {
 		t.Fatalf("run: %v\noutput:\n%s", err, out.String())
 	}
 	got := out.String()
@@ -39,7 +37,7 @@ func TestInMemory(t *testing.T) {
 
 func TestAddrWithoutTap(t *testing.T) {
 	var out bytes.Buffer
-	err := run(context.Background(), &out, []string{"-addr", "192.0.2.2/24"})
+	err := run(t.Context(), &out, []string{"-addr", "192.0.2.2/24"})
 	if err == nil || !strings.Contains(err.Error(), "-tap") {
 		t.Fatalf("run -addr without -tap: err = %v, want one naming -tap", err)
 	}

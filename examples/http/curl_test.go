@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -37,14 +38,11 @@ func TestCurl(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			out := &lockedBuffer{}
 			done := make(chan error, 1)
-			args := []string{"-tap", "tapstack0", "-addr", "192.0.2.2/24", "-port", "8080"}
-			if tc.tls {
-				args = append(args, "-tls")
-			}
+			cfg := config{tap: "tapstack0", addr: netip.MustParsePrefix("192.0.2.2/24"), port: 8080, tls: tc.tls}
 			go func() {
 				// run stays on a thread in the namespace for its whole life;
 				// the TAP it opens belongs to the namespace.
-				done <- ns.Do(func() error { return run(ctx, out, args) })
+				done <- ns.Do(func() error { return run(ctx, out, cfg) })
 			}()
 			t.Cleanup(func() {
 				cancel()

@@ -2,7 +2,8 @@
 // http.Client whose connections go through tapstack too.
 //
 // By default it needs no privileges: a server stack (192.0.2.1) and a
-// client stack (192.0.2.2) share an in-memory Ethernet cable (tap.Pipe).
+// client stack (192.0.2.2) share an in-memory Ethernet cable
+// (stack.NewPair).
 // The client GETs 8 MiB and POSTs 8 MiB, and both sides check a SHA-256 of
 // the body:
 //
@@ -38,6 +39,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"log"
 	"math/big"
 	mrand "math/rand/v2"
 	"net"
@@ -46,96 +48,75 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
-	"sync"
 	"syscall"
 	"time"
 
-	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
-
 	"github.com/tapstack/tapstack/conn"
 	"github.com/tapstack/tapstack/stack"
-	"github.com/tapstack/tapstack/tap"
 )
 
 func main() {
+	var cfg config
+	flag.BoolVar(&cfg.tls, "tls", false, "serve HTTPS with a certificate generated at start")
+	flag.StringVar(&cfg.tap, "tap", "", "serve on this Linux TAP device instead of the in-memory demo")
+	flag.TextVar(&cfg.addr, "addr", netip.Prefix{}, "the stack's address/prefix on the TAP device, e.g. 192.0.2.2/24")
+	flag.IntVar(&cfg.port, "port", 0, "port to serve on (default 80, or 443 with -tls)")
+	flag.Int64Var(&cfg.size, "size", 8<<20, "bytes to GET and POST in the in-memory demo")
+	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Stdout, os.Args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return
-		}
-		fmt.Fprintln(os.Stderr, "http:", err)
-		stop()
-		os.Exit(1)
+	err := cfg.check(flag.Args())
+	if err == nil {
+		err = run(ctx, os.Stdout, cfg)
+	}
+	if err != nil {
+		log.Fatalf("http: %v", err)
 	}
 }
 
 // config is what the flags say.
 type config struct {
 	tls  bool
+	tap  string
+	addr netip.Prefix
 	size int64
 	port int
 }
 
-func run(ctx context.Context, w io.Writer, args []string) error {
-	fs := flag.NewFlagSet("http", flag.ContinueOnError)
-	fs.SetOutput(w)
-	var cfg config
-	fs.BoolVar(&cfg.tls, "tls", false, "serve HTTPS with a certificate generated at start")
-	tapName := fs.String("tap", "", "serve on this Linux TAP device instead of the in-memory demo")
-	addr := fs.String("addr", "", "address/prefix of the stack on the TAP device, e.g. 192.0.2.2/24")
-	fs.IntVar(&cfg.port, "port", 0, "port to serve on (default 80, or 443 with -tls)")
-	fs.Int64Var(&cfg.size, "size", 8<<20, "bytes to GET and POST in the in-memory demo")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
-	if cfg.port == 0 {
-		cfg.port = 80
-		if cfg.tls {
-			cfg.port = 443
-		}
-	}
-	out := &syncWriter{w: w}
-	if *tapName != "" {
-		prefix, err := netip.ParsePrefix(*addr)
-		if err != nil {
-			return fmt.Errorf("-addr: want address/prefix such as 192.0.2.2/24: %v", err)
-		}
-		dev, err := tap.Open(*tapName)
-		if errors.Is(err, os.ErrPermission) {
-			return fmt.Errorf("%w\n(run as root, or create the device for your user: ip tuntap add dev %s mode tap user $USER)", err, *tapName)
-		}
-		if err != nil {
-			return err
-		}
-		defer dev.Close()
-		return serveLink(ctx, out, dev.LinkEndpoint(), prefix, cfg)
-	}
-	if *addr != "" {
+// check checks the flags that go together and fills in the port.
+func (cfg *config) check(args []string) error {
+	switch {
+	case len(args) > 0:
+		return fmt.Errorf("unexpected argument %q", args[0])
+	case cfg.addr.IsValid() && cfg.tap == "":
 		return errors.New("-addr needs -tap")
+	case cfg.port == 0 && cfg.tls:
+		cfg.port = 443
+	case cfg.port == 0:
+		cfg.port = 80
 	}
-	return inMemory(ctx, out, cfg)
+	return nil
 }
 
-// serveLink serves HTTP (or HTTPS) on link with address prefix until ctx
-// is done.
-func serveLink(ctx context.Context, out io.Writer, link gstack.LinkEndpoint, prefix netip.Prefix, cfg config) error {
-	s := stack.New(stack.Options{})
-	defer s.Close()
-	if _, err := s.AddNIC(link, prefix); err != nil {
+// run serves on the TAP device until ctx is done, or runs the in-memory
+// demo.
+func run(ctx context.Context, w io.Writer, cfg config) error {
+	if cfg.tap == "" {
+		return inMemory(ctx, w, cfg)
+	}
+	s, err := stack.OpenTAP(cfg.tap, cfg.addr, stack.Options{})
+	if err != nil {
 		return err
 	}
-	ln, err := conn.Listen(s, "tcp", netip.AddrPortFrom(prefix.Addr(), uint16(cfg.port)).String())
+	defer s.Close()
+	ln, err := conn.Listen(s, "tcp", netip.AddrPortFrom(cfg.addr.Addr(), uint16(cfg.port)).String())
 	if err != nil {
 		return err
 	}
 	var l net.Listener = ln
 	scheme := "http"
 	if cfg.tls {
-		cert, _, err := selfSigned(prefix.Addr())
+		cert, _, err := selfSigned(cfg.addr.Addr())
 		if err != nil {
 			return err
 		}
@@ -144,7 +125,7 @@ func serveLink(ctx context.Context, out io.Writer, link gstack.LinkEndpoint, pre
 	}
 	srv := &http.Server{Handler: handler(), ReadHeaderTimeout: 10 * time.Second}
 	defer context.AfterFunc(ctx, func() { srv.Close() })()
-	fmt.Fprintf(out, "serving %s://%s/ (try: curl%s %s://%s/); Ctrl-C stops\n",
+	fmt.Fprintf(w, "serving %s://%s/ (try: curl%s %s://%s/); Ctrl-C stops\n",
 		scheme, ln.Addr(), map[bool]string{true: " -k"}[cfg.tls], scheme, ln.Addr())
 	err = srv.Serve(l)
 	if errors.Is(err, http.ErrServerClosed) {
@@ -153,22 +134,15 @@ func serveLink(ctx context.Context, out io.Writer, link gstack.LinkEndpoint, pre
 	return err
 }
 
-// inMemory runs server and client over tap.Pipe: GET and POST cfg.size
-// bytes, with hashes checked on both sides.
+// inMemory runs server and client over an in-memory cable: GET and POST
+// cfg.size bytes, with hashes checked on both sides.
 func inMemory(ctx context.Context, out io.Writer, cfg config) error {
-	a, b := tap.Pipe()
-	server := stack.New(stack.Options{})
-	defer server.Close()
-	serverAddr := netip.MustParseAddr("192.0.2.1")
-	if _, err := server.AddNIC(a, netip.PrefixFrom(serverAddr, 24)); err != nil {
+	p, err := stack.NewPair(stack.PairOptions{})
+	if err != nil {
 		return err
 	}
-	client := stack.New(stack.Options{})
-	defer client.Close()
-	if _, err := client.AddNIC(b, netip.MustParsePrefix("192.0.2.2/24")); err != nil {
-		return err
-	}
-	ln, err := conn.Listen(server, "tcp", netip.AddrPortFrom(serverAddr, uint16(cfg.port)).String())
+	defer p.Close()
+	ln, err := conn.Listen(p.Server, "tcp", netip.AddrPortFrom(p.ServerAddr, uint16(cfg.port)).String())
 	if err != nil {
 		return err
 	}
@@ -176,7 +150,7 @@ func inMemory(ctx context.Context, out io.Writer, cfg config) error {
 	scheme := "http"
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := (&conn.Dialer{Stack: client}).DialContext(ctx, network, addr)
+			c, err := (&conn.Dialer{Stack: p.Client}).DialContext(ctx, network, addr)
 			if err != nil {
 				return nil, err // not a typed nil *conn.Conn in a net.Conn
 			}
@@ -185,7 +159,7 @@ func inMemory(ctx context.Context, out io.Writer, cfg config) error {
 		ForceAttemptHTTP2: false,
 	}
 	if cfg.tls {
-		cert, leaf, err := selfSigned(serverAddr)
+		cert, leaf, err := selfSigned(p.ServerAddr)
 		if err != nil {
 			return err
 		}
@@ -367,16 +341,4 @@ func selfSigned(addr netip.Addr) (tls.Certificate, *x509.Certificate, error) {
 		return tls.Certificate{}, nil, err
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, leaf, nil
-}
-
-// syncWriter serializes writes from the server's and client's goroutines.
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"net/netip"
 	"os/exec"
 	"strings"
 	"sync"
@@ -13,13 +14,17 @@ import (
 // TestInMemory runs the demo: GET and POST of 8 MiB with hashes checked,
 // over plain HTTP and over TLS.
 func TestInMemory(t *testing.T) {
-	for _, args := range [][]string{nil, {"-tls"}} {
-		t.Run(strings.Join(append([]string{"http"}, args...), " "), func(t *testing.T) {
+	for _, tls := range []bool{false, true} {
+		t.Run(map[bool]string{false: "HTTP", true: "HTTPS"}[tls], func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
 			var out bytes.Buffer
 			start := time.Now()
-			if err := run(ctx, &out, args); err != nil {
+			cfg := config{tls: tls, size: 8 << 20}
+			if err := cfg.check(nil); err != nil {
+				t.Fatal(err)
+			}
+			if err := run(ctx, &out, cfg); err != nil {
 				t.Fatalf("run: %v\n%s", err, out.String())
 			}
 			t.Logf("%v\n%s", time.Since(start), out.String())
@@ -35,13 +40,21 @@ func TestInMemory(t *testing.T) {
 	}
 }
 
+// TestFlags: flags that do not go together, and the port's default.
 func TestFlags(t *testing.T) {
-	var out bytes.Buffer
-	if err := run(context.Background(), &out, []string{"-addr", "192.0.2.2/24"}); err == nil {
+	if err := (&config{addr: netip.MustParsePrefix("192.0.2.2/24")}).check(nil); err == nil {
 		t.Error("-addr without -tap accepted")
 	}
-	if err := run(context.Background(), &out, []string{"extra"}); err == nil {
+	if err := (&config{}).check([]string{"extra"}); err == nil {
 		t.Error("an extra argument accepted")
+	}
+	for _, tc := range []struct {
+		cfg  config
+		port int
+	}{{config{}, 80}, {config{tls: true}, 443}, {config{tls: true, port: 8443}, 8443}} {
+		if err := tc.cfg.check(nil); err != nil || tc.cfg.port != tc.port {
+			t.Errorf("check(%+v): port %d, %v; want %d", tc.cfg, tc.cfg.port, err, tc.port)
+		}
 	}
 }
 

@@ -11,15 +11,12 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/netip"
+	"log"
 	"os"
-	"os/signal"
 	"sync"
 	"syscall"
 	"time"
@@ -27,58 +24,45 @@ import (
 	"github.com/tapstack/tapstack/conn"
 	"github.com/tapstack/tapstack/examples/limit/limit"
 	"github.com/tapstack/tapstack/stack"
-	"github.com/tapstack/tapstack/tap"
 )
 
+// config is what the flags say.
+type config struct {
+	n, clients  int
+	hold        time.Duration
+	closeExcess bool
+}
+
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Stdout, os.Args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return
-		}
-		fmt.Fprintln(os.Stderr, "limit:", err)
-		stop()
-		os.Exit(1)
+	var cfg config
+	flag.IntVar(&cfg.n, "n", 2, "connections open at once")
+	flag.IntVar(&cfg.clients, "clients", 6, "clients connecting at once")
+	flag.DurationVar(&cfg.hold, "hold", 100*time.Millisecond, "how long the server holds each connection")
+	flag.BoolVar(&cfg.closeExcess, "close", false, "close the excess at once instead of letting it wait")
+	flag.Parse()
+	if flag.NArg() > 0 || cfg.n < 1 {
+		flag.Usage()
+		os.Exit(2)
+	}
+	if err := run(os.Stdout, cfg); err != nil {
+		log.Fatalf("limit: %v", err)
 	}
 }
 
-func run(ctx context.Context, w io.Writer, args []string) error {
-	fs := flag.NewFlagSet("limit", flag.ContinueOnError)
-	n := fs.Int("n", 2, "connections open at once")
-	clients := fs.Int("clients", 6, "clients connecting at once")
-	hold := fs.Duration("hold", 100*time.Millisecond, "how long the server holds each connection")
-	closeExcess := fs.Bool("close", false, "close the excess at once instead of letting it wait")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 || *n < 1 {
-		return errors.New("usage: limit [-n N] [-clients C] [-hold D] [-close]")
-	}
-	var mu sync.Mutex
-	printf := func(format string, args ...any) {
-		mu.Lock()
-		defer mu.Unlock()
-		fmt.Fprintf(w, format+"\n", args...)
-	}
-
-	a, b := tap.Pipe()
-	server, client := stack.New(stack.Options{}), stack.New(stack.Options{})
-	defer server.Close()
-	defer client.Close()
-	if _, err := server.AddNIC(a, netip.MustParsePrefix("192.0.2.1/24")); err != nil {
-		return err
-	}
-	if _, err := client.AddNIC(b, netip.MustParsePrefix("192.0.2.2/24")); err != nil {
-		return err
-	}
-	inner, err := conn.Listen(server, "tcp", "192.0.2.1:80")
+func run(w io.Writer, cfg config) error {
+	printf := log.New(w, "", 0).Printf // serialized: clients print at once
+	p, err := stack.NewPair(stack.PairOptions{})
 	if err != nil {
 		return err
 	}
-	ln := limit.Listener(inner, *n, limit.Options{Wait: !*closeExcess})
+	defer p.Close()
+	printf("at most %d of %d clients at once; the excess %s", cfg.n, cfg.clients, map[bool]string{false: "waits", true: "is closed at once"}[cfg.closeExcess])
+	inner, err := conn.Listen(p.Server, "tcp", "192.0.2.1:80")
+	if err != nil {
+		return err
+	}
+	ln := limit.Listener(inner, cfg.n, limit.Options{Wait: !cfg.closeExcess})
 	defer ln.Close()
-	printf("at most %d of %d clients at once; the excess %s", *n, *clients, map[bool]string{false: "waits", true: "is closed at once"}[*closeExcess])
 
 	var served sync.WaitGroup
 	go func() {
@@ -89,16 +73,16 @@ func run(ctx context.Context, w io.Writer, args []string) error {
 			}
 			served.Go(func() {
 				fmt.Fprintf(c, "%d open\n", ln.Open())
-				time.Sleep(*hold)
+				time.Sleep(cfg.hold)
 				c.Close()
 			})
 		}
 	}()
 
 	var wg sync.WaitGroup
-	for i := range *clients {
+	for i := range cfg.clients {
 		wg.Go(func() {
-			c, err := conn.DialContext(ctx, client, "tcp", "192.0.2.1:80")
+			c, err := conn.Dial(p.Client, "tcp", "192.0.2.1:80")
 			if err != nil {
 				printf("client %d: %v", i, err)
 				return
@@ -109,7 +93,8 @@ func run(ctx context.Context, w io.Writer, args []string) error {
 			switch {
 			case len(msg) > 0:
 				printf("client %d: served (%q) after %v", i, msg, time.Since(start).Round(10*time.Millisecond))
-			case err == nil || errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.ECONNRESET):
+			case err == nil || errors.Is(err, syscall.ECONNRESET): // the server's FIN, or its RST
+
 				printf("client %d: closed without a greeting", i)
 			default:
 				printf("client %d: %v", i, err)

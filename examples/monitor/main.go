@@ -2,7 +2,7 @@
 // histograms as Prometheus metrics.
 //
 // It needs no privileges: two tapstack stacks on an in-memory cable
-// (tap.Pipe) run an echo workload that keeps connections coming, so the
+// (stack.NewPair) run an echo workload that keeps connections coming, so the
 // numbers move. Scrape it while it runs:
 //
 //	go run ./examples/monitor -listen 127.0.0.1:9100
@@ -23,7 +23,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"os/signal"
 	"sync"
@@ -36,7 +35,6 @@ import (
 	"github.com/tapstack/tapstack/conn"
 	"github.com/tapstack/tapstack/stack"
 	"github.com/tapstack/tapstack/stack/tcp"
-	"github.com/tapstack/tapstack/tap"
 )
 
 func main() {
@@ -64,21 +62,15 @@ func run(ctx context.Context, listen string, every time.Duration, ready func(add
 	obsClient, qClient := stack.NewEventQueue(4096, life.observe("client"))
 	defer qClient.Close()
 
-	a, b := tap.Pipe()
-	server := stack.New(stack.Options{TCP: tcp.Options{TimeWait: 100 * time.Millisecond, Observer: obsServer}})
-	defer server.Close()
-	client := stack.New(stack.Options{TCP: tcp.Options{TimeWait: 100 * time.Millisecond, Observer: obsClient}})
-	defer client.Close()
-	// Cut the cable before the stacks close: gVisor's Stack.Wait holds the
-	// stack's lock while it waits for the pipe's pumps.
-	defer a.Close()
-	defer b.Close()
-	if _, err := server.AddNIC(a, netip.MustParsePrefix("192.0.2.1/24")); err != nil {
+	p, err := stack.NewPair(stack.PairOptions{
+		Server: stack.Options{TCP: tcp.Options{TimeWait: 100 * time.Millisecond, Observer: obsServer}},
+		Client: stack.Options{TCP: tcp.Options{TimeWait: 100 * time.Millisecond, Observer: obsClient}},
+	})
+	if err != nil {
 		return err
 	}
-	if _, err := client.AddNIC(b, netip.MustParsePrefix("192.0.2.2/24")); err != nil {
-		return err
-	}
+	defer p.Close()
+	server, client := p.Server, p.Client
 	reg.MustRegister(&collector{
 		stacks: []namedStack{{"server", server}, {"client", client}},
 		queues: map[string]*stack.EventQueue{"server": qServer, "client": qClient},
@@ -123,22 +115,17 @@ func run(ctx context.Context, listen string, every time.Duration, ready func(add
 	return err
 }
 
-// serveEcho echoes on every accepted connection until ln is closed.
+// serveEcho echoes on every accepted connection until ln is closed, and
+// waits for the echoes to end.
 func serveEcho(ln *conn.Listener) {
 	var wg sync.WaitGroup
-	defer wg.Wait()
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	for c, err := ln.Accept(); err == nil; c, err = ln.Accept() {
+		wg.Go(func() {
 			io.Copy(c, c)
 			c.Close()
-		}()
+		})
 	}
+	wg.Wait()
 }
 
 // workload opens a connection every interval: it sends a line, half-closes,
