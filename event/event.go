@@ -98,6 +98,12 @@ type Event struct {
 	// 0 when it is not one).
 	Acked, Sacked uint32
 	DupAck        int
+	// For KindAck: the RTT estimate after the ACK (RFC 6298 2: SRTT and
+	// RTTVAR, zero until the first sample), and the bytes in flight as
+	// the sender counts them (RFC 6675's pipe: sent, not acknowledged,
+	// not SACKed, not deemed lost, plus retransmissions). RTO is set too.
+	SRTT, RTTVar time.Duration
+	InFlight     uint32
 }
 
 // AckString summarizes a KindAck event: "SND.UNA +2896, cwnd 14480",

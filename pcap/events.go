@@ -87,9 +87,10 @@ type EventRecord struct {
 	Acked          uint32 `json:"acked,omitempty"`
 	Sacked         uint32 `json:"sacked,omitempty"`
 	DupAck         int    `json:"dup,omitempty"`
-	// SRTT and InFlight are for the engine to fill when its events carry
-	// them (EventAck); zero means not recorded.
-	SRTT     int64  `json:"srtt,omitempty"` // nanoseconds
+	// The engine's RTT estimate (RFC 6298) and bytes in flight (RFC
+	// 6675's pipe) after an ack; SRTT zero means no sample yet.
+	SRTT     int64  `json:"srtt,omitempty"`   // nanoseconds
+	RTTVar   int64  `json:"rttvar,omitempty"` // nanoseconds
 	InFlight uint32 `json:"inflight,omitempty"`
 	// Text is the event in the words of packet comments (Describe), for
 	// the kinds whose words are not on a frame's comment already: state,
@@ -283,9 +284,15 @@ func appendEventJSON(b []byte, now time.Time, ev *event.Event) []byte {
 	if ev.DupAck != 0 {
 		b = appendInt(b, "dup", int64(ev.DupAck))
 	}
-	// When event.Event carries the smoothed RTT and the pipe on EventAck,
-	// they go here as "srtt" (nanoseconds) and "inflight" (bytes): the
-	// plot draws the engine's values in place of its wire estimates.
+	// The engine's RTT estimate and pipe at each ACK: the plot draws
+	// them in place of its wire estimates.
+	if ev.SRTT != 0 {
+		b = appendInt(b, "srtt", int64(ev.SRTT))
+		b = appendInt(b, "rttvar", int64(ev.RTTVar))
+	}
+	if ev.Kind == event.KindAck {
+		b = appendInt(b, "inflight", int64(ev.InFlight))
+	}
 	switch ev.Kind {
 	case event.KindSend, event.KindAck, event.KindReceive, event.KindDrop:
 		// The words are the frame's comment already: most events are

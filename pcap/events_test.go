@@ -99,6 +99,12 @@ func TestEventsRecorded(t *testing.T) {
 		if r.Cwnd != ev.Cwnd || r.Ssthresh != ev.Ssthresh || r.Acked != ev.Acked || r.DupAck != ev.DupAck {
 			t.Errorf("event %d (%v): cwnd %d ssthresh %d acked %d dup %d", i, ev, r.Cwnd, r.Ssthresh, r.Acked, r.DupAck)
 		}
+		if r.SRTT != int64(ev.SRTT) || r.RTTVar != int64(ev.RTTVar) || r.InFlight != ev.InFlight {
+			t.Errorf("event %d (%v): srtt %d rttvar %d in flight %d", i, ev, r.SRTT, r.RTTVar, r.InFlight)
+		}
+		if ev.Kind == event.KindAck && ev.Acked > 0 && r.SRTT == 0 {
+			t.Errorf("event %d (%v): an ACK of new data without the RTT estimate", i, ev)
+		}
 		if ev.Kind == event.KindState {
 			if r.Kind != "state" || r.From != ev.From.String() || r.To != ev.To.String() {
 				t.Errorf("event %d: %+v, want %v", i, r, ev)

@@ -250,6 +250,11 @@ func checkScenario(t *testing.T, name string, d *plot.Data) {
 		if c.Flows[0].Bytes < 64<<10 || len(c.Series.Cwnd) == 0 || len(c.Series.RTT[0]) == 0 {
 			t.Errorf("flow %+v, %d cwnd points, %d RTT samples", c.Flows[0], len(c.Series.Cwnd), len(c.Series.RTT[0]))
 		}
+		// The sender's SRTT and pipe are the engine's own, from its
+		// ACK events, not estimates off the wire.
+		if !c.Series.RTTEngine || !c.Series.InFlightEngine {
+			t.Errorf("RTT from the engine %v, in flight from the engine %v", c.Series.RTTEngine, c.Series.InFlightEngine)
+		}
 	case "loss-sack":
 		c := d.Conns[0]
 		retx := count(c, func(s plot.Seg) bool { return s.Mark == "retx" && s.Dir == 0 })

@@ -300,7 +300,7 @@ func (e *Endpoint) emitAck(seg *segment, oldUna seqnum.Value, a *ackInfo) {
 		return // a data segment that acknowledged nothing new: its text is the news
 	}
 	ev := event.Event{Kind: event.KindAck, Conn: e.connID(), Segment: seg.info(), Key: seg.wire, Cwnd: e.cwnd, Ssthresh: e.ssthresh,
-		Acked: a.acked, Sacked: a.sacked}
+		Acked: a.acked, Sacked: a.sacked, SRTT: e.srtt, RTTVar: e.rttvar, RTO: e.rto, InFlight: e.inflight()}
 	if a.dup {
 		ev.DupAck = e.dupAcks
 	}
