@@ -189,14 +189,9 @@ func (e *Endpoint) synReceivedArrives(seg *segment) verdict {
 		return stay()
 	}
 	e.sndUna = seg.Ack
+	e.sampleHandshakeRTT(seg)
 	e.retries = 0
 	e.stopTimer(timerRetransmit)
-	// The handshake's round trip seeds the estimator: from TSecr when
-	// timestamps are on, which survives a retransmitted SYN-ACK (RFC
-	// 7323 4.1), else timed unless retransmitted (Karn).
-	if !e.sampleRTTFromTSecr(seg) && e.rto == e.proto.opts.InitialRTO {
-		e.sampleRTT(e.proto.clock.NowMonotonic().Sub(e.stateSince))
-	}
 	e.setSndWnd(uint32(seg.Window)<<e.sndWndShift, seg)
 	e.initCongestion()
 	return moveTo(event.Established, segmentCause(seg), thenHandshakeCompleted)

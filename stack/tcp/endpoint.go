@@ -97,7 +97,8 @@ type Endpoint struct {
 	// flight (rtxqueue.go).
 	srtt, rttvar, rto time.Duration
 	rttValid          bool
-	retries           int // RTO expiries in a row without progress
+	retries           int    // RTO expiries in a row without progress
+	synTSval          uint32 // TSval of the latest SYN or SYN-ACK sent (handshake.go)
 	rtxq              rtxQueue
 	train             train // new segments output sends back to back (send.go)
 	swsOverride       bool  // the persist timer lets a short segment past SWS avoidance

@@ -3,6 +3,7 @@ package tcp
 import (
 	"net/netip"
 	"syscall"
+	"time"
 
 	"github.com/tapstack/tapstack/event"
 	"gvisor.dev/gvisor/pkg/buffer"
@@ -132,9 +133,10 @@ func routeErrno(err tcpip.Error) error {
 // TSecr 0 (RFC 7323 3.2), like Linux with tcp_timestamps=1.
 func (e *Endpoint) sendSyn(cause event.SendCause) {
 	var opts [header.TCPOptionsMaximumSize]byte
+	e.synTSval = e.tsNow()
 	n := encodeSynOptions(synOptions{
 		mss: uint16(e.rcvMSS), ws: int(e.rcvWndShift),
-		ts: !e.proto.opts.NoTimestamps, tsVal: e.tsNow(),
+		ts: !e.proto.opts.NoTimestamps, tsVal: e.synTSval,
 		sackPerm: !e.proto.opts.NoSACK,
 	}, opts[:])
 	e.sendSegment(cause, header.TCPFlagSyn, e.iss, buffer.Buffer{}, opts[:n])
@@ -150,9 +152,10 @@ func (e *Endpoint) sendSynAck(cause event.SendCause) {
 	if e.wsOK {
 		ws = int(e.rcvWndShift)
 	}
+	e.synTSval = e.tsNow()
 	n := encodeSynOptions(synOptions{
 		mss: uint16(e.rcvMSS), ws: ws,
-		ts: e.tsOK, tsVal: e.tsNow(), tsEcr: e.tsRecent,
+		ts: e.tsOK, tsVal: e.synTSval, tsEcr: e.tsRecent,
 		sackPerm: e.sackOK, // RFC 2018 2: only in answer to a SYN that offered it
 	}, opts[:])
 	e.sendSegment(cause, header.TCPFlagSyn|header.TCPFlagAck, e.iss, buffer.Buffer{}, opts[:n])
@@ -236,15 +239,9 @@ func (e *Endpoint) synSentArrives(seg *segment) verdict {
 		return moveTo(event.SynReceived, segmentCause(seg), thenSynAckOut)
 	}
 	e.sndUna = seg.Ack
+	e.sampleHandshakeRTT(seg)
 	e.retries = 0
 	e.stopTimer(timerRetransmit)
-	// Our SYN's round trip seeds the estimator (RFC 6298 allows the
-	// handshake as the first sample; Linux does the same), unless the
-	// SYN was retransmitted (Karn); with timestamps, from the SYN-ACK's
-	// TSecr (RFC 7323 4.1), as Linux does.
-	if !e.sampleRTTFromTSecr(seg) && e.rto == e.proto.opts.InitialRTO {
-		e.sampleRTT(e.proto.clock.NowMonotonic().Sub(e.stateSince))
-	}
 	// The window in a SYN-ACK is never scaled (RFC 7323 2.2).
 	e.setSndWnd(uint32(seg.Window), seg)
 	e.initCongestion()
@@ -286,6 +283,33 @@ func (e *Endpoint) synAckOut(*segment) verdict {
 	e.sendSynAck(event.SendSynAck)
 	e.setTimer(timerRetransmit, e.rto)
 	return stay()
+}
+
+// sampleHandshakeRTT seeds the estimator with the handshake's round trip
+// when the ACK of our SYN (or SYN-ACK) arrives (RFC 6298 allows it as the
+// first sample; Linux does the same): from the ACK's TSecr when
+// timestamps are on (RFC 7323 4.1), else timed from the first SYN unless
+// it was retransmitted (Karn, RFC 6298 3).
+//
+// A TSecr older than our latest SYN's TSval echoes an earlier SYN: the
+// peer got it, its answer was lost, and now - TSecr holds the RTO wait
+// and its backoff, seconds on a lossy path. Linux takes that sample
+// (tcp_ack_update_rtt); it seeded SRTT with 3 s at 20% loss and every
+// later RTO with 13 s. We take none, as for data after a retransmission
+// (Eifel, RFC 3522; ack.go), and, with no sample after a SYN timeout,
+// re-initialize the RTO to 3 s (RFC 6298 5.7) until data gives one.
+func (e *Endpoint) sampleHandshakeRTT(seg *segment) {
+	retransmitted := e.retries > 0
+	if e.tsOK && seg.TS && seg.TSEcr != 0 && !(retransmitted && tsBefore(seg.TSEcr, e.synTSval)) {
+		if e.sampleRTTFromTSecr(seg) {
+			return
+		}
+	}
+	if !retransmitted {
+		e.sampleRTT(e.proto.clock.NowMonotonic().Sub(e.stateSince))
+		return
+	}
+	e.rto = min(max(e.proto.opts.InitialRTO, 3*time.Second), e.proto.opts.MaxRTO)
 }
 
 // setSndWnd records the peer's window and the segment that carried it

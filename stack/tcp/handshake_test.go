@@ -2,6 +2,7 @@ package tcp_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp"
@@ -210,5 +211,80 @@ func TestWindowScaleOffInfo(t *testing.T) {
 	_, ep := tcptest.Established(t) // the fixture's SYN has no wscale
 	if i := ep.Info(); i.SndWndScale != -1 || i.RcvWndScale != -1 {
 		t.Errorf("Info scales %d/%d with scaling off, want -1/-1 as documented", i.SndWndScale, i.RcvWndScale)
+	}
+}
+
+// TestHandshakeRTTAfterLostAnswer: our SYN (or SYN-ACK) reached the peer
+// but its answer was lost, so we sent it again after the RTO, and the
+// answer that finally arrives echoes the first one's TSval. now - TSecr
+// is then the RTO wait, not a round trip: it must not seed SRTT (Eifel,
+// RFC 3522, as for data), and with no sample the RTO starts at 3 s (RFC
+// 6298 5.7). An answer echoing the retransmission is a fair sample. Before
+// this rule, a 20% loss transfer began with SRTT ≈ 3 s and RTOs of 13 s.
+func TestHandshakeRTTAfterLostAnswer(t *testing.T) {
+	const wait = 1 * time.Second // the initial RTO
+	const rtt = 30 * time.Millisecond
+	for _, tc := range []struct {
+		name        string
+		passive     bool
+		echoLatest  bool
+		wantRTT     time.Duration
+		wantRTO     time.Duration
+		wantSampled bool
+	}{
+		{name: "active, answer echoes the first SYN", wantRTO: 3 * time.Second},
+		{name: "active, answer echoes the retransmitted SYN", echoLatest: true, wantRTT: rtt, wantSampled: true},
+		{name: "passive, ACK echoes the first SYN-ACK", passive: true, wantRTO: 3 * time.Second},
+		{name: "passive, ACK echoes the retransmitted SYN-ACK", passive: true, echoLatest: true, wantRTT: rtt, wantSampled: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var p *tcptest.Peer
+			var ep *tcp.Endpoint
+			var l *tcp.Listener
+			if tc.passive {
+				p, l = tcptest.Listen(t, tcptest.WithTimestamps())
+				p.Inject(seg{Flags: "S", Seq: 0, MSS: 1460})
+			} else {
+				p = tcptest.New(t, tcptest.WithTimestamps())
+				ep = p.Connect()
+			}
+			want := seg{Flags: "S", Seq: 0}
+			if tc.passive {
+				want = seg{Flags: "S.", Seq: 0, Ack: 1}
+			}
+			first := p.Expect(want)
+			p.Advance(wait)
+			again := p.Expect(want)
+			if again.TSVal == first.TSVal {
+				t.Fatalf("the retransmission carries the first TSval %d", first.TSVal)
+			}
+			p.Advance(rtt)
+			echo := first.TSVal
+			if tc.echoLatest {
+				echo = again.TSVal
+			}
+			if tc.passive {
+				p.Inject(seg{Flags: ".", Seq: 1, Ack: 1, TS: true, TSVal: p.TSClock(), TSEcr: echo})
+				p.ExpectNothing()
+				var err error
+				if ep, err = l.Accept(); err != nil {
+					t.Fatalf("Accept: %v", err)
+				}
+			} else {
+				p.Inject(seg{Flags: "S.", Seq: 0, Ack: 1, MSS: 1460, TS: true, TSVal: p.TSClock(), TSEcr: echo})
+				p.Expect(seg{Flags: ".", Seq: 1, Ack: 1})
+			}
+			p.WantState(ep, event.Established)
+			i := ep.Info()
+			if tc.wantSampled {
+				if i.RTT != tc.wantRTT {
+					t.Errorf("SRTT %v, want %v from the echo of the retransmission", i.RTT, tc.wantRTT)
+				}
+				return
+			}
+			if i.RTT != 0 || i.RTO != tc.wantRTO {
+				t.Errorf("SRTT %v, RTO %v; want no sample (0) and RTO %v", i.RTT, i.RTO, tc.wantRTO)
+			}
+		})
 	}
 }
