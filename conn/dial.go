@@ -241,7 +241,7 @@ func (d *Dialer) control(network string, raddr netip.AddrPort) error {
 // tapstack socket has no file descriptor.
 type noRawConn struct{}
 
-func (noRawConn) Control(func(uintptr)) error      { return syscall.EOPNOTSUPP }
+func (noRawConn) Control(func(uintptr)) error    { return syscall.EOPNOTSUPP }
 func (noRawConn) Read(func(uintptr) bool) error  { return syscall.EOPNOTSUPP }
 func (noRawConn) Write(func(uintptr) bool) error { return syscall.EOPNOTSUPP }
 

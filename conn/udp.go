@@ -26,7 +26,8 @@ import (
 // unreachable (RFC 1122 4.1.3.1); a connected UDPConn that gets one
 // fails its next Read or Write with ECONNREFUSED, once, as Linux's does.
 type UDPConn struct {
-	sock *socket
+	sock  *socket
+	proto tcpip.NetworkProtocolNumber // of the endpoint
 }
 
 var (
@@ -190,7 +191,7 @@ func newUDPConn(s *stack.Stack, network string, proto tcpip.NetworkProtocolNumbe
 	}
 	// Go's net sets SO_BROADCAST on every UDP socket it makes.
 	ep.SocketOptions().SetBroadcast(true)
-	return &UDPConn{sock: newSocket(ep, wq, s.Clock(), network)}, nil
+	return &UDPConn{sock: newSocket(ep, wq, s.Clock(), network), proto: proto}, nil
 }
 
 // fixAddrs reads the bound (and connected) addresses once.
@@ -303,6 +304,10 @@ func (c *UDPConn) WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error)
 	}
 	if !addr.IsValid() {
 		return 0, c.sock.opError("write", na, syscall.EINVAL)
+	}
+	if c.proto == header.IPv4ProtocolNumber && !addr.Addr().Unmap().Is4() {
+		// An AF_INET socket cannot name an IPv6 peer.
+		return 0, c.sock.opError("write", na, syscall.EAFNOSUPPORT)
 	}
 	to := fullAddress(netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port()))
 	if c.dualStack() && addr.Addr().Unmap().Is4() {
