@@ -275,6 +275,9 @@ func knownNetwork(network string) bool {
 // empty port is 0 (ephemeral when listening), a name is looked up in
 // the host's services table.
 func splitPort(network, address string) (string, uint16, error) {
+	if address == "" {
+		return "", 0, nil // as net.Listen("tcp", "")
+	}
 	host, port, err := net.SplitHostPort(address)
 	if err != nil {
 		return "", 0, err

@@ -121,7 +121,7 @@ type udpTransfer struct {
 	// neighborDrops were dropped by the sender while it resolved the
 	// peer's MAC address (gVisor holds 256 datagrams per neighbour).
 	neighborDrops int
-	elapsed                                time.Duration
+	elapsed       time.Duration
 }
 
 func (x udpTransfer) String() string {
@@ -238,4 +238,3 @@ func BenchmarkUDPTransferGVisor(b *testing.B) {
 		})
 	}
 }
-
