@@ -22,9 +22,9 @@ func TestPing(t *testing.T) {
 		}
 		want := []string{
 			"^" + tc.header + "$",
-			`^64 bytes from ` + regexp.QuoteMeta(tc.from) + `: icmp_seq=1 ttl=64 time=\d+\.\d{3} ms$`,
-			`^64 bytes from ` + regexp.QuoteMeta(tc.from) + `: icmp_seq=2 ttl=64 time=\d+\.\d{3} ms$`,
-			`^64 bytes from ` + regexp.QuoteMeta(tc.from) + `: icmp_seq=3 ttl=64 time=\d+\.\d{3} ms$`,
+			`^64 bytes from ` + regexp.QuoteMeta(tc.from) + `: icmp_seq=1 ttl=64 time=\d+(\.\d+)? ms$`,
+			`^64 bytes from ` + regexp.QuoteMeta(tc.from) + `: icmp_seq=2 ttl=64 time=\d+(\.\d+)? ms$`,
+			`^64 bytes from ` + regexp.QuoteMeta(tc.from) + `: icmp_seq=3 ttl=64 time=\d+(\.\d+)? ms$`,
 			`^$`,
 			`^--- ` + regexp.QuoteMeta(tc.host) + ` ping statistics ---$`,
 			`^3 packets transmitted, 3 received, 0% packet loss, time \d+ms$`,
