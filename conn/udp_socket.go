@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/transport"
 	"gvisor.dev/gvisor/pkg/waiter"
 )
 
@@ -42,6 +43,19 @@ func newSocket(ep tcpip.Endpoint, wq *waiter.Queue, clock tcpip.Clock, network s
 }
 
 func (s *socket) isClosed() bool { return closedChan(s.closed) }
+
+// failure translates err from the endpoint. An endpoint closed under a
+// socket the user did not close is one its stack closed (Stack.Close
+// aborts every endpoint): ECONNABORTED, as TCP connections report then.
+func (s *socket) failure(err tcpip.Error) error {
+	switch {
+	case s.isClosed():
+		return net.ErrClosed
+	case s.ep.State() == uint32(transport.DatagramEndpointStateClosed):
+		return syscall.ECONNABORTED
+	}
+	return errno(err)
+}
 
 // opError wraps err as package net does. addr is the peer the call was
 // about (nil: the connected peer, if any).
@@ -108,10 +122,7 @@ func (s *socket) readMsg(b []byte, done <-chan struct{}) (res tcpip.ReadResult, 
 			return res, nil
 		}
 		if _, ok := terr.(*tcpip.ErrWouldBlock); !ok {
-			if s.isClosed() {
-				return res, net.ErrClosed
-			}
-			return res, errno(terr)
+			return res, s.failure(terr)
 		}
 		select {
 		case <-notify:
@@ -148,10 +159,7 @@ func (s *socket) write(b []byte, to *tcpip.FullAddress) (int, error) {
 			return int(n), nil
 		}
 		if _, ok := terr.(*tcpip.ErrWouldBlock); !ok {
-			if s.isClosed() {
-				return 0, net.ErrClosed
-			}
-			return 0, errno(terr)
+			return 0, s.failure(terr)
 		}
 		// The send buffer is full (datagrams still queued at the link):
 		// wait for room, as a blocking sendto does.

@@ -545,3 +545,22 @@ func TestUDPLoopback(t *testing.T) {
 		pc.Close()
 	}
 }
+
+// TestUDPStackClose: closing the stack unblocks a blocked ReadFrom and
+// fails later calls with ECONNABORTED, as it does TCP connections.
+func TestUDPStackClose(t *testing.T) {
+	fake(t, func(t *testing.T, clock *faketime.ManualClock) {
+		s := stack.New(stack.Options{Clock: clock})
+		pc, err := conn.ListenUDP(s, "udp", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pc.Close()
+		ch := start(clock, func() error { _, _, err := pc.ReadFrom(make([]byte, 10)); return err })
+		notYet(t, ch, "ReadFrom")
+		s.Close()
+		wantNetError(t, now(t, ch, "ReadFrom after Stack.Close").err, "read", "udp", syscall.ECONNABORTED)
+		_, err = pc.WriteTo([]byte("x"), &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9})
+		wantNetError(t, err, "write", "udp", syscall.ECONNABORTED)
+	})
+}
