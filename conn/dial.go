@@ -101,6 +101,9 @@ func (d *Dialer) DialTCP(ctx context.Context, network, address string) (*Conn, e
 	}
 	switch network {
 	case "tcp", "tcp4", "tcp6":
+	case "udp", "udp4", "udp6":
+		// Dial and DialContext return a *Conn, which is TCP's.
+		return nil, opErr(fmt.Errorf("conn: %s is not TCP: use DialUDP, or Dialer.DialContext for a net.Conn of any network", network), nil)
 	default:
 		return nil, opErr(net.UnknownNetworkError(network), nil)
 	}
@@ -334,8 +337,15 @@ func resolveLocal(network, address string) (netip.AddrPort, error) {
 			return netip.AddrPort{}, &net.AddrError{Err: "a local address must be an IP address", Addr: host}
 		}
 		a = a.Unmap().WithZone("")
-		if err := matchFamily(network, a); err != nil && !a.IsUnspecified() {
-			return netip.AddrPort{}, err
+		switch f := family(network); {
+		case a.IsUnspecified() && f == "4":
+			a = netip.IPv4Unspecified() // "[::]" in tcp4 is "any", as ""
+		case a.IsUnspecified() && f == "6":
+			a = netip.IPv6Unspecified()
+		default:
+			if err := matchFamily(network, a); err != nil {
+				return netip.AddrPort{}, err
+			}
 		}
 	}
 	return netip.AddrPortFrom(a, port), nil
