@@ -104,10 +104,16 @@ func (lc *ListenConfig) Listen(s *stack.Stack, network, address string) (*Listen
 	}
 	var fam string
 	if ap.Addr().IsUnspecified() {
-		// The engine's wildcard listener takes both families; the
-		// restriction of tcp4 and tcp6 (IPV6_V6ONLY) is applied at
-		// Accept, which resets a connection of the other family.
+		// The engine's wildcard listener takes both families: tcp4 and
+		// tcp6 (IPV6_V6ONLY) give the other family's SYNs no listener,
+		// so they are reset as on Linux. Accept checks again.
 		fam = family(network)
+		if fam != "" {
+			if err := s.RestrictListener(l, fam == "6"); err != nil {
+				l.Close()
+				return nil, opErr(err, net.TCPAddrFromAddrPort(ap))
+			}
+		}
 	}
 	ka := lc.KeepAliveConfig
 	if !ka.Enable && lc.KeepAlive > 0 {
@@ -177,6 +183,8 @@ func (l *Listener) AcceptTCP() (*Conn, error) {
 		ep, err := l.l.Accept()
 		if err == nil {
 			if r := ep.ID().Remote.Addr(); (l.family == "4" && !r.Is4()) || (l.family == "6" && !r.Is6()) {
+				// Not expected (RestrictListener keeps such SYNs
+				// away); a connection of the other family is reset.
 				ep.Reset()
 				continue
 			}
