@@ -2,6 +2,7 @@ package conn
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -75,6 +76,9 @@ func (lc *ListenConfig) Listen(s *stack.Stack, network, address string) (*Listen
 	}
 	switch network {
 	case "tcp", "tcp4", "tcp6":
+	case "udp", "udp4", "udp6":
+		// As net.Listen: a listener is for streams.
+		return nil, opErr(fmt.Errorf("conn: Listen is for TCP; use ListenPacket or ListenUDP for %s", network), nil)
 	default:
 		return nil, opErr(net.UnknownNetworkError(network), nil)
 	}
