@@ -3,6 +3,7 @@ package stack
 import (
 	"net/netip"
 
+	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/link/loopback"
 )
 
@@ -10,7 +11,7 @@ import (
 // Linux's lo: 127.0.0.1/8 and ::1/128 work without any other interface.
 // It is far above the ids AddNIC hands out (1, 2, ...), so the first
 // interface a user adds is still NIC 1.
-const LoopbackNIC = 1<<31 - 1
+const LoopbackNIC tcpip.NICID = 1<<31 - 1
 
 // Loopback addresses: RFC 1122 3.2.1.3 (g) reserves 127/8 for the host
 // itself, RFC 4291 2.5.3 names ::1.
