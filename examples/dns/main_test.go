@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/net/dns/dnsmessage"
+
 	"github.com/tapstack/tapstack/conn"
 	"github.com/tapstack/tapstack/stack"
 )
@@ -145,4 +147,23 @@ func TestMalformedQueries(t *testing.T) {
 			t.Errorf("%s: reply %x, want RCODE %d", tc.name, reply, tc.rcode)
 		}
 	}
+}
+
+// FuzzAnswer: no query, however malformed, makes the server panic, and
+// every reply it builds parses as a response to the query's ID.
+func FuzzAnswer(f *testing.F) {
+	names := map[string][]netip.Addr{"example.test": {netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")}}
+	f.Add([]byte{0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 7, 'e', 'x', 'a', 'm', 'p', 'l', 'e', 4, 't', 'e', 's', 't', 0, 0, 1, 0, 1})
+	f.Add([]byte{0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, query []byte) {
+		reply, ok := answer(query, names)
+		if !ok {
+			return
+		}
+		var p dnsmessage.Parser
+		h, err := p.Start(reply)
+		if err != nil || !h.Response || h.ID != uint16(query[0])<<8|uint16(query[1]) {
+			t.Fatalf("reply %x to %x: header %+v, %v", reply, query, h, err)
+		}
+	})
 }
