@@ -91,6 +91,31 @@ func listenUDP(s *stack.Stack, network string, local netip.AddrPort) (*UDPConn, 
 	return c, nil
 }
 
+// ListenMulticastUDP opens a UDP socket on gaddr's port that has joined
+// the group gaddr.IP on interface nic, like net.ListenMulticastUDP: it
+// binds the wildcard address, so datagrams to the group and port arrive.
+func ListenMulticastUDP(s *stack.Stack, network string, nic tcpip.NICID, gaddr *net.UDPAddr) (*UDPConn, error) {
+	g := udpAddr(gaddr)
+	if !g.Addr().IsMulticast() {
+		return nil, &net.OpError{Op: "listen", Net: network, Addr: gaddr, Err: &net.AddrError{Err: "not a multicast address", Addr: g.Addr().String()}}
+	}
+	var any netip.Addr
+	if g.Addr().Is4() {
+		any = netip.IPv4Unspecified()
+	} else {
+		any = netip.IPv6Unspecified()
+	}
+	c, err := listenUDP(s, network, netip.AddrPortFrom(any, g.Port()))
+	if err != nil {
+		return nil, err
+	}
+	if err := c.JoinGroup(nic, g.Addr()); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
 // DialUDP opens a UDP socket connected to raddr, like net.DialUDP: it
 // sends only to raddr, takes datagrams only from it, and learns of ICMP
 // port unreachable (ECONNREFUSED). laddr may be nil; its zero port picks

@@ -436,6 +436,18 @@ func TestUDPMulticast(t *testing.T) {
 		if err := srv.JoinGroup(1, netip.MustParseAddr("192.0.2.1")); !errors.Is(err, syscall.EINVAL) {
 			t.Errorf("JoinGroup(unicast) = %v, want EINVAL", err)
 		}
+
+		// ListenMulticastUDP: bound and joined in one call, as in net.
+		m, err := conn.ListenMulticastUDP(server, "udp4", 1, &net.UDPAddr{IP: net.IPv4(239, 1, 2, 4), Port: 5001})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		c.WriteToUDPAddrPort([]byte("group 2"), netip.MustParseAddrPort("239.1.2.4:5001"))
+		m.SetReadDeadline(clock.Now().Add(time.Second))
+		if n, _, err := m.ReadFrom(buf); err != nil || string(buf[:n]) != "group 2" {
+			t.Fatalf("ListenMulticastUDP: ReadFrom = %q, %v", buf[:n], err)
+		}
 	})
 }
 
