@@ -1,6 +1,7 @@
 package conn
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -105,13 +106,36 @@ func (t turn) take(closed <-chan struct{}) bool {
 func (t turn) give() { <-t }
 
 // Read reads data the peer sent. It returns io.EOF after the peer's FIN.
-func (c *Conn) Read(b []byte) (int, error) {
+// A zero-length b returns 0, nil at once, as package net's Read does.
+func (c *Conn) Read(b []byte) (int, error) { return c.read(nil, b) }
+
+// ReadContext is Read that also returns when ctx is done, for callers
+// that cancel by context rather than by deadline. The error is then a
+// *net.OpError wrapping ctx's error (context.Canceled, or a timeout that
+// matches both context.DeadlineExceeded and os.ErrDeadlineExceeded).
+// The read deadline applies as well.
+func (c *Conn) ReadContext(ctx context.Context, b []byte) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, c.opError("read", mapContextErr(err))
+	}
+	n, err := c.read(ctx.Done(), b)
+	var te timeoutError
+	if errors.As(err, &te) && ctx.Err() != nil {
+		err = c.opError("read", mapContextErr(ctx.Err()))
+	}
+	return n, err
+}
+
+func (c *Conn) read(done <-chan struct{}, b []byte) (int, error) {
 	if !c.readMu.take(c.closed) {
 		return 0, c.opError("read", net.ErrClosed)
 	}
 	defer c.readMu.give()
 	if c.isClosed() {
 		return 0, c.opError("read", net.ErrClosed)
+	}
+	if len(b) == 0 {
+		return 0, nil
 	}
 	if closedChan(c.rd.wait()) {
 		// Like package net, a passed deadline fails the call even when
@@ -133,6 +157,8 @@ func (c *Conn) Read(b []byte) (int, error) {
 		case <-changed:
 		case <-c.rd.wait():
 			return 0, c.opError("read", timeoutError{})
+		case <-done:
+			return 0, c.opError("read", timeoutError{ctx: true})
 		case <-c.closed:
 			return 0, c.opError("read", net.ErrClosed)
 		}

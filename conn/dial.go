@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -23,25 +24,40 @@ type Dialer struct {
 	// SYN retries. A deadline of the context passed to DialContext also
 	// applies: it is the caller's, on the real clock.
 	Timeout time.Duration
-	// LocalAddr, a *net.TCPAddr, fixes the local address or port.
+	// LocalAddr fixes the local address or port: a *net.TCPAddr for TCP,
+	// a *net.UDPAddr for UDP.
 	LocalAddr net.Addr
 	// KeepAlive, if positive, turns keepalive probes on with this idle
 	// time and interval. Unlike net.Dialer, zero means off: RFC 9293
 	// 3.8.4 requires keepalives to be off by default.
 	KeepAlive time.Duration
+	// KeepAliveConfig, if Enable is set, configures keepalive probes
+	// instead of KeepAlive (see Conn.SetKeepAliveConfig).
+	KeepAliveConfig net.KeepAliveConfig
+	// Resolver looks up host names that are not IP addresses. Nil means
+	// only IP addresses and "localhost" (127.0.0.1 and ::1, RFC 6761
+	// 6.3). Resolver(s, servers...) makes one that asks DNS servers
+	// through the stack.
+	Resolver *net.Resolver
+	// Control, if set, is called before each connection attempt with the
+	// network ("tcp4", "udp6"...) and the address being dialed, as
+	// net.Dialer's is; an error aborts the attempt. A tapstack socket has
+	// no file descriptor: the RawConn's methods fail with EOPNOTSUPP.
+	Control func(network, address string, c syscall.RawConn) error
 }
 
-// Dial connects to address ("192.0.2.1:80", "[2001:db8::1]:80") on s.
-// network is "tcp", "tcp4" or "tcp6". tapstack has no resolver: host must
-// be an IP address.
+// Dial connects to address ("192.0.2.1:80", "[2001:db8::1]:80",
+// "localhost:7") on s over TCP: network is "tcp", "tcp4" or "tcp6". For
+// UDP use DialUDP or a Dialer. Host names other than localhost need a
+// Dialer with a Resolver.
 func Dial(s *stack.Stack, network, address string) (*Conn, error) {
-	return (&Dialer{Stack: s}).DialContext(context.Background(), network, address)
+	return (&Dialer{Stack: s}).DialTCP(context.Background(), network, address)
 }
 
 // DialContext is Dial with a context: cancelling it or reaching its
 // deadline aborts the attempt, and no connection appears later.
 func DialContext(ctx context.Context, s *stack.Stack, network, address string) (*Conn, error) {
-	return (&Dialer{Stack: s}).DialContext(ctx, network, address)
+	return (&Dialer{Stack: s}).DialTCP(ctx, network, address)
 }
 
 // Dial connects as DialContext does with a background context.
@@ -49,8 +65,30 @@ func (d *Dialer) Dial(network, address string) (net.Conn, error) {
 	return d.DialContext(context.Background(), network, address)
 }
 
-// DialContext connects to address. The returned error is a *net.OpError.
-func (d *Dialer) DialContext(ctx context.Context, network, address string) (*Conn, error) {
+// DialContext connects to address over network: "tcp", "tcp4", "tcp6"
+// (a *Conn), or "udp", "udp4", "udp6" (a *UDPConn). It has
+// net.Dialer.DialContext's signature, so it plugs into
+// http.Transport.DialContext and net.Resolver.Dial. When a host name
+// resolves to several addresses they are tried in turn. The returned
+// error is a *net.OpError.
+func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	switch network {
+	case "udp", "udp4", "udp6":
+		c, err := d.DialUDP(ctx, network, address)
+		if err != nil {
+			return nil, err // not a typed nil in a net.Conn
+		}
+		return c, nil
+	}
+	c, err := d.DialTCP(ctx, network, address)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// DialTCP is DialContext for TCP, returning the *Conn.
+func (d *Dialer) DialTCP(ctx context.Context, network, address string) (*Conn, error) {
 	opErr := func(err error, raddr net.Addr) error {
 		var errno syscall.Errno
 		if errors.As(err, &errno) {
@@ -61,38 +99,77 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (*Con
 	if d.Stack == nil {
 		return nil, opErr(errors.New("conn: Dialer has no Stack"), nil)
 	}
-	raddr, err := resolve(network, address)
-	if err != nil {
-		return nil, opErr(err, nil)
+	switch network {
+	case "tcp", "tcp4", "tcp6":
+	case "udp", "udp4", "udp6":
+		// Dial and DialContext return a *Conn, which is TCP's.
+		return nil, opErr(fmt.Errorf("conn: %s is not TCP: use DialUDP, or Dialer.DialContext for a net.Conn of any network", network), nil)
+	default:
+		return nil, opErr(net.UnknownNetworkError(network), nil)
 	}
-	netAddr := net.TCPAddrFromAddrPort(raddr)
 	var local netip.AddrPort
 	if d.LocalAddr != nil {
 		la, ok := d.LocalAddr.(*net.TCPAddr)
 		if !ok {
-			return nil, opErr(fmt.Errorf("conn: LocalAddr is %T, not *net.TCPAddr", d.LocalAddr), netAddr)
+			return nil, opErr(fmt.Errorf("conn: LocalAddr is %T, not *net.TCPAddr", d.LocalAddr), nil)
 		}
 		local = la.AddrPort()
 	}
 	clock := d.Stack.Clock()
 	timeout, stop := after(clock, d.Timeout)
 	defer stop()
+	raddrs, err := d.resolveRemote(ctx, network, address)
+	if err != nil {
+		return nil, opErr(err, nil)
+	}
+	var first error
+	for _, raddr := range raddrs {
+		c, err := d.dialTCP(ctx, network, local, raddr, timeout)
+		if err == nil {
+			return c, nil
+		}
+		if first == nil {
+			first = err
+		}
+		if ctx.Err() != nil || closedChan(timeout) {
+			break
+		}
+	}
+	return nil, first
+}
+
+// dialTCP makes one attempt at raddr.
+func (d *Dialer) dialTCP(ctx context.Context, network string, local, raddr netip.AddrPort, timeout <-chan struct{}) (*Conn, error) {
+	netAddr := net.TCPAddrFromAddrPort(raddr)
+	opErr := func(err error) error {
+		var errno syscall.Errno
+		if errors.As(err, &errno) {
+			err = os.NewSyscallError("connect", errno)
+		}
+		return &net.OpError{Op: "dial", Net: network, Source: d.LocalAddr, Addr: netAddr, Err: err}
+	}
 	if err := ctx.Err(); err != nil {
-		return nil, opErr(mapContextErr(err), netAddr)
+		return nil, opErr(mapContextErr(err))
+	}
+	if err := d.control(network, raddr); err != nil {
+		return nil, opErr(err)
 	}
 	ep, err := d.Stack.TCP().Connect(local, raddr)
 	if err != nil {
-		return nil, opErr(err, netAddr)
+		return nil, opErr(err)
 	}
 	for {
 		changed := ep.Changed()
 		ok, err := ep.Established()
 		if err != nil {
-			return nil, opErr(err, netAddr)
+			return nil, opErr(err)
 		}
 		if ok {
-			c := newConn(ep, clock)
-			if d.KeepAlive > 0 {
+			c := newConn(ep, d.Stack.Clock())
+			switch {
+			case d.KeepAliveConfig.Enable:
+				_ = c.SetKeepAliveConfig(d.KeepAliveConfig)
+			case d.KeepAlive > 0:
 				_ = c.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: d.KeepAlive, Interval: d.KeepAlive})
 			}
 			return c, nil
@@ -101,15 +178,75 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (*Con
 		case <-changed:
 		case <-ctx.Done():
 			ep.Reset()
-			return nil, opErr(mapContextErr(ctx.Err()), netAddr)
+			return nil, opErr(mapContextErr(ctx.Err()))
 		case <-timeout:
 			// Package net reports a Dialer.Timeout as it reports a
 			// context deadline.
 			ep.Reset()
-			return nil, opErr(timeoutError{ctx: true}, netAddr)
+			return nil, opErr(timeoutError{ctx: true})
 		}
 	}
 }
+
+// DialUDP is DialContext for UDP, returning the *UDPConn: a socket
+// connected to the first address address resolves to (nothing is sent,
+// so there is nothing to try further).
+func (d *Dialer) DialUDP(ctx context.Context, network, address string) (*UDPConn, error) {
+	opErr := func(err error) error {
+		return &net.OpError{Op: "dial", Net: network, Source: d.LocalAddr, Err: err}
+	}
+	if d.Stack == nil {
+		return nil, opErr(errors.New("conn: Dialer has no Stack"))
+	}
+	switch network {
+	case "udp", "udp4", "udp6":
+	default:
+		return nil, opErr(net.UnknownNetworkError(network))
+	}
+	var local netip.AddrPort
+	if d.LocalAddr != nil {
+		la, ok := d.LocalAddr.(*net.UDPAddr)
+		if !ok {
+			return nil, opErr(fmt.Errorf("conn: LocalAddr is %T, not *net.UDPAddr", d.LocalAddr))
+		}
+		local = udpAddr(la)
+	}
+	raddrs, err := d.resolveRemote(ctx, network, address)
+	if err != nil {
+		return nil, opErr(err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, opErr(mapContextErr(err))
+	}
+	if err := d.control(network, raddrs[0]); err != nil {
+		return nil, opErr(err)
+	}
+	return dialUDP(d.Stack, network, local, raddrs[0])
+}
+
+// control calls d.Control, if set, with the network of raddr's family.
+func (d *Dialer) control(network string, raddr netip.AddrPort) error {
+	if d.Control == nil {
+		return nil
+	}
+	n := network
+	if n == "tcp" || n == "udp" {
+		if raddr.Addr().Is4() {
+			n += "4"
+		} else {
+			n += "6"
+		}
+	}
+	return d.Control(n, raddr.String(), noRawConn{})
+}
+
+// noRawConn is the syscall.RawConn handed to Control functions: a
+// tapstack socket has no file descriptor.
+type noRawConn struct{}
+
+func (noRawConn) Control(func(uintptr)) error    { return syscall.EOPNOTSUPP }
+func (noRawConn) Read(func(uintptr) bool) error  { return syscall.EOPNOTSUPP }
+func (noRawConn) Write(func(uintptr) bool) error { return syscall.EOPNOTSUPP }
 
 func mapContextErr(err error) error {
 	if errors.Is(err, context.DeadlineExceeded) {
@@ -118,33 +255,158 @@ func mapContextErr(err error) error {
 	return err
 }
 
-// resolve parses an IP:port address for network.
-func resolve(network, address string) (netip.AddrPort, error) {
+// family returns "4", "6" or "" (either) for a tcp or udp network.
+func family(network string) string {
 	switch network {
-	case "tcp", "tcp4", "tcp6":
-	default:
-		return netip.AddrPort{}, net.UnknownNetworkError(network)
+	case "tcp4", "udp4":
+		return "4"
+	case "tcp6", "udp6":
+		return "6"
+	}
+	return ""
+}
+
+func knownNetwork(network string) bool {
+	switch network {
+	case "tcp", "tcp4", "tcp6", "udp", "udp4", "udp6":
+		return true
+	}
+	return false
+}
+
+// splitPort splits address into host and port as package net does: an
+// empty port is 0 (ephemeral when listening), a name is looked up in
+// the host's services table.
+func splitPort(network, address string) (string, uint16, error) {
+	if address == "" {
+		return "", 0, nil // as net.Listen("tcp", "")
 	}
 	host, port, err := net.SplitHostPort(address)
 	if err != nil {
-		return netip.AddrPort{}, err
+		return "", 0, err
+	}
+	if port == "" {
+		return host, 0, nil
 	}
 	p, err := strconv.ParseUint(port, 10, 16)
 	if err != nil {
-		return netip.AddrPort{}, &net.AddrError{Err: "invalid port", Addr: address}
+		n, lerr := net.LookupPort(network, port)
+		if lerr != nil {
+			return "", 0, &net.AddrError{Err: "invalid port", Addr: address}
+		}
+		p = uint64(n)
+	}
+	return host, uint16(p), nil
+}
+
+// matchFamily checks a against network's family.
+func matchFamily(network string, a netip.Addr) error {
+	switch f := family(network); {
+	case f == "4" && !a.Is4(), f == "6" && !a.Is6():
+		return &net.AddrError{Err: "address family does not match " + network, Addr: a.String()}
+	}
+	return nil
+}
+
+// resolveLocal parses a local address for Listen: an empty host is every
+// address of network's family (IPv4 and IPv6 for "tcp" and "udp"), an
+// empty or zero port an ephemeral one. A host name must be an IP address
+// or localhost.
+func resolveLocal(network, address string) (netip.AddrPort, error) {
+	if !knownNetwork(network) {
+		return netip.AddrPort{}, net.UnknownNetworkError(network)
+	}
+	host, port, err := splitPort(network, address)
+	if err != nil {
+		return netip.AddrPort{}, err
 	}
 	var a netip.Addr
-	if host == "" {
+	switch {
+	case host == "":
 		a = netip.IPv4Unspecified()
-		if network == "tcp6" {
+		if family(network) != "4" {
 			a = netip.IPv6Unspecified()
 		}
-	} else if a, err = netip.ParseAddr(host); err != nil {
-		return netip.AddrPort{}, &net.AddrError{Err: "tapstack has no resolver; use an IP address", Addr: host}
+	case isLocalhost(host):
+		a = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+		if family(network) == "6" {
+			a = netip.IPv6Loopback()
+		}
+	default:
+		if a, err = netip.ParseAddr(host); err != nil {
+			return netip.AddrPort{}, &net.AddrError{Err: "a local address must be an IP address", Addr: host}
+		}
+		a = a.Unmap().WithZone("")
+		switch f := family(network); {
+		case a.IsUnspecified() && f == "4":
+			a = netip.IPv4Unspecified() // "[::]" in tcp4 is "any", as ""
+		case a.IsUnspecified() && f == "6":
+			a = netip.IPv6Unspecified()
+		default:
+			if err := matchFamily(network, a); err != nil {
+				return netip.AddrPort{}, err
+			}
+		}
 	}
-	a = a.Unmap()
-	if (network == "tcp4" && !a.Is4()) || (network == "tcp6" && !a.Is6()) {
-		return netip.AddrPort{}, &net.AddrError{Err: "address family does not match " + network, Addr: host}
+	return netip.AddrPortFrom(a, port), nil
+}
+
+// isLocalhost reports a name that always means this host (RFC 6761 6.3).
+func isLocalhost(host string) bool {
+	h := strings.ToLower(strings.TrimSuffix(host, "."))
+	return h == "localhost" || strings.HasSuffix(h, ".localhost")
+}
+
+// resolveRemote turns address into the addresses to try, in order: an IP
+// literal, localhost (127.0.0.1 and ::1 as network allows), or what
+// d.Resolver answers. An empty host is this host, as in package net.
+func (d *Dialer) resolveRemote(ctx context.Context, network, address string) ([]netip.AddrPort, error) {
+	host, port, err := splitPort(network, address)
+	if err != nil {
+		return nil, err
 	}
-	return netip.AddrPortFrom(a, uint16(p)), nil
+	var addrs []netip.Addr
+	switch {
+	case host == "" || isLocalhost(host):
+		addrs = []netip.Addr{netip.AddrFrom4([4]byte{127, 0, 0, 1}), netip.IPv6Loopback()}
+	default:
+		if a, err := netip.ParseAddr(host); err == nil {
+			a = a.Unmap().WithZone("")
+			if err := matchFamily(network, a); err != nil {
+				return nil, err
+			}
+			if a.IsUnspecified() {
+				// "0.0.0.0:80" and "[::]:80" dial this host, as in
+				// package net (and Linux's connect(2)).
+				if a.Is4() {
+					a = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+				} else {
+					a = netip.IPv6Loopback()
+				}
+			}
+			return []netip.AddrPort{netip.AddrPortFrom(a, port)}, nil
+		}
+		if d.Resolver == nil {
+			return nil, &net.DNSError{Err: "no resolver: set Dialer.Resolver (see conn.Resolver) or use an IP address", Name: host, IsNotFound: true}
+		}
+		ipnet := "ip"
+		if f := family(network); f != "" {
+			ipnet += f
+		}
+		addrs, err = d.Resolver.LookupNetIP(ctx, ipnet, host)
+		if err != nil {
+			return nil, err
+		}
+	}
+	var out []netip.AddrPort
+	for _, a := range addrs {
+		a = a.Unmap()
+		if matchFamily(network, a) == nil {
+			out = append(out, netip.AddrPortFrom(a, port))
+		}
+	}
+	if len(out) == 0 {
+		return nil, &net.AddrError{Err: "no suitable address found", Addr: host}
+	}
+	return out, nil
 }

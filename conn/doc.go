@@ -10,6 +10,10 @@
 //     RECEIVE, SEND and CLOSE; SetLinger(0) makes Close an ABORT (RST).
 //   - [Conn.State] and [Conn.Info] are STATUS: the RFC state and a
 //     TCP_INFO-like snapshot.
+//   - [ListenPacket], [ListenUDP] and [DialUDP] give a [UDPConn] on
+//     gVisor's UDP; ListenPacket with "ip4:icmp" an [ICMPConn] (echo), and
+//     [Ping] a round-trip time; [Resolver] is Go's resolver dialing through
+//     the stack.
 //
 // Errors follow package net: a *net.OpError whose Err wraps the syscall
 // errno (errors.Is(err, syscall.ECONNRESET)), os.ErrDeadlineExceeded for

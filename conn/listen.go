@@ -2,7 +2,9 @@ package conn
 
 import (
 	"errors"
+	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"syscall"
@@ -23,14 +25,28 @@ type ListenConfig struct {
 	// established connections wait for Accept. Zero means DefaultBacklog;
 	// use a negative value for a real backlog of 0.
 	Backlog int
+	// KeepAlive, if positive, turns keepalive probes on for accepted
+	// connections with this idle time and interval. Unlike
+	// net.ListenConfig, zero means off (RFC 9293 3.8.4).
+	KeepAlive time.Duration
+	// KeepAliveConfig, if Enable is set, configures keepalive probes of
+	// accepted connections instead of KeepAlive.
+	KeepAliveConfig net.KeepAliveConfig
+	// Control, if set, is called before binding with the network
+	// ("tcp4", "udp6"...) and the local address, as net.ListenConfig's
+	// is; an error aborts Listen. A tapstack socket has no file
+	// descriptor: the RawConn's methods fail with EOPNOTSUPP.
+	Control func(network, address string, c syscall.RawConn) error
 }
 
 // Listener is a net.Listener on a tapstack stack.
 type Listener struct {
-	l     *tcp.Listener
-	clock tcpip.Clock // the stack's: deadlines run on it
-	addr  *net.TCPAddr
-	dl    *deadline
+	l      *tcp.Listener
+	clock  tcpip.Clock // the stack's: deadlines run on it
+	addr   *net.TCPAddr
+	dl     *deadline
+	family string // "4", "6": connections of the other family are refused
+	ka     net.KeepAliveConfig
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -38,7 +54,10 @@ type Listener struct {
 
 var _ net.Listener = (*Listener)(nil)
 
-// Listen listens on address (":8080", "192.0.2.2:80") on s.
+// Listen listens on address (":8080", "192.0.2.2:80", "[::]:80") on s,
+// like net.Listen. network "tcp" on an empty or unspecified host takes
+// IPv4 and IPv6; "tcp4" only IPv4, "tcp6" only IPv6 (IPV6_V6ONLY). An
+// empty or zero port picks an ephemeral one (see Addr).
 func Listen(s *stack.Stack, network, address string) (*Listener, error) {
 	return (&ListenConfig{}).Listen(s, network, address)
 }
@@ -55,9 +74,20 @@ func (lc *ListenConfig) Listen(s *stack.Stack, network, address string) (*Listen
 	if s == nil {
 		return nil, opErr(errors.New("conn: nil stack"), nil)
 	}
-	ap, err := resolve(network, address)
+	switch network {
+	case "tcp", "tcp4", "tcp6":
+	case "udp", "udp4", "udp6":
+		// As net.Listen: a listener is for streams.
+		return nil, opErr(fmt.Errorf("conn: Listen is for TCP; use ListenPacket or ListenUDP for %s", network), nil)
+	default:
+		return nil, opErr(net.UnknownNetworkError(network), nil)
+	}
+	ap, err := resolveLocal(network, address)
 	if err != nil {
 		return nil, opErr(err, nil)
+	}
+	if err := lc.control(network, ap); err != nil {
+		return nil, opErr(err, net.TCPAddrFromAddrPort(ap))
 	}
 	backlog := lc.Backlog
 	switch {
@@ -70,14 +100,68 @@ func (lc *ListenConfig) Listen(s *stack.Stack, network, address string) (*Listen
 	if err != nil {
 		return nil, opErr(err, net.TCPAddrFromAddrPort(ap))
 	}
+	addr := l.Addr()
+	if ap.Addr().IsUnspecified() {
+		// The engine listens on no address at all; say which wildcard,
+		// as package net does ("[::]:80" for "tcp" and "tcp6").
+		addr = netip.AddrPortFrom(ap.Addr(), addr.Port())
+	}
+	var fam string
+	if ap.Addr().IsUnspecified() {
+		// The engine's wildcard listener takes both families: tcp4 and
+		// tcp6 (IPV6_V6ONLY) give the other family's SYNs no listener,
+		// so they are reset as on Linux. Accept checks again.
+		fam = family(network)
+		if fam != "" {
+			if err := s.RestrictListener(l, fam == "6"); err != nil {
+				l.Close()
+				return nil, opErr(err, net.TCPAddrFromAddrPort(ap))
+			}
+		}
+	}
+	ka := lc.KeepAliveConfig
+	if !ka.Enable && lc.KeepAlive > 0 {
+		ka = net.KeepAliveConfig{Enable: true, Idle: lc.KeepAlive, Interval: lc.KeepAlive}
+	}
 	clock := s.Clock()
 	return &Listener{
 		l:      l,
 		clock:  clock,
-		addr:   net.TCPAddrFromAddrPort(l.Addr()),
+		addr:   net.TCPAddrFromAddrPort(addr),
 		dl:     newDeadline(clock),
+		family: fam,
+		ka:     ka,
 		closed: make(chan struct{}),
 	}, nil
+}
+
+// ListenPacket is ListenPacket with the configuration's Control.
+func (lc *ListenConfig) ListenPacket(s *stack.Stack, network, address string) (net.PacketConn, error) {
+	if lc.Control != nil && knownNetwork(network) {
+		ap, err := resolveLocal(network, address)
+		if err != nil {
+			return nil, &net.OpError{Op: "listen", Net: network, Err: err}
+		}
+		if err := lc.control(network, ap); err != nil {
+			return nil, &net.OpError{Op: "listen", Net: network, Addr: net.UDPAddrFromAddrPort(ap), Err: err}
+		}
+	}
+	return ListenPacket(s, network, address)
+}
+
+func (lc *ListenConfig) control(network string, ap netip.AddrPort) error {
+	if lc.Control == nil {
+		return nil
+	}
+	n := network
+	if family(n) == "" {
+		if ap.Addr().Is4() {
+			n += "4"
+		} else {
+			n += "6"
+		}
+	}
+	return lc.Control(n, ap.String(), noRawConn{})
 }
 
 // Endpoint returns the engine's listener, for its queue lengths and
@@ -102,7 +186,17 @@ func (l *Listener) AcceptTCP() (*Conn, error) {
 		changed := l.l.Changed()
 		ep, err := l.l.Accept()
 		if err == nil {
-			return newConn(ep, l.clock), nil
+			if r := ep.ID().Remote.Addr(); (l.family == "4" && !r.Is4()) || (l.family == "6" && !r.Is6()) {
+				// Not expected (RestrictListener keeps such SYNs
+				// away); a connection of the other family is reset.
+				ep.Reset()
+				continue
+			}
+			c := newConn(ep, l.clock)
+			if l.ka.Enable {
+				_ = c.SetKeepAliveConfig(l.ka)
+			}
+			return c, nil
 		}
 		if err != tcp.ErrWouldBlock {
 			return nil, opErr(net.ErrClosed)

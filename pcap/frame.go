@@ -44,6 +44,7 @@ type frameInfo struct {
 	quoted      event.ConnID // ICMP error quoting a TCP segment: its connection from the stack's viewpoint
 	quotedSeq   uint32
 	quotedTCP   bool
+	quotedUDP   bool // the error quotes a UDP datagram (port unreachable)
 	udpSrc      uint16
 	udpDst      uint16
 	etherType   tcpip.NetworkProtocolNumber
@@ -197,7 +198,7 @@ func parseQuoted(fi *frameInfo, b []byte, outbound bool) {
 		}
 		h := header.IPv4(b)
 		hl := int(h.HeaderLength())
-		if hl < header.IPv4MinimumSize || len(b) < hl+8 || h.Protocol() != uint8(header.TCPProtocolNumber) {
+		if hl < header.IPv4MinimumSize || len(b) < hl+8 || !quotable(h.Protocol()) {
 			return
 		}
 		src, dst, rest = netip.AddrFrom4(h.SourceAddress().As4()), netip.AddrFrom4(h.DestinationAddress().As4()), b[hl:]
@@ -206,11 +207,19 @@ func parseQuoted(fi *frameInfo, b []byte, outbound bool) {
 			return
 		}
 		h := header.IPv6(b)
-		if h.NextHeader() != uint8(header.TCPProtocolNumber) {
+		if !quotable(h.NextHeader()) {
 			return
 		}
 		src, dst, rest = netip.AddrFrom16(h.SourceAddress().As16()), netip.AddrFrom16(h.DestinationAddress().As16()), b[header.IPv6MinimumSize:]
 	default:
+		return
+	}
+	if b[0]>>4 == 4 && header.IPv4(b).Protocol() == uint8(header.UDPProtocolNumber) ||
+		b[0]>>4 == 6 && header.IPv6(b).NextHeader() == uint8(header.UDPProtocolNumber) {
+		// A UDP datagram: its ports, in the datagram's direction.
+		u := header.UDP(rest[:8:8])
+		fi.quoted = event.ConnID{Local: netip.AddrPortFrom(src, u.SourcePort()), Remote: netip.AddrPortFrom(dst, u.DestinationPort())}
+		fi.quotedUDP = true
 		return
 	}
 	t := header.TCP(rest[:8:8])
@@ -257,7 +266,15 @@ func (fi *frameInfo) describe(outbound bool) string {
 	return fmt.Sprintf("ethertype %#04x", uint16(fi.etherType))
 }
 
+// quotable reports a protocol whose quoted header parseQuoted reads.
+func quotable(proto uint8) bool {
+	return proto == uint8(header.TCPProtocolNumber) || proto == uint8(header.UDPProtocolNumber)
+}
+
 func (fi *frameInfo) quotedText() string {
+	if fi.quotedUDP {
+		return fmt.Sprintf(" for UDP %v > %v", fi.quoted.Local, fi.quoted.Remote)
+	}
 	if !fi.quotedTCP {
 		return ""
 	}

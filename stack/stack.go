@@ -13,6 +13,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 
 	"github.com/tapstack/tapstack/stack/internal/tcpbind"
 	"github.com/tapstack/tapstack/stack/tcp"
@@ -106,14 +108,21 @@ func New(opts Options) *Stack {
 			ipv6.NewProtocolWithOptions(ipv6.Options{DADConfigs: gstack.DADConfigurations{DupAddrDetectTransmits: 0}}),
 			arp.NewProtocol,
 		},
-		TransportProtocols: []gstack.TransportProtocolFactory{bind.Factory},
+		// TCP is ours; UDP and the ICMP echo sockets are gVisor's
+		// (transport/udp, transport/icmp): a datagram to a port nobody
+		// holds gets ICMP port unreachable from gVisor's demuxer, as
+		// Linux answers (RFC 1122 4.1.3.1), where without a UDP protocol
+		// IPv4 would answer protocol unreachable.
+		TransportProtocols: []gstack.TransportProtocolFactory{bind.Factory, udp.NewProtocol, icmp.NewProtocol4, icmp.NewProtocol6},
 		Clock:              clock,
 		HandleLocal:        true,
 	})
-	return &Stack{
+	st := &Stack{
 		s: s, tcp: engine, bind: bind, onLinkDown: opts.OnLinkDown,
 		nextNIC: 1, links: make(map[tcpip.NICID]gstack.LinkEndpoint), down: make(map[tcpip.NICID]error),
 	}
+	st.addLoopback()
+	return st
 }
 
 // walkLink calls fn for link and every endpoint it wraps, outermost first,
@@ -189,6 +198,9 @@ func (s *Stack) AddNIC(link gstack.LinkEndpoint, addrs ...netip.Prefix) (tcpip.N
 // AddAddress assigns p's address to interface nic and adds an on-link route
 // for p's network.
 func (s *Stack) AddAddress(nic tcpip.NICID, p netip.Prefix) error {
+	if !p.IsValid() || p.Addr().IsUnspecified() || p.Addr().IsMulticast() {
+		return fmt.Errorf("stack: AddAddress: %v is not a unicast address with a prefix length", p)
+	}
 	addr := p.Addr().Unmap()
 	pa := tcpip.ProtocolAddress{
 		Protocol:          netProto(addr),
@@ -201,9 +213,23 @@ func (s *Stack) AddAddress(nic tcpip.NICID, p netip.Prefix) error {
 }
 
 // AddRoute routes dst through interface nic, via gateway gw if it is valid.
+// It fails for an interface the stack does not have, a gateway of
+// another family than dst, and a multicast or unspecified gateway.
 func (s *Stack) AddRoute(dst netip.Prefix, gw netip.Addr, nic tcpip.NICID) error {
 	if !dst.IsValid() {
 		return fmt.Errorf("stack: AddRoute: invalid destination %v", dst)
+	}
+	if !s.s.HasNIC(nic) {
+		return fmt.Errorf("stack: AddRoute %v: no interface %d", dst, nic)
+	}
+	if gw.IsValid() {
+		g := gw.Unmap()
+		if g.Is4() != dst.Addr().Unmap().Is4() {
+			return fmt.Errorf("stack: AddRoute %v: gateway %v is of another address family", dst, gw)
+		}
+		if g.IsUnspecified() || g.IsMulticast() {
+			return fmt.Errorf("stack: AddRoute %v: gateway %v is not a unicast address", dst, gw)
+		}
 	}
 	dst = dst.Masked()
 	a := dst.Addr().Unmap()
@@ -259,6 +285,7 @@ func (s *Stack) Close() {
 		_ = s.s.RemoveNIC(id)
 		link.Wait()
 	}
+	_ = s.s.RemoveNIC(LoopbackNIC)
 	s.handlers.Wait()
 	s.s.Close()
 	s.s.Wait()

@@ -32,7 +32,7 @@ func runDial(ctx context.Context, e env, args []string) error {
 	defer closeStack()
 
 	d := conn.Dialer{Stack: s, Timeout: *timeout}
-	c, err := d.DialContext(ctx, "tcp", fs.Arg(0))
+	c, err := d.DialTCP(ctx, "tcp", fs.Arg(0))
 	if err != nil {
 		return err
 	}

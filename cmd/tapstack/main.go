@@ -55,6 +55,7 @@ func commands() []command {
 		{"demo", "two stacks on an in-memory cable: echo with a live lifecycle trace", runDemo},
 		{"serve", "serve echo or discard on a TAP device", runServe},
 		{"dial", "connect over a TAP device, send stdin, print the reply", runDial},
+		{"ping", "ICMP echo from a tapstack stack, printed as ping prints it", runPing},
 		{"ss", "the demo's connections and listeners with their TCP info, like ss -tin", runSS},
 		{"trace", "one tcpdump-like line per engine event: the demo, or echo on a TAP device", runTrace},
 		{"bench", "tapstack vs gVisor's TCP on the same link, in memory and over a TAP: bulk, connections/s, echo, CPU, memory", runBench},

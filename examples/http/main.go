@@ -149,13 +149,7 @@ func inMemory(ctx context.Context, out io.Writer, cfg config) error {
 	var l net.Listener = ln
 	scheme := "http"
 	tr := &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := (&conn.Dialer{Stack: p.Client}).DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, err // not a typed nil *conn.Conn in a net.Conn
-			}
-			return c, nil
-		},
+		DialContext:       (&conn.Dialer{Stack: p.Client}).DialContext,
 		ForceAttemptHTTP2: false,
 	}
 	if cfg.tls {

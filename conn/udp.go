@@ -1,0 +1,414 @@
+package conn
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"strings"
+	"syscall"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+	"gvisor.dev/gvisor/pkg/waiter"
+
+	"github.com/tapstack/tapstack/stack"
+)
+
+// UDPConn is a UDP socket on a tapstack stack, like *net.UDPConn: a
+// net.PacketConn, and a net.Conn once connected (DialUDP). UDP is
+// gVisor's (transport/udp); tapstack adapts it to package net's API, with
+// deadlines on the stack's clock as Conn's. It is safe for concurrent
+// use; Close unblocks every blocked call.
+//
+// A datagram to a port nobody holds makes the receiver answer ICMP port
+// unreachable (RFC 1122 4.1.3.1); a connected UDPConn that gets one
+// fails its next Read or Write with ECONNREFUSED, once, as Linux's does.
+type UDPConn struct {
+	sock  *socket
+	proto tcpip.NetworkProtocolNumber // of the endpoint
+}
+
+var (
+	_ net.PacketConn = (*UDPConn)(nil)
+	_ net.Conn       = (*UDPConn)(nil)
+)
+
+// ListenPacket opens a datagram socket on s, like net.ListenPacket:
+// network "udp", "udp4" or "udp6" for UDP (address such as ":53",
+// "192.0.2.2:0"; an empty or zero port picks an ephemeral one), or
+// "ip4:icmp" ("ip4:1") and "ip6:ipv6-icmp" ("ip6:58") for ICMP echo (see
+// ListenICMP).
+func ListenPacket(s *stack.Stack, network, address string) (net.PacketConn, error) {
+	switch network {
+	case "udp", "udp4", "udp6":
+		ap, err := resolveLocal(network, address)
+		if err != nil {
+			return nil, &net.OpError{Op: "listen", Net: network, Err: err}
+		}
+		return listenUDP(s, network, ap)
+	}
+	if strings.HasPrefix(network, "ip4:") || strings.HasPrefix(network, "ip6:") || strings.HasPrefix(network, "ip:") {
+		a, err := resolveICMPAddr(network, address)
+		if err != nil {
+			return nil, &net.OpError{Op: "listen", Net: network, Err: err}
+		}
+		return ListenICMP(s, network, a)
+	}
+	return nil, &net.OpError{Op: "listen", Net: network, Err: net.UnknownNetworkError(network)}
+}
+
+// ListenUDP opens a UDP socket bound to laddr, like net.ListenUDP. A nil
+// laddr, or one with no IP, binds every address of the stack; with
+// network "udp" that socket takes IPv4 and IPv6 (an IPv6 socket without
+// IPV6_V6ONLY, as Linux's default), with "udp6" IPv6 only, with "udp4"
+// IPv4 only. Port 0 picks an ephemeral port.
+func ListenUDP(s *stack.Stack, network string, laddr *net.UDPAddr) (*UDPConn, error) {
+	return listenUDP(s, network, udpAddr(laddr))
+}
+
+func listenUDP(s *stack.Stack, network string, local netip.AddrPort) (*UDPConn, error) {
+	opErr := func(err error) error {
+		return &net.OpError{Op: "listen", Net: network, Addr: net.UDPAddrFromAddrPort(local), Err: wrapErrno("bind", err)}
+	}
+	if s == nil {
+		return nil, opErr(errors.New("conn: nil stack"))
+	}
+	proto, v6only, err := udpFamily(network, local.Addr(), netip.Addr{})
+	if err != nil {
+		return nil, opErr(err)
+	}
+	c, err := newUDPConn(s, network, proto, v6only)
+	if err != nil {
+		return nil, opErr(err)
+	}
+	if terr := c.sock.ep.Bind(fullAddress(local)); terr != nil {
+		c.sock.ep.Close()
+		return nil, opErr(errno(terr))
+	}
+	c.fixAddrs()
+	return c, nil
+}
+
+// ListenMulticastUDP opens a UDP socket on gaddr's port that has joined
+// the group gaddr.IP on interface nic, like net.ListenMulticastUDP: it
+// binds the wildcard address, so datagrams to the group and port arrive.
+func ListenMulticastUDP(s *stack.Stack, network string, nic tcpip.NICID, gaddr *net.UDPAddr) (*UDPConn, error) {
+	g := udpAddr(gaddr)
+	if !g.Addr().IsMulticast() {
+		return nil, &net.OpError{Op: "listen", Net: network, Addr: gaddr, Err: &net.AddrError{Err: "not a multicast address", Addr: g.Addr().String()}}
+	}
+	var any netip.Addr
+	if g.Addr().Is4() {
+		any = netip.IPv4Unspecified()
+	} else {
+		any = netip.IPv6Unspecified()
+	}
+	c, err := listenUDP(s, network, netip.AddrPortFrom(any, g.Port()))
+	if err != nil {
+		return nil, err
+	}
+	if err := c.JoinGroup(nic, g.Addr()); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// DialUDP opens a UDP socket connected to raddr, like net.DialUDP: it
+// sends only to raddr, takes datagrams only from it, and learns of ICMP
+// port unreachable (ECONNREFUSED). laddr may be nil; its zero port picks
+// an ephemeral one. Nothing is sent by dialing.
+func DialUDP(s *stack.Stack, network string, laddr, raddr *net.UDPAddr) (*UDPConn, error) {
+	if raddr == nil {
+		return nil, &net.OpError{Op: "dial", Net: network, Err: errors.New("missing address")}
+	}
+	return dialUDP(s, network, udpAddr(laddr), udpAddr(raddr))
+}
+
+func dialUDP(s *stack.Stack, network string, local, remote netip.AddrPort) (*UDPConn, error) {
+	opErr := func(call string, err error) error {
+		var src net.Addr
+		if local.IsValid() {
+			src = net.UDPAddrFromAddrPort(local)
+		}
+		return &net.OpError{Op: "dial", Net: network, Source: src, Addr: net.UDPAddrFromAddrPort(remote), Err: wrapErrno(call, err)}
+	}
+	if s == nil {
+		return nil, opErr("connect", errors.New("conn: nil stack"))
+	}
+	proto, v6only, err := udpFamily(network, local.Addr(), remote.Addr())
+	if err != nil {
+		return nil, opErr("connect", err)
+	}
+	c, err := newUDPConn(s, network, proto, v6only)
+	if err != nil {
+		return nil, opErr("connect", err)
+	}
+	if local.IsValid() {
+		if terr := c.sock.ep.Bind(fullAddress(local)); terr != nil {
+			c.sock.ep.Close()
+			return nil, opErr("bind", errno(terr))
+		}
+	}
+	ra := remote
+	if ra.Addr().IsUnspecified() {
+		// As Linux: connecting to 0.0.0.0 or :: means this host.
+		if ra.Addr().Is4() {
+			ra = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), ra.Port())
+		} else {
+			ra = netip.AddrPortFrom(netip.IPv6Loopback(), ra.Port())
+		}
+	}
+	if terr := c.sock.ep.Connect(fullAddress(ra)); terr != nil {
+		c.sock.ep.Close()
+		return nil, opErr("connect", errno(terr))
+	}
+	c.fixAddrs()
+	return c, nil
+}
+
+// udpFamily picks the endpoint's network protocol for network and the
+// addresses, as package net does: udp4 and udp6 allow only their family;
+// "udp" follows the addresses, IPv6 dual-stack when none is given.
+func udpFamily(network string, local, remote netip.Addr) (tcpip.NetworkProtocolNumber, bool, error) {
+	given := func(a netip.Addr) bool { return a.IsValid() && !a.IsUnspecified() }
+	is4 := func(a netip.Addr) bool { return a.Is4() || a.Is4In6() }
+	for _, a := range []netip.Addr{local, remote} {
+		// An unspecified address of either family means "any" in both.
+		if !given(a) {
+			continue
+		}
+		if (network == "udp4" && !is4(a)) || (network == "udp6" && is4(a)) {
+			return 0, false, &net.AddrError{Err: "address family does not match " + network, Addr: a.String()}
+		}
+	}
+	switch network {
+	case "udp4":
+		return header.IPv4ProtocolNumber, false, nil
+	case "udp6":
+		return header.IPv6ProtocolNumber, true, nil
+	case "udp":
+	default:
+		return 0, false, net.UnknownNetworkError(network)
+	}
+	switch {
+	case given(remote):
+		return netProtoOf(remote), false, nil
+	case given(local):
+		return netProtoOf(local), false, nil
+	case local.Is4() || remote.Is4():
+		// 0.0.0.0 given explicitly: an IPv4 socket, as Go's net makes.
+		return header.IPv4ProtocolNumber, false, nil
+	}
+	return header.IPv6ProtocolNumber, false, nil
+}
+
+func newUDPConn(s *stack.Stack, network string, proto tcpip.NetworkProtocolNumber, v6only bool) (*UDPConn, error) {
+	wq := new(waiter.Queue)
+	ep, terr := s.Netstack().NewEndpoint(udp.ProtocolNumber, proto, wq)
+	if terr != nil {
+		return nil, errno(terr)
+	}
+	if proto == header.IPv6ProtocolNumber {
+		ep.SocketOptions().SetV6Only(v6only)
+	}
+	// Go's net sets SO_BROADCAST on every UDP socket it makes.
+	ep.SocketOptions().SetBroadcast(true)
+	return &UDPConn{sock: newSocket(ep, wq, s.Clock(), network), proto: proto}, nil
+}
+
+// fixAddrs reads the bound (and connected) addresses once.
+func (c *UDPConn) fixAddrs() {
+	if la, err := c.sock.ep.GetLocalAddress(); err == nil {
+		c.sock.laddr = net.UDPAddrFromAddrPort(udpFromFull(la))
+	}
+	if ra, err := c.sock.ep.GetRemoteAddress(); err == nil {
+		c.sock.raddr = net.UDPAddrFromAddrPort(udpFromFull(ra))
+	}
+}
+
+// udpFromFull converts a gVisor address for a *net.UDPAddr: the unbound
+// address of an IPv6 socket reads [::], of an IPv4 one 0.0.0.0.
+func udpFromFull(fa tcpip.FullAddress) netip.AddrPort {
+	return addrPort(fa)
+}
+
+// LocalAddr returns the bound address, a *net.UDPAddr.
+func (c *UDPConn) LocalAddr() net.Addr { return c.sock.laddr }
+
+// RemoteAddr returns the connected peer, a *net.UDPAddr, or nil.
+func (c *UDPConn) RemoteAddr() net.Addr {
+	if c.sock.raddr == nil {
+		return nil
+	}
+	return c.sock.raddr
+}
+
+// Read reads one datagram from the connected peer; a datagram longer
+// than b is truncated, the rest lost, as recv(2) does.
+func (c *UDPConn) Read(b []byte) (int, error) {
+	n, _, _, err := c.sock.read(b)
+	return n, c.sock.opError("read", nil, err)
+}
+
+// ReadFrom reads one datagram and returns its sender, a *net.UDPAddr.
+func (c *UDPConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	n, from, err := c.ReadFromUDPAddrPort(b)
+	if err != nil {
+		return n, nil, err
+	}
+	return n, net.UDPAddrFromAddrPort(from), nil
+}
+
+// ReadFromUDP is ReadFrom returning a *net.UDPAddr.
+func (c *UDPConn) ReadFromUDP(b []byte) (int, *net.UDPAddr, error) {
+	n, from, err := c.ReadFromUDPAddrPort(b)
+	if err != nil {
+		return n, nil, err
+	}
+	return n, net.UDPAddrFromAddrPort(from), nil
+}
+
+// ReadFromUDPAddrPort is ReadFrom returning a netip.AddrPort.
+func (c *UDPConn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
+	n, _, from, err := c.sock.read(b)
+	if err != nil {
+		return 0, netip.AddrPort{}, c.sock.opError("read", nil, err)
+	}
+	return n, addrPort(from), nil
+}
+
+// ReadMsgUDPAddrPort reads one datagram as recvmsg(2) does. flags has
+// syscall.MSG_TRUNC set when b was shorter than the datagram. No control
+// messages are produced: oobn is 0.
+func (c *UDPConn) ReadMsgUDPAddrPort(b, oob []byte) (n, oobn, flags int, addr netip.AddrPort, err error) {
+	n, total, from, err := c.sock.read(b)
+	if err != nil {
+		return 0, 0, 0, netip.AddrPort{}, c.sock.opError("read", nil, err)
+	}
+	if total > n {
+		flags |= syscall.MSG_TRUNC
+	}
+	return n, 0, flags, addrPort(from), nil
+}
+
+// Write sends b as one datagram to the connected peer.
+func (c *UDPConn) Write(b []byte) (int, error) {
+	if c.sock.raddr == nil {
+		return 0, c.sock.opError("write", nil, syscall.EDESTADDRREQ)
+	}
+	n, err := c.sock.write(b, nil)
+	return n, c.sock.opError("write", nil, err)
+}
+
+// WriteTo sends b as one datagram to addr, a *net.UDPAddr. On a
+// connected UDPConn it fails with EISCONN, as package net's does.
+func (c *UDPConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	ua, ok := addr.(*net.UDPAddr)
+	if !ok || ua == nil {
+		return 0, c.sock.opError("write", addr, syscall.EINVAL)
+	}
+	return c.WriteToUDP(b, ua)
+}
+
+// WriteToUDP is WriteTo with a *net.UDPAddr.
+func (c *UDPConn) WriteToUDP(b []byte, addr *net.UDPAddr) (int, error) {
+	if addr == nil {
+		return 0, c.sock.opError("write", nil, syscall.EINVAL)
+	}
+	return c.WriteToUDPAddrPort(b, addr.AddrPort())
+}
+
+// WriteToUDPAddrPort is WriteTo with a netip.AddrPort.
+func (c *UDPConn) WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error) {
+	na := net.UDPAddrFromAddrPort(addr)
+	if c.sock.raddr != nil {
+		return 0, c.sock.opError("write", na, syscall.EISCONN)
+	}
+	if !addr.IsValid() {
+		return 0, c.sock.opError("write", na, syscall.EINVAL)
+	}
+	if c.proto == header.IPv4ProtocolNumber && !addr.Addr().Unmap().Is4() {
+		// An AF_INET socket cannot name an IPv6 peer.
+		return 0, c.sock.opError("write", na, syscall.EAFNOSUPPORT)
+	}
+	to := fullAddress(netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port()))
+	if c.dualStack() && addr.Addr().Unmap().Is4() {
+		// A dual-stack socket sends IPv4 to the mapped address.
+		to = fullAddress(netip.AddrPortFrom(netip.AddrFrom16(addr.Addr().As16()), addr.Port()))
+	}
+	n, err := c.sock.write(b, &to)
+	return n, c.sock.opError("write", na, err)
+}
+
+func (c *UDPConn) dualStack() bool {
+	ap, ok := c.sock.laddr.(*net.UDPAddr)
+	return ok && ap.IP.To4() == nil && !c.sock.ep.SocketOptions().GetV6Only()
+}
+
+// Close closes the socket; blocked calls return net.ErrClosed.
+func (c *UDPConn) Close() error { return c.sock.close() }
+
+// SetDeadline sets both deadlines, as times on the stack's clock (see
+// the package documentation); the zero time removes them.
+func (c *UDPConn) SetDeadline(t time.Time) error { return c.sock.setDeadline(t, true, true) }
+
+// SetReadDeadline sets the deadline for Read calls, pending ones included.
+func (c *UDPConn) SetReadDeadline(t time.Time) error { return c.sock.setDeadline(t, true, false) }
+
+// SetWriteDeadline sets the deadline for Write calls.
+func (c *UDPConn) SetWriteDeadline(t time.Time) error { return c.sock.setDeadline(t, false, true) }
+
+// SetReadBuffer sets the receive buffer (SO_RCVBUF): datagrams that
+// arrive while it is full are dropped and counted
+// (stack.UDPStats.ReceiveBufferFull).
+func (c *UDPConn) SetReadBuffer(bytes int) error { return c.sock.setBuffer(true, bytes) }
+
+// SetWriteBuffer sets the send buffer (SO_SNDBUF).
+func (c *UDPConn) SetWriteBuffer(bytes int) error { return c.sock.setBuffer(false, bytes) }
+
+// SetBroadcast allows or forbids sending to a broadcast address
+// (SO_BROADCAST). It is allowed by default, as on a socket of Go's net.
+func (c *UDPConn) SetBroadcast(on bool) error {
+	if c.sock.isClosed() {
+		return c.sock.opError("set", nil, net.ErrClosed)
+	}
+	c.sock.ep.SocketOptions().SetBroadcast(on)
+	return nil
+}
+
+// JoinGroup joins multicast group on interface nic (IP_ADD_MEMBERSHIP,
+// IPV6_JOIN_GROUP): datagrams to the group and the socket's port are
+// delivered to it.
+func (c *UDPConn) JoinGroup(nic tcpip.NICID, group netip.Addr) error {
+	if !group.IsMulticast() {
+		return c.sock.opError("set", nil, syscall.EINVAL)
+	}
+	err := c.sock.ep.SetSockOpt(&tcpip.AddMembershipOption{NIC: nic, MulticastAddr: tcpip.AddrFromSlice(group.AsSlice())})
+	return c.sock.opError("set", nil, wrapErrno("setsockopt", errno(err)))
+}
+
+// LeaveGroup leaves a group joined with JoinGroup.
+func (c *UDPConn) LeaveGroup(nic tcpip.NICID, group netip.Addr) error {
+	if !group.IsMulticast() {
+		return c.sock.opError("set", nil, syscall.EINVAL)
+	}
+	err := c.sock.ep.SetSockOpt(&tcpip.RemoveMembershipOption{NIC: nic, MulticastAddr: tcpip.AddrFromSlice(group.AsSlice())})
+	return c.sock.opError("set", nil, wrapErrno("setsockopt", errno(err)))
+}
+
+// SetMulticastInterface picks the interface multicast datagrams leave by
+// (IP_MULTICAST_IF).
+func (c *UDPConn) SetMulticastInterface(nic tcpip.NICID) error {
+	err := c.sock.ep.SetSockOpt(&tcpip.MulticastInterfaceOption{NIC: nic})
+	return c.sock.opError("set", nil, wrapErrno("setsockopt", errno(err)))
+}
+
+// SetMulticastLoopback sets whether multicast datagrams this socket sends
+// come back to the stack's own members (IP_MULTICAST_LOOP; on by default).
+func (c *UDPConn) SetMulticastLoopback(on bool) error {
+	c.sock.ep.SocketOptions().SetMulticastLoop(on)
+	return nil
+}

@@ -1,0 +1,377 @@
+package conn_test
+
+// Package net's conventions, one test each, written as package net's own
+// tests are: the call, and what the caller sees.
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"syscall"
+	"testing"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip/faketime"
+
+	"github.com/tapstack/tapstack/conn"
+	"github.com/tapstack/tapstack/stack"
+	"github.com/tapstack/tapstack/stack/tcp"
+)
+
+// acceptAll accepts on ln until it closes, sending each connection on.
+func acceptAll(ln *conn.Listener) <-chan *conn.Conn {
+	ch := make(chan *conn.Conn, 16)
+	go func() {
+		defer close(ch)
+		for {
+			c, err := ln.AcceptTCP()
+			if err != nil {
+				return
+			}
+			ch <- c
+		}
+	}()
+	return ch
+}
+
+// TestListenFamily: "tcp4" and "tcp6" on the wildcard address take only
+// their family (tcp6 as IPV6_V6ONLY) and report the family's wildcard
+// address; a dial of the other family is refused (RST), as on Linux;
+// "tcp" takes both.
+func TestListenFamily(t *testing.T) {
+	fake(t, func(t *testing.T, clock *faketime.ManualClock) {
+		client, server := tsPair(t, clock, tcp.Options{}, tcp.Options{})
+		for _, tc := range []struct {
+			network, address, addr string
+			v4, v6                 bool
+		}{
+			{"tcp4", ":8004", "0.0.0.0:8004", true, false},
+			{"tcp4", "0.0.0.0:8014", "0.0.0.0:8014", true, false},
+			{"tcp6", ":8006", "[::]:8006", false, true},
+			{"tcp6", "[::]:8016", "[::]:8016", false, true},
+			{"tcp", ":8000", "[::]:8000", true, true},
+		} {
+			ln, err := conn.Listen(server, tc.network, tc.address)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := ln.Addr().String(); got != tc.addr {
+				t.Errorf("Listen(%q, %q).Addr() = %s, want %s", tc.network, tc.address, got, tc.addr)
+			}
+			accepted := acceptAll(ln)
+			port := ln.Addr().(*net.TCPAddr).Port
+			for _, peer := range []struct {
+				addr string
+				ok   bool
+			}{{"192.0.2.1", tc.v4}, {"2001:db8::1", tc.v6}} {
+				c, err := conn.Dial(client, "tcp", netip.AddrPortFrom(netip.MustParseAddr(peer.addr), uint16(port)).String())
+				if !peer.ok {
+					// No listener for this family: the SYN is reset,
+					// as on Linux.
+					if !errors.Is(err, syscall.ECONNREFUSED) {
+						t.Errorf("%s %s: dial from a %s peer = %v, want ECONNREFUSED", tc.network, tc.address, peer.addr, err)
+					}
+					continue
+				}
+				if err != nil {
+					t.Fatalf("%s %s: dial %s: %v", tc.network, tc.address, peer.addr, err)
+				}
+				a := <-accepted
+				if a.RemoteAddr().String() != c.LocalAddr().String() {
+					t.Errorf("%s: accepted %v, want %v", tc.network, a.RemoteAddr(), c.LocalAddr())
+				}
+				a.Close()
+				c.Close()
+			}
+			ln.Close()
+		}
+	})
+}
+
+// TestListenEphemeral: an empty or zero port picks an ephemeral one, for
+// TCP and UDP, as net.Listen and net.ListenPacket do.
+func TestListenEphemeral(t *testing.T) {
+	s := stack.New(stack.Options{Clock: faketime.NewManualClock()})
+	defer s.Close()
+	for _, addr := range []string{"", ":", ":0", "127.0.0.1:", "127.0.0.1:0", "[::1]:0"} {
+		ln, err := conn.Listen(s, "tcp", addr)
+		if err != nil {
+			t.Errorf("Listen(tcp, %q): %v", addr, err)
+			continue
+		}
+		if ln.Addr().(*net.TCPAddr).Port == 0 {
+			t.Errorf("Listen(tcp, %q).Addr() = %v: no port", addr, ln.Addr())
+		}
+		ln.Close()
+		pc, err := conn.ListenPacket(s, "udp", addr)
+		if err != nil {
+			t.Errorf("ListenPacket(udp, %q): %v", addr, err)
+			continue
+		}
+		if pc.LocalAddr().(*net.UDPAddr).Port == 0 {
+			t.Errorf("ListenPacket(udp, %q).LocalAddr() = %v: no port", addr, pc.LocalAddr())
+		}
+		pc.Close()
+	}
+}
+
+// TestDialFamily: "tcp4" and "udp4" refuse an IPv6 address, "tcp6" and
+// "udp6" an IPv4 one, before anything is sent.
+func TestDialFamily(t *testing.T) {
+	s := stack.New(stack.Options{Clock: faketime.NewManualClock()})
+	defer s.Close()
+	d := &conn.Dialer{Stack: s}
+	for _, tc := range []struct{ network, addr string }{
+		{"tcp4", "[::1]:80"}, {"tcp6", "127.0.0.1:80"}, {"udp4", "[::1]:53"}, {"udp6", "127.0.0.1:53"},
+	} {
+		_, err := d.DialContext(context.Background(), tc.network, tc.addr)
+		var ae *net.AddrError
+		if !errors.As(err, &ae) {
+			t.Errorf("Dial(%s, %s) = %v, want an *net.AddrError", tc.network, tc.addr, err)
+		}
+	}
+}
+
+// TestDialerDialContextIsNets: Dialer.DialContext has net.Dialer's
+// signature, so it is http.Transport.DialContext as is.
+func TestDialerDialContextIsNets(t *testing.T) {
+	p, err := stack.NewPair(stack.PairOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	ln, err := conn.Listen(p.Server, "tcp", "192.0.2.1:80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	var dial func(context.Context, string, string) (net.Conn, error) = (&conn.Dialer{Stack: p.Client}).DialContext
+	tr := &http.Transport{DialContext: dial}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr}).Get("http://192.0.2.1/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "ok" {
+		t.Errorf("body %q", body)
+	}
+	// The typed accessor gives the *Conn.
+	c, err := (&conn.Dialer{Stack: p.Client}).DialTCP(context.Background(), "tcp", "192.0.2.1:80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.State().String() != "ESTABLISHED" {
+		t.Errorf("DialTCP: state %v", c.State())
+	}
+	c.Close()
+}
+
+// TestControl: Dialer.Control and ListenConfig.Control are called with
+// the network of the address's family and the address, before anything
+// happens; their error aborts the call.
+func TestControl(t *testing.T) {
+	s := stack.New(stack.Options{Clock: faketime.NewManualClock()})
+	defer s.Close()
+	refuse := errors.New("refused by Control")
+	var got []string
+	control := func(network, address string, c syscall.RawConn) error {
+		got = append(got, network+" "+address)
+		if err := c.Control(func(uintptr) {}); !errors.Is(err, syscall.EOPNOTSUPP) {
+			t.Errorf("RawConn.Control = %v, want EOPNOTSUPP (no descriptor)", err)
+		}
+		return refuse
+	}
+	_, err := (&conn.Dialer{Stack: s, Control: control}).DialContext(context.Background(), "tcp", "127.0.0.1:80")
+	if !errors.Is(err, refuse) {
+		t.Errorf("Dial = %v, want Control's error", err)
+	}
+	_, err = (&conn.Dialer{Stack: s, Control: control}).DialContext(context.Background(), "udp", "[::1]:53")
+	if !errors.Is(err, refuse) {
+		t.Errorf("Dial udp = %v, want Control's error", err)
+	}
+	lc := &conn.ListenConfig{Control: control}
+	if _, err := lc.Listen(s, "tcp4", ":8080"); !errors.Is(err, refuse) {
+		t.Errorf("Listen = %v, want Control's error", err)
+	}
+	if _, err := lc.ListenPacket(s, "udp", "127.0.0.1:53"); !errors.Is(err, refuse) {
+		t.Errorf("ListenPacket = %v, want Control's error", err)
+	}
+	want := []string{"tcp4 127.0.0.1:80", "udp6 [::1]:53", "tcp4 0.0.0.0:8080", "udp4 127.0.0.1:53"}
+	if len(got) != len(want) {
+		t.Fatalf("Control called with %q, want %q", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("Control call %d: %q, want %q", i, got[i], want[i])
+		}
+	}
+}
+
+// TestListenConfigKeepAlive: accepted connections of a ListenConfig with
+// KeepAlive send keepalive probes after that idle time; without it,
+// none (RFC 9293 3.8.4: off by default).
+func TestListenConfigKeepAlive(t *testing.T) {
+	fake(t, func(t *testing.T, clock *faketime.ManualClock) {
+		client, server := tsPair(t, clock, tcp.Options{}, tcp.Options{})
+		for _, lc := range []conn.ListenConfig{
+			{},
+			{KeepAlive: time.Minute},
+			{KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: time.Minute, Interval: time.Minute, Count: 3}},
+		} {
+			ln, err := lc.Listen(server, "tcp", "192.0.2.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			accepted := acceptAll(ln)
+			c, err := conn.Dial(client, "tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			a := <-accepted
+			before := server.TCP().Stats().SegmentsOut.Load()
+			advance(clock, time.Minute+time.Second)
+			sent := server.TCP().Stats().SegmentsOut.Load() - before
+			if on := lc.KeepAlive > 0 || lc.KeepAliveConfig.Enable; on != (sent > 0) {
+				t.Errorf("%+v: the idle accepted connection sent %d segments in a minute", lc, sent)
+			}
+			a.Close()
+			c.Close()
+			ln.Close()
+		}
+	})
+}
+
+// TestZeroByteRead: Read with an empty buffer returns 0, nil at once,
+// with nothing to read, as package net's Read does.
+func TestZeroByteRead(t *testing.T) {
+	fake(t, func(t *testing.T, clock *faketime.ManualClock) {
+		client, server := tsPair(t, clock, tcp.Options{}, tcp.Options{})
+		c, _ := connect(t, client, server)
+		ch := start(clock, func() error {
+			n, err := c.Read(nil)
+			if n != 0 {
+				return errors.New("n != 0")
+			}
+			return err
+		})
+		if r := now(t, ch, "Read(nil)"); r.err != nil {
+			t.Errorf("Read(nil) = %v, want nil", r.err)
+		}
+		c.Close()
+		if _, err := c.Read(nil); !errors.Is(err, net.ErrClosed) {
+			t.Errorf("Read(nil) after Close = %v, want net.ErrClosed", err)
+		}
+	})
+}
+
+// TestReadContext: ReadContext returns what arrives, and gives up when
+// its context is cancelled or reaches its deadline.
+func TestReadContext(t *testing.T) {
+	fake(t, func(t *testing.T, clock *faketime.ManualClock) {
+		client, server := tsPair(t, clock, tcp.Options{}, tcp.Options{})
+		c, s := connect(t, client, server)
+		buf := make([]byte, 10)
+
+		ctx, cancel := context.WithCancel(context.Background())
+		ch := start(clock, func() error { _, err := c.ReadContext(ctx, buf); return err })
+		notYet(t, ch, "ReadContext")
+		cancel()
+		r := now(t, ch, "ReadContext after cancel")
+		wantOpError(t, r.err, "read", context.Canceled)
+
+		// The context's deadline is the caller's, on the real (here the
+		// bubble's) clock.
+		ctx, cancel = context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err := c.ReadContext(ctx, buf)
+		wantOpError(t, err, "read", context.DeadlineExceeded)
+		wantTimeout(t, err, "read")
+
+		s.Write([]byte("data"))
+		n, err := c.ReadContext(context.Background(), buf)
+		if err != nil || string(buf[:n]) != "data" {
+			t.Errorf("ReadContext = %q, %v", buf[:n], err)
+		}
+	})
+}
+
+// TestLoopbackTCP: 127.0.0.1/8 and ::1 work in a stack with no interface,
+// and "localhost" names them without a resolver.
+func TestLoopbackTCP(t *testing.T) {
+	s := stack.New(stack.Options{})
+	defer s.Close()
+	for _, tc := range []struct{ listen, dial string }{
+		{"127.0.0.1:7", "localhost:7"},
+		{"127.0.0.1:8", "127.0.0.1:8"},
+		{"[::1]:7", "[::1]:7"},
+		{":9", "localhost:9"},
+		{":10", ":10"}, // an empty host dials this host, as in package net
+	} {
+		ln, err := conn.Listen(s, "tcp", tc.listen)
+		if err != nil {
+			t.Fatal(err)
+		}
+		accepted := acceptAll(ln)
+		c, err := conn.Dial(s, "tcp", tc.dial)
+		if err != nil {
+			t.Errorf("Dial(%s) to Listen(%s): %v", tc.dial, tc.listen, err)
+			ln.Close()
+			continue
+		}
+		a := <-accepted
+		c.Write([]byte("lo"))
+		buf := make([]byte, 2)
+		if _, err := io.ReadFull(a, buf); err != nil || string(buf) != "lo" {
+			t.Errorf("%s: read %q, %v", tc.dial, buf, err)
+		}
+		a.Close()
+		c.Close()
+		ln.Close()
+	}
+}
+
+// TestNoResolver: a host name other than localhost needs a resolver;
+// without one the error says so, as a *net.DNSError.
+func TestNoResolver(t *testing.T) {
+	s := stack.New(stack.Options{Clock: faketime.NewManualClock()})
+	defer s.Close()
+	_, err := conn.Dial(s, "tcp", "example.test:80")
+	var de *net.DNSError
+	if !errors.As(err, &de) || de.Name != "example.test" {
+		t.Errorf("Dial(example.test:80) = %v, want a *net.DNSError for example.test", err)
+	}
+}
+
+// TestListenFamilyClose: once a tcp4 listener closes, its port is free
+// for a listener of both families, which takes IPv6 too.
+func TestListenFamilyClose(t *testing.T) {
+	fake(t, func(t *testing.T, clock *faketime.ManualClock) {
+		client, server := tsPair(t, clock, tcp.Options{}, tcp.Options{})
+		ln, err := conn.Listen(server, "tcp4", ":8100")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Listen(server, "tcp6", ":8100"); !errors.Is(err, syscall.EADDRINUSE) {
+			t.Errorf("tcp6 on the port of a tcp4 listener: %v, want EADDRINUSE (tapstack reserves the port for both families)", err)
+		}
+		ln.Close()
+		ln, err = conn.Listen(server, "tcp", ":8100")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		accepted := acceptAll(ln)
+		c, err := conn.Dial(client, "tcp6", "[2001:db8::1]:8100")
+		if err != nil {
+			t.Fatal(err)
+		}
+		(<-accepted).Close()
+		c.Close()
+	})
+}

@@ -1,0 +1,578 @@
+package conn_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip/faketime"
+
+	"github.com/tapstack/tapstack/conn"
+	"github.com/tapstack/tapstack/stack"
+	"github.com/tapstack/tapstack/stack/tcp"
+)
+
+// wantNetError checks that err is a *net.OpError for op whose Net starts
+// with network ("udp" matches "udp4") and whose chain holds target.
+func wantNetError(t testing.TB, err error, op, network string, target error) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("%s: got no error, want %v", op, target)
+	}
+	var oe *net.OpError
+	if !errors.As(err, &oe) {
+		t.Fatalf("%s: error %v (%T) is not a *net.OpError", op, err, err)
+	}
+	if oe.Op != op || !strings.HasPrefix(oe.Net, network) {
+		t.Errorf("OpError{Op: %q, Net: %q}, want Op %q, Net %q... (%v)", oe.Op, oe.Net, op, network, err)
+	}
+	if !errors.Is(err, target) {
+		t.Errorf("%s: errors.Is(%v, %v) = false", op, err, target)
+	}
+	if _, ok := target.(syscall.Errno); ok {
+		var se *os.SyscallError
+		if !errors.As(err, &se) {
+			t.Errorf("%s: no *os.SyscallError in %v, as package net has", op, err)
+		}
+	}
+}
+
+// udpEcho serves pc: every datagram goes back to its sender, until pc
+// closes.
+func udpEcho(pc net.PacketConn) {
+	buf := make([]byte, 65536)
+	for {
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		if _, err := pc.WriteTo(buf[:n], from); err != nil {
+			return
+		}
+	}
+}
+
+// TestUDPEcho: a datagram to an echo server on the other stack comes
+// back whole, over IPv4 and IPv6, connected and not.
+func TestUDPEcho(t *testing.T) {
+	for _, tc := range []struct {
+		network, listen, server string
+	}{
+		{"udp", "192.0.2.1:7", "192.0.2.1:7"},
+		{"udp4", ":7", "192.0.2.1:7"},
+		{"udp6", "[2001:db8::1]:7", "[2001:db8::1]:7"},
+		{"udp", ":7", "[2001:db8::1]:7"}, // dual-stack listener, IPv6 peer
+		{"udp", ":7", "192.0.2.1:7"},     // dual-stack listener, IPv4 peer
+	} {
+		t.Run(tc.network+" "+tc.listen+" "+tc.server, func(t *testing.T) {
+			fake(t, func(t *testing.T, clock *faketime.ManualClock) {
+				client, server := tsPair(t, clock, tcp.Options{}, tcp.Options{})
+				pc, err := conn.ListenPacket(server, tc.network, tc.listen)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer pc.Close()
+				go udpEcho(pc)
+				raddr := net.UDPAddrFromAddrPort(netip.MustParseAddrPort(tc.server))
+
+				// Connected: Write and Read.
+				c, err := conn.DialUDP(client, "udp", nil, raddr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				if c.RemoteAddr().String() != tc.server {
+					t.Errorf("RemoteAddr %v, want %s", c.RemoteAddr(), tc.server)
+				}
+				if la := c.LocalAddr().(*net.UDPAddr); la.Port == 0 || la.IP.IsUnspecified() {
+					t.Errorf("LocalAddr %v: want the route's address and an ephemeral port", la)
+				}
+				msg := []byte("hello, datagram")
+				if n, err := c.Write(msg); err != nil || n != len(msg) {
+					t.Fatalf("Write = %d, %v", n, err)
+				}
+				buf := make([]byte, 100)
+				n, err := c.Read(buf)
+				if err != nil || string(buf[:n]) != string(msg) {
+					t.Fatalf("Read = %q, %v; want %q", buf[:n], err, msg)
+				}
+
+				// Unconnected: WriteTo and ReadFromUDPAddrPort.
+				u, err := conn.ListenUDP(client, "udp", nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer u.Close()
+				if _, err := u.WriteToUDPAddrPort([]byte("two"), raddr.AddrPort()); err != nil {
+					t.Fatal(err)
+				}
+				n, from, err := u.ReadFromUDPAddrPort(buf)
+				if err != nil || string(buf[:n]) != "two" {
+					t.Fatalf("ReadFromUDPAddrPort = %q, %v", buf[:n], err)
+				}
+				if from.Addr().Unmap() != raddr.AddrPort().Addr() || from.Port() != 7 {
+					t.Errorf("from %v, want %v", from, raddr)
+				}
+			})
+		})
+	}
+}
+
+// TestUDPTruncated: a datagram longer than the buffer is cut, the rest
+// lost, and ReadMsgUDPAddrPort says so with MSG_TRUNC, as recvmsg(2).
+func TestUDPTruncated(t *testing.T) {
+	fake(t, func(t *testing.T, clock *faketime.ManualClock) {
+		client, server := tsPair(t, clock, tcp.Options{}, tcp.Options{})
+		srv, err := conn.ListenUDP(server, "udp4", &net.UDPAddr{Port: 9000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer srv.Close()
+		c, err := conn.DialUDP(client, "udp4", nil, &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 9000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.Write([]byte("0123456789"))
+		c.Write([]byte("next"))
+		buf := make([]byte, 4)
+		n, _, flags, from, err := srv.ReadMsgUDPAddrPort(buf, nil)
+		if err != nil || string(buf[:n]) != "0123" || flags&syscall.MSG_TRUNC == 0 {
+			t.Fatalf("ReadMsgUDPAddrPort = %q, flags %#x, %v; want \"0123\" with MSG_TRUNC", buf[:n], flags, err)
+		}
+		if from != c.LocalAddr().(*net.UDPAddr).AddrPort() {
+			t.Errorf("from %v, want %v", from, c.LocalAddr())
+		}
+		n, _, flags, _, err = srv.ReadMsgUDPAddrPort(buf, nil)
+		if err != nil || string(buf[:n]) != "next" || flags&syscall.MSG_TRUNC != 0 {
+			t.Fatalf("second datagram = %q, flags %#x, %v; want \"next\" whole", buf[:n], flags, err)
+		}
+	})
+}
+
+// TestUDPPortUnreachable: a datagram to a port nobody holds is answered
+// with ICMP port unreachable (RFC 1122 4.1.3.1), counted as NoPort, and
+// the connected socket that sent it fails its next call with
+// ECONNREFUSED, once, as on Linux.
+func TestUDPPortUnreachable(t *testing.T) {
+	fake(t, func(t *testing.T, clock *faketime.ManualClock) {
+		client, server := tsPair(t, clock, tcp.Options{}, tcp.Options{})
+		for _, raddr := range []string{"192.0.2.1:9", "[2001:db8::1]:9"} {
+			c, err := conn.DialUDP(client, "udp", nil, net.UDPAddrFromAddrPort(netip.MustParseAddrPort(raddr)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			before := server.UDPStats().NoPort
+			read := start(clock, func() error {
+				_, err := c.Read(make([]byte, 10))
+				return err
+			})
+			if _, err := c.Write([]byte("anyone?")); err != nil {
+				t.Fatalf("Write: %v", err)
+			}
+			r := now(t, read, "Read after port unreachable")
+			wantNetError(t, r.err, "read", "udp", syscall.ECONNREFUSED)
+			if got := server.UDPStats().NoPort - before; got != 1 {
+				t.Errorf("%s: server NoPort went up by %d, want 1", raddr, got)
+			}
+			// The error is reported once; the socket stays usable.
+			if _, err := c.Write([]byte("again")); err != nil {
+				t.Errorf("Write after ECONNREFUSED: %v", err)
+			}
+			synctest.Wait()
+			_, err = c.Write([]byte("and again"))
+			wantNetError(t, err, "write", "udp", syscall.ECONNREFUSED)
+			c.Close()
+		}
+	})
+}
+
+// TestUDPErrors: misuse and failures as package net reports them, tested
+// with errors.Is.
+func TestUDPErrors(t *testing.T) {
+	fake(t, func(t *testing.T, clock *faketime.ManualClock) {
+		client, _ := tsPair(t, clock, tcp.Options{}, tcp.Options{})
+		held, err := conn.ListenUDP(client, "udp4", &net.UDPAddr{Port: 5353})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer held.Close()
+		connected, err := conn.DialUDP(client, "udp", nil, &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 53})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer connected.Close()
+		unconnected, err := conn.ListenUDP(client, "udp4", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unconnected.Close()
+		closed, _ := conn.ListenUDP(client, "udp4", nil)
+		closed.Close()
+		peer := &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 53}
+
+		for _, tc := range []struct {
+			name, op string
+			call     func() error
+			want     error
+		}{
+			{"bind a port in use", "listen", func() error {
+				_, err := conn.ListenUDP(client, "udp4", &net.UDPAddr{Port: 5353})
+				return err
+			}, syscall.EADDRINUSE},
+			{"bind an address not ours", "listen", func() error {
+				_, err := conn.ListenUDP(client, "udp4", &net.UDPAddr{IP: net.IPv4(192, 0, 2, 99)})
+				return err
+			}, syscall.EADDRNOTAVAIL},
+			{"dial with no route", "dial", func() error {
+				_, err := conn.DialUDP(client, "udp4", nil, &net.UDPAddr{IP: net.IPv4(198, 51, 100, 9), Port: 53})
+				return err
+			}, syscall.ENETUNREACH},
+			{"unknown network", "listen", func() error {
+				_, err := conn.ListenPacket(client, "udp5", ":0")
+				return err
+			}, net.UnknownNetworkError("udp5")},
+			{"datagram over 64 KiB", "write", func() error {
+				_, err := unconnected.WriteTo(make([]byte, 70000), peer)
+				return err
+			}, syscall.EMSGSIZE},
+			{"WriteTo on a connected socket", "write", func() error {
+				_, err := connected.WriteTo([]byte("x"), peer)
+				return err
+			}, syscall.EISCONN},
+			{"Write on an unconnected socket", "write", func() error {
+				_, err := unconnected.Write([]byte("x"))
+				return err
+			}, syscall.EDESTADDRREQ},
+			{"IPv6 peer on an IPv4 socket", "write", func() error {
+				_, err := unconnected.WriteToUDPAddrPort([]byte("x"), netip.MustParseAddrPort("[2001:db8::1]:53"))
+				return err
+			}, syscall.EAFNOSUPPORT},
+			{"read after Close", "read", func() error {
+				_, _, err := closed.ReadFrom(make([]byte, 1))
+				return err
+			}, net.ErrClosed},
+			{"write after Close", "write", func() error {
+				_, err := closed.WriteTo([]byte("x"), peer)
+				return err
+			}, net.ErrClosed},
+			{"Close twice", "close", closed.Close, net.ErrClosed},
+			{"SetReadBuffer(0)", "set", func() error { return unconnected.SetReadBuffer(0) }, syscall.EINVAL},
+		} {
+			// t.Run may not be called in a synctest bubble.
+			err := tc.call()
+			t.Logf("%s: %v", tc.name, err)
+			if ue, ok := tc.want.(net.UnknownNetworkError); ok {
+				var got net.UnknownNetworkError
+				if !errors.As(err, &got) || got != ue {
+					t.Errorf("%s: got %v, want %v", tc.name, err, ue)
+				}
+				continue
+			}
+			wantNetError(t, err, tc.op, "udp", tc.want)
+		}
+	})
+}
+
+// TestUDPDeadlines: deadlines on the stack's clock, as TCP's: a blocked
+// ReadFrom returns os.ErrDeadlineExceeded when the clock passes the
+// deadline, not before; a past deadline fails at once; a moved deadline
+// applies to a blocked call; the zero time removes it.
+func TestUDPDeadlines(t *testing.T) {
+	fake(t, func(t *testing.T, clock *faketime.ManualClock) {
+		client, _ := tsPair(t, clock, tcp.Options{}, tcp.Options{})
+		c, err := conn.ListenUDP(client, "udp", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		buf := make([]byte, 10)
+
+		c.SetReadDeadline(clock.Now().Add(time.Second))
+		ch := start(clock, func() error { _, _, err := c.ReadFrom(buf); return err })
+		advance(clock, 999*time.Millisecond)
+		notYet(t, ch, "ReadFrom before its deadline")
+		advance(clock, time.Millisecond)
+		wantNetError(t, now(t, ch, "ReadFrom at its deadline").err, "read", "udp", os.ErrDeadlineExceeded)
+
+		// Passed: fails at once, and is a net.Error with Timeout.
+		_, _, err = c.ReadFrom(buf)
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			t.Errorf("ReadFrom past the deadline: %v, want a timeout", err)
+		}
+		c.SetWriteDeadline(clock.Now().Add(-time.Second))
+		_, err = c.WriteTo([]byte("x"), &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 9})
+		wantNetError(t, err, "write", "udp", os.ErrDeadlineExceeded)
+
+		// Extended while blocked.
+		c.SetReadDeadline(clock.Now().Add(time.Second))
+		ch = start(clock, func() error { _, _, err := c.ReadFrom(buf); return err })
+		advance(clock, 500*time.Millisecond)
+		c.SetReadDeadline(clock.Now().Add(time.Second))
+		advance(clock, 900*time.Millisecond)
+		notYet(t, ch, "ReadFrom after its deadline moved")
+		advance(clock, 100*time.Millisecond)
+		wantNetError(t, now(t, ch, "ReadFrom at the moved deadline").err, "read", "udp", os.ErrDeadlineExceeded)
+
+		// Removed: a blocked call waits until Close, which unblocks it.
+		c.SetReadDeadline(time.Time{})
+		ch = start(clock, func() error { _, _, err := c.ReadFrom(buf); return err })
+		advance(clock, time.Hour)
+		notYet(t, ch, "ReadFrom with no deadline")
+		c.Close()
+		wantNetError(t, now(t, ch, "ReadFrom after Close").err, "read", "udp", net.ErrClosed)
+	})
+}
+
+// TestUDPReceiveBufferFull: datagrams arriving while the receive buffer
+// is full are dropped and counted, never queued without bound.
+func TestUDPReceiveBufferFull(t *testing.T) {
+	fake(t, func(t *testing.T, clock *faketime.ManualClock) {
+		client, server := tsPair(t, clock, tcp.Options{}, tcp.Options{})
+		srv, err := conn.ListenUDP(server, "udp4", &net.UDPAddr{Port: 9001})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer srv.Close()
+		srv.SetReadBuffer(1) // clamped to the stack's minimum, a few KiB
+		c, err := conn.DialUDP(client, "udp4", nil, &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 9001})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		const sent = 20
+		for i := range sent {
+			if _, err := c.Write(make([]byte, 1000)); err != nil {
+				t.Fatalf("Write %d: %v", i, err)
+			}
+			synctest.Wait()
+		}
+		st := server.UDPStats()
+		srv.SetReadDeadline(clock.Now().Add(time.Second))
+		got := 0
+		for range sent {
+			ch := start(clock, func() error { _, _, err := srv.ReadFrom(make([]byte, 2000)); return err })
+			advance(clock, time.Second)
+			if r := now(t, ch, "ReadFrom"); r.err != nil {
+				break
+			}
+			got++
+		}
+		if st.ReceiveBufferFull == 0 || uint64(got)+st.ReceiveBufferFull != sent || st.Delivered != uint64(got) || st.Received != sent {
+			t.Errorf("read %d, counters %+v: want drops, and read + ReceiveBufferFull = %d = Received", got, st, sent)
+		}
+	})
+}
+
+// TestUDPBroadcast: a datagram to the subnet's broadcast address reaches
+// a socket bound to the wildcard address on the other stack.
+func TestUDPBroadcast(t *testing.T) {
+	fake(t, func(t *testing.T, clock *faketime.ManualClock) {
+		client, server := tsPair(t, clock, tcp.Options{}, tcp.Options{})
+		srv, err := conn.ListenUDP(server, "udp4", &net.UDPAddr{Port: 67})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer srv.Close()
+		c, err := conn.ListenUDP(client, "udp4", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.WriteTo([]byte("all"), &net.UDPAddr{IP: net.IPv4(192, 0, 2, 255), Port: 67}); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 10)
+		srv.SetReadDeadline(clock.Now().Add(time.Second))
+		n, _, err := srv.ReadFrom(buf)
+		if err != nil || string(buf[:n]) != "all" {
+			t.Fatalf("ReadFrom = %q, %v", buf[:n], err)
+		}
+		c.SetBroadcast(false)
+		_, err = c.WriteTo([]byte("all"), &net.UDPAddr{IP: net.IPv4(192, 0, 2, 255), Port: 67})
+		wantNetError(t, err, "write", "udp", syscall.EACCES)
+	})
+}
+
+// TestUDPMulticast: a socket that joined a group on its interface gets
+// datagrams sent to the group.
+func TestUDPMulticast(t *testing.T) {
+	fake(t, func(t *testing.T, clock *faketime.ManualClock) {
+		client, server := tsPair(t, clock, tcp.Options{}, tcp.Options{})
+		group := netip.MustParseAddr("239.1.2.3")
+		srv, err := conn.ListenUDP(server, "udp4", &net.UDPAddr{Port: 5000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer srv.Close()
+		if err := srv.JoinGroup(1, group); err != nil {
+			t.Fatal(err)
+		}
+		c, err := conn.ListenUDP(client, "udp4", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := c.SetMulticastInterface(1); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.WriteToUDPAddrPort([]byte("group"), netip.AddrPortFrom(group, 5000)); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 10)
+		srv.SetReadDeadline(clock.Now().Add(time.Second))
+		n, _, err := srv.ReadFrom(buf)
+		if err != nil || string(buf[:n]) != "group" {
+			t.Fatalf("ReadFrom = %q, %v", buf[:n], err)
+		}
+		if err := srv.JoinGroup(1, netip.MustParseAddr("192.0.2.1")); !errors.Is(err, syscall.EINVAL) {
+			t.Errorf("JoinGroup(unicast) = %v, want EINVAL", err)
+		}
+
+		// ListenMulticastUDP: bound and joined in one call, as in net.
+		m, err := conn.ListenMulticastUDP(server, "udp4", 1, &net.UDPAddr{IP: net.IPv4(239, 1, 2, 4), Port: 5001})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		c.WriteToUDPAddrPort([]byte("group 2"), netip.MustParseAddrPort("239.1.2.4:5001"))
+		m.SetReadDeadline(clock.Now().Add(time.Second))
+		if n, _, err := m.ReadFrom(buf); err != nil || string(buf[:n]) != "group 2" {
+			t.Fatalf("ListenMulticastUDP: ReadFrom = %q, %v", buf[:n], err)
+		}
+	})
+}
+
+// TestDialerUDP: Dialer.DialContext("udp") gives a connected *UDPConn as
+// a net.Conn that is also a net.PacketConn, as net.Dial's is (Go's
+// resolver relies on that).
+func TestDialerUDP(t *testing.T) {
+	fake(t, func(t *testing.T, clock *faketime.ManualClock) {
+		client, server := tsPair(t, clock, tcp.Options{}, tcp.Options{})
+		pc, err := conn.ListenPacket(server, "udp", "192.0.2.1:7")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pc.Close()
+		go udpEcho(pc)
+		c, err := (&conn.Dialer{Stack: client}).DialContext(context.Background(), "udp", "192.0.2.1:7")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, ok := c.(net.PacketConn); !ok {
+			t.Errorf("%T is not a net.PacketConn", c)
+		}
+		c.Write([]byte("ping"))
+		buf := make([]byte, 10)
+		if n, err := c.Read(buf); err != nil || string(buf[:n]) != "ping" {
+			t.Fatalf("Read = %q, %v", buf[:n], err)
+		}
+	})
+}
+
+// TestUDPConnLike runs the checks of nettest.TestConn that apply to a
+// connected datagram socket (its byte-stream checks do not): concurrent
+// use, Close unblocking blocked calls, deadlines on a blocked Read.
+func TestUDPConnLike(t *testing.T) {
+	fake(t, func(t *testing.T, clock *faketime.ManualClock) {
+		client, server := tsPair(t, clock, tcp.Options{}, tcp.Options{})
+		pc, err := conn.ListenPacket(server, "udp", "192.0.2.1:7")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pc.Close()
+		go udpEcho(pc)
+		c, err := conn.DialUDP(client, "udp", nil, &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 7})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Concurrent writers and readers: every datagram comes back once.
+		const writers, each = 4, 25
+		done := make(chan int)
+		go func() {
+			got := 0
+			buf := make([]byte, 100)
+			for got < writers*each {
+				if _, err := c.Read(buf); err != nil {
+					break
+				}
+				got++
+			}
+			done <- got
+		}()
+		for w := range writers {
+			go func() {
+				for i := range each {
+					c.Write([]byte{byte(w), byte(i)})
+				}
+			}()
+		}
+		if got := <-done; got != writers*each {
+			t.Errorf("echoed %d datagrams, want %d", got, writers*each)
+		}
+		// A blocked Read and a blocked Read with a deadline: Close
+		// unblocks the one, the deadline the other.
+		c.SetReadDeadline(clock.Now().Add(time.Minute))
+		ch1 := start(clock, func() error { _, err := c.Read(make([]byte, 1)); return err })
+		advance(clock, time.Minute)
+		wantNetError(t, now(t, ch1, "Read at its deadline").err, "read", "udp", os.ErrDeadlineExceeded)
+		c.SetReadDeadline(time.Time{})
+		ch2 := start(clock, func() error { _, err := c.Read(make([]byte, 1)); return err })
+		notYet(t, ch2, "Read with no deadline")
+		c.Close()
+		wantNetError(t, now(t, ch2, "Read after Close").err, "read", "udp", net.ErrClosed)
+	})
+}
+
+// TestUDPLoopback: 127.0.0.1 and ::1 work inside one stack with no
+// interface at all, like Linux's lo.
+func TestUDPLoopback(t *testing.T) {
+	s := stack.New(stack.Options{Clock: faketime.NewManualClock()})
+	defer s.Close()
+	for _, addr := range []string{"127.0.0.1:7", "[::1]:7"} {
+		pc, err := conn.ListenPacket(s, "udp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := (&conn.Dialer{Stack: s}).DialContext(context.Background(), "udp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write([]byte("self"))
+		buf := make([]byte, 10)
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil || string(buf[:n]) != "self" || from.String() != c.LocalAddr().String() {
+			t.Errorf("%s: ReadFrom = %q from %v, %v; want \"self\" from %v", addr, buf[:n], from, err, c.LocalAddr())
+		}
+		c.Close()
+		pc.Close()
+	}
+}
+
+// TestUDPStackClose: closing the stack unblocks a blocked ReadFrom and
+// fails later calls with ECONNABORTED, as it does TCP connections.
+func TestUDPStackClose(t *testing.T) {
+	fake(t, func(t *testing.T, clock *faketime.ManualClock) {
+		s := stack.New(stack.Options{Clock: clock})
+		pc, err := conn.ListenUDP(s, "udp", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pc.Close()
+		ch := start(clock, func() error { _, _, err := pc.ReadFrom(make([]byte, 10)); return err })
+		notYet(t, ch, "ReadFrom")
+		s.Close()
+		wantNetError(t, now(t, ch, "ReadFrom after Stack.Close").err, "read", "udp", syscall.ECONNABORTED)
+		_, err = pc.WriteTo([]byte("x"), &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9})
+		wantNetError(t, err, "write", "udp", syscall.ECONNABORTED)
+	})
+}
