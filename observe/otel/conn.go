@@ -274,10 +274,12 @@ func (c *connTrace) queue(ev event.Event) {
 func (c *connTrace) stateChange(ev event.Event) (done bool) {
 	from, to := ev.From, ev.To
 	c.state = to
-	if ev.Cause.Kind == event.CauseSegment && ev.Cause.Key.Flags&event.FlagFin != 0 && finState(from, to) {
+	if finState(from, to) {
+		// Whatever segment caused it: a FIN held out of order is taken
+		// when the segment that fills the hole arrives.
 		c.finReceived = true
 	}
-	if ev.Cause.Kind == event.CauseSegment && finAckedState(from, to) {
+	if ev.Cause.Kind == event.CauseSegment && ev.Cause.Key.Flags&event.FlagRst == 0 && finAckedState(from, to) {
 		c.finAcked = true
 	}
 	c.addEvent(c.root, EventStateChange, ev.Time, attribute.String("tcp.state.from", from.String()),

@@ -3,6 +3,7 @@ package otel_test
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -248,4 +249,11 @@ func newWorldID(i int) event.ConnID {
 		Local:  netip.AddrPortFrom(serverAddr, 80),
 		Remote: netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(10 + i/50000)}), uint16(10000+i%50000)),
 	}
+}
+
+// idOf is the server's view of a client connection's 4-tuple.
+func idOf(c *conn.Conn) event.ConnID {
+	l := c.LocalAddr().(*net.TCPAddr).AddrPort()
+	r := c.RemoteAddr().(*net.TCPAddr).AddrPort()
+	return event.ConnID{Local: r, Remote: l}
 }
