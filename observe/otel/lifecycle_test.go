@@ -121,8 +121,8 @@ func TestLossyTransfer(t *testing.T) {
 		}
 		wantAttrs(t, "client root", ctr.root, map[string]string{
 			"tcp.bytes_acked": strconv.Itoa(size), "tcp.bytes_received": "2",
-			"tcp.bytes_sent":  strconv.Itoa(size + atoi(attr(ctr.root, "tcp.bytes_retransmitted"))),
-			"error.type":      "",
+			"tcp.bytes_sent": strconv.Itoa(size + atoi(attr(ctr.root, "tcp.bytes_retransmitted"))),
+			"error.type":     "",
 		})
 		wantAttrs(t, "server root", sv[0].root, map[string]string{"tcp.bytes_received": strconv.Itoa(size), "tcp.bytes_sent": "2", "error.type": ""})
 	})

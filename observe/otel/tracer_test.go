@@ -220,4 +220,3 @@ func TestRatioSampler(t *testing.T) {
 		t.Errorf("ratio 0.5 sampled %d of 1000", n)
 	}
 }
-
