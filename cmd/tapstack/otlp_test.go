@@ -1,0 +1,55 @@
+package main
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+
+	coltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/protobuf/proto"
+)
+
+// "tapstack demo --otlp http://..." exports the demo's two connection
+// ends as two traces, flushed before the command returns.
+func TestDemoOTLP(t *testing.T) {
+	var mu sync.Mutex
+	roots := map[string]int{} // tapstack.stack -> tcp.connection spans
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		var req coltrace.ExportTraceServiceRequest
+		if err := proto.Unmarshal(b, &req); err != nil || r.URL.Path != "/v1/traces" {
+			http.Error(w, "bad request", http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, rs := range req.ResourceSpans {
+			for _, ss := range rs.ScopeSpans {
+				for _, sp := range ss.Spans {
+					for _, kv := range sp.Attributes {
+						if sp.Name == "tcp.connection" && kv.Key == "tapstack.stack" {
+							roots[kv.GetValue().GetStringValue()]++
+						}
+					}
+				}
+			}
+		}
+		b, _ = proto.Marshal(&coltrace.ExportTraceServiceResponse{})
+		w.Write(b)
+	}))
+	defer srv.Close()
+	code, _, errOut := runCLI(t, "demo", "--timewait", "10ms", "--otlp", srv.URL)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if roots["server"] != 1 || roots["client"] != 1 {
+		t.Errorf("tcp.connection spans by stack %v, want one server and one client", roots)
+	}
+	if code, _, errOut := runCLI(t, "demo", "--otlp", "ftp://x"); code == 0 {
+		t.Errorf("--otlp ftp://x: exit 0, want an error (%s)", errOut)
+	}
+}
