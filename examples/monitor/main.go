@@ -61,9 +61,11 @@ type config struct {
 	seed   uint64        // seeds the loss
 	size   int           // bytes each workload connection sends (and gets back)
 	count  int           // stop after this many connections; 0: run until stopped
+	// service is the service.name of the traces (default serviceName).
+	service string
 }
 
-// serviceName is the service.name of the monitor's traces.
+// serviceName is the default service.name of the monitor's traces.
 const serviceName = "tapstack-monitor"
 
 func main() {
@@ -75,6 +77,7 @@ func main() {
 	flag.Uint64Var(&cfg.seed, "seed", 1, "seed of -loss")
 	flag.IntVar(&cfg.size, "size", len(hello), "bytes each workload connection sends")
 	flag.IntVar(&cfg.count, "count", 0, "stop after this many connections (0: run until interrupted)")
+	flag.StringVar(&cfg.service, "service", serviceName, "service.name of the exported traces")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -107,7 +110,11 @@ func run(ctx context.Context, cfg config, ready func(addr string)) (err error) {
 	if cfg.otlp != "" {
 		// The tracers observe synchronously (not through the queues):
 		// a connection's span exists when Dial or Accept returns it.
-		tp, err := tsotel.NewOTLPProvider(ctx, cfg.otlp, serviceName)
+		service := cfg.service
+		if service == "" {
+			service = serviceName
+		}
+		tp, err := tsotel.NewOTLPProvider(ctx, cfg.otlp, service)
 		if err != nil {
 			return err
 		}
