@@ -241,7 +241,7 @@ func waitClosed(ctx context.Context, stacks ...*stack.Stack) {
 }
 
 // workload opens a connection every interval: it sends cfg.size bytes,
-// half-closes, reads the echo and closes. With cfg.count it stops after
+// reads the echo and closes. With cfg.count it stops after
 // that many connections, once they are done.
 func workload(ctx context.Context, s *stack.Stack, cfg config) {
 	t := time.NewTicker(cfg.every)
@@ -272,11 +272,8 @@ func workload(ctx context.Context, s *stack.Stack, cfg config) {
 			}
 			defer c.Close()
 			c.SetDeadline(time.Now().Add(20 * time.Second))
-			go func() {
-				c.Write(msg)
-				c.CloseWrite()
-			}()
-			io.Copy(io.Discard, c)
+			go c.Write(msg) // the echo comes back while we write
+			io.ReadFull(c, make([]byte, len(msg)))
 		}()
 	}
 }
