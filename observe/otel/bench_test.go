@@ -162,3 +162,46 @@ func BenchmarkConnection(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkObserve is the tracer's cost per engine event on an
+// established connection: an inbound ACK and an outbound data segment,
+// the two events a bulk transfer is made of, for a traced connection and
+// for one the sampler refused.
+//
+//	go test -run '^$' -bench Observe ./observe/otel
+func BenchmarkObserve(b *testing.B) {
+	id := newWorldID(1)
+	now := time.Now()
+	open := []event.Event{
+		{Time: now, Kind: event.KindQueue, Conn: id, Note: "SYN queued"},
+		{Time: now, Kind: event.KindState, Conn: id, From: event.Closed, To: event.SynReceived},
+		{Time: now, Kind: event.KindState, Conn: id, From: event.SynReceived, To: event.Established},
+	}
+	ack := event.Event{Time: now, Kind: event.KindAck, Conn: id, Acked: 1448, Cwnd: 14480, SRTT: time.Millisecond,
+		Segment: event.SegmentInfo{Flags: event.FlagAck, Window: 1000}}
+	send := event.Event{Time: now, Kind: event.KindSend, Conn: id, Send: event.SendData,
+		Segment: event.SegmentInfo{Flags: event.FlagAck | event.FlagPsh, Window: 1000, Len: 1448}}
+	for _, bc := range []struct {
+		name   string
+		sample func(event.ConnID) bool
+		ev     event.Event
+	}{
+		{"traced/ack", nil, ack},
+		{"traced/send", nil, send},
+		{"unsampled/ack", otel.RatioSampler(0), ack},
+		{"unsampled/send", otel.RatioSampler(0), send},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(discard{}))
+			defer tp.Shutdown(context.Background())
+			tr := otel.New(otel.Options{TracerProvider: tp, Sample: bc.sample})
+			for _, ev := range open {
+				tr.Observe(ev)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				tr.Observe(bc.ev)
+			}
+		})
+	}
+}

@@ -23,10 +23,9 @@ import (
 // liveSpans is a span processor that counts the spans started and not
 // yet ended, and the most there were at once: what a tracer keeps open.
 type liveSpans struct {
-	mu                   sync.Mutex
-	live, most, started  int
-	ended                int
-	endedEvents, rootEnd int
+	mu                         sync.Mutex
+	live, most, started, ended int
+	rootEnd                    int
 }
 
 func (l *liveSpans) OnStart(context.Context, sdktrace.ReadWriteSpan) {

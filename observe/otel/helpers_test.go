@@ -3,7 +3,6 @@ package otel_test
 import (
 	"fmt"
 	"io"
-	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -44,8 +43,10 @@ type world struct {
 }
 
 type worldOptions struct {
-	clientLink func(gstack.LinkEndpoint) gstack.LinkEndpoint
-	maxEvents  int
+	clientLink      func(gstack.LinkEndpoint) gstack.LinkEndpoint
+	maxEvents       int
+	clientSample    func(event.ConnID) bool // the client tracer's sampler
+	serverMaxEvents int                     // the server tracer's MaxEventsPerConn, if set
 }
 
 func newWorld(t *testing.T, o worldOptions) *world {
@@ -53,8 +54,11 @@ func newWorld(t *testing.T, o worldOptions) *world {
 	w := &world{clock: faketime.NewManualClock(), exp: tracetest.NewInMemoryExporter()}
 	w.tp = sdktrace.NewTracerProvider(sdktrace.WithSyncer(w.exp))
 	t.Cleanup(func() { w.tp.Shutdown(t.Context()) })
-	w.ct = otel.New(otel.Options{TracerProvider: w.tp, MaxEventsPerConn: o.maxEvents,
+	w.ct = otel.New(otel.Options{TracerProvider: w.tp, MaxEventsPerConn: o.maxEvents, Sample: o.clientSample,
 		Attributes: []attribute.KeyValue{attribute.String("tapstack.stack", "client")}})
+	if o.serverMaxEvents > 0 {
+		o.maxEvents = o.serverMaxEvents
+	}
 	w.st = otel.New(otel.Options{TracerProvider: w.tp, MaxEventsPerConn: o.maxEvents,
 		Attributes: []attribute.KeyValue{attribute.String("tapstack.stack", "server")}})
 	p, err := stack.NewPair(stack.PairOptions{
@@ -182,7 +186,7 @@ func phaseRank(name string) int {
 func attr(s tracetest.SpanStub, key string) string {
 	for _, kv := range s.Attributes {
 		if string(kv.Key) == key {
-			return kv.Value.Emit()
+			return kv.Value.String()
 		}
 	}
 	return ""
@@ -191,7 +195,7 @@ func attr(s tracetest.SpanStub, key string) string {
 func eventAttr(e sdktrace.Event, key string) string {
 	for _, kv := range e.Attributes {
 		if string(kv.Key) == key {
-			return kv.Value.Emit()
+			return kv.Value.String()
 		}
 	}
 	return ""
@@ -249,11 +253,4 @@ func newWorldID(i int) event.ConnID {
 		Local:  netip.AddrPortFrom(serverAddr, 80),
 		Remote: netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(10 + i/50000)}), uint16(10000+i%50000)),
 	}
-}
-
-// idOf is the server's view of a client connection's 4-tuple.
-func idOf(c *conn.Conn) event.ConnID {
-	l := c.LocalAddr().(*net.TCPAddr).AddrPort()
-	r := c.RemoteAddr().(*net.TCPAddr).AddrPort()
-	return event.ConnID{Local: r, Remote: l}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -197,9 +198,8 @@ func wantStates(t *testing.T, what string, ct *connTrace, want ...string) {
 	}
 }
 
-// A connection that is never accepted while a second is pending: no
-// state is kept for refused or unsampled connections, and RatioSampler
-// gives a connection the same answer every time.
+// RatioSampler gives a connection the same answer every time, and
+// samples about the ratio asked of many.
 func TestRatioSampler(t *testing.T) {
 	none, all := otel.RatioSampler(0), otel.RatioSampler(1)
 	half := otel.RatioSampler(0.5)
@@ -209,7 +209,7 @@ func TestRatioSampler(t *testing.T) {
 		if none(w) || !all(w) {
 			t.Fatal("ratio 0 or 1 answered otherwise")
 		}
-		if half(w) != half(w) {
+		if a, b := half(w), half(w); a != b {
 			t.Fatal("not deterministic")
 		}
 		if half(w) {
@@ -219,4 +219,46 @@ func TestRatioSampler(t *testing.T) {
 	if n < 400 || n > 600 {
 		t.Errorf("ratio 0.5 sampled %d of 1000", n)
 	}
+}
+
+// A connection the sampler refuses leaves no trace and no state, and is
+// counted; a connection over its event budget keeps its spans, drops
+// the events past the budget and says how many on its root.
+func TestSamplingAndEventBudget(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorld(t, worldOptions{clientSample: otel.RatioSampler(0), serverMaxEvents: 3})
+		c, s := w.connect(t, 80)
+		if w.ct.SpanContext(c).IsValid() {
+			t.Error("an unsampled connection has a span context")
+		}
+		got := readAll(s)
+		io.WriteString(c, "hello")
+		c.Close()
+		<-got
+		s.Close()
+		w.advance(2 * timeWait)
+
+		if cl := w.traces(t, "client"); len(cl) != 0 {
+			t.Errorf("%d client traces, want none", len(cl))
+		}
+		if st := w.ct.Stats(); st.Unsampled != 1 || st.Traced != 0 || st.MaxOpen != 0 {
+			t.Errorf("client tracer stats %+v, want 1 unsampled, nothing traced", st)
+		}
+		sv := w.traces(t, "server")
+		if len(sv) != 1 {
+			t.Fatalf("%d server traces, want 1", len(sv))
+		}
+		var events int
+		for _, sp := range sv[0].all {
+			events += len(sp.Events)
+		}
+		st := w.st.Stats()
+		if events != 3 || st.EventsDropped == 0 || attr(sv[0].root, "tcp.events_dropped") != strconv.FormatUint(st.EventsDropped, 10) {
+			t.Errorf("%d span events, tcp.events_dropped %s, Stats.EventsDropped %d; want 3 and the two equal and not 0",
+				events, attr(sv[0].root, "tcp.events_dropped"), st.EventsDropped)
+		}
+		if got, want := sv[0].shape(), "tcp.connection(tcp.handshake(tcp.syn_queue) tcp.accept_queue tcp.transfer tcp.teardown)"; got != want {
+			t.Errorf("server trace:\n got %s\nwant %s", got, want)
+		}
+	})
 }
