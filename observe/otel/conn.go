@@ -290,12 +290,14 @@ func (c *connTrace) stateChange(ev event.Event) (done bool) {
 		return true
 	}
 	if to == event.Established && (from == event.SynSent || from == event.SynReceived || from == event.Closed) {
-		if from == event.Closed { // made from a SYN cookie: no half-open state to time
+		if from == event.Closed && c.handshake != nil { // made from a SYN cookie: no half-open state to time
 			c.handshake.SetAttributes(attribute.Bool("tcp.syn_cookie", true))
 		}
 		c.endSpan(&c.synq, ev.Time)
 		c.endSpan(&c.handshake, ev.Time)
-		_, c.transfer = c.t.tracer.Start(c.ctx, SpanTransfer, trace.WithTimestamp(ev.Time))
+		if c.transfer == nil && c.teardown == nil {
+			_, c.transfer = c.t.tracer.Start(c.ctx, SpanTransfer, trace.WithTimestamp(ev.Time))
+		}
 		return false
 	}
 	if c.teardown == nil && isTeardown(to) {
