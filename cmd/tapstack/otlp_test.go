@@ -11,8 +11,9 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// "tapstack demo --otlp http://..." exports the demo's two connection
-// ends as two traces, flushed before the command returns.
+// "tapstack demo --otlp http://..." (and trace, on the in-memory demo)
+// exports the demo's two connection ends as two traces, flushed before
+// the command returns.
 func TestDemoOTLP(t *testing.T) {
 	var mu sync.Mutex
 	roots := map[string]int{} // tapstack.stack -> tcp.connection spans
@@ -40,14 +41,17 @@ func TestDemoOTLP(t *testing.T) {
 		w.Write(b)
 	}))
 	defer srv.Close()
-	code, _, errOut := runCLI(t, "demo", "--timewait", "10ms", "--otlp", srv.URL)
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, errOut)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if roots["server"] != 1 || roots["client"] != 1 {
-		t.Errorf("tcp.connection spans by stack %v, want one server and one client", roots)
+	for _, cmd := range []string{"demo", "trace"} {
+		code, _, errOut := runCLI(t, cmd, "--timewait", "10ms", "--otlp", srv.URL)
+		if code != 0 {
+			t.Fatalf("%s: exit %d: %s", cmd, code, errOut)
+		}
+		mu.Lock()
+		if roots["server"] != 1 || roots["client"] != 1 {
+			t.Errorf("%s: tcp.connection spans by stack %v, want one server and one client", cmd, roots)
+		}
+		clear(roots)
+		mu.Unlock()
 	}
 	if code, _, errOut := runCLI(t, "demo", "--otlp", "ftp://x"); code == 0 {
 		t.Errorf("--otlp ftp://x: exit 0, want an error (%s)", errOut)
