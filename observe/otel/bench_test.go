@@ -3,6 +3,7 @@ package otel_test
 import (
 	"context"
 	"io"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,6 +32,14 @@ type tracing struct {
 var tracings = []tracing{
 	// off: no observer, as a stack without --otlp runs.
 	{"off", func(*testing.B) (event.Observer, event.Observer) { return nil, nil }},
+	// observer: an observer that does nothing: what the engine spends
+	// making and delivering events, whoever observes them.
+	{"observer", func(b *testing.B) (event.Observer, event.Observer) {
+		var n atomic.Int64
+		b.Cleanup(func() { b.ReportMetric(float64(n.Load())/float64(b.N), "events/op") })
+		count := func(event.Event) { n.Add(1) }
+		return count, count
+	}},
 	// unsampled: a Tracer whose sampler refuses every connection: the
 	// price of having tracing installed but sampled out.
 	{"unsampled", func(b *testing.B) (event.Observer, event.Observer) {
@@ -64,8 +73,9 @@ func benchPair(b *testing.B, tr tracing) *stack.Pair {
 }
 
 // BenchmarkBulk sends 32 MiB one way per iteration over one connection
-// between two tapstack stacks on tap.Pipe, with tracing off, installed
-// but sampled out, and on:
+// between two tapstack stacks on tap.Pipe, with tracing off (no
+// observer), a do-nothing observer (the engine's own cost of events),
+// tracing installed but sampled out, and on:
 //
 //	go test -run '^$' -bench Bulk -benchtime 5x -count 5 ./observe/otel
 func BenchmarkBulk(b *testing.B) {
