@@ -10,11 +10,13 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
+	"github.com/tapstack/tapstack/conn"
 	"github.com/tapstack/tapstack/event"
 	otel "github.com/tapstack/tapstack/observe/otel"
 	"github.com/tapstack/tapstack/stack/tcp"
@@ -293,4 +295,97 @@ func TestZeroWindow(t *testing.T) {
 			t.Errorf("server window events %s, want %s", got, want)
 		}
 	})
+}
+
+// A SYN that never gets an answer: the client retransmits it with the
+// RTO backing off (RFC 6298 5.5) until it gives up; its handshake holds
+// the RTO firings and the SYN retransmissions, and the trace fails with
+// the error Dial returned: ETIMEDOUT when the listener drops the SYNs
+// (its accept queue is full, as Linux does), EHOSTUNREACH when the cable
+// is dead and ARP never resolves the server.
+func TestSynTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		name, errType string
+		dead          bool
+	}{
+		{"accept queue full", "ETIMEDOUT", false},
+		{"dead cable", "EHOSTUNREACH", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var o worldOptions
+				if tc.dead {
+					o.clientLink = func(l gstack.LinkEndpoint) gstack.LinkEndpoint {
+						return tap.NewFault(l, tap.FaultConfig{Loss: 1, Seed: 1})
+					}
+				}
+				w := newWorld(t, o)
+				if !tc.dead {
+					lc := conn.ListenConfig{Backlog: -1}
+					ln, err := lc.Listen(w.server, "tcp", "192.0.2.1:80")
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer ln.Close()
+					first, err := conn.Dial(w.client, "tcp", "192.0.2.1:80") // fills the accept queue
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer first.Close()
+					w.advance(0)
+				}
+				dialed := make(chan error, 1)
+				go func() {
+					_, err := conn.Dial(w.client, "tcp", "192.0.2.1:80")
+					dialed <- err
+				}()
+				var err error
+				for i := 0; ; i++ {
+					synctest.Wait()
+					select {
+					case err = <-dialed:
+					default:
+						if i == 600 {
+							t.Fatal("dial still waiting after 10 min of fake time")
+						}
+						w.clock.Advance(time.Second)
+						continue
+					}
+					break
+				}
+				if err == nil {
+					t.Fatal("dial succeeded")
+				}
+				cl := w.traces(t, "client")
+				var tr *connTrace
+				for _, c := range cl {
+					if attr(c.root, "error.type") != "" {
+						tr = c
+					}
+				}
+				if tr == nil {
+					t.Fatalf("no failed trace among %d client traces", len(cl))
+				}
+				hs := tr.spans[otel.SpanHandshake]
+				var rtos, syns int
+				for _, e := range hs.Events {
+					switch {
+					case e.Name == otel.EventRTO:
+						rtos++
+					case e.Name == otel.EventRetransmit && eventAttr(e, "tcp.retransmit.cause") == "SYN retransmit":
+						syns++
+					}
+				}
+				t.Logf("dial: %v; %d RTOs, %d SYN retransmissions in %v", err, rtos, syns, hs.EndTime.Sub(hs.StartTime))
+				if rtos == 0 || syns == 0 || attr(tr.root, "tcp.rto_count") != strconv.Itoa(rtos) {
+					t.Errorf("%d tcp.rto and %d SYN retransmit events, tcp.rto_count %s: want both and the count equal",
+						rtos, syns, attr(tr.root, "tcp.rto_count"))
+				}
+				wantAttrs(t, "root", tr.root, map[string]string{"error.type": tc.errType, "tcp.state.final": "SYN-SENT"})
+				if hs.Status.Code != codes.Error {
+					t.Errorf("handshake status %v, want Error", hs.Status)
+				}
+			})
+		})
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/tapstack/tapstack/conn"
 	otel "github.com/tapstack/tapstack/observe/otel"
 )
 
@@ -259,6 +260,33 @@ func TestSamplingAndEventBudget(t *testing.T) {
 		}
 		if got, want := sv[0].shape(), "tcp.connection(tcp.handshake(tcp.syn_queue) tcp.accept_queue tcp.transfer tcp.teardown)"; got != want {
 			t.Errorf("server trace:\n got %s\nwant %s", got, want)
+		}
+	})
+}
+
+// A connection refused: the SYN meets no listener and is answered with
+// RST (RFC 9293 3.10.7.1); the client's trace is the handshake alone,
+// failed with ECONNREFUSED.
+func TestRefused(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorld(t, worldOptions{})
+		if _, err := conn.Dial(w.client, "tcp", "192.0.2.1:81"); err == nil {
+			t.Fatal("dial to a port with no listener succeeded")
+		}
+		w.advance(0)
+		cl := w.traces(t, "client")
+		if len(cl) != 1 {
+			t.Fatalf("%d client traces, want 1", len(cl))
+		}
+		if got, want := cl[0].shape(), "tcp.connection(tcp.handshake)"; got != want {
+			t.Errorf("trace:\n got %s\nwant %s", got, want)
+		}
+		wantAttrs(t, "root", cl[0].root, map[string]string{"error.type": "ECONNREFUSED", "tcp.state.final": "SYN-SENT"})
+		if st := cl[0].spans[otel.SpanHandshake].Status; st.Code != codes.Error {
+			t.Errorf("handshake status %v, want Error", st)
+		}
+		if sv := w.traces(t, "server"); len(sv) != 0 {
+			t.Errorf("%d server traces for a refused SYN, want none", len(sv))
 		}
 	})
 }
