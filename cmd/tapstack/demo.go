@@ -17,7 +17,12 @@ func runDemo(ctx context.Context, e env, args []string) error {
 	pcapPath := fs.String("pcap", "", "write an annotated pcapng capture of the server's end to `file`")
 	faults := addFaultFlags(fs)
 	plotPath := plotFlag(fs)
+	otlp := otlpFlag(fs)
 	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	traces, err := newOTLP(*otlp)
+	if err != nil {
 		return err
 	}
 	capPath, plotDone, err := plotCapture(e, *pcapPath, *plotPath)
@@ -35,9 +40,10 @@ func runDemo(ctx context.Context, e env, args []string) error {
 		pcapPath:  capPath,
 		faults:    faults,
 		stderr:    e.stderr,
-		serverObs: traceLine(out, "server"),
-		clientObs: traceLine(out, "client"),
+		serverObs: traces.observer("server", traceLine(out, "server")),
+		clientObs: traces.observer("client", traceLine(out, "client")),
 	})
+	reportErr(e, traces.close())
 	if err != nil {
 		return err
 	}

@@ -40,14 +40,19 @@ func runTrace(ctx context.Context, e env, args []string) error {
 			return err
 		}
 		defer func() { reportErr(e, plotDone()) }()
+		traces, err := newOTLP(*lf.otlp)
+		if err != nil {
+			return err
+		}
+		defer func() { reportErr(e, traces.close()) }()
 		return runDemoWorkload(ctx, io.Discard, demoConfig{
 			timeWait:  *timeWait,
 			text:      *text,
 			pcapPath:  capPath,
 			faults:    lf.faults,
 			stderr:    e.stderr,
-			serverObs: traceLine(out, "server"),
-			clientObs: traceLine(out, "client"),
+			serverObs: traces.observer("server", traceLine(out, "server")),
+			clientObs: traces.observer("client", traceLine(out, "client")),
 		})
 	}
 	s, closeStack, err := lf.open(e, tcp.Options{Observer: traceLine(out, *lf.tap)})

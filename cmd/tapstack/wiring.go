@@ -50,6 +50,7 @@ func stopStack(s *stack.Stack) {
 type linkFlags struct {
 	tap, addr, pcap *string
 	plot            *string // plot.go
+	otlp            *string // otlp.go
 	create          *bool
 	faults          *faultFlags
 }
@@ -63,6 +64,7 @@ func addLinkFlags(fs *flag.FlagSet, verb string) *linkFlags {
 		create: fs.Bool("create", false, "create the TAP device if it does not exist (it is removed on exit)"),
 		pcap:   fs.String("pcap", "", "write an annotated pcapng capture of the device's frames to `file`"),
 		plot:   plotFlag(fs),
+		otlp:   otlpFlag(fs),
 		faults: addFaultFlags(fs),
 	}
 }
@@ -96,6 +98,12 @@ func (lf *linkFlags) open(e env, opts tcp.Options) (s *stack.Stack, close func()
 		dev.Close()
 		return nil, nil, err
 	}
+	traces, err := newOTLP(*lf.otlp)
+	if err != nil {
+		dev.Close()
+		return nil, nil, err
+	}
+	opts.Observer = traces.observer(name, opts.Observer)
 	link, obs, finish, err := capture(captureConfig{
 		path: capPath, link: dev.LinkEndpoint(), obs: opts.Observer,
 		description: "tapstack on TAP device " + name,
@@ -120,7 +128,7 @@ func (lf *linkFlags) open(e env, opts tcp.Options) (s *stack.Stack, close func()
 		finish()
 		return nil, nil, err
 	}
-	return s, func() { stopStack(s); dev.Close(); finish(); reportErr(e, plotDone()) }, nil
+	return s, func() { stopStack(s); dev.Close(); finish(); reportErr(e, traces.close()); reportErr(e, plotDone()) }, nil
 }
 
 func hasKind(kinds []event.Kind, k event.Kind) bool {

@@ -17,7 +17,9 @@ func TestMetricsRise(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	addrc := make(chan string, 1)
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, "127.0.0.1:0", 5*time.Millisecond, func(a string) { addrc <- a }) }()
+	go func() {
+		done <- run(ctx, config{listen: "127.0.0.1:0", every: 5 * time.Millisecond}, func(a string) { addrc <- a })
+	}()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
+	"github.com/tapstack/tapstack/event"
+	tsotel "github.com/tapstack/tapstack/observe/otel"
+	"github.com/tapstack/tapstack/stack"
+)
+
+// otlpFlag registers --otlp: export each connection as an OpenTelemetry
+// trace (package observe/otel).
+func otlpFlag(fs *flag.FlagSet) *string {
+	return fs.String("otlp", "", "export each connection as an OpenTelemetry trace to this OTLP `endpoint`: HOST:PORT or grpc://HOST:PORT (gRPC), http://HOST:PORT (HTTP)")
+}
+
+// otlpTracing is the trace export of one command: one provider, a tracer
+// per stack.
+type otlpTracing struct {
+	tp      *sdktrace.TracerProvider
+	tracers []*tsotel.Tracer
+}
+
+// newOTLP returns nil, and no error, when endpoint is empty.
+func newOTLP(endpoint string) (*otlpTracing, error) {
+	if endpoint == "" {
+		return nil, nil
+	}
+	tp, err := tsotel.NewOTLPProvider(context.Background(), endpoint, "tapstack")
+	if err != nil {
+		return nil, err
+	}
+	return &otlpTracing{tp: tp}, nil
+}
+
+// observer adds a tracer for the stack named name to obs. The tracer
+// observes synchronously, so a connection's span exists when Dial or
+// Accept returns.
+func (o *otlpTracing) observer(name string, obs event.Observer) event.Observer {
+	if o == nil {
+		return obs
+	}
+	tr := tsotel.New(tsotel.Options{TracerProvider: o.tp, Attributes: []attribute.KeyValue{attribute.String("tapstack.stack", name)}})
+	o.tracers = append(o.tracers, tr)
+	return stack.Fanout(obs, tr.Observe)
+}
+
+// close ends the traces still open and flushes the export. Call it after
+// the stacks closed.
+func (o *otlpTracing) close() error {
+	if o == nil {
+		return nil
+	}
+	for _, tr := range o.tracers {
+		tr.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return o.tp.Shutdown(ctx)
+}
