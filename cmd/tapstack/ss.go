@@ -127,12 +127,17 @@ func infoLine(in tcp.Info) string {
 	if in.SACK {
 		b.WriteString("sack ")
 	}
-	b.WriteString("newreno")
+	cc := in.CongestionControl
+	if cc == "" {
+		cc = "unknown"
+	}
+	b.WriteString(cc)
 	if in.SndWndScale >= 0 {
 		fmt.Fprintf(&b, " wscale:%d,%d", in.SndWndScale, in.RcvWndScale)
 	}
 	mss := max(in.SndMSS, 1)
-	rto := strconv.FormatFloat(float64(in.RTO)/float64(time.Millisecond), 'g', -1, 64)
+	// ss prints rto with printf's %g: six significant digits.
+	rto := strconv.FormatFloat(float64(in.RTO)/float64(time.Millisecond), 'g', 6, 64)
 	fmt.Fprintf(&b, " rto:%s rtt:%s/%s mss:%d cwnd:%d", rto, ms(in.RTT), ms(in.RTTVar), in.SndMSS, int(in.Cwnd)/mss)
 	if in.Ssthresh < 1<<30 {
 		fmt.Fprintf(&b, " ssthresh:%d", int(in.Ssthresh)/mss)
