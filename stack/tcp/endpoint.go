@@ -99,6 +99,7 @@ type Endpoint struct {
 	rttValid          bool
 	retries           int    // RTO expiries in a row without progress
 	synTSval          uint32 // TSval of the latest SYN or SYN-ACK sent (handshake.go)
+	drainCheck        bool   // unregistered: flush tells a Shutdown waiting for the last connection, once the last segment left
 	rtxq              rtxQueue
 	train             train // new segments output sends back to back (send.go)
 	swsOverride       bool  // the persist timer lets a short segment past SWS avoidance
@@ -549,6 +550,7 @@ func (e *Endpoint) SyncEvents() {
 // flushLocked does flush's work while holding outMu, and releases it.
 func (e *Endpoint) flushLocked() {
 	var release *stack.Route
+	var drainCheck bool
 	obs := e.proto.opts.Observer
 	for range 1 << 20 {
 		e.mu.Lock()
@@ -556,6 +558,7 @@ func (e *Endpoint) flushLocked() {
 			if (e.state == event.Closed || e.tw != nil) && e.route != nil && !e.registered {
 				release, e.route = e.route, nil
 			}
+			drainCheck, e.drainCheck = e.drainCheck, false
 			e.mu.Unlock()
 			break
 		}
@@ -579,6 +582,11 @@ func (e *Endpoint) flushLocked() {
 	e.outMu.Unlock()
 	if release != nil {
 		release.Release()
+	}
+	if drainCheck {
+		e.proto.mu.Lock()
+		e.proto.checkDrained()
+		e.proto.mu.Unlock()
 	}
 }
 

@@ -409,8 +409,12 @@ func (p *Protocol) register(e *Endpoint) error {
 func (p *Protocol) unregister(e *Endpoint) {
 	p.mu.Lock()
 	delete(p.endpoints, e)
-	p.checkDrained()
 	p.mu.Unlock()
+	// Shutdown learns that the last connection is done only after flush
+	// has written what the move to CLOSED or TIME-WAIT queued (the ACK
+	// of the peer's FIN): it closes the links next, and that ACK would
+	// be lost, leaving the peer in LAST-ACK.
+	e.drainCheck = true
 	if e.orphan {
 		e.orphan = false
 		p.orphans.Add(-1)
