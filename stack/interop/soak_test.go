@@ -11,8 +11,7 @@ import (
 
 // TestSoak moves data both ways at once between tapstack and gVisor's TCP
 // with faults on both ends, every byte checked by hash: mixed faults (5%
-// loss, 5% reordering, 2% duplication, 1% corruption), and tapstack alone
-// sending at 20% loss. It is
+// loss, 5% reordering, 2% duplication, 1% corruption) and 20% loss. It is
 // long (64 MiB each way by default), so it runs only with TAPSTACK_SOAK
 // set to the MiB to move each way (CI runs the short TestLossRecovery and
 // TestGVisorFaults instead); the kernel's counterpart is
@@ -33,13 +32,28 @@ func TestSoak(t *testing.T) {
 			a, b := prof.cfg(31), prof.cfg(32)
 			p := newGVPair(t, cable{tsFault: &a, peerFault: &b})
 			c, peer := p.tapstackDials(t, 80)
-			// At 20% loss gVisor's sender barely moves (BenchmarkLossy:
-			// about 0.1 MB in two minutes), so only tapstack sends.
-			dir := both
-			if name == "loss20" {
-				dir = aToB
-			}
-			d := exchange(t, c, peer, int64(mib)*MiB, dir, 60*time.Minute)
+			// A line a minute says how far each way has come: a soak
+			// runs for tens of minutes at 20% loss.
+			stop := make(chan struct{})
+			go func() {
+				tick := time.NewTicker(time.Minute)
+				defer tick.Stop()
+				start := time.Now()
+				for {
+					select {
+					case <-stop:
+						return
+					case <-tick.C:
+						in := c.Endpoint().Info()
+						st := p.ts.TCP().Stats()
+						t.Logf("%s: %v: tapstack sent %.1f MiB (acknowledged), received %.1f MiB; %d retransmissions, %d RTOs",
+							name, time.Since(start).Round(time.Second), float64(in.BytesAcked)/MiB, float64(in.BytesReceived)/MiB,
+							st.Retransmits.Load(), st.RetransmitTimeouts.Load())
+					}
+				}
+			}()
+			d := exchange(t, c, peer, int64(mib)*MiB, both, 90*time.Minute)
+			close(stop)
 			st := p.ts.TCP().Stats()
 			t.Logf("%s: %d MiB each way in %v; tapstack: %d retransmissions, %d RTOs, %d tail loss probes, %d fast recoveries, %d undone, %d bad checksums dropped",
 				name, mib, d.Round(time.Millisecond), st.Retransmits.Load(), st.RetransmitTimeouts.Load(),
