@@ -57,6 +57,7 @@ type run struct {
 	a, b   *tap.PipeEnd
 	mu     sync.Mutex
 	states []event.Event
+	seen   []event.Event // sends and drops, for waitFor
 }
 
 type scenario struct {
@@ -65,6 +66,37 @@ type scenario struct {
 	fault *tap.FaultConfig // on tapstack's link, below the capture
 	peer  func(p *gvpeer.Peer)
 	run   func(ctx context.Context, r *run) error
+	// must lists words that some frame's comment must hold: the
+	// feature the scenario is there to show (a run that turned into a
+	// clean transfer under load would otherwise pass and show nothing).
+	must []string
+}
+
+// waitFor waits until the engine has reported n events that match, or
+// ctx ends; phases of a scenario wait on what the engine did, never on
+// the wall clock alone.
+func (r *run) waitFor(ctx context.Context, what string, n int, match func(event.Event) bool) error {
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		r.mu.Lock()
+		got := 0
+		for _, ev := range r.seen {
+			if match(ev) {
+				got++
+			}
+		}
+		last := r.seen[max(0, len(r.seen)-8):]
+		r.mu.Unlock()
+		if got >= n {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %d %s (saw %d; the last events: %v): %w", n, what, got, last, ctx.Err())
+		case <-tick.C:
+		}
+	}
 }
 
 func newRun(t *testing.T, sc scenario) *run {
@@ -91,9 +123,14 @@ func newRun(t *testing.T, sc scenario) *run {
 	}
 	opts := sc.opts
 	opts.Observer = w.Observer(func(ev event.Event) {
-		if ev.Kind == event.KindState && ev.Conn.Remote.IsValid() {
+		switch {
+		case ev.Kind == event.KindState && ev.Conn.Remote.IsValid():
 			r.mu.Lock()
 			r.states = append(r.states, ev)
+			r.mu.Unlock()
+		case ev.Kind == event.KindSend || ev.Kind == event.KindDrop:
+			r.mu.Lock()
+			r.seen = append(r.seen, ev)
 			r.mu.Unlock()
 		}
 	})
@@ -215,6 +252,7 @@ var scenarios = []scenario{
 		// The peer sends and closes first: tapstack goes through
 		// CLOSE-WAIT and LAST-ACK.
 		name: "close-peer-first",
+		must: []string{"ESTABLISHED → CLOSE-WAIT", "LAST-ACK → CLOSED"},
 		opts: tcp.Options{TimeWait: 100 * time.Millisecond},
 		run: func(ctx context.Context, r *run) error {
 			ln, err := conn.Listen(r.ts, "tcp", ":80")
@@ -241,6 +279,7 @@ var scenarios = []scenario{
 		// tapstack sends and closes first: FIN-WAIT-1, FIN-WAIT-2,
 		// TIME-WAIT, and the TIME-WAIT expiry that no frame carries.
 		name: "close-tapstack-first",
+		must: []string{"ESTABLISHED → FIN-WAIT-1", "→ TIME-WAIT"},
 		opts: tcp.Options{TimeWait: 100 * time.Millisecond},
 		run: func(ctx context.Context, r *run) error {
 			c, pc, done, err := dialPeer(ctx, r)
@@ -258,6 +297,7 @@ var scenarios = []scenario{
 		// 5% loss in both directions, SACK on both sides: fast
 		// retransmissions, SACK blocks, dup ACKs, RTOs.
 		name:  "loss-sack",
+		must:  []string{"retransmit", "SACK", "fault: dropped"},
 		opts:  tcp.Options{TimeWait: 100 * time.Millisecond},
 		fault: &tap.FaultConfig{Loss: 0.05, Seed: 7, Inbound: &tap.FaultConfig{Loss: 0.05}},
 		peer: func(p *gvpeer.Peer) {
@@ -281,6 +321,7 @@ var scenarios = []scenario{
 		// reads: zero window, the peer's probes, then the window update.
 		// Then tapstack fills the peer's: tapstack's own probes.
 		name: "zero-window",
+		must: []string{"zero window probe", "zero window;", "window update"},
 		opts: tcp.Options{TimeWait: 100 * time.Millisecond, ReceiveBufferSize: 16 << 10},
 		peer: func(p *gvpeer.Peer) {
 			rb := tcpip.TCPReceiveBufferSizeRangeOption{Min: 4096, Default: 16 << 10, Max: 16 << 10}
@@ -304,16 +345,31 @@ var scenarios = []scenario{
 				return errors.New("accept failed")
 			}
 			data := payload(48<<10, 4)
-			// Phase 1: the peer writes, tapstack does not read yet.
+			// Phase 1: the peer writes, tapstack does not read yet,
+			// until the peer has probed the zero window twice.
 			go c.Write(data)
-			time.Sleep(1200 * time.Millisecond)
+			// gVisor probes with one byte already acknowledged (SEQ =
+			// SND.UNA-1, as Linux's tcp_xmit_probe_skb but with a byte):
+			// an old sequence to tapstack, answered with an ACK (RFC
+			// 9293 3.10.7.4). A probe of new data would meet the zero
+			// window.
+			if err := r.waitFor(ctx, "probes of tapstack's zero window", 2, func(ev event.Event) bool {
+				return ev.Kind == event.KindDrop && (ev.Drop == event.DropZeroWindow || ev.Drop == event.DropOldSequence)
+			}); err != nil {
+				return err
+			}
 			got := make([]byte, len(data))
 			if _, err := io.ReadFull(sc, got); err != nil || !bytes.Equal(got, data) {
 				return fmt.Errorf("phase 1: %v", err)
 			}
-			// Phase 2: tapstack writes, the peer does not read yet.
+			// Phase 2: tapstack writes, the peer does not read yet,
+			// until tapstack has probed the peer's zero window twice.
 			go sc.Write(data)
-			time.Sleep(1200 * time.Millisecond)
+			if err := r.waitFor(ctx, "probes of the peer's zero window", 2, func(ev event.Event) bool {
+				return ev.Kind == event.KindSend && ev.Send == event.SendWindowProbe
+			}); err != nil {
+				return err
+			}
 			if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, data) {
 				return fmt.Errorf("phase 2: %v", err)
 			}
@@ -330,6 +386,7 @@ var scenarios = []scenario{
 		// three peers connect: SYNs dropped while the queue is full,
 		// retransmitted, then every connection accepted.
 		name: "accept-queue-full",
+		must: []string{"accept queue full", "SYN-RECEIVED → ESTABLISHED"},
 		opts: tcp.Options{TimeWait: 100 * time.Millisecond, InitialRTO: 100 * time.Millisecond},
 		run: func(ctx context.Context, r *run) error {
 			lc := conn.ListenConfig{Backlog: -1}
@@ -351,7 +408,15 @@ var scenarios = []scenario{
 				}()
 				time.Sleep(20 * time.Millisecond) // one at a time on the wire
 			}
-			time.Sleep(400 * time.Millisecond)
+			// Nobody accepts until the full queue has turned away the
+			// two later dialers' SYNs and a retransmission of one (as
+			// Linux does, a SYN meeting a full accept queue is dropped
+			// and the peer's SYN timer asks again).
+			if err := r.waitFor(ctx, "SYNs dropped for a full accept queue", 3, func(ev event.Event) bool {
+				return ev.Kind == event.KindDrop && ev.Drop == event.DropAcceptQueueFull
+			}); err != nil {
+				return err
+			}
 			for i := range n {
 				sc, err := ln.AcceptTCP()
 				if err != nil {
@@ -387,7 +452,30 @@ func TestOracle(t *testing.T) {
 				t.Fatal(err)
 			}
 			checkCapture(t, r)
+			checkMust(t, r, sc.must)
 		})
+	}
+}
+
+// checkMust fails the scenario if no frame's comment holds one of the
+// words it is there to show.
+func checkMust(t *testing.T, r *run, must []string) {
+	t.Helper()
+	pkts, err := pcap.ReadFile(r.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range must {
+		found := false
+		for _, p := range pkts {
+			if strings.Contains(p.Comment(), w) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			t.Errorf("no frame's comment says %q: the scenario did not show what it is for", w)
+		}
 	}
 }
 

@@ -114,7 +114,7 @@ func addFaultFlags(fs *flag.FlagSet) *faultFlags {
 		prefix, what string
 		side         *faultSide
 	}{
-		{"", "both directions", &f.both},
+		{"", "frames of both directions", &f.both},
 		{"in-", "frames from the wire to the stack", &f.in},
 		{"out-", "frames from the stack to the wire", &f.out},
 	} {
