@@ -96,7 +96,17 @@ func (lc *ListenConfig) Listen(s *stack.Stack, network, address string) (*Listen
 	case backlog < 0:
 		backlog = 0
 	}
-	l, err := s.TCP().Listen(ap, backlog)
+	// The engine reads the wildcard's family as the socket's: the zero
+	// address is dual-stack (package net's "tcp" on [::] or 0.0.0.0),
+	// 0.0.0.0 IPv4 only ("tcp4"), :: IPv6 only ("tcp6", IPV6_V6ONLY), so
+	// a "tcp4" and a "tcp6" listener share a port as on Linux and the
+	// other family's SYNs find no listener and are reset.
+	fam := family(network)
+	engAP := ap
+	if ap.Addr().IsUnspecified() && fam == "" {
+		engAP = netip.AddrPortFrom(netip.Addr{}, ap.Port())
+	}
+	l, err := s.TCP().Listen(engAP, backlog)
 	if err != nil {
 		return nil, opErr(err, net.TCPAddrFromAddrPort(ap))
 	}
@@ -106,18 +116,8 @@ func (lc *ListenConfig) Listen(s *stack.Stack, network, address string) (*Listen
 		// as package net does ("[::]:80" for "tcp" and "tcp6").
 		addr = netip.AddrPortFrom(ap.Addr(), addr.Port())
 	}
-	var fam string
-	if ap.Addr().IsUnspecified() {
-		// The engine's wildcard listener takes both families: tcp4 and
-		// tcp6 (IPV6_V6ONLY) give the other family's SYNs no listener,
-		// so they are reset as on Linux. Accept checks again.
-		fam = family(network)
-		if fam != "" {
-			if err := s.RestrictListener(l, fam == "6"); err != nil {
-				l.Close()
-				return nil, opErr(err, net.TCPAddrFromAddrPort(ap))
-			}
-		}
+	if !ap.Addr().IsUnspecified() {
+		fam = "" // bound to one address: one family already
 	}
 	ka := lc.KeepAliveConfig
 	if !ka.Enable && lc.KeepAlive > 0 {
@@ -187,8 +187,8 @@ func (l *Listener) AcceptTCP() (*Conn, error) {
 		ep, err := l.l.Accept()
 		if err == nil {
 			if r := ep.ID().Remote.Addr(); (l.family == "4" && !r.Is4()) || (l.family == "6" && !r.Is6()) {
-				// Not expected (RestrictListener keeps such SYNs
-				// away); a connection of the other family is reset.
+				// Not expected (the engine's listener takes one
+				// family); a connection of the other is reset.
 				ep.Reset()
 				continue
 			}

@@ -348,20 +348,45 @@ func TestNoResolver(t *testing.T) {
 	}
 }
 
-// TestListenFamilyClose: once a tcp4 listener closes, its port is free
-// for a listener of both families, which takes IPv6 too.
+// TestListenFamilyClose: a tcp4 and a tcp6 listener share a port, each
+// taking its own family's connections (as on Linux, the tcp6 one with
+// IPV6_V6ONLY); a dual-stack "tcp" listener cannot join them; once they
+// close, the port is free for it, and it takes IPv6 too.
 func TestListenFamilyClose(t *testing.T) {
 	fake(t, func(t *testing.T, clock *faketime.ManualClock) {
 		client, server := tsPair(t, clock, tcp.Options{}, tcp.Options{})
-		ln, err := conn.Listen(server, "tcp4", ":8100")
+		ln4, err := conn.Listen(server, "tcp4", ":8100")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := conn.Listen(server, "tcp6", ":8100"); !errors.Is(err, syscall.EADDRINUSE) {
-			t.Errorf("tcp6 on the port of a tcp4 listener: %v, want EADDRINUSE (tapstack reserves the port for both families)", err)
+		ln6, err := conn.Listen(server, "tcp6", ":8100")
+		if err != nil {
+			t.Fatalf("tcp6 on the port of a tcp4 listener: %v, want both (IPV6_V6ONLY)", err)
 		}
-		ln.Close()
-		ln, err = conn.Listen(server, "tcp", ":8100")
+		if _, err := conn.Listen(server, "tcp", ":8100"); !errors.Is(err, syscall.EADDRINUSE) {
+			t.Errorf("a dual-stack listener on their port: %v, want EADDRINUSE", err)
+		}
+		for _, tc := range []struct {
+			ln   *conn.Listener
+			peer string
+		}{{ln4, "192.0.2.1:8100"}, {ln6, "[2001:db8::1]:8100"}} {
+			accepted := acceptAll(tc.ln)
+			c, err := conn.Dial(client, "tcp", tc.peer)
+			if err != nil {
+				t.Fatalf("dial %s: %v", tc.peer, err)
+			}
+			a := <-accepted
+			if a == nil || a.LocalAddr().String() != tc.peer {
+				t.Errorf("dial %s: accepted %v by the listener on %s", tc.peer, a, tc.ln.Addr())
+			}
+			if a != nil {
+				a.Close()
+			}
+			c.Close()
+		}
+		ln4.Close()
+		ln6.Close()
+		ln, err := conn.Listen(server, "tcp", ":8100")
 		if err != nil {
 			t.Fatal(err)
 		}

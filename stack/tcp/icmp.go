@@ -158,5 +158,5 @@ func (l *Listener) icmpToListener(terr stack.TransportError, pkt *stack.PacketBu
 		err = fmt.Errorf("kind %d", terr.Kind())
 	}
 	q, _ := parseICMPQuote(pkt)
-	l.proto.dropICMP(connIDOf(l.id), q, err, event.DropICMPNoConnection)
+	l.proto.dropICMP(event.ConnID{Local: l.Addr()}, q, err, event.DropICMPNoConnection)
 }

@@ -40,6 +40,7 @@ type Listener struct {
 	proto     *Protocol
 	id        stack.TransportEndpointID
 	netProtos []tcpip.NetworkProtocolNumber
+	wild      netip.Addr // 0.0.0.0 or :: for a wildcard listener of one family
 	portRes   ports.Reservation
 
 	cookies cookieKey // keys this stack's SYN cookies (cookie.go)
@@ -76,24 +77,32 @@ func (q *synQueue) len() int   { return len(q.entries) + q.pending }
 func (q *synQueue) full() bool { return q.len() >= q.limit }
 
 // Listen is the passive OPEN call of RFC 9293 3.10.1: it opens a listener
-// on local. An address that is not valid or is unspecified (0.0.0.0, ::)
-// listens on every local address of both IPv4 and IPv6; port 0 picks an
-// ephemeral port. backlog bounds the accept queue (see acceptQueue for
-// its exact meaning). Errors are syscall errnos: EADDRNOTAVAIL for an
-// address that is not the stack's, EADDRINUSE for a port taken, ENETDOWN
-// once the stack is shutting down.
+// on local. The zero netip.Addr listens on every local address of both
+// IPv4 and IPv6, as a dual-stack socket on [::] does. An unspecified
+// address of one family listens on every address of that family only:
+// 0.0.0.0 as an AF_INET socket on INADDR_ANY, :: as an AF_INET6 socket
+// with IPV6_V6ONLY, so that a "tcp4" and a "tcp6" listener can share a
+// port as on Linux. Port 0 picks an ephemeral port. backlog bounds the
+// accept queue (see acceptQueue for its exact meaning). Errors are
+// syscall errnos: EADDRNOTAVAIL for an address that is not the stack's,
+// EADDRINUSE for a port taken, ENETDOWN once the stack is shutting down.
 func (p *Protocol) Listen(local netip.AddrPort, backlog int) (*Listener, error) {
 	netProtos := []tcpip.NetworkProtocolNumber{header.IPv4ProtocolNumber, header.IPv6ProtocolNumber}
 	var addr tcpip.Address
-	if a := local.Addr().Unmap(); a.IsValid() && !a.IsUnspecified() {
-		addr = tcpip.AddrFromSlice(a.AsSlice())
+	wild := netip.Addr{} // Addr's answer for a wildcard listener
+	if a := local.Addr().Unmap(); a.IsValid() {
 		if a.Is4() {
 			netProtos = netProtos[:1]
 		} else {
 			netProtos = netProtos[1:]
 		}
-		if p.stack.CheckLocalAddress(0, netProtos[0], addr) == 0 {
-			return nil, syscall.EADDRNOTAVAIL
+		if a.IsUnspecified() {
+			wild = a
+		} else {
+			addr = tcpip.AddrFromSlice(a.AsSlice())
+			if p.stack.CheckLocalAddress(0, netProtos[0], addr) == 0 {
+				return nil, syscall.EADDRNOTAVAIL
+			}
 		}
 	}
 	if backlog < 0 {
@@ -102,6 +111,7 @@ func (p *Protocol) Listen(local netip.AddrPort, backlog int) (*Listener, error) 
 	l := &Listener{
 		proto:     p,
 		netProtos: netProtos,
+		wild:      wild,
 		id:        stack.TransportEndpointID{LocalAddress: addr},
 		state:     event.Listen,
 		cookies:   newCookieKey(p.secret),
@@ -131,8 +141,14 @@ func (p *Protocol) Listen(local netip.AddrPort, backlog int) (*Listener, error) 
 }
 
 // Addr returns the address and port the listener is bound to; the
-// address is unspecified (0.0.0.0) for a listener on every address.
-func (l *Listener) Addr() netip.AddrPort { return connIDOf(l.id).Local }
+// address is unspecified for a listener on every address: 0.0.0.0 or ::
+// for one family, 0.0.0.0 for both.
+func (l *Listener) Addr() netip.AddrPort {
+	if l.wild.IsValid() {
+		return netip.AddrPortFrom(l.wild, l.id.LocalPort)
+	}
+	return connIDOf(l.id).Local
+}
 
 // State returns LISTEN, or CLOSED after Close.
 func (l *Listener) State() event.State {
@@ -707,7 +723,7 @@ func (l *Listener) Close() {
 	halfOpen := len(children)
 	clear(l.synq.entries)
 	children = append(children, l.acceptq.drain()...)
-	l.queueEvent(nil, connIDOf(l.id), event.SegKey{}, fmt.Sprintf("listener closed: %d half-open forgotten, %d queued reset", halfOpen, len(children)-halfOpen))
+	l.queueEvent(nil, event.ConnID{Local: l.Addr()}, event.SegKey{}, fmt.Sprintf("listener closed: %d half-open forgotten, %d queued reset", halfOpen, len(children)-halfOpen))
 	l.notify()
 	l.mu.Unlock()
 
