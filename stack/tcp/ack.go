@@ -37,9 +37,9 @@ type ackInfo struct {
 	rttFrom  tcpip.MonotonicTime
 	rttAcked bool
 	rttSACK  bool
-	// The lowest TSval among retransmitted segments the ACK covers
-	// cumulatively: an ACK whose TSecr is older echoes an original
-	// transmission, not the retransmission (Eifel, RFC 3522).
+	// The newest TSval among retransmitted segments the ACK covers
+	// cumulatively: an ACK whose TSecr is older echoes an earlier
+	// transmission, not the one that caused it (Eifel, RFC 3522).
 	retransTS     uint32
 	retransAcked  bool
 	rttSample     time.Duration // the ACK's round-trip sample, 0 if none
@@ -177,7 +177,7 @@ func (e *Endpoint) ackCumulative(ack seqnum.Value, a *ackInfo) {
 // whether it shows reordering, and RACK.
 func (e *Endpoint) delivered(s *txSeg, a *ackInfo, byAck bool) {
 	if s.has(segEverRetrans) {
-		if byAck && (!a.retransAcked || tsBefore(s.tsval, a.retransTS)) {
+		if byAck && (!a.retransAcked || tsBefore(a.retransTS, s.tsval)) {
 			a.retransTS = s.tsval
 		}
 		a.retransAcked = a.retransAcked || byAck
@@ -252,9 +252,15 @@ func (e *Endpoint) takeDSACK(blk header.SACKBlock, a *ackInfo) {
 // retransmitted (Karn's rule, RFC 6298 3; Linux prefers it to TSecr,
 // which middleboxes may mangle); else, with timestamps, from TSecr (RFC
 // 7323 4.1), but not when the ACK covers a retransmission and echoes a
-// TSval older than it: then it echoes an original transmission and
+// TSval older than the latest one: then it echoes an earlier transmission
+// (the receiver keeps TS.Recent for a duplicate, RFC 7323 4.3) and
 // now-TSecr would include the whole wait for the retransmission timer
 // (Eifel, RFC 3522), which inflated the estimate into a feedback loop.
+// The latest, not the first: when a fast retransmission's ACK is lost,
+// the RTO sends SND.UNA's segment once more and the ACK it causes echoes
+// the fast retransmission's TSval, older than the timeout's; Linux takes
+// that sample (tcp_ack_update_rtt), and at 20% loss such samples grew
+// SRTT from 0.5 ms to 180 ms on a sub-millisecond path.
 func (e *Endpoint) ackRTT(seg *segment, a *ackInfo) {
 	var rtt time.Duration
 	if a.retransAcked && a.rttAcked {
