@@ -7,6 +7,7 @@ import (
 
 	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp"
+	"github.com/tapstack/tapstack/stack/tcp/tcptest"
 )
 
 // TestTailLossProbeRepairsLoss: only the last segment of a flight is lost.
@@ -88,5 +89,70 @@ func TestTailLossProbeRepairsLoss(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("no recovery event for the repaired loss")
+	}
+}
+
+// TestTailLossProbeNewData: the flight's ACKs are late and the congestion
+// window holds two more segments back. The probe is one of them, new data
+// (RFC 8985 7.3: a previously unsent segment when the receive window
+// allows, sent outside cwnd); when the ACK of everything covers it, the
+// episode ends with nothing learned about a loss (7.4.2: a probe of new
+// data repairs nothing): no window reduction, no TLPRecoveries.
+func TestTailLossProbeNewData(t *testing.T) {
+	p, ep := rttPeer(t, tcp.Options{})
+	if _, err := ep.Write(payload(0, 12*1460)); err != nil {
+		t.Fatal(err)
+	}
+	for k := 1; k <= 10; k++ {
+		p.Expect(seg{Flags: ".", Seq: sb(k), Ack: 1, Len: 1460, Check: tcptest.IgnorePSH})
+	}
+	p.ExpectNothing()
+	before := ep.Info()
+	p.Advance(2*rtt + 2*time.Millisecond) // PTO with more than one segment in flight
+	p.Expect(seg{Flags: ".", Seq: sb(11), Ack: 1, Len: 1460, Check: tcptest.IgnorePSH})
+	p.ExpectNothing()
+	p.Inject(sackAck(12))
+	p.Drain() // segment 12 goes now
+	p.Inject(sackAck(13))
+	p.ExpectNothing()
+	st := p.TCP.Stats()
+	i := ep.Info()
+	if st.TailLossProbes.Load() != 1 || st.TLPRecoveries.Load() != 0 || st.Retransmits.Load() != 0 {
+		t.Errorf("probes %d, TLP recoveries %d, retransmits %d; want 1, 0, 0", st.TailLossProbes.Load(), st.TLPRecoveries.Load(), st.Retransmits.Load())
+	}
+	if i.Ssthresh != before.Ssthresh || i.Cwnd < before.Cwnd || i.CAState != "open" {
+		t.Errorf("after the probe's ACK: cwnd %d, ssthresh %d, %s; want no reduction from %d, %d",
+			i.Cwnd, i.Ssthresh, i.CAState, before.Cwnd, before.Ssthresh)
+	}
+}
+
+// TestTailLossProbeDupAck: the last segment and its probe both arrived,
+// at a receiver that sends no D-SACK: the ACK of the original comes, then
+// a duplicate ACK, with no SACK blocks, for the probe. The duplicate ends
+// the episode (RFC 8985 7.4.2: both copies arrived), so a later ACK beyond
+// TLP.end_seq does not count as a repaired loss: no window reduction.
+func TestTailLossProbeDupAck(t *testing.T) {
+	p, ep := rttPeer(t, tcp.Options{})
+	data := sendSegments(t, p, ep, 5)
+	p.Advance(rtt)
+	p.Inject(sackAck(5))
+	p.Advance(ep.Info().RTO) // the probe, capped by the RTO, as in TestTailLossProbeRepairsLoss
+	p.Expect(seg{Flags: "P.", Seq: sb(5), Ack: 1, Payload: segData(data, 5)})
+	p.Advance(rtt)
+	p.Inject(sackAck(6)) // the original's ACK
+	p.Inject(sackAck(6)) // the probe's: a duplicate, no D-SACK
+	p.ExpectNothing()
+	before := ep.Info()
+	if _, err := ep.Write(payload(5*1460, 1460)); err != nil {
+		t.Fatal(err)
+	}
+	p.Expect(seg{Flags: "P.", Seq: sb(6), Ack: 1, Len: 1460})
+	p.Advance(rtt)
+	p.Inject(sackAck(7))
+	st := p.TCP.Stats()
+	i := ep.Info()
+	if st.TLPRecoveries.Load() != 0 || i.Ssthresh != before.Ssthresh || i.Cwnd < before.Cwnd {
+		t.Errorf("TLP recoveries %d, cwnd %d, ssthresh %d; want 0 and no reduction from %d, %d",
+			st.TLPRecoveries.Load(), i.Cwnd, i.Ssthresh, before.Cwnd, before.Ssthresh)
 	}
 }
