@@ -91,7 +91,7 @@ func (p *peer6) next() (out6, bool) {
 	b := append([]byte(nil), v.AsSlice()...)
 	v.Release()
 	ip := header.IPv6(b)
-	if !ip.IsValid(len(b)) || ip.TransportProtocol() != header.TCPProtocolNumber ||
+	if !ip.IsValid(len(b)) || ip.NextHeader() != uint8(header.TCPProtocolNumber) ||
 		ip.SourceAddress() != addr6(stackAddr6) || ip.DestinationAddress() != addr6(peerAddr6) {
 		p.t.Fatalf("not an IPv6 TCP segment from the stack to the peer: % x", b)
 	}
