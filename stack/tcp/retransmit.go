@@ -81,7 +81,7 @@ func (e *Endpoint) retransmitTimeout() {
 	}
 	if e.retries > e.proto.opts.MaxRetries || e.userTimedOut() {
 		e.proto.stats.Timeouts.Add(1)
-		e.fail(e.timeoutErr(), timerCause(timerRetransmit))
+		e.fail(e.timeoutErr(), e.giveUpCause(timerCause(timerRetransmit)))
 		return
 	}
 	e.backoff()
@@ -110,6 +110,22 @@ func (e *Endpoint) rtoFromNow() time.Duration {
 // or data went out with nothing in flight.
 func (e *Endpoint) userTimedOut() bool {
 	return e.userTimeout > 0 && !e.proto.clock.NowMonotonic().Before(e.progressAt.Add(e.userTimeout))
+}
+
+// userTimeoutCause is the cause a connection's end carries when the user
+// timeout is what ran out.
+const userTimeoutCause = "user timeout (RFC 5482)"
+
+// giveUpCause is the cause of a timer's giving up on the peer (RFC 9293
+// 3.8.3): the user timeout when it has run out, since that is the limit
+// the user set and the one to look for (RFC 5482 4; Linux's
+// tcp_write_timeout and tcp_probe_timer check it first too), else plain,
+// the timer's own cause (retries exhausted).
+func (e *Endpoint) giveUpCause(plain event.Cause) event.Cause {
+	if e.userTimedOut() {
+		return event.Cause{Kind: event.CauseTimer, Detail: userTimeoutCause}
+	}
+	return plain
 }
 
 // SetUserTimeout bounds how long sent data may stay unacknowledged, or

@@ -459,7 +459,7 @@ func (e *Endpoint) persistTimeout() {
 	}
 	if e.persistProbes >= limit || e.userTimedOut() {
 		e.proto.stats.Timeouts.Add(1)
-		e.fail(e.timeoutErr(), event.Cause{Kind: event.CauseTimer, Detail: "persist: the peer answered no window probe"})
+		e.fail(e.timeoutErr(), e.giveUpCause(event.Cause{Kind: event.CauseTimer, Detail: "persist: the peer answered no window probe"}))
 		return
 	}
 	e.persistProbes++

@@ -1,0 +1,158 @@
+package tcp_test
+
+import (
+	"math"
+	"testing"
+	"time"
+
+	"github.com/tapstack/tapstack/event"
+	"github.com/tapstack/tapstack/stack/tcp"
+	"github.com/tapstack/tapstack/stack/tcp/tcptest"
+)
+
+// TestTailLossProbeRepairsLoss: only the last segment of a flight is lost.
+// With one segment in flight after the ACK of the others, the probe is due
+// at PTO = 2*SRTT + 200 ms (RFC 8985 7.2, WCDelAckT), but never later than
+// the RTO (SRTT + 200 ms here), so it goes when the RTO would have, and in
+// its place (7.3): no new data waits, so it sends the last segment again.
+// The peer's ACK covers it with no D-SACK: the probe plugged a hole. RFC
+// 8985 7.4.2 (and Linux's tcp_process_tlp_ack) still waits for an ACK
+// beyond TLP.end_seq before calling it a loss, because the ACK of the
+// original and the D-SACK of the probe may yet follow; the next flight's
+// ACK ends the episode: a loss repaired by the probe, a congestion event
+// (TLPRecoveries), ssthresh from the congestion control (CUBIC: 0.7*cwnd,
+// RFC 9438 4.6) and cwnd cut to it, in one step, without fast recovery.
+func TestTailLossProbeRepairsLoss(t *testing.T) {
+	rec := &events{}
+	p, ep := rttPeer(t, tcp.Options{Observer: rec.observe})
+	data := sendSegments(t, p, ep, 5)
+	p.Advance(rtt)
+	p.Inject(sackAck(5)) // segments 1-4 arrived; 5 was lost
+	p.ExpectNothing()
+
+	i := ep.Info()
+	rto := i.RTO
+	pto := min(2*i.RTT+200*time.Millisecond, rto)
+	if pto != rto {
+		t.Fatalf("PTO %v, RTO %v: the test wants the probe capped by the RTO", 2*i.RTT+200*time.Millisecond, rto)
+	}
+	p.Advance(pto - time.Microsecond)
+	p.ExpectNothing()
+	p.Advance(time.Microsecond)
+	p.Expect(seg{Flags: "P.", Seq: sb(5), Ack: 1, Payload: segData(data, 5)})
+	p.ExpectNothing()
+	st := p.TCP.Stats()
+	if st.TailLossProbes.Load() != 1 || st.Sent(event.SendTLP) != 1 || st.RetransmitTimeouts.Load() != 0 {
+		t.Fatalf("probes %d (sent %d), RTOs %d; want the probe, not the RTO", st.TailLossProbes.Load(), st.Sent(event.SendTLP), st.RetransmitTimeouts.Load())
+	}
+
+	// The probe's ACK: everything, no D-SACK.
+	p.Advance(rtt)
+	p.Inject(sackAck(6))
+	p.ExpectNothing()
+	before := ep.Info()
+	if st.TLPRecoveries.Load() != 0 || before.Cwnd != i.Cwnd {
+		t.Fatalf("ACK of TLP.end_seq itself: TLP recoveries %d, cwnd %d -> %d; want the episode still open (RFC 8985 7.4.2)",
+			st.TLPRecoveries.Load(), i.Cwnd, before.Cwnd)
+	}
+
+	// The next flight's ACK passes TLP.end_seq.
+	if _, err := ep.Write(payload(5*1460, 1460)); err != nil {
+		t.Fatal(err)
+	}
+	p.Expect(seg{Flags: "P.", Seq: sb(6), Ack: 1, Len: 1460})
+	p.Advance(rtt)
+	p.Inject(sackAck(7))
+	p.ExpectNothing()
+
+	after := ep.Info()
+	wantSsthresh := uint32(float64(before.Cwnd) / 1460 * 0.7 * 1460)
+	if n := st.TLPRecoveries.Load(); n != 1 {
+		t.Errorf("TLP recoveries %d, want 1", n)
+	}
+	if math.Abs(float64(after.Ssthresh)-float64(wantSsthresh)) > 1 || after.Cwnd != after.Ssthresh || after.CAState != "open" {
+		t.Errorf("after the episode: cwnd %d, ssthresh %d, %s; want both 0.7 * %d = %d, open",
+			after.Cwnd, after.Ssthresh, after.CAState, before.Cwnd, wantSsthresh)
+	}
+	if st.FastRecoveries.Load() != 0 || st.RetransmitTimeouts.Load() != 0 {
+		t.Errorf("fast recoveries %d, RTOs %d; want none", st.FastRecoveries.Load(), st.RetransmitTimeouts.Load())
+	}
+	p.TCP.SyncEvents()
+	found := false
+	for _, ev := range rec.of(event.KindRecovery) {
+		if ev.Note == "tail loss probe repaired a loss: window reduced" {
+			found = true
+			if ev.Cwnd != after.Cwnd || ev.Ssthresh != after.Ssthresh {
+				t.Errorf("recovery event cwnd %d ssthresh %d, Info %d %d", ev.Cwnd, ev.Ssthresh, after.Cwnd, after.Ssthresh)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("no recovery event for the repaired loss")
+	}
+}
+
+// TestTailLossProbeNewData: the flight's ACKs are late and the congestion
+// window holds two more segments back. The probe is one of them, new data
+// (RFC 8985 7.3: a previously unsent segment when the receive window
+// allows, sent outside cwnd); when the ACK of everything covers it, the
+// episode ends with nothing learned about a loss (7.4.2: a probe of new
+// data repairs nothing): no window reduction, no TLPRecoveries.
+func TestTailLossProbeNewData(t *testing.T) {
+	p, ep := rttPeer(t, tcp.Options{})
+	if _, err := ep.Write(payload(0, 12*1460)); err != nil {
+		t.Fatal(err)
+	}
+	for k := 1; k <= 10; k++ {
+		p.Expect(seg{Flags: ".", Seq: sb(k), Ack: 1, Len: 1460, Check: tcptest.IgnorePSH})
+	}
+	p.ExpectNothing()
+	before := ep.Info()
+	p.Advance(2*rtt + 2*time.Millisecond) // PTO with more than one segment in flight
+	p.Expect(seg{Flags: ".", Seq: sb(11), Ack: 1, Len: 1460, Check: tcptest.IgnorePSH})
+	p.ExpectNothing()
+	p.Inject(sackAck(12))
+	p.Drain() // segment 12 goes now
+	p.Inject(sackAck(13))
+	p.ExpectNothing()
+	st := p.TCP.Stats()
+	i := ep.Info()
+	if st.TailLossProbes.Load() != 1 || st.TLPRecoveries.Load() != 0 || st.Retransmits.Load() != 0 {
+		t.Errorf("probes %d, TLP recoveries %d, retransmits %d; want 1, 0, 0", st.TailLossProbes.Load(), st.TLPRecoveries.Load(), st.Retransmits.Load())
+	}
+	if i.Ssthresh != before.Ssthresh || i.Cwnd < before.Cwnd || i.CAState != "open" {
+		t.Errorf("after the probe's ACK: cwnd %d, ssthresh %d, %s; want no reduction from %d, %d",
+			i.Cwnd, i.Ssthresh, i.CAState, before.Cwnd, before.Ssthresh)
+	}
+}
+
+// TestTailLossProbeDupAck: the last segment and its probe both arrived,
+// at a receiver that sends no D-SACK: the ACK of the original comes, then
+// a duplicate ACK, with no SACK blocks, for the probe. The duplicate ends
+// the episode (RFC 8985 7.4.2: both copies arrived), so a later ACK beyond
+// TLP.end_seq does not count as a repaired loss: no window reduction.
+func TestTailLossProbeDupAck(t *testing.T) {
+	p, ep := rttPeer(t, tcp.Options{})
+	data := sendSegments(t, p, ep, 5)
+	p.Advance(rtt)
+	p.Inject(sackAck(5))
+	p.Advance(ep.Info().RTO) // the probe, capped by the RTO, as in TestTailLossProbeRepairsLoss
+	p.Expect(seg{Flags: "P.", Seq: sb(5), Ack: 1, Payload: segData(data, 5)})
+	p.Advance(rtt)
+	p.Inject(sackAck(6)) // the original's ACK
+	p.Inject(sackAck(6)) // the probe's: a duplicate, no D-SACK
+	p.ExpectNothing()
+	before := ep.Info()
+	if _, err := ep.Write(payload(5*1460, 1460)); err != nil {
+		t.Fatal(err)
+	}
+	p.Expect(seg{Flags: "P.", Seq: sb(6), Ack: 1, Len: 1460})
+	p.Advance(rtt)
+	p.Inject(sackAck(7))
+	st := p.TCP.Stats()
+	i := ep.Info()
+	if st.TLPRecoveries.Load() != 0 || i.Ssthresh != before.Ssthresh || i.Cwnd < before.Cwnd {
+		t.Errorf("TLP recoveries %d, cwnd %d, ssthresh %d; want 0 and no reduction from %d, %d",
+			st.TLPRecoveries.Load(), i.Cwnd, i.Ssthresh, before.Cwnd, before.Ssthresh)
+	}
+}
