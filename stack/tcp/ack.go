@@ -184,7 +184,11 @@ func (e *Endpoint) delivered(s *txSeg, a *ackInfo, byAck bool) {
 	} else {
 		if byAck {
 			a.origAcked = true
-		} else {
+		} else if !e.recover.LessThan(s.end) {
+			// Only data sent before the timeout says something about
+			// the flight it judged (RFC 5682 3.1); new data sent at
+			// step 2.b lies above it, as Linux counts only below
+			// high_seq (FLAG_ORIG_SACK_ACKED).
 			a.origSacked = true
 		}
 		if !a.rttAcked && (byAck || !a.rttSACK || s.xmit.Before(a.rttFrom)) {

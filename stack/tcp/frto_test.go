@@ -213,8 +213,6 @@ func TestFRTOSACKSpuriousTimeout(t *testing.T) {
 // high_seq, which step 2.b moves to SND.NXT before sending), so the loss
 // stands and nothing is undone.
 func TestFRTOSACKRealLoss(t *testing.T) {
-	t.Skip("known bug (ack.go delivered / recovery.go rtoRecoverOnAck): a SACK of new data sent at step 2.b counts as " +
-		"\"data sent before the timeout was SACKed\": the real loss is undone, cwnd back to 10 segments")
 	p, ep := rttPeer(t, tcp.Options{NoRACK: true})
 	prior := frtoFlight(t, p, ep)
 	p.Inject(sackAck(2))
