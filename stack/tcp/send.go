@@ -251,11 +251,18 @@ func (e *Endpoint) output() {
 	e.train.on, e.train.limit = true, e.gsoSegs()
 	for range 1 << 16 {
 		if e.frtoNewData {
-			// F-RTO step 2.b (RFC 5682): new data, not retransmissions.
+			// F-RTO step 2.b (RFC 5682 2.1): up to two new segments
+			// and nothing else, so that the next ACK, acknowledging
+			// data never retransmitted or not, decides (Linux's
+			// REXMIT_NEW). With no new data to send, retransmit.
 			e.frtoNewData = false
-			if e.sendNewData(event.SendData, false) {
+			n := 0
+			for n < 2 && e.sendNewData(event.SendData, false) {
+				n++
+			}
+			if n > 0 {
 				sent = true
-				continue
+				break
 			}
 		}
 		if i, ok := e.rtxq.nextLost(); ok {
