@@ -63,14 +63,14 @@ func churn(tb testing.TB, n int) {
 // Deadlines are timers in the runtime's heap; a Conn closed with an hour
 // to go on its deadlines used to leave them there, with their channels,
 // for that hour, stack closed or not (about 1 KB per connection). After
-// 10,000 connections with deadlines, closed with their stack, the heap is
+// 40,000 connections with deadlines, closed with their stack, the heap is
 // back near where it started: within 200 bytes a connection, a fifth of
 // what the leak cost.
 func TestCloseReleasesDeadlines(t *testing.T) {
 	if testing.Short() {
-		t.Skip("10,000 connections")
+		t.Skip("40,000 connections")
 	}
-	const n = 10_000
+	const n = 40_000
 	churn(t, 100) // warm up: pools, lazily made tables
 	before := heapAlloc()
 	churn(t, n)
