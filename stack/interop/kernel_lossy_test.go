@@ -6,6 +6,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -25,18 +26,66 @@ import (
 // faults as tapstack's.
 type lossyKernel struct {
 	ns *taptest.Namespace
-	ts *stack.Stack
+	ts *stack.Stack // nil when gVisor's TCP is on the TAP
+	// dial connects from the stack on the TAP; counters are its
+	// retransmissions and retransmission timeouts.
+	dial     func(ctx context.Context, to string) (halfCloser, error)
+	counters func() (retrans, rtos uint64)
+}
+
+// lossyKernelLink makes the namespace and its TAP with the faults on the
+// stack's side, both directions.
+func lossyKernelLink(tb testing.TB, name string, cfg tap.FaultConfig) (*taptest.Namespace, *tap.Fault) {
+	tb.Helper()
+	ns := taptest.NewNamespace(tb)
+	// TAPSTACK_TAP_OFFLOADS=0 opens the TAP without offloads: one frame
+	// per segment both ways. With them (the default) the kernel takes
+	// runs of segments as one super-frame and acknowledges each once,
+	// so a lossy path gives the sender far fewer ACKs.
+	var opts []taptest.TAPOption
+	if os.Getenv("TAPSTACK_TAP_OFFLOADS") == "0" {
+		opts = append(opts, taptest.WithTAPOptions(tap.WithOffloads(false)))
+	}
+	dev := ns.AddTAP(tb, name, kernelAddr+"/24", opts...)
+	in := cfg
+	in.Source = nil // derived from the outbound source: same seed, other stream
+	cfg.Inbound = &in
+	return ns, tap.NewFault(dev.LinkEndpoint(), cfg)
 }
 
 func newLossyKernel(tb testing.TB, name string, cfg tap.FaultConfig) *lossyKernel {
 	tb.Helper()
-	ns := taptest.NewNamespace(tb)
-	dev := ns.AddTAP(tb, name, kernelAddr+"/24")
-	in := cfg
-	in.Source = nil // derived from the outbound source: same seed, other stream
-	cfg.Inbound = &in
-	ts, _ := newTapstack(tb, tap.NewFault(dev.LinkEndpoint(), cfg), netip.MustParsePrefix(tapAddr+"/24"), tcp.Options{Observer: func(event.Event) {}})
-	return &lossyKernel{ns: ns, ts: ts}
+	ns, link := lossyKernelLink(tb, name, cfg)
+	ts, _ := newTapstack(tb, link, netip.MustParsePrefix(tapAddr+"/24"), tcp.Options{Observer: func(event.Event) {}})
+	return &lossyKernel{ns: ns, ts: ts,
+		dial: func(ctx context.Context, to string) (halfCloser, error) { return conn.DialContext(ctx, ts, "tcp", to) },
+		counters: func() (uint64, uint64) {
+			st := ts.TCP().Stats()
+			return st.Retransmits.Load(), st.RetransmitTimeouts.Load()
+		},
+	}
+}
+
+// newLossyKernelGVisor is newLossyKernel with gVisor's TCP on the TAP:
+// the other sender (and receiver) tapstack is measured against, with the
+// kernel as the same peer and the same faults.
+func newLossyKernelGVisor(tb testing.TB, name string, cfg tap.FaultConfig) *lossyKernel {
+	tb.Helper()
+	ns, link := lossyKernelLink(tb, name, cfg)
+	peer := newPeer(tb, link, netip.MustParsePrefix(tapAddr+"/24"))
+	return &lossyKernel{ns: ns,
+		dial: func(_ context.Context, to string) (halfCloser, error) {
+			c, err := peer.Dial(netip.MustParseAddrPort(to))
+			if err != nil {
+				return nil, err
+			}
+			return c, nil
+		},
+		counters: func() (uint64, uint64) {
+			st := peer.S.Stats().TCP
+			return st.Retransmits.Value(), st.Timeouts.Value()
+		},
+	}
 }
 
 // transfer sends size bytes one way between tapstack and the kernel, from
@@ -55,7 +104,7 @@ func (k *lossyKernel) transfer(tb testing.TB, size int64, fromKernel bool, seed 
 	accepted := acceptOne(kln)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	tc, err := conn.DialContext(ctx, k.ts, "tcp", kln.Addr().String())
+	tc, err := k.dial(ctx, kln.Addr().String())
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -117,8 +166,11 @@ func TestKernelLossy(t *testing.T) {
 }
 
 // BenchmarkLossyKernel is BenchmarkLossy against the Linux kernel over a
-// TAP in a namespace, the faults on tapstack's side in both directions:
-// tapstack as the sender and the kernel as the sender, same faults.
+// TAP in a namespace, the faults on the TAP side in both directions, the
+// kernel the same peer throughout: tapstack and gVisor's TCP each as the
+// sender to the kernel and as the receiver from it, with the same faults
+// and seed, every byte hashed. A sender is compared with a sender on the
+// same receiver: tapstack-to-kernel with gvisor-to-kernel.
 //
 //	go test ./stack/interop -run '^$' -bench LossyKernel -benchtime 1x
 func BenchmarkLossyKernel(b *testing.B) {
@@ -127,22 +179,25 @@ func BenchmarkLossyKernel(b *testing.B) {
 		for _, dir := range []struct {
 			name       string
 			fromKernel bool
-		}{{"tapstack-to-kernel", false}, {"kernel-to-tapstack", true}} {
+			make       func(testing.TB, string, tap.FaultConfig) *lossyKernel
+		}{
+			{"tapstack-to-kernel", false, newLossyKernel},
+			{"gvisor-to-kernel", false, newLossyKernelGVisor},
+			{"kernel-to-tapstack", true, newLossyKernel},
+			{"kernel-to-gvisor", true, newLossyKernelGVisor},
+		} {
 			b.Run(prof.name+"/"+dir.name, func(b *testing.B) {
-				k := newLossyKernel(b, "tsbench0", prof.cfg(7))
+				k := dir.make(b, "tsbench0", prof.cfg(7))
 				b.SetBytes(size)
 				for b.Loop() {
 					k.transfer(b, size, dir.fromKernel, 1)
 				}
+				rx, rto := k.counters()
 				if dir.fromKernel {
-					rx, rto := k.kernelCounters(b)
-					b.ReportMetric(float64(rx)/float64(b.N), "retransmits/op")
-					b.ReportMetric(float64(rto)/float64(b.N), "RTOs/op")
-				} else {
-					st := k.ts.TCP().Stats()
-					b.ReportMetric(float64(st.Retransmits.Load())/float64(b.N), "retransmits/op")
-					b.ReportMetric(float64(st.RetransmitTimeouts.Load())/float64(b.N), "RTOs/op")
+					rx, rto = k.kernelCounters(b)
 				}
+				b.ReportMetric(float64(rx)/float64(b.N), "retransmits/op")
+				b.ReportMetric(float64(rto)/float64(b.N), "RTOs/op")
 			})
 		}
 	}
