@@ -40,47 +40,72 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Stdout, os.Args[1:]); err != nil && !errors.Is(err, flag.ErrHelp) {
-		log.Fatalf("dns: %v", err)
+	err := run(ctx, os.Stdout, os.Args[1:])
+	stop()
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+	default:
+		fmt.Fprintln(os.Stderr, "dns:", err)
+		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, w io.Writer, args []string) error {
+// options are the example's flags.
+type options struct {
+	tap  string       // a TAP device to serve on, or "" for the in-memory demo
+	addr netip.Prefix // the stack's address on it
+	name string       // the name answered for
+}
+
+func parseOptions(args []string) (options, error) {
+	var o options
 	fs := flag.NewFlagSet("dns", flag.ContinueOnError)
-	tapName := fs.String("tap", "", "serve DNS on this Linux TAP device instead of the in-memory demo")
-	var addr netip.Prefix
-	fs.TextVar(&addr, "addr", netip.Prefix{}, "the stack's address/prefix on the TAP device, e.g. 192.0.2.2/24")
-	name := fs.String("name", "example.test", "the name answered for, with the stack's address")
+	fs.StringVar(&o.tap, "tap", "", "serve DNS on this Linux TAP device instead of the in-memory demo")
+	fs.TextVar(&o.addr, "addr", netip.Prefix{}, "the stack's address/prefix on the TAP device, e.g. 192.0.2.2/24; DNS listens on its port 53")
+	fs.StringVar(&o.name, "name", "example.test", "the name answered for, with the stack's address")
 	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if o.addr.IsValid() && o.tap == "" {
+		return o, errors.New("-addr needs -tap")
+	}
+	return o, nil
+}
+
+func run(ctx context.Context, w io.Writer, args []string) error {
+	o, err := parseOptions(args)
+	if err != nil {
 		return err
 	}
 	out := log.New(w, "", 0)
-	switch {
-	case fs.NArg() > 0:
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	case *tapName != "":
-		s, err := stack.OpenTAP(*tapName, addr, stack.Options{})
-		if err != nil {
-			return err
-		}
-		defer s.Close()
-		zone := Zone{*name: {addr.Addr()}}
-		pc, err := conn.ListenPacket(s, "udp", net.JoinHostPort(addr.Addr().String(), "53"))
-		if err != nil {
-			return err
-		}
-		defer context.AfterFunc(ctx, func() { pc.Close() })()
-		out.Printf("DNS on %s for %s; try: dig @%s %s (Ctrl-C stops)", pc.LocalAddr(), *name, addr.Addr(), *name)
-		err = Serve(pc, zone)
-		if ctx.Err() != nil {
-			return nil
-		}
-		return err
-	case addr.IsValid():
-		return errors.New("-addr needs -tap")
+	if o.tap == "" {
+		return inMemory(ctx, out, o.name)
 	}
-	return inMemory(ctx, out, *name)
+	return serveTAP(ctx, out, o)
+}
+
+// serveTAP answers for o.name on port 53 of a TAP device until ctx ends.
+func serveTAP(ctx context.Context, out *log.Logger, o options) error {
+	s, err := stack.OpenTAP(o.tap, o.addr, stack.Options{})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	zone := Zone{o.name: {o.addr.Addr()}}
+	pc, err := conn.ListenPacket(s, "udp", net.JoinHostPort(o.addr.Addr().String(), "53"))
+	if err != nil {
+		return err
+	}
+	defer context.AfterFunc(ctx, func() { pc.Close() })()
+	out.Printf("DNS on %s for %s; try: dig @%s %s (Ctrl-C stops)", pc.LocalAddr(), o.name, o.addr.Addr(), o.name)
+	err = Serve(pc, zone)
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
 }
 
 // inMemory serves DNS and HTTP on one stack and has the other find the
