@@ -267,14 +267,20 @@ func (e *Endpoint) takeDSACK(blk header.SACKBlock, a *ackInfo) {
 // SRTT from 0.5 ms to 180 ms on a sub-millisecond path.
 func (e *Endpoint) ackRTT(seg *segment, a *ackInfo) {
 	var rtt time.Duration
-	if a.retransAcked && a.rttAcked {
+	if a.retransAcked {
 		// Karn, as Linux applies it (tcp_clean_rtx_queue): an ACK
 		// that covers a retransmission gives no sample from the
 		// segments it covers, even those sent once. Those were
 		// delivered out of order long before and waited for the
 		// retransmission to fill the hole; their age is the loss
-		// recovery, not the path.
-		a.rttAcked = false
+		// recovery, not the path. Nor from the segments it newly
+		// SACKs: the retransmission's arrival caused this ACK, and
+		// their SACK comes late because the ACKs that would have
+		// carried it were lost. Here we part from Linux, which times
+		// them (sack_rtt_us); at 20% loss that took SRTT from under
+		// a millisecond to 180 ms. TSecr, below, still times the
+		// retransmission itself.
+		a.rttAcked, a.rttSACK = false, false
 	}
 	switch {
 	case a.rttAcked || a.rttSACK:

@@ -56,3 +56,38 @@ func TestNoRTTSampleFromStaleEcho(t *testing.T) {
 			i.RTT, ep.Info().RTO, before.RTT)
 	}
 }
+
+// TestNoRTTSampleFromSACKAfterTimeout: segments 1 and 2 are lost and the
+// ACKs of 3 and 4 too, so the RTO sends segment 1 again; the ACK it
+// causes acknowledges 1 and newly SACKs 3-4, sent once, an RTO ago. That
+// SACK was late because the ACKs before it were lost, not because the
+// path is slow: like the segments it covers cumulatively, an ACK that
+// covers a retransmission times nothing by the segments it SACKs (Karn,
+// RFC 6298 3). Linux times it (tcp_ack_update_rtt takes sack_rtt_us); at
+// 20% loss such samples of 600 ms and 1.4 s took SRTT from under 1 ms to
+// 180 ms. The TSecr of the retransmission, echoed, still gives a sample.
+func TestNoRTTSampleFromSACKAfterTimeout(t *testing.T) {
+	p, ep := rttPeer(t, tcp.Options{NoRACK: true}, tcptest.WithTimestamps())
+	mss := ep.Info().SndMSS
+	sendSegments(t, p, ep, 4)
+	before := ep.Info()
+	p.Advance(before.RTO) // no ACK: 1 and 2 lost, the ACKs of 3 and 4 too
+	var retx []tcptest.Seg
+	for _, s := range p.Drain() {
+		if s.Seq == sbm(mss, 1) {
+			retx = append(retx, s)
+		}
+	}
+	if len(retx) != 1 {
+		t.Fatalf("after the timeout: %v, want segment 1 again", retx)
+	}
+	p.Advance(rtt)
+	ack := sackAckM(mss, 2, [2]int{3, 5})
+	ack.TS, ack.TSVal, ack.TSEcr = true, p.TSClock(), retx[0].TSVal
+	p.Inject(ack)
+	p.Drain()
+	if i := ep.Info(); i.RTT > 2*before.RTT {
+		t.Errorf("SRTT %v after the ACK of the retransmission (round trip %v), want about %v: the late SACK of 3-4 timed",
+			i.RTT, rtt, before.RTT)
+	}
+}
