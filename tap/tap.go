@@ -89,6 +89,8 @@ type DeviceStats struct {
 	RxBadChecksum uint64 // frames the kernel did not vouch for whose checksum failed the device's check
 	TxSuperFrames uint64 // super-frames written: runs of the stack's segments coalesced into one write
 	TxCoalesced   uint64 // the stack's segments written inside them
+	TxGSOFrames   uint64 // super-frames the stack itself built (its GSO), written as they are
+	TxGSOSegments uint64 // the wire segments they stood for
 }
 
 // Open attaches to the Linux TAP device name, creating it if it does not
@@ -278,6 +280,8 @@ func (d *Device) Stats() DeviceStats {
 		RxBadChecksum: l.rxBadChecksum.Load(),
 		TxSuperFrames: l.txSuper.Load(),
 		TxCoalesced:   l.txCoalesced.Load(),
+		TxGSOFrames:   l.txGSO.Load(),
+		TxGSOSegments: l.txGSOSegs.Load(),
 	}
 }
 
@@ -329,6 +333,7 @@ type fdLink struct {
 	rxBadChecksum                        atomic.Uint64
 	fullCsum                             atomic.Bool // deliver complete checksums and let the stack verify them
 	txSuper, txCoalesced                 atomic.Uint64
+	txGSO, txGSOSegs                     atomic.Uint64
 
 	wg sync.WaitGroup // the read loop
 
