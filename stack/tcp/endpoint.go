@@ -587,7 +587,16 @@ func (e *Endpoint) emit(ev event.Event) {
 	if e.proto.opts.Observer == nil {
 		return
 	}
-	ev.Time = e.proto.clock.Now()
+	e.emitAt(ev, e.proto.clock.Now())
+}
+
+// emitAt is emit for an event that happened at t (the wire segments of
+// one GSO packet share the time it was built).
+func (e *Endpoint) emitAt(ev event.Event, t time.Time) {
+	if e.proto.opts.Observer == nil {
+		return
+	}
+	ev.Time = t
 	if len(e.events) == 0 {
 		e.proto.pendingEvents.Add(1) // a batch waits (SyncEvents)
 	}

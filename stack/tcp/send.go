@@ -5,6 +5,7 @@ import (
 
 	"github.com/tapstack/tapstack/event"
 	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
@@ -96,6 +97,12 @@ func (e *Endpoint) sendPacket(cause event.SendCause, attempt int, flags header.T
 	} else {
 		// One count and one event per wire segment, as the link will
 		// cut them.
+		var base event.Event
+		var at time.Time
+		obs := e.proto.opts.Observer != nil
+		if obs {
+			base, at = sendEvent(e.connID(), cause, &f, gsoSize, attempt), e.proto.clock.Now()
+		}
 		w := f
 		for off := 0; off < n; off += gsoSize {
 			size := min(gsoSize, n-off)
@@ -105,8 +112,11 @@ func (e *Endpoint) sendPacket(cause event.SendCause, attempt int, flags header.T
 				w.flags &^= header.TCPFlagPsh | header.TCPFlagFin
 			}
 			e.proto.countSent(cause, &w)
-			if e.proto.opts.Observer != nil {
-				e.emit(sendEvent(e.connID(), cause, &w, size, attempt))
+			if obs {
+				ev := base
+				ev.Segment.Seq, ev.Segment.Flags, ev.Segment.Len = uint32(w.seq), event.Flags(w.flags), size
+				ev.Key.Seq, ev.Key.Flags, ev.Key.Len = uint32(w.seq), event.Flags(w.flags), size
+				e.emitAt(ev, at)
 			}
 		}
 		e.proto.stats.GSOPackets.Add(1)
@@ -235,6 +245,26 @@ type train struct {
 	fin   bool
 	cause event.SendCause
 	max   int // segments one packet may carry: gsoSegsMax when output began
+
+	// The clock as output read it once for all the segments it sends
+	// (sendClock): a train leaves within microseconds, and reading the
+	// clock per segment was a seventh of the sender's CPU.
+	clocked bool
+	now     tcpip.MonotonicTime
+	ts      uint32
+}
+
+// sendClock is the time a new segment leaves and its TSval clock: read
+// once per output call.
+func (e *Endpoint) sendClock() (tcpip.MonotonicTime, uint32) {
+	t := &e.train
+	if !t.on {
+		return e.proto.clock.NowMonotonic(), e.tsNow()
+	}
+	if !t.clocked {
+		t.clocked, t.now, t.ts = true, e.proto.clock.NowMonotonic(), e.tsNow()
+	}
+	return t.now, t.ts
 }
 
 // gsoSegs is how many segments Linux puts in one GSO packet
@@ -351,7 +381,7 @@ func (e *Endpoint) output() {
 		return
 	}
 	limited, sent := false, false
-	e.train.on, e.train.limit, e.train.max = true, e.gsoSegs(), e.gsoSegsMax()
+	e.train.on, e.train.limit, e.train.max, e.train.clocked = true, e.gsoSegs(), e.gsoSegsMax(), false
 	for range 1 << 16 {
 		if e.frtoNewData {
 			// F-RTO step 2.b (RFC 5682): new data, not retransmissions.
@@ -457,7 +487,7 @@ func (e *Endpoint) sendNewData(cause event.SendCause, probe bool) bool {
 	if cause == event.SendData && n == 0 {
 		cause = event.SendFin
 	}
-	now := e.proto.clock.NowMonotonic()
+	now, ts := e.sendClock()
 	if !inflight {
 		e.progressAt = now // the user timeout counts from here (RFC 5482)
 	}
@@ -474,7 +504,7 @@ func (e *Endpoint) sendNewData(cause event.SendCause, probe bool) bool {
 	if fin {
 		e.sndNxt++
 	}
-	e.rtxq.push(seq, e.sndNxt, fin, now, e.tsNow())
+	e.rtxq.push(seq, e.sndNxt, fin, now, ts)
 	e.stopTimer(timerPersist)
 	if !e.timerArmed(timerRetransmit) {
 		// RFC 6298 5.1: start the timer when a segment with data (or
