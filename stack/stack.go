@@ -60,6 +60,15 @@ type FailingLink interface {
 	OnFailure(func(error))
 }
 
+// BatchingLink is implemented by link endpoints that deliver inbound
+// frames in bursts and can say when one ends, such as a TAP device with
+// offloads and tap.Pipe's ends. AddNIC registers the engine's function,
+// which the link calls after each burst, so that a burst of in-order
+// segments is acknowledged once at its end (stack/tcp/batch.go).
+type BatchingLink interface {
+	OnBatchEnd(func())
+}
+
 // FlushingLink is implemented by link endpoints with an outbound queue of
 // their own, such as tap.Pipe's ends: Close waits, up to a bound, until
 // the resets it sent have left, before removing the interface discards
@@ -175,6 +184,13 @@ func (s *Stack) AddNIC(link gstack.LinkEndpoint, addrs ...netip.Prefix) (tcpip.N
 		f, ok := l.(FailingLink)
 		if ok {
 			f.OnFailure(func(err error) { s.linkFailed(id, err) })
+		}
+		return ok
+	})
+	walkLink(link, func(l gstack.LinkEndpoint) bool {
+		b, ok := l.(BatchingLink)
+		if ok {
+			b.OnBatchEnd(s.bind.BatchLink(id))
 		}
 		return ok
 	})

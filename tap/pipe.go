@@ -172,7 +172,9 @@ func (p *pipe) isDown() bool {
 
 // pump moves frames written on from to the stack attached to to. It ends
 // when the cable shuts down (ReadContext returns nil on cancellation) or
-// from's queue is closed (ReadContext then returns nil at once).
+// from's queue is closed (ReadContext then returns nil at once). It
+// delivers what the queue holds in bursts of up to maxPipeBurst frames,
+// and tells the receiving stack when a burst ends (OnBatchEnd).
 func (p *pipe) pump(from, to *pipePort) {
 	defer from.pumping.Done()
 	for p.ctx.Err() == nil {
@@ -180,51 +182,78 @@ func (p *pipe) pump(from, to *pipePort) {
 		if pkt == nil {
 			return
 		}
-		g := pkt.GSOOptions
-		if !to.IsAttached() {
-			pkt.DecRef()
-			from.droppedDetached.Add(1)
-			from.done.Add(1)
-			continue
-		}
-		var in *stack.PacketBuffer
-		if to.gso && g.NeedsCsum && !to.fullCsum.Load() {
-			// A frame whose checksum its sender left partial, which
-			// the end vouches for (offloadIn) and nobody will write
-			// into: the receiving stack gets a buffer of its own that
-			// shares the sender's bytes (gVisor's buffers copy on
-			// write), as a virtio ring hands over the host's pages; a
-			// super-frame of 64 KiB is not copied.
-			in = stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: pkt.ToBuffer()})
-			pkt.DecRef()
-			in.RXChecksumValidated = true
-		} else {
-			// Copy the frame out of the writer's packet: the receiving
-			// stack gets a fresh buffer, as from a real wire, and
-			// parses every header itself.
-			v := pkt.ToView()
-			pkt.DecRef()
-			validated := false
-			if to.gso {
-				var ok bool
-				if validated, ok = to.offloadIn(v.AsSlice(), g.NeedsCsum); !ok {
-					v.Release()
-					from.droppedBadChecksum.Add(1)
-					from.done.Add(1)
-					continue
-				}
+		p.carry(from, to, pkt)
+		for range maxPipeBurst - 1 {
+			if pkt = from.Read(); pkt == nil {
+				break
 			}
-			in = stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithView(v)})
-			// The NIC sets RXChecksumValidated from Capabilities; a
-			// capture above reads it first, to know which checksums
-			// to fill in.
-			in.RXChecksumValidated = validated
+			p.carry(from, to, pkt)
 		}
-		in.GSOOptions = g
-		from.sent.Add(1)
-		to.InjectInbound(0, in) // the ethernet endpoint dispatches on EtherType
-		in.DecRef()
+		to.endBatch()
+	}
+}
+
+// maxPipeBurst bounds a burst: a receiver ACKs at least this often.
+const maxPipeBurst = 64
+
+// carry moves one frame written on from to the stack attached to to.
+func (p *pipe) carry(from, to *pipePort, pkt *stack.PacketBuffer) {
+	g := pkt.GSOOptions
+	if !to.IsAttached() {
+		pkt.DecRef()
+		from.droppedDetached.Add(1)
 		from.done.Add(1)
+		return
+	}
+	var in *stack.PacketBuffer
+	if to.gso && g.NeedsCsum && !to.fullCsum.Load() {
+		// A frame whose checksum its sender left partial, which
+		// the end vouches for (offloadIn) and nobody will write
+		// into: the receiving stack gets a buffer of its own that
+		// shares the sender's bytes (gVisor's buffers copy on
+		// write), as a virtio ring hands over the host's pages; a
+		// super-frame of 64 KiB is not copied.
+		in = stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: pkt.ToBuffer()})
+		pkt.DecRef()
+		in.RXChecksumValidated = true
+	} else {
+		// Copy the frame out of the writer's packet: the receiving
+		// stack gets a fresh buffer, as from a real wire, and
+		// parses every header itself.
+		v := pkt.ToView()
+		pkt.DecRef()
+		validated := false
+		if to.gso {
+			var ok bool
+			if validated, ok = to.offloadIn(v.AsSlice(), g.NeedsCsum); !ok {
+				v.Release()
+				from.droppedBadChecksum.Add(1)
+				from.done.Add(1)
+				return
+			}
+		}
+		in = stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithView(v)})
+		// The NIC sets RXChecksumValidated from Capabilities; a
+		// capture above reads it first, to know which checksums
+		// to fill in.
+		in.RXChecksumValidated = validated
+	}
+	in.GSOOptions = g
+	from.sent.Add(1)
+	to.InjectInbound(0, in) // the ethernet endpoint dispatches on EtherType
+	in.DecRef()
+	from.done.Add(1)
+}
+
+// OnBatchEnd registers fn, called on the pump's goroutine after each
+// burst of frames it delivered to this end's stack: the frames the other
+// end had queued by then, up to 64 (stack.BatchingLink). stack.Stack's
+// AddNIC registers the engine's, which ACKs a burst of segments once.
+func (e *PipeEnd) OnBatchEnd(fn func()) { e.port.batchEnd.Store(&fn) }
+
+func (pp *pipePort) endBatch() {
+	if fn := pp.batchEnd.Load(); fn != nil {
+		(*fn)()
 	}
 }
 
@@ -235,8 +264,9 @@ type pipePort struct {
 	pipe *pipe
 	peer *pipePort
 
-	gso      bool        // WithPipeGSO
-	fullCsum atomic.Bool // deliver complete checksums and let the stack verify them (offloadIn)
+	gso      bool                   // WithPipeGSO
+	batchEnd atomic.Pointer[func()] // OnBatchEnd
+	fullCsum atomic.Bool            // deliver complete checksums and let the stack verify them (offloadIn)
 
 	sent, droppedFull, droppedDetached, droppedClosed, droppedBadChecksum atomic.Uint64
 

@@ -334,6 +334,7 @@ type fdLink struct {
 	fullCsum                             atomic.Bool // deliver complete checksums and let the stack verify them
 	txSuper, txCoalesced                 atomic.Uint64
 	txGSO, txGSOSegs                     atomic.Uint64
+	batchEnd                             atomic.Pointer[func()] // OnBatchEnd
 
 	wg sync.WaitGroup // the read loop
 
@@ -408,14 +409,38 @@ func (l *fdLink) readLoop() {
 			continue
 		}
 		l.deliver(buf[:n])
+		// One frame per blocking read: each is a burst of its own.
+		l.endBatch()
+	}
+}
+
+// maxReadBurst bounds a burst of frames read without waiting: the stack
+// hears of a burst's end, and ACKs what it took, at least this often.
+const maxReadBurst = 64
+
+// OnBatchEnd implements stack's BatchingLink: fn is called on the reader
+// goroutine whenever it has delivered the frames the kernel had queued
+// (up to maxReadBurst) and is about to wait for more.
+func (l *fdLink) OnBatchEnd(fn func()) { l.batchEnd.Store(&fn) }
+
+func (l *fdLink) endBatch() {
+	if fn := l.batchEnd.Load(); fn != nil {
+		(*fn)()
 	}
 }
 
 // readVnetLoop is readLoop for a device with offloads: frames come with
 // a virtio-net header, read by l.rx.
 func (l *fdLink) readVnetLoop() {
+	burst := 0
 	for {
+		l.rx.noWait = burst > 0
 		f, err := l.rx.read()
+		if err == errNoFrame {
+			l.endBatch()
+			burst = 0
+			continue
+		}
 		if err != nil {
 			stop, failure := l.stopOn(err)
 			if failure != nil {
@@ -428,6 +453,10 @@ func (l *fdLink) readVnetLoop() {
 		}
 		l.deliverVnet(f)
 		l.rx.done(f)
+		if burst++; burst >= maxReadBurst {
+			l.endBatch()
+			burst = 0
+		}
 	}
 }
 

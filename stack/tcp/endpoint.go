@@ -100,6 +100,8 @@ type Endpoint struct {
 	retries           int // RTO expiries in a row without progress
 	rtxq              rtxQueue
 	train             train // new segments output sends back to back (send.go)
+	inBatch           bool  // the segment being processed came in a burst whose end its link marks (batch.go)
+	ackAtBatchEnd     bool  // an ACK waits for the burst's end, e is in proto.batch.pending
 	swsOverride       bool  // the persist timer lets a short segment past SWS avoidance
 
 	// Congestion control (cc.go) and loss recovery (recovery.go, RACK-TLP
@@ -467,7 +469,9 @@ func (e *Endpoint) packetArrives(id stack.TransportEndpointID, pkt *stack.Packet
 		return
 	}
 	e.mu.Lock()
+	e.inBatch = e.proto.batching(pkt.NICID)
 	e.segmentArrives(&seg)
+	e.inBatch = false
 	if e.keepalive {
 		e.heardFromPeer()
 	}

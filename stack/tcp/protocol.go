@@ -57,6 +57,8 @@ type Protocol struct {
 	pendingEvents atomic.Int64
 	orphans       atomic.Int64 // connections with Endpoint.orphan set
 	limits        LimitStats
+
+	batch batchState // ACK once per drained burst (batch.go)
 }
 
 // NewProtocol makes an engine with options opts, and the binding through
@@ -70,11 +72,12 @@ func NewProtocol(opts Options) (*Protocol, *tcpbind.Binding) {
 		listeners: make(map[*Listener]struct{}),
 	}
 	return p, &tcpbind.Binding{
-		Factory:  p.attach,
-		LinkDown: p.linkDown,
-		Shutdown: p.shutdown,
-		Drained:  p.drainedChan,
-		Abort:    p.abortAll,
+		Factory:   p.attach,
+		LinkDown:  p.linkDown,
+		BatchLink: p.batchLink,
+		Shutdown:  p.shutdown,
+		Drained:   p.drainedChan,
+		Abort:     p.abortAll,
 	}
 }
 

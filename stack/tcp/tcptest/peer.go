@@ -121,6 +121,8 @@ type Peer struct {
 	// split holds the ones not yet returned.
 	GSOPackets int
 	split      [][]byte
+
+	batch *batchLink // WithBatches
 }
 
 type config struct {
@@ -131,6 +133,7 @@ type config struct {
 	active  bool
 	ts      bool
 	gso     bool
+	batches bool
 }
 
 // Option configures a fixture.
@@ -162,6 +165,32 @@ func WithTimestamps() Option { return func(c *config) { c.ts = true } }
 // Peer.GSOPackets).
 func WithGSO() Option { return func(c *config) { c.gso = true } }
 
+// WithBatches makes the link mark the end of each burst of inbound
+// frames (stack.BatchingLink), as a TAP device's reader and tap.Pipe's
+// pump do: every injected segment belongs to the burst that
+// Peer.EndBatch ends.
+func WithBatches() Option { return func(c *config) { c.batches = true } }
+
+// batchLink is the fixture's link with the burst marks of WithBatches.
+type batchLink struct {
+	*channel.Endpoint
+	end func()
+}
+
+// OnBatchEnd implements stack.BatchingLink.
+func (l *batchLink) OnBatchEnd(fn func()) { l.end = fn }
+
+// EndBatch ends the burst of segments injected since the last one, as
+// the link of WithBatches does when it has delivered what it had; without
+// WithBatches it does nothing.
+func (p *Peer) EndBatch() {
+	p.t.Helper()
+	if p.batch != nil && p.batch.end != nil {
+		p.log("# end of burst")
+		p.batch.end()
+	}
+}
+
 // ActiveOpen makes Established and the close-state fixtures open the
 // connection actively (Connect) instead of through Listen and Accept.
 func ActiveOpen() Option { return func(c *config) { c.active = true } }
@@ -189,7 +218,13 @@ func newPeer(t testing.TB, c config) *Peer {
 	if c.gso {
 		link.SupportedGSOKind = gstack.HostGSOSupported
 	}
-	if _, err := s.AddNIC(link, netip.PrefixFrom(StackAddr, 24)); err != nil {
+	var nicLink gstack.LinkEndpoint = link
+	var bl *batchLink
+	if c.batches {
+		bl = &batchLink{Endpoint: link}
+		nicLink = bl
+	}
+	if _, err := s.AddNIC(nicLink, netip.PrefixFrom(StackAddr, 24)); err != nil {
 		t.Fatalf("tcptest: AddNIC: %v", err)
 	}
 	p := &Peer{
@@ -206,6 +241,7 @@ func newPeer(t testing.TB, c config) *Peer {
 		TSBase:     PeerTSBase,
 		peerISS:    c.peerISS,
 		start:      clock.Now(),
+		batch:      bl,
 	}
 	t.Cleanup(func() {
 		s.Close()
