@@ -109,7 +109,7 @@ func gvisorDial(p *gvpeer.Peer) func(context.Context, netip.AddrPort) (net.Conn,
 // test.
 type pipeLink struct {
 	mtu  uint32
-	gso  bool // tap.WithPipeGSO
+	gso  bool                                          // tap.WithPipeGSO
 	wrap func(gstack.LinkEndpoint) gstack.LinkEndpoint // faults on the client's end, if set
 }
 
