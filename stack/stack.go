@@ -16,6 +16,7 @@ import (
 
 	"github.com/tapstack/tapstack/stack/internal/tcpbind"
 	"github.com/tapstack/tapstack/stack/tcp"
+	"github.com/tapstack/tapstack/tap"
 )
 
 // Options configure a Stack. The zero value is a stack on the real clock
@@ -174,7 +175,7 @@ func (s *Stack) AddNIC(link gstack.LinkEndpoint, addrs ...netip.Prefix) (tcpip.N
 	s.links[id] = link
 	s.mu.Unlock()
 
-	if err := s.s.CreateNIC(id, link); err != nil {
+	if err := s.s.CreateNICWithOptions(id, link, gstack.NICOptions{QDisc: tap.NewQDisc(link)}); err != nil {
 		s.mu.Lock()
 		delete(s.links, id)
 		s.mu.Unlock()
