@@ -99,10 +99,10 @@ type Endpoint struct {
 	rttValid          bool
 	retries           int // RTO expiries in a row without progress
 	rtxq              rtxQueue
-	train             train // new segments output sends back to back (send.go)
-	inBatch           bool  // the segment being processed came in a burst whose end its link marks (batch.go)
-	ackAtBatchEnd     bool  // an ACK waits for the burst's end, e is in proto.batch.pending
-	swsOverride       bool  // the persist timer lets a short segment past SWS avoidance
+	train             *train // new segments output sends back to back, while it runs (send.go)
+	inBatch           bool   // the segment being processed came in a burst whose end its link marks (batch.go)
+	ackAtBatchEnd     bool   // an ACK waits for the burst's end, e is in proto.batch.pending
+	swsOverride       bool   // the persist timer lets a short segment past SWS avoidance
 
 	// Congestion control (cc.go) and loss recovery (recovery.go, RACK-TLP
 	// in rack.go). recover is NewReno's "recover" and RFC 6675's

@@ -58,7 +58,8 @@ type Protocol struct {
 	orphans       atomic.Int64 // connections with Endpoint.orphan set
 	limits        LimitStats
 
-	batch batchState // ACK once per drained burst (batch.go)
+	batch  batchState // ACK once per drained burst (batch.go)
+	trains sync.Pool  // of *train, lent to a connection while output runs (send.go)
 }
 
 // NewProtocol makes an engine with options opts, and the binding through

@@ -231,9 +231,8 @@ func (e *Endpoint) transmit(seq seqnum.Value, n int, fin bool, cause event.SendC
 // hold one record per wire segment, a retransmission is one segment, and
 // every wire segment has its own send event and counters.
 type train struct {
-	on    bool // output is sending: new segments join the train
-	count int  // segments in the train so far, the held ones included
-	limit int  // segments in one train: gsoSegs when output began
+	count int // segments in the train so far, the held ones included
+	limit int // segments in one train: gsoSegs when output began
 
 	// The held run: segments not yet built, contiguous from seq, n
 	// bytes in all, each seg bytes but the last, which may be shorter
@@ -257,8 +256,8 @@ type train struct {
 // sendClock is the time a new segment leaves and its TSval clock: read
 // once per output call.
 func (e *Endpoint) sendClock() (tcpip.MonotonicTime, uint32) {
-	t := &e.train
-	if !t.on {
+	t := e.train
+	if t == nil {
 		return e.proto.clock.NowMonotonic(), e.tsNow()
 	}
 	if !t.clocked {
@@ -309,12 +308,12 @@ func (e *Endpoint) gsoSegsMax() int {
 
 // sendNew transmits new data at seq, through the train while output runs.
 func (e *Endpoint) sendNew(seq seqnum.Value, n int, fin bool, cause event.SendCause) {
-	if !e.train.on || n == 0 {
+	if e.train == nil || n == 0 {
 		e.trainEnd()
 		e.transmit(seq, n, fin, cause, 0, false)
 		return
 	}
-	t := &e.train
+	t := e.train
 	if t.segs > 0 && !t.joins(seq, n, cause) {
 		e.sendHeld(false)
 	}
@@ -342,7 +341,7 @@ func (t *train) joins(seq seqnum.Value, n int, cause event.SendCause) bool {
 // sendHeld builds the held run: one packet, a GSO super-segment when it
 // holds more than one segment. push puts PSH on its last segment.
 func (e *Endpoint) sendHeld(push bool) {
-	t := &e.train
+	t := e.train
 	switch {
 	case t.segs == 1:
 		e.transmit(t.seq, t.n, t.fin, t.cause, 0, push)
@@ -363,7 +362,10 @@ func (e *Endpoint) sendHeld(push bool) {
 // train had more than one, or if the persist timer forced it out (as
 // Linux's tcp_write_wakeup marks its segment).
 func (e *Endpoint) trainEnd() {
-	t := &e.train
+	t := e.train
+	if t == nil {
+		return
+	}
 	e.sendHeld(t.count > 1 || e.swsOverride)
 	t.count = 0
 }
@@ -381,7 +383,14 @@ func (e *Endpoint) output() {
 		return
 	}
 	limited, sent := false, false
-	e.train.on, e.train.limit, e.train.max, e.train.clocked = true, e.gsoSegs(), e.gsoSegsMax(), false
+	// The train lives while output runs: an idle connection does not
+	// carry it (trains are pooled per engine).
+	t, _ := e.proto.trains.Get().(*train)
+	if t == nil {
+		t = new(train)
+	}
+	*t = train{limit: e.gsoSegs(), max: e.gsoSegsMax()}
+	e.train = t
 	for range 1 << 16 {
 		if e.frtoNewData {
 			// F-RTO step 2.b (RFC 5682): new data, not retransmissions.
@@ -416,7 +425,8 @@ func (e *Endpoint) output() {
 		break
 	}
 	e.trainEnd()
-	e.train.on = false
+	e.train = nil
+	e.proto.trains.Put(t)
 	e.cwndValidate(limited)
 	if sent {
 		// A new tail: the probe is due 2·SRTT after it (RFC 8985
