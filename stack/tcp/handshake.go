@@ -8,7 +8,6 @@ import (
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
-	"gvisor.dev/gvisor/pkg/tcpip/ports"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 )
 
@@ -41,39 +40,53 @@ func (p *Protocol) Connect(local, remote netip.AddrPort) (*Endpoint, error) {
 	if terr != nil {
 		return nil, routeErrno(terr)
 	}
+	r = p.shareRoute(r)
 	id := stack.TransportEndpointID{
 		LocalAddress:  r.LocalAddress(),
 		RemoteAddress: r.RemoteAddress(),
 		RemotePort:    remote.Port(),
 	}
 	e := p.newEndpoint(netProto, id, r)
-	res := ports.Reservation{
-		Networks:  []tcpip.NetworkProtocolNumber{netProto},
-		Transport: protocolNumber,
-		Addr:      id.LocalAddress,
-		Port:      local.Port(),
-		Dest:      tcpip.FullAddress{Addr: id.RemoteAddress, Port: id.RemotePort},
-	}
-	// Take the port and the demuxer entry together, so an ephemeral port
-	// whose 4-tuple is still taken (say, by a connection in TIME-WAIT) is
-	// passed over rather than failing.
-	port, terr := p.stack.ReservePort(p.stack.SecureRNG(), res, func(port uint16) (bool, tcpip.Error) {
+	// The port: the one asked for, or an ephemeral one (RFC 6056
+	// Algorithm 1, through gVisor's picker), that no listener holds and
+	// whose 4-tuple is free: in the demuxer (registering it there takes
+	// it) and in TIME-WAIT (ports.go).
+	networks := [1]tcpip.NetworkProtocolNumber{netProto}
+	test := func(port uint16) (bool, tcpip.Error) {
+		if p.listenerHolds(netProto, id.LocalAddress, port) {
+			return false, nil
+		}
 		e.id.LocalPort = port
 		if p.timeWaitFor(e.id) != nil {
 			// The 4-tuple is in TIME-WAIT, which is not in the
 			// demuxer: as taken as if it were.
 			return false, nil
 		}
-		if err := e.registerDemux(res.Networks); err != nil {
+		if err := e.registerDemux(networks[:]); err != nil {
 			if _, ok := err.(*tcpip.ErrPortInUse); ok {
 				return false, nil
 			}
 			return false, err
 		}
 		return true, nil
-	})
+	}
+	p.ports.mu.Lock()
+	port, terr := local.Port(), tcpip.Error(nil)
+	if port != 0 {
+		if ok, err := test(port); err != nil {
+			terr = err
+		} else if !ok {
+			terr = &tcpip.ErrPortInUse{}
+		}
+	} else {
+		port, terr = p.stack.PickEphemeralPort(p.stack.SecureRNG(), test)
+	}
+	if terr == nil {
+		p.ports.take(id.LocalAddress, port)
+	}
+	p.ports.mu.Unlock()
 	if terr != nil {
-		r.Release()
+		p.releaseRoute(r)
 		if _, ok := terr.(*tcpip.ErrPortInUse); ok {
 			return nil, syscall.EADDRINUSE
 		}
@@ -82,8 +95,8 @@ func (p *Protocol) Connect(local, remote netip.AddrPort) (*Endpoint, error) {
 		}
 		return nil, syscall.EADDRINUSE
 	}
-	res.Port = port
-	e.portRes = &res
+	e.id.LocalPort = port
+	e.portHeld = true
 	e.registered = true
 	if err := p.register(e); err != nil {
 		// Still CLOSED: give back the demuxer entry and the port

@@ -60,6 +60,8 @@ type Protocol struct {
 
 	batch  batchState // ACK once per drained burst (batch.go)
 	trains sync.Pool  // of *train, lent to a connection while output runs (send.go)
+	ports  portTable  // local ports of active opens (ports.go)
+	routes routeCache // routes shared by connections (routes.go)
 }
 
 // NewProtocol makes an engine with options opts, and the binding through
