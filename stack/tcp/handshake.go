@@ -229,7 +229,7 @@ func (e *Endpoint) synSentArrives(seg *segment) verdict {
 			return stay()
 		}
 		e.proto.stats.ResetsReceived.Add(1)
-		return e.failed(syscall.ECONNREFUSED, segmentCause(seg))
+		return e.failed(syscall.ECONNREFUSED, e.segmentCause(seg))
 	}
 	// Third, security: not implemented (RFC 9293 3.10.7.3 allows this).
 	// Fourth, check the SYN bit.
@@ -246,7 +246,7 @@ func (e *Endpoint) synSentArrives(seg *segment) verdict {
 		// Simultaneous open (3.5, figure 8): SYN-RECEIVED, answer
 		// SYN-ACK.
 		e.setSndWnd(uint32(seg.Window), seg)
-		return moveTo(event.SynReceived, segmentCause(seg), thenSynAckOut)
+		return moveTo(event.SynReceived, e.segmentCause(seg), thenSynAckOut)
 	}
 	e.sndUna = seg.Ack
 	e.retries = 0
@@ -261,7 +261,7 @@ func (e *Endpoint) synSentArrives(seg *segment) verdict {
 	// The window in a SYN-ACK is never scaled (RFC 7323 2.2).
 	e.setSndWnd(uint32(seg.Window), seg)
 	e.initCongestion()
-	return moveTo(event.Established, segmentCause(seg), thenSynAckAccepted)
+	return moveTo(event.Established, e.segmentCause(seg), thenSynAckAccepted)
 }
 
 // synAckAccepted goes on in ESTABLISHED after our SYN was acknowledged:

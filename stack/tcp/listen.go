@@ -578,7 +578,7 @@ func (l *Listener) openChild(id stack.TransportEndpointID, netProto tcpip.Networ
 	e.takeSynOptions(seg, seg.WS >= 0)
 	e.setSndWnd(uint32(seg.Window), seg)
 	// SEGMENT ARRIVES for the new TCB: SYN-RECEIVED, and the SYN-ACK.
-	e.follow(moveTo(event.SynReceived, segmentCause(seg), thenSynAckOut), seg)
+	e.follow(moveTo(event.SynReceived, e.segmentCause(seg), thenSynAckOut), seg)
 	e.mu.Unlock()
 	e.flush()
 }

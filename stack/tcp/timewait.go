@@ -435,7 +435,7 @@ func (p *Protocol) timeWaitArrives(tw *timeWait, seg *segment, l *Listener) (twV
 	case seg.has(header.TCPFlagRst):
 		if seg.Seq == tw.rcvNxt {
 			p.stats.ResetsReceived.Add(1)
-			cs := segmentCause(seg)
+			cs := p.segmentCause(seg)
 			close = &cs
 		} else {
 			reason, reply, limited = event.DropRstInvalid, event.SendChallengeAck, true
