@@ -206,6 +206,19 @@ func (f *Fault) OnBatchEnd(fn func()) {
 	}
 }
 
+// SupportedGSO implements stack.GSOEndpoint. A middleware that corrupts
+// outbound frames offers no segmentation offload: a stack using it would
+// leave checksums partial, and the host (the kernel behind a TAP, the
+// other end of a pipe) finishes them over the corrupted bytes, as a NIC
+// would, so the corruption would pass unseen. Without it every segment
+// carries its full checksum, which the receiver checks.
+func (f *Fault) SupportedGSO() stack.SupportedGSO {
+	if f.out.cfg.Corrupt > 0 {
+		return stack.GSONotSupported
+	}
+	return f.Endpoint.SupportedGSO()
+}
+
 // laterBurstEnd ends the burst of inbound frames a timer of the
 // middleware delivered.
 func (f *Fault) laterBurstEnd(dir FaultDir) {

@@ -35,9 +35,9 @@ type pipeConfig struct {
 // carries it whole and the other end hands it to its stack as one
 // segment, its checksum vouched for, as Linux's GRO hands its stack a
 // coalesced packet; both gVisor's TCP and tapstack's take it. A capture
-// (package pcap) still shows wire segments. Corruption injected above the
-// end (tap.NewFault) in such a packet goes unnoticed, as it would behind
-// a NIC that computes checksums: leave it off where faults corrupt.
+// (package pcap) still shows wire segments. A fault middleware that
+// corrupts outbound frames (tap.NewFault) hides the offload from the
+// stack above it, so that corruption meets full checksums.
 func WithPipeGSO(on bool) PipeOption {
 	return func(c *pipeConfig) { c.gso = on }
 }

@@ -122,7 +122,7 @@ func runBench(ctx context.Context, e env, args []string) error {
 		return nil
 	}
 	if wantPipe {
-		gso := *pipeGSO && !withFaults // a fault above a GSO end corrupts unseen (tap.WithPipeGSO)
+		gso := *pipeGSO && !withFaults // faults act on wire segments, not on 64 KiB super-frames
 		desc := fmt.Sprintf("MTU %d, in memory", *mtu)
 		if gso {
 			desc += ", GSO"
