@@ -27,7 +27,7 @@ type benchEnd struct {
 	dial   func(ctx context.Context, to netip.AddrPort) (net.Conn, error)
 }
 
-func tapstackEnd(b *testing.B, l gstack.LinkEndpoint, p netip.Prefix) benchEnd {
+func tapstackEnd(b testing.TB, l gstack.LinkEndpoint, p netip.Prefix) benchEnd {
 	s, _ := newTapstack(b, l, p, tcp.Options{Observer: func(event.Event) {}})
 	return benchEnd{
 		addr: p.Addr(),
@@ -40,7 +40,7 @@ func tapstackEnd(b *testing.B, l gstack.LinkEndpoint, p netip.Prefix) benchEnd {
 	}
 }
 
-func gvisorEnd(b *testing.B, l gstack.LinkEndpoint, p netip.Prefix) benchEnd {
+func gvisorEnd(b testing.TB, l gstack.LinkEndpoint, p netip.Prefix) benchEnd {
 	peer := newPeer(b, l, p)
 	return benchEnd{
 		addr:   p.Addr(),
@@ -56,7 +56,7 @@ func gvisorEnd(b *testing.B, l gstack.LinkEndpoint, p netip.Prefix) benchEnd {
 // and gVisor's TCP; gVisor to gVisor is the baseline. The gso/ variants
 // use a pipe that offers segmentation offload (tap.WithPipeGSO).
 func BenchmarkBulk(b *testing.B) {
-	type maker func(*testing.B, gstack.LinkEndpoint, netip.Prefix) benchEnd
+	type maker func(testing.TB, gstack.LinkEndpoint, netip.Prefix) benchEnd
 	for _, bc := range []struct {
 		name     string
 		sender   maker

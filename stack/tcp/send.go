@@ -161,7 +161,13 @@ func (e *Endpoint) advertise() uint16 {
 // maybeSendWindowUpdate runs after the user read: if the window we would
 // advertise has grown by the SWS threshold beyond what we promised while
 // the promise had fallen below half the buffer, tell the peer now rather
-// than at the next data segment, which may never come (3.8.6.2.2).
+// than at the next data segment, which may never come (3.8.6.2.2). As
+// Linux (tcp_cleanup_rbuf), only a window at least twice the one
+// promised is worth a segment of its own: a reader that drains the buffer
+// in small reads while data streams in otherwise draws an update per
+// read, more segments than the ACKs themselves (1,357 updates beside 301
+// ACKs for 128 MB over tap.Pipe); the ACKs of the data carry the window
+// anyway.
 func (e *Endpoint) maybeSendWindowUpdate() {
 	if !e.state.Synchronized() || e.finReceived {
 		return
@@ -173,7 +179,7 @@ func (e *Endpoint) maybeSendWindowUpdate() {
 	if e.rcvNxt.LessThan(e.rcvAcc) {
 		promised = int(e.rcvNxt.Size(e.rcvAcc))
 	}
-	if promised < maxWnd/2 && free-promised >= min(maxWnd/2, e.rcvMSS) {
+	if promised < maxWnd/2 && free >= 2*promised && free-promised >= min(maxWnd/2, e.rcvMSS) {
 		e.sendAck(event.SendWindowUpdate)
 	}
 }
