@@ -103,23 +103,26 @@ func (e *Endpoint) sendPacket(cause event.SendCause, attempt int, flags header.T
 		if obs {
 			base, at = sendEvent(e.connID(), cause, &f, gsoSize, attempt), e.proto.clock.Now()
 		}
-		w := f
-		for off := 0; off < n; off += gsoSize {
-			size := min(gsoSize, n-off)
-			w.seq = seq.Add(seqnum.Size(off))
-			w.flags = flags
-			if off+size < n {
-				w.flags &^= header.TCPFlagPsh | header.TCPFlagFin
-			}
-			e.proto.countSent(cause, &w)
-			if obs {
+		segs := (n + gsoSize - 1) / gsoSize
+		st := &e.proto.stats
+		st.SegmentsOut.Add(uint64(segs)) // no RST rides in a GSO packet
+		st.Sends[cause].Add(uint64(segs))
+		st.GSOPackets.Add(1)
+		if obs {
+			w := f
+			for off := 0; off < n; off += gsoSize {
+				size := min(gsoSize, n-off)
+				w.seq = seq.Add(seqnum.Size(off))
+				w.flags = flags
+				if off+size < n {
+					w.flags &^= header.TCPFlagPsh | header.TCPFlagFin
+				}
 				ev := base
 				ev.Segment.Seq, ev.Segment.Flags, ev.Segment.Len = uint32(w.seq), event.Flags(w.flags), size
 				ev.Key.Seq, ev.Key.Flags, ev.Key.Len = uint32(w.seq), event.Flags(w.flags), size
 				e.emitAt(ev, at)
 			}
 		}
-		e.proto.stats.GSOPackets.Add(1)
 	}
 	e.queue(pkt)
 }
