@@ -77,8 +77,9 @@ type record struct {
 	dead       bool // a note that found its frame after all
 	answered   bool // ARP/ICMP request: a reply was seen
 	answerNote string
-	mss        int // a TCP super-frame: its MSS (gso_size); else 0
-	segs       int // a super-frame: the blocks it is written as (its wire segments, or 1 as is)
+	mss        int    // a TCP super-frame: its MSS (gso_size); else 0
+	offload    string // a wire segment cut from an outbound super-frame: the offload that cut it (superframe.go)
+	segs       int    // a super-frame: the blocks it is written as (its wire segments, or 1 as is)
 }
 
 // part is one annotation of a frame. A retransmission names the frame
@@ -915,7 +916,11 @@ func (a *annotator) unindex(r *record) {
 // frame is when it is not TCP, then what the engine said in the order it
 // said it, then what the wire says.
 func (a *annotator) comment(r *record) string {
-	parts := append(append([]string(nil), r.faults...), r.earlier...)
+	var parts []string
+	if r.offload != "" {
+		parts = append(parts, r.offload)
+	}
+	parts = append(append(parts, r.faults...), r.earlier...)
 	if r.fi.kind != kindTCP {
 		d := r.fi.describe(r.dir == dirOut) + r.answerNote
 		if r.dir == dirIn && !r.answered && !r.dropped && r.isRequest() {

@@ -419,6 +419,9 @@ func (w *Writer) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 
 func (w *Writer) captureOutbound(pkt *stack.PacketBuffer) {
 	now := time.Now()
+	if w.splitOutbound(now, pkt) {
+		return
+	}
 	buf := w.copyFrame(pkt)
 	r := &record{ts: now, dir: dirOut, data: buf, length: len(buf), fi: parseFrame(buf, true)}
 	if w.faults.Load() {

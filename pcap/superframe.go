@@ -3,6 +3,7 @@ package pcap
 import (
 	"fmt"
 	"strconv"
+	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 
@@ -83,4 +84,58 @@ func thousands(n int) string {
 		s = s[:i] + "," + s[i:]
 	}
 	return s
+}
+
+// splitOutbound captures an outbound super-frame that the stack built
+// itself (its TCP's GSO: tapstack's engine sends its trains so) as the
+// wire segments the link will cut it into, each its own record from the
+// start: the engine reports each wire segment in its own event, which
+// then finds its frame by its own key. The first names the offload. It
+// reports whether pkt was such a frame; with Options.SuperFrames it is
+// left whole.
+func (w *Writer) splitOutbound(now time.Time, pkt *stack.PacketBuffer) bool {
+	g := pkt.GSOOptions
+	if w.opts.SuperFrames || (g.Type != stack.GSOTCPv4 && g.Type != stack.GSOTCPv6) || g.MSS == 0 {
+		return false
+	}
+	whole := w.copyFrame(pkt)
+	defer w.putBuf(whole)
+	fi := parseFrame(whole, true)
+	if fi.kind != kindTCP || fi.key.Len <= int(g.MSS) {
+		return false
+	}
+	n, err := tap.SegmentCount(whole, int(g.MSS))
+	if err != nil {
+		return false
+	}
+	var recs []*record
+	err = tap.WireSegments(whole, int(g.MSS), func(seg []byte) {
+		b := append(w.getBuf(), seg...)
+		recs = append(recs, &record{ts: now, dir: dirOut, data: b, length: len(b), fi: parseFrame(b, true)})
+	})
+	if err != nil || len(recs) == 0 {
+		for _, r := range recs {
+			w.putBuf(r.data)
+		}
+		return false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for i, r := range recs {
+		if w.stopped {
+			w.stats.Skipped++
+			w.putBuf(r.data)
+			continue
+		}
+		w.noteLinkDropsLocked(r)
+		w.ann.addFrame(now, r)
+		if i == 0 {
+			r.offload = fmt.Sprintf("TSO %d×%d of %s B", n, g.MSS, thousands(fi.key.Len))
+			w.stats.SuperFrames++
+		} else {
+			r.offload = fmt.Sprintf("TSO %d/%d of frame %d", i+1, n, recs[0].no)
+		}
+	}
+	w.flushLocked(now, false)
+	return true
 }

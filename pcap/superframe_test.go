@@ -112,7 +112,11 @@ func TestSuperFrameAsWireSegments(t *testing.T) {
 			switch {
 			case i == 0 && !strings.HasPrefix(c, "TSO 44×1448 of 62,712 B"):
 				t.Errorf("inbound %v: frame 1's comment %q does not name the offload", inbound, c)
-			case i > 0 && c != "TSO "+itoa(i+1)+"/44 of frame 1":
+			// An outbound super-frame is cut into records as it is
+			// captured, so that each wire segment takes the engine's
+			// events about it; with no stack here, each also says that
+			// no event explained it.
+			case i > 0 && !strings.HasPrefix(c, "TSO "+itoa(i+1)+"/44 of frame 1"):
 				t.Errorf("inbound %v: frame %d's comment %q", inbound, i+1, c)
 			}
 		}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/tapstack/tapstack/stack/internal/tcpbind"
 	"github.com/tapstack/tapstack/stack/tcp"
+	"github.com/tapstack/tapstack/tap"
 )
 
 // Options configure a Stack. The zero value is a stack on the real clock
@@ -60,6 +61,15 @@ func (d LinkDown) String() string { return fmt.Sprintf("NIC %d: link down: %v", 
 // stops for good.
 type FailingLink interface {
 	OnFailure(func(error))
+}
+
+// BatchingLink is implemented by link endpoints that deliver inbound
+// frames in bursts and can say when one ends, such as a TAP device with
+// offloads and tap.Pipe's ends. AddNIC registers the engine's function,
+// which the link calls after each burst, so that a burst of in-order
+// segments is acknowledged once at its end (stack/tcp/batch.go).
+type BatchingLink interface {
+	OnBatchEnd(func())
 }
 
 // FlushingLink is implemented by link endpoints with an outbound queue of
@@ -174,7 +184,7 @@ func (s *Stack) AddNIC(link gstack.LinkEndpoint, addrs ...netip.Prefix) (tcpip.N
 	s.links[id] = link
 	s.mu.Unlock()
 
-	if err := s.s.CreateNIC(id, link); err != nil {
+	if err := s.s.CreateNICWithOptions(id, link, gstack.NICOptions{QDisc: tap.NewQDisc(link)}); err != nil {
 		s.mu.Lock()
 		delete(s.links, id)
 		s.mu.Unlock()
@@ -184,6 +194,13 @@ func (s *Stack) AddNIC(link gstack.LinkEndpoint, addrs ...netip.Prefix) (tcpip.N
 		f, ok := l.(FailingLink)
 		if ok {
 			f.OnFailure(func(err error) { s.linkFailed(id, err) })
+		}
+		return ok
+	})
+	walkLink(link, func(l gstack.LinkEndpoint) bool {
+		b, ok := l.(BatchingLink)
+		if ok {
+			b.OnBatchEnd(s.bind.BatchLink(id))
 		}
 		return ok
 	})

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/buffer"
@@ -181,6 +182,49 @@ type Fault struct {
 	closed  bool
 	out, in *lane // in is nil without FaultConfig.Inbound
 	obs     func(FaultEvent)
+
+	batchEnd atomic.Pointer[func()] // OnBatchEnd
+}
+
+// OnBatchEnd implements stack's BatchingLink: fn is passed to the link
+// below, whose bursts the middleware passes on, and called after each
+// inbound frame the middleware delivers later on its own (held back for
+// reordering, delayed), which is a burst of its own.
+func (f *Fault) OnBatchEnd(fn func()) {
+	f.batchEnd.Store(&fn)
+	link := f.Endpoint.Child()
+	for range 32 {
+		if b, ok := link.(interface{ OnBatchEnd(func()) }); ok {
+			b.OnBatchEnd(fn)
+			return
+		}
+		c, ok := link.(interface{ Child() stack.LinkEndpoint })
+		if !ok {
+			return
+		}
+		link = c.Child()
+	}
+}
+
+// SupportedGSO implements stack.GSOEndpoint. A middleware that corrupts
+// outbound frames offers no segmentation offload: a stack using it would
+// leave checksums partial, and the host (the kernel behind a TAP, the
+// other end of a pipe) finishes them over the corrupted bytes, as a NIC
+// would, so the corruption would pass unseen. Without it every segment
+// carries its full checksum, which the receiver checks.
+func (f *Fault) SupportedGSO() stack.SupportedGSO {
+	if f.out.cfg.Corrupt > 0 {
+		return stack.GSONotSupported
+	}
+	return f.Endpoint.SupportedGSO()
+}
+
+// laterBurstEnd ends the burst of inbound frames a timer of the
+// middleware delivered.
+func (f *Fault) laterBurstEnd(dir FaultDir) {
+	if fn := f.batchEnd.Load(); fn != nil && dir == FaultInbound {
+		(*fn)()
+	}
 }
 
 // lane is the fault state of one direction. Its fields are guarded by the
@@ -519,6 +563,7 @@ func (l *lane) flushHeld(seq uint64) {
 	acts = append(acts, action{kind: actRelease, pkt: held.pkt})
 	f.mu.Unlock()
 	f.run(l.dir, acts)
+	f.laterBurstEnd(l.dir)
 }
 
 // armDelay arms the lane's one delay timer. f.mu is held.
@@ -552,6 +597,7 @@ func (l *lane) flushDelayed() {
 	f.mu.Unlock()
 
 	f.run(l.dir, acts)
+	f.laterBurstEnd(l.dir)
 
 	f.mu.Lock()
 	defer f.mu.Unlock()

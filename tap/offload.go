@@ -361,7 +361,12 @@ func (p *txPath) writeRun(r txRun) tcpip.Error {
 			p.slices = append(p.slices, p.hdr[:vnetHdrLen])
 		}
 		p.slices = appendFrameSlices(p.slices, f.pkt, 0, f.size)
-		return p.write(1, f.size, false)
+		err := p.write(1, f.size, false)
+		if g := f.pkt.GSOOptions; err == nil && p.errno == 0 && g.MSS > 0 && f.l.payload() > int(g.MSS) {
+			p.l.txGSO.Add(1)
+			p.l.txGSOSegs.Add(uint64((f.l.payload() + int(g.MSS) - 1) / int(g.MSS)))
+		}
+		return err
 	}
 	hdr := superHeader(p.hdr[:], p.frames, r)
 	p.slices = append(p.slices, hdr)

@@ -89,6 +89,8 @@ type DeviceStats struct {
 	RxBadChecksum uint64 // frames the kernel did not vouch for whose checksum failed the device's check
 	TxSuperFrames uint64 // super-frames written: runs of the stack's segments coalesced into one write
 	TxCoalesced   uint64 // the stack's segments written inside them
+	TxGSOFrames   uint64 // super-frames the stack itself built (its GSO), written as they are
+	TxGSOSegments uint64 // the wire segments they stood for
 }
 
 // Open attaches to the Linux TAP device name, creating it if it does not
@@ -278,6 +280,8 @@ func (d *Device) Stats() DeviceStats {
 		RxBadChecksum: l.rxBadChecksum.Load(),
 		TxSuperFrames: l.txSuper.Load(),
 		TxCoalesced:   l.txCoalesced.Load(),
+		TxGSOFrames:   l.txGSO.Load(),
+		TxGSOSegments: l.txGSOSegs.Load(),
 	}
 }
 
@@ -329,6 +333,8 @@ type fdLink struct {
 	rxBadChecksum                        atomic.Uint64
 	fullCsum                             atomic.Bool // deliver complete checksums and let the stack verify them
 	txSuper, txCoalesced                 atomic.Uint64
+	txGSO, txGSOSegs                     atomic.Uint64
+	batchEnd                             atomic.Pointer[func()] // OnBatchEnd
 
 	wg sync.WaitGroup // the read loop
 
@@ -403,14 +409,38 @@ func (l *fdLink) readLoop() {
 			continue
 		}
 		l.deliver(buf[:n])
+		// One frame per blocking read: each is a burst of its own.
+		l.endBatch()
+	}
+}
+
+// maxReadBurst bounds a burst of frames read without waiting: the stack
+// hears of a burst's end, and ACKs what it took, at least this often.
+const maxReadBurst = 64
+
+// OnBatchEnd implements stack's BatchingLink: fn is called on the reader
+// goroutine whenever it has delivered the frames the kernel had queued
+// (up to maxReadBurst) and is about to wait for more.
+func (l *fdLink) OnBatchEnd(fn func()) { l.batchEnd.Store(&fn) }
+
+func (l *fdLink) endBatch() {
+	if fn := l.batchEnd.Load(); fn != nil {
+		(*fn)()
 	}
 }
 
 // readVnetLoop is readLoop for a device with offloads: frames come with
 // a virtio-net header, read by l.rx.
 func (l *fdLink) readVnetLoop() {
+	burst := 0
 	for {
+		l.rx.noWait = burst > 0
 		f, err := l.rx.read()
+		if err == errNoFrame {
+			l.endBatch()
+			burst = 0
+			continue
+		}
 		if err != nil {
 			stop, failure := l.stopOn(err)
 			if failure != nil {
@@ -423,6 +453,10 @@ func (l *fdLink) readVnetLoop() {
 		}
 		l.deliverVnet(f)
 		l.rx.done(f)
+		if burst++; burst >= maxReadBurst {
+			l.endBatch()
+			burst = 0
+		}
 	}
 }
 

@@ -56,6 +56,7 @@ func runBench(ctx context.Context, e env, args []string) error {
 	offloads := fs.Bool("offloads", true, "TAP offloads (virtio-net header, TSO, coalescing)")
 	gro := fs.Bool("gro", true, "TAP: hand the kernel's super-frames to the stack whole (false: as their wire segments)")
 	coalesce := fs.Bool("coalesce", true, "TAP: write runs of one flow's segments as one super-frame, from a writer goroutine")
+	pipeGSO := fs.Bool("pipe-gso", true, "tap.Pipe: offer segmentation offload, super-frames carried whole as over a TAP with offloads (off whenever faults are injected)")
 	asJSON := fs.Bool("json", false, "print the results as JSON")
 	faults := addFaultFlags(fs)
 	if err := parse(fs, args, 0); err != nil {
@@ -121,7 +122,12 @@ func runBench(ctx context.Context, e env, args []string) error {
 		return nil
 	}
 	if wantPipe {
-		if err := run(pipeLink{mtu: uint32(*mtu), wrap: b.wrap}, fmt.Sprintf("MTU %d, in memory", *mtu), b.tasks(true)); err != nil {
+		gso := *pipeGSO && !withFaults // faults act on wire segments, not on 64 KiB super-frames
+		desc := fmt.Sprintf("MTU %d, in memory", *mtu)
+		if gso {
+			desc += ", GSO"
+		}
+		if err := run(pipeLink{mtu: uint32(*mtu), wrap: b.wrap, gso: gso}, desc, b.tasks(true)); err != nil {
 			return err
 		}
 	}

@@ -145,7 +145,7 @@ func TestMedianRange(t *testing.T) {
 // benchLinks returns tap.Pipe and, when it can be made, the TAP link; the
 // caller closes them.
 func benchLinks(b *testing.B) []benchLink {
-	links := []benchLink{pipeLink{mtu: tap.DefaultMTU}}
+	links := []benchLink{pipeLink{mtu: tap.DefaultMTU, gso: true}} // as tapstack bench runs it (--pipe-gso)
 	ns, err := newBenchNetns(tap.DefaultMTU)
 	if err != nil {
 		b.Logf("TAP skipped: %v", err)

@@ -109,6 +109,7 @@ func gvisorDial(p *gvpeer.Peer) func(context.Context, netip.AddrPort) (net.Conn,
 // test.
 type pipeLink struct {
 	mtu  uint32
+	gso  bool                                          // tap.WithPipeGSO
 	wrap func(gstack.LinkEndpoint) gstack.LinkEndpoint // faults on the client's end, if set
 }
 
@@ -116,7 +117,7 @@ func (pipeLink) name() string { return "tap.Pipe" }
 func (pipeLink) close()       {}
 
 func (l pipeLink) env(kind stackKind) (*benchEnv, error) {
-	a, b := tap.Pipe(tap.WithPipeMTU(l.mtu))
+	a, b := tap.Pipe(tap.WithPipeMTU(l.mtu), tap.WithPipeGSO(l.gso))
 	srvP, cliP := netip.MustParsePrefix("192.0.2.1/24"), netip.MustParsePrefix("192.0.2.2/24")
 	e := &benchEnv{kind: kind, server: srvP.Addr(), frames: func() uint64 { return a.Stats().Sent + b.Stats().Sent }}
 	var cl gstack.LinkEndpoint = b

@@ -27,7 +27,7 @@ type benchEnd struct {
 	dial   func(ctx context.Context, to netip.AddrPort) (net.Conn, error)
 }
 
-func tapstackEnd(b *testing.B, l gstack.LinkEndpoint, p netip.Prefix) benchEnd {
+func tapstackEnd(b testing.TB, l gstack.LinkEndpoint, p netip.Prefix) benchEnd {
 	s, _ := newTapstack(b, l, p, tcp.Options{Observer: func(event.Event) {}})
 	return benchEnd{
 		addr: p.Addr(),
@@ -40,7 +40,7 @@ func tapstackEnd(b *testing.B, l gstack.LinkEndpoint, p netip.Prefix) benchEnd {
 	}
 }
 
-func gvisorEnd(b *testing.B, l gstack.LinkEndpoint, p netip.Prefix) benchEnd {
+func gvisorEnd(b testing.TB, l gstack.LinkEndpoint, p netip.Prefix) benchEnd {
 	peer := newPeer(b, l, p)
 	return benchEnd{
 		addr:   p.Addr(),
@@ -53,9 +53,10 @@ func gvisorEnd(b *testing.B, l gstack.LinkEndpoint, p netip.Prefix) benchEnd {
 
 // BenchmarkBulk sends 64 MiB one way per iteration over tap.Pipe, from a
 // dialing sender to a listening receiver, for each pairing of tapstack
-// and gVisor's TCP; gVisor to gVisor is the baseline.
+// and gVisor's TCP; gVisor to gVisor is the baseline. The gso/ variants
+// use a pipe that offers segmentation offload (tap.WithPipeGSO).
 func BenchmarkBulk(b *testing.B) {
-	type maker func(*testing.B, gstack.LinkEndpoint, netip.Prefix) benchEnd
+	type maker func(testing.TB, gstack.LinkEndpoint, netip.Prefix) benchEnd
 	for _, bc := range []struct {
 		name     string
 		sender   maker
@@ -66,60 +67,66 @@ func BenchmarkBulk(b *testing.B) {
 		{"gvisor-to-tapstack", gvisorEnd, tapstackEnd},
 		{"gvisor-to-gvisor", gvisorEnd, gvisorEnd},
 	} {
-		b.Run(bc.name, func(b *testing.B) {
-			pa, pb := tap.Pipe()
-			ga, gb := pa, pb
-			snd := bc.sender(b, ga, tsPrefix4)
-			rcv := bc.receiver(b, gb, peerPrefix4)
-			ln, err := rcv.listen(80)
-			if err != nil {
-				b.Fatal(err)
+		for _, gso := range []bool{false, true} {
+			name := bc.name
+			if gso {
+				name = "gso/" + name
 			}
-			defer ln.Close()
-			chunk := make([]byte, 64<<10)
-			for i := range chunk {
-				chunk[i] = byte(i)
-			}
-			rbuf := make([]byte, 64<<10)
-			b.SetBytes(benchSize)
-			b.ReportAllocs()
-			for b.Loop() {
-				accepted := acceptOne(ln)
-				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-				c, err := snd.dial(ctx, netip.AddrPortFrom(rcv.addr, 80))
-				cancel()
+			b.Run(name, func(b *testing.B) {
+				pa, pb := tap.Pipe(tap.WithPipeGSO(gso))
+				ga, gb := pa, pb
+				snd := bc.sender(b, ga, tsPrefix4)
+				rcv := bc.receiver(b, gb, peerPrefix4)
+				ln, err := rcv.listen(80)
 				if err != nil {
 					b.Fatal(err)
 				}
-				r := <-accepted
-				if r.err != nil {
-					b.Fatal(r.err)
+				defer ln.Close()
+				chunk := make([]byte, 64<<10)
+				for i := range chunk {
+					chunk[i] = byte(i)
 				}
-				dl := time.Now().Add(2 * time.Minute)
-				c.SetDeadline(dl)
-				r.c.SetDeadline(dl)
-				done := make(chan error, 1)
-				go func() {
-					n, err := io.CopyBuffer(io.Discard, r.c, rbuf)
-					if err == nil && n != benchSize {
-						err = io.ErrUnexpectedEOF
-					}
-					done <- err
-				}()
-				for sent := 0; sent < benchSize; sent += len(chunk) {
-					if _, err := c.Write(chunk); err != nil {
+				rbuf := make([]byte, 64<<10)
+				b.SetBytes(benchSize)
+				b.ReportAllocs()
+				for b.Loop() {
+					accepted := acceptOne(ln)
+					ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+					c, err := snd.dial(ctx, netip.AddrPortFrom(rcv.addr, 80))
+					cancel()
+					if err != nil {
 						b.Fatal(err)
 					}
+					r := <-accepted
+					if r.err != nil {
+						b.Fatal(r.err)
+					}
+					dl := time.Now().Add(2 * time.Minute)
+					c.SetDeadline(dl)
+					r.c.SetDeadline(dl)
+					done := make(chan error, 1)
+					go func() {
+						n, err := io.CopyBuffer(io.Discard, r.c, rbuf)
+						if err == nil && n != benchSize {
+							err = io.ErrUnexpectedEOF
+						}
+						done <- err
+					}()
+					for sent := 0; sent < benchSize; sent += len(chunk) {
+						if _, err := c.Write(chunk); err != nil {
+							b.Fatal(err)
+						}
+					}
+					if err := c.(halfCloser).CloseWrite(); err != nil {
+						b.Fatal(err)
+					}
+					if err := <-done; err != nil {
+						b.Fatal(err)
+					}
+					c.Close()
+					r.c.Close()
 				}
-				if err := c.(halfCloser).CloseWrite(); err != nil {
-					b.Fatal(err)
-				}
-				if err := <-done; err != nil {
-					b.Fatal(err)
-				}
-				c.Close()
-				r.c.Close()
-			}
-		})
+			})
+		}
 	}
 }

@@ -167,6 +167,7 @@ type cable struct {
 	// Faults on frames sent by tapstack (ts) and by the peer; nil for none.
 	tsFault, peerFault *tap.FaultConfig
 	tcp                tcp.Options
+	gso                bool // tap.WithPipeGSO
 }
 
 func (c cable) prefixes() (ts, peer netip.Prefix) {
@@ -181,7 +182,7 @@ func (c cable) prefixes() (ts, peer netip.Prefix) {
 // unused).
 func (c cable) links() (ts, peer gstack.LinkEndpoint, faults [2]*tap.Fault) {
 	var tsl, peerl gstack.LinkEndpoint
-	a, b := tap.Pipe()
+	a, b := tap.Pipe(tap.WithPipeGSO(c.gso))
 	tsl, peerl = a, b
 	if c.tsFault != nil {
 		faults[0] = tap.NewFault(a, *c.tsFault)

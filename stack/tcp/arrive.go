@@ -184,7 +184,7 @@ func (e *Endpoint) synReceivedArrives(seg *segment) verdict {
 		e.drop(seg, event.DropAcceptQueueFull)
 		if e.proto.opts.AbortOnOverflow {
 			e.sendReset(seg.Ack)
-			return moveTo(event.Closed, segmentCause(seg), thenDone)
+			return moveTo(event.Closed, e.segmentCause(seg), thenDone)
 		}
 		return stay()
 	}
@@ -194,7 +194,7 @@ func (e *Endpoint) synReceivedArrives(seg *segment) verdict {
 	e.stopTimer(timerRetransmit)
 	e.setSndWnd(uint32(seg.Window)<<e.sndWndShift, seg)
 	e.initCongestion()
-	return moveTo(event.Established, segmentCause(seg), thenHandshakeCompleted)
+	return moveTo(event.Established, e.segmentCause(seg), thenHandshakeCompleted)
 }
 
 // handshakeCompleted goes on in ESTABLISHED after the final ACK of a
@@ -255,7 +255,7 @@ func (e *Endpoint) finWait1Arrives(seg *segment) verdict {
 	}
 	e.processAck(seg)
 	if e.finAcked() {
-		return moveTo(event.FinWait2, segmentCause(seg), thenSixthStep)
+		return moveTo(event.FinWait2, e.segmentCause(seg), thenSixthStep)
 	}
 	return e.sixthStep(seg)
 }
@@ -287,7 +287,7 @@ func (e *Endpoint) closingArrives(seg *segment) verdict {
 	}
 	e.processAck(seg)
 	if e.finAcked() {
-		return moveTo(event.TimeWait, segmentCause(seg), thenDone)
+		return moveTo(event.TimeWait, e.segmentCause(seg), thenDone)
 	}
 	// The ACK may have opened the window for data still queued.
 	e.output()
@@ -307,7 +307,7 @@ func (e *Endpoint) lastAckArrives(seg *segment) verdict {
 	}
 	e.processAck(seg)
 	if e.finAcked() {
-		return moveTo(event.Closed, segmentCause(seg), thenDone)
+		return moveTo(event.Closed, e.segmentCause(seg), thenDone)
 	}
 	e.output()
 	return stay()

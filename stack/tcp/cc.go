@@ -59,6 +59,16 @@ type CongestionSample struct {
 	Timeout        bool // a retransmission timeout, not a loss found by ACKs
 }
 
+// congestion is the connection's congestion control, made when first
+// needed: a connection that never fills its window (an idle one, most of
+// a million) does not carry one. The caller holds e.mu.
+func (e *Endpoint) congestion() CongestionControl {
+	if e.cc == nil {
+		e.cc = newCongestionControl(&e.proto.opts)
+	}
+	return e.cc
+}
+
 // newCongestionControl makes the algorithm Options name.
 func newCongestionControl(o *Options) CongestionControl {
 	if o.NewCongestionControl != nil {

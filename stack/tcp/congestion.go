@@ -31,7 +31,7 @@ func (e *Endpoint) growWindow(a *ackInfo) {
 	if a.acked == 0 || a.endedRecovery || e.caState == caRecovery || !e.cwndLimited() {
 		return
 	}
-	e.cwnd, e.ssthresh = e.cc.OnAck(AckSample{
+	e.cwnd, e.ssthresh = e.congestion().OnAck(AckSample{
 		Now: e.monoNow(), Acked: a.delivered, Cwnd: e.cwnd, Ssthresh: e.ssthresh, MSS: uint32(e.sndMSS),
 		RTT: a.rttSample, MinRTT: e.rack.minRTT.v, SRTT: e.srtt, RoundStart: a.roundStart,
 	})

@@ -267,3 +267,38 @@ func TestSWSAvoidanceIdle(t *testing.T) {
 	p2.Inject(seg{Flags: ".", Seq: 1, Ack: 1001, Win: 65535})
 	p2.Expect(seg{Flags: "P.", Seq: 1001, Ack: 1, Len: 1000})
 }
+
+// TestWindowUpdateWhenDoubled: after reads, a window update goes out on
+// its own only when the window promised has fallen below half the buffer
+// and would at least double, as Linux's tcp_cleanup_rbuf decides (and
+// grow by at least the SWS threshold, RFC 9293 3.8.6.2.2): a reader
+// draining a full buffer in small reads draws a few updates, not one per
+// read.
+func TestWindowUpdateWhenDoubled(t *testing.T) {
+	const mss = 1460
+	p, ep := tcptest.Established(t, tcptest.WithTCP(tcp.Options{ReceiveBufferSize: 8 * mss, NoQuickAck: true}))
+	for i := range 8 {
+		p.Inject(seg{Flags: ".", Seq: 1 + uint32(i*mss), Ack: 1, Payload: payload(i*mss, mss)})
+		if i%2 == 1 {
+			p.Expect(seg{Flags: ".", Seq: 1, Ack: 1 + uint32((i+1)*mss), Win: uint16((6 - i + 1) * mss), Check: tcptest.CheckWin})
+		}
+	}
+	read := func(n int) {
+		t.Helper()
+		buf := make([]byte, n)
+		if k, err := ep.Read(buf); k != n || err != nil {
+			t.Fatalf("Read = %d, %v; want %d", k, err, n)
+		}
+	}
+	read(2 * mss) // from a closed window to two segments: an update
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1 + 8*mss, Win: 2 * mss})
+	read(mss) // three segments would not double two
+	p.ExpectNothing()
+	read(mss) // four: doubled
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1 + 8*mss, Win: 4 * mss})
+	read(mss)
+	read(mss)
+	read(mss)
+	read(mss) // the promise (four) is no longer below half the buffer
+	p.ExpectNothing()
+}

@@ -82,9 +82,19 @@ func (e *Endpoint) enterQuickAck() {
 func (e *Endpoint) ackPolicy(now bool) {
 	e.unacked++
 	pending := int(e.lastAckSent.Size(e.rcvNxt))
-	if now || pending > e.rcvSegMax || (e.quickAcks > 0 && !e.pingpong) {
+	if now || (e.quickAcks > 0 && !e.pingpong) {
 		e.sendAck(event.SendAck)
 		return
+	}
+	if pending > e.rcvSegMax {
+		if !e.inBatch {
+			e.sendAck(event.SendAck)
+			return
+		}
+		// More than one full frame unacknowledged, in a burst whose
+		// end the link marks: one ACK at its end (batch.go). The
+		// delayed-ACK timer below stays the bound.
+		e.deferAck()
 	}
 	if !e.timerArmed(timerDelayedAck) {
 		e.setTimer(timerDelayedAck, e.proto.opts.DelayedAck)
@@ -98,6 +108,7 @@ func (e *Endpoint) ackSent() {
 		e.quickAcks--
 	}
 	e.unacked = 0
+	e.ackAtBatchEnd = false
 }
 
 // dataSent notes new data leaving: sent within the delayed-ACK time of

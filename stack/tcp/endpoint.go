@@ -11,7 +11,6 @@ import (
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
-	"gvisor.dev/gvisor/pkg/tcpip/ports"
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 )
@@ -31,7 +30,6 @@ type Endpoint struct {
 	netProto tcpip.NetworkProtocolNumber
 	nic      tcpip.NICID
 	id       stack.TransportEndpointID
-	portRes  *ports.Reservation // held by actively opened connections
 
 	// outMu serializes writing queued packets to the route, so segments
 	// leave in the order they were made. It is never held with mu.
@@ -40,39 +38,40 @@ type Endpoint struct {
 	evSpare  []event.Event
 
 	mu         sync.Mutex
-	state      event.State
 	stateSince tcpip.MonotonicTime
 	tcb
-	route      *stack.Route
+	state      event.State
 	registered bool
+	portHeld   bool // an actively opened connection's local port, in proto.ports (ports.go)
+	route      *stack.Route
 	listener   *Listener // set while queued on a listener, not yet accepted
 	outq       []*stack.PacketBuffer
 	events     []event.Event // for the observer, delivered by flush after mu is released
 
 	// Agreed at the handshake.
-	sndMSS      int   // largest payload we send (RFC 9293 3.7.1, RFC 6691)
-	rcvMSS      int   // the MSS we advertised
+	sndMSS      int // largest payload we send (RFC 9293 3.7.1, RFC 6691)
+	rcvMSS      int // the MSS we advertised
+	maxSndWnd   uint32
 	sndWndShift uint8 // RFC 7323 window scale applied to the peer's window field
 	rcvWndShift uint8 // scale we apply to our window field
-	maxSndWnd   uint32
-	wsOK        bool // both SYNs carried the window scale option
-	sackOK      bool // both SYNs carried SACK-permitted (RFC 2018)
+	wsOK        bool  // both SYNs carried the window scale option
+	sackOK      bool  // both SYNs carried SACK-permitted (RFC 2018)
 
 	// Timestamps (RFC 7323 3 and 4.3): in force when both SYNs carried
 	// the TSopt. TS.Recent is the peer's TSval we echo, tsRecentAge when
 	// it was set (for 5.5's 24-day limit), Last.ACK.sent the ACK field of
 	// the last segment we sent.
-	tsOK        bool
+	tsRecentAge tcpip.MonotonicTime
 	tsOffset    uint32 // added to the stack's tsClock: our TSval
 	tsRecent    uint32
-	tsRecentAge tcpip.MonotonicTime
 	lastAckSent seqnum.Value
+	tsOK        bool
 
 	// Send side. sndBuf holds bytes from sndBufSeq on: first those sent
 	// and not yet acknowledged, then those not yet sent.
 	sndBuf      buffer.Buffer
-	sndBufSeq   seqnum.Value
 	sndBufLimit int
+	sndBufSeq   seqnum.Value
 	finQueued   bool // the user closed sending: a FIN follows sndBuf
 	nodelay     bool
 
@@ -96,31 +95,33 @@ type Endpoint struct {
 	// Retransmission, RFC 6298, and the record of every segment in
 	// flight (rtxqueue.go).
 	srtt, rttvar, rto time.Duration
-	rttValid          bool
 	retries           int    // RTO expiries in a row without progress
 	synTSval          uint32 // TSval of the latest SYN or SYN-ACK sent (handshake.go)
 	drainCheck        bool   // unregistered: flush tells a Shutdown waiting for the last connection, once the last segment left
 	rtxq              rtxQueue
-	train             train // new segments output sends back to back (send.go)
-	swsOverride       bool  // the persist timer lets a short segment past SWS avoidance
+	train             *train // new segments output sends back to back, while it runs (send.go)
+	rttValid          bool
+	inBatch           bool // the segment being processed came in a burst whose end its link marks (batch.go)
+	ackAtBatchEnd     bool // an ACK waits for the burst's end, e is in proto.batch.pending
+	swsOverride       bool // the persist timer lets a short segment past SWS avoidance
 
 	// Congestion control (cc.go) and loss recovery (recovery.go, RACK-TLP
 	// in rack.go). recover is NewReno's "recover" and RFC 6675's
 	// RecoveryPoint: SND.NXT when recovery began.
 	cc             CongestionControl
 	cwnd, ssthresh uint32
-	caState        caState
 	dupAcks        int
 	plainDupAcks   int // duplicate ACKs without SACK blocks (dupAckLoss)
 	renoSacked     int // without SACK: segments the duplicate ACKs say arrived above SND.UNA
 	recover        seqnum.Value
+	caState        caState
 	rack           rack
 	undo           undoState
-	frto           bool // F-RTO (RFC 5682) is judging the last timeout
-	frtoStep       int  // which ACK after the timeout's retransmission comes next: 1 or 2
-	frtoNewData    bool // F-RTO step 2.b: send new data next, not retransmissions
-	rescueSent     bool // RFC 6675's rescue retransmission went out in this recovery
-	recoveryProbed bool // the one tail loss probe of this fast recovery went out (rack.go)
+	frtoStep       uint8 // which ACK after the timeout's retransmission comes next: 1 or 2
+	frto           bool  // F-RTO (RFC 5682) is judging the last timeout
+	frtoNewData    bool  // F-RTO step 2.b: send new data next, not retransmissions
+	rescueSent     bool  // RFC 6675's rescue retransmission went out in this recovery
+	recoveryProbed bool  // the one tail loss probe of this fast recovery went out (rack.go)
 
 	// PRR (RFC 6937): bytes delivered and sent since fast recovery began,
 	// and RecoverFS, the flight then.
@@ -138,27 +139,27 @@ type Endpoint struct {
 	timers timerSet
 
 	// Keepalive (RFC 9293 3.8.4), off by default.
-	keepalive  bool
 	keepIdle   time.Duration
 	keepIntvl  time.Duration
 	keepCount  int
 	keepProbes int   // probes sent since the peer was last heard from
 	softErr    error // last ICMP error in a synchronized state (Linux sk_err_soft)
+	keepalive  bool
 
 	// When this connection last answered an unacceptable segment, for
 	// the per-connection limit of Options.InvalidRateLimit (reset.go).
-	invalidAckAt   tcpip.MonotonicTime
 	invalidAckSent bool
-
-	// A SYN that reopened this connection from TIME-WAIT, for the
-	// listener to take once this TCB is gone, and the ISN it must use.
-	handoff    *Listener
-	handoffISS seqnum.Value
+	invalidAckAt   tcpip.MonotonicTime
 
 	// tw is the compact record that stands for this connection while it
 	// is in TIME-WAIT (timewait.go); the Endpoint is then out of the
 	// demuxer and the engine's table.
 	tw *timeWait
+
+	// A SYN that reopened this connection from TIME-WAIT, for the
+	// listener to take once this TCB is gone, and the ISN it must use.
+	handoff    *Listener
+	handoffISS seqnum.Value
 	// orphan: the user closed the connection before it reached CLOSED or
 	// TIME-WAIT; it counts against Options.MaxOrphans.
 	orphan bool
@@ -191,7 +192,6 @@ func (p *Protocol) newEndpoint(netProto tcpip.NetworkProtocolNumber, id stack.Tr
 		e.rcvMSS = 0xffff
 	}
 	e.rcvWndShift = uint8(windowScaleFor(e.rcvBufLimit))
-	e.cc = newCongestionControl(&p.opts)
 	e.rack.reoWndMult = 1
 	return e
 }
@@ -444,7 +444,7 @@ func (e *Endpoint) Info() Info {
 		RcvWndScale:       rws,
 		Timestamps:        e.tsOK,
 		SACK:              e.sackOK,
-		CongestionControl: ccName(e.cc),
+		CongestionControl: ccName(e.congestion()),
 		CAState:           e.caState.String(),
 		MinRTT:            e.rack.minRTT.v,
 		InFlight:          e.inflight(),
@@ -469,7 +469,9 @@ func (e *Endpoint) packetArrives(id stack.TransportEndpointID, pkt *stack.Packet
 		return
 	}
 	e.mu.Lock()
+	e.inBatch = e.proto.batching(pkt.NICID)
 	e.segmentArrives(&seg)
+	e.inBatch = false
 	if e.keepalive {
 		e.heardFromPeer()
 	}
@@ -581,7 +583,7 @@ func (e *Endpoint) flushLocked() {
 	}
 	e.outMu.Unlock()
 	if release != nil {
-		release.Release()
+		e.proto.releaseRoute(release)
 	}
 	if drainCheck {
 		e.proto.mu.Lock()
@@ -596,7 +598,16 @@ func (e *Endpoint) emit(ev event.Event) {
 	if e.proto.opts.Observer == nil {
 		return
 	}
-	ev.Time = e.proto.clock.Now()
+	e.emitAt(ev, e.proto.clock.Now())
+}
+
+// emitAt is emit for an event that happened at t (the wire segments of
+// one GSO packet share the time it was built).
+func (e *Endpoint) emitAt(ev event.Event, t time.Time) {
+	if e.proto.opts.Observer == nil {
+		return
+	}
+	ev.Time = t
 	if len(e.events) == 0 {
 		e.proto.pendingEvents.Add(1) // a batch waits (SyncEvents)
 	}
@@ -611,9 +622,9 @@ func (e *Endpoint) release() {
 		e.registered = false
 		e.unregisterDemux()
 	}
-	if e.portRes != nil {
-		e.proto.stack.ReleasePort(*e.portRes)
-		e.portRes = nil
+	if e.portHeld {
+		e.portHeld = false
+		e.proto.ports.release(e.id.LocalAddress, e.id.LocalPort)
 	}
 	if e.listener != nil {
 		e.listener.forget(e)

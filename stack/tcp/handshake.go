@@ -9,7 +9,6 @@ import (
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
-	"gvisor.dev/gvisor/pkg/tcpip/ports"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 )
 
@@ -42,39 +41,53 @@ func (p *Protocol) Connect(local, remote netip.AddrPort) (*Endpoint, error) {
 	if terr != nil {
 		return nil, routeErrno(terr)
 	}
+	r = p.shareRoute(r)
 	id := stack.TransportEndpointID{
 		LocalAddress:  r.LocalAddress(),
 		RemoteAddress: r.RemoteAddress(),
 		RemotePort:    remote.Port(),
 	}
 	e := p.newEndpoint(netProto, id, r)
-	res := ports.Reservation{
-		Networks:  []tcpip.NetworkProtocolNumber{netProto},
-		Transport: protocolNumber,
-		Addr:      id.LocalAddress,
-		Port:      local.Port(),
-		Dest:      tcpip.FullAddress{Addr: id.RemoteAddress, Port: id.RemotePort},
-	}
-	// Take the port and the demuxer entry together, so an ephemeral port
-	// whose 4-tuple is still taken (say, by a connection in TIME-WAIT) is
-	// passed over rather than failing.
-	port, terr := p.stack.ReservePort(p.stack.SecureRNG(), res, func(port uint16) (bool, tcpip.Error) {
+	// The port: the one asked for, or an ephemeral one (RFC 6056
+	// Algorithm 1, through gVisor's picker), that no listener holds and
+	// whose 4-tuple is free: in the demuxer (registering it there takes
+	// it) and in TIME-WAIT (ports.go).
+	networks := [1]tcpip.NetworkProtocolNumber{netProto}
+	test := func(port uint16) (bool, tcpip.Error) {
+		if p.listenerHolds(netProto, id.LocalAddress, port) {
+			return false, nil
+		}
 		e.id.LocalPort = port
 		if p.timeWaitFor(e.id) != nil {
 			// The 4-tuple is in TIME-WAIT, which is not in the
 			// demuxer: as taken as if it were.
 			return false, nil
 		}
-		if err := e.registerDemux(res.Networks); err != nil {
+		if err := e.registerDemux(networks[:]); err != nil {
 			if _, ok := err.(*tcpip.ErrPortInUse); ok {
 				return false, nil
 			}
 			return false, err
 		}
 		return true, nil
-	})
+	}
+	p.ports.mu.Lock()
+	port, terr := local.Port(), tcpip.Error(nil)
+	if port != 0 {
+		if ok, err := test(port); err != nil {
+			terr = err
+		} else if !ok {
+			terr = &tcpip.ErrPortInUse{}
+		}
+	} else {
+		port, terr = p.stack.PickEphemeralPort(p.stack.SecureRNG(), test)
+	}
+	if terr == nil {
+		p.ports.take(id.LocalAddress, port)
+	}
+	p.ports.mu.Unlock()
 	if terr != nil {
-		r.Release()
+		p.releaseRoute(r)
 		if _, ok := terr.(*tcpip.ErrPortInUse); ok {
 			return nil, syscall.EADDRINUSE
 		}
@@ -83,8 +96,8 @@ func (p *Protocol) Connect(local, remote netip.AddrPort) (*Endpoint, error) {
 		}
 		return nil, syscall.EADDRINUSE
 	}
-	res.Port = port
-	e.portRes = &res
+	e.id.LocalPort = port
+	e.portHeld = true
 	e.registered = true
 	if err := p.register(e); err != nil {
 		// Still CLOSED: give back the demuxer entry and the port
@@ -219,7 +232,7 @@ func (e *Endpoint) synSentArrives(seg *segment) verdict {
 			return stay()
 		}
 		e.proto.stats.ResetsReceived.Add(1)
-		return e.failed(syscall.ECONNREFUSED, segmentCause(seg))
+		return e.failed(syscall.ECONNREFUSED, e.segmentCause(seg))
 	}
 	// Third, security: not implemented (RFC 9293 3.10.7.3 allows this).
 	// Fourth, check the SYN bit.
@@ -236,7 +249,7 @@ func (e *Endpoint) synSentArrives(seg *segment) verdict {
 		// Simultaneous open (3.5, figure 8): SYN-RECEIVED, answer
 		// SYN-ACK.
 		e.setSndWnd(uint32(seg.Window), seg)
-		return moveTo(event.SynReceived, segmentCause(seg), thenSynAckOut)
+		return moveTo(event.SynReceived, e.segmentCause(seg), thenSynAckOut)
 	}
 	e.sndUna = seg.Ack
 	e.sampleHandshakeRTT(seg)
@@ -245,7 +258,7 @@ func (e *Endpoint) synSentArrives(seg *segment) verdict {
 	// The window in a SYN-ACK is never scaled (RFC 7323 2.2).
 	e.setSndWnd(uint32(seg.Window), seg)
 	e.initCongestion()
-	return moveTo(event.Established, segmentCause(seg), thenSynAckAccepted)
+	return moveTo(event.Established, e.segmentCause(seg), thenSynAckAccepted)
 }
 
 // synAckAccepted goes on in ESTABLISHED after our SYN was acknowledged:

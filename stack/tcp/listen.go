@@ -119,24 +119,37 @@ func (p *Protocol) Listen(local netip.AddrPort, backlog int) (*Listener, error) 
 	l.synq = synQueue{entries: make(map[*Endpoint]struct{}), limit: p.opts.SynQueueLimit}
 	l.acceptq = newAcceptQueue(backlog)
 	l.portRes = ports.Reservation{Networks: netProtos, Transport: protocolNumber, Addr: addr, Port: local.Port()}
-	port, terr := p.stack.ReservePort(p.stack.SecureRNG(), l.portRes, nil)
+	// Connections actively opened on the port hold it too (ports.go):
+	// a listener may not take it from them, as bind(2) may not.
+	p.ports.mu.Lock()
+	if local.Port() != 0 && p.ports.inUse(addr, local.Port()) {
+		p.ports.mu.Unlock()
+		return nil, syscall.EADDRINUSE
+	}
+	port, terr := p.stack.ReservePort(p.stack.SecureRNG(), l.portRes, func(port uint16) (bool, tcpip.Error) {
+		return !p.ports.inUse(addr, port), nil
+	})
 	if terr != nil {
+		p.ports.mu.Unlock()
 		return nil, syscall.EADDRINUSE
 	}
 	l.portRes.Port = port
 	l.id.LocalPort = port
 	if terr := p.stack.RegisterTransportEndpoint(netProtos, protocolNumber, l.id, l.demux(), ports.Flags{}, 0); terr != nil {
 		p.stack.ReleasePort(l.portRes)
+		p.ports.mu.Unlock()
 		return nil, syscall.EADDRINUSE
 	}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
+		p.ports.mu.Unlock()
 		l.Close()
 		return nil, syscall.ENETDOWN
 	}
 	p.listeners[l] = struct{}{}
 	p.mu.Unlock()
+	p.ports.mu.Unlock()
 	return l, nil
 }
 
@@ -472,13 +485,14 @@ func (l *Listener) cookieAck(id stack.TransportEndpointID, netProto tcpip.Networ
 		l.unreserveAccept()
 		return
 	}
+	r = p.shareRoute(r)
 	e := p.newEndpoint(netProto, id, r)
 	e.listener = l
 	e.mu.Lock()
 	if err := l.registerChild(e); err != nil {
 		e.listener = nil
 		e.mu.Unlock()
-		r.Release()
+		p.releaseRoute(r)
 		l.unreserveAccept()
 		if err == syscall.EMFILE {
 			p.drop(c, seg, event.DropConnectionLimit)
@@ -544,13 +558,14 @@ func (l *Listener) openChild(id stack.TransportEndpointID, netProto tcpip.Networ
 		unreserve()
 		return
 	}
+	r = p.shareRoute(r)
 	e := p.newEndpoint(netProto, id, r)
 	e.listener = l
 	e.mu.Lock()
 	if err := l.registerChild(e); err != nil {
 		e.listener = nil
 		e.mu.Unlock()
-		r.Release()
+		p.releaseRoute(r)
 		unreserve()
 		if err == syscall.EMFILE {
 			p.drop(connIDOf(id), seg, event.DropConnectionLimit)
@@ -579,7 +594,7 @@ func (l *Listener) openChild(id stack.TransportEndpointID, netProto tcpip.Networ
 	e.takeSynOptions(seg, seg.WS >= 0)
 	e.setSndWnd(uint32(seg.Window), seg)
 	// SEGMENT ARRIVES for the new TCB: SYN-RECEIVED, and the SYN-ACK.
-	e.follow(moveTo(event.SynReceived, segmentCause(seg), thenSynAckOut), seg)
+	e.follow(moveTo(event.SynReceived, e.segmentCause(seg), thenSynAckOut), seg)
 	e.mu.Unlock()
 	e.flush()
 }

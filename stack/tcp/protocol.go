@@ -57,6 +57,11 @@ type Protocol struct {
 	pendingEvents atomic.Int64
 	orphans       atomic.Int64 // connections with Endpoint.orphan set
 	limits        LimitStats
+
+	batch  batchState // ACK once per drained burst (batch.go)
+	trains sync.Pool  // of *train, lent to a connection while output runs (send.go)
+	ports  portTable  // local ports of active opens (ports.go)
+	routes routeCache // routes shared by connections (routes.go)
 }
 
 // NewProtocol makes an engine with options opts, and the binding through
@@ -70,11 +75,12 @@ func NewProtocol(opts Options) (*Protocol, *tcpbind.Binding) {
 		listeners: make(map[*Listener]struct{}),
 	}
 	return p, &tcpbind.Binding{
-		Factory:  p.attach,
-		LinkDown: p.linkDown,
-		Shutdown: p.shutdown,
-		Drained:  p.drainedChan,
-		Abort:    p.abortAll,
+		Factory:   p.attach,
+		LinkDown:  p.linkDown,
+		BatchLink: p.batchLink,
+		Shutdown:  p.shutdown,
+		Drained:   p.drainedChan,
+		Abort:     p.abortAll,
 	}
 }
 
@@ -370,6 +376,49 @@ func buildPacket(r *stack.Route, f *outFields, payload buffer.Buffer) *stack.Pac
 	xsum := r.PseudoHeaderChecksum(protocolNumber, uint16(pkt.Size()))
 	xsum = checksum.Combine(xsum, pkt.Data().Checksum())
 	h.SetChecksum(^h.CalculateChecksum(xsum))
+	return pkt
+}
+
+// buildGSOPacket makes a GSO super-segment for r: one TCP header, options
+// and payload of several segments of mss bytes, which the link cuts into
+// wire segments (stack.GSOEndpoint). On a link that offers host GSO (a
+// TAP with offloads) the checksum is left partial, the pseudo-header's
+// sum alone, for the kernel to finish segment by segment, as gVisor's TCP
+// and Linux (CHECKSUM_PARTIAL) leave it; elsewhere it is complete over
+// the whole packet, so that a receiver taking the packet whole (GRO)
+// checks it. It takes ownership of payload.
+func buildGSOPacket(r *stack.Route, f *outFields, payload buffer.Buffer, mss int) *stack.PacketBuffer {
+	hdrLen := header.TCPMinimumSize + len(f.opts)
+	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{
+		ReserveHeaderBytes: hdrLen + int(r.MaxHeaderLength()),
+		Payload:            payload,
+	})
+	h := header.TCP(pkt.TransportHeader().Push(hdrLen))
+	pkt.TransportProtocolNumber = protocolNumber
+	h.Encode(&header.TCPFields{
+		SrcPort:    f.srcPort,
+		DstPort:    f.dstPort,
+		SeqNum:     uint32(f.seq),
+		AckNum:     uint32(f.ack),
+		DataOffset: uint8(hdrLen),
+		Flags:      f.flags,
+		WindowSize: f.window,
+	})
+	copy(h[header.TCPMinimumSize:], f.opts)
+	gso := stack.GSO{Type: stack.GSOTCPv4, CsumOffset: header.TCPChecksumOffset, MSS: uint16(mss),
+		L3HdrLen: header.IPv4MinimumSize, MaxSize: r.GSOMaxSize()}
+	if r.NetProto() == header.IPv6ProtocolNumber {
+		gso.Type, gso.L3HdrLen = stack.GSOTCPv6, header.IPv6MinimumSize
+	}
+	xsum := r.PseudoHeaderChecksum(protocolNumber, uint16(pkt.Size()))
+	if r.HasHostGSOCapability() {
+		gso.NeedsCsum = true
+		h.SetChecksum(xsum)
+	} else {
+		xsum = checksum.Combine(xsum, pkt.Data().Checksum())
+		h.SetChecksum(^h.CalculateChecksum(xsum))
+	}
+	pkt.GSOOptions = gso
 	return pkt
 }
 

@@ -263,7 +263,7 @@ func (e *Endpoint) tlpOnAck(a *ackInfo) {
 		if e.caState == caOpen {
 			// The probe repaired a loss: reduce the window as for
 			// any loss, in one step.
-			e.ssthresh = e.cc.OnCongestion(e.congestionSample(false))
+			e.ssthresh = e.congestion().OnCongestion(e.congestionSample(false))
 			e.cwnd = min(e.cwnd, e.ssthresh)
 			e.proto.stats.TLPRecoveries.Add(1)
 			e.emitRecovery("tail loss probe repaired a loss: window reduced")

@@ -93,7 +93,6 @@ type oooPlan struct {
 // reassembly is the out-of-order queue of one connection. Its zero value is
 // an empty queue; the B-tree is made on first use.
 type reassembly struct {
-	tree  *btree.BTreeG[*oooRange]
 	bytes int // text bytes held: what the advertised window counts
 	mem   int // heap bytes held: what the limits count
 
@@ -110,6 +109,16 @@ type reassembly struct {
 	// The duplicate range the next ACK reports first (RFC 2883 4), once.
 	dsack    header.SACKBlock
 	dsackSet bool
+
+	// The tree and the scratch of insertions, made when text first
+	// arrives out of order: a connection that never sees any (most)
+	// does not carry them.
+	*oooTree
+}
+
+// oooTree is the part of a reassembly queue made on first use.
+type oooTree struct {
+	tree *btree.BTreeG[*oooRange]
 
 	// Scratch for one insert, kept to avoid allocating per segment.
 	pivot     oooRange
@@ -130,7 +139,7 @@ type reassembly struct {
 
 // ranges returns how many ranges are held.
 func (r *reassembly) ranges() int {
-	if r.tree == nil {
+	if r.oooTree == nil {
 		return 0
 	}
 	return r.tree.Len()
@@ -139,6 +148,7 @@ func (r *reassembly) ranges() int {
 func (r *reassembly) init() {
 	// No free list: nodes of a drained queue go back to the garbage
 	// collector rather than stay pinned by an idle connection.
+	r.oooTree = &oooTree{}
 	r.tree = btree.NewWithFreeListG(btreeDegree, rangeLess, btree.NewFreeListG[*oooRange](0))
 	r.takeFirst = func(x *oooRange) bool { r.found = x; return false }
 	r.collect = func(x *oooRange) bool {
@@ -171,7 +181,7 @@ func (r *reassembly) init() {
 // first run of bytes held already (the D-SACK). It changes nothing held;
 // commit or abort must follow.
 func (r *reassembly) prepare(seq seqnum.Value, data *buffer.Buffer) oooPlan {
-	if r.tree == nil {
+	if r.oooTree == nil {
 		r.init()
 	}
 	p := oooPlan{start: seq, end: seq.Add(seqnum.Size(data.Size()))}
@@ -366,6 +376,9 @@ func (r *reassembly) pruneAbove(end seqnum.Value) (start seqnum.Value, n int, ok
 
 // abort forgets a plan, releasing its pieces.
 func (r *reassembly) abort() {
+	if r.oooTree == nil {
+		return
+	}
 	for i := range r.pieces {
 		r.pieces[i].data.Release()
 	}
@@ -494,7 +507,7 @@ func (r *reassembly) holdFIN(seq seqnum.Value) bool {
 // reset releases everything held: the stream ended, or the connection.
 // A pending D-SACK stays for the ACK that follows.
 func (r *reassembly) reset() {
-	if r.tree != nil {
+	if r.oooTree != nil {
 		for range r.tree.Len() {
 			x, ok := r.tree.DeleteMin()
 			if !ok {
@@ -507,7 +520,7 @@ func (r *reassembly) reset() {
 	r.fin = false
 	r.nrecent = 0
 	r.abort()
-	if cap(r.touched) > 64 || cap(r.pieces) > 64 {
+	if r.oooTree != nil && (cap(r.touched) > 64 || cap(r.pieces) > 64) {
 		r.touched, r.pieces = nil, nil // a flood's scratch need not outlive it
 	}
 }
@@ -516,6 +529,7 @@ func (r *reassembly) reset() {
 func (r *reassembly) release() {
 	r.reset()
 	r.dsackSet = false
+	r.oooTree = nil
 }
 
 // pushRecent puts x first among the recently reported blocks. Blocks that

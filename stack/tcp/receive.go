@@ -44,7 +44,7 @@ func (e *Endpoint) processTextAndFin(seg *segment) verdict {
 		// a challenge ACK (RFC 5961 3.2).
 		e.drop(seg, event.DropClosed)
 		e.sendReset(seg.Ack)
-		return moveTo(event.Closed, segmentCause(seg), thenDone)
+		return moveTo(event.Closed, e.segmentCause(seg), thenDone)
 	}
 	if seg.Seq != e.rcvNxt {
 		e.holdOutOfOrder(seg, fin)
@@ -62,7 +62,7 @@ func (e *Endpoint) processTextAndFin(seg *segment) verdict {
 	}
 	var cause event.Cause
 	if fin {
-		cause = segmentCause(seg) // before the payload moves out
+		cause = e.segmentCause(seg) // before the payload moves out
 	}
 	if n > 0 {
 		switch {
@@ -83,7 +83,7 @@ func (e *Endpoint) processTextAndFin(seg *segment) verdict {
 	}
 	if fin {
 		if cause.Kind == 0 {
-			cause = segmentCause(seg)
+			cause = e.segmentCause(seg)
 		}
 		return e.finArrives(cause)
 	}

@@ -87,7 +87,7 @@ func (e *Endpoint) packetDelayed(seg *segment) bool {
 func (e *Endpoint) undoResponse(why string) {
 	e.cwnd = max(e.cwnd, e.undo.priorCwnd)
 	e.ssthresh = max(e.ssthresh, e.undo.priorSsthresh)
-	e.cc.OnUndo()
+	e.congestion().OnUndo()
 	e.rtxq.unmarkLost()
 	e.undo.active = false
 	e.frto, e.frtoNewData = false, false
@@ -243,7 +243,7 @@ func (e *Endpoint) dupThresh() int {
 func (e *Endpoint) enterRecovery(lost int, by string) {
 	e.initUndo()
 	e.recover = e.sndNxt
-	e.ssthresh = e.cc.OnCongestion(e.congestionSample(false))
+	e.ssthresh = e.congestion().OnCongestion(e.congestionSample(false))
 	e.prrDelivered, e.prrOut = 0, 0
 	e.rescueSent = false
 	e.recoverFS = uint64(max(e.flightSize(), 1))
@@ -335,7 +335,7 @@ func (e *Endpoint) enterLoss() {
 	now := e.proto.clock.NowMonotonic()
 	if e.caState == caOpen || !e.sndUna.LessThan(e.recover) || !e.undo.active {
 		e.initUndo()
-		e.ssthresh = e.cc.OnCongestion(e.congestionSample(true))
+		e.ssthresh = e.congestion().OnCongestion(e.congestionSample(true))
 	}
 	q := &e.rtxq
 	if !q.empty() && q.at(q.head).has(segSacked) {

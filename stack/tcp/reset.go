@@ -39,18 +39,18 @@ func (e *Endpoint) rstArrives(seg *segment) verdict {
 		if e.listener != nil {
 			// Passive OPEN: the half-open entry goes; the listener
 			// itself is unharmed.
-			return moveTo(event.Closed, segmentCause(seg), thenDone)
+			return moveTo(event.Closed, e.segmentCause(seg), thenDone)
 		}
 		// Active OPEN (simultaneous open): "connection refused".
-		return e.failed(syscall.ECONNREFUSED, segmentCause(seg))
+		return e.failed(syscall.ECONNREFUSED, e.segmentCause(seg))
 	case event.Established, event.FinWait1, event.FinWait2, event.CloseWait:
 		// "Any outstanding RECEIVEs and SEND should receive 'reset'
 		// responses. All segment queues should be flushed": entering
 		// CLOSED flushes them (release).
-		return e.failed(syscall.ECONNRESET, segmentCause(seg))
+		return e.failed(syscall.ECONNRESET, e.segmentCause(seg))
 	}
 	// CLOSING, LAST-ACK, TIME-WAIT
-	return moveTo(event.Closed, segmentCause(seg), thenDone)
+	return moveTo(event.Closed, e.segmentCause(seg), thenDone)
 }
 
 // challengeAck sends <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK> (RFC 5961 3.2,

@@ -12,7 +12,7 @@ type Stats struct {
 	ActiveOpens    atomic.Uint64
 	PassiveOpens   atomic.Uint64
 	SegmentsIn     atomic.Uint64
-	SegmentsOut    atomic.Uint64
+	SegmentsOut    atomic.Uint64 // wire segments: a GSO packet counts each segment it stands for
 	Retransmits    atomic.Uint64
 	ResetsSent     atomic.Uint64
 	ResetsReceived atomic.Uint64
@@ -30,6 +30,8 @@ type Stats struct {
 	Renegings          atomic.Uint64 // receivers that dropped SACKed data (TCPSACKReneging)
 	ReorderingSeen     atomic.Uint64 // connections that saw reordering
 	SendQueueFull      atomic.Uint64 // new segments held back: maxInFlightSegments in flight
+	GSOPackets         atomic.Uint64 // packets of several segments handed to a link that segments them (send.go)
+	AcksDeferred       atomic.Uint64 // ACKs moved to the end of a burst of inbound frames (batch.go)
 	Drops              [event.NumDropReasons]atomic.Uint64
 	Sends              [event.NumSendCauses]atomic.Uint64
 	ListenOverflows    atomic.Uint64 // like Linux ListenOverflows

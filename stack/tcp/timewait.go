@@ -9,7 +9,6 @@ import (
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
-	"gvisor.dev/gvisor/pkg/tcpip/ports"
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 )
@@ -42,7 +41,7 @@ type timeWait struct {
 	id       stack.TransportEndpointID
 	netProto tcpip.NetworkProtocolNumber
 	nic      tcpip.NICID
-	portRes  *ports.Reservation // an active opener's port, kept as Linux keeps the bind bucket
+	portHeld bool // an active opener's port (ports.go), kept as Linux keeps the bind bucket
 
 	sndNxt, rcvNxt seqnum.Value
 	rcvWnd         uint32 // the window we promised: RCV.NXT+rcvWnd is the right edge
@@ -123,7 +122,7 @@ func (e *Endpoint) enterTimeWait(cause event.Cause) {
 		tsRecentAge: e.tsRecentAge,
 		since:       now,
 		deadline:    now.Add(p.opts.TimeWait),
-		portRes:     e.portRes,
+		portHeld:    e.portHeld,
 		ep:          weak.Make(e),
 	}
 	if e.rcvNxt.LessThan(e.rcvAcc) {
@@ -138,7 +137,7 @@ func (e *Endpoint) enterTimeWait(cause event.Cause) {
 		return
 	}
 	e.tw = tw
-	e.portRes = nil // the record's now
+	e.portHeld = false // the record's now
 	if e.registered {
 		e.registered = false
 		e.unregisterDemux()
@@ -268,9 +267,9 @@ func (p *Protocol) expireTimeWait() {
 // the port goes back, and the connection is CLOSED, through the Endpoint
 // when the user still holds it, or in an event of its own otherwise.
 func (p *Protocol) finishTimeWait(tw *timeWait, cause event.Cause) {
-	if tw.portRes != nil {
-		p.stack.ReleasePort(*tw.portRes)
-		tw.portRes = nil
+	if tw.portHeld {
+		tw.portHeld = false
+		p.ports.release(tw.id.LocalAddress, tw.id.LocalPort)
 	}
 	if e := tw.ep.Value(); e != nil {
 		e.mu.Lock()
@@ -299,9 +298,9 @@ func (p *Protocol) finishTimeWait(tw *timeWait, cause event.Cause) {
 func (p *Protocol) dropTimeWait(e *Endpoint) {
 	tw := e.tw
 	e.tw = nil
-	if p.tw.remove(tw) && tw.portRes != nil {
-		p.stack.ReleasePort(*tw.portRes)
-		tw.portRes = nil
+	if p.tw.remove(tw) && tw.portHeld {
+		tw.portHeld = false
+		p.ports.release(tw.id.LocalAddress, tw.id.LocalPort)
 	}
 }
 
@@ -437,7 +436,7 @@ func (p *Protocol) timeWaitArrives(tw *timeWait, seg *segment, l *Listener) (twV
 	case seg.has(header.TCPFlagRst):
 		if seg.Seq == tw.rcvNxt {
 			p.stats.ResetsReceived.Add(1)
-			cs := segmentCause(seg)
+			cs := p.segmentCause(seg)
 			close = &cs
 		} else {
 			reason, reply, limited = event.DropRstInvalid, event.SendChallengeAck, true

@@ -27,6 +27,13 @@ type Binding struct {
 	// Nothing is sent: the link is gone. Listeners stay.
 	LinkDown func(nic tcpip.NICID, failure error)
 
+	// BatchLink says that the link of interface nic hands the stack its
+	// inbound frames in bursts and marks the end of each by calling the
+	// function returned, on the goroutine that delivered the burst, with
+	// no stack lock held. The engine then sends the ACK that a burst of
+	// in-order text makes due once, at its end (stack/tcp/batch.go).
+	BatchLink func(nic tcpip.NICID) func()
+
 	// Shutdown begins closing every connection the way its peer can see
 	// (a FIN after the queued data, or a RST where received data would
 	// be discarded unread) and closes the listeners; no new connection

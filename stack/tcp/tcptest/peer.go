@@ -114,6 +114,15 @@ type Peer struct {
 
 	start time.Time
 	trace []string
+
+	// GSO: the link offers segmentation offload (WithGSO). GSOPackets
+	// counts the packets of several segments the stack wrote, which Next
+	// cuts into the wire segments they stand for, as the link would;
+	// split holds the ones not yet returned.
+	GSOPackets int
+	split      [][]byte
+
+	batch *batchLink // WithBatches
 }
 
 type config struct {
@@ -123,6 +132,8 @@ type config struct {
 	synOpts Seg
 	active  bool
 	ts      bool
+	gso     bool
+	batches bool
 }
 
 // Option configures a fixture.
@@ -148,6 +159,38 @@ func WithSynOptions(o Seg) Option { return func(c *config) { c.synOpts = o } }
 // carries one, so timestamps are in force on the connections they make.
 func WithTimestamps() Option { return func(c *config) { c.ts = true } }
 
+// WithGSO makes the link offer host GSO (stack.GSOEndpoint), as a TAP with
+// offloads does: the engine may write one packet of several segments with
+// a partial checksum, which Next cuts into wire segments (see
+// Peer.GSOPackets).
+func WithGSO() Option { return func(c *config) { c.gso = true } }
+
+// WithBatches makes the link mark the end of each burst of inbound
+// frames (stack.BatchingLink), as a TAP device's reader and tap.Pipe's
+// pump do: every injected segment belongs to the burst that
+// Peer.EndBatch ends.
+func WithBatches() Option { return func(c *config) { c.batches = true } }
+
+// batchLink is the fixture's link with the burst marks of WithBatches.
+type batchLink struct {
+	*channel.Endpoint
+	end func()
+}
+
+// OnBatchEnd implements stack.BatchingLink.
+func (l *batchLink) OnBatchEnd(fn func()) { l.end = fn }
+
+// EndBatch ends the burst of segments injected since the last one, as
+// the link of WithBatches does when it has delivered what it had; without
+// WithBatches it does nothing.
+func (p *Peer) EndBatch() {
+	p.t.Helper()
+	if p.batch != nil && p.batch.end != nil {
+		p.log("# end of burst")
+		p.batch.end()
+	}
+}
+
 // ActiveOpen makes Established and the close-state fixtures open the
 // connection actively (Connect) instead of through Listen and Accept.
 func ActiveOpen() Option { return func(c *config) { c.active = true } }
@@ -172,7 +215,16 @@ func newPeer(t testing.TB, c config) *Peer {
 	clock := faketime.NewManualClock()
 	s := stack.New(stack.Options{Clock: clock, TCP: c.tcp})
 	link := channel.New(queueLen, c.mtu, "")
-	if _, err := s.AddNIC(link, netip.PrefixFrom(StackAddr, 24)); err != nil {
+	if c.gso {
+		link.SupportedGSOKind = gstack.HostGSOSupported
+	}
+	var nicLink gstack.LinkEndpoint = link
+	var bl *batchLink
+	if c.batches {
+		bl = &batchLink{Endpoint: link}
+		nicLink = bl
+	}
+	if _, err := s.AddNIC(nicLink, netip.PrefixFrom(StackAddr, 24)); err != nil {
 		t.Fatalf("tcptest: AddNIC: %v", err)
 	}
 	p := &Peer{
@@ -189,6 +241,7 @@ func newPeer(t testing.TB, c config) *Peer {
 		TSBase:     PeerTSBase,
 		peerISS:    c.peerISS,
 		start:      clock.Now(),
+		batch:      bl,
 	}
 	t.Cleanup(func() {
 		s.Close()
@@ -412,14 +465,31 @@ func (p *Peer) InjectIPv4(b []byte) {
 // segment from the stack to the peer fails the test.
 func (p *Peer) Next() (Seg, bool) {
 	p.t.Helper()
-	pkt := p.Link.Read()
-	if pkt == nil {
-		return Seg{}, false
+	var b []byte
+	if len(p.split) > 0 {
+		b, p.split = p.split[0], p.split[1:]
+	} else {
+		pkt := p.Link.Read()
+		if pkt == nil {
+			return Seg{}, false
+		}
+		g := pkt.GSOOptions
+		v := pkt.ToView()
+		pkt.DecRef()
+		b = append([]byte(nil), v.AsSlice()...)
+		v.Release()
+		if g.Type != gstack.GSONone {
+			segs, err := cutGSO(b, int(g.MSS), g.NeedsCsum)
+			if err != nil {
+				p.fail("tcptest: the stack sent a bad GSO packet: %v\n% x", err, b)
+			}
+			if len(segs) > 1 {
+				p.GSOPackets++
+				p.log(fmt.Sprintf("# GSO packet of %d segments of %d bytes", len(segs), g.MSS))
+			}
+			b, p.split = segs[0], segs[1:]
+		}
 	}
-	v := pkt.ToView()
-	pkt.DecRef()
-	b := append([]byte(nil), v.AsSlice()...)
-	v.Release()
 	seg, src, dst, err := p.decode(b)
 	if err != nil {
 		p.fail("tcptest: the stack sent a bad packet: %v\n% x", err, b)
@@ -642,3 +712,56 @@ func (p *Peer) line(out bool, seg Seg, full bool) string {
 }
 
 func addr(a netip.Addr) tcpip.Address { return tcpip.AddrFromSlice(a.AsSlice()) }
+
+// cutGSO cuts b, an IPv4 packet the stack wrote as a GSO packet, into the
+// wire segments a segmenting link makes of it, as Linux's tcp_gso_segment
+// does: payload cut every mss bytes, sequence numbers advanced, PSH and
+// FIN on the last segment only, each with its own lengths and complete
+// checksums. partial says the TCP checksum holds only the pseudo-header
+// sum (NeedsCsum); otherwise the whole packet's checksum is checked.
+func cutGSO(b []byte, mss int, partial bool) ([][]byte, error) {
+	ip := header.IPv4(b)
+	if !ip.IsValid(len(b)) {
+		return nil, fmt.Errorf("invalid IPv4 header")
+	}
+	tb := b[ip.HeaderLength():ip.TotalLength()]
+	if len(tb) < header.TCPMinimumSize || int(header.TCP(tb).DataOffset()) > len(tb) {
+		return nil, fmt.Errorf("TCP header truncated")
+	}
+	src, dst := ip.SourceAddress(), ip.DestinationAddress()
+	if !partial {
+		xsum := header.PseudoHeaderChecksum(header.TCPProtocolNumber, src, dst, uint16(len(tb)))
+		if checksum.Checksum(tb, xsum) != 0xffff {
+			return nil, fmt.Errorf("bad TCP checksum on the GSO packet")
+		}
+	} else if want := header.PseudoHeaderChecksum(header.TCPProtocolNumber, src, dst, uint16(len(tb))); header.TCP(tb).Checksum() != want {
+		return nil, fmt.Errorf("partial checksum %#x, want the pseudo-header's %#x", header.TCP(tb).Checksum(), want)
+	}
+	if mss <= 0 {
+		return nil, fmt.Errorf("GSO MSS %d", mss)
+	}
+	hdr := int(ip.HeaderLength()) + int(header.TCP(tb).DataOffset())
+	payload := b[hdr:ip.TotalLength()]
+	var out [][]byte
+	for off := 0; off < len(payload) || off == 0; off += mss {
+		n := min(mss, len(payload)-off)
+		s := append(append([]byte(nil), b[:hdr]...), payload[off:off+n]...)
+		sip := header.IPv4(s)
+		sip.SetTotalLength(uint16(len(s)))
+		sip.SetChecksum(0)
+		sip.SetChecksum(^sip.CalculateChecksum())
+		t := header.TCP(s[sip.HeaderLength():])
+		t.SetSequenceNumber(header.TCP(tb).SequenceNumber() + uint32(off))
+		if off+n < len(payload) {
+			t.SetFlags(uint8(t.Flags() &^ (header.TCPFlagPsh | header.TCPFlagFin)))
+		}
+		t.SetChecksum(0)
+		xsum := header.PseudoHeaderChecksum(header.TCPProtocolNumber, src, dst, uint16(len(t)))
+		t.SetChecksum(^checksum.Checksum(t, xsum))
+		out = append(out, s)
+		if n == 0 {
+			break
+		}
+	}
+	return out, nil
+}

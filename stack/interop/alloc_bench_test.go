@@ -1,0 +1,91 @@
+package interop
+
+import (
+	"context"
+	"net/netip"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/tapstack/tapstack/conn"
+	"github.com/tapstack/tapstack/event"
+	"github.com/tapstack/tapstack/stack/tcp"
+	"github.com/tapstack/tapstack/tap"
+)
+
+// BenchmarkAllocsPerSegment is the engine and tap.Pipe together in steady
+// state: tapstack to tapstack, 16 MiB one way per iteration over one
+// connection that stays open (so no handshake, buffer growth or pool
+// warm-up is counted), with and without the pipe's GSO. It reports the
+// heap allocations of the whole process per wire segment either stack
+// sent (data and ACKs), read from runtime.MemStats.Mallocs.
+//
+//	go test ./stack/interop -run '^$' -bench AllocsPerSegment
+func BenchmarkAllocsPerSegment(b *testing.B) {
+	const size = 16 << 20
+	for _, gso := range []bool{false, true} {
+		name := "nogso"
+		if gso {
+			name = "gso"
+		}
+		b.Run(name, func(b *testing.B) {
+			pa, pb := tap.Pipe(tap.WithPipeGSO(gso), tap.WithPipeQueue(4096))
+			opts := tcp.Options{Observer: func(event.Event) {}}
+			snd, _ := newTapstack(b, pa, tsPrefix4, opts)
+			rcv, _ := newTapstack(b, pb, peerPrefix4, opts)
+			ln, err := conn.Listen(rcv, "tcp", netip.AddrPortFrom(peerPrefix4.Addr(), 80).String())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer ln.Close()
+			accepted := acceptOne(ln)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			c, err := conn.DialContext(ctx, snd, "tcp", netip.AddrPortFrom(peerPrefix4.Addr(), 80).String())
+			cancel()
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			a := <-accepted
+			if a.err != nil {
+				b.Fatal(a.err)
+			}
+			defer a.c.Close()
+			chunk := make([]byte, 64<<10)
+			rbuf := make([]byte, 64<<10)
+			move := func() {
+				done := make(chan error, 1)
+				go func() {
+					var err error
+					for n := 0; n < size && err == nil; {
+						var k int
+						k, err = a.c.Read(rbuf)
+						n += k
+					}
+					done <- err
+				}()
+				for sent := 0; sent < size; sent += len(chunk) {
+					if _, err := c.Write(chunk); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if err := <-done; err != nil {
+					b.Fatal(err)
+				}
+			}
+			move() // warm-up: windows open, pools filled
+			segs := func() uint64 { return snd.TCP().Stats().SegmentsOut.Load() + rcv.TCP().Stats().SegmentsOut.Load() }
+			var m0, m1 runtime.MemStats
+			runtime.ReadMemStats(&m0)
+			s0 := segs()
+			b.SetBytes(size)
+			b.ResetTimer()
+			for b.Loop() {
+				move()
+			}
+			b.StopTimer()
+			runtime.ReadMemStats(&m1)
+			b.ReportMetric(float64(m1.Mallocs-m0.Mallocs)/float64(segs()-s0), "allocs/segment")
+		})
+	}
+}

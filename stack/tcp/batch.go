@@ -1,0 +1,106 @@
+package tcp
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+
+	"github.com/tapstack/tapstack/event"
+)
+
+// ACK once per drained batch. A link that hands the stack bursts of
+// frames (a TAP device's reader draining what the kernel queued, a pipe's
+// pump) and says when a burst ends (tcpbind.Binding.BatchLink) lets the
+// receiver answer a burst of in-order text with one cumulative ACK at its
+// end, instead of one per second full-sized segment: what Linux's GRO and
+// NAPI polling effectively do, GRO merging a burst into one segment that
+// draws one ACK. Only that ACK moves (delack.go's "more than one full
+// frame unacknowledged"), and only to the end of the burst in which it
+// fell due, which comes before the link waits for more; every ACK the
+// RFCs want at once (out-of-order text or a hole filled, RFC 5681 4.2; a
+// FIN; a window update; quick-ACK mode; a D-SACK) still goes at once.
+// Links that do not mark their bursts keep the per-segment rule.
+
+// maxBatchNIC bounds the interface numbers that may mark bursts; an
+// interface beyond it keeps the per-segment rule.
+const maxBatchNIC = 256
+
+// batchState is the engine's side of the bursts: which interfaces mark
+// them, and the connections whose ACK waits for a burst's end.
+type batchState struct {
+	nics [maxBatchNIC]atomic.Bool
+
+	mu      sync.Mutex
+	pending []*Endpoint // ackAtBatchEnd set, each at most once
+}
+
+// batchLink marks interface nic as one whose link says when a burst of
+// frames ends, and returns what the link calls then
+// (tcpbind.Binding.BatchLink).
+func (p *Protocol) batchLink(nic tcpip.NICID) func() {
+	if int(nic) < maxBatchNIC {
+		p.batch.nics[nic].Store(true)
+	}
+	return p.batchEnd
+}
+
+// batching reports whether a segment that came in through nic is part of
+// a burst whose end the link will mark.
+func (p *Protocol) batching(nic tcpip.NICID) bool {
+	return int(nic) < maxBatchNIC && p.batch.nics[nic].Load()
+}
+
+// deferAck moves the ACK that fell due for e to the end of the current
+// burst. The caller holds e.mu.
+func (e *Endpoint) deferAck() {
+	if e.ackAtBatchEnd {
+		return
+	}
+	e.ackAtBatchEnd = true
+	b := &e.proto.batch
+	b.mu.Lock()
+	b.pending = append(b.pending, e)
+	b.mu.Unlock()
+	e.proto.stats.AcksDeferred.Add(1)
+}
+
+// batchEnd is a burst's end: every connection whose ACK waits for it
+// sends it now, unless an ACK has left since (ackSent clears the mark).
+// It runs on the link's goroutine, with no engine lock held.
+func (p *Protocol) batchEnd() {
+	b := &p.batch
+	b.mu.Lock()
+	list := b.pending
+	b.pending = nil
+	b.mu.Unlock()
+	if len(list) == 0 {
+		if list != nil {
+			b.giveBack(list)
+		}
+		return
+	}
+	for i, e := range list {
+		e.mu.Lock()
+		if e.ackAtBatchEnd {
+			e.ackAtBatchEnd = false
+			if e.state.Synchronized() && e.lastAckSent != e.rcvNxt {
+				e.sendAck(event.SendAck)
+			}
+		}
+		e.mu.Unlock()
+		e.flush()
+		list[i] = nil
+	}
+	b.giveBack(list)
+}
+
+// giveBack keeps list's storage for the next burst, if no connection was
+// queued meanwhile: no allocation per burst in steady state.
+func (b *batchState) giveBack(list []*Endpoint) {
+	b.mu.Lock()
+	if b.pending == nil {
+		b.pending = list[:0]
+	}
+	b.mu.Unlock()
+}

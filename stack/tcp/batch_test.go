@@ -1,0 +1,101 @@
+package tcp_test
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"github.com/tapstack/tapstack/stack/tcp"
+	"github.com/tapstack/tapstack/stack/tcp/tcptest"
+)
+
+// ACK once per drained burst (batch.go): on a link that marks the end of
+// its bursts, the ACK that a second full-sized segment makes due waits
+// for the burst's end, one cumulative ACK for the burst; every ACK the
+// RFCs want at once still goes at once.
+
+// batchFixture is an established connection on a link that marks its
+// bursts, out of quick-ACK mode so that the per-segment rule applies.
+func batchFixture(t *testing.T) (*tcptest.Peer, *tcp.Endpoint) {
+	return tcptest.Established(t, tcptest.WithBatches(), tcptest.WithTCP(tcp.Options{NoQuickAck: true}))
+}
+
+// TestAckPerBurst: six full segments in one burst draw one ACK, at the
+// burst's end, for all of them (per segment, they would draw three).
+func TestAckPerBurst(t *testing.T) {
+	p, ep := batchFixture(t)
+	for i := range 6 {
+		p.Inject(seg{Flags: ".", Seq: 1 + uint32(i*1460), Ack: 1, Payload: payload(i*1460, 1460)})
+		p.ExpectNothing()
+	}
+	p.EndBatch()
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1 + 6*1460})
+	p.ExpectNothing()
+	p.EndBatch() // nothing new: no ACK
+	p.ExpectNothing()
+	p.Advance(time.Second)
+	p.ExpectNothing() // the delayed ACK was cancelled by the burst's
+	if n := p.TCP.Stats().AcksDeferred.Load(); n != 1 {
+		t.Errorf("AcksDeferred %d, want 1", n)
+	}
+	if got := readAll(t, ep); !bytes.Equal(got, payload(0, 6*1460)) {
+		t.Fatalf("Read %d bytes, want %d in order", len(got), 6*1460)
+	}
+}
+
+// TestBurstOfOneSegmentWaitsForDelayedAck: a burst that makes no ACK due
+// (one full segment) leaves it to the delayed-ACK timer, as without
+// bursts.
+func TestBurstOfOneSegmentWaitsForDelayedAck(t *testing.T) {
+	p, _ := batchFixture(t)
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1, Payload: payload(0, 1460)})
+	p.EndBatch()
+	p.ExpectNothing()
+	p.Advance(40 * time.Millisecond)
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1461})
+}
+
+// TestBurstNeverDelaysRequiredAcks: within a burst, out-of-order text
+// (RFC 5681 4.2: a duplicate ACK at once), the text that
+// fills the hole (an ACK at once), and a FIN are acknowledged at once,
+// not at the burst's end.
+func TestBurstNeverDelaysRequiredAcks(t *testing.T) {
+	p, _ := batchFixture(t)
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1, Payload: payload(0, 1460)})
+	p.ExpectNothing()
+	// A hole: 1461..2921 missing.
+	p.Inject(seg{Flags: ".", Seq: 2921, Ack: 1, Payload: payload(2920, 1460)})
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1461})
+	p.Inject(seg{Flags: ".", Seq: 1461, Ack: 1, Payload: payload(1460, 1460)})
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 4381})
+	p.Inject(seg{Flags: "F.", Seq: 4381, Ack: 1})
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 4382})
+	p.EndBatch()
+	p.ExpectNothing()
+}
+
+// TestBurstAckRidesOnData: an ACK waiting for the burst's end is not sent
+// if a data segment carried it first.
+func TestBurstAckRidesOnData(t *testing.T) {
+	p, ep := batchFixture(t)
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1, Payload: payload(0, 1460)})
+	p.Inject(seg{Flags: ".", Seq: 1461, Ack: 1, Payload: payload(1460, 1460)})
+	p.ExpectNothing()
+	ep.Write(payload(0, 100))
+	p.Expect(seg{Flags: "P.", Seq: 1, Ack: 2921, Len: 100})
+	p.EndBatch()
+	p.ExpectNothing()
+}
+
+// TestNoBurstsAckPerTwoSegments: on a link that does not mark bursts (the
+// fixture's default), the second full segment is ACKed at once.
+func TestNoBurstsAckPerTwoSegments(t *testing.T) {
+	p, _ := tcptest.Established(t, tcptest.WithTCP(tcp.Options{NoQuickAck: true}))
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1, Payload: payload(0, 1460)})
+	p.ExpectNothing()
+	p.Inject(seg{Flags: ".", Seq: 1461, Ack: 1, Payload: payload(1460, 1460)})
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 2921})
+	if n := p.TCP.Stats().AcksDeferred.Load(); n != 0 {
+		t.Errorf("AcksDeferred %d on a link without bursts", n)
+	}
+}

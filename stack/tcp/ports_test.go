@@ -1,0 +1,61 @@
+package tcp_test
+
+import (
+	"errors"
+	"net/netip"
+	"syscall"
+	"testing"
+
+	"github.com/tapstack/tapstack/stack/tcp/tcptest"
+)
+
+// TestActivePortTable: the local ports of active opens, which the engine
+// keeps itself (ports.go), keep bind(2)'s rules against listeners both
+// ways, let one port serve several destinations, refuse a 4-tuple taken,
+// and come back when the connection ends.
+func TestActivePortTable(t *testing.T) {
+	p := tcptest.New(t)
+	local := netip.AddrPortFrom(tcptest.StackAddr, 40001)
+	wild := netip.AddrPortFrom(netip.IPv4Unspecified(), 40001)
+	peer := func(port uint16) netip.AddrPort { return netip.AddrPortFrom(tcptest.PeerAddr, port) }
+
+	e1, err := p.TCP.Connect(local, peer(80))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.TCP.Connect(local, peer(80)); !errors.Is(err, syscall.EADDRINUSE) {
+		t.Errorf("Connect on a 4-tuple taken: %v, want EADDRINUSE", err)
+	}
+	e2, err := p.TCP.Connect(local, peer(81))
+	if err != nil {
+		t.Errorf("Connect from the same port to another destination: %v", err)
+	}
+	for _, at := range []netip.AddrPort{local, wild} {
+		if _, err := p.TCP.Listen(at, 8); !errors.Is(err, syscall.EADDRINUSE) {
+			t.Errorf("Listen on %v, held by connections: %v, want EADDRINUSE", at, err)
+		}
+	}
+	e1.Reset()
+	if e2 != nil {
+		e2.Reset()
+	}
+	p.Link.Drain() // the SYNs and RSTs, not for the fixture's ports
+	l, err := p.TCP.Listen(wild, 8)
+	if err != nil {
+		t.Fatalf("Listen once the connections ended: %v", err)
+	}
+	if _, err := p.TCP.Connect(local, peer(82)); !errors.Is(err, syscall.EADDRINUSE) {
+		t.Errorf("Connect from a listening port: %v, want EADDRINUSE", err)
+	}
+	// An ephemeral port never lands on the listener's.
+	for range 50 {
+		e, err := p.TCP.Connect(netip.AddrPortFrom(tcptest.StackAddr, 0), peer(83))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.ID().Local.Port() == 40001 {
+			t.Fatalf("ephemeral port %d is the listener's", e.ID().Local.Port())
+		}
+	}
+	l.Close()
+}
