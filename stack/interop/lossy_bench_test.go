@@ -3,7 +3,6 @@ package interop
 import (
 	"context"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -86,7 +85,7 @@ func lossySize() int64 {
 	return 64 * MiB
 }
 
-// BenchmarkLossy sends 64 MiB one way over tap.Pipe with the fault
+// BenchmarkLossy sends 64 MiB one way, every byte hashed, over tap.Pipe with the fault
 // middleware on both ends (the same seeded faults for every pairing), for
 // each fault profile and each pairing of tapstack and gVisor's TCP as
 // sender and receiver, each transfer on a fresh cable with its own seed.
@@ -146,9 +145,10 @@ func BenchmarkLossy(b *testing.B) {
 	}
 }
 
-// lossyTransfer dials from snd to rcv's listener ln and sends size bytes,
-// then closes the write side; it returns how many bytes the receiver got
-// and when it got the last, within two minutes.
+// lossyTransfer dials from snd to rcv's listener ln and sends size bytes
+// of a seeded stream, then closes the write side; it returns how many
+// bytes the receiver got, when it got the last (within two minutes), and
+// an error if any byte differs (SHA-256 both ends).
 func lossyTransfer(snd, rcv benchEnd, ln net.Listener, size int64) (int64, time.Duration, error) {
 	accepted := acceptOne(ln)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -166,28 +166,22 @@ func lossyTransfer(snd, rcv benchEnd, ln net.Listener, size int64) (int64, time.
 	dl := time.Now().Add(2 * time.Minute)
 	c.SetDeadline(dl)
 	r.c.SetDeadline(dl)
+	from, ok1 := c.(halfCloser)
+	to, ok2 := r.c.(halfCloser)
+	if !ok1 || !ok2 {
+		return 0, 0, fmt.Errorf("%T or %T cannot close its write side", c, r.c)
+	}
+	// Every byte hashed (SHA-256 of a seeded stream), as the soak does.
 	start := time.Now()
-	type result struct {
-		n   int64
-		err error
+	sent, got := flow(from, to, size, uint64(size))
+	d := time.Since(start)
+	switch {
+	case sent.err != nil:
+		return got.n, d, fmt.Errorf("send: %w", sent.err)
+	case got.err != nil:
+		return got.n, d, fmt.Errorf("receive: %w", got.err)
+	case sent.n != got.n || sent.sum != got.sum:
+		return got.n, d, fmt.Errorf("sent %v, received %v", sent, got)
 	}
-	done := make(chan result, 1)
-	go func() {
-		n, err := io.CopyBuffer(io.Discard, r.c, make([]byte, 64<<10))
-		if err == nil && n != size {
-			err = fmt.Errorf("received %d bytes, want %d", n, size)
-		}
-		done <- result{n, err}
-	}()
-	chunk := make([]byte, 64<<10)
-	for sent := int64(0); sent < size; sent += int64(len(chunk)) {
-		if _, err := c.Write(chunk); err != nil {
-			break
-		}
-	}
-	if hc, ok := c.(halfCloser); ok {
-		hc.CloseWrite()
-	}
-	res := <-done
-	return res.n, time.Since(start), res.err
+	return got.n, d, nil
 }
