@@ -39,7 +39,7 @@ type batchState struct {
 // frames ends, and returns what the link calls then
 // (tcpbind.Binding.BatchLink).
 func (p *Protocol) batchLink(nic tcpip.NICID) func() {
-	if int(nic) < maxBatchNIC {
+	if int(nic) < maxBatchNIC && p.opts.AckPerBurst {
 		p.batch.nics[nic].Store(true)
 	}
 	return p.batchEnd

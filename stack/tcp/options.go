@@ -112,6 +112,16 @@ type Options struct {
 	// the classic Nagle and delayed-ACK stall from the first segment.
 	NoQuickAck bool
 
+	// AckPerBurst lets a receiver answer a burst of in-order text that
+	// its link delivered at once (a TAP reader draining the kernel's
+	// queue, a pipe's pump) with one ACK at the burst's end, instead of
+	// one per second full segment (batch.go). It saves ACKs and CPU on a
+	// clean path (gVisor → tapstack in memory: 77 → 113 MB/s), but it
+	// starves the sender's ACK clock on a lossy one (5% loss each way,
+	// tapstack → tapstack: 35 → 4.5 MB/s, RTOs from 1 to 7 per 16 MiB),
+	// so it is off unless asked for: behaviour under loss comes first.
+	AckPerBurst bool
+
 	// ChallengeAckLimit is the stack-wide budget of challenge ACKs per
 	// second (RFC 5961 7 and 10). As in Linux since the fix for
 	// CVE-2016-5696, the budget of each second is drawn at random from

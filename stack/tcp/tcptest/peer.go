@@ -167,8 +167,8 @@ func WithGSO() Option { return func(c *config) { c.gso = true } }
 
 // WithBatches makes the link mark the end of each burst of inbound
 // frames (stack.BatchingLink), as a TAP device's reader and tap.Pipe's
-// pump do: every injected segment belongs to the burst that
-// Peer.EndBatch ends.
+// pump do, and turns on tcp.Options.AckPerBurst: every injected segment
+// belongs to the burst that Peer.EndBatch ends.
 func WithBatches() Option { return func(c *config) { c.batches = true } }
 
 // batchLink is the fixture's link with the burst marks of WithBatches.
@@ -213,6 +213,9 @@ func New(t testing.TB, opts ...Option) *Peer {
 func newPeer(t testing.TB, c config) *Peer {
 	t.Helper()
 	clock := faketime.NewManualClock()
+	if c.batches {
+		c.tcp.AckPerBurst = true // the engine's side of the burst marks
+	}
 	s := stack.New(stack.Options{Clock: clock, TCP: c.tcp})
 	link := channel.New(queueLen, c.mtu, "")
 	if c.gso {
