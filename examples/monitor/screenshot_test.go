@@ -92,6 +92,9 @@ func screenshot(t *testing.T, j *jaeger, traces []jTrace) {
 	if rows != len(one.Data[0].Spans) {
 		t.Errorf("the page drew %d span rows, the trace has %d spans", rows, len(one.Data[0].Spans))
 	}
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(out, png, 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -58,6 +58,10 @@ type connTrace struct {
 	root               trace.Span
 	handshake, synq    trace.Span
 	acceptq            trace.Span
+	// acceptedEarly holds an "accepted" (or removal) decision that came
+	// before "accept queue add": the listener's events and the
+	// connection's are delivered by different goroutines.
+	acceptedEarly *event.Event
 	transfer, teardown trace.Span
 	timeWait           trace.Span
 	hsCtx, tdCtx       context.Context // carry handshake and teardown, parents of their children
@@ -255,11 +259,19 @@ func (c *connTrace) queue(ev event.Event) {
 			_, c.acceptq = c.t.tracer.Start(c.ctx, SpanAcceptQueue, trace.WithTimestamp(ev.Time),
 				trace.WithAttributes(queueAttrs(ev.Queue)...))
 		}
+		if early := c.acceptedEarly; early != nil {
+			c.acceptedEarly = nil
+			c.acceptq.SetAttributes(attribute.String("tcp.accept_queue.outcome", early.Note))
+			c.endSpan(&c.acceptq, early.Time)
+		}
 		return
 	case ev.Note == noteAccepted || ev.Note == noteAcceptRemove:
-		if c.acceptq != nil {
-			c.acceptq.SetAttributes(attribute.String("tcp.accept_queue.outcome", ev.Note))
+		if c.acceptq == nil {
+			e := ev
+			c.acceptedEarly = &e
+			return
 		}
+		c.acceptq.SetAttributes(attribute.String("tcp.accept_queue.outcome", ev.Note))
 		c.endSpan(&c.acceptq, ev.Time)
 		return
 	}
