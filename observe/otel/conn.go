@@ -53,15 +53,15 @@ type connTrace struct {
 	passive bool
 	rootSC  trace.SpanContext
 
-	mu                 sync.Mutex
-	ctx                context.Context // carries root
-	root               trace.Span
-	handshake, synq    trace.Span
-	acceptq            trace.Span
+	mu              sync.Mutex
+	ctx             context.Context // carries root
+	root            trace.Span
+	handshake, synq trace.Span
+	acceptq         trace.Span
 	// acceptedEarly holds an "accepted" (or removal) decision that came
 	// before "accept queue add": the listener's events and the
 	// connection's are delivered by different goroutines.
-	acceptedEarly *event.Event
+	acceptedEarly      *event.Event
 	transfer, teardown trace.Span
 	timeWait           trace.Span
 	hsCtx, tdCtx       context.Context // carry handshake and teardown, parents of their children
