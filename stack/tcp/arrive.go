@@ -278,26 +278,21 @@ func (e *Endpoint) closeWaitArrives(seg *segment) verdict {
 // for the ESTABLISHED state, if the ACK acknowledges our FIN, then enter
 // the TIME-WAIT state; otherwise, ignore the segment."
 func (e *Endpoint) closingArrives(seg *segment) verdict {
-	if v, ok := e.firstSteps(seg); !ok {
-		return v
-	}
-	if !e.ackAcceptable(seg) {
-		e.output()
-		return stay()
-	}
-	e.processAck(seg)
-	if e.finAcked() {
-		return moveTo(event.TimeWait, e.segmentCause(seg), thenDone)
-	}
-	// The ACK may have opened the window for data still queued.
-	e.output()
-	return stay()
+	return e.finAckArrives(seg, event.TimeWait)
 }
 
 // lastAckArrives is 3.10.7.4 in LAST-ACK: "The only thing that can
 // arrive in this state is an acknowledgment of our FIN. If our FIN is now
 // acknowledged, delete the TCB, enter the CLOSED state, and return."
 func (e *Endpoint) lastAckArrives(seg *segment) verdict {
+	return e.finAckArrives(seg, event.Closed)
+}
+
+// finAckArrives is what CLOSING and LAST-ACK share: both wait for the ACK
+// of our FIN and move to next when it comes. Until then an acceptable ACK
+// is processed, and what it opened of the window may carry data still
+// queued.
+func (e *Endpoint) finAckArrives(seg *segment, next event.State) verdict {
 	if v, ok := e.firstSteps(seg); !ok {
 		return v
 	}
@@ -307,7 +302,7 @@ func (e *Endpoint) lastAckArrives(seg *segment) verdict {
 	}
 	e.processAck(seg)
 	if e.finAcked() {
-		return moveTo(event.Closed, e.segmentCause(seg), thenDone)
+		return moveTo(next, e.segmentCause(seg), thenDone)
 	}
 	e.output()
 	return stay()
