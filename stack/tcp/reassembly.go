@@ -97,9 +97,12 @@ type reassembly struct {
 	mem   int // heap bytes held: what the limits count
 
 	// A FIN held out of order: the stream ends at finSeq. Text at or
-	// beyond it is never held.
-	fin    bool
-	finSeq seqnum.Value
+	// beyond it is never held. Its sequence number is SACKed (see
+	// sackBlocks); finLatest says it arrived after the last held text,
+	// so a lone FIN block leads the next ACK's blocks.
+	fin       bool
+	finLatest bool
+	finSeq    seqnum.Value
 
 	// The SACK blocks reported most recently, most recent first (RFC 2018
 	// 4); every one is a range in the tree.
@@ -408,6 +411,7 @@ func (r *reassembly) commit(p *oooPlan) {
 		return
 	}
 	r.bytes += p.newBytes
+	r.finLatest = false
 	// Ranges and pieces, in sequence order, become one text. They are
 	// disjoint, and the pieces are exactly the gaps between the ranges.
 	var data buffer.Buffer
@@ -500,8 +504,21 @@ func (r *reassembly) holdFIN(seq seqnum.Value) bool {
 			return false
 		}
 	}
-	r.fin, r.finSeq = true, seq
+	r.fin, r.finSeq, r.finLatest = true, seq, true
 	return true
+}
+
+// loneFIN reports whether a held FIN needs a SACK block of its own: no
+// held range ends where it begins (a range that does is extended over it).
+func (r *reassembly) loneFIN() bool {
+	if !r.fin {
+		return false
+	}
+	if r.ranges() == 0 {
+		return true
+	}
+	x, _ := r.tree.Max()
+	return x.end != r.finSeq
 }
 
 // reset releases everything held: the stream ended, or the connection.
@@ -590,6 +607,9 @@ func (r *reassembly) blocks(room int) int {
 	if r.dsackSet {
 		n++
 	}
+	if r.loneFIN() {
+		n++
+	}
 	return min(n, room)
 }
 
@@ -598,17 +618,38 @@ func (r *reassembly) blocks(room int) int {
 // most recently, most recent first (RFC 2018 4: the first is the one that
 // holds the latest segment, the others repeat recent ones), then other
 // ranges from the highest down. It walks at most len(out) ranges.
+//
+// A held FIN is SACKed as the sequence number it occupies, as Linux does
+// (tcp_data_queue_ofo reports a segment's end_seq, which counts the FIN):
+// the range it ends is reported one longer, or, with no text right below
+// it, it has a block of its own, first if it came after all held text,
+// otherwise as the highest range. RFC 2018 speaks of data only, but the
+// block tells a SACK sender that everything it sent last arrived but the
+// holes, so RACK (RFC 8985) can repair a hole right below the FIN; with a
+// bare duplicate ACK it could only wait for its timer, and gVisor's TCP
+// without SACK waited forever (interop TestGVisorFaults).
 func (r *reassembly) sackBlocks(out []header.SACKBlock) int {
 	n := 0
 	if n < len(out) && r.dsackSet {
 		out[n] = r.dsack
 		n++
 	}
+	lone := r.loneFIN()
+	finBlock := header.SACKBlock{Start: r.finSeq, End: r.finSeq + 1}
+	if lone && r.finLatest && n < len(out) {
+		out[n] = finBlock
+		n++
+		lone = false
+	}
 	for _, b := range r.recent[:r.nrecent] {
 		if n == len(out) {
-			return n
+			return r.overFIN(out[:n])
 		}
 		out[n] = b
+		n++
+	}
+	if lone && n < len(out) {
+		out[n] = finBlock
 		n++
 	}
 	if n < len(out) && r.ranges() > r.nrecent {
@@ -617,5 +658,18 @@ func (r *reassembly) sackBlocks(out []header.SACKBlock) int {
 		r.tree.Descend(r.fillFrom)
 		n += copy(out[n:], r.fill[:r.nfill])
 	}
-	return n
+	return r.overFIN(out[:n])
+}
+
+// overFIN extends the blocks that end where a held FIN begins over its
+// sequence number (see sackBlocks) and returns how many blocks there are.
+func (r *reassembly) overFIN(out []header.SACKBlock) int {
+	if r.fin {
+		for i := range out {
+			if out[i].End == r.finSeq {
+				out[i].End++
+			}
+		}
+	}
+	return len(out)
 }

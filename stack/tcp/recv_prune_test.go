@@ -172,22 +172,24 @@ func TestOutOfOrderSmallPiecesShareChunks(t *testing.T) {
 }
 
 // TestFinHeldOutOfOrder: a FIN that arrives before the text under it is
-// held; text beyond it is dropped (DropDataAfterFin); once the hole fills,
-// the FIN is taken and the connection moves to CLOSE-WAIT.
+// held and SACKed with its text, one sequence number longer, as Linux
+// reports a segment's end_seq; text beyond it is dropped
+// (DropDataAfterFin); once the hole fills, the FIN is taken and the
+// connection moves to CLOSE-WAIT.
 func TestFinHeldOutOfOrder(t *testing.T) {
 	p, ep := sackPeer(t)
 	data := payload(0, 300)
 	p.Inject(seg{Flags: "F.", Seq: 201, Ack: 1, Payload: data[200:300]})
-	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, SACK: sackBlocks{{201, 301}}})
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, SACK: sackBlocks{{201, 302}}})
 	p.Inject(seg{Flags: ".", Seq: 302, Ack: 1, Payload: []byte("beyond")})
 	p.ExpectNothing()
 	wantCount(t, "data after FIN drops", p.TCP.Stats().Dropped(event.DropDataAfterFin), 1)
-	// The FIN again, with and without its text: duplicates, not text
-	// after the FIN.
+	// The FIN again, with and without its text: duplicates (the first
+	// block a D-SACK), not text after the FIN.
 	p.Inject(seg{Flags: "F.", Seq: 201, Ack: 1, Payload: data[200:300]})
-	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, SACK: sackBlocks{{201, 301}, {201, 301}}})
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, SACK: sackBlocks{{201, 302}, {201, 302}}})
 	p.Inject(seg{Flags: "F.", Seq: 301, Ack: 1})
-	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, SACK: sackBlocks{{201, 301}}})
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, SACK: sackBlocks{{201, 302}}})
 	wantCount(t, "data after FIN drops", p.TCP.Stats().Dropped(event.DropDataAfterFin), 1)
 	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1, Payload: data[:200]})
 	p.Expect(seg{Flags: ".", Seq: 1, Ack: 302, Check: tcptest.CheckSACK})
@@ -197,18 +199,24 @@ func TestFinHeldOutOfOrder(t *testing.T) {
 	}
 }
 
-// TestFinOnlyHeldOutOfOrder: a bare FIN above RCV.NXT is held; text that
-// fills part of the gap below it is acknowledged at once (RFC 5681 4.2),
-// and the text that reaches it takes it.
+// TestFinOnlyHeldOutOfOrder: a bare FIN above RCV.NXT is held and SACKed
+// as the one sequence number it occupies, so the sender's RACK can tell
+// that only the text below it is missing; text that fills part of the gap
+// below it is acknowledged at once (RFC 5681 4.2), its block first (RFC
+// 2018 4) and the FIN's after it, and the text that reaches it takes it.
 func TestFinOnlyHeldOutOfOrder(t *testing.T) {
 	p, ep := sackPeer(t)
 	data := payload(0, 100)
 	p.Inject(seg{Flags: "F.", Seq: 101, Ack: 1})
-	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, Check: tcptest.CheckSACK})
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, SACK: sackBlocks{{101, 102}}})
+	p.Inject(seg{Flags: ".", Seq: 61, Ack: 1, Payload: data[60:80]})
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, SACK: sackBlocks{{61, 81}, {101, 102}}})
+	p.Inject(seg{Flags: ".", Seq: 81, Ack: 1, Payload: data[80:]})
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, SACK: sackBlocks{{61, 102}}})
 	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1, Payload: data[:50]})
-	p.Expect(seg{Flags: ".", Seq: 1, Ack: 51})
-	p.Inject(seg{Flags: ".", Seq: 51, Ack: 1, Payload: data[50:]})
-	p.Expect(seg{Flags: ".", Seq: 1, Ack: 102})
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 51, SACK: sackBlocks{{61, 102}}})
+	p.Inject(seg{Flags: ".", Seq: 51, Ack: 1, Payload: data[50:60]})
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 102, Check: tcptest.CheckSACK})
 	p.WantState(ep, event.CloseWait)
 	if got := readAll(t, ep); !bytes.Equal(got, data) {
 		t.Fatalf("read %q", got)
