@@ -48,6 +48,9 @@ func newWith(link stack.LinkEndpoint, addr netip.Prefix, clock tcpip.Clock, tran
 		TransportProtocols: []stack.TransportProtocolFactory{transport},
 		Clock:              clock,
 	})
+	if err := enableSACK(s); err != nil {
+		return nil, err
+	}
 	p := &Peer{S: s, Addr: addr.Addr()}
 	if err := p.addNIC(1, link, addr); err != nil {
 		return nil, err

@@ -46,7 +46,7 @@ func TestGVisorFaults(t *testing.T) {
 				seed := uint64(100*i + 10*j + k)
 				t.Run(side.name+"/"+dialer+"/"+dir.name, func(t *testing.T) {
 					t.Parallel()
-					c := cable{}
+					c := cable{frames: 400}
 					if side.ts {
 						c.tsFault = faulty(seed)
 					}

@@ -221,3 +221,50 @@ func netstatField(text, prefix, field string) uint64 {
 	}
 	return 0
 }
+
+// TestKernelSoak is TestSoak against the Linux kernel over a TAP, the
+// fault middleware on tapstack's side of it in both directions: 64 MiB
+// (TAPSTACK_SOAK MiB) each way at once, every byte checked by hash, with
+// mixed faults and with 20% loss.
+func TestKernelSoak(t *testing.T) {
+	mib, err := strconv.Atoi(os.Getenv("TAPSTACK_SOAK"))
+	if err != nil || mib <= 0 {
+		t.Skip("set TAPSTACK_SOAK=64 (MiB each way) to run the soak")
+	}
+	for _, prof := range lossProfiles {
+		if prof.name != "mixed" && prof.name != "loss20" {
+			continue
+		}
+		t.Run(prof.name, func(t *testing.T) {
+			k := newLossyKernel(t, "tssoak0", prof.cfg(33))
+			var kln net.Listener
+			if err := k.ns.Do(func() (err error) {
+				kln, err = net.Listen("tcp4", kernelAddr+":0")
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			defer kln.Close()
+			accepted := acceptOne(kln)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			tc, err := k.dial(ctx, kln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tc.Close()
+			a := <-accepted
+			if a.err != nil {
+				t.Fatal(a.err)
+			}
+			kc := a.c.(*net.TCPConn)
+			defer kc.Close()
+			d := exchange(t, tc, kc, int64(mib)*MiB, both, 90*time.Minute)
+			st := k.ts.TCP().Stats()
+			krx, krto := k.kernelCounters(t)
+			t.Logf("%s: %d MiB each way in %v; tapstack: %d retransmissions, %d RTOs, %d tail loss probes, %d bad checksums dropped; kernel: %d retransmitted segments, %d RTOs",
+				prof.name, mib, d.Round(time.Millisecond), st.Retransmits.Load(), st.RetransmitTimeouts.Load(),
+				st.TailLossProbes.Load(), st.Dropped(event.DropBadChecksum), krx, krto)
+		})
+	}
+}

@@ -33,7 +33,7 @@ func TestLossRecovery(t *testing.T) {
 				}
 			}
 			a, b := prof.cfg(21), prof.cfg(22)
-			p := newGVPair(t, cable{tsFault: &a, peerFault: &b})
+			p := newGVPair(t, cable{tsFault: &a, peerFault: &b, frames: 400})
 			c, peer := p.tapstackDials(t, 80)
 			d := exchange(t, c, peer, tc.size, aToB, 90*time.Second)
 			st := p.ts.TCP().Stats()

@@ -30,7 +30,7 @@ func TestSoak(t *testing.T) {
 				}
 			}
 			a, b := prof.cfg(31), prof.cfg(32)
-			p := newGVPair(t, cable{tsFault: &a, peerFault: &b})
+			p := newGVPair(t, cable{tsFault: &a, peerFault: &b, frames: 400})
 			c, peer := p.tapstackDials(t, 80)
 			// A line a minute says how far each way has come: a soak
 			// runs for tens of minutes at 20% loss.
