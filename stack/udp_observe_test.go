@@ -1,0 +1,187 @@
+package stack_test
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tapstack/tapstack/conn"
+	"github.com/tapstack/tapstack/event"
+	"github.com/tapstack/tapstack/stack"
+	"github.com/tapstack/tapstack/stack/tcp"
+)
+
+// udpEvents collects a stack's UDP events.
+type udpEvents chan event.Event
+
+func (c udpEvents) observe(ev event.Event) {
+	switch ev.Kind {
+	case event.KindUDPDeliver, event.KindUDPNoPort, event.KindUDPDrop, event.KindUDPSend:
+		select {
+		case c <- ev:
+		default: // the test reads far fewer; a full channel is a failure it will see
+		}
+	}
+}
+
+// next returns the next UDP event, or fails after a generous bound: the
+// event is reported while the datagram is delivered, so it only waits for
+// the cable.
+func (c udpEvents) next(t *testing.T) event.Event {
+	t.Helper()
+	select {
+	case ev := <-c:
+		return ev
+	case <-time.After(10 * time.Second):
+		t.Fatal("no UDP event")
+	}
+	return event.Event{}
+}
+
+func udpPair(t *testing.T) (p *stack.Pair, server, client udpEvents) {
+	t.Helper()
+	server, client = make(udpEvents, 256), make(udpEvents, 256)
+	p, err := stack.NewPair(stack.PairOptions{
+		Server: stack.Options{TCP: tcp.Options{Observer: server.observe}},
+		Client: stack.Options{TCP: tcp.Options{Observer: client.observe}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p, server, client
+}
+
+// TestUDPEvents: each datagram that reaches the server's UDP is one event
+// naming its outcome, and each one a socket sends is one event at the
+// sender, with the datagram's ends and length.
+func TestUDPEvents(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// listen opens the server's socket on port 53, or nothing.
+		listen func(t *testing.T, s *stack.Stack) *conn.UDPConn
+		// sends is how many 1000-byte datagrams the client sends.
+		sends int
+		kind  event.Kind
+		drop  event.DropReason
+		note  string
+	}{
+		{name: "delivered", listen: listen53, sends: 1, kind: event.KindUDPDeliver},
+		{name: "no port", sends: 1, kind: event.KindUDPNoPort, note: "answered ICMP port unreachable"},
+		{name: "receive buffer full", listen: func(t *testing.T, s *stack.Stack) *conn.UDPConn {
+			c := listen53(t, s)
+			// The smallest buffer gVisor allows (it clamps, as Linux
+			// clamps to SOCK_MIN_RCVBUF): a few datagrams fill it,
+			// and nobody reads.
+			if err := c.SetReadBuffer(1); err != nil {
+				t.Fatal(err)
+			}
+			return c
+		}, sends: 64, kind: event.KindUDPDrop, drop: event.DropBufferFull},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, server, client := udpPair(t)
+			if tc.listen != nil {
+				defer tc.listen(t, p.Server).Close()
+			}
+			to := netip.AddrPortFrom(p.ServerAddr, 53)
+			c, err := conn.DialUDP(p.Client, "udp", nil, net.UDPAddrFromAddrPort(to))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			from := c.LocalAddr().(*net.UDPAddr).AddrPort()
+			msg := make([]byte, 1000)
+			want := event.ConnID{Local: to, Remote: from}
+			for i := range tc.sends {
+				if _, err := c.Write(msg); err != nil {
+					t.Fatalf("write %d: %v", i, err)
+				}
+				sent := client.next(t)
+				if sent.Kind != event.KindUDPSend || sent.Conn != (event.ConnID{Local: from, Remote: to}) || sent.Key.Len != len(msg) {
+					t.Fatalf("client event %v, want a send of %d bytes %v > %v", sent, len(msg), from, to)
+				}
+				ev := server.next(t)
+				if ev.Conn != want || ev.Key.Len != len(msg) {
+					t.Fatalf("server event %v, want one about %d bytes %v", ev, len(msg), want)
+				}
+				if ev.Kind == event.KindUDPDeliver && tc.kind != event.KindUDPDeliver {
+					continue // the buffer is not full yet
+				}
+				if ev.Kind != tc.kind || ev.Drop != tc.drop || ev.Note != tc.note {
+					t.Fatalf("server event %v (kind %v, drop %v, note %q), want kind %v, drop %v, note %q", ev, ev.Kind, ev.Drop, ev.Note, tc.kind, tc.drop, tc.note)
+				}
+				if !strings.Contains(ev.String(), "udp datagram 1000 bytes") {
+					t.Errorf("String() = %q", ev.String())
+				}
+				return
+			}
+			t.Fatalf("no %v after %d datagrams", tc.kind, tc.sends)
+		})
+	}
+}
+
+func listen53(t *testing.T, s *stack.Stack) *conn.UDPConn {
+	t.Helper()
+	c, err := conn.ListenUDP(s, "udp", &net.UDPAddr{Port: 53})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestUDPEventNoPortAnswered: the ICMP port unreachable the no-port event
+// announces does reach the sender: its connected socket fails with
+// ECONNREFUSED.
+func TestUDPEventNoPortAnswered(t *testing.T) {
+	p, server, _ := udpPair(t)
+	c, err := conn.DialUDP(p.Client, "udp", nil, &net.UDPAddr{IP: p.ServerAddr.AsSlice(), Port: 9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if ev := server.next(t); ev.Kind != event.KindUDPNoPort {
+		t.Fatalf("server event %v, want no port", ev)
+	}
+	if err := c.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Read(make([]byte, 8)); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("read after the no-port event: %v, want ECONNREFUSED", err)
+	}
+}
+
+// TestUDPEventsLoopback: datagrams between sockets of one stack, over the
+// loopback interface and over a local route to the stack's own address,
+// are observed too.
+func TestUDPEventsLoopback(t *testing.T) {
+	p, server, _ := udpPair(t)
+	ln := listen53(t, p.Server)
+	defer ln.Close()
+	for _, to := range []netip.Addr{netip.MustParseAddr("127.0.0.1"), p.ServerAddr} {
+		c, err := conn.DialUDP(p.Server, "udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(to, 53)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Write([]byte("hello")); err != nil {
+			t.Fatal(err)
+		}
+		var got []event.Kind
+		for range 2 {
+			got = append(got, server.next(t).Kind)
+		}
+		c.Close()
+		// The send is reported once Write returns, and a local route
+		// delivers within Write: here the delivery comes first.
+		if got[0] != event.KindUDPDeliver || got[1] != event.KindUDPSend {
+			t.Errorf("to %v: events %v, want [udp deliver, udp send]", to, got)
+		}
+	}
+}
