@@ -146,7 +146,9 @@ func dialUDP(s *stack.Stack, network string, local, remote netip.AddrPort) (*UDP
 	if err != nil {
 		return nil, opErr("connect", err)
 	}
-	if local.IsValid() {
+	// A laddr with a port and no IP (&net.UDPAddr{Port: 53}) binds the
+	// port on every address, as net.DialUDP does.
+	if local.IsValid() || local.Port() != 0 {
 		if terr := c.sock.ep.Bind(fullAddress(local)); terr != nil {
 			c.sock.ep.Close()
 			return nil, opErr("bind", errno(terr))

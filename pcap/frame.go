@@ -111,10 +111,7 @@ func parseFrame(b []byte, outbound bool) frameInfo {
 	case uint8(header.TCPProtocolNumber):
 		parseTCP(&fi, payload, outbound)
 	case uint8(header.UDPProtocolNumber):
-		if len(payload) >= header.UDPMinimumSize {
-			u := header.UDP(payload)
-			fi.kind, fi.udpSrc, fi.udpDst = kindUDP, u.SourcePort(), u.DestinationPort()
-		}
+		parseUDP(&fi, payload, outbound)
 	case uint8(header.ICMPv4ProtocolNumber):
 		if len(payload) >= header.ICMPv4MinimumSize {
 			h := header.ICMPv4(payload)
@@ -179,6 +176,29 @@ func parseTCP(fi *frameInfo, seg []byte, outbound bool) {
 		}
 		fi.sack[i] = [2]uint32{uint32(b.Start), uint32(b.End)}
 		fi.nsack++
+	}
+}
+
+// parseUDP reads a UDP datagram's ports and payload length, and names it
+// as the stack's UDP events do: conn from the stack's viewpoint, key.Len
+// the payload bytes the UDP header counts (the rest of the IP payload is
+// padding).
+func parseUDP(fi *frameInfo, dgram []byte, outbound bool) {
+	if len(dgram) < header.UDPMinimumSize {
+		return
+	}
+	u := header.UDP(dgram)
+	fi.kind, fi.udpSrc, fi.udpDst = kindUDP, u.SourcePort(), u.DestinationPort()
+	fi.key.Len = len(dgram) - header.UDPMinimumSize
+	if l := int(u.Length()); l >= header.UDPMinimumSize && l <= len(dgram) {
+		fi.key.Len = l - header.UDPMinimumSize
+	}
+	s := netip.AddrPortFrom(fi.src, fi.udpSrc)
+	d := netip.AddrPortFrom(fi.dst, fi.udpDst)
+	if outbound {
+		fi.conn = event.ConnID{Local: s, Remote: d}
+	} else {
+		fi.conn = event.ConnID{Local: d, Remote: s}
 	}
 }
 
@@ -255,8 +275,10 @@ func (fi *frameInfo) describe(outbound bool) string {
 	case kindICMPv6:
 		return "ICMPv6 " + icmp6Name(header.ICMPv6Type(fi.op), fi.code) + fi.quotedText()
 	case kindUDP:
-		return fmt.Sprintf("UDP %v > %v (not TCP: no engine events)",
-			netip.AddrPortFrom(fi.src, fi.udpSrc), netip.AddrPortFrom(fi.dst, fi.udpDst))
+		// A datagram the stack reported no event for: a capture whose
+		// Writer is not the stack's observer, or one not for this stack.
+		return fmt.Sprintf("UDP %v > %v, %d bytes (no event)",
+			netip.AddrPortFrom(fi.src, fi.udpSrc), netip.AddrPortFrom(fi.dst, fi.udpDst), fi.key.Len)
 	case kindTCP:
 		return "TCP"
 	}
