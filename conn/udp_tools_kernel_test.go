@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -92,14 +93,7 @@ func TestUDPTransferKernelTools(t *testing.T) {
 func toolReceives(t *testing.T, tool kernelTool, ns *taptest.Namespace, dev *tap.Device, ts *stack.Stack) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	cmd := ns.Exec(ctx, tool.receive[0], tool.receive[1:]...)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, _, out := startTool(t, ns, ctx, tool.receive)
 	defer cmd.Wait()
 	defer cancel()
 	waitBound(t, ns, 9)
@@ -108,6 +102,7 @@ func toolReceives(t *testing.T, tool kernelTool, ns *taptest.Namespace, dev *tap
 	done := make(chan int, 1)
 	go func() { done <- readRecords(t, out, &got) }()
 	before, txBefore := snmpUDP(t, ns), dev.Stats().TxDropped
+	rxBefore, _ := tapDropped(t, ns)
 	tx, err := conn.ListenUDP(ts, "udp4", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -129,10 +124,12 @@ func toolReceives(t *testing.T, tool kernelTool, ns *taptest.Namespace, dev *tap
 	rcvbuf := after["RcvbufErrors"] - before["RcvbufErrors"]
 	arrived := after["InDatagrams"] - before["InDatagrams"] + rcvbuf
 	tapDrops := int(dev.Stats().TxDropped - txBefore)
+	rxAfter, _ := tapDropped(t, ns)
+	kernelDrops := rxAfter - rxBefore
 	st := tx.Stats()
-	t.Logf("tapstack to %s: %d sent (socket counted %d), %d received, %d lost: %d by tapstack's full TAP queue, %d by the kernel's full socket buffer, %d by %s (read from its socket, not printed), %d elsewhere; %.0f datagrams/s",
-		tool.name, toolDatagrams, st.Sent, received, toolDatagrams-received, tapDrops, rcvbuf,
-		after["InDatagrams"]-before["InDatagrams"]-received, tool.name, toolDatagrams-arrived-tapDrops,
+	t.Logf("tapstack to %s: %d sent (socket counted %d), %d received, %d lost: %d by tapstack's full TAP queue, %d by the kernel on the TAP's way in, %d by the kernel's full socket buffer, %d by %s (read from its socket, not printed), %d elsewhere; %.0f datagrams/s",
+		tool.name, toolDatagrams, st.Sent, received, toolDatagrams-received, tapDrops, kernelDrops, rcvbuf,
+		after["InDatagrams"]-before["InDatagrams"]-received, tool.name, toolDatagrams-arrived-tapDrops-kernelDrops,
 		float64(received)/last.Sub(begin).Seconds())
 	if received == 0 {
 		t.Fatalf("%s received nothing", tool.name)
@@ -175,15 +172,7 @@ func toolSends(t *testing.T, tool kernelTool, ns *taptest.Namespace, ts *stack.S
 			t.Fatalf("%s: %v: %s", tool.name, err, out)
 		}
 	} else {
-		argv := tool.send("")
-		cmd := ns.Exec(ctx, argv[0], argv[1:]...)
-		in, err := cmd.StdinPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
+		cmd, in, _ := startTool(t, ns, ctx, tool.send(""))
 		defer cmd.Wait()
 		defer cancel()
 		for i := range toolDatagrams {
@@ -219,6 +208,25 @@ func toolSends(t *testing.T, tool kernelTool, ns *taptest.Namespace, ts *stack.S
 	if tookUDP-full != r.datagrams {
 		t.Errorf("tapstack's UDP took %d datagrams and dropped %d for a full buffer, but %d were read", tookUDP, full, r.datagrams)
 	}
+}
+
+// startTool starts argv in ns, its standard input and output piped to
+// the test; cancelling ctx kills it.
+func startTool(t *testing.T, ns *taptest.Namespace, ctx context.Context, argv []string) (*exec.Cmd, io.WriteCloser, io.ReadCloser) {
+	t.Helper()
+	cmd := ns.Exec(ctx, argv[0], argv[1:]...)
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, in, out
 }
 
 // recordsFile writes the records a tool sends from a file, or returns ""
