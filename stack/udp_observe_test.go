@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -183,5 +184,50 @@ func TestUDPEventsLoopback(t *testing.T) {
 		if got[0] != event.KindUDPDeliver || got[1] != event.KindUDPSend {
 			t.Errorf("to %v: events %v, want [udp deliver, udp send]", to, got)
 		}
+	}
+}
+
+// BenchmarkUDPObserved measures what watching UDP costs: one 512-byte
+// datagram from client to server over tap.Pipe per op, written and read,
+// with and without an observer on both stacks (an observer that counts,
+// the cheapest there is).
+func BenchmarkUDPObserved(b *testing.B) {
+	for _, observed := range []bool{false, true} {
+		name := map[bool]string{false: "NoObserver", true: "Observer"}[observed]
+		b.Run(name, func(b *testing.B) {
+			var events atomic.Int64
+			var opts stack.Options
+			if observed {
+				opts.TCP.Observer = func(event.Event) { events.Add(1) }
+			}
+			p, err := stack.NewPair(stack.PairOptions{Client: opts, Server: opts})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer p.Close()
+			srv, err := conn.ListenUDP(p.Server, "udp4", &net.UDPAddr{Port: 9})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer srv.Close()
+			c, err := conn.DialUDP(p.Client, "udp4", nil, &net.UDPAddr{IP: p.ServerAddr.AsSlice(), Port: 9})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			msg, buf := make([]byte, 512), make([]byte, 1024)
+			b.SetBytes(int64(len(msg)))
+			for b.Loop() {
+				if _, err := c.Write(msg); err != nil {
+					b.Fatal(err)
+				}
+				if _, _, err := srv.ReadFrom(buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if observed && events.Load() < int64(2*b.N) {
+				b.Errorf("%d events for %d datagrams, want a send and a delivery each", events.Load(), b.N)
+			}
+		})
 	}
 }
