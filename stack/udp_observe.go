@@ -32,6 +32,11 @@ import (
 //     wraps (udpProtocol): a successful Write on a socket is a datagram
 //     sent.
 //
+// The serialization holds no lock of gVisor's and nothing in a delivery
+// waits on another delivery; only a protocol handler installed on the
+// netstack (SetTransportProtocolHandler) that answers a datagram to the
+// stack's own address from within the delivery would wait on itself.
+//
 // Both report to the stack's observer (Options.TCP.Observer), after any
 // lock of the stack's is released, on the goroutine that delivered or
 // wrote the datagram. A send is reported once Write has returned, since
@@ -124,9 +129,10 @@ func (d *udpDispatcher) DeliverTransportPacket(proto tcpip.TransportProtocolNumb
 	res := d.TransportDispatcher.DeliverTransportPacket(proto, pkt)
 	after := o.counts()
 	o.mu.Unlock()
-	outcome(&ev, res, after.sub(before), pkt)
-	ev.Time = o.clock.Now()
-	o.obs(ev)
+	if outcome(&ev, res, after.sub(before), pkt) {
+		ev.Time = o.clock.Now()
+		o.obs(ev)
+	}
 	return res
 }
 
@@ -175,8 +181,11 @@ func datagramIn(pkt *gstack.PacketBuffer) event.Event {
 	src, dst := ipAddrs(pkt)
 	th := pkt.TransportHeader().Slice()
 	if len(th) < header.UDPMinimumSize {
+		// IP parses the header before it dispatches; were it missing,
+		// the datagram would be malformed whatever became of it.
 		ev.Conn = event.ConnID{Local: netip.AddrPortFrom(dst, 0), Remote: netip.AddrPortFrom(src, 0)}
 		ev.Key.Len = pkt.Data().Size()
+		ev.Kind, ev.Drop = event.KindUDPDrop, event.DropMalformed
 		return ev
 	}
 	u := header.UDP(th)
@@ -207,14 +216,17 @@ func ipAddrs(pkt *gstack.PacketBuffer) (src, dst netip.Addr) {
 }
 
 // outcome sets ev's kind from the dispatcher's answer and the counters'
-// change d across the delivery. gVisor counts PacketsReceived for each
+// change d across the delivery; it reports whether there is anything to
+// report. gVisor counts PacketsReceived for each
 // socket the datagram reached (more than one for broadcast and
 // multicast), before its buffer check; ReceiveBufferErrors for each that
 // refused it (full, or shut for reading: Linux's RcvbufErrors counts
 // both).
-func outcome(ev *event.Event, res gstack.TransportPacketDisposition, d udpCounts, pkt *gstack.PacketBuffer) {
+func outcome(ev *event.Event, res gstack.TransportPacketDisposition, d udpCounts, pkt *gstack.PacketBuffer) bool {
 	delivered := d.atSocket - min(d.atSocket, d.rcvbuf)
 	switch {
+	case ev.Kind == event.KindUDPDrop:
+		// Malformed before any socket saw it (datagramIn).
 	case res == gstack.TransportPacketDestinationPortUnreachable || d.noPort > 0:
 		ev.Kind = event.KindUDPNoPort
 		ev.Note = portUnreachableAnswer(ev, pkt)
@@ -236,6 +248,7 @@ func outcome(ev *event.Event, res gstack.TransportPacketDisposition, d udpCounts
 		ev.Kind = event.KindUDPDeliver
 		ev.Note = "to the netstack's protocol handler"
 	}
+	return ev.Kind != 0
 }
 
 // portUnreachableAnswer says whether IP answers a datagram no socket took

@@ -10,10 +10,13 @@ import (
 	"testing"
 	"time"
 
+	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
+
 	"github.com/tapstack/tapstack/conn"
 	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack"
 	"github.com/tapstack/tapstack/stack/tcp"
+	"github.com/tapstack/tapstack/tap"
 )
 
 // udpEvents collects a stack's UDP events.
@@ -123,6 +126,47 @@ func TestUDPEvents(t *testing.T) {
 			}
 			t.Fatalf("no %v after %d datagrams", tc.kind, tc.sends)
 		})
+	}
+}
+
+// TestUDPEventBadChecksum: a datagram damaged on the cable fails UDP's
+// checksum at the socket it was for: a drop with that reason, after
+// which the socket still takes intact ones. The fault middleware changes
+// one byte after the IP header of every frame the client sends (the
+// seed is fixed: the byte lands in the payload, which the checksum
+// covers, not in the ports).
+func TestUDPEventBadChecksum(t *testing.T) {
+	server := make(udpEvents, 16)
+	var fault *tap.Fault
+	p, err := stack.NewPair(stack.PairOptions{
+		Server: stack.Options{TCP: tcp.Options{Observer: server.observe}},
+		ClientLink: func(l gstack.LinkEndpoint) gstack.LinkEndpoint {
+			fault = tap.NewFault(l, tap.FaultConfig{Corrupt: 1, Seed: 1})
+			return fault
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	defer listen53(t, p.Server).Close()
+	c, err := conn.DialUDP(p.Client, "udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(p.ServerAddr, 53)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write(make([]byte, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	ev := server.next(t)
+	if ev.Kind != event.KindUDPDrop || ev.Drop != event.DropBadChecksum || ev.Key.Len != 1000 || ev.Conn.Local.Port() != 53 {
+		t.Fatalf("server event %v (kind %v, drop %v), want a bad checksum drop of 1000 bytes to port 53", ev, ev.Kind, ev.Drop)
+	}
+	if st := p.Server.UDPStats(); st.Checksum != 1 {
+		t.Errorf("server UDPStats %+v, want Checksum 1", st)
+	}
+	if fault.Stats().Corrupted == 0 {
+		t.Error("the fault middleware corrupted nothing")
 	}
 }
 
