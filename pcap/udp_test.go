@@ -2,14 +2,18 @@ package pcap_test
 
 import (
 	"bytes"
+	"errors"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tapstack/tapstack/conn"
 	"github.com/tapstack/tapstack/pcap"
+	"github.com/tapstack/tapstack/pcap/pcaptest"
 	"github.com/tapstack/tapstack/stack"
 )
 
@@ -27,6 +31,7 @@ func TestUDPComments(t *testing.T) {
 		comment string // of the last UDP frame in dir; %c is the client's port
 		dropped bool
 		icmp    string // the comment of the ICMP frame, if one is expected
+		record  string // the kind of the machine-readable event record of the datagram
 	}{
 		{
 			name: "delivered",
@@ -39,6 +44,7 @@ func TestUDPComments(t *testing.T) {
 			},
 			dir:     pcap.Inbound,
 			comment: "udp datagram 12 bytes delivered to 192.0.2.1:53",
+			record:  "udp deliver",
 		},
 		{
 			name: "no port",
@@ -56,6 +62,7 @@ func TestUDPComments(t *testing.T) {
 			comment: "udp datagram 12 bytes to 192.0.2.1:9: no port: answered ICMP port unreachable (frame 4)",
 			dropped: true,
 			icmp:    "ICMP port unreachable for UDP 192.0.2.2:%c > 192.0.2.1:9 (answers frame 3)",
+			record:  "udp no port",
 		},
 		{
 			name: "receive buffer full",
@@ -77,6 +84,7 @@ func TestUDPComments(t *testing.T) {
 			dir:     pcap.Inbound,
 			comment: "udp datagram 1000 bytes to 192.0.2.1:53: receive buffer full: dropped",
 			dropped: true,
+			record:  "udp drop",
 		},
 		{
 			name: "sent",
@@ -91,6 +99,7 @@ func TestUDPComments(t *testing.T) {
 			},
 			dir:     pcap.Outbound,
 			comment: "udp datagram 7 bytes sent",
+			record:  "udp send",
 		},
 		{
 			name: "sent to no port",
@@ -110,6 +119,7 @@ func TestUDPComments(t *testing.T) {
 			dir:     pcap.Outbound,
 			comment: "udp datagram 7 bytes sent → ICMP port unreachable (frame 4)",
 			icmp:    "ICMP port unreachable for UDP 192.0.2.1:53 > 192.0.2.2:%c (answers frame 3)",
+			record:  "udp send",
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -145,6 +155,33 @@ func TestUDPComments(t *testing.T) {
 			}
 			if last.Dropped != tc.dropped {
 				t.Errorf("verdict dropped = %v, want %v", last.Dropped, tc.dropped)
+			}
+			// Wireshark shows the same comment.
+			path := filepath.Join(t.TempDir(), "udp.pcapng")
+			if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			switch out, err := pcaptest.Comments(path); {
+			case errors.Is(err, pcaptest.ErrNoTshark):
+				t.Log("tshark is not installed: Wireshark's reading is not checked")
+			case err != nil:
+				t.Error(err)
+			case !strings.Contains(out, "\t"+strings.ReplaceAll(tc.comment, "%c", itoa(int(cport)))+"\n"):
+				t.Errorf("tshark's comments lack %q:\n%s", tc.comment, out)
+			}
+
+			recs, err := pcap.ReadEvents(bytes.NewReader(buf.Bytes()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			conn, n, _ := last.UDP()
+			found := false
+			for _, r := range recs {
+				l, rem := r.ConnOf()
+				found = found || (r.Kind == tc.record && r.Len == n && l.Port() == conn.Local.Port() && rem == conn.Remote)
+			}
+			if !found {
+				t.Errorf("no %q event record of %d bytes %v in %+v", tc.record, n, conn, recs)
 			}
 			switch {
 			case tc.icmp == "" && icmp != nil:
