@@ -1040,7 +1040,9 @@ func hasPrefix(ps []part, p string) bool {
 // and says on the request what the stack did with it.
 func (a *annotator) pairReply(r *record) {
 	if r.fi.quotedUDP {
-		a.pairPortUnreachable(r)
+		if r.fi.portUnreachable() {
+			a.pairPortUnreachable(r)
+		}
 		return
 	}
 	var isReply func(req *record) bool
@@ -1126,7 +1128,7 @@ func udpAnswer(r *record, told bool) string {
 	case r.icmpFrame != 0:
 		return " → ICMP port unreachable (frame " + strconv.FormatUint(r.icmpFrame, 10) + ")"
 	case r.wantICMP:
-		return " (no ICMP in the capture)"
+		return " (but none in the capture: rate limited, or no route back)"
 	}
 	return ""
 }

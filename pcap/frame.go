@@ -255,6 +255,18 @@ func parseQuoted(fi *frameInfo, b []byte, outbound bool) {
 	fi.quotedTCP = true
 }
 
+// portUnreachable reports an ICMP or ICMPv6 port unreachable (RFC 792,
+// RFC 4443 3.1 code 4).
+func (fi *frameInfo) portUnreachable() bool {
+	switch fi.kind {
+	case kindICMPv4:
+		return header.ICMPv4Type(fi.op) == header.ICMPv4DstUnreachable && header.ICMPv4Code(fi.code) == header.ICMPv4PortUnreachable
+	case kindICMPv6:
+		return header.ICMPv6Type(fi.op) == header.ICMPv6DstUnreachable && header.ICMPv6Code(fi.code) == header.ICMPv6PortUnreachable
+	}
+	return false
+}
+
 // flags of a TCP frame.
 func (fi *frameInfo) has(f header.TCPFlags) bool { return header.TCPFlags(fi.key.Flags)&f != 0 }
 

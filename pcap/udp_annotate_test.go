@@ -75,3 +75,72 @@ func TestAnnotateUDP(t *testing.T) {
 		}
 	})
 }
+
+// icmpUnreachBytes builds an Ethernet/IPv4 ICMP destination unreachable
+// with code, from src to dst, quoting dgram (an IPv4 packet) as RFC 792
+// asks: its IP header and 8 bytes.
+func icmpUnreachBytes(code header.ICMPv4Code, src, dst netip.Addr, dgram []byte) []byte {
+	quoted := dgram[:header.IPv4MinimumSize+header.UDPMinimumSize]
+	ipLen := header.IPv4MinimumSize + header.ICMPv4MinimumSize + len(quoted)
+	b := make([]byte, header.EthernetMinimumSize+ipLen)
+	header.Ethernet(b).Encode(&header.EthernetFields{Type: header.IPv4ProtocolNumber})
+	header.IPv4(b[header.EthernetMinimumSize:]).Encode(&header.IPv4Fields{
+		TotalLength: uint16(ipLen), TTL: 64, Protocol: uint8(header.ICMPv4ProtocolNumber),
+		SrcAddr: tcpip.AddrFrom4(src.As4()), DstAddr: tcpip.AddrFrom4(dst.As4()),
+	})
+	icmp := header.ICMPv4(b[header.EthernetMinimumSize+header.IPv4MinimumSize:])
+	icmp.SetType(header.ICMPv4DstUnreachable)
+	icmp.SetCode(code)
+	copy(icmp[header.ICMPv4MinimumSize:], quoted)
+	return b
+}
+
+// TestAnnotateUDPPortUnreachable: the ICMP port unreachable that answers
+// a datagram is named on the datagram's frame and the other way round,
+// whether the stack answered or the peer did; another ICMP error quoting
+// a datagram is not taken for one.
+func TestAnnotateUDPPortUnreachable(t *testing.T) {
+	us := netip.MustParseAddrPort("192.0.2.1:53")
+	peer := netip.MustParseAddrPort("192.0.2.2:40000")
+	c := event.ConnID{Local: us, Remote: peer}
+	h := newHarness(t)
+	add := func(dir uint8, b []byte) {
+		h.a.addFrame(h.now, &record{ts: h.now, dir: dir, data: b, length: len(b), fi: parseFrame(b, dir == dirOut)})
+	}
+	// The stack had no socket: frames 1 and 2.
+	in := udpBytes(dirIn, c, 12)
+	add(dirIn, in)
+	h.ev(event.Event{Kind: event.KindUDPNoPort, Conn: c, Key: event.SegKey{Len: 12}, Note: "answered ICMP port unreachable"})
+	add(dirOut, icmpUnreachBytes(header.ICMPv4PortUnreachable, us.Addr(), peer.Addr(), in[header.EthernetMinimumSize:]))
+	// The peer had none: frames 3 and 4.
+	out := udpBytes(dirOut, c, 7)
+	add(dirOut, out)
+	h.ev(event.Event{Kind: event.KindUDPSend, Conn: c, Key: event.SegKey{Len: 7}})
+	add(dirIn, icmpUnreachBytes(header.ICMPv4PortUnreachable, peer.Addr(), us.Addr(), out[header.EthernetMinimumSize:]))
+	// A host unreachable is not an answer of the peer's: frames 5 and 6.
+	add(dirOut, out)
+	h.ev(event.Event{Kind: event.KindUDPSend, Conn: c, Key: event.SegKey{Len: 7}})
+	add(dirIn, icmpUnreachBytes(header.ICMPv4HostUnreachable, peer.Addr(), us.Addr(), out[header.EthernetMinimumSize:]))
+	// The stack should have answered and nothing left: frame 7.
+	add(dirIn, in)
+	h.ev(event.Event{Kind: event.KindUDPNoPort, Conn: c, Key: event.SegKey{Len: 12}, Note: "answered ICMP port unreachable"})
+
+	want := []string{
+		"udp datagram 12 bytes to 192.0.2.1:53: no port: answered ICMP port unreachable (frame 2)",
+		"ICMP port unreachable for UDP 192.0.2.2:40000 > 192.0.2.1:53 (answers frame 1)",
+		"udp datagram 7 bytes sent → ICMP port unreachable (frame 4)",
+		"ICMP port unreachable for UDP 192.0.2.1:53 > 192.0.2.2:40000 (answers frame 3)",
+		"udp datagram 7 bytes sent",
+		"ICMP host unreachable for UDP 192.0.2.1:53 > 192.0.2.2:40000",
+		"udp datagram 12 bytes to 192.0.2.1:53: no port: answered ICMP port unreachable (but none in the capture: rate limited, or no route back)",
+	}
+	got := h.flush()
+	if len(got) != len(want) {
+		t.Fatalf("comments:\n%q\nwant:\n%q", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("frame %d: %q, want %q", i+1, got[i], want[i])
+		}
+	}
+}
