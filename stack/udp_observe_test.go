@@ -180,26 +180,72 @@ func listen53(t *testing.T, s *stack.Stack) *conn.UDPConn {
 }
 
 // TestUDPEventNoPortAnswered: the ICMP port unreachable the no-port event
-// announces does reach the sender: its connected socket fails with
-// ECONNREFUSED.
+// announces does reach the sender, over IPv4 and IPv6: its connected
+// socket fails with ECONNREFUSED.
 func TestUDPEventNoPortAnswered(t *testing.T) {
+	server := make(udpEvents, 16)
+	p, err := stack.NewPair(stack.PairOptions{
+		Server:         stack.Options{TCP: tcp.Options{Observer: server.observe}},
+		ClientPrefixes: []netip.Prefix{netip.MustParsePrefix("192.0.2.2/24"), netip.MustParsePrefix("2001:db8::2/64")},
+		ServerPrefixes: []netip.Prefix{netip.MustParsePrefix("192.0.2.1/24"), netip.MustParsePrefix("2001:db8::1/64")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	for _, to := range []string{"192.0.2.1:9", "[2001:db8::1]:9"} {
+		c, err := conn.DialUDP(p.Client, "udp", nil, net.UDPAddrFromAddrPort(netip.MustParseAddrPort(to)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		ev := server.next(t)
+		if ev.Kind != event.KindUDPNoPort || ev.Note != "answered ICMP port unreachable" || ev.Conn.Local != netip.MustParseAddrPort(to) {
+			t.Fatalf("server event %v, want no port, answered, for %s", ev, to)
+		}
+		if err := c.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Read(make([]byte, 8)); !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Fatalf("%s: read after the no-port event: %v, want ECONNREFUSED", to, err)
+		}
+	}
+}
+
+// TestUDPEventBroadcast: a broadcast reaches the socket bound to its
+// port; one to a port no socket holds is not answered (RFC 1122 3.2.2:
+// no ICMP error for a datagram to a broadcast address).
+func TestUDPEventBroadcast(t *testing.T) {
 	p, server, _ := udpPair(t)
-	c, err := conn.DialUDP(p.Client, "udp", nil, &net.UDPAddr{IP: p.ServerAddr.AsSlice(), Port: 9})
+	c, err := conn.ListenUDP(p.Client, "udp4", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if _, err := c.Write([]byte("x")); err != nil {
+	srv, err := conn.ListenUDP(p.Server, "udp4", &net.UDPAddr{Port: 67})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if ev := server.next(t); ev.Kind != event.KindUDPNoPort {
-		t.Fatalf("server event %v, want no port", ev)
-	}
-	if err := c.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Read(make([]byte, 8)); !errors.Is(err, syscall.ECONNREFUSED) {
-		t.Fatalf("read after the no-port event: %v, want ECONNREFUSED", err)
+	defer srv.Close()
+	for _, tc := range []struct {
+		port uint16
+		kind event.Kind
+		note string
+	}{
+		{port: 9, kind: event.KindUDPNoPort, note: "not answered (broadcast or multicast destination)"},
+		{port: 67, kind: event.KindUDPDeliver},
+	} {
+		to := netip.AddrPortFrom(netip.MustParseAddr("192.0.2.255"), tc.port)
+		if _, err := c.WriteToUDPAddrPort([]byte("all"), to); err != nil {
+			t.Fatal(err)
+		}
+		ev := server.next(t)
+		if ev.Kind != tc.kind || ev.Note != tc.note || ev.Conn.Local != to {
+			t.Errorf("port %d: event %v (kind %v, note %q), want kind %v, note %q", tc.port, ev, ev.Kind, ev.Note, tc.kind, tc.note)
+		}
 	}
 }
 
