@@ -45,6 +45,7 @@ type frameInfo struct {
 	quotedSeq   uint32
 	quotedTCP   bool
 	quotedUDP   bool // the error quotes a UDP datagram (port unreachable)
+	fragment    bool // the first fragment of an IPv4 datagram
 	udpSrc      uint16
 	udpDst      uint16
 	etherType   tcpip.NetworkProtocolNumber
@@ -87,7 +88,17 @@ func parseFrame(b []byte, outbound bool) frameInfo {
 		fi.src = netip.AddrFrom4(h.SourceAddress().As4())
 		fi.dst = netip.AddrFrom4(h.DestinationAddress().As4())
 		fi.ipProto = h.Protocol()
-		if h.More() || h.FragmentOffset() != 0 {
+		if h.FragmentOffset() != 0 {
+			return fi
+		}
+		if h.More() {
+			// The first fragment of a UDP datagram carries its
+			// header, and so stands for the datagram (its Length
+			// counts the whole).
+			if fi.ipProto == uint8(header.UDPProtocolNumber) {
+				fi.fragment = true
+				parseUDP(&fi, ip[hl:tl], outbound)
+			}
 			return fi
 		}
 		payload = ip[hl:tl]
@@ -182,7 +193,8 @@ func parseTCP(fi *frameInfo, seg []byte, outbound bool) {
 // parseUDP reads a UDP datagram's ports and payload length, and names it
 // as the stack's UDP events do: conn from the stack's viewpoint, key.Len
 // the payload bytes the UDP header counts (the rest of the IP payload is
-// padding).
+// padding; in a first fragment, the rest of the datagram is in the
+// fragments that follow).
 func parseUDP(fi *frameInfo, dgram []byte, outbound bool) {
 	if len(dgram) < header.UDPMinimumSize {
 		return
@@ -190,7 +202,7 @@ func parseUDP(fi *frameInfo, dgram []byte, outbound bool) {
 	u := header.UDP(dgram)
 	fi.kind, fi.udpSrc, fi.udpDst = kindUDP, u.SourcePort(), u.DestinationPort()
 	fi.key.Len = len(dgram) - header.UDPMinimumSize
-	if l := int(u.Length()); l >= header.UDPMinimumSize && l <= len(dgram) {
+	if l := int(u.Length()); l >= header.UDPMinimumSize && (l <= len(dgram) || fi.fragment) {
 		fi.key.Len = l - header.UDPMinimumSize
 	}
 	s := netip.AddrPortFrom(fi.src, fi.udpSrc)

@@ -47,6 +47,21 @@ func TestUDPComments(t *testing.T) {
 			record:  "udp deliver",
 		},
 		{
+			// IP fragments the datagram (the cable's MTU is 1500);
+			// its first fragment carries the header and the comment.
+			name: "fragmented",
+			run: func(t *testing.T, p *pair) uint16 {
+				srv := listenUDP(t, p.server, 53)
+				c := dialUDP(t, p.client, 53)
+				write(t, c, 3000)
+				read(t, srv)
+				return port(c)
+			},
+			dir:     pcap.Inbound,
+			comment: "udp datagram 3000 bytes delivered to 192.0.2.1:53",
+			record:  "udp deliver",
+		},
+		{
 			name: "no port",
 			run: func(t *testing.T, p *pair) uint16 {
 				c := dialUDP(t, p.client, 9)
@@ -227,7 +242,7 @@ func write(t *testing.T, c *conn.UDPConn, n int) {
 func read(t *testing.T, c *conn.UDPConn) {
 	t.Helper()
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if _, _, err := c.ReadFrom(make([]byte, 2048)); err != nil {
+	if _, _, err := c.ReadFrom(make([]byte, 4096)); err != nil {
 		t.Fatal(err)
 	}
 }
