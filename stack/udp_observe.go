@@ -149,7 +149,7 @@ func (d *udpDispatcher) DeliverTransportPacketWithDefaultHandlerResult(proto tcp
 
 // udpCounts are the gVisor counters a delivery may move.
 type udpCounts struct {
-	atSocket, rcvbuf, noPort, malformed, checksum uint64
+	atSocket, rcvbuf, malformed, checksum uint64
 }
 
 func (o *udpObserver) counts() udpCounts {
@@ -157,7 +157,6 @@ func (o *udpObserver) counts() udpCounts {
 	return udpCounts{
 		atSocket:  u.PacketsReceived.Value(),
 		rcvbuf:    u.ReceiveBufferErrors.Value(),
-		noPort:    u.UnknownPortErrors.Value(),
 		malformed: u.MalformedPacketsReceived.Value(),
 		checksum:  u.ChecksumErrors.Value(),
 	}
@@ -167,7 +166,6 @@ func (c udpCounts) sub(b udpCounts) udpCounts {
 	return udpCounts{
 		atSocket:  c.atSocket - b.atSocket,
 		rcvbuf:    c.rcvbuf - b.rcvbuf,
-		noPort:    c.noPort - b.noPort,
 		malformed: c.malformed - b.malformed,
 		checksum:  c.checksum - b.checksum,
 	}
@@ -227,13 +225,15 @@ func outcome(ev *event.Event, res gstack.TransportPacketDisposition, d udpCounts
 	switch {
 	case ev.Kind == event.KindUDPDrop:
 		// Malformed before any socket saw it (datagramIn).
-	case res == gstack.TransportPacketDestinationPortUnreachable || d.noPort > 0:
-		ev.Kind = event.KindUDPNoPort
-		ev.Note = portUnreachableAnswer(ev, pkt)
 	case d.checksum > 0:
+		// At a socket, or for no port (gVisor's UDP validates a
+		// datagram before it would answer it): not answered.
 		ev.Kind, ev.Drop = event.KindUDPDrop, event.DropBadChecksum
 	case d.malformed > 0:
 		ev.Kind, ev.Drop = event.KindUDPDrop, event.DropMalformed
+	case res == gstack.TransportPacketDestinationPortUnreachable:
+		ev.Kind = event.KindUDPNoPort
+		ev.Note = portUnreachableAnswer(ev, pkt)
 	case delivered > 0:
 		ev.Kind = event.KindUDPDeliver
 		if d.atSocket > 1 {
@@ -241,10 +241,9 @@ func outcome(ev *event.Event, res gstack.TransportPacketDisposition, d udpCounts
 		}
 	case d.rcvbuf > 0:
 		ev.Kind, ev.Drop = event.KindUDPDrop, event.DropBufferFull
-	case d.atSocket == 0:
-		// No socket counted it, yet something took it: a handler set
-		// with the netstack's SetTransportProtocolHandler (a forwarder),
-		// or the NIC found no ports in it.
+	default:
+		// No socket took it, yet something did: a handler set with
+		// the netstack's SetTransportProtocolHandler (a forwarder).
 		ev.Kind = event.KindUDPDeliver
 		ev.Note = "to the netstack's protocol handler"
 	}

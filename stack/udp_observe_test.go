@@ -162,8 +162,21 @@ func TestUDPEventBadChecksum(t *testing.T) {
 	if ev.Kind != event.KindUDPDrop || ev.Drop != event.DropBadChecksum || ev.Key.Len != 1000 || ev.Conn.Local.Port() != 53 {
 		t.Fatalf("server event %v (kind %v, drop %v), want a bad checksum drop of 1000 bytes to port 53", ev, ev.Kind, ev.Drop)
 	}
-	if st := p.Server.UDPStats(); st.Checksum != 1 {
-		t.Errorf("server UDPStats %+v, want Checksum 1", st)
+	// To a port no socket holds: damaged, so not answered either.
+	c9, err := conn.DialUDP(p.Client, "udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(p.ServerAddr, 9)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c9.Close()
+	if _, err := c9.Write(make([]byte, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	ev = server.next(t)
+	if ev.Kind != event.KindUDPDrop || ev.Drop != event.DropBadChecksum || ev.Conn.Local.Port() != 9 {
+		t.Fatalf("server event %v (kind %v, drop %v), want a bad checksum drop to port 9", ev, ev.Kind, ev.Drop)
+	}
+	if st := p.Server.UDPStats(); st.Checksum != 2 {
+		t.Errorf("server UDPStats %+v, want Checksum 2", st)
 	}
 	if fault.Stats().Corrupted == 0 {
 		t.Error("the fault middleware corrupted nothing")
