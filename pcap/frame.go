@@ -115,6 +115,16 @@ func parseFrame(b []byte, outbound bool) frameInfo {
 		fi.dst = netip.AddrFrom16(h.DestinationAddress().As16())
 		fi.ipProto = h.NextHeader()
 		payload = ip[header.IPv6MinimumSize : header.IPv6MinimumSize+pl]
+		if fi.ipProto == uint8(header.IPv6FragmentExtHdrIdentifier) && len(payload) >= header.IPv6FragmentExtHdrLength {
+			// RFC 8200 4.5: the first fragment (offset 0) of a UDP
+			// datagram carries its header, as in IPv4.
+			f := payload[:header.IPv6FragmentExtHdrLength]
+			if f[0] == uint8(header.UDPProtocolNumber) && (uint16(f[2])<<8|uint16(f[3]))>>3 == 0 {
+				fi.fragment = true
+				parseUDP(&fi, payload[header.IPv6FragmentExtHdrLength:], outbound)
+			}
+			return fi
+		}
 	default:
 		return fi
 	}

@@ -144,3 +144,55 @@ func TestAnnotateUDPPortUnreachable(t *testing.T) {
 		}
 	}
 }
+
+// TestParseUDPFirstFragment: the first fragment of a UDP datagram, IPv4
+// or IPv6, is read as the datagram it begins (the UDP header's length
+// counts the whole); a later fragment is not.
+func TestParseUDPFirstFragment(t *testing.T) {
+	const n = 3000 // payload bytes of the whole datagram
+	udp := make([]byte, header.UDPMinimumSize+100)
+	header.UDP(udp).Encode(&header.UDPFields{SrcPort: 40000, DstPort: 53, Length: header.UDPMinimumSize + n})
+	src6, dst6 := netip.MustParseAddr("2001:db8::2"), netip.MustParseAddr("2001:db8::1")
+	v6 := func(offset uint16) []byte {
+		frag := []byte{uint8(header.UDPProtocolNumber), 0, byte(offset << 3 >> 8), byte(offset<<3) | 1, 0, 0, 0, 7}
+		pl := append(frag, udp...)
+		b := make([]byte, header.EthernetMinimumSize+header.IPv6MinimumSize, header.EthernetMinimumSize+header.IPv6MinimumSize+len(pl))
+		header.Ethernet(b).Encode(&header.EthernetFields{Type: header.IPv6ProtocolNumber})
+		header.IPv6(b[header.EthernetMinimumSize:]).Encode(&header.IPv6Fields{
+			PayloadLength: uint16(len(pl)), TransportProtocol: tcpip.TransportProtocolNumber(header.IPv6FragmentExtHdrIdentifier), HopLimit: 64,
+			SrcAddr: tcpip.AddrFrom16(src6.As16()), DstAddr: tcpip.AddrFrom16(dst6.As16()),
+		})
+		return append(b, pl...)
+	}
+	v4 := func(offset uint16) []byte {
+		ipLen := header.IPv4MinimumSize + len(udp)
+		b := make([]byte, header.EthernetMinimumSize+ipLen)
+		header.Ethernet(b).Encode(&header.EthernetFields{Type: header.IPv4ProtocolNumber})
+		header.IPv4(b[header.EthernetMinimumSize:]).Encode(&header.IPv4Fields{
+			TotalLength: uint16(ipLen), TTL: 64, Protocol: uint8(header.UDPProtocolNumber),
+			Flags: header.IPv4FlagMoreFragments, FragmentOffset: offset,
+			SrcAddr: tcpip.AddrFrom4([4]byte{192, 0, 2, 2}), DstAddr: tcpip.AddrFrom4([4]byte{192, 0, 2, 1}),
+		})
+		copy(b[header.EthernetMinimumSize+header.IPv4MinimumSize:], udp)
+		return b
+	}
+	for _, tc := range []struct {
+		name  string
+		frame []byte
+		udp   bool
+	}{
+		{"IPv4 first", v4(0), true},
+		{"IPv4 later", v4(1480), false},
+		{"IPv6 first", v6(0), true},
+		{"IPv6 later", v6(1448), false},
+	} {
+		fi := parseFrame(tc.frame, false)
+		if got := fi.kind == kindUDP; got != tc.udp {
+			t.Errorf("%s: read as UDP = %v, want %v", tc.name, got, tc.udp)
+			continue
+		}
+		if tc.udp && (fi.key.Len != n || fi.conn.Local.Port() != 53 || fi.conn.Remote.Port() != 40000) {
+			t.Errorf("%s: %v, %d bytes; want the datagram to port 53 of %d bytes", tc.name, fi.conn, fi.key.Len, n)
+		}
+	}
+}
