@@ -141,6 +141,16 @@ func TestUDPComments(t *testing.T) {
 			var buf bytes.Buffer
 			p := newPair(t, &buf, pcap.Options{}, nil)
 			cport := tc.run(t, p)
+			// The stack reports a delivery once the socket has the
+			// datagram, so a reader may have it first: wait for one
+			// event per datagram received or sent, bounded.
+			st := p.server.UDPStats()
+			for i := 0; p.capture.EventStats().Recorded < st.Received+st.Sent; i++ {
+				if i == 1000 {
+					t.Fatalf("%d events recorded for %+v", p.capture.EventStats().Recorded, st)
+				}
+				time.Sleep(time.Millisecond)
+			}
 			if err := p.capture.CloseCapture(); err != nil {
 				t.Fatal(err)
 			}

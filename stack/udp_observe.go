@@ -42,7 +42,9 @@ import (
 // wrote the datagram. A send is reported once Write has returned, since
 // only then is it known to have left: a datagram to the stack itself,
 // which a local route delivers within Write, is reported delivered
-// before it is reported sent. With no observer nothing is wrapped.
+// before it is reported sent; and a delivery is reported once the socket
+// has the datagram, so a reader may have it just before. With no observer
+// nothing is wrapped.
 
 // udpObserver reports a stack's UDP datagrams as events.
 type udpObserver struct {
