@@ -255,47 +255,59 @@ func recordsFile(t *testing.T, tool kernelTool) string {
 	return path
 }
 
-// checkRecord reports the sequence number of an intact record.
-func checkRecord(b, want []byte) (int, bool) {
-	seq := binary.BigEndian.Uint32(b)
-	if seq >= toolDatagrams {
-		return 0, false
+// records tallies the distinct intact records that arrived, in got.
+type records struct {
+	t    *testing.T
+	got  *atomic.Int64
+	seen []bool
+	want []byte
+}
+
+func newRecords(t *testing.T, got *atomic.Int64) *records {
+	return &records{t: t, got: got, seen: make([]bool, toolDatagrams), want: make([]byte, datagramSize)}
+}
+
+// take checks each whole record in b and counts those not seen before.
+func (r *records) take(b []byte) {
+	if len(b)%datagramSize != 0 {
+		r.t.Errorf("%d bytes: not whole records", len(b))
 	}
-	fillDatagram(want, seq)
-	return int(seq), string(b) == string(want)
+	for ; len(b) >= datagramSize; b = b[datagramSize:] {
+		seq := binary.BigEndian.Uint32(b)
+		if seq < toolDatagrams {
+			fillDatagram(r.want, seq)
+		}
+		if seq >= toolDatagrams || string(b[:datagramSize]) != string(r.want) {
+			r.t.Errorf("a record is corrupted (seq %d)", seq)
+			continue
+		}
+		if !r.seen[seq] {
+			r.seen[seq] = true
+			r.got.Add(1)
+		}
+	}
 }
 
 // readRecords cuts a tool's output into records until it ends, counting
 // distinct intact ones in got; it returns their number.
 func readRecords(t *testing.T, r io.Reader, got *atomic.Int64) int {
 	br := bufio.NewReaderSize(r, 1<<16)
-	rec, want := make([]byte, datagramSize), make([]byte, datagramSize)
-	seen := make([]bool, toolDatagrams)
+	rec, tally := make([]byte, datagramSize), newRecords(t, got)
 	for {
 		if _, err := io.ReadFull(br, rec); err != nil {
 			return int(got.Load())
 		}
-		seq, ok := checkRecord(rec, want)
-		if !ok {
-			t.Errorf("a record of the output is corrupted (seq %d)", seq)
-			continue
-		}
-		if !seen[seq] {
-			seen[seq] = true
-			got.Add(1)
-		}
+		tally.take(rec)
 	}
 }
 
 // receiveRecords reads datagrams from rx until it closes, each cut into
 // records, counting distinct intact ones in got and signalling each
 // datagram on arrived; it returns the records and the datagrams.
-func receiveRecords(t *testing.T, rx *conn.UDPConn, got *atomic.Int64, arrived chan<- struct{}) (records, datagrams int) {
-	buf := make([]byte, 65536)
-	want := make([]byte, datagramSize)
-	seen := make([]bool, toolDatagrams)
+func receiveRecords(t *testing.T, rx *conn.UDPConn, got *atomic.Int64, arrived chan<- struct{}) (n, datagrams int) {
+	buf, tally := make([]byte, 65536), newRecords(t, got)
 	for {
-		n, _, err := rx.ReadFromUDPAddrPort(buf)
+		m, _, err := rx.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			if !errors.Is(err, net.ErrClosed) {
 				t.Errorf("ReadFrom: %v", err)
@@ -303,20 +315,7 @@ func receiveRecords(t *testing.T, rx *conn.UDPConn, got *atomic.Int64, arrived c
 			return int(got.Load()), datagrams
 		}
 		datagrams++
-		if n%datagramSize != 0 {
-			t.Errorf("a datagram of %d bytes: not whole records", n)
-		}
-		for off := 0; off+datagramSize <= n; off += datagramSize {
-			seq, ok := checkRecord(buf[off:off+datagramSize], want)
-			if !ok {
-				t.Errorf("a record is corrupted (seq %d)", seq)
-				continue
-			}
-			if !seen[seq] {
-				seen[seq] = true
-				got.Add(1)
-			}
-		}
+		tally.take(buf[:m])
 		select {
 		case arrived <- struct{}{}:
 		default:
