@@ -19,10 +19,11 @@ import (
 type Dialer struct {
 	// Stack is the stack to dial from. Required.
 	Stack *stack.Stack
-	// Timeout bounds the whole dial, on the stack's clock as the engine's
-	// SYN retransmissions are; zero means no timeout beyond the engine's
-	// SYN retries. A deadline of the context passed to DialContext also
-	// applies: it is the caller's, on the real clock.
+	// Timeout bounds the whole dial, name resolution included as with
+	// net.Dialer, on the stack's clock as the engine's SYN
+	// retransmissions are; zero means no timeout beyond the engine's SYN
+	// retries (and the resolver's own). A deadline of the context passed
+	// to DialContext also applies: it is the caller's, on the real clock.
 	Timeout time.Duration
 	// LocalAddr fixes the local address or port: a *net.TCPAddr for TCP,
 	// a *net.UDPAddr for UDP.
@@ -118,7 +119,7 @@ func (d *Dialer) DialTCP(ctx context.Context, network, address string) (*Conn, e
 	clock := d.Stack.Clock()
 	timeout, stop := after(clock, d.Timeout)
 	defer stop()
-	raddrs, err := d.resolveRemote(ctx, network, address)
+	raddrs, err := d.resolveRemote(ctx, network, address, timeout)
 	if err != nil {
 		return nil, opErr(err, nil)
 	}
@@ -211,7 +212,9 @@ func (d *Dialer) DialUDP(ctx context.Context, network, address string) (*UDPConn
 		}
 		local = udpAddr(la)
 	}
-	raddrs, err := d.resolveRemote(ctx, network, address)
+	timeout, stop := after(d.Stack.Clock(), d.Timeout)
+	defer stop()
+	raddrs, err := d.resolveRemote(ctx, network, address, timeout)
 	if err != nil {
 		return nil, opErr(err)
 	}
@@ -359,8 +362,9 @@ func isLocalhost(host string) bool {
 
 // resolveRemote turns address into the addresses to try, in order: an IP
 // literal, localhost (127.0.0.1 and ::1 as network allows), or what
-// d.Resolver answers. An empty host is this host, as in package net.
-func (d *Dialer) resolveRemote(ctx context.Context, network, address string) ([]netip.AddrPort, error) {
+// d.Resolver answers. An empty host is this host, as in package net. A
+// lookup ends when timeout closes (Dialer.Timeout).
+func (d *Dialer) resolveRemote(ctx context.Context, network, address string, timeout <-chan struct{}) ([]netip.AddrPort, error) {
 	host, port, err := splitPort(network, address)
 	if err != nil {
 		return nil, err
@@ -393,7 +397,7 @@ func (d *Dialer) resolveRemote(ctx context.Context, network, address string) ([]
 		if f := family(network); f != "" {
 			ipnet += f
 		}
-		addrs, err = d.Resolver.LookupNetIP(ctx, ipnet, host)
+		addrs, err = d.lookup(ctx, ipnet, host, timeout)
 		if err != nil {
 			return nil, err
 		}
@@ -409,4 +413,31 @@ func (d *Dialer) resolveRemote(ctx context.Context, network, address string) ([]
 		return nil, &net.AddrError{Err: "no suitable address found", Addr: host}
 	}
 	return out, nil
+}
+
+// lookup asks d.Resolver for host's addresses and gives up with a timeout
+// when timeout closes: net.Dialer's Timeout covers name resolution too.
+// The lookup is cancelled then; a resolver made by Resolver ends at once
+// (its sockets time out with the context), another when it notices.
+func (d *Dialer) lookup(ctx context.Context, ipnet, host string, timeout <-chan struct{}) ([]netip.Addr, error) {
+	if timeout == nil {
+		return d.Resolver.LookupNetIP(ctx, ipnet, host)
+	}
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		addrs []netip.Addr
+		err   error
+	}
+	done := make(chan result, 1) // the lookup never blocks on it
+	go func() {
+		addrs, err := d.Resolver.LookupNetIP(lctx, ipnet, host)
+		done <- result{addrs, err}
+	}()
+	select {
+	case r := <-done:
+		return r.addrs, r.err
+	case <-timeout:
+		return nil, timeoutError{ctx: true}
+	}
 }

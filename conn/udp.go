@@ -146,7 +146,9 @@ func dialUDP(s *stack.Stack, network string, local, remote netip.AddrPort) (*UDP
 	if err != nil {
 		return nil, opErr("connect", err)
 	}
-	if local.IsValid() {
+	// A laddr with a port and no IP (&net.UDPAddr{Port: 53}) binds the
+	// port on every address, as net.DialUDP does.
+	if local.IsValid() || local.Port() != 0 {
 		if terr := c.sock.ep.Bind(fullAddress(local)); terr != nil {
 			c.sock.ep.Close()
 			return nil, opErr("bind", errno(terr))
@@ -411,4 +413,38 @@ func (c *UDPConn) SetMulticastInterface(nic tcpip.NICID) error {
 func (c *UDPConn) SetMulticastLoopback(on bool) error {
 	c.sock.ep.SocketOptions().SetMulticastLoop(on)
 	return nil
+}
+
+// UDPConnStats count one socket's datagrams, as Linux's Udp: counters do
+// for the whole host (stack.UDPStats has the stack's).
+type UDPConnStats struct {
+	// Received counts datagrams that reached the socket; Delivered those
+	// it queued for reading; ReceiveBufferFull those it refused because
+	// its receive buffer (SetReadBuffer) was full or it no longer reads
+	// (RcvbufErrors).
+	Received, Delivered, ReceiveBufferFull uint64
+	// Malformed counts datagrams for the socket with a bad length or
+	// checksum.
+	Malformed uint64
+	// Sent counts datagrams handed to IP; SendErrors those IP could not
+	// route or send.
+	Sent, SendErrors uint64
+}
+
+// Stats returns the socket's counters.
+func (c *UDPConn) Stats() UDPConnStats {
+	st, ok := c.sock.ep.Stats().(*tcpip.TransportEndpointStats)
+	if !ok {
+		return UDPConnStats{}
+	}
+	r := &st.ReceiveErrors
+	s := UDPConnStats{
+		Received:          st.PacketsReceived.Value(),
+		ReceiveBufferFull: r.ReceiveBufferOverflow.Value() + r.ClosedReceiver.Value(),
+		Malformed:         r.MalformedPacketsReceived.Value() + r.ChecksumErrors.Value(),
+		Sent:              st.PacketsSent.Value(),
+		SendErrors:        st.SendErrors.SendToNetworkFailed.Value() + st.SendErrors.NoRoute.Value(),
+	}
+	s.Delivered = s.Received - min(s.Received, s.ReceiveBufferFull)
+	return s
 }

@@ -33,7 +33,8 @@ func errno(err tcpip.Error) error {
 		return syscall.ENETUNREACH
 	case *tcpip.ErrClosedForSend:
 		return syscall.EPIPE
-	case *tcpip.ErrClosedForReceive, *tcpip.ErrInvalidEndpointState, *tcpip.ErrInvalidOptionValue, *tcpip.ErrBadAddress:
+	case *tcpip.ErrClosedForReceive, *tcpip.ErrInvalidEndpointState, *tcpip.ErrInvalidOptionValue, *tcpip.ErrBadAddress,
+		*tcpip.ErrAlreadyBound:
 		return syscall.EINVAL
 	case *tcpip.ErrBroadcastDisabled, *tcpip.ErrNotPermitted:
 		return syscall.EACCES
@@ -43,8 +44,6 @@ func errno(err tcpip.Error) error {
 		return syscall.ENOTCONN
 	case *tcpip.ErrAlreadyConnected:
 		return syscall.EISCONN
-	case *tcpip.ErrAlreadyBound:
-		return syscall.EINVAL
 	case *tcpip.ErrAddressFamilyNotSupported:
 		return syscall.EAFNOSUPPORT
 	case *tcpip.ErrUnknownProtocol:

@@ -73,13 +73,39 @@ func fillDatagram(b []byte, seq uint32) {
 	}
 }
 
+// datagramReader is the receiving end of a transfer: a tapstack, gVisor
+// or kernel socket.
+type datagramReader interface {
+	ReadFrom([]byte) (int, net.Addr, error)
+	SetReadDeadline(time.Time) error
+}
+
+// transfer sends n numbered datagrams with send while rx receives them
+// (receiveDatagrams, until two seconds pass with none), and returns how
+// many distinct intact ones arrived and when the last did.
+func transfer(t testing.TB, n int, rx datagramReader, send func(datagram []byte) error) (int, time.Time) {
+	type result struct {
+		n    int
+		last time.Time
+	}
+	done := make(chan result, 1)
+	go func() { got, last := receiveDatagrams(t, rx, n, 2*time.Second); done <- result{got, last} }()
+	buf := make([]byte, datagramSize)
+	for i := range n {
+		fillDatagram(buf, uint32(i))
+		if err := send(buf); err != nil {
+			t.Errorf("send %d: %v", i, err)
+			break
+		}
+	}
+	r := <-done
+	return r.n, r.last
+}
+
 // receiveDatagrams reads up to n datagrams from r, each checked against
 // its sequence number, until n distinct ones came or none came for idle
 // (real time): it returns how many distinct, intact datagrams arrived.
-func receiveDatagrams(t testing.TB, r interface {
-	ReadFrom([]byte) (int, net.Addr, error)
-	SetReadDeadline(time.Time) error
-}, n int, idle time.Duration) (int, time.Time) {
+func receiveDatagrams(t testing.TB, r datagramReader, n int, idle time.Duration) (int, time.Time) {
 	var last time.Time
 	seen := make([]bool, n)
 	got := 0
@@ -137,7 +163,6 @@ func transferGVisor(t testing.TB, n int, toPeer bool, pipeQueue int) udpTransfer
 	ts := newTS(t, a, nil, tcp.Options{}, tsPrefix)
 	peer := gvUDPPeer(t, b)
 	const rcvbuf = 4 << 20
-	buf := make([]byte, datagramSize)
 	var x udpTransfer
 	x.sent = n
 	begin := time.Now()
@@ -148,20 +173,8 @@ func transferGVisor(t testing.TB, n int, toPeer bool, pipeQueue int) udpTransfer
 			t.Fatal(err)
 		}
 		defer tx.Close()
-		type res struct {
-			n    int
-			last time.Time
-		}
-		done := make(chan res)
-		go func() { n, last := receiveDatagrams(t, rx, n, 2*time.Second); done <- res{n, last} }()
-		for i := range n {
-			fillDatagram(buf, uint32(i))
-			if _, err := tx.Write(buf); err != nil {
-				t.Fatalf("Write %d: %v", i, err)
-			}
-		}
-		r := <-done
-		x.received, x.elapsed = r.n, r.last.Sub(begin)
+		got, last := transfer(t, n, rx, func(b []byte) error { _, err := tx.Write(b); return err })
+		x.received, x.elapsed = got, last.Sub(begin)
 		x.linkDrops = int(a.Stats().DroppedQueueFull)
 		x.neighborDrops = int(ts.Netstack().Stats().IP.OutgoingPacketErrors.Value())
 		x.rcvbufDrops = int(peer.Stats().UDP.ReceiveBufferErrors.Value())
@@ -177,20 +190,8 @@ func transferGVisor(t testing.TB, n int, toPeer bool, pipeQueue int) udpTransfer
 		rx.SetReadBuffer(rcvbuf)
 		tx := gvUDPListen(t, peer, 0, rcvbuf)
 		to := &net.UDPAddr{IP: net.IPv4(192, 0, 2, 2), Port: 9}
-		type res struct {
-			n    int
-			last time.Time
-		}
-		done := make(chan res)
-		go func() { n, last := receiveDatagrams(t, rx, n, 2*time.Second); done <- res{n, last} }()
-		for i := range n {
-			fillDatagram(buf, uint32(i))
-			if _, err := tx.WriteTo(buf, to); err != nil {
-				t.Fatalf("WriteTo %d: %v", i, err)
-			}
-		}
-		r := <-done
-		x.received, x.elapsed = r.n, r.last.Sub(begin)
+		got, last := transfer(t, n, rx, func(b []byte) error { _, err := tx.WriteTo(b, to); return err })
+		x.received, x.elapsed = got, last.Sub(begin)
 		x.linkDrops = int(b.Stats().DroppedQueueFull)
 		x.neighborDrops = int(peer.Stats().IP.OutgoingPacketErrors.Value())
 		st := ts.UDPStats()

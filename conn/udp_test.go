@@ -12,6 +12,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/faketime"
 
 	"github.com/tapstack/tapstack/conn"
@@ -59,6 +60,55 @@ func udpEcho(pc net.PacketConn) {
 	}
 }
 
+// udpEchoServer listens on s as ListenPacket does and echoes every
+// datagram until the test ends.
+func udpEchoServer(t testing.TB, s *stack.Stack, network, address string) net.PacketConn {
+	t.Helper()
+	pc, err := conn.ListenPacket(s, network, address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go udpEcho(pc)
+	return pc
+}
+
+// listenUDP is conn.ListenUDP for a test: it fails the test on error
+// and closes the socket when the test ends.
+func listenUDP(t testing.TB, s *stack.Stack, network string, laddr *net.UDPAddr) *conn.UDPConn {
+	t.Helper()
+	c, err := conn.ListenUDP(s, network, laddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// dialUDP is conn.DialUDP to raddr ("192.0.2.1:7") for a test, as
+// listenUDP is.
+func dialUDP(t testing.TB, s *stack.Stack, network string, laddr *net.UDPAddr, raddr string) *conn.UDPConn {
+	t.Helper()
+	c, err := conn.DialUDP(s, network, laddr, net.UDPAddrFromAddrPort(netip.MustParseAddrPort(raddr)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// wantDatagram reads one datagram from c, waiting up to a second of
+// clock, and checks its text.
+func wantDatagram(t testing.TB, clock tcpip.Clock, c net.PacketConn, want string) {
+	t.Helper()
+	buf := make([]byte, len(want)+1)
+	c.SetReadDeadline(clock.Now().Add(time.Second))
+	n, _, err := c.ReadFrom(buf)
+	if err != nil || string(buf[:n]) != want {
+		t.Fatalf("ReadFrom = %q, %v; want %q", buf[:n], err, want)
+	}
+}
+
 // TestUDPEcho: a datagram to an echo server on the other stack comes
 // back whole, over IPv4 and IPv6, connected and not.
 func TestUDPEcho(t *testing.T) {
@@ -74,20 +124,11 @@ func TestUDPEcho(t *testing.T) {
 		t.Run(tc.network+" "+tc.listen+" "+tc.server, func(t *testing.T) {
 			fake(t, func(t *testing.T, clock *faketime.ManualClock) {
 				client, server := tsPair(t, clock, tcp.Options{}, tcp.Options{})
-				pc, err := conn.ListenPacket(server, tc.network, tc.listen)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer pc.Close()
-				go udpEcho(pc)
+				udpEchoServer(t, server, tc.network, tc.listen)
 				raddr := net.UDPAddrFromAddrPort(netip.MustParseAddrPort(tc.server))
 
 				// Connected: Write and Read.
-				c, err := conn.DialUDP(client, "udp", nil, raddr)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer c.Close()
+				c := dialUDP(t, client, "udp", nil, tc.server)
 				if c.RemoteAddr().String() != tc.server {
 					t.Errorf("RemoteAddr %v, want %s", c.RemoteAddr(), tc.server)
 				}
@@ -105,11 +146,7 @@ func TestUDPEcho(t *testing.T) {
 				}
 
 				// Unconnected: WriteTo and ReadFromUDPAddrPort.
-				u, err := conn.ListenUDP(client, "udp", nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer u.Close()
+				u := listenUDP(t, client, "udp", nil)
 				if _, err := u.WriteToUDPAddrPort([]byte("two"), raddr.AddrPort()); err != nil {
 					t.Fatal(err)
 				}
@@ -130,16 +167,8 @@ func TestUDPEcho(t *testing.T) {
 func TestUDPTruncated(t *testing.T) {
 	fake(t, func(t *testing.T, clock *faketime.ManualClock) {
 		client, server := tsPair(t, clock, tcp.Options{}, tcp.Options{})
-		srv, err := conn.ListenUDP(server, "udp4", &net.UDPAddr{Port: 9000})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer srv.Close()
-		c, err := conn.DialUDP(client, "udp4", nil, &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 9000})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		srv := listenUDP(t, server, "udp4", &net.UDPAddr{Port: 9000})
+		c := dialUDP(t, client, "udp4", nil, "192.0.2.1:9000")
 		c.Write([]byte("0123456789"))
 		c.Write([]byte("next"))
 		buf := make([]byte, 4)
@@ -165,10 +194,7 @@ func TestUDPPortUnreachable(t *testing.T) {
 	fake(t, func(t *testing.T, clock *faketime.ManualClock) {
 		client, server := tsPair(t, clock, tcp.Options{}, tcp.Options{})
 		for _, raddr := range []string{"192.0.2.1:9", "[2001:db8::1]:9"} {
-			c, err := conn.DialUDP(client, "udp", nil, net.UDPAddrFromAddrPort(netip.MustParseAddrPort(raddr)))
-			if err != nil {
-				t.Fatal(err)
-			}
+			c := dialUDP(t, client, "udp", nil, raddr)
 			before := server.UDPStats().NoPort
 			read := start(clock, func() error {
 				_, err := c.Read(make([]byte, 10))
@@ -187,9 +213,8 @@ func TestUDPPortUnreachable(t *testing.T) {
 				t.Errorf("Write after ECONNREFUSED: %v", err)
 			}
 			synctest.Wait()
-			_, err = c.Write([]byte("and again"))
+			_, err := c.Write([]byte("and again"))
 			wantNetError(t, err, "write", "udp", syscall.ECONNREFUSED)
-			c.Close()
 		}
 	})
 }
@@ -199,22 +224,10 @@ func TestUDPPortUnreachable(t *testing.T) {
 func TestUDPErrors(t *testing.T) {
 	fake(t, func(t *testing.T, clock *faketime.ManualClock) {
 		client, _ := tsPair(t, clock, tcp.Options{}, tcp.Options{})
-		held, err := conn.ListenUDP(client, "udp4", &net.UDPAddr{Port: 5353})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer held.Close()
-		connected, err := conn.DialUDP(client, "udp", nil, &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 53})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer connected.Close()
-		unconnected, err := conn.ListenUDP(client, "udp4", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer unconnected.Close()
-		closed, _ := conn.ListenUDP(client, "udp4", nil)
+		listenUDP(t, client, "udp4", &net.UDPAddr{Port: 5353}) // held
+		connected := dialUDP(t, client, "udp", nil, "192.0.2.1:53")
+		unconnected := listenUDP(t, client, "udp4", nil)
+		closed := listenUDP(t, client, "udp4", nil)
 		closed.Close()
 		peer := &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 53}
 
@@ -288,11 +301,7 @@ func TestUDPErrors(t *testing.T) {
 func TestUDPDeadlines(t *testing.T) {
 	fake(t, func(t *testing.T, clock *faketime.ManualClock) {
 		client, _ := tsPair(t, clock, tcp.Options{}, tcp.Options{})
-		c, err := conn.ListenUDP(client, "udp", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c := listenUDP(t, client, "udp", nil)
 		buf := make([]byte, 10)
 
 		c.SetReadDeadline(clock.Now().Add(time.Second))
@@ -303,7 +312,7 @@ func TestUDPDeadlines(t *testing.T) {
 		wantNetError(t, now(t, ch, "ReadFrom at its deadline").err, "read", "udp", os.ErrDeadlineExceeded)
 
 		// Passed: fails at once, and is a net.Error with Timeout.
-		_, _, err = c.ReadFrom(buf)
+		_, _, err := c.ReadFrom(buf)
 		var ne net.Error
 		if !errors.As(err, &ne) || !ne.Timeout() {
 			t.Errorf("ReadFrom past the deadline: %v, want a timeout", err)
@@ -337,17 +346,9 @@ func TestUDPDeadlines(t *testing.T) {
 func TestUDPReceiveBufferFull(t *testing.T) {
 	fake(t, func(t *testing.T, clock *faketime.ManualClock) {
 		client, server := tsPair(t, clock, tcp.Options{}, tcp.Options{})
-		srv, err := conn.ListenUDP(server, "udp4", &net.UDPAddr{Port: 9001})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer srv.Close()
+		srv := listenUDP(t, server, "udp4", &net.UDPAddr{Port: 9001})
 		srv.SetReadBuffer(1) // clamped to the stack's minimum, a few KiB
-		c, err := conn.DialUDP(client, "udp4", nil, &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 9001})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c := dialUDP(t, client, "udp4", nil, "192.0.2.1:9001")
 		const sent = 20
 		for i := range sent {
 			if _, err := c.Write(make([]byte, 1000)); err != nil {
@@ -369,6 +370,13 @@ func TestUDPReceiveBufferFull(t *testing.T) {
 		if st.ReceiveBufferFull == 0 || uint64(got)+st.ReceiveBufferFull != sent || st.Delivered != uint64(got) || st.Received != sent {
 			t.Errorf("read %d, counters %+v: want drops, and read + ReceiveBufferFull = %d = Received", got, st, sent)
 		}
+		// The sockets' own counters say the same.
+		if cs := srv.Stats(); cs.Received != sent || cs.Delivered != uint64(got) || cs.ReceiveBufferFull != st.ReceiveBufferFull || cs.Sent != 0 {
+			t.Errorf("server socket's counters %+v, want %d received, %d delivered, %d refused", cs, sent, got, st.ReceiveBufferFull)
+		}
+		if cs := c.Stats(); cs.Sent != sent || cs.Received != 0 {
+			t.Errorf("client socket's counters %+v, want %d sent", cs, sent)
+		}
 	})
 }
 
@@ -377,27 +385,14 @@ func TestUDPReceiveBufferFull(t *testing.T) {
 func TestUDPBroadcast(t *testing.T) {
 	fake(t, func(t *testing.T, clock *faketime.ManualClock) {
 		client, server := tsPair(t, clock, tcp.Options{}, tcp.Options{})
-		srv, err := conn.ListenUDP(server, "udp4", &net.UDPAddr{Port: 67})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer srv.Close()
-		c, err := conn.ListenUDP(client, "udp4", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		srv := listenUDP(t, server, "udp4", &net.UDPAddr{Port: 67})
+		c := listenUDP(t, client, "udp4", nil)
 		if _, err := c.WriteTo([]byte("all"), &net.UDPAddr{IP: net.IPv4(192, 0, 2, 255), Port: 67}); err != nil {
 			t.Fatal(err)
 		}
-		buf := make([]byte, 10)
-		srv.SetReadDeadline(clock.Now().Add(time.Second))
-		n, _, err := srv.ReadFrom(buf)
-		if err != nil || string(buf[:n]) != "all" {
-			t.Fatalf("ReadFrom = %q, %v", buf[:n], err)
-		}
+		wantDatagram(t, clock, srv, "all")
 		c.SetBroadcast(false)
-		_, err = c.WriteTo([]byte("all"), &net.UDPAddr{IP: net.IPv4(192, 0, 2, 255), Port: 67})
+		_, err := c.WriteTo([]byte("all"), &net.UDPAddr{IP: net.IPv4(192, 0, 2, 255), Port: 67})
 		wantNetError(t, err, "write", "udp", syscall.EACCES)
 	})
 }
@@ -408,31 +403,18 @@ func TestUDPMulticast(t *testing.T) {
 	fake(t, func(t *testing.T, clock *faketime.ManualClock) {
 		client, server := tsPair(t, clock, tcp.Options{}, tcp.Options{})
 		group := netip.MustParseAddr("239.1.2.3")
-		srv, err := conn.ListenUDP(server, "udp4", &net.UDPAddr{Port: 5000})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer srv.Close()
+		srv := listenUDP(t, server, "udp4", &net.UDPAddr{Port: 5000})
 		if err := srv.JoinGroup(1, group); err != nil {
 			t.Fatal(err)
 		}
-		c, err := conn.ListenUDP(client, "udp4", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c := listenUDP(t, client, "udp4", nil)
 		if err := c.SetMulticastInterface(1); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := c.WriteToUDPAddrPort([]byte("group"), netip.AddrPortFrom(group, 5000)); err != nil {
 			t.Fatal(err)
 		}
-		buf := make([]byte, 10)
-		srv.SetReadDeadline(clock.Now().Add(time.Second))
-		n, _, err := srv.ReadFrom(buf)
-		if err != nil || string(buf[:n]) != "group" {
-			t.Fatalf("ReadFrom = %q, %v", buf[:n], err)
-		}
+		wantDatagram(t, clock, srv, "group")
 		if err := srv.JoinGroup(1, netip.MustParseAddr("192.0.2.1")); !errors.Is(err, syscall.EINVAL) {
 			t.Errorf("JoinGroup(unicast) = %v, want EINVAL", err)
 		}
@@ -444,10 +426,7 @@ func TestUDPMulticast(t *testing.T) {
 		}
 		defer m.Close()
 		c.WriteToUDPAddrPort([]byte("group 2"), netip.MustParseAddrPort("239.1.2.4:5001"))
-		m.SetReadDeadline(clock.Now().Add(time.Second))
-		if n, _, err := m.ReadFrom(buf); err != nil || string(buf[:n]) != "group 2" {
-			t.Fatalf("ListenMulticastUDP: ReadFrom = %q, %v", buf[:n], err)
-		}
+		wantDatagram(t, clock, m, "group 2")
 	})
 }
 
@@ -457,12 +436,7 @@ func TestUDPMulticast(t *testing.T) {
 func TestDialerUDP(t *testing.T) {
 	fake(t, func(t *testing.T, clock *faketime.ManualClock) {
 		client, server := tsPair(t, clock, tcp.Options{}, tcp.Options{})
-		pc, err := conn.ListenPacket(server, "udp", "192.0.2.1:7")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer pc.Close()
-		go udpEcho(pc)
+		udpEchoServer(t, server, "udp", "192.0.2.1:7")
 		c, err := (&conn.Dialer{Stack: client}).DialContext(context.Background(), "udp", "192.0.2.1:7")
 		if err != nil {
 			t.Fatal(err)
@@ -485,16 +459,8 @@ func TestDialerUDP(t *testing.T) {
 func TestUDPConnLike(t *testing.T) {
 	fake(t, func(t *testing.T, clock *faketime.ManualClock) {
 		client, server := tsPair(t, clock, tcp.Options{}, tcp.Options{})
-		pc, err := conn.ListenPacket(server, "udp", "192.0.2.1:7")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer pc.Close()
-		go udpEcho(pc)
-		c, err := conn.DialUDP(client, "udp", nil, &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 7})
-		if err != nil {
-			t.Fatal(err)
-		}
+		udpEchoServer(t, server, "udp", "192.0.2.1:7")
+		c := dialUDP(t, client, "udp", nil, "192.0.2.1:7")
 		// Concurrent writers and readers: every datagram comes back once.
 		const writers, each = 4, 25
 		done := make(chan int)
@@ -563,16 +529,31 @@ func TestUDPLoopback(t *testing.T) {
 func TestUDPStackClose(t *testing.T) {
 	fake(t, func(t *testing.T, clock *faketime.ManualClock) {
 		s := stack.New(stack.Options{Clock: clock})
-		pc, err := conn.ListenUDP(s, "udp", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer pc.Close()
+		pc := listenUDP(t, s, "udp", nil)
 		ch := start(clock, func() error { _, _, err := pc.ReadFrom(make([]byte, 10)); return err })
 		notYet(t, ch, "ReadFrom")
 		s.Close()
 		wantNetError(t, now(t, ch, "ReadFrom after Stack.Close").err, "read", "udp", syscall.ECONNABORTED)
-		_, err = pc.WriteTo([]byte("x"), &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9})
+		_, err := pc.WriteTo([]byte("x"), &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9})
 		wantNetError(t, err, "write", "udp", syscall.ECONNABORTED)
+	})
+}
+
+// TestDialUDPLocalPort: a laddr with a port and no IP binds that port on
+// every address, as net.DialUDP does; the peer sees it.
+func TestDialUDPLocalPort(t *testing.T) {
+	fake(t, func(t *testing.T, clock *faketime.ManualClock) {
+		client, server := tsPair(t, clock, tcp.Options{}, tcp.Options{})
+		srv := listenUDP(t, server, "udp4", &net.UDPAddr{Port: 7})
+		c := dialUDP(t, client, "udp4", &net.UDPAddr{Port: 4242}, "192.0.2.1:7")
+		if la := c.LocalAddr().(*net.UDPAddr); la.Port != 4242 {
+			t.Errorf("LocalAddr %v, want port 4242", la)
+		}
+		c.Write([]byte("from 4242"))
+		srv.SetReadDeadline(clock.Now().Add(time.Second))
+		_, from, err := srv.ReadFromUDPAddrPort(make([]byte, 16))
+		if err != nil || from != netip.MustParseAddrPort("192.0.2.2:4242") {
+			t.Fatalf("ReadFrom: from %v, %v; want 192.0.2.2:4242", from, err)
+		}
 	})
 }

@@ -44,6 +44,16 @@ const (
 	KindRecovery                          // loss detection or recovery changed course: Note says how (entering fast recovery, lost segments marked, undo), Cwnd and Ssthresh after it
 	KindPathMTU                           // an ICMP error lowered the path MTU: Note gives the MTU and the new MSS
 	KindTransitionRefused                 // the engine refused a state change From -> To that its transition table does not hold; the state stayed From
+
+	// UDP datagrams (gVisor's transport/udp carries them; the stack
+	// observes them, see udp.go). Every inbound datagram that reaches UDP
+	// is reported once, by the kind of its outcome; Conn is the datagram's
+	// ends from the stack's viewpoint (Local ours) and Key.Len its payload
+	// bytes, which with Conn identify its frame.
+	KindUDPDeliver // an inbound datagram was queued to a socket (Note: to how many, when more than one)
+	KindUDPNoPort  // an inbound datagram for a port no socket holds; Note says whether ICMP port unreachable answers it
+	KindUDPDrop    // an inbound datagram was discarded: Drop says why (receive buffer full, bad checksum, malformed header)
+	KindUDPSend    // a socket sent a datagram; Conn.Local's address is unspecified when the socket is bound to no address
 )
 
 var kindNames = [...]string{
@@ -57,6 +67,10 @@ var kindNames = [...]string{
 	KindRecovery:          "recovery",
 	KindPathMTU:           "path MTU",
 	KindTransitionRefused: "transition refused",
+	KindUDPDeliver:        "udp deliver",
+	KindUDPNoPort:         "udp no port",
+	KindUDPDrop:           "udp drop",
+	KindUDPSend:           "udp send",
 }
 
 func (k Kind) String() string {
@@ -163,6 +177,8 @@ func (ev Event) String() string {
 		return fmt.Sprintf("%s recovery: %s, cwnd %d, ssthresh %d", ev.Conn, ev.Note, ev.Cwnd, ev.Ssthresh)
 	case KindTransitionRefused:
 		return fmt.Sprintf("%s transition %s -> %s refused: %s (%s)", ev.Conn, ev.From, ev.To, ev.Note, ev.Cause)
+	case KindUDPDeliver, KindUDPNoPort, KindUDPDrop, KindUDPSend:
+		return ev.udpString()
 	}
 	return "unknown event"
 }

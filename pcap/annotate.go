@@ -1,6 +1,7 @@
 package pcap
 
 import (
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -80,6 +81,8 @@ type record struct {
 	mss        int    // a TCP super-frame: its MSS (gso_size); else 0
 	offload    string // a wire segment cut from an outbound super-frame: the offload that cut it (superframe.go)
 	segs       int    // a super-frame: the blocks it is written as (its wire segments, or 1 as is)
+	wantICMP   bool   // a UDP datagram the stack said ICMP port unreachable answers
+	icmpFrame  uint64 // a UDP datagram: the frame of the ICMP port unreachable that answered it
 }
 
 // part is one annotation of a frame. A retransmission names the frame
@@ -103,6 +106,9 @@ type pendEv struct {
 	from  event.State
 	to    event.State
 	drop  bool
+	// wantICMP: a UDP datagram for no port, which the stack said ICMP
+	// port unreachable answers.
+	wantICMP bool
 }
 
 type pendRef struct {
@@ -235,9 +241,15 @@ func (a *annotator) addFrame(now time.Time, r *record) {
 			a.apply(r, p)
 		}
 	}
-	if r.fi.kind != kindTCP || r.lost {
+	if r.lost || (r.fi.kind != kindTCP && r.fi.kind != kindUDP) {
 		// A frame a fault dropped on its way in never reached the
 		// stack: no event is about it.
+		return
+	}
+	if r.fi.kind == kindUDP {
+		k := udpKey(r.dir, r.fi.conn, r.fi.key.Len)
+		a.byKey[k] = append(a.byKey[k], r)
+		a.applyPending(r, k)
 		return
 	}
 	if e, ok := a.earlier[r.fi.conn]; ok {
@@ -246,20 +258,7 @@ func (a *annotator) addFrame(now time.Time, r *record) {
 	}
 	k := frameKey{dir: r.dir, conn: r.fi.conn, key: r.fi.key}
 	a.byKey[k] = append(a.byKey[k], r)
-	// Annotations that came first.
-	if ps, ok := a.pend[k]; ok {
-		kept := ps[:0]
-		for _, p := range ps {
-			if !a.apply(r, p) {
-				kept = append(kept, p)
-			}
-		}
-		if len(kept) == 0 {
-			delete(a.pend, k)
-		} else {
-			a.pend[k] = kept
-		}
-	}
+	a.applyPending(r, k)
 	if r.dir == dirOut {
 		for _, f := range []header.TCPFlags{header.TCPFlagSyn, header.TCPFlagFin, header.TCPFlagRst} {
 			if !carries(r, f) {
@@ -276,6 +275,40 @@ func (a *annotator) addFrame(now time.Time, r *record) {
 			}
 		}
 	}
+}
+
+// applyPending gives frame r, filed under key k, the annotations that came
+// before it.
+func (a *annotator) applyPending(r *record, k frameKey) {
+	ps, ok := a.pend[k]
+	if !ok {
+		return
+	}
+	kept := ps[:0]
+	for _, p := range ps {
+		if !a.apply(r, p) {
+			kept = append(kept, p)
+		}
+	}
+	if len(kept) == 0 {
+		delete(a.pend, k)
+	} else {
+		a.pend[k] = kept
+	}
+}
+
+// udpDir marks the key of a UDP datagram, so that it never meets a TCP
+// segment's.
+const udpDir = 0x10
+
+// udpKey files a UDP datagram by direction, ports, peer and payload
+// length: the stack's event names the local address a socket is bound
+// to, which is unspecified for a socket bound to none, where the frame
+// has the source IP picked; so the local address is left out.
+func udpKey(dir uint8, c event.ConnID, n int) frameKey {
+	c.Local = netip.AddrPortFrom(netip.Addr{}, c.Local.Port())
+	c.Remote = netip.AddrPortFrom(c.Remote.Addr().Unmap(), c.Remote.Port())
+	return frameKey{dir: dir | udpDir, conn: c, key: event.SegKey{Len: n}}
 }
 
 // carries reports whether outbound frame r is the segment that carries a
@@ -340,6 +373,7 @@ func (a *annotator) apply(r *record, p pendEv) bool {
 	if p.drop {
 		r.dropped = true
 	}
+	r.wantICMP = r.wantICMP || p.wantICMP
 	if p.seq == 0 {
 		p.seq = a.evSeq
 	}
@@ -572,6 +606,17 @@ func (a *annotator) event(now time.Time, ev *event.Event) {
 		case ev.Drop == event.DropCookieInvalid:
 			a.pairKeyed(now, ev.Conn.Local.Port(), qCookieBad, k)
 		}
+	case event.KindUDPDeliver, event.KindUDPNoPort, event.KindUDPDrop:
+		p := pendEv{cls: clsReceive, text: udpText(ev)}
+		if ev.Kind != event.KindUDPDeliver {
+			// Linux counts a datagram for no port as a drop too
+			// (UDP_NO_SOCKET): the frame's verdict says so.
+			p.cls, p.drop = clsDrop, true
+			p.wantICMP = ev.Kind == event.KindUDPNoPort && strings.HasPrefix(ev.Note, "answered")
+		}
+		a.attach(now, udpKey(dirIn, ev.Conn, ev.Key.Len), p)
+	case event.KindUDPSend:
+		a.attach(now, udpKey(dirOut, ev.Conn, ev.Key.Len), pendEv{cls: clsSend, text: udpText(ev)})
 	case event.KindState:
 		a.state(now, ev)
 	case event.KindQueue:
@@ -887,10 +932,15 @@ func (a *annotator) take(now time.Time, all bool) []*record {
 }
 
 func (a *annotator) unindex(r *record) {
-	if r.fi.kind != kindTCP {
+	var k frameKey
+	switch r.fi.kind {
+	case kindTCP:
+		k = frameKey{dir: r.dir, conn: r.fi.conn, key: r.fi.key}
+	case kindUDP:
+		k = udpKey(r.dir, r.fi.conn, r.fi.key.Len)
+	default:
 		return
 	}
-	k := frameKey{dir: r.dir, conn: r.fi.conn, key: r.fi.key}
 	rs := a.byKey[k]
 	for i, x := range rs {
 		if x == r {
@@ -921,8 +971,9 @@ func (a *annotator) comment(r *record) string {
 		parts = append(parts, r.offload)
 	}
 	parts = append(append(parts, r.faults...), r.earlier...)
-	if r.fi.kind != kindTCP {
-		d := r.fi.describe(r.dir == dirOut) + r.answerNote
+	udpTold := r.fi.kind == kindUDP && len(r.parts) > 0
+	if r.fi.kind != kindTCP && !udpTold {
+		d := r.fi.describe(r.dir == dirOut) + r.answerNote + udpAnswer(r, false)
 		if r.dir == dirIn && !r.answered && !r.dropped && r.isRequest() {
 			d += " → no reply"
 		}
@@ -944,6 +995,9 @@ func (a *annotator) comment(r *record) string {
 			}
 		}
 		parts = append(parts, p)
+	}
+	if udpTold {
+		parts[len(parts)-1] += udpAnswer(r, true)
 	}
 	for _, w := range r.wire {
 		if strings.HasPrefix(w, "window update") && hasPrefix(r.parts, "window update") {
@@ -985,6 +1039,12 @@ func hasPrefix(ps []part, p string) bool {
 // pairReply ties an ARP or ICMP echo reply to its request in the window,
 // and says on the request what the stack did with it.
 func (a *annotator) pairReply(r *record) {
+	if r.fi.quotedUDP {
+		if r.fi.portUnreachable() {
+			a.pairPortUnreachable(r)
+		}
+		return
+	}
 	var isReply func(req *record) bool
 	switch r.fi.kind {
 	case kindARP:
@@ -1033,4 +1093,42 @@ func (a *annotator) pairReply(r *record) {
 		}
 		return
 	}
+}
+
+// pairPortUnreachable ties an ICMP error quoting a UDP datagram to that
+// datagram's frame in the window: the stack's answer to a datagram for no
+// port, or the peer's answer to one the stack sent.
+func (a *annotator) pairPortUnreachable(r *record) {
+	q := r.fi.quoted // the datagram's ends, in its direction
+	live := a.live()
+	for i := len(live) - 1; i >= 0; i-- {
+		d := live[i]
+		if d.isNote() || d.dir == r.dir || d.fi.kind != kindUDP || d.icmpFrame != 0 {
+			continue
+		}
+		if netip.AddrPortFrom(d.fi.src, d.fi.udpSrc) != q.Local || netip.AddrPortFrom(d.fi.dst, d.fi.udpDst) != q.Remote {
+			continue
+		}
+		d.icmpFrame = r.no
+		r.answerNote = " (answers frame " + strconv.FormatUint(d.no, 10) + ")"
+		return
+	}
+}
+
+// udpAnswer is what a UDP datagram's comment says of the ICMP error that
+// answered it. told: the stack's event is on the frame, and for a datagram
+// to no port it says already whether an answer is due.
+func udpAnswer(r *record, told bool) string {
+	if r.fi.kind != kindUDP {
+		return ""
+	}
+	switch {
+	case r.icmpFrame != 0 && told && r.wantICMP:
+		return " (frame " + strconv.FormatUint(r.icmpFrame, 10) + ")"
+	case r.icmpFrame != 0:
+		return " → ICMP port unreachable (frame " + strconv.FormatUint(r.icmpFrame, 10) + ")"
+	case r.wantICMP:
+		return " (but none in the capture: rate limited, or no route back)"
+	}
+	return ""
 }

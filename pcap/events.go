@@ -58,7 +58,7 @@ const (
 type EventRecord struct {
 	V    int    `json:"v"`
 	Time int64  `json:"t"` // Unix nanoseconds, on the capture's clock (as frame times)
-	Kind string `json:"k"` // state, send, drop, queue, rto, receive, ack, recovery, pmtu
+	Kind string `json:"k"` // state, send, drop, queue, rto, receive, ack, recovery, pmtu; udp deliver, udp no port, udp drop, udp send
 	// Local and Remote are the connection from the capturing stack's
 	// viewpoint; a listener has no Remote.
 	Local  string `json:"l,omitempty"`
@@ -113,6 +113,10 @@ var eventKinds = map[event.Kind]string{
 	event.KindAck:               "ack",
 	event.KindRecovery:          "recovery",
 	event.KindPathMTU:           "pmtu",
+	event.KindUDPDeliver:        "udp deliver",
+	event.KindUDPNoPort:         "udp no port",
+	event.KindUDPDrop:           "udp drop",
+	event.KindUDPSend:           "udp send",
 }
 
 // eventLog is the batch of encoded event options not yet written.
@@ -248,7 +252,7 @@ func appendEventJSON(b []byte, now time.Time, ev *event.Event) []byte {
 		}
 	case event.KindSend:
 		b = appendStr(b, "send", ev.Send.String())
-	case event.KindDrop:
+	case event.KindDrop, event.KindUDPDrop:
 		b = appendStr(b, "drop", ev.Drop.String())
 	case event.KindQueue:
 		b = appendInt(b, "sq", int64(ev.Queue.SynQueueLen))
@@ -294,7 +298,8 @@ func appendEventJSON(b []byte, now time.Time, ev *event.Event) []byte {
 		b = appendInt(b, "inflight", int64(ev.InFlight))
 	}
 	switch ev.Kind {
-	case event.KindSend, event.KindAck, event.KindReceive, event.KindDrop:
+	case event.KindSend, event.KindAck, event.KindReceive, event.KindDrop,
+		event.KindUDPDeliver, event.KindUDPNoPort, event.KindUDPDrop, event.KindUDPSend:
 		// The words are the frame's comment already: most events are
 		// these, and the capture stays smaller without them twice.
 	default:

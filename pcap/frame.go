@@ -45,6 +45,7 @@ type frameInfo struct {
 	quotedSeq   uint32
 	quotedTCP   bool
 	quotedUDP   bool // the error quotes a UDP datagram (port unreachable)
+	fragment    bool // the first fragment of an IPv4 datagram
 	udpSrc      uint16
 	udpDst      uint16
 	etherType   tcpip.NetworkProtocolNumber
@@ -87,7 +88,17 @@ func parseFrame(b []byte, outbound bool) frameInfo {
 		fi.src = netip.AddrFrom4(h.SourceAddress().As4())
 		fi.dst = netip.AddrFrom4(h.DestinationAddress().As4())
 		fi.ipProto = h.Protocol()
-		if h.More() || h.FragmentOffset() != 0 {
+		if h.FragmentOffset() != 0 {
+			return fi
+		}
+		if h.More() {
+			// The first fragment of a UDP datagram carries its
+			// header, and so stands for the datagram (its Length
+			// counts the whole).
+			if fi.ipProto == uint8(header.UDPProtocolNumber) {
+				fi.fragment = true
+				parseUDP(&fi, ip[hl:tl], outbound)
+			}
 			return fi
 		}
 		payload = ip[hl:tl]
@@ -104,6 +115,16 @@ func parseFrame(b []byte, outbound bool) frameInfo {
 		fi.dst = netip.AddrFrom16(h.DestinationAddress().As16())
 		fi.ipProto = h.NextHeader()
 		payload = ip[header.IPv6MinimumSize : header.IPv6MinimumSize+pl]
+		if fi.ipProto == uint8(header.IPv6FragmentExtHdrIdentifier) && len(payload) >= header.IPv6FragmentExtHdrLength {
+			// RFC 8200 4.5: the first fragment (offset 0) of a UDP
+			// datagram carries its header, as in IPv4.
+			f := payload[:header.IPv6FragmentExtHdrLength]
+			if f[0] == uint8(header.UDPProtocolNumber) && (uint16(f[2])<<8|uint16(f[3]))>>3 == 0 {
+				fi.fragment = true
+				parseUDP(&fi, payload[header.IPv6FragmentExtHdrLength:], outbound)
+			}
+			return fi
+		}
 	default:
 		return fi
 	}
@@ -111,10 +132,7 @@ func parseFrame(b []byte, outbound bool) frameInfo {
 	case uint8(header.TCPProtocolNumber):
 		parseTCP(&fi, payload, outbound)
 	case uint8(header.UDPProtocolNumber):
-		if len(payload) >= header.UDPMinimumSize {
-			u := header.UDP(payload)
-			fi.kind, fi.udpSrc, fi.udpDst = kindUDP, u.SourcePort(), u.DestinationPort()
-		}
+		parseUDP(&fi, payload, outbound)
 	case uint8(header.ICMPv4ProtocolNumber):
 		if len(payload) >= header.ICMPv4MinimumSize {
 			h := header.ICMPv4(payload)
@@ -182,6 +200,30 @@ func parseTCP(fi *frameInfo, seg []byte, outbound bool) {
 	}
 }
 
+// parseUDP reads a UDP datagram's ports and payload length, and names it
+// as the stack's UDP events do: conn from the stack's viewpoint, key.Len
+// the payload bytes the UDP header counts (the rest of the IP payload is
+// padding; in a first fragment, the rest of the datagram is in the
+// fragments that follow).
+func parseUDP(fi *frameInfo, dgram []byte, outbound bool) {
+	if len(dgram) < header.UDPMinimumSize {
+		return
+	}
+	u := header.UDP(dgram)
+	fi.kind, fi.udpSrc, fi.udpDst = kindUDP, u.SourcePort(), u.DestinationPort()
+	fi.key.Len = len(dgram) - header.UDPMinimumSize
+	if l := int(u.Length()); l >= header.UDPMinimumSize && (l <= len(dgram) || fi.fragment) {
+		fi.key.Len = l - header.UDPMinimumSize
+	}
+	s := netip.AddrPortFrom(fi.src, fi.udpSrc)
+	d := netip.AddrPortFrom(fi.dst, fi.udpDst)
+	if outbound {
+		fi.conn = event.ConnID{Local: s, Remote: d}
+	} else {
+		fi.conn = event.ConnID{Local: d, Remote: s}
+	}
+}
+
 // parseQuoted reads the IP header and first 8 bytes of the TCP segment an
 // ICMP error quotes (RFC 792, RFC 4443 3.1). The quoted segment went the
 // other way: an inbound error quotes one of the stack's segments.
@@ -235,6 +277,18 @@ func parseQuoted(fi *frameInfo, b []byte, outbound bool) {
 	fi.quotedTCP = true
 }
 
+// portUnreachable reports an ICMP or ICMPv6 port unreachable (RFC 792,
+// RFC 4443 3.1 code 4).
+func (fi *frameInfo) portUnreachable() bool {
+	switch fi.kind {
+	case kindICMPv4:
+		return header.ICMPv4Type(fi.op) == header.ICMPv4DstUnreachable && header.ICMPv4Code(fi.code) == header.ICMPv4PortUnreachable
+	case kindICMPv6:
+		return header.ICMPv6Type(fi.op) == header.ICMPv6DstUnreachable && header.ICMPv6Code(fi.code) == header.ICMPv6PortUnreachable
+	}
+	return false
+}
+
 // flags of a TCP frame.
 func (fi *frameInfo) has(f header.TCPFlags) bool { return header.TCPFlags(fi.key.Flags)&f != 0 }
 
@@ -255,8 +309,10 @@ func (fi *frameInfo) describe(outbound bool) string {
 	case kindICMPv6:
 		return "ICMPv6 " + icmp6Name(header.ICMPv6Type(fi.op), fi.code) + fi.quotedText()
 	case kindUDP:
-		return fmt.Sprintf("UDP %v > %v (not TCP: no engine events)",
-			netip.AddrPortFrom(fi.src, fi.udpSrc), netip.AddrPortFrom(fi.dst, fi.udpDst))
+		// A datagram the stack reported no event for: a capture whose
+		// Writer is not the stack's observer, or one not for this stack.
+		return fmt.Sprintf("UDP %v > %v, %d bytes (no event)",
+			netip.AddrPortFrom(fi.src, fi.udpSrc), netip.AddrPortFrom(fi.dst, fi.udpDst), fi.key.Len)
 	case kindTCP:
 		return "TCP"
 	}

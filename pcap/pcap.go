@@ -7,7 +7,10 @@
 // which listener decision it met ("SYN queued: SYN queue 1/1024, accept
 // queue 0/3") and what the fault middleware did to it ("fault: dropped
 // (loss 5%, seed 7, #312)"). Every frame gets a comment; ARP and ICMP are
-// described with what the stack did with them. [Vocabulary] lists every
+// described with what the stack did with them, and a UDP datagram with
+// what the stack's UDP events say became of it ("udp datagram 12 bytes
+// delivered to 192.0.2.1:53", "no port: answered ICMP port unreachable
+// (frame 7)", "receive buffer full: dropped"). [Vocabulary] lists every
 // phrase.
 //
 // A [Writer] is link middleware: it wraps any Ethernet stack.LinkEndpoint

@@ -57,6 +57,13 @@ func (p Packet) TCP() (event.ConnID, event.SegKey, bool) {
 	return fi.conn, fi.key, fi.kind == kindTCP
 }
 
+// UDP returns the ends (from the capturing stack's viewpoint) and payload
+// length of the UDP datagram in the frame, if it carries one.
+func (p Packet) UDP() (event.ConnID, int, bool) {
+	fi := parseFrame(p.Data, p.Direction == Outbound)
+	return fi.conn, fi.key.Len, fi.kind == kindUDP
+}
+
 // ReadAll reads every packet of a pcapng stream, for tests and tools.
 // Packets are numbered as Wireshark numbers them: tapstack's notes
 // (custom blocks, see [ReadNotes]) count as frames.

@@ -232,7 +232,13 @@ func Vocabulary() []Term {
 		{"TSO <i>/<n> of frame <f>", "a later wire segment of the super-frame whose first segment is frame f", ""},
 		{"ARP request who-has <ip> tell <ip> → reply sent", "an ARP request and what the stack did with it", "arp"},
 		{"ICMP <type> ...", "an ICMP or ICMPv6 message, with the TCP connection it quotes", "icmp"},
-		{"UDP <src> > <dst> (not TCP: no engine events)", "a frame the TCP engine does not see", ""},
+		// UDP datagrams (gVisor's UDP; the stack reports each one).
+		{"udp datagram <n> bytes delivered to <addr>", "an inbound datagram queued to the socket bound to addr (\"(to <k> of <m> sockets)\" for broadcast and multicast)", "InDatagrams"},
+		{"udp datagram <n> bytes to <addr>: no port: answered ICMP port unreachable (frame <f>)", "no socket holds the port; IP answers with ICMP port unreachable (RFC 1122 4.1.3.1), in frame f (\"not answered\" for a broadcast or multicast destination); frame.verdict says TC_ACT_SHOT", "NoPorts, UDP_NO_SOCKET"},
+		{"udp datagram <n> bytes to <addr>: receive buffer full: dropped", "the socket's receive buffer (SO_RCVBUF) was full, or the socket no longer reads", "RcvbufErrors, SOCKET_RCVBUFF"},
+		{"udp datagram <n> bytes to <addr>: bad checksum: dropped", "the UDP checksum did not verify (\"malformed header\": the length did not)", "CsumErrors, UDP_CSUM"},
+		{"udp datagram <n> bytes sent", "a socket sent this datagram; \"→ ICMP port unreachable (frame <f>)\": the peer had no socket for it", "OutDatagrams"},
+		{"UDP <src> > <dst>, <n> bytes (no event)", "a datagram no event explained: the capture's Writer is not the stack's observer, or it was not for this stack", ""},
 		{"no engine event", "a TCP frame no event explained (counted in Stats.Unexplained; a test fails on it)", ""},
 	}
 }
@@ -261,6 +267,33 @@ func Describe(ev event.Event) string {
 		return rtoText(ev.RTO)
 	case event.KindRecovery:
 		return recoveryText(&ev)
+	case event.KindUDPDeliver, event.KindUDPNoPort, event.KindUDPDrop, event.KindUDPSend:
+		return udpText(&ev)
+	}
+	return ev.String()
+}
+
+// udpText renders a UDP datagram event as its frame's comment: "udp
+// datagram 12 bytes delivered to 192.0.2.2:53".
+func udpText(ev *event.Event) string {
+	n := strconv.Itoa(ev.Key.Len)
+	switch ev.Kind {
+	case event.KindUDPDeliver:
+		s := "udp datagram " + n + " bytes delivered to " + ev.Conn.Local.String()
+		if ev.Note != "" {
+			s += " (" + ev.Note + ")"
+		}
+		return s
+	case event.KindUDPNoPort:
+		s := "udp datagram " + n + " bytes to " + ev.Conn.Local.String() + ": no port"
+		if ev.Note != "" {
+			s += ": " + ev.Note
+		}
+		return s
+	case event.KindUDPDrop:
+		return "udp datagram " + n + " bytes to " + ev.Conn.Local.String() + ": " + ev.Drop.String() + ": dropped"
+	case event.KindUDPSend:
+		return "udp datagram " + n + " bytes sent"
 	}
 	return ev.String()
 }

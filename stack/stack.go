@@ -110,23 +110,24 @@ func New(opts Options) *Stack {
 		clock = tcpip.NewStdClock()
 	}
 	engine, bind := tcp.NewProtocol(opts.TCP)
+	udpObs := newUDPObserver(opts.TCP.Observer, clock) // UDP datagrams as events (udp_observe.go)
 	s := gstack.New(gstack.Options{
-		NetworkProtocols: []gstack.NetworkProtocolFactory{
+		NetworkProtocols: append(udpObs.network(
 			ipv4.NewProtocol,
 			// Addresses are usable at once: duplicate address detection
 			// would hold them tentative until the clock moves.
 			ipv6.NewProtocolWithOptions(ipv6.Options{DADConfigs: gstack.DADConfigurations{DupAddrDetectTransmits: 0}}),
-			arp.NewProtocol,
-		},
+		), arp.NewProtocol),
 		// TCP is ours; UDP and the ICMP echo sockets are gVisor's
 		// (transport/udp, transport/icmp): a datagram to a port nobody
 		// holds gets ICMP port unreachable from gVisor's demuxer, as
 		// Linux answers (RFC 1122 4.1.3.1), where without a UDP protocol
 		// IPv4 would answer protocol unreachable.
-		TransportProtocols: []gstack.TransportProtocolFactory{bind.Factory, udp.NewProtocol, icmp.NewProtocol4, icmp.NewProtocol6},
+		TransportProtocols: []gstack.TransportProtocolFactory{bind.Factory, udpObs.transport(udp.NewProtocol), icmp.NewProtocol4, icmp.NewProtocol6},
 		Clock:              clock,
 		HandleLocal:        true,
 	})
+	udpObs.attach(s)
 	st := &Stack{
 		s: s, tcp: engine, bind: bind, onLinkDown: opts.OnLinkDown,
 		nextNIC: 1, links: make(map[tcpip.NICID]gstack.LinkEndpoint), down: make(map[tcpip.NICID]error),

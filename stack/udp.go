@@ -4,7 +4,10 @@ import "gvisor.dev/gvisor/pkg/tcpip"
 
 // UDPStats counts the stack's UDP datagrams (gVisor's transport/udp
 // carries them; the counters are its, named as Linux's /proc/net/snmp
-// Udp: line names them where it can).
+// Udp: line names them where it can). With an observer
+// (Options.TCP.Observer) each datagram counted is also an event:
+// event.KindUDPDeliver, KindUDPNoPort, KindUDPDrop or KindUDPSend
+// (udp_observe.go); a UDPConn has its own counters (conn.UDPConnStats).
 type UDPStats struct {
 	// Received counts datagrams that reached UDP from IP, whatever became
 	// of them (Linux's InDatagrams counts only Delivered).

@@ -111,7 +111,7 @@ func formatEvent(ev event.Event) string {
 		}
 	}
 	switch ev.Kind {
-	case event.KindDrop, event.KindReceive, event.KindAck:
+	case event.KindDrop, event.KindReceive, event.KindAck, event.KindUDPDeliver, event.KindUDPNoPort, event.KindUDPDrop:
 		// About a segment that came from the peer.
 		return fmt.Sprintf("%s > %s: %s%s", remote, local, what, seg)
 	}
