@@ -217,8 +217,22 @@ func (e *Endpoint) probeAllowed() bool {
 }
 
 // probeTimeout sends the tail loss probe (7.3): a new segment if the
-// windows allow one, else the last segment sent, again. The RTO is
-// restarted from now.
+// congestion window has room for one (and the receive window allows it),
+// else the last segment sent, again. The RTO is restarted from now.
+//
+// RFC 8985 7.3 and Linux send new data even when the congestion window is
+// full; we, as gVisor, do not. The probe is there to draw an ACK, and when
+// the window is full and no ACK came for 2·SRTT, the likeliest case on a
+// lossy path is that the receiver has everything and its ACKs were lost:
+// a new in-order segment then waits for the receiver's delayed-ACK timer
+// (Linux: 40 ms; tcp_send_delayed_ack, one full segment is not enough to
+// ACK at once), while a copy of the last segment is a duplicate, which
+// every receiver acknowledges at once (RFC 5681 4.2; Linux
+// tcp_send_dupack, with a D-SACK that tells us the probe was not needed).
+// If instead the tail was lost, either probe draws an immediate ACK. With
+// the Linux kernel receiving at 5% loss both ways, 39 of 62 new-data
+// probes in a 16 MiB transfer waited 40-45 ms for their ACK, 1.6 s of
+// 3.7 s (TestTailLossProbeWindowFull).
 func (e *Endpoint) probeTimeout() {
 	if !e.probeAllowed() {
 		return
@@ -229,7 +243,7 @@ func (e *Endpoint) probeTimeout() {
 		note = "tail loss probe in fast recovery: no ACK for 2·SRTT"
 	}
 	e.rack.tlpRetrans = false
-	if !e.sendNewData(event.SendTLP, true) {
+	if e.inflight() >= e.cwnd || !e.sendNewData(event.SendTLP, true) {
 		i := e.rtxq.tail() - 1
 		if e.rtxq.at(i).has(segSacked) {
 			return // the tail is delivered: nothing to probe with

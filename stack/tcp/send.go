@@ -505,9 +505,11 @@ func (e *Endpoint) sendNewData(cause event.SendCause, probe bool) bool {
 		}
 		return false
 	}
-	if n < mss && !fin && inflight && n == unsent && !e.nodelay {
+	if n < mss && !fin && inflight && n == unsent && !e.nodelay && !probe {
 		// Nagle (3.7.4): a short segment waits for the outstanding
-		// data to be acknowledged, unless the user turned it off.
+		// data to be acknowledged, unless the user turned it off. A
+		// tail loss probe is exempt, as Linux sends it (TCP_NAGLE_OFF
+		// in tcp_send_loss_probe): no ACK is coming to release it.
 		return false
 	}
 	if cause == event.SendData && n == 0 {

@@ -92,15 +92,18 @@ func TestTailLossProbeRepairsLoss(t *testing.T) {
 	}
 }
 
-// TestTailLossProbeNewData: the flight's ACKs are late and the congestion
-// window holds two more segments back. The probe is one of them, new data
-// (RFC 8985 7.3: a previously unsent segment when the receive window
-// allows, sent outside cwnd); when the ACK of everything covers it, the
-// episode ends with nothing learned about a loss (7.4.2: a probe of new
-// data repairs nothing): no window reduction, no TLPRecoveries.
-func TestTailLossProbeNewData(t *testing.T) {
+// TestTailLossProbeWindowFull: the flight's ACKs are lost and the
+// congestion window holds two more segments back. The probe is a copy of
+// the last segment sent, not new data: we depart here from RFC 8985 7.3
+// (and Linux) as gVisor does, because a receiver that has everything
+// acknowledges a duplicate at once (RFC 5681 4.2) but delays the ACK of one
+// new in-order segment (Linux: 40 ms). The peer's ACK of everything
+// carries a D-SACK for the copy: the probe was not needed, so the episode
+// ends with no window reduction (7.4.2), and the two held-back segments go.
+func TestTailLossProbeWindowFull(t *testing.T) {
 	p, ep := rttPeer(t, tcp.Options{})
-	if _, err := ep.Write(payload(0, 12*1460)); err != nil {
+	data := payload(0, 12*1460)
+	if _, err := ep.Write(data); err != nil {
 		t.Fatal(err)
 	}
 	for k := 1; k <= 10; k++ {
@@ -109,11 +112,43 @@ func TestTailLossProbeNewData(t *testing.T) {
 	p.ExpectNothing()
 	before := ep.Info()
 	p.Advance(2*rtt + 2*time.Millisecond) // PTO with more than one segment in flight
-	p.Expect(seg{Flags: ".", Seq: sb(11), Ack: 1, Len: 1460, Check: tcptest.IgnorePSH})
+	p.Expect(seg{Flags: ".", Seq: sb(10), Ack: 1, Payload: segData(data, 10), Check: tcptest.IgnorePSH})
 	p.ExpectNothing()
-	p.Inject(sackAck(12))
-	p.Drain() // segment 12 goes now
-	p.Inject(sackAck(13))
+	p.Inject(sackAck(11, [2]int{10, 11}))
+	p.Expect(seg{Flags: ".", Seq: sb(11), Ack: 1, Len: 1460, Check: tcptest.IgnorePSH})
+	p.Expect(seg{Flags: "P.", Seq: sb(12), Ack: 1, Len: 1460})
+	st := p.TCP.Stats()
+	i := ep.Info()
+	if st.TailLossProbes.Load() != 1 || st.Sent(event.SendTLP) != 1 || st.TLPRecoveries.Load() != 0 {
+		t.Errorf("probes %d (sent %d), TLP recoveries %d; want 1, 1, 0", st.TailLossProbes.Load(), st.Sent(event.SendTLP), st.TLPRecoveries.Load())
+	}
+	if i.Ssthresh != before.Ssthresh || i.Cwnd < before.Cwnd || i.CAState != "open" {
+		t.Errorf("after the probe's D-SACK: cwnd %d, ssthresh %d, %s; want no reduction from %d, %d",
+			i.Cwnd, i.Ssthresh, i.CAState, before.Cwnd, before.Ssthresh)
+	}
+}
+
+// TestTailLossProbeNewData: the window has room, but Nagle holds a short
+// segment back while full ones are unacknowledged (RFC 9293 3.7.4). When
+// their ACKs do not come, the probe is that new segment (RFC 8985 7.3: a
+// previously unsent segment when the windows allow it; Nagle does not
+// hold a probe); when the ACK of everything covers it, the episode ends
+// with nothing learned about a loss (7.4.2: a probe of new data repairs
+// nothing): no window reduction, no TLPRecoveries.
+func TestTailLossProbeNewData(t *testing.T) {
+	p, ep := rttPeer(t, tcp.Options{})
+	if _, err := ep.Write(payload(0, 3*1460+100)); err != nil {
+		t.Fatal(err)
+	}
+	for k := 1; k <= 3; k++ {
+		p.Expect(seg{Flags: ".", Seq: sb(k), Ack: 1, Len: 1460, Check: tcptest.IgnorePSH})
+	}
+	p.ExpectNothing()
+	before := ep.Info()
+	p.Advance(2*rtt + 2*time.Millisecond)
+	p.Expect(seg{Flags: ".", Seq: sb(4), Ack: 1, Len: 100, Check: tcptest.IgnorePSH})
+	p.ExpectNothing()
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: sb(4) + 100})
 	p.ExpectNothing()
 	st := p.TCP.Stats()
 	i := ep.Info()
