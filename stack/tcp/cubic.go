@@ -143,7 +143,6 @@ const (
 	hsNRTTSample      = 8
 	hsCSSGrowthDiv    = 4
 	hsCSSRounds       = 5
-	hsL               = 8 // segments per ACK at most, without pacing (4.2)
 	hsInfiniteMinimum = time.Duration(math.MaxInt64)
 )
 
@@ -166,33 +165,46 @@ func (h *hystart) onAck(a *AckSample) (cwnd, ssthresh uint32) {
 			}
 		}
 	}
+	// RFC 9406 4.2 grows the window first, then takes the RTT sample
+	// and checks for a rise: the ACK that brings the eighth sample of
+	// a round still grows at the rate it arrived in.
+	//
+	// N is not capped at L = 8 segments here, where RFC 9406 4.3 caps
+	// it for a sender that does not pace: we follow Linux, whose slow
+	// start grows by all a stretch ACK acknowledges (tcp_slow_start,
+	// since 2015), as slowStart does after HyStart++. Receivers that
+	// coalesce (GRO, ACK per burst) make ACKs of more than 8 segments
+	// common, and a cap would slow slow start by what they thin out.
+	if h.inCSS {
+		cwnd = min(a.Cwnd+a.Acked/hsCSSGrowthDiv, maxCwnd)
+	} else {
+		cwnd, _ = slowStart(a)
+	}
 	if a.RTT > 0 {
 		if h.curRoundMin == 0 || a.RTT < h.curRoundMin {
 			h.curRoundMin = a.RTT
 		}
 		h.rttSampleCount++
 	}
-	acked := min(a.Acked, hsL*a.MSS)
+	if h.rttSampleCount < hsNRTTSample || h.curRoundMin == 0 {
+		return cwnd, a.Ssthresh
+	}
 	if h.inCSS {
-		if h.rttSampleCount >= hsNRTTSample && h.curRoundMin < h.cssBaseline {
+		if h.curRoundMin < h.cssBaseline {
 			// The RTT came down: the rise was spurious. Back to
 			// slow start.
 			h.inCSS = false
 			h.cssBaseline = 0
-		} else {
-			return min(a.Cwnd+acked/hsCSSGrowthDiv, maxCwnd), a.Ssthresh
 		}
+		return cwnd, a.Ssthresh
 	}
-	if h.rttSampleCount >= hsNRTTSample && h.curRoundMin > 0 && h.lastRoundMin > 0 {
+	if h.lastRoundMin > 0 {
 		thresh := min(max(h.lastRoundMin/hsMinRTTDivisor, hsMinRTTThresh), hsMaxRTTThresh)
 		if h.curRoundMin >= h.lastRoundMin+thresh {
 			h.inCSS = true
 			h.cssRounds = 0
 			h.cssBaseline = h.curRoundMin
-			return min(a.Cwnd+acked/hsCSSGrowthDiv, maxCwnd), a.Ssthresh
 		}
 	}
-	a.Acked = acked
-	cwnd, _ = slowStart(a)
 	return cwnd, a.Ssthresh
 }
