@@ -47,6 +47,12 @@ type ackInfo struct {
 	roundStart    bool          // the first ACK of a new round trip
 	endedRecovery bool          // the ACK ended fast recovery
 	reorderedSeen bool          // a segment was delivered after one sent later (RFC 8985 6.2 step 3)
+	// The lowest start of a segment never retransmitted that the ACK
+	// delivered below the highest delivered sequence number,
+	// cumulatively (reordAck) or by SACK (reordSACK): how far the
+	// network reordered (rackReorderingDegree).
+	reordAckLow, reordSACKLow seqnum.Value
+	reordAck, reordSACK       bool
 }
 
 // processAck is the fifth step's processing for ESTABLISHED and the
@@ -66,6 +72,12 @@ func (e *Endpoint) processAck(seg *segment) {
 	}
 	if e.sackOK && seg.nsack > 0 {
 		e.ackSACK(seg, &a)
+	}
+	if a.reordAck {
+		e.rackReorderingDegree(a.reordAckLow)
+	}
+	if a.reordSACK {
+		e.rackReorderingDegree(a.reordSACKLow)
 	}
 	a.dup = a.acked == 0 && (classicDup && (!e.sackOK || seg.nsack == 0) || a.sacked > 0)
 	if a.dup {
@@ -200,6 +212,11 @@ func (e *Endpoint) delivered(s *txSeg, a *ackInfo, byAck bool) {
 		// 3, Linux tcp_check_sack_reordering).
 		if s.end.LessThan(e.rack.fack) {
 			a.reorderedSeen = true
+			if byAck && (!a.reordAck || s.start.LessThan(a.reordAckLow)) {
+				a.reordAckLow, a.reordAck = s.start, true
+			} else if !byAck && (!a.reordSACK || s.start.LessThan(a.reordSACKLow)) {
+				a.reordSACKLow, a.reordSACK = s.start, true
+			}
 		}
 	}
 	e.rackDelivered(s, a.now)

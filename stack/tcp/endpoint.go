@@ -406,10 +406,15 @@ type Info struct {
 	InFlight                 uint32        // pipe: bytes sent and not known to have left the network
 	Sacked, Lost             uint32        // bytes above SND.UNA the peer SACKed; bytes deemed lost
 	ReorderingSeen           bool          // the peer's ACKs showed reordering (RACK widens its window)
-	BytesSent, BytesAcked    uint64
-	BytesReceived            uint64
-	Retransmits              uint64
-	SendQueued, RecvQueued   int
+	// Reordering is how far, in segments, the peer's ACKs showed the
+	// network reorder: 3 until SACKs show more (Linux's
+	// tcpi_reordering); ReorderEvents counts the ACKs that showed any
+	// (tcpi_reord_seen).
+	Reordering, ReorderEvents uint32
+	BytesSent, BytesAcked     uint64
+	BytesReceived             uint64
+	Retransmits               uint64
+	SendQueued, RecvQueued    int
 	// LastDataRecv is the time since data last arrived, or since the
 	// connection was established if none has (Linux tcpi_last_data_recv).
 	LastDataRecv time.Duration
@@ -451,6 +456,8 @@ func (e *Endpoint) Info() Info {
 		Sacked:            e.rtxq.sacked,
 		Lost:              e.rtxq.lost,
 		ReorderingSeen:    e.rack.reordering,
+		Reordering:        e.reorderingDegree(),
+		ReorderEvents:     e.rack.reordSeen,
 		BytesSent:         e.bytesSent,
 		BytesAcked:        e.bytesAcked,
 		BytesReceived:     e.bytesReceived,

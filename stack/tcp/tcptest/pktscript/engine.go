@@ -311,7 +311,7 @@ const linuxInfiniteSsthresh = 0x7fffffff
 // names and in Linux's units: segments for windows and counts of
 // segments (bytes / SND.MSS; counts of bytes rounded up), microseconds
 // for times. A field missing here is one the engine does not keep
-// (tcpi_reordering, tcpi_probes, tcpi_last_data_recv, ...): a script
+// (tcpi_probes, tcpi_rwnd_limited, tcpi_busy_time, ...): a script
 // asserting on it is skipped.
 func (c *conn) tcpInfo() map[string]int64 {
 	in := c.ep.Info()
@@ -344,6 +344,8 @@ func (c *conn) tcpInfo() map[string]int64 {
 		"tcpi_rcv_wscale":     int64(max(in.RcvWndScale, 0)),
 		"tcpi_notsent_bytes":  int64(max(in.SendQueued-int(outstanding), 0)),
 		"tcpi_last_data_recv": in.LastDataRecv.Milliseconds(),
+		"tcpi_reordering":     int64(in.Reordering),
+		"tcpi_reord_seen":     int64(in.ReorderEvents),
 	}
 	var opts int64
 	if in.Timestamps {
