@@ -83,7 +83,7 @@ func (e *Endpoint) Close() error {
 		return nil
 	case event.Established, event.CloseWait, event.FinWait1, event.FinWait2, event.SynReceived:
 		if unread {
-			e.sendReset(e.sndNxt)
+			e.sendActiveReset()
 			e.transition(event.Closed, userCause("close with unread data"))
 			return nil
 		}
@@ -94,7 +94,7 @@ func (e *Endpoint) Close() error {
 	if !e.proto.adoptOrphan(e) {
 		e.proto.limits.OrphanResets.Add(1)
 		if e.state.Synchronized() {
-			e.sendReset(e.sndNxt)
+			e.sendActiveReset()
 		}
 		e.transition(event.Closed, userCause("close: too many orphans (MaxOrphans)"))
 		return nil
@@ -120,7 +120,7 @@ func (e *Endpoint) Reset() {
 	case event.SynSent, event.TimeWait:
 		e.transition(event.Closed, userCause("abort"))
 	default:
-		e.sendReset(e.sndNxt)
+		e.sendActiveReset()
 		e.transition(event.Closed, userCause("abort"))
 	}
 	e.mu.Unlock()

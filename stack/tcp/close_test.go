@@ -120,7 +120,7 @@ func TestCloseWithUnreadData(t *testing.T) {
 	p.Inject(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("unread")})
 	p.ExpectNothing() // the ACK is delayed
 	ep.Close()
-	p.Expect(seg{Flags: "R", Seq: 1})
+	p.Expect(seg{Flags: "R.", Seq: 1, Ack: 7})
 	p.WantState(ep, event.Closed)
 	p.Advance(time.Second)
 	p.ExpectNothing() // in particular, no delayed ACK from a dead TCB

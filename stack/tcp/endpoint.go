@@ -508,7 +508,7 @@ func (e *Endpoint) abort() {
 		}
 		switch e.state {
 		case event.SynReceived, event.Established, event.FinWait1, event.FinWait2, event.CloseWait:
-			e.sendReset(e.sndNxt)
+			e.sendActiveReset()
 		}
 		e.transition(event.Closed, userCause("stack close"))
 	}

@@ -752,7 +752,7 @@ func (l *Listener) Close() {
 		e.mu.Lock()
 		e.listener = nil
 		if e.state.Synchronized() {
-			e.sendReset(e.sndNxt)
+			e.sendActiveReset()
 		}
 		e.transition(event.Closed, userCause("listener close"))
 		e.mu.Unlock()
