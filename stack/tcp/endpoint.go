@@ -80,7 +80,7 @@ type Endpoint struct {
 	rcvBufLimit int
 	ooo         reassembly   // out-of-order text held, its SACK blocks and D-SACK (reassembly.go)
 	finReceived bool         // the peer's FIN was taken in order
-	rcvClosed   bool         // CloseRead: incoming data is discarded
+	rcvClosed   bool         // CloseRead: Read returns io.EOF once the queue is empty
 	rcvAcc      seqnum.Value // right window edge we advertised; never moves left
 	unacked     int          // segments taken since the last ACK we sent
 
