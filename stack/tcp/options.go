@@ -170,6 +170,12 @@ type Options struct {
 	// 1048576 is ours.
 	MaxConnections int
 
+	// MinGSOSegments is the fewest segments the sender puts in one GSO
+	// packet (a train of back-to-back segments where the link does not
+	// segment; PSH marks the last of each), whatever the pacing rate
+	// would make it: Linux's tcp_min_tso_segs, default 2. See gsoSegs.
+	MinGSOSegments int
+
 	// Observer, if set, receives every Event.
 	Observer event.Observer
 }
@@ -208,6 +214,7 @@ func (o Options) withDefaults() Options {
 	defInt(&o.MaxTimeWait, 131072)
 	defInt(&o.MaxOrphans, 131072)
 	defInt(&o.MaxConnections, 1<<20)
+	defInt(&o.MinGSOSegments, 2)
 	return o
 }
 

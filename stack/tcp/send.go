@@ -277,11 +277,13 @@ func (e *Endpoint) sendClock() (tcpip.MonotonicTime, uint32) {
 
 // gsoSegs is how many segments Linux puts in one GSO packet
 // (tcp_tso_autosize): about a millisecond's worth at the pacing rate
-// (sk_pacing_shift 10: rate/1024), at least 2 (tcp_min_tso_segs), plus a
-// share of 64 KiB on paths under 16 ms of minimum RTT (tcp_tso_rtt_log
-// 9), at most 64 KiB. The pacing rate is cwnd segments per SRTT, doubled
-// in slow start below half ssthresh and 1.2 times after
-// (tcp_update_pacing_rate); before an RTT sample it is unbounded.
+// (sk_pacing_shift 10: rate/1024), at least MinGSOSegments (Linux's
+// tcp_min_tso_segs, 2), plus a share of 64 KiB on paths under 16 ms of
+// minimum RTT (tcp_tso_rtt_log 9), at most 64 KiB. The pacing rate is
+// cwnd segments per SRTT, doubled in slow start below half ssthresh and
+// 1.2 times after (tcp_update_pacing_rate); before an RTT sample it is
+// unbounded. Nor does a packet take more than half the congestion window
+// (tcp_cwnd_test).
 func (e *Endpoint) gsoSegs() int {
 	const gsoMax = 1 << 16
 	mss := max(e.sndMSS, 1)
@@ -298,7 +300,11 @@ func (e *Endpoint) gsoSegs() int {
 			bytes = min(bytes+gsoMax>>r, gsoMax)
 		}
 	}
-	return min(max(bytes/mss, 2), gsoMax/mss)
+	segs := max(min(max(bytes/mss, e.proto.opts.MinGSOSegments), gsoMax/mss), 1)
+	// At most half the congestion window in one packet, so that at
+	// least two are in flight (tcp_cwnd_test: "for better scheduling,
+	// ensure we have at least 2 GSO packets in flight").
+	return min(segs, max(int(e.cwnd)/mss/2, 1))
 }
 
 // gsoSegsMax is how many full segments one packet may carry on the

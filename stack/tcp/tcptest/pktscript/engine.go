@@ -78,6 +78,7 @@ func newEngine(tb testing.TB, set settings) *engine {
 		NoSynCookies:      set.noSynCookies,
 		NoRACK:            set.noRACK,
 		NoFRTO:            set.noFRTO,
+		MinGSOSegments:    set.minGSOSegments,
 		AbortOnOverflow:   set.abortOnOverflow,
 		CongestionControl: set.congestionControl,
 		SynRetries:        set.synRetries,

@@ -14,6 +14,7 @@ import (
 // engine's options). Zero values mean the engine's default.
 type settings struct {
 	noTimestamps, noSACK, noSynCookies, noRACK, noFRTO bool
+	minGSOSegments                                     int
 	abortOnOverflow                                    bool
 
 	congestionControl string
@@ -590,7 +591,14 @@ func (s *settings) sysctl(key, value string) *skipError {
 			return needs("%s (TCP_NOTSENT_LOWAT)", setting)
 		}
 		return took("no not-sent low-water mark, as tapstack")
-	case "tcp_tso_win_divisor", "tcp_min_tso_segs", "tcp_limit_output_bytes", "tcp_autocorking",
+	case "tcp_min_tso_segs":
+		n, ok := num()
+		if !ok || n <= 0 {
+			return needs("%s", setting)
+		}
+		s.minGSOSegments = int(min(n, 64))
+		return took("Options.MinGSOSegments")
+	case "tcp_tso_win_divisor", "tcp_limit_output_bytes", "tcp_autocorking",
 		"tcp_pacing_ss_ratio", "tcp_pacing_ca_ratio", "tcp_base_mss", "tcp_moderate_rcvbuf",
 		"tcp_no_metrics_save", "tcp_fastopen", "tcp_fastopen_key":
 		// TSO sizing and deferral, TCP small queues, pacing ratios
