@@ -134,6 +134,7 @@ type Endpoint struct {
 
 	persistProbes int                 // zero-window probes the peer has not answered
 	progressAt    tcpip.MonotonicTime // SND.UNA last moved, or data left with none in flight
+	dataSentAt    tcpip.MonotonicTime // new data last left (Linux's lsndtime), for the restart after idle
 	userTimeout   time.Duration       // RFC 5482 UTO; 0 is off
 
 	timers timerSet

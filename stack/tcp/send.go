@@ -398,6 +398,12 @@ func (e *Endpoint) output() {
 		return
 	}
 	limited, sent := false, false
+	if e.rtxq.empty() && e.sndNxt.LessThan(e.sndEnd()) && e.sndNxt.LessThan(e.sndUna.Add(seqnum.Size(e.sndWnd))) {
+		// New data may leave with none in flight: after an idle
+		// spell, the window restarts first (congestion.go), before
+		// it sizes the packets.
+		e.restartAfterIdle(e.proto.clock.NowMonotonic())
+	}
 	// The train lives while output runs: an idle connection does not
 	// carry it (trains are pooled per engine).
 	t, _ := e.proto.trains.Get().(*train)
@@ -526,6 +532,7 @@ func (e *Endpoint) sendNewData(cause event.SendCause, probe bool) bool {
 	seq := e.sndNxt
 	if n > 0 {
 		e.dataSent(now) // delack.go: a reply?
+		e.dataSentAt = now
 	}
 	if e.caState == caRecovery {
 		e.prrOut += uint64(n)

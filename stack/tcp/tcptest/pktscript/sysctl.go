@@ -14,6 +14,7 @@ import (
 // engine's options). Zero values mean the engine's default.
 type settings struct {
 	noTimestamps, noSACK, noSynCookies, noRACK, noFRTO bool
+	noSlowStartAfterIdle                               bool
 	minGSOSegments                                     int
 	abortOnOverflow                                    bool
 
@@ -547,10 +548,12 @@ func (s *settings) sysctl(key, value string) *skipError {
 		s.tlp = n >= 3 // Linux: 3 and 4 enable the tail loss probe
 		return s.rackTLP(setting)
 	case "tcp_slow_start_after_idle":
-		if value != "0" {
-			return needs("%s (slow start after idle, RFC 5681 4.1)", setting)
+		n, ok := num()
+		if !ok || n < 0 {
+			return needs("%s", setting)
 		}
-		return took("no cwnd restart after idle, as tapstack")
+		s.noSlowStartAfterIdle = n == 0
+		return took("Options.NoSlowStartAfterIdle")
 	case "tcp_ecn":
 		if value != "0" {
 			return needs("%s (ECN)", setting)
