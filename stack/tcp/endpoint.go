@@ -197,6 +197,23 @@ func (p *Protocol) newEndpoint(netProto tcpip.NetworkProtocolNumber, id stack.Tr
 	return e
 }
 
+// The range of a user's MSS clamp, as Linux's TCP_MAXSEG takes it
+// (TCP_MIN_MSS, MAX_TCP_WINDOW).
+const (
+	minUserMSS = 88
+	maxUserMSS = 32767
+)
+
+// clampMSS returns the MSS we advertise, mss from the route, under the
+// user's clamp (0: none). The send MSS never exceeds what we advertise
+// (takeSynOptions), so the clamp bounds both, as Linux's user_mss does.
+func clampMSS(mss, clamp int) int {
+	if clamp > 0 && clamp < mss {
+		return clamp
+	}
+	return mss
+}
+
 // ID returns the connection's 4-tuple.
 func (e *Endpoint) ID() event.ConnID { return connIDOf(e.id) }
 

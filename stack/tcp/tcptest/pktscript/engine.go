@@ -201,9 +201,13 @@ func errno(err error) error {
 // listener is a listening socket.
 type listener struct{ l *tcp.Listener }
 
-func (e *engine) listen(addr netip.Addr, port uint16, backlog int) (*listener, error) {
+func (e *engine) listen(addr netip.Addr, port uint16, backlog, maxSeg int) (*listener, error) {
 	l, err := e.proto.Listen(netip.AddrPortFrom(addr, port), backlog)
 	if err != nil {
+		return nil, errno(err)
+	}
+	if err := l.SetMaxSegment(maxSeg); err != nil {
+		l.Close()
 		return nil, errno(err)
 	}
 	return &listener{l: l}, nil
@@ -219,13 +223,17 @@ func (l *listener) accept() (*conn, error) {
 
 func (l *listener) close() { l.l.Close() }
 
+// setMaxSegment is TCP_MAXSEG on a listening socket; the runner checked
+// the range.
+func (l *listener) setMaxSegment(n int) { _ = l.l.SetMaxSegment(n) }
+
 func (l *listener) port() uint16 { return l.l.Addr().Port() }
 
 // conn is a connection.
 type conn struct{ ep *tcp.Endpoint }
 
-func (e *engine) connect(remote netip.Addr, port uint16) (*conn, error) {
-	ep, err := e.proto.Connect(netip.AddrPort{}, netip.AddrPortFrom(remote, port))
+func (e *engine) connect(remote netip.Addr, port uint16, maxSeg int) (*conn, error) {
+	ep, err := e.proto.ConnectWith(netip.AddrPort{}, netip.AddrPortFrom(remote, port), tcp.ConnectOptions{MaxSegment: maxSeg})
 	if err != nil {
 		return nil, errno(err)
 	}

@@ -40,6 +40,7 @@ type sock struct {
 	keepCount             int
 	lingerOn              bool
 	lingerSecs            int64
+	maxSeg                int // TCP_MAXSEG: the MSS clamp (Linux's user_mss); 0: none
 	sndbufSet, rcvbufSet  bool
 	nodelaySet, utSet     bool
 	keepSet, keepParamSet bool
@@ -447,7 +448,7 @@ func (r *runner) listenCall(sc *Syscall) {
 	if s.kind != sockNew {
 		r.fail("listen on a socket that is not new")
 	}
-	ln, err := r.eng.listen(r.stackAddr(), s.port, backlog)
+	ln, err := r.eng.listen(r.stackAddr(), s.port, backlog, s.maxSeg)
 	if err == nil {
 		s.kind, s.ln = sockListener, ln
 		r.sut, r.sutLn = nil, s
@@ -501,6 +502,7 @@ func (r *runner) inherit(ns, ls *sock) {
 	ns.keepalive, ns.keepSet, ns.keepParamSet = ls.keepalive, ls.keepSet, ls.keepParamSet
 	ns.keepIdle, ns.keepIntvl, ns.keepCount = ls.keepIdle, ls.keepIntvl, ls.keepCount
 	ns.lingerOn, ns.lingerSecs = ls.lingerOn, ls.lingerSecs
+	ns.maxSeg = ls.maxSeg
 	r.applyOptions(ns)
 }
 
@@ -543,7 +545,7 @@ func (r *runner) connectCall(sc *Syscall, start, end time.Duration) {
 	if s.kind != sockNew {
 		panic(needs("connect on a socket that is not new (%d)", s.fd))
 	}
-	ec, err := r.eng.connect(r.peerAddr(), r.connect)
+	ec, err := r.eng.connect(r.peerAddr(), r.connect, s.maxSeg)
 	if err != nil {
 		r.checkResult(sc, -1, err, false)
 		return
@@ -840,7 +842,18 @@ func (r *runner) setsockopt(sc *Syscall) {
 		}
 		c.setQuickAck(iv() != 0)
 	case "SOL_TCP.TCP_MAXSEG":
-		panic(needs("TCP_MAXSEG (setsockopt): tapstack's MSS follows the route, not the socket"))
+		// Linux takes 0 or 88 to 32767 (TCP_MIN_MSS, MAX_TCP_WINDOW).
+		// It takes effect at connect or listen; later, Linux only
+		// records it, and so does the runner.
+		n := iv()
+		if n != 0 && (n < 88 || n > 32767) {
+			r.checkResult(sc, -1, syscall.EINVAL, false)
+			return
+		}
+		s.maxSeg = int(n)
+		if s.kind == sockListener {
+			s.ln.setMaxSegment(s.maxSeg)
+		}
 	case "SOL_TCP.TCP_CORK":
 		panic(needs("TCP_CORK (tapstack has no corking)"))
 	default:
@@ -906,10 +919,14 @@ func (r *runner) getsockopt(sc *Syscall) {
 		v = s.userTimeout.Milliseconds()
 	case "SOL_TCP.TCP_MAXSEG":
 		// Linux: the current send MSS once connected
-		// (tp->mss_cache), TCP_MSS_DEFAULT before.
+		// (tp->mss_cache); before, the clamp TCP_MAXSEG set, or
+		// TCP_MSS_DEFAULT.
 		v = 536
-		if c != nil && c.synchronized() {
+		switch {
+		case c != nil && c.synchronized():
 			v = int64(c.sndMSS())
+		case s.maxSeg > 0:
+			v = int64(s.maxSeg)
 		}
 	default:
 		panic(needs("getsockopt %s", name))
