@@ -165,7 +165,15 @@ func (e *Endpoint) ackCumulative(ack seqnum.Value, a *ackInfo) {
 	if e.renoSacked > 0 {
 		// The ACK covers the hole and segments the duplicates
 		// stood for: all but one of those it acknowledges were
-		// counted already (Linux tcp_remove_reno_sacks).
+		// counted already (Linux tcp_remove_reno_sacks), as
+		// delivered when each duplicate came, so this ACK delivers
+		// only what they did not stand for, at least the hole's
+		// segment (RFC 6937 3: without SACK, DeliveredData nets out
+		// the duplicate ACKs; Linux's tcp_count_delivered of
+		// max(acked - sacked_out, 1)). Slow start grows by that.
+		mss := uint32(e.sndMSS)
+		counted := min(uint32(e.renoSacked)*mss, a.delivered)
+		a.delivered = max(a.delivered-counted, min(mss, a.delivered))
 		segs := (int(a.acked) + e.sndMSS - 1) / e.sndMSS
 		e.renoSacked = max(e.renoSacked-(segs-1), 0)
 	}
