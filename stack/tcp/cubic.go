@@ -53,11 +53,16 @@ func (c *cubic) OnAck(a AckSample) (cwnd, ssthresh uint32) {
 	cwnd, ssthresh = a.Cwnd, a.Ssthresh
 	if cwnd < ssthresh {
 		// Slow start, with HyStart++ while it is the first one.
-		cwnd, ssthresh = c.hs.onAck(&a)
-		if cwnd < ssthresh {
+		var left uint32
+		cwnd, ssthresh, left = c.hs.onAck(&a)
+		if cwnd < ssthresh || left == 0 {
 			return cwnd, ssthresh
 		}
-		a.Cwnd, a.Ssthresh = cwnd, ssthresh
+		// What slow start did not use, reaching ssthresh, grows the
+		// window in congestion avoidance; an ACK it used up grows
+		// nothing more (Linux's tcp_slow_start returns the rest to
+		// cubictcp_cong_avoid, which returns when it is 0).
+		a.Cwnd, a.Ssthresh, a.Acked = cwnd, ssthresh, left
 	}
 	// Congestion avoidance (RFC 9438 4.2 to 4.5).
 	w := float64(cwnd) / mss
@@ -146,11 +151,12 @@ const (
 	hsInfiniteMinimum = time.Duration(math.MaxInt64)
 )
 
-// onAck grows the window in slow start and returns it with ssthresh.
-func (h *hystart) onAck(a *AckSample) (cwnd, ssthresh uint32) {
+// onAck grows the window in slow start and returns it with ssthresh and
+// the bytes acknowledged that slow start left to congestion avoidance.
+func (h *hystart) onAck(a *AckSample) (cwnd, ssthresh, left uint32) {
 	if h.done {
-		cwnd, _ := slowStart(a)
-		return cwnd, a.Ssthresh
+		cwnd, left := slowStart(a)
+		return cwnd, a.Ssthresh, left
 	}
 	if a.RoundStart {
 		h.lastRoundMin = h.curRoundMin
@@ -161,7 +167,7 @@ func (h *hystart) onAck(a *AckSample) (cwnd, ssthresh uint32) {
 			if h.cssRounds >= hsCSSRounds {
 				// Enough CSS rounds: congestion avoidance.
 				h.done, h.inCSS = true, false
-				return a.Cwnd, a.Cwnd
+				return a.Cwnd, a.Cwnd, a.Acked
 			}
 		}
 	}
@@ -178,7 +184,7 @@ func (h *hystart) onAck(a *AckSample) (cwnd, ssthresh uint32) {
 	if h.inCSS {
 		cwnd = min(a.Cwnd+a.Acked/hsCSSGrowthDiv, maxCwnd)
 	} else {
-		cwnd, _ = slowStart(a)
+		cwnd, left = slowStart(a)
 	}
 	if a.RTT > 0 {
 		if h.curRoundMin == 0 || a.RTT < h.curRoundMin {
@@ -187,7 +193,7 @@ func (h *hystart) onAck(a *AckSample) (cwnd, ssthresh uint32) {
 		h.rttSampleCount++
 	}
 	if h.rttSampleCount < hsNRTTSample || h.curRoundMin == 0 {
-		return cwnd, a.Ssthresh
+		return cwnd, a.Ssthresh, left
 	}
 	if h.inCSS {
 		if h.curRoundMin < h.cssBaseline {
@@ -196,7 +202,7 @@ func (h *hystart) onAck(a *AckSample) (cwnd, ssthresh uint32) {
 			h.inCSS = false
 			h.cssBaseline = 0
 		}
-		return cwnd, a.Ssthresh
+		return cwnd, a.Ssthresh, left
 	}
 	if h.lastRoundMin > 0 {
 		thresh := min(max(h.lastRoundMin/hsMinRTTDivisor, hsMinRTTThresh), hsMaxRTTThresh)
@@ -206,5 +212,5 @@ func (h *hystart) onAck(a *AckSample) (cwnd, ssthresh uint32) {
 			h.cssBaseline = h.curRoundMin
 		}
 	}
-	return cwnd, a.Ssthresh
+	return cwnd, a.Ssthresh, left
 }
