@@ -189,7 +189,8 @@ func (e *Endpoint) ackCumulative(ack seqnum.Value, a *ackInfo) {
 	}
 	e.retries = 0
 	e.progressAt = a.now
-	e.notify() // send buffer space opened
+	e.chronoStop(chronoSndbufLimited) // room in the send buffer; idle if all is acknowledged
+	e.notify()                        // send buffer space opened
 }
 
 // delivered accounts for a segment an ACK delivered for the first time,

@@ -134,6 +134,7 @@ type Endpoint struct {
 
 	persistProbes int                 // zero-window probes the peer has not answered
 	progressAt    tcpip.MonotonicTime // SND.UNA last moved, or data left with none in flight
+	chrono        chrono              // busy, window- and buffer-limited times (chrono.go)
 	dataSentAt    tcpip.MonotonicTime // new data last left (Linux's lsndtime), for the restart after idle
 	userTimeout   time.Duration       // RFC 5482 UTO; 0 is off
 
@@ -339,11 +340,17 @@ func (e *Endpoint) writeLocked(b []byte) (int, error) {
 		return 0, syscall.EPIPE
 	}
 	room := e.sndBufLimit - int(e.sndBuf.Size())
+	if room < len(b) {
+		e.chronoStart(chronoSndbufLimited) // until an ACK makes room
+	}
 	if room <= 0 {
 		return 0, ErrWouldBlock
 	}
 	if len(b) > room {
 		b = b[:room]
+	}
+	if len(b) > 0 {
+		e.chronoStart(chronoBusy)
 	}
 	e.appendSend(b)
 	if e.state.Synchronized() {
@@ -436,6 +443,11 @@ type Info struct {
 	// LastDataRecv is the time since data last arrived, or since the
 	// connection was established if none has (Linux tcpi_last_data_recv).
 	LastDataRecv time.Duration
+	// BusyTime is how long data was queued or in flight; RwndLimited
+	// and SndbufLimited how much of it new data waited for the peer's
+	// window or the user for room in the send buffer (Linux's
+	// tcpi_busy_time, tcpi_rwnd_limited, tcpi_sndbuf_limited).
+	BusyTime, RwndLimited, SndbufLimited time.Duration
 }
 
 // Info returns a snapshot of the connection.
@@ -450,7 +462,11 @@ func (e *Endpoint) Info() Info {
 	if e.wasEstablished {
 		lastData = e.proto.clock.NowMonotonic().Sub(e.lastDataAt)
 	}
+	busy, rwndLim, sndbufLim := e.chronoTimes()
 	return Info{
+		BusyTime:          busy,
+		RwndLimited:       rwndLim,
+		SndbufLimited:     sndbufLim,
 		LastDataRecv:      lastData,
 		ID:                e.connID(),
 		State:             e.state,

@@ -456,6 +456,7 @@ func (e *Endpoint) output() {
 	e.train = nil
 	e.proto.trains.Put(t)
 	e.cwndValidate(limited)
+	e.chronoAfterOutput()
 	if sent {
 		// A new tail: the probe is due 2·SRTT after it (RFC 8985
 		// 7.2). Nothing sent leaves the probe where it was, as Linux

@@ -355,6 +355,9 @@ func (c *conn) tcpInfo() map[string]int64 {
 		"tcpi_notsent_bytes":  int64(max(in.SendQueued-int(outstanding), 0)),
 		"tcpi_last_data_recv": in.LastDataRecv.Milliseconds(),
 		"tcpi_reordering":     int64(in.Reordering),
+		"tcpi_busy_time":      us(in.BusyTime),
+		"tcpi_rwnd_limited":   us(in.RwndLimited),
+		"tcpi_sndbuf_limited": us(in.SndbufLimited),
 		"tcpi_reord_seen":     int64(in.ReorderEvents),
 	}
 	var opts int64
