@@ -104,6 +104,10 @@ type Endpoint struct {
 	inBatch           bool // the segment being processed came in a burst whose end its link marks (batch.go)
 	ackAtBatchEnd     bool // an ACK waits for the burst's end, e is in proto.batch.pending
 	swsOverride       bool // the persist timer lets a short segment past SWS avoidance
+	// Corking (cork.go): TCP_CORK set; the send buffer's tail was
+	// written with MSG_MORE; that write's own output is running; a push
+	// past the cork (TCP_NODELAY set) is running.
+	cork, sndMore, corkWrite, pushOnce bool
 
 	// Congestion control (cc.go) and loss recovery (recovery.go, RACK-TLP
 	// in rack.go). recover is NewReno's "recover" and RFC 6675's
@@ -326,13 +330,13 @@ func (e *Endpoint) Readable() bool {
 // after a reset or a timeout.
 func (e *Endpoint) Write(b []byte) (int, error) {
 	e.mu.Lock()
-	n, err := e.writeLocked(b)
+	n, err := e.writeLocked(b, false)
 	e.mu.Unlock()
 	e.flush()
 	return n, err
 }
 
-func (e *Endpoint) writeLocked(b []byte) (int, error) {
+func (e *Endpoint) writeLocked(b []byte, more bool) (int, error) {
 	switch {
 	case e.err != nil:
 		return 0, e.err
@@ -351,10 +355,13 @@ func (e *Endpoint) writeLocked(b []byte) (int, error) {
 	}
 	if len(b) > 0 {
 		e.chronoStart(chronoBusy)
+		e.sndMore = more
 	}
 	e.appendSend(b)
 	if e.state.Synchronized() {
+		e.corkWrite = more
 		e.output()
+		e.corkWrite = false
 	}
 	return len(b), nil
 }
@@ -385,11 +392,15 @@ func (e *Endpoint) SendQueued() int {
 }
 
 // SetNoDelay turns Nagle's algorithm (RFC 9293 3.7.4) off (true) or on.
+// Turning it off also sends what waits now, corked or not, as Linux's
+// TCP_NODELAY pushes the pending data (TCP_NAGLE_PUSH); the cork stays.
 func (e *Endpoint) SetNoDelay(on bool) {
 	e.mu.Lock()
 	e.nodelay = on
 	if on && e.state.Synchronized() {
+		e.pushOnce = true
 		e.output()
+		e.pushOnce = false
 	}
 	e.mu.Unlock()
 	e.flush()

@@ -211,7 +211,7 @@ func (e *Endpoint) sndEnd() seqnum.Value { return e.sndBufSeq.Add(seqnum.Size(e.
 // end of a train, below). attempt numbers a retransmission.
 func (e *Endpoint) transmit(seq seqnum.Value, n int, fin bool, cause event.SendCause, attempt int, push bool) {
 	flags := header.TCPFlagAck
-	if n > 0 && (push || seq.Add(seqnum.Size(n)) == e.sndEnd()) {
+	if n > 0 && (push || seq.Add(seqnum.Size(n)) == e.sndEnd() && e.pushAtEnd()) {
 		flags |= header.TCPFlagPsh
 	}
 	if fin {
@@ -362,7 +362,7 @@ func (e *Endpoint) sendHeld(push bool) {
 		e.transmit(t.seq, t.n, t.fin, t.cause, 0, push)
 	case t.segs > 1:
 		flags := header.TCPFlagAck
-		if push || t.seq.Add(seqnum.Size(t.n)) == e.sndEnd() {
+		if push || t.seq.Add(seqnum.Size(t.n)) == e.sndEnd() && e.pushAtEnd() {
 			flags |= header.TCPFlagPsh
 		}
 		if t.fin {
@@ -518,9 +518,17 @@ func (e *Endpoint) sendNewData(cause event.SendCause, probe bool) bool {
 		}
 		return false
 	}
-	if n < mss && !fin && inflight && n == unsent && !e.nodelay {
+	if n < mss && !fin && inflight && n == unsent && !e.nodelay && !e.pushOnce {
 		// Nagle (3.7.4): a short segment waits for the outstanding
 		// data to be acknowledged, unless the user turned it off.
+		return false
+	}
+	if n < mss && !fin && n == unsent && !probe && e.corked() {
+		// Corked (cork.go): the short tail waits for more data; with
+		// nothing in flight, at most until the persist timer.
+		if !inflight && !e.timerArmed(timerPersist) {
+			e.startPersist()
+		}
 		return false
 	}
 	if cause == event.SendData && n == 0 {

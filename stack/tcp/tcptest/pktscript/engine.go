@@ -257,10 +257,15 @@ func (c *conn) read(b []byte) (int, error) {
 	n, err := c.ep.Read(b)
 	return n, errno(err)
 }
-func (c *conn) write(b []byte) (int, error) {
+func (c *conn) write(b []byte, more bool) (int, error) {
+	if more {
+		n, err := c.ep.WriteMore(b)
+		return n, errno(err)
+	}
 	n, err := c.ep.Write(b)
 	return n, errno(err)
 }
+func (c *conn) setCork(on bool)   { c.ep.SetCork(on) }
 func (c *conn) closeRead() error  { return errno(c.ep.CloseRead()) }
 func (c *conn) closeWrite() error { return errno(c.ep.CloseWrite()) }
 func (c *conn) close() error      { return errno(c.ep.Close()) }

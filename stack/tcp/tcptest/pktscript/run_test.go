@@ -77,7 +77,7 @@ func TestRunScripts(t *testing.T) {
 		{"setting changed while running", prelude + "+0 `sysctl -q net.ipv4.tcp_sack=1`\n", Skip, 0, "needs a setting changed while the stack runs: sysctl -q net.ipv4.tcp_sack=1", nil},
 		{"no-op command while running", prelude + "+0 `tc qdisc add dev tun0 root pfifo`\n", Pass, 0, "", nil},
 		{"unsupported construct", "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 < udp (10)\n", Skip, 0, "needs UDP packet lines (line 2)", nil},
-		{"unsupported call", prelude + "+0 setsockopt(4, SOL_TCP, TCP_CORK, [1], 4) = 0\n", Skip, 0, "needs TCP_CORK", nil},
+		{"unsupported call", prelude + "+0 setsockopt(4, SOL_TCP, TCP_NOTSENT_LOWAT, [1], 4) = 0\n", Skip, 0, "needs setsockopt TCP_NOTSENT_LOWAT", nil},
 		{"syntax error", "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 > Q 1:1(0)\n", Fail, 2, "bad TCP flags", nil},
 		{"unknown option", "--frobnicate\n0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n", Skip, 0, "needs option --frobnicate", nil},
 		{"active open", "`sysctl -q net.ipv4.tcp_timestamps=0`\n0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n" +

@@ -41,6 +41,7 @@ type sock struct {
 	lingerOn              bool
 	lingerSecs            int64
 	maxSeg                int // TCP_MAXSEG: the MSS clamp (Linux's user_mss); 0: none
+	cork, corkSet         bool
 	sndbufSet, rcvbufSet  bool
 	nodelaySet, utSet     bool
 	keepSet, keepParamSet bool
@@ -503,16 +504,23 @@ func (r *runner) inherit(ns, ls *sock) {
 	ns.keepIdle, ns.keepIntvl, ns.keepCount = ls.keepIdle, ls.keepIntvl, ls.keepCount
 	ns.lingerOn, ns.lingerSecs = ls.lingerOn, ls.lingerSecs
 	ns.maxSeg = ls.maxSeg
-	r.applyOptions(ns)
+	ns.cork, ns.corkSet = ls.cork, ls.corkSet
+	r.applyOptions(ns, "")
 }
 
 // applyOptions gives the engine's connection the socket's options.
-func (r *runner) applyOptions(s *sock) {
+func (r *runner) applyOptions(s *sock, name string) {
 	c := r.sockConn(s)
 	if c == nil {
 		return
 	}
-	if s.nodelaySet {
+	// Setting TCP_CORK or TCP_NODELAY on a connection is an act as well
+	// as a setting (uncorking, or TCP_NODELAY, pushes what waits): done
+	// when that option is set, not again with every other.
+	if s.corkSet && (name == "" || name == "TCP_CORK") {
+		c.setCork(s.cork)
+	}
+	if s.nodelaySet && (name == "" || name == "TCP_NODELAY") {
 		c.setNoDelay(s.nodelay)
 	}
 	if s.sndbufSet || s.rcvbufSet {
@@ -553,7 +561,7 @@ func (r *runner) connectCall(sc *Syscall, start, end time.Duration) {
 	cs := r.addConn(&connState{localPort: ec.localPort(), peerPort: r.connect, ec: ec})
 	s.kind, s.c = sockConn, cs
 	r.sut, r.sutLn = cs, nil
-	r.applyOptions(s)
+	r.applyOptions(s, "")
 	if s.nonblock {
 		r.drain()
 		r.checkResult(sc, -1, syscall.EINPROGRESS, false)
@@ -605,9 +613,8 @@ func (r *runner) write(sc *Syscall, start, end time.Duration) {
 		nonblock = true
 		flags &^= 0x40
 	}
-	if flags&0x8000 != 0 {
-		panic(needs("MSG_MORE (tapstack has no corking)"))
-	}
+	more := flags&0x8000 != 0 // MSG_MORE: Endpoint.WriteMore
+	flags &^= 0x8000
 	if flags&^0x4000 != 0 { // MSG_NOSIGNAL is what tapstack does anyway
 		panic(needs("send flags %#x", flags))
 	}
@@ -624,7 +631,7 @@ func (r *runner) write(sc *Syscall, start, end time.Duration) {
 			if written == n {
 				return true, written, nil
 			}
-			k, err := c.write(zeros[:min(int64(len(zeros)), n-written)])
+			k, err := c.write(zeros[:min(int64(len(zeros)), n-written)], more)
 			written += int64(k)
 			switch {
 			case errors.Is(err, errAgain):
@@ -855,11 +862,11 @@ func (r *runner) setsockopt(sc *Syscall) {
 			s.ln.setMaxSegment(s.maxSeg)
 		}
 	case "SOL_TCP.TCP_CORK":
-		panic(needs("TCP_CORK (tapstack has no corking)"))
+		s.cork, s.corkSet = iv() != 0, true
 	default:
 		panic(needs("setsockopt %s", name))
 	}
-	r.applyOptions(s)
+	r.applyOptions(s, name)
 	r.checkResult(sc, 0, nil, false)
 	r.drain()
 }

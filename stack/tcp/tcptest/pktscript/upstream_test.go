@@ -34,6 +34,8 @@ var upstreamPass = []string{
 	"mss/mss-setsockopt-tcp_maxseg-client.pkt",
 	"mss/mss-setsockopt-tcp_maxseg-server.pkt",
 	"nagle/https_client.pkt",
+	"nagle/sendmsg_msg_more.pkt",
+	"nagle/sockopt_cork_nodelay.pkt",
 	"sack/sack-shift-sacked-2-6-8-3-9-nofack.pkt",
 	"sack/sack-shift-sacked-7-3-4-8-9-fack.pkt",
 	"sack/sack-shift-sacked-7-5-6-8-9-fack.pkt",
