@@ -68,15 +68,15 @@ func (e *Endpoint) cwndValidate(limited bool) {
 
 // restartAfterIdle is the restart window of RFC 5681 4.1: a connection
 // about to send data with none in flight (new data from the user, or a
-// closed window opening), that sent none for longer than the RTO, has no
-// ACK clock left, so cwnd drops to at most RW = min(IW, cwnd) before the
-// transmission begins. Window probes are no data and do not count. We follow Linux
-// (tcp_cwnd_restart) in how: the window halves once per RTO of idleness,
-// down to RW and no further (RFC 2861's decay, floored at RFC 5681's RW),
-// and ssthresh keeps three quarters of the old window
-// (tcp_current_ssthresh), so slow start climbs back quickly to where it
-// was. Options.NoSlowStartAfterIdle turns it off, as Linux's
-// tcp_slow_start_after_idle=0.
+// closed window opening), that sent none, new or retransmitted, for longer
+// than the RTO, has no ACK clock left, so cwnd drops to at most RW =
+// min(IW, cwnd) before the transmission begins. Window probes are no data
+// and do not count. We follow Linux (tcp_cwnd_restart) in how: the window
+// halves once per RTO of idleness, down to RW and no further (RFC 2861's
+// decay, floored at RFC 5681's RW), and ssthresh keeps at least three
+// quarters of the old window (tcp_current_ssthresh), so slow start climbs
+// back quickly to where it was. Options.NoSlowStartAfterIdle turns it
+// off, as Linux's tcp_slow_start_after_idle=0.
 func (e *Endpoint) restartAfterIdle(now tcpip.MonotonicTime) {
 	if e.proto.opts.NoSlowStartAfterIdle || e.dataSentAt == (tcpip.MonotonicTime{}) || e.caState != caOpen {
 		return

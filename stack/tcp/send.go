@@ -597,7 +597,9 @@ func (e *Endpoint) retransmitSeg(i uint64, cause event.SendCause) {
 			e.undo.stamped, e.undo.stampTS = true, e.tsNow()
 		}
 	}
-	q.retransmitted(i, e.proto.clock.NowMonotonic(), e.tsNow())
+	now := e.proto.clock.NowMonotonic()
+	e.dataSentAt = now // data left: the restart after idle counts from here, as Linux's lsndtime
+	q.retransmitted(i, now, e.tsNow())
 	if i == q.head || !e.timerArmed(timerRetransmit) {
 		// Linux restarts the timer when the first segment is sent
 		// again, so the retransmission has its own full RTO.
