@@ -31,7 +31,7 @@ const (
 type chrono struct {
 	kind  chronoKind
 	since tcpip.MonotonicTime
-	total [numChronos]time.Duration
+	total [numChronos - 1]time.Duration // by kind - 1: idle keeps no time
 }
 
 // set stops the running chronograph and starts k.
@@ -40,7 +40,7 @@ func (c *chrono) set(k chronoKind, now tcpip.MonotonicTime) {
 		return
 	}
 	if c.kind != chronoIdle {
-		c.total[c.kind] += now.Sub(c.since)
+		c.total[c.kind-1] += now.Sub(c.since)
 	}
 	c.kind, c.since = k, now
 }
@@ -89,7 +89,8 @@ func (e *Endpoint) chronoAfterOutput() {
 func (e *Endpoint) chronoTimes() (busy, rwnd, sndbuf time.Duration) {
 	t := e.chrono.total
 	if e.chrono.kind != chronoIdle {
-		t[e.chrono.kind] += e.proto.clock.NowMonotonic().Sub(e.chrono.since)
+		t[e.chrono.kind-1] += e.proto.clock.NowMonotonic().Sub(e.chrono.since)
 	}
-	return t[chronoBusy] + t[chronoRwndLimited] + t[chronoSndbufLimited], t[chronoRwndLimited], t[chronoSndbufLimited]
+	busy, rwnd, sndbuf = t[chronoBusy-1], t[chronoRwndLimited-1], t[chronoSndbufLimited-1]
+	return busy + rwnd + sndbuf, rwnd, sndbuf
 }

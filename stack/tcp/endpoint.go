@@ -139,7 +139,7 @@ type Endpoint struct {
 	persistProbes int                 // zero-window probes the peer has not answered
 	progressAt    tcpip.MonotonicTime // SND.UNA last moved, or data left with none in flight
 	chrono        chrono              // busy, window- and buffer-limited times (chrono.go)
-	dataSentAt    tcpip.MonotonicTime // new data last left (Linux's lsndtime), for the restart after idle
+	dataSentAt    tcpip.MonotonicTime // data (new or again) last left (Linux's lsndtime), for the restart after idle
 	userTimeout   time.Duration       // RFC 5482 UTO; 0 is off
 
 	timers timerSet
