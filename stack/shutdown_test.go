@@ -169,7 +169,8 @@ func TestShutdownGraceful(t *testing.T) {
 
 // TestShutdownDeadline: a peer that never answers the FIN keeps Shutdown
 // waiting until ctx ends; then the stack closes and resets the connection
-// (one RST, at SND.NXT after the FIN), and Shutdown returns ctx's error.
+// (one RST, at SND.NXT after the FIN, with ACK as Linux's active reset),
+// and Shutdown returns ctx's error.
 func TestShutdownDeadline(t *testing.T) {
 	p, _ := tcptest.Listen(t)
 	ep, iss := accepted(t, p, 40000)
@@ -181,7 +182,7 @@ func TestShutdownDeadline(t *testing.T) {
 	if err := result(t, done); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Shutdown: %v, want context.Canceled", err)
 	}
-	want(t, c.take(), wireSeg{40000, header.TCPFlagRst, iss + 2, 0, 0})
+	want(t, c.take(), wireSeg{40000, header.TCPFlagRst | header.TCPFlagAck, iss + 2, tcptest.PeerISS + 1, 0})
 	if _, err := ep.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNABORTED) {
 		t.Errorf("Read after the reset: %v, want ECONNABORTED", err)
 	}
@@ -252,9 +253,9 @@ func TestCloseResets(t *testing.T) {
 		got[s.dst] = append(got[s.dst], s)
 	}
 	for port, w := range map[uint16][]wireSeg{
-		40000: {{40000, header.TCPFlagRst, issEst + 1, 0, 0}},
-		40001: {{40001, header.TCPFlagRst, issCW + 1, 0, 0}},
-		40004: {{40004, header.TCPFlagRst, issQueued + 1, 0, 0}},
+		40000: {{40000, header.TCPFlagRst | header.TCPFlagAck, issEst + 1, tcptest.PeerISS + 1, 0}},
+		40001: {{40001, header.TCPFlagRst | header.TCPFlagAck, issCW + 1, tcptest.PeerISS + 2, 0}},
+		40004: {{40004, header.TCPFlagRst | header.TCPFlagAck, issQueued + 1, tcptest.PeerISS + 1, 0}},
 	} {
 		want(t, got[port], w...)
 		delete(got, port)

@@ -47,6 +47,12 @@ type ackInfo struct {
 	roundStart    bool          // the first ACK of a new round trip
 	endedRecovery bool          // the ACK ended fast recovery
 	reorderedSeen bool          // a segment was delivered after one sent later (RFC 8985 6.2 step 3)
+	// The lowest start of a segment never retransmitted that the ACK
+	// delivered below the highest delivered sequence number,
+	// cumulatively (reordAck) or by SACK (reordSACK): how far the
+	// network reordered (rackReorderingDegree).
+	reordAckLow, reordSACKLow seqnum.Value
+	reordAck, reordSACK       bool
 }
 
 // processAck is the fifth step's processing for ESTABLISHED and the
@@ -66,6 +72,12 @@ func (e *Endpoint) processAck(seg *segment) {
 	}
 	if e.sackOK && seg.nsack > 0 {
 		e.ackSACK(seg, &a)
+	}
+	if a.reordAck {
+		e.rackReorderingDegree(a.reordAckLow)
+	}
+	if a.reordSACK {
+		e.rackReorderingDegree(a.reordSACKLow)
 	}
 	a.dup = a.acked == 0 && (classicDup && (!e.sackOK || seg.nsack == 0) || a.sacked > 0)
 	if a.dup {
@@ -153,7 +165,15 @@ func (e *Endpoint) ackCumulative(ack seqnum.Value, a *ackInfo) {
 	if e.renoSacked > 0 {
 		// The ACK covers the hole and segments the duplicates
 		// stood for: all but one of those it acknowledges were
-		// counted already (Linux tcp_remove_reno_sacks).
+		// counted already (Linux tcp_remove_reno_sacks), as
+		// delivered when each duplicate came, so this ACK delivers
+		// only what they did not stand for, at least the hole's
+		// segment (RFC 6937 3: without SACK, DeliveredData nets out
+		// the duplicate ACKs; Linux's tcp_count_delivered of
+		// max(acked - sacked_out, 1)). Slow start grows by that.
+		mss := uint32(e.sndMSS)
+		counted := min(uint32(e.renoSacked)*mss, a.delivered)
+		a.delivered = max(a.delivered-counted, min(mss, a.delivered))
 		segs := (int(a.acked) + e.sndMSS - 1) / e.sndMSS
 		e.renoSacked = max(e.renoSacked-(segs-1), 0)
 	}
@@ -169,7 +189,8 @@ func (e *Endpoint) ackCumulative(ack seqnum.Value, a *ackInfo) {
 	}
 	e.retries = 0
 	e.progressAt = a.now
-	e.notify() // send buffer space opened
+	e.chronoStop(chronoSndbufLimited) // room in the send buffer; idle if all is acknowledged
+	e.notify()                        // send buffer space opened
 }
 
 // delivered accounts for a segment an ACK delivered for the first time,
@@ -200,6 +221,11 @@ func (e *Endpoint) delivered(s *txSeg, a *ackInfo, byAck bool) {
 		// 3, Linux tcp_check_sack_reordering).
 		if s.end.LessThan(e.rack.fack) {
 			a.reorderedSeen = true
+			if byAck && (!a.reordAck || s.start.LessThan(a.reordAckLow)) {
+				a.reordAckLow, a.reordAck = s.start, true
+			} else if !byAck && (!a.reordSACK || s.start.LessThan(a.reordSACKLow)) {
+				a.reordSACKLow, a.reordSACK = s.start, true
+			}
 		}
 	}
 	e.rackDelivered(s, a.now)

@@ -183,3 +183,35 @@ func TestRenoAvoidance(t *testing.T) {
 		t.Errorf("ssthresh %d after a loss with %d in flight, want half", f.ssthresh, flight)
 	}
 }
+
+// TestSlowStartToSsthresh: an ACK that brings slow start exactly to
+// ssthresh grows the window to ssthresh and no further; only what slow
+// start did not use goes on to congestion avoidance (Linux's
+// tcp_slow_start returns it). Counting the ACK's bytes in both would grow
+// the window twice for the same data. Both algorithms, after a timeout
+// (HyStart++ is over) and in the first slow start.
+func TestSlowStartToSsthresh(t *testing.T) {
+	const mss = 1000
+	for _, tc := range []struct {
+		name  string
+		cc    CongestionControl
+		acked uint32
+		want  uint32
+	}{
+		{"cubic, used up", &cubic{hs: hystart{done: true}}, mss, 7 * mss},
+		{"cubic, HyStart++ on, used up", &cubic{}, mss, 7 * mss},
+		{"reno, used up", reno{}, mss, 7 * mss},
+		{"reno, 1000 left", reno{}, 2 * mss, 7*mss + mss*mss/(7*mss)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if c, ok := tc.cc.(*cubic); ok {
+				c.epochStart = -1
+			}
+			cwnd, ssthresh := tc.cc.OnAck(AckSample{Now: time.Second, Acked: tc.acked, Cwnd: 6 * mss, Ssthresh: 7 * mss,
+				MSS: mss, RTT: 100 * time.Millisecond, SRTT: 100 * time.Millisecond})
+			if cwnd != tc.want || ssthresh != 7*mss {
+				t.Errorf("cwnd %d, ssthresh %d after %d acknowledged from cwnd 6000, ssthresh 7000; want cwnd %d", cwnd, ssthresh, tc.acked, tc.want)
+			}
+		})
+	}
+}

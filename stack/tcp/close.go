@@ -42,9 +42,13 @@ func (e *Endpoint) closeWriteLocked(call string) error {
 	return nil
 }
 
-// CloseRead closes the receiving side (shutdown(2) SHUT_RD): queued data
-// is discarded, Read returns io.EOF, and later data is acknowledged and
-// discarded.
+// CloseRead closes the receiving side (shutdown(2) SHUT_RD): Read returns
+// io.EOF once nothing is queued, instead of waiting for more. RFC 9293
+// has no such call; we do what Linux does (tcp_shutdown leaves the
+// receive queue alone): data already queued, and data that arrives later,
+// is acknowledged, queued and still readable, so nothing the peer was
+// told it delivered is thrown away unseen. A Close that finds it unread
+// resets the connection (RFC 2525 2.17), as with any unread data.
 func (e *Endpoint) CloseRead() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -52,7 +56,6 @@ func (e *Endpoint) CloseRead() error {
 		return syscall.ENOTCONN
 	}
 	e.rcvClosed = true
-	e.rcvBuf.Release()
 	e.notify()
 	return nil
 }
@@ -73,7 +76,7 @@ func (e *Endpoint) Close() error {
 	}
 	e.userClosed = true
 	e.notify()
-	unread := e.rcvBuf.Size() > 0 && !e.rcvClosed
+	unread := e.rcvBuf.Size() > 0
 	e.rcvBuf.Release()
 	switch e.state {
 	case event.Closed, event.TimeWait:
@@ -83,7 +86,7 @@ func (e *Endpoint) Close() error {
 		return nil
 	case event.Established, event.CloseWait, event.FinWait1, event.FinWait2, event.SynReceived:
 		if unread {
-			e.sendReset(e.sndNxt)
+			e.sendActiveReset()
 			e.transition(event.Closed, userCause("close with unread data"))
 			return nil
 		}
@@ -94,7 +97,7 @@ func (e *Endpoint) Close() error {
 	if !e.proto.adoptOrphan(e) {
 		e.proto.limits.OrphanResets.Add(1)
 		if e.state.Synchronized() {
-			e.sendReset(e.sndNxt)
+			e.sendActiveReset()
 		}
 		e.transition(event.Closed, userCause("close: too many orphans (MaxOrphans)"))
 		return nil
@@ -120,7 +123,7 @@ func (e *Endpoint) Reset() {
 	case event.SynSent, event.TimeWait:
 		e.transition(event.Closed, userCause("abort"))
 	default:
-		e.sendReset(e.sndNxt)
+		e.sendActiveReset()
 		e.transition(event.Closed, userCause("abort"))
 	}
 	e.mu.Unlock()

@@ -120,7 +120,7 @@ func TestCloseWithUnreadData(t *testing.T) {
 	p.Inject(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("unread")})
 	p.ExpectNothing() // the ACK is delayed
 	ep.Close()
-	p.Expect(seg{Flags: "R", Seq: 1})
+	p.Expect(seg{Flags: "R.", Seq: 1, Ack: 7})
 	p.WantState(ep, event.Closed)
 	p.Advance(time.Second)
 	p.ExpectNothing() // in particular, no delayed ACK from a dead TCB
@@ -262,4 +262,34 @@ func TestTimeWaitReopen(t *testing.T) {
 		t.Fatalf("Accept after reopening: %v", err)
 	}
 	p.WantState(ne, event.Established)
+}
+
+// TestCloseReadKeepsData: shutdown(SHUT_RD) as Linux does it. Read returns
+// io.EOF once nothing is queued, but text queued before the call, and
+// text that arrives after it, is acknowledged, kept and readable: the peer
+// was told it was delivered. A Close that finds some unread resets.
+func TestCloseReadKeepsData(t *testing.T) {
+	p, ep := tcptest.Established(t)
+	p.Inject(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("before")})
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 7})
+	if err := ep.CloseRead(); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 100)
+	if n, err := ep.Read(b); n != 6 || err != nil || string(b[:n]) != "before" {
+		t.Fatalf("Read after CloseRead = %d %q, %v; want the 6 bytes queued before", n, b[:n], err)
+	}
+	if n, err := ep.Read(b); n != 0 || err != io.EOF {
+		t.Fatalf("Read with nothing queued after CloseRead = %d, %v; want io.EOF", n, err)
+	}
+	p.Inject(seg{Flags: "P.", Seq: 7, Ack: 1, Payload: []byte("after")})
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 12})
+	if n, err := ep.Read(b); n != 5 || err != nil || string(b[:n]) != "after" {
+		t.Fatalf("Read of text that came after CloseRead = %d %q, %v; want the 5 bytes", n, b[:n], err)
+	}
+	p.Inject(seg{Flags: "P.", Seq: 12, Ack: 1, Payload: []byte("unread")})
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 18})
+	ep.Close()
+	p.Expect(seg{Flags: "R.", Seq: 1, Ack: 18})
+	p.WantState(ep, event.Closed)
 }

@@ -1,5 +1,11 @@
 package tcp
 
+import (
+	"strconv"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+)
+
 // The congestion window: its start (RFC 6928), its growth through the
 // congestion control algorithm (cc.go) while the window is what limits
 // sending, and nothing else. Loss detection and recovery, which shrink
@@ -10,7 +16,7 @@ package tcp
 func (e *Endpoint) initCongestion() {
 	e.applyPathMTU()
 	mss := uint32(e.sndMSS)
-	e.cwnd = min(10*mss, max(2*mss, 14600))
+	e.cwnd = initialWindow(mss)
 	e.ssthresh = ^uint32(0) // RFC 5681 3.1: arbitrarily high
 	e.dupAcks = 0
 	e.caState = caOpen
@@ -58,4 +64,45 @@ func (e *Endpoint) cwndValidate(limited bool) {
 		e.maxFlight = flight
 		e.cwndUsageSeq = e.sndNxt
 	}
+}
+
+// restartAfterIdle is the restart window of RFC 5681 4.1: a connection
+// about to send data with none in flight (new data from the user, or a
+// closed window opening), that sent none, new or retransmitted, for longer
+// than the RTO, has no ACK clock left, so cwnd drops to at most RW =
+// min(IW, cwnd) before the transmission begins. Window probes are no data
+// and do not count. We follow Linux (tcp_cwnd_restart) in how: the window
+// halves once per RTO of idleness, down to RW and no further (RFC 2861's
+// decay, floored at RFC 5681's RW), and ssthresh keeps at least three
+// quarters of the old window (tcp_current_ssthresh), so slow start climbs
+// back quickly to where it was. Options.NoSlowStartAfterIdle turns it
+// off, as Linux's tcp_slow_start_after_idle=0.
+func (e *Endpoint) restartAfterIdle(now tcpip.MonotonicTime) {
+	if e.proto.opts.NoSlowStartAfterIdle || e.dataSentAt == (tcpip.MonotonicTime{}) || e.caState != caOpen {
+		return
+	}
+	idle := now.Sub(e.dataSentAt)
+	if idle <= e.rto {
+		return
+	}
+	mss := uint32(e.sndMSS)
+	rw := min(initialWindow(mss), e.cwnd)
+	cwnd := e.cwnd
+	for idle -= e.rto; idle > 0 && cwnd > rw; idle -= e.rto {
+		cwnd >>= 1
+	}
+	cwnd = max(cwnd, rw)
+	if cwnd == e.cwnd {
+		return
+	}
+	e.ssthresh = max(e.ssthresh, e.cwnd/4*3)
+	e.cwnd = cwnd
+	e.proto.stats.IdleRestarts.Add(1)
+	e.emitRecovery("restart after idle (RFC 5681 4.1): cwnd " + strconv.Itoa(int(cwnd)))
+}
+
+// initialWindow is IW (RFC 6928): ten segments, at most 14600 bytes and at
+// least two segments, as initCongestion sets it.
+func initialWindow(mss uint32) uint32 {
+	return min(10*mss, max(2*mss, 14600))
 }

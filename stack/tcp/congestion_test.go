@@ -49,3 +49,30 @@ func TestEarlyRetransmit(t *testing.T) {
 	p.ExpectNothing()
 	p.WantState(ep, event.Established)
 }
+
+// TestDupAcksDeliveredOnce: without SACK, each duplicate ACK stands for
+// a segment that left the network (RFC 5681 3.2), counted as delivered
+// when it comes. The ACK that then covers the hole and those segments
+// delivers only the rest: at least the hole's segment (RFC 6937 3, Linux's
+// tcp_remove_reno_sacks). After two duplicates, an ACK of three segments
+// grows slow start's window by one, from 10 to 11 segments, not by three:
+// with 9 in flight, 2 new segments go.
+func TestDupAcksDeliveredOnce(t *testing.T) {
+	const mss = 1000
+	p, ep := tcptest.Established(t, tcptest.WithSynOptions(seg{MSS: mss}))
+	ep.Write(payload(0, 15*mss))
+	if n := len(p.Drain()); n != 10 {
+		t.Fatalf("%d segments, want the initial window of 10", n)
+	}
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1})
+	p.Expect(seg{Flags: ".", Seq: 1 + 10*mss, Ack: 1, Len: mss}) // limited transmit (RFC 3042)
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1})
+	p.Expect(seg{Flags: ".", Seq: 1 + 11*mss, Ack: 1, Len: mss})
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1 + 3*mss}) // reordering, not loss
+	p.Expect(seg{Flags: ".", Seq: 1 + 12*mss, Ack: 1, Len: mss, Check: tcptest.IgnorePSH})
+	p.Expect(seg{Flags: "P.", Seq: 1 + 13*mss, Ack: 1, Len: mss})
+	p.ExpectNothing()
+	if c := ep.Info().Cwnd; c != 11*mss {
+		t.Errorf("cwnd %d, want 11 segments", c)
+	}
+}

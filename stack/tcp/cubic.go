@@ -53,11 +53,16 @@ func (c *cubic) OnAck(a AckSample) (cwnd, ssthresh uint32) {
 	cwnd, ssthresh = a.Cwnd, a.Ssthresh
 	if cwnd < ssthresh {
 		// Slow start, with HyStart++ while it is the first one.
-		cwnd, ssthresh = c.hs.onAck(&a)
-		if cwnd < ssthresh {
+		var left uint32
+		cwnd, ssthresh, left = c.hs.onAck(&a)
+		if cwnd < ssthresh || left == 0 {
 			return cwnd, ssthresh
 		}
-		a.Cwnd, a.Ssthresh = cwnd, ssthresh
+		// What slow start did not use, reaching ssthresh, grows the
+		// window in congestion avoidance; an ACK it used up grows
+		// nothing more (Linux's tcp_slow_start returns the rest to
+		// cubictcp_cong_avoid, which returns when it is 0).
+		a.Cwnd, a.Ssthresh, a.Acked = cwnd, ssthresh, left
 	}
 	// Congestion avoidance (RFC 9438 4.2 to 4.5).
 	w := float64(cwnd) / mss
@@ -143,15 +148,15 @@ const (
 	hsNRTTSample      = 8
 	hsCSSGrowthDiv    = 4
 	hsCSSRounds       = 5
-	hsL               = 8 // segments per ACK at most, without pacing (4.2)
 	hsInfiniteMinimum = time.Duration(math.MaxInt64)
 )
 
-// onAck grows the window in slow start and returns it with ssthresh.
-func (h *hystart) onAck(a *AckSample) (cwnd, ssthresh uint32) {
+// onAck grows the window in slow start and returns it with ssthresh and
+// the bytes acknowledged that slow start left to congestion avoidance.
+func (h *hystart) onAck(a *AckSample) (cwnd, ssthresh, left uint32) {
 	if h.done {
-		cwnd, _ := slowStart(a)
-		return cwnd, a.Ssthresh
+		cwnd, left := slowStart(a)
+		return cwnd, a.Ssthresh, left
 	}
 	if a.RoundStart {
 		h.lastRoundMin = h.curRoundMin
@@ -162,9 +167,24 @@ func (h *hystart) onAck(a *AckSample) (cwnd, ssthresh uint32) {
 			if h.cssRounds >= hsCSSRounds {
 				// Enough CSS rounds: congestion avoidance.
 				h.done, h.inCSS = true, false
-				return a.Cwnd, a.Cwnd
+				return a.Cwnd, a.Cwnd, a.Acked
 			}
 		}
+	}
+	// RFC 9406 4.2 grows the window first, then takes the RTT sample
+	// and checks for a rise: the ACK that brings the eighth sample of
+	// a round still grows at the rate it arrived in.
+	//
+	// N is not capped at L = 8 segments here, where RFC 9406 4.3 caps
+	// it for a sender that does not pace: we follow Linux, whose slow
+	// start grows by all a stretch ACK acknowledges (tcp_slow_start,
+	// since 2015), as slowStart does after HyStart++. Receivers that
+	// coalesce (GRO, ACK per burst) make ACKs of more than 8 segments
+	// common, and a cap would slow slow start by what they thin out.
+	if h.inCSS {
+		cwnd = min(a.Cwnd+a.Acked/hsCSSGrowthDiv, maxCwnd)
+	} else {
+		cwnd, left = slowStart(a)
 	}
 	if a.RTT > 0 {
 		if h.curRoundMin == 0 || a.RTT < h.curRoundMin {
@@ -172,27 +192,25 @@ func (h *hystart) onAck(a *AckSample) (cwnd, ssthresh uint32) {
 		}
 		h.rttSampleCount++
 	}
-	acked := min(a.Acked, hsL*a.MSS)
+	if h.rttSampleCount < hsNRTTSample || h.curRoundMin == 0 {
+		return cwnd, a.Ssthresh, left
+	}
 	if h.inCSS {
-		if h.rttSampleCount >= hsNRTTSample && h.curRoundMin < h.cssBaseline {
+		if h.curRoundMin < h.cssBaseline {
 			// The RTT came down: the rise was spurious. Back to
 			// slow start.
 			h.inCSS = false
 			h.cssBaseline = 0
-		} else {
-			return min(a.Cwnd+acked/hsCSSGrowthDiv, maxCwnd), a.Ssthresh
 		}
+		return cwnd, a.Ssthresh, left
 	}
-	if h.rttSampleCount >= hsNRTTSample && h.curRoundMin > 0 && h.lastRoundMin > 0 {
+	if h.lastRoundMin > 0 {
 		thresh := min(max(h.lastRoundMin/hsMinRTTDivisor, hsMinRTTThresh), hsMaxRTTThresh)
 		if h.curRoundMin >= h.lastRoundMin+thresh {
 			h.inCSS = true
 			h.cssRounds = 0
 			h.cssBaseline = h.curRoundMin
-			return min(a.Cwnd+acked/hsCSSGrowthDiv, maxCwnd), a.Ssthresh
 		}
 	}
-	a.Acked = acked
-	cwnd, _ = slowStart(a)
-	return cwnd, a.Ssthresh
+	return cwnd, a.Ssthresh, left
 }

@@ -175,9 +175,10 @@ func TestCubicWindowCurve(t *testing.T) {
 // RTT 100 ms: the window doubles each round trip while the RTT is flat.
 // Then the queue builds and the RTT rises. By less than RttThresh =
 // clamp(lastRoundMinRTT/8, 4 ms, 16 ms) = 12.5 ms (RFC 9406 4.2), nothing
-// changes; by 20 ms, once the round has N_RTT_SAMPLE = 8 samples, slow
-// start gives way to Conservative Slow Start: each later ACK grows the
-// window by a quarter of what it acknowledged (CSS_GROWTH_DIVISOR = 4),
+// changes; by 20 ms, once the round has N_RTT_SAMPLE = 8 samples (the
+// eighth ACK still grows the window as slow start does), slow start gives
+// way to Conservative Slow Start: each later ACK grows the window by a
+// quarter of what it acknowledged (CSS_GROWTH_DIVISOR = 4),
 // and after CSS_ROUNDS = 5 rounds in CSS the connection is in congestion
 // avoidance: ssthresh = cwnd (4.3). No segment was lost.
 func TestHyStartPlusPlusTrace(t *testing.T) {
@@ -211,12 +212,14 @@ func TestHyStartPlusPlusTrace(t *testing.T) {
 				}
 				return
 			}
-			// Seven ACKs at the slow-start rate (one segment each),
-			// then the eighth sample: CSS, a quarter segment per ACK.
-			want := 80 + 7 + float64(n-7)/4
+			// Eight ACKs at the slow-start rate (one segment each):
+			// the eighth grows the window before its sample is
+			// checked (RFC 9406 4.2), then CSS, a quarter segment
+			// per ACK.
+			want := 80 + 8 + float64(n-8)/4
 			if math.Abs(got-want) > 0.01 {
-				t.Fatalf("RTT +%v: cwnd %.2f segments after the round, want 80 + 7 + %d/4 = %.2f (CSS from the 8th sample)",
-					tc.rise, got, n-7, want)
+				t.Fatalf("RTT +%v: cwnd %.2f segments after the round, want 80 + 8 + %d/4 = %.2f (CSS after the 8th sample)",
+					tc.rise, got, n-8, want)
 			}
 			if s := b.ep.Info().Ssthresh; s != math.MaxUint32 {
 				t.Fatalf("ssthresh %d during CSS, want none yet", s)
@@ -243,5 +246,21 @@ func TestHyStartPlusPlusTrace(t *testing.T) {
 				t.Errorf("retransmits %d, recoveries %d; want none", st.Retransmits.Load(), st.FastRecoveries.Load())
 			}
 		})
+	}
+}
+
+// TestSlowStartStretchACK: a peer that acknowledges ten segments at a time
+// (a receiver coalescing with GRO, or thinning its ACKs) still sees the
+// window double every round trip in HyStart++'s slow start: each ACK grows
+// it by all it acknowledges, as Linux's tcp_slow_start does, not by at most
+// L = 8 segments as RFC 9406 4.3 caps a sender that does not pace.
+func TestSlowStartStretchACK(t *testing.T) {
+	const rtt = 100 * time.Millisecond
+	b := newBulk(t, rtt, tcp.Options{})
+	for _, want := range []float64{20, 40, 80} {
+		b.round(rtt, 10)
+		if got := b.cwnd(); got != want {
+			t.Fatalf("slow start, one ACK per 10 segments: cwnd %.1f segments, want %.0f", got, want)
+		}
 	}
 }

@@ -88,10 +88,12 @@ func TestOutOfOrderOverlap(t *testing.T) {
 }
 
 // trainFlags is the flags of segment i of n new segments sent back to
-// back: PSH on the last of a train of more than one (send.go), as Linux
-// marks each GSO packet.
+// back in the initial window of 10 segments, before an RTT sample: PSH on
+// the last of a train of more than one (send.go), as Linux marks each GSO
+// packet, and a train is at most half the window, 5 segments
+// (tcp_cwnd_test).
 func trainFlags(i, n int) string {
-	if i == n-1 && n > 1 {
+	if n > 1 && (i == n-1 || (i+1)%5 == 0) {
 		return "P."
 	}
 	return "."
@@ -194,9 +196,10 @@ func TestNagle(t *testing.T) {
 // TestPushEndsTrain: new data leaving back to back is cut into trains the
 // size of the GSO packets Linux would build (tcp_tso_autosize: a
 // millisecond's worth at the pacing rate, at least 2 segments, more on
-// paths under 16 ms), and the last segment of each train carries PSH, as
-// Linux marks every GSO packet. The pacing rate in slow start is
-// 2·cwnd/SRTT; cwnd is 10 segments of 1,460 bytes here.
+// paths under 16 ms; never more than half the congestion window), and the
+// last segment of each train carries PSH, as Linux marks every GSO packet.
+// The pacing rate in slow start is 2·cwnd/SRTT; cwnd is 10 segments of
+// 1,460 bytes here.
 func TestPushEndsTrain(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
@@ -210,8 +213,9 @@ func TestPushEndsTrain(t *testing.T) {
 		// share of 64 KiB.
 		{"10ms", 10 * time.Millisecond, 2},
 		// 29.2 MB/s: 28,515 B, plus 64 KiB >> 1 for a 1 ms path: 41
-		// segments, more than the window.
-		{"1ms", time.Millisecond, 41},
+		// segments, more than half the window, which bounds a train
+		// (tcp_cwnd_test): 5.
+		{"1ms", time.Millisecond, 5},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, l := tcptest.Listen(t)

@@ -80,7 +80,7 @@ type Endpoint struct {
 	rcvBufLimit int
 	ooo         reassembly   // out-of-order text held, its SACK blocks and D-SACK (reassembly.go)
 	finReceived bool         // the peer's FIN was taken in order
-	rcvClosed   bool         // CloseRead: incoming data is discarded
+	rcvClosed   bool         // CloseRead: Read returns io.EOF once the queue is empty
 	rcvAcc      seqnum.Value // right window edge we advertised; never moves left
 	unacked     int          // segments taken since the last ACK we sent
 
@@ -104,6 +104,10 @@ type Endpoint struct {
 	inBatch           bool // the segment being processed came in a burst whose end its link marks (batch.go)
 	ackAtBatchEnd     bool // an ACK waits for the burst's end, e is in proto.batch.pending
 	swsOverride       bool // the persist timer lets a short segment past SWS avoidance
+	// Corking (cork.go): TCP_CORK set; the send buffer's tail was
+	// written with MSG_MORE; that write's own output is running; a push
+	// past the cork (TCP_NODELAY set) is running.
+	cork, sndMore, corkWrite, pushOnce bool
 
 	// Congestion control (cc.go) and loss recovery (recovery.go, RACK-TLP
 	// in rack.go). recover is NewReno's "recover" and RFC 6675's
@@ -134,6 +138,8 @@ type Endpoint struct {
 
 	persistProbes int                 // zero-window probes the peer has not answered
 	progressAt    tcpip.MonotonicTime // SND.UNA last moved, or data left with none in flight
+	chrono        chrono              // busy, window- and buffer-limited times (chrono.go)
+	dataSentAt    tcpip.MonotonicTime // data (new or again) last left (Linux's lsndtime), for the restart after idle
 	userTimeout   time.Duration       // RFC 5482 UTO; 0 is off
 
 	timers timerSet
@@ -194,6 +200,23 @@ func (p *Protocol) newEndpoint(netProto tcpip.NetworkProtocolNumber, id stack.Tr
 	e.rcvWndShift = uint8(windowScaleFor(e.rcvBufLimit))
 	e.rack.reoWndMult = 1
 	return e
+}
+
+// The range of a user's MSS clamp, as Linux's TCP_MAXSEG takes it
+// (TCP_MIN_MSS, MAX_TCP_WINDOW).
+const (
+	minUserMSS = 88
+	maxUserMSS = 32767
+)
+
+// clampMSS returns the MSS we advertise, mss from the route, under the
+// user's clamp (0: none). The send MSS never exceeds what we advertise
+// (takeSynOptions), so the clamp bounds both, as Linux's user_mss does.
+func clampMSS(mss, clamp int) int {
+	if clamp > 0 && clamp < mss {
+		return clamp
+	}
+	return mss
 }
 
 // ID returns the connection's 4-tuple.
@@ -307,13 +330,13 @@ func (e *Endpoint) Readable() bool {
 // after a reset or a timeout.
 func (e *Endpoint) Write(b []byte) (int, error) {
 	e.mu.Lock()
-	n, err := e.writeLocked(b)
+	n, err := e.writeLocked(b, false)
 	e.mu.Unlock()
 	e.flush()
 	return n, err
 }
 
-func (e *Endpoint) writeLocked(b []byte) (int, error) {
+func (e *Endpoint) writeLocked(b []byte, more bool) (int, error) {
 	switch {
 	case e.err != nil:
 		return 0, e.err
@@ -321,15 +344,24 @@ func (e *Endpoint) writeLocked(b []byte) (int, error) {
 		return 0, syscall.EPIPE
 	}
 	room := e.sndBufLimit - int(e.sndBuf.Size())
+	if room < len(b) {
+		e.chronoStart(chronoSndbufLimited) // until an ACK makes room
+	}
 	if room <= 0 {
 		return 0, ErrWouldBlock
 	}
 	if len(b) > room {
 		b = b[:room]
 	}
+	if len(b) > 0 {
+		e.chronoStart(chronoBusy)
+		e.sndMore = more
+	}
 	e.appendSend(b)
 	if e.state.Synchronized() {
+		e.corkWrite = more
 		e.output()
+		e.corkWrite = false
 	}
 	return len(b), nil
 }
@@ -360,11 +392,15 @@ func (e *Endpoint) SendQueued() int {
 }
 
 // SetNoDelay turns Nagle's algorithm (RFC 9293 3.7.4) off (true) or on.
+// Turning it off also sends what waits now, corked or not, as Linux's
+// TCP_NODELAY pushes the pending data (TCP_NAGLE_PUSH); the cork stays.
 func (e *Endpoint) SetNoDelay(on bool) {
 	e.mu.Lock()
 	e.nodelay = on
 	if on && e.state.Synchronized() {
+		e.pushOnce = true
 		e.output()
+		e.pushOnce = false
 	}
 	e.mu.Unlock()
 	e.flush()
@@ -406,13 +442,23 @@ type Info struct {
 	InFlight                 uint32        // pipe: bytes sent and not known to have left the network
 	Sacked, Lost             uint32        // bytes above SND.UNA the peer SACKed; bytes deemed lost
 	ReorderingSeen           bool          // the peer's ACKs showed reordering (RACK widens its window)
-	BytesSent, BytesAcked    uint64
-	BytesReceived            uint64
-	Retransmits              uint64
-	SendQueued, RecvQueued   int
+	// Reordering is how far, in segments, the peer's ACKs showed the
+	// network reorder: 3 until SACKs show more (Linux's
+	// tcpi_reordering); ReorderEvents counts the ACKs that showed any
+	// (tcpi_reord_seen).
+	Reordering, ReorderEvents uint32
+	BytesSent, BytesAcked     uint64
+	BytesReceived             uint64
+	Retransmits               uint64
+	SendQueued, RecvQueued    int
 	// LastDataRecv is the time since data last arrived, or since the
 	// connection was established if none has (Linux tcpi_last_data_recv).
 	LastDataRecv time.Duration
+	// BusyTime is how long data was queued or in flight; RwndLimited
+	// and SndbufLimited how much of it new data waited for the peer's
+	// window or the user for room in the send buffer (Linux's
+	// tcpi_busy_time, tcpi_rwnd_limited, tcpi_sndbuf_limited).
+	BusyTime, RwndLimited, SndbufLimited time.Duration
 }
 
 // Info returns a snapshot of the connection.
@@ -427,7 +473,11 @@ func (e *Endpoint) Info() Info {
 	if e.wasEstablished {
 		lastData = e.proto.clock.NowMonotonic().Sub(e.lastDataAt)
 	}
+	busy, rwndLim, sndbufLim := e.chronoTimes()
 	return Info{
+		BusyTime:          busy,
+		RwndLimited:       rwndLim,
+		SndbufLimited:     sndbufLim,
 		LastDataRecv:      lastData,
 		ID:                e.connID(),
 		State:             e.state,
@@ -451,6 +501,8 @@ func (e *Endpoint) Info() Info {
 		Sacked:            e.rtxq.sacked,
 		Lost:              e.rtxq.lost,
 		ReorderingSeen:    e.rack.reordering,
+		Reordering:        e.reorderingDegree(),
+		ReorderEvents:     e.rack.reordSeen,
 		BytesSent:         e.bytesSent,
 		BytesAcked:        e.bytesAcked,
 		BytesReceived:     e.bytesReceived,
@@ -501,7 +553,7 @@ func (e *Endpoint) abort() {
 		}
 		switch e.state {
 		case event.SynReceived, event.Established, event.FinWait1, event.FinWait2, event.CloseWait:
-			e.sendReset(e.sndNxt)
+			e.sendActiveReset()
 		}
 		e.transition(event.Closed, userCause("stack close"))
 	}

@@ -165,7 +165,7 @@ type fuzzConn struct {
 	written    uint64 // bytes Write took
 	read       uint64 // bytes Read returned
 	writeShut  bool   // Close or CloseWrite was called
-	readShut   bool   // Close or CloseRead was called
+	readShut   bool   // Close was called
 	nextEvent  int
 	prev       tcp.Info
 	havePrev   bool
@@ -658,9 +658,8 @@ func (c *fuzzConn) step(r *fzReader) {
 		if err != nil && !fzErrno(err) {
 			c.fail("CloseRead: %v", err)
 		}
-		if err == nil {
-			c.readShut = true
-		}
+		// CloseRead leaves queued and later data readable, as
+		// Linux's SHUT_RD does: Read may still return bytes.
 	case fzOpNoDelay:
 		ep.SetNoDelay(r.u8()&1 != 0)
 	case fzOpAbort:

@@ -22,6 +22,23 @@ import (
 // 4-tuple taken, EMFILE at MaxConnections, ENETDOWN once the stack is
 // shutting down.
 func (p *Protocol) Connect(local, remote netip.AddrPort) (*Endpoint, error) {
+	return p.ConnectWith(local, remote, ConnectOptions{})
+}
+
+// ConnectOptions are what a connection must know before its SYN leaves.
+type ConnectOptions struct {
+	// MaxSegment clamps the MSS, as Linux's TCP_MAXSEG set before
+	// connect: the SYN offers at most MaxSegment (RFC 9293 3.7.1), and
+	// segments sent carry at most that. 0: the route's MSS. Outside
+	// Linux's range, 88 to 32767, Connect fails with EINVAL.
+	MaxSegment int
+}
+
+// ConnectWith is Connect with options.
+func (p *Protocol) ConnectWith(local, remote netip.AddrPort, o ConnectOptions) (*Endpoint, error) {
+	if o.MaxSegment != 0 && (o.MaxSegment < minUserMSS || o.MaxSegment > maxUserMSS) {
+		return nil, syscall.EINVAL
+	}
 	ra := remote.Addr().Unmap()
 	if !ra.IsValid() {
 		return nil, syscall.EINVAL
@@ -48,6 +65,7 @@ func (p *Protocol) Connect(local, remote netip.AddrPort) (*Endpoint, error) {
 		RemotePort:    remote.Port(),
 	}
 	e := p.newEndpoint(netProto, id, r)
+	e.rcvMSS = clampMSS(e.rcvMSS, o.MaxSegment)
 	// The port: the one asked for, or an ephemeral one (RFC 6056
 	// Algorithm 1, through gVisor's picker), that no listener holds and
 	// whose 4-tuple is free: in the demuxer (registering it there takes

@@ -75,7 +75,7 @@ func (e *Endpoint) keepaliveTimeout() {
 		return
 	}
 	if e.keepProbes >= e.keepCount {
-		e.sendReset(e.sndNxt)
+		e.sendActiveReset()
 		e.fail(syscall.ETIMEDOUT, timerCause(timerKeepalive))
 		return
 	}

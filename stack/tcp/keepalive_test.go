@@ -41,7 +41,7 @@ func TestKeepaliveProbes(t *testing.T) {
 	p.Advance(2 * time.Second)
 	p.Expect(seg{Flags: ".", Seq: 0, Ack: 1})
 	p.Advance(2 * time.Second)
-	p.Expect(seg{Flags: "R", Seq: 1})
+	p.Expect(seg{Flags: "R.", Seq: 1, Ack: 1})
 	p.WantState(ep, event.Closed)
 	if _, err := ep.Read(make([]byte, 1)); !errors.Is(err, syscall.ETIMEDOUT) {
 		t.Fatalf("Read after keepalive timeout: %v, want ETIMEDOUT", err)

@@ -63,6 +63,10 @@ type Listener struct {
 	// recently never takes an ACK as one, which keeps forgers guessing
 	// only while a flood is on.
 	cookieUntil tcpip.MonotonicTime
+
+	// maxSeg is the MSS clamp SetMaxSegment set for connections to come
+	// (0: none).
+	maxSeg atomic.Int32
 }
 
 // synQueue holds the half-open connections of a listener. Its limit is the
@@ -151,6 +155,20 @@ func (p *Protocol) Listen(local netip.AddrPort, backlog int) (*Listener, error) 
 	p.mu.Unlock()
 	p.ports.mu.Unlock()
 	return l, nil
+}
+
+// SetMaxSegment clamps the MSS of the connections the listener accepts
+// from now on, as Linux's TCP_MAXSEG set on a listening socket: their
+// SYN-ACK offers at most n (RFC 9293 3.7.1: the MSS option is ours to
+// choose, up to what the route carries), and they send segments of at
+// most n. 0 removes the clamp; n outside Linux's range, 88 to 32767, is
+// EINVAL.
+func (l *Listener) SetMaxSegment(n int) error {
+	if n != 0 && (n < minUserMSS || n > maxUserMSS) {
+		return syscall.EINVAL
+	}
+	l.maxSeg.Store(int32(n))
+	return nil
 }
 
 // Addr returns the address and port the listener is bound to; the
@@ -401,7 +419,7 @@ func (l *Listener) sendCookie(id stack.TransportEndpointID, netProto tcpip.Netwo
 		peerMSS = header.TCPDefaultMSS // RFC 9293 3.7.1; rounds to 536 for IPv6 too
 	}
 	cookie := l.cookies.make(id, seg.Seq, cookieMSSIndex(peerMSS), cookieCount(p.clock.NowMonotonic()))
-	o := synOptions{mss: uint16(min(int(r.MTU())-header.TCPMinimumSize, 0xffff)), ws: -1}
+	o := synOptions{mss: uint16(clampMSS(min(int(r.MTU())-header.TCPMinimumSize, 0xffff), int(l.maxSeg.Load()))), ws: -1}
 	if seg.TS && !p.opts.NoTimestamps {
 		o.ts = true
 		o.tsVal = cookieTimestamp(p.tsClock(), seg.WS) + p.tsOffset(id)
@@ -488,6 +506,7 @@ func (l *Listener) cookieAck(id stack.TransportEndpointID, netProto tcpip.Networ
 	r = p.shareRoute(r)
 	e := p.newEndpoint(netProto, id, r)
 	e.listener = l
+	e.rcvMSS = clampMSS(e.rcvMSS, int(l.maxSeg.Load()))
 	e.mu.Lock()
 	if err := l.registerChild(e); err != nil {
 		e.listener = nil
@@ -561,6 +580,7 @@ func (l *Listener) openChild(id stack.TransportEndpointID, netProto tcpip.Networ
 	r = p.shareRoute(r)
 	e := p.newEndpoint(netProto, id, r)
 	e.listener = l
+	e.rcvMSS = clampMSS(e.rcvMSS, int(l.maxSeg.Load()))
 	e.mu.Lock()
 	if err := l.registerChild(e); err != nil {
 		e.listener = nil
@@ -752,7 +772,7 @@ func (l *Listener) Close() {
 		e.mu.Lock()
 		e.listener = nil
 		if e.state.Synchronized() {
-			e.sendReset(e.sndNxt)
+			e.sendActiveReset()
 		}
 		e.transition(event.Closed, userCause("listener close"))
 		e.mu.Unlock()

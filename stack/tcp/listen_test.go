@@ -491,7 +491,7 @@ func TestListenerCloseResetsQueued(t *testing.T) {
 	b := syn(t, p, 40002)
 	l.Close()
 	a.use(p)
-	p.Expect(seg{Flags: "R", Seq: 1})
+	p.Expect(seg{Flags: "R.", Seq: 1, Ack: 1})
 	b.use(p)
 	p.ExpectNothing()
 	p.WantState(l, event.Closed)

@@ -63,6 +63,13 @@ type Options struct {
 	// NoFRTO turns off F-RTO (RFC 5682), which detects spurious
 	// retransmission timeouts (Linux tcp_frto, on by default).
 	NoFRTO bool
+	// NoSlowStartAfterIdle keeps the congestion window across an idle
+	// spell. By default, as RFC 5681 4.1 asks and Linux does
+	// (tcp_slow_start_after_idle=1), a connection that sent no data for
+	// longer than an RTO and has none in flight restarts from at most
+	// the initial window: its ACK clock is gone and the window it had
+	// may no longer fit the path.
+	NoSlowStartAfterIdle bool
 
 	// SendBufferSize and ReceiveBufferSize are the per-connection buffers
 	// in bytes (default 1 MiB each). The receive buffer bounds the window.
@@ -170,6 +177,12 @@ type Options struct {
 	// 1048576 is ours.
 	MaxConnections int
 
+	// MinGSOSegments is the fewest segments the sender puts in one GSO
+	// packet (a train of back-to-back segments where the link does not
+	// segment; PSH marks the last of each), whatever the pacing rate
+	// would make it: Linux's tcp_min_tso_segs, default 2. See gsoSegs.
+	MinGSOSegments int
+
 	// Observer, if set, receives every Event.
 	Observer event.Observer
 }
@@ -208,6 +221,7 @@ func (o Options) withDefaults() Options {
 	defInt(&o.MaxTimeWait, 131072)
 	defInt(&o.MaxOrphans, 131072)
 	defInt(&o.MaxConnections, 1<<20)
+	defInt(&o.MinGSOSegments, 2)
 	return o
 }
 

@@ -30,10 +30,17 @@ type rack struct {
 	rtt    time.Duration       // RACK.rtt: its round trip
 	fack   seqnum.Value        // the highest sequence number delivered (SACKed or ACKed)
 
-	minRTT         minRTT
-	reordering     bool // RACK.reordering_seen
-	reoWndMult     int  // RACK.reo_wnd_mult
-	reoWndPersist  int  // RACK.reo_wnd_persist
+	minRTT     minRTT
+	reordering bool // RACK.reordering_seen
+	// degree is how far, in segments, the network has been seen to
+	// reorder, and reordSeen how many ACKs showed reordering: Linux's
+	// tp->reordering (from tcp_reordering, 3) and tp->reord_seen,
+	// reported as TCP_INFO's tcpi_reordering and tcpi_reord_seen. 0
+	// stands for the initial 3.
+	degree         uint32
+	reordSeen      uint32
+	reoWndMult     int // RACK.reo_wnd_mult
+	reoWndPersist  int // RACK.reo_wnd_persist
 	dsackRound     seqnum.Value
 	dsackRoundOpen bool
 
@@ -92,6 +99,41 @@ func (e *Endpoint) rackReorderWindow() time.Duration {
 		}
 	}
 	return min(time.Duration(e.rack.reoWndMult)*e.rack.minRTT.v/4, e.srtt)
+}
+
+// maxReorderingDegree bounds the reordering degree: Linux's
+// tcp_max_reordering, 300 segments.
+const maxReorderingDegree = 300
+
+// rackReorderingDegree counts an ACK that delivered, cumulatively or by
+// SACK, a segment never retransmitted that starts at low, below the
+// highest sequence number delivered before it: the network reordered it,
+// by as many segments as lie between low and the highest delivered now
+// (Linux's tcp_check_sack_reordering; RFC 8985 keeps only whether any
+// reordering was seen, RACK.reordering_seen, which recoverOnAck sets).
+// The degree only informs: Info reports it as Linux's tcpi_reordering,
+// and with RACK no loss rule reads it.
+func (e *Endpoint) rackReorderingDegree(low seqnum.Value) {
+	fack := e.rack.fack
+	if fack.LessThan(e.sndUna) {
+		fack = e.sndUna
+	}
+	if !low.LessThan(fack) {
+		return
+	}
+	e.rack.reordSeen++
+	mss := uint32(max(e.sndMSS, 1))
+	metric := uint32(low.Size(fack))
+	if metric > e.reorderingDegree()*mss {
+		e.rack.degree = min((metric+mss-1)/mss, maxReorderingDegree)
+	}
+}
+
+// reorderingDegree is the reordering degree in segments: 3, Linux's
+// tcp_reordering default and RFC 5681's DupThresh, until reordering
+// beyond it is seen.
+func (e *Endpoint) reorderingDegree() uint32 {
+	return max(e.rack.degree, 3)
 }
 
 // rackOnDSACK is the D-SACK half of RACK_update_reo_wnd: a D-SACK means

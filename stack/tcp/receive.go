@@ -66,8 +66,6 @@ func (e *Endpoint) processTextAndFin(seg *segment) verdict {
 	}
 	if n > 0 {
 		switch {
-		case e.rcvClosed:
-			e.received(seg, "in order: discarded, read side closed")
 		case filled:
 			e.received(seg, "in order: fills a hole")
 		default:
@@ -111,10 +109,6 @@ func (e *Endpoint) deliver(data *buffer.Buffer) {
 	}
 	e.rcvNxt = e.rcvNxt.Add(seqnum.Size(n))
 	e.bytesReceived += uint64(n)
-	if e.rcvClosed {
-		data.Release() // CloseRead: acknowledged and discarded
-		return
-	}
 	// Small pieces are copied rather than left pinning whole frames
 	// (appendCompact): the user may leave a window's worth unread.
 	appendCompact(&e.rcvBuf, data)

@@ -18,9 +18,22 @@ import (
 // Resets: sending them, accepting them, and the challenge ACKs of RFC 5961
 // that keep a blind attacker from injecting one.
 
-// sendReset sends <SEQ=seq><CTL=RST>.
+// sendReset sends <SEQ=seq><CTL=RST>: the reply to a segment, whose ACK
+// field names seq (RFC 9293 3.5.2, 3.10.7.3).
 func (e *Endpoint) sendReset(seq seqnum.Value) {
 	e.sendSegment(event.SendRst, header.TCPFlagRst, seq, buffer.Buffer{}, nil)
+}
+
+// sendActiveReset sends <SEQ=SND.NXT><ACK=RCV.NXT><CTL=RST,ACK>: the
+// reset the connection decides on itself (ABORT, a close that discards
+// unread data, a timeout, a listener that goes away). RFC 9293 3.10.5
+// writes it <SEQ=SND.NXT><CTL=RST>; we set ACK with RCV.NXT as Linux
+// (tcp_send_active_reset) and the BSDs (tcp_drop) do. A receiver checks
+// a RST by its sequence number only (RFC 5961 3.2), so the ACK costs
+// nothing, and stateful firewalls and captures see which data the
+// reset's sender had received.
+func (e *Endpoint) sendActiveReset() {
+	e.sendSegment(event.SendRst, header.TCPFlagRst|header.TCPFlagAck, e.sndNxt, buffer.Buffer{}, nil)
 }
 
 // rstArrives is the second step for an acceptable RST. RFC 5961 3.2: only

@@ -211,7 +211,7 @@ func (e *Endpoint) sndEnd() seqnum.Value { return e.sndBufSeq.Add(seqnum.Size(e.
 // end of a train, below). attempt numbers a retransmission.
 func (e *Endpoint) transmit(seq seqnum.Value, n int, fin bool, cause event.SendCause, attempt int, push bool) {
 	flags := header.TCPFlagAck
-	if n > 0 && (push || seq.Add(seqnum.Size(n)) == e.sndEnd()) {
+	if n > 0 && (push || seq.Add(seqnum.Size(n)) == e.sndEnd() && e.pushAtEnd()) {
 		flags |= header.TCPFlagPsh
 	}
 	if fin {
@@ -277,11 +277,13 @@ func (e *Endpoint) sendClock() (tcpip.MonotonicTime, uint32) {
 
 // gsoSegs is how many segments Linux puts in one GSO packet
 // (tcp_tso_autosize): about a millisecond's worth at the pacing rate
-// (sk_pacing_shift 10: rate/1024), at least 2 (tcp_min_tso_segs), plus a
-// share of 64 KiB on paths under 16 ms of minimum RTT (tcp_tso_rtt_log
-// 9), at most 64 KiB. The pacing rate is cwnd segments per SRTT, doubled
-// in slow start below half ssthresh and 1.2 times after
-// (tcp_update_pacing_rate); before an RTT sample it is unbounded.
+// (sk_pacing_shift 10: rate/1024), at least MinGSOSegments (Linux's
+// tcp_min_tso_segs, 2), plus a share of 64 KiB on paths under 16 ms of
+// minimum RTT (tcp_tso_rtt_log 9), at most 64 KiB. The pacing rate is
+// cwnd segments per SRTT, doubled in slow start below half ssthresh and
+// 1.2 times after (tcp_update_pacing_rate); before an RTT sample it is
+// unbounded. Nor does a packet take more than half the congestion window
+// (tcp_cwnd_test).
 func (e *Endpoint) gsoSegs() int {
 	const gsoMax = 1 << 16
 	mss := max(e.sndMSS, 1)
@@ -298,7 +300,11 @@ func (e *Endpoint) gsoSegs() int {
 			bytes = min(bytes+gsoMax>>r, gsoMax)
 		}
 	}
-	return min(max(bytes/mss, 2), gsoMax/mss)
+	segs := max(min(max(bytes/mss, e.proto.opts.MinGSOSegments), gsoMax/mss), 1)
+	// At most half the congestion window in one packet, so that at
+	// least two are in flight (tcp_cwnd_test: "for better scheduling,
+	// ensure we have at least 2 GSO packets in flight").
+	return min(segs, max(int(e.cwnd)/mss/2, 1))
 }
 
 // gsoSegsMax is how many full segments one packet may carry on the
@@ -356,7 +362,7 @@ func (e *Endpoint) sendHeld(push bool) {
 		e.transmit(t.seq, t.n, t.fin, t.cause, 0, push)
 	case t.segs > 1:
 		flags := header.TCPFlagAck
-		if push || t.seq.Add(seqnum.Size(t.n)) == e.sndEnd() {
+		if push || t.seq.Add(seqnum.Size(t.n)) == e.sndEnd() && e.pushAtEnd() {
 			flags |= header.TCPFlagPsh
 		}
 		if t.fin {
@@ -392,6 +398,12 @@ func (e *Endpoint) output() {
 		return
 	}
 	limited, sent := false, false
+	if e.rtxq.empty() && e.sndNxt.LessThan(e.sndEnd()) && e.sndNxt.LessThan(e.sndUna.Add(seqnum.Size(e.sndWnd))) {
+		// New data may leave with none in flight: after an idle
+		// spell, the window restarts first (congestion.go), before
+		// it sizes the packets.
+		e.restartAfterIdle(e.proto.clock.NowMonotonic())
+	}
 	// The train lives while output runs: an idle connection does not
 	// carry it (trains are pooled per engine).
 	t, _ := e.proto.trains.Get().(*train)
@@ -444,6 +456,7 @@ func (e *Endpoint) output() {
 	e.train = nil
 	e.proto.trains.Put(t)
 	e.cwndValidate(limited)
+	e.chronoAfterOutput()
 	if sent {
 		// A new tail: the probe is due 2·SRTT after it (RFC 8985
 		// 7.2). Nothing sent leaves the probe where it was, as Linux
@@ -505,11 +518,19 @@ func (e *Endpoint) sendNewData(cause event.SendCause, probe bool) bool {
 		}
 		return false
 	}
-	if n < mss && !fin && inflight && n == unsent && !e.nodelay && !probe {
+	if n < mss && !fin && inflight && n == unsent && !e.nodelay && !e.pushOnce && !probe {
 		// Nagle (3.7.4): a short segment waits for the outstanding
 		// data to be acknowledged, unless the user turned it off. A
 		// tail loss probe is exempt, as Linux sends it (TCP_NAGLE_OFF
 		// in tcp_send_loss_probe): no ACK is coming to release it.
+		return false
+	}
+	if n < mss && !fin && n == unsent && !probe && e.corked() {
+		// Corked (cork.go): the short tail waits for more data; with
+		// nothing in flight, at most until the persist timer.
+		if !inflight && !e.timerArmed(timerPersist) {
+			e.startPersist()
+		}
 		return false
 	}
 	if cause == event.SendData && n == 0 {
@@ -522,6 +543,7 @@ func (e *Endpoint) sendNewData(cause event.SendCause, probe bool) bool {
 	seq := e.sndNxt
 	if n > 0 {
 		e.dataSent(now) // delack.go: a reply?
+		e.dataSentAt = now
 	}
 	if e.caState == caRecovery {
 		e.prrOut += uint64(n)
@@ -577,7 +599,9 @@ func (e *Endpoint) retransmitSeg(i uint64, cause event.SendCause) {
 			e.undo.stamped, e.undo.stampTS = true, e.tsNow()
 		}
 	}
-	q.retransmitted(i, e.proto.clock.NowMonotonic(), e.tsNow())
+	now := e.proto.clock.NowMonotonic()
+	e.dataSentAt = now // data left: the restart after idle counts from here, as Linux's lsndtime
+	q.retransmitted(i, now, e.tsNow())
 	if i == q.head || !e.timerArmed(timerRetransmit) {
 		// Linux restarts the timer when the first segment is sent
 		// again, so the retransmission has its own full RTO.

@@ -60,7 +60,7 @@ func TestShutdownUnreadData(t *testing.T) {
 	p.Inject(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("unread")})
 	p.Expect(seg{Flags: ".", Seq: 1, Ack: 7}) // the first data: a quick ACK
 	p.TCP.Shutdown()
-	p.Expect(seg{Flags: "R", Seq: 1})
+	p.Expect(seg{Flags: "R.", Seq: 1, Ack: 7})
 	p.WantState(ep, event.Closed)
 	if !drained(p.TCP) {
 		t.Fatal("not drained")
@@ -94,7 +94,7 @@ func TestShutdownListener(t *testing.T) {
 	half := syn(t, p, 40001)
 	p.TCP.Shutdown()
 	queued.use(p)
-	p.Expect(seg{Flags: "R", Seq: 1})
+	p.Expect(seg{Flags: "R.", Seq: 1, Ack: 1})
 	half.use(p)
 	p.ExpectNothing()
 	p.WantState(l, event.Closed)
@@ -119,10 +119,10 @@ func TestAbortResets(t *testing.T) {
 		rst     *seg
 	}{
 		{"SYN-SENT", tcptest.SynSent, nil},
-		{"ESTABLISHED", tcptest.Established, &seg{Flags: "R", Seq: 1}},
-		{"FIN-WAIT-1", tcptest.FinWait1, &seg{Flags: "R", Seq: 2}},
-		{"FIN-WAIT-2", tcptest.FinWait2, &seg{Flags: "R", Seq: 2}},
-		{"CLOSE-WAIT", tcptest.CloseWait, &seg{Flags: "R", Seq: 1}},
+		{"ESTABLISHED", tcptest.Established, &seg{Flags: "R.", Seq: 1, Ack: 1}},
+		{"FIN-WAIT-1", tcptest.FinWait1, &seg{Flags: "R.", Seq: 2, Ack: 1}},
+		{"FIN-WAIT-2", tcptest.FinWait2, &seg{Flags: "R.", Seq: 2, Ack: 1}},
+		{"CLOSE-WAIT", tcptest.CloseWait, &seg{Flags: "R.", Seq: 1, Ack: 2}},
 		{"CLOSING", tcptest.Closing, nil},
 		{"LAST-ACK", tcptest.LastAck, nil},
 	} {

@@ -70,7 +70,7 @@ func (e *Endpoint) transition(to event.State, cause event.Cause) {
 			// for the connections it had queued (Listener.Close),
 			// reset: nobody can accept this one.
 			e.listener = nil
-			e.sendReset(e.sndNxt)
+			e.sendActiveReset()
 			e.transition(event.Closed, cause)
 			return
 		}

@@ -29,6 +29,7 @@ type Stats struct {
 	SpuriousRTOs       atomic.Uint64 // timeouts F-RTO found spurious (TCPSpuriousRTOs)
 	Renegings          atomic.Uint64 // receivers that dropped SACKed data (TCPSACKReneging)
 	ReorderingSeen     atomic.Uint64 // connections that saw reordering
+	IdleRestarts       atomic.Uint64 // windows cut back after an idle spell (RFC 5681 4.1; Linux's tcp_cwnd_restart)
 	SendQueueFull      atomic.Uint64 // new segments held back: maxInFlightSegments in flight
 	GSOPackets         atomic.Uint64 // packets of several segments handed to a link that segments them (send.go)
 	AcksDeferred       atomic.Uint64 // ACKs moved to the end of a burst of inbound frames (batch.go)

@@ -168,7 +168,7 @@ func (e *Endpoint) timerExpired(k timerKind) {
 		case event.FinWait2:
 			// Linux's tcp_fin_timeout for an orphan: nobody can read the
 			// peer's data any more and the peer never sent its FIN.
-			e.sendReset(e.sndNxt)
+			e.sendActiveReset()
 			e.transition(event.Closed, timerCause(k))
 		}
 	}

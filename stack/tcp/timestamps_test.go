@@ -115,10 +115,11 @@ func TestTimestampsEverySegment(t *testing.T) {
 	ep.Close()
 	p.Expect(seg{Flags: "F.", Seq: 5, Ack: 3, TS: true, TSEcr: ts})
 
-	// A RST of the connection carries it too (3.2: SHOULD).
+	// A RST of the connection carries it too (3.2: SHOULD), echoing
+	// TS.Recent since it carries ACK.
 	p2, ep2 := tcptest.Established(t, tcptest.WithTimestamps())
 	ep2.Reset()
-	p2.Expect(seg{Flags: "R", Seq: 1, TS: true, Check: tcptest.CheckTSEcr})
+	p2.Expect(seg{Flags: "R.", Seq: 1, Ack: 1, TS: true, TSEcr: tcptest.PeerTSBase, Check: tcptest.CheckTSEcr})
 }
 
 // TestTimestampsRecent is the update rule of RFC 7323 4.3: TS.Recent takes

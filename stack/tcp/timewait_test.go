@@ -279,7 +279,7 @@ func TestOrphanLimit(t *testing.T) {
 	p.Expect(seg{Flags: "F.", Seq: 1, Ack: 1}) // an orphan in FIN-WAIT-1
 	c2.use(p)
 	b.Close()
-	p.Expect(seg{Flags: "R", Seq: 1}) // one too many: reset
+	p.Expect(seg{Flags: "R.", Seq: 1, Ack: 1}) // one too many: reset
 	p.WantState(a, event.FinWait1)
 	p.WantState(b, event.Closed)
 	wantCount(t, "OrphanResets", p.TCP.Limits().OrphanResets.Load(), 1)

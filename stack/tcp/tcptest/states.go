@@ -48,7 +48,13 @@ func SynSent(t testing.TB, opts ...Option) (*Peer, *tcp.Endpoint) {
 // p.StackPort at the ephemeral port it chose. The SYN is left unread.
 func (p *Peer) Connect() *tcp.Endpoint {
 	p.t.Helper()
-	ep, err := p.TCP.Connect(netip.AddrPort{}, netip.AddrPortFrom(PeerAddr, p.PeerPort))
+	return p.ConnectWith(tcp.ConnectOptions{})
+}
+
+// ConnectWith is Connect with the engine's ConnectOptions.
+func (p *Peer) ConnectWith(o tcp.ConnectOptions) *tcp.Endpoint {
+	p.t.Helper()
+	ep, err := p.TCP.ConnectWith(netip.AddrPort{}, netip.AddrPortFrom(PeerAddr, p.PeerPort), o)
 	if err != nil {
 		p.fail("tcptest: Connect: %v", err)
 	}

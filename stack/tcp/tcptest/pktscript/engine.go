@@ -73,27 +73,29 @@ const maxEngineEvents = 1 << 16
 func newEngine(tb testing.TB, set settings) *engine {
 	e := &engine{set: set}
 	o := tcp.Options{
-		NoTimestamps:      set.noTimestamps,
-		NoSACK:            set.noSACK,
-		NoSynCookies:      set.noSynCookies,
-		NoRACK:            set.noRACK,
-		NoFRTO:            set.noFRTO,
-		AbortOnOverflow:   set.abortOnOverflow,
-		CongestionControl: set.congestionControl,
-		SynRetries:        set.synRetries,
-		SynAckRetries:     set.synAckRetries,
-		MaxRetries:        set.maxRetries,
-		OrphanRetries:     set.orphanRetries,
-		SendBufferSize:    set.sendBuffer,
-		ReceiveBufferSize: set.receiveBuffer,
-		FinWait2Timeout:   set.finTimeout,
-		InvalidRateLimit:  set.invalidRateLimit,
-		MinRTO:            set.minRTO,
-		SynQueueLimit:     set.synQueueLimit,
-		MaxTimeWait:       set.maxTimeWait,
-		MaxOrphans:        set.maxOrphans,
-		ChallengeAckLimit: set.challengeAckLimit,
-		Observer:          e.observe,
+		NoTimestamps:         set.noTimestamps,
+		NoSACK:               set.noSACK,
+		NoSynCookies:         set.noSynCookies,
+		NoRACK:               set.noRACK,
+		NoFRTO:               set.noFRTO,
+		NoSlowStartAfterIdle: set.noSlowStartAfterIdle,
+		MinGSOSegments:       set.minGSOSegments,
+		AbortOnOverflow:      set.abortOnOverflow,
+		CongestionControl:    set.congestionControl,
+		SynRetries:           set.synRetries,
+		SynAckRetries:        set.synAckRetries,
+		MaxRetries:           set.maxRetries,
+		OrphanRetries:        set.orphanRetries,
+		SendBufferSize:       set.sendBuffer,
+		ReceiveBufferSize:    set.receiveBuffer,
+		FinWait2Timeout:      set.finTimeout,
+		InvalidRateLimit:     set.invalidRateLimit,
+		MinRTO:               set.minRTO,
+		SynQueueLimit:        set.synQueueLimit,
+		MaxTimeWait:          set.maxTimeWait,
+		MaxOrphans:           set.maxOrphans,
+		ChallengeAckLimit:    set.challengeAckLimit,
+		Observer:             e.observe,
 	}
 	e.peer = tcptest.NewScripted(tb, func(mc *faketime.ManualClock) tcpip.Clock {
 		e.clock = newTrackClock(mc)
@@ -199,9 +201,13 @@ func errno(err error) error {
 // listener is a listening socket.
 type listener struct{ l *tcp.Listener }
 
-func (e *engine) listen(addr netip.Addr, port uint16, backlog int) (*listener, error) {
+func (e *engine) listen(addr netip.Addr, port uint16, backlog, maxSeg int) (*listener, error) {
 	l, err := e.proto.Listen(netip.AddrPortFrom(addr, port), backlog)
 	if err != nil {
+		return nil, errno(err)
+	}
+	if err := l.SetMaxSegment(maxSeg); err != nil {
+		l.Close()
 		return nil, errno(err)
 	}
 	return &listener{l: l}, nil
@@ -217,13 +223,17 @@ func (l *listener) accept() (*conn, error) {
 
 func (l *listener) close() { l.l.Close() }
 
+// setMaxSegment is TCP_MAXSEG on a listening socket; the runner checked
+// the range.
+func (l *listener) setMaxSegment(n int) { _ = l.l.SetMaxSegment(n) }
+
 func (l *listener) port() uint16 { return l.l.Addr().Port() }
 
 // conn is a connection.
 type conn struct{ ep *tcp.Endpoint }
 
-func (e *engine) connect(remote netip.Addr, port uint16) (*conn, error) {
-	ep, err := e.proto.Connect(netip.AddrPort{}, netip.AddrPortFrom(remote, port))
+func (e *engine) connect(remote netip.Addr, port uint16, maxSeg int) (*conn, error) {
+	ep, err := e.proto.ConnectWith(netip.AddrPort{}, netip.AddrPortFrom(remote, port), tcp.ConnectOptions{MaxSegment: maxSeg})
 	if err != nil {
 		return nil, errno(err)
 	}
@@ -247,10 +257,15 @@ func (c *conn) read(b []byte) (int, error) {
 	n, err := c.ep.Read(b)
 	return n, errno(err)
 }
-func (c *conn) write(b []byte) (int, error) {
+func (c *conn) write(b []byte, more bool) (int, error) {
+	if more {
+		n, err := c.ep.WriteMore(b)
+		return n, errno(err)
+	}
 	n, err := c.ep.Write(b)
 	return n, errno(err)
 }
+func (c *conn) setCork(on bool)   { c.ep.SetCork(on) }
 func (c *conn) closeRead() error  { return errno(c.ep.CloseRead()) }
 func (c *conn) closeWrite() error { return errno(c.ep.CloseWrite()) }
 func (c *conn) close() error      { return errno(c.ep.Close()) }
@@ -311,7 +326,7 @@ const linuxInfiniteSsthresh = 0x7fffffff
 // names and in Linux's units: segments for windows and counts of
 // segments (bytes / SND.MSS; counts of bytes rounded up), microseconds
 // for times. A field missing here is one the engine does not keep
-// (tcpi_reordering, tcpi_probes, tcpi_last_data_recv, ...): a script
+// (tcpi_probes, tcpi_rwnd_limited, tcpi_busy_time, ...): a script
 // asserting on it is skipped.
 func (c *conn) tcpInfo() map[string]int64 {
 	in := c.ep.Info()
@@ -344,6 +359,11 @@ func (c *conn) tcpInfo() map[string]int64 {
 		"tcpi_rcv_wscale":     int64(max(in.RcvWndScale, 0)),
 		"tcpi_notsent_bytes":  int64(max(in.SendQueued-int(outstanding), 0)),
 		"tcpi_last_data_recv": in.LastDataRecv.Milliseconds(),
+		"tcpi_reordering":     int64(in.Reordering),
+		"tcpi_busy_time":      us(in.BusyTime),
+		"tcpi_rwnd_limited":   us(in.RwndLimited),
+		"tcpi_sndbuf_limited": us(in.SndbufLimited),
+		"tcpi_reord_seen":     int64(in.ReorderEvents),
 	}
 	var opts int64
 	if in.Timestamps {

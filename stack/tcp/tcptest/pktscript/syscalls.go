@@ -40,6 +40,8 @@ type sock struct {
 	keepCount             int
 	lingerOn              bool
 	lingerSecs            int64
+	maxSeg                int // TCP_MAXSEG: the MSS clamp (Linux's user_mss); 0: none
+	cork, corkSet         bool
 	sndbufSet, rcvbufSet  bool
 	nodelaySet, utSet     bool
 	keepSet, keepParamSet bool
@@ -447,7 +449,7 @@ func (r *runner) listenCall(sc *Syscall) {
 	if s.kind != sockNew {
 		r.fail("listen on a socket that is not new")
 	}
-	ln, err := r.eng.listen(r.stackAddr(), s.port, backlog)
+	ln, err := r.eng.listen(r.stackAddr(), s.port, backlog, s.maxSeg)
 	if err == nil {
 		s.kind, s.ln = sockListener, ln
 		r.sut, r.sutLn = nil, s
@@ -501,16 +503,24 @@ func (r *runner) inherit(ns, ls *sock) {
 	ns.keepalive, ns.keepSet, ns.keepParamSet = ls.keepalive, ls.keepSet, ls.keepParamSet
 	ns.keepIdle, ns.keepIntvl, ns.keepCount = ls.keepIdle, ls.keepIntvl, ls.keepCount
 	ns.lingerOn, ns.lingerSecs = ls.lingerOn, ls.lingerSecs
-	r.applyOptions(ns)
+	ns.maxSeg = ls.maxSeg
+	ns.cork, ns.corkSet = ls.cork, ls.corkSet
+	r.applyOptions(ns, "")
 }
 
 // applyOptions gives the engine's connection the socket's options.
-func (r *runner) applyOptions(s *sock) {
+func (r *runner) applyOptions(s *sock, name string) {
 	c := r.sockConn(s)
 	if c == nil {
 		return
 	}
-	if s.nodelaySet {
+	// Setting TCP_CORK or TCP_NODELAY on a connection is an act as well
+	// as a setting (uncorking, or TCP_NODELAY, pushes what waits): done
+	// when that option is set, not again with every other.
+	if s.corkSet && (name == "" || name == "TCP_CORK") {
+		c.setCork(s.cork)
+	}
+	if s.nodelaySet && (name == "" || name == "TCP_NODELAY") {
 		c.setNoDelay(s.nodelay)
 	}
 	if s.sndbufSet || s.rcvbufSet {
@@ -543,7 +553,7 @@ func (r *runner) connectCall(sc *Syscall, start, end time.Duration) {
 	if s.kind != sockNew {
 		panic(needs("connect on a socket that is not new (%d)", s.fd))
 	}
-	ec, err := r.eng.connect(r.peerAddr(), r.connect)
+	ec, err := r.eng.connect(r.peerAddr(), r.connect, s.maxSeg)
 	if err != nil {
 		r.checkResult(sc, -1, err, false)
 		return
@@ -551,7 +561,7 @@ func (r *runner) connectCall(sc *Syscall, start, end time.Duration) {
 	cs := r.addConn(&connState{localPort: ec.localPort(), peerPort: r.connect, ec: ec})
 	s.kind, s.c = sockConn, cs
 	r.sut, r.sutLn = cs, nil
-	r.applyOptions(s)
+	r.applyOptions(s, "")
 	if s.nonblock {
 		r.drain()
 		r.checkResult(sc, -1, syscall.EINPROGRESS, false)
@@ -603,9 +613,8 @@ func (r *runner) write(sc *Syscall, start, end time.Duration) {
 		nonblock = true
 		flags &^= 0x40
 	}
-	if flags&0x8000 != 0 {
-		panic(needs("MSG_MORE (tapstack has no corking)"))
-	}
+	more := flags&0x8000 != 0 // MSG_MORE: Endpoint.WriteMore
+	flags &^= 0x8000
 	if flags&^0x4000 != 0 { // MSG_NOSIGNAL is what tapstack does anyway
 		panic(needs("send flags %#x", flags))
 	}
@@ -622,7 +631,7 @@ func (r *runner) write(sc *Syscall, start, end time.Duration) {
 			if written == n {
 				return true, written, nil
 			}
-			k, err := c.write(zeros[:min(int64(len(zeros)), n-written)])
+			k, err := c.write(zeros[:min(int64(len(zeros)), n-written)], more)
 			written += int64(k)
 			switch {
 			case errors.Is(err, errAgain):
@@ -840,13 +849,24 @@ func (r *runner) setsockopt(sc *Syscall) {
 		}
 		c.setQuickAck(iv() != 0)
 	case "SOL_TCP.TCP_MAXSEG":
-		panic(needs("TCP_MAXSEG (setsockopt): tapstack's MSS follows the route, not the socket"))
+		// Linux takes 0 or 88 to 32767 (TCP_MIN_MSS, MAX_TCP_WINDOW).
+		// It takes effect at connect or listen; later, Linux only
+		// records it, and so does the runner.
+		n := iv()
+		if n != 0 && (n < 88 || n > 32767) {
+			r.checkResult(sc, -1, syscall.EINVAL, false)
+			return
+		}
+		s.maxSeg = int(n)
+		if s.kind == sockListener {
+			s.ln.setMaxSegment(s.maxSeg)
+		}
 	case "SOL_TCP.TCP_CORK":
-		panic(needs("TCP_CORK (tapstack has no corking)"))
+		s.cork, s.corkSet = iv() != 0, true
 	default:
 		panic(needs("setsockopt %s", name))
 	}
-	r.applyOptions(s)
+	r.applyOptions(s, name)
 	r.checkResult(sc, 0, nil, false)
 	r.drain()
 }
@@ -906,10 +926,14 @@ func (r *runner) getsockopt(sc *Syscall) {
 		v = s.userTimeout.Milliseconds()
 	case "SOL_TCP.TCP_MAXSEG":
 		// Linux: the current send MSS once connected
-		// (tp->mss_cache), TCP_MSS_DEFAULT before.
+		// (tp->mss_cache); before, the clamp TCP_MAXSEG set, or
+		// TCP_MSS_DEFAULT.
 		v = 536
-		if c != nil && c.synchronized() {
+		switch {
+		case c != nil && c.synchronized():
 			v = int64(c.sndMSS())
+		case s.maxSeg > 0:
+			v = int64(s.maxSeg)
 		}
 	default:
 		panic(needs("getsockopt %s", name))

@@ -14,6 +14,8 @@ import (
 // engine's options). Zero values mean the engine's default.
 type settings struct {
 	noTimestamps, noSACK, noSynCookies, noRACK, noFRTO bool
+	noSlowStartAfterIdle                               bool
+	minGSOSegments                                     int
 	abortOnOverflow                                    bool
 
 	congestionControl string
@@ -546,10 +548,12 @@ func (s *settings) sysctl(key, value string) *skipError {
 		s.tlp = n >= 3 // Linux: 3 and 4 enable the tail loss probe
 		return s.rackTLP(setting)
 	case "tcp_slow_start_after_idle":
-		if value != "0" {
-			return needs("%s (slow start after idle, RFC 5681 4.1)", setting)
+		n, ok := num()
+		if !ok || n < 0 {
+			return needs("%s", setting)
 		}
-		return took("no cwnd restart after idle, as tapstack")
+		s.noSlowStartAfterIdle = n == 0
+		return took("Options.NoSlowStartAfterIdle")
 	case "tcp_ecn":
 		if value != "0" {
 			return needs("%s (ECN)", setting)
@@ -590,7 +594,14 @@ func (s *settings) sysctl(key, value string) *skipError {
 			return needs("%s (TCP_NOTSENT_LOWAT)", setting)
 		}
 		return took("no not-sent low-water mark, as tapstack")
-	case "tcp_tso_win_divisor", "tcp_min_tso_segs", "tcp_limit_output_bytes", "tcp_autocorking",
+	case "tcp_min_tso_segs":
+		n, ok := num()
+		if !ok || n <= 0 {
+			return needs("%s", setting)
+		}
+		s.minGSOSegments = int(min(n, 64))
+		return took("Options.MinGSOSegments")
+	case "tcp_tso_win_divisor", "tcp_limit_output_bytes", "tcp_autocorking",
 		"tcp_pacing_ss_ratio", "tcp_pacing_ca_ratio", "tcp_base_mss", "tcp_moderate_rcvbuf",
 		"tcp_no_metrics_save", "tcp_fastopen", "tcp_fastopen_key":
 		// TSO sizing and deferral, TCP small queues, pacing ratios

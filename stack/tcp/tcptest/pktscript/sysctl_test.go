@@ -27,6 +27,9 @@ func TestSysctl(t *testing.T) {
 		{"sysctl -q net.ipv4.tcp_early_retrans=0 net.ipv4.tcp_recovery=0", func(s settings) bool { return s.noRACK && s.check() == nil }, ""},
 		{"sysctl -q net.ipv4.tcp_early_retrans=0", func(s settings) bool { return s.check() != nil }, ""},
 		{"sysctl -q net.ipv4.tcp_frto=0", func(s settings) bool { return s.noFRTO }, ""},
+		{"sysctl -q net.ipv4.tcp_slow_start_after_idle=0", func(s settings) bool { return s.noSlowStartAfterIdle }, ""},
+		{"sysctl -q net.ipv4.tcp_slow_start_after_idle=1", func(s settings) bool { return !s.noSlowStartAfterIdle }, ""},
+		{"sysctl -q net.ipv4.tcp_min_tso_segs=10", func(s settings) bool { return s.minGSOSegments == 10 }, ""},
 		{"sysctl -q net.ipv4.tcp_abort_on_overflow=1 net.ipv4.tcp_max_syn_backlog=8", func(s settings) bool { return s.abortOnOverflow && s.synQueueLimit == 8 }, ""},
 		{"sysctl -q net.ipv4.tcp_fin_timeout=5 net.ipv4.tcp_invalid_ratelimit=0", func(s settings) bool {
 			return s.finTimeout == 5*time.Second && s.invalidRateLimit < 0
@@ -39,7 +42,6 @@ func TestSysctl(t *testing.T) {
 		{"echo 3 > /sys/module/tcp_cubic/parameters/hystart_detect", nil, ""},
 		{"/tmp/sysctl_restore_${PPID}.sh", nil, ""},
 		{"sysctl -q net.ipv4.tcp_ecn=1", nil, "net.ipv4.tcp_ecn=1 (ECN)"},
-		{"sysctl -q net.ipv4.tcp_slow_start_after_idle=1", nil, "net.ipv4.tcp_slow_start_after_idle=1"},
 		{"sysctl -q net.ipv4.tcp_mtu_probing=2", nil, "net.ipv4.tcp_mtu_probing=2"},
 		{"sysctl -q net.ipv4.tcp_reordering=10", nil, "net.ipv4.tcp_reordering=10"},
 		{"sysctl -q net.core.somaxconn=10", nil, "net.core.somaxconn=10 (no such setting in tapstack)"},
