@@ -185,7 +185,6 @@ func (p *Protocol) newEndpoint(netProto tcpip.NetworkProtocolNumber, id stack.Tr
 		rto:         p.opts.InitialRTO,
 	}
 	e.stateSince = p.clock.NowMonotonic()
-	e.timers.init(p.clock, e.onTimer)
 	// RFC 6691: the MSS option counts neither IP nor TCP options.
 	e.rcvMSS = int(r.MTU()) - header.TCPMinimumSize
 	if e.rcvMSS > 0xffff {
