@@ -137,7 +137,7 @@ func (c *Conn) read(done <-chan struct{}, b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
-	if closedChan(c.rd.wait()) {
+	if c.rd.passed() {
 		// Like package net, a passed deadline fails the call even when
 		// data is waiting.
 		return 0, c.opError("read", timeoutError{})
@@ -182,7 +182,7 @@ func (c *Conn) Write(b []byte) (int, error) {
 	if c.isClosed() {
 		return 0, c.opError("write", net.ErrClosed)
 	}
-	if closedChan(c.wd.wait()) {
+	if c.wd.passed() {
 		return 0, c.opError("write", timeoutError{})
 	}
 	total := 0
