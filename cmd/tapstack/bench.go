@@ -250,10 +250,11 @@ func (b *bencher) tasks(pipe bool) []benchTask {
 			tasks = append(tasks, benchTask{
 				figures: []benchFigure{{Name: "heap per idle connection, " + countName(n), Unit: "B", format: "%.0f"}},
 				run: func(ctx context.Context, e *benchEnv, warm bool) ([]float64, error) {
+					m := n // not n itself: the warm-up would shrink every round after it
 					if warm {
-						n = min(n, 100)
+						m = min(n, 100)
 					}
-					h, err := idleHeap(ctx, e, n)
+					h, err := idleHeap(ctx, e, m)
 					return []float64{h}, err
 				},
 			})
