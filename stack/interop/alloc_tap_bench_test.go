@@ -14,7 +14,8 @@ import (
 // BenchmarkAllocsPerSegmentTAP is BenchmarkAllocsPerSegment over a TAP
 // with the kernel as the peer: 16 MiB per iteration one way over one
 // connection that stays open, with the TAP's offloads off (a frame is a
-// wire segment) and on (the default: super-frames both ways). It reports
+// wire segment), on with the kernel's super-frames split into segments
+// for the stack, and on (the default: super-frames both ways). It reports
 // the heap allocations of the whole process (tapstack, the tap device's
 // read and write paths, and the kernel socket's Go side) per frame the
 // device carried and per wire segment tapstack sent or took in, read
@@ -28,6 +29,7 @@ func BenchmarkAllocsPerSegmentTAP(b *testing.B) {
 		opts []tap.Option
 	}{
 		{"off", []tap.Option{tap.WithOffloads(false)}},
+		{"split", []tap.Option{tap.WithGRO(false)}},
 		{"offloads", nil},
 	} {
 		for _, fromKernel := range []bool{false, true} {

@@ -130,3 +130,36 @@ func TestSteadyStateAllocs(t *testing.T) {
 		})
 	}
 }
+
+// TestSteadyStateAllocsEcho: request and response over an established
+// connection (BenchmarkAllocsPerEcho's pair) allocate nothing either: each
+// exchange arms and disarms the retransmission timer at the client and
+// the delayed ACK at the server, and blocks both ends' Read. 5,000
+// exchanges, some 10,000 wire segments, may cost a handful of
+// allocations, where one per exchange would be thousands.
+func TestSteadyStateAllocsEcho(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sync.Pool drops items at random under the race detector")
+	}
+	const exchanges, limit = 5000, 0.02
+	echo, segs := echoPair(t)
+	for range exchanges {
+		echo() // pools filled
+	}
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	s0 := segs()
+	for range exchanges {
+		echo()
+	}
+	runtime.ReadMemStats(&m1)
+	n, allocs := segs()-s0, m1.Mallocs-m0.Mallocs
+	t.Logf("%d exchanges, %d wire segments: %d allocations (%.5f per segment)", exchanges, n, allocs, float64(allocs)/float64(n))
+	if n < 2*exchanges {
+		t.Fatalf("only %d segments for %d exchanges", n, exchanges)
+	}
+	if float64(allocs) > limit*float64(n) {
+		t.Errorf("%d allocations for %d segments: a request and its response allocate (at most %.0f allowed); see BenchmarkAllocsPerEcho with -memprofile", allocs, n, limit*float64(n))
+	}
+}
