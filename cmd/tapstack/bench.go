@@ -192,7 +192,7 @@ func (b *bencher) tasks(pipe bool) []benchTask {
 			figures: []benchFigure{
 				{Name: "bulk, " + dir, Unit: "Gbit/s", Higher: true, format: "%.2f"},
 				{Name: "CPU per GiB, " + dir, Unit: "s/GiB", format: "%.3f"},
-				{Name: "allocations per data segment, " + dir, Unit: "allocs", format: "%.2f"},
+				{Name: "allocations per data segment, " + dir, Unit: "allocs", format: "%.4f"},
 			},
 			run: func(ctx context.Context, e *benchEnv, warm bool) ([]float64, error) {
 				size := b.size
