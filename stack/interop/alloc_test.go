@@ -12,11 +12,13 @@ import (
 	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/tap"
+	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 )
 
 // TestSteadyStateAllocs: data moving over an established connection
 // between two tapstack stacks on tap.Pipe allocates nothing, whichever
-// end, over IPv4 and IPv6, with and without the pipe's GSO: the sender's segments, the
+// end, over IPv4 and IPv6, with and without the pipe's GSO, and through
+// the fault middleware: the sender's segments, the
 // receiver's ACKs, the timers armed and disarmed on the way, the pipe
 // and gVisor's network layer, and package conn's blocking Read and Write.
 // 8 MiB (some 5,800 data segments and their ACKs) may cost at most a
@@ -49,16 +51,24 @@ func TestSteadyStateAllocs(t *testing.T) {
 		gso       bool
 		ts, peer  netip.Prefix
 		perPacket uint64 // allowed per packet received: gVisor's
+		fault     bool   // the sender's frames pass tap.Fault (configured to do nothing)
 	}{
-		{"ipv4/nogso", false, tsPrefix4, peerPrefix4, 0},
-		{"ipv4/gso", true, tsPrefix4, peerPrefix4, 0},
-		{"ipv6/nogso", false, tsPrefix6, peerPrefix6, gVisorIPv6PerPacket},
-		{"ipv6/gso", true, tsPrefix6, peerPrefix6, gVisorIPv6PerPacket},
+		{"ipv4/nogso", false, tsPrefix4, peerPrefix4, 0, false},
+		{"ipv4/gso", true, tsPrefix4, peerPrefix4, 0, false},
+		{"ipv6/nogso", false, tsPrefix6, peerPrefix6, gVisorIPv6PerPacket, false},
+		{"ipv6/gso", true, tsPrefix6, peerPrefix6, gVisorIPv6PerPacket, false},
+		{"ipv4/fault", false, tsPrefix4, peerPrefix4, 0, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			pa, pb := tap.Pipe(tap.WithPipeGSO(tc.gso), tap.WithPipeQueue(4096))
 			opts := tcp.Options{Observer: func(event.Event) {}}
-			snd, _ := newTapstack(t, pa, tc.ts, opts)
+			var sndLink gstack.LinkEndpoint = pa
+			if tc.fault {
+				// What every frame a fault experiment does not hit
+				// goes through: it must cost nothing either.
+				sndLink = tap.NewFault(pa, tap.FaultConfig{Seed: 1})
+			}
+			snd, _ := newTapstack(t, sndLink, tc.ts, opts)
 			rcv, _ := newTapstack(t, pb, tc.peer, opts)
 			to := netip.AddrPortFrom(tc.peer.Addr(), 80).String()
 			ln, err := conn.Listen(rcv, "tcp", to)
