@@ -137,13 +137,16 @@ func (c *Conn) read(done <-chan struct{}, b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
-	if closedChan(c.rd.wait()) {
+	if c.rd.passed() {
 		// Like package net, a passed deadline fails the call even when
 		// data is waiting.
 		return 0, c.opError("read", timeoutError{})
 	}
+	// The connection's read wakeup, not Changed: it is made once per
+	// connection, where Changed makes a channel per wait. It is taken
+	// when a read would first block, and the read tried again.
+	var wake <-chan struct{}
 	for {
-		changed := c.ep.Changed()
 		n, err := c.ep.Read(b)
 		if err != tcp.ErrWouldBlock {
 			if err != nil && err != io.EOF && c.isClosed() {
@@ -153,8 +156,12 @@ func (c *Conn) read(done <-chan struct{}, b []byte) (int, error) {
 			}
 			return n, c.opError("read", err)
 		}
+		if wake == nil {
+			wake = c.ep.ReadWakeup()
+			continue
+		}
 		select {
-		case <-changed:
+		case <-wake:
 		case <-c.rd.wait():
 			return 0, c.opError("read", timeoutError{})
 		case <-done:
@@ -175,12 +182,12 @@ func (c *Conn) Write(b []byte) (int, error) {
 	if c.isClosed() {
 		return 0, c.opError("write", net.ErrClosed)
 	}
-	if closedChan(c.wd.wait()) {
+	if c.wd.passed() {
 		return 0, c.opError("write", timeoutError{})
 	}
 	total := 0
+	var wake <-chan struct{} // as in read
 	for {
-		changed := c.ep.Changed()
 		n, err := c.ep.Write(b[total:])
 		total += n
 		if err == nil && total == len(b) {
@@ -195,8 +202,12 @@ func (c *Conn) Write(b []byte) (int, error) {
 		if n > 0 {
 			continue
 		}
+		if wake == nil {
+			wake = c.ep.WriteWakeup()
+			continue
+		}
 		select {
-		case <-changed:
+		case <-wake:
 		case <-c.wd.wait():
 			return total, c.opError("write", timeoutError{})
 		case <-c.closed:

@@ -21,12 +21,12 @@ type deadline struct {
 	clock    tcpip.Clock
 	mu       sync.Mutex
 	timer    tcpip.Timer
-	expire   chan struct{}
-	released bool // the connection closed: no timer any more
+	expire   chan struct{} // made when first needed: most connections never wait nor set a deadline
+	released bool          // the connection closed: no timer any more
 }
 
 func newDeadline(clock tcpip.Clock) *deadline {
-	return &deadline{clock: clock, expire: make(chan struct{})}
+	return &deadline{clock: clock}
 }
 
 func closedChan(c <-chan struct{}) bool {
@@ -53,20 +53,23 @@ func (d *deadline) set(t time.Time) {
 		<-d.expire
 	}
 	d.timer = nil
-	expired := closedChan(d.expire)
+	expired := d.expire != nil && closedChan(d.expire)
 	if t.IsZero() {
 		if expired {
-			d.expire = make(chan struct{})
+			d.expire = nil // wait makes an open one
 		}
 		return
 	}
 	if dur := t.Sub(d.clock.Now()); dur > 0 {
-		if expired {
+		if expired || d.expire == nil {
 			d.expire = make(chan struct{})
 		}
 		ch := d.expire
 		d.timer = d.clock.AfterFunc(dur, func() { close(ch) })
 		return
+	}
+	if d.expire == nil {
+		d.expire = make(chan struct{})
 	}
 	if !expired {
 		close(d.expire)
@@ -92,7 +95,18 @@ func (d *deadline) release() {
 func (d *deadline) wait() <-chan struct{} {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.expire == nil {
+		d.expire = make(chan struct{})
+	}
 	return d.expire
+}
+
+// passed reports whether the deadline has passed, without making the
+// channel of a deadline nobody waits on.
+func (d *deadline) passed() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.expire != nil && closedChan(d.expire)
 }
 
 // after returns a channel closed once d has passed on clock, and a

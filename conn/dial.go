@@ -159,8 +159,11 @@ func (d *Dialer) dialTCP(ctx context.Context, network string, local, raddr netip
 	if err != nil {
 		return nil, opErr(err)
 	}
+	// Changed is taken once the handshake is found not complete, and the
+	// check made again, so that a connection established at once does
+	// not keep a channel made for nothing.
+	var changed <-chan struct{}
 	for {
-		changed := ep.Changed()
 		ok, err := ep.Established()
 		if err != nil {
 			return nil, opErr(err)
@@ -175,8 +178,13 @@ func (d *Dialer) dialTCP(ctx context.Context, network string, local, raddr netip
 			}
 			return c, nil
 		}
+		if changed == nil {
+			changed = ep.Changed()
+			continue
+		}
 		select {
 		case <-changed:
+			changed = nil
 		case <-ctx.Done():
 			ep.Reset()
 			return nil, opErr(mapContextErr(ctx.Err()))

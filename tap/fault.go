@@ -184,6 +184,30 @@ type Fault struct {
 	obs     func(FaultEvent)
 
 	batchEnd atomic.Pointer[func()] // OnBatchEnd
+
+	scratch sync.Pool // of *faultScratch: a frame through the middleware allocates nothing
+}
+
+// faultScratch is what one pass of frames through the middleware works
+// in: the actions decided for them, and the batch written on.
+type faultScratch struct {
+	acts []action
+	out  stack.PacketBufferList // references of its own while the batch is written
+}
+
+func (f *Fault) getScratch() *faultScratch {
+	if s, ok := f.scratch.Get().(*faultScratch); ok {
+		return s
+	}
+	return new(faultScratch)
+}
+
+// putScratch gives s back with acts, its slice as the pass left it,
+// cleared: the pool holds no frame or report.
+func (f *Fault) putScratch(s *faultScratch, acts []action) {
+	clear(acts)
+	s.acts = acts[:0]
+	f.scratch.Put(s)
 }
 
 // OnBatchEnd implements stack's BatchingLink: fn is passed to the link
@@ -559,10 +583,12 @@ func (l *lane) flushHeld(seq uint64) {
 	}
 	held := *l.held
 	l.held, l.heldTimer = nil, nil
-	acts := l.emit(nil, held.pkt, held.proto, time.Now(), held.notes[0], held.notes[1])
+	s := f.getScratch()
+	acts := l.emit(s.acts[:0], held.pkt, held.proto, time.Now(), held.notes[0], held.notes[1])
 	acts = append(acts, action{kind: actRelease, pkt: held.pkt})
 	f.mu.Unlock()
-	f.run(l.dir, acts)
+	f.run(l.dir, acts, &s.out)
+	f.putScratch(s, acts)
 	f.laterBurstEnd(l.dir)
 }
 
@@ -586,7 +612,8 @@ func (l *lane) flushDelayed() {
 		return
 	}
 	now := time.Now()
-	var acts []action
+	s := f.getScratch()
+	acts := s.acts[:0]
 	i := 0
 	for ; i < len(l.delayed) && !l.delayed[i].due.After(now); i++ {
 		d := l.delayed[i]
@@ -596,7 +623,8 @@ func (l *lane) flushDelayed() {
 	l.delayed = append(l.delayed[:0], l.delayed[i:]...)
 	f.mu.Unlock()
 
-	f.run(l.dir, acts)
+	f.run(l.dir, acts, &s.out)
+	f.putScratch(s, acts)
 	f.laterBurstEnd(l.dir)
 
 	f.mu.Lock()
@@ -610,9 +638,10 @@ func (l *lane) flushDelayed() {
 
 // run carries out acts in order, without f.mu: a write may deliver
 // synchronously and come back to us on the same goroutine. Outbound frames
-// are written in one batch; references are released after.
-func (f *Fault) run(dir FaultDir, acts []action) tcpip.Error {
-	var out stack.PacketBufferList // borrowed references
+// are written in one batch, out (empty, a scratch's), which takes a
+// reference of its own to each for the write; references are released
+// after.
+func (f *Fault) run(dir FaultDir, acts []action, out *stack.PacketBufferList) tcpip.Error {
 	for _, a := range acts {
 		switch a.kind {
 		case actReport:
@@ -621,7 +650,7 @@ func (f *Fault) run(dir FaultDir, acts []action) tcpip.Error {
 			}
 		case actMove:
 			if dir == FaultOutbound {
-				out.PushBack(a.pkt)
+				out.PushBack(a.pkt.IncRef())
 			} else {
 				c := inboundCopy(a.pkt)
 				f.Endpoint.DeliverNetworkPacket(a.proto, c)
@@ -631,7 +660,8 @@ func (f *Fault) run(dir FaultDir, acts []action) tcpip.Error {
 	}
 	var err tcpip.Error
 	if out.Len() > 0 {
-		_, err = f.Endpoint.WritePackets(out)
+		_, err = f.Endpoint.WritePackets(*out)
+		out.Reset() // our references go; the slice stays for the next pass
 	}
 	for _, a := range acts {
 		if a.kind == actRelease {
@@ -653,12 +683,15 @@ func (f *Fault) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 		return 0, &tcpip.ErrClosedForSend{}
 	}
 	now := time.Now()
-	var acts []action
+	s := f.getScratch()
+	acts := s.acts[:0]
 	for _, pkt := range pkts.AsSlice() {
 		acts = f.out.decide(acts, pkt, pkt.NetworkProtocolNumber, now)
 	}
 	f.mu.Unlock()
-	if err := f.run(FaultOutbound, acts); err != nil {
+	err := f.run(FaultOutbound, acts, &s.out)
+	f.putScratch(s, acts)
+	if err != nil {
 		return 0, err
 	}
 	// Lost frames count as written: they left the NIC and died on the wire.
@@ -677,9 +710,11 @@ func (f *Fault) DeliverNetworkPacket(proto tcpip.NetworkProtocolNumber, pkt *sta
 		f.mu.Unlock()
 		return
 	}
-	acts := f.in.decide(nil, pkt, proto, time.Now())
+	s := f.getScratch()
+	acts := f.in.decide(s.acts[:0], pkt, proto, time.Now())
 	f.mu.Unlock()
-	f.run(FaultInbound, acts)
+	f.run(FaultInbound, acts, &s.out)
+	f.putScratch(s, acts)
 }
 
 // Close implements stack.LinkEndpoint: it drops held and delayed frames,

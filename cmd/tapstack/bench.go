@@ -192,7 +192,7 @@ func (b *bencher) tasks(pipe bool) []benchTask {
 			figures: []benchFigure{
 				{Name: "bulk, " + dir, Unit: "Gbit/s", Higher: true, format: "%.2f"},
 				{Name: "CPU per GiB, " + dir, Unit: "s/GiB", format: "%.3f"},
-				{Name: "allocations per data segment, " + dir, Unit: "allocs", format: "%.2f"},
+				{Name: "allocations per data segment, " + dir, Unit: "allocs", format: "%.4f"},
 			},
 			run: func(ctx context.Context, e *benchEnv, warm bool) ([]float64, error) {
 				size := b.size
@@ -250,10 +250,11 @@ func (b *bencher) tasks(pipe bool) []benchTask {
 			tasks = append(tasks, benchTask{
 				figures: []benchFigure{{Name: "heap per idle connection, " + countName(n), Unit: "B", format: "%.0f"}},
 				run: func(ctx context.Context, e *benchEnv, warm bool) ([]float64, error) {
+					m := n // not n itself: the warm-up would shrink every round after it
 					if warm {
-						n = min(n, 100)
+						m = min(n, 100)
 					}
-					h, err := idleHeap(ctx, e, n)
+					h, err := idleHeap(ctx, e, m)
 					return []float64{h}, err
 				},
 			})

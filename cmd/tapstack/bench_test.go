@@ -255,3 +255,34 @@ func BenchmarkBenchIdleHeap(b *testing.B) {
 		})
 	}
 }
+
+// TestIdleHeapRatio: 1,000 established idle connections over tap.Pipe
+// hold at most half the heap with tapstack that they hold with gVisor's
+// TCP, measured in the same process one after the other (issue 12's bound;
+// both ends of each connection are counted, and package conn's and
+// gonet's wrappers with them). A heap figure, not a timing: it moves with
+// what a connection keeps, not with the machine's load.
+func TestIdleHeapRatio(t *testing.T) {
+	if testing.Short() {
+		t.Skip("opens 2,000 connections")
+	}
+	const n, bound = 1000, 0.5
+	var heap [2]float64
+	for _, kind := range []stackKind{kindGVisor, kindTapstack} {
+		e, err := pipeLink{mtu: tap.DefaultMTU}.env(kind)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := idleHeap(context.Background(), e, n)
+		e.close()
+		if err != nil {
+			t.Fatalf("%s: %v", kind, err)
+		}
+		heap[kind] = h
+	}
+	ratio := heap[kindTapstack] / heap[kindGVisor]
+	t.Logf("heap per idle connection (both ends), %d connections: tapstack %.0f B, gVisor %.0f B: %.2f×", n, heap[kindTapstack], heap[kindGVisor], ratio)
+	if heap[kindGVisor] <= 0 || ratio > bound {
+		t.Errorf("tapstack holds %.0f B per idle connection, gVisor %.0f B: %.2f×, over the bound of %.2f×", heap[kindTapstack], heap[kindGVisor], ratio, bound)
+	}
+}

@@ -28,7 +28,9 @@
 //	                snapshot), Endpoint.ID; Listener.State, Listener.Queues, Listener.Addr
 //
 // None of them blocks: a call that cannot make progress returns
-// ErrWouldBlock, and Changed returns a channel closed at the next change,
+// ErrWouldBlock, and Changed returns a channel closed at the next change
+// (ReadWakeup and WriteWakeup, one reusable channel per connection and
+// direction, serve a reader and a writer that wait again and again),
 // which package conn turns into net.Conn and net.Listener. Options such as
 // SetNoDelay and SetKeepAlive are the socket options of the same calls.
 // Protocol also reports what the engine holds and has done: Connections,

@@ -174,6 +174,7 @@ type Endpoint struct {
 	wasEstablished bool  // the handshake completed once
 	err            error // hard error reported to the user once
 	changed        chan struct{}
+	wakeups        *[2]chan struct{} // ReadWakeup, WriteWakeup; made on first use
 
 	bytesSent, bytesAcked, bytesReceived, retransmitted uint64
 }
@@ -191,7 +192,6 @@ func (p *Protocol) newEndpoint(netProto tcpip.NetworkProtocolNumber, id stack.Tr
 		rto:         p.opts.InitialRTO,
 	}
 	e.stateSince = p.clock.NowMonotonic()
-	e.timers.init(p.clock, e.onTimer)
 	// RFC 6691: the MSS option counts neither IP nor TCP options.
 	e.rcvMSS = int(r.MTU()) - header.TCPMinimumSize
 	if e.rcvMSS > 0xffff {
@@ -259,11 +259,45 @@ func (e *Endpoint) Changed() <-chan struct{} {
 	return e.changed
 }
 
-// notify wakes whoever waits on Changed. The caller holds e.mu.
+// ReadWakeup returns a channel that receives a token at each change that
+// closes Changed's channel, for the one goroutine at a time that waits to
+// read. Unlike Changed it is made once per connection, not once per wait,
+// so a reader that blocks on every segment allocates nothing. Take it,
+// try the operation, and wait on it if the operation returned
+// ErrWouldBlock: a change after the try leaves a token, so none is
+// missed; a token left from before only costs one more try.
+func (e *Endpoint) ReadWakeup() <-chan struct{} { return e.wakeup(0) }
+
+// WriteWakeup is ReadWakeup for the one goroutine at a time that waits to
+// write.
+func (e *Endpoint) WriteWakeup() <-chan struct{} { return e.wakeup(1) }
+
+func (e *Endpoint) wakeup(i int) <-chan struct{} {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.wakeups == nil {
+		e.wakeups = new([2]chan struct{})
+	}
+	if e.wakeups[i] == nil {
+		e.wakeups[i] = make(chan struct{}, 1)
+	}
+	return e.wakeups[i]
+}
+
+// notify wakes whoever waits on Changed, ReadWakeup or WriteWakeup. The
+// caller holds e.mu.
 func (e *Endpoint) notify() {
 	if e.changed != nil {
 		close(e.changed)
 		e.changed = nil
+	}
+	if w := e.wakeups; w != nil {
+		for _, c := range w {
+			select {
+			case c <- struct{}{}:
+			default: // a token is waiting already, or nobody made c (nil)
+			}
+		}
 	}
 }
 

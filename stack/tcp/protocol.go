@@ -60,6 +60,7 @@ type Protocol struct {
 
 	batch  batchState // ACK once per drained burst (batch.go)
 	trains sync.Pool  // of *train, lent to a connection while output runs (send.go)
+	timers sync.Pool  // of *clockTimer, held by a connection while a timer is armed (timers.go)
 	ports  portTable  // local ports of active opens (ports.go)
 	routes routeCache // routes shared by connections (routes.go)
 }

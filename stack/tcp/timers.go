@@ -1,6 +1,7 @@
 package tcp
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/tapstack/tapstack/event"
@@ -40,32 +41,47 @@ var timerNames = [...]string{
 func (k timerKind) String() string { return timerNames[k] }
 
 // timerSet is the named timers of one connection over one clock timer.
+// The clock and the function to run are the connection's (e.proto.clock,
+// e.onTimer), so they are not kept here.
 type timerSet struct {
-	clock    tcpip.Clock
-	fire     func()
-	t        tcpip.Timer
+	t        *clockTimer // nil while no timer is armed
 	deadline [numTimers]tcpip.MonotonicTime
 	armed    [numTimers]bool
 	at       tcpip.MonotonicTime // when t fires; zero if stopped
 }
 
-func (ts *timerSet) init(c tcpip.Clock, fire func()) {
-	ts.clock = c
-	ts.fire = fire
+// clockTimer is a clock timer that serves one connection after another:
+// a connection takes one from its Protocol's pool when it arms its first
+// timer and gives it back when none is left armed. An idle connection so
+// holds no timer (a million of them would hold 170 MB), and one that arms
+// and disarms all the time, the delayed ACK every second segment or the
+// retransmission timer once per request and response, allocates none.
+type clockTimer struct {
+	ep atomic.Pointer[Endpoint] // the connection it serves; nil in the pool
+	t  tcpip.Timer
+}
+
+// fire runs the timers of the connection the clock timer serves. A firing
+// already on its way when the timer changed hands reaches the new
+// connection, or none: onTimer finds nothing due and rearms.
+func (c *clockTimer) fire() {
+	if e := c.ep.Load(); e != nil {
+		e.onTimer()
+	}
 }
 
 // set arms timer k to fire after d. The caller holds the connection's lock.
 func (e *Endpoint) setTimer(k timerKind, d time.Duration) {
 	ts := &e.timers
-	ts.deadline[k] = ts.clock.NowMonotonic().Add(d)
+	ts.deadline[k] = e.proto.clock.NowMonotonic().Add(d)
 	ts.armed[k] = true
-	ts.reschedule()
+	e.reschedule()
 }
 
 func (e *Endpoint) stopTimer(k timerKind) {
 	if e.timers.armed[k] {
 		e.timers.armed[k] = false
-		e.timers.reschedule()
+		e.reschedule()
 	}
 }
 
@@ -73,16 +89,17 @@ func (e *Endpoint) timerArmed(k timerKind) bool { return e.timers.armed[k] }
 
 func (e *Endpoint) stopAllTimers() {
 	e.timers.armed = [numTimers]bool{}
-	e.timers.stop()
+	e.reschedule()
 }
 
 // reschedule points the clock timer at the earliest armed deadline. The
 // clock timer is only moved earlier, never later: when a deadline moves
 // later (the retransmission timer restarted by every ACK, RFC 6298 5.3)
-// or goes away, the timer fires as armed, finds nothing due and sets
-// itself for the next deadline. That keeps a Stop and a Reset of the
-// clock's timer off the path of every ACK.
-func (ts *timerSet) reschedule() {
+// the timer fires as armed, finds nothing due and sets itself for the
+// next deadline. That keeps a Stop and a Reset of the clock's timer off
+// the path of every ACK.
+func (e *Endpoint) reschedule() {
+	ts := &e.timers
 	var next tcpip.MonotonicTime
 	found := false
 	for k := range ts.deadline {
@@ -91,12 +108,12 @@ func (ts *timerSet) reschedule() {
 		}
 	}
 	if !found {
-		// Nothing armed: the clock timer goes too, so that an idle
-		// connection holds none (a million idle connections would
-		// hold 170 MB of them); the next setTimer makes a new one.
-		// A callback already on its way finds nothing due.
-		if ts.t != nil {
-			ts.t.Stop()
+		// Nothing armed: the clock timer goes back to the pool. A
+		// firing already on its way finds nothing due.
+		if c := ts.t; c != nil {
+			c.ep.Store(nil)
+			c.t.Stop()
+			e.proto.timers.Put(c)
 			ts.t, ts.at = nil, tcpip.MonotonicTime{}
 		}
 		return
@@ -105,24 +122,22 @@ func (ts *timerSet) reschedule() {
 		return // it fires first, and rearms for next
 	}
 	ts.at = next
-	d := next.Sub(ts.clock.NowMonotonic())
-	if d < 0 {
-		d = 0
-	}
-	if ts.t == nil {
-		ts.t = ts.clock.AfterFunc(d, ts.fire)
+	d := max(next.Sub(e.proto.clock.NowMonotonic()), 0)
+	if ts.t != nil {
+		ts.t.t.Stop()
+		ts.t.t.Reset(d)
 		return
 	}
-	ts.t.Stop()
-	ts.t.Reset(d)
-}
-
-// stop stops the clock timer for good: the connection is gone.
-func (ts *timerSet) stop() {
-	if ts.t != nil {
-		ts.t.Stop()
+	if c, ok := e.proto.timers.Get().(*clockTimer); ok {
+		c.ep.Store(e)
+		c.t.Reset(d)
+		ts.t = c
+		return
 	}
-	ts.at = tcpip.MonotonicTime{}
+	c := &clockTimer{}
+	c.ep.Store(e)
+	c.t = e.proto.clock.AfterFunc(d, c.fire)
+	ts.t = c
 }
 
 // onTimer runs when the clock timer fires: every timer whose deadline has
@@ -131,14 +146,14 @@ func (e *Endpoint) onTimer() {
 	e.mu.Lock()
 	ts := &e.timers
 	ts.at = tcpip.MonotonicTime{}
-	now := ts.clock.NowMonotonic()
+	now := e.proto.clock.NowMonotonic()
 	for k := timerKind(0); k < numTimers; k++ {
 		if ts.armed[k] && !now.Before(ts.deadline[k]) {
 			ts.armed[k] = false
 			e.timerExpired(k)
 		}
 	}
-	ts.reschedule()
+	e.reschedule()
 	e.mu.Unlock()
 	e.flush()
 }
