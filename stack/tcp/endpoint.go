@@ -587,6 +587,7 @@ func (e *Endpoint) flushLocked() {
 	}
 	if drainCheck {
 		e.proto.mu.Lock()
+		e.proto.unflushed--
 		e.proto.checkDrained()
 		e.proto.mu.Unlock()
 	}
