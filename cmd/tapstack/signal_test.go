@@ -93,10 +93,8 @@ func TestSIGINT(t *testing.T) {
 			// sent no FIN of its own before the signal.
 			peer: func(t *testing.T, ns *taptest.Namespace) *kernelPeer {
 				var ln net.Listener
-				if err := ns.Do(func() (err error) {
-					ln, err = net.Listen("tcp4", "192.0.2.1:5001")
-					return err
-				}); err != nil {
+				err := ns.Do(func() (err error) { ln, err = net.Listen("tcp4", "192.0.2.1:5001"); return err })
+				if err != nil {
 					t.Fatal(err)
 				}
 				t.Cleanup(func() { ln.Close() })
