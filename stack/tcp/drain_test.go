@@ -54,3 +54,31 @@ func TestShutdownDrainsAfterOtherFlusher(t *testing.T) {
 		t.Error("not drained once the RST has left")
 	}
 }
+
+// TestDataAfterCloseStaleAck: the user closed with data still queued
+// behind the congestion window, so no FIN has left; the peer's late data
+// acknowledges none of what we sent. By now the peer's RCV.NXT may be
+// past that ACK field (our data crossed its segment), where it would drop
+// a RST silently (RFC 5961 3.2), so a second RST goes at SND.NXT, the
+// peer's RCV.NXT once our data has arrived. TestDataAfterClose has the
+// case with our FIN out: one RST, at SEG.ACK.
+func TestDataAfterCloseStaleAck(t *testing.T) {
+	p, ep := tcptest.Established(t)
+	if _, err := ep.Write(make([]byte, 64<<10)); err != nil {
+		t.Fatal(err)
+	}
+	var sent uint32
+	for _, s := range p.Drain() { // the initial window's worth
+		sent += uint32(len(s.Payload))
+	}
+	if sent == 0 || sent >= 64<<10 {
+		t.Fatalf("sent %d bytes of 64 KiB at once; the test wants some held back", sent)
+	}
+	ep.Close() // the FIN waits behind the rest
+	p.ExpectNothing()
+	p.Inject(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("late")})
+	p.Expect(seg{Flags: "R", Seq: 1})
+	p.Expect(seg{Flags: "R", Seq: 1 + sent})
+	p.ExpectNothing()
+	p.WantState(ep, event.Closed)
+}
