@@ -1,467 +1,51 @@
 package pcap_test
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"errors"
 	"fmt"
-	"io"
-	"math/rand/v2"
-	"net"
-	"net/netip"
 	"os"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"gvisor.dev/gvisor/pkg/tcpip"
-	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
-	gtcp "gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
-
-	"github.com/tapstack/tapstack/conn"
-	"github.com/tapstack/tapstack/event"
-	"github.com/tapstack/tapstack/internal/gvpeer"
 	"github.com/tapstack/tapstack/pcap"
 	"github.com/tapstack/tapstack/pcap/pcaptest"
-	"github.com/tapstack/tapstack/stack"
-	"github.com/tapstack/tapstack/stack/tcp"
-	"github.com/tapstack/tapstack/tap"
 )
 
-// The oracle: scripted scenarios between tapstack (captured, 192.0.2.1)
-// and gVisor's TCP (192.0.2.2, an independent implementation) over
-// tap.Pipe, each capture read back by tshark with its TCP analysis.
+// The oracle: the scripted scenarios between tapstack (captured,
+// 192.0.2.1) and gVisor's TCP (192.0.2.2, an independent implementation)
+// over tap.Pipe (pcaptest.Scenarios, which the plot draws too), each
+// capture read back by tshark with its TCP analysis.
 // tapstack's comments must explain every frame, put every state change on
 // the frame that carries it, and agree with Wireshark wherever both speak;
 // where they disagree because tapstack knows better, the case is named
 // here (namedCases) and the comment says why.
 
-var (
-	tsAddr   = netip.MustParsePrefix("192.0.2.1/24")
-	peerAddr = netip.MustParsePrefix("192.0.2.2/24")
-)
-
-// run is one scenario's world: tapstack with its capture, the gVisor peer,
-// and the engine's state changes.
-type run struct {
-	t      *testing.T
-	ts     *stack.Stack
-	peer   *gvpeer.Peer
-	path   string
-	w      *pcap.Writer
-	a, b   *tap.PipeEnd
-	mu     sync.Mutex
-	states []event.Event
-	seen   []event.Event // sends and drops, for waitFor
-}
-
-type scenario struct {
-	name  string
-	opts  tcp.Options
-	fault *tap.FaultConfig // on tapstack's link, below the capture
-	peer  func(p *gvpeer.Peer)
-	run   func(ctx context.Context, r *run) error
-	// must lists words that some frame's comment must hold: the
-	// feature the scenario is there to show (a run that turned into a
-	// clean transfer under load would otherwise pass and show nothing).
-	must []string
-}
-
-// waitFor waits until the engine has reported n events that match, or
-// ctx ends; phases of a scenario wait on what the engine did, never on
-// the wall clock alone.
-func (r *run) waitFor(ctx context.Context, what string, n int, match func(event.Event) bool) error {
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		r.mu.Lock()
-		got := 0
-		for _, ev := range r.seen {
-			if match(ev) {
-				got++
-			}
-		}
-		last := r.seen[max(0, len(r.seen)-8):]
-		r.mu.Unlock()
-		if got >= n {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for %d %s (saw %d; the last events: %v): %w", n, what, got, last, ctx.Err())
-		case <-tick.C:
-		}
-	}
-}
-
-func newRun(t *testing.T, sc scenario) *run {
-	t.Helper()
-	r := &run{t: t, path: filepath.Join(t.TempDir(), sc.name+".pcapng")}
-	r.a, r.b = tap.Pipe()
-	var link gstack.LinkEndpoint = r.a
-	var faultObs func(tap.FaultEvent) // set before any frame moves
-	if sc.fault != nil {
-		cfg := *sc.fault
-		cfg.Observer = func(ev tap.FaultEvent) { faultObs(ev) }
-		link = tap.NewFault(r.a, cfg)
-	}
-	w, err := pcap.Create(r.path, link, pcap.Options{
-		Description: "oracle scenario " + sc.name,
-		LinkDrops:   func() uint64 { return r.a.Stats().DroppedQueueFull },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.w = w
-	if sc.fault != nil {
-		faultObs = w.FaultObserver(nil)
-	}
-	opts := sc.opts
-	opts.Observer = w.Observer(func(ev event.Event) {
-		switch {
-		case ev.Kind == event.KindState && ev.Conn.Remote.IsValid():
-			r.mu.Lock()
-			r.states = append(r.states, ev)
-			r.mu.Unlock()
-		case ev.Kind == event.KindSend || ev.Kind == event.KindDrop:
-			r.mu.Lock()
-			r.seen = append(r.seen, ev)
-			r.mu.Unlock()
-		}
-	})
-	r.ts = stack.New(stack.Options{TCP: opts})
-	if _, err := r.ts.AddNIC(w, tsAddr); err != nil {
-		t.Fatal(err)
-	}
-	r.peer, err = gvpeer.New(r.b, peerAddr, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if sc.peer != nil {
-		sc.peer(r.peer)
-	}
-	return r
-}
-
-// finish shuts everything down and closes the capture. The cable is cut
-// first: gVisor's Stack.Wait holds the stack's lock while it waits for
-// the pipe's pumps.
-func (r *run) finish() {
-	r.a.Close()
-	r.b.Close()
-	r.peer.Close()
-	r.ts.Close()
-	if err := r.w.CloseCapture(); err != nil {
-		r.t.Fatal(err)
-	}
-}
-
-// waitClosed waits until every connection of the tapstack stack is gone.
-func (r *run) waitClosed(ctx context.Context) error {
-	for {
-		if len(r.ts.TCP().Connections()) == 0 {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			var s []string
-			for _, c := range r.ts.TCP().Connections() {
-				s = append(s, c.Info().ID.String()+" "+c.Info().State.String())
-			}
-			return fmt.Errorf("connections left: %v", s)
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
-}
-
-func payload(n int, seed uint64) []byte {
-	b := make([]byte, n)
-	rng := rand.New(rand.NewPCG(seed, seed))
-	for i := range b {
-		b[i] = byte(rng.Uint32())
-	}
-	return b
-}
-
-// transfer sends data on w and checks that r reads exactly it, then
-// closes both (w first).
-func transfer(ctx context.Context, w, r net.Conn, data []byte) error {
-	sent := make(chan error, 1)
-	go func() {
-		_, err := w.Write(data)
-		if err == nil {
-			err = w.Close()
-		}
-		sent <- err
-	}()
-	stop := context.AfterFunc(ctx, func() { w.Close(); r.Close() })
-	defer stop()
-	got, err := io.ReadAll(r)
-	if err != nil {
-		return fmt.Errorf("read: %w", err)
-	}
-	if sha256.Sum256(got) != sha256.Sum256(data) {
-		return fmt.Errorf("read %d bytes, sent %d: data differs", len(got), len(data))
-	}
-	if err := <-sent; err != nil {
-		return fmt.Errorf("write: %w", err)
-	}
-	return r.Close()
-}
-
-func acceptTS(ln *conn.Listener) <-chan *conn.Conn {
-	ch := make(chan *conn.Conn, 1)
-	go func() {
-		c, err := ln.AcceptTCP()
-		if err != nil {
-			c = nil
-		}
-		ch <- c
-	}()
-	return ch
-}
-
-// dialPeer connects tapstack to a gVisor listener on port 80.
-func dialPeer(ctx context.Context, r *run) (net.Conn, net.Conn, func(), error) {
-	ln, err := r.peer.Listen(80)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	acc := make(chan net.Conn, 1)
-	go func() { c, _ := ln.Accept(); acc <- c }()
-	c, err := conn.DialContext(ctx, r.ts, "tcp", "192.0.2.2:80")
-	if err != nil {
-		ln.Close()
-		return nil, nil, nil, err
-	}
-	pc := <-acc
-	if pc == nil {
-		ln.Close()
-		return nil, nil, nil, errors.New("accept failed")
-	}
-	return c, pc, func() { ln.Close() }, nil
-}
-
-var scenarios = []scenario{
-	{
-		// The peer sends and closes first: tapstack goes through
-		// CLOSE-WAIT and LAST-ACK.
-		name: "close-peer-first",
-		must: []string{"ESTABLISHED → CLOSE-WAIT", "LAST-ACK → CLOSED"},
-		opts: tcp.Options{TimeWait: 100 * time.Millisecond},
-		run: func(ctx context.Context, r *run) error {
-			ln, err := conn.Listen(r.ts, "tcp", ":80")
-			if err != nil {
-				return err
-			}
-			defer ln.Close()
-			acc := acceptTS(ln)
-			c, err := r.peer.Dial(netip.MustParseAddrPort("192.0.2.1:80"))
-			if err != nil {
-				return err
-			}
-			sc := <-acc
-			if sc == nil {
-				return errors.New("accept failed")
-			}
-			if err := transfer(ctx, c, sc, payload(64<<10, 1)); err != nil {
-				return err
-			}
-			return r.waitClosed(ctx)
-		},
-	},
-	{
-		// tapstack sends and closes first: FIN-WAIT-1, FIN-WAIT-2,
-		// TIME-WAIT, and the TIME-WAIT expiry that no frame carries.
-		name: "close-tapstack-first",
-		must: []string{"ESTABLISHED → FIN-WAIT-1", "→ TIME-WAIT"},
-		opts: tcp.Options{TimeWait: 100 * time.Millisecond},
-		run: func(ctx context.Context, r *run) error {
-			c, pc, done, err := dialPeer(ctx, r)
-			if err != nil {
-				return err
-			}
-			defer done()
-			if err := transfer(ctx, c, pc, payload(64<<10, 2)); err != nil {
-				return err
-			}
-			return r.waitClosed(ctx)
-		},
-	},
-	{
-		// 5% loss in both directions, SACK on both sides: fast
-		// retransmissions, SACK blocks, dup ACKs, RTOs.
-		name:  "loss-sack",
-		must:  []string{"retransmit", "SACK", "fault: dropped"},
-		opts:  tcp.Options{TimeWait: 100 * time.Millisecond},
-		fault: &tap.FaultConfig{Loss: 0.05, Seed: 7, Inbound: &tap.FaultConfig{Loss: 0.05}},
-		peer: func(p *gvpeer.Peer) {
-			opt := tcpip.TCPSACKEnabled(true)
-			p.S.SetTransportProtocolOption(gtcp.ProtocolNumber, &opt)
-		},
-		run: func(ctx context.Context, r *run) error {
-			c, pc, done, err := dialPeer(ctx, r)
-			if err != nil {
-				return err
-			}
-			defer done()
-			if err := transfer(ctx, c, pc, payload(256<<10, 3)); err != nil {
-				return err
-			}
-			return r.waitClosed(ctx)
-		},
-	},
-	{
-		// The peer fills tapstack's small receive buffer while nobody
-		// reads: zero window, the peer's probes, then the window update.
-		// Then tapstack fills the peer's: tapstack's own probes.
-		name: "zero-window",
-		must: []string{"zero window probe", "zero window;", "window update"},
-		opts: tcp.Options{TimeWait: 100 * time.Millisecond, ReceiveBufferSize: 16 << 10},
-		peer: func(p *gvpeer.Peer) {
-			rb := tcpip.TCPReceiveBufferSizeRangeOption{Min: 4096, Default: 16 << 10, Max: 16 << 10}
-			p.S.SetTransportProtocolOption(gtcp.ProtocolNumber, &rb)
-			mod := tcpip.TCPModerateReceiveBufferOption(false)
-			p.S.SetTransportProtocolOption(gtcp.ProtocolNumber, &mod)
-		},
-		run: func(ctx context.Context, r *run) error {
-			ln, err := conn.Listen(r.ts, "tcp", ":80")
-			if err != nil {
-				return err
-			}
-			defer ln.Close()
-			acc := acceptTS(ln)
-			c, err := r.peer.Dial(netip.MustParseAddrPort("192.0.2.1:80"))
-			if err != nil {
-				return err
-			}
-			sc := <-acc
-			if sc == nil {
-				return errors.New("accept failed")
-			}
-			data := payload(48<<10, 4)
-			// Phase 1: the peer writes, tapstack does not read yet,
-			// until the peer has probed the zero window twice.
-			go c.Write(data)
-			// gVisor probes with one byte already acknowledged (SEQ =
-			// SND.UNA-1, as Linux's tcp_xmit_probe_skb but with a byte):
-			// an old sequence to tapstack, answered with an ACK (RFC
-			// 9293 3.10.7.4). A probe of new data would meet the zero
-			// window.
-			if err := r.waitFor(ctx, "probes of tapstack's zero window", 2, func(ev event.Event) bool {
-				return ev.Kind == event.KindDrop && (ev.Drop == event.DropZeroWindow || ev.Drop == event.DropOldSequence)
-			}); err != nil {
-				return err
-			}
-			got := make([]byte, len(data))
-			if _, err := io.ReadFull(sc, got); err != nil || !bytes.Equal(got, data) {
-				return fmt.Errorf("phase 1: %v", err)
-			}
-			// Phase 2: tapstack writes, the peer does not read yet,
-			// until tapstack has probed the peer's zero window twice.
-			go sc.Write(data)
-			if err := r.waitFor(ctx, "probes of the peer's zero window", 2, func(ev event.Event) bool {
-				return ev.Kind == event.KindSend && ev.Send == event.SendWindowProbe
-			}); err != nil {
-				return err
-			}
-			if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, data) {
-				return fmt.Errorf("phase 2: %v", err)
-			}
-			c.Close()
-			if _, err := io.ReadAll(sc); err != nil {
-				return err
-			}
-			sc.Close()
-			return r.waitClosed(ctx)
-		},
-	},
-	{
-		// Backlog 0 (an accept queue of one) and nobody accepting while
-		// three peers connect: SYNs dropped while the queue is full,
-		// retransmitted, then every connection accepted.
-		name: "accept-queue-full",
-		must: []string{"accept queue full", "SYN-RECEIVED → ESTABLISHED"},
-		opts: tcp.Options{TimeWait: 100 * time.Millisecond, InitialRTO: 100 * time.Millisecond},
-		run: func(ctx context.Context, r *run) error {
-			lc := conn.ListenConfig{Backlog: -1}
-			ln, err := lc.Listen(r.ts, "tcp", ":80")
-			if err != nil {
-				return err
-			}
-			defer ln.Close()
-			const n = 3
-			dialed := make(chan net.Conn, n)
-			for range n {
-				go func() {
-					c, err := r.peer.Dial(netip.MustParseAddrPort("192.0.2.1:80"))
-					if err != nil {
-						dialed <- nil
-						return
-					}
-					dialed <- c
-				}()
-				time.Sleep(20 * time.Millisecond) // one at a time on the wire
-			}
-			// Nobody accepts until the full queue has turned away the
-			// two later dialers' SYNs and a retransmission of one (as
-			// Linux does, a SYN meeting a full accept queue is dropped
-			// and the peer's SYN timer asks again).
-			if err := r.waitFor(ctx, "SYNs dropped for a full accept queue", 3, func(ev event.Event) bool {
-				return ev.Kind == event.KindDrop && ev.Drop == event.DropAcceptQueueFull
-			}); err != nil {
-				return err
-			}
-			for i := range n {
-				sc, err := ln.AcceptTCP()
-				if err != nil {
-					return fmt.Errorf("accept %d: %w", i, err)
-				}
-				sc.Close()
-			}
-			for range n {
-				c := <-dialed
-				if c == nil {
-					return errors.New("dial failed")
-				}
-				io.Copy(io.Discard, c)
-				c.Close()
-			}
-			return r.waitClosed(ctx)
-		},
-	},
-}
-
 func TestOracle(t *testing.T) {
 	if _, err := pcaptest.Version(); err != nil {
 		t.Skip("tshark is not installed (apt-get install tshark; .ci/run installs it): the oracle needs Wireshark's TCP analysis")
 	}
-	for _, sc := range scenarios {
-		t.Run(sc.name, func(t *testing.T) {
-			r := newRun(t, sc)
+	for _, sc := range pcaptest.Scenarios() {
+		t.Run(sc.Name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
-			err := sc.run(ctx, r)
-			r.finish()
+			w, err := sc.Capture(ctx, t, t.TempDir(), pcap.Options{Description: "oracle scenario " + sc.Name})
 			if err != nil {
 				t.Fatal(err)
 			}
-			checkCapture(t, r)
-			checkMust(t, r, sc.must)
+			checkCapture(t, w)
+			checkMust(t, w, sc.Must)
 		})
 	}
 }
 
 // checkMust fails the scenario if no frame's comment holds one of the
 // words it is there to show.
-func checkMust(t *testing.T, r *run, must []string) {
+func checkMust(t *testing.T, w *pcaptest.World, must []string) {
 	t.Helper()
-	pkts, err := pcap.ReadFile(r.path)
+	pkts, err := pcap.ReadFile(w.Path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -533,13 +117,13 @@ var (
 )
 
 // checkCapture applies the oracle to r's capture.
-func checkCapture(t *testing.T, r *run) {
+func checkCapture(t *testing.T, w *pcaptest.World) {
 	t.Helper()
-	pkts, err := pcap.ReadFile(r.path)
+	pkts, err := pcap.ReadFile(w.Path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.Open(r.path)
+	f, err := os.Open(w.Path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -548,11 +132,11 @@ func checkCapture(t *testing.T, r *run) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	frames, err := pcaptest.Tshark(r.path)
+	frames, err := pcaptest.Tshark(w.Path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st := r.w.Stats(); st.Unexplained > 0 {
+	if st := w.Capture.Stats(); st.Unexplained > 0 {
 		t.Errorf("%d frames without an engine event; stats %+v", st.Unexplained, st)
 	}
 	byNo := map[int]pcaptest.Frame{}
@@ -638,12 +222,10 @@ func checkCapture(t *testing.T, r *run) {
 		all.WriteString(n.Text + "\n")
 	}
 	text := all.String()
-	r.mu.Lock()
 	counts := map[string]int{}
-	for _, ev := range r.states {
+	for _, ev := range w.States() {
 		counts[ev.From.String()+" → "+ev.To.String()]++
 	}
-	r.mu.Unlock()
 	for s, n := range counts {
 		if got := strings.Count(text, s); got < n {
 			t.Errorf("state change %s happened %d times, told %d times", s, n, got)

@@ -133,7 +133,7 @@ func seeItCapture(t *testing.T, path string) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	acc := acceptTS(ln)
+	acc := pcaptest.AcceptOne(ln)
 	c, err := peer.Dial(netip.MustParseAddrPort("192.0.2.1:7"))
 	if err != nil {
 		t.Fatal(err)

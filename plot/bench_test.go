@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/tapstack/tapstack/pcap/pcaptest"
 	"github.com/tapstack/tapstack/plot"
 )
 
@@ -35,7 +36,7 @@ func lossy64(b *testing.B) string {
 			b.Fatal(err)
 		}
 		bigCapture.dir = dir
-		bigCapture.path = lossy("lossy-64MiB", 64<<20, 11).capture(b, dir)
+		bigCapture.path = captureScenario(b, pcaptest.Lossy("lossy-64MiB", 64<<20, 11), dir, 0)
 	})
 	if bigCapture.path == "" {
 		b.Fatal("no capture")

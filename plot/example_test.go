@@ -12,11 +12,11 @@ import (
 // Read a capture tapstack wrote (here a clean close against gVisor's TCP)
 // and draw its page; the data the page shows is at hand too.
 func Example() {
-	d, err := plot.ReadFile(filepath.Join("testdata", "clean-close.pcapng"))
+	d, err := plot.ReadFile(filepath.Join("testdata", "close-tapstack-first.pcapng"))
 	if err != nil {
 		log.Fatal(err)
 	}
-	out, err := os.CreateTemp("", "clean-close-*.html")
+	out, err := os.CreateTemp("", "close-tapstack-first-*.html")
 	if err != nil {
 		log.Fatal(err)
 	}

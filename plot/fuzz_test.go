@@ -12,7 +12,7 @@ import (
 // write a page its own Extract cannot read back. Seeds: the golden
 // captures, whole and cut short, and a classic pcap.
 func FuzzRead(f *testing.F) {
-	for _, name := range []string{"clean-close", "accept-queue-full"} {
+	for _, name := range []string{"close-tapstack-first", "accept-queue-full"} {
 		b, err := os.ReadFile("testdata/" + name + ".pcapng")
 		if err != nil {
 			f.Fatal(err)

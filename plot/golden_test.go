@@ -14,6 +14,7 @@ import (
 	"github.com/gopacket/gopacket/pcapgo"
 
 	"github.com/tapstack/tapstack/pcap"
+	"github.com/tapstack/tapstack/pcap/pcaptest"
 	"github.com/tapstack/tapstack/plot"
 )
 
@@ -26,14 +27,12 @@ var update = flag.Bool("update", false, "rewrite testdata/*.pcapng and *.golden 
 // .golden file. go test -run TestGolden -update captures the scenarios
 // again and rewrites both.
 func TestGolden(t *testing.T) {
-	for _, sc := range scenarios {
-		t.Run(sc.name, func(t *testing.T) {
-			capPath := filepath.Join("testdata", sc.name+".pcapng")
-			goldPath := filepath.Join("testdata", sc.name+".golden")
+	for _, sc := range pcaptest.Scenarios() {
+		t.Run(sc.Name, func(t *testing.T) {
+			capPath := filepath.Join("testdata", sc.Name+".pcapng")
+			goldPath := filepath.Join("testdata", sc.Name+".golden")
 			if *update {
-				sc := sc
-				sc.snapLen = 128
-				fresh := sc.capture(t, t.TempDir())
+				fresh := captureScenario(t, sc, t.TempDir(), 128)
 				b, err := os.ReadFile(fresh)
 				if err != nil {
 					t.Fatal(err)
@@ -77,12 +76,12 @@ func TestGolden(t *testing.T) {
 // writes them now, and checks each page against its capture.
 func TestScenarioPages(t *testing.T) {
 	if testing.Short() {
-		t.Skip("runs the four scenarios (about 5 s)")
+		t.Skip("runs the five scenarios (about 5 s)")
 	}
-	for _, sc := range scenarios {
-		t.Run(sc.name, func(t *testing.T) {
-			path := sc.capture(t, t.TempDir())
-			page := filepath.Join(t.TempDir(), sc.name+".html")
+	for _, sc := range pcaptest.Scenarios() {
+		t.Run(sc.Name, func(t *testing.T) {
+			path := captureScenario(t, sc, t.TempDir(), 0)
+			page := filepath.Join(t.TempDir(), sc.Name+".html")
 			if _, err := plot.File(path, page); err != nil {
 				t.Fatal(err)
 			}
@@ -95,7 +94,7 @@ func TestScenarioPages(t *testing.T) {
 				t.Fatal(err)
 			}
 			checkAgainstCapture(t, path, d)
-			checkScenario(t, sc.name, d)
+			checkScenario(t, sc.Name, d)
 		})
 	}
 }
@@ -239,13 +238,24 @@ func checkScenario(t *testing.T, name string, d *plot.Data) {
 		return strings.Join(b, " ")
 	}
 	switch name {
-	case "clean-close":
+	case "close-tapstack-first", "close-peer-first":
+		// [tapstack's states, the peer's from the wire]: the end that
+		// opens also sends and closes first.
+		want := map[string][2]string{
+			"close-tapstack-first": {"SYN-SENT ESTABLISHED FIN-WAIT-1 FIN-WAIT-2 TIME-WAIT CLOSED", "SYN-RECEIVED ESTABLISHED CLOSE-WAIT LAST-ACK CLOSED"},
+			"close-peer-first":     {"SYN-RECEIVED ESTABLISHED CLOSE-WAIT LAST-ACK CLOSED", "SYN-SENT ESTABLISHED FIN-WAIT-1 FIN-WAIT-2 TIME-WAIT"},
+		}[name]
 		c := d.Conns[0]
-		if got, want := seq(c.States[0]), "SYN-SENT ESTABLISHED FIN-WAIT-1 FIN-WAIT-2 TIME-WAIT CLOSED"; got != want {
-			t.Errorf("tapstack's states: %s, want %s", got, want)
+		for i, who := range []string{"tapstack's states", "the peer's states from the wire"} {
+			if got := seq(c.States[i]); got != want[i] {
+				t.Errorf("%s: %s, want %s", who, got, want[i])
+			}
 		}
-		if got, want := seq(c.States[1]), "SYN-RECEIVED ESTABLISHED CLOSE-WAIT LAST-ACK CLOSED"; got != want {
-			t.Errorf("the peer's states from the wire: %s, want %s", got, want)
+		if name == "close-peer-first" {
+			if c.Flows[1].Bytes < 64<<10 {
+				t.Errorf("the peer's flow %+v, want 64 KiB and more", c.Flows[1])
+			}
+			break
 		}
 		if c.Flows[0].Bytes < 64<<10 || len(c.Series.Cwnd) == 0 || len(c.Series.RTT[0]) == 0 {
 			t.Errorf("flow %+v, %d cwnd points, %d RTT samples", c.Flows[0], len(c.Series.Cwnd), len(c.Series.RTT[0]))

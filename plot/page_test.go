@@ -23,7 +23,7 @@ func TestBrowser(t *testing.T) {
 		name, capture string
 		selectors     [][]string
 	}{
-		{"clean-close", "testdata/clean-close.pcapng", [][]string{common, data, engine}},
+		{"close-tapstack-first", "testdata/close-tapstack-first.pcapng", [][]string{common, data, engine}},
 		{"loss-sack", "testdata/loss-sack.pcapng", [][]string{common, data, engine, {
 			"svg.tsg g.plot path.retx", "svg.tsg g.plot path.drop", "svg.tsg g.plot path.sack",
 			"svg.cwnd g.plot path.ssthresh", "svg.cwnd g.plot path.recovery"}}},
@@ -43,7 +43,7 @@ func TestBrowser(t *testing.T) {
 	// A page of many connections draws the first twelve at once and the
 	// others when asked.
 	t.Run("many-connections", func(t *testing.T) {
-		d, err := plot.ReadFile("testdata/clean-close.pcapng")
+		d, err := plot.ReadFile("testdata/close-tapstack-first.pcapng")
 		if err != nil {
 			t.Fatal(err)
 		}

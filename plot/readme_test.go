@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/tapstack/tapstack/pcap/pcaptest"
 	"github.com/tapstack/tapstack/plot"
 )
 
@@ -23,7 +24,7 @@ func TestReadmeScreenshot(t *testing.T) {
 	}
 	chromium(t)
 	dir := t.TempDir()
-	path := lossy("lossy-2MiB", 2<<20, 21).capture(t, dir)
+	path := captureScenario(t, pcaptest.Lossy("lossy-2MiB", 2<<20, 21), dir, 0)
 	page := filepath.Join(dir, "lossy-2MiB.html")
 	d, err := plot.File(path, page)
 	if err != nil {

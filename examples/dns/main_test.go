@@ -35,8 +35,9 @@ func TestInMemory(t *testing.T) {
 	}
 }
 
-// resolverPair serves zone on the server of a pair and returns the
-// client's stack and a resolver asking the server through it.
+// resolverPair serves zone, and the web page, on the server of a pair
+// (startServers) and returns the pair and a resolver asking the server
+// through the client's stack.
 func resolverPair(t *testing.T, zone Zone) (*stack.Pair, *net.Resolver) {
 	t.Helper()
 	p, err := stack.NewPair(stack.PairOptions{})
@@ -44,12 +45,9 @@ func resolverPair(t *testing.T, zone Zone) (*stack.Pair, *net.Resolver) {
 		t.Fatal(err)
 	}
 	t.Cleanup(p.Close)
-	pc, err := conn.ListenPacket(p.Server, "udp", "192.0.2.1:53")
-	if err != nil {
+	if err := startServers(p.Server, p.ServerAddr, zone); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { pc.Close() })
-	go Serve(pc, zone)
 	return p, conn.Resolver(p.Client, netip.MustParseAddrPort("192.0.2.1:53"))
 }
 
@@ -101,14 +99,6 @@ func netipString(addrs []netip.Addr) string {
 // through it: Dialer.DialContext plugs into http.Transport as is.
 func TestHTTPGetByName(t *testing.T) {
 	p, r := resolverPair(t, Zone{"example.test": {netip.MustParseAddr("192.0.2.1")}})
-	ln, err := conn.Listen(p.Server, "tcp", ":80")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, "page of "+r.Host)
-	}))
 	tr := &http.Transport{DialContext: (&conn.Dialer{Stack: p.Client, Resolver: r}).DialContext}
 	defer tr.CloseIdleConnections()
 	resp, err := (&http.Client{Transport: tr}).Get("http://example.test/")
@@ -117,7 +107,7 @@ func TestHTTPGetByName(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 200 || string(body) != "page of example.test" {
+	if resp.StatusCode != 200 || string(body) != "hello from example.test over tapstack\n" {
 		t.Errorf("GET = %s %q", resp.Status, body)
 	}
 }

@@ -21,34 +21,27 @@ type collector struct {
 	queues map[string]*stack.EventQueue
 }
 
+// The engine's metrics, one a line: name, help, variable labels.
 var (
-	descSegments = prometheus.NewDesc("tapstack_tcp_segments_total",
-		"TCP segments received (direction=in) and sent (direction=out).", []string{"stack", "direction"}, nil)
-	descRetransmits = prometheus.NewDesc("tapstack_tcp_retransmits_total",
-		"Segments retransmitted.", []string{"stack"}, nil)
-	descResets = prometheus.NewDesc("tapstack_tcp_resets_total",
-		"RSTs received (direction=in) and sent (direction=out).", []string{"stack", "direction"}, nil)
-	descOpens = prometheus.NewDesc("tapstack_tcp_opens_total",
-		"Connections opened actively (Dial) or passively (Listen).", []string{"stack", "kind"}, nil)
-	descTimeouts = prometheus.NewDesc("tapstack_tcp_timeouts_total",
-		"Connections that gave up retransmitting.", []string{"stack"}, nil)
-	descDrops = prometheus.NewDesc("tapstack_tcp_drops_total",
-		"Inbound segments discarded, by reason.", []string{"stack", "reason"}, nil)
-	descSends = prometheus.NewDesc("tapstack_tcp_sends_total",
-		"Segments sent, by cause.", []string{"stack", "cause"}, nil)
-	descListenOverflows = prometheus.NewDesc("tapstack_tcp_listen_overflows_total",
-		"SYNs and ACKs dropped because an accept queue was full (Linux ListenOverflows).", []string{"stack"}, nil)
-	descListenDrops = prometheus.NewDesc("tapstack_tcp_listen_drops_total",
-		"SYNs dropped by a listener for any reason (Linux ListenDrops).", []string{"stack"}, nil)
-	descQueueLen = prometheus.NewDesc("tapstack_tcp_listen_queue_length",
-		"A listener's SYN queue (queue=syn) or accept queue (queue=accept) length.", []string{"stack", "listener", "queue"}, nil)
-	descQueueLimit = prometheus.NewDesc("tapstack_tcp_listen_queue_limit",
-		"A listener's SYN queue or accept queue limit.", []string{"stack", "listener", "queue"}, nil)
-	descConns = prometheus.NewDesc("tapstack_tcp_connections",
-		"Connections by state.", []string{"stack", "state"}, nil)
-	descEventsDropped = prometheus.NewDesc("tapstack_monitor_events_dropped_total",
-		"Engine events the monitor's bounded queue dropped.", []string{"stack"}, nil)
+	descSegments        = desc("tapstack_tcp_segments_total", "TCP segments received (direction=in) and sent (direction=out).", "stack", "direction")
+	descRetransmits     = desc("tapstack_tcp_retransmits_total", "Segments retransmitted.", "stack")
+	descResets          = desc("tapstack_tcp_resets_total", "RSTs received (direction=in) and sent (direction=out).", "stack", "direction")
+	descOpens           = desc("tapstack_tcp_opens_total", "Connections opened actively (Dial) or passively (Listen).", "stack", "kind")
+	descTimeouts        = desc("tapstack_tcp_timeouts_total", "Connections that gave up retransmitting.", "stack")
+	descDrops           = desc("tapstack_tcp_drops_total", "Inbound segments discarded, by reason.", "stack", "reason")
+	descSends           = desc("tapstack_tcp_sends_total", "Segments sent, by cause.", "stack", "cause")
+	descListenOverflows = desc("tapstack_tcp_listen_overflows_total", "SYNs and ACKs dropped because an accept queue was full (Linux ListenOverflows).", "stack")
+	descListenDrops     = desc("tapstack_tcp_listen_drops_total", "SYNs dropped by a listener for any reason (Linux ListenDrops).", "stack")
+	descQueueLen        = desc("tapstack_tcp_listen_queue_length", "A listener's SYN queue (queue=syn) or accept queue (queue=accept) length.", "stack", "listener", "queue")
+	descQueueLimit      = desc("tapstack_tcp_listen_queue_limit", "A listener's SYN queue or accept queue limit.", "stack", "listener", "queue")
+	descConns           = desc("tapstack_tcp_connections", "Connections by state.", "stack", "state")
+	descEventsDropped   = desc("tapstack_monitor_events_dropped_total", "Engine events the monitor's bounded queue dropped.", "stack")
 )
+
+// desc describes a metric with the given variable labels.
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc(name, help, labels, nil)
+}
 
 // allStates are the states reported by tapstack_tcp_connections, so a
 // state with no connection reads 0 rather than disappearing.

@@ -1,6 +1,8 @@
 // Package pcaptest reads captures back with the real tshark, for tests
 // that check what Wireshark users will see, and compares tapstack's
-// comments with Wireshark's own TCP analysis.
+// comments with Wireshark's own TCP analysis. It also holds the scripted
+// scenarios whose captures those tests read (Scenarios, scenario.go):
+// pcap's oracle checks them against Wireshark and the plot draws them.
 package pcaptest
 
 import (

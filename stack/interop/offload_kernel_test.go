@@ -73,6 +73,48 @@ func (k *offloadNet) connect(tb testing.TB) (*conn.Conn, *net.TCPConn) {
 	return tc, a.c.(*net.TCPConn)
 }
 
+// offloadMode names options of tap.Open.
+type offloadMode struct {
+	name string
+	opts []tap.Option
+}
+
+// superFrameModes are the two ways a TAP with offloads gives the stack
+// the kernel's super-frames: cut into wire segments by the device
+// ("split"), or whole ("gro").
+func superFrameModes() []offloadMode {
+	return []offloadMode{
+		{"split", []tap.Option{tap.WithGRO(false)}},
+		{"gro", nil},
+	}
+}
+
+// transfer moves data over a fresh connection with move (flow or
+// fastFlow), from the kernel to tapstack if fromKernel and the other way
+// if not, checks that it arrived intact and closes both ends. It returns
+// tapstack's end, for what the connection was (Info, State).
+func (k *offloadNet) transfer(tb testing.TB, fromKernel bool, move func(from, to halfCloser) (sent, got digest)) *conn.Conn {
+	tb.Helper()
+	tc, kc := k.connect(tb)
+	var from, to halfCloser = tc, kc
+	if fromKernel {
+		from, to = kc, tc
+	}
+	dl := time.Now().Add(kernelTimeout)
+	tc.SetDeadline(dl)
+	kc.SetDeadline(dl)
+	sent, got := move(from, to)
+	checkFlow(tb, fmt.Sprintf("from kernel %v", fromKernel), sent, got)
+	tc.Close()
+	kc.Close()
+	return tc
+}
+
+// flowOf returns flow with n bytes of stream seed, for transfer.
+func flowOf(n int64, seed uint64) func(from, to halfCloser) (sent, got digest) {
+	return func(from, to halfCloser) (sent, got digest) { return flow(from, to, n, seed) }
+}
+
 // fastFlow is flow for throughput: the sender writes a fixed random block
 // over and over, and both ends hash with CRC-32C, which costs a small
 // fraction of what the transfer does (the SHA-256 of flow would cap it).
@@ -115,13 +157,7 @@ func processCPU() time.Duration {
 // with the stack seeing wire segments (split) or whole super-frames
 // (GRO).
 func TestKernelOffloads(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		opts []tap.Option
-	}{
-		{"split", []tap.Option{tap.WithGRO(false)}},
-		{"gro", nil},
-	} {
+	for _, tc := range superFrameModes() {
 		t.Run(tc.name, func(t *testing.T) {
 			k := newOffloadNet(t, "tsoffload0", 0, tc.opts...)
 			o := k.dev.Offloads()
@@ -129,18 +165,7 @@ func TestKernelOffloads(t *testing.T) {
 				t.Skipf("the kernel offers no TAP offloads here: %v", o)
 			}
 			for _, fromKernel := range []bool{false, true} {
-				tc, kc := k.connect(t)
-				var from, to halfCloser = tc, kc
-				if fromKernel {
-					from, to = kc, tc
-				}
-				dl := time.Now().Add(kernelTimeout)
-				tc.SetDeadline(dl)
-				kc.SetDeadline(dl)
-				sent, got := flow(from, to, 32*MiB, 3)
-				checkFlow(t, fmt.Sprintf("from kernel %v", fromKernel), sent, got)
-				tc.Close()
-				kc.Close()
+				k.transfer(t, fromKernel, flowOf(32*MiB, 3))
 			}
 			st := k.dev.Stats()
 			t.Logf("offloads %v: %+v", o, st)
@@ -189,18 +214,7 @@ func BenchmarkKernelOffload(b *testing.B) {
 				b.SetBytes(size)
 				cpu0 := processCPU()
 				for b.Loop() {
-					tc, kc := k.connect(b)
-					var from, to halfCloser = tc, kc
-					if dir.fromKernel {
-						from, to = kc, tc
-					}
-					dl := time.Now().Add(kernelTimeout)
-					tc.SetDeadline(dl)
-					kc.SetDeadline(dl)
-					sent, got := fastFlow(from, to, size)
-					checkFlow(b, "transfer", sent, got)
-					tc.Close()
-					kc.Close()
+					k.transfer(b, dir.fromKernel, func(from, to halfCloser) (sent, got digest) { return fastFlow(from, to, size) })
 				}
 				// CPU time of the whole process per GiB moved: the stack,
 				// the kernel's work done in this process's system calls,
@@ -223,13 +237,7 @@ func BenchmarkKernelOffload(b *testing.B) {
 // most the MSS, with checksums that verify, and every TCP frame has the
 // engine's comment.
 func TestKernelOffloadCapture(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		opts []tap.Option
-	}{
-		{"split", []tap.Option{tap.WithGRO(false)}},
-		{"gro", nil},
-	} {
+	for _, tc := range superFrameModes() {
 		t.Run(tc.name, func(t *testing.T) {
 			ns := taptest.NewNamespace(t)
 			dev := ns.AddTAP(t, "tscap0", kernelAddr+"/24", taptest.WithTAPOptions(tc.opts...))
@@ -246,18 +254,7 @@ func TestKernelOffloadCapture(t *testing.T) {
 			ts, _ := newTapstack(t, w, netip.MustParsePrefix(tapAddr+"/24"), tcp.Options{Observer: w.Observer(nil)})
 			k := &offloadNet{ns: ns, dev: dev, ts: ts}
 			for _, fromKernel := range []bool{true, false} {
-				tc, kc := k.connect(t)
-				var from, to halfCloser = tc, kc
-				if fromKernel {
-					from, to = kc, tc
-				}
-				dl := time.Now().Add(kernelTimeout)
-				tc.SetDeadline(dl)
-				kc.SetDeadline(dl)
-				sent, got := flow(from, to, 4*MiB, 8)
-				checkFlow(t, fmt.Sprintf("from kernel %v", fromKernel), sent, got)
-				tc.Close()
-				kc.Close()
+				tc := k.transfer(t, fromKernel, flowOf(4*MiB, 8))
 				waitState(t, tc, 5*time.Second, event.Closed, event.TimeWait)
 			}
 			ts.TCP().SyncEvents()
@@ -319,21 +316,10 @@ func TestLargeMTU(t *testing.T) {
 	const wantMSS = mtu - 40 - 12
 	k := newOffloadNet(t, "tsjumbo0", mtu)
 	for _, fromKernel := range []bool{false, true} {
-		tc, kc := k.connect(t)
+		tc := k.transfer(t, fromKernel, flowOf(32*MiB, 4))
 		if i := tc.Info(); i.SndMSS != wantMSS {
 			t.Errorf("send MSS %d, want %d: the MSS does not follow the MTU", i.SndMSS, wantMSS)
 		}
-		var from, to halfCloser = tc, kc
-		if fromKernel {
-			from, to = kc, tc
-		}
-		dl := time.Now().Add(kernelTimeout)
-		tc.SetDeadline(dl)
-		kc.SetDeadline(dl)
-		sent, got := flow(from, to, 32*MiB, 4)
-		checkFlow(t, fmt.Sprintf("from kernel %v", fromKernel), sent, got)
-		tc.Close()
-		kc.Close()
 	}
 	st := k.dev.Stats()
 	if st.RxFrames == 0 || st.RxBytes/st.RxFrames < 8000 || st.TxBytes/st.TxFrames < 8000 {

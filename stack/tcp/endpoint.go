@@ -673,6 +673,7 @@ func (e *Endpoint) flushLocked() {
 	}
 	if drainCheck {
 		e.proto.mu.Lock()
+		e.proto.unflushed--
 		e.proto.checkDrained()
 		e.proto.mu.Unlock()
 	}

@@ -46,7 +46,12 @@ type Protocol struct {
 	endpoints map[*Endpoint]struct{}
 	listeners map[*Listener]struct{}
 	closed    bool          // no new connection or listener: Shutdown or Close
-	drained   chan struct{} // made by Shutdown, closed when endpoints is empty
+	drained   chan struct{} // made by Shutdown, closed when endpoints is empty and unflushed is 0
+	// unflushed counts the connections taken out of endpoints whose
+	// flush has not yet written what the move to CLOSED or TIME-WAIT
+	// queued (Endpoint.drainCheck): that flush may run on another
+	// goroutine after the table is empty.
+	unflushed int
 
 	challenge challengeLimiter
 	tw        timeWaitTable // connections in TIME-WAIT (timewait.go)
@@ -153,10 +158,12 @@ func (p *Protocol) drainedChan() <-chan struct{} {
 	return p.drained
 }
 
-// checkDrained closes drained once the last connection is gone. p.mu is
-// held.
+// checkDrained closes drained once the last connection is gone and its
+// last segments have left: a connection that another goroutine is
+// flushing is out of endpoints before its RST or final ACK is written,
+// and Shutdown closes the links when drained closes. p.mu is held.
 func (p *Protocol) checkDrained() {
-	if p.drained != nil && len(p.endpoints) == 0 && !closedChan(p.drained) {
+	if p.drained != nil && len(p.endpoints) == 0 && p.unflushed == 0 && !closedChan(p.drained) {
 		close(p.drained)
 	}
 }
@@ -457,14 +464,17 @@ func (p *Protocol) register(e *Endpoint) error {
 // in the table and that moves to CLOSED on its own (an abort, its listener
 // closing) takes the record with it. The caller holds e.mu.
 func (p *Protocol) unregister(e *Endpoint) {
-	p.mu.Lock()
-	delete(p.endpoints, e)
-	p.mu.Unlock()
 	// Shutdown learns that the last connection is done only after flush
 	// has written what the move to CLOSED or TIME-WAIT queued (the ACK
 	// of the peer's FIN): it closes the links next, and that ACK would
 	// be lost, leaving the peer in LAST-ACK.
-	e.drainCheck = true
+	p.mu.Lock()
+	delete(p.endpoints, e)
+	if !e.drainCheck {
+		e.drainCheck = true
+		p.unflushed++
+	}
+	p.mu.Unlock()
 	if e.orphan {
 		e.orphan = false
 		p.orphans.Add(-1)

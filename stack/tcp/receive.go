@@ -44,6 +44,16 @@ func (e *Endpoint) processTextAndFin(seg *segment) verdict {
 		// a challenge ACK (RFC 5961 3.2).
 		e.drop(seg, event.DropClosed)
 		e.sendReset(seg.Ack)
+		if finOut := e.finQueued && e.sndNxt == e.sndEnd().Add(1); !finOut && e.sndNxt != seg.Ack {
+			// The segment left the peer before our latest data reached
+			// it: by now its RCV.NXT may be past SEG.ACK, where RFC 5961
+			// 3.2 has it drop that RST without a word. With no FIN of
+			// ours out, its RCV.NXT is SND.NXT once our data has
+			// arrived: a second RST there. Linux sends only the first;
+			// its kernel outlives the process and resets the peer's
+			// next segment, a tapstack process that exits cannot.
+			e.sendReset(e.sndNxt)
+		}
 		return moveTo(event.Closed, e.segmentCause(seg), thenDone)
 	}
 	if seg.Seq != e.rcvNxt {

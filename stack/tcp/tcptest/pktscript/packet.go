@@ -9,6 +9,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
+
+	"github.com/tapstack/tapstack/stack/tcp/tcptest"
 )
 
 // wireOption is one TCP option as it was on the wire.
@@ -222,29 +224,11 @@ func encodeInbound(f inboundFields) []byte {
 	return b
 }
 
-// flagBits turns a script's flag letters into header bits.
+// flagBits turns a script's flag letters into header bits. The parser
+// lets through only the letters tcptest.ParseFlags knows (".FSRPEWU"),
+// so it has no error to report.
 func flagBits(s string) uint8 {
-	var f header.TCPFlags
-	for _, c := range s {
-		switch c {
-		case 'S':
-			f |= header.TCPFlagSyn
-		case 'F':
-			f |= header.TCPFlagFin
-		case 'P':
-			f |= header.TCPFlagPsh
-		case 'R':
-			f |= header.TCPFlagRst
-		case 'U':
-			f |= header.TCPFlagUrg
-		case 'E':
-			f |= header.TCPFlagEce
-		case 'W':
-			f |= header.TCPFlagCwr
-		case '.':
-			f |= header.TCPFlagAck
-		}
-	}
+	f, _ := tcptest.ParseFlags(s)
 	return uint8(f)
 }
 
