@@ -218,8 +218,12 @@ func (c *connTrace) send(ev event.Event) {
 			c.addEvent(c.phase(), EventWindowOpened, ev.Time, attribute.String("tcp.window.side", "local"))
 		}
 	}
-	switch ev.Send {
-	case event.SendRetransmit, event.SendFastRetransmit, event.SendSynRetransmit, event.SendSynAckRetransmit, event.SendTLP:
+	// A tail loss probe is new data (Attempt 0) when the window has
+	// room for it, a copy of the last segment otherwise: only the copy
+	// is a retransmission, as the engine counts it.
+	switch tlpCopy := ev.Send == event.SendTLP && ev.Attempt > 0; {
+	case tlpCopy, ev.Send == event.SendRetransmit, ev.Send == event.SendFastRetransmit,
+		ev.Send == event.SendSynRetransmit, ev.Send == event.SendSynAckRetransmit:
 		c.segmentsRetransmitted++
 		c.bytesRetransmitted += uint64(seg.Len)
 		c.addEvent(c.phase(), EventRetransmit, ev.Time, attribute.String("tcp.retransmit.cause", ev.Send.String()),

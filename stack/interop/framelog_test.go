@@ -92,7 +92,7 @@ func summarizeFrame(b []byte) string {
 		tcp = ip.Payload()
 	case header.IPv6ProtocolNumber:
 		ip := header.IPv6(p)
-		if !ip.IsValid(len(p)) || ip.TransportProtocol() != header.TCPProtocolNumber {
+		if !ip.IsValid(len(p)) || ip.NextHeader() != uint8(header.TCPProtocolNumber) { // no extension headers in these tests
 			return fmt.Sprintf("IPv6, %d bytes", len(p))
 		}
 		tcp = ip.Payload()
