@@ -48,17 +48,18 @@ type Dialer struct {
 }
 
 // Dial connects to address ("192.0.2.1:80", "[2001:db8::1]:80",
-// "localhost:7") on s over TCP: network is "tcp", "tcp4" or "tcp6". For
-// UDP use DialUDP or a Dialer. Host names other than localhost need a
-// Dialer with a Resolver.
-func Dial(s *stack.Stack, network, address string) (*Conn, error) {
-	return (&Dialer{Stack: s}).DialTCP(context.Background(), network, address)
+// "localhost:7") on s over network, as net.Dial does: "tcp", "tcp4" or
+// "tcp6" give a *Conn, "udp", "udp4" or "udp6" a *UDPConn (type-assert
+// for their own methods, as with net.Dial's *net.TCPConn). Host names
+// other than localhost need a Dialer with a Resolver.
+func Dial(s *stack.Stack, network, address string) (net.Conn, error) {
+	return (&Dialer{Stack: s}).DialContext(context.Background(), network, address)
 }
 
 // DialContext is Dial with a context: cancelling it or reaching its
 // deadline aborts the attempt, and no connection appears later.
-func DialContext(ctx context.Context, s *stack.Stack, network, address string) (*Conn, error) {
-	return (&Dialer{Stack: s}).DialTCP(ctx, network, address)
+func DialContext(ctx context.Context, s *stack.Stack, network, address string) (net.Conn, error) {
+	return (&Dialer{Stack: s}).DialContext(ctx, network, address)
 }
 
 // Dial connects as DialContext does with a background context.

@@ -208,7 +208,7 @@ func TestPeerReset(t *testing.T) {
 			g, _ := ln.Accept()
 			ch <- g
 		}()
-		c, err := conn.Dial(ts, "tcp", "192.0.2.1:80")
+		c, err := (&conn.Dialer{Stack: ts}).DialTCP(context.Background(), "tcp", "192.0.2.1:80")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -475,7 +475,7 @@ func TestDialContextCancel(t *testing.T) {
 			}
 			defer ln.Close()
 			ctx, cancel := context.WithCancel(context.Background())
-			ch := start(clock, func() error { _, err := conn.DialContext(ctx, cs, "tcp", "192.0.2.1:80"); return err })
+			ch := start(clock, func() error { _, err := (&conn.Dialer{Stack: cs}).DialTCP(ctx, "tcp", "192.0.2.1:80"); return err })
 			advance(clock, 120*time.Millisecond) // the SYN and its retransmission at 50ms are lost
 			notYet(t, ch, "dial")
 			cancel()
@@ -506,7 +506,7 @@ func TestDialContextCancel(t *testing.T) {
 			}
 			defer ln.Close()
 			ctx, cancel := context.WithCancel(context.Background())
-			ch := start(clock, func() error { _, err := conn.DialContext(ctx, cs, "tcp", "192.0.2.1:80"); return err })
+			ch := start(clock, func() error { _, err := (&conn.Dialer{Stack: cs}).DialTCP(ctx, "tcp", "192.0.2.1:80"); return err })
 			advance(clock, 120*time.Millisecond) // the SYN-ACK and its retransmission at 50ms are lost
 			notYet(t, ch, "dial")
 			cancel()
@@ -554,7 +554,7 @@ func TestDialDeadline(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
 			defer cancel()
 			begin := time.Now() // the bubble's clock, which moves by itself once all is blocked
-			_, err := conn.DialContext(ctx, s, "tcp", "192.0.2.1:80")
+			_, err := (&conn.Dialer{Stack: s}).DialTCP(ctx, "tcp", "192.0.2.1:80")
 			return time.Since(begin), err
 		}, 150 * time.Millisecond},
 		{"DialerTimeout", func(t *testing.T, clock *faketime.ManualClock, s *stack.Stack) (time.Duration, error) {
@@ -572,7 +572,7 @@ func TestDialDeadline(t *testing.T) {
 			ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
 			defer cancel()
 			begin := time.Now()
-			_, err := conn.DialContext(ctx, s, "tcp", "192.0.2.1:80")
+			_, err := (&conn.Dialer{Stack: s}).DialTCP(ctx, "tcp", "192.0.2.1:80")
 			return time.Since(begin), err
 		}, 0},
 	} {
@@ -680,7 +680,7 @@ func TestIPv6(t *testing.T) {
 			io.Copy(c, c)
 			c.Close()
 		}()
-		c, err := conn.Dial(cs, "tcp", ln.Addr().String())
+		c, err := (&conn.Dialer{Stack: cs}).DialTCP(context.Background(), "tcp", ln.Addr().String())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -696,11 +696,11 @@ func TestIPv6(t *testing.T) {
 		if err != nil || string(b) != "six" {
 			t.Fatalf("echo %q, %v", b, err)
 		}
-		_, err = conn.Dial(cs, "tcp6", "[2001:db8::1]:9")
+		_, err = (&conn.Dialer{Stack: cs}).DialTCP(context.Background(), "tcp6", "[2001:db8::1]:9")
 		if oe := wantOpError(t, err, "dial", syscall.ECONNREFUSED); oe.Net != "tcp6" {
 			t.Errorf("OpError.Net = %q, want \"tcp6\" as package net reports", oe.Net)
 		}
-		_, err = conn.Dial(cs, "tcp4", "[2001:db8::1]:9")
+		_, err = (&conn.Dialer{Stack: cs}).DialTCP(context.Background(), "tcp4", "[2001:db8::1]:9")
 		if err == nil {
 			t.Error("tcp4 dial of an IPv6 address succeeded")
 		}

@@ -43,7 +43,7 @@ func Example() {
 	}
 	defer c.Close()
 	fmt.Fprintln(c, "hello, tapstack")
-	c.CloseWrite() // FIN: the echo ends after our line
+	c.(*conn.Conn).CloseWrite() // FIN: the echo ends after our line (a *Conn, as net.Dial gives a *net.TCPConn)
 	reply, err := io.ReadAll(c)
 	fmt.Printf("%s", reply)
 	fmt.Println(err, c.RemoteAddr())

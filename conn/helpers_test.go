@@ -1,6 +1,7 @@
 package conn_test
 
 import (
+	"context"
 	"errors"
 	"net"
 	"net/netip"
@@ -132,7 +133,7 @@ func connect(t testing.TB, client, server *stack.Stack) (c, s *conn.Conn) {
 		c, err := ln.AcceptTCP()
 		ch <- res{c, err}
 	}()
-	c, err = conn.Dial(client, "tcp", ln.Addr().String())
+	c, err = (&conn.Dialer{Stack: client}).DialTCP(context.Background(), "tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}

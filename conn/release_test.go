@@ -1,6 +1,7 @@
 package conn_test
 
 import (
+	"context"
 	"net/netip"
 	"runtime"
 	"testing"
@@ -39,7 +40,7 @@ func churn(tb testing.TB, n int) {
 	ln.SetDeadline(time.Now().Add(time.Hour))
 	far := time.Now().Add(time.Hour)
 	for range n {
-		c, err := conn.Dial(s, "tcp", "192.0.2.1:80")
+		c, err := (&conn.Dialer{Stack: s}).DialTCP(context.Background(), "tcp", "192.0.2.1:80")
 		if err != nil {
 			tb.Fatal(err)
 		}

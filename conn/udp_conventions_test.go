@@ -6,6 +6,7 @@ package conn_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -170,6 +171,54 @@ func TestDialerDialContextIsNets(t *testing.T) {
 		t.Errorf("DialTCP: state %v", c.State())
 	}
 	c.Close()
+}
+
+// TestDialNetworks: package-level Dial is net.Dial on a stack: "udp"
+// gives a connected *UDPConn, "tcp" a *Conn, as net.Dial gives a
+// *net.UDPConn and a *net.TCPConn; an unknown network is net's error.
+func TestDialNetworks(t *testing.T) {
+	p, err := stack.NewPair(stack.PairOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	udpEchoServer(t, p.Server, "udp", "192.0.2.1:7")
+	ln, err := conn.Listen(p.Server, "tcp", "192.0.2.1:7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for c := range acceptAll(ln) {
+			go func() { io.Copy(c, c); c.Close() }()
+		}
+	}()
+	for _, tc := range []struct {
+		network string
+		typ     string
+	}{{"udp", "*conn.UDPConn"}, {"udp4", "*conn.UDPConn"}, {"tcp", "*conn.Conn"}, {"tcp4", "*conn.Conn"}} {
+		c, err := conn.Dial(p.Client, tc.network, "192.0.2.1:7")
+		if err != nil {
+			t.Fatalf("Dial(%q): %v", tc.network, err)
+		}
+		if got := fmt.Sprintf("%T", c); got != tc.typ {
+			t.Errorf("Dial(%q) gave a %s, want a %s", tc.network, got, tc.typ)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(c, "ping"); err != nil {
+			t.Fatalf("%s write: %v", tc.network, err)
+		}
+		buf := make([]byte, 4)
+		if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "ping" {
+			t.Errorf("%s echo: %q, %v", tc.network, buf, err)
+		}
+		c.Close()
+	}
+	_, err = conn.Dial(p.Client, "sctp", "192.0.2.1:7")
+	var ne net.UnknownNetworkError
+	if !errors.As(err, &ne) {
+		t.Errorf("Dial(sctp) = %v, want net.UnknownNetworkError", err)
+	}
 }
 
 // TestControl: Dialer.Control and ListenConfig.Control are called with

@@ -85,7 +85,7 @@ func echoOnce(t *testing.T, p *pair, text string) {
 		c.Close()
 		done <- c
 	}()
-	c, err := conn.DialContext(ctx, p.client, "tcp", "192.0.2.1:7")
+	c, err := (&conn.Dialer{Stack: p.client}).DialTCP(ctx, "tcp", "192.0.2.1:7")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +230,7 @@ func TestCaptureDropNoSocket(t *testing.T) {
 	p := newPair(t, &buf, pcap.Options{}, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := conn.DialContext(ctx, p.client, "tcp", "192.0.2.1:9"); err == nil {
+	if _, err := (&conn.Dialer{Stack: p.client}).DialTCP(ctx, "tcp", "192.0.2.1:9"); err == nil {
 		t.Fatal("dial to a closed port succeeded")
 	}
 	// The client saw the RST before the server's capture wrote the SYN
@@ -262,7 +262,7 @@ func TestCaptureDropBadChecksum(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	conn.DialContext(ctx, p.client, "tcp", "192.0.2.1:9") // every SYN is corrupted
+	(&conn.Dialer{Stack: p.client}).DialTCP(ctx, "tcp", "192.0.2.1:9") // every SYN is corrupted
 	p.capture.CloseCapture()
 	pkts, err := pcap.ReadAll(bytes.NewReader(buf.Bytes()))
 	if err != nil {

@@ -37,7 +37,7 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
-	fmt.Println("client", c.State(), "server", s.State())
+	fmt.Println("client", c.(*conn.Conn).State(), "server", s.State())
 	p.Server.Close() // aborts what is left
 	// Output:
 	// CLOSED -> SYN-RECEIVED (segment)

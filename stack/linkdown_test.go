@@ -1,6 +1,7 @@
 package stack_test
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -65,7 +66,7 @@ func wantNetDown(t *testing.T, name string, done <-chan error) {
 // fails with the errno Linux gives when no route is left.
 func wantNoRoute(t *testing.T, s *stack.Stack, addr string) {
 	t.Helper()
-	_, err := conn.Dial(s, "tcp", addr)
+	_, err := (&conn.Dialer{Stack: s}).DialTCP(context.Background(), "tcp", addr)
 	if !errors.Is(err, syscall.ENETUNREACH) && !errors.Is(err, syscall.EHOSTUNREACH) {
 		t.Errorf("Dial %s after the link failed: %v, want ENETUNREACH or EHOSTUNREACH", addr, err)
 	}
@@ -106,7 +107,7 @@ func TestLinkDownPipe(t *testing.T) {
 			accepted <- c
 		}
 	}()
-	cb, err := conn.Dial(sb, "tcp", "192.0.2.1:7")
+	cb, err := (&conn.Dialer{Stack: sb}).DialTCP(context.Background(), "tcp", "192.0.2.1:7")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +172,7 @@ func TestLinkDownPeerStackClosed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cb, err := conn.Dial(sb, "tcp", "192.0.2.1:7")
+	cb, err := (&conn.Dialer{Stack: sb}).DialTCP(context.Background(), "tcp", "192.0.2.1:7")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +224,7 @@ func TestLinkDownTAP(t *testing.T) {
 					io.Copy(io.Discard, c)
 				}
 			}()
-			c, err := conn.Dial(s, "tcp", "192.0.2.1:7000")
+			c, err := (&conn.Dialer{Stack: s}).DialTCP(context.Background(), "tcp", "192.0.2.1:7000")
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,6 +1,7 @@
 package stack_test
 
 import (
+	"context"
 	"io"
 	"net/netip"
 	"sync/atomic"
@@ -45,7 +46,7 @@ func echo(ln *conn.Listener) {
 // reply.
 func roundTrip(t *testing.T, s *stack.Stack, addr, msg string) string {
 	t.Helper()
-	c, err := conn.Dial(s, "tcp", addr)
+	c, err := (&conn.Dialer{Stack: s}).DialTCP(context.Background(), "tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -516,7 +516,7 @@ func (a *agent) dial(r *agentRequest) (func() (agentReply, error), error) {
 		// appears later.
 		ctx, cancel := context.WithTimeout(a.ctx, timeout)
 		defer cancel()
-		c, err := conn.DialContext(ctx, a.s, "tcp", addr.String())
+		c, err := (&conn.Dialer{Stack: a.s}).DialTCP(ctx, "tcp", addr.String())
 		if err != nil {
 			return agentReply{}, err
 		}

@@ -82,7 +82,7 @@ func runDemoWorkload(ctx context.Context, out io.Writer, cfg demoConfig) error {
 		accepted <- c
 	}()
 
-	c, err := conn.DialContext(ctx, client, "tcp", "192.0.2.1:7")
+	c, err := (&conn.Dialer{Stack: client}).DialTCP(ctx, "tcp", "192.0.2.1:7")
 	if err != nil {
 		return err
 	}

@@ -106,7 +106,7 @@ func story(ctx context.Context, w io.Writer) error {
 		c, err := conn.DialContext(ctx, client, "tcp", "192.0.2.1:80")
 		if err == nil {
 			connsMu.Lock()
-			conns = append(conns, c)
+			conns = append(conns, c.(*conn.Conn))
 			connsMu.Unlock()
 		}
 		dials <- err

@@ -99,10 +99,11 @@ func inMemory(ctx context.Context, out *log.Logger, timeWait time.Duration) erro
 		}
 	}()
 
-	c, err := conn.DialContext(ctx, p.Client, "tcp", "192.0.2.1:7")
+	nc, err := conn.DialContext(ctx, p.Client, "tcp", "192.0.2.1:7")
 	if err != nil {
 		return err
 	}
+	c := nc.(*conn.Conn) // a TCP dial gives a *conn.Conn, as net.Dial a *net.TCPConn
 	defer context.AfterFunc(ctx, func() { c.Close() })()
 	const lines = "hello\nfrom the\nclient\n"
 	io.WriteString(c, lines)

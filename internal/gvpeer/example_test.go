@@ -45,7 +45,7 @@ func Example() {
 	}
 	defer c.Close()
 	io.WriteString(c, "hello, gVisor")
-	c.CloseWrite()
+	c.(*conn.Conn).CloseWrite()
 	reply, err := io.ReadAll(c)
 	fmt.Printf("%s %v\n", reply, err)
 	// Output: hello, gVisor <nil>

@@ -106,7 +106,7 @@ func BenchmarkBulk(b *testing.B) {
 					}
 					done <- err
 				}()
-				c, err := conn.Dial(p.Client, "tcp", "192.0.2.1:80")
+				c, err := (&conn.Dialer{Stack: p.Client}).DialTCP(context.Background(), "tcp", "192.0.2.1:80")
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -154,7 +154,7 @@ func BenchmarkConnection(b *testing.B) {
 			msg, buf := make([]byte, 64), make([]byte, 64)
 			b.ReportAllocs()
 			for b.Loop() {
-				c, err := conn.Dial(p.Client, "tcp", "192.0.2.1:80")
+				c, err := (&conn.Dialer{Stack: p.Client}).DialTCP(context.Background(), "tcp", "192.0.2.1:80")
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -1,6 +1,7 @@
 package otel_test
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/netip"
@@ -98,7 +99,7 @@ func (w *world) connect(t *testing.T, port int) (c, s *conn.Conn) {
 		}
 		ch <- s
 	}()
-	c, err = conn.Dial(w.client, "tcp", ln.Addr().String())
+	c, err = (&conn.Dialer{Stack: w.client}).DialTCP(context.Background(), "tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}

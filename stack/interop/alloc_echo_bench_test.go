@@ -33,7 +33,7 @@ func echoPair(tb testing.TB) (echo func(), segs func() uint64) {
 	tb.Cleanup(func() { ln.Close() })
 	accepted := acceptOne(ln)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	c, err := conn.DialContext(ctx, cli, "tcp", to)
+	c, err := (&conn.Dialer{Stack: cli}).DialTCP(ctx, "tcp", to)
 	cancel()
 	if err != nil {
 		tb.Fatal(err)

@@ -250,7 +250,7 @@ func (p *gvPair) tapstackDials(t testing.TB, port uint16) (ts *conn.Conn, peer h
 	accepted := acceptOne(ln)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	c, err := conn.DialContext(ctx, p.ts, "tcp", netip.AddrPortFrom(p.peer.Addr, port).String())
+	c, err := (&conn.Dialer{Stack: p.ts}).DialTCP(ctx, "tcp", netip.AddrPortFrom(p.peer.Addr, port).String())
 	if err != nil {
 		t.Fatalf("tapstack dial: %v", err)
 	}

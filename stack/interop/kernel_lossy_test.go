@@ -58,7 +58,9 @@ func newLossyKernel(tb testing.TB, name string, cfg tap.FaultConfig) *lossyKerne
 	ns, link := lossyKernelLink(tb, name, cfg)
 	ts, _ := newTapstack(tb, link, netip.MustParsePrefix(tapAddr+"/24"), tcp.Options{Observer: func(event.Event) {}})
 	return &lossyKernel{ns: ns, ts: ts,
-		dial: func(ctx context.Context, to string) (halfCloser, error) { return conn.DialContext(ctx, ts, "tcp", to) },
+		dial: func(ctx context.Context, to string) (halfCloser, error) {
+			return (&conn.Dialer{Stack: ts}).DialTCP(ctx, "tcp", to)
+		},
 		counters: func() (uint64, uint64) {
 			st := ts.TCP().Stats()
 			return st.Retransmits.Load(), st.RetransmitTimeouts.Load()

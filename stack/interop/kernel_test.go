@@ -200,7 +200,7 @@ func TestKernelServerGo(t *testing.T) {
 	accepted := acceptOne(ln)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	c, err := conn.DialContext(ctx, k.ts, "tcp", kernelAddr+":9000")
+	c, err := (&conn.Dialer{Stack: k.ts}).DialTCP(ctx, "tcp", kernelAddr+":9000")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +248,7 @@ func TestKernelServerSocat(t *testing.T) {
 	for i := 0; ; i++ {
 		dctx, dcancel := context.WithTimeout(ctx, 5*time.Second)
 		var err error
-		c, err = conn.DialContext(dctx, k.ts, "tcp", kernelAddr+":9001")
+		c, err = (&conn.Dialer{Stack: k.ts}).DialTCP(dctx, "tcp", kernelAddr+":9001")
 		dcancel()
 		if err == nil {
 			break

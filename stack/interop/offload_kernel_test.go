@@ -61,7 +61,7 @@ func (k *offloadNet) connect(tb testing.TB) (*conn.Conn, *net.TCPConn) {
 	accepted := acceptOne(kln)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	tc, err := conn.DialContext(ctx, k.ts, "tcp", kln.Addr().String())
+	tc, err := (&conn.Dialer{Stack: k.ts}).DialTCP(ctx, "tcp", kln.Addr().String())
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -340,7 +340,7 @@ func TestLargeMTUPipe(t *testing.T) {
 	}
 	defer ln.Close()
 	accepted := acceptOne(ln)
-	c, err := conn.Dial(client, "tcp", netip.AddrPortFrom(peerPrefix4.Addr(), 80).String())
+	c, err := (&conn.Dialer{Stack: client}).DialTCP(context.Background(), "tcp", netip.AddrPortFrom(peerPrefix4.Addr(), 80).String())
 	if err != nil {
 		t.Fatal(err)
 	}

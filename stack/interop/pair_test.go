@@ -1,6 +1,7 @@
 package interop
 
 import (
+	"context"
 	"net/netip"
 	"testing"
 	"time"
@@ -30,7 +31,7 @@ func tapstackPair(t testing.TB, v6 bool) (client, server *stack.Stack, c, s *con
 	}
 	defer ln.Close()
 	accepted := acceptOne(ln)
-	c, err = conn.Dial(client, "tcp", netip.AddrPortFrom(sp.Addr(), 80).String())
+	c, err = (&conn.Dialer{Stack: client}).DialTCP(context.Background(), "tcp", netip.AddrPortFrom(sp.Addr(), 80).String())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,7 +29,7 @@ func ExampleListener() {
 		if err != nil {
 			panic(err)
 		}
-		return c
+		return c.(*conn.Conn)
 	}
 	first := dial()
 	defer first.Close()
