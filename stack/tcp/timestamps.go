@@ -45,11 +45,45 @@ func (e *Endpoint) tsRecentValid() bool {
 // number alone, RFC 7323 5.3 and RFC 5961 3). A segment without a TSopt
 // cannot be judged: RFC 7323 3.2 lets a TCP drop it, and Linux accepts it
 // (tcp_validate_incoming checks PAWS only when saw_tstamp); we follow
-// Linux. Linux also exempts some reordered pure ACKs (tcp_disordered_ack);
-// we do not.
+// Linux.
+//
+// Two more exemptions are Linux's (tcp_paws_discard), not the RFC's: a
+// TSval one tick older than TS.Recent passes (TCP_PAWS_WINDOW), and so
+// does a reordered duplicate ACK (tcp_disordered_ack): a pure ACK at
+// RCV.NXT for SND.UNA that would not update the window, no older than an
+// RTO. On a path that reorders, the peer's ACKs overtake each other; each
+// carries SACK blocks recovery needs, and none can do harm. With 5%
+// reordering (interop mixed profile, tapstack to tapstack, 64 MiB) 106
+// such ACKs were dropped.
 func (e *Endpoint) pawsReject(seg *segment) bool {
-	return e.tsOK && seg.TS && !seg.has(header.TCPFlagRst) &&
-		tsBefore(seg.TSVal, e.tsRecent) && e.tsRecentValid()
+	if !e.tsOK || !seg.TS || seg.has(header.TCPFlagRst) || !e.tsRecentValid() {
+		return false
+	}
+	older := int32(e.tsRecent - seg.TSVal)
+	if older <= pawsWindow {
+		return false
+	}
+	return !e.disorderedAck(seg, older)
+}
+
+// pawsWindow is how many ticks older than TS.Recent a TSval may be and
+// still pass PAWS, as Linux's TCP_PAWS_WINDOW.
+const pawsWindow = 1
+
+// disorderedAck is Linux's tcp_disordered_ack: seg is a pure duplicate ACK
+// in order, that does not move the window, and its TSval is older than
+// TS.Recent by at most an RTO (older, in ticks of a millisecond).
+func (e *Endpoint) disorderedAck(seg *segment, older int32) bool {
+	if !seg.has(header.TCPFlagAck) || seg.Len() != 0 || seg.Seq != e.rcvNxt || seg.Ack != e.sndUna {
+		return false
+	}
+	// Would not update the window (RFC 9293 3.10.7.4's SND.WL1/WL2 rule,
+	// Linux's tcp_may_update_window): not a later segment, nor the same
+	// one offering more.
+	if e.sndWL1.LessThan(seg.Seq) || (seg.Seq == e.sndWL1 && uint32(seg.Window)<<e.sndWndShift > e.sndWnd) {
+		return false
+	}
+	return int64(older) <= e.rto.Milliseconds()
 }
 
 // updateTSRecent is RFC 7323 4.3 (2), for a segment that passed the

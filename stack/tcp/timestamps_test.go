@@ -152,9 +152,10 @@ func TestPAWS(t *testing.T) {
 	p, ep := tcptest.Established(t, tcptest.WithTimestamps())
 	p.Inject(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("a"), TS: true, TSVal: 7000, TSEcr: p.LastTSVal})
 	p.Expect(seg{Flags: ".", Seq: 1, Ack: 2, TS: true, TSEcr: 7000}) // the first data: a quick ACK
-	// The next byte, but with a timestamp from before 7000: an old
-	// duplicate from a wrapped sequence space, for all PAWS can tell.
-	p.Inject(seg{Flags: "P.", Seq: 2, Ack: 1, Payload: []byte("b"), TS: true, TSVal: 6999, TSEcr: p.LastTSVal})
+	// The next byte, but with a timestamp from before 7000 (two ticks:
+	// one tick older passes, TestPAWSExemptions): an old duplicate from
+	// a wrapped sequence space, for all PAWS can tell.
+	p.Inject(seg{Flags: "P.", Seq: 2, Ack: 1, Payload: []byte("b"), TS: true, TSVal: 6998, TSEcr: p.LastTSVal})
 	p.Expect(seg{Flags: ".", Seq: 1, Ack: 2, TS: true, TSEcr: 7000})
 	if n := p.TCP.Stats().Dropped(event.DropPAWS); n != 1 {
 		t.Errorf("PAWS drops = %d, want 1", n)
