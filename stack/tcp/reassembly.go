@@ -643,7 +643,7 @@ func (r *reassembly) sackBlocks(out []header.SACKBlock) int {
 	}
 	for _, b := range r.recent[:r.nrecent] {
 		if n == len(out) {
-			return r.overFIN(out[:n])
+			return r.overFIN(out[:n], r.dsackSet)
 		}
 		out[n] = b
 		n++
@@ -658,15 +658,17 @@ func (r *reassembly) sackBlocks(out []header.SACKBlock) int {
 		r.tree.Descend(r.fillFrom)
 		n += copy(out[n:], r.fill[:r.nfill])
 	}
-	return r.overFIN(out[:n])
+	return r.overFIN(out[:n], r.dsackSet)
 }
 
 // overFIN extends the blocks that end where a held FIN begins over its
 // sequence number (see sackBlocks) and returns how many blocks there are.
-func (r *reassembly) overFIN(out []header.SACKBlock) int {
+// A D-SACK (the first block, if dsack) reports the duplicate as it came
+// and is left as it is.
+func (r *reassembly) overFIN(out []header.SACKBlock, dsack bool) int {
 	if r.fin {
 		for i := range out {
-			if out[i].End == r.finSeq {
+			if out[i].End == r.finSeq && !(dsack && i == 0) {
 				out[i].End++
 			}
 		}
