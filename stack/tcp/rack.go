@@ -286,9 +286,9 @@ func (e *Endpoint) probeTimeout() {
 	}
 	e.rack.tlpRetrans = false
 	if e.inflight() >= e.cwnd || !e.sendNewData(event.SendTLP, true) {
-		i := e.rtxq.tail() - 1
-		if e.rtxq.at(i).has(segSacked) {
-			return // the tail is delivered: nothing to probe with
+		i, ok := e.probeSegment()
+		if !ok {
+			return // everything after SND.UNA is delivered: nothing to probe with
 		}
 		e.retransmitSeg(i, event.SendTLP)
 		e.rack.tlpRetrans = true
@@ -298,6 +298,31 @@ func (e *Endpoint) probeTimeout() {
 	e.proto.stats.TailLossProbes.Add(1)
 	e.emitRecovery(note)
 	e.setTimer(timerRetransmit, e.rto)
+}
+
+// probeSegment picks the segment a probe sends again: the last one sent
+// (7.3), unless it is SACKed. In open state that ends the choice: RACK's
+// reordering timer will mark the holes below a SACKed tail. In fast
+// recovery the holes are the retransmissions already sent, and a lost
+// one has nothing sent after it that RACK could see delivered, so the
+// probe resends the highest segment not yet SACKed: it draws the ACK the
+// recovery waits for, 2·SRTT after the last, where the RTO would take
+// 200 ms (ours, not Linux's, as the probe in recovery itself is).
+func (e *Endpoint) probeSegment() (uint64, bool) {
+	q := &e.rtxq
+	i := q.tail() - 1
+	if !q.at(i).has(segSacked) {
+		return i, true
+	}
+	if e.caState != caRecovery {
+		return 0, false
+	}
+	for ; i != q.head; i-- {
+		if !q.at(i - 1).has(segSacked) {
+			return i - 1, true
+		}
+	}
+	return 0, false
 }
 
 // tlpOnAck ends a probe's episode (7.4): the probe was new data and is
