@@ -90,10 +90,9 @@ func newLossyKernelGVisor(tb testing.TB, name string, cfg tap.FaultConfig) *loss
 	}
 }
 
-// transfer sends size bytes one way between tapstack and the kernel, from
-// the kernel if fromKernel, checking every byte by hash; it returns the
-// time the receiver took to get them all.
-func (k *lossyKernel) transfer(tb testing.TB, size int64, fromKernel bool, seed uint64) time.Duration {
+// connect makes one connection from the stack on the TAP (tc) to a
+// listener of the namespace's kernel (kc).
+func (k *lossyKernel) connect(tb testing.TB) (tc halfCloser, kc *net.TCPConn) {
 	tb.Helper()
 	var kln net.Listener
 	if err := k.ns.Do(func() (err error) {
@@ -110,12 +109,21 @@ func (k *lossyKernel) transfer(tb testing.TB, size int64, fromKernel bool, seed 
 	if err != nil {
 		tb.Fatal(err)
 	}
-	defer tc.Close()
 	a := <-accepted
 	if a.err != nil {
+		tc.Close()
 		tb.Fatal(a.err)
 	}
-	kc := a.c.(*net.TCPConn)
+	return tc, a.c.(*net.TCPConn)
+}
+
+// transfer sends size bytes one way between tapstack and the kernel, from
+// the kernel if fromKernel, checking every byte by hash; it returns the
+// time the receiver took to get them all.
+func (k *lossyKernel) transfer(tb testing.TB, size int64, fromKernel bool, seed uint64) time.Duration {
+	tb.Helper()
+	tc, kc := k.connect(tb)
+	defer tc.Close()
 	defer kc.Close()
 	var from, to halfCloser = tc, kc
 	if fromKernel {
@@ -247,27 +255,8 @@ func TestKernelSoak(t *testing.T) {
 		}
 		t.Run(prof.name, func(t *testing.T) {
 			k := newLossyKernel(t, "tssoak0", prof.cfg(33))
-			var kln net.Listener
-			if err := k.ns.Do(func() (err error) {
-				kln, err = net.Listen("tcp4", kernelAddr+":0")
-				return err
-			}); err != nil {
-				t.Fatal(err)
-			}
-			defer kln.Close()
-			accepted := acceptOne(kln)
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			tc, err := k.dial(ctx, kln.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
+			tc, kc := k.connect(t)
 			defer tc.Close()
-			a := <-accepted
-			if a.err != nil {
-				t.Fatal(a.err)
-			}
-			kc := a.c.(*net.TCPConn)
 			defer kc.Close()
 			d := exchange(t, tc, kc, int64(mib)*MiB, both, 90*time.Minute)
 			st := k.ts.TCP().Stats()
