@@ -45,7 +45,15 @@ func TestLossRecovery(t *testing.T) {
 			}
 			c.Close()
 			peer.Close()
-			waitState(t, c.Endpoint(), 15*time.Second, event.Closed)
+			// The teardown takes the peer's retransmission timer: at
+			// 20% loss gVisor's SRTT can start at 3 s from a lost
+			// SYN-ACK (RTO 9 s, then 18 s), and its FIN may be lost
+			// twice (4%). Wait out three of its timeouts there.
+			closeWait := 15 * time.Second
+			if tc.profile == "loss20" {
+				closeWait = 90 * time.Second
+			}
+			waitState(t, c.Endpoint(), closeWait, event.Closed)
 		})
 	}
 }
