@@ -1,13 +1,9 @@
 package interop
 
 import (
-	"context"
-	"net/netip"
 	"runtime"
 	"testing"
-	"time"
 
-	"github.com/tapstack/tapstack/conn"
 	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/tap"
@@ -33,46 +29,8 @@ func BenchmarkAllocsPerSegment(b *testing.B) {
 			opts := tcp.Options{Observer: func(event.Event) {}}
 			snd, _ := newTapstack(b, pa, tsPrefix4, opts)
 			rcv, _ := newTapstack(b, pb, peerPrefix4, opts)
-			ln, err := conn.Listen(rcv, "tcp", netip.AddrPortFrom(peerPrefix4.Addr(), 80).String())
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer ln.Close()
-			accepted := acceptOne(ln)
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			c, err := conn.DialContext(ctx, snd, "tcp", netip.AddrPortFrom(peerPrefix4.Addr(), 80).String())
-			cancel()
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer c.Close()
-			a := <-accepted
-			if a.err != nil {
-				b.Fatal(a.err)
-			}
-			defer a.c.Close()
-			chunk := make([]byte, 64<<10)
-			rbuf := make([]byte, 64<<10)
-			move := func() {
-				done := make(chan error, 1)
-				go func() {
-					var err error
-					for n := 0; n < size && err == nil; {
-						var k int
-						k, err = a.c.Read(rbuf)
-						n += k
-					}
-					done <- err
-				}()
-				for sent := 0; sent < size; sent += len(chunk) {
-					if _, err := c.Write(chunk); err != nil {
-						b.Fatal(err)
-					}
-				}
-				if err := <-done; err != nil {
-					b.Fatal(err)
-				}
-			}
+			c, s := connectPair(b, snd, rcv, peerPrefix4)
+			move := mover(b, c, s, size)
 			move() // warm-up: windows open, pools filled
 			segs := func() uint64 { return snd.TCP().Stats().SegmentsOut.Load() + rcv.TCP().Stats().SegmentsOut.Load() }
 			var m0, m1 runtime.MemStats

@@ -1,14 +1,10 @@
 package interop
 
 import (
-	"context"
 	"io"
-	"net/netip"
 	"runtime"
 	"testing"
-	"time"
 
-	"github.com/tapstack/tapstack/conn"
 	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/tap"
@@ -25,38 +21,20 @@ func echoPair(tb testing.TB) (echo func(), segs func() uint64) {
 	opts := tcp.Options{Observer: func(event.Event) {}}
 	cli, _ := newTapstack(tb, pa, tsPrefix4, opts)
 	srv, _ := newTapstack(tb, pb, peerPrefix4, opts)
-	to := netip.AddrPortFrom(peerPrefix4.Addr(), 80).String()
-	ln, err := conn.Listen(srv, "tcp", to)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { ln.Close() })
-	accepted := acceptOne(ln)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	c, err := (&conn.Dialer{Stack: cli}).DialTCP(ctx, "tcp", to)
-	cancel()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { c.Close() })
-	a := <-accepted
-	if a.err != nil {
-		tb.Fatal(a.err)
-	}
-	tb.Cleanup(func() { a.c.Close() })
+	c, sc := connectPair(tb, cli, srv, peerPrefix4)
 	if err := c.SetNoDelay(true); err != nil {
 		tb.Fatal(err)
 	}
-	if err := a.c.(*conn.Conn).SetNoDelay(true); err != nil {
+	if err := sc.SetNoDelay(true); err != nil {
 		tb.Fatal(err)
 	}
 	go func() {
 		buf := make([]byte, 64)
 		for {
-			if _, err := io.ReadFull(a.c, buf); err != nil {
+			if _, err := io.ReadFull(sc, buf); err != nil {
 				return
 			}
-			if _, err := a.c.Write(buf); err != nil {
+			if _, err := sc.Write(buf); err != nil {
 				return
 			}
 		}

@@ -52,35 +52,7 @@ func BenchmarkAllocsPerSegmentTAP(b *testing.B) {
 				if err := kc.SetDeadline(time.Now().Add(kernelTimeout)); err != nil {
 					b.Fatal(err)
 				}
-				// One reader goroutine for the whole benchmark, so that
-				// the benchmark allocates nothing per iteration itself.
-				start := make(chan struct{})
-				done := make(chan error)
-				go func() {
-					rbuf := make([]byte, 64<<10)
-					for range start {
-						var err error
-						for n := 0; n < size && err == nil; {
-							var m int
-							m, err = to.Read(rbuf)
-							n += m
-						}
-						done <- err
-					}
-				}()
-				defer close(start)
-				chunk := make([]byte, 64<<10)
-				move := func() {
-					start <- struct{}{}
-					for sent := 0; sent < size; sent += len(chunk) {
-						if _, err := from.Write(chunk); err != nil {
-							b.Fatal(err)
-						}
-					}
-					if err := <-done; err != nil {
-						b.Fatal(err)
-					}
-				}
+				move := mover(b, from, to, size)
 				move() // warm-up: windows open, pools filled
 				st := k.ts.TCP().Stats()
 				segs := func() uint64 { return st.SegmentsOut.Load() + st.SegmentsIn.Load() }

@@ -59,33 +59,7 @@ func TestSteadyStateAllocsTAP(t *testing.T) {
 				if err := kc.SetDeadline(dl); err != nil {
 					t.Fatal(err)
 				}
-				start := make(chan struct{})
-				done := make(chan error)
-				go func() {
-					rbuf := make([]byte, 64<<10)
-					for range start {
-						var err error
-						for n := 0; n < size && err == nil; {
-							var m int
-							m, err = to.Read(rbuf)
-							n += m
-						}
-						done <- err
-					}
-				}()
-				defer close(start)
-				chunk := make([]byte, 64<<10)
-				move := func() {
-					start <- struct{}{}
-					for sent := 0; sent < size; sent += len(chunk) {
-						if _, err := from.Write(chunk); err != nil {
-							t.Fatal(err)
-						}
-					}
-					if err := <-done; err != nil {
-						t.Fatal(err)
-					}
-				}
+				move := mover(t, from, to, size)
 				for range rounds {
 					move() // windows open, pools filled
 				}

@@ -1,14 +1,12 @@
 package interop
 
 import (
-	"context"
 	"net/netip"
 	"runtime"
 	"runtime/debug"
 	"testing"
 	"time"
 
-	"github.com/tapstack/tapstack/conn"
 	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/tap"
@@ -70,65 +68,17 @@ func TestSteadyStateAllocs(t *testing.T) {
 			}
 			snd, _ := newTapstack(t, sndLink, tc.ts, opts)
 			rcv, _ := newTapstack(t, pb, tc.peer, opts)
-			to := netip.AddrPortFrom(tc.peer.Addr(), 80).String()
-			ln, err := conn.Listen(rcv, "tcp", to)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			accepted := acceptOne(ln)
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			c, err := conn.DialContext(ctx, snd, "tcp", to)
-			cancel()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			a := <-accepted
-			if a.err != nil {
-				t.Fatal(a.err)
-			}
-			defer a.c.Close()
+			c, s := connectPair(t, snd, rcv, tc.peer)
 			// Deadlines bound every call; they are set once, before the
 			// count, as their timers allocate.
 			dl := time.Now().Add(2 * time.Minute)
 			if err := c.SetDeadline(dl); err != nil {
 				t.Fatal(err)
 			}
-			if err := a.c.SetDeadline(dl); err != nil {
+			if err := s.SetDeadline(dl); err != nil {
 				t.Fatal(err)
 			}
-
-			// One reader goroutine for the whole test, driven by
-			// channels made here, so that the test itself allocates
-			// nothing per round.
-			start := make(chan struct{})
-			done := make(chan error)
-			go func() {
-				rbuf := make([]byte, 64<<10)
-				for range start {
-					var err error
-					for n := 0; n < size && err == nil; {
-						var k int
-						k, err = a.c.Read(rbuf)
-						n += k
-					}
-					done <- err
-				}
-			}()
-			defer close(start)
-			chunk := make([]byte, 64<<10)
-			move := func() {
-				start <- struct{}{}
-				for sent := 0; sent < size; sent += len(chunk) {
-					if _, err := c.Write(chunk); err != nil {
-						t.Fatal(err)
-					}
-				}
-				if err := <-done; err != nil {
-					t.Fatal(err)
-				}
-			}
+			move := mover(t, c, s, size)
 			for range rounds {
 				move() // windows open, pools filled
 			}
