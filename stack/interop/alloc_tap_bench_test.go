@@ -3,12 +3,8 @@
 package interop
 
 import (
-	"io"
 	"runtime"
 	"testing"
-	"time"
-
-	"github.com/tapstack/tapstack/tap"
 )
 
 // BenchmarkAllocsPerSegmentTAP is BenchmarkAllocsPerSegment over a TAP
@@ -24,53 +20,23 @@ import (
 //	go test ./stack/interop -run '^$' -bench AllocsPerSegmentTAP -benchtime 20x
 func BenchmarkAllocsPerSegmentTAP(b *testing.B) {
 	const size = 16 << 20
-	for _, mode := range []struct {
-		name string
-		opts []tap.Option
-	}{
-		{"off", []tap.Option{tap.WithOffloads(false)}},
-		{"split", []tap.Option{tap.WithGRO(false)}},
-		{"offloads", nil},
-	} {
-		for _, fromKernel := range []bool{false, true} {
-			name := mode.name + "/tapstack-to-kernel"
-			if fromKernel {
-				name = mode.name + "/kernel-to-tapstack"
-			}
-			b.Run(name, func(b *testing.B) {
-				k := newOffloadNet(b, "tsalloc0", 0, mode.opts...)
-				tc, kc := k.connect(b)
-				defer tc.Close()
-				defer kc.Close()
-				var from, to io.ReadWriter = tc, kc
-				if fromKernel {
-					from, to = kc, tc
-				}
-				if err := tc.SetDeadline(time.Now().Add(kernelTimeout)); err != nil {
-					b.Fatal(err)
-				}
-				if err := kc.SetDeadline(time.Now().Add(kernelTimeout)); err != nil {
-					b.Fatal(err)
-				}
-				move := mover(b, from, to, size)
-				move() // warm-up: windows open, pools filled
-				st := k.ts.TCP().Stats()
-				segs := func() uint64 { return st.SegmentsOut.Load() + st.SegmentsIn.Load() }
-				frames := func() uint64 { d := k.dev.Stats(); return d.RxFrames + d.TxFrames }
-				var m0, m1 runtime.MemStats
-				runtime.ReadMemStats(&m0)
-				s0, f0 := segs(), frames()
-				b.SetBytes(size)
-				b.ResetTimer()
-				for b.Loop() {
-					move()
-				}
-				b.StopTimer()
-				runtime.ReadMemStats(&m1)
-				mallocs := float64(m1.Mallocs - m0.Mallocs)
-				b.ReportMetric(mallocs/float64(segs()-s0), "allocs/segment")
-				b.ReportMetric(mallocs/float64(frames()-f0), "allocs/frame")
-			})
+	tapAllocCases(b, "tsalloc0", size, func(b *testing.B, k *offloadNet, move func()) {
+		move() // warm-up: windows open, pools filled
+		st := k.ts.TCP().Stats()
+		segs := func() uint64 { return st.SegmentsOut.Load() + st.SegmentsIn.Load() }
+		frames := func() uint64 { d := k.dev.Stats(); return d.RxFrames + d.TxFrames }
+		var m0, m1 runtime.MemStats
+		runtime.ReadMemStats(&m0)
+		s0, f0 := segs(), frames()
+		b.SetBytes(size)
+		b.ResetTimer()
+		for b.Loop() {
+			move()
 		}
-	}
+		b.StopTimer()
+		runtime.ReadMemStats(&m1)
+		mallocs := float64(m1.Mallocs - m0.Mallocs)
+		b.ReportMetric(mallocs/float64(segs()-s0), "allocs/segment")
+		b.ReportMetric(mallocs/float64(frames()-f0), "allocs/frame")
+	})
 }

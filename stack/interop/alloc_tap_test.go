@@ -3,14 +3,10 @@
 package interop
 
 import (
-	"io"
 	"math"
 	"runtime"
 	"runtime/debug"
 	"testing"
-	"time"
-
-	"github.com/tapstack/tapstack/tap"
 )
 
 // TestSteadyStateAllocsTAP is TestSteadyStateAllocs over a TAP, the
@@ -30,63 +26,32 @@ func TestSteadyStateAllocsTAP(t *testing.T) {
 		limit  = 0.01 // allocations per full-sized data segment moved
 		mss    = 1448 // at MTU 1500 with timestamps
 	)
-	for _, mode := range []struct {
-		name string
-		opts []tap.Option
-	}{
-		{"off", []tap.Option{tap.WithOffloads(false)}},
-		{"split", []tap.Option{tap.WithGRO(false)}},
-		{"offloads", nil},
-	} {
-		for _, fromKernel := range []bool{false, true} {
-			name := mode.name + "/tapstack-to-kernel"
-			if fromKernel {
-				name = mode.name + "/kernel-to-tapstack"
-			}
-			t.Run(name, func(t *testing.T) {
-				k := newOffloadNet(t, "tsalloc1", 0, mode.opts...)
-				tc, kc := k.connect(t)
-				defer tc.Close()
-				defer kc.Close()
-				var from, to io.ReadWriter = tc, kc
-				if fromKernel {
-					from, to = kc, tc
-				}
-				dl := time.Now().Add(kernelTimeout)
-				if err := tc.SetDeadline(dl); err != nil {
-					t.Fatal(err)
-				}
-				if err := kc.SetDeadline(dl); err != nil {
-					t.Fatal(err)
-				}
-				move := mover(t, from, to, size)
-				for range rounds {
-					move() // windows open, pools filled
-				}
-				// Each round is counted on its own, and the fewest
-				// allocations of a round are held to the limit: an
-				// allocation per segment, or per few segments, shows in
-				// every round, while a round in which the kernel's burst
-				// left more bytes queued than ever before fills the
-				// pools further (gVisor's buffers), once.
-				defer debug.SetGCPercent(debug.SetGCPercent(-1))
-				segs := float64(size) / mss
-				fewest := uint64(math.MaxUint64)
-				var counts []uint64
-				for range rounds {
-					var m0, m1 runtime.MemStats
-					runtime.ReadMemStats(&m0)
-					move()
-					runtime.ReadMemStats(&m1)
-					n := m1.Mallocs - m0.Mallocs
-					counts = append(counts, n)
-					fewest = min(fewest, n)
-				}
-				t.Logf("%d rounds of %d MiB (%.0f data segments each): %v allocations; fewest %.5f per data segment", rounds, size>>20, segs, counts, float64(fewest)/segs)
-				if float64(fewest) > limit*segs {
-					t.Errorf("every round allocated, at least %d times for %.0f data segments: the TAP's steady state allocates (at most %.0f allowed); see BenchmarkAllocsPerSegmentTAP with -memprofile", fewest, segs, limit*segs)
-				}
-			})
+	tapAllocCases(t, "tsalloc1", size, func(t *testing.T, _ *offloadNet, move func()) {
+		for range rounds {
+			move() // windows open, pools filled
 		}
-	}
+		// Each round is counted on its own, and the fewest
+		// allocations of a round are held to the limit: an
+		// allocation per segment, or per few segments, shows in
+		// every round, while a round in which the kernel's burst
+		// left more bytes queued than ever before fills the
+		// pools further (gVisor's buffers), once.
+		defer debug.SetGCPercent(debug.SetGCPercent(-1))
+		segs := float64(size) / mss
+		fewest := uint64(math.MaxUint64)
+		var counts []uint64
+		for range rounds {
+			var m0, m1 runtime.MemStats
+			runtime.ReadMemStats(&m0)
+			move()
+			runtime.ReadMemStats(&m1)
+			n := m1.Mallocs - m0.Mallocs
+			counts = append(counts, n)
+			fewest = min(fewest, n)
+		}
+		t.Logf("%d rounds of %d MiB (%.0f data segments each): %v allocations; fewest %.5f per data segment", rounds, size>>20, segs, counts, float64(fewest)/segs)
+		if float64(fewest) > limit*segs {
+			t.Errorf("every round allocated, at least %d times for %.0f data segments: the TAP's steady state allocates (at most %.0f allowed); see BenchmarkAllocsPerSegmentTAP with -memprofile", fewest, segs, limit*segs)
+		}
+	})
 }
