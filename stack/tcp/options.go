@@ -60,6 +60,12 @@ type Options struct {
 	// recovery when no ACK arrived for 2·SRTT, so that a lost ACK does
 	// not leave the recovery to the RTO (see probeAllowed in rack.go).
 	NoRecoveryProbe bool
+	// TailLossProbes is how many tail loss probes may go out, one
+	// after another, into a silence: a probe that draws no ACK at all
+	// is followed by another twice the probe timeout later, before the
+	// RTO (see probeAgain in rack.go). 0 means 2, the default; 1 is
+	// RFC 8985's single probe, as Linux sends it.
+	TailLossProbes int
 	// NoFRTO turns off F-RTO (RFC 5682), which detects spurious
 	// retransmission timeouts (Linux tcp_frto, on by default).
 	NoFRTO bool
@@ -208,6 +214,7 @@ func (o Options) withDefaults() Options {
 	defInt(&o.SynAckRetries, 5)
 	defInt(&o.MaxRetries, 15)
 	defInt(&o.OrphanRetries, 8)
+	defInt(&o.TailLossProbes, 2)
 	if !slices.Contains(congestionControls, o.CongestionControl) {
 		o.CongestionControl = "cubic"
 	}

@@ -49,6 +49,9 @@ type rack struct {
 	tlpEnd     seqnum.Value
 	tlpRetrans bool
 	tlpOut     bool
+	// tlpSent counts the probes sent into the current silence: since
+	// the episode began, no ACK arrived (probeAgain).
+	tlpSent int
 }
 
 // minRTTWindow is how long a minimum RTT sample is trusted: Linux's
@@ -217,6 +220,11 @@ func (e *Endpoint) schedulePTO() {
 		e.stopTimer(timerProbe)
 		return
 	}
+	e.setTimer(timerProbe, e.pto())
+}
+
+// pto is the probe timeout from now (schedulePTO).
+func (e *Endpoint) pto() time.Duration {
 	pto := time.Second // no RTT sample yet (7.2)
 	if e.rttValid {
 		pto = 2 * e.srtt
@@ -232,7 +240,7 @@ func (e *Endpoint) schedulePTO() {
 		// min(PTO, RTO remaining)).
 		pto = min(pto, max(e.timers.deadline[timerRetransmit].Sub(e.proto.clock.NowMonotonic()), 0))
 	}
-	e.setTimer(timerProbe, pto)
+	return pto
 }
 
 // probeAllowed says whether a tail loss probe may be armed or sent: SACK
@@ -246,8 +254,11 @@ func (e *Endpoint) schedulePTO() {
 // exactly that. One probe per recovery, after 2·SRTT without an ACK,
 // draws the ACK that lets RACK go on. NoRecoveryProbe turns it off.
 func (e *Endpoint) probeAllowed() bool {
-	if !e.rackEnabled() || e.rack.tlpOut || e.rtxq.empty() || !e.state.Synchronized() {
+	if !e.rackEnabled() || e.rtxq.empty() || !e.state.Synchronized() {
 		return false
+	}
+	if e.rack.tlpOut {
+		return e.probeAgain()
 	}
 	switch e.caState {
 	case caOpen:
@@ -256,6 +267,21 @@ func (e *Endpoint) probeAllowed() bool {
 		return !e.proto.opts.NoRecoveryProbe && !e.recoveryProbed
 	}
 	return false
+}
+
+// probeAgain says whether another probe may follow one that is out: only
+// into a silence, when no ACK at all came since the first probe went
+// (any ACK shows the path alive and gives RACK or the recovery something
+// to act on; tlpOnAck ends the silence), and up to TailLossProbes probes.
+// RFC 8985 7 and Linux send one probe, then wait for the RTO, 200 ms at
+// least; when the probe or the ACK it draws is lost, that wait is the
+// whole cost of the tail. A second probe, twice the probe timeout after
+// the first, is ours, after QUIC's consecutive probes with the timeout
+// doubled (RFC 9002 6.2.4). With the Linux kernel receiving at 5% loss
+// both ways with reordering, 72 of 79 RTOs in three 64 MiB transfers
+// came after a probe that drew nothing (TestTailLossProbeAgain).
+func (e *Endpoint) probeAgain() bool {
+	return e.rack.tlpSent > 0 && e.rack.tlpSent < e.proto.opts.TailLossProbes && e.caState != caLoss
 }
 
 // probeTimeout sends the tail loss probe (7.3): a new segment if the
@@ -279,12 +305,20 @@ func (e *Endpoint) probeTimeout() {
 	if !e.probeAllowed() {
 		return
 	}
+	again := e.rack.tlpOut
 	note := "tail loss probe"
-	if e.caState == caRecovery {
-		e.recoveryProbed = true
+	switch {
+	case again:
+		note = "tail loss probe again: the last drew no ACK"
+	case e.caState == caRecovery:
 		note = "tail loss probe in fast recovery: no ACK for 2·SRTT"
 	}
-	e.rack.tlpRetrans = false
+	if e.caState == caRecovery {
+		e.recoveryProbed = true
+	}
+	if !again {
+		e.rack.tlpRetrans, e.rack.tlpSent = false, 0
+	}
 	if e.inflight() >= e.cwnd || !e.sendNewData(event.SendTLP, true) {
 		i, ok := e.probeSegment()
 		if !ok {
@@ -295,9 +329,15 @@ func (e *Endpoint) probeTimeout() {
 	}
 	e.rack.tlpOut = true
 	e.rack.tlpEnd = e.sndNxt
+	e.rack.tlpSent++
 	e.proto.stats.TailLossProbes.Add(1)
 	e.emitRecovery(note)
 	e.setTimer(timerRetransmit, e.rto)
+	if e.probeAgain() {
+		// The next probe, if this one draws nothing, at twice the
+		// timeout (RFC 9002 6.2.1's backoff), before the RTO.
+		e.setTimer(timerProbe, min(2*e.pto(), e.rto))
+	}
 }
 
 // probeSegment picks the segment a probe sends again: the last one sent
@@ -331,7 +371,12 @@ func (e *Endpoint) probeSegment() (uint64, bool) {
 // which is a congestion event; or a duplicate ACK shows both copies
 // arrived.
 func (e *Endpoint) tlpOnAck(a *ackInfo) {
-	if !e.rack.tlpOut || e.sndUna.LessThan(e.rack.tlpEnd) {
+	if !e.rack.tlpOut {
+		return
+	}
+	// Any ACK ends the silence a further probe is for (probeAgain).
+	e.rack.tlpSent = e.proto.opts.TailLossProbes
+	if e.sndUna.LessThan(e.rack.tlpEnd) {
 		return
 	}
 	switch {

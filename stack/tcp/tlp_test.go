@@ -191,3 +191,61 @@ func TestTailLossProbeDupAck(t *testing.T) {
 			st.TLPRecoveries.Load(), i.Cwnd, i.Ssthresh, before.Cwnd, before.Ssthresh)
 	}
 }
+
+// TestTailLossProbeAgain: the whole flight goes unanswered, and so does
+// the tail loss probe (it, or the ACK it drew, was lost). By default a
+// second probe follows, twice the probe timeout after the first, and only
+// then does the RTO wait (probeAgain; QUIC's consecutive probes, RFC 9002
+// 6.2.4); with TailLossProbes 1, as RFC 8985 7 and Linux, the RTO follows
+// the single probe. Any ACK after the first probe ends the silence a
+// second is for: the path is alive, and RACK or the recovery acts on it.
+func TestTailLossProbeAgain(t *testing.T) {
+	pto := 2*rtt + 2*time.Millisecond // more than one segment in flight (RFC 8985 7.2)
+	for _, tc := range []struct {
+		name   string
+		probes int  // Options.TailLossProbes
+		ack    bool // an ACK of segments 1-4 comes after the first probe
+		want   int  // probes before the RTO
+	}{
+		{"second probe", 0, false, 2},
+		{"single probe", 1, false, 1},
+		{"ACK ends the silence", 0, true, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, ep := rttPeer(t, tcp.Options{TailLossProbes: tc.probes})
+			data := sendSegments(t, p, ep, 5)
+			p.Advance(pto)
+			p.Expect(seg{Flags: "P.", Seq: sb(5), Ack: 1, Payload: segData(data, 5)})
+			p.ExpectNothing()
+			if tc.ack {
+				p.Advance(rtt)
+				p.Inject(sackAck(5))
+				p.ExpectNothing()
+			}
+			if tc.want == 2 {
+				p.Advance(2*pto - time.Microsecond)
+				p.ExpectNothing()
+				p.Advance(time.Microsecond)
+				p.Expect(seg{Flags: "P.", Seq: sb(5), Ack: 1, Payload: segData(data, 5)})
+				p.ExpectNothing()
+			}
+			// The RTO, restarted just now by the last probe (RFC 8985
+			// 7.3) or by the ACK of new data (RFC 6298 5.3).
+			p.Advance(ep.Info().RTO - time.Microsecond)
+			p.ExpectNothing()
+			st := p.TCP.Stats()
+			if n := st.TailLossProbes.Load(); n != uint64(tc.want) {
+				t.Errorf("probes %d, want %d", n, tc.want)
+			}
+			p.Advance(time.Microsecond)
+			una := 1
+			if tc.ack {
+				una = 5
+			}
+			p.Expect(seg{Flags: ".", Seq: sb(una), Ack: 1, Payload: segData(data, una), Check: tcptest.IgnorePSH})
+			if n := st.RetransmitTimeouts.Load(); n != 1 {
+				t.Errorf("RTOs %d, want 1", n)
+			}
+		})
+	}
+}

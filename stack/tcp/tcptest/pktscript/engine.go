@@ -78,6 +78,7 @@ func newEngine(tb testing.TB, set settings) *engine {
 		NoSynCookies:         set.noSynCookies,
 		NoRACK:               set.noRACK,
 		NoFRTO:               set.noFRTO,
+		TailLossProbes:       1, // Linux sends one probe per silence, then waits for the RTO
 		NoSlowStartAfterIdle: set.noSlowStartAfterIdle,
 		MinGSOSegments:       set.minGSOSegments,
 		AbortOnOverflow:      set.abortOnOverflow,
