@@ -214,17 +214,14 @@ func (e *Endpoint) reorderTimeout() {
 // recovery is under way and no probe is out. PTO = 2*SRTT, plus time for
 // a delayed ACK when a single segment is in flight (Linux adds TCP_RTO_MIN,
 // 200 ms; RFC 8985 says WCDelAckT, 200 ms) or 2 ms otherwise, as Linux;
-// never later than the RTO would fire.
+// never later than the RTO would fire. A probe after a probe that drew
+// nothing (probeAgain) waits twice that, RFC 9002 6.2.1's backoff, and
+// only if it would go before the RTO.
 func (e *Endpoint) schedulePTO() {
 	if !e.probeAllowed() {
 		e.stopTimer(timerProbe)
 		return
 	}
-	e.setTimer(timerProbe, e.pto())
-}
-
-// pto is the probe timeout from now (schedulePTO).
-func (e *Endpoint) pto() time.Duration {
 	pto := time.Second // no RTT sample yet (7.2)
 	if e.rttValid {
 		pto = 2 * e.srtt
@@ -234,13 +231,21 @@ func (e *Endpoint) pto() time.Duration {
 			pto += 2 * time.Millisecond
 		}
 	}
+	if e.rack.tlpOut {
+		pto *= 2
+	}
 	if e.timerArmed(timerRetransmit) {
+		left := max(e.timers.deadline[timerRetransmit].Sub(e.proto.clock.NowMonotonic()), 0)
+		if e.rack.tlpOut && pto >= left {
+			e.stopTimer(timerProbe) // the RTO comes first
+			return
+		}
 		// Never later than the RTO would fire: the probe goes then
 		// instead, as Linux does (tcp_schedule_loss_probe:
 		// min(PTO, RTO remaining)).
-		pto = min(pto, max(e.timers.deadline[timerRetransmit].Sub(e.proto.clock.NowMonotonic()), 0))
+		pto = min(pto, left)
 	}
-	return pto
+	e.setTimer(timerProbe, pto)
 }
 
 // probeAllowed says whether a tail loss probe may be armed or sent: SACK
@@ -333,11 +338,7 @@ func (e *Endpoint) probeTimeout() {
 	e.proto.stats.TailLossProbes.Add(1)
 	e.emitRecovery(note)
 	e.setTimer(timerRetransmit, e.rto)
-	if e.probeAgain() {
-		// The next probe, if this one draws nothing, at twice the
-		// timeout (RFC 9002 6.2.1's backoff), before the RTO.
-		e.setTimer(timerProbe, min(2*e.pto(), e.rto))
-	}
+	e.schedulePTO() // the next probe, if this one draws nothing
 }
 
 // probeSegment picks the segment a probe sends again: the last one sent

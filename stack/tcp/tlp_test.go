@@ -200,22 +200,30 @@ func TestTailLossProbeDupAck(t *testing.T) {
 // the single probe. Any ACK after the first probe ends the silence a
 // second is for: the path is alive, and RACK or the recovery acts on it.
 func TestTailLossProbeAgain(t *testing.T) {
-	pto := 2*rtt + 2*time.Millisecond // more than one segment in flight (RFC 8985 7.2)
 	for _, tc := range []struct {
 		name   string
+		n      int  // segments in flight
 		probes int  // Options.TailLossProbes
 		ack    bool // an ACK of segments 1-4 comes after the first probe
 		want   int  // probes before the RTO
 	}{
-		{"second probe", 0, false, 2},
-		{"single probe", 1, false, 1},
-		{"ACK ends the silence", 0, true, 1},
+		{"second probe", 5, 0, false, 2},
+		{"single probe", 5, 1, false, 1},
+		{"ACK ends the silence", 5, 0, true, 1},
+		// One segment: the PTO (2*SRTT + 200 ms) is capped by the RTO,
+		// so the probe goes in its place; a second could not come
+		// before the RTO restarted with it, and is not armed.
+		{"one segment", 1, 0, false, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, ep := rttPeer(t, tcp.Options{TailLossProbes: tc.probes})
-			data := sendSegments(t, p, ep, 5)
+			data := sendSegments(t, p, ep, tc.n)
+			pto := 2*rtt + 2*time.Millisecond // more than one segment in flight (RFC 8985 7.2)
+			if tc.n == 1 {
+				pto = min(2*rtt+200*time.Millisecond, ep.Info().RTO)
+			}
 			p.Advance(pto)
-			p.Expect(seg{Flags: "P.", Seq: sb(5), Ack: 1, Payload: segData(data, 5)})
+			p.Expect(seg{Flags: "P.", Seq: sb(tc.n), Ack: 1, Payload: segData(data, tc.n)})
 			p.ExpectNothing()
 			if tc.ack {
 				p.Advance(rtt)
@@ -226,7 +234,7 @@ func TestTailLossProbeAgain(t *testing.T) {
 				p.Advance(2*pto - time.Microsecond)
 				p.ExpectNothing()
 				p.Advance(time.Microsecond)
-				p.Expect(seg{Flags: "P.", Seq: sb(5), Ack: 1, Payload: segData(data, 5)})
+				p.Expect(seg{Flags: "P.", Seq: sb(tc.n), Ack: 1, Payload: segData(data, tc.n)})
 				p.ExpectNothing()
 			}
 			// The RTO, restarted just now by the last probe (RFC 8985
