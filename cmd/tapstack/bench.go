@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -58,6 +60,7 @@ func runBench(ctx context.Context, e env, args []string) error {
 	coalesce := fs.Bool("coalesce", true, "TAP: write runs of one flow's segments as one super-frame, from a writer goroutine")
 	pipeGSO := fs.Bool("pipe-gso", true, "tap.Pipe: offer segmentation offload, super-frames carried whole as over a TAP with offloads (off whenever faults are injected)")
 	asJSON := fs.Bool("json", false, "print the results as JSON")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the rounds to this file, each sample labelled with its stack, link and figure (go tool pprof -tagfocus stack=tapstack)")
 	faults := addFaultFlags(fs)
 	if err := parse(fs, args, 0); err != nil {
 		return err
@@ -106,6 +109,14 @@ func runBench(ctx context.Context, e env, args []string) error {
 	if !*asJSON {
 		fmt.Fprintf(out, "tapstack bench: bulk transfer, connections/s, echo latency, CPU, allocations and idle heap; tapstack vs gVisor's TCP on the same link, %d interleaved rounds, %d MiB per transfer\n",
 			*rounds, *size>>20)
+	}
+	if *cpuProfile != "" {
+		stop, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		b.profile = true
 	}
 	var report benchReport
 	report.Rounds, report.Size, report.GOMAXPROCS = *rounds, *size, runtime.GOMAXPROCS(0)
@@ -156,6 +167,22 @@ func runBench(ctx context.Context, e env, args []string) error {
 	return nil
 }
 
+// startCPUProfile starts the CPU profile of -cpuprofile and returns what
+// stops it. Samples of the rounds carry the labels stack (tapstack or
+// gVisor), link and figure; the warm-up's and the runtime's own (the
+// garbage collector's workers) carry none.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
 // bencher runs the rounds.
 type bencher struct {
 	rounds, conns, echo int
@@ -164,6 +191,7 @@ type bencher struct {
 	mtu                 uint32
 	wrap                func(gstack.LinkEndpoint) gstack.LinkEndpoint // faults, if asked for
 	log                 io.Writer
+	profile             bool // label each measurement's goroutines for the CPU profile
 }
 
 // benchFigure is one row of the table.
@@ -304,26 +332,16 @@ type benchReport struct {
 // measure runs the warm-up and the rounds on link l.
 func (b *bencher) measure(ctx context.Context, l benchLink, tasks []benchTask) (benchLinkResult, error) {
 	var res benchLinkResult
-	once := func(t benchTask, kind stackKind, warm bool) ([]float64, error) {
-		e, err := l.env(kind)
-		if err != nil {
-			return nil, fmt.Errorf("%s over %s: %w", kind, l.name(), err)
+	once := func(t benchTask, kind stackKind, warm bool) (v []float64, err error) {
+		if b.profile && !warm {
+			// Goroutines inherit the labels of the goroutine that starts
+			// them, so the link's pumps or readers and gVisor's
+			// processors, started by l.env below, carry them too.
+			labels := pprof.Labels("stack", kind.String(), "link", l.name(), "figure", t.figures[0].Name)
+			pprof.Do(ctx, labels, func(ctx context.Context) { v, err = b.once(ctx, l, t, kind, warm) })
+			return v, err
 		}
-		defer e.close()
-		// On a terminal, one line shows the bytes the workload moves.
-		var prog *progress
-		if len(t.figures) > 0 && strings.HasPrefix(t.figures[0].Name, "bulk") {
-			prog = newProgress(b.log, fmt.Sprintf("%s over %s, %s", kind, l.name(), t.figures[0].Name), 0)
-		}
-		defer prog.end()
-		v, err := t.run(withProgress(ctx, prog), e, warm)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			return nil, fmt.Errorf("%s over %s, %s: %w", kind, l.name(), t.figures[0].Name, err)
-		}
-		return v, nil
+		return b.once(ctx, l, t, kind, warm)
 	}
 	// Warm-up: every workload once for both stacks, untimed.
 	for _, t := range tasks {
@@ -375,6 +393,29 @@ func (b *bencher) measure(ctx context.Context, l benchLink, tasks []benchTask) (
 		}
 	}
 	return res, nil
+}
+
+// once runs task t once for stack kind on a fresh environment of link l.
+func (b *bencher) once(ctx context.Context, l benchLink, t benchTask, kind stackKind, warm bool) ([]float64, error) {
+	e, err := l.env(kind)
+	if err != nil {
+		return nil, fmt.Errorf("%s over %s: %w", kind, l.name(), err)
+	}
+	defer e.close()
+	// On a terminal, one line shows the bytes the workload moves.
+	var prog *progress
+	if len(t.figures) > 0 && strings.HasPrefix(t.figures[0].Name, "bulk") {
+		prog = newProgress(b.log, fmt.Sprintf("%s over %s, %s", kind, l.name(), t.figures[0].Name), 0)
+	}
+	defer prog.end()
+	v, err := t.run(withProgress(ctx, prog), e, warm)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("%s over %s, %s: %w", kind, l.name(), t.figures[0].Name, err)
+	}
+	return v, nil
 }
 
 // medianRange returns the median (the mean of the middle two of an even

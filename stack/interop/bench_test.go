@@ -89,6 +89,7 @@ func BenchmarkBulk(b *testing.B) {
 				rbuf := make([]byte, 64<<10)
 				b.SetBytes(benchSize)
 				b.ReportAllocs()
+				sent0, acks0 := pa.Stats().Sent, pb.Stats().Sent
 				for b.Loop() {
 					accepted := acceptOne(ln)
 					ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -126,6 +127,12 @@ func BenchmarkBulk(b *testing.B) {
 					c.Close()
 					r.c.Close()
 				}
+				// Frames per GiB each way: the sender's segments (or
+				// super-frames) and the receiver's ACKs, so that an ACK
+				// policy or a batching change shows as a count.
+				gib := float64(b.N) * benchSize / (1 << 30)
+				b.ReportMetric(float64(pa.Stats().Sent-sent0)/gib, "frames/GiB")
+				b.ReportMetric(float64(pb.Stats().Sent-acks0)/gib, "acks/GiB")
 			})
 		}
 	}

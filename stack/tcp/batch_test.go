@@ -99,3 +99,55 @@ func TestNoBurstsAckPerTwoSegments(t *testing.T) {
 		t.Errorf("AcksDeferred %d on a link without bursts", n)
 	}
 }
+
+// TestCoalescedAckPerBurst: by default (no AckPerBurst), segments longer
+// than the MSS, as a GSO pipe or the TAP's GRO hands them over, wait for
+// the burst's end: three super-frames of four segments each draw one ACK
+// at the end of their burst, not one each as Linux's per-GRO-packet rule
+// would send (batch.go). A lone super-frame is ACKed at its burst's end,
+// not after the delayed-ACK timeout.
+func TestCoalescedAckPerBurst(t *testing.T) {
+	p, ep := tcptest.Established(t, tcptest.WithBurstMarks(), tcptest.WithTCP(tcp.Options{NoQuickAck: true}))
+	const super = 4 * 1460
+	for i := range 3 {
+		p.Inject(seg{Flags: ".", Seq: 1 + uint32(i*super), Ack: 1, Payload: payload(i*super, super)})
+		p.ExpectNothing()
+	}
+	p.EndBatch()
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1 + 3*super})
+	p.ExpectNothing()
+
+	p.Inject(seg{Flags: ".", Seq: 1 + 3*super, Ack: 1, Payload: payload(3*super, super)})
+	p.ExpectNothing()
+	p.EndBatch()
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1 + 4*super})
+	p.Advance(time.Second)
+	p.ExpectNothing()
+	if n := p.TCP.Stats().AcksDeferred.Load(); n != 2 {
+		t.Errorf("AcksDeferred %d, want 2", n)
+	}
+	if got := readAll(t, ep); !bytes.Equal(got, payload(0, 4*super)) {
+		t.Fatalf("Read %d bytes, want %d in order", len(got), 4*super)
+	}
+}
+
+// TestFullSegmentsAckPerTwoInBursts: without AckPerBurst, full-sized
+// segments on a link that marks its bursts keep the per-segment rule, an
+// ACK for every second one at once: behaviour under loss, where the
+// sender's ACK clock needs them, is the same as on a link without marks.
+func TestFullSegmentsAckPerTwoInBursts(t *testing.T) {
+	p, _ := tcptest.Established(t, tcptest.WithBurstMarks(), tcptest.WithTCP(tcp.Options{NoQuickAck: true}))
+	for i := range 4 {
+		p.Inject(seg{Flags: ".", Seq: 1 + uint32(i*1460), Ack: 1, Payload: payload(i*1460, 1460)})
+		if i%2 == 0 {
+			p.ExpectNothing()
+		} else {
+			p.Expect(seg{Flags: ".", Seq: 1, Ack: 1 + uint32((i+1)*1460)})
+		}
+	}
+	p.EndBatch()
+	p.ExpectNothing()
+	if n := p.TCP.Stats().AcksDeferred.Load(); n != 0 {
+		t.Errorf("AcksDeferred %d, want 0", n)
+	}
+}

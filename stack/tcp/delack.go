@@ -50,6 +50,7 @@ func (e *Endpoint) dataArrived(n int, now tcpip.MonotonicTime) {
 	}
 	e.dataSeen = true
 	e.lastDataAt = now
+	e.rcvCoalesced = n > e.rcvMSS // batch.go: its ACK may wait for the burst's end
 }
 
 // incrQuickAck enters quick-ACK mode for enough ACKs to open the peer's
@@ -87,13 +88,15 @@ func (e *Endpoint) ackPolicy(now bool) {
 		return
 	}
 	if pending > e.rcvSegMax {
-		if !e.inBatch {
+		if !e.inBatch || !(e.rcvCoalesced || e.proto.opts.AckPerBurst) {
 			e.sendAck(event.SendAck)
 			return
 		}
 		// More than one full frame unacknowledged, in a burst whose
-		// end the link marks: one ACK at its end (batch.go). The
-		// delayed-ACK timer below stays the bound.
+		// end the link marks, and the text came coalesced (or
+		// AckPerBurst asks for it whatever the size): one ACK at the
+		// burst's end (batch.go). The delayed-ACK timer below stays
+		// the bound.
 		e.deferAck()
 	}
 	if !e.timerArmed(timerDelayedAck) {

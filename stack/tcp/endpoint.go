@@ -86,11 +86,12 @@ type Endpoint struct {
 
 	// The ACK policy (delack.go): the peer's measured segment size,
 	// quick-ACK mode, ping-pong mode, and when data last arrived.
-	rcvSegMax  int
-	quickAcks  int
-	pingpong   bool
-	dataSeen   bool
-	lastDataAt tcpip.MonotonicTime
+	rcvSegMax    int
+	rcvCoalesced bool // the latest text came in one segment longer than our MSS: coalesced (GRO, a GSO pipe)
+	quickAcks    int
+	pingpong     bool
+	dataSeen     bool
+	lastDataAt   tcpip.MonotonicTime
 
 	// Retransmission, RFC 6298, and the record of every segment in
 	// flight (rtxqueue.go).

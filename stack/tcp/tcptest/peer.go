@@ -134,6 +134,8 @@ type config struct {
 	ts      bool
 	gso     bool
 	batches bool
+	// marksOnly: WithBurstMarks, the marks without AckPerBurst.
+	marksOnly bool
 }
 
 // Option configures a fixture.
@@ -170,6 +172,14 @@ func WithGSO() Option { return func(c *config) { c.gso = true } }
 // pump do, and turns on tcp.Options.AckPerBurst: every injected segment
 // belongs to the burst that Peer.EndBatch ends.
 func WithBatches() Option { return func(c *config) { c.batches = true } }
+
+// WithBurstMarks is WithBatches without tcp.Options.AckPerBurst: the link
+// marks its bursts and the engine's default policy applies, under which
+// only coalesced text (segments longer than the MSS) waits for a burst's
+// end.
+func WithBurstMarks() Option {
+	return func(c *config) { c.batches, c.marksOnly = true, true }
+}
 
 // batchLink is the fixture's link with the burst marks of WithBatches.
 type batchLink struct {
@@ -213,7 +223,7 @@ func New(t testing.TB, opts ...Option) *Peer {
 func newPeer(t testing.TB, c config) *Peer {
 	t.Helper()
 	clock := faketime.NewManualClock()
-	if c.batches {
+	if c.batches && !c.marksOnly {
 		c.tcp.AckPerBurst = true // the engine's side of the burst marks
 	}
 	s := stack.New(stack.Options{Clock: clock, TCP: c.tcp})
