@@ -5,6 +5,7 @@
 package gvpeer
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -16,6 +17,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/waiter"
 )
 
 // Peer is a gVisor stack with gVisor's TCP on one NIC.
@@ -121,10 +123,37 @@ func (p *Peer) proto() tcpip.NetworkProtocolNumber {
 	return ipv4.ProtocolNumber
 }
 
-// Listen listens with gVisor's TCP on port.
+// Listen listens with gVisor's TCP on port, with SO_REUSEADDR set as Go's
+// net.Listen sets it: a server listening again on its port while
+// connections of its last listener are still closing (TIME-WAIT, or
+// FIN-WAIT in gVisor's own goroutines) binds at once, as it would on
+// Linux, instead of failing with "port is in use" (gonet.ListenTCP sets
+// no option).
 func (p *Peer) Listen(port uint16) (net.Listener, error) {
-	return gonet.ListenTCP(p.S, tcpip.FullAddress{NIC: 1, Addr: tcpip.AddrFromSlice(p.Addr.AsSlice()), Port: port}, p.proto())
+	addr := tcpip.FullAddress{NIC: 1, Addr: tcpip.AddrFromSlice(p.Addr.AsSlice()), Port: port}
+	var wq waiter.Queue
+	ep, terr := p.S.NewEndpoint(tcp.ProtocolNumber, p.proto(), &wq)
+	if terr != nil {
+		return nil, &net.OpError{Op: "listen", Net: "tcp", Err: errors.New(terr.String())}
+	}
+	ep.SocketOptions().SetReuseAddress(true)
+	for _, step := range []struct {
+		op string
+		do func() tcpip.Error
+	}{
+		{"bind", func() tcpip.Error { return ep.Bind(addr) }},
+		{"listen", func() tcpip.Error { return ep.Listen(listenBacklog) }},
+	} {
+		if terr := step.do(); terr != nil {
+			ep.Close()
+			return nil, &net.OpError{Op: step.op, Net: "tcp", Addr: &net.TCPAddr{IP: p.Addr.AsSlice(), Port: int(port)}, Err: errors.New(terr.String())}
+		}
+	}
+	return gonet.NewTCPListener(p.S, &wq, ep), nil
 }
+
+// listenBacklog is the backlog Listen asks for, gonet.ListenTCP's.
+const listenBacklog = 4096
 
 // Dial connects with gVisor's TCP to addr.
 func (p *Peer) Dial(addr netip.AddrPort) (*gonet.TCPConn, error) {
