@@ -137,6 +137,9 @@ func (e *Endpoint) processAck(seg *segment) {
 // send buffer and their records the retransmission queue.
 func (e *Endpoint) ackCumulative(ack seqnum.Value, a *ackInfo) {
 	a.acked = uint32(e.sndUna.Size(ack))
+	if e.chrono.kind == chronoSndbufLimited {
+		e.expandSendBuffer(e.flightSize())
+	}
 	// Free acknowledged bytes; the FIN's sequence number is not in the
 	// buffer.
 	if dataAcked := min(int64(a.acked), int64(e.sndBufSeq.Size(ack)), e.sndBuf.Size()); dataAcked > 0 {

@@ -80,6 +80,12 @@ type Options struct {
 	// SendBufferSize and ReceiveBufferSize are the per-connection buffers
 	// in bytes (default 1 MiB each). The receive buffer bounds the window.
 	SendBufferSize, ReceiveBufferSize int
+	// SendBufferMax is how far the send buffer grows by itself when it,
+	// and neither window, is what holds the sender back (default 4 MiB,
+	// Linux's tcp_wmem[2]; at most SendBufferSize means no growth): see
+	// expandSendBuffer. A buffer the user sets (Endpoint.SetBuffers,
+	// Conn.SetWriteBuffer) stays as set, as SO_SNDBUF locks Linux's.
+	SendBufferMax int
 
 	// SynQueueLimit bounds half-open connections per listener (Linux
 	// tcp_max_syn_backlog; default 1024).
@@ -221,6 +227,8 @@ func (o Options) withDefaults() Options {
 		o.CongestionControl = "cubic"
 	}
 	defInt(&o.SendBufferSize, 1<<20)
+	defInt(&o.SendBufferMax, 4<<20)
+	o.SendBufferMax = max(o.SendBufferMax, o.SendBufferSize)
 	defInt(&o.ReceiveBufferSize, 1<<20)
 	defInt(&o.SynQueueLimit, 1024)
 	defInt(&o.ChallengeAckLimit, 1000)

@@ -1,0 +1,61 @@
+package tcp_test
+
+import (
+	"testing"
+
+	"github.com/tapstack/tapstack/stack/tcp"
+)
+
+// TestSendBufferGrows: a writer with more to send than a 16 KiB send
+// buffer holds, and a peer that acknowledges each flight a round trip
+// later. When an ACK finds that the buffer was the limit (the writer
+// waited for room, all it wrote was sent, and neither window was full),
+// the buffer doubles, up to twice the congestion window and SendBufferMax
+// (expandSendBuffer; Linux's tcp_sndbuf_expand). It does not grow when
+// the peer's window is what holds the sender back, when the user set the
+// buffer (SO_SNDBUF), or when the maximum is no larger than the buffer.
+func TestSendBufferGrows(t *testing.T) {
+	const small = 16 << 10
+	for _, tc := range []struct {
+		name string
+		o    tcp.Options
+		set  bool   // the user sets the buffer
+		win  uint16 // the peer's window (0: the default, 65535)
+		want int    // the buffer after eight round trips
+	}{
+		// The peer's window of 65535 bytes (no scaling) stops the
+		// growth at 64 KiB: beyond it, data would wait for the window.
+		{"grows", tcp.Options{SendBufferSize: small}, false, 0, 64 << 10},
+		{"grows to the maximum", tcp.Options{SendBufferSize: small, SendBufferMax: 24 << 10}, false, 0, 24 << 10},
+		{"peer's window the limit", tcp.Options{SendBufferSize: small}, false, 8 << 10, small},
+		{"set by the user", tcp.Options{SendBufferSize: small}, true, 0, small},
+		{"maximum below the size", tcp.Options{SendBufferSize: small, SendBufferMax: 8 << 10}, false, 0, small},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, ep := rttPeer(t, tc.o)
+			if tc.set {
+				ep.SetBuffers(small, 0)
+			}
+			if tc.win != 0 {
+				p.Inject(seg{Flags: ".", Seq: 1, Ack: 1, Win: tc.win})
+			}
+			data := payload(0, 1<<20)
+			sent, acked := 0, 0
+			for round := 0; round < 8; round++ {
+				n, _ := ep.Write(data[sent:])
+				sent += n
+				for _, s := range p.Drain() {
+					acked += len(s.Payload)
+				}
+				p.Advance(rtt)
+				p.Inject(seg{Flags: ".", Seq: 1, Ack: uint32(1 + acked), Win: tc.win})
+				if i := ep.Info(); i.SendBuffer > max(small, 2*int(i.Cwnd)) {
+					t.Fatalf("round %d: send buffer %d over twice the window %d", round, i.SendBuffer, i.Cwnd)
+				}
+			}
+			if got := ep.Info().SendBuffer; got != tc.want {
+				t.Errorf("send buffer %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
