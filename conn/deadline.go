@@ -46,11 +46,22 @@ func (d *deadline) set(t time.Time) {
 	if d.released {
 		return
 	}
-	if d.timer != nil && !d.timer.Stop() {
-		// The timer fired: wait until its function has closed the
-		// channel. The function takes no lock, so this cannot wait on us
-		// (a fake clock runs it on the goroutine that advances the clock).
-		<-d.expire
+	// A timer stopped before it fired is kept to be reset: its function
+	// closes the channel that is still d.expire (only set replaces the
+	// channel, and it drops the timer then), so a deadline moved again
+	// and again, as net/http moves it before each read, costs no
+	// allocation.
+	var stopped tcpip.Timer
+	if d.timer != nil {
+		if d.timer.Stop() {
+			stopped = d.timer
+		} else {
+			// The timer fired: wait until its function has closed
+			// the channel. The function takes no lock, so this cannot
+			// wait on us (a fake clock runs it on the goroutine that
+			// advances the clock).
+			<-d.expire
+		}
 	}
 	d.timer = nil
 	expired := d.expire != nil && closedChan(d.expire)
@@ -61,6 +72,11 @@ func (d *deadline) set(t time.Time) {
 		return
 	}
 	if dur := t.Sub(d.clock.Now()); dur > 0 {
+		if stopped != nil {
+			stopped.Reset(dur)
+			d.timer = stopped
+			return
+		}
 		if expired || d.expire == nil {
 			d.expire = make(chan struct{})
 		}

@@ -203,6 +203,34 @@ func TestDeadlineWithDataWaiting(t *testing.T) {
 	})
 }
 
+// TestDeadlineMovedWithoutAllocating: a deadline moved again and again
+// before it passes, as net/http moves it before every read, reuses its
+// timer: no allocation per move on the real clock (the fake clock's own
+// Reset allocates); and a deadline moved a hundred times still fails the
+// read at its last time, not before.
+func TestDeadlineMovedWithoutAllocating(t *testing.T) {
+	clock := tcpip.NewStdClock()
+	cs, ss := tsPair(t, clock, tcp.Options{}, tcp.Options{})
+	c, _ := connect(t, cs, ss)
+	c.SetReadDeadline(clock.Now().Add(time.Hour))
+	if n := testing.AllocsPerRun(100, func() { c.SetReadDeadline(clock.Now().Add(time.Hour)) }); n != 0 {
+		t.Errorf("%.1f allocations per move, want 0", n)
+	}
+	fake(t, func(t *testing.T, clock *faketime.ManualClock) {
+		cs, ss := tsPair(t, clock, tcp.Options{}, tcp.Options{})
+		c, _ := connect(t, cs, ss)
+		for i := range 100 {
+			c.SetReadDeadline(clock.Now().Add(time.Duration(100-i) * time.Hour))
+		}
+		c.SetReadDeadline(clock.Now().Add(time.Second))
+		ch := start(clock, func() error { _, err := c.Read(make([]byte, 1)); return err })
+		advance(clock, time.Second-time.Nanosecond)
+		notYet(t, ch, "read 1ns before its moved deadline")
+		advance(clock, time.Nanosecond)
+		wantTimeout(t, now(t, ch, "read at its moved deadline").err, "read")
+	})
+}
+
 // TestDeadlineIsTheStacksClock: a deadline is read on the stack's clock,
 // not the wall clock. On a fake clock that stands at 1970, a deadline an
 // hour after the wall clock's now is decades away, and one an hour after
