@@ -137,17 +137,15 @@ func (p *Peer) Listen(port uint16) (net.Listener, error) {
 		return nil, &net.OpError{Op: "listen", Net: "tcp", Err: errors.New(terr.String())}
 	}
 	ep.SocketOptions().SetReuseAddress(true)
-	for _, step := range []struct {
-		op string
-		do func() tcpip.Error
-	}{
-		{"bind", func() tcpip.Error { return ep.Bind(addr) }},
-		{"listen", func() tcpip.Error { return ep.Listen(listenBacklog) }},
-	} {
-		if terr := step.do(); terr != nil {
-			ep.Close()
-			return nil, &net.OpError{Op: step.op, Net: "tcp", Addr: &net.TCPAddr{IP: p.Addr.AsSlice(), Port: int(port)}, Err: errors.New(terr.String())}
-		}
+	fail := func(op string, terr tcpip.Error) error {
+		ep.Close()
+		return &net.OpError{Op: op, Net: "tcp", Addr: &net.TCPAddr{IP: p.Addr.AsSlice(), Port: int(port)}, Err: errors.New(terr.String())}
+	}
+	if terr := ep.Bind(addr); terr != nil {
+		return nil, fail("bind", terr)
+	}
+	if terr := ep.Listen(listenBacklog); terr != nil {
+		return nil, fail("listen", terr)
 	}
 	return gonet.NewTCPListener(p.S, &wq, ep), nil
 }

@@ -49,8 +49,9 @@ type rack struct {
 	tlpEnd     seqnum.Value
 	tlpRetrans bool
 	tlpOut     bool
-	// tlpSent counts the probes sent into the current silence: since
-	// the episode began, no ACK arrived (probeAgain).
+	// tlpSent counts the probes sent into the current silence, the
+	// time since the episode's first probe with no ACK at all; any ACK
+	// ends the silence and sets it to 0 (probeAgain).
 	tlpSent int
 }
 
@@ -376,7 +377,7 @@ func (e *Endpoint) tlpOnAck(a *ackInfo) {
 		return
 	}
 	// Any ACK ends the silence a further probe is for (probeAgain).
-	e.rack.tlpSent = e.proto.opts.TailLossProbes
+	e.rack.tlpSent = 0
 	if e.sndUna.LessThan(e.rack.tlpEnd) {
 		return
 	}
