@@ -11,7 +11,6 @@ import (
 	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
 	"github.com/tapstack/tapstack/conn"
-	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/tap"
 )
@@ -28,7 +27,7 @@ type benchEnd struct {
 }
 
 func tapstackEnd(b testing.TB, l gstack.LinkEndpoint, p netip.Prefix) benchEnd {
-	s, _ := newTapstack(b, l, p, tcp.Options{Observer: func(event.Event) {}})
+	s := newUnwatched(b, l, p, tcp.Options{})
 	return benchEnd{
 		addr: p.Addr(),
 		listen: func(port uint16) (net.Listener, error) {

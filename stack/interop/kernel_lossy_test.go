@@ -56,7 +56,7 @@ func lossyKernelLink(tb testing.TB, name string, cfg tap.FaultConfig) (*taptest.
 func newLossyKernel(tb testing.TB, name string, cfg tap.FaultConfig) *lossyKernel {
 	tb.Helper()
 	ns, link := lossyKernelLink(tb, name, cfg)
-	ts, _ := newTapstack(tb, link, netip.MustParsePrefix(tapAddr+"/24"), tcp.Options{Observer: func(event.Event) {}})
+	ts := newUnwatched(tb, link, netip.MustParsePrefix(tapAddr+"/24"), tcp.Options{})
 	return &lossyKernel{ns: ns, ts: ts,
 		dial: func(ctx context.Context, to string) (halfCloser, error) {
 			return (&conn.Dialer{Stack: ts}).DialTCP(ctx, "tcp", to)

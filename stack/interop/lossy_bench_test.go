@@ -14,7 +14,6 @@ import (
 	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
 	"github.com/tapstack/tapstack/conn"
-	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/tap"
 )
@@ -44,7 +43,7 @@ type lossyEnd struct {
 }
 
 func lossyTapstack(b *testing.B, l gstack.LinkEndpoint, p netip.Prefix) lossyEnd {
-	s, _ := newTapstack(b, l, p, tcp.Options{Observer: func(event.Event) {}})
+	s := newUnwatched(b, l, p, tcp.Options{})
 	return lossyEnd{
 		benchEnd: benchEnd{
 			addr: p.Addr(),

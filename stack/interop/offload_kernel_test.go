@@ -43,7 +43,7 @@ func newOffloadNet(tb testing.TB, name string, mtu uint32, opts ...tap.Option) *
 		topts = append(topts, taptest.WithMTU(mtu))
 	}
 	dev := ns.AddTAP(tb, name, kernelAddr+"/24", topts...)
-	ts, _ := newTapstack(tb, dev.LinkEndpoint(), netip.MustParsePrefix(tapAddr+"/24"), tcp.Options{Observer: func(event.Event) {}})
+	ts := newUnwatched(tb, dev.LinkEndpoint(), netip.MustParsePrefix(tapAddr+"/24"), tcp.Options{})
 	return &offloadNet{ns: ns, dev: dev, ts: ts}
 }
 
