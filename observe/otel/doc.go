@@ -63,6 +63,7 @@
 //	tcp.accept_queue.length/limit                      idem
 //	tcp.accept_queue.outcome    tcp.accept_queue       "accepted" or "accept queue remove"
 //	tcp.teardown.first_fin      tcp.teardown           "local" or "peer"
+//	tcp.link                    Tracer.Link's link     "connection"
 //
 //	span event         on              attributes
 //	tcp.state_change   root            tcp.state.from, tcp.state.to, tcp.cause
