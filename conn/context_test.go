@@ -7,7 +7,6 @@ import (
 
 	"gvisor.dev/gvisor/pkg/tcpip/faketime"
 
-	"github.com/tapstack/tapstack/conn"
 	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack"
 	"github.com/tapstack/tapstack/stack/tcp"
@@ -37,30 +36,11 @@ func TestConnContext(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer p.Close()
-		ln, err := conn.Listen(p.Server, "tcp", "192.0.2.1:80")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		ch := make(chan *conn.Conn, 1)
-		go func() {
-			s, err := ln.AcceptTCP()
-			if err != nil {
-				t.Error(err)
-			}
-			ch <- s
-		}()
 		dctx, cancel := context.WithCancel(context.WithValue(context.Background(), ctxKey("app"), "request 7"))
-		c, err := (&conn.Dialer{Stack: p.Client}).DialTCP(dctx, "tcp", "192.0.2.1:80")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c, s := connectContext(t, dctx, p.Client, p.Server)
 		cancel()
-		s := <-ch
-		defer s.Close()
 
-		cid := event.ConnID{Local: netip.MustParseAddrPort(c.LocalAddr().String()), Remote: netip.MustParseAddrPort("192.0.2.1:80")}
+		cid := event.ConnID{Local: netip.MustParseAddrPort(c.LocalAddr().String()), Remote: netip.MustParseAddrPort(c.RemoteAddr().String())}
 		sid := event.ConnID{Local: cid.Remote, Remote: cid.Local}
 		if len(dialed) != 1 || dialed[0] != cid || len(accepted) != 1 || accepted[0] != sid {
 			t.Errorf("ConnContext called with %v (client) and %v (server), want [%v] and [%v]", dialed, accepted, cid, sid)
