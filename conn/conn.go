@@ -24,6 +24,7 @@ type Conn struct {
 	laddr  *net.TCPAddr
 	raddr  *net.TCPAddr
 	rd, wd *deadline
+	ctx    context.Context // stack.Options.ConnContext's, for Context
 
 	readMu  turn // one reader at a time, so reads do not interleave
 	writeMu turn // one writer at a time, so writes do not interleave
@@ -38,11 +39,14 @@ type Conn struct {
 
 var _ net.Conn = (*Conn)(nil)
 
-func newConn(ep *tcp.Endpoint, clock tcpip.Clock) *Conn {
+// newConn wraps an established engine connection; ctx is what
+// Context returns.
+func newConn(ep *tcp.Endpoint, clock tcpip.Clock, ctx context.Context) *Conn {
 	id := ep.ID()
 	return &Conn{
 		ep:      ep,
 		clock:   clock,
+		ctx:     ctx,
 		laddr:   net.TCPAddrFromAddrPort(id.Local),
 		raddr:   net.TCPAddrFromAddrPort(id.Remote),
 		rd:      newDeadline(clock),
@@ -63,6 +67,16 @@ func (c *Conn) State() event.State { return c.ep.State() }
 
 // Info returns a TCP_INFO-like snapshot of the connection.
 func (c *Conn) Info() tcp.Info { return c.ep.Info() }
+
+// Context returns the connection's context, made when Dial or Accept
+// handed the connection over by the stack's Options.ConnContext: with a
+// tracer there (observe/otel), it carries the TCP connection's span, so
+// that an application's own spans can be its children or link to it
+// (trace.SpanContextFromContext). Without that hook it is the context
+// given to DialContext, without its cancellation or deadline, or
+// context.Background for an accepted connection. Closing the connection
+// does not cancel it.
+func (c *Conn) Context() context.Context { return c.ctx }
 
 // LocalAddr returns the local address.
 func (c *Conn) LocalAddr() net.Addr { return c.laddr }

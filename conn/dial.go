@@ -170,7 +170,9 @@ func (d *Dialer) dialTCP(ctx context.Context, network string, local, raddr netip
 			return nil, opErr(err)
 		}
 		if ok {
-			c := newConn(ep, d.Stack.Clock())
+			// The connection outlives the dial: its context keeps
+			// the dial's values, not its deadline or cancellation.
+			c := newConn(ep, d.Stack.Clock(), d.Stack.ConnContext(context.WithoutCancel(ctx), ep.ID()))
 			switch {
 			case d.KeepAliveConfig.Enable:
 				_ = c.SetKeepAliveConfig(d.KeepAliveConfig)

@@ -119,6 +119,12 @@ func gvPair(t testing.TB, clock tcpip.Clock, opts tcp.Options) (*stack.Stack, *g
 // from client, s accepted on server.
 func connect(t testing.TB, client, server *stack.Stack) (c, s *conn.Conn) {
 	t.Helper()
+	return connectContext(t, context.Background(), client, server)
+}
+
+// connectContext is connect dialing with ctx.
+func connectContext(t testing.TB, ctx context.Context, client, server *stack.Stack) (c, s *conn.Conn) {
+	t.Helper()
 	ln, err := conn.Listen(server, "tcp", "192.0.2.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -133,7 +139,7 @@ func connect(t testing.TB, client, server *stack.Stack) (c, s *conn.Conn) {
 		c, err := ln.AcceptTCP()
 		ch <- res{c, err}
 	}()
-	c, err = (&conn.Dialer{Stack: client}).DialTCP(context.Background(), "tcp", ln.Addr().String())
+	c, err = (&conn.Dialer{Stack: client}).DialTCP(ctx, "tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package conn
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -42,7 +43,8 @@ type ListenConfig struct {
 // Listener is a net.Listener on a tapstack stack.
 type Listener struct {
 	l      *tcp.Listener
-	clock  tcpip.Clock // the stack's: deadlines run on it
+	s      *stack.Stack // for the contexts of accepted connections
+	clock  tcpip.Clock  // the stack's: deadlines run on it
 	addr   *net.TCPAddr
 	dl     *deadline
 	family string // "4", "6": connections of the other family are refused
@@ -126,6 +128,7 @@ func (lc *ListenConfig) Listen(s *stack.Stack, network, address string) (*Listen
 	clock := s.Clock()
 	return &Listener{
 		l:      l,
+		s:      s,
 		clock:  clock,
 		addr:   net.TCPAddrFromAddrPort(addr),
 		dl:     newDeadline(clock),
@@ -192,7 +195,7 @@ func (l *Listener) AcceptTCP() (*Conn, error) {
 				ep.Reset()
 				continue
 			}
-			c := newConn(ep, l.clock)
+			c := newConn(ep, l.clock, l.s.ConnContext(context.Background(), ep.ID()))
 			if l.ka.Enable {
 				_ = c.SetKeepAliveConfig(l.ka)
 			}

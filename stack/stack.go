@@ -16,6 +16,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/internal/tcpbind"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/tap"
@@ -36,6 +37,18 @@ type Options struct {
 	// down. It runs on a goroutine of its own and may call any method of
 	// the Stack, Close and Shutdown included.
 	OnLinkDown func(LinkDown)
+
+	// ConnContext, if set, makes the context a TCP connection carries
+	// to the application (conn.Conn.Context) from ctx and the
+	// connection's 4-tuple (Local is this stack's end). It is called
+	// once per connection, when Dial or Accept hands the connection over,
+	// on the caller's goroutine. A tracer puts the connection's span
+	// there (observe/otel's Tracer.ConnContext), so that an
+	// application's own spans, such as those of the HTTP requests served
+	// over the connection, can name the TCP connection's trace as their
+	// parent or link to it, while the stack and conn depend on no
+	// tracing package.
+	ConnContext func(ctx context.Context, id event.ConnID) context.Context
 }
 
 // LinkDown reports an interface whose link failed: a TAP device deleted
@@ -93,7 +106,8 @@ type Stack struct {
 	tcp  *tcp.Protocol
 	bind *tcpbind.Binding // the engine's side of gVisor's netstack
 
-	onLinkDown func(LinkDown)
+	onLinkDown  func(LinkDown)
+	connContext func(context.Context, event.ConnID) context.Context
 
 	mu       sync.Mutex
 	nextNIC  tcpip.NICID
@@ -129,7 +143,7 @@ func New(opts Options) *Stack {
 	})
 	udpObs.attach(s)
 	st := &Stack{
-		s: s, tcp: engine, bind: bind, onLinkDown: opts.OnLinkDown,
+		s: s, tcp: engine, bind: bind, onLinkDown: opts.OnLinkDown, connContext: opts.ConnContext,
 		nextNIC: 1, links: make(map[tcpip.NICID]gstack.LinkEndpoint), down: make(map[tcpip.NICID]error),
 	}
 	st.addLoopback()
@@ -155,6 +169,15 @@ func walkLink(link gstack.LinkEndpoint, fn func(gstack.LinkEndpoint) bool) {
 // TCP returns the stack's TCP engine: its counters, connections and
 // listeners.
 func (s *Stack) TCP() *tcp.Protocol { return s.tcp }
+
+// ConnContext returns the context of a connection handed to the
+// application: Options.ConnContext's answer, or ctx without that hook.
+func (s *Stack) ConnContext(ctx context.Context, id event.ConnID) context.Context {
+	if s.connContext == nil {
+		return ctx
+	}
+	return s.connContext(ctx, id)
+}
 
 // Netstack returns the underlying gVisor stack, for what this package does
 // not wrap (neighbor tables, NIC statistics).

@@ -2,8 +2,10 @@ package main
 
 import (
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"sync"
 	"testing"
 
@@ -11,12 +13,46 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// "tapstack demo --otlp http://..." (and trace, on the in-memory demo)
-// exports the demo's two connection ends as two traces, flushed before
-// the command returns.
+// "tapstack demo --otlp http://..." (and trace and ss, on the in-memory
+// demo) exports the demo's two connection ends as two traces, flushed
+// before the command returns.
 func TestDemoOTLP(t *testing.T) {
+	url, roots := otlpReceiver(t)
+	for _, cmd := range []string{"demo", "trace", "ss"} {
+		code, _, errOut := runCLI(t, cmd, "--timewait", "10ms", "--otlp", url)
+		if code != 0 {
+			t.Fatalf("%s: exit %d: %s", cmd, code, errOut)
+		}
+		if got := roots(); got["server"] != 1 || got["client"] != 1 || len(got) != 2 {
+			t.Errorf("%s: tcp.connection spans by stack %v, want one server and one client", cmd, got)
+		}
+	}
+	if code, _, errOut := runCLI(t, "demo", "--otlp", "ftp://x"); code == 0 {
+		t.Errorf("--otlp ftp://x: exit 0, want an error (%s)", errOut)
+	}
+}
+
+// "tapstack script --otlp" exports each script's connections, named by
+// the script's path: the one a script leaves open is ended and flushed
+// when the command returns.
+func TestScriptOTLP(t *testing.T) {
+	url, roots := otlpReceiver(t)
+	dir := writeScripts(t, map[string]string{"pass.pkt": scriptPrelude + "+0 write(4, ..., 10) = 10\n+0 > P. 1:11(10) ack 1\n"})
+	path := filepath.Join(dir, "pass.pkt")
+	code, out, errOut := runCLI(t, "script", "--otlp", url, path)
+	if code != 0 {
+		t.Fatalf("exit %d: %s%s", code, out, errOut)
+	}
+	if got := roots(); got[path] != 1 || len(got) != 1 {
+		t.Errorf("tcp.connection spans by stack %v, want one of %s", got, path)
+	}
+}
+
+// otlpReceiver is an OTLP/HTTP endpoint; roots returns, and forgets, the
+// tcp.connection spans it received by their tapstack.stack.
+func otlpReceiver(t *testing.T) (url string, roots func() map[string]int) {
 	var mu sync.Mutex
-	roots := map[string]int{} // tapstack.stack -> tcp.connection spans
+	got := map[string]int{} // tapstack.stack -> tcp.connection spans
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		var req coltrace.ExportTraceServiceRequest
@@ -31,7 +67,7 @@ func TestDemoOTLP(t *testing.T) {
 				for _, sp := range ss.Spans {
 					for _, kv := range sp.Attributes {
 						if sp.Name == "tcp.connection" && kv.Key == "tapstack.stack" {
-							roots[kv.GetValue().GetStringValue()]++
+							got[kv.GetValue().GetStringValue()]++
 						}
 					}
 				}
@@ -40,20 +76,12 @@ func TestDemoOTLP(t *testing.T) {
 		b, _ = proto.Marshal(&coltrace.ExportTraceServiceResponse{})
 		w.Write(b)
 	}))
-	defer srv.Close()
-	for _, cmd := range []string{"demo", "trace"} {
-		code, _, errOut := runCLI(t, cmd, "--timewait", "10ms", "--otlp", srv.URL)
-		if code != 0 {
-			t.Fatalf("%s: exit %d: %s", cmd, code, errOut)
-		}
+	t.Cleanup(srv.Close)
+	return srv.URL, func() map[string]int {
 		mu.Lock()
-		if roots["server"] != 1 || roots["client"] != 1 {
-			t.Errorf("%s: tcp.connection spans by stack %v, want one server and one client", cmd, roots)
-		}
-		clear(roots)
-		mu.Unlock()
-	}
-	if code, _, errOut := runCLI(t, "demo", "--otlp", "ftp://x"); code == 0 {
-		t.Errorf("--otlp ftp://x: exit 0, want an error (%s)", errOut)
+		defer mu.Unlock()
+		out := maps.Clone(got)
+		clear(got)
+		return out
 	}
 }

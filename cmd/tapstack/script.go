@@ -12,7 +12,7 @@ import (
 	"github.com/tapstack/tapstack/stack/tcp/tcptest/pktscript"
 )
 
-// runScript is "tapstack script [--pcap FILE] [-v] FILE.pkt...": each
+// runScript is "tapstack script [--pcap FILE] [--otlp ENDPOINT] [-v] FILE.pkt...": each
 // packetdrill script runs against a fresh tapstack stack in this process,
 // on a fake clock, and gets one line: "FILE: PASS", "FILE: FAIL line N:
 // what differed" or "FILE: SKIP: needs what tapstack lacks". The last line
@@ -21,11 +21,12 @@ import (
 // (packets, calls and engine events on the script's clock) and, for a
 // failure, the expected and actual packets. --pcap writes every exchange
 // to one pcapng file, a section per script, each frame with the engine's
-// comment.
+// comment; --otlp exports each connection as an OpenTelemetry trace.
 func runScript(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet(e, "script", "FILE.pkt...")
 	pcapPath := fs.String("pcap", "", "write the exchanges to this pcapng `file`, with tapstack's comments")
 	verbose := fs.Bool("v", false, "print each exchange, and the packets that differed")
+	otlp := otlpFlag(fs)
 	out := fs.Output()
 	fs.SetOutput(io.Discard)
 	err := fs.Parse(args)
@@ -50,12 +51,19 @@ func runScript(ctx context.Context, e env, args []string) error {
 		defer f.Close() // after an error; the normal end closes it below
 		capture = f
 	}
+	// Each script's connections are traces whose tapstack.stack is the
+	// script's path, timed on its fake clock (from the Unix epoch).
+	traces, err := newOTLP(*otlp)
+	if err != nil {
+		return err
+	}
+	defer func() { reportErr(e, traces.close()) }()
 	var passed, failed, skipped int
 	for _, path := range fs.Args() {
 		if ctx.Err() != nil {
 			break
 		}
-		opts := pktscript.Options{}
+		opts := pktscript.Options{Observer: traces.observer(path, nil)}
 		if capture != nil {
 			opts.Capture = capture
 		}

@@ -25,25 +25,34 @@ func runSS(ctx context.Context, e env, args []string) error {
 	text := fs.String("text", "hello, tapstack\n", "what the demo client sends")
 	pcapPath := fs.String("pcap", "", "write an annotated pcapng capture of the server's end to `file`")
 	faults := addFaultFlags(fs)
+	otlp := otlpFlag(fs)
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
 	if err := checkTimeWait(fs, "timewait", *timeWait); err != nil {
 		return err
 	}
+	traces, err := newOTLP(*otlp)
+	if err != nil {
+		return err
+	}
 	out := &syncWriter{w: e.stdout}
-	return runDemoWorkload(ctx, io.Discard, demoConfig{
-		timeWait: *timeWait,
-		text:     *text,
-		pcapPath: *pcapPath,
-		faults:   faults,
-		stderr:   e.stderr,
+	err = runDemoWorkload(ctx, io.Discard, demoConfig{
+		timeWait:  *timeWait,
+		text:      *text,
+		pcapPath:  *pcapPath,
+		faults:    faults,
+		stderr:    e.stderr,
+		serverObs: traces.observer("server", nil),
+		clientObs: traces.observer("client", nil),
 		at: func(phase string, server, client *stack.Stack) {
 			fmt.Fprintf(out, "-- %s --\n", phase)
 			writeSS(out, []namedStack{{"server", server}, {"client", client}})
 			fmt.Fprintln(out)
 		},
 	})
+	reportErr(e, traces.close())
+	return err
 }
 
 type namedStack struct {

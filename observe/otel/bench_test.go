@@ -128,8 +128,10 @@ func BenchmarkBulk(b *testing.B) {
 
 // BenchmarkConnection is one short connection per iteration: handshake,
 // a 64-byte request and its echo, close both ways. The difference
-// between "on" and "off" is what tracing costs per connection (seven
-// spans, about twenty span events, the batch export).
+// between "on" and "observer" is what tracing costs per connection: two
+// traced ends, the client's five spans and the server's six, their span
+// events (the state changes), the batch export. observe/otel/README.md
+// has the figures.
 //
 //	go test -run '^$' -bench Connection -count 5 ./observe/otel
 func BenchmarkConnection(b *testing.B) {

@@ -9,12 +9,14 @@
 // of tapstack import no OpenTelemetry package: only this one does.
 //
 //	tr := otel.New(otel.Options{TracerProvider: tp})
-//	s := stack.New(stack.Options{TCP: tcp.Options{Observer: tr.Observe}})
+//	s := stack.New(stack.Options{TCP: tcp.Options{Observer: tr.Observe}, ConnContext: tr.ConnContext})
 //
 // The Tracer runs on the engine's goroutines, synchronously, so that a
-// connection's span exists by the time Dial or Accept returns it: an
-// application links its own spans to the connection with
-// [Tracer.SpanContext], [Tracer.Link] or [Tracer.ContextWithConn].
+// connection's span exists by the time Dial or Accept returns it. With
+// [Tracer.ConnContext] as the stack's Options.ConnContext, conn.Conn's
+// Context carries that span, for an application's own spans to be its
+// children or link to it; [Tracer.SpanContext], [Tracer.Link] and
+// [Tracer.ContextWithConn] find it from any net.Conn's addresses.
 //
 // # Spans
 //
@@ -61,6 +63,7 @@
 //	tcp.accept_queue.length/limit                      idem
 //	tcp.accept_queue.outcome    tcp.accept_queue       "accepted" or "accept queue remove"
 //	tcp.teardown.first_fin      tcp.teardown           "local" or "peer"
+//	tcp.link                    Tracer.Link's link     "connection"
 //
 //	span event         on              attributes
 //	tcp.state_change   root            tcp.state.from, tcp.state.to, tcp.cause

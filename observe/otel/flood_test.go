@@ -15,6 +15,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
+	"github.com/tapstack/tapstack/event"
 	otel "github.com/tapstack/tapstack/observe/otel"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/stack/tcp/tcptest"
@@ -77,8 +78,17 @@ func TestSynFlood(t *testing.T) {
 	}
 	f.discard()
 
+	// Every SYN reached the engine and was answered: from the SYN queue
+	// while it had room, with a cookie after.
+	es := p.TCP.Stats()
+	synAcks, cookies := es.Sends[event.SendSynAck].Load(), es.Sends[event.SendSynAckCookie].Load()
+	if in := es.SegmentsIn.Load(); in != syns || synAcks+cookies != syns || synAcks != uint64(limit) {
+		t.Fatalf("engine: %d segments in, %d SYN-ACKs and %d cookie SYN-ACKs; want %d in, %d and %d",
+			in, synAcks, cookies, syns, limit, syns-limit)
+	}
 	st := tr.Stats()
-	t.Logf("after %d SYNs: %+v; spans open %d (most %d); SYN queue %d", syns, st, live.live, live.most, l.Queues().SynQueueLen)
+	t.Logf("after %d SYNs (%d queued, %d answered with cookies): %+v; spans open %d (most %d); SYN queue %d",
+		syns, synAcks, cookies, st, live.live, live.most, l.Queues().SynQueueLen)
 	if st.Traced != maxConns || st.MaxOpen != maxConns || st.Open != maxConns {
 		t.Errorf("traced %d, open %d (most %d), want %d each", st.Traced, st.Open, st.MaxOpen, maxConns)
 	}

@@ -265,7 +265,20 @@ func (t *Tracer) Link(c net.Conn) trace.Link {
 // request's span a child of the TCP connection's trace. ctx is returned
 // unchanged when c is not traced.
 func (t *Tracer) ContextWithConn(ctx context.Context, c net.Conn) context.Context {
-	sc := t.SpanContext(c)
+	id, ok := connID(c)
+	if !ok {
+		return ctx
+	}
+	return t.ConnContext(ctx, id)
+}
+
+// ConnContext returns ctx carrying the root span of the connection id as
+// the current span, or ctx unchanged if the connection is not traced. It
+// is a stack.Options.ConnContext: with it there, conn.Conn.Context
+// carries the connection's span, and trace.SpanContextFromContext(c.Context())
+// is its span context.
+func (t *Tracer) ConnContext(ctx context.Context, id event.ConnID) context.Context {
+	sc := t.SpanContextOf(id)
 	if !sc.IsValid() {
 		return ctx
 	}

@@ -70,7 +70,9 @@ type engine struct {
 // maxEvents bounds the engine events kept between two reads.
 const maxEngineEvents = 1 << 16
 
-func newEngine(tb testing.TB, set settings) *engine {
+// newEngine makes the stack under test; obs, if not nil, gets its events
+// too.
+func newEngine(tb testing.TB, set settings, obs event.Observer) *engine {
 	e := &engine{set: set}
 	o := tcp.Options{
 		NoTimestamps:         set.noTimestamps,
@@ -97,6 +99,9 @@ func newEngine(tb testing.TB, set settings) *engine {
 		MaxOrphans:           set.maxOrphans,
 		ChallengeAckLimit:    set.challengeAckLimit,
 		Observer:             e.observe,
+	}
+	if obs != nil {
+		o.Observer = func(ev event.Event) { e.observe(ev); obs(ev) }
 	}
 	e.peer = tcptest.NewScripted(tb, func(mc *faketime.ManualClock) tcpip.Clock {
 		e.clock = newTrackClock(mc)

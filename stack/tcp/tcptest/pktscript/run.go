@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tapstack/tapstack/event"
 )
 
 // Status is a script's outcome.
@@ -77,6 +79,11 @@ type Options struct {
 	// Capture, if set, receives a pcapng section with the exchange:
 	// every packet with the engine's comments, on the script's clock.
 	Capture io.Writer
+	// Observer, if set, also receives the engine's events, after the
+	// script's own record of them, for example a tracer
+	// (observe/otel). Their times are the script's fake clock, which
+	// starts at the Unix epoch.
+	Observer event.Observer
 	// Dir is where a script's relative shell paths (`../common/defaults.sh`)
 	// are resolved for RunString and ExecString. Run and Exec use the
 	// script's own directory.
@@ -300,7 +307,7 @@ func execScript(s *Script, opts Options) (res *Result) {
 		res.Trace = strings.Join(r.trace, "\n")
 	}()
 	r.configure()
-	r.eng = newEngine(tb, r.set)
+	r.eng = newEngine(tb, r.set, opts.Observer)
 	if opts.Capture != nil {
 		var err error
 		if r.cap, err = newCapture(opts.Capture, s.Path, r.v6); err != nil {
