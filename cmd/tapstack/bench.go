@@ -14,6 +14,7 @@ import (
 
 	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/tap"
 )
 
@@ -61,6 +62,7 @@ func runBench(ctx context.Context, e env, args []string) error {
 	pipeGSO := fs.Bool("pipe-gso", true, "tap.Pipe: offer segmentation offload, super-frames carried whole as over a TAP with offloads (off whenever faults are injected)")
 	asJSON := fs.Bool("json", false, "print the results as JSON")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the rounds to this file, each sample labelled with its stack, link and figure (go tool pprof -tagfocus stack=tapstack)")
+	otlp := otlpFlag(fs)
 	faults := addFaultFlags(fs)
 	if err := parse(fs, args, 0); err != nil {
 		return err
@@ -104,11 +106,31 @@ func runBench(ctx context.Context, e env, args []string) error {
 	if withFaults {
 		b.wrap = func(l gstack.LinkEndpoint) gstack.LinkEndpoint { return tap.NewFault(l, cfg) }
 	}
+	var report benchReport
 	tapOpts := []tap.Option{tap.WithOffloads(*offloads), tap.WithGRO(*gro), tap.WithCoalescing(*coalesce)}
+	traces, err := newOTLP(*otlp)
+	if err != nil {
+		return err
+	}
+	var observe func(string) event.Observer
+	if traces != nil {
+		// Only tapstack's connections can be traced: its figures then
+		// include the tracer's cost, and the ratios say so.
+		observe = func(name string) event.Observer { return traces.observer(name, nil) }
+		defer func() {
+			if err := traces.close(); err != nil {
+				fmt.Fprintf(e.stderr, "tapstack bench: --otlp: %v\n", err)
+			}
+		}()
+		report.Traced = *otlp
+	}
 	out := e.stdout
 	if !*asJSON {
 		fmt.Fprintf(out, "tapstack bench: bulk transfer, connections/s, echo latency, CPU, allocations and idle heap; tapstack vs gVisor's TCP on the same link, %d interleaved rounds, %d MiB per transfer\n",
 			*rounds, *size>>20)
+		if traces != nil {
+			fmt.Fprintf(out, "tapstack's connections are traced to %s (--otlp): its figures include the tracer's cost, gVisor's do not\n", *otlp)
+		}
 	}
 	if *cpuProfile != "" {
 		stop, err := startCPUProfile(*cpuProfile)
@@ -118,7 +140,6 @@ func runBench(ctx context.Context, e env, args []string) error {
 		defer stop()
 		b.profile = true
 	}
-	var report benchReport
 	report.Rounds, report.Size, report.GOMAXPROCS = *rounds, *size, runtime.GOMAXPROCS(0)
 	run := func(l benchLink, desc string, tasks []benchTask) error {
 		res, err := b.measure(ctx, l, tasks)
@@ -138,7 +159,7 @@ func runBench(ctx context.Context, e env, args []string) error {
 		if gso {
 			desc += ", GSO"
 		}
-		if err := run(pipeLink{mtu: uint32(*mtu), wrap: b.wrap, gso: gso}, desc, b.tasks(true)); err != nil {
+		if err := run(pipeLink{mtu: uint32(*mtu), wrap: b.wrap, gso: gso, observe: observe}, desc, b.tasks(true)); err != nil {
 			return err
 		}
 	}
@@ -151,7 +172,7 @@ func runBench(ctx context.Context, e env, args []string) error {
 				fmt.Fprintln(out, msg)
 			}
 		} else {
-			l := kernelLink{ns: ns, opts: tapOpts, wrap: b.wrap, next: newHostCounter()}
+			l := kernelLink{ns: ns, opts: tapOpts, wrap: b.wrap, next: newHostCounter(), observe: observe}
 			err := run(l, fmt.Sprintf("MTU %d, offloads %v", *mtu, l.offloads()), b.tasks(false))
 			l.close()
 			if err != nil {
@@ -327,6 +348,7 @@ type benchReport struct {
 	GOMAXPROCS int               `json:"gomaxprocs"`
 	Links      []benchLinkResult `json:"links"`
 	Skipped    []string          `json:"skipped,omitempty"`
+	Traced     string            `json:"traced_to,omitempty"` // --otlp: tapstack's figures include the tracer's cost
 }
 
 // measure runs the warm-up and the rounds on link l.

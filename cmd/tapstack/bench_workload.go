@@ -21,6 +21,7 @@ import (
 	gtcp "gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 
 	"github.com/tapstack/tapstack/conn"
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/internal/gvpeer"
 	"github.com/tapstack/tapstack/stack"
 	"github.com/tapstack/tapstack/stack/tcp"
@@ -72,8 +73,9 @@ type benchLink interface {
 const benchTimeWait = 100 * time.Millisecond
 
 // tapstackStack makes a tapstack stack on link.
-func tapstackStack(link gstack.LinkEndpoint, p netip.Prefix) (*stack.Stack, error) {
-	s := stack.New(stack.Options{TCP: tcp.Options{TimeWait: benchTimeWait}})
+// obs, if not nil, watches it (--otlp).
+func tapstackStack(link gstack.LinkEndpoint, p netip.Prefix, obs event.Observer) (*stack.Stack, error) {
+	s := stack.New(stack.Options{TCP: tcp.Options{TimeWait: benchTimeWait, Observer: obs}})
 	if _, err := s.AddNIC(link, p); err != nil {
 		s.Close()
 		return nil, err
@@ -108,9 +110,18 @@ func gvisorDial(p *gvpeer.Peer) func(context.Context, netip.AddrPort) (net.Conn,
 // pipeLink is tap.Pipe: both ends in this process, both the stack under
 // test.
 type pipeLink struct {
-	mtu  uint32
-	gso  bool                                          // tap.WithPipeGSO
-	wrap func(gstack.LinkEndpoint) gstack.LinkEndpoint // faults on the client's end, if set
+	mtu     uint32
+	gso     bool                                          // tap.WithPipeGSO
+	wrap    func(gstack.LinkEndpoint) gstack.LinkEndpoint // faults on the client's end, if set
+	observe func(stack string) event.Observer             // watches tapstack's stacks (--otlp), if set
+}
+
+// observer returns observe's observer for the stack named name, or nil.
+func observer(observe func(string) event.Observer, name string) event.Observer {
+	if observe == nil {
+		return nil
+	}
+	return observe(name)
 }
 
 func (pipeLink) name() string { return "tap.Pipe" }
@@ -126,11 +137,11 @@ func (l pipeLink) env(kind stackKind) (*benchEnv, error) {
 	}
 	switch kind {
 	case kindTapstack:
-		srv, err := tapstackStack(a, srvP)
+		srv, err := tapstackStack(a, srvP, observer(l.observe, "bench server"))
 		if err != nil {
 			return nil, err
 		}
-		cli, err := tapstackStack(cl, cliP)
+		cli, err := tapstackStack(cl, cliP, observer(l.observe, "bench client"))
 		if err != nil {
 			srv.Close()
 			return nil, err
@@ -164,10 +175,11 @@ func (l pipeLink) env(kind stackKind) (*benchEnv, error) {
 // kernelLink is a TAP device in a namespace of its own, the kernel's TCP
 // as the server.
 type kernelLink struct {
-	ns   *benchNetns
-	opts []tap.Option
-	wrap func(gstack.LinkEndpoint) gstack.LinkEndpoint // faults on the stack's end, if set
-	next *atomic.Uint32                                // the last host number given out
+	ns      *benchNetns
+	opts    []tap.Option
+	wrap    func(gstack.LinkEndpoint) gstack.LinkEndpoint // faults on the stack's end, if set
+	observe func(stack string) event.Observer             // watches tapstack's stack (--otlp), if set
+	next    *atomic.Uint32                                // the last host number given out
 }
 
 // offloads says which offloads the device gets, opening it once.
@@ -203,7 +215,7 @@ func (l kernelLink) env(kind stackKind) (*benchEnv, error) {
 		frames: func() uint64 { st := dev.Stats(); return st.RxFrames + st.TxFrames }}
 	switch kind {
 	case kindTapstack:
-		s, err := tapstackStack(link, p)
+		s, err := tapstackStack(link, p, observer(l.observe, "bench client"))
 		if err != nil {
 			dev.Close()
 			return nil, err

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -83,5 +84,25 @@ func otlpReceiver(t *testing.T) (url string, roots func() map[string]int) {
 		out := maps.Clone(got)
 		clear(got)
 		return out
+	}
+}
+
+// "tapstack bench --otlp" traces tapstack's connections (gVisor's cannot
+// be), both ends of each over tap.Pipe, and says that its figures then
+// include the tracer.
+func TestBenchOTLP(t *testing.T) {
+	url, roots := otlpReceiver(t)
+	code, out, errOut := runCLI(t, append(quickBench, "-link", "pipe", "--otlp", url)...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s%s", code, out, errOut)
+	}
+	if !strings.Contains(out, "tapstack's connections are traced to "+url) {
+		t.Errorf("the output does not say the figures include tracing:\n%s", out)
+	}
+	got := roots()
+	// At least the connections/s measurements' (20 per figure, two
+	// figures, two rounds), each with a client and a server end.
+	if got["bench client"] < 80 || got["bench client"] != got["bench server"] || len(got) != 2 {
+		t.Errorf("tcp.connection spans by stack %v, want as many of each end, at least 80", got)
 	}
 }
