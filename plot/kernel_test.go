@@ -8,16 +8,12 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/gopacket/gopacket"
-	"github.com/gopacket/gopacket/layers"
-	"github.com/gopacket/gopacket/pcapgo"
 	"golang.org/x/sys/unix"
 
 	"github.com/tapstack/tapstack/conn"
@@ -36,12 +32,7 @@ type sniffer struct {
 	done   chan struct{}
 	once   sync.Once
 	mu     sync.Mutex
-	frames []sniffed
-}
-
-type sniffed struct {
-	t    time.Time
-	data []byte
+	frames []rawFrame
 }
 
 // maxSniffed bounds the frames a sniffer keeps.
@@ -94,7 +85,7 @@ func sniff(t *testing.T, ns *taptest.Namespace, ifname string) *sniffer {
 			}
 			s.mu.Lock()
 			if len(s.frames) < maxSniffed {
-				s.frames = append(s.frames, sniffed{time.Now(), bytes.Clone(buf[:n])})
+				s.frames = append(s.frames, rawFrame{t: time.Now(), data: bytes.Clone(buf[:n]), length: n})
 			}
 			s.mu.Unlock()
 		}
@@ -115,21 +106,7 @@ func (s *sniffer) end() {
 func (s *sniffer) writePcap(t *testing.T, path string) int {
 	t.Helper()
 	s.end()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	w := pcapgo.NewWriterNanos(f)
-	if err := w.WriteFileHeader(65535, layers.LinkTypeEthernet); err != nil {
-		t.Fatal(err)
-	}
-	for _, fr := range s.frames {
-		ci := gopacket.CaptureInfo{Timestamp: fr.t, CaptureLength: len(fr.data), Length: len(fr.data)}
-		if err := w.WritePacket(ci, fr.data); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writePcap(t, path, s.frames)
 	return len(s.frames)
 }
 

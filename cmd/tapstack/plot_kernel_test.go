@@ -10,7 +10,6 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -179,32 +178,11 @@ func TestDialPlotProgress(t *testing.T) {
 
 	t.Run("terminal", func(t *testing.T) {
 		ctrl, term := openPTY(t)
-		var mu sync.Mutex
-		var seen bytes.Buffer
-		read := make(chan struct{})
-		go func() {
-			defer close(read)
-			buf := make([]byte, 4096)
-			for {
-				n, err := ctrl.Read(buf)
-				mu.Lock()
-				seen.Write(buf[:n])
-				mu.Unlock()
-				if err != nil {
-					return
-				}
-			}
-		}()
+		seen := readPTY(ctrl)
 		page := filepath.Join(t.TempDir(), "dial.html")
 		dial(t, term, page)
 		term.Close()
-		select {
-		case <-read:
-		case <-time.After(5 * time.Second):
-		}
-		mu.Lock()
-		got := seen.String()
-		mu.Unlock()
+		got := seen()
 		for _, want := range []string{"\rdial 192.0.2.1:5002: ", " MiB, ", " MB/s, ", " retransmits\x1b[K", "\r\x1b[K"} {
 			if !strings.Contains(got, want) {
 				t.Errorf("the terminal shows no %q: %q", want, got)
