@@ -3,6 +3,7 @@ package plot_test
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 )
@@ -44,6 +46,17 @@ type browserResult struct {
 	times    map[string]float64 // the script's own timings (window.tapstackTimes), ms
 	marks    map[string]int     // events and data segments of the first graph, in the data and drawn
 	shot     []byte             // full-page PNG
+	// external lists what the page asked the network or the disk for,
+	// other than itself and data: URLs: a self-contained page asks for
+	// nothing.
+	external []string
+	// layout lists what is drawn wrong: a chart's title overlapping its
+	// legend, a fraction or a negative number on an axis of bytes or
+	// queue entries.
+	layout []string
+	// view is the first connection's time axis as drawn, [first tick,
+	// last tick], and its first and last frame's time.
+	view, frames [2]float64
 }
 
 // browser is one headless Chromium, run as Debian's package runs as
@@ -101,10 +114,16 @@ func (b *browser) open(t testing.TB, path string, selectors []string) browserRes
 	}
 	var mu sync.Mutex
 	res := browserResult{counts: map[string]int{}}
+	self := "file://" + (&url.URL{Path: abs}).EscapedPath()
 	listen := func(ev any) {
 		mu.Lock()
 		defer mu.Unlock()
 		switch ev := ev.(type) {
+		case *network.EventRequestWillBeSent:
+			u, _, _ := strings.Cut(ev.Request.URL, "#")
+			if u != self && !strings.HasPrefix(u, "data:") {
+				res.external = append(res.external, ev.Request.URL)
+			}
 		case *runtime.EventConsoleAPICalled:
 			if ev.Type == "error" || ev.Type == "warning" || ev.Type == "assert" {
 				var args []string
@@ -205,23 +224,62 @@ func (b *browser) open(t testing.TB, path string, selectors []string) browserRes
 		var el = document.getElementById('tapstack-data'), svg = document.querySelector('svg.tsg');
 		if (!el || !svg) return {};
 		var D = JSON.parse(el.textContent); if (!D.conns || !D.conns.length) return {};
-		var c = D.conns[0], d = c.flows[1].bytes > c.flows[0].bytes ? 1 : 0, out = {retx: 0, drops: 0, data: 0};
+		var c = D.conns[0], d = c.flows[1].bytes > c.flows[0].bytes ? 1 : 0, out = {retx: 0, drops: 0, probes: 0, data: 0};
 		c.segs.forEach(function (s) {
 			if ((s.d || 0) !== d) return;
 			if (s.x) out.drops++;
 			if (s.m === 'retx' && s.l) out.retx++;
+			else if (s.m === 'probe') out.probes++;
 			else if (!s.x && s.l && !s.m) out.data++;
 		});
 		function count(cls) { var p = svg.querySelector('g.plot path.' + cls); return p ? (p.getAttribute('d').match(/M/g) || []).length : 0; }
-		out.retxDrawn = count('retx'); out.dropsDrawn = count('drop'); out.dataDrawn = count('data');
+		out.retxDrawn = count('retx'); out.dropsDrawn = count('drop'); out.probesDrawn = count('probe'); out.dataDrawn = count('data');
 		return out;
 	})()`))
 	if err != nil {
 		t.Fatal(err)
 	}
 	res.marks = marks
-	if marks["retxDrawn"] != marks["retx"] || marks["dropsDrawn"] != marks["drops"] {
+	if marks["retxDrawn"] != marks["retx"] || marks["dropsDrawn"] != marks["drops"] || marks["probesDrawn"] != marks["probes"] {
 		t.Errorf("events on the time-sequence graph: %v", marks)
+	}
+	// The layout: no chart's title under its legend (each legend text's
+	// box against the title's), no "0.5" or "-1" on an axis of bytes
+	// (KiB and MiB carry their unit: "1.5 KiB" is fine) or entries.
+	if res.layout, err = chromedp.Run(tctx, chromedp.Evaluate[[]string](`(function(){
+		var bad = [];
+		function hit(a, b) { return a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom; }
+		document.querySelectorAll('svg.chart').forEach(function (svg) {
+			var sb = svg.getBoundingClientRect(), name = svg.getAttribute('class');
+			svg.querySelectorAll(':scope > text.title').forEach(function (title) {
+				var tb = title.getBoundingClientRect();
+				if (tb.right > sb.right + 1) bad.push(name + ': title "' + title.textContent + '" wider than the chart');
+				svg.querySelectorAll('g.legend text').forEach(function (l) {
+					if (hit(tb, l.getBoundingClientRect())) bad.push(name + ': title "' + title.textContent + '" under legend "' + l.textContent + '"');
+				});
+			});
+		});
+		document.querySelectorAll('svg.tsg .axis text[text-anchor=end], svg.cwnd .axis text[text-anchor=end], svg.queues .axis text[text-anchor=end]').forEach(function (l) {
+			if (/^-|^\d+\.\d+$/.test(l.textContent)) bad.push(l.ownerSVGElement.getAttribute('class') + ': axis label ' + l.textContent);
+		});
+		return bad;
+	})()`)); err != nil {
+		t.Fatal(err)
+	}
+	// The first connection's time axis and frames.
+	view, err := chromedp.Run(tctx, chromedp.Evaluate[[]float64](`(function(){
+		var el = document.getElementById('tapstack-data'), svg = document.querySelector('svg.states');
+		if (!el || !svg) return [];
+		var D = JSON.parse(el.textContent), segs = D.conns[0].segs, ticks = [];
+		svg.querySelectorAll('.axis text[text-anchor=middle]').forEach(function (l) { ticks.push(parseFloat(l.textContent)); });
+		if (!ticks.length || !segs.length) return [];
+		return [Math.min.apply(null, ticks), Math.max.apply(null, ticks), segs[0].t, segs[segs.length - 1].t];
+	})()`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(view) == 4 {
+		res.view, res.frames = [2]float64{view[0], view[1]}, [2]float64{view[2], view[3]}
 	}
 	mu.Lock()
 	defer mu.Unlock()

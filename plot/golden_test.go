@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
@@ -419,7 +420,31 @@ func writeLikeTcpdump(t *testing.T, src, dst string) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.Create(dst)
+	frames := make([]rawFrame, len(pkts))
+	n := 0
+	for i, p := range pkts {
+		frames[i] = rawFrame{t: p.Time, data: p.Data, length: p.Length}
+		if isTCP(p.Data) {
+			n++
+		}
+	}
+	writePcap(t, dst, frames)
+	return n
+}
+
+// rawFrame is a frame as tcpdump keeps it: its time, the bytes captured
+// and its length on the wire.
+type rawFrame struct {
+	t      time.Time
+	data   []byte
+	length int
+}
+
+// writePcap writes frames to path as tcpdump -w does: classic pcap,
+// Ethernet, nanosecond times, nothing but the frames.
+func writePcap(t *testing.T, path string, frames []rawFrame) {
+	t.Helper()
+	f, err := os.Create(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -428,17 +453,12 @@ func writeLikeTcpdump(t *testing.T, src, dst string) int {
 	if err := w.WriteFileHeader(65535, layers.LinkTypeEthernet); err != nil {
 		t.Fatal(err)
 	}
-	n := 0
-	for _, p := range pkts {
-		ci := gopacket.CaptureInfo{Timestamp: p.Time, CaptureLength: len(p.Data), Length: p.Length}
-		if err := w.WritePacket(ci, p.Data); err != nil {
+	for _, fr := range frames {
+		ci := gopacket.CaptureInfo{Timestamp: fr.t, CaptureLength: len(fr.data), Length: fr.length}
+		if err := w.WritePacket(ci, fr.data); err != nil {
 			t.Fatal(err)
 		}
-		if isTCP(p.Data) {
-			n++
-		}
 	}
-	return n
 }
 
 // isTCP reports whether an Ethernet frame carries TCP, from its headers

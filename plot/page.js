@@ -56,12 +56,18 @@
     var raw = span / n, p = Math.pow(10, Math.floor(Math.log10(raw))), m = raw / p;
     return (m < 1.5 ? 1 : m < 3.5 ? 2 : m < 7.5 ? 5 : 10) * p;
   }
-  // ticks: round values; on a byte axis (bin) round in KiB or MiB.
-  function ticks(lo, hi, n, bin) {
+  // ticks: round values; on a byte axis (bin) round in KiB or MiB. On
+  // an axis of whole things (bytes, queue entries: whole) a step is at
+  // least 1 and no tick is below 0: "0.5 bytes" and "-1 entries" name
+  // nothing, they only pad the view.
+  function ticks(lo, hi, n, bin, whole) {
     var span = hi - lo, unit = 1;
     if (bin) unit = span >= 2 * (1 << 20) ? 1 << 20 : span >= 2048 ? 1024 : 1;
     var step = niceStep(span / unit, n) * unit, out = [];
-    for (var v = Math.ceil(lo / step) * step, i = 0; v <= hi + step * 1e-9 && i < 100; v += step, i++) out.push(v);
+    if (whole) step = Math.max(1, Math.round(step));
+    var v = Math.ceil(lo / step) * step;
+    if (whole) v = Math.max(0, v);
+    for (var i = 0; v <= hi + step * 1e-9 && i < 100; v += step, i++) out.push(v);
     return { values: out, step: step, unit: unit };
   }
   function lin(d0, d1, r0, r1) {
@@ -166,18 +172,25 @@
     this.opt = opt;
     this.group = group;
     this.W = opt.width || chartWidth();
-    this.H = opt.height;
-    this.svg = svg('svg', { class: 'chart ' + (opt.cls || ''), width: this.W, height: this.H, viewBox: '0 0 ' + this.W + ' ' + this.H }, parent);
-    var id = 'clip' + (Chart.n = (Chart.n || 0) + 1);
+    this.svg = svg('svg', { class: 'chart ' + (opt.cls || ''), width: this.W }, parent);
     var defs = svg('defs', {}, this.svg);
+    // A title wider than the chart (a narrow window, long IPv6
+    // addresses) wraps, and a legend that does not fit beside its last
+    // line goes on rows of its own below it; the plot area keeps its
+    // height and moves down (this.mt, the top margin).
+    var lines = this.title(opt.title);
+    var extra = (lines.length - 1) * 15 + this.legend(opt.legend || [], lines[lines.length - 1]);
+    this.mt = M.t + extra;
+    this.H = opt.height + extra;
+    this.svg.setAttribute('height', this.H);
+    this.svg.setAttribute('viewBox', '0 0 ' + this.W + ' ' + this.H);
+    var id = 'clip' + (Chart.n = (Chart.n || 0) + 1);
     var cp = svg('clipPath', { id: id }, defs);
-    svg('rect', { x: M.l, y: M.t, width: this.W - M.l - M.r, height: this.H - M.t - M.b }, cp);
-    txt(this.svg, M.l, 15, opt.title, { class: 'title' });
-    this.legend(opt.legend || []);
+    svg('rect', { x: M.l, y: this.mt, width: this.W - M.l - M.r, height: this.H - this.mt - M.b }, cp);
     this.gGrid = svg('g', { class: 'grid' }, this.svg);
     this.gAxes = svg('g', { class: 'axis' }, this.svg);
     this.plot = svg('g', { 'clip-path': 'url(#' + id + ')', class: 'plot' }, this.svg);
-    this.overlay = svg('rect', { class: 'overlay', x: M.l, y: M.t, width: this.W - M.l - M.r, height: this.H - M.t - M.b }, this.svg);
+    this.overlay = svg('rect', { class: 'overlay', x: M.l, y: this.mt, width: this.W - M.l - M.r, height: this.H - this.mt - M.b }, this.svg);
     this.brush = svg('rect', { class: 'brush', visibility: 'hidden' }, this.svg);
     this.y = opt.ydom ? opt.ydom.slice() : [0, 1];
     this.items = [];
@@ -191,7 +204,7 @@
       var p = pos(ev);
       if (start) {
         var x0 = Math.min(start[0], p[0]), x1 = Math.max(start[0], p[0]);
-        var y0 = opt.zoomY ? Math.min(start[1], p[1]) : M.t, y1 = opt.zoomY ? Math.max(start[1], p[1]) : self.H - M.b;
+        var y0 = opt.zoomY ? Math.min(start[1], p[1]) : self.mt, y1 = opt.zoomY ? Math.max(start[1], p[1]) : self.H - M.b;
         self.brush.setAttribute('x', x0); self.brush.setAttribute('y', y0);
         self.brush.setAttribute('width', x1 - x0); self.brush.setAttribute('height', y1 - y0);
         self.brush.setAttribute('visibility', 'visible');
@@ -214,7 +227,7 @@
       if (Math.abs(p[0] - s[0]) < 5) return;
       var X = lin(self.group.x[0], self.group.x[1], M.l, self.W - M.r);
       if (opt.zoomY && Math.abs(p[1] - s[1]) >= 5) {
-        var Y = lin(self.y[0], self.y[1], self.H - M.b, M.t);
+        var Y = lin(self.y[0], self.y[1], self.H - M.b, self.mt);
         self.y = [Y.inv(Math.max(s[1], p[1])), Y.inv(Math.min(s[1], p[1]))];
         self.yZoomed = true;
       }
@@ -226,16 +239,53 @@
     });
     group.charts.push(this);
   }
-  Chart.prototype.legend = function (entries) {
-    var g = svg('g', { class: 'legend' }, this.svg), x = this.W - M.r;
-    for (var i = entries.length - 1; i >= 0; i--) {
-      var t = txt(g, 0, 15, entries[i][1]);
-      var w = entries[i][1].length * 6.2 + 22;
-      x -= w;
-      t.setAttribute('x', x + 16);
-      var sw = svg('path', { class: entries[i][0], d: 'M' + (x + 2) + ' 11H' + (x + 13) }, g);
-      if (entries[i][2]) sw.setAttribute('d', 'M' + (x + 7) + ' 6V16');
+  // title writes s on lines of 15 px that fit the chart, cut at spaces
+  // (at most four: the last takes the rest), and returns them.
+  Chart.prototype.title = function (s) {
+    var room = this.W - M.l - M.r, lines = [], rest = s;
+    for (var n = 0; rest && n < 4; n++) {
+      var t = txt(this.svg, M.l, 15 + 15 * n, rest, { class: 'title' }), cut = rest.length;
+      while (n < 3 && t.getComputedTextLength() > room) {
+        var sp = rest.lastIndexOf(' ', cut - 1);
+        if (sp <= 0) break;
+        cut = sp;
+        t.textContent = rest.slice(0, cut);
+      }
+      lines.push(t);
+      rest = rest.slice(cut).replace(/^ +/, '');
     }
+    return lines;
+  };
+  // legend lays out the entries ([class, text, a tick rather than a
+  // line]) right of the title's last line, or on rows below it when they
+  // do not fit there; it returns the height those rows add.
+  Chart.prototype.legend = function (entries, title) {
+    var g = svg('g', { class: 'legend' }, this.svg), W = this.W, items = [], total = 0;
+    entries.forEach(function (e) {
+      var t = txt(g, 0, 15, e[1]);
+      // measured once laid out; estimated in a page not shown
+      var w = (t.getComputedTextLength() || e[1].length * 6.2) + 22;
+      items.push({ t: t, sw: svg('path', { class: e[0] }, g), w: w, tick: e[2] });
+      total += w;
+    });
+    function place(it, x, y) {
+      it.t.setAttribute('x', x + 16);
+      it.t.setAttribute('y', y);
+      it.sw.setAttribute('d', it.tick ? 'M' + (x + 7) + ' ' + (y - 9) + 'V' + (y + 1) : 'M' + (x + 2) + ' ' + (y - 4) + 'H' + (x + 13));
+    }
+    var titleEnd = M.l + (title.getComputedTextLength() || title.textContent.length * 7) + 16;
+    var ty = +title.getAttribute('y');
+    if (W - M.r - total >= titleEnd) {
+      for (var i = items.length - 1, x = W - M.r; i >= 0; i--) { x -= items[i].w; place(items[i], x, ty); }
+      return 0;
+    }
+    var rows = 1, rx = M.l, ry = ty + 16;
+    items.forEach(function (it) {
+      if (rx > M.l && rx + it.w > W - M.r) { rx = M.l; ry += 16; rows++; }
+      place(it, rx, ry);
+      rx += it.w;
+    });
+    return rows * 16;
   };
   Chart.prototype.render = function () {
     var o = this.opt, W = this.W, H = this.H;
@@ -244,7 +294,7 @@
     while (this.gGrid.firstChild) this.gGrid.removeChild(this.gGrid.firstChild);
     var xd = this.group.x;
     if (o.fitY && !this.yZoomed) this.y = o.fitY(xd[0], xd[1]);
-    var X = lin(xd[0], xd[1], M.l, W - M.r), Y = lin(this.y[0], this.y[1], H - M.b, M.t);
+    var X = lin(xd[0], xd[1], M.l, W - M.r), Y = lin(this.y[0], this.y[1], H - M.b, this.mt), mt = this.mt;
     if (o.log) { // this.y holds log10 of the range
       var Yl = Y;
       Y = function (v) { return Yl(Math.log10(Math.max(v, o.log))); };
@@ -254,13 +304,13 @@
     var xt = ticks(xd[0], xd[1], Math.max(2, Math.floor((W - M.l - M.r) / 90)));
     xt.values.forEach(function (v) {
       var px = X(v);
-      svg('line', { x1: px, x2: px, y1: M.t, y2: H - M.b }, this.gGrid);
+      svg('line', { x1: px, x2: px, y1: mt, y2: H - M.b }, this.gGrid);
       svg('line', { x1: px, x2: px, y1: H - M.b, y2: H - M.b + 4 }, this.gAxes);
       if (px < W - 20) txt(this.gAxes, px, H - M.b + 15, fmtTick(v, xt.step), { 'text-anchor': 'middle' });
     }, this);
     txt(this.gAxes, W - M.r, H - 3, 'time (s)', { 'text-anchor': 'end' });
     if (!o.noY) {
-      var yt = ticks(this.y[0], this.y[1], Math.max(2, Math.floor((H - M.t - M.b) / 40)), !o.yfmt);
+      var yt = ticks(this.y[0], this.y[1], Math.max(2, Math.floor((H - mt - M.b) / 40)), !o.yfmt, !o.yfmt || o.whole);
       if (o.log) { // powers of ten
         yt = { values: [], step: 1 };
         for (var e = Math.ceil(this.y[0]); e <= Math.floor(this.y[1]); e++) yt.values.push(Math.pow(10, e));
@@ -272,9 +322,9 @@
         var label = o.log ? String(v) : o.yfmt ? o.yfmt(v, yt.step) : fmtByteTick(v, yt.step, yt.unit);
         txt(this.gAxes, M.l - 6, py + 3.5, label, { 'text-anchor': 'end' });
       }, this);
-      if (o.ylabel) txt(this.gAxes, 12, M.t + (H - M.t - M.b) / 2, o.ylabel, { transform: 'rotate(-90 12 ' + (M.t + (H - M.t - M.b) / 2) + ')', 'text-anchor': 'middle' });
+      if (o.ylabel) txt(this.gAxes, 12, mt + (H - mt - M.b) / 2, o.ylabel, { transform: 'rotate(-90 12 ' + (mt + (H - mt - M.b) / 2) + ')', 'text-anchor': 'middle' });
     }
-    svg('path', { d: 'M' + M.l + ' ' + M.t + 'V' + (H - M.b) + 'H' + (W - M.r) }, this.gAxes);
+    svg('path', { d: 'M' + M.l + ' ' + mt + 'V' + (H - M.b) + 'H' + (W - M.r) }, this.gAxes);
     this.items = [];
     o.draw(this, X, Y, xd[0], xd[1]);
   };
@@ -440,16 +490,16 @@
         (se.recovery || []).forEach(function (m) {
           if (m.t < t0 || m.t > t1) return;
           var x = X(m.t);
-          rl += 'M' + x + ' ' + M.t + 'v10';
-          ch.item(x, M.t + 6, fmtT(m.t) + '\n' + m.text);
+          rl += 'M' + x + ' ' + ch.mt + 'v10';
+          ch.item(x, ch.mt + 6, fmtT(m.t) + '\n' + m.text);
         });
         ch.path('recovery', rl);
         var ro = '';
         (se.rtoFired || []).forEach(function (r) {
           if (r[0] < t0 || r[0] > t1) return;
           var x = X(r[0]);
-          ro += 'M' + x + ' ' + M.t + 'V' + (ch.H - M.b);
-          ch.item(x, M.t + 14, fmtT(r[0]) + '\nretransmission timeout fired; RTO now ' + r[1] + ' ms');
+          ro += 'M' + x + ' ' + ch.mt + 'V' + (ch.H - M.b);
+          ch.item(x, ch.mt + 14, fmtT(r[0]) + '\nretransmission timeout fired; RTO now ' + r[1] + ' ms');
         });
         ch.path('rtoline', ro);
       }
@@ -468,12 +518,17 @@
     (se.rtoFired || []).forEach(function (r) { hi = Math.max(hi, r[1]); });
     hi = Math.min(hi, 130000);
     lo = Math.max(0.001, Math.min(lo, hi / 10));
+    // The key names what is drawn: the engine's events carry SRTT and
+    // RTO, no samples; the timer fires only on a loss.
+    var legend = [['srtt', 'SRTT'], ['rto', 'RTO']];
+    if (pts.some(function (p) { return p[1] >= 0; })) legend.unshift(['sample', 'RTT sample', 1]);
+    if ((se.rtoFired || []).length) legend.push(['rtoline', 'RTO fired (engine)', 1]);
     var src = se.rttEngine ? 'engine' : 'wire: RFC 6298 over Karn samples at the capture point, RTO floor ' + se.minRto + ' ms';
     var c = new Chart(sec, group, {
       cls: 'rtt', height: 210, ydom: [Math.log10(lo) - 0.1, Math.log10(hi) + 0.1], log: 0.001,
       title: 'RTT, SRTT and RTO of ' + conn.ends[d].addr + ' → (' + src + ')',
       ylabel: 'ms (log scale)',
-      legend: [['sample', 'RTT sample', 1], ['srtt', 'SRTT'], ['rto', 'RTO'], ['rtoline', 'RTO fired (engine)', 1]],
+      legend: legend,
       draw: function (ch, X, Y, t0, t1) {
         var sp = decimate(pts.filter(function (p) { return p[1] >= 0; }), 1, X, Y, t0, t1), dots = '';
         sp.forEach(function (p) { dots += 'M' + p[0].toFixed(1) + ' ' + p[1].toFixed(1) + 'h0.01'; });
@@ -492,7 +547,7 @@
         (se.rtoFired || []).forEach(function (r) {
           if (r[0] < t0 || r[0] > t1) return;
           var x = X(r[0]), y = Y(Math.min(r[1], hi));
-          ro += 'M' + x + ' ' + M.t + 'V' + (ch.H - M.b);
+          ro += 'M' + x + ' ' + ch.mt + 'V' + (ch.H - M.b);
           svg('circle', { class: 'rtofired', cx: x, cy: y, r: 3.5 }, ch.plot);
           ch.item(x, y, fmtT(r[0]) + '\nretransmission timeout fired; RTO backed off to ' + r[1] + ' ms');
         });
@@ -508,6 +563,9 @@
     'ESTABLISHED': '#86efac', 'FIN-WAIT-1': '#fdba74', 'FIN-WAIT-2': '#fb923c', 'CLOSE-WAIT': '#93c5fd',
     'CLOSING': '#f9a8d4', 'LAST-ACK': '#60a5fa', 'TIME-WAIT': '#c4b5fd'
   };
+  function stText(s) {
+    return fmtT(s.t) + '\n' + s.from + ' → ' + s.to + (s.cause ? '\ncause: ' + s.cause : '') + (s.no ? '\nframe ' + s.no : '');
+  }
   function stateChart(sec, conn, group) {
     var rows = [0, 1].map(function (e) {
       var en = conn.ends[e];
@@ -518,7 +576,7 @@
       title: 'state timeline (RFC 9293 states; hover a change for its cause)',
       draw: function (ch, X, Y, t0, t1) {
         rows.forEach(function (r, i) {
-          var y = M.t + 14 + i * 40, g = svg('g', { class: 'state' }, ch.plot);
+          var y = ch.mt + 14 + i * 40, g = svg('g', { class: 'state' }, ch.plot);
           txt(ch.plot, M.l + 4, y - 3, r.label, { style: 'font-size:10px;fill:#667085' });
           var st = r.st;
           for (var k = 0; k < st.length; k++) {
@@ -529,7 +587,16 @@
             if (w > st[k].to.length * 6.3 + 6) txt(g, xa + 3, y + 15, st[k].to);
             var x = X(a);
             svg('line', { class: 'tick', x1: x, x2: x, y1: y, y2: y + 22 }, g);
-            ch.item(x, y + 11, fmtT(a) + '\n' + st[k].from + ' → ' + st[k].to + (st[k].cause ? '\ncause: ' + st[k].cause : '') + (st[k].no ? '\nframe ' + st[k].no : ''));
+            ch.item(x, y + 11, stText(st[k]));
+          }
+          // Changes right of the view (TIME-WAIT's end, 2*MSL after the
+          // last frame) are named at the edge, so none is out of sight.
+          var later = st.filter(function (x) { return x.t > t1; });
+          if (later.length) {
+            var n = later[0], ex = ch.W - M.r - 2;
+            txt(ch.plot, ex, y - 3, '→ ' + n.to + ' at ' + fmtT(n.t) + (n.cause ? ' (' + n.cause + ')' : '') +
+              (later.length > 1 ? ' and ' + (later.length - 1) + ' more' : '') + ' ▸', { class: 'later', 'text-anchor': 'end' });
+            ch.item(ex - 6, y - 6, later.map(stText).join('\n\n'));
           }
         });
       }
@@ -597,21 +664,25 @@
     var pad = (t1 - t0) * 0.03;
     var group = new Group(t0 - pad, t1 + pad);
     var limits = q.length ? q[q.length - 1] : null;
-    var showLimits = limits && Math.max(limits[2], limits[4]) <= hi * 4;
-    var top = showLimits ? Math.max(hi, limits[2], limits[4]) : hi;
+    // Each limit is drawn when it fits the chart without flattening the
+    // queues (at most four times their peak): an accept queue of 1 at its
+    // limit of 1 shows as full beside a SYN queue limit of 1024 left out.
+    var showSyn = limits && limits[2] <= hi * 4, showAcc = limits && limits[4] <= hi * 4;
+    var top = Math.max(hi, showSyn ? limits[2] : 0, showAcc ? limits[4] : 0);
+    var legend = [['synq', 'SYN queue'], ['accq', 'accept queue']];
+    if (showSyn) legend.push(['synq limit', 'SYN queue limit']);
+    if (showAcc) legend.push(['accq limit', 'accept queue limit']);
     var c = new Chart(sec, group, {
       cls: 'queues', height: 220, ydom: [0, top * 1.15 + 0.5],
       title: 'SYN queue and accept queue of ' + l.addr + (limits ? ' (limits ' + limits[2] + ' and ' + limits[4] + ')' : ''),
-      ylabel: 'entries', yfmt: function (v, st) { return fmtTick(v, st); },
-      legend: [['synq', 'SYN queue'], ['accq', 'accept queue']],
+      ylabel: 'entries', yfmt: function (v, st) { return fmtTick(v, st); }, whole: true,
+      legend: legend,
       draw: function (ch, X, Y, a, b) {
         var sp = q.map(function (p) { return [p[0], p[1]]; }), ap = q.map(function (p) { return [p[0], p[3]]; });
         ch.path('synq', pathOf(decimate(sp, 1, X, Y, a, b), true));
         ch.path('accq', pathOf(decimate(ap, 1, X, Y, a, b), true));
-        if (showLimits) {
-          ch.path('synq limit', 'M' + M.l + ' ' + Y(limits[2]) + 'H' + (ch.W - M.r));
-          ch.path('accq limit', 'M' + M.l + ' ' + Y(limits[4]) + 'H' + (ch.W - M.r));
-        }
+        if (showSyn) ch.path('synq limit', 'M' + M.l + ' ' + Y(limits[2]) + 'H' + (ch.W - M.r));
+        if (showAcc) ch.path('accq limit', 'M' + M.l + ' ' + Y(limits[4]) + 'H' + (ch.W - M.r));
         (l.decisions || []).forEach(function (m, i) {
           if (m.t < a || m.t > b) return;
           var bad = /drop|overflow|full|reject/i.test(m.text), x = X(m.t), y = Y(q[i] ? q[i][3] : 0);
@@ -620,7 +691,7 @@
         });
         (l.states || []).forEach(function (s) {
           var x = X(s.t);
-          ch.item(x, M.t + 4, fmtT(s.t) + '\nlistener ' + s.from + ' → ' + s.to + (s.cause ? ' (' + s.cause + ')' : ''));
+          ch.item(x, ch.mt + 4, fmtT(s.t) + '\nlistener ' + s.from + ' → ' + s.to + (s.cause ? ' (' + s.cause + ')' : ''));
         });
       }
     });
@@ -669,8 +740,13 @@
     btn.addEventListener('click', function () { btn.remove(); drawConn(sec, conn); });
   });
   function drawConn(sec, conn) {
-    var span = conn.end - conn.start, pad = Math.max(span * 0.02, 1e-4);
-    var group = new Group(conn.start - pad, conn.end + pad);
+    // The view opens on the frames: the engine's changes after the last
+    // one (TIME-WAIT's end, 2*MSL later: 60 s on Linux) would squeeze
+    // them into a sliver at the left. Those changes are named at the
+    // state timeline's right edge and in the notes.
+    var t1 = conn.segs.length ? conn.segs[conn.segs.length - 1].t : conn.end;
+    var span = t1 - conn.start, pad = Math.max(span * 0.02, 1e-4);
+    var group = new Group(conn.start - pad, t1 + pad);
     var withData = [0, 1].filter(function (d) { return conn.flows[d].bytes > 2; });
     if (!withData.length) withData = [0];
     withData.sort(function (a, b) { return conn.flows[b].bytes - conn.flows[a].bytes; });

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -39,13 +40,15 @@ func openPTY(t *testing.T) (ctrl, term *os.File) {
 	return m, s
 }
 
-// On a terminal, bench shows its progress on one line rewritten in place
-// (bytes, share, rate, retransmits) and leaves the line clean.
-func TestProgressOnTerminal(t *testing.T) {
-	ctrl, term := openPTY(t)
+// readPTY reads what is written to the terminal end of a pseudo-terminal
+// from its controlling end ctrl; the function it returns waits (up to
+// five seconds) for the terminal end to be closed and returns it all.
+func readPTY(ctrl *os.File) func() string {
 	var mu sync.Mutex
 	var seen bytes.Buffer
+	done := make(chan struct{})
 	go func() {
+		defer close(done)
 		buf := make([]byte, 4096)
 		for {
 			n, err := ctrl.Read(buf)
@@ -57,6 +60,22 @@ func TestProgressOnTerminal(t *testing.T) {
 			}
 		}
 	}()
+	return func() string {
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return seen.String()
+	}
+}
+
+// On a terminal, bench shows its progress on one line rewritten in place
+// (bytes, share, rate, retransmits) and leaves the line clean.
+func TestProgressOnTerminal(t *testing.T) {
+	ctrl, term := openPTY(t)
+	seen := readPTY(ctrl)
 	var out bytes.Buffer
 	// 6 MiB at 60 Mbit/s: about 0.8 s a run, past progressAfter.
 	code := run(context.Background(), env{stdin: strings.NewReader(""), stdout: &out, stderr: term},
@@ -66,9 +85,7 @@ func TestProgressOnTerminal(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, out.String())
 	}
 	term.Close()
-	mu.Lock()
-	got := seen.String()
-	mu.Unlock()
+	got := seen()
 	for _, want := range []string{"\rtapstack over tap.Pipe, bulk, dialer → listener: ", " of 6.0 MiB (", " MB/s, ", " retransmits\x1b[K", "\r\x1b[K", "\rgVisor over tap.Pipe, bulk, listener → dialer: "} {
 		if !strings.Contains(got, want) {
 			t.Errorf("the terminal shows no %q: %q", want, got)

@@ -32,8 +32,8 @@ func TestSoak(t *testing.T) {
 			a, b := prof.cfg(31), prof.cfg(32)
 			p := newGVPair(t, cable{tsFault: &a, peerFault: &b, frames: 400})
 			c, peer := p.tapstackDials(t, 80)
-			// A line a minute says how far each way has come: a soak
-			// runs for tens of minutes at 20% loss.
+			// A line a minute says how far each way has come and how
+			// fast: a soak runs for tens of minutes at 20% loss.
 			stop := make(chan struct{})
 			go func() {
 				tick := time.NewTicker(time.Minute)
@@ -46,8 +46,10 @@ func TestSoak(t *testing.T) {
 					case <-tick.C:
 						in := c.Endpoint().Info()
 						st := p.ts.TCP().Stats()
-						t.Logf("%s: %v: tapstack sent %.1f MiB (acknowledged), received %.1f MiB; %d retransmissions, %d RTOs",
-							name, time.Since(start).Round(time.Second), float64(in.BytesAcked)/MiB, float64(in.BytesReceived)/MiB,
+						el := time.Since(start)
+						t.Logf("%s: %v: tapstack sent %.1f MiB (acknowledged), received %.1f MiB, %.2f MB/s each way; %d retransmissions, %d RTOs",
+							name, el.Round(time.Second), float64(in.BytesAcked)/MiB, float64(in.BytesReceived)/MiB,
+							float64(in.BytesAcked+in.BytesReceived)/2/el.Seconds()/1e6,
 							st.Retransmits.Load(), st.RetransmitTimeouts.Load())
 					}
 				}
