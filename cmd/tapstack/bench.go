@@ -58,6 +58,7 @@ func runBench(ctx context.Context, e env, args []string) error {
 	mtu := fs.Uint("mtu", tap.DefaultMTU, "IP MTU of the link (up to 65520)")
 	offloads := fs.Bool("offloads", true, "TAP offloads (virtio-net header, TSO, coalescing)")
 	gro := fs.Bool("gro", true, "TAP: hand the kernel's super-frames to the stack whole (false: as their wire segments)")
+	kernelCC := fs.String("kernel-cc", defaultKernelCC, "TAP: congestion control of the kernel's TCP in the namespace (cubic is Linux's default; empty: what the namespace inherits from the host)")
 	coalesce := fs.Bool("coalesce", true, "TAP: write runs of one flow's segments as one super-frame, from a writer goroutine")
 	pipeGSO := fs.Bool("pipe-gso", true, "tap.Pipe: offer segmentation offload, super-frames carried whole as over a TAP with offloads (off whenever faults are injected)")
 	asJSON := fs.Bool("json", false, "print the results as JSON")
@@ -96,6 +97,11 @@ func runBench(ctx context.Context, e env, args []string) error {
 			wantTAP = true
 		default:
 			return usageErr(fs, "--link %q: want pipe, tap or pipe,tap", *links)
+		}
+	}
+	if wantTAP && *kernelCC != "" {
+		if avail, err := os.ReadFile("/proc/sys/net/ipv4/tcp_available_congestion_control"); err == nil && !slices.Contains(strings.Fields(string(avail)), *kernelCC) {
+			return usageErr(fs, "--kernel-cc %q: the kernel has %s", *kernelCC, strings.Join(strings.Fields(string(avail)), ", "))
 		}
 	}
 	cfg, withFaults := faults.config(e.stderr)
@@ -164,7 +170,7 @@ func runBench(ctx context.Context, e env, args []string) error {
 		}
 	}
 	if wantTAP {
-		ns, err := newBenchNetns(uint32(*mtu))
+		ns, err := newBenchNetns(uint32(*mtu), *kernelCC)
 		if err != nil {
 			msg := "TAP with the kernel as the peer skipped: " + err.Error()
 			report.Skipped = append(report.Skipped, msg)
@@ -173,7 +179,7 @@ func runBench(ctx context.Context, e env, args []string) error {
 			}
 		} else {
 			l := kernelLink{ns: ns, opts: tapOpts, wrap: b.wrap, next: newHostCounter(), observe: observe}
-			err := run(l, fmt.Sprintf("MTU %d, offloads %v", *mtu, l.offloads()), b.tasks(false))
+			err := run(l, fmt.Sprintf("MTU %d, offloads %v, kernel TCP %s", *mtu, l.offloads(), ns.cc), b.tasks(false))
 			l.close()
 			if err != nil {
 				return err

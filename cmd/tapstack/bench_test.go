@@ -96,6 +96,11 @@ func TestBenchKernel(t *testing.T) {
 	if strings.Contains(out, "heap per idle") {
 		t.Errorf("the TAP table has heap rows:\n%s", out)
 	}
+	// The kernel's congestion control is the one asked for (Linux's
+	// default unless -kernel-cc), whatever the host's is, and named.
+	if !strings.Contains(out, "kernel TCP "+defaultKernelCC+")") {
+		t.Errorf("the TAP table does not name the kernel's congestion control %s:\n%s", defaultKernelCC, out)
+	}
 }
 
 func TestBenchUsage(t *testing.T) {
@@ -108,6 +113,7 @@ func TestBenchUsage(t *testing.T) {
 		{[]string{"bench", "--link", "wire"}, `tapstack bench: --link "wire": want pipe, tap or pipe,tap`},
 		{[]string{"bench", "--heap-conns", "1k"}, `tapstack bench: --heap-conns "1k": want positive numbers`},
 		{[]string{"bench", "--mtu", "70000"}, "tapstack bench: --mtu 70000: want 576 to 65520"},
+		{[]string{"bench", "--kernel-cc", "nosuch"}, `tapstack bench: --kernel-cc "nosuch": the kernel has `},
 	} {
 		code, out, errOut := runCLI(t, tc.args...)
 		if code != 2 || out != "" || !strings.HasPrefix(errOut, tc.msg) {
@@ -146,7 +152,7 @@ func TestMedianRange(t *testing.T) {
 // caller closes them.
 func benchLinks(b *testing.B) []benchLink {
 	links := []benchLink{pipeLink{mtu: tap.DefaultMTU, gso: true}} // as tapstack bench runs it (--pipe-gso)
-	ns, err := newBenchNetns(tap.DefaultMTU)
+	ns, err := newBenchNetns(tap.DefaultMTU, defaultKernelCC)
 	if err != nil {
 		b.Logf("TAP skipped: %v", err)
 		return links
