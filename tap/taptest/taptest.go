@@ -65,6 +65,34 @@ func NewNamespace(t testing.TB) *Namespace {
 // Name returns the namespace's name, as ip netns knows it.
 func (ns *Namespace) Name() string { return ns.name }
 
+// SetCongestionControl makes the kernel's TCP sockets opened in the
+// namespace from now on use congestion control algorithm name (reno,
+// cubic, bbr, ...), and fails the test if the kernel lacks it. A new
+// namespace inherits the host's choice, which differs between hosts (and
+// BBR paces where CUBIC does not), so a measurement against the kernel
+// names its own. The setting is the namespace's alone (Linux 4.15 and
+// later): the host keeps its own.
+func (ns *Namespace) SetCongestionControl(t testing.TB, name string) {
+	t.Helper()
+	const path = "/proc/sys/net/ipv4/tcp_congestion_control"
+	var got string
+	err := ns.Do(func() error {
+		if err := os.WriteFile(path, []byte(name), 0); err != nil {
+			avail, _ := os.ReadFile("/proc/sys/net/ipv4/tcp_available_congestion_control")
+			return fmt.Errorf("%w (the kernel has: %s)", err, strings.TrimSpace(string(avail)))
+		}
+		b, err := os.ReadFile(path)
+		got = strings.TrimSpace(string(b))
+		return err
+	})
+	if err != nil {
+		t.Fatalf("taptest: congestion control %q in %s: %v", name, ns.name, err)
+	}
+	if got != name {
+		t.Fatalf("taptest: congestion control %q in %s: the namespace uses %q", name, ns.name, got)
+	}
+}
+
 // unsupported says why this process cannot run namespace tests, or "".
 func unsupported() string {
 	if runtime.GOOS != "linux" {

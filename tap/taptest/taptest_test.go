@@ -199,6 +199,34 @@ func TestDoRunsInNamespace(t *testing.T) {
 	}
 }
 
+// SetCongestionControl changes the namespace's choice, not the host's.
+func TestSetCongestionControl(t *testing.T) {
+	ns := taptest.NewNamespace(t)
+	const path = "/proc/sys/net/ipv4/tcp_congestion_control"
+	host, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "reno" // built into every kernel
+	if string(host) == "reno\n" {
+		want = "cubic"
+	}
+	ns.SetCongestionControl(t, want)
+	var inside []byte
+	if err := ns.Do(func() (err error) {
+		inside, err = os.ReadFile(path)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if string(inside) != want+"\n" {
+		t.Errorf("in the namespace: %q, want %q", inside, want)
+	}
+	if now, _ := os.ReadFile(path); string(now) != string(host) {
+		t.Errorf("the host's changed from %q to %q", host, now)
+	}
+}
+
 func waitOrFail(t *testing.T, fn func()) {
 	t.Helper()
 	done := make(chan struct{})
