@@ -81,11 +81,15 @@ type Endpoint struct {
 	// Receive side.
 	rcvBuf      buffer.Buffer // in-order bytes not yet read by the user
 	rcvBufLimit int
-	ooo         reassembly   // out-of-order text held, its SACK blocks and D-SACK (reassembly.go)
-	finReceived bool         // the peer's FIN was taken in order
-	rcvClosed   bool         // CloseRead: Read returns io.EOF once the queue is empty
-	rcvAcc      seqnum.Value // right window edge we advertised; never moves left
-	unacked     int          // segments taken since the last ACK we sent
+	// rcvBufLocked: the user set the receive buffer, which then no
+	// longer grows (growReceiveBuffer).
+	rcvBufLocked bool
+	rcvSpace     rcvSpace     // the receive buffer's auto-tuning (rcvbuf.go)
+	ooo          reassembly   // out-of-order text held, its SACK blocks and D-SACK (reassembly.go)
+	finReceived  bool         // the peer's FIN was taken in order
+	rcvClosed    bool         // CloseRead: Read returns io.EOF once the queue is empty
+	rcvAcc       seqnum.Value // right window edge we advertised; never moves left
+	unacked      int          // segments taken since the last ACK we sent
 
 	// The ACK policy (delack.go): the peer's measured segment size,
 	// quick-ACK mode, ping-pong mode, and when data last arrived.
@@ -201,7 +205,7 @@ func (p *Protocol) newEndpoint(netProto tcpip.NetworkProtocolNumber, id stack.Tr
 	if e.rcvMSS > 0xffff {
 		e.rcvMSS = 0xffff
 	}
-	e.rcvWndShift = uint8(windowScaleFor(e.rcvBufLimit))
+	e.rcvWndShift = uint8(windowScaleFor(max(e.rcvBufLimit, p.opts.ReceiveBufferMax)))
 	e.rack.reoWndMult = 1
 	return e
 }
@@ -341,6 +345,7 @@ func (e *Endpoint) readLocked(b []byte) (int, error) {
 		}
 		n, _ := e.rcvBuf.ReadAt(b, 0)
 		e.rcvBuf.TrimFront(int64(n))
+		e.growReceiveBuffer(e.proto.clock.NowMonotonic())
 		e.maybeSendWindowUpdate()
 		return n, nil
 	}
@@ -453,7 +458,7 @@ func (e *Endpoint) SetBuffers(send, receive int) {
 		e.sndBufLimit, e.sndBufLocked = send, true
 	}
 	if receive > 0 {
-		e.rcvBufLimit = receive
+		e.rcvBufLimit, e.rcvBufLocked = receive, true
 		if e.state == event.Closed || e.state == event.Listen {
 			e.rcvWndShift = uint8(windowScaleFor(receive))
 		}
@@ -514,6 +519,10 @@ type Info struct {
 	// while it held the sender back up to SendBufferMax
 	// (expandSendBuffer), or what the user set.
 	SendBuffer int
+	// RecvBuffer is the receive buffer's size now, which bounds the
+	// window: ReceiveBufferSize, grown with the user's reading up to
+	// ReceiveBufferMax (growReceiveBuffer), or what the user set.
+	RecvBuffer int
 	// LastDataRecv is the time since data last arrived, or since the
 	// connection was established if none has (Linux tcpi_last_data_recv).
 	LastDataRecv time.Duration
@@ -573,6 +582,7 @@ func (e *Endpoint) Info() Info {
 		SendQueued:        int(e.sndBuf.Size()),
 		RecvQueued:        int(e.rcvBuf.Size()),
 		SendBuffer:        e.sndBufLimit,
+		RecvBuffer:        e.rcvBufLimit,
 	}
 }
 

@@ -138,14 +138,15 @@ func TestSendMSS(t *testing.T) {
 }
 
 // TestWindowScale: RFC 7323 2.2 and 1.3. Window scaling is in force only
-// when both SYNs carry the option; we offer wscale 5 for the default 1 MiB
-// receive buffer (the smallest shift that covers it), and a SYN-ACK
+// when both SYNs carry the option; we offer wscale 7 for the receive
+// buffer's default 6 MiB maximum (the smallest shift that covers it: the
+// buffer grows, rcvbuf.go), and a SYN-ACK
 // carries it only in answer to a SYN that did.
 func TestWindowScale(t *testing.T) {
 	t.Run("passive, both offer", func(t *testing.T) {
 		p, l := tcptest.Listen(t)
 		p.Inject(seg{Flags: "S", Seq: 0, MSS: 1460, WS: 7})
-		p.Expect(seg{Flags: "S.", Seq: 0, Ack: 1, Win: 65535, WS: 5})
+		p.Expect(seg{Flags: "S.", Seq: 0, Ack: 1, Win: 65535, WS: 7})
 		// The window of the final ACK is scaled by the peer's shift:
 		// 100 << 7 = 12800 bytes (RFC 7323 2.3).
 		p.Inject(seg{Flags: ".", Seq: 1, Ack: 1, Win: 100})
@@ -154,12 +155,12 @@ func TestWindowScale(t *testing.T) {
 			t.Fatal(err)
 		}
 		info := ep.Info()
-		if info.SndWndScale != 7 || info.RcvWndScale != 5 || info.TCB.SndWnd != 12800 {
-			t.Errorf("scales %d/%d, SND.WND %d; want 7/5, 12800", info.SndWndScale, info.RcvWndScale, info.TCB.SndWnd)
+		if info.SndWndScale != 7 || info.RcvWndScale != 7 || info.TCB.SndWnd != 12800 {
+			t.Errorf("scales %d/%d, SND.WND %d; want 7/7, 12800", info.SndWndScale, info.RcvWndScale, info.TCB.SndWnd)
 		}
-		// Our window field is scaled by our shift: 1 MiB >> 5.
+		// Our window field is scaled by our shift: 1 MiB >> 7.
 		ep.Write([]byte("x"))
-		p.Expect(seg{Flags: "P.", Seq: 1, Ack: 1, Win: 1 << 20 >> 5, Payload: []byte("x")})
+		p.Expect(seg{Flags: "P.", Seq: 1, Ack: 1, Win: 1 << 20 >> 7, Payload: []byte("x")})
 	})
 	t.Run("passive, peer omits", func(t *testing.T) {
 		p, l := tcptest.Listen(t)
@@ -179,9 +180,9 @@ func TestWindowScale(t *testing.T) {
 	t.Run("active, both offer", func(t *testing.T) {
 		p := tcptest.New(t)
 		ep := p.Connect()
-		p.Expect(seg{Flags: "S", Seq: 0, WS: 5})
+		p.Expect(seg{Flags: "S", Seq: 0, WS: 7})
 		p.Inject(seg{Flags: "S.", Seq: 0, Ack: 1, MSS: 1460, WS: 2, Win: 1000})
-		p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, Win: 1 << 20 >> 5})
+		p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, Win: 1 << 20 >> 7})
 		// The window of a SYN-ACK is never scaled (RFC 7323 2.2); later
 		// ones are.
 		if w := ep.Info().TCB.SndWnd; w != 1000 {

@@ -425,7 +425,7 @@ func (l *Listener) sendCookie(id stack.TransportEndpointID, netProto tcpip.Netwo
 		o.tsVal = cookieTimestamp(p.tsClock(), seg.WS) + p.tsOffset(id)
 		o.tsEcr = seg.TSVal
 		if seg.WS >= 0 {
-			o.ws = windowScaleFor(p.opts.ReceiveBufferSize) // as newEndpoint will
+			o.ws = windowScaleFor(max(p.opts.ReceiveBufferSize, p.opts.ReceiveBufferMax)) // as newEndpoint will
 		}
 	}
 	var opts [header.TCPOptionsMaximumSize]byte

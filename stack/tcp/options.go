@@ -86,6 +86,14 @@ type Options struct {
 	// expandSendBuffer. A buffer the user sets (Endpoint.SetBuffers,
 	// Conn.SetWriteBuffer) stays as set, as SO_SNDBUF locks Linux's.
 	SendBufferMax int
+	// ReceiveBufferMax is how far the receive buffer, and with it the
+	// window, grows by itself when the user reads in a round trip more
+	// than the buffer's share of it (default 6 MiB, Linux's tcp_rmem[2];
+	// at most ReceiveBufferSize means no growth): see
+	// growReceiveBuffer. The window scale is chosen for it. A buffer the
+	// user sets (Endpoint.SetBuffers, Conn.SetReadBuffer) stays as set,
+	// as SO_RCVBUF locks Linux's.
+	ReceiveBufferMax int
 
 	// SynQueueLimit bounds half-open connections per listener (Linux
 	// tcp_max_syn_backlog; default 1024).
@@ -230,6 +238,7 @@ func (o Options) withDefaults() Options {
 	defInt(&o.SendBufferSize, 1<<20)
 	defInt(&o.SendBufferMax, 4<<20)
 	o.SendBufferMax = max(o.SendBufferMax, o.SendBufferSize)
+	defInt(&o.ReceiveBufferMax, 6<<20)
 	defInt(&o.ReceiveBufferSize, 1<<20)
 	defInt(&o.SynQueueLimit, 1024)
 	defInt(&o.ChallengeAckLimit, 1000)

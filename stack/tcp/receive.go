@@ -3,6 +3,7 @@ package tcp
 import (
 	"github.com/tapstack/tapstack/event"
 	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
 )
@@ -24,8 +25,10 @@ func (e *Endpoint) processTextAndFin(seg *segment) verdict {
 	e.noteTrimmedDuplicate(seg)
 	n := int(seg.Payload.Size())
 	fin := seg.has(header.TCPFlagFin)
+	var now tcpip.MonotonicTime
 	if n > 0 {
-		e.dataArrived(n, e.proto.clock.NowMonotonic()) // delack.go
+		now = e.proto.clock.NowMonotonic()
+		e.dataArrived(n, now) // delack.go
 	}
 	if n == 0 && !fin {
 		if e.ooo.dsackSet {
@@ -83,6 +86,9 @@ func (e *Endpoint) processTextAndFin(seg *segment) verdict {
 		}
 	}
 	e.deliver(&seg.Payload)
+	if n > 0 {
+		e.measureRcvRTT(now) // rcvbuf.go
+	}
 	if fin {
 		// Nothing after the FIN can be valid.
 		e.ooo.reset()

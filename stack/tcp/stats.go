@@ -33,6 +33,7 @@ type Stats struct {
 	SendQueueFull      atomic.Uint64 // new segments held back: maxInFlightSegments in flight
 	GSOPackets         atomic.Uint64 // packets of several segments handed to a link that segments them (send.go)
 	AcksDeferred       atomic.Uint64 // ACKs moved to the end of a burst of inbound frames (batch.go)
+	RecvBufferGrown    atomic.Uint64 // receive buffers grown with their user's reading (rcvbuf.go)
 	Drops              [event.NumDropReasons]atomic.Uint64
 	Sends              [event.NumSendCauses]atomic.Uint64
 	ListenOverflows    atomic.Uint64 // like Linux ListenOverflows

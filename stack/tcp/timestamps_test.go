@@ -34,7 +34,7 @@ func TestTimestampsNegotiation(t *testing.T) {
 		p := tcptest.New(t)
 		ep := p.Connect()
 		// TSecr is 0 on a SYN (3.2: the ACK bit is off).
-		syn := p.Expect(seg{Flags: "S", Seq: 0, MSS: 1460, WS: 5, TS: true, Check: tcptest.CheckTSEcr})
+		syn := p.Expect(seg{Flags: "S", Seq: 0, MSS: 1460, WS: 7, TS: true, Check: tcptest.CheckTSEcr})
 		p.Inject(seg{Flags: "S.", Seq: 0, Ack: 1, MSS: 1460, TS: true, TSVal: 777, TSEcr: syn.TSVal})
 		p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, TS: true, TSEcr: 777})
 		wantTimestamps(t, ep, true)
@@ -307,7 +307,7 @@ func TestSynCookieTimestamps(t *testing.T) {
 	t.Run("window scale recovered", func(t *testing.T) {
 		p, l, n := setup(t)
 		p.Inject(seg{Flags: "S", Seq: 0, MSS: 1460, WS: 7, TS: true, TSVal: 4242})
-		sa := p.Expect(seg{Flags: "S.", Seq: 0, Ack: 1, MSS: 1460, WS: 5, Win: 65535, TS: true, TSEcr: 4242})
+		sa := p.Expect(seg{Flags: "S.", Seq: 0, Ack: 1, MSS: 1460, WS: 7, Win: 65535, TS: true, TSEcr: 4242})
 		if st := p.TCP.Stats(); st.Sent(event.SendSynAckCookie) != 1 {
 			t.Fatal("no cookie sent")
 		}
@@ -317,13 +317,13 @@ func TestSynCookieTimestamps(t *testing.T) {
 			t.Fatal(err)
 		}
 		i := ep.Info()
-		if i.SndWndScale != 7 || i.RcvWndScale != 5 || i.TCB.SndWnd != 12800 || !i.Timestamps || i.SndMSS != 1448 {
-			t.Errorf("scales %d/%d, SND.WND %d, timestamps %v, MSS %d; want 7/5, 12800, true, 1448",
+		if i.SndWndScale != 7 || i.RcvWndScale != 7 || i.TCB.SndWnd != 12800 || !i.Timestamps || i.SndMSS != 1448 {
+			t.Errorf("scales %d/%d, SND.WND %d, timestamps %v, MSS %d; want 7/7, 12800, true, 1448",
 				i.SndWndScale, i.RcvWndScale, i.TCB.SndWnd, i.Timestamps, i.SndMSS)
 		}
 		n.want(t, "SYN cookie accepted: mss 1460, TS, wscale 7")
 		ep.Write([]byte("x"))
-		p.Expect(seg{Flags: "P.", Seq: 1, Ack: 1, Win: 1 << 20 >> 5, Payload: []byte("x"), TS: true, TSEcr: 4243})
+		p.Expect(seg{Flags: "P.", Seq: 1, Ack: 1, Win: 1 << 20 >> 7, Payload: []byte("x"), TS: true, TSEcr: 4243})
 	})
 	t.Run("no window scale", func(t *testing.T) {
 		p, l, _ := setup(t)
@@ -342,7 +342,7 @@ func TestSynCookieTimestamps(t *testing.T) {
 		// Like Linux: no TSopt on the ACK, no options: no scaling.
 		p, l, _ := setup(t)
 		p.Inject(seg{Flags: "S", Seq: 0, MSS: 1460, WS: 7, TS: true, TSVal: 4242})
-		p.Expect(seg{Flags: "S.", Seq: 0, Ack: 1, WS: 5, TS: true})
+		p.Expect(seg{Flags: "S.", Seq: 0, Ack: 1, WS: 7, TS: true})
 		p.Inject(seg{Flags: ".", Seq: 1, Ack: 1, Win: 100})
 		ep, err := l.Accept()
 		if err != nil {
@@ -384,7 +384,7 @@ func TestTimestampsTrace(t *testing.T) {
 	syn := p.Expect(seg{Flags: "S", TS: true})
 	mu.Lock()
 	defer mu.Unlock()
-	want := "options [mss 1460,sackOK,TS val " + strconv.FormatUint(uint64(syn.TSVal), 10) + " ecr 0,wscale 5]"
+	want := "options [mss 1460,sackOK,TS val " + strconv.FormatUint(uint64(syn.TSVal), 10) + " ecr 0,wscale 7]"
 	if len(lines) != 1 || !strings.Contains(lines[0], want) {
 		t.Errorf("SYN event %q, want it to contain %q", lines, want)
 	}
