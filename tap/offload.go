@@ -226,8 +226,7 @@ func (l *fdLink) deliverFrame(f *rxFrame, size int, validated bool, gso stack.GS
 	pkt.GSOOptions = gso
 	l.rxFrames.Add(1)
 	l.rxBytes.Add(uint64(size))
-	d.DeliverNetworkPacket(0, pkt)
-	pkt.DecRef()
+	l.handOver(d, pkt)
 }
 
 // deliverSplit delivers the wire segments super-frame s (in f) stands
@@ -269,8 +268,7 @@ func (l *fdLink) deliverSplit(f *rxFrame, s *superFrame, full bool) {
 		pkt.RXChecksumValidated = true
 		l.rxFrames.Add(1)
 		l.rxBytes.Add(uint64(s.data + size))
-		d.DeliverNetworkPacket(0, pkt)
-		pkt.DecRef()
+		l.handOver(d, pkt)
 	}
 }
 

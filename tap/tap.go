@@ -87,6 +87,7 @@ type DeviceStats struct {
 	RxSegments    uint64 // the wire segments they stood for
 	RxBadOffload  uint64 // frames dropped because their virtio-net header did not fit them
 	RxBadChecksum uint64 // frames the kernel did not vouch for whose checksum failed the device's check
+	RxQueueFull   uint64 // times the read loop waited for room in the queue to the stack (with offloads; rxQueueLimit)
 	TxSuperFrames uint64 // super-frames written: runs of the stack's segments coalesced into one write
 	TxCoalesced   uint64 // the stack's segments written inside them
 	TxGSOFrames   uint64 // super-frames the stack itself built (its GSO), written as they are
@@ -278,6 +279,7 @@ func (d *Device) Stats() DeviceStats {
 		RxSegments:    l.rxSegments.Load(),
 		RxBadOffload:  l.rxBadOffload.Load(),
 		RxBadChecksum: l.rxBadChecksum.Load(),
+		RxQueueFull:   l.rxQueueFull.Load(),
 		TxSuperFrames: l.txSuper.Load(),
 		TxCoalesced:   l.txCoalesced.Load(),
 		TxGSOFrames:   l.txGSO.Load(),
@@ -302,10 +304,10 @@ func (d *Device) Err() error {
 	return d.link.readErr
 }
 
-// Close closes the device and waits for its read goroutine to finish. It is
-// safe to call more than once and after the stack closed the endpoint. Close
-// must not be called from within a packet handler running on the read
-// goroutine.
+// Close closes the device and waits for its read goroutine (and, with
+// offloads, its delivery goroutine) to finish. It is safe to call more
+// than once and after the stack closed the endpoint. Close must not be
+// called from within a packet handler, which runs on one of them.
 func (d *Device) Close() error {
 	err := d.link.close()
 	d.link.Wait()
@@ -324,13 +326,14 @@ type fdLink struct {
 	gsoRefused atomic.Bool // the kernel refused a super-frame: coalescing is off
 	tx         *txPath     // the write path; under txMu unless txq owns it
 	rx         *rxReader   // the read path with offloads; the read loop's
+	rxq        *rxQueue    // its hand-over to the stack; the read loop's
 	txMu       sync.Mutex
 	txq        *txQueue // the outbound queue, when coalescing
 
 	rxFrames, rxBytes, txFrames, txBytes atomic.Uint64
 	rxDropped, txDropped, txErrors       atomic.Uint64
 	rxSuper, rxSegments, rxBadOffload    atomic.Uint64
-	rxBadChecksum                        atomic.Uint64
+	rxBadChecksum, rxQueueFull           atomic.Uint64
 	fullCsum                             atomic.Bool // deliver complete checksums and let the stack verify them
 	txSuper, txCoalesced                 atomic.Uint64
 	txGSO, txGSOSegs                     atomic.Uint64
@@ -414,13 +417,10 @@ func (l *fdLink) readLoop() {
 	}
 }
 
-// maxReadBurst bounds a burst of frames read without waiting: the stack
-// hears of a burst's end, and ACKs what it took, at least this often.
-const maxReadBurst = 64
-
-// OnBatchEnd implements stack's BatchingLink: fn is called on the reader
-// goroutine whenever it has delivered the frames the kernel had queued
-// (up to maxReadBurst) and is about to wait for more.
+// OnBatchEnd implements stack's BatchingLink: fn is called on the
+// goroutine that delivers frames whenever it has delivered all that were
+// read: with offloads, the delivery goroutine finding its queue empty
+// (rxqueue.go); without, after each frame.
 func (l *fdLink) OnBatchEnd(fn func()) { l.batchEnd.Store(&fn) }
 
 func (l *fdLink) endBatch() {
@@ -430,17 +430,16 @@ func (l *fdLink) endBatch() {
 }
 
 // readVnetLoop is readLoop for a device with offloads: frames come with
-// a virtio-net header, read by l.rx.
+// a virtio-net header, read by l.rx, and go to the stack through l.rxq
+// (rxqueue.go), whose delivery goroutine marks the bursts' ends.
 func (l *fdLink) readVnetLoop() {
-	burst := 0
+	l.rxq = newRxQueue(l, rxQueueLimit)
+	defer func() {
+		l.rxq.close()
+		l.rxq = nil
+	}()
 	for {
-		l.rx.noWait = burst > 0
 		f, err := l.rx.read()
-		if err == errNoFrame {
-			l.endBatch()
-			burst = 0
-			continue
-		}
 		if err != nil {
 			stop, failure := l.stopOn(err)
 			if failure != nil {
@@ -453,10 +452,6 @@ func (l *fdLink) readVnetLoop() {
 		}
 		l.deliverVnet(f)
 		l.rx.done(f)
-		if burst++; burst >= maxReadBurst {
-			l.endBatch()
-			burst = 0
-		}
 	}
 }
 
