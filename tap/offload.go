@@ -102,6 +102,22 @@ func WithTxQueue(frames int) Option {
 	return func(c *config) { c.txQueue = frames }
 }
 
+// DefaultRxQueue is the inbound queue of a device with offloads, in
+// frames: up to 4 MiB of super-frames read and not yet delivered.
+const DefaultRxQueue = 64
+
+// WithRxQueue sets the length of the inbound queue of a device with
+// offloads (default [DefaultRxQueue]): frames are read by the device's
+// read loop and delivered to the stack by a goroutine of their own
+// (rxqueue.go); when the queue is full the read loop waits, and the
+// kernel's queue to the device holds the rest. 0 delivers each frame on
+// the read loop. Kernel to tapstack over GRO the queue took 11.1 to 14.3
+// Gbit/s; kernel to gVisor's TCP, which queues segments for goroutines
+// of its own, 17.4 to 13.5 (8 alternating 1 GiB runs, medians).
+func WithRxQueue(frames int) Option {
+	return func(c *config) { c.rxQueue = frames }
+}
+
 // tunOffloads are the offloads we ask for: partial checksums and TCP
 // segmentation for both IP versions, as virtio-net drivers ask for them.
 const tunOffloads = unix.TUN_F_CSUM | unix.TUN_F_TSO4 | unix.TUN_F_TSO6

@@ -3,6 +3,7 @@
 package tap
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"unsafe"
@@ -103,7 +104,15 @@ type rxReader struct {
 	n      int
 	errno  unix.Errno
 	readFn func(uintptr) bool
+
+	// noWait makes read return errNoFrame at once when no frame is
+	// ready, instead of waiting for one: the reader is in a burst,
+	// whose end it must tell the stack before it sleeps.
+	noWait bool
 }
+
+// errNoFrame: no frame is ready (rxReader.noWait).
+var errNoFrame = errors.New("tap: no frame ready")
 
 func newRxReader(l *fdLink) *rxReader {
 	r := &rxReader{l: l}
@@ -115,6 +124,10 @@ func newRxReader(l *fdLink) *rxReader {
 // (wait for the descriptor) when no frame is ready.
 func (r *rxReader) readv(fd uintptr) bool {
 	n, _, e := unix.Syscall(unix.SYS_READV, fd, uintptr(unsafe.Pointer(&r.iov[0])), uintptr(len(r.iov)))
+	if e == unix.EAGAIN && r.noWait {
+		r.errno = e
+		return true
+	}
 	if e == unix.EAGAIN || e == unix.EINTR {
 		return false
 	}
@@ -136,6 +149,9 @@ func (r *rxReader) read() (rxFrame, error) {
 	r.n, r.errno = 0, 0
 	if err := r.l.rc.Read(r.readFn); err != nil {
 		return rxFrame{}, err
+	}
+	if r.errno == unix.EAGAIN {
+		return rxFrame{}, errNoFrame
 	}
 	if r.errno != 0 {
 		return rxFrame{}, os.NewSyscallError("readv", r.errno)

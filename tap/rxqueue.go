@@ -24,11 +24,9 @@ import (
 // A burst ends when the delivery goroutine finds the queue empty: the
 // stack has taken every frame the kernel had queued and read (OnBatchEnd).
 
-// rxQueueLimit bounds the frames read and not yet delivered: up to 4 MiB
-// of super-frames. When it is reached the read loop waits for room, and
-// the kernel's queue to the device holds the rest, as it would for a
-// slow reader.
-const rxQueueLimit = 64
+// Its limit, WithRxQueue, bounds the frames read and not yet delivered.
+// When it is reached the read loop waits for room, and the kernel's queue
+// to the device holds the rest, as it would for a slow reader.
 
 // rxItem is a packet read and the dispatcher it was read for.
 type rxItem struct {

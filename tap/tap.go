@@ -44,6 +44,7 @@ type config struct {
 	gro      bool
 	coalesce bool
 	txQueue  int
+	rxQueue  int
 }
 
 // WithMTU sets the IP MTU of the endpoint (the Ethernet payload size; the
@@ -107,7 +108,7 @@ type DeviceStats struct {
 // Open does not bring the kernel side up or give it addresses; that is the
 // business of the host ("ip link set NAME up").
 func Open(name string, opts ...Option) (*Device, error) {
-	c := config{mtu: DefaultMTU, offloads: true, gro: true, coalesce: true, txQueue: DefaultTxQueue}
+	c := config{mtu: DefaultMTU, offloads: true, gro: true, coalesce: true, txQueue: DefaultTxQueue, rxQueue: DefaultRxQueue}
 	for _, o := range opts {
 		o(&c)
 	}
@@ -141,10 +142,11 @@ func Open(name string, opts ...Option) (*Device, error) {
 		offloads.GRO = c.gro && (offloads.TSO4 || offloads.TSO6)
 	}
 	l := &fdLink{
-		f:        f,
-		rc:       rc,
-		mac:      tcpip.LinkAddress(c.mac),
-		offloads: offloads,
+		f:          f,
+		rc:         rc,
+		mac:        tcpip.LinkAddress(c.mac),
+		offloads:   offloads,
+		rxQueueLen: max(c.rxQueue, 0),
 	}
 	l.tx = newTxPath(l, offloads.VnetHdr, offloads.Coalesce)
 	l.rx = newRxReader(l)
@@ -327,6 +329,7 @@ type fdLink struct {
 	tx         *txPath     // the write path; under txMu unless txq owns it
 	rx         *rxReader   // the read path with offloads; the read loop's
 	rxq        *rxQueue    // its hand-over to the stack; the read loop's
+	rxQueueLen int         // the hand-over's limit; 0: none, frames are delivered on the read loop
 	txMu       sync.Mutex
 	txq        *txQueue // the outbound queue, when coalescing
 
@@ -431,9 +434,14 @@ func (l *fdLink) endBatch() {
 
 // readVnetLoop is readLoop for a device with offloads: frames come with
 // a virtio-net header, read by l.rx, and go to the stack through l.rxq
-// (rxqueue.go), whose delivery goroutine marks the bursts' ends.
+// (rxqueue.go), whose delivery goroutine marks the bursts' ends; with
+// WithRxQueue(0), readVnetInline.
 func (l *fdLink) readVnetLoop() {
-	l.rxq = newRxQueue(l, rxQueueLimit)
+	if l.rxQueueLen == 0 {
+		l.readVnetInline()
+		return
+	}
+	l.rxq = newRxQueue(l, l.rxQueueLen)
 	defer func() {
 		l.rxq.close()
 		l.rxq = nil
@@ -452,6 +460,43 @@ func (l *fdLink) readVnetLoop() {
 		}
 		l.deliverVnet(f)
 		l.rx.done(f)
+	}
+}
+
+// maxReadBurst bounds a burst of frames read and delivered inline without
+// waiting: the stack hears of a burst's end, and ACKs what it took, at
+// least this often.
+const maxReadBurst = 64
+
+// readVnetInline is readVnetLoop delivering each frame on the read loop.
+// It reads without waiting while in a burst, to tell the stack of the
+// burst's end before it sleeps.
+func (l *fdLink) readVnetInline() {
+	burst := 0
+	for {
+		l.rx.noWait = burst > 0
+		f, err := l.rx.read()
+		if err == errNoFrame {
+			l.endBatch()
+			burst = 0
+			continue
+		}
+		if err != nil {
+			stop, failure := l.stopOn(err)
+			if failure != nil {
+				l.fail(failure)
+			}
+			if stop {
+				return
+			}
+			continue
+		}
+		l.deliverVnet(f)
+		l.rx.done(f)
+		if burst++; burst >= maxReadBurst {
+			l.endBatch()
+			burst = 0
+		}
 	}
 }
 

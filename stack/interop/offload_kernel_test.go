@@ -80,13 +80,15 @@ type offloadMode struct {
 	opts []tap.Option
 }
 
-// superFrameModes are the two ways a TAP with offloads gives the stack
-// the kernel's super-frames: cut into wire segments by the device
-// ("split"), or whole ("gro").
+// superFrameModes are the ways a TAP with offloads gives the stack the
+// kernel's super-frames: cut into wire segments by the device ("split"),
+// or whole ("gro"), delivered from the device's delivery goroutine or,
+// with tap.WithRxQueue(0), on its read loop ("gro-inline").
 func superFrameModes() []offloadMode {
 	return []offloadMode{
 		{"split", []tap.Option{tap.WithGRO(false)}},
 		{"gro", nil},
+		{"gro-inline", []tap.Option{tap.WithRxQueue(0)}},
 	}
 }
 
@@ -203,6 +205,7 @@ func BenchmarkKernelOffload(b *testing.B) {
 		{"off", 0, []tap.Option{tap.WithOffloads(false)}},
 		{"split", 0, []tap.Option{tap.WithGRO(false)}},
 		{"gro", 0, nil},
+		{"gro-inline", 0, []tap.Option{tap.WithRxQueue(0)}},
 		{"nocoalesce", 0, []tap.Option{tap.WithCoalescing(false)}},
 		{"mtu65520-off", 65520, []tap.Option{tap.WithMTU(65520), tap.WithOffloads(false)}},
 		{"mtu65520", 65520, []tap.Option{tap.WithMTU(65520)}},
