@@ -449,11 +449,7 @@ func (l *fdLink) readVnetLoop() {
 	for {
 		f, err := l.rx.read()
 		if err != nil {
-			stop, failure := l.stopOn(err)
-			if failure != nil {
-				l.fail(failure)
-			}
-			if stop {
+			if l.readFailed(err) {
 				return
 			}
 			continue
@@ -482,11 +478,7 @@ func (l *fdLink) readVnetInline() {
 			continue
 		}
 		if err != nil {
-			stop, failure := l.stopOn(err)
-			if failure != nil {
-				l.fail(failure)
-			}
-			if stop {
+			if l.readFailed(err) {
 				return
 			}
 			continue
@@ -498,6 +490,16 @@ func (l *fdLink) readVnetInline() {
 			burst = 0
 		}
 	}
+}
+
+// readFailed handles a read error of a read loop: it reports a failure
+// of the device and says whether the loop ends.
+func (l *fdLink) readFailed(err error) (stop bool) {
+	stop, failure := l.stopOn(err)
+	if failure != nil {
+		l.fail(failure)
+	}
+	return stop
 }
 
 // stopOn decides whether a read error ends the loop, and records why; the
