@@ -287,10 +287,10 @@ func fzRunConn(t *testing.T, prog []byte) *fuzzConn {
 		c.peerMSS = int(synOpts.MSS)
 	}
 	o := c.p.TCP.Options()
-	// The send buffer starts at SendBufferSize and may grow to
-	// SendBufferMax (expandSendBuffer): what it holds is bounded by its
-	// size now, and that by the maximum.
-	c.rcvLimit, c.sndLimit = o.ReceiveBufferSize, o.SendBufferMax
+	// Each buffer starts at its size and may grow to its maximum
+	// (expandSendBuffer, growReceiveBuffer): what it holds is bounded by
+	// its size now, and that by the maximum.
+	c.rcvLimit, c.sndLimit = max(o.ReceiveBufferSize, o.ReceiveBufferMax), o.SendBufferMax
 
 	// What the fixture did: the handshake's text-free exchange, and a FIN
 	// from the peer (at 1) in CLOSE-WAIT, CLOSING, LAST-ACK and TIME-WAIT.
@@ -891,8 +891,8 @@ func (c *fuzzConn) checkTCB(i fzInfo) {
 	if s := i.State.String(); strings.HasPrefix(s, "State(") {
 		c.fail("invalid state %s", s)
 	}
-	if held := tcp.HeldOutOfOrder(c.ep); i.RecvQueued < 0 || held < 0 || i.RecvQueued+held > c.rcvLimit {
-		c.fail("%d bytes in the receive buffer and %d held out of order, limit %d", i.RecvQueued, held, c.rcvLimit)
+	if held := tcp.HeldOutOfOrder(c.ep); i.RecvQueued < 0 || held < 0 || i.RecvQueued+held > i.RecvBuffer || i.RecvBuffer > c.rcvLimit {
+		c.fail("%d bytes in the receive buffer of %d and %d held out of order, limit %d", i.RecvQueued, i.RecvBuffer, held, c.rcvLimit)
 	}
 	if i.SendQueued > i.SendBuffer || i.SendBuffer > c.sndLimit || i.SendQueued < 0 {
 		c.fail("%d bytes in the send buffer of %d, limit %d", i.SendQueued, i.SendBuffer, c.sndLimit)
