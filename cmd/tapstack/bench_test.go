@@ -98,7 +98,7 @@ func TestBenchKernel(t *testing.T) {
 	}
 	// The kernel's congestion control is the one asked for (Linux's
 	// default unless -kernel-cc), whatever the host's is, and named.
-	if !strings.Contains(out, "kernel TCP "+defaultKernelCC+")") {
+	if !strings.Contains(out, "kernel TCP "+defaultKernelCC+";") {
 		t.Errorf("the TAP table does not name the kernel's congestion control %s:\n%s", defaultKernelCC, out)
 	}
 }
