@@ -17,7 +17,7 @@ import (
 // device waited for it, and the stack's work for the read. With the
 // kernel sending to tapstack over GRO, the read loop's goroutine ran
 // the stack while the application's reader, woken by it, waited for a
-// CPU: a third of the machine's two CPUs idle (ZZStat /proc/stat), the
+// CPU: a third of the machine's two CPUs idle (/proc/stat), the
 // reader runnable 40% of the transfer. gVisor's TCP, on the same link,
 // hands segments to processor goroutines of its own and kept 16% idle.
 //
