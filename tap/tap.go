@@ -88,7 +88,7 @@ type DeviceStats struct {
 	RxSegments    uint64 // the wire segments they stood for
 	RxBadOffload  uint64 // frames dropped because their virtio-net header did not fit them
 	RxBadChecksum uint64 // frames the kernel did not vouch for whose checksum failed the device's check
-	RxQueueFull   uint64 // times the read loop waited for room in the queue to the stack (with offloads; rxQueueLimit)
+	RxQueueFull   uint64 // times the read loop waited for room in the queue to the stack (with offloads; WithRxQueue)
 	TxSuperFrames uint64 // super-frames written: runs of the stack's segments coalesced into one write
 	TxCoalesced   uint64 // the stack's segments written inside them
 	TxGSOFrames   uint64 // super-frames the stack itself built (its GSO), written as they are
@@ -433,44 +433,23 @@ func (l *fdLink) endBatch() {
 }
 
 // readVnetLoop is readLoop for a device with offloads: frames come with
-// a virtio-net header, read by l.rx, and go to the stack through l.rxq
+// a virtio-net header, read by l.rx. They go to the stack through l.rxq
 // (rxqueue.go), whose delivery goroutine marks the bursts' ends; with
-// WithRxQueue(0), readVnetInline.
+// WithRxQueue(0) they are delivered on the read loop, which then reads
+// without waiting while in a burst, to tell the stack of the burst's end
+// before it sleeps.
 func (l *fdLink) readVnetLoop() {
-	if l.rxQueueLen == 0 {
-		l.readVnetInline()
-		return
+	if l.rxQueueLen > 0 {
+		l.rxq = newRxQueue(l, l.rxQueueLen)
+		defer func() {
+			l.rxq.close()
+			l.rxq = nil
+		}()
 	}
-	l.rxq = newRxQueue(l, l.rxQueueLen)
-	defer func() {
-		l.rxq.close()
-		l.rxq = nil
-	}()
-	for {
-		f, err := l.rx.read()
-		if err != nil {
-			if l.readFailed(err) {
-				return
-			}
-			continue
-		}
-		l.deliverVnet(f)
-		l.rx.done(f)
-	}
-}
-
-// maxReadBurst bounds a burst of frames read and delivered inline without
-// waiting: the stack hears of a burst's end, and ACKs what it took, at
-// least this often.
-const maxReadBurst = 64
-
-// readVnetInline is readVnetLoop delivering each frame on the read loop.
-// It reads without waiting while in a burst, to tell the stack of the
-// burst's end before it sleeps.
-func (l *fdLink) readVnetInline() {
+	inline := l.rxq == nil
 	burst := 0
 	for {
-		l.rx.noWait = burst > 0
+		l.rx.noWait = inline && burst > 0
 		f, err := l.rx.read()
 		if err == errNoFrame {
 			l.endBatch()
@@ -478,29 +457,28 @@ func (l *fdLink) readVnetInline() {
 			continue
 		}
 		if err != nil {
-			if l.readFailed(err) {
+			stop, failure := l.stopOn(err)
+			if failure != nil {
+				l.fail(failure)
+			}
+			if stop {
 				return
 			}
 			continue
 		}
 		l.deliverVnet(f)
 		l.rx.done(f)
-		if burst++; burst >= maxReadBurst {
+		if burst++; inline && burst >= maxReadBurst {
 			l.endBatch()
 			burst = 0
 		}
 	}
 }
 
-// readFailed handles a read error of a read loop: it reports a failure
-// of the device and says whether the loop ends.
-func (l *fdLink) readFailed(err error) (stop bool) {
-	stop, failure := l.stopOn(err)
-	if failure != nil {
-		l.fail(failure)
-	}
-	return stop
-}
+// maxReadBurst bounds a burst of frames read and delivered inline without
+// waiting: the stack hears of a burst's end, and ACKs what it took, at
+// least this often.
+const maxReadBurst = 64
 
 // stopOn decides whether a read error ends the loop, and records why; the
 // error is also returned when it is a failure of the device.

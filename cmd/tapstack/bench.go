@@ -14,7 +14,6 @@ import (
 
 	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
-	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/tap"
 )
 
@@ -118,16 +117,14 @@ func runBench(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	var observe func(string) event.Observer
+	// Only tapstack's connections can be traced: its figures then
+	// include the tracer's cost, and the output says so.
+	defer func() {
+		if err := traces.close(); err != nil {
+			fmt.Fprintf(e.stderr, "tapstack bench: --otlp: %v\n", err)
+		}
+	}()
 	if traces != nil {
-		// Only tapstack's connections can be traced: its figures then
-		// include the tracer's cost, and the ratios say so.
-		observe = func(name string) event.Observer { return traces.observer(name, nil) }
-		defer func() {
-			if err := traces.close(); err != nil {
-				fmt.Fprintf(e.stderr, "tapstack bench: --otlp: %v\n", err)
-			}
-		}()
 		report.Traced = *otlp
 	}
 	out := e.stdout
@@ -165,7 +162,7 @@ func runBench(ctx context.Context, e env, args []string) error {
 		if gso {
 			desc += ", GSO"
 		}
-		if err := run(pipeLink{mtu: uint32(*mtu), wrap: b.wrap, gso: gso, observe: observe}, desc, b.tasks(true)); err != nil {
+		if err := run(pipeLink{mtu: uint32(*mtu), wrap: b.wrap, gso: gso, traces: traces}, desc, b.tasks(true)); err != nil {
 			return err
 		}
 	}
@@ -178,7 +175,7 @@ func runBench(ctx context.Context, e env, args []string) error {
 				fmt.Fprintln(out, msg)
 			}
 		} else {
-			l := kernelLink{ns: ns, opts: tapOpts, wrap: b.wrap, next: newHostCounter(), observe: observe}
+			l := kernelLink{ns: ns, opts: tapOpts, wrap: b.wrap, next: newHostCounter(), traces: traces}
 			err := run(l, fmt.Sprintf("MTU %d, offloads %v, kernel TCP %s; frames delivered through the device's queue to tapstack, on its read loop to gVisor", *mtu, l.offloads(), ns.cc), b.tasks(false))
 			l.close()
 			if err != nil {

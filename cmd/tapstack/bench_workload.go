@@ -110,18 +110,10 @@ func gvisorDial(p *gvpeer.Peer) func(context.Context, netip.AddrPort) (net.Conn,
 // pipeLink is tap.Pipe: both ends in this process, both the stack under
 // test.
 type pipeLink struct {
-	mtu     uint32
-	gso     bool                                          // tap.WithPipeGSO
-	wrap    func(gstack.LinkEndpoint) gstack.LinkEndpoint // faults on the client's end, if set
-	observe func(stack string) event.Observer             // watches tapstack's stacks (--otlp), if set
-}
-
-// observer returns observe's observer for the stack named name, or nil.
-func observer(observe func(string) event.Observer, name string) event.Observer {
-	if observe == nil {
-		return nil
-	}
-	return observe(name)
+	mtu    uint32
+	gso    bool                                          // tap.WithPipeGSO
+	wrap   func(gstack.LinkEndpoint) gstack.LinkEndpoint // faults on the client's end, if set
+	traces *otlpTracing                                  // traces tapstack's stacks (--otlp); nil: none
 }
 
 func (pipeLink) name() string { return "tap.Pipe" }
@@ -137,11 +129,11 @@ func (l pipeLink) env(kind stackKind) (*benchEnv, error) {
 	}
 	switch kind {
 	case kindTapstack:
-		srv, err := tapstackStack(a, srvP, observer(l.observe, "bench server"))
+		srv, err := tapstackStack(a, srvP, l.traces.observer("bench server", nil))
 		if err != nil {
 			return nil, err
 		}
-		cli, err := tapstackStack(cl, cliP, observer(l.observe, "bench client"))
+		cli, err := tapstackStack(cl, cliP, l.traces.observer("bench client", nil))
 		if err != nil {
 			srv.Close()
 			return nil, err
@@ -175,11 +167,11 @@ func (l pipeLink) env(kind stackKind) (*benchEnv, error) {
 // kernelLink is a TAP device in a namespace of its own, the kernel's TCP
 // as the server.
 type kernelLink struct {
-	ns      *benchNetns
-	opts    []tap.Option
-	wrap    func(gstack.LinkEndpoint) gstack.LinkEndpoint // faults on the stack's end, if set
-	observe func(stack string) event.Observer             // watches tapstack's stack (--otlp), if set
-	next    *atomic.Uint32                                // the last host number given out
+	ns     *benchNetns
+	opts   []tap.Option
+	wrap   func(gstack.LinkEndpoint) gstack.LinkEndpoint // faults on the stack's end, if set
+	traces *otlpTracing                                  // traces tapstack's stack (--otlp); nil: none
+	next   *atomic.Uint32                                // the last host number given out
 }
 
 // offloads says which offloads the device gets, opening it once.
@@ -224,7 +216,7 @@ func (l kernelLink) env(kind stackKind) (*benchEnv, error) {
 		frames: func() uint64 { st := dev.Stats(); return st.RxFrames + st.TxFrames }}
 	switch kind {
 	case kindTapstack:
-		s, err := tapstackStack(link, p, observer(l.observe, "bench client"))
+		s, err := tapstackStack(link, p, l.traces.observer("bench client", nil))
 		if err != nil {
 			dev.Close()
 			return nil, err

@@ -345,7 +345,7 @@ func (e *Endpoint) readLocked(b []byte) (int, error) {
 		}
 		n, _ := e.rcvBuf.ReadAt(b, 0)
 		e.rcvBuf.TrimFront(int64(n))
-		e.growReceiveBuffer(e.proto.clock.NowMonotonic())
+		e.growReceiveBuffer() // rcvbuf.go
 		e.maybeSendWindowUpdate()
 		return n, nil
 	}

@@ -65,15 +65,17 @@ func (e *Endpoint) measureRcvRTT(now tcpip.MonotonicTime) {
 	s.measuring, s.rttSeq, s.rttAt = true, e.rcvNxt.Add(seqnum.Size(e.rcvWnd)), now
 }
 
-// growReceiveBuffer runs after the user read, at now: at most once per
-// round trip it measures what the user read since the last time and
-// grows the buffer for it (Linux tcp_rcv_space_adjust). The caller holds
-// e.mu.
-func (e *Endpoint) growReceiveBuffer(now tcpip.MonotonicTime) {
+// growReceiveBuffer runs after the user read: at most once per round
+// trip it measures what the user read since the last time and grows the
+// buffer for it (Linux tcp_rcv_space_adjust). A buffer that cannot grow
+// (set by the user, or at its maximum) costs a read no clock reading.
+// The caller holds e.mu.
+func (e *Endpoint) growReceiveBuffer() {
 	s := &e.rcvSpace
 	if e.rcvBufLocked || e.rcvBufLimit >= e.proto.opts.ReceiveBufferMax {
 		return
 	}
+	now := e.proto.clock.NowMonotonic()
 	read := e.bytesReceived - uint64(e.rcvBuf.Size())
 	if !s.started {
 		s.started, s.read, s.at, s.space = true, read, now, min(e.rcvBufLimit, rcvSpaceSegments*e.rcvMSS)
