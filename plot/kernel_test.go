@@ -33,6 +33,7 @@ type sniffer struct {
 	once   sync.Once
 	mu     sync.Mutex
 	frames []rawFrame
+	drops  uint32 // frames the kernel dropped from the capture (PACKET_STATISTICS)
 }
 
 // maxSniffed bounds the frames a sniffer keeps.
@@ -58,6 +59,13 @@ func sniff(t *testing.T, ns *taptest.Namespace, ifname string) *sniffer {
 		if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifi.Index}); err != nil {
 			return err
 		}
+		// Room for the kernel's bursts of 64 KiB super-frames: with the
+		// default socket buffer (~200 KiB) a burst overflowed it and
+		// frames went missing from the capture (CI: the kernel's last
+		// data and FIN), as tcpdump's "dropped by kernel".
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, sniffBuffer); err != nil {
+			return err
+		}
 		// A read returns at least every 50 ms, so the stop is seen.
 		tv := unix.NsecToTimeval((50 * time.Millisecond).Nanoseconds())
 		return unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
@@ -69,7 +77,7 @@ func sniff(t *testing.T, ns *taptest.Namespace, ifname string) *sniffer {
 	}
 	go func() {
 		defer close(s.done)
-		buf := make([]byte, 65536)
+		buf := make([]byte, 1<<17) // a super-frame is up to 65,535 bytes of IP plus its Ethernet header
 		for {
 			select {
 			case <-s.stop:
@@ -94,18 +102,29 @@ func sniff(t *testing.T, ns *taptest.Namespace, ifname string) *sniffer {
 	return s
 }
 
+// sniffBuffer is the sniffer's socket buffer.
+const sniffBuffer = 16 << 20
+
 func (s *sniffer) end() {
 	s.once.Do(func() {
 		close(s.stop)
 		<-s.done
+		if st, err := unix.GetsockoptTpacketStats(s.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS); err == nil {
+			s.drops = st.Drops
+		}
 		unix.Close(s.fd)
 	})
 }
 
-// writePcap ends the capture and writes it as tcpdump -w would.
+// writePcap ends the capture and writes it as tcpdump -w would. A
+// capture the kernel dropped frames from fails the test as such: the
+// page of an incomplete capture is not the page under test.
 func (s *sniffer) writePcap(t *testing.T, path string) int {
 	t.Helper()
 	s.end()
+	if s.drops > 0 {
+		t.Fatalf("the capture lost %d frames in the kernel (socket buffer %d bytes)", s.drops, sniffBuffer)
+	}
 	writePcap(t, path, s.frames)
 	return len(s.frames)
 }
