@@ -60,7 +60,7 @@ type ackInfo struct {
 // estimate, loss detection and recovery, the congestion window and the
 // send window.
 func (e *Endpoint) processAck(seg *segment) {
-	a := ackInfo{now: e.proto.clock.NowMonotonic()}
+	a := ackInfo{now: e.now()}
 	oldUna := e.sndUna
 	// A duplicate ACK as RFC 5681 2 defines it.
 	classicDup := seg.Ack == e.sndUna && seg.Payload.Size() == 0 && !seg.has(header.TCPFlagFin) &&

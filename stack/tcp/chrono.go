@@ -49,7 +49,7 @@ func (c *chrono) set(k chronoKind, now tcpip.MonotonicTime) {
 // tcp_chrono_start: a limit over busy, the send buffer over the window).
 func (e *Endpoint) chronoStart(k chronoKind) {
 	if k > e.chrono.kind {
-		e.chrono.set(k, e.proto.clock.NowMonotonic())
+		e.chrono.set(k, e.now())
 	}
 }
 
@@ -58,9 +58,9 @@ func (e *Endpoint) chronoStart(k chronoKind) {
 func (e *Endpoint) chronoStop(k chronoKind) {
 	switch {
 	case e.sndBuf.Size() == 0 && e.sndUna == e.sndNxt:
-		e.chrono.set(chronoIdle, e.proto.clock.NowMonotonic())
+		e.chrono.set(chronoIdle, e.now())
 	case k == e.chrono.kind:
-		e.chrono.set(chronoBusy, e.proto.clock.NowMonotonic())
+		e.chrono.set(chronoBusy, e.now())
 	}
 }
 
@@ -89,7 +89,7 @@ func (e *Endpoint) chronoAfterOutput() {
 func (e *Endpoint) chronoTimes() (busy, rwnd, sndbuf time.Duration) {
 	t := e.chrono.total
 	if e.chrono.kind != chronoIdle {
-		t[e.chrono.kind-1] += e.proto.clock.NowMonotonic().Sub(e.chrono.since)
+		t[e.chrono.kind-1] += e.now().Sub(e.chrono.since)
 	}
 	busy, rwnd, sndbuf = t[chronoBusy-1], t[chronoRwndLimited-1], t[chronoSndbufLimited-1]
 	return busy + rwnd + sndbuf, rwnd, sndbuf

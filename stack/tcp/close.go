@@ -12,7 +12,9 @@ import (
 // LAST-ACK. Before the handshake completes the FIN waits for it.
 func (e *Endpoint) CloseWrite() error {
 	e.mu.Lock()
+	opened := e.beginStamp()
 	err := e.closeWriteLocked("shutdown")
+	e.endStamp(opened)
 	e.mu.Unlock()
 	e.flush()
 	return err
@@ -67,7 +69,9 @@ func (e *Endpoint) CloseRead() error {
 // Linux does (RFC 2525 2.17). In SYN-SENT the connection is deleted.
 func (e *Endpoint) Close() error {
 	e.mu.Lock()
+	opened := e.beginStamp()
 	defer func() {
+		e.endStamp(opened)
 		e.mu.Unlock()
 		e.flush()
 	}()

@@ -38,7 +38,7 @@ func (e *Endpoint) growWindow(a *ackInfo) {
 		return
 	}
 	e.cwnd, e.ssthresh = e.congestion().OnAck(AckSample{
-		Now: e.monoNow(), Acked: a.delivered, Cwnd: e.cwnd, Ssthresh: e.ssthresh, MSS: uint32(e.sndMSS),
+		Now: e.sinceStart(), Acked: a.delivered, Cwnd: e.cwnd, Ssthresh: e.ssthresh, MSS: uint32(e.sndMSS),
 		RTT: a.rttSample, MinRTT: e.rack.minRTT.v, SRTT: e.srtt, RoundStart: a.roundStart,
 	})
 	e.cwnd = max(e.cwnd, uint32(e.sndMSS))

@@ -94,8 +94,8 @@ type Endpoint struct {
 	// The ACK policy (delack.go): the peer's measured segment size,
 	// quick-ACK mode, ping-pong mode, and when data last arrived.
 	rcvSegMax    int
-	rcvCoalesced bool // the latest text came in one segment longer than our MSS: coalesced (GRO, a GSO pipe)
 	quickAcks    int
+	rcvCoalesced bool // the latest text came in one segment longer than our MSS: coalesced (GRO, a GSO pipe)
 	pingpong     bool
 	dataSeen     bool
 	lastDataAt   tcpip.MonotonicTime
@@ -107,6 +107,7 @@ type Endpoint struct {
 	synTSval          uint32 // TSval of the latest SYN or SYN-ACK sent (handshake.go)
 	drainCheck        bool   // unregistered: flush tells a Shutdown waiting for the last connection, once the last segment left
 	rtxq              rtxQueue
+	stamp             stamp  // the clock of the work in hand (stamp.go)
 	train             *train // new segments output sends back to back, while it runs (send.go)
 	rttValid          bool
 	inBatch           bool // the segment being processed came in a burst whose end its link marks (batch.go)
@@ -332,7 +333,9 @@ func (e *Endpoint) everEstablished() bool { return e.wasEstablished }
 // after a reset or a timeout, and ErrWouldBlock when nothing is there yet.
 func (e *Endpoint) Read(b []byte) (int, error) {
 	e.mu.Lock()
+	opened := e.beginStamp()
 	n, err := e.readLocked(b)
+	e.endStamp(opened)
 	e.mu.Unlock()
 	e.flush()
 	return n, err
@@ -373,7 +376,9 @@ func (e *Endpoint) Readable() bool {
 // after a reset or a timeout.
 func (e *Endpoint) Write(b []byte) (int, error) {
 	e.mu.Lock()
+	opened := e.beginStamp()
 	n, err := e.writeLocked(b, false)
+	e.endStamp(opened)
 	e.mu.Unlock()
 	e.flush()
 	return n, err
@@ -543,7 +548,7 @@ func (e *Endpoint) Info() Info {
 	}
 	var lastData time.Duration
 	if e.wasEstablished {
-		lastData = e.proto.clock.NowMonotonic().Sub(e.lastDataAt)
+		lastData = e.now().Sub(e.lastDataAt)
 	}
 	busy, rwndLim, sndbufLim := e.chronoTimes()
 	return Info{
@@ -553,7 +558,7 @@ func (e *Endpoint) Info() Info {
 		LastDataRecv:      lastData,
 		ID:                e.connID(),
 		State:             e.state,
-		StateAge:          e.proto.clock.NowMonotonic().Sub(e.stateSince),
+		StateAge:          e.now().Sub(e.stateSince),
 		TCB:               e.tcb.snapshot(),
 		RTT:               e.srtt,
 		RTTVar:            e.rttvar,
@@ -595,12 +600,14 @@ func (e *Endpoint) packetArrives(id stack.TransportEndpointID, pkt *stack.Packet
 		return
 	}
 	e.mu.Lock()
+	opened := e.beginStamp()
 	e.inBatch = e.proto.batching(pkt.NICID)
 	e.segmentArrives(&seg)
 	e.inBatch = false
 	if e.keepalive {
 		e.heardFromPeer()
 	}
+	e.endStamp(opened)
 	l, iss := e.handoff, e.handoffISS
 	e.handoff = nil
 	e.mu.Unlock()
@@ -693,11 +700,8 @@ func (e *Endpoint) flushLocked() {
 		q, r, evs := e.outq, e.route, e.events
 		e.outq, e.events = e.outSpare[:0], e.evSpare[:0]
 		e.mu.Unlock()
-		for i := range evs {
-			obs(evs[i])
-			evs[i] = event.Event{}
-		}
 		if len(evs) > 0 {
+			deliverEvents(obs, evs)
 			e.proto.pendingEvents.Add(-1)
 		}
 		e.evSpare = evs[:0]
@@ -718,6 +722,27 @@ func (e *Endpoint) flushLocked() {
 		e.proto.mu.Unlock()
 	}
 }
+
+// deliverEvents hands evs to the observer, in order, and clears them for
+// reuse. It is a function of its own so that flushLocked, which every
+// Read, Write and segment runs, keeps a small frame: a connection's
+// goroutine (an HTTP handler's) grows its stack less.
+//
+//go:noinline
+func deliverEvents(obs func(event.Event), evs []event.Event) {
+	for i := range evs {
+		obs(evs[i])
+		evs[i] = event.Event{}
+	}
+}
+
+// observed reports whether an observer takes the engine's events. The
+// functions on the path of every segment test it and leave the making of
+// their events to functions of their own (emitSend, emitState, ...): an
+// event is 368 bytes, and each one built in a hot function's frame grew
+// the goroutines that run the engine (the accepting server's, a dialer's)
+// by that much, observed or not.
+func (e *Endpoint) observed() bool { return e.proto.opts.Observer != nil }
 
 // emit queues ev for the observer; flush delivers it once the locks are
 // released. The caller holds e.mu.

@@ -129,6 +129,7 @@ func (p *Protocol) ConnectWith(local, remote netip.AddrPort, o ConnectOptions) (
 	}
 
 	e.mu.Lock()
+	opened := e.beginStamp()
 	e.iss = p.isn(e.id)
 	e.tsOffset = p.tsOffset(e.id)
 	e.sndUna = e.iss
@@ -137,6 +138,7 @@ func (p *Protocol) ConnectWith(local, remote netip.AddrPort, o ConnectOptions) (
 	e.transition(event.SynSent, userCause("connect"))
 	e.sendSyn(event.SendSyn)
 	e.setTimer(timerRetransmit, e.rto)
+	e.endStamp(opened)
 	e.mu.Unlock()
 	e.flush()
 	return e, nil
@@ -337,7 +339,7 @@ func (e *Endpoint) sampleHandshakeRTT(seg *segment) {
 		}
 	}
 	if !retransmitted {
-		e.sampleRTT(e.proto.clock.NowMonotonic().Sub(e.stateSince))
+		e.sampleRTT(e.now().Sub(e.stateSince))
 		return
 	}
 	e.rto = min(max(e.proto.opts.InitialRTO, 3*time.Second), e.proto.opts.MaxRTO)

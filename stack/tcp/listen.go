@@ -519,6 +519,7 @@ func (l *Listener) cookieAck(id stack.TransportEndpointID, netProto tcpip.Networ
 		return
 	}
 	e.registered = true
+	opened := e.beginStamp()
 	// The TCB the SYN would have made, and the ACK's effect on it
 	// (3.10.7.4 fifth step, SYN-RECEIVED): SND.UNA = SEG.ACK.
 	e.irs = seg.Seq - 1
@@ -547,6 +548,7 @@ func (l *Listener) cookieAck(id stack.TransportEndpointID, netProto tcpip.Networ
 	e.initCongestion()
 	e.follow(moveTo(event.Established, event.Cause{Kind: event.CauseSegment, Detail: "SYN cookie " + seg.String(), Key: seg.wire},
 		thenCookieOpened), seg)
+	e.endStamp(opened)
 	e.mu.Unlock()
 	e.flush()
 }
@@ -593,6 +595,7 @@ func (l *Listener) openChild(id stack.TransportEndpointID, netProto tcpip.Networ
 		return
 	}
 	e.registered = true
+	opened := e.beginStamp()
 	l.mu.Lock()
 	l.synq.pending--
 	l.synq.entries[e] = struct{}{}
@@ -615,6 +618,7 @@ func (l *Listener) openChild(id stack.TransportEndpointID, netProto tcpip.Networ
 	e.setSndWnd(uint32(seg.Window), seg)
 	// SEGMENT ARRIVES for the new TCB: SYN-RECEIVED, and the SYN-ACK.
 	e.follow(moveTo(event.SynReceived, e.segmentCause(seg), thenSynAckOut), seg)
+	e.endStamp(opened)
 	e.mu.Unlock()
 	e.flush()
 }

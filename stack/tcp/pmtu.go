@@ -103,7 +103,7 @@ func (e *Endpoint) mssForMTU(mtu uint32) int {
 // applyPathMTU lowers the send MSS to what a path MTU learned earlier for
 // the peer allows, when the connection is established.
 func (e *Endpoint) applyPathMTU() {
-	if mtu, ok := e.proto.pmtu.lookup(e.id.RemoteAddress, e.proto.clock.NowMonotonic()); ok {
+	if mtu, ok := e.proto.pmtu.lookup(e.id.RemoteAddress, e.now()); ok {
 		if mss := e.mssForMTU(mtu); mss < e.sndMSS {
 			e.sndMSS = mss
 		}
@@ -129,7 +129,7 @@ func (e *Endpoint) pathMTUArrives(mtu uint32) {
 	if e.netProto != header.IPv6ProtocolNumber && mtu < linuxMinPMTU {
 		mtu = linuxMinPMTU
 	}
-	e.proto.pmtu.learn(e.id.RemoteAddress, mtu, e.proto.clock.NowMonotonic())
+	e.proto.pmtu.learn(e.id.RemoteAddress, mtu, e.now())
 	mss := e.mssForMTU(mtu)
 	if mss >= e.sndMSS {
 		return // not smaller than what we send already

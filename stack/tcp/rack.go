@@ -201,7 +201,7 @@ func (e *Endpoint) reorderTimeout() {
 	if !e.state.Synchronized() || e.rtxq.empty() {
 		return
 	}
-	now := e.proto.clock.NowMonotonic()
+	now := e.now()
 	if n := e.rackDetectLoss(now); n > 0 {
 		e.lossDetected(n, "RACK reordering timer")
 		e.output()
@@ -236,7 +236,7 @@ func (e *Endpoint) schedulePTO() {
 		pto *= 2
 	}
 	if e.timerArmed(timerRetransmit) {
-		left := max(e.timers.deadline[timerRetransmit].Sub(e.proto.clock.NowMonotonic()), 0)
+		left := max(e.timers.deadline[timerRetransmit].Sub(e.now()), 0)
 		if e.rack.tlpOut && pto >= left {
 			e.stopTimer(timerProbe) // the RTO comes first
 			return

@@ -75,7 +75,7 @@ func (e *Endpoint) growReceiveBuffer() {
 	if e.rcvBufLocked || e.rcvBufLimit >= e.proto.opts.ReceiveBufferMax {
 		return
 	}
-	now := e.proto.clock.NowMonotonic()
+	now := e.now()
 	read := e.bytesReceived - uint64(e.rcvBuf.Size())
 	if !s.started {
 		s.started, s.read, s.at, s.space = true, read, now, min(e.rcvBufLimit, rcvSpaceSegments*e.rcvMSS)

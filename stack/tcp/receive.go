@@ -27,7 +27,7 @@ func (e *Endpoint) processTextAndFin(seg *segment) verdict {
 	fin := seg.has(header.TCPFlagFin)
 	var now tcpip.MonotonicTime
 	if n > 0 {
-		now = e.proto.clock.NowMonotonic()
+		now = e.now()
 		e.dataArrived(n, now) // delack.go
 	}
 	if n == 0 && !fin {
@@ -111,9 +111,13 @@ func (e *Endpoint) processTextAndFin(seg *segment) verdict {
 // received reports what became of a segment's text. It costs nothing
 // without an observer.
 func (e *Endpoint) received(seg *segment, note string) {
-	if e.proto.opts.Observer != nil {
-		e.emit(event.Event{Kind: event.KindReceive, Conn: e.connID(), Note: note, Segment: seg.info(), Key: seg.wire})
+	if e.observed() {
+		e.emitReceived(seg, note)
 	}
+}
+
+func (e *Endpoint) emitReceived(seg *segment, note string) {
+	e.emit(event.Event{Kind: event.KindReceive, Conn: e.connID(), Note: note, Segment: seg.info(), Key: seg.wire})
 }
 
 // deliver appends in-order bytes for the user and advances RCV.NXT. It

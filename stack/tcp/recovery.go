@@ -2,10 +2,8 @@ package tcp
 
 import (
 	"strconv"
-	"time"
 
 	"github.com/tapstack/tapstack/event"
-	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
 )
 
@@ -104,13 +102,8 @@ func (e *Endpoint) undoResponse(why string) {
 
 // congestionSample describes the connection now for OnCongestion.
 func (e *Endpoint) congestionSample(timeout bool) CongestionSample {
-	return CongestionSample{Now: e.monoNow(), Cwnd: e.cwnd, Ssthresh: e.ssthresh, InFlight: e.flightSize(),
+	return CongestionSample{Now: e.sinceStart(), Cwnd: e.cwnd, Ssthresh: e.ssthresh, InFlight: e.flightSize(),
 		MSS: uint32(e.sndMSS), Timeout: timeout}
-}
-
-// monoNow is the clock as a duration, for the congestion control.
-func (e *Endpoint) monoNow() time.Duration {
-	return e.proto.clock.NowMonotonic().Sub(tcpip.MonotonicTime{})
 }
 
 // recoverOnAck is the loss detection and recovery an ACK drives (Linux's
@@ -332,7 +325,7 @@ func (e *Endpoint) prr(delivered uint32, lost int, unaAdvanced bool) {
 // flight deemed lost except those sent too recently for that (RFC 8985
 // 6.3), and a window of one segment. F-RTO (RFC 5682) starts.
 func (e *Endpoint) enterLoss() {
-	now := e.proto.clock.NowMonotonic()
+	now := e.now()
 	if e.caState == caOpen || !e.sndUna.LessThan(e.recover) || !e.undo.active {
 		e.initUndo()
 		e.ssthresh = e.congestion().OnCongestion(e.congestionSample(true))

@@ -78,7 +78,7 @@ func (e *Endpoint) challengeAck() {
 	if !e.invalidAckAllowed(nil) {
 		return
 	}
-	if !e.proto.challenge.allow(e.proto.clock.NowMonotonic()) {
+	if !e.proto.challenge.allow(e.now()) {
 		e.suppressedReply(nil, event.DropChallengeRateLimited)
 		return
 	}
@@ -113,7 +113,7 @@ func (e *Endpoint) invalidAckAllowed(seg *segment) bool {
 	if seg != nil && seg.wire.Len > 0 && seg.wire.Flags&event.FlagSyn == 0 {
 		return true
 	}
-	now := e.proto.clock.NowMonotonic()
+	now := e.now()
 	if e.invalidAckSent && now.Sub(e.invalidAckAt) < lim {
 		e.suppressedReply(seg, event.DropAckRateLimited)
 		return false

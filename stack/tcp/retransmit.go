@@ -12,7 +12,7 @@ func (e *Endpoint) sampleRTT(r time.Duration) {
 	if r <= 0 {
 		r = time.Microsecond
 	}
-	e.rack.minRTT.update(e.proto.clock.NowMonotonic(), r)
+	e.rack.minRTT.update(e.now(), r)
 	if !e.rttValid {
 		// RFC 6298 2.2: the first measurement.
 		e.srtt = r
@@ -98,7 +98,7 @@ func (e *Endpoint) retransmitTimeout() {
 func (e *Endpoint) rtoFromNow() time.Duration {
 	d := e.rto
 	if ut := e.userTimeout; ut > 0 {
-		left := e.progressAt.Add(ut).Sub(e.proto.clock.NowMonotonic())
+		left := e.progressAt.Add(ut).Sub(e.now())
 		d = min(d, max(left, time.Millisecond))
 	}
 	return d
@@ -109,7 +109,7 @@ func (e *Endpoint) rtoFromNow() time.Duration {
 // UTO, Linux's TCP_USER_TIMEOUT, counted from the last time SND.UNA moved
 // or data went out with nothing in flight.
 func (e *Endpoint) userTimedOut() bool {
-	return e.userTimeout > 0 && !e.proto.clock.NowMonotonic().Before(e.progressAt.Add(e.userTimeout))
+	return e.userTimeout > 0 && !e.now().Before(e.progressAt.Add(e.userTimeout))
 }
 
 // userTimeoutCause is the cause a connection's end carries when the user

@@ -91,40 +91,46 @@ func (e *Endpoint) sendPacket(cause event.SendCause, attempt int, flags header.T
 	}
 	if gsoSize == 0 {
 		e.proto.countSent(cause, &f)
-		if e.proto.opts.Observer != nil {
-			e.emit(sendEvent(e.connID(), cause, &f, n, attempt))
+		if e.observed() {
+			e.emitSend(cause, &f, n, attempt)
 		}
 	} else {
 		// One count and one event per wire segment, as the link will
 		// cut them.
-		var base event.Event
-		var at time.Time
-		obs := e.proto.opts.Observer != nil
-		if obs {
-			base, at = sendEvent(e.connID(), cause, &f, gsoSize, attempt), e.proto.clock.Now()
-		}
 		segs := (n + gsoSize - 1) / gsoSize
 		st := &e.proto.stats
 		st.SegmentsOut.Add(uint64(segs)) // no RST rides in a GSO packet
 		st.Sends[cause].Add(uint64(segs))
 		st.GSOPackets.Add(1)
-		if obs {
-			w := f
-			for off := 0; off < n; off += gsoSize {
-				size := min(gsoSize, n-off)
-				w.seq = seq.Add(seqnum.Size(off))
-				w.flags = flags
-				if off+size < n {
-					w.flags &^= header.TCPFlagPsh | header.TCPFlagFin
-				}
-				ev := base
-				ev.Segment.Seq, ev.Segment.Flags, ev.Segment.Len = uint32(w.seq), event.Flags(w.flags), size
-				ev.Key.Seq, ev.Key.Flags, ev.Key.Len = uint32(w.seq), event.Flags(w.flags), size
-				e.emitAt(ev, at)
-			}
+		if e.observed() {
+			e.emitGSOSends(cause, &f, n, gsoSize, attempt)
 		}
 	}
 	e.queue(pkt)
+}
+
+// emitSend reports a segment about to leave.
+func (e *Endpoint) emitSend(cause event.SendCause, f *outFields, n, attempt int) {
+	e.emit(sendEvent(e.connID(), cause, f, n, attempt))
+}
+
+// emitGSOSends reports the wire segments of a GSO packet of n bytes,
+// cut at gsoSize, about to leave: one event each, at the same instant.
+func (e *Endpoint) emitGSOSends(cause event.SendCause, f *outFields, n, gsoSize, attempt int) {
+	base, at := sendEvent(e.connID(), cause, f, gsoSize, attempt), e.proto.clock.Now()
+	w := *f
+	for off := 0; off < n; off += gsoSize {
+		size := min(gsoSize, n-off)
+		w.seq = f.seq.Add(seqnum.Size(off))
+		w.flags = f.flags
+		if off+size < n {
+			w.flags &^= header.TCPFlagPsh | header.TCPFlagFin
+		}
+		ev := base
+		ev.Segment.Seq, ev.Segment.Flags, ev.Segment.Len = uint32(w.seq), event.Flags(w.flags), size
+		ev.Key.Seq, ev.Key.Flags, ev.Key.Len = uint32(w.seq), event.Flags(w.flags), size
+		e.emitAt(ev, at)
+	}
 }
 
 // sendAck sends a bare ACK: <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>.
@@ -253,26 +259,14 @@ type train struct {
 	fin   bool
 	cause event.SendCause
 	max   int // segments one packet may carry: gsoSegsMax when output began
-
-	// The clock as output read it once for all the segments it sends
-	// (sendClock): a train leaves within microseconds, and reading the
-	// clock per segment was a seventh of the sender's CPU.
-	clocked bool
-	now     tcpip.MonotonicTime
-	ts      uint32
 }
 
-// sendClock is the time a new segment leaves and its TSval clock: read
-// once per output call.
+// sendClock is the time a new segment leaves and its TSval clock. A
+// train leaves within microseconds: output holds a stamp open for all of
+// it (stamp.go), as reading the clock per segment was a seventh of the
+// sender's CPU.
 func (e *Endpoint) sendClock() (tcpip.MonotonicTime, uint32) {
-	t := e.train
-	if t == nil {
-		return e.proto.clock.NowMonotonic(), e.tsNow()
-	}
-	if !t.clocked {
-		t.clocked, t.now, t.ts = true, e.proto.clock.NowMonotonic(), e.tsNow()
-	}
-	return t.now, t.ts
+	return e.now(), e.tsNow()
 }
 
 // gsoSegs is how many segments Linux puts in one GSO packet
@@ -397,12 +391,14 @@ func (e *Endpoint) output() {
 	default:
 		return
 	}
+	opened := e.beginStamp()
+	defer e.endStamp(opened)
 	limited, sent := false, false
 	if e.rtxq.empty() && e.sndNxt.LessThan(e.sndEnd()) && e.sndNxt.LessThan(e.sndUna.Add(seqnum.Size(e.sndWnd))) {
 		// New data may leave with none in flight: after an idle
 		// spell, the window restarts first (congestion.go), before
 		// it sizes the packets.
-		e.restartAfterIdle(e.proto.clock.NowMonotonic())
+		e.restartAfterIdle(e.now())
 	}
 	// The train lives while output runs: an idle connection does not
 	// carry it (trains are pooled per engine).
@@ -599,7 +595,7 @@ func (e *Endpoint) retransmitSeg(i uint64, cause event.SendCause) {
 			e.undo.stamped, e.undo.stampTS = true, e.tsNow()
 		}
 	}
-	now := e.proto.clock.NowMonotonic()
+	now := e.now()
 	e.dataSentAt = now // data left: the restart after idle counts from here, as Linux's lsndtime
 	q.retransmitted(i, now, e.tsNow())
 	if i == q.head || !e.timerArmed(timerRetransmit) {
@@ -613,7 +609,7 @@ func (e *Endpoint) retransmitSeg(i uint64, cause event.SendCause) {
 // data waits (RFC 9293 3.8.6.1).
 func (e *Endpoint) startPersist() {
 	if e.persistProbes == 0 {
-		e.progressAt = e.proto.clock.NowMonotonic()
+		e.progressAt = e.now()
 	}
 	e.setTimer(timerPersist, e.rtoFromNow())
 }

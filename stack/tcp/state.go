@@ -45,14 +45,15 @@ func (e *Endpoint) transition(to event.State, cause event.Cause) {
 		return
 	}
 	if !edgeAllowed(from, to, cause.Kind) {
-		ev := e.proto.refuseTransition(e.connID(), from, to, cause)
-		e.emit(ev)
+		e.refuseTransition(from, to, &cause)
 		return
 	}
 	e.proto.stats.transitions[from][to].Add(1)
 	e.state = to
-	e.stateSince = e.proto.clock.NowMonotonic()
-	e.emit(event.Event{Kind: event.KindState, Conn: e.connID(), From: from, To: to, Cause: cause, Key: cause.Key})
+	e.stateSince = e.now()
+	if e.observed() {
+		e.emitState(from, to, &cause)
+	}
 
 	switch to {
 	case event.Established:
@@ -89,4 +90,15 @@ func (e *Endpoint) transition(to event.State, cause event.Cause) {
 		e.release()
 	}
 	e.notify()
+}
+
+// emitState reports a transition.
+func (e *Endpoint) emitState(from, to event.State, cause *event.Cause) {
+	e.emit(event.Event{Kind: event.KindState, Conn: e.connID(), From: from, To: to, Cause: *cause, Key: cause.Key})
+}
+
+// refuseTransition counts and reports a transition the table does not
+// hold (Protocol.refuseTransition).
+func (e *Endpoint) refuseTransition(from, to event.State, cause *event.Cause) {
+	e.emit(e.proto.refuseTransition(e.connID(), from, to, *cause))
 }

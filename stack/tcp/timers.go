@@ -73,7 +73,7 @@ func (c *clockTimer) fire() {
 // set arms timer k to fire after d. The caller holds the connection's lock.
 func (e *Endpoint) setTimer(k timerKind, d time.Duration) {
 	ts := &e.timers
-	ts.deadline[k] = e.proto.clock.NowMonotonic().Add(d)
+	ts.deadline[k] = e.now().Add(d)
 	ts.armed[k] = true
 	e.reschedule()
 }
@@ -122,7 +122,7 @@ func (e *Endpoint) reschedule() {
 		return // it fires first, and rearms for next
 	}
 	ts.at = next
-	d := max(next.Sub(e.proto.clock.NowMonotonic()), 0)
+	d := max(next.Sub(e.now()), 0)
 	if ts.t != nil {
 		ts.t.t.Stop()
 		ts.t.t.Reset(d)
@@ -144,9 +144,10 @@ func (e *Endpoint) reschedule() {
 // passed is handled, in the order of timerKind.
 func (e *Endpoint) onTimer() {
 	e.mu.Lock()
+	opened := e.beginStamp()
 	ts := &e.timers
 	ts.at = tcpip.MonotonicTime{}
-	now := e.proto.clock.NowMonotonic()
+	now := e.now()
 	for k := timerKind(0); k < numTimers; k++ {
 		if ts.armed[k] && !now.Before(ts.deadline[k]) {
 			ts.armed[k] = false
@@ -154,6 +155,7 @@ func (e *Endpoint) onTimer() {
 		}
 	}
 	e.reschedule()
+	e.endStamp(opened)
 	e.mu.Unlock()
 	e.flush()
 }

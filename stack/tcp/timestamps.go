@@ -21,7 +21,7 @@ const pawsIdle = 24 * 24 * time.Hour
 
 // tsNow is our TSval: the stack's millisecond clock plus the connection's
 // offset (RFC 7323 5.4).
-func (e *Endpoint) tsNow() uint32 { return e.proto.tsClock() + e.tsOffset }
+func (e *Endpoint) tsNow() uint32 { return uint32(e.sinceStart().Milliseconds()) + e.tsOffset }
 
 // tsBefore reports whether timestamp a is older than b in the signed
 // 32-bit sense of RFC 7323 5.2 ("arithmetic modulo 2^32").
@@ -30,13 +30,13 @@ func tsBefore(a, b uint32) bool { return int32(a-b) < 0 }
 // setTSRecent records val as TS.Recent, now.
 func (e *Endpoint) setTSRecent(val uint32) {
 	e.tsRecent = val
-	e.tsRecentAge = e.proto.clock.NowMonotonic()
+	e.tsRecentAge = e.now()
 }
 
 // tsRecentValid reports whether TS.Recent may still be trusted: it was set
 // within the last 24 days (RFC 7323 5.5).
 func (e *Endpoint) tsRecentValid() bool {
-	return e.proto.clock.NowMonotonic().Sub(e.tsRecentAge) < pawsIdle
+	return e.now().Sub(e.tsRecentAge) < pawsIdle
 }
 
 // pawsReject is RFC 7323 5.3 R1, checked before the sequence number: a

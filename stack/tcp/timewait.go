@@ -283,13 +283,26 @@ func (p *Protocol) finishTimeWait(tw *timeWait, cause event.Cause) {
 	}
 	// The record's own TIME-WAIT -> CLOSED goes through the table as
 	// transition's edges do.
-	c := connIDOf(tw.id)
 	if !edgeAllowed(event.TimeWait, event.Closed, cause.Kind) {
-		p.emit(p.refuseTransition(c, event.TimeWait, event.Closed, cause))
+		p.refuseTimeWaitClosed(tw, &cause)
 		return
 	}
 	p.stats.transitions[event.TimeWait][event.Closed].Add(1)
-	p.emit(event.Event{Kind: event.KindState, Conn: c, From: event.TimeWait, To: event.Closed, Cause: cause, Key: cause.Key})
+	if p.opts.Observer != nil {
+		p.emitTimeWaitClosed(tw, &cause)
+	}
+}
+
+// emitTimeWaitClosed reports a record's TIME-WAIT -> CLOSED. It and
+// refuseTimeWaitClosed are apart from finishTimeWait, which runs on a
+// timer's goroutine of its own, so that their events do not grow that
+// goroutine's stack each time.
+func (p *Protocol) emitTimeWaitClosed(tw *timeWait, cause *event.Cause) {
+	p.emit(event.Event{Kind: event.KindState, Conn: connIDOf(tw.id), From: event.TimeWait, To: event.Closed, Cause: *cause, Key: cause.Key})
+}
+
+func (p *Protocol) refuseTimeWaitClosed(tw *timeWait, cause *event.Cause) {
+	p.emit(p.refuseTransition(connIDOf(tw.id), event.TimeWait, event.Closed, *cause))
 }
 
 // dropTimeWait deletes the record of a connection that is moving to

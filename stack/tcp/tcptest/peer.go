@@ -136,6 +136,8 @@ type config struct {
 	batches bool
 	// marksOnly: WithBurstMarks, the marks without AckPerBurst.
 	marksOnly bool
+	// clock: WithClock's wrapper of the fake clock; nil: none.
+	clock func(*faketime.ManualClock) tcpip.Clock
 }
 
 // Option configures a fixture.
@@ -201,6 +203,13 @@ func (p *Peer) EndBatch() {
 	}
 }
 
+// WithClock gives the stack wrap(the fake clock) to read instead of the
+// fake clock itself, to count its readings, say. Peer.Advance still moves
+// the fake clock.
+func WithClock(wrap func(*faketime.ManualClock) tcpip.Clock) Option {
+	return func(c *config) { c.clock = wrap }
+}
+
 // ActiveOpen makes Established and the close-state fixtures open the
 // connection actively (Connect) instead of through Listen and Accept.
 func ActiveOpen() Option { return func(c *config) { c.active = true } }
@@ -226,7 +235,11 @@ func newPeer(t testing.TB, c config) *Peer {
 	if c.batches && !c.marksOnly {
 		c.tcp.AckPerBurst = true // the engine's side of the burst marks
 	}
-	s := stack.New(stack.Options{Clock: clock, TCP: c.tcp})
+	var sc tcpip.Clock = clock
+	if c.clock != nil {
+		sc = c.clock(clock)
+	}
+	s := stack.New(stack.Options{Clock: sc, TCP: c.tcp})
 	link := channel.New(queueLen, c.mtu, "")
 	if c.gso {
 		link.SupportedGSOKind = gstack.HostGSOSupported
