@@ -176,7 +176,7 @@ func runBench(ctx context.Context, e env, args []string) error {
 			}
 		} else {
 			l := kernelLink{ns: ns, opts: tapOpts, wrap: b.wrap, next: newHostCounter(), traces: traces}
-			err := run(l, fmt.Sprintf("MTU %d, offloads %v, kernel TCP %s; frames delivered through the device's queue to tapstack, on its read loop to gVisor", *mtu, l.offloads(), ns.cc), b.tasks(false))
+			err := run(l, fmt.Sprintf("MTU %d, offloads %v, kernel TCP %s; frames delivered through the device's queue to tapstack, on its read loop to gVisor", *mtu, l.offloads(), ns.ccName()), b.tasks(false))
 			l.close()
 			if err != nil {
 				return err

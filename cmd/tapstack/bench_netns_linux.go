@@ -12,7 +12,9 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -36,6 +38,9 @@ type benchNetns struct {
 	name string
 	mtu  uint32
 	cc   string // the kernel's TCP congestion control in the namespace
+	// sockCC: cc is set on each listening socket (TCP_CONGESTION), as
+	// the namespace may not make it its default; "": the default is cc.
+	sockCC string
 }
 
 // benchNetnsUnsupported says why this process cannot make the namespace,
@@ -113,29 +118,46 @@ func newBenchNetns(mtu uint32, cc string) (*benchNetns, error) {
 	_ = n.do(func() error {
 		return os.WriteFile("/proc/sys/net/ipv6/conf/"+benchTAP+"/disable_ipv6", []byte("1"), 0)
 	})
-	// net.ipv4.tcp_congestion_control is the namespace's own (Linux
-	// 4.15 and later): setting it leaves the host alone.
-	const ccPath = "/proc/sys/net/ipv4/tcp_congestion_control"
-	err := n.do(func() error {
-		if cc != "" {
-			if err := os.WriteFile(ccPath, []byte(cc), 0); err != nil {
-				avail, _ := os.ReadFile("/proc/sys/net/ipv4/tcp_available_congestion_control")
-				return fmt.Errorf("kernel congestion control %q: %w (available: %s)", cc, err, strings.TrimSpace(string(avail)))
-			}
-		}
-		b, err := os.ReadFile(ccPath)
-		n.cc = strings.TrimSpace(string(b))
-		return err
-	})
-	if err != nil {
+	if err := n.setCongestionControl(cc); err != nil {
 		n.close()
 		return nil, err
 	}
-	if cc != "" && n.cc != cc {
-		n.close()
-		return nil, fmt.Errorf("kernel congestion control %q: the namespace uses %q", cc, n.cc)
-	}
 	return n, nil
+}
+
+// setCongestionControl makes the kernel's TCP in the namespace use cc
+// ("": what the namespace inherited). net.ipv4.tcp_congestion_control is
+// the namespace's own (Linux 4.15 and later), so setting it leaves the
+// host alone; but a namespace other than the host's may only choose an
+// algorithm of net.ipv4.tcp_allowed_congestion_control (EPERM otherwise;
+// tcp_set_default_congestion_control), which on some hosts lacks cubic
+// though the kernel has it. Then cc goes on each listening socket
+// instead (TCP_CONGESTION, which CAP_NET_ADMIN may set to any algorithm
+// the kernel has), and the connections it accepts inherit it
+// (tcp_ca_openreq_child): the kernel is the server in every measurement.
+func (n *benchNetns) setCongestionControl(cc string) error {
+	const ccPath = "/proc/sys/net/ipv4/tcp_congestion_control"
+	avail := func() []string {
+		b, _ := os.ReadFile("/proc/sys/net/ipv4/tcp_available_congestion_control")
+		return strings.Fields(string(b))
+	}
+	return n.do(func() error {
+		if cc != "" {
+			err := os.WriteFile(ccPath, []byte(cc), 0)
+			switch {
+			case errors.Is(err, unix.EPERM) && slices.Contains(avail(), cc):
+				n.cc, n.sockCC = cc, cc
+				return nil
+			case err != nil:
+				return fmt.Errorf("kernel congestion control %q: %w (available: %s)", cc, err, strings.Join(avail(), " "))
+			}
+		}
+		b, err := os.ReadFile(ccPath)
+		if n.cc = strings.TrimSpace(string(b)); err == nil && cc != "" && n.cc != cc {
+			err = fmt.Errorf("kernel congestion control %q: the namespace uses %q", cc, n.cc)
+		}
+		return err
+	})
 }
 
 // do runs fn on an OS thread inside the namespace. Sockets and devices fn
@@ -176,11 +198,34 @@ func (n *benchNetns) openTAP(opts ...tap.Option) (*tap.Device, error) {
 	return dev, err
 }
 
+// ccName names the kernel's congestion control for the table.
+func (n *benchNetns) ccName() string {
+	if n.sockCC != "" {
+		return n.cc + " (set per socket: not in the host's tcp_allowed_congestion_control)"
+	}
+	return n.cc
+}
+
 // listen listens with the kernel's TCP in the namespace.
 func (n *benchNetns) listen(port uint16) (net.Listener, error) {
+	var lc net.ListenConfig
+	if n.sockCC != "" {
+		lc.Control = func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			if err := c.Control(func(fd uintptr) {
+				serr = unix.SetsockoptString(int(fd), unix.IPPROTO_TCP, unix.TCP_CONGESTION, n.sockCC)
+			}); err != nil {
+				return err
+			}
+			if serr != nil {
+				return fmt.Errorf("kernel congestion control %q on the listening socket: %w", n.sockCC, serr)
+			}
+			return nil
+		}
+	}
 	var ln net.Listener
 	err := n.do(func() (err error) {
-		ln, err = net.Listen("tcp4", fmt.Sprintf("%s:%d", benchKernelAddr, port))
+		ln, err = lc.Listen(context.Background(), "tcp4", fmt.Sprintf("%s:%d", benchKernelAddr, port))
 		return err
 	})
 	return ln, err

@@ -79,7 +79,16 @@ func (ns *Namespace) SetCongestionControl(t testing.TB, name string) {
 	err := ns.Do(func() error {
 		if err := os.WriteFile(path, []byte(name), 0); err != nil {
 			avail, _ := os.ReadFile("/proc/sys/net/ipv4/tcp_available_congestion_control")
-			return fmt.Errorf("%w (the kernel has: %s)", err, strings.TrimSpace(string(avail)))
+			err = fmt.Errorf("%w (the kernel has: %s)", err, strings.TrimSpace(string(avail)))
+			if errors.Is(err, unix.EPERM) {
+				// tcp_set_default_congestion_control: a namespace
+				// other than the host's may only choose an allowed
+				// algorithm.
+				allowed, _ := os.ReadFile("/proc/sys/net/ipv4/tcp_allowed_congestion_control")
+				err = fmt.Errorf("%w; a namespace may only choose one of net.ipv4.tcp_allowed_congestion_control (%s): allow it on the host with sysctl -w net.ipv4.tcp_allowed_congestion_control=\"%s %s\"",
+					err, strings.TrimSpace(string(allowed)), strings.TrimSpace(string(allowed)), name)
+			}
+			return err
 		}
 		b, err := os.ReadFile(path)
 		got = strings.TrimSpace(string(b))
