@@ -106,9 +106,10 @@ type Endpoint struct {
 	retries           int    // RTO expiries in a row without progress
 	synTSval          uint32 // TSval of the latest SYN or SYN-ACK sent (handshake.go)
 	drainCheck        bool   // unregistered: flush tells a Shutdown waiting for the last connection, once the last segment left
+	stampState        stampState
 	rtxq              rtxQueue
-	stamp             stamp  // the clock of the work in hand (stamp.go)
-	train             *train // new segments output sends back to back, while it runs (send.go)
+	stampAt           tcpip.MonotonicTime // the clock of the work in hand, while stampState says it holds it (stamp.go)
+	train             *train              // new segments output sends back to back, while it runs (send.go)
 	rttValid          bool
 	inBatch           bool // the segment being processed came in a burst whose end its link marks (batch.go)
 	ackAtBatchEnd     bool // an ACK waits for the burst's end, e is in proto.batch.pending

@@ -6,11 +6,11 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 )
 
-// stamp is the clock as one piece of the engine's work reads it: a
+// A stamp is the clock as one piece of the engine's work reads it: a
 // segment arriving, a timer firing, a user's call, one output run.
 //
 // Reading the clock is not free on a virtual machine (49 ns here, with
-// kvm's TSC), and one segment's processing asked for it a dozen times:
+// kvm's TSC), and one segment's processing asked for it five times:
 // the ACK's RTT sample, the timestamp echoed, the timers rearmed, the age
 // of the new state, the receive buffer's tuning. As Linux stamps a
 // segment's processing once (tp->tcp_mstamp, tcp_mstamp_refresh) and
@@ -20,49 +20,49 @@ import (
 // before e.mu is released. A reading with no stamp open goes to the
 // clock, so a path that opens none is slower, never wrong.
 //
-// A stamp is one word, as it lives in every connection: 0 while none is
-// open, 1 once one is open and the clock not yet read, and 2 + the
-// reading (as a duration from the clock's zero) after that.
-type stamp int64
+// The stamp lives in every connection, as two fields placed where
+// Endpoint had padding (stampAt, stampState), so that a connection stays
+// in its allocation size class.
+type stampState uint8
 
 const (
-	stampClosed stamp = iota
-	stampUnread
-	stampBase // stampBase + d: read at d
+	stampClosed stampState = iota // no stamp open: now reads the clock
+	stampUnread                   // open, the clock not read yet
+	stampRead                     // open, stampAt holds the reading
 )
 
 // beginStamp opens a stamp, unless one is open already (an output run
 // inside a segment's processing shares the segment's), and says whether
 // it did, for endStamp. The caller holds e.mu.
 func (e *Endpoint) beginStamp() bool {
-	if e.stamp != stampClosed {
+	if e.stampState != stampClosed {
 		return false
 	}
-	e.stamp = stampUnread
+	e.stampState = stampUnread
 	return true
 }
 
 // endStamp closes the stamp beginStamp opened, if it opened one.
 func (e *Endpoint) endStamp(opened bool) {
 	if opened {
-		e.stamp = stampClosed
+		e.stampState = stampClosed
 	}
 }
 
 // now is the engine's clock for the work in hand. The caller holds e.mu.
 func (e *Endpoint) now() tcpip.MonotonicTime {
-	if e.stamp >= stampBase {
-		return tcpip.MonotonicTime{}.Add(time.Duration(e.stamp - stampBase))
+	switch e.stampState {
+	case stampRead:
+		return e.stampAt
+	case stampUnread:
+		e.stampAt, e.stampState = e.proto.clock.NowMonotonic(), stampRead
+		return e.stampAt
 	}
-	t := e.proto.clock.NowMonotonic()
-	if d := t.Sub(tcpip.MonotonicTime{}); e.stamp == stampUnread && d >= 0 {
-		e.stamp = stampBase + stamp(d)
-	}
-	return t
+	return e.proto.clock.NowMonotonic()
 }
 
-// sinceStart is now as a duration from the clock's zero: the
-// congestion control's clock, and the TSval clock's.
+// sinceStart is now as a duration from the clock's zero, the congestion
+// control's clock.
 func (e *Endpoint) sinceStart() time.Duration {
 	return e.now().Sub(tcpip.MonotonicTime{})
 }
