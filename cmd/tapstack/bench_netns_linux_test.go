@@ -88,4 +88,3 @@ func congestionControl(t *testing.T, c *net.TCPConn) string {
 	}
 	return strings.TrimRight(name, "\x00")
 }
-
