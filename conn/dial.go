@@ -142,13 +142,12 @@ func (d *Dialer) DialTCP(ctx context.Context, network, address string) (*Conn, e
 
 // dialTCP makes one attempt at raddr.
 func (d *Dialer) dialTCP(ctx context.Context, network string, local, raddr netip.AddrPort, timeout <-chan struct{}) (*Conn, error) {
-	netAddr := net.TCPAddrFromAddrPort(raddr)
 	opErr := func(err error) error {
 		var errno syscall.Errno
 		if errors.As(err, &errno) {
 			err = os.NewSyscallError("connect", errno)
 		}
-		return &net.OpError{Op: "dial", Net: network, Source: d.LocalAddr, Addr: netAddr, Err: err}
+		return &net.OpError{Op: "dial", Net: network, Source: d.LocalAddr, Addr: net.TCPAddrFromAddrPort(raddr), Err: err}
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, opErr(mapContextErr(err))
