@@ -133,9 +133,7 @@ type config struct {
 	active  bool
 	ts      bool
 	gso     bool
-	batches bool
-	// marksOnly: WithBurstMarks, the marks without AckPerBurst.
-	marksOnly bool
+	bursts  burstMode
 	// clock: WithClock's wrapper of the fake clock; nil: none.
 	clock func(*faketime.ManualClock) tcpip.Clock
 }
@@ -173,15 +171,25 @@ func WithGSO() Option { return func(c *config) { c.gso = true } }
 // frames (stack.BatchingLink), as a TAP device's reader and tap.Pipe's
 // pump do, and turns on tcp.Options.AckPerBurst: every injected segment
 // belongs to the burst that Peer.EndBatch ends.
-func WithBatches() Option { return func(c *config) { c.batches = true } }
+func WithBatches() Option { return func(c *config) { c.bursts = burstsAckPerBurst } }
 
 // WithBurstMarks is WithBatches without tcp.Options.AckPerBurst: the link
 // marks its bursts and the engine's default policy applies, under which
 // only coalesced text (segments longer than the MSS) waits for a burst's
 // end.
 func WithBurstMarks() Option {
-	return func(c *config) { c.batches, c.marksOnly = true, true }
+	return func(c *config) { c.bursts = burstsMarked }
 }
+
+// burstMode is whether the fixture's link marks the ends of its bursts,
+// and whether the engine then acknowledges once per burst.
+type burstMode uint8
+
+const (
+	burstsNone        burstMode = iota // no marks (the default)
+	burstsMarked                       // WithBurstMarks: marks, the engine's default policy
+	burstsAckPerBurst                  // WithBatches: marks and tcp.Options.AckPerBurst
+)
 
 // batchLink is the fixture's link with the burst marks of WithBatches.
 type batchLink struct {
@@ -232,7 +240,7 @@ func New(t testing.TB, opts ...Option) *Peer {
 func newPeer(t testing.TB, c config) *Peer {
 	t.Helper()
 	clock := faketime.NewManualClock()
-	if c.batches && !c.marksOnly {
+	if c.bursts == burstsAckPerBurst {
 		c.tcp.AckPerBurst = true // the engine's side of the burst marks
 	}
 	var sc tcpip.Clock = clock
@@ -246,7 +254,7 @@ func newPeer(t testing.TB, c config) *Peer {
 	}
 	var nicLink gstack.LinkEndpoint = link
 	var bl *batchLink
-	if c.batches {
+	if c.bursts != burstsNone {
 		bl = &batchLink{Endpoint: link}
 		nicLink = bl
 	}
