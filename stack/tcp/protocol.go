@@ -339,9 +339,10 @@ func (p *Protocol) tsOffset(id stack.TransportEndpointID) uint32 {
 // tsClock is the stack's timestamp clock: milliseconds of the monotonic
 // clock (RFC 7323 5.4 asks for a tick between 1 ms and 1 s; Linux ticks
 // every ms). A connection's TSval is tsClock plus its tsOffset.
-func (p *Protocol) tsClock() uint32 {
-	return uint32(p.clock.NowMonotonic().Sub(tcpip.MonotonicTime{}).Milliseconds())
-}
+func (p *Protocol) tsClock() uint32 { return tsClockAt(p.clock.NowMonotonic()) }
+
+// tsClockAt is the timestamp clock at t.
+func tsClockAt(t tcpip.MonotonicTime) uint32 { return uint32(t.Milliseconds()) }
 
 // outFields are the header fields of a segment we send.
 type outFields struct {

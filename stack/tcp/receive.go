@@ -116,6 +116,7 @@ func (e *Endpoint) received(seg *segment, note string) {
 	}
 }
 
+// emitReceived makes received's event, out of the callers' frames.
 func (e *Endpoint) emitReceived(seg *segment, note string) {
 	e.emit(event.Event{Kind: event.KindReceive, Conn: e.connID(), Note: note, Segment: seg.info(), Key: seg.wire})
 }

@@ -5,7 +5,6 @@ import (
 
 	"github.com/tapstack/tapstack/event"
 	"gvisor.dev/gvisor/pkg/buffer"
-	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
@@ -259,14 +258,6 @@ type train struct {
 	fin   bool
 	cause event.SendCause
 	max   int // segments one packet may carry: gsoSegsMax when output began
-}
-
-// sendClock is the time a new segment leaves and its TSval clock. A
-// train leaves within microseconds: output holds a stamp open for all of
-// it (stamp.go), as reading the clock per segment was a seventh of the
-// sender's CPU.
-func (e *Endpoint) sendClock() (tcpip.MonotonicTime, uint32) {
-	return e.now(), e.tsNow()
 }
 
 // gsoSegs is how many segments Linux puts in one GSO packet
@@ -532,7 +523,11 @@ func (e *Endpoint) sendNewData(cause event.SendCause, probe bool) bool {
 	if cause == event.SendData && n == 0 {
 		cause = event.SendFin
 	}
-	now, ts := e.sendClock()
+	// The time the segment leaves and its TSval clock: a train leaves
+	// within microseconds, and output holds a stamp open for all of it
+	// (stamp.go), as reading the clock per segment was a seventh of the
+	// sender's CPU.
+	now, ts := e.now(), e.tsNow()
 	if !inflight {
 		e.progressAt = now // the user timeout counts from here (RFC 5482)
 	}

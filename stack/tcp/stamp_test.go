@@ -30,9 +30,9 @@ func (c *countingClock) NowMonotonic() tcpip.MonotonicTime {
 // clock once, as Linux stamps a segment's processing once (tcp_mstamp):
 // a Write that sends a train of segments, the ACK that takes their RTT
 // sample and rearms the timers, the peer's data and the ACK it draws,
-// each with timestamps in force. Each segment that arrived read it five
-// times before the stamp (stamp.go), and the Write once per segment sent
-// but for the train's own cache.
+// each with timestamps in force. Before the stamp (stamp.go) each
+// segment that arrived read it five times; the Write read it once only
+// thanks to a cache of the send train's own, which the stamp replaced.
 func TestClockReadOncePerSegment(t *testing.T) {
 	var clk *countingClock
 	p, ep := tcptest.Established(t, tcptest.WithTimestamps(), tcptest.WithClock(func(m *faketime.ManualClock) tcpip.Clock {

@@ -21,7 +21,7 @@ const pawsIdle = 24 * 24 * time.Hour
 
 // tsNow is our TSval: the stack's millisecond clock plus the connection's
 // offset (RFC 7323 5.4).
-func (e *Endpoint) tsNow() uint32 { return uint32(e.now().Milliseconds()) + e.tsOffset }
+func (e *Endpoint) tsNow() uint32 { return tsClockAt(e.now()) + e.tsOffset }
 
 // tsBefore reports whether timestamp a is older than b in the signed
 // 32-bit sense of RFC 7323 5.2 ("arithmetic modulo 2^32").
