@@ -19,24 +19,42 @@ import (
 // the fault middleware: the sender's segments, the
 // receiver's ACKs, the timers armed and disarmed on the way, the pipe
 // and gVisor's network layer, and package conn's blocking Read and Write.
-// 8 MiB (some 5,800 data segments and their ACKs) may cost at most a
-// handful of allocations in the whole process, where one per segment
-// would be thousands.
+// A round of 8 MiB (some 5,800 data segments and their ACKs) may cost at
+// most a handful of allocations in the whole process, where one per
+// segment would be thousands.
+//
+// Each round is counted on its own and the fewest allocations of a
+// round are held to the limit, as in TestSteadyStateAllocsTAP. What a
+// round may allocate beyond that is the pools' high-water mark rising:
+// gVisor's packet buffers, views and chunks come from sync.Pools, so
+// the number ever allocated is the most that were in use at once, and
+// that depends on how far the reader fell behind the writer (pipe
+// queue plus receive queue, bounded by the windows), which is the
+// scheduler's doing on a 2-core machine. Profiled with every
+// allocation sampled (runtime.MemProfileRate = 1) over 24 rounds of
+// this test's connection: most rounds allocate 0-20 times, and one
+// round in ten or twenty, at random and long after the windows stopped
+// growing, 200-8,000 times, all of them in gVisor's pools' New functions
+// (buffer views and chunks, PacketBuffers) and sync.Pool's chain
+// growing. An allocation per segment, or per fifty (checked by adding
+// one to sendPacket), shows in every round; a pool refilled once does
+// not.
 //
 // The garbage collector is held off while the bytes move: a collection
-// empties the sync.Pools that gVisor's buffers and the engine's timers
-// come from, and refilling them is the collection's cost, not the
-// segments'. (With nothing allocated per segment, a collection is not
-// triggered by the transfer anyway.) Under the race detector sync.Pool
-// drops a quarter of what it is given, on purpose, so the test skips.
+// empties the sync.Pools, and refilling them is the collection's cost,
+// not the segments'. (With nothing allocated per segment, a collection
+// is not triggered by the transfer anyway.) Under the race detector
+// sync.Pool drops a quarter of what it is given, on purpose, so the
+// test skips.
 func TestSteadyStateAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("sync.Pool drops items at random under the race detector")
 	}
 	const (
 		size   = 8 << 20
-		rounds = 4    // warm-up rounds, then measured rounds, of size each
-		limit  = 0.01 // allocations per wire segment, over the measured rounds
+		warmup = 2    // rounds that open the windows and fill the pools
+		rounds = 5    // rounds counted, each on its own
+		limit  = 0.01 // allocations per wire segment, in the round that allocated least
 	)
 	// gVisor's IPv6 allocates 4 times for every packet it receives (its
 	// header.IPv6PayloadIterator.Next boxes the payload header in an
@@ -79,28 +97,40 @@ func TestSteadyStateAllocs(t *testing.T) {
 				t.Fatal(err)
 			}
 			move := mover(t, c, s, size)
-			for range rounds {
-				move() // windows open, pools filled
+			for range warmup {
+				move()
 			}
 			segs := func() uint64 { return snd.TCP().Stats().SegmentsOut.Load() + rcv.TCP().Stats().SegmentsOut.Load() }
 			// Packets received (a GSO packet is one), both stacks.
 			pkts := func() uint64 { return snd.TCP().Stats().SegmentsIn.Load() + rcv.TCP().Stats().SegmentsIn.Load() }
+			type round struct {
+				segs, pkts uint64
+				ours       int64 // allocations beyond gVisor's per packet received
+			}
 			defer debug.SetGCPercent(debug.SetGCPercent(-1))
-			var m0, m1 runtime.MemStats
-			runtime.ReadMemStats(&m0)
-			s0, p0 := segs(), pkts()
+			var counted []round
 			for range rounds {
+				var m0, m1 runtime.MemStats
+				runtime.ReadMemStats(&m0)
+				s0, p0 := segs(), pkts()
 				move()
+				runtime.ReadMemStats(&m1)
+				r := round{segs: segs() - s0, pkts: pkts() - p0}
+				r.ours = int64(m1.Mallocs-m0.Mallocs) - int64(tc.perPacket*r.pkts)
+				counted = append(counted, r)
 			}
-			runtime.ReadMemStats(&m1)
-			n, in, allocs := segs()-s0, pkts()-p0, m1.Mallocs-m0.Mallocs
-			ours := int64(allocs) - int64(tc.perPacket*in)
-			t.Logf("%d MiB, %d wire segments, %d packets received: %d allocations, %d beyond gVisor's IPv6 (%.5f per segment)", rounds*size>>20, n, in, allocs, ours, float64(ours)/float64(n))
-			if n < 1000 {
-				t.Fatalf("only %d segments moved", n)
+			least := counted[0]
+			for _, r := range counted[1:] {
+				if float64(r.ours)/float64(r.segs) < float64(least.ours)/float64(least.segs) {
+					least = r
+				}
 			}
-			if float64(ours) > limit*float64(n) {
-				t.Errorf("%d allocations for %d segments (%d packets received): the steady state allocates (at most %.0f allowed beyond %d per packet); see BenchmarkAllocsPerSegment with -memprofile", allocs, n, in, limit*float64(n), tc.perPacket)
+			t.Logf("%d rounds of %d MiB, {wire segments, packets received, allocations beyond gVisor's IPv6}: %v; fewest %.5f per segment", rounds, size>>20, counted, float64(least.ours)/float64(least.segs))
+			if least.segs < 1000 {
+				t.Fatalf("only %d segments moved in a round", least.segs)
+			}
+			if float64(least.ours) > limit*float64(least.segs) {
+				t.Errorf("every round allocated, at least %d times for %d segments (%d packets received): the steady state allocates (at most %.0f allowed beyond %d per packet); see BenchmarkAllocsPerSegment with -memprofile", least.ours, least.segs, least.pkts, limit*float64(least.segs), tc.perPacket)
 			}
 		})
 	}
