@@ -180,7 +180,10 @@ func (s *Stack) ConnContext(ctx context.Context, id event.ConnID) context.Contex
 }
 
 // Netstack returns the underlying gVisor stack, for what this package does
-// not wrap (neighbor tables, NIC statistics).
+// not wrap (neighbor tables, NIC statistics). A change to its routes,
+// addresses or interfaces made there reaches new TCP connections within
+// a second, or at once after TCP().RoutesChanged(): the engine reuses a
+// live connection's route for a second (stack/tcp/routes.go).
 func (s *Stack) Netstack() *gstack.Stack { return s.s }
 
 // Clock returns the stack's clock.
@@ -288,6 +291,7 @@ func (s *Stack) AddRoute(dst netip.Prefix, gw netip.Addr, nic tcpip.NICID) error
 		r.Gateway = tcpip.AddrFromSlice(gw.Unmap().AsSlice())
 	}
 	s.s.AddRoute(r)
+	s.tcp.RoutesChanged() // new connections look their route up again
 	return nil
 }
 
@@ -381,6 +385,7 @@ func (s *Stack) linkFailed(id tcpip.NICID, err error) {
 		// timeout that a dead link makes certain.
 		s.bind.LinkDown(id, err)
 		_ = s.s.RemoveNIC(id)
+		s.tcp.RoutesChanged()
 		s.handlers.Done()
 		if s.onLinkDown != nil {
 			s.onLinkDown(LinkDown{NIC: id, Err: err})

@@ -54,11 +54,10 @@ func (p *Protocol) ConnectWith(local, remote netip.AddrPort, o ConnectOptions) (
 			return nil, syscall.EADDRNOTAVAIL
 		}
 	}
-	r, terr := p.stack.FindRoute(0, laddr, tcpip.AddrFromSlice(ra.AsSlice()), netProto, false)
+	r, terr := p.findRoute(routeQuery{netProto: netProto, local: laddr, remote: tcpip.AddrFromSlice(ra.AsSlice())})
 	if terr != nil {
 		return nil, routeErrno(terr)
 	}
-	r = p.shareRoute(r)
 	id := stack.TransportEndpointID{
 		LocalAddress:  r.LocalAddress(),
 		RemoteAddress: r.RemoteAddress(),

@@ -409,11 +409,11 @@ func (l *Listener) cookiesRecent() bool {
 // scale (see cookie.go).
 func (l *Listener) sendCookie(id stack.TransportEndpointID, netProto tcpip.NetworkProtocolNumber, nic tcpip.NICID, seg *segment) {
 	p := l.proto
-	r, terr := p.stack.FindRoute(nic, id.LocalAddress, id.RemoteAddress, netProto, false)
+	r, terr := p.findRoute(routeQuery{nic: nic, netProto: netProto, local: id.LocalAddress, remote: id.RemoteAddress})
 	if terr != nil {
 		return
 	}
-	defer r.Release()
+	defer p.releaseRoute(r)
 	peerMSS := seg.MSS
 	if peerMSS == 0 {
 		peerMSS = header.TCPDefaultMSS // RFC 9293 3.7.1; rounds to 536 for IPv6 too
@@ -498,12 +498,11 @@ func (l *Listener) cookieAck(id stack.TransportEndpointID, netProto tcpip.Networ
 	l.queueEvent(nil, c, seg.wire, note)
 	l.mu.Unlock()
 
-	r, terr := p.stack.FindRoute(nic, id.LocalAddress, id.RemoteAddress, netProto, false)
+	r, terr := p.findRoute(routeQuery{nic: nic, netProto: netProto, local: id.LocalAddress, remote: id.RemoteAddress})
 	if terr != nil {
 		l.unreserveAccept()
 		return
 	}
-	r = p.shareRoute(r)
 	e := p.newEndpoint(netProto, id, r)
 	e.listener = l
 	e.rcvMSS = clampMSS(e.rcvMSS, int(l.maxSeg.Load()))
@@ -574,12 +573,11 @@ func (l *Listener) openChild(id stack.TransportEndpointID, netProto tcpip.Networ
 		l.synq.pending--
 		l.mu.Unlock()
 	}
-	r, terr := p.stack.FindRoute(nic, id.LocalAddress, id.RemoteAddress, netProto, false)
+	r, terr := p.findRoute(routeQuery{nic: nic, netProto: netProto, local: id.LocalAddress, remote: id.RemoteAddress})
 	if terr != nil {
 		unreserve()
 		return
 	}
-	r = p.shareRoute(r)
 	e := p.newEndpoint(netProto, id, r)
 	e.listener = l
 	e.rcvMSS = clampMSS(e.rcvMSS, int(l.maxSeg.Load()))

@@ -178,11 +178,11 @@ func (c *challengeLimiter) allow(now tcpip.MonotonicTime) bool {
 // closed port: if the ACK bit is off, <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>;
 // otherwise <SEQ=SEG.ACK><CTL=RST>.
 func (p *Protocol) replyRST(id stack.TransportEndpointID, netProto tcpip.NetworkProtocolNumber, nic tcpip.NICID, seg *segment) {
-	r, err := p.stack.FindRoute(nic, id.LocalAddress, id.RemoteAddress, netProto, false)
+	r, err := p.findRoute(routeQuery{nic: nic, netProto: netProto, local: id.LocalAddress, remote: id.RemoteAddress})
 	if err != nil {
 		return
 	}
-	defer r.Release()
+	defer p.releaseRoute(r)
 	f := outFields{srcPort: id.LocalPort, dstPort: id.RemotePort}
 	if seg.has(header.TCPFlagAck) {
 		f.seq = seg.Ack

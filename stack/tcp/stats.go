@@ -34,6 +34,8 @@ type Stats struct {
 	GSOPackets         atomic.Uint64 // packets of several segments handed to a link that segments them (send.go)
 	AcksDeferred       atomic.Uint64 // ACKs moved to the end of a burst of inbound frames (batch.go)
 	RecvBufferGrown    atomic.Uint64 // receive buffers grown with their user's reading (rcvbuf.go)
+	RoutesFound        atomic.Uint64 // routes asked of the network layer (FindRoute) for connections and replies (routes.go)
+	RoutesReused       atomic.Uint64 // routes a new connection or reply took from a live connection instead (routes.go)
 	Drops              [event.NumDropReasons]atomic.Uint64
 	Sends              [event.NumSendCauses]atomic.Uint64
 	ListenOverflows    atomic.Uint64 // like Linux ListenOverflows

@@ -540,11 +540,11 @@ func twAcceptable(tw *timeWait, seg *segment) bool {
 // TSopt (RFC 7323 3.2). It takes a route for the one segment, as replyRST
 // does: a record keeps none.
 func (p *Protocol) timeWaitAck(tw *timeWait, cause event.SendCause) {
-	r, err := p.stack.FindRoute(tw.nic, tw.id.LocalAddress, tw.id.RemoteAddress, tw.netProto, false)
+	r, err := p.findRoute(routeQuery{nic: tw.nic, netProto: tw.netProto, local: tw.id.LocalAddress, remote: tw.id.RemoteAddress})
 	if err != nil {
 		return
 	}
-	defer r.Release()
+	defer p.releaseRoute(r)
 	var opts [tsOptionSize]byte
 	f := outFields{
 		srcPort: tw.id.LocalPort, dstPort: tw.id.RemotePort,
