@@ -32,8 +32,8 @@ type Conn struct {
 	readMu  turn // one reader at a time, so reads do not interleave
 	writeMu turn // one writer at a time, so writes do not interleave
 
-	closeOnce sync.Once
-	closed    chan struct{}
+	closing atomic.Bool // the first Close took it
+	closed  chan struct{}
 
 	mu        sync.Mutex
 	linger    int // seconds; < 0: default
@@ -250,28 +250,29 @@ func (c *Conn) Write(b []byte) (int, error) {
 // if received data was never read, or if SetLinger(0) was called). It
 // does not wait for the peer.
 func (c *Conn) Close() error {
-	first := false
-	c.closeOnce.Do(func() {
-		first = true
-		close(c.closed)
-		c.rd.release()
-		c.wd.release()
-		c.mu.Lock()
-		linger := c.linger
-		c.mu.Unlock()
-		if linger == 0 {
-			c.ep.Reset()
-			return
-		}
-		_ = c.ep.Close()
-		if linger > 0 {
-			c.lingerWait(time.Duration(linger) * time.Second)
-		}
-	})
-	if !first {
+	// A flag rather than a sync.Once: a later Close returns at once,
+	// as package net's does, and the first runs the engine's Close
+	// three frames nearer the top of its goroutine's stack, which a
+	// server's goroutine per connection may meet here first (see
+	// tcp.Endpoint.Close).
+	if !c.closing.CompareAndSwap(false, true) {
 		// Only a later Close pays for the error: made up front, it
 		// cost every connection three allocations.
 		return c.opError("close", net.ErrClosed)
+	}
+	close(c.closed)
+	c.rd.release()
+	c.wd.release()
+	c.mu.Lock()
+	linger := c.linger
+	c.mu.Unlock()
+	if linger == 0 {
+		c.ep.Reset()
+		return nil
+	}
+	_ = c.ep.Close()
+	if linger > 0 {
+		c.lingerWait(time.Duration(linger) * time.Second)
 	}
 	return nil
 }
