@@ -400,6 +400,12 @@ func benchBlock() []byte {
 	return b
 }
 
+// connResult is one connections/s measurement's figures.
+type connResult struct {
+	rate float64       // connections opened and closed per second
+	cpu  time.Duration // process CPU per connection, both ends in this process over tap.Pipe
+}
+
 // connRate opens and closes n connections from dialers goroutines and
 // returns the rate. Each connection is a full life: the handshake, the
 // client's close, the server's accept, EOF and close. The client closes
@@ -409,10 +415,10 @@ func benchBlock() []byte {
 // new stack's SYN that happens to reuse one of their port numbers with a
 // lower timestamp is taken for an old duplicate (RFC 6191) and waits a
 // retransmission timeout.
-func connRate(ctx context.Context, e *benchEnv, n, dialers int) (float64, error) {
+func connRate(ctx context.Context, e *benchEnv, n, dialers int) (connResult, error) {
 	ln, err := e.listen(benchPort)
 	if err != nil {
-		return 0, err
+		return connResult{}, err
 	}
 	defer ln.Close()
 	var served sync.WaitGroup
@@ -438,6 +444,7 @@ func connRate(ctx context.Context, e *benchEnv, n, dialers int) (float64, error)
 	defer served.Wait()
 	defer ln.Close()
 	errs := make(chan error, dialers)
+	u0 := readUsage()
 	start := time.Now()
 	var wg sync.WaitGroup
 	for d := range dialers {
@@ -460,17 +467,18 @@ func connRate(ctx context.Context, e *benchEnv, n, dialers int) (float64, error)
 	// Every connection was accepted, too.
 	for deadline := time.Now().Add(20 * time.Second); accepted.Load() < int64(n); {
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return 0, fmt.Errorf("%d of %d connections accepted", accepted.Load(), n)
+			return connResult{}, fmt.Errorf("%d of %d connections accepted", accepted.Load(), n)
 		}
 		time.Sleep(100 * time.Microsecond)
 	}
 	d := time.Since(start)
+	u1 := readUsage()
 	select {
 	case err := <-errs:
-		return 0, err
+		return connResult{}, err
 	default:
 	}
-	return float64(n) / d.Seconds(), nil
+	return connResult{rate: float64(n) / d.Seconds(), cpu: (u1.cpu - u0.cpu) / time.Duration(n)}, nil
 }
 
 // echoLatency sends n messages of size bytes, one at a time, over one
