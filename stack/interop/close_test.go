@@ -60,6 +60,10 @@ func (cc closeCase) test(t *testing.T) {
 
 			waitState(t, ts, closeTimeout, cd)
 			waitNoConnections(t, p.ts, closeTimeout)
+			// CLOSED is seen a moment before the observer hears of
+			// it: the events are delivered once the engine's locks
+			// are released (event.Observer).
+			p.ts.TCP().SyncEvents()
 			path := p.rec.path(ts.Endpoint().ID())
 			if i := slices.Index(path, est); i >= 0 {
 				path = path[i:]
