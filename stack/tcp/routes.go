@@ -28,7 +28,8 @@ import (
 // generation, so the answer is trusted for routeFresh and dropped at once
 // by RoutesChanged, which package stack calls when its interfaces,
 // addresses or routes change. A change made behind it, through
-// stack.Stack.Netstack, reaches new connections within routeFresh;
+// stack.Stack.Netstack or by gVisor itself (an IPv6 router
+// advertisement's route), reaches new connections within routeFresh;
 // connections already open keep their route either way, as they always
 // have.
 const routeFresh = time.Second
