@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/netip"
+	"runtime"
 	"testing"
 	"time"
 
@@ -74,4 +75,14 @@ func mover(tb testing.TB, from io.Writer, to io.Reader, size int) (move func()) 
 			tb.Fatal(err)
 		}
 	}
+}
+
+// mallocsDuring returns the heap allocations the whole process made while
+// f ran.
+func mallocsDuring(f func()) uint64 {
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	f()
+	runtime.ReadMemStats(&m1)
+	return m1.Mallocs - m0.Mallocs
 }

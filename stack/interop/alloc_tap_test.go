@@ -4,7 +4,6 @@ package interop
 
 import (
 	"math"
-	"runtime"
 	"runtime/debug"
 	"testing"
 )
@@ -41,11 +40,7 @@ func TestSteadyStateAllocsTAP(t *testing.T) {
 		fewest := uint64(math.MaxUint64)
 		var counts []uint64
 		for range rounds {
-			var m0, m1 runtime.MemStats
-			runtime.ReadMemStats(&m0)
-			move()
-			runtime.ReadMemStats(&m1)
-			n := m1.Mallocs - m0.Mallocs
+			n := mallocsDuring(move)
 			counts = append(counts, n)
 			fewest = min(fewest, n)
 		}

@@ -110,13 +110,10 @@ func TestSteadyStateAllocs(t *testing.T) {
 			defer debug.SetGCPercent(debug.SetGCPercent(-1))
 			var counted []round
 			for range rounds {
-				var m0, m1 runtime.MemStats
-				runtime.ReadMemStats(&m0)
 				s0, p0 := segs(), pkts()
-				move()
-				runtime.ReadMemStats(&m1)
+				n := mallocsDuring(move)
 				r := round{segs: segs() - s0, pkts: pkts() - p0}
-				r.ours = int64(m1.Mallocs-m0.Mallocs) - int64(tc.perPacket*r.pkts)
+				r.ours = int64(n) - int64(tc.perPacket*r.pkts)
 				counted = append(counted, r)
 			}
 			least := counted[0]

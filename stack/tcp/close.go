@@ -81,6 +81,8 @@ func (e *Endpoint) Close() error {
 	return nil
 }
 
+// closeLocked is Close's work under e.mu: what it sends is flushed by
+// the caller once the lock is released.
 func (e *Endpoint) closeLocked() {
 	if e.userClosed {
 		return

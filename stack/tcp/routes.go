@@ -103,11 +103,9 @@ func (p *Protocol) shareRoute(r *stack.Route, q routeQuery, now tcpip.MonotonicT
 	k := routeKey{nic: r.NICID(), netProto: r.NetProto(), local: r.LocalAddress(), remote: r.RemoteAddress(), nextHop: r.NextHop()}
 	c := &p.routes
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	s, ok := c.m[k]
-	if ok {
+	s, shared := c.m[k]
+	if shared {
 		s.refs++
-		r.Release()
 	} else {
 		if c.m == nil {
 			c.m = make(map[routeKey]*sharedRoute)
@@ -127,6 +125,10 @@ func (p *Protocol) shareRoute(r *stack.Route, q routeQuery, now tcpip.MonotonicT
 			s.queries = append(s.queries, q)
 		}
 		c.answers[q] = routeAnswer{s: s, found: now}
+	}
+	c.mu.Unlock()
+	if shared {
+		r.Release() // outside the cache's lock, as releaseRoute does
 	}
 	return s.r
 }
