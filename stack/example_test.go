@@ -37,6 +37,10 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
+	// The handshake's last event may still be on its way to the
+	// observer when Accept returns: events are delivered once the
+	// engine's locks are released.
+	p.Server.TCP().SyncEvents()
 	fmt.Println("client", c.(*conn.Conn).State(), "server", s.State())
 	p.Server.Close() // aborts what is left
 	// Output:
