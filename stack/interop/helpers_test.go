@@ -95,18 +95,22 @@ func (r *recorder) path(id event.ConnID) []event.State {
 	return slices.Clone(r.states[id])
 }
 
-// dump logs the recorded trace (the last n events at most).
+// dump logs the recorded trace: its last n lines, a run of events that
+// differ only in their time (a peer's resets to a connection already
+// gone) taking one line, so that what led to a failure is not pushed out
+// by what the failure caused.
 func (r *recorder) dump(t testing.TB, n int) {
 	t.Helper()
 	r.mu.Lock()
-	tr := r.trace
+	tr := collapseRuns(r.trace)
 	if len(tr) > n {
 		tr = tr[len(tr)-n:]
 	}
 	out := strings.Join(tr, "\n")
 	all := strings.Join(r.trace, "\n")
+	events := len(r.trace)
 	r.mu.Unlock()
-	t.Logf("engine trace (last %d events):\n%s", len(tr), out)
+	t.Logf("engine trace (last %d lines of %d events):\n%s", len(tr), events, out)
 	// INTEROP_TRACE_DIR keeps the longer trace for a closer look.
 	if dir := os.Getenv("INTEROP_TRACE_DIR"); dir != "" {
 		name := filepath.Join(dir, strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())+".trace")
@@ -114,6 +118,25 @@ func (r *recorder) dump(t testing.TB, n int) {
 			t.Logf("full trace in %s", name)
 		}
 	}
+}
+
+// collapseRuns replaces each run of trace lines that are equal after
+// their timestamp (the first field) by its first line and a count.
+func collapseRuns(trace []string) []string {
+	var out []string
+	body := func(l string) string { _, b, _ := strings.Cut(l, " "); return b }
+	for i := 0; i < len(trace); {
+		j := i + 1
+		for j < len(trace) && body(trace[j]) == body(trace[i]) {
+			j++
+		}
+		out = append(out, trace[i])
+		if j-i > 1 {
+			out = append(out, fmt.Sprintf("    ... %d more like it, the last at %s", j-i-1, strings.Fields(trace[j-1])[0]))
+		}
+		i = j
+	}
+	return out
 }
 
 // pathString formats a state path as "A -> B -> C".
@@ -479,5 +502,26 @@ func waitNoConnections(t testing.TB, s *stack.Stack, timeout time.Duration) {
 			t.Fatalf("after %v the engine still keeps %d connections:\n%s", timeout, len(conns), strings.Join(desc, "\n"))
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestCollapseRuns: a failing test's trace keeps one line per run of
+// events that differ only in time, with the run's length and end.
+func TestCollapseRuns(t *testing.T) {
+	in := []string{
+		"10:00:00.000001 a: ack",
+		"10:00:00.000002 b: drop (no socket): R",
+		"10:00:00.000003 b: drop (no socket): R",
+		"10:00:00.000004 b: drop (no socket): R",
+		"10:00:00.000005 a: ack",
+	}
+	want := []string{
+		"10:00:00.000001 a: ack",
+		"10:00:00.000002 b: drop (no socket): R",
+		"    ... 2 more like it, the last at 10:00:00.000004",
+		"10:00:00.000005 a: ack",
+	}
+	if got := collapseRuns(in); !slices.Equal(got, want) {
+		t.Errorf("collapseRuns:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
