@@ -12,6 +12,21 @@ import (
 // 16 MiB, also under the race detector.
 const bulkSize = 16 * MiB
 
+// bulkTimeout bounds one clean-cable exchange of bulkSize; it catches a
+// hang, not a slow machine. Under the race detector, two at a time beside
+// the other packages' tests, one with both directions sending took 11-33
+// s here (0.5-1.4 MB/s each way). Every frame in the pipe's queues
+// (1,024 each way; a direction's ACKs wait behind the other's data) is
+// then part of the round trip, so SRTT reached 6 s, and CI once saw 23 s
+// and an RTO of 30 s: one retransmission timeout then takes half a minute.
+// Without the race detector, a minute.
+func bulkTimeout() time.Duration {
+	if raceEnabled {
+		return 3 * time.Minute
+	}
+	return time.Minute
+}
+
 // TestGVisorBulk moves 16 MiB each way between tapstack and gVisor's TCP,
 // with either side dialing, one direction at a time and both at once on
 // one connection; every byte is checked by SHA-256. Then both close and
@@ -39,7 +54,7 @@ func TestGVisorBulk(t *testing.T) {
 						c, peer := p.peerDials(t, 80)
 						ts, a, b = c.Endpoint(), c, peer
 					}
-					d := exchange(t, a, b, bulkSize, dir.dir, time.Minute)
+					d := exchange(t, a, b, bulkSize, dir.dir, bulkTimeout())
 					t.Logf("%d MiB %s in %v (%.1f MB/s per direction); tapstack %+v",
 						bulkSize/MiB, dir.name, d.Round(time.Millisecond), float64(bulkSize)/d.Seconds()/1e6, summary(ts.Info()))
 					// gVisor's TCP offers RFC 7323 timestamps by default.

@@ -57,7 +57,7 @@ func TestTapstackPair(t *testing.T) {
 			t.Run(name, func(t *testing.T) {
 				t.Parallel()
 				client, server, c, s := tapstackPair(t, v6)
-				d := exchange(t, c, s, bulkSize, dir.dir, time.Minute)
+				d := exchange(t, c, s, bulkSize, dir.dir, bulkTimeout())
 				t.Logf("%d MiB %s in %v; client %+v; server %+v", bulkSize/MiB, dir.name,
 					d.Round(time.Millisecond), summary(c.Info()), summary(s.Info()))
 				c.Close()
