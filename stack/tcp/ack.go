@@ -99,8 +99,16 @@ func (e *Endpoint) processAck(seg *segment) {
 
 	// Update the send window if the segment is newer than the one that
 	// last set it: SND.WL1 < SEG.SEQ, or SND.WL1 = SEG.SEQ and
-	// SND.WL2 =< SEG.ACK.
-	if e.sndWL1.LessThan(seg.Seq) || (e.sndWL1 == seg.Seq && e.sndWL2.LessThanEq(seg.Ack)) {
+	// SND.WL2 =< SEG.ACK (RFC 9293 3.10.7.4); or, as Linux does
+	// (tcp_may_update_window), if it moved SND.UNA. The window is an
+	// offset from SND.UNA, so an ACK that moved SND.UNA without updating
+	// the window slid its right edge past anything the peer offered.
+	// That happens when the peer's text arrives out of order: a later
+	// segment sets SND.WL1 above the hole, and the retransmission that
+	// fills the hole, whose SEG.SEQ is lower, carries the peer's latest
+	// ACK and window (FuzzConnection found it;
+	// TestWindowFollowsAckOfOldSegment).
+	if oldUna.LessThan(e.sndUna) || e.sndWL1.LessThan(seg.Seq) || (e.sndWL1 == seg.Seq && e.sndWL2.LessThanEq(seg.Ack)) {
 		old := e.sndWnd
 		e.setSndWnd(uint32(seg.Window)<<e.sndWndShift, seg)
 		if old == 0 && e.sndWnd > 0 {
