@@ -108,7 +108,7 @@ func (e *Endpoint) processAck(seg *segment) {
 	// fills the hole, whose SEG.SEQ is lower, carries the peer's latest
 	// ACK and window (FuzzConnection found it;
 	// TestWindowFollowsAckOfOldSegment).
-	if oldUna.LessThan(e.sndUna) || e.sndWL1.LessThan(seg.Seq) || (e.sndWL1 == seg.Seq && e.sndWL2.LessThanEq(seg.Ack)) {
+	if a.acked > 0 || e.sndWL1.LessThan(seg.Seq) || (e.sndWL1 == seg.Seq && e.sndWL2.LessThanEq(seg.Ack)) {
 		old := e.sndWnd
 		e.setSndWnd(uint32(seg.Window)<<e.sndWndShift, seg)
 		if old == 0 && e.sndWnd > 0 {
