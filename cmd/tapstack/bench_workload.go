@@ -313,8 +313,8 @@ func bulk(ctx context.Context, e *benchEnv, size int64, up bool) (bulkResult, er
 	if err != nil {
 		return bulkResult{}, err
 	}
-	defer c.Close()
-	defer sc.Close()
+	defer release(c)
+	defer release(sc)
 	from, to := c, sc
 	if !up {
 		from, to = sc, c
@@ -437,7 +437,7 @@ func connRate(ctx context.Context, e *benchEnv, n, dialers int) (connResult, err
 				defer served.Done()
 				c.SetDeadline(time.Now().Add(20 * time.Second))
 				io.Copy(io.Discard, c)
-				c.Close()
+				release(c)
 			}()
 		}
 	}()
@@ -494,7 +494,7 @@ func echoLatency(ctx context.Context, e *benchEnv, n, size int) (p50, p99 time.D
 	if err != nil {
 		return 0, 0, err
 	}
-	defer c.Close()
+	defer release(c)
 	stop := context.AfterFunc(ctx, func() { c.Close(); sc.Close() })
 	defer stop()
 	go func() {
@@ -604,6 +604,18 @@ func heapNow() uint64 {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// release closes c once its deadline is cleared. gVisor's gonet leaves
+// the timer of a deadline running past Close, and the timer holds the
+// connection, buffers and all, until it fires: the 20,000 connections of
+// one connections/s run held 12.6 MB for 20 s after their stack was
+// closed, and the next measurement's heap reading fell by as much (a heap
+// per idle connection of -4,940 B). A conn of this package stops its
+// timer on Close; clearing first costs both stacks the same call.
+func release(c net.Conn) {
+	c.SetDeadline(time.Time{})
+	c.Close()
 }
 
 // acceptOne accepts one connection on ln; nil if that fails.
