@@ -202,6 +202,103 @@ func (c *Conn) read(done <-chan struct{}, b []byte) (int, error) {
 	}
 }
 
+// WriteTo writes what the connection receives to w until the peer's FIN,
+// an error or the read deadline, as *net.TCPConn's WriteTo does: io.Copy(w,
+// c) calls it. The bytes go to w from the receive buffer's own memory,
+// without the copy into a buffer of io.Copy's, and the window reopens as
+// they leave. At the FIN it returns nil (io.WriterTo's contract). Errors,
+// w's included, are *net.OpError with Op "writeto", as package net's; the
+// bytes the engine handed a w that failed are gone, as they are when
+// io.Copy's Write fails.
+func (c *Conn) WriteTo(w io.Writer) (int64, error) {
+	const op = "writeto"
+	if !c.readMu.take(c.closed) {
+		return 0, c.opError(op, net.ErrClosed)
+	}
+	defer c.readMu.give()
+	var total int64
+	var wake <-chan struct{} // as in read
+	for {
+		if c.isClosed() {
+			return total, c.opError(op, net.ErrClosed)
+		}
+		if c.rd.passed() {
+			// Checked before every take, as package net checks its
+			// deadline before every read of its loop.
+			return total, c.opError(op, timeoutError{})
+		}
+		n, err := c.ep.ReadTo(w)
+		total += n
+		switch {
+		case err == nil:
+			continue
+		case err == io.EOF:
+			return total, nil
+		case err != tcp.ErrWouldBlock:
+			if c.isClosed() {
+				err = net.ErrClosed // as in read
+			}
+			return total, c.opError(op, err)
+		}
+		if wake == nil {
+			wake = c.ep.ReadWakeup()
+			continue
+		}
+		select {
+		case <-wake:
+		case <-c.rd.wait():
+		case <-c.closed:
+		}
+	}
+}
+
+// ReadFrom reads r until io.EOF or an error and sends what it reads, as
+// *net.TCPConn's ReadFrom does: io.Copy(c, r) calls it when r is not an
+// io.WriterTo. r is read straight into the send buffer, without the copy
+// into a buffer of io.Copy's, in reads of at most 64 KiB and the room
+// the buffer has; it returns once the buffer has taken what r gave. The
+// write deadline applies. Errors, r's included, are *net.OpError with Op
+// "readfrom", as package net's.
+func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
+	const op = "readfrom"
+	if !c.writeMu.take(c.closed) {
+		return 0, c.opError(op, net.ErrClosed)
+	}
+	defer c.writeMu.give()
+	var total int64
+	var wake <-chan struct{} // as in read
+	for {
+		if c.isClosed() {
+			return total, c.opError(op, net.ErrClosed)
+		}
+		if c.wd.passed() {
+			return total, c.opError(op, timeoutError{})
+		}
+		n, err := c.ep.WriteFrom(r)
+		total += n
+		switch {
+		case err == nil:
+			continue
+		case err == io.EOF:
+			return total, nil
+		case err != tcp.ErrWouldBlock:
+			if c.isClosed() {
+				err = net.ErrClosed
+			}
+			return total, c.opError(op, err)
+		}
+		if wake == nil {
+			wake = c.ep.WriteWakeup()
+			continue
+		}
+		select {
+		case <-wake:
+		case <-c.wd.wait():
+		case <-c.closed:
+		}
+	}
+}
+
 // Write writes all of b unless an error or the write deadline stops it.
 // It returns once the send buffer has taken the bytes.
 func (c *Conn) Write(b []byte) (int, error) {

@@ -1,6 +1,7 @@
 package conn_test
 
 import (
+	"bytes"
 	"io"
 	"testing"
 	"time"
@@ -50,6 +51,21 @@ func TestDeadlines(t *testing.T) {
 			c.SetWriteDeadline,
 			func() { go io.Copy(io.Discard, s) }
 	}}
+	// io.Copy's paths, as *net.TCPConn has them: the read deadline
+	// stops WriteTo, the write deadline ReadFrom.
+	writeTo := target{"writeto", func(t *testing.T, clock tcpip.Clock) (func() error, func(time.Time) error, func()) {
+		cs, ss := tsPair(t, clock, tcp.Options{}, tcp.Options{})
+		c, s := connect(t, cs, ss)
+		return func() error { _, err := c.WriteTo(io.Discard); return err },
+			c.SetReadDeadline,
+			func() { s.Write([]byte("x")); s.CloseWrite() }
+	}}
+	readFrom := target{"readfrom", func(t *testing.T, clock tcpip.Clock) (func() error, func(time.Time) error, func()) {
+		c, s := fillWrite(t, clock)
+		return func() error { _, err := c.ReadFrom(bytes.NewReader(make([]byte, 1<<20))); return err },
+			c.SetWriteDeadline,
+			func() { go io.Copy(io.Discard, s) }
+	}}
 	accept := target{"accept", func(t *testing.T, clock tcpip.Clock) (func() error, func(time.Time) error, func()) {
 		cs, ss := tsPair(t, clock, tcp.Options{}, tcp.Options{})
 		ln, err := conn.Listen(ss, "tcp", "192.0.2.1:0")
@@ -77,7 +93,7 @@ func TestDeadlines(t *testing.T) {
 	// window probe) to finish: with the deadline cleared, the clock may
 	// run.
 	const step, limit = 10 * time.Millisecond, time.Minute
-	for _, tg := range []target{read, write, accept} {
+	for _, tg := range []target{read, write, writeTo, readFrom, accept} {
 		t.Run(tg.name+"/Past", func(t *testing.T) {
 			fake(t, func(t *testing.T, clock *faketime.ManualClock) {
 				call, set, _ := tg.setup(t, clock)

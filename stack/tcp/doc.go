@@ -19,8 +19,8 @@
 //
 //	OPEN (active)   Protocol.Connect(local, remote netip.AddrPort) (*Endpoint, error)
 //	OPEN (passive)  Protocol.Listen(local netip.AddrPort, backlog int) (*Listener, error); Listener.Accept
-//	SEND            Endpoint.Write
-//	RECEIVE         Endpoint.Read
+//	SEND            Endpoint.Write; Endpoint.WriteFrom (from an io.Reader, no copy between)
+//	RECEIVE         Endpoint.Read; Endpoint.ReadTo (to an io.Writer, from the buffer's memory)
 //	CLOSE           Endpoint.Close (both directions), Endpoint.CloseWrite (ours only);
 //	                Endpoint.CloseRead is shutdown(2)'s SHUT_RD; Listener.Close
 //	ABORT           Endpoint.Reset

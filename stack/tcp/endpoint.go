@@ -348,20 +348,33 @@ func (e *Endpoint) readLocked(b []byte) (int, error) {
 			return 0, nil
 		}
 		n, _ := e.rcvBuf.ReadAt(b, 0)
-		e.rcvBuf.TrimFront(int64(n))
-		e.growReceiveBuffer() // rcvbuf.go
-		e.maybeSendWindowUpdate()
+		e.consumed(n)
 		return n, nil
 	}
+	return 0, e.readErr()
+}
+
+// consumed removes n bytes the user has taken from the front of the
+// receive buffer, and lets the window follow.
+func (e *Endpoint) consumed(n int) {
+	e.rcvBuf.TrimFront(int64(n))
+	e.growReceiveBuffer() // rcvbuf.go
+	e.maybeSendWindowUpdate()
+}
+
+// readErr is why a RECEIVE with the receive buffer empty returns nothing:
+// the connection's error, io.EOF after the peer's FIN, ENOTCONN, or
+// ErrWouldBlock while more may come.
+func (e *Endpoint) readErr() error {
 	switch {
 	case e.err != nil:
-		return 0, e.err
+		return e.err
 	case e.finReceived || e.rcvClosed:
-		return 0, io.EOF
+		return io.EOF
 	case e.state == event.Closed:
-		return 0, syscall.ENOTCONN
+		return syscall.ENOTCONN
 	}
-	return 0, ErrWouldBlock
+	return ErrWouldBlock
 }
 
 // Readable reports whether Read would return without ErrWouldBlock.
@@ -386,6 +399,22 @@ func (e *Endpoint) Write(b []byte) (int, error) {
 }
 
 func (e *Endpoint) writeLocked(b []byte, more bool) (int, error) {
+	room, err := e.sendRoom(len(b))
+	if err != nil {
+		return 0, err
+	}
+	if len(b) > room {
+		b = b[:room]
+	}
+	e.appendSend(b)
+	e.queued(len(b), more)
+	return len(b), nil
+}
+
+// sendRoom is how many bytes a SEND of want may queue now, or why none:
+// the connection's error, EPIPE once the sending side is closed,
+// ErrWouldBlock while the send buffer is full.
+func (e *Endpoint) sendRoom(want int) (int, error) {
 	switch {
 	case e.err != nil:
 		return 0, e.err
@@ -393,33 +422,34 @@ func (e *Endpoint) writeLocked(b []byte, more bool) (int, error) {
 		return 0, syscall.EPIPE
 	}
 	room := e.sndBufLimit - int(e.sndBuf.Size())
-	if room < len(b) {
+	if room < want {
 		e.chronoStart(chronoSndbufLimited) // until an ACK makes room
 	}
 	if room <= 0 {
 		return 0, ErrWouldBlock
 	}
-	if len(b) > room {
-		b = b[:room]
-	}
-	if len(b) > 0 {
+	return room, nil
+}
+
+// queued sends what n bytes just appended to the send buffer allow; more
+// is WriteMore's "more data follows".
+func (e *Endpoint) queued(n int, more bool) {
+	if n > 0 {
 		e.chronoStart(chronoBusy)
 		e.sndMore = more
 	}
-	e.appendSend(b)
 	if e.state.Synchronized() {
 		e.corkWrite = more
 		e.output()
 		e.corkWrite = false
 	}
-	return len(b), nil
 }
 
 // appendSend copies b to the end of the send buffer in views of at most
 // one chunk each.
 func (e *Endpoint) appendSend(b []byte) {
 	for len(b) > 0 {
-		v := buffer.NewViewWithData(b[:min(len(b), 64<<10)])
+		v := buffer.NewViewWithData(b[:min(len(b), maxChunk)])
 		b = b[v.Size():]
 		_ = e.sndBuf.Append(v)
 	}

@@ -1,6 +1,7 @@
 package tcp_test
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -100,6 +101,8 @@ const (
 	fzOpSack              // n, n x (start, length): an ACK of SND.UNA with SACK blocks within what the stack sent
 	fzOpAckPart           // frac: acknowledge SND.UNA + frac/256 of what the stack has in flight
 	fzOpOutOfOrder        // offset, lenSel: text at RCV.NXT + 1 + 64*offset (FIN too when lenSel >= 128)
+	fzOpReadTo            // ReadTo a writer that takes everything
+	fzOpWriteFrom         // sizeSel: WriteFrom a reader holding that many bytes
 	fzNumOps
 	fzOpSpace = 32
 )
@@ -209,6 +212,9 @@ func fzConnSeeds() []tcptest.FuzzSeed {
 	add("out-of-order-fin-then-fill", 2, 0x02, 0,
 		fzOpOutOfOrder, 2, 5, fzOpOutOfOrder, 10, 6|0x80, fzOpOutOfOrder, 0, 3, fzOpData, 4, fzOpRead, 6,
 		fzOpData, 6, fzOpData, 6, fzOpRead, 6, fzOpAdvance, 3)
+	add("readto-writefrom-window", 2, 0x02, 0,
+		fzOpData, 9, fzOpData, 9, fzOpReadTo, fzOpWriteFrom, 11, fzOpAck, 0, fzOpWriteFrom, 10,
+		fzOpAdvance, 5, fzOpAck, 9, fzOpFin, fzOpReadTo, fzOpReadTo, fzOpCloseWrite, fzOpWriteFrom, 3)
 	// Found by fuzzing. The next two and the last tripped the target
 	// itself.
 	// A segment across the peer's relative sequence number 0, trimmed
@@ -641,6 +647,45 @@ func (c *fuzzConn) step(r *fzReader) {
 		if m == 0 && err == nil && len(b) > 0 {
 			c.fail("Read(%d) returned nothing and no error", len(b))
 		}
+	case fzOpReadTo:
+		var w bytes.Buffer
+		m, err := ep.ReadTo(&w)
+		if m != int64(w.Len()) || (err != nil && !fzErrno(err)) || (err != nil && m != 0) {
+			c.fail("ReadTo = %d, %v, having written %d", m, err, w.Len())
+		}
+		if m > 0 && c.readShut {
+			c.fail("ReadTo after the receiving side was closed wrote %d bytes", m)
+		}
+		irs := c.info().irs
+		for k, got := range w.Bytes() {
+			if want := fzPeerByte(irs + 1 + uint32(c.read) + uint32(k)); got != want {
+				c.fail("ReadTo: byte %d of the stream is %#x, the peer sent %#x", c.read+uint64(k), got, want)
+			}
+		}
+		c.read += uint64(m)
+		if pre := c.prefix(irs); c.read > pre {
+			c.fail("Read %d bytes, but the peer sent only %d in order", c.read, pre)
+		}
+		if m == 0 && err == nil {
+			c.fail("ReadTo wrote nothing and returned no error")
+		}
+	case fzOpWriteFrom:
+		n := fzPick(fzWrites, r.u8())
+		b := make([]byte, n)
+		for k := range b {
+			b[k] = fzUserByte(c.written + uint64(k))
+		}
+		m, err := ep.WriteFrom(bytes.NewReader(b))
+		if m < 0 || m > int64(n) || (err != nil && m != 0 && err != io.EOF) || (err != nil && !fzErrno(err)) {
+			c.fail("WriteFrom(%d bytes) = %d, %v", n, m, err)
+		}
+		if err == nil && m == 0 {
+			c.fail("WriteFrom(%d bytes) took nothing and returned no error", n)
+		}
+		if c.writeShut && m > 0 {
+			c.fail("WriteFrom after the sending side was closed = %d, %v", m, err)
+		}
+		c.written += uint64(m)
 	case fzOpClose:
 		c.writeShut, c.readShut = true, true
 		before := ep.State()
