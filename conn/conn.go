@@ -211,23 +211,42 @@ func (c *Conn) read(done <-chan struct{}, b []byte) (int, error) {
 // bytes the engine handed a w that failed are gone, as they are when
 // io.Copy's Write fails.
 func (c *Conn) WriteTo(w io.Writer) (int64, error) {
-	const op = "writeto"
-	if !c.readMu.take(c.closed) {
+	return c.pump("writeto", c.readMu, &c.rd, c.ep.ReadWakeup, func() (int64, error) { return c.ep.ReadTo(w) })
+}
+
+// ReadFrom reads r until io.EOF or an error and sends what it reads, as
+// *net.TCPConn's ReadFrom does: io.Copy(c, r) calls it when r is not an
+// io.WriterTo. r is read straight into the send buffer, without the copy
+// into a buffer of io.Copy's, in reads of at most 64 KiB and the room
+// the buffer has; it returns once the buffer has taken what r gave. The
+// write deadline applies. Errors, r's included, are *net.OpError with Op
+// "readfrom", as package net's.
+func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
+	return c.pump("readfrom", c.writeMu, &c.wd, c.ep.WriteWakeup, func() (int64, error) { return c.ep.WriteFrom(r) })
+}
+
+// pump is WriteTo's and ReadFrom's loop: step moves what it can between
+// the engine's buffer and the user's writer or reader, holding the turn
+// mu of its direction, until io.EOF (the end, no error) or an error;
+// while the engine would block, it waits for wakeup, the deadline dl or
+// Close.
+func (c *Conn) pump(op string, mu turn, dl *deadline, wakeup func() <-chan struct{}, step func() (int64, error)) (int64, error) {
+	if !mu.take(c.closed) {
 		return 0, c.opError(op, net.ErrClosed)
 	}
-	defer c.readMu.give()
+	defer mu.give()
 	var total int64
 	var wake <-chan struct{} // as in read
 	for {
 		if c.isClosed() {
 			return total, c.opError(op, net.ErrClosed)
 		}
-		if c.rd.passed() {
-			// Checked before every take, as package net checks its
+		if dl.passed() {
+			// Checked before every step, as package net checks its
 			// deadline before every read of its loop.
 			return total, c.opError(op, timeoutError{})
 		}
-		n, err := c.ep.ReadTo(w)
+		n, err := step()
 		total += n
 		switch {
 		case err == nil:
@@ -241,59 +260,12 @@ func (c *Conn) WriteTo(w io.Writer) (int64, error) {
 			return total, c.opError(op, err)
 		}
 		if wake == nil {
-			wake = c.ep.ReadWakeup()
+			wake = wakeup()
 			continue
 		}
 		select {
 		case <-wake:
-		case <-c.rd.wait():
-		case <-c.closed:
-		}
-	}
-}
-
-// ReadFrom reads r until io.EOF or an error and sends what it reads, as
-// *net.TCPConn's ReadFrom does: io.Copy(c, r) calls it when r is not an
-// io.WriterTo. r is read straight into the send buffer, without the copy
-// into a buffer of io.Copy's, in reads of at most 64 KiB and the room
-// the buffer has; it returns once the buffer has taken what r gave. The
-// write deadline applies. Errors, r's included, are *net.OpError with Op
-// "readfrom", as package net's.
-func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
-	const op = "readfrom"
-	if !c.writeMu.take(c.closed) {
-		return 0, c.opError(op, net.ErrClosed)
-	}
-	defer c.writeMu.give()
-	var total int64
-	var wake <-chan struct{} // as in read
-	for {
-		if c.isClosed() {
-			return total, c.opError(op, net.ErrClosed)
-		}
-		if c.wd.passed() {
-			return total, c.opError(op, timeoutError{})
-		}
-		n, err := c.ep.WriteFrom(r)
-		total += n
-		switch {
-		case err == nil:
-			continue
-		case err == io.EOF:
-			return total, nil
-		case err != tcp.ErrWouldBlock:
-			if c.isClosed() {
-				err = net.ErrClosed
-			}
-			return total, c.opError(op, err)
-		}
-		if wake == nil {
-			wake = c.ep.WriteWakeup()
-			continue
-		}
-		select {
-		case <-wake:
-		case <-c.wd.wait():
+		case <-dl.wait():
 		case <-c.closed:
 		}
 	}
