@@ -136,9 +136,9 @@ func TestConcurrentUse(t *testing.T) {
 	})
 }
 
-// TestCloseUnblocksAll blocks readers, writers and accepters, then closes:
-// every call returns at once with net.ErrClosed, and no goroutine of the
-// connection is left behind.
+// TestCloseUnblocksAll blocks readers, writers (Read and WriteTo, Write and
+// ReadFrom) and accepters, then closes: every call returns at once with
+// net.ErrClosed, and no goroutine of the connection is left behind.
 func TestCloseUnblocksAll(t *testing.T) {
 	fake(t, func(t *testing.T, clock *faketime.ManualClock) {
 		small := tcp.Options{SendBufferSize: 16 << 10, ReceiveBufferSize: 16 << 10}
@@ -160,16 +160,20 @@ func TestCloseUnblocksAll(t *testing.T) {
 		const n = 10
 		reads := make(chan error, n)
 		writes := make(chan error, n)
+		writeTos := make(chan error, n)
+		readFroms := make(chan error, n)
 		accepts := make(chan error, n)
 		for range n {
 			go func() { _, err := c.Read(make([]byte, 10)); reads <- err }()
 			go func() { _, err := c.Write(make([]byte, 1000)); writes <- err }()
+			go func() { _, err := c.WriteTo(io.Discard); writeTos <- err }()
+			go func() { _, err := c.ReadFrom(bytes.NewReader(make([]byte, 1000))); readFroms <- err }()
 			go func() { _, err := ln.Accept(); accepts <- err }()
 		}
-		// All 30 are blocked, or have returned: synctest.Wait (in
+		// All 50 are blocked, or have returned: synctest.Wait (in
 		// goroutines) knows.
 		synctest.Wait()
-		for _, ch := range []chan error{reads, writes, accepts} {
+		for _, ch := range []chan error{reads, writes, writeTos, readFroms, accepts} {
 			if len(ch) > 0 {
 				t.Fatalf("a call returned before Close: %v", <-ch)
 			}
@@ -180,7 +184,7 @@ func TestCloseUnblocksAll(t *testing.T) {
 		for _, ch := range []struct {
 			op string
 			ch chan error
-		}{{"read", reads}, {"write", writes}, {"accept", accepts}} {
+		}{{"read", reads}, {"write", writes}, {"writeto", writeTos}, {"readfrom", readFroms}, {"accept", accepts}} {
 			if len(ch.ch) != n {
 				t.Fatalf("%d of %d %s calls returned after Close", len(ch.ch), n, ch.op)
 			}
