@@ -92,8 +92,12 @@ func (e *Endpoint) segmentArrives(seg *segment) {
 // arrives dispatches seg to the handler of the connection's state.
 func (e *Endpoint) arrives(seg *segment) verdict {
 	switch e.state {
-	case event.Closed:
-		return e.closedArrives(seg)
+	case event.Closed, event.TimeWait:
+		// Out of the demuxer: packetArrives passes what still comes
+		// here to Protocol.strayArrives, which answers for the
+		// TIME-WAIT record or CLOSED (3.10.7.1) as the demuxer does.
+		e.drop(seg, event.DropClosed)
+		return stay()
 	case event.SynSent:
 		return e.synSentArrives(seg) // handshake.go
 	case event.SynReceived:
@@ -110,8 +114,6 @@ func (e *Endpoint) arrives(seg *segment) verdict {
 		return e.closingArrives(seg)
 	case event.LastAck:
 		return e.lastAckArrives(seg)
-	case event.TimeWait:
-		return e.timeWaitArrives(seg)
 	}
 	return stay() // LISTEN is a Listener's
 }
@@ -129,22 +131,6 @@ func (e *Endpoint) follow(v verdict, seg *segment) {
 		}
 		v = e.resume(v.then, seg)
 	}
-}
-
-// closedArrives is 3.10.7.1: everything is discarded, and anything but a
-// RST is answered with one. A connection only sees this in the moment
-// between reaching CLOSED and leaving the demuxer.
-func (e *Endpoint) closedArrives(seg *segment) verdict {
-	e.drop(seg, event.DropClosed)
-	if seg.has(header.TCPFlagRst) {
-		return stay()
-	}
-	if seg.has(header.TCPFlagAck) {
-		e.sendSegment(event.SendRst, header.TCPFlagRst, seg.Ack, emptyBuffer(), nil)
-	} else {
-		e.sendSegment(event.SendRst, header.TCPFlagRst|header.TCPFlagAck, 0, emptyBuffer(), nil)
-	}
-	return stay()
 }
 
 // synReceivedArrives is 3.10.7.4 in SYN-RECEIVED.
@@ -306,27 +292,6 @@ func (e *Endpoint) finAckArrives(seg *segment, next event.State) verdict {
 	}
 	e.output()
 	return stay()
-}
-
-// timeWaitArrives is 3.10.7.4 in TIME-WAIT, for the moment before the
-// compact record takes over (timewait.go, Protocol.timeWaitArrives, holds
-// the same rules for the record).
-func (e *Endpoint) timeWaitArrives(seg *segment) verdict {
-	// A new SYN in TIME-WAIT, above everything the old connection
-	// received, may reopen it (RFC 1122 4.2.2.13), provided the new ISN is
-	// above the old sequence space; Linux (tcp_timewait_state_process)
-	// does so with ISN = old SND.NXT + 65535 + 2, and so do we. The
-	// listener takes the SYN once this connection is gone (packetArrives).
-	if seg.has(header.TCPFlagSyn) && !seg.has(header.TCPFlagAck|header.TCPFlagRst) && e.rcvNxt.LessThan(seg.Seq) {
-		if l := e.proto.listenerFor(e.netProto, e.id); l != nil {
-			e.handoff = l
-			e.handoffISS = e.sndNxt + 65535 + 2
-			return moveTo(event.Closed, event.Cause{Kind: event.CauseSegment, Detail: "new SYN in TIME-WAIT " + seg.String(), Key: seg.wire}, thenDone)
-		}
-	}
-	// Otherwise the processing for ESTABLISHED: a retransmitted FIN is
-	// acknowledged at the first step (unacceptable), and text is ignored.
-	return e.establishedArrives(seg)
 }
 
 // firstSteps is the first to fourth steps of 3.10.7.4 and the fifth's

@@ -172,10 +172,6 @@ type Endpoint struct {
 	// demuxer and the engine's table.
 	tw *timeWait
 
-	// A SYN that reopened this connection from TIME-WAIT, for the
-	// listener to take once this TCB is gone, and the ISN it must use.
-	handoff    *Listener
-	handoffISS seqnum.Value
 	// orphan: the user closed the connection before it reached CLOSED or
 	// TIME-WAIT; it counts against Options.MaxOrphans.
 	orphan bool
@@ -631,6 +627,14 @@ func (e *Endpoint) packetArrives(id stack.TransportEndpointID, pkt *stack.Packet
 		return
 	}
 	e.mu.Lock()
+	if !e.registered {
+		// Found by the demuxer a moment before the connection left it
+		// for TIME-WAIT or CLOSED: answered as if it had not been.
+		e.mu.Unlock()
+		e.proto.strayArrives(id, pkt.NetworkProtocolNumber, pkt.NICID, &seg)
+		seg.Payload.Release()
+		return
+	}
 	opened := e.beginStamp()
 	e.inBatch = e.proto.batching(pkt.NICID)
 	e.segmentArrives(&seg)
@@ -639,13 +643,8 @@ func (e *Endpoint) packetArrives(id stack.TransportEndpointID, pkt *stack.Packet
 		e.heardFromPeer()
 	}
 	e.endStamp(opened)
-	l, iss := e.handoff, e.handoffISS
-	e.handoff = nil
 	e.mu.Unlock()
 	e.flush()
-	if l != nil {
-		l.synArrives(id, pkt.NetworkProtocolNumber, pkt.NICID, &seg, iss)
-	}
 	seg.Payload.Release()
 }
 

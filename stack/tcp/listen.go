@@ -293,21 +293,27 @@ func (l *Listener) packetArrives(id stack.TransportEndpointID, pkt *stack.Packet
 		return
 	}
 	defer seg.Payload.Release()
+	l.segmentArrives(id, pkt.NetworkProtocolNumber, pkt.NICID, &seg)
+}
+
+// segmentArrives is SEGMENT ARRIVES in LISTEN (3.10.7.2) for a parsed
+// segment; the caller delivers the events it queues (deliverEvents).
+func (l *Listener) segmentArrives(id stack.TransportEndpointID, netProto tcpip.NetworkProtocolNumber, nic tcpip.NICID, seg *segment) {
+	p := l.proto
 	c := connIDOf(id)
-	netProto := pkt.NetworkProtocolNumber
 
 	// A connection in TIME-WAIT is not in the demuxer: its segments come
 	// here, to the listener on its port (timewait.go).
 	if tw := p.timeWaitFor(id); tw != nil {
-		if v, iss := p.timeWaitArrives(tw, &seg, l); v == twReopen {
-			l.synArrives(id, netProto, pkt.NICID, &seg, iss)
+		if v, iss := p.timeWaitArrives(tw, seg, l); v == twReopen {
+			l.synArrives(id, netProto, nic, seg, iss)
 		}
 		return
 	}
 
 	// First, check for a RST: an incoming RST is ignored.
 	if seg.has(header.TCPFlagRst) {
-		p.drop(c, &seg, event.DropListenRst)
+		p.drop(c, seg, event.DropListenRst)
 		return
 	}
 	// Second, check for an ACK: any acknowledgment is bad in LISTEN;
@@ -316,20 +322,20 @@ func (l *Listener) packetArrives(id stack.TransportEndpointID, pkt *stack.Packet
 	// state for.
 	if seg.has(header.TCPFlagAck) {
 		if !seg.has(header.TCPFlagSyn) && l.cookiesRecent() {
-			l.cookieAck(id, netProto, pkt.NICID, &seg)
+			l.cookieAck(id, netProto, nic, seg)
 			return
 		}
-		p.drop(c, &seg, event.DropListenAck)
-		p.replyRST(id, netProto, pkt.NICID, &seg)
+		p.drop(c, seg, event.DropListenAck)
+		p.replyRST(id, netProto, nic, seg)
 		return
 	}
 	// Third, check for a SYN.
 	if !seg.has(header.TCPFlagSyn) {
 		// Fourth, other control or text: drop.
-		p.drop(c, &seg, event.DropListenNoSyn)
+		p.drop(c, seg, event.DropListenNoSyn)
 		return
 	}
-	l.synArrives(id, netProto, pkt.NICID, &seg, 0)
+	l.synArrives(id, netProto, nic, seg, 0)
 }
 
 // synArrives is the third step of 3.10.7.2 for a SYN: a half-open entry,

@@ -189,15 +189,39 @@ func (p *Protocol) closedArrives(id stack.TransportEndpointID, pkt *stack.Packet
 		return
 	}
 	defer seg.Payload.Release()
+	p.noConnectionArrives(id, pkt.NetworkProtocolNumber, pkt.NICID, &seg)
+}
+
+// noConnectionArrives is closedArrives for a parsed segment.
+func (p *Protocol) noConnectionArrives(id stack.TransportEndpointID, netProto tcpip.NetworkProtocolNumber, nic tcpip.NICID, seg *segment) {
 	if tw := p.timeWaitFor(id); tw != nil {
-		p.timeWaitArrives(tw, &seg, nil)
+		p.timeWaitArrives(tw, seg, nil)
 		return
 	}
-	p.drop(connIDOf(id), &seg, event.DropNoSocket)
+	p.drop(connIDOf(id), seg, event.DropNoSocket)
 	if seg.has(header.TCPFlagRst) {
 		return
 	}
-	p.replyRST(id, pkt.NetworkProtocolNumber, pkt.NICID, &seg)
+	p.replyRST(id, netProto, nic, seg)
+}
+
+// strayArrives is SEGMENT ARRIVES for a segment the demuxer handed to a
+// connection a moment before the connection left it, entering TIME-WAIT
+// or CLOSED (the segment waited for the lock the change held). It is
+// answered as the demuxer would have answered it a moment later: by the
+// listener on the port, which passes a connection's segments to its
+// TIME-WAIT record and may reopen it with a new SYN, or else by the
+// record or the CLOSED state's RST. The connection itself no longer
+// answers: it has handed its sequence space to the record, and its route
+// may be gone.
+func (p *Protocol) strayArrives(id stack.TransportEndpointID, netProto tcpip.NetworkProtocolNumber, nic tcpip.NICID, seg *segment) {
+	p.stats.StraySegments.Add(1)
+	if l := p.listenerFor(netProto, id); l != nil {
+		l.segmentArrives(id, netProto, nic, seg)
+		l.deliverEvents()
+		return
+	}
+	p.noConnectionArrives(id, netProto, nic, seg)
 }
 
 // parse validates the segment in pkt and fills seg. Validation happens

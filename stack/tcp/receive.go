@@ -8,8 +8,6 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
 )
 
-func emptyBuffer() buffer.Buffer { return buffer.Buffer{} }
-
 // processTextAndFin is the seventh and eighth steps of 3.10.7.4: queue
 // in-order text for the user, keep out-of-order text for reassembly, and
 // act on a FIN once everything before it has arrived. It returns the

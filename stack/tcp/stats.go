@@ -36,6 +36,7 @@ type Stats struct {
 	RecvBufferGrown    atomic.Uint64 // receive buffers grown with their user's reading (rcvbuf.go)
 	RoutesFound        atomic.Uint64 // routes asked of the network layer (FindRoute) for connections and replies (routes.go)
 	RoutesReused       atomic.Uint64 // routes a new connection or reply took from a live connection instead (routes.go)
+	StraySegments      atomic.Uint64 // segments handed to a connection a moment after it left for TIME-WAIT or CLOSED, answered as if it had not been found (Protocol.strayArrives)
 	Drops              [event.NumDropReasons]atomic.Uint64
 	Sends              [event.NumSendCauses]atomic.Uint64
 	ListenOverflows    atomic.Uint64 // like Linux ListenOverflows

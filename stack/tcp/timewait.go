@@ -27,6 +27,9 @@ import (
 // The record is not in gVisor's demuxer: a segment for its 4-tuple
 // reaches the listener on the port (Listener.packetArrives) or, without
 // one, HandleUnknownDestinationPacket, and both look in the table first.
+// A segment the demuxer handed the Endpoint a moment before it left goes
+// the same way (Protocol.strayArrives): there is one place for
+// TIME-WAIT's rules, and the Endpoint never answers from TIME-WAIT.
 // All records share one clock timer: they all last Options.TimeWait, so
 // a list in the order they were made (or restarted) is a list in the
 // order they expire.

@@ -142,25 +142,35 @@ func TestTimeWaitSegments(t *testing.T) {
 			func(p *tcptest.Peer) seg { return seg{Flags: ".", Seq: 2, Ack: 2} },
 			nil, event.DropNone, event.TimeWait},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			p, ep := tcptest.TimeWait(t, tcptest.WithTimestamps())
-			before := p.TCP.Stats().Dropped(tc.reason)
-			p.Inject(tc.in(p))
-			if tc.want != nil {
-				p.Expect(*tc.want)
+		for _, late := range []bool{false, true} {
+			name := tc.name
+			if late {
+				name += "/late"
 			}
-			p.ExpectNothing()
-			p.WantState(ep, tc.state)
-			if tc.reason != event.DropNone {
-				wantCount(t, "Dropped("+tc.reason.String()+")", p.TCP.Stats().Dropped(tc.reason)-before, 1)
-			}
-			if tc.state == event.Closed {
-				wantCount(t, "ResetsReceived", p.TCP.Stats().ResetsReceived.Load(), 1)
-				if u := p.TCP.Usage(); u.TimeWait != 0 {
-					t.Errorf("Usage().TimeWait = %d after the RST", u.TimeWait)
+			t.Run(name, func(t *testing.T) {
+				p, ep := tcptest.TimeWait(t, tcptest.WithTimestamps())
+				before := p.TCP.Stats().Dropped(tc.reason)
+				if late {
+					tcp.ArriveLate(ep, p.Encode(tc.in(p)))
+				} else {
+					p.Inject(tc.in(p))
 				}
-			}
-		})
+				if tc.want != nil {
+					p.Expect(*tc.want)
+				}
+				p.ExpectNothing()
+				p.WantState(ep, tc.state)
+				if tc.reason != event.DropNone {
+					wantCount(t, "Dropped("+tc.reason.String()+")", p.TCP.Stats().Dropped(tc.reason)-before, 1)
+				}
+				if tc.state == event.Closed {
+					wantCount(t, "ResetsReceived", p.TCP.Stats().ResetsReceived.Load(), 1)
+					if u := p.TCP.Usage(); u.TimeWait != 0 {
+						t.Errorf("Usage().TimeWait = %d after the RST", u.TimeWait)
+					}
+				}
+			})
+		}
 	}
 }
 
