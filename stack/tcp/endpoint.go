@@ -377,7 +377,7 @@ func (e *Endpoint) readErr() error {
 func (e *Endpoint) Readable() bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.rcvBuf.Size() > 0 || e.err != nil || e.finReceived || e.rcvClosed || e.state == event.Closed
+	return e.rcvBuf.Size() > 0 || e.readErr() != ErrWouldBlock
 }
 
 // Write queues bytes for sending (RFC 9293 3.10.2 SEND) and returns how
