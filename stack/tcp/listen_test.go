@@ -372,6 +372,29 @@ func TestCookieAcceptQueueFull(t *testing.T) {
 	}
 }
 
+// TestCookieConnectionLimit: a valid cookie ACK that finds the stack at
+// MaxConnections is dropped (DropConnectionLimit) and leaves no state: the
+// place it had taken in the accept queue is given back, so that with a
+// backlog of 0 the half-open connection that held the limit still gets in
+// when its handshake completes.
+func TestCookieConnectionLimit(t *testing.T) {
+	p, l, _ := listen(t, 0, tcp.Options{SynQueueLimit: 1, MaxConnections: 1})
+	first := fillSynQueue(t, p, 1)[0] // half-open: the one connection allowed
+	c := cookieSyn(t, p, 40001, 1460)
+	c.use(p)
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1})
+	p.ExpectNothing()
+	wantCount(t, "Dropped(connection limit)", p.TCP.Stats().Dropped(event.DropConnectionLimit), 1)
+	wantQueues(t, l, 1, 0)
+	first.use(p)
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1})
+	wantQueues(t, l, 0, 1)
+	if _, err := l.Accept(); err != nil {
+		t.Fatalf("Accept of the half-open connection: %v", err)
+	}
+	wantCount(t, "AcceptOverflowDrops", p.TCP.Stats().Listen.AcceptOverflowDrops.Load(), 0)
+}
+
 // TestAcceptQueueBacklogPlusOne: the accept queue holds backlog+1
 // connections, Linux's meaning of listen(2)'s backlog (sk_acceptq_is_full
 // compares with ">"), and Accept hands them out in order.
