@@ -61,8 +61,11 @@ func (t *pmtuTable) lookup(dst tcpip.Address, now tcpip.MonotonicTime) (uint32, 
 	return e.mtu, true
 }
 
-// learn records mtu for dst.
-func (t *pmtuTable) learn(dst tcpip.Address, mtu uint32, now tcpip.MonotonicTime) {
+// learn records mtu for dst. It reports whether the table was full and
+// forgot the entry closest to expiring for it (LimitStats.PathMTUEvictions).
+// The scan for it is bounded by the table: each new entry needs an ICMP
+// error that matched a live connection to that destination.
+func (t *pmtuTable) learn(dst tcpip.Address, mtu uint32, now tcpip.MonotonicTime) (evicted bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.m == nil {
@@ -77,8 +80,10 @@ func (t *pmtuTable) learn(dst tcpip.Address, mtu uint32, now tcpip.MonotonicTime
 			}
 		}
 		delete(t.m, oldest)
+		evicted = true
 	}
 	t.m[dst] = pmtuEntry{mtu: mtu, expires: now.Add(pmtuExpiry)}
+	return evicted
 }
 
 // netHeaderLen is the size of the IP header in front of our segments.
@@ -129,7 +134,9 @@ func (e *Endpoint) pathMTUArrives(mtu uint32) {
 	if e.netProto != header.IPv6ProtocolNumber && mtu < linuxMinPMTU {
 		mtu = linuxMinPMTU
 	}
-	e.proto.pmtu.learn(e.id.RemoteAddress, mtu, e.now())
+	if e.proto.pmtu.learn(e.id.RemoteAddress, mtu, e.now()) {
+		e.proto.limits.PathMTUEvictions.Add(1)
+	}
 	mss := e.mssForMTU(mtu)
 	if mss >= e.sndMSS {
 		return // not smaller than what we send already

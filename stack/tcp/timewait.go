@@ -79,6 +79,7 @@ type LimitStats struct {
 	TimeWaitOverflows atomic.Uint64 // connections deleted instead of entering TIME-WAIT: MaxTimeWait reached (Linux TCPTimeWaitOverflow)
 	OrphanResets      atomic.Uint64 // Close calls turned into an abort: MaxOrphans reached (Linux TCPAbortOnMemory)
 	ConnectionLimit   atomic.Uint64 // Connect calls and SYNs refused: MaxConnections reached
+	PathMTUEvictions  atomic.Uint64 // path MTUs forgotten before they expired: 4,096 destinations had reported smaller ones (pmtu.go)
 }
 
 // Usage is what the engine holds now, against the limits of Options.
