@@ -6,10 +6,10 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
-	"net/netip"
 	"testing"
 
 	"github.com/tapstack/tapstack/conn"
+	"github.com/tapstack/tapstack/stack"
 	"github.com/tapstack/tapstack/stack/tcp"
 )
 
@@ -103,22 +103,30 @@ func TestCopyGVisor(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
+	c, peer := dialPeer(t, ts, ln)
+	copyBothWays(t, c, peer)
+}
+
+// dialPeer dials the peer's listener ln from ts and returns both ends;
+// the test's cleanup closes them.
+func dialPeer(t *testing.T, ts *stack.Stack, ln net.Listener) (*conn.Conn, net.Conn) {
+	t.Helper()
 	acc := make(chan net.Conn, 1)
 	go func() {
 		k, _ := ln.Accept()
 		acc <- k
 	}()
-	c, err := conn.Dial(ts, "tcp", netip.AddrPortFrom(peerAddr, 80).String())
+	c, err := conn.Dial(ts, "tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
 	peer := <-acc
 	if peer == nil {
-		t.Fatal("gVisor's listener accepted nothing")
+		t.Fatalf("the peer's listener on %v accepted nothing", ln.Addr())
 	}
-	defer peer.Close()
-	copyBothWays(t, c.(*conn.Conn), peer)
+	t.Cleanup(func() { peer.Close() })
+	return c.(*conn.Conn), peer
 }
 
 // TestCopyTapstackProxy: io.Copy from one tapstack Conn to another, as a

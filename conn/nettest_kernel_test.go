@@ -28,6 +28,21 @@ func kernelNet(t *testing.T) (*taptest.Namespace, *stack.Stack) {
 	return ns, ts
 }
 
+// kernelListen listens with the kernel's TCP on 192.0.2.1 in ns, on a
+// port the kernel picks; the test's cleanup closes the listener.
+func kernelListen(t *testing.T, ns *taptest.Namespace) net.Listener {
+	t.Helper()
+	var kl net.Listener
+	if err := ns.Do(func() (err error) {
+		kl, err = net.Listen("tcp", "192.0.2.1:0")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { kl.Close() })
+	return kl
+}
+
 // TestNettestKernel runs nettest.TestConn with tapstack's Conn as c1 and a
 // Linux socket (a *net.TCPConn made inside the namespace) as c2. One
 // namespace and stack serve every subtest; each gets a fresh pair.
@@ -35,14 +50,7 @@ func TestNettestKernel(t *testing.T) {
 	ns, ts := kernelNet(t)
 
 	t.Run("TapstackDials", func(t *testing.T) {
-		var kl net.Listener
-		if err := ns.Do(func() (err error) {
-			kl, err = net.Listen("tcp", "192.0.2.1:0")
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		defer kl.Close()
+		kl := kernelListen(t, ns)
 		nettest.TestConn(t, func() (c1, c2 net.Conn, stop func(), err error) {
 			ch := make(chan net.Conn, 1)
 			go func() {

@@ -272,6 +272,22 @@ func TestSWSAvoidanceIdle(t *testing.T) {
 	p2.Expect(seg{Flags: "P.", Seq: 1001, Ack: 1, Len: 1000})
 }
 
+// fullReceiveBuffer is an established connection with a receive buffer
+// of n segments of mss bytes, and delayed ACKs (NoQuickAck), that the peer
+// has filled: each second segment is acknowledged, the window shrinking
+// by two segments each time, down to a closed window.
+func fullReceiveBuffer(t *testing.T, mss, n int) (*tcptest.Peer, *tcp.Endpoint) {
+	t.Helper()
+	p, ep := tcptest.Established(t, tcptest.WithTCP(tcp.Options{ReceiveBufferSize: n * mss, NoQuickAck: true}))
+	for i := range n {
+		p.Inject(seg{Flags: ".", Seq: 1 + uint32(i*mss), Ack: 1, Payload: payload(i*mss, mss)})
+		if i%2 == 1 {
+			p.Expect(seg{Flags: ".", Seq: 1, Ack: 1 + uint32((i+1)*mss), Win: uint16((n - i - 1) * mss), Check: tcptest.CheckWin})
+		}
+	}
+	return p, ep
+}
+
 // TestWindowUpdateWhenDoubled: after reads, a window update goes out on
 // its own only when the window promised has fallen below half the buffer
 // and would at least double, as Linux's tcp_cleanup_rbuf decides (and
@@ -280,13 +296,7 @@ func TestSWSAvoidanceIdle(t *testing.T) {
 // read.
 func TestWindowUpdateWhenDoubled(t *testing.T) {
 	const mss = 1460
-	p, ep := tcptest.Established(t, tcptest.WithTCP(tcp.Options{ReceiveBufferSize: 8 * mss, NoQuickAck: true}))
-	for i := range 8 {
-		p.Inject(seg{Flags: ".", Seq: 1 + uint32(i*mss), Ack: 1, Payload: payload(i*mss, mss)})
-		if i%2 == 1 {
-			p.Expect(seg{Flags: ".", Seq: 1, Ack: 1 + uint32((i+1)*mss), Win: uint16((6 - i + 1) * mss), Check: tcptest.CheckWin})
-		}
-	}
+	p, ep := fullReceiveBuffer(t, mss, 8)
 	read := func(n int) {
 		t.Helper()
 		buf := make([]byte, n)

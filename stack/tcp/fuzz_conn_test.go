@@ -413,6 +413,36 @@ func (c *fuzzConn) covered(lo uint32, n uint64) bool { return c.run(lo) >= n }
 // a gap (text, and a FIN).
 func (c *fuzzConn) prefix(irs uint32) uint64 { return c.run(irs + 1) }
 
+// userBytes is the next n bytes of the user's stream, after those
+// written so far.
+func (c *fuzzConn) userBytes(n int) []byte {
+	b := make([]byte, n)
+	for k := range b {
+		b[k] = fzUserByte(c.written + uint64(k))
+	}
+	return b
+}
+
+// received checks b, the bytes op just handed the user, against the
+// stream the peer sent, and counts them: they must come next in the
+// stream, within what the peer sent in order, and never after the
+// receiving side was closed.
+func (c *fuzzConn) received(op string, b []byte) {
+	if len(b) > 0 && c.readShut {
+		c.fail("%s after the receiving side was closed returned %d bytes", op, len(b))
+	}
+	irs := c.info().irs
+	for k, got := range b {
+		if want := fzPeerByte(irs + 1 + uint32(c.read) + uint32(k)); got != want {
+			c.fail("%s: byte %d of the stream is %#x, the peer sent %#x", op, c.read+uint64(k), got, want)
+		}
+	}
+	c.read += uint64(len(b))
+	if pre := c.prefix(irs); c.read > pre {
+		c.fail("%s: %d bytes read, but the peer sent only %d in order", op, c.read, pre)
+	}
+}
+
 // run is how many sequence numbers from the peer's from on (modulo 2^32)
 // the peer sent without a gap.
 func (c *fuzzConn) run(from uint32) uint64 {
@@ -610,10 +640,7 @@ func (c *fuzzConn) step(r *fzReader) {
 		p.Advance(fzPick(fzDurs, r.u8()))
 	case fzOpWrite:
 		n := fzPick(fzWrites, r.u8())
-		b := make([]byte, n)
-		for k := range b {
-			b[k] = fzUserByte(c.written + uint64(k))
-		}
+		b := c.userBytes(n)
 		m, err := ep.Write(b)
 		if m < 0 || m > n || (err != nil && m != 0) || (err != nil && !fzErrno(err)) {
 			c.fail("Write(%d bytes) = %d, %v", n, m, err)
@@ -631,19 +658,7 @@ func (c *fuzzConn) step(r *fzReader) {
 		if m < 0 || m > len(b) || (err != nil && !fzErrno(err)) {
 			c.fail("Read(%d) = %d, %v", len(b), m, err)
 		}
-		if m > 0 && c.readShut {
-			c.fail("Read after the receiving side was closed returned %d bytes", m)
-		}
-		irs := c.info().irs
-		for k := range m {
-			if want := fzPeerByte(irs + 1 + uint32(c.read) + uint32(k)); b[k] != want {
-				c.fail("Read: byte %d of the stream is %#x, the peer sent %#x", c.read+uint64(k), b[k], want)
-			}
-		}
-		c.read += uint64(m)
-		if pre := c.prefix(irs); c.read > pre {
-			c.fail("Read %d bytes, but the peer sent only %d in order", c.read, pre)
-		}
+		c.received("Read", b[:max(m, 0)])
 		if m == 0 && err == nil && len(b) > 0 {
 			c.fail("Read(%d) returned nothing and no error", len(b))
 		}
@@ -653,29 +668,13 @@ func (c *fuzzConn) step(r *fzReader) {
 		if m != int64(w.Len()) || (err != nil && !fzErrno(err)) || (err != nil && m != 0) {
 			c.fail("ReadTo = %d, %v, having written %d", m, err, w.Len())
 		}
-		if m > 0 && c.readShut {
-			c.fail("ReadTo after the receiving side was closed wrote %d bytes", m)
-		}
-		irs := c.info().irs
-		for k, got := range w.Bytes() {
-			if want := fzPeerByte(irs + 1 + uint32(c.read) + uint32(k)); got != want {
-				c.fail("ReadTo: byte %d of the stream is %#x, the peer sent %#x", c.read+uint64(k), got, want)
-			}
-		}
-		c.read += uint64(m)
-		if pre := c.prefix(irs); c.read > pre {
-			c.fail("Read %d bytes, but the peer sent only %d in order", c.read, pre)
-		}
+		c.received("ReadTo", w.Bytes())
 		if m == 0 && err == nil {
 			c.fail("ReadTo wrote nothing and returned no error")
 		}
 	case fzOpWriteFrom:
 		n := fzPick(fzWrites, r.u8())
-		b := make([]byte, n)
-		for k := range b {
-			b[k] = fzUserByte(c.written + uint64(k))
-		}
-		m, err := ep.WriteFrom(bytes.NewReader(b))
+		m, err := ep.WriteFrom(bytes.NewReader(c.userBytes(n)))
 		if m < 0 || m > int64(n) || (err != nil && m != 0 && err != io.EOF) || (err != nil && !fzErrno(err)) {
 			c.fail("WriteFrom(%d bytes) = %d, %v", n, m, err)
 		}

@@ -19,13 +19,7 @@ import (
 // (ErrWouldBlock), and after the peer's FIN it says io.EOF.
 func TestReadTo(t *testing.T) {
 	const mss = 1460
-	p, ep := tcptest.Established(t, tcptest.WithTCP(tcp.Options{ReceiveBufferSize: 8 * mss, NoQuickAck: true}))
-	for i := range 8 {
-		p.Inject(seg{Flags: ".", Seq: 1 + uint32(i*mss), Ack: 1, Payload: payload(i*mss, mss)})
-		if i%2 == 1 {
-			p.Expect(seg{Flags: ".", Seq: 1, Ack: 1 + uint32((i+1)*mss), Win: uint16((6 - i + 1) * mss), Check: tcptest.CheckWin})
-		}
-	}
+	p, ep := fullReceiveBuffer(t, mss, 8)
 	var w bytes.Buffer
 	n, err := ep.ReadTo(&w)
 	if n != 8*mss || err != nil {
