@@ -76,3 +76,51 @@ func TestDupAcksDeliveredOnce(t *testing.T) {
 		t.Errorf("cwnd %d, want 11 segments", c)
 	}
 }
+
+// TestCwndWholeSegments: a segment leaves only if all of it fits in the
+// congestion window (RFC 5681 2: no data past SND.UNA + min(cwnd, rwnd);
+// RFC 6675 5 (C): cwnd - pipe >= 1 SMSS). With a window of 7.5 segments,
+// 7 go and the eighth waits for an ACK, where sending while pipe < cwnd
+// put 8 in flight, half a segment past the window. Linux's whole-packet
+// window does the same (packetdrill's cubic-rto-ss-ca-cwnd-bump).
+func TestCwndWholeSegments(t *testing.T) {
+	p, ep := tcptest.Established(t)
+	const mss = 1460
+	ep.SetCwnd(7*mss+mss/2, 2*mss) // congestion avoidance: an ACK adds a sliver
+	data := payload(0, 12*mss)
+	ep.Write(data)
+	sent := p.Drain()
+	if len(sent) != 7 {
+		t.Fatalf("%d segments in flight with a window of 7.5, want 7", len(sent))
+	}
+	for i, s := range sent {
+		if s.Seq != 1+uint32(i*mss) || len(s.Payload) != mss {
+			t.Fatalf("segment %d: seq %d len %d, want %d len %d", i, s.Seq, len(s.Payload), 1+i*mss, mss)
+		}
+	}
+	// Each ACK of one segment makes room for one: the window grew by
+	// less than a segment, so never two.
+	for i := range 3 {
+		p.Inject(seg{Flags: ".", Seq: 1, Ack: 1 + uint32((i+1)*mss)})
+		sent = p.Drain()
+		if len(sent) != 1 || sent[0].Seq != 1+uint32((7+i)*mss) {
+			t.Fatalf("after ACK %d: sent %v, want the segment at %d", i+1, sent, 1+(7+i)*mss)
+		}
+		if info := ep.Info(); info.TCB.SndNxt-info.TCB.SndUna > info.Cwnd {
+			t.Fatalf("after ACK %d: %d bytes in flight, cwnd %d", i+1, info.TCB.SndNxt-info.TCB.SndUna, info.Cwnd)
+		}
+	}
+}
+
+// TestCwndBelowOneSegment: with nothing in flight a full segment leaves
+// even when the window is smaller than one (as after the MSS grew back
+// past it), since no ACK and no timer would come to release it; the next
+// waits for the ACK.
+func TestCwndBelowOneSegment(t *testing.T) {
+	p, ep := tcptest.Established(t)
+	const mss = 1460
+	ep.SetCwnd(1000, 1000)
+	ep.Write(payload(0, 2*mss))
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, Len: mss})
+	p.ExpectNothing()
+}

@@ -291,8 +291,15 @@ func (e *Endpoint) probeAgain() bool {
 }
 
 // probeTimeout sends the tail loss probe (7.3): a new segment if the
-// congestion window has room for one (and the receive window allows it),
-// else the last segment sent, again. The RTO is restarted from now.
+// congestion window is not used up (pipe < cwnd; the probe may pass it by
+// less than a segment, where a data segment must fit whole: cwndFits) and
+// the receive window allows it, else the last segment sent, again. The
+// RTO is restarted from now. Asking for room for the whole segment here
+// too made the probe a retransmission whenever the window had a fraction
+// of a segment left, which is most of the time once segments must fit:
+// tapstack to gVisor's TCP at 5% loss (BenchmarkLossy, 4 MiB, 8
+// transfers, 5 runs) moved 6.7-7.4 MB/s with 0.4-1.3 RTOs per transfer,
+// against 9.5-11.4 MB/s and 0-0.4 RTOs with pipe < cwnd.
 //
 // RFC 8985 7.3 and Linux send new data even when the congestion window is
 // full; we, as gVisor, do not. The probe is there to draw an ACK, and when

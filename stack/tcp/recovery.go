@@ -165,7 +165,7 @@ func (e *Endpoint) recoverOnAck(seg *segment, a *ackInfo) {
 // this in open state, and RACK finds the tail lost once anything after it
 // is delivered, so with RACK the rule is not needed.)
 func (e *Endpoint) rescueRetransmit() bool {
-	if e.caState != caRecovery || e.rackEnabled() || !e.sackOK || e.rescueSent || e.inflight() >= e.cwnd {
+	if e.caState != caRecovery || e.rackEnabled() || !e.sackOK || e.rescueSent || !e.cwndFits(e.sndMSS) {
 		return false
 	}
 	q := &e.rtxq
@@ -300,8 +300,14 @@ func (e *Endpoint) prr(delivered uint32, lost int, unaAdvanced bool) {
 	ssthresh := int64(e.ssthresh)
 	var sndcnt int64
 	if pipe > ssthresh {
-		// ceil(prr_delivered * ssthresh / RecoverFS) - prr_out
-		sndcnt = int64((e.prrDelivered*uint64(ssthresh)+e.recoverFS-1)/e.recoverFS) - int64(e.prrOut)
+		// ceil(prr_delivered * ssthresh / RecoverFS) - prr_out, the
+		// quotient rounded up to whole segments as Linux's, which
+		// counts packets: a segment goes only when all of it fits
+		// (cwndFits), and a byte-exact quotient would hold each one
+		// back an ACK longer than RFC 6937's segment-counted example.
+		due := (e.prrDelivered*uint64(ssthresh) + e.recoverFS - 1) / e.recoverFS
+		due = (due + uint64(mss) - 1) / uint64(mss) * uint64(mss)
+		sndcnt = int64(due) - int64(e.prrOut)
 	} else {
 		// The slow-start reduction bound. Its extra segment goes only
 		// with an ACK that moved SND.UNA and found no new loss, as in

@@ -255,7 +255,7 @@ func TestPRROneLoss(t *testing.T) {
 		sndcnt := 0
 		if !recovering {
 			if sacked < 3*mss {
-				// Open: send while pipe < cwnd (w segments).
+				// Open: send what fits in cwnd (w segments).
 				sndcnt = w*mss - pipe
 			} else {
 				recovering = true
@@ -268,7 +268,9 @@ func TestPRROneLoss(t *testing.T) {
 		if recovering {
 			prrDelivered += delivered
 			if pipe > ssthresh {
-				sndcnt = (prrDelivered*ssthresh+recoverFS-1)/recoverFS - prrOut
+				// The quotient in whole segments, as Linux counts.
+				due := (prrDelivered*ssthresh + recoverFS - 1) / recoverFS
+				sndcnt = (due+mss-1)/mss*mss - prrOut
 			} else {
 				// PRR-SSRB; these ACKs only SACK, so no extra segment
 				// (RFC 6937bis, Linux).
@@ -279,7 +281,7 @@ func TestPRROneLoss(t *testing.T) {
 			}
 			sndcnt = max(sndcnt, 0)
 		}
-		n := (sndcnt + mss - 1) / mss // segments leave while pipe < cwnd
+		n := sndcnt / mss // a segment leaves only if all of it fits
 		want = append(want, n)
 		for range n {
 			if recovering && retrans == 0 {

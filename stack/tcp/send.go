@@ -372,10 +372,11 @@ func (e *Endpoint) trainEnd() {
 
 // output sends what the windows allow (RFC 9293 3.7 and 3.8.6.2.1): first
 // the segments deemed lost, lowest first (RFC 6675 NextSeg rule 1, Linux
-// tcp_xmit_retransmit_queue), then new data, while pipe is below the
-// congestion window (RFC 6675 5 (C)) and new data fits the peer's window,
-// in segments of at most the send MSS, with Nagle's algorithm (3.7.4)
-// holding back a short segment while data is unacknowledged.
+// tcp_xmit_retransmit_queue), then new data, while a whole segment fits
+// in the congestion window (cwndFits, RFC 6675 5 (C)) and new data fits
+// the peer's window, in segments of at most the send MSS, with Nagle's
+// algorithm (3.7.4) holding back a short segment while data is
+// unacknowledged.
 func (e *Endpoint) output() {
 	switch e.state {
 	case event.Established, event.CloseWait, event.FinWait1, event.Closing, event.LastAck:
@@ -416,7 +417,7 @@ func (e *Endpoint) output() {
 			}
 		}
 		if i, ok := e.rtxq.nextLost(); ok {
-			if e.inflight() >= e.cwnd {
+			if !e.cwndFits(e.retransmitSize(i)) {
 				limited = true
 				break
 			}
@@ -436,7 +437,7 @@ func (e *Endpoint) output() {
 			sent = true
 			continue
 		}
-		limited = e.inflight() >= e.cwnd
+		limited = !e.cwndFits(e.segmentSize())
 		break
 	}
 	e.trainEnd()
@@ -461,7 +462,7 @@ func (e *Endpoint) sendNewData(cause event.SendCause, probe bool) bool {
 	// the final FIN"): one sequence number, no data.
 	finOnly := e.finQueued && e.sndNxt == e.sndEnd()
 	if !probe && !finOnly && e.inflight() >= e.cwnd {
-		return false
+		return false // not even a byte fits
 	}
 	if e.rtxq.full() {
 		e.proto.stats.SendQueueFull.Add(1)
@@ -479,8 +480,14 @@ func (e *Endpoint) sendNewData(cause event.SendCause, probe bool) bool {
 	}
 	// SACK blocks ride on data segments too (RFC 2018 4): the payload
 	// makes room for them, as Linux's tcp_current_mss does.
-	mss := max(e.sndMSS-e.sackOptionSize(), 1)
+	mss := e.segmentSize()
 	n := min(unsent, mss, rwnd)
+	if !probe && !finOnly && !e.cwndFits(n) {
+		// The whole segment must fit in the congestion window; a
+		// segment cut to the room left would be a silly one, so it
+		// waits for the next ACK, as Linux's whole-packet window does.
+		return false
+	}
 	// The FIN goes out with the last data byte, or alone, once
 	// everything before it has been sent. It occupies one sequence
 	// number but no window.
@@ -553,6 +560,38 @@ func (e *Endpoint) sendNewData(cause event.SendCause, probe bool) bool {
 		e.setTimer(timerRetransmit, e.rtoFromNow())
 	}
 	return true
+}
+
+// cwndFits reports whether a segment of n bytes may leave under the
+// congestion window: pipe + n ≤ cwnd. RFC 5681 2: a TCP MUST NOT send
+// data past SND.UNA + min(cwnd, rwnd); RFC 6675 5 (C) sends while
+// cwnd − pipe ≥ 1 SMSS. Linux counts whole packets against a
+// whole-packet window (tcp_cwnd_test), which comes to the same: a window
+// of 7.5 segments with 7 in flight sends nothing more. With nothing in
+// flight a segment always goes if the window is open at all, as Linux's
+// window is never below one packet: a window smaller than one segment
+// (the MSS grew back after a path MTU expired) would otherwise hold the
+// data with no ACK or timer to come.
+func (e *Endpoint) cwndFits(n int) bool {
+	pipe := e.inflight()
+	return pipe < e.cwnd && (pipe == 0 || uint64(pipe)+uint64(n) <= uint64(e.cwnd))
+}
+
+// segmentSize is the payload of a full-sized segment: the MSS less the
+// SACK blocks it carries (RFC 2018 4), as Linux's tcp_current_mss.
+func (e *Endpoint) segmentSize() int {
+	return max(e.sndMSS-e.sackOptionSize(), 1)
+}
+
+// retransmitSize is the payload of the first segment retransmitSeg would
+// send for record i.
+func (e *Endpoint) retransmitSize(i uint64) int {
+	s := e.rtxq.at(i)
+	n := int(s.start.Size(s.end))
+	if s.has(segFin) {
+		n--
+	}
+	return min(n, e.sndMSS)
 }
 
 // retransmitSeg sends record i of the retransmission queue again, cut to
