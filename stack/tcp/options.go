@@ -62,9 +62,10 @@ type Options struct {
 	NoRecoveryProbe bool
 	// TailLossProbes is how many tail loss probes may go out, one
 	// after another, into a silence: a probe that draws no ACK at all
-	// is followed by another twice the probe timeout later, before the
-	// RTO (see probeAgain in rack.go). 0 means 2, the default; 1 is
-	// RFC 8985's single probe, as Linux sends it.
+	// is followed by another, 2·PTO after the first, 4·PTO after the
+	// second and so on, each only if it comes before the RTO (see
+	// probeAgain in rack.go). 0 means 4, the default; 1 is RFC 8985's
+	// single probe, as Linux sends it.
 	TailLossProbes int
 	// NoFRTO turns off F-RTO (RFC 5682), which detects spurious
 	// retransmission timeouts (Linux tcp_frto, on by default).
@@ -231,7 +232,7 @@ func (o Options) withDefaults() Options {
 	defInt(&o.SynAckRetries, 5)
 	defInt(&o.MaxRetries, 15)
 	defInt(&o.OrphanRetries, 8)
-	defInt(&o.TailLossProbes, 2)
+	defInt(&o.TailLossProbes, 4)
 	if !slices.Contains(congestionControls, o.CongestionControl) {
 		o.CongestionControl = "cubic"
 	}

@@ -192,13 +192,15 @@ func TestTailLossProbeDupAck(t *testing.T) {
 	}
 }
 
-// TestTailLossProbeAgain: the whole flight goes unanswered, and so does
-// the tail loss probe (it, or the ACK it drew, was lost). By default a
-// second probe follows, twice the probe timeout after the first, and only
-// then does the RTO wait (probeAgain; QUIC's consecutive probes, RFC 9002
-// 6.2.4); with TailLossProbes 1, as RFC 8985 7 and Linux, the RTO follows
-// the single probe. Any ACK after the first probe ends the silence a
-// second is for: the path is alive, and RACK or the recovery acts on it.
+// TestTailLossProbeAgain: the whole flight goes unanswered, and so do
+// the tail loss probes (they, or the ACKs they drew, were lost). By
+// default up to four probes go, 2·PTO, 4·PTO and 8·PTO after the one
+// before, each only if it comes before the RTO, and only then does the
+// RTO wait (probeAgain; QUIC's consecutive probes with the timeout
+// doubled, RFC 9002 6.2.4); with TailLossProbes 1, as RFC 8985 7 and
+// Linux, the RTO follows the single probe. Any ACK after the first probe
+// ends the silence a further one is for: the path is alive, and RACK or
+// the recovery acts on it.
 func TestTailLossProbeAgain(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -207,7 +209,8 @@ func TestTailLossProbeAgain(t *testing.T) {
 		ack    bool // an ACK of segments 1-4 comes after the first probe
 		want   int  // probes before the RTO
 	}{
-		{"second probe", 5, 0, false, 2},
+		{"four probes", 5, 0, false, 4},
+		{"two probes", 5, 2, false, 2},
 		{"single probe", 5, 1, false, 1},
 		{"ACK ends the silence", 5, 0, true, 1},
 		// One segment: the PTO (2*SRTT + 200 ms) is capped by the RTO,
@@ -230,8 +233,9 @@ func TestTailLossProbeAgain(t *testing.T) {
 				p.Inject(sackAck(5))
 				p.ExpectNothing()
 			}
-			if tc.want == 2 {
-				p.Advance(2*pto - time.Microsecond)
+			for k := 1; k < tc.want; k++ {
+				wait := pto << k // twice the last wait
+				p.Advance(wait - time.Microsecond)
 				p.ExpectNothing()
 				p.Advance(time.Microsecond)
 				p.Expect(seg{Flags: "P.", Seq: sb(tc.n), Ack: 1, Payload: segData(data, tc.n)})
