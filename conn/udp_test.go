@@ -169,9 +169,18 @@ func TestUDPTruncated(t *testing.T) {
 		client, server := tsPair(t, clock, tcp.Options{}, tcp.Options{})
 		srv := listenUDP(t, server, "udp4", &net.UDPAddr{Port: 9000})
 		c := dialUDP(t, client, "udp4", nil, "192.0.2.1:9000")
+		buf := make([]byte, 4)
+		// The first datagram waits for ARP; gVisor sends what waited
+		// from a goroutine of its own once the address is resolved,
+		// so a datagram written meanwhile can overtake it (UDP keeps
+		// no order). One datagram first, so that the two below leave
+		// in the order written.
+		c.Write([]byte("arp!"))
+		if n, _, _, _, err := srv.ReadMsgUDPAddrPort(buf, nil); err != nil || string(buf[:n]) != "arp!" {
+			t.Fatalf("first datagram = %q, %v", buf[:n], err)
+		}
 		c.Write([]byte("0123456789"))
 		c.Write([]byte("next"))
-		buf := make([]byte, 4)
 		n, _, flags, from, err := srv.ReadMsgUDPAddrPort(buf, nil)
 		if err != nil || string(buf[:n]) != "0123" || flags&syscall.MSG_TRUNC == 0 {
 			t.Fatalf("ReadMsgUDPAddrPort = %q, flags %#x, %v; want \"0123\" with MSG_TRUNC", buf[:n], flags, err)
