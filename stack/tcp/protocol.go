@@ -58,10 +58,15 @@ type Protocol struct {
 	pmtu      pmtuTable     // path MTUs learned from ICMP (pmtu.go)
 
 	// pendingEvents counts the connections and listeners holding events
-	// not yet delivered (SyncEvents).
+	// not yet delivered, and the TIME-WAIT records out of the table whose
+	// CLOSED is not yet reported (SyncEvents, holdEvents).
 	pendingEvents atomic.Int64
-	orphans       atomic.Int64 // connections with Endpoint.orphan set
-	limits        LimitStats
+	// timeWaitTaken, if set (tests only), runs when expireTimeWait has
+	// taken due records out of the table and not yet finished them.
+	timeWaitTaken func()
+
+	orphans atomic.Int64 // connections with Endpoint.orphan set
+	limits  LimitStats
 
 	batch  batchState // ACK once per drained burst (batch.go)
 	trains sync.Pool  // of *train, lent to a connection while output runs (send.go)

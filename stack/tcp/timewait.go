@@ -261,9 +261,25 @@ func (p *Protocol) expireTimeWait() {
 		due = append(due, tw)
 	}
 	t.arm(p)
+	p.holdEvents(len(due))
 	t.mu.Unlock()
+	if p.timeWaitTaken != nil {
+		p.timeWaitTaken()
+	}
 	for _, tw := range due {
 		p.finishTimeWait(tw, timerCause(timerTimeWait))
+		p.holdEvents(-1)
+	}
+}
+
+// holdEvents makes SyncEvents wait for n more (or, negative, fewer)
+// reports to come, with an observer. Records taken out of the table have
+// left Connections before finishTimeWait reports their CLOSED, and
+// SyncEvents promises that once no connection is left the observer has
+// heard why: without the hold, a capture closed then missed the CLOSED.
+func (p *Protocol) holdEvents(n int) {
+	if p.opts.Observer != nil && n != 0 {
+		p.pendingEvents.Add(int64(n))
 	}
 }
 
@@ -342,9 +358,11 @@ func (p *Protocol) closeTimeWait(nic tcpip.NICID, cause event.Cause) {
 		}
 		tw = next
 	}
+	p.holdEvents(len(gone))
 	t.mu.Unlock()
 	for _, tw := range gone {
 		p.finishTimeWait(tw, cause)
+		p.holdEvents(-1)
 	}
 }
 

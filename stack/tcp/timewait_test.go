@@ -399,3 +399,65 @@ func TestTimeWaitRandomSegments(t *testing.T) {
 		}
 	}
 }
+
+// TestTimeWaitExpirySyncEvents: when 2*MSL is over, a record leaves the
+// table, and so Connections, a moment before its CLOSED is reported.
+// SyncEvents promises that once no connection is left the observer has
+// heard why, so in that moment it waits: a capture closed after
+// Connections came back empty and SyncEvents returned lacked the CLOSED
+// (plot's TestScenarioPages, close-tapstack-first, once under load). In
+// the moment, a goroutine watching as a user would (no connection left,
+// then SyncEvents) must not return without the CLOSED. The Endpoint held
+// and nobody holding it report through different paths; both are checked.
+func TestTimeWaitExpirySyncEvents(t *testing.T) {
+	for _, held := range []bool{true, false} {
+		t.Run(map[bool]string{true: "held", false: "nobody holds it"}[held], func(t *testing.T) {
+			var r recorder
+			p, ep := tcptest.TimeWait(t, tcptest.WithTCP(tcp.Options{Observer: r.observe}))
+			id := ep.ID()
+			if !held {
+				ep = nil
+				runtime.GC()
+			}
+			closedSeen := func() bool {
+				r.mu.Lock()
+				defer r.mu.Unlock()
+				last := r.events[len(r.events)-1]
+				return last.Conn == id && last.To == event.Closed
+			}
+			watched := make(chan bool, 1)
+			tcp.OnTimeWaitTaken(p.TCP, func() {
+				if n := len(p.TCP.Connections()); n != 0 {
+					t.Errorf("%d connections listed once the record is out of the table", n)
+				}
+				go func() {
+					p.TCP.SyncEvents()
+					watched <- closedSeen()
+				}()
+				// Without the hold, SyncEvents returns at once, before
+				// the report; with it, it waits for the report, which
+				// comes after this returns.
+				select {
+				case seen := <-watched:
+					if !seen {
+						t.Error("SyncEvents returned with no connection left and no CLOSED reported")
+					}
+					watched <- seen
+				case <-time.After(20 * time.Millisecond):
+				}
+			})
+			p.Advance(p.TCP.Options().TimeWait)
+			select {
+			case seen := <-watched:
+				if !seen {
+					t.Error("SyncEvents returned before the CLOSED was reported")
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("SyncEvents did not return after the CLOSED was reported")
+			}
+			if held {
+				p.WantState(ep, event.Closed)
+			}
+		})
+	}
+}
