@@ -867,7 +867,13 @@ func (a *annotator) expireQueue(now time.Time) {
 // reported just before it reaches the stack (or instead, when it is lost).
 func (a *annotator) fault(now time.Time, ev *tap.FaultEvent, fp uint64, lost *record) {
 	text := "fault: " + ev.String()
-	drop := ev.Kind == tap.FaultLoss || ev.Kind == tap.FaultQueueFull
+	drop := ev.Kind == tap.FaultLoss || ev.Kind == tap.FaultQueueFull || ev.Kind == tap.FaultNotSent
+	if ev.Kind == tap.FaultNotSent {
+		// Not a fault the middleware injected: the link below it
+		// refused the frame, as Writer.refused says when it sits on
+		// the link itself.
+		text = ev.String()
+	}
 	if ev.Dir == tap.FaultOutbound {
 		live := a.live()
 		for i := len(live) - 1; i >= 0; i-- {

@@ -49,6 +49,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -110,7 +111,11 @@ type Options struct {
 	// LinkDrops, if set, returns the link's count of frames dropped
 	// because a queue was full (tap.PipeEnd.Stats().DroppedQueueFull,
 	// tap.Device.Stats().TxDropped). Each frame records the drops since
-	// the previous one in epb_dropcount and its comment.
+	// the previous one in epb_dropcount and its comment, less those
+	// the capture marked on their own frames: an outbound frame the link
+	// refused when the capture wrote it, or that a fault middleware
+	// below reported (tap.FaultNotSent), says "not sent" itself
+	// (Stats.Refused).
 	LinkDrops func() uint64
 
 	// SuperFrames writes each TCP super-frame (a TAP device's offloads:
@@ -136,6 +141,7 @@ type Stats struct {
 	Late        uint64 // annotations that came after their frame was written
 	Unexplained uint64 // TCP frames written with no engine annotation ("no engine event")
 	SuperFrames uint64 // TCP super-frames captured (each written as its wire segments unless Options.SuperFrames)
+	Refused     uint64 // outbound frames the link below did not take (a full queue): marked dropped, "not sent"
 	Held        int    // frames waiting in the window now
 	Pending     int    // annotations waiting for their frame now
 	Files       int    // capture files written to
@@ -165,7 +171,8 @@ type Writer struct {
 	timer     *time.Timer // writes the window out when nothing else does
 	armed     bool
 	linkDrops uint64
-	events    eventLog // engine events not yet written (events.go)
+	writing   atomic.Int32 // WritePackets calls between their write below and marking what it refused
+	events    eventLog     // engine events not yet written (events.go)
 }
 
 var _ stack.LinkEndpoint = (*Writer)(nil)
@@ -326,6 +333,14 @@ func (w *Writer) observeFault(ev *tap.FaultEvent) {
 	if lost != nil {
 		w.noteLinkDropsLocked(lost)
 	}
+	if ev.Kind == tap.FaultNotSent {
+		// The link counted it too (Options.LinkDrops): it is told on
+		// its own frame, not again on a later one (Writer.refused).
+		w.stats.Refused++
+		if w.opts.LinkDrops != nil {
+			w.linkDrops++
+		}
+	}
 	w.ann.fault(now, ev, fp, lost)
 	w.flushLocked(now, false)
 }
@@ -413,17 +428,64 @@ func (w *Writer) Close() {
 // WritePackets implements stack.LinkWriter: it captures each frame, then
 // hands them all to the inner endpoint. The frames already carry their
 // Ethernet header (the NIC asks the link to add it before writing).
+//
+// A frame the inner endpoint refuses (it wrote the first n of them: a
+// full queue, as tap.Pipe's, or a link that is down) never reached the
+// wire. Its own records say so, with a drop verdict (refused), rather
+// than a later frame's drop count: the engine believes it sent the
+// segment, and the capture is where a user sees that it did not.
 func (w *Writer) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
+	var recBuf [8]*record
+	var startBuf [8]int
+	recs, starts := recBuf[:0], startBuf[:0]
 	for _, pkt := range pkts.AsSlice() {
-		w.captureOutbound(pkt)
+		starts = append(starts, len(recs))
+		recs = w.captureOutbound(pkt, recs)
 	}
-	return w.Endpoint.WritePackets(pkts)
+	w.writing.Add(1)
+	n, err := w.Endpoint.WritePackets(pkts)
+	if n < len(starts) {
+		w.refused(recs[starts[max(n, 0)]:], len(starts)-max(n, 0), err)
+	}
+	w.writing.Add(-1)
+	return n, err
 }
 
-func (w *Writer) captureOutbound(pkt *stack.PacketBuffer) {
+// refused marks the records of frames the inner endpoint did not take,
+// which stand for k frames: dropped, with why. A record already written
+// (a window of zero) keeps what it said, and the drop is left to the link's
+// count on a later frame (Options.LinkDrops). Frames refused for a full
+// queue are in that count already: they are taken out of it, so that
+// no later frame tells them again.
+func (w *Writer) refused(recs []*record, k int, err tcpip.Error) {
+	why := "not sent: the link's queue was full"
+	if err != nil {
+		why = "not sent: the link refused it (" + err.String() + ")"
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	live := w.ann.live()
+	marked := 0
+	for _, r := range recs {
+		if !slices.Contains(live, r) {
+			continue
+		}
+		r.wire = append(r.wire, why)
+		r.dropped = true
+		marked++
+	}
+	w.stats.Refused += uint64(k)
+	if err == nil && marked > 0 && w.opts.LinkDrops != nil {
+		w.linkDrops += uint64(k)
+	}
+}
+
+// captureOutbound puts the records of one outbound frame in the window
+// and appends them to added.
+func (w *Writer) captureOutbound(pkt *stack.PacketBuffer, added []*record) []*record {
 	now := time.Now()
-	if w.splitOutbound(now, pkt) {
-		return
+	if added, ok := w.splitOutbound(now, pkt, added); ok {
+		return added
 	}
 	buf := w.copyFrame(pkt)
 	r := &record{ts: now, dir: dirOut, data: buf, length: len(buf), fi: parseFrame(buf, true)}
@@ -436,11 +498,12 @@ func (w *Writer) captureOutbound(pkt *stack.PacketBuffer) {
 	if w.stopped {
 		w.stats.Skipped++
 		w.putBuf(buf)
-		return
+		return added
 	}
 	w.noteLinkDropsLocked(r)
 	w.ann.addFrame(now, r)
 	w.flushLocked(now, false)
+	return append(added, r)
 }
 
 // DeliverNetworkPacket implements stack.NetworkDispatcher: it puts the
@@ -487,6 +550,14 @@ func (w *Writer) noteLinkDropsLocked(r *record) {
 		return
 	}
 	n := w.opts.LinkDrops()
+	if w.writing.Load() != 0 {
+		// A write below may have just been refused, counted by the
+		// link and not yet marked on its frame (refused): the count
+		// waits for a frame captured with no write under way. The
+		// count is read first, so a write that starts after the test
+		// adds nothing to it.
+		return
+	}
 	if n > w.linkDrops {
 		r.dropCount = n - w.linkDrops
 		r.wire = append(r.wire, fmt.Sprintf("link drops %d", r.dropCount))

@@ -91,22 +91,22 @@ func thousands(n int) string {
 // wire segments the link will cut it into, each its own record from the
 // start: the engine reports each wire segment in its own event, which
 // then finds its frame by its own key. The first names the offload. It
-// reports whether pkt was such a frame; with Options.SuperFrames it is
-// left whole.
-func (w *Writer) splitOutbound(now time.Time, pkt *stack.PacketBuffer) bool {
+// reports whether pkt was such a frame, and appends the records it put
+// in the window to added; with Options.SuperFrames it is left whole.
+func (w *Writer) splitOutbound(now time.Time, pkt *stack.PacketBuffer, added []*record) ([]*record, bool) {
 	g := pkt.GSOOptions
 	if w.opts.SuperFrames || (g.Type != stack.GSOTCPv4 && g.Type != stack.GSOTCPv6) || g.MSS == 0 {
-		return false
+		return added, false
 	}
 	whole := w.copyFrame(pkt)
 	defer w.putBuf(whole)
 	fi := parseFrame(whole, true)
 	if fi.kind != kindTCP || fi.key.Len <= int(g.MSS) {
-		return false
+		return added, false
 	}
 	n, err := tap.SegmentCount(whole, int(g.MSS))
 	if err != nil {
-		return false
+		return added, false
 	}
 	var recs []*record
 	err = tap.WireSegments(whole, int(g.MSS), func(seg []byte) {
@@ -117,7 +117,7 @@ func (w *Writer) splitOutbound(now time.Time, pkt *stack.PacketBuffer) bool {
 		for _, r := range recs {
 			w.putBuf(r.data)
 		}
-		return false
+		return added, false
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -129,6 +129,7 @@ func (w *Writer) splitOutbound(now time.Time, pkt *stack.PacketBuffer) bool {
 		}
 		w.noteLinkDropsLocked(r)
 		w.ann.addFrame(now, r)
+		added = append(added, r)
 		if i == 0 {
 			r.offload = fmt.Sprintf("TSO %d×%d of %s B", n, g.MSS, thousands(fi.key.Len))
 			w.stats.SuperFrames++
@@ -137,5 +138,5 @@ func (w *Writer) splitOutbound(now time.Time, pkt *stack.PacketBuffer) bool {
 		}
 	}
 	w.flushLocked(now, false)
-	return true
+	return added, true
 }

@@ -101,6 +101,12 @@ const (
 	FaultCorrupt                        // one byte changed
 	FaultDelay                          // held back for Delay/Jitter/Rate
 	FaultQueueFull                      // dropped: MaxDelayed frames were already waiting
+	// FaultNotSent is no fault of ours: the link below refused an
+	// outbound frame, its queue full (it took the first n of a batch, as
+	// tap.Pipe's does), so the frame never reached the wire. It is
+	// reported so that a capture above marks that very frame; its
+	// FaultEvent has no Frame ordinal (0) and no probability.
+	FaultNotSent
 )
 
 // FaultEvent reports one fault a [Fault] applied to one frame.
@@ -137,6 +143,8 @@ func (ev FaultEvent) String() string {
 		what = "delayed " + ev.Delay.Round(time.Microsecond).String()
 	case FaultQueueFull:
 		what = "dropped: delay queue full"
+	case FaultNotSent:
+		what = "not sent: the link's queue was full"
 	default:
 		what = "fault " + strconv.Itoa(int(ev.Kind))
 	}
@@ -165,6 +173,7 @@ type FaultStats struct {
 	Corrupted      uint64
 	Delayed        uint64
 	DroppedDelayed uint64 // frames dropped because MaxDelayed frames were waiting
+	NotSent        uint64 // outbound frames the link below refused, its queue full (FaultNotSent)
 }
 
 // Fault is link middleware that injects faults into the frames of the
@@ -397,6 +406,8 @@ func (l *lane) event(k FaultKind, pkt *stack.PacketBuffer, prob float64) *FaultE
 		ev.N = l.stats.Delayed
 	case FaultQueueFull:
 		ev.N = l.stats.DroppedDelayed
+	case FaultNotSent:
+		ev.N = l.stats.NotSent
 	}
 	if pkt != nil {
 		ev.Data = pkt.ToView().AsSlice()
@@ -660,7 +671,11 @@ func (f *Fault) run(dir FaultDir, acts []action, out *stack.PacketBufferList) tc
 	}
 	var err tcpip.Error
 	if out.Len() > 0 {
-		_, err = f.Endpoint.WritePackets(*out)
+		var n int
+		n, err = f.Endpoint.WritePackets(*out)
+		if err == nil && n < out.Len() {
+			f.notSent(out.AsSlice()[n:])
+		}
 		out.Reset() // our references go; the slice stays for the next pass
 	}
 	for _, a := range acts {
@@ -669,6 +684,24 @@ func (f *Fault) run(dir FaultDir, acts []action, out *stack.PacketBufferList) tc
 		}
 	}
 	return err
+}
+
+// notSent counts and reports the outbound frames the link below refused
+// (FaultNotSent), without f.mu held on return.
+func (f *Fault) notSent(pkts []*stack.PacketBuffer) {
+	f.mu.Lock()
+	evs := make([]*FaultEvent, 0, len(pkts))
+	for _, pkt := range pkts {
+		f.out.stats.NotSent++
+		if ev := f.out.event(FaultNotSent, pkt, 0); ev != nil {
+			ev.Frame, ev.Seed, ev.Seeded = 0, 0, false // no draw decided it
+			evs = append(evs, ev)
+		}
+	}
+	f.mu.Unlock()
+	for _, ev := range evs {
+		f.obs(*ev)
+	}
 }
 
 // WritePackets implements stack.LinkWriter. Decisions are made under f.mu;
@@ -874,6 +907,8 @@ func (k FaultKind) String() string {
 		return "delayed"
 	case FaultQueueFull:
 		return "dropped: delay queue full"
+	case FaultNotSent:
+		return "not sent"
 	}
 	return "FaultKind(" + strconv.Itoa(int(k)) + ")"
 }

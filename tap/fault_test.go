@@ -3,6 +3,7 @@ package tap_test
 import (
 	"bytes"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -86,6 +87,35 @@ func TestFaultPassThrough(t *testing.T) {
 	}
 	f.Close()
 	f.Wait()
+}
+
+// TestFaultNotSent: frames the link below refuses (its queue of two is
+// full) are no fault of the middleware's, but it reports them, so that a
+// capture above can mark them: FaultNotSent, with the frame's bytes.
+func TestFaultNotSent(t *testing.T) {
+	inner := channel.New(2, 1514, tcpip.LinkAddress(tap.RandomMAC()))
+	var evs []tap.FaultEvent
+	f := tap.NewFault(inner, tap.FaultConfig{Source: rand.NewPCG(7, 7), Observer: func(ev tap.FaultEvent) {
+		ev.Data = bytes.Clone(ev.Data)
+		evs = append(evs, ev)
+	}})
+	send(t, f, 1, 2, 3, 4)
+	if got := ids(received(inner)); !bytes.Equal(got, []byte{1, 2}) {
+		t.Errorf("the link took %v, want [1 2]", got)
+	}
+	if st := f.Stats(); st != (tap.FaultStats{Frames: 4, NotSent: 2}) {
+		t.Errorf("stats %+v, want 4 frames, 2 not sent", st)
+	}
+	if len(evs) != 2 || ids([][]byte{evs[0].Data, evs[1].Data})[1] != 4 {
+		t.Fatalf("events %+v, want FaultNotSent for frames 3 and 4", evs)
+	}
+	for i, ev := range evs {
+		if ev.Kind != tap.FaultNotSent || ev.Dir != tap.FaultOutbound || ev.N != uint64(i+1) || ev.Data[len(ev.Data)-1] != byte(3+i) ||
+			ev.String() != "not sent: the link's queue was full (#"+strconv.Itoa(i+1)+")" {
+			t.Errorf("event %d: %v %v #%d %q", i, ev.Kind, ev.Dir, ev.N, ev.String())
+		}
+	}
+	f.Close()
 }
 
 func TestFaultLoss(t *testing.T) {

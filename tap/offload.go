@@ -481,7 +481,10 @@ func newTxQueue(p *txPath, limit int) *txQueue {
 }
 
 // enqueue queues pkts for the writer; frames beyond the limit are dropped
-// and counted. It never blocks on the device.
+// and counted. It never blocks on the device. It returns how many it
+// took, the first n: once the queue is full the rest of the batch is
+// refused (stack.LinkWriter's count), so that a capture or fault
+// middleware above can tell which frames never left.
 func (t *txQueue) enqueue(pkts []*stack.PacketBuffer) (int, tcpip.Error) {
 	t.mu.Lock()
 	if t.stopped {
@@ -505,7 +508,7 @@ func (t *txQueue) enqueue(pkts []*stack.PacketBuffer) (int, tcpip.Error) {
 	case t.wake <- struct{}{}:
 	default:
 	}
-	return len(pkts), nil
+	return len(pkts) - dropped, nil
 }
 
 // run is the writer goroutine. Each wake-up drains the queue, in batches,

@@ -1,0 +1,203 @@
+package pcap_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"io"
+	"math/rand/v2"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
+	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"github.com/tapstack/tapstack/conn"
+	"github.com/tapstack/tapstack/internal/gvpeer"
+	"github.com/tapstack/tapstack/pcap"
+	"github.com/tapstack/tapstack/stack"
+	"github.com/tapstack/tapstack/stack/tcp"
+	"github.com/tapstack/tapstack/tap"
+)
+
+const notSent = "not sent: the link's queue was full"
+
+// TestLinkRefused: a frame the link below does not take is marked on its
+// own record, dropped and "not sent", not counted on a later frame. The
+// pipe's far end has no stack, so its pump never runs: the first two
+// frames fill the queue of two and the next three are refused.
+func TestLinkRefused(t *testing.T) {
+	a, _ := tap.Pipe(tap.WithPipeQueue(2))
+	defer a.Close()
+	var buf bytes.Buffer
+	w, err := pcap.New(a, &buf, pcap.Options{LinkDrops: func() uint64 { return a.Stats().DroppedQueueFull }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		pkt := gstack.NewPacketBuffer(gstack.PacketBufferOptions{Payload: buffer.MakeWithData(bytes.Repeat([]byte{byte(i)}, 60))})
+		var l gstack.PacketBufferList
+		l.PushBack(pkt)
+		n, _ := w.WritePackets(l)
+		if want := min(1, max(0, 2-i)); n != want {
+			t.Errorf("frame %d: the link took %d, want %d", i+1, n, want)
+		}
+		pkt.DecRef()
+	}
+	st := w.Stats()
+	w.CloseCapture()
+	pkts, err := pcap.ReadAll(&buf)
+	if err != nil || len(pkts) != 5 {
+		t.Fatalf("%d packets, %v", len(pkts), err)
+	}
+	for i, p := range pkts {
+		refused := i >= 2
+		if p.Dropped != refused || strings.Contains(p.Comment(), notSent) != refused || p.DropCount != 0 {
+			t.Errorf("frame %d: dropped %v, drop count %d, comment %q; want dropped %v and no count", i+1, p.Dropped, p.DropCount, p.Comment(), refused)
+		}
+	}
+	if st.Refused != 3 || a.Stats().DroppedQueueFull != 3 {
+		t.Errorf("Stats.Refused %d, the pipe's DroppedQueueFull %d; want 3 and 3", st.Refused, a.Stats().DroppedQueueFull)
+	}
+}
+
+// TestLinkRefusedExchange: tapstack sends 4 MiB to gVisor's TCP over a
+// pipe whose queue holds 8 frames, without segmentation offload, so the
+// sender's bursts outgrow the queue and the pipe refuses frames. Every
+// refused frame is in the capture, marked as not sent on its own record,
+// and no later frame counts it again; its data leaves later in a frame
+// that reaches the wire, and the peer gets every byte (the SHA-256
+// matches). With a fault
+// middleware between the capture and the pipe, the middleware reports
+// what the pipe refused (tap.FaultNotSent).
+func TestLinkRefusedExchange(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		fault *tap.FaultConfig
+	}{
+		{"capture on the pipe", nil},
+		{"capture on a fault middleware on the pipe", &tap.FaultConfig{Loss: 0.002, Source: rand.NewPCG(7, 0)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { refusedExchange(t, tc.fault) })
+	}
+}
+
+func refusedExchange(t *testing.T, fault *tap.FaultConfig) {
+	a, b := tap.Pipe(tap.WithPipeQueue(8))
+	path := t.TempDir() + "/refused.pcapng"
+	var link gstack.LinkEndpoint = a
+	var faultObs func(tap.FaultEvent)
+	if fault != nil {
+		cfg := *fault
+		cfg.Observer = func(ev tap.FaultEvent) { faultObs(ev) }
+		link = tap.NewFault(a, cfg)
+	}
+	// A window of 2 s: a record leaves it only after the write that
+	// refused its frame returned, even on a slow machine under -race.
+	w, err := pcap.Create(path, link, pcap.Options{Window: 2 * time.Second, LinkDrops: func() uint64 { return a.Stats().DroppedQueueFull }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fault != nil {
+		faultObs = w.FaultObserver(nil)
+	}
+	s := stack.New(stack.Options{TCP: tcp.Options{Observer: w.Observer(nil)}})
+	if _, err := s.AddNIC(w, netip.MustParsePrefix("192.0.2.1/24")); err != nil {
+		t.Fatal(err)
+	}
+	peer, err := gvpeer.New(b, netip.MustParsePrefix("192.0.2.2/24"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { a.Close(); b.Close(); s.Close(); peer.Close() }()
+	ln, err := peer.Listen(5001)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan [32]byte, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			got <- [32]byte{}
+			return
+		}
+		defer c.Close()
+		h := sha256.New()
+		io.Copy(h, c)
+		got <- [32]byte(h.Sum(nil))
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := conn.DialContext(ctx, s, "tcp", "192.0.2.2:5001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := bytes.Repeat([]byte("tapstack refused frames "), 4<<20/24)
+	c.SetDeadline(time.Now().Add(time.Minute))
+	if _, err := c.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	select {
+	case sum := <-got:
+		if sum != sha256.Sum256(data) {
+			t.Fatal("the peer received other bytes than were sent")
+		}
+	case <-ctx.Done():
+		t.Fatal("the transfer did not finish in a minute")
+	}
+	s.TCP().SyncEvents()
+	refused := a.Stats().DroppedQueueFull
+	st := w.Stats()
+	if err := w.CloseCapture(); err != nil {
+		t.Fatal(err)
+	}
+	if refused == 0 {
+		// The initial window alone (10 segments) overfills a queue of
+		// 8 when written in one burst; the pipe never refused none in
+		// 40 runs.
+		t.Fatal("the pipe refused no frame: the test shows nothing")
+	}
+	pkts, err := pcap.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	marked, counted := 0, uint64(0)
+	refusedFirst := map[int]pcap.Packet{} // refused first transmissions of data
+	for _, p := range pkts {
+		counted += p.DropCount
+		if c := p.Comment(); strings.Contains(c, notSent) {
+			marked++
+			if !p.Dropped {
+				t.Errorf("frame %d is marked not sent without a drop verdict", p.Number)
+			}
+			if !strings.Contains(c, "retransmit") && !strings.Contains(c, "probe") {
+				refusedFirst[p.Number] = p
+			}
+		}
+	}
+	if uint64(marked) != refused || counted != 0 || st.Refused != refused {
+		t.Errorf("the pipe refused %d frames; the capture marks %d and counts %d more on later frames, Stats.Refused %d", refused, marked, counted, st.Refused)
+	}
+	// A refused frame's data went again: a later outbound frame, not
+	// dropped, carries its first byte.
+	for no, r := range refusedFirst {
+		_, key, _ := r.TCP()
+		found := false
+		for _, p := range pkts[no:] {
+			if _, k, ok := p.TCP(); ok && p.Direction == pcap.Outbound && !p.Dropped && k.Len > 0 &&
+				seqnum.Value(key.Seq).InRange(seqnum.Value(k.Seq), seqnum.Value(k.Seq).Add(seqnum.Size(k.Len))) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			t.Errorf("no frame carries the data of refused frame %d (%q) again", no, r.Comment())
+		}
+	}
+	t.Logf("%d frames refused by the pipe, %d marked on their own frame, %d counted later", refused, marked, counted)
+}
