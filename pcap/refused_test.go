@@ -3,10 +3,7 @@ package pcap_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"io"
 	"math/rand/v2"
-	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -15,10 +12,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
 	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
-	"github.com/tapstack/tapstack/conn"
-	"github.com/tapstack/tapstack/internal/gvpeer"
 	"github.com/tapstack/tapstack/pcap"
-	"github.com/tapstack/tapstack/stack"
+	"github.com/tapstack/tapstack/pcap/pcaptest"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/tap"
 )
@@ -69,10 +64,10 @@ func TestLinkRefused(t *testing.T) {
 // sender's bursts outgrow the queue and the pipe refuses frames. Every
 // refused frame is in the capture, marked as not sent on its own record,
 // and no later frame counts it again; its data leaves later in a frame
-// that reaches the wire, and the peer gets every byte (the SHA-256
-// matches). With a fault
-// middleware between the capture and the pipe, the middleware reports
-// what the pipe refused (tap.FaultNotSent).
+// that reaches the wire, and the peer gets every byte (pcaptest.Transfer
+// checks the SHA-256). With a fault middleware between the capture and
+// the pipe, the middleware reports what the pipe refused
+// (tap.FaultNotSent).
 func TestLinkRefusedExchange(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
@@ -86,83 +81,35 @@ func TestLinkRefusedExchange(t *testing.T) {
 }
 
 func refusedExchange(t *testing.T, fault *tap.FaultConfig) {
-	a, b := tap.Pipe(tap.WithPipeQueue(8))
-	path := t.TempDir() + "/refused.pcapng"
-	var link gstack.LinkEndpoint = a
-	var faultObs func(tap.FaultEvent)
-	if fault != nil {
-		cfg := *fault
-		cfg.Observer = func(ev tap.FaultEvent) { faultObs(ev) }
-		link = tap.NewFault(a, cfg)
-	}
-	// A window of 2 s: a record leaves it only after the write that
-	// refused its frame returned, even on a slow machine under -race.
-	w, err := pcap.Create(path, link, pcap.Options{Window: 2 * time.Second, LinkDrops: func() uint64 { return a.Stats().DroppedQueueFull }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fault != nil {
-		faultObs = w.FaultObserver(nil)
-	}
-	s := stack.New(stack.Options{TCP: tcp.Options{Observer: w.Observer(nil)}})
-	if _, err := s.AddNIC(w, netip.MustParsePrefix("192.0.2.1/24")); err != nil {
-		t.Fatal(err)
-	}
-	peer, err := gvpeer.New(b, netip.MustParsePrefix("192.0.2.2/24"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { a.Close(); b.Close(); s.Close(); peer.Close() }()
-	ln, err := peer.Listen(5001)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	got := make(chan [32]byte, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			got <- [32]byte{}
-			return
-		}
-		defer c.Close()
-		h := sha256.New()
-		io.Copy(h, c)
-		got <- [32]byte(h.Sum(nil))
-	}()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c, err := conn.DialContext(ctx, s, "tcp", "192.0.2.2:5001")
+	sc := pcaptest.Scenario{Name: "refused", Fault: fault, PipeQueue: 8,
+		Opts: tcp.Options{TimeWait: 100 * time.Millisecond}, // WaitClosed outlasts TIME-WAIT
+		Run: func(ctx context.Context, w *pcaptest.World) error {
+			ts, peer, done, err := w.DialPeer(ctx)
+			if err != nil {
+				return err
+			}
+			defer done()
+			if err := pcaptest.Transfer(ctx, ts, peer, pcaptest.Payload(4<<20, 1)); err != nil {
+				return err
+			}
+			return w.WaitClosed(ctx)
+		}}
+	// A window of 2 s: a record leaves it only after the write that
+	// refused its frame returned, even on a slow machine under -race.
+	w, err := sc.Capture(ctx, t, t.TempDir(), pcap.Options{Window: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	data := bytes.Repeat([]byte("tapstack refused frames "), 4<<20/24)
-	c.SetDeadline(time.Now().Add(time.Minute))
-	if _, err := c.Write(data); err != nil {
-		t.Fatal(err)
-	}
-	c.Close()
-	select {
-	case sum := <-got:
-		if sum != sha256.Sum256(data) {
-			t.Fatal("the peer received other bytes than were sent")
-		}
-	case <-ctx.Done():
-		t.Fatal("the transfer did not finish in a minute")
-	}
-	s.TCP().SyncEvents()
-	refused := a.Stats().DroppedQueueFull
-	st := w.Stats()
-	if err := w.CloseCapture(); err != nil {
-		t.Fatal(err)
-	}
+	refused, st := w.PipeRefused(), w.Capture.Stats()
 	if refused == 0 {
 		// The initial window alone (10 segments) overfills a queue of
 		// 8 when it leaves in one burst: every one of 100 runs had 73
 		// or more refusals.
 		t.Fatal("the pipe refused no frame: the test shows nothing")
 	}
-	pkts, err := pcap.ReadFile(path)
+	pkts, err := pcap.ReadFile(w.Path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -64,8 +64,11 @@ type Scenario struct {
 	Name  string
 	Opts  tcp.Options      // the engine's options; the Observer is the World's
 	Fault *tap.FaultConfig // on tapstack's link, below the capture
-	Peer  func(p *gvpeer.Peer)
-	Run   func(ctx context.Context, w *World) error
+	// PipeQueue is the frames each direction of the cable holds
+	// (tap.WithPipeQueue); 0 is the pipe's default.
+	PipeQueue int
+	Peer      func(p *gvpeer.Peer)
+	Run       func(ctx context.Context, w *World) error
 	// Must lists words that some frame's comment must hold: the feature
 	// the scenario is there to show (a run that turned into a clean
 	// transfer under load would otherwise pass and show nothing).
@@ -79,7 +82,11 @@ type Scenario struct {
 func (sc Scenario) Capture(ctx context.Context, t testing.TB, dir string, o pcap.Options) (*World, error) {
 	t.Helper()
 	w := &World{Path: filepath.Join(dir, sc.Name+".pcapng")}
-	w.a, w.b = tap.Pipe()
+	var popts []tap.PipeOption
+	if sc.PipeQueue > 0 {
+		popts = append(popts, tap.WithPipeQueue(sc.PipeQueue))
+	}
+	w.a, w.b = tap.Pipe(popts...)
 	var link gstack.LinkEndpoint = w.a
 	var faultObs func(tap.FaultEvent) // set before any frame moves
 	if sc.Fault != nil {
@@ -126,6 +133,10 @@ func (sc Scenario) Capture(ctx context.Context, t testing.TB, dir string, o pcap
 	}
 	return w, runErr
 }
+
+// PipeRefused is how many frames tapstack's end of the cable refused,
+// its queue full (tap.PipeStats.DroppedQueueFull).
+func (w *World) PipeRefused() uint64 { return w.a.Stats().DroppedQueueFull }
 
 // record is the engine's observer, behind the capture's.
 func (w *World) record(ev event.Event) {
