@@ -33,13 +33,7 @@ func (e *Endpoint) SetCork(on bool) {
 // WriteMore is Write with Linux's MSG_MORE: more data follows, so a short
 // segment at the end of b waits for it rather than leave now, and the end
 // of b is no push point (no PSH).
-func (e *Endpoint) WriteMore(b []byte) (int, error) {
-	e.mu.Lock()
-	n, err := e.writeLocked(b, true)
-	e.mu.Unlock()
-	e.flush()
-	return n, err
-}
+func (e *Endpoint) WriteMore(b []byte) (int, error) { return e.write(b, true) }
 
 // corked reports whether a short segment that would empty the send buffer
 // waits for more data: TCP_CORK, or a WriteMore sending, and no push past

@@ -37,6 +37,11 @@ type Endpoint struct {
 	outSpare []*stack.PacketBuffer
 	evSpare  []event.Event
 
+	// wmu lets one SEND at a time (Write, WriteMore, WriteFrom) copy
+	// its bytes in without mu (write). It is taken before mu, never
+	// after.
+	wmu sync.Mutex
+
 	mu         sync.Mutex
 	stateSince tcpip.MonotonicTime
 	tcb
@@ -384,28 +389,96 @@ func (e *Endpoint) Readable() bool {
 // many the send buffer took. It returns ErrWouldBlock when the buffer is
 // full, EPIPE once the sending side is closed, and the connection's error
 // after a reset or a timeout.
-func (e *Endpoint) Write(b []byte) (int, error) {
-	e.mu.Lock()
-	opened := e.beginStamp()
-	n, err := e.writeLocked(b, false)
-	e.endStamp(opened)
-	e.mu.Unlock()
-	e.flush()
-	return n, err
-}
+func (e *Endpoint) Write(b []byte) (int, error) { return e.write(b, false) }
 
-func (e *Endpoint) writeLocked(b []byte, more bool) (int, error) {
+// write is SEND for Write and WriteMore (more: Linux's MSG_MORE). It
+// takes the room the send buffer has for b when called, then copies b in
+// a chunk (maxChunk) at a time, without mu, and sends a chunk before
+// copying the next while little is in flight (pushBelow): the link would
+// otherwise run dry before the copy ends. Linux's tcp_sendmsg likewise
+// pushes the segments it fills while it copies, and its autocorking
+// holds a push back while the socket's earlier packets still wait in the
+// qdisc or the device, that is, while the link has work. The engine
+// does not see the link's queue; what is in flight stands for it.
+//
+// A Write of 1 MiB used to copy all of it under mu before sending any.
+// Over a TAP to the kernel, which acknowledges at once, the link then ran
+// dry for the whole memmove (up to 1.2 ms at a time in an execution trace
+// of 256 MiB sent), while the ACKs of what was in flight, and the
+// goroutine that would send what was queued, waited for mu. Measured in
+// interleaved pairs, tapstack ÷ gVisor sending 256 MiB to the kernel:
+// 0.90× before; 0.87× copying without mu but sending at the end of each
+// call; 1.00× sending every 64-256 KiB; 1.02× with this rule. Sending
+// every 64 KiB regardless cost 6-9% more CPU per GiB over tap.Pipe, where
+// each send wakes the peer's goroutine and draws an ACK of its own, and
+// the link is rarely dry; this rule costs nothing there.
+//
+// wmu keeps the room taken for this call, and each call's bytes
+// together, against another SEND on the connection (Write, WriteMore,
+// WriteFrom) while mu is released.
+func (e *Endpoint) write(b []byte, more bool) (int, error) {
+	e.wmu.Lock()
+	defer e.wmu.Unlock()
+	e.mu.Lock()
 	room, err := e.sendRoom(len(b))
+	e.mu.Unlock()
 	if err != nil {
 		return 0, err
 	}
-	if len(b) > room {
-		b = b[:room]
+	b = b[:min(len(b), room)]
+	total, pending := 0, 0
+	for total < len(b) {
+		v := buffer.NewViewWithData(b[total:min(len(b), total+maxChunk)])
+		n := v.Size()
+		e.mu.Lock()
+		opened := e.beginStamp()
+		if err := e.takeCopied(v); err != nil {
+			e.endStamp(opened)
+			e.mu.Unlock()
+			if total > 0 {
+				return total, nil // what was queued stands; the next SEND reports err
+			}
+			return 0, err
+		}
+		total += n
+		pending += n
+		push := total == len(b) || e.flightSize() < pushBelow
+		if push {
+			// Every chunk but the last is followed by more of this
+			// call's bytes: its short tail waits for them and it is no
+			// push point.
+			e.queued(pending, more || total < len(b))
+			pending = 0
+		}
+		e.endStamp(opened)
+		e.mu.Unlock()
+		if push {
+			e.flush()
+		}
 	}
-	e.appendSend(b)
-	e.queued(len(b), more)
-	return len(b), nil
+	return total, nil
 }
+
+// takeCopied appends v, bytes a SEND copied without mu, to the send
+// buffer; the caller holds mu. If the connection failed or was closed for
+// sending while they were copied, they are not queued, as a SEND then
+// would not be: v is released and that error returned. The room was
+// taken before the copy and no other SEND can have used it since (wmu);
+// only SetBuffers can have shrunk it, and v then goes over the new limit
+// rather than be lost.
+func (e *Endpoint) takeCopied(v *buffer.View) error {
+	if _, err := e.sendRoom(0); err != nil && err != ErrWouldBlock {
+		v.Release()
+		return err
+	}
+	_ = e.sndBuf.Append(v)
+	return nil
+}
+
+// pushBelow: write sends a chunk before copying the next while less
+// than this is in flight, about what a TAP to the kernel carries while
+// the next chunk is copied.
+const pushBelow = 4 * maxChunk
 
 // sendRoom is how many bytes a SEND of want may queue now, or why none:
 // the connection's error, EPIPE once the sending side is closed,
@@ -438,16 +511,6 @@ func (e *Endpoint) queued(n int, more bool) {
 		e.corkWrite = more
 		e.output()
 		e.corkWrite = false
-	}
-}
-
-// appendSend copies b to the end of the send buffer in views of at most
-// one chunk each.
-func (e *Endpoint) appendSend(b []byte) {
-	for len(b) > 0 {
-		v := buffer.NewViewWithData(b[:min(len(b), maxChunk)])
-		b = b[v.Size():]
-		_ = e.sndBuf.Append(v)
 	}
 }
 

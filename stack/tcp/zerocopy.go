@@ -77,6 +77,8 @@ func (e *Endpoint) ReadTo(w io.Writer) (int64, error) {
 // fails or is closed for sending meanwhile, the bytes read are dropped
 // and that error returned, as a Write of them would fail.
 func (e *Endpoint) WriteFrom(r io.Reader) (int64, error) {
+	e.wmu.Lock() // one SEND at a time (write)
+	defer e.wmu.Unlock()
 	e.mu.Lock()
 	room, err := e.sendRoom(maxChunk)
 	e.mu.Unlock()
@@ -101,16 +103,11 @@ func (e *Endpoint) WriteFrom(r io.Reader) (int64, error) {
 	}
 	e.mu.Lock()
 	opened := e.beginStamp()
-	// The room was taken before r was read; only a concurrent Write can
-	// have filled it since, and the bytes are read: they are queued
-	// over the limit by at most one view rather than lost.
-	if _, err := e.sendRoom(0); err != nil && err != ErrWouldBlock {
+	if err := e.takeCopied(v); err != nil {
 		e.endStamp(opened)
 		e.mu.Unlock()
-		v.Release()
 		return 0, err
 	}
-	_ = e.sndBuf.Append(v)
 	e.queued(n, false)
 	e.endStamp(opened)
 	e.mu.Unlock()
@@ -118,6 +115,6 @@ func (e *Endpoint) WriteFrom(r io.Reader) (int64, error) {
 	return int64(n), rerr
 }
 
-// maxChunk is the largest view appendSend and WriteFrom put in the send
+// maxChunk is the largest view write and WriteFrom put in the send
 // buffer: the largest chunk gVisor's buffer pool holds.
 const maxChunk = 64 << 10
