@@ -115,7 +115,11 @@ type Options struct {
 	// the capture marked on their own frames: an outbound frame the link
 	// refused when the capture wrote it, or that a fault middleware
 	// below reported (tap.FaultNotSent), says "not sent" itself
-	// (Stats.Refused).
+	// (Stats.Refused). The count never goes down, and counts those
+	// refused frames too, as the two named do. With a fault middleware
+	// between the capture and the link, pass the count through
+	// tap.Fault.LinkDrops, so that a refusal of one of the middleware's
+	// own later writes is not told before the middleware reports it.
 	LinkDrops func() uint64
 
 	// SuperFrames writes each TCP super-frame (a TAP device's offloads:
@@ -141,7 +145,7 @@ type Stats struct {
 	Late        uint64 // annotations that came after their frame was written
 	Unexplained uint64 // TCP frames written with no engine annotation ("no engine event")
 	SuperFrames uint64 // TCP super-frames captured (each written as its wire segments unless Options.SuperFrames)
-	Refused     uint64 // outbound frames the link below did not take (a full queue): marked dropped, "not sent"
+	Refused     uint64 // outbound frames the link below did not take (a full queue, or an error): marked dropped, "not sent", unless already written (a window of zero)
 	Held        int    // frames waiting in the window now
 	Pending     int    // annotations waiting for their frame now
 	Files       int    // capture files written to
@@ -561,8 +565,11 @@ func (w *Writer) noteLinkDropsLocked(r *record) {
 	if n > w.linkDrops {
 		r.dropCount = n - w.linkDrops
 		r.wire = append(r.wire, fmt.Sprintf("link drops %d", r.dropCount))
+		w.linkDrops = n
 	}
-	w.linkDrops = n
+	// A count below what the capture has told and explained is one read
+	// while a fault middleware's write was under way (tap.Fault.LinkDrops);
+	// the refusals it explained since stay explained.
 }
 
 // flushLocked writes what the window lets go, and arms the timer that

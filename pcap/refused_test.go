@@ -5,10 +5,14 @@ import (
 	"context"
 	"math/rand/v2"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/link/channel"
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
 	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
@@ -147,4 +151,88 @@ func refusedExchange(t *testing.T, fault *tap.FaultConfig) {
 		}
 	}
 	t.Logf("%d frames refused by the pipe, %d marked on their own frame, %d counted later", refused, marked, counted)
+}
+
+// laterRefusingLink refuses the first write it gets, counting it as a
+// queue-full drop, and holds that write until resume is closed; it takes
+// every later one.
+type laterRefusingLink struct {
+	*channel.Endpoint
+	drops   atomic.Uint64
+	writes  atomic.Int32
+	counted chan struct{}
+	resume  chan struct{}
+}
+
+func (l *laterRefusingLink) WritePackets(pkts gstack.PacketBufferList) (int, tcpip.Error) {
+	if l.writes.Add(1) > 1 {
+		return pkts.Len(), nil
+	}
+	l.drops.Add(uint64(pkts.Len()))
+	close(l.counted)
+	<-l.resume
+	return 0, nil
+}
+
+// TestFaultLaterWriteRefused: a fault middleware that delays frames
+// writes them later, on its own timer, with no write of the capture's
+// under way; the link refuses the delayed frame and counts it before the
+// middleware can report it (tap.FaultNotSent). A frame captured in that
+// moment must not tell the count as "link drops 1", since the refused
+// frame is about to say "not sent" itself: the capture reads the link's
+// count through tap.Fault.LinkDrops. Then a drop no frame stands for is
+// still told once, on a later frame. Without Fault.LinkDrops the frame in
+// the moment said "link drops 1" and the refused frame "not sent" too,
+// one refusal told twice, and the later drop was never told.
+func TestFaultLaterWriteRefused(t *testing.T) {
+	l := &laterRefusingLink{Endpoint: channel.New(16, 1500, ""), counted: make(chan struct{}), resume: make(chan struct{})}
+	var faultObs func(tap.FaultEvent)
+	f := tap.NewFault(l, tap.FaultConfig{Delay: time.Millisecond, Observer: func(ev tap.FaultEvent) { faultObs(ev) }})
+	var buf bytes.Buffer
+	w, err := pcap.New(f, &buf, pcap.Options{LinkDrops: f.LinkDrops(l.drops.Load)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	faultObs = w.FaultObserver(nil)
+	frame := func(b byte) *gstack.PacketBuffer {
+		return gstack.NewPacketBuffer(gstack.PacketBufferOptions{Payload: buffer.MakeWithData(bytes.Repeat([]byte{b}, 60))})
+	}
+	out := frame(1)
+	var pl gstack.PacketBufferList
+	pl.PushBack(out)
+	w.WritePackets(pl) // held back 1 ms by the middleware
+	out.DecRef()
+	<-l.counted // the middleware's timer wrote it; the link counted the refusal
+	in := frame(2)
+	w.DeliverNetworkPacket(header.IPv4ProtocolNumber, in) // captured in the moment
+	in.DecRef()
+	close(l.resume) // the middleware reports the refusal
+	// A drop no frame stands for, told on a frame captured once the
+	// middleware's write is over: the frames go in until one is.
+	l.drops.Add(1)
+	for i := range 50 {
+		time.Sleep(time.Millisecond)
+		in := frame(byte(3 + i))
+		w.DeliverNetworkPacket(header.IPv4ProtocolNumber, in)
+		in.DecRef()
+	}
+	st := w.Stats()
+	w.CloseCapture()
+	pkts, err := pcap.ReadAll(&buf)
+	if err != nil || len(pkts) != 52 {
+		t.Fatalf("%d packets, %v", len(pkts), err)
+	}
+	if p := pkts[0]; !p.Dropped || !strings.Contains(p.Comment(), notSent) || p.DropCount != 0 {
+		t.Errorf("the refused frame: dropped %v, drop count %d, comment %q; want dropped and %q", p.Dropped, p.DropCount, p.Comment(), notSent)
+	}
+	if p := pkts[1]; p.DropCount != 0 {
+		t.Errorf("the frame captured while the refusal was not yet reported says %q (drop count %d): the refusal is told twice", p.Comment(), p.DropCount)
+	}
+	told := uint64(0)
+	for _, p := range pkts[2:] {
+		told += p.DropCount
+	}
+	if told != 1 || st.Refused != 1 {
+		t.Errorf("later frames tell %d link drops, Stats.Refused %d; want the one drop no frame stands for, and 1", told, st.Refused)
+	}
 }

@@ -194,6 +194,10 @@ type Fault struct {
 
 	batchEnd atomic.Pointer[func()] // OnBatchEnd
 
+	// writing counts the writes to the link below between their call
+	// and the report of what the link refused (LinkDrops).
+	writing atomic.Int32
+
 	scratch sync.Pool // of *faultScratch: a frame through the middleware allocates nothing
 }
 
@@ -671,11 +675,13 @@ func (f *Fault) run(dir FaultDir, acts []action, out *stack.PacketBufferList) tc
 	}
 	var err tcpip.Error
 	if out.Len() > 0 {
+		f.writing.Add(1)
 		var n int
 		n, err = f.Endpoint.WritePackets(*out)
 		if err == nil && n < out.Len() {
 			f.notSent(out.AsSlice()[n:])
 		}
+		f.writing.Add(-1)
 		out.Reset() // our references go; the slice stays for the next pass
 	}
 	for _, a := range acts {
@@ -684,6 +690,28 @@ func (f *Fault) run(dir FaultDir, acts []action, out *stack.PacketBufferList) tc
 		}
 	}
 	return err
+}
+
+// LinkDrops returns count, the link below's count of the frames it
+// dropped, as a capture above the middleware reads it
+// (pcap.Options.LinkDrops): while a write of the middleware's own is
+// under way, one it makes later for a delayed or reordered frame, the
+// count may hold a refusal not yet reported (FaultNotSent), and the
+// capture would tell it twice, on an unrelated frame and on its own. The
+// function then returns the count as it stood before, which the capture
+// takes as nothing new; it must be called by one goroutine at a time.
+func (f *Fault) LinkDrops(count func() uint64) func() uint64 {
+	var stable uint64
+	return func() uint64 {
+		// The count is read first: a write that starts after the test
+		// adds nothing to it, and one under way at the test is seen.
+		n := count()
+		if f.writing.Load() != 0 {
+			return stable
+		}
+		stable = n
+		return n
+	}
 }
 
 // notSent counts and reports the outbound frames the link below refused

@@ -183,7 +183,11 @@ func capture(c captureConfig) (gstack.LinkEndpoint, event.Observer, func() error
 	if c.path == "" {
 		return link, c.obs, func() error { return nil }, nil
 	}
-	w, err := pcap.Create(c.path, link, pcap.Options{Description: c.description, LinkDrops: c.linkDrops})
+	drops := c.linkDrops
+	if fault != nil && drops != nil {
+		drops = fault.LinkDrops(drops)
+	}
+	w, err := pcap.Create(c.path, link, pcap.Options{Description: c.description, LinkDrops: drops})
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("--pcap: %w", err)
 	}

@@ -88,17 +88,22 @@ func (sc Scenario) Capture(ctx context.Context, t testing.TB, dir string, o pcap
 	}
 	w.a, w.b = tap.Pipe(popts...)
 	var link gstack.LinkEndpoint = w.a
+	var fault *tap.Fault
 	var faultObs func(tap.FaultEvent) // set before any frame moves
 	if sc.Fault != nil {
 		cfg := *sc.Fault
 		cfg.Observer = func(ev tap.FaultEvent) { faultObs(ev) }
-		link = tap.NewFault(w.a, cfg)
+		fault = tap.NewFault(w.a, cfg)
+		link = fault
 	}
 	if o.Description == "" {
 		o.Description = "scenario " + sc.Name
 	}
 	if o.LinkDrops == nil {
 		o.LinkDrops = func() uint64 { return w.a.Stats().DroppedQueueFull }
+		if fault != nil {
+			o.LinkDrops = fault.LinkDrops(o.LinkDrops)
+		}
 	}
 	pw, err := pcap.Create(w.Path, link, o)
 	if err != nil {
