@@ -701,7 +701,7 @@ func (f *Fault) run(dir FaultDir, acts []action, out *stack.PacketBufferList) tc
 // function then returns the count as it stood before, which the capture
 // takes as nothing new; it must be called by one goroutine at a time.
 func (f *Fault) LinkDrops(count func() uint64) func() uint64 {
-	var stable uint64
+	stable := count()
 	return func() uint64 {
 		// The count is read first: a write that starts after the test
 		// adds nothing to it, and one under way at the test is seen.
