@@ -46,12 +46,7 @@ func TestLinkRefused(t *testing.T) {
 		}
 		pkt.DecRef()
 	}
-	st := w.Stats()
-	w.CloseCapture()
-	pkts, err := pcap.ReadAll(&buf)
-	if err != nil || len(pkts) != 5 {
-		t.Fatalf("%d packets, %v", len(pkts), err)
-	}
+	st, pkts := closeAndRead(t, w, &buf, 5)
 	for i, p := range pkts {
 		refused := i >= 2
 		if p.Dropped != refused || strings.Contains(p.Comment(), notSent) != refused || p.DropCount != 0 {
@@ -216,12 +211,7 @@ func TestFaultLaterWriteRefused(t *testing.T) {
 		w.DeliverNetworkPacket(header.IPv4ProtocolNumber, in)
 		in.DecRef()
 	}
-	st := w.Stats()
-	w.CloseCapture()
-	pkts, err := pcap.ReadAll(&buf)
-	if err != nil || len(pkts) != 52 {
-		t.Fatalf("%d packets, %v", len(pkts), err)
-	}
+	st, pkts := closeAndRead(t, w, &buf, 52)
 	if p := pkts[0]; !p.Dropped || !strings.Contains(p.Comment(), notSent) || p.DropCount != 0 {
 		t.Errorf("the refused frame: dropped %v, drop count %d, comment %q; want dropped and %q", p.Dropped, p.DropCount, p.Comment(), notSent)
 	}
@@ -235,4 +225,17 @@ func TestFaultLaterWriteRefused(t *testing.T) {
 	if told != 1 || st.Refused != 1 {
 		t.Errorf("later frames tell %d link drops, Stats.Refused %d; want the one drop no frame stands for, and 1", told, st.Refused)
 	}
+}
+
+// closeAndRead closes w's capture, written to buf, and returns its
+// counters and the n packets it holds.
+func closeAndRead(t *testing.T, w *pcap.Writer, buf *bytes.Buffer, n int) (pcap.Stats, []pcap.Packet) {
+	t.Helper()
+	st := w.Stats()
+	w.CloseCapture()
+	pkts, err := pcap.ReadAll(buf)
+	if err != nil || len(pkts) != n {
+		t.Fatalf("%d packets, %v; want %d", len(pkts), err, n)
+	}
+	return st, pkts
 }
