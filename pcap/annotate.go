@@ -865,7 +865,9 @@ func (a *annotator) expireQueue(now time.Time) {
 // fault files a fault report. An outbound frame was captured before the
 // middleware below decided, so it is in the window; an inbound one is
 // reported just before it reaches the stack (or instead, when it is lost).
-func (a *annotator) fault(now time.Time, ev *tap.FaultEvent, fp uint64, lost *record) {
+// It reports whether the report is on its frame, or waits for it: not
+// when an outbound frame has left the window already (unmatched).
+func (a *annotator) fault(now time.Time, ev *tap.FaultEvent, fp uint64, lost *record) (found bool) {
 	text := "fault: " + ev.String()
 	drop := ev.Kind == tap.FaultLoss || ev.Kind == tap.FaultQueueFull || ev.Kind == tap.FaultNotSent
 	if ev.Kind == tap.FaultNotSent {
@@ -881,17 +883,17 @@ func (a *annotator) fault(now time.Time, ev *tap.FaultEvent, fp uint64, lost *re
 			if !r.isNote() && r.dir == dirOut && r.fp == fp {
 				r.faults = append(r.faults, text)
 				r.dropped = r.dropped || drop
-				return
+				return true
 			}
 		}
 		a.stats.unmatched++
-		return
+		return false
 	}
 	if lost != nil {
 		lost.faults = append(lost.faults, text)
 		lost.dropped, lost.lost = true, true
 		a.addFrame(now, lost)
-		return
+		return true
 	}
 	if fs := a.faultFP[fp]; len(fs) < maxEarlier {
 		a.faultFP[fp] = append(fs, text)
@@ -902,6 +904,7 @@ func (a *annotator) fault(now time.Time, ev *tap.FaultEvent, fp uint64, lost *re
 			break
 		}
 	}
+	return true
 }
 
 // take returns the records that may be written now, in capture order: the

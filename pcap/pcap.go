@@ -145,7 +145,7 @@ type Stats struct {
 	Late        uint64 // annotations that came after their frame was written
 	Unexplained uint64 // TCP frames written with no engine annotation ("no engine event")
 	SuperFrames uint64 // TCP super-frames captured (each written as its wire segments unless Options.SuperFrames)
-	Refused     uint64 // outbound frames the link below did not take (a full queue, or an error): marked dropped, "not sent", unless already written (a window of zero)
+	Refused     uint64 // outbound frames the link below did not take (a full queue, or an error): marked dropped, "not sent", unless already written (out of the window)
 	Held        int    // frames waiting in the window now
 	Pending     int    // annotations waiting for their frame now
 	Files       int    // capture files written to
@@ -337,15 +337,10 @@ func (w *Writer) observeFault(ev *tap.FaultEvent) {
 	if lost != nil {
 		w.noteLinkDropsLocked(lost)
 	}
+	marked := w.ann.fault(now, ev, fp, lost)
 	if ev.Kind == tap.FaultNotSent {
-		// The link counted it too (Options.LinkDrops): it is told on
-		// its own frame, not again on a later one (Writer.refused).
-		w.stats.Refused++
-		if w.opts.LinkDrops != nil {
-			w.linkDrops++
-		}
+		w.refusedLocked(1, marked)
 	}
-	w.ann.fault(now, ev, fp, lost)
 	w.flushLocked(now, false)
 }
 
@@ -457,10 +452,8 @@ func (w *Writer) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 
 // refused marks the records of frames the inner endpoint did not take,
 // which stand for k frames: dropped, with why. A record already written
-// (a window of zero) keeps what it said, and the drop is left to the link's
-// count on a later frame (Options.LinkDrops). Frames refused for a full
-// queue are in that count already: they are taken out of it, so that
-// no later frame tells them again.
+// (out of the window) keeps what it said, and the drop is left to the
+// link's count on a later frame (Options.LinkDrops).
 func (w *Writer) refused(recs []*record, k int, err tcpip.Error) {
 	why := "not sent: the link's queue was full"
 	if err != nil {
@@ -478,8 +471,16 @@ func (w *Writer) refused(recs []*record, k int, err tcpip.Error) {
 		r.dropped = true
 		marked++
 	}
+	w.refusedLocked(k, err == nil && marked > 0)
+}
+
+// refusedLocked counts k frames the link below refused. If their records
+// say so (marked) and the link counted them (a full queue), they are
+// taken out of its count (Options.LinkDrops), so that no later frame
+// tells them again; otherwise a later frame tells them. w.mu is held.
+func (w *Writer) refusedLocked(k int, marked bool) {
 	w.stats.Refused += uint64(k)
-	if err == nil && marked > 0 && w.opts.LinkDrops != nil {
+	if marked && w.opts.LinkDrops != nil {
 		w.linkDrops += uint64(k)
 	}
 }

@@ -179,12 +179,50 @@ func (l *laterRefusingLink) WritePackets(pkts gstack.PacketBufferList) (int, tcp
 // still told once, on a later frame. Without Fault.LinkDrops the frame in
 // the moment said "link drops 1" and the refused frame "not sent" too,
 // one refusal told twice, and the later drop was never told.
+//
+// If the refused frame has left the window by the time of the report
+// (here MaxHeld 1 lets the next frame push it out), its record cannot
+// say so any more, and the refusal is told as a link drop on a later
+// frame, as when the capture sits on the link itself (Writer.refused):
+// then it was told nowhere.
 func TestFaultLaterWriteRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		maxHeld int
+		marked  bool   // the refused frame says "not sent"
+		told    uint64 // link drops told by later frames
+	}{
+		{"the frame in the window", 0, true, 1},
+		{"the frame written already", 1, false, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st, pkts := laterWriteRefused(t, tc.maxHeld)
+			if p := pkts[0]; p.Dropped != tc.marked || strings.Contains(p.Comment(), notSent) != tc.marked || p.DropCount != 0 {
+				t.Errorf("the refused frame: dropped %v, drop count %d, comment %q; want dropped and %q: %v", p.Dropped, p.DropCount, p.Comment(), notSent, tc.marked)
+			}
+			if p := pkts[1]; p.DropCount != 0 {
+				t.Errorf("the frame captured while the refusal was not yet reported says %q (drop count %d): the refusal is told twice", p.Comment(), p.DropCount)
+			}
+			told := uint64(0)
+			for _, p := range pkts[2:] {
+				told += p.DropCount
+			}
+			if told != tc.told || st.Refused != 1 {
+				t.Errorf("later frames tell %d link drops, Stats.Refused %d; want %d (the drop no frame stands for, and the refusal unless marked), and 1", told, st.Refused, tc.told)
+			}
+		})
+	}
+}
+
+// laterWriteRefused runs TestFaultLaterWriteRefused's frames through a
+// capture holding at most maxHeld frames (0: the default), and returns
+// its counters and packets.
+func laterWriteRefused(t *testing.T, maxHeld int) (pcap.Stats, []pcap.Packet) {
 	l := &laterRefusingLink{Endpoint: channel.New(16, 1500, ""), counted: make(chan struct{}), resume: make(chan struct{})}
 	var faultObs func(tap.FaultEvent)
 	f := tap.NewFault(l, tap.FaultConfig{Delay: time.Millisecond, Observer: func(ev tap.FaultEvent) { faultObs(ev) }})
 	var buf bytes.Buffer
-	w, err := pcap.New(f, &buf, pcap.Options{LinkDrops: f.LinkDrops(l.drops.Load)})
+	w, err := pcap.New(f, &buf, pcap.Options{LinkDrops: f.LinkDrops(l.drops.Load), MaxHeld: maxHeld})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,20 +249,7 @@ func TestFaultLaterWriteRefused(t *testing.T) {
 		w.DeliverNetworkPacket(header.IPv4ProtocolNumber, in)
 		in.DecRef()
 	}
-	st, pkts := closeAndRead(t, w, &buf, 52)
-	if p := pkts[0]; !p.Dropped || !strings.Contains(p.Comment(), notSent) || p.DropCount != 0 {
-		t.Errorf("the refused frame: dropped %v, drop count %d, comment %q; want dropped and %q", p.Dropped, p.DropCount, p.Comment(), notSent)
-	}
-	if p := pkts[1]; p.DropCount != 0 {
-		t.Errorf("the frame captured while the refusal was not yet reported says %q (drop count %d): the refusal is told twice", p.Comment(), p.DropCount)
-	}
-	told := uint64(0)
-	for _, p := range pkts[2:] {
-		told += p.DropCount
-	}
-	if told != 1 || st.Refused != 1 {
-		t.Errorf("later frames tell %d link drops, Stats.Refused %d; want the one drop no frame stands for, and 1", told, st.Refused)
-	}
+	return closeAndRead(t, w, &buf, 52)
 }
 
 // closeAndRead closes w's capture, written to buf, and returns its
