@@ -40,7 +40,10 @@ type FaultConfig struct {
 	// are never corrupted.
 	Corrupt float64
 	// Delay holds every frame back for this long before sending it, and
-	// Jitter adds a uniformly drawn extra in [0, Jitter) per frame.
+	// Jitter adds a uniformly drawn extra in [0, Jitter) per frame. These
+	// waits, and Rate's, end within tens of microseconds of their time
+	// (on Linux: a timerfd, not a Go timer, which is a millisecond late in
+	// an idle process).
 	// Frames keep their order (a frame never leaves before the one ahead
 	// of it, as with netem's rate option); reordering is Reorder's job.
 	Delay, Jitter time.Duration
@@ -185,7 +188,7 @@ type FaultStats struct {
 type Fault struct {
 	nested.Endpoint
 
-	timers sync.WaitGroup // armed time.AfterFunc callbacks
+	timers sync.WaitGroup // armed timer callbacks (reordering, delays)
 
 	mu      sync.Mutex
 	closed  bool
@@ -283,9 +286,10 @@ type lane struct {
 
 	// Frames waiting out Delay/Jitter/Rate, in the order they are due.
 	delayed    []delayedFrame
-	delayTimer *time.Timer // non-nil while a flush is armed or running
-	lastDue    time.Time   // frames keep their order
-	rateFree   time.Time   // when the link has serialized what it took
+	delayClock *fineTimer // made for the first delayed frame; closed with the Fault
+	flushing   bool       // a flush is armed or running
+	lastDue    time.Time  // frames keep their order
+	rateFree   time.Time  // when the link has serialized what it took
 }
 
 // laneFrame is a frame a lane keeps, with the network protocol an inbound
@@ -560,7 +564,7 @@ func (l *lane) emit(acts []action, pkt *stack.PacketBuffer, proto tcpip.NetworkP
 		}
 	}
 	l.delayed = append(l.delayed, d)
-	if l.delayTimer == nil {
+	if !l.flushing {
 		l.armDelay(due.Sub(now))
 	}
 	return acts
@@ -607,18 +611,25 @@ func (l *lane) flushHeld(seq uint64) {
 	f.laterBurstEnd(l.dir)
 }
 
-// armDelay arms the lane's one delay timer. f.mu is held.
+// armDelay arms the lane's one delay timer. It is a fineTimer, not a
+// time.AfterFunc, so that a delay of microseconds (a Rate's serialization
+// of one frame, a short Delay) is one of microseconds even when the
+// process has nothing else to do. f.mu is held.
 func (l *lane) armDelay(d time.Duration) {
 	l.f.timers.Add(1)
-	l.delayTimer = time.AfterFunc(d, func() {
-		defer l.f.timers.Done()
-		l.flushDelayed()
-	})
+	l.flushing = true
+	if l.delayClock == nil {
+		l.delayClock = newFineTimer(func() {
+			defer l.f.timers.Done()
+			l.flushDelayed()
+		})
+	}
+	l.delayClock.Reset(d)
 }
 
 // flushDelayed sends the frames that are due, in order, then re-arms the
-// timer for the next one. Only one flush runs at a time: delayTimer stays
-// set while it runs, so emit does not arm a second timer.
+// timer for the next one. Only one flush runs at a time: flushing stays
+// set while it runs, so emit does not arm the timer again.
 func (l *lane) flushDelayed() {
 	f := l.f
 	f.mu.Lock()
@@ -644,7 +655,7 @@ func (l *lane) flushDelayed() {
 
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	l.delayTimer = nil
+	l.flushing = false
 	if f.closed || len(l.delayed) == 0 {
 		return
 	}
@@ -793,8 +804,11 @@ func (f *Fault) Close() {
 				drop = append(drop, l.held.pkt)
 				l.unhold()
 			}
-			if l.delayTimer != nil && l.delayTimer.Stop() {
-				f.timers.Done()
+			if l.delayClock != nil {
+				if l.flushing && l.delayClock.Stop() {
+					f.timers.Done()
+				}
+				l.delayClock.Close()
 			}
 			for _, d := range l.delayed {
 				drop = append(drop, d.pkt)

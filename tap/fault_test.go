@@ -207,6 +207,7 @@ func TestFaultCorrupt(t *testing.T) {
 
 func TestFaultDelay(t *testing.T) {
 	const delay = 30 * time.Millisecond
+	goroutinesBack := goroutineBaseline(t) // the delay's timer goroutine ends with Close
 	f, inner := newFault(tap.FaultConfig{Delay: delay})
 	start := time.Now()
 	send(t, f, 1, 2, 3)
@@ -231,6 +232,7 @@ func TestFaultDelay(t *testing.T) {
 	if got := received(inner); len(got) != 0 {
 		t.Errorf("%d frames sent after Close", len(got))
 	}
+	goroutinesBack()
 }
 
 func TestFaultDeterministic(t *testing.T) {
