@@ -42,8 +42,8 @@ type FaultConfig struct {
 	// Delay holds every frame back for this long before sending it, and
 	// Jitter adds a uniformly drawn extra in [0, Jitter) per frame. These
 	// waits, and Rate's, end within tens of microseconds of their time
-	// (on Linux: a timerfd, not a Go timer, which is a millisecond late in
-	// an idle process).
+	// in an otherwise idle process too: on Linux they are a timerfd's,
+	// since a Go timer is a millisecond late there (fineTimer).
 	// Frames keep their order (a frame never leaves before the one ahead
 	// of it, as with netem's rate option); reordering is Reorder's job.
 	Delay, Jitter time.Duration
