@@ -72,8 +72,9 @@ func TestFineTimerStop(t *testing.T) {
 // TestFineTimerStaleExpiry: an expiry of an earlier arming, read after the
 // timer was stopped and armed again for later, does not call fn early;
 // fn comes at the new time. The test holds the timer's lock while the
-// first expiry comes, so the goroutine reads it and waits, as it would if
-// Stop and Reset ran between its read and its check.
+// first arming and its expiry, so the goroutine reads the expiry and
+// waits, as it would if Stop and Reset ran between its read and its
+// check.
 func TestFineTimerStaleExpiry(t *testing.T) {
 	calls := make(chan time.Time, 2)
 	ft := newFineTimer(func() { calls <- time.Now() })
@@ -81,8 +82,11 @@ func TestFineTimerStaleExpiry(t *testing.T) {
 	if ft.file == nil {
 		t.Skip("no timerfd here")
 	}
-	ft.Reset(time.Microsecond)
-	ft.mu.Lock()
+	ft.mu.Lock() // Reset(1µs) with the lock kept: fire cannot run before Unlock
+	ft.armed, ft.due = true, time.Now().Add(time.Microsecond)
+	if !ft.setFine(time.Microsecond) {
+		t.Fatal("timerfd_settime failed")
+	}
 	time.Sleep(20 * time.Millisecond) // the expiry is read; fire waits for the lock
 	ft.armed = false                  // Stop
 	later := 80 * time.Millisecond
