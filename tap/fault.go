@@ -309,7 +309,9 @@ type delayedFrame struct {
 var _ stack.LinkEndpoint = (*Fault)(nil)
 
 // NewFault returns inner wrapped in fault injection. Give the result to the
-// stack instead of inner.
+// stack instead of inner. A direction that delays frames (Delay, Jitter,
+// Rate) keeps a timer descriptor and its goroutine, made for its first
+// delayed frame, until Close; the stack closes its link when it closes.
 func NewFault(inner stack.LinkEndpoint, cfg FaultConfig) *Fault {
 	f := &Fault{obs: cfg.Observer}
 	f.out = newLane(f, FaultOutbound, cfg, cfg.Source, cfg.Seed, 0)
