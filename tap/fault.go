@@ -807,7 +807,7 @@ func (f *Fault) Close() {
 				l.unhold()
 			}
 			if l.delayClock != nil {
-				if l.flushing && l.delayClock.Stop() {
+				if l.delayClock.Stop() { // armed: its flush will not run
 					f.timers.Done()
 				}
 				l.delayClock.Close()
