@@ -301,8 +301,20 @@ func (c *UDPConn) Write(b []byte) (int, error) {
 	if c.sock.raddr == nil {
 		return 0, c.sock.opError("write", nil, syscall.EDESTADDRREQ)
 	}
-	n, err := c.sock.write(b, nil)
+	n, err := c.udpWrite(b, nil)
 	return n, c.sock.opError("write", nil, err)
+}
+
+// udpWrite sends b. A datagram the link refused, its queue full, is lost
+// like one dropped on the wire: the call succeeds, and the stack counts it
+// (UDPStats.SendErrors, UDPConnStats.SendErrors). Linux's udp_send_skb
+// hides ENOBUFS the same way unless IP_RECVERR asks for it (SndbufErrors).
+func (c *UDPConn) udpWrite(b []byte, to *tcpip.FullAddress) (int, error) {
+	n, err := c.sock.write(b, to)
+	if errors.Is(err, syscall.ENOBUFS) {
+		return len(b), nil
+	}
+	return n, err
 }
 
 // WriteTo sends b as one datagram to addr, a *net.UDPAddr. On a
@@ -341,7 +353,7 @@ func (c *UDPConn) WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error)
 		// A dual-stack socket sends IPv4 to the mapped address.
 		to = fullAddress(netip.AddrPortFrom(netip.AddrFrom16(addr.Addr().As16()), addr.Port()))
 	}
-	n, err := c.sock.write(b, &to)
+	n, err := c.udpWrite(b, &to)
 	return n, c.sock.opError("write", na, err)
 }
 

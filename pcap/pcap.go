@@ -429,10 +429,10 @@ func (w *Writer) Close() {
 // Ethernet header (the NIC asks the link to add it before writing).
 //
 // A frame the inner endpoint refuses (it wrote the first n of them: a
-// full queue, as tap.Pipe's, or a link that is down) never reached the
-// wire. Its own records say so, with a drop verdict (refused), rather
-// than a later frame's drop count: the engine believes it sent the
-// segment, and the capture is where a user sees that it did not.
+// full queue, as tap.Pipe's, which answers tcpip.ErrNoBufferSpace, or a
+// link that is down) never reached the wire. Its own records say so, with
+// a drop verdict (refused), rather than a later frame's drop count: the
+// capture is where a user sees what the sender was told.
 func (w *Writer) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 	var recBuf [8]*record
 	var startBuf [8]int
@@ -444,34 +444,50 @@ func (w *Writer) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 	w.writing.Add(1)
 	n, err := w.Endpoint.WritePackets(pkts)
 	if n < len(starts) {
-		w.refused(recs[starts[max(n, 0)]:], len(starts)-max(n, 0), err)
+		w.refused(recs, starts, max(n, 0), err)
 	}
 	w.writing.Add(-1)
 	return n, err
 }
 
-// refused marks the records of frames the inner endpoint did not take,
-// which stand for k frames: dropped, with why. A record already written
-// (out of the window) keeps what it said, and the drop is left to the
-// link's count on a later frame (Options.LinkDrops).
-func (w *Writer) refused(recs []*record, k int, err tcpip.Error) {
+// refused marks the records of the frames the inner endpoint did not
+// take, from the from-th on (frame j's records start at starts[j]):
+// dropped, with why. A record already written (out of the window) keeps
+// what it said, and the drop is left to the link's count on a later frame
+// (Options.LinkDrops). A frame whose record a fault middleware below has
+// already marked dropped (tap.FaultNotSent, reported during the write)
+// was told and counted there.
+func (w *Writer) refused(recs []*record, starts []int, from int, err tcpip.Error) {
+	_, full := err.(*tcpip.ErrNoBufferSpace)
+	full = full || err == nil
 	why := "not sent: the link's queue was full"
-	if err != nil {
+	if !full {
 		why = "not sent: the link refused it (" + err.String() + ")"
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	live := w.ann.live()
-	marked := 0
-	for _, r := range recs {
-		if !slices.Contains(live, r) {
+	k, marked := 0, 0
+	for j := from; j < len(starts); j++ {
+		end := len(recs)
+		if j+1 < len(starts) {
+			end = starts[j+1]
+		}
+		frame := recs[starts[j]:end]
+		if slices.ContainsFunc(frame, func(r *record) bool { return r.dropped && slices.Contains(live, r) }) {
 			continue
 		}
-		r.wire = append(r.wire, why)
-		r.dropped = true
-		marked++
+		k++
+		for _, r := range frame {
+			if !slices.Contains(live, r) {
+				continue
+			}
+			r.wire = append(r.wire, why)
+			r.dropped = true
+			marked++
+		}
 	}
-	w.refusedLocked(k, err == nil && marked > 0)
+	w.refusedLocked(k, full && marked > 0)
 }
 
 // refusedLocked counts k frames the link below refused. If their records

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -608,7 +609,7 @@ func (l *lane) flushHeld(seq uint64) {
 	acts := l.emit(s.acts[:0], held.pkt, held.proto, time.Now(), held.notes[0], held.notes[1])
 	acts = append(acts, action{kind: actRelease, pkt: held.pkt})
 	f.mu.Unlock()
-	f.run(l.dir, acts, &s.out)
+	f.run(l.dir, acts, &s.out, nil)
 	f.putScratch(s, acts)
 	f.laterBurstEnd(l.dir)
 }
@@ -651,7 +652,7 @@ func (l *lane) flushDelayed() {
 	l.delayed = append(l.delayed[:0], l.delayed[i:]...)
 	f.mu.Unlock()
 
-	f.run(l.dir, acts, &s.out)
+	f.run(l.dir, acts, &s.out, nil)
 	f.putScratch(s, acts)
 	f.laterBurstEnd(l.dir)
 
@@ -668,8 +669,15 @@ func (l *lane) flushDelayed() {
 // synchronously and come back to us on the same goroutine. Outbound frames
 // are written in one batch, out (empty, a scratch's), which takes a
 // reference of its own to each for the write; references are released
-// after.
-func (f *Fault) run(dir FaultDir, acts []action, out *stack.PacketBufferList) tcpip.Error {
+// after. When the link below refuses frames, its queue full, they are
+// reported (FaultNotSent), and run returns how many of caller, the frames
+// of the write that brought it here, went before the first refused one,
+// with tcpip.ErrNoBufferSpace: a frame the middleware passed on at once
+// was refused as if it had no middleware above, and its sender learns so.
+// A frame it delayed left the sender's hands when it was taken, as netem
+// orphans the skbs it holds: its refusal later is the middleware's to
+// report, not the sender's to hear.
+func (f *Fault) run(dir FaultDir, acts []action, out *stack.PacketBufferList, caller []*stack.PacketBuffer) (int, tcpip.Error) {
 	for _, a := range acts {
 		switch a.kind {
 		case actReport:
@@ -687,12 +695,24 @@ func (f *Fault) run(dir FaultDir, acts []action, out *stack.PacketBufferList) tc
 		}
 	}
 	var err tcpip.Error
+	taken := len(caller)
 	if out.Len() > 0 {
 		f.writing.Add(1)
 		var n int
 		n, err = f.Endpoint.WritePackets(*out)
-		if err == nil && n < out.Len() {
-			f.notSent(out.AsSlice()[n:])
+		_, full := err.(*tcpip.ErrNoBufferSpace)
+		if (err == nil || full) && n < out.Len() {
+			written, refused := out.AsSlice()[:n], out.AsSlice()[n:]
+			f.notSent(refused)
+			err = nil
+			for i, pkt := range caller {
+				// A duplicate is the frame again: the frame left
+				// when its first copy did.
+				if !slices.Contains(written, pkt) && slices.Contains(refused, pkt) {
+					taken, err = i, &tcpip.ErrNoBufferSpace{}
+					break
+				}
+			}
 		}
 		f.writing.Add(-1)
 		out.Reset() // our references go; the slice stays for the next pass
@@ -702,7 +722,7 @@ func (f *Fault) run(dir FaultDir, acts []action, out *stack.PacketBufferList) tc
 			a.pkt.DecRef()
 		}
 	}
-	return err
+	return taken, err
 }
 
 // LinkDrops returns count, the link below's count of the frames it
@@ -763,12 +783,17 @@ func (f *Fault) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 		acts = f.out.decide(acts, pkt, pkt.NetworkProtocolNumber, now)
 	}
 	f.mu.Unlock()
-	err := f.run(FaultOutbound, acts, &s.out)
+	n, err := f.run(FaultOutbound, acts, &s.out, pkts.AsSlice())
 	f.putScratch(s, acts)
-	if err != nil {
+	switch err.(type) {
+	case nil:
+	case *tcpip.ErrNoBufferSpace:
+		return n, err // the link below refused the frames from the n-th on
+	default:
 		return 0, err
 	}
-	// Lost frames count as written: they left the NIC and died on the wire.
+	// Lost frames count as written: they left the NIC and died on the
+	// wire; so do delayed ones, whatever becomes of them.
 	return pkts.Len(), nil
 }
 
@@ -787,7 +812,7 @@ func (f *Fault) DeliverNetworkPacket(proto tcpip.NetworkProtocolNumber, pkt *sta
 	s := f.getScratch()
 	acts := f.in.decide(s.acts[:0], pkt, proto, time.Now())
 	f.mu.Unlock()
-	f.run(FaultInbound, acts, &s.out)
+	f.run(FaultInbound, acts, &s.out, nil)
 	f.putScratch(s, acts)
 }
 

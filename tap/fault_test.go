@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -89,9 +90,21 @@ func TestFaultPassThrough(t *testing.T) {
 	f.Wait()
 }
 
+// writeOne writes the frame with the given id through f and returns what
+// WritePackets said.
+func writeOne(f *tap.Fault, id byte) (int, tcpip.Error) {
+	pkt := segment(id)
+	defer pkt.DecRef()
+	var l stack.PacketBufferList
+	l.PushBack(pkt)
+	return f.WritePackets(l)
+}
+
 // TestFaultNotSent: frames the link below refuses (its queue of two is
 // full) are no fault of the middleware's, but it reports them, so that a
-// capture above can mark them: FaultNotSent, with the frame's bytes.
+// capture above can mark them: FaultNotSent, with the frame's bytes. The
+// sender hears of it as if no middleware were there: none of its frame
+// taken, tcpip.ErrNoBufferSpace.
 func TestFaultNotSent(t *testing.T) {
 	inner := channel.New(2, 1514, tcpip.LinkAddress(tap.RandomMAC()))
 	var evs []tap.FaultEvent
@@ -99,7 +112,13 @@ func TestFaultNotSent(t *testing.T) {
 		ev.Data = bytes.Clone(ev.Data)
 		evs = append(evs, ev)
 	}})
-	send(t, f, 1, 2, 3, 4)
+	for id := byte(1); id <= 4; id++ {
+		n, err := writeOne(f, id)
+		_, full := err.(*tcpip.ErrNoBufferSpace)
+		if taken := id <= 2; (n == 1) != taken || (err == nil) != taken || (!taken && !full) {
+			t.Errorf("frame %d: WritePackets = %d, %v; want %d taken", id, n, err, map[bool]int{true: 1}[taken])
+		}
+	}
 	if got := ids(received(inner)); !bytes.Equal(got, []byte{1, 2}) {
 		t.Errorf("the link took %v, want [1 2]", got)
 	}
@@ -116,6 +135,53 @@ func TestFaultNotSent(t *testing.T) {
 		}
 	}
 	f.Close()
+}
+
+// TestFaultNotSentLeftEarlier: the sender hears of a refusal only for a
+// frame that never left its hands. A duplicate refused after its first
+// copy went is the frame sent; a delayed frame left when the middleware
+// took it (netem orphans what it holds), and its refusal later is only
+// reported (FaultNotSent). The link below holds one frame.
+func TestFaultNotSentLeftEarlier(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		cfg     tap.FaultConfig
+		taken   [2]int // of frames 1 and 2, as WritePackets says
+		notSent int32
+	}{
+		// 1's copy is refused, then both of 2's.
+		{"duplicate", tap.FaultConfig{Duplicate: 1}, [2]int{1, 0}, 3},
+		// Both taken into the delay line; 2 refused when it flushes.
+		{"delay", tap.FaultConfig{Delay: time.Millisecond}, [2]int{1, 1}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			inner := channel.New(1, 1514, tcpip.LinkAddress(tap.RandomMAC()))
+			var notSent atomic.Int32
+			tc.cfg.Source = rand.NewPCG(7, 7)
+			tc.cfg.Observer = func(ev tap.FaultEvent) {
+				if ev.Kind == tap.FaultNotSent {
+					notSent.Add(1)
+				}
+			}
+			f := tap.NewFault(inner, tc.cfg)
+			defer f.Close()
+			for i, want := range tc.taken {
+				n, err := writeOne(f, byte(i+1))
+				_, full := err.(*tcpip.ErrNoBufferSpace)
+				if n != want || (want == 1) != (err == nil) || (want == 0 && !full) {
+					t.Errorf("frame %d: WritePackets = %d, %v; want %d taken", i+1, n, err, want)
+				}
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for notSent.Load() < tc.notSent && time.Now().Before(deadline) {
+				time.Sleep(time.Millisecond)
+			}
+			time.Sleep(5 * time.Millisecond) // no more comes
+			if got := notSent.Load(); got != tc.notSent {
+				t.Errorf("%d frames reported not sent, want %d", got, tc.notSent)
+			}
+		})
+	}
 }
 
 func TestFaultLoss(t *testing.T) {

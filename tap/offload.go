@@ -484,7 +484,9 @@ func newTxQueue(p *txPath, limit int) *txQueue {
 // and counted. It never blocks on the device. It returns how many it
 // took, the first n: once the queue is full the rest of the batch is
 // refused (stack.LinkWriter's count), so that a capture or fault
-// middleware above can tell which frames never left.
+// middleware above can tell which frames never left, with
+// tcpip.ErrNoBufferSpace, so that the sender learns it too (a qdisc's
+// NET_XMIT_DROP).
 func (t *txQueue) enqueue(pkts []*stack.PacketBuffer) (int, tcpip.Error) {
 	t.mu.Lock()
 	if t.stopped {
@@ -508,7 +510,12 @@ func (t *txQueue) enqueue(pkts []*stack.PacketBuffer) (int, tcpip.Error) {
 	case t.wake <- struct{}{}:
 	default:
 	}
-	return len(pkts) - dropped, nil
+	if dropped > 0 {
+		// The first len(pkts)-dropped went in; the queue stayed full
+		// for the rest (the lock was held throughout).
+		return len(pkts) - dropped, &tcpip.ErrNoBufferSpace{}
+	}
+	return len(pkts), nil
 }
 
 // run is the writer goroutine. Each wake-up drains the queue, in batches,

@@ -315,7 +315,11 @@ func (pp *pipePort) Attach(d stack.NetworkDispatcher) {
 	pp.pipe.start()
 }
 
-// WritePackets implements stack.LinkWriter. It never blocks.
+// WritePackets implements stack.LinkWriter. It never blocks. When the
+// queue is full it takes the frames it has room for, counts the rest
+// (DroppedQueueFull) and answers tcpip.ErrNoBufferSpace, as a Linux qdisc
+// answers NET_XMIT_DROP: the sender learns its frame never left (TCP
+// sends it again at once, UDP hides it as Linux does).
 func (pp *pipePort) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 	if pp.pipe.isDown() {
 		pp.droppedClosed.Add(uint64(pkts.Len()))
@@ -327,6 +331,7 @@ func (pp *pipePort) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error)
 		// channel.Endpoint stops at the first frame that does not fit
 		// and reports success for the ones before; the rest are lost.
 		pp.droppedFull.Add(uint64(pkts.Len() - n))
+		err = &tcpip.ErrNoBufferSpace{}
 	}
 	return n, err
 }

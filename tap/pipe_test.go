@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 
@@ -60,8 +61,8 @@ func TestPipeQueueFullDrops(t *testing.T) {
 	pkts := frame(3)
 	n, err := a.WritePackets(pkts)
 	pkts.DecRef()
-	if err != nil || n != 1 {
-		t.Fatalf("WritePackets = %d, %v; want 1, nil", n, err)
+	if _, full := err.(*tcpip.ErrNoBufferSpace); !full || n != 1 {
+		t.Fatalf("WritePackets = %d, %v; want 1, %v", n, err, &tcpip.ErrNoBufferSpace{})
 	}
 	if got := a.Stats().DroppedQueueFull; got != 2 {
 		t.Errorf("DroppedQueueFull = %d, want 2", got)
