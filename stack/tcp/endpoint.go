@@ -779,6 +779,7 @@ func (e *Endpoint) SyncEvents() {
 func (e *Endpoint) flushLocked() {
 	var release *stack.Route
 	var drainCheck bool
+	var refused []refusal // packets the link refused (refused.go); rare, so made on demand
 	obs := e.proto.opts.Observer
 	for range 1 << 20 {
 		e.mu.Lock()
@@ -799,10 +800,19 @@ func (e *Endpoint) flushLocked() {
 		}
 		e.evSpare = evs[:0]
 		for i, pkt := range q {
-			writePacket(r, pkt)
+			if ref, ok := e.proto.writePacket(r, pkt); ok {
+				refused = append(refused, ref)
+			}
 			q[i] = nil
 		}
 		e.outSpare = q[:0]
+		if len(refused) > 0 {
+			// Its events, and anything it sends, go on the next pass.
+			e.mu.Lock()
+			e.linkRefused(refused)
+			e.mu.Unlock()
+			refused = refused[:0]
+		}
 	}
 	e.outMu.Unlock()
 	if release != nil {

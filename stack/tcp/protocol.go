@@ -464,13 +464,22 @@ func buildGSOPacket(r *stack.Route, f *outFields, payload buffer.Buffer, mss int
 
 // writePacket hands pkt to the network layer. It must be called without
 // any connection lock held: a local route or an in-memory link may deliver
-// the packet, and the peer's reply, on this goroutine.
-func writePacket(r *stack.Route, pkt *stack.PacketBuffer) {
+// the packet, and the peer's reply, on this goroutine. It reports whether
+// the link refused the packet, its queue full (refused.go), and what the
+// packet carried; the refusal is counted (Stats.LinkRefused).
+func (p *Protocol) writePacket(r *stack.Route, pkt *stack.PacketBuffer) (refusal, bool) {
 	// DF on every IPv4 segment, for path MTU discovery (RFC 1191), as
 	// Linux (ip_no_pmtu_disc=0) and gVisor's TCP send them; it also
 	// spares the network layer a random IP ID per segment.
-	_ = r.WritePacket(stack.NetworkHeaderParams{Protocol: protocolNumber, TTL: r.DefaultTTL(), DF: true}, pkt)
+	err := r.WritePacket(stack.NetworkHeaderParams{Protocol: protocolNumber, TTL: r.DefaultTTL(), DF: true}, pkt)
+	var ref refusal
+	_, refused := err.(*tcpip.ErrNoBufferSpace)
+	if refused {
+		ref = refusalOf(pkt)
+		p.stats.LinkRefused.Add(uint64(ref.segments))
+	}
 	pkt.DecRef()
+	return ref, refused
 }
 
 // register and unregister keep the engine's table of live connections,

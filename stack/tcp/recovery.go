@@ -143,9 +143,9 @@ func (e *Endpoint) recoverOnAck(seg *segment, a *ackInfo) {
 		switch {
 		case !e.sndUna.LessThan(e.recover):
 			e.endRecovery(seg, a)
-		case a.dsack && e.undo.retrans == 0:
+		case e.undo.active && a.dsack && e.undo.retrans == 0:
 			e.undoResponse("D-SACK: every retransmission was spurious")
-		case a.acked > 0 && e.tsOK && e.packetDelayed(seg):
+		case e.undo.active && a.acked > 0 && e.tsOK && e.packetDelayed(seg):
 			// Linux tcp_try_undo_partial: a partial ACK echoing a
 			// transmission older than the retransmissions.
 			e.undoResponse("timestamps: the original transmissions arrived")
@@ -234,6 +234,12 @@ func (e *Endpoint) dupThresh() int {
 // RecoveryPoint is SND.NXT, the congestion control picks ssthresh, and
 // PRR (RFC 6937) starts counting.
 func (e *Endpoint) enterRecovery(lost int, by string) {
+	e.startRecovery()
+	e.emitRecovery("fast recovery: " + plural(lost, "segment") + " deemed lost (" + e.lossRule() + ", " + by + ")")
+}
+
+// startRecovery is enterRecovery without its event.
+func (e *Endpoint) startRecovery() {
 	e.initUndo()
 	e.recover = e.sndNxt
 	e.ssthresh = e.congestion().OnCongestion(e.congestionSample(false))
@@ -245,7 +251,6 @@ func (e *Endpoint) enterRecovery(lost int, by string) {
 	e.recoveryProbed = false
 	e.stopTimer(timerProbe)
 	e.proto.stats.FastRecoveries.Add(1)
-	e.emitRecovery("fast recovery: " + plural(lost, "segment") + " deemed lost (" + e.lossRule() + ", " + by + ")")
 }
 
 func (e *Endpoint) lossRule() string {

@@ -32,6 +32,7 @@ type Stats struct {
 	IdleRestarts       atomic.Uint64 // windows cut back after an idle spell (RFC 5681 4.1; Linux's tcp_cwnd_restart)
 	SendQueueFull      atomic.Uint64 // new segments held back: maxInFlightSegments in flight
 	GSOPackets         atomic.Uint64 // packets of several segments handed to a link that segments them (send.go)
+	LinkRefused        atomic.Uint64 // wire segments the link refused, its queue full: never sent; data deemed lost and sent again (refused.go)
 	AcksDeferred       atomic.Uint64 // ACKs moved to the end of a burst of inbound frames (batch.go)
 	RecvBufferGrown    atomic.Uint64 // receive buffers grown with their user's reading (rcvbuf.go)
 	RoutesFound        atomic.Uint64 // routes asked of the network layer (FindRoute) for connections and replies (routes.go)

@@ -123,6 +123,8 @@ type Peer struct {
 	split      [][]byte
 
 	batch *batchLink // WithBatches
+
+	refuse int // packets the link refuses next (RefuseNext)
 }
 
 type config struct {
@@ -191,9 +193,45 @@ const (
 	burstsAckPerBurst                  // WithBatches: marks and tcp.Options.AckPerBurst
 )
 
+// refusingLink is the fixture's link: the channel, which refuses what
+// the stack writes when told to (RefuseNext), as a link whose queue is
+// full does.
+type refusingLink struct {
+	*channel.Endpoint
+	p *Peer
+}
+
+// WritePackets implements stack.LinkWriter: a write while refusals are
+// due takes none of its packets (the engine writes one at a time) and
+// answers tcpip.ErrNoBufferSpace, tap.Pipe's answer when its queue is
+// full.
+func (l *refusingLink) WritePackets(pkts gstack.PacketBufferList) (int, tcpip.Error) {
+	p := l.p
+	if p.refuse == 0 {
+		return l.Endpoint.WritePackets(pkts)
+	}
+	for _, pkt := range pkts.AsSlice() {
+		v := pkt.ToView()
+		b := append([]byte(nil), v.AsSlice()...)
+		v.Release()
+		if seg, _, _, err := p.decode(b); err == nil {
+			p.log("< refused by the link: " + p.line(true, seg, true))
+		} else {
+			p.log("< refused by the link: a packet tcptest cannot read")
+		}
+	}
+	p.refuse = max(p.refuse-pkts.Len(), 0)
+	return 0, &tcpip.ErrNoBufferSpace{}
+}
+
+// RefuseNext makes the link refuse the next n packets the stack writes,
+// its queue full: they never reach the peer (Next does not see them), and
+// the trace shows them as refused.
+func (p *Peer) RefuseNext(n int) { p.refuse = n }
+
 // batchLink is the fixture's link with the burst marks of WithBatches.
 type batchLink struct {
-	*channel.Endpoint
+	*refusingLink
 	end func()
 }
 
@@ -252,10 +290,11 @@ func newPeer(t testing.TB, c config) *Peer {
 	if c.gso {
 		link.SupportedGSOKind = gstack.HostGSOSupported
 	}
-	var nicLink gstack.LinkEndpoint = link
+	rl := &refusingLink{Endpoint: link}
+	var nicLink gstack.LinkEndpoint = rl
 	var bl *batchLink
 	if c.bursts != burstsNone {
-		bl = &batchLink{Endpoint: link}
+		bl = &batchLink{refusingLink: rl}
 		nicLink = bl
 	}
 	if _, err := s.AddNIC(nicLink, netip.PrefixFrom(StackAddr, 24)); err != nil {
@@ -277,6 +316,7 @@ func newPeer(t testing.TB, c config) *Peer {
 		start:      clock.Now(),
 		batch:      bl,
 	}
+	rl.p = p
 	t.Cleanup(func() {
 		s.Close()
 		link.Close()
