@@ -103,6 +103,7 @@ const (
 	fzOpOutOfOrder        // offset, lenSel: text at RCV.NXT + 1 + 64*offset (FIN too when lenSel >= 128)
 	fzOpReadTo            // ReadTo a writer that takes everything
 	fzOpWriteFrom         // sizeSel: WriteFrom a reader holding that many bytes
+	fzOpRefuse            // n: the link refuses the next n%8+1 packets, its queue full (refused.go)
 	fzNumOps
 	fzOpSpace = 32
 )
@@ -209,6 +210,8 @@ func fzConnSeeds() []tcptest.FuzzSeed {
 	add("sack-loss-recovery", 2, 0x02, 0,
 		fzOpWrite, 11, fzOpSack, 1, 64, 32, 128, 32, fzOpSack, 1, 64, 64, 160, 64, fzOpSack, 2, 64, 64, 160, 64, 240, 10,
 		fzOpSack, 0, 64, 190, fzOpAckPart, 128, fzOpAdvance, 4, fzOpAckPart, 255, fzOpAck, 9)
+	add("refused-tail-then-ack", 2, 0, 0,
+		fzOpWrite, 11, fzOpRefuse, 3, fzOpWrite, 11, fzOpAckPart, 128, fzOpAck, 9, fzOpAdvance, 5, fzOpAck, 9)
 	add("out-of-order-fin-then-fill", 2, 0x02, 0,
 		fzOpOutOfOrder, 2, 5, fzOpOutOfOrder, 10, 6|0x80, fzOpOutOfOrder, 0, 3, fzOpData, 4, fzOpRead, 6,
 		fzOpData, 6, fzOpData, 6, fzOpRead, 6, fzOpAdvance, 3)
@@ -685,6 +688,8 @@ func (c *fuzzConn) step(r *fzReader) {
 			c.fail("WriteFrom after the sending side was closed = %d, %v", m, err)
 		}
 		c.written += uint64(m)
+	case fzOpRefuse:
+		p.RefuseNext(int(r.u8()%8) + 1)
 	case fzOpClose:
 		c.writeShut, c.readShut = true, true
 		before := ep.State()
