@@ -98,7 +98,7 @@ type Event struct {
 	Send    SendCause
 	Drop    DropReason
 	Segment SegmentInfo // the segment concerned (Send, Drop); String() gives a tcpdump-style line
-	Key     SegKey      // the segment concerned, as on the wire (Send, Drop, and State caused by a segment)
+	Key     SegKey      // the segment concerned, as on the wire (Send, Drop, State caused by a segment, and Recovery when the link refused it)
 	Queue   QueueInfo
 	Note    string // e.g. "SYN queued", "accept queue overflow"
 	RTO     time.Duration

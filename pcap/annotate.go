@@ -626,6 +626,12 @@ func (a *annotator) event(now time.Time, ev *event.Event) {
 			a.rto[ev.Conn] = ev.RTO
 		}
 	case event.KindRecovery, event.KindPathMTU:
+		if ev.Kind == event.KindRecovery && ev.Key != (event.SegKey{}) {
+			// The link refused this segment: the note goes on the
+			// refused frame itself, which says "not sent".
+			a.attach(now, frameKey{dir: dirOut, conn: ev.Conn, key: ev.Key}, pendEv{cls: clsRecovery, text: recoveryText(ev)})
+			break
+		}
 		// Both change course for the frames that follow: they go on
 		// the connection's next frame (the resent segment, the ACK).
 		if r := a.recov[ev.Conn]; len(r) < maxEarlier && len(a.recov) < maxConns {

@@ -66,7 +66,8 @@ func TestLinkRefused(t *testing.T) {
 // that reaches the wire, and the peer gets every byte (pcaptest.Transfer
 // checks the SHA-256). With a fault middleware between the capture and
 // the pipe, the middleware reports what the pipe refused
-// (tap.FaultNotSent).
+// (tap.FaultNotSent). The engine hears of every refusal and deems the
+// segment lost at once: its recovery note is on the refused frame.
 func TestLinkRefusedExchange(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
@@ -145,7 +146,21 @@ func refusedExchange(t *testing.T, fault *tap.FaultConfig) {
 			t.Errorf("no frame carries the data of refused frame %d (%q) again", no, r.Comment())
 		}
 	}
-	t.Logf("%d frames refused by the pipe, %d marked on their own frame, %d counted later", refused, marked, counted)
+	// The engine heard of each refusal (tcpip.ErrNoBufferSpace) and
+	// says what it did on the refused frame itself.
+	told := 0
+	for _, p := range pkts {
+		if c := p.Comment(); strings.Contains(c, "the link refused") {
+			told++
+			if !strings.Contains(c, notSent) {
+				t.Errorf("frame %d tells of a refusal but was not refused: %q", p.Number, c)
+			}
+		}
+	}
+	if told == 0 {
+		t.Error("no frame tells how the engine took a refusal (recovery: the link refused ...)")
+	}
+	t.Logf("%d frames refused by the pipe, %d marked on their own frame, %d counted later; %d tell the engine's response", refused, marked, counted, told)
 }
 
 // laterRefusingLink refuses the first write it gets, counting it as a

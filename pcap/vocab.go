@@ -200,7 +200,7 @@ func Vocabulary() []Term {
 		{"SACK <l>-<r>", "the SACK blocks on the wire, relative to the ISN as Wireshark shows sequence numbers", "tcp.options.sack"},
 		{"ACK: nothing new", "an ACK that moved nothing (a window update, a retransmitted ACK)", ""},
 		{"→ <note>", "what the engine did next because of this ACK (fast retransmit, undo, ...)", ""},
-		{"recovery: <note>, cwnd <c>, ssthresh <s>", "loss recovery changed course (RFC 6675, RFC 8985)", "ca_state"},
+		{"recovery: <note>, cwnd <c>, ssthresh <s>", "loss recovery changed course (RFC 6675, RFC 8985), on the frame of the ACK or send that made it; \"the link refused <n> segments\" is on the first refused frame", "ca_state"},
 		// What became of inbound text.
 		{"in order", "the segment's text was taken at RCV.NXT", ""},
 		{"out of order: held", "the text lies beyond a hole and waits in the out-of-order queue", "TCPOFOQueue; tcp.analysis.lost_segment"},

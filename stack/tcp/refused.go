@@ -4,6 +4,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"github.com/tapstack/tapstack/event"
 )
 
 // Segments the link refused. A link whose outbound queue is full
@@ -37,6 +39,7 @@ type refusal struct {
 	seq      seqnum.Value
 	len      seqnum.Size
 	segments int
+	key      event.SegKey // its first wire segment, as a capture sees it
 }
 
 // refusalOf reads a refusal from the TCP header and payload of pkt, as
@@ -47,13 +50,17 @@ func refusalOf(pkt *stack.PacketBuffer) refusal {
 		return refusal{segments: 1}
 	}
 	n := pkt.Data().Size()
-	ref := refusal{seq: seqnum.Value(h.SequenceNumber()), len: seqnum.Size(n), segments: 1}
+	f := h.Flags()
+	ref := refusal{seq: seqnum.Value(h.SequenceNumber()), len: seqnum.Size(n), segments: 1,
+		key: event.SegKey{Seq: h.SequenceNumber(), Ack: h.AckNumber(), Flags: event.Flags(f), Len: n}}
 	if mss := int(pkt.GSOOptions.MSS); pkt.GSOOptions.Type != stack.GSONone && mss > 0 && n > mss {
+		// The link cuts it as tcp_gso_segment does: PSH and FIN
+		// on the last segment only (sendPacket).
 		ref.segments = (n + mss - 1) / mss
+		ref.key.Len = mss
+		ref.key.Flags = event.Flags(f &^ (header.TCPFlagPsh | header.TCPFlagFin))
 	}
-	if f := h.Flags(); f&header.TCPFlagSyn != 0 {
-		ref.len++
-	} else if f&header.TCPFlagFin != 0 {
+	if f&header.TCPFlagSyn != 0 || f&header.TCPFlagFin != 0 {
 		ref.len++
 	}
 	return ref
@@ -71,7 +78,9 @@ func (e *Endpoint) linkRefused(refs []refusal) {
 	}
 	q := &e.rtxq
 	lost := 0
-	for _, ref := range refs {
+	var first *refusal
+	for k := range refs {
+		ref := &refs[k]
 		if ref.len == 0 {
 			continue
 		}
@@ -88,6 +97,9 @@ func (e *Endpoint) linkRefused(refs []refusal) {
 			if !q.at(i).awaitingRetransmit() && !q.at(i).has(segSacked) {
 				q.markLost(i)
 				lost++
+				if first == nil {
+					first = ref
+				}
 			}
 			i++
 		}
@@ -98,9 +110,7 @@ func (e *Endpoint) linkRefused(refs []refusal) {
 	what := "the link refused " + plural(lost, "segment") + ", its queue full: deemed lost"
 	if e.caState == caOpen {
 		e.startRecovery()
-		e.emitRecovery("fast recovery: " + what)
-	} else {
-		e.emitRecovery(what)
+		what = "fast recovery: " + what
 	}
 	// Linux tcp_enter_cwr: undo_marker = 0. The loss is real: no
 	// D-SACK, timestamp or F-RTO may call the episode spurious.
@@ -109,5 +119,10 @@ func (e *Endpoint) linkRefused(refs []refusal) {
 	if e.caState == caRecovery {
 		e.prr(0, lost, false)
 		e.schedulePTO()
+	}
+	if e.observed() {
+		// Keyed to the first refused segment: a capture puts it on
+		// that frame, not on whichever comes next.
+		e.emit(event.Event{Kind: event.KindRecovery, Conn: e.connID(), Note: what, Cwnd: e.cwnd, Ssthresh: e.ssthresh, Key: first.key})
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+
 	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/stack/tcp/tcptest"
@@ -59,12 +61,16 @@ func TestLinkRefusedTail(t *testing.T) {
 		t.Errorf("%d RTOs and probes; want none", n)
 	}
 	p.TCP.SyncEvents()
+	// The event names the refusal and is keyed to the first refused
+	// segment, so that a capture puts it on that frame.
+	iss, _ := p.StackISS()
+	want := event.SegKey{Seq: iss + sb(7), Ack: tcptest.PeerISS + 1, Flags: event.Flags(header.TCPFlagAck), Len: 1460}
 	found := false
 	for _, ev := range rec.of(event.KindRecovery) {
-		found = found || ev.Note == "fast recovery: the link refused 4 segments, its queue full: deemed lost"
+		found = found || ev.Note == "fast recovery: the link refused 4 segments, its queue full: deemed lost" && ev.Key == want
 	}
 	if !found {
-		t.Errorf("no recovery event names the refusal: %v", rec.of(event.KindRecovery))
+		t.Errorf("no recovery event names the refusal, keyed %+v: %v", want, rec.of(event.KindRecovery))
 	}
 }
 
