@@ -170,6 +170,10 @@ func printStats(w io.Writer, name string, st *tcp.Stats) {
 			fmt.Fprintf(w, "%s: dropped %d (%v)\n", name, n, event.DropReason(r))
 		}
 	}
+	if n := st.LinkRefused.Load(); n > 0 {
+		// Not the wire's doing: the link's own queue was full.
+		fmt.Fprintf(w, "%s: %d segments refused by the link, its queue full: never sent, data sent again\n", name, n)
+	}
 }
 
 // syncWriter serializes writes from concurrent goroutines and observers.
