@@ -318,8 +318,8 @@ func (pp *pipePort) Attach(d stack.NetworkDispatcher) {
 // WritePackets implements stack.LinkWriter. It never blocks. When the
 // queue is full it takes the frames it has room for, counts the rest
 // (DroppedQueueFull) and answers tcpip.ErrNoBufferSpace, as a Linux qdisc
-// answers NET_XMIT_DROP: the sender learns its frame never left (TCP
-// sends it again at once, UDP hides it as Linux does).
+// answers NET_XMIT_DROP: the sender learns its frame never left
+// (tapstack's TCP deems it lost at once, UDP hides it as Linux does).
 func (pp *pipePort) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 	if pp.pipe.isDown() {
 		pp.droppedClosed.Add(uint64(pkts.Len()))

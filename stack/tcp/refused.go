@@ -25,12 +25,13 @@ import (
 // Linux: the refused segments are deemed lost at once, and fast recovery
 // starts with no undo record. RACK would find them lost too, but only
 // once a segment sent after them is delivered, which never happens when
-// the link refused the whole tail of a burst; the probe timer found those,
-// 2·SRTT later, and with a fault middleware turning the in-memory link's
-// offload off, CUBIC's window outgrows tap.Pipe's 1,024 frames. The
-// refused segments go again as PRR lets them, clocked by the ACKs of
-// those that left; when none left, the probe timer, armed here, sends one
-// to draw an ACK, and the RTO is behind it.
+// the link refused the whole tail of a burst: the probe timer found
+// those, 2·SRTT later. It happens in memory: once a fault middleware
+// turns tap.Pipe's segmentation offload off, every segment is a frame,
+// and CUBIC's window outgrows the pipe's 1,024 frames. The refused
+// segments go again as PRR lets them, clocked by the ACKs of those that
+// left; when none left, the probe timer, armed here, sends one to draw
+// an ACK, and the RTO is behind it.
 
 // refusal is what a refused packet carried: the sequence space of its
 // segments (SYN and FIN included), and how many wire segments it stood
