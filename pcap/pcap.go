@@ -455,8 +455,9 @@ func (w *Writer) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 // dropped, with why. A record already written (out of the window) keeps
 // what it said, and the drop is left to the link's count on a later frame
 // (Options.LinkDrops). A frame whose record a fault middleware below has
-// already marked dropped (tap.FaultNotSent, reported during the write)
-// was told and counted there.
+// already marked dropped (tap.FaultNotSent, reported during the write; an
+// outbound record is marked by nothing else before its write returns) was
+// told and counted there.
 func (w *Writer) refused(recs []*record, starts []int, from int, err tcpip.Error) {
 	_, full := err.(*tcpip.ErrNoBufferSpace)
 	full = full || err == nil
@@ -474,7 +475,7 @@ func (w *Writer) refused(recs []*record, starts []int, from int, err tcpip.Error
 			end = starts[j+1]
 		}
 		frame := recs[starts[j]:end]
-		if slices.ContainsFunc(frame, func(r *record) bool { return r.dropped && slices.Contains(live, r) }) {
+		if slices.ContainsFunc(frame, func(r *record) bool { return r.dropped }) {
 			continue
 		}
 		k++
