@@ -226,7 +226,7 @@ func Vocabulary() []Term {
 		{"window update rwnd <a> → <b>", "a pure ACK that only changes the advertised window", "tcp.analysis.window_update"},
 		{"zero window probe", "inbound: one byte sent into our zero window", "tcp.analysis.zero_window_probe"},
 		// The link.
-		{"fault: <what> (<knob>, seed <s>, #<n>)", "the fault middleware did this to the frame: dropped, duplicated, reordered, corrupted byte <i>, delayed <d>; dropped frames carry frame.verdict TC_ACT_SHOT", "tc-netem"},
+		{"fault: <what> (<knob>, seed <s>, #<n>)", "the fault middleware did this to the frame: dropped, duplicated, reordered, corrupted byte <i>, marked CE (an ECN-capable packet, as an AQM router marks it: RFC 3168 5), delayed <d>; dropped frames carry frame.verdict TC_ACT_SHOT", "tc-netem"},
 		{"not sent: the link's queue was full", "an outbound frame the link below refused (tap.Pipe's queue, a TAP's outbound queue): the wire never carried it, and the sender was told (tcpip.ErrNoBufferSpace: tapstack's TCP deems it lost at once and enters fast recovery, UDP counts it as Linux does); told on the frame itself (through the fault middleware too, \"(#<n>)\"), and frame.verdict says TC_ACT_SHOT", "tx_dropped, qdisc drops (tc -s qdisc)"},
 		{"link drops <n>", "frames the link dropped since the previous frame that no frame of the capture stands for (a TAP's kernel refusing a write, EAGAIN), also in frame.drop_count", "epb_dropcount"},
 		{"TSO <n>×<mss> of <bytes> B", "a TCP super-frame a TAP's offloads carried (the kernel's TSO, tapstack's coalesced write, gVisor's GSO), written as the n wire segments of mss bytes it stands for, checksums filled in; the first carries the comment for all", "tso, gso, gro (ethtool -k)"},

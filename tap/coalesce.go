@@ -239,11 +239,18 @@ func frameHeader(f *txFrame) vnetHdr {
 		return vnetHdr{}
 	}
 	super := (g.Type == stack.GSOTCPv4 || g.Type == stack.GSOTCPv6) && g.MSS > 0 && f.l.payload() > int(g.MSS)
-	if !g.NeedsCsum {
-		if super {
-			return gsoHeader(f.l, int(g.MSS))
-		}
-		return vnetHdr{}
+	var h vnetHdr
+	switch {
+	case g.NeedsCsum:
+		h = partialHeader(f.l, int(g.MSS), super)
+	case super:
+		h = gsoHeader(f.l, int(g.MSS))
 	}
-	return partialHeader(f.l, int(g.MSS), super)
+	if super && header.TCP(f.hdr[f.l.tcp:f.l.data]).Flags()&header.TCPFlagCwr != 0 {
+		// CWR on the super-frame (an ECN sender's reduction, RFC 3168
+		// 6.1.2): the kernel keeps it on the first segment it cuts, as
+		// for its own sender's SKB_GSO_TCP_ECN packets.
+		h.gsoType |= vnetGSOECN
+	}
+	return h
 }

@@ -22,8 +22,9 @@
 //     arrive on the other. It needs no privileges, so tests and demos use it
 //     to connect two stacks in one process.
 //   - [NewFault] wraps any link endpoint and applies loss, duplication,
-//     reordering, corruption and delay to outbound frames, driven by a seeded
-//     random source so that a failing test can be replayed.
+//     reordering, corruption, ECN CE marking and delay to the frames of
+//     either direction, driven by a seeded random source so that a failing
+//     test can be replayed.
 //
 // All endpoints expect the network layer above them to be ARP, IPv4 or IPv6:
 // they carry whole Ethernet frames and let gVisor's ethernet endpoint add and

@@ -13,6 +13,7 @@ import (
 
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/link/nested"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
@@ -40,6 +41,19 @@ type FaultConfig struct {
 	// must catch it. Frames with nothing after the network header (ARP)
 	// are never corrupted.
 	Corrupt float64
+	// Mark is the probability that an ECN-capable IP packet (its ECN
+	// field, the low two bits of the IPv4 TOS byte or of the IPv6 traffic
+	// class, ECT(0) or ECT(1)) is marked CE, congestion experienced, as an
+	// AQM router marks the packets it would otherwise drop (RFC 3168 5;
+	// netem's ecn option does the same with its loss). The IPv4 header
+	// checksum is updated as Linux's INET_ECN_set_ce updates it (a header
+	// whose checksum was wrong stays wrong); the transport checksum does
+	// not cover the field. Other frames (not-ECT, CE already, ARP, not
+	// IP) are never changed, and are not dropped either: that is Loss's
+	// job. While Mark is positive every frame Loss spared takes a draw,
+	// ECN-capable or not, so a seed decides the other faults alike for a
+	// sender with ECN and one without.
+	Mark float64
 	// Delay holds every frame back for this long before sending it, and
 	// Jitter adds a uniformly drawn extra in [0, Jitter) per frame. These
 	// waits, and Rate's, end within tens of microseconds of their time
@@ -111,6 +125,7 @@ const (
 	// reported so that a capture above marks that very frame; its
 	// FaultEvent has no Frame ordinal (0) and no probability.
 	FaultNotSent
+	FaultMark // an ECN-capable packet marked CE (Mark)
 )
 
 // FaultEvent reports one fault a [Fault] applied to one frame.
@@ -119,14 +134,16 @@ type FaultEvent struct {
 	Kind   FaultKind
 	N      uint64        // ordinal of this fault among faults of its kind in its direction: #1, #2, ...
 	Frame  uint64        // ordinal of the frame among frames offered in its direction
-	Prob   float64       // the configured probability (loss, duplicate, reorder, corrupt)
+	Prob   float64       // the configured probability (loss, duplicate, reorder, corrupt, mark)
 	Seed   uint64        // FaultConfig.Seed, when Seeded
 	Seeded bool          // the decisions come from a seed the user chose
 	Offset int           // corrupt: offset of the changed byte in the frame
 	Delay  time.Duration // delay: how long the frame is held back
-	// Data is the frame, link header included: as it was for a lost or
-	// delayed frame, as it goes on for a corrupted one. It is valid only
-	// during the Observer call.
+	// Data is the frame, link header included, as a capture above the
+	// middleware sees it: an outbound frame as the stack sent it (before
+	// it was corrupted or marked), an inbound frame as it reaches the
+	// stack (corrupted, marked) or as it was when it was lost. It is
+	// valid only during the Observer call.
 	Data []byte
 }
 
@@ -143,6 +160,8 @@ func (ev FaultEvent) String() string {
 		what, knob = "reordered: sent after the next frame", "reorder "+pct(ev.Prob)
 	case FaultCorrupt:
 		what, knob = "corrupted byte "+strconv.Itoa(ev.Offset), "corrupt "+pct(ev.Prob)
+	case FaultMark:
+		what, knob = "marked CE", "mark "+pct(ev.Prob)
 	case FaultDelay:
 		what = "delayed " + ev.Delay.Round(time.Microsecond).String()
 	case FaultQueueFull:
@@ -178,6 +197,7 @@ type FaultStats struct {
 	Delayed        uint64
 	DroppedDelayed uint64 // frames dropped because MaxDelayed frames were waiting
 	NotSent        uint64 // outbound frames the link below refused, its queue full (FaultNotSent)
+	Marked         uint64 // ECN-capable packets marked CE (FaultMark)
 }
 
 // Fault is link middleware that injects faults into the frames of the
@@ -210,6 +230,7 @@ type Fault struct {
 type faultScratch struct {
 	acts []action
 	out  stack.PacketBufferList // references of its own while the batch is written
+	sent [][]byte               // out's frames as the stack sent them, where a fault changed them (action.sent)
 }
 
 func (f *Fault) getScratch() *faultScratch {
@@ -224,6 +245,8 @@ func (f *Fault) getScratch() *faultScratch {
 func (f *Fault) putScratch(s *faultScratch, acts []action) {
 	clear(acts)
 	s.acts = acts[:0]
+	clear(s.sent)
+	s.sent = s.sent[:0]
 	f.scratch.Put(s)
 }
 
@@ -293,12 +316,17 @@ type lane struct {
 	rateFree   time.Time  // when the link has serialized what it took
 }
 
-// laneFrame is a frame a lane keeps, with the network protocol an inbound
-// frame is delivered with. The lane holds a reference to pkt.
+// laneFrame is a frame a lane moves on or keeps, with the network
+// protocol an inbound frame is delivered with. A lane that keeps it holds
+// a reference to pkt.
 type laneFrame struct {
 	pkt   *stack.PacketBuffer
 	proto tcpip.NetworkProtocolNumber
-	notes [2]*FaultEvent // reported just before an inbound frame moves on
+	notes [3]*FaultEvent // reported just before an inbound frame moves on
+	// sent is an outbound frame as the stack sent it, when a fault
+	// changed it (corrupted, marked) and someone listens: the bytes a
+	// capture above holds, which the frame's later reports carry.
+	sent []byte
 }
 
 type delayedFrame struct {
@@ -398,8 +426,8 @@ func (l *lane) hit(p float64) bool {
 }
 
 // event makes the report of a fault on frame (the lane's current one),
-// with its bytes when someone listens.
-func (l *lane) event(k FaultKind, pkt *stack.PacketBuffer, prob float64) *FaultEvent {
+// with its bytes when someone listens: sent if not nil, else pkt's.
+func (l *lane) event(k FaultKind, pkt *stack.PacketBuffer, sent []byte, prob float64) *FaultEvent {
 	if l.f.obs == nil {
 		return nil
 	}
@@ -419,11 +447,26 @@ func (l *lane) event(k FaultKind, pkt *stack.PacketBuffer, prob float64) *FaultE
 		ev.N = l.stats.DroppedDelayed
 	case FaultNotSent:
 		ev.N = l.stats.NotSent
+	case FaultMark:
+		ev.N = l.stats.Marked
 	}
-	if pkt != nil {
+	switch {
+	case sent != nil:
+		ev.Data = sent
+	case pkt != nil:
 		ev.Data = pkt.ToView().AsSlice()
 	}
 	return ev
+}
+
+// sentBytes returns the bytes of pkt, an outbound frame a fault is about
+// to change, for the reports of the frame (laneFrame.sent); nil when no
+// one listens or the frame is inbound. f.mu is held.
+func (l *lane) sentBytes(pkt *stack.PacketBuffer) []byte {
+	if l.f.obs == nil || l.dir != FaultOutbound {
+		return nil
+	}
+	return pkt.ToView().AsSlice()
 }
 
 // action is one step, done in order after f.mu is released: report a
@@ -434,6 +477,7 @@ type action struct {
 	ev    *FaultEvent
 	pkt   *stack.PacketBuffer
 	proto tcpip.NetworkProtocolNumber
+	sent  []byte // actMove: laneFrame.sent
 }
 
 type actKind uint8
@@ -452,6 +496,14 @@ func report(acts []action, ev *FaultEvent) []action {
 	return append(acts, action{kind: actReport, ev: ev})
 }
 
+// reportNotes appends the reports of a frame's notes that are set.
+func reportNotes(acts []action, notes [3]*FaultEvent) []action {
+	for _, ev := range notes {
+		acts = report(acts, ev)
+	}
+	return acts
+}
+
 // decide applies the lane's faults to one frame and appends what is to
 // happen to acts. f.mu is held. The caller's reference to pkt stays the
 // caller's; frames kept for later take their own.
@@ -464,15 +516,37 @@ func (l *lane) decide(acts []action, pkt *stack.PacketBuffer, proto tcpip.Networ
 	l.stats.Frames++
 	if l.hit(l.cfg.Loss) {
 		l.stats.Lost++
-		return report(acts, l.event(FaultLoss, pkt, l.cfg.Loss))
+		return report(acts, l.event(FaultLoss, pkt, nil, l.cfg.Loss))
 	}
+	// A fault that changes the frame (marks it, corrupts it) moves on a
+	// copy, which the lane owns. An outbound frame's reports carry it as
+	// the stack sent it (sent), the bytes a capture above holds.
 	owned := false
-	var corruptEv *FaultEvent
+	var sent []byte
+	var markEv, corruptEv *FaultEvent
+	if l.hit(l.cfg.Mark) {
+		// An AQM router upstream marks; the wire, after it, corrupts.
+		if c := markCE(pkt, proto, l.dir == FaultInbound); c != nil {
+			l.stats.Marked++
+			sent = l.sentBytes(pkt)
+			markEv = l.event(FaultMark, c, sent, l.cfg.Mark)
+			pkt, owned = c, true
+		}
+	}
 	if l.hit(l.cfg.Corrupt) {
 		if c, off := corrupt(pkt, l.dir == FaultInbound, l.rng); c != nil {
 			l.stats.Corrupted++
-			if corruptEv = l.event(FaultCorrupt, c, l.cfg.Corrupt); corruptEv != nil {
+			if !owned {
+				sent = l.sentBytes(pkt)
+			}
+			if corruptEv = l.event(FaultCorrupt, c, sent, l.cfg.Corrupt); corruptEv != nil {
 				corruptEv.Offset = off
+				if markEv != nil && l.dir == FaultInbound {
+					markEv.Data = corruptEv.Data // the frame as the stack gets it
+				}
+			}
+			if owned {
+				pkt.DecRef() // the marked copy, which c copied
 			}
 			pkt, owned = c, true
 		}
@@ -482,15 +556,16 @@ func (l *lane) decide(acts []action, pkt *stack.PacketBuffer, proto tcpip.Networ
 	if l.hit(l.cfg.Duplicate) {
 		l.stats.Duplicated++
 		copies = 2
-		dupEv = l.event(FaultDuplicate, pkt, l.cfg.Duplicate)
+		dupEv = l.event(FaultDuplicate, pkt, sent, l.cfg.Duplicate)
 	}
 	if l.dir == FaultOutbound {
-		acts = report(report(acts, corruptEv), dupEv)
-		corruptEv, dupEv = nil, nil
+		acts = report(report(report(acts, markEv), corruptEv), dupEv)
+		markEv, corruptEv, dupEv = nil, nil, nil
 	}
+	fr := laneFrame{pkt: pkt, proto: proto, notes: [3]*FaultEvent{markEv, corruptEv}, sent: sent}
 	if l.held == nil && l.hit(l.cfg.Reorder) {
 		l.stats.Reordered++
-		ev := l.event(FaultReorder, pkt, l.cfg.Reorder)
+		ev := l.event(FaultReorder, pkt, sent, l.cfg.Reorder)
 		if l.dir == FaultOutbound {
 			acts = report(acts, ev)
 			ev = nil
@@ -500,15 +575,19 @@ func (l *lane) decide(acts []action, pkt *stack.PacketBuffer, proto tcpip.Networ
 		}
 		if copies == 2 {
 			// The duplicate goes now, the original after the next frame.
-			acts = l.emit(acts, pkt, proto, now, corruptEv, dupEv)
-			corruptEv = nil
+			dup := fr
+			dup.notes[2] = dupEv
+			acts = l.emit(acts, dup, now)
+			fr.notes = [3]*FaultEvent{}
 		}
-		l.hold(laneFrame{pkt: pkt, proto: proto, notes: [2]*FaultEvent{corruptEv, ev}})
+		fr.notes[2] = ev
+		l.hold(fr)
 		return acts
 	}
-	acts = l.emit(acts, pkt, proto, now, corruptEv, nil)
+	acts = l.emit(acts, fr, now)
 	if copies == 2 {
-		acts = l.emit(acts, pkt, proto, now, corruptEv, dupEv)
+		fr.notes[2] = dupEv
+		acts = l.emit(acts, fr, now)
 	}
 	if owned {
 		acts = append(acts, action{kind: actRelease, pkt: pkt})
@@ -517,23 +596,23 @@ func (l *lane) decide(acts []action, pkt *stack.PacketBuffer, proto tcpip.Networ
 		// This frame overtook the held one; now send the held one.
 		held := *l.held
 		l.unhold()
-		acts = l.emit(acts, held.pkt, held.proto, now, held.notes[0], held.notes[1])
+		acts = l.emit(acts, held, now)
 		acts = append(acts, action{kind: actRelease, pkt: held.pkt})
 	}
 	return acts
 }
 
-// emit moves pkt on now, or queues it for Delay/Jitter/Rate; the notes,
-// if set, are reported just before it moves. f.mu is held.
-func (l *lane) emit(acts []action, pkt *stack.PacketBuffer, proto tcpip.NetworkProtocolNumber, now time.Time, n1, n2 *FaultEvent) []action {
+// emit moves fr on now, or queues it for Delay/Jitter/Rate; its notes
+// are reported just before it moves. f.mu is held.
+func (l *lane) emit(acts []action, fr laneFrame, now time.Time) []action {
 	if l.cfg.Delay <= 0 && l.cfg.Jitter <= 0 && l.cfg.Rate <= 0 {
-		acts = report(report(acts, n1), n2)
-		return append(acts, action{kind: actMove, pkt: pkt, proto: proto})
+		acts = reportNotes(acts, fr.notes)
+		return append(acts, action{kind: actMove, pkt: fr.pkt, proto: fr.proto, sent: fr.sent})
 	}
 	if len(l.delayed) >= l.cfg.MaxDelayed {
 		l.stats.DroppedDelayed++
-		acts = report(report(acts, n1), n2)
-		return report(acts, l.event(FaultQueueFull, pkt, 0))
+		acts = reportNotes(acts, fr.notes)
+		return report(acts, l.event(FaultQueueFull, fr.pkt, fr.sent, 0))
 	}
 	due := now
 	if l.cfg.Rate > 0 {
@@ -543,7 +622,7 @@ func (l *lane) emit(acts []action, pkt *stack.PacketBuffer, proto tcpip.NetworkP
 		if l.rateFree.After(start) {
 			start = l.rateFree
 		}
-		bits := int64(pkt.Size()) * 8
+		bits := int64(fr.pkt.Size()) * 8
 		l.rateFree = start.Add(time.Duration(bits * int64(time.Second) / l.cfg.Rate))
 		due = l.rateFree
 	}
@@ -556,9 +635,9 @@ func (l *lane) emit(acts []action, pkt *stack.PacketBuffer, proto tcpip.NetworkP
 	}
 	l.lastDue = due
 	l.stats.Delayed++
-	pkt.IncRef()
-	d := delayedFrame{due: due, laneFrame: laneFrame{pkt: pkt, proto: proto, notes: [2]*FaultEvent{n1, n2}}}
-	if ev := l.event(FaultDelay, pkt, 0); ev != nil {
+	fr.pkt.IncRef()
+	d := delayedFrame{due: due, laneFrame: fr}
+	if ev := l.event(FaultDelay, fr.pkt, fr.sent, 0); ev != nil {
 		ev.Delay = due.Sub(now)
 		if l.dir == FaultOutbound {
 			acts = report(acts, ev)
@@ -606,10 +685,10 @@ func (l *lane) flushHeld(seq uint64) {
 	held := *l.held
 	l.held, l.heldTimer = nil, nil
 	s := f.getScratch()
-	acts := l.emit(s.acts[:0], held.pkt, held.proto, time.Now(), held.notes[0], held.notes[1])
+	acts := l.emit(s.acts[:0], held, time.Now())
 	acts = append(acts, action{kind: actRelease, pkt: held.pkt})
 	f.mu.Unlock()
-	f.run(l.dir, acts, &s.out, nil)
+	f.run(l.dir, acts, s, nil)
 	f.putScratch(s, acts)
 	f.laterBurstEnd(l.dir)
 }
@@ -646,13 +725,13 @@ func (l *lane) flushDelayed() {
 	i := 0
 	for ; i < len(l.delayed) && !l.delayed[i].due.After(now); i++ {
 		d := l.delayed[i]
-		acts = report(report(report(acts, d.notes[0]), d.notes[1]), d.delay)
-		acts = append(acts, action{kind: actMove, pkt: d.pkt, proto: d.proto}, action{kind: actRelease, pkt: d.pkt})
+		acts = report(reportNotes(acts, d.notes), d.delay)
+		acts = append(acts, action{kind: actMove, pkt: d.pkt, proto: d.proto, sent: d.sent}, action{kind: actRelease, pkt: d.pkt})
 	}
 	l.delayed = append(l.delayed[:0], l.delayed[i:]...)
 	f.mu.Unlock()
 
-	f.run(l.dir, acts, &s.out, nil)
+	f.run(l.dir, acts, s, nil)
 	f.putScratch(s, acts)
 	f.laterBurstEnd(l.dir)
 
@@ -667,17 +746,18 @@ func (l *lane) flushDelayed() {
 
 // run carries out acts in order, without f.mu: a write may deliver
 // synchronously and come back to us on the same goroutine. Outbound frames
-// are written in one batch, out (empty, a scratch's), which takes a
-// reference of its own to each for the write; references are released
-// after. When the link below refuses frames, its queue full, they are
-// reported (FaultNotSent), and run returns how many of caller, the frames
+// are written in one batch, s.out (empty), which takes a reference of its
+// own to each for the write; references are released after. When the
+// link below refuses frames, its queue full, they are reported
+// (FaultNotSent), and run returns how many of caller, the frames
 // of the write that brought it here, went before the first refused one,
 // with tcpip.ErrNoBufferSpace: a frame the middleware passed on at once
 // was refused as if it had no middleware above, and its sender learns so.
 // A frame it delayed left the sender's hands when it was taken, as netem
 // orphans the skbs it holds: its refusal later is the middleware's to
 // report, not the sender's to hear.
-func (f *Fault) run(dir FaultDir, acts []action, out *stack.PacketBufferList, caller []*stack.PacketBuffer) (int, tcpip.Error) {
+func (f *Fault) run(dir FaultDir, acts []action, s *faultScratch, caller []*stack.PacketBuffer) (int, tcpip.Error) {
+	out := &s.out
 	for _, a := range acts {
 		switch a.kind {
 		case actReport:
@@ -687,6 +767,7 @@ func (f *Fault) run(dir FaultDir, acts []action, out *stack.PacketBufferList, ca
 		case actMove:
 			if dir == FaultOutbound {
 				out.PushBack(a.pkt.IncRef())
+				s.sent = append(s.sent, a.sent)
 			} else {
 				c := inboundCopy(a.pkt)
 				f.Endpoint.DeliverNetworkPacket(a.proto, c)
@@ -703,7 +784,7 @@ func (f *Fault) run(dir FaultDir, acts []action, out *stack.PacketBufferList, ca
 		_, full := err.(*tcpip.ErrNoBufferSpace)
 		if (err == nil || full) && n < out.Len() {
 			written, refused := out.AsSlice()[:n], out.AsSlice()[n:]
-			f.notSent(refused)
+			f.notSent(refused, s.sent[n:])
 			err = nil
 			for i, pkt := range caller {
 				// A duplicate is the frame again: the frame left
@@ -716,6 +797,8 @@ func (f *Fault) run(dir FaultDir, acts []action, out *stack.PacketBufferList, ca
 		}
 		f.writing.Add(-1)
 		out.Reset() // our references go; the slice stays for the next pass
+		clear(s.sent)
+		s.sent = s.sent[:0]
 	}
 	for _, a := range acts {
 		if a.kind == actRelease {
@@ -748,13 +831,14 @@ func (f *Fault) LinkDrops(count func() uint64) func() uint64 {
 }
 
 // notSent counts and reports the outbound frames the link below refused
-// (FaultNotSent), without f.mu held on return.
-func (f *Fault) notSent(pkts []*stack.PacketBuffer) {
+// (FaultNotSent), each with its bytes as the stack sent it (sent[i], if
+// not nil), without f.mu held on return.
+func (f *Fault) notSent(pkts []*stack.PacketBuffer, sent [][]byte) {
 	f.mu.Lock()
 	evs := make([]*FaultEvent, 0, len(pkts))
-	for _, pkt := range pkts {
+	for i, pkt := range pkts {
 		f.out.stats.NotSent++
-		if ev := f.out.event(FaultNotSent, pkt, 0); ev != nil {
+		if ev := f.out.event(FaultNotSent, pkt, sent[i], 0); ev != nil {
 			ev.Frame, ev.Seed, ev.Seeded = 0, 0, false // no draw decided it
 			evs = append(evs, ev)
 		}
@@ -783,7 +867,7 @@ func (f *Fault) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 		acts = f.out.decide(acts, pkt, pkt.NetworkProtocolNumber, now)
 	}
 	f.mu.Unlock()
-	n, err := f.run(FaultOutbound, acts, &s.out, pkts.AsSlice())
+	n, err := f.run(FaultOutbound, acts, s, pkts.AsSlice())
 	f.putScratch(s, acts)
 	switch err.(type) {
 	case nil:
@@ -812,7 +896,7 @@ func (f *Fault) DeliverNetworkPacket(proto tcpip.NetworkProtocolNumber, pkt *sta
 	s := f.getScratch()
 	acts := f.in.decide(s.acts[:0], pkt, proto, time.Now())
 	f.mu.Unlock()
-	f.run(FaultInbound, acts, &s.out, nil)
+	f.run(FaultInbound, acts, s, nil)
 	f.putScratch(s, acts)
 }
 
@@ -877,9 +961,18 @@ func corrupt(pkt *stack.PacketBuffer, inbound bool, r *rand.Rand) (*stack.Packet
 	// always changes the Internet checksum, so the receiver can catch it.
 	off := start + r.IntN(len(b)-start)
 	b[off] ^= byte(1 + r.IntN(255))
+	// Its checksum no longer holds, so the copy is not marked validated.
+	return changedCopy(pkt, v, link, inbound), off
+}
+
+// changedCopy is a new packet of v, pkt's frame (link header included,
+// link bytes long) as a fault changed it, with pkt's header boundaries
+// restored, so that layers below (a capture, the pipe) or above (the
+// stack) see the same structure as in the original. A super-frame stays
+// one (a capture above cuts it into its wire segments). The copy is not
+// marked as having its checksum validated; that is for the caller to say.
+func changedCopy(pkt *stack.PacketBuffer, v *buffer.View, link int, inbound bool) *stack.PacketBuffer {
 	c := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithView(v)})
-	// Restore the header boundaries so that layers below (a capture, the
-	// pipe) or above (the stack) see the same structure as in the original.
 	c.LinkHeader().Consume(link)
 	if !inbound {
 		c.NetworkHeader().Consume(len(pkt.NetworkHeader().Slice()))
@@ -887,13 +980,77 @@ func corrupt(pkt *stack.PacketBuffer, inbound bool, r *rand.Rand) (*stack.Packet
 		c.TransportProtocolNumber = pkt.TransportProtocolNumber
 		c.EgressRoute = pkt.EgressRoute
 	}
-	// A super-frame stays one (a capture above cuts it into its wire
-	// segments); its checksum no longer holds, so the copy is not marked
-	// validated.
 	c.GSOOptions = pkt.GSOOptions
 	c.NetworkProtocolNumber = pkt.NetworkProtocolNumber
 	c.PktType = pkt.PktType
-	return c, off
+	return c
+}
+
+// The ECN field's codepoints (RFC 3168 5): the low two bits of the IPv4
+// TOS byte and of the IPv6 traffic class.
+const (
+	ecnNotECT = 0b00
+	ecnCE     = 0b11 // ECT(0) is 0b10, ECT(1) 0b01
+)
+
+// markCE returns a copy of pkt, an IP packet of protocol proto, whose
+// ECN field says CE, or nil if pkt is not ECN-capable (not-ECT, CE
+// already, not an IP packet). Its two header bytes are looked at before
+// the frame is copied. The copy is needed as corrupt's is: the sender may
+// share pkt's storage. Only the IP header changes, and the transport
+// checksum does not cover it, so an inbound copy keeps what the link
+// below said of the frame's checksum (vouched for, left partial by the
+// kernel).
+func markCE(pkt *stack.PacketBuffer, proto tcpip.NetworkProtocolNumber, inbound bool) *stack.PacketBuffer {
+	link := len(pkt.LinkHeader().Slice())
+	var pre [32]byte
+	if link+2 > len(pre) || copyFramePrefix(pre[:link+2], pkt) < link+2 {
+		return nil
+	}
+	if ecn, ok := ecnField(pre[link:link+2], proto); !ok || ecn == ecnNotECT || ecn == ecnCE {
+		return nil
+	}
+	v := pkt.ToView()
+	b := v.AsSlice()
+	if networkHeaderLen(b[link:]) == 0 {
+		v.Release()
+		return nil
+	}
+	setCE(b[link:], proto)
+	c := changedCopy(pkt, v, link, inbound)
+	c.RXChecksumValidated = pkt.RXChecksumValidated
+	return c
+}
+
+// ecnField returns the ECN field of ip, which begins with the first two
+// bytes of an IP header of protocol proto; ok is false if it does not
+// (ARP, another protocol, a version that disagrees with proto).
+func ecnField(ip []byte, proto tcpip.NetworkProtocolNumber) (ecn uint8, ok bool) {
+	switch {
+	case proto == header.IPv4ProtocolNumber && ip[0]>>4 == 4:
+		return ip[1] & 0b11, true
+	case proto == header.IPv6ProtocolNumber && ip[0]>>4 == 6:
+		return ip[1] >> 4 & 0b11, true // the traffic class spans bytes 0 and 1
+	}
+	return 0, false
+}
+
+// setCE sets the ECN field of the IP header at the start of ip to CE.
+// The IPv4 header checksum is updated for the changed word (RFC 1624 3:
+// HC' = ~(~HC + ~m + m')), as Linux's INET_ECN_set_ce updates it, so it
+// holds if and only if it held before; IPv6 has no header checksum.
+func setCE(ip []byte, proto tcpip.NetworkProtocolNumber) {
+	if proto == header.IPv6ProtocolNumber {
+		h := header.IPv6(ip)
+		tc, flow := h.TOS()
+		h.SetTOS(tc|ecnCE, flow)
+		return
+	}
+	h := header.IPv4(ip)
+	m := binary.BigEndian.Uint16(ip) // version, IHL and TOS
+	tos, _ := h.TOS()
+	h.SetTOS(tos|ecnCE, 0)
+	h.SetChecksum(^checksum.Combine(checksum.Combine(^h.Checksum(), ^m), binary.BigEndian.Uint16(ip)))
 }
 
 // networkHeaderLen is the length of the IPv4 or IPv6 header at the start
@@ -978,6 +1135,8 @@ func (k FaultKind) String() string {
 		return "dropped: delay queue full"
 	case FaultNotSent:
 		return "not sent"
+	case FaultMark:
+		return "marked CE"
 	}
 	return "FaultKind(" + strconv.Itoa(int(k)) + ")"
 }

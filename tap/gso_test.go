@@ -546,6 +546,33 @@ func TestFrameHeaderFromGSO(t *testing.T) {
 	}
 }
 
+// A super-frame with CWR (an ECN sender's first segment after a
+// reduction) tells the kernel so (VIRTIO_NET_HDR_GSO_ECN), as Linux's own
+// sender marks such packets SKB_GSO_TCP_ECN; a single segment with CWR
+// needs no GSO header at all.
+func TestFrameHeaderCWR(t *testing.T) {
+	for _, tc := range []struct {
+		payload int
+		gso     stack.GSO
+		want    vnetHdr
+	}{
+		{5000, stack.GSO{Type: stack.GSOTCPv4, MSS: 1448, L3HdrLen: 20},
+			vnetHdr{gsoType: vnetGSOTCPv4 | vnetGSOECN, hdrLen: 54, gsoSize: 1448, csumStart: 34, csumOffset: 16}},
+		{5000, stack.GSO{Type: stack.GSOTCPv4, NeedsCsum: true, CsumOffset: 16, MSS: 1448, L3HdrLen: 20},
+			vnetHdr{flags: vnetFlagNeedsCsum, gsoType: vnetGSOTCPv4 | vnetGSOECN, hdrLen: 54, gsoSize: 1448, csumStart: 34, csumOffset: 16}},
+		{1000, stack.GSO{Type: stack.GSOTCPv4, MSS: 1448, L3HdrLen: 20}, vnetHdr{}},
+	} {
+		pkt := outPacket(tcpFrame(seg{seq: 1, flags: header.TCPFlagAck | header.TCPFlagCwr, payload: pattern(tc.payload)}), 4096)
+		pkt.GSOOptions = tc.gso
+		var f txFrame
+		f.load(pkt)
+		if got := frameHeader(&f); got != tc.want {
+			t.Errorf("%d bytes, %+v: header %v, want %v", tc.payload, tc.gso, got, tc.want)
+		}
+		pkt.DecRef()
+	}
+}
+
 func TestCopyFramePrefixAndSlices(t *testing.T) {
 	frame := tcpFrame(seg{seq: 1, flags: header.TCPFlagAck, payload: pattern(3000)})
 	pkt := outPacket(frame, 333)

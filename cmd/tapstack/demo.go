@@ -16,6 +16,7 @@ func runDemo(ctx context.Context, e env, args []string) error {
 	text := fs.String("text", "hello, tapstack\n", "what the client sends")
 	pcapPath := fs.String("pcap", "", "write an annotated pcapng capture of the server's end to `file`")
 	faults := addFaultFlags(fs)
+	ecn := ecnFlagVar(fs)
 	plotPath := plotFlag(fs)
 	otlp := otlpFlag(fs)
 	if err := parse(fs, args, 0); err != nil {
@@ -39,6 +40,7 @@ func runDemo(ctx context.Context, e env, args []string) error {
 		text:      *text,
 		pcapPath:  capPath,
 		faults:    faults,
+		ecn:       ecn.mode,
 		stderr:    e.stderr,
 		serverObs: traces.observer("server", traceLine(out, "server")),
 		clientObs: traces.observer("client", traceLine(out, "client")),

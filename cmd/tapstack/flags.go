@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/tap"
 )
 
@@ -94,14 +95,14 @@ func (r *rate) Set(s string) error {
 
 // faultSide holds the flags of one direction (or of both, unprefixed).
 type faultSide struct {
-	loss, dup, reorder, corrupt probability
-	delay, jitter               optDuration
-	rate                        rate
+	loss, dup, reorder, corrupt, mark probability
+	delay, jitter                     optDuration
+	rate                              rate
 }
 
-// faultFlags are --loss --dup --reorder --corrupt --delay --jitter --rate
-// (both directions) with --in-* and --out-* overriding one direction, and
-// --seed.
+// faultFlags are --loss --dup --reorder --corrupt --mark --delay --jitter
+// --rate (both directions) with --in-* and --out-* overriding one
+// direction, and --seed.
 type faultFlags struct {
 	both, in, out faultSide
 	seed          uint64
@@ -122,6 +123,7 @@ func addFaultFlags(fs *flag.FlagSet) *faultFlags {
 		fs.Var(&s.side.dup, s.prefix+"dup", "fault: duplicate `P` of the "+s.what)
 		fs.Var(&s.side.reorder, s.prefix+"reorder", "fault: send `P` of the "+s.what+" after the next frame")
 		fs.Var(&s.side.corrupt, s.prefix+"corrupt", "fault: change one byte after the IP header in `P` of the "+s.what)
+		fs.Var(&s.side.mark, s.prefix+"mark", "fault: mark CE on `P` of the ECN-capable "+s.what+" (as an AQM router marks instead of dropping; frames not ECN-capable pass)")
 		fs.Var(&s.side.delay, s.prefix+"delay", "fault: hold the "+s.what+" back for `D`")
 		fs.Var(&s.side.jitter, s.prefix+"jitter", "fault: add up to `D` of random delay to the "+s.what+" (order kept)")
 		fs.Var(&s.side.rate, s.prefix+"rate", "fault: limit the "+s.what+" to `RATE` (10mbit, 500kbit)")
@@ -133,7 +135,7 @@ func addFaultFlags(fs *flag.FlagSet) *faultFlags {
 // enabled reports whether any fault was asked for.
 func (f *faultFlags) enabled() bool {
 	for _, s := range []*faultSide{&f.both, &f.in, &f.out} {
-		if s.loss.set || s.dup.set || s.reorder.set || s.corrupt.set || s.delay.set || s.jitter.set || s.rate.set {
+		if s.loss.set || s.dup.set || s.reorder.set || s.corrupt.set || s.mark.set || s.delay.set || s.jitter.set || s.rate.set {
 			return true
 		}
 	}
@@ -183,6 +185,7 @@ func (f *faultFlags) side(s *faultSide) tap.FaultConfig {
 		Duplicate: pick(s.dup, f.both.dup),
 		Reorder:   pick(s.reorder, f.both.reorder),
 		Corrupt:   pick(s.corrupt, f.both.corrupt),
+		Mark:      pick(s.mark, f.both.mark),
 		Delay:     dur(s.delay, f.both.delay),
 		Jitter:    dur(s.jitter, f.both.jitter),
 		Rate:      r,
@@ -210,4 +213,33 @@ func usageErr(fs *flag.FlagSet, format string, args ...any) error {
 	fmt.Fprintf(fs.Output(), "tapstack %s: %s\n", fs.Name(), fmt.Sprintf(format, args...))
 	fmt.Fprintf(fs.Output(), "Run \"tapstack %s -h\" for its flags.\n", fs.Name())
 	return errUsage
+}
+
+// ecnFlag is --ecn: whether the stack's connections use ECN (RFC 3168),
+// as Linux's net.ipv4.tcp_ecn: on (ask on active opens, agree on
+// passive ones; tcp_ecn=1), passive (agree only; the default, as
+// tcp_ecn=2) or off (tcp_ecn=0).
+type ecnFlag struct{ mode tcp.ECNMode }
+
+func ecnFlagVar(fs *flag.FlagSet) *ecnFlag {
+	f := &ecnFlag{}
+	fs.Var(f, "ecn", "ECN (RFC 3168) of the stack's connections: on (ask when dialing, as Linux's tcp_ecn=1), passive (agree when the peer asks, as tcp_ecn=2) or off")
+	return f
+}
+
+func (f *ecnFlag) String() string {
+	if f == nil {
+		return tcp.ECNPassive.String()
+	}
+	return f.mode.String()
+}
+
+func (f *ecnFlag) Set(s string) error {
+	for _, m := range []tcp.ECNMode{tcp.ECNOn, tcp.ECNPassive, tcp.ECNOff} {
+		if s == m.String() {
+			f.mode = m
+			return nil
+		}
+	}
+	return fmt.Errorf("want on, passive or off")
 }

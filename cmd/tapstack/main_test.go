@@ -113,6 +113,7 @@ func TestBadInput(t *testing.T) {
 		{[]string{"trace", "--timewait", "-1s"}, 2, "tapstack trace: --timewait -1s: TIME-WAIT must be positive"},
 		{[]string{"agent", "--time-wait", "0", "--tap", "tap0", "--addr", "192.0.2.2/24"}, 2, "tapstack agent: --time-wait 0s: TIME-WAIT must be positive"},
 		{[]string{"demo", "--loss", "150%"}, 2, `tapstack demo: invalid value "150%" for flag -loss: want a probability between 0% and 100%`},
+		{[]string{"demo", "--in-mark", "1.5"}, 2, `tapstack demo: invalid value "1.5" for flag -in-mark: want a probability between 0% and 100%`},
 		{[]string{"demo", "--in-rate", "fast"}, 2, `tapstack demo: invalid value "fast" for flag -in-rate`},
 		{[]string{"serve", "--mode", "chargen", "--tap", "x", "--addr", "192.0.2.2/24"}, 2, `tapstack serve: --mode "chargen": want echo or discard`},
 		{[]string{"bench", "--size", "0"}, 2, "tapstack bench: --size 0: want a positive number of bytes"},

@@ -31,7 +31,7 @@ func TestScriptCommand(t *testing.T) {
 	dir := writeScripts(t, map[string]string{
 		"pass.pkt": scriptPrelude + "+0 write(4, ..., 10) = 10\n+0 > P. 1:11(10) ack 1\n",
 		"fail.pkt": scriptPrelude + "+0 write(4, ..., 10) = 10\n+0 > P. 1:11(10) ack 2\n",
-		"skip.pkt": "`sysctl -q net.ipv4.tcp_ecn=1`\n0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n",
+		"skip.pkt": "`sysctl -q net.ipv4.tcp_ecn=3`\n0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n",
 	})
 	p := func(n string) string { return filepath.Join(dir, n) }
 	capture := p("out.pcapng")
@@ -39,7 +39,7 @@ func TestScriptCommand(t *testing.T) {
 	want := []string{
 		p("pass.pkt") + ": PASS",
 		p("fail.pkt") + ": FAIL line 10: tcp_ack_seq: expected 2 vs actual 1",
-		p("skip.pkt") + ": SKIP: needs net.ipv4.tcp_ecn=1 (ECN)",
+		p("skip.pkt") + ": SKIP: needs net.ipv4.tcp_ecn=3 (Accurate ECN)",
 		p("nosuch.pkt") + ": FAIL: open " + p("nosuch.pkt") + ": no such file or directory",
 		"1 passed, 2 failed, 1 skipped",
 	}

@@ -136,6 +136,12 @@ func infoLine(in tcp.Info) string {
 	if in.SACK {
 		b.WriteString("sack ")
 	}
+	if in.ECN {
+		b.WriteString("ecn ")
+	}
+	if in.ECNSeen {
+		b.WriteString("ecnseen ")
+	}
 	cc := in.CongestionControl
 	if cc == "" {
 		cc = "unknown"

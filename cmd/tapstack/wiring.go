@@ -53,6 +53,7 @@ type linkFlags struct {
 	otlp            *string // otlp.go
 	create          *bool
 	faults          *faultFlags
+	ecn             *ecnFlag
 }
 
 // addLinkFlags registers --tap, --addr, --create, --pcap and the fault
@@ -66,6 +67,7 @@ func addLinkFlags(fs *flag.FlagSet, verb string) *linkFlags {
 		plot:   plotFlag(fs),
 		otlp:   otlpFlag(fs),
 		faults: addFaultFlags(fs),
+		ecn:    ecnFlagVar(fs),
 	}
 }
 
@@ -73,6 +75,7 @@ func addLinkFlags(fs *flag.FlagSet, verb string) *linkFlags {
 // faults the flags ask for. close shuts the stack down and releases the
 // device and capture.
 func (lf *linkFlags) open(e env, opts tcp.Options) (s *stack.Stack, close func(), err error) {
+	opts.ECN = lf.ecn.mode
 	name := *lf.tap
 	if name == "" {
 		return nil, nil, errors.New("--tap is required (the name of a Linux TAP device, e.g. tap0)")

@@ -28,6 +28,7 @@ type demoConfig struct {
 	text                 string
 	pcapPath             string         // capture of the server's end, if set
 	faults               *faultFlags    // on the server's end, if set
+	ecn                  tcp.ECNMode    // both stacks' (Options.ECN)
 	stderr               io.Writer      // where the chosen fault seed is told
 	serverObs, clientObs event.Observer // may be nil
 	// at, if set, is called at each phase of the connection's life:
@@ -55,9 +56,9 @@ func runDemoWorkload(ctx context.Context, out io.Writer, cfg demoConfig) error {
 	if err != nil {
 		return err
 	}
-	server := stack.New(stack.Options{TCP: tcp.Options{TimeWait: cfg.timeWait, Observer: serverObs}})
+	server := stack.New(stack.Options{TCP: tcp.Options{TimeWait: cfg.timeWait, ECN: cfg.ecn, Observer: serverObs}})
 	defer stopStack(server)
-	client := stack.New(stack.Options{TCP: tcp.Options{TimeWait: cfg.timeWait, Observer: cfg.clientObs}})
+	client := stack.New(stack.Options{TCP: tcp.Options{TimeWait: cfg.timeWait, ECN: cfg.ecn, Observer: cfg.clientObs}})
 	defer stopStack(client)
 	defer a.Close()
 	defer b.Close()

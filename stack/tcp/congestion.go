@@ -34,7 +34,7 @@ func (e *Endpoint) initCongestion() {
 // grow it, as in Linux (tcp_may_raise_cwnd wants FLAG_DATA_ACKED): the
 // network may be reordering.
 func (e *Endpoint) growWindow(a *ackInfo) {
-	if a.acked == 0 || a.endedRecovery || e.caState == caRecovery || !e.cwndLimited() {
+	if a.acked == 0 || a.endedRecovery || e.reducing() || !e.cwndLimited() {
 		return
 	}
 	e.cwnd, e.ssthresh = e.congestion().OnAck(AckSample{

@@ -51,7 +51,11 @@ type Endpoint struct {
 	route      *stack.Route
 	listener   *Listener // set while queued on a listener, not yet accepted
 	outq       []*stack.PacketBuffer
-	events     []event.Event // for the observer, delivered by flush after mu is released
+	// outECN is the ECN field of each packet in outq and its spare,
+	// made only for a connection using ECN (ecn.go): the others send
+	// not-ECT and keep nothing for it.
+	outECN *outECN
+	events []event.Event // for the observer, delivered by flush after mu is released
 
 	// Agreed at the handshake.
 	sndMSS      int // largest payload we send (RFC 9293 3.7.1, RFC 6691)
@@ -89,6 +93,7 @@ type Endpoint struct {
 	// rcvBufLocked: the user set the receive buffer, which then no
 	// longer grows (growReceiveBuffer).
 	rcvBufLocked bool
+	ecn          ecnState     // ECN (ecn.go); here, it fits the padding before rcvSpace
 	rcvSpace     rcvSpace     // the receive buffer's auto-tuning (rcvbuf.go)
 	ooo          reassembly   // out-of-order text held, its SACK blocks and D-SACK (reassembly.go)
 	finReceived  bool         // the peer's FIN was taken in order
@@ -165,12 +170,11 @@ type Endpoint struct {
 	keepCount  int
 	keepProbes int   // probes sent since the peer was last heard from
 	softErr    error // last ICMP error in a synchronized state (Linux sk_err_soft)
-	keepalive  bool
 
 	// When this connection last answered an unacceptable segment, for
-	// the per-connection limit of Options.InvalidRateLimit (reset.go).
-	invalidAckSent bool
-	invalidAckAt   tcpip.MonotonicTime
+	// the per-connection limit of Options.InvalidRateLimit (reset.go);
+	// invalidAckSent, below, says whether it has.
+	invalidAckAt tcpip.MonotonicTime
 
 	// tw is the compact record that stands for this connection while it
 	// is in TIME-WAIT (timewait.go); the Endpoint is then out of the
@@ -183,6 +187,8 @@ type Endpoint struct {
 
 	userClosed     bool  // Close was called: nobody reads any more
 	wasEstablished bool  // the handshake completed once
+	keepalive      bool  // keepalive is on (keepIdle, above); beside the other flags, one word for all
+	invalidAckSent bool  // invalidAckAt holds a time
 	err            error // hard error reported to the user once
 	changed        chan struct{}
 	wakeups        *[2]chan struct{} // ReadWakeup, WriteWakeup; made on first use
@@ -595,12 +601,17 @@ type Info struct {
 	SndWndScale, RcvWndScale int  // -1 when window scaling is off
 	Timestamps               bool // the Timestamps option is in force (RFC 7323 3)
 	SACK                     bool // both SYNs carried SACK-permitted: SACK blocks both ways, RACK-TLP loss detection
-	CongestionControl        string
-	CAState                  string        // loss recovery: "open", "fast recovery" or "RTO recovery"
-	MinRTT                   time.Duration // the smallest RTT sample of the last 300 s (RACK's min_RTT)
-	InFlight                 uint32        // pipe: bytes sent and not known to have left the network
-	Sacked, Lost             uint32        // bytes above SND.UNA the peer SACKed; bytes deemed lost
-	ReorderingSeen           bool          // the peer's ACKs showed reordering (RACK widens its window)
+	// ECN is in force (RFC 3168: both SYNs agreed); ECNSeen, text
+	// arrived ECN-capable or CE-marked; ECNEcho, the receiver sets ECE
+	// on its ACKs until the peer's CWR (Linux's TCPI_OPT_ECN,
+	// TCPI_OPT_ECN_SEEN and TCP_ECN_DEMAND_CWR).
+	ECN, ECNSeen, ECNEcho bool
+	CongestionControl     string
+	CAState               string        // loss recovery: "open", "CWR", "fast recovery" or "RTO recovery"
+	MinRTT                time.Duration // the smallest RTT sample of the last 300 s (RACK's min_RTT)
+	InFlight              uint32        // pipe: bytes sent and not known to have left the network
+	Sacked, Lost          uint32        // bytes above SND.UNA the peer SACKed; bytes deemed lost
+	ReorderingSeen        bool          // the peer's ACKs showed reordering (RACK widens its window)
 	// Reordering is how far, in segments, the peer's ACKs showed the
 	// network reorder: 3 until SACKs show more (Linux's
 	// tcpi_reordering); ReorderEvents counts the ACKs that showed any
@@ -661,6 +672,9 @@ func (e *Endpoint) Info() Info {
 		RcvWndScale:       rws,
 		Timestamps:        e.tsOK,
 		SACK:              e.sackOK,
+		ECN:               e.ecn.on,
+		ECNSeen:           e.ecn.seen,
+		ECNEcho:           e.ecn.echo,
 		CongestionControl: ccName(e.congestion()),
 		CAState:           e.caState.String(),
 		MinRTT:            e.rack.minRTT.v,
@@ -737,8 +751,21 @@ func (e *Endpoint) abort() {
 
 // queue puts a finished packet on the output queue. The caller holds e.mu
 // and calls flush after releasing it.
-func (e *Endpoint) queue(pkt *stack.PacketBuffer) {
+func (e *Endpoint) queue(pkt *stack.PacketBuffer, ecn uint8) {
+	if o := e.outECN; o != nil {
+		for len(o.q) < len(e.outq) {
+			o.q = append(o.q, ecnNotECT) // queued before ECN was agreed
+		}
+		o.q = append(o.q, ecn)
+	}
 	e.outq = append(e.outq, pkt)
+}
+
+// outECN holds the ECN field of each queued packet, in step with outq
+// (under mu), and the spare slice flush swaps in (under outMu, as
+// outSpare for outq).
+type outECN struct {
+	q, spare []uint8
 }
 
 // flush delivers queued events to the observer and writes queued
@@ -791,8 +818,12 @@ func (e *Endpoint) flushLocked() {
 			e.mu.Unlock()
 			break
 		}
-		q, r, evs := e.outq, e.route, e.events
+		q, r, evs, ecnOut := e.outq, e.route, e.events, e.outECN
 		e.outq, e.events = e.outSpare[:0], e.evSpare[:0]
+		var ecns []uint8
+		if ecnOut != nil {
+			ecns, ecnOut.q = ecnOut.q, ecnOut.spare[:0]
+		}
 		e.mu.Unlock()
 		if len(evs) > 0 {
 			deliverEvents(obs, evs)
@@ -800,12 +831,19 @@ func (e *Endpoint) flushLocked() {
 		}
 		e.evSpare = evs[:0]
 		for i, pkt := range q {
-			if ref, ok := e.proto.writePacket(r, pkt); ok {
+			ecn := ecnNotECT
+			if i < len(ecns) {
+				ecn = ecns[i]
+			}
+			if ref, ok := e.proto.writePacket(r, pkt, ecn); ok {
 				refused = append(refused, ref)
 			}
 			q[i] = nil
 		}
 		e.outSpare = q[:0]
+		if ecnOut != nil {
+			ecnOut.spare = ecns[:0] // as outSpare: only flush, under outMu, touches it
+		}
 		if len(refused) > 0 {
 			// Its events, and anything it sends, go on the next pass.
 			e.mu.Lock()

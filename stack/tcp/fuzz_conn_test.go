@@ -212,6 +212,17 @@ func fzConnSeeds() []tcptest.FuzzSeed {
 		fzOpSack, 0, 64, 190, fzOpAckPart, 128, fzOpAdvance, 4, fzOpAckPart, 255, fzOpAck, 9)
 	add("refused-tail-then-ack", 2, 0, 0,
 		fzOpWrite, 11, fzOpRefuse, 3, fzOpWrite, 11, fzOpAckPart, 128, fzOpAck, 9, fzOpAdvance, 5, fzOpAck, 9)
+	// ECN agreed (byte 2 bit 5), passively and actively: text marked CE
+	// (optSel 0x30), the stack's data, text with CWR (flags 0x80) and
+	// ECT(0), the peer's ACK with ECE (flags 0x40), time.
+	for _, open := range []byte{0x20, 0x21} {
+		add("ecn-ce-cwr-ece-"+map[byte]string{0x20: "passive", 0x21: "active"}[open], 2, 0x02, open,
+			fzOpSegment, 0x18, 0, 0, 0, 0, 0, 0, 6, 9, 0x30,
+			fzOpWrite, 11,
+			fzOpSegment, 0x98, 0, 0, 0, 0, 0, 0, 6, 9, 0x20,
+			fzOpSegment, 0x50, 0, 0, 0, 1, 0, 0, 0, 9, 0,
+			fzOpWrite, 11, fzOpAckPart, 128, fzOpAdvance, 4, fzOpAck, 9)
+	}
 	add("out-of-order-fin-then-fill", 2, 0x02, 0,
 		fzOpOutOfOrder, 2, 5, fzOpOutOfOrder, 10, 6|0x80, fzOpOutOfOrder, 0, 3, fzOpData, 4, fzOpRead, 6,
 		fzOpData, 6, fzOpData, 6, fzOpRead, 6, fzOpAdvance, 3)
@@ -264,7 +275,8 @@ func fzPick[T any](xs []T, b byte) T { return xs[int(b)%len(xs)] }
 // offers and stamps timestamps, bit 1 it offers SACK, bit 2 a window scale
 // of 7, bits 3-4 the receive buffer and 5-6 the send buffer (fzRcvBufs,
 // fzSndBufs). Byte 2: bit 0 an active open, bits 1-2 the MSS the peer
-// announces (fzPeerMSSs), bit 3 NoSACK, bit 4 NoTimestamps. Then ops.
+// announces (fzPeerMSSs), bit 3 NoSACK, bit 4 NoTimestamps, bit 5 ECN
+// (ECNOn, and the peer's SYN asks or its SYN-ACK agrees). Then ops.
 func fzRunConn(t *testing.T, prog []byte) *fuzzConn {
 	r := &fzReader{b: prog}
 	fixture := fzPick(fzConnFixtures, r.u8())
@@ -279,6 +291,13 @@ func fzRunConn(t *testing.T, prog []byte) *fuzzConn {
 		Observer:          c.observe,
 	}
 	synOpts := tcptest.Seg{MSS: fzPeerMSSs[cfg2>>1&3], SACKPerm: cfg&0x02 != 0}
+	if cfg2&0x20 != 0 {
+		opts.ECN = tcp.ECNOn
+		synOpts.Flags = "EW" // the peer's SYN asks (RFC 3168 6.1.1)
+		if cfg2&0x01 != 0 {
+			synOpts.Flags = "E" // its SYN-ACK agrees
+		}
+	}
 	if cfg&0x04 != 0 {
 		synOpts.WS = 7
 	}
@@ -607,7 +626,8 @@ func (c *fuzzConn) step(r *fzReader) {
 		n := fzPick(fzLens, r.u8())
 		win := fzPick(fzWindows, r.u8())
 		optSel := r.u8()
-		s := tcptest.Seg{Flags: fzFlags(flags), Seq: seq, Ack: ack, Len: n, Win: win, Check: tcptest.CheckWin}
+		s := tcptest.Seg{Flags: fzFlags(flags), Seq: seq, Ack: ack, Len: n, Win: win, Check: tcptest.CheckWin,
+			ECN: optSel >> 4 & 3} // the IP header's ECN field: not-ECT, ECT(1), ECT(0) or CE
 		switch optSel & 3 {
 		case 1: // no TSopt even when timestamps are in force
 			s.Check |= tcptest.CheckTS
@@ -839,6 +859,19 @@ func (c *fuzzConn) checkSegment(s tcptest.Seg, i fzInfo) {
 	if !has("S") && !has("R") && s.TS != i.Timestamps {
 		c.fail("TSopt present %v on a segment while timestamps in force are %v (RFC 7323 3.2): %v", s.TS, i.Timestamps, s)
 	}
+	// ECN (RFC 3168, ecn.go): ECT(0) only on new text of a connection
+	// that agreed to it (6.1.2), never ECT(1) or CE; ECE and CWR off a
+	// SYN only on such a connection, and CWR only with new text.
+	switch {
+	case s.ECN == tcptest.ECNCE || s.ECN == tcptest.ECNECT1:
+		c.fail("the stack sent %s: %v", tcptest.ECNName(s.ECN), s)
+	case s.ECN == tcptest.ECNECT0 && (!i.ECN || has("S") || has("R") || len(s.Payload) == 0):
+		c.fail("ECT(0) on a SYN, a RST, a segment without text or a connection without ECN (%v): %v", i.ECN, s)
+	case !has("S") && (has("E") || has("W")) && !i.ECN:
+		c.fail("ECE or CWR on a connection without ECN: %v", s)
+	case !has("S") && has("W") && s.ECN != tcptest.ECNECT0:
+		c.fail("CWR on a segment that is not new text: %v", s)
+	}
 	if has("R") {
 		return
 	}
@@ -848,6 +881,9 @@ func (c *fuzzConn) checkSegment(s tcptest.Seg, i fzInfo) {
 	}
 	if has("F") {
 		end++
+	}
+	if s.ECN == tcptest.ECNECT0 && int32(end-c.stackMax) <= 0 {
+		c.fail("ECT(0) on a retransmission (RFC 3168 6.1.5): %v, %d sent before", s, c.stackMax)
 	}
 	if int32(end-c.stackMax) > 0 {
 		c.stackMax = end

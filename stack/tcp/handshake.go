@@ -171,7 +171,7 @@ func (e *Endpoint) sendSyn(cause event.SendCause) {
 		ts: !e.proto.opts.NoTimestamps, tsVal: e.synTSval,
 		sackPerm: !e.proto.opts.NoSACK,
 	}, opts[:])
-	e.sendSegment(cause, header.TCPFlagSyn, e.iss, buffer.Buffer{}, opts[:n])
+	e.sendSegment(cause, header.TCPFlagSyn|e.ecnSynFlags(cause == event.SendSynRetransmit), e.iss, buffer.Buffer{}, opts[:n])
 }
 
 // sendSynAck sends <SEQ=ISS><ACK=RCV.NXT><CTL=SYN,ACK>. The window scale
@@ -190,7 +190,7 @@ func (e *Endpoint) sendSynAck(cause event.SendCause) {
 		ts: e.tsOK, tsVal: e.synTSval, tsEcr: e.tsRecent,
 		sackPerm: e.sackOK, // RFC 2018 2: only in answer to a SYN that offered it
 	}, opts[:])
-	e.sendSegment(cause, header.TCPFlagSyn|header.TCPFlagAck, e.iss, buffer.Buffer{}, opts[:n])
+	e.sendSegment(cause, header.TCPFlagSyn|header.TCPFlagAck|e.ecnSynAckFlags(), e.iss, buffer.Buffer{}, opts[:n])
 }
 
 // takeSynOptions applies the peer's SYN options: the send MSS (RFC 9293
@@ -270,6 +270,7 @@ func (e *Endpoint) synSentArrives(seg *segment) verdict {
 		e.setSndWnd(uint32(seg.Window), seg)
 		return moveTo(event.SynReceived, e.segmentCause(seg), thenSynAckOut)
 	}
+	e.ecnTakeSynAck(seg)
 	e.sndUna = seg.Ack
 	e.sampleHandshakeRTT(seg)
 	e.retries = 0

@@ -445,7 +445,7 @@ func (l *Listener) sendCookie(id stack.TransportEndpointID, netProto tcpip.Netwo
 	}
 	pkt := buildPacket(r, &f, buffer.Buffer{})
 	p.countSend(connIDOf(id), event.SendSynAckCookie, &f, 0, 0)
-	p.writePacket(r, pkt) // nothing to send again: a refusal is counted, no more
+	p.writePacket(r, pkt, ecnNotECT) // nothing to send again: a refusal is counted, no more
 }
 
 // cookieAck handles an ACK that matches no entry while cookies are on: if
@@ -619,6 +619,7 @@ func (l *Listener) openChild(id stack.TransportEndpointID, netProto tcpip.Networ
 	e.sndBufSeq = e.iss + 1
 	e.tsOffset = p.tsOffset(id)
 	e.takeSynOptions(seg, seg.WS >= 0)
+	e.ecnTakeSyn(seg)
 	e.setSndWnd(uint32(seg.Window), seg)
 	// SEGMENT ARRIVES for the new TCB: SYN-RECEIVED, and the SYN-ACK.
 	e.follow(moveTo(event.SynReceived, e.segmentCause(seg), thenSynAckOut), seg)

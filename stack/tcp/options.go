@@ -207,6 +207,12 @@ type Options struct {
 	// would make it: Linux's tcp_min_tso_segs, default 2. See gsoSegs.
 	MinGSOSegments int
 
+	// ECN says whether connections use Explicit Congestion Notification
+	// (RFC 3168): ECNPassive, the default as in Linux (tcp_ecn=2),
+	// agrees when a peer's SYN asks; ECNOn asks on active opens too
+	// (tcp_ecn=1); ECNOff never uses it (tcp_ecn=0). See ecn.go.
+	ECN ECNMode
+
 	// Observer, if set, receives every Event.
 	Observer event.Observer
 }

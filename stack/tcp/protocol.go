@@ -253,6 +253,7 @@ func (p *Protocol) parse(id stack.TransportEndpointID, pkt *stack.PacketBuffer, 
 	}
 	seg.parseHeader(h)
 	seg.wire.Len = payloadLen
+	seg.ecn = ipECN(pkt)
 	if payloadLen > 0 {
 		seg.Payload = pkt.Data().ToBuffer()
 	}
@@ -467,11 +468,13 @@ func buildGSOPacket(r *stack.Route, f *outFields, payload buffer.Buffer, mss int
 // the packet, and the peer's reply, on this goroutine. It reports whether
 // the link refused the packet, its queue full (refused.go), and what the
 // packet carried; the refusal is counted (Stats.LinkRefused).
-func (p *Protocol) writePacket(r *stack.Route, pkt *stack.PacketBuffer) (refusal, bool) {
+func (p *Protocol) writePacket(r *stack.Route, pkt *stack.PacketBuffer, ecn uint8) (refusal, bool) {
 	// DF on every IPv4 segment, for path MTU discovery (RFC 1191), as
 	// Linux (ip_no_pmtu_disc=0) and gVisor's TCP send them; it also
-	// spares the network layer a random IP ID per segment.
-	err := r.WritePacket(stack.NetworkHeaderParams{Protocol: protocolNumber, TTL: r.DefaultTTL(), DF: true}, pkt)
+	// spares the network layer a random IP ID per segment. ecn is the
+	// IP header's ECN field (ecn.go), the low bits of the IPv4 TOS and
+	// of the IPv6 traffic class.
+	err := r.WritePacket(stack.NetworkHeaderParams{Protocol: protocolNumber, TTL: r.DefaultTTL(), TOS: ecn, DF: true}, pkt)
 	var ref refusal
 	_, refused := err.(*tcpip.ErrNoBufferSpace)
 	if refused {

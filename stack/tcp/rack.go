@@ -95,7 +95,7 @@ func (e *Endpoint) rackDelivered(s *txSeg, now tcpip.MonotonicTime) {
 // multiplier D-SACKs raise, at most SRTT.
 func (e *Endpoint) rackReorderWindow() time.Duration {
 	if !e.rack.reordering {
-		if e.caState != caOpen {
+		if e.caState >= caRecovery { // CWR is no recovery (Linux's tcp_rack_reo_wnd)
 			return 0
 		}
 		if e.rtxq.sacked >= 3*uint32(e.sndMSS) {
@@ -270,7 +270,7 @@ func (e *Endpoint) probeAllowed() bool {
 		return e.probeAgain()
 	}
 	switch e.caState {
-	case caOpen:
+	case caOpen, caCWR: // as Linux's tcp_schedule_loss_probe
 		return true
 	case caRecovery:
 		return !e.proto.opts.NoRecoveryProbe && !e.recoveryProbed
@@ -345,6 +345,7 @@ func (e *Endpoint) probeTimeout() {
 	if !again {
 		e.rack.tlpRetrans, e.rack.tlpSent = false, 0
 	}
+	mark := len(e.events)
 	if e.inflight() >= e.cwnd || !e.sendNewData(event.SendTLP, true) {
 		i, ok := e.probeSegment()
 		if !ok {
@@ -357,7 +358,10 @@ func (e *Endpoint) probeTimeout() {
 	e.rack.tlpEnd = e.sndNxt
 	e.rack.tlpSent++
 	e.proto.stats.TailLossProbes.Add(1)
-	e.emitRecovery(note)
+	// The note goes before the probe's send event, so that a capture
+	// puts it on the probe's frame; after it, it went on whatever frame
+	// of the connection came next, an ACK racing the probe included.
+	e.emitRecoveryBefore(mark, note)
 	e.setTimer(timerRetransmit, e.rto)
 	e.schedulePTO() // the next probe, if this one draws nothing
 }

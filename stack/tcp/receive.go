@@ -24,9 +24,11 @@ func (e *Endpoint) processTextAndFin(seg *segment) verdict {
 	n := int(seg.Payload.Size())
 	fin := seg.has(header.TCPFlagFin)
 	var now tcpip.MonotonicTime
+	ecnAckNow := false
 	if n > 0 {
 		now = e.now()
 		e.dataArrived(n, now) // delack.go
+		ecnAckNow = e.ecnTextArrives(seg)
 	}
 	if n == 0 && !fin {
 		if e.ooo.dsackSet {
@@ -102,7 +104,7 @@ func (e *Endpoint) processTextAndFin(seg *segment) verdict {
 	// Acknowledge at once when the segment filled a hole (RFC 5681 4.2)
 	// or repeated bytes we had (its D-SACK, RFC 2883); otherwise
 	// delack.go decides between now and the delayed-ACK timer.
-	e.ackPolicy(filled || e.ooo.dsackSet)
+	e.ackPolicy(filled || e.ooo.dsackSet || ecnAckNow)
 	return stay()
 }
 

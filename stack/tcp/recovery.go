@@ -1,6 +1,7 @@
 package tcp
 
 import (
+	"slices"
 	"strconv"
 
 	"github.com/tapstack/tapstack/event"
@@ -8,10 +9,12 @@ import (
 )
 
 // Loss recovery: what the sender does once it knows, or suspects, that
-// segments were lost. Three states, as Linux names them (tcp_ca_state):
+// segments were lost. Four states, as Linux names them (tcp_ca_state):
 //
 //   - open: no loss outstanding; the congestion control algorithm grows
 //     the window (cc.go).
+//   - CWR: the peer echoed an ECN mark (RFC 3168, ecn.go); PRR brings
+//     the window down as in fast recovery, with nothing deemed lost.
 //   - fast recovery (RFC 6675 5, RFC 8985 5): ACKs revealed losses; the
 //     lost segments are sent again while Proportional Rate Reduction (RFC
 //     6937) brings the window down to ssthresh in step with what the ACKs
@@ -32,11 +35,12 @@ type caState uint8
 
 const (
 	caOpen     caState = iota // no loss outstanding
+	caCWR                     // the window comes down for an ECN echo (ecn.go), nothing lost
 	caRecovery                // fast recovery
 	caLoss                    // recovery after a retransmission timeout
 )
 
-var caStateNames = [...]string{caOpen: "open", caRecovery: "fast recovery", caLoss: "RTO recovery"}
+var caStateNames = [...]string{caOpen: "open", caCWR: "CWR", caRecovery: "fast recovery", caLoss: "RTO recovery"}
 
 func (s caState) String() string { return caStateNames[s] }
 
@@ -129,6 +133,7 @@ func (e *Endpoint) recoverOnAck(seg *segment, a *ackInfo) {
 	} else {
 		a.lost = e.dupAckLoss(a)
 	}
+	ece := e.ecnEchoed(seg)
 	switch e.caState {
 	case caOpen:
 		if a.dsack && e.undo.active && e.undo.retrans == 0 {
@@ -136,8 +141,20 @@ func (e *Endpoint) recoverOnAck(seg *segment, a *ackInfo) {
 			// retransmission arrived twice, after it ended.
 			e.undoResponse("D-SACK: every retransmission was spurious")
 		}
+		switch {
+		case e.rtxq.lostWaiting > 0:
+			e.enterRecovery(a.lost, "ACK")
+			if ece {
+				e.undo.active = false // a mark is congestion, whatever the retransmissions show
+			}
+		case ece:
+			e.enterCWR()
+		}
+	case caCWR:
 		if e.rtxq.lostWaiting > 0 {
 			e.enterRecovery(a.lost, "ACK")
+		} else {
+			e.cwrOnAck(a)
 		}
 	case caRecovery:
 		switch {
@@ -153,10 +170,14 @@ func (e *Endpoint) recoverOnAck(seg *segment, a *ackInfo) {
 	case caLoss:
 		e.rtoRecoverOnAck(seg, a)
 	}
-	if e.caState == caRecovery {
+	if e.reducing() {
 		e.prr(a.delivered, a.lost, a.acked > 0)
 	}
 }
+
+// reducing says whether PRR has the window: in fast recovery and in CWR
+// (Linux's tcp_in_cwnd_reduction).
+func (e *Endpoint) reducing() bool { return e.caState == caRecovery || e.caState == caCWR }
 
 // rescueRetransmit is RFC 6675's NextSeg rule (4), for SACK recovery
 // without RACK: when nothing is deemed lost and no new data can go, the
@@ -238,14 +259,22 @@ func (e *Endpoint) enterRecovery(lost int, by string) {
 	e.emitRecovery("fast recovery: " + plural(lost, "segment") + " deemed lost (" + e.lossRule() + ", " + by + ")")
 }
 
-// startRecovery is enterRecovery without its event.
+// startRecovery is enterRecovery without its event. From CWR the window
+// is already coming down for this window of data: fast recovery goes on
+// with CWR's reduction, RecoveryPoint and PRR count, and nothing to undo
+// (Linux's tcp_enter_recovery within tcp_in_cwnd_reduction).
 func (e *Endpoint) startRecovery() {
-	e.initUndo()
-	e.recover = e.sndNxt
-	e.ssthresh = e.congestion().OnCongestion(e.congestionSample(false))
-	e.prrDelivered, e.prrOut = 0, 0
+	if e.caState == caCWR {
+		e.undo.active = false
+	} else {
+		e.initUndo()
+		e.recover = e.sndNxt
+		e.ssthresh = e.congestion().OnCongestion(e.congestionSample(false))
+		e.prrDelivered, e.prrOut = 0, 0
+		e.recoverFS = uint64(max(e.flightSize(), 1))
+		e.ecnQueueCWR()
+	}
 	e.rescueSent = false
-	e.recoverFS = uint64(max(e.flightSize(), 1))
 	e.caState = caRecovery
 	e.rack.tlpOut = false
 	e.recoveryProbed = false
@@ -261,9 +290,9 @@ func (e *Endpoint) lossRule() string {
 }
 
 // lossDetected is a loss found without an ACK (RACK's reordering timer):
-// it starts fast recovery from open, and lets PRR send.
+// it starts fast recovery from open or CWR, and lets PRR send.
 func (e *Endpoint) lossDetected(n int, by string) {
-	if e.caState == caOpen {
+	if e.caState == caOpen || e.caState == caCWR {
 		e.enterRecovery(n, by)
 	}
 	if e.caState == caRecovery {
@@ -365,6 +394,7 @@ func (e *Endpoint) enterLoss() {
 	}
 	e.dupAcks, e.renoSacked = 0, 0
 	e.caState = caLoss
+	e.ecnQueueCWR()
 	e.recover = e.sndNxt
 	e.cwnd = e.inflight() + uint32(e.sndMSS)
 	e.frto = !e.proto.opts.NoFRTO
@@ -452,6 +482,21 @@ func (e *Endpoint) emitRecovery(note string) {
 	if e.proto.opts.Observer != nil {
 		e.emit(event.Event{Kind: event.KindRecovery, Conn: e.connID(), Note: note, Cwnd: e.cwnd, Ssthresh: e.ssthresh})
 	}
+}
+
+// emitRecoveryBefore is emitRecovery for a course change that explains
+// the events queued since mark (len(e.events) then, under the same hold
+// of mu): it goes before them.
+func (e *Endpoint) emitRecoveryBefore(mark int, note string) {
+	if e.proto.opts.Observer == nil {
+		return
+	}
+	if mark >= len(e.events) {
+		e.emitRecovery(note)
+		return
+	}
+	ev := event.Event{Kind: event.KindRecovery, Conn: e.connID(), Note: note, Cwnd: e.cwnd, Ssthresh: e.ssthresh, Time: e.proto.clock.Now()}
+	e.events = slices.Insert(e.events, mark, ev)
 }
 
 func plural(n int, what string) string {

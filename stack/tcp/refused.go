@@ -109,7 +109,7 @@ func (e *Endpoint) linkRefused(refs []refusal) {
 		return
 	}
 	what := "the link refused " + plural(lost, "segment") + ", its queue full: deemed lost"
-	if e.caState == caOpen {
+	if e.caState == caOpen || e.caState == caCWR {
 		e.startRecovery()
 		what = "fast recovery: " + what
 	}

@@ -36,6 +36,7 @@ type segment struct {
 	Payload buffer.Buffer
 
 	wire event.SegKey // as it arrived, before any trimming
+	ecn  uint8        // the IP header's ECN field as it arrived (ecn.go)
 }
 
 // Len is SEG.LEN of RFC 9293 3.4: the payload plus one for SYN and one for FIN.

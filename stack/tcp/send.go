@@ -47,6 +47,7 @@ func (e *Endpoint) sendPacket(cause event.SendCause, attempt int, flags header.T
 	if gsoSize <= 0 || n <= gsoSize {
 		gsoSize = 0
 	}
+	ecn := e.ecnMark(cause, attempt, &flags, n)
 	segLen := n
 	if gsoSize > 0 {
 		segLen = gsoSize
@@ -105,7 +106,7 @@ func (e *Endpoint) sendPacket(cause event.SendCause, attempt int, flags header.T
 			e.emitGSOSends(cause, &f, n, gsoSize, attempt)
 		}
 	}
-	e.queue(pkt)
+	e.queue(pkt, ecn)
 }
 
 // emitSend reports a segment about to leave.
@@ -543,7 +544,7 @@ func (e *Endpoint) sendNewData(cause event.SendCause, probe bool) bool {
 		e.dataSent(now) // delack.go: a reply?
 		e.dataSentAt = now
 	}
-	if e.caState == caRecovery {
+	if e.reducing() {
 		e.prrOut += uint64(n)
 	}
 	e.sendNew(seq, n, fin, cause)
@@ -609,7 +610,7 @@ func (e *Endpoint) retransmitSeg(i uint64, cause event.SendCause) {
 	for seq, k := s.start, 0; k < 1<<16; k++ {
 		n := min(int(seq.Size(dataEnd)), e.sndMSS)
 		last := seq.Add(seqnum.Size(n)) == dataEnd
-		if e.caState == caRecovery {
+		if e.reducing() {
 			e.prrOut += uint64(n)
 		}
 		e.transmit(seq, n, fin && last, cause, attempt, false)

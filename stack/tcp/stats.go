@@ -33,6 +33,9 @@ type Stats struct {
 	SendQueueFull      atomic.Uint64 // new segments held back: maxInFlightSegments in flight
 	GSOPackets         atomic.Uint64 // packets of several segments handed to a link that segments them (send.go)
 	LinkRefused        atomic.Uint64 // wire segments the link refused, its queue full: never sent; data deemed lost and sent again (refused.go)
+	ECNConnections     atomic.Uint64 // connections that agreed to use ECN at the handshake (RFC 3168 6.1.1; ecn.go)
+	CEReceived         atomic.Uint64 // segments with text that arrived marked CE, Congestion Experienced (ecn.go)
+	ECNReductions      atomic.Uint64 // windows reduced for the peer's ECN echo: CWR episodes begun (ecn.go)
 	AcksDeferred       atomic.Uint64 // ACKs moved to the end of a burst of inbound frames (batch.go)
 	RecvBufferGrown    atomic.Uint64 // receive buffers grown with their user's reading (rcvbuf.go)
 	RoutesFound        atomic.Uint64 // routes asked of the network layer (FindRoute) for connections and replies (routes.go)

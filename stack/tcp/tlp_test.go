@@ -45,6 +45,19 @@ func TestTailLossProbeRepairsLoss(t *testing.T) {
 	if st.TailLossProbes.Load() != 1 || st.Sent(event.SendTLP) != 1 || st.RetransmitTimeouts.Load() != 0 {
 		t.Fatalf("probes %d (sent %d), RTOs %d; want the probe, not the RTO", st.TailLossProbes.Load(), st.Sent(event.SendTLP), st.RetransmitTimeouts.Load())
 	}
+	// The probe's note comes just before its send, so that a capture
+	// puts it on the probe's frame, not on the next frame (an ACK that
+	// crossed the probe on the wire, in one run of pcap's oracle).
+	p.TCP.SyncEvents()
+	rec.mu.Lock()
+	for k, ev := range rec.all {
+		if ev.Kind == event.KindSend && ev.Send == event.SendTLP {
+			if k == 0 || rec.all[k-1].Kind != event.KindRecovery || rec.all[k-1].Note != "tail loss probe" {
+				t.Errorf("the probe's send event follows %v, want its recovery note", rec.all[max(k-1, 0)])
+			}
+		}
+	}
+	rec.mu.Unlock()
 
 	// The probe's ACK: everything, no D-SACK.
 	p.Advance(rtt)

@@ -93,7 +93,8 @@ type Peer struct {
 	Win uint16
 
 	// SynOptions are the options the fixtures' handshakes put on the
-	// peer's SYN or SYN-ACK (MSS 1460, no window scale, by default).
+	// peer's SYN or SYN-ACK (MSS 1460, no window scale, by default), and
+	// the ECN flags its Flags name (E, W; states.go).
 	SynOptions Seg
 
 	// Timestamps makes the peer stamp every injected segment with a
@@ -393,7 +394,14 @@ func (p *Peer) Inject(seg Seg) {
 		p.t.Fatalf("tcptest: Inject(%s): %v", seg.format(false), err)
 	}
 	p.log("> " + p.line(false, p.injected(seg), true))
-	p.InjectIPv4(p.wrap(b))
+	pkt := p.wrap(b)
+	if seg.ECN != 0 {
+		ip := header.IPv4(pkt)
+		ip.SetTOS(seg.ECN&3, 0)
+		ip.SetChecksum(0)
+		ip.SetChecksum(^ip.CalculateChecksum())
+	}
+	p.InjectIPv4(pkt)
 }
 
 // injected renders what Inject puts on the wire, for the trace.
@@ -615,12 +623,14 @@ func (p *Peer) decode(b []byte) (Seg, uint16, uint16, error) {
 	if flags&header.TCPFlagSyn != 0 && !p.learned {
 		p.stackISS, p.learned = h.SequenceNumber(), true
 	}
+	tos, _ := ip.TOS()
 	seg := Seg{
 		Flags:   flagLetters(flags),
 		Seq:     h.SequenceNumber() - p.stackISS,
 		Win:     h.WindowSize(),
 		WS:      NoWS,
 		Payload: append([]byte{}, tb[off:]...),
+		ECN:     tos & 3,
 	}
 	if flags&header.TCPFlagAck != 0 {
 		seg.Ack = h.AckNumber() - p.peerISS
@@ -828,6 +838,10 @@ func cutGSO(b []byte, mss int, partial bool) ([][]byte, error) {
 		t.SetSequenceNumber(header.TCP(tb).SequenceNumber() + uint32(off))
 		if off+n < len(payload) {
 			t.SetFlags(uint8(t.Flags() &^ (header.TCPFlagPsh | header.TCPFlagFin)))
+		}
+		if off > 0 {
+			// CWR on the first segment only, as Linux's tcp_gso_segment.
+			t.SetFlags(uint8(t.Flags() &^ header.TCPFlagCwr))
 		}
 		t.SetChecksum(0)
 		xsum := header.PseudoHeaderChecksum(header.TCPProtocolNumber, src, dst, uint16(len(t)))

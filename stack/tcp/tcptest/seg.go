@@ -26,6 +26,7 @@ const (
 	CheckTSVal                      // compare TSVal even if 0 (implies a TSopt)
 	CheckTSEcr                      // compare TSEcr even if 0 (implies a TSopt)
 	CheckSACK                       // compare SACK even if empty (expect no SACK blocks)
+	CheckECN                        // compare ECN even if 0 (expect not-ECT)
 
 	// IgnorePSH compares the flags without PSH: where new data falls in a
 	// train of GSO-sized runs decides PSH (stack/tcp/send.go), and a test
@@ -84,6 +85,12 @@ type Seg struct {
 	// is compared byte for byte.
 	Payload []byte
 	Len     int
+
+	// ECN is the IP header's ECN field (RFC 3168 5): ECNNotECT,
+	// ECNECT1, ECNECT0 or ECNCE. Injected: the packet carries it.
+	// Expected: compared when non-zero or CheckECN. A segment from the
+	// stack always has it.
+	ECN uint8
 
 	// Check forces comparison (or sending) of zero-valued fields.
 	Check Check
@@ -169,6 +176,9 @@ func (s Seg) format(full bool) string {
 		fmt.Fprintf(&b, ", options [%s]", strings.Join(opts, ","))
 	}
 	fmt.Fprintf(&b, ", length %d", n)
+	if s.ECN != 0 || (!full && s.Check&CheckECN != 0) {
+		b.WriteString(", " + ECNName(s.ECN))
+	}
 	if !full && s.Payload == nil && s.Len > 0 {
 		b.WriteString(" (content not compared)")
 	}
@@ -222,6 +232,9 @@ func diff(want, got Seg) []string {
 				d = append(d, fmt.Sprintf("TS ecr %d != %d", got.TSEcr, want.TSEcr))
 			}
 		}
+	}
+	if (want.ECN != 0 || want.Check&CheckECN != 0) && got.ECN != want.ECN {
+		d = append(d, fmt.Sprintf("ECN %s != %s", ECNName(got.ECN), ECNName(want.ECN)))
 	}
 	if n := want.payloadLen(); len(got.Payload) != n {
 		d = append(d, fmt.Sprintf("length %d != %d", len(got.Payload), n))
@@ -294,4 +307,25 @@ func FlagString(f header.TCPFlags) string {
 		return "none"
 	}
 	return b.String()
+}
+
+// The IP ECN field's codepoints (RFC 3168 5), for Seg.ECN.
+const (
+	ECNNotECT uint8 = 0b00
+	ECNECT1   uint8 = 0b01
+	ECNECT0   uint8 = 0b10
+	ECNCE     uint8 = 0b11
+)
+
+// ECNName names an ECN codepoint as packetdrill and tcpdump do.
+func ECNName(ecn uint8) string {
+	switch ecn & 3 {
+	case ECNECT1:
+		return "ect1"
+	case ECNECT0:
+		return "ect0"
+	case ECNCE:
+		return "ce"
+	}
+	return "not-ect"
 }

@@ -2,6 +2,7 @@ package tcptest
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/tapstack/tapstack/event"
@@ -39,9 +40,42 @@ func SynSent(t testing.TB, opts ...Option) (*Peer, *tcp.Endpoint) {
 	t.Helper()
 	p := New(t, opts...)
 	ep := p.Connect()
-	p.Expect(Seg{Flags: "S", Seq: 0})
+	p.Expect(Seg{Flags: p.stackSynFlags(), Seq: 0})
 	p.WantState(ep, event.SynSent)
 	return p, ep
+}
+
+// The ECN flags of the fixtures' handshakes (RFC 3168 6.1.1): the peer's
+// SYN or SYN-ACK carries those SynOptions.Flags names (E, W); the
+// stack's SYN asks with ECE and CWR under tcp.ECNOn, and its SYN-ACK
+// agrees with ECE to a SYN that asks, unless tcp.ECNOff.
+
+// peerSynFlags are the flags of the peer's SYN or SYN-ACK: base and the
+// ECN flags SynOptions.Flags names.
+func (p *Peer) peerSynFlags(base string) string {
+	for _, f := range "EW" {
+		if strings.ContainsRune(p.SynOptions.Flags, f) {
+			base += string(f)
+		}
+	}
+	return base
+}
+
+// stackSynFlags are the flags of the stack's SYN.
+func (p *Peer) stackSynFlags() string {
+	if p.TCP.Options().ECN == tcp.ECNOn {
+		return "SEW"
+	}
+	return "S"
+}
+
+// stackSynAckFlags are the flags of the stack's SYN-ACK to the peer's
+// SYN.
+func (p *Peer) stackSynAckFlags() string {
+	if p.peerSynFlags("") == "EW" && p.TCP.Options().ECN != tcp.ECNOff {
+		return "SE."
+	}
+	return "S."
 }
 
 // Connect calls the engine's Connect toward the peer and points
@@ -76,11 +110,11 @@ func (p *Peer) synReceived() *tcp.Endpoint {
 	p.t.Helper()
 	p.SetStackISS(0, false)
 	syn := p.SynOptions
-	syn.Flags, syn.Seq, syn.Ack, syn.Payload, syn.Len = "S", 0, 0, nil, 0
+	syn.Flags, syn.Seq, syn.Ack, syn.Payload, syn.Len = p.peerSynFlags("S"), 0, 0, nil, 0
 	p.Inject(syn)
 	// Options are left to the handshake tests, so that a bug there does
 	// not break every fixture.
-	p.Expect(Seg{Flags: "S.", Seq: 0, Ack: 1})
+	p.Expect(Seg{Flags: p.stackSynAckFlags(), Seq: 0, Ack: 1})
 	ep := p.find()
 	p.WantState(ep, event.SynReceived)
 	return ep
@@ -138,9 +172,9 @@ func (p *Peer) establishPassive() *tcp.Endpoint {
 func (p *Peer) establishActive() *tcp.Endpoint {
 	p.t.Helper()
 	ep := p.Connect()
-	p.Expect(Seg{Flags: "S", Seq: 0})
+	p.Expect(Seg{Flags: p.stackSynFlags(), Seq: 0})
 	synAck := p.SynOptions
-	synAck.Flags, synAck.Seq, synAck.Ack, synAck.Payload, synAck.Len = "S.", 0, 1, nil, 0
+	synAck.Flags, synAck.Seq, synAck.Ack, synAck.Payload, synAck.Len = p.peerSynFlags("S."), 0, 1, nil, 0
 	p.Inject(synAck)
 	p.Expect(Seg{Flags: ".", Seq: 1, Ack: 1})
 	p.WantState(ep, event.Established)

@@ -57,9 +57,9 @@
 // tapstack has the setting (tcp_timestamps, tcp_sack, tcp_syncookies,
 // tcp_*retries*, tcp_rmem/tcp_wmem, tcp_congestion_control,
 // tcp_recovery/tcp_early_retrans, tcp_frto, tcp_abort_on_overflow,
-// tcp_slow_start_after_idle, tcp_min_tso_segs, ...),
-// are taken when the value is what tapstack does anyway (tcp_ecn=0,
-// tcp_fack=0, tcp_reordering=3, ...) or concerns a mechanism it lacks and
+// tcp_slow_start_after_idle, tcp_min_tso_segs, tcp_ecn, ...),
+// are taken when the value is what tapstack does anyway (tcp_fack=0,
+// tcp_reordering=3, tcp_ecn_fallback=1, ...) or concerns a mechanism it lacks and
 // the script does not use (TSO sizing, pacing ratios, Fast Open keys), and
 // otherwise make the script skip, naming the setting. %{ }% blocks are
 // evaluated (a subset of Python: assertions, comparisons, arithmetic,

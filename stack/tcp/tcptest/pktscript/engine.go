@@ -82,6 +82,7 @@ func newEngine(tb testing.TB, set settings, obs event.Observer) *engine {
 		NoFRTO:               set.noFRTO,
 		TailLossProbes:       1, // Linux sends one probe per silence, then waits for the RTO
 		NoSlowStartAfterIdle: set.noSlowStartAfterIdle,
+		ECN:                  set.ecn,
 		MinGSOSegments:       set.minGSOSegments,
 		AbortOnOverflow:      set.abortOnOverflow,
 		CongestionControl:    set.congestionControl,
@@ -321,6 +322,7 @@ func (c *conn) synchronized() bool {
 const (
 	caOpen     = 0
 	caDisorder = 1
+	caCWR      = 2
 	caRecovery = 3
 	caLoss     = 4
 )
@@ -381,11 +383,18 @@ func (c *conn) tcpInfo() map[string]int64 {
 	if in.SndWndScale >= 0 {
 		opts |= 4
 	}
+	if in.ECN {
+		opts |= 8 // TCPI_OPT_ECN
+	}
+	if in.ECNSeen {
+		opts |= 16 // TCPI_OPT_ECN_SEEN
+	}
 	m["tcpi_options"] = opts
 	// Linux's states: Disorder is open with SACKed or lost segments
-	// outstanding (tcp_try_to_open); CWR needs ECN, which tapstack has
-	// not.
+	// outstanding (tcp_try_to_open).
 	switch in.CAState {
+	case "CWR":
+		m["tcpi_ca_state"] = caCWR
 	case "fast recovery":
 		m["tcpi_ca_state"] = caRecovery
 	case "RTO recovery":

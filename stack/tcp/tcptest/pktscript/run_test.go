@@ -73,7 +73,7 @@ func TestRunScripts(t *testing.T) {
 			"+0 write(4, ..., 20000) = 10000\n", Pass, 0, "", nil},
 		{"getsockopt differs", prelude + "+0 getsockopt(4, SOL_TCP, TCP_MAXSEG, [1460], [4]) = 0\n", Fail, 9, "getsockopt TCP_MAXSEG: expected [1460], got [1000]", nil},
 		{"linger abort", prelude + "+0 setsockopt(4, SOL_SOCKET, SO_LINGER, {onoff=1, linger=0}, 8) = 0\n+0 close(4) = 0\n+0 > R. 1:1(0) ack 1\n", Pass, 0, "", nil},
-		{"setting skipped", "`sysctl -q net.ipv4.tcp_ecn=1`\n0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n", Skip, 0, "needs net.ipv4.tcp_ecn=1 (ECN)", nil},
+		{"setting skipped", "`sysctl -q net.ipv4.tcp_ecn=3`\n0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n", Skip, 0, "needs net.ipv4.tcp_ecn=3 (Accurate ECN)", nil},
 		{"setting changed while running", prelude + "+0 `sysctl -q net.ipv4.tcp_sack=1`\n", Skip, 0, "needs a setting changed while the stack runs: sysctl -q net.ipv4.tcp_sack=1", nil},
 		{"no-op command while running", prelude + "+0 `tc qdisc add dev tun0 root pfifo`\n", Pass, 0, "", nil},
 		{"unsupported construct", "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 < udp (10)\n", Skip, 0, "needs UDP packet lines (line 2)", nil},

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tapstack/tapstack/stack/tcp"
 )
 
 // settings is what a script's shell commands set up: the engine's
@@ -15,6 +17,7 @@ import (
 type settings struct {
 	noTimestamps, noSACK, noSynCookies, noRACK, noFRTO bool
 	noSlowStartAfterIdle                               bool
+	ecn                                                tcp.ECNMode
 	minGSOSegments                                     int
 	abortOnOverflow                                    bool
 
@@ -555,12 +558,26 @@ func (s *settings) sysctl(key, value string) *skipError {
 		s.noSlowStartAfterIdle = n == 0
 		return took("Options.NoSlowStartAfterIdle")
 	case "tcp_ecn":
-		if value != "0" {
-			return needs("%s (ECN)", setting)
+		// Linux's 0, 1 and 2 are ECNOff, ECNOn and ECNPassive; 3 and
+		// up ask for Accurate ECN, which tapstack has not.
+		switch value {
+		case "0":
+			s.ecn = tcp.ECNOff
+		case "1":
+			s.ecn = tcp.ECNOn
+		case "2":
+			s.ecn = tcp.ECNPassive
+		default:
+			return needs("%s (Accurate ECN)", setting)
 		}
-		return took("no ECN, as tapstack")
-	case "tcp_ecn_option", "tcp_ecn_fallback":
-		return took("moot without ECN")
+		return took("Options.ECN " + s.ecn.String())
+	case "tcp_ecn_fallback":
+		if value != "1" {
+			return needs("%s (tapstack always sends a SYN again without ECN)", setting)
+		}
+		return took("a SYN sent again asks for no ECN, as tapstack")
+	case "tcp_ecn_option":
+		return took("moot without Accurate ECN")
 	case "tcp_rmem", "tcp_wmem":
 		f := strings.Fields(value)
 		if len(f) != 3 {

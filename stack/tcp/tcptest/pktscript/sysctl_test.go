@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tapstack/tapstack/stack/tcp"
 )
 
 // TestSysctl: each setting maps to the engine's options, is taken as what
@@ -41,7 +43,10 @@ func TestSysctl(t *testing.T) {
 		{"ethtool -K tun0 tso off gso off", nil, ""},
 		{"echo 3 > /sys/module/tcp_cubic/parameters/hystart_detect", nil, ""},
 		{"/tmp/sysctl_restore_${PPID}.sh", nil, ""},
-		{"sysctl -q net.ipv4.tcp_ecn=1", nil, "net.ipv4.tcp_ecn=1 (ECN)"},
+		{"sysctl -q net.ipv4.tcp_ecn=1", func(s settings) bool { return s.ecn == tcp.ECNOn }, ""},
+		{"sysctl -q net.ipv4.tcp_ecn=2", func(s settings) bool { return s.ecn == tcp.ECNPassive }, ""},
+		{"sysctl -q net.ipv4.tcp_ecn=0", func(s settings) bool { return s.ecn == tcp.ECNOff }, ""},
+		{"sysctl -q net.ipv4.tcp_ecn=3", nil, "net.ipv4.tcp_ecn=3 (Accurate ECN)"},
 		{"sysctl -q net.ipv4.tcp_mtu_probing=2", nil, "net.ipv4.tcp_mtu_probing=2"},
 		{"sysctl -q net.ipv4.tcp_reordering=10", nil, "net.ipv4.tcp_reordering=10"},
 		{"sysctl -q net.core.somaxconn=10", nil, "net.core.somaxconn=10 (no such setting in tapstack)"},

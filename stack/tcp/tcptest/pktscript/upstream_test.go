@@ -21,6 +21,7 @@ var upstreamPass = []string{
 	"close/close-remote-fin-then-close.pkt",
 	"cubic/cubic-hystart-delay-min-rtt-jumps-downward.pkt",
 	"cwnd_moderation/cwnd-moderation-disorder-no-moderation.pkt",
+	"ecn/ecn-uses-ect0.pkt",
 	"fast_recovery/prr-ss-10pkt-lost-1.pkt",
 	"fast_recovery/prr-ss-30pkt-lost-1_4-11_16.pkt",
 	"fast_recovery/prr-ss-30pkt-lost1_4.pkt",

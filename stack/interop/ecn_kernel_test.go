@@ -1,0 +1,143 @@
+//go:build linux
+
+package interop
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+
+	"github.com/tapstack/tapstack/conn"
+	"github.com/tapstack/tapstack/event"
+	"github.com/tapstack/tapstack/stack/tcp"
+	"github.com/tapstack/tapstack/tap"
+)
+
+// TestKernelECN: tapstack and the Linux kernel (net.ipv4.tcp_ecn=1 in
+// its namespace) agree to ECN (RFC 3168) over a TAP whose fault
+// middleware marks 3% of the ECN-capable frames CE, both ways, and drops
+// none: a router's AQM that marks instead of dropping. 4 MiB go each way,
+// on connections each side opens.
+//
+//   - tapstack sending: its data reaches the kernel ECT(0) (the
+//     namespace's IpExt InECT0Pkts), the kernel echoes the marks, and
+//     tapstack reduces its window for them (CWR episodes) with nothing
+//     lost and nothing sent again.
+//   - the kernel sending: its data arrives ECN-capable, tapstack counts
+//     the marks and echoes them, and the kernel answers with CWR.
+func TestKernelECN(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		fromKernel bool
+		mode       tcp.ECNMode // tapstack's; the kernel dials when ECNPassive
+	}{
+		{"tapstack-dials/tapstack-sends", false, tcp.ECNOn},
+		{"tapstack-dials/kernel-sends", true, tcp.ECNOn},
+		{"kernel-dials/tapstack-sends", false, tcp.ECNPassive},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ns, link := lossyKernelLink(t, "tsecn0", tap.FaultConfig{Mark: 0.03, Seed: 3})
+			ns.Run(t, "sysctl", "-q", "-w", "net.ipv4.tcp_ecn=1")
+			var cwrIn atomic.Int64
+			ts := newUnwatched(t, link, netip.MustParsePrefix(tapAddr+"/24"), tcp.Options{ECN: tc.mode, Observer: func(ev event.Event) {
+				if ev.Kind == event.KindReceive && ev.Segment.Flags&event.Flags(header.TCPFlagCwr) != 0 {
+					cwrIn.Add(1)
+				}
+			}})
+			k := &lossyKernel{ns: ns, ts: ts, dial: func(ctx context.Context, to string) (halfCloser, error) {
+				return (&conn.Dialer{Stack: ts}).DialTCP(ctx, "tcp", to)
+			}}
+			var c *conn.Conn
+			if tc.mode == tcp.ECNPassive {
+				c = kernelDialsTransfer(t, k, 4*MiB, tc.fromKernel)
+			} else {
+				tcn, kc := k.connect(t)
+				c = tcn.(*conn.Conn)
+				var from, to halfCloser = tcn, kc
+				if tc.fromKernel {
+					from, to = kc, tcn
+				}
+				dl := time.Now().Add(time.Minute)
+				from.SetDeadline(dl)
+				to.SetDeadline(dl)
+				sent, got := flow(from, to, 4*MiB, 9)
+				checkFlow(t, "transfer", sent, got)
+				tcn.Close()
+				kc.Close()
+			}
+			ts.TCP().SyncEvents()
+			st, out, in := ts.TCP().Stats(), link.Stats(), link.InboundStats()
+			info := c.Endpoint().Info()
+			netstat, err := ns.Exec(context.Background(), "cat", "/proc/net/netstat").Output()
+			if err != nil {
+				t.Fatal(err)
+			}
+			inECT0, inCE := netstatField(string(netstat), "IpExt:", "InECT0Pkts"), netstatField(string(netstat), "IpExt:", "InCEPkts")
+			t.Logf("ECN %v; marked %d out, %d in; tapstack: %d CE received, %d CWR episodes, %d CWR segments in, %d retransmitted; kernel: %d ECT(0) and %d CE packets in",
+				info.ECN, out.Marked, in.Marked, st.CEReceived.Load(), st.ECNReductions.Load(), cwrIn.Load(), st.Retransmits.Load(), inECT0, inCE)
+			if !info.ECN || st.ECNConnections.Load() != 1 {
+				t.Fatalf("ECN %v, %d ECN connections: the handshake did not agree", info.ECN, st.ECNConnections.Load())
+			}
+			if tc.fromKernel {
+				if in.Marked == 0 || st.CEReceived.Load() == 0 {
+					t.Errorf("%d of the kernel's frames marked, %d CE counted: the kernel's data was not ECN-capable or the marks went unseen", in.Marked, st.CEReceived.Load())
+				}
+				if cwrIn.Load() == 0 {
+					t.Error("no CWR from the kernel: it never saw tapstack's echo")
+				}
+				return
+			}
+			if inECT0 == 0 || out.Marked == 0 || inCE != out.Marked {
+				t.Errorf("kernel: %d ECT(0) and %d CE packets in, %d marked: want tapstack's data ECT(0), every mark seen", inECT0, inCE, out.Marked)
+			}
+			if st.ECNReductions.Load() == 0 {
+				t.Error("no CWR episode: tapstack never acted on the kernel's echo")
+			}
+			if st.Retransmits.Load() != 0 {
+				t.Errorf("%d retransmissions on a path that marks and drops nothing", st.Retransmits.Load())
+			}
+		})
+	}
+}
+
+// kernelDialsTransfer has the namespace's kernel dial a tapstack
+// listener and moves size bytes one way (from the kernel if fromKernel),
+// checked by SHA-256; it returns tapstack's side, closed.
+func kernelDialsTransfer(t *testing.T, k *lossyKernel, size int64, fromKernel bool) *conn.Conn {
+	t.Helper()
+	ln, err := conn.Listen(k.ts, "tcp", tapAddr+":9100")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := acceptOne(ln)
+	var kc net.Conn
+	if err := k.ns.Do(func() (err error) {
+		kc, err = net.DialTimeout("tcp4", tapAddr+":9100", 20*time.Second)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer kc.Close()
+	a := <-accepted
+	if a.err != nil {
+		t.Fatal(a.err)
+	}
+	tc := a.c.(*conn.Conn)
+	defer tc.Close()
+	var from, to halfCloser = tc, kc.(*net.TCPConn)
+	if fromKernel {
+		from, to = kc.(*net.TCPConn), tc
+	}
+	dl := time.Now().Add(time.Minute)
+	from.SetDeadline(dl)
+	to.SetDeadline(dl)
+	sent, got := flow(from, to, size, 9)
+	checkFlow(t, "transfer", sent, got)
+	return tc
+}

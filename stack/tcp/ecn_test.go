@@ -1,0 +1,351 @@
+package tcp_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/tapstack/tapstack/event"
+	"github.com/tapstack/tapstack/stack/tcp"
+	"github.com/tapstack/tapstack/stack/tcp/tcptest"
+)
+
+// Explicit Congestion Notification (RFC 3168, ecn.go): the handshake's
+// agreement, ECT(0) on new data only, the receiver's echo of a CE mark
+// until the peer's CWR, and the sender's CWR episode.
+
+// ecnPeer is rttPeer for a peer whose SYN asks for ECN (ECE and CWR):
+// the SYN-ACK agrees (ECE), and ECN is in force.
+func ecnPeer(t *testing.T, o tcp.Options, opts ...tcptest.Option) (*tcptest.Peer, *tcp.Endpoint) {
+	t.Helper()
+	p, l := tcptest.Listen(t, append(opts, tcptest.WithTCP(o))...)
+	p.Inject(seg{Flags: "SEW", Seq: 0, MSS: 1460, SACKPerm: true})
+	p.Expect(seg{Flags: "SE.", Seq: 0, Ack: 1, Check: tcptest.CheckECN})
+	p.Advance(rtt)
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1})
+	ep, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i := ep.Info(); !i.ECN || i.RTT != rtt {
+		t.Fatalf("after the handshake: ECN %v, SRTT %v; want true, %v", i.ECN, i.RTT, rtt)
+	}
+	return p, ep
+}
+
+// eceAck is sackAck with ECE: the peer echoes a CE mark.
+func eceAck(ack int, blocks ...[2]int) seg {
+	s := sackAck(ack, blocks...)
+	s.Flags = "E."
+	return s
+}
+
+// TestECNPassiveOpen: a listener agrees to ECN when the SYN asks with
+// ECE and CWR (RFC 3168 6.1.1), in the default mode as in ECNOn, and
+// not otherwise.
+func TestECNPassiveOpen(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		mode   tcp.ECNMode
+		syn    seg
+		synAck string
+	}{
+		{"asks", tcp.ECNPassive, seg{Flags: "SEW"}, "SE."},
+		{"asks, mode on", tcp.ECNOn, seg{Flags: "SEW"}, "SE."},
+		{"asks, mode off", tcp.ECNOff, seg{Flags: "SEW"}, "S."},
+		{"does not ask", tcp.ECNPassive, seg{Flags: "S"}, "S."},
+		{"ECE alone", tcp.ECNPassive, seg{Flags: "SE"}, "S."},
+		{"CWR alone", tcp.ECNPassive, seg{Flags: "SW"}, "S."},
+		// A SYN must be not-ECT (6.1.1); one that is ECT came through a
+		// network that rewrites the field (Linux's
+		// tcp_ecn_create_request).
+		{"asks, SYN ECT(0)", tcp.ECNPassive, seg{Flags: "SEW", ECN: tcptest.ECNECT0}, "S."},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, l := tcptest.Listen(t, tcptest.WithTCP(tcp.Options{ECN: tc.mode}))
+			syn := tc.syn
+			syn.MSS = 1460
+			p.Inject(syn)
+			p.Expect(seg{Flags: tc.synAck, Seq: 0, Ack: 1, Check: tcptest.CheckECN})
+			p.Inject(seg{Flags: ".", Seq: 1, Ack: 1})
+			ep, err := l.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := tc.synAck == "SE."
+			if got := ep.Info().ECN; got != want {
+				t.Errorf("ECN %v, want %v", got, want)
+			}
+			if n := p.TCP.Stats().ECNConnections.Load(); n != map[bool]uint64{true: 1}[want] {
+				t.Errorf("ECNConnections %d", n)
+			}
+		})
+	}
+}
+
+// TestECNActiveOpen: with ECNOn the SYN asks (ECE and CWR), and ECN is
+// in force when the SYN-ACK agrees with ECE alone; in the default mode
+// the SYN does not ask, and a SYN-ACK's ECE means nothing.
+func TestECNActiveOpen(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		mode   tcp.ECNMode
+		syn    string
+		synAck string
+		want   bool
+	}{
+		{"agreed", tcp.ECNOn, "SEW", "SE.", true},
+		{"peer without ECN", tcp.ECNOn, "SEW", "S.", false},
+		{"peer reflects both flags", tcp.ECNOn, "SEW", "SEW.", false},
+		{"not asked", tcp.ECNPassive, "S", "SE.", false},
+		{"off", tcp.ECNOff, "S", "SE.", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := tcptest.New(t, tcptest.WithTCP(tcp.Options{ECN: tc.mode}))
+			ep := p.Connect()
+			p.Expect(seg{Flags: tc.syn, Seq: 0, Check: tcptest.CheckECN})
+			p.Inject(seg{Flags: tc.synAck, Seq: 0, Ack: 1, MSS: 1460})
+			p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, Check: tcptest.CheckECN})
+			if got := ep.Info().ECN; got != tc.want {
+				t.Errorf("ECN %v, want %v", got, tc.want)
+			}
+			if _, err := ep.Write([]byte("hello")); err != nil {
+				t.Fatal(err)
+			}
+			ecn := tcptest.ECNNotECT
+			if tc.want {
+				ecn = tcptest.ECNECT0
+			}
+			p.Expect(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("hello"), ECN: ecn, Check: tcptest.CheckECN})
+		})
+	}
+}
+
+// TestECNSynRetransmit: a SYN sent again goes without ECE and CWR, in
+// case a middlebox drops ECN-setup SYNs (RFC 3168 6.1.1.1; Linux's
+// tcp_ecn_clear_syn). The first SYN's request stands: a SYN-ACK that
+// agrees puts ECN in force, since the peer may have seen that SYN.
+func TestECNSynRetransmit(t *testing.T) {
+	p := tcptest.New(t, tcptest.WithTCP(tcp.Options{ECN: tcp.ECNOn}))
+	ep := p.Connect()
+	p.Expect(seg{Flags: "SEW", Seq: 0})
+	p.Advance(1e9) // the initial RTO
+	p.Expect(seg{Flags: "S", Seq: 0})
+	p.Inject(seg{Flags: "SE.", Seq: 0, Ack: 1, MSS: 1460})
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1})
+	if !ep.Info().ECN {
+		t.Error("ECN off after a SYN-ACK that agrees to the first SYN's request")
+	}
+}
+
+// TestECNNotECT: only new data is ECT(0). A pure ACK, a retransmission
+// and a FIN without text go not-ECT (RFC 3168 6.1.4, 6.1.5), so that
+// their loss, not a mark, tells of congestion.
+func TestECNNotECT(t *testing.T) {
+	p, ep := ecnPeer(t, tcp.Options{})
+	data := payload(0, 2*1460)
+	if _, err := ep.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	p.Expect(seg{Flags: ".", Seq: sb(1), Ack: 1, Len: 1460, ECN: tcptest.ECNECT0, Check: tcptest.IgnorePSH})
+	p.Expect(seg{Flags: "P.", Seq: sb(2), Ack: 1, Len: 1460, ECN: tcptest.ECNECT0})
+	// The peer's text, acknowledging the first segment, draws a pure
+	// ACK, not-ECT.
+	p.Inject(seg{Flags: "P.", Seq: 1, Ack: sb(2), Payload: []byte("x")})
+	p.Advance(40e6) // the delayed-ACK time at most
+	p.Expect(seg{Flags: ".", Seq: sb(3), Ack: 2, Check: tcptest.CheckECN})
+	// The retransmission timeout sends the second segment again,
+	// not-ECT.
+	p.Advance(200e6) // the minimum RTO, once
+	p.Expect(seg{Flags: "P.", Seq: sb(2), Ack: 2, Len: 1460, Check: tcptest.CheckECN | tcptest.IgnorePSH})
+	p.Inject(seg{Flags: ".", Seq: 2, Ack: sb(3)})
+	if err := ep.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	p.Expect(seg{Flags: "F.", Seq: sb(3), Ack: 2, Check: tcptest.CheckECN})
+}
+
+// TestECNEcho: text marked CE draws an ACK at once with ECE, and every
+// ACK carries ECE until text with CWR arrives, whose ACK goes at once
+// without it (RFC 3168 6.1.3; Linux's tcp_ecn_check_ce and
+// tcp_ecn_accept_cwr).
+func TestECNEcho(t *testing.T) {
+	rec := &events{}
+	p, ep := ecnPeer(t, tcp.Options{Observer: rec.observe})
+	// First text, not marked: a plain ACK.
+	p.Inject(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: payload(0, 100), ECN: tcptest.ECNECT0})
+	p.Advance(40e6) // the delayed-ACK time
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 101})
+	// Marked CE: ECE at once.
+	p.Inject(seg{Flags: "P.", Seq: 101, Ack: 1, Payload: payload(0, 100), ECN: tcptest.ECNCE})
+	p.Expect(seg{Flags: "E.", Seq: 1, Ack: 201})
+	// Not marked: ECE still, until the sender's CWR.
+	p.Inject(seg{Flags: "P.", Seq: 201, Ack: 1, Payload: payload(0, 100), ECN: tcptest.ECNECT0})
+	p.Expect(seg{Flags: "E.", Seq: 1, Ack: 301})
+	// Our own data carries ECE as well.
+	if _, err := ep.Write([]byte("reply")); err != nil {
+		t.Fatal(err)
+	}
+	p.Expect(seg{Flags: "EP.", Seq: 1, Ack: 301, Payload: []byte("reply"), ECN: tcptest.ECNECT0})
+	// CWR: the echo ends, and the ACK goes at once.
+	p.Inject(seg{Flags: "WP.", Seq: 301, Ack: 6, Payload: payload(0, 100), ECN: tcptest.ECNECT0})
+	p.Expect(seg{Flags: ".", Seq: 6, Ack: 401})
+	i := ep.Info()
+	if i.ECNEcho || !i.ECNSeen {
+		t.Errorf("ECNEcho %v, ECNSeen %v; want false, true", i.ECNEcho, i.ECNSeen)
+	}
+	if n := p.TCP.Stats().CEReceived.Load(); n != 1 {
+		t.Errorf("CEReceived %d, want 1", n)
+	}
+	p.TCP.SyncEvents()
+	if evs := rec.of(event.KindRecovery); len(evs) != 1 || evs[0].Note != "ECN: text arrived marked CE (Congestion Experienced); ECE on every ACK until the peer's CWR" {
+		t.Errorf("recovery events %v; want one for the CE mark", evs)
+	}
+}
+
+// TestECNCongestionWindowReduced: an ACK with ECE puts the sender in CWR
+// (Linux's tcp_enter_cwr): ssthresh from CUBIC, PRR brings the window
+// down with nothing deemed lost or retransmitted, the next new segment
+// carries CWR, and a second ECE within the window changes nothing (RFC
+// 3168 6.1.2). The episode ends once an ACK passes the RecoveryPoint.
+func TestECNCongestionWindowReduced(t *testing.T) {
+	rec := &events{}
+	p, ep := ecnPeer(t, tcp.Options{Observer: rec.observe})
+	sendSegments(t, p, ep, 10)
+	before := ep.Info()
+	more := payload(10*1460, 10*1460)
+	if _, err := ep.Write(more); err != nil {
+		t.Fatal(err)
+	}
+	p.ExpectNothing() // the window is full
+
+	p.Advance(rtt)
+	p.Inject(eceAck(3))
+	i := ep.Info()
+	st := p.TCP.Stats()
+	if i.CAState != "CWR" || i.Ssthresh != 7*1460 || st.ECNReductions.Load() != 1 {
+		t.Fatalf("after ECE: %s, ssthresh %d, ECNReductions %d; want CWR, %d, 1", i.CAState, i.Ssthresh, st.ECNReductions.Load(), 7*1460)
+	}
+	// PRR: 8 segments in flight, above ssthresh 7: 2 delivered let
+	// ceil(2·7/10) = 2 go. The first carries CWR, and only it.
+	p.Expect(seg{Flags: "W.", Seq: sb(11), Ack: 1, Len: 1460, ECN: tcptest.ECNECT0, Check: tcptest.IgnorePSH})
+	p.Expect(seg{Flags: ".", Seq: sb(12), Ack: 1, Len: 1460, ECN: tcptest.ECNECT0, Check: tcptest.IgnorePSH})
+	p.ExpectNothing()
+
+	// A second ECE in the same window: no second reduction.
+	p.Inject(eceAck(5))
+	if i := ep.Info(); i.CAState != "CWR" || i.Ssthresh != 7*1460 || st.ECNReductions.Load() != 1 {
+		t.Errorf("after a second ECE: %s, ssthresh %d, ECNReductions %d; want CWR, %d, 1", i.CAState, i.Ssthresh, st.ECNReductions.Load(), 7*1460)
+	}
+	for p.Drain() != nil {
+	}
+	// The ACK of everything sent before the episode (the RecoveryPoint,
+	// segment 10's end) is not past it; the ACK of segment 11 is.
+	p.Inject(sackAck(11))
+	if i := ep.Info(); i.CAState != "CWR" {
+		t.Errorf("at the RecoveryPoint: %s, want CWR still", i.CAState)
+	}
+	p.Drain()
+	p.Inject(sackAck(12))
+	i = ep.Info()
+	if i.CAState != "open" || i.Cwnd != i.Ssthresh || i.Cwnd >= before.Cwnd {
+		t.Errorf("after the episode: %s, cwnd %d, ssthresh %d (before %d); want open, cwnd = ssthresh, reduced", i.CAState, i.Cwnd, i.Ssthresh, before.Cwnd)
+	}
+	if n := st.Retransmits.Load() + st.FastRecoveries.Load() + st.Undos.Load(); n != 0 {
+		t.Errorf("%d retransmissions, fast recoveries and undos; want none", n)
+	}
+}
+
+// TestECNLossInCWR: a loss found while CWR brings the window down turns
+// it into fast recovery without a second reduction, and nothing in it
+// can be undone (Linux's tcp_enter_recovery within a reduction).
+func TestECNLossInCWR(t *testing.T) {
+	p, ep := ecnPeer(t, tcp.Options{})
+	sendSegments(t, p, ep, 10)
+	p.Advance(rtt)
+	p.Inject(eceAck(2))
+	cwr := ep.Info()
+	if cwr.CAState != "CWR" {
+		t.Fatalf("after ECE: %s, want CWR", cwr.CAState)
+	}
+	// Segment 2 is lost: the SACKs of 3 to 6 show it (RACK, with the
+	// reordering window closed by three segments SACKed).
+	p.Inject(sackAck(2, [2]int{3, 7}))
+	i := ep.Info()
+	st := p.TCP.Stats()
+	if i.CAState != "fast recovery" || i.Ssthresh != cwr.Ssthresh || st.ECNReductions.Load() != 1 {
+		t.Errorf("after the loss: %s, ssthresh %d (in CWR %d), ECNReductions %d; want fast recovery, unchanged, 1",
+			i.CAState, i.Ssthresh, cwr.Ssthresh, st.ECNReductions.Load())
+	}
+	p.Expect(seg{Flags: ".", Seq: sb(2), Ack: 1, Len: 1460, Check: tcptest.CheckECN | tcptest.IgnorePSH})
+}
+
+// TestECNCWRAfterLoss: every window reduction, not only an echo's, puts
+// CWR on the next new data (RFC 3168 6.1.2): here fast recovery's.
+func TestECNCWRAfterLoss(t *testing.T) {
+	p, ep := ecnPeer(t, tcp.Options{})
+	sendSegments(t, p, ep, 10)
+	if _, err := ep.Write(payload(10*1460, 1460)); err != nil {
+		t.Fatal(err)
+	}
+	p.ExpectNothing()
+	p.Advance(rtt)
+	p.Inject(sackAck(1, [2]int{2, 6}))
+	if i := ep.Info(); i.CAState != "fast recovery" {
+		t.Fatalf("%s, want fast recovery", i.CAState)
+	}
+	p.Expect(seg{Flags: ".", Seq: sb(1), Ack: 1, Len: 1460, Check: tcptest.CheckECN | tcptest.IgnorePSH})
+	p.Inject(sackAck(1, [2]int{2, 8}))
+	p.Expect(seg{Flags: "WP.", Seq: sb(11), Ack: 1, Len: 1460, ECN: tcptest.ECNECT0})
+}
+
+// TestECNCWROneSegment: where the link segments (GSO), CWR goes on the
+// GSO packet and so on its first wire segment only: the link cuts it as
+// Linux's tcp_gso_segment does, CWR cleared on the rest (tap's gso.go;
+// tcptest's splitter), so one segment carries it (RFC 3168 6.1.2).
+func TestECNCWROneSegment(t *testing.T) {
+	p, ep := ecnPeer(t, tcp.Options{}, tcptest.WithGSO())
+	sendSegments(t, p, ep, 10)
+	if _, err := ep.Write(payload(10*1460, 10*1460)); err != nil {
+		t.Fatal(err)
+	}
+	p.ExpectNothing()
+	p.Advance(rtt)
+	p.Inject(eceAck(9))
+	gso := p.GSOPackets
+	segs := p.Drain()
+	if len(segs) < 3 {
+		t.Fatalf("%d segments after the ECE; want at least 3", len(segs))
+	}
+	for k, s := range segs {
+		cwr := strings.Contains(s.Flags, "W")
+		if cwr != (k == 0) || s.ECN != tcptest.ECNECT0 {
+			t.Errorf("segment %d: flags %q, %s; want CWR on the first only, all ECT(0)", k, s.Flags, tcptest.ECNName(s.ECN))
+		}
+	}
+	if p.GSOPackets == gso {
+		t.Errorf("no GSO packet: the train went one segment at a time")
+	}
+}
+
+// TestECNReorderTimerInCWR: a loss RACK's reordering timer finds during
+// CWR, with no ACK to carry it, starts fast recovery as one an ACK shows
+// would (Linux's tcp_rack_reo_timeout enters recovery from any state but
+// recovery), and the lost segment goes again.
+func TestECNReorderTimerInCWR(t *testing.T) {
+	p, ep := ecnPeer(t, tcp.Options{})
+	sendSegments(t, p, ep, 10)
+	p.Advance(rtt)
+	p.Inject(eceAck(2))
+	// Segment 2 missing, 3 SACKed: within the reordering window, not
+	// yet lost.
+	p.Inject(sackAck(2, [2]int{3, 4}))
+	if i := ep.Info(); i.CAState != "CWR" || i.Lost != 0 {
+		t.Fatalf("after the SACK: %s, %d bytes lost; want CWR, none yet", i.CAState, i.Lost)
+	}
+	p.Drain()
+	p.Advance(rtt) // past RACK's reordering window: the timer fires
+	if i := ep.Info(); i.CAState != "fast recovery" {
+		t.Fatalf("after the reordering timer: %s, want fast recovery", i.CAState)
+	}
+	p.Expect(seg{Flags: ".", Seq: sb(2), Ack: 1, Len: 1460, Check: tcptest.CheckECN | tcptest.IgnorePSH})
+}
