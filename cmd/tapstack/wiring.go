@@ -177,6 +177,10 @@ func printStats(w io.Writer, name string, st *tcp.Stats) {
 		// Not the wire's doing: the link's own queue was full.
 		fmt.Fprintf(w, "%s: %d segments refused by the link, its queue full: never sent, data sent again\n", name, n)
 	}
+	if n := st.ECNConnections.Load(); n > 0 {
+		fmt.Fprintf(w, "%s: ECN on %d connections; %d CE marks received, %d windows reduced for the peer's echo (CWR)\n",
+			name, n, st.CEReceived.Load(), st.ECNReductions.Load())
+	}
 }
 
 // syncWriter serializes writes from concurrent goroutines and observers.
