@@ -59,13 +59,14 @@
 // tcp_recovery/tcp_early_retrans, tcp_frto, tcp_abort_on_overflow,
 // tcp_slow_start_after_idle, tcp_min_tso_segs, tcp_ecn, ...),
 // are taken when the value is what tapstack does anyway (tcp_fack=0,
-// tcp_reordering=3, tcp_ecn_fallback=1, ...) or concerns a mechanism it lacks and
-// the script does not use (TSO sizing, pacing ratios, Fast Open keys), and
-// otherwise make the script skip, naming the setting. %{ }% blocks are
-// evaluated (a subset of Python: assertions, comparisons, arithmetic,
-// variables, print) over the TCP_INFO fields the engine's Info has, in
-// Linux's units; a block naming a field it lacks is not evaluated, and the
-// script is reported as skipped for it unless something else failed.
+// tcp_reordering=3, tcp_ecn_fallback=1, ...) or concerns a mechanism it
+// lacks and the script does not use (TSO sizing, pacing ratios, Fast Open
+// keys), and otherwise make the script skip, naming the setting. %{ }%
+// blocks are evaluated (a subset of Python: assertions, comparisons,
+// arithmetic, variables, print) over the TCP_INFO fields the engine's Info
+// has, in Linux's units; a block naming a field it lacks is not evaluated,
+// and the script is reported as skipped for it unless something else
+// failed.
 //
 // A script's outcome is PASS, FAIL at a line with the expected packet, the
 // packet the stack sent and the packets and engine events before it, or
