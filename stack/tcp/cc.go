@@ -26,10 +26,11 @@ type CongestionControl interface {
 	// HyStart++, lowers the threshold).
 	OnAck(a AckSample) (cwnd, ssthresh uint32)
 	// OnCongestion is called at a congestion event: the start of fast
-	// recovery, a loss a tail loss probe repaired, or a retransmission
-	// timeout (Timeout). It returns the new slow-start threshold; the
-	// engine sets the window (PRR brings it down to the threshold during
-	// fast recovery; a timeout makes it one segment).
+	// recovery, the start of CWR for an ECN echo (ecn.go), a loss a tail
+	// loss probe repaired, or a retransmission timeout (Timeout). It
+	// returns the new slow-start threshold; the engine sets the window
+	// (PRR brings it down to the threshold during fast recovery and CWR;
+	// a timeout makes it one segment).
 	OnCongestion(c CongestionSample) (ssthresh uint32)
 	// OnUndo is called when the last congestion event turned out to be
 	// spurious: the algorithm restores what OnCongestion changed. The
