@@ -87,7 +87,7 @@ var namedCases = []namedCase{
 var rules = map[string][]string{
 	"retransmission":          {"retransmit", "retransmission of frame", "dropped: old sequence", "tail loss probe"}, // a probe resends the last segment (RFC 8985 7.3)
 	"fast_retransmission":     {"retransmit"},
-	"spurious_retransmission": {"retransmit", "retransmission of frame", "dropped: old sequence"},
+	"spurious_retransmission": {"retransmit", "retransmission of frame", "dropped: old sequence", "tail loss probe"}, // a probe sent as the ACK covering it arrived: spurious on the wire, a probe to the engine
 	"duplicate_ack":           {"dup ACK #"},
 	"zero_window":             {"zero window"},
 	"zero_window_probe":       {"zero window probe"},
