@@ -27,7 +27,7 @@ import (
 //   - tapstack sending: its data reaches the kernel ECT(0) (the
 //     namespace's IpExt InECT0Pkts), the kernel echoes the marks, and
 //     tapstack reduces its window for them (CWR episodes) with nothing
-//     lost and nothing sent again.
+//     deemed lost.
 //   - the kernel sending: its data arrives ECN-capable, tapstack counts
 //     the marks and echoes them, and the kernel answers with CWR.
 func TestKernelECN(t *testing.T) {
@@ -78,8 +78,9 @@ func TestKernelECN(t *testing.T) {
 				t.Fatal(err)
 			}
 			inECT0, inCE := netstatField(string(netstat), "IpExt:", "InECT0Pkts"), netstatField(string(netstat), "IpExt:", "InCEPkts")
-			t.Logf("ECN %v; marked %d out, %d in; tapstack: %d CE received, %d CWR episodes, %d CWR segments in, %d retransmitted; kernel: %d ECT(0) and %d CE packets in",
-				info.ECN, out.Marked, in.Marked, st.CEReceived.Load(), st.ECNReductions.Load(), cwrIn.Load(), st.Retransmits.Load(), inECT0, inCE)
+			t.Logf("ECN %v; marked %d out, %d in; tapstack: %d CE received, %d CWR episodes, %d CWR segments in, %d fast recoveries, %d RTOs, %d tail loss probes; kernel: %d ECT(0) and %d CE packets in",
+				info.ECN, out.Marked, in.Marked, st.CEReceived.Load(), st.ECNReductions.Load(), cwrIn.Load(),
+				st.FastRecoveries.Load(), st.RetransmitTimeouts.Load(), st.TailLossProbes.Load(), inECT0, inCE)
 			if !info.ECN || st.ECNConnections.Load() != 1 {
 				t.Fatalf("ECN %v, %d ECN connections: the handshake did not agree", info.ECN, st.ECNConnections.Load())
 			}
@@ -98,8 +99,11 @@ func TestKernelECN(t *testing.T) {
 			if st.ECNReductions.Load() == 0 {
 				t.Error("no CWR episode: tapstack never acted on the kernel's echo")
 			}
-			if st.Retransmits.Load() != 0 {
-				t.Errorf("%d retransmissions on a path that marks and drops nothing", st.Retransmits.Load())
+			// Nothing is lost: no fast recovery, no timeout. (A tail loss
+			// probe may go when the host is busy and an ACK is late: a
+			// timer's guess, seen once in CI, not a loss.)
+			if n := st.FastRecoveries.Load() + st.RetransmitTimeouts.Load(); n != 0 {
+				t.Errorf("%d fast recoveries and timeouts on a path that marks and drops nothing", n)
 			}
 		})
 	}
