@@ -43,13 +43,7 @@ func (cc closeCase) test(t *testing.T) {
 		t.Run(dialer, func(t *testing.T) {
 			t.Parallel()
 			p := newGVPair(t, cc.cable)
-			var ts *conn.Conn
-			var peer halfCloser
-			if dialer == "tapstack-dials" {
-				ts, peer = p.tapstackDials(t, 80)
-			} else {
-				ts, peer = p.peerDials(t, 80)
-			}
+			ts, peer := p.connect(t, dialer, 80)
 			defer peer.Close()
 			defer ts.Close()
 			dl := time.Now().Add(closeTimeout)

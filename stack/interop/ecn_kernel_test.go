@@ -5,10 +5,8 @@ package interop
 import (
 	"context"
 	"net"
-	"net/netip"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
@@ -41,35 +39,25 @@ func TestKernelECN(t *testing.T) {
 		{"kernel-dials/tapstack-sends", false, tcp.ECNPassive},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ns, link := lossyKernelLink(t, "tsecn0", tap.FaultConfig{Mark: 0.03, Seed: 3})
-			ns.Run(t, "sysctl", "-q", "-w", "net.ipv4.tcp_ecn=1")
 			var cwrIn atomic.Int64
-			ts := newUnwatched(t, link, netip.MustParsePrefix(tapAddr+"/24"), tcp.Options{ECN: tc.mode, Observer: func(ev event.Event) {
+			k := newLossyKernelWith(t, "tsecn0", tap.FaultConfig{Mark: 0.03, Seed: 3}, tcp.Options{ECN: tc.mode, Observer: func(ev event.Event) {
 				if ev.Kind == event.KindReceive && ev.Segment.Flags&event.Flags(header.TCPFlagCwr) != 0 {
 					cwrIn.Add(1)
 				}
 			}})
-			k := &lossyKernel{ns: ns, ts: ts, dial: func(ctx context.Context, to string) (halfCloser, error) {
-				return (&conn.Dialer{Stack: ts}).DialTCP(ctx, "tcp", to)
-			}}
+			ns, ts, link := k.ns, k.ts, k.link
+			ns.Run(t, "sysctl", "-q", "-w", "net.ipv4.tcp_ecn=1")
 			var c *conn.Conn
+			var kc *net.TCPConn
 			if tc.mode == tcp.ECNPassive {
-				c = kernelDialsTransfer(t, k, 4*MiB, tc.fromKernel)
+				c, kc = k.accept(t)
 			} else {
-				tcn, kc := k.connect(t)
-				c = tcn.(*conn.Conn)
-				var from, to halfCloser = tcn, kc
-				if tc.fromKernel {
-					from, to = kc, tcn
-				}
-				dl := time.Now().Add(time.Minute)
-				from.SetDeadline(dl)
-				to.SetDeadline(dl)
-				sent, got := flow(from, to, 4*MiB, 9)
-				checkFlow(t, "transfer", sent, got)
-				tcn.Close()
-				kc.Close()
+				tcn, kcn := k.connect(t)
+				c, kc = tcn.(*conn.Conn), kcn
 			}
+			move(t, c, kc, 4*MiB, tc.fromKernel, 9)
+			c.Close()
+			kc.Close()
 			ts.TCP().SyncEvents()
 			st, out, in := ts.TCP().Stats(), link.Stats(), link.InboundStats()
 			info := c.Endpoint().Info()
@@ -107,41 +95,4 @@ func TestKernelECN(t *testing.T) {
 			}
 		})
 	}
-}
-
-// kernelDialsTransfer has the namespace's kernel dial a tapstack
-// listener and moves size bytes one way (from the kernel if fromKernel),
-// checked by SHA-256; it returns tapstack's side, closed.
-func kernelDialsTransfer(t *testing.T, k *lossyKernel, size int64, fromKernel bool) *conn.Conn {
-	t.Helper()
-	ln, err := conn.Listen(k.ts, "tcp", tapAddr+":9100")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := acceptOne(ln)
-	var kc net.Conn
-	if err := k.ns.Do(func() (err error) {
-		kc, err = net.DialTimeout("tcp4", tapAddr+":9100", 20*time.Second)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer kc.Close()
-	a := <-accepted
-	if a.err != nil {
-		t.Fatal(a.err)
-	}
-	tc := a.c.(*conn.Conn)
-	defer tc.Close()
-	var from, to halfCloser = tc, kc.(*net.TCPConn)
-	if fromKernel {
-		from, to = kc.(*net.TCPConn), tc
-	}
-	dl := time.Now().Add(time.Minute)
-	from.SetDeadline(dl)
-	to.SetDeadline(dl)
-	sent, got := flow(from, to, size, 9)
-	checkFlow(t, "transfer", sent, got)
-	return tc
 }

@@ -20,15 +20,8 @@ func TestECNGVisorFallback(t *testing.T) {
 		t.Run(dialer, func(t *testing.T) {
 			t.Parallel()
 			p := newGVPair(t, cable{tcp: tcp.Options{ECN: tcp.ECNOn}})
-			var ts *tcp.Endpoint
-			var a, b halfCloser
-			if dialer == "tapstack-dials" {
-				c, peer := p.tapstackDials(t, 80)
-				ts, a, b = c.Endpoint(), c, peer
-			} else {
-				c, peer := p.peerDials(t, 80)
-				ts, a, b = c.Endpoint(), c, peer
-			}
+			tc, b := p.connect(t, dialer, 80)
+			ts, a := tc.Endpoint(), tc
 			exchange(t, a, b, 4*MiB, both, bulkTimeout())
 			if i := ts.Info(); i.ECN || i.ECNSeen {
 				t.Errorf("ECN %v, ECN seen %v with gVisor; want neither", i.ECN, i.ECNSeen)

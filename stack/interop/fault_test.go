@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/tapstack/tapstack/event"
-	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/tap"
 )
 
@@ -54,15 +53,8 @@ func TestGVisorFaults(t *testing.T) {
 						c.peerFault = faulty(seed + 1000)
 					}
 					p := newGVPair(t, c)
-					var ts *tcp.Endpoint
-					var a, b halfCloser
-					if dialer == "tapstack-dials" {
-						c, peer := p.tapstackDials(t, 80)
-						ts, a, b = c.Endpoint(), c, peer
-					} else {
-						c, peer := p.peerDials(t, 80)
-						ts, a, b = c.Endpoint(), c, peer
-					}
+					tc, b := p.connect(t, dialer, 80)
+					ts, a := tc.Endpoint(), tc
 					d := exchange(t, a, b, faultSize, dir.dir, 30*time.Second)
 					st := p.ts.TCP().Stats()
 					t.Logf("seed %d: %d MiB %s in %v; tapstack %+v; engine retransmits %d, bad checksums dropped %d, ACKs of unsent data dropped %d",

@@ -45,15 +45,8 @@ func TestGVisorBulk(t *testing.T) {
 				t.Run(name, func(t *testing.T) {
 					t.Parallel()
 					p := newGVPair(t, cable{v6: v6})
-					var ts *tcp.Endpoint
-					var a, b halfCloser
-					if dialer == "tapstack-dials" {
-						c, peer := p.tapstackDials(t, 80)
-						ts, a, b = c.Endpoint(), c, peer
-					} else {
-						c, peer := p.peerDials(t, 80)
-						ts, a, b = c.Endpoint(), c, peer
-					}
+					tc, b := p.connect(t, dialer, 80)
+					ts, a := tc.Endpoint(), tc
 					d := exchange(t, a, b, bulkSize, dir.dir, bulkTimeout())
 					t.Logf("%d MiB %s in %v (%.1f MB/s per direction); tapstack %+v",
 						bulkSize/MiB, dir.name, d.Round(time.Millisecond), float64(bulkSize)/d.Seconds()/1e6, summary(ts.Info()))

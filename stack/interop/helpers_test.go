@@ -304,6 +304,21 @@ func (p *gvPair) tapstackDials(t testing.TB, port uint16) (ts *conn.Conn, peer h
 	return c, p.drainsFirst(a.c.(halfCloser))
 }
 
+// connect connects tapstack and the gVisor peer on port: tapstack dials
+// when dialer is "tapstack-dials", the peer when it is "gvisor-dials",
+// the two ways the tests run every exchange.
+func (p *gvPair) connect(t testing.TB, dialer string, port uint16) (ts *conn.Conn, peer halfCloser) {
+	t.Helper()
+	switch dialer {
+	case "tapstack-dials":
+		return p.tapstackDials(t, port)
+	case "gvisor-dials":
+		return p.peerDials(t, port)
+	}
+	t.Fatalf("dialer %q: want tapstack-dials or gvisor-dials", dialer)
+	return nil, nil
+}
+
 // peerDials connects the gVisor peer (client) to a tapstack listener.
 func (p *gvPair) peerDials(t testing.TB, port uint16) (ts *conn.Conn, peer halfCloser) {
 	t.Helper()

@@ -25,8 +25,9 @@ import (
 // it in both directions: the kernel's segments and ACKs meet the same
 // faults as tapstack's.
 type lossyKernel struct {
-	ns *taptest.Namespace
-	ts *stack.Stack // nil when gVisor's TCP is on the TAP
+	ns   *taptest.Namespace
+	ts   *stack.Stack // nil when gVisor's TCP is on the TAP
+	link *tap.Fault   // the fault middleware on the stack's side
 	// dial connects from the stack on the TAP; counters are its
 	// retransmissions and retransmission timeouts.
 	dial     func(ctx context.Context, to string) (halfCloser, error)
@@ -55,9 +56,15 @@ func lossyKernelLink(tb testing.TB, name string, cfg tap.FaultConfig) (*taptest.
 
 func newLossyKernel(tb testing.TB, name string, cfg tap.FaultConfig) *lossyKernel {
 	tb.Helper()
+	return newLossyKernelWith(tb, name, cfg, tcp.Options{})
+}
+
+// newLossyKernelWith is newLossyKernel with the engine's options.
+func newLossyKernelWith(tb testing.TB, name string, cfg tap.FaultConfig, opts tcp.Options) *lossyKernel {
+	tb.Helper()
 	ns, link := lossyKernelLink(tb, name, cfg)
-	ts := newUnwatched(tb, link, netip.MustParsePrefix(tapAddr+"/24"), tcp.Options{})
-	return &lossyKernel{ns: ns, ts: ts,
+	ts := newUnwatched(tb, link, netip.MustParsePrefix(tapAddr+"/24"), opts)
+	return &lossyKernel{ns: ns, ts: ts, link: link,
 		dial: func(ctx context.Context, to string) (halfCloser, error) {
 			return (&conn.Dialer{Stack: ts}).DialTCP(ctx, "tcp", to)
 		},
@@ -117,6 +124,31 @@ func (k *lossyKernel) connect(tb testing.TB) (tc halfCloser, kc *net.TCPConn) {
 	return tc, a.c.(*net.TCPConn)
 }
 
+// accept makes one connection from the namespace's kernel (kc) to a
+// listener of tapstack's stack (tc), the other way round from connect.
+func (k *lossyKernel) accept(tb testing.TB) (tc *conn.Conn, kc *net.TCPConn) {
+	tb.Helper()
+	ln, err := conn.Listen(k.ts, "tcp", tapAddr+":9100")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := acceptOne(ln)
+	var c net.Conn
+	if err := k.ns.Do(func() (err error) {
+		c, err = net.DialTimeout("tcp4", tapAddr+":9100", 20*time.Second)
+		return err
+	}); err != nil {
+		tb.Fatal(err)
+	}
+	a := <-accepted
+	if a.err != nil {
+		c.Close()
+		tb.Fatal(a.err)
+	}
+	return a.c.(*conn.Conn), c.(*net.TCPConn)
+}
+
 // transfer sends size bytes one way between tapstack and the kernel, from
 // the kernel if fromKernel, checking every byte by hash; it returns the
 // time the receiver took to get them all.
@@ -125,6 +157,13 @@ func (k *lossyKernel) transfer(tb testing.TB, size int64, fromKernel bool, seed 
 	tc, kc := k.connect(tb)
 	defer tc.Close()
 	defer kc.Close()
+	return move(tb, tc, kc, size, fromKernel, seed)
+}
+
+// move is transfer on a connection made: tc tapstack's end, kc the
+// kernel's.
+func move(tb testing.TB, tc halfCloser, kc *net.TCPConn, size int64, fromKernel bool, seed uint64) time.Duration {
+	tb.Helper()
 	var from, to halfCloser = tc, kc
 	if fromKernel {
 		from, to = kc, tc

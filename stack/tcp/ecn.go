@@ -54,11 +54,10 @@ import (
 
 // ecnState is a connection's ECN.
 type ecnState struct {
-	asked bool // our SYN asked for it (ECE and CWR on it)
-	on    bool // in force: both SYNs agreed (6.1.1)
-	seen  bool // ECN-capable or CE-marked text arrived (tcpi_options' ECN_SEEN)
-	echo  bool // the receiver's echo of a CE mark: ECE on every ACK until the peer's CWR (6.1.3)
-	cwr   bool // the sender reduced its window: CWR on its next new data segment (6.1.2)
+	on   bool // in force: both SYNs agreed (6.1.1)
+	seen bool // ECN-capable or CE-marked text arrived (tcpi_options' ECN_SEEN)
+	echo bool // the receiver's echo of a CE mark: ECE on every ACK until the peer's CWR (6.1.3)
+	cwr  bool // the sender reduced its window: CWR on its next new data segment (6.1.2)
 }
 
 // ECNMode says whether connections use ECN (Options.ECN).
@@ -114,24 +113,20 @@ func ipECN(pkt *stack.PacketBuffer) uint8 {
 
 // ecnSynFlags are the ECN flags of a SYN we send: ECE and CWR on the
 // first SYN of an active open when ECNOn asks, none on a SYN sent again
-// (RFC 3168 6.1.1.1, Linux's tcp_ecn_clear_syn). It records whether this
-// SYN asked, which a SYN-ACK's agreement must answer.
+// (RFC 3168 6.1.1.1, Linux's tcp_ecn_clear_syn).
 func (e *Endpoint) ecnSynFlags(again bool) header.TCPFlags {
-	if again {
+	if again || e.proto.opts.ECN != ECNOn {
 		return 0
 	}
-	e.ecn.asked = e.proto.opts.ECN == ECNOn
-	if e.ecn.asked {
-		return header.TCPFlagEce | header.TCPFlagCwr
-	}
-	return 0
+	return header.TCPFlagEce | header.TCPFlagCwr
 }
 
-// ecnTakeSynAck puts ECN in force when our SYN asked and the SYN-ACK
-// agrees: ECE without CWR (RFC 3168 6.1.1). A SYN-ACK with both is a
-// peer reflecting the flags it does not understand.
+// ecnTakeSynAck puts ECN in force when our first SYN asked (ECNOn: the
+// stack's options do not change) and the SYN-ACK agrees: ECE without CWR
+// (RFC 3168 6.1.1). A SYN-ACK with both is a peer reflecting the flags
+// it does not understand.
 func (e *Endpoint) ecnTakeSynAck(seg *segment) {
-	e.ecn.on = e.ecn.asked && seg.Flags&(header.TCPFlagEce|header.TCPFlagCwr) == header.TCPFlagEce
+	e.ecn.on = e.proto.opts.ECN == ECNOn && seg.Flags&(header.TCPFlagEce|header.TCPFlagCwr) == header.TCPFlagEce
 	e.ecnTaken()
 }
 
@@ -234,12 +229,8 @@ func (e *Endpoint) ecnEchoed(seg *segment) bool {
 func (e *Endpoint) enterCWR() {
 	e.undo.active = false
 	e.frto = false
-	e.recover = e.sndNxt
-	e.ssthresh = e.congestion().OnCongestion(e.congestionSample(false))
-	e.prrDelivered, e.prrOut = 0, 0
-	e.recoverFS = uint64(max(e.flightSize(), 1))
+	e.initCwndReduction()
 	e.caState = caCWR
-	e.ecnQueueCWR()
 	e.proto.stats.ECNReductions.Add(1)
 	e.emitRecovery("CWR: the peer echoed congestion (ECE); window reduced, nothing lost")
 }

@@ -268,11 +268,7 @@ func (e *Endpoint) startRecovery() {
 		e.undo.active = false
 	} else {
 		e.initUndo()
-		e.recover = e.sndNxt
-		e.ssthresh = e.congestion().OnCongestion(e.congestionSample(false))
-		e.prrDelivered, e.prrOut = 0, 0
-		e.recoverFS = uint64(max(e.flightSize(), 1))
-		e.ecnQueueCWR()
+		e.initCwndReduction()
 	}
 	e.rescueSent = false
 	e.caState = caRecovery
@@ -280,6 +276,18 @@ func (e *Endpoint) startRecovery() {
 	e.recoveryProbed = false
 	e.stopTimer(timerProbe)
 	e.proto.stats.FastRecoveries.Add(1)
+}
+
+// initCwndReduction begins a window reduction, fast recovery's or CWR's
+// (Linux's tcp_init_cwnd_reduction): the RecoveryPoint is SND.NXT, the
+// congestion control picks ssthresh, PRR starts counting, and CWR goes on
+// the next new data (RFC 3168 6.1.2).
+func (e *Endpoint) initCwndReduction() {
+	e.recover = e.sndNxt
+	e.ssthresh = e.congestion().OnCongestion(e.congestionSample(false))
+	e.prrDelivered, e.prrOut = 0, 0
+	e.recoverFS = uint64(max(e.flightSize(), 1))
+	e.ecnQueueCWR()
 }
 
 func (e *Endpoint) lossRule() string {
