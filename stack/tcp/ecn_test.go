@@ -3,6 +3,7 @@ package tcp_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp"
@@ -348,4 +349,33 @@ func TestECNReorderTimerInCWR(t *testing.T) {
 		t.Fatalf("after the reordering timer: %s, want fast recovery", i.CAState)
 	}
 	p.Expect(seg{Flags: ".", Seq: sb(2), Ack: 1, Len: 1460, Check: tcptest.CheckECN | tcptest.IgnorePSH})
+}
+
+// TestECNCWRAfterProbeRepair: a loss a tail loss probe repaired reduces
+// the window in one step (tlp_test.go), and that reduction too puts CWR
+// on the next new data (RFC 3168 6.1.2; Linux's tcp_process_tlp_ack
+// goes through tcp_init_cwnd_reduction).
+func TestECNCWRAfterProbeRepair(t *testing.T) {
+	p, ep := ecnPeer(t, tcp.Options{})
+	sendSegments(t, p, ep, 5)
+	p.Advance(rtt)
+	p.Inject(sackAck(5)) // segments 1-4 arrived; 5 was lost
+	i := ep.Info()
+	p.Advance(min(2*i.RTT+200*time.Millisecond, i.RTO))
+	p.Expect(seg{Flags: "P.", Seq: sb(5), Ack: 1, Len: 1460, Check: tcptest.CheckECN}) // the probe, not-ECT
+	p.Advance(rtt)
+	p.Inject(sackAck(6))
+	if _, err := ep.Write(payload(5*1460, 1460)); err != nil {
+		t.Fatal(err)
+	}
+	p.Expect(seg{Flags: "P.", Seq: sb(6), Ack: 1, Len: 1460, ECN: tcptest.ECNECT0})
+	p.Advance(rtt)
+	p.Inject(sackAck(7)) // past the probe's end: the loss it repaired reduces the window
+	if n := p.TCP.Stats().TLPRecoveries.Load(); n != 1 {
+		t.Fatalf("TLP recoveries %d, want 1", n)
+	}
+	if _, err := ep.Write(payload(6*1460, 1460)); err != nil {
+		t.Fatal(err)
+	}
+	p.Expect(seg{Flags: "WP.", Seq: sb(7), Ack: 1, Len: 1460, ECN: tcptest.ECNECT0})
 }

@@ -417,6 +417,7 @@ func (e *Endpoint) tlpOnAck(a *ackInfo) {
 			// any loss, in one step.
 			e.ssthresh = e.congestion().OnCongestion(e.congestionSample(false))
 			e.cwnd = min(e.cwnd, e.ssthresh)
+			e.ecnQueueCWR() // a reduction like any other (RFC 3168 6.1.2)
 			e.proto.stats.TLPRecoveries.Add(1)
 			e.emitRecovery("tail loss probe repaired a loss: window reduced")
 		}
