@@ -875,7 +875,7 @@ func (a *annotator) expireQueue(now time.Time) {
 // when an outbound frame has left the window already (unmatched).
 func (a *annotator) fault(now time.Time, ev *tap.FaultEvent, fp uint64, lost *record) (found bool) {
 	text := "fault: " + ev.String()
-	drop := ev.Kind == tap.FaultLoss || ev.Kind == tap.FaultQueueFull || ev.Kind == tap.FaultNotSent
+	drop := ev.Kind == tap.FaultLoss || ev.Kind == tap.FaultQueueFull || ev.Kind == tap.FaultBlackHole || ev.Kind == tap.FaultNotSent
 	if ev.Kind == tap.FaultNotSent {
 		// Not a fault the middleware injected: the link below it
 		// refused the frame, as Writer.refused says when it sits on

@@ -320,7 +320,7 @@ func (w *Writer) observeFault(ev *tap.FaultEvent) {
 	now := time.Now()
 	fp := maphash.Bytes(w.seed, ev.Data)
 	var lost *record
-	if ev.Dir == tap.FaultInbound && (ev.Kind == tap.FaultLoss || ev.Kind == tap.FaultQueueFull) {
+	if ev.Dir == tap.FaultInbound && (ev.Kind == tap.FaultLoss || ev.Kind == tap.FaultQueueFull || ev.Kind == tap.FaultBlackHole) {
 		buf := w.getBuf()
 		buf = append(buf, ev.Data...)
 		lost = &record{ts: now, dir: dirIn, data: buf, length: len(buf), fi: parseFrame(buf, false), fp: fp}

@@ -54,6 +54,18 @@ type FaultConfig struct {
 	// ECN-capable or not, so a seed decides the other faults alike for a
 	// sender with ECN and one without.
 	Mark float64
+	// BlackHoleMTU, if positive, is the MTU of a path MTU black hole
+	// (RFC 2923 2.1): an IP packet longer than BlackHoleMTU bytes (its IP
+	// header included, the link header not) is dropped, and no ICMP
+	// "fragmentation needed" or ICMPv6 "packet too big" tells the sender,
+	// as when a firewall drops those. Smaller packets, and frames that
+	// are not IP (ARP), pass. A super-frame (GSO on the way out, GRO on
+	// the way in) is judged by the wire segments it stands for and passes
+	// or is dropped whole. It is decided first, before Loss: a packet the
+	// black hole takes reaches no router further on. It takes no draw,
+	// so a seed decides the other faults for the packets it lets through
+	// as it would were the ones it took never sent.
+	BlackHoleMTU int
 	// Delay holds every frame back for this long before sending it, and
 	// Jitter adds a uniformly drawn extra in [0, Jitter) per frame. These
 	// waits, and Rate's, end within tens of microseconds of their time
@@ -125,7 +137,8 @@ const (
 	// reported so that a capture above marks that very frame; its
 	// FaultEvent has no Frame ordinal (0) and no probability.
 	FaultNotSent
-	FaultMark // an ECN-capable packet marked CE (Mark)
+	FaultMark      // an ECN-capable packet marked CE (Mark)
+	FaultBlackHole // dropped: longer than BlackHoleMTU, with no ICMP error
 )
 
 // FaultEvent reports one fault a [Fault] applied to one frame.
@@ -139,6 +152,8 @@ type FaultEvent struct {
 	Seeded bool          // the decisions come from a seed the user chose
 	Offset int           // corrupt: offset of the changed byte in the frame
 	Delay  time.Duration // delay: how long the frame is held back
+	Size   int           // black hole: the IP packet's length, or a super-frame's wire segments'
+	MTU    int           // black hole: FaultConfig.BlackHoleMTU
 	// Data is the frame, link header included, as a capture above the
 	// middleware sees it: an outbound frame as the stack sent it (before
 	// it was corrupted or marked), an inbound frame as it reaches the
@@ -162,6 +177,11 @@ func (ev FaultEvent) String() string {
 		what, knob = "corrupted byte "+strconv.Itoa(ev.Offset), "corrupt "+pct(ev.Prob)
 	case FaultMark:
 		what, knob = "marked CE", "mark "+pct(ev.Prob)
+	case FaultBlackHole:
+		// No draw decided it; what a reader must know is that the
+		// sender was not told (RFC 2923 2.1).
+		what = "dropped: " + strconv.Itoa(ev.Size) + " bytes, over the black hole's MTU " + strconv.Itoa(ev.MTU)
+		knob = "no ICMP"
 	case FaultDelay:
 		what = "delayed " + ev.Delay.Round(time.Microsecond).String()
 	case FaultQueueFull:
@@ -198,6 +218,7 @@ type FaultStats struct {
 	DroppedDelayed uint64 // frames dropped because MaxDelayed frames were waiting
 	NotSent        uint64 // outbound frames the link below refused, its queue full (FaultNotSent)
 	Marked         uint64 // ECN-capable packets marked CE (FaultMark)
+	BlackHoled     uint64 // IP packets dropped as longer than BlackHoleMTU (FaultBlackHole)
 }
 
 // Fault is link middleware that injects faults into the frames of the
@@ -449,6 +470,8 @@ func (l *lane) event(k FaultKind, pkt *stack.PacketBuffer, sent []byte, prob flo
 		ev.N = l.stats.NotSent
 	case FaultMark:
 		ev.N = l.stats.Marked
+	case FaultBlackHole:
+		ev.N = l.stats.BlackHoled
 	}
 	switch {
 	case sent != nil:
@@ -514,6 +537,18 @@ func reportNotes(acts []action, notes [3]*FaultEvent) []action {
 // capture above can tell which frame it concerns.
 func (l *lane) decide(acts []action, pkt *stack.PacketBuffer, proto tcpip.NetworkProtocolNumber, now time.Time) []action {
 	l.stats.Frames++
+	if l.cfg.BlackHoleMTU > 0 {
+		// Before any draw: the packet never reaches a router (or a
+		// wire) further on, and the draws stay those of the others.
+		if size, ok := wireSize(pkt, proto); ok && size > l.cfg.BlackHoleMTU {
+			l.stats.BlackHoled++
+			ev := l.event(FaultBlackHole, pkt, nil, 0)
+			if ev != nil {
+				ev.Size, ev.MTU = size, l.cfg.BlackHoleMTU
+			}
+			return report(acts, ev)
+		}
+	}
 	if l.hit(l.cfg.Loss) {
 		l.stats.Lost++
 		return report(acts, l.event(FaultLoss, pkt, nil, l.cfg.Loss))
@@ -1053,6 +1088,61 @@ func setCE(ip []byte, proto tcpip.NetworkProtocolNumber) {
 	h.SetChecksum(^checksum.Combine(checksum.Combine(^h.Checksum(), ^m), binary.BigEndian.Uint16(ip)))
 }
 
+// wireSize returns the length of the IP packets pkt, a frame of network
+// protocol proto, puts on the wire (link header excluded): the IP
+// packet's, as its header gives it (Ethernet may pad a short frame), or
+// for a super-frame (pkt.GSOOptions: GSO on the way out, GRO on the way
+// in) that of its first and longest wire segment, its network and TCP
+// headers and MSS bytes of its payload, as tcp_gso_segment cuts it. A
+// super-frame that is not TCP is judged whole. ok is false if pkt is not
+// an IP packet of proto (ARP). Only the headers are read, into a buffer
+// on the stack.
+func wireSize(pkt *stack.PacketBuffer, proto tcpip.NetworkProtocolNumber) (size int, ok bool) {
+	link := len(pkt.LinkHeader().Slice())
+	var pre [maxHeaders]byte
+	n := copyFramePrefix(pre[:], pkt)
+	if n <= link {
+		return 0, false
+	}
+	ip := pre[link:n]
+	v := ip[0] >> 4
+	if !(proto == header.IPv4ProtocolNumber && v == 4 || proto == header.IPv6ProtocolNumber && v == 6) {
+		return 0, false
+	}
+	size = pkt.Size() - link
+	network := networkHeaderLen(ip)
+	if network == 0 {
+		return size, true // a header cut short: judged by the bytes there are
+	}
+	declared := int(header.IPv4(ip).TotalLength())
+	if v == 6 {
+		declared = 0 // a payload length of 0 is a jumbogram's: none given
+		if pl := header.IPv6(ip).PayloadLength(); pl > 0 {
+			declared = header.IPv6MinimumSize + int(pl)
+		}
+	}
+	if declared >= network && declared < size {
+		size = declared
+	}
+	gso := pkt.GSOOptions
+	if gso.Type == stack.GSONone || gso.MSS == 0 {
+		return size, true
+	}
+	transport := ip[9] // IPv4's protocol
+	if v == 6 {
+		transport = ip[6] // IPv6's next header
+	}
+	if transport != uint8(header.TCPProtocolNumber) || len(ip) < network+header.TCPMinimumSize {
+		return size, true
+	}
+	tcp := int(header.TCP(ip[network:]).DataOffset())
+	payload := size - network - tcp
+	if tcp < header.TCPMinimumSize || payload <= 0 {
+		return size, true
+	}
+	return network + tcp + min(int(gso.MSS), payload), true
+}
+
 // networkHeaderLen is the length of the IPv4 or IPv6 header at the start
 // of b, or 0 if b holds neither (ARP, or too short).
 func networkHeaderLen(b []byte) int {
@@ -1137,6 +1227,8 @@ func (k FaultKind) String() string {
 		return "not sent"
 	case FaultMark:
 		return "marked CE"
+	case FaultBlackHole:
+		return "black-holed"
 	}
 	return "FaultKind(" + strconv.Itoa(int(k)) + ")"
 }

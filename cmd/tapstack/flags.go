@@ -93,16 +93,39 @@ func (r *rate) Set(s string) error {
 	return nil
 }
 
+// optBytes is a size in bytes flag that remembers whether it was given.
+type optBytes struct {
+	n   int
+	set bool
+}
+
+func (b *optBytes) String() string {
+	if b == nil || !b.set {
+		return ""
+	}
+	return strconv.Itoa(b.n)
+}
+
+func (b *optBytes) Set(s string) error {
+	v, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil || v < 0 {
+		return fmt.Errorf("want a number of bytes, 0 or more (0: none)")
+	}
+	b.n, b.set = v, true
+	return nil
+}
+
 // faultSide holds the flags of one direction (or of both, unprefixed).
 type faultSide struct {
 	loss, dup, reorder, corrupt, mark probability
 	delay, jitter                     optDuration
 	rate                              rate
+	blackHoleMTU                      optBytes
 }
 
-// faultFlags are --loss --dup --reorder --corrupt --mark --delay --jitter
-// --rate (both directions) with --in-* and --out-* overriding one
-// direction, and --seed.
+// faultFlags are --loss --dup --reorder --corrupt --mark --blackhole-mtu
+// --delay --jitter --rate (both directions) with --in-* and --out-*
+// overriding one direction, and --seed.
 type faultFlags struct {
 	both, in, out faultSide
 	seed          uint64
@@ -124,6 +147,7 @@ func addFaultFlags(fs *flag.FlagSet) *faultFlags {
 		fs.Var(&s.side.reorder, s.prefix+"reorder", "fault: send `P` of the "+s.what+" after the next frame")
 		fs.Var(&s.side.corrupt, s.prefix+"corrupt", "fault: change one byte after the IP header in `P` of the "+s.what)
 		fs.Var(&s.side.mark, s.prefix+"mark", "fault: mark CE on `P` of the ECN-capable "+s.what+" (as an AQM router marks instead of dropping; frames not ECN-capable pass)")
+		fs.Var(&s.side.blackHoleMTU, s.prefix+"blackhole-mtu", "fault: drop the "+s.what+" whose IP packet is longer than `N` bytes, with no ICMP error, as a path MTU black hole (RFC 2923 2.1)")
 		fs.Var(&s.side.delay, s.prefix+"delay", "fault: hold the "+s.what+" back for `D`")
 		fs.Var(&s.side.jitter, s.prefix+"jitter", "fault: add up to `D` of random delay to the "+s.what+" (order kept)")
 		fs.Var(&s.side.rate, s.prefix+"rate", "fault: limit the "+s.what+" to `RATE` (10mbit, 500kbit)")
@@ -135,7 +159,7 @@ func addFaultFlags(fs *flag.FlagSet) *faultFlags {
 // enabled reports whether any fault was asked for.
 func (f *faultFlags) enabled() bool {
 	for _, s := range []*faultSide{&f.both, &f.in, &f.out} {
-		if s.loss.set || s.dup.set || s.reorder.set || s.corrupt.set || s.mark.set || s.delay.set || s.jitter.set || s.rate.set {
+		if s.loss.set || s.dup.set || s.reorder.set || s.corrupt.set || s.mark.set || s.blackHoleMTU.set || s.delay.set || s.jitter.set || s.rate.set {
 			return true
 		}
 	}
@@ -180,15 +204,20 @@ func (f *faultFlags) side(s *faultSide) tap.FaultConfig {
 	if s.rate.set {
 		r = s.rate.bps
 	}
+	mtu := f.both.blackHoleMTU.n
+	if s.blackHoleMTU.set {
+		mtu = s.blackHoleMTU.n
+	}
 	return tap.FaultConfig{
-		Loss:      pick(s.loss, f.both.loss),
-		Duplicate: pick(s.dup, f.both.dup),
-		Reorder:   pick(s.reorder, f.both.reorder),
-		Corrupt:   pick(s.corrupt, f.both.corrupt),
-		Mark:      pick(s.mark, f.both.mark),
-		Delay:     dur(s.delay, f.both.delay),
-		Jitter:    dur(s.jitter, f.both.jitter),
-		Rate:      r,
+		Loss:         pick(s.loss, f.both.loss),
+		Duplicate:    pick(s.dup, f.both.dup),
+		Reorder:      pick(s.reorder, f.both.reorder),
+		Corrupt:      pick(s.corrupt, f.both.corrupt),
+		Mark:         pick(s.mark, f.both.mark),
+		BlackHoleMTU: mtu,
+		Delay:        dur(s.delay, f.both.delay),
+		Jitter:       dur(s.jitter, f.both.jitter),
+		Rate:         r,
 	}
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"io"
+	"strings"
 	"testing"
 )
 
@@ -31,6 +32,48 @@ func TestFaultFlagsMark(t *testing.T) {
 		}
 		if !ok || cfg.Mark != tc.out || in != tc.in || cfg.Seed != 7 {
 			t.Errorf("%q: faults on %v, mark out %v, in %v; want on, %v, %v", tc.args, ok, cfg.Mark, in, tc.out, tc.in)
+		}
+	}
+}
+
+// TestFaultFlagsBlackHole: --blackhole-mtu sets the black hole's MTU of
+// both directions, --in-blackhole-mtu and --out-blackhole-mtu one
+// direction's (0 takes it away); any of them alone turns the fault
+// middleware on. A size that is not a number of bytes is a usage error.
+func TestFaultFlagsBlackHole(t *testing.T) {
+	for _, tc := range []struct {
+		args    []string
+		out, in int
+		err     bool
+	}{
+		{args: []string{"--blackhole-mtu", "1400"}, out: 1400, in: 1400},
+		{args: []string{"--blackhole-mtu", "1400", "--out-blackhole-mtu", "1280"}, out: 1280, in: 1400},
+		{args: []string{"--blackhole-mtu", "1400", "--in-blackhole-mtu", "0"}, out: 1400, in: 0},
+		{args: []string{"--in-blackhole-mtu", "576"}, out: 0, in: 576},
+		{args: []string{"--out-blackhole-mtu", "0"}, out: 0, in: 0},
+		{args: []string{"--blackhole-mtu", "-1"}, err: true},
+		{args: []string{"--out-blackhole-mtu", "1.5k"}, err: true},
+	} {
+		fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		f := addFaultFlags(fs)
+		err := fs.Parse(append(tc.args, "--seed", "7"))
+		if tc.err {
+			if err == nil || !strings.Contains(err.Error(), "want a number of bytes") {
+				t.Errorf("%q: %v, want a usage error asking for a number of bytes", tc.args, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%q: %v", tc.args, err)
+		}
+		cfg, ok := f.config(io.Discard)
+		in := -1
+		if cfg.Inbound != nil {
+			in = cfg.Inbound.BlackHoleMTU
+		}
+		if !ok || cfg.BlackHoleMTU != tc.out || in != tc.in || cfg.Seed != 7 {
+			t.Errorf("%q: faults on %v, black hole MTU out %d, in %d; want on, %d, %d", tc.args, ok, cfg.BlackHoleMTU, in, tc.out, tc.in)
 		}
 	}
 }
