@@ -17,6 +17,7 @@ func runDemo(ctx context.Context, e env, args []string) error {
 	pcapPath := fs.String("pcap", "", "write an annotated pcapng capture of the server's end to `file`")
 	faults := addFaultFlags(fs)
 	ecn := ecnFlagVar(fs)
+	mtuProbing := mtuProbingFlagVar(fs)
 	plotPath := plotFlag(fs)
 	otlp := otlpFlag(fs)
 	if err := parse(fs, args, 0); err != nil {
@@ -36,14 +37,15 @@ func runDemo(ctx context.Context, e env, args []string) error {
 	out := &syncWriter{w: e.stdout}
 	fmt.Fprintf(out, "server 192.0.2.1:7 and client 192.0.2.2 on an in-memory cable (tap.Pipe); TIME-WAIT %v (Linux: 60s)\n", *timeWait)
 	err = runDemoWorkload(ctx, out, demoConfig{
-		timeWait:  *timeWait,
-		text:      *text,
-		pcapPath:  capPath,
-		faults:    faults,
-		ecn:       ecn.mode,
-		stderr:    e.stderr,
-		serverObs: traces.observer("server", traceLine(out, "server")),
-		clientObs: traces.observer("client", traceLine(out, "client")),
+		timeWait:   *timeWait,
+		text:       *text,
+		pcapPath:   capPath,
+		faults:     faults,
+		ecn:        ecn.mode,
+		mtuProbing: mtuProbing.mode,
+		stderr:     e.stderr,
+		serverObs:  traces.observer("server", traceLine(out, "server")),
+		clientObs:  traces.observer("client", traceLine(out, "client")),
 	})
 	reportErr(e, traces.close())
 	if err != nil {

@@ -272,3 +272,32 @@ func (f *ecnFlag) Set(s string) error {
 	}
 	return fmt.Errorf("want on, passive or off")
 }
+
+// mtuProbingFlag is --mtu-probing: when the stack's connections search for
+// the path MTU themselves (RFC 4821), as Linux's net.ipv4.tcp_mtu_probing:
+// off (the default, as tcp_mtu_probing=0), blackhole (once a black hole is
+// suspected, 1) or on (from the handshake on, 2).
+type mtuProbingFlag struct{ mode tcp.MTUProbing }
+
+func mtuProbingFlagVar(fs *flag.FlagSet) *mtuProbingFlag {
+	f := &mtuProbingFlag{}
+	fs.Var(f, "mtu-probing", "path MTU probing (RFC 4821) of the stack's connections: off (ICMP only, as Linux's default tcp_mtu_probing=0), blackhole (once timeouts suggest a path MTU black hole, as tcp_mtu_probing=1) or on (from the handshake on, as 2)")
+	return f
+}
+
+func (f *mtuProbingFlag) String() string {
+	if f == nil {
+		return tcp.MTUProbingOff.String()
+	}
+	return f.mode.String()
+}
+
+func (f *mtuProbingFlag) Set(s string) error {
+	for _, m := range []tcp.MTUProbing{tcp.MTUProbingOff, tcp.MTUProbingBlackHole, tcp.MTUProbingOn} {
+		if s == m.String() {
+			f.mode = m
+			return nil
+		}
+	}
+	return fmt.Errorf("want off, blackhole or on")
+}

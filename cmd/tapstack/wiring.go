@@ -54,6 +54,7 @@ type linkFlags struct {
 	create          *bool
 	faults          *faultFlags
 	ecn             *ecnFlag
+	mtuProbing      *mtuProbingFlag
 }
 
 // addLinkFlags registers --tap, --addr, --create, --pcap and the fault
@@ -68,6 +69,8 @@ func addLinkFlags(fs *flag.FlagSet, verb string) *linkFlags {
 		otlp:   otlpFlag(fs),
 		faults: addFaultFlags(fs),
 		ecn:    ecnFlagVar(fs),
+
+		mtuProbing: mtuProbingFlagVar(fs),
 	}
 }
 
@@ -76,6 +79,7 @@ func addLinkFlags(fs *flag.FlagSet, verb string) *linkFlags {
 // device and capture.
 func (lf *linkFlags) open(e env, opts tcp.Options) (s *stack.Stack, close func(), err error) {
 	opts.ECN = lf.ecn.mode
+	opts.MTUProbing = lf.mtuProbing.mode
 	name := *lf.tap
 	if name == "" {
 		return nil, nil, errors.New("--tap is required (the name of a Linux TAP device, e.g. tap0)")
@@ -180,6 +184,10 @@ func printStats(w io.Writer, name string, st *tcp.Stats) {
 	if n := st.ECNConnections.Load(); n > 0 {
 		fmt.Fprintf(w, "%s: ECN on %d connections; %d CE marks received, %d windows reduced for the peer's echo (CWR)\n",
 			name, n, st.CEReceived.Load(), st.ECNReductions.Load())
+	}
+	if n, p := st.MTUBlackHoles.Load(), st.MTUProbes.Load(); n > 0 || p > 0 {
+		fmt.Fprintf(w, "%s: path MTU black hole suspected %d times; %d MTU probes, %d acknowledged, %d lost (RFC 4821)\n",
+			name, n, p, st.MTUProbeSuccesses.Load(), st.MTUProbeFailures.Load())
 	}
 }
 

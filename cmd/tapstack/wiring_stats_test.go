@@ -25,6 +25,12 @@ func TestPrintStats(t *testing.T) {
 			st.CEReceived.Add(4)
 			st.ECNReductions.Add(2)
 		}, "client: ECN on 1 connections; 4 CE marks received, 2 windows reduced for the peer's echo (CWR)\n"},
+		{"MTU probing", "MTU", func(st *tcp.Stats) {
+			st.MTUBlackHoles.Add(1)
+			st.MTUProbes.Add(6)
+			st.MTUProbeSuccesses.Add(3)
+			st.MTUProbeFailures.Add(3)
+		}, "client: path MTU black hole suspected 1 times; 6 MTU probes, 3 acknowledged, 3 lost (RFC 4821)\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var st tcp.Stats

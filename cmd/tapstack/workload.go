@@ -29,6 +29,7 @@ type demoConfig struct {
 	pcapPath             string         // capture of the server's end, if set
 	faults               *faultFlags    // on the server's end, if set
 	ecn                  tcp.ECNMode    // both stacks' (Options.ECN)
+	mtuProbing           tcp.MTUProbing // both stacks' (Options.MTUProbing)
 	stderr               io.Writer      // where the chosen fault seed is told
 	serverObs, clientObs event.Observer // may be nil
 	// at, if set, is called at each phase of the connection's life:
@@ -56,9 +57,9 @@ func runDemoWorkload(ctx context.Context, out io.Writer, cfg demoConfig) error {
 	if err != nil {
 		return err
 	}
-	server := stack.New(stack.Options{TCP: tcp.Options{TimeWait: cfg.timeWait, ECN: cfg.ecn, Observer: serverObs}})
+	server := stack.New(stack.Options{TCP: tcp.Options{TimeWait: cfg.timeWait, ECN: cfg.ecn, MTUProbing: cfg.mtuProbing, Observer: serverObs}})
 	defer stopStack(server)
-	client := stack.New(stack.Options{TCP: tcp.Options{TimeWait: cfg.timeWait, ECN: cfg.ecn, Observer: cfg.clientObs}})
+	client := stack.New(stack.Options{TCP: tcp.Options{TimeWait: cfg.timeWait, ECN: cfg.ecn, MTUProbing: cfg.mtuProbing, Observer: cfg.clientObs}})
 	defer stopStack(client)
 	defer a.Close()
 	defer b.Close()

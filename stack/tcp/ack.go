@@ -69,6 +69,7 @@ func (e *Endpoint) processAck(seg *segment) {
 
 	if e.sndUna.LessThan(seg.Ack) {
 		e.ackCumulative(seg.Ack, &a)
+		e.mtuProbeOnAck()
 	}
 	if e.sackOK && seg.nsack > 0 {
 		e.ackSACK(seg, &a)

@@ -14,6 +14,7 @@ import (
 // initCongestion sets the initial window when the connection is
 // established: IW = min(10*MSS, max(2*MSS, 14600)) (RFC 6928 2), as Linux.
 func (e *Endpoint) initCongestion() {
+	e.mtuProbeInit()
 	e.applyPathMTU()
 	mss := uint32(e.sndMSS)
 	e.cwnd = initialWindow(mss)

@@ -117,6 +117,7 @@ type Endpoint struct {
 	synTSval          uint32 // TSval of the latest SYN or SYN-ACK sent (handshake.go)
 	drainCheck        bool   // unregistered: flush tells a Shutdown waiting for the last connection, once the last segment left
 	stampState        stampState
+	synMSS            uint16 // sndMSS as the handshake left it, before path MTU discovery (plpmtud.go); here, it fits the padding
 	rtxq              rtxQueue
 	stampAt           tcpip.MonotonicTime // the clock of the work in hand, while stampState says it holds it (stamp.go)
 	train             *train              // new segments output sends back to back, while it runs (send.go)
@@ -167,9 +168,14 @@ type Endpoint struct {
 	// Keepalive (RFC 9293 3.8.4), off by default.
 	keepIdle   time.Duration
 	keepIntvl  time.Duration
-	keepCount  int
-	keepProbes int   // probes sent since the peer was last heard from
+	keepCount  int32
+	keepProbes int32 // probes sent since the peer was last heard from
 	softErr    error // last ICMP error in a synchronized state (Linux sk_err_soft)
+
+	// mtup is the packetization-layer path MTU search (plpmtud.go),
+	// made when probing starts: at the handshake with MTUProbingOn, at
+	// a suspected black hole with MTUProbingBlackHole.
+	mtup *mtuProbe
 
 	// When this connection last answered an unacceptable segment, for
 	// the per-connection limit of Options.InvalidRateLimit (reset.go);

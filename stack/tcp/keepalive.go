@@ -1,6 +1,7 @@
 package tcp
 
 import (
+	"math"
 	"syscall"
 	"time"
 
@@ -29,7 +30,7 @@ func (e *Endpoint) SetKeepAlive(on bool, idle, interval time.Duration, count int
 	e.keepalive = on
 	e.keepIdle = cmpOr(idle, DefaultKeepaliveIdle)
 	e.keepIntvl = cmpOr(interval, DefaultKeepaliveInterval)
-	e.keepCount = count
+	e.keepCount = int32(min(count, math.MaxInt32))
 	if count <= 0 {
 		e.keepCount = DefaultKeepaliveCount
 	}

@@ -213,6 +213,19 @@ type Options struct {
 	// (tcp_ecn=1); ECNOff never uses it (tcp_ecn=0). See ecn.go.
 	ECN ECNMode
 
+	// MTUProbing says when connections search for the path MTU
+	// themselves (RFC 4821, plpmtud.go), which finds a path MTU black
+	// hole that ICMP never reports: MTUProbingOff, the default as in
+	// Linux (tcp_mtu_probing=0); MTUProbingBlackHole once the
+	// retransmission timer suggests one (1); MTUProbingOn from the
+	// handshake on (2). BaseMSS is where the search starts and the MSS a
+	// suspected black hole drops to (Linux's tcp_base_mss, default
+	// 1024); ProbeInterval how long a finished search rests before it
+	// starts again (tcp_probe_interval, default 10 minutes).
+	MTUProbing    MTUProbing
+	BaseMSS       int
+	ProbeInterval time.Duration
+
 	// Observer, if set, receives every Event.
 	Observer event.Observer
 }
@@ -256,6 +269,8 @@ func (o Options) withDefaults() Options {
 	defInt(&o.MaxOrphans, 131072)
 	defInt(&o.MaxConnections, 1<<20)
 	defInt(&o.MinGSOSegments, 2)
+	defInt(&o.BaseMSS, DefaultBaseMSS)
+	def(&o.ProbeInterval, DefaultProbeInterval)
 	return o
 }
 

@@ -137,6 +137,16 @@ func (e *Endpoint) pathMTUArrives(mtu uint32) {
 	if e.proto.pmtu.learn(e.id.RemoteAddress, mtu, e.now()) {
 		e.proto.limits.PathMTUEvictions.Add(1)
 	}
+	if p := e.mtup; p != nil {
+		// The search stays under what the path reported (Linux's
+		// tcp_sync_mss).
+		if p.searchHigh > int(mtu) {
+			p.searchHigh = int(mtu)
+		}
+		if p.searchLow > p.searchHigh {
+			p.searchLow = p.searchHigh
+		}
+	}
 	mss := e.mssForMTU(mtu)
 	if mss >= e.sndMSS {
 		return // not smaller than what we send already

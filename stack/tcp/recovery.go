@@ -142,6 +142,8 @@ func (e *Endpoint) recoverOnAck(seg *segment, a *ackInfo) {
 			e.undoResponse("D-SACK: every retransmission was spurious")
 		}
 		switch {
+		case e.rtxq.lostWaiting > 0 && e.mtuProbeLost():
+			// The path MTU probe, not congestion (plpmtud.go).
 		case e.rtxq.lostWaiting > 0:
 			e.enterRecovery(a.lost, "ACK")
 			if ece {
@@ -300,6 +302,9 @@ func (e *Endpoint) lossRule() string {
 // lossDetected is a loss found without an ACK (RACK's reordering timer):
 // it starts fast recovery from open or CWR, and lets PRR send.
 func (e *Endpoint) lossDetected(n int, by string) {
+	if e.caState == caOpen && e.mtuProbeLost() {
+		return // the path MTU probe, not congestion (plpmtud.go)
+	}
 	if e.caState == caOpen || e.caState == caCWR {
 		e.enterRecovery(n, by)
 	}

@@ -87,6 +87,8 @@ func (e *Endpoint) retransmitTimeout() {
 	e.backoff()
 	e.proto.stats.RetransmitTimeouts.Add(1)
 	e.emitRTO()
+	e.mtuProbeTimeout()
+	e.blackHoleSuspected()
 	e.enterLoss()
 	e.output()
 	e.setTimer(timerRetransmit, e.rtoFromNow())

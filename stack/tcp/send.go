@@ -20,7 +20,7 @@ func (e *Endpoint) sendSegment(cause event.SendCause, flags header.TCPFlags, seq
 	case event.SendSynRetransmit, event.SendSynAckRetransmit:
 		attempt = e.retries // the RTO expiries so far: "#2" is the second retransmission
 	case event.SendKeepalive:
-		attempt = e.keepProbes
+		attempt = int(e.keepProbes)
 	case event.SendWindowProbe:
 		attempt = e.persistProbes
 	}
@@ -430,6 +430,12 @@ func (e *Endpoint) output() {
 			sent = true
 			continue
 		}
+		if probed, wait := e.mtuProbeSend(); probed {
+			sent = true
+			continue
+		} else if wait {
+			break
+		}
 		if e.sendNewData(event.SendData, false) {
 			sent = true
 			continue
@@ -458,6 +464,18 @@ func (e *Endpoint) output() {
 // and the FIN rules let it, and reports whether it sent one. A probe
 // (the tail loss probe) does not need room in the congestion window.
 func (e *Endpoint) sendNewData(cause event.SendCause, probe bool) bool {
+	// SACK blocks ride on data segments too (RFC 2018 4): the payload
+	// makes room for them, as Linux's tcp_current_mss does.
+	return e.sendNewDataN(cause, probe, e.segmentSize())
+}
+
+// sendNewDataSized is sendNewData for a segment of up to size bytes, not
+// the MSS: a path MTU probe (plpmtud.go).
+func (e *Endpoint) sendNewDataSized(cause event.SendCause, size int) bool {
+	return e.sendNewDataN(cause, false, size)
+}
+
+func (e *Endpoint) sendNewDataN(cause event.SendCause, probe bool, mss int) bool {
 	// A FIN alone is not held back by the congestion window, as Linux
 	// (tcp_cwnd_test: "don't be strict about the congestion window for
 	// the final FIN"): one sequence number, no data.
@@ -479,9 +497,6 @@ func (e *Endpoint) sendNewData(cause event.SendCause, probe bool) bool {
 	if wndEnd := e.sndUna.Add(seqnum.Size(e.sndWnd)); e.sndNxt.LessThan(wndEnd) {
 		rwnd = int(e.sndNxt.Size(wndEnd))
 	}
-	// SACK blocks ride on data segments too (RFC 2018 4): the payload
-	// makes room for them, as Linux's tcp_current_mss does.
-	mss := e.segmentSize()
 	n := min(unsent, mss, rwnd)
 	if !probe && !finOnly && !e.cwndFits(n) {
 		// The whole segment must fit in the congestion window; a
@@ -606,6 +621,13 @@ func (e *Endpoint) retransmitSeg(i uint64, cause event.SendCause) {
 		dataEnd--
 	}
 	attempt := int(s.rtx) + 1
+	if p := e.mtup; p != nil && p.probeSize != 0 && s.start == p.probeSeq {
+		// A path MTU probe sent again, by the tail loss probe or a
+		// rule that deemed it lost: it went unanswered, and its data
+		// goes in pieces whose acknowledgment says nothing of its
+		// size (plpmtud.go).
+		e.mtuProbeFailed("unanswered: sent again")
+	}
 	e.trainEnd() // the new data before it goes first
 	for seq, k := s.start, 0; k < 1<<16; k++ {
 		n := min(int(seq.Size(dataEnd)), e.sndMSS)

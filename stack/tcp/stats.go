@@ -21,6 +21,10 @@ type Stats struct {
 	// Loss recovery (recovery.go, rack.go), as Linux's TcpExt counters.
 	RetransmitTimeouts atomic.Uint64 // data retransmission timer expiries (TCPTimeouts)
 	PathMTUReductions  atomic.Uint64 // path MTUs lowered by ICMP (RFC 1191, RFC 8201)
+	MTUBlackHoles      atomic.Uint64 // retransmission timeouts that suspected a path MTU black hole and cut the MSS (RFC 4821 7.7; plpmtud.go)
+	MTUProbes          atomic.Uint64 // path MTU probes sent (RFC 4821)
+	MTUProbeSuccesses  atomic.Uint64 // probes acknowledged: the MSS rose (Linux's TCPMTUPSuccess)
+	MTUProbeFailures   atomic.Uint64 // probes lost or timed out: the search narrowed, no congestion (TCPMTUPFail)
 	FastRecoveries     atomic.Uint64 // fast recoveries begun
 	TailLossProbes     atomic.Uint64 // tail loss probes sent (TCPLossProbes)
 	TLPRecoveries      atomic.Uint64 // losses a probe repaired (TCPLossProbeRecovery)

@@ -83,6 +83,8 @@ func newEngine(tb testing.TB, set settings, obs event.Observer) *engine {
 		TailLossProbes:       1, // Linux sends one probe per silence, then waits for the RTO
 		NoSlowStartAfterIdle: set.noSlowStartAfterIdle,
 		ECN:                  set.ecn,
+		MTUProbing:           set.mtuProbing,
+		BaseMSS:              set.baseMSS,
 		MinGSOSegments:       set.minGSOSegments,
 		AbortOnOverflow:      set.abortOnOverflow,
 		CongestionControl:    set.congestionControl,

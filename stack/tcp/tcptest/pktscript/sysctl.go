@@ -18,7 +18,8 @@ type settings struct {
 	noTimestamps, noSACK, noSynCookies, noRACK, noFRTO bool
 	noSlowStartAfterIdle                               bool
 	ecn                                                tcp.ECNMode
-	minGSOSegments                                     int
+	mtuProbing                                         tcp.MTUProbing
+	minGSOSegments, baseMSS                            int
 	abortOnOverflow                                    bool
 
 	congestionControl string
@@ -602,10 +603,24 @@ func (s *settings) sysctl(key, value string) *skipError {
 		}
 		return took("window scaling on, as always in tapstack")
 	case "tcp_mtu_probing":
-		if value != "0" {
-			return needs("%s (packetization layer path MTU discovery)", setting)
+		switch value {
+		case "0":
+			s.mtuProbing = tcp.MTUProbingOff
+		case "1":
+			s.mtuProbing = tcp.MTUProbingBlackHole
+		case "2":
+			s.mtuProbing = tcp.MTUProbingOn
+		default:
+			return needs("%s", setting)
 		}
-		return took("no MTU probing, as tapstack")
+		return took("Options.MTUProbing")
+	case "tcp_base_mss":
+		n, ok := num()
+		if !ok || n <= 0 {
+			return needs("%s", setting)
+		}
+		s.baseMSS = int(min(n, 65535))
+		return took("Options.BaseMSS")
 	case "tcp_notsent_lowat":
 		if n, ok := num(); !ok || n != 4294967295 {
 			return needs("%s (TCP_NOTSENT_LOWAT)", setting)
@@ -619,7 +634,7 @@ func (s *settings) sysctl(key, value string) *skipError {
 		s.minGSOSegments = int(min(n, 64))
 		return took("Options.MinGSOSegments")
 	case "tcp_tso_win_divisor", "tcp_limit_output_bytes", "tcp_autocorking",
-		"tcp_pacing_ss_ratio", "tcp_pacing_ca_ratio", "tcp_base_mss", "tcp_moderate_rcvbuf",
+		"tcp_pacing_ss_ratio", "tcp_pacing_ca_ratio", "tcp_moderate_rcvbuf",
 		"tcp_no_metrics_save", "tcp_fastopen", "tcp_fastopen_key":
 		// TSO sizing and deferral, TCP small queues, pacing ratios
 		// (effective only under fq), buffer autotuning, the metrics

@@ -47,7 +47,11 @@ func TestSysctl(t *testing.T) {
 		{"sysctl -q net.ipv4.tcp_ecn=2", func(s settings) bool { return s.ecn == tcp.ECNPassive }, ""},
 		{"sysctl -q net.ipv4.tcp_ecn=0", func(s settings) bool { return s.ecn == tcp.ECNOff }, ""},
 		{"sysctl -q net.ipv4.tcp_ecn=3", nil, "net.ipv4.tcp_ecn=3 (Accurate ECN)"},
-		{"sysctl -q net.ipv4.tcp_mtu_probing=2", nil, "net.ipv4.tcp_mtu_probing=2"},
+		{"sysctl -q net.ipv4.tcp_mtu_probing=2", func(s settings) bool { return s.mtuProbing == tcp.MTUProbingOn }, ""},
+		{"sysctl -q net.ipv4.tcp_mtu_probing=1 net.ipv4.tcp_base_mss=512", func(s settings) bool {
+			return s.mtuProbing == tcp.MTUProbingBlackHole && s.baseMSS == 512
+		}, ""},
+		{"sysctl -q net.ipv4.tcp_mtu_probing=3", nil, "net.ipv4.tcp_mtu_probing=3"},
 		{"sysctl -q net.ipv4.tcp_reordering=10", nil, "net.ipv4.tcp_reordering=10"},
 		{"sysctl -q net.core.somaxconn=10", nil, "net.core.somaxconn=10 (no such setting in tapstack)"},
 		{"sysctl -q net.ipv4.tcp_syn_retries=0", nil, "net.ipv4.tcp_syn_retries=0"},

@@ -1,0 +1,121 @@
+package pcap_test
+
+import (
+	"bytes"
+	"io"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+
+	"github.com/tapstack/tapstack/conn"
+	"github.com/tapstack/tapstack/pcap"
+	"github.com/tapstack/tapstack/stack"
+	"github.com/tapstack/tapstack/stack/tcp"
+	"github.com/tapstack/tapstack/tap"
+)
+
+// TestBlackHoleNotes: the glass box for path MTU probing (RFC 4821). A
+// capture of the sender's end, with a 1,400-byte black hole below it:
+// the sender's full-sized segments carry the fault's note and a drop
+// verdict; the retransmission the suspected black hole cut to 1,024
+// bytes carries the engine's note on it; and every frame whose note
+// announces an MTU probe is that probe: one segment larger than the
+// segments around it, of the size the note gives.
+func TestBlackHoleNotes(t *testing.T) {
+	a, b := tap.Pipe()
+	var faultObs func(tap.FaultEvent)
+	f := tap.NewFault(a, tap.FaultConfig{BlackHoleMTU: 1400, Observer: func(ev tap.FaultEvent) { faultObs(ev) }})
+	var buf bytes.Buffer
+	w, err := pcap.New(f, &buf, pcap.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	faultObs = w.FaultObserver(nil)
+	client := stack.New(stack.Options{TCP: tcp.Options{MTUProbing: tcp.MTUProbingBlackHole, MinRTO: 20 * time.Millisecond, Observer: w.Observer(nil)}})
+	server := stack.New(stack.Options{})
+	defer server.Close()
+	defer client.Close()
+	defer a.Close()
+	defer b.Close()
+	if _, err := client.AddNIC(w, netip.MustParsePrefix("192.0.2.2/24")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := server.AddNIC(b, netip.MustParsePrefix("192.0.2.1/24")); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := conn.Listen(server, "tcp", "192.0.2.1:9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	const size = 1 << 20
+	got := make(chan int64, 1)
+	go func() {
+		s, err := ln.Accept()
+		if err != nil {
+			got <- 0
+			return
+		}
+		defer s.Close()
+		n, _ := io.Copy(io.Discard, s)
+		got <- n
+	}()
+	c, err := conn.Dial(client, "tcp", "192.0.2.1:9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := c.Write(make([]byte, size)); err != nil {
+		t.Fatal(err)
+	}
+	c.(*conn.Conn).CloseWrite()
+	if n := <-got; n != size {
+		t.Fatalf("the server received %d bytes of %d", n, size)
+	}
+	c.Close()
+	client.TCP().SyncEvents()
+	w.CloseCapture()
+	pkts, err := pcap.ReadAll(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const ip = header.EthernetMinimumSize
+	var dropped, suspected, probes int
+	for i, p := range pkts {
+		if p.Direction != pcap.Outbound || len(p.Data) < ip+header.IPv4MinimumSize+header.TCPMinimumSize {
+			continue
+		}
+		h := header.TCP(p.Data[ip+header.IPv4MinimumSize:])
+		n := len(p.Data) - ip - header.IPv4MinimumSize - int(h.DataOffset())
+		note := p.Comment()
+		if strings.Contains(note, "over the black hole's MTU 1400") {
+			dropped++
+		}
+		if strings.Contains(note, "black hole suspected") {
+			suspected++
+			if n != 1024 {
+				t.Errorf("frame %d: the black hole's note on a segment of %d bytes, want the retransmission cut to 1024: %q", i+1, n, note)
+			}
+		}
+		if k := strings.Index(note, "MTU probe: "); k >= 0 {
+			probes++
+			var mtu int
+			for _, r := range note[k+len("MTU probe: "):] {
+				if r < '0' || r > '9' {
+					break
+				}
+				mtu = mtu*10 + int(r-'0')
+			}
+			if want := mtu - header.IPv4MinimumSize - header.TCPMinimumSize - 12; n != want {
+				t.Errorf("frame %d: the note announces a probe of MTU %d (%d bytes of text), on a segment of %d: %q", i+1, mtu, want, n, note)
+			}
+		}
+	}
+	t.Logf("%d frames: %d black-holed, %d suspected, %d probes", len(pkts), dropped, suspected, probes)
+	if dropped == 0 || suspected != 1 || probes == 0 {
+		t.Errorf("%d black-holed, %d notes of a suspected black hole, %d probe notes; want some, 1, some", dropped, suspected, probes)
+	}
+}

@@ -1,0 +1,115 @@
+package interop
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/tapstack/tapstack/conn"
+	"github.com/tapstack/tapstack/stack/tcp"
+	"github.com/tapstack/tapstack/tap"
+)
+
+// blackHoleMTU is the path MTU of the black holes below: a 1,500-byte
+// link with a 1,400-byte hop whose ICMP never comes back (RFC 2923 2.1).
+const blackHoleMTU = 1400
+
+// TestBlackHolePipe: tapstack to tapstack, IPv4 and IPv6, through a
+// 1,400-byte path MTU black hole both ways (the fault middleware drops
+// every larger packet and sends no ICMP). With MTUProbingBlackHole the
+// sender's retransmission timer suspects the hole, the MSS drops to
+// BaseMSS, and RFC 4821's search climbs back to within
+// tcp_probe_threshold (8 bytes) of the hole's MTU, never above it; 8 MiB
+// arrive intact each way. (MinRTO is 20 ms so that the 15 minimum RTOs
+// of black hole detection take 0.3 s, not 3.)
+func TestBlackHolePipe(t *testing.T) {
+	for _, v6 := range []bool{false, true} {
+		name, a, b := "ipv4", tsPrefix4, peerPrefix4
+		if v6 {
+			name, a, b = "ipv6", tsPrefix6, peerPrefix6
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			pa, pb := tap.Pipe(tap.WithPipeQueue(cableQueue))
+			fault := tap.NewFault(pa, tap.FaultConfig{BlackHoleMTU: blackHoleMTU, Inbound: &tap.FaultConfig{BlackHoleMTU: blackHoleMTU}})
+			o := tcp.Options{MTUProbing: tcp.MTUProbingBlackHole, MinRTO: 20 * time.Millisecond}
+			dialer, _ := newTapstack(t, fault, a, o)
+			listener, _ := newTapstack(t, pb, b, o)
+			c, s := connectPair(t, dialer, listener, b)
+			exchange(t, c, s, 8*MiB, both, bulkTimeout())
+			out, in := fault.Stats(), fault.InboundStats()
+			for _, end := range []struct {
+				name string
+				st   *tcp.Stats
+				ep   *tcp.Endpoint
+			}{{"dialer", dialer.TCP().Stats(), c.Endpoint()}, {"listener", listener.TCP().Stats(), s.Endpoint()}} {
+				i := end.ep.Info()
+				mtu := i.SndMSS + 20 + 20 + 12 // the IP and TCP headers, the timestamp option
+				if v6 {
+					mtu += 20
+				}
+				t.Logf("%s: MSS %d (MTU %d); %d black holes, %d probes, %d acknowledged, %d lost; %d RTOs, %d fast recoveries",
+					end.name, i.SndMSS, mtu, end.st.MTUBlackHoles.Load(), end.st.MTUProbes.Load(), end.st.MTUProbeSuccesses.Load(),
+					end.st.MTUProbeFailures.Load(), end.st.RetransmitTimeouts.Load(), end.st.FastRecoveries.Load())
+				if end.st.MTUBlackHoles.Load() == 0 || end.st.MTUProbeSuccesses.Load() == 0 {
+					t.Errorf("%s: the black hole was not found, or the search never climbed", end.name)
+				}
+				if mtu > blackHoleMTU || mtu <= blackHoleMTU-8 {
+					t.Errorf("%s: MTU %d at the end, want (%d, %d]", end.name, mtu, blackHoleMTU-8, blackHoleMTU)
+				}
+			}
+			if out.BlackHoled == 0 || in.BlackHoled == 0 {
+				t.Errorf("black-holed %d out, %d in: the hole never swallowed a packet", out.BlackHoled, in.BlackHoled)
+			}
+		})
+	}
+}
+
+// TestKernelBlackHole: tapstack and the Linux kernel over a TAP with a
+// 1,400-byte black hole both ways, each side's detection against a real
+// peer. tapstack sending (MTUProbingBlackHole): the kernel receives 4 MiB
+// intact once tapstack's search has found the hole. The kernel sending
+// (tcp_mtu_probing=1 in its namespace): Linux's own detection gets
+// through the same hole, which shows the fault middleware is a black hole
+// Linux recognizes, and tapstack takes the smaller segments in.
+func TestKernelBlackHole(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		fromKernel bool
+	}{{"tapstack-sends", false}, {"kernel-sends", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			k := newLossyKernelWith(t, "tsbh0", tap.FaultConfig{BlackHoleMTU: blackHoleMTU}, tcp.Options{MTUProbing: tcp.MTUProbingBlackHole})
+			k.ns.Run(t, "sysctl", "-q", "-w", "net.ipv4.tcp_mtu_probing=1")
+			tc0, kc := k.connect(t)
+			c := tc0.(*conn.Conn)
+			took := move(t, c, kc, 4*MiB, tc.fromKernel, 11)
+			info := c.Endpoint().Info()
+			st, out, in := k.ts.TCP().Stats(), k.link.Stats(), k.link.InboundStats()
+			c.Close()
+			kc.Close()
+			netstat, err := k.ns.Exec(context.Background(), "cat", "/proc/net/netstat").Output()
+			if err != nil {
+				t.Fatal(err)
+			}
+			kSucc, kFail := netstatField(string(netstat), "TcpExt:", "TCPMTUPSuccess"), netstatField(string(netstat), "TcpExt:", "TCPMTUPFail")
+			t.Logf("%v; black-holed %d out, %d in; tapstack: MSS %d, %d black holes, %d probes, %d acknowledged, %d lost; kernel: %d probes acknowledged, %d lost",
+				took, out.BlackHoled, in.BlackHoled, info.SndMSS, st.MTUBlackHoles.Load(), st.MTUProbes.Load(),
+				st.MTUProbeSuccesses.Load(), st.MTUProbeFailures.Load(), kSucc, kFail)
+			if tc.fromKernel {
+				if in.BlackHoled == 0 {
+					t.Error("the kernel's segments never hit the hole: nothing was tested")
+				}
+				return
+			}
+			if out.BlackHoled == 0 || st.MTUBlackHoles.Load() == 0 {
+				t.Errorf("black-holed %d, %d black holes found: tapstack did not meet the hole", out.BlackHoled, st.MTUBlackHoles.Load())
+			}
+			if mtu := info.SndMSS + 52; mtu > blackHoleMTU {
+				t.Errorf("MSS %d (MTU %d) over the hole's %d", info.SndMSS, mtu, blackHoleMTU)
+			}
+		})
+	}
+}
+
+var _ net.Conn = (*conn.Conn)(nil)
