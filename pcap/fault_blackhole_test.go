@@ -1,17 +1,11 @@
 package pcap_test
 
 import (
-	"bytes"
 	"strings"
 	"testing"
 
-	"gvisor.dev/gvisor/pkg/buffer"
-	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
-	"gvisor.dev/gvisor/pkg/tcpip/link/channel"
-	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
-	"github.com/tapstack/tapstack/pcap"
 	"github.com/tapstack/tapstack/tap"
 )
 
@@ -30,48 +24,7 @@ func TestFaultBlackHoleCapture(t *testing.T) {
 		{"at", ipLen, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var faultObs func(tap.FaultEvent)
-			cfg := tap.FaultConfig{BlackHoleMTU: tc.mtu}
-			in := cfg
-			cfg.Inbound, cfg.Seed = &in, 3
-			cfg.Observer = func(ev tap.FaultEvent) { faultObs(ev) }
-			f := tap.NewFault(channel.New(16, 1500, ""), cfg)
-			var buf bytes.Buffer
-			w, err := pcap.New(f, &buf, pcap.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			faultObs = w.FaultObserver(nil)
-			w.Attach(discard{})
-
-			us, peer := tcpip.AddrFrom4([4]byte{192, 0, 2, 1}), tcpip.AddrFrom4([4]byte{192, 0, 2, 2})
-			sent := ect0Segment(us, peer, 7, 40000)
-			const hdr = header.EthernetMinimumSize + header.IPv4MinimumSize + header.TCPMinimumSize
-			out := gstack.NewPacketBuffer(gstack.PacketBufferOptions{ReserveHeaderBytes: hdr, Payload: buffer.MakeWithData(sent[hdr:])})
-			copy(out.TransportHeader().Push(header.TCPMinimumSize), sent[header.EthernetMinimumSize+header.IPv4MinimumSize:])
-			copy(out.NetworkHeader().Push(header.IPv4MinimumSize), sent[header.EthernetMinimumSize:])
-			copy(out.LinkHeader().Push(header.EthernetMinimumSize), sent)
-			out.NetworkProtocolNumber, out.TransportProtocolNumber = header.IPv4ProtocolNumber, header.TCPProtocolNumber
-			var pl gstack.PacketBufferList
-			pl.PushBack(out)
-			w.WritePackets(pl)
-			out.DecRef()
-
-			got := ect0Segment(peer, us, 40000, 7)
-			inPkt := gstack.NewPacketBuffer(gstack.PacketBufferOptions{Payload: buffer.MakeWithData(got)})
-			inPkt.LinkHeader().Consume(header.EthernetMinimumSize)
-			f.DeliverNetworkPacket(header.IPv4ProtocolNumber, inPkt)
-			inPkt.DecRef()
-
-			st := w.Stats()
-			w.CloseCapture()
-			pkts, err := pcap.ReadAll(&buf)
-			if err != nil || len(pkts) != 2 {
-				t.Fatalf("%d packets, %v; want 2", len(pkts), err)
-			}
-			if st.Unmatched != 0 {
-				t.Errorf("%d fault reports unmatched", st.Unmatched)
-			}
+			pkts := captureEachWay(t, tap.FaultConfig{BlackHoleMTU: tc.mtu})
 			dropped := tc.comment != ""
 			for _, p := range pkts {
 				has := dropped && strings.Contains(p.Comment(), tc.comment)

@@ -244,60 +244,54 @@ func usageErr(fs *flag.FlagSet, format string, args ...any) error {
 	return errUsage
 }
 
-// ecnFlag is --ecn: whether the stack's connections use ECN (RFC 3168),
-// as Linux's net.ipv4.tcp_ecn: on (ask on active opens, agree on
+// modeFlag is a flag whose value is one of a few named modes of the
+// engine, written as the mode's String: --ecn, --mtu-probing. Its zero
+// value holds the engine's default, the mode's zero value.
+type modeFlag[T interface {
+	comparable
+	String() string
+}] struct {
+	mode  T
+	modes []T
+}
+
+func (f *modeFlag[T]) String() string {
+	if f == nil {
+		var zero T
+		return zero.String()
+	}
+	return f.mode.String()
+}
+
+func (f *modeFlag[T]) Set(s string) error {
+	names := make([]string, len(f.modes))
+	for i, m := range f.modes {
+		if s == m.String() {
+			f.mode = m
+			return nil
+		}
+		names[i] = m.String()
+	}
+	return fmt.Errorf("want %s or %s", strings.Join(names[:len(names)-1], ", "), names[len(names)-1])
+}
+
+// ecnFlagVar is --ecn: whether the stack's connections use ECN (RFC
+// 3168), as Linux's net.ipv4.tcp_ecn: on (ask on active opens, agree on
 // passive ones; tcp_ecn=1), passive (agree only; the default, as
 // tcp_ecn=2) or off (tcp_ecn=0).
-type ecnFlag struct{ mode tcp.ECNMode }
-
-func ecnFlagVar(fs *flag.FlagSet) *ecnFlag {
-	f := &ecnFlag{}
+func ecnFlagVar(fs *flag.FlagSet) *modeFlag[tcp.ECNMode] {
+	f := &modeFlag[tcp.ECNMode]{modes: []tcp.ECNMode{tcp.ECNOn, tcp.ECNPassive, tcp.ECNOff}}
 	fs.Var(f, "ecn", "ECN (RFC 3168) of the stack's connections: on (ask when dialing, as Linux's tcp_ecn=1), passive (agree when the peer asks, as tcp_ecn=2) or off")
 	return f
 }
 
-func (f *ecnFlag) String() string {
-	if f == nil {
-		return tcp.ECNPassive.String()
-	}
-	return f.mode.String()
-}
-
-func (f *ecnFlag) Set(s string) error {
-	for _, m := range []tcp.ECNMode{tcp.ECNOn, tcp.ECNPassive, tcp.ECNOff} {
-		if s == m.String() {
-			f.mode = m
-			return nil
-		}
-	}
-	return fmt.Errorf("want on, passive or off")
-}
-
-// mtuProbingFlag is --mtu-probing: when the stack's connections search for
-// the path MTU themselves (RFC 4821), as Linux's net.ipv4.tcp_mtu_probing:
-// off (the default, as tcp_mtu_probing=0), blackhole (once a black hole is
-// suspected, 1) or on (from the handshake on, 2).
-type mtuProbingFlag struct{ mode tcp.MTUProbing }
-
-func mtuProbingFlagVar(fs *flag.FlagSet) *mtuProbingFlag {
-	f := &mtuProbingFlag{}
+// mtuProbingFlagVar is --mtu-probing: when the stack's connections search
+// for the path MTU themselves (RFC 4821), as Linux's
+// net.ipv4.tcp_mtu_probing: off (the default, as tcp_mtu_probing=0),
+// blackhole (once a black hole is suspected, 1) or on (from the
+// handshake on, 2).
+func mtuProbingFlagVar(fs *flag.FlagSet) *modeFlag[tcp.MTUProbing] {
+	f := &modeFlag[tcp.MTUProbing]{modes: []tcp.MTUProbing{tcp.MTUProbingOff, tcp.MTUProbingBlackHole, tcp.MTUProbingOn}}
 	fs.Var(f, "mtu-probing", "path MTU probing (RFC 4821) of the stack's connections: off (ICMP only, as Linux's default tcp_mtu_probing=0), blackhole (once timeouts suggest a path MTU black hole, as tcp_mtu_probing=1) or on (from the handshake on, as 2)")
 	return f
-}
-
-func (f *mtuProbingFlag) String() string {
-	if f == nil {
-		return tcp.MTUProbingOff.String()
-	}
-	return f.mode.String()
-}
-
-func (f *mtuProbingFlag) Set(s string) error {
-	for _, m := range []tcp.MTUProbing{tcp.MTUProbingOff, tcp.MTUProbingBlackHole, tcp.MTUProbingOn} {
-		if s == m.String() {
-			f.mode = m
-			return nil
-		}
-	}
-	return fmt.Errorf("want off, blackhole or on")
 }

@@ -5,6 +5,8 @@ import (
 	"io"
 	"strings"
 	"testing"
+
+	"github.com/tapstack/tapstack/stack/tcp"
 )
 
 // TestFaultFlagsMark: --mark sets the mark probability of both
@@ -74,6 +76,39 @@ func TestFaultFlagsBlackHole(t *testing.T) {
 		}
 		if !ok || cfg.BlackHoleMTU != tc.out || in != tc.in || cfg.Seed != 7 {
 			t.Errorf("%q: faults on %v, black hole MTU out %d, in %d; want on, %d, %d", tc.args, ok, cfg.BlackHoleMTU, in, tc.out, tc.in)
+		}
+	}
+}
+
+// TestModeFlags: --ecn and --mtu-probing take their modes by name,
+// default to the engine's zero value (Linux's defaults: tcp_ecn=2,
+// tcp_mtu_probing=0), and refuse anything else naming what they want.
+func TestModeFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args       []string
+		ecn        tcp.ECNMode
+		mtuProbing tcp.MTUProbing
+		err        string
+	}{
+		{nil, tcp.ECNPassive, tcp.MTUProbingOff, ""},
+		{[]string{"--ecn", "on", "--mtu-probing", "blackhole"}, tcp.ECNOn, tcp.MTUProbingBlackHole, ""},
+		{[]string{"--ecn=off", "--mtu-probing=on"}, tcp.ECNOff, tcp.MTUProbingOn, ""},
+		{[]string{"--ecn", "yes"}, 0, 0, "want on, passive or off"},
+		{[]string{"--mtu-probing", "1"}, 0, 0, "want off, blackhole or on"},
+	} {
+		fs := flag.NewFlagSet("test", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		ecn, probing := ecnFlagVar(fs), mtuProbingFlagVar(fs)
+		err := fs.Parse(tc.args)
+		switch {
+		case tc.err != "":
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: error %v, want one saying %q", tc.args, err, tc.err)
+			}
+		case err != nil:
+			t.Errorf("%q: %v", tc.args, err)
+		case ecn.mode != tc.ecn || probing.mode != tc.mtuProbing:
+			t.Errorf("%q: ECN %v, MTU probing %v; want %v, %v", tc.args, ecn.mode, probing.mode, tc.ecn, tc.mtuProbing)
 		}
 	}
 }

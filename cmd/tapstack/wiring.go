@@ -53,8 +53,8 @@ type linkFlags struct {
 	otlp            *string // otlp.go
 	create          *bool
 	faults          *faultFlags
-	ecn             *ecnFlag
-	mtuProbing      *mtuProbingFlag
+	ecn             *modeFlag[tcp.ECNMode]
+	mtuProbing      *modeFlag[tcp.MTUProbing]
 }
 
 // addLinkFlags registers --tap, --addr, --create, --pcap and the fault

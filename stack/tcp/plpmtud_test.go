@@ -18,6 +18,19 @@ func mtuNotes(notes *[]string) tcp.Options {
 	}}
 }
 
+// wantNotes checks the path MTU notes, each against a part of it.
+func wantNotes(t *testing.T, notes []string, want ...string) {
+	t.Helper()
+	if len(notes) != len(want) {
+		t.Fatalf("notes %q, want %d", notes, len(want))
+	}
+	for k := range want {
+		if !strings.Contains(notes[k], want[k]) {
+			t.Errorf("note %d %q, want %q in it", k, notes[k], want[k])
+		}
+	}
+}
+
 // blackHole sends one full segment into a path MTU black hole (the peer
 // never sees it, and no ICMP comes back) and lets the engine's timers
 // fire n times; it returns the sizes of the segments each firing sent.
@@ -148,15 +161,7 @@ func TestMTUProbeSuccess(t *testing.T) {
 	}
 	// The ACK lets the next probe go at once, halfway between 1,282
 	// and 1,500.
-	want := []string{"black hole suspected", "MTU probe: 1282 bytes", "MTU probe of 1282 bytes acknowledged (RFC 4821): MSS 1024 → 1242", "MTU probe: 1391 bytes"}
-	if len(notes) != len(want) {
-		t.Fatalf("notes %q, want %d", notes, len(want))
-	}
-	for k := range want {
-		if !strings.Contains(notes[k], want[k]) {
-			t.Errorf("note %d %q, want %q in it", k, notes[k], want[k])
-		}
-	}
+	wantNotes(t, notes, "black hole suspected", "MTU probe: 1282 bytes", "MTU probe of 1282 bytes acknowledged (RFC 4821): MSS 1024 → 1242", "MTU probe: 1391 bytes")
 }
 
 // TestMTUProbeLost: the probe is lost, and the segments after it arrive.
@@ -192,15 +197,7 @@ func TestMTUProbeLost(t *testing.T) {
 		t.Errorf("failures %d, MSS %d; want 1, 1024", st.MTUProbeFailures.Load(), i.SndMSS)
 	}
 	// The next probe goes at once, halfway between 1,064 and 1,281.
-	want := []string{"black hole suspected", "MTU probe: 1282 bytes", "MTU probe of 1282 bytes lost (RFC 4821): no congestion, the search is between 1064 and 1281", "MTU probe: 1172 bytes"}
-	if len(notes) != len(want) {
-		t.Fatalf("notes %q, want %d", notes, len(want))
-	}
-	for k := range want {
-		if !strings.Contains(notes[k], want[k]) {
-			t.Errorf("note %d %q, want %q in it", k, notes[k], want[k])
-		}
-	}
+	wantNotes(t, notes, "black hole suspected", "MTU probe: 1282 bytes", "MTU probe of 1282 bytes lost (RFC 4821): no congestion, the search is between 1064 and 1281", "MTU probe: 1172 bytes")
 	p.Inject(seg{Flags: ".", Seq: 1, Ack: last.Seq + uint32(last.Len)})
 	if i := ep.Info(); i.CAState != "open" {
 		t.Errorf("after the repair: %s", i.CAState)
