@@ -69,7 +69,9 @@ func (e *Endpoint) processAck(seg *segment) {
 
 	if e.sndUna.LessThan(seg.Ack) {
 		e.ackCumulative(seg.Ack, &a)
-		e.mtuProbeOnAck()
+		if e.mtup != nil {
+			e.mtuProbeOnAck() // path MTU probing (plpmtud.go)
+		}
 	}
 	if e.sackOK && seg.nsack > 0 {
 		e.ackSACK(seg, &a)

@@ -430,11 +430,13 @@ func (e *Endpoint) output() {
 			sent = true
 			continue
 		}
-		if probed, wait := e.mtuProbeSend(); probed {
-			sent = true
-			continue
-		} else if wait {
-			break
+		if e.mtup != nil { // path MTU probing (plpmtud.go)
+			if probed, wait := e.mtuProbeSend(); probed {
+				sent = true
+				continue
+			} else if wait {
+				break
+			}
 		}
 		if e.sendNewData(event.SendData, false) {
 			sent = true
