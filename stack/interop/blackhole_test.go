@@ -113,3 +113,33 @@ func TestKernelBlackHole(t *testing.T) {
 }
 
 var _ net.Conn = (*conn.Conn)(nil)
+
+// TestBlackHoleGVisor: tapstack sends 8 MiB to gVisor's TCP through a
+// 1,400-byte black hole on its way out, dialing and dialed. gVisor's TCP
+// has no path MTU probing, so only tapstack's direction has the hole;
+// gVisor takes the probes, segments larger than the MSS it saw before,
+// as any TCP must (RFC 9293 3.7.1 bounds them by its MSS, 1,460), and
+// tapstack's search ends within 8 bytes of the hole.
+func TestBlackHoleGVisor(t *testing.T) {
+	for _, dialer := range []string{"tapstack-dials", "gvisor-dials"} {
+		t.Run(dialer, func(t *testing.T) {
+			t.Parallel()
+			p := newGVPair(t, cable{
+				tsFault: &tap.FaultConfig{BlackHoleMTU: blackHoleMTU},
+				tcp:     tcp.Options{MTUProbing: tcp.MTUProbingBlackHole, MinRTO: 20 * time.Millisecond},
+			})
+			tc, b := p.connect(t, dialer, 80)
+			exchange(t, tc, b, 8*MiB, aToB, bulkTimeout())
+			st, i := p.ts.TCP().Stats(), tc.Endpoint().Info()
+			mtu := i.SndMSS + 20 + 20 + 12
+			t.Logf("MSS %d (MTU %d); black-holed %d; %d black holes, %d probes, %d acknowledged, %d lost",
+				i.SndMSS, mtu, p.faults[0].Stats().BlackHoled, st.MTUBlackHoles.Load(), st.MTUProbes.Load(),
+				st.MTUProbeSuccesses.Load(), st.MTUProbeFailures.Load())
+			if st.MTUBlackHoles.Load() == 0 || st.MTUProbeSuccesses.Load() == 0 || mtu > blackHoleMTU || mtu <= blackHoleMTU-8 {
+				t.Errorf("MTU %d at the end, want (%d, %d], found by detection and probes", mtu, blackHoleMTU-8, blackHoleMTU)
+			}
+			tc.Close()
+			b.Close()
+		})
+	}
+}
