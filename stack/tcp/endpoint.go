@@ -3,6 +3,7 @@ package tcp
 import (
 	"io"
 	"net/netip"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -898,6 +899,23 @@ func (e *Endpoint) emit(ev event.Event) {
 		return
 	}
 	e.emitAt(ev, e.proto.clock.Now())
+}
+
+// emitBefore is emit for an event that must come before those emitted
+// since mark, len(e.events) then: a capture puts a note on the frame
+// of the send event that follows it, and what the note says of that
+// send was known only once it went (a tail loss probe, a path MTU
+// probe).
+func (e *Endpoint) emitBefore(mark int, ev event.Event) {
+	if e.proto.opts.Observer == nil {
+		return
+	}
+	if mark >= len(e.events) {
+		e.emit(ev)
+		return
+	}
+	ev.Time = e.proto.clock.Now()
+	e.events = slices.Insert(e.events, mark, ev)
 }
 
 // emitAt is emit for an event that happened at t (the wire segments of

@@ -211,18 +211,20 @@ func (e *Endpoint) mtuProbeSend() (sent, wait bool) {
 		return false, inflight > 0
 	}
 	seq := e.sndNxt
-	p.probeSize = e.mtuForMSS(probe)
-	if e.observed() {
-		e.emit(event.Event{Kind: event.KindPathMTU, Conn: e.connID(), Cwnd: e.cwnd, Ssthresh: e.ssthresh,
-			Note: fmt.Sprintf("MTU probe: %d bytes (RFC 4821; the search is between %d and %d)", p.probeSize, p.searchLow, p.searchHigh)})
-	}
 	e.trainEnd() // a packet of its own: the link must not cut it to the MSS
+	mark := len(e.events)
 	if !e.sendNewDataSized(event.SendData, probe) {
-		p.probeSize = 0
 		return false, false
 	}
 	e.trainEnd()
+	p.probeSize = e.mtuForMSS(probe)
 	p.probeSeq, p.probeEnd = seq, e.sndNxt
+	if e.observed() {
+		// Before the probe's send event: the capture puts it on the
+		// probe's frame.
+		e.emitBefore(mark, event.Event{Kind: event.KindPathMTU, Conn: e.connID(), Cwnd: e.cwnd, Ssthresh: e.ssthresh,
+			Note: fmt.Sprintf("MTU probe: %d bytes (RFC 4821; the search is between %d and %d)", p.probeSize, p.searchLow, p.searchHigh)})
+	}
 	e.proto.stats.MTUProbes.Add(1)
 	return true, false
 }

@@ -1,7 +1,6 @@
 package tcp
 
 import (
-	"slices"
 	"strconv"
 
 	"github.com/tapstack/tapstack/event"
@@ -504,12 +503,7 @@ func (e *Endpoint) emitRecoveryBefore(mark int, note string) {
 	if e.proto.opts.Observer == nil {
 		return
 	}
-	if mark >= len(e.events) {
-		e.emitRecovery(note)
-		return
-	}
-	ev := event.Event{Kind: event.KindRecovery, Conn: e.connID(), Note: note, Cwnd: e.cwnd, Ssthresh: e.ssthresh, Time: e.proto.clock.Now()}
-	e.events = slices.Insert(e.events, mark, ev)
+	e.emitBefore(mark, event.Event{Kind: event.KindRecovery, Conn: e.connID(), Note: note, Cwnd: e.cwnd, Ssthresh: e.ssthresh})
 }
 
 func plural(n int, what string) string {
