@@ -20,8 +20,8 @@ import (
 // TestBlackHoleNotes: the glass box for path MTU probing (RFC 4821). A
 // capture of the sender's end, with a 1,400-byte black hole below it:
 // the sender's full-sized segments carry the fault's note and a drop
-// verdict; the retransmission the suspected black hole cut to 1,024
-// bytes carries the engine's note on it; and every frame whose note
+// verdict; the retransmission the first suspicion of a black hole cut to
+// 1,024 bytes carries the engine's note on it; and every frame whose note
 // announces an MTU probe is that probe: one segment larger than the
 // segments around it, of the size the note gives.
 func TestBlackHoleNotes(t *testing.T) {
@@ -96,7 +96,7 @@ func TestBlackHoleNotes(t *testing.T) {
 		}
 		if strings.Contains(note, "black hole suspected") {
 			suspected++
-			if n != 1024 {
+			if suspected == 1 && n != 1024 {
 				t.Errorf("frame %d: the black hole's note on a segment of %d bytes, want the retransmission cut to 1024: %q", i+1, n, note)
 			}
 		}
@@ -115,7 +115,7 @@ func TestBlackHoleNotes(t *testing.T) {
 		}
 	}
 	t.Logf("%d frames: %d black-holed, %d suspected, %d probes", len(pkts), dropped, suspected, probes)
-	if dropped == 0 || suspected != 1 || probes == 0 {
-		t.Errorf("%d black-holed, %d notes of a suspected black hole, %d probe notes; want some, 1, some", dropped, suspected, probes)
+	if dropped == 0 || suspected == 0 || probes == 0 {
+		t.Errorf("%d black-holed, %d notes of a suspected black hole, %d probe notes; want some of each", dropped, suspected, probes)
 	}
 }

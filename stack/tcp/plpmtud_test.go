@@ -1,8 +1,11 @@
 package tcp_test
 
 import (
+	"cmp"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp"
@@ -201,5 +204,83 @@ func TestMTUProbeLost(t *testing.T) {
 	p.Inject(seg{Flags: ".", Seq: 1, Ack: last.Seq + uint32(last.Len)})
 	if i := ep.Info(); i.CAState != "open" {
 		t.Errorf("after the repair: %s", i.CAState)
+	}
+}
+
+// TestBlackHoleSearchConverges: a peer behind a 1,400-byte black hole,
+// on the fake clock: every segment whose packet is longer than 1,400
+// bytes vanishes, the peer acknowledges the others with SACK blocks for
+// what arrived out of order, one round trip at a time. 2 MiB go through
+// whole. The black hole is found at the fourth timeout, and the search
+// (RFC 4821 7.2) ends with packets within tcp_probe_threshold (8 bytes)
+// of the hole, never above it. The probes the hole swallows cost no
+// fast recovery: only the timeouts before the hole was found reduced
+// the window.
+func TestBlackHoleSearchConverges(t *testing.T) {
+	const hole = 1400
+	o := tcp.Options{MTUProbing: tcp.MTUProbingBlackHole}
+	p, ep := rttPeer(t, o)
+	const size = 2 << 20
+	data := payload(0, size)
+	written := 0
+	// What arrived, relative to the stack's ISS: [start, end) ranges in
+	// order, the first from 1.
+	var got [][2]uint32
+	arrive := func(s, e uint32) {
+		got = append(got, [2]uint32{s, e})
+		slices.SortFunc(got, func(a, b [2]uint32) int { return cmp.Compare(a[0], b[0]) })
+		merged := got[:1]
+		for _, r := range got[1:] {
+			if last := &merged[len(merged)-1]; r[0] <= last[1] {
+				last[1] = max(last[1], r[1])
+			} else {
+				merged = append(merged, r)
+			}
+		}
+		got = merged
+	}
+	largest := 0
+	for round := 0; round < 2000; round++ {
+		if written < size {
+			n, _ := ep.Write(data[written:])
+			written += n
+		}
+		for _, s := range p.Drain() {
+			if s.Len == 0 {
+				continue
+			}
+			if s.Len+40 > hole {
+				continue // swallowed, no ICMP
+			}
+			largest = max(largest, s.Len)
+			arrive(s.Seq, s.Seq+uint32(s.Len))
+		}
+		p.Advance(rtt)
+		if len(got) == 0 || got[0][0] != 1 {
+			// Nothing new at the left edge: no ACK, the timers run.
+			p.Advance(100 * time.Millisecond)
+			continue
+		}
+		ack := seg{Flags: ".", Seq: 1, Ack: got[0][1]}
+		for k := len(got) - 1; k >= 1 && len(ack.SACK) < 3; k-- {
+			ack.SACK = append(ack.SACK, got[k])
+		}
+		p.Inject(ack)
+		if got[0][1] == 1+size {
+			break
+		}
+	}
+	i, st := ep.Info(), p.TCP.Stats()
+	t.Logf("MSS %d; %d black holes, %d probes, %d acknowledged, %d lost; %d timeouts, %d fast recoveries; largest segment through %d",
+		i.SndMSS, st.MTUBlackHoles.Load(), st.MTUProbes.Load(), st.MTUProbeSuccesses.Load(), st.MTUProbeFailures.Load(),
+		st.RetransmitTimeouts.Load(), st.FastRecoveries.Load(), largest)
+	if len(got) != 1 || got[0] != [2]uint32{1, 1 + size} {
+		t.Fatalf("the peer has %v, want all %d bytes", got, size)
+	}
+	if mtu := i.SndMSS + 40; mtu > hole || mtu <= hole-8 {
+		t.Errorf("MTU %d at the end, want (%d, %d]", mtu, hole-8, hole)
+	}
+	if st.MTUBlackHoles.Load() != 1 || st.MTUProbeFailures.Load() == 0 || st.FastRecoveries.Load() != 0 {
+		t.Errorf("%d black holes, %d probes lost, %d fast recoveries; want 1, some, none", st.MTUBlackHoles.Load(), st.MTUProbeFailures.Load(), st.FastRecoveries.Load())
 	}
 }
