@@ -143,6 +143,10 @@ func TestLinkDownPipe(t *testing.T) {
 		t.Errorf("connection in %v, want CLOSED", st)
 	}
 	wantNoRoute(t, sb, "192.0.2.1:7")
+	// The state changed under the connection's lock; its event reaches
+	// the observer after the lock is released, maybe on another
+	// goroutine: wait for it, as an observer's reader must.
+	sb.TCP().SyncEvents()
 	select {
 	case c := <-causes:
 		if c.Kind != event.CauseLink || !strings.Contains(c.Detail, "link down: tap: pipe closed") {
