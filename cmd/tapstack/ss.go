@@ -123,8 +123,9 @@ func itoa(n int) string { return strconv.Itoa(n) }
 // infoLine is the TCP info of a connection in the order and units ss -i
 // prints it (misc/ss.c tcp_show_info): options, congestion control,
 // wscale, rto in milliseconds, rtt in milliseconds with microsecond
-// precision, mss,
-// cwnd and ssthresh in segments, then the byte counters.
+// precision, mss, pmtu and advmss (the MSS we announced, less the
+// timestamp option), cwnd and
+// ssthresh in segments, then the byte counters.
 func infoLine(in tcp.Info) string {
 	ms := func(d time.Duration) string {
 		return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 3, 64)
@@ -153,7 +154,19 @@ func infoLine(in tcp.Info) string {
 	mss := max(in.SndMSS, 1)
 	// ss prints rto with printf's %g: six significant digits.
 	rto := strconv.FormatFloat(float64(in.RTO)/float64(time.Millisecond), 'g', 6, 64)
-	fmt.Fprintf(&b, " rto:%s rtt:%s/%s mss:%d cwnd:%d", rto, ms(in.RTT), ms(in.RTTVar), in.SndMSS, int(in.Cwnd)/mss)
+	fmt.Fprintf(&b, " rto:%s rtt:%s/%s mss:%d", rto, ms(in.RTT), ms(in.RTTVar), in.SndMSS)
+	if in.PathMTU > 0 {
+		// A path MTU black hole found by probing shows as an MSS
+		// below what pmtu allows, as in Linux's ss.
+		fmt.Fprintf(&b, " pmtu:%d", in.PathMTU)
+	}
+	// advmss is the MSS we announced less the timestamp option when
+	// it is in force, as Linux's tp->advmss (tcp_connect_init).
+	advmss := in.RcvMSS
+	if in.Timestamps {
+		advmss -= 12
+	}
+	fmt.Fprintf(&b, " advmss:%d cwnd:%d", advmss, int(in.Cwnd)/mss)
 	if in.Ssthresh < 1<<30 {
 		fmt.Fprintf(&b, " ssthresh:%d", int(in.Ssthresh)/mss)
 	}

@@ -598,13 +598,18 @@ func (e *Endpoint) expandSendBuffer(flight uint32) {
 
 // Info is a snapshot of a connection, like Linux's TCP_INFO.
 type Info struct {
-	ID                       event.ConnID
-	State                    event.State
-	StateAge                 time.Duration
-	TCB                      TCB
-	RTT, RTTVar, RTO         time.Duration
-	Cwnd, Ssthresh           uint32 // bytes
-	SndMSS, RcvMSS           int
+	ID               event.ConnID
+	State            event.State
+	StateAge         time.Duration
+	TCB              TCB
+	RTT, RTTVar, RTO time.Duration
+	Cwnd, Ssthresh   uint32 // bytes
+	SndMSS, RcvMSS   int
+	// PathMTU is the MTU the send MSS is bounded by, as Linux's
+	// tcpi_pmtu: the route's, or less where ICMP reported less (pmtu.go);
+	// 0 without a route. Path MTU probing (plpmtud.go) does not change
+	// it: a black hole shows as an MSS below what it allows.
+	PathMTU                  int
 	SndWndScale, RcvWndScale int  // -1 when window scaling is off
 	Timestamps               bool // the Timestamps option is in force (RFC 7323 3)
 	SACK                     bool // both SYNs carried SACK-permitted: SACK blocks both ways, RACK-TLP loss detection
@@ -675,6 +680,7 @@ func (e *Endpoint) Info() Info {
 		Ssthresh:          e.ssthresh,
 		SndMSS:            e.sndMSS,
 		RcvMSS:            e.rcvMSS,
+		PathMTU:           e.pathMTU(),
 		SndWndScale:       sws,
 		RcvWndScale:       rws,
 		Timestamps:        e.tsOK,

@@ -86,8 +86,10 @@ func TestBlackHoleDetection(t *testing.T) {
 					t.Errorf("firing %d (the probe, then timeouts) sent segments of %v bytes, want %v", k+1, got[k], tc.want[k])
 				}
 			}
-			if i := ep.Info(); i.SndMSS != tc.mss {
-				t.Errorf("MSS %d, want %d", i.SndMSS, tc.mss)
+			// The route's MTU stands, as Linux's tcpi_pmtu: the hole
+			// shows as an MSS below it.
+			if i := ep.Info(); i.SndMSS != tc.mss || i.PathMTU != 1500 {
+				t.Errorf("MSS %d, path MTU %d; want %d, 1500", i.SndMSS, i.PathMTU, tc.mss)
 			}
 			holes := p.TCP.Stats().MTUBlackHoles.Load()
 			if tc.mode == tcp.MTUProbingOff {

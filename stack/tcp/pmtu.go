@@ -105,6 +105,20 @@ func (e *Endpoint) mssForMTU(mtu uint32) int {
 	return max(mss, 64)
 }
 
+// pathMTU is the MTU the send MSS is bounded by (Info.PathMTU): the
+// route's, or a smaller one ICMP reported for the peer; 0 without a
+// route.
+func (e *Endpoint) pathMTU() int {
+	if e.route == nil {
+		return 0
+	}
+	mtu := e.route.MTU() + uint32(e.netHeaderLen()) // the route's MTU is the IP payload's
+	if learned, ok := e.proto.pmtu.lookup(e.id.RemoteAddress, e.now()); ok && learned < mtu {
+		mtu = learned
+	}
+	return int(mtu)
+}
+
 // applyPathMTU lowers the send MSS to what a path MTU learned earlier for
 // the peer allows, when the connection is established.
 func (e *Endpoint) applyPathMTU() {

@@ -52,8 +52,8 @@ func TestPathMTUFragNeeded(t *testing.T) {
 		t.Errorf("resent %d bytes, want the %d in flight, in order", len(got), len(data))
 	}
 	i := ep.Info()
-	if i.SndMSS != 1240 || i.Cwnd != cwnd {
-		t.Errorf("after the ICMP: MSS %d, cwnd %d; want 1240, %d", i.SndMSS, i.Cwnd, cwnd)
+	if i.SndMSS != 1240 || i.Cwnd != cwnd || i.PathMTU != 1280 {
+		t.Errorf("after the ICMP: MSS %d, cwnd %d, path MTU %d; want 1240, %d, 1280", i.SndMSS, i.Cwnd, i.PathMTU, cwnd)
 	}
 	if len(pmtu) != 1 || p.TCP.Stats().PathMTUReductions.Load() != 1 {
 		t.Errorf("path MTU events %v, reductions %d; want one", pmtu, p.TCP.Stats().PathMTUReductions.Load())

@@ -354,6 +354,7 @@ func (c *conn) tcpInfo() map[string]int64 {
 		"tcpi_snd_ssthresh":   ssthresh,
 		"tcpi_snd_mss":        int64(in.SndMSS),
 		"tcpi_advmss":         int64(in.RcvMSS),
+		"tcpi_pmtu":           int64(in.PathMTU),
 		"tcpi_rtt":            us(in.RTT),
 		"tcpi_rttvar":         us(in.RTTVar),
 		"tcpi_rto":            us(in.RTO),
