@@ -179,7 +179,16 @@ func newUnwatched(t testing.TB, link gstack.LinkEndpoint, prefix netip.Prefix, o
 		s.Close()
 		t.Fatal(err)
 	}
-	t.Cleanup(s.Close)
+	t.Cleanup(func() {
+		s.Close()
+		// Against real peers too, the engine takes only the edges of
+		// its tables: RFC 9293's states (transitions.go) and loss
+		// recovery's (caMoves in recovery.go).
+		st := s.TCP().Stats()
+		if n, m := st.TransitionsRefused.Load(), st.RecoveryMovesRefused.Load(); n+m > 0 {
+			t.Errorf("the engine asked for %d state transitions and %d loss recovery moves its tables do not hold", n, m)
+		}
+	})
 	return s
 }
 

@@ -20,7 +20,7 @@ func (e *Endpoint) initCongestion() {
 	e.cwnd = initialWindow(mss)
 	e.ssthresh = ^uint32(0) // RFC 5681 3.1: arbitrarily high
 	e.dupAcks = 0
-	e.caState = caOpen
+	e.setCAState(caOpen)
 	e.rack.reoWndMult = 1
 	e.rack.fack = e.sndUna
 	e.roundEnd = e.sndNxt

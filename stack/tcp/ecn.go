@@ -230,7 +230,7 @@ func (e *Endpoint) enterCWR() {
 	e.undo.active = false
 	e.frto = false
 	e.initCwndReduction()
-	e.caState = caCWR
+	e.setCAState(caCWR)
 	e.proto.stats.ECNReductions.Add(1)
 	e.emitRecovery("CWR: the peer echoed congestion (ECE); window reduced, nothing lost")
 }
@@ -242,7 +242,7 @@ func (e *Endpoint) enterCWR() {
 func (e *Endpoint) cwrOnAck(a *ackInfo) {
 	if e.recover.LessThan(e.sndUna) {
 		e.cwnd = e.ssthresh
-		e.caState = caOpen
+		e.setCAState(caOpen)
 		a.endedRecovery = true
 		e.emitRecovery("CWR ends")
 	}

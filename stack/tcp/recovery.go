@@ -43,6 +43,35 @@ var caStateNames = [...]string{caOpen: "open", caCWR: "CWR", caRecovery: "fast r
 
 func (s caState) String() string { return caStateNames[s] }
 
+// caMoves are the moves between loss recovery's states, as Linux makes
+// them (tcp_set_ca_state's callers): from open, to CWR on an ECN echo,
+// to fast recovery on a loss, to RTO recovery on a timeout; CWR turns
+// into fast recovery on a loss, with no second reduction; fast recovery
+// ends in open, or in RTO recovery at a timeout; RTO recovery ends in
+// open. Each episode may be undone back to open. Open to open is a
+// connection's start and the undo of an episode already ended; RTO
+// recovery to itself a further timeout.
+var caMoves = [4][4]bool{
+	caOpen:     {caOpen: true, caCWR: true, caRecovery: true, caLoss: true},
+	caCWR:      {caOpen: true, caRecovery: true, caLoss: true},
+	caRecovery: {caOpen: true, caLoss: true},
+	caLoss:     {caOpen: true, caLoss: true},
+}
+
+// setCAState moves loss recovery to state to. It is the one place the
+// state changes, as transition is for RFC 9293's states. A move caMoves
+// does not hold is a bug in the engine: it is refused, so the state
+// stays one the table knows, and counted (Stats.RecoveryMovesRefused,
+// which every tcptest peer checks) and reported.
+func (e *Endpoint) setCAState(to caState) {
+	if !caMoves[e.caState][to] {
+		e.proto.stats.RecoveryMovesRefused.Add(1)
+		e.emitRecovery("refused: " + e.caState.String() + " to " + to.String() + " is not a move of loss recovery (caMoves)")
+		return
+	}
+	e.caState = to
+}
+
 // undoState is what an episode's congestion response can be undone to,
 // and the evidence for it (Linux's undo_marker, undo_retrans,
 // prior_cwnd, prior_ssthresh and retrans_stamp).
@@ -98,7 +127,7 @@ func (e *Endpoint) undoResponse(why string) {
 	if e.caState != caOpen {
 		e.rackOnRecoveryEnd()
 	}
-	e.caState = caOpen
+	e.setCAState(caOpen)
 	e.proto.stats.Undos.Add(1)
 	e.emitRecovery("undo: " + why)
 }
@@ -272,7 +301,7 @@ func (e *Endpoint) startRecovery() {
 		e.initCwndReduction()
 	}
 	e.rescueSent = false
-	e.caState = caRecovery
+	e.setCAState(caRecovery)
 	e.rack.tlpOut = false
 	e.recoveryProbed = false
 	e.stopTimer(timerProbe)
@@ -321,7 +350,7 @@ func (e *Endpoint) endRecovery(seg *segment, a *ackInfo) {
 		return
 	}
 	e.cwnd = e.ssthresh
-	e.caState = caOpen
+	e.setCAState(caOpen)
 	e.renoSacked = 0
 	e.rackOnRecoveryEnd()
 	e.emitRecovery("fast recovery ends")
@@ -405,7 +434,7 @@ func (e *Endpoint) enterLoss() {
 		}
 	}
 	e.dupAcks, e.renoSacked = 0, 0
-	e.caState = caLoss
+	e.setCAState(caLoss)
 	e.ecnQueueCWR()
 	e.recover = e.sndNxt
 	e.cwnd = e.inflight() + uint32(e.sndMSS)
@@ -456,7 +485,7 @@ func (e *Endpoint) rtoRecoverOnAck(seg *segment, a *ackInfo) {
 		}
 	}
 	if recovered {
-		e.caState = caOpen
+		e.setCAState(caOpen)
 		e.frto = false
 		e.rackOnRecoveryEnd()
 		e.emitRecovery("RTO recovery ends")

@@ -55,6 +55,10 @@ type Stats struct {
 	// its transition table (transitions.go) does not hold: a bug, refused
 	// (the state stays) and reported as a KindTransitionRefused event.
 	TransitionsRefused atomic.Uint64
+	// RecoveryMovesRefused counts moves between loss recovery's states
+	// (open, CWR, fast recovery, RTO recovery) that its table, caMoves
+	// in recovery.go, does not hold: a bug, refused likewise.
+	RecoveryMovesRefused atomic.Uint64
 
 	transitions, refused [event.NumStates][event.NumStates]atomic.Uint64
 }

@@ -333,6 +333,9 @@ func newPeer(t testing.TB, c config) *Peer {
 // checked too.
 func (p *Peer) checkTransitions() {
 	st := p.TCP.Stats()
+	if n := st.RecoveryMovesRefused.Load(); n > 0 {
+		p.t.Errorf("tcptest: the engine asked for %d move(s) between loss recovery's states that its table does not hold (caMoves, stack/tcp/recovery.go)", n)
+	}
 	if st.TransitionsRefused.Load() == 0 {
 		return
 	}
