@@ -103,6 +103,11 @@ func runBench(ctx context.Context, e env, args []string) error {
 			return usageErr(fs, "--kernel-cc %q: the kernel has %s", *kernelCC, strings.Join(strings.Fields(string(avail)), ", "))
 		}
 	}
+	if cfg, _ := faults.config(io.Discard); cfg.BlackHoleMTU > 0 || (cfg.Inbound != nil && cfg.Inbound.BlackHoleMTU > 0) {
+		// gVisor's TCP has no path MTU probing: its rounds would wait
+		// out every retry, and the comparison would measure nothing.
+		return usageErr(fs, "--blackhole-mtu: gVisor's TCP, the bench's baseline, cannot cross a path MTU black hole (it has no RFC 4821 probing); see tapstack through one with the demo, dial or serve and --mtu-probing blackhole, or go run ./examples/blackhole")
+	}
 	cfg, withFaults := faults.config(e.stderr)
 	b := &bencher{
 		rounds: *rounds, size: *size, conns: *nconns, echo: *echoN, heaps: heaps, mtu: uint32(*mtu),

@@ -116,6 +116,8 @@ func TestBenchUsage(t *testing.T) {
 		{[]string{"bench", "--heap-conns", "1k"}, `tapstack bench: --heap-conns "1k": want positive numbers`},
 		{[]string{"bench", "--mtu", "70000"}, "tapstack bench: --mtu 70000: want 576 to 65520"},
 		{[]string{"bench", "--kernel-cc", "nosuch"}, `tapstack bench: --kernel-cc "nosuch": the kernel has `},
+		// gVisor's TCP would wait out every retry behind the hole.
+		{[]string{"bench", "--in-blackhole-mtu", "1400"}, "tapstack bench: --blackhole-mtu: gVisor's TCP, the bench's baseline, cannot cross a path MTU black hole"},
 	} {
 		code, out, errOut := runCLI(t, tc.args...)
 		if code != 2 || out != "" || !strings.HasPrefix(errOut, tc.msg) {

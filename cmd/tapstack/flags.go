@@ -93,7 +93,9 @@ func (r *rate) Set(s string) error {
 	return nil
 }
 
-// optBytes is a size in bytes flag that remembers whether it was given.
+// optBytes is an MTU flag that remembers whether it was given: 0 (none),
+// or at least IPv4's minimum MTU, 68 bytes (RFC 791): a path narrower
+// than that carries no SYN, so every connection would time out.
 type optBytes struct {
 	n   int
 	set bool
@@ -108,8 +110,8 @@ func (b *optBytes) String() string {
 
 func (b *optBytes) Set(s string) error {
 	v, err := strconv.Atoi(strings.TrimSpace(s))
-	if err != nil || v < 0 {
-		return fmt.Errorf("want a number of bytes, 0 or more (0: none)")
+	if err != nil || v < 0 || (v > 0 && v < 68) {
+		return fmt.Errorf("want an MTU in bytes, 68 (IPv4's minimum) or more, or 0 for none")
 	}
 	b.n, b.set = v, true
 	return nil

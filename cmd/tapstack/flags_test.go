@@ -54,6 +54,8 @@ func TestFaultFlagsBlackHole(t *testing.T) {
 		{args: []string{"--in-blackhole-mtu", "576"}, out: 0, in: 576},
 		{args: []string{"--out-blackhole-mtu", "0"}, out: 0, in: 0},
 		{args: []string{"--blackhole-mtu", "-1"}, err: true},
+		{args: []string{"--blackhole-mtu", "67"}, err: true}, // below IPv4's minimum MTU: no SYN would pass
+		{args: []string{"--blackhole-mtu", "68"}, out: 68, in: 68},
 		{args: []string{"--out-blackhole-mtu", "1.5k"}, err: true},
 	} {
 		fs := flag.NewFlagSet("demo", flag.ContinueOnError)
@@ -61,8 +63,8 @@ func TestFaultFlagsBlackHole(t *testing.T) {
 		f := addFaultFlags(fs)
 		err := fs.Parse(append(tc.args, "--seed", "7"))
 		if tc.err {
-			if err == nil || !strings.Contains(err.Error(), "want a number of bytes") {
-				t.Errorf("%q: %v, want a usage error asking for a number of bytes", tc.args, err)
+			if err == nil || !strings.Contains(err.Error(), "want an MTU in bytes") {
+				t.Errorf("%q: %v, want a usage error asking for an MTU", tc.args, err)
 			}
 			continue
 		}
