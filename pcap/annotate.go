@@ -633,9 +633,14 @@ func (a *annotator) event(now time.Time, ev *event.Event) {
 			break
 		}
 		// Both change course for the frames that follow: they go on
-		// the connection's next frame (the resent segment, the ACK).
+		// the connection's next frame (the resent segment, the ACK, the
+		// probe).
+		text := recoveryText(ev)
+		if ev.Kind == event.KindPathMTU {
+			text = pathMTUText(ev)
+		}
 		if r := a.recov[ev.Conn]; len(r) < maxEarlier && len(a.recov) < maxConns {
-			a.recov[ev.Conn] = append(r, recoveryText(ev))
+			a.recov[ev.Conn] = append(r, text)
 		}
 	default:
 		// A kind this writer does not know yet: say so on the

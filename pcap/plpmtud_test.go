@@ -102,6 +102,9 @@ func TestBlackHoleNotes(t *testing.T) {
 		}
 		if k := strings.Index(note, "MTU probe: "); k >= 0 {
 			probes++
+			if strings.Contains(note, "recovery: MTU probe") {
+				t.Errorf("frame %d: the probe's note is worded as loss recovery, which it is not: %q", i+1, note)
+			}
 			var mtu int
 			for _, r := range note[k+len("MTU probe: "):] {
 				if r < '0' || r > '9' {

@@ -163,6 +163,11 @@ func recoveryText(ev *event.Event) string {
 	return fmt.Sprintf("recovery: %s, cwnd %d, ssthresh %s", strings.TrimSpace(ev.Note), ev.Cwnd, ssthresh(ev.Ssthresh))
 }
 
+// pathMTUText is a path MTU event's note as the frame after it carries
+// it: the engine's words, which begin "path MTU" or "MTU probe". It is
+// not loss recovery: the window stays.
+func pathMTUText(ev *event.Event) string { return strings.TrimSpace(ev.Note) }
+
 func ssthresh(v uint32) string {
 	if v >= 1<<30 {
 		return "∞"
@@ -201,6 +206,10 @@ func Vocabulary() []Term {
 		{"ACK: nothing new", "an ACK that moved nothing (a window update, a retransmitted ACK)", ""},
 		{"→ <note>", "what the engine did next because of this ACK (fast retransmit, undo, ...)", ""},
 		{"recovery: <note>, cwnd <c>, ssthresh <s>", "loss recovery changed course (RFC 6675, RFC 8985), on the frame of the ACK or send that made it; \"the link refused <n> segments\" is on the first refused frame", "ca_state"},
+		{"path MTU <m> (ICMP): MSS <a> → <b>, <n> segments sent again", "an ICMP \"fragmentation needed\" or \"packet too big\" (RFC 1191, RFC 8201) lowered the path MTU; the segments in flight that no longer fit go again, cut (no congestion response)", "tcpi_pmtu"},
+		{"path MTU black hole suspected (<n> timeouts, no ICMP): …: MSS <a> → <b>", "repeated timeouts with no ICMP: the path may drop full-sized segments (RFC 2923 2.1, RFC 4821 7.7); on the retransmission at the new MSS (Options.MTUProbing)", "tcp_mtu_probing"},
+		{"MTU probe: <m> bytes (RFC 4821; the search is between <l> and <h>)", "on the probe's own frame: one segment larger than the MSS, of MTU m, to learn whether it gets through", "tcp_mtu_probe"},
+		{"MTU probe of <m> bytes acknowledged | lost | timed out | unanswered: sent again …", "the probe's fate: acknowledged raises the MSS; otherwise the search's top drops below m and nothing else changes (RFC 4821 7.6.2: no congestion)", "TCPMTUPSuccess, TCPMTUPFail"},
 		// What became of inbound text.
 		{"in order", "the segment's text was taken at RCV.NXT", ""},
 		{"out of order: held", "the text lies beyond a hole and waits in the out-of-order queue", "TCPOFOQueue; tcp.analysis.lost_segment"},
@@ -268,6 +277,8 @@ func Describe(ev event.Event) string {
 		return rtoText(ev.RTO)
 	case event.KindRecovery:
 		return recoveryText(&ev)
+	case event.KindPathMTU:
+		return pathMTUText(&ev)
 	case event.KindUDPDeliver, event.KindUDPNoPort, event.KindUDPDrop, event.KindUDPSend:
 		return udpText(&ev)
 	}
