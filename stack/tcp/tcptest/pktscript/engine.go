@@ -348,12 +348,19 @@ func (c *conn) tcpInfo() map[string]int64 {
 		ssthresh = int64(in.Ssthresh) / mss
 	}
 	outstanding := uint32(in.TCB.SndNxt - in.TCB.SndUna)
+	// Linux's tp->advmss is the MSS announced less the timestamp option
+	// once it is in force (tcp_rcv_synsent_state_process), as ss's
+	// advmss column shows.
+	advmss := int64(in.RcvMSS)
+	if in.Timestamps {
+		advmss -= 12
+	}
 	m := map[string]int64{
 		"tcpi_state":          linuxState(in.State),
 		"tcpi_snd_cwnd":       int64(in.Cwnd) / mss,
 		"tcpi_snd_ssthresh":   ssthresh,
 		"tcpi_snd_mss":        int64(in.SndMSS),
-		"tcpi_advmss":         int64(in.RcvMSS),
+		"tcpi_advmss":         advmss,
 		"tcpi_pmtu":           int64(in.PathMTU),
 		"tcpi_rtt":            us(in.RTT),
 		"tcpi_rttvar":         us(in.RTTVar),
