@@ -21,8 +21,9 @@ import (
 // acknowledges.
 //
 // The search (RFC 4821 7.2) keeps two MTUs: searchLow, known to get
-// through, and searchHigh, the largest not known to fail. It starts at
-// BaseMSS's MTU and the MTU the handshake allows. A probe is one segment
+// through, and searchHigh, the largest not known to fail. It starts from
+// the larger of BaseMSS's MTU and the one the connection's MSS makes, up
+// to the MTU the handshake and the path allow. A probe is one segment
 // of the size halfway between them, sent as new data (7.4: it carries
 // data the connection needed to send anyway); its acknowledgment raises
 // searchLow, and with it the MSS; its loss lowers searchHigh, and is not
@@ -36,7 +37,8 @@ import (
 // Linux's tcp_retries1 = 3 doublings from TCP_RTO_MIN), a full-sized
 // segment may be what the path drops. The first time, the search starts
 // (MTUProbingBlackHole) and the MSS drops to BaseMSS; each later time
-// in the same silence halves it, down to the engine's smallest MSS. The
+// in the same silence halves it, down to the engine's smallest MSS (64
+// bytes; Linux's tcp_mtu_probe_floor is 48). The
 // retransmissions that follow go at the new size.
 //
 // When: Options.MTUProbing, as Linux's tcp_mtu_probing sysctl: off by
