@@ -24,28 +24,8 @@ import (
 // first frame with ECE carries the engine's note on why; and the
 // client's later text carries CWR: it reduced its window for the echo.
 func TestECNNotes(t *testing.T) {
-	a, b := tap.Pipe()
-	var faultObs func(tap.FaultEvent)
-	f := tap.NewFault(a, tap.FaultConfig{Seed: 1, Inbound: &tap.FaultConfig{Mark: 1},
-		Observer: func(ev tap.FaultEvent) { faultObs(ev) }})
-	var buf bytes.Buffer
-	w, err := pcap.New(f, &buf, pcap.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	faultObs = w.FaultObserver(nil)
-	server := stack.New(stack.Options{TCP: tcp.Options{Observer: w.Observer(nil)}})
-	client := stack.New(stack.Options{TCP: tcp.Options{ECN: tcp.ECNOn}})
-	defer server.Close()
-	defer client.Close()
-	defer a.Close()
-	defer b.Close()
-	if _, err := server.AddNIC(w, netip.MustParsePrefix("192.0.2.1/24")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := client.AddNIC(b, netip.MustParsePrefix("192.0.2.2/24")); err != nil {
-		t.Fatal(err)
-	}
+	server, client, capture := capturedCable(t, tap.FaultConfig{Seed: 1, Inbound: &tap.FaultConfig{Mark: 1}},
+		tcp.Options{}, tcp.Options{ECN: tcp.ECNOn})
 	ln, err := conn.Listen(server, "tcp", "192.0.2.1:7")
 	if err != nil {
 		t.Fatal(err)
@@ -82,11 +62,7 @@ func TestECNNotes(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Close()
-	w.CloseCapture()
-	pkts, err := pcap.ReadAll(&buf)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pkts := capture()
 
 	const ip = header.EthernetMinimumSize
 	tcpOf := func(p pcap.Packet) header.TCP { return header.TCP(p.Data[ip+header.IPv4MinimumSize:]) }
@@ -119,5 +95,44 @@ func TestECNNotes(t *testing.T) {
 	t.Logf("%d frames: %d marked, %d echoing, %d with CWR", len(pkts), marked, echoed, cwr)
 	if marked != 3 || echoed == 0 || cwr == 0 {
 		t.Errorf("%d marked texts, %d echoes, %d CWRs; want 3 marked, an echo and a CWR", marked, echoed, cwr)
+	}
+}
+
+// capturedCable is two stacks on a tap.Pipe: the captured one at
+// 192.0.2.1, whose frames a pcap.Writer records above a fault
+// middleware configured as cfg (its Observer is the capture's), and the
+// other at 192.0.2.2. capture waits for the captured stack's events,
+// closes the capture and returns its packets. Everything is closed when
+// the test ends, the cable first.
+func capturedCable(t *testing.T, cfg tap.FaultConfig, captured, other tcp.Options) (cs, peer *stack.Stack, capture func() []pcap.Packet) {
+	t.Helper()
+	a, b := tap.Pipe()
+	var faultObs func(tap.FaultEvent)
+	cfg.Observer = func(ev tap.FaultEvent) { faultObs(ev) }
+	var buf bytes.Buffer
+	w, err := pcap.New(tap.NewFault(a, cfg), &buf, pcap.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	faultObs = w.FaultObserver(nil)
+	captured.Observer = w.Observer(nil)
+	cs, peer = stack.New(stack.Options{TCP: captured}), stack.New(stack.Options{TCP: other})
+	t.Cleanup(cs.Close)
+	t.Cleanup(peer.Close)
+	t.Cleanup(func() { a.Close(); b.Close() })
+	if _, err := cs.AddNIC(w, netip.MustParsePrefix("192.0.2.1/24")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := peer.AddNIC(b, netip.MustParsePrefix("192.0.2.2/24")); err != nil {
+		t.Fatal(err)
+	}
+	return cs, peer, func() []pcap.Packet {
+		cs.TCP().SyncEvents()
+		w.CloseCapture()
+		pkts, err := pcap.ReadAll(&buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pkts
 	}
 }

@@ -1,9 +1,7 @@
 package pcap_test
 
 import (
-	"bytes"
 	"io"
-	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -12,7 +10,6 @@ import (
 
 	"github.com/tapstack/tapstack/conn"
 	"github.com/tapstack/tapstack/pcap"
-	"github.com/tapstack/tapstack/stack"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/tap"
 )
@@ -25,28 +22,9 @@ import (
 // announces an MTU probe is that probe: one segment larger than the
 // segments around it, of the size the note gives.
 func TestBlackHoleNotes(t *testing.T) {
-	a, b := tap.Pipe()
-	var faultObs func(tap.FaultEvent)
-	f := tap.NewFault(a, tap.FaultConfig{BlackHoleMTU: 1400, Observer: func(ev tap.FaultEvent) { faultObs(ev) }})
-	var buf bytes.Buffer
-	w, err := pcap.New(f, &buf, pcap.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	faultObs = w.FaultObserver(nil)
-	client := stack.New(stack.Options{TCP: tcp.Options{MTUProbing: tcp.MTUProbingBlackHole, MinRTO: 20 * time.Millisecond, Observer: w.Observer(nil)}})
-	server := stack.New(stack.Options{})
-	defer server.Close()
-	defer client.Close()
-	defer a.Close()
-	defer b.Close()
-	if _, err := client.AddNIC(w, netip.MustParsePrefix("192.0.2.2/24")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := server.AddNIC(b, netip.MustParsePrefix("192.0.2.1/24")); err != nil {
-		t.Fatal(err)
-	}
-	ln, err := conn.Listen(server, "tcp", "192.0.2.1:9")
+	client, server, capture := capturedCable(t, tap.FaultConfig{BlackHoleMTU: 1400},
+		tcp.Options{MTUProbing: tcp.MTUProbingBlackHole, MinRTO: 20 * time.Millisecond}, tcp.Options{})
+	ln, err := conn.Listen(server, "tcp", "192.0.2.2:9")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +41,7 @@ func TestBlackHoleNotes(t *testing.T) {
 		n, _ := io.Copy(io.Discard, s)
 		got <- n
 	}()
-	c, err := conn.Dial(client, "tcp", "192.0.2.1:9")
+	c, err := conn.Dial(client, "tcp", "192.0.2.2:9")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,12 +54,7 @@ func TestBlackHoleNotes(t *testing.T) {
 		t.Fatalf("the server received %d bytes of %d", n, size)
 	}
 	c.Close()
-	client.TCP().SyncEvents()
-	w.CloseCapture()
-	pkts, err := pcap.ReadAll(&buf)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pkts := capture()
 	const ip = header.EthernetMinimumSize
 	var dropped, suspected, probes int
 	for i, p := range pkts {

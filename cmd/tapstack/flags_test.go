@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/tapstack/tapstack/stack/tcp"
+	"github.com/tapstack/tapstack/tap"
 )
 
 // TestFaultFlagsMark: --mark sets the mark probability of both
@@ -22,18 +23,12 @@ func TestFaultFlagsMark(t *testing.T) {
 		{[]string{"--in-mark", "1%"}, 0, 0.01},
 		{[]string{"--out-mark", "0"}, 0, 0},
 	} {
-		fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-		f := addFaultFlags(fs)
-		if err := fs.Parse(append(tc.args, "--seed", "7")); err != nil {
+		cfg, in, ok, err := faultFlagsOf(tc.args)
+		if err != nil {
 			t.Fatalf("%q: %v", tc.args, err)
 		}
-		cfg, ok := f.config(io.Discard)
-		in := -1.0
-		if cfg.Inbound != nil {
-			in = cfg.Inbound.Mark
-		}
-		if !ok || cfg.Mark != tc.out || in != tc.in || cfg.Seed != 7 {
-			t.Errorf("%q: faults on %v, mark out %v, in %v; want on, %v, %v", tc.args, ok, cfg.Mark, in, tc.out, tc.in)
+		if !ok || cfg.Mark != tc.out || in.Mark != tc.in || cfg.Seed != 7 {
+			t.Errorf("%q: faults on %v, mark out %v, in %v; want on, %v, %v", tc.args, ok, cfg.Mark, in.Mark, tc.out, tc.in)
 		}
 	}
 }
@@ -58,10 +53,7 @@ func TestFaultFlagsBlackHole(t *testing.T) {
 		{args: []string{"--blackhole-mtu", "68"}, out: 68, in: 68},
 		{args: []string{"--out-blackhole-mtu", "1.5k"}, err: true},
 	} {
-		fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-		fs.SetOutput(io.Discard)
-		f := addFaultFlags(fs)
-		err := fs.Parse(append(tc.args, "--seed", "7"))
+		cfg, in, ok, err := faultFlagsOf(tc.args)
 		if tc.err {
 			if err == nil || !strings.Contains(err.Error(), "want an MTU in bytes") {
 				t.Errorf("%q: %v, want a usage error asking for an MTU", tc.args, err)
@@ -71,13 +63,8 @@ func TestFaultFlagsBlackHole(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%q: %v", tc.args, err)
 		}
-		cfg, ok := f.config(io.Discard)
-		in := -1
-		if cfg.Inbound != nil {
-			in = cfg.Inbound.BlackHoleMTU
-		}
-		if !ok || cfg.BlackHoleMTU != tc.out || in != tc.in || cfg.Seed != 7 {
-			t.Errorf("%q: faults on %v, black hole MTU out %d, in %d; want on, %d, %d", tc.args, ok, cfg.BlackHoleMTU, in, tc.out, tc.in)
+		if !ok || cfg.BlackHoleMTU != tc.out || in.BlackHoleMTU != tc.in || cfg.Seed != 7 {
+			t.Errorf("%q: faults on %v, black hole MTU out %d, in %d; want on, %d, %d", tc.args, ok, cfg.BlackHoleMTU, in.BlackHoleMTU, tc.out, tc.in)
 		}
 	}
 }
@@ -113,4 +100,23 @@ func TestModeFlags(t *testing.T) {
 			t.Errorf("%q: ECN %v, MTU probing %v; want %v, %v", tc.args, ecn.mode, probing.mode, tc.ecn, tc.mtuProbing)
 		}
 	}
+}
+
+// faultFlagsOf parses args (and --seed 7) as a command's fault flags and
+// returns the configuration they make, whether they turn the middleware
+// on, and the inbound direction's; without one, its Mark and BlackHoleMTU
+// are -1, which no flag sets.
+func faultFlagsOf(args []string) (out, in tap.FaultConfig, on bool, err error) {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	f := addFaultFlags(fs)
+	if err := fs.Parse(append(args, "--seed", "7")); err != nil {
+		return out, in, false, err
+	}
+	out, on = f.config(io.Discard)
+	in = tap.FaultConfig{Mark: -1, BlackHoleMTU: -1}
+	if out.Inbound != nil {
+		in = *out.Inbound
+	}
+	return out, in, on, nil
 }

@@ -84,6 +84,13 @@ type mtuProbe struct {
 	stamp                 tcpip.MonotonicTime
 }
 
+// capAt keeps the search at or below mtu: what the handshake allows, or
+// a path MTU ICMP reported (Linux's tcp_sync_mss lowers search_high).
+func (p *mtuProbe) capAt(mtu int) {
+	p.searchHigh = min(p.searchHigh, mtu)
+	p.searchLow = min(p.searchLow, p.searchHigh)
+}
+
 // mtuForMSS is the size of the IP packet a segment of mss bytes makes
 // (Linux's tcp_mss_to_mtu); mssForMTU (pmtu.go) is its inverse.
 func (e *Endpoint) mtuForMSS(mss int) int {
@@ -110,14 +117,15 @@ func (e *Endpoint) mtuProbeInit() {
 // when something resynchronizes it, as in Linux, where tcp_mtup_init
 // leaves mss_cache as it is.
 func (e *Endpoint) mtuProbeStart() {
-	p := &mtuProbe{searchHigh: e.mtuForMSS(int(e.synMSS)), stamp: e.now()}
-	if mtu, ok := e.proto.pmtu.lookup(e.id.RemoteAddress, e.now()); ok {
-		p.searchHigh = min(p.searchHigh, int(mtu))
-	}
+	p := &mtuProbe{searchLow: e.mtuForMSS(e.proto.opts.BaseMSS), searchHigh: e.mtuForMSS(int(e.synMSS)), stamp: e.now()}
 	// Never above what the peer's MSS and the path allow: a peer that
 	// announced less than BaseMSS keeps its MSS, and a black hole
 	// halves from there.
-	p.searchLow = min(e.mtuForMSS(e.proto.opts.BaseMSS), p.searchHigh)
+	mtu := p.searchHigh
+	if learned, ok := e.proto.pmtu.lookup(e.id.RemoteAddress, e.now()); ok {
+		mtu = min(mtu, int(learned))
+	}
+	p.capAt(mtu)
 	e.mtup = p
 }
 
@@ -155,7 +163,6 @@ func (e *Endpoint) blackHoleSuspected() {
 		what = fmt.Sprintf("path MTU black hole suspected (%d timeouts, no ICMP): probing starts, MSS at most %d", e.retries, e.proto.opts.BaseMSS)
 	} else {
 		p := e.mtup
-		p.probeSize = 0 // a probe in flight is lost with the rest
 		mss := min(e.mssForMTU(uint32(p.searchLow))/2, e.proto.opts.BaseMSS)
 		p.searchLow = min(e.mtuForMSS(max(mss, 64)), p.searchHigh)
 		what = fmt.Sprintf("path MTU black hole suspected (%d timeouts, no ICMP): the search drops to MTU %d", e.retries, p.searchLow)

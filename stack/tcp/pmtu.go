@@ -152,14 +152,7 @@ func (e *Endpoint) pathMTUArrives(mtu uint32) {
 		e.proto.limits.PathMTUEvictions.Add(1)
 	}
 	if p := e.mtup; p != nil {
-		// The search stays under what the path reported (Linux's
-		// tcp_sync_mss).
-		if p.searchHigh > int(mtu) {
-			p.searchHigh = int(mtu)
-		}
-		if p.searchLow > p.searchHigh {
-			p.searchLow = p.searchHigh
-		}
+		p.capAt(int(mtu)) // the search stays under what the path reported (plpmtud.go)
 	}
 	mss := e.mssForMTU(mtu)
 	if mss >= e.sndMSS {

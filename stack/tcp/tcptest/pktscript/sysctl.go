@@ -615,12 +615,9 @@ func (s *settings) sysctl(key, value string) *skipError {
 		}
 		return took("Options.MTUProbing")
 	case "tcp_base_mss":
-		n, ok := num()
-		if !ok || n <= 0 {
-			return needs("%s", setting)
-		}
-		s.baseMSS = int(min(n, 65535))
-		return took("Options.BaseMSS")
+		skip := count(&s.baseMSS, "Options.BaseMSS")
+		s.baseMSS = min(s.baseMSS, 65535)
+		return skip
 	case "tcp_notsent_lowat":
 		if n, ok := num(); !ok || n != 4294967295 {
 			return needs("%s (TCP_NOTSENT_LOWAT)", setting)
