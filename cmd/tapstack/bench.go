@@ -223,6 +223,11 @@ type bencher struct {
 	profile             bool // label each measurement's goroutines for the CPU profile
 }
 
+// floorLink is a link whose bulk figures have a floor (bench_floor.go):
+// tap.Pipe without faults, where both ends are in this process and the
+// link adds no limit of its own.
+type floorLink interface{ floor() bool }
+
 // benchFigure is one row of the table.
 type benchFigure struct {
 	Name   string `json:"figure"`
@@ -354,6 +359,8 @@ type benchLinkResult struct {
 	Link   string     `json:"link"`
 	Detail string     `json:"detail"`
 	Rows   []benchRow `json:"figures"`
+	// Floor is the bulk figures' floor (tap.Pipe without faults).
+	Floor *benchFloor `json:"floor,omitempty"`
 }
 
 // benchReport is what -json prints.
@@ -380,12 +387,29 @@ func (b *bencher) measure(ctx context.Context, l benchLink, tasks []benchTask) (
 		}
 		return b.once(ctx, l, t, kind, warm)
 	}
+	var floor *benchFloor
+	if fl, ok := l.(floorLink); ok && fl.floor() {
+		floor = new(benchFloor)
+	}
+	floorOnce := func(size int64) (r bulkResult, err error) {
+		if b.profile {
+			labels := pprof.Labels("stack", "floor", "link", l.name(), "figure", "bulk floor")
+			pprof.Do(ctx, labels, func(ctx context.Context) { r, err = floorBulk(ctx, size) })
+			return r, err
+		}
+		return floorBulk(ctx, size)
+	}
 	// Warm-up: every workload once for both stacks, untimed.
 	for _, t := range tasks {
 		for _, kind := range []stackKind{kindGVisor, kindTapstack} {
 			if _, err := once(t, kind, true); err != nil {
 				return res, err
 			}
+		}
+	}
+	if floor != nil {
+		if _, err := floorOnce(max(b.size/4, 1<<20)); err != nil {
+			return res, err
 		}
 	}
 	rows := make([][]benchRow, len(tasks))
@@ -395,6 +419,14 @@ func (b *bencher) measure(ctx context.Context, l benchLink, tasks []benchTask) (
 		}
 	}
 	for r := range b.rounds {
+		if floor != nil {
+			// First in the round, beside the bulk figures that follow.
+			fr, err := floorOnce(b.size)
+			if err != nil {
+				return res, err
+			}
+			floor.add(fr, b.size)
+		}
 		for i, t := range tasks {
 			order := []stackKind{kindTapstack, kindGVisor}
 			if (r+i)%2 == 1 {
@@ -428,6 +460,10 @@ func (b *bencher) measure(ctx context.Context, l benchLink, tasks []benchTask) (
 			row.RatioMin, row.RatioMax = rr[0], rr[1]
 			res.Rows = append(res.Rows, row)
 		}
+	}
+	if floor != nil {
+		floor.compare(res.Rows)
+		res.Floor = floor
 	}
 	return res, nil
 }
@@ -493,6 +529,14 @@ func (res benchLinkResult) print(w io.Writer) {
 			strings.Join(per, " "),
 		})
 	}
+	printCells(w, cells)
+	if res.Floor != nil {
+		res.Floor.print(w, res.Link)
+	}
+}
+
+// printCells writes a table, its columns aligned.
+func printCells(w io.Writer, cells [][]string) {
 	widths := make([]int, len(cells[0]))
 	for _, row := range cells {
 		for i, c := range row {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -43,6 +44,49 @@ func TestBench(t *testing.T) {
 			t.Errorf("bench output lacks a row for %q:\n%s", row, out)
 		}
 	}
+	// Under the table, the floor of its bulk figures: the floor's value
+	// and three ratios for each.
+	floor, ok := strings.CutPrefix(out[strings.Index(out, "\nfloor over tap.Pipe (")+1:], "floor over tap.Pipe (")
+	if !ok {
+		t.Fatalf("bench output has no floor table:\n%s", out)
+	}
+	for _, row := range []string{"bulk, dialer → listener", "CPU per GiB, dialer → listener", "bulk, listener → dialer", "CPU per GiB, listener → dialer"} {
+		re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(row) + `\s+\S+\s+` + cell + `\s+` + ratio + `\s+` + ratio + `\s+` + ratio + `$`)
+		if !re.MatchString(floor) {
+			t.Errorf("the floor table lacks a row for %q:\n%s", row, floor)
+		}
+	}
+	if strings.Contains(floor, "connections/s") || strings.Contains(floor, "allocations") {
+		t.Errorf("the floor table has rows that have no floor:\n%s", floor)
+	}
+}
+
+// TestBenchFloorFaults: with faults the stacks' transfers are not bound
+// by the copies, and there is no floor to compare them with.
+func TestBenchFloorFaults(t *testing.T) {
+	code, out, errOut := runCLI(t, append(quickBench, "-link", "pipe", "-rounds", "1", "-loss", "0.5%", "-seed", "1")...)
+	if code != 0 {
+		t.Fatalf("bench exited %d\n%s\n%s", code, out, errOut)
+	}
+	if !strings.Contains(out, "\nbulk, dialer → listener ") || strings.Contains(out, "floor over") {
+		t.Errorf("with faults, want the table and no floor:\n%s", out)
+	}
+}
+
+// TestFloorBulk: the floor moves sizes that are not a whole number of
+// blocks or views, checks them, and stops when its context ends.
+func TestFloorBulk(t *testing.T) {
+	for _, size := range []int64{1, floorView - 1, 3<<20 + 5} {
+		r, err := floorBulk(context.Background(), size)
+		if err != nil || r.gbps <= 0 || math.IsInf(r.gbps, 0) && size > 1 {
+			t.Errorf("floorBulk(%d) = %+v, %v; want a throughput", size, r, err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := floorBulk(ctx, 64<<20); err != context.Canceled {
+		t.Errorf("floorBulk with its context cancelled: %v, want %v", err, context.Canceled)
+	}
 }
 
 // TestBenchJSON: -json prints every round's values of both stacks and
@@ -77,6 +121,34 @@ func TestBenchJSON(t *testing.T) {
 			t.Errorf("%s: unit %q, ratio median %v", row.Name, row.Unit, row.RatioMed)
 		}
 	}
+	// The floor compares each bulk and CPU per GiB row with the same
+	// round's floor.
+	floor := r.Links[0].Floor
+	if floor == nil || len(floor.Rows) != 4 || floor.What == "" {
+		t.Fatalf("floor %+v, want 4 figures", floor)
+	}
+	for _, fr := range floor.Rows {
+		i := slices.IndexFunc(rows, func(row benchRow) bool { return row.Name == fr.Figure })
+		if i < 0 || len(fr.Floor) != 2 {
+			t.Errorf("floor row %q: no such figure, or %d rounds", fr.Figure, len(fr.Floor))
+			continue
+		}
+		for k, v := range fr.Floor {
+			row := rows[i]
+			for _, c := range []struct {
+				name      string
+				got, want float64
+			}{
+				{"tapstack ÷ floor", fr.Tapstack[k], row.Tapstack[k] / v},
+				{"gVisor ÷ floor", fr.GVisor[k], row.GVisor[k] / v},
+				{"floor ÷ gVisor", fr.Bound[k], v / row.GVisor[k]},
+			} {
+				if math.Abs(c.got-c.want) > 1e-9*math.Abs(c.want) || !(c.got > 0) {
+					t.Errorf("%s round %d: %s %v, want %v", fr.Figure, k+1, c.name, c.got, c.want)
+				}
+			}
+		}
+	}
 }
 
 // TestBenchKernel: over a TAP in a namespace of its own, against the
@@ -94,8 +166,8 @@ func TestBenchKernel(t *testing.T) {
 			t.Errorf("bench output lacks a row for %q:\n%s", row, out)
 		}
 	}
-	if strings.Contains(out, "heap per idle") {
-		t.Errorf("the TAP table has heap rows:\n%s", out)
+	if strings.Contains(out, "heap per idle") || strings.Contains(out, "floor over") {
+		t.Errorf("the TAP table has heap rows or a floor:\n%s", out)
 	}
 	// The kernel's congestion control is the one asked for (Linux's
 	// default unless -kernel-cc), whatever the host's is, and named

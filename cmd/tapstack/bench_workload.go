@@ -119,6 +119,10 @@ type pipeLink struct {
 func (pipeLink) name() string { return "tap.Pipe" }
 func (pipeLink) close()       {}
 
+// floor: faults make the stacks' transfers slower than any floor; with
+// them there is none to compare with.
+func (l pipeLink) floor() bool { return l.wrap == nil }
+
 func (l pipeLink) env(kind stackKind) (*benchEnv, error) {
 	a, b := tap.Pipe(tap.WithPipeMTU(l.mtu), tap.WithPipeGSO(l.gso))
 	srvP, cliP := netip.MustParsePrefix("192.0.2.1/24"), netip.MustParsePrefix("192.0.2.2/24")

@@ -1,0 +1,207 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"runtime"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/buffer"
+)
+
+// The floor of a bulk transfer over tap.Pipe: what any stack built on
+// gVisor's buffers must do to move the bench's bytes from one Write to one
+// Read and have them checked, with no protocol at all: no headers, no
+// segments, no acknowledgments, no network layer. The writer copies each
+// block into 64 KiB views (the send buffer's chunks; gVisor clears a
+// chunk before it is written), hands them to the reader over a channel
+// that holds 4 MiB (a send buffer's worth in flight), and the reader
+// copies what has arrived into its 256 KiB buffer, as Read does, and
+// hashes it, as the bench's receiver does.
+//
+// The floor is measured in every round beside the two stacks, so that it
+// saw the same machine. floor ÷ gVisor is the most tapstack ÷ gVisor
+// could be on this machine with these buffers: the reader's copy and
+// hash are one goroutine's work whatever the stack, and the floor spends
+// the other core on nothing but the writer's copy. How far a stack is
+// below its floor is what its protocol, its network layer and its
+// scheduling cost; the profile (-cpuprofile, stack=floor) shows the
+// floor's own CPU.
+
+const (
+	floorView   = 64 << 10 // the engine's send buffer chunk (stack/tcp maxChunk)
+	floorWindow = 4 << 20  // the engine's send buffer at its largest (SendBufferMax)
+	floorRead   = 256 << 10
+)
+
+// floorBulk moves size bytes the floor's way and returns the figures bulk
+// returns for a stack: throughput after the first eighth, process CPU and
+// allocations. It checks the bytes' count and CRC-32C as bulk does.
+func floorBulk(ctx context.Context, size int64) (bulkResult, error) {
+	block := benchBlock()
+	table := crc32.MakeTable(crc32.Castagnoli)
+	want := uint32(0)
+	for n := int64(0); n < size; n += int64(len(block)) {
+		want = crc32.Update(want, table, block[:min(int64(len(block)), size-n)])
+	}
+	ch := make(chan *buffer.View, floorWindow/floorView)
+	runtime.GC()
+	u0 := readUsage()
+	go func() {
+		defer close(ch)
+		for n := int64(0); n < size; {
+			b := block[:min(int64(len(block)), size-n)]
+			for off := 0; off < len(b); off += floorView {
+				v := buffer.NewViewWithData(b[off:min(len(b), off+floorView)])
+				select {
+				case ch <- v:
+				case <-ctx.Done():
+					v.Release()
+					return
+				}
+			}
+			n += int64(len(b))
+		}
+	}()
+	var q buffer.Buffer
+	defer q.Release()
+	buf := make([]byte, floorRead)
+	var got int64
+	var sum uint32
+	var tWarm time.Time
+	warm := size / 8
+	closed := false
+	take := func(v *buffer.View, ok bool) {
+		if !ok {
+			closed = true
+			return
+		}
+		_ = q.Append(v) // q only grows here; Append fails on nothing else
+	}
+	for {
+		if q.Size() == 0 {
+			if closed {
+				break
+			}
+			v, ok := <-ch // block, as Read does, until something arrives
+			take(v, ok)
+			continue
+		}
+		// Read returns what has arrived, up to its buffer.
+	more:
+		for !closed && q.Size() < floorRead {
+			select {
+			case v, ok := <-ch:
+				take(v, ok)
+			default:
+				break more
+			}
+		}
+		n, _ := q.ReadAt(buf, 0)
+		q.TrimFront(int64(n))
+		sum = crc32.Update(sum, table, buf[:n])
+		got += int64(n)
+		if tWarm.IsZero() && got >= warm {
+			tWarm = time.Now()
+		}
+	}
+	tEnd := time.Now()
+	u1 := readUsage()
+	if err := ctx.Err(); err != nil {
+		return bulkResult{}, err
+	}
+	if got != size || sum != want {
+		return bulkResult{}, fmt.Errorf("floor: received %d bytes with CRC-32C %08x, want %d with %08x", got, sum, size, want)
+	}
+	return bulkResult{
+		gbps:    float64(size-warm) * 8 / tEnd.Sub(tWarm).Seconds() / 1e9,
+		cpu:     u1.cpu - u0.cpu,
+		mallocs: u1.mallocs - u0.mallocs,
+	}, nil
+}
+
+// benchFloor is a link's floor table: the floor's values per round and,
+// for each bulk figure of the link's table, each stack's per-round ratio
+// to it.
+type benchFloor struct {
+	What string     `json:"what"`
+	Rows []floorRow `json:"figures"`
+	gbps []float64  // per round
+	cpu  []float64  // s/GiB, per round
+}
+
+// floorRow compares one bulk figure of both stacks with the floor.
+type floorRow struct {
+	Figure        string     `json:"figure"`
+	Unit          string     `json:"unit"`
+	Higher        bool       `json:"higher_is_better"`
+	Floor         []float64  `json:"floor"`
+	Tapstack      []float64  `json:"tapstack_to_floor"` // tapstack ÷ floor, per round
+	GVisor        []float64  `json:"gvisor_to_floor"`   // gVisor ÷ floor, per round
+	Bound         []float64  `json:"floor_to_gvisor"`   // floor ÷ gVisor: the bound on tapstack ÷ gVisor
+	FloorMed      float64    `json:"floor_median"`
+	FloorRange    [2]float64 `json:"floor_range"`
+	TapstackMed   float64    `json:"tapstack_to_floor_median"`
+	TapstackRange [2]float64 `json:"tapstack_to_floor_range"`
+	GVisorMed     float64    `json:"gvisor_to_floor_median"`
+	GVisorRange   [2]float64 `json:"gvisor_to_floor_range"`
+	BoundMed      float64    `json:"floor_to_gvisor_median"`
+	BoundRange    [2]float64 `json:"floor_to_gvisor_range"`
+	format        string
+}
+
+const floorWhat = "no protocol: only what a Write, a Read and the bench's check must do on gVisor's buffers (copy into 64 KiB views, which gVisor clears first; copy out into the reader's 256 KiB; CRC-32C), between two goroutines with 4 MiB in flight"
+
+// add records one round's floor.
+func (f *benchFloor) add(r bulkResult, size int64) {
+	f.gbps = append(f.gbps, r.gbps)
+	f.cpu = append(f.cpu, r.cpu.Seconds()/(float64(size)/(1<<30)))
+}
+
+// compare fills the floor's rows from the link's bulk and CPU per GiB
+// rows; other figures have no floor.
+func (f *benchFloor) compare(rows []benchRow) {
+	f.What = floorWhat
+	for _, row := range rows {
+		var floor []float64
+		switch {
+		case row.Unit == "Gbit/s":
+			floor = f.gbps
+		case row.Unit == "s/GiB":
+			floor = f.cpu
+		default:
+			continue
+		}
+		fr := floorRow{Figure: row.Name, Unit: row.Unit, Higher: row.Higher, Floor: floor, format: row.format}
+		for i, v := range floor {
+			fr.Tapstack = append(fr.Tapstack, row.Tapstack[i]/v)
+			fr.GVisor = append(fr.GVisor, row.GVisor[i]/v)
+			fr.Bound = append(fr.Bound, v/row.GVisor[i])
+		}
+		fr.FloorMed, fr.FloorRange = medianRange(fr.Floor)
+		fr.TapstackMed, fr.TapstackRange = medianRange(fr.Tapstack)
+		fr.GVisorMed, fr.GVisorRange = medianRange(fr.GVisor)
+		fr.BoundMed, fr.BoundRange = medianRange(fr.Bound)
+		f.Rows = append(f.Rows, fr)
+	}
+}
+
+// print writes the floor's table under the link's.
+func (f *benchFloor) print(w io.Writer, link string) {
+	fmt.Fprintf(w, "\nfloor over %s (%s)\n", link, f.What)
+	cells := [][]string{{"figure", "unit", "floor median [min–max]", "tapstack ÷ floor", "gVisor ÷ floor", "floor ÷ gVisor: the bound on tapstack ÷ gVisor"}}
+	for _, r := range f.Rows {
+		ratio := func(m float64, rr [2]float64) string { return fmt.Sprintf("%.2f× [%.2f–%.2f]", m, rr[0], rr[1]) }
+		fv := func(v float64) string { return fmt.Sprintf(r.format, v) }
+		cells = append(cells, []string{
+			r.Figure, r.Unit,
+			fmt.Sprintf("%s [%s–%s]", fv(r.FloorMed), fv(r.FloorRange[0]), fv(r.FloorRange[1])),
+			ratio(r.TapstackMed, r.TapstackRange),
+			ratio(r.GVisorMed, r.GVisorRange),
+			ratio(r.BoundMed, r.BoundRange),
+		})
+	}
+	printCells(w, cells)
+}
