@@ -66,8 +66,9 @@ func TestLinkRefused(t *testing.T) {
 // that reaches the wire, and the peer gets every byte (pcaptest.Transfer
 // checks the SHA-256). With a fault middleware between the capture and
 // the pipe, the middleware reports what the pipe refused
-// (tap.FaultNotSent). The engine hears of every refusal and deems the
-// segment lost at once: its recovery note is on the refused frame.
+// (tap.FaultNotSent). The engine hears of every refusal, takes refused
+// new data at the tail back or deems a segment lost that a later one
+// overtook (refused.go), and its recovery note is on the refused frame.
 func TestLinkRefusedExchange(t *testing.T) {
 	for _, tc := range []struct {
 		name  string

@@ -122,7 +122,8 @@ func itoa(n int) string { return strconv.Itoa(n) }
 
 // infoLine is the TCP info of a connection in the order and units ss -i
 // prints it (misc/ss.c tcp_show_info): options, congestion control,
-// wscale, rto in milliseconds, rtt in milliseconds with microsecond
+// wscale, rto in milliseconds, backoff when the RTO has backed off, rtt
+// in milliseconds with microsecond
 // precision, mss, pmtu and advmss (the MSS we announced, less the
 // timestamp option), cwnd and
 // ssthresh in segments, then the byte counters.
@@ -154,7 +155,11 @@ func infoLine(in tcp.Info) string {
 	mss := max(in.SndMSS, 1)
 	// ss prints rto with printf's %g: six significant digits.
 	rto := strconv.FormatFloat(float64(in.RTO)/float64(time.Millisecond), 'g', 6, 64)
-	fmt.Fprintf(&b, " rto:%s rtt:%s/%s mss:%d", rto, ms(in.RTT), ms(in.RTTVar), in.SndMSS)
+	fmt.Fprintf(&b, " rto:%s", rto)
+	if in.Backoff > 0 {
+		fmt.Fprintf(&b, " backoff:%d", in.Backoff) // as ss: only when the RTO has backed off
+	}
+	fmt.Fprintf(&b, " rtt:%s/%s mss:%d", ms(in.RTT), ms(in.RTTVar), in.SndMSS)
 	if in.PathMTU > 0 {
 		// A path MTU black hole found by probing shows as an MSS
 		// below what pmtu allows, as in Linux's ss.

@@ -407,14 +407,18 @@ func waitQuiet(t testing.TB, dev *tap.Device, quiet, timeout time.Duration) {
 // TestKernelTxQueueFull: a TAP whose outbound queue holds two frames
 // refuses what tapstack's bursts add beyond it (tcpip.ErrNoBufferSpace,
 // DeviceStats.TxDropped). The engine hears of each refusal: it counts the
-// refused wire segments (Stats.LinkRefused) and deems them lost at once,
-// which its recovery events name (refused.go); without that, RACK finds
-// the same losses later and no event names the link. 4 MiB to the kernel
-// arrive intact (SHA-256). With a queue of one frame and 8 MiB, the
-// transfer took 23 s with the engine's response and 54-62 s with RACK
-// alone finding the losses: 2,850 fast recoveries with it, 1,500 without,
-// pin the window at its floor either way, which is why Linux keeps its
-// own packets out of a full queue (TCP Small Queues; not built here).
+// refused wire segments (Stats.LinkRefused), takes refused new data at
+// the tail back and reduces its window in CWR, as Linux does on a qdisc
+// drop, or deems a segment lost that a later one overtook, which its
+// recovery events name (refused.go); without that, RACK finds the same
+// segments lost later and no event names the link. 4 MiB to the kernel
+// arrive intact (SHA-256): here, 412 segments refused, none of them
+// counted as a retransmission, and no fast recovery (deemed lost, as the
+// engine took every refusal before, they made 428 retransmissions and
+// 371 fast recoveries). With a queue of one frame and 8 MiB, the
+// transfer took 23-30 s either way (54-62 s with RACK alone finding the
+// segments lost): the window sits at its floor, which is why Linux keeps
+// its own packets out of a full queue (TCP Small Queues; not built here).
 func TestKernelTxQueueFull(t *testing.T) {
 	ns := taptest.NewNamespace(t)
 	dev := ns.AddTAP(t, "tsqfull0", kernelAddr+"/24", taptest.WithTAPOptions(tap.WithTxQueue(2)))

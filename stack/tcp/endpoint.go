@@ -158,7 +158,8 @@ type Endpoint struct {
 	maxFlight      uint32       // the most in flight in that round trip
 	wasCwndLimited bool         // the window limited sending in that round trip
 
-	persistProbes int                 // zero-window probes the peer has not answered
+	persistProbes int32               // zero-window probes the peer has not answered, or tries of what the link refused (resourceProbe)
+	resourceProbe bool                // the persist timer tries again what the link refused (refused.go), not a zero window
 	progressAt    tcpip.MonotonicTime // SND.UNA last moved, or data left with none in flight
 	chrono        chrono              // busy, window- and buffer-limited times (chrono.go)
 	dataSentAt    tcpip.MonotonicTime // data (new or again) last left (Linux's lsndtime), for the restart after idle
@@ -649,6 +650,14 @@ type Info struct {
 	// window or the user for room in the send buffer (Linux's
 	// tcpi_busy_time, tcpi_rwnd_limited, tcpi_sndbuf_limited).
 	BusyTime, RwndLimited, SndbufLimited time.Duration
+	// Probes counts the probes the peer has not answered: zero-window
+	// probes, tries again of what the link refused (refused.go) or
+	// keepalives (Linux's tcpi_probes, icsk_probes_out). Backoff is how
+	// many times the RTO has doubled since the peer last acknowledged
+	// new data: retransmission timeouts, and zero-window probes, which
+	// back off alike; tries of what the link refused do not
+	// (tcpi_backoff).
+	Probes, Backoff int
 }
 
 // Info returns a snapshot of the connection.
@@ -664,7 +673,13 @@ func (e *Endpoint) Info() Info {
 		lastData = e.now().Sub(e.lastDataAt)
 	}
 	busy, rwndLim, sndbufLim := e.chronoTimes()
+	backoff := e.retries
+	if !e.resourceProbe && e.sndWnd == 0 {
+		backoff += int(e.persistProbes)
+	}
 	return Info{
+		Probes:            int(e.persistProbes) + int(e.keepProbes),
+		Backoff:           backoff,
 		BusyTime:          busy,
 		RwndLimited:       rwndLim,
 		SndbufLimited:     sndbufLim,
@@ -820,6 +835,10 @@ func (e *Endpoint) flushLocked() {
 	var release *stack.Route
 	var drainCheck bool
 	var refused []refusal // packets the link refused (refused.go); rare, so made on demand
+	// What the wire saw after a refusal: the end of the sequence space
+	// the packets the link took after it claimed (linkRefused).
+	var after seqnum.Value
+	var afterSet bool
 	obs := e.proto.opts.Observer
 	for range 1 << 20 {
 		e.mu.Lock()
@@ -848,8 +867,15 @@ func (e *Endpoint) flushLocked() {
 			if i < len(ecns) {
 				ecn = ecns[i]
 			}
-			if ref, ok := e.proto.writePacket(r, pkt, ecn); ok {
+			describe := len(refused) > 0
+			ref, ok := e.proto.writePacket(r, pkt, ecn, describe)
+			switch {
+			case ok:
 				refused = append(refused, ref)
+			case describe:
+				if end := ref.seq.Add(ref.len); !afterSet || after.LessThan(end) {
+					after, afterSet = end, true
+				}
 			}
 			q[i] = nil
 		}
@@ -860,9 +886,10 @@ func (e *Endpoint) flushLocked() {
 		if len(refused) > 0 {
 			// Its events, and anything it sends, go on the next pass.
 			e.mu.Lock()
-			e.linkRefused(refused)
+			e.linkRefused(refused, after, afterSet)
 			e.mu.Unlock()
 			refused = refused[:0]
+			afterSet = false
 		}
 	}
 	e.outMu.Unlock()

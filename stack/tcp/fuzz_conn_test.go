@@ -219,6 +219,11 @@ func fzConnSeeds() []tcptest.FuzzSeed {
 		fzOpSack, 0, 64, 190, fzOpAckPart, 128, fzOpAdvance, 4, fzOpAckPart, 255, fzOpAck, 9)
 	add("refused-tail-then-ack", 2, 0, 0,
 		fzOpWrite, 11, fzOpRefuse, 3, fzOpWrite, 11, fzOpAckPart, 128, fzOpAck, 9, fzOpAdvance, 5, fzOpAck, 9)
+	// Everything refused with nothing in flight: the tries after an RTO
+	// and 500 ms apart (refused.go), then the link takes them.
+	add("refused-all-resource-probes", 2, 0, 0,
+		fzOpWrite, 3, fzOpAck, 9, fzOpRefuse, 7, fzOpWrite, 3, fzOpAdvance, 5,
+		fzOpAdvance, 4, fzOpAdvance, 4, fzOpAdvance, 4, fzOpAdvance, 4, fzOpAdvance, 4, fzOpAck, 9)
 	// ECN agreed (byte 2 bit 5), passively and actively: text marked CE
 	// (optSel 0x30), the stack's data, text with CWR (flags 0x80) and
 	// ECT(0), the peer's ACK with ECE (flags 0x40), time.

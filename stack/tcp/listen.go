@@ -445,7 +445,7 @@ func (l *Listener) sendCookie(id stack.TransportEndpointID, netProto tcpip.Netwo
 	}
 	pkt := buildPacket(r, &f, buffer.Buffer{})
 	p.countSend(connIDOf(id), event.SendSynAckCookie, &f, 0, 0)
-	p.writePacket(r, pkt, ecnNotECT) // nothing to send again: a refusal is counted, no more
+	p.writePacket(r, pkt, ecnNotECT, false) // nothing to send again: a refusal is counted, no more
 }
 
 // cookieAck handles an ACK that matches no entry while cookies are on: if

@@ -467,8 +467,9 @@ func buildGSOPacket(r *stack.Route, f *outFields, payload buffer.Buffer, mss int
 // any connection lock held: a local route or an in-memory link may deliver
 // the packet, and the peer's reply, on this goroutine. It reports whether
 // the link refused the packet, its queue full (refused.go), and what the
-// packet carried; the refusal is counted (Stats.LinkRefused).
-func (p *Protocol) writePacket(r *stack.Route, pkt *stack.PacketBuffer, ecn uint8) (refusal, bool) {
+// packet carried, which it also reads for a packet the link took when
+// describe is set; the refusal is counted (Stats.LinkRefused).
+func (p *Protocol) writePacket(r *stack.Route, pkt *stack.PacketBuffer, ecn uint8, describe bool) (refusal, bool) {
 	// DF on every IPv4 segment, for path MTU discovery (RFC 1191), as
 	// Linux (ip_no_pmtu_disc=0) and gVisor's TCP send them; it also
 	// spares the network layer a random IP ID per segment. ecn is the
@@ -477,8 +478,10 @@ func (p *Protocol) writePacket(r *stack.Route, pkt *stack.PacketBuffer, ecn uint
 	err := r.WritePacket(stack.NetworkHeaderParams{Protocol: protocolNumber, TTL: r.DefaultTTL(), TOS: ecn, DF: true}, pkt)
 	var ref refusal
 	_, refused := err.(*tcpip.ErrNoBufferSpace)
-	if refused {
+	if refused || describe {
 		ref = refusalOf(pkt)
+	}
+	if refused {
 		p.stats.LinkRefused.Add(uint64(ref.segments))
 	}
 	pkt.DecRef()

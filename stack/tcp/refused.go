@@ -1,6 +1,9 @@
 package tcp
 
 import (
+	"strconv"
+	"time"
+
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
@@ -12,26 +15,45 @@ import (
 // (tap.Pipe's, a TAP device's writer queue) takes the frames it has room
 // for and answers tcpip.ErrNoBufferSpace for the rest: those never left.
 // Linux meets the same in __tcp_transmit_skb when the qdisc answers
-// NET_XMIT_DROP: the segment stays unsent, tcp_write_xmit stops, and the
-// sender enters CWR (tcp_enter_cwr), where the congestion control picks
-// ssthresh and PRR brings the window down to it as after a loss, with
-// nothing to undo: the queue that overflowed is the sender's own, the
-// drop is congestion beyond doubt, and no D-SACK or timestamp will ever
-// say otherwise.
+// NET_XMIT_DROP (local congestion): the segment stays unsent in the
+// write queue, tcp_write_xmit stops, and the sender enters CWR
+// (tcp_enter_cwr), where the congestion control picks ssthresh and PRR
+// brings the window down to it as after a loss, with nothing to undo:
+// the queue that overflowed is the sender's own, and no D-SACK or
+// timestamp will ever say otherwise.
 //
 // The engine builds segments under the connection's lock and writes them
 // after releasing it (flush), so when the link refuses one, SND.NXT has
-// moved past it and later segments may have left. What comes nearest to
-// Linux: the refused segments are deemed lost at once, and fast recovery
-// starts with no undo record. RACK would find them lost too, but only
-// once a segment sent after them is delivered, which never happens when
-// the link refused the whole tail of a burst: the probe timer found
-// those, 2·SRTT later. It happens in memory: once a fault middleware
-// turns tap.Pipe's segmentation offload off, every segment is a frame,
-// and CUBIC's window outgrows the pipe's 1,024 frames. The refused
-// segments go again as PRR lets them, clocked by the ACKs of those that
-// left; when none left, the probe timer, armed here, sends one to draw
-// an ACK, and the RTO is behind it.
+// moved past it. What the engine does comes as near to Linux as that
+// allows:
+//   - new data at the tail of what was sent, with nothing sent after it,
+//     is taken back (takeBackRefused): SND.NXT returns to its first
+//     byte, its records leave the retransmission queue, and the bytes
+//     wait in the send buffer to go again, as Linux's stay in its write
+//     queue. The window comes down as in CWR;
+//   - a refused segment that something sent later overtook (later data,
+//     or a bare ACK, which carries SND.NXT past it) cannot be taken
+//     back: it is deemed lost at once, and fast recovery starts with no
+//     undo record. RACK would find it lost too, but only once a
+//     segment sent after it is delivered, which never happens when the
+//     link refused the whole tail of a burst;
+//   - a refused retransmission is lost again, waiting to go.
+//
+// Then, when nothing is left in flight, no ACK will come to send the
+// rest: Linux's probe0 timer tries one segment again after an RTO, then
+// every 500 ms (TCP_RESOURCE_PROBE_INTERVAL) while the link refuses it,
+// without backoff, counting the tries (tcpi_probes) against
+// tcp_retries2 and TCP_USER_TIMEOUT, the user timeout from the first
+// try (tcp_send_probe0, tcp_probe_timer). The engine does the same on
+// its persist timer (resourceProbeTimeout). Where a retransmission the
+// RTO sent is refused, Linux tries again in 500 ms without doubling the
+// RTO; the engine has doubled it already when the refusal comes back,
+// and keeps it so.
+//
+// It happens in memory: once a fault middleware turns tap.Pipe's
+// segmentation offload off, every segment is a frame, and CUBIC's window
+// outgrows the pipe's 1,024 frames. It happens over a TAP whose kernel
+// side does not read.
 
 // refusal is what a refused packet carried: the sequence space of its
 // segments (SYN and FIN included), and how many wire segments it stood
@@ -41,6 +63,7 @@ type refusal struct {
 	len      seqnum.Size
 	segments int
 	key      event.SegKey // its first wire segment, as a capture sees it
+	cwr      bool         // it carried CWR (RFC 3168 6.1.2), which must go again
 }
 
 // refusalOf reads a refusal from the TCP header and payload of pkt, as
@@ -53,7 +76,8 @@ func refusalOf(pkt *stack.PacketBuffer) refusal {
 	n := pkt.Data().Size()
 	f := h.Flags()
 	ref := refusal{seq: seqnum.Value(h.SequenceNumber()), len: seqnum.Size(n), segments: 1,
-		key: event.SegKey{Seq: h.SequenceNumber(), Ack: h.AckNumber(), Flags: event.Flags(f), Len: n}}
+		key: event.SegKey{Seq: h.SequenceNumber(), Ack: h.AckNumber(), Flags: event.Flags(f), Len: n},
+		cwr: f&header.TCPFlagCwr != 0}
 	if mss := int(pkt.GSOOptions.MSS); pkt.GSOOptions.Type != stack.GSONone && mss > 0 && n > mss {
 		// The link cuts it as tcp_gso_segment does: PSH and FIN
 		// on the last segment only (sendPacket).
@@ -67,16 +91,145 @@ func refusalOf(pkt *stack.PacketBuffer) refusal {
 	return ref
 }
 
-// linkRefused deems lost the records of the retransmission queue the
-// refused packets held, and starts fast recovery for them if none is
-// under way; an episode that a refusal joins can no longer be undone. A
-// refused segment with no sequence space (a bare ACK, a window update) is
-// only counted: the next segment carries the same news. The caller holds
-// e.mu.
-func (e *Endpoint) linkRefused(refs []refusal) {
+// linkRefused takes back the refused new data at the tail, deems lost
+// the other refused segments, reduces the window (CWR, or fast recovery
+// for a loss) and, when nothing is left in flight, starts the probes
+// that try again. A refused segment with no sequence space (a bare ACK,
+// a window update) is only counted: the next segment carries the same
+// news. after, when afterSet, is where the sequence space ends that the
+// packets the link took after the first refusal claimed: data, or the
+// SND.NXT of a bare ACK. The caller holds e.mu.
+func (e *Endpoint) linkRefused(refs []refusal, after seqnum.Value, afterSet bool) {
 	if !e.state.Synchronized() || e.rtxq.empty() {
 		return
 	}
+	taken, first := e.takeBackRefused(refs, after, afterSet)
+	lost, firstLost := e.deemRefusedLost(refs)
+	if taken == 0 && lost == 0 {
+		return
+	}
+	if first == nil || firstLost != nil && firstLost.seq.LessThan(first.seq) {
+		first = firstLost
+	}
+	var what string
+	real := lost > 0 // a reduction no D-SACK or timestamp may undo
+	switch {
+	case lost > 0:
+		what = "the link refused " + plural(lost+taken, "segment") + ", its queue full: deemed lost"
+		if taken > 0 {
+			what = "the link refused " + plural(lost+taken, "segment") + ", its queue full: " + strconv.Itoa(lost) + " deemed lost, " + strconv.Itoa(taken) + " not sent"
+		}
+		if e.caState == caOpen || e.caState == caCWR {
+			e.startRecovery()
+			what = "fast recovery: " + what
+		}
+	default:
+		what = "the link refused " + plural(taken, "segment") + ", its queue full: not sent, to go again"
+		if e.caState == caOpen {
+			// Linux tcp_enter_cwr: the window comes down, nothing is
+			// lost, and there is nothing to undo (undo_marker = 0).
+			// Already reducing, Linux changes nothing.
+			e.initCwndReduction()
+			e.setCAState(caCWR)
+			real = true
+			what = "CWR: " + what + " (local congestion)"
+		}
+	}
+	if real {
+		// The congestion is real: no D-SACK, timestamp or F-RTO may
+		// call the episode spurious.
+		e.undo.active = false
+	}
+	e.frto = false // F-RTO judges by new data that left
+	if e.caState == caRecovery && lost > 0 {
+		e.prr(0, lost, false)
+		e.schedulePTO()
+	}
+	if e.inflight() == 0 && (lost == 0 || e.caState == caLoss || e.persistProbes > 0) {
+		// Nothing left to draw an ACK: Linux's probe0 for refused new
+		// data, its 500 ms for a refused retransmission of the RTO's;
+		// and the next try when a try was refused. A segment deemed
+		// lost otherwise has fast recovery's probe timer (above).
+		e.startResourceProbe()
+	}
+	if e.observed() {
+		// Keyed to the first refused segment: a capture puts it on
+		// that frame, not on whichever comes next.
+		e.emit(event.Event{Kind: event.KindRecovery, Conn: e.connID(), Note: what, Cwnd: e.cwnd, Ssthresh: e.ssthresh, Key: first.key})
+	}
+}
+
+// takeBackRefused takes back the refused new data at the tail of the
+// retransmission queue: records of first transmissions, not SACKed,
+// that a refused packet covers, from the newest down, and that no packet
+// the link took after the refusal overtook. A packet overtakes a record
+// when the sequence space it claims ends past the record's start: later
+// data, or a bare ACK, which carries SND.NXT as it was when built, past
+// the refused data. The peer saw that number; taking the data back would
+// show it sequence numbers going backwards, which Linux, whose SND.NXT
+// never passes unsent data, never shows. SND.NXT returns to the first
+// byte taken back, which waits in the send buffer; a FIN taken back goes
+// again after it. It returns how many records went and the refusal the
+// first of them came from.
+func (e *Endpoint) takeBackRefused(refs []refusal, after seqnum.Value, afterSet bool) (int, *refusal) {
+	q := &e.rtxq
+	n := 0
+	var first *refusal
+	for !q.empty() {
+		s := q.at(q.tail() - 1)
+		if s.flags&^segFin != 0 {
+			break // SACKed, lost or sent again: not a plain first transmission
+		}
+		if afterSet && s.start.LessThan(after) {
+			break // overtaken: the wire saw sequence numbers past it
+		}
+		ref := refusedCovering(refs, s.start, s.end)
+		if ref == nil {
+			break // it left: what came before it cannot be taken back
+		}
+		data := uint64(s.len())
+		if s.has(segFin) {
+			data--
+		}
+		e.bytesSent -= data
+		if e.reducing() {
+			e.prrOut -= min(e.prrOut, data) // PRR counts what left
+		}
+		if p := e.mtup; p != nil && p.probeSize != 0 && s.start == p.probeSeq {
+			p.probeSize = 0 // the probe never left: it says nothing of the path
+		}
+		if ref.cwr {
+			e.ecnQueueCWR() // the CWR flag goes on the next new data
+		}
+		e.sndNxt = s.start
+		q.popBack()
+		first = ref
+		n++
+	}
+	if n > 0 && q.empty() {
+		e.stopTimer(timerRetransmit)
+		e.stopTimer(timerProbe)
+		e.rack.tlpOut = false
+	}
+	return n, first
+}
+
+// refusedCovering returns the refusal whose sequence space holds all of
+// [start, end), if any.
+func refusedCovering(refs []refusal, start, end seqnum.Value) *refusal {
+	for k := range refs {
+		r := &refs[k]
+		if r.len > 0 && !start.LessThan(r.seq) && end.LessThanEq(r.seq.Add(r.len)) {
+			return r
+		}
+	}
+	return nil
+}
+
+// deemRefusedLost deems lost the records the refused packets held that
+// takeBackRefused left: segments sent again, or overtaken by a later
+// one. It returns how many it marked and the refusal of the first.
+func (e *Endpoint) deemRefusedLost(refs []refusal) (int, *refusal) {
 	q := &e.rtxq
 	lost := 0
 	var first *refusal
@@ -105,25 +258,84 @@ func (e *Endpoint) linkRefused(refs []refusal) {
 			i++
 		}
 	}
-	if lost == 0 {
+	return lost, first
+}
+
+// resourceProbeInterval is how often a connection whose every segment in
+// flight the link refused tries again (Linux's
+// TCP_RESOURCE_PROBE_INTERVAL).
+const resourceProbeInterval = 500 * time.Millisecond
+
+// startResourceProbe arms the persist timer to try again what the link
+// refused, now that nothing is in flight: after an RTO the first time
+// (Linux's tcp_probe0_base), 500 ms after each try after that and after
+// a refused retransmission of the RTO's, no later than the user timeout
+// ends (tcp_clamp_probe0_to_user_timeout). A try
+// already armed stays as it is, as Linux's tcp_check_probe_timer leaves
+// a pending timer: refusals of every Write do not put it off.
+func (e *Endpoint) startResourceProbe() {
+	unsent := e.sndNxt.LessThan(e.sndEnd()) || e.finQueued && e.sndNxt == e.sndEnd()
+	if e.rtxq.lostWaiting == 0 && !unsent {
 		return
 	}
-	what := "the link refused " + plural(lost, "segment") + ", its queue full: deemed lost"
-	if e.caState == caOpen || e.caState == caCWR {
-		e.startRecovery()
-		what = "fast recovery: " + what
+	if e.resourceProbe && e.timerArmed(timerPersist) {
+		return
 	}
-	// Linux tcp_enter_cwr: undo_marker = 0. The loss is real: no
-	// D-SACK, timestamp or F-RTO may call the episode spurious.
-	e.undo.active = false
-	e.frto = false
-	if e.caState == caRecovery {
-		e.prr(0, lost, false)
-		e.schedulePTO()
+	d := max(e.rto, e.proto.opts.MinRTO)
+	if e.persistProbes > 0 || e.caState == caLoss {
+		// After a try, or after the RTO's own retransmission was
+		// refused (tcp_retransmit_timer): 500 ms.
+		d = resourceProbeInterval
+		if ut := e.userTimeout; ut > 0 {
+			d = min(d, max(e.progressAt.Add(ut).Sub(e.now()), time.Millisecond))
+		}
 	}
-	if e.observed() {
-		// Keyed to the first refused segment: a capture puts it on
-		// that frame, not on whichever comes next.
-		e.emit(event.Event{Kind: event.KindRecovery, Conn: e.connID(), Note: what, Cwnd: e.cwnd, Ssthresh: e.ssthresh, Key: first.key})
+	e.resourceProbe = true
+	e.stopTimer(timerRetransmit)
+	e.stopTimer(timerProbe)
+	e.stopTimer(timerReorder)
+	e.setTimer(timerPersist, d)
+}
+
+// resourceProbeTimeout is one try of startResourceProbe's: one segment,
+// lost data first, else new data, past the congestion window, as Linux's
+// tcp_write_wakeup sends it. If the link refuses it too, linkRefused arms
+// the next try; if it leaves, the RTO takes over. The first try starts
+// the user timeout's clock (Linux's icsk_probes_tstamp), unless the tries
+// follow a refused retransmission of the RTO's, whose silence started it
+// already (Linux's tcp_write_timeout counts from the first
+// retransmission); past it, or past
+// MaxRetries tries (OrphanRetries once the user closed), the connection
+// fails with ETIMEDOUT, as Linux's tcp_probe_timer decides.
+func (e *Endpoint) resourceProbeTimeout() {
+	e.resourceProbe = false
+	if !e.state.Synchronized() {
+		return
 	}
+	if e.inflight() > 0 {
+		// Something left since: its ACK or its RTO takes over
+		// (tcp_send_probe0 with packets out).
+		e.persistProbes = 0
+		return
+	}
+	limit := e.proto.opts.MaxRetries
+	if e.userClosed {
+		limit = e.proto.opts.OrphanRetries
+	}
+	if e.persistProbes == 0 && e.retries == 0 {
+		e.progressAt = e.now() // not in an RTO's silence, whose clock runs already
+	} else if int(e.persistProbes) >= limit || e.userTimedOut() {
+		e.proto.stats.Timeouts.Add(1)
+		e.fail(e.timeoutErr(), e.giveUpCause(event.Cause{Kind: event.CauseTimer, Detail: "the link refused every try (local congestion)"}))
+		return
+	}
+	mark := len(e.events)
+	if i, ok := e.rtxq.nextLost(); ok {
+		e.retransmitSeg(i, event.SendRetransmit)
+	} else if !e.sendNewData(event.SendData, true) {
+		return // nothing can go (a closed window: the zero-window probes take over)
+	}
+	e.persistProbes++
+	e.proto.stats.ResourceProbes.Add(1)
+	e.emitRecoveryBefore(mark, "local congestion: try #"+strconv.Itoa(int(e.persistProbes))+" of what the link refused, one segment (Linux's probe0: 500 ms apart, no backoff)")
 }

@@ -1,8 +1,11 @@
 package tcp_test
 
 import (
+	"errors"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
@@ -12,14 +15,19 @@ import (
 )
 
 // Segments the link refused, its queue full (refused.go): they never
-// left, so they are deemed lost at once, fast recovery starts with
-// nothing to undo, and they go again as PRR lets them.
+// left. New data at the tail of what was sent is taken back and goes
+// again as new data, the window down as in CWR; a refused segment that a
+// later one overtook is deemed lost, fast recovery with nothing to undo;
+// with nothing left in flight, one segment is tried again after an RTO,
+// then every 500 ms, as Linux's probe0 does on local congestion.
 
 // TestLinkRefusedTail: the link refuses the last four segments of a
-// flight, the whole tail. No ACK can show them lost (nothing after them
-// was delivered), and RACK never would; the probe timer found them
-// 2·SRTT later. Now the ACK of the six that left sends all four again,
-// and the episode ends like any fast recovery, its window reduced.
+// flight, the whole tail. Nothing sent after them left, so they are
+// taken back: SND.NXT returns to the first of them, the retransmission
+// queue holds the six that left, and the window comes down in CWR, as
+// Linux leaves a segment its qdisc dropped in the write queue and enters
+// CWR. The ACK of the six sends the four, as new data, not as
+// retransmissions.
 func TestLinkRefusedTail(t *testing.T) {
 	rec := &events{}
 	p, ep := rttPeer(t, tcp.Options{Observer: rec.observe})
@@ -34,15 +42,19 @@ func TestLinkRefusedTail(t *testing.T) {
 	p.ExpectNothing()
 	st := p.TCP.Stats()
 	i := ep.Info()
-	if st.LinkRefused.Load() != 4 || st.FastRecoveries.Load() != 1 || i.CAState != "fast recovery" {
-		t.Fatalf("refused %d, fast recoveries %d, %s; want 4, 1, fast recovery",
+	if st.LinkRefused.Load() != 4 || st.FastRecoveries.Load() != 0 || i.CAState != "CWR" {
+		t.Fatalf("refused %d, fast recoveries %d, %s; want 4, 0, CWR",
 			st.LinkRefused.Load(), st.FastRecoveries.Load(), i.CAState)
+	}
+	if out := i.TCB.SndNxt - i.TCB.SndUna; out != 6*1460 || i.BytesSent != before.BytesSent || i.Lost != 0 || i.InFlight != 6*1460 {
+		t.Errorf("SND.NXT - SND.UNA %d, bytes sent %d (before %d), lost %d, in flight %d; want the six that left, nothing more",
+			out, i.BytesSent, before.BytesSent, i.Lost, i.InFlight)
 	}
 	if i.Ssthresh >= before.Cwnd {
 		t.Errorf("ssthresh %d, cwnd before %d: want the window reduced", i.Ssthresh, before.Cwnd)
 	}
 
-	// The ACK of the six that left: the four go again at once.
+	// The ACK of the six that left: the four go, as new data.
 	p.Advance(rtt)
 	p.Inject(sackAck(7))
 	for k := 7; k <= 10; k++ {
@@ -57,8 +69,8 @@ func TestLinkRefusedTail(t *testing.T) {
 		t.Errorf("after the episode: %s, cwnd %d, ssthresh %d (cwnd before %d), undos %d; want open, cwnd = ssthresh, reduced, none undone",
 			after.CAState, after.Cwnd, after.Ssthresh, before.Cwnd, st.Undos.Load())
 	}
-	if n := st.RetransmitTimeouts.Load() + st.TailLossProbes.Load(); n != 0 {
-		t.Errorf("%d RTOs and probes; want none", n)
+	if n := st.RetransmitTimeouts.Load() + st.TailLossProbes.Load() + st.Retransmits.Load() + st.ResourceProbes.Load(); n != 0 || after.Retransmits != 0 {
+		t.Errorf("%d RTOs, probes and retransmissions, %d retransmitted; want none: the four were sent once", n, after.Retransmits)
 	}
 	p.TCP.SyncEvents()
 	// The event names the refusal and is keyed to the first refused
@@ -67,21 +79,216 @@ func TestLinkRefusedTail(t *testing.T) {
 	want := event.SegKey{Seq: iss + sb(7), Ack: tcptest.PeerISS + 1, Flags: event.Flags(header.TCPFlagAck), Len: 1460}
 	found := false
 	for _, ev := range rec.of(event.KindRecovery) {
-		found = found || ev.Note == "fast recovery: the link refused 4 segments, its queue full: deemed lost" && ev.Key == want
+		found = found || ev.Note == "CWR: the link refused 4 segments, its queue full: not sent, to go again (local congestion)" && ev.Key == want
 	}
 	if !found {
 		t.Errorf("no recovery event names the refusal, keyed %+v: %v", want, rec.of(event.KindRecovery))
 	}
 }
 
-// TestLinkRefusedNotUndone: a D-SACK that shows every retransmission of
-// an episode spurious undoes its window reduction, unless the link
-// refused a segment in it: that loss was real. Segment 3 is lost on the
-// wire and retransmitted; the link refuses segment 7, written during the
-// recovery; then the peer D-SACKs segment 3 (the original was only
-// late). The window stays reduced.
-func TestLinkRefusedNotUndone(t *testing.T) {
+// TestLinkRefusedOvertaken: the link refuses segment 7 and takes segment
+// 8 after it, its queue drained in between. Segment 7 cannot be taken
+// back (SND.NXT is past 8, which left): it is deemed lost at once, fast
+// recovery starts, and it goes again with the ACK that SACKs 8.
+func TestLinkRefusedOvertaken(t *testing.T) {
+	rec := &events{}
+	p, ep := rttPeer(t, tcp.Options{Observer: rec.observe})
+	sendSegments(t, p, ep, 6)
+	p.RefuseNext(1)
+	data := payload(6*1460, 2*1460)
+	if _, err := ep.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	p.Expect(seg{Flags: "P.", Seq: sb(8), Ack: 1, Payload: data[1460:]})
+	p.ExpectNothing()
+	st := p.TCP.Stats()
+	i := ep.Info()
+	if st.LinkRefused.Load() != 1 || st.FastRecoveries.Load() != 1 || i.CAState != "fast recovery" || i.Lost != 1460 {
+		t.Fatalf("refused %d, fast recoveries %d, %s, lost %d; want 1, 1, fast recovery, 1460",
+			st.LinkRefused.Load(), st.FastRecoveries.Load(), i.CAState, i.Lost)
+	}
+	p.Advance(rtt)
+	p.Inject(sackAck(7, [2]int{8, 9}))
+	p.Expect(seg{Flags: ".", Seq: sb(7), Ack: 1, Payload: data[:1460], Check: tcptest.IgnorePSH})
+	p.ExpectNothing()
+	p.TCP.SyncEvents()
+	found := false
+	for _, ev := range rec.of(event.KindRecovery) {
+		found = found || ev.Note == "fast recovery: the link refused 1 segment, its queue full: deemed lost"
+	}
+	if !found {
+		t.Errorf("no recovery event names the refusal: %v", rec.of(event.KindRecovery))
+	}
+}
+
+// TestLinkRefusedOvertakenByAck: a bare ACK overtakes refused data too.
+// Data written in SYN-RECEIVED leaves when the peer's ACK completes the
+// handshake; that segment carries the peer's FIN, whose ACK is built
+// after the data, with SND.NXT past it. The link refuses the two data
+// segments and takes the ACK: the peer saw sequence number 2921, so the
+// data cannot be taken back (it would then arrive as if sent first, with
+// ECT(0), FuzzConnection found: testdata/fuzz/FuzzConnection/f329ed9dbb5a28c5).
+// It is deemed lost and goes again as retransmissions.
+func TestLinkRefusedOvertakenByAck(t *testing.T) {
+	p, ep := tcptest.SynReceived(t)
+	data := payload(0, 2*1460)
+	if _, err := ep.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	p.RefuseNext(2)
+	p.Inject(seg{Flags: "F.", Seq: 1, Ack: 1})
+	p.Expect(seg{Flags: ".", Seq: sb(3), Ack: 2})
+	p.ExpectNothing()
+	i := ep.Info()
+	if i.TCB.SndNxt-i.TCB.SndUna != 2*1460 || i.Lost != 2*1460 {
+		t.Fatalf("SND.NXT - SND.UNA %d, lost %d; want both segments outstanding and deemed lost", i.TCB.SndNxt-i.TCB.SndUna, i.Lost)
+	}
+	// Nothing draws an ACK (the peer has nothing to acknowledge): the
+	// RTO sends them again, as retransmissions, as before refusals
+	// were taken back.
+	p.Advance(time.Second)
+	resent := 0
+	for _, s := range p.Drain() {
+		if s.Len > 0 && s.Seq == sb(1) {
+			resent++
+		}
+	}
+	st := p.TCP.Stats()
+	if resent == 0 || st.Retransmits.Load() != uint64(resent) || st.ResourceProbes.Load() != 0 {
+		t.Errorf("segment 1 sent again %d times, %d retransmissions, %d tries; want it sent again as a retransmission\n%s",
+			resent, st.Retransmits.Load(), st.ResourceProbes.Load(), p.Trace())
+	}
+}
+
+// TestLinkRefusedResourceProbes: the link refuses everything (a qdisc
+// that holds nothing) and nothing is in flight. As Linux's probe0 on
+// local congestion, one segment is tried again after an RTO, then every
+// 500 ms, with no backoff, each try counted (tcpi_probes); the user
+// timeout counts from the first try, and ends the connection with
+// ETIMEDOUT (packetdrill's user-timeout-probe.pkt).
+func TestLinkRefusedResourceProbes(t *testing.T) {
+	rec := &events{}
+	p, ep := rttPeer(t, tcp.Options{Observer: rec.observe})
+	ep.SetUserTimeout(3 * time.Second)
+	p.RefuseAll(true)
+	if _, err := ep.Write(payload(0, 100)); err != nil {
+		t.Fatal(err)
+	}
+	p.ExpectNothing()
+	i := ep.Info()
+	if i.CAState != "CWR" || i.TCB.SndNxt != i.TCB.SndUna || i.Probes != 0 {
+		t.Fatalf("%s, SND.NXT - SND.UNA %d, probes %d; want CWR, nothing sent, no probe", i.CAState, i.TCB.SndNxt-i.TCB.SndUna, i.Probes)
+	}
+	rto := i.RTO
+	st := p.TCP.Stats()
+	tries := func(want int) {
+		t.Helper()
+		p.ExpectNothing()
+		i := ep.Info()
+		if int(st.ResourceProbes.Load()) != want || i.Probes != want || i.Backoff != 0 || i.RTO != rto || i.State != event.Established {
+			t.Fatalf("%v in: %d tries, probes %d, backoff %d, RTO %v, %v; want %d, %d, 0, %v, ESTABLISHED",
+				p.Elapsed(), st.ResourceProbes.Load(), i.Probes, i.Backoff, i.RTO, i.State, want, want, rto)
+		}
+	}
+	p.Advance(rto - time.Millisecond)
+	tries(0)
+	p.Advance(time.Millisecond) // the first try: an RTO after the refusal
+	tries(1)
+	for k := 2; k <= 6; k++ {
+		p.Advance(500 * time.Millisecond)
+		tries(k)
+	}
+	// The user timeout ends 3 s after the first try, 500 ms after the
+	// sixth; the write before it is taken, the one after it fails.
+	p.Advance(499 * time.Millisecond)
+	tries(6)
+	if _, err := ep.Write(payload(100, 10)); err != nil {
+		t.Fatalf("write before the user timeout: %v", err)
+	}
+	p.Advance(time.Millisecond)
+	if _, err := ep.Write(payload(110, 10)); !errors.Is(err, syscall.ETIMEDOUT) {
+		t.Errorf("write after the user timeout: %v, want ETIMEDOUT", err)
+	}
+	if i := ep.Info(); i.Probes != 6 || i.Backoff != 0 || i.State != event.Closed {
+		t.Errorf("probes %d, backoff %d, %v; want 6, 0, CLOSED", i.Probes, i.Backoff, i.State)
+	}
+	p.TCP.SyncEvents()
+	found := false
+	for _, ev := range rec.of(event.KindRecovery) {
+		found = found || strings.HasPrefix(ev.Note, "local congestion: try #6 of what the link refused")
+	}
+	if !found {
+		t.Errorf("no event names the sixth try: %v", rec.of(event.KindRecovery))
+	}
+}
+
+// TestLinkRefusedResourceProbeLeaves: the link takes frames again before
+// the second try; that try's segment leaves, its ACK ends the tries and
+// the window reduction, and the rest follows.
+func TestLinkRefusedResourceProbeLeaves(t *testing.T) {
 	p, ep := rttPeer(t, tcp.Options{})
+	p.RefuseAll(true)
+	data := payload(0, 3*1460)
+	if _, err := ep.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	p.Advance(ep.Info().RTO)
+	p.ExpectNothing()
+	p.RefuseAll(false)
+	p.Advance(500 * time.Millisecond)
+	p.Expect(seg{Flags: ".", Seq: sb(1), Ack: 1, Payload: segData(data, 1), Check: tcptest.IgnorePSH})
+	p.ExpectNothing()
+	if i := ep.Info(); i.Probes != 2 || i.InFlight != 1460 {
+		t.Fatalf("probes %d, in flight %d; want 2, 1460", i.Probes, i.InFlight)
+	}
+	p.Advance(rtt)
+	p.Inject(sackAck(2))
+	p.Expect(seg{Flags: ".", Seq: sb(2), Ack: 1, Payload: segData(data, 2), Check: tcptest.IgnorePSH})
+	p.Expect(seg{Flags: "P.", Seq: sb(3), Ack: 1, Payload: segData(data, 3)})
+	p.ExpectNothing()
+	if i := ep.Info(); i.Probes != 0 || p.TCP.Stats().ResourceProbes.Load() != 2 {
+		t.Errorf("probes %d, tries %d; want 0 once the peer answered, 2 in all", i.Probes, p.TCP.Stats().ResourceProbes.Load())
+	}
+}
+
+// TestLinkRefusedRTORetransmission: the peer goes silent, and by the time
+// the RTO fires the link refuses everything. The RTO's retransmission is
+// refused: as Linux's tcp_retransmit_timer, the next try comes 500 ms
+// later, not after the doubled RTO, and the one after that too; once the
+// link takes frames again, the try leaves.
+func TestLinkRefusedRTORetransmission(t *testing.T) {
+	p, ep := rttPeer(t, tcp.Options{NoRACK: true}) // no tail loss probe before the RTO
+	data := sendSegments(t, p, ep, 2)
+	rto := ep.Info().RTO
+	p.RefuseAll(true)
+	p.Advance(rto) // the RTO: its retransmission of segment 1 is refused
+	p.ExpectNothing()
+	st := p.TCP.Stats()
+	if st.RetransmitTimeouts.Load() != 1 || st.LinkRefused.Load() != 1 {
+		t.Fatalf("%d RTOs, %d refused; want 1, 1", st.RetransmitTimeouts.Load(), st.LinkRefused.Load())
+	}
+	p.Advance(500*time.Millisecond - time.Millisecond)
+	if n := st.ResourceProbes.Load(); n != 0 {
+		t.Fatalf("%d tries before 500 ms", n)
+	}
+	p.Advance(time.Millisecond)
+	p.Advance(500 * time.Millisecond)
+	p.ExpectNothing()
+	if n, r := st.ResourceProbes.Load(), st.RetransmitTimeouts.Load(); n != 2 || r != 1 {
+		t.Fatalf("%d tries, %d RTOs; want 2 tries 500 ms apart after the refused retransmission, no second RTO", n, r)
+	}
+	p.RefuseAll(false)
+	p.Advance(500 * time.Millisecond)
+	p.Expect(seg{Flags: ".", Seq: sb(1), Ack: 1, Payload: segData(data, 1), Check: tcptest.IgnorePSH})
+	p.ExpectNothing()
+}
+
+// recoveryWithRefusal is the start of the undo tests: segment 3 is lost
+// on the wire and retransmitted in fast recovery; then the user writes
+// segments 7 and 8, and the link refuses the first refuse of them. It
+// returns what the wire carried of the two.
+func recoveryWithRefusal(t *testing.T, p *tcptest.Peer, ep *tcp.Endpoint, refuse int) []seg {
+	t.Helper()
 	data := sendSegments(t, p, ep, 6)
 	p.Advance(rtt)
 	// 1-2 and 4-6 arrive; RACK waits its reordering window, then
@@ -93,24 +300,61 @@ func TestLinkRefusedNotUndone(t *testing.T) {
 	if i := ep.Info(); i.CAState != "fast recovery" {
 		t.Fatalf("%s, want fast recovery", i.CAState)
 	}
-	p.RefuseNext(1)
-	if _, err := ep.Write(payload(6*1460, 1460)); err != nil {
+	p.RefuseNext(refuse)
+	if _, err := ep.Write(payload(6*1460, 2*1460)); err != nil {
 		t.Fatal(err)
 	}
-	p.ExpectNothing()
-	if n := p.TCP.Stats().LinkRefused.Load(); n != 1 {
-		t.Fatalf("refused %d, want 1", n)
+	out := p.Drain()
+	if n := p.TCP.Stats().LinkRefused.Load(); n != uint64(refuse) {
+		t.Fatalf("refused %d, want %d", n, refuse)
 	}
-	// The original 3 arrives after all: the peer D-SACKs the
-	// retransmission and acknowledges 1-6.
+	return out
+}
+
+// TestLinkRefusedNotUndone: a D-SACK that shows every retransmission of
+// an episode spurious undoes its window reduction, unless a segment the
+// link refused was deemed lost in it: that loss was real. The link
+// refuses segment 7 and takes 8; then the peer D-SACKs segment 3 (the
+// original was only late). The window stays reduced, and 7 goes again.
+func TestLinkRefusedNotUndone(t *testing.T) {
+	p, ep := rttPeer(t, tcp.Options{})
+	if out := recoveryWithRefusal(t, p, ep, 1); len(out) != 1 || out[0].Seq != sb(8) {
+		t.Fatalf("the wire carried %v, want segment 8", out)
+	}
+	p.Advance(rtt)
+	dsack := sackAck(7, [2]int{8, 9})
+	dsack.SACK = append([][2]uint32{{sb(3), sb(4)}}, dsack.SACK...)
+	p.Inject(dsack)
+	p.Expect(seg{Flags: ".", Seq: sb(7), Ack: 1, Len: 1460, Check: tcptest.IgnorePSH})
+	p.ExpectNothing()
+	if n := p.TCP.Stats().Undos.Load(); n != 0 {
+		t.Errorf("%d undos: the episode held a real loss, the refused segment", n)
+	}
+}
+
+// TestLinkRefusedTakenBackUndone: when the link refuses the tail, 7 and
+// 8, during the recovery, they are taken back and nothing is lost: Linux
+// changes nothing of a recovery under way for a local drop
+// (tcp_enter_cwr acts from open only), and the D-SACK undoes the
+// episode. 7 and 8 go as new data.
+func TestLinkRefusedTakenBackUndone(t *testing.T) {
+	p, ep := rttPeer(t, tcp.Options{})
+	if out := recoveryWithRefusal(t, p, ep, 2); len(out) != 0 {
+		t.Fatalf("the wire carried %v, want nothing", out)
+	}
+	if i := ep.Info(); i.Lost != 1460 || i.TCB.SndNxt-i.TCB.SndUna != 4*1460 {
+		t.Fatalf("lost %d, SND.NXT - SND.UNA %d; want segment 3 alone, and 3-6", i.Lost, i.TCB.SndNxt-i.TCB.SndUna)
+	}
 	p.Advance(rtt)
 	dsack := sackAck(7)
 	dsack.SACK = [][2]uint32{{sb(3), sb(4)}}
 	p.Inject(dsack)
-	p.Expect(seg{Flags: "P.", Seq: sb(7), Ack: 1, Len: 1460, Check: tcptest.IgnorePSH})
+	p.Expect(seg{Flags: ".", Seq: sb(7), Ack: 1, Len: 1460, Check: tcptest.IgnorePSH})
+	p.Expect(seg{Flags: "P.", Seq: sb(8), Ack: 1, Len: 1460})
 	p.ExpectNothing()
-	if n := p.TCP.Stats().Undos.Load(); n != 0 {
-		t.Errorf("%d undos: the episode held a real loss, the refused segment", n)
+	st := p.TCP.Stats()
+	if st.Undos.Load() != 1 || st.Retransmits.Load() != 1 {
+		t.Errorf("%d undos, %d retransmissions; want 1 (the episode was spurious), 1 (segment 3's)", st.Undos.Load(), st.Retransmits.Load())
 	}
 }
 
@@ -135,8 +379,8 @@ func TestLinkRefusedControl(t *testing.T) {
 // TestLinkRefusedNotUndoneEifel is TestLinkRefusedNotUndone with the
 // other evidence of a spurious episode: a partial ACK echoing the TSval
 // of segment 3's original transmission (Eifel, RFC 3522), which says the
-// original arrived. The refused segment 7 was lost all the same, and
-// goes again; an undo would have deemed it in flight.
+// original arrived. The refused segment 7, overtaken by 8, was lost all
+// the same, and goes again; an undo would have deemed it in flight.
 func TestLinkRefusedNotUndoneEifel(t *testing.T) {
 	p, ep := rttPeer(t, tcp.Options{}, tcptest.WithTimestamps())
 	mss := ep.Info().SndMSS
@@ -156,12 +400,14 @@ func TestLinkRefusedNotUndoneEifel(t *testing.T) {
 		t.Fatalf("after RACK's reordering window: %v, want segment 3 again with a new TSval", got)
 	}
 	p.RefuseNext(1)
-	if _, err := ep.Write(payload(6*mss, mss)); err != nil {
+	if _, err := ep.Write(payload(6*mss, 2*mss)); err != nil {
 		t.Fatal(err)
 	}
-	p.ExpectNothing()
+	if got := p.Drain(); len(got) != 1 || got[0].Seq != sbm(mss, 8) {
+		t.Fatalf("the wire carried %v, want segment 8", got)
+	}
 	p.Advance(rtt)
-	ack := sackAckM(mss, 4, [2]int{4, 7})
+	ack := sackAckM(mss, 4, [2]int{4, 7}, [2]int{8, 9})
 	ack.TS, ack.TSVal, ack.TSEcr = true, p.TSClock(), orig3
 	p.Inject(ack)
 	resent := false

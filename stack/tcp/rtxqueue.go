@@ -208,6 +208,19 @@ func (q *rtxQueue) popFront() {
 	}
 }
 
+// popBack removes the newest record: a first transmission the link
+// refused, taken back (refused.go).
+func (q *rtxQueue) popBack() {
+	i := q.tail() - 1
+	s := q.at(i)
+	q.uncount(s, s.len())
+	q.tUnlink(i)
+	if s.awaitingRetransmit() {
+		q.lostWaiting--
+	}
+	q.n--
+}
+
 // uncount takes n bytes of s out of the counters its flags put them in.
 func (q *rtxQueue) uncount(s *txSeg, n uint32) {
 	if s.has(segSacked) {

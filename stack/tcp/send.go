@@ -22,7 +22,7 @@ func (e *Endpoint) sendSegment(cause event.SendCause, flags header.TCPFlags, seq
 	case event.SendKeepalive:
 		attempt = int(e.keepProbes)
 	case event.SendWindowProbe:
-		attempt = e.persistProbes
+		attempt = int(e.persistProbes)
 	}
 	e.sendSegmentN(cause, attempt, flags, seq, payload, opts)
 }
@@ -553,8 +553,10 @@ func (e *Endpoint) sendNewDataN(cause event.SendCause, probe bool, mss int) bool
 	// (stamp.go), as reading the clock per segment was a seventh of the
 	// sender's CPU.
 	now, ts := e.now(), e.tsNow()
-	if !inflight {
-		e.progressAt = now // the user timeout counts from here (RFC 5482)
+	if !inflight && e.persistProbes == 0 {
+		// The user timeout counts from here (RFC 5482); while probes
+		// go unanswered, from the first of them.
+		e.progressAt = now
 	}
 	seq := e.sndNxt
 	if n > 0 {
@@ -682,6 +684,10 @@ func (e *Endpoint) startPersist() {
 // or past the user timeout has gone, and the connection fails with
 // ETIMEDOUT, as Linux's tcp_probe_timer decides.
 func (e *Endpoint) persistTimeout() {
+	if e.resourceProbe {
+		e.resourceProbeTimeout() // refused.go
+		return
+	}
 	if !e.state.Synchronized() || e.sndEnd() == e.sndNxt {
 		return
 	}
@@ -697,7 +703,7 @@ func (e *Endpoint) persistTimeout() {
 	if e.userClosed {
 		limit = e.proto.opts.OrphanRetries
 	}
-	if e.persistProbes >= limit || e.userTimedOut() {
+	if int(e.persistProbes) >= limit || e.userTimedOut() {
 		e.proto.stats.Timeouts.Add(1)
 		e.fail(e.timeoutErr(), e.giveUpCause(event.Cause{Kind: event.CauseTimer, Detail: "persist: the peer answered no window probe"}))
 		return

@@ -36,7 +36,8 @@ type Stats struct {
 	IdleRestarts       atomic.Uint64 // windows cut back after an idle spell (RFC 5681 4.1; Linux's tcp_cwnd_restart)
 	SendQueueFull      atomic.Uint64 // new segments held back: maxInFlightSegments in flight
 	GSOPackets         atomic.Uint64 // packets of several segments handed to a link that segments them (send.go)
-	LinkRefused        atomic.Uint64 // wire segments the link refused, its queue full: never sent; data deemed lost and sent again (refused.go)
+	LinkRefused        atomic.Uint64 // wire segments the link refused, its queue full: never sent; new data at the tail taken back, the rest deemed lost (refused.go)
+	ResourceProbes     atomic.Uint64 // tries again, one segment, of what the link refused with nothing left in flight (Linux's probe0 on local congestion, refused.go)
 	ECNConnections     atomic.Uint64 // connections that agreed to use ECN at the handshake (RFC 3168 6.1.1; ecn.go)
 	CEReceived         atomic.Uint64 // segments with text that arrived marked CE, Congestion Experienced (ecn.go)
 	ECNReductions      atomic.Uint64 // windows reduced for the peer's ECN echo: CWR episodes begun (ecn.go)

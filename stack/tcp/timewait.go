@@ -578,7 +578,7 @@ func (p *Protocol) timeWaitAck(tw *timeWait, cause event.SendCause) {
 	}
 	pkt := buildPacket(r, &f, buffer.Buffer{})
 	p.countSend(connIDOf(tw.id), cause, &f, 0, 0)
-	p.writePacket(r, pkt, ecnNotECT) // nothing to send again: a refusal is counted, no more
+	p.writePacket(r, pkt, ecnNotECT, false) // nothing to send again: a refusal is counted, no more
 }
 
 // timeWaitFor is the record for a segment's 4-tuple, if any.

@@ -125,7 +125,8 @@ type Peer struct {
 
 	batch *batchLink // WithBatches
 
-	refuse int // packets the link refuses next (RefuseNext)
+	refuse    int  // packets the link refuses next (RefuseNext)
+	refuseAll bool // the link refuses every packet (RefuseAll)
 }
 
 type config struct {
@@ -208,7 +209,7 @@ type refusingLink struct {
 // full.
 func (l *refusingLink) WritePackets(pkts gstack.PacketBufferList) (int, tcpip.Error) {
 	p := l.p
-	if p.refuse == 0 {
+	if p.refuse == 0 && !p.refuseAll {
 		return l.Endpoint.WritePackets(pkts)
 	}
 	for _, pkt := range pkts.AsSlice() {
@@ -229,6 +230,10 @@ func (l *refusingLink) WritePackets(pkts gstack.PacketBufferList) (int, tcpip.Er
 // its queue full: they never reach the peer (Next does not see them), and
 // the trace shows them as refused.
 func (p *Peer) RefuseNext(n int) { p.refuse = n }
+
+// RefuseAll makes the link refuse every packet the stack writes while on
+// is true, as a qdisc that holds nothing (pfifo limit 0) does.
+func (p *Peer) RefuseAll(on bool) { p.refuseAll = on }
 
 // batchLink is the fixture's link with the burst marks of WithBatches.
 type batchLink struct {

@@ -26,8 +26,9 @@ func NewScripted(t testing.TB, wrap func(*faketime.ManualClock) tcpip.Clock, add
 	clock := faketime.NewManualClock()
 	s := stack.New(stack.Options{Clock: wrap(clock), TCP: c.tcp})
 	link := channel.New(queueLen, c.mtu, "")
+	rl := &refusingLink{Endpoint: link} // RefuseAll: a qdisc that drops every packet
 	all := append([]netip.Prefix{netip.PrefixFrom(StackAddr, 24)}, addrs...)
-	if _, err := s.AddNIC(link, all...); err != nil {
+	if _, err := s.AddNIC(rl, all...); err != nil {
 		t.Fatalf("tcptest: AddNIC: %v", err)
 	}
 	p := &Peer{
@@ -45,6 +46,7 @@ func NewScripted(t testing.TB, wrap func(*faketime.ManualClock) tcpip.Clock, add
 		peerISS:    c.peerISS,
 		start:      clock.Now(),
 	}
+	rl.p = p
 	t.Cleanup(func() {
 		s.Close()
 		link.Close()

@@ -110,6 +110,7 @@ func newEngine(tb testing.TB, set settings, obs event.Observer) *engine {
 		e.clock = newTrackClock(mc)
 		return e.clock
 	}, []netip.Prefix{netip.PrefixFrom(stackAddr6, 64)}, tcptest.WithTCP(o))
+	e.peer.RefuseAll(set.dropAll)
 	e.proto = e.peer.TCP
 	e.start = e.clock.Now()
 	return e
@@ -336,8 +337,8 @@ const linuxInfiniteSsthresh = 0x7fffffff
 // names and in Linux's units: segments for windows and counts of
 // segments (bytes / SND.MSS; counts of bytes rounded up), microseconds
 // for times. A field missing here is one the engine does not keep
-// (tcpi_probes, tcpi_rwnd_limited, tcpi_busy_time, ...): a script
-// asserting on it is skipped.
+// (tcpi_retransmits, tcpi_fackets, ...): a script asserting on it is
+// skipped.
 func (c *conn) tcpInfo() map[string]int64 {
 	in := c.ep.Info()
 	mss := int64(max(in.SndMSS, 1))
@@ -382,6 +383,8 @@ func (c *conn) tcpInfo() map[string]int64 {
 		"tcpi_rwnd_limited":   us(in.RwndLimited),
 		"tcpi_sndbuf_limited": us(in.SndbufLimited),
 		"tcpi_reord_seen":     int64(in.ReorderEvents),
+		"tcpi_probes":         int64(in.Probes),
+		"tcpi_backoff":        int64(in.Backoff),
 	}
 	var opts int64
 	if in.Timestamps {

@@ -692,9 +692,14 @@ func (r *runner) command(cmd string) {
 	}
 	notes := after.applied
 	after.applied = nil
+	// The qdisc may change: the link's refusals follow it.
+	dropAll := after.dropAll
+	after.dropAll = before.dropAll
 	if fmt.Sprint(before) != fmt.Sprint(after) {
 		panic(needs("a setting changed while the stack runs: %s", abbrev(cmd, 60)))
 	}
+	r.set.dropAll = dropAll
+	r.eng.peer.RefuseAll(dropAll)
 	for _, n := range notes {
 		r.logf("%s   command: %s", secs(r.eng.now()), n)
 	}

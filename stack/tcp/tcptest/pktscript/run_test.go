@@ -64,8 +64,8 @@ func TestRunScripts(t *testing.T) {
 		{"still blocked at the end", prelude + "+0...1 read(4, ..., 100) = 100\n", Fail, 9, "exiting while a blocking system call (read) is in progress", nil},
 		{"TCP_INFO", prelude + "+0 %{ assert tcpi_snd_mss == 1000, tcpi_snd_mss; assert tcpi_state == TCP_ESTABLISHED }%\n", Pass, 0, "", nil},
 		{"TCP_INFO differs", prelude + "+0 %{ assert tcpi_snd_cwnd == 1, tcpi_snd_cwnd }%\n", Fail, 9, "AssertionError: 10 (tcpi_snd_cwnd=10)", nil},
-		{"TCP_INFO field missing", prelude + "+0 %{ assert tcpi_probes == 0 }%\n", Skip, 0, "needs tcpi_probes in TCP_INFO", nil},
-		{"a failure beats a skip", prelude + "+0 %{ assert tcpi_probes == 0 }%\n+0 write(4, ..., 1) = 2\n", Fail, 10, "write returned 1", nil},
+		{"TCP_INFO field missing", prelude + "+0 %{ assert tcpi_fackets == 0 }%\n", Skip, 0, "needs tcpi_fackets in TCP_INFO", nil},
+		{"a failure beats a skip", prelude + "+0 %{ assert tcpi_fackets == 0 }%\n+0 write(4, ..., 1) = 2\n", Fail, 10, "write returned 1", nil},
 		{"getsockopt", prelude + "+0 getsockopt(4, SOL_TCP, TCP_MAXSEG, [1000], [4]) = 0\n" +
 			"+0 setsockopt(4, SOL_SOCKET, SO_SNDBUF, [5000], 4) = 0\n+0 getsockopt(4, SOL_SOCKET, SO_SNDBUF, [10000], [4]) = 0\n" +
 			"+0 ioctl(4, SIOCINQ, [0]) = 0\n", Pass, 0, "", nil},

@@ -22,6 +22,12 @@ type settings struct {
 	minGSOSegments, baseMSS                            int
 	abortOnOverflow                                    bool
 
+	// dropAll: a qdisc that holds nothing (pfifo limit 0) sits on the
+	// link, which then refuses every packet the stack writes, as Linux's
+	// qdisc answers NET_XMIT_DROP. The one setting a script may change
+	// while the stack runs.
+	dropAll bool
+
 	congestionControl string
 
 	synRetries, synAckRetries, maxRetries, orphanRetries int
@@ -333,7 +339,9 @@ func (s *settings) ipCommand(words []string, line string) *skipError {
 }
 
 // tcCommand takes the qdiscs that change nothing for a stack that neither
-// paces nor queues below TCP: pfifo with room, and removing a qdisc.
+// paces nor queues below TCP (pfifo with room, and removing a qdisc) and
+// pfifo with no room at all, which makes the link refuse every packet
+// (dropAll).
 func (s *settings) tcCommand(words []string, line string) *skipError {
 	line = strings.TrimSpace(line)
 	if len(words) < 3 || words[1] != "qdisc" {
@@ -341,28 +349,36 @@ func (s *settings) tcCommand(words []string, line string) *skipError {
 	}
 	switch words[2] {
 	case "del", "delete":
+		if s.dropAll {
+			s.note("%s: the link takes packets again", line)
+		}
+		s.dropAll = false
 		return nil
 	case "add", "replace", "change":
 	default:
 		return needs("traffic control (%s)", line)
 	}
+	full := false
 	for i, w := range words {
 		switch w {
 		case "fq", "fq_codel":
 			return needs("%s pacing (%s)", w, line)
 		case "limit":
-			if i+1 < len(words) && words[i+1] == "0" {
-				return needs("a qdisc that drops every packet (%s)", line)
-			}
+			full = i+1 < len(words) && words[i+1] == "0"
 		case "netem":
 			return needs("netem (%s)", line)
 		}
 	}
-	if words[len(words)-1] == "pfifo" || contains(words, "pfifo") {
-		s.note("%s: tapstack's link neither paces nor drops", line)
+	if !contains(words, "pfifo") {
+		return needs("traffic control (%s)", line)
+	}
+	s.dropAll = full
+	if full {
+		s.note("%s: the link refuses every packet (tcpip.ErrNoBufferSpace), as the qdisc drops it (NET_XMIT_DROP)", line)
 		return nil
 	}
-	return needs("traffic control (%s)", line)
+	s.note("%s: tapstack's link neither paces nor drops", line)
+	return nil
 }
 
 func contains(ws []string, w string) bool {

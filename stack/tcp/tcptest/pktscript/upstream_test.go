@@ -58,6 +58,7 @@ var upstreamPass = []string{
 	"tcp_info/tcp-info-rwnd-limited.pkt",
 	"ts_recent/fin_tsval.pkt",
 	"ts_recent/reset_tsval.pkt",
+	"user_timeout/user-timeout-probe.pkt",
 	"user_timeout/user_timeout.pkt",
 	"validate/validate-established-no-flags.pkt",
 }
