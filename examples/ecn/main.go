@@ -131,8 +131,8 @@ func run(w io.Writer, cfg config) error {
 	fmt.Fprintf(w, "ECN in force: %v (the client's SYN asked with ECE and CWR, the server's SYN-ACK agreed with ECE)\n", in.ECN)
 	fmt.Fprintf(w, "router: %d packets marked CE, %d dropped\n", fs.Marked, fs.Lost)
 	fmt.Fprintf(w, "server: %d marked segments received and echoed (ECE until the client's CWR)\n", ss.CEReceived.Load())
-	fmt.Fprintf(w, "client: %d windows reduced for the echo (CWR), %d fast recoveries, %d timeouts, %d segments sent again\n",
-		cs.ECNReductions.Load(), cs.FastRecoveries.Load(), cs.RetransmitTimeouts.Load(), cs.Retransmits.Load())
+	fmt.Fprintf(w, "client: %d windows reduced for the echo (CWR), %d fast recoveries, %d timeouts, %d tail loss probes, %d segments sent again, %d refused by the link\n",
+		cs.ECNReductions.Load(), cs.FastRecoveries.Load(), cs.RetransmitTimeouts.Load(), cs.TailLossProbes.Load(), cs.Retransmits.Load(), cs.LinkRefused.Load())
 	fmt.Fprintf(w, "%d bytes in %v, cwnd at the end %d bytes\n", cfg.size, elapsed.Round(time.Millisecond), in.Cwnd)
 	return nil
 }

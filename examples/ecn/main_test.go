@@ -8,8 +8,11 @@ import (
 )
 
 // TestRun: with marks, the client reduces its window for the echoes and
-// sends nothing again; with drops, it repairs losses instead. Both
-// transfers arrive whole (run checks the byte count).
+// repairs nothing: no fast recovery, no timeout, nothing sent again but
+// by a tail loss probe (a machine too busy to run the receiver's ACKs in
+// time makes the probe timer fire, which it does in CI when other tests
+// load both cores); with drops, it repairs losses instead. Both transfers
+// arrive whole (run checks the byte count).
 func TestRun(t *testing.T) {
 	for _, tc := range []struct {
 		drop bool
@@ -29,6 +32,7 @@ func TestRun(t *testing.T) {
 		}
 		marked, dropped := num(`(\d+) packets marked CE`), num(`(\d+) dropped`)
 		cwr, resent := num(`(\d+) windows reduced`), num(`(\d+) segments sent again`)
+		recoveries, timeouts, probes := num(`(\d+) fast recoveries`), num(`(\d+) timeouts`), num(`(\d+) tail loss probes`)
 		if !regexp.MustCompile(`ECN in force: true`).MatchString(got) {
 			t.Errorf("drop %v: ECN not in force\n%s", tc.drop, got)
 		}
@@ -38,8 +42,9 @@ func TestRun(t *testing.T) {
 			}
 			continue
 		}
-		if marked == 0 || dropped != 0 || cwr == 0 || resent != 0 {
-			t.Errorf("marks: %d marked, %d dropped, %d CWR episodes, %d sent again; want marks answered by CWR, nothing sent again\n%s", marked, dropped, cwr, resent, got)
+		if marked == 0 || dropped != 0 || cwr == 0 || recoveries != 0 || timeouts != 0 || resent > probes {
+			t.Errorf("marks: %d marked, %d dropped, %d CWR episodes, %d fast recoveries, %d timeouts, %d sent again, %d tail loss probes; want marks answered by CWR, nothing repaired\n%s",
+				marked, dropped, cwr, recoveries, timeouts, resent, probes, got)
 		}
 	}
 }
