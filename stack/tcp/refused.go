@@ -103,6 +103,15 @@ func (e *Endpoint) linkRefused(refs []refusal, after seqnum.Value, afterSet bool
 	if !e.state.Synchronized() || e.rtxq.empty() {
 		return
 	}
+	// Packets built since by another goroutine, waiting in the output
+	// queue, reach the wire after the refused ones: they overtake them
+	// as surely as those the link took.
+	for _, pkt := range e.outq {
+		ref := refusalOf(pkt)
+		if end := ref.seq.Add(ref.len); !afterSet || after.LessThan(end) {
+			after, afterSet = end, true
+		}
+	}
 	taken, first := e.takeBackRefused(refs, after, afterSet)
 	lost, firstLost := e.deemRefusedLost(refs)
 	if taken == 0 && lost == 0 {
