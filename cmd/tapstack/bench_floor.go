@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"runtime"
 	"time"
@@ -41,11 +40,7 @@ const (
 // allocations. It checks the bytes' count and CRC-32C as bulk does.
 func floorBulk(ctx context.Context, size int64) (bulkResult, error) {
 	block := benchBlock()
-	table := crc32.MakeTable(crc32.Castagnoli)
-	want := uint32(0)
-	for n := int64(0); n < size; n += int64(len(block)) {
-		want = crc32.Update(want, table, block[:min(int64(len(block)), size-n)])
-	}
+	chk := newBulkCheck(block, size)
 	ch := make(chan *buffer.View, floorWindow/floorView)
 	runtime.GC()
 	u0 := readUsage()
@@ -68,10 +63,6 @@ func floorBulk(ctx context.Context, size int64) (bulkResult, error) {
 	var q buffer.Buffer
 	defer q.Release()
 	buf := make([]byte, floorRead)
-	var got int64
-	var sum uint32
-	var tWarm time.Time
-	warm := size / 8
 	closed := false
 	take := func(v *buffer.View, ok bool) {
 		if !ok {
@@ -101,25 +92,18 @@ func floorBulk(ctx context.Context, size int64) (bulkResult, error) {
 		}
 		n, _ := q.ReadAt(buf, 0)
 		q.TrimFront(int64(n))
-		sum = crc32.Update(sum, table, buf[:n])
-		got += int64(n)
-		if tWarm.IsZero() && got >= warm {
-			tWarm = time.Now()
-		}
+		chk.add(buf[:n])
 	}
 	tEnd := time.Now()
 	u1 := readUsage()
 	if err := ctx.Err(); err != nil {
 		return bulkResult{}, err
 	}
-	if got != size || sum != want {
-		return bulkResult{}, fmt.Errorf("floor: received %d bytes with CRC-32C %08x, want %d with %08x", got, sum, size, want)
+	r, err := chk.result(tEnd, u0, u1)
+	if err != nil {
+		return bulkResult{}, fmt.Errorf("floor: %w", err)
 	}
-	return bulkResult{
-		gbps:    float64(size-warm) * 8 / tEnd.Sub(tWarm).Seconds() / 1e9,
-		cpu:     u1.cpu - u0.cpu,
-		mallocs: u1.mallocs - u0.mallocs,
-	}, nil
+	return r, nil
 }
 
 // benchFloor is a link's floor table: the floor's values per round and,

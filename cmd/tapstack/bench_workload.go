@@ -329,11 +329,7 @@ func bulk(ctx context.Context, e *benchEnv, size int64, up bool) (bulkResult, er
 	c.SetDeadline(dl)
 	sc.SetDeadline(dl)
 	block := benchBlock()
-	table := crc32.MakeTable(crc32.Castagnoli)
-	want := uint32(0)
-	for n := int64(0); n < size; n += int64(len(block)) {
-		want = crc32.Update(want, table, block[:min(int64(len(block)), size-n)])
-	}
+	chk := newBulkCheck(block, size)
 
 	prog := progressFrom(ctx)
 	prog.expect(size)
@@ -356,23 +352,15 @@ func bulk(ctx context.Context, e *benchEnv, size int64, up bool) (bulkResult, er
 		sent <- err
 	}()
 	buf := make([]byte, 256<<10)
-	var got int64
-	var sum uint32
-	var tWarm time.Time
-	warm := size / 8
 	for {
 		n, err := to.Read(buf)
-		sum = crc32.Update(sum, table, buf[:n])
-		got += int64(n)
+		chk.add(buf[:n])
 		prog.add(n)
-		if tWarm.IsZero() && got >= warm {
-			tWarm = time.Now()
-		}
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			return bulkResult{}, fmt.Errorf("receive after %d bytes: %w", got, err)
+			return bulkResult{}, fmt.Errorf("receive after %d bytes: %w", chk.got, err)
 		}
 	}
 	tEnd := time.Now()
@@ -380,14 +368,50 @@ func bulk(ctx context.Context, e *benchEnv, size int64, up bool) (bulkResult, er
 	if err := <-sent; err != nil {
 		return bulkResult{}, fmt.Errorf("send: %w", err)
 	}
-	if got != size || sum != want {
-		return bulkResult{}, fmt.Errorf("received %d bytes with CRC-32C %08x, want %d with %08x", got, sum, size, want)
+	r, err := chk.result(tEnd, u0, u1)
+	r.frames = f1 - f0
+	return r, err
+}
+
+// bulkCheck is a bulk transfer's receiving end, a stack's or the
+// floor's: the count and CRC-32C of what arrived, checked against what
+// was sent, and the moment the steady state began (an eighth arrived).
+type bulkCheck struct {
+	table      *crc32.Table
+	size, warm int64
+	got        int64
+	sum, want  uint32
+	tWarm      time.Time
+}
+
+// newBulkCheck expects size bytes of block repeated.
+func newBulkCheck(block []byte, size int64) *bulkCheck {
+	c := &bulkCheck{table: crc32.MakeTable(crc32.Castagnoli), size: size, warm: size / 8}
+	for n := int64(0); n < size; n += int64(len(block)) {
+		c.want = crc32.Update(c.want, c.table, block[:min(int64(len(block)), size-n)])
+	}
+	return c
+}
+
+// add takes bytes that arrived.
+func (c *bulkCheck) add(b []byte) {
+	c.sum = crc32.Update(c.sum, c.table, b)
+	c.got += int64(len(b))
+	if c.tWarm.IsZero() && c.got >= c.warm {
+		c.tWarm = time.Now()
+	}
+}
+
+// result checks what arrived and gives the figures of a transfer that
+// ended at tEnd, with the process's usage before and after it.
+func (c *bulkCheck) result(tEnd time.Time, u0, u1 procUsage) (bulkResult, error) {
+	if c.got != c.size || c.sum != c.want {
+		return bulkResult{}, fmt.Errorf("received %d bytes with CRC-32C %08x, want %d with %08x", c.got, c.sum, c.size, c.want)
 	}
 	return bulkResult{
-		gbps:    float64(size-warm) * 8 / tEnd.Sub(tWarm).Seconds() / 1e9,
+		gbps:    float64(c.size-c.warm) * 8 / tEnd.Sub(c.tWarm).Seconds() / 1e9,
 		cpu:     u1.cpu - u0.cpu,
 		mallocs: u1.mallocs - u0.mallocs,
-		frames:  f1 - f0,
 	}, nil
 }
 
