@@ -17,6 +17,32 @@ import (
 	"github.com/tapstack/tapstack/tap/taptest"
 )
 
+// countServer listens on addr in ns with the kernel's TCP until the test
+// ends: it reads each connection to its end, answers with the count
+// ("got N\n") and closes.
+func countServer(t *testing.T, ns *taptest.Namespace, addr string) {
+	t.Helper()
+	var ln net.Listener
+	if err := ns.Do(func() (err error) { ln, err = net.Listen("tcp4", addr); return err }); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(time.Minute))
+				n, _ := io.Copy(io.Discard, c)
+				fmt.Fprintf(c, "got %d\n", n)
+			}()
+		}
+	}()
+}
+
 // runInNamespace runs the command in-process in ns (the TAP device is
 // opened on the calling thread, which must be in the namespace) and
 // returns a function that waits for its exit status.
@@ -135,26 +161,7 @@ func TestDialPlotProgress(t *testing.T) {
 	const dev = "tsplotdial0"
 	ns := taptest.NewNamespace(t)
 	addKernelTAP(t, ns, dev)
-	var ln net.Listener
-	if err := ns.Do(func() (err error) { ln, err = net.Listen("tcp4", "192.0.2.1:5002"); return err }); err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	// The kernel's end: read everything, answer with the count, close.
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(time.Minute))
-				n, _ := io.Copy(io.Discard, c)
-				fmt.Fprintf(c, "got %d\n", n)
-			}()
-		}
-	}()
+	countServer(t, ns, "192.0.2.1:5002")
 	// 6 MiB at 60 Mbit/s: about 0.85 s, past progressAfter.
 	const size = 6 << 20
 	payload := bytes.Repeat([]byte{'x'}, size)

@@ -52,6 +52,7 @@ type linkFlags struct {
 	plot            *string // plot.go
 	otlp            *string // otlp.go
 	create          *bool
+	txQueue         *int // the device's outbound queue, in frames
 	faults          *faultFlags
 	ecn             *modeFlag[tcp.ECNMode]
 	mtuProbing      *modeFlag[tcp.MTUProbing]
@@ -61,14 +62,15 @@ type linkFlags struct {
 // flags; verb says what the command does through the device.
 func addLinkFlags(fs *flag.FlagSet, verb string) *linkFlags {
 	return &linkFlags{
-		tap:    fs.String("tap", "", "Linux TAP device to "+verb+", e.g. tap0; it must exist unless --create"),
-		addr:   fs.String("addr", "", "the stack's address/prefix on the device, e.g. 192.0.2.2/24"),
-		create: fs.Bool("create", false, "create the TAP device if it does not exist (it is removed on exit)"),
-		pcap:   fs.String("pcap", "", "write an annotated pcapng capture of the device's frames to `file`"),
-		plot:   plotFlag(fs),
-		otlp:   otlpFlag(fs),
-		faults: addFaultFlags(fs),
-		ecn:    ecnFlagVar(fs),
+		tap:     fs.String("tap", "", "Linux TAP device to "+verb+", e.g. tap0; it must exist unless --create"),
+		addr:    fs.String("addr", "", "the stack's address/prefix on the device, e.g. 192.0.2.2/24"),
+		create:  fs.Bool("create", false, "create the TAP device if it does not exist (it is removed on exit)"),
+		txQueue: fs.Int("tx-queue", tap.DefaultTxQueue, "frames the device's outbound queue holds, as Linux's txqueuelen; a frame that finds it full is refused, and tapstack's TCP takes it back and reduces its window, as Linux does on a qdisc drop (make it small to see local congestion)"),
+		pcap:    fs.String("pcap", "", "write an annotated pcapng capture of the device's frames to `file`"),
+		plot:    plotFlag(fs),
+		otlp:    otlpFlag(fs),
+		faults:  addFaultFlags(fs),
+		ecn:     ecnFlagVar(fs),
 
 		mtuProbing: mtuProbingFlagVar(fs),
 	}
@@ -93,12 +95,18 @@ func (lf *linkFlags) open(e env, opts tcp.Options) (s *stack.Stack, close func()
 		// would silently make a new, down device nobody routes to.
 		return nil, nil, fmt.Errorf("TAP device %s does not exist (create it with \"ip tuntap add dev %s mode tap\", or pass --create)", name, name)
 	}
-	dev, err := tap.Open(name)
+	if *lf.txQueue < 1 {
+		return nil, nil, fmt.Errorf("--tx-queue %d: want at least 1 frame", *lf.txQueue)
+	}
+	dev, err := tap.Open(name, tap.WithTxQueue(*lf.txQueue))
 	if errors.Is(err, os.ErrPermission) {
 		return nil, nil, fmt.Errorf("%w\n(run as root, or create the device for your user first: ip tuntap add dev %s mode tap user $USER)", err, name)
 	}
 	if err != nil {
 		return nil, nil, err
+	}
+	if *lf.txQueue != tap.DefaultTxQueue && !dev.Offloads().Coalesce {
+		fmt.Fprintf(e.stderr, "tapstack: --tx-queue: %s has no outbound queue (the kernel gave it no offloads): each frame is written as it is sent\n", name)
 	}
 	capPath, plotDone, err := plotCapture(e, *lf.pcap, *lf.plot)
 	if err != nil {
@@ -179,7 +187,11 @@ func printStats(w io.Writer, name string, st *tcp.Stats) {
 	}
 	if n := st.LinkRefused.Load(); n > 0 {
 		// Not the wire's doing: the link's own queue was full.
-		fmt.Fprintf(w, "%s: %d segments refused by the link, its queue full: never sent, data sent again\n", name, n)
+		fmt.Fprintf(w, "%s: %d segments refused by the link, its queue full: never sent, data sent again", name, n)
+		if p := st.ResourceProbes.Load(); p > 0 {
+			fmt.Fprintf(w, " (%d tries with nothing in flight, 500 ms apart)", p)
+		}
+		fmt.Fprintln(w)
 	}
 	if n := st.ECNConnections.Load(); n > 0 {
 		fmt.Fprintf(w, "%s: ECN on %d connections; %d CE marks received, %d windows reduced for the peer's echo (CWR)\n",

@@ -20,6 +20,8 @@ func TestPrintStats(t *testing.T) {
 	}{
 		{"link refused", "refused", func(st *tcp.Stats) { st.LinkRefused.Add(3) },
 			"client: 3 segments refused by the link, its queue full: never sent, data sent again\n"},
+		{"link refused, tries", "refused", func(st *tcp.Stats) { st.LinkRefused.Add(9); st.ResourceProbes.Add(2) },
+			"client: 9 segments refused by the link, its queue full: never sent, data sent again (2 tries with nothing in flight, 500 ms apart)\n"},
 		{"ECN", "ECN", func(st *tcp.Stats) {
 			st.ECNConnections.Add(1)
 			st.CEReceived.Add(4)
