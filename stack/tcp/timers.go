@@ -21,7 +21,7 @@ const (
 	timerReorder    timerKind = iota // RACK's reordering timer (RFC 8985 6.2 step 6)
 	timerProbe                       // the tail loss probe's PTO (RFC 8985 7.2)
 	timerRetransmit                  // RFC 6298: also SYN and SYN-ACK retransmission
-	timerPersist                     // RFC 9293 3.8.6.1 zero-window probes
+	timerPersist                     // RFC 9293 3.8.6.1 zero-window probes; the tries of what the link refused (refused.go)
 	timerDelayedAck                  // RFC 9293 3.8.6.3
 	timerTimeWait                    // 2*MSL in TIME-WAIT; also the orphan FIN-WAIT-2 timeout
 	timerKeepalive                   // RFC 9293 3.8.4, off unless the user asks
