@@ -1,7 +1,7 @@
 package pcap_test
 
 import (
-	"io"
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/tapstack/tapstack/conn"
 	"github.com/tapstack/tapstack/pcap"
+	"github.com/tapstack/tapstack/pcap/pcaptest"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/tap"
 )
@@ -29,31 +30,21 @@ func TestBlackHoleNotes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	const size = 1 << 20
-	got := make(chan int64, 1)
-	go func() {
-		s, err := ln.Accept()
-		if err != nil {
-			got <- 0
-			return
-		}
-		defer s.Close()
-		n, _ := io.Copy(io.Discard, s)
-		got <- n
-	}()
+	accepted := pcaptest.AcceptOne(ln)
 	c, err := conn.Dial(client, "tcp", "192.0.2.2:9")
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.SetDeadline(time.Now().Add(30 * time.Second))
-	if _, err := c.Write(make([]byte, size)); err != nil {
+	s := <-accepted
+	if s == nil {
+		t.Fatal("accept failed")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// The server must get all of it, through the hole.
+	if err := pcaptest.Transfer(ctx, c, s, pcaptest.Payload(1<<20, 1)); err != nil {
 		t.Fatal(err)
 	}
-	c.(*conn.Conn).CloseWrite()
-	if n := <-got; n != size {
-		t.Fatalf("the server received %d bytes of %d", n, size)
-	}
-	c.Close()
 	pkts := capture()
 	const ip = header.EthernetMinimumSize
 	var dropped, suspected, probes int

@@ -53,28 +53,6 @@ func padded(frame []byte) []byte {
 	return append(bytes.Clone(frame), make([]byte, max(header.EthernetMinimumSize+46-len(frame), 0))...)
 }
 
-// moveGSO passes frame through the Fault as a super-frame with the given
-// GSO options: as the stack's GSO sends it, or as a link with GRO
-// delivers it.
-func (r *markRig) moveGSO(frame []byte, gso stack.GSO) {
-	r.t.Helper()
-	var pkt *stack.PacketBuffer
-	if r.dir == tap.FaultOutbound {
-		pkt = outboundOf(frame)
-		pkt.GSOOptions = gso
-		var l stack.PacketBufferList
-		l.PushBack(pkt)
-		if _, err := r.f.WritePackets(l); err != nil {
-			r.t.Fatalf("WritePackets: %v", err)
-		}
-	} else {
-		pkt = inboundOf(frame)
-		pkt.GSOOptions = gso
-		r.f.DeliverNetworkPacket(protoOf(frame), pkt)
-	}
-	pkt.DecRef()
-}
-
 // TestFaultBlackHole: with BlackHoleMTU 1400, an IP packet (IPv4 or IPv6)
 // of up to 1400 bytes passes byte for byte and a longer one vanishes,
 // counted and reported with its size and the MTU ("no ICMP": the sender
@@ -184,17 +162,9 @@ func TestFaultBlackHoleOrdinals(t *testing.T) {
 			if st := r.stats(); st != (tap.FaultStats{Frames: 30, BlackHoled: uint64(len(long))}) {
 				t.Errorf("stats %+v, want 30 frames, %d black-holed", st, len(long))
 			}
-			if len(r.evs) != len(long) {
-				t.Fatalf("%d reports for %d long packets", len(r.evs), len(long))
-			}
-			for n, ev := range r.evs {
-				id := long[n]
-				want := fmt.Sprintf("dropped: 1500 bytes, over the black hole's MTU 1280 (no ICMP, seed 9, #%d)", n+1)
-				if ev.Kind != tap.FaultBlackHole || ev.Dir != dir || ev.N != uint64(n+1) || ev.Frame != uint64(id)+1 ||
-					ev.String() != want || ev.Data[len(ev.Data)-1] != id {
-					t.Errorf("report %d: %v %v #%d frame %d %q; want frame %d, %q", n, ev.Dir, ev.Kind, ev.N, ev.Frame, ev.String(), id+1, want)
-				}
-			}
+			r.wantReports(tap.FaultBlackHole, long, 9, func(n int) string {
+				return fmt.Sprintf("dropped: 1500 bytes, over the black hole's MTU 1280 (no ICMP, seed 9, #%d)", n)
+			})
 			ev := r.evs[0]
 			ev.Seeded = false
 			if got, want := ev.String(), "dropped: 1500 bytes, over the black hole's MTU 1280 (no ICMP, #1)"; got != want {

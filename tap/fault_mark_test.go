@@ -190,9 +190,17 @@ func newMarkRig(t *testing.T, dir tap.FaultDir, cfg tap.FaultConfig, seed uint64
 // changed.
 func (r *markRig) move(frame []byte) {
 	r.t.Helper()
+	r.moveGSO(frame, stack.GSO{})
+}
+
+// moveGSO is move for a super-frame with the given GSO options: as the
+// stack's GSO sends it, or as a link with GRO delivers it.
+func (r *markRig) moveGSO(frame []byte, gso stack.GSO) {
+	r.t.Helper()
 	var pkt *stack.PacketBuffer
 	if r.dir == tap.FaultOutbound {
 		pkt = outboundOf(frame)
+		pkt.GSOOptions = gso
 		var l stack.PacketBufferList
 		l.PushBack(pkt)
 		if _, err := r.f.WritePackets(l); err != nil {
@@ -200,6 +208,7 @@ func (r *markRig) move(frame []byte) {
 		}
 	} else {
 		pkt = inboundOf(frame)
+		pkt.GSOOptions = gso
 		r.f.DeliverNetworkPacket(protoOf(frame), pkt)
 	}
 	if got := pkt.ToView().AsSlice(); !bytes.Equal(got, frame) {
@@ -221,6 +230,24 @@ func (r *markRig) out() [][]byte {
 		pkt.DecRef()
 	}
 	return out
+}
+
+// wantReports checks that the rig reported one fault of kind for each
+// frame in ids (the frames' last bytes), in order, numbered #1, #2, ...,
+// on that frame's ordinal, seeded with seed and saying text(n) for the
+// nth.
+func (r *markRig) wantReports(kind tap.FaultKind, ids []byte, seed uint64, text func(n int) string) {
+	r.t.Helper()
+	if len(r.evs) != len(ids) {
+		r.t.Fatalf("%d reports for %d frames", len(r.evs), len(ids))
+	}
+	for n, ev := range r.evs {
+		id, want := ids[n], text(n+1)
+		if ev.Kind != kind || ev.Dir != r.dir || ev.N != uint64(n+1) || ev.Frame != uint64(id)+1 ||
+			!ev.Seeded || ev.Seed != seed || ev.String() != want || ev.Data[len(ev.Data)-1] != id {
+			r.t.Errorf("report %d: %v %v #%d frame %d %q; want frame %d, %q", n, ev.Dir, ev.Kind, ev.N, ev.Frame, ev.String(), id+1, want)
+		}
+	}
 }
 
 func (r *markRig) stats() tap.FaultStats {
@@ -356,17 +383,7 @@ func TestFaultMarkSeeded(t *testing.T) {
 			if st := r.stats(); st != (tap.FaultStats{Frames: 60, Marked: uint64(len(marked))}) {
 				t.Errorf("stats %+v, want 60 frames, %d marked", st, len(marked))
 			}
-			if len(r.evs) != len(marked) {
-				t.Fatalf("%d reports for %d marked frames", len(r.evs), len(marked))
-			}
-			for n, ev := range r.evs {
-				id := marked[n]
-				want := fmt.Sprintf("marked CE (mark 50%%, seed 7, #%d)", n+1)
-				if ev.Kind != tap.FaultMark || ev.Dir != dir || ev.N != uint64(n+1) || ev.Frame != uint64(id)+1 ||
-					!ev.Seeded || ev.Seed != 7 || ev.String() != want || ev.Data[len(ev.Data)-1] != id {
-					t.Errorf("report %d: %v %v #%d frame %d %q; want frame %d, %q", n, ev.Dir, ev.Kind, ev.N, ev.Frame, ev.String(), id+1, want)
-				}
-			}
+			r.wantReports(tap.FaultMark, marked, 7, func(n int) string { return fmt.Sprintf("marked CE (mark 50%%, seed 7, #%d)", n) })
 		})
 	}
 }

@@ -3,6 +3,7 @@ package interop
 import (
 	"context"
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -27,46 +28,39 @@ const blackHoleMTU = 1400
 // after a timeout that counts it lost, so this test asks only that the
 // search climbed.)
 func TestBlackHolePipe(t *testing.T) {
-	for _, v6 := range []bool{false, true} {
-		name, a, b := "ipv4", tsPrefix4, peerPrefix4
-		if v6 {
-			name, a, b = "ipv6", tsPrefix6, peerPrefix6
+	eachFamily(t, func(t *testing.T, v6 bool, a, b netip.Prefix) {
+		pa, pb := tap.Pipe(tap.WithPipeQueue(cableQueue))
+		fault := tap.NewFault(pa, tap.FaultConfig{BlackHoleMTU: blackHoleMTU, Inbound: &tap.FaultConfig{BlackHoleMTU: blackHoleMTU}})
+		o := tcp.Options{MTUProbing: tcp.MTUProbingBlackHole, MinRTO: 20 * time.Millisecond}
+		dialer, _ := newTapstack(t, fault, a, o)
+		listener, _ := newTapstack(t, pb, b, o)
+		c, s := connectPair(t, dialer, listener, b)
+		exchange(t, c, s, 8*MiB, both, bulkTimeout())
+		out, in := fault.Stats(), fault.InboundStats()
+		for _, end := range []struct {
+			name string
+			st   *tcp.Stats
+			ep   *tcp.Endpoint
+		}{{"dialer", dialer.TCP().Stats(), c.Endpoint()}, {"listener", listener.TCP().Stats(), s.Endpoint()}} {
+			i := end.ep.Info()
+			mtu := i.SndMSS + 20 + 20 + 12 // the IP and TCP headers, the timestamp option
+			if v6 {
+				mtu += 20
+			}
+			t.Logf("%s: MSS %d (MTU %d); %d black holes, %d probes, %d acknowledged, %d lost; %d RTOs, %d fast recoveries",
+				end.name, i.SndMSS, mtu, end.st.MTUBlackHoles.Load(), end.st.MTUProbes.Load(), end.st.MTUProbeSuccesses.Load(),
+				end.st.MTUProbeFailures.Load(), end.st.RetransmitTimeouts.Load(), end.st.FastRecoveries.Load())
+			if end.st.MTUBlackHoles.Load() == 0 || end.st.MTUProbeSuccesses.Load() == 0 {
+				t.Errorf("%s: the black hole was not found, or the search never climbed", end.name)
+			}
+			if mtu > blackHoleMTU {
+				t.Errorf("%s: MTU %d at the end, over the hole's %d", end.name, mtu, blackHoleMTU)
+			}
 		}
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			pa, pb := tap.Pipe(tap.WithPipeQueue(cableQueue))
-			fault := tap.NewFault(pa, tap.FaultConfig{BlackHoleMTU: blackHoleMTU, Inbound: &tap.FaultConfig{BlackHoleMTU: blackHoleMTU}})
-			o := tcp.Options{MTUProbing: tcp.MTUProbingBlackHole, MinRTO: 20 * time.Millisecond}
-			dialer, _ := newTapstack(t, fault, a, o)
-			listener, _ := newTapstack(t, pb, b, o)
-			c, s := connectPair(t, dialer, listener, b)
-			exchange(t, c, s, 8*MiB, both, bulkTimeout())
-			out, in := fault.Stats(), fault.InboundStats()
-			for _, end := range []struct {
-				name string
-				st   *tcp.Stats
-				ep   *tcp.Endpoint
-			}{{"dialer", dialer.TCP().Stats(), c.Endpoint()}, {"listener", listener.TCP().Stats(), s.Endpoint()}} {
-				i := end.ep.Info()
-				mtu := i.SndMSS + 20 + 20 + 12 // the IP and TCP headers, the timestamp option
-				if v6 {
-					mtu += 20
-				}
-				t.Logf("%s: MSS %d (MTU %d); %d black holes, %d probes, %d acknowledged, %d lost; %d RTOs, %d fast recoveries",
-					end.name, i.SndMSS, mtu, end.st.MTUBlackHoles.Load(), end.st.MTUProbes.Load(), end.st.MTUProbeSuccesses.Load(),
-					end.st.MTUProbeFailures.Load(), end.st.RetransmitTimeouts.Load(), end.st.FastRecoveries.Load())
-				if end.st.MTUBlackHoles.Load() == 0 || end.st.MTUProbeSuccesses.Load() == 0 {
-					t.Errorf("%s: the black hole was not found, or the search never climbed", end.name)
-				}
-				if mtu > blackHoleMTU {
-					t.Errorf("%s: MTU %d at the end, over the hole's %d", end.name, mtu, blackHoleMTU)
-				}
-			}
-			if out.BlackHoled == 0 || in.BlackHoled == 0 {
-				t.Errorf("black-holed %d out, %d in: the hole never swallowed a packet", out.BlackHoled, in.BlackHoled)
-			}
-		})
-	}
+		if out.BlackHoled == 0 || in.BlackHoled == 0 {
+			t.Errorf("black-holed %d out, %d in: the hole never swallowed a packet", out.BlackHoled, in.BlackHoled)
+		}
+	})
 }
 
 // TestKernelBlackHole: tapstack and the Linux kernel over a TAP with a

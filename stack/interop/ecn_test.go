@@ -1,6 +1,7 @@
 package interop
 
 import (
+	"net/netip"
 	"testing"
 	"time"
 
@@ -43,45 +44,38 @@ func TestECNGVisorFallback(t *testing.T) {
 // mark is seen by the receiver, echoed, and answered with a CWR episode
 // at the sender, with nothing deemed lost, and every byte arrives.
 func TestECNMarkedPipe(t *testing.T) {
-	for _, v6 := range []bool{false, true} {
-		name, a, b := "ipv4", tsPrefix4, peerPrefix4
-		if v6 {
-			name, a, b = "ipv6", tsPrefix6, peerPrefix6
+	eachFamily(t, func(t *testing.T, _ bool, a, b netip.Prefix) {
+		pa, pb := tap.Pipe(tap.WithPipeQueue(cableQueue))
+		fault := tap.NewFault(pa, tap.FaultConfig{Mark: 0.02, Seed: 5, Inbound: &tap.FaultConfig{Mark: 0.02}})
+		dialer, _ := newTapstack(t, fault, a, tcp.Options{ECN: tcp.ECNOn})
+		listener, _ := newTapstack(t, pb, b, tcp.Options{})
+		c, s := connectPair(t, dialer, listener, b)
+		exchange(t, c, s, 4*MiB, both, bulkTimeout())
+		out, in := fault.Stats(), fault.InboundStats()
+		ds, ls := dialer.TCP().Stats(), listener.TCP().Stats()
+		t.Logf("marked %d out, %d in; dialer: %d CE in, %d CWR episodes; listener: %d CE in, %d CWR episodes; fast recoveries %d, %d; RTOs %d, %d; tail loss probes %d, %d",
+			out.Marked, in.Marked, ds.CEReceived.Load(), ds.ECNReductions.Load(), ls.CEReceived.Load(), ls.ECNReductions.Load(),
+			ds.FastRecoveries.Load(), ls.FastRecoveries.Load(), ds.RetransmitTimeouts.Load(), ls.RetransmitTimeouts.Load(),
+			ds.TailLossProbes.Load(), ls.TailLossProbes.Load())
+		if !c.Endpoint().Info().ECN || !s.Endpoint().Info().ECN {
+			t.Fatal("ECN not in force on both ends")
 		}
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			pa, pb := tap.Pipe(tap.WithPipeQueue(cableQueue))
-			fault := tap.NewFault(pa, tap.FaultConfig{Mark: 0.02, Seed: 5, Inbound: &tap.FaultConfig{Mark: 0.02}})
-			dialer, _ := newTapstack(t, fault, a, tcp.Options{ECN: tcp.ECNOn})
-			listener, _ := newTapstack(t, pb, b, tcp.Options{})
-			c, s := connectPair(t, dialer, listener, b)
-			exchange(t, c, s, 4*MiB, both, bulkTimeout())
-			out, in := fault.Stats(), fault.InboundStats()
-			ds, ls := dialer.TCP().Stats(), listener.TCP().Stats()
-			t.Logf("marked %d out, %d in; dialer: %d CE in, %d CWR episodes; listener: %d CE in, %d CWR episodes; fast recoveries %d, %d; RTOs %d, %d; tail loss probes %d, %d",
-				out.Marked, in.Marked, ds.CEReceived.Load(), ds.ECNReductions.Load(), ls.CEReceived.Load(), ls.ECNReductions.Load(),
-				ds.FastRecoveries.Load(), ls.FastRecoveries.Load(), ds.RetransmitTimeouts.Load(), ls.RetransmitTimeouts.Load(),
-				ds.TailLossProbes.Load(), ls.TailLossProbes.Load())
-			if !c.Endpoint().Info().ECN || !s.Endpoint().Info().ECN {
-				t.Fatal("ECN not in force on both ends")
-			}
-			if out.Marked == 0 || in.Marked == 0 {
-				t.Fatalf("marked %d out, %d in: the data was not ECN-capable both ways", out.Marked, in.Marked)
-			}
-			// A mark on a GSO super-frame marks its every segment, and a
-			// receiver counts the marked segments it takes in.
-			if ls.CEReceived.Load() < out.Marked || ds.CEReceived.Load() < in.Marked {
-				t.Errorf("CE received %d and %d, marked %d and %d: marks went unseen", ls.CEReceived.Load(), ds.CEReceived.Load(), out.Marked, in.Marked)
-			}
-			if ds.ECNReductions.Load() == 0 || ls.ECNReductions.Load() == 0 {
-				t.Error("a sender never reduced its window for the echoes")
-			}
-			// Nothing is lost: no fast recovery, no timeout. (A tail
-			// loss probe may still go when the host is busy: a timer's
-			// guess, not a loss.)
-			if n := ds.FastRecoveries.Load() + ls.FastRecoveries.Load() + ds.RetransmitTimeouts.Load() + ls.RetransmitTimeouts.Load(); n != 0 {
-				t.Errorf("%d fast recoveries and timeouts on a path that drops nothing", n)
-			}
-		})
-	}
+		if out.Marked == 0 || in.Marked == 0 {
+			t.Fatalf("marked %d out, %d in: the data was not ECN-capable both ways", out.Marked, in.Marked)
+		}
+		// A mark on a GSO super-frame marks its every segment, and a
+		// receiver counts the marked segments it takes in.
+		if ls.CEReceived.Load() < out.Marked || ds.CEReceived.Load() < in.Marked {
+			t.Errorf("CE received %d and %d, marked %d and %d: marks went unseen", ls.CEReceived.Load(), ds.CEReceived.Load(), out.Marked, in.Marked)
+		}
+		if ds.ECNReductions.Load() == 0 || ls.ECNReductions.Load() == 0 {
+			t.Error("a sender never reduced its window for the echoes")
+		}
+		// Nothing is lost: no fast recovery, no timeout. (A tail
+		// loss probe may still go when the host is busy: a timer's
+		// guess, not a loss.)
+		if n := ds.FastRecoveries.Load() + ls.FastRecoveries.Load() + ds.RetransmitTimeouts.Load() + ls.RetransmitTimeouts.Load(); n != 0 {
+			t.Errorf("%d fast recoveries and timeouts on a path that drops nothing", n)
+		}
+	})
 }

@@ -224,11 +224,30 @@ type cable struct {
 // job, seeded and counted.
 const cableQueue = 8192
 
-func (c cable) prefixes() (ts, peer netip.Prefix) {
-	if c.v6 {
+func (c cable) prefixes() (ts, peer netip.Prefix) { return familyPrefixes(c.v6) }
+
+// familyPrefixes are the two ends' prefixes of one address family.
+func familyPrefixes(v6 bool) (ts, peer netip.Prefix) {
+	if v6 {
 		return tsPrefix6, peerPrefix6
 	}
 	return tsPrefix4, peerPrefix4
+}
+
+// eachFamily runs fn as a parallel subtest for IPv4 and for IPv6, with
+// the two ends' prefixes of that family.
+func eachFamily(t *testing.T, fn func(t *testing.T, v6 bool, ts, peer netip.Prefix)) {
+	for _, v6 := range []bool{false, true} {
+		name := "ipv4"
+		if v6 {
+			name = "ipv6"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ts, peer := familyPrefixes(v6)
+			fn(t, v6, ts, peer)
+		})
+	}
 }
 
 // links returns the two ends of a fresh pipe, wrapped in fault injection

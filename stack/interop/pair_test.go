@@ -17,10 +17,7 @@ import (
 // server's listener.
 func tapstackPair(t testing.TB, v6 bool) (client, server *stack.Stack, c, s *conn.Conn) {
 	t.Helper()
-	cp, sp := tsPrefix4, peerPrefix4
-	if v6 {
-		cp, sp = tsPrefix6, peerPrefix6
-	}
+	cp, sp := familyPrefixes(v6)
 	a, b := tap.Pipe()
 	ga, gb := a, b
 	client, _ = newTapstack(t, ga, cp, tcp.Options{})

@@ -327,15 +327,9 @@ func (e *Endpoint) resourceProbeTimeout() {
 		e.persistProbes = 0
 		return
 	}
-	limit := e.proto.opts.MaxRetries
-	if e.userClosed {
-		limit = e.proto.opts.OrphanRetries
-	}
 	if e.persistProbes == 0 && e.retries == 0 {
 		e.progressAt = e.now() // not in an RTO's silence, whose clock runs already
-	} else if int(e.persistProbes) >= limit || e.userTimedOut() {
-		e.proto.stats.Timeouts.Add(1)
-		e.fail(e.timeoutErr(), e.giveUpCause(event.Cause{Kind: event.CauseTimer, Detail: "the link refused every try (local congestion)"}))
+	} else if e.probesGiveUp("the link refused every try (local congestion)") {
 		return
 	}
 	mark := len(e.events)

@@ -675,6 +675,23 @@ func (e *Endpoint) startPersist() {
 	e.setTimer(timerPersist, e.rtoFromNow())
 }
 
+// probesGiveUp ends the connection with ETIMEDOUT, for why, once the
+// persist timer's probes went unanswered MaxRetries times (OrphanRetries
+// once the user closed) or the user timeout ran out, as Linux's
+// tcp_probe_timer decides; it reports whether it did.
+func (e *Endpoint) probesGiveUp(why string) bool {
+	limit := e.proto.opts.MaxRetries
+	if e.userClosed {
+		limit = e.proto.opts.OrphanRetries
+	}
+	if int(e.persistProbes) < limit && !e.userTimedOut() {
+		return false
+	}
+	e.proto.stats.Timeouts.Add(1)
+	e.fail(e.timeoutErr(), e.giveUpCause(event.Cause{Kind: event.CauseTimer, Detail: why}))
+	return true
+}
+
 // persistTimeout sends a zero-window probe (RFC 9293 3.8.6.1). We follow
 // Linux (tcp_xmit_probe_skb) and probe with an ACK carrying SND.UNA-1,
 // which any TCP answers with its current window, instead of pushing one
@@ -699,13 +716,7 @@ func (e *Endpoint) persistTimeout() {
 		e.swsOverride = false
 		return
 	}
-	limit := e.proto.opts.MaxRetries
-	if e.userClosed {
-		limit = e.proto.opts.OrphanRetries
-	}
-	if int(e.persistProbes) >= limit || e.userTimedOut() {
-		e.proto.stats.Timeouts.Add(1)
-		e.fail(e.timeoutErr(), e.giveUpCause(event.Cause{Kind: event.CauseTimer, Detail: "persist: the peer answered no window probe"}))
+	if e.probesGiveUp("persist: the peer answered no window probe") {
 		return
 	}
 	e.persistProbes++

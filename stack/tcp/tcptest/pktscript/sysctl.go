@@ -577,16 +577,11 @@ func (s *settings) sysctl(key, value string) *skipError {
 	case "tcp_ecn":
 		// Linux's 0, 1 and 2 are ECNOff, ECNOn and ECNPassive; 3 and
 		// up ask for Accurate ECN, which tapstack has not.
-		switch value {
-		case "0":
-			s.ecn = tcp.ECNOff
-		case "1":
-			s.ecn = tcp.ECNOn
-		case "2":
-			s.ecn = tcp.ECNPassive
-		default:
+		m, ok := linuxMode(value, tcp.ECNOff, tcp.ECNOn, tcp.ECNPassive)
+		if !ok {
 			return needs("%s (Accurate ECN)", setting)
 		}
+		s.ecn = m
 		return took("Options.ECN " + s.ecn.String())
 	case "tcp_ecn_fallback":
 		if value != "1" {
@@ -619,16 +614,11 @@ func (s *settings) sysctl(key, value string) *skipError {
 		}
 		return took("window scaling on, as always in tapstack")
 	case "tcp_mtu_probing":
-		switch value {
-		case "0":
-			s.mtuProbing = tcp.MTUProbingOff
-		case "1":
-			s.mtuProbing = tcp.MTUProbingBlackHole
-		case "2":
-			s.mtuProbing = tcp.MTUProbingOn
-		default:
+		m, ok := linuxMode(value, tcp.MTUProbingOff, tcp.MTUProbingBlackHole, tcp.MTUProbingOn)
+		if !ok {
 			return needs("%s", setting)
 		}
+		s.mtuProbing = m
 		return took("Options.MTUProbing")
 	case "tcp_base_mss":
 		skip := count(&s.baseMSS, "Options.BaseMSS")
@@ -707,4 +697,14 @@ func (s *settings) moduleParam(path, value string) *skipError {
 		return nil
 	}
 	return needs("%s (no such setting in tapstack)", setting)
+}
+
+// linuxMode reads a sysctl whose values 0, 1, 2, ... name modes, in
+// order (tcp_ecn, tcp_mtu_probing).
+func linuxMode[T any](value string, modes ...T) (T, bool) {
+	if n, err := strconv.Atoi(value); err == nil && n >= 0 && n < len(modes) {
+		return modes[n], true
+	}
+	var zero T
+	return zero, false
 }
