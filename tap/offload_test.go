@@ -292,23 +292,31 @@ func TestTxQueue(t *testing.T) {
 			t.Errorf("frame %d differs", i)
 		}
 	}
-	// A full queue drops and counts: a queue whose writer never runs
-	// takes its limit and no more, and says it took that many (the
-	// first 8: a capture above marks the last two as not sent).
-	idle := &txQueue{path: l.tx, limit: 8, wake: make(chan struct{}, 1), stop: make(chan struct{})}
-	var many []*stack.PacketBuffer
-	for range 10 {
-		many = append(many, outPacket(frames[0], 4096))
-	}
-	before := l.txDropped.Load()
-	if n, err := idle.enqueue(many); n != 8 || !isNoBufferSpace(err) {
-		t.Errorf("enqueue: %d of %d, %v; want 8 taken, %v", n, len(many), err, &tcpip.ErrNoBufferSpace{})
-	}
-	if dropped := l.txDropped.Load() - before; dropped != 2 || len(idle.q) != 8 {
-		t.Errorf("dropped %d, queued %d; want 2, 8", dropped, len(idle.q))
-	}
-	for _, p := range append(many, idle.q...) {
-		p.DecRef()
+	// A full queue drops and counts, and says how many it took (the
+	// first ones: a capture above marks the rest as not sent). While
+	// the writer is writing, a queue of 8 takes 8; while it is idle,
+	// the first frame is the device's and 8 more fit (Linux's qdisc
+	// bypass), so that a queue of one does not refuse the second
+	// segment of a two-segment window.
+	for _, tc := range []struct {
+		writing       bool
+		taken, dropNo int
+	}{{true, 8, 2}, {false, 9, 1}} {
+		stalled := &txQueue{path: l.tx, limit: 8, wake: make(chan struct{}, 1), stop: make(chan struct{}), writing: tc.writing}
+		var many []*stack.PacketBuffer
+		for range 10 {
+			many = append(many, outPacket(frames[0], 4096))
+		}
+		before := l.txDropped.Load()
+		if n, err := stalled.enqueue(many); n != tc.taken || !isNoBufferSpace(err) {
+			t.Errorf("writing %v: enqueue: %d of %d, %v; want %d taken, %v", tc.writing, n, len(many), err, tc.taken, &tcpip.ErrNoBufferSpace{})
+		}
+		if dropped := l.txDropped.Load() - before; dropped != uint64(tc.dropNo) || len(stalled.q) != tc.taken {
+			t.Errorf("writing %v: dropped %d, queued %d; want %d, %d", tc.writing, dropped, len(stalled.q), tc.dropNo, tc.taken)
+		}
+		for _, p := range append(many, stalled.q...) {
+			p.DecRef()
+		}
 	}
 	q.close()
 	pkt := outPacket(frames[0], 4096)

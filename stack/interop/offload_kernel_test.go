@@ -404,43 +404,66 @@ func waitQuiet(t testing.TB, dev *tap.Device, quiet, timeout time.Duration) {
 	}
 }
 
-// TestKernelTxQueueFull: a TAP whose outbound queue holds two frames
-// refuses what tapstack's bursts add beyond it (tcpip.ErrNoBufferSpace,
-// DeviceStats.TxDropped). The engine hears of each refusal: it counts the
-// refused wire segments (Stats.LinkRefused), takes refused new data at
-// the tail back and reduces its window in CWR, as Linux does on a qdisc
-// drop, or deems a segment lost that a later one overtook, which its
-// recovery events name (refused.go); without that, RACK finds the same
-// segments lost later and no event names the link. 4 MiB to the kernel
-// arrive intact (SHA-256): here, 412 segments refused, none of them
-// counted as a retransmission, and no fast recovery (deemed lost, as the
-// engine took every refusal before, they made 428 retransmissions and
-// 371 fast recoveries). With a queue of one frame and 8 MiB, the
-// transfer took 23-30 s either way (54-62 s with RACK alone finding the
-// segments lost): the window sits at its floor, which is why Linux keeps
-// its own packets out of a full queue (TCP Small Queues; not built here).
+// TestKernelTxQueueFull: a TAP whose outbound queue holds two frames, or
+// one, refuses what tapstack's bursts add beyond it
+// (tcpip.ErrNoBufferSpace, DeviceStats.TxDropped). The engine hears of
+// each refusal: it counts the refused wire segments (Stats.LinkRefused),
+// takes refused new data at the tail back and reduces its window in CWR,
+// as Linux does on a qdisc drop, or deems a segment lost that a later one
+// overtook, which its recovery events name (refused.go); without that,
+// RACK finds the same segments lost later and no event names the link.
+// The data arrives intact (SHA-256): with a queue of two and 4 MiB, here
+// 73 segments refused, none of them counted as a retransmission, and no
+// fast recovery (deemed lost, as the engine took every refusal before,
+// they made 428 retransmissions and 371 fast recoveries).
+//
+// With a queue of one, the frame waiting for the device's idle writer
+// once counted against the queue, so the second segment of every
+// two-segment window was refused: the kernel, holding one segment,
+// waited for its delayed-ACK timer before answering, 683 times in 8 MiB,
+// which took 30 s. The idle device's frame is its own now (Linux's qdisc
+// bypass, txQueue.enqueue): 8 MiB take 60-80 ms, and the kernel's
+// TcpExt.DelayedACKs stays at 0.
 func TestKernelTxQueueFull(t *testing.T) {
-	ns := taptest.NewNamespace(t)
-	dev := ns.AddTAP(t, "tsqfull0", kernelAddr+"/24", taptest.WithTAPOptions(tap.WithTxQueue(2)))
-	if o := dev.Offloads(); !o.Coalesce {
-		t.Skipf("the device does not coalesce (no outbound queue): %v", o)
-	}
-	var told atomic.Int64
-	ts := newUnwatched(t, dev.LinkEndpoint(), netip.MustParsePrefix(tapAddr+"/24"), tcp.Options{Observer: func(ev event.Event) {
-		if ev.Kind == event.KindRecovery && strings.Contains(ev.Note, "the link refused") {
-			told.Add(1)
-		}
-	}})
-	k := &offloadNet{ns: ns, dev: dev, ts: ts}
-	k.transfer(t, false, flowOf(4*MiB, 5))
-	ts.TCP().SyncEvents()
-	st, dst := ts.TCP().Stats(), dev.Stats()
-	t.Logf("refused %d wire segments (%d recovery notes), %d retransmitted, %d fast recoveries, %d RTOs; device dropped %d of %d frames",
-		st.LinkRefused.Load(), told.Load(), st.Retransmits.Load(), st.FastRecoveries.Load(), st.RetransmitTimeouts.Load(), dst.TxDropped, dst.TxFrames+dst.TxDropped)
-	if dst.TxDropped == 0 || st.LinkRefused.Load() == 0 {
-		t.Fatalf("the queue of two refused nothing (TxDropped %d, LinkRefused %d): the test shows nothing", dst.TxDropped, st.LinkRefused.Load())
-	}
-	if told.Load() == 0 {
-		t.Error("the engine counted refusals but no recovery event names one: it did not act on them")
+	for _, tc := range []struct {
+		frames int
+		size   int64
+	}{{2, 4 * MiB}, {1, 8 * MiB}} {
+		t.Run(fmt.Sprintf("queue of %d", tc.frames), func(t *testing.T) {
+			ns := taptest.NewNamespace(t)
+			dev := ns.AddTAP(t, "tsqfull0", kernelAddr+"/24", taptest.WithTAPOptions(tap.WithTxQueue(tc.frames)))
+			if o := dev.Offloads(); !o.Coalesce {
+				t.Skipf("the device does not coalesce (no outbound queue): %v", o)
+			}
+			var told atomic.Int64
+			ts := newUnwatched(t, dev.LinkEndpoint(), netip.MustParsePrefix(tapAddr+"/24"), tcp.Options{Observer: func(ev event.Event) {
+				if ev.Kind == event.KindRecovery && strings.Contains(ev.Note, "the link refused") {
+					told.Add(1)
+				}
+			}})
+			k := &offloadNet{ns: ns, dev: dev, ts: ts}
+			k.transfer(t, false, flowOf(tc.size, 5))
+			ts.TCP().SyncEvents()
+			st, dst := ts.TCP().Stats(), dev.Stats()
+			netstat, err := ns.Exec(context.Background(), "cat", "/proc/net/netstat").Output()
+			if err != nil {
+				t.Fatal(err)
+			}
+			delayed := netstatField(string(netstat), "TcpExt:", "DelayedACKs")
+			t.Logf("refused %d wire segments (%d recovery notes), %d retransmitted, %d fast recoveries, %d RTOs; device dropped %d of %d frames; the kernel delayed %d ACKs",
+				st.LinkRefused.Load(), told.Load(), st.Retransmits.Load(), st.FastRecoveries.Load(), st.RetransmitTimeouts.Load(), dst.TxDropped, dst.TxFrames+dst.TxDropped, delayed)
+			if dst.TxDropped == 0 || st.LinkRefused.Load() == 0 {
+				t.Fatalf("the queue of %d refused nothing (TxDropped %d, LinkRefused %d): the test shows nothing", tc.frames, dst.TxDropped, st.LinkRefused.Load())
+			}
+			if told.Load() == 0 {
+				t.Error("the engine counted refusals but no recovery event names one: it did not act on them")
+			}
+			// A refusal that leaves the kernel one segment of a window
+			// makes it wait for its delayed-ACK timer: one in five
+			// refusals did, with the idle device's frame counted.
+			if delayed > st.LinkRefused.Load()/20 {
+				t.Errorf("the kernel delayed %d ACKs for %d refused segments: refusals leave it lone segments to wait on", delayed, st.LinkRefused.Load())
+			}
+		})
 	}
 }
