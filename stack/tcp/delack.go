@@ -10,8 +10,8 @@ import (
 // 3.8.6.3, RFC 5681 4.2, RFC 1122 4.2.3.2).
 //
 // RFC 1122 asks for an ACK for at least every second full-sized segment
-// and lets the rest wait at most 500 ms. We follow Linux in three
-// refinements, each of which a peer can see on the wire:
+// and lets the rest wait at most 500 ms. We refine it in four ways,
+// each of which a peer can see on the wire:
 //
 //   - "Full-sized" is measured, not assumed: a full frame is the largest
 //     segment the peer has sent, capped at the MSS we advertised, and
@@ -22,6 +22,10 @@ import (
 //     connection, and the first after an idle spell longer than the RTO,
 //     are ACKed at once for up to 16 ACKs, so a peer in slow start is
 //     not held back by a delayed ACK while its window is small.
+//   - Quick-ACK mode again after a hole (receive.go, holdOutOfOrder) and
+//     after a retransmission of text we have (Linux tcp_data_queue): the
+//     segments that follow are the peer's loss recovery, which RFC 5681
+//     4.2 wants fast. Linux has stopped doing it after a hole (4.18).
 //   - Ping-pong (interactive) mode (Linux inet_csk_inc_pingpong_cnt):
 //     once we send data within the delayed-ACK time of receiving some,
 //     the connection is a request/response exchange and quick ACKs stop,

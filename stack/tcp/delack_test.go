@@ -61,29 +61,44 @@ func TestAckCoalescedSegment(t *testing.T) {
 // quick ACKs start again (Linux tcp_event_data_recv).
 func TestQuickAck(t *testing.T) {
 	p, ep := tcptest.Established(t)
-	seq := uint32(1)
-	send := func() {
-		p.Inject(seg{Flags: "P.", Seq: seq, Ack: 1, Payload: payload(int(seq-1), 100)})
-		seq += 100
+	in := &inOrder{p: p}
+	in.spendQuickAcks()
+	if got := ep.Info(); got.RTO <= 0 {
+		t.Fatalf("RTO %v", got.RTO)
 	}
-	for i := range 16 {
-		send()
-		p.Expect(seg{Flags: ".", Seq: 1, Ack: seq})
-		if i == 0 {
-			if got := ep.Info(); got.RTO <= 0 {
-				t.Fatalf("RTO %v", got.RTO)
-			}
-		}
-	}
-	send()
-	p.ExpectNothing() // the quick ACKs are spent
-	p.Advance(40 * time.Millisecond)
-	p.Expect(seg{Flags: ".", Seq: 1, Ack: seq})
 
 	// Idle for longer than the RTO: quick again.
 	p.Advance(ep.Info().RTO + time.Millisecond)
-	send()
-	p.Expect(seg{Flags: ".", Seq: 1, Ack: seq})
+	in.send()
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: in.seq})
+}
+
+// inOrder feeds a connection 100-byte segments in order, from sequence
+// number 1.
+type inOrder struct {
+	p   *tcptest.Peer
+	seq uint32 // the next segment's
+}
+
+func (in *inOrder) send() {
+	if in.seq == 0 {
+		in.seq = 1
+	}
+	in.p.Inject(seg{Flags: "P.", Seq: in.seq, Ack: 1, Payload: payload(int(in.seq-1), 100)})
+	in.seq += 100
+}
+
+// spendQuickAcks sends the first data: 16 segments ACKed at once, then
+// one whose ACK waits for the delayed-ACK timer.
+func (in *inOrder) spendQuickAcks() {
+	for range 16 {
+		in.send()
+		in.p.Expect(seg{Flags: ".", Seq: 1, Ack: in.seq})
+	}
+	in.send()
+	in.p.ExpectNothing() // the quick ACKs are spent
+	in.p.Advance(40 * time.Millisecond)
+	in.p.Expect(seg{Flags: ".", Seq: 1, Ack: in.seq})
 }
 
 // TestPingPong: once we answer data within the delayed-ACK time, the
@@ -132,6 +147,34 @@ func TestQuickAckOnRetransmission(t *testing.T) {
 	p.Expect(seg{Flags: ".", Seq: 5, Ack: 9})
 	p.Inject(seg{Flags: "P.", Seq: 9, Ack: 5, Payload: []byte("ping")})
 	p.Expect(seg{Flags: ".", Seq: 5, Ack: 13}) // quick, ping-pong is over
+}
+
+// TestQuickAckAfterHole: out-of-order text means the peer is losing
+// segments, and the segments after the hole are filled are its loss
+// recovery's, often one at a time: a delayed ACK there holds the
+// recovery for the delayed-ACK time, and every RTT sample it gives
+// inflates the peer's SRTT and PTO. So a hole puts the receiver in
+// quick-ACK mode (RFC 5681 4.2: out-of-order data is acknowledged at
+// once "to accelerate loss recovery").
+func TestQuickAckAfterHole(t *testing.T) {
+	p, _ := tcptest.Established(t)
+	in := &inOrder{p: p}
+	in.spendQuickAcks()
+
+	// in.seq is lost; the one after it arrives: a duplicate ACK at once.
+	hole := in.seq
+	in.seq += 100
+	in.send()
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: hole})
+	next := in.seq
+	in.seq = hole
+	in.send() // the retransmission fills the hole: an ACK at once
+	in.seq = next
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: in.seq})
+	in.send() // the recovery's next segment, alone: at once too
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: in.seq})
+	in.send()
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: in.seq})
 }
 
 // TestLastDataRecv: Info's LastDataRecv counts from the connection's

@@ -199,6 +199,15 @@ func (e *Endpoint) holdOutOfOrder(seg *segment, fin bool) {
 	switch {
 	case plan.newBytes > 0:
 		e.received(seg, "out of order: held")
+		// The peer is losing segments. What follows the hole is its
+		// loss recovery, often one segment at a time (PRR): a delayed
+		// ACK there would hold the recovery back for the delayed-ACK
+		// time, and its RTT sample inflate the peer's SRTT. So the
+		// ACKs after a hole go at once (RFC 5681 4.2: out-of-order data
+		// is acknowledged at once "to accelerate loss recovery"), as
+		// Linux did until it compressed SACKs (4.18). TestRecoveryAcks
+		// shows the stall this avoids.
+		e.enterQuickAck() // delack.go
 	case fin && r.fin && r.finSeq == plan.end:
 		e.received(seg, "out of order: FIN held")
 	default:
