@@ -147,7 +147,7 @@ type Endpoint struct {
 	frto           bool  // F-RTO (RFC 5682) is judging the last timeout
 	frtoNewData    bool  // F-RTO step 2.b: send new data next, not retransmissions
 	rescueSent     bool  // RFC 6675's rescue retransmission went out in this recovery
-	recoveryProbed bool  // the one tail loss probe of this fast recovery went out (rack.go)
+	recoveryProbed bool  // a tail loss probe went out in this fast recovery since its last progress (rack.go)
 
 	// PRR (RFC 6937): bytes delivered and sent since fast recovery began,
 	// and RecoverFS, the flight then.

@@ -56,9 +56,10 @@ type Options struct {
 	// whenever SACK is, as in Linux (tcp_recovery=1).
 	NoRACK bool
 	// NoRecoveryProbe keeps tail loss probes to open state, as RFC 8985
-	// and Linux do. By default one probe may also go out during fast
-	// recovery when no ACK arrived for 2·SRTT, so that a lost ACK does
-	// not leave the recovery to the RTO (see probeAllowed in rack.go).
+	// and Linux do. By default a probe may also go out during fast
+	// recovery when no ACK arrived for 2·SRTT, one per such silence, so
+	// that a lost ACK or a lost retransmission does not leave the
+	// recovery to the RTO (see probeAllowed in rack.go).
 	NoRecoveryProbe bool
 	// TailLossProbes is how many tail loss probes may go out, one
 	// after another, into a silence: a probe that draws no ACK at all

@@ -59,17 +59,9 @@ func probeEndsRecovery(t *testing.T, p *tcptest.Peer, ep *tcp.Endpoint, ack int)
 // once (RFC 5681 4.2; tapstack's receiver and, measured, Linux's do), and
 // one that does not costs one spurious copy, which it answers at once.
 func TestRecoveryProbeLoneRetransmission(t *testing.T) {
-	p, ep := rttPeer(t, tcp.Options{})
-	data := sendSegments(t, p, ep, 6)
-	p.Advance(rtt)
-	// Segment 1 lost, 2-5 SACKed: it goes again; 6 is still in flight.
-	p.Inject(sackAck(1, [2]int{2, 6}))
-	p.Expect(seg{Flags: ".", Seq: sb(1), Ack: 1, Payload: segData(data, 1)})
-	p.ExpectNothing()
-	p.Advance(rtt)
 	// The retransmission arrives, 6 does not: RACK marks 6 lost, sent
 	// before the delivered retransmission, and it goes again, alone.
-	p.Inject(sackAck(6))
+	p, ep, data := holeRepaired(t, 6)
 	p.Expect(seg{Flags: "P.", Seq: sb(6), Ack: 1, Payload: segData(data, 6), Check: tcptest.IgnorePSH})
 	p.ExpectNothing()
 	if i := ep.Info(); i.CAState != "fast recovery" || i.InFlight != 1460 {
@@ -81,4 +73,57 @@ func TestRecoveryProbeLoneRetransmission(t *testing.T) {
 	p.Advance(1)
 	p.Expect(seg{Flags: "P.", Seq: sb(6), Ack: 1, Payload: segData(data, 6), Check: tcptest.IgnorePSH})
 	probeEndsRecovery(t, p, ep, 7)
+}
+
+// TestRecoveryProbeEachSilence: the probe in fast recovery is one per
+// silence, not one per recovery. Here the first probe's answer shows
+// progress and the probe itself is lost: a second silence, and a second
+// probe 2·SRTT + 2 ms into it, where the RTO would wait 200 ms.
+func TestRecoveryProbeEachSilence(t *testing.T) {
+	// The retransmission arrives, 6 and 7 do not: RACK marks both lost,
+	// and both go again.
+	p, ep, data := holeRepaired(t, 7)
+	p.Expect(seg{Flags: ".", Seq: sb(6), Ack: 1, Payload: segData(data, 6), Check: tcptest.IgnorePSH})
+	p.Expect(seg{Flags: "P.", Seq: sb(7), Ack: 1, Payload: segData(data, 7), Check: tcptest.IgnorePSH})
+	p.ExpectNothing()
+	// 6's copy is held up on the path, 7's is lost: a silence, and the
+	// first probe, the last segment, which is lost too.
+	p.Advance(2*ep.Info().RTT + 2*time.Millisecond)
+	p.Expect(seg{Flags: "P.", Seq: sb(7), Ack: 1, Payload: segData(data, 7), Check: tcptest.IgnorePSH})
+	p.ExpectNothing()
+	// 6's copy arrives: progress, then a second silence.
+	p.Advance(rtt)
+	p.Inject(sackAck(7))
+	p.ExpectNothing()
+	if i := ep.Info(); i.CAState != "fast recovery" {
+		t.Fatalf("after the first probe's answer: %s, want fast recovery", i.CAState)
+	}
+	p.Advance(2*ep.Info().RTT + 2*time.Millisecond)
+	p.Expect(seg{Flags: "P.", Seq: sb(7), Ack: 1, Payload: segData(data, 7), Check: tcptest.IgnorePSH})
+	st := p.TCP.Stats()
+	if n := st.Sent(event.SendTLP); n != 2 || st.RetransmitTimeouts.Load() != 0 {
+		t.Fatalf("%d probes sent, %d RTOs; want two probes, no RTO", n, st.RetransmitTimeouts.Load())
+	}
+	p.Advance(rtt)
+	p.Inject(sackAck(8))
+	p.ExpectNothing()
+	if i := ep.Info(); i.CAState != "open" {
+		t.Errorf("after the second probe's answer: %s, want open", i.CAState)
+	}
+}
+
+// holeRepaired sends n segments (n > 5) and starts a fast recovery for
+// segment 1, lost with 2-5 SACKed; 6 and after stay in flight. Then the
+// retransmission's ACK comes, and nothing for 6 and after.
+func holeRepaired(t *testing.T, n int) (*tcptest.Peer, *tcp.Endpoint, []byte) {
+	t.Helper()
+	p, ep := rttPeer(t, tcp.Options{})
+	data := sendSegments(t, p, ep, n)
+	p.Advance(rtt)
+	p.Inject(sackAck(1, [2]int{2, 6}))
+	p.Expect(seg{Flags: ".", Seq: sb(1), Ack: 1, Payload: segData(data, 1)})
+	p.ExpectNothing()
+	p.Advance(rtt)
+	p.Inject(sackAck(6))
+	return p, ep, data
 }
