@@ -501,7 +501,7 @@ func newTxQueue(p *txPath, limit int) *txQueue {
 // one being sent. Counted against the limit, the frame the writer has
 // not yet woken to take made a queue of one refuse the second segment
 // of every two-segment window; the data waited for the peer's delayed
-// ACK each time, and 8 MiB to the kernel took 30 s instead of 40 ms.
+// ACK each time, and 8 MiB to the kernel took 30 s instead of 60-80 ms.
 func (t *txQueue) enqueue(pkts []*stack.PacketBuffer) (int, tcpip.Error) {
 	t.mu.Lock()
 	if t.stopped {
