@@ -24,7 +24,11 @@ import (
 // gives the faults for inbound frames (from the wire to the stack). Each
 // probability is in [0, 1] and is drawn independently per frame.
 type FaultConfig struct {
-	// Loss is the probability that a frame is dropped.
+	// Loss is the probability that a frame is dropped. A super-frame
+	// (GSO on the way out, GRO on the way in) is one frame: the wire
+	// segments it stands for are lost together, as netem drops a GSO
+	// packet whole. A loss rate per wire segment needs a link without
+	// offloads (tap.WithOffloads(false), tap.WithPipeGSO(false)).
 	Loss float64
 	// Duplicate is the probability that a frame is sent twice.
 	Duplicate float64
