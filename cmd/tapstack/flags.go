@@ -144,7 +144,7 @@ func addFaultFlags(fs *flag.FlagSet) *faultFlags {
 		{"in-", "frames from the wire to the stack", &f.in},
 		{"out-", "frames from the stack to the wire", &f.out},
 	} {
-		fs.Var(&s.side.loss, s.prefix+"loss", "fault: drop `P` of the "+s.what+" (5% or 0.05)")
+		fs.Var(&s.side.loss, s.prefix+"loss", "fault: drop `P` of the "+s.what+" (5% or 0.05); over a TAP with offloads a super-frame (TSO, GRO) is one frame, lost whole, as netem loses a GSO packet")
 		fs.Var(&s.side.dup, s.prefix+"dup", "fault: duplicate `P` of the "+s.what)
 		fs.Var(&s.side.reorder, s.prefix+"reorder", "fault: send `P` of the "+s.what+" after the next frame")
 		fs.Var(&s.side.corrupt, s.prefix+"corrupt", "fault: change one byte after the IP header in `P` of the "+s.what)
