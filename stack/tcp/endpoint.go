@@ -835,10 +835,7 @@ func (e *Endpoint) flushLocked() {
 	var release *stack.Route
 	var drainCheck bool
 	var refused []refusal // packets the link refused (refused.go); rare, so made on demand
-	// What the wire saw after a refusal: the end of the sequence space
-	// the packets the link took after it claimed (linkRefused).
-	var after seqnum.Value
-	var afterSet bool
+	var after overtaken   // what the packets the link took after a refusal claimed (linkRefused)
 	obs := e.proto.opts.Observer
 	for range 1 << 20 {
 		e.mu.Lock()
@@ -873,9 +870,7 @@ func (e *Endpoint) flushLocked() {
 			case ok:
 				refused = append(refused, ref)
 			case describe:
-				if end := ref.seq.Add(ref.len); !afterSet || after.LessThan(end) {
-					after, afterSet = end, true
-				}
+				after.add(ref)
 			}
 			q[i] = nil
 		}
@@ -886,10 +881,10 @@ func (e *Endpoint) flushLocked() {
 		if len(refused) > 0 {
 			// Its events, and anything it sends, go on the next pass.
 			e.mu.Lock()
-			e.linkRefused(refused, after, afterSet)
+			e.linkRefused(refused, after)
 			e.mu.Unlock()
 			refused = refused[:0]
-			afterSet = false
+			after = overtaken{}
 		}
 	}
 	e.outMu.Unlock()

@@ -66,6 +66,28 @@ type refusal struct {
 	cwr      bool         // it carried CWR (RFC 3168 6.1.2), which must go again
 }
 
+// overtaken is the end of the sequence space that the packets written
+// after a refusal claimed (data, or the SND.NXT a bare ACK carries): the
+// wire saw sequence numbers up to there, so a refused record that
+// starts below it cannot be taken back. Its zero value: nothing written
+// after.
+type overtaken struct {
+	end seqnum.Value
+	set bool
+}
+
+// add counts a packet written after the refusal, as refusalOf read it.
+func (o *overtaken) add(r refusal) {
+	if end := r.seq.Add(r.len); !o.set || o.end.LessThan(end) {
+		o.end, o.set = end, true
+	}
+}
+
+// covers reports whether the wire saw sequence numbers past start.
+func (o overtaken) covers(start seqnum.Value) bool {
+	return o.set && start.LessThan(o.end)
+}
+
 // refusalOf reads a refusal from the TCP header and payload of pkt, as
 // buildPacket made it.
 func refusalOf(pkt *stack.PacketBuffer) refusal {
@@ -96,10 +118,9 @@ func refusalOf(pkt *stack.PacketBuffer) refusal {
 // for a loss) and, when nothing is left in flight, starts the probes
 // that try again. A refused segment with no sequence space (a bare ACK,
 // a window update) is only counted: the next segment carries the same
-// news. after, when afterSet, is where the sequence space ends that the
-// packets the link took after the first refusal claimed: data, or the
-// SND.NXT of a bare ACK. The caller holds e.mu.
-func (e *Endpoint) linkRefused(refs []refusal, after seqnum.Value, afterSet bool) {
+// news. after holds what the packets the link took after the first
+// refusal claimed. The caller holds e.mu.
+func (e *Endpoint) linkRefused(refs []refusal, after overtaken) {
 	if !e.state.Synchronized() || e.rtxq.empty() {
 		return
 	}
@@ -107,12 +128,9 @@ func (e *Endpoint) linkRefused(refs []refusal, after seqnum.Value, afterSet bool
 	// queue, reach the wire after the refused ones: they overtake them
 	// as surely as those the link took.
 	for _, pkt := range e.outq {
-		ref := refusalOf(pkt)
-		if end := ref.seq.Add(ref.len); !afterSet || after.LessThan(end) {
-			after, afterSet = end, true
-		}
+		after.add(refusalOf(pkt))
 	}
-	taken, first := e.takeBackRefused(refs, after, afterSet)
+	taken, first := e.takeBackRefused(refs, after)
 	lost, firstLost := e.deemRefusedLost(refs)
 	if taken == 0 && lost == 0 {
 		return
@@ -180,7 +198,7 @@ func (e *Endpoint) linkRefused(refs []refusal, after seqnum.Value, afterSet bool
 // byte taken back, which waits in the send buffer; a FIN taken back goes
 // again after it. It returns how many records went and the refusal the
 // first of them came from.
-func (e *Endpoint) takeBackRefused(refs []refusal, after seqnum.Value, afterSet bool) (int, *refusal) {
+func (e *Endpoint) takeBackRefused(refs []refusal, after overtaken) (int, *refusal) {
 	q := &e.rtxq
 	n := 0
 	var first *refusal
@@ -189,7 +207,7 @@ func (e *Endpoint) takeBackRefused(refs []refusal, after seqnum.Value, afterSet 
 		if s.flags&^segFin != 0 {
 			break // SACKed, lost or sent again: not a plain first transmission
 		}
-		if afterSet && s.start.LessThan(after) {
+		if after.covers(s.start) {
 			break // overtaken: the wire saw sequence numbers past it
 		}
 		ref := refusedCovering(refs, s.start, s.end)
