@@ -34,11 +34,17 @@ import (
 //     burst ends as soon as the link has nothing queued, so a sender
 //     that waits for this ACK gets it at once, and a burst holds several
 //     super-frames only when the sender sent them back to back.
-//   - Every in-order segment with Options.AckPerBurst: what Linux's GRO
-//     and NAPI polling effectively do on a link without offloads, GRO
-//     merging a burst into one segment that draws one ACK. It saves
-//     ACKs on a clean path but starves the sender's ACK clock on a
-//     lossy one (options.go), so it is off by default.
+//   - Full-sized text with Options.AckPerBurst: what Linux's GRO and
+//     NAPI polling effectively do on a link without offloads, GRO
+//     merging a burst into one segment that draws one ACK. The burst's
+//     first ACK still goes at once, at its second full segment, and the
+//     rest of the burst is acknowledged at its end: two ACKs a burst.
+//     With one, a sender whose whole flight came in one burst heard
+//     nothing of it when that ACK was lost, and waited for a probe (5%
+//     loss each way, tapstack to tapstack: 44-53 tail loss probes per
+//     16 MiB against 4-7 per segment; with the first ACK at once, 7-18).
+//     It saves ACKs on a clean path but still costs a lossy one
+//     (options.go), so it is off by default.
 //
 // Links that do not mark their bursts keep the per-segment rule.
 
@@ -71,8 +77,8 @@ func (p *Protocol) batching(nic tcpip.NICID) bool {
 	return int(nic) < maxBatchNIC && p.batch.nics[nic].Load()
 }
 
-// deferAck moves the ACK that fell due for e to the end of the current
-// burst. The caller holds e.mu.
+// deferAck asks for an ACK for e at the end of the current burst, if
+// text is then still unacknowledged. The caller holds e.mu.
 func (e *Endpoint) deferAck() {
 	if e.ackAtBatchEnd {
 		return
@@ -82,7 +88,6 @@ func (e *Endpoint) deferAck() {
 	b.mu.Lock()
 	b.pending = append(b.pending, e)
 	b.mu.Unlock()
-	e.proto.stats.AcksDeferred.Add(1)
 }
 
 // batchEnd is a burst's end: every connection whose ACK waits for it
@@ -106,6 +111,7 @@ func (p *Protocol) batchEnd() {
 			e.ackAtBatchEnd = false
 			if e.state.Synchronized() && e.lastAckSent != e.rcvNxt {
 				e.sendAck(event.SendAck)
+				p.stats.AcksDeferred.Add(1)
 			}
 		}
 		e.mu.Unlock()

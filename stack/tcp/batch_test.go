@@ -20,12 +20,17 @@ func batchFixture(t *testing.T) (*tcptest.Peer, *tcp.Endpoint) {
 	return tcptest.Established(t, tcptest.WithBatches(), tcptest.WithTCP(tcp.Options{NoQuickAck: true}))
 }
 
-// TestAckPerBurst: six full segments in one burst draw one ACK, at the
-// burst's end, for all of them (per segment, they would draw three).
+// TestAckPerBurst: six full segments in one burst draw two ACKs: the
+// burst's first at the second segment, as per segment, and one at the
+// burst's end for the rest (per segment, they would draw three). The
+// next burst starts over.
 func TestAckPerBurst(t *testing.T) {
 	p, ep := batchFixture(t)
 	for i := range 6 {
 		p.Inject(seg{Flags: ".", Seq: 1 + uint32(i*1460), Ack: 1, Payload: payload(i*1460, 1460)})
+		if i == 1 {
+			p.Expect(seg{Flags: ".", Seq: 1, Ack: 1 + 2*1460})
+		}
 		p.ExpectNothing()
 	}
 	p.EndBatch()
@@ -38,8 +43,19 @@ func TestAckPerBurst(t *testing.T) {
 	if n := p.TCP.Stats().AcksDeferred.Load(); n != 1 {
 		t.Errorf("AcksDeferred %d, want 1", n)
 	}
-	if got := readAll(t, ep); !bytes.Equal(got, payload(0, 6*1460)) {
-		t.Fatalf("Read %d bytes, want %d in order", len(got), 6*1460)
+	// The next burst: its first ACK at its second segment again, and
+	// a burst of two has nothing left for its end.
+	for i := 6; i < 8; i++ {
+		p.Inject(seg{Flags: ".", Seq: 1 + uint32(i*1460), Ack: 1, Payload: payload(i*1460, 1460)})
+	}
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1 + 8*1460})
+	p.EndBatch()
+	p.ExpectNothing()
+	if n := p.TCP.Stats().AcksDeferred.Load(); n != 1 {
+		t.Errorf("AcksDeferred %d after a burst of two, want still 1", n)
+	}
+	if got := readAll(t, ep); !bytes.Equal(got, payload(0, 8*1460)) {
+		t.Fatalf("Read %d bytes, want %d in order", len(got), 8*1460)
 	}
 }
 
@@ -78,11 +94,13 @@ func TestBurstNeverDelaysRequiredAcks(t *testing.T) {
 // if a data segment carried it first.
 func TestBurstAckRidesOnData(t *testing.T) {
 	p, ep := batchFixture(t)
-	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1, Payload: payload(0, 1460)})
-	p.Inject(seg{Flags: ".", Seq: 1461, Ack: 1, Payload: payload(1460, 1460)})
+	for i := range 4 {
+		p.Inject(seg{Flags: ".", Seq: 1 + uint32(i*1460), Ack: 1, Payload: payload(i*1460, 1460)})
+	}
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 2921}) // the burst's first
 	p.ExpectNothing()
 	ep.Write(payload(0, 100))
-	p.Expect(seg{Flags: "P.", Seq: 1, Ack: 2921, Len: 100})
+	p.Expect(seg{Flags: "P.", Seq: 1, Ack: 5841, Len: 100})
 	p.EndBatch()
 	p.ExpectNothing()
 }

@@ -96,6 +96,17 @@ func (e *Endpoint) ackPolicy(now bool) {
 			e.sendAck(event.SendAck)
 			return
 		}
+		if !e.rcvCoalesced && !e.ackAtBatchEnd {
+			// AckPerBurst, full-sized text: the burst's first ACK
+			// goes at once, by the per-segment rule, and only the
+			// rest of the burst waits for its end (batch.go). The
+			// sender then hears from every burst early, and an ACK
+			// lost at a burst's end no longer leaves it without
+			// word of the whole burst.
+			e.sendAck(event.SendAck)
+			e.deferAck()
+			return
+		}
 		// More than one full frame unacknowledged, in a burst whose
 		// end the link marks, and the text came coalesced (or
 		// AckPerBurst asks for it whatever the size): one ACK at the

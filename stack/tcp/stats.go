@@ -41,7 +41,7 @@ type Stats struct {
 	ECNConnections     atomic.Uint64 // connections that agreed to use ECN at the handshake (RFC 3168 6.1.1; ecn.go)
 	CEReceived         atomic.Uint64 // segments with text that arrived marked CE, Congestion Experienced (ecn.go)
 	ECNReductions      atomic.Uint64 // windows reduced for the peer's ECN echo: CWR episodes begun (ecn.go)
-	AcksDeferred       atomic.Uint64 // ACKs moved to the end of a burst of inbound frames (batch.go)
+	AcksDeferred       atomic.Uint64 // ACKs sent at the end of a burst of inbound frames, for text that waited for it (batch.go)
 	RecvBufferGrown    atomic.Uint64 // receive buffers grown with their user's reading (rcvbuf.go)
 	RoutesFound        atomic.Uint64 // routes asked of the network layer (FindRoute) for connections and replies (routes.go)
 	RoutesReused       atomic.Uint64 // routes a new connection or reply took from a live connection instead (routes.go)
