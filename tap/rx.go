@@ -19,7 +19,8 @@ import (
 // buffer, the rest straight into a pooled 64 KiB chunk that the packets
 // handed to the stack then share: a super-frame's payload is never
 // copied on its way in. Shorter frames are copied from the buffers, as
-// before.
+// before. Without offloads a frame is read whole into one buffer
+// (readPlain) and copied from it.
 
 // rxHead is the size of the first piece: the virtio-net header, Ethernet,
 // the largest IPv4 header (60) and the largest TCP header (60).
@@ -100,6 +101,11 @@ type rxReader struct {
 	flat []byte       // a frame gathered whole, for checksum work
 	iov  [2]unix.Iovec
 
+	// The read path without offloads: one frame per read, whole, into
+	// plain (readPlain).
+	plain       []byte
+	readPlainFn func(uintptr) bool
+
 	// The current readv's result, for readFn.
 	n      int
 	errno  unix.Errno
@@ -117,6 +123,7 @@ var errNoFrame = errors.New("tap: no frame ready")
 func newRxReader(l *fdLink) *rxReader {
 	r := &rxReader{l: l}
 	r.readFn = r.readv // bound once: a method value made per read would allocate
+	r.readPlainFn = r.readOne
 	return r
 }
 
@@ -133,6 +140,40 @@ func (r *rxReader) readv(fd uintptr) bool {
 	}
 	r.n, r.errno = int(n), e
 	return true
+}
+
+// readOne is readv's callback for a device without a virtio-net header:
+// one read into plain.
+func (r *rxReader) readOne(fd uintptr) bool {
+	n, _, e := unix.Syscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&r.plain[0])), uintptr(len(r.plain)))
+	if e == unix.EAGAIN && r.noWait {
+		r.errno = e
+		return true
+	}
+	if e == unix.EAGAIN || e == unix.EINTR {
+		return false
+	}
+	r.n, r.errno = int(n), e
+	return true
+}
+
+// readPlain reads the next frame of a device without a virtio-net
+// header, whole. The frame is valid until the next read.
+func (r *rxReader) readPlain() ([]byte, error) {
+	if r.plain == nil {
+		r.plain = make([]byte, maxFrame)
+	}
+	r.n, r.errno = 0, 0
+	if err := r.l.rc.Read(r.readPlainFn); err != nil {
+		return nil, err
+	}
+	if r.errno == unix.EAGAIN {
+		return nil, errNoFrame
+	}
+	if r.errno != 0 {
+		return nil, os.NewSyscallError("read", r.errno)
+	}
+	return r.plain[:r.n], nil
 }
 
 // read reads the next frame. The frame is valid until the next read;

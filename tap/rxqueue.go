@@ -8,10 +8,10 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 )
 
-// The inbound hand-over of a device with offloads. The read loop reads
-// frames and a delivery goroutine hands them to the stack, through a
-// bounded queue between the two, as the outbound side has its writer
-// goroutine (txQueue). Delivered on the read loop itself, a frame's
+// The inbound hand-over of a device, with offloads or without. The read
+// loop reads frames and a delivery goroutine hands them to the stack,
+// through a bounded queue between the two, as the outbound side has its
+// writer goroutine (txQueue). Delivered on the read loop itself, a frame's
 // whole trip through the stack (IP, TCP, waking the reader of the data,
 // queueing the ACK) came between two reads: the kernel's queue to the
 // device waited for it, and the stack's work for the read. With the

@@ -8,7 +8,9 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
+	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
@@ -77,4 +79,77 @@ func TestRxQueue(t *testing.T) {
 	if n := l.rxQueueFull.Load(); n != 1 {
 		t.Errorf("rxQueueFull %d, want 1", n)
 	}
+}
+
+// noteDispatcher records the first byte of each packet handed over, and
+// the bursts' ends, in order.
+type noteDispatcher struct {
+	mu  sync.Mutex
+	log []string
+}
+
+func (d *noteDispatcher) DeliverNetworkPacket(_ tcpip.NetworkProtocolNumber, pkt *stack.PacketBuffer) {
+	d.note(fmt.Sprint(pkt.ToView().AsSlice()[0]))
+}
+
+func (d *noteDispatcher) DeliverLinkPacket(tcpip.NetworkProtocolNumber, *stack.PacketBuffer) {}
+
+func (d *noteDispatcher) note(s string) {
+	d.mu.Lock()
+	d.log = append(d.log, s)
+	d.mu.Unlock()
+}
+
+func (d *noteDispatcher) logged() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.log)
+}
+
+// TestPlainReadBursts: a device without offloads (no virtio-net header)
+// reads in bursts too: the five frames the kernel had queued are read
+// without waiting and delivered, and the burst ends once, after the
+// fifth, when no frame is ready; the next frame is a burst of its own.
+// It used to end a burst after every frame, so a receiver with
+// tcp.Options.AckPerBurst still ACKed every second segment there.
+func TestPlainReadBursts(t *testing.T) {
+	l, peer := seqpacketLink(t, Offloads{})
+	l.offloads.VnetHdr = false
+	l.rx = newRxReader(l)
+	d := &noteDispatcher{}
+	l.dispatcher = d
+	l.OnBatchEnd(func() { d.note("end") })
+	frame := func(b byte) {
+		f := make([]byte, 60)
+		f[0] = b
+		if _, err := unix.Write(peer, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for b := range byte(5) {
+		frame(b + 1)
+	}
+	l.wg.Add(1)
+	go l.readLoop() // rxQueueLen 0: delivered on the read loop
+	waitLog := func(n int) []string {
+		t.Helper()
+		for i := 0; ; i++ {
+			if got := d.logged(); len(got) >= n {
+				return got
+			}
+			if i > 5000 {
+				t.Fatalf("delivered %v, want %d entries", d.logged(), n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	if got, want := waitLog(6), []string{"1", "2", "3", "4", "5", "end"}; !slices.Equal(got, want) {
+		t.Errorf("delivered %v, want %v", got, want)
+	}
+	frame(6)
+	if got, want := waitLog(8)[6:], []string{"6", "end"}; !slices.Equal(got, want) {
+		t.Errorf("then %v, want %v", got, want)
+	}
+	l.f.Close()
+	l.wg.Wait()
 }

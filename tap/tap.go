@@ -88,7 +88,7 @@ type DeviceStats struct {
 	RxSegments    uint64 // the wire segments they stood for
 	RxBadOffload  uint64 // frames dropped because their virtio-net header did not fit them
 	RxBadChecksum uint64 // frames the kernel did not vouch for whose checksum failed the device's check
-	RxQueueFull   uint64 // times the read loop waited for room in the queue to the stack (with offloads; WithRxQueue)
+	RxQueueFull   uint64 // times the read loop waited for room in the queue to the stack (WithRxQueue)
 	TxSuperFrames uint64 // super-frames written: runs of the stack's segments coalesced into one write
 	TxCoalesced   uint64 // the stack's segments written inside them
 	TxGSOFrames   uint64 // super-frames the stack itself built (its GSO), written as they are
@@ -391,54 +391,20 @@ func (l *fdLink) Attach(d stack.NetworkDispatcher) {
 	}
 }
 
-// readLoop reads one frame per Read and delivers it to the stack. It runs
-// until the endpoint is detached or closed, or a read fails for another
-// reason (the device was deleted): every exit path is a terminal condition of
-// the descriptor or an explicit request, so the loop is bounded.
+// readLoop reads frames and delivers them to the stack until the
+// endpoint is detached or closed, or a read fails for another reason (the
+// device was deleted): every exit path is a terminal condition of the
+// descriptor or an explicit request, so the loop is bounded.
+//
+// Frames go to the stack in bursts, whatever the offloads: through l.rxq
+// (rxqueue.go), whose delivery goroutine marks a burst's end when it has
+// delivered all that was read; with WithRxQueue(0) on the read loop,
+// which then reads without waiting while in a burst, to tell the stack of
+// the burst's end before it sleeps. A burst's end is when the receiver's
+// ACKs go (stack/tcp batch.go): the kernel sending to tapstack without
+// offloads, one ACK per burst instead of one per second segment.
 func (l *fdLink) readLoop() {
 	defer l.wg.Done()
-	if l.offloads.VnetHdr {
-		l.readVnetLoop()
-		return
-	}
-	buf := make([]byte, maxFrame)
-	for {
-		n, err := l.f.Read(buf)
-		if err != nil {
-			stop, failure := l.stopOn(err)
-			if failure != nil {
-				l.fail(failure)
-			}
-			if stop {
-				return
-			}
-			continue
-		}
-		l.deliver(buf[:n])
-		// One frame per blocking read: each is a burst of its own.
-		l.endBatch()
-	}
-}
-
-// OnBatchEnd implements stack's BatchingLink: fn is called on the
-// goroutine that delivers frames whenever it has delivered all that were
-// read: with offloads, the delivery goroutine finding its queue empty
-// (rxqueue.go); without, after each frame.
-func (l *fdLink) OnBatchEnd(fn func()) { l.batchEnd.Store(&fn) }
-
-func (l *fdLink) endBatch() {
-	if fn := l.batchEnd.Load(); fn != nil {
-		(*fn)()
-	}
-}
-
-// readVnetLoop is readLoop for a device with offloads: frames come with
-// a virtio-net header, read by l.rx. They go to the stack through l.rxq
-// (rxqueue.go), whose delivery goroutine marks the bursts' ends; with
-// WithRxQueue(0) they are delivered on the read loop, which then reads
-// without waiting while in a burst, to tell the stack of the burst's end
-// before it sleeps.
-func (l *fdLink) readVnetLoop() {
 	if l.rxQueueLen > 0 {
 		l.rxq = newRxQueue(l, l.rxQueueLen)
 		defer func() {
@@ -447,10 +413,23 @@ func (l *fdLink) readVnetLoop() {
 		}()
 	}
 	inline := l.rxq == nil
+	vnet := l.offloads.VnetHdr
 	burst := 0
 	for {
 		l.rx.noWait = inline && burst > 0
-		f, err := l.rx.read()
+		var err error
+		if vnet {
+			var f rxFrame
+			if f, err = l.rx.read(); err == nil {
+				l.deliverVnet(f)
+				l.rx.done(f)
+			}
+		} else {
+			var frame []byte
+			if frame, err = l.rx.readPlain(); err == nil {
+				l.deliver(frame)
+			}
+		}
 		if err == errNoFrame {
 			l.endBatch()
 			burst = 0
@@ -466,12 +445,22 @@ func (l *fdLink) readVnetLoop() {
 			}
 			continue
 		}
-		l.deliverVnet(f)
-		l.rx.done(f)
 		if burst++; inline && burst >= maxReadBurst {
 			l.endBatch()
 			burst = 0
 		}
+	}
+}
+
+// OnBatchEnd implements stack's BatchingLink: fn is called on the
+// goroutine that delivers frames whenever it has delivered all that were
+// read: the delivery goroutine finding its queue empty (rxqueue.go), or
+// the read loop finding no frame ready (WithRxQueue(0)).
+func (l *fdLink) OnBatchEnd(fn func()) { l.batchEnd.Store(&fn) }
+
+func (l *fdLink) endBatch() {
+	if fn := l.batchEnd.Load(); fn != nil {
+		(*fn)()
 	}
 }
 
@@ -554,10 +543,7 @@ func (l *fdLink) deliver(frame []byte) {
 	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: frameBuffer(frame)})
 	l.rxFrames.Add(1)
 	l.rxBytes.Add(uint64(len(frame)))
-	// The ethernet endpoint ignores the protocol argument: it parses the
-	// header and dispatches on its EtherType.
-	d.DeliverNetworkPacket(0, pkt)
-	pkt.DecRef()
+	l.handOver(d, pkt)
 }
 
 // WritePackets implements stack.LinkWriter. Without coalescing, each

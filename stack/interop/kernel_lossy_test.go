@@ -34,20 +34,19 @@ type lossyKernel struct {
 	counters func() (retrans, rtos uint64)
 }
 
-// lossyKernelLink makes the namespace and its TAP with the faults on the
-// stack's side, both directions.
-func lossyKernelLink(tb testing.TB, name string, cfg tap.FaultConfig) (*taptest.Namespace, *tap.Fault) {
+// lossyKernelLink makes the namespace and its TAP, opened with tapOpts,
+// with the faults on the stack's side, both directions.
+func lossyKernelLink(tb testing.TB, name string, cfg tap.FaultConfig, tapOpts ...tap.Option) (*taptest.Namespace, *tap.Fault) {
 	tb.Helper()
 	ns := taptest.NewNamespace(tb)
 	// TAPSTACK_TAP_OFFLOADS=0 opens the TAP without offloads: one frame
 	// per segment both ways. With them (the default) the kernel takes
 	// runs of segments as one super-frame and acknowledges each once,
 	// so a lossy path gives the sender far fewer ACKs.
-	var opts []taptest.TAPOption
 	if os.Getenv("TAPSTACK_TAP_OFFLOADS") == "0" {
-		opts = append(opts, taptest.WithTAPOptions(tap.WithOffloads(false)))
+		tapOpts = append(tapOpts, tap.WithOffloads(false))
 	}
-	dev := ns.AddTAP(tb, name, kernelAddr+"/24", opts...)
+	dev := ns.AddTAP(tb, name, kernelAddr+"/24", taptest.WithTAPOptions(tapOpts...))
 	in := cfg
 	in.Source = nil // derived from the outbound source: same seed, other stream
 	cfg.Inbound = &in
@@ -59,10 +58,11 @@ func newLossyKernel(tb testing.TB, name string, cfg tap.FaultConfig) *lossyKerne
 	return newLossyKernelWith(tb, name, cfg, tcp.Options{})
 }
 
-// newLossyKernelWith is newLossyKernel with the engine's options.
-func newLossyKernelWith(tb testing.TB, name string, cfg tap.FaultConfig, opts tcp.Options) *lossyKernel {
+// newLossyKernelWith is newLossyKernel with the engine's options and the
+// TAP's.
+func newLossyKernelWith(tb testing.TB, name string, cfg tap.FaultConfig, opts tcp.Options, tapOpts ...tap.Option) *lossyKernel {
 	tb.Helper()
-	ns, link := lossyKernelLink(tb, name, cfg)
+	ns, link := lossyKernelLink(tb, name, cfg, tapOpts...)
 	ts := newUnwatched(tb, link, netip.MustParsePrefix(tapAddr+"/24"), opts)
 	return &lossyKernel{ns: ns, ts: ts, link: link,
 		dial: func(ctx context.Context, to string) (halfCloser, error) {

@@ -467,3 +467,38 @@ func TestKernelTxQueueFull(t *testing.T) {
 		})
 	}
 }
+
+// TestKernelAckPerBurstWithoutOffloads: the kernel sends 8 MiB to tapstack
+// over a TAP without offloads, one frame per segment, to a receiver with
+// tcp.Options.AckPerBurst. The device reads the frames the kernel queued
+// in bursts and marks their ends, so the receiver ACKs twice a burst, not
+// every second segment: fewer than one ACK per eight segments (32 MiB:
+// 550-600 ACKs for 23,180 segments). The device ended a burst after every
+// frame, and the receiver sent one ACK per two segments whatever the
+// option (11,600 for 23,180).
+func TestKernelAckPerBurstWithoutOffloads(t *testing.T) {
+	k := newLossyKernelWith(t, "tsburst0", tap.FaultConfig{}, tcp.Options{AckPerBurst: true}, tap.WithOffloads(false))
+	outSegs := func() uint64 {
+		out, err := k.ns.Exec(context.Background(), "cat", "/proc/net/snmp").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return netstatField(string(out), "Tcp:", "OutSegs")
+	}
+	tc, kc := k.connect(t)
+	defer tc.Close()
+	defer kc.Close()
+	segs0 := outSegs()
+	st := k.ts.TCP().Stats()
+	acks0 := st.Sent(event.SendAck) + st.Sent(event.SendDelayedAck)
+	d := move(t, tc, kc, 8*MiB, true, 1)
+	segs := outSegs() - segs0
+	acks := st.Sent(event.SendAck) + st.Sent(event.SendDelayedAck) - acks0
+	t.Logf("8 MiB in %v: the kernel sent %d segments, tapstack %d ACKs (%d at a burst's end)", d.Round(time.Millisecond), segs, acks, st.AcksDeferred.Load())
+	if segs < 8*MiB/1500 {
+		t.Fatalf("the kernel sent %d segments for 8 MiB: not one per frame", segs)
+	}
+	if acks*8 > segs {
+		t.Errorf("%d ACKs for %d segments: the receiver did not ACK once per burst", acks, segs)
+	}
+}
