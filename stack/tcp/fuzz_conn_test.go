@@ -104,6 +104,7 @@ const (
 	fzOpReadTo            // ReadTo a writer that takes everything
 	fzOpWriteFrom         // sizeSel: WriteFrom a reader holding that many bytes
 	fzOpRefuse            // n: the link refuses the next n%8+1 packets, its queue full (refused.go)
+	fzOpEndBatch          // the link ends a burst (batch.go); nothing unless the program's link marks bursts
 	fzNumOps
 	fzOpSpace = 32
 )
@@ -217,6 +218,17 @@ func fzConnSeeds() []tcptest.FuzzSeed {
 	add("sack-loss-recovery", 2, 0x02, 0,
 		fzOpWrite, 11, fzOpSack, 1, 64, 32, 128, 32, fzOpSack, 1, 64, 64, 160, 64, fzOpSack, 2, 64, 64, 160, 64, 240, 10,
 		fzOpSack, 0, 64, 190, fzOpAckPart, 128, fzOpAdvance, 4, fzOpAckPart, 255, fzOpAck, 9)
+	// A link that marks bursts (byte 1 bit 7): full segments past
+	// quick-ACK mode, one longer than the MSS, a hole and its fill
+	// within a burst, the burst's end, text and a FIN after it.
+	burst := []byte{2, 0x80, 0}
+	for range 20 {
+		burst = append(burst, fzOpData, 9, fzOpRead, 6)
+	}
+	add("bursts-ack-per-burst", append(burst,
+		fzOpData, 9, fzOpData, 9, fzOpData, 9, fzOpData, 12, fzOpEndBatch,
+		fzOpOutOfOrder, 2, 9, fzOpData, 9, fzOpData, 9, fzOpWrite, 3, fzOpEndBatch,
+		fzOpData, 9, fzOpData, 9, fzOpData, 9, fzOpFin, fzOpEndBatch, fzOpAdvance, 2, fzOpRead, 6)...)
 	add("refused-tail-then-ack", 2, 0, 0,
 		fzOpWrite, 11, fzOpRefuse, 3, fzOpWrite, 11, fzOpAckPart, 128, fzOpAck, 9, fzOpAdvance, 5, fzOpAck, 9)
 	// Everything refused with nothing in flight: the tries after an RTO
@@ -334,6 +346,11 @@ func fzRunConn(t *testing.T, prog []byte) *fuzzConn {
 	}
 	if cfg2&0x01 != 0 {
 		fopts = append(fopts, tcptest.ActiveOpen())
+	}
+	if cfg&0x80 != 0 {
+		// A link that marks its bursts, and AckPerBurst: every ACK
+		// of in-order text may wait for fzOpEndBatch (batch.go).
+		fopts = append(fopts, tcptest.WithBatches())
 	}
 	c.p, c.ep = fixture.make(t, fopts...)
 	c.p.WantState(c.ep, fixture.want)
@@ -737,6 +754,8 @@ func (c *fuzzConn) step(r *fzReader) {
 		c.written += uint64(m)
 	case fzOpRefuse:
 		p.RefuseNext(int(r.u8()%8) + 1)
+	case fzOpEndBatch:
+		p.EndBatch()
 	case fzOpClose:
 		c.writeShut, c.readShut = true, true
 		before := ep.State()
