@@ -34,8 +34,8 @@ import (
 //     burst ends as soon as the link has nothing queued, so a sender
 //     that waits for this ACK gets it at once, and a burst holds several
 //     super-frames only when the sender sent them back to back.
-//   - Full-sized text with Options.AckPerBurst: what Linux's GRO and
-//     NAPI polling effectively do on a link without offloads, GRO
+//   - Full-sized text, while the path shows no loss: what Linux's GRO
+//     and NAPI polling effectively do on a link without offloads, GRO
 //     merging a burst into one segment that draws one ACK. The burst's
 //     first ACK still goes at once, at its second full segment, and the
 //     rest of the burst is acknowledged at its end: two ACKs a burst.
@@ -43,8 +43,12 @@ import (
 //     nothing of it when that ACK was lost, and waited for a probe (5%
 //     loss each way, tapstack to tapstack: 44-53 tail loss probes per
 //     16 MiB against 4-7 per segment; with the first ACK at once, 7-18).
-//     It saves ACKs on a clean path but still costs a lossy one
-//     (options.go), so it is off by default.
+//     Even so it costs a lossy path's ACK clock (options.go), so text
+//     out of order or twice (a hole, a retransmission: enterQuickAck)
+//     sends the receiver back to the per-segment rule for the next 1,024
+//     ACKs (ackPerBurst, disorderSegmentAcks): at 5% loss each way that
+//     is every ACK, and a clean path gets one ACK per burst. Options
+//     AckPerBurst and NoAckPerBurst fix either rule.
 //
 // Links that do not mark their bursts keep the per-segment rule.
 

@@ -149,12 +149,11 @@ func TestCoalescedAckPerBurst(t *testing.T) {
 	}
 }
 
-// TestFullSegmentsAckPerTwoInBursts: without AckPerBurst, full-sized
-// segments on a link that marks its bursts keep the per-segment rule, an
-// ACK for every second one at once: behaviour under loss, where the
-// sender's ACK clock needs them, is the same as on a link without marks.
-func TestFullSegmentsAckPerTwoInBursts(t *testing.T) {
-	p, _ := tcptest.Established(t, tcptest.WithBurstMarks(), tcptest.WithTCP(tcp.Options{NoQuickAck: true}))
+// TestNoAckPerBurst: with NoAckPerBurst, full-sized segments on a link
+// that marks its bursts keep the per-segment rule, an ACK for every
+// second one at once, as on a link without marks.
+func TestNoAckPerBurst(t *testing.T) {
+	p, _ := tcptest.Established(t, tcptest.WithBurstMarks(), tcptest.WithTCP(tcp.Options{NoQuickAck: true, NoAckPerBurst: true}))
 	for i := range 4 {
 		p.Inject(seg{Flags: ".", Seq: 1 + uint32(i*1460), Ack: 1, Payload: payload(i*1460, 1460)})
 		if i%2 == 0 {
@@ -167,5 +166,55 @@ func TestFullSegmentsAckPerTwoInBursts(t *testing.T) {
 	p.ExpectNothing()
 	if n := p.TCP.Stats().AcksDeferred.Load(); n != 0 {
 		t.Errorf("AcksDeferred %d, want 0", n)
+	}
+}
+
+// TestAckPerBurstUntilDisorder: by default, full-sized segments in a
+// burst draw two ACKs, the burst's first at its second segment and one at
+// its end, while the path shows no loss; a hole sends the receiver back
+// to an ACK for every second segment (the sender's ACK clock on a lossy
+// path, batch.go) for the next 1,024 of them, after which bursts are
+// answered per burst again.
+func TestAckPerBurstUntilDisorder(t *testing.T) {
+	const big = 8 << 20 // room for every segment without reading: no window updates
+	p, _ := tcptest.Established(t, tcptest.WithBurstMarks(), tcptest.WithSynOptions(tcptest.Seg{WS: 7, MSS: 1460}),
+		tcptest.WithTCP(tcp.Options{NoQuickAck: true, ReceiveBufferSize: big, ReceiveBufferMax: big}))
+	next := uint32(1)
+	data := func() {
+		t.Helper()
+		p.Inject(seg{Flags: ".", Seq: next, Ack: 1, Payload: payload(int(next-1), 1460)})
+		next += 1460
+	}
+	burst := func(n int, perSegment bool) {
+		t.Helper()
+		for i := range n {
+			data()
+			if i == 1 || (perSegment && i%2 == 1) {
+				p.Expect(seg{Flags: ".", Seq: 1, Ack: next})
+			}
+			p.ExpectNothing()
+		}
+		p.EndBatch()
+		if !perSegment && n > 2 {
+			p.Expect(seg{Flags: ".", Seq: 1, Ack: next})
+		}
+		p.ExpectNothing()
+	}
+	burst(6, false)
+	// A hole: the segment after next arrives first, drawing a duplicate
+	// ACK; the missing one fills it, drawing an ACK at once.
+	hole := next
+	next += 1460
+	data()
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: hole})
+	p.Inject(seg{Flags: ".", Seq: hole, Ack: 1, Payload: payload(int(hole-1), 1460)})
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: next})
+	p.EndBatch()
+	for range 1024 / 2 {
+		burst(4, true) // two ACKs of the 1,024 each
+	}
+	burst(6, false)
+	if n := p.TCP.Stats().AcksDeferred.Load(); n != 2 {
+		t.Errorf("AcksDeferred %d, want 2", n)
 	}
 }

@@ -73,12 +73,42 @@ func (e *Endpoint) incrQuickAck(limit int) {
 
 // enterQuickAck is quick-ACK mode for a peer that is retransmitting or
 // reordering (duplicate text, a hole): ACK at once, leave ping-pong
-// (Linux tcp_enter_quickack_mode).
+// (Linux tcp_enter_quickack_mode). The path has shown loss or
+// reordering, so full-sized text is ACKed per second segment again for
+// a while, not per burst (ackPerBurst).
 func (e *Endpoint) enterQuickAck() {
 	if !e.proto.opts.NoQuickAck {
 		e.incrQuickAck(maxQuickAcks)
 	}
 	e.pingpong = false
+	e.segmentAcks = disorderSegmentAcks
+}
+
+// disorderSegmentAcks is how many ACKs a receiver sends per second full
+// segment, not per burst, after text came out of order or twice: about
+// 2,000 segments. Below about one loss in 2,000 segments a path gets
+// one ACK per burst most of the time; above, the per-segment rule that
+// keeps a lossy sender's ACK clock (batch.go).
+const disorderSegmentAcks = 1024
+
+// ackPerBurst says whether the ACK that more than one full frame
+// unacknowledged makes due may wait for the end of the burst the text
+// came in (batch.go): always for coalesced text, and for full-sized text
+// unless the path has lately shown loss or reordering, or the options
+// say otherwise.
+func (e *Endpoint) ackPerBurst() bool {
+	switch {
+	case !e.inBatch:
+		return false
+	case e.rcvCoalesced, e.proto.opts.AckPerBurst:
+		return true
+	case e.proto.opts.NoAckPerBurst:
+		return false
+	case e.segmentAcks > 0:
+		e.segmentAcks--
+		return false
+	}
+	return true
 }
 
 // ackPolicy decides for text just taken in order: an ACK now, or the
@@ -92,26 +122,24 @@ func (e *Endpoint) ackPolicy(now bool) {
 		return
 	}
 	if pending > e.rcvSegMax {
-		if !e.inBatch || !(e.rcvCoalesced || e.proto.opts.AckPerBurst) {
+		if !e.ackPerBurst() {
 			e.sendAck(event.SendAck)
 			return
 		}
 		if !e.rcvCoalesced && !e.ackAtBatchEnd {
-			// AckPerBurst, full-sized text: the burst's first ACK
-			// goes at once, by the per-segment rule, and only the
-			// rest of the burst waits for its end (batch.go). The
-			// sender then hears from every burst early, and an ACK
-			// lost at a burst's end no longer leaves it without
-			// word of the whole burst.
+			// Full-sized text: the burst's first ACK goes at once,
+			// by the per-segment rule, and only the rest of the
+			// burst waits for its end (batch.go). The sender then
+			// hears from every burst early, and an ACK lost at a
+			// burst's end no longer leaves it without word of the
+			// whole burst.
 			e.sendAck(event.SendAck)
 			e.deferAck()
 			return
 		}
 		// More than one full frame unacknowledged, in a burst whose
-		// end the link marks, and the text came coalesced (or
-		// AckPerBurst asks for it whatever the size): one ACK at the
-		// burst's end (batch.go). The delayed-ACK timer below stays
-		// the bound.
+		// end the link marks: one ACK at the burst's end (batch.go).
+		// The delayed-ACK timer below stays the bound.
 		e.deferAck()
 	}
 	if !e.timerArmed(timerDelayedAck) {

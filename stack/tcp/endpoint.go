@@ -109,6 +109,7 @@ type Endpoint struct {
 	rcvCoalesced bool // the latest text came in one segment longer than our MSS: coalesced (GRO, a GSO pipe)
 	pingpong     bool
 	dataSeen     bool
+	segmentAcks  uint32 // ACKs still to send per second full segment, not per burst, since text came out of order or twice (batch.go)
 	lastDataAt   tcpip.MonotonicTime
 
 	// Retransmission, RFC 6298, and the record of every segment in

@@ -348,9 +348,10 @@ func fzRunConn(t *testing.T, prog []byte) *fuzzConn {
 		fopts = append(fopts, tcptest.ActiveOpen())
 	}
 	if cfg&0x80 != 0 {
-		// A link that marks its bursts, and AckPerBurst: every ACK
-		// of in-order text may wait for fzOpEndBatch (batch.go).
-		fopts = append(fopts, tcptest.WithBatches())
+		// A link that marks its bursts: ACKs of in-order text may
+		// wait for fzOpEndBatch (batch.go), by the engine's default
+		// policy.
+		fopts = append(fopts, tcptest.WithBurstMarks())
 	}
 	c.p, c.ep = fixture.make(t, fopts...)
 	c.p.WantState(c.ep, fixture.want)
