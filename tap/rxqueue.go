@@ -21,8 +21,9 @@ import (
 // reader runnable 40% of the transfer. gVisor's TCP, on the same link,
 // hands segments to processor goroutines of its own and kept 16% idle.
 //
-// A burst ends when the delivery goroutine finds the queue empty: the
-// stack has taken every frame the kernel had queued and read (OnBatchEnd).
+// A burst ends when the delivery goroutine finds the queue empty, the
+// stack having taken every frame the kernel had queued and read, or has
+// delivered maxReadBurst frames since the last end (OnBatchEnd).
 
 // Its limit, WithRxQueue, bounds the frames read and not yet delivered.
 // When it is reached the read loop waits for room, and the kernel's queue
@@ -60,15 +61,18 @@ func (q *rxQueue) put(d stack.NetworkDispatcher, pkt *stack.PacketBuffer) {
 }
 
 // run is the delivery goroutine: it delivers each packet in turn and
-// marks a burst's end whenever it has delivered all that was queued. It
-// ends when the read loop closes the queue, after delivering what is in it.
+// marks a burst's end whenever it has delivered all that was queued, or
+// maxReadBurst frames. It ends when the read loop closes the queue, after
+// delivering what is in it.
 func (q *rxQueue) run() {
 	defer q.done.Done()
+	burst := 0
 	for it := range q.ch {
 		it.d.DeliverNetworkPacket(0, it.pkt)
 		it.pkt.DecRef()
-		if len(q.ch) == 0 {
+		if burst++; len(q.ch) == 0 || burst >= maxReadBurst {
 			q.l.endBatch()
+			burst = 0
 		}
 	}
 }

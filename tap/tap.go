@@ -464,9 +464,10 @@ func (l *fdLink) endBatch() {
 	}
 }
 
-// maxReadBurst bounds a burst of frames read and delivered inline without
-// waiting: the stack hears of a burst's end, and ACKs what it took, at
-// least this often.
+// maxReadBurst bounds a burst of frames delivered, inline on the read
+// loop or by the delivery goroutine: the stack hears of a burst's end, and
+// ACKs what it took, at least this often, as Linux's NAPI polls a device
+// for at most 64 packets at a time.
 const maxReadBurst = 64
 
 // stopOn decides whether a read error ends the loop, and records why; the
