@@ -142,8 +142,9 @@ func (r *rxReader) readv(fd uintptr) bool {
 	return true
 }
 
-// readOne is readv's callback for a device without a virtio-net header:
-// one read into plain.
+// readOne is the RawConn callback for a device without a virtio-net
+// header: one read into plain; false (wait for the descriptor) when no
+// frame is ready.
 func (r *rxReader) readOne(fd uintptr) bool {
 	n, _, e := unix.Syscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&r.plain[0])), uintptr(len(r.plain)))
 	if e == unix.EAGAIN && r.noWait {

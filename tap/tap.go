@@ -396,13 +396,14 @@ func (l *fdLink) Attach(d stack.NetworkDispatcher) {
 // device was deleted): every exit path is a terminal condition of the
 // descriptor or an explicit request, so the loop is bounded.
 //
-// Frames go to the stack in bursts, whatever the offloads: through l.rxq
-// (rxqueue.go), whose delivery goroutine marks a burst's end when it has
-// delivered all that was read; with WithRxQueue(0) on the read loop,
-// which then reads without waiting while in a burst, to tell the stack of
-// the burst's end before it sleeps. A burst's end is when the receiver's
-// ACKs go (stack/tcp batch.go): the kernel sending to tapstack without
-// offloads, one ACK per burst instead of one per second segment.
+// Frames go to the stack in bursts of up to maxReadBurst, whatever the
+// offloads: through l.rxq (rxqueue.go), whose delivery goroutine marks a
+// burst's end when it has delivered all that was read; with
+// WithRxQueue(0) on the read loop, which then reads without waiting while
+// in a burst, to tell the stack of the burst's end before it sleeps. A
+// burst's end is when the receiver's ACKs go (stack/tcp batch.go): the
+// kernel sending to tapstack without offloads, two ACKs per burst instead
+// of one per second segment.
 func (l *fdLink) readLoop() {
 	defer l.wg.Done()
 	if l.rxQueueLen > 0 {
@@ -454,8 +455,9 @@ func (l *fdLink) readLoop() {
 
 // OnBatchEnd implements stack's BatchingLink: fn is called on the
 // goroutine that delivers frames whenever it has delivered all that were
-// read: the delivery goroutine finding its queue empty (rxqueue.go), or
-// the read loop finding no frame ready (WithRxQueue(0)).
+// read, the delivery goroutine finding its queue empty (rxqueue.go) or the
+// read loop finding no frame ready (WithRxQueue(0)), and after every
+// maxReadBurst frames.
 func (l *fdLink) OnBatchEnd(fn func()) { l.batchEnd.Store(&fn) }
 
 func (l *fdLink) endBatch() {

@@ -47,7 +47,7 @@ import (
 //     out of order or twice (a hole, a retransmission: enterQuickAck)
 //     sends the receiver back to the per-segment rule for the next 1,024
 //     ACKs (ackPerBurst, disorderSegmentAcks): at 5% loss each way that
-//     is every ACK, and a clean path gets one ACK per burst. Options
+//     is every ACK, and a clean path gets two ACKs per burst. Options
 //     AckPerBurst and NoAckPerBurst fix either rule.
 //
 // Links that do not mark their bursts keep the per-segment rule.

@@ -87,7 +87,7 @@ func (e *Endpoint) enterQuickAck() {
 // disorderSegmentAcks is how many ACKs a receiver sends per second full
 // segment, not per burst, after text came out of order or twice: about
 // 2,000 segments. Below about one loss in 2,000 segments a path gets
-// one ACK per burst most of the time; above, the per-segment rule that
+// two ACKs per burst most of the time; above, the per-segment rule that
 // keeps a lossy sender's ACK clock (batch.go).
 const disorderSegmentAcks = 1024
 
