@@ -131,6 +131,12 @@ func newRxReader(l *fdLink) *rxReader {
 // (wait for the descriptor) when no frame is ready.
 func (r *rxReader) readv(fd uintptr) bool {
 	n, _, e := unix.Syscall(unix.SYS_READV, fd, uintptr(unsafe.Pointer(&r.iov[0])), uintptr(len(r.iov)))
+	return r.result(n, e)
+}
+
+// result keeps a read's outcome for read or readPlain, and says whether
+// the RawConn callback is done: false to wait for the descriptor.
+func (r *rxReader) result(n uintptr, e unix.Errno) bool {
 	if e == unix.EAGAIN && r.noWait {
 		r.errno = e
 		return true
@@ -147,15 +153,7 @@ func (r *rxReader) readv(fd uintptr) bool {
 // frame is ready.
 func (r *rxReader) readOne(fd uintptr) bool {
 	n, _, e := unix.Syscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&r.plain[0])), uintptr(len(r.plain)))
-	if e == unix.EAGAIN && r.noWait {
-		r.errno = e
-		return true
-	}
-	if e == unix.EAGAIN || e == unix.EINTR {
-		return false
-	}
-	r.n, r.errno = int(n), e
-	return true
+	return r.result(n, e)
 }
 
 // readPlain reads the next frame of a device without a virtio-net

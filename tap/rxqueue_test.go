@@ -21,22 +21,13 @@ import (
 type gatedDispatcher struct {
 	gate    chan struct{}
 	entered chan struct{} // a token per packet handed over, before the gate
-	mu      sync.Mutex
-	log     []string
+	noteDispatcher
 }
 
-func (d *gatedDispatcher) DeliverNetworkPacket(_ tcpip.NetworkProtocolNumber, pkt *stack.PacketBuffer) {
+func (d *gatedDispatcher) DeliverNetworkPacket(p tcpip.NetworkProtocolNumber, pkt *stack.PacketBuffer) {
 	d.entered <- struct{}{}
 	<-d.gate
-	d.note(fmt.Sprint(pkt.ToView().AsSlice()[0]))
-}
-
-func (d *gatedDispatcher) DeliverLinkPacket(tcpip.NetworkProtocolNumber, *stack.PacketBuffer) {}
-
-func (d *gatedDispatcher) note(s string) {
-	d.mu.Lock()
-	d.log = append(d.log, s)
-	d.mu.Unlock()
+	d.noteDispatcher.DeliverNetworkPacket(p, pkt)
 }
 
 // TestRxQueue: the read loop's frames reach the stack in order through
