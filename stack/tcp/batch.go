@@ -113,7 +113,7 @@ func (p *Protocol) batchEnd() {
 		e.mu.Lock()
 		if e.ackAtBatchEnd {
 			e.ackAtBatchEnd = false
-			if e.state.Synchronized() && e.lastAckSent != e.rcvNxt {
+			if e.state.Synchronized() && (e.lastAckSent != e.rcvNxt || e.sackAtBatchEnd) {
 				e.sendAck(event.SendAck)
 				p.stats.AcksDeferred.Add(1)
 			}
@@ -133,4 +133,46 @@ func (b *batchState) giveBack(list []*Endpoint) {
 		b.pending = list[:0]
 	}
 	b.mu.Unlock()
+}
+
+// SACK compression. On a path whose queue holds hundreds of segments
+// (the kernel sending over a TAP without offloads: its queue to the
+// device, 1,000 frames, fills behind the reader), a loss leaves hundreds
+// of segments out of order behind its hole, and RFC 5681 4.2 has each
+// draw an ACK at once. Each such ACK's SACK blocks cost the kernel's
+// sender ~23 µs inside our write of it, on the goroutine that delivers
+// the next frames: at 1% loss each way, 21,000 ACKs per 32 MiB and 0.42-
+// 0.49 Gbit/s, where gVisor's TCP, with a window that keeps the queue
+// short, moved 0.53-0.92. Linux compresses SACKs since 4.18
+// (tcp_sack_compress: three duplicate ACKs at once, then one per 44
+// segments or 5% of the RTT, at most 1 ms). tapstack does it with the
+// burst's end, at most 64 frames later, for the timer, and only for a
+// long run: the first compressAfter ACKs after in-order text go at once.
+// With three, as Linux, gVisor's sender in memory at 5% loss each way
+// fell from 96 to 25 goodput MB/s and 2.7 RTOs per 16 MiB; with 16, a
+// first RTO appeared in tapstack to tapstack with mixed faults; with 32,
+// both are as without compression, and the kernel over the TAP moves
+// 0.99-1.18 Gbit/s. Only text that grows the range the latest SACK block
+// reports waits: the next ACK's first block then says all of it (RFC
+// 2018 4). Text that starts a range or fills another hole is ACKed at
+// once: letting it wait lost the change to the sender when more ranges
+// changed than an ACK has room for, and the kernel retransmitted 66-594
+// segments we held (its D-SACK count).
+const compressAfter = 32
+
+// compressSack decides for the ACK of out-of-order text that extends
+// (grows the latest SACK block's range) or not: false sends it at once,
+// true leaves it to the end of the burst the text came in, with the SACK
+// blocks of everything held by then. The caller holds e.mu.
+func (e *Endpoint) compressSack(extends bool) bool {
+	if !e.inBatch || !e.sackOK || e.proto.opts.NoSackCompression {
+		return false
+	}
+	if e.oooAcks < compressAfter || !extends {
+		e.oooAcks = min(e.oooAcks+1, compressAfter)
+		return false
+	}
+	e.sackAtBatchEnd = true
+	e.deferAck()
+	return true
 }

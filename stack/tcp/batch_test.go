@@ -218,3 +218,41 @@ func TestAckPerBurstUntilDisorder(t *testing.T) {
 		t.Errorf("AcksDeferred %d, want 2", n)
 	}
 }
+
+// TestSackCompression: a long run of out-of-order text behind a hole, on a
+// link that marks its bursts. The first 32 segments draw a duplicate ACK
+// each at once, its SACK block growing; the rest of the burst, each
+// growing the same block, draw one ACK at the burst's end that reports
+// them all (batch.go compressSack). A segment that starts a range of its
+// own is reported at once, and the segment that fills the hole draws an
+// ACK at once. With NoSackCompression every one is ACKed at once.
+func TestSackCompression(t *testing.T) {
+	for _, off := range []bool{false, true} {
+		const big = 8 << 20
+		p, _ := tcptest.Established(t, tcptest.WithBurstMarks(),
+			tcptest.WithSynOptions(tcptest.Seg{WS: 7, MSS: 1460, SACKPerm: true}),
+			tcptest.WithTCP(tcp.Options{NoQuickAck: true, ReceiveBufferSize: big, ReceiveBufferMax: big, NoSackCompression: off}))
+		const run = 40
+		at := func(i int) uint32 { return 1 + uint32(i*1460) } // segment i of the stream
+		for i := 1; i <= run; i++ {                            // segment 0 is lost
+			p.Inject(seg{Flags: ".", Seq: at(i), Ack: 1, Payload: payload(i*1460, 1460)})
+			if i <= 32 || off {
+				p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, SACK: [][2]uint32{{at(1), at(i + 1)}}})
+			}
+			p.ExpectNothing()
+		}
+		p.EndBatch()
+		if !off {
+			p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, SACK: [][2]uint32{{at(1), at(run + 1)}}})
+		}
+		p.ExpectNothing()
+		// A second hole: segment run+1 is lost, run+2 starts a range.
+		p.Inject(seg{Flags: ".", Seq: at(run + 2), Ack: 1, Payload: payload((run+2)*1460, 1460)})
+		p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, SACK: [][2]uint32{{at(run + 2), at(run + 3)}, {at(1), at(run + 1)}}})
+		// The first hole filled: an ACK at once.
+		p.Inject(seg{Flags: ".", Seq: 1, Ack: 1, Payload: payload(0, 1460)})
+		p.Expect(seg{Flags: ".", Seq: 1, Ack: at(run + 1), SACK: [][2]uint32{{at(run + 2), at(run + 3)}}})
+		p.EndBatch()
+		p.ExpectNothing()
+	}
+}

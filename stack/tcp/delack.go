@@ -116,6 +116,7 @@ func (e *Endpoint) ackPerBurst() bool {
 // 5681 4.2), a D-SACK to report (RFC 2883).
 func (e *Endpoint) ackPolicy(now bool) {
 	e.unacked++
+	e.oooAcks = 0 // in-order text: the next out-of-order text starts a count of its own (compressSack)
 	pending := int(e.lastAckSent.Size(e.rcvNxt))
 	if now || (e.quickAcks > 0 && !e.pingpong) {
 		e.sendAck(event.SendAck)
@@ -155,6 +156,7 @@ func (e *Endpoint) ackSent() {
 	}
 	e.unacked = 0
 	e.ackAtBatchEnd = false
+	e.sackAtBatchEnd = false
 }
 
 // dataSent notes new data leaving: sent within the delayed-ACK time of

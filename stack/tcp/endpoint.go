@@ -93,14 +93,16 @@ type Endpoint struct {
 	rcvBufLimit int
 	// rcvBufLocked: the user set the receive buffer, which then no
 	// longer grows (growReceiveBuffer).
-	rcvBufLocked bool
-	ecn          ecnState     // ECN (ecn.go); here, it fits the padding before rcvSpace
-	rcvSpace     rcvSpace     // the receive buffer's auto-tuning (rcvbuf.go)
-	ooo          reassembly   // out-of-order text held, its SACK blocks and D-SACK (reassembly.go)
-	finReceived  bool         // the peer's FIN was taken in order
-	rcvClosed    bool         // CloseRead: Read returns io.EOF once the queue is empty
-	rcvAcc       seqnum.Value // right window edge we advertised; never moves left
-	unacked      int          // segments taken since the last ACK we sent
+	rcvBufLocked   bool
+	ecn            ecnState     // ECN (ecn.go); here, it fits the padding before rcvSpace
+	rcvSpace       rcvSpace     // the receive buffer's auto-tuning (rcvbuf.go)
+	ooo            reassembly   // out-of-order text held, its SACK blocks and D-SACK (reassembly.go)
+	finReceived    bool         // the peer's FIN was taken in order
+	rcvClosed      bool         // CloseRead: Read returns io.EOF once the queue is empty
+	sackAtBatchEnd bool         // out-of-order text since the last ACK waits for the burst's end (compressSack)
+	oooAcks        uint8        // ACKs of out-of-order text sent since in-order text last arrived (compressSack)
+	rcvAcc         seqnum.Value // right window edge we advertised; never moves left
+	unacked        int          // segments taken since the last ACK we sent
 
 	// The ACK policy (delack.go): the peer's measured segment size,
 	// quick-ACK mode, ping-pong mode, and when data last arrived.

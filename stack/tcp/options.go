@@ -164,6 +164,16 @@ type Options struct {
 	AckPerBurst   bool
 	NoAckPerBurst bool
 
+	// NoSackCompression sends an ACK for every segment of out-of-order
+	// text at once (RFC 5681 4.2), as Linux did before 4.18. By default,
+	// on a link that marks its bursts, the first 32 such ACKs after
+	// in-order text go at once, and after them text that grows the
+	// latest SACK block's range draws one ACK at the burst's end (batch.go
+	// compressSack, after Linux's SACK compression): the kernel sending
+	// over a TAP without offloads at 1% loss each way, 0.42-0.49 → 0.99-
+	// 1.18 Gbit/s.
+	NoSackCompression bool
+
 	// ChallengeAckLimit is the stack-wide budget of challenge ACKs per
 	// second (RFC 5961 7 and 10). As in Linux since the fix for
 	// CVE-2016-5696, the budget of each second is drawn at random from

@@ -192,6 +192,10 @@ func (e *Endpoint) holdOutOfOrder(seg *segment, fin bool) {
 			return
 		}
 	}
+	// The text grows the range the last SACK block reported first: an
+	// ACK may wait for it, as the next one's first block says all the
+	// text since (compressSack).
+	extends := r.nrecent > 0 && plan.start == r.recent[0].End && !fin
 	r.commit(&plan)
 	if fin {
 		r.holdFIN(plan.end)
@@ -205,13 +209,17 @@ func (e *Endpoint) holdOutOfOrder(seg *segment, fin bool) {
 		// time, and its RTT sample inflate the peer's SRTT. So the
 		// ACKs after a hole go at once (RFC 5681 4.2: out-of-order data
 		// is acknowledged at once "to accelerate loss recovery"), as
-		// Linux did until it compressed SACKs (4.18). TestRecoveryAcks
-		// shows the stall this avoids.
+		// Linux did until it compressed SACKs (4.18); only a long run
+		// of it waits for the burst's end (compressSack).
+		// TestRecoveryAcks shows the stall this avoids.
 		e.enterQuickAck() // delack.go
 	case fin && r.fin && r.finSeq == plan.end:
 		e.received(seg, "out of order: FIN held")
 	default:
 		e.received(seg, "out of order: duplicate")
+	}
+	if plan.newBytes > 0 && e.compressSack(extends) {
+		return
 	}
 	e.sendAck(event.SendAck)
 }
