@@ -478,22 +478,8 @@ func TestKernelTxQueueFull(t *testing.T) {
 // segments (11,600 for 23,180, 1.5 Gbit/s).
 func TestKernelBurstAcksWithoutOffloads(t *testing.T) {
 	k := newLossyKernelWith(t, "tsburst0", tap.FaultConfig{}, tcp.Options{}, tap.WithOffloads(false))
-	outSegs := func() uint64 {
-		out, err := k.ns.Exec(context.Background(), "cat", "/proc/net/snmp").Output()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return netstatField(string(out), "Tcp:", "OutSegs")
-	}
-	tc, kc := k.connect(t)
-	defer tc.Close()
-	defer kc.Close()
-	segs0 := outSegs()
+	d, segs, acks := k.ackCount(t, 8*MiB)
 	st := k.ts.TCP().Stats()
-	acks0 := st.Sent(event.SendAck) + st.Sent(event.SendDelayedAck)
-	d := move(t, tc, kc, 8*MiB, true, 1)
-	segs := outSegs() - segs0
-	acks := st.Sent(event.SendAck) + st.Sent(event.SendDelayedAck) - acks0
 	t.Logf("8 MiB in %v: the kernel sent %d segments, tapstack %d ACKs (%d at a burst's end)", d.Round(time.Millisecond), segs, acks, st.AcksDeferred.Load())
 	if segs < 8*MiB/1500 {
 		t.Fatalf("the kernel sent %d segments for 8 MiB: not one per frame", segs)
@@ -514,22 +500,8 @@ func TestKernelBurstAcksWithoutOffloads(t *testing.T) {
 // 0.42-0.49 Gbit/s; compressed, about 7,900 and 0.99-1.18 Gbit/s.
 func TestKernelSackCompression(t *testing.T) {
 	k := newLossyKernelWith(t, "tssack0", tap.FaultConfig{Loss: 0.01, Seed: 1}, tcp.Options{}, tap.WithOffloads(false))
-	outSegs := func() uint64 {
-		out, err := k.ns.Exec(context.Background(), "cat", "/proc/net/snmp").Output()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return netstatField(string(out), "Tcp:", "OutSegs")
-	}
-	tc, kc := k.connect(t)
-	defer tc.Close()
-	defer kc.Close()
-	segs0 := outSegs()
+	d, segs, acks := k.ackCount(t, 16*MiB)
 	st := k.ts.TCP().Stats()
-	acks0 := st.Sent(event.SendAck) + st.Sent(event.SendDelayedAck)
-	d := move(t, tc, kc, 16*MiB, true, 1)
-	segs := outSegs() - segs0
-	acks := st.Sent(event.SendAck) + st.Sent(event.SendDelayedAck) - acks0
 	t.Logf("16 MiB in %v: the kernel sent %d segments, tapstack %d ACKs (%d at a burst's end); %d frames lost toward tapstack",
 		d.Round(time.Millisecond), segs, acks, st.AcksDeferred.Load(), k.link.InboundStats().Lost)
 	if k.link.InboundStats().Lost == 0 {
@@ -544,4 +516,26 @@ func TestKernelSackCompression(t *testing.T) {
 	if !raceEnabled && acks*2 > segs {
 		t.Errorf("%d ACKs for %d segments: out-of-order text was ACKed segment by segment", acks, segs)
 	}
+}
+
+// ackCount has the kernel send size bytes to tapstack, checked by hash,
+// and returns the time, the segments the kernel sent (its Tcp OutSegs)
+// and the ACKs tapstack sent for them.
+func (k *lossyKernel) ackCount(t *testing.T, size int64) (d time.Duration, segs, acks uint64) {
+	t.Helper()
+	outSegs := func() uint64 {
+		out, err := k.ns.Exec(context.Background(), "cat", "/proc/net/snmp").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return netstatField(string(out), "Tcp:", "OutSegs")
+	}
+	st := k.ts.TCP().Stats()
+	sent := func() uint64 { return st.Sent(event.SendAck) + st.Sent(event.SendDelayedAck) }
+	tc, kc := k.connect(t)
+	defer tc.Close()
+	defer kc.Close()
+	segs0, acks0 := outSegs(), sent()
+	d = move(t, tc, kc, size, true, 1)
+	return d, outSegs() - segs0, sent() - acks0
 }
