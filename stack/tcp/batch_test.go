@@ -256,3 +256,30 @@ func TestSackCompression(t *testing.T) {
 		p.ExpectNothing()
 	}
 }
+
+// TestSackCompressionKeepsDSACK: text that grows the latest SACK block's
+// range, past the first 32 ACKs, but also repeats held text (it bridges
+// into the next range) is ACKed at once, with the D-SACK that reports the
+// repeat first (RFC 2883), not at the burst's end.
+func TestSackCompressionKeepsDSACK(t *testing.T) {
+	const big = 8 << 20
+	p, _ := tcptest.Established(t, tcptest.WithBurstMarks(),
+		tcptest.WithSynOptions(tcptest.Seg{WS: 7, MSS: 1460, SACKPerm: true}),
+		tcptest.WithTCP(tcp.Options{NoQuickAck: true, ReceiveBufferSize: big, ReceiveBufferMax: big}))
+	at := func(i int) uint32 { return 1 + uint32(i*1460) }
+	// Segment 0 is lost; segment 40 arrives first, then 1 to 38.
+	p.Inject(seg{Flags: ".", Seq: at(40), Ack: 1, Payload: payload(40*1460, 1460)})
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, SACK: [][2]uint32{{at(40), at(41)}}})
+	for i := 1; i <= 38; i++ {
+		p.Inject(seg{Flags: ".", Seq: at(i), Ack: 1, Payload: payload(i*1460, 1460)})
+		if i <= 31 {
+			p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, SACK: [][2]uint32{{at(1), at(i + 1)}, {at(40), at(41)}}})
+		}
+		p.ExpectNothing()
+	}
+	// Segments 39 and 40 in one: it grows [1, 39) and repeats 40.
+	p.Inject(seg{Flags: ".", Seq: at(39), Ack: 1, Payload: payload(39*1460, 2*1460)})
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, SACK: [][2]uint32{{at(40), at(41)}, {at(1), at(41)}}})
+	p.EndBatch()
+	p.ExpectNothing()
+}

@@ -194,9 +194,11 @@ func (e *Endpoint) holdOutOfOrder(seg *segment, fin bool) {
 	}
 	// The text grows the range the last SACK block reported first: an
 	// ACK may wait for it, as the next one's first block says all the
-	// text since (compressSack).
+	// text since (compressSack). Not when part of it was held already:
+	// the D-SACK that reports it goes at once (RFC 2883).
 	extends := r.nrecent > 0 && plan.start == r.recent[0].End && !fin
 	r.commit(&plan)
+	extends = extends && !r.dsackSet
 	if fin {
 		r.holdFIN(plan.end)
 	}
