@@ -478,13 +478,19 @@ func TestKernelTxQueueFull(t *testing.T) {
 // segments (11,600 for 23,180, 1.5 Gbit/s).
 func TestKernelBurstAcksWithoutOffloads(t *testing.T) {
 	k := newLossyKernelWith(t, "tsburst0", tap.FaultConfig{}, tcp.Options{}, tap.WithOffloads(false))
-	d, segs, acks := k.ackCount(t, 8*MiB)
+	d, segs, retrans, acks := k.ackCount(t, 8*MiB)
 	st := k.ts.TCP().Stats()
-	t.Logf("8 MiB in %v: the kernel sent %d segments, tapstack %d ACKs (%d at a burst's end)", d.Round(time.Millisecond), segs, acks, st.AcksDeferred.Load())
+	t.Logf("8 MiB in %v: the kernel sent %d segments (%d again), tapstack %d ACKs (%d at a burst's end)", d.Round(time.Millisecond), segs, retrans, acks, st.AcksDeferred.Load())
 	if segs < 8*MiB/1500 {
 		t.Fatalf("the kernel sent %d segments for 8 MiB: not one per frame", segs)
 	}
-	if acks*8 > segs {
+	if st.AcksDeferred.Load() == 0 {
+		t.Errorf("no ACK waited for a burst's end")
+	}
+	// On a loaded machine the device's queue can overflow behind a slow
+	// reader: the kernel retransmits, the holes send the receiver back
+	// to the per-segment rule (1,024 ACKs), and the path was not clean.
+	if retrans == 0 && acks*8 > segs {
 		t.Errorf("%d ACKs for %d segments: the receiver did not ACK once per burst", acks, segs)
 	}
 }
@@ -500,7 +506,7 @@ func TestKernelBurstAcksWithoutOffloads(t *testing.T) {
 // 0.42-0.49 Gbit/s; compressed, about 7,900 and 0.99-1.18 Gbit/s.
 func TestKernelSackCompression(t *testing.T) {
 	k := newLossyKernelWith(t, "tssack0", tap.FaultConfig{Loss: 0.01, Seed: 1}, tcp.Options{}, tap.WithOffloads(false))
-	d, segs, acks := k.ackCount(t, 16*MiB)
+	d, segs, _, acks := k.ackCount(t, 16*MiB)
 	st := k.ts.TCP().Stats()
 	t.Logf("16 MiB in %v: the kernel sent %d segments, tapstack %d ACKs (%d at a burst's end); %d frames lost toward tapstack",
 		d.Round(time.Millisecond), segs, acks, st.AcksDeferred.Load(), k.link.InboundStats().Lost)
@@ -519,23 +525,25 @@ func TestKernelSackCompression(t *testing.T) {
 }
 
 // ackCount has the kernel send size bytes to tapstack, checked by hash,
-// and returns the time, the segments the kernel sent (its Tcp OutSegs)
-// and the ACKs tapstack sent for them.
-func (k *lossyKernel) ackCount(t *testing.T, size int64) (d time.Duration, segs, acks uint64) {
+// and returns the time, the segments the kernel sent and sent again (its
+// Tcp OutSegs and RetransSegs) and the ACKs tapstack sent for them.
+func (k *lossyKernel) ackCount(t *testing.T, size int64) (d time.Duration, segs, retrans, acks uint64) {
 	t.Helper()
-	outSegs := func() uint64 {
-		out, err := k.ns.Exec(context.Background(), "cat", "/proc/net/snmp").Output()
+	kernel := func() (out, again uint64) {
+		text, err := k.ns.Exec(context.Background(), "cat", "/proc/net/snmp").Output()
 		if err != nil {
 			t.Fatal(err)
 		}
-		return netstatField(string(out), "Tcp:", "OutSegs")
+		return netstatField(string(text), "Tcp:", "OutSegs"), netstatField(string(text), "Tcp:", "RetransSegs")
 	}
 	st := k.ts.TCP().Stats()
 	sent := func() uint64 { return st.Sent(event.SendAck) + st.Sent(event.SendDelayedAck) }
 	tc, kc := k.connect(t)
 	defer tc.Close()
 	defer kc.Close()
-	segs0, acks0 := outSegs(), sent()
+	segs0, again0 := kernel()
+	acks0 := sent()
 	d = move(t, tc, kc, size, true, 1)
-	return d, outSegs() - segs0, sent() - acks0
+	segs1, again1 := kernel()
+	return d, segs1 - segs0, again1 - again0, sent() - acks0
 }
