@@ -162,17 +162,28 @@ func (r *rxReader) readPlain() ([]byte, error) {
 	if r.plain == nil {
 		r.plain = make([]byte, maxFrame)
 	}
-	r.n, r.errno = 0, 0
-	if err := r.l.rc.Read(r.readPlainFn); err != nil {
+	if err := r.readWith(r.readPlainFn, "read"); err != nil {
 		return nil, err
 	}
+	return r.plain[:r.n], nil
+}
+
+// readWith runs one read callback (readv or readOne) through the
+// runtime poller and turns its outcome into an error: errNoFrame when
+// noWait found nothing ready, the system call's error (op) otherwise.
+// The frame's length is then in r.n.
+func (r *rxReader) readWith(fn func(uintptr) bool, op string) error {
+	r.n, r.errno = 0, 0
+	if err := r.l.rc.Read(fn); err != nil {
+		return err
+	}
 	if r.errno == unix.EAGAIN {
-		return nil, errNoFrame
+		return errNoFrame
 	}
 	if r.errno != 0 {
-		return nil, os.NewSyscallError("read", r.errno)
+		return os.NewSyscallError(op, r.errno)
 	}
-	return r.plain[:r.n], nil
+	return nil
 }
 
 // read reads the next frame. The frame is valid until the next read;
@@ -186,15 +197,8 @@ func (r *rxReader) read() (rxFrame, error) {
 	r.iov[0].SetLen(len(r.head))
 	r.iov[1] = unix.Iovec{Base: &d[0]}
 	r.iov[1].SetLen(len(d))
-	r.n, r.errno = 0, 0
-	if err := r.l.rc.Read(r.readFn); err != nil {
+	if err := r.readWith(r.readFn, "readv"); err != nil {
 		return rxFrame{}, err
-	}
-	if r.errno == unix.EAGAIN {
-		return rxFrame{}, errNoFrame
-	}
-	if r.errno != 0 {
-		return rxFrame{}, os.NewSyscallError("readv", r.errno)
 	}
 	if r.n <= len(r.head) {
 		return rxFrame{head: r.head[:r.n]}, nil

@@ -163,7 +163,8 @@ const compressAfter = 32
 // compressSack decides for the ACK of out-of-order text that extends
 // (grows the latest SACK block's range) or not: false sends it at once,
 // true leaves it to the end of the burst the text came in, with the SACK
-// blocks of everything held by then. The caller holds e.mu.
+// blocks of everything held by then. Each ACK it leaves to go at once
+// counts in oooAcks, up to compressAfter. The caller holds e.mu.
 func (e *Endpoint) compressSack(extends bool) bool {
 	if !e.inBatch || !e.sackOK || e.proto.opts.NoSackCompression {
 		return false

@@ -11,7 +11,8 @@ import (
 //
 // RFC 1122 asks for an ACK for at least every second full-sized segment
 // and lets the rest wait at most 500 ms. We refine it in four ways,
-// each of which a peer can see on the wire:
+// each of which a peer can see on the wire (and on a link that marks its
+// bursts, batch.go answers a burst of text with fewer ACKs):
 //
 //   - "Full-sized" is measured, not assumed: a full frame is the largest
 //     segment the peer has sent, capped at the MSS we advertised, and
@@ -95,7 +96,8 @@ const disorderSegmentAcks = 1024
 // unacknowledged makes due may wait for the end of the burst the text
 // came in (batch.go): always for coalesced text, and for full-sized text
 // unless the path has lately shown loss or reordering, or the options
-// say otherwise.
+// say otherwise. An ACK it leaves to the per-segment rule because of
+// recent disorder spends one of segmentAcks.
 func (e *Endpoint) ackPerBurst() bool {
 	switch {
 	case !e.inBatch:
