@@ -250,12 +250,20 @@ func (b *bencher) mss() float64 { return float64(b.mtu) - 40 - 12 }
 // both ends of each connection are in this process.
 func (b *bencher) tasks(pipe bool) []benchTask {
 	bulkTask := func(up bool, dir string) benchTask {
+		figures := []benchFigure{
+			{Name: "bulk, " + dir, Unit: "Gbit/s", Higher: true, format: "%.2f"},
+			{Name: "CPU per GiB, " + dir, Unit: "s/GiB", format: "%.3f"},
+		}
+		if !pipe {
+			// Over the TAP, the part of it that is the kernel's: its
+			// TCP and the device's I/O, in the process's system calls
+			// (the kernel floor, bench_kernel_floor.go). In memory
+			// there is next to none.
+			figures = append(figures, benchFigure{Name: "system CPU per GiB, " + dir, Unit: "s/GiB", format: "%.3f"})
+		}
+		figures = append(figures, benchFigure{Name: "allocations per data segment, " + dir, Unit: "allocs", format: "%.4f"})
 		return benchTask{
-			figures: []benchFigure{
-				{Name: "bulk, " + dir, Unit: "Gbit/s", Higher: true, format: "%.2f"},
-				{Name: "CPU per GiB, " + dir, Unit: "s/GiB", format: "%.3f"},
-				{Name: "allocations per data segment, " + dir, Unit: "allocs", format: "%.4f"},
-			},
+			figures: figures,
 			run: func(ctx context.Context, e *benchEnv, warm bool) ([]float64, error) {
 				size := b.size
 				if warm {
@@ -266,7 +274,11 @@ func (b *bencher) tasks(pipe bool) []benchTask {
 					return nil, err
 				}
 				gib := float64(size) / (1 << 30)
-				return []float64{r.gbps, r.cpu.Seconds() / gib, float64(r.mallocs) / (float64(size) / b.mss())}, nil
+				v := []float64{r.gbps, r.cpu.Seconds() / gib}
+				if !pipe {
+					v = append(v, r.sys.Seconds()/gib)
+				}
+				return append(v, float64(r.mallocs)/(float64(size)/b.mss())), nil
 			},
 		}
 	}
@@ -359,7 +371,8 @@ type benchLinkResult struct {
 	Link   string     `json:"link"`
 	Detail string     `json:"detail"`
 	Rows   []benchRow `json:"figures"`
-	// Floor is the bulk figures' floor (tap.Pipe without faults).
+	// Floor is the bulk figures' floor: tap.Pipe's without faults
+	// (bench_floor.go), or the TAP's (bench_kernel_floor.go).
 	Floor *benchFloor `json:"floor,omitempty"`
 }
 
@@ -407,6 +420,8 @@ func (b *bencher) measure(ctx context.Context, l benchLink, tasks []benchTask) (
 			}
 		}
 	}
+	_, kernelFloor := l.(interface{ kernelFloor() bool })
+	var copyCheck []float64 // s/GiB per round, for the kernel floor
 	if floor != nil {
 		if _, err := floorOnce(max(b.size/4, 1<<20)); err != nil {
 			return res, err
@@ -427,6 +442,9 @@ func (b *bencher) measure(ctx context.Context, l benchLink, tasks []benchTask) (
 			}
 			floor.add(fr, b.size)
 		}
+		if kernelFloor {
+			copyCheck = append(copyCheck, copyCheckCPU())
+		}
 		for i, t := range tasks {
 			order := []stackKind{kindTapstack, kindGVisor}
 			if (r+i)%2 == 1 {
@@ -444,7 +462,7 @@ func (b *bencher) measure(ctx context.Context, l benchLink, tasks []benchTask) (
 				row := &rows[i][j]
 				row.Tapstack = append(row.Tapstack, vals[kindTapstack][j])
 				row.GVisor = append(row.GVisor, vals[kindGVisor][j])
-				row.Ratio = append(row.Ratio, vals[kindTapstack][j]/vals[kindGVisor][j])
+				row.Ratio = append(row.Ratio, ratio(vals[kindTapstack][j], vals[kindGVisor][j]))
 			}
 		}
 		if b.log != nil && b.rounds > 1 {
@@ -464,6 +482,9 @@ func (b *bencher) measure(ctx context.Context, l benchLink, tasks []benchTask) (
 	if floor != nil {
 		floor.compare(res.Rows)
 		res.Floor = floor
+	}
+	if kernelFloor {
+		res.Floor = kernelFloorOf(res.Rows, copyCheck)
 	}
 	return res, nil
 }
@@ -489,6 +510,15 @@ func (b *bencher) once(ctx context.Context, l benchLink, t benchTask, kind stack
 		return nil, fmt.Errorf("%s over %s, %s: %w", kind, l.name(), t.figures[0].Name, err)
 	}
 	return v, nil
+}
+
+// ratio is a ÷ b, and 1 when both are 0 (no allocations on either side,
+// say), which a ratio of figures that are equal is.
+func ratio(a, b float64) float64 {
+	if a == 0 && b == 0 {
+		return 1
+	}
+	return a / b
 }
 
 // medianRange returns the median (the mean of the middle two of an even

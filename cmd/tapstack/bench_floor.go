@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"strings"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/buffer"
@@ -153,23 +154,29 @@ func (f *benchFloor) compare(rows []benchRow) {
 		switch {
 		case row.Unit == "Gbit/s":
 			floor = f.gbps
-		case row.Unit == "s/GiB":
+		case strings.HasPrefix(row.Name, "CPU per GiB"):
 			floor = f.cpu
 		default:
 			continue
 		}
-		fr := floorRow{Figure: row.Name, Unit: row.Unit, Higher: row.Higher, Floor: floor, format: row.format}
-		for i, v := range floor {
-			fr.Tapstack = append(fr.Tapstack, row.Tapstack[i]/v)
-			fr.GVisor = append(fr.GVisor, row.GVisor[i]/v)
-			fr.Bound = append(fr.Bound, v/row.GVisor[i])
-		}
-		fr.FloorMed, fr.FloorRange = medianRange(fr.Floor)
-		fr.TapstackMed, fr.TapstackRange = medianRange(fr.Tapstack)
-		fr.GVisorMed, fr.GVisorRange = medianRange(fr.GVisor)
-		fr.BoundMed, fr.BoundRange = medianRange(fr.Bound)
+		fr := newFloorRow(row, floor)
 		f.Rows = append(f.Rows, fr)
 	}
+}
+
+// newFloorRow compares row's per-round values with floor's.
+func newFloorRow(row benchRow, floor []float64) floorRow {
+	fr := floorRow{Figure: row.Name, Unit: row.Unit, Higher: row.Higher, Floor: floor, format: row.format}
+	for i, v := range floor {
+		fr.Tapstack = append(fr.Tapstack, row.Tapstack[i]/v)
+		fr.GVisor = append(fr.GVisor, row.GVisor[i]/v)
+		fr.Bound = append(fr.Bound, v/row.GVisor[i])
+	}
+	fr.FloorMed, fr.FloorRange = medianRange(fr.Floor)
+	fr.TapstackMed, fr.TapstackRange = medianRange(fr.Tapstack)
+	fr.GVisorMed, fr.GVisorRange = medianRange(fr.GVisor)
+	fr.BoundMed, fr.BoundRange = medianRange(fr.Bound)
+	return fr
 }
 
 // print writes the floor's table under the link's.

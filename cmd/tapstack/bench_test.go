@@ -166,8 +166,17 @@ func TestBenchKernel(t *testing.T) {
 			t.Errorf("bench output lacks a row for %q:\n%s", row, out)
 		}
 	}
-	if strings.Contains(out, "heap per idle") || strings.Contains(out, "floor over") {
-		t.Errorf("the TAP table has heap rows or a floor:\n%s", out)
+	for _, row := range []string{"system CPU per GiB, dialer → listener", "system CPU per GiB, listener → dialer"} {
+		if !strings.Contains(out, "\n"+row+" ") {
+			t.Errorf("bench output lacks the TAP's row for %q:\n%s", row, out)
+		}
+	}
+	if strings.Contains(out, "heap per idle") {
+		t.Errorf("the TAP table has heap rows:\n%s", out)
+	}
+	// Under the table, the kernel floor of its bulk figures.
+	if !strings.Contains(out, "floor over TAP, kernel peer (what no user-space stack can save") {
+		t.Errorf("the TAP table has no kernel floor:\n%s", out)
 	}
 	// The kernel's congestion control is the one asked for (Linux's
 	// default unless -kernel-cc), whatever the host's is, and named

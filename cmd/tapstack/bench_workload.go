@@ -274,7 +274,8 @@ func (e *benchEnv) connect(ctx context.Context, ln net.Listener) (client, server
 // procUsage is what the process spent: CPU time (getrusage) and heap
 // allocations.
 type procUsage struct {
-	cpu     time.Duration
+	cpu     time.Duration // user and system
+	sys     time.Duration // system: the kernel's work in the process's system calls
 	mallocs uint64
 }
 
@@ -283,13 +284,14 @@ func readUsage() procUsage {
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return procUsage{cpu: time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), mallocs: ms.Mallocs}
+	return procUsage{cpu: time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), sys: time.Duration(ru.Stime.Nano()), mallocs: ms.Mallocs}
 }
 
 // bulkResult is one bulk transfer's figures.
 type bulkResult struct {
 	gbps    float64       // steady-state throughput: after the first eighth
 	cpu     time.Duration // process CPU for the whole transfer
+	sys     time.Duration // of it, system time
 	mallocs uint64        // heap allocations during it
 	frames  uint64        // frames the link carried during it
 }
@@ -411,6 +413,7 @@ func (c *bulkCheck) result(tEnd time.Time, u0, u1 procUsage) (bulkResult, error)
 	return bulkResult{
 		gbps:    float64(c.size-c.warm) * 8 / tEnd.Sub(c.tWarm).Seconds() / 1e9,
 		cpu:     u1.cpu - u0.cpu,
+		sys:     u1.sys - u0.sys,
 		mallocs: u1.mallocs - u0.mallocs,
 	}, nil
 }
