@@ -138,20 +138,15 @@ func (e *Endpoint) linkRefused(refs []refusal, after overtaken) {
 	if first == nil || firstLost != nil && firstLost.seq.LessThan(first.seq) {
 		first = firstLost
 	}
-	var what string
 	real := lost > 0 // a reduction no D-SACK or timestamp may undo
+	var recovery, cwr bool
 	switch {
 	case lost > 0:
-		what = "the link refused " + plural(lost+taken, "segment") + ", its queue full: deemed lost"
-		if taken > 0 {
-			what = "the link refused " + plural(lost+taken, "segment") + ", its queue full: " + strconv.Itoa(lost) + " deemed lost, " + strconv.Itoa(taken) + " not sent"
-		}
 		if e.caState == caOpen || e.caState == caCWR {
 			e.startRecovery()
-			what = "fast recovery: " + what
+			recovery = true
 		}
 	default:
-		what = "the link refused " + plural(taken, "segment") + ", its queue full: not sent, to go again"
 		if e.caState == caOpen {
 			// Linux tcp_enter_cwr: the window comes down, nothing is
 			// lost, and there is nothing to undo (undo_marker = 0).
@@ -159,7 +154,7 @@ func (e *Endpoint) linkRefused(refs []refusal, after overtaken) {
 			e.initCwndReduction()
 			e.setCAState(caCWR)
 			real = true
-			what = "CWR: " + what + " (local congestion)"
+			cwr = true
 		}
 	}
 	if real {
@@ -182,8 +177,31 @@ func (e *Endpoint) linkRefused(refs []refusal, after overtaken) {
 	if e.observed() {
 		// Keyed to the first refused segment: a capture puts it on
 		// that frame, not on whichever comes next.
-		e.emit(event.Event{Kind: event.KindRecovery, Conn: e.connID(), Note: what, Cwnd: e.cwnd, Ssthresh: e.ssthresh, Key: first.key})
+		e.emit(event.Event{Kind: event.KindRecovery, Conn: e.connID(), Note: refusedNote(lost, taken, recovery, cwr), Cwnd: e.cwnd, Ssthresh: e.ssthresh, Key: first.key})
 	}
+}
+
+// refusedNote says what linkRefused did: lost segments deemed lost and
+// taken the ones taken back to go again, in fast recovery or CWR if it
+// began either. Made only for an observer: a stack nobody watches
+// allocates nothing when its link refuses.
+func refusedNote(lost, taken int, recovery, cwr bool) string {
+	var what string
+	switch {
+	case lost > 0 && taken > 0:
+		what = "the link refused " + plural(lost+taken, "segment") + ", its queue full: " + strconv.Itoa(lost) + " deemed lost, " + strconv.Itoa(taken) + " not sent"
+	case lost > 0:
+		what = "the link refused " + plural(lost, "segment") + ", its queue full: deemed lost"
+	default:
+		what = "the link refused " + plural(taken, "segment") + ", its queue full: not sent, to go again"
+	}
+	switch {
+	case recovery:
+		what = "fast recovery: " + what
+	case cwr:
+		what = "CWR: " + what + " (local congestion)"
+	}
+	return what
 }
 
 // takeBackRefused takes back the refused new data at the tail of the
