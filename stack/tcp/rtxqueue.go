@@ -111,8 +111,14 @@ func (q *rtxQueue) push(start, end seqnum.Value, fin bool, now tcpip.MonotonicTi
 	q.tAppend(i)
 }
 
+// minRing is the records a retransmission queue starts with: a SYN and a
+// FIN, or a request or two, fit, and a connection that never sends more
+// keeps 192 bytes for them, not the 768 of 16 records; one that sends in
+// bulk doubles it a few more times on its first flight.
+const minRing = 4
+
 func (q *rtxQueue) grow() {
-	size := max(16, 2*len(q.ring))
+	size := max(minRing, 2*len(q.ring))
 	ring := make([]txSeg, size)
 	for i := q.head; i < q.tail(); i++ {
 		ring[i&uint64(size-1)] = *q.at(i)
