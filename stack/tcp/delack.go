@@ -26,7 +26,9 @@ import (
 //   - Quick-ACK mode again after a hole (receive.go, holdOutOfOrder) and
 //     after a retransmission of text we have (Linux tcp_data_queue): the
 //     segments that follow are the peer's loss recovery, which RFC 5681
-//     4.2 wants fast. Linux has stopped doing it after a hole (4.18).
+//     4.2 wants fast. Linux has stopped doing it after a hole (4.18). A
+//     copy the network made, which timestamps tell from a retransmission,
+//     does not count (peerRetransmitted); for Linux it does.
 //   - Ping-pong (interactive) mode (Linux inet_csk_inc_pingpong_cnt):
 //     once we send data within the delayed-ACK time of receiving some,
 //     the connection is a request/response exchange and quick ACKs stop,

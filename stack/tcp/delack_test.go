@@ -149,6 +149,73 @@ func TestQuickAckOnRetransmission(t *testing.T) {
 	p.Expect(seg{Flags: ".", Seq: 5, Ack: 13}) // quick, ping-pong is over
 }
 
+// TestQuickAckNotOnCopy: with timestamps, text we have that carries the
+// TSval it had the first time is a copy the network made, not the peer
+// retransmitting (peerRetransmitted): it is ACKed at once, but it says
+// nothing of our ACKs, and the receiver stays in ping-pong mode. The same
+// text with a later TSval is a retransmission, and the ACKs after it go
+// at once (TestQuickAckOnRetransmission).
+func TestQuickAckNotOnCopy(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		later time.Duration // between the text and its repeat
+		quick bool          // the next text's ACK goes at once
+	}{
+		{"copy", 0, false},
+		{"copy a tick later", time.Millisecond, false}, // the original set TS.Recent; the copy is no newer
+		{"retransmission", 3 * time.Millisecond, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, ep := tcptest.Established(t, tcptest.WithTimestamps())
+			p.Inject(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("ping")})
+			p.Expect(seg{Flags: ".", Seq: 1, Ack: 5})
+			ep.Write([]byte("pong"))
+			p.Expect(seg{Flags: "P.", Seq: 1, Ack: 5, Payload: []byte("pong")})
+			ping := seg{Flags: "P.", Seq: 5, Ack: 5, Payload: []byte("ping"), TS: true, TSVal: p.TSClock(), TSEcr: p.LastTSVal}
+			p.Inject(ping)
+			p.ExpectNothing() // ping-pong: waiting for the reply
+			p.Advance(tc.later)
+			if tc.quick {
+				ping.TSVal = p.TSClock() // sent again now
+			}
+			p.Inject(ping)
+			p.Expect(seg{Flags: ".", Seq: 5, Ack: 9}) // at once either way
+			p.Inject(seg{Flags: "P.", Seq: 9, Ack: 5, Payload: []byte("ping")})
+			if tc.quick {
+				p.Expect(seg{Flags: ".", Seq: 5, Ack: 13}) // ping-pong is over
+				return
+			}
+			p.ExpectNothing() // still ping-pong: the delayed ACK
+			p.Advance(40 * time.Millisecond)
+			p.Expect(seg{Flags: ".", Seq: 5, Ack: 13})
+		})
+	}
+}
+
+// TestCopyJudgedByNewestTSval: TS.Recent stays at the earliest segment a
+// delayed ACK will cover (RFC 7323 4.3), so a copy of a later segment
+// carries a TSval newer than TS.Recent; it is judged by the newest TSval
+// taken in, and is still a copy: no quick ACKs after it.
+func TestCopyJudgedByNewestTSval(t *testing.T) {
+	p, _ := tcptest.Established(t, tcptest.WithTimestamps())
+	in := &inOrder{p: p}
+	in.spendQuickAcks()
+	a := seg{Flags: "P.", Seq: in.seq, Ack: 1, Payload: payload(int(in.seq-1), 100), TS: true, TSVal: p.TSClock(), TSEcr: p.LastTSVal}
+	p.Inject(a) // TS.Recent: a's TSval
+	p.ExpectNothing()
+	p.Advance(time.Millisecond)
+	b := seg{Flags: "P.", Seq: in.seq + 100, Ack: 1, Payload: payload(int(in.seq+99), 100), TS: true, TSVal: p.TSClock(), TSEcr: p.LastTSVal}
+	p.Inject(b) // past Last.ACK.sent: TS.Recent stays a's
+	p.ExpectNothing()
+	p.Inject(b) // b's copy, a tick newer than TS.Recent
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: in.seq + 200})
+	in.seq += 200
+	in.send()
+	p.ExpectNothing() // no quick ACK: the delayed ACK
+	p.Advance(40 * time.Millisecond)
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: in.seq})
+}
+
 // TestQuickAckAfterHole: out-of-order text means the peer is losing
 // segments, and the segments after the hole are filled are its loss
 // recovery's, often one at a time: a delayed ACK there holds the

@@ -49,6 +49,7 @@ type Endpoint struct {
 	state      event.State
 	registered bool
 	portHeld   bool // an actively opened connection's local port, in proto.ports (ports.go)
+	tsOK       bool // timestamps in force (below); here, it fits the padding
 	route      *stack.Route
 	listener   *Listener // set while queued on a listener, not yet accepted
 	outq       []*stack.PacketBuffer
@@ -67,15 +68,17 @@ type Endpoint struct {
 	wsOK        bool  // both SYNs carried the window scale option
 	sackOK      bool  // both SYNs carried SACK-permitted (RFC 2018)
 
-	// Timestamps (RFC 7323 3 and 4.3): in force when both SYNs carried
-	// the TSopt. TS.Recent is the peer's TSval we echo, tsRecentAge when
-	// it was set (for 5.5's 24-day limit), Last.ACK.sent the ACK field of
-	// the last segment we sent.
+	// Timestamps (RFC 7323 3 and 4.3): in force (tsOK) when both SYNs
+	// carried the TSopt. TS.Recent is the peer's TSval we echo,
+	// tsRecentAge when it was set (for 5.5's 24-day limit), Last.ACK.sent
+	// the ACK field of the last segment we sent; tsNewest is the newest
+	// TSval of the peer's acceptable segments, which TS.Recent, held at
+	// the earliest one an ACK covers, lags (peerRetransmitted).
 	tsRecentAge tcpip.MonotonicTime
 	tsOffset    uint32 // added to the stack's tsClock: our TSval
 	tsRecent    uint32
 	lastAckSent seqnum.Value
-	tsOK        bool
+	tsNewest    uint32
 
 	// Send side. sndBuf holds bytes from sndBufSeq on: first those sent
 	// and not yet acknowledged, then those not yet sent.

@@ -208,6 +208,7 @@ func (e *Endpoint) takeSynOptions(seg *segment, weOffered bool) {
 	e.sackOK = seg.SACKPermitted && !e.proto.opts.NoSACK
 	if e.tsOK {
 		e.setTSRecent(seg.TSVal)
+		e.tsNewest = seg.TSVal
 	}
 	mss := int(seg.MSS)
 	if mss == 0 {

@@ -282,7 +282,7 @@ func (e *Endpoint) drainOutOfOrder() (fin bool) {
 // arrived before, and the ACK 3.10.7.4 sends reports them, as Linux's
 // tcp_send_dupack does. SYN and FIN count as bytes here, as in Linux.
 func (e *Endpoint) noteDuplicate(seg *segment) {
-	if seg.Len() > 0 && seg.Seq.LessThan(e.rcvNxt) {
+	if seg.Len() > 0 && seg.Seq.LessThan(e.rcvNxt) && e.peerRetransmitted(seg) {
 		// The peer is retransmitting what we have: our ACKs are
 		// being lost or were late, so send them at once for a while.
 		e.enterQuickAck() // delack.go
@@ -297,6 +297,32 @@ func (e *Endpoint) noteDuplicate(seg *segment) {
 	e.ooo.setDSACK(seg.Seq, end)
 }
 
+// peerRetransmitted reports whether seg, which repeats text we have, may
+// be the peer's retransmission, the sign that our ACKs were lost or late,
+// rather than a copy of a segment the network delivered twice. Timestamps
+// tell them apart (RFC 7323 3): a copy carries the TSval its original
+// had, no newer than the newest the peer's segments have brought
+// (tsNewest; not TS.Recent, which stays at the earliest segment an ACK
+// covers); a retransmission carries the time it was sent again, after
+// its timer (a tail loss probe's, an RTO) ran out, so later than anything
+// we have taken in unless the peer's clock has not ticked since. Without
+// timestamps there is no telling, and it is taken for a retransmission.
+//
+// Linux enters quick-ACK mode for either (tcp_data_queue,
+// tcp_send_dupack); we do only for a retransmission. A copy is still
+// answered at once with its D-SACK (RFC 2883), but it says nothing of our
+// ACKs, and on a path that duplicates 5% of its frames the quick ACKs and
+// the per-segment rule it put the receiver in (enterQuickAck) never ran
+// out: 0.83 ACKs per segment against 0.13, and 7.0-7.6 s of CPU per GiB
+// against 4.9-5.2, tapstack to tapstack over tap.Pipe
+// (TestDuplicatesKeepBurstAcks).
+func (e *Endpoint) peerRetransmitted(seg *segment) bool {
+	if !e.tsOK || !seg.TS || !e.tsRecentValid() {
+		return true
+	}
+	return tsBefore(e.tsNewest, seg.TSVal)
+}
+
 // noteTrimmedDuplicate records a D-SACK for the text of an acceptable
 // segment that began below RCV.NXT and was cut there (trimToWindow): it
 // arrived before (RFC 2883 4; Linux's tcp_data_queue "partial packet").
@@ -308,7 +334,9 @@ func (e *Endpoint) noteTrimmedDuplicate(seg *segment) {
 	if !orig.LessThan(seg.Seq) {
 		return
 	}
-	e.enterQuickAck() // a retransmission: our ACK was lost or late
+	if e.peerRetransmitted(seg) {
+		e.enterQuickAck() // a retransmission: our ACK was lost or late
+	}
 	if e.sackOK {
 		e.ooo.setDSACK(orig, seg.Seq)
 	}

@@ -96,6 +96,9 @@ func (e *Endpoint) updateTSRecent(seg *segment) {
 	if !e.tsOK || !seg.TS || seg.has(header.TCPFlagRst) {
 		return
 	}
+	if tsBefore(e.tsNewest, seg.TSVal) {
+		e.tsNewest = seg.TSVal
+	}
 	// SEG.SEQ as it arrived, before trimming to the window moved it.
 	if seqnum.Value(seg.wire.Seq).LessThanEq(e.lastAckSent) && (!tsBefore(seg.TSVal, e.tsRecent) || !e.tsRecentValid()) {
 		e.setTSRecent(seg.TSVal)
