@@ -5,6 +5,7 @@ package tap
 import (
 	"bytes"
 	"os"
+	"syscall"
 	"testing"
 	"time"
 
@@ -177,6 +178,17 @@ func TestDeliverVnetChecks(t *testing.T) {
 // which keeps frames apart as a TAP does; the other end is returned.
 func seqpacketLink(t *testing.T, o Offloads) (*fdLink, int) {
 	t.Helper()
+	f, rc, peer := seqpacketPair(t)
+	o.VnetHdr = true
+	l := &fdLink{f: f, rc: rc, offloads: o}
+	l.tx = newTxPath(l, true, o.Coalesce)
+	return l, peer
+}
+
+// seqpacketPair is a SOCK_SEQPACKET pair standing for a TAP descriptor
+// (non-blocking, as Open makes it) and the kernel's end of it.
+func seqpacketPair(t *testing.T) (*os.File, syscall.RawConn, int) {
+	t.Helper()
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -194,10 +206,7 @@ func seqpacketLink(t *testing.T, o Offloads) (*fdLink, int) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close(); unix.Close(fds[1]) })
-	o.VnetHdr = true
-	l := &fdLink{f: f, rc: rc, offloads: o}
-	l.tx = newTxPath(l, true, o.Coalesce)
-	return l, fds[1]
+	return f, rc, fds[1]
 }
 
 // readFrames reads n frames from fd, each with its virtio-net header.
@@ -323,6 +332,42 @@ func TestTxQueue(t *testing.T) {
 	defer pkt.DecRef()
 	if _, err := q.enqueue([]*stack.PacketBuffer{pkt}); err == nil {
 		t.Error("enqueue after close succeeded")
+	}
+}
+
+// TestPlainDeviceWritesFromQueue: a device the kernel gave no offloads
+// writes from its outbound queue too, one frame per write, by its writer
+// goroutine: the queue's limit holds (of three frames, a queue of one
+// takes the idle device's frame and one more, and refuses the third, as
+// a qdisc drops it), and the frames it took reach the kernel whole and
+// in order.
+func TestPlainDeviceWritesFromQueue(t *testing.T) {
+	f, rc, peer := seqpacketPair(t)
+	l := newFDLink(f, rc, config{mtu: DefaultMTU, txQueue: 1}, Offloads{})
+	defer l.txq.close()
+	var frames [][]byte
+	var pkts stack.PacketBufferList
+	for i := range 3 {
+		fr := tcpFrame(seg{seq: uint32(1 + i*1000), ack: 1, flags: header.TCPFlagAck, payload: pattern(1000)})
+		frames = append(frames, fr)
+		pkts.PushBack(outPacket(fr, 4096))
+	}
+	n, err := l.WritePackets(pkts)
+	pkts.DecRef()
+	if n != 2 || !isNoBufferSpace(err) {
+		t.Fatalf("WritePackets: %d of 3, %v; want 2 taken, %v", n, err, &tcpip.ErrNoBufferSpace{})
+	}
+	if !l.FlushOutbound(10 * time.Second) {
+		t.Fatal("flush timed out")
+	}
+	got := readFrames(t, peer, 2)
+	for i, w := range got {
+		if !bytes.Equal(w, frames[i]) {
+			t.Errorf("frame %d: the kernel got %d bytes, not the frame as sent", i, len(w))
+		}
+	}
+	if l.txFrames.Load() != 2 || l.txDropped.Load() != 1 || l.txSuper.Load() != 0 {
+		t.Errorf("frames %d dropped %d super %d; want 2, 1, 0", l.txFrames.Load(), l.txDropped.Load(), l.txSuper.Load())
 	}
 }
 

@@ -141,6 +141,14 @@ func Open(name string, opts ...Option) (*Device, error) {
 		offloads.Coalesce = c.coalesce
 		offloads.GRO = c.gro && (offloads.TSO4 || offloads.TSO6)
 	}
+	l := newFDLink(f, rc, c, offloads)
+	return &Device{name: actual, ep: ethernet.New(l), link: l}, nil
+}
+
+// newFDLink is the link over descriptor f, with the offloads the kernel
+// granted: its write path and outbound queue, whose writer goroutine it
+// starts, and its read path. The read loop starts at Attach.
+func newFDLink(f *os.File, rc syscall.RawConn, c config, offloads Offloads) *fdLink {
 	l := &fdLink{
 		f:          f,
 		rc:         rc,
@@ -150,13 +158,11 @@ func Open(name string, opts ...Option) (*Device, error) {
 	}
 	l.tx = newTxPath(l, offloads.VnetHdr, offloads.Coalesce)
 	l.rx = newRxReader(l)
-	if offloads.Coalesce {
-		l.txq = newTxQueue(l.tx, c.txQueue)
-	}
+	l.txq = newTxQueue(l.tx, max(c.txQueue, 1))
 	// The inner endpoint deals in whole frames, so its MTU includes the
 	// Ethernet header; ethernet.Endpoint subtracts it again.
 	l.mtu.Store(c.mtu + header.EthernetMinimumSize)
-	return &Device{name: actual, ep: ethernet.New(l), link: l}, nil
+	return l
 }
 
 // openTAP opens the clone device and binds the descriptor to the TAP device
@@ -326,12 +332,11 @@ type fdLink struct {
 
 	offloads   Offloads    // fixed at Open
 	gsoRefused atomic.Bool // the kernel refused a super-frame: coalescing is off
-	tx         *txPath     // the write path; under txMu unless txq owns it
+	tx         *txPath     // the write path; its writer goroutine's (txq)
 	rx         *rxReader   // the read path with offloads; the read loop's
 	rxq        *rxQueue    // its hand-over to the stack; the read loop's
 	rxQueueLen int         // the hand-over's limit; 0: none, frames are delivered on the read loop
-	txMu       sync.Mutex
-	txq        *txQueue // the outbound queue, when coalescing
+	txq        *txQueue    // the outbound queue and its writer goroutine
 
 	rxFrames, rxBytes, txFrames, txBytes atomic.Uint64
 	rxDropped, txDropped, txErrors       atomic.Uint64
@@ -549,32 +554,20 @@ func (l *fdLink) deliver(frame []byte) {
 	l.handOver(d, pkt)
 }
 
-// WritePackets implements stack.LinkWriter. Without coalescing, each
-// frame is one writev on the caller's goroutine, so the kernel sees each
-// frame as one packet. With it, frames go to the outbound queue and the
-// writer goroutine writes them, runs of one flow's segments as one
-// super-frame. A frame the kernel or the queue cannot take is dropped and
+// WritePackets implements stack.LinkWriter: frames go to the outbound
+// queue (WithTxQueue) and the writer goroutine writes them, each as one
+// packet, or with coalescing runs of one flow's segments as one
+// super-frame. A frame the queue or the kernel cannot take is dropped and
 // counted, like a full NIC queue; blocking here would stall the stack's
 // sender.
 func (l *fdLink) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
-	if l.txq != nil {
-		return l.txq.enqueue(pkts.AsSlice())
-	}
-	l.txMu.Lock()
-	defer l.txMu.Unlock()
-	if err := l.tx.writeBatch(pkts.AsSlice()); err != nil {
-		return 0, err
-	}
-	return pkts.Len(), nil
+	return l.txq.enqueue(pkts.AsSlice())
 }
 
 // FlushOutbound implements stack.FlushingLink: it waits until the frames
 // queued for the writer goroutine so far have been written (or dropped),
 // or timeout has passed, and reports whether they were.
 func (l *fdLink) FlushOutbound(timeout time.Duration) bool {
-	if l.txq == nil {
-		return true
-	}
 	return l.txq.flush(timeout)
 }
 
@@ -593,9 +586,7 @@ func (l *fdLink) close() error {
 	if action != nil {
 		action()
 	}
-	if l.txq != nil {
-		l.txq.close()
-	}
+	l.txq.close()
 	err := l.f.Close()
 	l.mu.Lock()
 	l.closeErr = err

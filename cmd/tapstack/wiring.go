@@ -105,9 +105,6 @@ func (lf *linkFlags) open(e env, opts tcp.Options) (s *stack.Stack, close func()
 	if err != nil {
 		return nil, nil, err
 	}
-	if *lf.txQueue != tap.DefaultTxQueue && !dev.Offloads().Coalesce {
-		fmt.Fprintf(e.stderr, "tapstack: --tx-queue: %s has no outbound queue (the kernel gave it no offloads): each frame is written as it is sent\n", name)
-	}
 	capPath, plotDone, err := plotCapture(e, *lf.pcap, *lf.plot)
 	if err != nil {
 		dev.Close()
