@@ -85,6 +85,15 @@ type BatchingLink interface {
 	OnBatchEnd(func())
 }
 
+// QueueingLink is implemented by link endpoints with an outbound queue
+// that can say how many more frames it takes before it is busy, such as
+// a TAP device. AddNIC hands OutboundRoom to the engine, which then holds
+// new data back until the next ACK rather than fill the queue, as Linux's
+// TCP small queues do (stack/tcp/send.go).
+type QueueingLink interface {
+	OutboundRoom() int
+}
+
 // FlushingLink is implemented by link endpoints with an outbound queue of
 // their own, such as tap.Pipe's ends: Close waits, up to a bound, until
 // the resets it sent have left, before removing the interface discards
@@ -228,6 +237,13 @@ func (s *Stack) AddNIC(link gstack.LinkEndpoint, addrs ...netip.Prefix) (tcpip.N
 		b, ok := l.(BatchingLink)
 		if ok {
 			b.OnBatchEnd(s.bind.BatchLink(id))
+		}
+		return ok
+	})
+	walkLink(link, func(l gstack.LinkEndpoint) bool {
+		q, ok := l.(QueueingLink)
+		if ok {
+			s.bind.QueueLink(id, q.OutboundRoom)
 		}
 		return ok
 	})

@@ -102,9 +102,12 @@ const DefaultTxQueue = 1000
 // offloads the stack's goroutine once made every write itself: sending to
 // the kernel took 3.1 Gbit/s, against 5.1 with the queue, and the kernel
 // sending to us 2.4 against 2.9 (our ACKs are writes, in which the kernel
-// sends its next segments). A frame that finds the queue full is dropped and
-// counted in DeviceStats.TxDropped, as a full NIC queue drops it, and the
-// stack is told (its local congestion). As in Linux, the frame the idle
+// sends its next segments). Once 256 frames wait (busyFrames), the
+// device says so (stack.QueueingLink), and tapstack's TCP holds new data
+// back until its next ACK, as Linux's TCP small queues do. A frame that
+// finds the queue full is dropped and counted in DeviceStats.TxDropped,
+// as a full NIC queue drops it, and the stack is told (its local
+// congestion). As in Linux, the frame the idle
 // device takes at once is not in the queue: a queue of one holds one
 // frame besides the one being written.
 func WithTxQueue(frames int) Option {
@@ -486,7 +489,22 @@ type txQueue struct {
 	done sync.WaitGroup
 
 	queued, finished atomic.Uint64 // for FlushOutbound
+	depth            atomic.Int32  // len(q), for room
 }
+
+// busyFrames is how many frames waiting in the outbound queue make it
+// busy (fdLink.OutboundRoom): the stack's TCP then sends no new data
+// until its next ACK, as Linux's TCP small queues keep a socket's bytes
+// in the qdisc and the driver to about a millisecond's worth. Without
+// offloads the writer takes a frame in 1 to 2 µs, so 256 are a few
+// hundred µs of writing; with offloads the stack's frames are
+// super-frames, and a window never fills that many. A queue shorter than
+// this (WithTxQueue) is never busy: it overflows, as asked.
+const busyFrames = 256
+
+// room is how many more frames the queue takes before it is busy: at
+// most 0 once it is.
+func (t *txQueue) room() int { return busyFrames - int(t.depth.Load()) }
 
 func newTxQueue(p *txPath, limit int) *txQueue {
 	t := &txQueue{path: p, limit: limit, wake: make(chan struct{}, 1), stop: make(chan struct{})}
@@ -529,6 +547,7 @@ func (t *txQueue) enqueue(pkts []*stack.PacketBuffer) (int, tcpip.Error) {
 		}
 		t.q = append(t.q, pkt.IncRef())
 	}
+	t.depth.Store(int32(len(t.q)))
 	t.queued.Add(uint64(len(pkts) - dropped))
 	t.mu.Unlock()
 	if dropped > 0 {
@@ -574,6 +593,7 @@ func (t *txQueue) run() {
 		for range 1024 {
 			t.mu.Lock()
 			batch, t.q = t.q, batch[:0]
+			t.depth.Store(0)
 			t.writing = len(batch) > 0
 			t.mu.Unlock()
 			if len(batch) == 0 {

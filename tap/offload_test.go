@@ -323,6 +323,11 @@ func TestTxQueue(t *testing.T) {
 		if dropped := l.txDropped.Load() - before; dropped != uint64(tc.dropNo) || len(stalled.q) != tc.taken {
 			t.Errorf("writing %v: dropped %d, queued %d; want %d, %d", tc.writing, dropped, len(stalled.q), tc.dropNo, tc.taken)
 		}
+		// The room before the queue is busy (TCP small queues) counts
+		// the frames waiting.
+		if got := stalled.room(); got != busyFrames-tc.taken {
+			t.Errorf("writing %v: room %d, want %d", tc.writing, got, busyFrames-tc.taken)
+		}
 		for _, p := range append(many, stalled.q...) {
 			p.DecRef()
 		}

@@ -564,6 +564,11 @@ func (l *fdLink) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 	return l.txq.enqueue(pkts.AsSlice())
 }
 
+// OutboundRoom implements stack.QueueingLink: how many more frames the
+// outbound queue takes before it holds so many (busyFrames) that the
+// stack's TCP should send no new data until its next ACK.
+func (l *fdLink) OutboundRoom() int { return l.txq.room() }
+
 // FlushOutbound implements stack.FlushingLink: it waits until the frames
 // queued for the writer goroutine so far have been written (or dropped),
 // or timeout has passed, and reports whether they were.

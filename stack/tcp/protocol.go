@@ -89,6 +89,7 @@ func NewProtocol(opts Options) (*Protocol, *tcpbind.Binding) {
 		Factory:   p.attach,
 		LinkDown:  p.linkDown,
 		BatchLink: p.batchLink,
+		QueueLink: p.queueLink,
 		Shutdown:  p.shutdown,
 		Drained:   p.drainedChan,
 		Abort:     p.abortAll,

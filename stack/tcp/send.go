@@ -261,6 +261,18 @@ type train struct {
 	max   int // segments one packet may carry: gsoSegsMax when output began
 }
 
+// framesPending is how many frames e has made and not yet handed to the
+// link: the packets queued for flush (outq) and the segments the train
+// holds, not yet built, each counted as a frame (with GSO they will be
+// fewer).
+func (e *Endpoint) framesPending() int {
+	n := len(e.outq)
+	if e.train != nil {
+		n += e.train.segs
+	}
+	return n
+}
+
 // gsoSegs is how many segments Linux puts in one GSO packet
 // (tcp_tso_autosize): about a millisecond's worth at the pacing rate
 // (sk_pacing_shift 10: rate/1024), at least MinGSOSegments (Linux's
@@ -487,6 +499,17 @@ func (e *Endpoint) sendNewDataN(cause event.SendCause, probe bool, mss int) bool
 	}
 	if e.rtxq.full() {
 		e.proto.stats.SendQueueFull.Add(1)
+		return false
+	}
+	if !probe && !e.rtxq.empty() && e.route != nil && e.proto.linkBusy(e.route.NICID(), e.framesPending()) {
+		// TCP small queues (Linux tcp_small_queue_check): the link's
+		// outbound queue holds many frames already, with those not
+		// yet handed to it, so new data waits for the next ACK, which
+		// the data in flight will draw, rather than overflow the queue
+		// and be refused (refused.go), and rather than add to the delay
+		// of every segment after it. Linux counts each socket's bytes
+		// below it; a link here says how busy its queue is.
+		e.proto.stats.LinkBusy.Add(1)
 		return false
 	}
 	end := e.sndEnd()

@@ -34,6 +34,12 @@ type Binding struct {
 	// in-order text makes due once, at its end (stack/tcp/batch.go).
 	BatchLink func(nic tcpip.NICID) func()
 
+	// QueueLink says that the link of interface nic has an outbound
+	// queue and that room reports how many more frames it takes before
+	// it holds so many of the stack's frames that new data should wait
+	// for the next ACK (TCP small queues, stack/tcp/send.go).
+	QueueLink func(nic tcpip.NICID, room func() int)
+
 	// Shutdown begins closing every connection the way its peer can see
 	// (a FIN after the queued data, or a RST where received data would
 	// be discarded unread) and closes the listeners; no new connection

@@ -35,6 +35,7 @@ package tcptest
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 	"net/netip"
 	"strings"
 	"testing"
@@ -127,6 +128,8 @@ type Peer struct {
 
 	refuse    int  // packets the link refuses next (RefuseNext)
 	refuseAll bool // the link refuses every packet (RefuseAll)
+	room      int  // frames the link's queue takes before it is busy (SetLinkRoom)
+	roomSet   bool
 }
 
 type config struct {
@@ -210,6 +213,9 @@ type refusingLink struct {
 func (l *refusingLink) WritePackets(pkts gstack.PacketBufferList) (int, tcpip.Error) {
 	p := l.p
 	if p.refuse == 0 && !p.refuseAll {
+		if p.roomSet {
+			p.room -= pkts.Len() // queued: nothing drains until SetLinkRoom
+		}
 		return l.Endpoint.WritePackets(pkts)
 	}
 	for _, pkt := range pkts.AsSlice() {
@@ -225,6 +231,22 @@ func (l *refusingLink) WritePackets(pkts gstack.PacketBufferList) (int, tcpip.Er
 	p.refuse = max(p.refuse-pkts.Len(), 0)
 	return 0, &tcpip.ErrNoBufferSpace{}
 }
+
+// OutboundRoom implements stack.QueueingLink: what SetLinkRoom said, or
+// a queue that is never busy.
+func (l *refusingLink) OutboundRoom() int {
+	if !l.p.roomSet {
+		return math.MaxInt32
+	}
+	return l.p.room
+}
+
+// SetLinkRoom makes the link's outbound queue take n more frames before
+// it is busy (stack.QueueingLink), as a TAP device's queue says: each
+// packet the stack writes takes one, and none drains until the next
+// SetLinkRoom. The engine holds new data back while the queue is busy
+// (TCP small queues). By default the queue is never busy.
+func (p *Peer) SetLinkRoom(n int) { p.room, p.roomSet = n, true }
 
 // RefuseNext makes the link refuse the next n packets the stack writes,
 // its queue full: they never reach the peer (Next does not see them), and

@@ -1,0 +1,63 @@
+package tcp_test
+
+import (
+	"testing"
+
+	"github.com/tapstack/tapstack/stack/tcp"
+	"github.com/tapstack/tapstack/stack/tcp/tcptest"
+)
+
+// TestSmallQueues: TCP small queues (send.go, Linux's
+// tcp_small_queue_check). While the link's outbound queue is busy, new
+// data waits for the next ACK, counted in Stats.LinkBusy; frames built in
+// the same run count against the room the queue has left. With nothing
+// in flight, the data goes anyway: no ACK would come to release it.
+func TestSmallQueues(t *testing.T) {
+	p, ep := rttPeer(t, tcp.Options{})
+	mss := ep.Info().SndMSS
+	seg1 := func(k int) seg { return seg{Flags: ".", Seq: sbm(mss, k), Ack: 1, Len: mss, Check: tcptest.IgnorePSH} }
+
+	// Room for three frames: the first segment goes with nothing in
+	// flight, the next two fill the room, the rest of the window waits.
+	p.SetLinkRoom(3)
+	if _, err := ep.Write(payload(0, 10*mss)); err != nil {
+		t.Fatal(err)
+	}
+	for k := 1; k <= 3; k++ {
+		p.Expect(seg1(k))
+	}
+	p.ExpectNothing()
+	if n := p.TCP.Stats().LinkBusy.Load(); n != 1 {
+		t.Errorf("LinkBusy %d, want 1", n)
+	}
+	if i := ep.Info(); int(i.InFlight) != 3*mss {
+		t.Errorf("in flight %d, want the three segments that left", i.InFlight)
+	}
+
+	// Still busy: the ACK of the first sends nothing new.
+	p.SetLinkRoom(0)
+	p.Advance(rtt)
+	p.Inject(sackAckM(mss, 2))
+	p.ExpectNothing()
+
+	// The queue has room again: the next ACK sends what the window
+	// allows, the rest of the data.
+	p.SetLinkRoom(1000)
+	p.Inject(sackAckM(mss, 3))
+	for k := 4; k <= 10; k++ {
+		p.Expect(seg1(k))
+	}
+	p.ExpectNothing()
+
+	// Everything acknowledged, the queue busy: new data still goes,
+	// one segment, which draws the ACK that sends the next.
+	p.SetLinkRoom(0)
+	p.Inject(sackAckM(mss, 11))
+	if _, err := ep.Write(payload(10*mss, 2*mss)); err != nil {
+		t.Fatal(err)
+	}
+	p.Expect(seg1(11))
+	p.ExpectNothing()
+	p.Inject(sackAckM(mss, 12))
+	p.Expect(seg1(12))
+}
