@@ -65,7 +65,7 @@ func addLinkFlags(fs *flag.FlagSet, verb string) *linkFlags {
 		tap:     fs.String("tap", "", "Linux TAP device to "+verb+", e.g. tap0; it must exist unless --create"),
 		addr:    fs.String("addr", "", "the stack's address/prefix on the device, e.g. 192.0.2.2/24"),
 		create:  fs.Bool("create", false, "create the TAP device if it does not exist (it is removed on exit)"),
-		txQueue: fs.Int("tx-queue", tap.DefaultTxQueue, "frames the device's outbound queue holds, as Linux's txqueuelen; a frame that finds it full is refused, and tapstack's TCP takes it back and reduces its window, as Linux does on a qdisc drop (make it small to see local congestion)"),
+		txQueue: fs.Int("tx-queue", tap.DefaultTxQueue, "frames the device's outbound queue holds, as Linux's txqueuelen; a frame that finds it full is refused, and tapstack's TCP takes it back and reduces its window, as Linux does on a qdisc drop (make it small, under 256, to see local congestion: from 256 frames waiting tapstack's TCP holds new data back, as Linux's TCP small queues)"),
 		pcap:    fs.String("pcap", "", "write an annotated pcapng capture of the device's frames to `file`"),
 		plot:    plotFlag(fs),
 		otlp:    otlpFlag(fs),
