@@ -492,8 +492,9 @@ type txQueue struct {
 	depth            atomic.Int32  // len(q), for room
 }
 
-// busyFrames is how many frames waiting in the outbound queue make it
-// busy (fdLink.OutboundRoom): the stack's TCP then sends no new data
+// busyFrames is how many frames waiting in the outbound queue of a device
+// or a pipe's end make it busy (fdLink.OutboundRoom,
+// PipeEnd.OutboundRoom): the stack's TCP then sends no new data
 // until its next ACK, as Linux's TCP small queues keep a socket's bytes
 // in the qdisc and the driver to about a millisecond's worth. Without
 // offloads the writer takes a frame in 1 to 2 µs, so 256 are a few

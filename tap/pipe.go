@@ -454,6 +454,15 @@ func (e *PipeEnd) OnFailure(fn func(error)) {
 	e.port.onFailure = fn
 }
 
+// OutboundRoom implements stack.QueueingLink: how many more frames this
+// end's outbound queue takes before it holds so many (busyFrames) that
+// tapstack's TCP should send no new data until its next ACK (TCP small
+// queues), as a TAP device's does. A queue shorter than that
+// (WithPipeQueue) is never busy: it overflows, as asked.
+func (e *PipeEnd) OutboundRoom() int {
+	return busyFrames - int(e.port.queued.Load()-e.port.done.Load())
+}
+
 // FlushOutbound waits until the frames written on this end so far have
 // been delivered to the other end (or dropped), or timeout has passed, and
 // reports whether they were. stack.Stack's Close calls it between sending

@@ -83,6 +83,35 @@ func TestPipeQueueFullDrops(t *testing.T) {
 	check()
 }
 
+// TestPipeOutboundRoom: an end's outbound queue says how many more frames
+// it takes before it is busy (stack.QueueingLink, TCP small queues): 256
+// less those waiting; frames the queue refused do not count.
+func TestPipeOutboundRoom(t *testing.T) {
+	check := goroutineBaseline(t)
+	// Not attached yet, so no pump drains the queue.
+	a, b := tap.Pipe(tap.WithPipeQueue(300))
+	if got := a.OutboundRoom(); got != 256 {
+		t.Errorf("empty: room %d, want 256", got)
+	}
+	pkts := frame(200)
+	a.WritePackets(pkts)
+	pkts.DecRef()
+	if got := a.OutboundRoom(); got != 56 {
+		t.Errorf("200 waiting: room %d, want 56", got)
+	}
+	pkts = frame(150)
+	n, _ := a.WritePackets(pkts)
+	pkts.DecRef()
+	if got := a.OutboundRoom(); n != 100 || got != -44 {
+		t.Errorf("150 more, %d taken: room %d, want 100 taken and -44", n, got)
+	}
+	a.Close()
+	b.Close()
+	a.Wait()
+	b.Wait()
+	check()
+}
+
 func TestPipePing(t *testing.T) {
 	check := goroutineBaseline(t)
 	a, b := tap.Pipe()
