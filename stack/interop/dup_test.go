@@ -2,10 +2,8 @@ package interop
 
 import (
 	"testing"
-	"time"
 
 	"github.com/tapstack/tapstack/event"
-	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/tap"
 )
 
@@ -21,20 +19,9 @@ import (
 // before, 4.9-5.2 after.
 func TestDuplicatesKeepBurstAcks(t *testing.T) {
 	const size = 16 * MiB
-	pa, pb := tap.Pipe(tap.WithPipeGSO(false))
-	fault := tap.NewFault(pa, tap.FaultConfig{Duplicate: 0.05, Seed: 1})
-	snd, _ := newTapstack(t, fault, tsPrefix4, tcp.Options{})
-	rcv, _ := newTapstack(t, pb, peerPrefix4, tcp.Options{})
-	c, s := connectPair(t, snd, rcv, peerPrefix4)
-	dl := time.Now().Add(time.Minute)
-	if err := c.SetDeadline(dl); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.SetDeadline(dl); err != nil {
-		t.Fatal(err)
-	}
+	snd, rcv, move := plainPipeTransfer(t, &tap.FaultConfig{Duplicate: 0.05, Seed: 1}, size)
 	sent0, acks0 := snd.TCP().Stats().SegmentsOut.Load(), rcv.TCP().Stats().SegmentsOut.Load()
-	mover(t, c, s, size)()
+	move()
 	st := rcv.TCP().Stats()
 	sent, acks := snd.TCP().Stats().SegmentsOut.Load()-sent0, st.SegmentsOut.Load()-acks0
 	copies := st.Dropped(event.DropOldSequence)
