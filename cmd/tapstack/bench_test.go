@@ -21,7 +21,8 @@ var quickBench = []string{"bench", "-size", "1048576", "-rounds", "2", "-conns",
 var benchRows = []string{
 	"bulk, dialer → listener", "CPU per GiB, dialer → listener", "allocations per data segment, dialer → listener",
 	"bulk, listener → dialer", "CPU per GiB, listener → dialer", "allocations per data segment, listener → dialer",
-	"connections/s, 1 dialer", "CPU per connection, 1 dialer", "connections/s, 8 dialers", "CPU per connection, 8 dialers",
+	"connections/s, 1 dialer", "CPU per connection, 1 dialer", "allocations per connection, 1 dialer",
+	"connections/s, 8 dialers", "CPU per connection, 8 dialers", "allocations per connection, 8 dialers",
 	"echo p50, 64 B", "echo p99, 64 B",
 }
 

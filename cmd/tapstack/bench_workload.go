@@ -292,8 +292,8 @@ type bulkResult struct {
 	gbps    float64       // steady-state throughput: after the first eighth
 	cpu     time.Duration // process CPU for the whole transfer
 	sys     time.Duration // of it, system time
-	mallocs uint64        // heap allocations during it
-	frames  uint64        // frames the link carried during it
+	mallocs uint64        // heap allocations in the steady state: after the first eighth
+	frames  uint64        // frames the link carried during the transfer
 }
 
 // halfCloser is a connection that can shut its sending side.
@@ -384,6 +384,7 @@ type bulkCheck struct {
 	got        int64
 	sum, want  uint32
 	tWarm      time.Time
+	uWarm      procUsage // the process's usage then
 }
 
 // newBulkCheck expects size bytes of block repeated.
@@ -401,6 +402,7 @@ func (c *bulkCheck) add(b []byte) {
 	c.got += int64(len(b))
 	if c.tWarm.IsZero() && c.got >= c.warm {
 		c.tWarm = time.Now()
+		c.uWarm = readUsage() // once: it stops the world for microseconds
 	}
 }
 
@@ -414,7 +416,7 @@ func (c *bulkCheck) result(tEnd time.Time, u0, u1 procUsage) (bulkResult, error)
 		gbps:    float64(c.size-c.warm) * 8 / tEnd.Sub(c.tWarm).Seconds() / 1e9,
 		cpu:     u1.cpu - u0.cpu,
 		sys:     u1.sys - u0.sys,
-		mallocs: u1.mallocs - u0.mallocs,
+		mallocs: u1.mallocs - c.uWarm.mallocs,
 	}, nil
 }
 
@@ -433,8 +435,9 @@ func benchBlock() []byte {
 
 // connResult is one connections/s measurement's figures.
 type connResult struct {
-	rate float64       // connections opened and closed per second
-	cpu  time.Duration // process CPU per connection: both ends over tap.Pipe; the stack's end and the kernel's sockets' syscalls over the TAP
+	rate    float64       // connections opened and closed per second
+	cpu     time.Duration // process CPU per connection: both ends over tap.Pipe; the stack's end and the kernel's sockets' syscalls over the TAP
+	mallocs float64       // heap allocations per connection, the bench's own included (the same for both stacks)
 }
 
 // connRate opens and closes n connections from dialers goroutines and
@@ -509,7 +512,7 @@ func connRate(ctx context.Context, e *benchEnv, n, dialers int) (connResult, err
 		return connResult{}, err
 	default:
 	}
-	return connResult{rate: float64(n) / d.Seconds(), cpu: (u1.cpu - u0.cpu) / time.Duration(n)}, nil
+	return connResult{rate: float64(n) / d.Seconds(), cpu: (u1.cpu - u0.cpu) / time.Duration(n), mallocs: float64(u1.mallocs-u0.mallocs) / float64(n)}, nil
 }
 
 // echoLatency sends n messages of size bytes, one at a time, over one
