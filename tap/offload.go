@@ -107,9 +107,9 @@ const DefaultTxQueue = 1000
 // back until its next ACK, as Linux's TCP small queues do. A frame that
 // finds the queue full is dropped and counted in DeviceStats.TxDropped,
 // as a full NIC queue drops it, and the stack is told (its local
-// congestion). As in Linux, the frame the idle
-// device takes at once is not in the queue: a queue of one holds one
-// frame besides the one being written.
+// congestion). As in Linux, the frame the idle device takes at once is
+// not in the queue: a queue of one holds one frame besides the one being
+// written.
 func WithTxQueue(frames int) Option {
 	return func(c *config) { c.txQueue = frames }
 }

@@ -508,7 +508,9 @@ func (e *Endpoint) sendNewDataN(cause event.SendCause, probe bool, mss int) bool
 		// the data in flight will draw, rather than overflow the queue
 		// and be refused (refused.go), and rather than add to the delay
 		// of every segment after it. Linux counts each socket's bytes
-		// below it; a link here says how busy its queue is.
+		// below it; a link here says only how busy its queue is, so a
+		// connection with data in flight also waits while others fill
+		// the queue (with nothing in flight it never waits).
 		e.proto.stats.LinkBusy.Add(1)
 		return false
 	}
