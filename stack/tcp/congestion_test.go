@@ -2,8 +2,10 @@ package tcp_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/tapstack/tapstack/event"
+	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/stack/tcp/tcptest"
 )
 
@@ -48,6 +50,35 @@ func TestEarlyRetransmit(t *testing.T) {
 	p.Inject(seg{Flags: ".", Seq: 1, Ack: 4381})
 	p.ExpectNothing()
 	p.WantState(ep, event.Established)
+}
+
+// TestNoEarlyRetransmitOnPlainDupAck: with SACK in force, a lone
+// duplicate ACK without SACK blocks for the last, short segment of a
+// transfer is no sign of loss: the network's copy of an ACK, or the
+// peer's answer to a segment the network duplicated. Early Retransmit's
+// threshold of oseg-1 counts SACKed segments on a SACK connection (RFC
+// 5827 3.2), so plain duplicates fall back to RFC 5681's three; one
+// retransmitted the segment at once.
+func TestNoEarlyRetransmitOnPlainDupAck(t *testing.T) {
+	p, ep := rttPeer(t, tcp.Options{})
+	mss := ep.Info().SndMSS
+	sendSegments(t, p, ep, 4)
+	p.Advance(rtt)
+	p.Inject(sackAckM(mss, 5))
+	if _, err := ep.Write(payload(4*mss, 100)); err != nil {
+		t.Fatal(err)
+	}
+	p.Expect(seg{Flags: "P.", Seq: sbm(mss, 5), Ack: 1, Len: 100})
+	p.Advance(time.Millisecond)
+	p.Inject(sackAckM(mss, 5)) // a duplicate, no SACK blocks
+	p.ExpectNothing()
+	if st := p.TCP.Stats(); st.FastRecoveries.Load() != 0 || st.Retransmits.Load() != 0 {
+		t.Errorf("fast recoveries %d, retransmits %d; want none", st.FastRecoveries.Load(), st.Retransmits.Load())
+	}
+	p.Advance(rtt)
+	p.Inject(sackAckM(mss, 5)) // three in all: RFC 5681's rule
+	p.Inject(sackAckM(mss, 5))
+	p.Expect(seg{Flags: "P.", Seq: sbm(mss, 5), Ack: 1, Len: 100})
 }
 
 // TestDupAcksDeliveredOnce: without SACK, each duplicate ACK stands for
