@@ -488,8 +488,7 @@ type txQueue struct {
 	stop chan struct{}
 	done sync.WaitGroup
 
-	queued, finished atomic.Uint64 // for FlushOutbound
-	depth            atomic.Int32  // len(q), for room
+	queued, finished atomic.Uint64 // for FlushOutbound and room
 }
 
 // busyFrames is how many frames waiting in the outbound queue of a device
@@ -504,8 +503,9 @@ type txQueue struct {
 const busyFrames = 256
 
 // room is how many more frames the queue takes before it is busy: at
-// most 0 once it is.
-func (t *txQueue) room() int { return busyFrames - int(t.depth.Load()) }
+// most 0 once it is. The frames counted are those queued and not yet
+// written, the writer's batch in hand included.
+func (t *txQueue) room() int { return busyFrames - int(t.queued.Load()-t.finished.Load()) }
 
 func newTxQueue(p *txPath, limit int) *txQueue {
 	t := &txQueue{path: p, limit: limit, wake: make(chan struct{}, 1), stop: make(chan struct{})}
@@ -548,7 +548,6 @@ func (t *txQueue) enqueue(pkts []*stack.PacketBuffer) (int, tcpip.Error) {
 		}
 		t.q = append(t.q, pkt.IncRef())
 	}
-	t.depth.Store(int32(len(t.q)))
 	t.queued.Add(uint64(len(pkts) - dropped))
 	t.mu.Unlock()
 	if dropped > 0 {
@@ -594,7 +593,6 @@ func (t *txQueue) run() {
 		for range 1024 {
 			t.mu.Lock()
 			batch, t.q = t.q, batch[:0]
-			t.depth.Store(0)
 			t.writing = len(batch) > 0
 			t.mu.Unlock()
 			if len(batch) == 0 {

@@ -158,7 +158,7 @@ func newFDLink(f *os.File, rc syscall.RawConn, c config, offloads Offloads) *fdL
 	}
 	l.tx = newTxPath(l, offloads.VnetHdr, offloads.Coalesce)
 	l.rx = newRxReader(l)
-	l.txq = newTxQueue(l.tx, max(c.txQueue, 1))
+	l.txq = newTxQueue(l.tx, c.txQueue)
 	// The inner endpoint deals in whole frames, so its MTU includes the
 	// Ethernet header; ethernet.Endpoint subtracts it again.
 	l.mtu.Store(c.mtu + header.EthernetMinimumSize)

@@ -279,10 +279,9 @@ func (b *bencher) tasks(pipe bool) []benchTask {
 					v = append(v, r.sys.Seconds()/gib)
 				}
 				// Allocations are counted in the steady state, as
-				// throughput is: after the first eighth, the
-				// connection open and the buffer pools filled.
-				steady := size - size/8
-				return append(v, float64(r.mallocs)/(float64(steady)/b.mss())), nil
+				// throughput is: the connection open and the buffer
+				// pools filled.
+				return append(v, float64(r.mallocs)/(float64(r.steady)/b.mss())), nil
 			},
 		}
 	}
@@ -428,7 +427,7 @@ func (b *bencher) measure(ctx context.Context, l benchLink, tasks []benchTask) (
 			}
 		}
 	}
-	_, kernelFloor := l.(interface{ kernelFloor() bool })
+	_, kernelFloor := l.(kernelLink)
 	var copyCheck []float64 // s/GiB per round, for the kernel floor
 	if floor != nil {
 		if _, err := floorOnce(max(b.size/4, 1<<20)); err != nil {

@@ -24,9 +24,6 @@ import (
 
 const kernelFloorWhat = "what no user-space stack can save: the kernel's system CPU in tapstack's round (its TCP, the TAP's I/O), one copy between the application and the stack's buffers and the bench's CRC-32C check (measured alone); its throughput is tapstack's at the same cores busy were that all it spent"
 
-// kernelFloor marks the TAP link: its bulk figures have the kernel floor.
-func (kernelLink) kernelFloor() bool { return true }
-
 // copyCheckCPU returns the CPU, in s/GiB, that copying the bench's block
 // into a 256 KiB buffer and hashing it takes on one thread: the user-space
 // work a bulk transfer over the TAP cannot avoid, whatever the stack.

@@ -292,7 +292,8 @@ type bulkResult struct {
 	gbps    float64       // steady-state throughput: after the first eighth
 	cpu     time.Duration // process CPU for the whole transfer
 	sys     time.Duration // of it, system time
-	mallocs uint64        // heap allocations in the steady state: after the first eighth
+	steady  int64         // bytes moved in the steady state: after the first eighth
+	mallocs uint64        // heap allocations in the steady state
 	frames  uint64        // frames the link carried during the transfer
 }
 
@@ -414,6 +415,7 @@ func (c *bulkCheck) result(tEnd time.Time, u0, u1 procUsage) (bulkResult, error)
 	}
 	return bulkResult{
 		gbps:    float64(c.size-c.warm) * 8 / tEnd.Sub(c.tWarm).Seconds() / 1e9,
+		steady:  c.size - c.warm,
 		cpu:     u1.cpu - u0.cpu,
 		sys:     u1.sys - u0.sys,
 		mallocs: u1.mallocs - c.uWarm.mallocs,

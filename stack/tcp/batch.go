@@ -56,14 +56,10 @@ import (
 // interface beyond it keeps the per-segment rule.
 const maxBatchNIC = 256
 
-// batchState is the engine's side of the links: which interfaces mark
-// bursts, the connections whose ACK waits for a burst's end, and which
-// interfaces' outbound queues say when they are busy.
+// batchState is the engine's side of the bursts: which interfaces mark
+// them, and the connections whose ACK waits for a burst's end.
 type batchState struct {
 	nics [maxBatchNIC]atomic.Bool
-	// room is each interface's report of its outbound queue, if its link
-	// has one (queueLink).
-	room [maxBatchNIC]atomic.Pointer[func() int]
 
 	mu      sync.Mutex
 	pending []*Endpoint // ackAtBatchEnd set, each at most once
@@ -79,12 +75,12 @@ func (p *Protocol) batchLink(nic tcpip.NICID) func() {
 	return p.batchEnd
 }
 
-// queueLink records room, which says how many more frames the outbound
+// queueLink records room (Protocol.linkRoom), which says how many more frames the outbound
 // queue of interface nic takes before it is busy
 // (tcpbind.Binding.QueueLink).
 func (p *Protocol) queueLink(nic tcpip.NICID, room func() int) {
 	if int(nic) < maxBatchNIC {
-		p.batch.room[nic].Store(&room)
+		p.linkRoom[nic].Store(&room)
 	}
 }
 
@@ -94,7 +90,7 @@ func (p *Protocol) linkBusy(nic tcpip.NICID, pending int) bool {
 	if int(nic) >= maxBatchNIC {
 		return false
 	}
-	room := p.batch.room[nic].Load()
+	room := p.linkRoom[nic].Load()
 	return room != nil && pending >= (*room)()
 }
 

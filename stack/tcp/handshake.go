@@ -207,8 +207,7 @@ func (e *Endpoint) takeSynOptions(seg *segment, weOffered bool) {
 	e.tsOK = seg.TS && !e.proto.opts.NoTimestamps
 	e.sackOK = seg.SACKPermitted && !e.proto.opts.NoSACK
 	if e.tsOK {
-		e.setTSRecent(seg.TSVal)
-		e.tsNewest = seg.TSVal
+		e.takeSynTimestamp(seg.TSVal)
 	}
 	mss := int(seg.MSS)
 	if mss == 0 {

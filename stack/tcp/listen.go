@@ -539,8 +539,7 @@ func (l *Listener) cookieAck(id stack.TransportEndpointID, netProto tcpip.Networ
 	e.tsOffset = p.tsOffset(id)
 	e.lastAckSent = e.rcvNxt // what our SYN-ACK acknowledged
 	if e.tsOK = tsOK; tsOK {
-		e.setTSRecent(seg.TSVal)
-		e.tsNewest = seg.TSVal
+		e.takeSynTimestamp(seg.TSVal)
 		e.sndMSS -= tsOptionSize // as takeSynOptions
 	}
 	// rcvWndShift is newEndpoint's, the scale sendCookie offered.

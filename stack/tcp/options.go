@@ -159,8 +159,9 @@ type Options struct {
 	// each way, tapstack → tapstack in memory: 136 goodput MB/s per
 	// segment, 102 per burst), and there the default is per segment.
 	// AckPerBurst answers per burst even then; NoAckPerBurst always per
-	// segment (AckPerBurst wins if both are set). Coalesced text (segments longer than the MSS, from GRO or
-	// a GSO pipe) is always answered once at the burst's end.
+	// segment (AckPerBurst wins if both are set). Coalesced text
+	// (segments longer than the MSS, from GRO or a GSO pipe) is always
+	// answered once at the burst's end.
 	AckPerBurst   bool
 	NoAckPerBurst bool
 

@@ -68,11 +68,15 @@ type Protocol struct {
 	orphans atomic.Int64 // connections with Endpoint.orphan set
 	limits  LimitStats
 
-	batch  batchState // ACK once per drained burst (batch.go)
-	trains sync.Pool  // of *train, lent to a connection while output runs (send.go)
-	timers sync.Pool  // of *clockTimer, held by a connection while a timer is armed (timers.go)
-	ports  portTable  // local ports of active opens (ports.go)
-	routes routeCache // routes shared by connections (routes.go)
+	batch batchState // ACK once per drained burst (batch.go)
+	// linkRoom is each interface's report of its outbound queue, if its
+	// link has one: how many more frames it takes before it is busy (TCP
+	// small queues, queueLink, send.go).
+	linkRoom [maxBatchNIC]atomic.Pointer[func() int]
+	trains   sync.Pool  // of *train, lent to a connection while output runs (send.go)
+	timers   sync.Pool  // of *clockTimer, held by a connection while a timer is armed (timers.go)
+	ports    portTable  // local ports of active opens (ports.go)
+	routes   routeCache // routes shared by connections (routes.go)
 }
 
 // NewProtocol makes an engine with options opts, and the binding through

@@ -33,6 +33,13 @@ func (e *Endpoint) setTSRecent(val uint32) {
 	e.tsRecentAge = e.now()
 }
 
+// takeSynTimestamp starts the timestamps of a connection from the peer's
+// SYN or SYN-ACK: its TSval is TS.Recent and the newest TSval yet.
+func (e *Endpoint) takeSynTimestamp(val uint32) {
+	e.setTSRecent(val)
+	e.tsNewest = val
+}
+
 // tsRecentValid reports whether TS.Recent may still be trusted: it was set
 // within the last 24 days (RFC 7323 5.5).
 func (e *Endpoint) tsRecentValid() bool {
