@@ -43,7 +43,9 @@ type FaultConfig struct {
 	// (in the transport header or payload) is changed. The IP header stays
 	// valid, so the frame reaches the transport protocol, whose checksum
 	// must catch it. Frames with nothing after the network header (ARP)
-	// are never corrupted.
+	// are never corrupted. A corrupted segment is lost alone, as on a
+	// wire: the middleware hides the link's GSO, and a TAP device below
+	// that coalesces segments leaves it out of its super-frames.
 	Corrupt float64
 	// Mark is the probability that an ECN-capable IP packet (its ECN
 	// field, the low two bits of the IPv4 TOS byte or of the IPv6 traffic
@@ -381,6 +383,9 @@ func NewFault(inner stack.LinkEndpoint, cfg FaultConfig) *Fault {
 			requireFullChecksums(inner)
 		}
 	}
+	if cfg.Corrupt > 0 {
+		checkOutboundChecksums(inner)
+	}
 	f.Endpoint.Init(inner, f)
 	return f
 }
@@ -391,10 +396,31 @@ func NewFault(inner stack.LinkEndpoint, cfg FaultConfig) *Fault {
 // corrupts on its way in must be caught there, as a NIC would have caught
 // it on the wire.
 func requireFullChecksums(link stack.LinkEndpoint) {
-	for range 32 {
-		if v, ok := link.(interface{ requireFullChecksums() }); ok {
+	eachBelow(link, func(l stack.LinkEndpoint) {
+		if v, ok := l.(interface{ requireFullChecksums() }); ok {
 			v.requireFullChecksums()
 		}
+	})
+}
+
+// checkOutboundChecksums asks every endpoint under link that joins the
+// stack's segments into super-frames (a TAP device that coalesces) to
+// leave out a segment whose checksum fails: a frame this middleware
+// corrupts on its way out must be lost alone, as on a wire, not with the
+// intact segments a super-frame would join to it.
+func checkOutboundChecksums(link stack.LinkEndpoint) {
+	eachBelow(link, func(l stack.LinkEndpoint) {
+		if v, ok := l.(interface{ checkOutboundChecksums() }); ok {
+			v.checkOutboundChecksums()
+		}
+	})
+}
+
+// eachBelow calls fn for link and each endpoint it wraps, down the chain
+// of Child endpoints (bounded, against a cycle).
+func eachBelow(link stack.LinkEndpoint, fn func(stack.LinkEndpoint)) {
+	for range 32 {
+		fn(link)
 		c, ok := link.(interface{ Child() stack.LinkEndpoint })
 		if !ok {
 			return

@@ -93,6 +93,7 @@ type DeviceStats struct {
 	TxCoalesced   uint64 // the stack's segments written inside them
 	TxGSOFrames   uint64 // super-frames the stack itself built (its GSO), written as they are
 	TxGSOSegments uint64 // the wire segments they stood for
+	TxBadChecksum uint64 // segments kept out of a super-frame because their TCP checksum failed (a middleware above corrupted them): written alone, for the kernel to drop alone
 }
 
 // Open attaches to the Linux TAP device name, creating it if it does not
@@ -292,6 +293,7 @@ func (d *Device) Stats() DeviceStats {
 		TxCoalesced:   l.txCoalesced.Load(),
 		TxGSOFrames:   l.txGSO.Load(),
 		TxGSOSegments: l.txGSOSegs.Load(),
+		TxBadChecksum: l.txBadChecksum.Load(),
 	}
 }
 
@@ -344,7 +346,8 @@ type fdLink struct {
 	rxBadChecksum, rxQueueFull           atomic.Uint64
 	fullCsum                             atomic.Bool // deliver complete checksums and let the stack verify them
 	txSuper, txCoalesced                 atomic.Uint64
-	txGSO, txGSOSegs                     atomic.Uint64
+	txGSO, txGSOSegs, txBadChecksum      atomic.Uint64
+	checkJoins                           atomic.Bool            // check each segment's checksum before it joins a super-frame
 	batchEnd                             atomic.Pointer[func()] // OnBatchEnd
 
 	wg sync.WaitGroup // the read loop

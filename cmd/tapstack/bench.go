@@ -378,8 +378,8 @@ type benchLinkResult struct {
 	Link   string     `json:"link"`
 	Detail string     `json:"detail"`
 	Rows   []benchRow `json:"figures"`
-	// Floor is the bulk figures' floor: tap.Pipe's without faults
-	// (bench_floor.go), or the TAP's (bench_kernel_floor.go).
+	// Floor is the bulk figures' floor, without faults only: tap.Pipe's
+	// (bench_floor.go) or the TAP's (bench_kernel_floor.go).
 	Floor *benchFloor `json:"floor,omitempty"`
 }
 
@@ -427,7 +427,10 @@ func (b *bencher) measure(ctx context.Context, l benchLink, tasks []benchTask) (
 			}
 		}
 	}
-	_, kernelFloor := l.(kernelLink)
+	// Faults make a transfer slower than any floor, as over tap.Pipe:
+	// with them the TAP has none to compare with either.
+	kl, ok := l.(kernelLink)
+	kernelFloor := ok && kl.wrap == nil
 	var copyCheck []float64 // s/GiB per round, for the kernel floor
 	if floor != nil {
 		if _, err := floorOnce(max(b.size/4, 1<<20)); err != nil {
