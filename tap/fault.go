@@ -44,8 +44,12 @@ type FaultConfig struct {
 	// valid, so the frame reaches the transport protocol, whose checksum
 	// must catch it. Frames with nothing after the network header (ARP)
 	// are never corrupted. A corrupted segment is lost alone, as on a
-	// wire: the middleware hides the link's GSO, and a TAP device below
-	// that coalesces segments leaves it out of its super-frames.
+	// wire (and as netem corrupts one segment of a GSO packet): the
+	// middleware hides the link's GSO, a TAP device below that
+	// coalesces segments leaves it out of its super-frames, and a
+	// super-frame from the wire (the kernel's TSO, a pipe's GSO) is
+	// handed up as its wire segments, of which one is corrupted. With
+	// Inbound.Corrupt set, every inbound fault acts on wire segments.
 	Corrupt float64
 	// Mark is the probability that an ECN-capable IP packet (its ECN
 	// field, the low two bits of the IPv4 TOS byte or of the IPv6 traffic
@@ -391,10 +395,11 @@ func NewFault(inner stack.LinkEndpoint, cfg FaultConfig) *Fault {
 }
 
 // requireFullChecksums asks every endpoint under link that vouches for
-// inbound checksums (a TAP device with offloads) to deliver complete
-// checksums and leave their check to the stack: a frame this middleware
+// inbound checksums (a TAP device with offloads, a pipe's end with GSO)
+// to deliver complete checksums and leave their check to the stack, and
+// to deliver super-frames as their wire segments: a frame this middleware
 // corrupts on its way in must be caught there, as a NIC would have caught
-// it on the wire.
+// it on the wire, and lose one segment, as on the wire.
 func requireFullChecksums(link stack.LinkEndpoint) {
 	eachBelow(link, func(l stack.LinkEndpoint) {
 		if v, ok := l.(interface{ requireFullChecksums() }); ok {

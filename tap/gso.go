@@ -212,7 +212,8 @@ func fillTCPChecksum(segment []byte, l tcpLayout) {
 // IPv4 or IPv6 (a TSO or GSO super-frame), stands for: frame cut at mss
 // bytes of payload, with the headers a segmenting NIC or the kernel would
 // give each piece and every checksum filled in. A frame of at most mss
-// bytes of payload yields itself, with its TCP checksum filled in. The
+// bytes of payload, none included (a pure ACK that a stack's GSO marked),
+// yields itself, with its TCP checksum filled in. The
 // slice given to emit is reused for the next segment. It returns an
 // error, and emits nothing, if frame is not a TCP segment it can cut.
 func WireSegments(frame []byte, mss int, emit func(segment []byte)) error {
@@ -221,7 +222,7 @@ func WireSegments(frame []byte, mss int, emit func(segment []byte)) error {
 		return err
 	}
 	buf := make([]byte, s.data+min(s.mss, s.payload()))
-	for i := range s.n {
+	for i := range max(s.n, 1) {
 		off := s.data + i*s.mss
 		size := min(s.mss, s.end-off)
 		seg := buf[:s.data+size]

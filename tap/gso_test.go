@@ -176,13 +176,16 @@ func TestWireSegments(t *testing.T) {
 		{"v4 largest", false, 0xffff - 20 - 32, 1448, header.TCPFlagAck, 9},
 		{"v6 remainder", true, 20*1428 + 1, 1428, header.TCPFlagAck | header.TCPFlagPsh, 5},
 		{"v6 no options", true, 3 * 1440, 1440, header.TCPFlagAck, 0},
+		// gVisor's GSO marks its pure ACKs too: one segment, itself.
+		{"v4 pure ACK", false, 0, 1448, header.TCPFlagAck, 9},
+		{"v6 FIN without data", true, 0, 1428, header.TCPFlagAck | header.TCPFlagFin, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			data := pattern(tc.payload)
 			super := seg{v6: tc.v6, seq: 0xfffff000, ack: 77, flags: tc.flags, window: 501, tsval: tc.tsval, id: 0xfffe, payload: data}
 			frame := tcpFrame(super)
 			segs := segmentsOf(t, frame, tc.mss)
-			want := (tc.payload + tc.mss - 1) / tc.mss
+			want := max((tc.payload+tc.mss-1)/tc.mss, 1)
 			if len(segs) != want {
 				t.Fatalf("%d segments, want %d", len(segs), want)
 			}

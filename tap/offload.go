@@ -226,7 +226,11 @@ func (l *fdLink) deliverVnet(f rxFrame) {
 	}
 	l.rxSuper.Add(1)
 	l.rxSegments.Add(uint64(s.n))
-	if s.n == 1 || l.offloads.GRO {
+	// With full checksums asked for (a middleware above corrupts
+	// inbound frames), a super-frame goes up as its wire segments even
+	// with GRO: a byte corrupted in it must cost the segment that
+	// carried it, as on a wire, not the 44 of a super-frame.
+	if s.n <= 1 || (l.offloads.GRO && !full) {
 		if partial && full {
 			fillTCPChecksum(prefix[:s.end], s.tcpLayout)
 		}
@@ -305,8 +309,10 @@ func (l *fdLink) deliverSplit(f *rxFrame, s *superFrame, full bool) {
 
 // requireFullChecksums makes the device hand the stack complete checksums
 // and leave their verification to the stack, at the cost of a pass over
-// every byte received: tap.Fault asks for it when it corrupts inbound
-// frames above the device, where the device cannot catch them.
+// every byte received, and hand super-frames over as their wire segments
+// whatever WithGRO says: tap.Fault asks for it when it corrupts inbound
+// frames above the device, where the device cannot catch them, and a
+// corrupted byte must cost one wire segment.
 func (l *fdLink) requireFullChecksums() { l.fullCsum.Store(true) }
 
 // checkOutboundChecksums makes the coalescer check each segment's TCP

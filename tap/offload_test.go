@@ -75,11 +75,16 @@ func rxSplit(b []byte) rxFrame {
 	return rxFrame{head: b[:rxHead], rest: buffer.NewViewWithData(b[rxHead:])}
 }
 
+// TestDeliverSuperFrameSplit: without GRO the kernel's super-frame goes
+// up as its wire segments; so it does with GRO when full checksums are
+// asked for (tap.Fault corrupting inbound frames), where each carries
+// its complete checksum and nothing is vouched for.
 func TestDeliverSuperFrameSplit(t *testing.T) {
-	for _, full := range []bool{false, true} {
+	for _, c := range []struct{ gro, full bool }{{false, false}, {false, true}, {true, true}} {
+		full := c.full
 		for _, v6 := range []bool{false, true} {
 			var d recvDispatcher
-			l := newTestLink(&d, Offloads{})
+			l := newTestLink(&d, Offloads{GRO: c.gro})
 			if full {
 				l.requireFullChecksums()
 			}
@@ -135,6 +140,7 @@ func TestDeliverVnetChecks(t *testing.T) {
 	bad := append([]byte(nil), good...)
 	bad[len(bad)-1] ^= 1
 	_, super := kernelSuperFrame(seg{seq: 1, flags: header.TCPFlagAck, payload: pattern(3000)}, 1448)
+	ack := tcpFrame(seg{seq: 1, ack: 9, flags: header.TCPFlagAck})
 	for _, tc := range []struct {
 		name            string
 		full            bool
@@ -151,6 +157,7 @@ func TestDeliverVnetChecks(t *testing.T) {
 		{"partial past the end", false, withVnet(vnetHdr{flags: vnetFlagNeedsCsum, csumStart: uint16(len(good) - 1), csumOffset: 0}, good), 0, false, 0, 1},
 		{"UDP GSO", false, withVnet(vnetHdr{gsoType: vnetGSOUDPL4, gsoSize: 100}, good), 0, false, 0, 1},
 		{"gso_size zero", false, withVnet(vnetHdr{flags: vnetFlagNeedsCsum, gsoType: vnetGSOTCPv4, csumStart: 34, csumOffset: 16}, super), 0, false, 0, 1},
+		{"TSO on a pure ACK: the frame itself", false, withVnet(vnetHdr{flags: vnetFlagDataValid, gsoType: vnetGSOTCPv4, gsoSize: 1448}, ack), 1, true, 0, 0},
 		{"too many segments", false, withVnet(vnetHdr{flags: vnetFlagNeedsCsum, gsoType: vnetGSOTCPv4, gsoSize: 1, csumStart: 34, csumOffset: 16}, super), 0, false, 0, 1},
 	} {
 		// Read whole, or in two pieces as the read loop reads a frame

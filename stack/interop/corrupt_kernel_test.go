@@ -5,8 +5,10 @@ import (
 	"net/netip"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/tapstack/tapstack/conn"
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/tap"
 	"github.com/tapstack/tapstack/tap/taptest"
@@ -66,5 +68,90 @@ func TestKernelCorruptedSegmentLostAlone(t *testing.T) {
 	// aside); a lost super-frame would cost ten or more.
 	if retx > 2*n+8 {
 		t.Errorf("%d retransmissions for %d corrupted segments", retx, n)
+	}
+}
+
+// TestKernelCorruptedInboundSegmentLostAlone: the kernel sends 8 MiB to
+// tapstack over a TAP with GRO, its TSO super-frames of up to 44
+// segments corrupted, 1% of them, on their way in. The device hands the
+// super-frames up as their wire segments then, so the faults draw for
+// wire segments, each corrupted one fails tapstack's check alone, and
+// the kernel retransmits about one segment per corruption. Handed up
+// whole, a corrupted super-frame was dropped whole.
+func TestKernelCorruptedInboundSegmentLostAlone(t *testing.T) {
+	ns := taptest.NewNamespace(t)
+	dev := ns.AddTAP(t, "tscorrupt1", kernelAddr+"/24")
+	if !dev.Offloads().GRO {
+		t.Skipf("the device has no GRO (offloads %v): it hands up wire segments anyway", dev.Offloads())
+	}
+	var corrupted atomic.Uint64
+	cfg := tap.FaultConfig{Seed: 12, Inbound: &tap.FaultConfig{Corrupt: 0.01},
+		Observer: func(ev tap.FaultEvent) {
+			if ev.Dir == tap.FaultInbound && ev.Kind == tap.FaultCorrupt {
+				corrupted.Add(1)
+			}
+		}}
+	link := tap.NewFault(dev.LinkEndpoint(), cfg)
+	ts := newUnwatched(t, link, netip.MustParsePrefix(tapAddr+"/24"), tcp.Options{})
+	k := &lossyKernel{ns: ns, ts: ts, link: link,
+		dial: func(ctx context.Context, to string) (halfCloser, error) {
+			return (&conn.Dialer{Stack: ts}).DialTCP(ctx, "tcp", to)
+		}}
+	k.transfer(t, 8<<20, true, 1)
+
+	n := corrupted.Load()
+	retx, _ := k.kernelCounters(t)
+	in := link.InboundStats().Frames
+	csum := ts.TCP().Stats().Drops[event.DropBadChecksum].Load()
+	t.Logf("%d frames came in, %d corrupted, tapstack dropped %d for their checksum, the kernel retransmitted %d", in, n, csum, retx)
+	if in < (8<<20)/1448 {
+		t.Errorf("%d frames reached the middleware for 8 MiB: super-frames, not wire segments", in)
+	}
+	if n < 10 {
+		t.Fatalf("only %d frames corrupted: the test needs more", n)
+	}
+	if csum != n {
+		t.Errorf("%d corrupted, %d dropped for their checksum", n, csum)
+	}
+	if retx > 2*n+8 {
+		t.Errorf("the kernel retransmitted %d segments for %d corrupted ones", retx, n)
+	}
+}
+
+// TestPipeCorruptedSegmentLostAlone: over tap.Pipe with GSO, the sender's
+// super-frames of up to 64 KiB reach a receiver whose fault middleware
+// corrupts 1% of the frames on their way in. The pipe hands them up as
+// their wire segments then, so each corruption costs one segment, as on
+// a wire: tapstack retransmits about one segment per corrupted frame.
+// Handed up whole, a corrupted super-frame failed its checksum whole.
+func TestPipeCorruptedSegmentLostAlone(t *testing.T) {
+	pa, pb := tap.Pipe(tap.WithPipeGSO(true))
+	var corrupted atomic.Uint64
+	rcvLink := tap.NewFault(pb, tap.FaultConfig{Seed: 5, Inbound: &tap.FaultConfig{Corrupt: 0.01},
+		Observer: func(ev tap.FaultEvent) {
+			if ev.Kind == tap.FaultCorrupt {
+				corrupted.Add(1)
+			}
+		}})
+	snd, _ := newTapstack(t, pa, tsPrefix4, tcp.Options{})
+	rcv, _ := newTapstack(t, rcvLink, peerPrefix4, tcp.Options{})
+	c, s := connectPair(t, snd, rcv, peerPrefix4)
+	dl := time.Now().Add(time.Minute)
+	c.SetDeadline(dl)
+	s.SetDeadline(dl)
+	mover(t, c, s, 8<<20)()
+	n, retx := corrupted.Load(), snd.TCP().Stats().Retransmits.Load()
+	gso := snd.TCP().Stats().GSOPackets.Load()
+	t.Logf("%d GSO packets sent, %d frames corrupted on the way in, %d retransmissions", gso, n, retx)
+	// The faults drew for wire segments, 1448 bytes each, not for
+	// super-frames.
+	if in := rcvLink.InboundStats().Frames; in < (8<<20)/1448 {
+		t.Errorf("%d frames reached the middleware for 8 MiB: super-frames, not wire segments", in)
+	}
+	if gso == 0 || n < 10 {
+		t.Fatalf("%d GSO packets, %d corrupted: the test needs both", gso, n)
+	}
+	if retx > 2*n+8 {
+		t.Errorf("%d retransmissions for %d corrupted frames", retx, n)
 	}
 }
