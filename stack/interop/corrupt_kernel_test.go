@@ -31,19 +31,8 @@ func TestKernelCorruptedSegmentLostAlone(t *testing.T) {
 	if !dev.Offloads().Coalesce {
 		t.Skipf("the device does not coalesce (offloads %v): nothing joins a corrupted segment to others", dev.Offloads())
 	}
-	var corrupted atomic.Uint64
-	cfg := tap.FaultConfig{Corrupt: 0.01, Seed: 11, Inbound: &tap.FaultConfig{},
-		Observer: func(ev tap.FaultEvent) {
-			if ev.Dir == tap.FaultOutbound && ev.Kind == tap.FaultCorrupt {
-				corrupted.Add(1)
-			}
-		}}
-	link := tap.NewFault(dev.LinkEndpoint(), cfg)
-	ts := newUnwatched(t, link, netip.MustParsePrefix(tapAddr+"/24"), tcp.Options{})
-	k := &lossyKernel{ns: ns, ts: ts, link: link,
-		dial: func(ctx context.Context, to string) (halfCloser, error) {
-			return (&conn.Dialer{Stack: ts}).DialTCP(ctx, "tcp", to)
-		}}
+	k, corrupted := corruptingKernel(t, ns, dev, tap.FaultConfig{Corrupt: 0.01, Seed: 11, Inbound: &tap.FaultConfig{}})
+	ts := k.ts
 	k.transfer(t, 8<<20, false, 1)
 
 	n := corrupted.Load()
@@ -84,25 +73,13 @@ func TestKernelCorruptedInboundSegmentLostAlone(t *testing.T) {
 	if !dev.Offloads().GRO {
 		t.Skipf("the device has no GRO (offloads %v): it hands up wire segments anyway", dev.Offloads())
 	}
-	var corrupted atomic.Uint64
-	cfg := tap.FaultConfig{Seed: 12, Inbound: &tap.FaultConfig{Corrupt: 0.01},
-		Observer: func(ev tap.FaultEvent) {
-			if ev.Dir == tap.FaultInbound && ev.Kind == tap.FaultCorrupt {
-				corrupted.Add(1)
-			}
-		}}
-	link := tap.NewFault(dev.LinkEndpoint(), cfg)
-	ts := newUnwatched(t, link, netip.MustParsePrefix(tapAddr+"/24"), tcp.Options{})
-	k := &lossyKernel{ns: ns, ts: ts, link: link,
-		dial: func(ctx context.Context, to string) (halfCloser, error) {
-			return (&conn.Dialer{Stack: ts}).DialTCP(ctx, "tcp", to)
-		}}
+	k, corrupted := corruptingKernel(t, ns, dev, tap.FaultConfig{Seed: 12, Inbound: &tap.FaultConfig{Corrupt: 0.01}})
 	k.transfer(t, 8<<20, true, 1)
 
 	n := corrupted.Load()
 	retx, _ := k.kernelCounters(t)
-	in := link.InboundStats().Frames
-	csum := ts.TCP().Stats().Drops[event.DropBadChecksum].Load()
+	in := k.link.InboundStats().Frames
+	csum := k.ts.TCP().Stats().Drops[event.DropBadChecksum].Load()
 	t.Logf("%d frames came in, %d corrupted, tapstack dropped %d for their checksum, the kernel retransmitted %d", in, n, csum, retx)
 	if in < (8<<20)/1448 {
 		t.Errorf("%d frames reached the middleware for 8 MiB: super-frames, not wire segments", in)
@@ -116,6 +93,25 @@ func TestKernelCorruptedInboundSegmentLostAlone(t *testing.T) {
 	if retx > 2*n+8 {
 		t.Errorf("the kernel retransmitted %d segments for %d corrupted ones", retx, n)
 	}
+}
+
+// corruptingKernel puts tapstack on dev behind a fault middleware of cfg
+// and returns it as a lossyKernel, with the count of frames the
+// middleware corrupted.
+func corruptingKernel(t *testing.T, ns *taptest.Namespace, dev *tap.Device, cfg tap.FaultConfig) (*lossyKernel, *atomic.Uint64) {
+	t.Helper()
+	corrupted := new(atomic.Uint64)
+	cfg.Observer = func(ev tap.FaultEvent) {
+		if ev.Kind == tap.FaultCorrupt {
+			corrupted.Add(1)
+		}
+	}
+	link := tap.NewFault(dev.LinkEndpoint(), cfg)
+	ts := newUnwatched(t, link, netip.MustParsePrefix(tapAddr+"/24"), tcp.Options{})
+	return &lossyKernel{ns: ns, ts: ts, link: link,
+		dial: func(ctx context.Context, to string) (halfCloser, error) {
+			return (&conn.Dialer{Stack: ts}).DialTCP(ctx, "tcp", to)
+		}}, corrupted
 }
 
 // TestPipeCorruptedSegmentLostAlone: over tap.Pipe with GSO, the sender's
