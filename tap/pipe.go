@@ -252,9 +252,10 @@ func (p *pipe) carry(from, to *pipePort, pkt *stack.PacketBuffer) {
 }
 
 // carrySegments delivers to to the wire segments of super-frame v (cut
-// at mss, every checksum filled in, none vouched for), releases v and
-// reports true; or, for a frame it cannot cut (a pure ACK, which gVisor's
-// GSO marks too, not TCP), does nothing and reports false.
+// at mss, every checksum filled in, none vouched for; a frame of one
+// segment or none, as gVisor's GSO marks its pure ACKs too, as itself),
+// releases v and reports true; or, for a frame that is no TCP segment it
+// can cut, does nothing and reports false.
 func (p *pipe) carrySegments(from, to *pipePort, v *buffer.View, mss int) bool {
 	err := WireSegments(v.AsSlice(), mss, func(seg []byte) {
 		in := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(seg)})
