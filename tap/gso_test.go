@@ -502,8 +502,10 @@ func TestCoalesce(t *testing.T) {
 }
 
 // A segment corrupted after its checksum was made (by a fault middleware
-// above the device) makes its super-frame's checksum fail, so the kernel
-// drops it as it would have dropped the segment.
+// above the device) makes its super-frame's checksum fail: the kernel
+// never takes corrupted bytes for good ones. It drops the whole
+// super-frame, though, so tap.Fault has the device leave such a segment
+// out (TestTxPathLeavesCorruptedSegmentOut).
 func TestCoalesceKeepsCorruptionVisible(t *testing.T) {
 	var frames [][]byte
 	for i := range 4 {
