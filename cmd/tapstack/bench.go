@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"runtime"
 	"runtime/pprof"
@@ -191,9 +192,28 @@ func runBench(ctx context.Context, e env, args []string) error {
 	if *asJSON {
 		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")
-		return enc.Encode(report)
+		if err := enc.Encode(report); err != nil {
+			return err
+		}
 	}
-	return nil
+	return report.ourFailures()
+}
+
+// ourFailures is an error if tapstack failed a run: the tables are out,
+// and the command fails. gVisor's TCP failing is a result, not an error.
+func (r benchReport) ourFailures() error {
+	n := 0
+	for _, l := range r.Links {
+		for _, f := range l.Failures {
+			if f.Stack == kindTapstack.String() {
+				n++
+			}
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	return fmt.Errorf("tapstack failed %d run(s): see the failed runs under the table", n)
 }
 
 // startCPUProfile starts the CPU profile of -cpuprofile and returns what
@@ -373,6 +393,43 @@ type benchRow struct {
 	GVisorRange   [2]float64 `json:"gvisor_range"`
 }
 
+// MarshalJSON writes a failed run's NaN as null: JSON has no NaN.
+func (r benchRow) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		benchFigure
+		Tapstack      []any  `json:"tapstack"`
+		GVisor        []any  `json:"gvisor"`
+		Ratio         []any  `json:"ratio"`
+		TapstackMed   any    `json:"tapstack_median"`
+		GVisorMed     any    `json:"gvisor_median"`
+		RatioMed      any    `json:"ratio_median"`
+		RatioMin      any    `json:"ratio_min"`
+		RatioMax      any    `json:"ratio_max"`
+		TapstackRange [2]any `json:"tapstack_range"`
+		GVisorRange   [2]any `json:"gvisor_range"`
+	}{r.benchFigure, jsonNums(r.Tapstack), jsonNums(r.GVisor), jsonNums(r.Ratio),
+		jsonNum(r.TapstackMed), jsonNum(r.GVisorMed), jsonNum(r.RatioMed), jsonNum(r.RatioMin), jsonNum(r.RatioMax),
+		jsonRange(r.TapstackRange), jsonRange(r.GVisorRange)})
+}
+
+// jsonNum is v, or nil (null) for a failed run's NaN.
+func jsonNum(v float64) any {
+	if math.IsNaN(v) {
+		return nil
+	}
+	return v
+}
+
+func jsonNums(v []float64) []any {
+	out := make([]any, len(v))
+	for i, x := range v {
+		out[i] = jsonNum(x)
+	}
+	return out
+}
+
+func jsonRange(r [2]float64) [2]any { return [2]any{jsonNum(r[0]), jsonNum(r[1])} }
+
 // benchLinkResult is one link's table.
 type benchLinkResult struct {
 	Link   string     `json:"link"`
@@ -381,6 +438,19 @@ type benchLinkResult struct {
 	// Floor is the bulk figures' floor, without faults only: tap.Pipe's
 	// (bench_floor.go) or the TAP's (bench_kernel_floor.go).
 	Floor *benchFloor `json:"floor,omitempty"`
+	// Failures are the runs that failed (a transfer that stalled past
+	// its deadline, say): their values are NaN in the rows (null in
+	// JSON), left out of the medians, and the other rounds stand.
+	Failures []benchFailure `json:"failures,omitempty"`
+}
+
+// benchFailure is one failed run of one stack: in the warm-up (round 0)
+// or in a round.
+type benchFailure struct {
+	Round  int    `json:"round"`
+	Stack  string `json:"stack"`
+	Figure string `json:"figure"` // the task's first figure
+	Error  string `json:"error"`
 }
 
 // benchReport is what -json prints.
@@ -419,11 +489,26 @@ func (b *bencher) measure(ctx context.Context, l benchLink, tasks []benchTask) (
 		}
 		return floorBulk(ctx, size)
 	}
+	// A stack's failed run is a result, not the end of the bench: under
+	// faults a stack may stall (gVisor's TCP did, on a wire that
+	// corrupted frames), and the other stack's figures, and the other
+	// rounds, still stand.
+	failed := func(round int, kind stackKind, t benchTask, err error) []float64 {
+		res.Failures = append(res.Failures, benchFailure{Round: round, Stack: kind.String(), Figure: t.figures[0].Name, Error: err.Error()})
+		v := make([]float64, len(t.figures))
+		for i := range v {
+			v[i] = math.NaN()
+		}
+		return v
+	}
 	// Warm-up: every workload once for both stacks, untimed.
 	for _, t := range tasks {
 		for _, kind := range []stackKind{kindGVisor, kindTapstack} {
 			if _, err := once(t, kind, true); err != nil {
-				return res, err
+				if ctx.Err() != nil {
+					return res, ctx.Err()
+				}
+				failed(0, kind, t, err)
 			}
 		}
 	}
@@ -464,7 +549,10 @@ func (b *bencher) measure(ctx context.Context, l benchLink, tasks []benchTask) (
 			for _, kind := range order {
 				v, err := once(t, kind, false)
 				if err != nil {
-					return res, err
+					if ctx.Err() != nil {
+						return res, ctx.Err()
+					}
+					v = failed(r+1, kind, t, err)
 				}
 				vals[kind] = v
 			}
@@ -532,12 +620,16 @@ func ratio(a, b float64) float64 {
 }
 
 // medianRange returns the median (the mean of the middle two of an even
-// count) and the least and greatest of v.
+// count) and the least and greatest of v, leaving out failed runs (NaN);
+// NaN if every run failed.
 func medianRange(v []float64) (float64, [2]float64) {
 	if len(v) == 0 {
 		return 0, [2]float64{}
 	}
-	s := slices.Clone(v)
+	s := slices.DeleteFunc(slices.Clone(v), math.IsNaN)
+	if len(s) == 0 {
+		return math.NaN(), [2]float64{math.NaN(), math.NaN()}
+	}
 	slices.Sort(s)
 	m := s[len(s)/2]
 	if len(s)%2 == 0 {
@@ -551,20 +643,20 @@ func (res benchLinkResult) print(w io.Writer) {
 	fmt.Fprintf(w, "\n%s (%s)\n", res.Link, res.Detail)
 	cells := [][]string{{"figure", "unit", "tapstack median [min–max]", "gVisor median [min–max]", "tapstack ÷ gVisor median [min–max]", "better", "per round"}}
 	for _, r := range res.Rows {
-		f := func(v float64) string { return fmt.Sprintf(r.format, v) }
+		f := func(v float64) string { return num(r.format, v) }
 		better := "lower"
 		if r.Higher {
 			better = "higher"
 		}
 		var per []string
 		for _, x := range r.Ratio {
-			per = append(per, fmt.Sprintf("%.2f", x))
+			per = append(per, num("%.2f", x))
 		}
 		cells = append(cells, []string{
 			r.Name, r.Unit,
 			fmt.Sprintf("%s [%s–%s]", f(r.TapstackMed), f(r.TapstackRange[0]), f(r.TapstackRange[1])),
 			fmt.Sprintf("%s [%s–%s]", f(r.GVisorMed), f(r.GVisorRange[0]), f(r.GVisorRange[1])),
-			fmt.Sprintf("%.2f× [%.2f–%.2f]", r.RatioMed, r.RatioMin, r.RatioMax),
+			ratioCell(r.RatioMed, [2]float64{r.RatioMin, r.RatioMax}),
 			better,
 			strings.Join(per, " "),
 		})
@@ -573,6 +665,28 @@ func (res benchLinkResult) print(w io.Writer) {
 	if res.Floor != nil {
 		res.Floor.print(w, res.Link)
 	}
+	if len(res.Failures) > 0 {
+		fmt.Fprintf(w, "\nfailed runs over %s (their values are left out of the medians; round 0 is the warm-up):\n", res.Link)
+		for _, f := range res.Failures {
+			fmt.Fprintf(w, "  round %d: %s\n", f.Round, f.Error) // the error names the stack and the figure
+		}
+	}
+}
+
+// num formats v, or says "failed" for a failed run's NaN.
+func num(format string, v float64) string {
+	if math.IsNaN(v) {
+		return "failed"
+	}
+	return fmt.Sprintf(format, v)
+}
+
+// ratioCell is a ratio's median and range.
+func ratioCell(m float64, rr [2]float64) string {
+	if math.IsNaN(m) {
+		return "failed"
+	}
+	return fmt.Sprintf("%.2f× [%.2f–%.2f]", m, rr[0], rr[1])
 }
 
 // printCells writes a table, its columns aligned.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"runtime"
@@ -137,6 +138,29 @@ type floorRow struct {
 	format        string
 }
 
+// MarshalJSON writes a failed run's NaN as null, as benchRow does.
+func (r floorRow) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		Figure        string `json:"figure"`
+		Unit          string `json:"unit"`
+		Higher        bool   `json:"higher_is_better"`
+		Floor         []any  `json:"floor"`
+		Tapstack      []any  `json:"tapstack_to_floor"`
+		GVisor        []any  `json:"gvisor_to_floor"`
+		Bound         []any  `json:"floor_to_gvisor"`
+		FloorMed      any    `json:"floor_median"`
+		FloorRange    [2]any `json:"floor_range"`
+		TapstackMed   any    `json:"tapstack_to_floor_median"`
+		TapstackRange [2]any `json:"tapstack_to_floor_range"`
+		GVisorMed     any    `json:"gvisor_to_floor_median"`
+		GVisorRange   [2]any `json:"gvisor_to_floor_range"`
+		BoundMed      any    `json:"floor_to_gvisor_median"`
+		BoundRange    [2]any `json:"floor_to_gvisor_range"`
+	}{r.Figure, r.Unit, r.Higher, jsonNums(r.Floor), jsonNums(r.Tapstack), jsonNums(r.GVisor), jsonNums(r.Bound),
+		jsonNum(r.FloorMed), jsonRange(r.FloorRange), jsonNum(r.TapstackMed), jsonRange(r.TapstackRange),
+		jsonNum(r.GVisorMed), jsonRange(r.GVisorRange), jsonNum(r.BoundMed), jsonRange(r.BoundRange)})
+}
+
 const floorWhat = "no protocol: only what a Write, a Read and the bench's check must do on gVisor's buffers (copy into 64 KiB views, which gVisor clears first; copy out into the reader's 256 KiB; CRC-32C), between two goroutines with 4 MiB in flight"
 
 // add records one round's floor.
@@ -184,14 +208,13 @@ func (f *benchFloor) print(w io.Writer, link string) {
 	fmt.Fprintf(w, "\nfloor over %s (%s)\n", link, f.What)
 	cells := [][]string{{"figure", "unit", "floor median [min–max]", "tapstack ÷ floor", "gVisor ÷ floor", "floor ÷ gVisor: the bound on tapstack ÷ gVisor"}}
 	for _, r := range f.Rows {
-		ratio := func(m float64, rr [2]float64) string { return fmt.Sprintf("%.2f× [%.2f–%.2f]", m, rr[0], rr[1]) }
-		fv := func(v float64) string { return fmt.Sprintf(r.format, v) }
+		fv := func(v float64) string { return num(r.format, v) }
 		cells = append(cells, []string{
 			r.Figure, r.Unit,
 			fmt.Sprintf("%s [%s–%s]", fv(r.FloorMed), fv(r.FloorRange[0]), fv(r.FloorRange[1])),
-			ratio(r.TapstackMed, r.TapstackRange),
-			ratio(r.GVisorMed, r.GVisorRange),
-			ratio(r.BoundMed, r.BoundRange),
+			ratioCell(r.TapstackMed, r.TapstackRange),
+			ratioCell(r.GVisorMed, r.GVisorRange),
+			ratioCell(r.BoundMed, r.BoundRange),
 		})
 	}
 	printCells(w, cells)
