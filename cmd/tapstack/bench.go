@@ -490,9 +490,9 @@ func (b *bencher) measure(ctx context.Context, l benchLink, tasks []benchTask) (
 		return floorBulk(ctx, size)
 	}
 	// A stack's failed run is a result, not the end of the bench: under
-	// faults a stack may stall (gVisor's TCP did, on a wire that
-	// corrupted frames), and the other stack's figures, and the other
-	// rounds, still stand.
+	// faults a stack may stall (gVisor's TCP once went silent for 34 s
+	// in a fault test, its last retransmission lost), and the other
+	// stack's figures, and the other rounds, still stand.
 	failed := func(round int, kind stackKind, t benchTask, err error) []float64 {
 		res.Failures = append(res.Failures, benchFailure{Round: round, Stack: kind.String(), Figure: t.figures[0].Name, Error: err.Error()})
 		v := make([]float64, len(t.figures))
