@@ -287,18 +287,13 @@ func (f *Fault) putScratch(s *faultScratch, acts []action) {
 // reordering, delayed), which is a burst of its own.
 func (f *Fault) OnBatchEnd(fn func()) {
 	f.batchEnd.Store(&fn)
-	link := f.Endpoint.Child()
-	for range 32 {
-		if b, ok := link.(interface{ OnBatchEnd(func()) }); ok {
+	walkBelow(f.Endpoint.Child(), func(l stack.LinkEndpoint) bool {
+		b, ok := l.(interface{ OnBatchEnd(func()) })
+		if ok {
 			b.OnBatchEnd(fn)
-			return
 		}
-		c, ok := link.(interface{ Child() stack.LinkEndpoint })
-		if !ok {
-			return
-		}
-		link = c.Child()
-	}
+		return ok
+	})
 }
 
 // SupportedGSO implements stack.GSOEndpoint. A middleware that corrupts
@@ -401,10 +396,11 @@ func NewFault(inner stack.LinkEndpoint, cfg FaultConfig) *Fault {
 // corrupts on its way in must be caught there, as a NIC would have caught
 // it on the wire, and lose one segment, as on the wire.
 func requireFullChecksums(link stack.LinkEndpoint) {
-	eachBelow(link, func(l stack.LinkEndpoint) {
+	walkBelow(link, func(l stack.LinkEndpoint) bool {
 		if v, ok := l.(interface{ requireFullChecksums() }); ok {
 			v.requireFullChecksums()
 		}
+		return false
 	})
 }
 
@@ -414,18 +410,22 @@ func requireFullChecksums(link stack.LinkEndpoint) {
 // corrupts on its way out must be lost alone, as on a wire, not with the
 // intact segments a super-frame would join to it.
 func checkOutboundChecksums(link stack.LinkEndpoint) {
-	eachBelow(link, func(l stack.LinkEndpoint) {
+	walkBelow(link, func(l stack.LinkEndpoint) bool {
 		if v, ok := l.(interface{ checkOutboundChecksums() }); ok {
 			v.checkOutboundChecksums()
 		}
+		return false
 	})
 }
 
-// eachBelow calls fn for link and each endpoint it wraps, down the chain
-// of Child endpoints (bounded, against a cycle).
-func eachBelow(link stack.LinkEndpoint, fn func(stack.LinkEndpoint)) {
+// walkBelow calls fn for link and each endpoint it wraps, down the chain
+// of Child endpoints, until fn says stop (bounded, against a cycle), as
+// the stack's walkLink does.
+func walkBelow(link stack.LinkEndpoint, fn func(stack.LinkEndpoint) (stop bool)) {
 	for range 32 {
-		fn(link)
+		if fn(link) {
+			return
+		}
 		c, ok := link.(interface{ Child() stack.LinkEndpoint })
 		if !ok {
 			return

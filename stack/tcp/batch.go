@@ -52,14 +52,16 @@ import (
 //
 // Links that do not mark their bursts keep the per-segment rule.
 
-// maxBatchNIC bounds the interface numbers that may mark bursts; an
-// interface beyond it keeps the per-segment rule.
-const maxBatchNIC = 256
+// maxLinkNIC bounds the interface numbers whose links may report to the
+// engine: the ends of their bursts (here) and the room in their outbound
+// queues (send.go, linkBusy). An interface beyond it keeps the
+// per-segment ACK rule and has no small queues.
+const maxLinkNIC = 256
 
 // batchState is the engine's side of the bursts: which interfaces mark
 // them, and the connections whose ACK waits for a burst's end.
 type batchState struct {
-	nics [maxBatchNIC]atomic.Bool
+	nics [maxLinkNIC]atomic.Bool
 
 	mu      sync.Mutex
 	pending []*Endpoint // ackAtBatchEnd set, each at most once
@@ -69,35 +71,16 @@ type batchState struct {
 // frames ends, and returns what the link calls then
 // (tcpbind.Binding.BatchLink).
 func (p *Protocol) batchLink(nic tcpip.NICID) func() {
-	if int(nic) < maxBatchNIC {
+	if int(nic) < maxLinkNIC {
 		p.batch.nics[nic].Store(true)
 	}
 	return p.batchEnd
 }
 
-// queueLink records room (Protocol.linkRoom), which says how many more frames the outbound
-// queue of interface nic takes before it is busy
-// (tcpbind.Binding.QueueLink).
-func (p *Protocol) queueLink(nic tcpip.NICID, room func() int) {
-	if int(nic) < maxBatchNIC {
-		p.linkRoom[nic].Store(&room)
-	}
-}
-
-// linkBusy reports whether the outbound queue of interface nic would be
-// busy with pending more frames.
-func (p *Protocol) linkBusy(nic tcpip.NICID, pending int) bool {
-	if int(nic) >= maxBatchNIC {
-		return false
-	}
-	room := p.linkRoom[nic].Load()
-	return room != nil && pending >= (*room)()
-}
-
 // batching reports whether a segment that came in through nic is part of
 // a burst whose end the link will mark.
 func (p *Protocol) batching(nic tcpip.NICID) bool {
-	return int(nic) < maxBatchNIC && p.batch.nics[nic].Load()
+	return int(nic) < maxLinkNIC && p.batch.nics[nic].Load()
 }
 
 // deferAck asks for an ACK for e at the end of the current burst, if

@@ -72,7 +72,7 @@ type Protocol struct {
 	// linkRoom is each interface's report of its outbound queue, if its
 	// link has one: how many more frames it takes before it is busy (TCP
 	// small queues, queueLink, send.go).
-	linkRoom [maxBatchNIC]atomic.Pointer[func() int]
+	linkRoom [maxLinkNIC]atomic.Pointer[func() int]
 	trains   sync.Pool  // of *train, lent to a connection while output runs (send.go)
 	timers   sync.Pool  // of *clockTimer, held by a connection while a timer is armed (timers.go)
 	ports    portTable  // local ports of active opens (ports.go)

@@ -5,6 +5,7 @@ import (
 
 	"github.com/tapstack/tapstack/event"
 	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
@@ -259,6 +260,25 @@ type train struct {
 	fin   bool
 	cause event.SendCause
 	max   int // segments one packet may carry: gsoSegsMax when output began
+}
+
+// queueLink records room (Protocol.linkRoom), which says how many more
+// frames the outbound queue of interface nic takes before it is busy
+// (tcpbind.Binding.QueueLink).
+func (p *Protocol) queueLink(nic tcpip.NICID, room func() int) {
+	if int(nic) < maxLinkNIC {
+		p.linkRoom[nic].Store(&room)
+	}
+}
+
+// linkBusy reports whether the outbound queue of interface nic would be
+// busy with pending more frames: TCP small queues (sendNewDataN).
+func (p *Protocol) linkBusy(nic tcpip.NICID, pending int) bool {
+	if int(nic) >= maxLinkNIC {
+		return false
+	}
+	room := p.linkRoom[nic].Load()
+	return room != nil && pending >= (*room)()
 }
 
 // framesPending is how many frames e has made and not yet handed to the
