@@ -62,7 +62,7 @@ func runBench(ctx context.Context, e env, args []string) error {
 	coalesce := fs.Bool("coalesce", true, "TAP: write runs of one flow's segments as one super-frame, from a writer goroutine")
 	pipeGSO := fs.Bool("pipe-gso", true, "tap.Pipe: offer segmentation offload, super-frames carried whole as over a TAP with offloads (off whenever faults are injected)")
 	asJSON := fs.Bool("json", false, "print the results as JSON")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the rounds to this file, each sample labelled with its stack, link and figure (go tool pprof -tagfocus stack=tapstack)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the rounds to this file, each sample labelled with its stack, link and figure (go tool pprof -tagfocus stack=tapstack), and print where each stack's CPU went, by layer: its TCP, gVisor's network layer and buffers, the link, the copies (100 samples a second: give it transfers of 1 GiB)")
 	otlp := otlpFlag(fs)
 	faults := addFaultFlags(fs)
 	if err := parse(fs, args, 0); err != nil {
@@ -141,12 +141,18 @@ func runBench(ctx context.Context, e env, args []string) error {
 			fmt.Fprintf(out, "tapstack's connections are traced to %s (--otlp): its figures include the tracer's cost, gVisor's do not\n", *otlp)
 		}
 	}
+	var stopProfile func()
 	if *cpuProfile != "" {
 		stop, err := startCPUProfile(*cpuProfile)
 		if err != nil {
 			return err
 		}
-		defer stop()
+		stopProfile = stop
+		defer func() {
+			if stopProfile != nil {
+				stopProfile()
+			}
+		}()
 		b.profile = true
 	}
 	report.Rounds, report.Size, report.GOMAXPROCS = *rounds, *size, runtime.GOMAXPROCS(0)
@@ -188,6 +194,11 @@ func runBench(ctx context.Context, e env, args []string) error {
 				return err
 			}
 		}
+	}
+	if stopProfile != nil {
+		stopProfile()
+		stopProfile = nil
+		report.splitCPU(*cpuProfile, out, e.stderr, !*asJSON)
 	}
 	if *asJSON {
 		enc := json.NewEncoder(out)
@@ -442,6 +453,8 @@ type benchLinkResult struct {
 	// its deadline, say): their values are NaN in the rows (null in
 	// JSON), left out of the medians, and the other rounds stand.
 	Failures []benchFailure `json:"failures,omitempty"`
+	// CPU is, with -cpuprofile, each stack's CPU per figure by layer.
+	CPU *cpuProfileSplit `json:"cpu_by_layer,omitempty"`
 }
 
 // benchFailure is one failed run of one stack: in the warm-up (round 0)
@@ -461,6 +474,11 @@ type benchReport struct {
 	Links      []benchLinkResult `json:"links"`
 	Skipped    []string          `json:"skipped,omitempty"`
 	Traced     string            `json:"traced_to,omitempty"` // --otlp: tapstack's figures include the tracer's cost
+	// With -cpuprofile: the profile's seconds in all, and those no
+	// stack's run can be given (the garbage collector's workers, the
+	// scheduler on its own stack, the warm-ups).
+	ProfileCPU        float64 `json:"cpu_profile_seconds,omitempty"`
+	ProfileUnlabelled float64 `json:"cpu_profile_unlabelled_seconds,omitempty"`
 }
 
 // measure runs the warm-up and the rounds on link l.
