@@ -124,8 +124,9 @@ type cpuSplit struct {
 	layers  [numLayers]float64 // seconds
 }
 
-// cpuProfileSplit is a link's splits and what the profile could not give
-// to a stack.
+// cpuProfileSplit is a link's splits: one per figure and stack (the
+// floor's too). What no stack's rounds can be given is the report's
+// (benchReport.ProfileUnlabelled).
 type cpuProfileSplit struct {
 	Splits []cpuSplit `json:"splits"`
 }
