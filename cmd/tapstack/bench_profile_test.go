@@ -3,9 +3,11 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"math"
 	"path/filepath"
 	"regexp"
+	"runtime/pprof"
 	"strings"
 	"testing"
 
@@ -205,6 +207,12 @@ func TestSplitProfile(t *testing.T) {
 // TestBenchCPUProfile: with -cpuprofile, the bench reads its profile
 // back and splits each stack's CPU by layer, in the table and in -json.
 func TestBenchCPUProfile(t *testing.T) {
+	// The process has one CPU profile: under go test -cpuprofile the
+	// bench's own cannot start.
+	if err := pprof.StartCPUProfile(io.Discard); err != nil {
+		t.Skipf("a CPU profile is already running (go test -cpuprofile?): %v", err)
+	}
+	pprof.StopCPUProfile()
 	dir := t.TempDir()
 	code, out, errOut := runCLI(t, append(quickBench, "-link", "pipe", "-cpuprofile", filepath.Join(dir, "cpu.prof"))...)
 	if code != 0 {
