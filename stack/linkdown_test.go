@@ -7,9 +7,13 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip/link/channel"
 
 	"github.com/tapstack/tapstack/conn"
 	"github.com/tapstack/tapstack/event"
@@ -253,5 +257,81 @@ func TestLinkDownTAP(t *testing.T) {
 			wantNetDown(t, how, read)
 			wantNoRoute(t, s, "192.0.2.1:7000")
 		})
+	}
+}
+
+// closingLink is a link that can fail, whose Close waits for release:
+// it says when Close began, and whether Wait came before Close was done.
+type closingLink struct {
+	*channel.Endpoint
+	fail      func(error)
+	once      sync.Once
+	closing   chan struct{} // closed when Close begins
+	release   chan struct{} // Close returns once this is closed
+	waited    chan struct{} // closed when Wait is first called
+	waitOnce  sync.Once
+	closed    atomic.Bool
+	waitEarly atomic.Bool
+}
+
+func (l *closingLink) OnFailure(fn func(error)) { l.fail = fn }
+
+func (l *closingLink) Close() {
+	l.once.Do(func() { close(l.closing) })
+	<-l.release
+	l.Endpoint.Close()
+	l.closed.Store(true)
+}
+
+func (l *closingLink) Wait() {
+	if !l.closed.Load() {
+		l.waitEarly.Store(true)
+	}
+	l.waitOnce.Do(func() { close(l.waited) })
+	l.Endpoint.Wait()
+}
+
+// TestCloseAfterLinkDown: a link fails and the stack takes its interface
+// down on a goroutine of its own, whose RemoveNIC has the interface out
+// of gVisor's table but has not yet closed the link when the stack is
+// closed. Close must not wait for the link before the link's Close is
+// done: a link still working (tap.Fault arming a timer for a frame that
+// arrives) would race with the wait, as a CI run under the race detector
+// saw (sync.WaitGroup's Add concurrent with its Wait).
+func TestCloseAfterLinkDown(t *testing.T) {
+	l := &closingLink{Endpoint: channel.New(16, 1500, ""), closing: make(chan struct{}), release: make(chan struct{}), waited: make(chan struct{})}
+	s := stack.New(stack.Options{})
+	if _, err := s.AddNIC(l, netip.MustParsePrefix("192.0.2.1/24")); err != nil {
+		t.Fatal(err)
+	}
+	l.fail(errors.New("cable cut"))
+	select {
+	case <-l.closing:
+	case <-time.After(guard):
+		t.Fatal("the failed link was not closed")
+	}
+	done := make(chan struct{})
+	go func() {
+		s.Close()
+		close(done)
+	}()
+	select {
+	case <-l.waited:
+		t.Error("Close waited for the link while its Close was still running")
+	case <-time.After(100 * time.Millisecond): // long enough for Close to get there, if it would
+	}
+	close(l.release)
+	select {
+	case <-done:
+	case <-time.After(guard):
+		t.Fatal("Close did not return")
+	}
+	if l.waitEarly.Load() {
+		t.Error("the link's Wait came before its Close was done")
+	}
+	select {
+	case <-l.waited:
+	default:
+		t.Error("Close did not wait for the link")
 	}
 }

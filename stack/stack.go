@@ -342,12 +342,21 @@ func (s *Stack) Close() {
 	// endpoint while holding the stack's lock, and a link goroutine that is
 	// delivering a frame into this stack at that moment needs the same
 	// lock. RemoveNIC detaches and closes the link without holding it.
-	for id, link := range links {
+	for id := range links {
 		_ = s.s.RemoveNIC(id)
-		link.Wait()
 	}
 	_ = s.s.RemoveNIC(LoopbackNIC)
+	// A link that failed is taken down on a goroutine of the stack's
+	// (linkFailed), whose RemoveNIC may have the NIC out of gVisor's
+	// table, so that ours found nothing to do, and not have closed the
+	// link yet. Its links are waited for once that is done: a link that
+	// is not closed still works, and a wait then races with it (a
+	// tap.Fault arming a timer for a frame still arriving, its
+	// WaitGroup's Add concurrent with its Wait).
 	s.handlers.Wait()
+	for _, link := range links {
+		link.Wait()
+	}
 	s.s.Close()
 	s.s.Wait()
 	// Events are delivered after the engine's locks are released, maybe
