@@ -349,7 +349,7 @@ func (s *Stack) Close() {
 	// A link that failed is taken down on a goroutine of the stack's
 	// (linkFailed), whose RemoveNIC may have the NIC out of gVisor's
 	// table, so that ours found nothing to do, and not have closed the
-	// link yet. Its links are waited for once that is done: a link that
+	// link yet. The links are waited for once that is done: a link that
 	// is not closed still works, and a wait then races with it (a
 	// tap.Fault arming a timer for a frame still arriving, its
 	// WaitGroup's Add concurrent with its Wait).
