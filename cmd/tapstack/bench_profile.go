@@ -82,7 +82,10 @@ func layerOf(fn string) cpuLayer {
 		return layerNetwork
 	case has(ts + "tap."):
 		return layerLink
-	case has("net.", "internal/poll."):
+	case has("net."):
+		// Not internal/poll, which the TAP's reads and writes go
+		// through too (os.File's RawConn): the frame above it says
+		// whose they are.
 		return layerPeer
 	case has("main."):
 		return layerWorkload
