@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"reflect"
 	"runtime"
 	"runtime/pprof"
 	"slices"
@@ -405,41 +406,67 @@ type benchRow struct {
 }
 
 // MarshalJSON writes a failed run's NaN as null: JSON has no NaN.
-func (r benchRow) MarshalJSON() ([]byte, error) {
-	return json.Marshal(struct {
-		benchFigure
-		Tapstack      []any  `json:"tapstack"`
-		GVisor        []any  `json:"gvisor"`
-		Ratio         []any  `json:"ratio"`
-		TapstackMed   any    `json:"tapstack_median"`
-		GVisorMed     any    `json:"gvisor_median"`
-		RatioMed      any    `json:"ratio_median"`
-		RatioMin      any    `json:"ratio_min"`
-		RatioMax      any    `json:"ratio_max"`
-		TapstackRange [2]any `json:"tapstack_range"`
-		GVisorRange   [2]any `json:"gvisor_range"`
-	}{r.benchFigure, jsonNums(r.Tapstack), jsonNums(r.GVisor), jsonNums(r.Ratio),
-		jsonNum(r.TapstackMed), jsonNum(r.GVisorMed), jsonNum(r.RatioMed), jsonNum(r.RatioMin), jsonNum(r.RatioMax),
-		jsonRange(r.TapstackRange), jsonRange(r.GVisorRange)})
-}
+func (r benchRow) MarshalJSON() ([]byte, error) { return marshalNullNaN(r) }
 
-// jsonNum is v, or nil (null) for a failed run's NaN.
-func jsonNum(v float64) any {
-	if math.IsNaN(v) {
+// marshalNullNaN writes struct v as encoding/json would, field by field in
+// order, the fields of embedded structs inlined and unexported ones left
+// out, but with every NaN float (a failed run's value, alone or in a slice
+// or array) as null; a slice of floats is an array even when nil. It is
+// for the bench's rows, whose tags have no options.
+func marshalNullNaN(v any) ([]byte, error) {
+	b := []byte{'{'}
+	var fields func(rv reflect.Value) error
+	fields = func(rv reflect.Value) error {
+		for i := range rv.NumField() {
+			f := rv.Type().Field(i)
+			switch {
+			case f.Anonymous && f.Type.Kind() == reflect.Struct:
+				if err := fields(rv.Field(i)); err != nil {
+					return err
+				}
+				continue
+			case !f.IsExported():
+				continue
+			}
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if name == "" {
+				name = f.Name
+			}
+			val, err := json.Marshal(nullNaN(rv.Field(i)))
+			if err != nil {
+				return err
+			}
+			if len(b) > 1 {
+				b = append(b, ',')
+			}
+			b = strconv.AppendQuote(b, name)
+			b = append(append(b, ':'), val...)
+		}
 		return nil
 	}
-	return v
-}
-
-func jsonNums(v []float64) []any {
-	out := make([]any, len(v))
-	for i, x := range v {
-		out[i] = jsonNum(x)
+	if err := fields(reflect.ValueOf(v)); err != nil {
+		return nil, err
 	}
-	return out
+	return append(b, '}'), nil
 }
 
-func jsonRange(r [2]float64) [2]any { return [2]any{jsonNum(r[0]), jsonNum(r[1])} }
+// nullNaN is v with its NaN floats as nil (null): a float, or a slice or
+// array of them; any other value as it is.
+func nullNaN(v reflect.Value) any {
+	switch {
+	case v.Kind() == reflect.Float64:
+		if math.IsNaN(v.Float()) {
+			return nil
+		}
+	case (v.Kind() == reflect.Slice || v.Kind() == reflect.Array) && v.Type().Elem().Kind() == reflect.Float64:
+		out := make([]any, v.Len())
+		for i := range out {
+			out[i] = nullNaN(v.Index(i))
+		}
+		return out
+	}
+	return v.Interface()
+}
 
 // benchLinkResult is one link's table.
 type benchLinkResult struct {

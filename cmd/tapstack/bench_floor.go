@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"runtime"
@@ -139,27 +138,7 @@ type floorRow struct {
 }
 
 // MarshalJSON writes a failed run's NaN as null, as benchRow does.
-func (r floorRow) MarshalJSON() ([]byte, error) {
-	return json.Marshal(struct {
-		Figure        string `json:"figure"`
-		Unit          string `json:"unit"`
-		Higher        bool   `json:"higher_is_better"`
-		Floor         []any  `json:"floor"`
-		Tapstack      []any  `json:"tapstack_to_floor"`
-		GVisor        []any  `json:"gvisor_to_floor"`
-		Bound         []any  `json:"floor_to_gvisor"`
-		FloorMed      any    `json:"floor_median"`
-		FloorRange    [2]any `json:"floor_range"`
-		TapstackMed   any    `json:"tapstack_to_floor_median"`
-		TapstackRange [2]any `json:"tapstack_to_floor_range"`
-		GVisorMed     any    `json:"gvisor_to_floor_median"`
-		GVisorRange   [2]any `json:"gvisor_to_floor_range"`
-		BoundMed      any    `json:"floor_to_gvisor_median"`
-		BoundRange    [2]any `json:"floor_to_gvisor_range"`
-	}{r.Figure, r.Unit, r.Higher, jsonNums(r.Floor), jsonNums(r.Tapstack), jsonNums(r.GVisor), jsonNums(r.Bound),
-		jsonNum(r.FloorMed), jsonRange(r.FloorRange), jsonNum(r.TapstackMed), jsonRange(r.TapstackRange),
-		jsonNum(r.GVisorMed), jsonRange(r.GVisorRange), jsonNum(r.BoundMed), jsonRange(r.BoundRange)})
-}
+func (r floorRow) MarshalJSON() ([]byte, error) { return marshalNullNaN(r) }
 
 const floorWhat = "no protocol: only what a Write, a Read and the bench's check must do on gVisor's buffers (copy into 64 KiB views, which gVisor clears first; copy out into the reader's 256 KiB; CRC-32C), between two goroutines with 4 MiB in flight"
 

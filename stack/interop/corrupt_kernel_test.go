@@ -100,18 +100,25 @@ func TestKernelCorruptedInboundSegmentLostAlone(t *testing.T) {
 // middleware corrupted.
 func corruptingKernel(t *testing.T, ns *taptest.Namespace, dev *tap.Device, cfg tap.FaultConfig) (*lossyKernel, *atomic.Uint64) {
 	t.Helper()
-	corrupted := new(atomic.Uint64)
-	cfg.Observer = func(ev tap.FaultEvent) {
-		if ev.Kind == tap.FaultCorrupt {
-			corrupted.Add(1)
-		}
-	}
+	corrupted := countCorruptions(&cfg)
 	link := tap.NewFault(dev.LinkEndpoint(), cfg)
 	ts := newUnwatched(t, link, netip.MustParsePrefix(tapAddr+"/24"), tcp.Options{})
 	return &lossyKernel{ns: ns, ts: ts, link: link,
 		dial: func(ctx context.Context, to string) (halfCloser, error) {
 			return (&conn.Dialer{Stack: ts}).DialTCP(ctx, "tcp", to)
 		}}, corrupted
+}
+
+// countCorruptions makes cfg's observer count the frames the middleware
+// corrupts, either way, and returns the count.
+func countCorruptions(cfg *tap.FaultConfig) *atomic.Uint64 {
+	n := new(atomic.Uint64)
+	cfg.Observer = func(ev tap.FaultEvent) {
+		if ev.Kind == tap.FaultCorrupt {
+			n.Add(1)
+		}
+	}
+	return n
 }
 
 // TestPipeCorruptedSegmentLostAlone: over tap.Pipe with GSO, the sender's
@@ -122,13 +129,9 @@ func corruptingKernel(t *testing.T, ns *taptest.Namespace, dev *tap.Device, cfg 
 // Handed up whole, a corrupted super-frame failed its checksum whole.
 func TestPipeCorruptedSegmentLostAlone(t *testing.T) {
 	pa, pb := tap.Pipe(tap.WithPipeGSO(true))
-	var corrupted atomic.Uint64
-	rcvLink := tap.NewFault(pb, tap.FaultConfig{Seed: 5, Inbound: &tap.FaultConfig{Corrupt: 0.01},
-		Observer: func(ev tap.FaultEvent) {
-			if ev.Kind == tap.FaultCorrupt {
-				corrupted.Add(1)
-			}
-		}})
+	cfg := tap.FaultConfig{Seed: 5, Inbound: &tap.FaultConfig{Corrupt: 0.01}}
+	corrupted := countCorruptions(&cfg)
+	rcvLink := tap.NewFault(pb, cfg)
 	snd, _ := newTapstack(t, pa, tsPrefix4, tcp.Options{})
 	rcv, _ := newTapstack(t, rcvLink, peerPrefix4, tcp.Options{})
 	c, s := connectPair(t, snd, rcv, peerPrefix4)
