@@ -122,7 +122,8 @@ type cpuSplit struct {
 	// ratios) divided by 1 − the TCP's share: what the ratio would be were
 	// tapstack's TCP to take no CPU and the cores to stay as busy. It is
 	// the most any engine could gain on that figure over this network
-	// layer and link without keeping the cores busier.
+	// layer and link without keeping the cores busier. None when the TCP
+	// had every sample of the figure (a short run's few): no bound then.
 	FreeTCP float64            `json:"ratio_were_tcp_free,omitempty"`
 	layers  [numLayers]float64 // seconds
 }
