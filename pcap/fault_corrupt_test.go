@@ -32,7 +32,9 @@ func (*counting) DeliverLinkPacket(tcpip.NetworkProtocolNumber, *gstack.PacketBu
 // segment and its comment lands on the very frame it changed: the
 // capture's frames that say "corrupted byte" are exactly those whose TCP
 // checksum fails. (Handed up whole, a corrupted super-frame was cut into
-// segments by the capture, which put the comment on the first.)
+// segments by the capture, which put the comment on the first.) The runs
+// of intact segments between them go on joined again, and the capture
+// writes them as their wire segments still.
 func TestFaultCorruptCommentOnItsSegment(t *testing.T) {
 	a, b := tap.Pipe(tap.WithPipeGSO(true))
 	var faultObs func(tap.FaultEvent)
@@ -69,8 +71,8 @@ func TestFaultCorruptCommentOnItsSegment(t *testing.T) {
 		t.Fatal(err)
 	}
 	pkt.DecRef()
-	for deadline := time.Now().Add(5 * time.Second); got.n.Load() < segs && time.Now().Before(deadline); {
-		time.Sleep(time.Millisecond)
+	if !a.FlushOutbound(5 * time.Second) {
+		t.Fatal("the pipe did not carry the super-frame")
 	}
 	st := w.Stats()
 	w.CloseCapture()
@@ -81,12 +83,19 @@ func TestFaultCorruptCommentOnItsSegment(t *testing.T) {
 	if st.Unmatched != 0 {
 		t.Errorf("%d fault reports unmatched", st.Unmatched)
 	}
-	if n := got.n.Load(); n != segs {
-		t.Errorf("%d frames delivered: the super-frame did not go up as its %d wire segments", n, segs)
+	if in := f.InboundStats().Frames; in != segs {
+		t.Errorf("the faults drew for %d frames: the super-frame did not go up as its %d wire segments", in, segs)
 	}
-	corrupted := 0
+	corrupted, pieces, intact := 0, 0, false
 	for _, p := range pkts {
 		noted := strings.Contains(p.Comment(), "fault: corrupted byte ")
+		// The stack gets each corrupted segment alone and each run of
+		// intact ones joined again (one super-frame, which the capture
+		// writes as its wire segments).
+		if noted || !intact {
+			pieces++
+		}
+		intact = !noted
 		seg := header.TCP(p.Data[eth+ipLen:])
 		holds := checksum.Checksum(seg, header.PseudoHeaderChecksum(header.TCPProtocolNumber, src, dst, uint16(len(seg)))) == 0xffff
 		if noted == holds {
@@ -98,5 +107,11 @@ func TestFaultCorruptCommentOnItsSegment(t *testing.T) {
 	}
 	if corrupted == 0 || corrupted == segs {
 		t.Errorf("%d of %d segments corrupted: the seed should corrupt some, not all", corrupted, segs)
+	}
+	if pieces == segs {
+		t.Errorf("no two intact segments in a row: the seed tests no join")
+	}
+	if n := got.n.Load(); n != int64(pieces) {
+		t.Errorf("%d frames delivered, want %d: each corrupted segment alone, each run of intact ones joined", n, pieces)
 	}
 }

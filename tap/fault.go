@@ -49,7 +49,10 @@ type FaultConfig struct {
 	// coalesces segments leaves it out of its super-frames, and a
 	// super-frame from the wire (the kernel's TSO, a pipe's GSO) is
 	// handed up as its wire segments, of which one is corrupted. With
-	// Inbound.Corrupt set, every inbound fault acts on wire segments.
+	// Inbound.Corrupt set, every inbound fault acts on wire segments, and
+	// the runs of a super-frame's segments that the faults leave intact
+	// reach the stack joined again, as GRO joins them after a wire
+	// (FaultStats.Rejoined).
 	Corrupt float64
 	// Mark is the probability that an ECN-capable IP packet (its ECN
 	// field, the low two bits of the IPv4 TOS byte or of the IPv6 traffic
@@ -229,6 +232,7 @@ type FaultStats struct {
 	NotSent        uint64 // outbound frames the link below refused, its queue full (FaultNotSent)
 	Marked         uint64 // ECN-capable packets marked CE (FaultMark)
 	BlackHoled     uint64 // IP packets dropped as longer than BlackHoleMTU (FaultBlackHole)
+	Rejoined       uint64 // inbound wire segments handed on joined again into super-frames: runs of a split super-frame left intact (rejoin.go)
 }
 
 // Fault is link middleware that injects faults into the frames of the
@@ -248,6 +252,12 @@ type Fault struct {
 	obs     func(FaultEvent)
 
 	batchEnd atomic.Pointer[func()] // OnBatchEnd
+
+	// segs is the device below that hands super-frames up as their wire
+	// segments for the inbound faults (nil if none does), and rejoin
+	// the run of them passed on intact, not yet handed on (rejoin.go).
+	segs   segmentSource
+	rejoin rejoinRun
 
 	// writing counts the writes to the link below between their call
 	// and the report of what the link refused (LinkDrops).
@@ -287,10 +297,19 @@ func (f *Fault) putScratch(s *faultScratch, acts []action) {
 // reordering, delayed), which is a burst of its own.
 func (f *Fault) OnBatchEnd(fn func()) {
 	f.batchEnd.Store(&fn)
+	below := fn
+	if f.segs != nil {
+		// A run of segments waiting to be joined goes before the
+		// burst's end is told.
+		below = func() {
+			f.flushRejoin()
+			fn()
+		}
+	}
 	walkBelow(f.Endpoint.Child(), func(l stack.LinkEndpoint) bool {
 		b, ok := l.(interface{ OnBatchEnd(func()) })
 		if ok {
-			b.OnBatchEnd(fn)
+			b.OnBatchEnd(below)
 		}
 		return ok
 	})
@@ -380,6 +399,10 @@ func NewFault(inner stack.LinkEndpoint, cfg FaultConfig) *Fault {
 		f.in = newLane(f, FaultInbound, *cfg.Inbound, src, cfg.Seed, 1)
 		if cfg.Inbound.Corrupt > 0 {
 			requireFullChecksums(inner)
+			walkBelow(inner, func(l stack.LinkEndpoint) bool {
+				f.segs, _ = l.(segmentSource)
+				return f.segs != nil
+			})
 		}
 	}
 	if cfg.Corrupt > 0 {
@@ -966,7 +989,11 @@ func (f *Fault) DeliverNetworkPacket(proto tcpip.NetworkProtocolNumber, pkt *sta
 	s := f.getScratch()
 	acts := f.in.decide(s.acts[:0], pkt, proto, time.Now())
 	f.mu.Unlock()
-	f.run(FaultInbound, acts, s, nil)
+	if f.segs != nil {
+		f.runSegment(acts, s, pkt, proto, f.segs.currentSegment())
+	} else {
+		f.run(FaultInbound, acts, s, nil)
+	}
 	f.putScratch(s, acts)
 }
 
@@ -1001,6 +1028,7 @@ func (f *Fault) Close() {
 	for _, p := range drop {
 		p.DecRef()
 	}
+	f.dropRejoin()
 	f.Endpoint.Close()
 }
 

@@ -173,6 +173,14 @@ func checkSuperPrefix(prefix []byte, frameLen, mss int) (superFrame, error) {
 // left as the pseudo-header sum for this segment's length (the
 // CHECKSUM_PARTIAL convention); fillTCPChecksum finishes it.
 func (s *superFrame) segmentHeaders(dst, frame []byte, i, size int) {
+	s.runHeaders(dst, frame, i, i, size)
+}
+
+// runHeaders is segmentHeaders for the run of wire segments first to
+// last, joined again into one super-frame of size bytes of payload
+// (rejoin.go): the first's IP identification and sequence number, its
+// CWR, the last's FIN and PSH.
+func (s *superFrame) runHeaders(dst, frame []byte, first, last, size int) {
 	copy(dst[:s.data], frame[:s.data])
 	ip := dst[s.ip:s.tcp]
 	tcpLen := s.data - s.tcp + size
@@ -181,16 +189,16 @@ func (s *superFrame) segmentHeaders(dst, frame []byte, i, size int) {
 	} else {
 		h := header.IPv4(ip)
 		h.SetTotalLength(uint16(s.tcp - s.ip + tcpLen))
-		h.SetID(h.ID() + uint16(i))
+		h.SetID(h.ID() + uint16(first))
 		ipv4HeaderChecksum(h)
 	}
 	h := header.TCP(dst[s.tcp:s.data])
-	h.SetSequenceNumber(h.SequenceNumber() + uint32(i*s.mss))
+	h.SetSequenceNumber(h.SequenceNumber() + uint32(first*s.mss))
 	flags := h.Flags()
-	if i > 0 {
+	if first > 0 {
 		flags &^= header.TCPFlagCwr
 	}
-	if i < s.n-1 {
+	if last < s.n-1 {
 		flags &^= header.TCPFlagFin | header.TCPFlagPsh
 	}
 	h.SetFlags(uint8(flags))

@@ -261,7 +261,7 @@ func (l *fdLink) deliverFrame(f *rxFrame, size int, validated bool, gso stack.GS
 	pkt.GSOOptions = gso
 	l.rxFrames.Add(1)
 	l.rxBytes.Add(uint64(size))
-	l.handOver(d, pkt)
+	l.handOver(d, pkt, wireSegment{})
 }
 
 // deliverSplit delivers the wire segments super-frame s (in f) stands
@@ -282,6 +282,12 @@ func (l *fdLink) deliverSplit(f *rxFrame, s *superFrame, full bool) {
 	prefix := f.head[vnetHdrLen:]
 	payload := f.buffer(s.data, s.end)
 	defer payload.Release()
+	var g *splitFrame
+	if full && s.n > 1 {
+		// What the fault middleware above needs to join the segments
+		// it leaves intact again (rejoin.go).
+		g = newSplitFrame(s, prefix)
+	}
 	for i := range s.n {
 		off := i * s.mss
 		size := min(s.mss, s.payload()-off)
@@ -294,8 +300,12 @@ func (l *fdLink) deliverSplit(f *rxFrame, s *superFrame, full bool) {
 			h := header.TCP(hv.AsSlice()[s.tcp:])
 			src, dst := s.addrs(prefix)
 			h.SetChecksum(0)
-			x := checksum.Combine(checksum.Checksum(h, pseudoSum(src, dst, s.data-s.tcp+size)), seg.Checksum(0))
+			sum := seg.Checksum(0)
+			x := checksum.Combine(checksum.Checksum(h, pseudoSum(src, dst, s.data-s.tcp+size)), sum)
 			h.SetChecksum(^x)
+			if g != nil {
+				g.sums[i] = sum
+			}
 		}
 		buf := buffer.MakeWithView(hv)
 		buf.Merge(&seg)
@@ -303,7 +313,7 @@ func (l *fdLink) deliverSplit(f *rxFrame, s *superFrame, full bool) {
 		pkt.RXChecksumValidated = true
 		l.rxFrames.Add(1)
 		l.rxBytes.Add(uint64(s.data + size))
-		l.handOver(d, pkt)
+		l.handOver(d, pkt, wireSegment{g, i})
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/link/channel"
 	"gvisor.dev/gvisor/pkg/tcpip/link/ethernet"
@@ -257,10 +258,28 @@ func (p *pipe) carry(from, to *pipePort, pkt *stack.PacketBuffer) {
 // releases v and reports true; or, for a frame that is no TCP segment it
 // can cut, does nothing and reports false.
 func (p *pipe) carrySegments(from, to *pipePort, v *buffer.View, mss int) bool {
-	err := WireSegments(v.AsSlice(), mss, func(seg []byte) {
+	frame := v.AsSlice()
+	s, err := checkSuper(frame, mss)
+	if err != nil {
+		return false
+	}
+	var g *splitFrame
+	if s.n > 1 {
+		// What a fault middleware above needs to join the segments it
+		// leaves intact again (rejoin.go).
+		g = newSplitFrame(&s, frame)
+	}
+	i := 0
+	err = WireSegments(frame, mss, func(seg []byte) {
+		if g != nil {
+			g.sums[i] = checksum.Checksum(seg[s.data:], 0)
+		}
 		in := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(seg)})
+		to.delivering = wireSegment{g, i}
 		to.InjectInbound(0, in)
+		to.delivering = wireSegment{}
 		in.DecRef()
+		i++
 	})
 	if err != nil {
 		return false
@@ -290,9 +309,10 @@ type pipePort struct {
 	pipe *pipe
 	peer *pipePort
 
-	gso      bool                   // WithPipeGSO
-	batchEnd atomic.Pointer[func()] // OnBatchEnd
-	fullCsum atomic.Bool            // deliver complete checksums and let the stack verify them (offloadIn)
+	gso        bool                   // WithPipeGSO
+	delivering wireSegment            // the split super-frame's segment being delivered (rejoin.go); the pump's
+	batchEnd   atomic.Pointer[func()] // OnBatchEnd
+	fullCsum   atomic.Bool            // deliver complete checksums and let the stack verify them (offloadIn)
 
 	sent, droppedFull, droppedDetached, droppedClosed, droppedBadChecksum atomic.Uint64
 
@@ -398,6 +418,10 @@ func (pp *pipePort) Capabilities() stack.LinkEndpointCapabilities {
 
 // requireFullChecksums: see offloadIn.
 func (e *PipeEnd) requireFullChecksums() { e.port.fullCsum.Store(true) }
+
+// currentSegment implements segmentSource (rejoin.go): it is read on the
+// pump's goroutine, inside the delivery.
+func (e *PipeEnd) currentSegment() wireSegment { return e.port.delivering }
 
 // pipeGSOMax is the largest packet an end with WithPipeGSO takes, IP
 // header included: the IPv4 total length field's limit, as a TAP's.

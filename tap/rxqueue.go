@@ -29,10 +29,12 @@ import (
 // When it is reached the read loop waits for room, and the kernel's queue
 // to the device holds the rest, as it would for a slow reader.
 
-// rxItem is a packet read and the dispatcher it was read for.
+// rxItem is a packet read and the dispatcher it was read for, with the
+// super-frame it is a wire segment of, if the device split one (seg).
 type rxItem struct {
 	d   stack.NetworkDispatcher
 	pkt *stack.PacketBuffer
+	seg wireSegment
 }
 
 // rxQueue is the queue between the read loop and the delivery goroutine.
@@ -53,11 +55,11 @@ func newRxQueue(l *fdLink, limit int) *rxQueue {
 // put hands pkt, and the reference the caller holds on it, to the
 // delivery goroutine. It waits for room when the queue is full, and
 // counts the wait.
-func (q *rxQueue) put(d stack.NetworkDispatcher, pkt *stack.PacketBuffer) {
+func (q *rxQueue) put(d stack.NetworkDispatcher, pkt *stack.PacketBuffer, seg wireSegment) {
 	if len(q.ch) == cap(q.ch) {
 		q.l.rxQueueFull.Add(1)
 	}
-	q.ch <- rxItem{d, pkt}
+	q.ch <- rxItem{d, pkt, seg}
 }
 
 // run is the delivery goroutine: it delivers each packet in turn and
@@ -68,8 +70,7 @@ func (q *rxQueue) run() {
 	defer q.done.Done()
 	burst := 0
 	for it := range q.ch {
-		it.d.DeliverNetworkPacket(0, it.pkt)
-		it.pkt.DecRef()
+		q.l.deliverNow(it.d, it.pkt, it.seg)
 		if burst++; len(q.ch) == 0 || burst >= maxReadBurst {
 			q.l.endBatch()
 			burst = 0
@@ -80,14 +81,28 @@ func (q *rxQueue) run() {
 // handOver gives pkt, and the caller's reference, to the stack: through
 // the read loop's queue, or at once outside a read loop (frames that
 // tests hand to deliverVnet).
-func (l *fdLink) handOver(d stack.NetworkDispatcher, pkt *stack.PacketBuffer) {
+func (l *fdLink) handOver(d stack.NetworkDispatcher, pkt *stack.PacketBuffer, seg wireSegment) {
 	if l.rxq == nil {
-		d.DeliverNetworkPacket(0, pkt)
-		pkt.DecRef()
+		l.deliverNow(d, pkt, seg)
 		return
 	}
-	l.rxq.put(d, pkt)
+	l.rxq.put(d, pkt, seg)
 }
+
+// deliverNow hands pkt, and the caller's reference, to d, saying meanwhile
+// which wire segment of a split super-frame it is (currentSegment).
+// Frames are delivered by one goroutine at a time: the delivery
+// goroutine, or the read loop without one.
+func (l *fdLink) deliverNow(d stack.NetworkDispatcher, pkt *stack.PacketBuffer, seg wireSegment) {
+	l.delivering = seg
+	d.DeliverNetworkPacket(0, pkt)
+	l.delivering = wireSegment{}
+	pkt.DecRef()
+}
+
+// currentSegment implements segmentSource (rejoin.go). It is read on the
+// goroutine that is delivering the frame, inside its delivery.
+func (l *fdLink) currentSegment() wireSegment { return l.delivering }
 
 // close ends the delivery goroutine once it has delivered what is queued,
 // and waits for it.

@@ -40,7 +40,7 @@ func TestRxQueue(t *testing.T) {
 	l.OnBatchEnd(func() { d.note("end") })
 	q := newRxQueue(l, 2)
 	put := func(b byte) {
-		q.put(d, stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData([]byte{b})}))
+		q.put(d, stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData([]byte{b})}), wireSegment{})
 	}
 	put(1)
 	<-d.entered // 1 is being delivered, held at the gate
@@ -87,7 +87,7 @@ func TestRxQueueBurstBound(t *testing.T) {
 	l.OnBatchEnd(func() { d.note("end") })
 	q := newRxQueue(l, n)
 	for i := range n {
-		q.put(d, stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData([]byte{byte(i)})}))
+		q.put(d, stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData([]byte{byte(i)})}), wireSegment{})
 	}
 	for range n {
 		d.gate <- struct{}{}

@@ -337,6 +337,7 @@ type fdLink struct {
 	tx         *txPath     // the write path; its writer goroutine's (txq)
 	rx         *rxReader   // the read path with offloads; the read loop's
 	rxq        *rxQueue    // its hand-over to the stack; the read loop's
+	delivering wireSegment // the split super-frame's segment being delivered (rejoin.go); the delivering goroutine's
 	rxQueueLen int         // the hand-over's limit; 0: none, frames are delivered on the read loop
 	txq        *txQueue    // the outbound queue and its writer goroutine
 
@@ -554,7 +555,7 @@ func (l *fdLink) deliver(frame []byte) {
 	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: frameBuffer(frame)})
 	l.rxFrames.Add(1)
 	l.rxBytes.Add(uint64(len(frame)))
-	l.handOver(d, pkt)
+	l.handOver(d, pkt, wireSegment{})
 }
 
 // WritePackets implements stack.LinkWriter: frames go to the outbound

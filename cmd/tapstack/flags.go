@@ -147,7 +147,7 @@ func addFaultFlags(fs *flag.FlagSet) *faultFlags {
 		fs.Var(&s.side.loss, s.prefix+"loss", "fault: drop `P` of the "+s.what+" (5% or 0.05); over a TAP with offloads a super-frame (TSO, GRO) is one frame, lost whole, as netem loses a GSO packet")
 		fs.Var(&s.side.dup, s.prefix+"dup", "fault: duplicate `P` of the "+s.what)
 		fs.Var(&s.side.reorder, s.prefix+"reorder", "fault: send `P` of the "+s.what+" after the next frame")
-		fs.Var(&s.side.corrupt, s.prefix+"corrupt", "fault: change one byte after the IP header in `P` of the "+s.what+"; a corrupted segment is lost alone, as on a wire: the stack's frames are sent without GSO and kept out of a TAP's super-frames, and the kernel's super-frames reach the stack as their wire segments (every fault on frames to the stack then acts on wire segments)")
+		fs.Var(&s.side.corrupt, s.prefix+"corrupt", "fault: change one byte after the IP header in `P` of the "+s.what+"; a corrupted segment is lost alone, as on a wire: the stack's frames are sent without GSO and kept out of a TAP's super-frames, and the faults on frames to the stack act on the wire segments of the kernel's super-frames, whose intact runs reach the stack joined again, as GRO joins them")
 		fs.Var(&s.side.mark, s.prefix+"mark", "fault: mark CE on `P` of the ECN-capable "+s.what+" (as an AQM router marks instead of dropping; frames not ECN-capable pass)")
 		fs.Var(&s.side.blackHoleMTU, s.prefix+"blackhole-mtu", "fault: drop the "+s.what+" whose IP packet is longer than `N` bytes, with no ICMP error, as a path MTU black hole (RFC 2923 2.1)")
 		fs.Var(&s.side.delay, s.prefix+"delay", "fault: hold the "+s.what+" back for `D`")

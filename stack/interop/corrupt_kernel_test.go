@@ -66,7 +66,11 @@ func TestKernelCorruptedSegmentLostAlone(t *testing.T) {
 // super-frames up as their wire segments then, so the faults draw for
 // wire segments, each corrupted one fails tapstack's check alone, and
 // the kernel retransmits about one segment per corruption. Handed up
-// whole, a corrupted super-frame was dropped whole.
+// whole, a corrupted super-frame was dropped whole. The runs of intact
+// segments between the corrupted ones reach the stack joined again, as a
+// receiver's GRO joins what the wire left intact; handed on one by one,
+// they cost a trip through the stack and, after a hole, an ACK per
+// second segment each.
 func TestKernelCorruptedInboundSegmentLostAlone(t *testing.T) {
 	ns := taptest.NewNamespace(t)
 	dev := ns.AddTAP(t, "tscorrupt1", kernelAddr+"/24")
@@ -78,11 +82,17 @@ func TestKernelCorruptedInboundSegmentLostAlone(t *testing.T) {
 
 	n := corrupted.Load()
 	retx, _ := k.kernelCounters(t)
-	in := k.link.InboundStats().Frames
+	st := k.link.InboundStats()
+	in := st.Frames
 	csum := k.ts.TCP().Stats().Drops[event.DropBadChecksum].Load()
-	t.Logf("%d frames came in, %d corrupted, tapstack dropped %d for their checksum, the kernel retransmitted %d", in, n, csum, retx)
+	t.Logf("%d frames came in, %d corrupted, %d handed on joined again; tapstack dropped %d for their checksum, the kernel retransmitted %d", in, n, st.Rejoined, csum, retx)
 	if in < (8<<20)/1448 {
 		t.Errorf("%d frames reached the middleware for 8 MiB: super-frames, not wire segments", in)
+	}
+	// The intact runs between the corrupted segments reach the stack
+	// joined again, as a receiver's GRO joins them after the wire.
+	if st.Rejoined < in/2 {
+		t.Errorf("%d of %d wire segments handed on joined again: the intact ones went one by one", st.Rejoined, in)
 	}
 	if n < 10 {
 		t.Fatalf("only %d frames corrupted: the test needs more", n)
@@ -126,7 +136,9 @@ func countCorruptions(cfg *tap.FaultConfig) *atomic.Uint64 {
 // corrupts 1% of the frames on their way in. The pipe hands them up as
 // their wire segments then, so each corruption costs one segment, as on
 // a wire: tapstack retransmits about one segment per corrupted frame.
-// Handed up whole, a corrupted super-frame failed its checksum whole.
+// Handed up whole, a corrupted super-frame failed its checksum whole. The
+// runs of intact segments between them reach the stack joined again, as
+// a receiver's GRO joins them.
 func TestPipeCorruptedSegmentLostAlone(t *testing.T) {
 	pa, pb := tap.Pipe(tap.WithPipeGSO(true))
 	cfg := tap.FaultConfig{Seed: 5, Inbound: &tap.FaultConfig{Corrupt: 0.01}}
@@ -143,9 +155,13 @@ func TestPipeCorruptedSegmentLostAlone(t *testing.T) {
 	gso := snd.TCP().Stats().GSOPackets.Load()
 	t.Logf("%d GSO packets sent, %d frames corrupted on the way in, %d retransmissions", gso, n, retx)
 	// The faults drew for wire segments, 1448 bytes each, not for
-	// super-frames.
-	if in := rcvLink.InboundStats().Frames; in < (8<<20)/1448 {
-		t.Errorf("%d frames reached the middleware for 8 MiB: super-frames, not wire segments", in)
+	// super-frames; the intact runs went on joined again.
+	st := rcvLink.InboundStats()
+	if st.Frames < (8<<20)/1448 {
+		t.Errorf("%d frames reached the middleware for 8 MiB: super-frames, not wire segments", st.Frames)
+	}
+	if st.Rejoined < st.Frames/2 {
+		t.Errorf("%d of %d wire segments handed on joined again: the intact ones went one by one", st.Rejoined, st.Frames)
 	}
 	if gso == 0 || n < 10 {
 		t.Fatalf("%d GSO packets, %d corrupted: the test needs both", gso, n)
