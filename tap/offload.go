@@ -283,9 +283,10 @@ func (l *fdLink) deliverSplit(f *rxFrame, s *superFrame, full bool) {
 	payload := f.buffer(s.data, s.end)
 	defer payload.Release()
 	var g *splitFrame
-	if full && s.n > 1 {
+	if full && s.n > 1 && l.offloads.GRO {
 		// What the fault middleware above needs to join the segments
-		// it leaves intact again (rejoin.go).
+		// it leaves intact again (rejoin.go), as GRO would. Without
+		// GRO the stack gets wire segments, joined or not.
 		g = newSplitFrame(s, prefix)
 	}
 	for i := range s.n {

@@ -18,7 +18,11 @@ import (
 // to the device's deliverVnet come out at rec. The device has no file; it
 // is marked closed so that attaching starts no read loop.
 func rejoinChain(cfg FaultConfig) (*fdLink, *Fault, *recvDispatcher) {
-	l := newTestLink(nil, Offloads{GRO: true})
+	return rejoinChainGRO(cfg, true)
+}
+
+func rejoinChainGRO(cfg FaultConfig, gro bool) (*fdLink, *Fault, *recvDispatcher) {
+	l := newTestLink(nil, Offloads{GRO: gro})
 	l.closed = true
 	f := NewFault(ethernet.New(l), cfg)
 	rec := &recvDispatcher{}
@@ -140,7 +144,8 @@ func TestRejoinIntactRuns(t *testing.T) {
 // TestRejoinOnlyWhenSplit: without inbound corruption the device hands the
 // super-frame up whole and the middleware leaves it so; with it, a
 // segment the middleware passes on alone (a duplicate: the frame twice)
-// breaks the run, and the copies go as they are.
+// breaks the run, and the copies go as they are; and a device without
+// GRO hands the stack wire segments, joined by no one.
 func TestRejoinOnlyWhenSplit(t *testing.T) {
 	s := seg{seq: 100, ack: 7, flags: header.TCPFlagAck, window: 9, payload: pattern(10 * 1448)}
 	h, frame := kernelSuperFrame(s, 1448)
@@ -155,5 +160,11 @@ func TestRejoinOnlyWhenSplit(t *testing.T) {
 	l.deliverVnet(rxSplit(withVnet(h, frame)))
 	if len(rec.frames) != 20 || f.InboundStats().Rejoined != 0 {
 		t.Errorf("every segment duplicated: %d frames, stats %+v; want 20, none joined", len(rec.frames), f.InboundStats())
+	}
+
+	l, f, rec = rejoinChainGRO(FaultConfig{Inbound: &FaultConfig{Corrupt: 1e-9, Source: rand.NewPCG(1, 1)}}, false)
+	l.deliverVnet(rxSplit(withVnet(h, frame)))
+	if len(rec.frames) != 10 || f.InboundStats().Rejoined != 0 {
+		t.Errorf("no GRO: %d frames, stats %+v; want the 10 wire segments, none joined", len(rec.frames), f.InboundStats())
 	}
 }
