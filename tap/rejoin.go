@@ -104,11 +104,10 @@ func (g *splitFrame) join(segs []*stack.PacketBuffer, first int) *stack.PacketBu
 
 // rejoinRun is the run of a split super-frame's wire segments that the
 // fault middleware passed on intact and has not handed on yet: segments
-// first to next-1 of g, with a reference to each.
+// next-len(pkts) to next-1 of g, with a reference to each.
 type rejoinRun struct {
 	mu    sync.Mutex
 	g     *splitFrame
-	first int
 	next  int
 	proto tcpip.NetworkProtocolNumber
 	pkts  []*stack.PacketBuffer
@@ -128,7 +127,7 @@ func (f *Fault) runSegment(acts []action, s *faultScratch, pkt *stack.PacketBuff
 			r.mu.Unlock()
 			f.flushRejoin()
 			r.mu.Lock()
-			r.g, r.first, r.next, r.proto = seg.g, seg.i, seg.i, proto
+			r.g, r.next, r.proto = seg.g, seg.i, proto
 		}
 		r.pkts = append(r.pkts, pkt.IncRef())
 		r.next++
@@ -147,7 +146,7 @@ func (f *Fault) runSegment(acts []action, s *faultScratch, pkt *stack.PacketBuff
 func (f *Fault) flushRejoin() {
 	r := &f.rejoin
 	r.mu.Lock()
-	g, first, proto, pkts := r.g, r.first, r.proto, r.pkts
+	g, first, proto, pkts := r.g, r.next-len(r.pkts), r.proto, r.pkts
 	r.g, r.pkts = nil, r.pkts[:0]
 	if len(pkts) > 1 {
 		f.mu.Lock()
