@@ -80,7 +80,8 @@ type FailingLink interface {
 // frames in bursts and can say when one ends, such as a TAP device with
 // offloads and tap.Pipe's ends. AddNIC registers the engine's function,
 // which the link calls after each burst, so that a burst of in-order
-// segments is acknowledged once at its end (stack/tcp/batch.go).
+// segments is acknowledged at its end rather than segment by segment
+// (stack/tcp/batch.go).
 type BatchingLink interface {
 	OnBatchEnd(func())
 }

@@ -293,7 +293,7 @@ func (p *pipe) carrySegments(from, to *pipePort, v *buffer.View, mss int) bool {
 // OnBatchEnd registers fn, called on the pump's goroutine after each
 // burst of frames it delivered to this end's stack: the frames the other
 // end had queued by then, up to 64 (stack.BatchingLink). stack.Stack's
-// AddNIC registers the engine's, which ACKs a burst of segments once.
+// AddNIC registers the engine's, which ACKs the rest of a burst there.
 func (e *PipeEnd) OnBatchEnd(fn func()) { e.port.batchEnd.Store(&fn) }
 
 func (pp *pipePort) endBatch() {

@@ -131,13 +131,17 @@ func (e *Endpoint) ackPolicy(now bool) {
 			e.sendAck(event.SendAck)
 			return
 		}
-		if !e.rcvCoalesced && !e.ackAtBatchEnd {
-			// Full-sized text: the burst's first ACK goes at once,
-			// by the per-segment rule, and only the rest of the
+		if !e.ackAtBatchEnd {
+			// The burst's first ACK goes at once (for full-sized
+			// text by the per-segment rule, for coalesced text at
+			// its first super-frame), and only the rest of the
 			// burst waits for its end (batch.go). The sender then
 			// hears from every burst early, and an ACK lost at a
 			// burst's end no longer leaves it without word of the
-			// whole burst.
+			// whole burst: a sender whose flight was that burst
+			// would wait for its probe timeout, and the probe, one
+			// segment, for our delayed-ACK timer
+			// (TestCoalescedBurstEndAckLost).
 			e.sendAck(event.SendAck)
 			e.deferAck()
 			return

@@ -161,7 +161,8 @@ type Options struct {
 	// AckPerBurst answers per burst even then; NoAckPerBurst always per
 	// segment (AckPerBurst wins if both are set). Coalesced text
 	// (segments longer than the MSS, from GRO or a GSO pipe) is always
-	// answered once at the burst's end.
+	// answered per burst: its first super-frame at once, the rest at the
+	// burst's end.
 	AckPerBurst   bool
 	NoAckPerBurst bool
 
