@@ -41,7 +41,8 @@ import (
 //     delayed ACK of the probe's one segment, five times in 64 MiB:
 //     3.6 Gbit/s where gVisor's TCP took 9.3 (0.50x, 9 rounds); with
 //     the first ACK at once, 16.5 against 11.6 (1.50x, 7 rounds); at 3%
-//     each way 0.35 Gbit/s (0.92x), then 7.3 (24x gVisor's 0.27). On a
+//     each way 0.34-0.35 Gbit/s (0.83-0.92x, two runs of 5 rounds),
+//     then 1.8-7.3 (4.3-24x; the kernel's RTOs make the spread). On a
 //     clean path the kernel's rate stayed within the runs' noise (0.97x
 //     and 1.03x gVisor's in two runs of five 1 GiB rounds; 1.14x and
 //     1.04x before), and a GSO tap.Pipe carries 1,290-1,360 ACKs per GiB
