@@ -17,10 +17,10 @@ import (
 
 // TestDialTxQueue: --tx-queue 2 gives the TAP device an outbound queue of
 // two frames, a full local queue made on purpose. 4 MiB sent to the
-// kernel overflow it (in one of up to five transfers); the capture marks each refused frame "not sent" and
-// carries the engine's response on the first frame of each refusal
-// (taken back, CWR, or deemed lost); every byte arrives. --tx-queue 0 is
-// a usage error.
+// kernel overflow it (in one of up to five transfers); the capture marks
+// each refused frame "not sent" and carries the engine's response on the
+// first frame of each refusal (taken back, CWR, or deemed lost); every
+// byte arrives. --tx-queue 0 is a usage error.
 func TestDialTxQueue(t *testing.T) {
 	const dev = "tstxq0"
 	ns := taptest.NewNamespace(t)

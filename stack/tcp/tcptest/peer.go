@@ -181,9 +181,10 @@ func WithGSO() Option { return func(c *config) { c.gso = true } }
 func WithBatches() Option { return func(c *config) { c.bursts = burstsAckPerBurst } }
 
 // WithBurstMarks is WithBatches without tcp.Options.AckPerBurst: the link
-// marks its bursts and the engine's default policy applies, under which
-// only coalesced text (segments longer than the MSS) waits for a burst's
-// end.
+// marks its bursts and the engine's default policy applies (batch.go):
+// coalesced text (segments longer than the MSS), and full-sized text
+// while the path shows no loss, draws its burst's first ACK at once and
+// the rest at the burst's end.
 func WithBurstMarks() Option {
 	return func(c *config) { c.bursts = burstsMarked }
 }
