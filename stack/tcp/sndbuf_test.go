@@ -59,3 +59,39 @@ func TestSendBufferGrows(t *testing.T) {
 		})
 	}
 }
+
+// TestSendBufferGrowsTailHeld: a writer that keeps a 16 KiB send buffer
+// full, and a peer whose ACKs come while data is still in flight (each
+// covers all but the last segment sent), as on any path longer than a
+// burst. 16 KiB is not a multiple of the MSS, so the full buffer always
+// ends in a short tail that Nagle holds while data is in flight (RFC
+// 9293 3.7.4), and that cannot grow into a full segment: the buffer has
+// no room for the writer to add to it. The buffer is still the limit
+// (the congestion window and the peer's 65,535 bytes admit more), so it
+// must grow, to the peer's window; read strictly, "everything written
+// was sent" kept it at 16 KiB for good.
+func TestSendBufferGrowsTailHeld(t *testing.T) {
+	const small = 16 << 10
+	p, ep := rttPeer(t, tcp.Options{SendBufferSize: small})
+	data := payload(0, 1<<20)
+	sent := 0
+	var ends []int // where each segment sent ends, relative to the ISS+1
+	for round := 0; round < 8; round++ {
+		n, _ := ep.Write(data[sent:])
+		sent += n
+		for _, s := range p.Drain() {
+			ends = append(ends, int(s.Seq)-1+len(s.Payload))
+		}
+		if len(ends) < 2 {
+			t.Fatalf("round %d: %d segments sent in all, want at least 2", round, len(ends))
+		}
+		p.Advance(rtt)
+		p.Inject(seg{Flags: ".", Seq: 1, Ack: uint32(1 + ends[len(ends)-2])})
+		if i := ep.Info(); i.SendQueued-int(i.InFlight) >= 1460 && i.SendBuffer == small {
+			t.Fatalf("round %d: %d bytes unsent with %d in flight: the test wants only a short tail held", round, i.SendQueued-int(i.InFlight), i.InFlight)
+		}
+	}
+	if got, want := ep.Info().SendBuffer, 64<<10; got != want {
+		t.Errorf("send buffer %d after eight round trips, want %d (the peer's window)", got, want)
+	}
+}
