@@ -605,7 +605,8 @@ func (e *Endpoint) SetBuffers(send, receive int) {
 // writer that kept the buffer full never saw it grow while ACKs came
 // before the flight drained: tapstack sending to the kernel over a TAP
 // with 5 ms of delay each way stayed at 1 MiB in flight, 0.75-0.79
-// Gbit/s against gVisor's TCP's 1.6-2.4 (TestSendBufferGrowsTailHeld).
+// Gbit/s against gVisor's TCP's 1.6-2.4 (TestSendBufferGrowsTailHeld,
+// TestKernelSendBufferGrows).
 func (e *Endpoint) expandSendBuffer(flight uint32) {
 	if e.sndBufLocked || e.sndBufLimit >= e.proto.opts.SendBufferMax ||
 		(e.sndNxt.LessThan(e.sndEnd()) && e.sndNxt.Size(e.sndEnd()) >= seqnum.Size(e.sndMSS)) ||

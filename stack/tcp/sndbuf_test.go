@@ -75,7 +75,7 @@ func TestSendBufferGrowsTailHeld(t *testing.T) {
 	p, ep := rttPeer(t, tcp.Options{SendBufferSize: small})
 	data := payload(0, 1<<20)
 	sent := 0
-	var ends []int // where each segment sent ends, relative to the ISS+1
+	var ends []int // where each segment sent ends, in data bytes from the first
 	for round := 0; round < 8; round++ {
 		n, _ := ep.Write(data[sent:])
 		sent += n
