@@ -117,6 +117,42 @@ func (b *optBytes) Set(s string) error {
 	return nil
 }
 
+// bufSize is a buffer size flag in bytes, with an optional binary suffix
+// K, M or G (16M is 16 MiB); 0, the default, leaves the engine's. At most
+// 1 GiB: a window scale of 14, TCP's largest (RFC 7323 2.3), advertises
+// no more.
+type bufSize struct{ n int }
+
+func (b *bufSize) String() string {
+	if b == nil || b.n == 0 {
+		return ""
+	}
+	return strconv.Itoa(b.n)
+}
+
+func (b *bufSize) Set(s string) error {
+	t := strings.ToUpper(strings.TrimSpace(s))
+	t = strings.TrimSuffix(strings.TrimSuffix(t, "B"), "I")
+	mult := 1
+	switch {
+	case strings.HasSuffix(t, "K"):
+		mult = 1 << 10
+	case strings.HasSuffix(t, "M"):
+		mult = 1 << 20
+	case strings.HasSuffix(t, "G"):
+		mult = 1 << 30
+	}
+	if mult > 1 {
+		t = t[:len(t)-1]
+	}
+	v, err := strconv.Atoi(t)
+	if err != nil || v < 0 || v > (1<<30)/mult {
+		return fmt.Errorf("want a size in bytes up to 1 GiB, such as 16777216 or 16M")
+	}
+	b.n = v * mult
+	return nil
+}
+
 // faultSide holds the flags of one direction (or of both, unprefixed).
 type faultSide struct {
 	loss, dup, reorder, corrupt, mark probability

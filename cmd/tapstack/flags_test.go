@@ -120,3 +120,48 @@ func faultFlagsOf(args []string) (out, in tap.FaultConfig, on bool, err error) {
 	}
 	return out, in, on, nil
 }
+
+// TestBufMaxFlags: --wmem-max and --rmem-max take a size in bytes, with K,
+// M or G for KiB, MiB and GiB, up to 1 GiB (the most a window scale of
+// 14 advertises), and set how far the buffers grow; a maximum below the
+// engine's 1 MiB start is where the buffer starts too, so it never holds
+// more than asked. Nothing given leaves the engine's defaults.
+func TestBufMaxFlags(t *testing.T) {
+	const mib = 1 << 20
+	for _, tc := range []struct {
+		args            []string
+		sndSize, sndMax int
+		rcvSize, rcvMax int
+		err             bool
+	}{
+		{args: nil},
+		{args: []string{"--wmem-max", "16M"}, sndSize: mib, sndMax: 16 * mib},
+		{args: []string{"--rmem-max", "33554432"}, rcvSize: mib, rcvMax: 32 * mib},
+		{args: []string{"--wmem-max", "64KiB", "--rmem-max", "1g"}, sndSize: 64 << 10, sndMax: 64 << 10, rcvSize: mib, rcvMax: 1 << 30},
+		{args: []string{"--wmem-max", "2G"}, err: true},
+		{args: []string{"--rmem-max", "-1"}, err: true},
+		{args: []string{"--rmem-max", "1.5M"}, err: true},
+		{args: []string{"--wmem-max", "lots"}, err: true},
+	} {
+		fs := flag.NewFlagSet("test", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		wmem := bufSizeFlag(fs, "wmem-max", "send", tcp.DefaultSendBufferMax, "tcp_wmem[2]")
+		rmem := bufSizeFlag(fs, "rmem-max", "receive", tcp.DefaultReceiveBufferMax, "tcp_rmem[2]")
+		err := fs.Parse(tc.args)
+		if tc.err {
+			if err == nil || !strings.Contains(err.Error(), "want a size in bytes up to 1 GiB") {
+				t.Errorf("%q: %v, want a usage error asking for a size", tc.args, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%q: %v", tc.args, err)
+		}
+		var o tcp.Options
+		applyBufMax(&o, wmem.n, rmem.n)
+		if o.SendBufferSize != tc.sndSize || o.SendBufferMax != tc.sndMax || o.ReceiveBufferSize != tc.rcvSize || o.ReceiveBufferMax != tc.rcvMax {
+			t.Errorf("%q: send buffer %d up to %d, receive %d up to %d; want %d up to %d, %d up to %d", tc.args,
+				o.SendBufferSize, o.SendBufferMax, o.ReceiveBufferSize, o.ReceiveBufferMax, tc.sndSize, tc.sndMax, tc.rcvSize, tc.rcvMax)
+		}
+	}
+}

@@ -22,6 +22,17 @@ import (
 // ("got N\n") and closes.
 func countServer(t *testing.T, ns *taptest.Namespace, addr string) {
 	t.Helper()
+	kernelServer(t, ns, addr, func(c net.Conn) {
+		n, _ := io.Copy(io.Discard, c)
+		fmt.Fprintf(c, "got %d\n", n)
+	})
+}
+
+// kernelServer listens on addr in ns with the kernel's TCP until the test
+// ends, and serves each connection with serve, a minute at most, closing
+// it after.
+func kernelServer(t *testing.T, ns *taptest.Namespace, addr string, serve func(net.Conn)) {
+	t.Helper()
 	var ln net.Listener
 	if err := ns.Do(func() (err error) { ln, err = net.Listen("tcp4", addr); return err }); err != nil {
 		t.Fatal(err)
@@ -36,8 +47,7 @@ func countServer(t *testing.T, ns *taptest.Namespace, addr string) {
 			go func() {
 				defer c.Close()
 				c.SetDeadline(time.Now().Add(time.Minute))
-				n, _ := io.Copy(io.Discard, c)
-				fmt.Fprintf(c, "got %d\n", n)
+				serve(c)
 			}()
 		}
 	}()

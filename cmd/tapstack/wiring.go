@@ -56,6 +56,8 @@ type linkFlags struct {
 	faults          *faultFlags
 	ecn             *modeFlag[tcp.ECNMode]
 	mtuProbing      *modeFlag[tcp.MTUProbing]
+	wmemMax         *bufSize // how far each send buffer grows (tcp.Options.SendBufferMax)
+	rmemMax         *bufSize // and each receive buffer (ReceiveBufferMax)
 }
 
 // addLinkFlags registers --tap, --addr, --create, --pcap and the fault
@@ -73,6 +75,30 @@ func addLinkFlags(fs *flag.FlagSet, verb string) *linkFlags {
 		ecn:     ecnFlagVar(fs),
 
 		mtuProbing: mtuProbingFlagVar(fs),
+		wmemMax:    bufSizeFlag(fs, "wmem-max", "send", tcp.DefaultSendBufferMax, "tcp_wmem[2]"),
+		rmemMax:    bufSizeFlag(fs, "rmem-max", "receive", tcp.DefaultReceiveBufferMax, "tcp_rmem[2]"),
+	}
+}
+
+// bufSizeFlag registers a flag for how far each connection's send or
+// receive buffer grows by itself.
+func bufSizeFlag(fs *flag.FlagSet, name, which string, def int, linux string) *bufSize {
+	b := new(bufSize)
+	fs.Var(b, name, fmt.Sprintf("how far each connection's %s buffer grows by itself, in bytes or with K, M or G (default %d MiB, Linux's %s): a sender has no more in flight than its send buffer holds, nor the peer more than the receive buffer's window, so a path of long round trips needs more (4 MiB in flight over 20 ms is 1.7 Gbit/s); below 1 MiB it is also where the buffer starts", which, def>>20, linux))
+	return b
+}
+
+// applyBufMax sets the buffers' maximum in opts, and their start when the
+// maximum is below the default start, so that a buffer never exceeds the
+// maximum asked for (Options raises a maximum below the start to it).
+func applyBufMax(opts *tcp.Options, wmem, rmem int) {
+	if wmem > 0 {
+		opts.SendBufferMax = wmem
+		opts.SendBufferSize = min(tcp.DefaultSendBufferSize, wmem)
+	}
+	if rmem > 0 {
+		opts.ReceiveBufferMax = rmem
+		opts.ReceiveBufferSize = min(tcp.DefaultReceiveBufferSize, rmem)
 	}
 }
 
@@ -82,6 +108,7 @@ func addLinkFlags(fs *flag.FlagSet, verb string) *linkFlags {
 func (lf *linkFlags) open(e env, opts tcp.Options) (s *stack.Stack, close func(), err error) {
 	opts.ECN = lf.ecn.mode
 	opts.MTUProbing = lf.mtuProbing.mode
+	applyBufMax(&opts, lf.wmemMax.n, lf.rmemMax.n)
 	name := *lf.tap
 	if name == "" {
 		return nil, nil, errors.New("--tap is required (the name of a Linux TAP device, e.g. tap0)")

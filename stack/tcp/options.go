@@ -80,21 +80,24 @@ type Options struct {
 	NoSlowStartAfterIdle bool
 
 	// SendBufferSize and ReceiveBufferSize are the per-connection buffers
-	// in bytes (default 1 MiB each). The receive buffer bounds the window.
+	// in bytes (default 1 MiB each, DefaultSendBufferSize and
+	// DefaultReceiveBufferSize). The receive buffer bounds the window.
 	SendBufferSize, ReceiveBufferSize int
 	// SendBufferMax is how far the send buffer grows by itself when it,
 	// and neither window, is what holds the sender back (default 4 MiB,
-	// Linux's tcp_wmem[2]; at most SendBufferSize means no growth): see
-	// expandSendBuffer. A buffer the user sets (Endpoint.SetBuffers,
-	// Conn.SetWriteBuffer) stays as set, as SO_SNDBUF locks Linux's.
+	// DefaultSendBufferMax, Linux's tcp_wmem[2]; at most SendBufferSize
+	// means no growth): see expandSendBuffer. A buffer the user sets
+	// (Endpoint.SetBuffers, Conn.SetWriteBuffer) stays as set, as
+	// SO_SNDBUF locks Linux's.
 	SendBufferMax int
 	// ReceiveBufferMax is how far the receive buffer, and with it the
 	// window, grows by itself when the user reads in a round trip more
-	// than the buffer's share of it (default 6 MiB, Linux's tcp_rmem[2];
-	// at most ReceiveBufferSize means no growth): see
-	// growReceiveBuffer. The window scale is chosen for it. A buffer the
-	// user sets (Endpoint.SetBuffers, Conn.SetReadBuffer) stays as set,
-	// as SO_RCVBUF locks Linux's.
+	// than the buffer's share of it (default 6 MiB,
+	// DefaultReceiveBufferMax, Linux's tcp_rmem[2]; at most
+	// ReceiveBufferSize means no growth): see growReceiveBuffer. The
+	// window scale is chosen for it. A buffer the user sets
+	// (Endpoint.SetBuffers, Conn.SetReadBuffer) stays as set, as
+	// SO_RCVBUF locks Linux's.
 	ReceiveBufferMax int
 
 	// SynQueueLimit bounds half-open connections per listener (Linux
@@ -278,11 +281,11 @@ func (o Options) withDefaults() Options {
 	if !slices.Contains(congestionControls, o.CongestionControl) {
 		o.CongestionControl = "cubic"
 	}
-	defInt(&o.SendBufferSize, 1<<20)
-	defInt(&o.SendBufferMax, 4<<20)
+	defInt(&o.SendBufferSize, DefaultSendBufferSize)
+	defInt(&o.SendBufferMax, DefaultSendBufferMax)
 	o.SendBufferMax = max(o.SendBufferMax, o.SendBufferSize)
-	defInt(&o.ReceiveBufferMax, 6<<20)
-	defInt(&o.ReceiveBufferSize, 1<<20)
+	defInt(&o.ReceiveBufferMax, DefaultReceiveBufferMax)
+	defInt(&o.ReceiveBufferSize, DefaultReceiveBufferSize)
 	defInt(&o.SynQueueLimit, 1024)
 	defInt(&o.ChallengeAckLimit, 1000)
 	if o.InvalidRateLimit == 0 {
@@ -334,6 +337,19 @@ func encodeSynOptions(o synOptions, b []byte) int {
 // tsOptionSize is the room the TSopt takes on every segment, with its two
 // NOPs (RFC 7323 appendix A): what the send MSS shrinks by while
 // timestamps are in force (RFC 6691 and Linux's tcp_current_mss).
+// The buffers' defaults (Options): each starts at 1 MiB and grows by
+// itself up to 4 MiB (send) and 6 MiB (receive), Linux's tcp_wmem[2] and
+// tcp_rmem[2]. A sender can have no more in flight than its send buffer
+// holds: on a path of 10 ms round trip 4 MiB bound it at about 3.3
+// Gbit/s, as Linux's default bounds Linux's; raise SendBufferMax (and the
+// receiver its maximum) for a longer or faster path.
+const (
+	DefaultSendBufferSize    = 1 << 20
+	DefaultSendBufferMax     = 4 << 20
+	DefaultReceiveBufferSize = 1 << 20
+	DefaultReceiveBufferMax  = 6 << 20
+)
+
 const tsOptionSize = 12
 
 // encodeTimestamp writes NOP, NOP, TSopt: the layout Linux sends and
