@@ -84,7 +84,7 @@ func addLinkFlags(fs *flag.FlagSet, verb string) *linkFlags {
 // receive buffer grows by itself.
 func bufSizeFlag(fs *flag.FlagSet, name, which string, def int, linux string) *bufSize {
 	b := new(bufSize)
-	fs.Var(b, name, fmt.Sprintf("how far each connection's %s buffer grows by itself, in bytes or with K, M or G (default %d MiB, Linux's %s): a sender has no more in flight than its send buffer holds, nor the peer more than the receive buffer's window, so a path of long round trips needs more (4 MiB in flight over 20 ms is 1.7 Gbit/s); below 1 MiB it is also where the buffer starts", which, def>>20, linux))
+	fs.Var(b, name, fmt.Sprintf("how far each connection's %s buffer grows by itself, in `bytes` or with K, M or G (default %d MiB, Linux's %s; below 1 MiB, also where the buffer starts): a connection has no more in flight than the sender's send buffer and the receiver's receive buffer hold, and 4 MiB over a 20 ms round trip is 1.7 Gbit/s", which, def>>20, linux))
 	return b
 }
 
