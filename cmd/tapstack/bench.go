@@ -56,6 +56,7 @@ func runBench(ctx context.Context, e env, args []string) error {
 	nconns := fs.Int("conns", 2000, "connections opened and closed per connections/s measurement")
 	echoN := fs.Int("echo", 2000, "round trips per echo measurement")
 	heapN := fs.String("heap-conns", "1000,10000", "idle connections held per heap measurement (tap.Pipe only), comma-separated")
+	figs := fs.String("figures", strings.Join(benchGroups, ","), "figures to measure, comma-separated: bulk (both ways, with CPU and allocations; and the floor), conns (connections/s with 1 and 8 dialers), echo (64 B round trips, p50 and p99), heap (idle connections, tap.Pipe only)")
 	mtu := fs.Uint("mtu", tap.DefaultMTU, "IP MTU of the link (up to 65520)")
 	offloads := fs.Bool("offloads", true, "TAP offloads (virtio-net header, TSO, coalescing)")
 	gro := fs.Bool("gro", true, "TAP: hand the kernel's super-frames to the stack whole (false: as their wire segments)")
@@ -89,6 +90,13 @@ func runBench(ctx context.Context, e env, args []string) error {
 		}
 		heaps = append(heaps, n)
 	}
+	groups := map[string]bool{}
+	for _, g := range strings.Split(*figs, ",") {
+		if g = strings.TrimSpace(g); !slices.Contains(benchGroups, g) {
+			return usageErr(fs, "--figures %q: want some of %s, separated by commas", *figs, strings.Join(benchGroups, ", "))
+		}
+		groups[g] = true
+	}
 	var wantPipe, wantTAP bool
 	for _, l := range strings.Split(*links, ",") {
 		switch strings.TrimSpace(l) {
@@ -99,6 +107,9 @@ func runBench(ctx context.Context, e env, args []string) error {
 		default:
 			return usageErr(fs, "--link %q: want pipe, tap or pipe,tap", *links)
 		}
+	}
+	if wantTAP && !wantPipe && len(groups) == 1 && groups["heap"] {
+		return usageErr(fs, "--figures heap: the idle heap is measured over tap.Pipe only (--link pipe), where both ends of each connection are in this process")
 	}
 	if wantTAP && *kernelCC != "" {
 		if avail, err := os.ReadFile("/proc/sys/net/ipv4/tcp_available_congestion_control"); err == nil && !slices.Contains(strings.Fields(string(avail)), *kernelCC) {
@@ -112,7 +123,7 @@ func runBench(ctx context.Context, e env, args []string) error {
 	}
 	cfg, withFaults := faults.config(e.stderr)
 	b := &bencher{
-		rounds: *rounds, size: *size, conns: *nconns, echo: *echoN, heaps: heaps, mtu: uint32(*mtu),
+		rounds: *rounds, size: *size, conns: *nconns, echo: *echoN, heaps: heaps, mtu: uint32(*mtu), groups: groups,
 		log: e.stderr,
 	}
 	if withFaults {
@@ -136,8 +147,11 @@ func runBench(ctx context.Context, e env, args []string) error {
 	}
 	out := e.stdout
 	if !*asJSON {
-		fmt.Fprintf(out, "tapstack bench: bulk transfer, connections/s, echo latency, CPU, allocations and idle heap; tapstack vs gVisor's TCP on the same link, %d interleaved rounds, %d MiB per transfer\n",
-			*rounds, *size>>20)
+		fmt.Fprintf(out, "tapstack bench: %s; tapstack vs gVisor's TCP on the same link, %d interleaved rounds", benchHeader(groups), *rounds)
+		if groups["bulk"] {
+			fmt.Fprintf(out, ", %d MiB per transfer", *size>>20)
+		}
+		fmt.Fprintln(out)
 		if traces != nil {
 			fmt.Fprintf(out, "tapstack's connections are traced to %s (--otlp): its figures include the tracer's cost, gVisor's do not\n", *otlp)
 		}
@@ -169,7 +183,7 @@ func runBench(ctx context.Context, e env, args []string) error {
 		}
 		return nil
 	}
-	if wantPipe {
+	if wantPipe && len(b.tasks(true)) > 0 { // none: --figures heap with --heap-conns ""
 		gso := *pipeGSO && !withFaults // faults act on wire segments, not on 64 KiB super-frames
 		desc := fmt.Sprintf("MTU %d, in memory", *mtu)
 		if gso {
@@ -179,7 +193,7 @@ func runBench(ctx context.Context, e env, args []string) error {
 			return err
 		}
 	}
-	if wantTAP {
+	if wantTAP && len(b.tasks(false)) > 0 { // none: --figures heap alone, tap.Pipe's only
 		ns, err := newBenchNetns(uint32(*mtu), *kernelCC)
 		if err != nil {
 			msg := "TAP with the kernel as the peer skipped: " + err.Error()
@@ -252,7 +266,31 @@ type bencher struct {
 	mtu                 uint32
 	wrap                func(gstack.LinkEndpoint) gstack.LinkEndpoint // faults, if asked for
 	log                 io.Writer
-	profile             bool // label each measurement's goroutines for the CPU profile
+	profile             bool            // label each measurement's goroutines for the CPU profile
+	groups              map[string]bool // the figures asked for (--figures), by group; nil: all
+}
+
+// wants reports whether group g of figures is to be measured.
+func (b *bencher) wants(g string) bool { return b.groups == nil || b.groups[g] }
+
+// benchGroups are the groups of figures --figures chooses from, in the
+// order the table gives them.
+var benchGroups = []string{"bulk", "conns", "echo", "heap"}
+
+// benchHeader names the figures of the groups asked for, for the
+// output's first line.
+func benchHeader(groups map[string]bool) string {
+	if len(groups) == len(benchGroups) {
+		return "bulk transfer, connections/s, echo latency, CPU, allocations and idle heap"
+	}
+	names := map[string]string{"bulk": "bulk transfer with its CPU and allocations", "conns": "connections/s with their CPU and allocations", "echo": "echo latency", "heap": "idle heap"}
+	var parts []string
+	for _, g := range benchGroups {
+		if groups[g] {
+			parts = append(parts, names[g])
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 // floorLink is a link whose bulk figures have a floor (bench_floor.go):
@@ -270,6 +308,7 @@ type benchFigure struct {
 
 // benchTask is one workload; it yields one or more figures.
 type benchTask struct {
+	bulk    bool // a bulk transfer: its link's floor is measured beside it
 	figures []benchFigure
 	run     func(ctx context.Context, e *benchEnv, warm bool) ([]float64, error)
 }
@@ -295,6 +334,7 @@ func (b *bencher) tasks(pipe bool) []benchTask {
 		}
 		figures = append(figures, benchFigure{Name: "allocations per data segment, " + dir, Unit: "allocs", format: "%.4f"})
 		return benchTask{
+			bulk:    true,
 			figures: figures,
 			run: func(ctx context.Context, e *benchEnv, warm bool) ([]float64, error) {
 				size := b.size
@@ -345,12 +385,15 @@ func (b *bencher) tasks(pipe bool) []benchTask {
 			},
 		}
 	}
-	tasks := []benchTask{
-		bulkTask(true, "dialer → listener"),
-		bulkTask(false, "listener → dialer"),
-		connTask(1),
-		connTask(8),
-		{
+	var tasks []benchTask
+	if b.wants("bulk") {
+		tasks = append(tasks, bulkTask(true, "dialer → listener"), bulkTask(false, "listener → dialer"))
+	}
+	if b.wants("conns") {
+		tasks = append(tasks, connTask(1), connTask(8))
+	}
+	if b.wants("echo") {
+		tasks = append(tasks, benchTask{
 			figures: []benchFigure{
 				{Name: "echo p50, 64 B", Unit: "µs", format: "%.1f"},
 				{Name: "echo p99, 64 B", Unit: "µs", format: "%.1f"},
@@ -363,9 +406,9 @@ func (b *bencher) tasks(pipe bool) []benchTask {
 				p50, p99, err := echoLatency(ctx, e, n, 64)
 				return []float64{float64(p50.Nanoseconds()) / 1e3, float64(p99.Nanoseconds()) / 1e3}, err
 			},
-		},
+		})
 	}
-	if pipe {
+	if pipe && b.wants("heap") {
 		for _, n := range b.heaps {
 			tasks = append(tasks, benchTask{
 				figures: []benchFigure{{Name: "heap per idle connection, " + countName(n), Unit: "B", format: "%.0f"}},
@@ -522,8 +565,9 @@ func (b *bencher) measure(ctx context.Context, l benchLink, tasks []benchTask) (
 		}
 		return b.once(ctx, l, t, kind, warm)
 	}
+	withBulk := slices.ContainsFunc(tasks, func(t benchTask) bool { return t.bulk })
 	var floor *benchFloor
-	if fl, ok := l.(floorLink); ok && fl.floor() {
+	if fl, ok := l.(floorLink); ok && fl.floor() && withBulk {
 		floor = new(benchFloor)
 	}
 	floorOnce := func(size int64) (r bulkResult, err error) {
@@ -560,7 +604,7 @@ func (b *bencher) measure(ctx context.Context, l benchLink, tasks []benchTask) (
 	// Faults make a transfer slower than any floor, as over tap.Pipe:
 	// with them the TAP has none to compare with either.
 	kl, ok := l.(kernelLink)
-	kernelFloor := ok && kl.wrap == nil
+	kernelFloor := ok && kl.wrap == nil && withBulk
 	var copyCheck []float64 // s/GiB per round, for the kernel floor
 	if floor != nil {
 		if _, err := floorOnce(max(b.size/4, 1<<20)); err != nil {

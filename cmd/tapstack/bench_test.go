@@ -62,6 +62,29 @@ func TestBench(t *testing.T) {
 	}
 }
 
+// TestBenchFigures: --figures measures only the groups asked for: with
+// echo and conns, the table has their rows and no other, the header says
+// what is measured, and without bulk transfers there is no floor to
+// measure or print.
+func TestBenchFigures(t *testing.T) {
+	code, out, errOut := runCLI(t, "bench", "-link", "pipe", "-rounds", "1", "-conns", "20", "-echo", "20", "-figures", "echo,conns")
+	if code != 0 {
+		t.Fatalf("bench exited %d\n%s\n%s", code, out, errOut)
+	}
+	if !strings.HasPrefix(out, "tapstack bench: connections/s with their CPU and allocations, echo latency;") {
+		t.Errorf("the header does not name the figures asked for:\n%s", out)
+	}
+	for _, row := range benchRows {
+		want := strings.HasPrefix(row, "echo") || strings.Contains(row, "connection")
+		if got := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(row) + `\s`).MatchString(out); got != want {
+			t.Errorf("row %q in the table: %v, want %v:\n%s", row, got, want, out)
+		}
+	}
+	if strings.Contains(out, "heap per idle connection") || strings.Contains(out, "floor") {
+		t.Errorf("the table has figures not asked for:\n%s", out)
+	}
+}
+
 // TestBenchFloorFaults: with faults the stacks' transfers are not bound
 // by the copies or the kernel's share, and neither link has a floor to
 // compare them with. Over the TAP the fault is corruption, which both
@@ -206,6 +229,9 @@ func TestBenchUsage(t *testing.T) {
 		{[]string{"bench", "--rounds", "0"}, "tapstack bench: --rounds, --conns and --echo must be positive"},
 		{[]string{"bench", "--link", "wire"}, `tapstack bench: --link "wire": want pipe, tap or pipe,tap`},
 		{[]string{"bench", "--heap-conns", "1k"}, `tapstack bench: --heap-conns "1k": want positive numbers`},
+		{[]string{"bench", "--figures", "bulk,latency"}, `tapstack bench: --figures "bulk,latency": want some of bulk, conns, echo, heap`},
+		{[]string{"bench", "--figures", ""}, `tapstack bench: --figures "": want some of bulk, conns, echo, heap`},
+		{[]string{"bench", "--figures", "heap", "--link", "tap"}, "tapstack bench: --figures heap: the idle heap is measured over tap.Pipe only"},
 		{[]string{"bench", "--mtu", "70000"}, "tapstack bench: --mtu 70000: want 576 to 65520"},
 		{[]string{"bench", "--kernel-cc", "nosuch"}, `tapstack bench: --kernel-cc "nosuch": the kernel has `},
 		// gVisor's TCP would wait out every retry behind the hole.
