@@ -82,7 +82,7 @@ type Endpoint struct {
 
 	// Send side. sndBuf holds bytes from sndBufSeq on: first those sent
 	// and not yet acknowledged, then those not yet sent.
-	sndBuf      buffer.Buffer
+	sndBuf      sendBuffer
 	sndBufLimit int
 	sndBufSeq   seqnum.Value
 	finQueued   bool // the user closed sending: a FIN follows sndBuf

@@ -1,0 +1,169 @@
+package tcp
+
+import (
+	"sort"
+
+	"gvisor.dev/gvisor/pkg/buffer"
+)
+
+// sendBuffer holds the send buffer's bytes (SND.UNA's side first, then
+// those not yet sent) as the views the user's writes made, each with its
+// first byte's offset in the connection's stream, so that the bytes of a
+// segment are found by a binary search (sndData), not by walking the
+// views from the front as gVisor's buffer.Buffer.SubApply does. With
+// small writes a view holds a write or a few: 100-byte writes to the
+// kernel over a 10 ms round trip kept ~10,000 views in a full 1 MiB
+// buffer, and walking them for every segment sent took 54% of the
+// sender's CPU: 22.6 µs to find a segment at the end of such a buffer,
+// against 1.3 µs by search (BenchmarkSendDataSmallViews).
+//
+// It keeps the subset of buffer.Buffer's methods the engine uses, with
+// the same meaning.
+type sendBuffer struct {
+	// buf[0] is a header whose off counts the views popped from the front
+	// since the array was last compacted; the views held, oldest first,
+	// are buf[1+popped:]. Popping moves the count and compacting (when an
+	// append finds the array full) moves the views down, so that a buffer
+	// that fills and drains forever allocates nothing, and one that
+	// empties starts again at the array's front. A view's first byte is
+	// at its off among all the bytes ever appended (which only grows).
+	buf []sendView
+}
+
+// sendView is one view of the buffer and the offset of its first byte
+// among all the bytes ever appended.
+type sendView struct {
+	v   *buffer.View
+	off uint64
+}
+
+// keepViews is the most views' room an emptied buffer keeps for the next
+// writes; a larger array (after many small writes) is freed.
+const keepViews = 64
+
+// views returns the views held, oldest first.
+func (b *sendBuffer) views() []sendView {
+	if len(b.buf) == 0 {
+		return nil
+	}
+	return b.buf[1+b.buf[0].off:]
+}
+
+// maxMergeChunk bounds the chunks a small write is copied into rather
+// than given a view of its own: the copy goes into the last view's free
+// room only when that view's chunk is at most this large, since a chunk
+// still shared with a packet in flight is copied whole first (copy on
+// write). Without merging, a buffer of 1-byte writes would hold a 64-byte
+// chunk per byte.
+const maxMergeChunk = 4 << 10
+
+// Size returns the bytes held.
+func (b *sendBuffer) Size() int64 {
+	vs := b.views()
+	if len(vs) == 0 {
+		return 0
+	}
+	last := vs[len(vs)-1]
+	return int64(last.off + uint64(last.v.Size()) - vs[0].off)
+}
+
+// Append adds v's bytes at the end and takes ownership of v. Bytes that
+// fit the last view's room, when its chunk is small, are copied there.
+func (b *sendBuffer) Append(v *buffer.View) error {
+	n := v.Size()
+	if n == 0 {
+		v.Release()
+		return nil
+	}
+	var off uint64
+	if vs := b.views(); len(vs) > 0 {
+		last := vs[len(vs)-1].v
+		off = vs[len(vs)-1].off + uint64(last.Size())
+		if room := last.AvailableSize(); room >= n && last.Size()+room <= maxMergeChunk {
+			_, _ = last.Write(v.AsSlice())
+			v.Release()
+			return nil
+		}
+	}
+	switch {
+	case len(b.buf) == 0:
+		b.buf = append(b.buf, sendView{}) // the header
+	case len(b.buf) == cap(b.buf) && b.buf[0].off > 0:
+		// Full, with room at the front: move the views down.
+		k := copy(b.buf[1:], b.buf[1+b.buf[0].off:])
+		clear(b.buf[1+k:])
+		b.buf = b.buf[:1+k]
+		b.buf[0].off = 0
+	}
+	b.buf = append(b.buf, sendView{v: v, off: off})
+	return nil
+}
+
+// TrimFront drops the first n bytes (those acknowledged).
+func (b *sendBuffer) TrimFront(n int64) {
+	for vs := b.views(); n > 0 && len(vs) > 0; vs = vs[1:] {
+		first := &vs[0]
+		sz := int64(first.v.Size())
+		if n < sz {
+			first.v.TrimFront(int(n))
+			first.off += uint64(n)
+			return
+		}
+		n -= sz
+		first.v.Release()
+		*first = sendView{}
+		b.buf[0].off++
+	}
+	if len(b.buf) > 0 && len(b.views()) == 0 {
+		// Empty: start again at the front, or free a large array.
+		if cap(b.buf) > keepViews {
+			b.buf = nil
+		} else {
+			b.buf = b.buf[:1]
+			b.buf[0].off = 0
+		}
+	}
+}
+
+// SubApply calls fn with views of the bytes [offset, offset+length) of
+// the buffer, in order; fn must not keep them (it may Clone them). Bytes
+// outside the buffer are left out.
+func (b *sendBuffer) SubApply(offset, length int, fn func(*buffer.View)) {
+	vs := b.views()
+	if len(vs) == 0 || offset < 0 || length <= 0 {
+		return
+	}
+	want := vs[0].off + uint64(offset)
+	// The first view that ends after want.
+	i := sort.Search(len(vs), func(i int) bool {
+		return vs[i].off+uint64(vs[i].v.Size()) > want
+	})
+	for first := true; i < len(vs) && length > 0; i, first = i+1, false {
+		d := vs[i].v.Clone()
+		if first {
+			d.TrimFront(int(want - vs[i].off))
+		}
+		if length < d.Size() {
+			d.CapLength(length)
+		}
+		length -= d.Size()
+		fn(d)
+		d.Release()
+	}
+}
+
+// Release frees every view.
+func (b *sendBuffer) Release() {
+	for _, sv := range b.views() {
+		sv.v.Release()
+	}
+	b.buf = nil
+}
+
+// Apply calls fn with each view held, in order; fn must not keep or
+// change them.
+func (b *sendBuffer) Apply(fn func(*buffer.View)) {
+	for _, sv := range b.views() {
+		fn(sv.v)
+	}
+}
