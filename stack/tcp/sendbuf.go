@@ -26,12 +26,13 @@ type sendBuffer struct {
 	// append finds the array full) moves the views down, so that a buffer
 	// that fills and drains forever allocates nothing, and one that
 	// empties starts again at the array's front. A view's first byte is
-	// at its off among all the bytes ever appended (which only grows).
+	// at its off, counted from the first byte appended since the buffer
+	// was last empty: only the views' offsets relative to one another
+	// matter, and they grow with each view.
 	buf []sendView
 }
 
-// sendView is one view of the buffer and the offset of its first byte
-// among all the bytes ever appended.
+// sendView is one view of the buffer and the offset of its first byte.
 type sendView struct {
 	v   *buffer.View
 	off uint64
