@@ -15,6 +15,7 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/pcap"
 	"github.com/tapstack/tapstack/tap/taptest"
 )
@@ -102,30 +103,30 @@ func TestDialBufMax(t *testing.T) {
 // acknowledged at any frame of the connection tapstack opened: the highest
 // sequence number sent (a FIN counts one) less the highest ACK received.
 // Frames of other connections (the kernel still closing an earlier dial's
-// on the same device) are left out by port.
+// on the same device) are left out.
 func maxInFlight(pkts []pcap.Packet) int {
 	var end, una uint32
-	var port layers.TCPPort
+	var conn event.ConnID
 	synSeen, inflight := false, 0
 	for _, p := range pkts {
-		h, ok := tcpOf(p)
+		id, k, ok := p.TCP()
 		if !ok {
 			continue
 		}
 		switch {
-		case p.Direction == pcap.Outbound && h.SYN:
-			end, una, port, synSeen = h.Seq+1, h.Seq, h.SrcPort, true
-		case !synSeen || (p.Direction == pcap.Outbound && h.SrcPort != port) || (p.Direction == pcap.Inbound && h.DstPort != port):
+		case p.Direction == pcap.Outbound && k.Flags&event.FlagSyn != 0:
+			end, una, conn, synSeen = k.Seq+1, k.Seq, id, true
+		case !synSeen || id != conn:
 		case p.Direction == pcap.Outbound:
-			e := h.Seq + uint32(len(h.Payload))
-			if h.FIN {
+			e := k.Seq + uint32(k.Len)
+			if k.Flags&event.FlagFin != 0 {
 				e++
 			}
 			if int32(e-end) > 0 {
 				end = e
 			}
-		case h.ACK && int32(h.Ack-una) > 0:
-			una = h.Ack
+		case k.Flags&event.FlagAck != 0 && int32(k.Ack-una) > 0:
+			una = k.Ack
 		}
 		inflight = max(inflight, int(int32(end-una)))
 	}

@@ -30,8 +30,9 @@ import (
 //     ACKs per GiB against gVisor's 1,800-2,700, and 1.2-1.5x gVisor's
 //     CPU per GiB. One ACK per burst is gVisor's rule (its processor
 //     ACKs once per batch of segments it handled): 3,900 ACKs per GiB
-//     when this rule came, CPU per GiB 1.0x gVisor's. The ACK clock is not starved: the
-//     burst ends as soon as the link has nothing queued, so a sender
+//     when this rule came, CPU per GiB 1.0x gVisor's. The ACK clock is
+//     not starved: the burst ends as soon as the link has nothing
+//     queued, so a sender
 //     that waits for this ACK gets it at once, and a burst holds several
 //     super-frames only when the sender sent them back to back. The
 //     burst's first super-frame is ACKed at once, as full-sized text
