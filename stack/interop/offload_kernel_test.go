@@ -430,42 +430,63 @@ func TestKernelTxQueueFull(t *testing.T) {
 		size   int64
 	}{{2, 4 * MiB}, {1, 8 * MiB}} {
 		t.Run(fmt.Sprintf("queue of %d", tc.frames), func(t *testing.T) {
-			ns := taptest.NewNamespace(t)
-			dev := ns.AddTAP(t, "tsqfull0", kernelAddr+"/24", taptest.WithTAPOptions(tap.WithTxQueue(tc.frames)))
-			if o := dev.Offloads(); !o.Coalesce {
-				t.Skipf("the device does not coalesce (no outbound queue): %v", o)
-			}
-			var told atomic.Int64
-			ts := newUnwatched(t, dev.LinkEndpoint(), netip.MustParsePrefix(tapAddr+"/24"), tcp.Options{Observer: func(ev event.Event) {
-				if ev.Kind == event.KindRecovery && strings.Contains(ev.Note, "the link refused") {
-					told.Add(1)
-				}
-			}})
-			k := &offloadNet{ns: ns, dev: dev, ts: ts}
-			k.transfer(t, false, flowOf(tc.size, 5))
-			ts.TCP().SyncEvents()
-			st, dst := ts.TCP().Stats(), dev.Stats()
-			netstat, err := ns.Exec(context.Background(), "cat", "/proc/net/netstat").Output()
-			if err != nil {
-				t.Fatal(err)
-			}
-			delayed := netstatField(string(netstat), "TcpExt:", "DelayedACKs")
-			t.Logf("refused %d wire segments (%d recovery notes), %d retransmitted, %d fast recoveries, %d RTOs; device dropped %d of %d frames; the kernel delayed %d ACKs",
-				st.LinkRefused.Load(), told.Load(), st.Retransmits.Load(), st.FastRecoveries.Load(), st.RetransmitTimeouts.Load(), dst.TxDropped, dst.TxFrames+dst.TxDropped, delayed)
-			if dst.TxDropped == 0 || st.LinkRefused.Load() == 0 {
-				t.Fatalf("the queue of %d refused nothing (TxDropped %d, LinkRefused %d): the test shows nothing", tc.frames, dst.TxDropped, st.LinkRefused.Load())
-			}
-			if told.Load() == 0 {
-				t.Error("the engine counted refusals but no recovery event names one: it did not act on them")
-			}
-			// A refusal that leaves the kernel one segment of a window
-			// makes it wait for its delayed-ACK timer: one in five
-			// refusals did, with the idle device's frame counted.
-			if delayed > st.LinkRefused.Load()/20 {
-				t.Errorf("the kernel delayed %d ACKs for %d refused segments: refusals leave it lone segments to wait on", delayed, st.LinkRefused.Load())
+			// Whether a queue of two frames overflows is up to the
+			// scheduler, as in cmd/tapstack's TestDialTxQueue: 3-39
+			// refused frames in ten runs here, none of 105 in one CI
+			// run, whose writer kept up with large super-frames. So up
+			// to five transfers, each on a fresh device and checked in
+			// full, until one overflows.
+			for attempt := 1; !txQueueFullOnce(t, tc.frames, tc.size, attempt == 5); attempt++ {
+				t.Logf("transfer %d: nothing refused; again", attempt)
 			}
 		})
 	}
+}
+
+// txQueueFullOnce is one transfer of TestKernelTxQueueFull on a device
+// whose outbound queue holds frames. It reports whether the queue refused
+// anything, and checks the engine's response when it did; last makes a
+// transfer without a refusal fail the test.
+func txQueueFullOnce(t *testing.T, frames int, size int64, last bool) bool {
+	t.Helper()
+	ns := taptest.NewNamespace(t)
+	dev := ns.AddTAP(t, "tsqfull0", kernelAddr+"/24", taptest.WithTAPOptions(tap.WithTxQueue(frames)))
+	if o := dev.Offloads(); !o.Coalesce {
+		t.Skipf("the device does not coalesce (no outbound queue): %v", o)
+	}
+	var told atomic.Int64
+	ts := newUnwatched(t, dev.LinkEndpoint(), netip.MustParsePrefix(tapAddr+"/24"), tcp.Options{Observer: func(ev event.Event) {
+		if ev.Kind == event.KindRecovery && strings.Contains(ev.Note, "the link refused") {
+			told.Add(1)
+		}
+	}})
+	k := &offloadNet{ns: ns, dev: dev, ts: ts}
+	k.transfer(t, false, flowOf(size, 5))
+	ts.TCP().SyncEvents()
+	st, dst := ts.TCP().Stats(), dev.Stats()
+	netstat, err := ns.Exec(context.Background(), "cat", "/proc/net/netstat").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	delayed := netstatField(string(netstat), "TcpExt:", "DelayedACKs")
+	t.Logf("refused %d wire segments (%d recovery notes), %d retransmitted, %d fast recoveries, %d RTOs; device dropped %d of %d frames; the kernel delayed %d ACKs",
+		st.LinkRefused.Load(), told.Load(), st.Retransmits.Load(), st.FastRecoveries.Load(), st.RetransmitTimeouts.Load(), dst.TxDropped, dst.TxFrames+dst.TxDropped, delayed)
+	if dst.TxDropped == 0 || st.LinkRefused.Load() == 0 {
+		if last {
+			t.Fatalf("the queue of %d refused nothing (TxDropped %d, LinkRefused %d): the test shows nothing", frames, dst.TxDropped, st.LinkRefused.Load())
+		}
+		return false
+	}
+	if told.Load() == 0 {
+		t.Error("the engine counted refusals but no recovery event names one: it did not act on them")
+	}
+	// A refusal that leaves the kernel one segment of a window
+	// makes it wait for its delayed-ACK timer: one in five
+	// refusals did, with the idle device's frame counted.
+	if delayed > st.LinkRefused.Load()/20 {
+		t.Errorf("the kernel delayed %d ACKs for %d refused segments: refusals leave it lone segments to wait on", delayed, st.LinkRefused.Load())
+	}
+	return true
 }
 
 // TestKernelBurstAcksWithoutOffloads: the kernel sends 8 MiB to tapstack
