@@ -51,6 +51,7 @@ import (
 func runBench(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet(e, "bench", "")
 	size := fs.Int64("size", 64<<20, "bytes to move in each bulk transfer")
+	write := fs.Int("write", benchBlockSize, "bytes the sender hands to each Write of a bulk transfer (1 to 1048576): small writes measure the send path's cost per call, where a bulk transfer's large ones measure its cost per byte")
 	rounds := fs.Int("rounds", 5, "interleaved rounds")
 	links := fs.String("link", "pipe,tap", "links to measure: pipe (tap.Pipe), tap (a TAP device, the kernel as the peer), or both")
 	nconns := fs.Int("conns", 2000, "connections opened and closed per connections/s measurement")
@@ -72,6 +73,9 @@ func runBench(ctx context.Context, e env, args []string) error {
 	}
 	if *size <= 0 {
 		return usageErr(fs, "--size %d: want a positive number of bytes", *size)
+	}
+	if *write < 1 || *write > benchBlockSize {
+		return usageErr(fs, "--write %d: want 1 to %d bytes", *write, benchBlockSize)
 	}
 	if *rounds < 1 || *nconns < 1 || *echoN < 1 {
 		return usageErr(fs, "--rounds, --conns and --echo must be positive")
@@ -123,7 +127,7 @@ func runBench(ctx context.Context, e env, args []string) error {
 	}
 	cfg, withFaults := faults.config(e.stderr)
 	b := &bencher{
-		rounds: *rounds, size: *size, conns: *nconns, echo: *echoN, heaps: heaps, mtu: uint32(*mtu), groups: groups,
+		rounds: *rounds, size: *size, write: *write, conns: *nconns, echo: *echoN, heaps: heaps, mtu: uint32(*mtu), groups: groups,
 		log: e.stderr,
 	}
 	if withFaults {
@@ -150,6 +154,9 @@ func runBench(ctx context.Context, e env, args []string) error {
 		fmt.Fprintf(out, "tapstack bench: %s; tapstack vs gVisor's TCP on the same link, %d interleaved rounds", benchHeader(groups), *rounds)
 		if groups["bulk"] {
 			fmt.Fprintf(out, ", %d MiB per transfer", *size>>20)
+			if *write != benchBlockSize {
+				fmt.Fprintf(out, " in writes of %d B", *write)
+			}
 		}
 		fmt.Fprintln(out)
 		if traces != nil {
@@ -170,7 +177,7 @@ func runBench(ctx context.Context, e env, args []string) error {
 		}()
 		b.profile = true
 	}
-	report.Rounds, report.Size, report.GOMAXPROCS = *rounds, *size, runtime.GOMAXPROCS(0)
+	report.Rounds, report.Size, report.Write, report.GOMAXPROCS = *rounds, *size, *write, runtime.GOMAXPROCS(0)
 	run := func(l benchLink, desc string, tasks []benchTask) error {
 		res, err := b.measure(ctx, l, tasks)
 		if err != nil {
@@ -262,6 +269,7 @@ func startCPUProfile(path string) (stop func(), err error) {
 type bencher struct {
 	rounds, conns, echo int
 	size                int64
+	write               int // bytes per Write in bulk transfers (0: 1 MiB)
 	heaps               []int
 	mtu                 uint32
 	wrap                func(gstack.LinkEndpoint) gstack.LinkEndpoint // faults, if asked for
@@ -341,7 +349,7 @@ func (b *bencher) tasks(pipe bool) []benchTask {
 				if warm {
 					size = max(size/4, 1<<20)
 				}
-				r, err := bulk(ctx, e, size, up)
+				r, err := bulk(ctx, e, size, b.write, up)
 				if err != nil {
 					return nil, err
 				}
@@ -540,6 +548,7 @@ type benchFailure struct {
 type benchReport struct {
 	Rounds     int               `json:"rounds"`
 	Size       int64             `json:"bytes_per_transfer"`
+	Write      int               `json:"bytes_per_write"`
 	GOMAXPROCS int               `json:"gomaxprocs"`
 	Links      []benchLinkResult `json:"links"`
 	Skipped    []string          `json:"skipped,omitempty"`

@@ -85,6 +85,23 @@ func TestBenchFigures(t *testing.T) {
 	}
 }
 
+// TestBenchWrites: --write makes the bulk transfers' senders write that
+// many bytes per call, the stream still the block repeated (the receiver
+// checks its count and CRC-32C, and a transfer of a size that is no
+// multiple of the write ends with a short one), and the header says so.
+func TestBenchWrites(t *testing.T) {
+	code, out, errOut := runCLI(t, "bench", "-link", "pipe", "-rounds", "1", "-figures", "bulk", "-size", "1500007", "-write", "1000")
+	if code != 0 {
+		t.Fatalf("bench exited %d\n%s\n%s", code, out, errOut)
+	}
+	if !strings.Contains(out, "per transfer in writes of 1000 B") {
+		t.Errorf("the header does not give the write size:\n%s", out)
+	}
+	if !regexp.MustCompile(`(?m)^bulk, dialer → listener\s`).MatchString(out) {
+		t.Errorf("no bulk figure:\n%s", out)
+	}
+}
+
 // TestBenchFloorFaults: with faults the stacks' transfers are not bound
 // by the copies or the kernel's share, and neither link has a floor to
 // compare them with. Over the TAP the fault is corruption, which both
@@ -226,6 +243,8 @@ func TestBenchUsage(t *testing.T) {
 		msg  string
 	}{
 		{[]string{"bench", "--size", "0"}, "tapstack bench: --size 0: want a positive number of bytes"},
+		{[]string{"bench", "--write", "0"}, "tapstack bench: --write 0: want 1 to 1048576 bytes"},
+		{[]string{"bench", "--write", "2M"}, `tapstack bench: invalid value "2M" for flag -write`},
 		{[]string{"bench", "--rounds", "0"}, "tapstack bench: --rounds, --conns and --echo must be positive"},
 		{[]string{"bench", "--link", "wire"}, `tapstack bench: --link "wire": want pipe, tap or pipe,tap`},
 		{[]string{"bench", "--heap-conns", "1k"}, `tapstack bench: --heap-conns "1k": want positive numbers`},
@@ -321,7 +340,7 @@ func BenchmarkBenchBulk(b *testing.B) {
 		b.ReportAllocs()
 		var segs float64
 		for b.Loop() {
-			r, err := bulk(context.Background(), e, size, true)
+			r, err := bulk(context.Background(), e, size, benchBlockSize, true)
 			if err != nil {
 				b.Fatal(err)
 			}

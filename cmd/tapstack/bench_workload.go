@@ -304,14 +304,15 @@ type halfCloser interface {
 	CloseWrite() error
 }
 
-// bulk moves size bytes one way over a fresh connection: from the dialer
-// to the listener (up) or back. The bytes are a random block repeated;
+// bulk moves size bytes one way over a fresh connection, write bytes per
+// Write (0: the block whole): from the dialer to the listener (up) or
+// back. The bytes are a random block repeated;
 // the receiver checks their count and CRC-32C, which costs a few percent
 // of what the transfer does, the same for both stacks. Throughput is
 // taken in the steady state, from the moment an eighth has arrived to the
 // end, so that neither slow start nor the first page faults of a buffer
 // weigh on it (see the note on warm-up in bench.go).
-func bulk(ctx context.Context, e *benchEnv, size int64, up bool) (bulkResult, error) {
+func bulk(ctx context.Context, e *benchEnv, size int64, write int, up bool) (bulkResult, error) {
 	ln, err := e.listen(benchPort)
 	if err != nil {
 		return bulkResult{}, err
@@ -333,6 +334,9 @@ func bulk(ctx context.Context, e *benchEnv, size int64, up bool) (bulkResult, er
 	c.SetDeadline(dl)
 	sc.SetDeadline(dl)
 	block := benchBlock()
+	if write <= 0 || write > len(block) {
+		write = len(block)
+	}
 	chk := newBulkCheck(block, size)
 
 	prog := progressFrom(ctx)
@@ -345,7 +349,10 @@ func bulk(ctx context.Context, e *benchEnv, size int64, up bool) (bulkResult, er
 		var err error
 		for n := int64(0); n < size && err == nil; {
 			var m int
-			m, err = from.Write(block[:min(int64(len(block)), size-n)])
+			// The stream is block repeated: write from where it stands.
+			off := int(n % int64(len(block)))
+			end := off + int(min(int64(write), int64(len(block)-off), size-n))
+			m, err = from.Write(block[off:end])
 			n += int64(m)
 		}
 		if err == nil {
@@ -433,9 +440,13 @@ func (c *bulkCheck) result(tEnd time.Time, u0, u1 procUsage) (bulkResult, error)
 	}, nil
 }
 
+// benchBlockSize is the size of the block bulk transfers repeat, and the
+// largest write they make.
+const benchBlockSize = 1 << 20
+
 // benchBlock is the bytes a bulk transfer repeats: 1 MiB, random.
 func benchBlock() []byte {
-	b := make([]byte, 1<<20)
+	b := make([]byte, benchBlockSize)
 	r := rand.New(rand.NewPCG(1, 2))
 	for i := 0; i < len(b); i += 8 {
 		v := r.Uint64()
