@@ -433,6 +433,13 @@ func (e *Endpoint) Write(b []byte) (int, error) { return e.write(b, false) }
 // each send wakes the peer's goroutine and draws an ACK of its own, and
 // the link is rarely dry; this rule costs nothing there.
 //
+// A chunk of maxMergeChunk (4 KiB) or less is copied under mu instead,
+// straight into the room of the send buffer's last view when it has
+// some (sendBuffer.Write): a copy that short costs less than a chunk of
+// its own from gVisor's pool, which the send buffer would copy again to
+// merge it, and 100-byte writes to a peer in memory moved 0.91 Gbit/s
+// when each was copied twice, 1.45 now.
+//
 // wmu keeps the room taken for this call, and each call's bytes
 // together, against another SEND on the connection (Write, WriteMore,
 // WriteFrom) while mu is released.
@@ -448,11 +455,15 @@ func (e *Endpoint) write(b []byte, more bool) (int, error) {
 	b = b[:min(len(b), room)]
 	total, pending := 0, 0
 	for total < len(b) {
-		v := buffer.NewViewWithData(b[total:min(len(b), total+maxChunk)])
-		n := v.Size()
+		p := b[total:min(len(b), total+maxChunk)]
+		var v *buffer.View
+		if len(p) > maxMergeChunk {
+			v = buffer.NewViewWithData(p) // the copy, without mu
+		}
+		n := len(p)
 		e.mu.Lock()
 		opened := e.beginStamp()
-		if err := e.takeCopied(v); err != nil {
+		if err := e.takeCopied(v, p); err != nil {
 			e.endStamp(opened)
 			e.mu.Unlock()
 			if total > 0 {
@@ -480,19 +491,37 @@ func (e *Endpoint) write(b []byte, more bool) (int, error) {
 }
 
 // takeCopied appends v, bytes a SEND copied without mu, to the send
-// buffer; the caller holds mu. If the connection failed or was closed for
-// sending while they were copied, they are not queued, as a SEND then
-// would not be: v is released and that error returned. The room was
-// taken before the copy and no other SEND can have used it since (wmu);
-// only SetBuffers can have shrunk it, and v then goes over the new limit
-// rather than be lost.
-func (e *Endpoint) takeCopied(v *buffer.View) error {
+// buffer, or, v nil, copies p there (a small write, copied under mu into
+// the room the last view has: sendBuffer.Write); the caller holds mu. If
+// the connection failed or was closed for sending while they were
+// copied, they are not queued, as a SEND then would not be: v is
+// released and that error returned. The room was taken before the copy
+// and no other SEND can have used it since (wmu); only SetBuffers can
+// have shrunk it, and the bytes then go over the new limit rather than
+// be lost.
+func (e *Endpoint) takeCopied(v *buffer.View, p []byte) error {
 	if _, err := e.sendRoom(0); err != nil && err != ErrWouldBlock {
-		v.Release()
+		if v != nil {
+			v.Release()
+		}
 		return err
 	}
-	_ = e.sndBuf.Append(v)
+	if v == nil {
+		e.sndBuf.Write(p, e.bufSent())
+	} else {
+		e.sndBuf.Append(v, e.bufSent())
+	}
 	return nil
+}
+
+// bufSent is how many of the send buffer's first bytes have been sent
+// (SND.NXT past the buffer's first byte): the views holding them share
+// their chunks with packets. A FIN sent counts one more.
+func (e *Endpoint) bufSent() int64 {
+	if e.sndNxt.LessThan(e.sndBufSeq) {
+		return 0 // the SYN not yet sent: nothing of the buffer
+	}
+	return int64(e.sndBufSeq.Size(e.sndNxt))
 }
 
 // pushBelow: write sends a chunk before copying the next while less

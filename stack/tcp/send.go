@@ -202,7 +202,7 @@ func (e *Endpoint) sndData(seq seqnum.Value, n int) buffer.Buffer {
 		return out
 	}
 	off := int(e.sndBufSeq.Size(seq))
-	e.sndBuf.SubApply(off, n, func(v *buffer.View) { _ = out.Append(v.Clone()) })
+	e.sndBuf.CloneRange(off, n, func(v *buffer.View) { _ = out.Append(v) })
 	return out
 }
 

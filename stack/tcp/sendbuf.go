@@ -17,8 +17,7 @@ import (
 // sender's CPU: 22.6 µs to find a segment at the end of such a buffer,
 // against 1.3 µs by search (BenchmarkSendDataSmallViews).
 //
-// It keeps the subset of buffer.Buffer's methods the engine uses, with
-// the same meaning.
+// Its methods are named after buffer.Buffer's where they mean the same.
 type sendBuffer struct {
 	// buf[0] is a header whose off counts the views popped from the front
 	// since the array was last compacted; the views held, oldest first,
@@ -50,13 +49,28 @@ func (b *sendBuffer) views() []sendView {
 	return b.buf[1+b.buf[0].off:]
 }
 
-// maxMergeChunk bounds the chunks a small write is copied into rather
-// than given a view of its own: the copy goes into the last view's free
-// room only when that view's chunk is at most this large, since a chunk
-// still shared with a packet in flight is copied whole first (copy on
-// write). Without merging, a buffer of 1-byte writes would hold a 64-byte
-// chunk per byte.
+// maxMergeChunk bounds the chunks a write is copied into rather than
+// given a view of its own: a write goes into the last view's free room
+// only when that view's chunk is at most this large, and only while none
+// of the view's bytes has been sent. A sent view's chunk is shared with
+// the packet that carries them, perhaps still in flight, and gVisor's
+// View.Write copies a shared chunk whole before writing (copy on write).
+// Without merging, a buffer of 1-byte writes would hold a 64-byte chunk
+// per byte.
 const maxMergeChunk = 4 << 10
+
+// mergeable reports whether n bytes can be copied into the last view's
+// room: it has the room, its chunk is small, and none of its bytes is
+// among the first sent of the buffer, those handed out for segments.
+func (b *sendBuffer) mergeable(n int, sent int64) bool {
+	vs := b.views()
+	if len(vs) == 0 {
+		return false
+	}
+	last := vs[len(vs)-1]
+	room := last.v.AvailableSize()
+	return room >= n && last.v.Size()+room <= maxMergeChunk && int64(last.off-vs[0].off) >= sent
+}
 
 // Size returns the bytes held.
 func (b *sendBuffer) Size() int64 {
@@ -68,23 +82,60 @@ func (b *sendBuffer) Size() int64 {
 	return int64(last.off + uint64(last.v.Size()) - vs[0].off)
 }
 
-// Append adds v's bytes at the end and takes ownership of v. Bytes that
-// fit the last view's room, when its chunk is small, are copied there.
-func (b *sendBuffer) Append(v *buffer.View) error {
+// Append adds v's bytes at the end and takes ownership of v; sent is
+// how many of the buffer's first bytes have been handed out for segments
+// (CloneRange). Bytes that fit the last view's room, when its chunk is
+// small and unsent (mergeable), are copied there.
+func (b *sendBuffer) Append(v *buffer.View, sent int64) {
 	n := v.Size()
 	if n == 0 {
 		v.Release()
-		return nil
+		return
 	}
+	if b.mergeable(n, sent) {
+		b.Write(v.AsSlice(), sent)
+		v.Release()
+		return
+	}
+	b.push(v)
+}
+
+// Write copies p to the end of the buffer; sent is as for Append. Bytes
+// that fit the last view's room when it is mergeable are copied there,
+// under the caller's lock and with no allocation. Otherwise they go into
+// a new view, with room for more when some of the buffer is unsent: a
+// writer then outruns the segments (Nagle holds a short tail while data
+// is in flight, RFC 9293 3.7.4, or the windows are full), and the next
+// small writes join this one; a chunk of the write's own size would take
+// none of them (100 bytes get a 128-byte chunk), and a segment made of
+// 100-byte writes would be fifteen views to clone and release. When all
+// is sent, each write is likely its own segment (TCP_NODELAY, or the
+// first write after an idle spell), the view is shared as soon as it
+// goes, and a larger chunk would only pin memory while it is in flight.
+func (b *sendBuffer) Write(p []byte, sent int64) {
+	if len(p) == 0 {
+		return
+	}
+	if b.mergeable(len(p), sent) {
+		vs := b.views()
+		_, _ = vs[len(vs)-1].v.Write(p)
+		return
+	}
+	size := len(p)
+	if sent < b.Size() {
+		size = max(size, maxMergeChunk)
+	}
+	v := buffer.NewView(size)
+	_, _ = v.Write(p)
+	b.push(v)
+}
+
+// push adds v, which holds bytes, as the last view.
+func (b *sendBuffer) push(v *buffer.View) {
 	var off uint64
 	if vs := b.views(); len(vs) > 0 {
-		last := vs[len(vs)-1].v
-		off = vs[len(vs)-1].off + uint64(last.Size())
-		if room := last.AvailableSize(); room >= n && last.Size()+room <= maxMergeChunk {
-			_, _ = last.Write(v.AsSlice())
-			v.Release()
-			return nil
-		}
+		last := vs[len(vs)-1]
+		off = last.off + uint64(last.v.Size())
 	}
 	switch {
 	case len(b.buf) == 0:
@@ -97,7 +148,6 @@ func (b *sendBuffer) Append(v *buffer.View) error {
 		b.buf[0].off = 0
 	}
 	b.buf = append(b.buf, sendView{v: v, off: off})
-	return nil
 }
 
 // TrimFront drops the first n bytes (those acknowledged).
@@ -126,10 +176,11 @@ func (b *sendBuffer) TrimFront(n int64) {
 	}
 }
 
-// SubApply calls fn with views of the bytes [offset, offset+length) of
-// the buffer, in order; fn must not keep them (it may Clone them). Bytes
-// outside the buffer are left out.
-func (b *sendBuffer) SubApply(offset, length int, fn func(*buffer.View)) {
+// CloneRange calls fn with views of the bytes [offset, offset+length) of
+// the buffer, in order, sharing their chunks; fn owns each view (one
+// clone per view, where buffer.Buffer.SubApply's caller clones what
+// SubApply cloned to trim). Bytes outside the buffer are left out.
+func (b *sendBuffer) CloneRange(offset, length int, fn func(*buffer.View)) {
 	vs := b.views()
 	if len(vs) == 0 || offset < 0 || length <= 0 {
 		return
@@ -149,7 +200,6 @@ func (b *sendBuffer) SubApply(offset, length int, fn func(*buffer.View)) {
 		}
 		length -= d.Size()
 		fn(d)
-		d.Release()
 	}
 }
 

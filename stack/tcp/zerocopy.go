@@ -103,7 +103,7 @@ func (e *Endpoint) WriteFrom(r io.Reader) (int64, error) {
 	}
 	e.mu.Lock()
 	opened := e.beginStamp()
-	if err := e.takeCopied(v); err != nil {
+	if err := e.takeCopied(v, nil); err != nil {
 		e.endStamp(opened)
 		e.mu.Unlock()
 		return 0, err
