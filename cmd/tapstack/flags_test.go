@@ -129,15 +129,14 @@ func faultFlagsOf(args []string) (out, in tap.FaultConfig, on bool, err error) {
 func TestBufMaxFlags(t *testing.T) {
 	const mib = 1 << 20
 	for _, tc := range []struct {
-		args            []string
-		sndSize, sndMax int
-		rcvSize, rcvMax int
-		err             bool
+		args           []string
+		sndMax, rcvMax int
+		err            bool
 	}{
 		{args: nil},
-		{args: []string{"--wmem-max", "16M"}, sndSize: mib, sndMax: 16 * mib},
-		{args: []string{"--rmem-max", "33554432"}, rcvSize: mib, rcvMax: 32 * mib},
-		{args: []string{"--wmem-max", "64KiB", "--rmem-max", "1g"}, sndSize: 64 << 10, sndMax: 64 << 10, rcvSize: mib, rcvMax: 1 << 30},
+		{args: []string{"--wmem-max", "16M"}, sndMax: 16 * mib},
+		{args: []string{"--rmem-max", "33554432"}, rcvMax: 32 * mib},
+		{args: []string{"--wmem-max", "64KiB", "--rmem-max", "1g"}, sndMax: 64 << 10, rcvMax: 1 << 30},
 		{args: []string{"--wmem-max", "2G"}, err: true},
 		{args: []string{"--rmem-max", "-1"}, err: true},
 		{args: []string{"--rmem-max", "1.5M"}, err: true},
@@ -159,9 +158,12 @@ func TestBufMaxFlags(t *testing.T) {
 		}
 		var o tcp.Options
 		applyBufMax(&o, wmem.n, rmem.n)
-		if o.SendBufferSize != tc.sndSize || o.SendBufferMax != tc.sndMax || o.ReceiveBufferSize != tc.rcvSize || o.ReceiveBufferMax != tc.rcvMax {
-			t.Errorf("%q: send buffer %d up to %d, receive %d up to %d; want %d up to %d, %d up to %d", tc.args,
-				o.SendBufferSize, o.SendBufferMax, o.ReceiveBufferSize, o.ReceiveBufferMax, tc.sndSize, tc.sndMax, tc.rcvSize, tc.rcvMax)
+		// Where a small maximum starts the buffer is the engine's
+		// (TestSendBufferGrows, TestReceiveBufferMaxAlone), and what
+		// the flags bound on a wire TestDialBufMax's.
+		if o.SendBufferSize != 0 || o.SendBufferMax != tc.sndMax || o.ReceiveBufferSize != 0 || o.ReceiveBufferMax != tc.rcvMax {
+			t.Errorf("%q: send buffer %d up to %d, receive %d up to %d; want the default start, up to %d and %d", tc.args,
+				o.SendBufferSize, o.SendBufferMax, o.ReceiveBufferSize, o.ReceiveBufferMax, tc.sndMax, tc.rcvMax)
 		}
 	}
 }

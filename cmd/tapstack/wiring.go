@@ -88,17 +88,15 @@ func bufSizeFlag(fs *flag.FlagSet, name, which string, def int, linux string) *b
 	return b
 }
 
-// applyBufMax sets the buffers' maximum in opts, and their start when the
-// maximum is below the default start, so that a buffer never exceeds the
-// maximum asked for (Options raises a maximum below the start to it).
+// applyBufMax sets the buffers' maximum in opts (0: the default). A
+// maximum below the default start is where the engine starts the buffer
+// too (Options), so that it never exceeds what was asked for.
 func applyBufMax(opts *tcp.Options, wmem, rmem int) {
 	if wmem > 0 {
 		opts.SendBufferMax = wmem
-		opts.SendBufferSize = min(tcp.DefaultSendBufferSize, wmem)
 	}
 	if rmem > 0 {
 		opts.ReceiveBufferMax = rmem
-		opts.ReceiveBufferSize = min(tcp.DefaultReceiveBufferSize, rmem)
 	}
 }
 

@@ -86,7 +86,8 @@ type Options struct {
 	// SendBufferMax is how far the send buffer grows by itself when it,
 	// and neither window, is what holds the sender back (default 4 MiB,
 	// DefaultSendBufferMax, Linux's tcp_wmem[2]; at most SendBufferSize
-	// means no growth): see expandSendBuffer. A buffer the user sets
+	// means no growth; set without SendBufferSize, below its default, it
+	// is where the buffer starts too): see expandSendBuffer. A buffer the user sets
 	// (Endpoint.SetBuffers, Conn.SetWriteBuffer) stays as set, as
 	// SO_SNDBUF locks Linux's.
 	SendBufferMax int
@@ -94,7 +95,9 @@ type Options struct {
 	// window, grows by itself when the user reads in a round trip more
 	// than the buffer's share of it (default 6 MiB,
 	// DefaultReceiveBufferMax, Linux's tcp_rmem[2]; at most
-	// ReceiveBufferSize means no growth): see growReceiveBuffer. The
+	// ReceiveBufferSize means no growth; set without ReceiveBufferSize,
+	// below its default, it is where the buffer starts too): see
+	// growReceiveBuffer. The
 	// window scale is chosen for it. A buffer the user sets
 	// (Endpoint.SetBuffers, Conn.SetReadBuffer) stays as set, as
 	// SO_RCVBUF locks Linux's.
@@ -280,6 +283,15 @@ func (o Options) withDefaults() Options {
 	defInt(&o.TailLossProbes, 4)
 	if !slices.Contains(congestionControls, o.CongestionControl) {
 		o.CongestionControl = "cubic"
+	}
+	// A maximum set alone below a default start starts the buffer there:
+	// the maximum is what the user asked for, and a buffer that began
+	// above it would never shrink to it.
+	if o.SendBufferSize == 0 && o.SendBufferMax > 0 {
+		o.SendBufferSize = min(DefaultSendBufferSize, o.SendBufferMax)
+	}
+	if o.ReceiveBufferSize == 0 && o.ReceiveBufferMax > 0 {
+		o.ReceiveBufferSize = min(DefaultReceiveBufferSize, o.ReceiveBufferMax)
 	}
 	defInt(&o.SendBufferSize, DefaultSendBufferSize)
 	defInt(&o.SendBufferMax, DefaultSendBufferMax)

@@ -12,6 +12,33 @@ import (
 // bytes the user read in it are measured, and the buffer, which bounds
 // the window, grows for them, unless the user set it.
 
+// TestReceiveBufferMaxAlone: ReceiveBufferMax set without
+// ReceiveBufferSize, below its default, bounds the buffer from the start:
+// the SYN-ACK offers no more, and a reader who keeps up grows it no
+// further. It used to start at the default 1 MiB, above the maximum.
+func TestReceiveBufferMaxAlone(t *testing.T) {
+	const limit = 32 << 10
+	p, ep := tcptest.Established(t, tcptest.ActiveOpen(), tcptest.WithSynOptions(seg{MSS: 1460, WS: 7}),
+		tcptest.WithTCP(tcp.Options{ReceiveBufferMax: limit}))
+	next := uint32(1)
+	for range 3 {
+		for range 10 {
+			p.Inject(seg{Flags: ".", Seq: next, Ack: 1, Payload: payload(int(next-1), 1460)})
+			next += 1460
+			readAll(t, ep)
+		}
+		p.Advance(time.Millisecond)
+		for _, s := range p.Drain() {
+			if w := int(s.Win) << ep.Info().RcvWndScale; w > limit {
+				t.Fatalf("window %d advertised, over the maximum %d", w, limit)
+			}
+		}
+	}
+	if got := ep.Info().RecvBuffer; got != limit {
+		t.Errorf("RecvBuffer %d, want %d", got, limit)
+	}
+}
+
 // TestReceiveBufferGrowsWithReading: a 64 KiB buffer, a peer that sends
 // and a user who reads as fast as it comes. The first window's worth
 // takes 1 ms to arrive (the receiver's RTT); the reading measured at

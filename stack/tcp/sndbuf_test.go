@@ -30,6 +30,9 @@ func TestSendBufferGrows(t *testing.T) {
 		{"peer's window the limit", tcp.Options{SendBufferSize: small}, false, 8 << 10, small},
 		{"set by the user", tcp.Options{SendBufferSize: small}, true, 0, small},
 		{"maximum below the size", tcp.Options{SendBufferSize: small, SendBufferMax: 8 << 10}, false, 0, small},
+		// A maximum alone, below the default start: the buffer starts
+		// there (it used to start at 1 MiB, the maximum raised to it).
+		{"maximum alone", tcp.Options{SendBufferMax: 8 << 10}, false, 0, 8 << 10},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, ep := rttPeer(t, tc.o)
