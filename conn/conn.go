@@ -222,8 +222,29 @@ func (c *Conn) WriteTo(w io.Writer) (int64, error) {
 // write deadline applies. Errors, r's included, are *net.OpError with Op
 // "readfrom", as package net's.
 func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
-	return c.pump("readfrom", c.writeMu, &c.wd, c.ep.WriteWakeup, func() (int64, error) { return c.ep.WriteFrom(r) })
+	// Each Read asks for about what r gave last: twice it after a read
+	// under half of what was asked (at least 4 KiB), twice as much after
+	// a full one (at most 64 KiB). The engine's view for a Read is
+	// cleared first, and clearing 64 KiB for a reader that gives 100
+	// bytes took most of each call (WriteFromN).
+	limit := readFromMax
+	return c.pump("readfrom", c.writeMu, &c.wd, c.ep.WriteWakeup, func() (int64, error) {
+		n, err := c.ep.WriteFromN(r, limit)
+		switch {
+		case n >= int64(limit):
+			limit = min(2*limit, readFromMax)
+		case n > 0 && n < int64(limit/2):
+			limit = max(2*int(n), readFromMin)
+		}
+		return n, err
+	})
 }
+
+// readFromMin and readFromMax bound the Reads of ReadFrom.
+const (
+	readFromMin = 4 << 10
+	readFromMax = 64 << 10
+)
 
 // pump is WriteTo's and ReadFrom's loop: step moves what it can between
 // the engine's buffer and the user's writer or reader, holding the turn

@@ -158,3 +158,67 @@ func TestCopyTapstackProxy(t *testing.T) {
 		t.Fatalf("io.Copy through the proxy: %v", err)
 	}
 }
+
+// unevenReader returns what its reader has in reads of the sizes in
+// turn, each at most what the caller asks: tiny, large, and between.
+type unevenReader struct {
+	r     io.Reader
+	sizes []int
+	i     int
+}
+
+func (u *unevenReader) Read(p []byte) (int, error) {
+	n := min(len(p), u.sizes[u.i%len(u.sizes)])
+	u.i++
+	return u.r.Read(p[:n])
+}
+
+// TestReadFromUnevenReads: io.Copy into a tapstack Conn from a reader
+// whose reads are small, then large, then small again, so that ReadFrom's
+// read size shrinks to 4 KiB and grows back to 64 KiB (a long run of
+// 70,000-byte reads) over and over; gVisor's TCP as the peer receives the
+// bytes in order, checked by SHA-256.
+func TestReadFromUnevenReads(t *testing.T) {
+	ts, gv := gvPair(t, nil, tcp.Options{})
+	ln, err := gv.Listen(80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, peer := dialPeer(t, ts, ln)
+	data := randomBytes(copyBytes)
+	sizes := []int{100, 1, 3000, 100, 9000}
+	for range 8 {
+		sizes = append(sizes, 70000)
+	}
+	done := make(chan error, 1)
+	go func() {
+		n, err := io.Copy(c, &unevenReader{r: bytes.NewReader(data), sizes: sizes})
+		if err == nil && n != copyBytes {
+			err = io.ErrShortWrite
+		}
+		if err == nil {
+			err = c.CloseWrite()
+		}
+		done <- err
+	}()
+	got, err := io.ReadAll(peer)
+	if err != nil {
+		t.Fatalf("the peer's read: %v", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("io.Copy(tapstack, uneven reader): %v", err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatalf("the peer got %d bytes, not the %d sent (first difference at %d)", len(got), len(data), firstDifference(got, data))
+	}
+}
+
+func firstDifference(a, b []byte) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}

@@ -19,7 +19,7 @@
 //
 //	OPEN (active)   Protocol.Connect(local, remote netip.AddrPort) (*Endpoint, error)
 //	OPEN (passive)  Protocol.Listen(local netip.AddrPort, backlog int) (*Listener, error); Listener.Accept
-//	SEND            Endpoint.Write; Endpoint.WriteFrom (from an io.Reader, no copy between)
+//	SEND            Endpoint.Write; Endpoint.WriteFrom, WriteFromN (from an io.Reader, read into the send buffer's view)
 //	RECEIVE         Endpoint.Read; Endpoint.ReadTo (to an io.Writer, from the buffer's memory)
 //	CLOSE           Endpoint.Close (both directions), Endpoint.CloseWrite (ours only);
 //	                Endpoint.CloseRead is shutdown(2)'s SHUT_RD; Listener.Close

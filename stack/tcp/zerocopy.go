@@ -12,7 +12,9 @@ import (
 // of a buffer. Read copies received bytes into b, and io.Copy(w, conn)
 // then copies b into w: ReadTo hands w the receive buffer's own views, one
 // copy fewer. io.Copy(conn, r) reads r into b and Write copies b into the
-// send buffer: WriteFrom reads r into the send buffer's next view. These
+// send buffer: WriteFrom reads r into the send buffer's next view (a read
+// of 4 KiB or less is then copied into the last view's room, as a small
+// Write is: a copy that short costs less than a view of its own). These
 // are what *net.TCPConn's WriteTo and ReadFrom do with splice(2) and
 // sendfile(2), for package conn's.
 
@@ -76,16 +78,27 @@ func (e *Endpoint) ReadTo(w io.Writer) (int64, error) {
 // error. r is read without the connection's lock: if the connection
 // fails or is closed for sending meanwhile, the bytes read are dropped
 // and that error returned, as a Write of them would fail.
-func (e *Endpoint) WriteFrom(r io.Reader) (int64, error) {
+func (e *Endpoint) WriteFrom(r io.Reader) (int64, error) { return e.WriteFromN(r, maxChunk) }
+
+// WriteFromN is WriteFrom with a Read of at most limit bytes (limit ≤ 0
+// or over 64 KiB: 64 KiB). The view read into comes from gVisor's pool, which
+// clears it first: a caller that has seen r return little at a time
+// (io.Copy's ReadFrom from a connection that delivers 100-byte messages)
+// clears 4 KiB a call with a limit of 4 KiB, not 64 KiB, and the bytes
+// then go into the send buffer's last view as a small Write's do.
+func (e *Endpoint) WriteFromN(r io.Reader, limit int) (int64, error) {
+	if limit <= 0 || limit > maxChunk {
+		limit = maxChunk
+	}
 	e.wmu.Lock() // one SEND at a time (write)
 	defer e.wmu.Unlock()
 	e.mu.Lock()
-	room, err := e.sendRoom(maxChunk)
+	room, err := e.sendRoom(limit)
 	e.mu.Unlock()
 	if err != nil {
 		return 0, err
 	}
-	v := buffer.NewViewSize(min(room, maxChunk))
+	v := buffer.NewViewSize(min(room, limit))
 	n, rerr := r.Read(v.AsSlice())
 	n = max(min(n, v.Size()), 0)
 	v.CapLength(n)
@@ -93,17 +106,29 @@ func (e *Endpoint) WriteFrom(r io.Reader) (int64, error) {
 		v.Release()
 		return 0, rerr
 	}
-	if n <= v.Capacity()/2 {
+	var small []byte
+	switch {
+	case n <= maxMergeChunk:
+		// Copied again, under mu, as a small Write is (write): into
+		// the last view's room if it has some.
+		small = v.AsSlice()
+	case n <= v.Capacity()/2:
 		// A short read keeps a view of its own size: the send buffer
 		// counts bytes, not the chunks holding them, and a reader
-		// returning a byte at a time must not pin 64 KiB per byte.
+		// returning little at a time must not pin 64 KiB for it.
 		short := buffer.NewViewWithData(v.AsSlice())
 		v.Release()
 		v = short
 	}
 	e.mu.Lock()
 	opened := e.beginStamp()
-	if err := e.takeCopied(v, nil); err != nil {
+	if small != nil {
+		err = e.takeCopied(nil, small)
+		v.Release()
+	} else {
+		err = e.takeCopied(v, nil)
+	}
+	if err != nil {
 		e.endStamp(opened)
 		e.mu.Unlock()
 		return 0, err

@@ -127,8 +127,9 @@ func TestWriteFromFullBuffer(t *testing.T) {
 }
 
 // TestWriteFromShortReads: a reader that returns a byte at a time queues
-// bytes in views of their own size, not in a 64 KiB chunk each: the send
-// buffer limits bytes, and the memory holding them stays near that.
+// its bytes in small views, joined as small writes are, not in a 64 KiB
+// chunk each: the send buffer limits bytes, and the memory holding them
+// stays near that.
 func TestWriteFromShortReads(t *testing.T) {
 	p, ep := tcptest.Established(t)
 	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1, Win: 0, Check: tcptest.CheckWin}) // nothing leaves
@@ -140,5 +141,22 @@ func TestWriteFromShortReads(t *testing.T) {
 	}
 	if q, mem := ep.SendQueued(), ep.SendBufferMemory(); q != 100 || mem > 100*64 {
 		t.Fatalf("100 one-byte reads: %d bytes queued in %d bytes of views; want 100 in at most %d", q, mem, 100*64)
+	}
+}
+
+// TestWriteFromN: WriteFromN reads at most its limit, and 64 KiB, as
+// WriteFrom, when the limit is none or larger.
+func TestWriteFromN(t *testing.T) {
+	p, ep := tcptest.Established(t, tcptest.WithTCP(tcp.Options{SendBufferSize: 1 << 20}))
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1, Win: 0, Check: tcptest.CheckWin}) // nothing leaves
+	data := payload(0, 200000)
+	r := bytes.NewReader(data)
+	for _, tc := range []struct{ limit, want int }{{1000, 1000}, {1, 1}, {0, 64 << 10}, {1 << 20, 64 << 10}} {
+		if n, err := ep.WriteFromN(r, tc.limit); n != int64(tc.want) || err != nil {
+			t.Errorf("WriteFromN(r, %d) = %d, %v; want %d, nil", tc.limit, n, err, tc.want)
+		}
+	}
+	if q := ep.SendQueued(); q != 1001+2*(64<<10) {
+		t.Errorf("%d bytes queued, want %d", q, 1001+2*(64<<10))
 	}
 }
