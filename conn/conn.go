@@ -483,6 +483,18 @@ func (c *Conn) SetUserTimeout(d time.Duration) error {
 	return nil
 }
 
+// SetMaxPacingRate paces the connection's packets at its pacing rate, at
+// most bytesPerSec (Linux's SO_MAX_PACING_RATE, which turns on TCP's own
+// pacing: the window per round trip, doubled in slow start, 1.2 times
+// after); 0 turns pacing off. See tcp.Endpoint.SetMaxPacingRate.
+func (c *Conn) SetMaxPacingRate(bytesPerSec uint64) error {
+	if c.isClosed() {
+		return c.opError("set", net.ErrClosed)
+	}
+	c.ep.SetMaxPacingRate(bytesPerSec)
+	return nil
+}
+
 // SetReadBuffer sets the receive buffer size.
 func (c *Conn) SetReadBuffer(bytes int) error {
 	if bytes <= 0 {

@@ -88,7 +88,7 @@ func (e *Endpoint) processAck(seg *segment) {
 		if seg.nsack == 0 {
 			e.plainDupAcks++
 		}
-		if !e.sackOK && (e.renoSacked+1)*e.sndMSS < int(e.flightSize()) {
+		if !e.sackOK && int(e.renoSacked+1)*e.sndMSS < int(e.flightSize()) {
 			// Without SACK a duplicate ACK stands for a segment
 			// that left the network (RFC 5681 3.2, Linux's
 			// tcp_add_reno_sack), for PRR and pipe.
@@ -189,7 +189,7 @@ func (e *Endpoint) ackCumulative(ack seqnum.Value, a *ackInfo) {
 		counted := min(uint32(e.renoSacked)*mss, a.delivered)
 		a.delivered = max(a.delivered-counted, min(mss, a.delivered))
 		segs := (int(a.acked) + e.sndMSS - 1) / e.sndMSS
-		e.renoSacked = max(e.renoSacked-(segs-1), 0)
+		e.renoSacked = max(e.renoSacked-int32(segs-1), 0)
 	}
 	e.sndUna = ack
 	if e.rack.fack.LessThan(e.sndUna) {
@@ -358,7 +358,7 @@ func (e *Endpoint) emitAck(seg *segment, oldUna seqnum.Value, a *ackInfo) {
 	ev := event.Event{Kind: event.KindAck, Conn: e.connID(), Segment: seg.info(), Key: seg.wire, Cwnd: e.cwnd, Ssthresh: e.ssthresh,
 		Acked: a.acked, Sacked: a.sacked, SRTT: e.srtt, RTTVar: e.rttvar, RTO: e.rto, InFlight: e.inflight()}
 	if a.dup {
-		ev.DupAck = e.dupAcks
+		ev.DupAck = int(e.dupAcks)
 	}
 	switch {
 	case a.dsack:

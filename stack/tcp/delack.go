@@ -47,10 +47,10 @@ const initialRcvSegMax = 536
 // the first data and after an idle spell longer than the RTO.
 func (e *Endpoint) dataArrived(n int, now tcpip.MonotonicTime) {
 	if e.rcvSegMax == 0 {
-		e.rcvSegMax = min(initialRcvSegMax, e.rcvMSS)
+		e.rcvSegMax = int32(min(initialRcvSegMax, e.rcvMSS))
 	}
-	if n >= e.rcvSegMax {
-		e.rcvSegMax = min(n, e.rcvMSS)
+	if n >= int(e.rcvSegMax) {
+		e.rcvSegMax = int32(min(n, e.rcvMSS))
 	}
 	if (!e.dataSeen || now.Sub(e.lastDataAt) > e.rto) && !e.proto.opts.NoQuickAck {
 		e.incrQuickAck(maxQuickAcks)
@@ -64,13 +64,13 @@ func (e *Endpoint) dataArrived(n int, now tcpip.MonotonicTime) {
 // slow start across our window: half the window in full frames, at
 // least 2 and at most limit (Linux tcp_incr_quickack).
 func (e *Endpoint) incrQuickAck(limit int) {
-	q := int(e.rcvWnd) / (2 * max(e.rcvSegMax, 1))
+	q := int(e.rcvWnd) / (2 * max(int(e.rcvSegMax), 1))
 	if q == 0 {
 		q = 2
 	}
 	q = min(q, limit)
-	if q > e.quickAcks {
-		e.quickAcks = q
+	if int32(q) > e.quickAcks {
+		e.quickAcks = int32(q)
 	}
 }
 
@@ -126,7 +126,7 @@ func (e *Endpoint) ackPolicy(now bool) {
 		e.sendAck(event.SendAck)
 		return
 	}
-	if pending > e.rcvSegMax {
+	if pending > int(e.rcvSegMax) {
 		if !e.ackPerBurst() {
 			e.sendAck(event.SendAck)
 			return

@@ -2,6 +2,7 @@ package tcp
 
 import (
 	"io"
+	"math"
 	"net/netip"
 	"slices"
 	"sync"
@@ -109,8 +110,8 @@ type Endpoint struct {
 
 	// The ACK policy (delack.go): the peer's measured segment size,
 	// quick-ACK mode, ping-pong mode, and when data last arrived.
-	rcvSegMax    int
-	quickAcks    int
+	rcvSegMax    int32
+	quickAcks    int32
 	rcvCoalesced bool // the latest text came in one segment longer than our MSS: coalesced (GRO, a GSO pipe)
 	pingpong     bool
 	dataSeen     bool
@@ -142,9 +143,9 @@ type Endpoint struct {
 	// RecoveryPoint: SND.NXT when recovery began.
 	cc             CongestionControl
 	cwnd, ssthresh uint32
-	dupAcks        int
-	plainDupAcks   int // duplicate ACKs without SACK blocks (dupAckLoss)
-	renoSacked     int // without SACK: segments the duplicate ACKs say arrived above SND.UNA
+	dupAcks        int32
+	plainDupAcks   int32 // duplicate ACKs without SACK blocks (dupAckLoss)
+	renoSacked     int32 // without SACK: segments the duplicate ACKs say arrived above SND.UNA
 	recover        seqnum.Value
 	caState        caState
 	rack           rack
@@ -184,6 +185,7 @@ type Endpoint struct {
 	// made when probing starts: at the handshake with MTUProbingOn, at
 	// a suspected black hole with MTUProbingBlackHole.
 	mtup *mtuProbe
+	pace *pacer // nil unless paced (pacing.go)
 
 	// When this connection last answered an unacceptable segment, for
 	// the per-connection limit of Options.InvalidRateLimit (reset.go);
@@ -230,6 +232,9 @@ func (p *Protocol) newEndpoint(netProto tcpip.NetworkProtocolNumber, id stack.Tr
 	}
 	e.rcvWndShift = uint8(windowScaleFor(max(e.rcvBufLimit, p.opts.ReceiveBufferMax)))
 	e.rack.reoWndMult = 1
+	if p.opts.Pacing {
+		e.pace = &pacer{maxRate: math.MaxUint64} // pacing.go
+	}
 	return e
 }
 
@@ -686,6 +691,14 @@ type Info struct {
 	// while it held the sender back up to SendBufferMax
 	// (expandSendBuffer), or what the user set.
 	SendBuffer int
+	// PacingRate is the rate, in bytes a second, the connection is paced
+	// at, or would be (Linux's tcpi_pacing_rate; 0 before an RTT sample);
+	// MaxPacingRate SetMaxPacingRate's cap (tcpi_max_pacing_rate:
+	// math.MaxUint64 for none); Paced whether pacing is on (pacing.go);
+	// PacingWaits how many times a packet waited for its time.
+	PacingRate, MaxPacingRate uint64
+	Paced                     bool
+	PacingWaits               uint64
 	// RecvBuffer is the receive buffer's size now, which bounds the
 	// window: ReceiveBufferSize, grown with the user's reading up to
 	// ReceiveBufferMax (growReceiveBuffer), or what the user set.
@@ -725,7 +738,15 @@ func (e *Endpoint) Info() Info {
 	if !e.resourceProbe && e.sndWnd == 0 {
 		backoff += int(e.persistProbes)
 	}
+	maxPacing, waits := uint64(math.MaxUint64), uint64(0)
+	if e.pace != nil {
+		maxPacing, waits = e.pace.maxRate, e.pace.waits
+	}
 	return Info{
+		PacingRate:        e.pacingRate(),
+		MaxPacingRate:     maxPacing,
+		Paced:             e.pace != nil,
+		PacingWaits:       waits,
 		Probes:            int(e.persistProbes) + int(e.keepProbes),
 		Backoff:           backoff,
 		BusyTime:          busy,

@@ -311,7 +311,7 @@ var fzMTUProbing = [4]tcp.MTUProbing{tcp.MTUProbingOff, tcp.MTUProbingBlackHole,
 // fzRunConn runs prog. Byte 0 picks the fixture. Byte 1: bit 0 the peer
 // offers and stamps timestamps, bit 1 it offers SACK, bit 2 a window scale
 // of 7, bits 3-4 the receive buffer and 5-6 the send buffer (fzRcvBufs,
-// fzSndBufs). Byte 2: bit 0 an active open, bits 1-2 the MSS the peer
+// fzSndBufs), bit 7 pacing (Options.Pacing). Byte 2: bit 0 an active open, bits 1-2 the MSS the peer
 // announces (fzPeerMSSs), bit 3 NoSACK, bit 4 NoTimestamps, bit 5 ECN
 // (ECNOn, and the peer's SYN asks or its SYN-ACK agrees), bits 6-7 path
 // MTU probing (fzMTUProbing). Then ops.
@@ -327,6 +327,7 @@ func fzRunConn(t *testing.T, prog []byte) *fuzzConn {
 		NoSACK:            cfg2&0x08 != 0,
 		NoTimestamps:      cfg2&0x10 != 0,
 		MTUProbing:        fzMTUProbing[cfg2>>6&3],
+		Pacing:            cfg&0x80 != 0,
 		Observer:          c.observe,
 	}
 	synOpts := tcptest.Seg{MSS: fzPeerMSSs[cfg2>>1&3], SACKPerm: cfg&0x02 != 0}

@@ -236,6 +236,12 @@ type Options struct {
 	// would make it: Linux's tcp_min_tso_segs, default 2. See gsoSegs.
 	MinGSOSegments int
 
+	// Pacing paces every connection's packets at its pacing rate, as
+	// Linux's fq qdisc does (pacing.go): off by default, as in Linux
+	// without fq, where a connection sends what its windows allow back
+	// to back. Endpoint.SetMaxPacingRate paces one connection, capped.
+	Pacing bool
+
 	// ECN says whether connections use Explicit Congestion Notification
 	// (RFC 3168): ECNPassive, the default as in Linux (tcp_ecn=2),
 	// agrees when a peer's SYN asks; ECNOn asks on active opens too

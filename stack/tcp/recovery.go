@@ -258,7 +258,7 @@ func (e *Endpoint) dupAckLoss(a *ackInfo) int {
 	}
 	switch e.caState {
 	case caOpen:
-		if e.dupAcks < e.dupThresh() && q.sacked <= uint32(e.dupThresh()-1)*uint32(e.sndMSS) {
+		if int(e.dupAcks) < e.dupThresh() && q.sacked <= uint32(e.dupThresh()-1)*uint32(e.sndMSS) {
 			return 0
 		}
 	case caRecovery:
@@ -520,7 +520,7 @@ func (e *Endpoint) inflight() uint32 {
 	out := e.flightSize() + q.retrans
 	left := q.sacked + q.lost
 	if e.renoSacked > 0 {
-		left += min(uint32(e.renoSacked*e.sndMSS), e.flightSize()-min(q.lost, e.flightSize()))
+		left += min(uint32(int(e.renoSacked)*e.sndMSS), e.flightSize()-min(q.lost, e.flightSize()))
 	}
 	if left >= out {
 		return 0

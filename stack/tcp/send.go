@@ -1,8 +1,6 @@
 package tcp
 
 import (
-	"time"
-
 	"github.com/tapstack/tapstack/event"
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -47,6 +45,13 @@ func (e *Endpoint) sendPacket(cause event.SendCause, attempt int, flags header.T
 	n := int(payload.Size())
 	if gsoSize <= 0 || n <= gsoSize {
 		gsoSize = 0
+	}
+	if e.pace != nil && n > 0 {
+		segs := 1
+		if gsoSize > 0 {
+			segs = (n + gsoSize - 1) / gsoSize
+		}
+		e.paced(n, segs) // pacing.go
 	}
 	ecn := e.ecnMark(cause, attempt, &flags, n)
 	segLen := n
@@ -297,22 +302,16 @@ func (e *Endpoint) framesPending() int {
 // (tcp_tso_autosize): about a millisecond's worth at the pacing rate
 // (sk_pacing_shift 10: rate/1024), at least MinGSOSegments (Linux's
 // tcp_min_tso_segs, 2), plus a share of 64 KiB on paths under 16 ms of
-// minimum RTT (tcp_tso_rtt_log 9), at most 64 KiB. The pacing rate is
-// cwnd segments per SRTT, doubled in slow start below half ssthresh and
-// 1.2 times after (tcp_update_pacing_rate); before an RTT sample it is
-// unbounded. Nor does a packet take more than half the congestion window
-// (tcp_cwnd_test).
+// minimum RTT (tcp_tso_rtt_log 9), at most 64 KiB. The pacing rate
+// (pacingRate, pacing.go) is cwnd segments per SRTT, doubled in slow
+// start below half ssthresh and 1.2 times after (tcp_update_pacing_rate),
+// at most SetMaxPacingRate's; before an RTT sample it is unbounded. Nor
+// does a packet take more than half the congestion window (tcp_cwnd_test).
 func (e *Endpoint) gsoSegs() int {
 	const gsoMax = 1 << 16
 	mss := max(e.sndMSS, 1)
 	bytes := gsoMax
-	if e.srtt > 0 {
-		ratio := uint64(120)
-		if e.cwnd < e.ssthresh/2 {
-			ratio = 200
-		}
-		segs := uint64(max(e.cwnd, e.inflight()) / uint32(mss))
-		rate := uint64(mss) * segs * ratio / 100 * uint64(time.Second) / uint64(e.srtt)
+	if rate := e.pacingRate(); rate > 0 {
 		bytes = int(min(rate>>10, gsoMax))
 		if r := e.rack.minRTT.v.Microseconds() >> 9; e.rack.minRTT.v > 0 && r < 32 {
 			bytes = min(bytes+gsoMax>>r, gsoMax)
@@ -432,8 +431,15 @@ func (e *Endpoint) output() {
 		t = new(train)
 	}
 	*t = train{limit: e.gsoSegs(), max: e.gsoSegsMax()}
+	if e.pace != nil {
+		// Paced, a train is one packet: each waits for its time.
+		t.limit = min(t.limit, t.max)
+	}
 	e.train = t
 	for range 1 << 16 {
+		if t.count == 0 && e.pace != nil && e.outputPending() && e.pacingWait() {
+			break // pacing.go: the next packet waits for its time
+		}
 		if e.frtoNewData {
 			// F-RTO step 2.b (RFC 5682 2.1): up to two new segments
 			// and nothing else, so that the next ACK, acknowledging

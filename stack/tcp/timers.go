@@ -25,6 +25,7 @@ const (
 	timerDelayedAck                  // RFC 9293 3.8.6.3
 	timerTimeWait                    // 2*MSL in TIME-WAIT; also the orphan FIN-WAIT-2 timeout
 	timerKeepalive                   // RFC 9293 3.8.4, off unless the user asks
+	timerPacing                      // the next packet's departure time, while paced (pacing.go)
 	numTimers
 )
 
@@ -36,6 +37,7 @@ var timerNames = [...]string{
 	timerKeepalive:  "keepalive",
 	timerReorder:    "RACK reordering",
 	timerProbe:      "tail loss probe",
+	timerPacing:     "pacing",
 }
 
 func (k timerKind) String() string { return timerNames[k] }
@@ -173,6 +175,8 @@ func (e *Endpoint) timerExpired(k timerKind) {
 		}
 	case timerKeepalive:
 		e.keepaliveTimeout()
+	case timerPacing:
+		e.output() // pacing.go: the next packet's time has come
 	case timerReorder:
 		e.reorderTimeout()
 	case timerProbe:

@@ -1,0 +1,142 @@
+package tcp
+
+import (
+	"math"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+)
+
+// Pacing spreads a connection's packets over the round trip instead of
+// sending what the windows allow back to back, as Linux's internal TCP
+// pacing does (tcp_internal_pacing, the EDT model: each packet's departure
+// time follows the previous one's by its length at the pacing rate). It
+// is off unless asked for, as in Linux, where a socket is paced when the
+// fq qdisc does it or when the congestion control or SO_MAX_PACING_RATE
+// asks TCP to: Options.Pacing paces every connection of the engine, and
+// SetMaxPacingRate one connection, at most at the rate it gives.
+//
+// The rate is Linux's sk_pacing_rate (tcp_update_pacing_rate): the
+// congestion window, or what is in flight if more, per smoothed RTT, at
+// 200% while the window is below half of ssthresh (slow start still
+// doubling it) and 120% after, so that the ACKs, not pacing, bound the
+// window; and at most the maximum. Before the first RTT sample, and for
+// the first ten segments, nothing is paced (Linux's data_segs_out >= 10).
+// A packet is a GSO packet of at most gsoSegs segments, which the rate
+// also sizes (about a millisecond of it, tcp_tso_autosize), so pacing
+// spaces packets, not each segment of one.
+
+// pacer is a paced connection's state, allocated when pacing is turned
+// on: most connections are never paced, and the Endpoint keeps its size.
+type pacer struct {
+	maxRate uint64              // bytes per second; math.MaxUint64: no cap
+	next    tcpip.MonotonicTime // the earliest departure of the next packet
+	segs    uint64              // data segments sent since pacing began
+	waits   uint64              // times output stopped until next
+}
+
+// pacedAfter is how many data segments leave unpaced, as Linux's first
+// ten (tcp_update_skb_after_send: data_segs_out >= 10).
+const pacedAfter = 10
+
+// SetMaxPacingRate paces the connection at its pacing rate, at most rate
+// bytes a second, as Linux's SO_MAX_PACING_RATE does (it turns on TCP's
+// internal pacing): rate math.MaxUint64 paces at the computed rate alone;
+// rate 0 turns pacing off, unless Options.Pacing paces every connection,
+// which then paces this one uncapped.
+func (e *Endpoint) SetMaxPacingRate(rate uint64) {
+	e.mu.Lock()
+	switch {
+	case rate == 0 && !e.proto.opts.Pacing:
+		e.pace = nil
+		e.stopTimer(timerPacing)
+	case e.pace == nil:
+		e.pace = &pacer{maxRate: math.MaxUint64}
+		fallthrough
+	default:
+		if rate == 0 {
+			rate = math.MaxUint64
+		}
+		e.pace.maxRate = rate
+	}
+	opened := e.beginStamp()
+	e.output() // a lower cap takes effect at the next packet, a higher one now
+	e.endStamp(opened)
+	e.mu.Unlock()
+	e.flush()
+}
+
+// pacingRate is the rate, in bytes per second, at which the connection
+// would be paced (0: none yet, before an RTT sample), capped by
+// SetMaxPacingRate's maximum when the connection is paced. gsoSegs sizes
+// packets by it whether or not pacing is on, as Linux does.
+func (e *Endpoint) pacingRate() uint64 {
+	if e.srtt <= 0 {
+		return 0
+	}
+	mss := uint64(max(e.sndMSS, 1))
+	ratio := uint64(120)
+	if e.cwnd < e.ssthresh/2 {
+		ratio = 200
+	}
+	segs := uint64(max(e.cwnd, e.inflight())) / mss
+	rate := mss * segs * ratio / 100 * uint64(time.Second) / uint64(e.srtt)
+	if e.pace != nil {
+		rate = min(rate, e.pace.maxRate)
+	}
+	return rate
+}
+
+// pacingWait reports whether the next packet must wait for its departure
+// time, and arms the pacing timer for it; output stops there.
+func (e *Endpoint) pacingWait() bool {
+	p := e.pace
+	if p == nil || p.next == (tcpip.MonotonicTime{}) {
+		return false
+	}
+	now := e.now()
+	if !now.Before(p.next) {
+		return false
+	}
+	p.waits++
+	if !e.timerArmed(timerPacing) {
+		e.setTimer(timerPacing, p.next.Sub(now))
+	}
+	return true
+}
+
+// paced sets the next packet's departure time after a data packet of n
+// bytes in segs segments left: its length at the pacing rate after this
+// one's, less up to half of it for the time the connection spent late
+// or idle since its own departure time, as Linux credits OS jitter
+// (tcp_update_skb_after_send).
+func (e *Endpoint) paced(n, segs int) {
+	p := e.pace
+	p.segs += uint64(segs)
+	rate := e.pacingRate()
+	if rate == 0 || rate == math.MaxUint64 || p.segs < pacedAfter {
+		return
+	}
+	now := e.now()
+	start := p.next
+	var credit time.Duration
+	if start.Before(now) {
+		if start != (tcpip.MonotonicTime{}) {
+			credit = now.Sub(start)
+		}
+		start = now
+	}
+	length := time.Duration(uint64(n) * uint64(time.Second) / rate)
+	length -= min(length/2, credit)
+	p.next = start.Add(length)
+}
+
+// outputPending reports whether output has something it might send: a
+// segment deemed lost, or data or a FIN not yet sent. Only then does a
+// packet wait for its departure time.
+func (e *Endpoint) outputPending() bool {
+	if _, ok := e.rtxq.nextLost(); ok {
+		return true
+	}
+	return e.sndNxt.LessThan(e.sndEnd()) || e.finQueued && e.sndNxt == e.sndEnd()
+}
