@@ -167,3 +167,31 @@ func TestBufMaxFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestMaxPacingRateFlag: --max-pacing-rate takes a rate in tc's notation,
+// at least a byte a second: a rate of 0 would pace nothing and say so
+// nowhere.
+func TestMaxPacingRateFlag(t *testing.T) {
+	for _, tc := range []struct {
+		arg string
+		bps int64
+		err string
+	}{
+		{"16mbit", 16e6, ""},
+		{"8bit", 8, ""},
+		{"0mbit", 0, "want at least 8bit"},
+		{"4bit", 0, "want at least 8bit"},
+		{"fast", 0, "invalid value"},
+	} {
+		fs := flag.NewFlagSet("test", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		r := maxPacingFlag(fs)
+		err := fs.Parse([]string{"--max-pacing-rate", tc.arg})
+		switch {
+		case tc.err == "" && (err != nil || r.bps != tc.bps || !r.set):
+			t.Errorf("%q: %d bit/s, set %v, %v; want %d", tc.arg, r.bps, r.set, err, tc.bps)
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("%q: %v, want an error saying %q", tc.arg, err, tc.err)
+		}
+	}
+}

@@ -56,8 +56,10 @@ type linkFlags struct {
 	faults          *faultFlags
 	ecn             *modeFlag[tcp.ECNMode]
 	mtuProbing      *modeFlag[tcp.MTUProbing]
-	wmemMax         *bufSize // how far each send buffer grows (tcp.Options.SendBufferMax)
-	rmemMax         *bufSize // and each receive buffer (ReceiveBufferMax)
+	wmemMax         *bufSize    // how far each send buffer grows (tcp.Options.SendBufferMax)
+	rmemMax         *bufSize    // and each receive buffer (ReceiveBufferMax)
+	pacing          *bool       // pace every connection (tcp.Options.Pacing)
+	maxPacing       *pacingRate // at most this rate (tcp.Options.MaxPacingRate)
 }
 
 // addLinkFlags registers --tap, --addr, --create, --pcap and the fault
@@ -77,7 +79,29 @@ func addLinkFlags(fs *flag.FlagSet, verb string) *linkFlags {
 		mtuProbing: mtuProbingFlagVar(fs),
 		wmemMax:    bufSizeFlag(fs, "wmem-max", "send", tcp.DefaultSendBufferMax, "tcp_wmem[2]"),
 		rmemMax:    bufSizeFlag(fs, "rmem-max", "receive", tcp.DefaultReceiveBufferMax, "tcp_rmem[2]"),
+		pacing:     fs.Bool("pacing", false, "pace every connection's packets at its pacing rate (the window per round trip, doubled in slow start, 1.2 times after), as Linux with the fq qdisc; off, as Linux without it, a connection sends what its windows allow back to back"),
+		maxPacing:  maxPacingFlag(fs),
 	}
+}
+
+// pacingRate is --max-pacing-rate: a rate of at least a byte a second.
+type pacingRate struct{ rate }
+
+func (r *pacingRate) Set(s string) error {
+	if err := r.rate.Set(s); err != nil {
+		return err
+	}
+	if r.bps < 8 {
+		return fmt.Errorf("%q: want at least 8bit, a byte a second", s)
+	}
+	return nil
+}
+
+// maxPacingFlag registers --max-pacing-rate.
+func maxPacingFlag(fs *flag.FlagSet) *pacingRate {
+	r := new(pacingRate)
+	fs.Var(r, "max-pacing-rate", "pace every connection at most at `RATE` (10mbit, 1gbit), as fq's maxrate or Linux's SO_MAX_PACING_RATE on each socket; implies --pacing")
+	return r
 }
 
 // bufSizeFlag registers a flag for how far each connection's send or
@@ -107,6 +131,10 @@ func (lf *linkFlags) open(e env, opts tcp.Options) (s *stack.Stack, close func()
 	opts.ECN = lf.ecn.mode
 	opts.MTUProbing = lf.mtuProbing.mode
 	applyBufMax(&opts, lf.wmemMax.n, lf.rmemMax.n)
+	opts.Pacing = *lf.pacing
+	if lf.maxPacing.set {
+		opts.MaxPacingRate = uint64(lf.maxPacing.bps / 8)
+	}
 	name := *lf.tap
 	if name == "" {
 		return nil, nil, errors.New("--tap is required (the name of a Linux TAP device, e.g. tap0)")

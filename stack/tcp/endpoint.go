@@ -232,8 +232,8 @@ func (p *Protocol) newEndpoint(netProto tcpip.NetworkProtocolNumber, id stack.Tr
 	}
 	e.rcvWndShift = uint8(windowScaleFor(max(e.rcvBufLimit, p.opts.ReceiveBufferMax)))
 	e.rack.reoWndMult = 1
-	if p.opts.Pacing {
-		e.pace = &pacer{maxRate: math.MaxUint64} // pacing.go
+	if p.opts.pacingOn() {
+		e.pace = &pacer{maxRate: p.opts.pacingCap()} // pacing.go
 	}
 	return e
 }

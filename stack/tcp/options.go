@@ -241,6 +241,10 @@ type Options struct {
 	// without fq, where a connection sends what its windows allow back
 	// to back. Endpoint.SetMaxPacingRate paces one connection, capped.
 	Pacing bool
+	// MaxPacingRate, in bytes a second, caps every connection's pacing
+	// rate, as the fq qdisc's maxrate caps each flow's, and turns pacing
+	// on; SetMaxPacingRate sets one connection's cap instead.
+	MaxPacingRate uint64
 
 	// ECN says whether connections use Explicit Congestion Notification
 	// (RFC 3168): ECNPassive, the default as in Linux (tcp_ecn=2),

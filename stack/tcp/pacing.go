@@ -13,8 +13,9 @@ import (
 // time follows the previous one's by its length at the pacing rate). It
 // is off unless asked for, as in Linux, where a socket is paced when the
 // fq qdisc does it or when the congestion control or SO_MAX_PACING_RATE
-// asks TCP to: Options.Pacing paces every connection of the engine, and
-// SetMaxPacingRate one connection, at most at the rate it gives.
+// asks TCP to: Options.Pacing paces every connection of the engine (at
+// most at Options.MaxPacingRate, as fq's maxrate), and SetMaxPacingRate
+// one connection, at most at the rate it gives.
 //
 // The rate is Linux's sk_pacing_rate (tcp_update_pacing_rate): the
 // congestion window, or what is in flight if more, per smoothed RTT, at
@@ -39,23 +40,34 @@ type pacer struct {
 // ten (tcp_update_skb_after_send: data_segs_out >= 10).
 const pacedAfter = 10
 
+// pacingOn reports whether the options pace every connection.
+func (o *Options) pacingOn() bool { return o.Pacing || o.MaxPacingRate > 0 }
+
+// pacingCap is every paced connection's cap: MaxPacingRate, or none.
+func (o *Options) pacingCap() uint64 {
+	if o.MaxPacingRate > 0 {
+		return o.MaxPacingRate
+	}
+	return math.MaxUint64
+}
+
 // SetMaxPacingRate paces the connection at its pacing rate, at most rate
 // bytes a second, as Linux's SO_MAX_PACING_RATE does (it turns on TCP's
-// internal pacing): rate math.MaxUint64 paces at the computed rate alone;
-// rate 0 turns pacing off, unless Options.Pacing paces every connection,
-// which then paces this one uncapped.
+// internal pacing): rate math.MaxUint64 paces at the computed rate alone.
+// Rate 0 turns pacing off, unless the options pace every connection
+// (Options.Pacing, MaxPacingRate): this one is then paced as they say.
 func (e *Endpoint) SetMaxPacingRate(rate uint64) {
 	e.mu.Lock()
 	switch {
-	case rate == 0 && !e.proto.opts.Pacing:
+	case rate == 0 && !e.proto.opts.pacingOn():
 		e.pace = nil
 		e.stopTimer(timerPacing)
-	case e.pace == nil:
-		e.pace = &pacer{maxRate: math.MaxUint64}
-		fallthrough
 	default:
 		if rate == 0 {
-			rate = math.MaxUint64
+			rate = e.proto.opts.pacingCap()
+		}
+		if e.pace == nil {
+			e.pace = &pacer{}
 		}
 		e.pace.maxRate = rate
 	}

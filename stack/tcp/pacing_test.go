@@ -86,3 +86,22 @@ func TestPacingOption(t *testing.T) {
 	p.Advance(time.Microsecond)
 	p.Expect(seg{Flags: ".", Seq: sb(13), Ack: 1, Payload: payload(12*1460, 1460)})
 }
+
+// TestMaxPacingRateOption: Options.MaxPacingRate paces every connection
+// at most at its rate, as fq's maxrate; SetMaxPacingRate(0) then leaves
+// the connection paced as the options say, not unpaced.
+func TestMaxPacingRateOption(t *testing.T) {
+	const rate = 730000
+	_, ep := rttPeer(t, tcp.Options{MaxPacingRate: rate})
+	if i := ep.Info(); !i.Paced || i.MaxPacingRate != rate || i.PacingRate != rate {
+		t.Fatalf("paced %v at %d bytes/s, at most %d; want true, %d, %d", i.Paced, i.PacingRate, i.MaxPacingRate, rate, rate)
+	}
+	ep.SetMaxPacingRate(2 * rate)
+	if i := ep.Info(); i.MaxPacingRate != 2*rate {
+		t.Errorf("after SetMaxPacingRate(%d): at most %d", 2*rate, i.MaxPacingRate)
+	}
+	ep.SetMaxPacingRate(0)
+	if i := ep.Info(); !i.Paced || i.MaxPacingRate != rate {
+		t.Errorf("after SetMaxPacingRate(0): paced %v at most %d; want true, the options' %d", i.Paced, i.MaxPacingRate, rate)
+	}
+}
