@@ -6,15 +6,32 @@ import (
 	"time"
 
 	"github.com/tapstack/tapstack/stack/tcp"
+	"github.com/tapstack/tapstack/stack/tcp/tcptest"
 )
+
+// expectSegs expects segments k to k+n-1 (from 1) of 1,460 bytes, a
+// train with PSH on its last (send.go), and nothing after them.
+func expectSegs(t *testing.T, p *tcptest.Peer, k, n int) {
+	t.Helper()
+	for i := k; i < k+n; i++ {
+		flags := "."
+		if i == k+n-1 && n > 1 {
+			flags = "P."
+		}
+		p.Expect(seg{Flags: flags, Seq: sb(i), Ack: 1, Payload: payload((i-1)*1460, 1460)})
+	}
+	p.ExpectNothing()
+}
 
 // TestMaxPacingRate: with SetMaxPacingRate at one 1,460-byte segment per
 // 2 ms, the initial window's ten segments leave at once (nothing is paced
-// before ten), and each later one at its time: the tenth set the next
-// departure 2 ms after it. The ACK of the ten, 10 ms later, finds the
-// sender 8 ms late: the eleventh leaves at once, and half its 2 ms is
-// credited for the lateness (Linux tcp_update_skb_after_send), so the
-// twelfth leaves 1 ms later, and every one after 2 ms after the one
+// before ten), and then each train of segments (two here, the least a
+// GSO packet holds: Linux's skb, paced whole whether the device segments
+// it or not) at its time: the tenth set the next departure 2 ms after it.
+// The ACK of the ten, 10 ms later, finds the sender 8 ms late: the
+// eleventh leaves at once with half its 2 ms credited for the lateness
+// (Linux tcp_update_skb_after_send), the twelfth rides with it, so the
+// next train leaves 3 ms later, and every one after 4 ms after the one
 // before, while the congestion window (20) would let them all go. Turned
 // off, the rest go at once.
 func TestMaxPacingRate(t *testing.T) {
@@ -29,28 +46,27 @@ func TestMaxPacingRate(t *testing.T) {
 	}
 	p.Advance(rtt)
 	p.Inject(seg{Flags: ".", Seq: 1, Ack: sb(11)})
-	p.Expect(seg{Flags: ".", Seq: sb(11), Ack: 1, Payload: payload(10*1460, 1460)})
-	p.ExpectNothing()
+	expectSegs(t, p, 11, 2)
 	if i := ep.Info(); !i.Paced || i.PacingRate != rate || i.MaxPacingRate != rate || i.Cwnd != 20*1460 {
 		t.Fatalf("paced %v at %d bytes/s, at most %d, cwnd %d; want true, %d, %d, %d", i.Paced, i.PacingRate, i.MaxPacingRate, i.Cwnd, rate, rate, 20*1460)
 	}
-	p.Advance(time.Millisecond - time.Microsecond)
+	p.Advance(3*time.Millisecond - time.Microsecond)
 	p.ExpectNothing()
 	p.Advance(time.Microsecond)
-	p.Expect(seg{Flags: ".", Seq: sb(12), Ack: 1, Payload: payload(11*1460, 1460)})
-	for k := 12; k < 18; k++ {
-		p.Advance(2*time.Millisecond - time.Microsecond)
+	expectSegs(t, p, 13, 2)
+	for k := 15; k < 21; k += 2 {
+		p.Advance(4*time.Millisecond - time.Microsecond)
 		p.ExpectNothing()
 		p.Advance(time.Microsecond)
-		p.Expect(seg{Flags: ".", Seq: sb(k + 1), Ack: 1, Payload: payload(k*1460, 1460)})
+		expectSegs(t, p, k, 2)
 	}
-	if w := ep.Info().PacingWaits; w < 7 {
-		t.Errorf("PacingWaits %d, want at least 7", w)
+	if w := ep.Info().PacingWaits; w < 4 {
+		t.Errorf("PacingWaits %d, want at least 4", w)
 	}
-	// Off: what the window allows goes at once (segments 18 to 29).
+	// Off: what the window allows goes at once (segments 21 to 30).
 	ep.SetMaxPacingRate(0)
-	if got := len(p.Drain()); got != 12 {
-		t.Errorf("%d segments once pacing was turned off, want the window's remaining 12", got)
+	if got := len(p.Drain()); got != 10 {
+		t.Errorf("%d segments once pacing was turned off, want the window's remaining 10", got)
 	}
 	if i := ep.Info(); i.Paced || i.MaxPacingRate != math.MaxUint64 {
 		t.Errorf("after SetMaxPacingRate(0): paced %v, at most %d; want false, none", i.Paced, i.MaxPacingRate)
@@ -58,8 +74,10 @@ func TestMaxPacingRate(t *testing.T) {
 }
 
 // TestPacingOption: Options.Pacing paces every connection at the
-// computed rate, twice the window per SRTT in slow start: 20 segments per
-// 10 ms doubled, one per 0.25 ms, with no cap.
+// computed rate, twice the window per SRTT in slow start: after the ACK
+// of the initial window, 20 segments per 10 ms doubled, 0.25 ms each,
+// with no cap, in trains of three (a millisecond of that rate, 5,703
+// bytes: tcp_tso_autosize).
 func TestPacingOption(t *testing.T) {
 	p, ep := rttPeer(t, tcp.Options{Pacing: true})
 	if _, err := ep.Write(payload(0, 40*1460)); err != nil {
@@ -70,21 +88,23 @@ func TestPacingOption(t *testing.T) {
 	}
 	p.Advance(rtt)
 	p.Inject(seg{Flags: ".", Seq: 1, Ack: sb(11)})
-	// The tenth set the next departure by the window then (10 segments,
-	// 0.5 ms each); 10 ms late, the eleventh goes at once, and the next
-	// after half of its 0.25 ms at the new rate.
-	p.Expect(seg{Flags: ".", Seq: sb(11), Ack: 1, Payload: payload(10*1460, 1460)})
-	p.ExpectNothing()
+	// The tenth set the next departure by the window then (10 segments
+	// doubled, 0.5 ms each); 9.5 ms late, the eleventh goes at once,
+	// half its 0.25 ms credited, and the train's two others follow: the
+	// next train is due 0.625 ms later, and then every 0.75 ms.
+	expectSegs(t, p, 11, 3)
 	i := ep.Info()
 	if want := uint64(20 * 1460 * 2 * 100); !i.Paced || i.PacingRate != want || i.MaxPacingRate != math.MaxUint64 {
 		t.Fatalf("paced %v at %d bytes/s, at most %d; want true, %d, none", i.Paced, i.PacingRate, i.MaxPacingRate, want)
 	}
-	p.Advance(125 * time.Microsecond)
-	p.Expect(seg{Flags: ".", Seq: sb(12), Ack: 1, Payload: payload(11*1460, 1460)})
-	p.Advance(250*time.Microsecond - time.Microsecond)
+	p.Advance(625*time.Microsecond - time.Microsecond)
 	p.ExpectNothing()
 	p.Advance(time.Microsecond)
-	p.Expect(seg{Flags: ".", Seq: sb(13), Ack: 1, Payload: payload(12*1460, 1460)})
+	expectSegs(t, p, 14, 3)
+	p.Advance(750*time.Microsecond - time.Microsecond)
+	p.ExpectNothing()
+	p.Advance(time.Microsecond)
+	expectSegs(t, p, 17, 3)
 }
 
 // TestMaxPacingRateOption: Options.MaxPacingRate paces every connection

@@ -431,10 +431,6 @@ func (e *Endpoint) output() {
 		t = new(train)
 	}
 	*t = train{limit: e.gsoSegs(), max: e.gsoSegsMax()}
-	if e.pace != nil {
-		// Paced, a train is one packet: each waits for its time.
-		t.limit = min(t.limit, t.max)
-	}
 	e.train = t
 	for range 1 << 16 {
 		if t.count == 0 && e.pace != nil && e.outputPending() && e.pacingWait() {

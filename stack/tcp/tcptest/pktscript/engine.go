@@ -86,6 +86,7 @@ func newEngine(tb testing.TB, set settings, obs event.Observer) *engine {
 		MTUProbing:           set.mtuProbing,
 		BaseMSS:              set.baseMSS,
 		MinGSOSegments:       set.minGSOSegments,
+		Pacing:               set.pacing,
 		AbortOnOverflow:      set.abortOnOverflow,
 		CongestionControl:    set.congestionControl,
 		SynRetries:           set.synRetries,

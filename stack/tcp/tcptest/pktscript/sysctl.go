@@ -28,6 +28,11 @@ type settings struct {
 	// while the stack runs.
 	dropAll bool
 
+	// pacing: the fq qdisc sits on the link; tapstack paces as TCP does
+	// internally (Options.Pacing), which fq's per-flow quantum and credit
+	// refine.
+	pacing bool
+
 	congestionControl string
 
 	synRetries, synAckRetries, maxRetries, orphanRetries int
@@ -361,8 +366,12 @@ func (s *settings) tcCommand(words []string, line string) *skipError {
 	full := false
 	for i, w := range words {
 		switch w {
-		case "fq", "fq_codel":
-			return needs("%s pacing (%s)", w, line)
+		case "fq":
+			s.pacing = true
+			s.note("%s: Options.Pacing, TCP's internal pacing (fq's per-flow quantum and credit are not modelled)", line)
+			return nil
+		case "fq_codel":
+			return needs("%s (%s)", w, line)
 		case "limit":
 			full = i+1 < len(words) && words[i+1] == "0"
 		case "netem":

@@ -54,6 +54,7 @@ var upstreamPass = []string{
 	"slow_start/slow-start-after-win-update.pkt",
 	"slow_start/slow-start-app-limited-9-packets-out.pkt",
 	"slow_start/slow-start-app-limited.pkt",
+	"slow_start/slow-start-fq-ack-per-2pkt.pkt",
 	"tcp_info/tcp-info-last_data_recv.pkt",
 	"tcp_info/tcp-info-rwnd-limited.pkt",
 	"ts_recent/fin_tsval.pkt",
