@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -126,7 +127,7 @@ func itoa(n int) string { return strconv.Itoa(n) }
 // in milliseconds with microsecond
 // precision, mss, pmtu and advmss (the MSS we announced, less the
 // timestamp option), cwnd and
-// ssthresh in segments, then the byte counters.
+// ssthresh in segments, then the byte counters and the pacing rate.
 func infoLine(in tcp.Info) string {
 	ms := func(d time.Duration) string {
 		return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 3, 64)
@@ -175,9 +176,19 @@ func infoLine(in tcp.Info) string {
 	if in.Ssthresh < 1<<30 {
 		fmt.Fprintf(&b, " ssthresh:%d", int(in.Ssthresh)/mss)
 	}
+	fmt.Fprintf(&b, " bytes_sent:%d bytes_acked:%d bytes_received:%d",
+		in.BytesSent, in.BytesAcked, in.BytesReceived)
+	// ss -n prints the pacing rate in bits a second, and the cap after a
+	// slash when there is one, as Linux reports both whether or not the
+	// connection is paced (tcpi_pacing_rate, tcpi_max_pacing_rate).
+	if in.PacingRate > 0 && in.PacingRate != math.MaxUint64 {
+		fmt.Fprintf(&b, " pacing_rate %dbps", in.PacingRate*8)
+		if in.MaxPacingRate != math.MaxUint64 {
+			fmt.Fprintf(&b, "/%dbps", in.MaxPacingRate*8)
+		}
+	}
 	// ss prints retrans as unacknowledged/total; the engine counts only
 	// the total.
-	fmt.Fprintf(&b, " bytes_sent:%d bytes_acked:%d bytes_received:%d retrans:%d",
-		in.BytesSent, in.BytesAcked, in.BytesReceived, in.Retransmits)
+	fmt.Fprintf(&b, " retrans:%d", in.Retransmits)
 	return b.String()
 }

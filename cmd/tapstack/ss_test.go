@@ -1,6 +1,7 @@
 package main
 
 import (
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -18,5 +19,24 @@ func TestInfoLineBackoff(t *testing.T) {
 	in.Backoff = 2
 	if l := infoLine(in); !strings.Contains(l, "cubic rto:800 backoff:2 rtt:100.000/0.000 mss:1460") {
 		t.Errorf("backoff 2: %q", l)
+	}
+}
+
+// TestInfoLinePacing: the pacing rate in bits a second after the byte
+// counters, with the cap after a slash when there is one, as ss -tin
+// prints them ("pacing_rate 16000000bps/16000000bps" for a kernel socket
+// with SO_MAX_PACING_RATE 2,000,000); none before an RTT sample.
+func TestInfoLinePacing(t *testing.T) {
+	in := tcp.Info{CongestionControl: "cubic", SndMSS: 1460, PacingRate: 2000000, MaxPacingRate: 2000000}
+	if l := infoLine(in); !strings.Contains(l, " bytes_received:0 pacing_rate 16000000bps/16000000bps retrans:0") {
+		t.Errorf("capped: %s", l)
+	}
+	in.MaxPacingRate = math.MaxUint64
+	if l := infoLine(in); !strings.Contains(l, " pacing_rate 16000000bps retrans:0") {
+		t.Errorf("no cap: %s", l)
+	}
+	in.PacingRate = 0
+	if l := infoLine(in); strings.Contains(l, "pacing_rate") {
+		t.Errorf("before an RTT sample: %s", l)
 	}
 }
