@@ -23,9 +23,10 @@ import (
 // doubling it) and 120% after, so that the ACKs, not pacing, bound the
 // window; and at most the maximum. Before the first RTT sample, and for
 // the first ten segments, nothing is paced (Linux's data_segs_out >= 10).
-// A packet is a GSO packet of at most gsoSegs segments, which the rate
-// also sizes (about a millisecond of it, tcp_tso_autosize), so pacing
-// spaces packets, not each segment of one.
+// The paced unit is output's train of gsoSegs segments, which the rate
+// also sizes (about a millisecond of it, tcp_tso_autosize): Linux's skb,
+// paced whole whether the device segments it (one GSO packet) or not
+// (several packets back to back).
 
 // pacer is a paced connection's state, allocated when pacing is turned
 // on: most connections are never paced, and the Endpoint keeps its size.
@@ -117,16 +118,15 @@ func (e *Endpoint) pacingWait() bool {
 	return true
 }
 
-// paced sets the next packet's departure time after a data packet of n
-// bytes in segs segments left: its length at the pacing rate after this
-// one's, less up to half of it for the time the connection spent late
+// paced sets the next departure time after a data packet of n bytes in
+// segs segments left: its length at the pacing rate after this one's, less up to half of it for the time the connection spent late
 // or idle since its own departure time, as Linux credits OS jitter
 // (tcp_update_skb_after_send).
 func (e *Endpoint) paced(n, segs int) {
 	p := e.pace
 	p.segs += uint64(segs)
 	rate := e.pacingRate()
-	if rate == 0 || rate == math.MaxUint64 || p.segs < pacedAfter {
+	if rate == 0 || p.segs < pacedAfter {
 		return
 	}
 	now := e.now()
