@@ -97,14 +97,21 @@ func copyBothWays(t *testing.T, c *conn.Conn, peer net.Conn) {
 // once, with gVisor's TCP as the peer over tap.Pipe; bytes checked by
 // SHA-256.
 func TestCopyGVisor(t *testing.T) {
+	c, peer := dialGVisor(t)
+	copyBothWays(t, c, peer)
+}
+
+// dialGVisor connects a tapstack Conn to gVisor's TCP over tap.Pipe and
+// returns both ends; the test's cleanup closes them.
+func dialGVisor(t *testing.T) (*conn.Conn, net.Conn) {
+	t.Helper()
 	ts, gv := gvPair(t, nil, tcp.Options{})
 	ln, err := gv.Listen(80)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	c, peer := dialPeer(t, ts, ln)
-	copyBothWays(t, c, peer)
+	t.Cleanup(func() { ln.Close() })
+	return dialPeer(t, ts, ln)
 }
 
 // dialPeer dials the peer's listener ln from ts and returns both ends;
@@ -179,13 +186,7 @@ func (u *unevenReader) Read(p []byte) (int, error) {
 // 70,000-byte reads) over and over; gVisor's TCP as the peer receives the
 // bytes in order, checked by SHA-256.
 func TestReadFromUnevenReads(t *testing.T) {
-	ts, gv := gvPair(t, nil, tcp.Options{})
-	ln, err := gv.Listen(80)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, peer := dialPeer(t, ts, ln)
+	c, peer := dialGVisor(t)
 	data := randomBytes(copyBytes)
 	sizes := []int{100, 1, 3000, 100, 9000}
 	for range 8 {

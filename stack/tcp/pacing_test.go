@@ -9,6 +9,21 @@ import (
 	"github.com/tapstack/tapstack/stack/tcp/tcptest"
 )
 
+// windowAcked writes 40 segments, expects the initial window's ten at
+// once (nothing is paced before ten), and acknowledges them an RTT later:
+// the congestion window opens to 20.
+func windowAcked(t *testing.T, p *tcptest.Peer, ep *tcp.Endpoint) {
+	t.Helper()
+	if _, err := ep.Write(payload(0, 40*1460)); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(p.Drain()); got != 10 {
+		t.Fatalf("%d segments in the initial window, want 10", got)
+	}
+	p.Advance(rtt)
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: sb(11)})
+}
+
 // expectSegs expects segments k to k+n-1 (from 1) of 1,460 bytes, a
 // train with PSH on its last (send.go), and nothing after them.
 func expectSegs(t *testing.T, p *tcptest.Peer, k, n int) {
@@ -38,14 +53,7 @@ func TestMaxPacingRate(t *testing.T) {
 	const rate = 730000 // bytes a second: 2 ms per 1,460-byte segment
 	p, ep := rttPeer(t, tcp.Options{})
 	ep.SetMaxPacingRate(rate)
-	if _, err := ep.Write(payload(0, 40*1460)); err != nil {
-		t.Fatal(err)
-	}
-	if got := len(p.Drain()); got != 10 {
-		t.Fatalf("%d segments in the initial window, want 10", got)
-	}
-	p.Advance(rtt)
-	p.Inject(seg{Flags: ".", Seq: 1, Ack: sb(11)})
+	windowAcked(t, p, ep)
 	expectSegs(t, p, 11, 2)
 	if i := ep.Info(); !i.Paced || i.PacingRate != rate || i.MaxPacingRate != rate || i.Cwnd != 20*1460 {
 		t.Fatalf("paced %v at %d bytes/s, at most %d, cwnd %d; want true, %d, %d, %d", i.Paced, i.PacingRate, i.MaxPacingRate, i.Cwnd, rate, rate, 20*1460)
@@ -80,14 +88,7 @@ func TestMaxPacingRate(t *testing.T) {
 // bytes: tcp_tso_autosize).
 func TestPacingOption(t *testing.T) {
 	p, ep := rttPeer(t, tcp.Options{Pacing: true})
-	if _, err := ep.Write(payload(0, 40*1460)); err != nil {
-		t.Fatal(err)
-	}
-	if got := len(p.Drain()); got != 10 {
-		t.Fatalf("%d segments in the initial window, want 10", got)
-	}
-	p.Advance(rtt)
-	p.Inject(seg{Flags: ".", Seq: 1, Ack: sb(11)})
+	windowAcked(t, p, ep)
 	// The tenth set the next departure by the window then (10 segments
 	// doubled, 0.5 ms each); 9.5 ms late, the eleventh goes at once,
 	// half its 0.25 ms credited, and the train's two others follow: the

@@ -81,11 +81,12 @@ func (e *Endpoint) ReadTo(w io.Writer) (int64, error) {
 func (e *Endpoint) WriteFrom(r io.Reader) (int64, error) { return e.WriteFromN(r, maxChunk) }
 
 // WriteFromN is WriteFrom with a Read of at most limit bytes (limit ≤ 0
-// or over 64 KiB: 64 KiB). The view read into comes from gVisor's pool, which
-// clears it first: a caller that has seen r return little at a time
-// (io.Copy's ReadFrom from a connection that delivers 100-byte messages)
-// clears 4 KiB a call with a limit of 4 KiB, not 64 KiB, and the bytes
-// then go into the send buffer's last view as a small Write's do.
+// or over 64 KiB: 64 KiB). The view read into comes from gVisor's pool,
+// which clears it first: a caller that has seen r return little at a
+// time (io.Copy's ReadFrom from a connection that delivers 100-byte
+// messages) clears 4 KiB a call with a limit of 4 KiB, not 64 KiB, and
+// the bytes then go into the send buffer's last view as a small Write's
+// do.
 func (e *Endpoint) WriteFromN(r io.Reader, limit int) (int64, error) {
 	if limit <= 0 || limit > maxChunk {
 		limit = maxChunk
