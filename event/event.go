@@ -156,10 +156,14 @@ func (ev Event) String() string {
 	case KindState:
 		return fmt.Sprintf("%s %s -> %s (%s)", ev.Conn, ev.From, ev.To, ev.Cause)
 	case KindSend:
+		s := fmt.Sprintf("%s send %s: %s", ev.Conn, ev.Send, ev.Segment)
 		if ev.Attempt > 0 {
-			return fmt.Sprintf("%s send %s #%d: %s", ev.Conn, ev.Send, ev.Attempt, ev.Segment)
+			s = fmt.Sprintf("%s send %s #%d: %s", ev.Conn, ev.Send, ev.Attempt, ev.Segment)
 		}
-		return fmt.Sprintf("%s send %s: %s", ev.Conn, ev.Send, ev.Segment)
+		if ev.Note != "" {
+			s += " (" + ev.Note + ")"
+		}
+		return s
 	case KindDrop:
 		return fmt.Sprintf("%s drop (%s): %s", ev.Conn, ev.Drop, ev.Segment)
 	case KindQueue:

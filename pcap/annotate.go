@@ -570,6 +570,9 @@ func (a *annotator) event(now time.Time, ev *event.Event) {
 			delete(a.rto, ev.Conn)
 			text += " (" + rtoText(d) + ")"
 		}
+		if ev.Note != "" {
+			text += "; " + ev.Note // why it left when it did: "paced: held 3.9ms, 16 Mbit/s"
+		}
 		k := frameKey{dir: dirOut, conn: ev.Conn, key: ev.Key}
 		a.attach(now, k, pendEv{cls: clsSend, text: text, retx: retransmission(ev.Send)})
 		a.takeRecovery(now, k)

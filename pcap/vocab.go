@@ -258,6 +258,9 @@ func Vocabulary() []Term {
 func Describe(ev event.Event) string {
 	switch ev.Kind {
 	case event.KindSend:
+		if ev.Note != "" {
+			return sendText(ev.Send, ev.Attempt) + "; " + ev.Note
+		}
 		return sendText(ev.Send, ev.Attempt)
 	case event.KindDrop:
 		return dropText(ev.Drop, ev.Key.Flags)

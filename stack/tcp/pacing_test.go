@@ -1,10 +1,14 @@
 package tcp_test
 
 import (
+	"fmt"
 	"math"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/stack/tcp/tcptest"
 )
@@ -51,7 +55,19 @@ func expectSegs(t *testing.T, p *tcptest.Peer, k, n int) {
 // off, the rest go at once.
 func TestMaxPacingRate(t *testing.T) {
 	const rate = 730000 // bytes a second: 2 ms per 1,460-byte segment
-	p, ep := rttPeer(t, tcp.Options{})
+	type note struct {
+		seq  uint32
+		text string
+	}
+	var notes []note // the send events' notes
+	var mu sync.Mutex
+	p, ep := rttPeer(t, tcp.Options{Observer: func(ev event.Event) {
+		if ev.Kind == event.KindSend && ev.Note != "" {
+			mu.Lock()
+			notes = append(notes, note{ev.Segment.Seq, ev.Note})
+			mu.Unlock()
+		}
+	}})
 	ep.SetMaxPacingRate(rate)
 	windowAcked(t, p, ep)
 	expectSegs(t, p, 11, 2)
@@ -70,6 +86,25 @@ func TestMaxPacingRate(t *testing.T) {
 	}
 	if w := ep.Info().PacingWaits; w < 4 {
 		t.Errorf("PacingWaits %d, want at least 4", w)
+	}
+	// The first segment of each train that waited says so, for the
+	// capture's comment on its frame.
+	iss := ep.Info().TCB.ISS
+	var lines []string
+	mu.Lock()
+	for _, n := range notes {
+		lines = append(lines, fmt.Sprintf("%d: %s", (n.seq-iss-1)/1460+1, n.text))
+	}
+	mu.Unlock()
+	got := strings.Join(lines, "\n")
+	want := strings.Join([]string{
+		"13: paced: held 3ms, 5.84 Mbit/s",
+		"15: paced: held 4ms, 5.84 Mbit/s",
+		"17: paced: held 4ms, 5.84 Mbit/s",
+		"19: paced: held 4ms, 5.84 Mbit/s",
+	}, "\n")
+	if got != want {
+		t.Errorf("send notes:\n%s\nwant:\n%s", got, want)
 	}
 	// Off: what the window allows goes at once (segments 21 to 30).
 	ep.SetMaxPacingRate(0)

@@ -95,10 +95,14 @@ func (e *Endpoint) sendPacket(cause event.SendCause, attempt int, flags header.T
 	} else {
 		pkt = buildPacket(e.route, &f, payload)
 	}
+	note := ""
+	if p := e.pace; p != nil && n > 0 && p.heldAt != (tcpip.MonotonicTime{}) {
+		note = e.pacedNote() // pacing.go: this packet waited for its time
+	}
 	if gsoSize == 0 {
 		e.proto.countSent(cause, &f)
 		if e.observed() {
-			e.emitSend(cause, &f, n, attempt)
+			e.emitSend(cause, &f, n, attempt, note)
 		}
 	} else {
 		// One count and one event per wire segment, as the link will
@@ -109,20 +113,24 @@ func (e *Endpoint) sendPacket(cause event.SendCause, attempt int, flags header.T
 		st.Sends[cause].Add(uint64(segs))
 		st.GSOPackets.Add(1)
 		if e.observed() {
-			e.emitGSOSends(cause, &f, n, gsoSize, attempt)
+			e.emitGSOSends(cause, &f, n, gsoSize, attempt, note)
 		}
 	}
 	e.queue(pkt, ecn)
 }
 
-// emitSend reports a segment about to leave.
-func (e *Endpoint) emitSend(cause event.SendCause, f *outFields, n, attempt int) {
-	e.emit(sendEvent(e.connID(), cause, f, n, attempt))
+// emitSend reports a segment about to leave; note, if any, says more of
+// why it left when it did.
+func (e *Endpoint) emitSend(cause event.SendCause, f *outFields, n, attempt int, note string) {
+	ev := sendEvent(e.connID(), cause, f, n, attempt)
+	ev.Note = note
+	e.emit(ev)
 }
 
 // emitGSOSends reports the wire segments of a GSO packet of n bytes,
-// cut at gsoSize, about to leave: one event each, at the same instant.
-func (e *Endpoint) emitGSOSends(cause event.SendCause, f *outFields, n, gsoSize, attempt int) {
+// cut at gsoSize, about to leave: one event each, at the same instant,
+// the first with the note.
+func (e *Endpoint) emitGSOSends(cause event.SendCause, f *outFields, n, gsoSize, attempt int, note string) {
 	base, at := sendEvent(e.connID(), cause, f, gsoSize, attempt), e.proto.clock.Now()
 	w := *f
 	for off := 0; off < n; off += gsoSize {
@@ -135,6 +143,9 @@ func (e *Endpoint) emitGSOSends(cause event.SendCause, f *outFields, n, gsoSize,
 		ev := base
 		ev.Segment.Seq, ev.Segment.Flags, ev.Segment.Len = uint32(w.seq), event.Flags(w.flags), size
 		ev.Key.Seq, ev.Key.Flags, ev.Key.Len = uint32(w.seq), event.Flags(w.flags), size
+		if off == 0 {
+			ev.Note = note
+		}
 		e.emitAt(ev, at)
 	}
 }
