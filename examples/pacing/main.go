@@ -90,7 +90,7 @@ func run(w io.Writer, cfg config) error {
 	}
 	defer p.Close()
 	if cfg.rate > 0 {
-		fmt.Fprintf(w, "the client paces at most at %s and sends %d bytes\n", bits(cfg.rate), cfg.size)
+		fmt.Fprintf(w, "the client paces at most at %s and sends %d bytes\n", mbps(cfg.rate), cfg.size)
 	} else {
 		fmt.Fprintf(w, "the client sends %d bytes unpaced\n", cfg.size)
 	}
@@ -153,22 +153,13 @@ func run(w io.Writer, cfg config) error {
 	p.Client.TCP().SyncEvents()
 
 	in := c.Endpoint().Info()
-	fmt.Fprintf(w, "%d bytes in %v: %s on average\n", cfg.size, elapsed.Round(time.Millisecond), bits(int64(float64(cfg.size)*8/elapsed.Seconds())))
-	fmt.Fprintf(w, "paced %v, pacing rate %s, %d trains held for their time\n", in.Paced, bits(int64(in.PacingRate*8)), seen.held)
+	fmt.Fprintf(w, "%d bytes in %v: %s on average\n", cfg.size, elapsed.Round(time.Millisecond), mbps(int64(float64(cfg.size)*8/elapsed.Seconds())))
+	fmt.Fprintf(w, "paced %v, pacing rate %s, %d trains held for their time\n", in.Paced, mbps(int64(in.PacingRate*8)), seen.held)
 	if seen.first != "" {
 		fmt.Fprintf(w, "the first: %s\n", seen.first)
 	}
 	return nil
 }
 
-// bits writes a rate in bits a second as tc does: "80 Mbit/s".
-func bits(bps int64) string {
-	v, unit := float64(bps), "bit/s"
-	for _, u := range []string{"kbit/s", "Mbit/s", "Gbit/s"} {
-		if v < 1000 {
-			break
-		}
-		v, unit = v/1000, u
-	}
-	return fmt.Sprintf("%.3g %s", v, unit)
-}
+// mbps writes bits a second in Mbit/s.
+func mbps(bps int64) string { return fmt.Sprintf("%.1f Mbit/s", float64(bps)/1e6) }
