@@ -695,7 +695,7 @@ type Info struct {
 	// at, or would be (Linux's tcpi_pacing_rate; 0 before an RTT sample);
 	// MaxPacingRate SetMaxPacingRate's cap (tcpi_max_pacing_rate:
 	// math.MaxUint64 for none); Paced whether pacing is on (pacing.go);
-	// PacingWaits how many times a packet waited for its time.
+	// PacingWaits how many trains waited for their time.
 	PacingRate, MaxPacingRate uint64
 	Paced                     bool
 	PacingWaits               uint64

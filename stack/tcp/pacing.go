@@ -36,7 +36,7 @@ type pacer struct {
 	maxRate uint64              // bytes per second; math.MaxUint64: no cap
 	next    tcpip.MonotonicTime // the earliest departure of the next packet
 	segs    uint64              // data segments sent since pacing began
-	waits   uint64              // times output stopped until next
+	waits   uint64              // trains held until their departure time
 	heldAt  tcpip.MonotonicTime // when the next packet began to wait; zero if it did not
 }
 
@@ -114,9 +114,9 @@ func (e *Endpoint) pacingWait() bool {
 	if !now.Before(p.next) {
 		return false
 	}
-	p.waits++
 	if p.heldAt == (tcpip.MonotonicTime{}) {
-		p.heldAt = now
+		p.heldAt = now // once per held train, however often output looks
+		p.waits++
 	}
 	if !e.timerArmed(timerPacing) {
 		e.setTimer(timerPacing, p.next.Sub(now))

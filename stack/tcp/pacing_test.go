@@ -85,7 +85,7 @@ func TestMaxPacingRate(t *testing.T) {
 		expectSegs(t, p, k, 2)
 	}
 	if w := ep.Info().PacingWaits; w < 4 {
-		t.Errorf("PacingWaits %d, want at least 4", w)
+		t.Errorf("PacingWaits %d, want at least the 4 trains held", w)
 	}
 	// The first segment of each train that waited says so, for the
 	// capture's comment on its frame.
