@@ -59,17 +59,20 @@ func (b *sendBuffer) views() []sendView {
 // per byte.
 const maxMergeChunk = 4 << 10
 
-// mergeable reports whether n bytes can be copied into the last view's
-// room: it has the room, its chunk is small, and none of its bytes is
+// roomFor returns the last view if n bytes can be copied into its room,
+// else nil: it has the room, its chunk is small, and none of its bytes is
 // among the first sent of the buffer, those handed out for segments.
-func (b *sendBuffer) mergeable(n int, sent int64) bool {
+func (b *sendBuffer) roomFor(n int, sent int64) *buffer.View {
 	vs := b.views()
 	if len(vs) == 0 {
-		return false
+		return nil
 	}
 	last := vs[len(vs)-1]
 	room := last.v.AvailableSize()
-	return room >= n && last.v.Size()+room <= maxMergeChunk && int64(last.off-vs[0].off) >= sent
+	if room >= n && last.v.Size()+room <= maxMergeChunk && int64(last.off-vs[0].off) >= sent {
+		return last.v
+	}
+	return nil
 }
 
 // Size returns the bytes held.
@@ -85,15 +88,15 @@ func (b *sendBuffer) Size() int64 {
 // Append adds v's bytes at the end and takes ownership of v; sent is
 // how many of the buffer's first bytes have been handed out for segments
 // (CloneRange). Bytes that fit the last view's room, when its chunk is
-// small and unsent (mergeable), are copied there.
+// small and unsent (roomFor), are copied there.
 func (b *sendBuffer) Append(v *buffer.View, sent int64) {
 	n := v.Size()
 	if n == 0 {
 		v.Release()
 		return
 	}
-	if b.mergeable(n, sent) {
-		b.Write(v.AsSlice(), sent)
+	if last := b.roomFor(n, sent); last != nil {
+		_, _ = last.Write(v.AsSlice())
 		v.Release()
 		return
 	}
@@ -101,7 +104,7 @@ func (b *sendBuffer) Append(v *buffer.View, sent int64) {
 }
 
 // Write copies p to the end of the buffer; sent is as for Append. Bytes
-// that fit the last view's room when it is mergeable are copied there,
+// that fit the last view's room (roomFor) are copied there,
 // under the caller's lock and with no allocation. Otherwise they go into
 // a new view, with room for more when some of the buffer is unsent: a
 // writer then outruns the segments (Nagle holds a short tail while data
@@ -116,9 +119,8 @@ func (b *sendBuffer) Write(p []byte, sent int64) {
 	if len(p) == 0 {
 		return
 	}
-	if b.mergeable(len(p), sent) {
-		vs := b.views()
-		_, _ = vs[len(vs)-1].v.Write(p)
+	if last := b.roomFor(len(p), sent); last != nil {
+		_, _ = last.Write(p)
 		return
 	}
 	size := len(p)
