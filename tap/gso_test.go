@@ -30,6 +30,7 @@ type seg struct {
 	window  uint16
 	tsval   uint32 // a timestamps option when not 0
 	id      uint16
+	tos     uint8 // IPv4 TOS or IPv6 traffic class: DSCP and the ECN field
 	payload []byte
 }
 
@@ -59,10 +60,10 @@ func tcpFrame(s seg) []byte {
 	if s.v6 {
 		src, dst = ip6A, ip6B
 		header.IPv6(ip).Encode(&header.IPv6Fields{PayloadLength: uint16(tcpLen + len(s.payload)),
-			TransportProtocol: header.TCPProtocolNumber, HopLimit: 64, SrcAddr: src, DstAddr: dst})
+			TrafficClass: s.tos, TransportProtocol: header.TCPProtocolNumber, HopLimit: 64, SrcAddr: src, DstAddr: dst})
 	} else {
 		h := header.IPv4(ip)
-		h.Encode(&header.IPv4Fields{TotalLength: uint16(ipLen + tcpLen + len(s.payload)), ID: s.id,
+		h.Encode(&header.IPv4Fields{TOS: s.tos, TotalLength: uint16(ipLen + tcpLen + len(s.payload)), ID: s.id,
 			Flags: header.IPv4FlagDontFragment, TTL: 64, Protocol: uint8(header.TCPProtocolNumber), SrcAddr: src, DstAddr: dst})
 		h.SetChecksum(^h.CalculateChecksum())
 	}
@@ -453,6 +454,27 @@ func TestCoalesce(t *testing.T) {
 			}
 		}), []int{2, 1}},
 		{"pure ACKs are not coalesced", run(false, 3, func(i int, s *seg) { s.payload = nil }), []int{1, 1, 1}},
+		// A router marks segments one by one: a CE segment never joins
+		// ECT(0) ones (the super-frame would carry one ECN field for
+		// all), as Linux's GRO compares the TOS whole.
+		{"CE mark ends the run", run(false, 5, func(i int, s *seg) {
+			s.tos = 0b10 // ECT(0)
+			if i == 2 {
+				s.tos = 0b11
+			}
+		}), []int{2, 1, 2}},
+		{"CE mark ends the run over IPv6", run(true, 3, func(i int, s *seg) {
+			s.tos = 0b10
+			if i == 1 {
+				s.tos = 0b11
+			}
+		}), []int{1, 1, 1}},
+		{"marked segments join", run(false, 4, func(i int, s *seg) {
+			s.tos = 0b10
+			if i == 1 || i == 2 {
+				s.tos = 0b11
+			}
+		}), []int{1, 2, 1}},
 		{"odd mss", run(false, 5, func(i int, s *seg) { s.payload = pattern(999) }), []int{5}},
 		{"64 KiB limit", run(false, 50, nil), []int{45, 5}},
 	} {
