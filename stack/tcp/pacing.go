@@ -38,6 +38,7 @@ type pacer struct {
 	segs    uint64              // data segments sent since pacing began
 	waits   uint64              // trains held until their departure time
 	heldAt  tcpip.MonotonicTime // when the next packet began to wait; zero if it did not
+	owed    time.Duration       // the pacing timer's lateness, not yet made up (paced)
 }
 
 // pacedAfter is how many data segments leave unpaced, as Linux's first
@@ -125,21 +126,27 @@ func (e *Endpoint) pacingWait() bool {
 }
 
 // paced sets the next departure time after a data packet of n bytes in
-// segs segments left: its length at the pacing rate after this one's,
-// less up to half of it for the time the connection spent late or idle
-// since its own departure time, as Linux credits OS jitter
-// (tcp_update_skb_after_send).
+// segs segments left: its length at the pacing rate after this one's. A
+// packet that left late because it waited for an ACK or for the
+// application is credited up to half its length for the lateness, as
+// Linux credits OS jitter (tcp_update_skb_after_send).
 //
-// Go's timers are coarser than Linux's hrtimers: a pacing timer armed
-// for a fraction of a millisecond fires about a millisecond later, the
-// runtime's netpoll sleeping in whole milliseconds. Where a packet takes
-// less than that at the rate, a paced sender averages below its cap (in
-// memory, examples/pacing: 8 Mbit/s 7.93-8.04, 80 Mbit/s 54-56, 400
-// Mbit/s 206-227, 1 Gbit/s 415-434). Crediting the whole of a timer-late
-// packet instead of half did not help (400 Mbit/s: 109). Larger packets
-// would need a larger window: a train is at most half of it, and a flow
-// the cap limits does not grow it (in examples/pacing at 80 Mbit/s, about
-// 16 KB a train). A finer timer for the wait is what would.
+// A packet the pacing timer held is credited differently, and there we
+// part from Linux, whose pacing timer is an hrtimer, microseconds late at
+// most: Go's runtime sleeps in whole milliseconds when idle (netpoll's
+// epoll_wait), so a timer armed for a fraction of a millisecond fires up
+// to a millisecond late. With Linux's credit, a packet shorter than that
+// at the rate lost most of the timer's lateness, and a paced sender
+// averaged far below its cap (in memory, examples/pacing: 80 Mbit/s
+// 54-56, 400 Mbit/s 206-227, 1 Gbit/s 415-434). The timer's lateness, up
+// to timerSlack, is owed instead: the packets that follow leave that much
+// sooner, at once while it lasts, until the schedule has caught up. That
+// is a burst of at most a millisecond at the rate, as userspace pacers
+// bound theirs by their timer's granularity (quic-go's maxBurstSize). It
+// only makes up for the timer: the packets after a held one are due no
+// sooner than their bytes at the rate after the time the held one was
+// due, so the cap holds over any span from there. A packet late for another reason forgets what was owed:
+// the sender was not held, and Linux's credit applies.
 func (e *Endpoint) paced(n, segs int) {
 	p := e.pace
 	p.segs += uint64(segs)
@@ -148,18 +155,28 @@ func (e *Endpoint) paced(n, segs int) {
 		return
 	}
 	now := e.now()
+	length := time.Duration(uint64(n) * uint64(time.Second) / rate)
 	start := p.next
-	var credit time.Duration
-	if start.Before(now) {
+	switch {
+	case p.heldAt != (tcpip.MonotonicTime{}):
+		// Held until start, sent now: the timer's lateness is owed.
+		p.owed = min(max(now.Sub(start), 0), timerSlack)
+		start = now
+	case start == (tcpip.MonotonicTime{}) || start.Before(now):
 		if start != (tcpip.MonotonicTime{}) {
-			credit = now.Sub(start)
+			length -= min(length/2, now.Sub(start))
 		}
+		p.owed = 0
 		start = now
 	}
-	length := time.Duration(uint64(n) * uint64(time.Second) / rate)
-	length -= min(length/2, credit)
-	p.next = start.Add(length)
+	used := min(p.owed, length)
+	p.owed -= used
+	p.next = start.Add(length - used)
 }
+
+// timerSlack is how late a pacing timer may fire on Go's runtime: a
+// millisecond, netpoll's granularity when the process sleeps.
+const timerSlack = time.Millisecond
 
 // outputPending reports whether output has something the windows would
 // let it send now: a segment deemed lost that fits the congestion window,
