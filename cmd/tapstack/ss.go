@@ -127,7 +127,8 @@ func itoa(n int) string { return strconv.Itoa(n) }
 // in milliseconds with microsecond
 // precision, mss, pmtu and advmss (the MSS we announced, less the
 // timestamp option), cwnd and
-// ssthresh in segments, then the byte counters and the pacing rate.
+// ssthresh in segments, then the byte counters, the pacing and delivery
+// rates.
 func infoLine(in tcp.Info) string {
 	ms := func(d time.Duration) string {
 		return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 3, 64)
@@ -186,6 +187,18 @@ func infoLine(in tcp.Info) string {
 		if in.MaxPacingRate != math.MaxUint64 {
 			fmt.Fprintf(&b, "/%dbps", in.MaxPacingRate*8)
 		}
+	}
+	// Then the delivery rate, the segments delivered and whether the
+	// rate was app-limited (tcpi_delivery_rate, tcpi_delivered,
+	// tcpi_delivery_rate_app_limited), each only when there is one.
+	if in.DeliveryRate > 0 {
+		fmt.Fprintf(&b, " delivery_rate %dbps", in.DeliveryRate*8)
+	}
+	if in.Delivered > 0 {
+		fmt.Fprintf(&b, " delivered:%d", in.Delivered)
+	}
+	if in.DeliveryRateAppLimited {
+		b.WriteString(" app_limited")
 	}
 	// ss prints retrans as unacknowledged/total; the engine counts only
 	// the total.

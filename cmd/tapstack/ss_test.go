@@ -40,3 +40,24 @@ func TestInfoLinePacing(t *testing.T) {
 		t.Errorf("before an RTT sample: %s", l)
 	}
 }
+
+// TestInfoLineDeliveryRate: the delivery rate in bits a second after the
+// pacing rate, then delivered and app_limited, as ss -tin prints a kernel
+// socket's ("pacing_rate 191936230624bps delivery_rate 65483000000bps
+// delivered:8", "delivered:1 app_limited"); each left out while it has
+// nothing to say.
+func TestInfoLineDeliveryRate(t *testing.T) {
+	in := tcp.Info{CongestionControl: "cubic", SndMSS: 1460, PacingRate: 2000000, MaxPacingRate: math.MaxUint64,
+		DeliveryRate: 1460000, Delivered: 31}
+	if l := infoLine(in); !strings.Contains(l, " pacing_rate 16000000bps delivery_rate 11680000bps delivered:31 retrans:0") {
+		t.Errorf("a sample: %s", l)
+	}
+	in.DeliveryRateAppLimited = true
+	if l := infoLine(in); !strings.Contains(l, " delivery_rate 11680000bps delivered:31 app_limited retrans:0") {
+		t.Errorf("app-limited: %s", l)
+	}
+	in.DeliveryRate, in.Delivered, in.DeliveryRateAppLimited = 0, 0, false
+	if l := infoLine(in); strings.Contains(l, "delivery_rate") || strings.Contains(l, "delivered") || strings.Contains(l, "app_limited") {
+		t.Errorf("no sample: %s", l)
+	}
+}

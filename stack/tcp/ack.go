@@ -22,7 +22,11 @@ type ackInfo struct {
 	acked     uint32 // sequence space SND.UNA moved
 	sacked    uint32 // bytes newly SACKed
 	delivered uint32 // bytes newly delivered: acked and not SACKed before, plus newly SACKed (PRR's DeliveredData)
-	dup       bool   // a duplicate ACK: RFC 5681's, or one that SACKs new data (RFC 6675 2)
+	// deliveredSegs counts the segments among them, and rate is the
+	// delivery rate sample they give (rate.go).
+	deliveredSegs uint32
+	rate          rateSample
+	dup           bool // a duplicate ACK: RFC 5681's, or one that SACKs new data (RFC 6675 2)
 
 	dsack    bool // the ACK carried a D-SACK block (RFC 2883)
 	dsackTLP bool // ... reporting the tail loss probe's segment
@@ -94,11 +98,13 @@ func (e *Endpoint) processAck(seg *segment) {
 			// tcp_add_reno_sack), for PRR and pipe.
 			e.renoSacked++
 			a.delivered += uint32(e.sndMSS)
+			a.deliveredSegs++
 		}
 	} else if a.acked > 0 {
 		e.dupAcks, e.plainDupAcks = 0, 0
 	}
 	e.ackRTT(seg, &a)
+	e.rateGen(&a) // rate.go: after the RTT sample, which may lower the minimum
 
 	// Update the send window if the segment is newer than the one that
 	// last set it: SND.WL1 < SEG.SEQ, or SND.WL1 = SEG.SEQ and
@@ -243,6 +249,7 @@ func (e *Endpoint) delivered(s *txSeg, a *ackInfo, byAck bool) {
 		}
 	}
 	e.rackDelivered(s, a.now)
+	e.rateDelivered(s, a)
 }
 
 // ackSACK takes the SACK blocks of an acceptable ACK (RFC 2018 3). A

@@ -147,7 +147,6 @@ type Endpoint struct {
 	plainDupAcks   int32 // duplicate ACKs without SACK blocks (dupAckLoss)
 	renoSacked     int32 // without SACK: segments the duplicate ACKs say arrived above SND.UNA
 	recover        seqnum.Value
-	caState        caState
 	rack           rack
 	undo           undoState
 	frtoStep       uint8 // which ACK after the timeout's retransmission comes next: 1 or 2
@@ -155,6 +154,7 @@ type Endpoint struct {
 	frtoNewData    bool  // F-RTO step 2.b: send new data next, not retransmissions
 	rescueSent     bool  // RFC 6675's rescue retransmission went out in this recovery
 	recoveryProbed bool  // a tail loss probe went out in this fast recovery since its last progress (rack.go)
+	caState        caState
 
 	// PRR (RFC 6937): bytes delivered and sent since fast recovery began,
 	// and RecoverFS, the flight then.
@@ -169,6 +169,7 @@ type Endpoint struct {
 	resourceProbe bool                // the persist timer tries again what the link refused (refused.go), not a zero window
 	progressAt    tcpip.MonotonicTime // SND.UNA last moved, or data left with none in flight
 	chrono        chrono              // busy, window- and buffer-limited times (chrono.go)
+	rate          *rateState          // delivery rate estimation (rate.go); nil until data is sent
 	dataSentAt    tcpip.MonotonicTime // data (new or again) last left (Linux's lsndtime), for the restart after idle
 	userTimeout   time.Duration       // RFC 5482 UTO; 0 is off
 
@@ -545,6 +546,9 @@ func (e *Endpoint) sendRoom(want int) (int, error) {
 		return 0, syscall.EPIPE
 	}
 	room := e.sndBufLimit - int(e.sndBuf.Size())
+	if want > 0 {
+		e.rateWrite(room > 0) // rate.go: did the sender run dry before this write?
+	}
 	if room < want {
 		e.chronoStart(chronoSndbufLimited) // until an ACK makes room
 	}
@@ -699,6 +703,15 @@ type Info struct {
 	PacingRate, MaxPacingRate uint64
 	Paced                     bool
 	PacingWaits               uint64
+	// DeliveryRate is the latest delivery rate sample, in bytes a
+	// second (rate.go; Linux's tcpi_delivery_rate): the data an ACK
+	// found delivered over the time that took, or 0 before one;
+	// DeliveryRateAppLimited says the application, not the path,
+	// limited it (tcpi_delivery_rate_app_limited); Delivered counts the
+	// segments delivered (tcpi_delivered).
+	DeliveryRate           uint64
+	DeliveryRateAppLimited bool
+	Delivered              uint64
 	// RecvBuffer is the receive buffer's size now, which bounds the
 	// window: ReceiveBufferSize, grown with the user's reading up to
 	// ReceiveBufferMax (growReceiveBuffer), or what the user set.
@@ -742,53 +755,57 @@ func (e *Endpoint) Info() Info {
 	if e.pace != nil {
 		maxPacing, waits = e.pace.maxRate, e.pace.waits
 	}
+	deliveryRate, appLimited, delivered := e.deliveryRate()
 	return Info{
-		PacingRate:        e.pacingRate(),
-		MaxPacingRate:     maxPacing,
-		Paced:             e.pace != nil,
-		PacingWaits:       waits,
-		Probes:            int(e.persistProbes) + int(e.keepProbes),
-		Backoff:           backoff,
-		BusyTime:          busy,
-		RwndLimited:       rwndLim,
-		SndbufLimited:     sndbufLim,
-		LastDataRecv:      lastData,
-		ID:                e.connID(),
-		State:             e.state,
-		StateAge:          e.now().Sub(e.stateSince),
-		TCB:               e.tcb.snapshot(),
-		RTT:               e.srtt,
-		RTTVar:            e.rttvar,
-		RTO:               e.rto,
-		Cwnd:              e.cwnd,
-		Ssthresh:          e.ssthresh,
-		SndMSS:            e.sndMSS,
-		RcvMSS:            e.rcvMSS,
-		PathMTU:           e.pathMTU(),
-		SndWndScale:       sws,
-		RcvWndScale:       rws,
-		Timestamps:        e.tsOK,
-		SACK:              e.sackOK,
-		ECN:               e.ecn.on,
-		ECNSeen:           e.ecn.seen,
-		ECNEcho:           e.ecn.echo,
-		CongestionControl: ccName(e.congestion()),
-		CAState:           e.caState.String(),
-		MinRTT:            e.rack.minRTT.v,
-		InFlight:          e.inflight(),
-		Sacked:            e.rtxq.sacked,
-		Lost:              e.rtxq.lost,
-		ReorderingSeen:    e.rack.reordering,
-		Reordering:        e.reorderingDegree(),
-		ReorderEvents:     e.rack.reordSeen,
-		BytesSent:         e.bytesSent,
-		BytesAcked:        e.bytesAcked,
-		BytesReceived:     e.bytesReceived,
-		Retransmits:       e.retransmitted,
-		SendQueued:        int(e.sndBuf.Size()),
-		RecvQueued:        int(e.rcvBuf.Size()),
-		SendBuffer:        e.sndBufLimit,
-		RecvBuffer:        e.rcvBufLimit,
+		DeliveryRate:           deliveryRate,
+		DeliveryRateAppLimited: appLimited,
+		Delivered:              delivered,
+		PacingRate:             e.pacingRate(),
+		MaxPacingRate:          maxPacing,
+		Paced:                  e.pace != nil,
+		PacingWaits:            waits,
+		Probes:                 int(e.persistProbes) + int(e.keepProbes),
+		Backoff:                backoff,
+		BusyTime:               busy,
+		RwndLimited:            rwndLim,
+		SndbufLimited:          sndbufLim,
+		LastDataRecv:           lastData,
+		ID:                     e.connID(),
+		State:                  e.state,
+		StateAge:               e.now().Sub(e.stateSince),
+		TCB:                    e.tcb.snapshot(),
+		RTT:                    e.srtt,
+		RTTVar:                 e.rttvar,
+		RTO:                    e.rto,
+		Cwnd:                   e.cwnd,
+		Ssthresh:               e.ssthresh,
+		SndMSS:                 e.sndMSS,
+		RcvMSS:                 e.rcvMSS,
+		PathMTU:                e.pathMTU(),
+		SndWndScale:            sws,
+		RcvWndScale:            rws,
+		Timestamps:             e.tsOK,
+		SACK:                   e.sackOK,
+		ECN:                    e.ecn.on,
+		ECNSeen:                e.ecn.seen,
+		ECNEcho:                e.ecn.echo,
+		CongestionControl:      ccName(e.congestion()),
+		CAState:                e.caState.String(),
+		MinRTT:                 e.rack.minRTT.v,
+		InFlight:               e.inflight(),
+		Sacked:                 e.rtxq.sacked,
+		Lost:                   e.rtxq.lost,
+		ReorderingSeen:         e.rack.reordering,
+		Reordering:             e.reorderingDegree(),
+		ReorderEvents:          e.rack.reordSeen,
+		BytesSent:              e.bytesSent,
+		BytesAcked:             e.bytesAcked,
+		BytesReceived:          e.bytesReceived,
+		Retransmits:            e.retransmitted,
+		SendQueued:             int(e.sndBuf.Size()),
+		RecvQueued:             int(e.rcvBuf.Size()),
+		SendBuffer:             e.sndBufLimit,
+		RecvBuffer:             e.rcvBufLimit,
 	}
 }
 

@@ -630,7 +630,9 @@ func (e *Endpoint) sendNewDataN(cause event.SendCause, probe bool, mss int) bool
 	if fin {
 		e.sndNxt++
 	}
+	idle := e.rtxq.empty()
 	e.rtxq.push(seq, e.sndNxt, fin, now, ts)
+	e.rateSent(e.rtxq.at(e.rtxq.tail()-1), now, idle) // rate.go
 	e.stopTimer(timerPersist)
 	if !e.timerArmed(timerRetransmit) {
 		// RFC 6298 5.1: start the timer when a segment with data (or
@@ -717,6 +719,7 @@ func (e *Endpoint) retransmitSeg(i uint64, cause event.SendCause) {
 	now := e.now()
 	e.dataSentAt = now // data left: the restart after idle counts from here, as Linux's lsndtime
 	q.retransmitted(i, now, e.tsNow())
+	e.rateSent(q.at(i), now, false) // rate.go
 	if i == q.head || !e.timerArmed(timerRetransmit) {
 		// Linux restarts the timer when the first segment is sent
 		// again, so the retransmission has its own full RTO.
