@@ -175,7 +175,7 @@ func TestSS(t *testing.T) {
 			`\t ts sack cubic wscale:\d+,\d+ rto:(\d+|\d+\.\d{1,5}|0\.\d{1,6}) rtt:\d+\.\d{3}/\d+\.\d{3} mss:1448 pmtu:1500 advmss:1448 cwnd:10 `, `syn_queue:0/`},
 		// The text is in flight, or already echoed: the client has sent it.
 		"transfer": {`ESTAB\s+\d+\s+\d+\s+192\.0\.2\.2:\d+\s+192\.0\.2\.1:7`, `bytes_sent:16 `},
-		"closing":  {`TIME-WAIT.*stack:\("client"\)`, `bytes_acked:16 bytes_received:16 pacing_rate \d+bps delivery_rate \d+bps delivered:3 app_limited retrans:0`},
+		"closing":  {`TIME-WAIT.*stack:\("client"\)`, `bytes_acked:16 bytes_received:16 pacing_rate \d+bps delivery_rate \d+bps delivered:3 app_limited busy:\d+ms retrans:0 minrtt:[0-9.]+ snd_wnd:\d+`},
 		"closed":   {`LISTEN.*stack:\("server"\)`},
 	} {
 		for _, w := range want {

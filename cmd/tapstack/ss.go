@@ -200,8 +200,47 @@ func infoLine(in tcp.Info) string {
 	if in.DeliveryRateAppLimited {
 		b.WriteString(" app_limited")
 	}
+	// How long data waited to go, and how much of that for the peer's
+	// window or the send buffer (tcpi_busy_time, tcpi_rwnd_limited,
+	// tcpi_sndbuf_limited): what limited a slow transfer.
+	if in.BusyTime > 0 {
+		fmt.Fprintf(&b, " busy:%dms", in.BusyTime.Milliseconds())
+		for _, l := range []struct {
+			name string
+			d    time.Duration
+		}{{"rwnd_limited", in.RwndLimited}, {"sndbuf_limited", in.SndbufLimited}} {
+			if l.d > 0 {
+				fmt.Fprintf(&b, " %s:%dms(%.1f%%)", l.name, l.d.Milliseconds(), 100*float64(l.d)/float64(in.BusyTime))
+			}
+		}
+	}
 	// ss prints retrans as unacknowledged/total; the engine counts only
 	// the total.
 	fmt.Fprintf(&b, " retrans:%d", in.Retransmits)
+	// Then, as ss: the segments deemed lost and SACKed (the engine
+	// counts bytes: here in segments of the MSS, rounded up), the
+	// reordering degree when not the default 3 and how often reordering
+	// was seen, the minimum RTT in milliseconds (printf's %g) and the
+	// peer's window.
+	for _, c := range []struct {
+		name  string
+		bytes uint32
+	}{{"lost", in.Lost}, {"sacked", in.Sacked}} {
+		if c.bytes > 0 {
+			fmt.Fprintf(&b, " %s:%d", c.name, (int(c.bytes)+mss-1)/mss)
+		}
+	}
+	if in.Reordering != 3 {
+		fmt.Fprintf(&b, " reordering:%d", in.Reordering)
+	}
+	if in.ReorderEvents > 0 {
+		fmt.Fprintf(&b, " reord_seen:%d", in.ReorderEvents)
+	}
+	if in.MinRTT > 0 {
+		fmt.Fprintf(&b, " minrtt:%s", strconv.FormatFloat(float64(in.MinRTT.Microseconds())/1000, 'g', 6, 64)) // tcpi_min_rtt is in µs
+	}
+	if in.TCB.SndWnd > 0 {
+		fmt.Fprintf(&b, " snd_wnd:%d", in.TCB.SndWnd)
+	}
 	return b.String()
 }

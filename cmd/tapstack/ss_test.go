@@ -61,3 +61,24 @@ func TestInfoLineDeliveryRate(t *testing.T) {
 		t.Errorf("no sample: %s", l)
 	}
 }
+
+// TestInfoLineLimits: busy time and what limited it before retrans, and
+// after it lost and sacked (in segments), reordering when not 3,
+// reord_seen, minrtt in milliseconds to the microsecond, and snd_wnd, as
+// ss -tin prints a kernel socket's ("busy:48ms rwnd_limited:48ms(100.0%)
+// retrans:0/1 dsack_dups:1 rcv_space:65495 rcv_ssthresh:65495
+// minrtt:0.016 snd_wnd:220160").
+func TestInfoLineLimits(t *testing.T) {
+	in := tcp.Info{CongestionControl: "cubic", SndMSS: 1448, BusyTime: 800 * time.Millisecond,
+		RwndLimited: 200 * time.Millisecond, SndbufLimited: 400 * time.Millisecond, Retransmits: 2,
+		Lost: 2 * 1448, Sacked: 1449, Reordering: 5, ReorderEvents: 1, MinRTT: 16400 * time.Nanosecond}
+	in.TCB.SndWnd = 220160
+	want := " busy:800ms rwnd_limited:200ms(25.0%) sndbuf_limited:400ms(50.0%) retrans:2 lost:2 sacked:2 reordering:5 reord_seen:1 minrtt:0.016 snd_wnd:220160"
+	if l := infoLine(in); !strings.HasSuffix(l, want) {
+		t.Errorf("got  %s\nwant ...%s", l, want)
+	}
+	in = tcp.Info{CongestionControl: "cubic", SndMSS: 1448, Reordering: 3}
+	if l := infoLine(in); !strings.HasSuffix(l, " retrans:0") {
+		t.Errorf("nothing to say after retrans: %s", l)
+	}
+}
