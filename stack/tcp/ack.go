@@ -26,7 +26,11 @@ type ackInfo struct {
 	// delivery rate sample they give (rate.go).
 	deliveredSegs uint32
 	rate          rateSample
-	dup           bool // a duplicate ACK: RFC 5681's, or one that SACKs new data (RFC 6675 2)
+	// rackFrom is the send time of the last segment delivered that
+	// RACK takes (rackDelivered), if rackSet.
+	rackFrom tcpip.MonotonicTime
+	rackSet  bool
+	dup      bool // a duplicate ACK: RFC 5681's, or one that SACKs new data (RFC 6675 2)
 
 	dsack    bool // the ACK carried a D-SACK block (RFC 2883)
 	dsackTLP bool // ... reporting the tail loss probe's segment
@@ -80,6 +84,7 @@ func (e *Endpoint) processAck(seg *segment) {
 	if e.sackOK && seg.nsack > 0 {
 		e.ackSACK(seg, &a)
 	}
+	e.rackRTT(&a)
 	if a.reordAck {
 		e.rackReorderingDegree(a.reordAckLow)
 	}
@@ -248,7 +253,7 @@ func (e *Endpoint) delivered(s *txSeg, a *ackInfo, byAck bool) {
 			}
 		}
 	}
-	e.rackDelivered(s, a.now)
+	e.rackDelivered(s, a)
 	e.rateDelivered(s, a)
 }
 
