@@ -17,11 +17,12 @@ import (
 // over a TAP whose fault middleware serializes frames at 40 Mbit/s both
 // ways, a bottleneck of 5,000,000 bytes a second, and each estimates the
 // rate its data was delivered at (tapstack's Info.DeliveryRate, rate.go;
-// the kernel's tcpi_delivery_rate, tcp_rate.c). Both estimates land
-// near the bottleneck: no more than 10% above it (the ACK phase bounds a
-// sample from below), and not below half of it, however loaded the
-// machine, and neither is app-limited: the writers kept their buffers
-// full.
+// the kernel's tcpi_delivery_rate, tcp_rate.c). Neither estimate is
+// more than 10% above the bottleneck (the ACK phase bounds a sample's
+// interval from below) or app-limited (the writers kept their buffers
+// full); tapstack's is not below half of it, however loaded the machine.
+// The kernel's is the reference: its last sample was as low as 2.8 MB/s
+// in one run of many, 4.3-5.0 in the others.
 func TestKernelDeliveryRate(t *testing.T) {
 	const bottleneck, size = 5e6, 4 * MiB // bytes a second: 40 Mbit/s
 	// tapstack's send buffer holds the whole transfer: the bottleneck's
@@ -55,13 +56,14 @@ func TestKernelDeliveryRate(t *testing.T) {
 		who        string
 		rate       uint64
 		appLimited bool
+		least      uint64
 	}{
-		{"tapstack", i.DeliveryRate, i.DeliveryRateAppLimited},
-		{"the kernel", ki.Delivery_rate, kernelAppLimited},
+		{"tapstack", i.DeliveryRate, i.DeliveryRateAppLimited, bottleneck / 2},
+		{"the kernel", ki.Delivery_rate, kernelAppLimited, 1},
 	} {
-		if est.rate < bottleneck/2 || est.rate > bottleneck*1.1 || est.appLimited {
+		if est.rate < est.least || est.rate > bottleneck*1.1 || est.appLimited {
 			t.Errorf("%s's delivery rate %d bytes/s, app-limited %v; want %d to %d, not app-limited",
-				est.who, est.rate, est.appLimited, uint64(bottleneck/2), uint64(bottleneck*1.1))
+				est.who, est.rate, est.appLimited, est.least, uint64(bottleneck*1.1))
 		}
 	}
 }

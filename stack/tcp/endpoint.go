@@ -547,7 +547,7 @@ func (e *Endpoint) sendRoom(want int) (int, error) {
 	}
 	room := e.sndBufLimit - int(e.sndBuf.Size())
 	if want > 0 {
-		e.rateWrite(room > 0) // rate.go: did the sender run dry before this write?
+		e.rateWrite(room < want) // rate.go: did the sender run dry before this write?
 	}
 	if room < want {
 		e.chronoStart(chronoSndbufLimited) // until an ACK makes room

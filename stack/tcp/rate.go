@@ -41,7 +41,7 @@ type rateState struct {
 	deliveredAt   time.Duration // when delivered last grew (C.delivered_time), on the clock
 	firstTx       time.Duration // send time of the newest segment delivered (C.first_sent_time)
 	appLimited    uint64        // delivered+inflight when the sender ran out of data; 0: not limited (C.app_limited)
-	writerWaits   bool          // the last write found the send buffer full: the next resumes it
+	writerWaits   bool          // the last write found too little room in the send buffer: the next resumes it
 
 	// The times are durations from the clock's zero, so that a segment
 	// is stamped with integer arithmetic: a MonotonicTime's Sub costs
@@ -167,27 +167,29 @@ func (e *Endpoint) rateGen(a *ackInfo) {
 	}
 }
 
-// rateWrite is a write, which took room if it found some: as it begins,
+// rateWrite is a write, short if it found less room than it wanted: as
+// it begins,
 // the connection is marked app-limited if it has less than a segment
 // unsent, room in the congestion window and nothing lost waiting to go
 // again, and the samples until what is in flight now is delivered
 // measure the application (Linux's tcp_rate_check_app_limited, which
-// tcp_sendmsg calls once per call). A write that found the send buffer
-// full and waits for room is resumed, not begun, when it is tried again:
-// Linux's sendmsg sleeps in the call (sk_stream_wait_memory) and checks
-// no more; checking every try marked a sender whose whole buffer was in
-// flight app-limited every time an ACK made room.
+// tcp_sendmsg calls once per call). A write that found too little room
+// in the send buffer and waits for more is resumed, not begun, when it
+// is tried again with the rest: Linux's sendmsg sleeps in the call
+// (sk_stream_wait_memory) and checks no more; checking every try marked
+// a sender whose whole buffer was in flight app-limited every time an
+// ACK made room.
 //
 // The first write of a connection finds it so, as Linux's does: its
 // first samples measure the initial window, not the path.
-func (e *Endpoint) rateWrite(took bool) {
+func (e *Endpoint) rateWrite(short bool) {
 	r := e.rate
 	if r == nil {
 		r = new(rateState)
 		e.rate = r
 	}
 	resumed := r.writerWaits
-	r.writerWaits = !took
+	r.writerWaits = short
 	if resumed {
 		return
 	}
