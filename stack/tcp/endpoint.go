@@ -169,7 +169,7 @@ type Endpoint struct {
 	resourceProbe bool                // the persist timer tries again what the link refused (refused.go), not a zero window
 	progressAt    tcpip.MonotonicTime // SND.UNA last moved, or data left with none in flight
 	chrono        chrono              // busy, window- and buffer-limited times (chrono.go)
-	rate          *rateState          // delivery rate estimation (rate.go); nil until data is sent
+	rate          *rateState          // delivery rate estimation (rate.go); nil until the first write or data sent
 	dataSentAt    tcpip.MonotonicTime // data (new or again) last left (Linux's lsndtime), for the restart after idle
 	userTimeout   time.Duration       // RFC 5482 UTO; 0 is off
 

@@ -45,15 +45,16 @@ type txSeg struct {
 	start, end seqnum.Value
 	xmit       tcpip.MonotonicTime // when it was last sent
 	tsval      uint32              // our TSval on the last transmission (RFC 7323), for Eifel detection
+	flags      uint8
+	rtx        uint8  // times retransmitted, for the events ("retransmit #2"); saturates
+	skip       uint64 // union-find parent for SACKed records: a candidate for the next unSACKed one
+	prev, next uint64 // transmission-order list, absolute index + 1; 0 is none
+
 	// The connection's delivery state when it last left (rate.go):
 	// the low 32 bits of its delivered count, and the microseconds
 	// since that count last grew and since the newest segment then
-	// delivered had left.
+	// delivered had left. A record is 64 bytes with them, 48 without.
 	rateDelivered, rateSinceDelivered, rateSinceFirst uint32
-	flags                                             uint8
-	rtx                                               uint8  // times retransmitted, for the events ("retransmit #2"); saturates
-	skip                                              uint64 // union-find parent for SACKed records: a candidate for the next unSACKed one
-	prev, next                                        uint64 // transmission-order list, absolute index + 1; 0 is none
 }
 
 func (s *txSeg) len() uint32              { return uint32(s.start.Size(s.end)) }

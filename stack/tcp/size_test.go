@@ -19,3 +19,12 @@ func TestEndpointSizeClass(t *testing.T) {
 		t.Errorf("Endpoint is %d bytes; at most %d keeps it in the %d-byte size class", s, limit, 1280)
 	}
 }
+
+// TestSegmentRecordSize: a retransmission queue record is 64 bytes: 48
+// before the delivery rate stamps (rate.go), whose 12 bytes round it up
+// to 64; a flight of 64K segments is 4 MiB of records.
+func TestSegmentRecordSize(t *testing.T) {
+	if s := unsafe.Sizeof(txSeg{}); s > 64 {
+		t.Errorf("txSeg is %d bytes; want at most 64", s)
+	}
+}
