@@ -119,6 +119,12 @@ func (e *Endpoint) rateDelivered(s *txSeg, a *ackInfo) {
 		return
 	}
 	a.deliveredSegs++
+	if s.has(segFin) && s.len() == 1 {
+		// A FIN alone carries no data: its sample would be one
+		// sequence number over a round trip. Linux counts it as a
+		// packet of MSS bytes, which it is not.
+		return
+	}
 	if rs.have && !s.sentAfter(rs.lastXmit, rs.lastEnd) {
 		return
 	}

@@ -107,3 +107,28 @@ func TestDeliveryRateSendBufferFull(t *testing.T) {
 		t.Errorf("the resumed write's segments: %d bytes/s, app-limited %v; want 1460000, false", i.DeliveryRate, i.DeliveryRateAppLimited)
 	}
 }
+
+// TestDeliveryRateFin: a FIN alone gives no sample. The request's 100
+// bytes leave app-limited and their ACK gives 100 bytes in 10 ms; the
+// FIN's ACK, another 10 ms later, delivers one sequence number and leaves
+// that sample standing (as a sample of its own it would be 100 bytes/s,
+// not app-limited, and replace it), while Delivered counts the FIN.
+func TestDeliveryRateFin(t *testing.T) {
+	p, ep := rttPeer(t, tcp.Options{})
+	if _, err := ep.Write(payload(0, 100)); err != nil {
+		t.Fatal(err)
+	}
+	p.Drain()
+	p.Advance(rtt)
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 101})
+	if err := ep.Close(); err != nil {
+		t.Fatal(err)
+	}
+	p.Expect(seg{Flags: "F.", Seq: 101, Ack: 1})
+	p.Advance(rtt)
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 102})
+	if i := ep.Info(); i.DeliveryRate != 10000 || !i.DeliveryRateAppLimited || i.Delivered != 3 {
+		t.Errorf("after the FIN's ACK: %d bytes/s, app-limited %v, %d delivered; want 10000, true, 3 (SYN-ACK, data, FIN)",
+			i.DeliveryRate, i.DeliveryRateAppLimited, i.Delivered)
+	}
+}
