@@ -236,7 +236,10 @@ func TestAcceptQueueFull(t *testing.T) {
 // The server does not read: its receive buffer fills, it advertises a
 // zero window (tcp.window_closed, side local, in its trace; side peer in
 // the client's), the client probes it, and when the application reads the
-// window opens again on both sides.
+// window opens again on both sides. Once it reads, the window may close
+// and open again if the reader falls behind the sender (seen under
+// -race on a loaded machine): the events come in closed-opened pairs,
+// one at least, and end opened.
 func TestZeroWindow(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		w := newWorld(t, worldOptions{})
@@ -279,21 +282,26 @@ func TestZeroWindow(t *testing.T) {
 		if len(cl) != 1 || len(sv) != 1 {
 			t.Fatalf("%d client and %d server traces, want one each", len(cl), len(sv))
 		}
-		windows := func(ct *connTrace) string {
+		// windows checks that ct's window events are closed-opened
+		// pairs on side, one at least.
+		windows := func(who string, ct *connTrace, side string) {
 			var out []string
 			for _, e := range ct.spans[otel.SpanTransfer].Events {
 				if e.Name == otel.EventWindowClosed || e.Name == otel.EventWindowOpened {
 					out = append(out, e.Name+" "+eventAttr(e, "tcp.window.side"))
 				}
 			}
-			return fmt.Sprint(out)
+			pair := []string{otel.EventWindowClosed + " " + side, otel.EventWindowOpened + " " + side}
+			ok := len(out) >= 2 && len(out)%2 == 0
+			for i := 0; ok && i < len(out); i++ {
+				ok = out[i] == pair[i%2]
+			}
+			if !ok {
+				t.Errorf("%s window events %v, want %v once or more", who, out, pair)
+			}
 		}
-		if got, want := windows(cl[0]), "[tcp.window_closed peer tcp.window_opened peer]"; got != want {
-			t.Errorf("client window events %s, want %s", got, want)
-		}
-		if got, want := windows(sv[0]), "[tcp.window_closed local tcp.window_opened local]"; got != want {
-			t.Errorf("server window events %s, want %s", got, want)
-		}
+		windows("client", cl[0], "peer")
+		windows("server", sv[0], "local")
 	})
 }
 
