@@ -103,8 +103,9 @@ func (q *rtxQueue) at(i uint64) *txSeg { return &q.ring[i&uint64(len(q.ring)-1)]
 // tail is the absolute index past the newest record.
 func (q *rtxQueue) tail() uint64 { return q.head + uint64(q.n) }
 
-// push records a segment just sent for the first time.
-func (q *rtxQueue) push(start, end seqnum.Value, fin bool, now tcpip.MonotonicTime, tsval uint32) {
+// push records a segment just sent for the first time and returns its
+// record.
+func (q *rtxQueue) push(start, end seqnum.Value, fin bool, now tcpip.MonotonicTime, tsval uint32) *txSeg {
 	if q.n == len(q.ring) {
 		q.grow()
 	}
@@ -116,6 +117,7 @@ func (q *rtxQueue) push(start, end seqnum.Value, fin bool, now tcpip.MonotonicTi
 	}
 	q.n++
 	q.tAppend(i)
+	return s
 }
 
 // minRing is the records a retransmission queue starts with: a SYN and a

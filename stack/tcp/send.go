@@ -631,8 +631,7 @@ func (e *Endpoint) sendNewDataN(cause event.SendCause, probe bool, mss int) bool
 		e.sndNxt++
 	}
 	idle := e.rtxq.empty()
-	e.rtxq.push(seq, e.sndNxt, fin, now, ts)
-	e.rateSent(e.rtxq.at(e.rtxq.tail()-1), now, idle) // rate.go
+	e.rateSent(e.rtxq.push(seq, e.sndNxt, fin, now, ts), now, idle) // rate.go
 	e.stopTimer(timerPersist)
 	if !e.timerArmed(timerRetransmit) {
 		// RFC 6298 5.1: start the timer when a segment with data (or
