@@ -179,6 +179,13 @@ func infoLine(in tcp.Info) string {
 	}
 	fmt.Fprintf(&b, " bytes_sent:%d bytes_acked:%d bytes_received:%d",
 		in.BytesSent, in.BytesAcked, in.BytesReceived)
+	// BBR's model, as ss -n prints tcp_bbr_info: the bandwidth in bits a
+	// second, the min RTT in ms (%g of microseconds/1000) and the gains.
+	if m := in.BBR; m != nil {
+		fmt.Fprintf(&b, " bbr:(bw:%dbps,mrtt:%s,pacing_gain:%s,cwnd_gain:%s)", m.Bandwidth*8,
+			strconv.FormatFloat(float64(m.MinRTT.Microseconds())/1000, 'g', 6, 64),
+			strconv.FormatFloat(m.PacingGain, 'g', 6, 64), strconv.FormatFloat(m.CwndGain, 'g', 6, 64))
+	}
 	// ss -n prints the pacing rate in bits a second, and the cap after a
 	// slash when there is one, as Linux reports both whether or not the
 	// connection is paced (tcpi_pacing_rate, tcpi_max_pacing_rate).

@@ -82,3 +82,25 @@ func TestInfoLineLimits(t *testing.T) {
 		t.Errorf("nothing to say after retrans: %s", l)
 	}
 }
+
+// TestInfoLineBBR: a connection under BBR shows its model after the byte
+// counters, as ss -tin prints a kernel socket's tcp_bbr_info (ss.c:
+// " bbr:(bw:%sbps,mrtt:%g,pacing_gain:%g,cwnd_gain:%g)", the bandwidth
+// in bits a second with -n, the min RTT in milliseconds, the gains over
+// 256): startup's gains are 739/256.
+func TestInfoLineBBR(t *testing.T) {
+	in := tcp.Info{CongestionControl: "bbr", SndMSS: 1448, BytesSent: 10, PacingRate: 4924820, MaxPacingRate: math.MaxUint64,
+		BBR: &tcp.BBRInfo{Mode: "startup", Bandwidth: 4974566, MinRTT: 10698724 * time.Nanosecond, PacingGain: 739.0 / 256, CwndGain: 739.0 / 256}}
+	want := "bbr wscale:0,0"
+	l := infoLine(in)
+	if !strings.Contains(l, " bytes_received:0 bbr:(bw:39796528bps,mrtt:10.698,pacing_gain:2.88672,cwnd_gain:2.88672) pacing_rate 39398560bps") {
+		t.Errorf("a BBR connection: %s", l)
+	}
+	if !strings.Contains(l, want) {
+		t.Errorf("the congestion control's name: %s", l)
+	}
+	in.BBR = nil
+	if l := infoLine(in); strings.Contains(l, "bbr:(") {
+		t.Errorf("no model, no bbr:(...): %s", l)
+	}
+}

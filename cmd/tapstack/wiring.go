@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -60,6 +62,7 @@ type linkFlags struct {
 	rmemMax         *bufSize    // and each receive buffer (ReceiveBufferMax)
 	pacing          *bool       // pace every connection (tcp.Options.Pacing)
 	maxPacing       *pacingRate // at most this rate (tcp.Options.MaxPacingRate)
+	cc              *string     // the congestion control (tcp.Options.CongestionControl)
 }
 
 // addLinkFlags registers --tap, --addr, --create, --pcap and the fault
@@ -81,6 +84,8 @@ func addLinkFlags(fs *flag.FlagSet, verb string) *linkFlags {
 		rmemMax:    bufSizeFlag(fs, "rmem-max", "receive", tcp.DefaultReceiveBufferMax, "tcp_rmem[2]"),
 		pacing:     fs.Bool("pacing", false, "pace every connection's packets at its pacing rate (the window per round trip, doubled in slow start, 1.2 times after), as Linux with the fq qdisc; off, as Linux without it, a connection sends what its windows allow back to back"),
 		maxPacing:  maxPacingFlag(fs),
+		cc: fs.String("cc", "cubic", "congestion control of the stack's connections, as Linux's tcp_congestion_control: "+
+			strings.Join(tcp.CongestionControls(), ", ")+" (bbr models the path's bandwidth and round trip, paces at the bandwidth and keeps the queue near one bandwidth-delay product; tapstack ss shows its model)"),
 	}
 }
 
@@ -132,6 +137,10 @@ func (lf *linkFlags) open(e env, opts tcp.Options) (s *stack.Stack, close func()
 	opts.MTUProbing = lf.mtuProbing.mode
 	applyBufMax(&opts, lf.wmemMax.n, lf.rmemMax.n)
 	opts.Pacing = *lf.pacing
+	if !slices.Contains(tcp.CongestionControls(), *lf.cc) {
+		return nil, nil, fmt.Errorf("--cc %q: want one of %s", *lf.cc, strings.Join(tcp.CongestionControls(), ", "))
+	}
+	opts.CongestionControl = *lf.cc
 	if lf.maxPacing.set {
 		opts.MaxPacingRate = uint64(lf.maxPacing.bps / 8)
 	}

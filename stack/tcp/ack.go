@@ -52,6 +52,7 @@ type ackInfo struct {
 	retransAcked  bool
 	rttSample     time.Duration // the ACK's round-trip sample, 0 if none
 	lost          int           // segments newly deemed lost
+	lostBytes     uint32        // ... and their bytes
 	roundStart    bool          // the first ACK of a new round trip
 	endedRecovery bool          // the ACK ended fast recovery
 	reorderedSeen bool          // a segment was delivered after one sent later (RFC 8985 6.2 step 3)
@@ -70,6 +71,11 @@ type ackInfo struct {
 func (e *Endpoint) processAck(seg *segment) {
 	a := ackInfo{now: e.now()}
 	oldUna := e.sndUna
+	rc := e.rateController()
+	var priorInFlight uint32
+	if rc != nil {
+		priorInFlight = e.inflight()
+	}
 	// A duplicate ACK as RFC 5681 2 defines it.
 	classicDup := seg.Ack == e.sndUna && seg.Payload.Size() == 0 && !seg.has(header.TCPFlagFin) &&
 		e.sndUna != e.sndNxt && uint32(seg.Window)<<e.sndWndShift == e.sndWnd
@@ -132,7 +138,11 @@ func (e *Endpoint) processAck(seg *segment) {
 	}
 
 	e.recoverOnAck(seg, &a)
-	e.growWindow(&a)
+	if rc != nil {
+		e.rateControl(rc, &a, priorInFlight) // BBR sets the window and the pacing rate (cc.go)
+	} else {
+		e.growWindow(&a)
+	}
 
 	// RFC 6298 5.2 and 5.3: stop the timer when everything is
 	// acknowledged, restart it when new data is.

@@ -1,6 +1,11 @@
 package tcp
 
-import "time"
+import (
+	"slices"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+)
 
 // Congestion control decides how large the congestion window grows while
 // data flows and how far it shrinks on a congestion event. The engine
@@ -11,6 +16,12 @@ import "time"
 // (RFC 2883, RFC 3522, RFC 5682). This is Linux's split between
 // tcp_congestion_ops and tcp_input.c, and why an algorithm here is a few
 // small methods.
+//
+// An algorithm that models the path instead (BBR, bbr.go) is a
+// RateController: it sets the window and the pacing rate itself on every
+// ACK, in recovery too, from the delivery rate sample (rate.go), and the
+// engine's PRR, its window at the end of recovery and its restart after
+// idle stand aside, as Linux's do for a cong_control hook.
 
 // CongestionControl is a congestion control algorithm for one connection.
 // Its methods are called with the connection's lock held: they must not
@@ -36,6 +47,70 @@ type CongestionControl interface {
 	// spurious: the algorithm restores what OnCongestion changed. The
 	// engine restores cwnd and ssthresh themselves.
 	OnUndo()
+}
+
+// A RateController is a congestion control that sets the congestion
+// window and the pacing rate itself (Linux's cong_control): the engine
+// calls Control for every ACK it processes, after loss detection, and
+// paces every segment after the first ten at the rate it returns. OnAck
+// is not called; OnCongestion is, at the start of each episode (its
+// ssthresh is kept), and OnUndo when one is undone.
+type RateController interface {
+	CongestionControl
+	// Control takes an ACK's sample and says what follows from it.
+	Control(s RateSample) RateControl
+	// Restart is called when the application sends after the
+	// connection ran out of data (app-limited) with nothing in flight
+	// (Linux's CA_EVENT_TX_START).
+	Restart(s RateSample) RateControl
+}
+
+// RateControl is what a RateController sets.
+type RateControl struct {
+	Cwnd       uint32
+	PacingRate uint64 // bytes a second
+	// Ssthresh, if not 0, is the new slow-start threshold (BBR sets it
+	// as it leaves startup, for what TCP_INFO shows).
+	Ssthresh uint32
+	// MarkAppLimited marks the samples until what is in flight now is
+	// delivered app-limited (BBR's probe_rtt sends little on purpose).
+	MarkAppLimited bool
+	// Note, if not empty, says how the algorithm changed course: it is
+	// the connection's recovery event.
+	Note string
+}
+
+// RateSample is what Control learns of an ACK (Linux's struct
+// rate_sample, and the socket's state beside it). Counts are bytes.
+type RateSample struct {
+	Now time.Duration // the clock's reading, from its zero (monotonic)
+	// Delivered is the data delivered over Interval, the sample's
+	// delivery rate (rate.go); Interval 0: the ACK gave no valid sample.
+	// PriorDelivered is TotalDelivered when the newest segment the ACK
+	// delivered was sent; AppLimited says the application, not the
+	// path, limited it.
+	Delivered      uint64
+	Interval       time.Duration
+	PriorDelivered uint64
+	TotalDelivered uint64 // all delivered so far, cumulatively or by SACK
+	AppLimited     bool
+	// DeliveredAt is when TotalDelivered last grew (Linux's
+	// delivered_mstamp).
+	DeliveredAt time.Duration
+	AckedSacked uint32 // newly delivered by this ACK
+	Losses      uint32 // newly deemed lost on this ACK
+	// PriorInFlight is pipe before the ACK, InFlight after it.
+	PriorInFlight, InFlight uint32
+	RTT                     time.Duration // this ACK's round-trip sample; 0 if none
+	MinRTT, SRTT            time.Duration
+	Cwnd                    uint32
+	MSS                     uint32
+	// InRecovery: fast recovery (Linux's TCP_CA_Recovery; CWR is not);
+	// InLoss: recovery after a retransmission timeout (TCP_CA_Loss).
+	InRecovery, InLoss bool
+	// NextDeparture is how long until the next segment may leave at the
+	// pacing rate (Linux's tcp_wstamp_ns - now), 0 if now.
+	NextDeparture time.Duration
 }
 
 // AckSample is what OnAck learns of an ACK.
@@ -66,8 +141,77 @@ type CongestionSample struct {
 func (e *Endpoint) congestion() CongestionControl {
 	if e.cc == nil {
 		e.cc = newCongestionControl(&e.proto.opts)
+		if _, ok := e.cc.(RateController); ok && e.pace == nil {
+			// It paces, as Linux's BBR asks TCP to (SK_PACING_NEEDED).
+			e.pace = &pacer{maxRate: e.proto.opts.pacingCap()}
+		}
 	}
 	return e.cc
+}
+
+// rateController is the connection's congestion control if it is a
+// RateController.
+func (e *Endpoint) rateController() RateController {
+	rc, _ := e.cc.(RateController)
+	return rc
+}
+
+// rateControl hands a RateController an ACK's sample, after loss
+// detection, and applies what it sets (Linux's tcp_cong_control with a
+// cong_control hook). A connection that never sent data has nothing to
+// say about the path and is not asked.
+func (e *Endpoint) rateControl(rc RateController, a *ackInfo, priorInFlight uint32) {
+	if e.rate == nil {
+		return
+	}
+	s := e.rateSample(a.now)
+	s.PriorInFlight = priorInFlight
+	s.AckedSacked, s.Losses, s.RTT = a.delivered, a.lostBytes, a.rttSample
+	if rs := &a.rate; rs.interval > 0 {
+		s.Delivered, s.Interval, s.PriorDelivered, s.AppLimited = rs.bytes, rs.interval, rs.priorDelivered, rs.appLimited
+	}
+	e.applyRateControl(rc.Control(s))
+}
+
+// rateRestart tells a RateController that the application sends again
+// after it ran out of data, with nothing in flight.
+func (e *Endpoint) rateRestart(rc RateController) {
+	if e.rate == nil || e.rate.appLimited == 0 {
+		return
+	}
+	e.applyRateControl(rc.Restart(e.rateSample(e.now())))
+}
+
+// rateSample is the connection's part of a RateSample.
+func (e *Endpoint) rateSample(now tcpip.MonotonicTime) RateSample {
+	r := e.rate
+	s := RateSample{
+		Now: r.clock(now), TotalDelivered: r.delivered, DeliveredAt: r.deliveredAt,
+		InFlight: e.inflight(), MinRTT: e.rack.minRTT.v, SRTT: e.srtt, Cwnd: e.cwnd, MSS: uint32(e.sndMSS),
+		InRecovery: e.caState == caRecovery, InLoss: e.caState == caLoss,
+	}
+	if p := e.pace; p != nil && now.Before(p.next) {
+		s.NextDeparture = p.next.Sub(now)
+	}
+	return s
+}
+
+// applyRateControl takes the window and the pacing rate a
+// RateController set.
+func (e *Endpoint) applyRateControl(c RateControl) {
+	e.cwnd = max(c.Cwnd, uint32(e.sndMSS))
+	if c.Ssthresh != 0 {
+		e.ssthresh = c.Ssthresh
+	}
+	if e.pace != nil {
+		e.pace.ccRate = max(c.PacingRate, 1)
+	}
+	if c.MarkAppLimited {
+		e.rate.appLimited = max(e.rate.delivered+uint64(e.inflight()), 1)
+	}
+	if c.Note != "" {
+		e.emitRecovery(c.Note)
+	}
 }
 
 // newCongestionControl makes the algorithm Options name.
@@ -80,12 +224,18 @@ func newCongestionControl(o *Options) CongestionControl {
 		return &cubic{}
 	case "reno":
 		return reno{}
+	case "bbr":
+		return newBBR()
 	}
 	return &cubic{} // withDefaults replaced any unknown name
 }
 
 // congestionControls are the algorithms Options.CongestionControl names.
-var congestionControls = []string{"cubic", "reno"}
+var congestionControls = []string{"cubic", "reno", "bbr"}
+
+// CongestionControls returns the names Options.CongestionControl takes,
+// as Linux's tcp_available_congestion_control lists them.
+func CongestionControls() []string { return slices.Clone(congestionControls) }
 
 // slowStart grows the window by the bytes acknowledged, as Linux does
 // (tcp_slow_start: no cap per ACK, RFC 3465's L is the whole ACK), up to

@@ -25,6 +25,9 @@ func (e *Endpoint) initCongestion() {
 	e.rack.fack = e.sndUna
 	e.roundEnd = e.sndNxt
 	e.cwndUsageSeq = e.sndNxt
+	if o := &e.proto.opts; o.CongestionControl == "bbr" || o.NewCongestionControl != nil {
+		e.congestion() // a RateController paces from the start
+	}
 }
 
 // growWindow gives the congestion control an ACK that moved SND.UNA,

@@ -241,7 +241,9 @@ func (e *Endpoint) enterCWR() {
 // of fast recovery.
 func (e *Endpoint) cwrOnAck(a *ackInfo) {
 	if e.recover.LessThan(e.sndUna) {
-		e.cwnd = e.ssthresh
+		if e.rateController() == nil {
+			e.cwnd = e.ssthresh
+		}
 		e.setCAState(caOpen)
 		a.endedRecovery = true
 		e.emitRecovery("CWR ends")

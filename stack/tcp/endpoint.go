@@ -732,6 +732,9 @@ type Info struct {
 	// back off alike; tries of what the link refused do not
 	// (tcpi_backoff).
 	Probes, Backoff int
+	// BBR is the path model of a connection under BBR (bbr.go; Linux's
+	// tcp_bbr_info), nil under another congestion control.
+	BBR *BBRInfo
 }
 
 // Info returns a snapshot of the connection.
@@ -756,7 +759,12 @@ func (e *Endpoint) Info() Info {
 		maxPacing, waits = e.pace.maxRate, e.pace.waits
 	}
 	deliveryRate, appLimited, delivered := e.deliveryRate()
+	var bbrInfo *BBRInfo
+	if b, ok := e.congestion().(*bbr); ok {
+		bbrInfo = b.info()
+	}
 	return Info{
+		BBR:                    bbrInfo,
 		DeliveryRate:           deliveryRate,
 		DeliveryRateAppLimited: appLimited,
 		Delivered:              delivered,

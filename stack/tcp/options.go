@@ -43,7 +43,8 @@ type Options struct {
 	OrphanRetries int
 
 	// CongestionControl names the algorithm: "cubic" (RFC 9438 with
-	// HyStart++, RFC 9406; the default, as in Linux) or "reno" (RFC 5681).
+	// HyStart++, RFC 9406; the default, as in Linux), "reno" (RFC 5681)
+	// or "bbr" (BBR v1 as Linux's, bbr.go; it paces every connection).
 	// An unknown name means the default; Info().CongestionControl says
 	// what a connection uses. NewCongestionControl, if set, makes each
 	// connection's algorithm instead.

@@ -39,6 +39,7 @@ type pacer struct {
 	waits   uint64              // trains held until their departure time
 	heldAt  tcpip.MonotonicTime // when the next packet began to wait; zero if it did not
 	owed    time.Duration       // the pacing timer's lateness, not yet made up (paced)
+	ccRate  uint64              // the rate a RateController set (cc.go); 0: none yet
 }
 
 // pacedAfter is how many data segments leave unpaced, as Linux's first
@@ -64,12 +65,12 @@ func (o *Options) pacingCap() uint64 {
 func (e *Endpoint) SetMaxPacingRate(rate uint64) {
 	e.mu.Lock()
 	switch {
-	case rate == 0 && !e.proto.opts.pacingOn():
+	case rate == 0 && !e.proto.opts.pacingOn() && e.rateController() == nil:
 		e.pace = nil
 		e.stopTimer(timerPacing)
 	default:
 		if rate == 0 {
-			rate = e.proto.opts.pacingCap()
+			rate = e.proto.opts.pacingCap() // a RateController paces uncapped
 		}
 		if e.pace == nil {
 			e.pace = &pacer{}
@@ -88,6 +89,9 @@ func (e *Endpoint) SetMaxPacingRate(rate uint64) {
 // SetMaxPacingRate's maximum when the connection is paced. gsoSegs sizes
 // packets by it whether or not pacing is on, as Linux does.
 func (e *Endpoint) pacingRate() uint64 {
+	if p := e.pace; p != nil && p.ccRate != 0 {
+		return min(p.ccRate, p.maxRate) // BBR's (bbr.go)
+	}
 	if e.srtt <= 0 {
 		return 0
 	}

@@ -70,6 +70,10 @@ type rateSample struct {
 	appLimited     bool
 	lastXmit       tcpip.MonotonicTime // its send time and end: a later segment replaces it
 	lastEnd        seqnum.Value
+	// The sample rateGen found valid: bytes delivered over interval
+	// (a RateController's, cc.go); interval 0: none.
+	bytes    uint64
+	interval time.Duration
 }
 
 // rateSent stamps s, a data segment (or a FIN) that is leaving now, with
@@ -168,6 +172,7 @@ func (e *Endpoint) rateGen(a *ackInfo) {
 		// rate (Linux discards it the same way).
 		return
 	}
+	rs.bytes, rs.interval = bytes, interval
 	if !rs.appLimited || bytes*uint64(r.sampleInterval) >= r.sampleBytes*uint64(interval) {
 		r.sampleBytes, r.sampleInterval, r.sampleAppLimited = bytes, interval, rs.appLimited
 	}

@@ -115,7 +115,9 @@ func (e *Endpoint) packetDelayed(seg *segment) bool {
 // (RFC 4015 for timeouts; RFC 6675 and Linux for fast recovery), forgets
 // the loss marks, and returns to open.
 func (e *Endpoint) undoResponse(why string) {
-	e.cwnd = max(e.cwnd, e.undo.priorCwnd)
+	if e.rateController() == nil {
+		e.cwnd = max(e.cwnd, e.undo.priorCwnd) // BBR keeps its own (bbr_undo_cwnd)
+	}
 	e.ssthresh = max(e.ssthresh, e.undo.priorSsthresh)
 	e.congestion().OnUndo()
 	e.rtxq.unmarkLost()
@@ -143,6 +145,7 @@ func (e *Endpoint) congestionSample(timeout bool) CongestionSample {
 // DupThresh rule, then what the recovery state makes of it.
 func (e *Endpoint) recoverOnAck(seg *segment, a *ackInfo) {
 	e.tlpOnAck(a)
+	lostBefore := e.rtxq.lost
 	if a.reorderedSeen && !e.rack.reordering {
 		e.rack.reordering = true
 		e.proto.stats.ReorderingSeen.Add(1)
@@ -167,6 +170,9 @@ func (e *Endpoint) recoverOnAck(seg *segment, a *ackInfo) {
 		}
 	} else {
 		a.lost = e.dupAckLoss(a)
+	}
+	if e.rtxq.lost > lostBefore {
+		a.lostBytes = e.rtxq.lost - lostBefore
 	}
 	ece := e.ecnEchoed(seg)
 	switch e.caState {
@@ -207,7 +213,7 @@ func (e *Endpoint) recoverOnAck(seg *segment, a *ackInfo) {
 	case caLoss:
 		e.rtoRecoverOnAck(seg, a)
 	}
-	if e.reducing() {
+	if e.reducing() && e.rateController() == nil {
 		e.prr(a.delivered, a.lost, a.acked > 0)
 	}
 }
@@ -346,7 +352,7 @@ func (e *Endpoint) lossDetected(n int, by string) {
 	if e.caState == caOpen || e.caState == caCWR {
 		e.enterRecovery(n, by)
 	}
-	if e.caState == caRecovery {
+	if e.caState == caRecovery && e.rateController() == nil {
 		e.prr(0, n, false)
 	}
 }
@@ -359,7 +365,9 @@ func (e *Endpoint) endRecovery(seg *segment, a *ackInfo) {
 		e.undoResponse("the retransmissions were not needed")
 		return
 	}
-	e.cwnd = e.ssthresh
+	if e.rateController() == nil {
+		e.cwnd = e.ssthresh // a RateController sets its own (Linux's tcp_end_cwnd_reduction)
+	}
 	e.setCAState(caOpen)
 	e.renoSacked = 0
 	e.rackOnRecoveryEnd()

@@ -433,7 +433,11 @@ func (e *Endpoint) output() {
 		// New data may leave with none in flight: after an idle
 		// spell, the window restarts first (congestion.go), before
 		// it sizes the packets.
-		e.restartAfterIdle(e.now())
+		if rc := e.rateController(); rc != nil {
+			e.rateRestart(rc) // BBR ignores restart after idle (tcp_slow_start_after_idle_check)
+		} else {
+			e.restartAfterIdle(e.now())
+		}
 	}
 	// The train lives while output runs: an idle connection does not
 	// carry it (trains are pooled per engine).

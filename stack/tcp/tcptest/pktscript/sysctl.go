@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -548,12 +549,11 @@ func (s *settings) sysctl(key, value string) *skipError {
 	case "tcp_keepalive_probes":
 		return count(&s.keepCount, "SO_KEEPALIVE probes")
 	case "tcp_congestion_control":
-		switch value {
-		case "cubic", "reno":
+		if slices.Contains(tcp.CongestionControls(), value) {
 			s.congestionControl = value
 			return took("Options.CongestionControl")
 		}
-		return needs("%s (tapstack has cubic and reno)", setting)
+		return needs("%s (tapstack has %s)", setting, strings.Join(tcp.CongestionControls(), ", "))
 	case "tcp_frto":
 		// Linux since 4.10 reads any non-zero value as F-RTO on.
 		n, ok := num()
