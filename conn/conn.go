@@ -495,6 +495,19 @@ func (c *Conn) SetMaxPacingRate(bytesPerSec uint64) error {
 	return nil
 }
 
+// SetCongestionControl changes the connection's congestion control
+// ("cubic", "reno" or "bbr"), as Linux's TCP_CONGESTION socket option;
+// an unknown name fails with ENOENT.
+func (c *Conn) SetCongestionControl(name string) error {
+	if c.isClosed() {
+		return c.opError("set", net.ErrClosed)
+	}
+	if err := c.ep.SetCongestionControl(name); err != nil {
+		return c.opError("set", err)
+	}
+	return nil
+}
+
 // SetReadBuffer sets the receive buffer size.
 func (c *Conn) SetReadBuffer(bytes int) error {
 	if bytes <= 0 {

@@ -706,3 +706,26 @@ func TestIPv6(t *testing.T) {
 		}
 	})
 }
+
+// TestSetCongestionControlErrors: an unknown algorithm is ENOENT in a
+// *net.OpError, as Linux's TCP_CONGESTION answers; a known one takes,
+// and after Close it is net.ErrClosed.
+func TestSetCongestionControlErrors(t *testing.T) {
+	cs, ss := tsPair(t, nil, tcp.Options{}, tcp.Options{})
+	c, s := connect(t, cs, ss)
+	defer s.Close()
+	var op *net.OpError
+	if err := c.SetCongestionControl("vegas"); !errors.As(err, &op) || op.Op != "set" || !errors.Is(err, syscall.ENOENT) {
+		t.Errorf("an unknown algorithm: %v, want a set OpError with ENOENT", err)
+	}
+	if err := c.SetCongestionControl("bbr"); err != nil {
+		t.Fatal(err)
+	}
+	if i := c.Info(); i.CongestionControl != "bbr" || !i.Paced {
+		t.Errorf("after bbr: %q, paced %v", i.CongestionControl, i.Paced)
+	}
+	c.Close()
+	if err := c.SetCongestionControl("cubic"); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("after Close: %v, want net.ErrClosed", err)
+	}
+}

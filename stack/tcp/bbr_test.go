@@ -2,6 +2,7 @@ package tcp_test
 
 import (
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,6 +22,9 @@ type bottleneck struct {
 	rate  float64 // bytes a second
 	delay time.Duration
 	drop  func(n int) bool
+	// police, if set, is a token bucket policer before the bottleneck:
+	// a segment finding fewer tokens than its bytes is dropped.
+	police *policer
 
 	now, linkFree time.Duration
 	sent          int      // data segments that crossed or were dropped
@@ -29,6 +33,22 @@ type bottleneck struct {
 	ooo           [][2]uint32
 	written       int
 	delivered     uint32
+}
+
+type policer struct {
+	rate, depth, tokens float64 // bytes a second, bytes, bytes
+	last                time.Duration
+}
+
+// admit takes n bytes' tokens at now, if the bucket has them.
+func (p *policer) admit(now time.Duration, n int) bool {
+	p.tokens = min(p.depth, p.tokens+p.rate*(now-p.last).Seconds())
+	p.last = now
+	if p.tokens < float64(n) {
+		return false
+	}
+	p.tokens -= float64(n)
+	return true
 }
 
 type ackDue struct {
@@ -55,7 +75,7 @@ func (b *bottleneck) run(t *testing.T, d, step time.Duration, watch func(now tim
 			}
 			at := max(b.now, b.linkFree) + time.Duration(float64(s.Len)/b.rate*float64(time.Second))
 			b.linkFree = at
-			lost := b.drop != nil && b.drop(b.sent)
+			lost := b.drop != nil && b.drop(b.sent) || b.police != nil && !b.police.admit(b.now, s.Len)
 			b.sent++
 			b.acks = append(b.acks, ackDue{at: at + 2*b.delay, seq: s.Seq, end: s.Seq + uint32(s.Len), lost: lost})
 		}
@@ -216,5 +236,92 @@ func TestBBRLoss(t *testing.T) {
 	if share["bbr"] < 0.8 || share["cubic"] > 0.5 {
 		t.Errorf("delivered %.0f%% of the capacity with BBR, %.0f%% with CUBIC; want more than 80%% and less than 50%%",
 			100*share["bbr"], 100*share["cubic"])
+	}
+}
+
+// TestSetCongestionControl: a connection changes its congestion control
+// as a Linux socket does with TCP_CONGESTION. From CUBIC to BBR it keeps
+// its window, is paced, and BBR's model takes the next ACK; back to CUBIC
+// it is no longer paced, the window stays, and CUBIC grows it again. An
+// unknown name is ENOENT and changes nothing.
+func TestSetCongestionControl(t *testing.T) {
+	p, ep := rttPeer(t, tcp.Options{})
+	if err := ep.SetCongestionControl("vegas"); err != syscall.ENOENT {
+		t.Errorf("an unknown name: %v, want ENOENT", err)
+	}
+	if _, err := ep.Write(payload(0, 30*1460)); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(p.Drain()); got != 10 {
+		t.Fatalf("%d segments in the initial window, want 10", got)
+	}
+	p.Advance(rtt)
+	p.Inject(sackAck(11))
+	before := ep.Info()
+	if before.CongestionControl != "cubic" || before.Paced || before.BBR != nil {
+		t.Fatalf("at first: %q, paced %v, model %v", before.CongestionControl, before.Paced, before.BBR)
+	}
+	if err := ep.SetCongestionControl("bbr"); err != nil {
+		t.Fatal(err)
+	}
+	i := ep.Info()
+	if i.CongestionControl != "bbr" || !i.Paced || i.BBR == nil || i.Cwnd != before.Cwnd || i.Ssthresh < 1<<30 {
+		t.Fatalf("BBR: %q, paced %v, model %v, cwnd %d (was %d), ssthresh %d", i.CongestionControl, i.Paced, i.BBR, i.Cwnd, before.Cwnd, i.Ssthresh)
+	}
+	p.Drain()
+	p.Advance(rtt)
+	p.Inject(sackAck(31))
+	if i := ep.Info(); i.BBR.Mode != "startup" || i.BBR.Bandwidth == 0 || i.PacingRate == 0 {
+		t.Errorf("BBR after an ACK: model %+v, pacing rate %d", i.BBR, i.PacingRate)
+	}
+	if err := ep.SetCongestionControl("cubic"); err != nil {
+		t.Fatal(err)
+	}
+	if i := ep.Info(); i.CongestionControl != "cubic" || i.Paced || i.BBR != nil {
+		t.Errorf("back to CUBIC: %q, paced %v, model %v", i.CongestionControl, i.Paced, i.BBR)
+	}
+}
+
+// TestBBRPolicer: a token bucket policer at half the bottleneck's rate
+// (730,000 bytes a second, 20 segments deep) drops what BBR sends above
+// it. Two intervals of four round trips or more, each ending in a loss
+// and losing 20% of what it delivered, at rates within an eighth of each
+// other, are the policer's (lt_bw): BBR paces at their mean, at gain 1,
+// for 48 round trips (about 1.2 s here), and then lets its own filter
+// take over again, which by then holds the policer's rate too, so the
+// losses stay below the 20% that would find the policer again (as in
+// Linux). Over 8 s it delivers the policer's rate and retransmits less
+// than a seventh of what it sends.
+func TestBBRPolicer(t *testing.T) {
+	const rate, delay, police = 1460e3, 10 * time.Millisecond, 730e3
+	b := newBottleneck(t, "bbr", rate, delay)
+	b.police = &policer{rate: police, depth: 20 * 1460, tokens: 20 * 1460}
+	var from, to time.Duration
+	b.run(t, 8*time.Second, time.Millisecond, func(now time.Duration) {
+		m := b.ep.Info().BBR
+		switch {
+		case m.Policed && from == 0:
+			from = now
+			b.p.Logf("policed at %v: %+v", now, m)
+			if bw := float64(m.Bandwidth); bw < police*0.85 || bw > police*1.15 {
+				t.Errorf("policed at %v at %.0f bytes/s; the policer's rate is %.0f", now, bw, police)
+			}
+		case m.Policed && m.Mode == "probe_bw" && m.PacingGain != 1:
+			t.Errorf("policed at %v, in probe_bw at gain %v, want 1", now, m.PacingGain)
+		case !m.Policed && from != 0 && to == 0:
+			to = now
+			b.p.Logf("no longer policed at %v: %+v", now, m)
+		}
+	})
+	i := b.ep.Info()
+	delivered := float64(b.delivered) / 8
+	t.Logf("policed from %v to %v; at the end %+v; %d retransmitted of %d sent; %.0f bytes/s delivered",
+		from, to, i.BBR, i.Retransmits, b.sent, delivered)
+	if from == 0 || from > 2*time.Second || to-from < time.Second || to-from > 2*time.Second {
+		t.Errorf("policed from %v to %v; want from the first 2 s, for 48 round trips of about 25 ms", from, to)
+	}
+	if delivered < police*0.9 || i.Retransmits*7 > uint64(b.sent) {
+		t.Errorf("%.0f bytes/s delivered, %d of %d segments retransmitted; want the policer's %.0f, less than a seventh",
+			delivered, i.Retransmits, b.sent, police)
 	}
 }

@@ -1,7 +1,10 @@
 package tcp
 
 import (
+	"cmp"
+	"math"
 	"slices"
+	"syscall"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -214,12 +217,58 @@ func (e *Endpoint) applyRateControl(c RateControl) {
 	}
 }
 
+// SetCongestionControl changes the connection's congestion control to
+// the algorithm name names (one of CongestionControls), as Linux's
+// TCP_CONGESTION socket option, at any time: the new one starts from the
+// window the connection has (tcp_reinit_congestion_control), BBR with
+// ssthresh unset, as bbr_init. It paces the connection while a
+// RateController has it. An unknown name is ENOENT, as in Linux.
+func (e *Endpoint) SetCongestionControl(name string) error {
+	if !slices.Contains(congestionControls, name) {
+		return syscall.ENOENT
+	}
+	e.mu.Lock()
+	old := ccName(e.cc)
+	_, wasRC := e.cc.(RateController)
+	e.cc = namedCongestionControl(name)
+	switch _, rc := e.cc.(RateController); {
+	case rc:
+		if e.pace == nil {
+			e.pace = &pacer{maxRate: e.proto.opts.pacingCap()}
+		}
+		e.pace.ccRate = 0
+		if e.wasEstablished {
+			e.ssthresh = ^uint32(0)
+		}
+	case wasRC:
+		e.pace.ccRate = 0
+		if !e.proto.opts.pacingOn() && e.pace.maxRate == math.MaxUint64 {
+			e.pace = nil // paced only for the RateController
+			e.stopTimer(timerPacing)
+		}
+	}
+	if old != name {
+		e.emitRecovery("congestion control " + cmp.Or(old, "(none yet)") + " → " + name)
+	}
+	opened := e.beginStamp()
+	e.output()
+	e.endStamp(opened)
+	e.mu.Unlock()
+	e.flush()
+	return nil
+}
+
 // newCongestionControl makes the algorithm Options name.
 func newCongestionControl(o *Options) CongestionControl {
 	if o.NewCongestionControl != nil {
 		return o.NewCongestionControl()
 	}
-	switch o.CongestionControl {
+	return namedCongestionControl(o.CongestionControl)
+}
+
+// namedCongestionControl makes the algorithm congestionControls names.
+func namedCongestionControl(name string) CongestionControl {
+	switch name {
 	case "", "cubic":
 		return &cubic{}
 	case "reno":
@@ -227,7 +276,7 @@ func newCongestionControl(o *Options) CongestionControl {
 	case "bbr":
 		return newBBR()
 	}
-	return &cubic{} // withDefaults replaced any unknown name
+	return &cubic{} // withDefaults and SetCongestionControl refuse unknown names
 }
 
 // congestionControls are the algorithms Options.CongestionControl names.

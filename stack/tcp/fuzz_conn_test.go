@@ -105,6 +105,7 @@ const (
 	fzOpWriteFrom         // sizeSel: WriteFrom a reader holding that many bytes
 	fzOpRefuse            // n: the link refuses the next n%8+1 packets, its queue full (refused.go)
 	fzOpEndBatch          // the link ends a burst (batch.go); nothing unless the program's link marks bursts
+	fzOpCongestion        // sel: SetCongestionControl to cubic, reno or bbr (BBR then paces and sets the window)
 	fzNumOps
 	fzOpSpace = 32
 )
@@ -215,6 +216,12 @@ func fzConnSeeds() []tcptest.FuzzSeed {
 	add("icmp-synsent-hard", 0, 0, 0, fzOpICMP, 1, 1, 0, 0)
 	add("rst-syn-in-window-replay-keepalive", 2, 0, 1,
 		fzOpRst, 0, 0, 5, 1, fzOpSyn, 0, 0, 0, 0, fzOpReplay, fzOpKeepalive, 1, 0, fzOpAdvance, 11)
+	// BBR from the start of a SACK loss recovery, then CUBIC, then BBR
+	// again through an RTO (fzOpCongestion 2 is bbr, 0 cubic).
+	add("bbr-loss-recovery-switch", 2, 0x02, 0, fzOpCongestion, 2,
+		fzOpWrite, 11, fzOpSack, 1, 64, 32, 128, 32, fzOpSack, 2, 64, 64, 160, 64, 240, 10,
+		fzOpAckPart, 128, fzOpCongestion, 0, fzOpAdvance, 4, fzOpCongestion, 2, fzOpAdvance, 9,
+		fzOpAckPart, 255, fzOpWrite, 11, fzOpAck, 9, fzOpAdvance, 5, fzOpAck, 9)
 	add("sack-loss-recovery", 2, 0x02, 0,
 		fzOpWrite, 11, fzOpSack, 1, 64, 32, 128, 32, fzOpSack, 1, 64, 64, 160, 64, fzOpSack, 2, 64, 64, 160, 64, 240, 10,
 		fzOpSack, 0, 64, 190, fzOpAckPart, 128, fzOpAdvance, 4, fzOpAckPart, 255, fzOpAck, 9)
@@ -782,6 +789,11 @@ func (c *fuzzConn) step(r *fzReader) {
 		// Linux's SHUT_RD does: Read may still return bytes.
 	case fzOpNoDelay:
 		ep.SetNoDelay(r.u8()&1 != 0)
+	case fzOpCongestion:
+		name := fzPick(tcp.CongestionControls(), r.u8())
+		if err := ep.SetCongestionControl(name); err != nil {
+			c.fail("SetCongestionControl(%q): %v", name, err)
+		}
 	case fzOpAbort:
 		c.writeShut, c.readShut = true, true
 		ep.Reset()

@@ -1,0 +1,34 @@
+package tcp
+
+import "testing"
+
+// TestMaxFilter: BBR's windowed maximum over 10 round trips (lib/minmax.c's
+// algorithm): a higher sample takes over at once; a lower one waits its
+// turn while the maximum is in the window, and becomes the maximum when
+// the best has aged out of it, as do the second and third choices kept
+// from the window's later quarters and half.
+func TestMaxFilter(t *testing.T) {
+	type step struct{ t, v, want uint64 }
+	for _, tc := range []struct {
+		name  string
+		steps []step
+	}{
+		{"a higher sample at once", []step{{0, 5, 5}, {1, 7, 7}, {2, 9, 9}}},
+		{"a lower one waits", []step{{0, 9, 9}, {1, 5, 9}, {5, 4, 9}, {10, 3, 9}}},
+		{"the best ages out, the second takes over", []step{{0, 9, 9}, {3, 6, 9}, {6, 4, 9}, {11, 4, 6}}},
+		{"both age out, the third", []step{{0, 9, 9}, {3, 6, 9}, {6, 4, 9}, {14, 2, 4}}},
+		{"nothing left in the window", []step{{0, 9, 9}, {3, 6, 9}, {6, 4, 9}, {30, 2, 2}}},
+		{"equal to the best restarts the window", []step{{0, 9, 9}, {8, 9, 9}, {15, 1, 9}, {19, 1, 1}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var m maxFilter
+			m.reset(0, 0)
+			for _, s := range tc.steps {
+				m.update(10, s.t, s.v)
+				if got := m.get(); got != s.want {
+					t.Fatalf("after %d at round %d: max %d, want %d (%+v)", s.v, s.t, got, s.want, m.s)
+				}
+			}
+		})
+	}
+}
