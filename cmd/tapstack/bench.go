@@ -16,6 +16,7 @@ import (
 
 	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
+	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/tap"
 )
 
@@ -61,6 +62,7 @@ func runBench(ctx context.Context, e env, args []string) error {
 	mtu := fs.Uint("mtu", tap.DefaultMTU, "IP MTU of the link (up to 65520)")
 	offloads := fs.Bool("offloads", true, "TAP offloads (virtio-net header, TSO, coalescing)")
 	gro := fs.Bool("gro", true, "TAP: hand the kernel's super-frames to the stack whole (false: as their wire segments)")
+	cc := fs.String("cc", "cubic", "congestion control of tapstack's TCP: "+strings.Join(tcp.CongestionControls(), ", ")+" (gVisor's TCP keeps its default, reno)")
 	kernelCC := fs.String("kernel-cc", defaultKernelCC, "TAP: congestion control of the kernel's TCP in the namespace (cubic is Linux's default; empty: what the namespace inherits from the host)")
 	coalesce := fs.Bool("coalesce", true, "TAP: write runs of one flow's segments as one super-frame, from a writer goroutine")
 	pipeGSO := fs.Bool("pipe-gso", true, "tap.Pipe: offer segmentation offload, super-frames carried whole as over a TAP with offloads (off whenever faults are injected)")
@@ -79,6 +81,9 @@ func runBench(ctx context.Context, e env, args []string) error {
 	}
 	if *rounds < 1 || *nconns < 1 || *echoN < 1 {
 		return usageErr(fs, "--rounds, --conns and --echo must be positive")
+	}
+	if !slices.Contains(tcp.CongestionControls(), *cc) {
+		return usageErr(fs, "--cc %q: want one of %s", *cc, strings.Join(tcp.CongestionControls(), ", "))
 	}
 	if *mtu < 576 || *mtu > 65520 {
 		return usageErr(fs, "--mtu %d: want 576 to 65520", *mtu)
@@ -196,7 +201,7 @@ func runBench(ctx context.Context, e env, args []string) error {
 		if gso {
 			desc += ", GSO"
 		}
-		if err := run(pipeLink{mtu: uint32(*mtu), wrap: b.wrap, gso: gso, traces: traces}, desc, b.tasks(true)); err != nil {
+		if err := run(pipeLink{mtu: uint32(*mtu), wrap: b.wrap, gso: gso, traces: traces, cc: *cc}, desc, b.tasks(true)); err != nil {
 			return err
 		}
 	}
@@ -209,7 +214,7 @@ func runBench(ctx context.Context, e env, args []string) error {
 				fmt.Fprintln(out, msg)
 			}
 		} else {
-			l := kernelLink{ns: ns, opts: tapOpts, wrap: b.wrap, next: newHostCounter(), traces: traces}
+			l := kernelLink{ns: ns, opts: tapOpts, wrap: b.wrap, next: newHostCounter(), traces: traces, cc: *cc}
 			err := run(l, fmt.Sprintf("MTU %d, offloads %v, kernel TCP %s; frames delivered through the device's queue to tapstack, on its read loop to gVisor", *mtu, l.offloads(), ns.ccName()), b.tasks(false))
 			l.close()
 			if err != nil {

@@ -253,6 +253,7 @@ func TestBenchUsage(t *testing.T) {
 		{[]string{"bench", "--figures", "heap", "--link", "tap"}, "tapstack bench: --figures heap: the idle heap is measured over tap.Pipe only"},
 		{[]string{"bench", "--mtu", "70000"}, "tapstack bench: --mtu 70000: want 576 to 65520"},
 		{[]string{"bench", "--kernel-cc", "nosuch"}, `tapstack bench: --kernel-cc "nosuch": the kernel has `},
+		{[]string{"bench", "--cc", "vegas"}, `tapstack bench: --cc "vegas": want one of cubic, reno, bbr`},
 		// gVisor's TCP would wait out every retry behind the hole.
 		{[]string{"bench", "--in-blackhole-mtu", "1400"}, "tapstack bench: --blackhole-mtu: gVisor's TCP, the bench's baseline, cannot cross a path MTU black hole"},
 	} {

@@ -73,10 +73,10 @@ type benchLink interface {
 // TIME-WAIT after the measurement that made it.
 const benchTimeWait = 100 * time.Millisecond
 
-// tapstackStack makes a tapstack stack on link.
-// obs, if not nil, watches it (--otlp).
-func tapstackStack(link gstack.LinkEndpoint, p netip.Prefix, obs event.Observer) (*stack.Stack, error) {
-	s := stack.New(stack.Options{TCP: tcp.Options{TimeWait: benchTimeWait, Observer: obs}})
+// tapstackStack makes a tapstack stack on link with congestion control
+// cc ("": the default). obs, if not nil, watches it (--otlp).
+func tapstackStack(link gstack.LinkEndpoint, p netip.Prefix, cc string, obs event.Observer) (*stack.Stack, error) {
+	s := stack.New(stack.Options{TCP: tcp.Options{TimeWait: benchTimeWait, CongestionControl: cc, Observer: obs}})
 	if _, err := s.AddNIC(link, p); err != nil {
 		s.Close()
 		return nil, err
@@ -115,6 +115,7 @@ type pipeLink struct {
 	gso    bool                                          // tap.WithPipeGSO
 	wrap   func(gstack.LinkEndpoint) gstack.LinkEndpoint // faults on the client's end, if set
 	traces *otlpTracing                                  // traces tapstack's stacks (--otlp); nil: none
+	cc     string                                        // tapstack's congestion control (--cc)
 }
 
 func (pipeLink) name() string { return "tap.Pipe" }
@@ -134,11 +135,11 @@ func (l pipeLink) env(kind stackKind) (*benchEnv, error) {
 	}
 	switch kind {
 	case kindTapstack:
-		srv, err := tapstackStack(a, srvP, l.traces.observer("bench server", nil))
+		srv, err := tapstackStack(a, srvP, l.cc, l.traces.observer("bench server", nil))
 		if err != nil {
 			return nil, err
 		}
-		cli, err := tapstackStack(cl, cliP, l.traces.observer("bench client", nil))
+		cli, err := tapstackStack(cl, cliP, l.cc, l.traces.observer("bench client", nil))
 		if err != nil {
 			srv.Close()
 			return nil, err
@@ -176,6 +177,7 @@ type kernelLink struct {
 	opts   []tap.Option
 	wrap   func(gstack.LinkEndpoint) gstack.LinkEndpoint // faults on the stack's end, if set
 	traces *otlpTracing                                  // traces tapstack's stack (--otlp); nil: none
+	cc     string                                        // tapstack's congestion control (--cc)
 	next   *atomic.Uint32                                // the last host number given out
 }
 
@@ -221,7 +223,7 @@ func (l kernelLink) env(kind stackKind) (*benchEnv, error) {
 		frames: func() uint64 { st := dev.Stats(); return st.RxFrames + st.TxFrames }}
 	switch kind {
 	case kindTapstack:
-		s, err := tapstackStack(link, p, l.traces.observer("bench client", nil))
+		s, err := tapstackStack(link, p, l.cc, l.traces.observer("bench client", nil))
 		if err != nil {
 			dev.Close()
 			return nil, err

@@ -118,6 +118,7 @@ func TestBadInput(t *testing.T) {
 		{[]string{"serve", "--mode", "chargen", "--tap", "x", "--addr", "192.0.2.2/24"}, 2, `tapstack serve: --mode "chargen": want echo or discard`},
 		{[]string{"bench", "--size", "0"}, 2, "tapstack bench: --size 0: want a positive number of bytes"},
 		{[]string{"serve", "--addr", "192.0.2.2/24"}, 1, "tapstack serve: --tap is required"},
+		{[]string{"serve", "--cc", "vegas", "--tap", "x", "--addr", "192.0.2.2/24"}, 1, `tapstack serve: --cc "vegas": want one of cubic, reno, bbr`},
 		{[]string{"serve", "--tap", "nosuch0", "--addr", "192.0.2.2/24"}, 1, `tapstack serve: TAP device nosuch0 does not exist (create it with "ip tuntap add dev nosuch0 mode tap", or pass --create)`},
 		{[]string{"dial", "--tap", "nosuch0", "--addr", "192.0.2.2/24", "192.0.2.1:7"}, 1, "tapstack dial: TAP device nosuch0 does not exist"},
 		{[]string{"trace", "--tap", "nosuch0", "--addr", "192.0.2.2/24"}, 1, "tapstack trace: TAP device nosuch0 does not exist"},

@@ -168,10 +168,13 @@ func (*bbr) OnAck(a AckSample) (uint32, uint32) { return a.Cwnd, a.Ssthresh }
 func (b *bbr) OnCongestion(c CongestionSample) uint32 {
 	b.saveCwnd(c.Cwnd)
 	if c.Timeout {
+		// The policer detector takes the timeout as a sample with a
+		// loss, as Linux's does. The segments the timeout deems lost
+		// are not in b.lost, where Linux's tp->lost has them: the
+		// engine marks them after this call, and no ACK reports them.
 		b.prevState = bbrLoss
 		b.fullBw = 0
 		b.roundStart = true
-		b.lost++ // counted once, as Linux's rate sample of one loss
 		b.ltSample(&RateSample{Losses: 1, TotalDelivered: b.totalDelivered, DeliveredAt: b.deliveredAt})
 	}
 	return c.Ssthresh
