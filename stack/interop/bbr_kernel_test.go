@@ -73,7 +73,12 @@ func TestKernelBBR(t *testing.T) {
 	if b.BBR == nil || b.CongestionControl != "bbr" || !b.Paced {
 		t.Fatalf("the BBR connection reports congestion control %q, paced %v, model %v", b.CongestionControl, b.Paced, b.BBR)
 	}
-	if bw := b.BBR.Bandwidth; bw < bottleneck*7/10 || bw > bottleneck*11/10 {
+	// The estimate is the highest sample of ten round trips: on a
+	// loaded machine (CI's race-enabled run) ACKs processed late come in
+	// bunches, and a bunch makes a sample above the bottleneck's rate
+	// (5.73 MB/s once, when the kernel's own BBR said 5.27), so the
+	// bound above is looser than below.
+	if bw := b.BBR.Bandwidth; bw < bottleneck*7/10 || bw > bottleneck*13/10 {
 		t.Errorf("BBR's bandwidth estimate %d bytes/s; the bottleneck is %d", bw, uint64(bottleneck))
 	}
 	if b.RTT*2 > c.RTT {

@@ -228,7 +228,7 @@ func (e *Endpoint) SetCongestionControl(name string) error {
 		return syscall.ENOENT
 	}
 	e.mu.Lock()
-	old := ccName(e.cc)
+	old := cmp.Or(ccName(e.cc), e.proto.opts.CongestionControl) // not made yet: the options' choice
 	_, wasRC := e.cc.(RateController)
 	e.cc = namedCongestionControl(name)
 	switch _, rc := e.cc.(RateController); {
@@ -248,7 +248,7 @@ func (e *Endpoint) SetCongestionControl(name string) error {
 		}
 	}
 	if old != name {
-		e.emitRecovery("congestion control " + cmp.Or(old, "(none yet)") + " → " + name)
+		e.emitRecovery("congestion control " + old + " → " + name)
 	}
 	opened := e.beginStamp()
 	e.output()
