@@ -61,3 +61,25 @@ func TestSmallQueues(t *testing.T) {
 	p.Inject(sackAckM(mss, 12))
 	p.Expect(seg1(12))
 }
+
+// TestSmallQueuesGSO: with GSO the link is asked once per packet, when a
+// train starts, as Linux asks once per skb: the segments that join the
+// held run leave in its frame. Room for three frames and ten segments to
+// send, the window's initial ten: two packets of five (a packet is at
+// most half the window), where asking at every segment, with the held
+// ones counted as frames, stopped the first packet at three segments and
+// held the rest for an ACK.
+func TestSmallQueuesGSO(t *testing.T) {
+	p, ep := tcptest.Established(t, tcptest.WithGSO())
+	p.SetLinkRoom(3)
+	if _, err := ep.Write(payload(0, 10*1460)); err != nil {
+		t.Fatal(err)
+	}
+	for k := range 10 {
+		p.Expect(seg{Flags: ".", Seq: 1 + uint32(k*1460), Ack: 1, Len: 1460, Check: tcptest.IgnorePSH})
+	}
+	p.ExpectNothing()
+	if p.GSOPackets != 2 || p.TCP.Stats().LinkBusy.Load() != 0 {
+		t.Errorf("%d GSO packets, %d link-busy waits; want 2 packets, none", p.GSOPackets, p.TCP.Stats().LinkBusy.Load())
+	}
+}
