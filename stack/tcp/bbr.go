@@ -493,15 +493,22 @@ func (b *bbr) bdp(bw uint64, gain uint32) uint32 {
 	return uint32(min(segs*uint64(b.mss), maxCwnd))
 }
 
+// minGSOSegments is the fewest segments in a packet at the pacing rate,
+// in place of Options.MinGSOSegments (bbr_min_tso_segs): one below 1.2
+// Mbit/s, where a packet of two would be a burst of 20 ms or more, two
+// above.
+func (b *bbr) minGSOSegments(rate uint64) int {
+	if rate < bbrMinTSORate {
+		return 1
+	}
+	return 2
+}
+
 // tsoSegs is how many segments a packet carries at the pacing rate
 // (bbr_tso_segs_goal: about a millisecond's worth, one or two at least).
 func (b *bbr) tsoSegs() uint32 {
-	minSegs := uint64(2)
-	if b.pacingRate < bbrMinTSORate {
-		minSegs = 1
-	}
 	bytes := min(b.pacingRate>>10, 1<<16-1-320)
-	return uint32(min(max(bytes/uint64(b.mss), minSegs), 0x7f))
+	return uint32(min(max(bytes/uint64(b.mss), uint64(b.minGSOSegments(b.pacingRate))), 0x7f))
 }
 
 // quantizationBudget adds room for a packet each in the sender's queue,

@@ -325,3 +325,27 @@ func TestBBRPolicer(t *testing.T) {
 			delivered, i.Retransmits, b.sent, police)
 	}
 }
+
+// TestBBRMinGSOSegments: below 1.2 Mbit/s BBR puts one segment in a
+// packet, as Linux's bbr_min_tso_segs overrides tcp_min_tso_segs: a
+// packet of two at 100,000 bytes a second would be a burst of 29 ms.
+// CUBIC on the same link and cap keeps Options.MinGSOSegments, two.
+func TestBBRMinGSOSegments(t *testing.T) {
+	for _, tc := range []struct {
+		cc      string
+		packets int
+	}{{"bbr", 0}, {"cubic", 2}} {
+		p, ep := rttPeer(t, tcp.Options{CongestionControl: tc.cc}, tcptest.WithGSO())
+		ep.SetMaxPacingRate(100000)
+		if _, err := ep.Write(payload(0, 4*1460)); err != nil {
+			t.Fatal(err)
+		}
+		for k := range 4 {
+			p.Expect(seg{Flags: ".", Seq: sb(k + 1), Ack: 1, Len: 1460, Check: tcptest.IgnorePSH})
+			p.Advance(30 * time.Millisecond) // the pacing timer
+		}
+		if p.GSOPackets != tc.packets {
+			t.Errorf("%s at 100,000 bytes/s: %d GSO packets for 4 segments, want %d", tc.cc, p.GSOPackets, tc.packets)
+		}
+	}
+}

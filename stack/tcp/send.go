@@ -326,17 +326,24 @@ func (e *Endpoint) framesPending() int {
 // start below half ssthresh and 1.2 times after (tcp_update_pacing_rate),
 // at most SetMaxPacingRate's; before an RTT sample it is unbounded. Nor
 // does a packet take more than half the congestion window (tcp_cwnd_test).
+// A congestion control may set the least itself, as BBR does
+// (min_tso_segs).
 func (e *Endpoint) gsoSegs() int {
 	const gsoMax = 1 << 16
 	mss := max(e.sndMSS, 1)
 	bytes := gsoMax
-	if rate := e.pacingRate(); rate > 0 {
+	rate := e.pacingRate()
+	minSegs := e.proto.opts.MinGSOSegments
+	if m, ok := e.cc.(interface{ minGSOSegments(rate uint64) int }); ok {
+		minSegs = m.minGSOSegments(rate)
+	}
+	if rate > 0 {
 		bytes = int(min(rate>>10, gsoMax))
 		if r := e.rack.minRTT.v.Microseconds() >> 9; e.rack.minRTT.v > 0 && r < 32 {
 			bytes = min(bytes+gsoMax>>r, gsoMax)
 		}
 	}
-	segs := max(min(max(bytes/mss, e.proto.opts.MinGSOSegments), gsoMax/mss), 1)
+	segs := max(min(max(bytes/mss, minSegs), gsoMax/mss), 1)
 	// At most half the congestion window in one packet, so that at
 	// least two are in flight (tcp_cwnd_test: "for better scheduling,
 	// ensure we have at least 2 GSO packets in flight").
