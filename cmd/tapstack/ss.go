@@ -133,6 +133,10 @@ func infoLine(in tcp.Info) string {
 	ms := func(d time.Duration) string {
 		return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 3, 64)
 	}
+	// g is printf's %g, which ss uses for rto, minrtt and BBR's model
+	// (six significant digits); gms is a duration in ms to the µs so.
+	g := func(v float64) string { return strconv.FormatFloat(v, 'g', 6, 64) }
+	gms := func(d time.Duration) string { return g(float64(d.Microseconds()) / 1000) }
 	var b strings.Builder
 	if in.Timestamps {
 		b.WriteString("ts ")
@@ -156,7 +160,7 @@ func infoLine(in tcp.Info) string {
 	}
 	mss := max(in.SndMSS, 1)
 	// ss prints rto with printf's %g: six significant digits.
-	rto := strconv.FormatFloat(float64(in.RTO)/float64(time.Millisecond), 'g', 6, 64)
+	rto := g(float64(in.RTO) / float64(time.Millisecond))
 	fmt.Fprintf(&b, " rto:%s", rto)
 	if in.Backoff > 0 {
 		fmt.Fprintf(&b, " backoff:%d", in.Backoff) // as ss: only when the RTO has backed off
@@ -182,9 +186,7 @@ func infoLine(in tcp.Info) string {
 	// BBR's model, as ss -n prints tcp_bbr_info: the bandwidth in bits a
 	// second, the min RTT in ms (%g of microseconds/1000) and the gains.
 	if m := in.BBR; m != nil {
-		fmt.Fprintf(&b, " bbr:(bw:%dbps,mrtt:%s,pacing_gain:%s,cwnd_gain:%s)", m.Bandwidth*8,
-			strconv.FormatFloat(float64(m.MinRTT.Microseconds())/1000, 'g', 6, 64),
-			strconv.FormatFloat(m.PacingGain, 'g', 6, 64), strconv.FormatFloat(m.CwndGain, 'g', 6, 64))
+		fmt.Fprintf(&b, " bbr:(bw:%dbps,mrtt:%s,pacing_gain:%s,cwnd_gain:%s)", m.Bandwidth*8, gms(m.MinRTT), g(m.PacingGain), g(m.CwndGain))
 	}
 	// ss -n prints the pacing rate in bits a second, and the cap after a
 	// slash when there is one, as Linux reports both whether or not the
@@ -244,7 +246,7 @@ func infoLine(in tcp.Info) string {
 		fmt.Fprintf(&b, " reord_seen:%d", in.ReorderEvents)
 	}
 	if in.MinRTT > 0 {
-		fmt.Fprintf(&b, " minrtt:%s", strconv.FormatFloat(float64(in.MinRTT.Microseconds())/1000, 'g', 6, 64)) // tcpi_min_rtt is in µs
+		fmt.Fprintf(&b, " minrtt:%s", gms(in.MinRTT)) // tcpi_min_rtt is in µs
 	}
 	if in.TCB.SndWnd > 0 {
 		fmt.Fprintf(&b, " snd_wnd:%d", in.TCB.SndWnd)

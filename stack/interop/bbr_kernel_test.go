@@ -86,39 +86,53 @@ func TestKernelBBR(t *testing.T) {
 	}
 }
 
-// setKernelCC sets the congestion control of the kernel's socket.
+// setKernelCC sets the congestion control of the kernel's socket, or
+// skips where the kernel has no such algorithm.
 func setKernelCC(tb testing.TB, kc *net.TCPConn, cc string) {
 	tb.Helper()
-	raw, err := kc.SyscallConn()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if cerr := raw.Control(func(fd uintptr) { err = unix.SetsockoptString(int(fd), unix.IPPROTO_TCP, unix.TCP_CONGESTION, cc) }); cerr != nil {
-		tb.Fatal(cerr)
-	}
-	if err != nil {
+	if err := kernelSockopt(tb, kc, func(fd int) error {
+		return unix.SetsockoptString(fd, unix.IPPROTO_TCP, unix.TCP_CONGESTION, cc)
+	}); err != nil {
 		tb.Skipf("the kernel has no %s: %v", cc, err)
 	}
+}
+
+// kernelTCPInfo reads the kernel socket's TCP_INFO.
+func kernelTCPInfo(tb testing.TB, kc *net.TCPConn) *unix.TCPInfo {
+	tb.Helper()
+	var ti *unix.TCPInfo
+	if err := kernelSockopt(tb, kc, func(fd int) (err error) {
+		ti, err = unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
+		return err
+	}); err != nil {
+		tb.Fatalf("TCP_INFO: %v", err)
+	}
+	return ti
 }
 
 // kernelBBRInfo reads the kernel socket's TCP_INFO and BBR model.
 func kernelBBRInfo(tb testing.TB, kc *net.TCPConn) (*unix.TCPInfo, *unix.TCPBBRInfo) {
 	tb.Helper()
+	var bi *unix.TCPBBRInfo
+	if err := kernelSockopt(tb, kc, func(fd int) (err error) {
+		bi, err = unix.GetsockoptTCPCCBBRInfo(fd, unix.IPPROTO_TCP, unix.TCP_CC_INFO)
+		return err
+	}); err != nil {
+		tb.Fatalf("TCP_CC_INFO: %v", err)
+	}
+	return kernelTCPInfo(tb, kc), bi
+}
+
+// kernelSockopt runs opt on the kernel socket's descriptor and returns
+// its error.
+func kernelSockopt(tb testing.TB, kc *net.TCPConn, opt func(fd int) error) error {
+	tb.Helper()
 	raw, err := kc.SyscallConn()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	var ti *unix.TCPInfo
-	var bi *unix.TCPBBRInfo
-	var err2 error
-	if cerr := raw.Control(func(fd uintptr) {
-		ti, err = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
-		bi, err2 = unix.GetsockoptTCPCCBBRInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_CC_INFO)
-	}); cerr != nil {
+	if cerr := raw.Control(func(fd uintptr) { err = opt(int(fd)) }); cerr != nil {
 		tb.Fatal(cerr)
 	}
-	if err != nil || err2 != nil {
-		tb.Fatalf("TCP_INFO: %v; TCP_CC_INFO: %v", err, err2)
-	}
-	return ti, bi
+	return err
 }

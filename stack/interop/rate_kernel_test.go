@@ -6,8 +6,6 @@ import (
 	"testing"
 	"unsafe"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/tapstack/tapstack/conn"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/tap"
@@ -37,15 +35,7 @@ func TestKernelDeliveryRate(t *testing.T) {
 	move(t, tc, kc, size, false, 1)
 	i := tc.(*conn.Conn).Info()
 	move(t, tc, kc, size, true, 2)
-	raw, err := kc.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ki *unix.TCPInfo
-	raw.Control(func(fd uintptr) { ki, err = unix.GetsockoptTCPInfo(int(fd), unix.SOL_TCP, unix.TCP_INFO) })
-	if err != nil {
-		t.Fatal(err)
-	}
+	ki := kernelTCPInfo(t, kc)
 	// tcpi_delivery_rate_app_limited is the low bit of the byte after
 	// the window scales' (struct tcp_info's bitfields, which
 	// unix.TCPInfo leaves as padding).

@@ -197,7 +197,7 @@ func (b *bbr) Control(s RateSample) RateControl {
 	}
 	b.lost += uint64(s.Losses)
 	b.totalDelivered, b.deliveredAt = s.TotalDelivered, s.DeliveredAt
-	before, beforeBw := b.mode, b.ltUsing()
+	before, beforeBw := b.mode, b.lt.useBw
 	var out RateControl
 	b.updateBw(&s)
 	b.updateAckAggregation(&s)
@@ -218,7 +218,7 @@ func (b *bbr) Control(s RateSample) RateControl {
 	b.setPacingRate(&s, bw, b.pacingGain)
 	out.Cwnd = b.setCwnd(&s, bw)
 	out.PacingRate = b.pacingRate
-	if b.mode != before || b.ltUsing() != beforeBw {
+	if b.mode != before || b.lt.useBw != beforeBw {
 		out.Note = b.note(before)
 	}
 	return out
@@ -270,8 +270,6 @@ func (b *bbr) bandwidth() uint64 {
 	}
 	return b.bw.get()
 }
-
-func (b *bbr) ltUsing() bool { return b.lt.useBw }
 
 // rate is bw with a gain, less the pacing margin, bytes a second.
 func (b *bbr) rate(bw uint64, gain uint32) uint64 {

@@ -143,13 +143,25 @@ type CongestionSample struct {
 // a million) does not carry one. The caller holds e.mu.
 func (e *Endpoint) congestion() CongestionControl {
 	if e.cc == nil {
-		e.cc = newCongestionControl(&e.proto.opts)
-		if _, ok := e.cc.(RateController); ok && e.pace == nil {
-			// It paces, as Linux's BBR asks TCP to (SK_PACING_NEEDED).
-			e.pace = &pacer{maxRate: e.proto.opts.pacingCap()}
-		}
+		e.takeCongestion(newCongestionControl(&e.proto.opts))
 	}
 	return e.cc
+}
+
+// takeCongestion makes cc the connection's congestion control. A
+// RateController paces, as Linux's BBR asks TCP to (SK_PACING_NEEDED),
+// and sets the rate itself from its first ACK on. It reports whether cc
+// is one.
+func (e *Endpoint) takeCongestion(cc CongestionControl) bool {
+	e.cc = cc
+	_, rc := cc.(RateController)
+	if rc && e.pace == nil {
+		e.pace = &pacer{maxRate: e.proto.opts.pacingCap()}
+	}
+	if e.pace != nil {
+		e.pace.ccRate = 0
+	}
+	return rc
 }
 
 // rateController is the connection's congestion control if it is a
@@ -230,18 +242,12 @@ func (e *Endpoint) SetCongestionControl(name string) error {
 	e.mu.Lock()
 	old := cmp.Or(ccName(e.cc), e.proto.opts.CongestionControl) // not made yet: the options' choice
 	_, wasRC := e.cc.(RateController)
-	e.cc = namedCongestionControl(name)
-	switch _, rc := e.cc.(RateController); {
+	switch rc := e.takeCongestion(namedCongestionControl(name)); {
 	case rc:
-		if e.pace == nil {
-			e.pace = &pacer{maxRate: e.proto.opts.pacingCap()}
-		}
-		e.pace.ccRate = 0
 		if e.wasEstablished {
 			e.ssthresh = ^uint32(0)
 		}
 	case wasRC:
-		e.pace.ccRate = 0
 		if !e.proto.opts.pacingOn() && e.pace.maxRate == math.MaxUint64 {
 			e.pace = nil // paced only for the RateController
 			e.stopTimer(timerPacing)

@@ -759,8 +759,9 @@ func (e *Endpoint) Info() Info {
 		maxPacing, waits = e.pace.maxRate, e.pace.waits
 	}
 	deliveryRate, appLimited, delivered := e.deliveryRate()
+	cc := e.congestion()
 	var bbrInfo *BBRInfo
-	if b, ok := e.congestion().(*bbr); ok {
+	if b, ok := cc.(*bbr); ok {
 		bbrInfo = b.info()
 	}
 	return Info{
@@ -797,7 +798,7 @@ func (e *Endpoint) Info() Info {
 		ECN:                    e.ecn.on,
 		ECNSeen:                e.ecn.seen,
 		ECNEcho:                e.ecn.echo,
-		CongestionControl:      ccName(e.congestion()),
+		CongestionControl:      ccName(cc),
 		CAState:                e.caState.String(),
 		MinRTT:                 e.rack.minRTT.v,
 		InFlight:               e.inflight(),

@@ -149,8 +149,9 @@ func (e *Endpoint) pacingWait() bool {
 // bound theirs by their timer's granularity (quic-go's maxBurstSize). It
 // only makes up for the timer: the packets after a held one are due no
 // sooner than their bytes at the rate after the time the held one was
-// due, so the cap holds over any span from there. A packet late for another reason forgets what was owed:
-// the sender was not held, and Linux's credit applies.
+// due, so the cap holds over any span from there. A packet late for
+// another reason forgets what was owed: the sender was not held, and
+// Linux's credit applies.
 func (e *Endpoint) paced(n, segs int) {
 	p := e.pace
 	p.segs += uint64(segs)

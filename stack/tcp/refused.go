@@ -222,7 +222,7 @@ func (e *Endpoint) takeBackRefused(refs []refusal, after overtaken) (int, *refus
 	var first *refusal
 	for !q.empty() {
 		s := q.at(q.tail() - 1)
-		if s.flags&^(segFin|segAppLimited) != 0 {
+		if s.flags&(segSacked|segLost|segRetrans|segEverRetrans) != 0 {
 			break // SACKed, lost or sent again: not a plain first transmission
 		}
 		if after.covers(s.start) {
