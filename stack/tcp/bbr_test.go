@@ -1,6 +1,7 @@
 package tcp_test
 
 import (
+	"math"
 	"strings"
 	"syscall"
 	"testing"
@@ -347,5 +348,21 @@ func TestBBRMinGSOSegments(t *testing.T) {
 		if p.GSOPackets != tc.packets {
 			t.Errorf("%s at 100,000 bytes/s: %d GSO packets for 4 segments, want %d", tc.cc, p.GSOPackets, tc.packets)
 		}
+	}
+}
+
+// TestSetCongestionControlKeepsUserPacing: pacing the user asked for
+// (SetMaxPacingRate, here uncapped) stays when BBR, which paces too,
+// gives way to CUBIC; only pacing made for BBR goes with it.
+func TestSetCongestionControlKeepsUserPacing(t *testing.T) {
+	_, ep := rttPeer(t, tcp.Options{})
+	ep.SetMaxPacingRate(math.MaxUint64)
+	for _, cc := range []string{"bbr", "cubic"} {
+		if err := ep.SetCongestionControl(cc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if i := ep.Info(); !i.Paced || i.MaxPacingRate != math.MaxUint64 {
+		t.Errorf("after bbr and back to cubic: paced %v, cap %d; want the user's uncapped pacing", i.Paced, i.MaxPacingRate)
 	}
 }

@@ -2,7 +2,6 @@ package tcp
 
 import (
 	"cmp"
-	"math"
 	"slices"
 	"syscall"
 	"time"
@@ -156,7 +155,7 @@ func (e *Endpoint) takeCongestion(cc CongestionControl) bool {
 	e.cc = cc
 	_, rc := cc.(RateController)
 	if rc && e.pace == nil {
-		e.pace = &pacer{maxRate: e.proto.opts.pacingCap()}
+		e.pace = &pacer{maxRate: e.proto.opts.pacingCap(), forCC: true}
 	}
 	if e.pace != nil {
 		e.pace.ccRate = 0
@@ -248,7 +247,7 @@ func (e *Endpoint) SetCongestionControl(name string) error {
 			e.ssthresh = ^uint32(0)
 		}
 	case wasRC:
-		if !e.proto.opts.pacingOn() && e.pace.maxRate == math.MaxUint64 {
+		if e.pace.forCC {
 			e.pace = nil // paced only for the RateController
 			e.stopTimer(timerPacing)
 		}

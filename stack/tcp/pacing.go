@@ -40,6 +40,7 @@ type pacer struct {
 	heldAt  tcpip.MonotonicTime // when the next packet began to wait; zero if it did not
 	owed    time.Duration       // the pacing timer's lateness, not yet made up (paced)
 	ccRate  uint64              // the rate a RateController set (cc.go); 0: none yet
+	forCC   bool                // made for a RateController alone: it goes when the congestion control changes
 }
 
 // pacedAfter is how many data segments leave unpaced, as Linux's first
@@ -69,6 +70,7 @@ func (e *Endpoint) SetMaxPacingRate(rate uint64) {
 		e.pace = nil
 		e.stopTimer(timerPacing)
 	default:
+		asked := rate != 0
 		if rate == 0 {
 			rate = e.proto.opts.pacingCap() // a RateController paces uncapped
 		}
@@ -76,6 +78,9 @@ func (e *Endpoint) SetMaxPacingRate(rate uint64) {
 			e.pace = &pacer{}
 		}
 		e.pace.maxRate = rate
+		if asked {
+			e.pace.forCC = false // the user's now: it stays when the congestion control changes
+		}
 	}
 	opened := e.beginStamp()
 	e.output() // a lower cap takes effect at the next packet, a higher one now
