@@ -283,9 +283,15 @@ func TestLinger(t *testing.T) {
 			c.SetLinger(5)
 			c.Write([]byte("last words"))
 			begin := clock.Now()
-			r := now(t, start(clock, c.Close), "a lingering Close whose FIN the peer acknowledges")
-			if r.err != nil || r.at != begin {
-				t.Errorf("Close = %v after %v of the clock, want nil at once", r.err, r.at.Sub(begin))
+			ch := start(clock, c.Close)
+			// The peer's application neither replies nor closes: its
+			// ACK of our FIN waits for its delayed-ACK timer, as
+			// Linux's (tcp_fin's ping-pong mode).
+			notYet(t, ch, "a lingering Close, before the peer's delayed ACK")
+			advance(clock, 40*time.Millisecond)
+			r := now(t, ch, "a lingering Close whose FIN the peer acknowledges")
+			if r.err != nil || r.at.Sub(begin) != 40*time.Millisecond {
+				t.Errorf("Close = %v after %v of the clock, want nil at the peer's delayed ACK, 40ms", r.err, r.at.Sub(begin))
 			}
 			if st := c.State(); st != event.FinWait2 {
 				t.Errorf("state after a lingering Close: %v, want FIN-WAIT-2", st)

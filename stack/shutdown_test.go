@@ -221,9 +221,11 @@ func TestCloseResets(t *testing.T) {
 	est, issEst := accepted(t, p, 40000)
 	closeWait, issCW := accepted(t, p, 40001)
 	p.Inject(tcptest.Seg{Flags: "F.", Seq: 1, Ack: 1})
+	p.Advance(p.TCP.Options().DelayedAck) // the FIN's ACK waits a tick
 	p.Expect(tcptest.Seg{Flags: ".", Seq: 1, Ack: 2})
 	lastAck, _ := accepted(t, p, 40002)
 	p.Inject(tcptest.Seg{Flags: "F.", Seq: 1, Ack: 1})
+	p.Advance(p.TCP.Options().DelayedAck)
 	p.Expect(tcptest.Seg{Flags: ".", Seq: 1, Ack: 2})
 	lastAck.Close()
 	p.Expect(tcptest.Seg{Flags: "F.", Seq: 1, Ack: 2})

@@ -261,3 +261,97 @@ func TestLastDataRecv(t *testing.T) {
 		t.Fatalf("LastDataRecv %v, want 10ms", got)
 	}
 }
+
+// TestFinAck: the ACK of a FIN that arrives in ESTABLISHED waits on the
+// delayed-ACK timer, as Linux's (tcp_fin enters ping-pong mode), so an
+// application that closes in time puts it on its own FIN and a passive
+// close is three segments: a tick (1 ms) on a connection that has
+// received no text, DelayedAck after text. It goes at once when more
+// than a full frame is unacknowledged with the FIN, when the FIN fills
+// a hole, and in FIN-WAIT-2, where our own FIN is out.
+func TestFinAck(t *testing.T) {
+	const tick = time.Millisecond
+	const delack = 40 * time.Millisecond
+	for _, tc := range []struct {
+		name string
+		run  func(t *testing.T, p *tcptest.Peer, ep *tcp.Endpoint)
+	}{
+		{"no text: a tick", func(t *testing.T, p *tcptest.Peer, ep *tcp.Endpoint) {
+			p.Inject(seg{Flags: "F.", Seq: 1, Ack: 1})
+			p.WantState(ep, event.CloseWait)
+			p.Advance(tick - 1)
+			p.ExpectNothing()
+			p.Advance(1)
+			p.Expect(seg{Flags: ".", Seq: 1, Ack: 2})
+			wantSent(t, p, event.SendDelayedAck, 1)
+		}},
+		{"no text: the close carries it", func(t *testing.T, p *tcptest.Peer, ep *tcp.Endpoint) {
+			p.Inject(seg{Flags: "F.", Seq: 1, Ack: 1})
+			p.Advance(tick / 2)
+			ep.Close()
+			p.Expect(seg{Flags: "F.", Seq: 1, Ack: 2})
+			p.Inject(seg{Flags: ".", Seq: 2, Ack: 2})
+			p.WantState(ep, event.Closed)
+			p.Advance(time.Second)
+			p.ExpectNothing()
+			wantSent(t, p, event.SendDelayedAck, 0)
+		}},
+		{"after text: DelayedAck, and the reply carries it", func(t *testing.T, p *tcptest.Peer, ep *tcp.Endpoint) {
+			// A request and its FIN together, as an HTTP/1.0 client
+			// sends them: quick-ACK mode would ACK the text at once,
+			// the FIN's ping-pong mode holds it for the reply.
+			p.Inject(seg{Flags: "FP.", Seq: 1, Ack: 1, Payload: []byte("GET /")})
+			p.Advance(delack - tick)
+			p.ExpectNothing()
+			ep.Write([]byte("200"))
+			p.Expect(seg{Flags: "P.", Seq: 1, Ack: 7, Payload: []byte("200")})
+			p.Inject(seg{Flags: ".", Seq: 7, Ack: 4})
+			p.Advance(time.Second)
+			p.ExpectNothing() // the timer's ACK was carried by the reply
+			wantSent(t, p, event.SendDelayedAck, 0)
+			wantSent(t, p, event.SendAck, 0)
+		}},
+		{"after text: the timer", func(t *testing.T, p *tcptest.Peer, ep *tcp.Endpoint) {
+			p.Inject(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: payload(0, 100)})
+			p.Expect(seg{Flags: ".", Seq: 1, Ack: 101}) // the first text: a quick ACK
+			p.Inject(seg{Flags: "F.", Seq: 101, Ack: 1})
+			p.Advance(delack - 1)
+			p.ExpectNothing()
+			p.Advance(1)
+			p.Expect(seg{Flags: ".", Seq: 1, Ack: 102})
+			wantSent(t, p, event.SendDelayedAck, 1)
+		}},
+		{"a full frame and the FIN: at once", func(t *testing.T, p *tcptest.Peer, ep *tcp.Endpoint) {
+			p.Inject(seg{Flags: "F.", Seq: 1, Ack: 1, Payload: payload(0, 1460)})
+			p.Expect(seg{Flags: ".", Seq: 1, Ack: 1462})
+		}},
+		{"the FIN fills a hole: at once", func(t *testing.T, p *tcptest.Peer, ep *tcp.Endpoint) {
+			p.Inject(seg{Flags: "F.", Seq: 101, Ack: 1})
+			p.Expect(seg{Flags: ".", Seq: 1, Ack: 1}) // out of order: a duplicate ACK
+			p.Inject(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: payload(0, 100)})
+			p.Expect(seg{Flags: ".", Seq: 1, Ack: 102})
+			p.WantState(ep, event.CloseWait)
+		}},
+		{"FIN-WAIT-2: at once", func(t *testing.T, p *tcptest.Peer, ep *tcp.Endpoint) {
+			ep.Close()
+			p.Expect(seg{Flags: "F.", Seq: 1, Ack: 1})
+			p.Inject(seg{Flags: ".", Seq: 1, Ack: 2})
+			p.WantState(ep, event.FinWait2)
+			p.Inject(seg{Flags: "F.", Seq: 1, Ack: 2})
+			p.Expect(seg{Flags: ".", Seq: 2, Ack: 2})
+			p.WantState(ep, event.TimeWait)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, ep := tcptest.Established(t)
+			tc.run(t, p, ep)
+		})
+	}
+}
+
+func wantSent(t *testing.T, p *tcptest.Peer, cause event.SendCause, n uint64) {
+	t.Helper()
+	if got := p.TCP.Stats().Sent(cause); got != n {
+		t.Errorf("%d segments sent as %v, want %d", got, cause, n)
+	}
+}

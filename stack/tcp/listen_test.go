@@ -538,6 +538,8 @@ func TestDataAndFinBeforeAccept(t *testing.T) {
 	p.Inject(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("early")})
 	p.Expect(seg{Flags: ".", Seq: 1, Ack: 6}) // the first data: a quick ACK
 	p.Inject(seg{Flags: "F.", Seq: 6, Ack: 1})
+	p.ExpectNothing() // the FIN's ACK waits for a reply to ride on (finAckPolicy)
+	p.Advance(p.TCP.Options().DelayedAck)
 	p.Expect(seg{Flags: ".", Seq: 1, Ack: 7})
 	wantQueues(t, l, 0, 1)
 	ep, err := l.Accept()

@@ -89,6 +89,10 @@ func (e *Endpoint) processTextAndFin(seg *segment) verdict {
 	if n > 0 {
 		e.measureRcvRTT(now) // rcvbuf.go
 	}
+	// Acknowledge at once when the segment filled a hole (RFC 5681 4.2)
+	// or repeated bytes we had (its D-SACK, RFC 2883); otherwise
+	// delack.go decides between now and the delayed-ACK timer.
+	ackNow := filled || e.ooo.dsackSet || ecnAckNow
 	if fin {
 		// Nothing after the FIN can be valid.
 		e.ooo.reset()
@@ -99,12 +103,9 @@ func (e *Endpoint) processTextAndFin(seg *segment) verdict {
 		if cause.Kind == 0 {
 			cause = e.segmentCause(seg)
 		}
-		return e.finArrives(cause)
+		return e.finArrives(cause, ackNow)
 	}
-	// Acknowledge at once when the segment filled a hole (RFC 5681 4.2)
-	// or repeated bytes we had (its D-SACK, RFC 2883); otherwise
-	// delack.go decides between now and the delayed-ACK timer.
-	e.ackPolicy(filled || e.ooo.dsackSet || ecnAckNow)
+	e.ackPolicy(ackNow)
 	return stay()
 }
 
@@ -138,14 +139,25 @@ func (e *Endpoint) deliver(data *buffer.Buffer) {
 
 // finArrives is the eighth step for a FIN now in order: acknowledge it
 // and return the state it leads to. Entering that state wakes a reader
-// (transition), who will find io.EOF.
-func (e *Endpoint) finArrives(cause event.Cause) verdict {
+// (transition), who will find io.EOF. ackNow says the text before it
+// calls for an ACK at once (processTextAndFin).
+//
+// "Send an acknowledgment for the FIN" does not say at once, and in
+// ESTABLISHED we follow Linux (tcp_fin), which does not: the ACK of a
+// peer's FIN waits on the delayed-ACK timer (finAckPolicy), and an
+// application that closes in that time puts it on its own FIN, so a
+// passive close is FIN, FIN-ACK, ACK on the wire, as between two
+// kernels. In FIN-WAIT-1 and FIN-WAIT-2 our FIN has gone: the ACK goes
+// at once, as Linux's tcp_send_ack there.
+func (e *Endpoint) finArrives(cause event.Cause, ackNow bool) verdict {
 	e.rcvNxt++
 	e.finReceived = true
+	if e.state == event.Established {
+		e.finAckPolicy(ackNow) // delack.go
+		return moveTo(event.CloseWait, cause, thenDone)
+	}
 	e.sendAck(event.SendAck)
 	switch e.state {
-	case event.Established:
-		return moveTo(event.CloseWait, cause, thenDone)
 	case event.FinWait1:
 		// "If our FIN has been ACKed (perhaps in this segment), then
 		// enter TIME-WAIT ...; otherwise, enter the CLOSING state."

@@ -123,8 +123,8 @@ func TestLinkRefusedOvertaken(t *testing.T) {
 
 // TestLinkRefusedOvertakenByAck: a bare ACK overtakes refused data too.
 // Data written in SYN-RECEIVED leaves when the peer's ACK completes the
-// handshake; that segment carries the peer's FIN, whose ACK is built
-// after the data, with SND.NXT past it. The link refuses the two data
+// handshake; that segment carries a full segment of the peer's text and
+// its FIN, whose ACK is built at once, after the data, with SND.NXT past it. The link refuses the two data
 // segments and takes the ACK: the peer saw sequence number 2921, so the
 // data cannot be taken back (it would then arrive as if sent first, with
 // ECT(0), FuzzConnection found: testdata/fuzz/FuzzConnection/f329ed9dbb5a28c5).
@@ -136,8 +136,10 @@ func TestLinkRefusedOvertakenByAck(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.RefuseNext(2)
-	p.Inject(seg{Flags: "F.", Seq: 1, Ack: 1})
-	p.Expect(seg{Flags: ".", Seq: sb(3), Ack: 2})
+	// A full segment of text and the FIN: more than a full frame
+	// unacknowledged, so the ACK goes at once (finAckPolicy).
+	p.Inject(seg{Flags: "F.", Seq: 1, Ack: 1, Payload: payload(0, 1460)})
+	p.Expect(seg{Flags: ".", Seq: sb(3), Ack: 1462})
 	p.ExpectNothing()
 	i := ep.Info()
 	if i.TCB.SndNxt-i.TCB.SndUna != 2*1460 || i.Lost != 2*1460 {

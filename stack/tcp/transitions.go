@@ -86,7 +86,7 @@ var transitionTable = [...]edge{
 	{from: stateSet(event.SynReceived), to: event.FinWait1, by: byUser, event: "CLOSE: send FIN", rule: "RFC 9293 3.10.4",
 		unused: "as in Linux, the FIN waits for the handshake: SYN-RECEIVED → ESTABLISHED → FIN-WAIT-1"},
 	{from: stateSet(event.Established), to: event.FinWait1, by: byUser, event: "CLOSE: send FIN", rule: "RFC 9293 3.10.4"},
-	{from: stateSet(event.Established), to: event.CloseWait, by: bySegment, event: "rcv FIN: send ACK", rule: "RFC 9293 3.10.7.4"},
+	{from: stateSet(event.Established), to: event.CloseWait, by: bySegment, event: "rcv FIN: send ACK", rule: "RFC 9293 3.10.7.4; the ACK waits on the delayed-ACK timer, or rides on our FIN, as Linux's tcp_fin"},
 	{from: stateSet(event.FinWait1), to: event.FinWait2, by: bySegment, event: "rcv ACK of our FIN", rule: "RFC 9293 3.10.7.4"},
 	{from: stateSet(event.FinWait1), to: event.Closing, by: bySegment, event: "rcv FIN: send ACK", rule: "RFC 9293 3.10.7.4"},
 	{from: stateSet(event.FinWait2), to: event.TimeWait, by: bySegment, event: "rcv FIN: send ACK", rule: "RFC 9293 3.10.7.4"},

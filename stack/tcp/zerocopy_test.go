@@ -33,6 +33,7 @@ func TestReadTo(t *testing.T) {
 		t.Fatalf("ReadTo with nothing received = %d, %v; want 0, ErrWouldBlock", n, err)
 	}
 	p.Inject(seg{Flags: "F.", Seq: 1 + 8*mss, Ack: 1})
+	p.Advance(p.TCP.Options().DelayedAck) // the FIN's ACK waits (finAckPolicy)
 	p.Expect(seg{Flags: ".", Seq: 1, Ack: 2 + 8*mss})
 	if n, err := ep.ReadTo(&w); n != 0 || err != io.EOF {
 		t.Fatalf("ReadTo after the FIN = %d, %v; want 0, io.EOF", n, err)

@@ -232,11 +232,15 @@ func Closing(t testing.TB, opts ...Option) (*Peer, *tcp.Endpoint) {
 }
 
 // CloseWait returns an established connection after the peer's FIN (seq
-// 1, ack 1), acknowledged by the stack (seq 1, ack 2).
+// 1, ack 1), acknowledged by the stack (seq 1, ack 2). As Linux's, the
+// stack's ACK of a FIN waits on the delayed-ACK timer, a tick on a
+// connection that has received no text: the clock has moved on by the
+// options' DelayedAck.
 func CloseWait(t testing.TB, opts ...Option) (*Peer, *tcp.Endpoint) {
 	t.Helper()
 	p, ep := Established(t, opts...)
 	p.Inject(Seg{Flags: "F.", Seq: 1, Ack: 1})
+	p.Advance(p.TCP.Options().DelayedAck)
 	p.Expect(Seg{Flags: ".", Seq: 1, Ack: 2})
 	p.WantState(ep, event.CloseWait)
 	return p, ep
