@@ -51,6 +51,17 @@ type CongestionControl interface {
 	OnUndo()
 }
 
+// A Noter is a CongestionControl that tells when it changes course on
+// its own, as CUBIC's HyStart++ does when it leaves slow start: after
+// each OnAck the engine takes the Note, and one that is not empty
+// becomes a recovery event, which a capture puts on the ACK's frame (a
+// RateController says the same in RateControl.Note).
+type Noter interface {
+	// Note returns what the last OnAck changed and why, or "", and
+	// forgets it.
+	Note() string
+}
+
 // A RateController is a congestion control that sets the congestion
 // window and the pacing rate itself (Linux's cong_control): the engine
 // calls Control for every ACK it processes, after loss detection, and

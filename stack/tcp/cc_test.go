@@ -164,6 +164,36 @@ func TestHyStartPlusPlus(t *testing.T) {
 	}
 }
 
+// TestHyStartPlusPlusFallsBack: a rise that the next round takes back
+// was not a queue: conservative slow start gives way to slow start
+// again (RFC 9406 4.2), and Note says each move once.
+func TestHyStartPlusPlusFallsBack(t *testing.T) {
+	const mss = 1000
+	c := &cubic{}
+	f := &ccFlow{cc: c, mss: mss, cwnd: 10 * mss, ssthresh: ^uint32(0), rtt: 40 * time.Millisecond}
+	f.round()
+	f.round()
+	if n := c.Note(); n != "" {
+		t.Fatalf("note %q with a flat RTT, want none", n)
+	}
+	f.rtt = 50 * time.Millisecond
+	f.round()
+	if n, want := c.Note(), "HyStart++: the round's lowest RTT rose from 40ms to 50ms, by RttThresh 5ms or more: conservative slow start, a quarter as fast (RFC 9406 4.2)"; n != want {
+		t.Fatalf("note %q, want %q", n, want)
+	}
+	if n := c.Note(); n != "" {
+		t.Fatalf("note %q taken twice", n)
+	}
+	f.rtt = 40 * time.Millisecond
+	f.round()
+	if n, want := c.Note(), "HyStart++: the round's lowest RTT fell back to 40ms, below 50ms: slow start again (RFC 9406 4.2)"; n != want {
+		t.Fatalf("note %q, want %q", n, want)
+	}
+	if c.hs.inCSS || c.hs.done {
+		t.Errorf("after the fall: CSS %v, done %v; want slow start", c.hs.inCSS, c.hs.done)
+	}
+}
+
 // TestRenoAvoidance: Reno grows one segment per round trip in congestion
 // avoidance (RFC 5681 3.1) and halves FlightSize on a loss.
 func TestRenoAvoidance(t *testing.T) {

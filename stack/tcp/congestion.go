@@ -41,11 +41,17 @@ func (e *Endpoint) growWindow(a *ackInfo) {
 	if a.acked == 0 || a.endedRecovery || e.reducing() || !e.cwndLimited() {
 		return
 	}
-	e.cwnd, e.ssthresh = e.congestion().OnAck(AckSample{
+	cc := e.congestion()
+	e.cwnd, e.ssthresh = cc.OnAck(AckSample{
 		Now: e.sinceStart(), Acked: a.delivered, Cwnd: e.cwnd, Ssthresh: e.ssthresh, MSS: uint32(e.sndMSS),
 		RTT: a.rttSample, MinRTT: e.rack.minRTT.v, SRTT: e.srtt, RoundStart: a.roundStart,
 	})
 	e.cwnd = max(e.cwnd, uint32(e.sndMSS))
+	if n, ok := cc.(Noter); ok {
+		if note := n.Note(); note != "" {
+			e.emitRecovery(note)
+		}
+	}
 }
 
 // cwndLimited is Linux's tcp_is_cwnd_limited: in slow start, whether the

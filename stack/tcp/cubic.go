@@ -1,6 +1,7 @@
 package tcp
 
 import (
+	"fmt"
 	"math"
 	"time"
 )
@@ -120,6 +121,13 @@ func (c *cubic) OnCongestion(s CongestionSample) uint32 {
 	return max(uint32(w*cubicBeta*float64(s.MSS)), 2*s.MSS)
 }
 
+// Note tells what HyStart++ did on the last ACK (Noter).
+func (c *cubic) Note() string {
+	n := c.hs.note
+	c.hs.note = ""
+	return n
+}
+
 func (c *cubic) OnUndo() {
 	st := c.saved
 	c.wMax, c.wLastMax, c.k, c.cwndEpoch, c.wEst, c.epochStart = st.wMax, st.wLastMax, st.k, st.cwndEpoch, st.wEst, st.epochStart
@@ -138,6 +146,9 @@ type hystart struct {
 	lastRoundMin   time.Duration // 0: none yet
 	curRoundMin    time.Duration // 0: none yet
 	rttSampleCount int
+	// note says what the last onAck changed, for the glass box
+	// (cubic's Note); empty if nothing.
+	note string
 }
 
 // The constants of RFC 9406 4.3.
@@ -167,6 +178,8 @@ func (h *hystart) onAck(a *AckSample) (cwnd, ssthresh, left uint32) {
 			if h.cssRounds >= hsCSSRounds {
 				// Enough CSS rounds: congestion avoidance.
 				h.done, h.inCSS = true, false
+				h.note = fmt.Sprintf("HyStart++: %d rounds of conservative slow start: congestion avoidance, ssthresh = cwnd %d (RFC 9406 4.2)",
+					hsCSSRounds, a.Cwnd)
 				return a.Cwnd, a.Cwnd, a.Acked
 			}
 		}
@@ -199,6 +212,8 @@ func (h *hystart) onAck(a *AckSample) (cwnd, ssthresh, left uint32) {
 		if h.curRoundMin < h.cssBaseline {
 			// The RTT came down: the rise was spurious. Back to
 			// slow start.
+			h.note = fmt.Sprintf("HyStart++: the round's lowest RTT fell back to %v, below %v: slow start again (RFC 9406 4.2)",
+				h.curRoundMin.Round(time.Microsecond), h.cssBaseline.Round(time.Microsecond))
 			h.inCSS = false
 			h.cssBaseline = 0
 		}
@@ -210,6 +225,8 @@ func (h *hystart) onAck(a *AckSample) (cwnd, ssthresh, left uint32) {
 			h.inCSS = true
 			h.cssRounds = 0
 			h.cssBaseline = h.curRoundMin
+			h.note = fmt.Sprintf("HyStart++: the round's lowest RTT rose from %v to %v, by RttThresh %v or more: conservative slow start, a quarter as fast (RFC 9406 4.2)",
+				h.lastRoundMin.Round(time.Microsecond), h.curRoundMin.Round(time.Microsecond), thresh.Round(time.Microsecond))
 		}
 	}
 	return cwnd, a.Ssthresh, left

@@ -1,10 +1,13 @@
 package tcp_test
 
 import (
+	"fmt"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/stack/tcp/tcptest"
 )
@@ -192,7 +195,19 @@ func TestHyStartPlusPlusTrace(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			const rtt = 100 * time.Millisecond
-			b := newBulk(t, rtt, tcp.Options{})
+			rec := &events{}
+			b := newBulk(t, rtt, tcp.Options{Observer: rec.observe})
+			// HyStart++ says what it did, as recovery events (Noter).
+			notes := func() []string {
+				b.p.TCP.SyncEvents()
+				var out []string
+				for _, ev := range rec.of(event.KindRecovery) {
+					if strings.HasPrefix(ev.Note, "HyStart++") {
+						out = append(out, ev.Note)
+					}
+				}
+				return out
+			}
 			for _, want := range []float64{20, 40, 80} {
 				b.round(rtt, 1)
 				if got := b.cwnd(); got != want {
@@ -210,7 +225,13 @@ func TestHyStartPlusPlusTrace(t *testing.T) {
 				if s := b.ep.Info().Ssthresh; s != math.MaxUint32 {
 					t.Errorf("ssthresh %d, want none yet", s)
 				}
+				if n := notes(); len(n) != 0 {
+					t.Errorf("HyStart++ events %q, want none", n)
+				}
 				return
+			}
+			if n := notes(); len(n) != 1 || n[0] != "HyStart++: the round's lowest RTT rose from 100ms to 120ms, by RttThresh 12.5ms or more: conservative slow start, a quarter as fast (RFC 9406 4.2)" {
+				t.Errorf("HyStart++ events %q, want the move to conservative slow start", n)
 			}
 			// Eight ACKs at the slow-start rate (one segment each):
 			// the eighth grows the window before its sample is
@@ -241,6 +262,10 @@ func TestHyStartPlusPlusTrace(t *testing.T) {
 			i := b.ep.Info()
 			if i.Ssthresh == math.MaxUint32 {
 				t.Fatalf("after %d CSS rounds: still in slow start (cwnd %d)", 5, i.Cwnd)
+			}
+			want2 := fmt.Sprintf("HyStart++: 5 rounds of conservative slow start: congestion avoidance, ssthresh = cwnd %d (RFC 9406 4.2)", i.Ssthresh)
+			if n := notes(); len(n) != 2 || n[1] != want2 {
+				t.Errorf("HyStart++ events %q, want the second %q", n, want2)
 			}
 			if st := b.p.TCP.Stats(); st.Retransmits.Load() != 0 || st.FastRecoveries.Load() != 0 {
 				t.Errorf("retransmits %d, recoveries %d; want none", st.Retransmits.Load(), st.FastRecoveries.Load())

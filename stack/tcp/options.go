@@ -56,6 +56,10 @@ type Options struct {
 	// ACKs, and no tail loss probe is sent. By default RACK-TLP is on
 	// whenever SACK is, as in Linux (tcp_recovery=1).
 	NoRACK bool
+	// NoTLP turns the tail loss probe (RFC 8985 7) off and keeps RACK's
+	// loss detection, as Linux's tcp_early_retrans below 3 does: a tail
+	// loss is then left to the retransmission timeout.
+	NoTLP bool
 	// NoRecoveryProbe keeps tail loss probes to open state, as RFC 8985
 	// and Linux do. By default a probe may also go out during fast
 	// recovery when no ACK arrived for 2·SRTT, one per such silence, so

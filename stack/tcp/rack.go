@@ -284,7 +284,7 @@ func (e *Endpoint) schedulePTO() {
 // exactly that. A probe after 2·SRTT without an ACK draws the ACK that
 // lets RACK go on. NoRecoveryProbe turns it off.
 func (e *Endpoint) probeAllowed() bool {
-	if !e.rackEnabled() || e.rtxq.empty() || !e.state.Synchronized() {
+	if !e.rackEnabled() || e.proto.opts.NoTLP || e.rtxq.empty() || !e.state.Synchronized() {
 		return false
 	}
 	if e.rack.tlpOut {

@@ -124,6 +124,25 @@ func TestTailLossProbe(t *testing.T) {
 	}
 }
 
+// TestTailLossProbeOff: with NoTLP (Linux's tcp_early_retrans=0) the
+// same tail loss waits for the RTO, and RACK still finds the other
+// segment lost from the retransmission's SACK.
+func TestTailLossProbeOff(t *testing.T) {
+	p, ep := rttPeer(t, tcp.Options{NoTLP: true})
+	data := sendSegments(t, p, ep, 5)
+	p.Advance(rtt)
+	p.Inject(sackAck(4))
+	rto := ep.Info().RTO
+	p.Advance(rto - time.Microsecond)
+	p.ExpectNothing() // no probe at 2*SRTT + 2 ms
+	p.Advance(time.Microsecond)
+	p.Expect(seg{Flags: ".", Seq: sb(4), Ack: 1, Payload: segData(data, 4), Check: tcptest.IgnorePSH})
+	st := p.TCP.Stats()
+	if n, m := st.TailLossProbes.Load(), st.Sent(event.SendRetransmit); n != 0 || m != 1 {
+		t.Errorf("tail loss probes %d, RTO retransmissions %d; want 0, 1", n, m)
+	}
+}
+
 // TestTailLossProbeLostACK: the whole flight arrived but its ACK was lost.
 // The probe resends the last segment; the peer's ACK of everything
 // carries a D-SACK for it, so the probe was not needed and there was no

@@ -79,6 +79,7 @@ func newEngine(tb testing.TB, set settings, obs event.Observer) *engine {
 		NoSACK:               set.noSACK,
 		NoSynCookies:         set.noSynCookies,
 		NoRACK:               set.noRACK,
+		NoTLP:                set.noTLP,
 		NoFRTO:               set.noFRTO,
 		TailLossProbes:       1, // Linux sends one probe per silence, then waits for the RTO
 		NoSlowStartAfterIdle: set.noSlowStartAfterIdle,

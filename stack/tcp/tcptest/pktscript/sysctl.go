@@ -16,12 +16,12 @@ import (
 // configuration, in this package's own terms (engine.go turns it into the
 // engine's options). Zero values mean the engine's default.
 type settings struct {
-	noTimestamps, noSACK, noSynCookies, noRACK, noFRTO bool
-	noSlowStartAfterIdle                               bool
-	ecn                                                tcp.ECNMode
-	mtuProbing                                         tcp.MTUProbing
-	minGSOSegments, baseMSS                            int
-	abortOnOverflow                                    bool
+	noTimestamps, noSACK, noSynCookies, noRACK, noTLP, noFRTO bool
+	noSlowStartAfterIdle                                      bool
+	ecn                                                       tcp.ECNMode
+	mtuProbing                                                tcp.MTUProbing
+	minGSOSegments, baseMSS                                   int
+	abortOnOverflow                                           bool
 
 	// dropAll: a qdisc that holds nothing (pfifo limit 0) sits on the
 	// link, which then refuses every packet the stack writes, as Linux's
@@ -54,9 +54,9 @@ type settings struct {
 	// SACK on (the default)".
 	applied []string
 
-	// rack and tlp follow tcp_recovery and tcp_early_retrans; RACK-TLP is
-	// one switch in tapstack (Options.NoRACK), so only "both on" and
-	// "both off" have a meaning.
+	// rack and tlp follow tcp_recovery and tcp_early_retrans: RACK-TLP,
+	// RACK alone (Options.NoTLP) or neither (Options.NoRACK); tapstack
+	// has no tail loss probe without RACK.
 	rack, tlp bool
 }
 
@@ -657,34 +657,25 @@ func (s *settings) sysctl(key, value string) *skipError {
 	return needs("%s (no such setting in tapstack)", setting)
 }
 
-// rackTLP checks that tcp_recovery and tcp_early_retrans together say
-// something tapstack can do.
+// rackTLP maps tcp_recovery and tcp_early_retrans, as they stand, to
+// Options.NoRACK and NoTLP.
 func (s *settings) rackTLP(setting string) *skipError {
-	switch {
-	case s.rack && s.tlp:
-		s.noRACK = false
-	case !s.rack && !s.tlp:
-		s.noRACK = true
-	case s.rack:
-		// Settled when the other half comes; tapstack cannot run
-		// RACK without TLP.
-		s.noRACK = false
-		s.note("%s: RACK on, tail loss probe off: not in tapstack unless tcp_early_retrans follows", setting)
-		return nil
-	default:
-		s.noRACK = false
-		s.note("%s: RACK off, tail loss probe on: not in tapstack unless tcp_recovery follows", setting)
+	s.noRACK = !s.rack && !s.tlp
+	s.noTLP = s.rack && !s.tlp
+	if !s.rack && s.tlp {
+		// Settled when the other half comes.
+		s.note("%s: RACK off, tail loss probe on: not in tapstack unless tcp_early_retrans follows", setting)
 		return nil
 	}
-	s.note("%s: Options.NoRACK=%v", setting, s.noRACK)
+	s.note("%s: Options.NoRACK=%v, NoTLP=%v", setting, s.noRACK, s.noTLP)
 	return nil
 }
 
-// check reports settings that were left half way (RACK without TLP).
+// check reports settings that were left half way (a tail loss probe
+// without RACK).
 func (s *settings) check() *skipError {
-	if s.rack != s.tlp {
-		return needs("RACK and the tail loss probe switched apart (tcp_recovery=%d, tcp_early_retrans %s)",
-			b2i(s.rack), map[bool]string{true: ">= 3", false: "< 3"}[s.tlp])
+	if s.tlp && !s.rack {
+		return needs("a tail loss probe without RACK (tcp_recovery=0, tcp_early_retrans >= 3)")
 	}
 	return nil
 }
