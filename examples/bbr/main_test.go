@@ -32,7 +32,11 @@ func TestRun(t *testing.T) {
 	if course := strings.Join(bbr.course, "\n"); !strings.Contains(course, "startup → drain") || !strings.Contains(course, "drain → probe_bw") {
 		t.Errorf("BBR's course:\n%s", course)
 	}
-	if m := bbr.model; m == nil || m.Bandwidth*8 < 30e6 || m.Bandwidth*8 > 60e6 {
+	// Between half and one and a half times the bottleneck: the
+	// bottleneck runs on the wall clock, and under the race detector on
+	// a loaded machine it moves less than its rate (one CI run: BBR's
+	// model 29.1 Mbit/s, its transfer 15.9).
+	if m := bbr.model; m == nil || m.Bandwidth*8 < 20e6 || m.Bandwidth*8 > 60e6 {
 		t.Errorf("BBR's model %+v; the bottleneck is 40 Mbit/s", m)
 	}
 	if cubic.model != nil {

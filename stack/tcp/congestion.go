@@ -42,15 +42,24 @@ func (e *Endpoint) growWindow(a *ackInfo) {
 		return
 	}
 	cc := e.congestion()
+	slowStart := e.cwnd < e.ssthresh
 	e.cwnd, e.ssthresh = cc.OnAck(AckSample{
 		Now: e.sinceStart(), Acked: a.delivered, Cwnd: e.cwnd, Ssthresh: e.ssthresh, MSS: uint32(e.sndMSS),
 		RTT: a.rttSample, MinRTT: e.rack.minRTT.v, SRTT: e.srtt, RoundStart: a.roundStart,
 	})
 	e.cwnd = max(e.cwnd, uint32(e.sndMSS))
+	note := ""
 	if n, ok := cc.(Noter); ok {
-		if note := n.Note(); note != "" {
-			e.emitRecovery(note)
-		}
+		note = n.Note()
+	}
+	switch {
+	case note != "":
+		e.emitRecovery(note)
+	case slowStart && e.cwnd >= e.ssthresh && e.observed():
+		// The glass box's own note: where slow start gave way to
+		// congestion avoidance (RFC 5681 3.1), which no state of
+		// RFC 9293 or Linux's names.
+		e.emitRecovery("slow start ends: cwnd " + strconv.Itoa(int(e.cwnd)) + " reached ssthresh " + strconv.Itoa(int(e.ssthresh)) + ": congestion avoidance (RFC 5681 3.1)")
 	}
 }
 

@@ -289,3 +289,43 @@ func TestSlowStartStretchACK(t *testing.T) {
 		}
 	}
 }
+
+// TestSlowStartEndsEvent: after a retransmission timeout the window
+// starts again from one segment and slow start climbs back to ssthresh
+// (RFC 5681 3.1); where it reaches it, congestion avoidance begins, and
+// the glass box says so once, on that ACK: "slow start ends".
+func TestSlowStartEndsEvent(t *testing.T) {
+	const rtt = 100 * time.Millisecond
+	rec := &events{}
+	b := newBulk(t, rtt, tcp.Options{Observer: rec.observe, NoFRTO: true, NoTLP: true})
+	b.round(rtt, 1)
+	b.round(rtt, 1) // slow start: 10, 20, 40 segments
+	// The round of 40 is lost whole: the RTO sends the first again.
+	b.sent = b.sent[:0]
+	b.p.Advance(b.ep.Info().RTO)
+	b.send(&b.sent)
+	ssthresh := b.ep.Info().Ssthresh
+	for range 20 {
+		b.round(rtt, 1)
+	}
+	b.p.TCP.SyncEvents()
+	var ends []string
+	for _, ev := range rec.of(event.KindRecovery) {
+		if strings.HasPrefix(ev.Note, "slow start ends") {
+			ends = append(ends, ev.Note)
+			if ev.Cwnd < ev.Ssthresh || ev.Ssthresh != ssthresh {
+				t.Errorf("%q with cwnd %d, ssthresh %d; want cwnd at the RTO's ssthresh %d", ev.Note, ev.Cwnd, ev.Ssthresh, ssthresh)
+			}
+		}
+	}
+	if len(ends) != 1 {
+		for _, ev := range rec.of(event.KindRecovery) {
+			t.Logf("recovery event: %s (cwnd %d, ssthresh %d)", ev.Note, ev.Cwnd, ev.Ssthresh)
+		}
+		t.Fatalf("slow start ended %d times: %q; want once", len(ends), ends)
+	}
+	if i := b.ep.Info(); i.Cwnd <= i.Ssthresh || i.Ssthresh != ssthresh {
+		t.Errorf("cwnd %d, ssthresh %d; want congestion avoidance above %d", i.Cwnd, i.Ssthresh, ssthresh)
+	}
+	t.Log(ends[0])
+}
