@@ -23,8 +23,9 @@ import (
 // congestion window, or what is in flight if more, per smoothed RTT, at
 // 200% while the window is below half of ssthresh (slow start still
 // doubling it) and 120% after, so that the ACKs, not pacing, bound the
-// window; and at most the maximum. Before the first RTT sample, and for
-// the first ten segments, nothing is paced (Linux's data_segs_out >= 10).
+// window; and at most the maximum. Before the first RTT sample the rate
+// is the maximum, or none; the first ten segments are never paced
+// (Linux's data_segs_out >= 10).
 // The paced unit is output's train of gsoSegs segments, which the rate
 // also sizes (about a millisecond of it, tcp_tso_autosize): Linux's skb,
 // paced whole whether the device segments it (one GSO packet) or not
@@ -90,7 +91,7 @@ func (e *Endpoint) SetMaxPacingRate(rate uint64) {
 }
 
 // pacingRate is the rate, in bytes per second, at which the connection
-// would be paced (0: none yet, before an RTT sample), capped by
+// would be paced (0: none yet, before an RTT sample and without a cap), capped by
 // SetMaxPacingRate's maximum when the connection is paced. gsoSegs sizes
 // packets by it whether or not pacing is on, as Linux does.
 func (e *Endpoint) pacingRate() uint64 {
@@ -98,6 +99,13 @@ func (e *Endpoint) pacingRate() uint64 {
 		return min(p.ccRate, p.maxRate) // BBR's (bbr.go)
 	}
 	if e.srtt <= 0 {
+		// No RTT yet: Linux's sk_pacing_rate is still ~0, unbounded,
+		// but SO_MAX_PACING_RATE has lowered it to the cap, which then
+		// sizes the first packets (tcp_tso_autosize) and paces those
+		// after the tenth.
+		if p := e.pace; p != nil && p.maxRate != math.MaxUint64 {
+			return p.maxRate
+		}
 		return 0
 	}
 	mss := uint64(max(e.sndMSS, 1))

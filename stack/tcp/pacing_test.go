@@ -126,6 +126,41 @@ func TestMaxPacingRate(t *testing.T) {
 	}
 }
 
+// TestMaxPacingRateBeforeRTT: before any RTT sample the rate is the
+// cap SetMaxPacingRate gave, as Linux's sk_pacing_rate is once
+// SO_MAX_PACING_RATE has lowered it from ~0: at 100,000 bytes a second
+// the first flight leaves in packets of two segments (tcp_tso_autosize's
+// floor, tcp_min_tso_segs), not in one of all ten.
+func TestMaxPacingRateBeforeRTT(t *testing.T) {
+	// A handshake whose SYN-ACK went twice gives no RTT sample (Karn).
+	p, l := tcptest.Listen(t, tcptest.WithGSO())
+	p.Inject(seg{Flags: "S", Seq: 0, MSS: 1460})
+	p.Expect(seg{Flags: "S.", Seq: 0, Ack: 1})
+	p.Advance(time.Second)
+	p.Expect(seg{Flags: "S.", Seq: 0, Ack: 1})
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1})
+	ep, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i := ep.Info(); i.RTT != 0 {
+		t.Fatalf("smoothed RTT %v after a retransmitted SYN-ACK; the test wants none", i.RTT)
+	}
+	ep.SetMaxPacingRate(100000)
+	if i := ep.Info(); i.PacingRate != 100000 {
+		t.Errorf("pacing rate %d before an RTT sample, want the cap 100000", i.PacingRate)
+	}
+	if _, err := ep.Write(payload(0, 10*1460)); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(p.Drain()); n != 10 {
+		t.Fatalf("%d segments of the first flight, want 10 (the first ten are not paced)", n)
+	}
+	if p.GSOPackets != 5 {
+		t.Errorf("%d GSO packets for the first ten segments, want 5 of two", p.GSOPackets)
+	}
+}
+
 // TestPacingOption: Options.Pacing paces every connection at the
 // computed rate, twice the window per SRTT in slow start: after the ACK
 // of the initial window, 20 segments per 10 ms doubled, 0.25 ms each,
