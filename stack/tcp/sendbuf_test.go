@@ -228,3 +228,36 @@ func BenchmarkSmallWrites(b *testing.B) {
 		})
 	}
 }
+
+// TestSendBufferRefillAllocs: a buffer that fills with a full default
+// send buffer's worth of 64 KiB views (4 MiB: 64 views and the header,
+// an array of 128 once append has grown it), empties as the ACKs come,
+// and fills again, as a connection does burst after burst, keeps its
+// array: no allocation of its own per burst. With room for 64 kept, the
+// array went and grew again, seven allocations a burst, the most an
+// in-memory transfer of 16 MiB bursts allocated per segment
+// (BenchmarkAllocsPerSegment).
+func TestSendBufferRefillAllocs(t *testing.T) {
+	const views, size = 64, 64 << 10
+	var b sendBuffer
+	defer b.Release()
+	var pool []*buffer.View
+	for range views {
+		pool = append(pool, buffer.NewView(size))
+	}
+	burst := func() {
+		for _, v := range pool {
+			b.push(v)
+		}
+		// Each view goes whole; the test keeps it, so it is not released.
+		for vs := b.views(); len(vs) > 0; vs = b.views() {
+			vs[0] = sendView{}
+			b.buf[0].off++
+		}
+		b.TrimFront(0)
+	}
+	burst() // the array grows to its size
+	if n := testing.AllocsPerRun(10, burst); n != 0 {
+		t.Errorf("%.0f allocations a burst of %d views, want 0", n, views)
+	}
+}
