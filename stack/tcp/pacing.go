@@ -91,9 +91,9 @@ func (e *Endpoint) SetMaxPacingRate(rate uint64) {
 }
 
 // pacingRate is the rate, in bytes per second, at which the connection
-// would be paced (0: none yet, before an RTT sample and without a cap), capped by
-// SetMaxPacingRate's maximum when the connection is paced. gsoSegs sizes
-// packets by it whether or not pacing is on, as Linux does.
+// would be paced (0: none yet, before an RTT sample and without a cap),
+// capped by SetMaxPacingRate's maximum when the connection is paced.
+// gsoSegs sizes packets by it whether or not pacing is on, as Linux does.
 func (e *Endpoint) pacingRate() uint64 {
 	if p := e.pace; p != nil && p.ccRate != 0 {
 		return min(p.ccRate, p.maxRate) // BBR's (bbr.go)
