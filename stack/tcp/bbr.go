@@ -169,9 +169,9 @@ func (b *bbr) OnCongestion(c CongestionSample) uint32 {
 	b.saveCwnd(c.Cwnd)
 	if c.Timeout {
 		// The policer detector takes the timeout as a sample with a
-		// loss, as Linux's does. The segments the timeout deems lost
-		// are not in b.lost, where Linux's tp->lost has them: the
-		// engine marks them after this call, and no ACK reports them.
+		// loss, as Linux's does, and the segments the timeout deemed
+		// lost are in b.lost, as they are in Linux's tp->lost.
+		b.lost += uint64(c.Lost)
 		b.prevState = bbrLoss
 		b.fullBw = 0
 		b.roundStart = true

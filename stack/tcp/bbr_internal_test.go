@@ -1,6 +1,9 @@
 package tcp
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 // TestMaxFilter: BBR's windowed maximum over 10 round trips (lib/minmax.c's
 // algorithm): a higher sample takes over at once; a lower one waits its
@@ -30,5 +33,27 @@ func TestMaxFilter(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestBBRTimeoutLossesCount: a retransmission timeout in the middle of a
+// policer detector's interval ends it with the losses it deemed, as in
+// Linux (tcp_timeout_mark_lost adds them to tp->lost before
+// bbr_set_state samples): 30,000 bytes lost of 100,000 delivered over
+// 100 ms is 30%, above the 20% that makes the interval a rate sample,
+// 1,000,000 bytes a second.
+func TestBBRTimeoutLossesCount(t *testing.T) {
+	for _, tc := range []struct {
+		lost   uint32
+		wantBw uint64
+	}{{30000, 1000000}, {10000, 0}} {
+		b := &bbr{}
+		b.lt.sampling = true
+		b.lt.rounds = bbrLtMinRounds
+		b.totalDelivered, b.deliveredAt = 100000, 100*time.Millisecond
+		b.OnCongestion(CongestionSample{Cwnd: 10 * 1460, Ssthresh: ^uint32(0), MSS: 1460, Timeout: true, Lost: tc.lost})
+		if b.lt.bw != tc.wantBw {
+			t.Errorf("a timeout that deemed %d of 100,000 bytes lost: the detector's rate %d, want %d", tc.lost, b.lt.bw, tc.wantBw)
+		}
 	}
 }

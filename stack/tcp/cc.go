@@ -146,6 +146,10 @@ type CongestionSample struct {
 	InFlight       uint32 // bytes in flight when the loss was detected
 	MSS            uint32
 	Timeout        bool // a retransmission timeout, not a loss found by ACKs
+	// Lost is, for a Timeout, the bytes it has just deemed lost: as
+	// Linux's tcp_enter_loss, the engine marks them before it calls
+	// OnCongestion (tcp_timeout_mark_lost, then ssthresh).
+	Lost uint32
 }
 
 // congestion is the connection's congestion control, made when first

@@ -425,9 +425,11 @@ func (e *Endpoint) prr(delivered uint32, lost int, unaAdvanced bool) {
 // 6.3), and a window of one segment. F-RTO (RFC 5682) starts.
 func (e *Endpoint) enterLoss() {
 	now := e.now()
-	if e.caState == caOpen || !e.sndUna.LessThan(e.recover) || !e.undo.active {
+	episode := e.caState == caOpen || !e.sndUna.LessThan(e.recover) || !e.undo.active
+	var cs CongestionSample
+	if episode {
 		e.initUndo()
-		e.ssthresh = e.congestion().OnCongestion(e.congestionSample(true))
+		cs = e.congestionSample(true)
 	}
 	q := &e.rtxq
 	if !q.empty() && q.at(q.head).has(segSacked) {
@@ -437,7 +439,7 @@ func (e *Endpoint) enterLoss() {
 		e.proto.stats.Renegings.Add(1)
 	}
 	reo := e.rackReorderWindow()
-	lost := 0
+	lost, lostBytes := 0, uint32(0)
 	for i := q.head; i < q.tail(); i++ {
 		s := q.at(i)
 		if s.has(segSacked) {
@@ -449,7 +451,15 @@ func (e *Endpoint) enterLoss() {
 		if !s.awaitingRetransmit() {
 			q.markLost(i)
 			lost++
+			lostBytes += s.len()
 		}
+	}
+	if episode {
+		// After the marking, as Linux's tcp_enter_loss: a congestion
+		// control that counts losses (BBR's policer detector) counts
+		// these.
+		cs.Lost = lostBytes
+		e.ssthresh = e.congestion().OnCongestion(cs)
 	}
 	e.dupAcks, e.renoSacked = 0, 0
 	e.setCAState(caLoss)

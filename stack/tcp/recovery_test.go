@@ -654,3 +654,32 @@ func TestProbeNotPushedBack(t *testing.T) {
 	p.Advance(time.Microsecond)
 	p.Expect(seg{Flags: "P.", Seq: sb(4), Ack: 1, Payload: segData(data, 4)})
 }
+
+// timeoutRecorder is a plain window, slow start and halving, that
+// remembers the congestion samples it was given.
+type timeoutRecorder struct{ samples []tcp.CongestionSample }
+
+func (*timeoutRecorder) Name() string { return "recorder" }
+func (*timeoutRecorder) OnAck(a tcp.AckSample) (uint32, uint32) {
+	return a.Cwnd + a.Acked, a.Ssthresh
+}
+func (r *timeoutRecorder) OnCongestion(c tcp.CongestionSample) uint32 {
+	r.samples = append(r.samples, c)
+	return max(c.InFlight/2, 2*c.MSS)
+}
+func (*timeoutRecorder) OnUndo() {}
+
+// TestTimeoutTellsLost: the congestion control hears of a retransmission
+// timeout after the engine has marked what it deems lost, with their
+// bytes (CongestionSample.Lost), as Linux's tcp_enter_loss calls ssthresh
+// after tcp_timeout_mark_lost: here the five segments of the flight.
+func TestTimeoutTellsLost(t *testing.T) {
+	rec := &timeoutRecorder{}
+	p, ep := rttPeer(t, tcp.Options{NoTLP: true, NewCongestionControl: func() tcp.CongestionControl { return rec }})
+	sendSegments(t, p, ep, 5)
+	p.Advance(ep.Info().RTO)
+	p.Drain()
+	if len(rec.samples) != 1 || !rec.samples[0].Timeout || rec.samples[0].Lost != 5*1460 {
+		t.Fatalf("congestion samples %+v, want one timeout that deemed 5 segments (7300 bytes) lost", rec.samples)
+	}
+}
