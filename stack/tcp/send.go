@@ -324,18 +324,17 @@ func (e *Endpoint) framesPending() int {
 // minimum RTT (tcp_tso_rtt_log 9), at most 64 KiB. The pacing rate
 // (pacingRate, pacing.go) is cwnd segments per SRTT, doubled in slow
 // start below half ssthresh and 1.2 times after (tcp_update_pacing_rate),
-// at most SetMaxPacingRate's; before an RTT sample it is unbounded. Nor
-// does a packet take more than half the congestion window (tcp_cwnd_test).
-// A congestion control may set the least itself, as BBR does
-// (min_tso_segs).
+// at most SetMaxPacingRate's; before an RTT sample it is that cap, or
+// unbounded. Nor does a packet take more than half the congestion window
+// (tcp_cwnd_test). BBR sets the least itself (bbr_min_tso_segs).
 func (e *Endpoint) gsoSegs() int {
 	const gsoMax = 1 << 16
 	mss := max(e.sndMSS, 1)
 	bytes := gsoMax
 	rate := e.pacingRate()
 	minSegs := e.proto.opts.MinGSOSegments
-	if m, ok := e.cc.(interface{ minGSOSegments(rate uint64) int }); ok {
-		minSegs = m.minGSOSegments(rate)
+	if b, ok := e.cc.(*bbr); ok {
+		minSegs = b.minGSOSegments(rate)
 	}
 	if rate > 0 {
 		bytes = int(min(rate>>10, gsoMax))
