@@ -52,7 +52,7 @@ type CongestionControl interface {
 }
 
 // A Noter is a CongestionControl that tells when it changes course on
-// its own, as CUBIC's HyStart++ does when it leaves slow start: after
+// its own, as CUBIC's HyStart does when it leaves slow start: after
 // each OnAck the engine takes the Note, and one that is not empty
 // becomes a recovery event, which a capture puts on the ACK's frame (a
 // RateController says the same in RateControl.Note).
@@ -256,7 +256,7 @@ func (e *Endpoint) SetCongestionControl(name string) error {
 	e.mu.Lock()
 	old := cmp.Or(ccName(e.cc), e.proto.opts.CongestionControl) // not made yet: the options' choice
 	_, wasRC := e.cc.(RateController)
-	switch rc := e.takeCongestion(namedCongestionControl(name)); {
+	switch rc := e.takeCongestion(namedCongestionControl(name, &e.proto.opts)); {
 	case rc:
 		if e.wasEstablished {
 			e.ssthresh = ^uint32(0)
@@ -283,20 +283,21 @@ func newCongestionControl(o *Options) CongestionControl {
 	if o.NewCongestionControl != nil {
 		return o.NewCongestionControl()
 	}
-	return namedCongestionControl(o.CongestionControl)
+	return namedCongestionControl(o.CongestionControl, o)
 }
 
-// namedCongestionControl makes the algorithm congestionControls names.
-func namedCongestionControl(name string) CongestionControl {
+// namedCongestionControl makes the algorithm congestionControls names,
+// as the options configure it.
+func namedCongestionControl(name string, o *Options) CongestionControl {
 	switch name {
 	case "", "cubic":
-		return &cubic{}
+		return newCubic(o)
 	case "reno":
 		return reno{}
 	case "bbr":
 		return newBBR()
 	}
-	return &cubic{} // withDefaults and SetCongestionControl refuse unknown names
+	return newCubic(o) // withDefaults and SetCongestionControl refuse unknown names
 }
 
 // congestionControls are the algorithms Options.CongestionControl names.

@@ -11,8 +11,9 @@ import (
 // to the window where the loss happened (W_max), then convex beyond it,
 // and never below what Reno would have reached (the Reno-friendly region,
 // RFC 9438 4.3). Slow start leaves early on a rising RTT, with HyStart++
-// (RFC 9406). Windows are kept in segments as floats, as RFC 9438 writes
-// its formulas, and converted to bytes at the edges.
+// (RFC 9406) or, as Options.HyStart chooses, with Linux's HyStart
+// (hystart_linux.go). Windows are kept in segments as floats, as RFC 9438
+// writes its formulas, and converted to bytes at the edges.
 type cubic struct {
 	wMax       float64       // W_max: the window before the last reduction (segments)
 	wLastMax   float64       // W_max before that, for fast convergence (4.7)
@@ -23,7 +24,23 @@ type cubic struct {
 
 	saved cubicState // before the last OnCongestion, for OnUndo (4.9)
 
-	hs hystart
+	mode  HyStartMode
+	hs    hystart      // HyStartPlusPlus
+	linux hystartLinux // HyStartLinux
+}
+
+// newCubic makes a connection's CUBIC, leaving slow start as o.HyStart
+// says.
+func newCubic(o *Options) *cubic {
+	c := &cubic{mode: o.HyStart}
+	switch c.mode {
+	case HyStartLinux:
+		c.linux.paced = o.pacingOn()
+	case HyStartOff:
+	default:
+		c.mode = HyStartPlusPlus
+	}
+	return c
 }
 
 // cubicState is what OnUndo restores.
@@ -51,11 +68,21 @@ func (c *cubic) wCubic(t float64) float64 {
 
 func (c *cubic) OnAck(a AckSample) (cwnd, ssthresh uint32) {
 	mss := float64(a.MSS)
+	if c.mode == HyStartLinux {
+		// Linux's HyStart sees the ACK before slow start grows the
+		// window, and may end slow start where it stands.
+		a.Ssthresh = c.linux.onAck(&a, c.epochYoung(a.Now))
+	}
 	cwnd, ssthresh = a.Cwnd, a.Ssthresh
 	if cwnd < ssthresh {
-		// Slow start, with HyStart++ while it is the first one.
+		// Slow start: with HyStart++ while it is the first one, or
+		// plain (Linux's HyStart has had its say above).
 		var left uint32
-		cwnd, ssthresh, left = c.hs.onAck(&a)
+		if c.mode == HyStartPlusPlus {
+			cwnd, ssthresh, left = c.hs.onAck(&a)
+		} else {
+			cwnd, left = slowStart(&a)
+		}
 		if cwnd < ssthresh || left == 0 {
 			return cwnd, ssthresh
 		}
@@ -117,15 +144,24 @@ func (c *cubic) OnCongestion(s CongestionSample) uint32 {
 	}
 	c.epochStart = -1
 	c.hs.done = true // HyStart++ is for the first slow start only
+	if s.Timeout && c.mode == HyStartLinux {
+		c.linux.reset(s.Now) // Linux's HyStart starts over after a timeout
+	}
 	// ssthresh = cwnd * β_cubic (4.6), at least two segments.
 	return max(uint32(w*cubicBeta*float64(s.MSS)), 2*s.MSS)
 }
 
-// Note tells what HyStart++ did on the last ACK (Noter).
+// Note tells what HyStart did on the last ACK (Noter).
 func (c *cubic) Note() string {
-	n := c.hs.note
-	c.hs.note = ""
+	n := c.hs.note + c.linux.note // one of them at most
+	c.hs.note, c.linux.note = "", ""
 	return n
+}
+
+// epochYoung reports whether a congestion-avoidance epoch began less than
+// a second ago: Linux's HyStart takes no RTT sample then (hystart_linux.go).
+func (c *cubic) epochYoung(now time.Duration) bool {
+	return c.epochStart >= 0 && c.cwndEpoch != 0 && now-c.epochStart < hlEpochQuiet
 }
 
 func (c *cubic) OnUndo() {

@@ -2,6 +2,7 @@ package tcp
 
 import (
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/tapstack/tapstack/event"
@@ -42,14 +43,21 @@ type Options struct {
 	// default here).
 	OrphanRetries int
 
-	// CongestionControl names the algorithm: "cubic" (RFC 9438 with
-	// HyStart++, RFC 9406; the default, as in Linux), "reno" (RFC 5681)
-	// or "bbr" (BBR v1 as Linux's, bbr.go; it paces every connection).
-	// An unknown name means the default; Info().CongestionControl says
-	// what a connection uses. NewCongestionControl, if set, makes each
-	// connection's algorithm instead.
+	// CongestionControl names the algorithm: "cubic" (RFC 9438, leaving
+	// slow start as HyStart says; the default, as in Linux), "reno"
+	// (RFC 5681) or "bbr" (BBR v1 as Linux's, bbr.go; it paces every
+	// connection). An unknown name means the default;
+	// Info().CongestionControl says what a connection uses.
+	// NewCongestionControl, if set, makes each connection's algorithm
+	// instead.
 	CongestionControl    string
 	NewCongestionControl func() CongestionControl
+	// HyStart says how CUBIC leaves slow start before a loss does:
+	// HyStartPlusPlus, the default, with HyStart++ (RFC 9406);
+	// HyStartLinux with the HyStart of Linux's tcp_cubic
+	// (hystart_linux.go); HyStartOff not at all. Only CUBIC reads it,
+	// when a connection's CUBIC is made (SetCongestionControl's too).
+	HyStart HyStartMode
 
 	// NoRACK turns RACK-TLP (RFC 8985) off: losses are then found by
 	// the DupThresh rule (RFC 5681, RFC 6675) and NewReno's partial
@@ -272,6 +280,38 @@ type Options struct {
 
 	// Observer, if set, receives every Event.
 	Observer event.Observer
+}
+
+// HyStartMode says how CUBIC leaves slow start early (Options.HyStart).
+type HyStartMode uint8
+
+const (
+	// HyStartPlusPlus is HyStart++ (RFC 9406, cubic.go): a round whose
+	// lowest RTT rose moves to Conservative Slow Start, which hands over
+	// to congestion avoidance after five rounds unless the RTT falls
+	// back. In the first slow start only. The default.
+	HyStartPlusPlus HyStartMode = iota
+	// HyStartLinux is the HyStart of Linux's tcp_cubic with its default
+	// hystart_detect=3 (hystart_linux.go): a train of closely spaced
+	// ACKs that lasts half the minimum RTT (all of it when paced), or a
+	// round whose lowest RTT rose by more than an eighth of the minimum
+	// (4 to 16 ms), sets ssthresh = cwnd at once, and congestion
+	// avoidance begins. It watches every
+	// slow start from a window of 16 segments up, until it has found an
+	// exit; a retransmission timeout lets it find another.
+	HyStartLinux
+	// HyStartOff leaves slow start at ssthresh or a loss only, as Linux
+	// with hystart_detect=0.
+	HyStartOff
+)
+
+var hyStartModeNames = [...]string{HyStartPlusPlus: "hystart++", HyStartLinux: "linux", HyStartOff: "off"}
+
+func (m HyStartMode) String() string {
+	if int(m) < len(hyStartModeNames) {
+		return hyStartModeNames[m]
+	}
+	return "HyStartMode(" + strconv.Itoa(int(m)) + ")"
 }
 
 func (o Options) withDefaults() Options {

@@ -90,6 +90,7 @@ func newEngine(tb testing.TB, set settings, obs event.Observer) *engine {
 		Pacing:               set.pacing,
 		AbortOnOverflow:      set.abortOnOverflow,
 		CongestionControl:    set.congestionControl,
+		HyStart:              set.hystart,
 		SynRetries:           set.synRetries,
 		SynAckRetries:        set.synAckRetries,
 		MaxRetries:           set.maxRetries,

@@ -35,6 +35,9 @@ type settings struct {
 	pacing bool
 
 	congestionControl string
+	// hystart: how CUBIC leaves slow start; Linux's HyStart by default,
+	// since the scripts are Linux's tests (tcp_cubic's hystart_detect).
+	hystart tcp.HyStartMode
 
 	synRetries, synAckRetries, maxRetries, orphanRetries int
 
@@ -61,7 +64,7 @@ type settings struct {
 }
 
 func defaultSettings() settings {
-	return settings{rack: true, tlp: true}
+	return settings{rack: true, tlp: true, hystart: tcp.HyStartLinux}
 }
 
 // skipError says a script needs something tapstack does not have; it ends
@@ -690,11 +693,20 @@ func b2i(b bool) int {
 // moduleParam takes /sys/module/tcp_cubic/parameters/... settings.
 func (s *settings) moduleParam(path, value string) *skipError {
 	setting := path + "=" + value
-	if path == "/sys/module/tcp_cubic/parameters/hystart_detect" && value == "3" {
-		// 3 is Linux's default (ACK train and delay); tapstack's CUBIC
-		// has HyStart++ (RFC 9406) in its place.
-		s.note("%s: Linux's default; tapstack's CUBIC uses HyStart++ (RFC 9406)", setting)
-		return nil
+	if path == "/sys/module/tcp_cubic/parameters/hystart_detect" {
+		// 3 is Linux's default, ACK trains and delay both, which
+		// the runner gives CUBIC anyway; 0 is neither. 1 and 2, one
+		// of them alone, tapstack does not have.
+		switch value {
+		case "3":
+			s.hystart = tcp.HyStartLinux
+			s.note("%s: Options.HyStart=HyStartLinux (Linux's HyStart, ACK train and delay; the default here)", setting)
+			return nil
+		case "0":
+			s.hystart = tcp.HyStartOff
+			s.note("%s: Options.HyStart=HyStartOff (slow start until ssthresh or a loss)", setting)
+			return nil
+		}
 	}
 	return needs("%s (no such setting in tapstack)", setting)
 }

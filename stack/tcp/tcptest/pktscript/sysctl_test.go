@@ -26,6 +26,9 @@ func TestSysctl(t *testing.T) {
 		{`sysctl -q net.ipv4.tcp_rmem="4096 540000 $((15*1024*1024))"`, func(s settings) bool { return s.receiveBuffer == 15<<20 }, ""},
 		{`sysctl -q net.ipv4.tcp_wmem="4096 $((256*1024)) 4194304"`, func(s settings) bool { return s.sendBuffer == 4194304 }, ""},
 		{"sysctl -q net.ipv4.tcp_congestion_control=reno", func(s settings) bool { return s.congestionControl == "reno" }, ""},
+		{"sysctl -q net.ipv4.tcp_congestion_control=cubic", func(s settings) bool {
+			return s.congestionControl == "cubic" && s.hystart == tcp.HyStartLinux // Linux's HyStart without being asked
+		}, ""},
 		{"sysctl -q net.ipv4.tcp_early_retrans=0 net.ipv4.tcp_recovery=0", func(s settings) bool { return s.noRACK && !s.noTLP && s.check() == nil }, ""},
 		{"sysctl -q net.ipv4.tcp_early_retrans=0", func(s settings) bool { return !s.noRACK && s.noTLP && s.check() == nil }, ""},
 		{"sysctl -q net.ipv4.tcp_early_retrans=2", func(s settings) bool { return !s.noRACK && s.noTLP && s.check() == nil }, ""},
@@ -44,7 +47,8 @@ func TestSysctl(t *testing.T) {
 		{"ip tcp_metrics flush all > /dev/null 2>&1", nil, ""},
 		{"tc qdisc add dev tun0 root pfifo; tc qdisc delete dev tun0 root 2>/dev/null", nil, ""},
 		{"ethtool -K tun0 tso off gso off", nil, ""},
-		{"echo 3 > /sys/module/tcp_cubic/parameters/hystart_detect", nil, ""},
+		{"echo 3 > /sys/module/tcp_cubic/parameters/hystart_detect", func(s settings) bool { return s.hystart == tcp.HyStartLinux }, ""},
+		{"echo 0 > /sys/module/tcp_cubic/parameters/hystart_detect", func(s settings) bool { return s.hystart == tcp.HyStartOff }, ""},
 		{"/tmp/sysctl_restore_${PPID}.sh", nil, ""},
 		{"sysctl -q net.ipv4.tcp_ecn=1", func(s settings) bool { return s.ecn == tcp.ECNOn }, ""},
 		{"sysctl -q net.ipv4.tcp_ecn=2", func(s settings) bool { return s.ecn == tcp.ECNPassive }, ""},
@@ -68,6 +72,8 @@ func TestSysctl(t *testing.T) {
 		{"ip route change 192.0.2.1 via 192.168.0.2 dev tun0 advmss 600", nil, "route metrics"},
 		{"ethtool -K tun0 tso on", nil, "TSO/GSO offload"},
 		{"echo 2 > /sys/module/tcp_cubic/parameters/hystart_detect", nil, "/sys/module/tcp_cubic/parameters/hystart_detect=2"},
+		{"echo 1 > /sys/module/tcp_cubic/parameters/hystart_detect", nil, "/sys/module/tcp_cubic/parameters/hystart_detect=1"},
+		{"echo 0 > /sys/module/tcp_cubic/parameters/hystart", nil, "/sys/module/tcp_cubic/parameters/hystart=0"},
 		{"rm -rf /", nil, "shell command: rm -rf /"},
 		{"./nosuch/defaults.sh", nil, "./nosuch/defaults.sh ("},
 	} {

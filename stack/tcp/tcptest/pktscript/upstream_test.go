@@ -20,6 +20,7 @@ var upstreamPass = []string{
 	"close/close-on-syn-sent.pkt",
 	"close/close-remote-fin-then-close.pkt",
 	"cubic/cubic-hystart-delay-min-rtt-jumps-downward.pkt",
+	"cubic/cubic-hystart-delay-rtt-jumps-upward.pkt",
 	"cwnd_moderation/cwnd-moderation-disorder-no-moderation.pkt",
 	"ecn/ecn-uses-ect0.pkt",
 	"fast_recovery/prr-ss-10pkt-lost-1.pkt",
