@@ -119,6 +119,8 @@ type Stack struct {
 	onLinkDown  func(LinkDown)
 	connContext func(context.Context, event.ConnID) context.Context
 
+	metrics routeMetrics // SetRouteMetrics (routes.go)
+
 	mu       sync.Mutex
 	nextNIC  tcpip.NICID
 	links    map[tcpip.NICID]gstack.LinkEndpoint
@@ -292,14 +294,7 @@ func (s *Stack) AddRoute(dst netip.Prefix, gw netip.Addr, nic tcpip.NICID) error
 			return fmt.Errorf("stack: AddRoute %v: gateway %v is not a unicast address", dst, gw)
 		}
 	}
-	dst = dst.Masked()
-	a := dst.Addr().Unmap()
-	mb := make([]byte, a.BitLen()/8)
-	for i := range dst.Bits() {
-		mb[i/8] |= 0x80 >> (i % 8)
-	}
-	mask := tcpip.MaskFromBytes(mb)
-	subnet, err := tcpip.NewSubnet(tcpip.AddrFromSlice(a.AsSlice()), mask)
+	dst, subnet, err := subnetOf(dst)
 	if err != nil {
 		return fmt.Errorf("stack: AddRoute %v: %v", dst, err)
 	}
@@ -308,7 +303,7 @@ func (s *Stack) AddRoute(dst netip.Prefix, gw netip.Addr, nic tcpip.NICID) error
 		r.Gateway = tcpip.AddrFromSlice(gw.Unmap().AsSlice())
 	}
 	s.s.AddRoute(r)
-	s.tcp.RoutesChanged() // new connections look their route up again
+	s.routesChanged() // new connections look their route up again
 	return nil
 }
 
@@ -411,7 +406,7 @@ func (s *Stack) linkFailed(id tcpip.NICID, err error) {
 		// timeout that a dead link makes certain.
 		s.bind.LinkDown(id, err)
 		_ = s.s.RemoveNIC(id)
-		s.tcp.RoutesChanged()
+		s.routesChanged()
 		s.handlers.Done()
 		if s.onLinkDown != nil {
 			s.onLinkDown(LinkDown{NIC: id, Err: err})

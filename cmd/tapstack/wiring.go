@@ -63,6 +63,7 @@ type linkFlags struct {
 	pacing          *bool       // pace every connection (tcp.Options.Pacing)
 	maxPacing       *pacingRate // at most this rate (tcp.Options.MaxPacingRate)
 	cc              *string     // the congestion control (tcp.Options.CongestionControl)
+	route           *routeFlag  // the device's route's metrics (stack.SetRouteMetrics)
 }
 
 // addLinkFlags registers --tap, --addr, --create, --pcap and the fault
@@ -84,9 +85,35 @@ func addLinkFlags(fs *flag.FlagSet, verb string) *linkFlags {
 		rmemMax:    bufSizeFlag(fs, "rmem-max", "receive", tcp.DefaultReceiveBufferMax, "tcp_rmem[2]"),
 		pacing:     fs.Bool("pacing", false, "pace every connection's packets at its pacing rate (the window per round trip, doubled in slow start, 1.2 times after), as Linux with the fq qdisc; off, as Linux without it, a connection sends what its windows allow back to back"),
 		maxPacing:  maxPacingFlag(fs),
+		route:      routeMetricsFlag(fs),
 		cc: fs.String("cc", "cubic", "congestion control of the stack's connections, as Linux's tcp_congestion_control: "+
 			strings.Join(tcp.CongestionControls(), ", ")+" (bbr models the path's bandwidth and round trip, paces at the bandwidth and keeps the queue near one bandwidth-delay product; tapstack ss shows its model)"),
 	}
+}
+
+// routeFlag is --route: the metrics of the route to the device's subnet,
+// as Linux's `ip route change ... mtu lock 1400 advmss 1360 initcwnd 20`.
+type routeFlag struct {
+	m   stack.RouteMetrics
+	set bool
+}
+
+func (f *routeFlag) String() string { return f.m.String() }
+
+func (f *routeFlag) Set(s string) error {
+	m, err := stack.ParseRouteMetrics(s)
+	if err != nil {
+		return err
+	}
+	f.m, f.set = m, true
+	return nil
+}
+
+// routeMetricsFlag registers --route.
+func routeMetricsFlag(fs *flag.FlagSet) *routeFlag {
+	f := new(routeFlag)
+	fs.Var(f, "route", "metrics of the route to the device's subnet, as Linux's ip route writes them: `\"mtu [lock] N advmss N initcwnd N\"`, any of them (a path MTU, locked against ICMP; the MSS the stack's SYNs announce; the initial congestion window in segments)")
+	return f
 }
 
 // pacingRate is --max-pacing-rate: a rate of at least a byte a second.
@@ -196,7 +223,13 @@ func (lf *linkFlags) open(e env, opts tcp.Options) (s *stack.Stack, close func()
 			e.stop(linkDownError{d})
 		}
 	}})
-	if _, err := s.AddNIC(link, prefix); err != nil {
+	nic, err := s.AddNIC(link, prefix)
+	if err == nil && lf.route.set {
+		if err = s.SetRouteMetrics(prefix.Masked(), nic, lf.route.m); err != nil {
+			err = fmt.Errorf("--route %q: %w", lf.route.m, err)
+		}
+	}
+	if err != nil {
 		stopStack(s)
 		dev.Close()
 		finish()

@@ -16,8 +16,7 @@ import (
 func (e *Endpoint) initCongestion() {
 	e.mtuProbeInit()
 	e.applyPathMTU()
-	mss := uint32(e.sndMSS)
-	e.cwnd = initialWindow(mss)
+	e.cwnd = e.initialCwnd()
 	e.ssthresh = ^uint32(0) // RFC 5681 3.1: arbitrarily high
 	e.dupAcks = 0
 	e.setCAState(caOpen)
@@ -104,8 +103,7 @@ func (e *Endpoint) restartAfterIdle(now tcpip.MonotonicTime) {
 	if idle <= e.rto {
 		return
 	}
-	mss := uint32(e.sndMSS)
-	rw := min(initialWindow(mss), e.cwnd)
+	rw := min(e.initialCwnd(), e.cwnd)
 	cwnd := e.cwnd
 	for idle -= e.rto; idle > 0 && cwnd > rw; idle -= e.rto {
 		cwnd >>= 1

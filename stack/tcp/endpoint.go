@@ -12,7 +12,6 @@ import (
 	"github.com/tapstack/tapstack/event"
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
-	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 )
@@ -125,7 +124,7 @@ type Endpoint struct {
 	synTSval          uint32 // TSval of the latest SYN or SYN-ACK sent (handshake.go)
 	drainCheck        bool   // unregistered: flush tells a Shutdown waiting for the last connection, once the last segment left
 	stampState        stampState
-	synMSS            uint16 // sndMSS as the handshake left it, before path MTU discovery (plpmtud.go); here, it fits the padding
+	synMSS            uint16 // the peer's MSS, clamped by userMSS, less the timestamp option: the most sndMSS can rise to whatever the path (Linux's mss_clamp; plpmtud.go); here, it fits the padding
 	rtxq              rtxQueue
 	stampAt           tcpip.MonotonicTime // the clock of the work in hand, while stampState says it holds it (stamp.go)
 	train             *train              // new segments output sends back to back, while it runs (send.go)
@@ -155,6 +154,7 @@ type Endpoint struct {
 	rescueSent     bool  // RFC 6675's rescue retransmission went out in this recovery
 	recoveryProbed bool  // a tail loss probe went out in this fast recovery since its last progress (rack.go)
 	caState        caState
+	userMSS        uint16 // the user's MSS clamp (TCP_MAXSEG), 0 for none: with the peer's, the most the MSS can rise to; here, it fits the padding
 
 	// PRR (RFC 6937): bytes delivered and sent since fast recovery began,
 	// and RecoverFS, the flight then.
@@ -227,10 +227,7 @@ func (p *Protocol) newEndpoint(netProto tcpip.NetworkProtocolNumber, id stack.Tr
 	}
 	e.stateSince = p.clock.NowMonotonic()
 	// RFC 6691: the MSS option counts neither IP nor TCP options.
-	e.rcvMSS = int(r.MTU()) - header.TCPMinimumSize
-	if e.rcvMSS > 0xffff {
-		e.rcvMSS = 0xffff
-	}
+	e.rcvMSS = p.announcedMSS(r, e.nic, id.RemoteAddress)
 	e.rcvWndShift = uint8(windowScaleFor(max(e.rcvBufLimit, p.opts.ReceiveBufferMax)))
 	e.rack.reoWndMult = 1
 	if p.opts.pacingOn() {
@@ -246,9 +243,17 @@ const (
 	maxUserMSS = 32767
 )
 
-// clampMSS returns the MSS we advertise, mss from the route, under the
-// user's clamp (0: none). The send MSS never exceeds what we advertise
-// (takeSynOptions), so the clamp bounds both, as Linux's user_mss does.
+// clampUserMSS applies the user's clamp (0: none) to the MSS we announce,
+// and keeps it for the one we send (setSendMSS): it bounds both, as
+// Linux's user_mss does.
+func (e *Endpoint) clampUserMSS(clamp int) {
+	e.rcvMSS = clampMSS(e.rcvMSS, clamp)
+	if clamp > 0 && clamp <= 0xffff {
+		e.userMSS = uint16(clamp)
+	}
+}
+
+// clampMSS returns mss under the user's clamp (0: none).
 func clampMSS(mss, clamp int) int {
 	if clamp > 0 && clamp < mss {
 		return clamp

@@ -64,7 +64,7 @@ func (p *Protocol) ConnectWith(local, remote netip.AddrPort, o ConnectOptions) (
 		RemotePort:    remote.Port(),
 	}
 	e := p.newEndpoint(netProto, id, r)
-	e.rcvMSS = clampMSS(e.rcvMSS, o.MaxSegment)
+	e.clampUserMSS(o.MaxSegment)
 	// The port: the one asked for, or an ephemeral one (RFC 6056
 	// Algorithm 1, through gVisor's picker), that no listener holds and
 	// whose 4-tuple is free: in the demuxer (registering it there takes
@@ -193,6 +193,25 @@ func (e *Endpoint) sendSynAck(cause event.SendCause) {
 	e.sendSegment(cause, header.TCPFlagSyn|header.TCPFlagAck|e.ecnSynAckFlags(), e.iss, buffer.Buffer{}, opts[:n])
 }
 
+// setSendMSS sets the send MSS from the peer's (RFC 9293 3.7.1, RFC
+// 6691): the peer's, lowered by the user's clamp, is the most the MSS can
+// ever rise to (synMSS, Linux's mss_clamp); the path MTU (the route's, a
+// route metric's, one ICMP reported) bounds it now. With timestamps in
+// force both leave room for the option. The MSS we announced does not
+// bound it: a route's AdvMSS is only announced, as Linux's advmss.
+func (e *Endpoint) setSendMSS(peer int) {
+	clamp := peer
+	if e.userMSS > 0 {
+		clamp = min(clamp, int(e.userMSS))
+	}
+	ts := 0
+	if e.tsOK {
+		ts = tsOptionSize
+	}
+	e.synMSS = uint16(max(min(clamp, 0xffff), 64) - ts)
+	e.sndMSS = max(min(clamp, e.pathMSS()), 64) - ts
+}
+
 // takeSynOptions applies the peer's SYN options: the send MSS (RFC 9293
 // 3.7.1 and RFC 6691: the peer's MSS or the default when absent, never
 // more than our own path allows), window scaling (RFC 7323 2.2: in force
@@ -216,10 +235,7 @@ func (e *Endpoint) takeSynOptions(seg *segment, weOffered bool) {
 			mss = 1220 // RFC 9293 3.7.1: 1220 for IPv6
 		}
 	}
-	e.sndMSS = max(min(mss, e.rcvMSS), 64)
-	if e.tsOK {
-		e.sndMSS -= tsOptionSize
-	}
+	e.setSendMSS(mss)
 	e.wsOK = seg.WS >= 0 && weOffered
 	if e.wsOK {
 		e.sndWndShift = uint8(min(seg.WS, header.MaxWndScale))

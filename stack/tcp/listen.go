@@ -425,7 +425,7 @@ func (l *Listener) sendCookie(id stack.TransportEndpointID, netProto tcpip.Netwo
 		peerMSS = header.TCPDefaultMSS // RFC 9293 3.7.1; rounds to 536 for IPv6 too
 	}
 	cookie := l.cookies.make(id, seg.Seq, cookieMSSIndex(peerMSS), cookieCount(p.clock.NowMonotonic()))
-	o := synOptions{mss: uint16(clampMSS(min(int(r.MTU())-header.TCPMinimumSize, 0xffff), int(l.maxSeg.Load()))), ws: -1}
+	o := synOptions{mss: uint16(clampMSS(p.announcedMSS(r, nic, id.RemoteAddress), int(l.maxSeg.Load()))), ws: -1}
 	if seg.TS && !p.opts.NoTimestamps {
 		o.ts = true
 		o.tsVal = cookieTimestamp(p.tsClock(), seg.WS) + p.tsOffset(id)
@@ -511,7 +511,7 @@ func (l *Listener) cookieAck(id stack.TransportEndpointID, netProto tcpip.Networ
 	}
 	e := p.newEndpoint(netProto, id, r)
 	e.listener = l
-	e.rcvMSS = clampMSS(e.rcvMSS, int(l.maxSeg.Load()))
+	e.clampUserMSS(int(l.maxSeg.Load()))
 	e.mu.Lock()
 	if err := l.registerChild(e); err != nil {
 		e.listener = nil
@@ -535,13 +535,12 @@ func (l *Listener) cookieAck(id stack.TransportEndpointID, netProto tcpip.Networ
 	e.sndUna = seg.Ack
 	e.sndNxt = seg.Ack
 	e.sndBufSeq = seg.Ack
-	e.sndMSS = max(min(int(cookieMSS[idx]), e.rcvMSS), 64)
 	e.tsOffset = p.tsOffset(id)
 	e.lastAckSent = e.rcvNxt // what our SYN-ACK acknowledged
 	if e.tsOK = tsOK; tsOK {
 		e.takeSynTimestamp(seg.TSVal)
-		e.sndMSS -= tsOptionSize // as takeSynOptions
 	}
+	e.setSendMSS(int(cookieMSS[idx])) // as takeSynOptions
 	// rcvWndShift is newEndpoint's, the scale sendCookie offered.
 	if e.wsOK = ws >= 0; e.wsOK {
 		e.sndWndShift = uint8(ws)
@@ -586,7 +585,7 @@ func (l *Listener) openChild(id stack.TransportEndpointID, netProto tcpip.Networ
 	}
 	e := p.newEndpoint(netProto, id, r)
 	e.listener = l
-	e.rcvMSS = clampMSS(e.rcvMSS, int(l.maxSeg.Load()))
+	e.clampUserMSS(int(l.maxSeg.Load()))
 	e.mu.Lock()
 	if err := l.registerChild(e); err != nil {
 		e.listener = nil

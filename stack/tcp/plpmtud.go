@@ -101,11 +101,10 @@ func (e *Endpoint) mtuForMSS(mss int) int {
 	return n
 }
 
-// mtuProbeInit is the handshake's part (Linux's tcp_mtup_init): it
-// records the MSS the handshake agreed, the ceiling any search comes back
-// to, and with MTUProbingOn starts the search.
+// mtuProbeInit is the handshake's part (Linux's tcp_mtup_init): with
+// MTUProbingOn it starts the search, up to the MSS the handshake agreed
+// (synMSS), the ceiling any search comes back to.
 func (e *Endpoint) mtuProbeInit() {
-	e.synMSS = uint16(min(e.sndMSS, 0xffff))
 	e.mtup = nil
 	if e.proto.opts.MTUProbing == MTUProbingOn {
 		e.mtuProbeStart()
@@ -119,24 +118,24 @@ func (e *Endpoint) mtuProbeInit() {
 func (e *Endpoint) mtuProbeStart() {
 	p := &mtuProbe{searchLow: e.mtuForMSS(e.proto.opts.BaseMSS), searchHigh: e.mtuForMSS(int(e.synMSS)), stamp: e.now()}
 	// Never above what the peer's MSS and the path allow: a peer that
-	// announced less than BaseMSS keeps its MSS, and a black hole
-	// halves from there.
-	mtu := p.searchHigh
-	if learned, ok := e.proto.pmtu.lookup(e.id.RemoteAddress, e.now()); ok {
-		mtu = min(mtu, int(learned))
+	// announced less than BaseMSS, or a path whose MTU is smaller than
+	// BaseMSS's, keeps its MSS, and a black hole halves from there. The
+	// path's MTU bounds searchHigh where it is used (mtuProbeSend), so
+	// that a route's MTU metric raised later lets the search go higher;
+	// an MTU ICMP reported bounds it for good.
+	p.searchLow = min(p.searchLow, e.pathMTU(), p.searchHigh)
+	if mtu, ok := e.learnedMTU(); ok {
+		p.capAt(int(mtu))
 	}
-	p.capAt(mtu)
 	e.mtup = p
 }
 
 // syncMSS sets the send MSS from what bounds it (Linux's tcp_sync_mss):
-// the handshake, a path MTU learned from ICMP, and while a search runs
-// the largest size known to get through.
+// the peer's MSS and the user's clamp (synMSS), the path MTU (the route's
+// or its metric's, or one ICMP reported), and while a search runs the
+// largest size known to get through.
 func (e *Endpoint) syncMSS() {
-	mss := int(e.synMSS)
-	if mtu, ok := e.proto.pmtu.lookup(e.id.RemoteAddress, e.now()); ok {
-		mss = min(mss, e.mssForMTU(mtu))
-	}
+	mss := min(int(e.synMSS), e.mssForMTU(uint32(e.pathMTU())))
 	if p := e.mtup; p != nil {
 		mss = min(mss, e.mssForMTU(uint32(p.searchLow)))
 	}
@@ -190,16 +189,19 @@ func (e *Endpoint) mtuProbeSend() (sent, wait bool) {
 		e.cwnd < 11*uint32(e.sndMSS) {
 		return false, false
 	}
-	if cur := min(e.mtuForMSS(e.sndMSS), p.searchHigh); cur > p.searchLow {
+	// The path's MTU as it is now bounds the search: a route's MTU
+	// metric may have changed since it began (routemetrics.go).
+	high := min(p.searchHigh, e.pathMTU())
+	if cur := min(e.mtuForMSS(e.sndMSS), high); cur > p.searchLow {
 		// Full segments get through at the MSS the connection has:
 		// the search starts above it. Linux's starts at tcp_base_mss
 		// whatever the MSS, and a probe's success there lowers the
 		// MSS to the probe's size for a while.
 		p.searchLow = cur
 	}
-	size := (p.searchHigh + p.searchLow) / 2
+	size := (high + p.searchLow) / 2
 	probe := e.mssForMTU(uint32(size))
-	if p.searchHigh-p.searchLow < mtuProbeThreshold || probe > e.mssForMTU(uint32(p.searchHigh)) || probe <= e.sndMSS {
+	if high-p.searchLow < mtuProbeThreshold || probe > e.mssForMTU(uint32(high)) || probe <= e.sndMSS {
 		e.mtuReprobe()
 		return false, false
 	}
@@ -232,7 +234,7 @@ func (e *Endpoint) mtuProbeSend() (sent, wait bool) {
 		// Before the probe's send event: the capture puts it on the
 		// probe's frame.
 		e.emitBefore(mark, event.Event{Kind: event.KindPathMTU, Conn: e.connID(), Cwnd: e.cwnd, Ssthresh: e.ssthresh,
-			Note: fmt.Sprintf("MTU probe: %d bytes (RFC 4821; the search is between %d and %d)", p.probeSize, p.searchLow, p.searchHigh)})
+			Note: fmt.Sprintf("MTU probe: %d bytes (RFC 4821; the search is between %d and %d)", p.probeSize, p.searchLow, high)})
 	}
 	e.proto.stats.MTUProbes.Add(1)
 	return true, false

@@ -106,26 +106,47 @@ func (e *Endpoint) mssForMTU(mtu uint32) int {
 }
 
 // pathMTU is the MTU the send MSS is bounded by (Info.PathMTU): the
-// route's, or a smaller one ICMP reported for the peer; 0 without a
-// route.
+// route's metric if it has one (routemetrics.go), else the route's own,
+// or a smaller one ICMP reported for the peer unless the route locks its
+// MTU; 0 without a route.
 func (e *Endpoint) pathMTU() int {
 	if e.route == nil {
 		return 0
 	}
 	mtu := e.route.MTU() + uint32(e.netHeaderLen()) // the route's MTU is the IP payload's
-	if learned, ok := e.proto.pmtu.lookup(e.id.RemoteAddress, e.now()); ok && learned < mtu {
-		mtu = learned
+	m := e.metrics()
+	if m.MTU > 0 {
+		mtu = m.MTU
+	}
+	if !m.LockMTU {
+		if learned, ok := e.proto.pmtu.lookup(e.id.RemoteAddress, e.now()); ok && learned < mtu {
+			mtu = learned
+		}
 	}
 	return int(mtu)
 }
 
-// applyPathMTU lowers the send MSS to what a path MTU learned earlier for
-// the peer allows, when the connection is established.
+// learnedMTU is the path MTU ICMP reported for the peer, unless the
+// route locks its MTU.
+func (e *Endpoint) learnedMTU() (uint32, bool) {
+	if e.metrics().LockMTU {
+		return 0, false
+	}
+	return e.proto.pmtu.lookup(e.id.RemoteAddress, e.now())
+}
+
+// pathMSS is the largest segment payload the path MTU allows, timestamps
+// aside: what the handshake bounds the send MSS by.
+func (e *Endpoint) pathMSS() int {
+	return e.pathMTU() - e.netHeaderLen() - header.TCPMinimumSize
+}
+
+// applyPathMTU lowers the send MSS to what the path MTU allows, when the
+// connection is established: an MTU ICMP reported for the peer since the
+// handshake began.
 func (e *Endpoint) applyPathMTU() {
-	if mtu, ok := e.proto.pmtu.lookup(e.id.RemoteAddress, e.now()); ok {
-		if mss := e.mssForMTU(mtu); mss < e.sndMSS {
-			e.sndMSS = mss
-		}
+	if mss := e.mssForMTU(uint32(e.pathMTU())); mss < e.sndMSS {
+		e.sndMSS = mss
 	}
 }
 
@@ -148,6 +169,15 @@ func (e *Endpoint) pathMTUArrives(mtu uint32) {
 	if e.netProto != header.IPv6ProtocolNumber && mtu < linuxMinPMTU {
 		mtu = linuxMinPMTU
 	}
+	if m := e.metrics(); m.LockMTU {
+		// The route locks its MTU (Linux's `mtu lock`): the report
+		// changes nothing, for this connection or the destination.
+		if e.proto.opts.Observer != nil {
+			e.emit(event.Event{Kind: event.KindPathMTU, Conn: e.connID(), Cwnd: e.cwnd, Ssthresh: e.ssthresh,
+				Note: fmt.Sprintf("path MTU %d (ICMP) ignored: the route locks its MTU at %d", mtu, e.pathMTU())})
+		}
+		return
+	}
 	if e.proto.pmtu.learn(e.id.RemoteAddress, mtu, e.now()) {
 		e.proto.limits.PathMTUEvictions.Add(1)
 	}
@@ -160,9 +190,17 @@ func (e *Endpoint) pathMTUArrives(mtu uint32) {
 	}
 	old := e.sndMSS
 	e.sndMSS = mss
+	e.mssLowered(old, fmt.Sprintf("path MTU %d (ICMP)", mtu))
+}
+
+// mssLowered follows a cut of the send MSS from old to e.sndMSS, for the
+// reason why: the segments in flight larger than the new MSS were dropped
+// on the way (or will be), so they are sent again, cut to fit (Linux's
+// tcp_simple_retransmit). The loss was not congestion: the window stays.
+// The caller holds e.mu.
+func (e *Endpoint) mssLowered(old int, why string) {
+	mss := e.sndMSS
 	e.proto.stats.PathMTUReductions.Add(1)
-	// The segments in flight larger than the new MSS were dropped on
-	// the way: send them again, cut to fit (Linux tcp_simple_retransmit).
 	q := &e.rtxq
 	resent := 0
 	for i := q.head; i < q.tail(); i++ {
@@ -178,7 +216,7 @@ func (e *Endpoint) pathMTUArrives(mtu uint32) {
 	}
 	if e.proto.opts.Observer != nil {
 		e.emit(event.Event{Kind: event.KindPathMTU, Conn: e.connID(), Cwnd: e.cwnd, Ssthresh: e.ssthresh,
-			Note: fmt.Sprintf("path MTU %d (ICMP): MSS %d → %d, %s sent again", mtu, old, mss, plural(resent, "segment"))})
+			Note: fmt.Sprintf("%s: MSS %d → %d, %s sent again", why, old, mss, plural(resent, "segment"))})
 	}
 	e.output()
 }

@@ -56,6 +56,9 @@ type Protocol struct {
 	challenge challengeLimiter
 	tw        timeWaitTable // connections in TIME-WAIT (timewait.go)
 	pmtu      pmtuTable     // path MTUs learned from ICMP (pmtu.go)
+	// routeMetrics is the stack's route table with each row's metrics
+	// (routemetrics.go); nil while no route has any.
+	routeMetrics atomic.Pointer[[]Route]
 
 	// pendingEvents counts the connections and listeners holding events
 	// not yet delivered, and the TIME-WAIT records out of the table whose

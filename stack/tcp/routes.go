@@ -39,6 +39,7 @@ type routeKey struct {
 	nic                    tcpip.NICID
 	netProto               tcpip.NetworkProtocolNumber
 	local, remote, nextHop tcpip.Address
+	mtu                    uint32 // a route's MTU metric changes it
 }
 
 // routeQuery is what a connection asks FindRoute: nic and local may be
@@ -100,7 +101,7 @@ func (p *Protocol) findRoute(q routeQuery) (*stack.Route, tcpip.Error) {
 // route r stands for, in which case r is released. It records r's route
 // as the answer to q, found at now, unless the routes changed since gen.
 func (p *Protocol) shareRoute(r *stack.Route, q routeQuery, now tcpip.MonotonicTime, gen uint64) *stack.Route {
-	k := routeKey{nic: r.NICID(), netProto: r.NetProto(), local: r.LocalAddress(), remote: r.RemoteAddress(), nextHop: r.NextHop()}
+	k := routeKey{nic: r.NICID(), netProto: r.NetProto(), local: r.LocalAddress(), remote: r.RemoteAddress(), nextHop: r.NextHop(), mtu: r.MTU()}
 	c := &p.routes
 	c.mu.Lock()
 	s, shared := c.m[k]

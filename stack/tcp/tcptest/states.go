@@ -153,6 +153,13 @@ func EstablishedActive(t testing.TB, opts ...Option) (*Peer, *tcp.Endpoint) {
 	return Established(t, append(opts, ActiveOpen())...)
 }
 
+// Established opens one more connection passively on p.Listener, from
+// the peer's current port, as the Established fixture does.
+func (p *Peer) Established() *tcp.Endpoint {
+	p.t.Helper()
+	return p.establishPassive()
+}
+
 func (p *Peer) establishPassive() *tcp.Endpoint {
 	p.t.Helper()
 	half := p.synReceived()

@@ -62,6 +62,9 @@ type engine struct {
 	proto *tcp.Protocol
 	start time.Time
 	set   settings
+	// hostRoute says setRoutes made the host route to the peer's IPv4
+	// and IPv6 address, which carries the script's route metrics.
+	hostRoute [2]bool
 
 	mu     sync.Mutex
 	events []engineEvent
@@ -115,9 +118,40 @@ func newEngine(tb testing.TB, set settings, obs event.Observer) *engine {
 	}, []netip.Prefix{netip.PrefixFrom(stackAddr6, 64)}, tcptest.WithTCP(o))
 	e.peer.RefuseAll(set.dropAll)
 	e.proto = e.peer.TCP
+	if err := e.setRoutes(set); err != nil {
+		panic(needs("route metrics the stack refuses: %v", err))
+	}
 	e.start = e.clock.Now()
 	return e
 }
+
+// setRoutes gives the routes to the peer the metrics the script's `ip
+// route` commands set: host routes to the peer's two addresses, made the
+// first time, in front of the fixture's subnet routes.
+func (e *engine) setRoutes(set settings) error {
+	for i, r := range []struct {
+		peer netip.Addr
+		m    tcp.RouteMetrics
+	}{{peerAddr4, set.route4}, {peerAddr6, set.route6}} {
+		host := netip.PrefixFrom(r.peer, r.peer.BitLen())
+		if !e.hostRoute[i] {
+			if r.m == (tcp.RouteMetrics{}) {
+				continue // no route of its own yet, and none wanted
+			}
+			if err := e.peer.Stack.AddRoute(host, netip.Addr{}, scriptNIC); err != nil {
+				return err
+			}
+			e.hostRoute[i] = true
+		}
+		if err := e.peer.Stack.SetRouteMetrics(host, scriptNIC, r.m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// scriptNIC is the fixture's one interface.
+const scriptNIC = 1
 
 func (e *engine) observe(ev event.Event) {
 	r := engineEvent{

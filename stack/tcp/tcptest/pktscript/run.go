@@ -695,11 +695,20 @@ func (r *runner) command(cmd string) {
 	// The qdisc may change: the link's refusals follow it.
 	dropAll := after.dropAll
 	after.dropAll = before.dropAll
+	// So may the routes' metrics: live connections follow them.
+	route4, route6 := after.route4, after.route6
+	after.route4, after.route6 = before.route4, before.route6
 	if fmt.Sprint(before) != fmt.Sprint(after) {
 		panic(needs("a setting changed while the stack runs: %s", abbrev(cmd, 60)))
 	}
 	r.set.dropAll = dropAll
 	r.eng.peer.RefuseAll(dropAll)
+	if route4 != before.route4 || route6 != before.route6 {
+		r.set.route4, r.set.route6 = route4, route6
+		if err := r.eng.setRoutes(r.set); err != nil {
+			panic(needs("route metrics the stack refuses: %v", err))
+		}
+	}
 	for _, n := range notes {
 		r.logf("%s   command: %s", secs(r.eng.now()), n)
 	}

@@ -2,6 +2,7 @@ package pktscript
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tapstack/tapstack/stack/tcp"
+	"github.com/tapstack/tapstack/stack/tcp/tcptest"
 )
 
 // settings is what a script's shell commands set up: the engine's
@@ -28,6 +30,11 @@ type settings struct {
 	// qdisc answers NET_XMIT_DROP. The one setting a script may change
 	// while the stack runs.
 	dropAll bool
+
+	// route4 and route6 are the metrics of the routes to the peer
+	// (`ip route change ... mtu lock 640 advmss 600 initcwnd 11`), which
+	// a script may also change while the stack runs.
+	route4, route6 tcp.RouteMetrics
 
 	// pacing: the fq qdisc sits on the link; tapstack paces as TCP does
 	// internally (Options.Pacing), which fq's per-flow quantum and credit
@@ -340,11 +347,75 @@ func (s *settings) note(format string, args ...any) {
 }
 
 func (s *settings) ipCommand(words []string, line string) *skipError {
-	if len(words) >= 2 && words[1] == "tcp_metrics" {
+	line = strings.TrimSpace(line)
+	args := words[1:]
+	family := 0 // 4 or 6; 0 until the destination says
+	if len(args) > 0 && (args[0] == "-4" || args[0] == "-6") {
+		family = int(args[0][1] - '0')
+		args = args[1:]
+	}
+	if len(args) >= 1 && args[0] == "tcp_metrics" {
 		s.note("ip tcp_metrics: tapstack keeps no per-destination metrics")
 		return nil
 	}
-	return needs("route metrics (%s)", strings.TrimSpace(line))
+	if len(args) < 3 || args[0] != "route" {
+		return needs("ip command (%s)", line)
+	}
+	return s.ipRoute(family, args[1], args[2:], line)
+}
+
+// Packetdrill's remote addresses (its --remote_ip defaults), which its
+// tun device routes via the gateway: the runner's peer addresses.
+var (
+	scriptRemote4 = netip.MustParseAddr("192.0.2.1")
+	scriptRemote6 = netip.MustParseAddr("2001:db8::1")
+)
+
+// ipRoute takes `ip route add|change|replace REMOTE [via GW] [dev DEV]
+// [mtu [lock] N] [advmss N] [initcwnd N]`: the route to the script's
+// remote address with Linux's route metrics, which the runner gives the
+// route to its peer (stack.SetRouteMetrics). Packetdrill routes the remote
+// address through a gateway on its tun device; the runner's peer is on
+// the link, so via and dev change nothing.
+func (s *settings) ipRoute(family int, verb string, args []string, line string) *skipError {
+	switch verb {
+	case "add", "change", "replace":
+	default:
+		return needs("ip route %s (%s)", verb, line)
+	}
+	dst, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimSuffix(args[0], "/32"), "/128"))
+	if err != nil || (dst != scriptRemote4 && dst != scriptRemote6) || (family == 4 && !dst.Is4()) || (family == 6 && dst.Is4()) {
+		return needs("a route to other than the script's remote address (%s)", line)
+	}
+	// via and dev name packetdrill's gateway and tun device: the
+	// runner's peer is on its one link. The rest are the metrics.
+	var metrics []string
+	for i := 1; i < len(args); i++ {
+		if (args[i] == "via" || args[i] == "dev") && i+1 < len(args) {
+			i++
+			continue
+		}
+		metrics = append(metrics, args[i])
+	}
+	m, err := tcp.ParseRouteMetrics(strings.Join(metrics, " "))
+	if err != nil {
+		return needs("%v (%s)", err, line)
+	}
+	clamped := ""
+	if m.MTU > tcptest.MTU {
+		// Linux takes a route MTU above the device's (the upstream
+		// IPv6 mtu_probe test sets 1520 on its tun); tapstack refuses
+		// one its link cannot carry.
+		clamped = fmt.Sprintf(" (the runner's link carries %d: MTU %d taken as %d)", tcptest.MTU, m.MTU, tcptest.MTU)
+		m.MTU = tcptest.MTU
+	}
+	if dst.Is4() {
+		s.route4 = m
+	} else {
+		s.route6 = m
+	}
+	s.note("%s: the route to the peer gets %q%s", line, m.String(), clamped)
+	return nil
 }
 
 // tcCommand takes the qdiscs that change nothing for a stack that neither

@@ -69,7 +69,20 @@ func TestSysctl(t *testing.T) {
 		{"tc qdisc add dev tun0 root pfifo limit 0; tc qdisc delete dev tun0 root", func(s settings) bool { return !s.dropAll }, ""},
 		{"tc qdisc add dev tun0 root pfifo limit 0; tc qdisc replace dev tun0 root pfifo limit 100", func(s settings) bool { return !s.dropAll }, ""},
 		{"tc qdisc add dev tun0 root netem loss 1%", nil, "netem"},
-		{"ip route change 192.0.2.1 via 192.168.0.2 dev tun0 advmss 600", nil, "route metrics"},
+		{"ip route change 192.0.2.1 via 192.168.0.2 dev tun0 advmss 600 mtu lock 640 initcwnd 11", func(s settings) bool {
+			return s.route4 == tcp.RouteMetrics{MTU: 640, LockMTU: true, AdvMSS: 600, InitCwnd: 11} && s.route6 == tcp.RouteMetrics{}
+		}, ""},
+		{"ip -6 route change 2001:DB8::1 via fd3d:fa7b:d17d:8888::0 dev tun0 advmss 1480 mtu lock 1520", func(s settings) bool {
+			return s.route6 == tcp.RouteMetrics{MTU: 1500, LockMTU: true, AdvMSS: 1480} // the runner's link: 1500
+		}, ""},
+		{"ip route add 192.0.2.1/32 mtu 1000", func(s settings) bool { return s.route4 == tcp.RouteMetrics{MTU: 1000} }, ""},
+		{"ip route change 198.51.100.7 dev tun0 mtu 1000", nil, "a route to other than the script's remote address"},
+		{"ip -6 route change 192.0.2.1 dev tun0 mtu 1000", nil, "a route to other than the script's remote address"},
+		{"ip route change 192.0.2.1 dev tun0 rto_min 50ms", nil, `route metric "rto_min": tapstack has`},
+		{"ip route change 192.0.2.1 dev tun0 initcwnd ten", nil, `route metric initcwnd "ten": want a positive number`},
+		{"ip route change 192.0.2.1 dev tun0 mtu", nil, `route metric mtu without a value`},
+		{"ip route del 192.0.2.1", nil, "ip route del"},
+		{"ip link set tun0 mtu 9000", nil, "ip command"},
 		{"ethtool -K tun0 tso on", nil, "TSO/GSO offload"},
 		{"echo 2 > /sys/module/tcp_cubic/parameters/hystart_detect", nil, "/sys/module/tcp_cubic/parameters/hystart_detect=2"},
 		{"echo 1 > /sys/module/tcp_cubic/parameters/hystart_detect", nil, "/sys/module/tcp_cubic/parameters/hystart_detect=1"},

@@ -1,0 +1,195 @@
+package stack
+
+import (
+	"fmt"
+	"net/netip"
+	"sync"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+
+	"github.com/tapstack/tapstack/stack/tcp"
+)
+
+// RouteMetrics are a route's settings for the TCP connections that use
+// it, as Linux keeps them on the route (`ip route change ... mtu lock 1400
+// advmss 1360 initcwnd 20`): a path MTU, locked or not, the MSS our SYNs
+// announce, and the initial congestion window. See tcp.RouteMetrics.
+type RouteMetrics = tcp.RouteMetrics
+
+// routeKey names a route as gVisor's table matches it (tcpip.Route.Equal):
+// its destination and interface.
+type routeKey struct {
+	dst netip.Prefix
+	nic tcpip.NICID
+}
+
+// routeMetrics are the metrics of the stack's routes, by route.
+type routeMetrics struct {
+	mu sync.Mutex
+	m  map[routeKey]RouteMetrics
+}
+
+// SetRouteMetrics gives the route to dst through interface nic the
+// metrics m, as Linux's `ip route change dst dev nic mtu [lock] N advmss N
+// initcwnd N`; the zero RouteMetrics removes them. New connections on the
+// route take them; live ones set their MSS again at once, cutting and
+// resending what is in flight when the MTU falls. The MTU applies to every
+// protocol (it is the gVisor route's), the rest to TCP alone.
+//
+// It fails for a route the stack does not have (AddRoute and AddAddress
+// make them), an MTU below 68 bytes (88 for IPv6) or above the
+// interface's, an announced MSS below 88 bytes (Linux's TCP_MIN_MSS) and
+// an initial window beyond any window.
+func (s *Stack) SetRouteMetrics(dst netip.Prefix, nic tcpip.NICID, m RouteMetrics) error {
+	if !dst.IsValid() {
+		return fmt.Errorf("stack: SetRouteMetrics: invalid destination %v", dst)
+	}
+	dst, subnet, err := subnetOf(dst)
+	if err != nil {
+		return fmt.Errorf("stack: SetRouteMetrics %v: %v", dst, err)
+	}
+	var row tcpip.Route
+	found := false
+	for _, r := range s.s.GetRouteTable() {
+		if r.Destination == subnet && r.NIC == nic {
+			row, found = r, true
+			break
+		}
+	}
+	if !found {
+		return fmt.Errorf("stack: SetRouteMetrics: no route to %v through interface %d", dst, nic)
+	}
+	if m.MTU != 0 {
+		// RFC 791's 68 bytes, with IPv6's longer header. An IPv6
+		// route may go below RFC 8200's 1280, as Linux's may (the
+		// upstream mtu_probe test sets 660): a user trying a small
+		// path gets segments that small, which any peer takes.
+		minMTU := uint32(68)
+		if dst.Addr().Is6() {
+			minMTU += 20
+		}
+		if m.MTU < minMTU {
+			return fmt.Errorf("stack: SetRouteMetrics %v: MTU %d is below the minimum %d", dst, m.MTU, minMTU)
+		}
+		if linkMTU := s.nicMTU(nic); linkMTU != 0 && m.MTU > linkMTU {
+			return fmt.Errorf("stack: SetRouteMetrics %v: MTU %d is above interface %d's %d", dst, m.MTU, nic, linkMTU)
+		}
+	}
+	if m.InitCwnd > 1<<16 {
+		return fmt.Errorf("stack: SetRouteMetrics %v: initial window of %d segments is beyond any window", dst, m.InitCwnd)
+	}
+	if m.AdvMSS != 0 && m.AdvMSS < 88 {
+		return fmt.Errorf("stack: SetRouteMetrics %v: MSS %d is below 88, Linux's TCP_MIN_MSS", dst, m.AdvMSS)
+	}
+	s.metrics.mu.Lock()
+	defer s.metrics.mu.Unlock()
+	k := routeKey{dst, nic}
+	if m == (RouteMetrics{}) {
+		delete(s.metrics.m, k)
+	} else {
+		if s.metrics.m == nil {
+			s.metrics.m = make(map[routeKey]RouteMetrics)
+		}
+		s.metrics.m[k] = m
+	}
+	if row.MTU != m.MTU {
+		row.MTU = m.MTU
+		s.s.ReplaceRoute(row) // same place in the table: it is ordered by prefix length
+	}
+	s.pushRoutesLocked()
+	return nil
+}
+
+// RouteMetrics returns the metrics SetRouteMetrics gave the route to dst
+// through nic, and whether it has any.
+func (s *Stack) RouteMetrics(dst netip.Prefix, nic tcpip.NICID) (RouteMetrics, bool) {
+	s.metrics.mu.Lock()
+	defer s.metrics.mu.Unlock()
+	dst, _, err := subnetOf(dst)
+	if err != nil {
+		return RouteMetrics{}, false
+	}
+	m, ok := s.metrics.m[routeKey{dst, nic}]
+	return m, ok
+}
+
+// routesChanged tells the engine that the route table changed: its
+// cached routes go (RoutesChanged), and it takes the table with the
+// metrics of the routes that are still there.
+func (s *Stack) routesChanged() {
+	s.metrics.mu.Lock()
+	s.pushRoutesLocked()
+	s.metrics.mu.Unlock()
+}
+
+// pushRoutesLocked hands the engine the route table in lookup order, each
+// row with its metrics, forgets the metrics of routes that went, and
+// drops the engine's cached routes. The caller holds s.metrics.mu.
+func (s *Stack) pushRoutesLocked() {
+	defer s.tcp.RoutesChanged()
+	if len(s.metrics.m) == 0 {
+		s.tcp.SetRoutes(nil)
+		return
+	}
+	table := s.s.GetRouteTable()
+	rows := make([]tcp.Route, 0, len(table))
+	live := make(map[routeKey]bool, len(s.metrics.m))
+	for _, r := range table {
+		row := tcp.Route{Destination: r.Destination, NIC: r.NIC}
+		if k, ok := keyOf(r); ok {
+			if m, ok := s.metrics.m[k]; ok {
+				row.Metrics = m
+				live[k] = true
+			}
+		}
+		rows = append(rows, row)
+	}
+	for k := range s.metrics.m {
+		if !live[k] {
+			delete(s.metrics.m, k) // its route went with its interface
+		}
+	}
+	s.tcp.SetRoutes(rows)
+}
+
+// keyOf is the key of gVisor's route r.
+func keyOf(r tcpip.Route) (routeKey, bool) {
+	id := r.Destination.ID()
+	a, ok := netip.AddrFromSlice(id.AsSlice())
+	if !ok {
+		return routeKey{}, false
+	}
+	return routeKey{netip.PrefixFrom(a, r.Destination.Prefix()), r.NIC}, true
+}
+
+// subnetOf returns dst masked, an IPv4-mapped IPv6 prefix as the IPv4
+// prefix it maps, and as gVisor's subnet.
+func subnetOf(dst netip.Prefix) (netip.Prefix, tcpip.Subnet, error) {
+	if dst.Addr().Is4In6() {
+		if dst.Bits() < 96 {
+			return dst, tcpip.Subnet{}, fmt.Errorf("prefix %v is wider than the IPv4-mapped addresses", dst)
+		}
+		dst = netip.PrefixFrom(dst.Addr().Unmap(), dst.Bits()-96)
+	}
+	dst = dst.Masked()
+	a := dst.Addr()
+	mb := make([]byte, a.BitLen()/8)
+	for i := range dst.Bits() {
+		mb[i/8] |= 0x80 >> (i % 8)
+	}
+	subnet, err := tcpip.NewSubnet(tcpip.AddrFromSlice(a.AsSlice()), tcpip.MaskFromBytes(mb))
+	return dst, subnet, err
+}
+
+// nicMTU is the MTU of interface nic's link, 0 if it has none.
+func (s *Stack) nicMTU(nic tcpip.NICID) uint32 {
+	info, ok := s.s.NICInfo()[nic]
+	if !ok {
+		return 0
+	}
+	return info.MTU
+}
+
+// ParseRouteMetrics reads route metrics as Linux's `ip route` writes them
+// (tcp.ParseRouteMetrics): "mtu lock 1400 advmss 1360 initcwnd 20".
+func ParseRouteMetrics(s string) (RouteMetrics, error) { return tcp.ParseRouteMetrics(s) }

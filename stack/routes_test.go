@@ -1,0 +1,66 @@
+package stack_test
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+
+	"github.com/tapstack/tapstack/stack"
+	"github.com/tapstack/tapstack/tap"
+)
+
+// TestSetRouteMetricsBadInput: metrics for a route the stack does not
+// have, or that no path could carry, are refused with an error that says
+// why, and leave the route as it was; good ones are kept, shown by
+// RouteMetrics, and go with their route's interface.
+func TestSetRouteMetricsBadInput(t *testing.T) {
+	s := stack.New(stack.Options{})
+	defer s.Close()
+	a, _ := tap.Pipe() // MTU 1500
+	nic, err := s.AddNIC(a, netip.MustParsePrefix("192.0.2.1/24"), netip.MustParsePrefix("2001:db8::1/64"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v4, v6 := netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("2001:db8::/64")
+	for _, tc := range []struct {
+		name string
+		dst  netip.Prefix
+		nic  tcpip.NICID
+		m    stack.RouteMetrics
+		want string // in the error
+	}{
+		{"invalid destination", netip.Prefix{}, nic, stack.RouteMetrics{InitCwnd: 4}, "invalid destination"},
+		{"no such route", netip.MustParsePrefix("198.51.100.0/24"), nic, stack.RouteMetrics{InitCwnd: 4}, "no route"},
+		{"another interface", v4, nic + 7, stack.RouteMetrics{InitCwnd: 4}, "no route"},
+		{"mapped prefix too wide", netip.MustParsePrefix("::ffff:0:0/64"), nic, stack.RouteMetrics{InitCwnd: 4}, "wider than"},
+		{"IPv4 MTU below 68", v4, nic, stack.RouteMetrics{MTU: 67}, "below the minimum 68"},
+		{"IPv6 MTU below 88", v6, nic, stack.RouteMetrics{MTU: 87}, "below the minimum 88"},
+		{"MTU above the link's", v4, nic, stack.RouteMetrics{MTU: 1501}, "above interface"},
+		{"MSS below 88", v4, nic, stack.RouteMetrics{AdvMSS: 87}, "below 88"},
+		{"window beyond any", v4, nic, stack.RouteMetrics{InitCwnd: 1<<16 + 1}, "beyond any window"},
+	} {
+		err := s.SetRouteMetrics(tc.dst, tc.nic, tc.m)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v; want an error saying %q", tc.name, err, tc.want)
+		}
+	}
+	if _, ok := s.RouteMetrics(v4, nic); ok {
+		t.Error("refused metrics were kept")
+	}
+	good := stack.RouteMetrics{MTU: 1280, LockMTU: true, AdvMSS: 1000, InitCwnd: 20}
+	// An IPv4-mapped prefix names the IPv4 route.
+	if err := s.SetRouteMetrics(netip.MustParsePrefix("::ffff:192.0.2.0/120"), nic, good); err != nil {
+		t.Fatal(err)
+	}
+	if m, ok := s.RouteMetrics(v4, nic); !ok || m != good {
+		t.Errorf("RouteMetrics = %+v, %v; want %+v", m, ok, good)
+	}
+	if err := s.SetRouteMetrics(v4, nic, stack.RouteMetrics{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.RouteMetrics(v4, nic); ok {
+		t.Error("the zero RouteMetrics did not remove them")
+	}
+}

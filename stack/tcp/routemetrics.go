@@ -1,0 +1,225 @@
+package tcp
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+
+	"github.com/tapstack/tapstack/event"
+)
+
+// Route metrics: settings a route gives every connection that uses it, as
+// Linux keeps them on the route (`ip route ... mtu [lock] N advmss N
+// initcwnd N`: RTAX_MTU, RTAX_ADVMSS, RTAX_INITCWND). They are how a user
+// of Linux tries a smaller path MTU or a larger initial window for one
+// destination without touching the others, and how packetdrill's scripts
+// set up their paths.
+//
+// Package stack keeps the metrics with its routes and hands the engine the
+// whole table in lookup order (SetRoutes); a connection takes the metrics
+// of the first route that matches its interface and peer, as gVisor's
+// FindRoute picks its route. Connections read them when they need them:
+// the announced MSS when the SYN or SYN-ACK is built, the initial window
+// when the handshake ends, the path MTU whenever the MSS is set. A change
+// reaches live connections at once: SetRoutes sets each one's MSS again,
+// as Linux's next tcp_current_mss does when the route's MTU is no longer
+// the one the socket last saw (icsk_pmtu_cookie).
+
+// RouteMetrics are a route's settings for the connections that use it.
+// The zero value changes nothing.
+type RouteMetrics struct {
+	// MTU is the path MTU (the IP packet, headers included) in place of
+	// the interface's; it also bounds what ICMP may raise it to. Linux's
+	// `mtu N`.
+	MTU uint32
+	// LockMTU keeps the path MTU where MTU or the interface puts it:
+	// ICMP "fragmentation needed" and "packet too big" no longer lower
+	// it (Linux's `mtu lock N`, as __ip_rt_update_pmtu ignores a locked
+	// MTU). Unlike Linux, segments still leave with DF set.
+	LockMTU bool
+	// AdvMSS is the MSS option our SYN and SYN-ACK announce, in place of
+	// the one the MTU makes; a user's clamp (Listener.SetMaxSegment,
+	// ConnectOptions.MaxSegment, TCP_MAXSEG) still lowers it. It bounds
+	// what the peer sends us, not what we send (Linux's `advmss N`).
+	AdvMSS uint16
+	// InitCwnd is the initial congestion window, and the restart window
+	// after idle, in segments, in place of RFC 6928's IW (Linux's
+	// `initcwnd N`, tcp_init_cwnd).
+	InitCwnd uint32
+}
+
+// Route is one row of the stack's route table as the engine sees it: a
+// destination, the interface, and the row's metrics.
+type Route struct {
+	Destination tcpip.Subnet
+	NIC         tcpip.NICID
+	Metrics     RouteMetrics
+}
+
+// SetRoutes gives the engine the stack's route table, in the order routes
+// are looked up, with each row's metrics (package stack calls it whenever
+// its routes or their metrics change). A table with no metrics at all
+// costs connections nothing. Live connections set their MSS again from
+// the new path MTU: a smaller one cuts the segments in flight that no
+// longer fit and sends them again, as an ICMP report would; a larger one
+// lets the next segments grow, up to what the peer's MSS allows.
+func (p *Protocol) SetRoutes(rs []Route) {
+	var table *[]Route
+	for _, r := range rs {
+		if r.Metrics != (RouteMetrics{}) {
+			t := append([]Route(nil), rs...)
+			table = &t
+			break
+		}
+	}
+	old := p.routeMetrics.Swap(table)
+	if old == nil && table == nil {
+		return
+	}
+	for _, e := range p.Connections() {
+		e.mu.Lock()
+		e.routeMetricsChanged()
+		e.mu.Unlock()
+		e.flush()
+	}
+}
+
+// metricsFor returns the metrics of the first route that matches nic and
+// remote; the zero value when no route has any.
+func (p *Protocol) metricsFor(nic tcpip.NICID, remote tcpip.Address) RouteMetrics {
+	t := p.routeMetrics.Load()
+	if t == nil {
+		return RouteMetrics{}
+	}
+	for i := range *t {
+		r := &(*t)[i]
+		if r.NIC == nic && r.Destination.Contains(remote) {
+			return r.Metrics
+		}
+	}
+	return RouteMetrics{}
+}
+
+// metrics returns the metrics of the connection's route.
+func (e *Endpoint) metrics() RouteMetrics {
+	return e.proto.metricsFor(e.nic, e.id.RemoteAddress)
+}
+
+// announcedMSS is the MSS option a SYN or SYN-ACK on route r to remote
+// announces before any user clamp: the route's AdvMSS, or what its MTU
+// leaves for a segment (RFC 9293 3.7.1, RFC 6691: neither IP nor TCP
+// options counted), at most 65,535.
+func (p *Protocol) announcedMSS(r interface{ MTU() uint32 }, nic tcpip.NICID, remote tcpip.Address) int {
+	m := p.metricsFor(nic, remote)
+	if m.AdvMSS > 0 {
+		return int(m.AdvMSS)
+	}
+	mtu := int(r.MTU()) // the IP payload's
+	if m.MTU > 0 {
+		mtu = int(m.MTU) - netHeaderLenOf(remote)
+	}
+	return min(max(mtu-header.TCPMinimumSize, 0), 0xffff)
+}
+
+// netHeaderLenOf is the size of the IP header in front of a segment to
+// addr.
+func netHeaderLenOf(addr tcpip.Address) int {
+	if addr.Len() == header.IPv6AddressSize {
+		return header.IPv6MinimumSize
+	}
+	return header.IPv4MinimumSize
+}
+
+// initialCwnd is the connection's initial window, in bytes, at the send
+// MSS: the route's InitCwnd segments, or RFC 6928's IW.
+func (e *Endpoint) initialCwnd() uint32 {
+	mss := uint32(e.sndMSS)
+	if m := e.metrics(); m.InitCwnd > 0 {
+		return m.InitCwnd * mss
+	}
+	return initialWindow(mss)
+}
+
+// routeMetricsChanged sets the MSS of an established connection again
+// after its route's metrics changed (SetRoutes). The caller holds e.mu.
+func (e *Endpoint) routeMetricsChanged() {
+	if e.synMSS == 0 || e.route == nil || e.state == event.Closed || e.state == event.TimeWait {
+		return // no handshake yet (the SYN's exchange sets the MSS), or nothing more to send
+	}
+	old := e.sndMSS
+	e.syncMSS()
+	if e.sndMSS == old {
+		return
+	}
+	why := fmt.Sprintf("route metrics: path MTU %d", e.pathMTU())
+	if e.sndMSS > old {
+		if e.observed() {
+			e.emit(event.Event{Kind: event.KindPathMTU, Conn: e.connID(), Cwnd: e.cwnd, Ssthresh: e.ssthresh,
+				Note: fmt.Sprintf("%s: MSS %d → %d", why, old, e.sndMSS)})
+		}
+		return
+	}
+	e.mssLowered(old, why)
+}
+
+// ParseRouteMetrics reads route metrics as Linux's `ip route` writes them,
+// in any order: "mtu [lock] N", "advmss N", "initcwnd N". Any other word
+// is an error that names it: tapstack keeps no other metric.
+func ParseRouteMetrics(s string) (RouteMetrics, error) {
+	var m RouteMetrics
+	words := strings.Fields(s)
+	for i := 0; i < len(words); i++ {
+		key := words[i]
+		switch key {
+		case "mtu", "advmss", "initcwnd":
+		default:
+			return RouteMetrics{}, fmt.Errorf("route metric %q: tapstack has mtu [lock], advmss and initcwnd", key)
+		}
+		if key == "mtu" && i+1 < len(words) && words[i+1] == "lock" {
+			m.LockMTU = true
+			i++
+		}
+		if i+1 >= len(words) {
+			return RouteMetrics{}, fmt.Errorf("route metric %s without a value", key)
+		}
+		i++
+		n, err := strconv.ParseUint(words[i], 10, 32)
+		if err != nil || n == 0 {
+			return RouteMetrics{}, fmt.Errorf("route metric %s %q: want a positive number", key, words[i])
+		}
+		switch key {
+		case "mtu":
+			m.MTU = uint32(n)
+		case "advmss":
+			if n > 0xffff {
+				return RouteMetrics{}, fmt.Errorf("route metric advmss %d: an MSS option holds at most 65535", n)
+			}
+			m.AdvMSS = uint16(n)
+		case "initcwnd":
+			m.InitCwnd = uint32(n)
+		}
+	}
+	return m, nil
+}
+
+// String writes m as ParseRouteMetrics reads it, "" for no metrics.
+func (m RouteMetrics) String() string {
+	var parts []string
+	if m.MTU != 0 {
+		lock := ""
+		if m.LockMTU {
+			lock = "lock "
+		}
+		parts = append(parts, fmt.Sprintf("mtu %s%d", lock, m.MTU))
+	}
+	if m.AdvMSS != 0 {
+		parts = append(parts, fmt.Sprintf("advmss %d", m.AdvMSS))
+	}
+	if m.InitCwnd != 0 {
+		parts = append(parts, fmt.Sprintf("initcwnd %d", m.InitCwnd))
+	}
+	return strings.Join(parts, " ")
+}

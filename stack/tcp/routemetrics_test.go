@@ -1,0 +1,255 @@
+package tcp_test
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tapstack/tapstack/event"
+	"github.com/tapstack/tapstack/stack"
+	"github.com/tapstack/tapstack/stack/tcp"
+	"github.com/tapstack/tapstack/stack/tcp/tcptest"
+)
+
+// fixtureRoute is the route AddNIC made for the fixture's subnet, on its
+// only interface.
+var fixtureRoute = netip.MustParsePrefix("192.0.2.0/24")
+
+const fixtureNIC = 1
+
+// setMetrics gives the fixture's route the metrics m.
+func setMetrics(t *testing.T, p *tcptest.Peer, m stack.RouteMetrics) {
+	t.Helper()
+	if err := p.Stack.SetRouteMetrics(fixtureRoute, fixtureNIC, m); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// pathMTUNotes returns the notes of the path MTU events ev holds.
+func pathMTUNotes(ev *[]event.Event) func() []string {
+	return func() []string {
+		var n []string
+		for _, e := range *ev {
+			if e.Kind == event.KindPathMTU {
+				n = append(n, e.Note)
+			}
+		}
+		return n
+	}
+}
+
+// TestRouteInitCwnd: a route's initcwnd of 4 (Linux's `ip route change
+// ... initcwnd 4`, tcp_init_cwnd) makes the first flight 4 segments where
+// RFC 6928's IW sends 10, and the window after an idle time restarts
+// there too (RFC 5681 4.1's RW, the initial window); removing the metric
+// gives the next connection IW again.
+func TestRouteInitCwnd(t *testing.T) {
+	p := tcptest.New(t)
+	setMetrics(t, p, stack.RouteMetrics{InitCwnd: 4})
+	p.Listen(16)
+	ep := p.Established()
+	if c := ep.Info().Cwnd; c != 4*1460 {
+		t.Fatalf("cwnd %d after the handshake; want 4 segments, %d", c, 4*1460)
+	}
+	p.Advance(10 * time.Millisecond) // the fake clock's zero is no time a segment left at
+	if _, err := ep.Write(payload(0, 10*1460)); err != nil {
+		t.Fatal(err)
+	}
+	for k := 1; k <= 4; k++ {
+		p.Expect(seg{Flags: ".", Seq: sb(k), Ack: 1, Len: 1460, Check: tcptest.IgnorePSH})
+	}
+	p.ExpectNothing()
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: sb(5)})
+	p.Drain() // slow start: 8 more, the 6 left
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: sb(11)})
+	if c := ep.Info().Cwnd; c <= 4*1460 {
+		t.Fatalf("cwnd %d after slow start's ACKs; want more than 4 segments", c)
+	}
+	p.Advance(10 * time.Second) // idle: many RTOs
+	if _, err := ep.Write(payload(0, 10*1460)); err != nil {
+		t.Fatal(err)
+	}
+	for k := 11; k <= 14; k++ {
+		p.Expect(seg{Flags: ".", Seq: sb(k), Ack: 1, Len: 1460, Check: tcptest.IgnorePSH})
+	}
+	p.ExpectNothing()
+	if c := ep.Info().Cwnd; c != 4*1460 {
+		t.Errorf("cwnd %d after idle; want the route's initial window, %d", c, 4*1460)
+	}
+
+	setMetrics(t, p, stack.RouteMetrics{})
+	p.PeerPort++
+	next := p.Established()
+	if c := next.Info().Cwnd; c != 10*1460 {
+		t.Errorf("cwnd %d with the metric removed; want RFC 6928's IW, %d", c, 10*1460)
+	}
+}
+
+// TestRouteAdvMSS: a route's advmss of 600 is what the SYN-ACK and the
+// SYN announce, lowered further by a user's clamp, but it bounds only what
+// the peer sends: with the peer's MSS of 1460 and a 1500-byte path, we
+// send 1460-byte segments (Linux's advmss is the announced MSS alone).
+func TestRouteAdvMSS(t *testing.T) {
+	p := tcptest.New(t)
+	setMetrics(t, p, stack.RouteMetrics{AdvMSS: 600})
+	p.Listen(16)
+	p.Inject(seg{Flags: "S", Seq: 0, MSS: 1460})
+	synAck := p.Expect(seg{Flags: "S.", Seq: 0, Ack: 1})
+	if synAck.MSS != 600 {
+		t.Errorf("SYN-ACK announces MSS %d; want the route's 600", synAck.MSS)
+	}
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1})
+	ep, err := p.Listener.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i := ep.Info(); i.SndMSS != 1460 || i.RcvMSS != 600 {
+		t.Errorf("send MSS %d, announced %d; want 1460 and 600", i.SndMSS, i.RcvMSS)
+	}
+
+	p.PeerPort++
+	p.SetStackISS(0, false)
+	p.Listener.SetMaxSegment(536)
+	p.Inject(seg{Flags: "S", Seq: 0, MSS: 1460})
+	if s := p.Expect(seg{Flags: "S.", Seq: 0, Ack: 1}); s.MSS != 536 {
+		t.Errorf("SYN-ACK under TCP_MAXSEG 536 announces %d; want 536", s.MSS)
+	}
+	p.Inject(seg{Flags: "R", Seq: 1})
+
+	c := p.Connect()
+	if s := p.Expect(seg{Flags: "S", Seq: 0}); s.MSS != 600 {
+		t.Errorf("SYN announces MSS %d; want the route's 600", s.MSS)
+	}
+	c.Reset()
+	p.Drain()
+}
+
+// TestRouteMTUChange: the route's MTU of 640 makes the handshake's MSS
+// 600 both ways; raising it to 1500 on the live connection lets the next
+// segments grow to the peer's 1460 at once (Linux's tcp_current_mss sees
+// the new route MTU), and lowering it to 1000 with three segments in
+// flight cuts them to 960 and sends them again, as an ICMP report would,
+// without touching the window.
+func TestRouteMTUChange(t *testing.T) {
+	var evs []event.Event
+	p := tcptest.New(t, tcptest.WithTCP(tcp.Options{Observer: func(ev event.Event) { evs = append(evs, ev) }}))
+	notes := pathMTUNotes(&evs)
+	setMetrics(t, p, stack.RouteMetrics{MTU: 640})
+	p.Listen(16)
+	p.Inject(seg{Flags: "S", Seq: 0, MSS: 1460})
+	if s := p.Expect(seg{Flags: "S.", Seq: 0, Ack: 1}); s.MSS != 600 {
+		t.Errorf("SYN-ACK announces MSS %d; want 640 - 40 = 600", s.MSS)
+	}
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1})
+	ep, err := p.Listener.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i := ep.Info(); i.SndMSS != 600 || i.PathMTU != 640 {
+		t.Fatalf("send MSS %d, path MTU %d; want 600 and 640", i.SndMSS, i.PathMTU)
+	}
+
+	setMetrics(t, p, stack.RouteMetrics{MTU: 1500})
+	if i := ep.Info(); i.SndMSS != 1460 || i.PathMTU != 1500 {
+		t.Errorf("after the route's MTU rose: send MSS %d, path MTU %d; want 1460 and 1500", i.SndMSS, i.PathMTU)
+	}
+	if n := notes(); len(n) != 1 || !strings.Contains(n[0], "route metrics: path MTU 1500: MSS 600 → 1460") {
+		t.Errorf("path MTU events %q; want one for the rise", n)
+	}
+	data := sendSegments(t, p, ep, 3)
+	cwnd := ep.Info().Cwnd
+
+	setMetrics(t, p, stack.RouteMetrics{MTU: 1000})
+	var got []byte
+	for _, s := range p.Drain() {
+		if s.Len > 960 {
+			t.Errorf("segment %d:%d of %d bytes does not fit 1000", s.Seq, s.Seq+uint32(s.Len), s.Len)
+		}
+		if int(s.Seq)-1 == len(got) {
+			got = append(got, s.Payload...)
+		}
+	}
+	if string(got) != string(data) {
+		t.Errorf("resent %d bytes, want the %d in flight, in order", len(got), len(data))
+	}
+	if i := ep.Info(); i.SndMSS != 960 || i.Cwnd != cwnd || i.PathMTU != 1000 {
+		t.Errorf("after the route's MTU fell: MSS %d, cwnd %d, path MTU %d; want 960, %d, 1000", i.SndMSS, i.Cwnd, i.PathMTU, cwnd)
+	}
+	if n := notes(); len(n) != 2 || !strings.Contains(n[1], "route metrics: path MTU 1000: MSS 1460 → 960, 3 segments sent again") {
+		t.Errorf("path MTU events %q; want a second for the fall", n)
+	}
+}
+
+// TestRouteMTULock: on a route whose MTU is locked (Linux's `mtu lock
+// 1400`), an ICMP "fragmentation needed" reporting 1280 changes nothing:
+// the MSS stays at 1360, the report is not learned for the destination,
+// and an event says why; on the same route unlocked, it cuts the MSS.
+func TestRouteMTULock(t *testing.T) {
+	for _, lock := range []bool{true, false} {
+		var evs []event.Event
+		p := tcptest.New(t, tcptest.WithTCP(tcp.Options{Observer: func(ev event.Event) { evs = append(evs, ev) }}))
+		setMetrics(t, p, stack.RouteMetrics{MTU: 1400, LockMTU: lock})
+		p.Listen(16)
+		ep := p.Established()
+		sendSegments(t, p, ep, 2)
+		p.InjectIPv4(fragNeeded(quote(p, 1), 1280))
+		p.Drain()
+		i := ep.Info()
+		notes := pathMTUNotes(&evs)()
+		switch {
+		case lock && (i.SndMSS != 1360 || i.PathMTU != 1400):
+			t.Errorf("locked: MSS %d, path MTU %d after the ICMP; want 1360 and 1400", i.SndMSS, i.PathMTU)
+		case lock && (len(notes) != 1 || !strings.Contains(notes[0], "path MTU 1280 (ICMP) ignored: the route locks its MTU at 1400")):
+			t.Errorf("locked: path MTU events %q; want the one that says it was ignored", notes)
+		case !lock && (i.SndMSS != 1240 || i.PathMTU != 1280):
+			t.Errorf("unlocked: MSS %d, path MTU %d after the ICMP; want 1240 and 1280", i.SndMSS, i.PathMTU)
+		}
+	}
+}
+
+// TestRouteMetricsLeaveTimeWait: a connection in TIME-WAIT has nothing
+// more to send and has given its route back: a change of its route's
+// metrics leaves its MSS alone.
+func TestRouteMetricsLeaveTimeWait(t *testing.T) {
+	p, ep := tcptest.TimeWait(t)
+	mss := ep.Info().SndMSS
+	setMetrics(t, p, stack.RouteMetrics{MTU: 1000})
+	if got := ep.Info().SndMSS; got != mss {
+		t.Errorf("MSS %d in TIME-WAIT after the route's MTU changed; want %d as before", got, mss)
+	}
+	p.ExpectNothing()
+}
+
+// TestParseRouteMetrics: metrics as `ip route` writes them, in any order,
+// and String writes them back the same way; anything tapstack does not
+// keep, or that is not a positive number, is an error that names it.
+func TestParseRouteMetrics(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want tcp.RouteMetrics
+		str  string
+		err  string
+	}{
+		{"", tcp.RouteMetrics{}, "", ""},
+		{"mtu lock 640 advmss 600 initcwnd 11", tcp.RouteMetrics{MTU: 640, LockMTU: true, AdvMSS: 600, InitCwnd: 11}, "mtu lock 640 advmss 600 initcwnd 11", ""},
+		{"initcwnd 20  mtu 1400", tcp.RouteMetrics{MTU: 1400, InitCwnd: 20}, "mtu 1400 initcwnd 20", ""},
+		{"rto_min 50ms", tcp.RouteMetrics{}, "", `route metric "rto_min"`},
+		{"initrwnd 20", tcp.RouteMetrics{}, "", `route metric "initrwnd"`},
+		{"mtu lock", tcp.RouteMetrics{}, "", "mtu without a value"},
+		{"initcwnd 0", tcp.RouteMetrics{}, "", "want a positive number"},
+		{"advmss -5", tcp.RouteMetrics{}, "", "want a positive number"},
+		{"advmss 70000", tcp.RouteMetrics{}, "", "at most 65535"},
+		{"mtu 99999999999", tcp.RouteMetrics{}, "", "want a positive number"},
+	} {
+		m, err := tcp.ParseRouteMetrics(tc.in)
+		switch {
+		case tc.err == "" && err != nil:
+			t.Errorf("%q: %v", tc.in, err)
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("%q: error %v; want one saying %q", tc.in, err, tc.err)
+		case tc.err == "" && (m != tc.want || m.String() != tc.str):
+			t.Errorf("%q: %+v, written %q; want %+v, %q", tc.in, m, m.String(), tc.want, tc.str)
+		}
+	}
+}
