@@ -208,6 +208,8 @@ func Vocabulary() []Term {
 		{"recovery: <note>, cwnd <c>, ssthresh <s>", "loss recovery changed course (RFC 6675, RFC 8985), on the frame of the ACK or send that made it; \"the link refused <n> segments\" is on the first refused frame", "ca_state"},
 		{"path MTU <m> (ICMP): MSS <a> → <b>, <n> segments sent again", "an ICMP \"fragmentation needed\" or \"packet too big\" (RFC 1191, RFC 8201) lowered the path MTU; the segments in flight that no longer fit go again, cut (no congestion response)", "tcpi_pmtu"},
 		{"path MTU black hole suspected (<n> timeouts, no ICMP): …: MSS <a> → <b>", "repeated timeouts with no ICMP: the path may drop full-sized segments (RFC 2923 2.1, RFC 4821 7.7); on the retransmission at the new MSS (Options.MTUProbing)", "tcp_mtu_probing"},
+		{"route metrics: path MTU <m>: MSS <a> → <b>[, <n> segments sent again]", "the route's MTU metric changed on a live connection (`stack.SetRouteMetrics`, as `ip route change ... mtu`): the MSS follows it at once, up or down; a fall cuts and resends what is in flight, as ICMP would", "icsk_pmtu_cookie"},
+		{"path MTU <m> (ICMP) ignored: the route locks its MTU at <l>", "an ICMP report on a route whose MTU is locked (`mtu lock`): nothing changes", "RTAX_MTU locked"},
 		{"MTU probe: <m> bytes (RFC 4821; the search is between <l> and <h>)", "on the probe's own frame: one segment larger than the MSS, of MTU m, to learn whether it gets through", "tcp_mtu_probe"},
 		{"MTU probe of <m> bytes acknowledged | lost | timed out | unanswered: sent again …", "the probe's fate: acknowledged raises the MSS; otherwise the search's top drops below m and nothing else changes (RFC 4821 7.6.2: no congestion)", "TCPMTUPSuccess, TCPMTUPFail"},
 		// What became of inbound text.

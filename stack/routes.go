@@ -31,7 +31,11 @@ type routeMetrics struct {
 
 // SetRouteMetrics gives the route to dst through interface nic the
 // metrics m, as Linux's `ip route change dst dev nic mtu [lock] N advmss N
-// initcwnd N`; the zero RouteMetrics removes them. New connections on the
+// initcwnd N`: dst and nic name the route exactly, as AddRoute or
+// AddAddress made it (a stack made by NewPair has its cable on NIC 1),
+// and m replaces all its metrics, as `ip route change` does (RouteMetrics
+// reads them for a change of one); the zero RouteMetrics removes them.
+// New connections on the
 // route take them; live ones set their MSS again at once, cutting and
 // resending what is in flight when the MTU falls. The MTU applies to every
 // protocol (it is the gVisor route's), the rest to TCP alone.

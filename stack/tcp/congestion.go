@@ -1,6 +1,7 @@
 package tcp
 
 import (
+	"fmt"
 	"strconv"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -12,12 +13,18 @@ import (
 // it, are in recovery.go, rack.go and ack.go.
 
 // initCongestion sets the initial window when the connection is
-// established: IW = min(10*MSS, max(2*MSS, 14600)) (RFC 6928 2), as Linux.
+// established: IW = min(10*MSS, max(2*MSS, 14600)) (RFC 6928 2), as Linux,
+// or the route's initcwnd (routemetrics.go), which the glass box names:
+// a first flight of 40 segments needs its reason on a frame.
 func (e *Endpoint) initCongestion() {
 	e.mtuProbeInit()
 	e.applyPathMTU()
 	e.cwnd = e.initialCwnd()
 	e.ssthresh = ^uint32(0) // RFC 5681 3.1: arbitrarily high
+	if m := e.metrics(); m.InitCwnd > 0 && e.observed() {
+		mss := uint32(e.sndMSS)
+		e.emitRecovery(fmt.Sprintf("initial window %d segments, the route's initcwnd (RFC 6928's IW: %d)", m.InitCwnd, initialWindow(mss)/mss))
+	}
 	e.dupAcks = 0
 	e.setCAState(caOpen)
 	e.rack.reoWndMult = 1

@@ -166,8 +166,9 @@ func (e *Endpoint) routeMetricsChanged() {
 }
 
 // ParseRouteMetrics reads route metrics as Linux's `ip route` writes them,
-// in any order: "mtu [lock] N", "advmss N", "initcwnd N". Any other word
-// is an error that names it: tapstack keeps no other metric.
+// in any order: "mtu [lock] N", "advmss N", "initcwnd N"; 0 leaves one
+// unset, as the zero RouteMetrics. Any other word is an error that names
+// it: tapstack keeps no other metric.
 func ParseRouteMetrics(s string) (RouteMetrics, error) {
 	var m RouteMetrics
 	words := strings.Fields(s)
@@ -187,8 +188,8 @@ func ParseRouteMetrics(s string) (RouteMetrics, error) {
 		}
 		i++
 		n, err := strconv.ParseUint(words[i], 10, 32)
-		if err != nil || n == 0 {
-			return RouteMetrics{}, fmt.Errorf("route metric %s %q: want a positive number", key, words[i])
+		if err != nil {
+			return RouteMetrics{}, fmt.Errorf("route metric %s %q: want a number", key, words[i])
 		}
 		switch key {
 		case "mtu":

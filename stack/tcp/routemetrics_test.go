@@ -41,16 +41,27 @@ func pathMTUNotes(ev *[]event.Event) func() []string {
 
 // TestRouteInitCwnd: a route's initcwnd of 4 (Linux's `ip route change
 // ... initcwnd 4`, tcp_init_cwnd) makes the first flight 4 segments where
-// RFC 6928's IW sends 10, and the window after an idle time restarts
+// RFC 6928's IW sends 10, an event says so, and the window after an idle
+// time restarts
 // there too (RFC 5681 4.1's RW, the initial window); removing the metric
 // gives the next connection IW again.
 func TestRouteInitCwnd(t *testing.T) {
-	p := tcptest.New(t)
+	var evs []event.Event
+	p := tcptest.New(t, tcptest.WithTCP(tcp.Options{Observer: func(ev event.Event) { evs = append(evs, ev) }}))
 	setMetrics(t, p, stack.RouteMetrics{InitCwnd: 4})
 	p.Listen(16)
 	ep := p.Established()
 	if c := ep.Info().Cwnd; c != 4*1460 {
 		t.Fatalf("cwnd %d after the handshake; want 4 segments, %d", c, 4*1460)
+	}
+	said := 0
+	for _, ev := range evs {
+		if ev.Kind == event.KindRecovery && ev.Note == "initial window 4 segments, the route's initcwnd (RFC 6928's IW: 10)" {
+			said++
+		}
+	}
+	if said != 1 {
+		t.Errorf("%d events name the route's initial window; want one", said)
 	}
 	p.Advance(10 * time.Millisecond) // the fake clock's zero is no time a segment left at
 	if _, err := ep.Write(payload(0, 10*1460)); err != nil {
@@ -237,10 +248,10 @@ func TestParseRouteMetrics(t *testing.T) {
 		{"rto_min 50ms", tcp.RouteMetrics{}, "", `route metric "rto_min"`},
 		{"initrwnd 20", tcp.RouteMetrics{}, "", `route metric "initrwnd"`},
 		{"mtu lock", tcp.RouteMetrics{}, "", "mtu without a value"},
-		{"initcwnd 0", tcp.RouteMetrics{}, "", "want a positive number"},
-		{"advmss -5", tcp.RouteMetrics{}, "", "want a positive number"},
+		{"initcwnd 0 mtu 1400", tcp.RouteMetrics{MTU: 1400}, "mtu 1400", ""},
+		{"advmss -5", tcp.RouteMetrics{}, "", "want a number"},
 		{"advmss 70000", tcp.RouteMetrics{}, "", "at most 65535"},
-		{"mtu 99999999999", tcp.RouteMetrics{}, "", "want a positive number"},
+		{"mtu 99999999999", tcp.RouteMetrics{}, "", "want a number"},
 	} {
 		m, err := tcp.ParseRouteMetrics(tc.in)
 		switch {
