@@ -168,16 +168,23 @@ func (*bbr) OnAck(a AckSample) (uint32, uint32) { return a.Cwnd, a.Ssthresh }
 func (b *bbr) OnCongestion(c CongestionSample) uint32 {
 	b.saveCwnd(c.Cwnd)
 	if c.Timeout {
-		// The policer detector takes the timeout as a sample with a
-		// loss, as Linux's does, and the segments the timeout deemed
-		// lost are in b.lost, as they are in Linux's tp->lost.
-		b.lost += uint64(c.Lost)
-		b.prevState = bbrLoss
-		b.fullBw = 0
-		b.roundStart = true
-		b.ltSample(&RateSample{Losses: 1, TotalDelivered: b.totalDelivered, DeliveredAt: b.deliveredAt})
+		b.OnTimeoutAgain(c)
 	}
 	return c.Ssthresh
+}
+
+// OnTimeoutAgain is bbr_set_state's part for TCP_CA_Loss, which Linux
+// runs at every retransmission timeout, the first of an episode
+// (OnCongestion) and those that follow it (TimeoutFollower): the
+// policer detector takes the timeout as a sample with a loss, and the
+// segments the timeout deemed lost are in b.lost, as they are in Linux's
+// tp->lost; the search for a full pipe starts over and a round ends.
+func (b *bbr) OnTimeoutAgain(c CongestionSample) {
+	b.lost += uint64(c.Lost)
+	b.prevState = bbrLoss
+	b.fullBw = 0
+	b.roundStart = true
+	b.ltSample(&RateSample{Losses: 1, TotalDelivered: b.totalDelivered, DeliveredAt: b.deliveredAt})
 }
 
 // OnUndo: the slow-down was spurious, so the search for a full pipe

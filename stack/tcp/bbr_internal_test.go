@@ -57,3 +57,30 @@ func TestBBRTimeoutLossesCount(t *testing.T) {
 		}
 	}
 }
+
+// TestBBRTimeoutAgain: a retransmission timeout that continues an
+// episode reaches BBR too (TimeoutFollower), as Linux's tcp_enter_loss
+// calls bbr_set_state at every timeout: the first timeout's 10,000 bytes
+// lost of 100,000 delivered are below the policer detector's 20%, and the
+// second's 15,000 more make 25%, a rate sample of 1,000,000 bytes a
+// second over the 100 ms interval. Heard only at the episode's first
+// timeout, the detector sees no policer.
+func TestBBRTimeoutAgain(t *testing.T) {
+	b := &bbr{}
+	b.lt.sampling = true
+	b.lt.rounds = bbrLtMinRounds
+	b.totalDelivered, b.deliveredAt = 100000, 100*time.Millisecond
+	b.OnCongestion(CongestionSample{Cwnd: 10 * 1460, Ssthresh: ^uint32(0), MSS: 1460, Timeout: true, Lost: 10000})
+	if b.lt.bw != 0 {
+		t.Fatalf("after the first timeout (10%% lost): the detector's rate %d, want none", b.lt.bw)
+	}
+	var cc CongestionControl = b
+	f, ok := cc.(TimeoutFollower)
+	if !ok {
+		t.Fatal("BBR does not follow each timeout")
+	}
+	f.OnTimeoutAgain(CongestionSample{Cwnd: 1460, MSS: 1460, Timeout: true, Lost: 15000})
+	if b.lt.bw != 1000000 || b.lost != 25000 {
+		t.Errorf("after the second timeout (25%% lost): the detector's rate %d, %d bytes lost; want 1000000 and 25000", b.lt.bw, b.lost)
+	}
+}

@@ -62,6 +62,20 @@ type Noter interface {
 	Note() string
 }
 
+// A TimeoutFollower is a CongestionControl that hears of every
+// retransmission timeout, also those that continue an episode OnCongestion
+// already heard (the retransmission timed out in its turn before SND.UNA
+// passed the episode's end). Linux's tcp_enter_loss calls set_state with
+// TCP_CA_Loss at each timeout, and ssthresh only at an episode's first:
+// BBR's policer detector takes each as a sample with losses, CUBIC's
+// HyStart starts over at each.
+type TimeoutFollower interface {
+	// OnTimeoutAgain is called at a timeout that continues an episode,
+	// after the engine has marked what it deems lost (c.Lost); the
+	// slow-start threshold stays where the episode put it.
+	OnTimeoutAgain(c CongestionSample)
+}
+
 // A RateController is a congestion control that sets the congestion
 // window and the pacing rate itself (Linux's cong_control): the engine
 // calls Control for every ACK it processes, after loss detection, and

@@ -144,11 +144,20 @@ func (c *cubic) OnCongestion(s CongestionSample) uint32 {
 	}
 	c.epochStart = -1
 	c.hs.done = true // HyStart++ is for the first slow start only
-	if s.Timeout && c.mode == HyStartLinux {
-		c.linux.reset(s.Now) // Linux's HyStart starts over after a timeout
+	if s.Timeout {
+		c.OnTimeoutAgain(s)
 	}
 	// ssthresh = cwnd * β_cubic (4.6), at least two segments.
 	return max(uint32(w*cubicBeta*float64(s.MSS)), 2*s.MSS)
+}
+
+// OnTimeoutAgain: Linux's HyStart starts over at every timeout
+// (cubictcp_state at TCP_CA_Loss), the first of an episode and those that
+// follow it (TimeoutFollower).
+func (c *cubic) OnTimeoutAgain(s CongestionSample) {
+	if c.mode == HyStartLinux {
+		c.linux.reset(s.Now)
+	}
 }
 
 // Note tells what HyStart did on the last ACK (Noter).

@@ -454,12 +454,22 @@ func (e *Endpoint) enterLoss() {
 			lostBytes += s.len()
 		}
 	}
-	if episode {
+	switch cc := e.congestion(); {
+	case episode:
 		// After the marking, as Linux's tcp_enter_loss: a congestion
 		// control that counts losses (BBR's policer detector) counts
 		// these.
 		cs.Lost = lostBytes
-		e.ssthresh = e.congestion().OnCongestion(cs)
+		e.ssthresh = cc.OnCongestion(cs)
+	default:
+		// A timeout in its turn: the threshold stays, and an algorithm
+		// that follows each timeout, as Linux's set_state hears each,
+		// is told.
+		if f, ok := cc.(TimeoutFollower); ok {
+			cs = e.congestionSample(true)
+			cs.Lost = lostBytes
+			f.OnTimeoutAgain(cs)
+		}
 	}
 	e.dupAcks, e.renoSacked = 0, 0
 	e.setCAState(caLoss)

@@ -657,7 +657,7 @@ func TestProbeNotPushedBack(t *testing.T) {
 
 // timeoutRecorder is a plain window, slow start and halving, that
 // remembers the congestion samples it was given.
-type timeoutRecorder struct{ samples []tcp.CongestionSample }
+type timeoutRecorder struct{ samples, again []tcp.CongestionSample }
 
 func (*timeoutRecorder) Name() string { return "recorder" }
 func (*timeoutRecorder) OnAck(a tcp.AckSample) (uint32, uint32) {
@@ -668,11 +668,16 @@ func (r *timeoutRecorder) OnCongestion(c tcp.CongestionSample) uint32 {
 	return max(c.InFlight/2, 2*c.MSS)
 }
 func (*timeoutRecorder) OnUndo() {}
+func (r *timeoutRecorder) OnTimeoutAgain(c tcp.CongestionSample) {
+	r.again = append(r.again, c)
+}
 
 // TestTimeoutTellsLost: the congestion control hears of a retransmission
 // timeout after the engine has marked what it deems lost, with their
 // bytes (CongestionSample.Lost), as Linux's tcp_enter_loss calls ssthresh
-// after tcp_timeout_mark_lost: here the five segments of the flight.
+// after tcp_timeout_mark_lost: here the five segments of the flight. A
+// second timeout in the same episode leaves ssthresh alone and reaches a
+// TimeoutFollower only, as Linux's set_state hears every timeout.
 func TestTimeoutTellsLost(t *testing.T) {
 	rec := &timeoutRecorder{}
 	p, ep := rttPeer(t, tcp.Options{NoTLP: true, NewCongestionControl: func() tcp.CongestionControl { return rec }})
@@ -681,5 +686,18 @@ func TestTimeoutTellsLost(t *testing.T) {
 	p.Drain()
 	if len(rec.samples) != 1 || !rec.samples[0].Timeout || rec.samples[0].Lost != 5*1460 {
 		t.Fatalf("congestion samples %+v, want one timeout that deemed 5 segments (7300 bytes) lost", rec.samples)
+	}
+	if len(rec.again) != 0 {
+		t.Fatalf("OnTimeoutAgain heard %+v at the episode's first timeout", rec.again)
+	}
+	// The retransmission times out in its turn: the same episode. The
+	// threshold stays; a TimeoutFollower hears of it, with the segment
+	// the timeout deemed lost again.
+	ssthresh := ep.Info().Ssthresh
+	p.Advance(ep.Info().RTO)
+	p.Drain()
+	if len(rec.samples) != 1 || len(rec.again) != 1 || !rec.again[0].Timeout || rec.again[0].Lost != 1460 || ep.Info().Ssthresh != ssthresh {
+		t.Errorf("after the second timeout: OnCongestion %d times, OnTimeoutAgain %+v, ssthresh %d (was %d); want once, one timeout of 1460 bytes lost, the same",
+			len(rec.samples), rec.again, ep.Info().Ssthresh, ssthresh)
 	}
 }
