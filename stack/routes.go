@@ -12,8 +12,9 @@ import (
 
 // RouteMetrics are a route's settings for the TCP connections that use
 // it, as Linux keeps them on the route (`ip route change ... mtu lock 1400
-// advmss 1360 initcwnd 20`): a path MTU, locked or not, the MSS our SYNs
-// announce, and the initial congestion window. See tcp.RouteMetrics.
+// advmss 1360 initcwnd 20 rto_min 5ms`): a path MTU, locked or not, the
+// MSS our SYNs announce, the initial congestion window and the minimum
+// RTO. See tcp.RouteMetrics.
 type RouteMetrics = tcp.RouteMetrics
 
 // routeKey names a route as gVisor's table matches it (tcpip.Route.Equal):
@@ -31,7 +32,7 @@ type routeMetrics struct {
 
 // SetRouteMetrics gives the route to dst through interface nic the
 // metrics m, as Linux's `ip route change dst dev nic mtu [lock] N advmss N
-// initcwnd N`: dst and nic name the route exactly, as AddRoute or
+// initcwnd N rto_min T`: dst and nic name the route exactly, as AddRoute or
 // AddAddress made it (a stack made by NewPair has its cable on NIC 1),
 // and m replaces all its metrics, as `ip route change` does (RouteMetrics
 // reads them for a change of one); the zero RouteMetrics removes them.
@@ -42,8 +43,9 @@ type routeMetrics struct {
 //
 // It fails for a route the stack does not have (AddRoute and AddAddress
 // make them), an MTU below 68 bytes (88 for IPv6) or above the
-// interface's, an announced MSS below 88 bytes (Linux's TCP_MIN_MSS) and
-// an initial window beyond any window.
+// interface's, an announced MSS below 88 bytes (Linux's TCP_MIN_MSS), an
+// initial window beyond any window and an rto_min beyond the stack's
+// MaxRTO.
 func (s *Stack) SetRouteMetrics(dst netip.Prefix, nic tcpip.NICID, m RouteMetrics) error {
 	if !dst.IsValid() {
 		return fmt.Errorf("stack: SetRouteMetrics: invalid destination %v", dst)
@@ -81,6 +83,9 @@ func (s *Stack) SetRouteMetrics(dst netip.Prefix, nic tcpip.NICID, m RouteMetric
 	}
 	if m.InitCwnd > 1<<16 {
 		return fmt.Errorf("stack: SetRouteMetrics %v: initial window of %d segments is beyond any window", dst, m.InitCwnd)
+	}
+	if maxRTO := s.tcp.Options().MaxRTO; m.RTOMin < 0 || m.RTOMin > maxRTO {
+		return fmt.Errorf("stack: SetRouteMetrics %v: rto_min %v: want up to the stack's MaxRTO, %v", dst, m.RTOMin, maxRTO)
 	}
 	if m.AdvMSS != 0 && m.AdvMSS < 88 {
 		return fmt.Errorf("stack: SetRouteMetrics %v: MSS %d is below 88, Linux's TCP_MIN_MSS", dst, m.AdvMSS)
@@ -195,5 +200,6 @@ func (s *Stack) nicMTU(nic tcpip.NICID) uint32 {
 }
 
 // ParseRouteMetrics reads route metrics as Linux's `ip route` writes them
-// (tcp.ParseRouteMetrics): "mtu lock 1400 advmss 1360 initcwnd 20".
+// (tcp.ParseRouteMetrics): "mtu lock 1400 advmss 1360 initcwnd 20
+// rto_min 5ms".
 func ParseRouteMetrics(s string) (RouteMetrics, error) { return tcp.ParseRouteMetrics(s) }

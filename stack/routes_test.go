@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 
@@ -40,6 +41,8 @@ func TestSetRouteMetricsBadInput(t *testing.T) {
 		{"MTU above the link's", v4, nic, stack.RouteMetrics{MTU: 1501}, "above interface"},
 		{"MSS below 88", v4, nic, stack.RouteMetrics{AdvMSS: 87}, "below 88"},
 		{"window beyond any", v4, nic, stack.RouteMetrics{InitCwnd: 1<<16 + 1}, "beyond any window"},
+		{"rto_min beyond MaxRTO", v4, nic, stack.RouteMetrics{RTOMin: 121 * time.Second}, "up to the stack's MaxRTO"},
+		{"negative rto_min", v4, nic, stack.RouteMetrics{RTOMin: -time.Millisecond}, "up to the stack's MaxRTO"},
 	} {
 		err := s.SetRouteMetrics(tc.dst, tc.nic, tc.m)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -49,7 +52,7 @@ func TestSetRouteMetricsBadInput(t *testing.T) {
 	if _, ok := s.RouteMetrics(v4, nic); ok {
 		t.Error("refused metrics were kept")
 	}
-	good := stack.RouteMetrics{MTU: 1280, LockMTU: true, AdvMSS: 1000, InitCwnd: 20}
+	good := stack.RouteMetrics{MTU: 1280, LockMTU: true, AdvMSS: 1000, InitCwnd: 20, RTOMin: 5 * time.Millisecond}
 	// An IPv4-mapped prefix names the IPv4 route.
 	if err := s.SetRouteMetrics(netip.MustParsePrefix("::ffff:192.0.2.0/120"), nic, good); err != nil {
 		t.Fatal(err)

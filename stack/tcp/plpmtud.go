@@ -152,7 +152,7 @@ func (e *Endpoint) blackHoleSuspected() {
 	if e.proto.opts.MTUProbing == MTUProbingOff || e.retries < 2 || e.synMSS == 0 {
 		return
 	}
-	if e.now().Sub(e.progressAt) < 15*e.proto.opts.MinRTO {
+	if e.now().Sub(e.progressAt) < 15*e.minRTO() {
 		return
 	}
 	old := e.sndMSS

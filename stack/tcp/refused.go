@@ -326,7 +326,7 @@ func (e *Endpoint) startResourceProbe() {
 	if e.resourceProbe && e.timerArmed(timerPersist) {
 		return
 	}
-	d := max(e.rto, e.proto.opts.MinRTO)
+	d := max(e.rto, e.minRTO())
 	if e.persistProbes > 0 || e.caState == caLoss {
 		// After a try, or after the RTO's own retransmission was
 		// refused (tcp_retransmit_timer): 500 ms.

@@ -35,9 +35,10 @@ func (e *Endpoint) sampleRTT(r time.Duration) {
 // variance term, not the sum, so RTO = SRTT + max(4*RTTVAR, MinRTO), at
 // most MaxRTO. RFC 6298 2.4 puts its (1 s) minimum on the whole RTO; with
 // Linux's 200 ms the difference is SRTT, which keeps a path with a long,
-// steady RTT from retransmitting spuriously.
+// steady RTT from retransmitting spuriously. A route's rto_min replaces
+// MinRTO (routemetrics.go).
 func (e *Endpoint) computeRTO() time.Duration {
-	rto := e.srtt + max(4*e.rttvar, e.proto.opts.MinRTO)
+	rto := e.srtt + max(4*e.rttvar, e.minRTO())
 	return min(rto, e.proto.opts.MaxRTO)
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -13,7 +14,8 @@ import (
 
 // Route metrics: settings a route gives every connection that uses it, as
 // Linux keeps them on the route (`ip route ... mtu [lock] N advmss N
-// initcwnd N`: RTAX_MTU, RTAX_ADVMSS, RTAX_INITCWND). They are how a user
+// initcwnd N rto_min T`: RTAX_MTU, RTAX_ADVMSS, RTAX_INITCWND,
+// RTAX_RTO_MIN). They are how a user
 // of Linux tries a smaller path MTU or a larger initial window for one
 // destination without touching the others, and how packetdrill's scripts
 // set up their paths.
@@ -23,7 +25,8 @@ import (
 // of the first route that matches its interface and peer, as gVisor's
 // FindRoute picks its route. Connections read them when they need them:
 // the announced MSS when the SYN or SYN-ACK is built, the initial window
-// when the handshake ends, the path MTU whenever the MSS is set. A change
+// when the handshake ends, the path MTU whenever the MSS is set, the
+// minimum RTO whenever the RTO is computed. A change
 // reaches live connections at once: SetRoutes sets each one's MSS again,
 // as Linux's next tcp_current_mss does when the route's MTU is no longer
 // the one the socket last saw (icsk_pmtu_cookie).
@@ -49,6 +52,10 @@ type RouteMetrics struct {
 	// after idle, in segments, in place of RFC 6928's IW (Linux's
 	// `initcwnd N`, tcp_init_cwnd).
 	InitCwnd uint32
+	// RTOMin is the least retransmission timeout's variance term, in
+	// place of Options.MinRTO (Linux's `rto_min 5ms`, tcp_rto_min): a
+	// short one makes a loss on a short path cost a short wait.
+	RTOMin time.Duration
 }
 
 // Route is one row of the stack's route table as the engine sees it: a
@@ -133,6 +140,15 @@ func netHeaderLenOf(addr tcpip.Address) int {
 	return header.IPv4MinimumSize
 }
 
+// minRTO is the least variance term of the connection's RTO: its
+// route's rto_min, or Options.MinRTO.
+func (e *Endpoint) minRTO() time.Duration {
+	if m := e.metrics(); m.RTOMin > 0 {
+		return m.RTOMin
+	}
+	return e.proto.opts.MinRTO
+}
+
 // initialCwnd is the connection's initial window, in bytes, at the send
 // MSS: the route's InitCwnd segments, or RFC 6928's IW.
 func (e *Endpoint) initialCwnd() uint32 {
@@ -166,18 +182,19 @@ func (e *Endpoint) routeMetricsChanged() {
 }
 
 // ParseRouteMetrics reads route metrics as Linux's `ip route` writes them,
-// in any order: "mtu [lock] N", "advmss N", "initcwnd N"; 0 leaves one
-// unset, as the zero RouteMetrics. Any other word is an error that names
-// it: tapstack keeps no other metric.
+// in any order: "mtu [lock] N", "advmss N", "initcwnd N", "rto_min T" (a
+// time with its unit: 5ms, 0.2s); 0 leaves one unset, as the zero
+// RouteMetrics. Any other word is an error that names it: tapstack keeps
+// no other metric.
 func ParseRouteMetrics(s string) (RouteMetrics, error) {
 	var m RouteMetrics
 	words := strings.Fields(s)
 	for i := 0; i < len(words); i++ {
 		key := words[i]
 		switch key {
-		case "mtu", "advmss", "initcwnd":
+		case "mtu", "advmss", "initcwnd", "rto_min":
 		default:
-			return RouteMetrics{}, fmt.Errorf("route metric %q: tapstack has mtu [lock], advmss and initcwnd", key)
+			return RouteMetrics{}, fmt.Errorf("route metric %q: tapstack has mtu [lock], advmss, initcwnd and rto_min", key)
 		}
 		if key == "mtu" && i+1 < len(words) && words[i+1] == "lock" {
 			m.LockMTU = true
@@ -187,6 +204,17 @@ func ParseRouteMetrics(s string) (RouteMetrics, error) {
 			return RouteMetrics{}, fmt.Errorf("route metric %s without a value", key)
 		}
 		i++
+		if key == "rto_min" {
+			d, err := time.ParseDuration(words[i])
+			if words[i] == "0" {
+				d, err = 0, nil
+			}
+			if err != nil || d < 0 {
+				return RouteMetrics{}, fmt.Errorf("route metric rto_min %q: want a time with its unit, as 5ms", words[i])
+			}
+			m.RTOMin = d
+			continue
+		}
 		n, err := strconv.ParseUint(words[i], 10, 32)
 		if err != nil {
 			return RouteMetrics{}, fmt.Errorf("route metric %s %q: want a number", key, words[i])
@@ -221,6 +249,9 @@ func (m RouteMetrics) String() string {
 	}
 	if m.InitCwnd != 0 {
 		parts = append(parts, fmt.Sprintf("initcwnd %d", m.InitCwnd))
+	}
+	if m.RTOMin != 0 {
+		parts = append(parts, fmt.Sprintf("rto_min %v", m.RTOMin))
 	}
 	return strings.Join(parts, " ")
 }

@@ -245,7 +245,10 @@ func TestParseRouteMetrics(t *testing.T) {
 		{"", tcp.RouteMetrics{}, "", ""},
 		{"mtu lock 640 advmss 600 initcwnd 11", tcp.RouteMetrics{MTU: 640, LockMTU: true, AdvMSS: 600, InitCwnd: 11}, "mtu lock 640 advmss 600 initcwnd 11", ""},
 		{"initcwnd 20  mtu 1400", tcp.RouteMetrics{MTU: 1400, InitCwnd: 20}, "mtu 1400 initcwnd 20", ""},
-		{"rto_min 50ms", tcp.RouteMetrics{}, "", `route metric "rto_min"`},
+		{"rto_min 5ms initcwnd 20", tcp.RouteMetrics{InitCwnd: 20, RTOMin: 5 * time.Millisecond}, "initcwnd 20 rto_min 5ms", ""},
+		{"rto_min 50", tcp.RouteMetrics{}, "", "want a time with its unit"},
+		{"rto_min -5ms", tcp.RouteMetrics{}, "", "want a time with its unit"},
+		{"quickack 1", tcp.RouteMetrics{}, "", `route metric "quickack"`},
 		{"initrwnd 20", tcp.RouteMetrics{}, "", `route metric "initrwnd"`},
 		{"mtu lock", tcp.RouteMetrics{}, "", "mtu without a value"},
 		{"initcwnd 0 mtu 1400", tcp.RouteMetrics{MTU: 1400}, "mtu 1400", ""},
@@ -262,5 +265,39 @@ func TestParseRouteMetrics(t *testing.T) {
 		case tc.err == "" && (m != tc.want || m.String() != tc.str):
 			t.Errorf("%q: %+v, written %q; want %+v, %q", tc.in, m, m.String(), tc.want, tc.str)
 		}
+	}
+}
+
+// TestRouteRTOMin: a route's rto_min of 20 ms (Linux's `ip route change
+// ... rto_min 20ms`, tcp_rto_min) replaces MinRTO's 200 ms in RTO = SRTT
+// + max(4*RTTVAR, MinRTO): on a 1 ms path whose variance has settled the
+// lost segment goes again about 21 ms after it left, not 201.
+func TestRouteRTOMin(t *testing.T) {
+	for _, tc := range []struct {
+		rtoMin time.Duration
+		want   time.Duration // the RTO, about
+	}{{0, 201 * time.Millisecond}, {20 * time.Millisecond, 21 * time.Millisecond}} {
+		p := tcptest.New(t)
+		setMetrics(t, p, stack.RouteMetrics{RTOMin: tc.rtoMin})
+		p.Listen(16)
+		ep := p.Established()
+		// Ten round trips of 1 ms, one segment each: SRTT 1 ms, and
+		// RTTVAR falls to a fraction of it.
+		for k := 1; k <= 10; k++ {
+			ep.Write(payload(0, 1460))
+			p.Expect(seg{Flags: "P.", Seq: sb(k), Ack: 1, Len: 1460})
+			p.Advance(time.Millisecond)
+			p.Inject(seg{Flags: ".", Seq: 1, Ack: sb(k + 1)})
+		}
+		rto := ep.Info().RTO
+		if rto < tc.want-time.Millisecond || rto > tc.want+time.Millisecond {
+			t.Errorf("rto_min %v: RTO %v; want about %v", tc.rtoMin, rto, tc.want)
+		}
+		ep.Write(payload(0, 1460))
+		p.Expect(seg{Flags: "P.", Seq: sb(11), Ack: 1, Len: 1460})
+		p.Advance(rto - time.Microsecond)
+		p.ExpectNothing()
+		p.Advance(time.Microsecond)
+		p.Expect(seg{Flags: "P.", Seq: sb(11), Ack: 1, Len: 1460}) // the timeout's retransmission
 	}
 }
