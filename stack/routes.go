@@ -55,15 +55,20 @@ func (s *Stack) SetRouteMetrics(dst netip.Prefix, nic tcpip.NICID, m RouteMetric
 		return fmt.Errorf("stack: SetRouteMetrics %v: %v", dst, err)
 	}
 	var row tcpip.Route
-	found := false
+	found := 0
 	for _, r := range s.s.GetRouteTable() {
 		if r.Destination == subnet && r.NIC == nic {
-			row, found = r, true
-			break
+			row = r
+			found++
 		}
 	}
-	if !found {
+	switch {
+	case found == 0:
 		return fmt.Errorf("stack: SetRouteMetrics: no route to %v through interface %d", dst, nic)
+	case found > 1:
+		// gVisor's table replaces them all as one (tcpip.Route.Equal):
+		// the metrics would go to whichever came first.
+		return fmt.Errorf("stack: SetRouteMetrics: %d routes to %v through interface %d: which one is ambiguous", found, dst, nic)
 	}
 	if m.MTU != 0 {
 		// RFC 791's 68 bytes, with IPv6's longer header. An IPv6

@@ -52,6 +52,17 @@ func TestSetRouteMetricsBadInput(t *testing.T) {
 	if _, ok := s.RouteMetrics(v4, nic); ok {
 		t.Error("refused metrics were kept")
 	}
+	// Two routes to one destination on one interface, through two
+	// gateways: which one the metrics are for is ambiguous.
+	twice := netip.MustParsePrefix("198.51.100.0/24")
+	for _, gw := range []string{"192.0.2.7", "192.0.2.8"} {
+		if err := s.AddRoute(twice, netip.MustParseAddr(gw), nic); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.SetRouteMetrics(twice, nic, stack.RouteMetrics{InitCwnd: 4}); err == nil || !strings.Contains(err.Error(), "ambiguous") {
+		t.Errorf("metrics for one of two routes to %v: %v; want an error saying it is ambiguous", twice, err)
+	}
 	good := stack.RouteMetrics{MTU: 1280, LockMTU: true, AdvMSS: 1000, InitCwnd: 20, RTOMin: 5 * time.Millisecond}
 	// An IPv4-mapped prefix names the IPv4 route.
 	if err := s.SetRouteMetrics(netip.MustParsePrefix("::ffff:192.0.2.0/120"), nic, good); err != nil {

@@ -39,18 +39,7 @@ func TestDialBufMax(t *testing.T) {
 	defer cancel()
 
 	dial := func(t *testing.T, in io.Reader, out io.Writer, to string, flags ...string) []pcap.Packet {
-		capPath := filepath.Join(t.TempDir(), "dial.pcapng")
-		var errOut bytes.Buffer
-		args := append([]string{"dial", "--tap", dev, "--addr", "192.0.2.2/24", "--delay", "10ms", "--pcap", capPath}, flags...)
-		args = append(args, to)
-		if code := runInNamespace(t, ctx, ns, env{stdin: in, stdout: out, stderr: &errOut}, args...)(); code != 0 {
-			t.Fatalf("dial %q: exit %d\n%s", flags, code, errOut.String())
-		}
-		pkts, err := pcap.ReadFile(capPath)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return pkts
+		return dialCaptured(t, ctx, ns, dev, in, out, to, append([]string{"--delay", "10ms"}, flags...)...)
 	}
 
 	t.Run("wmem", func(t *testing.T) {
@@ -177,4 +166,22 @@ func tcpOf(p pcap.Packet) (*layers.TCP, bool) {
 	pkt := gopacket.NewPacket(p.Data, layers.LayerTypeEthernet, gopacket.NoCopy)
 	h, ok := pkt.Layer(layers.LayerTypeTCP).(*layers.TCP)
 	return h, ok
+}
+
+// dialCaptured runs dial on dev in ns to the kernel's address to, with
+// its stdin and stdout and the flags, and returns its capture.
+func dialCaptured(t *testing.T, ctx context.Context, ns *taptest.Namespace, dev string, in io.Reader, out io.Writer, to string, flags ...string) []pcap.Packet {
+	t.Helper()
+	capPath := filepath.Join(t.TempDir(), "dial.pcapng")
+	var errOut bytes.Buffer
+	args := append([]string{"dial", "--tap", dev, "--addr", "192.0.2.2/24", "--pcap", capPath}, flags...)
+	args = append(args, to)
+	if code := runInNamespace(t, ctx, ns, env{stdin: in, stdout: out, stderr: &errOut}, args...)(); code != 0 {
+		t.Fatalf("dial %q %s: exit %d\n%s", flags, to, code, errOut.String())
+	}
+	pkts, err := pcap.ReadFile(capPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pkts
 }

@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -38,17 +37,7 @@ func TestDialRoute(t *testing.T) {
 
 	route := "mtu lock 1000 advmss 700"
 	dial := func(in []byte, out *bytes.Buffer, to string) (synMSS, longestOut, fullOut, longestIn, fullIn int) {
-		capPath := filepath.Join(t.TempDir(), "dial.pcapng")
-		var errOut bytes.Buffer
-		args := []string{"dial", "--tap", dev, "--addr", "192.0.2.2/24", "--pcap", capPath, "--route", route, to}
-		if code := runInNamespace(t, ctx, ns, env{stdin: bytes.NewReader(in), stdout: out, stderr: &errOut}, args...)(); code != 0 {
-			t.Fatalf("dial %s: exit %d\n%s", to, code, errOut.String())
-		}
-		pkts, err := pcap.ReadFile(capPath)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, p := range pkts {
+		for _, p := range dialCaptured(t, ctx, ns, dev, bytes.NewReader(in), out, to, "--route", route) {
 			pkt := gopacket.NewPacket(p.Data, layers.LayerTypeEthernet, gopacket.NoCopy)
 			ip, ok := pkt.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
 			h, isTCP := pkt.Layer(layers.LayerTypeTCP).(*layers.TCP)

@@ -15,10 +15,10 @@ import (
 // Route metrics: settings a route gives every connection that uses it, as
 // Linux keeps them on the route (`ip route ... mtu [lock] N advmss N
 // initcwnd N rto_min T`: RTAX_MTU, RTAX_ADVMSS, RTAX_INITCWND,
-// RTAX_RTO_MIN). They are how a user
-// of Linux tries a smaller path MTU or a larger initial window for one
-// destination without touching the others, and how packetdrill's scripts
-// set up their paths.
+// RTAX_RTO_MIN). They are how a user of Linux tries a smaller path MTU, a
+// larger initial window or a shorter minimum RTO for one destination
+// without touching the others, and how packetdrill's scripts set up their
+// paths.
 //
 // Package stack keeps the metrics with its routes and hands the engine the
 // whole table in lookup order (SetRoutes); a connection takes the metrics
@@ -26,17 +26,17 @@ import (
 // FindRoute picks its route. Connections read them when they need them:
 // the announced MSS when the SYN or SYN-ACK is built, the initial window
 // when the handshake ends, the path MTU whenever the MSS is set, the
-// minimum RTO whenever the RTO is computed. A change
-// reaches live connections at once: SetRoutes sets each one's MSS again,
-// as Linux's next tcp_current_mss does when the route's MTU is no longer
-// the one the socket last saw (icsk_pmtu_cookie).
+// minimum RTO whenever the RTO is computed. A change reaches live
+// connections at once: SetRoutes sets each one's MSS again, as Linux's
+// next tcp_current_mss does when the route's MTU is no longer the one the
+// socket last saw (icsk_pmtu_cookie).
 
 // RouteMetrics are a route's settings for the connections that use it.
 // The zero value changes nothing.
 type RouteMetrics struct {
 	// MTU is the path MTU (the IP packet, headers included) in place of
-	// the interface's; it also bounds what ICMP may raise it to. Linux's
-	// `mtu N`.
+	// the interface's, which ICMP may lower further unless LockMTU.
+	// Linux's `mtu N`.
 	MTU uint32
 	// LockMTU keeps the path MTU where MTU or the interface puts it:
 	// ICMP "fragmentation needed" and "packet too big" no longer lower
@@ -52,9 +52,10 @@ type RouteMetrics struct {
 	// after idle, in segments, in place of RFC 6928's IW (Linux's
 	// `initcwnd N`, tcp_init_cwnd).
 	InitCwnd uint32
-	// RTOMin is the least retransmission timeout's variance term, in
-	// place of Options.MinRTO (Linux's `rto_min 5ms`, tcp_rto_min): a
-	// short one makes a loss on a short path cost a short wait.
+	// RTOMin is the floor of the retransmission timeout's variance term
+	// (RTO = SRTT + max(4*RTTVAR, RTOMin)) in place of Options.MinRTO
+	// (Linux's `rto_min 5ms`, tcp_rto_min): a short one makes a loss on
+	// a short path cost a short wait.
 	RTOMin time.Duration
 }
 
