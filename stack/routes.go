@@ -12,9 +12,9 @@ import (
 
 // RouteMetrics are a route's settings for the TCP connections that use
 // it, as Linux keeps them on the route (`ip route change ... mtu lock 1400
-// advmss 1360 initcwnd 20 rto_min 5ms`): a path MTU, locked or not, the
-// MSS our SYNs announce, the initial congestion window and the minimum
-// RTO. See tcp.RouteMetrics.
+// advmss 1360 initcwnd 20 rto_min 5ms quickack 1`): a path MTU, locked or
+// not, the MSS our SYNs announce, the initial congestion window, the
+// minimum RTO and ACKs without delay. See tcp.RouteMetrics.
 type RouteMetrics = tcp.RouteMetrics
 
 // routeKey names a route as gVisor's table matches it (tcpip.Route.Equal):
@@ -32,7 +32,7 @@ type routeMetrics struct {
 
 // SetRouteMetrics gives the route to dst through interface nic the
 // metrics m, as Linux's `ip route change dst dev nic mtu [lock] N advmss N
-// initcwnd N rto_min T`: dst and nic name the route exactly, as AddRoute or
+// initcwnd N rto_min T quickack 1`: dst and nic name the route exactly, as AddRoute or
 // AddAddress made it (a stack made by NewPair has its cable on NIC 1),
 // and m replaces all its metrics, as `ip route change` does (RouteMetrics
 // reads them for a change of one); the zero RouteMetrics removes them.

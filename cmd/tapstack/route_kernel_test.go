@@ -82,8 +82,8 @@ func TestDialRoute(t *testing.T) {
 	}
 
 	var errOut bytes.Buffer
-	bad := []string{"dial", "--tap", dev, "--addr", "192.0.2.2/24", "--route", "quickack 1", "192.0.2.1:5006"}
-	if code := runInNamespace(t, ctx, ns, env{stdin: bytes.NewReader(nil), stdout: &out, stderr: &errOut}, bad...)(); code != 2 || !strings.Contains(errOut.String(), `route metric "quickack"`) {
-		t.Errorf("--route \"quickack 1\": exit %d, %q; want 2 and an error naming the metric", code, errOut.String())
+	bad := []string{"dial", "--tap", dev, "--addr", "192.0.2.2/24", "--route", "initrwnd 20", "192.0.2.1:5006"}
+	if code := runInNamespace(t, ctx, ns, env{stdin: bytes.NewReader(nil), stdout: &out, stderr: &errOut}, bad...)(); code != 2 || !strings.Contains(errOut.String(), `route metric "initrwnd"`) {
+		t.Errorf("--route \"initrwnd 20\": exit %d, %q; want 2 and an error naming the metric", code, errOut.String())
 	}
 }

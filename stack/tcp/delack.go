@@ -119,12 +119,13 @@ func (e *Endpoint) ackPerBurst() bool {
 
 // ackPolicy decides for text just taken in order: an ACK now, or the
 // delayed-ACK timer. now says the ACK cannot wait: a hole filled (RFC
-// 5681 4.2), a D-SACK to report (RFC 2883).
+// 5681 4.2), a D-SACK to report (RFC 2883). A route with quickack
+// (routemetrics.go) always ACKs at once, as Linux's dst_quick_ack does.
 func (e *Endpoint) ackPolicy(now bool) {
 	e.unacked++
 	e.oooAcks = 0 // in-order text: the next out-of-order text starts a count of its own (compressSack)
 	pending := int(e.lastAckSent.Size(e.rcvNxt))
-	if now || (e.quickAcks > 0 && !e.pingpong) {
+	if now || (e.quickAcks > 0 && !e.pingpong) || e.metrics().QuickAck {
 		e.sendAck(event.SendAck)
 		return
 	}
@@ -183,7 +184,7 @@ func (e *Endpoint) finAckPolicy(now bool) {
 	if full == 0 {
 		full = min(initialRcvSegMax, e.rcvMSS) // no text yet: dataArrived's first guess
 	}
-	if now || int(e.lastAckSent.Size(e.rcvNxt)) > full {
+	if now || int(e.lastAckSent.Size(e.rcvNxt)) > full || e.metrics().QuickAck {
 		e.sendAck(event.SendAck)
 		return
 	}

@@ -14,11 +14,11 @@ import (
 
 // Route metrics: settings a route gives every connection that uses it, as
 // Linux keeps them on the route (`ip route ... mtu [lock] N advmss N
-// initcwnd N rto_min T`: RTAX_MTU, RTAX_ADVMSS, RTAX_INITCWND,
-// RTAX_RTO_MIN). They are how a user of Linux tries a smaller path MTU, a
-// larger initial window or a shorter minimum RTO for one destination
-// without touching the others, and how packetdrill's scripts set up their
-// paths.
+// initcwnd N rto_min T quickack 1`: RTAX_MTU, RTAX_ADVMSS, RTAX_INITCWND,
+// RTAX_RTO_MIN, RTAX_QUICKACK). They are how a user of Linux tries a
+// smaller path MTU, a larger initial window, a shorter minimum RTO or no
+// delayed ACKs for one destination without touching the others, and how
+// packetdrill's scripts set up their paths.
 //
 // Package stack keeps the metrics with its routes and hands the engine the
 // whole table in lookup order (SetRoutes); a connection takes the metrics
@@ -26,7 +26,8 @@ import (
 // FindRoute picks its route. Connections read them when they need them:
 // the announced MSS when the SYN or SYN-ACK is built, the initial window
 // when the handshake ends, the path MTU whenever the MSS is set, the
-// minimum RTO whenever the RTO is computed. A change reaches live
+// minimum RTO whenever the RTO is computed, quick ACKs whenever text
+// arrives. A change reaches live
 // connections at once: SetRoutes sets each one's MSS again, as Linux's
 // next tcp_current_mss does when the route's MTU is no longer the one the
 // socket last saw (icsk_pmtu_cookie).
@@ -57,6 +58,11 @@ type RouteMetrics struct {
 	// (Linux's `rto_min 5ms`, tcp_rto_min): a short one makes a loss on
 	// a short path cost a short wait.
 	RTOMin time.Duration
+	// QuickAck acknowledges received text at once, every time: no
+	// delayed ACK, and no ping-pong mode waiting for a reply to carry
+	// it (Linux's `quickack 1`, dst_quick_ack, which
+	// tcp_in_quickack_mode answers before anything else).
+	QuickAck bool
 }
 
 // Route is one row of the stack's route table as the engine sees it: a
@@ -184,8 +190,8 @@ func (e *Endpoint) routeMetricsChanged() {
 
 // ParseRouteMetrics reads route metrics as Linux's `ip route` writes them,
 // in any order: "mtu [lock] N", "advmss N", "initcwnd N", "rto_min T" (a
-// time with its unit: 5ms, 0.2s); 0 leaves one unset, as the zero
-// RouteMetrics. Any other word is an error that names it: tapstack keeps
+// time with its unit: 5ms, 0.2s), "quickack 1"; 0 leaves one unset, as
+// the zero RouteMetrics. Any other word is an error that names it: tapstack keeps
 // no other metric.
 func ParseRouteMetrics(s string) (RouteMetrics, error) {
 	var m RouteMetrics
@@ -193,9 +199,9 @@ func ParseRouteMetrics(s string) (RouteMetrics, error) {
 	for i := 0; i < len(words); i++ {
 		key := words[i]
 		switch key {
-		case "mtu", "advmss", "initcwnd", "rto_min":
+		case "mtu", "advmss", "initcwnd", "rto_min", "quickack":
 		default:
-			return RouteMetrics{}, fmt.Errorf("route metric %q: tapstack has mtu [lock], advmss, initcwnd and rto_min", key)
+			return RouteMetrics{}, fmt.Errorf("route metric %q: tapstack has mtu [lock], advmss, initcwnd, rto_min and quickack", key)
 		}
 		if key == "mtu" && i+1 < len(words) && words[i+1] == "lock" {
 			m.LockMTU = true
@@ -230,6 +236,11 @@ func ParseRouteMetrics(s string) (RouteMetrics, error) {
 			m.AdvMSS = uint16(n)
 		case "initcwnd":
 			m.InitCwnd = uint32(n)
+		case "quickack":
+			if n > 1 {
+				return RouteMetrics{}, fmt.Errorf("route metric quickack %d: want 0 or 1", n)
+			}
+			m.QuickAck = n == 1
 		}
 	}
 	return m, nil
@@ -253,6 +264,9 @@ func (m RouteMetrics) String() string {
 	}
 	if m.RTOMin != 0 {
 		parts = append(parts, fmt.Sprintf("rto_min %v", m.RTOMin))
+	}
+	if m.QuickAck {
+		parts = append(parts, "quickack 1")
 	}
 	return strings.Join(parts, " ")
 }

@@ -248,7 +248,8 @@ func TestParseRouteMetrics(t *testing.T) {
 		{"rto_min 5ms initcwnd 20", tcp.RouteMetrics{InitCwnd: 20, RTOMin: 5 * time.Millisecond}, "initcwnd 20 rto_min 5ms", ""},
 		{"rto_min 50", tcp.RouteMetrics{}, "", "want a time with its unit"},
 		{"rto_min -5ms", tcp.RouteMetrics{}, "", "want a time with its unit"},
-		{"quickack 1", tcp.RouteMetrics{}, "", `route metric "quickack"`},
+		{"quickack 1 rto_min 0", tcp.RouteMetrics{QuickAck: true}, "quickack 1", ""},
+		{"quickack 2", tcp.RouteMetrics{}, "", "want 0 or 1"},
 		{"initrwnd 20", tcp.RouteMetrics{}, "", `route metric "initrwnd"`},
 		{"mtu lock", tcp.RouteMetrics{}, "", "mtu without a value"},
 		{"initcwnd 0 mtu 1400", tcp.RouteMetrics{MTU: 1400}, "mtu 1400", ""},
@@ -299,5 +300,42 @@ func TestRouteRTOMin(t *testing.T) {
 		p.ExpectNothing()
 		p.Advance(time.Microsecond)
 		p.Expect(seg{Flags: "P.", Seq: sb(11), Ack: 1, Len: 1460}) // the timeout's retransmission
+	}
+}
+
+// TestRouteQuickAck: on a route with quickack (Linux's `ip route change
+// ... quickack 1`, dst_quick_ack), text is acknowledged at once, where
+// the delayed-ACK rule waits for a second segment or 40 ms, and so is a
+// FIN in ESTABLISHED, which Linux's ping-pong mode otherwise makes wait
+// for the application's close.
+func TestRouteQuickAck(t *testing.T) {
+	for _, quick := range []bool{false, true} {
+		p := tcptest.New(t)
+		setMetrics(t, p, stack.RouteMetrics{QuickAck: quick})
+		p.Listen(16)
+		ep := p.Established()
+		// Leave the quick-ACK mode of a new connection (Linux's
+		// tcp_incr_quickack): text both ways makes it ping-pong.
+		for k := range 20 {
+			p.Inject(seg{Flags: "P.", Seq: uint32(1 + 100*k), Ack: uint32(1 + 100*k), Payload: payload(0, 100)})
+			if _, err := ep.Write(payload(0, 100)); err != nil {
+				t.Fatal(err)
+			}
+			p.Drain()
+			p.Inject(seg{Flags: ".", Seq: uint32(101 + 100*k), Ack: uint32(101 + 100*k)})
+		}
+		p.Inject(seg{Flags: "P.", Seq: 2001, Ack: 2001, Payload: payload(0, 100)})
+		got := p.Drain()
+		p.Inject(seg{Flags: "F.", Seq: 2101, Ack: 2001})
+		got = append(got, p.Drain()...)
+		acks := 0
+		for _, s := range got {
+			if s.Flags == "." {
+				acks++
+			}
+		}
+		if want := map[bool]int{false: 0, true: 2}[quick]; acks != want {
+			t.Errorf("quickack %v: %d ACKs at once of text and FIN; want %d (%v)", quick, acks, want, got)
+		}
 	}
 }
