@@ -6,8 +6,6 @@ import (
 	"net/netip"
 	"testing"
 
-	"gvisor.dev/gvisor/pkg/tcpip"
-
 	"github.com/tapstack/tapstack/conn"
 	"github.com/tapstack/tapstack/stack"
 	"github.com/tapstack/tapstack/stack/tcp"
@@ -68,16 +66,4 @@ func TestKernelRouteMetrics(t *testing.T) {
 	if st := k.ts.TCP().Stats(); st.MTUProbes.Load()+st.MTUBlackHoles.Load() != 0 {
 		t.Errorf("%d MTU probes, %d black holes suspected; want none", st.MTUProbes.Load(), st.MTUBlackHoles.Load())
 	}
-}
-
-// stackNIC is the interface of s that is not its loopback.
-func stackNIC(t *testing.T, s *stack.Stack) tcpip.NICID {
-	t.Helper()
-	for id := range s.Netstack().NICInfo() {
-		if id != stack.LoopbackNIC {
-			return id
-		}
-	}
-	t.Fatal("the stack has no interface but its loopback")
-	return 0
 }
