@@ -45,6 +45,12 @@ type ackInfo struct {
 	rttFrom  tcpip.MonotonicTime
 	rttAcked bool
 	rttSACK  bool
+	// newestFrom: the transmission time of the newest segment never
+	// retransmitted that the ACK delivered, cumulatively or by SACK
+	// (newestOK): the congestion control's sample, Linux's ca_rtt_us
+	// (AckObserver).
+	newestFrom tcpip.MonotonicTime
+	newestOK   bool
 	// The newest TSval among retransmitted segments the ACK covers
 	// cumulatively: an ACK whose TSecr is older echoes an earlier
 	// transmission, not the one that caused it (Eifel, RFC 3522).
@@ -116,6 +122,9 @@ func (e *Endpoint) processAck(seg *segment) {
 	}
 	e.ackRTT(seg, &a)
 	e.rateGen(&a) // rate.go: after the RTT sample, which may lower the minimum
+	if rc == nil {
+		e.observeAck(&a) // an AckObserver sees it before loss detection and growth (congestion.go)
+	}
 
 	// Update the send window if the segment is newer than the one that
 	// last set it: SND.WL1 < SEG.SEQ, or SND.WL1 = SEG.SEQ and
@@ -250,6 +259,9 @@ func (e *Endpoint) delivered(s *txSeg, a *ackInfo, byAck bool) {
 		if !a.rttAcked && (byAck || !a.rttSACK || s.xmit.Before(a.rttFrom)) {
 			a.rttFrom = s.xmit
 			a.rttAcked, a.rttSACK = byAck, !byAck
+		}
+		if !a.newestOK || a.newestFrom.Before(s.xmit) {
+			a.newestFrom, a.newestOK = s.xmit, true
 		}
 		// Delivered below a segment delivered before it and never
 		// retransmitted: the network reordered it (RFC 8985 6.2 step

@@ -62,6 +62,17 @@ type Noter interface {
 	Note() string
 }
 
+// An AckObserver is a CongestionControl that sees every ACK that delivers
+// data with a round-trip sample, whatever limits sending and in loss
+// recovery too, before loss detection and the window's growth: Linux's
+// pkts_acked hook, called from tcp_clean_rtx_queue, where its CUBIC runs
+// HyStart. The sample (AckSample.RTT) is the newest delivered segment's,
+// as Linux's ca_rtt_us. It returns the slow-start threshold, which it may
+// lower; a Noter's note is taken after it too.
+type AckObserver interface {
+	OnAcked(a AckSample) (ssthresh uint32)
+}
+
 // A TimeoutFollower is a CongestionControl that hears of every
 // retransmission timeout, also those that continue an episode OnCongestion
 // already heard (the retransmission timed out in its turn before SND.UNA

@@ -3,6 +3,7 @@ package tcp
 import (
 	"fmt"
 	"strconv"
+	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 )
@@ -33,6 +34,41 @@ func (e *Endpoint) initCongestion() {
 	e.cwndUsageSeq = e.sndNxt
 	if o := &e.proto.opts; o.CongestionControl == "bbr" || o.NewCongestionControl != nil {
 		e.congestion() // a RateController paces from the start
+	}
+}
+
+// observeAck hands an AckObserver every ACK that delivered data with a
+// round-trip sample, as Linux's tcp_clean_rtx_queue calls pkts_acked,
+// before loss detection and the window's growth; the sample is the
+// newest delivered segment's, Linux's ca_rtt_us (the estimator's is the
+// oldest's, RFC 6298). As for the estimator (ackRTT), an ACK that covers a
+// retransmission gives none (Karn). A connection whose window has not
+// yet been the limit carries no congestion control, and makes one only
+// for an ACK that finds it so (growWindow makes it for that ACK anyway).
+func (e *Endpoint) observeAck(a *ackInfo) {
+	if !a.newestOK || a.retransAcked {
+		return
+	}
+	cc := e.cc
+	if cc == nil {
+		if !e.cwndLimited() {
+			return
+		}
+		cc = e.congestion()
+	}
+	o, ok := cc.(AckObserver)
+	if !ok {
+		return
+	}
+	rtt := max(a.now.Sub(a.newestFrom), time.Microsecond)
+	e.ssthresh = o.OnAcked(AckSample{
+		Now: e.sinceStart(), Acked: a.delivered, Cwnd: e.cwnd, Ssthresh: e.ssthresh, MSS: uint32(e.sndMSS),
+		RTT: rtt, MinRTT: e.rack.minRTT.v, SRTT: e.srtt, RoundStart: a.roundStart,
+	})
+	if n, ok := cc.(Noter); ok {
+		if note := n.Note(); note != "" {
+			e.emitRecovery(note)
+		}
 	}
 }
 

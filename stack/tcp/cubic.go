@@ -68,15 +68,10 @@ func (c *cubic) wCubic(t float64) float64 {
 
 func (c *cubic) OnAck(a AckSample) (cwnd, ssthresh uint32) {
 	mss := float64(a.MSS)
-	if c.mode == HyStartLinux {
-		// Linux's HyStart sees the ACK before slow start grows the
-		// window, and may end slow start where it stands.
-		a.Ssthresh = c.linux.onAck(&a, c.epochYoung(a.Now))
-	}
 	cwnd, ssthresh = a.Cwnd, a.Ssthresh
 	if cwnd < ssthresh {
 		// Slow start: with HyStart++ while it is the first one, or
-		// plain (Linux's HyStart has had its say above).
+		// plain (Linux's HyStart has had its say, in OnAcked).
 		var left uint32
 		if c.mode == HyStartPlusPlus {
 			cwnd, ssthresh, left = c.hs.onAck(&a)
@@ -149,6 +144,16 @@ func (c *cubic) OnCongestion(s CongestionSample) uint32 {
 	}
 	// ssthresh = cwnd * β_cubic (4.6), at least two segments.
 	return max(uint32(w*cubicBeta*float64(s.MSS)), 2*s.MSS)
+}
+
+// OnAcked is where Linux's HyStart sees an ACK (AckObserver, Linux's
+// cubictcp_acked): every ACK with a sample, before slow start grows the
+// window, and it may end slow start where it stands.
+func (c *cubic) OnAcked(a AckSample) uint32 {
+	if c.mode != HyStartLinux {
+		return a.Ssthresh
+	}
+	return c.linux.onAck(&a, c.epochYoung(a.Now))
 }
 
 // OnTimeoutAgain: Linux's HyStart starts over at every timeout

@@ -31,18 +31,15 @@ import (
 // (cubictcp_state at TCP_CA_Loss); until then it watches every slow start
 // of the connection, a restart after idle's too.
 //
-// Where tapstack differs from Linux: Linux hands HyStart every ACK that
-// carries an RTT sample (pkts_acked, from tcp_clean_rtx_queue); tapstack's
-// engine hands the congestion control only the ACKs that grow the window
-// (growWindow: outside recovery, while the window limits sending), so a
-// sample from another ACK lowers neither the minimum RTT nor the round's,
-// and a round whose first ACK is another is not seen to begin: the round
-// before runs on to the next, its train long broken (the safe side). The
-// rounds are the engine's (AckSample.RoundStart), which end where
-// Linux's do while every ACK carries a sample, as in a bulk transfer
-// without loss. The sample is the RTT of the oldest segment the ACK newly
-// delivers, as RFC 6298 takes it; Linux's is of the newest (ca_rtt_us),
-// which differs when one ACK covers segments sent at different times.
+// HyStart sees every ACK that delivers data with a round-trip sample, in
+// recovery too, before slow start grows the window (cubic's OnAcked, an
+// AckObserver: Linux's pkts_acked from tcp_clean_rtx_queue), and the
+// sample is the newest delivered segment's RTT, as Linux's ca_rtt_us.
+// Where tapstack differs from Linux: an ACK that covers a retransmission
+// gives no sample at all (Karn's rule as the engine applies it, ackRTT),
+// where Linux still times the segments it newly SACKs. The rounds are the
+// engine's (AckSample.RoundStart: the ACK that covers what was sent when
+// the round began), which end where Linux's do.
 type hystartLinux struct {
 	// paced: the options pace every connection (Options.Pacing or
 	// MaxPacingRate: Linux's fq qdisc, SK_PACING_FQ), so an ACK train

@@ -701,3 +701,52 @@ func TestTimeoutTellsLost(t *testing.T) {
 			len(rec.samples), rec.again, ep.Info().Ssthresh, ssthresh)
 	}
 }
+
+// ackRecorder is a timeoutRecorder that also sees every ACK
+// (AckObserver), and counts the ACKs that grew its window.
+type ackRecorder struct {
+	timeoutRecorder
+	acked []tcp.AckSample
+	grew  int
+}
+
+func (r *ackRecorder) OnAck(a tcp.AckSample) (uint32, uint32) {
+	r.grew++
+	return r.timeoutRecorder.OnAck(a)
+}
+func (r *ackRecorder) OnAcked(a tcp.AckSample) uint32 {
+	r.acked = append(r.acked, a)
+	return a.Ssthresh
+}
+
+// TestAckObserverSeesEveryAck: an AckObserver sees an ACK that delivers
+// data with a sample whatever limits sending, as Linux's pkts_acked hook
+// does, with the newest delivered segment's RTT (ca_rtt_us): two full
+// segments written 10 ms apart, far below the window, and one ACK for
+// both 20 ms after the second give OnAcked a 20 ms sample, where the
+// estimator times the oldest (30 ms), and OnAck, for ACKs that find the
+// window the limit, is not called. An ACK that covers a retransmission
+// gives no sample (Karn), and OnAcked does not hear of it.
+func TestAckObserverSeesEveryAck(t *testing.T) {
+	rec := &ackRecorder{}
+	p, ep := rttPeer(t, tcp.Options{NewCongestionControl: func() tcp.CongestionControl { return rec }})
+	ep.Write(payload(0, 1460))
+	p.Expect(seg{Flags: "P.", Seq: sb(1), Ack: 1, Len: 1460})
+	p.Advance(10 * time.Millisecond)
+	ep.Write(payload(0, 1460))
+	p.Expect(seg{Flags: "P.", Seq: sb(2), Ack: 1, Len: 1460})
+	p.Advance(20 * time.Millisecond)
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: sb(3)})
+	if len(rec.acked) != 1 || rec.acked[0].RTT != 20*time.Millisecond || rec.grew != 0 {
+		t.Fatalf("OnAcked %+v, OnAck %d times; want one sample of 20ms, OnAck none", rec.acked, rec.grew)
+	}
+	ep.Write(payload(0, 1460))
+	p.Expect(seg{Flags: "P.", Seq: sb(3), Ack: 1, Len: 1460})
+	p.Advance(ep.Info().RTO)
+	p.Expect(seg{Flags: "P.", Seq: sb(3), Ack: 1, Len: 1460}) // the timeout's retransmission
+	p.Advance(time.Millisecond)
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: sb(4)})
+	if len(rec.acked) != 1 {
+		t.Errorf("OnAcked heard %d ACKs; want the retransmission's none (Karn)", len(rec.acked)-1)
+	}
+}
