@@ -234,7 +234,8 @@ func TestRouteMetricsLeaveTimeWait(t *testing.T) {
 
 // TestParseRouteMetrics: metrics as `ip route` writes them, in any order,
 // and String writes them back the same way; anything tapstack does not
-// keep, or that is not a positive number, is an error that names it.
+// keep, or whose value is not a number (a time with its unit for
+// rto_min), is an error that names it; 0 leaves a metric unset.
 func TestParseRouteMetrics(t *testing.T) {
 	for _, tc := range []struct {
 		in   string
