@@ -60,16 +60,27 @@ func (e *Endpoint) observeAck(a *ackInfo) {
 	if !ok {
 		return
 	}
-	rtt := max(a.now.Sub(a.newestFrom), time.Microsecond)
-	e.ssthresh = o.OnAcked(AckSample{
+	e.ssthresh = o.OnAcked(e.ackSample(a, max(a.now.Sub(a.newestFrom), time.Microsecond)))
+	if note := takeNote(cc); note != "" {
+		e.emitRecovery(note)
+	}
+}
+
+// ackSample is what a congestion control hears of the ACK a, with the
+// round-trip sample rtt (0: none).
+func (e *Endpoint) ackSample(a *ackInfo, rtt time.Duration) AckSample {
+	return AckSample{
 		Now: e.sinceStart(), Acked: a.delivered, Cwnd: e.cwnd, Ssthresh: e.ssthresh, MSS: uint32(e.sndMSS),
 		RTT: rtt, MinRTT: e.rack.minRTT.v, SRTT: e.srtt, RoundStart: a.roundStart,
-	})
-	if n, ok := cc.(Noter); ok {
-		if note := n.Note(); note != "" {
-			e.emitRecovery(note)
-		}
 	}
+}
+
+// takeNote takes what cc says it changed on its own (Noter), or "".
+func takeNote(cc CongestionControl) string {
+	if n, ok := cc.(Noter); ok {
+		return n.Note()
+	}
+	return ""
 }
 
 // growWindow gives the congestion control an ACK that moved SND.UNA,
@@ -85,16 +96,9 @@ func (e *Endpoint) growWindow(a *ackInfo) {
 	}
 	cc := e.congestion()
 	slowStart := e.cwnd < e.ssthresh
-	e.cwnd, e.ssthresh = cc.OnAck(AckSample{
-		Now: e.sinceStart(), Acked: a.delivered, Cwnd: e.cwnd, Ssthresh: e.ssthresh, MSS: uint32(e.sndMSS),
-		RTT: a.rttSample, MinRTT: e.rack.minRTT.v, SRTT: e.srtt, RoundStart: a.roundStart,
-	})
+	e.cwnd, e.ssthresh = cc.OnAck(e.ackSample(a, a.rttSample))
 	e.cwnd = max(e.cwnd, uint32(e.sndMSS))
-	note := ""
-	if n, ok := cc.(Noter); ok {
-		note = n.Note()
-	}
-	switch {
+	switch note := takeNote(cc); {
 	case note != "":
 		e.emitRecovery(note)
 	case slowStart && e.cwnd >= e.ssthresh && e.observed():

@@ -124,7 +124,7 @@ func (e *Endpoint) mtuProbeStart() {
 	// that a route's MTU metric raised later lets the search go higher;
 	// an MTU ICMP reported bounds it for good.
 	p.searchLow = min(p.searchLow, e.pathMTU(), p.searchHigh)
-	if mtu, ok := e.learnedMTU(); ok {
+	if mtu, ok := e.learnedMTU(e.metrics()); ok {
 		p.capAt(int(mtu))
 	}
 	e.mtup = p

@@ -118,18 +118,16 @@ func (e *Endpoint) pathMTU() int {
 	if m.MTU > 0 {
 		mtu = m.MTU
 	}
-	if !m.LockMTU {
-		if learned, ok := e.proto.pmtu.lookup(e.id.RemoteAddress, e.now()); ok && learned < mtu {
-			mtu = learned
-		}
+	if learned, ok := e.learnedMTU(m); ok && learned < mtu {
+		mtu = learned
 	}
 	return int(mtu)
 }
 
-// learnedMTU is the path MTU ICMP reported for the peer, unless the
-// route locks its MTU.
-func (e *Endpoint) learnedMTU() (uint32, bool) {
-	if e.metrics().LockMTU {
+// learnedMTU is the path MTU ICMP reported for the peer, unless its
+// route's metrics m lock the MTU.
+func (e *Endpoint) learnedMTU(m RouteMetrics) (uint32, bool) {
+	if m.LockMTU {
 		return 0, false
 	}
 	return e.proto.pmtu.lookup(e.id.RemoteAddress, e.now())

@@ -26,6 +26,21 @@ func setMetrics(t *testing.T, p *tcptest.Peer, m stack.RouteMetrics) {
 	}
 }
 
+// acceptAnnouncing opens a connection to p.Listener from a peer that
+// announces MSS 1460, and returns the MSS the stack's SYN-ACK announced
+// and the accepted connection.
+func acceptAnnouncing(t *testing.T, p *tcptest.Peer) (uint16, *tcp.Endpoint) {
+	t.Helper()
+	p.Inject(seg{Flags: "S", Seq: 0, MSS: 1460})
+	synAck := p.Expect(seg{Flags: "S.", Seq: 0, Ack: 1})
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1})
+	ep, err := p.Listener.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return synAck.MSS, ep
+}
+
 // pathMTUNotes returns the notes of the path MTU events ev holds.
 func pathMTUNotes(ev *[]event.Event) func() []string {
 	return func() []string {
@@ -105,15 +120,9 @@ func TestRouteAdvMSS(t *testing.T) {
 	p := tcptest.New(t)
 	setMetrics(t, p, stack.RouteMetrics{AdvMSS: 600})
 	p.Listen(16)
-	p.Inject(seg{Flags: "S", Seq: 0, MSS: 1460})
-	synAck := p.Expect(seg{Flags: "S.", Seq: 0, Ack: 1})
-	if synAck.MSS != 600 {
-		t.Errorf("SYN-ACK announces MSS %d; want the route's 600", synAck.MSS)
-	}
-	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1})
-	ep, err := p.Listener.Accept()
-	if err != nil {
-		t.Fatal(err)
+	announced, ep := acceptAnnouncing(t, p)
+	if announced != 600 {
+		t.Errorf("SYN-ACK announces MSS %d; want the route's 600", announced)
 	}
 	if i := ep.Info(); i.SndMSS != 1460 || i.RcvMSS != 600 {
 		t.Errorf("send MSS %d, announced %d; want 1460 and 600", i.SndMSS, i.RcvMSS)
@@ -148,14 +157,9 @@ func TestRouteMTUChange(t *testing.T) {
 	notes := pathMTUNotes(&evs)
 	setMetrics(t, p, stack.RouteMetrics{MTU: 640})
 	p.Listen(16)
-	p.Inject(seg{Flags: "S", Seq: 0, MSS: 1460})
-	if s := p.Expect(seg{Flags: "S.", Seq: 0, Ack: 1}); s.MSS != 600 {
-		t.Errorf("SYN-ACK announces MSS %d; want 640 - 40 = 600", s.MSS)
-	}
-	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1})
-	ep, err := p.Listener.Accept()
-	if err != nil {
-		t.Fatal(err)
+	announced, ep := acceptAnnouncing(t, p)
+	if announced != 600 {
+		t.Errorf("SYN-ACK announces MSS %d; want 640 - 40 = 600", announced)
 	}
 	if i := ep.Info(); i.SndMSS != 600 || i.PathMTU != 640 {
 		t.Fatalf("send MSS %d, path MTU %d; want 600 and 640", i.SndMSS, i.PathMTU)
