@@ -1,6 +1,8 @@
 package tcp
 
 import (
+	"unsafe"
+
 	"github.com/google/btree"
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -302,18 +304,31 @@ func copyOut(v *buffer.View, minChunk int) (*buffer.View, bool) {
 // empties src. Copies go into dst's last chunk when it has room, so a
 // stream of small pieces shares chunks; clones are linked in as they are,
 // never copied.
+//
+// A small piece is linked too when the view before it in dst is of the
+// same chunk (sameChunk): that chunk is pinned already, so the piece
+// pins nothing more, and copying it would be a third copy of the text on
+// its way from the sender's write to the reader's. A sender that cuts
+// segments from 64 KiB views of its send buffer (tapstack's and gVisor's
+// TCP, over an in-memory link that carries their views) makes such a
+// piece at every view's end: a 64 KiB segment is a view's last bytes and
+// the next view's first, and the smaller part was copied, up to a quarter
+// of the text. Once the reader has taken the piece's predecessor, the
+// piece alone pins its chunk, but it is then the next to be read.
 func appendCompact(dst, src *buffer.Buffer) {
-	views := src.AsViewList()
+	views, tail := src.AsViewList(), dst.AsViewList()
+	prev := tail.Back()
 	small := false
 	for v := views.Front(); v != nil && !small; v = v.Next() {
-		small = 2*v.Size() < v.Capacity()
+		small = 2*v.Size() < v.Capacity() && !sameChunk(prev, v)
+		prev = v
 	}
 	if !small {
-		dst.Merge(src) // full-size segments: linked in, as they came
+		dst.Merge(src) // full-size segments, or pieces of chunks dst holds: linked in, as they came
 		return
 	}
 	for v := views.Front(); v != nil; v = v.Next() {
-		if 2*v.Size() >= v.Capacity() {
+		if tail = dst.AsViewList(); 2*v.Size() >= v.Capacity() || sameChunk(tail.Back(), v) {
 			var b buffer.Buffer
 			_ = b.Append(v.Clone()) // into an empty buffer: linked, not copied
 			dst.Merge(&b)
@@ -323,6 +338,23 @@ func appendCompact(dst, src *buffer.Buffer) {
 		_ = dst.Append(nv) // copies into the last chunk if it has room and is not shared
 	}
 	src.Release()
+}
+
+// sameChunk reports whether views a and b hold bytes of one chunk. A
+// view's bytes are a slice of its chunk's data, whose capacity runs to the
+// data's end, so two views of one chunk end their capacity at the same
+// address, and views of two chunks, distinct allocations, cannot.
+func sameChunk(a, b *buffer.View) bool {
+	if a == nil || b == nil || a.Size() == 0 || b.Size() == 0 {
+		return false
+	}
+	return chunkEnd(a) == chunkEnd(b)
+}
+
+// chunkEnd is the address just past the data of v's chunk; v is not empty.
+func chunkEnd(v *buffer.View) unsafe.Pointer {
+	s := v.AsSlice()
+	return unsafe.Add(unsafe.Pointer(unsafe.SliceData(s)), cap(s))
 }
 
 // appendPiece appends a piece's text to data. A copied piece of one view

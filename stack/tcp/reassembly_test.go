@@ -266,6 +266,81 @@ func TestCopyOut(t *testing.T) {
 	}
 }
 
+// TestAppendCompactSharedChunk: in-order text cut from a sender's 64 KiB
+// views, as two tapstacks' segments cross an in-memory link. The second
+// segment is the first view's last 1,824 bytes and the next view's first
+// 61,888: the small piece is linked, not copied, while the receive buffer
+// holds the rest of its chunk; after a read has taken that rest, the same
+// piece is copied, as before.
+func TestAppendCompactSharedChunk(t *testing.T) {
+	const size, first = buffer.MaxChunkSize, 63712
+	chunk := func(off uint32) *buffer.View {
+		v := buffer.NewView(size)
+		b := make([]byte, size)
+		for i := range b {
+			b[i] = streamByte(off + uint32(i))
+		}
+		_, _ = v.Write(b)
+		return v
+	}
+	// cut returns a buffer of v's bytes [from, to), sharing v's chunk.
+	cut := func(v *buffer.View, from, to int) buffer.Buffer {
+		c := v.Clone()
+		c.TrimFront(from)
+		c.CapLength(to - from)
+		return buffer.MakeWithView(c)
+	}
+	for _, tc := range []struct {
+		name     string
+		readHead bool // the reader takes the first segment before the second arrives
+		linked   bool
+	}{
+		{"rest of the chunk unread: linked", false, true},
+		{"rest of the chunk read: copied", true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := chunk(0), chunk(size)
+			var rcv buffer.Buffer
+			seg1 := cut(a, 0, first)
+			appendCompact(&rcv, &seg1)
+			if tc.readHead {
+				rcv.TrimFront(first)
+			}
+			seg2 := cut(a, first, size)
+			tail := cut(b, 0, 61888)
+			seg2.Merge(&tail)
+			appendCompact(&rcv, &seg2)
+
+			views := rcv.AsViewList()
+			piece := views.Front()
+			if !tc.readHead {
+				piece = piece.Next()
+			}
+			if linked := &piece.AsSlice()[0] == &a.AsSlice()[first]; linked != tc.linked || piece.Size() != size-first {
+				t.Errorf("the 1,824-byte piece: %d bytes, linked %v, want linked %v", piece.Size(), linked, tc.linked)
+			}
+			next := piece.Next()
+			if next == nil || &next.AsSlice()[0] != &b.AsSlice()[0] {
+				t.Errorf("the next view's 61,888 bytes were not linked")
+			}
+			from := 0
+			if tc.readHead {
+				from = first
+			}
+			want := make([]byte, 0, size+61888-from)
+			for i := from; i < size+61888; i++ {
+				want = append(want, streamByte(uint32(i)))
+			}
+			if got := rcv.Flatten(); !bytes.Equal(got, want) {
+				t.Errorf("the receive buffer's text differs from the stream")
+			}
+			rcv.Release()
+			a.Release()
+			b.Release()
+		})
+	}
+}
+
 // TestChargeConstants: the overheads charged per range and per view are
 // at least the sizes of the structures they stand for.
 func TestChargeConstants(t *testing.T) {
