@@ -1,8 +1,6 @@
 package tcp
 
 import (
-	"unsafe"
-
 	"github.com/google/btree"
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -342,19 +340,20 @@ func appendCompact(dst, src *buffer.Buffer) {
 
 // sameChunk reports whether views a and b hold bytes of one chunk. A
 // view's bytes are a slice of its chunk's data, whose capacity runs to the
-// data's end, so two views of one chunk end their capacity at the same
-// address, and views of two chunks, distinct allocations, cannot.
+// data's end, so two views of one chunk share their capacity's last byte,
+// and views of two chunks, distinct allocations, cannot.
 func sameChunk(a, b *buffer.View) bool {
 	if a == nil || b == nil || a.Size() == 0 || b.Size() == 0 {
 		return false
 	}
-	return chunkEnd(a) == chunkEnd(b)
+	return chunkLast(a) == chunkLast(b)
 }
 
-// chunkEnd is the address just past the data of v's chunk; v is not empty.
-func chunkEnd(v *buffer.View) unsafe.Pointer {
+// chunkLast is the last byte of the data of v's chunk; v is not empty.
+func chunkLast(v *buffer.View) *byte {
 	s := v.AsSlice()
-	return unsafe.Add(unsafe.Pointer(unsafe.SliceData(s)), cap(s))
+	s = s[:cap(s)]
+	return &s[len(s)-1]
 }
 
 // appendPiece appends a piece's text to data. A copied piece of one view
