@@ -17,6 +17,8 @@
 //     super-frame into the wire segments it stands for, as the kernel
 //     would; package pcap uses it so that a capture always shows wire
 //     segments.
+//     [WithQueues] opens a multi_queue device with several queues, each
+//     with a read loop and a writer goroutine of its own.
 //   - [Pipe] returns the two ends of an in-memory Ethernet cable. Each end is
 //     a stack.LinkEndpoint with its own random MAC; frames written on one end
 //     arrive on the other. It needs no privileges, so tests and demos use it

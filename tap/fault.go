@@ -990,7 +990,7 @@ func (f *Fault) DeliverNetworkPacket(proto tcpip.NetworkProtocolNumber, pkt *sta
 	acts := f.in.decide(s.acts[:0], pkt, proto, time.Now())
 	f.mu.Unlock()
 	if f.segs != nil {
-		f.runSegment(acts, s, pkt, proto, f.segs.currentSegment())
+		f.runSegment(acts, s, pkt, proto, f.segs.currentSegment(pkt))
 	} else {
 		f.run(FaultInbound, acts, s, nil)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -175,7 +176,8 @@ func (l *fdLink) SupportedGSO() stack.SupportedGSO {
 var _ stack.GSOEndpoint = (*fdLink)(nil)
 
 // deliverVnet delivers a frame read with its virtio-net header.
-func (l *fdLink) deliverVnet(f rxFrame) {
+func (r *rxReader) deliverVnet(f rxFrame) {
+	l := r.l
 	h, err := decodeVnetHdr(f.head)
 	prefix := f.head[min(len(f.head), vnetHdrLen):]
 	frameLen := max(f.len()-vnetHdrLen, 0)
@@ -200,7 +202,7 @@ func (l *fdLink) deliverVnet(f rxFrame) {
 		// whose TCP checksum the kernel did not leave partial is rare
 		// with offloads, and full checksums are asked for by tests
 		// that corrupt frames).
-		f = l.rx.flatten(f)
+		f = r.flatten(f)
 		prefix = f.head[vnetHdrLen:]
 	}
 	if !validated && !full {
@@ -215,7 +217,7 @@ func (l *fdLink) deliverVnet(f rxFrame) {
 		if partial && full {
 			completePartial(prefix, int(h.csumStart), int(h.csumOffset))
 		}
-		l.deliverFrame(&f, frameLen, validated, stack.GSO{})
+		r.deliverFrame(&f, frameLen, validated, stack.GSO{})
 		return
 	}
 	s, err := checkSuperPrefix(prefix, frameLen, int(h.gsoSize))
@@ -239,16 +241,17 @@ func (l *fdLink) deliverVnet(f rxFrame) {
 		if s.v6 {
 			gso.Type = stack.GSOTCPv6
 		}
-		l.deliverFrame(&f, s.end, validated, gso)
+		r.deliverFrame(&f, s.end, validated, gso)
 		return
 	}
-	l.deliverSplit(&f, &s, full)
+	r.deliverSplit(&f, &s, full)
 }
 
 // deliverFrame delivers the first size bytes of frame f, without its
 // virtio-net header. gso, if set, describes the super-frame it is (for a
 // capture above us).
-func (l *fdLink) deliverFrame(f *rxFrame, size int, validated bool, gso stack.GSO) {
+func (r *rxReader) deliverFrame(f *rxFrame, size int, validated bool, gso stack.GSO) {
+	l := r.l
 	d := l.dispatcherNow()
 	if d == nil || size < header.EthernetMinimumSize {
 		l.rxDropped.Add(1)
@@ -261,7 +264,7 @@ func (l *fdLink) deliverFrame(f *rxFrame, size int, validated bool, gso stack.GS
 	pkt.GSOOptions = gso
 	l.rxFrames.Add(1)
 	l.rxBytes.Add(uint64(size))
-	l.handOver(d, pkt, wireSegment{})
+	r.handOver(d, pkt, wireSegment{})
 }
 
 // deliverSplit delivers the wire segments super-frame s (in f) stands
@@ -273,7 +276,8 @@ func (l *fdLink) deliverFrame(f *rxFrame, size int, validated bool, gso stack.GS
 // left the machine. A capture fills them in (FillChecksum); with full set
 // (a middleware above may corrupt frames, and the stack verifies) they
 // are filled in here.
-func (l *fdLink) deliverSplit(f *rxFrame, s *superFrame, full bool) {
+func (r *rxReader) deliverSplit(f *rxFrame, s *superFrame, full bool) {
+	l := r.l
 	d := l.dispatcherNow()
 	if d == nil {
 		l.rxDropped.Add(uint64(s.n))
@@ -314,7 +318,7 @@ func (l *fdLink) deliverSplit(f *rxFrame, s *superFrame, full bool) {
 		pkt.RXChecksumValidated = true
 		l.rxFrames.Add(1)
 		l.rxBytes.Add(uint64(s.data + size))
-		l.handOver(d, pkt, wireSegment{g, i})
+		r.handOver(d, pkt, wireSegment{g, i})
 	}
 }
 
@@ -347,6 +351,8 @@ func (l *fdLink) dispatcherNow() stack.NetworkDispatcher {
 // device's writer goroutine uses it.
 type txPath struct {
 	l        *fdLink
+	rc       syscall.RawConn // the queue's descriptor
+	writes   *atomic.Uint64  // the queue's writes that succeeded (QueueStats); nil: not counted
 	vnet     bool
 	coalesce bool
 
@@ -362,8 +368,8 @@ type txPath struct {
 	writeFn func(uintptr) bool
 }
 
-func newTxPath(l *fdLink, vnet, coalesce bool) *txPath {
-	p := &txPath{l: l, vnet: vnet, coalesce: coalesce}
+func newTxPath(l *fdLink, rc syscall.RawConn, vnet, coalesce bool) *txPath {
+	p := &txPath{l: l, rc: rc, vnet: vnet, coalesce: coalesce}
 	p.writeFn = p.writev // bound once: a method value made per write would allocate
 	return p
 }
@@ -489,11 +495,14 @@ func (p *txPath) write(n, size int, super bool) tcpip.Error {
 	}
 	l := p.l
 	p.errno = 0
-	if err := l.rc.Write(p.writeFn); err != nil {
+	if err := p.rc.Write(p.writeFn); err != nil {
 		return &tcpip.ErrClosedForSend{} // the descriptor is closed
 	}
 	switch e := p.errno; {
 	case e == 0:
+		if p.writes != nil {
+			p.writes.Add(1)
+		}
 		l.txFrames.Add(uint64(n))
 		l.txBytes.Add(uint64(size))
 		if super {

@@ -59,9 +59,13 @@ func kernelSuperFrame(s seg, mss int) (vnetHdr, []byte) {
 func newTestLink(d stack.NetworkDispatcher, o Offloads) *fdLink {
 	o.VnetHdr = true
 	l := &fdLink{offloads: o, dispatcher: d}
-	l.rx = newRxReader(l)
+	l.qs = []*devQueue{{rx: newRxReader(l, nil)}}
 	return l
 }
+
+// deliverVnet hands frame f to the device as its first queue's read loop
+// would, outside a read loop: delivered at once.
+func (l *fdLink) deliverVnet(f rxFrame) { l.qs[0].rx.deliverVnet(f) }
 
 // rxSlice is a frame read whole into one slice.
 func rxSlice(b []byte) rxFrame { return rxFrame{head: b} }
@@ -188,8 +192,8 @@ func seqpacketLink(t *testing.T, o Offloads) (*fdLink, int) {
 	t.Helper()
 	f, rc, peer := seqpacketPair(t)
 	o.VnetHdr = true
-	l := &fdLink{f: f, rc: rc, offloads: o}
-	l.tx = newTxPath(l, true, o.Coalesce)
+	l := &fdLink{offloads: o}
+	l.qs = []*devQueue{{f: f, rc: rc, tx: newTxPath(l, rc, true, o.Coalesce)}}
 	return l, peer
 }
 
@@ -257,7 +261,7 @@ func TestTxPathWritesSuperFrames(t *testing.T) {
 	ackOnly := tcpFrame(seg{seq: 1 + 30*1448, ack: 1, flags: header.TCPFlagAck, tsval: 5})
 	frames = append(frames, ackOnly)
 	pkts = append(pkts, outPacket(ackOnly, 500))
-	if err := l.tx.writeBatch(pkts); err != nil {
+	if err := l.qs[0].tx.writeBatch(pkts); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range pkts {
@@ -313,7 +317,7 @@ func TestTxPathLeavesCorruptedSegmentOut(t *testing.T) {
 				}
 				pkts = append(pkts, outPacket(f, tc.chunk))
 			}
-			if err := l.tx.writeBatch(pkts); err != nil {
+			if err := l.qs[0].tx.writeBatch(pkts); err != nil {
 				t.Fatal(err)
 			}
 			for _, p := range pkts {
@@ -354,7 +358,7 @@ func tcpChecksumHolds(t *testing.T, frame []byte) bool {
 
 func TestTxQueue(t *testing.T) {
 	l, peer := seqpacketLink(t, Offloads{Coalesce: true})
-	q := newTxQueue(l.tx, 8)
+	q := newTxQueue(l.qs[0].tx, 8)
 	defer q.close()
 	var frames [][]byte
 	for i := range 5 {
@@ -390,7 +394,7 @@ func TestTxQueue(t *testing.T) {
 		writing       bool
 		taken, dropNo int
 	}{{true, 8, 2}, {false, 9, 1}} {
-		stalled := &txQueue{path: l.tx, limit: 8, wake: make(chan struct{}, 1), stop: make(chan struct{}), writing: tc.writing}
+		stalled := &txQueue{path: l.qs[0].tx, limit: 8, wake: make(chan struct{}, 1), stop: make(chan struct{}), writing: tc.writing}
 		var many []*stack.PacketBuffer
 		for range 10 {
 			many = append(many, outPacket(frames[0], 4096))
@@ -427,8 +431,8 @@ func TestTxQueue(t *testing.T) {
 // in order.
 func TestPlainDeviceWritesFromQueue(t *testing.T) {
 	f, rc, peer := seqpacketPair(t)
-	l := newFDLink(f, rc, config{mtu: DefaultMTU, txQueue: 1}, Offloads{})
-	defer l.txq.close()
+	l := newFDLink(config{mtu: DefaultMTU, txQueue: 1}, Offloads{}, []*os.File{f}, []syscall.RawConn{rc})
+	defer l.qs[0].txq.close()
 	var frames [][]byte
 	var pkts stack.PacketBufferList
 	for i := range 3 {
@@ -460,7 +464,7 @@ func TestPlainDeviceWritesFromQueue(t *testing.T) {
 // the header buffer, short frames copied out, long ones in the chunk.
 func TestRxReader(t *testing.T) {
 	l, peer := seqpacketLink(t, Offloads{})
-	r := newRxReader(l)
+	r := newRxReader(l, l.qs[0].rc)
 	for _, n := range []int{1, rxHead - 1, rxHead, rxHead + 1, 1514 + vnetHdrLen, rxHead + rxShareMin - 1, rxHead + rxShareMin, vnetHdrLen + maxFrame} {
 		want := pattern(n)
 		if _, err := unix.Write(peer, want); err != nil {

@@ -421,7 +421,7 @@ func (e *PipeEnd) requireFullChecksums() { e.port.fullCsum.Store(true) }
 
 // currentSegment implements segmentSource (rejoin.go): it is read on the
 // pump's goroutine, inside the delivery.
-func (e *PipeEnd) currentSegment() wireSegment { return e.port.delivering }
+func (e *PipeEnd) currentSegment(*stack.PacketBuffer) wireSegment { return e.port.delivering }
 
 // pipeGSOMax is the largest packet an end with WithPipeGSO takes, IP
 // header included: the IPv4 total length field's limit, as a TAP's.

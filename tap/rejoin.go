@@ -56,7 +56,7 @@ type wireSegment struct {
 // segmentSource is a device that hands split super-frames up as their
 // wire segments and says, while one is being delivered, which it is.
 type segmentSource interface {
-	currentSegment() wireSegment
+	currentSegment(pkt *stack.PacketBuffer) wireSegment
 }
 
 // join makes one super-frame of segs, the wire segments first to

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -96,6 +97,8 @@ func frameBuffer(frame []byte) buffer.Buffer {
 // read loop.
 type rxReader struct {
 	l    *fdLink
+	rc   syscall.RawConn // the queue's descriptor
+	rxq  *rxQueue        // the hand-over to the stack while the read loop runs; nil: deliver on the read loop
 	head [rxHead]byte
 	data *buffer.View // where the rest of the next frame goes: a pooled 64 KiB chunk
 	flat []byte       // a frame gathered whole, for checksum work
@@ -120,8 +123,8 @@ type rxReader struct {
 // errNoFrame: no frame is ready (rxReader.noWait).
 var errNoFrame = errors.New("tap: no frame ready")
 
-func newRxReader(l *fdLink) *rxReader {
-	r := &rxReader{l: l}
+func newRxReader(l *fdLink, rc syscall.RawConn) *rxReader {
+	r := &rxReader{l: l, rc: rc}
 	r.readFn = r.readv // bound once: a method value made per read would allocate
 	r.readPlainFn = r.readOne
 	return r
@@ -174,7 +177,7 @@ func (r *rxReader) readPlain() ([]byte, error) {
 // The frame's length is then in r.n.
 func (r *rxReader) readWith(fn func(uintptr) bool, op string) error {
 	r.n, r.errno = 0, 0
-	if err := r.l.rc.Read(fn); err != nil {
+	if err := r.rc.Read(fn); err != nil {
 		return err
 	}
 	if r.errno == unix.EAGAIN {

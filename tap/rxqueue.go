@@ -79,30 +79,34 @@ func (q *rxQueue) run() {
 }
 
 // handOver gives pkt, and the caller's reference, to the stack: through
-// the read loop's queue, or at once outside a read loop (frames that
-// tests hand to deliverVnet).
-func (l *fdLink) handOver(d stack.NetworkDispatcher, pkt *stack.PacketBuffer, seg wireSegment) {
-	if l.rxq == nil {
-		l.deliverNow(d, pkt, seg)
+// the inbound queue, or at once on the read loop without one (or outside
+// a read loop: frames that tests hand to deliverVnet).
+func (r *rxReader) handOver(d stack.NetworkDispatcher, pkt *stack.PacketBuffer, seg wireSegment) {
+	if r.rxq == nil {
+		r.l.deliverNow(d, pkt, seg)
 		return
 	}
-	l.rxq.put(d, pkt, seg)
+	r.rxq.put(d, pkt, seg)
 }
 
 // deliverNow hands pkt, and the caller's reference, to d, saying meanwhile
 // which wire segment of a split super-frame it is (currentSegment).
-// Frames are delivered by one goroutine at a time: the delivery
-// goroutine, or the read loop without one.
+// Frames are delivered by the delivery goroutine, or by each read loop
+// without one.
 func (l *fdLink) deliverNow(d stack.NetworkDispatcher, pkt *stack.PacketBuffer, seg wireSegment) {
-	l.delivering = seg
-	d.DeliverNetworkPacket(0, pkt)
-	l.delivering = wireSegment{}
+	if seg.g == nil {
+		d.DeliverNetworkPacket(0, pkt)
+	} else {
+		l.splits.begin(pkt, seg)
+		d.DeliverNetworkPacket(0, pkt)
+		l.splits.end(pkt)
+	}
 	pkt.DecRef()
 }
 
-// currentSegment implements segmentSource (rejoin.go). It is read on the
-// goroutine that is delivering the frame, inside its delivery.
-func (l *fdLink) currentSegment() wireSegment { return l.delivering }
+// currentSegment implements segmentSource (rejoin.go): which wire segment
+// pkt, being delivered, is. It is asked inside the delivery.
+func (l *fdLink) currentSegment(pkt *stack.PacketBuffer) wireSegment { return l.splits.of(pkt) }
 
 // close ends the delivery goroutine once it has delivered what is queued,
 // and waits for it.

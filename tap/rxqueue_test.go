@@ -139,7 +139,8 @@ func (d *noteDispatcher) logged() []string {
 func TestPlainReadBursts(t *testing.T) {
 	l, peer := seqpacketLink(t, Offloads{})
 	l.offloads.VnetHdr = false
-	l.rx = newRxReader(l)
+	q := l.qs[0]
+	q.rx = newRxReader(l, q.rc)
 	d := &noteDispatcher{}
 	l.dispatcher = d
 	l.OnBatchEnd(func() { d.note("end") })
@@ -153,8 +154,9 @@ func TestPlainReadBursts(t *testing.T) {
 	for b := range byte(5) {
 		frame(b + 1)
 	}
+	q.running = true
 	l.wg.Add(1)
-	go l.readLoop() // rxQueueLen 0: delivered on the read loop
+	go l.readLoop(q) // rxQueueLen 0: delivered on the read loop
 	waitLog := func(n int) []string {
 		t.Helper()
 		for i := 0; ; i++ {
@@ -174,6 +176,6 @@ func TestPlainReadBursts(t *testing.T) {
 	if got, want := waitLog(8)[6:], []string{"6", "end"}; !slices.Equal(got, want) {
 		t.Errorf("then %v, want %v", got, want)
 	}
-	l.f.Close()
+	l.qs[0].f.Close()
 	l.wg.Wait()
 }

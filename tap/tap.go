@@ -45,6 +45,7 @@ type config struct {
 	coalesce bool
 	txQueue  int
 	rxQueue  int
+	queues   int
 }
 
 // WithMTU sets the IP MTU of the endpoint (the Ethernet payload size; the
@@ -109,7 +110,7 @@ type DeviceStats struct {
 // Open does not bring the kernel side up or give it addresses; that is the
 // business of the host ("ip link set NAME up").
 func Open(name string, opts ...Option) (*Device, error) {
-	c := config{mtu: DefaultMTU, offloads: true, gro: true, coalesce: true, txQueue: DefaultTxQueue, rxQueue: DefaultRxQueue}
+	c := config{mtu: DefaultMTU, offloads: true, gro: true, coalesce: true, txQueue: DefaultTxQueue, rxQueue: DefaultRxQueue, queues: 1}
 	for _, o := range opts {
 		o(&c)
 	}
@@ -128,38 +129,68 @@ func Open(name string, opts ...Option) (*Device, error) {
 	if c.txQueue < 1 {
 		c.txQueue = 1
 	}
+	if c.queues < 1 || c.queues > maxQueues {
+		return nil, fmt.Errorf("tap: open %q: %d queues out of range [1, %d]", name, c.queues, maxQueues)
+	}
 
-	f, actual, offloads, err := openTAP(name, c.offloads)
+	multi := c.queues > 1
+	f, actual, offloads, err := openTAP(name, c.offloads, multi)
 	if err != nil {
 		return nil, err
 	}
-	rc, err := f.SyscallConn()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("tap: open %q: %w", name, err)
+	files := []*os.File{f}
+	closeAll := func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}
+	for len(files) < c.queues {
+		// The device exists now, under its actual name: each further
+		// TUNSETIFF attaches one more queue to it.
+		f, _, got, err := openTAP(actual, c.offloads, true)
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("tap: open %q: queue %d: %w", name, len(files), err)
+		}
+		files = append(files, f)
+		if got != offloads {
+			closeAll()
+			return nil, fmt.Errorf("tap: open %q: queue %d got offloads %+v, queue 0 %+v", name, len(files)-1, got, offloads)
+		}
+	}
+	rcs := make([]syscall.RawConn, len(files))
+	for i, f := range files {
+		if rcs[i], err = f.SyscallConn(); err != nil {
+			closeAll()
+			return nil, fmt.Errorf("tap: open %q: %w", name, err)
+		}
 	}
 	if offloads.VnetHdr {
 		offloads.Coalesce = c.coalesce
 		offloads.GRO = c.gro && (offloads.TSO4 || offloads.TSO6)
 	}
-	l := newFDLink(f, rc, c, offloads)
+	l := newFDLink(c, offloads, files, rcs)
 	return &Device{name: actual, ep: ethernet.New(l), link: l}, nil
 }
 
-// newFDLink is the link over descriptor f, with the offloads the kernel
-// granted: its write path and outbound queue, whose writer goroutine it
-// starts, and its read path. The read loop starts at Attach.
-func newFDLink(f *os.File, rc syscall.RawConn, c config, offloads Offloads) *fdLink {
+// newFDLink is the link over descriptors files, one per queue, with the
+// offloads the kernel granted: for each queue its write path and outbound
+// queue, whose writer goroutine it starts, and its read path. The read
+// loops start at Attach.
+func newFDLink(c config, offloads Offloads, files []*os.File, rcs []syscall.RawConn) *fdLink {
 	l := &fdLink{
-		f:          f,
-		rc:         rc,
 		mac:        tcpip.LinkAddress(c.mac),
 		offloads:   offloads,
 		rxQueueLen: max(c.rxQueue, 0),
 	}
-	l.tx = newTxPath(l, offloads.VnetHdr, offloads.Coalesce)
-	l.rx = newRxReader(l)
-	l.txq = newTxQueue(l.tx, c.txQueue)
+	for i, f := range files {
+		q := &devQueue{f: f, rc: rcs[i]}
+		q.tx = newTxPath(l, q.rc, offloads.VnetHdr, offloads.Coalesce)
+		q.tx.writes = &q.writes
+		q.rx = newRxReader(l, q.rc)
+		q.txq = newTxQueue(q.tx, c.txQueue)
+		l.qs = append(l.qs, q)
+	}
 	// The inner endpoint deals in whole frames, so its MTU includes the
 	// Ethernet header; ethernet.Endpoint subtracts it again.
 	l.mtu.Store(c.mtu + header.EthernetMinimumSize)
@@ -182,7 +213,10 @@ func newFDLink(f *os.File, rc syscall.RawConn, c config, offloads Offloads) *fdL
 // With offloads, the descriptor is opened with IFF_VNET_HDR if the driver
 // offers it, and asks for checksum and TCP segmentation offloads; what it
 // got is returned.
-func openTAP(name string, offloads bool) (*os.File, string, Offloads, error) {
+//
+// multi opens it with IFF_MULTI_QUEUE, as one queue of a multiqueue
+// device.
+func openTAP(name string, offloads, multi bool) (*os.File, string, Offloads, error) {
 	var got Offloads
 	fd, err := unix.Open(tunPath, unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -204,6 +238,9 @@ func openTAP(name string, offloads bool) (*os.File, string, Offloads, error) {
 	}
 	// IFF_NO_PI: frames come without the 4-byte packet-information prefix.
 	flags := uint16(unix.IFF_TAP | unix.IFF_NO_PI)
+	if multi {
+		flags |= unix.IFF_MULTI_QUEUE
+	}
 	if offloads && vnetSupported(fd) {
 		// IFF_VNET_HDR: every frame comes and goes with a virtio-net
 		// header. It is a property of this attachment, not of the
@@ -220,8 +257,10 @@ func openTAP(name string, offloads bool) (*os.File, string, Offloads, error) {
 			return nil, "", got, fmt.Errorf("tap: open %q: creating or attaching to a TAP device needs CAP_NET_ADMIN (or ownership of a persistent device): %w", name, serr)
 		case errors.Is(err, unix.EBUSY):
 			return nil, "", got, fmt.Errorf("tap: open %q: the device is already attached to another file descriptor: %w", name, serr)
+		case errors.Is(err, unix.EINVAL) && multi:
+			return nil, "", got, fmt.Errorf("tap: open %q: an interface with this name exists but is not a multi-queue TAP device without packet information (is it a TUN, or made without multi_queue?): %w", name, serr)
 		case errors.Is(err, unix.EINVAL):
-			return nil, "", got, fmt.Errorf("tap: open %q: an interface with this name exists but is not a single-queue TAP device without packet information (is it a TUN, or multi_queue?): %w", name, serr)
+			return nil, "", got, fmt.Errorf("tap: open %q: an interface with this name exists but is not a single-queue TAP device without packet information (is it a TUN, or multi_queue, which takes two or more queues?): %w", name, serr)
 		}
 		return nil, "", got, fmt.Errorf("tap: open %q: %w", name, serr)
 	}
@@ -314,8 +353,11 @@ func (d *Device) Err() error {
 	return d.link.readErr
 }
 
-// Close closes the device and waits for its read goroutine (and, with
-// offloads, its delivery goroutine) to finish. It is safe to call more
+// Queues returns the number of the device's queues (WithQueues).
+func (d *Device) Queues() int { return len(d.link.qs) }
+
+// Close closes the device and waits for its read goroutines (and their
+// delivery goroutine) to finish. It is safe to call more
 // than once and after the stack closed the endpoint. Close must not be
 // called from within a packet handler, which runs on one of them.
 func (d *Device) Close() error {
@@ -327,19 +369,14 @@ func (d *Device) Close() error {
 // fdLink is the inner, header-less link endpoint over the TAP descriptor.
 // gVisor's ethernet.Endpoint wraps it to add and parse Ethernet headers.
 type fdLink struct {
-	f  *os.File
-	rc syscall.RawConn
+	qs []*devQueue // the device's queues (queues.go), fixed at Open
 
 	mtu atomic.Uint32 // frame MTU: IP MTU + Ethernet header
 
-	offloads   Offloads    // fixed at Open
-	gsoRefused atomic.Bool // the kernel refused a super-frame: coalescing is off
-	tx         *txPath     // the write path; its writer goroutine's (txq)
-	rx         *rxReader   // the read path with offloads; the read loop's
-	rxq        *rxQueue    // its hand-over to the stack; the read loop's
-	delivering wireSegment // the split super-frame's segment being delivered (rejoin.go); the delivering goroutine's
-	rxQueueLen int         // the hand-over's limit; 0: none, frames are delivered on the read loop
-	txq        *txQueue    // the outbound queue and its writer goroutine
+	offloads   Offloads        // fixed at Open
+	gsoRefused atomic.Bool     // the kernel refused a super-frame: coalescing is off
+	rxQueueLen int             // the inbound hand-over's limit; 0: none, frames are delivered on the read loops
+	splits     splitDeliveries // the split super-frames' segments being delivered (rejoin.go)
 
 	rxFrames, rxBytes, txFrames, txBytes atomic.Uint64
 	rxDropped, txDropped, txErrors       atomic.Uint64
@@ -351,13 +388,13 @@ type fdLink struct {
 	checkJoins                           atomic.Bool            // check each segment's checksum before it joins a super-frame
 	batchEnd                             atomic.Pointer[func()] // OnBatchEnd
 
-	wg sync.WaitGroup // the read loop
+	wg sync.WaitGroup // the read loops
 
 	mu         sync.Mutex
 	mac        tcpip.LinkAddress
 	dispatcher stack.NetworkDispatcher
-	running    bool // a read loop goroutine exists
-	stopping   bool // the read loop should exit at its next deadline
+	rxq        *rxQueue // the read loops' hand-over to the stack, while one runs
+	stopping   bool     // the read loops should exit at their next deadline
 	closed     bool
 	closeErr   error
 	readErr    error
@@ -383,21 +420,42 @@ func (l *fdLink) Attach(d stack.NetworkDispatcher) {
 		return
 	}
 	if d == nil {
-		if l.running {
+		if l.runningLocked() {
 			l.stopping = true
-			_ = l.f.SetReadDeadline(time.Unix(1, 0))
+			for _, q := range l.qs {
+				_ = q.f.SetReadDeadline(time.Unix(1, 0))
+			}
 		}
 		return
 	}
 	// Re-attached before a stopping loop noticed: let it carry on.
 	l.stopping = false
-	_ = l.f.SetReadDeadline(time.Time{})
-	if !l.running {
-		l.running = true
+	if !l.runningLocked() {
 		l.readErr = nil
-		l.wg.Add(1)
-		go l.readLoop()
 	}
+	for _, q := range l.qs {
+		_ = q.f.SetReadDeadline(time.Time{})
+		if q.running {
+			continue
+		}
+		if l.rxq == nil && l.rxQueueLen > 0 {
+			l.rxq = newRxQueue(l, l.rxQueueLen)
+		}
+		q.running = true
+		q.rx.rxq = l.rxq
+		l.wg.Add(1)
+		go l.readLoop(q)
+	}
+}
+
+// runningLocked reports whether a read loop runs. The caller holds l.mu.
+func (l *fdLink) runningLocked() bool {
+	for _, q := range l.qs {
+		if q.running {
+			return true
+		}
+	}
+	return false
 }
 
 // readLoop reads frames and delivers them to the stack until the
@@ -413,32 +471,33 @@ func (l *fdLink) Attach(d stack.NetworkDispatcher) {
 // burst's end is when the receiver's ACKs go (stack/tcp batch.go): the
 // kernel sending to tapstack without offloads, two ACKs per burst instead
 // of one per second segment.
-func (l *fdLink) readLoop() {
+//
+// Each queue has a read loop. They share the inbound queue and its
+// delivery goroutine (Attach starts it with the first loop; the last loop
+// to exit closes it), or each delivers on its own goroutine.
+func (l *fdLink) readLoop(q *devQueue) {
 	defer l.wg.Done()
-	if l.rxQueueLen > 0 {
-		l.rxq = newRxQueue(l, l.rxQueueLen)
-		defer func() {
-			l.rxq.close()
-			l.rxq = nil
-		}()
-	}
-	inline := l.rxq == nil
+	r := q.rx
+	inline := r.rxq == nil
 	vnet := l.offloads.VnetHdr
 	burst := 0
 	for {
-		l.rx.noWait = inline && burst > 0
+		r.noWait = inline && burst > 0
 		var err error
 		if vnet {
 			var f rxFrame
-			if f, err = l.rx.read(); err == nil {
-				l.deliverVnet(f)
-				l.rx.done(f)
+			if f, err = r.read(); err == nil {
+				r.deliverVnet(f)
+				r.done(f)
 			}
 		} else {
 			var frame []byte
-			if frame, err = l.rx.readPlain(); err == nil {
-				l.deliver(frame)
+			if frame, err = r.readPlain(); err == nil {
+				r.deliver(frame)
 			}
+		}
+		if err == nil {
+			q.reads.Add(1)
 		}
 		if err == errNoFrame {
 			l.endBatch()
@@ -446,11 +505,14 @@ func (l *fdLink) readLoop() {
 			continue
 		}
 		if err != nil {
-			stop, failure := l.stopOn(err)
+			stop, rxq, failure := l.stopOn(q, err)
 			if failure != nil {
 				l.fail(failure)
 			}
 			if stop {
+				if rxq != nil {
+					rxq.close()
+				}
 				return
 			}
 			continue
@@ -481,9 +543,10 @@ func (l *fdLink) endBatch() {
 // for at most 64 packets at a time.
 const maxReadBurst = 64
 
-// stopOn decides whether a read error ends the loop, and records why; the
-// error is also returned when it is a failure of the device.
-func (l *fdLink) stopOn(err error) (stop bool, failure error) {
+// stopOn decides whether a read error ends queue q's loop, and records
+// why; the error is also returned when it is a failure of the device.
+// The last loop to stop is given the inbound queue, to close.
+func (l *fdLink) stopOn(q *devQueue, err error) (stop bool, rxq *rxQueue, failure error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	switch {
@@ -491,7 +554,7 @@ func (l *fdLink) stopOn(err error) (stop bool, failure error) {
 		if !l.stopping && !l.closed {
 			// A detach and re-attach raced past us; the deadline is
 			// cleared again, so the next Read blocks.
-			return false, nil
+			return false, nil, nil
 		}
 	case errors.Is(err, os.ErrClosed):
 	default:
@@ -500,9 +563,13 @@ func (l *fdLink) stopOn(err error) (stop bool, failure error) {
 			failure = l.readErr
 		}
 	}
-	l.running = false
-	l.stopping = false
-	return true, failure
+	q.running = false
+	q.rx.rxq = nil
+	if !l.runningLocked() {
+		l.stopping = false
+		rxq, l.rxq = l.rxq, nil
+	}
+	return true, rxq, failure
 }
 
 // OnFailure registers fn to be called, once, when the device fails under
@@ -542,10 +609,10 @@ func deviceGone(err error) bool {
 	return errors.Is(err, unix.EBADFD) || errors.Is(err, unix.EIO) || errors.Is(err, unix.ENODEV) || errors.Is(err, unix.ENXIO)
 }
 
-func (l *fdLink) deliver(frame []byte) {
-	l.mu.Lock()
-	d := l.dispatcher
-	l.mu.Unlock()
+// deliver hands a frame read without a virtio-net header to the stack.
+func (r *rxReader) deliver(frame []byte) {
+	l := r.l
+	d := l.dispatcherNow()
 	if d == nil || len(frame) < header.EthernetMinimumSize {
 		l.rxDropped.Add(1)
 		return
@@ -555,7 +622,7 @@ func (l *fdLink) deliver(frame []byte) {
 	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: frameBuffer(frame)})
 	l.rxFrames.Add(1)
 	l.rxBytes.Add(uint64(len(frame)))
-	l.handOver(d, pkt, wireSegment{})
+	r.handOver(d, pkt, wireSegment{})
 }
 
 // WritePackets implements stack.LinkWriter: frames go to the outbound
@@ -563,21 +630,54 @@ func (l *fdLink) deliver(frame []byte) {
 // packet, or with coalescing runs of one flow's segments as one
 // super-frame. A frame the queue or the kernel cannot take is dropped and
 // counted, like a full NIC queue; blocking here would stall the stack's
-// sender.
+// sender. With several queues, each run of frames bound for one queue
+// (txQueueOf) goes to it in turn; once a queue refuses a frame, the
+// frames after it are refused too, so that the count says which left.
 func (l *fdLink) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
-	return l.txq.enqueue(pkts.AsSlice())
+	all := pkts.AsSlice()
+	n := len(l.qs)
+	if n == 1 {
+		return l.qs[0].txq.enqueue(all)
+	}
+	sent := 0
+	for sent < len(all) {
+		qi := txQueueOf(all[sent], n)
+		end := sent + 1
+		for end < len(all) && txQueueOf(all[end], n) == qi {
+			end++
+		}
+		took, err := l.qs[qi].txq.enqueue(all[sent:end])
+		sent += took
+		if err != nil {
+			return sent, err
+		}
+	}
+	return sent, nil
 }
 
 // OutboundRoom implements stack.QueueingLink: how many more frames the
 // outbound queue takes before it holds so many (busyFrames) that the
-// stack's TCP should send no new data until its next ACK.
-func (l *fdLink) OutboundRoom() int { return l.txq.room() }
+// stack's TCP should send no new data until its next ACK; with several
+// queues, the fullest's, as the stack does not say which flow asks.
+func (l *fdLink) OutboundRoom() int {
+	room := l.qs[0].txq.room()
+	for _, q := range l.qs[1:] {
+		room = min(room, q.txq.room())
+	}
+	return room
+}
 
 // FlushOutbound implements stack.FlushingLink: it waits until the frames
-// queued for the writer goroutine so far have been written (or dropped),
-// or timeout has passed, and reports whether they were.
+// queued for the writer goroutines so far have been written (or
+// dropped), or timeout has passed, and reports whether they were.
 func (l *fdLink) FlushOutbound(timeout time.Duration) bool {
-	return l.txq.flush(timeout)
+	deadline := time.Now().Add(timeout)
+	for _, q := range l.qs {
+		if !q.txq.flush(time.Until(deadline)) {
+			return false
+		}
+	}
+	return true
 }
 
 // close closes the descriptor, which ends a blocked Read with os.ErrClosed.
@@ -595,8 +695,13 @@ func (l *fdLink) close() error {
 	if action != nil {
 		action()
 	}
-	l.txq.close()
-	err := l.f.Close()
+	var err error
+	for _, q := range l.qs {
+		q.txq.close()
+		if cerr := q.f.Close(); err == nil {
+			err = cerr
+		}
+	}
 	l.mu.Lock()
 	l.closeErr = err
 	l.mu.Unlock()

@@ -68,6 +68,7 @@ func runBench(ctx context.Context, e env, args []string) error {
 	cc := fs.String("cc", "cubic", "congestion control of tapstack's TCP: "+strings.Join(tcp.CongestionControls(), ", ")+" (gVisor's TCP keeps its default, reno)")
 	kernelCC := fs.String("kernel-cc", defaultKernelCC, "TAP: congestion control of the kernel's TCP in the namespace (cubic is Linux's default; empty: what the namespace inherits from the host)")
 	coalesce := fs.Bool("coalesce", true, "TAP: write runs of one flow's segments as one super-frame, from a writer goroutine")
+	queues := fs.Int("queues", 1, "TAP: queues of the device (multi_queue), each with a read loop and a writer goroutine, for both stacks (1 to 256)")
 	pipeGSO := fs.Bool("pipe-gso", true, "tap.Pipe: offer segmentation offload, super-frames carried whole as over a TAP with offloads (off whenever faults are injected)")
 	asJSON := fs.Bool("json", false, "print the results as JSON")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the rounds to this file, each sample labelled with its stack, link and figure (go tool pprof -tagfocus stack=tapstack), and print where each stack's CPU went, by layer: its TCP, gVisor's network layer and buffers, the link, the copies (100 samples a second: give it transfers of 1 GiB)")
@@ -84,6 +85,9 @@ func runBench(ctx context.Context, e env, args []string) error {
 	}
 	if *rounds < 1 || *nconns < 1 || *echoN < 1 {
 		return usageErr(fs, "--rounds, --conns and --echo must be positive")
+	}
+	if *queues < 1 || *queues > 256 {
+		return usageErr(fs, "--queues %d: want 1 to 256 (the kernel's most for a TAP)", *queues)
 	}
 	if !slices.Contains(tcp.CongestionControls(), *cc) {
 		return usageErr(fs, "--cc %q: want one of %s", *cc, strings.Join(tcp.CongestionControls(), ", "))
@@ -142,7 +146,7 @@ func runBench(ctx context.Context, e env, args []string) error {
 		b.wrap = func(l gstack.LinkEndpoint) gstack.LinkEndpoint { return tap.NewFault(l, cfg) }
 	}
 	var report benchReport
-	tapOpts := []tap.Option{tap.WithOffloads(*offloads), tap.WithGRO(*gro), tap.WithCoalescing(*coalesce)}
+	tapOpts := []tap.Option{tap.WithOffloads(*offloads), tap.WithGRO(*gro), tap.WithCoalescing(*coalesce), tap.WithQueues(*queues)}
 	traces, err := newOTLP(*otlp)
 	if err != nil {
 		return err
@@ -209,7 +213,7 @@ func runBench(ctx context.Context, e env, args []string) error {
 		}
 	}
 	if wantTAP && len(b.tasks(false)) > 0 { // none: --figures heap alone, tap.Pipe's only
-		ns, err := newBenchNetns(uint32(*mtu), *kernelCC)
+		ns, err := newBenchNetns(uint32(*mtu), *kernelCC, *queues)
 		if err != nil {
 			msg := "TAP with the kernel as the peer skipped: " + err.Error()
 			report.Skipped = append(report.Skipped, msg)
@@ -218,7 +222,11 @@ func runBench(ctx context.Context, e env, args []string) error {
 			}
 		} else {
 			l := kernelLink{ns: ns, opts: tapOpts, wrap: b.wrap, next: newHostCounter(), traces: traces, cc: *cc}
-			err := run(l, fmt.Sprintf("MTU %d, offloads %v, kernel TCP %s; frames delivered through the device's queue to tapstack, on its read loop to gVisor", *mtu, l.offloads(), ns.ccName()), b.tasks(false))
+			desc := fmt.Sprintf("MTU %d, offloads %v, kernel TCP %s; frames delivered through the device's queue to tapstack, on its read loop to gVisor", *mtu, l.offloads(), ns.ccName())
+			if *queues > 1 {
+				desc = fmt.Sprintf("MTU %d, %d queues, offloads %v, kernel TCP %s; frames delivered through the device's queue to tapstack, on the read loops to gVisor", *mtu, *queues, l.offloads(), ns.ccName())
+			}
+			err := run(l, desc, b.tasks(false))
 			l.close()
 			if err != nil {
 				return err

@@ -88,9 +88,9 @@ func benchIP(args ...string) error {
 const defaultKernelCC = "cubic"
 
 // newBenchNetns makes the namespace and its TAP device with the given MTU
-// on the kernel side, the kernel's TCP using congestion control cc ("":
-// whatever the namespace inherited).
-func newBenchNetns(mtu uint32, cc string) (*benchNetns, error) {
+// on the kernel side, multi_queue if queues is more than 1, the kernel's
+// TCP using congestion control cc ("": whatever the namespace inherited).
+func newBenchNetns(mtu uint32, cc string, queues int) (*benchNetns, error) {
 	if why := benchNetnsUnsupported(); why != "" {
 		return nil, errors.New(why)
 	}
@@ -100,8 +100,12 @@ func newBenchNetns(mtu uint32, cc string) (*benchNetns, error) {
 	if err := benchIP("netns", "add", n.name); err != nil {
 		return nil, err
 	}
+	add := []string{"-n", n.name, "tuntap", "add", "dev", benchTAP, "mode", "tap"}
+	if queues > 1 {
+		add = append(add, "multi_queue")
+	}
 	steps := [][]string{
-		{"-n", n.name, "tuntap", "add", "dev", benchTAP, "mode", "tap"},
+		add,
 		{"-n", n.name, "addr", "add", benchKernelAddr + "/24", "dev", benchTAP},
 		{"-n", n.name, "link", "set", "dev", benchTAP, "mtu", fmt.Sprint(mtu)},
 		{"-n", n.name, "link", "set", "dev", benchTAP, "up"},

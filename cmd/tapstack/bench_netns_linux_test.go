@@ -32,7 +32,7 @@ func TestBenchNetnsCongestionControl(t *testing.T) {
 			if !slices.Contains(strings.Fields(string(b)), cc) {
 				t.Skipf("the kernel lacks %s (it has: %s)", cc, b)
 			}
-			ns, err := newBenchNetns(tap.DefaultMTU, cc)
+			ns, err := newBenchNetns(tap.DefaultMTU, cc, 1)
 			if err != nil {
 				t.Fatal(err)
 			}

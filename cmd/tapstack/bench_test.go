@@ -294,7 +294,7 @@ func TestMedianRange(t *testing.T) {
 // caller closes them.
 func benchLinks(b *testing.B) []benchLink {
 	links := []benchLink{pipeLink{mtu: tap.DefaultMTU, gso: true}} // as tapstack bench runs it (--pipe-gso)
-	ns, err := newBenchNetns(tap.DefaultMTU, defaultKernelCC)
+	ns, err := newBenchNetns(tap.DefaultMTU, defaultKernelCC, 1)
 	if err != nil {
 		b.Logf("TAP skipped: %v", err)
 		return links

@@ -55,6 +55,7 @@ type linkFlags struct {
 	otlp            *string // otlp.go
 	create          *bool
 	txQueue         *int // the device's outbound queue, in frames
+	queues          *int // the device's queues (tap.WithQueues)
 	faults          *faultFlags
 	ecn             *modeFlag[tcp.ECNMode]
 	mtuProbing      *modeFlag[tcp.MTUProbing]
@@ -74,6 +75,7 @@ func addLinkFlags(fs *flag.FlagSet, verb string) *linkFlags {
 		addr:    fs.String("addr", "", "the stack's address/prefix on the device, e.g. 192.0.2.2/24"),
 		create:  fs.Bool("create", false, "create the TAP device if it does not exist (it is removed on exit)"),
 		txQueue: fs.Int("tx-queue", tap.DefaultTxQueue, "frames the device's outbound queue holds, as Linux's txqueuelen; a frame that finds it full is refused, and tapstack's TCP takes it back and reduces its window, as Linux does on a qdisc drop (make it small, under 256, to see local congestion: from 256 frames waiting tapstack's TCP holds new data back, as Linux's TCP small queues)"),
+		queues:  fs.Int("queues", 1, "queues of the device, each read and written by goroutines of its own (2 or more: a device made multi_queue, as by \"ip tuntap add dev tap0 mode tap multi_queue\", or by --create); the kernel steers each flow to one"),
 		pcap:    fs.String("pcap", "", "write an annotated pcapng capture of the device's frames to `file`"),
 		plot:    plotFlag(fs),
 		otlp:    otlpFlag(fs),
@@ -187,7 +189,10 @@ func (lf *linkFlags) open(e env, opts tcp.Options) (s *stack.Stack, close func()
 	if *lf.txQueue < 1 {
 		return nil, nil, fmt.Errorf("--tx-queue %d: want at least 1 frame", *lf.txQueue)
 	}
-	dev, err := tap.Open(name, tap.WithTxQueue(*lf.txQueue))
+	if *lf.queues < 1 || *lf.queues > 256 {
+		return nil, nil, fmt.Errorf("--queues %d: want 1 to 256 (the kernel's most for a TAP)", *lf.queues)
+	}
+	dev, err := tap.Open(name, tap.WithTxQueue(*lf.txQueue), tap.WithQueues(*lf.queues))
 	if errors.Is(err, os.ErrPermission) {
 		return nil, nil, fmt.Errorf("%w\n(run as root, or create the device for your user first: ip tuntap add dev %s mode tap user $USER)", err, name)
 	}

@@ -204,9 +204,10 @@ func (ns *Namespace) Do(fn func() error) error {
 type TAPOption func(*tapConfig)
 
 type tapConfig struct {
-	ipv6 bool
-	mtu  uint32
-	opts []tap.Option
+	ipv6   bool
+	mtu    uint32
+	queues int
+	opts   []tap.Option
 }
 
 // WithIPv6 keeps IPv6 enabled on the kernel side of the device. By default
@@ -219,6 +220,12 @@ func WithIPv6() TAPOption { return func(c *tapConfig) { c.ipv6 = true } }
 // 65,521 on a TAP.
 func WithMTU(mtu uint32) TAPOption {
 	return func(c *tapConfig) { c.mtu = mtu }
+}
+
+// WithQueues makes the device multiqueue (ip tuntap add ... multi_queue)
+// and opens n queues of it (tap.WithQueues).
+func WithQueues(n int) TAPOption {
+	return func(c *tapConfig) { c.queues = n }
 }
 
 // WithTAPOptions passes options to tap.Open.
@@ -240,7 +247,11 @@ func (ns *Namespace) AddTAP(t testing.TB, name, hostAddr string, opts ...TAPOpti
 	// Create the device persistent first, so its IPv6 can be switched off
 	// before it is up and before our descriptor attaches (the carrier comes
 	// up with the attach).
-	ns.Run(t, "ip", "tuntap", "add", "dev", name, "mode", "tap")
+	add := []string{"ip", "tuntap", "add", "dev", name, "mode", "tap"}
+	if c.queues > 1 {
+		add = append(add, "multi_queue")
+	}
+	ns.Run(t, add...)
 	var dev *tap.Device
 	if err := ns.Do(func() error {
 		if !c.ipv6 {
@@ -253,6 +264,9 @@ func (ns *Namespace) AddTAP(t testing.TB, name, hostAddr string, opts ...TAPOpti
 		opts := c.opts
 		if c.mtu != 0 {
 			opts = append(opts[:len(opts):len(opts)], tap.WithMTU(c.mtu))
+		}
+		if c.queues > 1 {
+			opts = append(opts[:len(opts):len(opts)], tap.WithQueues(c.queues))
 		}
 		var err error
 		dev, err = tap.Open(name, opts...)
