@@ -42,6 +42,7 @@ const (
 	DropConnectionLimit                 // a SYN or cookie ACK refused: the stack holds MaxConnections
 	DropICMPBadMTU                      // ICMP packet too big reporting an MTU below the protocol's minimum
 	DropStaleFin                        // a FIN held out of order that in-order text then passed (Linux tcp_ofo_queue)
+	DropRstTimeWait                     // a RST in TIME-WAIT, ignored (RFC 1337 3; Options.RFC1337, Linux tcp_rfc1337=1)
 	numDropReasons                      // keep last
 )
 
@@ -79,6 +80,7 @@ var dropNames = [...]string{
 	DropConnectionLimit:      "connection limit",
 	DropICMPBadMTU:           "ICMP: MTU below minimum",
 	DropStaleFin:             "stale FIN",
+	DropRstTimeWait:          "RST in TIME-WAIT ignored (RFC 1337)",
 }
 
 func (r DropReason) String() string {

@@ -14,6 +14,7 @@ func runDemo(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet(e, "demo", "")
 	timeWait := timeWaitFlag(fs, "timewait", time.Second, "TIME-WAIT (2*MSL) of both stacks; Linux uses 60s")
 	text := fs.String("text", "hello, tapstack\n", "what the client sends")
+	rfc1337 := rfc1337Flag(fs)
 	pcapPath := fs.String("pcap", "", "write an annotated pcapng capture of the server's end to `file`")
 	faults := addFaultFlags(fs)
 	ecn := ecnFlagVar(fs)
@@ -38,6 +39,7 @@ func runDemo(ctx context.Context, e env, args []string) error {
 	fmt.Fprintf(out, "server 192.0.2.1:7 and client 192.0.2.2 on an in-memory cable (tap.Pipe); TIME-WAIT %v (Linux: 60s)\n", *timeWait)
 	err = runDemoWorkload(ctx, out, demoConfig{
 		timeWait:   *timeWait,
+		rfc1337:    *rfc1337,
 		text:       *text,
 		pcapPath:   capPath,
 		faults:     faults,

@@ -259,6 +259,12 @@ func (f *faultFlags) side(s *faultSide) tap.FaultConfig {
 	}
 }
 
+// rfc1337Flag registers --rfc1337: TIME-WAIT outlives a RST
+// (tcp.Options.RFC1337).
+func rfc1337Flag(fs *flag.FlagSet) *bool {
+	return fs.Bool("rfc1337", false, "keep TIME-WAIT when a RST arrives for it, as Linux's net.ipv4.tcp_rfc1337=1 against TIME-WAIT assassination (RFC 1337); by default a RST ends it, as in Linux by default")
+}
+
 // timeWaitFlag registers --timewait with a default. The engine reads 0 as
 // "the default" (tcp.Options), so --timewait 0 would silently mean 60 s:
 // it is rejected instead (see checkTimeWait).

@@ -24,6 +24,7 @@ func runSS(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet(e, "ss", "")
 	timeWait := timeWaitFlag(fs, "timewait", 100*time.Millisecond, "TIME-WAIT (2*MSL) of both stacks")
 	text := fs.String("text", "hello, tapstack\n", "what the demo client sends")
+	rfc1337 := rfc1337Flag(fs)
 	pcapPath := fs.String("pcap", "", "write an annotated pcapng capture of the server's end to `file`")
 	faults := addFaultFlags(fs)
 	otlp := otlpFlag(fs)
@@ -40,6 +41,7 @@ func runSS(ctx context.Context, e env, args []string) error {
 	out := &syncWriter{w: e.stdout}
 	err = runDemoWorkload(ctx, io.Discard, demoConfig{
 		timeWait:  *timeWait,
+		rfc1337:   *rfc1337,
 		text:      *text,
 		pcapPath:  *pcapPath,
 		faults:    faults,

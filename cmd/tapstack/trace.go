@@ -47,6 +47,7 @@ func runTrace(ctx context.Context, e env, args []string) error {
 		defer func() { reportErr(e, traces.close()) }()
 		return runDemoWorkload(ctx, io.Discard, demoConfig{
 			timeWait:  *timeWait,
+			rfc1337:   *lf.rfc1337,
 			text:      *text,
 			pcapPath:  capPath,
 			faults:    lf.faults,

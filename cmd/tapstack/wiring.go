@@ -56,6 +56,7 @@ type linkFlags struct {
 	create          *bool
 	txQueue         *int // the device's outbound queue, in frames
 	queues          *int // the device's queues (tap.WithQueues)
+	rfc1337         *bool
 	faults          *faultFlags
 	ecn             *modeFlag[tcp.ECNMode]
 	mtuProbing      *modeFlag[tcp.MTUProbing]
@@ -88,6 +89,7 @@ func addLinkFlags(fs *flag.FlagSet, verb string) *linkFlags {
 		pacing:     fs.Bool("pacing", false, "pace every connection's packets at its pacing rate (the window per round trip, doubled in slow start, 1.2 times after), as Linux with the fq qdisc; off, as Linux without it, a connection sends what its windows allow back to back"),
 		maxPacing:  maxPacingFlag(fs),
 		route:      routeMetricsFlag(fs),
+		rfc1337:    rfc1337Flag(fs),
 		cc: fs.String("cc", "cubic", "congestion control of the stack's connections, as Linux's tcp_congestion_control: "+
 			strings.Join(tcp.CongestionControls(), ", ")+" (bbr models the path's bandwidth and round trip, paces at the bandwidth and keeps the queue near one bandwidth-delay product; tapstack ss shows its model)"),
 	}
@@ -166,6 +168,7 @@ func (lf *linkFlags) open(e env, opts tcp.Options) (s *stack.Stack, close func()
 	opts.MTUProbing = lf.mtuProbing.mode
 	applyBufMax(&opts, lf.wmemMax.n, lf.rmemMax.n)
 	opts.Pacing = *lf.pacing
+	opts.RFC1337 = *lf.rfc1337
 	if !slices.Contains(tcp.CongestionControls(), *lf.cc) {
 		return nil, nil, fmt.Errorf("--cc %q: want one of %s", *lf.cc, strings.Join(tcp.CongestionControls(), ", "))
 	}

@@ -25,6 +25,7 @@ import (
 // demoConfig configures runDemoWorkload.
 type demoConfig struct {
 	timeWait             time.Duration
+	rfc1337              bool // both stacks keep TIME-WAIT through a RST
 	text                 string
 	pcapPath             string         // capture of the server's end, if set
 	faults               *faultFlags    // on the server's end, if set
@@ -57,9 +58,9 @@ func runDemoWorkload(ctx context.Context, out io.Writer, cfg demoConfig) error {
 	if err != nil {
 		return err
 	}
-	server := stack.New(stack.Options{TCP: tcp.Options{TimeWait: cfg.timeWait, ECN: cfg.ecn, MTUProbing: cfg.mtuProbing, Observer: serverObs}})
+	server := stack.New(stack.Options{TCP: tcp.Options{TimeWait: cfg.timeWait, RFC1337: cfg.rfc1337, ECN: cfg.ecn, MTUProbing: cfg.mtuProbing, Observer: serverObs}})
 	defer stopStack(server)
-	client := stack.New(stack.Options{TCP: tcp.Options{TimeWait: cfg.timeWait, ECN: cfg.ecn, MTUProbing: cfg.mtuProbing, Observer: cfg.clientObs}})
+	client := stack.New(stack.Options{TCP: tcp.Options{TimeWait: cfg.timeWait, RFC1337: cfg.rfc1337, ECN: cfg.ecn, MTUProbing: cfg.mtuProbing, Observer: cfg.clientObs}})
 	defer stopStack(client)
 	defer a.Close()
 	defer b.Close()

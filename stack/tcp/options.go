@@ -16,6 +16,15 @@ type Options struct {
 	// RFC 9293 3.4.2. Default 60 s, Linux's TCP_TIMEWAIT_LEN.
 	TimeWait time.Duration
 
+	// RFC1337 keeps a connection in TIME-WAIT when a RST arrives for it,
+	// as RFC 1337 3 (F1) recommends against "TIME-WAIT assassination"
+	// and Linux does with net.ipv4.tcp_rfc1337=1: the RST is dropped
+	// (DropRstTimeWait). By default, as RFC 9293 3.10.7.4 and Linux's
+	// default, an acceptable RST ends TIME-WAIT: an old duplicate's ACK,
+	// answered with a RST by a peer that has closed, can then cut the
+	// 2*MSL short.
+	RFC1337 bool
+
 	// FinWait2Timeout bounds FIN-WAIT-2 for a connection the user has
 	// fully closed, like Linux's tcp_fin_timeout (default 60 s). RFC 9293
 	// lets FIN-WAIT-2 last forever; an orphan cannot be told anything, so

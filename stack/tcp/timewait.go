@@ -467,9 +467,14 @@ func (p *Protocol) timeWaitArrives(tw *timeWait, seg *segment, l *Listener) (twV
 		}
 
 	// Second, the RST bit (RFC 5961 3.2): at RCV.NXT it deletes the
-	// TCB; elsewhere in the window it earns a challenge ACK.
+	// TCB; elsewhere in the window it earns a challenge ACK. With
+	// RFC1337, TIME-WAIT outlives any RST (RFC 1337 3, F1), as Linux's
+	// tcp_timewait_state_process with tcp_rfc1337=1, which also leaves
+	// the timer as it runs.
 	case seg.has(header.TCPFlagRst):
-		if seg.Seq == tw.rcvNxt {
+		if p.opts.RFC1337 {
+			reason = event.DropRstTimeWait
+		} else if seg.Seq == tw.rcvNxt {
 			p.stats.ResetsReceived.Add(1)
 			cs := p.segmentCause(seg)
 			close = &cs

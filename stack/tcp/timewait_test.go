@@ -2,6 +2,7 @@ package tcp_test
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"runtime"
@@ -457,6 +458,43 @@ func TestTimeWaitExpirySyncEvents(t *testing.T) {
 			}
 			if held {
 				p.WantState(ep, event.Closed)
+			}
+		})
+	}
+}
+
+// TestTimeWaitRFC1337: TIME-WAIT assassination (RFC 1337 2). The peer,
+// closed, answers an old duplicate of our last ACK with a RST at
+// RCV.NXT. By default, as RFC 9293 3.10.7.4 and Linux, it ends TIME-WAIT
+// at once; with Options.RFC1337 (Linux's tcp_rfc1337=1) it is dropped by
+// name, the record still acknowledges a retransmitted FIN, and TIME-WAIT
+// lasts its 2*MSL from its start, neither ended nor restarted by the RST.
+func TestTimeWaitRFC1337(t *testing.T) {
+	for _, rfc1337 := range []bool{false, true} {
+		t.Run(fmt.Sprintf("RFC1337 %v", rfc1337), func(t *testing.T) {
+			p, ep := tcptest.TimeWait(t, tcptest.WithTCP(tcp.Options{RFC1337: rfc1337, TimeWait: 2 * time.Second}))
+			p.Advance(500 * time.Millisecond)
+			p.Inject(seg{Flags: "R", Seq: 2})
+			p.ExpectNothing()
+			if !rfc1337 {
+				p.WantState(ep, event.Closed)
+				if n := p.TCP.Stats().Dropped(event.DropRstTimeWait); n != 0 {
+					t.Errorf("Dropped(%v) = %d, want 0", event.DropRstTimeWait, n)
+				}
+				return
+			}
+			p.WantState(ep, event.TimeWait)
+			if n := p.TCP.Stats().Dropped(event.DropRstTimeWait); n != 1 {
+				t.Errorf("Dropped(%v) = %d, want 1", event.DropRstTimeWait, n)
+			}
+			p.Inject(seg{Flags: "R.", Seq: 2, Ack: 2}) // with ACK, too
+			p.ExpectNothing()
+			p.Advance(1500*time.Millisecond - time.Millisecond)
+			p.WantState(ep, event.TimeWait)
+			p.Advance(time.Millisecond)
+			p.WantState(ep, event.Closed)
+			if n := p.TCP.Stats().Dropped(event.DropRstTimeWait); n != 2 {
+				t.Errorf("Dropped(%v) = %d, want 2", event.DropRstTimeWait, n)
 			}
 		})
 	}

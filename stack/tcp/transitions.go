@@ -100,7 +100,7 @@ var transitionTable = [...]edge{
 		unused: "the fifth step takes the ACK first (FIN-WAIT-1 → FIN-WAIT-2), then the eighth the FIN (→ TIME-WAIT)"},
 	{from: stateSet(event.SynSent, event.SynReceived, event.Established, event.FinWait1, event.FinWait2,
 		event.CloseWait, event.Closing, event.LastAck, event.TimeWait), to: event.Closed, by: bySegment,
-		event: "rcv acceptable RST: delete the TCB", rule: "RFC 9293 3.10.7.3, 3.10.7.4 (RFC 5961 3.2)"},
+		event: "rcv acceptable RST: delete the TCB", rule: "RFC 9293 3.10.7.3, 3.10.7.4 (RFC 5961 3.2); in TIME-WAIT not with Options.RFC1337 (RFC 1337 3)"},
 	{from: openStates, to: event.Closed, by: byUser, event: "ABORT: send RST where the peer believes in the connection; delete the TCB",
 		rule: "RFC 9293 3.10.5"},
 	{from: stateSet(event.SynSent, event.SynReceived, event.Established, event.FinWait1, event.FinWait2,

@@ -92,6 +92,7 @@ func newEngine(tb testing.TB, set settings, obs event.Observer) *engine {
 		MinGSOSegments:       set.minGSOSegments,
 		Pacing:               set.pacing,
 		AbortOnOverflow:      set.abortOnOverflow,
+		RFC1337:              set.rfc1337,
 		CongestionControl:    set.congestionControl,
 		HyStart:              set.hystart,
 		SynRetries:           set.synRetries,

@@ -23,7 +23,7 @@ type settings struct {
 	ecn                                                       tcp.ECNMode
 	mtuProbing                                                tcp.MTUProbing
 	minGSOSegments, baseMSS                                   int
-	abortOnOverflow                                           bool
+	abortOnOverflow, rfc1337                                  bool
 
 	// dropAll: a qdisc that holds nothing (pfifo limit 0) sits on the
 	// link, which then refuses every packet the stack writes, as Linux's
@@ -506,6 +506,15 @@ func (s *settings) sysctl(key, value string) *skipError {
 		s.note("%s: %s", setting, what)
 		return nil
 	}
+	// flag sets a switch of the engine's options, 0 or 1.
+	flag := func(dst *bool, what string) *skipError {
+		on, ok := onOff()
+		if !ok {
+			return needs("%s", setting)
+		}
+		*dst = on
+		return took(what)
+	}
 	count := func(dst *int, what string) *skipError {
 		n, ok := num()
 		if !ok || n < 0 || n > 1<<30 {
@@ -576,12 +585,9 @@ func (s *settings) sysctl(key, value string) *skipError {
 	case "tcp_challenge_ack_limit":
 		return count(&s.challengeAckLimit, "Options.ChallengeAckLimit")
 	case "tcp_abort_on_overflow":
-		on, ok := onOff()
-		if !ok {
-			return needs("%s", setting)
-		}
-		s.abortOnOverflow = on
-		return took("Options.AbortOnOverflow")
+		return flag(&s.abortOnOverflow, "Options.AbortOnOverflow")
+	case "tcp_rfc1337":
+		return flag(&s.rfc1337, "Options.RFC1337")
 	case "tcp_fin_timeout":
 		n, ok := num()
 		if !ok || n <= 0 {

@@ -39,6 +39,7 @@ func TestSysctl(t *testing.T) {
 		{"sysctl -q net.ipv4.tcp_slow_start_after_idle=1", func(s settings) bool { return !s.noSlowStartAfterIdle }, ""},
 		{"sysctl -q net.ipv4.tcp_min_tso_segs=10", func(s settings) bool { return s.minGSOSegments == 10 }, ""},
 		{"sysctl -q net.ipv4.tcp_abort_on_overflow=1 net.ipv4.tcp_max_syn_backlog=8", func(s settings) bool { return s.abortOnOverflow && s.synQueueLimit == 8 }, ""},
+		{"sysctl -q net.ipv4.tcp_rfc1337=1", func(s settings) bool { return s.rfc1337 }, ""},
 		{"sysctl -q net.ipv4.tcp_fin_timeout=5 net.ipv4.tcp_invalid_ratelimit=0", func(s settings) bool {
 			return s.finTimeout == 5*time.Second && s.invalidRateLimit < 0
 		}, ""},
