@@ -121,3 +121,27 @@ func TestOpenQueuesBadInput(t *testing.T) {
 		t.Errorf("two queues of a single-queue device: %v", err)
 	}
 }
+
+// TestOpenCreatesMultiqueue: Open with three queues makes the device
+// itself when it does not exist: the kernel reports it multi_queue with
+// three queues attached, and it goes when the device is closed.
+func TestOpenCreatesMultiqueue(t *testing.T) {
+	ns := taptest.NewNamespace(t)
+	var dev *tap.Device
+	if err := ns.Do(func() (err error) {
+		dev, err = tap.Open("tsmq2", tap.WithQueues(3))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if out := ns.Run(t, "ip", "-d", "link", "show", "tsmq2"); !strings.Contains(out, "multi_queue numqueues 3") {
+		dev.Close()
+		t.Fatalf("ip -d link show: want multi_queue numqueues 3 in\n%s", out)
+	}
+	if err := dev.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if out := ns.Run(t, "ip", "link", "show"); strings.Contains(out, "tsmq2") {
+		t.Errorf("the device outlived Close:\n%s", out)
+	}
+}
