@@ -117,6 +117,8 @@ func TestBadInput(t *testing.T) {
 		{[]string{"demo", "--in-rate", "fast"}, 2, `tapstack demo: invalid value "fast" for flag -in-rate`},
 		{[]string{"serve", "--mode", "chargen", "--tap", "x", "--addr", "192.0.2.2/24"}, 2, `tapstack serve: --mode "chargen": want echo or discard`},
 		{[]string{"bench", "--size", "0"}, 2, "tapstack bench: --size 0: want a positive number of bytes"},
+		{[]string{"bench", "--queues", "0"}, 2, "tapstack bench: --queues 0: want 1 to 256"},
+		{[]string{"serve", "--queues", "257", "--tap", "nosuch0", "--addr", "192.0.2.2/24"}, 1, "tapstack serve: --queues 257: want 1 to 256"},
 		{[]string{"serve", "--addr", "192.0.2.2/24"}, 1, "tapstack serve: --tap is required"},
 		{[]string{"serve", "--cc", "vegas", "--tap", "x", "--addr", "192.0.2.2/24"}, 1, `tapstack serve: --cc "vegas": want one of cubic, reno, bbr`},
 		{[]string{"serve", "--tap", "nosuch0", "--addr", "192.0.2.2/24"}, 1, `tapstack serve: TAP device nosuch0 does not exist (create it with "ip tuntap add dev nosuch0 mode tap", or pass --create)`},

@@ -184,6 +184,9 @@ func (lf *linkFlags) open(e env, opts tcp.Options) (s *stack.Stack, close func()
 	if err != nil {
 		return nil, nil, fmt.Errorf("--addr %q: want the stack's address/prefix such as 192.0.2.2/24", *lf.addr)
 	}
+	if *lf.queues < 1 || *lf.queues > 256 {
+		return nil, nil, fmt.Errorf("--queues %d: want 1 to 256 (the kernel's most for a TAP)", *lf.queues)
+	}
 	if _, err := net.InterfaceByName(name); err != nil && !*lf.create {
 		// Opening a TAP device that does not exist creates it: a typo
 		// would silently make a new, down device nobody routes to.
@@ -191,9 +194,6 @@ func (lf *linkFlags) open(e env, opts tcp.Options) (s *stack.Stack, close func()
 	}
 	if *lf.txQueue < 1 {
 		return nil, nil, fmt.Errorf("--tx-queue %d: want at least 1 frame", *lf.txQueue)
-	}
-	if *lf.queues < 1 || *lf.queues > 256 {
-		return nil, nil, fmt.Errorf("--queues %d: want 1 to 256 (the kernel's most for a TAP)", *lf.queues)
 	}
 	dev, err := tap.Open(name, tap.WithTxQueue(*lf.txQueue), tap.WithQueues(*lf.queues))
 	if errors.Is(err, os.ErrPermission) {
