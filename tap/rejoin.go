@@ -119,14 +119,18 @@ type rejoinRun struct {
 // is, now; anything else first hands the run on, then is done as run
 // does it. The run is handed on when its super-frame's last segment has
 // been decided, and at the end of every burst.
+//
+// A device whose read loops deliver on their own goroutines (several
+// queues, WithRxQueue(0)) may bring two super-frames' segments at once.
+// Handing a run on and starting the next is then one step under the
+// run's lock: in two, the other goroutine's segment joined the run
+// between them, under the wrong super-frame.
 func (f *Fault) runSegment(acts []action, s *faultScratch, pkt *stack.PacketBuffer, proto tcpip.NetworkProtocolNumber, seg wireSegment) {
 	if seg.g != nil && len(acts) == 1 && acts[0].kind == actMove && acts[0].pkt == pkt {
 		r := &f.rejoin
 		r.mu.Lock()
 		if r.g != seg.g || r.next != seg.i {
-			r.mu.Unlock()
-			f.flushRejoin()
-			r.mu.Lock()
+			f.flushRejoinLocked()
 			r.g, r.next, r.proto = seg.g, seg.i, proto
 		}
 		r.pkts = append(r.pkts, pkt.IncRef())
@@ -144,8 +148,14 @@ func (f *Fault) runSegment(acts []action, s *faultScratch, pkt *stack.PacketBuff
 // flushRejoin hands the run on: one segment as it is, two or more joined
 // into one super-frame.
 func (f *Fault) flushRejoin() {
+	f.rejoin.mu.Lock()
+	f.flushRejoinLocked()
+	f.rejoin.mu.Unlock()
+}
+
+// flushRejoinLocked is flushRejoin with the run's lock held.
+func (f *Fault) flushRejoinLocked() {
 	r := &f.rejoin
-	r.mu.Lock()
 	g, first, proto, pkts := r.g, r.next-len(r.pkts), r.proto, r.pkts
 	r.g, r.pkts = nil, r.pkts[:0]
 	if len(pkts) > 1 {
@@ -170,7 +180,6 @@ func (f *Fault) flushRejoin() {
 		p.DecRef()
 		pkts[i] = nil
 	}
-	r.mu.Unlock()
 }
 
 // dropRejoin lets go of a run not handed on, the middleware closing.

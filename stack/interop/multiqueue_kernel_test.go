@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/tapstack/tapstack/conn"
+	"github.com/tapstack/tapstack/event"
+	"github.com/tapstack/tapstack/stack"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/tap"
 	"github.com/tapstack/tapstack/tap/taptest"
@@ -35,49 +37,7 @@ func TestKernelMultiqueue(t *testing.T) {
 				t.Fatalf("Queues() = %d, want %d", got, queues)
 			}
 			ts := newUnwatched(t, dev.LinkEndpoint(), netip.MustParsePrefix(tapAddr+"/24"), tcp.Options{})
-			var kln net.Listener
-			if err := ns.Do(func() (err error) {
-				kln, err = net.Listen("tcp4", kernelAddr+":0")
-				return err
-			}); err != nil {
-				t.Fatal(err)
-			}
-			defer kln.Close()
-
-			var wg sync.WaitGroup
-			for i := range conns {
-				accepted := acceptOne(kln)
-				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-				tc, err := (&conn.Dialer{Stack: ts}).DialTCP(ctx, "tcp", kln.Addr().String())
-				cancel()
-				if err != nil {
-					t.Fatalf("connection %d: %v", i, err)
-				}
-				a := <-accepted
-				if a.err != nil {
-					tc.Close()
-					t.Fatalf("connection %d: accept: %v", i, a.err)
-				}
-				kc := a.c.(*net.TCPConn)
-				dl := time.Now().Add(kernelTimeout)
-				tc.SetDeadline(dl)
-				kc.SetDeadline(dl)
-				var from, to halfCloser = tc, kc
-				name := fmt.Sprintf("connection %d, tapstack to kernel", i)
-				if i%2 == 1 {
-					from, to = kc, tc
-					name = fmt.Sprintf("connection %d, kernel to tapstack", i)
-				}
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					defer tc.Close()
-					defer kc.Close()
-					sent, got := flow(from, to, size, uint64(i))
-					checkFlow(t, name, sent, got)
-				}()
-			}
-			wg.Wait()
+			kernelFlows(t, ns, ts, conns, size, func(i int) bool { return i%2 == 1 })
 
 			qs := dev.QueueStats()
 			t.Logf("queues: %+v", qs)
@@ -143,5 +103,89 @@ func TestOpenCreatesMultiqueue(t *testing.T) {
 	}
 	if out := ns.Run(t, "ip", "link", "show"); strings.Contains(out, "tsmq2") {
 		t.Errorf("the device outlived Close:\n%s", out)
+	}
+}
+
+// kernelFlows opens conns connections from ts to a kernel listener in ns
+// and moves size bytes over each at once, from the kernel to tapstack on
+// connection i if fromKernel(i) and the other way if not, and checks that
+// every byte arrived.
+func kernelFlows(t *testing.T, ns *taptest.Namespace, ts *stack.Stack, conns int, size int64, fromKernel func(i int) bool) {
+	t.Helper()
+	var kln net.Listener
+	if err := ns.Do(func() (err error) {
+		kln, err = net.Listen("tcp4", kernelAddr+":0")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer kln.Close()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for i := range conns {
+		accepted := acceptOne(kln)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		tc, err := (&conn.Dialer{Stack: ts}).DialTCP(ctx, "tcp", kln.Addr().String())
+		cancel()
+		if err != nil {
+			t.Errorf("connection %d: %v", i, err)
+			return
+		}
+		a := <-accepted
+		if a.err != nil {
+			tc.Close()
+			t.Errorf("connection %d: accept: %v", i, a.err)
+			return
+		}
+		kc := a.c.(*net.TCPConn)
+		dl := time.Now().Add(kernelTimeout)
+		tc.SetDeadline(dl)
+		kc.SetDeadline(dl)
+		var from, to halfCloser = tc, kc
+		name := fmt.Sprintf("connection %d, tapstack to kernel", i)
+		if fromKernel(i) {
+			from, to = kc, tc
+			name = fmt.Sprintf("connection %d, kernel to tapstack", i)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer tc.Close()
+			defer kc.Close()
+			sent, got := flow(from, to, size, uint64(i))
+			checkFlow(t, name, sent, got)
+		}()
+	}
+}
+
+// TestKernelMultiqueueCorruptInbound: the kernel sends 4 MiB on each of
+// four connections at once to tapstack over four queues whose read loops
+// deliver on their own goroutines (tap.WithRxQueue(0)), under a fault
+// middleware that corrupts 1% of the inbound frames. The device hands the
+// kernel's super-frames up as wire segments, which two read loops may be
+// doing at once; each wire segment is still found by its packet
+// (splitDeliveries): every corrupted one fails tapstack's checksum alone,
+// runs of intact ones are joined again, and every byte arrives.
+func TestKernelMultiqueueCorruptInbound(t *testing.T) {
+	ns := taptest.NewNamespace(t)
+	dev := ns.AddTAP(t, "tsmq3", kernelAddr+"/24", taptest.WithQueues(4), taptest.WithTAPOptions(tap.WithRxQueue(0)))
+	if !dev.Offloads().GRO {
+		t.Skipf("the device has no GRO (offloads %v): it hands up wire segments anyway", dev.Offloads())
+	}
+	cfg := tap.FaultConfig{Seed: 13, Inbound: &tap.FaultConfig{Corrupt: 0.01}}
+	corrupted := countCorruptions(&cfg)
+	link := tap.NewFault(dev.LinkEndpoint(), cfg)
+	ts := newUnwatched(t, link, netip.MustParsePrefix(tapAddr+"/24"), tcp.Options{})
+	kernelFlows(t, ns, ts, 4, 4<<20, func(int) bool { return true })
+
+	n := corrupted.Load()
+	st := link.InboundStats()
+	csum := ts.TCP().Stats().Drops[event.DropBadChecksum].Load()
+	t.Logf("queues %+v; %d frames in, %d corrupted, %d joined again, %d dropped for their checksum", dev.QueueStats(), st.Frames, n, st.Rejoined, csum)
+	if n < 10 || csum != n {
+		t.Errorf("%d corrupted, %d dropped for their checksum: want the same, at least 10", n, csum)
+	}
+	if st.Rejoined < st.Frames/4 {
+		t.Errorf("%d of %d wire segments joined again", st.Rejoined, st.Frames)
 	}
 }
