@@ -7,6 +7,8 @@ import (
 	"github.com/tapstack/tapstack/stack"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/tap"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/link/nested"
 	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 )
 
@@ -16,9 +18,17 @@ import (
 // data waits for the next ACK (TCP small queues, send.go), so the queue
 // never overflows and nothing is sent twice. Without it, 32 MiB met some
 // 500 refusals of a full queue and 240 retransmissions.
+//
+// The receiver takes each frame 20 µs, slower than the sender makes
+// them, so that the queue fills whatever the two stacks' costs: once the
+// receiver's text was linked rather than copied (appendCompact), one run
+// in ten under -race kept up with the sender and never made the queue
+// busy.
 func TestPipeSmallQueues(t *testing.T) {
 	const size = 32 * MiB
-	snd, _, move := plainPipeTransfer(t, nil, size)
+	snd, _, move := plainPipeTransfer(t, nil, size, func(l gstack.LinkEndpoint) gstack.LinkEndpoint {
+		return newSlowDelivery(l, 20*time.Microsecond)
+	})
 	move()
 	st := snd.TCP().Stats()
 	busy, refused, retrans := st.LinkBusy.Load(), st.LinkRefused.Load(), st.Retransmits.Load()
@@ -32,18 +42,23 @@ func TestPipeSmallQueues(t *testing.T) {
 }
 
 // plainPipeTransfer connects two tapstack stacks over tap.Pipe without
-// GSO, the sender's frames through fault if it is set, and returns them
-// and what moves size bytes from the sender to the receiver over the
-// connection, each call within a minute of the connection's making.
-func plainPipeTransfer(t *testing.T, fault *tap.FaultConfig, size int) (snd, rcv *stack.Stack, move func()) {
+// GSO, the sender's frames through fault if it is set and the receiver's
+// link wrapped by each of rcvWrap, and returns them and what moves size
+// bytes from the sender to the receiver over the connection, each call
+// within a minute of the connection's making.
+func plainPipeTransfer(t *testing.T, fault *tap.FaultConfig, size int, rcvWrap ...func(gstack.LinkEndpoint) gstack.LinkEndpoint) (snd, rcv *stack.Stack, move func()) {
 	t.Helper()
 	pa, pb := tap.Pipe(tap.WithPipeGSO(false))
 	var link gstack.LinkEndpoint = pa
 	if fault != nil {
 		link = tap.NewFault(pa, *fault)
 	}
+	var rlink gstack.LinkEndpoint = pb
+	for _, w := range rcvWrap {
+		rlink = w(rlink)
+	}
 	snd, _ = newTapstack(t, link, tsPrefix4, tcp.Options{})
-	rcv, _ = newTapstack(t, pb, peerPrefix4, tcp.Options{})
+	rcv, _ = newTapstack(t, rlink, peerPrefix4, tcp.Options{})
 	c, s := connectPair(t, snd, rcv, peerPrefix4)
 	dl := time.Now().Add(time.Minute)
 	if err := c.SetDeadline(dl); err != nil {
@@ -53,4 +68,25 @@ func plainPipeTransfer(t *testing.T, fault *tap.FaultConfig, size int) (snd, rcv
 		t.Fatal(err)
 	}
 	return snd, rcv, mover(t, c, s, size)
+}
+
+// slowDelivery is link middleware that takes each inbound frame d before
+// handing it on, on the delivering goroutine, as a receiver slower than
+// its sender: the link's queue behind it fills.
+type slowDelivery struct {
+	nested.Endpoint
+	d time.Duration
+}
+
+func newSlowDelivery(inner gstack.LinkEndpoint, d time.Duration) *slowDelivery {
+	l := &slowDelivery{d: d}
+	l.Endpoint.Init(inner, l)
+	return l
+}
+
+func (l *slowDelivery) DeliverNetworkPacket(proto tcpip.NetworkProtocolNumber, pkt *gstack.PacketBuffer) {
+	// A spin, bounded by d: a sleep this short wakes far later than asked.
+	for start := time.Now(); time.Since(start) < l.d; {
+	}
+	l.Endpoint.DeliverNetworkPacket(proto, pkt)
 }
