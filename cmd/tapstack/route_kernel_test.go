@@ -36,6 +36,7 @@ func TestDialRoute(t *testing.T) {
 	defer cancel()
 
 	route := "mtu lock 1000 advmss 700"
+	dfOut := 0 // tapstack's packets with DF set: the route locks its MTU, so none should be
 	dial := func(in []byte, out *bytes.Buffer, to string) (synMSS, longestOut, fullOut, longestIn, fullIn int) {
 		for _, p := range dialCaptured(t, ctx, ns, dev, bytes.NewReader(in), out, to, "--route", route) {
 			pkt := gopacket.NewPacket(p.Data, layers.LayerTypeEthernet, gopacket.NoCopy)
@@ -50,6 +51,9 @@ func TestDialRoute(t *testing.T) {
 					fullIn++
 				}
 				continue
+			}
+			if ip.Flags&layers.IPv4DontFragment != 0 {
+				dfOut++
 			}
 			longestOut = max(longestOut, int(ip.Length))
 			if int(ip.Length) == 1000 {
@@ -73,6 +77,11 @@ func TestDialRoute(t *testing.T) {
 	t.Logf("tapstack sending: SYN's MSS %d; longest IP packet %d bytes (%d at 1,000)", synMSS, longestOut, fullOut)
 	if synMSS != 700 || longestOut != 1000 || fullOut == 0 {
 		t.Errorf("SYN's MSS %d, tapstack's longest packet %d (%d full); want 700, 1000 (some)", synMSS, longestOut, fullOut)
+	}
+	// A locked MTU turns path MTU discovery off: no DF, as Linux's
+	// ip_dont_fragment has it.
+	if dfOut != 0 {
+		t.Errorf("%d of tapstack's packets with DF set on a route that locks its MTU; want none", dfOut)
 	}
 	out.Reset()
 	_, _, _, longestIn, fullIn := dial(nil, &out, "192.0.2.1:5007")

@@ -11,7 +11,8 @@ import (
 )
 
 // Path MTU discovery (RFC 1191 for IPv4, RFC 8201 for IPv6): every IPv4
-// segment leaves with DF set, so a router with a smaller next hop drops it
+// segment leaves with DF set (but on a route that locks its MTU,
+// routemetrics.go), so a router with a smaller next hop drops it
 // and answers ICMP "fragmentation needed" (ICMPv6 "packet too big") with
 // the MTU that fits. The engine checks the error against the connection
 // as it checks any ICMP error (RFC 5927: the quoted sequence number must

@@ -7,6 +7,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
 	"github.com/tapstack/tapstack/event"
+	"github.com/tapstack/tapstack/stack"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/stack/tcp/tcptest"
 )
@@ -117,18 +118,35 @@ func TestPathMTURemembered(t *testing.T) {
 }
 
 // TestDontFragment: every IPv4 segment leaves with DF set (RFC 1191), so
-// routers report a smaller MTU instead of fragmenting.
+// routers report a smaller MTU instead of fragmenting; on a route that
+// locks its MTU (`mtu lock`), without, as Linux's ip_dont_fragment has
+// it, and with a route's MTU that is not locked, with DF again.
 func TestDontFragment(t *testing.T) {
-	p, ep := tcptest.Established(t)
-	ep.Write([]byte("x"))
-	pkt := p.Link.Read()
-	if pkt == nil {
-		t.Fatal("nothing sent")
-	}
-	defer pkt.DecRef()
-	v := pkt.ToView()
-	defer v.Release()
-	if ip := header.IPv4(v.AsSlice()); ip.Flags()&header.IPv4FlagDontFragment == 0 {
-		t.Errorf("IPv4 flags %#x: DF not set", ip.Flags())
+	for _, tc := range []struct {
+		name    string
+		metrics *stack.RouteMetrics
+		df      bool
+	}{
+		{"no metrics", nil, true},
+		{"mtu 1400", &stack.RouteMetrics{MTU: 1400}, true},
+		{"mtu lock 1400", &stack.RouteMetrics{MTU: 1400, LockMTU: true}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, ep := tcptest.Established(t)
+			if tc.metrics != nil {
+				setMetrics(t, p, *tc.metrics)
+			}
+			ep.Write([]byte("x"))
+			pkt := p.Link.Read()
+			if pkt == nil {
+				t.Fatal("nothing sent")
+			}
+			defer pkt.DecRef()
+			v := pkt.ToView()
+			defer v.Release()
+			if ip := header.IPv4(v.AsSlice()); (ip.Flags()&header.IPv4FlagDontFragment != 0) != tc.df {
+				t.Errorf("IPv4 flags %#x: DF %v, want %v", ip.Flags(), !tc.df, tc.df)
+			}
+		})
 	}
 }

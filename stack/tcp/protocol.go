@@ -480,10 +480,14 @@ func buildGSOPacket(r *stack.Route, f *outFields, payload buffer.Buffer, mss int
 func (p *Protocol) writePacket(r *stack.Route, pkt *stack.PacketBuffer, ecn uint8, describe bool) (refusal, bool) {
 	// DF on every IPv4 segment, for path MTU discovery (RFC 1191), as
 	// Linux (ip_no_pmtu_disc=0) and gVisor's TCP send them; it also
-	// spares the network layer a random IP ID per segment. ecn is the
-	// IP header's ECN field (ecn.go), the low bits of the IPv4 TOS and
-	// of the IPv6 traffic class.
-	err := r.WritePacket(stack.NetworkHeaderParams{Protocol: protocolNumber, TTL: r.DefaultTTL(), TOS: ecn, DF: true}, pkt)
+	// spares the network layer a random IP ID per segment. A route that
+	// locks its MTU (`mtu lock`) turns discovery off, and its segments
+	// leave without DF, as Linux's ip_dont_fragment has it: a router
+	// with a smaller next hop fragments them. ecn is the IP header's ECN
+	// field (ecn.go), the low bits of the IPv4 TOS and of the IPv6
+	// traffic class.
+	df := p.routeMetrics.Load() == nil || !p.metricsFor(r.NICID(), r.RemoteAddress()).LockMTU
+	err := r.WritePacket(stack.NetworkHeaderParams{Protocol: protocolNumber, TTL: r.DefaultTTL(), TOS: ecn, DF: df}, pkt)
 	var ref refusal
 	_, refused := err.(*tcpip.ErrNoBufferSpace)
 	if refused || describe {

@@ -42,7 +42,10 @@ type RouteMetrics struct {
 	// LockMTU keeps the path MTU where MTU or the interface puts it:
 	// ICMP "fragmentation needed" and "packet too big" no longer lower
 	// it (Linux's `mtu lock N`, as __ip_rt_update_pmtu ignores a locked
-	// MTU). Unlike Linux, segments still leave with DF set.
+	// MTU). Its IPv4 segments leave without DF, as Linux's
+	// (ip_dont_fragment: a locked MTU turns path MTU discovery off), so
+	// a router with a smaller next hop fragments them; each then takes
+	// an IP ID from the network layer.
 	LockMTU bool
 	// AdvMSS is the MSS option our SYN and SYN-ACK announce, in place of
 	// the one the MTU makes; a user's clamp (Listener.SetMaxSegment,
