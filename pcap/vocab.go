@@ -191,6 +191,7 @@ func Vocabulary() []Term {
 		{"window update", "an ACK sent because the receive window opened; on inbound frames also the window change from the wire", "tcp.analysis.window_update"},
 		{"SYN, SYN-ACK, FIN, RST", "the control segment of an open, a close or a reset", ""},
 		{"SYN-ACK (SYN cookie)", "a stateless SYN-ACK whose ISS is a SYN cookie (RFC 4987)", "SyncookiesSent"},
+		{"window <w>: the route's initrwnd, <n> segments of <m>", "on a SYN or SYN-ACK: the window it offers is the route's initial receive window (`initrwnd`), n segments of our MSS m, which grows by two segments for each that arrives in order", "RTAX_INITRWND, rcv_ssthresh"},
 		{"retransmit #<n> of frame <f>", "the n-th retransmission after a timeout, and the frame that first carried the data", "tcp.analysis.retransmission, TCPTimeouts"},
 		{"fast retransmit #<n> of frame <f>", "a retransmission triggered by duplicate ACKs or SACK (RFC 5681, RFC 6675)", "tcp.analysis.fast_retransmission, TCPFastRetrans"},
 		{"SYN retransmit #<n>, SYN-ACK retransmit #<n>", "a handshake segment sent again after its timer fired", "TCPSynRetrans"},

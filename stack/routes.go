@@ -12,9 +12,10 @@ import (
 
 // RouteMetrics are a route's settings for the TCP connections that use
 // it, as Linux keeps them on the route (`ip route change ... mtu lock 1400
-// advmss 1360 initcwnd 20 rto_min 5ms quickack 1`): a path MTU, locked or
-// not, the MSS our SYNs announce, the initial congestion window, the
-// minimum RTO and ACKs without delay. See tcp.RouteMetrics.
+// advmss 1360 initcwnd 20 initrwnd 4 rto_min 5ms quickack 1`): a path MTU,
+// locked or not, the MSS our SYNs announce, the initial congestion and
+// receive windows, the minimum RTO and ACKs without delay. See
+// tcp.RouteMetrics.
 type RouteMetrics = tcp.RouteMetrics
 
 // routeKey names a route as gVisor's table matches it (tcpip.Route.Equal):
@@ -88,6 +89,9 @@ func (s *Stack) SetRouteMetrics(dst netip.Prefix, nic tcpip.NICID, m RouteMetric
 	}
 	if m.InitCwnd > 1<<16 {
 		return fmt.Errorf("stack: SetRouteMetrics %v: initial window of %d segments is beyond any window", dst, m.InitCwnd)
+	}
+	if m.InitRwnd > 0xffff {
+		return fmt.Errorf("stack: SetRouteMetrics %v: initial receive window of %d segments is beyond any SYN's window", dst, m.InitRwnd)
 	}
 	if maxRTO := s.tcp.Options().MaxRTO; m.RTOMin < 0 || m.RTOMin > maxRTO {
 		return fmt.Errorf("stack: SetRouteMetrics %v: rto_min %v: want up to the stack's MaxRTO, %v", dst, m.RTOMin, maxRTO)

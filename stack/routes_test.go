@@ -41,6 +41,7 @@ func TestSetRouteMetricsBadInput(t *testing.T) {
 		{"MTU above the link's", v4, nic, stack.RouteMetrics{MTU: 1501}, "above interface"},
 		{"MSS below 88", v4, nic, stack.RouteMetrics{AdvMSS: 87}, "below 88"},
 		{"window beyond any", v4, nic, stack.RouteMetrics{InitCwnd: 1<<16 + 1}, "beyond any window"},
+		{"receive window beyond a SYN's", v4, nic, stack.RouteMetrics{InitRwnd: 1 << 16}, "beyond any SYN's window"},
 		{"rto_min beyond MaxRTO", v4, nic, stack.RouteMetrics{RTOMin: 121 * time.Second}, "up to the stack's MaxRTO"},
 		{"negative rto_min", v4, nic, stack.RouteMetrics{RTOMin: -time.Millisecond}, "up to the stack's MaxRTO"},
 	} {

@@ -35,9 +35,14 @@ func TestDialRoute(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	route := "mtu lock 1000 advmss 700"
-	dfOut := 0 // tapstack's packets with DF set: the route locks its MTU, so none should be
+	route := "mtu lock 1000 advmss 700 initrwnd 2"
+	dfOut := 0                 // tapstack's packets with DF set: the route locks its MTU, so none should be
+	synWin := map[string]int{} // the window of tapstack's SYN, by the address dialed
+	// The kernel's text before tapstack's first ACK of text, by the
+	// address dialed: the initial window lets 2*700 bytes through.
+	firstFlight := map[string]int{}
 	dial := func(in []byte, out *bytes.Buffer, to string) (synMSS, longestOut, fullOut, longestIn, fullIn int) {
+		acked := false // tapstack has acknowledged text
 		for _, p := range dialCaptured(t, ctx, ns, dev, bytes.NewReader(in), out, to, "--route", route) {
 			pkt := gopacket.NewPacket(p.Data, layers.LayerTypeEthernet, gopacket.NoCopy)
 			ip, ok := pkt.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
@@ -46,6 +51,9 @@ func TestDialRoute(t *testing.T) {
 				continue
 			}
 			if p.Direction != pcap.Outbound {
+				if !acked {
+					firstFlight[to] += len(h.Payload)
+				}
 				longestIn = max(longestIn, len(h.Payload))
 				if len(h.Payload) == 700-12 {
 					fullIn++
@@ -59,7 +67,11 @@ func TestDialRoute(t *testing.T) {
 			if int(ip.Length) == 1000 {
 				fullOut++
 			}
+			if !h.SYN && h.ACK && firstFlight[to] > 0 {
+				acked = true
+			}
 			if h.SYN {
+				synWin[to] = int(h.Window)
 				for _, o := range h.Options {
 					if o.OptionType == layers.TCPOptionKindMSS && len(o.OptionData) == 2 {
 						synMSS = int(binary.BigEndian.Uint16(o.OptionData))
@@ -78,6 +90,10 @@ func TestDialRoute(t *testing.T) {
 	if synMSS != 700 || longestOut != 1000 || fullOut == 0 {
 		t.Errorf("SYN's MSS %d, tapstack's longest packet %d (%d full); want 700, 1000 (some)", synMSS, longestOut, fullOut)
 	}
+	// initrwnd 2: the SYN offers two segments of the MSS it announces.
+	if w := synWin["192.0.2.1:5006"]; w != 2*700 {
+		t.Errorf("the SYN's window %d; want initrwnd 2 segments of 700, 1400", w)
+	}
 	// A locked MTU turns path MTU discovery off: no DF, as Linux's
 	// ip_dont_fragment has it.
 	if dfOut != 0 {
@@ -89,10 +105,16 @@ func TestDialRoute(t *testing.T) {
 	if out.Len() != size || longestIn != 700-12 || fullIn == 0 {
 		t.Errorf("got %d bytes; the kernel's longest payload %d (%d full); want %d, 688 (some)", out.Len(), longestIn, fullIn, size)
 	}
+	// The kernel's first flight fits the window the SYN offered, and
+	// the window grows from there: the whole MiB arrived above.
+	t.Logf("the kernel's first flight: %d bytes (window 1400)", firstFlight["192.0.2.1:5007"])
+	if f := firstFlight["192.0.2.1:5007"]; f == 0 || f > 2*700 {
+		t.Errorf("the kernel sent %d bytes before tapstack's first ACK; want some, at most the 1400 initrwnd offered", f)
+	}
 
 	var errOut bytes.Buffer
-	bad := []string{"dial", "--tap", dev, "--addr", "192.0.2.2/24", "--route", "initrwnd 20", "192.0.2.1:5006"}
-	if code := runInNamespace(t, ctx, ns, env{stdin: bytes.NewReader(nil), stdout: &out, stderr: &errOut}, bad...)(); code != 2 || !strings.Contains(errOut.String(), `route metric "initrwnd"`) {
-		t.Errorf("--route \"initrwnd 20\": exit %d, %q; want 2 and an error naming the metric", code, errOut.String())
+	bad := []string{"dial", "--tap", dev, "--addr", "192.0.2.2/24", "--route", "hoplimit 20", "192.0.2.1:5006"}
+	if code := runInNamespace(t, ctx, ns, env{stdin: bytes.NewReader(nil), stdout: &out, stderr: &errOut}, bad...)(); code != 2 || !strings.Contains(errOut.String(), `route metric "hoplimit"`) {
+		t.Errorf("--route \"hoplimit 20\": exit %d, %q; want 2 and an error naming the metric", code, errOut.String())
 	}
 }

@@ -167,6 +167,7 @@ type Endpoint struct {
 
 	persistProbes int32               // zero-window probes the peer has not answered, or tries of what the link refused (resourceProbe)
 	resourceProbe bool                // the persist timer tries again what the link refused (refused.go), not a zero window
+	rcvGrowSegs   uint16              // the route's initrwnd: the window's cap in segments of rcvMSS, growing (routemetrics.go); 0: none. Here, it fits the padding
 	progressAt    tcpip.MonotonicTime // SND.UNA last moved, or data left with none in flight
 	chrono        chrono              // busy, window- and buffer-limited times (chrono.go)
 	rate          *rateState          // delivery rate estimation (rate.go); nil until the first write or data sent

@@ -426,6 +426,7 @@ func (l *Listener) sendCookie(id stack.TransportEndpointID, netProto tcpip.Netwo
 	}
 	cookie := l.cookies.make(id, seg.Seq, cookieMSSIndex(peerMSS), cookieCount(p.clock.NowMonotonic()))
 	o := synOptions{mss: uint16(clampMSS(p.announcedMSS(r, nic, id.RemoteAddress), int(l.maxSeg.Load()))), ws: -1}
+	cookieWnd, _ := p.synWindow(p.opts.ReceiveBufferSize, int(o.mss), nic, id.RemoteAddress)
 	if seg.TS && !p.opts.NoTimestamps {
 		o.ts = true
 		o.tsVal = cookieTimestamp(p.tsClock(), seg.WS) + p.tsOffset(id)
@@ -440,7 +441,7 @@ func (l *Listener) sendCookie(id stack.TransportEndpointID, netProto tcpip.Netwo
 		srcPort: id.LocalPort, dstPort: id.RemotePort,
 		seq: cookie, ack: seg.Seq + 1,
 		flags:  header.TCPFlagSyn | header.TCPFlagAck,
-		window: uint16(min(p.opts.ReceiveBufferSize, 0xffff)),
+		window: uint16(cookieWnd),
 		opts:   opts[:n],
 	}
 	pkt := buildPacket(r, &f, buffer.Buffer{})
@@ -529,7 +530,8 @@ func (l *Listener) cookieAck(id stack.TransportEndpointID, netProto tcpip.Networ
 	// (3.10.7.4 fifth step, SYN-RECEIVED): SND.UNA = SEG.ACK.
 	e.irs = seg.Seq - 1
 	e.rcvNxt = seg.Seq
-	e.rcvWnd = uint32(min(e.rcvBufLimit, 0xffff)) // what the SYN-ACK offered
+	wnd, grow := p.synWindow(e.rcvBufLimit, e.rcvMSS, e.nic, id.RemoteAddress) // what the SYN-ACK offered
+	e.rcvWnd, e.rcvGrowSegs = uint32(wnd), grow
 	e.rcvAcc = e.rcvNxt.Add(seqnum.Size(e.rcvWnd))
 	e.iss = seg.Ack - 1
 	e.sndUna = seg.Ack

@@ -131,6 +131,9 @@ func (e *Endpoint) deliver(data *buffer.Buffer) {
 	}
 	e.rcvNxt = e.rcvNxt.Add(seqnum.Size(n))
 	e.bytesReceived += uint64(n)
+	if e.rcvGrowSegs > 0 {
+		e.growInitialWindow(int(n))
+	}
 	// Small pieces are copied rather than left pinning whole frames
 	// (appendCompact): the user may leave a window's worth unread.
 	appendCompact(&e.rcvBuf, data)

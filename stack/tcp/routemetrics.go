@@ -14,20 +14,21 @@ import (
 
 // Route metrics: settings a route gives every connection that uses it, as
 // Linux keeps them on the route (`ip route ... mtu [lock] N advmss N
-// initcwnd N rto_min T quickack 1`: RTAX_MTU, RTAX_ADVMSS, RTAX_INITCWND,
-// RTAX_RTO_MIN, RTAX_QUICKACK). They are how a user of Linux tries a
-// smaller path MTU, a larger initial window, a shorter minimum RTO or no
-// delayed ACKs for one destination without touching the others, and how
+// initcwnd N initrwnd N rto_min T quickack 1`: RTAX_MTU, RTAX_ADVMSS,
+// RTAX_INITCWND, RTAX_INITRWND, RTAX_RTO_MIN, RTAX_QUICKACK). They are
+// how a user of Linux tries a smaller path MTU, a larger initial window,
+// a smaller initial receive window, a shorter minimum RTO or no delayed
+// ACKs for one destination without touching the others, and how
 // packetdrill's scripts set up their paths.
 //
 // Package stack keeps the metrics with its routes and hands the engine the
 // whole table in lookup order (SetRoutes); a connection takes the metrics
 // of the first route that matches its interface and peer, as gVisor's
 // FindRoute picks its route. Connections read them when they need them:
-// the announced MSS when the SYN or SYN-ACK is built, the initial window
-// when the handshake ends, the path MTU whenever the MSS is set, the
-// minimum RTO whenever the RTO is computed, quick ACKs whenever text
-// arrives. A change reaches live
+// the announced MSS and the initial receive window when the SYN or
+// SYN-ACK is built, the initial window when the handshake ends, the path
+// MTU whenever the MSS is set, the minimum RTO whenever the RTO is
+// computed, quick ACKs whenever text arrives. A change reaches live
 // connections at once: SetRoutes sets each one's MSS again, as Linux's
 // next tcp_current_mss does when the route's MTU is no longer the one the
 // socket last saw (icsk_pmtu_cookie).
@@ -56,6 +57,13 @@ type RouteMetrics struct {
 	// after idle, in segments, in place of RFC 6928's IW (Linux's
 	// `initcwnd N`, tcp_init_cwnd).
 	InitCwnd uint32
+	// InitRwnd is the initial receive window, in segments of the MSS we
+	// announce, in place of the buffer's 65,535 bytes on the SYN or
+	// SYN-ACK (Linux's `initrwnd N`, tcp_select_initial_window). The
+	// window then grows by two segments for every segment of text that
+	// arrives in order, as Linux's rcv_ssthresh does (tcp_grow_window),
+	// until the receive buffer bounds it again.
+	InitRwnd uint32
 	// RTOMin is the floor of the retransmission timeout's variance term
 	// (RTO = SRTT + max(4*RTTVAR, RTOMin)) in place of Options.MinRTO
 	// (Linux's `rto_min 5ms`, tcp_rto_min): a short one makes a loss on
@@ -192,7 +200,7 @@ func (e *Endpoint) routeMetricsChanged() {
 }
 
 // ParseRouteMetrics reads route metrics as Linux's `ip route` writes them,
-// in any order: "mtu [lock] N", "advmss N", "initcwnd N", "rto_min T" (a
+// in any order: "mtu [lock] N", "advmss N", "initcwnd N", "initrwnd N", "rto_min T" (a
 // time with its unit: 5ms, 0.2s), "quickack 1"; 0 leaves one unset, as
 // the zero RouteMetrics. Any other word is an error that names it: tapstack keeps
 // no other metric.
@@ -202,9 +210,9 @@ func ParseRouteMetrics(s string) (RouteMetrics, error) {
 	for i := 0; i < len(words); i++ {
 		key := words[i]
 		switch key {
-		case "mtu", "advmss", "initcwnd", "rto_min", "quickack":
+		case "mtu", "advmss", "initcwnd", "initrwnd", "rto_min", "quickack":
 		default:
-			return RouteMetrics{}, fmt.Errorf("route metric %q: tapstack has mtu [lock], advmss, initcwnd, rto_min and quickack", key)
+			return RouteMetrics{}, fmt.Errorf("route metric %q: tapstack has mtu [lock], advmss, initcwnd, initrwnd, rto_min and quickack", key)
 		}
 		if key == "mtu" && i+1 < len(words) && words[i+1] == "lock" {
 			m.LockMTU = true
@@ -239,6 +247,8 @@ func ParseRouteMetrics(s string) (RouteMetrics, error) {
 			m.AdvMSS = uint16(n)
 		case "initcwnd":
 			m.InitCwnd = uint32(n)
+		case "initrwnd":
+			m.InitRwnd = uint32(n)
 		case "quickack":
 			if n > 1 {
 				return RouteMetrics{}, fmt.Errorf("route metric quickack %d: want 0 or 1", n)
@@ -265,6 +275,9 @@ func (m RouteMetrics) String() string {
 	if m.InitCwnd != 0 {
 		parts = append(parts, fmt.Sprintf("initcwnd %d", m.InitCwnd))
 	}
+	if m.InitRwnd != 0 {
+		parts = append(parts, fmt.Sprintf("initrwnd %d", m.InitRwnd))
+	}
 	if m.RTOMin != 0 {
 		parts = append(parts, fmt.Sprintf("rto_min %v", m.RTOMin))
 	}
@@ -272,4 +285,34 @@ func (m RouteMetrics) String() string {
 		parts = append(parts, "quickack 1")
 	}
 	return strings.Join(parts, " ")
+}
+
+// synWindow is the window a SYN or SYN-ACK to remote on nic offers, with
+// a receive buffer of bufLimit bytes and our MSS mss: at most 65,535, as
+// the window field of a SYN is never scaled (RFC 7323 2.2), and at most
+// the route's initrwnd segments (tcp_select_initial_window). grow is the
+// window's cap in segments that the connection then grows (rcvGrowSegs),
+// 0 when the route sets none or the buffer bounds the window anyway.
+func (p *Protocol) synWindow(bufLimit, mss int, nic tcpip.NICID, remote tcpip.Address) (wnd int, grow uint16) {
+	wnd = min(bufLimit, 0xffff)
+	if m := p.metricsFor(nic, remote); m.InitRwnd > 0 && mss > 0 {
+		if c := int(min(m.InitRwnd, 0xffff)) * mss; c < wnd {
+			return c, uint16(min(m.InitRwnd, 0xffff))
+		}
+	}
+	return wnd, 0
+}
+
+// growInitialWindow widens the window's cap by two segments for each
+// segment of the n bytes of text that came in order, as Linux's
+// tcp_grow_window raises rcv_ssthresh by 2*advmss a segment, and lifts
+// the cap once the receive buffer bounds the window more.
+func (e *Endpoint) growInitialWindow(n int) {
+	mss := max(e.rcvMSS, 1)
+	g := int(e.rcvGrowSegs) + 2*max(n/mss, 1)
+	if g*mss >= e.rcvBufLimit || g > 0xffff {
+		e.rcvGrowSegs = 0
+		return
+	}
+	e.rcvGrowSegs = uint16(g)
 }

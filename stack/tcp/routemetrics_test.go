@@ -1,6 +1,7 @@
 package tcp_test
 
 import (
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -41,6 +42,17 @@ func acceptAnnouncing(t *testing.T, p *tcptest.Peer) (uint16, *tcp.Endpoint) {
 	return synAck.MSS, ep
 }
 
+// countNotes counts the events of kind k among evs whose note is note.
+func countNotes(evs []event.Event, k event.Kind, note string) int {
+	n := 0
+	for _, ev := range evs {
+		if ev.Kind == k && ev.Note == note {
+			n++
+		}
+	}
+	return n
+}
+
 // pathMTUNotes returns the notes of the path MTU events ev holds.
 func pathMTUNotes(ev *[]event.Event) func() []string {
 	return func() []string {
@@ -51,6 +63,47 @@ func pathMTUNotes(ev *[]event.Event) func() []string {
 			}
 		}
 		return n
+	}
+}
+
+// TestRouteInitRwnd: a route's initrwnd of 4 (Linux's `ip route change
+// ... initrwnd 4`) makes the SYN-ACK offer 4 segments, 5,840 bytes, where
+// the buffer offers 65,535, and an event on it says so; each segment of
+// text that then arrives in order widens the window by two, as Linux's
+// rcv_ssthresh grows (tcp_grow_window), and a window already offered is
+// never taken back. Without the metric, the SYN-ACK offers 65,535.
+func TestRouteInitRwnd(t *testing.T) {
+	for _, initrwnd := range []uint32{0, 4} {
+		t.Run(fmt.Sprintf("initrwnd %d", initrwnd), func(t *testing.T) {
+			var evs []event.Event
+			p := tcptest.New(t, tcptest.WithTCP(tcp.Options{Observer: func(ev event.Event) { evs = append(evs, ev) }}))
+			setMetrics(t, p, stack.RouteMetrics{InitRwnd: initrwnd})
+			p.Listen(16)
+			p.Inject(seg{Flags: "S", Seq: 0, MSS: 1460})
+			if initrwnd == 0 {
+				p.Expect(seg{Flags: "S.", Seq: 0, Ack: 1, Win: 65535})
+				return
+			}
+			p.Expect(seg{Flags: "S.", Seq: 0, Ack: 1, Win: 4 * 1460})
+			if said := countNotes(evs, event.KindSend, "window 5840: the route's initrwnd, 4 segments of 1460"); said != 1 {
+				t.Errorf("%d send events name the route's initrwnd; want the SYN-ACK's", said)
+			}
+			p.Inject(seg{Flags: ".", Seq: 1, Ack: 1})
+			ep, err := p.Listener.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Nothing read: each window is the cap, 6, 8 and 10 segments
+			// from RCV.NXT, not the 1 MiB buffer.
+			for k, want := range []uint16{6 * 1460, 8 * 1460, 10 * 1460} {
+				p.Inject(seg{Flags: "P.", Seq: uint32(1 + k*1460), Ack: 1, Payload: payload(k*1460, 1460)})
+				p.Advance(p.TCP.Options().DelayedAck) // the third segment's ACK is a delayed one
+				p.Expect(seg{Flags: ".", Seq: 1, Ack: uint32(1 + (k+1)*1460), Win: want})
+			}
+			if n, err := ep.Read(make([]byte, 3*1460)); n != 3*1460 || err != nil {
+				t.Fatalf("Read: %d, %v", n, err)
+			}
+		})
 	}
 }
 
@@ -69,13 +122,7 @@ func TestRouteInitCwnd(t *testing.T) {
 	if c := ep.Info().Cwnd; c != 4*1460 {
 		t.Fatalf("cwnd %d after the handshake; want 4 segments, %d", c, 4*1460)
 	}
-	said := 0
-	for _, ev := range evs {
-		if ev.Kind == event.KindRecovery && ev.Note == "initial window 4 segments, the route's initcwnd (RFC 6928's IW: 10)" {
-			said++
-		}
-	}
-	if said != 1 {
+	if said := countNotes(evs, event.KindRecovery, "initial window 4 segments, the route's initcwnd (RFC 6928's IW: 10)"); said != 1 {
 		t.Errorf("%d events name the route's initial window; want one", said)
 	}
 	p.Advance(10 * time.Millisecond) // the fake clock's zero is no time a segment left at
@@ -255,7 +302,8 @@ func TestParseRouteMetrics(t *testing.T) {
 		{"rto_min -5ms", tcp.RouteMetrics{}, "", "want a time with its unit"},
 		{"quickack 1 rto_min 0", tcp.RouteMetrics{QuickAck: true}, "quickack 1", ""},
 		{"quickack 2", tcp.RouteMetrics{}, "", "want 0 or 1"},
-		{"initrwnd 20", tcp.RouteMetrics{}, "", `route metric "initrwnd"`},
+		{"initrwnd 4 initcwnd 20", tcp.RouteMetrics{InitCwnd: 20, InitRwnd: 4}, "initcwnd 20 initrwnd 4", ""},
+		{"hoplimit 20", tcp.RouteMetrics{}, "", `route metric "hoplimit"`},
 		{"mtu lock", tcp.RouteMetrics{}, "", "mtu without a value"},
 		{"initcwnd 0 mtu 1400", tcp.RouteMetrics{MTU: 1400}, "mtu 1400", ""},
 		{"advmss -5", tcp.RouteMetrics{}, "", "want a number"},

@@ -1,6 +1,8 @@
 package tcp
 
 import (
+	"fmt"
+
 	"github.com/tapstack/tapstack/event"
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -63,6 +65,7 @@ func (e *Endpoint) sendPacket(cause event.SendCause, attempt int, flags header.T
 	// (3.2 says SHOULD, and Linux's tcp_send_active_reset does too), not
 	// on the replies of replyRST, which has no connection to take it from.
 	var optBuf [header.TCPOptionsMaximumSize]byte
+	synNote := ""
 	if opts == nil && (e.tsOK || e.sackOK) {
 		opts = e.segmentOptions(flags, segLen, &optBuf)
 	}
@@ -80,8 +83,12 @@ func (e *Endpoint) sendPacket(cause event.SendCause, attempt int, flags header.T
 			// since (a challenge ACK in SYN-RECEIVED) promised: the
 			// promise stands, the right edge never moves left (RFC
 			// 9293 3.8.6.2.2).
-			f.window = uint16(min(e.rcvBufLimit, 0xffff))
+			wnd, grow := e.proto.synWindow(e.rcvBufLimit, e.rcvMSS, e.nic, e.id.RemoteAddress)
+			f.window = uint16(wnd)
 			e.rcvWnd = uint32(f.window)
+			if e.rcvGrowSegs = grow; grow > 0 && e.observed() {
+				synNote = fmt.Sprintf("window %d: the route's initrwnd, %d segments of %d", wnd, grow, e.rcvMSS)
+			}
 			if edge := e.rcvNxt.Add(seqnum.Size(e.rcvWnd)); flags&header.TCPFlagAck == 0 || e.rcvAcc.LessThan(edge) {
 				e.rcvAcc = edge
 			}
@@ -95,7 +102,7 @@ func (e *Endpoint) sendPacket(cause event.SendCause, attempt int, flags header.T
 	} else {
 		pkt = buildPacket(e.route, &f, payload)
 	}
-	note := ""
+	note := synNote
 	if p := e.pace; p != nil && n > 0 && p.heldAt != (tcpip.MonotonicTime{}) {
 		note = e.pacedNote() // pacing.go: this packet waited for its time
 	}
@@ -172,6 +179,11 @@ func (e *Endpoint) advertise() uint16 {
 	wnd := promised
 	if free-promised >= min(e.rcvBufLimit/2, e.rcvMSS) {
 		wnd = free
+	}
+	if g := e.rcvGrowSegs; g > 0 {
+		// The route's initrwnd, growing (routemetrics.go): it caps
+		// what more is offered, never what was promised.
+		wnd = min(wnd, max(promised, int(g)*e.rcvMSS))
 	}
 	raw := wnd >> e.rcvWndShift
 	if raw > 0xffff {

@@ -81,7 +81,7 @@ func TestSysctl(t *testing.T) {
 		{"ip -6 route change 192.0.2.1 dev tun0 mtu 1000", nil, "a route to other than the script's remote address"},
 		{"ip route change 192.0.2.1 dev tun0 rto_min 50ms", func(s settings) bool { return s.route4 == tcp.RouteMetrics{RTOMin: 50 * time.Millisecond} }, ""},
 		{"ip route change 192.0.2.1 dev tun0 quickack 1", func(s settings) bool { return s.route4 == tcp.RouteMetrics{QuickAck: true} }, ""},
-		{"ip route change 192.0.2.1 dev tun0 initrwnd 20", nil, `route metric "initrwnd": tapstack has`},
+		{"ip route change 192.0.2.1 dev tun0 hoplimit 20", nil, `route metric "hoplimit": tapstack has`},
 		{"ip route change 192.0.2.1 dev tun0 initcwnd ten", nil, `route metric initcwnd "ten": want a number`},
 		{"ip route change 192.0.2.1 dev tun0 mtu", nil, `route metric mtu without a value`},
 		{"ip route del 192.0.2.1", nil, "ip route del"},
