@@ -636,21 +636,23 @@ func (r *rxReader) deliver(frame []byte) {
 func (l *fdLink) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 	all := pkts.AsSlice()
 	n := len(l.qs)
-	if n == 1 {
+	if n == 1 || len(all) == 0 {
 		return l.qs[0].txq.enqueue(all)
 	}
-	sent := 0
+	sent, qi := 0, txQueueOf(all[0], n)
 	for sent < len(all) {
-		qi := txQueueOf(all[sent], n)
-		end := sent + 1
-		for end < len(all) && txQueueOf(all[end], n) == qi {
-			end++
+		end, next := sent+1, qi
+		for ; end < len(all); end++ {
+			if next = txQueueOf(all[end], n); next != qi {
+				break
+			}
 		}
 		took, err := l.qs[qi].txq.enqueue(all[sent:end])
 		sent += took
 		if err != nil {
 			return sent, err
 		}
+		qi = next
 	}
 	return sent, nil
 }

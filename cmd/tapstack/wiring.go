@@ -116,7 +116,7 @@ func (f *routeFlag) Set(s string) error {
 // routeMetricsFlag registers --route.
 func routeMetricsFlag(fs *flag.FlagSet) *routeFlag {
 	f := new(routeFlag)
-	fs.Var(f, "route", "metrics of the route to the device's subnet, as Linux's ip route writes them: `\"mtu [lock] N advmss N initcwnd N rto_min T quickack 1\"`, any of them (a path MTU, locked against ICMP; the MSS the stack's SYNs announce; the initial congestion window in segments; the minimum retransmission timeout, as 5ms; every ACK at once, no delayed ACKs)")
+	fs.Var(f, "route", "metrics of the route to the device's subnet, as Linux's ip route writes them: `\"mtu [lock] N advmss N initcwnd N initrwnd N rto_min T quickack 1\"`, any of them (a path MTU, locked against ICMP; the MSS the stack's SYNs announce; the initial congestion window in segments; the initial receive window in segments, which then grows; the minimum retransmission timeout, as 5ms; every ACK at once, no delayed ACKs)")
 	return f
 }
 

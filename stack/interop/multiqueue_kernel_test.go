@@ -3,7 +3,6 @@
 package interop
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -12,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tapstack/tapstack/conn"
 	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack"
 	"github.com/tapstack/tapstack/stack/tcp"
@@ -123,21 +121,7 @@ func kernelFlows(t *testing.T, ns *taptest.Namespace, ts *stack.Stack, conns int
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for i := range conns {
-		accepted := acceptOne(kln)
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		tc, err := (&conn.Dialer{Stack: ts}).DialTCP(ctx, "tcp", kln.Addr().String())
-		cancel()
-		if err != nil {
-			t.Errorf("connection %d: %v", i, err)
-			return
-		}
-		a := <-accepted
-		if a.err != nil {
-			tc.Close()
-			t.Errorf("connection %d: accept: %v", i, a.err)
-			return
-		}
-		kc := a.c.(*net.TCPConn)
+		tc, kc := dialAccepted(t, ts, kln)
 		dl := time.Now().Add(kernelTimeout)
 		tc.SetDeadline(dl)
 		kc.SetDeadline(dl)

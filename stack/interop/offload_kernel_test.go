@@ -60,10 +60,17 @@ func (k *offloadNet) connect(tb testing.TB) (*conn.Conn, *net.TCPConn) {
 		tb.Fatal(err)
 	}
 	defer kln.Close()
+	return dialAccepted(tb, k.ts, kln)
+}
+
+// dialAccepted dials kln, a kernel listener, from ts and returns both
+// ends of the connection, within 20 s.
+func dialAccepted(tb testing.TB, ts *stack.Stack, kln net.Listener) (*conn.Conn, *net.TCPConn) {
+	tb.Helper()
 	accepted := acceptOne(kln)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	tc, err := (&conn.Dialer{Stack: k.ts}).DialTCP(ctx, "tcp", kln.Addr().String())
+	tc, err := (&conn.Dialer{Stack: ts}).DialTCP(ctx, "tcp", kln.Addr().String())
 	if err != nil {
 		tb.Fatal(err)
 	}
