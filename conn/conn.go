@@ -123,7 +123,11 @@ func (c *Conn) opError(op string, err error) error {
 type turn chan struct{}
 
 // take waits for the turn and reports true, or reports false once closed
-// is closed.
+// is closed. It is not inlined: its select would take room in the frame
+// of Write and Read, which stay on the stack under the network layer
+// (await).
+//
+//go:noinline
 func (t turn) take(closed <-chan struct{}) bool {
 	select {
 	case t <- struct{}{}:
@@ -190,14 +194,8 @@ func (c *Conn) read(done <-chan struct{}, b []byte) (int, error) {
 			wake = c.ep.ReadWakeup()
 			continue
 		}
-		select {
-		case <-wake:
-		case <-c.rd.wait():
-			return 0, c.opError("read", timeoutError{})
-		case <-done:
-			return 0, c.opError("read", timeoutError{ctx: true})
-		case <-c.closed:
-			return 0, c.opError("read", net.ErrClosed)
+		if err := c.await("read", wake, &c.rd, done); err != nil {
+			return 0, err
 		}
 	}
 }
@@ -284,11 +282,7 @@ func (c *Conn) pump(op string, mu turn, dl *deadline, wakeup func() <-chan struc
 			wake = wakeup()
 			continue
 		}
-		select {
-		case <-wake:
-		case <-dl.wait():
-		case <-c.closed:
-		}
+		c.await(op, wake, dl, nil) // the loop's top checks Close and dl
 	}
 }
 
@@ -326,13 +320,32 @@ func (c *Conn) Write(b []byte) (int, error) {
 			wake = c.ep.WriteWakeup()
 			continue
 		}
-		select {
-		case <-wake:
-		case <-c.wd.wait():
-			return total, c.opError("write", timeoutError{})
-		case <-c.closed:
-			return total, c.opError("write", net.ErrClosed)
+		if err := c.await("write", wake, &c.wd, nil); err != nil {
+			return total, err
 		}
+	}
+}
+
+// await blocks until wake fires, and returns nil; or until deadline dl
+// passes, done (nil: never) is closed or the connection is closed, and
+// returns the error of op that says which. It is the blocking path of
+// Read, Write and WriteTo, in a frame of their own: their frames are on
+// the stack under every segment the call sends, down to gVisor's network
+// layer, and a server's goroutine that reads a request, writes a response
+// and closes stays within 4 KiB of stack only while they are small
+// (tcp.Protocol.writePacket).
+//
+//go:noinline
+func (c *Conn) await(op string, wake <-chan struct{}, dl *deadline, done <-chan struct{}) error {
+	select {
+	case <-wake:
+		return nil
+	case <-dl.wait():
+		return c.opError(op, timeoutError{})
+	case <-done:
+		return c.opError(op, timeoutError{ctx: true})
+	case <-c.closed:
+		return c.opError(op, net.ErrClosed)
 	}
 }
 

@@ -33,7 +33,11 @@ func (e *Endpoint) SetCork(on bool) {
 // WriteMore is Write with Linux's MSG_MORE: more data follows, so a short
 // segment at the end of b waits for it rather than leave now, and the end
 // of b is no push point (no PSH).
-func (e *Endpoint) WriteMore(b []byte) (int, error) { return e.write(b, true) }
+func (e *Endpoint) WriteMore(b []byte) (int, error) {
+	n, err := e.write(b, true)
+	e.flush() // write's last push (write)
+	return n, err
+}
 
 // corked reports whether a short segment that would empty the send buffer
 // waits for more data: TCP_CORK, or a WriteMore sending, and no push past

@@ -35,8 +35,8 @@ type Endpoint struct {
 	// outMu serializes writing queued packets to the route, so segments
 	// leave in the order they were made. It is never held with mu.
 	outMu    sync.Mutex
-	outSpare []*stack.PacketBuffer
-	evSpare  []event.Event
+	outSpare []*stack.PacketBuffer // the batch flushOut writes, under outMu
+	evSpare  []event.Event         // the events flushOut delivers, under outMu
 
 	// wmu lets one SEND at a time (Write, WriteMore, WriteFrom) copy
 	// its bytes in without mu (write). It is taken before mu, never
@@ -421,7 +421,11 @@ func (e *Endpoint) Readable() bool {
 // many the send buffer took. It returns ErrWouldBlock when the buffer is
 // full, EPIPE once the sending side is closed, and the connection's error
 // after a reset or a timeout.
-func (e *Endpoint) Write(b []byte) (int, error) { return e.write(b, false) }
+func (e *Endpoint) Write(b []byte) (int, error) {
+	n, err := e.write(b, false)
+	e.flush() // write's last push (write)
+	return n, err
+}
 
 // write is SEND for Write and WriteMore (more: Linux's MSG_MORE). It
 // takes the room the send buffer has for b when called, then copies b in
@@ -455,6 +459,11 @@ func (e *Endpoint) Write(b []byte) (int, error) { return e.write(b, false) }
 // wmu keeps the room taken for this call, and each call's bytes
 // together, against another SEND on the connection (Write, WriteMore,
 // WriteFrom) while mu is released.
+//
+// The caller flushes the last push, after write returns: a Write of a
+// response in one chunk then reaches gVisor's network layer from the
+// caller's small frame, not from write's, 160 bytes nearer the top of
+// the goroutine's stack (writePacket).
 func (e *Endpoint) write(b []byte, more bool) (int, error) {
 	e.wmu.Lock()
 	defer e.wmu.Unlock()
@@ -495,7 +504,7 @@ func (e *Endpoint) write(b []byte, more bool) (int, error) {
 		}
 		e.endStamp(opened)
 		e.mu.Unlock()
-		if push {
+		if push && total < len(b) {
 			e.flush()
 		}
 	}
@@ -904,20 +913,7 @@ type outECN struct {
 // both queues are empty: this is what keeps a link that delivers on the
 // sender's goroutine, or an observer that calls back into the engine,
 // from deadlocking on outMu.
-func (e *Endpoint) flush() {
-	for range 1 << 20 {
-		if !e.outMu.TryLock() {
-			return
-		}
-		e.flushLocked()
-		e.mu.Lock()
-		empty := len(e.outq) == 0 && len(e.events) == 0
-		e.mu.Unlock()
-		if empty {
-			return
-		}
-	}
-}
+func (e *Endpoint) flush() { e.flushOut(false) }
 
 // SyncEvents returns once every event this connection made before the
 // call has reached the observer. Events are delivered after the engine's
@@ -927,81 +923,118 @@ func (e *Endpoint) flush() {
 // It must not be called from inside the observer.
 func (e *Endpoint) SyncEvents() {
 	e.outMu.Lock()
-	e.flushLocked()
-	e.flush()
+	e.flushOut(true)
 }
 
-// flushLocked does flush's work while holding outMu, and releases it.
-func (e *Endpoint) flushLocked() {
-	var release *stack.Route
-	var drainCheck bool
-	var refused []refusal // packets the link refused (refused.go); rare, so made on demand
-	var after overtaken   // what the packets the link took after a refusal claimed (linkRefused)
+// flushOut does flush's work. With held, the caller holds outMu;
+// otherwise it takes outMu, or returns at once if another goroutine holds
+// it. It releases outMu when done, and takes it again, and goes on, while
+// anything is queued once it let go: another goroutine's flush, finding
+// outMu held, left its work to it. flush is only a call of it, which the
+// compiler inlines, so that a Write or a Close reaches the network layer
+// one frame nearer the top of its goroutine's stack (writePacket).
+func (e *Endpoint) flushOut(held bool) {
+	if !held && !e.outMu.TryLock() {
+		return
+	}
 	obs := e.proto.opts.Observer
 	for range 1 << 20 {
-		e.mu.Lock()
-		if len(e.outq) == 0 && len(e.events) == 0 {
-			if (e.state == event.Closed || e.tw != nil) && e.route != nil && !e.registered {
-				release, e.route = e.route, nil
-			}
-			drainCheck, e.drainCheck = e.drainCheck, false
-			e.mu.Unlock()
-			break
-		}
-		q, r, evs, ecnOut := e.outq, e.route, e.events, e.outECN
-		e.outq, e.events = e.outSpare[:0], e.evSpare[:0]
-		var ecns []uint8
-		if ecnOut != nil {
-			ecns, ecnOut.q = ecnOut.q, ecnOut.spare[:0]
-		}
-		e.mu.Unlock()
-		if len(evs) > 0 {
-			deliverEvents(obs, evs)
-			e.proto.pendingEvents.Add(-1)
-		}
-		e.evSpare = evs[:0]
-		for i, pkt := range q {
-			ecn := ecnNotECT
-			if i < len(ecns) {
-				ecn = ecns[i]
-			}
-			describe := len(refused) > 0
-			ref, ok := e.proto.writePacket(r, pkt, ecn, describe)
-			switch {
-			case ok:
-				refused = append(refused, ref)
-			case describe:
-				after.add(ref)
-			}
-			q[i] = nil
-		}
-		e.outSpare = q[:0]
-		if ecnOut != nil {
-			ecnOut.spare = ecns[:0] // as outSpare: only flush, under outMu, touches it
-		}
-		if len(refused) > 0 {
-			// Its events, and anything it sends, go on the next pass.
+		var release *stack.Route
+		var drainCheck bool
+		for range 1 << 20 {
 			e.mu.Lock()
-			e.linkRefused(refused, after)
+			if len(e.outq) == 0 && len(e.events) == 0 {
+				if (e.state == event.Closed || e.tw != nil) && e.route != nil && !e.registered {
+					release, e.route = e.route, nil
+				}
+				drainCheck, e.drainCheck = e.drainCheck, false
+				e.mu.Unlock()
+				break
+			}
+			// The batch moves to the spare buffers, which only the
+			// holder of outMu touches, and is written from there: kept
+			// in this frame, its slices made it too big (writePacket).
+			r, ecnOut := e.route, e.outECN
+			e.outq, e.outSpare = e.outSpare[:0], e.outq
+			e.events, e.evSpare = e.evSpare[:0], e.events
+			if ecnOut != nil {
+				ecnOut.q, ecnOut.spare = ecnOut.spare[:0], ecnOut.q
+			}
 			e.mu.Unlock()
-			refused = refused[:0]
-			after = overtaken{}
+			if len(e.evSpare) > 0 {
+				deliverEvents(obs, e.evSpare)
+				e.proto.pendingEvents.Add(-1)
+				e.evSpare = e.evSpare[:0]
+			}
+			for i := 0; i < len(e.outSpare); i++ {
+				ecn := ecnNotECT
+				if ecnOut != nil && i < len(ecnOut.spare) {
+					ecn = ecnOut.spare[i]
+				}
+				if e.proto.writePacket(r, e.outSpare[i], ecn) {
+					e.writeAfterRefusal(r, ecnOut, i)
+					break
+				}
+				e.outSpare[i] = nil
+			}
+			e.outSpare = e.outSpare[:0]
+			if ecnOut != nil {
+				ecnOut.spare = ecnOut.spare[:0]
+			}
+		}
+		e.outMu.Unlock()
+		if release != nil {
+			e.proto.releaseRoute(release)
+		}
+		if drainCheck {
+			e.proto.mu.Lock()
+			e.proto.unflushed--
+			e.proto.checkDrained()
+			e.proto.mu.Unlock()
+		}
+		e.mu.Lock()
+		empty := len(e.outq) == 0 && len(e.events) == 0
+		e.mu.Unlock()
+		if empty || !e.outMu.TryLock() {
+			return
 		}
 	}
-	e.outMu.Unlock()
-	if release != nil {
-		e.proto.releaseRoute(release)
+}
+
+// writeAfterRefusal takes over flushOut's pass at outSpare[from], a
+// packet the link refused: it writes the packets queued after it (their
+// ECN fields in ecnOut.spare, if ecnOut is not nil), noting what each
+// claimed, and hands the refusals to linkRefused, whose events, and what
+// it sends, go on flushOut's next pass. It is the rare path, in a frame
+// of its own, so that flushOut's stays small (writePacket).
+//
+//go:noinline
+func (e *Endpoint) writeAfterRefusal(r *stack.Route, ecnOut *outECN, from int) {
+	q := e.outSpare
+	refused := []refusal{e.proto.dropRefused(q[from])}
+	q[from] = nil
+	var after overtaken // what the packets the link took after a refusal claimed (linkRefused)
+	for i := from + 1; i < len(q); i++ {
+		pkt := q[i]
+		q[i] = nil
+		ecn := ecnNotECT
+		if ecnOut != nil && i < len(ecnOut.spare) {
+			ecn = ecnOut.spare[i]
+		}
+		claims := refusalOf(pkt) // read before the link may release it
+		if e.proto.writePacket(r, pkt, ecn) {
+			refused = append(refused, e.proto.dropRefused(pkt))
+		} else {
+			after.add(claims)
+		}
 	}
-	if drainCheck {
-		e.proto.mu.Lock()
-		e.proto.unflushed--
-		e.proto.checkDrained()
-		e.proto.mu.Unlock()
-	}
+	e.mu.Lock()
+	e.linkRefused(refused, after)
+	e.mu.Unlock()
 }
 
 // deliverEvents hands evs to the observer, in order, and clears them for
-// reuse. It is a function of its own so that flushLocked, which every
+// reuse. It is a function of its own so that flushOut, which every
 // Read, Write and segment runs, keeps a small frame: a connection's
 // goroutine (an HTTP handler's) grows its stack less.
 //

@@ -446,7 +446,9 @@ func (l *Listener) sendCookie(id stack.TransportEndpointID, netProto tcpip.Netwo
 	}
 	pkt := buildPacket(r, &f, buffer.Buffer{})
 	p.countSend(connIDOf(id), event.SendSynAckCookie, &f, 0, 0)
-	p.writePacket(r, pkt, ecnNotECT, false) // nothing to send again: a refusal is counted, no more
+	if p.writePacket(r, pkt, ecnNotECT) {
+		p.dropRefused(pkt) // nothing to send again: a refusal is counted, no more
+	}
 }
 
 // cookieAck handles an ACK that matches no entry while cookies are on: if

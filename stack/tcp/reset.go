@@ -193,5 +193,7 @@ func (p *Protocol) replyRST(id stack.TransportEndpointID, netProto tcpip.Network
 	}
 	pkt := buildPacket(r, &f, buffer.Buffer{})
 	p.countSend(connIDOf(id), event.SendRst, &f, 0, 0)
-	p.writePacket(r, pkt, ecnNotECT, false) // nothing to send again: a refusal is counted, no more
+	if p.writePacket(r, pkt, ecnNotECT) {
+		p.dropRefused(pkt) // nothing to send again: a refusal is counted, no more
+	}
 }

@@ -583,7 +583,9 @@ func (p *Protocol) timeWaitAck(tw *timeWait, cause event.SendCause) {
 	}
 	pkt := buildPacket(r, &f, buffer.Buffer{})
 	p.countSend(connIDOf(tw.id), cause, &f, 0, 0)
-	p.writePacket(r, pkt, ecnNotECT, false) // nothing to send again: a refusal is counted, no more
+	if p.writePacket(r, pkt, ecnNotECT) {
+		p.dropRefused(pkt) // nothing to send again: a refusal is counted, no more
+	}
 }
 
 // timeWaitFor is the record for a segment's 4-tuple, if any.
