@@ -38,6 +38,10 @@ type Protocol struct {
 	opts  Options
 	stats Stats
 
+	// onePerSegment turns sendPacketRest off, so that output sends every
+	// segment through sendNewData: its tests compare the two.
+	onePerSegment bool
+
 	// secret keys the RFC 6528 ISN function. It is per stack, so two
 	// stacks in one process do not share sequence spaces.
 	secret [16]byte

@@ -515,6 +515,7 @@ func (e *Endpoint) output() {
 		}
 		if e.sendNewData(event.SendData, false) {
 			sent = true
+			e.sendPacketRest()
 			continue
 		}
 		if e.rescueRetransmit() {
@@ -534,6 +535,46 @@ func (e *Endpoint) output() {
 		// 7.2). Nothing sent leaves the probe where it was, as Linux
 		// schedules it only when tcp_write_xmit sent something.
 		e.schedulePTO()
+	}
+}
+
+// sendPacketRest sends, after sendNewData put a full segment of new data
+// in the held packet, the full segments that follow it into the same
+// packet, while the windows let them: what output's loop would send one
+// iteration at a time, with only what can change from one segment to the
+// next asked again (the send buffer, the peer's window, the congestion
+// window, the room left in the packet and the train), as Linux's
+// tcp_write_xmit sizes a TSO packet at once (tcp_cwnd_test,
+// tcp_snd_wnd_test). Every segment still gets its record, rate sample and
+// send event. It leaves to sendNewData a segment that would be short or
+// carry the FIN, start a packet (where TCP small queues ask the link) and
+// any segment while a path MTU search runs (its probe may go between
+// two) or the window is being reduced (PRR counts each). Over a TAP to the
+// kernel, the per-segment checks were most of the engine's CPU sending in
+// bulk.
+func (e *Endpoint) sendPacketRest() {
+	t := e.train
+	mss := t.seg
+	if t.segs == 0 || t.fin || t.cause != event.SendData || t.n != t.segs*mss ||
+		mss != e.segmentSize() || e.mtup != nil || e.reducing() || e.proto.onePerSegment {
+		return
+	}
+	now, ts := e.now(), e.tsNow() // the stamp output holds open
+	end := e.sndEnd()
+	wndEnd := e.sndUna.Add(seqnum.Size(e.sndWnd))
+	for t.segs < t.max && t.count < t.limit && !e.rtxq.full() {
+		seq := e.sndNxt
+		next := seq.Add(seqnum.Size(mss))
+		if end.LessThan(next) || wndEnd.LessThan(next) || (e.finQueued && next == end) || !e.cwndFits(mss) {
+			return
+		}
+		e.sendNew(seq, mss, false, event.SendData)
+		e.bytesSent += uint64(mss)
+		e.sndNxt = next
+		e.rateSent(e.rtxq.push(seq, next, false, now, ts), now, false) // rate.go
+		if t.count == 0 {
+			return // the train ended with it (sendNew)
+		}
 	}
 }
 
