@@ -1,6 +1,7 @@
 package tcp_test
 
 import (
+	"cmp"
 	"fmt"
 	"math/rand/v2"
 	"regexp"
@@ -151,7 +152,7 @@ var (
 // touch.
 func addRange(rs [][2]uint32, r [2]uint32) [][2]uint32 {
 	rs = append(rs, r)
-	slices.SortFunc(rs, func(a, b [2]uint32) int { return int(a[0]) - int(b[0]) })
+	slices.SortFunc(rs, func(a, b [2]uint32) int { return cmp.Compare(a[0], b[0]) })
 	out := rs[:1]
 	for _, x := range rs[1:] {
 		if last := &out[len(out)-1]; x[0] <= last[1] {

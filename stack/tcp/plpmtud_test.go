@@ -1,8 +1,6 @@
 package tcp_test
 
 import (
-	"cmp"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -228,19 +226,7 @@ func TestBlackHoleSearchConverges(t *testing.T) {
 	// What arrived, relative to the stack's ISS: [start, end) ranges in
 	// order, the first from 1.
 	var got [][2]uint32
-	arrive := func(s, e uint32) {
-		got = append(got, [2]uint32{s, e})
-		slices.SortFunc(got, func(a, b [2]uint32) int { return cmp.Compare(a[0], b[0]) })
-		merged := got[:1]
-		for _, r := range got[1:] {
-			if last := &merged[len(merged)-1]; r[0] <= last[1] {
-				last[1] = max(last[1], r[1])
-			} else {
-				merged = append(merged, r)
-			}
-		}
-		got = merged
-	}
+	arrive := func(s, e uint32) { got = addRange(got, [2]uint32{s, e}) }
 	largest := 0
 	for round := 0; round < 2000; round++ {
 		if written < size {
