@@ -331,9 +331,8 @@ func (c *Conn) Write(b []byte) (int, error) {
 // returns the error of op that says which. It is the blocking path of
 // Read, Write and WriteTo, in a frame of their own: their frames are on
 // the stack under every segment the call sends, down to gVisor's network
-// layer, and a server's goroutine that reads a request, writes a response
-// and closes stays within 4 KiB of stack only while they are small
-// (tcp.Protocol.writePacket).
+// layer, and the smaller they are, the less a server's goroutine per
+// connection grows its stack (tcp.Protocol.writePacket).
 //
 //go:noinline
 func (c *Conn) await(op string, wake <-chan struct{}, dl *deadline, done <-chan struct{}) error {

@@ -462,8 +462,8 @@ func (e *Endpoint) Write(b []byte) (int, error) {
 //
 // The caller flushes the last push, after write returns: a Write of a
 // response in one chunk then reaches gVisor's network layer from the
-// caller's small frame, not from write's, 160 bytes nearer the top of
-// the goroutine's stack (writePacket).
+// caller's small frame rather than from write's 216 bytes, nearer the
+// top of the goroutine's stack (writePacket).
 func (e *Endpoint) write(b []byte, more bool) (int, error) {
 	e.wmu.Lock()
 	defer e.wmu.Unlock()
