@@ -289,16 +289,10 @@ func (c *Conn) pump(op string, mu turn, dl *deadline, wakeup func() <-chan struc
 // Write writes all of b unless an error or the write deadline stops it.
 // It returns once the send buffer has taken the bytes.
 func (c *Conn) Write(b []byte) (int, error) {
-	if !c.writeMu.take(c.closed) {
-		return 0, c.opError("write", net.ErrClosed)
+	if err := c.beginWrite(); err != nil {
+		return 0, err
 	}
 	defer c.writeMu.give()
-	if c.isClosed() {
-		return 0, c.opError("write", net.ErrClosed)
-	}
-	if c.wd.passed() {
-		return 0, c.opError("write", timeoutError{})
-	}
 	total := 0
 	var wake <-chan struct{} // as in read
 	for {
@@ -308,10 +302,7 @@ func (c *Conn) Write(b []byte) (int, error) {
 			return total, nil
 		}
 		if err != nil && err != tcp.ErrWouldBlock {
-			if c.isClosed() {
-				err = net.ErrClosed
-			}
-			return total, c.opError("write", err)
+			return total, c.writeError(err)
 		}
 		if n > 0 {
 			continue
@@ -320,11 +311,50 @@ func (c *Conn) Write(b []byte) (int, error) {
 			wake = c.ep.WriteWakeup()
 			continue
 		}
-		if err := c.await("write", wake, &c.wd, nil); err != nil {
+		if err := c.awaitWrite(wake); err != nil {
 			return total, err
 		}
 	}
 }
+
+// beginWrite takes Write's turn, or returns the error that stops the
+// call before it starts: the connection closed, the write deadline
+// passed. Like await, it keeps its work out of Write's frame.
+//
+//go:noinline
+func (c *Conn) beginWrite() error {
+	if !c.writeMu.take(c.closed) {
+		return c.opError("write", net.ErrClosed)
+	}
+	var err error
+	switch {
+	case c.isClosed():
+		err = c.opError("write", net.ErrClosed)
+	case c.wd.passed():
+		err = c.opError("write", timeoutError{})
+	default:
+		return nil
+	}
+	c.writeMu.give()
+	return err
+}
+
+// writeError is the error of a Write the engine refused: net.ErrClosed
+// if Close raced it, as package net reports it, whatever the engine said.
+//
+//go:noinline
+func (c *Conn) writeError(err error) error {
+	if c.isClosed() {
+		err = net.ErrClosed
+	}
+	return c.opError("write", err)
+}
+
+// awaitWrite is await for Write, whose frame is the smaller for its
+// fewer arguments.
+//
+//go:noinline
+func (c *Conn) awaitWrite(wake <-chan struct{}) error { return c.await("write", wake, &c.wd, nil) }
 
 // await blocks until wake fires, and returns nil; or until deadline dl
 // passes, done (nil: never) is closed or the connection is closed, and

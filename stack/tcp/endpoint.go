@@ -937,7 +937,6 @@ func (e *Endpoint) flushOut(held bool) {
 	if !held && !e.outMu.TryLock() {
 		return
 	}
-	obs := e.proto.opts.Observer
 	for range 1 << 20 {
 		var release *stack.Route
 		var drainCheck bool
@@ -962,7 +961,7 @@ func (e *Endpoint) flushOut(held bool) {
 			}
 			e.mu.Unlock()
 			if len(e.evSpare) > 0 {
-				deliverEvents(obs, e.evSpare)
+				deliverEvents(e.proto.opts.Observer, e.evSpare)
 				e.proto.pendingEvents.Add(-1)
 				e.evSpare = e.evSpare[:0]
 			}
