@@ -23,8 +23,9 @@ import (
 // same events and counters. A seeded peer drives the connection through
 // slow start, windows it narrows and opens, segments it loses and SACKs
 // around, retransmission timeouts, a link queue that fills (TCP small
-// queues) or refuses packets, and the FIN; each seed runs both ways and
-// the transcripts must match line for line.
+// queues) or refuses packets, ECN's echoes, and the FIN, under CUBIC, Reno
+// or BBR, paced or not; each seed runs both ways and the transcripts must
+// match line for line.
 func TestPacketRestSameWire(t *testing.T) {
 	for seed := range 32 {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
@@ -63,9 +64,18 @@ func packetRestRun(t *testing.T, seed uint64, onePerSegment bool) (string, int) 
 		evs = append(evs, s)
 		mu.Unlock()
 	}
+	// The seed also picks the congestion control, pacing and ECN, whose
+	// rules have a say in what a packet carries.
+	opts := tcp.Options{Observer: obs, SendBufferSize: 4 << 20,
+		CongestionControl: []string{"cubic", "reno", "bbr"}[seed%3], Pacing: seed%4 == 1}
+	syn := seg{MSS: 1460, SACKPerm: true, WS: 7}
+	ecn := seed%5 == 2
+	if ecn {
+		opts.ECN = tcp.ECNOn
+		syn.Flags = "EW" // the peer's SYN asks (RFC 3168 6.1.1)
+	}
 	p, ep := tcptest.Established(t, tcptest.WithGSO(), tcptest.WithTimestamps(),
-		tcptest.WithSynOptions(seg{MSS: 1460, SACKPerm: true, WS: 7}),
-		tcptest.WithTCP(tcp.Options{Observer: obs, SendBufferSize: 4 << 20}))
+		tcptest.WithSynOptions(syn), tcptest.WithTCP(opts))
 	tcp.SendOnePerSegment(p.TCP, onePerSegment)
 	rng := rand.New(rand.NewPCG(seed, 0x7ac7))
 
@@ -117,7 +127,11 @@ func packetRestRun(t *testing.T, seed uint64, onePerSegment bool) (string, int) 
 			if aligned {
 				win = 16 << 7
 			}
-			p.Inject(seg{Flags: ".", Seq: 1, Ack: ack, Win: win, SACK: sack})
+			flags := "."
+			if ecn && rng.IntN(8) == 0 {
+				flags = "E." // a router marked CE: the peer echoes it
+			}
+			p.Inject(seg{Flags: flags, Seq: 1, Ack: ack, Win: win, SACK: sack})
 		case op == 7:
 			// The link's queue: busy after a few more frames (TCP
 			// small queues hold new data back), or not at all.
