@@ -42,8 +42,8 @@ func BenchmarkGoroutineStack(b *testing.B) {
 	}
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	// Two operations of known depth: frames of 2,048 and 2,560 bytes.
-	k2048 := stackLevels(func() { stackFrame(2048) })
-	k2560 := stackLevels(func() { stackFrame(2560) })
+	k2048 := stackLevels(func(probe func(func())) { probe(func() { stackFrame(2048) }) })
+	k2560 := stackLevels(func(probe func(func())) { probe(func() { stackFrame(2560) }) })
 	if k2048 <= k2560 {
 		b.Fatalf("calibration: %d steps before a 2,048-byte frame moves the stack, %d before a 2,560-byte one", k2048, k2560)
 	}
@@ -65,13 +65,13 @@ func BenchmarkGoroutineStack(b *testing.B) {
 		b.Run(op.name, func(b *testing.B) {
 			var k int
 			for b.Loop() {
-				k = stackLevels(func() {}, func(inner func(func())) {
+				k = stackLevels(func(probe func(func())) {
 					pa, pb := tap.Pipe(tap.WithPipeGSO(true))
 					snd := newUnwatched(b, pa, tsPrefix4, tcp.Options{})
 					rcv := newUnwatched(b, pb, peerPrefix4, tcp.Options{})
 					c, s := connectPair(b, snd, rcv, peerPrefix4)
 					s.SetDeadline(time.Now().Add(20 * time.Second))
-					inner(func() { op.run(c, s) })
+					probe(func() { op.run(c, s) })
 					c.Close()
 					snd.Close()
 					rcv.Close()
@@ -83,10 +83,10 @@ func BenchmarkGoroutineStack(b *testing.B) {
 	}
 }
 
-// stackLevels returns the fewest frames of stackBurn after which op moves
-// the stack of a goroutine grown to 8 KiB. setup, if given, makes what op
-// needs and calls its argument with the probe to run.
-func stackLevels(op func(), setup ...func(func(func()))) int {
+// stackLevels returns the fewest frames of stackBurn after which an
+// operation moves the stack of a goroutine grown to 8 KiB. run makes what
+// the operation needs, hands the operation to probe once, and cleans up.
+func stackLevels(run func(probe func(op func()))) int {
 	for k := range 512 {
 		moved := false
 		probe := func(op func()) {
@@ -100,11 +100,7 @@ func stackLevels(op func(), setup ...func(func(func()))) int {
 			}()
 			moved = <-done
 		}
-		if len(setup) > 0 {
-			setup[0](probe)
-		} else {
-			probe(op)
-		}
+		run(probe)
 		if moved {
 			return k
 		}
