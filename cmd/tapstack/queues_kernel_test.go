@@ -19,9 +19,7 @@ import (
 func TestDialQueues(t *testing.T) {
 	const dev, size = "tsqueue1", 1 << 20
 	ns := taptest.NewNamespace(t)
-	ns.Run(t, "ip", "tuntap", "add", "dev", dev, "mode", "tap", "multi_queue")
-	ns.Run(t, "ip", "addr", "add", "192.0.2.1/24", "dev", dev)
-	ns.Run(t, "ip", "link", "set", "dev", dev, "up")
+	addKernelTAP(t, ns, dev, "multi_queue")
 	countServer(t, ns, "192.0.2.1:5008")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

@@ -306,10 +306,11 @@ func startKernelPeer(t *testing.T, connect func() (net.Conn, error)) *kernelPeer
 }
 
 // addKernelTAP makes TAP device dev in ns for a tapstack command to open,
-// with the kernel's side at 192.0.2.1/24 and up.
-func addKernelTAP(t *testing.T, ns *taptest.Namespace, dev string) {
+// with the kernel's side at 192.0.2.1/24 and up; flags go to "ip tuntap
+// add" (multi_queue).
+func addKernelTAP(t *testing.T, ns *taptest.Namespace, dev string, flags ...string) {
 	t.Helper()
-	ns.Run(t, "ip", "tuntap", "add", "dev", dev, "mode", "tap")
+	ns.Run(t, append([]string{"ip", "tuntap", "add", "dev", dev, "mode", "tap"}, flags...)...)
 	ns.Run(t, "ip", "addr", "add", "192.0.2.1/24", "dev", dev)
 	ns.Run(t, "ip", "link", "set", "dev", dev, "up")
 }

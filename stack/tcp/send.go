@@ -568,14 +568,26 @@ func (e *Endpoint) sendPacketRest() {
 		if end.LessThan(next) || wndEnd.LessThan(next) || (e.finQueued && next == end) || !e.cwndFits(mss) {
 			return
 		}
-		e.sendNew(seq, mss, false, event.SendData)
-		e.bytesSent += uint64(mss)
-		e.sndNxt = next
-		e.rateSent(e.rtxq.push(seq, next, false, now, ts), now, false) // rate.go
+		e.sentNew(seq, mss, false, event.SendData, now, ts)
 		if t.count == 0 {
 			return // the train ended with it (sendNew)
 		}
 	}
+}
+
+// sentNew puts the new segment at seq of n bytes, with the FIN if fin, in
+// the train (sendNew), and on the books: SND.NXT moves past it, and its
+// record in the retransmission queue has the time it left, now, our
+// TSval, ts, and the delivery state for its rate sample (rate.go).
+func (e *Endpoint) sentNew(seq seqnum.Value, n int, fin bool, cause event.SendCause, now tcpip.MonotonicTime, ts uint32) {
+	e.sendNew(seq, n, fin, cause)
+	e.bytesSent += uint64(n)
+	e.sndNxt = seq.Add(seqnum.Size(n))
+	if fin {
+		e.sndNxt++
+	}
+	idle := e.rtxq.empty()
+	e.rateSent(e.rtxq.push(seq, e.sndNxt, fin, now, ts), now, idle)
 }
 
 // sendNewData sends the segment at SND.NXT if the windows, the MSS, Nagle
@@ -700,14 +712,7 @@ func (e *Endpoint) sendNewDataN(cause event.SendCause, probe bool, mss int) bool
 	if e.reducing() {
 		e.prrOut += uint64(n)
 	}
-	e.sendNew(seq, n, fin, cause)
-	e.bytesSent += uint64(n)
-	e.sndNxt = e.sndNxt.Add(seqnum.Size(n))
-	if fin {
-		e.sndNxt++
-	}
-	idle := e.rtxq.empty()
-	e.rateSent(e.rtxq.push(seq, e.sndNxt, fin, now, ts), now, idle) // rate.go
+	e.sentNew(seq, n, fin, cause, now, ts)
 	e.stopTimer(timerPersist)
 	if !e.timerArmed(timerRetransmit) {
 		// RFC 6298 5.1: start the timer when a segment with data (or
