@@ -352,7 +352,7 @@ func (l *fdLink) dispatcherNow() stack.NetworkDispatcher {
 type txPath struct {
 	l        *fdLink
 	rc       syscall.RawConn // the queue's descriptor
-	writes   *atomic.Uint64  // the queue's writes that succeeded (QueueStats); nil: not counted
+	writes   *atomic.Uint64  // the queue's writes that succeeded (QueueStats)
 	vnet     bool
 	coalesce bool
 
@@ -368,8 +368,8 @@ type txPath struct {
 	writeFn func(uintptr) bool
 }
 
-func newTxPath(l *fdLink, rc syscall.RawConn, vnet, coalesce bool) *txPath {
-	p := &txPath{l: l, rc: rc, vnet: vnet, coalesce: coalesce}
+func newTxPath(l *fdLink, q *devQueue, vnet, coalesce bool) *txPath {
+	p := &txPath{l: l, rc: q.rc, writes: &q.writes, vnet: vnet, coalesce: coalesce}
 	p.writeFn = p.writev // bound once: a method value made per write would allocate
 	return p
 }
@@ -500,9 +500,7 @@ func (p *txPath) write(n, size int, super bool) tcpip.Error {
 	}
 	switch e := p.errno; {
 	case e == 0:
-		if p.writes != nil {
-			p.writes.Add(1)
-		}
+		p.writes.Add(1)
 		l.txFrames.Add(uint64(n))
 		l.txBytes.Add(uint64(size))
 		if super {

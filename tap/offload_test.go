@@ -193,7 +193,9 @@ func seqpacketLink(t *testing.T, o Offloads) (*fdLink, int) {
 	f, rc, peer := seqpacketPair(t)
 	o.VnetHdr = true
 	l := &fdLink{offloads: o}
-	l.qs = []*devQueue{{f: f, rc: rc, tx: newTxPath(l, rc, true, o.Coalesce)}}
+	q := &devQueue{f: f, rc: rc}
+	q.tx = newTxPath(l, q, true, o.Coalesce)
+	l.qs = []*devQueue{q}
 	return l, peer
 }
 

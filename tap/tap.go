@@ -185,8 +185,7 @@ func newFDLink(c config, offloads Offloads, files []*os.File, rcs []syscall.RawC
 	}
 	for i, f := range files {
 		q := &devQueue{f: f, rc: rcs[i]}
-		q.tx = newTxPath(l, q.rc, offloads.VnetHdr, offloads.Coalesce)
-		q.tx.writes = &q.writes
+		q.tx = newTxPath(l, q, offloads.VnetHdr, offloads.Coalesce)
 		q.rx = newRxReader(l, q.rc)
 		q.txq = newTxQueue(q.tx, c.txQueue)
 		l.qs = append(l.qs, q)
