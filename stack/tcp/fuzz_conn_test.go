@@ -106,6 +106,7 @@ const (
 	fzOpRefuse            // n: the link refuses the next n%8+1 packets, its queue full (refused.go)
 	fzOpEndBatch          // the link ends a burst (batch.go); nothing unless the program's link marks bursts
 	fzOpCongestion        // sel: SetCongestionControl to cubic, reno or bbr (BBR then paces and sets the window)
+	fzOpGSO               // on: the link offers segmentation offload from now (odd) or stops (even); Peer cuts its packets
 	fzNumOps
 	fzOpSpace = 32
 )
@@ -270,6 +271,23 @@ func fzConnSeeds() []tcptest.FuzzSeed {
 	add("readto-writefrom-window", 2, 0x02, 0,
 		fzOpData, 9, fzOpData, 9, fzOpReadTo, fzOpWriteFrom, 11, fzOpAck, 0, fzOpWriteFrom, 10,
 		fzOpAdvance, 5, fzOpAck, 9, fzOpFin, fzOpReadTo, fzOpReadTo, fzOpCloseWrite, fzOpWriteFrom, 3)
+	// The link offers segmentation offload (fzOpGSO 1), so that output
+	// sends packets of several segments (sendPacketRest): bulk text
+	// acknowledged whole and in part, SACKed around losses, a refusal, the
+	// FIN; then paced under BBR with the offload switched off and on
+	// mid-flight; then with ECN and path MTU probes (byte 2 0xa0).
+	add("gso-bulk-sack-refused-fin", 2, 0x67, 0, fzOpGSO, 1,
+		fzOpWrite, 11, fzOpAck, 9, fzOpWrite, 11, fzOpAck, 9, fzOpWrite, 11, fzOpAckPart, 64,
+		fzOpSack, 2, 40, 40, 120, 60, fzOpRefuse, 1, fzOpAckPart, 200, fzOpWrite, 11, fzOpAck, 9,
+		fzOpWrite, 10, fzOpClose, fzOpAck, 9, fzOpAdvance, 5, fzOpAck, 9)
+	add("gso-paced-bbr-switched-off-and-on", 2, 0xe7, 0, fzOpCongestion, 2, fzOpGSO, 1,
+		fzOpWrite, 11, fzOpAck, 9, fzOpWrite, 11, fzOpAdvance, 1, fzOpGSO, 0, fzOpAckPart, 128,
+		fzOpWrite, 11, fzOpAdvance, 1, fzOpGSO, 1, fzOpAck, 9, fzOpAdvance, 2, fzOpWrite, 11, fzOpAck, 9,
+		fzOpAdvance, 4, fzOpAck, 9)
+	add("gso-ecn-mtu-probes", 2, 0x67, 0xa0, fzOpGSO, 1,
+		fzOpWrite, 11, fzOpAck, 9, fzOpWrite, 11,
+		fzOpSegment, 0x50, 0, 0, 0, 1, 0, 0, 0, 9, 0,
+		fzOpAck, 9, fzOpWrite, 11, fzOpAdvance, 3, fzOpAck, 9, fzOpWrite, 11, fzOpAck, 9)
 	// Found by fuzzing. The next two and the last tripped the target
 	// itself.
 	// A segment across the peer's relative sequence number 0, trimmed
@@ -765,6 +783,8 @@ func (c *fuzzConn) step(r *fzReader) {
 		p.RefuseNext(int(r.u8()%8) + 1)
 	case fzOpEndBatch:
 		p.EndBatch()
+	case fzOpGSO:
+		p.SetGSO(r.u8()&1 != 0)
 	case fzOpClose:
 		c.writeShut, c.readShut = true, true
 		before := ep.State()

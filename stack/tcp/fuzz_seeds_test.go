@@ -2,6 +2,7 @@ package tcp_test
 
 import (
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/tapstack/tapstack/stack/tcp"
@@ -20,4 +21,26 @@ func TestFuzzSeedFiles(t *testing.T) {
 	}
 	sort.Slice(opts, func(i, j int) bool { return opts[i].Name < opts[j].Name })
 	tcptest.CheckFuzzSeeds(t, "FuzzOptions", opts)
+}
+
+// TestFuzzConnectionGSOSeeds: the seeds that turn the link's offload on
+// reach output's packets of several segments, so that the fuzzer starts
+// from programs that exercise them.
+func TestFuzzConnectionGSOSeeds(t *testing.T) {
+	n := 0
+	for _, s := range fzConnSeeds() {
+		if !strings.HasPrefix(s.Name, "gso-") {
+			continue
+		}
+		n++
+		t.Run(s.Name, func(t *testing.T) {
+			c := fzRunConn(t, s.Args[0].([]byte))
+			if c.p.GSOPackets < 3 {
+				t.Errorf("%d packets of several segments, want 3 or more", c.p.GSOPackets)
+			}
+		})
+	}
+	if n == 0 {
+		t.Fatal("no seed turns the offload on")
+	}
 }

@@ -38,6 +38,7 @@ import (
 	"math"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -124,7 +125,8 @@ type Peer struct {
 	GSOPackets int
 	split      [][]byte
 
-	batch *batchLink // WithBatches
+	batch *batchLink    // WithBatches
+	link  *refusingLink // the NIC's link (SetGSO, RefuseNext)
 
 	refuse    int  // packets the link refuses next (RefuseNext)
 	refuseAll bool // the link refuses every packet (RefuseAll)
@@ -201,10 +203,22 @@ const (
 
 // refusingLink is the fixture's link: the channel, which refuses what
 // the stack writes when told to (RefuseNext), as a link whose queue is
-// full does.
+// full does, and offers segmentation offload while gso is set (WithGSO,
+// SetGSO).
 type refusingLink struct {
 	*channel.Endpoint
-	p *Peer
+	p   *Peer
+	gso atomic.Bool
+}
+
+// SupportedGSO implements stack.GSOEndpoint. The engine asks it on every
+// packet it builds (through its route), so a change takes effect on the
+// next packet, as ethtool -K on a TAP's offloads does.
+func (l *refusingLink) SupportedGSO() gstack.SupportedGSO {
+	if l.gso.Load() {
+		return gstack.HostGSOSupported
+	}
+	return gstack.GSONotSupported
 }
 
 // WritePackets implements stack.LinkWriter: a write while refusals are
@@ -248,6 +262,11 @@ func (l *refusingLink) OutboundRoom() int {
 // SetLinkRoom. The engine holds new data back while the queue is busy
 // (TCP small queues). By default the queue is never busy.
 func (p *Peer) SetLinkRoom(n int) { p.room, p.roomSet = n, true }
+
+// SetGSO makes the link offer host GSO from now on, or stop offering it:
+// WithGSO in the middle of a connection. The engine's next packet follows
+// (Peer.GSOPackets).
+func (p *Peer) SetGSO(on bool) { p.link.gso.Store(on) }
 
 // RefuseNext makes the link refuse the next n packets the stack writes,
 // its queue full: they never reach the peer (Next does not see them), and
@@ -316,10 +335,8 @@ func newPeer(t testing.TB, c config) *Peer {
 	}
 	s := stack.New(stack.Options{Clock: sc, TCP: c.tcp})
 	link := channel.New(queueLen, c.mtu, "")
-	if c.gso {
-		link.SupportedGSOKind = gstack.HostGSOSupported
-	}
 	rl := &refusingLink{Endpoint: link}
+	rl.gso.Store(c.gso)
 	var nicLink gstack.LinkEndpoint = rl
 	var bl *batchLink
 	if c.bursts != burstsNone {
@@ -344,6 +361,7 @@ func newPeer(t testing.TB, c config) *Peer {
 		peerISS:    c.peerISS,
 		start:      clock.Now(),
 		batch:      bl,
+		link:       rl,
 	}
 	rl.p = p
 	t.Cleanup(func() {
