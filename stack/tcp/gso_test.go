@@ -119,3 +119,36 @@ func TestNoGSOWithoutLink(t *testing.T) {
 		t.Errorf("GSO packets on a link that does not segment")
 	}
 }
+
+// TestGSOLinkChanges: the engine asks the link whether it segments on
+// every packet, not once per connection, so that turning a TAP's offloads
+// off or on (ethtool -K) mid-connection changes the next packet and
+// nothing else: the same wire segments, in packets of one segment while
+// the offer is gone.
+func TestGSOLinkChanges(t *testing.T) {
+	p, ep := tcptest.Established(t, tcptest.WithGSO())
+	sendFour := func(from int) {
+		t.Helper()
+		ep.Write(payload(from*1460, 4*1460))
+		for i := from; i < from+4; i++ {
+			p.Expect(seg{Flags: ".", Seq: 1 + uint32(i*1460), Ack: 1, Len: 1460, Payload: payload(i*1460, 1460), Check: tcptest.IgnorePSH})
+		}
+		p.ExpectNothing()
+		p.Inject(seg{Flags: ".", Seq: 1, Ack: 1 + uint32((from+4)*1460)})
+	}
+	sendFour(0)
+	if p.GSOPackets == 0 {
+		t.Fatal("no GSO packet with the link's offer")
+	}
+	p.SetGSO(false)
+	before := p.GSOPackets
+	sendFour(4)
+	if p.GSOPackets != before {
+		t.Errorf("%d GSO packets after the link withdrew its offer", p.GSOPackets-before)
+	}
+	p.SetGSO(true)
+	sendFour(8)
+	if p.GSOPackets == before {
+		t.Error("no GSO packet once the link offered segmentation again")
+	}
+}
