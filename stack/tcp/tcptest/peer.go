@@ -126,7 +126,7 @@ type Peer struct {
 	split      [][]byte
 
 	batch *batchLink    // WithBatches
-	link  *refusingLink // the NIC's link (SetGSO, RefuseNext)
+	link  *refusingLink // the NIC's link (SetGSO)
 
 	refuse    int  // packets the link refuses next (RefuseNext)
 	refuseAll bool // the link refuses every packet (RefuseAll)
