@@ -906,6 +906,16 @@ type outECN struct {
 	q, spare []uint8
 }
 
+// spareAt is the ECN field of the packet at i in the batch being
+// written (outSpare): Not-ECT without the queue, as for a connection
+// that never sends ECT.
+func (o *outECN) spareAt(i int) uint8 {
+	if o == nil || i >= len(o.spare) {
+		return ecnNotECT
+	}
+	return o.spare[i]
+}
+
 // flush delivers queued events to the observer and writes queued
 // packets, in the order they were made, the events that explain a packet
 // before it. It must be called without e.mu held. When another goroutine
@@ -966,11 +976,7 @@ func (e *Endpoint) flushOut(held bool) {
 				e.evSpare = e.evSpare[:0]
 			}
 			for i := 0; i < len(e.outSpare); i++ {
-				ecn := ecnNotECT
-				if ecnOut != nil && i < len(ecnOut.spare) {
-					ecn = ecnOut.spare[i]
-				}
-				if e.proto.writePacket(r, e.outSpare[i], ecn) {
+				if e.proto.writePacket(r, e.outSpare[i], ecnOut.spareAt(i)) {
 					e.writeAfterRefusal(r, ecnOut, i)
 					break
 				}
@@ -1016,12 +1022,8 @@ func (e *Endpoint) writeAfterRefusal(r *stack.Route, ecnOut *outECN, from int) {
 	for i := from + 1; i < len(q); i++ {
 		pkt := q[i]
 		q[i] = nil
-		ecn := ecnNotECT
-		if ecnOut != nil && i < len(ecnOut.spare) {
-			ecn = ecnOut.spare[i]
-		}
 		claims := refusalOf(pkt) // read before the link may release it
-		if e.proto.writePacket(r, pkt, ecn) {
+		if e.proto.writePacket(r, pkt, ecnOut.spareAt(i)) {
 			refused = append(refused, e.proto.dropRefused(pkt))
 		} else {
 			after.add(claims)

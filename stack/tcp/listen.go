@@ -446,9 +446,7 @@ func (l *Listener) sendCookie(id stack.TransportEndpointID, netProto tcpip.Netwo
 	}
 	pkt := buildPacket(r, &f, buffer.Buffer{})
 	p.countSend(connIDOf(id), event.SendSynAckCookie, &f, 0, 0)
-	if p.writePacket(r, pkt, ecnNotECT) {
-		p.dropRefused(pkt) // nothing to send again: a refusal is counted, no more
-	}
+	p.writeOnce(r, pkt)
 }
 
 // cookieAck handles an ACK that matches no entry while cookies are on: if

@@ -514,6 +514,15 @@ func (p *Protocol) writePacket(r *stack.Route, pkt *stack.PacketBuffer, ecn uint
 	return false
 }
 
+// writeOnce writes pkt, which nothing will send again (a SYN-ACK with a
+// cookie, a RST, an ACK from TIME-WAIT): if the link refuses it, the
+// refusal is counted and the packet let go.
+func (p *Protocol) writeOnce(r *stack.Route, pkt *stack.PacketBuffer) {
+	if p.writePacket(r, pkt, ecnNotECT) {
+		p.dropRefused(pkt)
+	}
+}
+
 // locksMTU reports whether route r's metrics lock its MTU, off
 // writePacket's frame.
 //

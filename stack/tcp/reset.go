@@ -193,7 +193,5 @@ func (p *Protocol) replyRST(id stack.TransportEndpointID, netProto tcpip.Network
 	}
 	pkt := buildPacket(r, &f, buffer.Buffer{})
 	p.countSend(connIDOf(id), event.SendRst, &f, 0, 0)
-	if p.writePacket(r, pkt, ecnNotECT) {
-		p.dropRefused(pkt) // nothing to send again: a refusal is counted, no more
-	}
+	p.writeOnce(r, pkt)
 }

@@ -583,9 +583,7 @@ func (p *Protocol) timeWaitAck(tw *timeWait, cause event.SendCause) {
 	}
 	pkt := buildPacket(r, &f, buffer.Buffer{})
 	p.countSend(connIDOf(tw.id), cause, &f, 0, 0)
-	if p.writePacket(r, pkt, ecnNotECT) {
-		p.dropRefused(pkt) // nothing to send again: a refusal is counted, no more
-	}
+	p.writeOnce(r, pkt)
 }
 
 // timeWaitFor is the record for a segment's 4-tuple, if any.
