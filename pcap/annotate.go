@@ -109,6 +109,12 @@ type pendEv struct {
 	// wantICMP: a UDP datagram for no port, which the stack said ICMP
 	// port unreachable answers.
 	wantICMP bool
+	// with are annotations that go on whichever frame takes this one:
+	// the recovery notes a send or an ACK brought. Filed apart, under
+	// the same key, they went to the oldest frame with that key, which
+	// for a retransmission is the original (a tail loss probe's
+	// "recovery" on the FIN it repeated, 10 ms before it).
+	with []pendEv
 }
 
 type pendRef struct {
@@ -374,16 +380,25 @@ func (a *annotator) apply(r *record, p pendEv) bool {
 		r.dropped = true
 	}
 	r.wantICMP = r.wantICMP || p.wantICMP
+	a.addPart(r, p)
+	for _, w := range p.with {
+		r.claimed |= w.cls
+		a.addPart(r, w)
+	}
+	return true
+}
+
+// addPart adds p's text to frame r's parts, in event order whichever
+// came first.
+func (a *annotator) addPart(r *record, p pendEv) {
 	if p.seq == 0 {
 		p.seq = a.evSeq
 	}
-	// Keep the parts in event order, whichever came first.
 	i := len(r.parts)
 	for i > 0 && r.parts[i-1].seq > p.seq {
 		i--
 	}
 	r.parts = slices.Insert(r.parts, i, part{text: p.text, retx: p.retx, seq: p.seq, quiet: p.quiet})
-	return true
 }
 
 // attach gives annotation p to the oldest frame in the window with key k
@@ -574,16 +589,14 @@ func (a *annotator) event(now time.Time, ev *event.Event) {
 			text += "; " + ev.Note // why it left when it did: "paced: held 3.9ms, 16 Mbit/s"
 		}
 		k := frameKey{dir: dirOut, conn: ev.Conn, key: ev.Key}
-		a.attach(now, k, pendEv{cls: clsSend, text: text, retx: retransmission(ev.Send)})
-		a.takeRecovery(now, k)
+		a.attach(now, k, pendEv{cls: clsSend, text: text, retx: retransmission(ev.Send), with: a.takeRecovery(ev.Conn)})
 		if ev.Send == event.SendSynAckCookie {
 			a.pairKeyed(now, ev.Conn.Local.Port(), qCookie, k)
 		}
 	case event.KindAck:
 		k := frameKey{dir: dirIn, conn: ev.Conn, key: ev.Key}
 		quiet := ev.Acked == 0 && ev.Sacked == 0 && ev.DupAck == 0 && strings.TrimSpace(ev.Note) == ""
-		a.attach(now, k, pendEv{cls: clsAck, text: ackText(ev), quiet: quiet})
-		a.takeRecovery(now, k)
+		a.attach(now, k, pendEv{cls: clsAck, text: ackText(ev), quiet: quiet, with: a.takeRecovery(ev.Conn)})
 	case event.KindReceive:
 		a.attach(now, frameKey{dir: dirIn, conn: ev.Conn, key: ev.Key}, pendEv{cls: clsReceive, text: ev.Note})
 	case event.KindDrop:
@@ -653,18 +666,21 @@ func (a *annotator) event(now time.Time, ev *event.Event) {
 	a.trimPending(now)
 }
 
-// takeRecovery gives the recovery notes waiting for connection k.conn to
-// the frame of the ACK or send that came with them: loss recovery changes
-// course while an ACK is processed, or when a timer sends a probe.
-func (a *annotator) takeRecovery(now time.Time, k frameKey) {
-	rs, ok := a.recov[k.conn]
+// takeRecovery gives the recovery notes waiting for connection c, to go
+// on the frame of the ACK or send that came with them: loss recovery
+// changes course while an ACK is processed, or when a timer sends a
+// probe. They read after that frame's own annotation.
+func (a *annotator) takeRecovery(c event.ConnID) []pendEv {
+	rs, ok := a.recov[c]
 	if !ok {
-		return
+		return nil
 	}
-	delete(a.recov, k.conn)
-	for _, t := range rs {
-		a.attach(now, k, pendEv{cls: clsRecovery, text: t})
+	delete(a.recov, c)
+	with := make([]pendEv, len(rs))
+	for i, t := range rs {
+		with[i] = pendEv{cls: clsRecovery, text: t, seq: a.evSeq}
 	}
+	return with
 }
 
 // attachAnyConn gives p to the oldest inbound TCP frame in the window with

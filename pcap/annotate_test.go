@@ -440,3 +440,39 @@ func TestAnnotateRetransmittedFin(t *testing.T) {
 	h.ev(event.Event{Kind: event.KindDrop, Conn: conn, Drop: event.DropOldSequence, Key: fin})
 	expect(t, h.flush(), "ESTABLISHED → CLOSE-WAIT", "dropped: old sequence; retransmission of frame 1")
 }
+
+// TestAnnotateProbeRecoveryOnProbe: a tail loss probe resends the FIN,
+// the same segment on the wire. Its recovery note goes on the probe's
+// frame, with the probe's send cause, not on the FIN it repeats, which
+// still waits in the window and had no recovery note of its own (it went
+// there once, in a CI run where a starved client made the server probe).
+// So does an ACK's recovery note go on that ACK's frame, the second of
+// two identical ones.
+func TestAnnotateProbeRecoveryOnProbe(t *testing.T) {
+	orders(t, func(t *testing.T, h *harness, pair func(func(), ...func())) {
+		fin := key(100, 500, fACK|fFIN, 0)
+		pair(func() { h.frame(dirOut, conn, fin, 100) },
+			func() { h.ev(event.Event{Kind: event.KindSend, Conn: conn, Key: fin, Send: event.SendFin}) })
+		h.now = h.now.Add(10 * time.Millisecond)
+		pair(func() { h.frame(dirOut, conn, fin, 100) },
+			func() {
+				h.ev(event.Event{Kind: event.KindRecovery, Conn: conn, Note: "tail loss probe", Cwnd: 14480, Ssthresh: ^uint32(0)})
+			},
+			func() {
+				h.ev(event.Event{Kind: event.KindSend, Conn: conn, Key: fin, Send: event.SendTLP, Attempt: 1})
+			})
+		dup := key(500, 100, fACK, 0)
+		pair(func() { h.frame(dirIn, conn, dup, 100) },
+			func() { h.ev(event.Event{Kind: event.KindAck, Conn: conn, Key: dup, DupAck: 1, Cwnd: 14480}) })
+		pair(func() { h.frame(dirIn, conn, dup, 100) },
+			func() {
+				h.ev(event.Event{Kind: event.KindRecovery, Conn: conn, Note: "fast recovery", Cwnd: 7240, Ssthresh: 7240})
+			},
+			func() { h.ev(event.Event{Kind: event.KindAck, Conn: conn, Key: dup, DupAck: 2, Cwnd: 7240}) })
+		expect(t, h.flush(),
+			"FIN",
+			"tail loss probe; recovery: tail loss probe, cwnd 14480, ssthresh ∞",
+			"dup ACK #1, cwnd 14480",
+			"dup ACK #2, cwnd 7240; recovery: fast recovery, cwnd 7240, ssthresh 7240")
+	})
+}

@@ -67,7 +67,10 @@ func TestKernelBBR(t *testing.T) {
 		t.Log(n)
 	}
 	joined := strings.Join(notes, "\n")
-	if i, j := strings.Index(joined, "BBR startup → drain"), strings.Index(joined, "BBR drain → probe_bw"); i < 0 || j < i {
+	// Drain may end on the ACK that ends startup, when no queue is left
+	// to drain (ACKs processed in a bunch on a loaded machine): then one
+	// event names both steps, "BBR startup → drain → probe_bw".
+	if i, j := strings.Index(joined, "BBR startup → drain"), strings.Index(joined, "drain → probe_bw"); i < 0 || j < i {
 		t.Errorf("BBR's events do not show startup → drain → probe_bw:\n%s", joined)
 	}
 	if b.BBR == nil || b.CongestionControl != "bbr" || !b.Paced {

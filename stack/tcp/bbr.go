@@ -705,14 +705,19 @@ func (b *bbr) note(from bbrMode) string {
 		s = "BBR " + b.mode.String() + ": the policer's rate is dropped after 48 round trips"
 	case b.mode == bbrDrain:
 		s += "the bandwidth grew less than 25% in 3 round trips: the pipe is full"
+	case from == bbrStartup && b.mode == bbrProbeBW:
+		// Both of bbr_check_drain's steps on one ACK, as in Linux:
+		// startup ended with no more than a BDP in flight (ACKs that
+		// came in a bunch, a sender the application held back), so
+		// drain has no queue to empty.
+		s = "BBR startup → drain → probe_bw: the bandwidth grew less than 25% in 3 round trips: the pipe is full, " +
+			"and no more than a BDP is in flight: no queue to drain"
 	case b.mode == bbrProbeRTT:
 		s += "no lower RTT for 10 s: 4 segments in flight for 200 ms and a round trip"
 	case from == bbrProbeRTT:
 		s += "the min RTT is measured again"
 	case from == bbrDrain:
 		s += "the queue startup built is drained"
-	default:
-		s += "the policer's rate is dropped after 48 round trips"
 	}
 	return s + " (bw " + bitRate(b.bandwidth()*8) + ", min RTT " + b.minRTT.Round(time.Microsecond).String() +
 		", pacing gain " + strconv.FormatFloat(float64(b.pacingGain)/bbrUnit, 'g', 6, 64) + ")"

@@ -1,6 +1,7 @@
 package tcp
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -82,5 +83,57 @@ func TestBBRTimeoutAgain(t *testing.T) {
 	f.OnTimeoutAgain(CongestionSample{Cwnd: 1460, MSS: 1460, Timeout: true, Lost: 15000})
 	if b.lt.bw != 1000000 || b.lost != 25000 {
 		t.Errorf("after the second timeout (25%% lost): the detector's rate %d, %d bytes lost; want 1000000 and 25000", b.lt.bw, b.lost)
+	}
+}
+
+// TestBBRStartupExitNotes: startup ends after three round trips in which
+// the bandwidth grew less than 25%, and drain ends when no more than a
+// BDP (and the quantization budget) is in flight (bbr_check_drain). Both
+// can happen on one ACK: then the model goes from startup to probe_bw at
+// once, as Linux's does, and its event says it passed through drain and
+// why, not a reason of the policer detector's, as it did before (CI's
+// TestKernelBBR, when ACKs came in a bunch on a loaded machine). Each
+// round here delivers 10,000 bytes in 10 ms: 1 MB/s, a BDP of 10,000
+// bytes, 16,000 with the budget; startup ends on the fourth round's ACK.
+func TestBBRStartupExitNotes(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		inFlight []uint32 // after each round's ACK
+		want     []string // the notes, in order
+	}{
+		{"a queue to drain, then drained", []uint32{50000, 50000, 50000, 40000, 20000, 16000}, []string{
+			"BBR startup → drain: the bandwidth grew less than 25% in 3 round trips: the pipe is full",
+			"BBR drain → probe_bw: the queue startup built is drained"}},
+		{"no queue: both steps on one ACK", []uint32{50000, 50000, 50000, 16000}, []string{
+			"BBR startup → drain → probe_bw: the bandwidth grew less than 25% in 3 round trips: " +
+				"the pipe is full, and no more than a BDP is in flight: no queue to drain"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := &bbr{}
+			var notes []string
+			var total uint64
+			for i, inFlight := range tc.inFlight {
+				now := time.Duration(i+1) * 10 * time.Millisecond
+				s := RateSample{Now: now, Delivered: 10000, Interval: 10 * time.Millisecond, PriorDelivered: total,
+					TotalDelivered: total + 10000, DeliveredAt: now, AckedSacked: 10000, PriorInFlight: 50000,
+					InFlight: inFlight, RTT: 10 * time.Millisecond, MinRTT: 10 * time.Millisecond,
+					SRTT: 10 * time.Millisecond, Cwnd: 50000, MSS: 1000}
+				total += 10000
+				if out := b.Control(s); out.Note != "" {
+					notes = append(notes, out.Note)
+				}
+			}
+			if len(notes) != len(tc.want) {
+				t.Fatalf("notes %q, want %d", notes, len(tc.want))
+			}
+			for i, w := range tc.want {
+				if !strings.HasPrefix(notes[i], w+" (") {
+					t.Errorf("note %d: %q, want %q", i, notes[i], w)
+				}
+			}
+			if b.mode != bbrProbeBW {
+				t.Errorf("mode %v at the end, want probe_bw", b.mode)
+			}
+		})
 	}
 }
