@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"runtime"
 	"runtime/pprof"
+	rtrace "runtime/trace"
 	"slices"
 	"strconv"
 	"strings"
@@ -71,6 +72,7 @@ func runBench(ctx context.Context, e env, args []string) error {
 	queues := fs.Int("queues", 1, "TAP: queues of the device (multi_queue), each with a read loop and a writer goroutine, for both stacks (1 to 256)")
 	pipeGSO := fs.Bool("pipe-gso", true, "tap.Pipe: offer segmentation offload, super-frames carried whole as over a TAP with offloads (off whenever faults are injected)")
 	asJSON := fs.Bool("json", false, "print the results as JSON")
+	execTrace := fs.String("trace", "", "write a Go execution trace of the run to this file (go tool trace): where each goroutine ran, waited and was runnable with a core idle; each stack's rounds begin and end with a log event in category bench, \"start\" or \"end\" and the stack, link and figure")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the rounds to this file, each sample labelled with its stack, link and figure (go tool pprof -tagfocus stack=tapstack), and print where each stack's CPU went, by layer: its TCP, gVisor's network layer and buffers, the link, the copies (100 samples a second: give it transfers of 1 GiB)")
 	otlp := otlpFlag(fs)
 	faults := addFaultFlags(fs)
@@ -174,6 +176,17 @@ func runBench(ctx context.Context, e env, args []string) error {
 		if traces != nil {
 			fmt.Fprintf(out, "tapstack's connections are traced to %s (--otlp): its figures include the tracer's cost, gVisor's do not\n", *otlp)
 		}
+	}
+	if *execTrace != "" {
+		tf, err := os.Create(*execTrace)
+		if err != nil {
+			return err
+		}
+		if err := rtrace.Start(tf); err != nil {
+			tf.Close()
+			return err
+		}
+		defer func() { rtrace.Stop(); tf.Close() }()
 	}
 	var stopProfile func()
 	if *cpuProfile != "" {
@@ -580,6 +593,13 @@ type benchReport struct {
 func (b *bencher) measure(ctx context.Context, l benchLink, tasks []benchTask) (benchLinkResult, error) {
 	var res benchLinkResult
 	once := func(t benchTask, kind stackKind, warm bool) (v []float64, err error) {
+		if !warm && rtrace.IsEnabled() {
+			// -trace: the rounds of each stack, link and figure, for a
+			// reader of the trace to cut it by.
+			lbl := kind.String() + "|" + l.name() + "|" + t.figures[0].Name
+			rtrace.Log(ctx, "bench", "start "+lbl)
+			defer rtrace.Log(ctx, "bench", "end "+lbl)
+		}
 		if b.profile && !warm {
 			// Goroutines inherit the labels of the goroutine that starts
 			// them, so the link's pumps or readers and gVisor's

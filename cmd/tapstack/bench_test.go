@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -461,6 +464,29 @@ func TestConnRateLeavesNoHeap(t *testing.T) {
 		t.Logf("%s: %.0f B per connection left on the heap after the stack closed", kind, left)
 		if left > bound {
 			t.Errorf("%s: a connections/s run of %d left %.0f B per connection on the heap after its stack closed, over %d B", kind, n, left, bound)
+		}
+	}
+}
+
+// TestBenchTrace: -trace writes a Go execution trace of the run, in
+// which each stack's rounds of each figure begin and end with a log
+// event of category bench that names them.
+func TestBenchTrace(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bench.trace")
+	code, out, errOut := runCLI(t, append(quickBench, "-link", "pipe", "-figures", "bulk", "-trace", path)...)
+	if code != 0 {
+		t.Fatalf("bench exited %d\n%s\n%s", code, out, errOut)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(b, []byte("go 1.")) {
+		t.Fatalf("the trace does not start with a Go trace's header: %q", b[:min(len(b), 16)])
+	}
+	for _, s := range []string{"bench", "start tapstack|tap.Pipe|bulk, dialer → listener", "end gVisor|tap.Pipe|bulk, listener → dialer"} {
+		if !bytes.Contains(b, []byte(s)) {
+			t.Errorf("the trace (%d bytes) lacks %q", len(b), s)
 		}
 	}
 }
