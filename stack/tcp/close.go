@@ -68,11 +68,13 @@ func (e *Endpoint) CloseRead() error {
 // read it is lost, and the peer is told with a RST instead of a FIN, as
 // Linux does (RFC 2525 2.17). In SYN-SENT the connection is deleted.
 func (e *Endpoint) Close() error {
+	e.rmu.Lock() // a Read copying out holds the receive buffer's front
 	e.mu.Lock()
 	opened := e.beginStamp()
 	e.closeLocked()
 	e.endStamp(opened)
 	e.mu.Unlock()
+	e.rmu.Unlock()
 	// Sent here, on the caller's goroutine, and with no deferred closure
 	// between: a server's goroutine per connection often meets its first
 	// deep call in Close, and gVisor's IP write path below is 2 KiB of
@@ -127,6 +129,7 @@ func (e *Endpoint) closeLocked() {
 // RST is sent in a synchronized state, and the connection is deleted.
 // SO_LINGER with a zero timeout closes this way.
 func (e *Endpoint) Reset() {
+	e.rmu.Lock() // a Read copying out holds the receive buffer's front
 	e.mu.Lock()
 	e.userClosed = true
 	e.rcvBuf.Release()
@@ -139,6 +142,7 @@ func (e *Endpoint) Reset() {
 		e.transition(event.Closed, userCause("abort"))
 	}
 	e.mu.Unlock()
+	e.rmu.Unlock()
 	e.flush()
 }
 

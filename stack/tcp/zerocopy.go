@@ -31,6 +31,7 @@ const readToMax = 1 << 20
 // connection's error). Bytes taken but not written because w failed
 // are gone, as they are when io.Copy's own Write fails.
 func (e *Endpoint) ReadTo(w io.Writer) (int64, error) {
+	e.rmu.Lock()
 	e.mu.Lock()
 	opened := e.beginStamp()
 	var out buffer.Buffer
@@ -46,6 +47,7 @@ func (e *Endpoint) ReadTo(w io.Writer) (int64, error) {
 	}
 	e.endStamp(opened)
 	e.mu.Unlock()
+	e.rmu.Unlock()
 	e.flush()
 	if err != nil {
 		return 0, err
