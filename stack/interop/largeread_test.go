@@ -1,13 +1,11 @@
 package interop
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"io"
 	"net"
-	"net/netip"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -25,37 +23,19 @@ import (
 // ends with data or an error, never a panic, a hang or a data race (CI
 // runs this under the race detector).
 func TestLargeReads(t *testing.T) {
-	pa, pb := tap.Pipe(tap.WithPipeGSO(true))
-	snd, _ := newTapstack(t, pa, tsPrefix4, tcp.Options{})
-	rcv, _ := newTapstack(t, pb, peerPrefix4, tcp.Options{})
-	ln, err := conn.Listen(rcv, "tcp", netip.AddrPortFrom(peerPrefix4.Addr(), 80).String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	dial := func() (*conn.Conn, *conn.Conn) {
-		t.Helper()
-		accepted := acceptOne(ln)
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		c, err := conn.DialContext(ctx, snd, "tcp", netip.AddrPortFrom(peerPrefix4.Addr(), 80).String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		r := <-accepted
-		if r.err != nil {
-			t.Fatal(r.err)
-		}
+	pair := func(t *testing.T) (*conn.Conn, *conn.Conn) {
+		pa, pb := tap.Pipe(tap.WithPipeGSO(true))
+		snd, _ := newTapstack(t, pa, tsPrefix4, tcp.Options{})
+		rcv, _ := newTapstack(t, pb, peerPrefix4, tcp.Options{})
+		c, sc := connectPair(t, snd, rcv, peerPrefix4)
 		dl := time.Now().Add(time.Minute)
 		c.SetDeadline(dl)
-		r.c.SetDeadline(dl)
-		return c.(*conn.Conn), r.c.(*conn.Conn)
+		sc.SetDeadline(dl)
+		return c, sc
 	}
 
 	t.Run("whole", func(t *testing.T) {
-		c, sc := dial()
-		defer c.Close()
-		defer sc.Close()
+		c, sc := pair(t)
 		const size = 32 << 20
 		sent := make(chan digest, 1)
 		go func() {
@@ -89,8 +69,7 @@ func TestLargeReads(t *testing.T) {
 	})
 
 	t.Run("close during reads", func(t *testing.T) {
-		c, sc := dial()
-		defer c.Close()
+		c, sc := pair(t)
 		go func() {
 			buf := make([]byte, 64<<10)
 			for range 1 << 12 {
