@@ -24,17 +24,15 @@ import (
 // FIN: the first segment it sent that acknowledged the last sequence
 // number it received (the FIN's), and why it sent it.
 type finAcks struct {
-	mu    sync.Mutex
-	sends map[event.ConnID][]sent
-	trace map[event.ConnID][]string // every event, to show a connection that fails
+	mu     sync.Mutex
+	sends  map[event.ConnID][]sent
+	dupFin map[event.ConnID]int      // sends made before the peer's FIN first came again
+	trace  map[event.ConnID][]string // every event, to show a connection that fails
 }
 
-// sent is a segment tapstack sent, or (dupFin) the peer's FIN arriving
-// again, dropped as an old sequence.
 type sent struct {
-	cause  event.SendCause
-	ack    uint32
-	dupFin bool
+	cause event.SendCause
+	ack   uint32
 }
 
 func (f *finAcks) observe(ev event.Event) {
@@ -43,9 +41,11 @@ func (f *finAcks) observe(ev event.Event) {
 	f.trace[ev.Conn] = append(f.trace[ev.Conn], ev.Time.Format("05.000000")+" "+ev.String())
 	switch {
 	case ev.Kind == event.KindSend:
-		f.sends[ev.Conn] = append(f.sends[ev.Conn], sent{cause: ev.Send, ack: ev.Segment.Ack})
+		f.sends[ev.Conn] = append(f.sends[ev.Conn], sent{ev.Send, ev.Segment.Ack})
 	case ev.Kind == event.KindDrop && ev.Drop == event.DropOldSequence && header.TCPFlags(ev.Key.Flags)&header.TCPFlagFin != 0:
-		f.sends[ev.Conn] = append(f.sends[ev.Conn], sent{dupFin: true})
+		if _, ok := f.dupFin[ev.Conn]; !ok {
+			f.dupFin[ev.Conn] = len(f.sends[ev.Conn])
+		}
 	}
 }
 
@@ -61,29 +61,15 @@ func (f *finAcks) how() (map[event.ConnID]event.SendCause, map[event.ConnID]bool
 	defer f.mu.Unlock()
 	out, probed := map[event.ConnID]event.SendCause{}, map[event.ConnID]bool{}
 	for id, ss := range f.sends {
-		var first, last uint32
-		n := 0
-		for _, s := range ss {
-			if !s.dupFin {
-				if n == 0 {
-					first = s.ack
-				}
-				last = s.ack
-				n++
-			}
-		}
-		if n == 0 || last == first {
+		last := ss[len(ss)-1].ack
+		if last == ss[0].ack {
 			continue // nothing beyond the handshake acknowledged yet
 		}
-		dup := false
-		for _, s := range ss {
-			if s.dupFin {
-				dup = true
-				continue
-			}
+		for i, s := range ss {
 			if s.ack == last {
 				out[id] = s.cause
-				probed[id] = dup
+				at, dup := f.dupFin[id]
+				probed[id] = dup && at <= i
 				break
 			}
 		}
@@ -136,7 +122,7 @@ func TestKernelPassiveClose(t *testing.T) {
 func passiveCloses(t *testing.T, conns int, quick bool) (map[event.SendCause]int, int, int) {
 	ns := taptest.NewNamespace(t)
 	dev := ns.AddTAP(t, "tapstack0", kernelAddr+"/24")
-	f := &finAcks{sends: map[event.ConnID][]sent{}, trace: map[event.ConnID][]string{}}
+	f := &finAcks{sends: map[event.ConnID][]sent{}, dupFin: map[event.ConnID]int{}, trace: map[event.ConnID][]string{}}
 	ts, _ := newTapstack(t, dev.LinkEndpoint(), netip.MustParsePrefix(tapAddr+"/24"), tcp.Options{Observer: f.observe})
 	if quick {
 		if err := ts.SetRouteMetrics(netip.MustParsePrefix(kernelAddr+"/24"), stackNIC(t, ts), stack.RouteMetrics{QuickAck: true}); err != nil {
