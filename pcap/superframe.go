@@ -23,11 +23,12 @@ import (
 // The kernel also hands over frames whose checksum it left partial (it
 // offloaded it to the "NIC", and the frame never crossed a wire); the
 // device marks them RXChecksumValidated, and the capture fills the
-// checksum in.
+// checksum in. So it does for the stack's own segments of one wire
+// segment whose checksum it left to the link (GSO's NeedsCsum).
 
 // noteOffload reads what the link said of the frame in r: a super-frame
 // is marked to be written as its wire segments, and a partial checksum
-// the link vouched for is filled in. It runs after r's fingerprint was
+// the link vouched for, or was asked to finish, is filled in. It runs after r's fingerprint was
 // taken, since the fault middleware below saw the bytes unfilled.
 func (w *Writer) noteOffload(r *record, pkt *stack.PacketBuffer) {
 	g := pkt.GSOOptions
@@ -41,7 +42,10 @@ func (w *Writer) noteOffload(r *record, pkt *stack.PacketBuffer) {
 			return
 		}
 	}
-	if r.dir == dirIn && pkt.RXChecksumValidated {
+	// In, a partial checksum the link vouched for; out, one the stack
+	// left for the link to finish (a segment on a link with offloads:
+	// tapstack's, gVisor's and Linux's TCP leave every one so).
+	if r.dir == dirIn && pkt.RXChecksumValidated || r.dir == dirOut && g.NeedsCsum {
 		tap.FillChecksum(r.data)
 	}
 }

@@ -130,6 +130,9 @@ func TestSuperFrameAsWireSegments(t *testing.T) {
 // TestPartialChecksumFilled: an inbound frame whose checksum the device
 // vouched for (left partial by the kernel) is written with the checksum
 // a wire would carry; one the device did not vouch for is written as is.
+// Outbound, a segment alone whose checksum the stack left for the link
+// to finish (NeedsCsum, a gso_size of its own length: tapstack's and
+// gVisor's TCP on a link with offloads) is written finished too.
 func TestPartialChecksumFilled(t *testing.T) {
 	frame := superFrame(100)
 	for _, validated := range []bool{true, false} {
@@ -139,6 +142,23 @@ func TestPartialChecksumFilled(t *testing.T) {
 		}
 		if ok := tcpChecksumOK(got[0].Data); ok != validated {
 			t.Errorf("validated %v: the captured checksum verifies: %v", validated, ok)
+		}
+	}
+	lone := gstack.GSO{Type: gstack.GSOTCPv4, NeedsCsum: true, CsumOffset: header.TCPChecksumOffset, MSS: 100, L3HdrLen: header.IPv4MinimumSize}
+	for _, partial := range []bool{true, false} {
+		g := gstack.GSO{}
+		if partial {
+			g = lone
+		}
+		got, _ := capturePkts(t, pcap.Options{}, false, packetOf(frame, g, false))
+		if len(got) != 1 {
+			t.Fatalf("outbound: %d frames, want 1", len(got))
+		}
+		if ok := tcpChecksumOK(got[0].Data); ok != partial {
+			t.Errorf("outbound, left to the link %v: the captured checksum verifies: %v", partial, ok)
+		}
+		if c := got[0].Comment(); strings.Contains(c, "TSO") {
+			t.Errorf("outbound: a segment alone named as an offload: %q", c)
 		}
 	}
 }

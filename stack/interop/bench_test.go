@@ -53,7 +53,10 @@ func gvisorEnd(b testing.TB, l gstack.LinkEndpoint, p netip.Prefix) benchEnd {
 // BenchmarkBulk sends 64 MiB one way per iteration over tap.Pipe, from a
 // dialing sender to a listening receiver, for each pairing of tapstack
 // and gVisor's TCP; gVisor to gVisor is the baseline. The gso/ variants
-// use a pipe that offers segmentation offload (tap.WithPipeGSO).
+// use a pipe that offers segmentation offload (tap.WithPipeGSO), the
+// gso-mtu65520/ ones such a pipe at the largest MTU a TAP takes, where
+// every segment is a packet of its own (as loopback's 64 KiB MTU makes
+// Linux's).
 func BenchmarkBulk(b *testing.B) {
 	type maker func(testing.TB, gstack.LinkEndpoint, netip.Prefix) benchEnd
 	for _, bc := range []struct {
@@ -66,13 +69,13 @@ func BenchmarkBulk(b *testing.B) {
 		{"gvisor-to-tapstack", gvisorEnd, tapstackEnd},
 		{"gvisor-to-gvisor", gvisorEnd, gvisorEnd},
 	} {
-		for _, gso := range []bool{false, true} {
-			name := bc.name
-			if gso {
-				name = "gso/" + name
-			}
-			b.Run(name, func(b *testing.B) {
-				pa, pb := tap.Pipe(tap.WithPipeGSO(gso))
+		for _, lc := range []struct {
+			prefix string
+			gso    bool
+			mtu    uint32
+		}{{"", false, tap.DefaultMTU}, {"gso/", true, tap.DefaultMTU}, {"gso-mtu65520/", true, 65520}} {
+			b.Run(lc.prefix+bc.name, func(b *testing.B) {
+				pa, pb := tap.Pipe(tap.WithPipeGSO(lc.gso), tap.WithPipeMTU(lc.mtu))
 				ga, gb := pa, pb
 				snd := bc.sender(b, ga, tsPrefix4)
 				rcv := bc.receiver(b, gb, peerPrefix4)

@@ -152,3 +152,43 @@ func TestGSOLinkChanges(t *testing.T) {
 		t.Error("no GSO packet once the link offered segmentation again")
 	}
 }
+
+// TestGSOLoneSegmentPartialChecksum: on a link that finishes checksums
+// (host GSO), a segment with data that leaves alone, in a packet of its
+// own, has its checksum left partial too, as Linux leaves every segment's
+// (CHECKSUM_PARTIAL): the Peer, as the link, checks that it holds the
+// pseudo-header's sum and finishes it. Its gso_size is its own length, so
+// the link cuts nothing, not even a path MTU probe longer than the MSS
+// (TestMTUProbeWholeOnGSOLink). A pure ACK is summed here: its header is
+// all there is to sum. Without the link's offer, every checksum is
+// complete.
+func TestGSOLoneSegmentPartialChecksum(t *testing.T) {
+	p, ep := tcptest.Established(t, tcptest.WithGSO())
+	ep.Write(payload(0, 100))
+	if s := p.Expect(seg{Flags: "P.", Seq: 1, Ack: 1, Len: 100, Payload: payload(0, 100)}); !s.Partial {
+		t.Error("a lone segment's checksum was summed by the stack")
+	}
+	if p.GSOPackets != 0 || p.TCP.Stats().GSOPackets.Load() != 0 {
+		t.Errorf("%d GSO packets (Stats %d) for one segment", p.GSOPackets, p.TCP.Stats().GSOPackets.Load())
+	}
+	p.Inject(seg{Flags: "P.", Seq: 1, Ack: 101, Len: 10, Payload: payload(0, 10)})
+	p.Advance(time.Second) // the delayed ACK
+	if s := p.Expect(seg{Flags: ".", Seq: 101, Ack: 11}); s.Partial {
+		t.Error("a pure ACK left its checksum partial")
+	}
+	p.SetGSO(false)
+	ep.Write(payload(100, 100))
+	if s := p.Expect(seg{Flags: "P.", Seq: 101, Ack: 11, Len: 100, Payload: payload(100, 100)}); s.Partial {
+		t.Error("a partial checksum on a link that does not finish it")
+	}
+}
+
+// TestMTUProbeWholeOnGSOLink: a path MTU probe is longer than the MSS;
+// on a link that segments, it leaves whole, one wire segment of the
+// probe's size, its checksum partial (TestMTUProbeSuccess without GSO).
+func TestMTUProbeWholeOnGSOLink(t *testing.T) {
+	_, _, probe, _ := probing(t, tcp.Options{}, tcptest.WithGSO())
+	if probe.Len != 1242 || !probe.Partial {
+		t.Fatalf("probe of %d bytes, checksum partial %v; want 1242 in one wire segment, partial", probe.Len, probe.Partial)
+	}
+}

@@ -108,10 +108,10 @@ func TestBlackHoleDetection(t *testing.T) {
 // acknowledging everything sent, until a segment larger than the MSS
 // leaves: the probe (RFC 4821 7.4). It returns the probe and the segments
 // sent with it.
-func probing(t *testing.T, o tcp.Options) (*tcptest.Peer, *tcp.Endpoint, seg, []seg) {
+func probing(t *testing.T, o tcp.Options, opts ...tcptest.Option) (*tcptest.Peer, *tcp.Endpoint, seg, []seg) {
 	t.Helper()
 	o.MTUProbing = tcp.MTUProbingBlackHole
-	p, ep := rttPeer(t, o)
+	p, ep := rttPeer(t, o, opts...)
 	blackHole(t, p, ep, 5)
 	p.Inject(seg{Flags: ".", Seq: 1, Ack: sb(2)})
 	if i := ep.Info(); i.SndMSS != 1024 || i.SendQueued != 0 {

@@ -97,9 +97,23 @@ func (e *Endpoint) sendPacket(cause event.SendCause, attempt int, flags header.T
 		}
 	}
 	var pkt *stack.PacketBuffer
-	if gsoSize > 0 {
+	switch {
+	case gsoSize > 0:
 		pkt = buildGSOPacket(e.route, &f, payload, gsoSize)
-	} else {
+	case n > 0 && e.route.HasHostGSOCapability():
+		// One segment with data, on a link that finishes checksums
+		// (a TAP with offloads, tap.Pipe with GSO): its checksum is
+		// left partial too, as Linux leaves every segment's
+		// (CHECKSUM_PARTIAL) and gVisor's TCP every packet's, rather
+		// than summed here over the payload. At a large MTU every
+		// segment is one: summed here, a 64 KiB segment's checksum
+		// took a tenth of a bulk transfer's CPU, and the link, which
+		// takes a partial frame as it is, copied each complete one
+		// (tap.Pipe, a 64 KiB copy per frame). A segment alone is a
+		// packet of one gso_size, its own length: the link cuts
+		// nothing (a path MTU probe is longer than the MSS).
+		pkt = buildGSOPacket(e.route, &f, payload, n)
+	default:
 		pkt = buildPacket(e.route, &f, payload)
 	}
 	note := synNote

@@ -122,8 +122,9 @@ type Peer struct {
 	// counts the packets of several segments the stack wrote, which Next
 	// cuts into the wire segments they stand for, as the link would;
 	// split holds the ones not yet returned.
-	GSOPackets int
-	split      [][]byte
+	GSOPackets   int
+	split        [][]byte
+	splitPartial bool // the packet split came from left its checksum partial (Seg.Partial)
 
 	batch *batchLink    // WithBatches
 	link  *refusingLink // the NIC's link (SetGSO)
@@ -597,6 +598,7 @@ func (p *Peer) InjectIPv4(b []byte) {
 func (p *Peer) Next() (Seg, bool) {
 	p.t.Helper()
 	var b []byte
+	partial := p.splitPartial
 	if len(p.split) > 0 {
 		b, p.split = p.split[0], p.split[1:]
 	} else {
@@ -609,6 +611,7 @@ func (p *Peer) Next() (Seg, bool) {
 		pkt.DecRef()
 		b = append([]byte(nil), v.AsSlice()...)
 		v.Release()
+		partial, p.splitPartial = g.NeedsCsum, g.NeedsCsum
 		if g.Type != gstack.GSONone {
 			segs, err := cutGSO(b, int(g.MSS), g.NeedsCsum)
 			if err != nil {
@@ -625,6 +628,7 @@ func (p *Peer) Next() (Seg, bool) {
 	if err != nil {
 		p.fail("tcptest: the stack sent a bad packet: %v\n% x", err, b)
 	}
+	seg.Partial = partial
 	if src != p.StackPort || dst != p.PeerPort {
 		p.log(fmt.Sprintf("< IP %v.%d > %v.%d: %s", StackAddr, src, PeerAddr, dst, seg))
 		p.fail("tcptest: segment on ports %d > %d, want %d > %d", src, dst, p.StackPort, p.PeerPort)

@@ -92,6 +92,11 @@ type Seg struct {
 	// stack always has it.
 	ECN uint8
 
+	// Partial reports, on a segment from the stack, that its packet
+	// left the TCP checksum for the link to finish (GSO's NeedsCsum),
+	// which the Peer did as such a link would. Never compared.
+	Partial bool
+
 	// Check forces comparison (or sending) of zero-valued fields.
 	Check Check
 }
