@@ -28,8 +28,9 @@ import (
 
 // noteOffload reads what the link said of the frame in r: a super-frame
 // is marked to be written as its wire segments, and a partial checksum
-// the link vouched for, or was asked to finish, is filled in. It runs after r's fingerprint was
-// taken, since the fault middleware below saw the bytes unfilled.
+// the link vouched for, or was asked to finish, is filled in. It runs
+// after r's fingerprint was taken, since the fault middleware below saw
+// the bytes unfilled.
 func (w *Writer) noteOffload(r *record, pkt *stack.PacketBuffer) {
 	g := pkt.GSOOptions
 	if (g.Type == stack.GSOTCPv4 || g.Type == stack.GSOTCPv6) && g.MSS > 0 && r.fi.kind == kindTCP && r.fi.key.Len > int(g.MSS) {

@@ -89,10 +89,15 @@ type BatchingLink interface {
 // QueueingLink is implemented by link endpoints with an outbound queue
 // that can say how many more frames it takes before it is busy, such as
 // a TAP device. AddNIC hands OutboundRoom to the engine, which then holds
-// new data back until the next ACK rather than fill the queue, as Linux's
-// TCP small queues do (stack/tcp/send.go).
+// new data back while the queue is busy rather than fill it, as Linux's
+// TCP small queues do (stack/tcp/smallqueues.go), and registers with
+// OnOutboundRoom what the link calls whenever it has taken frames out of
+// its queue (written them, or handed them over): the held data goes then,
+// as Linux's TX completion (tcp_wfree) lets a throttled socket send. The
+// link calls it on its own goroutine, with no stack lock held.
 type QueueingLink interface {
 	OutboundRoom() int
+	OnOutboundRoom(fn func())
 }
 
 // FlushingLink is implemented by link endpoints with an outbound queue of
@@ -246,7 +251,7 @@ func (s *Stack) AddNIC(link gstack.LinkEndpoint, addrs ...netip.Prefix) (tcpip.N
 	walkLink(link, func(l gstack.LinkEndpoint) bool {
 		q, ok := l.(QueueingLink)
 		if ok {
-			s.bind.QueueLink(id, q.OutboundRoom)
+			q.OnOutboundRoom(s.bind.QueueLink(id, q.OutboundRoom))
 		}
 		return ok
 	})

@@ -105,7 +105,8 @@ const DefaultTxQueue = 1000
 // sending to us 2.4 against 2.9 (our ACKs are writes, in which the kernel
 // sends its next segments). Once 256 frames wait (busyFrames), the
 // device says so (stack.QueueingLink), and tapstack's TCP holds new data
-// back until its next ACK, as Linux's TCP small queues do. A frame that
+// back until the writer has written some (OnOutboundRoom), as Linux's TCP
+// small queues do until the NIC completes a transmission. A frame that
 // finds the queue full is dropped and counted in DeviceStats.TxDropped,
 // as a full NIC queue drops it, and the stack is told (its local
 // congestion). As in Linux, the frame the idle device takes at once is
@@ -546,9 +547,10 @@ type txQueue struct {
 
 // busyFrames is how many frames waiting in the outbound queue of a device
 // or a pipe's end make it busy (fdLink.OutboundRoom,
-// PipeEnd.OutboundRoom): the stack's TCP then sends no new data
-// until its next ACK, as Linux's TCP small queues keep a socket's bytes
-// in the qdisc and the driver to about a millisecond's worth. Without
+// PipeEnd.OutboundRoom): the stack's TCP then sends no new data until
+// the writer has taken some (OnOutboundRoom), as Linux's TCP small
+// queues keep a socket's bytes in the qdisc and the driver to about a
+// millisecond's worth. Without
 // offloads the writer takes a frame in 1 to 2 µs, so 256 are a few
 // hundred µs of writing; with offloads the stack's frames are
 // super-frames, and a window never fills that many. A queue shorter than
@@ -618,6 +620,13 @@ func (t *txQueue) enqueue(pkts []*stack.PacketBuffer) (int, tcpip.Error) {
 	return len(pkts), nil
 }
 
+// maxWriteBatch bounds the frames the writer takes from its queue at a
+// time: half of what makes the queue busy. After each batch the stack
+// hears that the queue has room (OnOutboundRoom) while the other half
+// still waits to be written, so that its TCP refills the queue while
+// the writer writes, rather than after the writer found it empty.
+const maxWriteBatch = busyFrames / 2
+
 // run is the writer goroutine. Each wake-up drains the queue, in batches,
 // until it finds it empty; it ends when the device closes.
 func (t *txQueue) run() {
@@ -645,7 +654,12 @@ func (t *txQueue) run() {
 		// wake-up, which its writes leave pending.
 		for range 1024 {
 			t.mu.Lock()
-			batch, t.q = t.q, batch[:0]
+			if len(t.q) <= maxWriteBatch {
+				batch, t.q = t.q, batch[:0]
+			} else {
+				batch = append(batch[:0], t.q[:maxWriteBatch]...)
+				t.q = t.q[:copy(t.q, t.q[maxWriteBatch:])]
+			}
 			t.writing = len(batch) > 0
 			t.mu.Unlock()
 			if len(batch) == 0 {
@@ -657,6 +671,7 @@ func (t *txQueue) run() {
 				batch[i] = nil
 			}
 			t.finished.Add(uint64(len(batch)))
+			t.path.l.outboundRoom()
 			if _, closed := err.(*tcpip.ErrClosedForSend); closed {
 				// The descriptor is closed: take no more frames, and
 				// let go of those queued.

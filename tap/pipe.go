@@ -191,6 +191,7 @@ func (p *pipe) pump(from, to *pipePort) {
 			p.carry(from, to, pkt)
 		}
 		to.endBatch()
+		from.outboundRoom()
 	}
 }
 
@@ -312,6 +313,7 @@ type pipePort struct {
 	gso        bool                   // WithPipeGSO
 	delivering wireSegment            // the split super-frame's segment being delivered (rejoin.go); the pump's
 	batchEnd   atomic.Pointer[func()] // OnBatchEnd
+	roomOpened atomic.Pointer[func()] // OnOutboundRoom
 	fullCsum   atomic.Bool            // deliver complete checksums and let the stack verify them (offloadIn)
 
 	sent, droppedFull, droppedDetached, droppedClosed, droppedBadChecksum atomic.Uint64
@@ -506,11 +508,24 @@ func (e *PipeEnd) OnFailure(fn func(error)) {
 
 // OutboundRoom implements stack.QueueingLink: how many more frames this
 // end's outbound queue takes before it holds so many (busyFrames) that
-// tapstack's TCP should send no new data until its next ACK (TCP small
-// queues), as a TAP device's does. A queue shorter than that
-// (WithPipeQueue) is never busy: it overflows, as asked.
+// tapstack's TCP should send no new data until the pump has taken some
+// (OnOutboundRoom; TCP small queues), as a TAP device's does. A queue
+// shorter than that (WithPipeQueue) is never busy: it overflows, as
+// asked.
 func (e *PipeEnd) OutboundRoom() int {
 	return busyFrames - int(e.port.queued.Load()-e.port.done.Load())
+}
+
+// OnOutboundRoom implements stack.QueueingLink: fn is called on the pump
+// that carries this end's frames each time it has carried a burst of
+// them: the stack's TCP, holding new data back while the queue was busy,
+// sends it then rather than at its next ACK.
+func (e *PipeEnd) OnOutboundRoom(fn func()) { e.port.roomOpened.Store(&fn) }
+
+func (pp *pipePort) outboundRoom() {
+	if fn := pp.roomOpened.Load(); fn != nil {
+		(*fn)()
+	}
 }
 
 // FlushOutbound waits until the frames written on this end so far have

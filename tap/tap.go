@@ -386,6 +386,7 @@ type fdLink struct {
 	txGSO, txGSOSegs, txBadChecksum      atomic.Uint64
 	checkJoins                           atomic.Bool            // check each segment's checksum before it joins a super-frame
 	batchEnd                             atomic.Pointer[func()] // OnBatchEnd
+	roomOpened                           atomic.Pointer[func()] // OnOutboundRoom
 
 	wg sync.WaitGroup // the read loops
 
@@ -658,7 +659,8 @@ func (l *fdLink) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 
 // OutboundRoom implements stack.QueueingLink: how many more frames the
 // outbound queue takes before it holds so many (busyFrames) that the
-// stack's TCP should send no new data until its next ACK; with several
+// stack's TCP should send no new data until the writer has taken some
+// (OnOutboundRoom); with several
 // queues, the fullest's, as the stack does not say which flow asks.
 func (l *fdLink) OutboundRoom() int {
 	room := l.qs[0].txq.room()
@@ -666,6 +668,20 @@ func (l *fdLink) OutboundRoom() int {
 		room = min(room, q.txq.room())
 	}
 	return room
+}
+
+// OnOutboundRoom implements stack.QueueingLink: fn is called on a writer
+// goroutine each time it has written, or dropped, a batch of frames it
+// took from its queue, as a NIC's transmit completion frees a socket's
+// skbs: the stack's TCP, holding new data back while the queue was busy,
+// sends it then rather than at its next ACK, while the writer writes the
+// rest of its queue (maxWriteBatch).
+func (l *fdLink) OnOutboundRoom(fn func()) { l.roomOpened.Store(&fn) }
+
+func (l *fdLink) outboundRoom() {
+	if fn := l.roomOpened.Load(); fn != nil {
+		(*fn)()
+	}
 }
 
 // FlushOutbound implements stack.FlushingLink: it waits until the frames

@@ -15,8 +15,9 @@ import (
 // TestPipeSmallQueues: tapstack to tapstack over tap.Pipe without GSO,
 // a clean cable. The sender's window grows past the pipe's queue of 1,024
 // frames; the queue says when it is busy (PipeEnd.OutboundRoom), and new
-// data waits for the next ACK (TCP small queues, send.go), so the queue
-// never overflows and nothing is sent twice. Without it, 32 MiB met some
+// data waits until the pump has carried a burst or the next ACK comes
+// (TCP small queues, smallqueues.go), so the queue never overflows and
+// nothing is sent twice. Without it, 32 MiB met some
 // 500 refusals of a full queue and 240 retransmissions.
 //
 // The receiver takes each frame 20 µs, slower than the sender makes
@@ -32,7 +33,8 @@ func TestPipeSmallQueues(t *testing.T) {
 	move()
 	st := snd.TCP().Stats()
 	busy, refused, retrans := st.LinkBusy.Load(), st.LinkRefused.Load(), st.Retransmits.Load()
-	t.Logf("%d MiB: new data waited for an ACK %d times; %d frames refused, %d retransmitted", size/MiB, busy, refused, retrans)
+	t.Logf("%d MiB: new data waited %d times, went at the pump's word %d times; %d frames refused, %d retransmitted",
+		size/MiB, busy, st.LinkRoomSends.Load(), refused, retrans)
 	if busy == 0 {
 		t.Error("the pipe's queue was never busy: the test did not test small queues")
 	}

@@ -75,10 +75,72 @@ const maxLinkNIC = 256
 // batchState is the engine's side of the bursts: which interfaces mark
 // them, and the connections whose ACK waits for a burst's end.
 type batchState struct {
-	nics [maxLinkNIC]atomic.Bool
+	nics    [maxLinkNIC]atomic.Bool
+	pending connList // ackAtBatchEnd set
+}
 
-	mu      sync.Mutex
-	pending []*Endpoint // ackAtBatchEnd set, each at most once
+// connList is a list of connections that wait for a link's word (the end
+// of a burst, room in its queue), each at most once: a flag of its own,
+// under its e.mu, says it is in. The word takes the list whole.
+type connList struct {
+	n     atomic.Int32 // len(list), read without mu: a word with nobody waiting costs a load
+	mu    sync.Mutex
+	list  []*Endpoint
+	spare []*Endpoint // storage given back while list had some (serve's connections waiting again)
+}
+
+// add puts e in the list; the caller holds e.mu and has just set e's flag.
+func (l *connList) add(e *Endpoint) {
+	l.mu.Lock()
+	if l.list == nil {
+		l.list, l.spare = l.spare, nil
+	}
+	l.list = append(l.list, e)
+	l.n.Store(int32(len(l.list)))
+	l.mu.Unlock()
+}
+
+// take empties the list and returns what it held, for giveBack once the
+// caller has seen to each.
+func (l *connList) take() []*Endpoint {
+	l.mu.Lock()
+	list := l.list
+	l.list = nil
+	l.n.Store(0)
+	l.mu.Unlock()
+	return list
+}
+
+// serve takes the list and, for each connection whose flag (one of its
+// fields, named by flag) is still set, clears it and calls fn under its
+// e.mu, then sends what fn made. It runs on the link's goroutine, or a
+// timer's, with no engine lock held.
+func (l *connList) serve(flag func(*Endpoint) *bool, fn func(*Endpoint)) {
+	list := l.take()
+	for _, e := range list {
+		e.mu.Lock()
+		if f := flag(e); *f {
+			*f = false
+			fn(e)
+		}
+		e.mu.Unlock()
+		e.flush()
+	}
+	l.giveBack(list)
+}
+
+// giveBack keeps taken's storage for the next waiters: no allocation
+// per word in steady state, even where the connections served wait
+// again at once (a link still busy), in a list of its own meanwhile.
+func (l *connList) giveBack(taken []*Endpoint) {
+	clear(taken)
+	l.mu.Lock()
+	if l.list == nil {
+		l.list = taken[:0]
+	} else {
+		l.spare = taken[:0]
+	}
+	l.mu.Unlock()
 }
 
 // batchLink marks interface nic as one whose link says when a burst of
@@ -104,51 +166,22 @@ func (e *Endpoint) deferAck() {
 		return
 	}
 	e.ackAtBatchEnd = true
-	b := &e.proto.batch
-	b.mu.Lock()
-	b.pending = append(b.pending, e)
-	b.mu.Unlock()
+	e.proto.batch.pending.add(e)
 }
 
 // batchEnd is a burst's end: every connection whose ACK waits for it
 // sends it now, unless an ACK has left since (ackSent clears the mark).
 // It runs on the link's goroutine, with no engine lock held.
 func (p *Protocol) batchEnd() {
-	b := &p.batch
-	b.mu.Lock()
-	list := b.pending
-	b.pending = nil
-	b.mu.Unlock()
-	if len(list) == 0 {
-		if list != nil {
-			b.giveBack(list)
-		}
+	if p.batch.pending.n.Load() == 0 {
 		return
 	}
-	for i, e := range list {
-		e.mu.Lock()
-		if e.ackAtBatchEnd {
-			e.ackAtBatchEnd = false
-			if e.state.Synchronized() && (e.lastAckSent != e.rcvNxt || e.sackAtBatchEnd) {
-				e.sendAck(event.SendAck)
-				p.stats.AcksDeferred.Add(1)
-			}
+	p.batch.pending.serve(func(e *Endpoint) *bool { return &e.ackAtBatchEnd }, func(e *Endpoint) {
+		if e.state.Synchronized() && (e.lastAckSent != e.rcvNxt || e.sackAtBatchEnd) {
+			e.sendAck(event.SendAck)
+			e.proto.stats.AcksDeferred.Add(1)
 		}
-		e.mu.Unlock()
-		e.flush()
-		list[i] = nil
-	}
-	b.giveBack(list)
-}
-
-// giveBack keeps list's storage for the next burst, if no connection was
-// queued meanwhile: no allocation per burst in steady state.
-func (b *batchState) giveBack(list []*Endpoint) {
-	b.mu.Lock()
-	if b.pending == nil {
-		b.pending = list[:0]
-	}
-	b.mu.Unlock()
+	})
 }
 
 // SACK compression. On a path whose queue holds hundreds of segments

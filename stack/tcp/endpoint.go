@@ -124,6 +124,7 @@ type Endpoint struct {
 	rcvCoalesced bool // the latest text came in one segment longer than our MSS: coalesced (GRO, a GSO pipe)
 	pingpong     bool
 	dataSeen     bool
+	tsqHeld      bool   // new data waits for room in the link's queue, e is in proto.tsq.held (smallqueues.go); here, it fits the padding
 	segmentAcks  uint32 // ACKs still to send per second full segment, not per burst, since text came out of order or twice (batch.go)
 	lastDataAt   tcpip.MonotonicTime
 

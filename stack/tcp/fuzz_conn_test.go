@@ -107,6 +107,7 @@ const (
 	fzOpEndBatch          // the link ends a burst (batch.go); nothing unless the program's link marks bursts
 	fzOpCongestion        // sel: SetCongestionControl to cubic, reno or bbr (BBR then paces and sets the window)
 	fzOpGSO               // on: the link offers segmentation offload from now (odd) or stops (even); Peer cuts its packets
+	fzOpLinkRoom          // n: the link's queue takes fzRooms[n%5] more frames (TCP small queues), said to the engine (DrainLink) when n&8
 	fzNumOps
 	fzOpSpace = 32
 )
@@ -126,6 +127,7 @@ var (
 	fzRcvBufs  = []int{0, 4096, 65535, 300 << 10}
 	fzSndBufs  = []int{0, 1000, 8192, 100000}
 	fzPeerMSSs = []uint16{1460, 536, 100, 9000}
+	fzRooms    = []int{0, 1, 2, 3, 1000}
 )
 
 // fzPeerByte is the peer's stream: the byte at sequence number IRS+1+k of
@@ -280,6 +282,14 @@ func fzConnSeeds() []tcptest.FuzzSeed {
 		fzOpWrite, 11, fzOpAck, 9, fzOpWrite, 11, fzOpAck, 9, fzOpWrite, 11, fzOpAckPart, 64,
 		fzOpSack, 2, 40, 40, 120, 60, fzOpRefuse, 1, fzOpAckPart, 200, fzOpWrite, 11, fzOpAck, 9,
 		fzOpWrite, 10, fzOpClose, fzOpAck, 9, fzOpAdvance, 5, fzOpAck, 9)
+	// TCP small queues: the link's queue busy (room 0, 1), new data
+	// held; the link's word with room again (fzOpLinkRoom n&8) lets it
+	// go, before any ACK; a close while held, then room that nobody
+	// announces, which the next ACK finds.
+	add("small-queues-held-and-let-go", 2, 0x02, 0,
+		fzOpLinkRoom, 0, fzOpWrite, 11, fzOpLinkRoom, 8, fzOpLinkRoom, 9, fzOpLinkRoom, 12,
+		fzOpAck, 9, fzOpLinkRoom, 1, fzOpWrite, 11, fzOpClose, fzOpLinkRoom, 4, fzOpAck, 9,
+		fzOpAdvance, 5, fzOpAck, 9)
 	add("gso-paced-bbr-switched-off-and-on", 2, 0xe7, 0, fzOpCongestion, 2, fzOpGSO, 1,
 		fzOpWrite, 11, fzOpAck, 9, fzOpWrite, 11, fzOpAdvance, 1, fzOpGSO, 0, fzOpAckPart, 128,
 		fzOpWrite, 11, fzOpAdvance, 1, fzOpGSO, 1, fzOpAck, 9, fzOpAdvance, 2, fzOpWrite, 11, fzOpAck, 9,
@@ -785,6 +795,13 @@ func (c *fuzzConn) step(r *fzReader) {
 		p.EndBatch()
 	case fzOpGSO:
 		p.SetGSO(r.u8()&1 != 0)
+	case fzOpLinkRoom:
+		n := r.u8()
+		if room := fzRooms[int(n)%len(fzRooms)]; n&8 != 0 {
+			p.DrainLink(room)
+		} else {
+			p.SetLinkRoom(room)
+		}
 	case fzOpClose:
 		c.writeShut, c.readShut = true, true
 		before := ep.State()

@@ -80,9 +80,11 @@ type Protocol struct {
 
 	batch batchState // ACK once per drained burst (batch.go)
 	// linkRoom is each interface's report of its outbound queue, if its
-	// link has one: how many more frames it takes before it is busy (TCP
-	// small queues, queueLink, send.go).
+	// link has one: how many more frames it takes before it is busy; tsq
+	// the connections whose new data waits for room in one (TCP small
+	// queues, smallqueues.go).
 	linkRoom [maxLinkNIC]atomic.Pointer[func() int]
+	tsq      tsqState
 	trains   sync.Pool  // of *train, lent to a connection while output runs (send.go)
 	timers   sync.Pool  // of *clockTimer, held by a connection while a timer is armed (timers.go)
 	ports    portTable  // local ports of active opens (ports.go)

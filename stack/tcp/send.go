@@ -304,25 +304,6 @@ type train struct {
 	max   int // segments one packet may carry: gsoSegsMax when output began
 }
 
-// queueLink records room (Protocol.linkRoom), which says how many more
-// frames the outbound queue of interface nic takes before it is busy
-// (tcpbind.Binding.QueueLink).
-func (p *Protocol) queueLink(nic tcpip.NICID, room func() int) {
-	if int(nic) < maxLinkNIC {
-		p.linkRoom[nic].Store(&room)
-	}
-}
-
-// linkBusy reports whether the outbound queue of interface nic would be
-// busy with pending more frames: TCP small queues (sendNewDataN).
-func (p *Protocol) linkBusy(nic tcpip.NICID, pending int) bool {
-	if int(nic) >= maxLinkNIC {
-		return false
-	}
-	room := p.linkRoom[nic].Load()
-	return room != nil && pending >= (*room)()
-}
-
 // trainStarts reports whether the next segment starts a packet: no run
 // of segments is held for one, or the held run is a full packet (always,
 // without GSO: a packet is one segment).
@@ -634,10 +615,10 @@ func (e *Endpoint) sendNewDataN(cause event.SendCause, probe bool, mss int) bool
 	if !probe && !e.rtxq.empty() && e.route != nil && e.trainStarts() && e.proto.linkBusy(e.route.NICID(), e.framesPending()) {
 		// TCP small queues (Linux tcp_small_queue_check): the link's
 		// outbound queue holds many frames already, with those not
-		// yet handed to it, so new data waits for the next ACK, which
-		// the data in flight will draw, rather than overflow the queue
-		// and be refused (refused.go), and rather than add to the delay
-		// of every segment after it. Linux counts each socket's bytes
+		// yet handed to it, so new data waits until the link has
+		// taken frames out of it, or the next ACK (smallqueues.go),
+		// rather than overflow the queue and be refused (refused.go),
+		// and rather than add to the delay of every segment after it. Linux counts each socket's bytes
 		// below it; a link here says only how busy its queue is, so a
 		// connection with data in flight also waits while others fill
 		// the queue (with nothing in flight it never waits). It is
@@ -647,6 +628,7 @@ func (e *Endpoint) sendNewDataN(cause event.SendCause, probe bool, mss int) bool
 		// transfer's CPU in memory (the link's counters are written by
 		// the goroutine that drains its queue, on the other core).
 		e.proto.stats.LinkBusy.Add(1)
+		e.holdForRoom()
 		return false
 	}
 	end := e.sndEnd()

@@ -37,7 +37,8 @@ type Stats struct {
 	SendQueueFull      atomic.Uint64 // new segments held back: maxInFlightSegments in flight
 	GSOPackets         atomic.Uint64 // packets of several segments handed to a link that segments them (send.go)
 	LinkRefused        atomic.Uint64 // wire segments the link refused, its queue full: never sent; new data at the tail taken back, the rest deemed lost (refused.go)
-	LinkBusy           atomic.Uint64 // times new data waited for the next ACK, the link's outbound queue busy with the stack's frames (TCP small queues, send.go)
+	LinkBusy           atomic.Uint64 // times new data waited, the link's outbound queue busy with the stack's frames (TCP small queues, smallqueues.go)
+	LinkRoomSends      atomic.Uint64 // times connections holding such data were let go by the link's word that it took frames out of its queue (a NIC's transmit completion, for Linux's TSQ; smallqueues.go), to send what their windows allow
 	ResourceProbes     atomic.Uint64 // tries again, one segment, of what the link refused with nothing left in flight (Linux's probe0 on local congestion, refused.go)
 	ECNConnections     atomic.Uint64 // connections that agreed to use ECN at the handshake (RFC 3168 6.1.1; ecn.go)
 	CEReceived         atomic.Uint64 // segments with text that arrived marked CE, Congestion Experienced (ecn.go)

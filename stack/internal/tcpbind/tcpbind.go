@@ -37,8 +37,10 @@ type Binding struct {
 	// QueueLink says that the link of interface nic has an outbound
 	// queue and that room reports how many more frames it takes before
 	// it holds so many of the stack's frames that new data should wait
-	// for the next ACK (TCP small queues, stack/tcp/send.go).
-	QueueLink func(nic tcpip.NICID, room func() int)
+	// (TCP small queues, stack/tcp/smallqueues.go). It returns what the
+	// link calls whenever it has taken frames out of that queue, on its
+	// own goroutine, with no stack lock held: the data held back goes.
+	QueueLink func(nic tcpip.NICID, room func() int) (roomOpened func())
 
 	// Shutdown begins closing every connection the way its peer can see
 	// (a FIN after the queued data, or a RST where received data would

@@ -208,8 +208,9 @@ const (
 // SetGSO).
 type refusingLink struct {
 	*channel.Endpoint
-	p   *Peer
-	gso atomic.Bool
+	p          *Peer
+	gso        atomic.Bool
+	roomOpened func() // OnOutboundRoom's
 }
 
 // SupportedGSO implements stack.GSOEndpoint. The engine asks it on every
@@ -257,12 +258,30 @@ func (l *refusingLink) OutboundRoom() int {
 	return l.p.room
 }
 
+// OnOutboundRoom implements stack.QueueingLink: DrainLink calls fn.
+func (l *refusingLink) OnOutboundRoom(fn func()) { l.roomOpened = fn }
+
 // SetLinkRoom makes the link's outbound queue take n more frames before
 // it is busy (stack.QueueingLink), as a TAP device's queue says: each
 // packet the stack writes takes one, and none drains until the next
-// SetLinkRoom. The engine holds new data back while the queue is busy
-// (TCP small queues). By default the queue is never busy.
+// SetLinkRoom or DrainLink. The engine holds new data back while the
+// queue is busy (TCP small queues). By default the queue is never busy.
+// The link says nothing of the change: the engine learns of it when it
+// next asks, at its next ACK.
 func (p *Peer) SetLinkRoom(n int) { p.room, p.roomSet = n, true }
+
+// DrainLink is SetLinkRoom(n) said by the link: its queue took frames
+// out, as a TAP device's writer does with each write, and it tells the
+// engine (stack.QueueingLink's OnOutboundRoom), which sends the data it
+// held back on a timer of no delay, which DrainLink lets fire.
+func (p *Peer) DrainLink(n int) {
+	p.t.Helper()
+	p.SetLinkRoom(n)
+	if fn := p.link.roomOpened; fn != nil {
+		fn()
+	}
+	p.Advance(0)
+}
 
 // SetGSO makes the link offer host GSO from now on, or stop offering it:
 // WithGSO in the middle of a connection. The engine's next packet follows
