@@ -660,8 +660,8 @@ func (l *fdLink) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 // OutboundRoom implements stack.QueueingLink: how many more frames the
 // outbound queue takes before it holds so many (busyFrames) that the
 // stack's TCP should send no new data until the writer has taken some
-// (OnOutboundRoom); with several
-// queues, the fullest's, as the stack does not say which flow asks.
+// (OnOutboundRoom); with several queues, the fullest's, as the stack does
+// not say which flow asks.
 func (l *fdLink) OutboundRoom() int {
 	room := l.qs[0].txq.room()
 	for _, q := range l.qs[1:] {

@@ -618,15 +618,16 @@ func (e *Endpoint) sendNewDataN(cause event.SendCause, probe bool, mss int) bool
 		// yet handed to it, so new data waits until the link has
 		// taken frames out of it, or the next ACK (smallqueues.go),
 		// rather than overflow the queue and be refused (refused.go),
-		// and rather than add to the delay of every segment after it. Linux counts each socket's bytes
-		// below it; a link here says only how busy its queue is, so a
-		// connection with data in flight also waits while others fill
-		// the queue (with nothing in flight it never waits). It is
-		// asked once per packet, at the first segment of a train, as
-		// Linux asks once per skb: the segments that join a held run
-		// leave in its frame, and asking for each took 3% of a bulk
-		// transfer's CPU in memory (the link's counters are written by
-		// the goroutine that drains its queue, on the other core).
+		// and rather than add to the delay of every segment after it.
+		// Linux counts each socket's bytes below it; a link here says
+		// only how busy its queue is, so a connection with data in
+		// flight also waits while others fill the queue (with nothing
+		// in flight it never waits). It is asked once per packet, at
+		// the first segment of a train, as Linux asks once per skb:
+		// the segments that join a held run leave in its frame, and
+		// asking for each took 3% of a bulk transfer's CPU in memory
+		// (the link's counters are written by the goroutine that
+		// drains its queue, on the other core).
 		e.proto.stats.LinkBusy.Add(1)
 		e.holdForRoom()
 		return false
