@@ -111,8 +111,11 @@ func BenchmarkBulk(b *testing.B) {
 					go func() {
 						// The reader hides a tapstack Conn's WriteTo:
 						// io.Discard would take its receive buffer without
-						// a copy where gVisor's bytes are copied out.
-						n, err := io.CopyBuffer(io.Discard, struct{ io.Reader }{r.c}, rbuf)
+						// a copy where gVisor's bytes are copied out. The
+						// writer hides io.Discard's ReadFrom, which would
+						// read 8 KiB at a time into a buffer of its own
+						// rather than rbuf's 64 KiB.
+						n, err := io.CopyBuffer(struct{ io.Writer }{io.Discard}, struct{ io.Reader }{r.c}, rbuf)
 						if err == nil && n != benchSize {
 							err = io.ErrUnexpectedEOF
 						}
