@@ -658,7 +658,9 @@ func (t *txQueue) run() {
 				batch, t.q = t.q, batch[:0]
 			} else {
 				batch = append(batch[:0], t.q[:maxWriteBatch]...)
-				t.q = t.q[:copy(t.q, t.q[maxWriteBatch:])]
+				rest := copy(t.q, t.q[maxWriteBatch:])
+				clear(t.q[rest:]) // the batch's references are the writer's now
+				t.q = t.q[:rest]
 			}
 			t.writing = len(batch) > 0
 			t.mu.Unlock()

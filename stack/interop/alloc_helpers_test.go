@@ -44,6 +44,18 @@ func connectPair(tb testing.TB, snd, rcv *stack.Stack, peer netip.Prefix) (c *co
 	return c, a.c.(*conn.Conn)
 }
 
+// setDeadlines gives each of conns one deadline, d from now, and fails tb
+// if one cannot take it.
+func setDeadlines(tb testing.TB, d time.Duration, conns ...*conn.Conn) {
+	tb.Helper()
+	dl := time.Now().Add(d)
+	for _, c := range conns {
+		if err := c.SetDeadline(dl); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
 // mover returns move, which writes size bytes to from in 64 KiB chunks
 // while one reader goroutine, started here and stopped when the test
 // ends, reads as many from to; it fails tb on any error.

@@ -89,13 +89,7 @@ func TestSteadyStateAllocs(t *testing.T) {
 			c, s := connectPair(t, snd, rcv, tc.peer)
 			// Deadlines bound every call; they are set once, before the
 			// count, as their timers allocate.
-			dl := time.Now().Add(2 * time.Minute)
-			if err := c.SetDeadline(dl); err != nil {
-				t.Fatal(err)
-			}
-			if err := s.SetDeadline(dl); err != nil {
-				t.Fatal(err)
-			}
+			setDeadlines(t, 2*time.Minute, c, s)
 			move := mover(t, c, s, size)
 			for range warmup {
 				move()

@@ -28,9 +28,7 @@ func TestLargeReads(t *testing.T) {
 		snd, _ := newTapstack(t, pa, tsPrefix4, tcp.Options{})
 		rcv, _ := newTapstack(t, pb, peerPrefix4, tcp.Options{})
 		c, sc := connectPair(t, snd, rcv, peerPrefix4)
-		dl := time.Now().Add(time.Minute)
-		c.SetDeadline(dl)
-		sc.SetDeadline(dl)
+		setDeadlines(t, time.Minute, c, sc)
 		return c, sc
 	}
 

@@ -62,13 +62,7 @@ func plainPipeTransfer(t *testing.T, fault *tap.FaultConfig, size int, rcvWrap .
 	snd, _ = newTapstack(t, link, tsPrefix4, tcp.Options{})
 	rcv, _ = newTapstack(t, rlink, peerPrefix4, tcp.Options{})
 	c, s := connectPair(t, snd, rcv, peerPrefix4)
-	dl := time.Now().Add(time.Minute)
-	if err := c.SetDeadline(dl); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.SetDeadline(dl); err != nil {
-		t.Fatal(err)
-	}
+	setDeadlines(t, time.Minute, c, s)
 	return snd, rcv, mover(t, c, s, size)
 }
 

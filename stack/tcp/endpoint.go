@@ -393,7 +393,7 @@ func (e *Endpoint) Read(b []byte) (int, error) {
 		n, err = e.readLocked(b)
 	} else {
 		e.endStamp(opened)
-		n = e.copyOut(b)
+		n = e.readUnlocked(b)
 		opened = e.beginStamp()
 		e.consumed(n) // rmu kept the front: no other reader, no Close or Reset
 	}
@@ -404,13 +404,13 @@ func (e *Endpoint) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// copyOut copies the receive buffer's first bytes into b without e.mu,
-// and returns how many. The caller holds e.mu and e.rmu; copyOut releases
-// e.mu for the copy and takes it again. Clones share the views' memory
+// readUnlocked copies the receive buffer's first bytes into b without
+// e.mu, and returns how many. The caller holds e.mu and e.rmu;
+// readUnlocked releases e.mu for the copy and takes it again. Clones share the views' memory
 // and keep it: an append to the buffer's last view finds its chunk
 // shared, and links a new view instead of writing into the room after
 // our bytes (buffer.Append).
-func (e *Endpoint) copyOut(b []byte) int {
+func (e *Endpoint) readUnlocked(b []byte) int {
 	var front [readUnlockedViews]*buffer.View
 	k, n := 0, min(len(b), int(e.rcvBuf.Size()))
 	left := n
@@ -425,8 +425,8 @@ func (e *Endpoint) copyOut(b []byte) int {
 		k++
 	}
 	e.mu.Unlock()
-	if e.proto.duringCopyOut != nil {
-		e.proto.duringCopyOut()
+	if e.proto.duringReadUnlocked != nil {
+		e.proto.duringReadUnlocked()
 	}
 	done := 0
 	for _, v := range front[:k] {

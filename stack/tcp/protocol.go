@@ -41,9 +41,9 @@ type Protocol struct {
 	// onePerSegment turns sendPacketRest off, so that output sends every
 	// segment through sendNewData: its tests compare the two.
 	onePerSegment bool
-	// duringCopyOut, if set, runs while a Read copies without the
-	// connection's lock (copyOut): its tests act there.
-	duringCopyOut func()
+	// duringReadUnlocked, if set, runs while a Read copies without the
+	// connection's lock (readUnlocked): its tests act there.
+	duringReadUnlocked func()
 
 	// secret keys the RFC 6528 ISN function. It is per stack, so two
 	// stacks in one process do not share sequence spaces.

@@ -1,8 +1,8 @@
 package tcp
 
-// DuringCopyOut has f run while a Read on a connection of e's stack copies
+// DuringReadUnlocked has f run while a Read on a connection of e's stack copies
 // without the connection's lock.
-func DuringCopyOut(e *Endpoint, f func()) { e.proto.duringCopyOut = f }
+func DuringReadUnlocked(e *Endpoint, f func()) { e.proto.duringReadUnlocked = f }
 
 // Locked reports whether e's lock is held.
 func Locked(e *Endpoint) bool {

@@ -24,7 +24,7 @@ func TestReadCopiesWithoutLock(t *testing.T) {
 	}
 	p.Drain()
 	calls := 0
-	tcp.DuringCopyOut(ep, func() {
+	tcp.DuringReadUnlocked(ep, func() {
 		calls++
 		if tcp.Locked(ep) {
 			t.Error("Read holds the connection's lock while it copies")
