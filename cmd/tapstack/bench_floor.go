@@ -15,11 +15,13 @@ import (
 // gVisor's buffers must do to move the bench's bytes from one Write to one
 // Read and have them checked, with no protocol at all: no headers, no
 // segments, no acknowledgments, no network layer. The writer copies each
-// block into 64 KiB views (the send buffer's chunks; gVisor clears a
-// chunk before it is written), hands them to the reader over a channel
-// that holds 4 MiB (a send buffer's worth in flight), and the reader
-// copies what has arrived into its 256 KiB buffer, as Read does, and
-// hashes it, as the bench's receiver does.
+// block into 64 KiB views (the send buffer's chunks), hands them to the
+// reader over a channel that holds 4 MiB (a send buffer's worth in
+// flight), and the reader copies what has arrived into its 256 KiB
+// buffer, as Read does, and hashes it, as the bench's receiver does. The
+// reader gives each view it has read back to the writer, who copies into
+// it again: gVisor's pool would clear a new view's chunk first, and a
+// stack need not pay that (stack/tcp's chunk reuse).
 //
 // The floor is measured in every round beside the two stacks, so that it
 // saw the same machine. floor ÷ gVisor is the most tapstack ÷ gVisor
@@ -43,6 +45,17 @@ func floorBulk(ctx context.Context, size int64) (bulkResult, error) {
 	block := benchBlock()
 	chk := newBulkCheck(block, size)
 	ch := make(chan *buffer.View, floorWindow/floorView)
+	free := make(chan *buffer.View, floorWindow/floorView)
+	defer func() {
+		for {
+			select {
+			case v := <-free:
+				v.Release()
+			default:
+				return
+			}
+		}
+	}()
 	runtime.GC()
 	u0 := readUsage()
 	go func() {
@@ -50,7 +63,15 @@ func floorBulk(ctx context.Context, size int64) (bulkResult, error) {
 		for n := int64(0); n < size; {
 			b := block[:min(int64(len(block)), size-n)]
 			for off := 0; off < len(b); off += floorView {
-				v := buffer.NewViewWithData(b[off:min(len(b), off+floorView)])
+				p := b[off:min(len(b), off+floorView)]
+				var v *buffer.View
+				select {
+				case v = <-free:
+					v.Reset()
+					_, _ = v.Write(p) // v's chunk is 64 KiB, and the writer's alone
+				default:
+					v = buffer.NewViewWithData(p)
+				}
 				select {
 				case ch <- v:
 				case <-ctx.Done():
@@ -61,8 +82,13 @@ func floorBulk(ctx context.Context, size int64) (bulkResult, error) {
 			n += int64(len(b))
 		}
 	}()
-	var q buffer.Buffer
-	defer q.Release()
+	var q []*buffer.View // arrived, oldest first; q[head] is read next
+	head, queued := 0, 0
+	defer func() {
+		for _, v := range q[head:] {
+			v.Release()
+		}
+	}()
 	buf := make([]byte, floorRead)
 	closed := false
 	take := func(v *buffer.View, ok bool) {
@@ -70,10 +96,11 @@ func floorBulk(ctx context.Context, size int64) (bulkResult, error) {
 			closed = true
 			return
 		}
-		_ = q.Append(v) // q only grows here; Append fails on nothing else
+		q = append(q, v)
+		queued += v.Size()
 	}
 	for {
-		if q.Size() == 0 {
+		if queued == 0 {
 			if closed {
 				break
 			}
@@ -83,7 +110,7 @@ func floorBulk(ctx context.Context, size int64) (bulkResult, error) {
 		}
 		// Read returns what has arrived, up to its buffer.
 	more:
-		for !closed && q.Size() < floorRead {
+		for !closed && queued < floorRead {
 			select {
 			case v, ok := <-ch:
 				take(v, ok)
@@ -91,8 +118,26 @@ func floorBulk(ctx context.Context, size int64) (bulkResult, error) {
 				break more
 			}
 		}
-		n, _ := q.ReadAt(buf, 0)
-		q.TrimFront(int64(n))
+		n := 0
+		for n < len(buf) && head < len(q) {
+			v := q[head]
+			m := copy(buf[n:], v.AsSlice())
+			v.TrimFront(m)
+			n += m
+			if v.Size() == 0 {
+				select {
+				case free <- v:
+				default:
+					v.Release()
+				}
+				q[head] = nil
+				head++
+			}
+		}
+		if head == len(q) {
+			q, head = q[:0], 0
+		}
+		queued -= n
 		chk.add(buf[:n])
 	}
 	tEnd := time.Now()
@@ -140,7 +185,7 @@ type floorRow struct {
 // MarshalJSON writes a failed run's NaN as null, as benchRow does.
 func (r floorRow) MarshalJSON() ([]byte, error) { return marshalNullNaN(r) }
 
-const floorWhat = "no protocol: only what a Write, a Read and the bench's check must do on gVisor's buffers (copy into 64 KiB views, which gVisor clears first; copy out into the reader's 256 KiB; CRC-32C), between two goroutines with 4 MiB in flight"
+const floorWhat = "no protocol: only what a Write, a Read and the bench's check must do on gVisor's buffers (copy into 64 KiB views, reused; copy out into the reader's 256 KiB; CRC-32C), between two goroutines with 4 MiB in flight"
 
 // add records one round's floor.
 func (f *benchFloor) add(r bulkResult, size int64) {

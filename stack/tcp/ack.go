@@ -184,7 +184,7 @@ func (e *Endpoint) ackCumulative(ack seqnum.Value, a *ackInfo) {
 	// Free acknowledged bytes; the FIN's sequence number is not in the
 	// buffer.
 	if dataAcked := min(int64(a.acked), int64(e.sndBufSeq.Size(ack)), e.sndBuf.Size()); dataAcked > 0 {
-		e.sndBuf.TrimFront(dataAcked)
+		e.sndBuf.TrimFront(dataAcked, &e.proto.chunks)
 		e.sndBufSeq = e.sndBufSeq.Add(seqnum.Size(dataAcked))
 		e.bytesAcked += uint64(dataAcked)
 	}

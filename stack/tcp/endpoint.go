@@ -531,6 +531,10 @@ func (e *Endpoint) Write(b []byte) (int, error) {
 // together, against another SEND on the connection (Write, WriteMore,
 // WriteFrom) while mu is released.
 //
+// A piece of 64 KiB is copied into a chunk the send buffer let go of,
+// when one is free, rather than into a new one from gVisor's pool, which
+// clears it first (chunkreuse.go).
+//
 // The caller flushes the last push, after write returns: a Write of a
 // response in one chunk then reaches gVisor's network layer from the
 // caller's small frame rather than from write's 216 bytes, nearer the
@@ -549,7 +553,14 @@ func (e *Endpoint) write(b []byte, more bool) (int, error) {
 	for total < len(b) {
 		p := b[total:min(len(b), total+maxChunk)]
 		var v *buffer.View
-		if len(p) > maxMergeChunk {
+		if len(p) == maxChunk {
+			v = e.proto.chunks.take()
+		}
+		switch {
+		case v != nil:
+			_, _ = v.Write(p) // the copy, without mu, into a chunk not cleared
+			e.proto.stats.ChunksReused.Add(1)
+		case len(p) > maxMergeChunk:
 			v = buffer.NewViewWithData(p) // the copy, without mu
 		}
 		n := len(p)

@@ -62,6 +62,7 @@ type Protocol struct {
 
 	challenge challengeLimiter
 	tw        timeWaitTable // connections in TIME-WAIT (timewait.go)
+	chunks    chunkCache    // send buffer chunks to copy into again (chunkreuse.go)
 	pmtu      pmtuTable     // path MTUs learned from ICMP (pmtu.go)
 	// routeMetrics is the stack's route table with each row's metrics
 	// (routemetrics.go); nil while no route has any.
@@ -135,6 +136,7 @@ func (p *Protocol) close() {
 	p.closed = true
 	p.mu.Unlock()
 	p.closeTimeWait(0, userCause("stack close"))
+	p.chunks.release()
 }
 
 // shutdown begins closing every connection the way the peers can see, as

@@ -156,8 +156,9 @@ func (b *sendBuffer) push(v *buffer.View) {
 	b.buf = append(b.buf, sendView{v: v, off: off})
 }
 
-// TrimFront drops the first n bytes (those acknowledged).
-func (b *sendBuffer) TrimFront(n int64) {
+// TrimFront drops the first n bytes (those acknowledged); the views it
+// lets go of go to cache, or are released if it is nil.
+func (b *sendBuffer) TrimFront(n int64, cache *chunkCache) {
 	for vs := b.views(); n > 0 && len(vs) > 0; vs = vs[1:] {
 		first := &vs[0]
 		sz := int64(first.v.Size())
@@ -167,7 +168,11 @@ func (b *sendBuffer) TrimFront(n int64) {
 			return
 		}
 		n -= sz
-		first.v.Release()
+		if cache != nil {
+			cache.give(first.v)
+		} else {
+			first.v.Release()
+		}
 		*first = sendView{}
 		b.buf[0].off++
 	}

@@ -58,7 +58,7 @@ func TestSendBuffer(t *testing.T) {
 			}
 		case op < 7: // an ACK
 			n := r.IntN(len(ref) + 1)
-			b.TrimFront(int64(n))
+			b.TrimFront(int64(n), nil)
 			ref = ref[n:]
 			sent = max(sent-int64(n), 0)
 		default: // a segment
@@ -219,7 +219,7 @@ func BenchmarkSmallWrites(b *testing.B) {
 				if sb.Size()-sent < seg {
 					continue
 				}
-				sb.TrimFront(int64(inFlight.Size())) // the previous segment's ACK
+				sb.TrimFront(int64(inFlight.Size()), nil) // the previous segment's ACK
 				sent -= inFlight.Size()
 				inFlight.Release()
 				sb.CloneRange(int(sent), seg, func(v *buffer.View) { _ = inFlight.Append(v) })
@@ -254,7 +254,7 @@ func TestSendBufferRefillAllocs(t *testing.T) {
 			vs[0] = sendView{}
 			b.buf[0].off++
 		}
-		b.TrimFront(0)
+		b.TrimFront(0, nil)
 	}
 	burst() // the array grows to its size
 	if n := testing.AllocsPerRun(10, burst); n != 0 {

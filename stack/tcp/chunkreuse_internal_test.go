@@ -1,0 +1,76 @@
+package tcp
+
+import (
+	"slices"
+	"testing"
+
+	"gvisor.dev/gvisor/pkg/buffer"
+)
+
+// TestChunkRefsProbe: the reference count of gVisor's chunks is where
+// chunkRefs looks for it. If this fails, a new gVisor moved or changed
+// it: chunk reuse is off (every 64 KiB write's chunk is cleared by the
+// pool again) until chunkRefs finds it anew.
+func TestChunkRefsProbe(t *testing.T) {
+	if !chunkRefs().ok {
+		t.Fatal("chunk reuse is off: View.chunk's reference count not found, or not counting as expected")
+	}
+	v := buffer.NewViewSize(maxChunk)
+	defer v.Release()
+	clones := []*buffer.View{v.Clone(), v.Clone()}
+	if chunkExclusive(v) {
+		t.Error("a view with two clones reads as the chunk's only holder")
+	}
+	for _, c := range clones {
+		c.Release()
+	}
+	if !chunkExclusive(v) {
+		t.Error("a view whose clones are released does not read as the chunk's only holder")
+	}
+}
+
+// TestChunkCacheBounds: the cache keeps at most cacheReady free chunks
+// and cacheHeld held ones, the newest held; it takes only whole 64 KiB
+// chunks, and a held chunk once its holder lets go.
+func TestChunkCacheBounds(t *testing.T) {
+	var c chunkCache
+	defer c.release()
+	for range cacheReady + 3 {
+		c.give(buffer.NewViewSize(maxChunk))
+	}
+	c.give(buffer.NewViewSize(maxChunk / 2)) // not a whole chunk: released
+	var holders []*buffer.View
+	for range cacheHeld + 3 {
+		v := buffer.NewViewSize(maxChunk)
+		holders = append(holders, v.Clone())
+		c.give(v)
+	}
+	if len(c.ready) != cacheReady || len(c.held) != cacheHeld {
+		t.Fatalf("%d ready and %d held, want %d and %d", len(c.ready), len(c.held), cacheReady, cacheHeld)
+	}
+	for range cacheReady {
+		if v := c.take(); v == nil || v.Size() != 0 || v.Capacity() != maxChunk {
+			t.Fatalf("take gave %v, want a reset 64 KiB view", v)
+		} else {
+			v.Release()
+		}
+	}
+	if v := c.take(); v != nil {
+		t.Fatal("take gave a chunk that is still held")
+	}
+	// The 3 oldest held were let go of to make room; the next oldest is
+	// the first take looks at.
+	holders[3].Release()
+	holders[cacheHeld+2].Release() // the newest: beyond take's scan
+	if v := c.take(); v == nil {
+		t.Fatal("take found no chunk after the oldest held one's holder let go")
+	} else {
+		v.Release()
+	}
+	if v := c.take(); v != nil {
+		t.Fatalf("take looked at the newest held chunk, beyond the %d it scans", cacheScan)
+	}
+	for _, h := range slices.Concat(holders[:3], holders[4:cacheHeld+2]) {
+		h.Release()
+	}
+}
