@@ -491,6 +491,68 @@ func TestRxReader(t *testing.T) {
 	}
 }
 
+// TestRxReaderReusesChunks: the reader reads into the chunk of a frame it
+// handed over once nothing else holds it (a packet made from it, here a
+// clone), not while something does, and clears what a shorter frame
+// leaves of it, so that a view grown past the frame shows zeros, as in a
+// chunk fresh from gVisor's pool, not the earlier frame's bytes.
+func TestRxReaderReusesChunks(t *testing.T) {
+	l, peer := seqpacketLink(t, Offloads{})
+	r := newRxReader(l, l.qs[0].rc)
+	defer r.releaseSpent()
+	read := func(n int, fill byte) rxFrame {
+		t.Helper()
+		want := bytes.Repeat([]byte{fill}, n)
+		if _, err := unix.Write(peer, want); err != nil {
+			t.Fatalf("%d bytes: %v", n, err)
+		}
+		f, err := r.read()
+		if err != nil {
+			t.Fatalf("%d bytes: %v", n, err)
+		}
+		got := append(append([]byte(nil), f.head...), f.rest.AsSlice()...)
+		if !bytes.Equal(got, want) || !f.chunk {
+			t.Fatalf("%d bytes of %q: read %d bytes that differ, or not in the chunk", n, fill, len(got))
+		}
+		return f
+	}
+	long := vnetHdrLen + maxFrame
+	a := read(long, 'a')
+	held := a.rest.Clone() // a packet the stack still holds
+	r.done(a)
+	b := read(long, 'b')
+	if i := bytes.IndexFunc(held.AsSlice(), func(c rune) bool { return c != 'a' }); i >= 0 {
+		t.Fatalf("a held frame's byte %d was overwritten with %q", i, held.AsSlice()[i])
+	}
+	if n := l.rxChunksReused.Load(); n != 0 {
+		t.Fatalf("%d chunks reused while the only one spent is held", n)
+	}
+	r.done(b)
+	held.Release()
+	short := rxHead + rxShareMin + 100
+	c := read(short, 'c')
+	if n := l.rxChunksReused.Load(); n != 1 {
+		t.Fatalf("%d chunks reused, want 1: the first frame's, let go of", n)
+	}
+	grown := c.rest.Clone()
+	defer grown.Release()
+	grown.Grow(buffer.MaxChunkSize - grown.Size()) // as a buffer operation that grows a view might
+	if i := bytes.IndexFunc(grown.AsSlice()[c.rest.Size():], func(c rune) bool { return c != 0 }); i >= 0 {
+		t.Errorf("byte %d past the frame in a reused chunk is %q, want 0", c.rest.Size()+i, grown.AsSlice()[c.rest.Size()+i])
+	}
+	r.done(c)
+	// Spent chunks kept are bounded.
+	for range rxSpentMax + 10 {
+		f := read(long, 'd')
+		keep := f.rest.Clone()
+		r.done(f)
+		defer keep.Release()
+	}
+	if len(r.spent) != rxSpentMax {
+		t.Errorf("%d spent chunks kept, want %d", len(r.spent), rxSpentMax)
+	}
+}
+
 func isNoBufferSpace(err tcpip.Error) bool {
 	_, ok := err.(*tcpip.ErrNoBufferSpace)
 	return ok

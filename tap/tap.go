@@ -85,16 +85,17 @@ type DeviceStats struct {
 	TxDropped         uint64 // frames dropped on the way out: the outbound queue or the kernel's (EAGAIN/ENOBUFS) was full
 	TxErrors          uint64 // other write errors
 
-	RxSuperFrames uint64 // TCP super-frames the kernel handed over (TSO)
-	RxSegments    uint64 // the wire segments they stood for
-	RxBadOffload  uint64 // frames dropped because their virtio-net header did not fit them
-	RxBadChecksum uint64 // frames the kernel did not vouch for whose checksum failed the device's check
-	RxQueueFull   uint64 // times the read loop waited for room in the queue to the stack (WithRxQueue)
-	TxSuperFrames uint64 // super-frames written: runs of the stack's segments coalesced into one write
-	TxCoalesced   uint64 // the stack's segments written inside them
-	TxGSOFrames   uint64 // super-frames the stack itself built (its GSO), written as they are
-	TxGSOSegments uint64 // the wire segments they stood for
-	TxBadChecksum uint64 // segments kept out of a super-frame because their TCP checksum failed (a middleware above corrupted them): written alone, for the kernel to drop alone
+	RxSuperFrames  uint64 // TCP super-frames the kernel handed over (TSO)
+	RxSegments     uint64 // the wire segments they stood for
+	RxBadOffload   uint64 // frames dropped because their virtio-net header did not fit them
+	RxBadChecksum  uint64 // frames the kernel did not vouch for whose checksum failed the device's check
+	RxQueueFull    uint64 // times the read loop waited for room in the queue to the stack (WithRxQueue)
+	RxChunksReused uint64 // reads into a 64 KiB chunk an earlier frame used and the stack let go of, not one gVisor's pool cleared first (rx.go)
+	TxSuperFrames  uint64 // super-frames written: runs of the stack's segments coalesced into one write
+	TxCoalesced    uint64 // the stack's segments written inside them
+	TxGSOFrames    uint64 // super-frames the stack itself built (its GSO), written as they are
+	TxGSOSegments  uint64 // the wire segments they stood for
+	TxBadChecksum  uint64 // segments kept out of a super-frame because their TCP checksum failed (a middleware above corrupted them): written alone, for the kernel to drop alone
 }
 
 // Open attaches to the Linux TAP device name, creating it if it does not
@@ -322,16 +323,17 @@ func (d *Device) Stats() DeviceStats {
 		TxDropped: l.txDropped.Load(),
 		TxErrors:  l.txErrors.Load(),
 
-		RxSuperFrames: l.rxSuper.Load(),
-		RxSegments:    l.rxSegments.Load(),
-		RxBadOffload:  l.rxBadOffload.Load(),
-		RxBadChecksum: l.rxBadChecksum.Load(),
-		RxQueueFull:   l.rxQueueFull.Load(),
-		TxSuperFrames: l.txSuper.Load(),
-		TxCoalesced:   l.txCoalesced.Load(),
-		TxGSOFrames:   l.txGSO.Load(),
-		TxGSOSegments: l.txGSOSegs.Load(),
-		TxBadChecksum: l.txBadChecksum.Load(),
+		RxSuperFrames:  l.rxSuper.Load(),
+		RxSegments:     l.rxSegments.Load(),
+		RxBadOffload:   l.rxBadOffload.Load(),
+		RxBadChecksum:  l.rxBadChecksum.Load(),
+		RxQueueFull:    l.rxQueueFull.Load(),
+		RxChunksReused: l.rxChunksReused.Load(),
+		TxSuperFrames:  l.txSuper.Load(),
+		TxCoalesced:    l.txCoalesced.Load(),
+		TxGSOFrames:    l.txGSO.Load(),
+		TxGSOSegments:  l.txGSOSegs.Load(),
+		TxBadChecksum:  l.txBadChecksum.Load(),
 	}
 }
 
@@ -381,6 +383,7 @@ type fdLink struct {
 	rxDropped, txDropped, txErrors       atomic.Uint64
 	rxSuper, rxSegments, rxBadOffload    atomic.Uint64
 	rxBadChecksum, rxQueueFull           atomic.Uint64
+	rxChunksReused                       atomic.Uint64
 	fullCsum                             atomic.Bool // deliver complete checksums and let the stack verify them
 	txSuper, txCoalesced                 atomic.Uint64
 	txGSO, txGSOSegs, txBadChecksum      atomic.Uint64
@@ -513,6 +516,7 @@ func (l *fdLink) readLoop(q *devQueue) {
 				if rxq != nil {
 					rxq.close()
 				}
+				r.releaseSpent()
 				return
 			}
 			continue

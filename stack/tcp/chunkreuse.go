@@ -1,12 +1,11 @@
 package tcp
 
 import (
-	"reflect"
 	"sync"
-	"sync/atomic"
-	"unsafe"
 
 	"gvisor.dev/gvisor/pkg/buffer"
+
+	"github.com/tapstack/tapstack/internal/viewrefs"
 )
 
 // Chunk reuse: a sender's copies into chunks that need no clearing.
@@ -14,10 +13,11 @@ import (
 // Every chunk gVisor's buffer pool hands out is cleared first (newChunk),
 // so that no view shows bytes it did not write. A Write of 64 KiB thus
 // clears 64 KiB and then overwrites them: in a bulk transfer over
-// tap.Pipe the clearing was 10% of tapstack's CPU. Linux's TCP copies into its socket's page fragment
-// and, once the page is used up, takes it again from the start if its
-// reference count says that no packet holds it any more
-// (skb_page_frag_refill), else a fresh page, which is not cleared either.
+// tap.Pipe the clearing was 10% of tapstack's CPU. Linux's TCP copies
+// into its socket's page fragment and, once the page is used up, takes
+// it again from the start if its reference count says that no packet
+// holds it any more (skb_page_frag_refill), else a fresh page, which is
+// not cleared either.
 //
 // The engine does the same with the 64 KiB chunks of the views its send
 // buffer lets go of (chunkCache): a chunk nobody else holds is reset and
@@ -29,16 +29,12 @@ import (
 // reused chunk's old bytes lies beyond a view's end where a buffer
 // operation could grow into it.
 //
-// gVisor keeps the reference count private. It is read with one atomic
-// load, at the offset reflection finds in the types at the first use
-// (chunkRefs), after a check that the count behaves as expected (Clone
-// raises it, Release lowers it); if the types or the behaviour differ in
-// another gVisor version, reuse stays off and every chunk comes from the
-// pool as before (TestChunkRefsProbe fails to say so). A wrong answer
-// could not corrupt a byte sent: View.Write copies a chunk that is
-// shared before it writes (copy on write). It would cost that copy, and
-// the clearing of the chunk copied into, which is what the count is read
-// to avoid (TestChunkReuse counts the reuses).
+// gVisor keeps the reference count private; package viewrefs reads it,
+// and turns reuse off should a new gVisor move it. A wrong answer could
+// not corrupt a byte sent: View.Write copies a chunk that is shared
+// before it writes (copy on write). It would cost that copy, and the
+// clearing of the chunk copied into, which is what the count is read to
+// avoid (TestChunkReuse counts the reuses).
 
 // chunkCache holds 64 KiB views whose chunks the engine may copy into
 // again: ready, held by nobody else, reset; held, still shared, oldest
@@ -60,7 +56,7 @@ const (
 
 // take returns a reset view of a 64 KiB chunk nobody else holds, or nil.
 func (c *chunkCache) take() *buffer.View {
-	if !chunkRefs().ok {
+	if !viewrefs.Available() {
 		return nil
 	}
 	c.mu.Lock()
@@ -72,7 +68,7 @@ func (c *chunkCache) take() *buffer.View {
 		return v
 	}
 	for i, v := range c.held[:min(len(c.held), cacheScan)] {
-		if chunkExclusive(v) {
+		if viewrefs.Exclusive(v) {
 			copy(c.held[i:], c.held[i+1:])
 			c.held[len(c.held)-1] = nil
 			c.held = c.held[:len(c.held)-1]
@@ -88,12 +84,12 @@ func (c *chunkCache) take() *buffer.View {
 // held view makes room for a newer one, being the likeliest to stay
 // held (a peer that does not read).
 func (c *chunkCache) give(v *buffer.View) {
-	if v.Capacity() != maxChunk || !chunkRefs().ok {
+	if v.Capacity() != maxChunk || !viewrefs.Available() {
 		v.Release()
 		return
 	}
 	c.mu.Lock()
-	if chunkExclusive(v) {
+	if viewrefs.Exclusive(v) {
 		if len(c.ready) < cacheReady {
 			v.Reset()
 			c.ready = append(c.ready, v)
@@ -127,60 +123,3 @@ func (c *chunkCache) release() {
 		v.Release()
 	}
 }
-
-// chunkExclusive reports whether v holds the only reference to its
-// chunk; the caller has seen refsLayout's ok. The load is atomic, as
-// gVisor's DecRef is: a holder's last reads of the chunk happen before
-// its release, and so before the chunk is written again.
-func chunkExclusive(v *buffer.View) bool { return chunkRefs().of(v) == 1 }
-
-// refsLayout says where a view's chunk's reference count is: the offset
-// of View.chunk, and that of the count in the chunk.
-type refsLayout struct {
-	chunk, refs uintptr
-	ok          bool // found and checked: reuse is on
-}
-
-func (l refsLayout) of(v *buffer.View) int64 {
-	chunk := *(*unsafe.Pointer)(unsafe.Add(unsafe.Pointer(v), l.chunk))
-	return atomic.LoadInt64((*int64)(unsafe.Add(chunk, l.refs)))
-}
-
-// chunkRefs finds the layout once: by name and kind, View.chunk
-// (*chunk), the chunk's embedded chunkRefs, its refCount
-// (atomicbitops.Int64) and the int64 that holds the count; then it
-// checks that the count is 1 for a new view, 2 with a clone of it, and 1
-// again once the clone is released.
-var chunkRefs = sync.OnceValue(func() refsLayout {
-	if unsafe.Sizeof(uintptr(0)) != 8 {
-		return refsLayout{} // atomicbitops.Int64 differs on 32-bit machines
-	}
-	f, ok := reflect.TypeFor[buffer.View]().FieldByName("chunk")
-	if !ok || len(f.Index) != 1 || f.Type.Kind() != reflect.Pointer || f.Type.Elem().Name() != "chunk" {
-		return refsLayout{}
-	}
-	l := refsLayout{chunk: f.Offset}
-	t := f.Type.Elem()
-	for _, step := range []struct{ name, typ string }{{"chunkRefs", "chunkRefs"}, {"refCount", "Int64"}, {"value", "int64"}} {
-		if t.Kind() != reflect.Struct {
-			return refsLayout{}
-		}
-		g, ok := t.FieldByName(step.name)
-		if !ok || len(g.Index) != 1 || g.Type.Name() != step.typ {
-			return refsLayout{}
-		}
-		l.refs += g.Offset
-		t = g.Type
-	}
-	if t.Kind() != reflect.Int64 || l.refs%8 != 0 {
-		return refsLayout{}
-	}
-	v := buffer.NewView(64)
-	defer v.Release()
-	alone := l.of(v)
-	c := v.Clone()
-	shared := l.of(v)
-	c.Release()
-	l.ok = alone == 1 && shared == 2 && l.of(v) == 1
-	return l
-})

@@ -7,28 +7,6 @@ import (
 	"gvisor.dev/gvisor/pkg/buffer"
 )
 
-// TestChunkRefsProbe: the reference count of gVisor's chunks is where
-// chunkRefs looks for it. If this fails, a new gVisor moved or changed
-// it: chunk reuse is off (every 64 KiB write's chunk is cleared by the
-// pool again) until chunkRefs finds it anew.
-func TestChunkRefsProbe(t *testing.T) {
-	if !chunkRefs().ok {
-		t.Fatal("chunk reuse is off: View.chunk's reference count not found, or not counting as expected")
-	}
-	v := buffer.NewViewSize(maxChunk)
-	defer v.Release()
-	clones := []*buffer.View{v.Clone(), v.Clone()}
-	if chunkExclusive(v) {
-		t.Error("a view with two clones reads as the chunk's only holder")
-	}
-	for _, c := range clones {
-		c.Release()
-	}
-	if !chunkExclusive(v) {
-		t.Error("a view whose clones are released does not read as the chunk's only holder")
-	}
-}
-
 // TestChunkCacheBounds: the cache keeps at most cacheReady free chunks
 // and cacheHeld held ones, the newest held; it takes only whole 64 KiB
 // chunks, and a held chunk once its holder lets go.
