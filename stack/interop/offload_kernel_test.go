@@ -192,9 +192,13 @@ func TestKernelOffloads(t *testing.T) {
 				t.Errorf("bad offload frames or write errors: %+v", st)
 			}
 			// The reader reads into the chunks of super-frames the stack
-			// let go of (tap's rx.go): 504-519 of 523-530 here.
-			if st.RxChunksReused < st.RxSuperFrames/4 {
-				t.Errorf("the reader reused %d chunks for %d super-frames, want a quarter at least", st.RxChunksReused, st.RxSuperFrames)
+			// let go of (tap's rx.go): 504-519 of 523-530 here, 474-1422
+			// of 525-1474 under -race beside two CPU hogs. How many
+			// depends on how far the application's reads lag (a CI run
+			// saw the send side's reuse fall to two fifths); an eighth
+			// shows that it works.
+			if st.RxChunksReused < st.RxSuperFrames/8 {
+				t.Errorf("the reader reused %d chunks for %d super-frames, want an eighth at least", st.RxChunksReused, st.RxSuperFrames)
 			}
 		})
 	}
