@@ -52,3 +52,41 @@ func TestChunkCacheBounds(t *testing.T) {
 		h.Release()
 	}
 }
+
+// BenchmarkChunkCopy is a Write's 64 KiB piece copied into a view and the
+// view let go of once its bytes are acknowledged, as write and
+// ackCumulative do it: pool, into a chunk gVisor's pool clears first,
+// released to the pool; reused, into a chunk the cache kept, given back
+// to it (chunkreuse.go): 3.26-3.35 µs and 1.71-1.76 µs here. The chunk
+// stays in the processor's cache here, where a bulk sender's comes back
+// colder and the copy then fetches what the clearing had brought in: in
+// a transfer the saving is less (4% at one core, BenchmarkBulk in
+// stack/interop).
+//
+//	go test ./stack/tcp -run '^$' -bench ChunkCopy
+func BenchmarkChunkCopy(b *testing.B) {
+	p := make([]byte, maxChunk)
+	for i := range p {
+		p[i] = byte(i)
+	}
+	b.Run("pool", func(b *testing.B) {
+		b.SetBytes(maxChunk)
+		for b.Loop() {
+			buffer.NewViewWithData(p).Release()
+		}
+	})
+	b.Run("reused", func(b *testing.B) {
+		var c chunkCache
+		defer c.release()
+		c.give(buffer.NewViewSize(maxChunk))
+		b.SetBytes(maxChunk)
+		for b.Loop() {
+			v := c.take()
+			if v == nil {
+				b.Fatal("no chunk to reuse")
+			}
+			_, _ = v.Write(p)
+			c.give(v)
+		}
+	})
+}
