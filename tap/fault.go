@@ -251,7 +251,7 @@ type Fault struct {
 	out, in *lane // in is nil without FaultConfig.Inbound
 	obs     func(FaultEvent)
 
-	batchEnd atomic.Pointer[func()] // OnBatchEnd
+	batchEnd hook // OnBatchEnd
 
 	// segs is the device below that hands super-frames up as their wire
 	// segments for the inbound faults (nil if none does), and rejoin
@@ -296,7 +296,7 @@ func (f *Fault) putScratch(s *faultScratch, acts []action) {
 // inbound frame the middleware delivers later on its own (held back for
 // reordering, delayed), which is a burst of its own.
 func (f *Fault) OnBatchEnd(fn func()) {
-	f.batchEnd.Store(&fn)
+	f.batchEnd.set(fn)
 	below := fn
 	if f.segs != nil {
 		// A run of segments waiting to be joined goes before the
@@ -331,8 +331,8 @@ func (f *Fault) SupportedGSO() stack.SupportedGSO {
 // laterBurstEnd ends the burst of inbound frames a timer of the
 // middleware delivered.
 func (f *Fault) laterBurstEnd(dir FaultDir) {
-	if fn := f.batchEnd.Load(); fn != nil && dir == FaultInbound {
-		(*fn)()
+	if dir == FaultInbound {
+		f.batchEnd.call()
 	}
 }
 

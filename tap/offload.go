@@ -673,7 +673,7 @@ func (t *txQueue) run() {
 				batch[i] = nil
 			}
 			t.finished.Add(uint64(len(batch)))
-			t.path.l.outboundRoom()
+			t.path.l.roomOpened.call()
 			if _, closed := err.(*tcpip.ErrClosedForSend); closed {
 				// The descriptor is closed: take no more frames, and
 				// let go of those queued.

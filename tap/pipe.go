@@ -190,8 +190,8 @@ func (p *pipe) pump(from, to *pipePort) {
 			}
 			p.carry(from, to, pkt)
 		}
-		to.endBatch()
-		from.outboundRoom()
+		to.batchEnd.call()
+		from.roomOpened.call()
 	}
 }
 
@@ -295,13 +295,7 @@ func (p *pipe) carrySegments(from, to *pipePort, v *buffer.View, mss int) bool {
 // burst of frames it delivered to this end's stack: the frames the other
 // end had queued by then, up to 64 (stack.BatchingLink). stack.Stack's
 // AddNIC registers the engine's, which ACKs the rest of a burst there.
-func (e *PipeEnd) OnBatchEnd(fn func()) { e.port.batchEnd.Store(&fn) }
-
-func (pp *pipePort) endBatch() {
-	if fn := pp.batchEnd.Load(); fn != nil {
-		(*fn)()
-	}
-}
+func (e *PipeEnd) OnBatchEnd(fn func()) { e.port.batchEnd.set(fn) }
 
 // pipePort is the inner, header-less endpoint of one end: a channel endpoint
 // whose outbound queue the pump drains, plus the cable's life cycle.
@@ -310,11 +304,11 @@ type pipePort struct {
 	pipe *pipe
 	peer *pipePort
 
-	gso        bool                   // WithPipeGSO
-	delivering wireSegment            // the split super-frame's segment being delivered (rejoin.go); the pump's
-	batchEnd   atomic.Pointer[func()] // OnBatchEnd
-	roomOpened atomic.Pointer[func()] // OnOutboundRoom
-	fullCsum   atomic.Bool            // deliver complete checksums and let the stack verify them (offloadIn)
+	gso        bool        // WithPipeGSO
+	delivering wireSegment // the split super-frame's segment being delivered (rejoin.go); the pump's
+	batchEnd   hook        // OnBatchEnd
+	roomOpened hook        // OnOutboundRoom
+	fullCsum   atomic.Bool // deliver complete checksums and let the stack verify them (offloadIn)
 
 	sent, droppedFull, droppedDetached, droppedClosed, droppedBadChecksum atomic.Uint64
 
@@ -520,13 +514,7 @@ func (e *PipeEnd) OutboundRoom() int {
 // that carries this end's frames each time it has carried a burst of
 // them: the stack's TCP, holding new data back while the queue was busy,
 // sends it then rather than at its next ACK.
-func (e *PipeEnd) OnOutboundRoom(fn func()) { e.port.roomOpened.Store(&fn) }
-
-func (pp *pipePort) outboundRoom() {
-	if fn := pp.roomOpened.Load(); fn != nil {
-		(*fn)()
-	}
-}
+func (e *PipeEnd) OnOutboundRoom(fn func()) { e.port.roomOpened.set(fn) }
 
 // FlushOutbound waits until the frames written on this end so far have
 // been delivered to the other end (or dropped), or timeout has passed, and

@@ -72,7 +72,7 @@ func (q *rxQueue) run() {
 	for it := range q.ch {
 		q.l.deliverNow(it.d, it.pkt, it.seg)
 		if burst++; len(q.ch) == 0 || burst >= maxReadBurst {
-			q.l.endBatch()
+			q.l.batchEnd.call()
 			burst = 0
 		}
 	}

@@ -387,9 +387,9 @@ type fdLink struct {
 	fullCsum                             atomic.Bool // deliver complete checksums and let the stack verify them
 	txSuper, txCoalesced                 atomic.Uint64
 	txGSO, txGSOSegs, txBadChecksum      atomic.Uint64
-	checkJoins                           atomic.Bool            // check each segment's checksum before it joins a super-frame
-	batchEnd                             atomic.Pointer[func()] // OnBatchEnd
-	roomOpened                           atomic.Pointer[func()] // OnOutboundRoom
+	checkJoins                           atomic.Bool // check each segment's checksum before it joins a super-frame
+	batchEnd                             hook        // OnBatchEnd
+	roomOpened                           hook        // OnOutboundRoom
 
 	wg sync.WaitGroup // the read loops
 
@@ -503,7 +503,7 @@ func (l *fdLink) readLoop(q *devQueue) {
 			q.reads.Add(1)
 		}
 		if err == errNoFrame {
-			l.endBatch()
+			l.batchEnd.call()
 			burst = 0
 			continue
 		}
@@ -522,7 +522,7 @@ func (l *fdLink) readLoop(q *devQueue) {
 			continue
 		}
 		if burst++; inline && burst >= maxReadBurst {
-			l.endBatch()
+			l.batchEnd.call()
 			burst = 0
 		}
 	}
@@ -533,13 +533,7 @@ func (l *fdLink) readLoop(q *devQueue) {
 // read, the delivery goroutine finding its queue empty (rxqueue.go) or the
 // read loop finding no frame ready (WithRxQueue(0)), and after every
 // maxReadBurst frames.
-func (l *fdLink) OnBatchEnd(fn func()) { l.batchEnd.Store(&fn) }
-
-func (l *fdLink) endBatch() {
-	if fn := l.batchEnd.Load(); fn != nil {
-		(*fn)()
-	}
-}
+func (l *fdLink) OnBatchEnd(fn func()) { l.batchEnd.set(fn) }
 
 // maxReadBurst bounds a burst of frames delivered, inline on the read
 // loop or by the delivery goroutine: the stack hears of a burst's end, and
@@ -680,13 +674,7 @@ func (l *fdLink) OutboundRoom() int {
 // skbs: the stack's TCP, holding new data back while the queue was busy,
 // sends it then rather than at its next ACK, while the writer writes the
 // rest of its queue (maxWriteBatch).
-func (l *fdLink) OnOutboundRoom(fn func()) { l.roomOpened.Store(&fn) }
-
-func (l *fdLink) outboundRoom() {
-	if fn := l.roomOpened.Load(); fn != nil {
-		(*fn)()
-	}
-}
+func (l *fdLink) OnOutboundRoom(fn func()) { l.roomOpened.set(fn) }
 
 // FlushOutbound implements stack.FlushingLink: it waits until the frames
 // queued for the writer goroutines so far have been written (or
