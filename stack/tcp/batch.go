@@ -89,7 +89,18 @@ type connList struct {
 	spare []*Endpoint // storage given back while list had some (serve's connections waiting again)
 }
 
-// add puts e in the list; the caller holds e.mu and has just set e's flag.
+// mark sets flag, one of e's fields, and puts e in the list, unless the
+// flag is set already (e is in the list, and serve clears the flag as it
+// takes e out). The caller holds e.mu.
+func (l *connList) mark(e *Endpoint, flag *bool) {
+	if *flag {
+		return
+	}
+	*flag = true
+	l.add(e)
+}
+
+// add puts e in the list.
 func (l *connList) add(e *Endpoint) {
 	l.mu.Lock()
 	if l.list == nil {
@@ -161,13 +172,7 @@ func (p *Protocol) batching(nic tcpip.NICID) bool {
 
 // deferAck asks for an ACK for e at the end of the current burst, if
 // text is then still unacknowledged. The caller holds e.mu.
-func (e *Endpoint) deferAck() {
-	if e.ackAtBatchEnd {
-		return
-	}
-	e.ackAtBatchEnd = true
-	e.proto.batch.pending.add(e)
-}
+func (e *Endpoint) deferAck() { e.proto.batch.pending.mark(e, &e.ackAtBatchEnd) }
 
 // batchEnd is a burst's end: every connection whose ACK waits for it
 // sends it now, unless an ACK has left since (ackSent clears the mark).

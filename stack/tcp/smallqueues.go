@@ -59,13 +59,7 @@ func (p *Protocol) linkBusy(nic tcpip.NICID, pending int) bool {
 
 // holdForRoom marks e as a connection whose new data waits for room in
 // its link's queue. The caller holds e.mu.
-func (e *Endpoint) holdForRoom() {
-	if e.tsqHeld {
-		return
-	}
-	e.tsqHeld = true
-	e.proto.tsq.held.add(e)
-}
+func (e *Endpoint) holdForRoom() { e.proto.tsq.held.mark(e, &e.tsqHeld) }
 
 // roomOpened is a link's word that it took frames out of its outbound
 // queue: the connections held for room send what their windows allow,
