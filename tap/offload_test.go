@@ -548,8 +548,8 @@ func TestRxReaderReusesChunks(t *testing.T) {
 		r.done(f)
 		defer keep.Release()
 	}
-	if len(r.spent) != rxSpentMax {
-		t.Errorf("%d spent chunks kept, want %d", len(r.spent), rxSpentMax)
+	if r.spent.Len() != rxSpentMax {
+		t.Errorf("%d spent chunks kept, want %d", r.spent.Len(), rxSpentMax)
 	}
 }
 

@@ -120,7 +120,7 @@ type rxReader struct {
 	dirty bool
 	// spent holds the chunks of frames handed to the stack, oldest
 	// first, until the stack lets go of them and read takes one again.
-	spent []*buffer.View
+	spent viewrefs.Held
 	flat  []byte // a frame gathered whole, for checksum work
 	iov   [2]unix.Iovec
 
@@ -256,14 +256,7 @@ const (
 // before: a spent chunk the stack let go of, or a new one from the pool.
 func (r *rxReader) chunk() (*buffer.View, bool) {
 	if viewrefs.Available() {
-		for i, v := range r.spent[:min(len(r.spent), rxSpentScan)] {
-			if !viewrefs.Exclusive(v) {
-				continue
-			}
-			copy(r.spent[i:], r.spent[i+1:])
-			r.spent[len(r.spent)-1] = nil
-			r.spent = r.spent[:len(r.spent)-1]
-			v.Reset()
+		if v := r.spent.TakeFree(rxSpentScan); v != nil {
 			v.Grow(buffer.MaxChunkSize)
 			r.l.rxChunksReused.Add(1)
 			return v, true
@@ -283,12 +276,9 @@ func (r *rxReader) done(f rxFrame) {
 	switch {
 	case f.rest == nil:
 	case f.chunk && viewrefs.Available():
-		if len(r.spent) == rxSpentMax {
-			r.spent[0].Release()
-			copy(r.spent, r.spent[1:])
-			r.spent = r.spent[:len(r.spent)-1]
+		if old := r.spent.Add(f.rest, rxSpentMax); old != nil {
+			old.Release()
 		}
-		r.spent = append(r.spent, f.rest)
 	default:
 		f.rest.Release()
 	}
@@ -296,13 +286,7 @@ func (r *rxReader) done(f rxFrame) {
 
 // releaseSpent releases the chunks kept for reuse; the read loop calls it
 // as it ends.
-func (r *rxReader) releaseSpent() {
-	for i, v := range r.spent {
-		v.Release()
-		r.spent[i] = nil
-	}
-	r.spent = r.spent[:0]
-}
+func (r *rxReader) releaseSpent() { r.spent.Release() }
 
 // flatten returns f gathered into one slice, valid until the next
 // flatten.

@@ -3,7 +3,8 @@
 // again rather than take a new one, which gVisor's pool clears first
 // (buffer.newChunk). Linux's TCP does the same with a socket's page
 // (skb_page_frag_refill); stack/tcp's send buffer and tap's reader do it
-// with their 64 KiB chunks.
+// with their 64 KiB chunks, keeping those still held elsewhere in a Held
+// list until they are not.
 //
 // gVisor keeps the reference count private. It is read with one atomic
 // load, at the offset reflection finds in the types at the first use, by
@@ -87,3 +88,53 @@ var layout = sync.OnceValue(func() refsLayout {
 	l.ok = alone == 1 && shared == 2 && l.refs(v) == 1
 	return l
 })
+
+// Held is a bounded list of views whose chunks their owner means to write
+// again once nothing else holds them, oldest first: the send buffer's
+// chunks that packets or a receiver still hold, the TAP reader's chunks
+// of frames the stack still holds. It is not safe for concurrent use.
+type Held struct {
+	views []*buffer.View
+}
+
+// Len reports how many views are held.
+func (h *Held) Len() int { return len(h.views) }
+
+// Add appends v. If max views are held already, the oldest leaves to
+// make room and is returned, for the caller to release (the likeliest to
+// stay held: a reader that does not read).
+func (h *Held) Add(v *buffer.View, max int) (evicted *buffer.View) {
+	if len(h.views) >= max {
+		evicted = h.views[0]
+		copy(h.views, h.views[1:])
+		h.views[len(h.views)-1] = nil
+		h.views = h.views[:len(h.views)-1]
+	}
+	h.views = append(h.views, v)
+	return evicted
+}
+
+// TakeFree removes and returns, reset, the first of the scan oldest views
+// whose chunk nothing else holds, or nil if none is. Available must
+// report true.
+func (h *Held) TakeFree(scan int) *buffer.View {
+	for i, v := range h.views[:min(len(h.views), scan)] {
+		if Exclusive(v) {
+			copy(h.views[i:], h.views[i+1:])
+			h.views[len(h.views)-1] = nil
+			h.views = h.views[:len(h.views)-1]
+			v.Reset()
+			return v
+		}
+	}
+	return nil
+}
+
+// Release releases every view held and empties the list.
+func (h *Held) Release() {
+	for i, v := range h.views {
+		v.Release()
+		h.views[i] = nil
+	}
+	h.views = h.views[:0]
+}

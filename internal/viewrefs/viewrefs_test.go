@@ -32,3 +32,46 @@ func TestProbe(t *testing.T) {
 		t.Error("a view whose clones are released does not read as its chunk's only holder")
 	}
 }
+
+// TestHeld: a Held list lets its oldest view go when full, and gives
+// back, reset, the first of the oldest views it looks at whose chunk
+// nothing else holds, skipping those still shared and looking no
+// further than it is told.
+func TestHeld(t *testing.T) {
+	var h Held
+	defer h.Release()
+	var views, clones []*buffer.View
+	for range 4 {
+		v := buffer.NewViewSize(64)
+		views = append(views, v)
+		clones = append(clones, v.Clone()) // held elsewhere
+		if old := h.Add(v, 3); old != nil {
+			if old != views[0] {
+				t.Fatal("Add let another view go than the oldest")
+			}
+			old.Release()
+		}
+	}
+	if h.Len() != 3 {
+		t.Fatalf("%d views held, want 3", h.Len())
+	}
+	if v := h.TakeFree(3); v != nil {
+		t.Fatal("TakeFree gave a view whose chunk is held elsewhere")
+	}
+	clones[3].Release() // the newest, beyond a scan of 2
+	if v := h.TakeFree(2); v != nil {
+		t.Fatal("TakeFree looked past the views it was told to")
+	}
+	clones[2].Release()
+	v := h.TakeFree(2)
+	if v != views[2] || v.Size() != 0 {
+		t.Fatalf("TakeFree gave %v, want the second oldest, reset", v)
+	}
+	v.Release()
+	if h.Len() != 2 {
+		t.Fatalf("%d views held after one was taken, want 2", h.Len())
+	}
+	for _, c := range clones[:2] {
+		c.Release()
+	}
+}

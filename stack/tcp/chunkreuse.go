@@ -43,7 +43,7 @@ import (
 type chunkCache struct {
 	mu    sync.Mutex
 	ready []*buffer.View
-	held  []*buffer.View
+	held  viewrefs.Held
 }
 
 const (
@@ -67,16 +67,7 @@ func (c *chunkCache) take() *buffer.View {
 		c.ready = c.ready[:n-1]
 		return v
 	}
-	for i, v := range c.held[:min(len(c.held), cacheScan)] {
-		if viewrefs.Exclusive(v) {
-			copy(c.held[i:], c.held[i+1:])
-			c.held[len(c.held)-1] = nil
-			c.held = c.held[:len(c.held)-1]
-			v.Reset()
-			return v
-		}
-	}
-	return nil
+	return c.held.TakeFree(cacheScan)
 }
 
 // give takes v, a view the send buffer lets go of: kept if its chunk is
@@ -100,13 +91,7 @@ func (c *chunkCache) give(v *buffer.View) {
 		v.Release()
 		return
 	}
-	var old *buffer.View
-	if len(c.held) == cacheHeld {
-		old = c.held[0]
-		copy(c.held, c.held[1:])
-		c.held = c.held[:len(c.held)-1]
-	}
-	c.held = append(c.held, v)
+	old := c.held.Add(v, cacheHeld)
 	c.mu.Unlock()
 	if old != nil {
 		old.Release()
@@ -116,10 +101,11 @@ func (c *chunkCache) give(v *buffer.View) {
 // release frees every view the cache holds.
 func (c *chunkCache) release() {
 	c.mu.Lock()
-	vs := append(c.ready, c.held...)
-	c.ready, c.held = nil, nil
+	ready := c.ready
+	c.ready = nil
+	c.held.Release()
 	c.mu.Unlock()
-	for _, v := range vs {
+	for _, v := range ready {
 		v.Release()
 	}
 }

@@ -23,8 +23,8 @@ func TestChunkCacheBounds(t *testing.T) {
 		holders = append(holders, v.Clone())
 		c.give(v)
 	}
-	if len(c.ready) != cacheReady || len(c.held) != cacheHeld {
-		t.Fatalf("%d ready and %d held, want %d and %d", len(c.ready), len(c.held), cacheReady, cacheHeld)
+	if len(c.ready) != cacheReady || c.held.Len() != cacheHeld {
+		t.Fatalf("%d ready and %d held, want %d and %d", len(c.ready), c.held.Len(), cacheReady, cacheHeld)
 	}
 	for range cacheReady {
 		if v := c.take(); v == nil || v.Size() != 0 || v.Capacity() != maxChunk {
