@@ -406,10 +406,10 @@ func (e *Endpoint) Read(b []byte) (int, error) {
 
 // readUnlocked copies the receive buffer's first bytes into b without
 // e.mu, and returns how many. The caller holds e.mu and e.rmu;
-// readUnlocked releases e.mu for the copy and takes it again. Clones share the views' memory
-// and keep it: an append to the buffer's last view finds its chunk
-// shared, and links a new view instead of writing into the room after
-// our bytes (buffer.Append).
+// readUnlocked releases e.mu for the copy and takes it again. Clones
+// share the views' memory and keep it: an append to the buffer's last
+// view finds its chunk shared, and links a new view instead of writing
+// into the room after our bytes (buffer.Append).
 func (e *Endpoint) readUnlocked(b []byte) int {
 	var front [readUnlockedViews]*buffer.View
 	k, n := 0, min(len(b), int(e.rcvBuf.Size()))
