@@ -101,6 +101,7 @@ type Endpoint struct {
 	// Receive side.
 	rcvBuf      buffer.Buffer // in-order bytes not yet read by the user
 	rcvBufLimit int
+	rcvRunEnd   uint32   // where the last bytes delivered ended in their chunk, an address cut to 32 bits (appendCompact); here, it fits the padding rcvSpace's order left
 	ecn         ecnState // ECN (ecn.go); here, it fits the padding before rcvSpace
 	// The connection's life, for the user's calls. Here, they fit the
 	// padding before rcvSpace, as ecn does (TestEndpointSizeClass).

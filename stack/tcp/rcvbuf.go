@@ -31,15 +31,17 @@ import (
 
 // rcvSpace is the auto-tuning's state.
 type rcvSpace struct {
+	// The fields are in this order to pack them in 48 bytes, 8 fewer
+	// than grouped by use: Endpoint is at its size class's limit
+	// (TestEndpointSizeClass).
 	rtt       time.Duration       // the least time a window's worth took to arrive; 0 until measured
-	measuring bool                // a measurement of rtt runs:
-	rttSeq    seqnum.Value        // the RCV.NXT that ends it
-	rttAt     tcpip.MonotonicTime // and when it began
-
-	started bool                // a round runs:
-	read    uint64              // bytes the user had read when it began
-	at      tcpip.MonotonicTime // when it began
-	space   int                 // bytes read in the last round that grew
+	measuring bool                // a measurement of rtt runs: it began at rttAt and ends at RCV.NXT rttSeq
+	started   bool                // a round runs: it began at `at`, when the user had read `read` bytes
+	rttSeq    seqnum.Value        // (measuring)
+	rttAt     tcpip.MonotonicTime // (measuring)
+	read      uint64              // (started)
+	at        tcpip.MonotonicTime // (started)
+	space     int                 // bytes read in the last round that grew
 }
 
 // rcvSpaceSegments is the round's initial measure in segments: Linux's

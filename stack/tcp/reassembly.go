@@ -1,6 +1,8 @@
 package tcp
 
 import (
+	"unsafe"
+
 	"github.com/google/btree"
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -301,7 +303,8 @@ func copyOut(v *buffer.View, minChunk int) (*buffer.View, bool) {
 // appendCompact appends the bytes of src to dst by copyOut's rule and
 // empties src. Copies go into dst's last chunk when it has room, so a
 // stream of small pieces shares chunks; clones are linked in as they are,
-// never copied.
+// never copied. run is where the bytes appended before ended in their
+// chunk (runAddrs), kept by the caller from call to call.
 //
 // A small piece is linked too when the view before it in dst is of the
 // same chunk (sameChunk): that chunk is pinned already, so the piece
@@ -313,29 +316,74 @@ func copyOut(v *buffer.View, minChunk int) (*buffer.View, bool) {
 // the next view's first, and the smaller part was copied, up to a quarter
 // of the text. Once the reader has taken the piece's predecessor, the
 // piece alone pins its chunk, but it is then the next to be read.
-func appendCompact(dst, src *buffer.Buffer) {
+//
+// And a piece of at least extendChunk bytes is linked when it begins
+// where the bytes appended before it ended, in its chunk, and does not
+// end at the chunk's end (runs): it is the next of a run of segments cut
+// from one chunk, whose bytes fill it. A TAP device without GRO cuts a
+// kernel super-frame into its wire segments, each a view of the 64 KiB
+// chunk the super-frame was read into; a sender's views over an
+// in-memory link without GSO come the same way. The rule above copied
+// every one of them: the first was copied, pinning nothing, so the next
+// found a copy before it, and so on. Receiving from the kernel over a
+// TAP with GRO off, the copies, each into a chunk of its own from
+// gVisor's pool, were 28% of tapstack's TCP. Linux links such segments'
+// page fragments to the receive queue's last skb (tcp_try_coalesce)
+// rather than copy them.
+// A run's last piece may be left alone pinning its chunk once the reader
+// took the rest: at most one chunk per connection, until read.
+func appendCompact(dst, src *buffer.Buffer, run *uint32) {
 	views, tail := src.AsViewList(), dst.AsViewList()
 	prev := tail.Back()
 	small := false
+	last := *run
 	for v := views.Front(); v != nil && !small; v = v.Next() {
-		small = 2*v.Size() < v.Capacity() && !sameChunk(prev, v)
-		prev = v
+		start, end := runAddrs(v)
+		small = 2*v.Size() < v.Capacity() && !sameChunk(prev, v) && !runs(v, start, last)
+		prev, last = v, end
 	}
 	if !small {
-		dst.Merge(src) // full-size segments, or pieces of chunks dst holds: linked in, as they came
+		*run = last
+		dst.Merge(src) // full-size segments, pieces of chunks dst holds, runs: linked in, as they came
 		return
 	}
 	for v := views.Front(); v != nil; v = v.Next() {
-		if tail = dst.AsViewList(); 2*v.Size() >= v.Capacity() || sameChunk(tail.Back(), v) {
+		start, end := runAddrs(v)
+		if tail = dst.AsViewList(); 2*v.Size() >= v.Capacity() || sameChunk(tail.Back(), v) || runs(v, start, *run) {
 			var b buffer.Buffer
 			_ = b.Append(v.Clone()) // into an empty buffer: linked, not copied
 			dst.Merge(&b)
-			continue
+		} else {
+			nv, _ := copyOut(v, extendChunk)
+			_ = dst.Append(nv) // copies into the last chunk if it has room and is not shared
 		}
-		nv, _ := copyOut(v, extendChunk)
-		_ = dst.Append(nv) // copies into the last chunk if it has room and is not shared
+		*run = end
 	}
 	src.Release()
+}
+
+// runs reports whether v, beginning at address start (runAddrs), is the
+// next of a run of pieces cut from one chunk: at least extendChunk bytes,
+// beginning where the last piece ended (runEnd) past its chunk's first
+// byte, so that the last piece's bytes were in this chunk, and ending
+// before the chunk's end, so that more of the chunk may follow. A chunk's
+// data is a slice whose length is its capacity (gVisor's newChunk), so a
+// view's capacity beyond its bytes says where in the chunk it begins.
+func runs(v *buffer.View, start, runEnd uint32) bool {
+	s := v.AsSlice()
+	return start == runEnd && len(s) >= extendChunk && cap(s) < v.Capacity() && !v.Full()
+}
+
+// runAddrs returns the addresses of v's first byte and of the byte past
+// its last, cut to 32 bits: enough to say that one piece begins where
+// another ended, as two chunks of a heap under 4 GiB cannot share an
+// address; in a larger heap a false match links a piece that would have
+// been copied, and costs memory, never bytes. Only addresses are taken
+// (unsafe.Pointer to uintptr); none is made from them.
+func runAddrs(v *buffer.View) (start, end uint32) {
+	s := v.AsSlice()
+	p := uintptr(unsafe.Pointer(unsafe.SliceData(s)))
+	return uint32(p), uint32(p + uintptr(len(s)))
 }
 
 // sameChunk reports whether views a and b hold bytes of one chunk. A

@@ -35,7 +35,14 @@ type rawPeer struct {
 
 // inject sends one segment: seq, ack absolute; win the raw window field.
 func (r *rawPeer) inject(seq, ack uint32, flags header.TCPFlags, win uint16, payload []byte) {
-	size := header.IPv4MinimumSize + header.TCPMinimumSize + len(payload)
+	r.injectView(seq, ack, flags, win, buffer.NewViewWithData(payload))
+}
+
+// injectView is inject with the payload a view, shared, not copied: the
+// headers are in a view of their own, as a TAP device hands a
+// super-frame's wire segments up. It takes v.
+func (r *rawPeer) injectView(seq, ack uint32, flags header.TCPFlags, win uint16, v *buffer.View) {
+	size := header.IPv4MinimumSize + header.TCPMinimumSize
 	if cap(r.buf) < size {
 		r.buf = make([]byte, size)
 	}
@@ -43,16 +50,17 @@ func (r *rawPeer) inject(seq, ack uint32, flags header.TCPFlags, win uint16, pay
 	src := tcpip.AddrFrom4(tcptest.PeerAddr.As4())
 	dst := tcpip.AddrFrom4(tcptest.StackAddr.As4())
 	ip := header.IPv4(b)
-	ip.Encode(&header.IPv4Fields{TotalLength: uint16(size), TTL: 64, Protocol: uint8(header.TCPProtocolNumber), SrcAddr: src, DstAddr: dst})
+	ip.Encode(&header.IPv4Fields{TotalLength: uint16(size + v.Size()), TTL: 64, Protocol: uint8(header.TCPProtocolNumber), SrcAddr: src, DstAddr: dst})
 	ip.SetChecksum(^ip.CalculateChecksum())
-	tcpb := b[header.IPv4MinimumSize:]
-	h := header.TCP(tcpb)
+	h := header.TCP(b[header.IPv4MinimumSize:])
 	h.Encode(&header.TCPFields{SrcPort: r.peerPort, DstPort: r.stackPort, SeqNum: seq, AckNum: ack,
 		DataOffset: header.TCPMinimumSize, Flags: flags, WindowSize: win})
-	copy(tcpb[header.TCPMinimumSize:], payload)
-	xsum := header.PseudoHeaderChecksum(header.TCPProtocolNumber, src, dst, uint16(len(tcpb)))
-	h.SetChecksum(^checksum.Checksum(tcpb, xsum))
-	pkt := gstack.NewPacketBuffer(gstack.PacketBufferOptions{Payload: buffer.MakeWithData(b)})
+	xsum := header.PseudoHeaderChecksum(header.TCPProtocolNumber, src, dst, uint16(header.TCPMinimumSize+v.Size()))
+	h.SetChecksum(^checksum.Checksum(v.AsSlice(), checksum.Checksum(h, xsum)))
+	buf := buffer.MakeWithData(b)
+	payload := buffer.MakeWithView(v)
+	buf.Merge(&payload)
+	pkt := gstack.NewPacketBuffer(gstack.PacketBufferOptions{Payload: buf})
 	r.p.Link.InjectInbound(ipv4.ProtocolNumber, pkt)
 	pkt.DecRef()
 }

@@ -301,15 +301,16 @@ func TestAppendCompactSharedChunk(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			a, b := chunk(0), chunk(size)
 			var rcv buffer.Buffer
+			var run uint32
 			seg1 := cut(a, 0, first)
-			appendCompact(&rcv, &seg1)
+			appendCompact(&rcv, &seg1, &run)
 			if tc.readHead {
 				rcv.TrimFront(first)
 			}
 			seg2 := cut(a, first, size)
 			tail := cut(b, 0, 61888)
 			seg2.Merge(&tail)
-			appendCompact(&rcv, &seg2)
+			appendCompact(&rcv, &seg2, &run)
 
 			views := rcv.AsViewList()
 			piece := views.Front()

@@ -136,7 +136,7 @@ func (e *Endpoint) deliver(data *buffer.Buffer) {
 	}
 	// Small pieces are copied rather than left pinning whole frames
 	// (appendCompact): the user may leave a window's worth unread.
-	appendCompact(&e.rcvBuf, data)
+	appendCompact(&e.rcvBuf, data, &e.rcvRunEnd)
 	e.notify()
 }
 
