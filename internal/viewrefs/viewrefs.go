@@ -27,6 +27,7 @@ package viewrefs
 
 import (
 	"reflect"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -106,9 +107,7 @@ func (h *Held) Len() int { return len(h.views) }
 func (h *Held) Add(v *buffer.View, max int) (evicted *buffer.View) {
 	if len(h.views) >= max {
 		evicted = h.views[0]
-		copy(h.views, h.views[1:])
-		h.views[len(h.views)-1] = nil
-		h.views = h.views[:len(h.views)-1]
+		h.views = slices.Delete(h.views, 0, 1) // clears the slot it frees
 	}
 	h.views = append(h.views, v)
 	return evicted
@@ -120,9 +119,7 @@ func (h *Held) Add(v *buffer.View, max int) (evicted *buffer.View) {
 func (h *Held) TakeFree(scan int) *buffer.View {
 	for i, v := range h.views[:min(len(h.views), scan)] {
 		if Exclusive(v) {
-			copy(h.views[i:], h.views[i+1:])
-			h.views[len(h.views)-1] = nil
-			h.views = h.views[:len(h.views)-1]
+			h.views = slices.Delete(h.views, i, i+1)
 			v.Reset()
 			return v
 		}

@@ -317,7 +317,7 @@ func copyOut(v *buffer.View, minChunk int) (*buffer.View, bool) {
 // of the text. Once the reader has taken the piece's predecessor, the
 // piece alone pins its chunk, but it is then the next to be read.
 //
-// And a piece of at least extendChunk bytes is linked when it begins
+// And a piece of at least runMin bytes is linked when it begins
 // where the bytes appended before it ended, in its chunk, and does not
 // end at the chunk's end (runs): it is the next of a run of segments cut
 // from one chunk, whose bytes fill it. A TAP device without GRO cuts a
@@ -329,9 +329,9 @@ func copyOut(v *buffer.View, minChunk int) (*buffer.View, bool) {
 // TAP with GRO off, the copies, each into a chunk of its own from
 // gVisor's pool, were 28% of tapstack's TCP. Linux links such segments'
 // page fragments to the receive queue's last skb (tcp_try_coalesce)
-// rather than copy them.
-// A run's last piece may be left alone pinning its chunk once the reader
-// took the rest: at most one chunk per connection, until read.
+// rather than copy them. A run's last piece may be left alone pinning its
+// chunk once the reader took the rest: at most one chunk per connection,
+// until read.
 func appendCompact(dst, src *buffer.Buffer, run *uint32) {
 	views, tail := src.AsViewList(), dst.AsViewList()
 	prev := tail.Back()
@@ -362,8 +362,14 @@ func appendCompact(dst, src *buffer.Buffer, run *uint32) {
 	src.Release()
 }
 
+// runMin is the least piece runs links: shorter ones, however many
+// continue one another in a chunk, are copied into shared chunks, so that
+// a peer's tiny segments do not each cost a view in the receive buffer
+// (TestRunsOfOneChunkLinked's short pieces).
+const runMin = 512
+
 // runs reports whether v, beginning at address start (runAddrs), is the
-// next of a run of pieces cut from one chunk: at least extendChunk bytes,
+// next of a run of pieces cut from one chunk: at least runMin bytes,
 // beginning where the last piece ended (runEnd) past its chunk's first
 // byte, so that the last piece's bytes were in this chunk, and ending
 // before the chunk's end, so that more of the chunk may follow. A chunk's
@@ -371,7 +377,7 @@ func appendCompact(dst, src *buffer.Buffer, run *uint32) {
 // view's capacity beyond its bytes says where in the chunk it begins.
 func runs(v *buffer.View, start, runEnd uint32) bool {
 	s := v.AsSlice()
-	return start == runEnd && len(s) >= extendChunk && cap(s) < v.Capacity() && !v.Full()
+	return start == runEnd && len(s) >= runMin && cap(s) < v.Capacity() && !v.Full()
 }
 
 // runAddrs returns the addresses of v's first byte and of the byte past
