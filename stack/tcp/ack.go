@@ -27,10 +27,16 @@ type ackInfo struct {
 	deliveredSegs uint32
 	rate          rateSample
 	// rackFrom is the send time of the last segment delivered that
-	// RACK takes (rackDelivered), if rackSet.
-	rackFrom tcpip.MonotonicTime
-	rackSet  bool
-	dup      bool // a duplicate ACK: RFC 5681's, or one that SACKs new data (RFC 6675 2)
+	// RACK takes (rackDelivered), if rackSet; retxFrom that of the most
+	// recently sent retransmission delivered, taken or not, if retxSet
+	// (rackRTT).
+	rackFrom, retxFrom tcpip.MonotonicTime
+	rackSet, retxSet   bool
+	// bare: neither the ACK nor the scoreboard before it holds a SACK
+	// block, as without SACK or from a peer that agreed to SACK and
+	// sends none (gVisor's TCP outside ESTABLISHED).
+	bare bool
+	dup  bool // a duplicate ACK: RFC 5681's, or one that SACKs new data (RFC 6675 2)
 
 	dsack    bool // the ACK carried a D-SACK block (RFC 2883)
 	dsackTLP bool // ... reporting the tail loss probe's segment
@@ -86,6 +92,7 @@ func (e *Endpoint) processAck(seg *segment) {
 	classicDup := seg.Ack == e.sndUna && seg.Payload.Size() == 0 && !seg.has(header.TCPFlagFin) &&
 		e.sndUna != e.sndNxt && uint32(seg.Window)<<e.sndWndShift == e.sndWnd
 	e.persistProbes = 0 // the peer answers (RFC 1122 4.2.2.17)
+	a.bare = seg.nsack == 0 && e.rtxq.sacked == 0
 
 	if e.sndUna.LessThan(seg.Ack) {
 		e.ackCumulative(seg.Ack, &a)
@@ -95,6 +102,9 @@ func (e *Endpoint) processAck(seg *segment) {
 	}
 	if e.sackOK && seg.nsack > 0 {
 		e.ackSACK(seg, &a)
+		if e.rtxq.sacked > 0 {
+			e.renoSacked = 0 // the scoreboard counts what left the network now
+		}
 	}
 	e.rackRTT(&a)
 	if a.reordAck {
@@ -109,10 +119,18 @@ func (e *Endpoint) processAck(seg *segment) {
 		if seg.nsack == 0 {
 			e.plainDupAcks++
 		}
-		if !e.sackOK && int(e.renoSacked+1)*e.sndMSS < int(e.flightSize()) {
+		if (!e.sackOK || a.bare) && int(e.renoSacked+1)*e.sndMSS < int(e.flightSize()) {
 			// Without SACK a duplicate ACK stands for a segment
 			// that left the network (RFC 5681 3.2, Linux's
-			// tcp_add_reno_sack), for PRR and pipe.
+			// tcp_add_reno_sack), for PRR and pipe. So does one
+			// without SACK blocks from a peer that agreed to SACK
+			// but sends none (gVisor's TCP outside ESTABLISHED),
+			// while no SACK block says more: without it pipe stays
+			// full, the first two duplicates let nothing new out
+			// (RFC 3042's Limited Transmit), and a window of a few
+			// segments rarely brings the third that fast
+			// retransmit waits for (recoverOnAck). Linux counts
+			// them only without SACK, and waits for its RTO there.
 			e.renoSacked++
 			a.delivered += uint32(e.sndMSS)
 			a.deliveredSegs++

@@ -499,6 +499,67 @@ func TestSpuriousRTOLostACK(t *testing.T) {
 	}
 }
 
+// TestRACKRTTAfterHoleFilled: SACK was agreed but no SACK blocks come,
+// as from gVisor's TCP once it has closed its side. Segment 1 is lost,
+// and its retransmission after the first RTO too; the second gets
+// through, and the ACK that covers it covers segments 2-4 too, which
+// arrived long before and waited for it. Their age is the repair, not
+// the path: neither segments 2 and 3, sent once 600 ms ago, nor segment 4,
+// sent again as a tail loss probe, set RACK's RTT, and the retransmission
+// that filled the hole came back 1 ms after it left, sooner than the
+// minimum RTT of 10 ms, so it may be the original's ACK and sets nothing
+// either: RACK's RTT stays 10 ms. So when the whole next flight is lost,
+// the next RTO deems every segment of it lost, not only SND.UNA's, the
+// others "sent too recently" for an RTT of 600 ms (RFC 8985 6.3,
+// enterLoss), and the ACK of each retransmission brings the next at once
+// instead of another RTO.
+func TestRACKRTTAfterHoleFilled(t *testing.T) {
+	p, ep := rttPeer(t, tcp.Options{})
+	mss := ep.Info().SndMSS
+	sendSegments(t, p, ep, 4)
+	// Nothing comes back: a tail loss probe, then the RTO's retransmission
+	// of segment 1 (lost as well), then the backed-off RTO's.
+	timeouts := 0
+	for i := 0; i < 300 && timeouts < 2; i++ {
+		p.Advance(10 * time.Millisecond)
+		for _, s := range p.Drain() {
+			if s.Seq == 1 {
+				timeouts++
+			}
+		}
+	}
+	if timeouts != 2 {
+		t.Fatalf("segment 1 sent again %d times in 3 s, want 2", timeouts)
+	}
+	p.Advance(time.Millisecond)
+	p.Inject(sackAckM(mss, 5)) // the hole filled: everything arrived
+	if _, err := ep.Write(payload(4*mss, 4*mss)); err != nil {
+		t.Fatal(err)
+	}
+	flight := len(p.Drain())
+	if flight < 2 {
+		t.Fatalf("%d segments sent after the hole was filled, want at least 2", flight)
+	}
+	// The whole flight is lost: wait for the RTO's retransmission of its
+	// first segment (a probe of its last may come before).
+	rto := false
+	for i := 0; i < 100 && !rto; i++ {
+		p.Advance(10 * time.Millisecond)
+		for _, s := range p.Drain() {
+			rto = rto || s.Seq == sbm(mss, 5)
+		}
+	}
+	if !rto {
+		t.Fatal("no retransmission of the flight's first segment in 1 s")
+	}
+	if in := ep.Info(); in.Lost != uint32(flight*mss) {
+		t.Errorf("after the RTO %d bytes deemed lost, want the flight of %d segments, %d", in.Lost, flight, flight*mss)
+	}
+	p.Advance(rtt)
+	p.Inject(sackAckM(mss, 6))
+	p.Expect(seg{Flags: ".", Seq: sbm(mss, 6), Ack: 1, Len: mss, Check: tcptest.IgnorePSH})
+}
+
 // TestRTOKeepsSACKs: a timeout does not forget what the peer SACKed (RFC
 // 6675 5.1; Linux forgets only when SND.UNA's own segment was SACKed,
 // which means the receiver reneged): segments SACKed before it are not
