@@ -206,7 +206,7 @@ func Vocabulary() []Term {
 		{"SACK <l>-<r>", "the SACK blocks on the wire, relative to the ISN as Wireshark shows sequence numbers", "tcp.options.sack"},
 		{"ACK: nothing new", "an ACK that moved nothing (a window update, a retransmitted ACK)", ""},
 		{"→ <note>", "what the engine did next because of this ACK (fast retransmit, undo, ...)", ""},
-		{"recovery: <note>, cwnd <c>, ssthresh <s>", "loss recovery changed course (RFC 6675, RFC 8985), on the frame of the ACK or send that made it; \"the link refused <n> segments\" is on the first refused frame", "ca_state"},
+		{"recovery: <note>, cwnd <c>, ssthresh <s>", "loss recovery changed course (RFC 6675, RFC 8985), on the frame of the ACK or send that made it; \"the link refused <n> segments\" is on the first refused frame; a timeout's note counts the segments it deemed lost and those it spared as sent within RACK's RTT and reordering window (RFC 8985 6.3)", "ca_state"},
 		{"path MTU <m> (ICMP): MSS <a> → <b>, <n> segments sent again", "an ICMP \"fragmentation needed\" or \"packet too big\" (RFC 1191, RFC 8201) lowered the path MTU; the segments in flight that no longer fit go again, cut (no congestion response)", "tcpi_pmtu"},
 		{"path MTU black hole suspected (<n> timeouts, no ICMP): …: MSS <a> → <b>", "repeated timeouts with no ICMP: the path may drop full-sized segments (RFC 2923 2.1, RFC 4821 7.7); on the retransmission at the new MSS (Options.MTUProbing)", "tcp_mtu_probing"},
 		{"route metrics: path MTU <m>: MSS <a> → <b>[, <n> segments sent again]", "the route's MTU metric changed on a live connection (`stack.SetRouteMetrics`, as `ip route change ... mtu`): the MSS follows it at once, up or down; a fall cuts and resends what is in flight, as ICMP would", "icsk_pmtu_cookie"},

@@ -2,6 +2,7 @@ package tcp
 
 import (
 	"strconv"
+	"time"
 
 	"github.com/tapstack/tapstack/event"
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
@@ -450,13 +451,14 @@ func (e *Endpoint) enterLoss() {
 		e.proto.stats.Renegings.Add(1)
 	}
 	reo := e.rackReorderWindow()
-	lost, lostBytes := 0, uint32(0)
+	lost, recent, lostBytes := 0, 0, uint32(0)
 	for i := q.head; i < q.tail(); i++ {
 		s := q.at(i)
 		if s.has(segSacked) {
 			continue
 		}
 		if e.rackEnabled() && i != q.head && now.Before(s.xmit.Add(e.rack.rtt+reo)) {
+			recent++
 			continue // sent too recently to be called lost (RFC 8985 6.3)
 		}
 		if !s.awaitingRetransmit() {
@@ -493,7 +495,16 @@ func (e *Endpoint) enterLoss() {
 	e.rack.tlpOut = false
 	e.stopTimer(timerProbe)
 	e.stopTimer(timerReorder)
-	e.emitRecovery("retransmission timeout: " + plural(lost, "segment") + " deemed lost, window one segment")
+	if e.proto.opts.Observer != nil {
+		note := "retransmission timeout: " + plural(lost, "segment") + " deemed lost"
+		if recent > 0 {
+			// Why the rest are not: RACK's RTT and reordering
+			// window, which a wrong RTT sample stretches.
+			note += ", " + strconv.Itoa(recent) + " sent within RACK's RTT and reordering window (" +
+				(e.rack.rtt + reo).Round(time.Microsecond).String() + ") not yet"
+		}
+		e.emitRecovery(note + ", window one segment")
+	}
 }
 
 // rtoRecoverOnAck is an ACK in RTO recovery. The timeout was spurious if

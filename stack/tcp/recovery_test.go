@@ -1,6 +1,7 @@
 package tcp_test
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -558,6 +559,41 @@ func TestRACKRTTAfterHoleFilled(t *testing.T) {
 	p.Advance(rtt)
 	p.Inject(sackAckM(mss, 6))
 	p.Expect(seg{Flags: ".", Seq: sbm(mss, 6), Ack: 1, Len: mss, Check: tcptest.IgnorePSH})
+}
+
+// TestRTONoteNotYetLost: a timeout deems lost every segment in flight but
+// those sent within RACK's RTT and reordering window (RFC 8985 6.3), and
+// its note says how many it spared and why, so that a capture shows an
+// RTO that resends one segment of many for what it is (a RACK RTT of
+// 200 ms did that eleven times in a row: TestRACKRTTAfterHoleFilled).
+// Segment 3 leaves 203 ms after segment 2; the RTO fires 7 ms later,
+// within RACK's RTT of 10 ms and window of 2.5.
+func TestRTONoteNotYetLost(t *testing.T) {
+	rec := &events{}
+	p, ep := rttPeer(t, tcp.Options{NoTLP: true, Observer: rec.observe})
+	mss := ep.Info().SndMSS
+	sendSegments(t, p, ep, 1)
+	p.Advance(rtt)
+	p.Inject(sackAckM(mss, 2)) // RACK's RTT: 10 ms
+	ep.Write(payload(0, mss))
+	p.Expect(seg{Flags: "P.", Seq: sbm(mss, 2), Ack: 1, Len: mss})
+	p.Advance(203 * time.Millisecond)
+	ep.Write(payload(mss, mss))
+	p.Expect(seg{Flags: "P.", Seq: sbm(mss, 3), Ack: 1, Len: mss})
+	p.Advance(7 * time.Millisecond)
+	p.Expect(seg{Flags: ".", Seq: sbm(mss, 2), Ack: 1, Len: mss, Check: tcptest.IgnorePSH})
+	if in := ep.Info(); in.Lost != uint32(mss) {
+		t.Errorf("%d bytes deemed lost, want segment 2's %d", in.Lost, mss)
+	}
+	p.TCP.SyncEvents()
+	const want = "retransmission timeout: 1 segment deemed lost, 1 sent within RACK's RTT and reordering window (12.5ms) not yet, window one segment"
+	var notes []string
+	for _, ev := range rec.of(event.KindRecovery) {
+		notes = append(notes, ev.Note)
+	}
+	if !slices.Contains(notes, want) {
+		t.Errorf("recovery notes %q, want one %q", notes, want)
+	}
 }
 
 // TestRTOKeepsSACKs: a timeout does not forget what the peer SACKed (RFC
