@@ -154,6 +154,44 @@ func TestPartialAckPlainDupAcks(t *testing.T) {
 	}
 }
 
+// TestProbeBareRecovery: the fast retransmission that bare duplicate ACKs
+// started (SACK agreed, no blocks sent) is lost too. More bare duplicates
+// come, for the segments after the hole, and then nothing: the probe
+// 2·SRTT later sends SND.UNA's segment again, the one the recovery waits
+// for, not the last segment, whose duplicate ACK would be as bare as the
+// rest; without it the RTO, 200 ms on, would resend every segment. Its
+// ACK then ends the recovery.
+func TestProbeBareRecovery(t *testing.T) {
+	p, ep := rttPeer(t, tcp.Options{})
+	mss := ep.Info().SndMSS
+	data := sendSegments(t, p, ep, 10)
+	p.Advance(rtt)
+	for range 3 {
+		p.Inject(sackAckM(mss, 1))
+	}
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, Payload: data[:mss]}) // lost
+	for range 4 {
+		p.Inject(sackAckM(mss, 1))
+	}
+	p.ExpectNothing()
+	var probe []tcptest.Seg
+	for i := 0; i < 100 && len(probe) == 0; i++ {
+		p.Advance(time.Millisecond)
+		probe = p.Drain()
+	}
+	if len(probe) != 1 || probe[0].Seq != 1 {
+		t.Fatalf("probe %v, want segment 1 again", probe)
+	}
+	if n := p.TCP.Stats().TailLossProbes.Load(); n != 1 || p.TCP.Stats().RetransmitTimeouts.Load() != 0 {
+		t.Errorf("%d probes, %d RTOs; want 1 and none", n, p.TCP.Stats().RetransmitTimeouts.Load())
+	}
+	p.Advance(rtt)
+	p.Inject(sackAckM(mss, 11))
+	if in := ep.Info(); in.CAState != "open" {
+		t.Errorf("%s after the probe's ACK, want open", in.CAState)
+	}
+}
+
 // TestDupAcksDeliveredOnce: without SACK, each duplicate ACK stands for
 // a segment that left the network (RFC 5681 3.2), counted as delivered
 // when it comes. The ACK that then covers the hole and those segments

@@ -395,7 +395,22 @@ func (e *Endpoint) probeTimeout() {
 		e.rack.tlpRetrans, e.rack.tlpSent = false, 0
 	}
 	mark := len(e.events)
-	if e.inflight() >= e.cwnd || !e.sendNewData(event.SendTLP, true) {
+	if e.caState == caRecovery && e.plainDupAcks > 0 && e.rtxq.sacked == 0 {
+		// A recovery that bare duplicates drive (SACK agreed, no
+		// blocks sent): a bare duplicate for a new segment or for
+		// the last one again would say nothing more, and RACK cannot
+		// see a lost retransmission without a SACK for something sent
+		// after it. The segment the recovery waits for is SND.UNA's:
+		// its retransmission, sent at least 2·SRTT ago and still
+		// unacknowledged while later segments drew duplicates, is
+		// likely lost. Sending it again repairs the hole, where the
+		// RTO would wait 200 ms and resend every segment after it
+		// (ours; a receiver without SACK blocks gives nothing else
+		// to go on).
+		note += "; bare duplicate ACKs: SND.UNA's segment again"
+		e.retransmitSeg(e.rtxq.unsacked(e.rtxq.head), event.SendTLP)
+		e.rack.tlpRetrans = true
+	} else if e.inflight() >= e.cwnd || !e.sendNewData(event.SendTLP, true) {
 		i, ok := e.probeSegment()
 		if !ok {
 			return // everything after SND.UNA is delivered: nothing to probe with
