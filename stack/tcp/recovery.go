@@ -169,9 +169,9 @@ func (e *Endpoint) recoverOnAck(seg *segment, a *ackInfo) {
 			// after one such ACK, 2 to 8 times per 64 MiB.
 			a.lost += e.dupAckLoss(a)
 		} else if e.caState == caRecovery && a.bare {
-			// A partial ACK where no SACK block informs, in the
-			// recovery bare duplicates start above: RACK deems the
-			// next hole lost only if the ACK came at least the
+			// A partial ACK where no SACK block informs, as in a
+			// recovery bare duplicates started (above): RACK deems
+			// the next hole lost only if the ACK came at least the
 			// minimum RTT after the retransmission it covers (RFC
 			// 8985 6.2 step 2), which an RTT that varies tenfold in
 			// memory often does not, and then the hole waited for
