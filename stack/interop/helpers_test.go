@@ -213,6 +213,9 @@ type cable struct {
 	// frames, if not 0, keeps the last frames each stack sent and
 	// received, logged if the test fails (frameLog).
 	frames int
+	// tsTap, if set, wraps tapstack's end of the cable, between the
+	// stack and its faults: link middleware a test reads from.
+	tsTap func(gstack.LinkEndpoint) gstack.LinkEndpoint
 }
 
 // cableQueue is the pipe's queue per direction, in frames: deep enough
@@ -264,6 +267,9 @@ func (c cable) links() (ts, peer gstack.LinkEndpoint, faults [2]*tap.Fault, logs
 	if c.peerFault != nil {
 		faults[1] = tap.NewFault(b, *c.peerFault)
 		peerl = faults[1]
+	}
+	if c.tsTap != nil {
+		tsl = c.tsTap(tsl)
 	}
 	if c.frames > 0 {
 		logs[0], logs[1] = newFrameLog(tsl, "tapstack", c.frames), newFrameLog(peerl, "gVisor", c.frames)

@@ -13,7 +13,6 @@ import (
 	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
 	"github.com/tapstack/tapstack/event"
-	"github.com/tapstack/tapstack/internal/gvpeer"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/tap"
 )
@@ -120,16 +119,12 @@ func TestRecoveryAcks(t *testing.T) {
 func TestHalfClosedPeerRecovery(t *testing.T) {
 	t.Parallel()
 	cfg := tap.FaultConfig{Loss: 0.2, Source: rand.NewPCG(41, 20)}
-	a, b := tap.Pipe(tap.WithPipeQueue(cableQueue))
-	acks := newSACKCounter(tap.NewFault(a, cfg))
-	tsp, pp := familyPrefixes(false)
-	ts, _ := newTapstack(t, acks, tsp, tcp.Options{})
-	peer, err := gvpeer.NewWatched(b, pp, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(peer.Close)
-	p := &gvPair{ts: ts, peer: peer, tsAddr: tsp.Addr()}
+	var acks *sackCounter
+	p := newGVPair(t, cable{tsFault: &cfg, frames: 400, tsTap: func(l gstack.LinkEndpoint) gstack.LinkEndpoint {
+		acks = newSACKCounter(l)
+		return acks
+	}})
+	ts := p.ts
 	c, pc := p.tapstackDials(t, 80)
 	if err := pc.CloseWrite(); err != nil {
 		t.Fatal(err)

@@ -153,31 +153,26 @@ func (e *Endpoint) recoverOnAck(seg *segment, a *ackInfo) {
 	}
 	if e.rackEnabled() {
 		a.lost = e.rackDetectLoss(a.now)
-		if e.caState == caOpen && e.plainDupAcks >= classicDupThresh {
-			// Duplicate ACKs that carry no SACK blocks although
-			// SACK was agreed (gVisor's TCP sends none outside
-			// ESTABLISHED, so a half-closed peer goes quiet): RACK
-			// learns nothing from them, so fall back to the
-			// DupThresh rule (RFC 5681 3.2) rather than wait for
-			// the probe timer and the RTO. Three of them, never
-			// fewer: Early Retransmit's lower threshold counts
-			// SACKed segments on a SACK connection (RFC 5827 3.2),
-			// and a lone duplicate ACK there may be the network's
-			// copy, or the peer's answer to a segment the network
-			// duplicated. With it, at 5% duplication over a TAP,
-			// the last short segment of a transfer was sent twice
-			// after one such ACK, 2 to 8 times per 64 MiB.
-			a.lost += e.dupAckLoss(a)
-		} else if e.caState == caRecovery && a.bare {
-			// A partial ACK where no SACK block informs, as in a
-			// recovery bare duplicates started (above): RACK deems
-			// the next hole lost only if the ACK came at least the
-			// minimum RTT after the retransmission it covers (RFC
-			// 8985 6.2 step 2), which an RTT that varies tenfold in
-			// memory often does not, and then the hole waited for
-			// the RTO, and the RTO resent every segment after it.
-			// NewReno's rule takes it at once (RFC 6582 3.2 step
-			// 4), one segment per partial ACK.
+		// Duplicate ACKs that carry no SACK blocks although SACK was
+		// agreed (gVisor's TCP sends none outside ESTABLISHED, so a
+		// half-closed peer goes quiet) tell RACK nothing, so the rules
+		// without SACK apply as well:
+		//   - in open state the DupThresh rule (RFC 5681 3.2) rather
+		//     than the probe timer and the RTO. Three of them, never
+		//     fewer: Early Retransmit's lower threshold counts SACKed
+		//     segments on a SACK connection (RFC 5827 3.2), and a lone
+		//     duplicate may be the network's copy, or the peer's answer
+		//     to a segment the network duplicated. With one, at 5%
+		//     duplication over a TAP, the last short segment of a
+		//     transfer was sent twice 2 to 8 times per 64 MiB.
+		//   - in fast recovery NewReno's partial ACK (RFC 6582 3.2
+		//     step 4), where no SACK block informs the ACK: RACK deems
+		//     the next hole lost only if the ACK came at least the
+		//     minimum RTT after the retransmission it covers (RFC 8985
+		//     6.2 step 2), which an RTT that varies tenfold in memory
+		//     often does not; the hole then waited for the RTO, and the
+		//     RTO resent every segment after it.
+		if e.caState == caOpen && e.plainDupAcks >= classicDupThresh || e.caState == caRecovery && a.bare {
 			a.lost += e.dupAckLoss(a)
 		}
 	} else {
