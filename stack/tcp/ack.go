@@ -91,6 +91,11 @@ func (e *Endpoint) processAck(seg *segment) {
 	// A duplicate ACK as RFC 5681 2 defines it.
 	classicDup := seg.Ack == e.sndUna && seg.Payload.Size() == 0 && !seg.has(header.TCPFlagFin) &&
 		e.sndUna != e.sndNxt && uint32(seg.Window)<<e.sndWndShift == e.sndWnd
+	if classicDup || seg.nsack > 0 {
+		// Duplicates and SACK blocks speak of segments: merged
+		// bursts are split into theirs first (rtxqueue.go).
+		e.splitRecords()
+	}
 	e.persistProbes = 0 // the peer answers (RFC 1122 4.2.2.17)
 	a.bare = seg.nsack == 0 && e.rtxq.sacked == 0
 
@@ -213,6 +218,13 @@ func (e *Endpoint) ackCumulative(ack seqnum.Value, a *ackInfo) {
 			if s.start.LessThan(ack) {
 				if !s.has(segSacked) {
 					a.delivered += uint32(s.start.Size(ack))
+					if s.segs() > 1 {
+						// The first segments of a merged burst: delivered
+						// as they would be with records of their own.
+						p := *s
+						p.end = ack
+						e.delivered(&p, a, true)
+					}
 				}
 				q.trimFront(ack)
 			}

@@ -200,6 +200,7 @@ func (e *Endpoint) pathMTUArrives(mtu uint32) {
 func (e *Endpoint) mssLowered(old int, why string) {
 	mss := e.sndMSS
 	e.proto.stats.PathMTUReductions.Add(1)
+	e.splitRecords()
 	q := &e.rtxq
 	resent := 0
 	for i := q.head; i < q.tail(); i++ {

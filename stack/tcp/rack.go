@@ -227,6 +227,10 @@ func (e *Endpoint) rackDetectLoss(now tcpip.MonotonicTime) int {
 			e.setTimer(timerReorder, remaining)
 			return lost
 		}
+		if s.segs() > 1 {
+			e.splitRecords() // then the first of its segments
+			continue
+		}
 		q.markLost(h - 1)
 		lost++
 	}
@@ -266,7 +270,7 @@ func (e *Endpoint) schedulePTO() {
 	pto := time.Second // no RTT sample yet (7.2)
 	if e.rttValid {
 		pto = 2 * e.srtt
-		if e.rtxq.n == 1 && e.caState != caRecovery {
+		if e.rtxq.segs == 1 && e.caState != caRecovery {
 			pto += 200 * time.Millisecond
 		} else {
 			// In fast recovery a lone segment is what PRR let out
@@ -380,6 +384,7 @@ func (e *Endpoint) probeTimeout() {
 	if !e.probeAllowed() {
 		return
 	}
+	e.splitRecords() // the probe is one segment
 	again := e.rack.tlpOut
 	note := "tail loss probe"
 	switch {

@@ -99,6 +99,18 @@ func (e *Endpoint) rateSent(s *txSeg, now tcpip.MonotonicTime, idle bool) {
 	}
 }
 
+// rateSame reports whether a segment sent at now would carry the delivery
+// state s carries (rateSent), so that it may share s's record.
+func (e *Endpoint) rateSame(s *txSeg, now tcpip.MonotonicTime) bool {
+	r := e.rate
+	if r == nil {
+		return false
+	}
+	at := r.clock(now)
+	return s.rateDelivered == uint32(r.delivered) && s.rateSinceDelivered == micros(at-r.deliveredAt) &&
+		s.rateSinceFirst == micros(at-r.firstTx) && s.has(segAppLimited) == (r.appLimited != 0)
+}
+
 // clock is t as a duration from the clock's zero: one conversion per
 // stamp, whatever the number of segments it stamps.
 func (r *rateState) clock(t tcpip.MonotonicTime) time.Duration {
@@ -122,7 +134,7 @@ func (e *Endpoint) rateDelivered(s *txSeg, a *ackInfo) {
 	if r == nil {
 		return
 	}
-	a.deliveredSegs++
+	a.deliveredSegs += s.segs()
 	if s.has(segFin) && s.len() == 1 {
 		// A FIN alone carries no data: its sample would be one
 		// sequence number over a round trip. Linux counts it as a

@@ -297,7 +297,7 @@ const classicDupThresh = 3
 // 3.1) when fewer than four segments are outstanding and no new data can
 // go out to make more duplicates: then oseg-1, at least 1.
 func (e *Endpoint) dupThresh() int {
-	oseg := e.rtxq.n
+	oseg := int(e.rtxq.segs)
 	if oseg >= 4 || e.sndNxt.LessThan(e.sndEnd()) {
 		return classicDupThresh
 	}
@@ -431,6 +431,7 @@ func (e *Endpoint) prr(delivered uint32, lost int, unaAdvanced bool) {
 // flight deemed lost except those sent too recently for that (RFC 8985
 // 6.3), and a window of one segment. F-RTO (RFC 5682) starts.
 func (e *Endpoint) enterLoss() {
+	e.splitRecords()
 	now := e.now()
 	episode := e.caState == caOpen || !e.sndUna.LessThan(e.recover) || !e.undo.active
 	var cs CongestionSample

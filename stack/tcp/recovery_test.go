@@ -90,6 +90,42 @@ func sackAckM(mss, ack int, blocks ...[2]int) seg {
 	return s
 }
 
+// TestBurstRecordsSplitBySACK: the ten segments of one burst, sent at one
+// instant, share one record of the retransmission queue (rtxqueue.go), and
+// an ACK of its first two frees only those. The first SACK block splits
+// the rest into eight records again before it is matched to them, so the
+// recovery it starts sends the one segment lost, not the burst.
+func TestBurstRecordsSplitBySACK(t *testing.T) {
+	p, ep := rttPeer(t, tcp.Options{})
+	mss := ep.Info().SndMSS
+	data := sendSegments(t, p, ep, 10)
+	if r, n := ep.RtxRecords(); r != 1 || n != 10 {
+		t.Fatalf("%d records for %d segments after a burst of 10, want 1", r, n)
+	}
+	p.Advance(rtt)
+	p.Inject(sackAckM(mss, 3))
+	if r, n := ep.RtxRecords(); r != 1 || n != 8 {
+		t.Fatalf("%d records for %d segments after an ACK of 2, want 1 for 8", r, n)
+	}
+	if got := ep.Info().RTT; got != rtt {
+		t.Errorf("SRTT %v after the partial ACK, want %v", got, rtt)
+	}
+	p.Inject(sackAckM(mss, 3, [2]int{4, 8})) // segment 3 lost, 4-7 arrived
+	if r, n := ep.RtxRecords(); r != 8 || n != 8 {
+		t.Fatalf("%d records for %d segments after the SACK block, want 8", r, n)
+	}
+	if got := p.TCP.Stats().RecordSplits.Load(); got != 1 {
+		t.Errorf("%d splits, want 1", got)
+	}
+	p.Expect(seg{Flags: ".", Seq: sbm(mss, 3), Ack: 1, Payload: data[2*mss : 3*mss], Check: tcptest.IgnorePSH})
+	p.ExpectNothing()
+	p.Advance(rtt)
+	p.Inject(sackAckM(mss, 11))
+	if in := ep.Info(); in.CAState != "open" || in.InFlight != 0 {
+		t.Errorf("%s with %d bytes in flight after the last ACK, want open and none", in.CAState, in.InFlight)
+	}
+}
+
 // TestTailLossProbe: the last two segments of a flight are lost. Nothing
 // after them can be SACKed, so no ACK will ever show the loss; instead of
 // the RTO (200 ms at least), the probe timer fires 2*SRTT + 2 ms after

@@ -124,6 +124,7 @@ func (e *Endpoint) linkRefused(refs []refusal, after overtaken) {
 	if !e.state.Synchronized() || e.rtxq.empty() {
 		return
 	}
+	e.splitRecords() // refusals are per packet; a merged burst may span two
 	// Packets built since by another goroutine, waiting in the output
 	// queue, reach the wire after the refused ones: they overtake them
 	// as surely as those the link took.

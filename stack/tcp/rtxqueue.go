@@ -27,7 +27,13 @@ import (
 //     not yet overdue;
 //   - the bytes SACKed, lost and retransmitted are counters kept as flags
 //     change, so pipe (RFC 6675's SetPipe, Linux's tcp_packets_in_flight)
-//     is arithmetic.
+//     is arithmetic;
+//   - while nothing is SACKed, lost or sent again, the segments of one
+//     burst (a GSO packet's, sent at one instant, with one TSval and one
+//     delivery state) share a record, as Linux's TSO skb holds many
+//     segments (tcp_skb_pcount), and the records are split into their
+//     segments again, as sent, before anything needs one of them alone
+//     (split, below).
 
 // Record flags.
 const (
@@ -47,6 +53,7 @@ type txSeg struct {
 	tsval      uint32              // our TSval on the last transmission (RFC 7323), for Eifel detection
 	flags      uint8
 	rtx        uint8  // times retransmitted, for the events ("retransmit #2"); saturates
+	mss        uint16 // the size of its segments: one record holds several of them when merged (extend)
 	skip       uint64 // union-find parent for SACKed records: a candidate for the next unSACKed one
 	prev, next uint64 // transmission-order list, absolute index + 1; 0 is none
 
@@ -67,11 +74,25 @@ func (s *txSeg) sentAfter(t tcpip.MonotonicTime, end seqnum.Value) bool {
 	return t.Before(s.xmit) || (s.xmit == t && end.LessThan(s.end))
 }
 
-// maxInFlightSegments bounds the records of one connection: what its
-// memory may hold however small its segments (a writer with Nagle off
-// sending one byte at a time). Linux bounds the same with a congestion
-// window counted in packets. When the queue is full, no new segment is
-// sent until an ACK frees one (Stats.SendQueueFull counts the stalls).
+// segs is how many segments the record stands for: one, or those of a
+// merged burst, each of mss bytes but the last.
+func (s *txSeg) segs() uint32 {
+	n := s.len()
+	if s.has(segFin) {
+		n--
+	}
+	if m := uint32(s.mss); m != 0 && n > m {
+		return (n + m - 1) / m
+	}
+	return 1
+}
+
+// maxInFlightSegments bounds the segments in flight of one connection,
+// and so its records, merged or split: what its memory may hold however
+// small its segments (a writer with Nagle off sending one byte at a
+// time). Linux bounds the same with a congestion window counted in
+// packets. When the queue is full, no new segment is sent until an ACK
+// frees one (Stats.SendQueueFull counts the stalls).
 const maxInFlightSegments = 1 << 16
 
 // rtxQueue is the retransmission queue of one connection.
@@ -88,14 +109,22 @@ type rtxQueue struct {
 	// not), and retransmitted and in flight.
 	sacked, lost, retrans uint32
 
+	// segs counts the segments the records stand for: more than n
+	// while some record holds a merged burst.
+	segs uint32
+
 	// lostWaiting counts records lost and not yet sent again; none below
 	// lostHint is.
-	lostWaiting int
-	lostHint    uint64
+	lostWaiting int32
+	// mergeFrom is the low 32 bits of the index of the first record
+	// pushed after the last split: no burst is merged again until the
+	// records split then are all acknowledged (mergeable).
+	mergeFrom uint32
+	lostHint  uint64
 }
 
 func (q *rtxQueue) empty() bool { return q.n == 0 }
-func (q *rtxQueue) full() bool  { return q.n >= maxInFlightSegments }
+func (q *rtxQueue) full() bool  { return q.segs >= maxInFlightSegments }
 
 // at returns the record with absolute index i.
 func (q *rtxQueue) at(i uint64) *txSeg { return &q.ring[i&uint64(len(q.ring)-1)] }
@@ -111,13 +140,117 @@ func (q *rtxQueue) push(start, end seqnum.Value, fin bool, now tcpip.MonotonicTi
 	}
 	i := q.tail()
 	s := q.at(i)
-	*s = txSeg{start: start, end: end, xmit: now, tsval: tsval, skip: i}
+	*s = txSeg{start: start, end: end, xmit: now, tsval: tsval, mss: uint16(min(start.Size(end), 0xffff)), skip: i}
 	if fin {
 		s.flags = segFin
 	}
 	q.n++
+	q.segs++
 	q.tAppend(i)
 	return s
+}
+
+// maxMerged bounds the bytes of one merged record: a GSO packet's.
+const maxMerged = 64 << 10
+
+// mergeable returns the newest record if the segment of n bytes at seq,
+// sent at now with TSval tsval and no FIN, may join it (extend): nothing
+// is SACKed, lost or in flight again, none of the records the last split
+// made is left, and the record is a first transmission that ends at seq,
+// was sent at the same instant with the same TSval, holds only whole
+// segments of n bytes or more, and has room. The caller checks that the
+// delivery state is the same too (rateSame).
+func (q *rtxQueue) mergeable(seq seqnum.Value, n int, now tcpip.MonotonicTime, tsval uint32) *txSeg {
+	if q.n == 0 || q.sacked|q.lost|q.retrans != 0 || int32(uint32(q.head)-q.mergeFrom) < 0 {
+		return nil
+	}
+	q.mergeFrom = uint32(q.head) // keeps the difference small as the indices grow
+	i := q.tail() - 1
+	s := q.at(i)
+	if q.tTail != i+1 || s.flags&^segAppLimited != 0 || s.end != seq || s.xmit != now || s.tsval != tsval {
+		return nil
+	}
+	if m := uint32(s.mss); uint32(n) > m || s.len()%m != 0 || s.len()+uint32(n) > maxMerged {
+		return nil
+	}
+	return s
+}
+
+// extend adds k segments of n bytes to the newest record, s (mergeable
+// said one may join; k more fit if they are whole and stay within
+// maxMerged).
+func (q *rtxQueue) extend(s *txSeg, k, n int) {
+	s.end = s.end.Add(seqnum.Size(k * n))
+	q.segs += uint32(k)
+}
+
+// split gives every merged record its segments back, one record each, as
+// sent: before SACK blocks are matched to records, duplicate ACKs or a
+// timer deem one lost, or a link or a smaller path MTU turns some back.
+// It rebuilds the ring, so the callers hold no index across it; its cost
+// is the queue's, once: no burst is merged again until the records it
+// made are acknowledged (mergeable), as a recovery takes a round trip or
+// more anyway.
+func (q *rtxQueue) split() bool {
+	if q.segs == uint32(q.n) {
+		return false
+	}
+	size := max(minRing, len(q.ring))
+	for size < int(q.segs) {
+		size *= 2
+	}
+	ring := make([]txSeg, size)
+	at := func(i uint64) *txSeg { return &ring[i&uint64(size-1)] }
+	// first[k] is the new index of record head+k's first segment; the
+	// one past the end is the new tail.
+	first := make([]uint64, q.n+1)
+	first[0] = q.head
+	for k := range q.n {
+		first[k+1] = first[k] + uint64(q.at(q.head+uint64(k)).segs())
+	}
+	moved := func(i uint64) uint64 { return first[i-q.head] }
+	for k := range q.n {
+		i := q.head + uint64(k)
+		s := q.at(i)
+		j, m := first[k], seqnum.Size(s.mss)
+		for seq := s.start; ; j++ {
+			p := at(j)
+			*p = *s
+			p.start, p.prev, p.next, p.skip = seq, 0, 0, j
+			if j+1 < first[k+1] {
+				p.end = seq.Add(m)
+				p.flags &^= segFin
+			} else {
+				p.end = s.end
+			}
+			if p.has(segSacked) {
+				p.skip = j + 1
+				if j+1 == first[k+1] {
+					p.skip = moved(min(max(s.skip, i+1), q.tail()))
+				}
+			}
+			if p.end == s.end {
+				break
+			}
+			seq = p.end
+		}
+	}
+	// The transmission-order list, in its order, each record's
+	// segments in theirs.
+	var order []uint64
+	for t := q.tHead; t != 0; t = q.at(t - 1).next {
+		order = append(order, t-1)
+	}
+	q.lostHint = moved(min(max(q.lostHint, q.head), q.tail()))
+	q.ring, q.n = ring, int(q.segs)
+	q.tHead, q.tTail = 0, 0
+	for _, i := range order {
+		for j := moved(i); j < moved(i+1); j++ {
+			q.tAppend(j)
+		}
+	}
+	q.mergeFrom = uint32(q.tail())
+	return true
 }
 
 // minRing is the records a retransmission queue starts with: a SYN and a
@@ -212,6 +345,7 @@ func (q *rtxQueue) tUnlink(i uint64) {
 func (q *rtxQueue) popFront() {
 	s := q.at(q.head)
 	q.uncount(s, s.len())
+	q.segs -= s.segs()
 	q.tUnlink(q.head)
 	if s.awaitingRetransmit() {
 		q.lostWaiting--
@@ -229,6 +363,7 @@ func (q *rtxQueue) popBack() {
 	i := q.tail() - 1
 	s := q.at(i)
 	q.uncount(s, s.len())
+	q.segs -= s.segs()
 	q.tUnlink(i)
 	if s.awaitingRetransmit() {
 		q.lostWaiting--
@@ -256,7 +391,9 @@ func (q *rtxQueue) trimFront(una seqnum.Value) {
 	s := q.at(q.head)
 	if s.start.LessThan(una) && una.LessThan(s.end) {
 		q.uncount(s, uint32(s.start.Size(una)))
+		q.segs -= s.segs()
 		s.start = una
+		q.segs += s.segs()
 	}
 }
 

@@ -7,3 +7,11 @@ func (e *Endpoint) SetCwnd(cwnd, ssthresh uint32) {
 	e.cwnd, e.ssthresh = cwnd, ssthresh
 	e.mu.Unlock()
 }
+
+// RtxRecords returns the records of the retransmission queue and the
+// segments they stand for.
+func (e *Endpoint) RtxRecords() (records, segs int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.rtxq.n, int(e.rtxq.segs)
+}

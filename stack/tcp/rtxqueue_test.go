@@ -15,13 +15,17 @@ import (
 // transmission).
 func checkQueue(t *testing.T, q *rtxQueue, step int) {
 	t.Helper()
-	var sacked, lost, retrans uint32
-	waiting := 0
+	var sacked, lost, retrans, segs uint32
+	var waiting int32
 	inFlight := map[uint64]bool{}
 	for i := q.head; i < q.tail(); i++ {
 		s := q.at(i)
 		if i > q.head && q.at(i-1).end != s.start {
 			t.Fatalf("step %d: record %d starts at %d, its predecessor ends at %d", step, i, s.start, q.at(i-1).end)
+		}
+		segs += s.segs()
+		if s.segs() > 1 && s.flags&^segAppLimited != 0 {
+			t.Fatalf("step %d: record %d holds %d segments with flags %#x", step, i, s.segs(), s.flags)
 		}
 		if s.has(segSacked) {
 			sacked += s.len()
@@ -42,9 +46,9 @@ func checkQueue(t *testing.T, q *rtxQueue, step int) {
 			t.Fatalf("step %d: unsacked(%d) = %d", step, i, u)
 		}
 	}
-	if sacked != q.sacked || lost != q.lost || retrans != q.retrans || waiting != q.lostWaiting {
-		t.Fatalf("step %d: counters sacked %d lost %d retrans %d waiting %d, recomputed %d %d %d %d",
-			step, q.sacked, q.lost, q.retrans, q.lostWaiting, sacked, lost, retrans, waiting)
+	if sacked != q.sacked || lost != q.lost || retrans != q.retrans || waiting != q.lostWaiting || segs != q.segs {
+		t.Fatalf("step %d: counters sacked %d lost %d retrans %d waiting %d segs %d, recomputed %d %d %d %d %d",
+			step, q.sacked, q.lost, q.retrans, q.lostWaiting, q.segs, sacked, lost, retrans, waiting, segs)
 	}
 	n := 0
 	var prev *txSeg
@@ -70,9 +74,10 @@ func checkQueue(t *testing.T, q *rtxQueue, step int) {
 }
 
 // TestRtxQueueRandom drives the retransmission queue with random sends,
-// cumulative ACKs (whole and partial), SACK blocks (aligned or not), loss
-// marks, retransmissions, renege and undo, checking its invariants after
-// every step.
+// bursts merged into one record, cumulative ACKs (whole and partial),
+// SACK blocks (aligned or not), loss marks, retransmissions, renege, undo
+// and splits, checking its invariants after every step. A SACK block or a
+// loss mark goes to a queue split first, as the engine's do.
 func TestRtxQueueRandom(t *testing.T) {
 	for seed := range uint64(20) {
 		rng := rand.New(rand.NewPCG(seed, 9))
@@ -80,9 +85,29 @@ func TestRtxQueueRandom(t *testing.T) {
 		var now tcpip.MonotonicTime
 		una := seqnum.Value(rng.Uint32())
 		nxt := una
+		merged, splits := 0, 0
 		for step := range 3000 {
 			now = now.Add(time.Duration(rng.IntN(3)) * time.Millisecond)
-			switch op := rng.IntN(10); {
+			switch op := rng.IntN(12); {
+			case op >= 10 && !q.full():
+				// A burst of segments of one size, the last maybe
+				// shorter: merged where the queue allows.
+				mss := 1 + rng.IntN(1500)
+				for k := range 1 + rng.IntN(50) {
+					n := mss
+					if k > 0 && rng.IntN(8) == 0 {
+						n = 1 + rng.IntN(mss)
+					}
+					if s := q.mergeable(nxt, n, now, 0); s != nil {
+						q.extend(s, 1, n)
+						merged++
+					} else if !q.full() {
+						q.push(nxt, nxt.Add(seqnum.Size(n)), false, now, 0)
+					} else {
+						break
+					}
+					nxt = nxt.Add(seqnum.Size(n))
+				}
 			case op < 4 && !q.full():
 				n := seqnum.Size(1 + rng.IntN(1500))
 				q.push(nxt, nxt.Add(n), false, now, 0)
@@ -98,10 +123,15 @@ func TestRtxQueueRandom(t *testing.T) {
 				}
 				una = ack
 			case op < 7 && una != nxt:
+				if q.split() {
+					splits++
+					checkSplit(t, &q, step)
+				}
 				a := una.Add(seqnum.Size(rng.IntN(int(una.Size(nxt)))))
 				b := a.Add(seqnum.Size(1 + rng.IntN(int(a.Size(nxt)))))
 				q.sack(a, b, func(uint64, *txSeg) {})
 			case op == 7 && !q.empty():
+				q.split()
 				q.markLost(q.head + uint64(rng.IntN(q.n)))
 			case op == 8:
 				if i, ok := q.nextLost(); ok {
@@ -115,6 +145,20 @@ func TestRtxQueueRandom(t *testing.T) {
 				}
 			}
 			checkQueue(t, &q, step)
+		}
+		if merged == 0 || splits == 0 {
+			t.Errorf("seed %d: %d segments merged, %d splits: the test exercised neither", seed, merged, splits)
+		}
+	}
+}
+
+// checkSplit checks a queue just split: one segment per record, of its
+// mss at most.
+func checkSplit(t *testing.T, q *rtxQueue, step int) {
+	t.Helper()
+	for i := q.head; i < q.tail(); i++ {
+		if s := q.at(i); s.segs() != 1 || s.len() > uint32(s.mss) {
+			t.Fatalf("step %d: record %d after a split: %d bytes, %d segments of %d", step, i, s.len(), s.segs(), s.mss)
 		}
 	}
 }

@@ -47,6 +47,7 @@ type Stats struct {
 	RecvBufferGrown    atomic.Uint64 // receive buffers grown with their user's reading (rcvbuf.go)
 	RoutesFound        atomic.Uint64 // routes asked of the network layer (FindRoute) for connections and replies (routes.go)
 	RoutesReused       atomic.Uint64 // routes a new connection or reply took from a live connection instead (routes.go)
+	RecordSplits       atomic.Uint64 // times the retransmission queue gave merged bursts their segments back, one record each, before loss detection or recovery needed one alone (rtxqueue.go)
 	ChunksReused       atomic.Uint64 // 64 KiB pieces of writes copied into a chunk the send buffer had let go of and nobody held, not one gVisor's pool cleared first (chunkreuse.go)
 	StraySegments      atomic.Uint64 // segments handed to a connection a moment after it left for TIME-WAIT or CLOSED, answered as if it had not been found (Protocol.strayArrives)
 	Drops              [event.NumDropReasons]atomic.Uint64
