@@ -39,7 +39,7 @@ import (
 // chunkCache holds 64 KiB views whose chunks the engine may copy into
 // again: ready, held by nobody else, reset; held, still shared, oldest
 // first. Both are bounded: the cache pins at most
-// (cacheReady+cacheHeld)×64 KiB, 5 MiB per stack.
+// (cacheReady+cacheHeld)×64 KiB, 8 MiB per stack.
 type chunkCache struct {
 	mu    sync.Mutex
 	ready []*buffer.View
@@ -47,7 +47,13 @@ type chunkCache struct {
 }
 
 const (
-	cacheReady = 16
+	// cacheReady is a send buffer's chunks at its default largest:
+	// one ACK may let them all go at once (tap.Pipe's receiver
+	// acknowledges each burst of frames once, batch.go). With 16, a
+	// bulk sender in memory released a tenth of its chunks to gVisor's
+	// pool, which cleared them to hand them out again: 4% of its CPU
+	// (TestChunkReuseWholeBuffer).
+	cacheReady = DefaultSendBufferMax / maxChunk
 	cacheHeld  = 64
 	// cacheScan bounds the held views take looks at, oldest first,
 	// when none is ready.

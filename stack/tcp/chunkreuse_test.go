@@ -7,6 +7,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
+	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/stack/tcp/tcptest"
 )
 
@@ -107,6 +108,54 @@ func TestChunkReuse(t *testing.T) {
 	}
 	if n := stats.ChunksReused.Load(); n != 5 {
 		t.Fatalf("%d chunks reused, want 5", n)
+	}
+}
+
+// TestChunkReuseWholeBuffer: the chunks of a whole send buffer, let go
+// of while the writer has nothing more to write (as one ACK of a burst
+// lets 4 MiB go at once, tap.Pipe's receiver acknowledging each burst of
+// frames once: batch.go), all wait for the next writes: 64 chunks of 64,
+// where a cache of 16 kept 16 and gVisor's pool took the rest back, to
+// clear them before handing them out again.
+func TestChunkReuseWholeBuffer(t *testing.T) {
+	const size = 4 << 20
+	p, ep := tcptest.Established(t, tcptest.WithSynOptions(seg{WS: 7, MSS: 1460}),
+		tcptest.WithTCP(tcp.Options{SendBufferSize: size}))
+	stats := p.TCP.Stats()
+	next := uint32(1)
+	send := func(c byte) {
+		t.Helper()
+		data := bytes.Repeat([]byte{c}, size)
+		if n, err := ep.Write(data); err != nil || n != size {
+			t.Fatalf("Write: %d, %v", n, err)
+		}
+		var got []byte
+		end := next + size
+		for rounds := 0; next != end; rounds++ {
+			if rounds == 1000 {
+				t.Fatalf("%d bytes of %d acknowledged after 1,000 rounds", len(got), size)
+			}
+			for {
+				s, ok := p.Next()
+				if !ok {
+					break
+				}
+				got = append(got, s.Payload...)
+				next = s.Seq + uint32(s.Len)
+			}
+			p.Inject(seg{Flags: ".", Seq: 1, Ack: next})
+		}
+		if !bytes.Equal(got, data) {
+			t.Fatalf("%q's write sent other bytes", c)
+		}
+	}
+	send('a')
+	if n := stats.ChunksReused.Load(); n != 0 {
+		t.Fatalf("%d chunks reused before any was let go of", n)
+	}
+	send('b')
+	if n := stats.ChunksReused.Load(); n != size>>16 {
+		t.Fatalf("%d chunks reused of the %d the first write let go of", n, size>>16)
 	}
 }
 
