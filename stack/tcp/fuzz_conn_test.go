@@ -946,6 +946,9 @@ func (c *fuzzConn) check() {
 	}
 	c.lastMSS = i.SndMSS
 	c.checkTCB(i)
+	if err := c.ep.RtxQueueErr(); err != nil {
+		c.fail("retransmission queue: %v", err)
+	}
 }
 
 func (c *fuzzConn) checkSegment(s tcptest.Seg, i fzInfo) {

@@ -15,3 +15,11 @@ func (e *Endpoint) RtxRecords() (records, segs int) {
 	defer e.mu.Unlock()
 	return e.rtxq.n, int(e.rtxq.segs)
 }
+
+// RtxQueueErr reports an inconsistency of the retransmission queue, if
+// any (queueErr), for the fuzz targets.
+func (e *Endpoint) RtxQueueErr() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return queueErr(&e.rtxq)
+}

@@ -1,6 +1,7 @@
 package tcp
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -9,23 +10,32 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
 )
 
-// checkQueue recomputes everything the queue keeps incrementally and
-// fails on any difference: the byte counters, lostWaiting, and the
-// transmission-order list (exactly the records in flight, in order of
-// transmission).
+// checkQueue fails the test at step if the queue is inconsistent
+// (queueErr).
 func checkQueue(t *testing.T, q *rtxQueue, step int) {
 	t.Helper()
+	if err := queueErr(q); err != nil {
+		t.Fatalf("step %d: %v", step, err)
+	}
+}
+
+// queueErr recomputes everything the queue keeps incrementally and
+// reports any difference: the byte and segment counters, lostWaiting,
+// the transmission-order list (exactly the records in flight, in order
+// of transmission), and that a record of several segments is a first
+// transmission nothing has marked.
+func queueErr(q *rtxQueue) error {
 	var sacked, lost, retrans, segs uint32
 	var waiting int32
 	inFlight := map[uint64]bool{}
 	for i := q.head; i < q.tail(); i++ {
 		s := q.at(i)
 		if i > q.head && q.at(i-1).end != s.start {
-			t.Fatalf("step %d: record %d starts at %d, its predecessor ends at %d", step, i, s.start, q.at(i-1).end)
+			return fmt.Errorf("record %d starts at %d, its predecessor ends at %d", i, s.start, q.at(i-1).end)
 		}
 		segs += s.segs()
 		if s.segs() > 1 && s.flags&^segAppLimited != 0 {
-			t.Fatalf("step %d: record %d holds %d segments with flags %#x", step, i, s.segs(), s.flags)
+			return fmt.Errorf("record %d holds %d segments with flags %#x", i, s.segs(), s.flags)
 		}
 		if s.has(segSacked) {
 			sacked += s.len()
@@ -43,34 +53,35 @@ func checkQueue(t *testing.T, q *rtxQueue, step int) {
 			inFlight[i] = true
 		}
 		if u := q.unsacked(i); u < i || (u < q.tail() && q.at(u).has(segSacked)) {
-			t.Fatalf("step %d: unsacked(%d) = %d", step, i, u)
+			return fmt.Errorf("unsacked(%d) = %d", i, u)
 		}
 	}
 	if sacked != q.sacked || lost != q.lost || retrans != q.retrans || waiting != q.lostWaiting || segs != q.segs {
-		t.Fatalf("step %d: counters sacked %d lost %d retrans %d waiting %d segs %d, recomputed %d %d %d %d %d",
-			step, q.sacked, q.lost, q.retrans, q.lostWaiting, q.segs, sacked, lost, retrans, waiting, segs)
+		return fmt.Errorf("counters sacked %d lost %d retrans %d waiting %d segs %d, recomputed %d %d %d %d %d",
+			q.sacked, q.lost, q.retrans, q.lostWaiting, q.segs, sacked, lost, retrans, waiting, segs)
 	}
 	n := 0
 	var prev *txSeg
 	for i := q.tHead; i != 0; i = q.at(i - 1).next {
 		if n++; n > q.n {
-			t.Fatalf("step %d: transmission list loops", step)
+			return fmt.Errorf("transmission list loops")
 		}
 		if !inFlight[i-1] {
-			t.Fatalf("step %d: record %d on the transmission list is not in flight", step, i-1)
+			return fmt.Errorf("record %d on the transmission list is not in flight", i-1)
 		}
 		s := q.at(i - 1)
 		if prev != nil && s.xmit.Before(prev.xmit) {
-			t.Fatalf("step %d: transmission list out of order at record %d", step, i-1)
+			return fmt.Errorf("transmission list out of order at record %d", i-1)
 		}
 		prev = s
 	}
 	if n != len(inFlight) {
-		t.Fatalf("step %d: %d records on the transmission list, %d in flight", step, n, len(inFlight))
+		return fmt.Errorf("%d records on the transmission list, %d in flight", n, len(inFlight))
 	}
 	if i, ok := q.nextLost(); ok != (waiting > 0) || ok && !q.at(i).awaitingRetransmit() {
-		t.Fatalf("step %d: nextLost = %d, %v with %d waiting", step, i, ok, waiting)
+		return fmt.Errorf("nextLost = %d, %v with %d waiting", i, ok, waiting)
 	}
+	return nil
 }
 
 // TestRtxQueueRandom drives the retransmission queue with random sends,
