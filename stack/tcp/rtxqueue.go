@@ -176,9 +176,9 @@ func (q *rtxQueue) mergeable(seq seqnum.Value, n int, now tcpip.MonotonicTime, t
 	return s
 }
 
-// extend adds k segments of n bytes to the newest record, s (mergeable
-// said one may join; k more fit if they are whole and stay within
-// maxMerged).
+// extend adds k segments of n bytes to the newest record, s: mergeable
+// said one may join, and the caller that k whole ones stay within
+// maxMerged.
 func (q *rtxQueue) extend(s *txSeg, k, n int) {
 	s.end = s.end.Add(seqnum.Size(k * n))
 	q.segs += uint32(k)

@@ -561,18 +561,13 @@ func (e *Endpoint) sendPacketRest() {
 	// flight (cwndFits), and the one that would end the data with the
 	// FIN queued is left to sendNewData.
 	seq := e.sndNxt
-	k := min(t.max-t.segs, t.limit-t.count, maxInFlightSegments-int(e.rtxq.segs))
-	k = min(k, int(seq.Size(e.sndEnd()))/mss)
-	if wndEnd := e.sndUna.Add(seqnum.Size(e.sndWnd)); wndEnd.LessThan(seq) {
+	wndEnd := e.sndUna.Add(seqnum.Size(e.sndWnd))
+	pipe := e.inflight()
+	if wndEnd.LessThan(seq) || pipe >= e.cwnd {
 		return
-	} else {
-		k = min(k, int(seq.Size(wndEnd))/mss)
 	}
-	if pipe := e.inflight(); pipe >= e.cwnd {
-		return
-	} else {
-		k = min(k, int(e.cwnd-pipe)/mss)
-	}
+	k := min(t.max-t.segs, t.limit-t.count, maxInFlightSegments-int(e.rtxq.segs),
+		int(seq.Size(e.sndEnd()))/mss, int(seq.Size(wndEnd))/mss, int(e.cwnd-pipe)/mss)
 	if k > 0 && e.finQueued && seq.Add(seqnum.Size(k*mss)) == e.sndEnd() {
 		k--
 	}
