@@ -228,7 +228,12 @@ func (e *Endpoint) rackDetectLoss(now tcpip.MonotonicTime) int {
 			return lost
 		}
 		if s.segs() > 1 {
-			e.splitRecords() // then the first of its segments
+			// A guard: merged records live only while ACKs come in
+			// order, which deliver nothing sent after them, and
+			// every ACK or timer that could has split them already.
+			// Should one still come here, it is lost segment by
+			// segment, not whole.
+			e.splitRecords()
 			continue
 		}
 		q.markLost(h - 1)
