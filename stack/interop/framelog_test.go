@@ -75,43 +75,53 @@ func (l *frameLog) dump(t testing.TB) {
 // summarizeFrame says what an Ethernet frame carries: ARP, or the TCP
 // segment's flags, sequence numbers and length.
 func summarizeFrame(b []byte) string {
+	h, other := frameTCP(b)
+	if h == nil {
+		return other
+	}
+	var sack string
+	if opts := header.ParseTCPOptions(h.Options()); len(opts.SACKBlocks) > 0 {
+		sack = fmt.Sprintf(" sack %v", opts.SACKBlocks)
+	}
+	return fmt.Sprintf("%d > %d [%s] seq %d ack %d win %d len %d%s", h.SourcePort(), h.DestinationPort(), h.Flags(), h.SequenceNumber(), h.AckNumber(), h.WindowSize(), len(h)-int(h.DataOffset()), sack)
+}
+
+// frameTCP returns the TCP segment an Ethernet frame carries over IPv4
+// or IPv6, with a valid data offset; or nil and what the frame is
+// instead.
+func frameTCP(b []byte) (header.TCP, string) {
 	if len(b) < header.EthernetMinimumSize {
-		return fmt.Sprintf("runt (%d bytes)", len(b))
+		return nil, fmt.Sprintf("runt (%d bytes)", len(b))
 	}
 	eth := header.Ethernet(b)
 	p := b[header.EthernetMinimumSize:]
 	var tcp []byte
 	switch eth.Type() {
 	case header.ARPProtocolNumber:
-		return fmt.Sprintf("ARP %d bytes", len(p))
+		return nil, fmt.Sprintf("ARP %d bytes", len(p))
 	case header.IPv4ProtocolNumber:
 		ip := header.IPv4(p)
 		if !ip.IsValid(len(p)) || ip.TransportProtocol() != header.TCPProtocolNumber {
-			return fmt.Sprintf("IPv4 proto %d, %d bytes", ip.TransportProtocol(), len(p))
+			return nil, fmt.Sprintf("IPv4 proto %d, %d bytes", ip.TransportProtocol(), len(p))
 		}
 		tcp = ip.Payload()
 	case header.IPv6ProtocolNumber:
 		ip := header.IPv6(p)
 		if !ip.IsValid(len(p)) || ip.NextHeader() != uint8(header.TCPProtocolNumber) { // no extension headers in these tests
-			return fmt.Sprintf("IPv6, %d bytes", len(p))
+			return nil, fmt.Sprintf("IPv6, %d bytes", len(p))
 		}
 		tcp = ip.Payload()
 	default:
-		return fmt.Sprintf("ethertype %#x", eth.Type())
+		return nil, fmt.Sprintf("ethertype %#x", eth.Type())
 	}
 	if len(tcp) < header.TCPMinimumSize {
-		return "short TCP"
+		return nil, "short TCP"
 	}
 	h := header.TCP(tcp)
-	off := int(h.DataOffset())
-	if off < header.TCPMinimumSize || off > len(tcp) {
-		return "bad TCP offset"
+	if off := int(h.DataOffset()); off < header.TCPMinimumSize || off > len(tcp) {
+		return nil, "bad TCP offset"
 	}
-	var sack string
-	if opts := header.ParseTCPOptions(h.Options()); len(opts.SACKBlocks) > 0 {
-		sack = fmt.Sprintf(" sack %v", opts.SACKBlocks)
-	}
-	return fmt.Sprintf("%d > %d [%s] seq %d ack %d win %d len %d%s", h.SourcePort(), h.DestinationPort(), h.Flags(), h.SequenceNumber(), h.AckNumber(), h.WindowSize(), len(tcp)-off, sack)
+	return h, ""
 }
 
 // dumpPeer logs what gVisor's TCP knows: its counters and, per endpoint,

@@ -179,24 +179,16 @@ func (c *sackCounter) counts() (dups, sacked int) {
 
 func (c *sackCounter) DeliverNetworkPacket(proto tcpip.NetworkProtocolNumber, pkt *gstack.PacketBuffer) {
 	v := pkt.ToView()
-	b := v.AsSlice()
-	if len(b) > header.EthernetMinimumSize && header.Ethernet(b).Type() == header.IPv4ProtocolNumber {
-		ip := header.IPv4(b[header.EthernetMinimumSize:])
-		if ip.IsValid(len(ip)) && ip.TransportProtocol() == header.TCPProtocolNumber && len(ip.Payload()) >= header.TCPMinimumSize {
-			h := header.TCP(ip.Payload())
-			off := int(h.DataOffset())
-			if off >= header.TCPMinimumSize && off <= len(h) && h.Flags()&(header.TCPFlagSyn|header.TCPFlagFin) == 0 && len(h) == off {
-				c.mu.Lock()
-				if h.AckNumber() == c.lastAck {
-					c.dups++
-					if len(header.ParseTCPOptions(h.Options()).SACKBlocks) > 0 {
-						c.sacked++
-					}
-				}
-				c.lastAck = h.AckNumber()
-				c.mu.Unlock()
+	if h, _ := frameTCP(v.AsSlice()); h != nil && h.Flags()&(header.TCPFlagSyn|header.TCPFlagFin) == 0 && len(h) == int(h.DataOffset()) {
+		c.mu.Lock()
+		if h.AckNumber() == c.lastAck {
+			c.dups++
+			if len(header.ParseTCPOptions(h.Options()).SACKBlocks) > 0 {
+				c.sacked++
 			}
 		}
+		c.lastAck = h.AckNumber()
+		c.mu.Unlock()
 	}
 	v.Release()
 	c.Endpoint.DeliverNetworkPacket(proto, pkt)

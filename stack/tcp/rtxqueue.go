@@ -190,7 +190,9 @@ func (q *rtxQueue) extend(s *txSeg, k, n int) {
 // It rebuilds the ring, so the callers hold no index across it; its cost
 // is the queue's, once: no burst is merged again until the records it
 // made are acknowledged (mergeable), as a recovery takes a round trip or
-// more anyway.
+// more anyway. No record is SACKed while one is merged (mergeable wants
+// none SACKed, and every SACK block splits first), so every record's
+// union-find link is its own index.
 func (q *rtxQueue) split() bool {
 	if q.segs == uint32(q.n) {
 		return false
@@ -210,27 +212,15 @@ func (q *rtxQueue) split() bool {
 	}
 	moved := func(i uint64) uint64 { return first[i-q.head] }
 	for k := range q.n {
-		i := q.head + uint64(k)
-		s := q.at(i)
-		j, m := first[k], seqnum.Size(s.mss)
-		for seq := s.start; ; j++ {
+		s := q.at(q.head + uint64(k))
+		seq, m := s.start, seqnum.Size(s.mss)
+		for j := first[k]; j < first[k+1]; j++ {
 			p := at(j)
 			*p = *s
 			p.start, p.prev, p.next, p.skip = seq, 0, 0, j
 			if j+1 < first[k+1] {
 				p.end = seq.Add(m)
 				p.flags &^= segFin
-			} else {
-				p.end = s.end
-			}
-			if p.has(segSacked) {
-				p.skip = j + 1
-				if j+1 == first[k+1] {
-					p.skip = moved(min(max(s.skip, i+1), q.tail()))
-				}
-			}
-			if p.end == s.end {
-				break
 			}
 			seq = p.end
 		}

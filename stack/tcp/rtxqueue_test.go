@@ -23,7 +23,7 @@ func checkQueue(t *testing.T, q *rtxQueue, step int) {
 // reports any difference: the byte and segment counters, lostWaiting,
 // the transmission-order list (exactly the records in flight, in order
 // of transmission), and that a record of several segments is a first
-// transmission nothing has marked.
+// transmission nothing has marked, in a queue with nothing SACKed.
 func queueErr(q *rtxQueue) error {
 	var sacked, lost, retrans, segs uint32
 	var waiting int32
@@ -36,6 +36,9 @@ func queueErr(q *rtxQueue) error {
 		segs += s.segs()
 		if s.segs() > 1 && s.flags&^segAppLimited != 0 {
 			return fmt.Errorf("record %d holds %d segments with flags %#x", i, s.segs(), s.flags)
+		}
+		if s.segs() > 1 && q.sacked != 0 {
+			return fmt.Errorf("record %d holds %d segments while %d bytes are SACKed", i, s.segs(), q.sacked)
 		}
 		if s.has(segSacked) {
 			sacked += s.len()

@@ -588,20 +588,7 @@ func (e *Endpoint) sentNewRun(seq seqnum.Value, k, mss int, now tcpip.MonotonicT
 	t.count += k
 	e.bytesSent += uint64(n)
 	e.sndNxt = seq.Add(seqnum.Size(n))
-	q := &e.rtxq
-	for k > 0 {
-		m := 1
-		if s := e.mergeTarget(seq, mss, now, ts); s != nil {
-			m = min(k, (maxMerged-int(s.len()))/mss)
-			q.extend(s, m, mss)
-		} else {
-			// The train's first segment has its record: the queue
-			// is not empty, and the sender not idle.
-			e.rateSent(q.push(seq, seq.Add(seqnum.Size(mss)), false, now, ts), now, false)
-		}
-		seq = seq.Add(seqnum.Size(m * mss))
-		k -= m
-	}
+	e.recordSent(seq, k, mss, false, now, ts)
 	if t.count >= t.limit {
 		e.trainEnd() // a full GSO packet
 	}
@@ -618,33 +605,41 @@ func (e *Endpoint) sentNew(seq seqnum.Value, n int, fin bool, cause event.SendCa
 	if fin {
 		e.sndNxt++
 	}
-	q := &e.rtxq
-	if !fin {
-		if s := e.mergeTarget(seq, n, now, ts); s != nil {
-			q.extend(s, 1, n)
-			return
-		}
-	}
-	idle := q.empty()
-	e.rateSent(q.push(seq, e.sndNxt, fin, now, ts), now, idle)
+	e.recordSent(seq, 1, n, fin, now, ts)
 }
 
-// mergeTarget returns the record the segment of n bytes at seq, sent at
-// now with TSval ts and without the FIN, joins, if any: the newest, when
-// it holds the burst this segment continues, sent at the same instant in
-// the same delivery state (rtxQueue.mergeable, rateSame), and the
-// connection is in open state with no path MTU probe out. One record then
-// stands for the burst (rtxqueue.go), and an ACK frees it at once:
-// records per segment were 5-6% of a bulk sender's CPU in memory, each
+// recordSent puts k segments of n bytes at seq, sent at now with TSval ts
+// (the last with the FIN if fin), in the retransmission queue, with the
+// delivery state for their rate samples (rate.go). A segment that
+// continues the burst of the newest record, sent at the same instant in
+// the same delivery state (rtxQueue.mergeable, rateSame), joins it while
+// the connection is in open state with no path MTU probe out: one record
+// then stands for the burst (rtxqueue.go), and an ACK frees it at once.
+// Records per segment were 5-6% of a bulk sender's CPU in memory, each
 // written on one core and read back by the ACK on the other.
-func (e *Endpoint) mergeTarget(seq seqnum.Value, n int, now tcpip.MonotonicTime, ts uint32) *txSeg {
-	if e.caState != caOpen || e.mtup != nil && e.mtup.probeSize != 0 {
-		return nil
+func (e *Endpoint) recordSent(seq seqnum.Value, k, n int, fin bool, now tcpip.MonotonicTime, ts uint32) {
+	q := &e.rtxq
+	merge := !fin && e.caState == caOpen && (e.mtup == nil || e.mtup.probeSize == 0)
+	for k > 0 {
+		m := 1
+		var s *txSeg
+		if merge {
+			s = q.mergeable(seq, n, now, ts)
+		}
+		if s != nil && e.rateSame(s, now) {
+			m = min(k, (maxMerged-int(s.len()))/n)
+			q.extend(s, m, n)
+		} else {
+			end := seq.Add(seqnum.Size(n))
+			if fin {
+				end++
+			}
+			idle := q.empty()
+			e.rateSent(q.push(seq, end, fin, now, ts), now, idle)
+		}
+		seq = seq.Add(seqnum.Size(m * n))
+		k -= m
 	}
-	if s := e.rtxq.mergeable(seq, n, now, ts); s != nil && e.rateSame(s, now) {
-		return s
-	}
-	return nil
 }
 
 // splitRecords gives the merged bursts of the retransmission queue their
