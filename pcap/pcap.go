@@ -161,6 +161,7 @@ type Writer struct {
 	bufs   sync.Pool // of *[]byte: frame copies
 	seed   maphash.Seed
 	faults atomic.Bool // a fault observer is attached: fingerprint frames
+	joins  bool        // the device below joins the wire segments it reads (tap.JoinsSegments): its super-frames are GRO's, not TSO's
 
 	mu        sync.Mutex
 	ann       *annotator
@@ -201,7 +202,7 @@ func New(inner stack.LinkEndpoint, w io.Writer, opts Options) (*Writer, error) {
 	if opts.Window <= 0 {
 		opts.Window = DefaultWindow
 	}
-	cw := &Writer{opts: opts, seed: maphash.MakeSeed()}
+	cw := &Writer{opts: opts, seed: maphash.MakeSeed(), joins: tap.JoinsSegments(inner)}
 	cw.ann = newAnnotator(opts.Window, opts.MaxHeld, opts.MaxAnnotations)
 	if err := cw.open(w); err != nil {
 		return nil, err

@@ -19,6 +19,9 @@ import (
 // the kernel cuts them (tap.WireSegments), checksums filled in; the first
 // carries the comment, prefixed "TSO 44×1448 of 63,712 B", the others
 // "TSO 2/44 of frame 17". Options.SuperFrames writes it whole instead.
+// A device without offloads joins the segments it reads (its GRO,
+// tap.JoinsSegments); its super-frames are written the same way, named
+// "GRO" instead: the wire carried those segments one by one.
 //
 // The kernel also hands over frames whose checksum it left partial (it
 // offloaded it to the "NIC", and the frame never crossed a wire); the
@@ -55,7 +58,11 @@ func (w *Writer) noteOffload(r *record, pkt *stack.PacketBuffer) {
 // with Options.SuperFrames. w.mu is held.
 func (w *Writer) writeSuperLocked(r *record, comment string) {
 	n, _ := tap.SegmentCount(r.data, r.mss)
-	head := fmt.Sprintf("TSO %d×%d of %s B", n, r.mss, thousands(r.fi.key.Len))
+	name := "TSO"
+	if r.dir == dirIn && w.joins {
+		name = "GRO" // the device joined segments that came one by one
+	}
+	head := fmt.Sprintf("%s %d×%d of %s B", name, n, r.mss, thousands(r.fi.key.Len))
 	if comment != "" {
 		head += "; " + comment
 	}
@@ -69,7 +76,7 @@ func (w *Writer) writeSuperLocked(r *record, comment string) {
 	err := tap.WireSegments(r.data, r.mss, func(seg []byte) {
 		c := head
 		if i > 0 {
-			c = fmt.Sprintf("TSO %d/%d of frame %d", i+1, n, r.no)
+			c = fmt.Sprintf("%s %d/%d of frame %d", name, i+1, n, r.no)
 			r.dropCount = 0 // told once, on the first
 		}
 		w.writeEPBLocked(r, seg, len(seg), c)

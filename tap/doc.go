@@ -16,7 +16,9 @@
 //     does and verifies those the kernel did not. [WireSegments] cuts a
 //     super-frame into the wire segments it stands for, as the kernel
 //     would; package pcap uses it so that a capture always shows wire
-//     segments.
+//     segments. Without offloads the read loop joins consecutive segments
+//     of one flow, as Linux's GRO does for any NIC ([WithGRO],
+//     [JoinsSegments]).
 //     [WithQueues] opens a multi_queue device with several queues, each
 //     with a read loop and a writer goroutine of its own.
 //   - [Pipe] returns the two ends of an in-memory Ethernet cable. Each end is

@@ -397,6 +397,7 @@ func NewFault(inner stack.LinkEndpoint, cfg FaultConfig) *Fault {
 			src = rand.NewPCG(f.out.rng.Uint64(), f.out.rng.Uint64())
 		}
 		f.in = newLane(f, FaultInbound, *cfg.Inbound, src, cfg.Seed, 1)
+		requireWireFrames(inner)
 		if cfg.Inbound.Corrupt > 0 {
 			requireFullChecksums(inner)
 			walkBelow(inner, func(l stack.LinkEndpoint) bool {
@@ -422,6 +423,20 @@ func requireFullChecksums(link stack.LinkEndpoint) {
 	walkBelow(link, func(l stack.LinkEndpoint) bool {
 		if v, ok := l.(interface{ requireFullChecksums() }); ok {
 			v.requireFullChecksums()
+		}
+		return false
+	})
+}
+
+// requireWireFrames asks every endpoint under link that joins the wire
+// segments it reads (a TAP device without offloads: gro.go) to hand each
+// to the stack as it was read: the inbound faults stand for the wire
+// between the kernel and the device, and draw for each wire segment, as
+// a wire's faults strike before a receiving host's GRO joins anything.
+func requireWireFrames(link stack.LinkEndpoint) {
+	walkBelow(link, func(l stack.LinkEndpoint) bool {
+		if v, ok := l.(interface{ requireWireFrames() }); ok {
+			v.requireWireFrames()
 		}
 		return false
 	})

@@ -34,7 +34,8 @@ type Offloads struct {
 	// one super-frame with a GSO header.
 	Coalesce bool
 	// GRO: inbound super-frames go to the stack whole, as one segment,
-	// instead of as the wire segments they stand for.
+	// instead of as the wire segments they stand for. (Without offloads
+	// the device joins wire segments by WithGRO; DeviceStats.RxJoins.)
 	GRO bool
 }
 
@@ -78,7 +79,11 @@ func WithOffloads(on bool) Option {
 // whole against 7.7 split, 7 to 8 times the throughput; the engine's
 // events and counters then describe super-segments, and it acknowledges
 // them as it acknowledges segments. A capture (package pcap) writes the
-// wire segments either way. It has effect only with offloads.
+// wire segments either way. Without offloads the kernel hands over wire
+// segments, and with GRO on the read loop joins those of one flow that
+// follow one another in a burst, by Linux's GRO rules (gro.go): kernel to
+// tapstack without offloads took 2.7 CPU seconds per GiB joined against
+// 5.7, 2.4 times the throughput.
 func WithGRO(on bool) Option {
 	return func(c *config) { c.gro = on }
 }

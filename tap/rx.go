@@ -125,7 +125,8 @@ type rxReader struct {
 	iov   [2]unix.Iovec
 
 	// The read path without offloads: one frame per read, whole, into
-	// plain (readPlain).
+	// plain (readPlain), and the run of segments being joined (gro.go).
+	gro         groRun
 	plain       []byte
 	readPlainFn func(uintptr) bool
 

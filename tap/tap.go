@@ -91,6 +91,8 @@ type DeviceStats struct {
 	RxBadChecksum  uint64 // frames the kernel did not vouch for whose checksum failed the device's check
 	RxQueueFull    uint64 // times the read loop waited for room in the queue to the stack (WithRxQueue)
 	RxChunksReused uint64 // reads into a 64 KiB chunk an earlier frame used and the stack let go of, not one gVisor's pool cleared first (rx.go)
+	RxJoins        uint64 // super-frames the device joined from wire segments it read, without offloads (GRO: gro.go)
+	RxJoined       uint64 // the wire segments inside them
 	TxSuperFrames  uint64 // super-frames written: runs of the stack's segments coalesced into one write
 	TxCoalesced    uint64 // the stack's segments written inside them
 	TxGSOFrames    uint64 // super-frames the stack itself built (its GSO), written as they are
@@ -183,6 +185,7 @@ func newFDLink(c config, offloads Offloads, files []*os.File, rcs []syscall.RawC
 		mac:        tcpip.LinkAddress(c.mac),
 		offloads:   offloads,
 		rxQueueLen: max(c.rxQueue, 0),
+		softGRO:    c.gro && !offloads.VnetHdr,
 	}
 	for i, f := range files {
 		q := &devQueue{f: f, rc: rcs[i]}
@@ -312,8 +315,9 @@ func (d *Device) MAC() net.HardwareAddr {
 func (d *Device) LinkEndpoint() stack.LinkEndpoint { return d.ep }
 
 // Stats returns the device's counters.
-func (d *Device) Stats() DeviceStats {
-	l := d.link
+func (d *Device) Stats() DeviceStats { return d.link.stats() }
+
+func (l *fdLink) stats() DeviceStats {
 	return DeviceStats{
 		RxFrames:  l.rxFrames.Load(),
 		RxBytes:   l.rxBytes.Load(),
@@ -329,6 +333,8 @@ func (d *Device) Stats() DeviceStats {
 		RxBadChecksum:  l.rxBadChecksum.Load(),
 		RxQueueFull:    l.rxQueueFull.Load(),
 		RxChunksReused: l.rxChunksReused.Load(),
+		RxJoins:        l.rxJoins.Load(),
+		RxJoined:       l.rxJoined.Load(),
 		TxSuperFrames:  l.txSuper.Load(),
 		TxCoalesced:    l.txCoalesced.Load(),
 		TxGSOFrames:    l.txGSO.Load(),
@@ -377,6 +383,7 @@ type fdLink struct {
 	offloads   Offloads        // fixed at Open
 	gsoRefused atomic.Bool     // the kernel refused a super-frame: coalescing is off
 	rxQueueLen int             // the inbound hand-over's limit; 0: none, frames are delivered on the read loops
+	softGRO    bool            // no offloads, GRO asked for: the read loops join segments (gro.go)
 	splits     splitDeliveries // the split super-frames' segments being delivered (rejoin.go)
 
 	rxFrames, rxBytes, txFrames, txBytes atomic.Uint64
@@ -385,6 +392,8 @@ type fdLink struct {
 	rxBadChecksum, rxQueueFull           atomic.Uint64
 	rxChunksReused                       atomic.Uint64
 	fullCsum                             atomic.Bool // deliver complete checksums and let the stack verify them
+	wireFrames                           atomic.Bool // join no segments: a middleware above needs wire frames
+	rxJoins, rxJoined                    atomic.Uint64
 	txSuper, txCoalesced                 atomic.Uint64
 	txGSO, txGSOSegs, txBadChecksum      atomic.Uint64
 	checkJoins                           atomic.Bool // check each segment's checksum before it joins a super-frame
@@ -485,7 +494,10 @@ func (l *fdLink) readLoop(q *devQueue) {
 	vnet := l.offloads.VnetHdr
 	burst := 0
 	for {
-		r.noWait = inline && burst > 0
+		// Reading without waiting, the loop learns that the kernel's
+		// queue is empty: a burst ends there (inline), and a run of
+		// joined segments goes to the stack (gro.go).
+		r.noWait = inline && burst > 0 || r.gro.held()
 		var err error
 		if vnet {
 			var f rxFrame
@@ -503,11 +515,15 @@ func (l *fdLink) readLoop(q *devQueue) {
 			q.reads.Add(1)
 		}
 		if err == errNoFrame {
-			l.batchEnd.call()
+			r.groFlush()
+			if inline {
+				l.batchEnd.call()
+			}
 			burst = 0
 			continue
 		}
 		if err != nil {
+			r.groFlush()
 			stop, rxq, failure := l.stopOn(q, err)
 			if failure != nil {
 				l.fail(failure)
@@ -522,6 +538,7 @@ func (l *fdLink) readLoop(q *devQueue) {
 			continue
 		}
 		if burst++; inline && burst >= maxReadBurst {
+			r.groFlush()
 			l.batchEnd.call()
 			burst = 0
 		}
@@ -613,6 +630,11 @@ func (r *rxReader) deliver(frame []byte) {
 	d := l.dispatcherNow()
 	if d == nil || len(frame) < header.EthernetMinimumSize {
 		l.rxDropped.Add(1)
+		return
+	}
+	if !l.groOn() {
+		r.groFlush()
+	} else if r.groTake(d, frame) {
 		return
 	}
 	// The frame is copied into pooled storage, so buf can be reused for
