@@ -59,19 +59,9 @@ func FuzzGRO(f *testing.F) {
 				frames = append(frames[:k:k], append([][]byte{append([]byte(nil), ops[:n]...)}, frames[k:]...)...)
 				ops = ops[n:]
 			case 6: // flags
-				fr := append([]byte(nil), frames[k]...)
-				if _, err := parseTCPFrame(fr); err == nil {
-					tcpOf(fr).SetFlags(uint8(op))
-					refill(fr)
-				}
-				frames[k] = fr
+				frames[k] = retouch(frames[k], func(h header.TCP) { h.SetFlags(op) })
 			case 7: // window
-				fr := append([]byte(nil), frames[k]...)
-				if _, err := parseTCPFrame(fr); err == nil {
-					tcpOf(fr).SetWindowSize(uint16(arg))
-					refill(fr)
-				}
-				frames[k] = fr
+				frames[k] = retouch(frames[k], func(h header.TCP) { h.SetWindowSize(uint16(arg)) })
 			case 8: // the burst ends after frame k
 				ends[k] = true
 			}
@@ -108,4 +98,15 @@ func FuzzGRO(f *testing.F) {
 			}
 		}
 	})
+}
+
+// retouch returns a copy of frame with its TCP header changed by fn and
+// its checksums made right, or a plain copy if it is no TCP segment.
+func retouch(frame []byte, fn func(header.TCP)) []byte {
+	fr := append([]byte(nil), frame...)
+	if _, err := parseTCPFrame(fr); err == nil {
+		fn(tcpOf(fr))
+		refill(fr)
+	}
+	return fr
 }

@@ -65,7 +65,7 @@ func runBench(ctx context.Context, e env, args []string) error {
 	figs := fs.String("figures", strings.Join(benchGroups, ","), "figures to measure, comma-separated: bulk (both ways, with CPU and allocations; and the floor), conns (connections/s with 1 and 8 dialers), echo (64 B round trips, p50 and p99), heap (idle connections, tap.Pipe only)")
 	mtu := fs.Uint("mtu", tap.DefaultMTU, "IP MTU of the link (up to 65520)")
 	offloads := fs.Bool("offloads", true, "TAP offloads (virtio-net header, TSO, coalescing)")
-	gro := fs.Bool("gro", true, "TAP: hand the kernel's super-frames to the stack whole (false: as their wire segments)")
+	gro := fs.Bool("gro", true, "TAP: hand the stack super-frames whole: the kernel's, or without offloads the segments the device joins (false: wire segments)")
 	cc := fs.String("cc", "cubic", "congestion control of tapstack's TCP: "+strings.Join(tcp.CongestionControls(), ", ")+" (gVisor's TCP keeps its default, reno)")
 	kernelCC := fs.String("kernel-cc", defaultKernelCC, "TAP: congestion control of the kernel's TCP in the namespace (cubic is Linux's default; empty: what the namespace inherits from the host)")
 	coalesce := fs.Bool("coalesce", true, "TAP: write runs of one flow's segments as one super-frame, from a writer goroutine")
