@@ -274,6 +274,17 @@ func openTAP(name string, offloads, multi bool) (*os.File, string, Offloads, err
 		if setOffloads(fd) == nil {
 			got.Checksum, got.TSO4, got.TSO6 = true, true, true
 		}
+	} else if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, 0); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOTTY) {
+		// A persistent device keeps the offloads an earlier opener
+		// set (TUNSETOFFLOAD sets the device's features, not the
+		// descriptor's): the kernel would go on handing over frames
+		// with partial checksums, and super-frames, to a reader with
+		// no virtio-net header to say so, and its stack would drop
+		// them as corrupt (a handshake that never completes). Cleared,
+		// the kernel checksums and segments every frame itself. A
+		// kernel without the ioctl has no offloads to clear.
+		unix.Close(fd)
+		return nil, "", got, fmt.Errorf("tap: open %q: clearing the offloads an earlier user of the device set: %w", name, os.NewSyscallError("ioctl TUNSETOFFLOAD", err))
 	}
 	actual := ifr.Name()
 	f := os.NewFile(uintptr(fd), tunPath+":"+actual)
