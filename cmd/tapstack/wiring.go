@@ -54,8 +54,10 @@ type linkFlags struct {
 	plot            *string // plot.go
 	otlp            *string // otlp.go
 	create          *bool
-	txQueue         *int // the device's outbound queue, in frames
-	queues          *int // the device's queues (tap.WithQueues)
+	txQueue         *int  // the device's outbound queue, in frames
+	queues          *int  // the device's queues (tap.WithQueues)
+	offloads        *bool // the kernel's TAP offloads (tap.WithOffloads)
+	gro             *bool // super-frames whole to the stack (tap.WithGRO)
 	rfc1337         *bool
 	faults          *faultFlags
 	ecn             *modeFlag[tcp.ECNMode]
@@ -72,16 +74,18 @@ type linkFlags struct {
 // flags; verb says what the command does through the device.
 func addLinkFlags(fs *flag.FlagSet, verb string) *linkFlags {
 	return &linkFlags{
-		tap:     fs.String("tap", "", "Linux TAP device to "+verb+", e.g. tap0; it must exist unless --create"),
-		addr:    fs.String("addr", "", "the stack's address/prefix on the device, e.g. 192.0.2.2/24"),
-		create:  fs.Bool("create", false, "create the TAP device if it does not exist (it is removed on exit)"),
-		txQueue: fs.Int("tx-queue", tap.DefaultTxQueue, "frames the device's outbound queue holds, as Linux's txqueuelen; a frame that finds it full is refused, and tapstack's TCP takes it back and reduces its window, as Linux does on a qdisc drop (make it small, under 256, to see local congestion: from 256 frames waiting tapstack's TCP holds new data back, as Linux's TCP small queues)"),
-		queues:  fs.Int("queues", 1, "queues of the device, each read and written by goroutines of its own (2 or more: a device made multi_queue, as by \"ip tuntap add dev tap0 mode tap multi_queue\", or by --create); the kernel steers each flow to one"),
-		pcap:    fs.String("pcap", "", "write an annotated pcapng capture of the device's frames to `file`"),
-		plot:    plotFlag(fs),
-		otlp:    otlpFlag(fs),
-		faults:  addFaultFlags(fs),
-		ecn:     ecnFlagVar(fs),
+		tap:      fs.String("tap", "", "Linux TAP device to "+verb+", e.g. tap0; it must exist unless --create"),
+		addr:     fs.String("addr", "", "the stack's address/prefix on the device, e.g. 192.0.2.2/24"),
+		create:   fs.Bool("create", false, "create the TAP device if it does not exist (it is removed on exit)"),
+		txQueue:  fs.Int("tx-queue", tap.DefaultTxQueue, "frames the device's outbound queue holds, as Linux's txqueuelen; a frame that finds it full is refused, and tapstack's TCP takes it back and reduces its window, as Linux does on a qdisc drop (make it small, under 256, to see local congestion: from 256 frames waiting tapstack's TCP holds new data back, as Linux's TCP small queues)"),
+		queues:   fs.Int("queues", 1, "queues of the device, each read and written by goroutines of its own (2 or more: a device made multi_queue, as by \"ip tuntap add dev tap0 mode tap multi_queue\", or by --create); the kernel steers each flow to one"),
+		offloads: fs.Bool("offloads", true, "use the kernel's TAP offloads where it allows, as ethtool -K tso/tx on a NIC: TCP super-frames of up to 64 KiB both ways, partial checksums; false: one wire segment per frame each way (a capture shows wire segments either way)"),
+		gro:      fs.Bool("gro", true, "hand the stack super-frames whole, as Linux's GRO (ethtool -K gro): the kernel's TSO super-frames, or without offloads the segments of one flow the device reads in a burst, joined; false: every wire segment to the engine alone, to watch its per-segment rules (an ACK every second segment)"),
+		pcap:     fs.String("pcap", "", "write an annotated pcapng capture of the device's frames to `file`"),
+		plot:     plotFlag(fs),
+		otlp:     otlpFlag(fs),
+		faults:   addFaultFlags(fs),
+		ecn:      ecnFlagVar(fs),
 
 		mtuProbing: mtuProbingFlagVar(fs),
 		wmemMax:    bufSizeFlag(fs, "wmem-max", "send", tcp.DefaultSendBufferMax, "tcp_wmem[2]"),
@@ -195,7 +199,7 @@ func (lf *linkFlags) open(e env, opts tcp.Options) (s *stack.Stack, close func()
 	if *lf.txQueue < 1 {
 		return nil, nil, fmt.Errorf("--tx-queue %d: want at least 1 frame", *lf.txQueue)
 	}
-	dev, err := tap.Open(name, tap.WithTxQueue(*lf.txQueue), tap.WithQueues(*lf.queues))
+	dev, err := tap.Open(name, tap.WithTxQueue(*lf.txQueue), tap.WithQueues(*lf.queues), tap.WithOffloads(*lf.offloads), tap.WithGRO(*lf.gro))
 	if errors.Is(err, os.ErrPermission) {
 		return nil, nil, fmt.Errorf("%w\n(run as root, or create the device for your user first: ip tuntap add dev %s mode tap user $USER)", err, name)
 	}
