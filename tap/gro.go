@@ -110,6 +110,16 @@ func (r *rxReader) groTake(d stack.NetworkDispatcher, frame []byte) bool {
 		r.groFlush()
 		return false
 	}
+	end := flags&(header.TCPFlagPsh|header.TCPFlagFin) != 0
+	if !g.held() || !g.follows(d, frame, l, flags, size) {
+		r.groFlush()
+		// A segment that would be a run of one goes alone, its
+		// checksums left to the stack: one that ends a run, or one
+		// too large for a second to join (a jumbo frame).
+		if end || 2*size > g.roomFor(l) {
+			return false
+		}
+	}
 	if !l.v6 && !header.IPv4(frame[l.ip:l.tcp]).IsChecksumValid() {
 		r.groFlush()
 		return false
@@ -119,13 +129,6 @@ func (r *rxReader) groTake(d stack.NetworkDispatcher, frame []byte) bool {
 	if checksum.Combine(checksum.Checksum(frame[l.tcp:l.data], pseudoSum(src, dst, l.end-l.tcp)), sum) != 0xffff {
 		r.groFlush()
 		return false
-	}
-	end := flags&(header.TCPFlagPsh|header.TCPFlagFin) != 0
-	if g.held() && !g.follows(d, frame, l, flags, size) {
-		r.groFlush()
-	}
-	if !g.held() && end {
-		return false // a run of one: it goes alone
 	}
 	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: frameBuffer(frame)})
 	r.l.rxFrames.Add(1)
@@ -162,15 +165,19 @@ func (r *rxReader) groTake(d stack.NetworkDispatcher, frame []byte) bool {
 // room is how many more payload bytes the run's super-frame can carry:
 // its IP length is 16 bits.
 func (g *groRun) room() int {
-	s := &g.g.s
-	hdr := s.data - s.ip
-	if s.v6 {
-		hdr = s.data - s.tcp
-	}
-	if s.n >= maxSegments {
+	if g.g.s.n >= maxSegments {
 		return 0
 	}
-	return 0xffff - hdr - g.size
+	return g.roomFor(g.g.s.tcpLayout) - g.size
+}
+
+// roomFor is the most payload one segment with the headers of l can
+// carry: 64 KiB less the headers its IP length counts.
+func (g *groRun) roomFor(l tcpLayout) int {
+	if l.v6 {
+		return 0xffff - (l.data - l.tcp)
+	}
+	return 0xffff - (l.data - l.ip)
 }
 
 // follows reports whether the segment in frame, laid out as l, joins the
