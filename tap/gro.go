@@ -4,7 +4,9 @@ package tap
 
 import (
 	"bytes"
+	"math/bits"
 
+	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
@@ -45,13 +47,17 @@ import (
 // must see wire segments: it turns the joining off (requireWireFrames).
 
 // groRun is the run of one flow's wire segments a read loop holds, to
-// hand to the stack joined.
+// hand to the stack joined. The payloads are copied one after another
+// into one 64 KiB view as they are read (the copy every frame read
+// without offloads had anyway), so a run costs one packet, not one per
+// segment.
 type groRun struct {
 	d     stack.NetworkDispatcher
-	g     splitFrame // the run as the super-frame it will be: the first segment's headers, the MSS, each segment's payload sum
-	pkts  []*stack.PacketBuffer
-	hdr   [groHeaderMax]byte // g.hdr's storage
-	size  int                // the payload joined so far
+	s     superFrame         // the run as the super-frame it will be: the first segment's layout, its payload size as the MSS, the segments so far (n)
+	hdr   [groHeaderMax]byte // the first segment's headers, with the PSH and FIN of the last
+	pay   *buffer.View       // the payloads; nil: no run is held
+	sum   uint16             // their one's complement sum
+	size  int                // their length
 	seq   uint32             // the sequence number the next segment must carry
 	id    uint16             // and its IPv4 identification
 	flags header.TCPFlags    // the first segment's flags
@@ -90,7 +96,7 @@ func JoinsSegments(link stack.LinkEndpoint) bool {
 func (l *fdLink) requireWireFrames() { l.wireFrames.Store(true) }
 
 // held reports whether a run waits to be handed on.
-func (g *groRun) held() bool { return len(g.pkts) > 0 }
+func (g *groRun) held() bool { return g.pay != nil }
 
 // groTake offers frame, a wire segment just read, to the run: it reports
 // whether the segment joined it (or began one), in which case the
@@ -130,33 +136,37 @@ func (r *rxReader) groTake(d stack.NetworkDispatcher, frame []byte) bool {
 		r.groFlush()
 		return false
 	}
-	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: frameBuffer(frame)})
 	r.l.rxFrames.Add(1)
 	r.l.rxBytes.Add(uint64(len(frame)))
 	if !g.held() {
 		g.d = d
-		g.g.hdr = append(g.hdr[:0], frame[:l.data]...)
-		g.g.s = superFrame{tcpLayout: l, mss: size}
-		g.g.sums = g.g.sums[:0]
-		g.size = 0
+		copy(g.hdr[:], frame[:l.data])
+		g.s = superFrame{tcpLayout: l, mss: size}
+		g.pay = buffer.NewView(min(g.roomFor(l), buffer.MaxChunkSize))
+		g.sum, g.size = 0, 0
 		g.seq = h.SequenceNumber()
 		g.flags = flags
 		if !l.v6 {
 			g.id = header.IPv4(frame[l.ip:l.tcp]).ID()
 		}
 	}
-	g.pkts = append(g.pkts, pkt)
-	g.g.sums = append(g.g.sums, sum)
-	g.g.s.n++
+	if g.size%2 == 1 {
+		// A sum of bytes that start at an odd offset of the whole
+		// is that of their bytes swapped (RFC 1071 2(B)).
+		sum = bits.ReverseBytes16(sum)
+	}
+	g.sum = checksum.Combine(g.sum, sum)
+	_, _ = g.pay.Write(frame[l.data:l.end])
+	g.s.n++
 	g.size += size
 	g.seq += uint32(size)
 	g.id++
 	if end {
 		// The last segment's PSH and FIN go on the joined frame.
-		t := header.TCP(g.g.hdr[l.tcp:])
+		t := header.TCP(g.hdr[l.tcp:])
 		t.SetFlags(uint8(t.Flags() | flags&(header.TCPFlagPsh|header.TCPFlagFin)))
 	}
-	if end || size < g.g.s.mss || g.room() < g.g.s.mss {
+	if end || size < g.s.mss || g.room() < g.s.mss {
 		r.groFlush()
 	}
 	return true
@@ -165,10 +175,10 @@ func (r *rxReader) groTake(d stack.NetworkDispatcher, frame []byte) bool {
 // room is how many more payload bytes the run's super-frame can carry:
 // its IP length is 16 bits.
 func (g *groRun) room() int {
-	if g.g.s.n >= maxSegments {
+	if g.s.n >= maxSegments {
 		return 0
 	}
-	return g.roomFor(g.g.s.tcpLayout) - g.size
+	return g.roomFor(g.s.tcpLayout) - g.size
 }
 
 // roomFor is the most payload one segment with the headers of l can
@@ -183,8 +193,8 @@ func (g *groRun) roomFor(l tcpLayout) int {
 // follows reports whether the segment in frame, laid out as l, joins the
 // run as its next segment.
 func (g *groRun) follows(d stack.NetworkDispatcher, frame []byte, l tcpLayout, flags header.TCPFlags, size int) bool {
-	s := &g.g.s
-	hdr := g.g.hdr
+	s := &g.s
+	hdr := g.hdr[:s.data]
 	if d != g.d || l.v6 != s.v6 || l.tcp != s.tcp || l.data != s.data || size > s.mss || size > g.room() {
 		return false
 	}
@@ -220,25 +230,36 @@ func (g *groRun) follows(d stack.NetworkDispatcher, frame []byte, l tcpLayout, f
 	return flags&^same == g.flags&^(same|header.TCPFlagCwr)
 }
 
-// groFlush hands the run on: one segment as it was read, two or more
-// joined into one super-frame of their MSS.
+// groFlush hands the run on: its headers, made as the first segment's
+// with the length of all (runHeaders), and its payloads, with a checksum
+// made from theirs; two or more segments as a super-frame of their MSS,
+// one as itself.
 func (r *rxReader) groFlush() {
 	g := &r.gro
-	switch len(g.pkts) {
-	case 0:
+	if !g.held() {
 		return
-	case 1:
-		r.handOver(g.d, g.pkts[0], wireSegment{})
-	default:
-		j := g.g.join(g.pkts, 0)
-		r.l.rxJoined.Add(uint64(len(g.pkts)))
-		r.l.rxJoins.Add(1)
-		for _, p := range g.pkts {
-			p.DecRef()
-		}
-		r.handOver(g.d, j, wireSegment{})
 	}
-	clear(g.pkts)
-	g.pkts = g.pkts[:0]
-	g.d = nil
+	s := &g.s
+	hv := buffer.NewViewSize(s.data)
+	hdr := hv.AsSlice()
+	s.runHeaders(hdr, g.hdr[:s.data], 0, s.n-1, g.size)
+	h := header.TCP(hdr[s.tcp:])
+	src, dst := s.addrs(hdr)
+	h.SetChecksum(0)
+	h.SetChecksum(^checksum.Combine(checksum.Checksum(h, pseudoSum(src, dst, s.data-s.tcp+g.size)), g.sum))
+	buf := buffer.MakeWithView(hv)
+	_ = buf.Append(g.pay)
+	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buf})
+	pkt.RXChecksumValidated = true
+	if s.n > 1 {
+		pkt.GSOOptions = stack.GSO{Type: stack.GSOTCPv4, CsumOffset: header.TCPChecksumOffset, MSS: uint16(s.mss), L3HdrLen: uint16(s.tcp - s.ip)}
+		if s.v6 {
+			pkt.GSOOptions.Type = stack.GSOTCPv6
+		}
+		r.l.rxJoins.Add(1)
+		r.l.rxJoined.Add(uint64(s.n))
+	}
+	d := g.d
+	g.pay, g.d = nil, nil
+	r.handOver(d, pkt, wireSegment{})
 }
