@@ -322,7 +322,11 @@ func (d *Device) MAC() net.HardwareAddr {
 
 // LinkEndpoint returns the Ethernet link endpoint of the device, to be given
 // to exactly one gVisor NIC. When the stack removes the NIC (RemoveNIC,
-// Destroy) it closes the endpoint, and with it the device.
+// Destroy) it closes the endpoint, and with it the device. On a gVisor
+// stack of your own, remove the NIC before Stack.Destroy: Destroy waits
+// for the device's goroutines while it holds the stack's lock, which a
+// frame being delivered at that moment needs, and would wait forever
+// (tapstack's stack.Stack removes its NICs first).
 func (d *Device) LinkEndpoint() stack.LinkEndpoint { return d.ep }
 
 // Stats returns the device's counters.

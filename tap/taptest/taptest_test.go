@@ -52,6 +52,16 @@ func newStack(t *testing.T, ep stack.LinkEndpoint, prefix string) *stack.Stack {
 	return s
 }
 
+// destroy removes s's NIC, waits for its link ep, then destroys s:
+// gVisor's Stack.Destroy waits for each link while holding the stack's
+// lock, which a frame the device is delivering at that moment needs (see
+// Device.LinkEndpoint).
+func destroy(s *stack.Stack, ep stack.LinkEndpoint) {
+	_ = s.RemoveNIC(1)
+	ep.Wait()
+	s.Destroy()
+}
+
 // TestKernelPing attaches a gVisor stack to a TAP in a fresh namespace and
 // has the kernel ping it: ARP and ICMP through the real device.
 func TestKernelPing(t *testing.T) {
@@ -67,7 +77,7 @@ func TestKernelPing(t *testing.T) {
 			t.Errorf("Name = %q", dev.Name())
 		}
 		s := newStack(t, dev.LinkEndpoint(), "192.0.2.2/24")
-		t.Cleanup(s.Destroy)
+		t.Cleanup(func() { destroy(s, dev.LinkEndpoint()) })
 
 		out := ns.Run(t, "ping", "-c", "1", "-W", "2", "192.0.2.2")
 		if !strings.Contains(out, "1 received") {
@@ -268,7 +278,7 @@ func TestReopenWithoutOffloads(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := newStack(t, dev.LinkEndpoint(), "192.0.2.2/24")
-	t.Cleanup(s.Destroy)
+	t.Cleanup(func() { destroy(s, dev.LinkEndpoint()) })
 
 	var ln net.Listener
 	if err := ns.Do(func() (err error) { ln, err = net.Listen("tcp4", "192.0.2.1:5009"); return err }); err != nil {
