@@ -55,7 +55,7 @@ type groRun struct {
 	d     stack.NetworkDispatcher
 	s     superFrame         // the run as the super-frame it will be: the first segment's layout, its payload size as the MSS, the segments so far (n)
 	hdr   [groHeaderMax]byte // the first segment's headers, with the PSH and FIN of the last
-	pay   *buffer.View       // the payloads; nil: no run is held
+	pay   *buffer.View       // the payloads; kept, empty, after a short run
 	sum   uint16             // their one's complement sum
 	size  int                // their length
 	seq   uint32             // the sequence number the next segment must carry
@@ -96,7 +96,16 @@ func JoinsSegments(link stack.LinkEndpoint) bool {
 func (l *fdLink) requireWireFrames() { l.wireFrames.Store(true) }
 
 // held reports whether a run waits to be handed on.
-func (g *groRun) held() bool { return g.pay != nil }
+func (g *groRun) held() bool { return g.s.n > 0 }
+
+// release lets go of the view kept for the next run; the read loop calls
+// it as it ends, with no run held.
+func (g *groRun) release() {
+	if g.pay != nil {
+		g.pay.Release()
+		g.pay = nil
+	}
+}
 
 // groTake offers frame, a wire segment just read, to the run: it reports
 // whether the segment joined it (or began one), in which case the
@@ -142,7 +151,9 @@ func (r *rxReader) groTake(d stack.NetworkDispatcher, frame []byte) bool {
 		g.d = d
 		copy(g.hdr[:], frame[:l.data])
 		g.s = superFrame{tcpLayout: l, mss: size}
-		g.pay = buffer.NewView(min(g.roomFor(l), buffer.MaxChunkSize))
+		if g.pay == nil {
+			g.pay = buffer.NewView(min(g.roomFor(l), buffer.MaxChunkSize))
+		}
 		g.sum, g.size = 0, 0
 		g.seq = h.SequenceNumber()
 		g.flags = flags
@@ -248,7 +259,16 @@ func (r *rxReader) groFlush() {
 	h.SetChecksum(0)
 	h.SetChecksum(^checksum.Combine(checksum.Checksum(h, pseudoSum(src, dst, s.data-s.tcp+g.size)), g.sum))
 	buf := buffer.MakeWithView(hv)
-	_ = buf.Append(g.pay)
+	if g.size < rxShareMin {
+		// A short run is copied out, and the view kept for the next:
+		// a segment or two held in a receive queue must not pin 64
+		// KiB (as rx.go copies short frames out of its chunks).
+		_ = buf.Append(buffer.NewViewWithData(g.pay.AsSlice()))
+		g.pay.Reset()
+	} else {
+		_ = buf.Append(g.pay)
+		g.pay = nil
+	}
 	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buf})
 	pkt.RXChecksumValidated = true
 	if s.n > 1 {
@@ -260,6 +280,6 @@ func (r *rxReader) groFlush() {
 		r.l.rxJoined.Add(uint64(s.n))
 	}
 	d := g.d
-	g.pay, g.d = nil, nil
+	g.d, g.s.n = nil, 0
 	r.handOver(d, pkt, wireSegment{})
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"testing"
 
+	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/link/ethernet"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
@@ -277,4 +279,46 @@ func TestGROOffUnderInboundFaults(t *testing.T) {
 			}
 		})
 	}
+}
+
+// pinDispatcher records, for each packet delivered, the storage its views
+// hold: what a receive queue keeps alive while the data waits there.
+type pinDispatcher struct{ pinned []int }
+
+func (d *pinDispatcher) DeliverNetworkPacket(_ tcpip.NetworkProtocolNumber, pkt *stack.PacketBuffer) {
+	b := pkt.ToBuffer()
+	n := 0
+	b.Apply(func(v *buffer.View) { n += v.Capacity() })
+	b.Release()
+	d.pinned = append(d.pinned, n)
+}
+
+func (*pinDispatcher) DeliverLinkPacket(tcpip.NetworkProtocolNumber, *stack.PacketBuffer) {}
+
+// TestGROShortRunPinsLittle: a run of two segments, ended by a burst's
+// end, is copied out of the run's 64 KiB view, which the next run takes
+// again: two segments held in a receive queue must not pin 64 KiB. A run
+// of 44 hands its view on.
+func TestGROShortRunPinsLittle(t *testing.T) {
+	var d pinDispatcher
+	_, r := groReader(&d)
+	long := wireRun(t, false, 1000, 1, 44*1448, 1448)
+	short := wireRun(t, false, 1000+44*1448, 45, 3*1448, 1448)
+	r.readFrames(short[:2]...)
+	r.burstEnd()
+	kept := r.gro.pay
+	r.readFrames(long...)
+	if len(d.pinned) != 2 {
+		t.Fatalf("%d packets delivered, want 2 runs", len(d.pinned))
+	}
+	if d.pinned[0] > 8<<10 {
+		t.Errorf("a run of 2 segments pins %d bytes", d.pinned[0])
+	}
+	if d.pinned[1] < 63<<10 {
+		t.Errorf("a run of 44 pins %d bytes: not the run's view", d.pinned[1])
+	}
+	if kept == nil || r.gro.pay != nil {
+		t.Errorf("the short run's view was not kept for the next run (kept %v, after the long run %v)", kept != nil, r.gro.pay != nil)
+	}
+	r.gro.release()
 }

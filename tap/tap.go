@@ -548,6 +548,7 @@ func (l *fdLink) readLoop(q *devQueue) {
 					rxq.close()
 				}
 				r.releaseSpent()
+				r.gro.release()
 				return
 			}
 			continue
