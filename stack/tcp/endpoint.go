@@ -298,8 +298,9 @@ func (e *Endpoint) State() event.State {
 }
 
 // Changed returns a channel that is closed at the next change of the
-// connection: data or a FIN arrived, buffer space opened, the state moved
-// or an error occurred. Take it before trying an operation, then wait on
+// connection: data or a FIN arrived, buffer space opened (once at least
+// half of what the send buffer holds is free: sendSpaceOpened), the state
+// moved or an error occurred. Take it before trying an operation, then wait on
 // it if the operation returned ErrWouldBlock.
 func (e *Endpoint) Changed() <-chan struct{} {
 	e.mu.Lock()
