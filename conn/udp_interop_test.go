@@ -146,9 +146,33 @@ func receiveDatagrams(t testing.TB, r datagramReader, n int, idle time.Duration)
 type udpTransfer struct {
 	sent, received, linkDrops, rcvbufDrops int
 	// neighborDrops were dropped by the sender while it resolved the
-	// peer's MAC address (gVisor holds 256 datagrams per neighbour).
-	neighborDrops int
-	elapsed       time.Duration
+	// peer's MAC address (gVisor holds 256 datagrams per neighbour):
+	// what is lost once the cable's and the receiver's counted drops
+	// are taken out. ipErrors is the sender's IP output errors, which
+	// count them, and the cable's refusals of the datagrams sent at
+	// once, but not its refusals of those held for the neighbour, which
+	// gVisor writes without counting an error (pending_packets.go,
+	// dequeuePackets): so neighborDrops ≤ ipErrors, and the lost that
+	// ipErrors leaves out is at most the 256 held.
+	neighborDrops, ipErrors int
+	elapsed                 time.Duration
+}
+
+// account derives neighborDrops and reports what the counters fail to
+// explain, if anything.
+func (x *udpTransfer) account() error {
+	lost := x.sent - x.received
+	x.neighborDrops = lost - x.linkDrops - x.rcvbufDrops
+	heldRefused := lost - x.rcvbufDrops - x.ipErrors
+	switch {
+	case x.neighborDrops < 0:
+		return fmt.Errorf("%d more datagrams counted dropped than lost", -x.neighborDrops)
+	case x.neighborDrops > x.ipErrors:
+		return fmt.Errorf("%d datagrams lost beyond the cable's and the receiver's drops, but the sender's IP counts only %d output errors", x.neighborDrops, x.ipErrors)
+	case heldRefused < 0 || heldRefused > min(x.linkDrops, 256):
+		return fmt.Errorf("%d datagrams lost that the sender's IP output errors (%d) leave out: more than the cable refused of the 256 held for the neighbour", heldRefused, x.ipErrors)
+	}
+	return nil
 }
 
 func (x udpTransfer) String() string {
@@ -177,8 +201,7 @@ func transferGVisor(t testing.TB, n int, toPeer bool, pipeQueue int) udpTransfer
 		got, last := transfer(t, n, rx, func(b []byte) error { _, err := tx.Write(b); return err })
 		x.received, x.elapsed = got, last.Sub(begin)
 		x.linkDrops = int(a.Stats().DroppedQueueFull)
-		// IP counts the cable's refusals among its output errors too.
-		x.neighborDrops = int(ts.Netstack().Stats().IP.OutgoingPacketErrors.Value()) - x.linkDrops
+		x.ipErrors = int(ts.Netstack().Stats().IP.OutgoingPacketErrors.Value())
 		x.rcvbufDrops = int(peer.Stats().UDP.ReceiveBufferErrors.Value())
 		if st := ts.UDPStats(); st.Sent != uint64(n) {
 			t.Errorf("tapstack UDPStats.Sent = %d, want %d", st.Sent, n)
@@ -201,11 +224,11 @@ func transferGVisor(t testing.TB, n int, toPeer bool, pipeQueue int) udpTransfer
 		})
 		x.received, x.elapsed = got, last.Sub(begin)
 		x.linkDrops = int(b.Stats().DroppedQueueFull)
-		x.neighborDrops = int(peer.Stats().IP.OutgoingPacketErrors.Value()) - x.linkDrops
+		x.ipErrors = int(peer.Stats().IP.OutgoingPacketErrors.Value())
 		st := ts.UDPStats()
 		x.rcvbufDrops = int(st.ReceiveBufferFull)
-		if st.Received != uint64(n-x.linkDrops-x.neighborDrops) || st.Delivered != uint64(x.received) {
-			t.Errorf("tapstack UDPStats %+v: want Received = %d sent - %d dropped on the cable, Delivered = %d read", st, n, x.linkDrops, x.received)
+		if st.Received != st.Delivered+st.ReceiveBufferFull || st.Delivered != uint64(x.received) {
+			t.Errorf("tapstack UDPStats %+v: want Received = Delivered + ReceiveBufferFull, Delivered = %d read", st, x.received)
 		}
 	}
 	return x
@@ -214,15 +237,20 @@ func transferGVisor(t testing.TB, n int, toPeer bool, pipeQueue int) udpTransfer
 // TestUDPTransferGVisor sends 10,000 datagrams each way between
 // tapstack and gVisor's own UDP over tap.Pipe. UDP may lose datagrams;
 // the test does not hide loss but accounts for it: every datagram sent
-// arrived intact, or a counter says where it was dropped.
+// arrived intact, or a counter says where it was dropped (account).
+// Under load the cable also refuses some of the datagrams the sender
+// held while it resolved the neighbour, which gVisor's IP layer does
+// not count as errors: an overloaded run once showed 1,168 refused and
+// 1,001 counted (TestUDPTransferAccount).
 func TestUDPTransferGVisor(t *testing.T) {
 	const n = 10_000
 	for _, toPeer := range []bool{true, false} {
 		name := map[bool]string{true: "tapstack to gVisor", false: "gVisor to tapstack"}[toPeer]
 		x := transferGVisor(t, n, toPeer, tap.DefaultPipeQueue)
+		err := x.account()
 		t.Logf("%s: %v", name, x)
-		if lost := n - x.received - x.neighborDrops - x.linkDrops - x.rcvbufDrops; lost != 0 {
-			t.Errorf("%s: %v: %d datagrams unaccounted for", name, x, lost)
+		if err != nil {
+			t.Errorf("%s: %v: %v", name, x, err)
 		}
 	}
 }
@@ -245,5 +273,28 @@ func BenchmarkUDPTransferGVisor(b *testing.B) {
 			b.ReportMetric(float64(recv)/elapsed.Seconds(), "datagrams/s")
 			b.ReportMetric(float64(lost)/float64(b.N), "lost/10k")
 		})
+	}
+}
+
+// TestUDPTransferAccount: the accounting of a transfer's losses, on the
+// counts of runs seen and of ones it must refuse.
+func TestUDPTransferAccount(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		x    udpTransfer
+		ok   bool
+	}{
+		{"clean", udpTransfer{sent: 10000, received: 10000}, true},
+		{"cable and neighbour", udpTransfer{sent: 10000, received: 8500, linkDrops: 1200, ipErrors: 1500}, true},
+		// An overloaded run: 167 of the 256 held refused, uncounted by IP.
+		{"held datagrams refused", udpTransfer{sent: 10000, received: 8832, linkDrops: 1168, ipErrors: 1001}, true},
+		{"receive buffer", udpTransfer{sent: 10000, received: 9000, rcvbufDrops: 1000}, true},
+		{"a datagram missing", udpTransfer{sent: 10000, received: 9999}, false},
+		{"more counted than lost", udpTransfer{sent: 10000, received: 9900, linkDrops: 200, ipErrors: 200}, false},
+		{"more uncounted than were held", udpTransfer{sent: 10000, received: 8000, linkDrops: 2000, ipErrors: 1000}, false},
+	} {
+		if err := tc.x.account(); (err == nil) != tc.ok {
+			t.Errorf("%s: %v: account() = %v, want ok %v", tc.name, tc.x, err, tc.ok)
+		}
 	}
 }
