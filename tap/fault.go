@@ -420,12 +420,7 @@ func NewFault(inner stack.LinkEndpoint, cfg FaultConfig) *Fault {
 // corrupts on its way in must be caught there, as a NIC would have caught
 // it on the wire, and lose one segment, as on the wire.
 func requireFullChecksums(link stack.LinkEndpoint) {
-	walkBelow(link, func(l stack.LinkEndpoint) bool {
-		if v, ok := l.(interface{ requireFullChecksums() }); ok {
-			v.requireFullChecksums()
-		}
-		return false
-	})
+	askBelow(link, func(v interface{ requireFullChecksums() }) { v.requireFullChecksums() })
 }
 
 // requireWireFrames asks every endpoint under link that joins the wire
@@ -434,12 +429,7 @@ func requireFullChecksums(link stack.LinkEndpoint) {
 // between the kernel and the device, and draw for each wire segment, as
 // a wire's faults strike before a receiving host's GRO joins anything.
 func requireWireFrames(link stack.LinkEndpoint) {
-	walkBelow(link, func(l stack.LinkEndpoint) bool {
-		if v, ok := l.(interface{ requireWireFrames() }); ok {
-			v.requireWireFrames()
-		}
-		return false
-	})
+	askBelow(link, func(v interface{ requireWireFrames() }) { v.requireWireFrames() })
 }
 
 // checkOutboundChecksums asks every endpoint under link that joins the
@@ -448,9 +438,15 @@ func requireWireFrames(link stack.LinkEndpoint) {
 // corrupts on its way out must be lost alone, as on a wire, not with the
 // intact segments a super-frame would join to it.
 func checkOutboundChecksums(link stack.LinkEndpoint) {
+	askBelow(link, func(v interface{ checkOutboundChecksums() }) { v.checkOutboundChecksums() })
+}
+
+// askBelow calls ask for every endpoint under link (link included) that
+// has the method T asks for.
+func askBelow[T any](link stack.LinkEndpoint, ask func(T)) {
 	walkBelow(link, func(l stack.LinkEndpoint) bool {
-		if v, ok := l.(interface{ checkOutboundChecksums() }); ok {
-			v.checkOutboundChecksums()
+		if v, ok := l.(T); ok {
+			ask(v)
 		}
 		return false
 	})

@@ -52,15 +52,12 @@ import (
 // without offloads had anyway), so a run costs one packet, not one per
 // segment.
 type groRun struct {
-	d     stack.NetworkDispatcher
-	s     superFrame         // the run as the super-frame it will be: the first segment's layout, its payload size as the MSS, the segments so far (n)
-	hdr   [groHeaderMax]byte // the first segment's headers, with the PSH and FIN of the last
-	pay   *buffer.View       // the payloads; kept, empty, after a short run
-	sum   uint16             // their one's complement sum
-	size  int                // their length
-	seq   uint32             // the sequence number the next segment must carry
-	id    uint16             // and its IPv4 identification
-	flags header.TCPFlags    // the first segment's flags
+	d    stack.NetworkDispatcher
+	s    superFrame         // the run as the super-frame it will be: the first segment's layout, its payload size as the MSS, the segments so far (n)
+	hdr  [groHeaderMax]byte // the first segment's headers, with the PSH and FIN of the last
+	pay  *buffer.View       // the payloads; kept, empty, after a short run
+	sum  uint16             // their one's complement sum
+	size int                // their length
 }
 
 // groHeaderMax is the longest headers a joined segment may have:
@@ -155,11 +152,6 @@ func (r *rxReader) groTake(d stack.NetworkDispatcher, frame []byte) bool {
 			g.pay = buffer.NewView(min(g.roomFor(l), buffer.MaxChunkSize))
 		}
 		g.sum, g.size = 0, 0
-		g.seq = h.SequenceNumber()
-		g.flags = flags
-		if !l.v6 {
-			g.id = header.IPv4(frame[l.ip:l.tcp]).ID()
-		}
 	}
 	if g.size%2 == 1 {
 		// A sum of bytes that start at an odd offset of the whole
@@ -170,8 +162,6 @@ func (r *rxReader) groTake(d stack.NetworkDispatcher, frame []byte) bool {
 	_, _ = g.pay.Write(frame[l.data:l.end])
 	g.s.n++
 	g.size += size
-	g.seq += uint32(size)
-	g.id++
 	if end {
 		// The last segment's PSH and FIN go on the joined frame.
 		t := header.TCP(g.hdr[l.tcp:])
@@ -223,7 +213,7 @@ func (g *groRun) follows(d stack.NetworkDispatcher, frame []byte, l tcpLayout, f
 		// Version, header length, TOS; flags, fragment offset, TTL,
 		// protocol; addresses. The identification follows on.
 		if !bytes.Equal(ip[:2], gip[:2]) || !bytes.Equal(ip[6:10], gip[6:10]) || !bytes.Equal(ip[12:], gip[12:]) ||
-			header.IPv4(ip).ID() != g.id {
+			header.IPv4(ip).ID() != header.IPv4(gip).ID()+uint16(s.n) {
 			return false
 		}
 	}
@@ -232,13 +222,13 @@ func (g *groRun) follows(d stack.NetworkDispatcher, frame []byte, l tcpLayout, f
 	if !bytes.Equal(t[:4], gt[:4]) || !bytes.Equal(t[8:13], gt[8:13]) || !bytes.Equal(t[14:16], gt[14:16]) || !bytes.Equal(t[18:], gt[18:]) {
 		return false
 	}
-	if header.TCP(t).SequenceNumber() != g.seq {
+	if header.TCP(t).SequenceNumber() != header.TCP(gt).SequenceNumber()+uint32(g.size) {
 		return false
 	}
 	// The flags of the first, but CWR, which only the first may carry,
 	// and PSH or FIN, which end the run.
 	same := header.TCPFlagPsh | header.TCPFlagFin
-	return flags&^same == g.flags&^(same|header.TCPFlagCwr)
+	return flags&^same == header.TCP(gt).Flags()&^(same|header.TCPFlagCwr)
 }
 
 // groFlush hands the run on: its headers, made as the first segment's
@@ -251,31 +241,19 @@ func (r *rxReader) groFlush() {
 		return
 	}
 	s := &g.s
-	hv := buffer.NewViewSize(s.data)
-	hdr := hv.AsSlice()
-	s.runHeaders(hdr, g.hdr[:s.data], 0, s.n-1, g.size)
-	h := header.TCP(hdr[s.tcp:])
-	src, dst := s.addrs(hdr)
-	h.SetChecksum(0)
-	h.SetChecksum(^checksum.Combine(checksum.Checksum(h, pseudoSum(src, dst, s.data-s.tcp+g.size)), g.sum))
-	buf := buffer.MakeWithView(hv)
+	var payload buffer.Buffer
 	if g.size < rxShareMin {
 		// A short run is copied out, and the view kept for the next:
 		// a segment or two held in a receive queue must not pin 64
 		// KiB (as rx.go copies short frames out of its chunks).
-		_ = buf.Append(buffer.NewViewWithData(g.pay.AsSlice()))
+		_ = payload.Append(buffer.NewViewWithData(g.pay.AsSlice()))
 		g.pay.Reset()
 	} else {
-		_ = buf.Append(g.pay)
+		_ = payload.Append(g.pay)
 		g.pay = nil
 	}
-	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buf})
-	pkt.RXChecksumValidated = true
+	pkt := s.packet(g.hdr[:s.data], 0, s.n-1, g.size, g.sum, payload)
 	if s.n > 1 {
-		pkt.GSOOptions = stack.GSO{Type: stack.GSOTCPv4, CsumOffset: header.TCPChecksumOffset, MSS: uint16(s.mss), L3HdrLen: uint16(s.tcp - s.ip)}
-		if s.v6 {
-			pkt.GSOOptions.Type = stack.GSOTCPv6
-		}
 		r.l.rxJoins.Add(1)
 		r.l.rxJoined.Add(uint64(s.n))
 	}

@@ -82,22 +82,35 @@ func (g *splitFrame) join(segs []*stack.PacketBuffer, first int) *stack.PacketBu
 		size += int(b.Size())
 		payload.Merge(&b)
 	}
+	pkt := s.packet(g.hdr, first, first+len(segs)-1, size, sum, payload)
+	pkt.LinkHeader().Consume(len(segs[0].LinkHeader().Slice()))
+	pkt.NetworkProtocolNumber, pkt.PktType = segs[0].NetworkProtocolNumber, segs[0].PktType
+	return pkt
+}
+
+// packet makes the packet of wire segments first to last of s: the
+// headers runHeaders makes of hdr, and payload, size bytes whose one's
+// complement sum is sum, from which the TCP checksum is made without
+// reading the payload again. Its checksum is vouched for, and with more
+// than one segment it is marked a super-frame of s's MSS, so that a
+// capture writes it as the wire segments it stands for.
+func (s *superFrame) packet(hdr []byte, first, last, size int, sum uint16, payload buffer.Buffer) *stack.PacketBuffer {
 	hv := buffer.NewViewSize(s.data)
-	hdr := hv.AsSlice()
-	s.runHeaders(hdr, g.hdr, first, first+len(segs)-1, size)
-	h := header.TCP(hdr[s.tcp:])
-	src, dst := s.addrs(hdr)
-	h.SetChecksum(0)
-	h.SetChecksum(^checksum.Combine(checksum.Checksum(h, pseudoSum(src, dst, s.data-s.tcp+size)), sum))
+	h := hv.AsSlice()
+	s.runHeaders(h, hdr, first, last, size)
+	t := header.TCP(h[s.tcp:])
+	src, dst := s.addrs(h)
+	t.SetChecksum(0)
+	t.SetChecksum(^checksum.Combine(checksum.Checksum(t, pseudoSum(src, dst, s.data-s.tcp+size)), sum))
 	buf := buffer.MakeWithView(hv)
 	buf.Merge(&payload)
 	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buf})
-	pkt.LinkHeader().Consume(len(segs[0].LinkHeader().Slice()))
-	pkt.NetworkProtocolNumber, pkt.PktType = segs[0].NetworkProtocolNumber, segs[0].PktType
 	pkt.RXChecksumValidated = true
-	pkt.GSOOptions = stack.GSO{Type: stack.GSOTCPv4, CsumOffset: header.TCPChecksumOffset, MSS: uint16(s.mss), L3HdrLen: uint16(s.tcp - s.ip)}
-	if s.v6 {
-		pkt.GSOOptions.Type = stack.GSOTCPv6
+	if last > first {
+		pkt.GSOOptions = stack.GSO{Type: stack.GSOTCPv4, CsumOffset: header.TCPChecksumOffset, MSS: uint16(s.mss), L3HdrLen: uint16(s.tcp - s.ip)}
+		if s.v6 {
+			pkt.GSOOptions.Type = stack.GSOTCPv6
+		}
 	}
 	return pkt
 }
