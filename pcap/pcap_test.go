@@ -210,7 +210,7 @@ func TestCaptureConnectionLife(t *testing.T) {
 	// direction; the close is annotated on both FINs. A machine that
 	// starves a stack for milliseconds (CI, running other packages'
 	// tests) makes either end's probe timer fire before the other's ACK
-	// comes in: 2·SRTT + 2 ms with data and the FIN in flight (RFC 8985
+	// comes in: 2·SRTT with data and the FIN in flight (RFC 8985
 	// 7.2). Then a FIN goes twice, and its copy must say what it is.
 	var finIn, finOut, sawFinIn, sawFinOut, sawData, sawDataIn bool
 	closedAt := -1

@@ -53,7 +53,7 @@ func (f *finAcks) observe(ev event.Event) {
 // its first, the cause of the first segment with the last's ACK number;
 // and the connections whose peer sent its FIN again before that segment.
 // Such a copy is answered at once (RFC 9293 3.10.7.4, as Linux's
-// tcp_send_dupack): the peer's probe timer ran out (2·SRTT + 2 ms when
+// tcp_send_dupack): the peer's probe timer ran out (2·SRTT when
 // the FIN followed text still in flight, RFC 8985 7.2), which happens
 // when this machine starves tapstack of CPU for milliseconds.
 func (f *finAcks) how() (map[event.ConnID]event.SendCause, map[event.ConnID]bool) {

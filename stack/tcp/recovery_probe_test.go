@@ -2,7 +2,6 @@ package tcp_test
 
 import (
 	"testing"
-	"time"
 
 	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp"
@@ -27,7 +26,7 @@ func TestRecoveryProbeSackedTail(t *testing.T) {
 	if i := ep.Info(); i.CAState != "fast recovery" {
 		t.Fatalf("after the SACKs: %s", i.CAState)
 	}
-	p.Advance(2*ep.Info().RTT + 2*time.Millisecond)
+	p.Advance(2 * ep.Info().RTT)
 	p.Expect(seg{Flags: ".", Seq: sb(3), Ack: 1, Payload: segData(data, 3), Check: tcptest.IgnorePSH})
 	p.ExpectNothing()
 	probeEndsRecovery(t, p, ep, 7)
@@ -53,7 +52,7 @@ func probeEndsRecovery(t *testing.T, p *tcptest.Peer, ep *tcp.Endpoint, ack int)
 // TestRecoveryProbeLoneRetransmission: in fast recovery PRR may leave a
 // single retransmission in flight (RFC 9937: the ACK that marked it lost
 // lets nothing more out). If it is lost too, nothing but a timer finds
-// it. The probe for it waits 2·SRTT + 2 ms, not RFC 8985's allowance for
+// it. The probe for it waits 2·SRTT, not RFC 8985's allowance for
 // a receiver that delays the ACK of a lone segment (WCDelAckT, 200 ms, as
 // long as the RTO): the receiver has just seen a hole and acknowledges at
 // once (RFC 5681 4.2; tapstack's receiver and, measured, Linux's do), and
@@ -68,7 +67,7 @@ func TestRecoveryProbeLoneRetransmission(t *testing.T) {
 		t.Fatalf("after the ACK: %s, %d bytes in flight; want fast recovery, one segment", i.CAState, i.InFlight)
 	}
 	// That copy is lost too. The probe sends it once more.
-	p.Advance(2*ep.Info().RTT + 2*time.Millisecond - 1)
+	p.Advance(2*ep.Info().RTT - 1)
 	p.ExpectNothing()
 	p.Advance(1)
 	p.Expect(seg{Flags: "P.", Seq: sb(6), Ack: 1, Payload: segData(data, 6), Check: tcptest.IgnorePSH})
@@ -78,7 +77,7 @@ func TestRecoveryProbeLoneRetransmission(t *testing.T) {
 // TestRecoveryProbeEachSilence: the probe in fast recovery is one per
 // silence, not one per recovery. Here the first probe's answer shows
 // progress and the probe itself is lost: a second silence, and a second
-// probe 2·SRTT + 2 ms into it, where the RTO would wait 200 ms.
+// probe 2·SRTT into it, where the RTO would wait 200 ms.
 func TestRecoveryProbeEachSilence(t *testing.T) {
 	// The retransmission arrives, 6 and 7 do not: RACK marks both lost,
 	// and both go again.
@@ -88,7 +87,7 @@ func TestRecoveryProbeEachSilence(t *testing.T) {
 	p.ExpectNothing()
 	// 6's copy is held up on the path, 7's is lost: a silence, and the
 	// first probe, the last segment, which is lost too.
-	p.Advance(2*ep.Info().RTT + 2*time.Millisecond)
+	p.Advance(2 * ep.Info().RTT)
 	p.Expect(seg{Flags: "P.", Seq: sb(7), Ack: 1, Payload: segData(data, 7), Check: tcptest.IgnorePSH})
 	p.ExpectNothing()
 	// 6's copy arrives: progress, then a second silence.
@@ -98,7 +97,7 @@ func TestRecoveryProbeEachSilence(t *testing.T) {
 	if i := ep.Info(); i.CAState != "fast recovery" {
 		t.Fatalf("after the first probe's answer: %s, want fast recovery", i.CAState)
 	}
-	p.Advance(2*ep.Info().RTT + 2*time.Millisecond)
+	p.Advance(2 * ep.Info().RTT)
 	p.Expect(seg{Flags: "P.", Seq: sb(7), Ack: 1, Payload: segData(data, 7), Check: tcptest.IgnorePSH})
 	st := p.TCP.Stats()
 	if n := st.Sent(event.SendTLP); n != 2 || st.RetransmitTimeouts.Load() != 0 {

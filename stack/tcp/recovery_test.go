@@ -29,6 +29,12 @@ func sbm(mss, k int) uint32 { return 1 + uint32((k-1)*mss) }
 // tcptest.WithTimestamps).
 func rttPeer(t *testing.T, o tcp.Options, opts ...tcptest.Option) (*tcptest.Peer, *tcp.Endpoint) {
 	t.Helper()
+	return rttPeerAt(t, o, rtt, opts...)
+}
+
+// rttPeerAt is rttPeer with the handshake's RTT, and so SRTT, of rtt.
+func rttPeerAt(t *testing.T, o tcp.Options, rtt time.Duration, opts ...tcptest.Option) (*tcptest.Peer, *tcp.Endpoint) {
+	t.Helper()
 	syn := seg{Flags: "S", Seq: 0, MSS: 1460, SACKPerm: true}
 	p, l := tcptest.Listen(t, append(opts, tcptest.WithTCP(o))...)
 	if p.Timestamps {
@@ -128,16 +134,16 @@ func TestBurstRecordsSplitBySACK(t *testing.T) {
 
 // TestTailLossProbe: the last two segments of a flight are lost. Nothing
 // after them can be SACKed, so no ACK will ever show the loss; instead of
-// the RTO (200 ms at least), the probe timer fires 2*SRTT + 2 ms after
-// the last ACK (RFC 8985 7.2, as Linux) and sends the last segment again;
-// its SACK shows the other one lost, and RACK sends it at once (7.4).
+// the RTO (200 ms at least), the probe timer fires 2*SRTT after the
+// last ACK (RFC 8985 7.2) and sends the last segment again; its SACK
+// shows the other one lost, and RACK sends it at once (7.4).
 func TestTailLossProbe(t *testing.T) {
 	p, ep := rttPeer(t, tcp.Options{})
 	data := sendSegments(t, p, ep, 5)
 	p.Advance(rtt)
 	p.Inject(sackAck(4))
 	p.ExpectNothing()
-	pto := 2*rtt + 2*time.Millisecond
+	pto := 2 * rtt
 	p.Advance(pto - time.Microsecond)
 	p.ExpectNothing()
 	p.Advance(time.Microsecond)
@@ -171,7 +177,7 @@ func TestTailLossProbeOff(t *testing.T) {
 	p.Inject(sackAck(4))
 	rto := ep.Info().RTO
 	p.Advance(rto - time.Microsecond)
-	p.ExpectNothing() // no probe at 2*SRTT + 2 ms
+	p.ExpectNothing() // no probe at 2*SRTT
 	p.Advance(time.Microsecond)
 	p.Expect(seg{Flags: ".", Seq: sb(4), Ack: 1, Payload: segData(data, 4), Check: tcptest.IgnorePSH})
 	st := p.TCP.Stats()
@@ -188,7 +194,7 @@ func TestTailLossProbeLostACK(t *testing.T) {
 	p, ep := rttPeer(t, tcp.Options{})
 	data := sendSegments(t, p, ep, 5)
 	before := ep.Info()
-	p.Advance(2*rtt + 2*time.Millisecond)
+	p.Advance(2 * rtt)
 	p.Expect(seg{Flags: "P.", Seq: sb(5), Ack: 1, Payload: segData(data, 5)})
 	p.Advance(rtt)
 	p.Inject(seg{Flags: ".", Seq: 1, Ack: sb(6), SACK: [][2]uint32{{sb(5), sb(6)}}})
@@ -778,7 +784,7 @@ func TestRescueRetransmission(t *testing.T) {
 func TestProbeNotPushedBack(t *testing.T) {
 	p, ep := rttPeer(t, tcp.Options{})
 	data := sendSegments(t, p, ep, 4)
-	pto := 2*rtt + 2*time.Millisecond
+	pto := 2 * rtt
 	p.Advance(rtt)
 	p.Inject(seg{Flags: ".", Seq: 1, Ack: sb(1), SACK: sackBlocks{{sb(5) - 1, sb(5)}}})
 	p.ExpectNothing()
@@ -868,10 +874,10 @@ func TestAckObserverSeesEveryAck(t *testing.T) {
 	p.Advance(10 * time.Millisecond)
 	ep.Write(payload(0, 1460))
 	p.Expect(seg{Flags: "P.", Seq: sb(2), Ack: 1, Len: 1460})
-	p.Advance(20 * time.Millisecond)
+	p.Advance(15 * time.Millisecond) // before the probe, 2·SRTT after the second segment
 	p.Inject(seg{Flags: ".", Seq: 1, Ack: sb(3)})
-	if len(rec.acked) != 1 || rec.acked[0].RTT != 20*time.Millisecond || rec.grew != 0 {
-		t.Fatalf("OnAcked %+v, OnAck %d times; want one sample of 20ms, OnAck none", rec.acked, rec.grew)
+	if len(rec.acked) != 1 || rec.acked[0].RTT != 15*time.Millisecond || rec.grew != 0 {
+		t.Fatalf("OnAcked %+v, OnAck %d times; want one sample of 15ms, OnAck none", rec.acked, rec.grew)
 	}
 	ep.Write(payload(0, 1460))
 	p.Expect(seg{Flags: "P.", Seq: sb(3), Ack: 1, Len: 1460})

@@ -124,7 +124,7 @@ func TestTailLossProbeWindowFull(t *testing.T) {
 	}
 	p.ExpectNothing()
 	before := ep.Info()
-	p.Advance(2*rtt + 2*time.Millisecond) // PTO with more than one segment in flight
+	p.Advance(2 * rtt) // PTO with more than one segment in flight
 	p.Expect(seg{Flags: ".", Seq: sb(10), Ack: 1, Payload: segData(data, 10), Check: tcptest.IgnorePSH})
 	p.ExpectNothing()
 	p.Inject(sackAck(11, [2]int{10, 11}))
@@ -158,7 +158,7 @@ func TestTailLossProbeNewData(t *testing.T) {
 	}
 	p.ExpectNothing()
 	before := ep.Info()
-	p.Advance(2*rtt + 2*time.Millisecond)
+	p.Advance(2 * rtt)
 	p.Expect(seg{Flags: ".", Seq: sb(4), Ack: 1, Len: 100, Check: tcptest.IgnorePSH})
 	p.ExpectNothing()
 	p.Inject(seg{Flags: ".", Seq: 1, Ack: sb(4) + 100})
@@ -167,6 +167,86 @@ func TestTailLossProbeNewData(t *testing.T) {
 	i := ep.Info()
 	if st.TailLossProbes.Load() != 1 || st.TLPRecoveries.Load() != 0 || st.Retransmits.Load() != 0 {
 		t.Errorf("probes %d, TLP recoveries %d, retransmits %d; want 1, 0, 0", st.TailLossProbes.Load(), st.TLPRecoveries.Load(), st.Retransmits.Load())
+	}
+	if i.Ssthresh != before.Ssthresh || i.Cwnd < before.Cwnd || i.CAState != "open" {
+		t.Errorf("after the probe's ACK: cwnd %d, ssthresh %d, %s; want no reduction from %d, %d",
+			i.Cwnd, i.Ssthresh, i.CAState, before.Cwnd, before.Ssthresh)
+	}
+}
+
+// TestProbeTimeoutIsTwiceSRTT: with more than one segment in flight the
+// probe goes 2*SRTT after the last transmission, RFC 8985 7.2's PTO, and
+// not a moment before; Linux adds two jiffies (TCP_TIMEOUT_MIN) for its
+// tick-counting timers, which ours are not. Table-driven over the flight
+// and the RTT: a TAP's RTT of some 300 µs is where two milliseconds more
+// made every probe wait four times as long.
+func TestProbeTimeoutIsTwiceSRTT(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		rtt  time.Duration
+		n    int // segments in flight
+	}{
+		{"two segments, 10 ms", 10 * time.Millisecond, 2},
+		{"five segments, 10 ms", 10 * time.Millisecond, 5},
+		{"five segments, 300 µs", 300 * time.Microsecond, 5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, ep := rttPeerAt(t, tcp.Options{}, tc.rtt)
+			data := sendSegments(t, p, ep, tc.n)
+			srtt := ep.Info().RTT
+			p.Advance(2*srtt - time.Nanosecond)
+			p.ExpectNothing()
+			p.Advance(time.Nanosecond)
+			p.Expect(seg{Flags: "P.", Seq: sb(tc.n), Ack: 1, Payload: segData(data, tc.n)})
+			if st := p.TCP.Stats(); st.TailLossProbes.Load() != 1 {
+				t.Errorf("probes %d; want 1", st.TailLossProbes.Load())
+			}
+		})
+	}
+}
+
+// TestTailLossProbeTwoNewSegments: the peer has every segment of the
+// flight and its one ACK of them is lost; the congestion window has room
+// for less than a segment, and the send buffer holds more. The probe is
+// new data, as RFC 8985 7.3 asks, but two full segments where the RFC
+// sends one: a Linux receiver that has acknowledged everything before
+// holds the ACK of one new in-order segment for its delayed-ACK timer
+// (RFC 5681 4.2 lets it), so a one-segment probe drew nothing and the
+// next probe came 2*PTO later; two oblige an immediate ACK. That ACK
+// covers everything, and the episode ends with nothing learned about a
+// loss (7.4.2): no window reduction. A probe whose first new segment is
+// short (the buffer's last bytes) stays one segment: TestTailLossProbeNewData.
+func TestTailLossProbeTwoNewSegments(t *testing.T) {
+	p, ep := rttPeer(t, tcp.Options{})
+	data := payload(0, 16*1460)
+	if _, err := ep.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	for k := 1; k <= 10; k++ {
+		p.Expect(seg{Flags: ".", Seq: sb(k), Ack: 1, Len: 1460, Check: tcptest.IgnorePSH})
+	}
+	p.ExpectNothing()
+	// 300 bytes acknowledged: slow start opens the window by as much
+	// (RFC 5681 3.1, bytes acknowledged), which leaves room for 600.
+	p.Advance(rtt)
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: sb(1) + 300})
+	p.ExpectNothing()
+	before := ep.Info()
+	if room := int(before.Cwnd) - int(before.InFlight); room <= 0 || room >= 1460 {
+		t.Fatalf("cwnd %d, %d in flight: want room for less than a segment", before.Cwnd, before.InFlight)
+	}
+	// The ACK of the rest of the flight is lost.
+	p.Advance(2 * ep.Info().RTT)
+	p.Expect(seg{Flags: ".", Seq: sb(11), Ack: 1, Payload: segData(data, 11), Check: tcptest.IgnorePSH})
+	p.Expect(seg{Flags: ".", Seq: sb(12), Ack: 1, Payload: segData(data, 12), Check: tcptest.IgnorePSH})
+	p.ExpectNothing()
+	p.Advance(rtt / 10)
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: sb(13)})
+	st := p.TCP.Stats()
+	i := ep.Info()
+	if st.TailLossProbes.Load() != 1 || st.Sent(event.SendTLP) != 2 || st.TLPRecoveries.Load() != 0 || st.Retransmits.Load() != 0 {
+		t.Errorf("probes %d (segments %d), TLP recoveries %d, retransmits %d; want 1 (2), 0, 0",
+			st.TailLossProbes.Load(), st.Sent(event.SendTLP), st.TLPRecoveries.Load(), st.Retransmits.Load())
 	}
 	if i.Ssthresh != before.Ssthresh || i.Cwnd < before.Cwnd || i.CAState != "open" {
 		t.Errorf("after the probe's ACK: cwnd %d, ssthresh %d, %s; want no reduction from %d, %d",
@@ -234,7 +314,7 @@ func TestTailLossProbeAgain(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			p, ep := rttPeer(t, tcp.Options{TailLossProbes: tc.probes})
 			data := sendSegments(t, p, ep, tc.n)
-			pto := 2*rtt + 2*time.Millisecond // more than one segment in flight (RFC 8985 7.2)
+			pto := 2 * rtt // more than one segment in flight (RFC 8985 7.2)
 			if tc.n == 1 {
 				pto = min(2*rtt+200*time.Millisecond, ep.Info().RTO)
 			}
