@@ -2,6 +2,8 @@ package tcp_test
 
 import (
 	"math"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -102,6 +104,69 @@ func TestTailLossProbeRepairsLoss(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("no recovery event for the repaired loss")
+	}
+}
+
+// TestProbeWhileVerdictPending: a probe, a copy of the lost last segment,
+// is acknowledged, no more and no D-SACK, so RFC 8985 7.4.2 waits for an
+// ACK beyond it to call it a repaired loss; the next flight goes, and the
+// path loses all of it (or all its ACKs). RFC 8985 and Linux send no
+// probe while that verdict is pending, leaving the RTO, 200 ms at least;
+// tapstack gives the verdict an ACK beyond the probe would have given (a
+// loss repaired: the window reduced, in one step) and probes the new
+// silence 2*SRTT after its last segment.
+func TestProbeWhileVerdictPending(t *testing.T) {
+	rec := &events{}
+	p, ep := rttPeer(t, tcp.Options{Observer: rec.observe})
+	sendSegments(t, p, ep, 5)
+	p.Advance(rtt)
+	p.Inject(sackAck(5)) // 5 is lost
+	p.Advance(ep.Info().RTO)
+	p.Expect(seg{Flags: "P.", Seq: sb(5), Ack: 1, Len: 1460}) // the probe, a copy
+	p.Advance(rtt)
+	p.Inject(sackAck(6)) // the probe's ACK: TLP.end_seq, no D-SACK
+	before := ep.Info()
+	st := p.TCP.Stats()
+	if st.TLPRecoveries.Load() != 0 {
+		t.Fatalf("TLP recoveries %d after the ACK of TLP.end_seq; want the verdict pending", st.TLPRecoveries.Load())
+	}
+
+	data := payload(5*1460, 3*1460)
+	if _, err := ep.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	for k := 6; k <= 8; k++ {
+		p.Expect(seg{Flags: ".", Seq: sb(k), Ack: 1, Len: 1460, Check: tcptest.IgnorePSH})
+	}
+	// The flight is lost: nothing comes back.
+	pto := 2 * ep.Info().RTT
+	p.Advance(pto - time.Nanosecond)
+	p.ExpectNothing()
+	p.Advance(time.Nanosecond)
+	p.Expect(seg{Flags: "P.", Seq: sb(8), Ack: 1, Payload: segData(data, 3)})
+	after := ep.Info()
+	wantSsthresh := uint32(float64(before.Cwnd) / 1460 * 0.7 * 1460)
+	if st.TLPRecoveries.Load() != 1 || math.Abs(float64(after.Ssthresh)-float64(wantSsthresh)) > 1 || after.Cwnd != after.Ssthresh {
+		t.Errorf("at the second probe: TLP recoveries %d, cwnd %d, ssthresh %d; want 1 and both 0.7 * %d = %d",
+			st.TLPRecoveries.Load(), after.Cwnd, after.Ssthresh, before.Cwnd, wantSsthresh)
+	}
+	p.Advance(rtt)
+	p.Inject(sackAck(6, [2]int{8, 9})) // 6 and 7 lost: RACK repairs them
+	p.Expect(seg{Flags: ".", Seq: sb(6), Ack: 1, Len: 1460, Check: tcptest.IgnorePSH})
+	if n := st.RetransmitTimeouts.Load(); n != 0 || st.TailLossProbes.Load() != 2 {
+		t.Errorf("RTOs %d, probes %d; want 0, 2", n, st.TailLossProbes.Load())
+	}
+	// The verdict's note goes before the probe's, each on its own event.
+	p.TCP.SyncEvents()
+	var notes []string
+	for _, ev := range rec.of(event.KindRecovery) {
+		if strings.HasPrefix(ev.Note, "tail loss probe") {
+			notes = append(notes, ev.Note)
+		}
+	}
+	want := []string{"tail loss probe", "tail loss probe repaired a loss: window reduced", "tail loss probe"}
+	if !slices.Equal(notes, want) {
+		t.Errorf("probe notes %q, want %q", notes, want)
 	}
 }
 
