@@ -90,6 +90,12 @@ type Options struct {
 	// probeAgain in rack.go). 0 means 4, the default; 1 is RFC 8985's
 	// single probe, as Linux sends it.
 	TailLossProbes int
+	// TailLossProbeSegments is how many full-sized segments of new data
+	// a tail loss probe carries when there are that many to send (see
+	// probeTimeout in rack.go): 0 means 2, the default, which a receiver
+	// acknowledges at once where it may hold the ACK of one for its
+	// delayed-ACK timer; 1 is RFC 8985's probe, as Linux sends it.
+	TailLossProbeSegments int
 	// NoFRTO turns off F-RTO (RFC 5682), which detects spurious
 	// retransmission timeouts (Linux tcp_frto, on by default).
 	NoFRTO bool
@@ -345,6 +351,7 @@ func (o Options) withDefaults() Options {
 	defInt(&o.MaxRetries, 15)
 	defInt(&o.OrphanRetries, 8)
 	defInt(&o.TailLossProbes, 4)
+	defInt(&o.TailLossProbeSegments, 2)
 	if !slices.Contains(congestionControls, o.CongestionControl) {
 		o.CongestionControl = "cubic"
 	}

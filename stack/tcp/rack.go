@@ -387,30 +387,33 @@ func (e *Endpoint) probeAwaitsVerdict() bool {
 	return e.rack.tlpRetrans && !e.sndUna.LessThan(e.rack.tlpEnd)
 }
 
-// probeTimeout sends the tail loss probe (7.3): a new segment if the
-// congestion window is not used up (pipe < cwnd; the probe may pass it by
-// less than a segment, where a data segment must fit whole: cwndFits) and
-// the receive window allows it, else the last segment sent, again. The
-// RTO is restarted from now. Asking for room for the whole segment here
-// too made the probe a retransmission whenever the window had a fraction
-// of a segment left, which is most of the time once segments must fit:
-// tapstack to gVisor's TCP at 5% loss (BenchmarkLossy, 4 MiB, 8
-// transfers, 5 runs) moved 6.7-7.4 MB/s with 0.4-1.3 RTOs per transfer,
-// against 9.5-11.4 MB/s and 0-0.4 RTOs with pipe < cwnd.
+// probeTimeout sends the tail loss probe (7.3): new data if there is some
+// and the receive window allows it, whatever room the congestion window
+// has, as RFC 8985 and Linux; else the last segment sent, again. The RTO
+// is restarted from now.
 //
-// RFC 8985 7.3 and Linux send new data even when the congestion window is
-// full; we, as gVisor, do not. The probe is there to draw an ACK, and when
-// the window is full and no ACK came for 2·SRTT, the likeliest case on a
-// lossy path is that the receiver has everything and its ACKs were lost:
-// a new in-order segment then waits for the receiver's delayed-ACK timer
-// (Linux: 40 ms; tcp_send_delayed_ack, one full segment is not enough to
-// ACK at once), while a copy of the last segment is a duplicate, which
-// every receiver acknowledges at once (RFC 5681 4.2; Linux
-// tcp_send_dupack, with a D-SACK that tells us the probe was not needed).
-// If instead the tail was lost, either probe draws an immediate ACK. With
-// the Linux kernel receiving at 5% loss both ways, 39 of 62 new-data
-// probes in a 16 MiB transfer waited 40-45 ms for their ACK, 1.6 s of
-// 3.7 s (TestTailLossProbeWindowFull).
+// New data is two full segments where there are two (ours;
+// TailLossProbeSegments, 1 is RFC 8985's and Linux's one). A receiver
+// that has acknowledged everything before the probe (its ACK of the
+// flight was lost) may hold the ACK of one new in-order segment for its
+// delayed-ACK timer (RFC 5681 4.2; Linux up to 40 ms), never of two; the
+// receiver that lost the tail answers the first new segment at once, out
+// of order. Sending to the kernel at 5% loss both ways (16 MiB), probes
+// of one segment drew no ACK in 46-48 of some 60 silences: 23-36 MB/s,
+// against 56-58 with two.
+//
+// A copy draws an ACK only once in a while: receivers answer a segment
+// they hold already with an ACK limited to one per 500 ms (gVisor's
+// TCPInvalidRateLimitOption for any such segment; Linux's
+// tcp_invalid_ratelimit for one below its last ACK), so after a first
+// copy, or the RTO's retransmission, has been answered and the answer
+// lost, the next copies draw nothing for half a second. Earlier we sent a
+// copy whenever the congestion window was full, as gVisor does, because
+// one new segment waited for the receiver's delayed ACK; with two new
+// segments that reason is gone, and sending to gVisor's TCP at 20% loss
+// both ways (16 transfers of 1 MiB, three runs each) took 23 s and 27-38
+// RTOs with copies, 8-13 s and 11-19 RTOs with new data
+// (TestTailLossProbeWindowFull).
 func (e *Endpoint) probeTimeout() {
 	if !e.probeAllowed() {
 		return
@@ -452,31 +455,15 @@ func (e *Endpoint) probeTimeout() {
 		note += "; bare duplicate ACKs: SND.UNA's segment again"
 		e.retransmitSeg(e.rtxq.unsacked(e.rtxq.head), event.SendTLP)
 		e.rack.tlpRetrans = true
-	} else if from := e.sndNxt; e.inflight() >= e.cwnd || !e.sendNewData(event.SendTLP, true) {
+	} else if !e.sendProbeData() {
 		i, ok := e.probeSegment()
 		if !ok {
 			return // everything after SND.UNA is delivered: nothing to probe with
 		}
 		e.retransmitSeg(i, event.SendTLP)
 		e.rack.tlpRetrans = true
-	} else if int(from.Size(e.sndNxt)) == e.segmentSize() {
-		// A probe of new data is two full segments where there are
-		// two to send (ours; RFC 8985 7.3 and Linux send one). One
-		// new in-order segment is what a receiver may hold for its
-		// delayed-ACK timer (RFC 5681 4.2: at least every second
-		// full-sized segment is acknowledged at once; Linux waits up
-		// to 40 ms for one), and when the flight's last ACK was
-		// lost, the receiver has acknowledged everything before the
-		// probe: the probe then drew nothing, and the next, 2*PTO
-		// later, was a copy that drew a D-SACK. Two segments are
-		// answered at once, the receiver that lost the tail answers
-		// the first out of order with a SACK, and the data would have
-		// gone at the next ACK anyway. Sending to the kernel at 5%
-		// loss both ways (16 MiB), the one-segment probes drew no ACK
-		// in 46-48 of some 60 silences: 23-36 MB/s, against 56-58
-		// with two.
-		e.sendNewData(event.SendTLP, true)
 	}
+
 	e.rack.tlpOut = true
 	e.rack.tlpEnd = e.sndNxt
 	e.rack.tlpSent++
@@ -487,6 +474,22 @@ func (e *Endpoint) probeTimeout() {
 	e.emitRecoveryBefore(mark, note)
 	e.setTimer(timerRetransmit, e.rto)
 	e.schedulePTO() // the next probe, if this one draws nothing
+}
+
+// sendProbeData sends a probe's new data, up to TailLossProbeSegments
+// segments, the next only after a full-sized one, and reports whether it
+// sent any.
+func (e *Endpoint) sendProbeData() bool {
+	from := e.sndNxt
+	if !e.sendNewData(event.SendTLP, true) {
+		return false
+	}
+	for k := 1; k < e.proto.opts.TailLossProbeSegments && int(from.Size(e.sndNxt)) == k*e.segmentSize(); k++ {
+		if !e.sendNewData(event.SendTLP, true) {
+			break
+		}
+	}
+	return true
 }
 
 // probeSegment picks the segment a probe sends again: the last one sent
