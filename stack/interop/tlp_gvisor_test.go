@@ -1,0 +1,102 @@
+package interop
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/link/nested"
+	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"github.com/tapstack/tapstack/event"
+)
+
+// TestProbeDrawsAnswerFromGVisor: tapstack sends to gVisor's TCP, and
+// every ACK of the first flight (ten segments, the initial window) is
+// lost, as is any ACK that acknowledges no more than that flight: the
+// answers to copies of its segments. gVisor answers a copy of data it
+// holds with an ACK limited to one per 500 ms (TCPInvalidRateLimitOption)
+// and the answer is lost, so a probe that copies the last segment, as
+// tapstack's did when the congestion window was full, and the RTO's
+// retransmissions after it draw nothing the sender hears: one RTO after
+// another. The probe is new data instead (RFC 8985 7.3), two segments of
+// it, which gVisor acknowledges, and the flight's loss costs one probe
+// timeout, no RTO. Every byte is checked by hash.
+func TestProbeDrawsAnswerFromGVisor(t *testing.T) {
+	t.Parallel()
+	var gate *ackGate
+	p := newGVPair(t, cable{frames: 400, tsTap: func(l gstack.LinkEndpoint) gstack.LinkEndpoint {
+		gate = newACKGate(l)
+		return gate
+	}})
+	c, pc := p.tapstackDials(t, 80)
+	mss := c.Endpoint().Info().SndMSS
+	gate.arm(uint32(10 * mss)) // the initial window's flight
+	exchange(t, c, pc, 64<<10, aToB, 20*time.Second)
+	st := p.ts.TCP().Stats()
+	dropped := gate.count()
+	t.Logf("ACKs dropped %d; probes %d (segments %d), RTOs %d", dropped, st.TailLossProbes.Load(), st.Sent(event.SendTLP), st.RetransmitTimeouts.Load())
+	if dropped == 0 {
+		t.Fatal("no ACK of the first flight was dropped: the test did not take place")
+	}
+	if rto, rx := st.RetransmitTimeouts.Load(), st.Retransmits.Load(); rto != 0 || rx != 0 {
+		t.Errorf("%d RTOs, %d retransmissions; want none: the probe, new data, draws an ACK of everything", rto, rx)
+	}
+	c.Close()
+	pc.Close()
+}
+
+// ackGate is link middleware on tapstack's side that, once armed, drops
+// every pure ACK the peer sends whose ACK number is at most the given
+// number of bytes past the ACK number it last let through: the ACKs of a
+// flight, and the peer's answers to copies of it.
+type ackGate struct {
+	nested.Endpoint
+	mu      sync.Mutex
+	lastAck uint32
+	limit   uint32
+	armed   bool
+	dropped int
+}
+
+func newACKGate(inner gstack.LinkEndpoint) *ackGate {
+	g := &ackGate{}
+	g.Endpoint.Init(inner, g)
+	return g
+}
+
+func (g *ackGate) arm(bytes uint32) {
+	g.mu.Lock()
+	g.limit, g.armed = g.lastAck+bytes, true
+	g.mu.Unlock()
+}
+
+func (g *ackGate) count() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.dropped
+}
+
+func (g *ackGate) DeliverNetworkPacket(proto tcpip.NetworkProtocolNumber, pkt *gstack.PacketBuffer) {
+	v := pkt.ToView()
+	h, _ := frameTCP(v.AsSlice())
+	drop := false
+	if h != nil && h.Flags()&header.TCPFlagAck != 0 {
+		pure := h.Flags()&(header.TCPFlagSyn|header.TCPFlagFin|header.TCPFlagRst) == 0 && len(h) == int(h.DataOffset())
+		g.mu.Lock()
+		if ack := h.AckNumber(); pure && g.armed && int32(ack-g.limit) <= 0 {
+			drop = true
+			g.dropped++
+		} else {
+			g.lastAck = ack
+		}
+		g.mu.Unlock()
+	}
+	v.Release()
+	if drop {
+		return
+	}
+	g.Endpoint.DeliverNetworkPacket(proto, pkt)
+}
