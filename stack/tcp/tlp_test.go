@@ -170,6 +170,65 @@ func TestProbeWhileVerdictPending(t *testing.T) {
 	}
 }
 
+// TestProbeAfterPartlyAcknowledgedProbe: a probe of two new segments
+// draws an ACK of the first only (the second, or its ACK, was lost). A
+// probe of new data repairs nothing, so its episode has no verdict to
+// wait for: that ACK ends it, and when the data it lets out meets a
+// silence in turn, a probe goes 2*SRTT later, where waiting for an ACK
+// beyond the probe left the RTO, 200 ms at least.
+func TestProbeAfterPartlyAcknowledgedProbe(t *testing.T) {
+	p, ep := rttPeer(t, tcp.Options{})
+	data := writeInitialWindow(t, p, ep, 14)
+	p.Advance(2 * rtt) // the flight's ACKs are lost: the probe, two new segments
+	p.Expect(seg{Flags: ".", Seq: sb(11), Ack: 1, Len: 1460, Check: tcptest.IgnorePSH})
+	p.Expect(seg{Flags: ".", Seq: sb(12), Ack: 1, Len: 1460, Check: tcptest.IgnorePSH})
+	p.ExpectNothing()
+	p.Advance(rtt / 10)
+	p.Inject(sackAck(12)) // the first of them, not the second
+	p.Expect(seg{Flags: ".", Seq: sb(13), Ack: 1, Len: 1460, Check: tcptest.IgnorePSH})
+	p.Expect(seg{Flags: "P.", Seq: sb(14), Ack: 1, Payload: segData(data, 14)})
+	p.ExpectNothing()
+	// Silence again: a probe, the last segment again, no new data being
+	// left, 2*SRTT after it.
+	pto := 2 * ep.Info().RTT
+	p.Advance(pto - time.Nanosecond)
+	p.ExpectNothing()
+	p.Advance(time.Nanosecond)
+	p.Expect(seg{Flags: "P.", Seq: sb(14), Ack: 1, Payload: segData(data, 14)})
+	st := p.TCP.Stats()
+	if st.TailLossProbes.Load() != 2 || st.RetransmitTimeouts.Load() != 0 {
+		t.Errorf("probes %d, RTOs %d; want 2, 0", st.TailLossProbes.Load(), st.RetransmitTimeouts.Load())
+	}
+}
+
+// TestProbeAgainAlternates: the whole flight and every probe go
+// unanswered, with data to send. The first probe is new data, two
+// segments; each probe after one that drew nothing is of the other kind:
+// a copy of the last segment after new data, new data after a copy.
+// Linux's receiver answers a copy at once, with a D-SACK, where it may
+// hold its ACK of new data (it does while its window would shrink);
+// gVisor's answers new data at once and a copy of what it holds only once
+// in 500 ms. One kind or the other is answered at once by either.
+func TestProbeAgainAlternates(t *testing.T) {
+	p, ep := rttPeer(t, tcp.Options{})
+	data := writeInitialWindow(t, p, ep, 20)
+	pto := 2 * ep.Info().RTT
+	for i, probe := range [][]int{{11, 12}, {12}, {13, 14}, {14}} {
+		wait := pto << i
+		p.Advance(wait - time.Nanosecond)
+		p.ExpectNothing()
+		p.Advance(time.Nanosecond)
+		for _, k := range probe {
+			p.Expect(seg{Flags: ".", Seq: sb(k), Ack: 1, Payload: segData(data, k), Check: tcptest.IgnorePSH})
+		}
+		p.ExpectNothing()
+	}
+	st := p.TCP.Stats()
+	if st.TailLossProbes.Load() != 4 || st.Sent(event.SendTLP) != 6 || st.RetransmitTimeouts.Load() != 0 {
+		t.Errorf("probes %d (segments %d), RTOs %d; want 4 (6), 0", st.TailLossProbes.Load(), st.Sent(event.SendTLP), st.RetransmitTimeouts.Load())
+	}
+}
+
 // TestTailLossProbeWindowFull: the flight's ACKs are lost and the
 // congestion window holds two more segments back. The probe is new data
 // all the same, beyond the congestion window (RFC 8985 7.3, as Linux):
@@ -191,13 +250,7 @@ func TestTailLossProbeWindowFull(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, ep := rttPeer(t, tcp.Options{TailLossProbeSegments: tc.segments})
-			data := payload(0, 12*1460)
-			if _, err := ep.Write(data); err != nil {
-				t.Fatal(err)
-			}
-			for k := 1; k <= 10; k++ {
-				p.Expect(seg{Flags: ".", Seq: sb(k), Ack: 1, Len: 1460, Check: tcptest.IgnorePSH})
-			}
+			data := writeInitialWindow(t, p, ep, 12)
 			p.ExpectNothing()
 			before := ep.Info()
 			p.Advance(2 * rtt) // PTO with more than one segment in flight
@@ -301,13 +354,7 @@ func TestProbeTimeoutIsTwiceSRTT(t *testing.T) {
 // short (the buffer's last bytes) stays one segment: TestTailLossProbeNewData.
 func TestTailLossProbeTwoNewSegments(t *testing.T) {
 	p, ep := rttPeer(t, tcp.Options{})
-	data := payload(0, 16*1460)
-	if _, err := ep.Write(data); err != nil {
-		t.Fatal(err)
-	}
-	for k := 1; k <= 10; k++ {
-		p.Expect(seg{Flags: ".", Seq: sb(k), Ack: 1, Len: 1460, Check: tcptest.IgnorePSH})
-	}
+	data := writeInitialWindow(t, p, ep, 16)
 	p.ExpectNothing()
 	// 300 bytes acknowledged: slow start opens the window by as much
 	// (RFC 5681 3.1, bytes acknowledged), which leaves room for 600.
@@ -436,4 +483,18 @@ func TestTailLossProbeAgain(t *testing.T) {
 			}
 		})
 	}
+}
+
+// writeInitialWindow writes segs full segments on ep and expects the
+// initial window's ten to leave at once, the rest held back.
+func writeInitialWindow(t *testing.T, p *tcptest.Peer, ep *tcp.Endpoint, segs int) []byte {
+	t.Helper()
+	data := payload(0, segs*1460)
+	if _, err := ep.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	for k := 1; k <= 10; k++ {
+		p.Expect(seg{Flags: ".", Seq: sb(k), Ack: 1, Len: 1460, Check: tcptest.IgnorePSH})
+	}
+	return data
 }
