@@ -546,7 +546,8 @@ func (e *Endpoint) tlpOnAck(a *ackInfo) {
 	}
 	// Any ACK ends the silence a further probe is for (probeAgain).
 	e.rack.tlpSent = 0
-	if e.caState == caRecovery && (a.acked > 0 || a.sacked > 0) {
+	progress := a.acked > 0 || a.sacked > 0
+	if e.caState == caRecovery && progress {
 		// In fast recovery the probe has done its work once an ACK
 		// shows progress: RACK and the recovery go on from it, and
 		// the recovery's congestion response stands. A later silence
@@ -558,31 +559,31 @@ func (e *Endpoint) tlpOnAck(a *ackInfo) {
 		e.recoveryProbed = false
 		return
 	}
-	if !e.rack.tlpRetrans && (a.acked > 0 || a.sacked > 0) {
+	if !e.rack.tlpRetrans {
 		// A probe of new data repairs nothing, so its episode has no
 		// verdict to wait for (7.4.2 infers a loss only from a copy):
 		// an ACK that shows progress ends it, though it covers only
 		// part of the probe, and a later silence gets a probe of its
-		// own. Waiting for SND.UNA to pass TLP.end_seq left the data
-		// sent after such an ACK to the RTO when the probe's second
-		// segment or its ACK was lost: at 20% loss both ways to
-		// gVisor's TCP, 16 transfers of 1 MiB, three runs, 11-18 RTOs
-		// came with no probe before them, 2-4 now
-		// (TestProbeAfterPartlyAcknowledgedProbe).
-		e.rack.tlpOut = false
+		// own; so does a duplicate ACK of it all. Waiting for SND.UNA
+		// to pass TLP.end_seq left the data sent after such an ACK to
+		// the RTO when the probe's second segment or its ACK was
+		// lost: at 20% loss both ways to gVisor's TCP, 16 transfers
+		// of 1 MiB, three runs, 11-18 RTOs came with no probe before
+		// them, 2-4 now (TestProbeAfterPartlyAcknowledgedProbe).
+		if progress || !e.sndUna.LessThan(e.rack.tlpEnd) {
+			e.rack.tlpOut = false
+		}
 		return
 	}
 	if e.sndUna.LessThan(e.rack.tlpEnd) {
 		return
 	}
 	switch {
-	case !e.rack.tlpRetrans:
-		e.rack.tlpOut = false // a bare duplicate ACK of it all
 	case a.dsackTLP:
 		e.rack.tlpOut = false
 	case e.rack.tlpEnd.LessThan(e.sndUna):
 		e.tlpRepaired()
-	case a.acked == 0 && a.sacked == 0:
+	case !progress:
 		e.rack.tlpOut = false
 	}
 }
