@@ -53,6 +53,35 @@ func TestChunkCacheBounds(t *testing.T) {
 	}
 }
 
+// TestChunkCacheFollowsReceiverInMemory: a receiver in the same process
+// holds the sender's chunks in the segments it has not read, a receive
+// buffer's worth at most, and the sender's send buffer lets go of them
+// as they are acknowledged, a send buffer's worth at once, before the
+// reader copies them out. As it reads them, oldest first, each is the
+// next chunk the sender copies into: none was pushed out of the cache
+// while held.
+func TestChunkCacheFollowsReceiverInMemory(t *testing.T) {
+	var c chunkCache
+	defer c.release()
+	var unread []*buffer.View
+	for range (DefaultReceiveBufferMax + DefaultSendBufferMax) / maxChunk {
+		v := buffer.NewViewSize(maxChunk)
+		unread = append(unread, v.Clone())
+		c.give(v) // acknowledged, not yet read
+	}
+	for i, h := range unread {
+		h.Release() // read
+		v := c.take()
+		if v == nil {
+			for _, h := range unread[i+1:] {
+				h.Release()
+			}
+			t.Fatalf("the chunk read %d of %d is not in the cache: let go of while its reader held it", i+1, len(unread))
+		}
+		v.Release()
+	}
+}
+
 // BenchmarkChunkCopy is a Write's 64 KiB piece copied into a view and the
 // view let go of once its bytes are acknowledged, as write and
 // ackCumulative do it: pool, into a chunk gVisor's pool clears first,
