@@ -187,58 +187,89 @@ func (q *rtxQueue) extend(s *txSeg, k, n int) {
 // split gives every merged record its segments back, one record each, as
 // sent: before SACK blocks are matched to records, duplicate ACKs or a
 // timer deem one lost, or a link or a smaller path MTU turns some back.
-// It rebuilds the ring, so the callers hold no index across it; its cost
+// It rewrites the ring, so the callers hold no index across it; its cost
 // is the queue's, once: no burst is merged again until the records it
 // made are acknowledged (mergeable), as a recovery takes a round trip or
 // more anyway. No record is SACKed while one is merged (mergeable wants
 // none SACKed, and every SACK block splits first), so every record's
-// union-find link is its own index.
+// union-find link is its own index, and split keeps each record's new
+// index there while it works.
+//
+// It splits in place, allocating nothing once the ring has room for
+// every segment: a tail loss probe splits the queue in a clean bulk
+// transfer too, a few times per 256 MiB in memory, and a new ring each
+// time was most of what a steady transfer still allocated. The records
+// are rewritten from the newest down, each into indices at or above its
+// own, so none is overwritten before it is read.
 func (q *rtxQueue) split() bool {
 	if q.segs == uint32(q.n) {
 		return false
 	}
-	size := max(minRing, len(q.ring))
-	for size < int(q.segs) {
-		size *= 2
+	if len(q.ring) < int(q.segs) {
+		size := max(minRing, len(q.ring))
+		for size < int(q.segs) {
+			size *= 2
+		}
+		q.resize(size)
 	}
-	ring := make([]txSeg, size)
-	at := func(i uint64) *txSeg { return &ring[i&uint64(size-1)] }
-	// first[k] is the new index of record head+k's first segment; the
-	// one past the end is the new tail.
-	first := make([]uint64, q.n+1)
-	first[0] = q.head
-	for k := range q.n {
-		first[k+1] = first[k] + uint64(q.at(q.head+uint64(k)).segs())
+	// Each record's new index, in its union-find link.
+	first := q.head
+	for i := q.head; i < q.tail(); i++ {
+		s := q.at(i)
+		s.skip = first
+		first += uint64(s.segs())
 	}
-	moved := func(i uint64) uint64 { return first[i-q.head] }
-	for k := range q.n {
-		s := q.at(q.head + uint64(k))
+	newTail := first
+	// The transmission-order links, pointed at the new indices: a record
+	// follows the last segment of the one before it and is followed by
+	// the first of the one after it; its own segments follow each other.
+	last := func(i uint64) uint64 { s := q.at(i); return s.skip + uint64(s.segs()) - 1 }
+	for i := q.head; i < q.tail(); i++ {
+		s := q.at(i)
+		if s.prev != 0 {
+			s.prev = last(s.prev-1) + 1
+		}
+		if s.next != 0 {
+			s.next = q.at(s.next-1).skip + 1
+		}
+	}
+	if q.tHead != 0 {
+		q.tHead = q.at(q.tHead-1).skip + 1
+		q.tTail = last(q.tTail-1) + 1
+	}
+	if h := min(max(q.lostHint, q.head), q.tail()); h < q.tail() {
+		q.lostHint = q.at(h).skip
+	} else {
+		q.lostHint = newTail
+	}
+	for i := q.tail(); i > q.head; {
+		i--
+		s := *q.at(i)
+		from, to := s.skip, s.skip+uint64(s.segs())
+		listed := s.prev != 0 || q.tHead == from+1
 		seq, m := s.start, seqnum.Size(s.mss)
-		for j := first[k]; j < first[k+1]; j++ {
-			p := at(j)
-			*p = *s
-			p.start, p.prev, p.next, p.skip = seq, 0, 0, j
-			if j+1 < first[k+1] {
+		for j := from; j < to; j++ {
+			p := q.at(j)
+			*p = s
+			p.start, p.skip = seq, j
+			if j+1 < to {
 				p.end = seq.Add(m)
 				p.flags &^= segFin
 			}
 			seq = p.end
+			p.prev, p.next = 0, 0
+			if listed {
+				p.prev, p.next = j, j+2 // the segments before and after, +1
+				if j == from {
+					p.prev = s.prev
+				}
+				if j+1 == to {
+					p.next = s.next
+				}
+			}
 		}
 	}
-	// The transmission-order list, in its order, each record's
-	// segments in theirs.
-	var order []uint64
-	for t := q.tHead; t != 0; t = q.at(t - 1).next {
-		order = append(order, t-1)
-	}
-	q.lostHint = moved(min(max(q.lostHint, q.head), q.tail()))
-	q.ring, q.n = ring, int(q.segs)
-	q.tHead, q.tTail = 0, 0
-	for _, i := range order {
-		for j := moved(i); j < moved(i+1); j++ {
-			q.tAppend(j)
-		}
-	}
+	q.n = int(q.segs)
 	q.mergeFrom = uint32(q.tail())
 	return true
 }
@@ -249,8 +280,11 @@ func (q *rtxQueue) split() bool {
 // bulk doubles it a few more times on its first flight.
 const minRing = 4
 
-func (q *rtxQueue) grow() {
-	size := max(minRing, 2*len(q.ring))
+func (q *rtxQueue) grow() { q.resize(max(minRing, 2*len(q.ring))) }
+
+// resize moves the records into a ring of size, a power of two that
+// holds them.
+func (q *rtxQueue) resize(size int) {
 	ring := make([]txSeg, size)
 	for i := q.head; i < q.tail(); i++ {
 		ring[i&uint64(size-1)] = *q.at(i)

@@ -3,6 +3,8 @@ package tcp
 import (
 	"fmt"
 	"math/rand/v2"
+	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -137,7 +139,7 @@ func TestRtxQueueRandom(t *testing.T) {
 				}
 				una = ack
 			case op < 7 && una != nxt:
-				if q.split() {
+				if splitLikeReference(t, &q, step) {
 					splits++
 					checkSplit(t, &q, step)
 				}
@@ -145,7 +147,7 @@ func TestRtxQueueRandom(t *testing.T) {
 				b := a.Add(seqnum.Size(1 + rng.IntN(int(a.Size(nxt)))))
 				q.sack(a, b, func(uint64, *txSeg) {})
 			case op == 7 && !q.empty():
-				q.split()
+				splitLikeReference(t, &q, step)
 				q.markLost(q.head + uint64(rng.IntN(q.n)))
 			case op == 8:
 				if i, ok := q.nextLost(); ok {
@@ -164,6 +166,121 @@ func TestRtxQueueRandom(t *testing.T) {
 			t.Errorf("seed %d: %d segments merged, %d splits: the test exercised neither", seed, merged, splits)
 		}
 	}
+}
+
+// TestRtxQueueSplitRelinks: split keeps the transmission order whatever
+// it is, a record's segments in a row where the record stood, and leaves
+// a record that is off the list (lost, waiting to be sent again) off it
+// as segments. Queues of merged and single records are built at random,
+// their records linked in a random order with some left off, and split
+// as the reference does it.
+func TestRtxQueueSplitRelinks(t *testing.T) {
+	for seed := range uint64(300) {
+		rng := rand.New(rand.NewPCG(seed, 17))
+		var q rtxQueue
+		q.head = uint64(rng.IntN(1000))
+		seq := seqnum.Value(rng.Uint32())
+		var now tcpip.MonotonicTime
+		for range 1 + rng.IntN(40) {
+			mss := 1 + rng.IntN(1500)
+			s := q.push(seq, seq.Add(seqnum.Size(mss)), false, now, 0)
+			k := rng.IntN(5)
+			q.extend(s, k, mss)
+			if k > 0 && mss > 1 && rng.IntN(3) == 0 {
+				q.extend(s, 1, 1+rng.IntN(mss-1)) // a shorter last segment
+			}
+			seq = s.end
+		}
+		if rng.IntN(4) == 0 {
+			s := q.at(q.tail() - 1) // it carries the FIN too
+			s.flags |= segFin
+			s.end = s.end.Add(1)
+		}
+		q.tHead, q.tTail = 0, 0
+		for _, k := range rng.Perm(q.n) {
+			i := q.head + uint64(k)
+			if rng.IntN(4) == 0 {
+				q.at(i).prev, q.at(i).next = 0, 0 // off the list
+				continue
+			}
+			q.tAppend(i)
+		}
+		q.lostHint = q.head + uint64(rng.IntN(q.n+3))
+		splitLikeReference(t, &q, int(seed))
+	}
+}
+
+// splitLikeReference splits q, and a copy of it with splitReference,
+// and fails the test at step unless both give the same records at the
+// same indices, linked in the same transmission order.
+func splitLikeReference(t *testing.T, q *rtxQueue, step int) bool {
+	t.Helper()
+	ref := *q
+	ref.ring = slices.Clone(q.ring)
+	did, want := q.split(), splitReference(&ref)
+	if did != want {
+		t.Fatalf("step %d: split reported %v, the reference %v", step, did, want)
+	}
+	got, exp := *q, ref
+	got.ring, exp.ring = nil, nil
+	if !reflect.DeepEqual(got, exp) {
+		t.Fatalf("step %d: after the split the queue is %+v, the reference's %+v", step, got, exp)
+	}
+	for i := q.head; i < q.tail(); i++ {
+		if *q.at(i) != *ref.at(i) {
+			t.Fatalf("step %d: record %d after the split is %+v, the reference's %+v", step, i, *q.at(i), *ref.at(i))
+		}
+	}
+	return did
+}
+
+// splitReference is split as it was first written: into a new ring,
+// with a table of each record's new index and a list of the records in
+// transmission order.
+func splitReference(q *rtxQueue) bool {
+	if q.segs == uint32(q.n) {
+		return false
+	}
+	size := max(minRing, len(q.ring))
+	for size < int(q.segs) {
+		size *= 2
+	}
+	ring := make([]txSeg, size)
+	at := func(i uint64) *txSeg { return &ring[i&uint64(size-1)] }
+	first := make([]uint64, q.n+1)
+	first[0] = q.head
+	for k := range q.n {
+		first[k+1] = first[k] + uint64(q.at(q.head+uint64(k)).segs())
+	}
+	moved := func(i uint64) uint64 { return first[i-q.head] }
+	for k := range q.n {
+		s := q.at(q.head + uint64(k))
+		seq, m := s.start, seqnum.Size(s.mss)
+		for j := first[k]; j < first[k+1]; j++ {
+			p := at(j)
+			*p = *s
+			p.start, p.prev, p.next, p.skip = seq, 0, 0, j
+			if j+1 < first[k+1] {
+				p.end = seq.Add(m)
+				p.flags &^= segFin
+			}
+			seq = p.end
+		}
+	}
+	var order []uint64
+	for t := q.tHead; t != 0; t = q.at(t - 1).next {
+		order = append(order, t-1)
+	}
+	q.lostHint = moved(min(max(q.lostHint, q.head), q.tail()))
+	q.ring, q.n = ring, int(q.segs)
+	q.tHead, q.tTail = 0, 0
+	for _, i := range order {
+		for j := moved(i); j < moved(i+1); j++ {
+			q.tAppend(j)
+		}
+	}
+	q.mergeFrom = uint32(q.tail())
+	return true
 }
 
 // checkSplit checks a queue just split: one segment per record, of its
