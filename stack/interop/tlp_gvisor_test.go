@@ -17,14 +17,13 @@ import (
 // TestProbeDrawsAnswerFromGVisor: tapstack sends to gVisor's TCP, and
 // every ACK of the first flight (ten segments, the initial window) is
 // lost, as is any ACK that acknowledges no more than that flight: the
-// answers to copies of its segments. gVisor answers a copy of data it
-// holds with an ACK limited to one per 500 ms (TCPInvalidRateLimitOption)
-// and the answer is lost, so a probe that copies the last segment, as
-// tapstack's did when the congestion window was full, and the RTO's
-// retransmissions after it draw nothing the sender hears: one RTO after
-// another. The probe is new data instead (RFC 8985 7.3), two segments of
-// it, which gVisor acknowledges, and the flight's loss costs one probe
-// timeout, no RTO. Every byte is checked by hash.
+// answers to copies of its segments. A probe that copies the last
+// segment, as tapstack's did when the congestion window was full, and
+// the RTO's retransmissions after it would draw only such answers, all
+// lost here: one RTO after another. The probe is new data instead (RFC
+// 8985 7.3), two segments of it, which gVisor acknowledges beyond the
+// flight, and the flight's loss costs one probe timeout, no RTO. Every
+// byte is checked by hash.
 func TestProbeDrawsAnswerFromGVisor(t *testing.T) {
 	t.Parallel()
 	// 5 ms each way: the probe timeout, 2·SRTT, is 20 ms, well after

@@ -406,18 +406,17 @@ func (e *Endpoint) probeAwaitsVerdict() bool {
 // of one segment drew no ACK in 46-48 of some 60 silences: 23-36 MB/s,
 // against 56-58 with two.
 //
-// A copy draws an ACK only once in a while: receivers answer a segment
-// they hold already with an ACK limited to one per 500 ms (gVisor's
-// TCPInvalidRateLimitOption for any such segment; Linux's
-// tcp_invalid_ratelimit for one below its last ACK), so after a first
-// copy, or the RTO's retransmission, has been answered and the answer
-// lost, the next copies draw nothing for half a second. Earlier we sent a
-// copy whenever the congestion window was full, as gVisor does, because
-// one new segment waited for the receiver's delayed ACK; with two new
-// segments that reason is gone, and sending to gVisor's TCP at 20% loss
-// both ways (16 transfers of 1 MiB, three runs each) took 23 s and 27-38
-// RTOs with copies, 8-13 s and 11-19 RTOs with new data
-// (TestTailLossProbeWindowFull).
+// A copy is answered at once by both receivers, neither of which limits
+// its answers to segments that carry data (Linux's tcp_oow_rate_limited
+// exempts them, and gVisor's maybeSendOutOfWindowAck answers every one),
+// but it is one segment, which one loss ends, and gVisor's answer carries
+// no D-SACK, so the probe's verdict waits for a later ACK (7.4.2,
+// probeAwaitsVerdict). Earlier we sent a copy whenever the congestion
+// window was full, as gVisor does, because one new segment waited for
+// the receiver's delayed ACK; with two new segments that reason is gone,
+// and sending to gVisor's TCP at 20% loss both ways (16 transfers of
+// 1 MiB, three runs each) took 23 s and 27-38 RTOs with copies, 8-13 s
+// and 11-19 RTOs with new data (TestTailLossProbeWindowFull).
 //
 // New data is not answered at once by every receiver either: sending to
 // the kernel at 5% loss, two new segments that both arrived drew no ACK
@@ -425,8 +424,7 @@ func (e *Endpoint) probeAwaitsVerdict() bool {
 // holds an ACK that would advertise a shrunk window, __tcp_ack_snd_check,
 // which its reader falling behind would explain), while Linux answers a
 // copy at once, with a D-SACK. So a probe that drew nothing is followed
-// by one of the other kind, which one receiver or the other answers at
-// once (ours). To the
+// by one of the other kind (ours). To the
 // kernel at 5% loss both ways, 16 MiB without offloads, eight runs of
 // four transfers: 28-32 MB/s in every run with new data each time; five
 // runs of eight at 48-60 alternating, the others at 29-33. In memory to

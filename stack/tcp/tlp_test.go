@@ -207,8 +207,7 @@ func TestProbeAfterPartlyAcknowledgedProbe(t *testing.T) {
 // a copy of the last segment after new data, new data after a copy.
 // Linux's receiver answers a copy at once, with a D-SACK, where it may
 // hold its ACK of new data (it does while its window would shrink);
-// gVisor's answers new data at once and a copy of what it holds only once
-// in 500 ms. One kind or the other is answered at once by either.
+// gVisor's answers both at once, a copy without a D-SACK.
 func TestProbeAgainAlternates(t *testing.T) {
 	p, ep := rttPeer(t, tcp.Options{})
 	data := writeInitialWindow(t, p, ep, 20)
@@ -235,10 +234,10 @@ func TestProbeAgainAlternates(t *testing.T) {
 // by default the two segments, which a receiver that has everything
 // acknowledges at once where it may hold the ACK of one for its
 // delayed-ACK timer; with TailLossProbeSegments 1, Linux's one. A copy
-// of the last segment, which tapstack sent here before, draws at most one
-// ACK in 500 ms from gVisor's or Linux's receiver (their rate limit on
-// answers to data they hold). The ACK of everything ends the episode with
-// nothing learned about a loss (7.4.2): no window reduction.
+// of the last segment, which tapstack sent here before, is one segment
+// where new data is two, and gVisor's receiver answers it without a
+// D-SACK. The ACK of everything ends the episode with nothing learned
+// about a loss (7.4.2): no window reduction.
 func TestTailLossProbeWindowFull(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
