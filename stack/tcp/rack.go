@@ -418,17 +418,17 @@ func (e *Endpoint) probeAwaitsVerdict() bool {
 // 1 MiB, three runs each) took 23 s and 27-38 RTOs with copies, 8-13 s
 // and 11-19 RTOs with new data (TestTailLossProbeWindowFull).
 //
-// New data is not answered at once by every receiver either: sending to
-// the kernel at 5% loss, two new segments that both arrived drew no ACK
-// for 1-2.5 ms, until the next probe, in about half the silences (Linux
-// holds an ACK that would advertise a shrunk window, __tcp_ack_snd_check,
-// which its reader falling behind would explain), while Linux answers a
-// copy at once, with a D-SACK. So a probe that drew nothing is followed
-// by one of the other kind (ours). To the
-// kernel at 5% loss both ways, 16 MiB without offloads, eight runs of
-// four transfers: 28-32 MB/s in every run with new data each time; five
-// runs of eight at 48-60 alternating, the others at 29-33. In memory to
-// gVisor's TCP the runs of the two overlap (TestProbeAgainAlternates).
+// New data is not answered at once by every receiver: sending to the
+// kernel at 5% loss, two new segments that both arrived drew no ACK for
+// 1-2.5 ms, until the next probe, in about half the silences (Linux holds
+// an ACK that would advertise a shrunk window, __tcp_ack_snd_check, which
+// its reader falling behind would explain), while Linux answers a copy at
+// once, with a D-SACK. So a probe that drew nothing is followed by one of
+// the other kind (ours). To the kernel at 5% loss both ways, 16 MiB
+// without offloads, eight runs of four transfers: 28-32 MB/s in every run
+// with new data each time; five runs of eight at 48-60 alternating, the
+// others at 29-33. In memory to gVisor's TCP the runs of the two overlap
+// (TestProbeAgainAlternates).
 func (e *Endpoint) probeTimeout() {
 	if !e.probeAllowed() {
 		return
