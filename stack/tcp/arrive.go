@@ -322,12 +322,16 @@ func (e *Endpoint) firstSteps(seg *segment) (v verdict, ok bool) {
 	if e.state == event.SynReceived {
 		e.updateTSRecent(seg)
 	}
-	e.trimToWindow(seg)
 
-	// Second, check the RST bit (RFC 5961 3.2).
+	// Second, check the RST bit (RFC 5961 3.2), on the segment as it
+	// arrived: trimming it to the window would move a SEG.SEQ below
+	// RCV.NXT up to RCV.NXT, and a RST there resets. Linux's
+	// tcp_validate_incoming too takes the RST step before tcp_data_queue
+	// trims.
 	if seg.has(header.TCPFlagRst) {
 		return e.rstArrives(seg), false // reset.go
 	}
+	e.trimToWindow(seg)
 
 	// Third, security: not implemented.
 

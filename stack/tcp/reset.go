@@ -36,10 +36,21 @@ func (e *Endpoint) sendActiveReset() {
 	e.sendSegment(event.SendRst, header.TCPFlagRst|header.TCPFlagAck, e.sndNxt, buffer.Buffer{}, nil)
 }
 
-// rstArrives is the second step for an acceptable RST. RFC 5961 3.2: only
-// a RST exactly at RCV.NXT resets the connection; one elsewhere in the
-// window gets a challenge ACK. It returns the move to CLOSED a reset
-// makes.
+// rstArrives is the second step for an acceptable RST, as it arrived
+// (untrimmed). RFC 5961 3.2: only a RST exactly at RCV.NXT resets the
+// connection; one elsewhere in the window gets a challenge ACK. In the
+// window means the first step's acceptability test, which counts SEG.LEN:
+// a RST whose SEG.SEQ lies below RCV.NXT but whose text reaches into the
+// window is in it and gets the challenge ACK, as in Linux
+// (tcp_validate_incoming: tcp_sequence tests seq..end_seq, then only
+// seq == rcv_nxt resets). RFC 5961 3.2 speaks of "the sequence number" as
+// if a RST carried no text; either reading keeps its MUST (no reset), and
+// this one keeps a single meaning of "in the window" for every segment.
+// (Linux's tcp_sequence also admits text that ends exactly at RCV.NXT;
+// 3.10.7.4's table does not, and neither do we.) Linux's further matches,
+// tcp_reset_check's RCV.NXT-1 after a FIN and the right edge of the
+// highest SACK block, are not taken: the RFC does not ask for them. It
+// returns the move to CLOSED a reset makes.
 func (e *Endpoint) rstArrives(seg *segment) verdict {
 	if seg.Seq != e.rcvNxt {
 		e.drop(seg, event.DropRstInvalid)

@@ -1,9 +1,11 @@
 package tcp_test
 
 import (
+	"bytes"
 	"errors"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp/tcptest"
@@ -193,4 +195,48 @@ func TestResetSynchronized(t *testing.T) {
 		p.ExpectNothing()
 		p.WantState(ep, event.Closed)
 	})
+}
+
+// TestResetBelowRcvNxtWithText: RFC 5961 3.2 (RFC 9293 3.10.7.4, second
+// step): only a RST whose sequence number is exactly RCV.NXT resets the
+// connection. A RST whose SEG.SEQ lies below RCV.NXT but whose text
+// reaches into the window passes the acceptability test of the first
+// step, which counts SEG.LEN; it is in the window, not at RCV.NXT, and
+// earns a challenge ACK, as in Linux (tcp_validate_incoming: tcp_sequence
+// on seq..end_seq, then a reset only at rcv_nxt). Its text is not taken.
+// One whose text ends at RCV.NXT is not acceptable and is dropped in
+// silence (first step).
+func TestResetBelowRcvNxtWithText(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		in     seg // RCV.NXT is 2001
+		want   *seg
+		reason event.DropReason
+	}{
+		{"RST ACK 50 below, 100 bytes", seg{Flags: "R.", Seq: 1951, Ack: 1, Payload: payload(0, 100)}, &seg{Flags: ".", Seq: 1, Ack: 2001}, event.DropRstInvalid},
+		{"RST 1 below, 2 bytes", seg{Flags: "R", Seq: 2000, Payload: payload(0, 2)}, &seg{Flags: ".", Seq: 1, Ack: 2001}, event.DropRstInvalid},
+		{"RST 1000 below, 1400 bytes", seg{Flags: "R", Seq: 1001, Payload: payload(0, 1400)}, &seg{Flags: ".", Seq: 1, Ack: 2001}, event.DropRstInvalid},
+		{"RST ACK, text ending at RCV.NXT", seg{Flags: "R.", Seq: 1901, Ack: 1, Payload: payload(1900, 100)}, nil, event.DropOldSequence},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, ep := tcptest.Established(t)
+			p.Inject(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: payload(0, 2000)})
+			p.Advance(time.Second)
+			p.Expect(seg{Flags: ".", Seq: 1, Ack: 2001})
+			p.Inject(tc.in)
+			if tc.want != nil {
+				p.Expect(*tc.want) // the challenge ACK
+			}
+			p.ExpectNothing()
+			p.WantState(ep, event.Established)
+			wantCount(t, "Dropped("+tc.reason.String()+")", p.TCP.Stats().Dropped(tc.reason), 1)
+			wantCount(t, "ResetsReceived", p.TCP.Stats().ResetsReceived.Load(), 0)
+			// The connection still carries data, and the RST's text
+			// was not taken.
+			p.Inject(seg{Flags: "P.", Seq: 2001, Ack: 1, Payload: []byte("ok")})
+			if got, want := readAll(t, ep), append(payload(0, 2000), "ok"...); !bytes.Equal(got, want) {
+				t.Errorf("read %d bytes ending %q, want %d ending %q", len(got), got[max(0, len(got)-4):], len(want), want[len(want)-4:])
+			}
+		})
+	}
 }
