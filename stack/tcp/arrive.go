@@ -323,25 +323,32 @@ func (e *Endpoint) firstSteps(seg *segment) (v verdict, ok bool) {
 		e.updateTSRecent(seg)
 	}
 
-	// Second, check the RST bit (RFC 5961 3.2), on the segment as it
-	// arrived: trimming it to the window would move a SEG.SEQ below
-	// RCV.NXT up to RCV.NXT, and a RST there resets. Linux's
-	// tcp_validate_incoming too takes the RST step before tcp_data_queue
-	// trims.
+	// The second and fourth steps see the segment as it arrived:
+	// trimming it to the window would move a SEG.SEQ below RCV.NXT up to
+	// RCV.NXT, where a RST resets, and cut off a SYN below RCV.NXT with
+	// its byte, letting its text or FIN in. Linux's tcp_validate_incoming
+	// likewise takes the RST and SYN steps before tcp_data_queue trims.
+	// (A simultaneous open's SYN-ACK comes here without its SYN, which
+	// synReceivedArrives accounted for.)
+
+	// Second, check the RST bit (RFC 5961 3.2).
 	if seg.has(header.TCPFlagRst) {
 		return e.rstArrives(seg), false // reset.go
 	}
-	e.trimToWindow(seg)
 
 	// Third, security: not implemented.
 
 	// Fourth, check the SYN bit. A SYN in a synchronized state, or a new
-	// SYN in SYN-RECEIVED, gets a challenge ACK (RFC 5961 4.2).
+	// SYN in SYN-RECEIVED, gets a challenge ACK (RFC 5961 4.2),
+	// "irrespective of the sequence number": one below RCV.NXT too.
 	if seg.has(header.TCPFlagSyn) {
 		e.drop(seg, event.DropSynUnexpected)
 		e.challengeAck()
 		return stay(), false
 	}
+
+	// Then trim to the window what the ACK and text steps take.
+	e.trimToWindow(seg)
 
 	// Fifth, check the ACK field: "if the ACK bit is off, drop the
 	// segment and return".
@@ -476,17 +483,12 @@ func (e *Endpoint) zeroWindowArrives(seg *segment) {
 
 // trimToWindow cuts the parts of an acceptable segment that lie outside
 // the window, as 3.10.7.4 prescribes ("segments with higher beginning
-// sequence numbers ... trimmed to the window"); a SYN or FIN cut off goes
-// with its byte.
+// sequence numbers ... trimmed to the window"); a FIN cut off goes with
+// its byte. The segment carries no SYN: the fourth step ended one that
+// did (firstSteps), and a SYN cookie's ACK has none.
 func (e *Endpoint) trimToWindow(seg *segment) {
 	if seg.Seq.LessThan(e.rcvNxt) {
-		d := int(seg.Seq.Size(e.rcvNxt))
-		if seg.has(header.TCPFlagSyn) {
-			seg.Flags &^= header.TCPFlagSyn
-			d--
-			seg.Seq++
-		}
-		d = min(d, int(seg.Payload.Size()))
+		d := min(int(seg.Seq.Size(e.rcvNxt)), int(seg.Payload.Size()))
 		seg.Payload.TrimFront(int64(d))
 		seg.Seq = seg.Seq.Add(seqnum.Size(d))
 	}

@@ -240,3 +240,42 @@ func TestResetBelowRcvNxtWithText(t *testing.T) {
 		})
 	}
 }
+
+// TestSynBelowRcvNxt: RFC 5961 4.2 (RFC 9293 3.10.7.4, fourth step): in a
+// synchronized state, "If the SYN bit is set, irrespective of the sequence
+// number, TCP endpoints MUST send a 'challenge ACK'" and drop the segment.
+// A SYN below RCV.NXT whose text or FIN reaches RCV.NXT passes the
+// acceptability test; its SYN is checked as it arrived, before the
+// segment is trimmed to the window, as Linux's tcp_validate_incoming
+// checks it before tcp_data_queue trims, so neither its text nor its FIN
+// is taken.
+func TestSynBelowRcvNxt(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		in   seg // RCV.NXT is 101
+	}{
+		{"SYN ACK one below, 20 bytes", seg{Flags: "S.", Seq: 100, Ack: 1, Payload: []byte("INJECTED-BY-A-SYN!!!")}},
+		{"SYN FIN ACK one below", seg{Flags: "SF.", Seq: 100, Ack: 1}},
+		{"SYN FIN ACK one below, 20 bytes", seg{Flags: "SF.", Seq: 100, Ack: 1, Payload: []byte("INJECTED-BY-A-SYN!!!")}},
+		{"SYN 50 below, 100 bytes", seg{Flags: "S", Seq: 51, Payload: payload(0, 100)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, ep := tcptest.Established(t)
+			p.Inject(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: payload(0, 100)})
+			p.Advance(time.Second)
+			p.Expect(seg{Flags: ".", Seq: 1, Ack: 101})
+			p.Inject(tc.in)
+			p.Expect(seg{Flags: ".", Seq: 1, Ack: 101}) // the challenge ACK
+			p.ExpectNothing()
+			p.WantState(ep, event.Established)
+			wantCount(t, "Dropped(unexpected SYN)", p.TCP.Stats().Dropped(event.DropSynUnexpected), 1)
+			wantCount(t, "Sent(challenge ACK)", p.TCP.Stats().Sent(event.SendChallengeAck), 1)
+			// The connection still carries data, and the SYN's text
+			// was not taken.
+			p.Inject(seg{Flags: "P.", Seq: 101, Ack: 1, Payload: []byte("ok")})
+			if got, want := readAll(t, ep), append(payload(0, 100), "ok"...); !bytes.Equal(got, want) {
+				t.Errorf("read %q, want %q", got, want)
+			}
+		})
+	}
+}
