@@ -112,16 +112,18 @@ func TestZeroWindowRstAndFin(t *testing.T) {
 // unacceptable segment shares one per-connection limit: the first is
 // sent, any other within InvalidRateLimit is counted as
 // DropAckRateLimited and not sent, whatever its kind, challenge ACKs
-// (RFC 5961) included, except the reply to a data segment, which Linux
-// never limits. After the interval the next one goes again.
+// (RFC 5961) included, except the reply to a segment with text or a FIN
+// and no SYN, which Linux never limits. After the interval the next one
+// goes again.
 func TestUnacceptableRateLimit(t *testing.T) {
 	kinds := []struct {
 		name   string
 		in     seg
 		reason event.DropReason
-		data   bool // a data segment: answered whatever the limit
+		length bool // text or a FIN, no SYN: answered whatever the limit
 	}{
 		{"data beyond the window", seg{Flags: "P.", Seq: 1 << 30, Ack: 1, Payload: []byte("x")}, event.DropOutOfWindow, true},
+		{"FIN beyond the window", seg{Flags: "F.", Seq: 1 << 30, Ack: 1}, event.DropOutOfWindow, true},
 		{"old duplicate", seg{Flags: ".", Seq: 0, Ack: 1}, event.DropOldSequence, false},
 		{"PAWS", seg{Flags: ".", Seq: 1, Ack: 1, TS: true, TSVal: 1}, event.DropPAWS, false},
 		{"ACK of unsent data", seg{Flags: ".", Seq: 1, Ack: 1000}, event.DropAckUnsent, false},
@@ -139,10 +141,10 @@ func TestUnacceptableRateLimit(t *testing.T) {
 				p.Expect(seg{Flags: ".", Seq: 1, Ack: 1})
 				p.Inject(second.in)
 				// As Linux (tcp_oow_rate_limited), the reply to a
-				// data segment is never limited and does not use the
-				// budget: no ACK loop carries data.
+				// segment with text or a FIN is never limited and
+				// does not use the budget: no ACK loop carries either.
 				limited := uint64(1)
-				if first.data || second.data {
+				if first.length || second.length {
 					p.Expect(seg{Flags: ".", Seq: 1, Ack: 1})
 					limited = 0
 				} else {
@@ -208,4 +210,42 @@ func TestTimeWaitFinAlwaysAcked(t *testing.T) {
 		p.Expect(seg{Flags: ".", Seq: 2, Ack: 2})
 	}
 	p.WantState(ep, event.TimeWait)
+}
+
+// TestRetransmittedFinAlwaysAcked: the peer's FIN was acknowledged but the
+// ACK was lost, so the peer retransmits the FIN on its RTO's backoff (200
+// ms, then 400 ms). Each copy lies below RCV.NXT and fails the sequence
+// check, which asks for <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK> (RFC 9293
+// 3.10.7.4, first step). That reply is not held to InvalidRateLimit: as
+// Linux's tcp_oow_rate_limited, which exempts any segment with seq !=
+// end_seq and no SYN, a FIN counts as length as text does. Without it the
+// peer in FIN-WAIT or LAST-ACK would wait for another copy, or never
+// close. TIME-WAIT's record answers every such FIN too
+// (TestTimeWaitFinAlwaysAcked).
+func TestRetransmittedFinAlwaysAcked(t *testing.T) {
+	for _, tc := range []struct {
+		state  event.State
+		open   func(testing.TB, ...tcptest.Option) (*tcptest.Peer, *tcp.Endpoint)
+		sndNxt uint32
+	}{
+		{event.CloseWait, tcptest.CloseWait, 1},
+		{event.Closing, tcptest.Closing, 2},
+		{event.LastAck, tcptest.LastAck, 2},
+	} {
+		t.Run(tc.state.String(), func(t *testing.T) {
+			// Our own FIN, unacknowledged in CLOSING and LAST-ACK,
+			// waits out a long RTO: the trace holds the peer's copies
+			// and their answers only.
+			p, ep := tc.open(t, tcptest.WithTCP(tcp.Options{InitialRTO: 3 * time.Second, MinRTO: 3 * time.Second}))
+			for _, rto := range []time.Duration{0, 200 * time.Millisecond, 400 * time.Millisecond} {
+				p.Advance(rto)
+				p.Inject(seg{Flags: "F.", Seq: 1, Ack: 1})
+				p.Expect(seg{Flags: ".", Seq: tc.sndNxt, Ack: 2})
+			}
+			p.ExpectNothing()
+			p.WantState(ep, tc.state)
+			wantCount(t, "Dropped(old sequence)", p.TCP.Stats().Dropped(event.DropOldSequence), 3)
+			wantCount(t, "Dropped(ACK rate limited)", p.TCP.Stats().Dropped(event.DropAckRateLimited), 0)
+		})
+	}
 }

@@ -110,18 +110,21 @@ func (e *Endpoint) ackUnacceptable(seg *segment) {
 // unacceptable segments, Linux's tcp_oow_rate_limited with
 // tcp_invalid_ratelimit: at most one per InvalidRateLimit, challenge ACKs
 // included. It reports whether a reply may go now, and counts the one it
-// holds back as DropAckRateLimited. As Linux (tcp_oow_rate_limited), the
-// reply to a segment that carried data and no SYN is never limited: a data
-// segment answered by one ACK is no ACK loop and no amplification, and
+// holds back as DropAckRateLimited. As Linux (tcp_oow_rate_limited:
+// seq != end_seq and no SYN), the reply to a segment that occupied
+// sequence space, text or a FIN, and carried no SYN is never limited: such
+// a segment answered by one ACK is no ACK loop and no amplification, and
 // that ACK is how the sender learns its retransmission was a duplicate
-// (the D-SACK of RFC 2883, which undoes a spurious congestion response)
-// or that our window is still closed.
+// (the D-SACK of RFC 2883, which undoes a spurious congestion response),
+// that our window is still closed, or that its FIN arrived: a peer whose
+// FIN was acknowledged by an ACK that was lost retransmits it on its RTO,
+// faster than InvalidRateLimit, and cannot close without an answer.
 func (e *Endpoint) invalidAckAllowed(seg *segment) bool {
 	lim := e.proto.opts.InvalidRateLimit
 	if lim < 0 {
 		return true
 	}
-	if seg != nil && seg.wire.Len > 0 && seg.wire.Flags&event.FlagSyn == 0 {
+	if seg != nil && (seg.wire.Len > 0 || seg.wire.Flags&event.FlagFin != 0) && seg.wire.Flags&event.FlagSyn == 0 {
 		return true
 	}
 	now := e.now()
