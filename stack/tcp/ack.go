@@ -160,7 +160,16 @@ func (e *Endpoint) processAck(seg *segment) {
 	// fills the hole, whose SEG.SEQ is lower, carries the peer's latest
 	// ACK and window (FuzzConnection found it;
 	// TestWindowFollowsAckOfOldSegment).
-	if a.acked > 0 || e.sndWL1.LessThan(seg.Seq) || (e.sndWL1 == seg.Seq && e.sndWL2.LessThanEq(seg.Ack)) {
+	//
+	// But never from an old ACK, SEG.ACK < SND.UNA: the RFC updates the
+	// window only if SND.UNA =< SEG.ACK =< SND.NXT, and Linux's tcp_ack
+	// takes such an ACK to old_ack, past tcp_ack_update_window. Its window
+	// was offered from SEG.ACK; counted from the later SND.UNA it puts the
+	// right edge beyond anything the peer offered. A delayed segment of
+	// the peer's, sent before the ACK that moved SND.UNA, has a higher
+	// SEG.SEQ than the retransmission that carried that ACK, so SND.WL1
+	// alone would take it (TestWindowIgnoresOldAck).
+	if !seg.Ack.LessThan(oldUna) && (a.acked > 0 || e.sndWL1.LessThan(seg.Seq) || (e.sndWL1 == seg.Seq && e.sndWL2.LessThanEq(seg.Ack))) {
 		old := e.sndWnd
 		e.setSndWnd(uint32(seg.Window)<<e.sndWndShift, seg)
 		if old == 0 && e.sndWnd > 0 {
