@@ -423,9 +423,13 @@ func (e *Endpoint) ackRTT(seg *segment, a *ackInfo) {
 		}
 		rtt = max(time.Duration(d)*time.Millisecond, time.Millisecond)
 	default:
-		if a.acked > 0 && e.rttValid {
-			e.rto = e.computeRTO() // new data acknowledged: forget the backoff
-		}
+		// No sample: the RTO keeps its backoff, even on an ACK of new
+		// data. Karn's algorithm (RFC 6298 5.5 and the note after 5.7,
+		// RFC 1122 4.2.3.1) keeps the backed-off RTO until a valid
+		// measurement; an ACK that covers only retransmitted segments
+		// gives none, and the path that made them time out may still
+		// be as slow. Linux resets icsk_backoff only in
+		// tcp_ack_update_rtt, on a sample.
 		return
 	}
 	if a.rttSACK && !a.rttAcked {

@@ -174,3 +174,59 @@ func TestAckAfterGoBackN(t *testing.T) {
 		t.Errorf("%d ACKs dropped as unsent data", n)
 	}
 }
+
+// TestRTOKeepsBackoffWithoutSample: Karn's algorithm (RFC 6298 5.5 and the
+// paragraph after 5.7, RFC 1122 4.2.3.1): the RTO backed off by a timeout
+// stays backed off until a valid RTT measurement, even when new data is
+// acknowledged. An ACK that covers only a retransmitted segment gives no
+// measurement (no timestamps here), so the RTO stays doubled; the ACK of
+// data sent once gives one and the backoff goes. Linux does the same: it
+// resets icsk_backoff only in tcp_ack_update_rtt, on a valid sample.
+func TestRTOKeepsBackoffWithoutSample(t *testing.T) {
+	p, ep := tcptest.Established(t)
+	p.Advance(100 * time.Millisecond)
+	// A first exchange gives an RTT sample: SRTT 10 ms.
+	ep.Write(payload(0, 100))
+	p.Expect(seg{Flags: "P.", Seq: 1, Ack: 1, Len: 100})
+	p.Advance(10 * time.Millisecond)
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 101})
+	rto := ep.Info().RTO
+	ep.Write(payload(100, 2*1460))
+	p.Expect(seg{Flags: ".", Seq: 101, Ack: 1, Len: 1460})
+	p.Expect(seg{Flags: "P.", Seq: 1561, Ack: 1, Len: 1460})
+	p.Advance(rto)
+	p.Expect(seg{Flags: ".", Seq: 101, Ack: 1, Len: 1460})
+	if got := ep.Info().RTO; got != 2*rto {
+		t.Fatalf("RTO %v after the timeout, want %v", got, 2*rto)
+	}
+	// The ACK of the retransmission alone: new data acknowledged, no
+	// RTT sample. The RTO keeps its backoff, and the timer restarted for
+	// the rest (RFC 6298 5.3) runs for it.
+	p.Advance(10 * time.Millisecond)
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1561})
+	p.Expect(seg{Flags: "P.", Seq: 1561, Ack: 1, Len: 1460}) // deemed lost by the timeout
+	p.ExpectNothing()
+	if got := ep.Info().RTO; got != 2*rto {
+		t.Errorf("RTO %v after an ACK that covers only a retransmitted segment, want the backed-off %v", got, 2*rto)
+	}
+	p.Advance(2*rto - 1)
+	p.ExpectNothing()
+	p.Advance(1)
+	p.Expect(seg{Flags: "P.", Seq: 1561, Ack: 1, Len: 1460})
+	if got := ep.Info().RTO; got != 4*rto {
+		t.Fatalf("RTO %v after the second timeout, want %v", got, 4*rto)
+	}
+	p.Advance(10 * time.Millisecond)
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 3021})
+	if got := ep.Info().RTO; got != 4*rto {
+		t.Errorf("RTO %v after the ACK of the second retransmission, want the backed-off %v", got, 4*rto)
+	}
+	// Data sent once, acknowledged: a valid sample, and the backoff goes.
+	ep.Write(payload(3020, 100))
+	p.Expect(seg{Flags: "P.", Seq: 3021, Ack: 1, Len: 100})
+	p.Advance(10 * time.Millisecond)
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 3121})
+	if got := ep.Info().RTO; got >= 2*rto {
+		t.Errorf("RTO %v after an RTT sample, want the backoff gone (below %v)", got, 2*rto)
+	}
+}
