@@ -69,9 +69,24 @@ func (e *Endpoint) keepaliveTimeout() {
 	default:
 		return
 	}
-	if e.sndUna != e.sndNxt || e.sndEnd() != e.sndNxt {
-		// Data is outstanding or waiting: the retransmission and
-		// persist timers watch the peer.
+	if e.state == event.FinWait2 && e.userClosed {
+		// An orphan: the FIN-WAIT-2 timeout ends it (Linux's
+		// tcp_keepalive_timer does not probe a dead socket in
+		// FIN_WAIT2 either; tcp_fin_timeout takes over).
+		return
+	}
+	end := e.sndEnd()
+	if e.finQueued {
+		end++ // the FIN's sequence number
+	}
+	if e.sndUna != end {
+		// Data or our FIN is unsent or unacknowledged: the
+		// retransmission and persist timers watch the peer. The FIN
+		// counts: it takes a sequence number, so once it is sent SND.NXT
+		// lies one past the end of the data. Once all of it is
+		// acknowledged, as in FIN-WAIT-2 after a half-close, only
+		// keepalive watches a peer that may have vanished (RFC 9293
+		// 3.8.4; Linux's tcp_keepalive_timer probes in FIN_WAIT2).
 		e.setTimer(timerKeepalive, e.keepIdle)
 		return
 	}
