@@ -432,12 +432,23 @@ func (p *Protocol) timeWaitArrives(tw *timeWait, seg *segment, l *Listener) (twV
 	quiet := false // an acceptable segment that asks for nothing
 
 	tsValid := now.Sub(tw.tsRecentAge) < pawsIdle
+	// RFC 7323 5.3 (R1), PAWS: with timestamps in force, a TSval older
+	// than TS.Recent marks an old duplicate; a RST is judged by its
+	// sequence number alone, as in Endpoint.pawsReject. It is decided
+	// before anything else, a reopening SYN included.
+	pawsReject := tw.tsOK && seg.TS && !seg.has(header.TCPFlagRst) && tsBefore(seg.TSVal, tw.tsRecent) && tsValid
 	switch {
 	// A new SYN above everything the old connection received may
 	// reopen it (RFC 1122 4.2.2.13), provided the new ISN is above the
 	// old sequence space; Linux (tcp_timewait_state_process) does so with
-	// ISN = old SND.NXT + 65535 + 2, and so do we.
-	case seg.has(header.TCPFlagSyn) && !seg.has(header.TCPFlagAck|header.TCPFlagRst) && tw.rcvNxt.LessThan(seg.Seq) && l != nil:
+	// ISN = old SND.NXT + 65535 + 2, and so do we. Not a SYN that fails
+	// PAWS: RFC 1122 asks to return to TIME-WAIT if the SYN turns out to
+	// be an old duplicate, and RFC 7323 5.3 and RFC 6191 2 say a TSval
+	// older than TS.Recent shows it is one. Linux reopens only when
+	// !paws_reject. Without that check an old duplicate SYN, or a blind
+	// forger who need only pick a sequence number above RCV.NXT, would
+	// end TIME-WAIT early.
+	case seg.has(header.TCPFlagSyn) && !seg.has(header.TCPFlagAck|header.TCPFlagRst) && !pawsReject && tw.rcvNxt.LessThan(seg.Seq) && l != nil:
 		delete(t.m, tw.id)
 		t.unlink(tw)
 		t.mu.Unlock()
@@ -445,8 +456,9 @@ func (p *Protocol) timeWaitArrives(tw *timeWait, seg *segment, l *Listener) (twV
 		return twReopen, tw.sndNxt + 65535 + 2
 
 	// RFC 7323 5.3 (R1), PAWS, before the sequence check: an old
-	// duplicate is answered with an ACK and dropped.
-	case tw.tsOK && seg.TS && !seg.has(header.TCPFlagRst) && tsBefore(seg.TSVal, tw.tsRecent) && tsValid:
+	// duplicate, a SYN among them, is answered with an ACK and dropped
+	// (Linux: TCP_TW_ACK, counted in PAWSEstabRejected).
+	case pawsReject:
 		reason, reply, limited = event.DropPAWS, event.SendAck, true
 
 	// First, the sequence number, as Endpoint.acceptable.

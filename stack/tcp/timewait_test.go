@@ -275,6 +275,116 @@ func TestTimeWaitNoListener(t *testing.T) {
 	p.WantState(ep, event.TimeWait)
 }
 
+// TestTimeWaitSynReopens: which new SYN reopens a connection in
+// TIME-WAIT, and what the others get. RFC 1122 4.2.2.13 lets a SYN above
+// RCV.NXT reopen it, but not an old duplicate; with timestamps on the old
+// incarnation, RFC 7323 5.3 (R1) and RFC 6191 2 say a TSval older than
+// TS.Recent marks one, which never reopens it, whatever the sequence
+// number. We follow Linux's tcp_timewait_state_process (TCP_TW_SYN only
+// when !paws_reject), and its ISN for the new connection, old SND.NXT +
+// 65535 + 2. A SYN that does not reopen is answered <SEQ=SND.NXT>
+// <ACK=RCV.NXT><CTL=ACK> and dropped by name: PAWS, an old sequence
+// number, or, at RCV.NXT, RFC 5961 4.2's challenge ACK (Linux sends the
+// same segment as its TIME-WAIT ACK).
+func TestTimeWaitSynReopens(t *testing.T) {
+	const (
+		above = 100000 // SEG.SEQ > RCV.NXT (2)
+		at    = 2
+		below = 1
+	)
+	// The SYN comes a second after the peer's FIN, whose TSval is
+	// TS.Recent.
+	const (
+		noTSopt = iota
+		newer   // TS.Recent + 1000
+		same    // TS.Recent
+		older   // TS.Recent - 1000
+	)
+	const reopen = event.DropNone
+	for _, tc := range []struct {
+		name       string
+		timestamps bool // in use on the old incarnation
+		ts         int
+		seq        uint32
+		want       event.DropReason // reopen, or why the SYN is dropped
+	}{
+		{"TS in use/newer TSval/above RCV.NXT", true, newer, above, reopen},
+		{"TS in use/same TSval/above RCV.NXT", true, same, above, reopen},
+		{"TS in use/same TSval/at RCV.NXT", true, same, at, event.DropSynUnexpected},
+		{"TS in use/same TSval/below RCV.NXT", true, same, below, event.DropOldSequence},
+		{"TS in use/older TSval/above RCV.NXT", true, older, above, event.DropPAWS},
+		{"TS in use/older TSval/at RCV.NXT", true, older, at, event.DropPAWS},
+		{"TS in use/older TSval/below RCV.NXT", true, older, below, event.DropPAWS},
+		{"TS in use/no TSopt/above RCV.NXT", true, noTSopt, above, reopen},
+		{"TS in use/no TSopt/at RCV.NXT", true, noTSopt, at, event.DropSynUnexpected},
+		{"TS in use/no TSopt/below RCV.NXT", true, noTSopt, below, event.DropOldSequence},
+		// Without timestamps on the old incarnation there is no
+		// TS.Recent to compare with: the sequence number alone decides.
+		{"no TS/TSopt/above RCV.NXT", false, newer, above, reopen},
+		{"no TS/TSopt/at RCV.NXT", false, newer, at, event.DropSynUnexpected},
+		{"no TS/TSopt/below RCV.NXT", false, newer, below, event.DropOldSequence},
+		{"no TS/no TSopt/above RCV.NXT", false, noTSopt, above, reopen},
+		{"no TS/no TSopt/at RCV.NXT", false, noTSopt, at, event.DropSynUnexpected},
+		{"no TS/no TSopt/below RCV.NXT", false, noTSopt, below, event.DropOldSequence},
+	} {
+		for _, late := range []bool{false, true} {
+			name := tc.name
+			if late {
+				name += "/late"
+			}
+			t.Run(name, func(t *testing.T) {
+				var opts []tcptest.Option
+				if tc.timestamps {
+					opts = append(opts, tcptest.WithTimestamps())
+				}
+				p, ep := tcptest.TimeWait(t, opts...)
+				tsRecent := p.TSClock() // the FIN's TSval
+				p.Advance(time.Second)
+				syn := seg{Flags: "S", Seq: tc.seq, Check: tcptest.CheckTS}
+				if tc.ts != noTSopt {
+					syn.TS = true
+					syn.TSVal = map[int]uint32{newer: tsRecent + 1000, same: tsRecent, older: tsRecent - 1000}[tc.ts]
+				}
+				before := p.TCP.Stats().Dropped(tc.want)
+				if late {
+					tcp.ArriveLate(ep, p.Encode(syn))
+				} else {
+					p.Inject(syn)
+				}
+				if tc.want != reopen {
+					p.Expect(seg{Flags: ".", Seq: 2, Ack: 2})
+					p.ExpectNothing()
+					p.WantState(ep, event.TimeWait)
+					wantCount(t, "Dropped("+tc.want.String()+")", p.TCP.Stats().Dropped(tc.want)-before, 1)
+					return
+				}
+				// The old TCB goes; the listener answers with an ISN
+				// above the old sequence space, and timestamps on if
+				// the SYN offered them.
+				p.WantState(ep, event.Closed)
+				synAck := seg{Flags: "S.", Seq: 2 + 65537, Ack: tc.seq + 1, Check: tcptest.CheckTS}
+				ack := seg{Flags: ".", Seq: tc.seq + 1, Ack: 2 + 65538, Check: tcptest.CheckTS}
+				if syn.TS {
+					synAck.TS, synAck.TSEcr = true, syn.TSVal
+					ack.TS, ack.TSVal = true, syn.TSVal
+				}
+				p.Expect(synAck)
+				if u := p.TCP.Usage(); u.TimeWait != 0 {
+					t.Errorf("Usage().TimeWait = %d after reopening", u.TimeWait)
+				}
+				ack.TSEcr = p.LastTSVal
+				p.Inject(ack)
+				p.ExpectNothing()
+				ne, err := p.Listener.Accept()
+				if err != nil {
+					t.Fatalf("Accept after reopening: %v", err)
+				}
+				p.WantState(ne, event.Established)
+			})
+		}
+	}
+}
+
 // TestOrphanLimit: MaxOrphans bounds connections closed by the user and
 // not yet CLOSED or TIME-WAIT, like Linux's tcp_max_orphans: the Close
 // that would make one more resets the connection instead (Linux's
