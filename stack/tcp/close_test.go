@@ -243,7 +243,9 @@ func TestLastAckSendsQueuedData(t *testing.T) {
 // TestTimeWaitReopen: a new SYN above RCV.NXT reopens a connection in
 // TIME-WAIT (RFC 1122 4.2.2.13): the old TCB goes, and the listener
 // answers with an ISN above the old sequence space (old SND.NXT + 65537,
-// as Linux). An old duplicate SYN, at or below RCV.NXT, is only ACKed.
+// as Linux). Without timestamps, a SYN at or below RCV.NXT may be an old
+// duplicate, and is only ACKed (TestTimeWaitSynReopens has the rules with
+// timestamps).
 func TestTimeWaitReopen(t *testing.T) {
 	p, ep := tcptest.TimeWait(t)
 	p.Inject(seg{Flags: "S", Seq: 1})

@@ -437,18 +437,29 @@ func (p *Protocol) timeWaitArrives(tw *timeWait, seg *segment, l *Listener) (twV
 	// sequence number alone, as in Endpoint.pawsReject. It is decided
 	// before anything else, a reopening SYN included.
 	pawsReject := tw.tsOK && seg.TS && !seg.has(header.TCPFlagRst) && tsBefore(seg.TSVal, tw.tsRecent) && tsValid
+	// RFC 6191 2: when the old incarnation used timestamps and the SYN
+	// carries a TSopt (the engine's timestamps are on, so the new one
+	// will use them too), a TSval newer than TS.Recent tells a new SYN
+	// from an old duplicate, whatever its sequence number: a peer's ISN,
+	// random since RFC 6528, falls at or below RCV.NXT half the time. As
+	// Linux, a newer TSval is enough whether or not TS.Recent is still
+	// valid (RFC 7323 5.5).
+	newerTS := tw.tsOK && seg.TS && tsBefore(tw.tsRecent, seg.TSVal)
 	switch {
-	// A new SYN above everything the old connection received may
-	// reopen it (RFC 1122 4.2.2.13), provided the new ISN is above the
-	// old sequence space; Linux (tcp_timewait_state_process) does so with
-	// ISN = old SND.NXT + 65535 + 2, and so do we. Not a SYN that fails
-	// PAWS: RFC 1122 asks to return to TIME-WAIT if the SYN turns out to
-	// be an old duplicate, and RFC 7323 5.3 and RFC 6191 2 say a TSval
-	// older than TS.Recent shows it is one. Linux reopens only when
-	// !paws_reject. Without that check an old duplicate SYN, or a blind
-	// forger who need only pick a sequence number above RCV.NXT, would
-	// end TIME-WAIT early.
-	case seg.has(header.TCPFlagSyn) && !seg.has(header.TCPFlagAck|header.TCPFlagRst) && !pawsReject && tw.rcvNxt.LessThan(seg.Seq) && l != nil:
+	// A new SYN may reopen the connection (RFC 1122 4.2.2.13) when it
+	// is above everything the old connection received, or, RFC 6191 2,
+	// when its TSval is newer, provided the new ISN is above the old
+	// sequence space; Linux (tcp_timewait_state_process) does so with
+	// ISN = old SND.NXT + 65535 + 2, and so do we, by either rule. Not a
+	// SYN that fails PAWS: RFC 1122 asks to return to TIME-WAIT if the
+	// SYN turns out to be an old duplicate, and RFC 7323 5.3 and RFC 6191
+	// 2 say a TSval older than TS.Recent shows it is one. Linux reopens
+	// only when !paws_reject. Without that check an old duplicate SYN,
+	// or a blind forger who need only pick a sequence number above
+	// RCV.NXT, would end TIME-WAIT early. A SYN that does not reopen
+	// goes on below: an ACK, as Linux's TCP_TW_ACK, under PAWS, the
+	// sequence check or, at RCV.NXT, the fourth step.
+	case seg.has(header.TCPFlagSyn) && !seg.has(header.TCPFlagAck|header.TCPFlagRst) && !pawsReject && (tw.rcvNxt.LessThan(seg.Seq) || newerTS) && l != nil:
 		delete(t.m, tw.id)
 		t.unlink(tw)
 		t.mu.Unlock()

@@ -277,15 +277,19 @@ func TestTimeWaitNoListener(t *testing.T) {
 
 // TestTimeWaitSynReopens: which new SYN reopens a connection in
 // TIME-WAIT, and what the others get. RFC 1122 4.2.2.13 lets a SYN above
-// RCV.NXT reopen it, but not an old duplicate; with timestamps on the old
-// incarnation, RFC 7323 5.3 (R1) and RFC 6191 2 say a TSval older than
-// TS.Recent marks one, which never reopens it, whatever the sequence
-// number. We follow Linux's tcp_timewait_state_process (TCP_TW_SYN only
-// when !paws_reject), and its ISN for the new connection, old SND.NXT +
-// 65535 + 2. A SYN that does not reopen is answered <SEQ=SND.NXT>
-// <ACK=RCV.NXT><CTL=ACK> and dropped by name: PAWS, an old sequence
-// number, or, at RCV.NXT, RFC 5961 4.2's challenge ACK (Linux sends the
-// same segment as its TIME-WAIT ACK).
+// RCV.NXT reopen it, but not an old duplicate; RFC 6191 2 adds
+// timestamps: when the old incarnation used them and the SYN carries a
+// TSopt (so the new one will use them too), a TSval newer than TS.Recent
+// reopens it whatever the sequence number, and a TSval older than
+// TS.Recent marks an old duplicate (RFC 7323 5.3, R1), which never
+// reopens it, whatever the sequence number. We follow Linux's
+// tcp_timewait_state_process (TCP_TW_SYN only when !paws_reject, and for
+// a sequence number after RCV.NXT or a newer TSval), and its ISN for the
+// new connection, old SND.NXT + 65535 + 2, whichever rule let the SYN in.
+// A SYN that does not reopen is answered <SEQ=SND.NXT><ACK=RCV.NXT>
+// <CTL=ACK> and dropped by name: PAWS, an old sequence number, or, at
+// RCV.NXT, RFC 5961 4.2's challenge ACK (Linux sends the same segment as
+// its TIME-WAIT ACK).
 func TestTimeWaitSynReopens(t *testing.T) {
 	const (
 		above = 100000 // SEG.SEQ > RCV.NXT (2)
@@ -309,6 +313,8 @@ func TestTimeWaitSynReopens(t *testing.T) {
 		want       event.DropReason // reopen, or why the SYN is dropped
 	}{
 		{"TS in use/newer TSval/above RCV.NXT", true, newer, above, reopen},
+		{"TS in use/newer TSval/at RCV.NXT", true, newer, at, reopen},
+		{"TS in use/newer TSval/below RCV.NXT", true, newer, below, reopen},
 		{"TS in use/same TSval/above RCV.NXT", true, same, above, reopen},
 		{"TS in use/same TSval/at RCV.NXT", true, same, at, event.DropSynUnexpected},
 		{"TS in use/same TSval/below RCV.NXT", true, same, below, event.DropOldSequence},
@@ -477,8 +483,12 @@ func TestTimeWaitRandomSegments(t *testing.T) {
 			if rng.IntN(2) == 0 {
 				s.TS, s.TSVal, s.TSEcr = true, rng.Uint32(), rng.Uint32()
 			}
-			if s.Flags == "S" && s.Seq > 2 {
-				s.Seq = 2 // not a reopening SYN: covered elsewhere
+			if s.Flags == "S" {
+				// Not a reopening SYN (TestTimeWaitSynReopens has
+				// those): not above RCV.NXT, and no TSval that might
+				// be newer than TS.Recent (RFC 6191 2).
+				s.Seq = min(s.Seq, 2)
+				s.TS, s.Check = false, tcptest.CheckTS
 			}
 			if strings.Contains(s.Flags, "R") && s.Seq == 2 && rng.IntN(20) != 0 {
 				s.Seq = 3 // make the valid reset rare, to test the rest longer
