@@ -44,6 +44,7 @@ var upstreamPass = []string{
 	"shutdown/shutdown-rd-close.pkt",
 	"shutdown/shutdown-rd-wr-close.pkt",
 	"shutdown/shutdown-rdwr-close.pkt",
+	"shutdown/shutdown-rdwr-send-queue-ack-close.pkt",
 	"shutdown/shutdown-rdwr-write-queue-close.pkt",
 	"shutdown/shutdown-wr-close.pkt",
 	"slow_start/slow-start-ack-per-1pkt.pkt",
