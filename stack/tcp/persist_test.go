@@ -134,3 +134,84 @@ func TestUserTimeout(t *testing.T) {
 		}
 	})
 }
+
+// TestFinWaitsForWindow: the FIN takes a sequence number, so it needs
+// room in the peer's window as data does: a receiver with a zero window
+// drops it (RFC 9293 3.10.7.4: a segment of length 1 is not acceptable
+// with RCV.WND = 0; Linux's tcp_data_queue drops it,
+// TCPZeroWindowDrop). After shutdown(SHUT_WR) with the window closed it
+// waits and the persist timer probes, as RFC 9293 3.8.6.1 has it for
+// data; as Linux does (tcp_snd_wnd_test counts the FIN in end_seq,
+// tcp_check_probe_timer arms the probes). The peer answers for an hour;
+// when its window opens the FIN goes, and the connection closes as usual.
+// Before, the FIN left into the closed window, was in flight, so no
+// persist timer ran, and its answered retransmissions timed the
+// connection out.
+func TestFinWaitsForWindow(t *testing.T) {
+	p, ep := tcptest.Established(t)
+	if _, err := ep.Write(payload(0, 100)); err != nil {
+		t.Fatal(err)
+	}
+	p.Expect(seg{Flags: "P.", Seq: 1, Ack: 1, Len: 100})
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 101, Win: 0, Check: tcptest.CheckWin})
+	if err := ep.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	p.WantState(ep, event.FinWait1)
+	p.ExpectNothing() // no room for the FIN
+	n := 0
+	for p.Elapsed() < time.Hour {
+		p.Advance(ep.Info().RTO)
+		p.Expect(seg{Flags: ".", Seq: 100, Ack: 1}) // SND.UNA-1: the window probe
+		p.Inject(seg{Flags: ".", Seq: 1, Ack: 101, Win: 0, Check: tcptest.CheckWin})
+		p.ExpectNothing()
+		p.WantState(ep, event.FinWait1)
+		n++
+	}
+	if n < 30 {
+		t.Errorf("%d probes in an hour, want one at least every MaxRTO", n)
+	}
+	// The window opens: the FIN goes, and the close completes.
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 101, Win: 1})
+	p.Expect(seg{Flags: "F.", Seq: 101, Ack: 1})
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 102})
+	p.WantState(ep, event.FinWait2)
+	p.Inject(seg{Flags: "F.", Seq: 1, Ack: 102})
+	p.Expect(seg{Flags: ".", Seq: 102, Ack: 2})
+	p.WantState(ep, event.TimeWait)
+	wantCount(t, "Timeouts", p.TCP.Stats().Timeouts.Load(), 0)
+}
+
+// TestFinWaitsForRoomAfterData: the last data fills the peer's window to
+// its right edge: the data goes, and the FIN, for which no room is left,
+// waits for the next ACK to open the window (RFC 9293 3.8.6.1; the FIN's
+// sequence number must lie within SND.UNA + SND.WND, as Linux's
+// tcp_snd_wnd_test counts it). Linux would hold the whole last segment
+// until it fits with its FIN; sending the data that fits costs no more
+// segments and delivers it sooner.
+func TestFinWaitsForRoomAfterData(t *testing.T) {
+	p, ep := tcptest.Established(t)
+	shift := max(ep.Info().SndWndScale, 0) // -1: no window scaling
+	win := func(bytes int) uint16 { return uint16(bytes >> shift) }
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1, Win: win(100)})
+	if _, err := ep.Write(payload(0, 100)); err != nil {
+		t.Fatal(err)
+	}
+	p.Expect(seg{Flags: "P.", Seq: 1, Ack: 1, Len: 100})
+	if _, err := ep.Write(payload(100, 200)); err != nil {
+		t.Fatal(err)
+	}
+	p.ExpectNothing() // the window is full
+	if err := ep.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	p.ExpectNothing()
+	// Room for the 200 bytes left, not for the FIN after them.
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 101, Win: win(200)})
+	p.Expect(seg{Flags: "P.", Seq: 101, Ack: 1, Len: 200})
+	p.ExpectNothing()
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 301, Win: win(200)})
+	p.Expect(seg{Flags: "F.", Seq: 301, Ack: 1})
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 302})
+	p.WantState(ep, event.FinWait2)
+}

@@ -716,12 +716,21 @@ func (e *Endpoint) sendNewDataN(cause event.SendCause, probe bool, mss int) bool
 		return false
 	}
 	// The FIN goes out with the last data byte, or alone, once
-	// everything before it has been sent. It occupies one sequence
-	// number but no window.
-	fin := e.finQueued && e.sndNxt.Add(seqnum.Size(n)) == end
+	// everything before it has been sent (last), if the peer's window
+	// has room for it: it occupies a sequence number, and a receiver
+	// drops a segment beyond RCV.NXT + RCV.WND, a FIN into a zero window
+	// too (3.10.7.4; Linux's tcp_data_queue, TCPZeroWindowDrop). Linux's
+	// tcp_snd_wnd_test counts the FIN in the segment's end for the same
+	// reason. Short of room the data that fits goes without it, and the
+	// FIN waits like data: for the ACK that opens the window, or, with
+	// nothing in flight, for the persist timer (3.8.6.1). Sent into the
+	// closed window it was in flight, so the persist timer did not run,
+	// and its retransmissions alone decided the connection's fate.
+	last := e.finQueued && e.sndNxt.Add(seqnum.Size(n)) == end
+	fin := last && n < rwnd
 	inflight := !e.rtxq.empty()
 	if n == 0 && !fin {
-		if unsent > 0 && e.sndWnd == 0 && !inflight && !e.timerArmed(timerPersist) {
+		if (unsent > 0 || last) && e.sndWnd == 0 && !inflight && !e.timerArmed(timerPersist) {
 			e.startPersist()
 		}
 		return false
@@ -739,14 +748,16 @@ func (e *Endpoint) sendNewDataN(cause event.SendCause, probe bool, mss int) bool
 		}
 		return false
 	}
-	if n < mss && !fin && inflight && n == unsent && !e.nodelay && !e.pushOnce && !probe {
+	if n < mss && !last && inflight && n == unsent && !e.nodelay && !e.pushOnce && !probe {
 		// Nagle (3.7.4): a short segment waits for the outstanding
 		// data to be acknowledged, unless the user turned it off. A
 		// tail loss probe is exempt, as Linux sends it (TCP_NAGLE_OFF
-		// in tcp_send_loss_probe): no ACK is coming to release it.
+		// in tcp_send_loss_probe): no ACK is coming to release it. So
+		// is the end of the stream, whether the FIN fits with it or
+		// waits for room (Linux exempts the FIN's segment).
 		return false
 	}
-	if n < mss && !fin && n == unsent && !probe && e.corked() {
+	if n < mss && !last && n == unsent && !probe && e.corked() {
 		// Corked (cork.go): the short tail waits for more data; with
 		// nothing in flight, at most until the persist timer.
 		if !inflight && !e.timerArmed(timerPersist) {
@@ -896,21 +907,23 @@ func (e *Endpoint) probesGiveUp(why string) bool {
 	return true
 }
 
-// persistTimeout sends a zero-window probe (RFC 9293 3.8.6.1). We follow
-// Linux (tcp_xmit_probe_skb) and probe with an ACK carrying SND.UNA-1,
-// which any TCP answers with its current window, instead of pushing one
-// byte past the window. Probes back off like the RTO. As long as the peer
-// answers them the connection waits (RFC 1122 4.2.2.17); a peer that stays
-// silent for MaxRetries probes (OrphanRetries once the user has closed)
-// or past the user timeout has gone, and the connection fails with
-// ETIMEDOUT, as Linux's tcp_probe_timer decides.
+// persistTimeout sends a zero-window probe (RFC 9293 3.8.6.1) for data or
+// a FIN that waits for the window (sendNewDataN). We follow Linux
+// (tcp_write_wakeup, tcp_xmit_probe_skb) and probe with an ACK carrying
+// SND.UNA-1, which any TCP answers with its current window, instead of
+// pushing one byte, or the FIN, past the window. Probes back off like the
+// RTO. As long as the peer answers them the connection waits (RFC 1122
+// 4.2.2.17); a peer that stays silent for MaxRetries probes
+// (OrphanRetries once the user has closed) or past the user timeout has
+// gone, and the connection fails with ETIMEDOUT, as Linux's
+// tcp_probe_timer decides.
 func (e *Endpoint) persistTimeout() {
 	if e.resourceProbe {
 		e.resourceProbeTimeout() // refused.go
 		return
 	}
-	if !e.state.Synchronized() || e.sndEnd() == e.sndNxt {
-		return
+	if !e.state.Synchronized() || e.sndNxt == e.sndEnd() && !e.finQueued {
+		return // nothing waits: at SND.NXT = the data's end a FIN queued is unsent
 	}
 	if e.sndWnd > 0 {
 		// A window too small to fill, with nothing in flight: the
