@@ -135,6 +135,138 @@ func TestUserTimeout(t *testing.T) {
 	})
 }
 
+// shrunkWindow is an established connection with 100 bytes in flight
+// whose peer then shrinks its window to zero (RFC 9293 3.8.6.2.2 says it
+// should not; RFC 1122 4.2.2.16 says a sender must cope): it ACKs
+// nothing of the segment, having dropped it, and offers a zero window.
+func shrunkWindow(t *testing.T, o tcp.Options) (*tcptest.Peer, *tcp.Endpoint) {
+	t.Helper()
+	p, ep := tcptest.Established(t, tcptest.WithTCP(o))
+	if _, err := ep.Write(payload(0, 100)); err != nil {
+		t.Fatal(err)
+	}
+	p.Expect(seg{Flags: "P.", Seq: 1, Ack: 1, Len: 100})
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1, Win: 0, Check: tcptest.CheckWin})
+	p.ExpectNothing()
+	return p, ep
+}
+
+// shrunkProbe advances the clock to the next retransmission timeout and
+// expects the retransmission of the segment the window shrank under: with
+// data in flight it is the zero-window probe. It answers with the closed
+// window when answer is set, and reports false once the connection is
+// CLOSED instead.
+func shrunkProbe(t *testing.T, p *tcptest.Peer, ep *tcp.Endpoint, answer bool) bool {
+	t.Helper()
+	p.Advance(ep.Info().RTO)
+	if ep.State() == event.Closed {
+		return false
+	}
+	p.Expect(seg{Flags: "P.", Seq: 1, Ack: 1, Len: 100})
+	p.ExpectNothing()
+	if answer {
+		p.Inject(seg{Flags: ".", Seq: 1, Ack: 1, Win: 0, Check: tcptest.CheckWin})
+		p.ExpectNothing()
+	}
+	return true
+}
+
+// TestShrunkWindowAnswered: the window shrinks to zero under data in
+// flight, so the persist timer does not run and the retransmissions are
+// the window's probes. The peer answers every one with its closed window:
+// it is alive, and the connection stays open for as long as that lasts
+// (RFC 1122 4.2.2.16: a sender "SHOULD NOT time out the connection if
+// data beyond the right window edge is not acknowledged"; 4.2.2.17 and
+// RFC 9293 3.8.6.1: it MUST NOT close a connection whose receiver keeps
+// answering with a zero window), here an hour, past MaxRetries (15)
+// timeouts many times over. Linux does the same (tcp_retransmit_timer,
+// "receiver dastardly shrinks window"). Before, each answered
+// retransmission counted against MaxRetries, and the connection failed
+// with ETIMEDOUT after some 15 minutes. When the window opens, the
+// transfer goes on.
+func TestShrunkWindowAnswered(t *testing.T) {
+	p, ep := shrunkWindow(t, tcp.Options{})
+	n := 0
+	for p.Elapsed() < time.Hour {
+		if !shrunkProbe(t, p, ep, true) {
+			t.Fatalf("CLOSED after %d answered probes, %v into the test\n%s", n, p.Elapsed(), p.Trace())
+		}
+		n++
+	}
+	if rto := ep.Info().RTO; rto != p.TCP.Options().MaxRTO {
+		t.Errorf("RTO %v after %d probes, want it backed off to MaxRTO, %v", rto, n, p.TCP.Options().MaxRTO)
+	}
+	// The window opens: the peer takes the segment.
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 101})
+	p.ExpectNothing()
+	p.WantState(ep, event.Established)
+	wantCount(t, "Timeouts", p.TCP.Stats().Timeouts.Load(), 0)
+	if _, err := ep.Write(payload(100, 100)); err != nil {
+		t.Fatal(err)
+	}
+	p.Expect(seg{Flags: "P.", Seq: 101, Ack: 1, Len: 100})
+}
+
+// TestShrunkWindowOrphanGivesUp: the same answered shrunk window, but the
+// user has closed the connection: nobody will ever read what it would
+// deliver, and a peer that keeps its window closed would hold it for
+// ever. Like Linux, which keeps only a socket that is not orphaned
+// (SOCK_DEAD) in tcp_retransmit_timer's zero-window branch and times an
+// orphan's retransmissions out by tcp_orphan_retries, the orphan's
+// answered retransmissions count against OrphanRetries (8), as the
+// persist timer's probes of an orphan do (TestPersistGivesUp).
+func TestShrunkWindowOrphanGivesUp(t *testing.T) {
+	p, ep := shrunkWindow(t, tcp.Options{})
+	ep.Close()
+	p.ExpectNothing() // the FIN waits for the window (TestFinWaitsForWindow)
+	p.WantState(ep, event.FinWait1)
+	n := 0
+	for range 50 {
+		if !shrunkProbe(t, p, ep, true) {
+			break
+		}
+		n++
+	}
+	if n != 8 {
+		t.Errorf("%d answered retransmissions before giving up on an orphan, want OrphanRetries = 8", n)
+	}
+	p.WantState(ep, event.Closed)
+	wantCount(t, "Timeouts", p.TCP.Stats().Timeouts.Load(), 1)
+}
+
+// TestShrunkWindowSilentPeerGivesUp: the peer answers the probes of its
+// shrunk window for a while, past MaxRetries (5 here) of them, then
+// falls silent. A peer that answers no probe has gone, window or not
+// (the persist timer's rule, TestPersistGivesUp): after MaxRetries
+// unanswered retransmissions in a row the connection fails with
+// ETIMEDOUT. Linux gives up once nothing came back for 2*TCP_RTO_MAX
+// (tcp_rtx_probe0_timed_out); we count unanswered probes, as our persist
+// timer and Linux's tcp_probe_timer do.
+func TestShrunkWindowSilentPeerGivesUp(t *testing.T) {
+	const maxRetries = 5
+	p, ep := shrunkWindow(t, tcp.Options{MaxRetries: maxRetries})
+	for i := range 2 * maxRetries {
+		if !shrunkProbe(t, p, ep, true) {
+			t.Fatalf("CLOSED after %d answered probes\n%s", i, p.Trace())
+		}
+	}
+	n := 0
+	for range 50 {
+		if !shrunkProbe(t, p, ep, false) {
+			break
+		}
+		n++
+	}
+	if n != maxRetries {
+		t.Errorf("%d unanswered retransmissions before giving up, want MaxRetries = %d", n, maxRetries)
+	}
+	p.WantState(ep, event.Closed)
+	if _, err := ep.Read(make([]byte, 1)); !errors.Is(err, syscall.ETIMEDOUT) {
+		t.Errorf("Read after giving up: %v, want ETIMEDOUT", err)
+	}
+	wantCount(t, "Timeouts", p.TCP.Stats().Timeouts.Load(), 1)
+}
+
 // TestFinWaitsForWindow: the FIN takes a sequence number, so it needs
 // room in the peer's window as data does: a receiver with a zero window
 // drops it (RFC 9293 3.10.7.4: a segment of length 1 is not acceptable

@@ -80,7 +80,12 @@ func (e *Endpoint) retransmitTimeout() {
 		e.retries = 0
 		return
 	}
-	if e.retries > e.proto.opts.MaxRetries || e.userTimedOut() {
+	zeroWindow := e.sndWnd == 0 && !e.userClosed
+	if zeroWindow {
+		if !e.shrunkWindowProbe() {
+			return
+		}
+	} else if e.retries > e.retryLimit() || e.userTimedOut() {
 		e.proto.stats.Timeouts.Add(1)
 		e.fail(e.timeoutErr(), e.giveUpCause(timerCause(timerRetransmit)))
 		return
@@ -89,10 +94,57 @@ func (e *Endpoint) retransmitTimeout() {
 	e.proto.stats.RetransmitTimeouts.Add(1)
 	e.emitRTO()
 	e.mtuProbeTimeout()
-	e.blackHoleSuspected()
+	if !zeroWindow {
+		e.blackHoleSuspected()
+	}
 	e.enterLoss()
 	e.output()
 	e.setTimer(timerRetransmit, e.rtoFromNow())
+}
+
+// shrunkWindowProbe decides a retransmission timeout with data in flight
+// and the peer's window at zero: the window shrank under the data (RFC
+// 9293 3.8.6.2.2 says a receiver should not do that; RFC 1122 4.2.2.16
+// says a sender must cope). With data in flight the persist timer does
+// not run, so the retransmissions are the window's probes, and a sender
+// "SHOULD NOT time out the connection if data beyond the right window
+// edge is not acknowledged" (4.2.2.16), nor close one whose receiver
+// keeps answering with a zero window (4.2.2.17, RFC 9293 3.8.6.1 MUST).
+// Like Linux's tcp_retransmit_timer ("receiver dastardly shrinks
+// window"), such a timeout does not count against MaxRetries (retries
+// is not moved, and the path MTU black hole is not suspected); the
+// retransmission goes as usual. Unlike Linux, which gives up once
+// nothing was received for 2*TCP_RTO_MAX (tcp_rtx_probe0_timed_out), we
+// count the probes the peer leaves unanswered, as the persist timer
+// does: persistProbes, which every ACK clears (ack.go), so a peer that
+// answers is kept and one that fell silent is timed out after
+// MaxRetries probes or the user timeout (probesGiveUp), for which
+// Linux's rule is the same. The Endpoint has no room for the time of the
+// last ACK (TestEndpointSizeClass). The caller keeps an orphan out of
+// here, as Linux keeps a SOCK_DEAD socket: nobody will read what it
+// waits to deliver, and retryLimit bounds it. It reports whether the
+// retransmission should go.
+func (e *Endpoint) shrunkWindowProbe() bool {
+	e.retries-- // a probe, not one more unanswered retransmission
+	if e.probesGiveUp("retransmit: the peer answered no probe of its zero window") {
+		return false
+	}
+	e.persistProbes++
+	return true
+}
+
+// retryLimit is how many retransmission timeouts in a row a connection
+// takes before it gives up: MaxRetries; for an orphan whose peer's
+// window is zero, no more than OrphanRetries, answered or not, as Linux's
+// tcp_write_timeout bounds a SOCK_DEAD socket's timeouts by
+// tcp_orphan_retries: a window that never opens would otherwise hold a
+// connection nobody reads for ever. (Other orphans keep MaxRetries here,
+// as they did.)
+func (e *Endpoint) retryLimit() int {
+	if e.userClosed && e.sndWnd == 0 {
+		return min(e.proto.opts.MaxRetries, e.proto.opts.OrphanRetries)
+	}
+	return e.proto.opts.MaxRetries
 }
 
 // rtoFromNow is the time until the retransmission timer should fire: the
