@@ -464,7 +464,7 @@ func (p *Protocol) timeWaitArrives(tw *timeWait, seg *segment, l *Listener) (twV
 		t.unlink(tw)
 		t.mu.Unlock()
 		p.finishTimeWait(tw, event.Cause{Kind: event.CauseSegment, Detail: "new SYN in TIME-WAIT " + seg.String(), Key: seg.wire})
-		return twReopen, tw.sndNxt + 65535 + 2
+		return twReopen, reopenISS(tw.sndNxt)
 
 	// RFC 7323 5.3 (R1), PAWS, before the sequence check: an old
 	// duplicate, a SYN among them, is answered with an ACK and dropped
@@ -612,4 +612,19 @@ func (p *Protocol) timeWaitAck(tw *timeWait, cause event.SendCause) {
 // timeWaitFor is the record for a segment's 4-tuple, if any.
 func (p *Protocol) timeWaitFor(id stack.TransportEndpointID) *timeWait {
 	return p.tw.lookup(id)
+}
+
+// reopenISS is the ISN of a connection a new SYN opens over a TIME-WAIT
+// record whose SND.NXT was sndNxt: above the old sequence space by the
+// largest unscaled window and two, as Linux's tcp_timewait_state_process
+// picks it. Zero is moved to one, as Linux moves it (its isn == 0 means
+// "choose one", as openChild's iss does here): without that, one old
+// SND.NXT in 2^32 would have the new connection take a random ISN,
+// perhaps inside the old one's sequence space.
+func reopenISS(sndNxt seqnum.Value) seqnum.Value {
+	iss := sndNxt + 65535 + 2
+	if iss == 0 {
+		iss++
+	}
+	return iss
 }
