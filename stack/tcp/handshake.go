@@ -136,6 +136,9 @@ func (p *Protocol) ConnectWith(local, remote netip.AddrPort, o ConnectOptions) (
 	e.sndBufSeq = e.iss + 1
 	e.transition(event.SynSent, userCause("connect"))
 	e.sendSyn(event.SendSyn)
+	// The user timeout (RFC 5482) counts from the first SYN, as Linux's
+	// tcp_connect sets retrans_stamp: retransmitTimeout.
+	e.progressAt = e.now()
 	e.setTimer(timerRetransmit, e.rto)
 	e.endStamp(opened)
 	e.mu.Unlock()

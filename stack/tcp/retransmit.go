@@ -50,30 +50,41 @@ func (e *Endpoint) backoff() {
 // retransmitTimeout is RFC 6298 5.4-5.7 for data, and the SYN and SYN-ACK
 // retransmission of the handshake. A bounded number of tries ends the
 // connection with ETIMEDOUT.
+//
+// The user timeout (RFC 5482; RFC 9293 3.8.3) bounds the handshake too:
+// the SYN is the first octet sent, and its acknowledgment is what the
+// connection waits for. As Linux since 5.4 (tcp_write_timeout checks
+// retransmits_timed_out with icsk_user_timeout in SYN-SENT and
+// SYN-RECEIVED as in the other states), whichever of the retries and the
+// user timeout runs out first ends the open, and the timer is cut short to
+// end at the user timeout (tcp_clamp_rto_to_user_timeout). Its clock
+// starts with the first SYN (progressAt, set by ConnectWith, as Linux's
+// tcp_connect sets retrans_stamp). A listener's half-open entry has no
+// user timeout, as a Linux request sock has none.
 func (e *Endpoint) retransmitTimeout() {
 	e.retries++
 	switch e.state {
 	case event.SynSent:
-		if e.retries > e.proto.opts.SynRetries {
-			e.fail(syscall.ETIMEDOUT, timerCause(timerRetransmit))
+		if e.retries > e.proto.opts.SynRetries || e.userTimedOut() {
+			e.fail(syscall.ETIMEDOUT, e.giveUpCause(timerCause(timerRetransmit)))
 			return
 		}
 		e.backoff()
 		e.emitRTO()
 		e.sendSyn(event.SendSynRetransmit)
-		e.setTimer(timerRetransmit, e.rto)
+		e.setTimer(timerRetransmit, e.rtoFromNow())
 		return
 	case event.SynReceived:
-		if e.retries > e.proto.opts.SynAckRetries {
+		if e.retries > e.proto.opts.SynAckRetries || e.userTimedOut() {
 			// A half-open entry that never completed is forgotten
 			// quietly, as Linux does; an active opener learns ETIMEDOUT.
-			e.fail(syscall.ETIMEDOUT, timerCause(timerRetransmit))
+			e.fail(syscall.ETIMEDOUT, e.giveUpCause(timerCause(timerRetransmit)))
 			return
 		}
 		e.backoff()
 		e.emitRTO()
 		e.sendSynAck(event.SendSynAckRetransmit)
-		e.setTimer(timerRetransmit, e.rto)
+		e.setTimer(timerRetransmit, e.rtoFromNow())
 		return
 	}
 	if !e.state.Synchronized() || e.rtxq.empty() {

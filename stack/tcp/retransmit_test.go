@@ -58,6 +58,65 @@ func TestSynAckRetransmit(t *testing.T) {
 	p.WantState(p.Listener, event.Listen)
 }
 
+// TestUserTimeoutHandshake: the user timeout (RFC 5482; RFC 9293 3.8.3)
+// bounds the opening handshake too, since the SYN is the first octet sent
+// and waits for its acknowledgment like any other. We follow Linux (since
+// 5.4, tcp_write_timeout): in SYN-SENT, and in the SYN-RECEIVED of a
+// simultaneous open, whichever of SynRetries and the user timeout runs
+// out first ends the open with ETIMEDOUT, and the last retransmission
+// timer is cut short to end at the user timeout
+// (tcp_clamp_rto_to_user_timeout). With 5 s, counted from the first SYN:
+// retransmissions at 1 and 3 s (RFC 6298 2.1, 5.5), the next RTO (7 s)
+// clamped to 5 s, where the connection gives up without sending again,
+// long before SynRetries' 127 s.
+func TestUserTimeoutHandshake(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		open  func(*testing.T, tcptest.Option) (*tcptest.Peer, *tcp.Endpoint, seg)
+		state event.State
+	}{
+		{"SYN-SENT", func(t *testing.T, o tcptest.Option) (*tcptest.Peer, *tcp.Endpoint, seg) {
+			p, ep := tcptest.SynSent(t, o)
+			return p, ep, seg{Flags: "S", Seq: 0}
+		}, event.SynSent},
+		{"SYN-RECEIVED", func(t *testing.T, o tcptest.Option) (*tcptest.Peer, *tcp.Endpoint, seg) {
+			// Figure 8 of 3.5: the peer's SYN crosses ours, and our
+			// SYN-ACK goes unanswered.
+			p, ep := tcptest.SynSent(t, o)
+			p.Inject(seg{Flags: "S", Seq: 0, MSS: 1460})
+			p.Expect(seg{Flags: "S.", Seq: 0, Ack: 1})
+			return p, ep, seg{Flags: "S.", Seq: 0, Ack: 1}
+		}, event.SynReceived},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := &events{}
+			p, ep, again := tc.open(t, tcptest.WithTCP(tcp.Options{Observer: rec.observe}))
+			ep.SetUserTimeout(5 * time.Second)
+			for _, at := range []time.Duration{time.Second, 3 * time.Second} {
+				p.Advance(at - p.Elapsed() - 1)
+				p.ExpectNothing()
+				p.Advance(1)
+				p.Expect(again)
+				p.WantState(ep, tc.state)
+			}
+			p.Advance(5*time.Second - p.Elapsed() - 1)
+			p.WantState(ep, tc.state)
+			p.Advance(1)
+			p.ExpectNothing()
+			p.WantState(ep, event.Closed)
+			if ok, err := ep.Established(); ok || !errors.Is(err, syscall.ETIMEDOUT) {
+				t.Fatalf("Established() = %v, %v; want false, ETIMEDOUT", ok, err)
+			}
+			p.TCP.SyncEvents()
+			for _, ev := range rec.of(event.KindState) {
+				if ev.To == event.Closed && ev.Cause.Detail != "user timeout (RFC 5482)" {
+					t.Errorf("closed by %q, want the user timeout", ev.Cause.Detail)
+				}
+			}
+		})
+	}
+}
+
 // TestDataRetransmit: on the RTO the oldest segment is sent again, the
 // congestion window falls to one segment (RFC 5681 3.1 equation 4) and the
 // RTO doubles (RFC 6298 5.5); the next ACK grows cwnd by slow start and
