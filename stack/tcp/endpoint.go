@@ -252,6 +252,26 @@ const (
 	maxUserMSS = 32767
 )
 
+// minSndMSS is the floor of the send MSS, whatever the peer announced or
+// the path allows: 48 bytes, Linux's TCP_MIN_SND_MSS (include/net/tcp.h,
+// the default of its tcp_min_snd_mss sysctl; __tcp_mtu_to_mss), room for
+// 40 bytes of TCP options and 8 of data. Above it the peer's MSS is never
+// exceeded (RFC 9293 3.7.1, MUST-16); below it we depart from the RFC as
+// Linux does since 2019 (CVE-2019-11479): a peer announcing a tiny MSS
+// would have us spend a segment, and its overhead, per few bytes. As in
+// Linux's tcp_mtu_to_mss, the floor applies before the timestamp option is
+// taken off (mssFloor).
+const minSndMSS = 48
+
+// mssFloor is minSndMSS less the timestamp option when it is in force: the
+// smallest payload a segment may be cut to.
+func (e *Endpoint) mssFloor() int {
+	if e.tsOK {
+		return minSndMSS - tsOptionSize
+	}
+	return minSndMSS
+}
+
 // clampUserMSS applies the user's clamp (0: none) to the MSS we announce,
 // and keeps it for the one we send (setSendMSS): it bounds both, as
 // Linux's user_mss does.

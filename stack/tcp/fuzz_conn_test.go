@@ -1014,10 +1014,10 @@ func (c *fuzzConn) checkSegment(s tcptest.Seg, i fzInfo) {
 		}
 		// RFC 6691 and RFC 9293 3.7.1: text and TCP options together
 		// fit the MSS the peer announced, and the packet the link's MTU.
-		// (Below 64 bytes the engine keeps a floor of 64, as Linux keeps
-		// one of 48: not checked.)
+		// (Below 48 bytes the engine keeps a floor of 48, as Linux's
+		// TCP_MIN_SND_MSS: not checked.)
 		opt := fzOptionBytes(s)
-		if c.peerMSS >= 64 && n+opt > c.peerMSS {
+		if c.peerMSS >= 48 && n+opt > c.peerMSS {
 			c.fail("the stack sent %d bytes of text and %d of options, more than the MSS %d the peer announced: %v", n, opt, c.peerMSS, s)
 		}
 		if ipLen := header.IPv4MinimumSize + header.TCPMinimumSize + opt + n; ipLen > tcptest.MTU {

@@ -34,7 +34,8 @@ import (
 //     CLOSE-WAIT if the peer's FIN came while it waited; with window
 //     scales of at most 14 (RFC 7323 2.3) and a send MSS no larger than
 //     the peer announced (RFC 9293 3.7.1), but for the engine's floor of
-//     64 bytes, and 536 for a SYN cookie (Linux's msstab);
+//     48 bytes (Linux's TCP_MIN_SND_MSS), and 536 for a SYN cookie
+//     (Linux's msstab);
 //   - every state change is an edge of RFC 9293's diagram, drops and sends
 //     carry named reasons and the counters agree with the events.
 //
@@ -293,13 +294,14 @@ func (c *fuzzListener) step(r *fzReader) {
 		}
 		// What the handshake agreed: a window scale of at most 14 (RFC
 		// 7323 2.3), a send MSS no larger than the peer announced (RFC
-		// 9293 3.7.1). The engine's floor is 64 bytes; a cookie's is 536,
-		// the smallest MSS it can carry (Linux's msstab).
+		// 9293 3.7.1). The engine's floor is 48 bytes (Linux's
+		// TCP_MIN_SND_MSS); a cookie's is 536, the smallest MSS it can
+		// carry (Linux's msstab).
 		i := e.Info()
 		if i.SndWndScale > 14 || i.RcvWndScale > 14 {
 			c.fail("%v: window scales %d and %d, more than 14", e.ID(), i.SndWndScale, i.RcvWndScale)
 		}
-		floor := 64
+		floor := 48
 		if c.cookie[e.ID()] {
 			floor = 536
 		}

@@ -200,7 +200,8 @@ func (e *Endpoint) sendSynAck(cause event.SendCause) {
 // 6691): the peer's, lowered by the user's clamp, is the most the MSS can
 // ever rise to (synMSS, Linux's mss_clamp); the path MTU (the route's, a
 // route metric's, one ICMP reported) bounds it now. With timestamps in
-// force both leave room for the option. The MSS we announced does not
+// force both leave room for the option, taken off after the floor
+// (minSndMSS), as Linux's tcp_mtu_to_mss. The MSS we announced does not
 // bound it: a route's AdvMSS is only announced, as Linux's advmss.
 func (e *Endpoint) setSendMSS(peer int) {
 	clamp := peer
@@ -211,8 +212,8 @@ func (e *Endpoint) setSendMSS(peer int) {
 	if e.tsOK {
 		ts = tsOptionSize
 	}
-	e.synMSS = uint16(max(min(clamp, 0xffff), 64) - ts)
-	e.sndMSS = max(min(clamp, e.pathMSS()), 64) - ts
+	e.synMSS = uint16(max(min(clamp, 0xffff), minSndMSS) - ts)
+	e.sndMSS = max(min(clamp, e.pathMSS()), minSndMSS) - ts
 }
 
 // takeSynOptions applies the peer's SYN options: the send MSS (RFC 9293

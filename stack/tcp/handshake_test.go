@@ -137,6 +137,44 @@ func TestSendMSS(t *testing.T) {
 	}
 }
 
+// TestSendMSSSmallPeer: RFC 9293 3.7.1 (MUST-16): the segments we send
+// never carry more than the peer's MSS, however small, down to a floor of
+// 48 bytes, Linux's TCP_MIN_SND_MSS (__tcp_mtu_to_mss), below which we
+// send 48 as Linux does. With timestamps in force their 12-byte option is
+// taken off the MSS after the floor (RFC 6691; Linux's tcp_mtu_to_mss), so
+// text and options together fit the MSS: 50 leaves 38 bytes of text.
+func TestSendMSSSmallPeer(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		peerMSS uint16
+		ts      bool
+		want    int
+	}{
+		{"peer 50", 50, false, 50},
+		{"peer 50 with timestamps", 50, true, 38},
+		{"peer 20 below the floor", 20, false, 48},
+		{"peer 20 below the floor with timestamps", 20, true, 36},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := []tcptest.Option{tcptest.WithSynOptions(seg{MSS: tc.peerMSS})}
+			if tc.ts {
+				opts = append(opts, tcptest.WithTimestamps())
+			}
+			p, ep := tcptest.Established(t, opts...)
+			if got := ep.Info().SndMSS; got != tc.want {
+				t.Errorf("send MSS %d, want %d", got, tc.want)
+			}
+			data := payload(0, 3*tc.want)
+			if _, err := ep.Write(data); err != nil {
+				t.Fatal(err)
+			}
+			p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, Payload: data[:tc.want]})
+			p.Expect(seg{Flags: ".", Seq: 1 + uint32(tc.want), Ack: 1, Payload: data[tc.want : 2*tc.want]})
+			p.Expect(seg{Flags: "P.", Seq: 1 + 2*uint32(tc.want), Ack: 1, Payload: data[2*tc.want:]})
+		})
+	}
+}
+
 // TestWindowScale: RFC 7323 2.2 and 1.3. Window scaling is in force only
 // when both SYNs carry the option; we offer wscale 7 for the receive
 // buffer's default 6 MiB maximum (the smallest shift that covers it: the

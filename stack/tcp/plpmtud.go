@@ -37,9 +37,9 @@ import (
 // Linux's tcp_retries1 = 3 doublings from TCP_RTO_MIN), a full-sized
 // segment may be what the path drops. The first time, the search starts
 // (MTUProbingBlackHole) and the MSS drops to BaseMSS; each later time
-// in the same silence halves it, down to the engine's smallest MSS (64
-// bytes; Linux's tcp_mtu_probe_floor is 48). The
-// retransmissions that follow go at the new size.
+// in the same silence halves it, down to 48 bytes (minSndMSS; Linux's
+// tcp_mtu_probe_floor and tcp_min_snd_mss). The retransmissions that
+// follow go at the new size.
 //
 // When: Options.MTUProbing, as Linux's tcp_mtu_probing sysctl: off by
 // default as in Linux (0), after a black hole is suspected (1), or from
@@ -139,7 +139,7 @@ func (e *Endpoint) syncMSS() {
 	if p := e.mtup; p != nil {
 		mss = min(mss, e.mssForMTU(uint32(p.searchLow)))
 	}
-	e.sndMSS = max(mss, 64)
+	e.sndMSS = max(mss, e.mssFloor())
 }
 
 // blackHoleSuspected is the check a retransmission timeout makes before
@@ -163,7 +163,7 @@ func (e *Endpoint) blackHoleSuspected() {
 	} else {
 		p := e.mtup
 		mss := min(e.mssForMTU(uint32(p.searchLow))/2, e.proto.opts.BaseMSS)
-		p.searchLow = min(e.mtuForMSS(max(mss, 64)), p.searchHigh)
+		p.searchLow = min(e.mtuForMSS(max(mss, minSndMSS)), p.searchHigh)
 		what = fmt.Sprintf("path MTU black hole suspected (%d timeouts, no ICMP): the search drops to MTU %d", e.retries, p.searchLow)
 	}
 	e.syncMSS()

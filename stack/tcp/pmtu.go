@@ -97,13 +97,14 @@ func (e *Endpoint) netHeaderLen() int {
 
 // mssForMTU is the largest payload a segment may carry on a path of mtu
 // bytes: less the IP and TCP headers and, when timestamps are in force,
-// their option (RFC 6691, Linux tcp_mtu_to_mss).
+// their option (RFC 6691, Linux tcp_mtu_to_mss), at least the floor
+// (minSndMSS, mssFloor).
 func (e *Endpoint) mssForMTU(mtu uint32) int {
 	mss := int(mtu) - e.netHeaderLen() - header.TCPMinimumSize
 	if e.tsOK {
 		mss -= tsOptionSize
 	}
-	return max(mss, 64)
+	return max(mss, e.mssFloor())
 }
 
 // pathMTU is the MTU the send MSS is bounded by (Info.PathMTU): the
