@@ -99,7 +99,13 @@ func (e *Endpoint) closeLocked() {
 	case event.SynSent:
 		e.transition(event.Closed, userCause("close"))
 		return
-	case event.Established, event.CloseWait, event.FinWait1, event.FinWait2, event.SynReceived:
+	default:
+		// Every other state, CLOSING and LAST-ACK included: a
+		// half-close (CloseWrite) may have sent our FIN before the
+		// peer's text and FIN came, and that text is as lost. As
+		// Linux's __tcp_close, which resets on data_was_unread in
+		// every state but LISTEN and CLOSE (RFC 1122 4.2.2.13, RFC
+		// 2525 2.17).
 		if unread {
 			e.sendActiveReset()
 			e.transition(event.Closed, userCause("close with unread data"))

@@ -126,6 +126,48 @@ func TestCloseWithUnreadData(t *testing.T) {
 	p.ExpectNothing() // in particular, no delayed ACK from a dead TCB
 }
 
+// TestCloseWithUnreadDataAfterHalfClose: the same after a half-close
+// (CloseWrite), when our FIN left before the peer's text and FIN came:
+// CLOSING (the FINs crossed) and LAST-ACK (the peer's FIN came first, our
+// FIN answered it). The text is as lost, so Close resets the connection
+// <SEQ=SND.NXT><CTL=RST,ACK> (RFC 1122 4.2.2.13, RFC 2525 2.17), as
+// Linux's __tcp_close does in every state but LISTEN and CLOSE.
+func TestCloseWithUnreadDataAfterHalfClose(t *testing.T) {
+	t.Run("LAST-ACK", func(t *testing.T) {
+		p, ep := tcptest.Established(t)
+		p.Inject(seg{Flags: "FP.", Seq: 1, Ack: 1, Payload: []byte("unread")})
+		p.Advance(p.TCP.Options().DelayedAck)
+		p.Expect(seg{Flags: ".", Seq: 1, Ack: 8})
+		p.WantState(ep, event.CloseWait)
+		if err := ep.CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
+		p.Expect(seg{Flags: "F.", Seq: 1, Ack: 8})
+		p.WantState(ep, event.LastAck)
+		ep.Close()
+		p.Expect(seg{Flags: "R.", Seq: 2, Ack: 8})
+		p.WantState(ep, event.Closed)
+		p.Advance(time.Second)
+		p.ExpectNothing() // no FIN retransmission from a dead TCB
+	})
+	t.Run("CLOSING", func(t *testing.T) {
+		p, ep := tcptest.Established(t)
+		if err := ep.CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
+		p.Expect(seg{Flags: "F.", Seq: 1, Ack: 1})
+		p.WantState(ep, event.FinWait1)
+		p.Inject(seg{Flags: "FP.", Seq: 1, Ack: 1, Payload: []byte("unread")})
+		p.Expect(seg{Flags: ".", Seq: 2, Ack: 8})
+		p.WantState(ep, event.Closing)
+		ep.Close()
+		p.Expect(seg{Flags: "R.", Seq: 2, Ack: 8})
+		p.WantState(ep, event.Closed)
+		p.Advance(time.Second)
+		p.ExpectNothing()
+	})
+}
+
 // TestDataAfterClose: data for a connection the user has closed can never
 // be read, so it is answered with RST (RFC 9293 3.10.4 lets CLOSE discard
 // data only by reset; RFC 2525 2.17; Linux tcp_rcv_state_process). The
