@@ -43,6 +43,8 @@ const (
 	DropICMPBadMTU                      // ICMP packet too big reporting an MTU below the protocol's minimum
 	DropStaleFin                        // a FIN held out of order that in-order text then passed (Linux tcp_ofo_queue)
 	DropRstTimeWait                     // a RST in TIME-WAIT, ignored (RFC 1337 3; Options.RFC1337, Linux tcp_rfc1337=1)
+	DropNoRoute                         // a SYN or cookie ACK to a listener with no route back to its source: nothing can answer it (Linux tcp_conn_request's route_req failing, a ListenDrops)
+	DropTupleInUse                      // a SYN or cookie ACK whose 4-tuple another connection took while it was handled (a copy of it, on another goroutine)
 	numDropReasons                      // keep last
 )
 
@@ -81,6 +83,8 @@ var dropNames = [...]string{
 	DropICMPBadMTU:           "ICMP: MTU below minimum",
 	DropStaleFin:             "stale FIN",
 	DropRstTimeWait:          "RST in TIME-WAIT ignored (RFC 1337)",
+	DropNoRoute:              "no route",
+	DropTupleInUse:           "4-tuple in use",
 }
 
 func (r DropReason) String() string {

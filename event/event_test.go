@@ -37,7 +37,7 @@ func TestNames(t *testing.T) {
 			names[n] = true
 		}
 	}
-	if got := event.DropReason(event.NumDropReasons).String(); got == event.DropRstTimeWait.String() {
+	if got := event.DropReason(event.NumDropReasons).String(); got == event.DropTupleInUse.String() {
 		t.Errorf("an unknown drop reason reads as %q", got)
 	}
 	if event.Established.Synchronized() == false || event.SynReceived.Synchronized() || event.State(200).Synchronized() {

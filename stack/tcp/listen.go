@@ -384,7 +384,8 @@ func (l *Listener) admitSyn(c event.ConnID, key event.SegKey) (synDecision, even
 	case l.synq.full():
 		st.Listen.SynQueueOverflows.Add(1)
 		if !l.proto.opts.NoSynCookies {
-			st.Listen.CookiesSent.Add(1)
+			// CookiesSent counts once the SYN-ACK is written
+			// (sendCookie): a cookie with no route back is a drop.
 			l.cookieUntil = l.proto.clock.NowMonotonic().Add(cookieMaxAge * cookiePeriod)
 			l.queueEvent(nil, c, key, "SYN queue full: SYN cookie sent")
 			return synCookie, event.DropNone
@@ -412,11 +413,14 @@ func (l *Listener) cookiesRecent() bool {
 // <CTL=SYN,ACK> with our MSS. If the SYN offered timestamps, so does the
 // SYN-ACK, its TSval carrying the peer's window scale, and it offers our
 // window scale in answer to the peer's; otherwise it offers no window
-// scale (see cookie.go).
+// scale (see cookie.go). Without a route back to the peer the SYN is
+// dropped (DropNoRoute), as openChild drops it.
 func (l *Listener) sendCookie(id stack.TransportEndpointID, netProto tcpip.NetworkProtocolNumber, nic tcpip.NICID, seg *segment) {
 	p := l.proto
 	r, terr := p.findRoute(routeQuery{nic: nic, netProto: netProto, local: id.LocalAddress, remote: id.RemoteAddress})
 	if terr != nil {
+		p.stats.ListenDrops.Add(1)
+		p.drop(connIDOf(id), seg, event.DropNoRoute)
 		return
 	}
 	defer p.releaseRoute(r)
@@ -446,7 +450,11 @@ func (l *Listener) sendCookie(id stack.TransportEndpointID, netProto tcpip.Netwo
 	}
 	pkt := buildPacket(r, &f, buffer.Buffer{})
 	p.countSend(connIDOf(id), event.SendSynAckCookie, &f, 0, 0)
-	p.writeOnce(r, pkt)
+	if p.writePacket(r, pkt, ecnNotECT) {
+		p.dropRefused(pkt) // the link refused it: no cookie went out
+		return
+	}
+	p.stats.Listen.CookiesSent.Add(1)
 }
 
 // cookieAck handles an ACK that matches no entry while cookies are on: if
@@ -507,7 +515,11 @@ func (l *Listener) cookieAck(id stack.TransportEndpointID, netProto tcpip.Networ
 
 	r, terr := p.findRoute(routeQuery{nic: nic, netProto: netProto, local: id.LocalAddress, remote: id.RemoteAddress})
 	if terr != nil {
+		// The route went away since the SYN: the ACK is dropped, the
+		// peer's next segment tries again. (Linux's cookie_v4_check
+		// discards it likewise, without a ListenDrops.)
 		l.unreserveAccept()
+		p.drop(c, seg, event.DropNoRoute)
 		return
 	}
 	e := p.newEndpoint(netProto, id, r)
@@ -519,9 +531,7 @@ func (l *Listener) cookieAck(id stack.TransportEndpointID, netProto tcpip.Networ
 		e.mu.Unlock()
 		p.releaseRoute(r)
 		l.unreserveAccept()
-		if err == syscall.EMFILE {
-			p.drop(c, seg, event.DropConnectionLimit)
-		}
+		p.drop(c, seg, childDropReason(err))
 		return
 	}
 	e.registered = true
@@ -582,7 +592,12 @@ func (l *Listener) openChild(id stack.TransportEndpointID, netProto tcpip.Networ
 	}
 	r, terr := p.findRoute(routeQuery{nic: nic, netProto: netProto, local: id.LocalAddress, remote: id.RemoteAddress})
 	if terr != nil {
+		// No route back to the source: the SYN-ACK could not leave.
+		// Linux's tcp_conn_request drops the SYN (route_req failing,
+		// drop_and_free) and counts a ListenDrops.
 		unreserve()
+		p.stats.ListenDrops.Add(1)
+		p.drop(connIDOf(id), seg, event.DropNoRoute)
 		return
 	}
 	e := p.newEndpoint(netProto, id, r)
@@ -594,9 +609,7 @@ func (l *Listener) openChild(id stack.TransportEndpointID, netProto tcpip.Networ
 		e.mu.Unlock()
 		p.releaseRoute(r)
 		unreserve()
-		if err == syscall.EMFILE {
-			p.drop(connIDOf(id), seg, event.DropConnectionLimit)
-		}
+		p.drop(connIDOf(id), seg, childDropReason(err))
 		return
 	}
 	e.registered = true
@@ -643,6 +656,20 @@ func (l *Listener) registerChild(e *Endpoint) error {
 		return err
 	}
 	return nil
+}
+
+// childDropReason names the drop of a SYN or cookie ACK whose connection
+// registerChild refused: the stack at MaxConnections (EMFILE); the
+// 4-tuple taken meanwhile (EADDRINUSE), by a copy of the segment handled
+// on another goroutine; or the stack shutting down (ENETDOWN).
+func childDropReason(err error) event.DropReason {
+	switch err {
+	case syscall.EMFILE:
+		return event.DropConnectionLimit
+	case syscall.EADDRINUSE:
+		return event.DropTupleInUse
+	}
+	return event.DropClosed
 }
 
 // established moves a child from the SYN queue to the accept queue, into

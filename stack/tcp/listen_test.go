@@ -11,6 +11,7 @@ import (
 	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/stack/tcp/tcptest"
+	"gvisor.dev/gvisor/pkg/tcpip"
 )
 
 // Packet traces of the two listen queues: the SYN queue (half-open
@@ -393,6 +394,89 @@ func TestCookieConnectionLimit(t *testing.T) {
 		t.Fatalf("Accept of the half-open connection: %v", err)
 	}
 	wantCount(t, "AcceptOverflowDrops", p.TCP.Stats().Listen.AcceptOverflowDrops.Load(), 0)
+}
+
+// withoutRoutes empties the stack's route table, as `ip route flush` would,
+// so that nothing can be sent back to the peer; the returned func puts the
+// table back.
+func withoutRoutes(p *tcptest.Peer) (restore func()) {
+	ns := p.Stack.Netstack()
+	saved := ns.GetRouteTable()
+	ns.RemoveRoutes(func(tcpip.Route) bool { return true })
+	p.TCP.RoutesChanged()
+	return func() {
+		ns.SetRouteTable(saved)
+		p.TCP.RoutesChanged()
+	}
+}
+
+// TestSynNoRoute: a SYN the listener cannot answer, because there is no
+// route back to its source, is dropped with a reason and counted
+// (DropNoRoute and ListenDrops, as Linux's tcp_conn_request drops it when
+// route_req fails and counts a ListenDrops), whether it would have had a
+// half-open entry (RFC 9293 3.10.7.2) or a SYN cookie (RFC 4987 3.6,
+// then no CookiesSent: no cookie left). It leaves no state: the listener
+// answers the peer's next SYN once the route is back.
+func TestSynNoRoute(t *testing.T) {
+	t.Run("half-open", func(t *testing.T) {
+		p, l, _ := listen(t, 16, tcp.Options{})
+		restore := withoutRoutes(p)
+		p.Inject(seg{Flags: "S", Seq: 0, MSS: 1460})
+		p.ExpectNothing()
+		wantQueues(t, l, 0, 0)
+		st := p.TCP.Stats()
+		wantCount(t, "Dropped(no route)", st.Dropped(event.DropNoRoute), 1)
+		wantCount(t, "ListenDrops", st.ListenDrops.Load(), 1)
+		wantCount(t, "SynQueued", st.Listen.SynQueued.Load(), 0)
+		restore()
+		p.Inject(seg{Flags: "S", Seq: 0, MSS: 1460})
+		p.Expect(seg{Flags: "S.", Seq: 0, Ack: 1})
+		wantQueues(t, l, 1, 0)
+	})
+	t.Run("cookie", func(t *testing.T) {
+		p, l, _ := listen(t, 16, tcp.Options{SynQueueLimit: 1})
+		fillSynQueue(t, p, 1)
+		restore := withoutRoutes(p)
+		p.PeerPort = 40001
+		p.SetStackISS(0, false)
+		p.Inject(seg{Flags: "S", Seq: 0, MSS: 1460})
+		p.ExpectNothing()
+		wantQueues(t, l, 1, 0)
+		st := p.TCP.Stats()
+		wantCount(t, "Dropped(no route)", st.Dropped(event.DropNoRoute), 1)
+		wantCount(t, "ListenDrops", st.ListenDrops.Load(), 1)
+		wantCount(t, "CookiesSent", st.Listen.CookiesSent.Load(), 0)
+		restore()
+		cookieSyn(t, p, 40001, 1460)
+		wantCount(t, "CookiesSent", st.Listen.CookiesSent.Load(), 1)
+	})
+}
+
+// TestCookieAckNoRoute: a valid cookie ACK that finds no route back (it
+// went away since the cookie left) is dropped with a reason (DropNoRoute)
+// and leaves no state: its place in the accept queue is given back, and the
+// peer's next segment, which carries the cookie again, makes the
+// connection once the route is back. Linux's cookie_v4_check discards it
+// likewise (without a ListenDrops: no SYN was dropped).
+func TestCookieAckNoRoute(t *testing.T) {
+	p, l, _ := listen(t, 0, tcp.Options{SynQueueLimit: 1})
+	fillSynQueue(t, p, 1)
+	c := cookieSyn(t, p, 40001, 1460)
+	restore := withoutRoutes(p)
+	c.use(p)
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1})
+	p.ExpectNothing()
+	wantQueues(t, l, 1, 0)
+	st := p.TCP.Stats()
+	wantCount(t, "Dropped(no route)", st.Dropped(event.DropNoRoute), 1)
+	wantCount(t, "ListenDrops", st.ListenDrops.Load(), 0)
+	restore()
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1})
+	p.ExpectNothing()
+	wantQueues(t, l, 1, 1)
+	if _, err := l.Accept(); err != nil {
+		t.Fatalf("Accept of the cookie connection: %v", err)
+	}
 }
 
 // TestAcceptQueueBacklogPlusOne: the accept queue holds backlog+1
