@@ -49,6 +49,45 @@ func TestNoWindowUpdateForSmallRead(t *testing.T) {
 	p.ExpectNothing()
 }
 
+// TestScaledWindowKeepsRightEdge: RFC 9293 3.8.6.2.2 (a receiver SHOULD
+// NOT shrink the window, move its right edge left) with a window scale
+// (RFC 7323 2.3): the window field counts 128-byte units at scale 7. The
+// SYN-ACK offered 8192 bytes, unscaled: the right edge is 1+8192. After
+// 100 bytes the window promised is 8092, not a whole unit; rounded down
+// (63 units) it would put the edge 28 bytes left, at 8165. As Linux's
+// tcp_select_window (ALIGN), it is rounded up instead: 64 units, the edge
+// at 8293, 100 bytes right, while the buffer has room for the unit.
+//
+// Only while it has: a user who never reads, and a peer that fills every
+// window in 100-byte segments, would otherwise keep the window at 64 units
+// for ever (Linux drops what its memory accounting refuses; here the
+// window is the only bound), so once the buffer lacks the unit the window
+// is rounded down, and the text held stays within the buffer and a unit.
+func TestScaledWindowKeepsRightEdge(t *testing.T) {
+	p, ep := tcptest.Established(t,
+		tcptest.WithTCP(tcp.Options{ReceiveBufferSize: 8192, ReceiveBufferMax: 4 << 20}),
+		tcptest.WithSynOptions(seg{MSS: 1460, WS: 7}))
+	p.Inject(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: payload(0, 100)})
+	p.Advance(time.Second)
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 101, Win: 64})
+
+	next, edge := uint32(101), uint32(101+64<<7)
+	for range 200 {
+		if next+100 > edge {
+			break
+		}
+		p.Inject(seg{Flags: "P.", Seq: next, Ack: 1, Payload: payload(int(next-1), 100)})
+		next += 100
+		p.Advance(time.Second)
+		for _, s := range p.Drain() {
+			edge = s.Ack + uint32(s.Win)<<7
+		}
+	}
+	if q := ep.Info().RecvQueued; q > 8192+127 {
+		t.Errorf("%d bytes held unread, more than the 8192-byte buffer and a unit of the scale", q)
+	}
+}
+
 // TestOutOfOrder: out-of-order data is answered at once with a duplicate
 // ACK (RFC 5681 4.2, RFC 9293 3.8.6.3), kept, and delivered in order once
 // the hole is filled, which is acknowledged at once too.

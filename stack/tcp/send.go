@@ -181,6 +181,19 @@ func (e *Endpoint) sendAck(cause event.SendCause) {
 // (no shrinking), and it moves right only in steps of at least
 // min(buffer/2, MSS), which is the receiver's half of silly window
 // syndrome avoidance.
+//
+// With window scaling the field counts units of 2^shift bytes (RFC 7323
+// 2.3), and a window rounded down to a unit would put the edge up to
+// 2^shift-1 bytes left of the one promised. As Linux's tcp_select_window,
+// which aligns the current window up (ALIGN(cur_win, 1 << rcv_wscale))
+// when the new one would be smaller, the promise is rounded up to a whole
+// unit instead: the edge moves right by less than a unit. Linux does so
+// whatever room is left and drops what its memory accounting cannot take;
+// here the window is the only bound on unread text, so the round-up is
+// taken only while the buffer holds the unit it adds. Otherwise (a full
+// buffer, a peer creeping the edge on in segments smaller than a unit)
+// the edge seems to move left by less than a unit, as RFC 7323 2.4
+// allows; RCV.WND's right edge (rcvAcc) stays where it was promised.
 func (e *Endpoint) advertise() uint16 {
 	free := e.rcvBufLimit - int(e.rcvBuf.Size()) - e.ooo.bytes
 	if free < 0 {
@@ -200,6 +213,12 @@ func (e *Endpoint) advertise() uint16 {
 		wnd = min(wnd, max(promised, int(g)*e.rcvMSS))
 	}
 	raw := wnd >> e.rcvWndShift
+	if unit := 1 << e.rcvWndShift; raw<<e.rcvWndShift < promised {
+		up := (promised + unit - 1) >> e.rcvWndShift
+		if room := e.rcvBufLimit - int(e.rcvBuf.Size()); up<<e.rcvWndShift < room+unit {
+			raw = up
+		}
+	}
 	if raw > 0xffff {
 		raw = 0xffff
 	}
