@@ -44,8 +44,16 @@ import (
 // if that put it ahead of the clock, so TSvals never go backwards:
 //
 //	bits 0-3  the peer's window scale, 0-14, or 15 for none
-//	bit  4    SACK permitted (never set: we do not implement SACK)
+//	bit  4    SACK permitted (never set: see below)
 //	bit  5    ECN (never set)
+//
+// SACK is implemented, but a cookie connection does not negotiate it: the
+// cookie SYN-ACK offers no SACK-permitted option (sendCookie), so by RFC
+// 2018 2 neither side sends SACK blocks. Linux carries the SYN's
+// SACK-permitted in bit 4 and offers it, when the SYN offered timestamps
+// (the bits travel only then); here the bit stays clear and a TSecr with
+// it set is refused, so a cookie connection, made only under a flood,
+// recovers losses without SACK, as one without timestamps would in Linux.
 //
 // Like the window scale bits in Linux, they are not covered by the MAC: a
 // peer that alters them alters only its own connection. We check what we
