@@ -320,9 +320,13 @@ func checkVnetHdrPrefix(h vnetHdr, prefix []byte, frameLen int) error {
 			return fmt.Errorf("%w: %v beyond a frame of %d bytes", errBadGSO, h, frameLen)
 		}
 	}
-	switch h.gsoType &^ vnetGSOECN {
-	case vnetGSONone:
+	if h.gsoType == vnetGSONone {
 		return nil
+	}
+	// ECN is a modifier of a GSO type (the super-frame had CWR set), not
+	// a type: as virtio_net_hdr_to_skb, any gso_type but NONE must name
+	// one once ECN is masked off, so ECN alone is refused (-EINVAL).
+	switch h.gsoType &^ vnetGSOECN {
 	case vnetGSOTCPv4, vnetGSOTCPv6:
 	default:
 		return fmt.Errorf("%w: %v: only TCP super-frames are offered", errBadGSO, h)

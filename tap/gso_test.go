@@ -135,6 +135,7 @@ func TestCheckVnetHdr(t *testing.T) {
 		{"partial offset past the end", vnetHdr{flags: vnetFlagNeedsCsum, csumStart: 34, csumOffset: 0xffff}, f4, false},
 		{"TSO4", vnetHdr{flags: vnetFlagNeedsCsum, gsoType: vnetGSOTCPv4, gsoSize: 1448, csumStart: 34, csumOffset: 16}, f4, true},
 		{"TSO4 with ECN", vnetHdr{gsoType: vnetGSOTCPv4 | vnetGSOECN, gsoSize: 1448}, f4, true},
+		{"ECN without a GSO type", vnetHdr{gsoType: vnetGSOECN, gsoSize: 1448}, f4, false},
 		{"TSO6", vnetHdr{gsoType: vnetGSOTCPv6, gsoSize: 1448}, f6, true},
 		{"TSO4 on IPv6", vnetHdr{gsoType: vnetGSOTCPv4, gsoSize: 1448}, f6, false},
 		{"TSO6 on IPv4", vnetHdr{gsoType: vnetGSOTCPv6, gsoSize: 1448}, f4, false},

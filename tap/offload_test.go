@@ -160,6 +160,7 @@ func TestDeliverVnetChecks(t *testing.T) {
 		{"short header", false, good[:5], 0, false, 0, 1},
 		{"partial past the end", false, withVnet(vnetHdr{flags: vnetFlagNeedsCsum, csumStart: uint16(len(good) - 1), csumOffset: 0}, good), 0, false, 0, 1},
 		{"UDP GSO", false, withVnet(vnetHdr{gsoType: vnetGSOUDPL4, gsoSize: 100}, good), 0, false, 0, 1},
+		{"ECN without a GSO type", false, withVnet(vnetHdr{gsoType: vnetGSOECN, gsoSize: 100}, good), 0, false, 0, 1},
 		{"gso_size zero", false, withVnet(vnetHdr{flags: vnetFlagNeedsCsum, gsoType: vnetGSOTCPv4, csumStart: 34, csumOffset: 16}, super), 0, false, 0, 1},
 		{"TSO on a pure ACK: the frame itself", false, withVnet(vnetHdr{flags: vnetFlagDataValid, gsoType: vnetGSOTCPv4, gsoSize: 1448}, ack), 1, true, 0, 0},
 		{"too many segments", false, withVnet(vnetHdr{flags: vnetFlagNeedsCsum, gsoType: vnetGSOTCPv4, gsoSize: 1, csumStart: 34, csumOffset: 16}, super), 0, false, 0, 1},
