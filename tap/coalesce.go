@@ -16,8 +16,8 @@ import (
 // kernel takes it as it takes a super-frame from a virtio NIC (a GRO
 // packet for its own TCP; cut again at gso_size if it forwards it). The
 // rules are those of Linux's tcp_gro_receive, which decides the same
-// question on the receiving side: same headers but for lengths, IDs and
-// checksums, consecutive sequence numbers, the same ACK, window and
+// question on the receiving side: same headers but for lengths, IPv4 IDs
+// (which follow on: idFollows) and checksums, consecutive sequence numbers, the same ACK, window and
 // options (timestamps included), only ACK set (PSH may end the run), every
 // segment but the last exactly as long as the first.
 
@@ -105,9 +105,10 @@ func appendFrameSlices(dst [][]byte, pkt *stack.PacketBuffer, from, to int) [][]
 // a super-frame when n > 1.
 type txRun struct {
 	first, n int
-	payload  int // bytes of TCP payload in the run
-	mss      int // the first segment's payload: every segment's but the last's
-	last     int // the last segment's payload
+	payload  int  // bytes of TCP payload in the run
+	mss      int  // the first segment's payload: every segment's but the last's
+	last     int  // the last segment's payload
+	fixedID  bool // IPv4 with DF set: every segment has the first's identification
 }
 
 // joins reports whether f can follow run r, whose first frame is h, in one
@@ -136,7 +137,8 @@ func (r *txRun) joins(h, f *txFrame) bool {
 		if !bytes.Equal(ip[:4], fip[:4]) || !bytes.Equal(ip[6:], fip[6:]) {
 			return false
 		}
-	} else if !bytes.Equal(ip[:2], fip[:2]) || !bytes.Equal(ip[6:10], fip[6:10]) || !bytes.Equal(ip[12:], fip[12:]) {
+	} else if !bytes.Equal(ip[:2], fip[:2]) || !bytes.Equal(ip[6:10], fip[6:10]) || !bytes.Equal(ip[12:], fip[12:]) ||
+		!r.idFollows(header.IPv4(ip), header.IPv4(fip)) {
 		return false
 	}
 	// TCP header: ports, ACK, data offset, window, urgent pointer and
@@ -156,6 +158,29 @@ func (r *txRun) joins(h, f *txFrame) bool {
 	return true
 }
 
+// idFollows reports whether IPv4 segment f may follow run r, whose first
+// segment is h, by its identification, as Linux's inet_gro_receive
+// decides it (inet_gro_flush): with DF clear, f's must be the previous
+// segment's plus one, and so it is on the wire, where the kernel cutting
+// the super-frame gives segment i the first's plus i (inet_gso_segment);
+// a fragmentable datagram's ID is its own (RFC 6864 4.3), and joining
+// IDs 10 and 50 sent 10 and 11. With DF set (an atomic datagram, whose ID
+// means nothing: RFC 6864 4.1) the IDs may also stay fixed, as tapstack's
+// TCP sends them through gVisor's IPv4 (all 0); the second segment says
+// which, and the rest of the run keeps to it.
+func (r *txRun) idFollows(h, f header.IPv4) bool {
+	next := h.ID() + uint16(r.n)
+	switch {
+	case h.Flags()&header.IPv4FlagDontFragment == 0:
+		return f.ID() == next
+	case r.n == 1:
+		return f.ID() == next || f.ID() == h.ID()
+	case r.fixedID:
+		return f.ID() == h.ID()
+	}
+	return f.ID() == next
+}
+
 // planRuns cuts frames into runs, each written as one frame, in order.
 // A run ends at the first frame that cannot join it, or after the one
 // that carries PSH.
@@ -170,6 +195,11 @@ func planRuns(runs []txRun, frames []txFrame) []txRun {
 			f := &frames[j]
 			if !r.joins(h, f) {
 				break
+			}
+			if r.n == 1 && !h.l.v6 {
+				// Only DF set lets a second segment keep the first's
+				// ID (idFollows).
+				r.fixedID = header.IPv4(f.hdr[f.l.ip:f.l.tcp]).ID() == header.IPv4(h.hdr[h.l.ip:h.l.tcp]).ID()
 			}
 			r.n++
 			r.payload += f.l.payload()

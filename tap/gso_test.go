@@ -31,6 +31,7 @@ type seg struct {
 	tsval   uint32 // a timestamps option when not 0
 	id      uint16
 	tos     uint8 // IPv4 TOS or IPv6 traffic class: DSCP and the ECN field
+	mayFrag bool  // IPv4 DF clear
 	payload []byte
 }
 
@@ -63,8 +64,12 @@ func tcpFrame(s seg) []byte {
 			TrafficClass: s.tos, TransportProtocol: header.TCPProtocolNumber, HopLimit: 64, SrcAddr: src, DstAddr: dst})
 	} else {
 		h := header.IPv4(ip)
+		flags := uint8(header.IPv4FlagDontFragment)
+		if s.mayFrag {
+			flags = 0
+		}
 		h.Encode(&header.IPv4Fields{TOS: s.tos, TotalLength: uint16(ipLen + tcpLen + len(s.payload)), ID: s.id,
-			Flags: header.IPv4FlagDontFragment, TTL: 64, Protocol: uint8(header.TCPProtocolNumber), SrcAddr: src, DstAddr: dst})
+			Flags: flags, TTL: 64, Protocol: uint8(header.TCPProtocolNumber), SrcAddr: src, DstAddr: dst})
 		h.SetChecksum(^h.CalculateChecksum())
 	}
 	t := header.TCP(ip[ipLen:])
@@ -477,6 +482,18 @@ func TestCoalesce(t *testing.T) {
 			}
 		}), []int{1, 2, 1}},
 		{"odd mss", run(false, 5, func(i int, s *seg) { s.payload = pattern(999) }), []int{5}},
+		// The kernel gives the segments it cuts the first one's IPv4 ID
+		// plus one each: with DF clear a run takes only segments whose
+		// IDs do so, as Linux's GRO (inet_gro_receive); with DF set the
+		// IDs may also stay fixed, as gVisor's IPv4 sends them.
+		{"IDs follow with DF clear", run(false, 4, func(i int, s *seg) { s.mayFrag, s.id = true, uint16(10+i) }), []int{4}},
+		{"ID jump with DF clear ends the run", run(false, 3, func(i int, s *seg) {
+			s.mayFrag, s.id = true, []uint16{10, 50, 51}[i]
+		}), []int{1, 2}},
+		{"fixed IDs with DF set", run(false, 4, func(i int, s *seg) { s.id = 0 }), []int{4}},
+		{"fixed IDs with DF clear", run(false, 2, func(i int, s *seg) { s.mayFrag, s.id = true, 7 }), []int{1, 1}},
+		{"fixed then incrementing IDs with DF set", run(false, 3, func(i int, s *seg) { s.id = []uint16{7, 7, 8}[i] }), []int{2, 1}},
+		{"ID jump with DF set ends the run", run(false, 3, func(i int, s *seg) { s.id = []uint16{0, 5, 6}[i] }), []int{1, 2}},
 		{"64 KiB limit", run(false, 50, nil), []int{45, 5}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -516,6 +533,12 @@ func TestCoalesce(t *testing.T) {
 				for j, s := range segs {
 					if !sameSegment(s, tc.frames[next]) {
 						t.Errorf("frame %d segment %d differs from the stack's frame %d", i, j, next)
+					}
+					if sent := tc.frames[next]; header.Ethernet(sent).Type() == header.IPv4ProtocolNumber {
+						ip, sip := header.IPv4(s[header.EthernetMinimumSize:]), header.IPv4(sent[header.EthernetMinimumSize:])
+						if sip.Flags()&header.IPv4FlagDontFragment == 0 && ip.ID() != sip.ID() {
+							t.Errorf("frame %d segment %d: IPv4 ID %d with DF clear, the stack sent %d", i, j, ip.ID(), sip.ID())
+						}
 					}
 					next++
 				}
