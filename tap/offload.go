@@ -203,7 +203,7 @@ func (r *rxReader) deliverVnet(f rxFrame) {
 	// does not verify any (Capabilities), so a frame nobody vouched for
 	// is verified here.
 	validated := partial || h.flags&vnetFlagDataValid != 0
-	if (!validated && !full) || (partial && full) {
+	if (!validated && (!full || h.gsoType != vnetGSONone)) || (partial && full) {
 		// Checksum work reads the whole frame: gather it (a frame
 		// whose TCP checksum the kernel did not leave partial is rare
 		// with offloads, and full checksums are asked for by tests
@@ -229,6 +229,17 @@ func (r *rxReader) deliverVnet(f rxFrame) {
 	s, err := checkSuperPrefix(prefix, frameLen, int(h.gsoSize))
 	if err != nil {
 		l.rxBadOffload.Add(1)
+		l.rxDropped.Add(1)
+		return
+	}
+	if full && !validated && s.n > 1 && !ipFrameValid(prefix[:s.end]) {
+		// Cut, each segment gets a checksum computed afresh
+		// (deliverSplit), so a super-frame's bad bytes would reach
+		// the stack as good ones. The kernel vouched for nothing (no
+		// NEEDS_CSUM, no DATA_VALID): the super-frame is checked
+		// whole before it is cut, and dropped whole if it fails, as
+		// no segment can be told to be the one that carried them.
+		l.rxBadChecksum.Add(1)
 		l.rxDropped.Add(1)
 		return
 	}

@@ -58,6 +58,12 @@ func FuzzDeliverVnet(f *testing.F) {
 		if delivered < 2 {
 			return
 		}
+		if vh, _ := decodeVnetHdr(b); vh.flags&(vnetFlagNeedsCsum|vnetFlagDataValid) == 0 && !ipFrameValid(b[vnetHdrLen:]) {
+			// Cut, the segments' checksums are computed afresh (with
+			// full) or left partial: bytes nobody vouched for must
+			// have been checked whole first.
+			t.Fatalf("%d segments cut from a super-frame the kernel did not vouch for, whose checksum fails", delivered)
+		}
 		// Cut into wire segments: the header said so, and the frame
 		// is a TCP segment.
 		vh, _ := decodeVnetHdr(b)

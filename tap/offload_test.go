@@ -124,6 +124,40 @@ func TestDeliverSuperFrameSplit(t *testing.T) {
 	}
 }
 
+// TestDeliverSplitChecksSuperFrame: with full checksums asked for, the
+// segments cut from a super-frame get checksums computed afresh. A
+// super-frame the kernel did not vouch for (no NEEDS_CSUM, no
+// DATA_VALID) is checked whole before it is cut: with a byte changed it
+// is dropped (RxBadChecksum), where its segments would all have
+// verified.
+func TestDeliverSplitChecksSuperFrame(t *testing.T) {
+	for _, gro := range []bool{false, true} {
+		for _, corrupt := range []bool{false, true} {
+			frame := tcpFrame(seg{seq: 100, ack: 7, flags: header.TCPFlagAck, window: 9, payload: pattern(4 * 1000)})
+			if corrupt {
+				frame[len(frame)-5] ^= 0x10
+			}
+			var d recvDispatcher
+			l := newTestLink(&d, Offloads{Checksum: true, TSO4: true, TSO6: true, GRO: gro})
+			l.requireFullChecksums()
+			l.deliverVnet(rxSplit(withVnet(vnetHdr{gsoType: vnetGSOTCPv4, hdrLen: 54, gsoSize: 1000}, frame)))
+			wantFrames, wantBad := 4, uint64(0)
+			if corrupt {
+				wantFrames, wantBad = 0, 1
+			}
+			if len(d.frames) != wantFrames || l.rxBadChecksum.Load() != wantBad || l.rxDropped.Load() != wantBad {
+				t.Errorf("gro %v corrupt %v: %d segments delivered, rxBadChecksum %d, rxDropped %d; want %d, %d, %d",
+					gro, corrupt, len(d.frames), l.rxBadChecksum.Load(), l.rxDropped.Load(), wantFrames, wantBad, wantBad)
+			}
+			for i, f := range d.frames {
+				if !ipFrameValid(f) {
+					t.Errorf("gro %v corrupt %v: segment %d: a checksum does not verify", gro, corrupt, i)
+				}
+			}
+		}
+	}
+}
+
 func TestDeliverSuperFrameWhole(t *testing.T) {
 	var d recvDispatcher
 	l := newTestLink(&d, Offloads{GRO: true})

@@ -224,7 +224,7 @@ func (p *pipe) carry(from, to *pipePort, pkt *stack.PacketBuffer) {
 		// parses every header itself.
 		v := pkt.ToView()
 		pkt.DecRef()
-		if g.Type != stack.GSONone && to.fullCsum.Load() && p.carrySegments(from, to, v, int(g.MSS)) {
+		if g.Type != stack.GSONone && to.fullCsum.Load() && p.carrySegments(from, to, v, int(g.MSS), g.NeedsCsum) {
 			// A middleware above corrupts frames: a super-frame went
 			// up as its wire segments, as a TAP device hands them
 			// over then, so that a corrupted byte costs one.
@@ -257,12 +257,21 @@ func (p *pipe) carry(from, to *pipePort, pkt *stack.PacketBuffer) {
 // at mss, every checksum filled in, none vouched for; a frame of one
 // segment or none, as gVisor's GSO marks its pure ACKs too, as itself),
 // releases v and reports true; or, for a frame that is no TCP segment it
-// can cut, does nothing and reports false.
-func (p *pipe) carrySegments(from, to *pipePort, v *buffer.View, mss int) bool {
+// can cut, does nothing and reports false. A super-frame whose sender
+// made its checksum complete (not needsCsum) is checked first, since
+// the segments' checksums are computed afresh and would hide bytes
+// changed since: if it fails it is dropped whole (DroppedBadChecksum).
+func (p *pipe) carrySegments(from, to *pipePort, v *buffer.View, mss int, needsCsum bool) bool {
 	frame := v.AsSlice()
 	s, err := checkSuper(frame, mss)
 	if err != nil {
 		return false
+	}
+	if !needsCsum && !ipFrameValid(frame) {
+		v.Release()
+		from.droppedBadChecksum.Add(1)
+		from.done.Add(1)
+		return true
 	}
 	var g *splitFrame
 	if s.n > 1 {
