@@ -1,6 +1,8 @@
 package tap
 
 import (
+	"encoding/binary"
+
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 )
@@ -12,7 +14,8 @@ import (
 // over most frames with a checksum it left partial (they never crossed a
 // wire; VIRTIO_NET_HDR_F_NEEDS_CSUM) or already checked (DATA_VALID): the
 // device itself verifies every other frame (ipFrameValid), drops what
-// fails, and the stack does no checksum work at all. A capture fills the
+// fails (a fragment with the one that completes its datagram:
+// fragcheck.go), and the stack does no checksum work at all. A capture fills the
 // partial checksums in (FillChecksum), so it shows what a wire carries.
 
 // ipLayout is where the parts of an Ethernet frame carrying an IP packet
@@ -22,12 +25,28 @@ type ipLayout struct {
 	proto       uint8 // transport protocol
 	v6          bool
 	fragment    bool // a fragment: the transport checksum covers the reassembled packet
+	// Of a fragment: where its part of the datagram starts in the
+	// frame (after the IPv4 header, or the IPv6 Fragment header), that
+	// part's offset in the datagram, whether more follow, and the
+	// datagram's identification. The transport header (l4) is known
+	// in the first fragment only.
+	frag, fragOff int
+	more          bool
+	id            uint32
 }
 
+// IPv6 extension headers (RFC 8200 4) followed to the transport header.
+const (
+	ipv6HopByHop    = 0
+	ipv6Routing     = 43
+	ipv6Fragment    = 44
+	ipv6DestOptions = 60
+)
+
 // parseIPFrame reads the IP layout of frame. ok is false for a frame
-// that is not IPv4 or IPv6, or is too short for what its headers say.
-// IPv6 extension headers are not followed: such a packet's transport
-// header is not found (l4 == end, proto is the first next header).
+// that is not IPv4 or IPv6, or is too short for what its headers say, or
+// whose IPv6 extension headers the network layer refuses (a Routing
+// header with segments left: gVisor does not forward it).
 func parseIPFrame(frame []byte) (l ipLayout, ok bool) {
 	l.ip = header.EthernetMinimumSize
 	if len(frame) < l.ip {
@@ -46,6 +65,7 @@ func parseIPFrame(frame []byte) (l ipLayout, ok bool) {
 		}
 		l.l4, l.end, l.proto = l.ip+ihl, l.ip+total, h.Protocol()
 		l.fragment = h.More() || h.FragmentOffset() != 0
+		l.frag, l.fragOff, l.more, l.id = l.l4, int(h.FragmentOffset()), h.More(), uint32(h.ID())
 	case header.IPv6ProtocolNumber:
 		if len(ip) < header.IPv6MinimumSize || ip[0]>>4 != 6 {
 			return l, false
@@ -56,10 +76,58 @@ func parseIPFrame(frame []byte) (l ipLayout, ok bool) {
 			return l, false
 		}
 		l.l4, l.end, l.proto, l.v6 = l.ip+header.IPv6MinimumSize, l.ip+total, h.NextHeader(), true
+		return l, l.walkIPv6(frame)
 	default:
 		return l, false
 	}
 	return l, true
+}
+
+// walkIPv6 follows l's IPv6 extension headers, from l.l4, to the
+// transport header, as the network layer will (RFC 8200 4.1): Hop-by-Hop
+// and Destination Options, a Routing header with no segments left, and
+// a Fragment header, after which only the first fragment's headers go
+// on. A Fragment header at offset 0 without more fragments (an atomic
+// fragment, RFC 6946) is not a fragment: gVisor handles the packet as it
+// comes. It reports false for headers past the packet's end, a second
+// Fragment header, or a Routing header with segments left.
+func (l *ipLayout) walkIPv6(frame []byte) bool {
+	// Bounded: each header takes 8 bytes at least.
+	for range (l.end-l.l4)/8 + 1 {
+		switch l.proto {
+		case ipv6HopByHop, ipv6Routing, ipv6DestOptions:
+			if l.l4+8 > l.end {
+				return false
+			}
+			if l.proto == ipv6Routing && frame[l.l4+3] != 0 {
+				return false
+			}
+			n := (int(frame[l.l4+1]) + 1) * 8
+			if l.l4+n > l.end {
+				return false
+			}
+			l.proto = frame[l.l4]
+			l.l4 += n
+		case ipv6Fragment:
+			if l.fragment || l.l4+8 > l.end {
+				return false
+			}
+			f := frame[l.l4 : l.l4+8]
+			l.proto = f[0]
+			l.fragOff = int(binary.BigEndian.Uint16(f[2:]) &^ 7)
+			l.more = f[3]&1 != 0
+			l.id = binary.BigEndian.Uint32(f[4:])
+			l.l4 += 8
+			l.frag = l.l4
+			l.fragment = l.fragOff != 0 || l.more
+			if l.fragOff != 0 {
+				return true // the rest is data
+			}
+		default:
+			return true
+		}
+	}
+	return true
 }
 
 // addrs returns the IP source and destination addresses.
@@ -113,10 +181,11 @@ func (l ipLayout) withPseudo() bool {
 // ipFrameValid verifies the checksums of a frame the kernel did not vouch
 // for: the IPv4 header's, and the transport checksum of TCP, UDP, ICMP
 // and ICMPv6 (RFC 1071 sums; a UDP-over-IPv4 checksum of zero means none,
-// RFC 768). The transport checksum of a fragment covers the reassembled
-// packet, which the device never sees; such frames are accepted on their
-// IP header alone, and so are IPv6 packets with extension headers and
-// protocols without a checksum.
+// RFC 768), found behind IPv6 extension headers (walkIPv6). The
+// transport checksum of a fragment covers the reassembled packet, which
+// the device never sees: ipFrameValid accepts a fragment on its IP
+// header, and a link that vouches for it checks its datagram as a whole
+// (fragChecker). Protocols without a checksum are accepted.
 func ipFrameValid(frame []byte) bool {
 	l, ok := parseIPFrame(frame)
 	if !ok {

@@ -212,8 +212,16 @@ func (r *rxReader) deliverVnet(f rxFrame) {
 		prefix = f.head[vnetHdrLen:]
 	}
 	if !validated && !full {
-		if !ipFrameValid(prefix) {
+		// A fragment's transport checksum is that of its datagram,
+		// checked with the fragment that completes it (fragcheck.go):
+		// gVisor marks the reassembled datagram validated too.
+		switch l.frags.verify(prefix[:frameLen], time.Now()) {
+		case fragBadChecksum:
 			l.rxBadChecksum.Add(1)
+			l.rxDropped.Add(1)
+			return
+		case fragOverLimits:
+			l.rxFragLimit.Add(1)
 			l.rxDropped.Add(1)
 			return
 		}

@@ -4,6 +4,7 @@ package tap
 
 import (
 	"bytes"
+	"encoding/binary"
 	"os"
 	"syscall"
 	"testing"
@@ -591,4 +592,141 @@ func TestRxReaderReusesChunks(t *testing.T) {
 func isNoBufferSpace(err tcpip.Error) bool {
 	_, ok := err.(*tcpip.ErrNoBufferSpace)
 	return ok
+}
+
+// v6WithExtHeader is the IPv6 frame of s with an extension header of
+// type ext (8 bytes: Hop-by-Hop or Destination Options with padding, or
+// a Fragment header at offset 0 with M clear, an atomic fragment) before
+// its TCP segment, checksums correct.
+func v6WithExtHeader(s seg, ext uint8) []byte {
+	s.v6 = true
+	f := tcpFrame(s)
+	at := header.EthernetMinimumSize + header.IPv6MinimumSize
+	b := make([]byte, 0, len(f)+8)
+	b = append(b, f[:at]...)
+	b = append(b, uint8(header.TCPProtocolNumber), 0, 1, 4, 0, 0, 0, 0) // next header, length 0, PadN
+	if ext == ipv6Fragment {
+		b[at+2], b[at+3], b[at+4] = 0, 0, 9 // offset 0, M clear; identification 9<<24
+	}
+	b = append(b, f[at:]...)
+	ip := header.IPv6(b[header.EthernetMinimumSize:])
+	ip.SetNextHeader(ext)
+	ip.SetPayloadLength(ip.PayloadLength() + 8)
+	return b
+}
+
+// fragmentsOf cuts the IP packet in frame into fragments carrying size
+// bytes (a multiple of 8) of its payload each: IPv4 fragments, or IPv6
+// ones with a Fragment header, identification id.
+func fragmentsOf(frame []byte, size int, id uint32) [][]byte {
+	l, _ := parseIPFrame(frame)
+	var out [][]byte
+	for off := 0; off < l.end-l.l4; off += size {
+		n := min(size, l.end-l.l4-off)
+		more := off+n < l.end-l.l4
+		b := append([]byte(nil), frame[:l.l4]...)
+		if l.v6 {
+			fh := make([]byte, 8)
+			fh[0] = l.proto
+			binary.BigEndian.PutUint16(fh[2:], uint16(off))
+			if more {
+				fh[3] |= 1
+			}
+			binary.BigEndian.PutUint32(fh[4:], id)
+			b = append(b, fh...)
+			b = append(b, frame[l.l4+off:l.l4+off+n]...)
+			ip := header.IPv6(b[header.EthernetMinimumSize:])
+			ip.SetNextHeader(ipv6Fragment)
+			ip.SetPayloadLength(uint16(8 + n))
+		} else {
+			b = append(b, frame[l.l4+off:l.l4+off+n]...)
+			ip := header.IPv4(b[header.EthernetMinimumSize:])
+			ip.SetTotalLength(uint16(l.l4 - l.ip + n))
+			ip.SetID(uint16(id))
+			flags := uint8(0)
+			if more {
+				flags = header.IPv4FlagMoreFragments
+			}
+			ip.SetFlagsFragmentOffset(flags, uint16(off))
+			ipv4HeaderChecksum(ip)
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+// TestDeliverVnetChecksBehindIPv6ExtensionHeaders: a device with
+// offloads vouches for every frame (CapabilityRXChecksumOffload), so a
+// frame the kernel did not vouch for is checked here, its TCP checksum
+// found behind the IPv6 extension headers the network layer will walk.
+func TestDeliverVnetChecksBehindIPv6ExtensionHeaders(t *testing.T) {
+	for _, ext := range []uint8{ipv6HopByHop, ipv6DestOptions, ipv6Fragment} {
+		for _, corrupt := range []bool{false, true} {
+			f := v6WithExtHeader(seg{seq: 1, ack: 1, flags: header.TCPFlagAck, window: 100, payload: pattern(200)}, ext)
+			if corrupt {
+				f[len(f)-1] ^= 0x40
+			}
+			var d recvDispatcher
+			l := newTestLink(&d, Offloads{Checksum: true, TSO4: true, TSO6: true, GRO: true})
+			l.deliverVnet(rxSlice(withVnet(vnetHdr{}, f)))
+			want, bad := 1, uint64(0)
+			if corrupt {
+				want, bad = 0, 1
+			}
+			if len(d.frames) != want || l.rxBadChecksum.Load() != bad {
+				t.Errorf("next header %d corrupt %v: %d delivered, rxBadChecksum %d; want %d, %d",
+					ext, corrupt, len(d.frames), l.rxBadChecksum.Load(), want, bad)
+			}
+		}
+	}
+}
+
+// TestDeliverVnetChecksFragmentedDatagram: gVisor's NIC marks every
+// packet of a link that vouches for checksums validated, the reassembled
+// datagram too, so the device checks a datagram whose fragments the
+// kernel did not vouch for when its last missing fragment comes: every
+// fragment of a good datagram is delivered as it comes, in any order;
+// of a datagram whose bytes changed, the one that completes it is
+// dropped (RxBadChecksum), and gVisor's reassembly never completes.
+func TestDeliverVnetChecksFragmentedDatagram(t *testing.T) {
+	for _, v6 := range []bool{false, true} {
+		for _, tc := range []struct {
+			name    string
+			corrupt bool
+			order   []int // fragments in the order read
+			want    []int // the fragments delivered
+		}{
+			{"in order", false, []int{0, 1, 2}, []int{0, 1, 2}},
+			{"reordered", false, []int{2, 0, 1}, []int{2, 0, 1}},
+			{"duplicate", false, []int{0, 0, 1, 2}, []int{0, 0, 1, 2}},
+			{"corrupted", true, []int{0, 1, 2}, []int{0, 1}},
+			{"corrupted, reordered", true, []int{1, 2, 0}, []int{1, 2}},
+		} {
+			s := seg{v6: v6, mayFrag: true, seq: 1, ack: 1, flags: header.TCPFlagAck, window: 100, payload: pattern(500)}
+			frags := fragmentsOf(tcpFrame(s), 200, 77)
+			if tc.corrupt {
+				frags[1][len(frags[1])-3] ^= 0x10
+			}
+			var d recvDispatcher
+			l := newTestLink(&d, Offloads{Checksum: true, TSO4: true, TSO6: true, GRO: true})
+			for _, i := range tc.order {
+				l.deliverVnet(rxSlice(withVnet(vnetHdr{}, frags[i])))
+			}
+			bad := uint64(0)
+			if tc.corrupt {
+				bad = 1
+			}
+			ok := len(d.frames) == len(tc.want)
+			for i := 0; ok && i < len(tc.want); i++ {
+				ok = bytes.Equal(d.frames[i], frags[tc.want[i]])
+			}
+			if !ok || l.rxBadChecksum.Load() != bad || l.rxDropped.Load() != bad {
+				t.Errorf("v6 %v %s: %d fragments delivered, rxBadChecksum %d, rxDropped %d; want fragments %v, %d, %d",
+					v6, tc.name, len(d.frames), l.rxBadChecksum.Load(), l.rxDropped.Load(), tc.want, bad, bad)
+			}
+			if len(l.frags.m) != 0 {
+				t.Errorf("v6 %v %s: %d datagrams' sums kept after reassembly", v6, tc.name, len(l.frags.m))
+			}
+		}
+	}
 }

@@ -68,8 +68,13 @@ type PipeStats struct {
 	DroppedDetached  uint64 // frames dropped because the other end had no stack attached
 	DroppedClosed    uint64 // frames written after the cable was shut down
 	// DroppedBadChecksum: frames whose checksum the other end, offering
-	// offloads (WithPipeGSO), found wrong.
+	// offloads (WithPipeGSO), found wrong; a fragment's, that of its
+	// datagram.
 	DroppedBadChecksum uint64
+	// DroppedFragLimit: fragments the other end, offering offloads,
+	// dropped because it kept the sums of as many datagrams, or
+	// fragments of one, as it may (fragcheck.go).
+	DroppedFragLimit uint64
 }
 
 // Stats returns the counters of frames written on this end.
@@ -81,6 +86,7 @@ func (e *PipeEnd) Stats() PipeStats {
 		DroppedDetached:    p.droppedDetached.Load(),
 		DroppedClosed:      p.droppedClosed.Load(),
 		DroppedBadChecksum: p.droppedBadChecksum.Load(),
+		DroppedFragLimit:   p.droppedFragLimit.Load(),
 	}
 }
 
@@ -235,7 +241,6 @@ func (p *pipe) carry(from, to *pipePort, pkt *stack.PacketBuffer) {
 			var ok bool
 			if validated, ok = to.offloadIn(v.AsSlice(), g.NeedsCsum); !ok {
 				v.Release()
-				from.droppedBadChecksum.Add(1)
 				from.done.Add(1)
 				return
 			}
@@ -320,6 +325,8 @@ type pipePort struct {
 	fullCsum   atomic.Bool // deliver complete checksums and let the stack verify them (offloadIn)
 
 	sent, droppedFull, droppedDetached, droppedClosed, droppedBadChecksum atomic.Uint64
+	droppedFragLimit                                                      atomic.Uint64
+	frags                                                                 fragChecker // inbound fragments not vouched for (offloadIn)
 
 	// queued counts frames WritePackets put in the queue, done those the
 	// pump has delivered or dropped: FlushOutbound waits for done to
@@ -408,7 +415,15 @@ func (pp *pipePort) offloadIn(frame []byte, needsCsum bool) (validated, ok bool)
 	if needsCsum {
 		return true, true
 	}
-	return true, ipFrameValid(frame)
+	switch pp.frags.verify(frame, time.Now()) {
+	case fragBadChecksum:
+		pp.peer.droppedBadChecksum.Add(1)
+		return true, false
+	case fragOverLimits:
+		pp.peer.droppedFragLimit.Add(1)
+		return true, false
+	}
+	return true, true
 }
 
 // Capabilities implements stack.LinkEndpoint: an end with WithPipeGSO

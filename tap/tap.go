@@ -88,7 +88,8 @@ type DeviceStats struct {
 	RxSuperFrames  uint64 // TCP super-frames the kernel handed over (TSO)
 	RxSegments     uint64 // the wire segments they stood for
 	RxBadOffload   uint64 // frames dropped because their virtio-net header did not fit them
-	RxBadChecksum  uint64 // frames the kernel did not vouch for whose checksum failed the device's check
+	RxBadChecksum  uint64 // frames the kernel did not vouch for whose checksum failed the device's check, a fragment's that of its datagram (fragcheck.go)
+	RxFragLimit    uint64 // fragments dropped because the device kept the sums of as many datagrams, or fragments of one, as it may (fragcheck.go)
 	RxQueueFull    uint64 // times the read loop waited for room in the queue to the stack (WithRxQueue)
 	RxChunksReused uint64 // reads into a 64 KiB chunk an earlier frame used and the stack let go of, not one gVisor's pool cleared first (rx.go)
 	RxJoins        uint64 // super-frames the device joined from wire segments it read, without offloads (GRO: gro.go)
@@ -346,6 +347,7 @@ func (l *fdLink) stats() DeviceStats {
 		RxSegments:     l.rxSegments.Load(),
 		RxBadOffload:   l.rxBadOffload.Load(),
 		RxBadChecksum:  l.rxBadChecksum.Load(),
+		RxFragLimit:    l.rxFragLimit.Load(),
 		RxQueueFull:    l.rxQueueFull.Load(),
 		RxChunksReused: l.rxChunksReused.Load(),
 		RxJoins:        l.rxJoins.Load(),
@@ -405,7 +407,8 @@ type fdLink struct {
 	rxDropped, txDropped, txErrors       atomic.Uint64
 	rxSuper, rxSegments, rxBadOffload    atomic.Uint64
 	rxBadChecksum, rxQueueFull           atomic.Uint64
-	rxChunksReused                       atomic.Uint64
+	rxChunksReused, rxFragLimit          atomic.Uint64
+	frags                                fragChecker // fragments not vouched for: their datagrams' sums
 	fullCsum                             atomic.Bool // deliver complete checksums and let the stack verify them
 	wireFrames                           atomic.Bool // join no segments: a middleware above needs wire frames
 	rxJoins, rxJoined                    atomic.Uint64
