@@ -62,17 +62,26 @@ func (t *pmtuTable) lookup(dst tcpip.Address, now tcpip.MonotonicTime) (uint32, 
 	return e.mtu, true
 }
 
-// learn records mtu for dst. It reports whether the table was full and
-// forgot the entry closest to expiring for it (LimitStats.PathMTUEvictions).
-// The scan for it is bounded by the table: each new entry needs an ICMP
-// error that matched a live connection to that destination.
+// learn records mtu for dst. An entry that has not expired is never
+// raised (RFC 1191 5, RFC 8201 4: a report must not increase the
+// estimate): pathMTUArrives drops a report that is not below the
+// connection's path MTU, and this keeps two connections to dst that
+// take reports at once from raising the one the other learned. It
+// reports whether the table was full and forgot the entry closest to
+// expiring for it (LimitStats.PathMTUEvictions). The scan for it is
+// bounded by the table: each new entry needs an ICMP error that matched
+// a live connection to that destination.
 func (t *pmtuTable) learn(dst tcpip.Address, mtu uint32, now tcpip.MonotonicTime) (evicted bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.m == nil {
 		t.m = make(map[tcpip.Address]pmtuEntry)
 	}
-	if _, ok := t.m[dst]; !ok && len(t.m) >= maxPMTUEntries {
+	old, ok := t.m[dst]
+	if ok && now.Before(old.expires) && old.mtu < mtu {
+		return false
+	}
+	if !ok && len(t.m) >= maxPMTUEntries {
 		var oldest tcpip.Address
 		first := true
 		for a, e := range t.m {
@@ -159,11 +168,7 @@ func (e *Endpoint) pathMTUArrives(mtu uint32) {
 		min = minIPv6MTU
 	}
 	if mtu < min {
-		e.proto.stats.Drops[event.DropICMPBadMTU].Add(1)
-		if e.proto.opts.Observer != nil {
-			e.emit(event.Event{Kind: event.KindDrop, Conn: e.connID(), Drop: event.DropICMPBadMTU,
-				Segment: event.SegmentInfo{WS: -1, Note: fmt.Sprintf("ICMP packet too big: MTU %d below the minimum %d", mtu, min)}})
-		}
+		e.dropBadMTU(fmt.Sprintf("ICMP packet too big: MTU %d below the minimum %d", mtu, min))
 		return
 	}
 	if e.netProto != header.IPv6ProtocolNumber && mtu < linuxMinPMTU {
@@ -176,6 +181,21 @@ func (e *Endpoint) pathMTUArrives(mtu uint32) {
 			e.emit(event.Event{Kind: event.KindPathMTU, Conn: e.connID(), Cwnd: e.cwnd, Ssthresh: e.ssthresh,
 				Note: fmt.Sprintf("path MTU %d (ICMP) ignored: the route locks its MTU at %d", mtu, e.pathMTU())})
 		}
+		return
+	}
+	if cur := uint32(e.pathMTU()); mtu >= cur {
+		// RFC 1191 5 and RFC 8201 4: a host MUST NOT increase its
+		// estimate of the path MTU in response to a Datagram Too Big.
+		// A report of a hop no smaller than the path we keep (a stale
+		// one from before the path changed, or a forgery that quotes a
+		// sequence number in flight) says nothing we can use, and
+		// learning it would raise the path MTU for every connection to
+		// the peer, into the smaller hop. Linux's __ip_rt_update_pmtu
+		// returns at once when old_mtu < mtu; an equal report, which it
+		// takes only to refresh its entry's age past half its life,
+		// changes nothing here: the entry expires as RFC 1191 6.3 asks
+		// and the path is tried at full size again.
+		e.dropBadMTU(fmt.Sprintf("ICMP packet too big: MTU %d not below the path MTU %d (RFC 1191 5, RFC 8201 4)", mtu, cur))
 		return
 	}
 	if e.proto.pmtu.learn(e.id.RemoteAddress, mtu, e.now()) {
@@ -191,6 +211,16 @@ func (e *Endpoint) pathMTUArrives(mtu uint32) {
 	old := e.sndMSS
 	e.sndMSS = mss
 	e.mssLowered(old, fmt.Sprintf("path MTU %d (ICMP)", mtu))
+}
+
+// dropBadMTU counts and reports a packet-too-big error whose MTU the
+// engine does not take (DropICMPBadMTU), for the reason note.
+func (e *Endpoint) dropBadMTU(note string) {
+	e.proto.stats.Drops[event.DropICMPBadMTU].Add(1)
+	if e.proto.opts.Observer != nil {
+		e.emit(event.Event{Kind: event.KindDrop, Conn: e.connID(), Drop: event.DropICMPBadMTU,
+			Segment: event.SegmentInfo{WS: -1, Note: note}})
+	}
 }
 
 // mssLowered follows a cut of the send MSS from old to e.sndMSS, for the

@@ -42,3 +42,23 @@ func TestPMTUTableBounded(t *testing.T) {
 		}
 	}
 }
+
+// TestPMTUTableNeverRaised: an entry that has not expired is only ever
+// lowered (RFC 1191 5, RFC 8201 4), whichever connection to the
+// destination the report came through; once it has expired, a new report
+// starts afresh.
+func TestPMTUTableNeverRaised(t *testing.T) {
+	var tab pmtuTable
+	var now tcpip.MonotonicTime
+	dst := tcpip.AddrFrom4([4]byte{192, 0, 2, 1})
+	tab.learn(dst, 1280, now)
+	tab.learn(dst, 1400, now.Add(time.Minute))
+	if mtu, ok := tab.lookup(dst, now.Add(time.Minute)); !ok || mtu != 1280 {
+		t.Errorf("after 1280 then 1400: %d (held %v), want 1280", mtu, ok)
+	}
+	now = now.Add(pmtuExpiry)
+	tab.learn(dst, 1400, now)
+	if mtu, ok := tab.lookup(dst, now); !ok || mtu != 1400 {
+		t.Errorf("a report after the entry expired: %d (held %v), want 1400", mtu, ok)
+	}
+}

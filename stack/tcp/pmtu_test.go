@@ -117,6 +117,41 @@ func TestPathMTURemembered(t *testing.T) {
 	}
 }
 
+// TestPathMTUNotRaised: a report of a next hop larger than the path MTU
+// learned (stale, or forged with a sequence number in flight) must not
+// raise it: RFC 1191 5 and RFC 8201 4, "a host MUST NOT increase its
+// estimate of the Path MTU in response to the contents of a Datagram Too
+// Big message"; Linux's __ip_rt_update_pmtu returns when old_mtu < mtu.
+// After a report of 1280, one of 1400 is dropped and counted: nothing is
+// sent, the connection keeps its MSS, and the next connection to the peer
+// starts at 1280 too.
+func TestPathMTUNotRaised(t *testing.T) {
+	p, ep := tcptest.Established(t)
+	sendSegments(t, p, ep, 3)
+	p.InjectIPv4(fragNeeded(quote(p, 1), 1280))
+	p.Drain() // the three, cut to 1240 (TestPathMTUFragNeeded)
+	p.InjectIPv4(fragNeeded(quote(p, 1), 1400))
+	p.ExpectNothing()
+	if i := ep.Info(); i.PathMTU != 1280 || i.SndMSS != 1240 {
+		t.Errorf("after a report of 1400: path MTU %d, MSS %d; want 1280, 1240", i.PathMTU, i.SndMSS)
+	}
+	if n := p.TCP.Stats().Dropped(event.DropICMPBadMTU); n != 1 {
+		t.Errorf("Dropped(%v) = %d, want 1", event.DropICMPBadMTU, n)
+	}
+	p.PeerPort++
+	p.SetStackISS(0, false)
+	p.Inject(seg{Flags: "S", Seq: 0, MSS: 1460})
+	p.Expect(seg{Flags: "S.", Seq: 0, Ack: 1})
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1})
+	ep2, err := p.Listener.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i := ep2.Info(); i.SndMSS != 1240 || i.PathMTU != 1280 {
+		t.Errorf("the next connection: MSS %d, path MTU %d; want 1240, 1280", i.SndMSS, i.PathMTU)
+	}
+}
+
 // TestDontFragment: every IPv4 segment leaves with DF set (RFC 1191), so
 // routers report a smaller MTU instead of fragmenting; on a route that
 // locks its MTU (`mtu lock`), without, as Linux's ip_dont_fragment has
