@@ -124,8 +124,8 @@ func (e *Endpoint) mtuProbeStart() {
 	// that a route's MTU metric raised later lets the search go higher;
 	// an MTU ICMP reported bounds it for good.
 	p.searchLow = min(p.searchLow, e.pathMTU(), p.searchHigh)
-	if mtu, ok := e.learnedMTU(e.metrics()); ok {
-		p.capAt(int(mtu))
+	if learned, ok := e.learnedMTU(e.metrics()); ok {
+		p.capAt(int(learned.mtu))
 	}
 	e.mtup = p
 }

@@ -3,6 +3,7 @@ package tcp
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tapstack/tapstack/event"
@@ -12,7 +13,8 @@ import (
 
 // Path MTU discovery (RFC 1191 for IPv4, RFC 8201 for IPv6): every IPv4
 // segment leaves with DF set (but on a route that locks its MTU,
-// routemetrics.go), so a router with a smaller next hop drops it
+// routemetrics.go, or to a peer whose path MTU is locked below Linux's
+// min_pmtu, pathMTUArrives), so a router with a smaller next hop drops it
 // and answers ICMP "fragmentation needed" (ICMPv6 "packet too big") with
 // the MTU that fits. The engine checks the error against the connection
 // as it checks any ICMP error (RFC 5927: the quoted sequence number must
@@ -25,7 +27,9 @@ import (
 // Path MTU limits: an MTU below the protocol's minimum (68 bytes for
 // IPv4, RFC 791; 1280 for IPv6, RFC 8200) is a forgery or a broken
 // router and is ignored; an IPv4 MTU below Linux's min_pmtu (552) is
-// raised to it, as Linux does, rather than send tiny segments.
+// raised to it, as Linux does, rather than send tiny segments, and
+// locked there: the segments leave without DF, so that the small hop
+// fragments them (pathMTUArrives).
 const (
 	minIPv4MTU   = 68
 	minIPv6MTU   = 1280
@@ -44,25 +48,57 @@ const (
 type pmtuTable struct {
 	mu sync.Mutex
 	m  map[tcpip.Address]pmtuEntry
+	// anyLocked says that an entry may lock its MTU, until lockedUntil,
+	// the latest of their expiries: writePacket asks the table whether
+	// a packet's destination is locked (locks) only then, and sends
+	// every packet with DF without a look at it otherwise.
+	anyLocked   atomic.Bool
+	lockedUntil tcpip.MonotonicTime
 }
 
+// pmtuEntry is the path MTU learned for a destination. locked: the
+// report was of a hop below Linux's min_pmtu, the MTU is min_pmtu (or
+// less, the route's own), and packets to the destination leave without
+// DF (Linux's fnhe_mtu_locked, ip_dont_fragment).
 type pmtuEntry struct {
 	mtu     uint32
+	locked  bool
 	expires tcpip.MonotonicTime
 }
 
 // lookup returns the path MTU learned for dst, if it has not expired.
-func (t *pmtuTable) lookup(dst tcpip.Address, now tcpip.MonotonicTime) (uint32, bool) {
+func (t *pmtuTable) lookup(dst tcpip.Address, now tcpip.MonotonicTime) (pmtuEntry, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	e, ok := t.m[dst]
 	if !ok || !now.Before(e.expires) {
-		return 0, false
+		return pmtuEntry{}, false
 	}
-	return e.mtu, true
+	return e, true
 }
 
-// learn records mtu for dst. An entry that has not expired is never
+// locks reports whether packets to dst leave without DF: its entry locks
+// the MTU and has not expired. Once every lock has expired, the entries
+// that held one are forgotten (expired, they count for nothing) and
+// anyLocked goes off, so that writePacket stops asking: the scan is
+// bounded by the table, once per lock's life.
+func (t *pmtuTable) locks(dst tcpip.Address, now tcpip.MonotonicTime) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !now.Before(t.lockedUntil) {
+		for a, e := range t.m {
+			if e.locked {
+				delete(t.m, a)
+			}
+		}
+		t.anyLocked.Store(false)
+		return false
+	}
+	e, ok := t.m[dst]
+	return ok && e.locked && now.Before(e.expires)
+}
+
+// learn records mtu for dst, locked or not. An entry that has not expired is never
 // raised (RFC 1191 5, RFC 8201 4: a report must not increase the
 // estimate): pathMTUArrives drops a report that is not below the
 // connection's path MTU, and this keeps two connections to dst that
@@ -71,7 +107,7 @@ func (t *pmtuTable) lookup(dst tcpip.Address, now tcpip.MonotonicTime) (uint32, 
 // expiring for it (LimitStats.PathMTUEvictions). The scan for it is
 // bounded by the table: each new entry needs an ICMP error that matched
 // a live connection to that destination.
-func (t *pmtuTable) learn(dst tcpip.Address, mtu uint32, now tcpip.MonotonicTime) (evicted bool) {
+func (t *pmtuTable) learn(dst tcpip.Address, mtu uint32, locked bool, now tcpip.MonotonicTime) (evicted bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.m == nil {
@@ -92,7 +128,13 @@ func (t *pmtuTable) learn(dst tcpip.Address, mtu uint32, now tcpip.MonotonicTime
 		delete(t.m, oldest)
 		evicted = true
 	}
-	t.m[dst] = pmtuEntry{mtu: mtu, expires: now.Add(pmtuExpiry)}
+	t.m[dst] = pmtuEntry{mtu: mtu, locked: locked, expires: now.Add(pmtuExpiry)}
+	if locked {
+		if t.lockedUntil.Before(now.Add(pmtuExpiry)) {
+			t.lockedUntil = now.Add(pmtuExpiry)
+		}
+		t.anyLocked.Store(true)
+	}
 	return evicted
 }
 
@@ -129,17 +171,17 @@ func (e *Endpoint) pathMTU() int {
 	if m.MTU > 0 {
 		mtu = m.MTU
 	}
-	if learned, ok := e.learnedMTU(m); ok && learned < mtu {
-		mtu = learned
+	if learned, ok := e.learnedMTU(m); ok && learned.mtu < mtu {
+		mtu = learned.mtu
 	}
 	return int(mtu)
 }
 
 // learnedMTU is the path MTU ICMP reported for the peer, unless its
 // route's metrics m lock the MTU.
-func (e *Endpoint) learnedMTU(m RouteMetrics) (uint32, bool) {
+func (e *Endpoint) learnedMTU(m RouteMetrics) (pmtuEntry, bool) {
 	if m.LockMTU {
-		return 0, false
+		return pmtuEntry{}, false
 	}
 	return e.proto.pmtu.lookup(e.id.RemoteAddress, e.now())
 }
@@ -163,18 +205,16 @@ func (e *Endpoint) applyPathMTU() {
 // whose quote checked out: mtu is the next hop's MTU it reports. The
 // caller holds e.mu.
 func (e *Endpoint) pathMTUArrives(mtu uint32) {
-	min := uint32(minIPv4MTU)
+	least := uint32(minIPv4MTU)
 	if e.netProto == header.IPv6ProtocolNumber {
-		min = minIPv6MTU
+		least = minIPv6MTU
 	}
-	if mtu < min {
-		e.dropBadMTU(fmt.Sprintf("ICMP packet too big: MTU %d below the minimum %d", mtu, min))
+	if mtu < least {
+		e.dropBadMTU(fmt.Sprintf("ICMP packet too big: MTU %d below the minimum %d", mtu, least))
 		return
 	}
-	if e.netProto != header.IPv6ProtocolNumber && mtu < linuxMinPMTU {
-		mtu = linuxMinPMTU
-	}
-	if m := e.metrics(); m.LockMTU {
+	m := e.metrics()
+	if m.LockMTU {
 		// The route locks its MTU (Linux's `mtu lock`): the report
 		// changes nothing, for this connection or the destination.
 		if e.proto.opts.Observer != nil {
@@ -183,7 +223,23 @@ func (e *Endpoint) pathMTUArrives(mtu uint32) {
 		}
 		return
 	}
-	if cur := uint32(e.pathMTU()); mtu >= cur {
+	cur, reported := uint32(e.pathMTU()), mtu
+	learned, _ := e.learnedMTU(m)
+	lock := false
+	if e.netProto != header.IPv6ProtocolNumber && mtu < linuxMinPMTU {
+		// A hop below Linux's min_pmtu (552): as Linux's
+		// __ip_rt_update_pmtu, the path MTU becomes min(old_mtu, 552)
+		// and is locked (the exception's fnhe_mtu_locked), so that
+		// ip_dont_fragment sends without DF and the small hop
+		// fragments what we send, rather than segments that small.
+		// With DF still set that hop would drop every segment again,
+		// each new report changing nothing: a black hole. While the
+		// lock holds Linux takes no report (ip_mtu_locked): here one
+		// comes to min(old_mtu, 552), the path MTU again, and is
+		// dropped below.
+		mtu, lock = min(cur, linuxMinPMTU), true
+	}
+	if mtu > cur || mtu == cur && (!lock || learned.locked) {
 		// RFC 1191 5 and RFC 8201 4: a host MUST NOT increase its
 		// estimate of the path MTU in response to a Datagram Too Big.
 		// A report of a hop no smaller than the path we keep (a stale
@@ -195,10 +251,14 @@ func (e *Endpoint) pathMTUArrives(mtu uint32) {
 		// takes only to refresh its entry's age past half its life,
 		// changes nothing here: the entry expires as RFC 1191 6.3 asks
 		// and the path is tried at full size again.
-		e.dropBadMTU(fmt.Sprintf("ICMP packet too big: MTU %d not below the path MTU %d (RFC 1191 5, RFC 8201 4)", mtu, cur))
+		note := fmt.Sprintf("ICMP packet too big: MTU %d not below the path MTU %d (RFC 1191 5, RFC 8201 4)", reported, cur)
+		if lock {
+			note = fmt.Sprintf("ICMP packet too big: MTU %d, below min_pmtu: the path MTU is locked at %d already", reported, cur)
+		}
+		e.dropBadMTU(note)
 		return
 	}
-	if e.proto.pmtu.learn(e.id.RemoteAddress, mtu, e.now()) {
+	if e.proto.pmtu.learn(e.id.RemoteAddress, mtu, lock, e.now()) {
 		e.proto.limits.PathMTUEvictions.Add(1)
 	}
 	if p := e.mtup; p != nil {
@@ -208,9 +268,13 @@ func (e *Endpoint) pathMTUArrives(mtu uint32) {
 	if mss >= e.sndMSS {
 		return // not smaller than what we send already
 	}
+	why := fmt.Sprintf("path MTU %d (ICMP)", mtu)
+	if lock {
+		why = fmt.Sprintf("path MTU %d (ICMP reported %d, below min_pmtu %d: locked, sent without DF)", mtu, reported, linuxMinPMTU)
+	}
 	old := e.sndMSS
 	e.sndMSS = mss
-	e.mssLowered(old, fmt.Sprintf("path MTU %d (ICMP)", mtu))
+	e.mssLowered(old, why)
 }
 
 // dropBadMTU counts and reports a packet-too-big error whose MTU the

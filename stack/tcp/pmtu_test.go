@@ -2,6 +2,7 @@ package tcp_test
 
 import (
 	"testing"
+	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -149,6 +150,97 @@ func TestPathMTUNotRaised(t *testing.T) {
 	}
 	if i := ep2.Info(); i.SndMSS != 1240 || i.PathMTU != 1280 {
 		t.Errorf("the next connection: MSS %d, path MTU %d; want 1240, 1280", i.SndMSS, i.PathMTU)
+	}
+}
+
+// ipv4Out is a packet the stack sent, as the IP layer sees it.
+type ipv4Out struct {
+	size int    // total length
+	df   bool   // Don't Fragment
+	seq  uint32 // the TCP sequence number, absolute
+}
+
+// drainIPv4 reads the packets the stack sent, raw: the peer learns
+// nothing from them (the stack's ISS from its SYN-ACK).
+func drainIPv4(p *tcptest.Peer) []ipv4Out {
+	var out []ipv4Out
+	for range 1 << 10 {
+		pkt := p.Link.Read()
+		if pkt == nil {
+			break
+		}
+		v := pkt.ToView()
+		ip := header.IPv4(v.AsSlice())
+		out = append(out, ipv4Out{size: int(ip.TotalLength()), df: ip.Flags()&header.IPv4FlagDontFragment != 0,
+			seq: header.TCP(ip.Payload()).SequenceNumber()})
+		v.Release()
+		pkt.DecRef()
+	}
+	return out
+}
+
+// TestPathMTUBelowMinimumLocked: a router reports a real next hop of 300
+// bytes (not below IPv4's 68, so RFC 1191 would have it honoured). As
+// Linux's __ip_rt_update_pmtu, the path MTU becomes its min_pmtu, 552,
+// and is locked (fnhe_mtu_locked), so that ip_dont_fragment sends without
+// DF and the 300-byte hop fragments the packets: the two segments in
+// flight go again, cut to 552-byte packets without DF; new data does too,
+// on this connection and the next to the peer. A second report changes
+// nothing while the lock holds (ip_mtu_locked). Once the entry expires
+// (10 minutes) DF is back. With DF set the small hop would drop every
+// packet again, and the connection stall.
+func TestPathMTUBelowMinimumLocked(t *testing.T) {
+	p, ep := tcptest.Established(t)
+	sendSegments(t, p, ep, 2)
+	p.InjectIPv4(fragNeeded(quote(p, 1), 300))
+	out := drainIPv4(p)
+	if len(out) < 2 {
+		t.Fatalf("sent %v after the report, want the two segments in flight again", out)
+	}
+	for _, o := range out {
+		if o.size > 552 || o.df {
+			t.Errorf("after a report of a 300-byte hop: a %d-byte packet, DF %v; want at most 552 bytes, no DF", o.size, o.df)
+		}
+	}
+	if i := ep.Info(); i.PathMTU != 552 || i.SndMSS != 512 {
+		t.Errorf("path MTU %d, MSS %d; want 552, 512", i.PathMTU, i.SndMSS)
+	}
+	p.InjectIPv4(fragNeeded(quote(p, 1), 300))
+	if out := drainIPv4(p); len(out) != 0 {
+		t.Errorf("sent %v after a second report while the lock holds", out)
+	}
+	if n := p.TCP.Stats().Dropped(event.DropICMPBadMTU); n != 1 {
+		t.Errorf("Dropped(%v) = %d after the second report, want 1", event.DropICMPBadMTU, n)
+	}
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: sb(3)})
+	ep.Write(payload(0, 100))
+	if out := drainIPv4(p); len(out) != 1 || out[0].df {
+		t.Errorf("new data sent as %v, want one packet without DF", out)
+	}
+	iss, _ := p.StackISS()
+	p.PeerPort++
+	p.SetStackISS(0, false)
+	p.Inject(seg{Flags: "S", Seq: 0, MSS: 1460})
+	synAck := drainIPv4(p)
+	if len(synAck) != 1 || synAck[0].df {
+		t.Fatalf("the SYN-ACK to the next connection went as %v, want one packet without DF", synAck)
+	}
+	p.SetStackISS(synAck[0].seq, true)
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1})
+	ep2, err := p.Listener.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i := ep2.Info(); i.SndMSS != 512 {
+		t.Errorf("the next connection's MSS is %d, want 512", i.SndMSS)
+	}
+	p.PeerPort--
+	p.SetStackISS(iss, true)
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: sb(3) + 100})
+	p.Advance(10 * time.Minute)
+	ep.Write(payload(0, 100))
+	if out := drainIPv4(p); len(out) != 1 || !out[0].df {
+		t.Errorf("10 minutes after the report, new data sent as %v, want one packet with DF", out)
 	}
 }
 

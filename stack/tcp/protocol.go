@@ -509,10 +509,12 @@ func (p *Protocol) writePacket(r *stack.Route, pkt *stack.PacketBuffer, ecn uint
 	// spares the network layer a random IP ID per segment. A route that
 	// locks its MTU (`mtu lock`) turns discovery off, and its segments
 	// leave without DF, as Linux's ip_dont_fragment has it: a router
-	// with a smaller next hop fragments them. ecn is the IP header's ECN
-	// field (ecn.go), the low bits of the IPv4 TOS and of the IPv6
-	// traffic class.
-	df := p.routeMetrics.Load() == nil || !p.locksMTU(r)
+	// with a smaller next hop fragments them. So does a path MTU ICMP
+	// locked at Linux's min_pmtu (pmtu.go), as Linux's fnhe_mtu_locked
+	// does. Without route metrics or such a lock, as usual, only two
+	// loads decide. ecn is the IP header's ECN field (ecn.go), the low
+	// bits of the IPv4 TOS and of the IPv6 traffic class.
+	df := (p.routeMetrics.Load() == nil && !p.pmtu.anyLocked.Load()) || !p.locksMTU(r)
 	err := r.WritePacket(stack.NetworkHeaderParams{Protocol: protocolNumber, TTL: r.DefaultTTL(), TOS: ecn, DF: df}, pkt)
 	if _, refused := err.(*tcpip.ErrNoBufferSpace); refused {
 		return true
@@ -530,12 +532,16 @@ func (p *Protocol) writeOnce(r *stack.Route, pkt *stack.PacketBuffer) {
 	}
 }
 
-// locksMTU reports whether route r's metrics lock its MTU, off
-// writePacket's frame.
+// locksMTU reports whether route r's metrics lock its MTU, or a path MTU
+// ICMP reported for its destination does (pmtu.go), off writePacket's
+// frame.
 //
 //go:noinline
 func (p *Protocol) locksMTU(r *stack.Route) bool {
-	return p.metricsFor(r.NICID(), r.RemoteAddress()).LockMTU
+	if p.metricsFor(r.NICID(), r.RemoteAddress()).LockMTU {
+		return true
+	}
+	return p.pmtu.anyLocked.Load() && p.pmtu.locks(r.RemoteAddress(), p.clock.NowMonotonic())
 }
 
 // dropRefused returns what pkt, which the link refused, carried, counts
