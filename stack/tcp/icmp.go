@@ -99,8 +99,15 @@ func (e *Endpoint) icmpArrives(terr stack.TransportError, pkt *stack.PacketBuffe
 	switch {
 	case tooBig:
 		// gVisor reports the MTU less the IP header (the room left
-		// for us), and 0 for one smaller than the header itself.
-		e.pathMTUArrives(terr.Info() + uint32(e.netHeaderLen())) // pmtu.go
+		// for us), and 0 for an MTU below the protocol's minimum (68
+		// for IPv4, 1280 for IPv6; its calculateNetworkMTU), among
+		// them an IPv4 Next-Hop MTU of zero (RFC 1191 7). That 0
+		// stays 0: no MTU reported.
+		mtu := terr.Info()
+		if mtu > 0 {
+			mtu += uint32(e.netHeaderLen())
+		}
+		e.pathMTUArrives(mtu) // pmtu.go
 	case e.state == event.SynSent:
 		e.err = err
 		e.transition(event.Closed, event.Cause{Kind: event.CauseSegment, Detail: "ICMP " + err.Error()})

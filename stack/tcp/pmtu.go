@@ -24,14 +24,15 @@ import (
 // tcp_v4_mtu_reduced and tcp_simple_retransmit do. The loss was not
 // congestion: the window stays.
 
-// Path MTU limits: an MTU below the protocol's minimum (68 bytes for
-// IPv4, RFC 791; 1280 for IPv6, RFC 8200) is a forgery or a broken
-// router and is ignored; an IPv4 MTU below Linux's min_pmtu (552) is
-// raised to it, as Linux does, rather than send tiny segments, and
-// locked there: the segments leave without DF, so that the small hop
-// fragments them (pathMTUArrives).
+// Path MTU limits: an IPv6 MTU below the protocol's minimum (1280
+// bytes, RFC 8200) is a forgery or a broken router and is ignored (RFC
+// 8201 4: the estimate never goes below it). An IPv4 MTU below Linux's
+// min_pmtu (552) is raised to it, as Linux does, rather than send tiny
+// segments, and locked there: the segments leave without DF, so that
+// the small hop fragments them (pathMTUArrives). So is an IPv4 report
+// without an MTU (0, from a router older than RFC 1191) or with one below
+// IPv4's minimum of 68 bytes (RFC 791), as Linux takes them too.
 const (
-	minIPv4MTU   = 68
 	minIPv6MTU   = 1280
 	linuxMinPMTU = 552
 
@@ -202,15 +203,11 @@ func (e *Endpoint) applyPathMTU() {
 }
 
 // pathMTUArrives is an ICMP fragmentation-needed or packet-too-big error
-// whose quote checked out: mtu is the next hop's MTU it reports. The
-// caller holds e.mu.
+// whose quote checked out: mtu is the next hop's MTU it reports, 0 for
+// none (icmpArrives). The caller holds e.mu.
 func (e *Endpoint) pathMTUArrives(mtu uint32) {
-	least := uint32(minIPv4MTU)
-	if e.netProto == header.IPv6ProtocolNumber {
-		least = minIPv6MTU
-	}
-	if mtu < least {
-		e.dropBadMTU(fmt.Sprintf("ICMP packet too big: MTU %d below the minimum %d", mtu, least))
+	if e.netProto == header.IPv6ProtocolNumber && mtu < minIPv6MTU {
+		e.dropBadMTU(fmt.Sprintf("ICMP packet too big: MTU %d below the minimum %d", mtu, minIPv6MTU))
 		return
 	}
 	m := e.metrics()
@@ -227,7 +224,15 @@ func (e *Endpoint) pathMTUArrives(mtu uint32) {
 	learned, _ := e.learnedMTU(m)
 	lock := false
 	if e.netProto != header.IPv6ProtocolNumber && mtu < linuxMinPMTU {
-		// A hop below Linux's min_pmtu (552): as Linux's
+		// A hop below Linux's min_pmtu (552), or no MTU at all: a
+		// router from before RFC 1191 leaves the Next-Hop MTU field
+		// zero (RFC 1191 7), and gVisor hands us 0 for any MTU below
+		// IPv4's 68 as well. Linux's icmp_unreach passes the field on
+		// as it is, and __ip_rt_update_pmtu takes 0 as any MTU below
+		// ip_rt_min_pmtu; RFC 1191 7's plateau table is only a MAY.
+		// Dropping the report, as the engine did, left the full-sized
+		// segments to be dropped by that router for ever: a black
+		// hole. As Linux's
 		// __ip_rt_update_pmtu, the path MTU becomes min(old_mtu, 552)
 		// and is locked (the exception's fnhe_mtu_locked), so that
 		// ip_dont_fragment sends without DF and the small hop
@@ -269,7 +274,9 @@ func (e *Endpoint) pathMTUArrives(mtu uint32) {
 		return // not smaller than what we send already
 	}
 	why := fmt.Sprintf("path MTU %d (ICMP)", mtu)
-	if lock {
+	if lock && reported == 0 {
+		why = fmt.Sprintf("path MTU %d (ICMP reported no MTU, RFC 1191 7: locked, sent without DF)", mtu)
+	} else if lock {
 		why = fmt.Sprintf("path MTU %d (ICMP reported %d, below min_pmtu %d: locked, sent without DF)", mtu, reported, linuxMinPMTU)
 	}
 	old := e.sndMSS

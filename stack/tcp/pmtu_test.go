@@ -68,9 +68,10 @@ func TestPathMTUFragNeeded(t *testing.T) {
 }
 
 // TestPathMTUForgedIgnored: an ICMP fragmentation-needed quoting a
-// sequence number that is not in flight (a blind forgery, RFC 5927 4.1),
-// or reporting an MTU below IPv4's minimum of 68 bytes, changes nothing:
-// it is counted as a drop and the MSS stays.
+// sequence number that is not in flight (a blind forgery, RFC 5927 4.1)
+// changes nothing: it is counted as a drop and the MSS stays. (One
+// reporting an MTU below IPv4's minimum is taken as no MTU at all:
+// TestPathMTUFragNeededNoMTU.)
 func TestPathMTUForgedIgnored(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -79,7 +80,6 @@ func TestPathMTUForgedIgnored(t *testing.T) {
 		reason event.DropReason
 	}{
 		{"sequence not in flight", 1 << 20, 1280, event.DropICMPOutOfWindow},
-		{"MTU below the minimum", 1, 60, event.DropICMPBadMTU},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, ep := tcptest.Established(t)
@@ -91,6 +91,46 @@ func TestPathMTUForgedIgnored(t *testing.T) {
 			}
 			if n := p.TCP.Stats().Dropped(tc.reason); n != 1 {
 				t.Errorf("Dropped(%v) = %d, want 1", tc.reason, n)
+			}
+		})
+	}
+}
+
+// TestPathMTUFragNeededNoMTU: a fragmentation needed whose Next-Hop MTU
+// is zero, from a router older than RFC 1191 (7: the host must still
+// reduce its estimate, "at least" as far as a plateau), or below IPv4's
+// minimum of 68 bytes, which gVisor hands over as zero too, is taken as
+// Linux takes it: __ip_rt_update_pmtu makes any MTU below ip_rt_min_pmtu
+// min(old_mtu, 552), locked, so that packets leave without DF. The two
+// segments in flight go again in 552-byte packets without DF. Dropped,
+// as it was, the report left the full-sized segments to that router: a
+// black hole.
+func TestPathMTUFragNeededNoMTU(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mtu  uint16
+	}{
+		{"no MTU", 0},
+		{"below IPv4's minimum", 60},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, ep := tcptest.Established(t)
+			sendSegments(t, p, ep, 2)
+			p.InjectIPv4(fragNeeded(quote(p, 1), tc.mtu))
+			out := drainIPv4(p)
+			if len(out) < 2 {
+				t.Fatalf("sent %v after the report, want the two segments in flight again", out)
+			}
+			for _, o := range out {
+				if o.size > 552 || o.df {
+					t.Errorf("a %d-byte packet, DF %v; want at most 552 bytes, no DF", o.size, o.df)
+				}
+			}
+			if i := ep.Info(); i.PathMTU != 552 || i.SndMSS != 512 {
+				t.Errorf("path MTU %d, MSS %d; want 552, 512", i.PathMTU, i.SndMSS)
+			}
+			if n := p.TCP.Stats().Dropped(event.DropICMPBadMTU); n != 0 {
+				t.Errorf("Dropped(%v) = %d, want 0", event.DropICMPBadMTU, n)
 			}
 		})
 	}
