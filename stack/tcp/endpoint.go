@@ -109,6 +109,7 @@ type Endpoint struct {
 	wasEstablished bool         // the handshake completed once
 	keepalive      bool         // keepalive is on (keepIdle, below)
 	invalidAckSent bool         // invalidAckAt holds a time
+	pmtuExpires    uint32       // when the path MTU ICMP reported for the peer, which bounds sndMSS, expires, in whole seconds of the clock (pmtuSeconds, pathMTUExpiry); 0: none. Here, it fits the padding before rcvSpace
 	rcvSpace       rcvSpace     // the receive buffer's auto-tuning (rcvbuf.go)
 	ooo            reassembly   // out-of-order text held, its SACK blocks and D-SACK (reassembly.go)
 	finReceived    bool         // the peer's FIN was taken in order

@@ -2,6 +2,7 @@ package tcp
 
 import (
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -99,11 +100,11 @@ func (t *pmtuTable) locks(dst tcpip.Address, now tcpip.MonotonicTime) bool {
 	return ok && e.locked && now.Before(e.expires)
 }
 
-// learn records mtu for dst, locked or not. An entry that has not expired is never
-// raised (RFC 1191 5, RFC 8201 4: a report must not increase the
-// estimate): pathMTUArrives drops a report that is not below the
-// connection's path MTU, and this keeps two connections to dst that
-// take reports at once from raising the one the other learned. It
+// learn records mtu for dst, locked or not. An entry that has not
+// expired is never raised (RFC 1191 5, RFC 8201 4: a report must not
+// increase the estimate): pathMTUArrives drops a report that is not
+// below the connection's path MTU, and this keeps two connections to dst
+// that take reports at once from raising the one the other learned. It
 // reports whether the table was full and forgot the entry closest to
 // expiring for it (LimitStats.PathMTUEvictions). The scan for it is
 // bounded by the table: each new entry needs an ICMP error that matched
@@ -174,6 +175,10 @@ func (e *Endpoint) pathMTU() int {
 	}
 	if learned, ok := e.learnedMTU(m); ok && learned.mtu < mtu {
 		mtu = learned.mtu
+		// Whatever sizes its segments by this MTU (the handshake,
+		// syncMSS) does so until the entry expires: output sets the
+		// MSS again then (pathMTUExpiry).
+		e.pmtuExpires = pmtuSeconds(learned.expires)
 	}
 	return int(mtu)
 }
@@ -185,6 +190,48 @@ func (e *Endpoint) learnedMTU(m RouteMetrics) (pmtuEntry, bool) {
 		return pmtuEntry{}, false
 	}
 	return e.proto.pmtu.lookup(e.id.RemoteAddress, e.now())
+}
+
+// pmtuSeconds is t in whole seconds of the engine's clock, rounded up,
+// at least 1: the form of Endpoint.pmtuExpires, which has 4 bytes of
+// padding to live in. A second late is soon enough for a 10-minute
+// expiry.
+func pmtuSeconds(t tcpip.MonotonicTime) uint32 {
+	s := (t.Sub(tcpip.MonotonicTime{}) + time.Second - 1) / time.Second
+	return uint32(min(max(s, 1), math.MaxUint32))
+}
+
+// pathMTUExpiry sets the send MSS again once the path MTU ICMP reported
+// for the peer, which bounded it, has expired (pmtuExpiry; RFC 1191 6.3,
+// RFC 8201 4: the estimate is raised again after about 10 minutes), as
+// Linux's tcp_current_mss calls tcp_sync_mss when the route's MTU no
+// longer matches the connection's icsk_pmtu_cookie. The table forgets
+// the entry by itself, but nothing told the connections that had cut
+// their MSS to it: one report, stale or forged with a sequence number in
+// flight, cut a long-lived connection's segments for good. output calls
+// it before each run that may send, with e.pmtuExpires set, as Linux's
+// tcp_write_xmit asks tcp_current_mss: the cost for the rest is a
+// comparison of that field with zero, and for these the clock reading
+// the run takes anyway (stamp.go). The caller holds e.mu.
+//
+//go:noinline
+func (e *Endpoint) pathMTUExpiry() {
+	if uint32(min(e.now().Sub(tcpip.MonotonicTime{})/time.Second, math.MaxUint32)) < e.pmtuExpires {
+		return
+	}
+	// syncMSS sets the deadline again if a path MTU learned still
+	// bounds the MSS: the report was refreshed, or a new one came. The
+	// MSS rises; it may also fall to where a path MTU search stands
+	// (plpmtud.go), as Linux's tcp_sync_mss takes search_low, and then
+	// the segments in flight are left as they are: nothing says they
+	// were dropped.
+	e.pmtuExpires = 0
+	old := e.sndMSS
+	e.syncMSS()
+	if e.sndMSS != old && e.observed() {
+		e.emit(event.Event{Kind: event.KindPathMTU, Conn: e.connID(), Cwnd: e.cwnd, Ssthresh: e.ssthresh,
+			Note: fmt.Sprintf("path MTU from ICMP expired: path MTU %d, MSS %d → %d", e.pathMTU(), old, e.sndMSS)})
+	}
 }
 
 // pathMSS is the largest segment payload the path MTU allows, timestamps
@@ -266,6 +313,7 @@ func (e *Endpoint) pathMTUArrives(mtu uint32) {
 	if e.proto.pmtu.learn(e.id.RemoteAddress, mtu, lock, e.now()) {
 		e.proto.limits.PathMTUEvictions.Add(1)
 	}
+	e.pmtuExpires = pmtuSeconds(e.now().Add(pmtuExpiry)) // the MSS goes back up then (pathMTUExpiry)
 	if p := e.mtup; p != nil {
 		p.capAt(int(mtu)) // the search stays under what the path reported (plpmtud.go)
 	}

@@ -193,6 +193,57 @@ func TestPathMTUNotRaised(t *testing.T) {
 	}
 }
 
+// TestPathMTUExpires: a path MTU learned from ICMP is kept 10 minutes
+// (RFC 1191 6.3, RFC 8201 4: then the estimate goes up again; Linux's
+// ip_rt_mtu_expires), and the connections whose MSS it bounds get their
+// MSS back then, as Linux's tcp_current_mss sees the route's MTU differ
+// from icsk_pmtu_cookie and calls tcp_sync_mss: the one that took the
+// report, and one opened to the peer meanwhile, which started at the
+// learned size. Before, the table forgot the entry but the connections
+// kept their cut MSS for good.
+func TestPathMTUExpires(t *testing.T) {
+	var notes []string
+	p, ep := tcptest.Established(t, tcptest.WithTCP(mtuNotes(&notes)))
+	sendSegments(t, p, ep, 1)
+	p.InjectIPv4(fragNeeded(quote(p, 1), 1280))
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, Len: 1240})
+	p.Expect(seg{Flags: "P.", Seq: 1241, Ack: 1, Len: 220})
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: sb(2)})
+	iss, _ := p.StackISS()
+
+	p.Advance(5 * time.Minute)
+	p.PeerPort++
+	p.SetStackISS(0, false)
+	p.Inject(seg{Flags: "S", Seq: 0, MSS: 1460})
+	p.Expect(seg{Flags: "S.", Seq: 0, Ack: 1})
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1})
+	ep2, err := p.Listener.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep2.Write(payload(0, 2*1240))
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, Len: 1240})
+	p.Expect(seg{Flags: "P.", Seq: 1241, Ack: 1, Len: 1240})
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 2481})
+
+	p.Advance(5 * time.Minute) // the report is 10 minutes old
+	ep2.Write(payload(0, 2*1460))
+	p.Expect(seg{Flags: ".", Seq: 2481, Ack: 1, Len: 1460})
+	p.Expect(seg{Flags: "P.", Seq: 3941, Ack: 1, Len: 1460})
+	p.PeerPort--
+	p.SetStackISS(iss, true)
+	ep.Write(payload(0, 2*1460))
+	p.Expect(seg{Flags: ".", Seq: sb(2), Ack: 1, Len: 1460})
+	p.Expect(seg{Flags: "P.", Seq: sb(3), Ack: 1, Len: 1460})
+	for k, e := range []*tcp.Endpoint{ep, ep2} {
+		if i := e.Info(); i.SndMSS != 1460 || i.PathMTU != 1500 {
+			t.Errorf("connection %d: MSS %d, path MTU %d; want 1460, 1500", k+1, i.SndMSS, i.PathMTU)
+		}
+	}
+	wantNotes(t, notes, "path MTU 1280 (ICMP): MSS 1460 → 1240",
+		"path MTU from ICMP expired: path MTU 1500, MSS 1240 → 1460", "path MTU from ICMP expired: path MTU 1500, MSS 1240 → 1460")
+}
+
 // ipv4Out is a packet the stack sent, as the IP layer sees it.
 type ipv4Out struct {
 	size int    // total length

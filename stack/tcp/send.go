@@ -468,6 +468,9 @@ func (e *Endpoint) output() {
 	}
 	opened := e.beginStamp()
 	defer e.endStamp(opened)
+	if e.pmtuExpires != 0 {
+		e.pathMTUExpiry() // pmtu.go: the MSS rises again once a path MTU ICMP reported expires
+	}
 	limited, sent := false, false
 	if e.rtxq.empty() && e.sndNxt.LessThan(e.sndEnd()) && e.sndNxt.LessThan(e.sndUna.Add(seqnum.Size(e.sndWnd))) {
 		// New data may leave with none in flight: after an idle
