@@ -113,7 +113,8 @@ func (e *Endpoint) icmpArrives(terr stack.TransportError, pkt *stack.PacketBuffe
 		e.transition(event.Closed, event.Cause{Kind: event.CauseSegment, Detail: "ICMP " + err.Error()})
 	case e.state != event.Closed:
 		// A soft error: reported only if the connection later times
-		// out, in place of ETIMEDOUT, as Linux's tcp_write_err does.
+		// out, in place of ETIMEDOUT, as Linux's tcp_write_err does,
+		// and forgotten once an ACK moves SND.UNA (ack.go).
 		e.softErr = err
 	}
 	e.mu.Unlock()

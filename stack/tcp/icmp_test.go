@@ -5,6 +5,7 @@ import (
 	"errors"
 	"syscall"
 	"testing"
+	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
@@ -87,5 +88,30 @@ func TestICMPUnreachableEstablished(t *testing.T) {
 	p.WantState(ep, event.Closed)
 	if _, err := ep.Read(make([]byte, 1)); !errors.Is(err, syscall.EHOSTUNREACH) {
 		t.Fatalf("Read after the timeout: %v, want EHOSTUNREACH", err)
+	}
+}
+
+// TestICMPSoftErrorClearedByAck: a soft error (RFC 1122 4.2.3.9) only
+// explains a timeout that follows it; once the peer acknowledges new data
+// the path works again, and Linux's tcp_ack clears sk_err_soft
+// ("Something worked..."). A host unreachable followed by an ACK of the
+// data, and an hour later a timeout, reports ETIMEDOUT, not the host
+// unreachable of an hour before.
+func TestICMPSoftErrorClearedByAck(t *testing.T) {
+	p, ep := tcptest.Established(t, tcptest.WithTCP(tcp.Options{MaxRetries: 1}))
+	ep.Write([]byte("x"))
+	p.Expect(tcptest.Seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("x")})
+	p.InjectIPv4(icmpUnreachable(p, header.ICMPv4HostUnreachable, 1))
+	p.Inject(tcptest.Seg{Flags: ".", Seq: 1, Ack: 2})
+	p.Advance(time.Hour)
+	ep.Write([]byte("y"))
+	p.Expect(tcptest.Seg{Flags: "P.", Seq: 2, Ack: 1, Payload: []byte("y")})
+	rto := ep.Info().RTO
+	p.Advance(rto)
+	p.Expect(tcptest.Seg{Flags: "P.", Seq: 2, Ack: 1, Payload: []byte("y")})
+	p.Advance(2 * rto)
+	p.WantState(ep, event.Closed)
+	if _, err := ep.Read(make([]byte, 1)); !errors.Is(err, syscall.ETIMEDOUT) {
+		t.Fatalf("Read after the timeout: %v, want ETIMEDOUT", err)
 	}
 }
