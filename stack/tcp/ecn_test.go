@@ -121,6 +121,26 @@ func TestECNActiveOpen(t *testing.T) {
 	}
 }
 
+// TestECNEceWithoutAgreement: our SYN asked for ECN and the peer's
+// SYN-ACK did not agree, so ECN is not in force (RFC 3168 6.1.1): the
+// data goes not-ECT, and an ECE the peer sends anyway reduces nothing
+// and draws no CWR.
+func TestECNEceWithoutAgreement(t *testing.T) {
+	p := tcptest.New(t, tcptest.WithTCP(tcp.Options{ECN: tcp.ECNOn}))
+	ep := p.Connect()
+	p.Expect(seg{Flags: "SEW", Seq: 0, Check: tcptest.CheckECN})
+	p.Inject(seg{Flags: "S.", Seq: 0, Ack: 1, MSS: 1460})
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, Check: tcptest.CheckECN})
+	ep.Write([]byte("hello"))
+	p.Expect(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("hello"), Check: tcptest.CheckECN})
+	p.Inject(seg{Flags: "E.", Seq: 1, Ack: 6})
+	ep.Write([]byte("again"))
+	p.Expect(seg{Flags: "P.", Seq: 6, Ack: 1, Payload: []byte("again"), Check: tcptest.CheckECN})
+	if n := p.TCP.Stats().ECNReductions.Load(); n != 0 {
+		t.Errorf("ECNReductions %d without ECN", n)
+	}
+}
+
 // TestECNSynRetransmit: a SYN sent again goes without ECE and CWR, in
 // case a middlebox drops ECN-setup SYNs (RFC 3168 6.1.1.1; Linux's
 // tcp_ecn_clear_syn). The first SYN's request stands: a SYN-ACK that
@@ -200,6 +220,25 @@ func TestECNEcho(t *testing.T) {
 	p.TCP.SyncEvents()
 	if evs := rec.of(event.KindRecovery); len(evs) != 1 || evs[0].Note != "ECN: text arrived marked CE (Congestion Experienced); ECE on every ACK until the peer's CWR" {
 		t.Errorf("recovery events %v; want one for the CE mark", evs)
+	}
+}
+
+// TestECNEchoHandshakeAck: text marked CE on the ACK that completes a
+// passive open is text like any other (RFC 3168 6.1.3): its ACK carries
+// ECE.
+func TestECNEchoHandshakeAck(t *testing.T) {
+	p, l := tcptest.Listen(t)
+	p.Inject(seg{Flags: "SEW", Seq: 0, MSS: 1460, SACKPerm: true})
+	p.Expect(seg{Flags: "SE.", Seq: 0, Ack: 1, Check: tcptest.CheckECN})
+	p.Inject(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: payload(0, 100), ECN: tcptest.ECNCE})
+	ep, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Advance(200 * time.Millisecond)
+	p.Expect(seg{Flags: "E.", Seq: 1, Ack: 101})
+	if i := ep.Info(); !i.ECNEcho {
+		t.Errorf("ECNEcho %v after CE-marked text", i.ECNEcho)
 	}
 }
 

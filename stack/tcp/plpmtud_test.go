@@ -207,6 +207,68 @@ func TestMTUProbeLost(t *testing.T) {
 	}
 }
 
+// probingBehind is probing, but each round leaves its last segment
+// unacknowledged, so that the probe goes with data in flight ahead of
+// it. It returns the round the probe left in, the probe's index in it,
+// and SND.UNA.
+func probingBehind(t *testing.T, o tcp.Options) (*tcptest.Peer, *tcp.Endpoint, []seg, int, uint32) {
+	t.Helper()
+	o.MTUProbing = tcp.MTUProbingBlackHole
+	p, ep := rttPeer(t, o)
+	blackHole(t, p, ep, 5)
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: sb(2)})
+	una := sb(2)
+	for range 20 {
+		if _, err := ep.Write(payload(0, 64<<10)); err != nil {
+			t.Fatal(err)
+		}
+		out := p.Drain()
+		for k, s := range out {
+			if s.Len > 1024 {
+				return p, ep, out, k, una
+			}
+			if k < len(out)-1 {
+				una = s.Seq + uint32(s.Len)
+			}
+		}
+		p.Advance(rtt)
+		p.Inject(seg{Flags: ".", Seq: 1, Ack: una})
+	}
+	t.Fatalf("no probe after 20 rounds: cwnd %d", ep.Info().Cwnd)
+	return nil, nil, nil, 0, 0
+}
+
+// TestMTUProbeLostInRecovery: a segment in flight before the probe and
+// the probe (1,282 bytes, more than the path carries) are lost, the rest
+// arrives. Fast recovery sends both again, the probe's data in pieces of
+// the MSS (1,024), and they arrive. A probe succeeds only when the probe
+// itself is delivered (RFC 4821 7.5, 7.6): the acknowledgment of its data
+// resent in pieces must not raise the MSS to 1,242 (retransmitSeg ends
+// the probe when its data goes again).
+func TestMTUProbeLostInRecovery(t *testing.T) {
+	var notes []string
+	p, ep, out, k, una := probingBehind(t, mtuNotes(&notes))
+	probe := out[k]
+	if una >= probe.Seq {
+		t.Fatalf("nothing in flight before the probe %v (SND.UNA %d)", probe, una)
+	}
+	last := out[len(out)-1]
+	end := last.Seq + uint32(last.Len)
+	p.Advance(rtt)
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: una, SACK: [][2]uint32{{probe.Seq + uint32(probe.Len), end}}})
+	p.Advance(rtt)
+	for _, s := range p.Drain() {
+		if s.Seq >= probe.Seq && s.Seq < probe.Seq+uint32(probe.Len) && s.Len > 1024 {
+			t.Fatalf("the probe went again whole: %v", s)
+		}
+	}
+	p.Advance(rtt)
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: end})
+	if i, n := ep.Info(), p.TCP.Stats().MTUProbeSuccesses.Load(); i.SndMSS != 1024 || n != 0 {
+		t.Errorf("after the probe's data arrived in pieces of the MSS: MSS %d, %d probe successes; want 1024, 0 (notes %q)", i.SndMSS, n, notes)
+	}
+}
+
 // TestBlackHoleSearchConverges: a peer behind a 1,400-byte black hole,
 // on the fake clock: every segment whose packet is longer than 1,400
 // bytes vanishes, the peer acknowledges the others with SACK blocks for

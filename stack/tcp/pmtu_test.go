@@ -67,6 +67,47 @@ func TestPathMTUFragNeeded(t *testing.T) {
 	p.ExpectNothing() // the last 520 bytes wait for an ACK: Nagle
 }
 
+// TestPathMTUNoCongestion: the segments a fragmentation needed cut and
+// sent again (Linux's tcp_simple_retransmit, which keeps ssthresh) are
+// acknowledged one piece at a time. The drops were not congestion: no
+// fast recovery starts on the way, and neither cwnd nor ssthresh falls.
+func TestPathMTUNoCongestion(t *testing.T) {
+	p, ep := rttPeer(t, tcp.Options{})
+	sendSegments(t, p, ep, 10)
+	before := ep.Info()
+	p.InjectIPv4(fragNeeded(quote(p, 1), 1280))
+	out := p.Drain()
+	for k := 0; k < len(out) && k < 100; k++ {
+		p.Inject(seg{Flags: ".", Seq: 1, Ack: out[k].Seq + uint32(out[k].Len)})
+		out = append(out, p.Drain()...)
+	}
+	i := ep.Info()
+	if n := p.TCP.Stats().FastRecoveries.Load(); n != 0 || i.Cwnd < before.Cwnd || i.Ssthresh < before.Ssthresh {
+		t.Errorf("after the pieces were acknowledged: %d fast recoveries, cwnd %d (was %d), ssthresh %d (was %d), %s",
+			n, i.Cwnd, before.Cwnd, i.Ssthresh, before.Ssthresh, i.CAState)
+	}
+}
+
+// TestPathMTUFragNeededSynSent: a fragmentation needed quoting our SYN (at
+// ISS, RFC 5927 4.1) in SYN-SENT is taken: the handshake goes on, and the
+// MSS it agrees is bounded by the MTU reported.
+func TestPathMTUFragNeededSynSent(t *testing.T) {
+	p := tcptest.New(t)
+	ep := p.Connect()
+	p.Expect(seg{Flags: "S", Seq: 0})
+	p.InjectIPv4(fragNeeded(quote(p, 0), 1280))
+	p.ExpectNothing()
+	p.WantState(ep, event.SynSent)
+	p.Inject(seg{Flags: "S.", Seq: 0, Ack: 1, MSS: 1460})
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1})
+	if i := ep.Info(); i.SndMSS != 1240 || i.PathMTU != 1280 {
+		t.Errorf("after the handshake: MSS %d, path MTU %d; want 1240, 1280", i.SndMSS, i.PathMTU)
+	}
+	ep.Write(payload(0, 3000))
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, Len: 1240})
+	p.Expect(seg{Flags: "P.", Seq: 1241, Ack: 1, Len: 1240})
+}
+
 // TestPathMTUForgedIgnored: an ICMP fragmentation-needed quoting a
 // sequence number that is not in flight (a blind forgery, RFC 5927 4.1)
 // changes nothing: it is counted as a drop and the MSS stays. (One
