@@ -40,7 +40,7 @@ const (
 	DropICMPBadQuote                    // ICMP error whose quoted header does not match the connection
 	DropICMPNoConnection                // ICMP error for no connection: a listener's port, or TIME-WAIT
 	DropConnectionLimit                 // a SYN or cookie ACK refused: the stack holds MaxConnections
-	DropICMPBadMTU                      // ICMP packet too big reporting an MTU below the protocol's minimum
+	DropICMPBadMTU                      // ICMP packet too big reporting an MTU below the protocol's minimum (IPv6: 1280), or not below the path MTU (RFC 1191 5, RFC 8201 4: never raised), or arriving while a lowered MTU is locked
 	DropStaleFin                        // a FIN held out of order that in-order text then passed (Linux tcp_ofo_queue)
 	DropRstTimeWait                     // a RST in TIME-WAIT, ignored (RFC 1337 3; Options.RFC1337, Linux tcp_rfc1337=1)
 	DropNoRoute                         // a SYN or cookie ACK to a listener with no route back to its source: nothing can answer it (Linux tcp_conn_request's route_req failing, a ListenDrops)
