@@ -418,6 +418,9 @@ func (a *annotator) attach(now time.Time, k frameKey, p pendEv) {
 			break
 		}
 	}
+	if k.dir == dirIn {
+		start = beingDelivered(rs, start)
+	}
 	for _, r := range rs[start:] {
 		if a.apply(r, p) {
 			return
@@ -433,6 +436,40 @@ func (a *annotator) attach(now time.Time, k frameKey, p pendEv) {
 	a.pend[k] = append(a.pend[k], p)
 	a.order = append(a.order, pendRef{id: p.id, at: now, k: k})
 	a.trimPending(now)
+}
+
+// beingDelivered returns the index in rs, frames with one key in capture
+// order, of the first that the stack is processing now, if every frame
+// from start up to it has had an annotation already; otherwise start.
+//
+// The engine reports what an inbound segment did while it processes it,
+// synchronously, from inside Writer.DeliverNetworkPacket, so an inbound
+// event that comes while a frame with its key is being delivered is that
+// frame's: the copy of a taken ACK is the one a bad checksum or PAWS
+// dropped, and the first keeps "ACK: nothing new". Taken by the oldest
+// frame that lacked its class, a drop went on the copy's predecessor and
+// the copy said "no engine event".
+//
+// But a connection's events are delivered once its locks are released,
+// by whichever goroutine holds its output (stack/tcp flushOut): the
+// events of a frame delivered while another goroutine wrote may come
+// after its delivery returned, while the next frame with the same key
+// (a repeated duplicate ACK) is being delivered. An earlier frame that
+// has heard nothing yet may be waiting for just those events, so then
+// the frames are taken in order, as before. Several frames with one key
+// being delivered at once (a TAP's queues, each read by a goroutine of
+// its own) are taken in order too: nothing tells which goroutine an
+// event came from.
+func beingDelivered(rs []*record, start int) int {
+	for i := start; i < len(rs); i++ {
+		if rs[i].delivering {
+			return i
+		}
+		if len(rs[i].parts) == 0 {
+			break
+		}
+	}
+	return start
 }
 
 // written reports whether a frame with key k has left the window; the
@@ -683,11 +720,18 @@ func (a *annotator) takeRecovery(c event.ConnID) []pendEv {
 	return with
 }
 
-// attachAnyConn gives p to the oldest inbound TCP frame in the window with
-// segment key key, whatever its connection.
+// attachAnyConn gives p to the inbound TCP frame in the window with
+// segment key key, whatever its connection, that is being delivered, or
+// else to the oldest that takes it (beingDelivered says when which).
 func (a *annotator) attachAnyConn(now time.Time, key event.SegKey, p pendEv) {
+	var rs []*record
 	for _, r := range a.live() {
-		if !r.isNote() && r.dir == dirIn && r.fi.kind == kindTCP && r.fi.key == key && a.apply(r, p) {
+		if !r.isNote() && r.dir == dirIn && r.fi.kind == kindTCP && r.fi.key == key {
+			rs = append(rs, r)
+		}
+	}
+	for _, r := range rs[beingDelivered(rs, 0):] {
+		if a.apply(r, p) {
 			return
 		}
 	}

@@ -476,3 +476,63 @@ func TestAnnotateProbeRecoveryOnProbe(t *testing.T) {
 			"dup ACK #2, cwnd 7240; recovery: fast recovery, cwnd 7240, ssthresh 7240")
 	})
 }
+
+// receive puts inbound frame k in the window as the Writer does: being
+// delivered, until its caller calls h.a.delivered.
+func (h *harness) receive(k event.SegKey) *record {
+	b := tcpBytes(dirIn, conn, k, 100)
+	r := &record{ts: h.now, dir: dirIn, data: b, length: len(b), fi: parseFrame(b, false), delivering: true}
+	h.a.addFrame(h.now, r)
+	return r
+}
+
+// deliver receives inbound frame k, with the events the engine reports
+// while it processes it.
+func (h *harness) deliver(k event.SegKey, events ...event.Event) {
+	r := h.receive(k)
+	for _, ev := range events {
+		h.ev(ev)
+	}
+	h.a.delivered(h.now, r)
+}
+
+// TestAnnotateIdenticalCopies: two inbound frames with one key (a pure
+// ACK and its copy); the engine takes the first and drops the second, for
+// its checksum (reported before demultiplexing, with no connection) or
+// PAWS. The engine reports a segment's fate while the frame is being
+// delivered, so the drop goes on the copy, and the first keeps its ACK;
+// the copy of the handshake's ACK likewise keeps its own "nothing new".
+// Events that come after their frame was delivered (another goroutine
+// flushed them) still go to the oldest frame that has heard nothing.
+func TestAnnotateIdenticalCopies(t *testing.T) {
+	ack := key(1001, 5001, fACK, 0)
+	took := event.Event{Kind: event.KindAck, Conn: conn, Key: ack, Cwnd: 14480}
+	t.Run("bad checksum", func(t *testing.T) {
+		h := newHarness(t)
+		h.deliver(ack, took)
+		h.deliver(ack, event.Event{Kind: event.KindDrop, Drop: event.DropBadChecksum, Key: ack})
+		expect(t, h.flush(), "ACK: nothing new, cwnd 14480", "dropped: bad checksum")
+	})
+	t.Run("PAWS", func(t *testing.T) {
+		h := newHarness(t)
+		h.deliver(ack, took)
+		h.deliver(ack, event.Event{Kind: event.KindDrop, Conn: conn, Drop: event.DropPAWS, Key: ack})
+		expect(t, h.flush(), "ACK: nothing new, cwnd 14480", "dropped: PAWS: old timestamp")
+	})
+	t.Run("handshake ACK", func(t *testing.T) {
+		h := newHarness(t)
+		h.deliver(ack, event.Event{Kind: event.KindState, Conn: conn, From: event.SynReceived, To: event.Established,
+			Cause: event.Cause{Kind: event.CauseSegment, Key: ack}, Key: ack})
+		h.deliver(ack, took)
+		expect(t, h.flush(), "SYN-RECEIVED → ESTABLISHED", "ACK: nothing new, cwnd 14480")
+	})
+	t.Run("events after their delivery", func(t *testing.T) {
+		h := newHarness(t)
+		h.deliver(ack) // its event comes late, during the next delivery
+		r := h.receive(ack)
+		h.ev(took)
+		h.ev(event.Event{Kind: event.KindDrop, Conn: conn, Drop: event.DropPAWS, Key: ack})
+		h.a.delivered(h.now, r)
+		expect(t, h.flush(), "ACK: nothing new, cwnd 14480", "dropped: PAWS: old timestamp")
+	})
+}

@@ -3,8 +3,11 @@ package pcap_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -14,8 +17,11 @@ import (
 	"time"
 
 	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/link/channel"
+	"gvisor.dev/gvisor/pkg/tcpip/link/nested"
 	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
 	"github.com/tapstack/tapstack/conn"
@@ -509,5 +515,372 @@ func TestLinkDrops(t *testing.T) {
 	}
 	if pkts[0].DropCount != 0 || pkts[1].DropCount != 3 || !strings.Contains(pkts[1].Comment(), "link drops 3") {
 		t.Errorf("drop counts %d, %d; comment %q", pkts[0].DropCount, pkts[1].DropCount, pkts[1].Comment())
+	}
+}
+
+// frameRecorder is link middleware on the client that keeps a copy of
+// every frame the client writes, so that a test can deliver copies of
+// them, altered, to the captured server.
+type frameRecorder struct {
+	nested.Endpoint
+	mu     sync.Mutex
+	frames [][]byte
+}
+
+func (r *frameRecorder) WritePackets(pkts gstack.PacketBufferList) (int, tcpip.Error) {
+	r.mu.Lock()
+	for _, p := range pkts.AsSlice() {
+		var b []byte
+		for _, v := range p.AsSlices() {
+			b = append(b, v...)
+		}
+		r.frames = append(r.frames, b)
+	}
+	r.mu.Unlock()
+	return r.Endpoint.WritePackets(pkts)
+}
+
+// last returns a copy of the last TCP frame the client wrote.
+func (r *frameRecorder) last(t *testing.T) []byte {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := len(r.frames) - 1; i >= 0; i-- {
+		f := r.frames[i]
+		if len(f) > header.EthernetMinimumSize+header.IPv4MinimumSize && header.Ethernet(f).Type() == header.IPv4ProtocolNumber &&
+			header.IPv4(f[header.EthernetMinimumSize:]).Protocol() == uint8(header.TCPProtocolNumber) {
+			return append([]byte(nil), f...)
+		}
+	}
+	t.Fatal("the client wrote no TCP frame")
+	return nil
+}
+
+// connPair is two tapstack stacks on a pipe with one connection open,
+// client 192.0.2.2 to server 192.0.2.1:7; the server's end is captured,
+// and the client's frames are recorded, to be delivered again, altered,
+// as if the wire carried them (inject).
+type connPair struct {
+	server, client *stack.Stack
+	capture        *pcap.Writer
+	buf            *bytes.Buffer
+	rec            *frameRecorder
+	srv, cli       *conn.Conn
+	window         time.Duration
+	events         eventLog // the server's events
+}
+
+// newConnPair connects the stacks, the capture's window win.
+func newConnPair(t *testing.T, win time.Duration, pipeOpts ...tap.PipeOption) *connPair {
+	t.Helper()
+	a, b := tap.Pipe(pipeOpts...)
+	p := &connPair{buf: &bytes.Buffer{}, window: win, rec: &frameRecorder{}}
+	w, err := pcap.New(a, p.buf, pcap.Options{Window: win})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.capture = w
+	p.server = stack.New(stack.Options{TCP: tcp.Options{TimeWait: 50 * time.Millisecond, Observer: w.Observer(p.events.observe)}})
+	if _, err := p.server.AddNIC(w, netip.MustParsePrefix("192.0.2.1/24")); err != nil {
+		t.Fatal(err)
+	}
+	p.client = stack.New(stack.Options{TCP: tcp.Options{TimeWait: 50 * time.Millisecond}})
+	p.rec.Endpoint.Init(b, p.rec)
+	if _, err := p.client.AddNIC(p.rec, netip.MustParsePrefix("192.0.2.2/24")); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close(); b.Close(); p.client.Close(); p.server.Close() })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ln, err := conn.Listen(p.server, "tcp", "192.0.2.1:7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	acc := make(chan *conn.Conn, 1)
+	go func() {
+		c, _ := ln.AcceptTCP()
+		acc <- c
+	}()
+	if p.cli, err = (&conn.Dialer{Stack: p.client}).DialTCP(ctx, "tcp", "192.0.2.1:7"); err != nil {
+		t.Fatal(err)
+	}
+	if p.srv = <-acc; p.srv == nil {
+		t.Fatal("no connection accepted")
+	}
+	return p
+}
+
+// settle waits until every frame captured so far has left the window.
+func (p *connPair) settle() { time.Sleep(3 * p.window) }
+
+// inject delivers frame to the server through the capture, as if the
+// wire carried it.
+func (p *connPair) inject(frame []byte) {
+	pkt := gstack.NewPacketBuffer(gstack.PacketBufferOptions{Payload: buffer.MakeWithData(append([]byte(nil), frame...))})
+	pkt.LinkHeader().Consume(header.EthernetMinimumSize)
+	p.capture.DeliverNetworkPacket(header.IPv4ProtocolNumber, pkt)
+	pkt.DecRef()
+}
+
+// resend writes frame on the client's end of the pipe, after what the
+// client wrote: the server's end delivers it in its turn, on the pipe's
+// goroutine, as a duplicate the wire made.
+func (p *connPair) resend(t *testing.T, frame []byte) {
+	t.Helper()
+	pkt := gstack.NewPacketBuffer(gstack.PacketBufferOptions{Payload: buffer.MakeWithData(append([]byte(nil), frame...))})
+	var l gstack.PacketBufferList
+	l.PushBack(pkt)
+	n, err := p.rec.WritePackets(l)
+	pkt.DecRef()
+	if n != 1 || err != nil {
+		t.Fatalf("resend: %d, %v", n, err)
+	}
+}
+
+// read closes the capture and returns its TCP frames captured at or after
+// t0, with a line each to show when a test fails.
+func (p *connPair) read(t *testing.T, t0 time.Time) ([]pcap.Packet, string) {
+	t.Helper()
+	if err := p.capture.CloseCapture(); err != nil {
+		t.Fatal(err)
+	}
+	pkts, err := pcap.ReadAll(bytes.NewReader(p.buf.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []pcap.Packet
+	var b strings.Builder
+	for _, f := range pkts {
+		_, k, ok := f.TCP()
+		if !ok || f.Time.Before(t0) {
+			continue
+		}
+		out = append(out, f)
+		fmt.Fprintf(&b, "#%d %s %s seq=%d ack=%d len=%d id=%d dropped=%v | %s\n", f.Number, f.Direction, k.Flags, k.Seq, k.Ack, k.Len, f.PacketID, f.Dropped, f.Comment())
+	}
+	return out, b.String()
+}
+
+// inbound returns the inbound frames of frames.
+func inbound(frames []pcap.Packet) []pcap.Packet {
+	var in []pcap.Packet
+	for _, f := range frames {
+		if f.Direction == pcap.Inbound {
+			in = append(in, f)
+		}
+	}
+	return in
+}
+
+// segment is a TCP segment made from a frame of the client's (rebuild).
+type segment struct {
+	seq, ack uint32
+	flags    header.TCPFlags
+	payload  []byte
+	tsval    *uint32 // replaces the Timestamps option's TSval, if set
+	badCsum  bool
+}
+
+// rebuild returns tmpl, an Ethernet/IPv4/TCP frame of the client's, with
+// s's SEQ, ACK, flags and payload; its options kept, lengths and
+// checksums made anew.
+func rebuild(tmpl []byte, s segment) []byte {
+	hl := int(header.IPv4(tmpl[header.EthernetMinimumSize:]).HeaderLength())
+	off := int(header.TCP(tmpl[header.EthernetMinimumSize+hl:]).DataOffset())
+	b := append(append([]byte(nil), tmpl[:header.EthernetMinimumSize+hl+off]...), s.payload...)
+	ip := header.IPv4(b[header.EthernetMinimumSize:])
+	ip.SetTotalLength(uint16(hl + off + len(s.payload)))
+	ip.SetChecksum(0)
+	ip.SetChecksum(^ip.CalculateChecksum())
+	th := header.TCP(b[header.EthernetMinimumSize+hl:])
+	th.SetSequenceNumber(s.seq)
+	th.SetAckNumber(s.ack)
+	th.SetFlags(uint8(s.flags))
+	if s.tsval != nil {
+		opts := th[header.TCPMinimumSize:off]
+		for i := 0; i+1 < len(opts) && opts[i] != 0; {
+			if opts[i] == 1 {
+				i++
+				continue
+			}
+			if opts[i] == 8 && opts[i+1] == 10 {
+				binary.BigEndian.PutUint32(opts[i+2:], *s.tsval)
+			}
+			i += max(int(opts[i+1]), 2)
+		}
+	}
+	th.SetChecksum(0)
+	x := header.PseudoHeaderChecksum(header.TCPProtocolNumber, ip.SourceAddress(), ip.DestinationAddress(), uint16(len(th)))
+	th.SetChecksum(^checksum.Checksum(th, x))
+	if s.badCsum {
+		th.SetChecksum(th.Checksum() ^ 0x5a5a)
+	}
+	return b
+}
+
+// tcpOf returns a frame's TCP header.
+func tcpOf(f []byte) header.TCP {
+	ip := header.IPv4(f[header.EthernetMinimumSize:])
+	return header.TCP(f[header.EthernetMinimumSize+int(ip.HeaderLength()):])
+}
+
+// TestCaptureDropOnItsCopy: a pure ACK arrives and is taken; an identical
+// copy (the same SEQ, ACK, flags and length) follows and is dropped, for
+// its checksum or its old timestamp (PAWS). The drop is told on the copy,
+// the frame the engine dropped, and the first says nothing of it.
+func TestCaptureDropOnItsCopy(t *testing.T) {
+	for _, tc := range []struct {
+		name, want string
+		spoil      func(s *segment, tsval uint32)
+	}{
+		{"bad checksum", "dropped: bad checksum", func(s *segment, _ uint32) { s.badCsum = true }},
+		{"PAWS", "dropped: PAWS: old timestamp", func(s *segment, tsval uint32) { old := tsval - 100000; s.tsval = &old }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newConnPair(t, 100*time.Millisecond)
+			p.settle()
+			tmpl := p.rec.last(t)
+			th := tcpOf(tmpl)
+			o := header.ParseTCPOptions(th[header.TCPMinimumSize:th.DataOffset()])
+			if !o.TS {
+				t.Fatal("the client's ACK carries no Timestamps option")
+			}
+			good := segment{seq: th.SequenceNumber(), ack: th.AckNumber(), flags: header.TCPFlagAck}
+			bad := good
+			tc.spoil(&bad, o.TSVal)
+			t0 := time.Now()
+			p.inject(rebuild(tmpl, good))
+			p.inject(rebuild(tmpl, bad))
+			p.settle()
+			frames, dump := p.read(t, t0)
+			in := inbound(frames)
+			if len(in) != 2 {
+				t.Fatalf("%d inbound frames, want 2:\n%s", len(in), dump)
+			}
+			if in[0].Dropped || strings.Contains(in[0].Comment(), "dropped") {
+				t.Errorf("the first, which the engine took, says %q (dropped %v)", in[0].Comment(), in[0].Dropped)
+			}
+			if !in[1].Dropped || !strings.Contains(in[1].Comment(), tc.want) {
+				t.Errorf("the copy, which the engine dropped, says %q (dropped %v); want %q", in[1].Comment(), in[1].Dropped, tc.want)
+			}
+			if t.Failed() {
+				t.Logf("capture:\n%s", dump)
+			}
+		})
+	}
+}
+
+// TestCaptureDuplicateHandshakeACK: the ACK that completes the handshake
+// comes twice, the copy while the first is still in the window. The first
+// says SYN-RECEIVED → ESTABLISHED; the copy, a plain ACK to an
+// established connection, says what the engine made of it. (The copy
+// follows the first on the pipe: delivered at the same time, on two
+// goroutines, nothing would tell whose events are whose.)
+func TestCaptureDuplicateHandshakeACK(t *testing.T) {
+	p := newConnPair(t, 200*time.Millisecond)
+	tmpl := p.rec.last(t)
+	p.resend(t, tmpl)
+	p.settle()
+	frames, dump := p.read(t, time.Time{})
+	th := tcpOf(tmpl)
+	var same []pcap.Packet
+	for _, f := range inbound(frames) {
+		if _, k, _ := f.TCP(); k.Seq == th.SequenceNumber() && k.Ack == th.AckNumber() && k.Len == 0 && header.TCPFlags(k.Flags) == header.TCPFlagAck {
+			same = append(same, f)
+		}
+	}
+	if len(same) != 2 {
+		t.Fatalf("%d copies of the handshake's ACK, want 2:\n%s", len(same), dump)
+	}
+	if c := same[0].Comment(); !strings.Contains(c, "SYN-RECEIVED → ESTABLISHED") {
+		t.Errorf("the handshake's ACK says %q", c)
+	}
+	if c := same[1].Comment(); !strings.HasPrefix(c, "ACK: nothing new") {
+		t.Errorf("the copy says %q; want \"ACK: nothing new\"", c)
+	}
+	if t.Failed() {
+		t.Logf("capture:\n%s\nthe server's events:\n%s", dump, &p.events)
+	}
+}
+
+// TestCaptureDropNoSocketEachCopy: two identical SYNs for a port with no
+// listener arrive back to back; each is dropped ("no socket → RST") and
+// answered by an RST of its own, which says "RST".
+func TestCaptureDropNoSocketEachCopy(t *testing.T) {
+	p := newConnPair(t, 100*time.Millisecond)
+	p.settle()
+	f := rebuild(p.rec.last(t), segment{seq: 1000, flags: header.TCPFlagSyn})
+	ip := header.IPv4(f[header.EthernetMinimumSize:])
+	th := tcpOf(f)
+	th.SetDestinationPort(9)
+	th.SetChecksum(0)
+	th.SetChecksum(^checksum.Checksum(th, header.PseudoHeaderChecksum(header.TCPProtocolNumber, ip.SourceAddress(), ip.DestinationAddress(), uint16(len(th)))))
+	t0 := time.Now()
+	p.inject(f)
+	p.inject(f)
+	p.settle()
+	frames, dump := p.read(t, t0)
+	var syns, rsts []pcap.Packet
+	for _, g := range frames {
+		switch {
+		case g.Direction == pcap.Inbound:
+			syns = append(syns, g)
+		case flagsOf(g)&header.TCPFlagRst != 0:
+			rsts = append(rsts, g)
+		}
+	}
+	if len(syns) != 2 || len(rsts) != 2 {
+		t.Fatalf("%d SYNs and %d RSTs, want 2 and 2:\n%s", len(syns), len(rsts), dump)
+	}
+	for _, s := range syns {
+		if !s.Dropped || !strings.HasPrefix(s.Comment(), "dropped: no socket → RST") {
+			t.Errorf("SYN frame %d says %q (dropped %v)", s.Number, s.Comment(), s.Dropped)
+		}
+	}
+	for _, r := range rsts {
+		if r.Comment() != "RST" {
+			t.Errorf("RST frame %d says %q", r.Number, r.Comment())
+		}
+	}
+	if t.Failed() {
+		t.Logf("capture:\n%s", dump)
+	}
+}
+
+// TestCaptureKeepalives: keepalive probes every 15 ms, many inside the
+// capture's window of 200 ms, all of one shape (SEQ = SND.UNA-1, no
+// data), the answers of one shape too: each probe says "keepalive #n",
+// each answer what the engine made of it, none "no engine event".
+func TestCaptureKeepalives(t *testing.T) {
+	p := newConnPair(t, 200*time.Millisecond)
+	p.settle()
+	t0 := time.Now()
+	if err := p.srv.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: 15 * time.Millisecond, Interval: 15 * time.Millisecond, Count: 9}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	p.srv.SetKeepAlive(false)
+	p.settle()
+	frames, dump := p.read(t, t0)
+	probes := 0
+	for _, f := range frames {
+		c := f.Comment()
+		if strings.Contains(c, "no engine event") {
+			t.Errorf("frame %d says %q", f.Number, c)
+		}
+		if f.Direction == pcap.Outbound {
+			probes++
+			if !strings.HasPrefix(c, "keepalive #") {
+				t.Errorf("probe frame %d says %q", f.Number, c)
+			}
+		}
+	}
+	if probes < 3 {
+		t.Errorf("%d probes: the test shows little", probes)
+	}
+	if t.Failed() {
+		t.Logf("capture:\n%s\nthe server's events:\n%s", dump, &p.events)
 	}
 }
