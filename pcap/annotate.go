@@ -28,7 +28,9 @@ const (
 )
 
 // class is a kind of annotation; a frame takes at most one of each, except
-// state changes, which chain (SYN-RECEIVED → ESTABLISHED → CLOSE-WAIT).
+// state changes, which chain (SYN-RECEIVED → ESTABLISHED → CLOSE-WAIT),
+// and a drop, which a held reply's may follow ("dropped: out of window;
+// ACK rate limited", pendEv.held).
 type class uint16
 
 const (
@@ -69,6 +71,7 @@ type record struct {
 	claimed    class
 	lastTo     event.State // the last state change's To, for chaining
 	dropped    bool        // verdict: discarded by the engine or a fault
+	replyHeld  bool        // a rate limit held back the reply it asked for (pendEv.held)
 	lost       bool        // inbound, dropped by a fault before the stack saw it
 	packetID   uint64
 	origFrame  uint64 // a retransmission: the frame that first carried the data
@@ -106,6 +109,10 @@ type pendEv struct {
 	from  event.State
 	to    event.State
 	drop  bool
+	// held: a drop that tells of a reply a rate limit held back
+	// (DropAckRateLimited, DropChallengeRateLimited), which the engine
+	// reports after the drop of the segment that asked for it.
+	held bool
 	// wantICMP: a UDP datagram for no port, which the stack said ICMP
 	// port unreachable answers.
 	wantICMP bool
@@ -354,6 +361,22 @@ func (a *annotator) apply(r *record, p pendEv) bool {
 		if r.claimed&(clsReceive|clsState) != 0 {
 			return false
 		}
+		if p.held && r.claimed&clsDrop != 0 {
+			// A segment dropped (out of window, PAWS) whose answer a
+			// rate limit then held back is reported dropped twice
+			// (stack/tcp reset.go, invalidAckAllowed; timewait.go):
+			// both are this frame's. Refused, the second went to the
+			// next frame with the same key, a copy the engine had
+			// yet to see, and pushed that copy's own drop on to the
+			// one after it.
+			if r.replyHeld {
+				return false
+			}
+			r.replyHeld = true
+			p.text = strings.TrimPrefix(p.text, "dropped: ")
+			a.addPart(r, p)
+			return true
+		}
 	case clsAck:
 		if r.claimed&clsReceive != 0 {
 			return false
@@ -379,6 +402,7 @@ func (a *annotator) apply(r *record, p pendEv) bool {
 	if p.drop {
 		r.dropped = true
 	}
+	r.replyHeld = r.replyHeld || p.held
 	r.wantICMP = r.wantICMP || p.wantICMP
 	a.addPart(r, p)
 	for _, w := range p.with {
@@ -641,7 +665,8 @@ func (a *annotator) event(now time.Time, ev *event.Event) {
 			a.stats.unmatched++ // nothing on the wire to match: a truncated header
 			return
 		}
-		p := pendEv{cls: clsDrop, text: dropText(ev.Drop, ev.Key.Flags), drop: true}
+		p := pendEv{cls: clsDrop, text: dropText(ev.Drop, ev.Key.Flags), drop: true,
+			held: ev.Drop == event.DropAckRateLimited || ev.Drop == event.DropChallengeRateLimited}
 		if !ev.Conn.Local.IsValid() {
 			// Failed validation before demultiplexing: match the
 			// segment alone, on any connection.

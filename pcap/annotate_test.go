@@ -536,3 +536,25 @@ func TestAnnotateIdenticalCopies(t *testing.T) {
 		expect(t, h.flush(), "ACK: nothing new, cwnd 14480", "dropped: PAWS: old timestamp")
 	})
 }
+
+// TestAnnotateReplyHeld: three copies of a segment out of the window. The
+// engine drops each, answers the first, and holds back the answer to the
+// others (tcp.Options.InvalidRateLimit), reporting a second drop for each
+// of them: that one is told on its own copy, after the first drop.
+func TestAnnotateReplyHeld(t *testing.T) {
+	k := key(1<<30, 5001, fACK, 0)
+	drop := func(r event.DropReason) event.Event {
+		return event.Event{Kind: event.KindDrop, Conn: conn, Drop: r, Key: k}
+	}
+	h := newHarness(t)
+	h.deliver(k, drop(event.DropOutOfWindow))
+	h.deliver(k, drop(event.DropOutOfWindow), drop(event.DropAckRateLimited))
+	h.deliver(k, drop(event.DropOutOfWindow), drop(event.DropAckRateLimited))
+	expect(t, h.flush(),
+		"dropped: out of window",
+		"dropped: out of window; ACK rate limited",
+		"dropped: out of window; ACK rate limited")
+	if h.a.waiting() != 0 {
+		t.Errorf("%d events wait for a frame", h.a.waiting())
+	}
+}

@@ -805,6 +805,45 @@ func TestCaptureDuplicateHandshakeACK(t *testing.T) {
 	}
 }
 
+// TestCaptureReplyHeldOnItsCopy: three copies of a pure ACK far out of
+// the receive window arrive back to back. The engine drops each as out of
+// window, answers the first with an ACK and holds back the answer to the
+// others (tcp.Options.InvalidRateLimit), reporting a second drop, "ACK
+// rate limited", for each of those: every copy says it was dropped out
+// of window, and the later two that their answer was held back.
+func TestCaptureReplyHeldOnItsCopy(t *testing.T) {
+	p := newConnPair(t, 100*time.Millisecond)
+	p.settle()
+	tmpl := p.rec.last(t)
+	th := tcpOf(tmpl)
+	s := segment{seq: th.SequenceNumber() + 1<<30, ack: th.AckNumber(), flags: header.TCPFlagAck}
+	t0 := time.Now()
+	for range 3 {
+		p.inject(rebuild(tmpl, s))
+	}
+	p.settle()
+	frames, dump := p.read(t, t0)
+	in := inbound(frames)
+	if len(in) != 3 {
+		t.Fatalf("%d inbound frames, want 3:\n%s", len(in), dump)
+	}
+	for i, f := range in {
+		want := "dropped: out of window"
+		if i > 0 {
+			want += "; ACK rate limited"
+		}
+		if !f.Dropped || f.Comment() != want {
+			t.Errorf("copy %d (frame %d) says %q (dropped %v); want %q", i+1, f.Number, f.Comment(), f.Dropped, want)
+		}
+	}
+	if st := p.capture.Stats(); st.Unmatched != 0 || st.Pending != 0 {
+		t.Errorf("%d events unmatched, %d waiting for a frame", st.Unmatched, st.Pending)
+	}
+	if t.Failed() {
+		t.Logf("capture:\n%s", dump)
+	}
+}
+
 // TestCaptureDropNoSocketEachCopy: two identical SYNs for a port with no
 // listener arrive back to back; each is dropped ("no socket → RST") and
 // answered by an RST of its own, which says "RST".
