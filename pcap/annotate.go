@@ -74,7 +74,8 @@ type record struct {
 	replyHeld  bool        // a rate limit held back the reply it asked for (pendEv.held)
 	lost       bool        // inbound, dropped by a fault before the stack saw it
 	packetID   uint64
-	origFrame  uint64 // a retransmission: the frame that first carried the data
+	segIDs     []uint64 // a super-frame written as its wire segments: each one's packet id (wire.go)
+	origFrame  uint64   // a retransmission: the frame that first carried the data
 	dropCount  uint64
 	note       string // a timeline note's text
 	noteConn   event.ConnID

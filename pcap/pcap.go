@@ -661,13 +661,13 @@ func (w *Writer) writeLocked(r *record) {
 		w.writeSuperLocked(r, comment)
 		return
 	}
-	w.writeEPBLocked(r, r.data, r.length, comment)
+	w.writeEPBLocked(r, r.data, r.length, comment, r.packetID)
 }
 
 // writeEPBLocked writes data, the first bytes of a frame of length bytes,
-// as an enhanced packet block with r's direction, packet id, verdict and
-// drop count. w.mu is held.
-func (w *Writer) writeEPBLocked(r *record, data []byte, length int, comment string) {
+// as an enhanced packet block with r's direction, verdict and drop count
+// and packet id id. w.mu is held.
+func (w *Writer) writeEPBLocked(r *record, data []byte, length int, comment string, id uint64) {
 	if w.opts.SnapLen > 0 && len(data) > w.opts.SnapLen {
 		data = data[:w.opts.SnapLen]
 	}
@@ -685,7 +685,6 @@ func (w *Writer) writeEPBLocked(r *record, data []byte, length int, comment stri
 	if r.dir == dirOut {
 		dir = pcapgo.NgEpbFlagDirectionOutbound
 	}
-	id := r.packetID
 	opts := pcapgo.NgPacketOptions{Flags: &pcapgo.NgEpbFlags{Direction: dir}, PacketID: &id}
 	if comment != "" {
 		opts.Comments = []string{comment}

@@ -18,7 +18,9 @@ import (
 // have carried: each super-frame is written as its wire segments, cut as
 // the kernel cuts them (tap.WireSegments), checksums filled in; the first
 // carries the comment, prefixed "TSO 44×1448 of 63,712 B", the others
-// "TSO 2/44 of frame 17". Options.SuperFrames writes it whole instead.
+// "TSO 2/44 of frame 17"; each is a packet of its own (epb_packetid), which
+// a later retransmission of its range shares. Options.SuperFrames writes
+// it whole instead.
 // A device without offloads joins the segments it reads (its GRO,
 // tap.JoinsSegments); its super-frames are written the same way, named
 // "GRO" instead: the wire carried those segments one by one.
@@ -68,7 +70,7 @@ func (w *Writer) writeSuperLocked(r *record, comment string) {
 	}
 	w.stats.SuperFrames++
 	if w.opts.SuperFrames {
-		w.writeEPBLocked(r, r.data, r.length, head)
+		w.writeEPBLocked(r, r.data, r.length, head, r.packetID)
 		return
 	}
 	i := 0
@@ -79,13 +81,19 @@ func (w *Writer) writeSuperLocked(r *record, comment string) {
 			c = fmt.Sprintf("%s %d/%d of frame %d", name, i+1, n, r.no)
 			r.dropCount = 0 // told once, on the first
 		}
-		w.writeEPBLocked(r, seg, len(seg), c)
+		// Each wire segment is a packet of its own, with its own id
+		// (wireFacts): a retransmission of its range shares it.
+		id := r.packetID
+		if i < len(r.segIDs) {
+			id = r.segIDs[i]
+		}
+		w.writeEPBLocked(r, seg, len(seg), c, id)
 		i++
 	})
 	r.dropCount = dropCount
 	if err != nil {
 		// noteOffload checked it; write it whole rather than lose it.
-		w.writeEPBLocked(r, r.data, r.length, head)
+		w.writeEPBLocked(r, r.data, r.length, head, r.packetID)
 	}
 }
 

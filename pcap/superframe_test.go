@@ -2,10 +2,13 @@ package pcap_test
 
 import (
 	"bytes"
+	"fmt"
+	"io"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -192,5 +195,123 @@ func TestSuperFrameTshark(t *testing.T) {
 		if len(f) != 4 || f[0] != wantLen || f[1] != itoa(1000+i*mss) || f[2] != "1" || (f[3] != wantPush && !strings.EqualFold(f[3], map[string]string{"0": "False", "1": "True"}[wantPush])) {
 			t.Errorf("frame %d: %q; want len %s, seq %d, checksum good, push %s", i+1, line, wantLen, 1000+i*mss, wantPush)
 		}
+	}
+}
+
+// segmentOf returns the segment of super-frame frame (superFrame) that
+// carries its n bytes from off, alone, its checksum partial as the
+// frame's.
+func segmentOf(frame []byte, off, n int) []byte {
+	const hdr = header.EthernetMinimumSize + header.IPv4MinimumSize + header.TCPMinimumSize
+	b := append(append([]byte(nil), frame[:hdr]...), frame[hdr+off:hdr+off+n]...)
+	ip := header.IPv4(b[header.EthernetMinimumSize:])
+	ip.SetTotalLength(uint16(len(b) - header.EthernetMinimumSize))
+	ip.SetChecksum(0)
+	ip.SetChecksum(^ip.CalculateChecksum())
+	t := header.TCP(ip[header.IPv4MinimumSize:])
+	t.SetSequenceNumber(t.SequenceNumber() + uint32(off))
+	t.SetChecksum(header.PseudoHeaderChecksum(header.TCPProtocolNumber, ip.SourceAddress(), ip.DestinationAddress(), uint16(len(t))))
+	return b
+}
+
+// TestSuperFrameRetransmissionOrigin: an inbound super-frame of 5 wire
+// segments is written as 5 frames, each a packet of its own
+// (frame.packet_id); a retransmission of the third's range alone names
+// the third, and shares its packet id, as it would had the wire segments
+// come one by one. The whole super-frame again is 5 retransmissions, each
+// of its own wire segment.
+func TestSuperFrameRetransmissionOrigin(t *testing.T) {
+	const mss = 1448
+	frame := superFrame(5*mss - 8)
+	gso := gstack.GSO{Type: gstack.GSOTCPv4, NeedsCsum: true, CsumOffset: header.TCPChecksumOffset, MSS: mss, L3HdrLen: header.IPv4MinimumSize}
+	got, _ := capturePkts(t, pcap.Options{}, true,
+		packetOf(frame, gso, true),
+		packetOf(segmentOf(frame, 2*mss, mss), gstack.GSO{}, true),
+		packetOf(frame, gso, true))
+	var trace strings.Builder
+	for _, p := range got {
+		_, k, _ := p.TCP()
+		fmt.Fprintf(&trace, "#%d seq=%d len=%d id=%d | %s\n", p.Number, k.Seq, k.Len, p.PacketID, p.Comment())
+	}
+	if len(got) != 11 {
+		t.Fatalf("%d frames, want 5 wire segments, the retransmission, 5 again:\n%s", len(got), &trace)
+	}
+	ids := map[uint64]int{}
+	for i, p := range got[:5] {
+		if n, ok := ids[p.PacketID]; ok {
+			t.Errorf("wire segments %d and %d share packet id %d", n+1, i+1, p.PacketID)
+		}
+		ids[p.PacketID] = i
+	}
+	if rtx := got[5]; !strings.Contains(rtx.Comment(), "retransmission of frame 3") || rtx.PacketID != got[2].PacketID {
+		t.Errorf("the retransmission says %q, packet id %d; want \"retransmission of frame 3\", packet id %d", rtx.Comment(), rtx.PacketID, got[2].PacketID)
+	}
+	if c := got[6].Comment(); !strings.Contains(c, "retransmission of frame 1") {
+		t.Errorf("the super-frame again says %q; want \"retransmission of frame 1\"", c)
+	}
+	for i, p := range got[6:] {
+		if p.PacketID != got[i].PacketID {
+			t.Errorf("wire segment %d again has packet id %d, first %d", i+1, p.PacketID, got[i].PacketID)
+		}
+	}
+	if t.Failed() {
+		t.Logf("capture:\n%s", &trace)
+	}
+}
+
+// TestSuperFrameOutboundEachSegmentSent: over a pipe with segmentation
+// offload the server's engine sends its trains as super-frames, cut into
+// their wire segments as they are captured; each wire segment says why it
+// was sent, from its own send event, the first of a train after "TSO
+// n×mss of b B", the later ones after "TSO i/n of frame f", f the
+// first's number.
+func TestSuperFrameOutboundEachSegmentSent(t *testing.T) {
+	p := newConnPair(t, 100*time.Millisecond, tap.WithPipeGSO(true))
+	p.settle()
+	t0 := time.Now()
+	data := bytes.Repeat([]byte("x"), 256<<10)
+	go p.srv.Write(data)
+	if _, err := io.ReadFull(p.cli, make([]byte, len(data))); err != nil {
+		t.Fatal(err)
+	}
+	p.settle()
+	frames, dump := p.read(t, t0)
+	byNo := map[int]pcap.Packet{}
+	for _, f := range frames {
+		byNo[f.Number] = f
+	}
+	trains := 0
+	for _, f := range frames {
+		_, k, _ := f.TCP()
+		if f.Direction != pcap.Outbound || k.Len == 0 {
+			continue
+		}
+		// Why it was sent follows the offload's words: "data", a
+		// retransmission, a tail loss probe.
+		c := f.Comment()
+		sent := c
+		if strings.HasPrefix(c, "TSO ") {
+			_, sent, _ = strings.Cut(c, "; ")
+		}
+		if sent == "" || strings.Contains(c, "no engine event") {
+			t.Errorf("frame %d (SEQ %d, %d bytes) says %q: not why it was sent", f.Number, k.Seq, k.Len, c)
+		}
+		var n, mss int
+		if _, err := fmt.Sscanf(c, "TSO %d×%d of", &n, &mss); err != nil {
+			continue
+		}
+		trains++
+		for j := 1; j < n; j++ {
+			want := fmt.Sprintf("TSO %d/%d of frame %d", j+1, n, f.Number)
+			if g, ok := byNo[f.Number+j]; !ok || !strings.HasPrefix(g.Comment(), want) {
+				t.Errorf("frame %d: %q; want %q", f.Number+j, g.Comment(), want)
+			}
+		}
+	}
+	if trains == 0 {
+		t.Errorf("no super-frame in the capture: the test shows nothing")
+	}
+	if t.Failed() {
+		t.Logf("capture:\n%s", dump)
 	}
 }

@@ -105,24 +105,7 @@ func (a *annotator) wireFacts(r *record) {
 
 	// A range sent before: a retransmission, tied to its first frame.
 	if seqLen > 0 && c.seen[d] && seqnum.Value(seq).LessThan(seqnum.Value(c.nextSeq[d])) {
-		for i := range c.sent[d] {
-			s := c.sent[d][i]
-			if s.frame != 0 && s.seq == seq {
-				r.packetID, r.origFrame = s.packetID, s.frame
-				break
-			}
-		}
-		if r.origFrame == 0 {
-			// A repacketized range: tie it to the frame that covers
-			// its first byte.
-			for i := range c.sent[d] {
-				s := c.sent[d][i]
-				if s.frame != 0 && seqnum.Value(seq).InRange(seqnum.Value(s.seq), seqnum.Value(s.end)) {
-					r.packetID, r.origFrame = s.packetID, s.frame
-					break
-				}
-			}
-		}
+		r.packetID, r.origFrame = c.origin(d, seq)
 		keepalive := segLen <= 1 && seq+1 == c.nextSeq[d] && !syn && !fin && !rst
 		if r.dir == dirIn && r.origFrame != 0 && len(r.faults) == 0 && !keepalive {
 			// Wireshark reads a keepalive's shape before a
@@ -130,11 +113,52 @@ func (a *annotator) wireFacts(r *record) {
 			r.wire = append(r.wire, "retransmission of frame "+strconv.FormatUint(r.origFrame, 10))
 		}
 	}
-	if r.packetID == 0 {
+	fresh := r.packetID == 0
+	if fresh {
 		a.ids++
 		r.packetID = a.ids
-		if seqLen > 0 {
-			c.sent[d][c.sentNext[d]] = sentSeg{seq: seq, end: seq + seqLen, packetID: r.packetID, frame: r.no}
+	}
+	// Remember the range as the frames that carry it on the wire. A
+	// super-frame written as its wire segments (superframe.go) is as
+	// many frames, numbered from r.no: each gets a packet id and an
+	// entry of its own, MSS by MSS from SEQ, so that a retransmission of
+	// one wire segment's range names that segment, as Wireshark does, and
+	// filtering on its packet id shows the two alone. Remembered as one
+	// range with one id, every repeat inside it named the first wire
+	// segment, and frame.packet_id matched all of them. The ring so
+	// holds the last sentRing wire segments however they came.
+	n := 1
+	if r.segs > 1 && r.mss > 0 && !syn {
+		n = r.segs
+		r.segIDs = make([]uint64, n)
+		r.segIDs[0] = r.packetID
+	}
+	for i := range n {
+		start, end := seq, seq+seqLen
+		id, isNew := r.packetID, fresh
+		if n > 1 {
+			off := uint32(i * r.mss)
+			start = seq + off
+			end = start + min(uint32(r.mss), segLen-off)
+			if i == n-1 && fin {
+				end++
+			}
+		}
+		if i > 0 {
+			// A later wire segment: a retransmission of its own
+			// range, or new.
+			id, isNew = 0, false
+			if c.seen[d] && seqnum.Value(start).LessThan(seqnum.Value(c.nextSeq[d])) {
+				id, _ = c.origin(d, start)
+			}
+			if id == 0 {
+				a.ids++
+				id, isNew = a.ids, true
+			}
+			r.segIDs[i] = id
+		}
+		if isNew && end != start {
+			c.sent[d][c.sentNext[d]] = sentSeg{seq: start, end: end, packetID: id, frame: r.no + uint64(i)}
 			c.sentNext[d] = (c.sentNext[d] + 1) % sentRing
 		}
 	}
@@ -182,6 +206,26 @@ func (a *annotator) wireFacts(r *record) {
 		c.lastAck[d] = ack
 	}
 	c.lastWin[d] = win
+}
+
+// origin returns the packet id and frame number of the frame that first
+// carried sequence number seq in direction d: the one that began there,
+// or else (a repacketized range) the one that covered it; zeros if none
+// is remembered.
+func (c *connWire) origin(d int, seq uint32) (packetID, frame uint64) {
+	for i := range c.sent[d] {
+		s := c.sent[d][i]
+		if s.frame != 0 && s.seq == seq {
+			return s.packetID, s.frame
+		}
+	}
+	for i := range c.sent[d] {
+		s := c.sent[d][i]
+		if s.frame != 0 && seqnum.Value(seq).InRange(seqnum.Value(s.seq), seqnum.Value(s.end)) {
+			return s.packetID, s.frame
+		}
+	}
+	return 0, 0
 }
 
 // sackText renders SACK blocks relative to the ISN of the side whose data
