@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -216,6 +217,46 @@ func TestDeadlineWithDataWaiting(t *testing.T) {
 		wantTimeout(t, err, "read")
 		_, err = c.Write(b)
 		wantTimeout(t, err, "write")
+	})
+}
+
+// TestAcceptDeadlineWithConnectionWaiting: like package net (internal/poll
+// FD.Accept checks the deadline before accept(2)), a passed accept
+// deadline fails Accept even when a connection is waiting, and clearing
+// it hands that connection over.
+func TestAcceptDeadlineWithConnectionWaiting(t *testing.T) {
+	fake(t, func(t *testing.T, clock *faketime.ManualClock) {
+		cs, ss := tsPair(t, clock, tcp.Options{}, tcp.Options{})
+		ln, err := conn.Listen(ss, "tcp", "192.0.2.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		c, err := conn.Dial(cs, "tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		synctest.Wait()
+		if q := ln.Endpoint().Queues(); q.AcceptQueueLen != 1 {
+			t.Fatalf("accept queue holds %d connections, want 1", q.AcceptQueueLen)
+		}
+		ln.SetDeadline(clock.Now().Add(-time.Second))
+		a, err := ln.Accept()
+		if err == nil {
+			a.Close()
+			t.Fatal("Accept with a passed deadline handed over the waiting connection")
+		}
+		wantTimeout(t, err, "accept")
+		ln.SetDeadline(time.Time{})
+		a, err = ln.Accept()
+		if err != nil {
+			t.Fatalf("after clearing: %v", err)
+		}
+		if a.RemoteAddr().String() != c.LocalAddr().String() {
+			t.Errorf("accepted %v, want the waiting %v", a.RemoteAddr(), c.LocalAddr())
+		}
+		a.Close()
 	})
 }
 

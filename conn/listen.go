@@ -186,6 +186,13 @@ func (l *Listener) AcceptTCP() (*Conn, error) {
 		if closedChan(l.closed) {
 			return nil, opErr(net.ErrClosed)
 		}
+		if l.dl.passed() {
+			// Like package net (internal/poll's FD.Accept checks the
+			// deadline before accept(2)) and like Read: a passed
+			// deadline fails the call even with a connection waiting,
+			// which stays queued for the next Accept.
+			return nil, opErr(timeoutError{})
+		}
 		changed := l.l.Changed()
 		ep, err := l.l.Accept()
 		if err == nil {
