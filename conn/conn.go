@@ -477,36 +477,50 @@ func (c *Conn) SetLinger(sec int) error {
 // default, as RFC 9293 3.8.4 requires (package net turns them on for its
 // own sockets).
 func (c *Conn) SetKeepAlive(on bool) error {
-	c.mu.Lock()
-	c.keepalive.Enable = on
-	cfg := c.keepalive
-	c.mu.Unlock()
-	return c.SetKeepAliveConfig(cfg)
+	return c.setKeepAlive(func(ka *net.KeepAliveConfig) { ka.Enable = on })
 }
 
 // SetKeepAlivePeriod sets the idle time before the first probe and the
-// time between probes.
+// time between probes. A negative d changes nothing, as with package net.
 func (c *Conn) SetKeepAlivePeriod(d time.Duration) error {
-	c.mu.Lock()
-	c.keepalive.Idle, c.keepalive.Interval = d, d
-	cfg := c.keepalive
-	c.mu.Unlock()
-	return c.SetKeepAliveConfig(cfg)
+	return c.setKeepAlive(func(ka *net.KeepAliveConfig) {
+		if d >= 0 {
+			ka.Idle, ka.Interval = d, d
+		}
+	})
 }
 
-// SetKeepAliveConfig configures keepalive as net.TCPConn does; zero fields
-// take the engine's defaults (2 h idle, 75 s interval, 9 probes).
+// SetKeepAliveConfig configures keepalive as net.TCPConn does: a
+// negative Idle, Interval or Count leaves that setting as it was, as
+// net.KeepAliveConfig documents; a zero one takes the engine's default
+// (2 h idle, 75 s interval, 9 probes).
 func (c *Conn) SetKeepAliveConfig(cfg net.KeepAliveConfig) error {
+	return c.setKeepAlive(func(ka *net.KeepAliveConfig) {
+		ka.Enable = cfg.Enable
+		if cfg.Idle >= 0 {
+			ka.Idle = cfg.Idle
+		}
+		if cfg.Interval >= 0 {
+			ka.Interval = cfg.Interval
+		}
+		if cfg.Count >= 0 {
+			ka.Count = cfg.Count
+		}
+	})
+}
+
+// setKeepAlive applies change to the connection's keepalive settings and
+// hands the result to the engine; the settings stored never hold a
+// negative value.
+func (c *Conn) setKeepAlive(change func(*net.KeepAliveConfig)) error {
 	if c.isClosed() {
 		return c.opError("set", net.ErrClosed)
 	}
-	if cfg.Idle < 0 || cfg.Interval < 0 || cfg.Count < 0 {
-		return c.opError("set", syscall.EINVAL)
-	}
 	c.mu.Lock()
-	c.keepalive = cfg
-	c.mu.Unlock()
-	c.ep.SetKeepAlive(cfg.Enable, cfg.Idle, cfg.Interval, cfg.Count)
+	defer c.mu.Unlock()
+	change(&c.keepalive)
+	ka := c.keepalive
+	c.ep.SetKeepAlive(ka.Enable, ka.Idle, ka.Interval, ka.Count)
 	return nil
 }
 

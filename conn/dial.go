@@ -172,6 +172,9 @@ func (d *Dialer) dialTCP(ctx context.Context, network string, local, raddr netip
 			// The connection outlives the dial: its context keeps
 			// the dial's values, not its deadline or cancellation.
 			c := newConn(ep, d.Stack.Clock(), d.Stack.ConnContext(context.WithoutCancel(ctx), ep.ID()))
+			// On a connection just made these cannot fail: a
+			// negative field of KeepAliveConfig leaves the engine's
+			// default, as package net leaves the kernel's.
 			switch {
 			case d.KeepAliveConfig.Enable:
 				_ = c.SetKeepAliveConfig(d.KeepAliveConfig)

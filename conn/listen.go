@@ -204,6 +204,8 @@ func (l *Listener) AcceptTCP() (*Conn, error) {
 			}
 			c := newConn(ep, l.clock, l.s.ConnContext(context.Background(), ep.ID()))
 			if l.ka.Enable {
+				// Cannot fail on a connection just made (a
+				// negative field leaves the engine's default).
 				_ = c.SetKeepAliveConfig(l.ka)
 			}
 			return c, nil

@@ -18,6 +18,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/faketime"
 
 	"github.com/tapstack/tapstack/conn"
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack"
 	"github.com/tapstack/tapstack/stack/tcp"
 )
@@ -293,6 +294,93 @@ func TestListenConfigKeepAlive(t *testing.T) {
 			c.Close()
 			ln.Close()
 		}
+	})
+}
+
+// keepalivesSent returns how many keepalive probes s's TCP has sent.
+func keepalivesSent(s *stack.Stack) uint64 {
+	return s.TCP().Stats().Sent(event.SendKeepalive)
+}
+
+// TestKeepAliveNegativeLeavesUnchanged: a negative field of
+// net.KeepAliveConfig leaves that setting as it was ("the corresponding
+// socket-level option will be left unchanged"; package net's
+// setKeepAliveIdle and friends return nil for it), and so does
+// SetKeepAlivePeriod with a negative duration; on a Conn, a Dialer and a
+// ListenConfig alike.
+func TestKeepAliveNegativeLeavesUnchanged(t *testing.T) {
+	cfg := net.KeepAliveConfig{Enable: true, Idle: time.Minute, Interval: -1, Count: -1}
+	// probes reports whether from sends a keepalive probe within a
+	// minute of idle.
+	probes := func(clock *faketime.ManualClock, from *stack.Stack) bool {
+		before := keepalivesSent(from)
+		advance(clock, time.Minute+time.Second)
+		return keepalivesSent(from) > before
+	}
+	t.Run("Conn", func(t *testing.T) {
+		fake(t, func(t *testing.T, clock *faketime.ManualClock) {
+			client, server := tsPair(t, clock, tcp.Options{}, tcp.Options{})
+			c, _ := connect(t, client, server)
+			if err := c.SetKeepAliveConfig(cfg); err != nil {
+				t.Fatalf("SetKeepAliveConfig(%+v) = %v, want nil", cfg, err)
+			}
+			// Each leaves the minute of idle in place (not the
+			// default two hours) and keepalive on.
+			if err := c.SetKeepAlivePeriod(-1); err != nil {
+				t.Errorf("SetKeepAlivePeriod(-1) = %v, want nil", err)
+			}
+			if err := c.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: -1, Interval: -1, Count: -1}); err != nil {
+				t.Errorf("SetKeepAliveConfig with every field negative = %v, want nil", err)
+			}
+			if err := c.SetKeepAlive(true); err != nil {
+				t.Errorf("SetKeepAlive(true) = %v, want nil", err)
+			}
+			if !probes(clock, client) {
+				t.Errorf("no keepalive probe after a minute idle")
+			}
+		})
+	})
+	t.Run("Dialer", func(t *testing.T) {
+		fake(t, func(t *testing.T, clock *faketime.ManualClock) {
+			client, server := tsPair(t, clock, tcp.Options{}, tcp.Options{})
+			ln, err := conn.Listen(server, "tcp", "192.0.2.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			accepted := acceptAll(ln)
+			c, err := (&conn.Dialer{Stack: client, KeepAliveConfig: cfg}).Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			a := <-accepted
+			defer a.Close()
+			if !probes(clock, client) {
+				t.Errorf("Dialer{KeepAliveConfig: %+v}: no keepalive probe after a minute idle", cfg)
+			}
+		})
+	})
+	t.Run("ListenConfig", func(t *testing.T) {
+		fake(t, func(t *testing.T, clock *faketime.ManualClock) {
+			client, server := tsPair(t, clock, tcp.Options{}, tcp.Options{})
+			ln, err := (&conn.ListenConfig{KeepAliveConfig: cfg}).Listen(server, "tcp", "192.0.2.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			accepted := acceptAll(ln)
+			c, err := conn.Dial(client, "tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			a := <-accepted
+			defer a.Close()
+			if !probes(clock, server) {
+				t.Errorf("ListenConfig{KeepAliveConfig: %+v}: no keepalive probe after a minute idle", cfg)
+			}
+		})
 	})
 }
 
