@@ -104,13 +104,17 @@ func (c *Conn) isClosed() bool { return closedChan(c.closed) }
 
 // opError wraps err as package net does: errnos inside an os.SyscallError
 // named after the call, all inside a *net.OpError.
-func (c *Conn) opError(op string, err error) error {
+func (c *Conn) opError(op string, err error) error { return c.opErrorCall(op, op, err) }
+
+// opErrorCall is opError for an operation whose errno package net names
+// after another call: CloseWrite's "close" fails in "shutdown".
+func (c *Conn) opErrorCall(op, call string, err error) error {
 	if err == nil || err == io.EOF {
 		return err
 	}
 	var errno syscall.Errno
 	if errors.As(err, &errno) {
-		err = os.NewSyscallError(op, errno)
+		err = os.NewSyscallError(call, errno)
 	}
 	return &net.OpError{Op: op, Net: "tcp", Source: c.addr(&c.laddr, true), Addr: c.addr(&c.raddr, false), Err: err}
 }
@@ -431,20 +435,23 @@ func (c *Conn) lingerWait(d time.Duration) {
 }
 
 // CloseWrite shuts down the sending side: the peer reads EOF after the
-// queued data, and this side can still read.
+// queued data, and this side can still read. Errors are package net's: a
+// "close" OpError wrapping the errno of "shutdown", ENOTCONN once the
+// connection was reset or has closed.
 func (c *Conn) CloseWrite() error {
 	if c.isClosed() {
 		return c.opError("close", net.ErrClosed)
 	}
-	return c.opError("shutdown", c.ep.CloseWrite())
+	return c.opErrorCall("close", "shutdown", c.ep.CloseWrite())
 }
 
-// CloseRead shuts down the receiving side: Read returns io.EOF.
+// CloseRead shuts down the receiving side: Read returns io.EOF. Errors
+// are CloseWrite's.
 func (c *Conn) CloseRead() error {
 	if c.isClosed() {
 		return c.opError("close", net.ErrClosed)
 	}
-	return c.opError("shutdown", c.ep.CloseRead())
+	return c.opErrorCall("close", "shutdown", c.ep.CloseRead())
 }
 
 // SetNoDelay turns Nagle's algorithm off (true) or on. New connections

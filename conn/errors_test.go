@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"syscall"
 	"testing"
 	"testing/synctest"
@@ -16,6 +17,7 @@ import (
 	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
 	"github.com/tapstack/tapstack/conn"
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/internal/gvpeer"
 	"github.com/tapstack/tapstack/stack"
 	"github.com/tapstack/tapstack/stack/tcp"
@@ -350,6 +352,55 @@ func TestWriteAfterCloseWrite(t *testing.T) {
 		if _, err := io.ReadFull(c, b); err != nil || string(b) != "still" {
 			t.Fatalf("read after CloseWrite: %q, %v", b, err)
 		}
+	})
+}
+
+// TestShutdownWhenDone: CloseWrite and CloseRead on a connection the
+// peer reset, or whose close has completed (TIME-WAIT), fail as package
+// net's do on Linux: an OpError "close" wrapping the os.SyscallError of
+// "shutdown" with ENOTCONN (inet_shutdown on a socket in TCP_CLOSE).
+func TestShutdownWhenDone(t *testing.T) {
+	check := func(t *testing.T, c *conn.Conn) {
+		t.Helper()
+		for _, call := range []struct {
+			name string
+			f    func() error
+		}{{"CloseWrite", c.CloseWrite}, {"CloseRead", c.CloseRead}} {
+			err := call.f()
+			oe := wantOpError(t, err, "close", syscall.ENOTCONN)
+			var se *os.SyscallError
+			if !errors.As(oe.Err, &se) || se.Syscall != "shutdown" {
+				t.Errorf("%s: %v, want the errno in an os.SyscallError for shutdown", call.name, err)
+			}
+		}
+	}
+	t.Run("PeerReset", func(t *testing.T) {
+		fake(t, func(t *testing.T, clock *faketime.ManualClock) {
+			cs, ss := tsPair(t, clock, tcp.Options{}, tcp.Options{})
+			c, s := connect(t, cs, ss)
+			s.SetLinger(0)
+			s.Close()
+			synctest.Wait()
+			if st := c.State(); st != event.Closed {
+				t.Fatalf("state after the peer's RST = %v, want CLOSED", st)
+			}
+			check(t, c)
+		})
+	})
+	t.Run("TimeWait", func(t *testing.T) {
+		fake(t, func(t *testing.T, clock *faketime.ManualClock) {
+			cs, ss := tsPair(t, clock, tcp.Options{}, tcp.Options{})
+			c, s := connect(t, cs, ss)
+			if err := c.CloseWrite(); err != nil {
+				t.Fatal(err)
+			}
+			s.Close()
+			synctest.Wait()
+			if st := c.State(); st != event.TimeWait {
+				t.Fatalf("state after both FINs = %v, want TIME-WAIT", st)
+			}
+			check(t, c)
+		})
 	})
 }
 

@@ -21,15 +21,16 @@ func (e *Endpoint) CloseWrite() error {
 }
 
 func (e *Endpoint) closeWriteLocked(call string) error {
+	if e.done() {
+		// As Linux's inet_shutdown on a socket in TCP_CLOSE: ENOTCONN
+		// after a reset (whose error Read and Write report) as after
+		// a completed close, a FIN already queued or not.
+		return syscall.ENOTCONN
+	}
 	if e.finQueued {
 		return nil
 	}
 	switch e.state {
-	case event.Closed:
-		if e.err != nil {
-			return e.err
-		}
-		return syscall.ENOTCONN
 	case event.SynSent, event.SynReceived:
 		e.finQueued = true // sent once ESTABLISHED (queuedClose)
 	case event.Established:
@@ -50,7 +51,11 @@ func (e *Endpoint) closeWriteLocked(call string) error {
 // receive queue alone): data already queued, and data that arrives later,
 // is acknowledged, queued and still readable, so nothing the peer was
 // told it delivered is thrown away unseen. A Close that finds it unread
-// resets the connection (RFC 2525 2.17), as with any unread data.
+// resets the connection (RFC 2525 2.17), as with any unread data. On a
+// connection already reset or closed (CLOSED, TIME-WAIT) it fails with
+// ENOTCONN, as Linux's inet_shutdown on a socket in TCP_CLOSE does, and
+// still shuts the receiving side of one that was established, as Linux
+// still sets RCV_SHUTDOWN.
 func (e *Endpoint) CloseRead() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -59,7 +64,17 @@ func (e *Endpoint) CloseRead() error {
 	}
 	e.rcvClosed = true
 	e.notify()
+	if e.done() {
+		return syscall.ENOTCONN
+	}
 	return nil
+}
+
+// done reports a connection whose user socket Linux would hold in
+// TCP_CLOSE: reset, closed, or in TIME-WAIT (tcp_time_wait hands that to
+// a timewait sock and closes the socket). The caller holds e.mu.
+func (e *Endpoint) done() bool {
+	return e.state == event.Closed || e.state == event.TimeWait
 }
 
 // Close is the CLOSE call (RFC 9293 3.10.4) for both directions. Queued

@@ -3,6 +3,7 @@ package tcp_test
 import (
 	"io"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -109,6 +110,55 @@ func TestHalfClose(t *testing.T) {
 	p.WantState(ep, event.TimeWait)
 	if _, err := ep.Read(buf); err != io.EOF {
 		t.Fatalf("Read after FIN: %v, want EOF", err)
+	}
+}
+
+// TestShutdownWhenDone: CloseWrite and CloseRead on a connection reset
+// or closed (CLOSED, TIME-WAIT) fail with ENOTCONN, as Linux's
+// inet_shutdown on a socket in TCP_CLOSE (a socket's TIME-WAIT leaves it
+// there); a FIN queued earlier changes nothing, and the reset's error is
+// Read's and Write's to report, not shutdown's.
+func TestShutdownWhenDone(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		setup func(t *testing.T) *tcp.Endpoint
+	}{
+		{"reset", func(t *testing.T) *tcp.Endpoint {
+			p, ep := tcptest.Established(t)
+			p.Inject(seg{Flags: "R", Seq: 1})
+			p.WantState(ep, event.Closed)
+			return ep
+		}},
+		{"reset with our FIN sent", func(t *testing.T) *tcp.Endpoint {
+			p, ep := tcptest.FinWait1(t)
+			p.Inject(seg{Flags: "R", Seq: 1})
+			p.WantState(ep, event.Closed)
+			return ep
+		}},
+		{"TIME-WAIT", func(t *testing.T) *tcp.Endpoint {
+			_, ep := tcptest.TimeWait(t)
+			return ep
+		}},
+		{"closed after CloseWrite in CLOSE-WAIT", func(t *testing.T) *tcp.Endpoint {
+			p, ep := tcptest.CloseWait(t)
+			if err := ep.CloseWrite(); err != nil {
+				t.Fatal(err)
+			}
+			p.Expect(seg{Flags: "F.", Seq: 1, Ack: 2})
+			p.Inject(seg{Flags: ".", Seq: 2, Ack: 2})
+			p.WantState(ep, event.Closed)
+			return ep
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ep := tc.setup(t)
+			if err := ep.CloseWrite(); err != syscall.ENOTCONN {
+				t.Errorf("CloseWrite = %v, want ENOTCONN", err)
+			}
+			if err := ep.CloseRead(); err != syscall.ENOTCONN {
+				t.Errorf("CloseRead = %v, want ENOTCONN", err)
+			}
+		})
 	}
 }
 
