@@ -573,6 +573,9 @@ func (c *Conn) SetCongestionControl(name string) error {
 
 // SetReadBuffer sets the receive buffer size.
 func (c *Conn) SetReadBuffer(bytes int) error {
+	if c.isClosed() {
+		return c.opError("set", net.ErrClosed)
+	}
 	if bytes <= 0 {
 		return c.opError("set", syscall.EINVAL)
 	}
@@ -582,6 +585,9 @@ func (c *Conn) SetReadBuffer(bytes int) error {
 
 // SetWriteBuffer sets the send buffer size.
 func (c *Conn) SetWriteBuffer(bytes int) error {
+	if c.isClosed() {
+		return c.opError("set", net.ErrClosed)
+	}
 	if bytes <= 0 {
 		return c.opError("set", syscall.EINVAL)
 	}

@@ -421,6 +421,8 @@ func TestUseAfterClose(t *testing.T) {
 		wantOpError(t, c.SetDeadline(clock.Now()), "set", net.ErrClosed)
 		wantOpError(t, c.SetReadDeadline(clock.Now()), "set", net.ErrClosed)
 		wantOpError(t, c.SetWriteDeadline(clock.Now()), "set", net.ErrClosed)
+		wantOpError(t, c.SetReadBuffer(4096), "set", net.ErrClosed)
+		wantOpError(t, c.SetWriteBuffer(4096), "set", net.ErrClosed)
 
 		ln, err := conn.Listen(ss, "tcp", "192.0.2.1:0")
 		if err != nil {
