@@ -571,29 +571,39 @@ func (c *Conn) SetCongestionControl(name string) error {
 	return nil
 }
 
-// SetReadBuffer sets the receive buffer size.
+// SetReadBuffer sets the receive buffer size. A size below 2,304 bytes,
+// zero or negative included, sets 2,304 without an error, as Linux
+// raises it to SOCK_MIN_RCVBUF (Linux reads a negative size as a huge
+// unsigned one and clamps that to rmem_max instead).
 func (c *Conn) SetReadBuffer(bytes int) error {
 	if c.isClosed() {
 		return c.opError("set", net.ErrClosed)
 	}
-	if bytes <= 0 {
-		return c.opError("set", syscall.EINVAL)
-	}
-	c.ep.SetBuffers(0, bytes)
+	c.ep.SetBuffers(0, max(bytes, minReadBuffer))
 	return nil
 }
 
-// SetWriteBuffer sets the send buffer size.
+// SetWriteBuffer sets the send buffer size. A size below 4,608 bytes,
+// zero or negative included, sets 4,608, as Linux raises it to
+// SOCK_MIN_SNDBUF (SetReadBuffer says what Linux does with a negative
+// size).
 func (c *Conn) SetWriteBuffer(bytes int) error {
 	if c.isClosed() {
 		return c.opError("set", net.ErrClosed)
 	}
-	if bytes <= 0 {
-		return c.opError("set", syscall.EINVAL)
-	}
-	c.ep.SetBuffers(bytes, 0)
+	c.ep.SetBuffers(max(bytes, minWriteBuffer), 0)
 	return nil
 }
+
+// minReadBuffer and minWriteBuffer are the smallest buffers SetReadBuffer
+// and SetWriteBuffer set: Linux's SOCK_MIN_RCVBUF and SOCK_MIN_SNDBUF on
+// 64-bit, to which sk_setsockopt raises a smaller SO_RCVBUF or SO_SNDBUF.
+// The engine has no minimum of its own (SetBuffers takes any positive
+// size, and zero as "unchanged").
+const (
+	minReadBuffer  = 2304
+	minWriteBuffer = 4608
+)
 
 // SetDeadline sets both deadlines. A deadline is a time on the stack's
 // clock (see the package documentation); the zero time removes it.

@@ -1,6 +1,7 @@
 package conn_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -781,4 +782,43 @@ func TestSetCongestionControlErrors(t *testing.T) {
 	if err := c.SetCongestionControl("cubic"); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("after Close: %v, want net.ErrClosed", err)
 	}
+}
+
+// TestSetBufferBelowMinimum: SetReadBuffer and SetWriteBuffer with a size
+// below Linux's minimum, zero and negative included, succeed and set the
+// minimum (SOCK_MIN_RCVBUF, SOCK_MIN_SNDBUF), as package net's do on
+// Linux, whose sk_setsockopt raises the size without an error; the
+// connection still carries data.
+func TestSetBufferBelowMinimum(t *testing.T) {
+	fake(t, func(t *testing.T, clock *faketime.ManualClock) {
+		cs, ss := tsPair(t, clock, tcp.Options{}, tcp.Options{})
+		c, s := connect(t, cs, ss)
+		for _, n := range []int{0, -1} {
+			if err := c.SetReadBuffer(n); err != nil {
+				t.Errorf("SetReadBuffer(%d) = %v, want nil", n, err)
+			}
+			if got := c.Info().RecvBuffer; got != 2304 {
+				t.Errorf("after SetReadBuffer(%d): receive buffer %d, want 2304", n, got)
+			}
+			if err := s.SetWriteBuffer(n); err != nil {
+				t.Errorf("SetWriteBuffer(%d) = %v, want nil", n, err)
+			}
+			if got := s.Info().SendBuffer; got != 4608 {
+				t.Errorf("after SetWriteBuffer(%d): send buffer %d, want 4608", n, got)
+			}
+		}
+		want := bytes.Repeat([]byte("0123456789"), 10_000)
+		go func() {
+			s.Write(want)
+			s.CloseWrite()
+		}()
+		got, err := io.ReadAll(c)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("read %d bytes, %v; want the %d sent", len(got), err, len(want))
+		}
+		// A size above the minimum is taken as given.
+		if err := c.SetReadBuffer(64 << 10); err != nil || c.Info().RecvBuffer != 64<<10 {
+			t.Errorf("SetReadBuffer(64 KiB) = %v, receive buffer %d", err, c.Info().RecvBuffer)
+		}
+	})
 }

@@ -204,19 +204,22 @@ func (s *socket) setDeadline(t time.Time, read, write bool) error {
 	return nil
 }
 
-// setBuffer sets SO_RCVBUF or SO_SNDBUF. gVisor clamps the size to its
-// limits as Linux clamps to rmem_max/wmem_max.
+// setBuffer sets SO_RCVBUF or SO_SNDBUF. A size below the stack's
+// minimum (gVisor's MinBufferSize, 4 KiB), zero or negative included, is
+// raised to it without an error, as Linux raises one to SOCK_MIN_RCVBUF
+// or SOCK_MIN_SNDBUF (a negative one Linux reads as a huge unsigned size,
+// clamped to rmem_max); gVisor's UDP keeps any larger size as given.
 func (s *socket) setBuffer(read bool, bytes int) error {
 	if s.isClosed() {
 		return s.opError("set", nil, net.ErrClosed)
 	}
-	if bytes <= 0 {
-		return s.opError("set", nil, syscall.EINVAL)
-	}
+	ops := s.ep.SocketOptions()
 	if read {
-		s.ep.SocketOptions().SetReceiveBufferSize(int64(bytes), true)
+		lo, _ := ops.ReceiveBufferLimits()
+		ops.SetReceiveBufferSize(max(int64(bytes), lo), true)
 	} else {
-		s.ep.SocketOptions().SetSendBufferSize(int64(bytes), true)
+		lo, _ := ops.SendBufferLimits()
+		ops.SetSendBufferSize(max(int64(bytes), lo), true)
 	}
 	return nil
 }
