@@ -318,7 +318,8 @@ func (c *UDPConn) udpWrite(b []byte, to *tcpip.FullAddress) (int, error) {
 }
 
 // WriteTo sends b as one datagram to addr, a *net.UDPAddr. On a
-// connected UDPConn it fails with EISCONN, as package net's does.
+// connected UDPConn it fails with net.ErrWriteToConnected before sending
+// anything, as package net's does (udpsock_posix.go writeTo).
 func (c *UDPConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	ua, ok := addr.(*net.UDPAddr)
 	if !ok || ua == nil {
@@ -339,7 +340,7 @@ func (c *UDPConn) WriteToUDP(b []byte, addr *net.UDPAddr) (int, error) {
 func (c *UDPConn) WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error) {
 	na := net.UDPAddrFromAddrPort(addr)
 	if c.sock.raddr != nil {
-		return 0, c.sock.opError("write", na, syscall.EISCONN)
+		return 0, c.sock.opError("write", na, net.ErrWriteToConnected)
 	}
 	if !addr.IsValid() {
 		return 0, c.sock.opError("write", na, syscall.EINVAL)

@@ -265,10 +265,17 @@ func TestUDPErrors(t *testing.T) {
 				_, err := unconnected.WriteTo(make([]byte, 70000), peer)
 				return err
 			}, syscall.EMSGSIZE},
+			// Package net's error, not the kernel's EISCONN: its
+			// writeTo checks before any syscall, and its own tests
+			// assert e.Err == ErrWriteToConnected.
 			{"WriteTo on a connected socket", "write", func() error {
 				_, err := connected.WriteTo([]byte("x"), peer)
 				return err
-			}, syscall.EISCONN},
+			}, net.ErrWriteToConnected},
+			{"WriteToUDPAddrPort on a connected socket", "write", func() error {
+				_, err := connected.WriteToUDPAddrPort([]byte("x"), peer.AddrPort())
+				return err
+			}, net.ErrWriteToConnected},
 			{"Write on an unconnected socket", "write", func() error {
 				_, err := unconnected.Write([]byte("x"))
 				return err
@@ -298,6 +305,10 @@ func TestUDPErrors(t *testing.T) {
 				continue
 			}
 			wantNetError(t, err, tc.op, "udp", tc.want)
+			var oe *net.OpError
+			if tc.want == net.ErrWriteToConnected && errors.As(err, &oe) && oe.Err != tc.want {
+				t.Errorf("%s: OpError.Err = %#v, want net.ErrWriteToConnected itself, as package net's tests assert", tc.name, oe.Err)
+			}
 		}
 	})
 }
