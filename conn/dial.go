@@ -315,11 +315,13 @@ func splitPort(network, address string) (string, uint16, error) {
 	return host, uint16(p), nil
 }
 
-// matchFamily checks a against network's family.
+// matchFamily checks a against network's family, with package net's
+// error for an address of the other (filterAddrList's
+// errNoSuitableAddress).
 func matchFamily(network string, a netip.Addr) error {
 	switch f := family(network); {
 	case f == "4" && !a.Is4(), f == "6" && !a.Is6():
-		return &net.AddrError{Err: "address family does not match " + network, Addr: a.String()}
+		return &net.AddrError{Err: "no suitable address found", Addr: a.String()}
 	}
 	return nil
 }
@@ -353,15 +355,13 @@ func resolveLocal(network, address string) (netip.AddrPort, error) {
 			return netip.AddrPort{}, &net.AddrError{Err: "a local address must be an IP address", Addr: host}
 		}
 		a = a.Unmap().WithZone("")
-		switch f := family(network); {
-		case a.IsUnspecified() && f == "4":
-			a = netip.IPv4Unspecified() // "[::]" in tcp4 is "any", as ""
-		case a.IsUnspecified() && f == "6":
-			a = netip.IPv6Unspecified()
-		default:
-			if err := matchFamily(network, a); err != nil {
-				return netip.AddrPort{}, err
-			}
+		// "[::]" in tcp4 is "any", as "" (package net tries 0.0.0.0
+		// after :: for it, internetAddrList); "0.0.0.0" in tcp6 is
+		// refused, as package net refuses it.
+		if a.IsUnspecified() && family(network) == "4" {
+			a = netip.IPv4Unspecified()
+		} else if err := matchFamily(network, a); err != nil {
+			return netip.AddrPort{}, err
 		}
 	}
 	return netip.AddrPortFrom(a, port), nil

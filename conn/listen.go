@@ -113,10 +113,15 @@ func (lc *ListenConfig) Listen(s *stack.Stack, network, address string) (*Listen
 		return nil, opErr(err, net.TCPAddrFromAddrPort(ap))
 	}
 	addr := l.Addr()
-	if ap.Addr().IsUnspecified() {
-		// The engine listens on no address at all; say which wildcard,
-		// as package net does ("[::]:80" for "tcp" and "tcp6").
-		addr = netip.AddrPortFrom(ap.Addr(), addr.Port())
+	switch {
+	case !engAP.Addr().IsValid():
+		// The engine listens on no address at all, for both families;
+		// say so as package net does, whose "tcp" wildcard listener
+		// is a dual-stack IPv6 socket on :: whether given 0.0.0.0 or
+		// :: (favoriteAddrFamily): "[::]:80".
+		addr = netip.AddrPortFrom(netip.IPv6Unspecified(), addr.Port())
+	case ap.Addr().IsUnspecified():
+		addr = netip.AddrPortFrom(ap.Addr(), addr.Port()) // "tcp4", "tcp6"
 	}
 	if !ap.Addr().IsUnspecified() {
 		fam = "" // bound to one address: one family already

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -55,6 +56,11 @@ func TestListenFamily(t *testing.T) {
 			{"tcp6", ":8006", "[::]:8006", false, true},
 			{"tcp6", "[::]:8016", "[::]:8016", false, true},
 			{"tcp", ":8000", "[::]:8000", true, true},
+			// Package net's "tcp" wildcard listener is a dual-stack
+			// IPv6 socket whichever wildcard is given, and says so.
+			{"tcp", "0.0.0.0:8010", "[::]:8010", true, true},
+			{"tcp", "[::]:8020", "[::]:8020", true, true},
+			{"tcp4", "[::]:8024", "0.0.0.0:8024", true, false},
 		} {
 			ln, err := conn.Listen(server, tc.network, tc.address)
 			if err != nil {
@@ -91,6 +97,38 @@ func TestListenFamily(t *testing.T) {
 			ln.Close()
 		}
 	})
+}
+
+// TestListenFamilyMismatch: "tcp6" and "udp6" refuse an IPv4 address,
+// the wildcard 0.0.0.0 included, and "tcp4" an IPv6 one other than ::,
+// with package net's error (Linux: "listen tcp6: address 0.0.0.0: no
+// suitable address found").
+func TestListenFamilyMismatch(t *testing.T) {
+	s := stack.New(stack.Options{Clock: faketime.NewManualClock()})
+	defer s.Close()
+	for _, tc := range []struct{ network, address, want string }{
+		{"tcp6", "0.0.0.0:0", "listen tcp6: address 0.0.0.0: no suitable address found"},
+		{"tcp6", "127.0.0.1:0", "listen tcp6: address 127.0.0.1: no suitable address found"},
+		{"tcp4", "[::1]:0", "listen tcp4: address ::1: no suitable address found"},
+		{"udp6", "0.0.0.0:0", "listen udp6: address 0.0.0.0: no suitable address found"},
+	} {
+		var err error
+		if strings.HasPrefix(tc.network, "udp") {
+			var pc net.PacketConn
+			if pc, err = conn.ListenPacket(s, tc.network, tc.address); err == nil {
+				pc.Close()
+			}
+		} else {
+			var ln net.Listener
+			if ln, err = conn.Listen(s, tc.network, tc.address); err == nil {
+				ln.Close()
+			}
+		}
+		var ae *net.AddrError
+		if err == nil || !errors.As(err, &ae) || err.Error() != tc.want {
+			t.Errorf("Listen(%q, %q) = %v, want %q", tc.network, tc.address, err, tc.want)
+		}
+	}
 }
 
 // TestListenEphemeral: an empty or zero port picks an ephemeral one, for
