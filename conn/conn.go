@@ -33,6 +33,7 @@ type Conn struct {
 	writeMu turn // one writer at a time, so writes do not interleave
 
 	closing atomic.Bool // the first Close took it
+	network network     // OpError.Net: in the padding after closing
 	closed  chan struct{}
 
 	mu        sync.Mutex
@@ -42,10 +43,43 @@ type Conn struct {
 
 var _ net.Conn = (*Conn)(nil)
 
-// newConn wraps an established engine connection; ctx is what
-// Context returns.
-func newConn(ep *tcp.Endpoint, clock tcpip.Clock, ctx context.Context) *Conn {
+// network is "tcp", "tcp4" or "tcp6" in a byte: the network a Conn was
+// dialed or accepted on, which package net puts in OpError.Net.
+type network uint8
+
+const (
+	networkTCP network = iota
+	networkTCP4
+	networkTCP6
+)
+
+// networkOf returns the network of name, "tcp" for any but "tcp4" and
+// "tcp6".
+func networkOf(name string) network {
+	switch name {
+	case "tcp4":
+		return networkTCP4
+	case "tcp6":
+		return networkTCP6
+	}
+	return networkTCP
+}
+
+func (n network) String() string {
+	switch n {
+	case networkTCP4:
+		return "tcp4"
+	case networkTCP6:
+		return "tcp6"
+	}
+	return "tcp"
+}
+
+// newConn wraps an established engine connection, dialed or accepted on
+// network; ctx is what Context returns.
+func newConn(ep *tcp.Endpoint, clock tcpip.Clock, ctx context.Context, nw network) *Conn {
 	return &Conn{
+		network: nw,
 		ep:      ep,
 		clock:   clock,
 		ctx:     ctx,
@@ -116,7 +150,7 @@ func (c *Conn) opErrorCall(op, call string, err error) error {
 	if errors.As(err, &errno) {
 		err = os.NewSyscallError(call, errno)
 	}
-	return &net.OpError{Op: op, Net: "tcp", Source: c.addr(&c.laddr, true), Addr: c.addr(&c.raddr, false), Err: err}
+	return &net.OpError{Op: op, Net: c.network.String(), Source: c.addr(&c.laddr, true), Addr: c.addr(&c.raddr, false), Err: err}
 }
 
 // turn is a lock that a caller waiting for it can give up: a channel

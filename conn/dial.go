@@ -171,7 +171,7 @@ func (d *Dialer) dialTCP(ctx context.Context, network string, local, raddr netip
 		if ok {
 			// The connection outlives the dial: its context keeps
 			// the dial's values, not its deadline or cancellation.
-			c := newConn(ep, d.Stack.Clock(), d.Stack.ConnContext(context.WithoutCancel(ctx), ep.ID()))
+			c := newConn(ep, d.Stack.Clock(), d.Stack.ConnContext(context.WithoutCancel(ctx), ep.ID()), networkOf(network))
 			// On a connection just made these cannot fail: a
 			// negative field of KeepAliveConfig leaves the engine's
 			// default, as package net leaves the kernel's.

@@ -26,7 +26,8 @@ import (
 )
 
 // The errors below are compared with what package net returns for a
-// kernel socket: a *net.OpError{Op, Net: "tcp"} whose Err is an
+// kernel socket: a *net.OpError{Op, Net: "tcp"} (the network the
+// caller named: "tcp4" for a Dial("tcp4")) whose Err is an
 // *os.SyscallError holding the errno (connect/read/write/bind), or
 // net.ErrClosed, os.ErrDeadlineExceeded, a context error; and a bare
 // io.EOF from Read.
@@ -403,6 +404,55 @@ func TestShutdownWhenDone(t *testing.T) {
 			check(t, c)
 		})
 	})
+}
+
+// TestOpErrorNet: an OpError's Net is the network the caller named, as
+// package net's fd.net: "tcp4" for a Dial("tcp4") and for a Listen("tcp4")
+// and the connections it accepts, "tcp6" likewise, "tcp" for "tcp".
+// Linux: "read tcp4 ...: use of closed network connection", "accept tcp4
+// ...: i/o timeout".
+func TestOpErrorNet(t *testing.T) {
+	for _, tc := range []struct{ network, laddr string }{
+		{"tcp4", "192.0.2.1:0"},
+		{"tcp6", "[2001:db8::1]:0"},
+		{"tcp", "192.0.2.1:0"},
+	} {
+		fake(t, func(t *testing.T, clock *faketime.ManualClock) {
+			cs, ss := tsPair(t, clock, tcp.Options{}, tcp.Options{})
+			ln, err := conn.Listen(ss, tc.network, tc.laddr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			accepted := acceptAll(ln)
+			c, err := (&conn.Dialer{Stack: cs}).DialTCP(context.Background(), tc.network, ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			a := <-accepted
+			defer a.Close()
+			check := func(what string, err error) {
+				t.Helper()
+				var oe *net.OpError
+				if !errors.As(err, &oe) {
+					t.Errorf("%s on %s: %v, want a *net.OpError", what, tc.network, err)
+				} else if oe.Net != tc.network {
+					t.Errorf("%s on %s: OpError.Net = %q, want %q (%v)", what, tc.network, oe.Net, tc.network, err)
+				}
+			}
+			c.Close()
+			_, err = c.Read(make([]byte, 1))
+			check("Read after Close of the dialed conn", err)
+			a.SetReadDeadline(clock.Now())
+			_, err = a.Read(make([]byte, 1))
+			check("Read timeout of the accepted conn", err)
+			ln.SetDeadline(clock.Now())
+			_, err = ln.Accept()
+			check("Accept timeout", err)
+			ln.Close()
+			check("Close twice of the listener", ln.Close())
+			check("SetDeadline of the closed listener", ln.SetDeadline(time.Time{}))
+		})
+	}
 }
 
 // TestUseAfterClose: every call on a closed Conn or Listener fails with

@@ -42,13 +42,14 @@ type ListenConfig struct {
 
 // Listener is a net.Listener on a tapstack stack.
 type Listener struct {
-	l      *tcp.Listener
-	s      *stack.Stack // for the contexts of accepted connections
-	clock  tcpip.Clock  // the stack's: deadlines run on it
-	addr   *net.TCPAddr
-	dl     *deadline
-	family string // "4", "6": connections of the other family are refused
-	ka     net.KeepAliveConfig
+	l       *tcp.Listener
+	s       *stack.Stack // for the contexts of accepted connections
+	clock   tcpip.Clock  // the stack's: deadlines run on it
+	addr    *net.TCPAddr
+	dl      *deadline
+	family  string // "4", "6": connections of the other family are refused
+	network string // "tcp", "tcp4", "tcp6": OpError.Net, its conns' too
+	ka      net.KeepAliveConfig
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -132,14 +133,15 @@ func (lc *ListenConfig) Listen(s *stack.Stack, network, address string) (*Listen
 	}
 	clock := s.Clock()
 	return &Listener{
-		l:      l,
-		s:      s,
-		clock:  clock,
-		addr:   net.TCPAddrFromAddrPort(addr),
-		dl:     newDeadline(clock),
-		family: fam,
-		ka:     ka,
-		closed: make(chan struct{}),
+		l:       l,
+		s:       s,
+		clock:   clock,
+		addr:    net.TCPAddrFromAddrPort(addr),
+		dl:      newDeadline(clock),
+		family:  fam,
+		network: network,
+		ka:      ka,
+		closed:  make(chan struct{}),
 	}, nil
 }
 
@@ -185,7 +187,7 @@ func (l *Listener) Accept() (net.Conn, error) { return l.AcceptTCP() }
 // AcceptTCP is Accept returning a *Conn.
 func (l *Listener) AcceptTCP() (*Conn, error) {
 	opErr := func(err error) error {
-		return &net.OpError{Op: "accept", Net: "tcp", Addr: l.addr, Err: err}
+		return &net.OpError{Op: "accept", Net: l.network, Addr: l.addr, Err: err}
 	}
 	for {
 		if closedChan(l.closed) {
@@ -207,7 +209,7 @@ func (l *Listener) AcceptTCP() (*Conn, error) {
 				ep.Reset()
 				continue
 			}
-			c := newConn(ep, l.clock, l.s.ConnContext(context.Background(), ep.ID()))
+			c := newConn(ep, l.clock, l.s.ConnContext(context.Background(), ep.ID()), networkOf(l.network))
 			if l.ka.Enable {
 				// Cannot fail on a connection just made (a
 				// negative field leaves the engine's default).
@@ -232,7 +234,7 @@ func (l *Listener) AcceptTCP() (*Conn, error) {
 // as a time on the stack's clock; the zero time removes it.
 func (l *Listener) SetDeadline(t time.Time) error {
 	if closedChan(l.closed) {
-		return &net.OpError{Op: "set", Net: "tcp", Addr: l.addr, Err: net.ErrClosed}
+		return &net.OpError{Op: "set", Net: l.network, Addr: l.addr, Err: net.ErrClosed}
 	}
 	l.dl.set(t)
 	return nil
@@ -240,7 +242,7 @@ func (l *Listener) SetDeadline(t time.Time) error {
 
 // Close stops listening; connections not yet accepted are reset.
 func (l *Listener) Close() error {
-	err := error(&net.OpError{Op: "close", Net: "tcp", Addr: l.addr, Err: net.ErrClosed})
+	err := error(&net.OpError{Op: "close", Net: l.network, Addr: l.addr, Err: net.ErrClosed})
 	l.closeOnce.Do(func() {
 		err = nil
 		close(l.closed)
