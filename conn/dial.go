@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tapstack/tapstack/stack"
+	"github.com/tapstack/tapstack/stack/tcp"
 )
 
 // Dialer holds options for connecting, like net.Dialer.
@@ -143,8 +144,14 @@ func (d *Dialer) DialTCP(ctx context.Context, network, address string) (*Conn, e
 // dialTCP makes one attempt at raddr.
 func (d *Dialer) dialTCP(ctx context.Context, network string, local, raddr netip.AddrPort, timeout <-chan struct{}) (*Conn, error) {
 	opErr := func(err error) error {
+		var be *tcp.BindError
 		var errno syscall.Errno
-		if errors.As(err, &errno) {
+		switch {
+		case errors.As(err, &be):
+			// The local address or port: package net's bind(2)
+			// fails before its connect(2) (sock_posix.go dial).
+			err = os.NewSyscallError("bind", be.Errno)
+		case errors.As(err, &errno):
 			err = os.NewSyscallError("connect", errno)
 		}
 		return &net.OpError{Op: "dial", Net: network, Source: d.LocalAddr, Addr: net.TCPAddrFromAddrPort(raddr), Err: err}

@@ -708,7 +708,8 @@ func TestDialDeadline(t *testing.T) {
 }
 
 // TestDialerLocalAddr: the Dialer's LocalAddr fixes the local address and
-// port; an address the stack does not have fails as bind(2) does.
+// port; an address the stack does not have, or a port taken, fails as
+// bind(2) does, in an os.SyscallError for "bind" as package net's.
 func TestDialerLocalAddr(t *testing.T) {
 	fake(t, func(t *testing.T, clock *faketime.ManualClock) {
 		cs, ss := tsPair(t, clock, tcp.Options{}, tcp.Options{})
@@ -752,9 +753,20 @@ func TestDialerLocalAddr(t *testing.T) {
 			}
 			c.Close()
 		}
+		// bind(2) fails, not connect(2), and package net names that
+		// call: "dial tcp 192.0.2.77:0->192.0.2.1:80: bind: cannot
+		// assign requested address" (sock_posix.go dial).
+		wantBind := func(err error) {
+			t.Helper()
+			var se *os.SyscallError
+			if !errors.As(err, &se) || se.Syscall != "bind" {
+				t.Errorf("%v: want the errno in an os.SyscallError for bind, as package net's", err)
+			}
+		}
 		// An address the stack does not have.
 		_, err = (&conn.Dialer{Stack: cs, LocalAddr: &net.TCPAddr{IP: net.ParseIP("192.0.2.77")}}).Dial("tcp", "192.0.2.1:80")
 		wantOpError(t, err, "dial", syscall.EADDRNOTAVAIL)
+		wantBind(err)
 		// A port in use with the same 4-tuple: EADDRINUSE (Linux: bind
 		// without SO_REUSEADDR).
 		c1, err := (&conn.Dialer{Stack: cs, LocalAddr: &net.TCPAddr{Port: 40010}}).Dial("tcp", "192.0.2.1:80")
@@ -764,6 +776,7 @@ func TestDialerLocalAddr(t *testing.T) {
 		defer c1.Close()
 		_, err = (&conn.Dialer{Stack: cs, LocalAddr: &net.TCPAddr{Port: 40010}}).Dial("tcp", "192.0.2.1:80")
 		wantOpError(t, err, "dial", syscall.EADDRINUSE)
+		wantBind(err)
 	})
 }
 

@@ -20,10 +20,26 @@ import (
 // ENETUNREACH or EHOSTUNREACH without a route, EADDRNOTAVAIL for a local
 // address that is not the stack's or no free port, EADDRINUSE for a
 // 4-tuple taken, EMFILE at MaxConnections, ENETDOWN once the stack is
-// shutting down.
+// shutting down. The two that Linux's bind(2) returns before connect(2)
+// runs, for the local address or port given (EADDRNOTAVAIL for an
+// address not the stack's, EADDRINUSE for a port asked for and taken),
+// come in a *BindError; errors.Is sees the errno in it.
 func (p *Protocol) Connect(local, remote netip.AddrPort) (*Endpoint, error) {
 	return p.ConnectWith(local, remote, ConnectOptions{})
 }
+
+// A BindError is Connect's error for the local address or port it was
+// given, the step Linux takes in bind(2) before connect(2): package net
+// names that call in its error (os.SyscallError "bind"), and conn does
+// the same.
+type BindError struct {
+	Errno syscall.Errno // EADDRNOTAVAIL or EADDRINUSE
+}
+
+func (e *BindError) Error() string { return "bind: " + e.Errno.Error() }
+
+// Unwrap returns the errno, for errors.Is and errors.As.
+func (e *BindError) Unwrap() error { return e.Errno }
 
 // ConnectOptions are what a connection must know before its SYN leaves.
 type ConnectOptions struct {
@@ -51,7 +67,7 @@ func (p *Protocol) ConnectWith(local, remote netip.AddrPort, o ConnectOptions) (
 	if la := local.Addr().Unmap(); la.IsValid() && !la.IsUnspecified() {
 		laddr = tcpip.AddrFromSlice(la.AsSlice())
 		if p.stack.CheckLocalAddress(0, netProto, laddr) == 0 {
-			return nil, syscall.EADDRNOTAVAIL
+			return nil, &BindError{syscall.EADDRNOTAVAIL}
 		}
 	}
 	r, terr := p.findRoute(routeQuery{netProto: netProto, local: laddr, remote: tcpip.AddrFromSlice(ra.AsSlice())})
@@ -106,6 +122,11 @@ func (p *Protocol) ConnectWith(local, remote netip.AddrPort, o ConnectOptions) (
 	if terr != nil {
 		p.releaseRoute(r)
 		if _, ok := terr.(*tcpip.ErrPortInUse); ok {
+			if local.Port() != 0 {
+				// The port asked for: bind(2)'s EADDRINUSE
+				// (without SO_REUSEADDR, as package net dials).
+				return nil, &BindError{syscall.EADDRINUSE}
+			}
 			return nil, syscall.EADDRINUSE
 		}
 		if _, ok := terr.(*tcpip.ErrNoPortAvailable); ok {

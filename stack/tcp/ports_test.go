@@ -6,6 +6,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/stack/tcp/tcptest"
 )
 
@@ -58,4 +59,47 @@ func TestActivePortTable(t *testing.T) {
 		}
 	}
 	l.Close()
+}
+
+// TestConnectBindError: Connect's failures over the local address or
+// port it was given, which Linux's bind(2) returns before connect(2) runs,
+// come in a *tcp.BindError holding the errno: EADDRNOTAVAIL for an
+// address the stack lacks, EADDRINUSE for a port asked for and taken (a
+// 4-tuple in use, a listener's port). A failure of connect(2)'s own is a
+// bare errno.
+func TestConnectBindError(t *testing.T) {
+	p := tcptest.New(t)
+	peer := func(port uint16) netip.AddrPort { return netip.AddrPortFrom(tcptest.PeerAddr, port) }
+	wantBind := func(what string, err error, want syscall.Errno) {
+		t.Helper()
+		var be *tcp.BindError
+		if !errors.As(err, &be) || be.Errno != want || !errors.Is(err, want) {
+			t.Errorf("%s: %v (%T), want a *tcp.BindError with %v", what, err, err, want)
+		}
+	}
+	_, err := p.TCP.Connect(netip.MustParseAddrPort("192.0.2.77:0"), peer(80))
+	wantBind("Connect from an address the stack lacks", err, syscall.EADDRNOTAVAIL)
+
+	local := netip.AddrPortFrom(tcptest.StackAddr, 40001)
+	e, err := p.TCP.Connect(local, peer(80))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = p.TCP.Connect(local, peer(80))
+	wantBind("Connect on a 4-tuple taken", err, syscall.EADDRINUSE)
+	e.Reset()
+	p.Link.Drain()
+	l, err := p.TCP.Listen(netip.AddrPortFrom(netip.IPv4Unspecified(), 40002), 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	_, err = p.TCP.Connect(netip.AddrPortFrom(tcptest.StackAddr, 40002), peer(80))
+	wantBind("Connect from a listening port", err, syscall.EADDRINUSE)
+
+	_, err = p.TCP.Connect(netip.AddrPort{}, netip.MustParseAddrPort("198.51.100.9:80"))
+	var be *tcp.BindError
+	if err == nil || errors.As(err, &be) {
+		t.Errorf("Connect with no route: %v, want a bare errno", err)
+	}
 }
