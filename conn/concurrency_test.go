@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
+	"runtime"
 	"sync"
 	"syscall"
 	"testing"
@@ -194,6 +196,64 @@ func TestCloseUnblocksAll(t *testing.T) {
 		}
 		s.Close()
 		noneLeft(t, base, "after Close")
+	})
+}
+
+// TestCloseUnblocksEverySocket: a TCP Read, a TCP Write (window full),
+// an Accept, a UDP ReadFrom and an ICMP ReadFrom blocked in other
+// goroutines, some with deadlines, all return net.ErrClosed when their
+// socket closes, and no goroutine of the package is left once the clock
+// has passed TIME-WAIT (synctest would report one blocked forever).
+func TestCloseUnblocksEverySocket(t *testing.T) {
+	fake(t, func(t *testing.T, clock *faketime.ManualClock) {
+		client, server := tsPair(t, clock, tcp.Options{}, tcp.Options{})
+		base := len(bubbled())
+		c, s := connect(t, client, server) // s never reads: c's Write fills the window
+		ln, err := conn.Listen(server, "tcp", "192.0.2.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, err := conn.ListenPacket(client, "udp", ":0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ic, err := conn.ListenPacket(client, "ip4:icmp", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(clock.Now().Add(time.Hour))
+		u.SetReadDeadline(clock.Now().Add(time.Hour))
+		calls := []<-chan result{
+			start(clock, func() error { _, err := c.Read(make([]byte, 10)); return err }),
+			start(clock, func() error {
+				b := make([]byte, 1<<20)
+				for {
+					if _, err := c.Write(b); err != nil {
+						return err
+					}
+				}
+			}),
+			start(clock, func() error { _, err := ln.Accept(); return err }),
+			start(clock, func() error { _, _, err := u.ReadFrom(make([]byte, 10)); return err }),
+			start(clock, func() error { _, _, err := ic.ReadFrom(make([]byte, 10)); return err }),
+		}
+		for i, ch := range calls {
+			notYet(t, ch, fmt.Sprint("call ", i))
+		}
+		c.Close()
+		s.Close()
+		ln.Close()
+		u.Close()
+		ic.Close()
+		for i, ch := range calls {
+			r := now(t, ch, fmt.Sprint("call ", i))
+			if !errors.Is(r.err, net.ErrClosed) {
+				t.Errorf("call %d after Close: %v, want net.ErrClosed", i, r.err)
+			}
+		}
+		advance(clock, 10*time.Minute) // TIME-WAIT and friends
+		runtime.Gosched()
+		noneLeft(t, base, "after every socket closed")
 	})
 }
 
