@@ -158,18 +158,7 @@ func TestPathMTUFragNeededNoMTU(t *testing.T) {
 			p, ep := tcptest.Established(t)
 			sendSegments(t, p, ep, 2)
 			p.InjectIPv4(fragNeeded(quote(p, 1), tc.mtu))
-			out := drainIPv4(p)
-			if len(out) < 2 {
-				t.Fatalf("sent %v after the report, want the two segments in flight again", out)
-			}
-			for _, o := range out {
-				if o.size > 552 || o.df {
-					t.Errorf("a %d-byte packet, DF %v; want at most 552 bytes, no DF", o.size, o.df)
-				}
-			}
-			if i := ep.Info(); i.PathMTU != 552 || i.SndMSS != 512 {
-				t.Errorf("path MTU %d, MSS %d; want 552, 512", i.PathMTU, i.SndMSS)
-			}
+			wantLockedAt552(t, p, ep)
 			if n := p.TCP.Stats().Dropped(event.DropICMPBadMTU); n != 0 {
 				t.Errorf("Dropped(%v) = %d, want 0", event.DropICMPBadMTU, n)
 			}
@@ -311,6 +300,26 @@ func drainIPv4(p *tcptest.Peer) []ipv4Out {
 	return out
 }
 
+// wantLockedAt552 reads what the stack sent after a report that locks
+// the path MTU at IPv4's min_pmtu: the two segments in flight again, cut
+// to packets of at most 552 bytes without DF, and the path MTU and MSS
+// that say so.
+func wantLockedAt552(t *testing.T, p *tcptest.Peer, ep *tcp.Endpoint) {
+	t.Helper()
+	out := drainIPv4(p)
+	if len(out) < 2 {
+		t.Fatalf("sent %v after the report, want the two segments in flight again", out)
+	}
+	for _, o := range out {
+		if o.size > 552 || o.df {
+			t.Errorf("a %d-byte packet, DF %v; want at most 552 bytes, no DF", o.size, o.df)
+		}
+	}
+	if i := ep.Info(); i.PathMTU != 552 || i.SndMSS != 512 {
+		t.Errorf("path MTU %d, MSS %d; want 552, 512", i.PathMTU, i.SndMSS)
+	}
+}
+
 // TestPathMTUBelowMinimumLocked: a router reports a real next hop of 300
 // bytes (not below IPv4's 68, so RFC 1191 would have it honoured). As
 // Linux's __ip_rt_update_pmtu, the path MTU becomes its min_pmtu, 552,
@@ -325,18 +334,7 @@ func TestPathMTUBelowMinimumLocked(t *testing.T) {
 	p, ep := tcptest.Established(t)
 	sendSegments(t, p, ep, 2)
 	p.InjectIPv4(fragNeeded(quote(p, 1), 300))
-	out := drainIPv4(p)
-	if len(out) < 2 {
-		t.Fatalf("sent %v after the report, want the two segments in flight again", out)
-	}
-	for _, o := range out {
-		if o.size > 552 || o.df {
-			t.Errorf("after a report of a 300-byte hop: a %d-byte packet, DF %v; want at most 552 bytes, no DF", o.size, o.df)
-		}
-	}
-	if i := ep.Info(); i.PathMTU != 552 || i.SndMSS != 512 {
-		t.Errorf("path MTU %d, MSS %d; want 552, 512", i.PathMTU, i.SndMSS)
-	}
+	wantLockedAt552(t, p, ep)
 	p.InjectIPv4(fragNeeded(quote(p, 1), 300))
 	if out := drainIPv4(p); len(out) != 0 {
 		t.Errorf("sent %v after a second report while the lock holds", out)
