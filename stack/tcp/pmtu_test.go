@@ -210,14 +210,7 @@ func TestPathMTUNotRaised(t *testing.T) {
 		t.Errorf("Dropped(%v) = %d, want 1", event.DropICMPBadMTU, n)
 	}
 	p.PeerPort++
-	p.SetStackISS(0, false)
-	p.Inject(seg{Flags: "S", Seq: 0, MSS: 1460})
-	p.Expect(seg{Flags: "S.", Seq: 0, Ack: 1})
-	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1})
-	ep2, err := p.Listener.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ep2 := p.Established()
 	if i := ep2.Info(); i.SndMSS != 1240 || i.PathMTU != 1280 {
 		t.Errorf("the next connection: MSS %d, path MTU %d; want 1240, 1280", i.SndMSS, i.PathMTU)
 	}
@@ -243,14 +236,7 @@ func TestPathMTUExpires(t *testing.T) {
 
 	p.Advance(5 * time.Minute)
 	p.PeerPort++
-	p.SetStackISS(0, false)
-	p.Inject(seg{Flags: "S", Seq: 0, MSS: 1460})
-	p.Expect(seg{Flags: "S.", Seq: 0, Ack: 1})
-	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1})
-	ep2, err := p.Listener.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ep2 := p.Established()
 	ep2.Write(payload(0, 2*1240))
 	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, Len: 1240})
 	p.Expect(seg{Flags: "P.", Seq: 1241, Ack: 1, Len: 1240})
