@@ -75,8 +75,10 @@ type AckObserver interface {
 
 // A TimeoutFollower is a CongestionControl that hears of every
 // retransmission timeout, also those that continue an episode OnCongestion
-// already heard (the retransmission timed out in its turn before SND.UNA
-// passed the episode's end). Linux's tcp_enter_loss calls set_state with
+// already heard: the retransmission timed out in its turn with no ACK
+// moving SND.UNA in between, or the timeout came within the window that
+// fast recovery or CWR had already reduced (recovery.go's
+// timeoutStartsEpisode). Linux's tcp_enter_loss calls set_state with
 // TCP_CA_Loss at each timeout, and ssthresh only at an episode's first:
 // BBR's policer detector takes each as a sample with losses, CUBIC's
 // HyStart starts over at each.

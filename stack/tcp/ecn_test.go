@@ -418,3 +418,94 @@ func TestECNCWRAfterProbeRepair(t *testing.T) {
 	}
 	p.Expect(seg{Flags: "WP.", Seq: sb(7), Ack: 1, Len: 1460, ECN: tcptest.ECNECT0})
 }
+
+// TestECNTimeoutInCWR: a retransmission timeout within the window CWR
+// already reduced continues that episode: ssthresh stays (RFC 3168 6.1.2:
+// one reduction per window of data), as Linux's tcp_enter_loss reduces it
+// only in open or disorder state, or once SND.UNA reached high_seq. The
+// same holds for a fast recovery that CWR turned into, or that an ECN
+// echo started with the loss: nothing in those can be undone, and that
+// does not make the timeout a new episode. The window before the timeout
+// (PRR has brought it down over segments 2 to 9) is one segment after it,
+// as at any timeout.
+func TestECNTimeoutInCWR(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		ack   []seg // the peer's ACKs before the timeout
+		state string
+	}{
+		{"CWR", []seg{eceAck(2), sackAck(3), sackAck(4), sackAck(5), sackAck(6), sackAck(7), sackAck(8), sackAck(9), sackAck(10)}, "CWR"},
+		{"fast recovery from CWR", []seg{eceAck(2), sackAck(2, [2]int{3, 7})}, "fast recovery"},
+		{"fast recovery with the echo", []seg{eceAck(2, [2]int{3, 7})}, "fast recovery"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, ep := ecnPeer(t, tcp.Options{NoFRTO: true, NoTLP: true})
+			sendSegments(t, p, ep, 10)
+			if _, err := ep.Write(payload(10*1460, 20*1460)); err != nil {
+				t.Fatal(err)
+			}
+			p.ExpectNothing()
+			p.Advance(rtt)
+			for _, a := range tc.ack {
+				p.Inject(a)
+				p.Drain()
+			}
+			before := ep.Info()
+			if before.CAState != tc.state || before.Ssthresh != 7*1460 {
+				t.Fatalf("before the timeout: %s, ssthresh %d; want %s, %d", before.CAState, before.Ssthresh, tc.state, 7*1460)
+			}
+			p.Advance(before.RTO)
+			p.Drain()
+			i := ep.Info()
+			st := p.TCP.Stats()
+			if st.RetransmitTimeouts.Load() != 1 || i.CAState != "RTO recovery" || i.Cwnd != 1460 {
+				t.Fatalf("after the timeout: %s, cwnd %d, %d timeouts; want RTO recovery, 1460, 1", i.CAState, i.Cwnd, st.RetransmitTimeouts.Load())
+			}
+			if i.Ssthresh != before.Ssthresh {
+				t.Errorf("after the timeout: ssthresh %d (%.1f segments), want %d kept: one reduction per window (RFC 3168 6.1.2)",
+					i.Ssthresh, float64(i.Ssthresh)/1460, before.Ssthresh)
+			}
+		})
+	}
+}
+
+// undoRecorder is a timeoutRecorder that counts OnUndo.
+type undoRecorder struct {
+	timeoutRecorder
+	undos int
+}
+
+func (r *undoRecorder) OnUndo() { r.undos++ }
+
+// TestECNSpuriousTimeoutInCWR: a timeout within CWR's window that F-RTO
+// then finds spurious (RFC 5682 3: a SACK for data sent before it and
+// never retransmitted) ends RTO recovery, but has no reduction of its own
+// to undo, and CWR's, for a mark, is not undone: ssthresh stays and the
+// congestion control hears no OnUndo, as Linux's tcp_try_undo_loss
+// restores nothing where tcp_enter_cwr set prior_ssthresh to 0.
+func TestECNSpuriousTimeoutInCWR(t *testing.T) {
+	rec := &undoRecorder{}
+	p, ep := ecnPeer(t, tcp.Options{NoTLP: true, NewCongestionControl: func() tcp.CongestionControl { return rec }})
+	sendSegments(t, p, ep, 10)
+	p.Advance(rtt)
+	p.Inject(eceAck(2))
+	cwr := ep.Info()
+	if cwr.CAState != "CWR" || len(rec.samples) != 1 {
+		t.Fatalf("after ECE: %s, OnCongestion %d times; want CWR, once", cwr.CAState, len(rec.samples))
+	}
+	p.Drain()
+	p.Advance(cwr.RTO)
+	p.Drain()
+	if i := ep.Info(); i.CAState != "RTO recovery" || i.Ssthresh != cwr.Ssthresh || len(rec.samples) != 1 {
+		t.Fatalf("after the timeout: %s, ssthresh %d, OnCongestion %d times; want RTO recovery, %d, once", i.CAState, i.Ssthresh, len(rec.samples), cwr.Ssthresh)
+	}
+	p.Advance(rtt)
+	p.Inject(sackAck(2, [2]int{5, 6})) // segment 5's original arrived
+	i := ep.Info()
+	if i.CAState != "open" || p.TCP.Stats().SpuriousRTOs.Load() != 1 {
+		t.Fatalf("after the SACK: %s, %d spurious timeouts; want open, 1", i.CAState, p.TCP.Stats().SpuriousRTOs.Load())
+	}
+	if i.Ssthresh != cwr.Ssthresh || rec.undos != 0 {
+		t.Errorf("after the spurious timeout: ssthresh %d, OnUndo %d times; want CWR's %d kept, never", i.Ssthresh, rec.undos, cwr.Ssthresh)
+	}
+}

@@ -116,11 +116,17 @@ func (e *Endpoint) packetDelayed(seg *segment) bool {
 // (RFC 4015 for timeouts; RFC 6675 and Linux for fast recovery), forgets
 // the loss marks, and returns to open.
 func (e *Endpoint) undoResponse(why string) {
-	if e.rateController() == nil {
-		e.cwnd = max(e.cwnd, e.undo.priorCwnd) // BBR keeps its own (bbr_undo_cwnd)
+	// A timeout within an episode that has nothing to undo (CWR's, for
+	// an ECN echo) may still prove spurious by F-RTO: RTO recovery ends
+	// and the window and threshold stay, as Linux's
+	// tcp_undo_cwnd_reduction with prior_ssthresh 0 (tcp_enter_cwr).
+	if e.undo.active {
+		if e.rateController() == nil {
+			e.cwnd = max(e.cwnd, e.undo.priorCwnd) // BBR keeps its own (bbr_undo_cwnd)
+		}
+		e.ssthresh = max(e.ssthresh, e.undo.priorSsthresh)
+		e.congestion().OnUndo()
 	}
-	e.ssthresh = max(e.ssthresh, e.undo.priorSsthresh)
-	e.congestion().OnUndo()
 	e.rtxq.unmarkLost()
 	e.undo.active = false
 	e.frto, e.frtoNewData = false, false
@@ -433,7 +439,7 @@ func (e *Endpoint) prr(delivered uint32, lost int, unaAdvanced bool) {
 func (e *Endpoint) enterLoss() {
 	e.splitRecords()
 	now := e.now()
-	episode := e.caState == caOpen || !e.sndUna.LessThan(e.recover) || !e.undo.active
+	episode := e.timeoutStartsEpisode()
 	var cs CongestionSample
 	if episode {
 		e.initUndo()
@@ -501,6 +507,34 @@ func (e *Endpoint) enterLoss() {
 		}
 		e.emitRecovery(note + ", window one segment")
 	}
+}
+
+// timeoutStartsEpisode reports whether a retransmission timeout begins a
+// new congestion episode, with a new ssthresh, rather than continuing one
+// whose window was already reduced: one reduction per window of data
+// (RFC 3168 6.1.2; RFC 5681 3.1 sets ssthresh once for a timeout
+// retransmitted again). As Linux's tcp_enter_loss, which reduces "if it
+// has not yet been made inside this window": in open state; once SND.UNA
+// has reached the episode's end (RecoveryPoint); and in RTO recovery also
+// when the previous timeout's retransmission was answered, SND.UNA having
+// moved since (icsk_retransmits == 0). A timeout during CWR, or during a
+// fast recovery that began in CWR or with an ECN echo, continues that
+// episode, although nothing in it can be undone.
+func (e *Endpoint) timeoutStartsEpisode() bool {
+	if e.caState == caOpen || !e.sndUna.LessThan(e.recover) {
+		return true
+	}
+	if e.caState != caLoss {
+		return false
+	}
+	// retries counts the timeouts since SND.UNA last moved, this one
+	// included, except where it is a probe of a shrunk window, which
+	// counts none (shrunkWindowProbe, on the same condition as
+	// retransmitTimeout's).
+	if e.sndWnd == 0 && !e.userClosed {
+		return e.retries == 0
+	}
+	return e.retries == 1
 }
 
 // rtoRecoverOnAck is an ACK in RTO recovery. The timeout was spurious if

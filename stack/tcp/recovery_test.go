@@ -843,6 +843,31 @@ func TestTimeoutTellsLost(t *testing.T) {
 	}
 }
 
+// TestTimeoutAfterAnsweredRetransmission: in RTO recovery, a timeout
+// after the previous one's retransmission was answered (SND.UNA moved,
+// though not to the end of the episode) is a new episode with a new
+// ssthresh, as in Linux's tcp_enter_loss, which reduces again in
+// TCP_CA_Loss once icsk_retransmits is 0; without that answer it
+// continues the episode (TestTimeoutTellsLost).
+func TestTimeoutAfterAnsweredRetransmission(t *testing.T) {
+	rec := &timeoutRecorder{}
+	p, ep := rttPeer(t, tcp.Options{NoTLP: true, NoFRTO: true, NewCongestionControl: func() tcp.CongestionControl { return rec }})
+	sendSegments(t, p, ep, 5)
+	p.Advance(ep.Info().RTO)
+	p.Expect(seg{Flags: ".", Seq: sb(1), Ack: 1, Len: 1460, Check: tcptest.IgnorePSH})
+	p.Advance(rtt)
+	p.Inject(sackAck(2)) // the retransmission arrived; 2 to 5 are still missing
+	p.Drain()
+	if i := ep.Info(); i.CAState != "RTO recovery" || len(rec.samples) != 1 {
+		t.Fatalf("after the ACK of the retransmission: %s, OnCongestion %d times; want RTO recovery, once", i.CAState, len(rec.samples))
+	}
+	p.Advance(ep.Info().RTO)
+	p.Drain()
+	if len(rec.samples) != 2 || !rec.samples[1].Timeout || len(rec.again) != 0 {
+		t.Errorf("after the second timeout: OnCongestion %d times, OnTimeoutAgain %d; want twice (a new episode), never", len(rec.samples), len(rec.again))
+	}
+}
+
 // ackRecorder is a timeoutRecorder that also sees every ACK
 // (AckObserver), and counts the ACKs that grew its window.
 type ackRecorder struct {
