@@ -118,6 +118,24 @@ func TestCubicFastConvergence(t *testing.T) {
 	}
 }
 
+// TestCubicFastConvergenceFromWMax: fast convergence compares the window
+// at a loss with W_max as the last loss set it, fast convergence
+// included (RFC 9438 4.7, as Linux's bictcp_recalc_ssthresh compares
+// with last_max_cwnd), not with the last loss's window before reduction
+// (RFC 8312's W_last_max). Losses at 100, 90 and 80 segments: W_max 100;
+// 90 is below it, so 90*(1+β)/2 = 76.5; 80 is not below 76.5, so 80.
+func TestCubicFastConvergenceFromWMax(t *testing.T) {
+	const mss = 1000
+	c := &cubic{}
+	c.hs.done = true
+	for _, step := range []struct{ cwnd, wMax float64 }{{100, 100}, {90, 76.5}, {80, 80}} {
+		c.OnCongestion(CongestionSample{Cwnd: uint32(step.cwnd * mss), Ssthresh: ^uint32(0), InFlight: uint32(step.cwnd * mss), MSS: mss})
+		if math.Abs(c.wMax-step.wMax) > 1e-9 {
+			t.Errorf("loss at %.0f segments: W_max %.2f, want %.2f (RFC 9438 4.7)", step.cwnd, c.wMax, step.wMax)
+		}
+	}
+}
+
 // TestHyStartPlusPlus: in slow start the window doubles every round trip
 // while the RTT stays flat. When a round's minimum RTT rises by more than
 // RttThresh = clamp(lastRoundMinRTT/8, 4 ms, 16 ms) over the last round's

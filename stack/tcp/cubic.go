@@ -15,8 +15,7 @@ import (
 // (hystart_linux.go). Windows are kept in segments as floats, as RFC 9438
 // writes its formulas, and converted to bytes at the edges.
 type cubic struct {
-	wMax       float64       // W_max: the window before the last reduction (segments)
-	wLastMax   float64       // W_max before that, for fast convergence (4.7)
+	wMax       float64       // W_max: the window before the last reduction (segments), less with fast convergence (4.7)
 	k          float64       // K: seconds to climb back to W_max (equation 2)
 	epochStart time.Duration // t_epoch; -1 when no congestion-avoidance epoch is running
 	cwndEpoch  float64       // cwnd_epoch: the window when the epoch began
@@ -45,8 +44,8 @@ func newCubic(o *Options) *cubic {
 
 // cubicState is what OnUndo restores.
 type cubicState struct {
-	wMax, wLastMax, k, cwndEpoch, wEst float64
-	epochStart                         time.Duration
+	wMax, k, cwndEpoch, wEst float64
+	epochStart               time.Duration
 }
 
 // The constants of RFC 9438 (section 5 and 4.6): C and β_cubic, and
@@ -126,15 +125,16 @@ func (c *cubic) OnAck(a AckSample) (cwnd, ssthresh uint32) {
 }
 
 func (c *cubic) OnCongestion(s CongestionSample) uint32 {
-	c.saved = cubicState{wMax: c.wMax, wLastMax: c.wLastMax, k: c.k, cwndEpoch: c.cwndEpoch, wEst: c.wEst, epochStart: c.epochStart}
+	c.saved = cubicState{wMax: c.wMax, k: c.k, cwndEpoch: c.cwndEpoch, wEst: c.wEst, epochStart: c.epochStart}
 	w := float64(s.Cwnd) / float64(s.MSS)
-	// Fast convergence (4.7): a flow whose W_max keeps falling releases
-	// bandwidth to newer flows.
-	if w < c.wLastMax {
-		c.wLastMax = w
+	// Fast convergence (4.7): a flow whose window at a loss is below
+	// W_max, as the last loss set it (fast convergence included), releases
+	// bandwidth to newer flows, as Linux's bictcp_recalc_ssthresh compares
+	// with last_max_cwnd. (RFC 8312 compared with the previous loss's
+	// window before this reduction, W_last_max; RFC 9438 dropped it.)
+	if w < c.wMax {
 		c.wMax = w * (1 + cubicBeta) / 2
 	} else {
-		c.wLastMax = w
 		c.wMax = w
 	}
 	c.epochStart = -1
@@ -180,7 +180,7 @@ func (c *cubic) epochYoung(now time.Duration) bool {
 
 func (c *cubic) OnUndo() {
 	st := c.saved
-	c.wMax, c.wLastMax, c.k, c.cwndEpoch, c.wEst, c.epochStart = st.wMax, st.wLastMax, st.k, st.cwndEpoch, st.wEst, st.epochStart
+	c.wMax, c.k, c.cwndEpoch, c.wEst, c.epochStart = st.wMax, st.k, st.cwndEpoch, st.wEst, st.epochStart
 }
 
 // hystart is HyStart++ (RFC 9406): in slow start, each round's minimum
