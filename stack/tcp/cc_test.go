@@ -136,6 +136,56 @@ func TestCubicFastConvergenceFromWMax(t *testing.T) {
 	}
 }
 
+// TestCubicTimeoutRestartsCurve: after a retransmission timeout, the
+// first congestion-avoidance stage grows along W_cubic(t) = C*t^3 +
+// cwnd_epoch, with K = 0 and W_max = the window where it begins (RFC 9438
+// 4.8), as Linux's cubictcp_state resets the curve at TCP_CA_Loss
+// (bictcp_reset), not along the curve towards the W_max of the window
+// the timeout cut: after a timeout at 100 segments, slow start to
+// ssthresh = 70 and congestion avoidance from there, K = 0 and W_max =
+// 70, not K = 4.2 s and W_max = 100. A timeout that continues an episode
+// (after CWR, OnTimeoutAgain only) resets it too, as Linux does at every
+// TCP_CA_Loss; an undo restores the curve from before the episode.
+func TestCubicTimeoutRestartsCurve(t *testing.T) {
+	const mss = 1000
+	ca := func(c *cubic, cwnd, ssthresh uint32) {
+		c.OnAck(AckSample{Now: 10 * time.Second, Acked: mss, Cwnd: cwnd, Ssthresh: ssthresh, MSS: mss, RTT: 100 * time.Millisecond, SRTT: 100 * time.Millisecond})
+	}
+	c := &cubic{epochStart: -1}
+	c.hs.done = true
+	ssthresh := c.OnCongestion(CongestionSample{Cwnd: 100 * mss, Ssthresh: ^uint32(0), InFlight: 100 * mss, MSS: mss, Timeout: true})
+	if ssthresh != 70*mss {
+		t.Fatalf("ssthresh %d after the timeout, want 70 segments (4.6)", ssthresh)
+	}
+	ca(c, 70*mss, ssthresh)
+	if c.k != 0 || math.Abs(c.wMax-70) > 0.1 || c.cwndEpoch != 70 {
+		t.Errorf("first congestion avoidance after a timeout: K = %.3f s, W_max = %.2f, cwnd_epoch = %.2f; want K = 0, W_max = cwnd_epoch = 70 (RFC 9438 4.8)", c.k, c.wMax, c.cwndEpoch)
+	}
+	c.OnUndo()
+	if c.wMax != 0 || c.epochStart != -1 {
+		t.Errorf("after undo: W_max %.2f, epoch start %v; want 0 and none, as before the timeout", c.wMax, c.epochStart)
+	}
+
+	// A loss at 120 segments, then fast recovery at 100 (W_max 85 by
+	// fast convergence, ssthresh 70) and a timeout before it ends: the
+	// timeout continues the episode (OnTimeoutAgain alone, as within
+	// CWR), and the curve starts over; an undo of the episode brings
+	// back the W_max of the loss at 120.
+	c = &cubic{epochStart: -1}
+	c.hs.done = true
+	c.OnCongestion(CongestionSample{Cwnd: 120 * mss, Ssthresh: ^uint32(0), InFlight: 120 * mss, MSS: mss})
+	ssthresh = c.OnCongestion(CongestionSample{Cwnd: 100 * mss, Ssthresh: 84 * mss, InFlight: 100 * mss, MSS: mss})
+	c.OnTimeoutAgain(CongestionSample{Cwnd: 80 * mss, Ssthresh: ssthresh, InFlight: 80 * mss, MSS: mss, Timeout: true})
+	ca(c, 70*mss, ssthresh)
+	if c.k != 0 || math.Abs(c.wMax-70) > 0.1 {
+		t.Errorf("first congestion avoidance after a timeout within fast recovery: K = %.3f s, W_max = %.2f; want K = 0, W_max = 70 (RFC 9438 4.8)", c.k, c.wMax)
+	}
+	c.OnUndo()
+	if c.wMax != 120 {
+		t.Errorf("after undo: W_max %.2f, want 120 (4.9)", c.wMax)
+	}
+}
+
 // TestHyStartPlusPlus: in slow start the window doubles every round trip
 // while the RTT stays flat. When a round's minimum RTT rises by more than
 // RttThresh = clamp(lastRoundMinRTT/8, 4 ms, 16 ms) over the last round's

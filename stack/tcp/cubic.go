@@ -90,8 +90,9 @@ func (c *cubic) OnAck(a AckSample) (cwnd, ssthresh uint32) {
 	w := float64(cwnd) / mss
 	if c.epochStart < 0 || c.cwndEpoch == 0 {
 		// The first ACK of an epoch (4.2): after a congestion event,
-		// or leaving slow start without one, where W_max is the
-		// window now and K is 0 (4.8).
+		// or leaving slow start without one or after a timeout
+		// (OnTimeoutAgain), where W_max is the window now and K is 0
+		// (4.8).
 		c.epochStart = a.Now
 		c.cwndEpoch = w
 		c.wEst = w
@@ -156,10 +157,16 @@ func (c *cubic) OnAcked(a AckSample) uint32 {
 	return c.linux.onAck(&a, c.epochYoung(a.Now))
 }
 
-// OnTimeoutAgain: Linux's HyStart starts over at every timeout
-// (cubictcp_state at TCP_CA_Loss), the first of an episode and those that
-// follow it (TimeoutFollower).
+// OnTimeoutAgain: after a timeout the curve starts over. The first
+// congestion-avoidance stage after it grows from K = 0 and W_max = the
+// window where it begins (RFC 9438 4.8), as Linux's cubictcp_state does
+// at TCP_CA_Loss (bictcp_reset: last_max_cwnd 0, so bictcp_update takes
+// K = 0 and origin_point = cwnd), and Linux's HyStart starts over. Linux
+// does both at every timeout, the first of an episode (after ssthresh,
+// and here after OnCongestion kept what OnUndo restores) and those that
+// follow it or continue fast recovery or CWR (TimeoutFollower).
 func (c *cubic) OnTimeoutAgain(s CongestionSample) {
+	c.wMax, c.k, c.epochStart, c.cwndEpoch, c.wEst = 0, 0, -1, 0, 0
 	if c.mode == HyStartLinux {
 		c.linux.reset(s.Now)
 	}
