@@ -77,8 +77,8 @@ func TestCubicCurve(t *testing.T) {
 // TestCubicRenoFriendly: on a short path with a small window, Reno would
 // grow faster than the cubic curve, which stays flat near W_max for K =
 // 1.96 s here; CUBIC then follows W_est (RFC 9438 4.3): α_cubic = 0.53
-// segments per round trip while W_est is below W_max, one segment (α = 1)
-// once it passed it.
+// segments per round trip while W_est is below cwnd_prior (the window at
+// the loss, W_max here), one segment (α = 1) once it passed it.
 func TestCubicRenoFriendly(t *testing.T) {
 	const mss = 1448
 	f := &ccFlow{cc: &cubic{}, mss: mss, cwnd: 10 * mss, ssthresh: 5 * mss, rtt: time.Millisecond}
@@ -115,6 +115,54 @@ func TestCubicFastConvergence(t *testing.T) {
 	c.OnUndo()
 	if c.wMax != 100 {
 		t.Errorf("W_max %.2f after undo, want 100 again (4.9)", c.wMax)
+	}
+}
+
+// TestCubicRenoFriendlyUntilCwndPrior: W_est grows by α_cubic per window
+// until it reaches cwnd_prior, the window when ssthresh was last set, and
+// only then by one segment (RFC 9438 4.3), not once it reaches W_max,
+// which fast convergence (4.7) puts below cwnd_prior. (Linux's
+// tcp_friendliness keeps α_cubic throughout; cubic.go follows the RFC
+// here.) Losses at 100, then 90 segments: W_max 76.5, cwnd_prior 90,
+// ssthresh 63. The window is held at 63 segments and acknowledged one
+// segment per ACK, a microsecond apart, so that W_cubic stays far below
+// W_est and only W_est is looked at: between 76.5 and 90 it grows by
+// α_cubic per window acknowledged, above 90 by one.
+func TestCubicRenoFriendlyUntilCwndPrior(t *testing.T) {
+	const mss = 1000
+	c := &cubic{epochStart: -1}
+	c.hs.done = true
+	c.OnCongestion(CongestionSample{Cwnd: 100 * mss, Ssthresh: ^uint32(0), InFlight: 100 * mss, MSS: mss})
+	ssthresh := c.OnCongestion(CongestionSample{Cwnd: 90 * mss, Ssthresh: 70 * mss, InFlight: 90 * mss, MSS: mss})
+	if math.Abs(c.wMax-76.5) > 1e-9 || c.cwndPrior != 90 {
+		t.Fatalf("after the second loss: W_max %.2f, cwnd_prior %.2f; want 76.5 (fast convergence), 90", c.wMax, c.cwndPrior)
+	}
+	now := time.Duration(0)
+	var below, above int
+	for n := 0; n < 100000 && c.wEst < 95; n++ {
+		now += time.Microsecond
+		before := c.wEst
+		c.OnAck(AckSample{Now: now, Acked: mss, Cwnd: ssthresh, Ssthresh: ssthresh, MSS: mss, RTT: time.Millisecond, SRTT: time.Millisecond})
+		perWindow := (c.wEst - before) * float64(ssthresh) / mss
+		switch {
+		case before > c.wMax && before < 90:
+			below++
+			if math.Abs(perWindow-cubicAlpha) > 1e-6 {
+				t.Fatalf("W_est %.2f, between W_max %.2f and cwnd_prior 90: grows by %.3f per window, want α_cubic = %.3f (RFC 9438 4.3)", before, c.wMax, perWindow, cubicAlpha)
+			}
+		case before >= 90:
+			above++
+			if math.Abs(perWindow-1) > 1e-6 {
+				t.Fatalf("W_est %.2f, past cwnd_prior 90: grows by %.3f per window, want 1 (RFC 9438 4.3)", before, perWindow)
+			}
+		}
+	}
+	if below == 0 || above == 0 {
+		t.Errorf("%d ACKs with W_est between W_max and cwnd_prior, %d past it; want some of each", below, above)
+	}
+	c.OnUndo()
+	if c.cwndPrior != 100 {
+		t.Errorf("cwnd_prior %.2f after undo, want 100 again (4.9)", c.cwndPrior)
 	}
 }
 

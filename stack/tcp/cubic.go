@@ -20,6 +20,7 @@ type cubic struct {
 	epochStart time.Duration // t_epoch; -1 when no congestion-avoidance epoch is running
 	cwndEpoch  float64       // cwnd_epoch: the window when the epoch began
 	wEst       float64       // W_est: what Reno would have (equation 4)
+	cwndPrior  float64       // cwnd_prior: the window when ssthresh was last set (4.3), 0 before
 
 	saved cubicState // before the last OnCongestion, for OnUndo (4.9)
 
@@ -44,8 +45,8 @@ func newCubic(o *Options) *cubic {
 
 // cubicState is what OnUndo restores.
 type cubicState struct {
-	wMax, k, cwndEpoch, wEst float64
-	epochStart               time.Duration
+	wMax, k, cwndEpoch, wEst, cwndPrior float64
+	epochStart                          time.Duration
 }
 
 // The constants of RFC 9438 (section 5 and 4.6): C and β_cubic, and
@@ -96,6 +97,11 @@ func (c *cubic) OnAck(a AckSample) (cwnd, ssthresh uint32) {
 		c.epochStart = a.Now
 		c.cwndEpoch = w
 		c.wEst = w
+		if c.cwndPrior == 0 {
+			// No congestion event yet: ssthresh was last set as
+			// the first slow start ended, at this window (4.3).
+			c.cwndPrior = w
+		}
 		if c.wMax <= w {
 			c.wMax = w
 			c.k = 0
@@ -104,10 +110,13 @@ func (c *cubic) OnAck(a AckSample) (cwnd, ssthresh uint32) {
 		}
 	}
 	t := (a.Now - c.epochStart).Seconds()
-	// W_est grows by α per window acknowledged; once it passes W_max,
-	// α is 1 (4.3), as Reno itself would grow.
+	// W_est grows by α per window acknowledged; once it reaches
+	// cwnd_prior, the window when ssthresh was last set, α is 1, as
+	// Reno itself would grow (RFC 9438 4.3; not W_max, which fast
+	// convergence and a timeout put lower). Linux's tcp_friendliness
+	// keeps α_cubic throughout; we follow the RFC here.
 	alpha := cubicAlpha
-	if c.wEst >= c.wMax {
+	if c.wEst >= c.cwndPrior {
 		alpha = 1
 	}
 	c.wEst += alpha * float64(a.Acked) / float64(cwnd)
@@ -126,8 +135,9 @@ func (c *cubic) OnAck(a AckSample) (cwnd, ssthresh uint32) {
 }
 
 func (c *cubic) OnCongestion(s CongestionSample) uint32 {
-	c.saved = cubicState{wMax: c.wMax, k: c.k, cwndEpoch: c.cwndEpoch, wEst: c.wEst, epochStart: c.epochStart}
+	c.saved = cubicState{wMax: c.wMax, k: c.k, cwndEpoch: c.cwndEpoch, wEst: c.wEst, cwndPrior: c.cwndPrior, epochStart: c.epochStart}
 	w := float64(s.Cwnd) / float64(s.MSS)
+	c.cwndPrior = w
 	// Fast convergence (4.7): a flow whose window at a loss is below
 	// W_max, as the last loss set it (fast convergence included), releases
 	// bandwidth to newer flows, as Linux's bictcp_recalc_ssthresh compares
@@ -187,7 +197,7 @@ func (c *cubic) epochYoung(now time.Duration) bool {
 
 func (c *cubic) OnUndo() {
 	st := c.saved
-	c.wMax, c.k, c.cwndEpoch, c.wEst, c.epochStart = st.wMax, st.k, st.cwndEpoch, st.wEst, st.epochStart
+	c.wMax, c.k, c.cwndEpoch, c.wEst, c.cwndPrior, c.epochStart = st.wMax, st.k, st.cwndEpoch, st.wEst, st.cwndPrior, st.epochStart
 }
 
 // hystart is HyStart++ (RFC 9406): in slow start, each round's minimum
