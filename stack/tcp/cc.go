@@ -89,6 +89,26 @@ type TimeoutFollower interface {
 	OnTimeoutAgain(c CongestionSample)
 }
 
+// A SendStarter is a CongestionControl that hears when the application
+// sends again after the connection ran out of data (app-limited), with
+// nothing in flight: Linux's cwnd_event with CA_EVENT_TX_START, from
+// tcp_event_data_sent. CUBIC moves its curve past the idle spell. It
+// hears it whether or not restart after idle (RFC 5681 4.1) cuts the
+// window, and in any loss recovery state; a RateController hears Restart
+// instead, on the same condition.
+//
+// Linux raises the event whenever data leaves with nothing in flight, and
+// its BBR, not its CUBIC, checks that the application limited the flow
+// (tp->app_limited). We check for every algorithm: a flow the window
+// limited, whose whole flight one ACK covered (a small window, a stretch
+// ACK), has not idled, and its curve does not stop for the round trip.
+type SendStarter interface {
+	// OnSendStart is called before the data leaves; now is the
+	// connection's clock (AckSample.Now) and idle how long ago data, new
+	// or retransmitted, last left (Linux's now - lsndtime).
+	OnSendStart(now, idle time.Duration)
+}
+
 // A RateController is a congestion control that sets the congestion
 // window and the pacing rate itself (Linux's cong_control): the engine
 // calls Control for every ACK it processes, after loss detection, and
@@ -236,6 +256,18 @@ func (e *Endpoint) rateRestart(rc RateController) {
 		return
 	}
 	e.applyRateControl(rc.Restart(e.rateSample(e.now())))
+}
+
+// sendStart tells a SendStarter that the application sends again after
+// it ran out of data, with nothing in flight, as rateRestart tells a
+// RateController. A connection that never sent data, or never needed a
+// congestion control, has nothing to tell.
+func (e *Endpoint) sendStart(now tcpip.MonotonicTime) {
+	s, ok := e.cc.(SendStarter)
+	if !ok || e.rate == nil || e.rate.appLimited == 0 || e.dataSentAt == (tcpip.MonotonicTime{}) {
+		return
+	}
+	s.OnSendStart(now.Sub(tcpip.MonotonicTime{}), now.Sub(e.dataSentAt))
 }
 
 // rateSample is the connection's part of a RateSample.

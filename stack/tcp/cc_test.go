@@ -234,6 +234,32 @@ func TestCubicTimeoutRestartsCurve(t *testing.T) {
 	}
 }
 
+// TestCubicSendStartShiftsEpoch: when the application sends again after
+// an idle spell, CUBIC's epoch moves forward by the spell, and never past
+// now, as Linux's bictcp_cwnd_event at CA_EVENT_TX_START; with no epoch
+// running there is nothing to move. Reno and BBR do not hear of it.
+func TestCubicSendStartShiftsEpoch(t *testing.T) {
+	c := &cubic{epochStart: 5 * time.Second, cwndEpoch: 50}
+	c.OnSendStart(20*time.Second, 10*time.Second)
+	if c.epochStart != 15*time.Second {
+		t.Errorf("epoch start %v after 10 s idle, want 15s", c.epochStart)
+	}
+	c.OnSendStart(20*time.Second, 30*time.Second)
+	if c.epochStart != 20*time.Second {
+		t.Errorf("epoch start %v after 30 s idle, want 20s: never past now", c.epochStart)
+	}
+	c = &cubic{epochStart: -1}
+	c.OnSendStart(20*time.Second, 10*time.Second)
+	if c.epochStart != -1 {
+		t.Errorf("epoch start %v with no epoch running, want none", c.epochStart)
+	}
+	for _, cc := range []CongestionControl{reno{}, newBBR()} {
+		if _, ok := cc.(SendStarter); ok {
+			t.Errorf("%s is a SendStarter", cc.Name())
+		}
+	}
+}
+
 // TestHyStartPlusPlus: in slow start the window doubles every round trip
 // while the RTT stays flat. When a round's minimum RTT rises by more than
 // RttThresh = clamp(lastRoundMinRTT/8, 4 ms, 16 ms) over the last round's

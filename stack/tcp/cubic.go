@@ -182,6 +182,21 @@ func (c *cubic) OnTimeoutAgain(s CongestionSample) {
 	}
 }
 
+// OnSendStart: the application sends again after the connection ran dry.
+// The idle spell is not time on the curve: the epoch moves forward by it,
+// never past now, so the window goes on from where it was along the same
+// curve, as Linux's bictcp_cwnd_event does at CA_EVENT_TX_START
+// ("tcp_cubic: better follow cubic curve after idle period", 2015).
+// Otherwise t (4.2) counts the spell and the first ACK after it aims at
+// W_cubic seconds ahead, 1.5 times the window (4.4); RFC 9438 5.8 says
+// CUBIC does not grow the window while the application limits the flow.
+func (c *cubic) OnSendStart(now, idle time.Duration) {
+	if c.epochStart < 0 || c.cwndEpoch == 0 || idle <= 0 {
+		return
+	}
+	c.epochStart = min(c.epochStart+idle, now)
+}
+
 // Note tells what HyStart did on the last ACK (Noter).
 func (c *cubic) Note() string {
 	n := c.hs.note + c.linux.note // one of them at most

@@ -28,12 +28,24 @@ type bulk struct {
 	mss  uint32
 	sent []uint32 // ends of the segments in flight, in order
 	next []uint32 // segments sent in answer to this round's ACKs
+	// lean keeps two windows queued rather than 2 MiB or more, so that
+	// the sender runs dry soon after the application stops writing
+	// (stopped).
+	lean, stopped bool
 }
 
 // newBulk opens a connection from the peer whose handshake takes rtt,
 // with SACK and a window scale of 7, so that the peer's window never
 // limits the sender: the congestion window does.
 func newBulk(t *testing.T, rtt time.Duration, o tcp.Options) *bulk {
+	t.Helper()
+	b := openBulk(t, rtt, o)
+	b.send(&b.sent)
+	return b
+}
+
+// openBulk is newBulk before the application's first write.
+func openBulk(t *testing.T, rtt time.Duration, o tcp.Options) *bulk {
 	t.Helper()
 	o.SendBufferSize = 1 << 22
 	p, l := tcptest.Listen(t, tcptest.WithTCP(o))
@@ -45,9 +57,7 @@ func newBulk(t *testing.T, rtt time.Duration, o tcp.Options) *bulk {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &bulk{t: t, p: p, ep: ep, mss: 1460}
-	b.send(&b.sent)
-	return b
+	return &bulk{t: t, p: p, ep: ep, mss: 1460}
 }
 
 func (b *bulk) cwnd() float64 { return float64(b.ep.Info().Cwnd) / float64(b.mss) }
@@ -55,7 +65,15 @@ func (b *bulk) cwnd() float64 { return float64(b.ep.Info().Cwnd) / float64(b.mss
 // send tops the send buffer up and records what the stack sent.
 func (b *bulk) send(into *[]uint32) {
 	b.t.Helper()
-	if q := b.ep.Info().SendQueued; q < 1<<21 {
+	switch i := b.ep.Info(); {
+	case b.stopped:
+	case b.lean:
+		if want := 2 * int(i.Cwnd); i.SendQueued < want {
+			if _, err := b.ep.Write(payload(0, want-i.SendQueued)); err != nil {
+				b.t.Fatal(err)
+			}
+		}
+	case i.SendQueued < 1<<21:
 		if _, err := b.ep.Write(payload(0, 1<<21)); err != nil {
 			b.t.Fatal(err)
 		}
@@ -171,6 +189,72 @@ func TestCubicWindowCurve(t *testing.T) {
 	}
 	if st := b.p.TCP.Stats(); st.FastRecoveries.Load() != 1 || st.RetransmitTimeouts.Load() != 0 {
 		t.Errorf("fast recoveries %d, RTOs %d; want the one loss only", st.FastRecoveries.Load(), st.RetransmitTimeouts.Load())
+	}
+}
+
+// TestCubicCurveSkipsIdle: an idle spell is not time on CUBIC's curve.
+// A connection in congestion avoidance after a loss at 80 segments (cwnd
+// 56, K = 3.9 s; RTT 100 ms, every segment acknowledged) runs out of data,
+// all of it is acknowledged, and nothing is sent for 10 s; restart after
+// idle is off (Options.NoSlowStartAfterIdle, Linux's
+// tcp_slow_start_after_idle=0), so the window stays. When the application
+// writes again, with nothing in flight, the epoch moves forward by the
+// spell, as Linux's bictcp_cwnd_event does at CA_EVENT_TX_START
+// ("tcp_cubic: better follow cubic curve after idle period"; RFC 9438 5.8:
+// no growth while the application limits the flow), and the first round
+// trip after it grows the window about as the last ones before it did,
+// not by half (1.5*cwnd, the most one round trip may aim at, 4.4), where
+// t counting the spell would put W_cubic.
+func TestCubicCurveSkipsIdle(t *testing.T) {
+	const rtt = 100 * time.Millisecond
+	b := openBulk(t, rtt, tcp.Options{NoSlowStartAfterIdle: true})
+	b.lean = true
+	b.send(&b.sent)
+	for range 10 {
+		if b.cwnd() >= 80 {
+			break
+		}
+		b.round(rtt, 1)
+	}
+	if b.cwnd() != 80 {
+		t.Fatalf("slow start ended at %.1f segments, want 80", b.cwnd())
+	}
+	b.lossRound(rtt)
+	b.round(rtt, len(b.sent)+1) // the ACK of the recovery point ends recovery
+	if i := b.ep.Info(); i.CAState != "open" {
+		t.Fatalf("after recovery: %s, want open", i.CAState)
+	}
+	var growth float64
+	for range 3 {
+		before := b.cwnd()
+		b.round(rtt, 1)
+		growth = b.cwnd() - before
+	}
+	// The application stops writing; what is queued and in flight is
+	// acknowledged.
+	b.stopped = true
+	for range 10 {
+		if len(b.sent) == 0 {
+			break
+		}
+		b.round(rtt, 1)
+	}
+	if i := b.ep.Info(); i.SendQueued != 0 || len(b.sent) != 0 {
+		t.Fatalf("not drained: %d bytes queued, %d segments in flight", i.SendQueued, len(b.sent))
+	}
+	b.p.Advance(10 * time.Second)
+	before := b.cwnd()
+	b.stopped = false
+	b.send(&b.sent)
+	b.round(rtt, 1)
+	after := b.cwnd()
+	t.Logf("cwnd %.2f → %.2f segments in the round trip after 10 s idle; %.2f in the last before it", before, after, growth)
+	if after < before || after > before+max(2*growth, 3) {
+		t.Errorf("the round trip after 10 s idle took cwnd from %.2f to %.2f segments (×%.2f); want the curve to go on where it was (+%.2f a round trip before the spell)",
+			before, after, after/before, growth)
+	}
+	if st := b.p.TCP.Stats(); st.FastRecoveries.Load() != 1 || st.RetransmitTimeouts.Load() != 0 || st.IdleRestarts.Load() != 0 {
+		t.Errorf("fast recoveries %d, RTOs %d, idle restarts %d; want the one loss only", st.FastRecoveries.Load(), st.RetransmitTimeouts.Load(), st.IdleRestarts.Load())
 	}
 }
 

@@ -479,7 +479,9 @@ func (e *Endpoint) output() {
 		if rc := e.rateController(); rc != nil {
 			e.rateRestart(rc) // BBR ignores restart after idle (tcp_slow_start_after_idle_check)
 		} else {
-			e.restartAfterIdle(e.now())
+			now := e.now()
+			e.sendStart(now) // cc.go: CUBIC's curve skips the idle spell
+			e.restartAfterIdle(now)
 		}
 	}
 	// The train lives while output runs: an idle connection does not
