@@ -36,9 +36,10 @@ const (
 	// everything at the end of stdin, for its FINs to be acknowledged; the
 	// contract wants the process gone within 2 s.
 	agentSettle = time.Second
-	// agentMinWait is the shortest deadline given to Conn.Read and Write:
-	// a deadline already passed fails them even when data is waiting (as
-	// in package net), while timeout_ms 0 means "try once".
+	// agentMinWait is the shortest deadline given to Conn.Read and Write
+	// and to Listener.AcceptTCP: a deadline already passed fails them even
+	// when data or a connection is waiting (as in package net), while
+	// timeout_ms 0 means "try once".
 	agentMinWait = time.Millisecond
 )
 
@@ -482,7 +483,7 @@ func (a *agent) accept(r *agentRequest) (func() (agentReply, error), error) {
 		return nil, err
 	}
 	return func() (agentReply, error) {
-		if err := l.SetDeadline(time.Now().Add(timeout)); err != nil {
+		if err := l.SetDeadline(time.Now().Add(max(timeout, agentMinWait))); err != nil {
 			return agentReply{}, err
 		}
 		c, err := l.AcceptTCP()

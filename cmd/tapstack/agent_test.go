@@ -28,6 +28,7 @@ import (
 // tap.Pipe to gVisor's TCP at 192.0.2.1.
 type pipeAgent struct {
 	*agentClient
+	s     *stack.Stack // the agent's
 	peer  *gvpeer.Peer
 	stdin io.Closer
 	done  chan error // serveAgent's result
@@ -59,7 +60,7 @@ func newPipeAgent(t *testing.T, opts tcp.Options) *pipeAgent {
 	})
 	inR, inW := io.Pipe()
 	outR, outW := io.Pipe()
-	p := &pipeAgent{peer: peer, stdin: inW, done: make(chan error, 1), log: &syncWriter{w: &strings.Builder{}}}
+	p := &pipeAgent{s: s, peer: peer, stdin: inW, done: make(chan error, 1), log: &syncWriter{w: &strings.Builder{}}}
 	go func() {
 		p.done <- serveAgent(context.Background(), s, inR, outW, p.log)
 		outW.Close()
@@ -99,13 +100,7 @@ func (p *pipeAgent) stop(t *testing.T) {
 func (p *pipeAgent) acceptFromPeer(t *testing.T, listener int64, port uint16) (int64, net.Conn) {
 	t.Helper()
 	acc := p.send(map[string]any{"op": "accept", "listener": listener, "timeout_ms": 5000})
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	pc, err := gonet.DialContextTCP(ctx, p.peer.S, tcpip.FullAddress{NIC: 1, Addr: tcpip.AddrFrom4([4]byte{192, 0, 2, 2}), Port: port}, ipv4.ProtocolNumber)
-	if err != nil {
-		t.Fatalf("peer dial: %v", err)
-	}
-	t.Cleanup(func() { pc.Close() })
+	pc := p.peerDial(t, port)
 	m := p.wait(acc, 8*time.Second)
 	if m["ok"] != true {
 		t.Fatalf("accept: %v", m)
@@ -114,6 +109,39 @@ func (p *pipeAgent) acceptFromPeer(t *testing.T, listener int64, port uint16) (i
 		t.Errorf("accept: %v; want local 192.0.2.2:%d, remote %v", m, port, pc.LocalAddr())
 	}
 	return id(m, "conn"), pc
+}
+
+// peerDial has the gVisor peer connect to the agent at 192.0.2.2:port and
+// returns the peer's end once the peer has completed its handshake.
+func (p *pipeAgent) peerDial(t *testing.T, port uint16) net.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	pc, err := gonet.DialContextTCP(ctx, p.peer.S, tcpip.FullAddress{NIC: 1, Addr: tcpip.AddrFrom4([4]byte{192, 0, 2, 2}), Port: port}, ipv4.ProtocolNumber)
+	if err != nil {
+		t.Fatalf("peer dial: %v", err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	return pc
+}
+
+// waitAcceptQueue waits until the agent's listener on port has n
+// connections in its accept queue: their handshakes are complete on the
+// agent's side too.
+func (p *pipeAgent) waitAcceptQueue(t *testing.T, port uint16, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		for _, l := range p.s.TCP().Listeners() {
+			if l.Addr().Port() == port && l.Queues().AcceptQueueLen >= n {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("listener on port %d: fewer than %d connections in its accept queue after 5s", port, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 func readFull(t *testing.T, c net.Conn, n int) string {
@@ -383,5 +411,23 @@ func TestAgentCloseDuringRead(t *testing.T) {
 	}
 	if m := p.wait(dl, time.Second); m["ok"] != false {
 		t.Errorf("dial pending at shutdown: %v", m)
+	}
+}
+
+// TestAgentAcceptTimeoutZeroTakesQueuedConn: accept with timeout_ms 0 is a
+// poll, and a connection waiting in the accept queue is something to
+// report (AGENT.md, Timeouts: EAGAIN only "when it expires with nothing to
+// report"). Listener.AcceptTCP fails on a deadline already passed even
+// with a connection queued, as package net's Accept does, so the agent
+// gives it agentMinWait, as it gives read and write.
+func TestAgentAcceptTimeoutZeroTakesQueuedConn(t *testing.T) {
+	p := newPipeAgent(t, tcp.Options{})
+	ln := id(p.ok(map[string]any{"op": "listen", "port": 9011, "backlog": 4}), "listener")
+	p.fail(map[string]any{"op": "accept", "listener": ln, "timeout_ms": 0}, "EAGAIN") // nothing yet
+	pc := p.peerDial(t, 9011)
+	p.waitAcceptQueue(t, 9011, 1)
+	m := p.call(map[string]any{"op": "accept", "listener": ln, "timeout_ms": 0})
+	if m["ok"] != true || m["remote"] != pc.LocalAddr().String() {
+		t.Errorf("accept with timeout_ms 0 and a connection in the accept queue: %v; want ok, remote %v", m, pc.LocalAddr())
 	}
 }
