@@ -37,7 +37,11 @@ func runAgent(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer closeStack()
 	fmt.Fprintf(e.stderr, "tapstack agent: %s on %s, serving protocol version %d on stdin/stdout\n", *lf.addr, *lf.tap, agentVersion)
-	return serveAgent(ctx, s, e.stdin, e.stdout, e.stderr)
+	// The contract's 2 s from the end of stdin to the exit: serveAgent
+	// and the stack's shutdown share one deadline, agentExit from there;
+	// the device and the capture close in the rest.
+	stopBy, err := serveAgent(ctx, s, e.stdin, e.stdout, e.stderr)
+	closeStack(time.Until(stopBy))
+	return err
 }

@@ -146,7 +146,8 @@ func runAgentOn(t *testing.T, in []byte) []byte {
 	out := &replyCounter{replied: make(chan struct{}, 1)}
 	done := make(chan error, 1)
 	go func() {
-		done <- serveAgent(context.Background(), s, &pacedReader{lines: agentLines(in), out: out}, out, io.Discard)
+		_, err := serveAgent(context.Background(), s, &pacedReader{lines: agentLines(in), out: out}, out, io.Discard)
+		done <- err
 	}()
 	select {
 	case err := <-done:

@@ -32,10 +32,14 @@ const (
 	// bytes, so fewer than max is always correct, and the engine's
 	// receive buffer (1 MiB by default) holds no more than this anyway.
 	agentMaxRead = 1 << 20
-	// agentSettle bounds how long the agent waits, after closing
-	// everything at the end of stdin, for its FINs to be acknowledged; the
-	// contract wants the process gone within 2 s.
-	agentSettle = time.Second
+	// agentExit is the time from the end of stdin to a stack shut down:
+	// the agent's wait for its FINs to be acknowledged (shutdown) and the
+	// stack's own (Stack.Shutdown, which then resets what is still open)
+	// share this one deadline. The contract wants the process gone
+	// within 2 s; the rest is for Stack.Close's flush of the last frames
+	// and for closing the device and the capture, milliseconds on a TAP
+	// that is up (--otlp and --plot do their work after that).
+	agentExit = 1500 * time.Millisecond
 	// agentMinWait is the shortest deadline given to Conn.Read and Write
 	// and to Listener.AcceptTCP: a deadline already passed fails them even
 	// when data or a connection is waiting (as in package net), while
@@ -188,9 +192,10 @@ type agent struct {
 // serveAgent reads requests from in and writes replies to out until in
 // ends or ctx is cancelled, then closes every listener and connection it
 // opened (an ordinary close) and returns after a short grace for the
-// closing segments to be exchanged. It does not close s. Diagnostics go
-// to log.
-func serveAgent(ctx context.Context, s *stack.Stack, in io.Reader, out, log io.Writer) error {
+// closing segments to be exchanged. stopBy is when the caller must have
+// shut s down: agentExit after the end of in, a deadline the grace was
+// part of. It does not close s. Diagnostics go to log.
+func serveAgent(ctx context.Context, s *stack.Stack, in io.Reader, out, log io.Writer) (stopBy time.Time, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	a := &agent{
@@ -222,7 +227,6 @@ func serveAgent(ctx context.Context, s *stack.Stack, in io.Reader, out, log io.W
 		}
 	}()
 
-	var err error
 loop:
 	for {
 		select {
@@ -237,16 +241,16 @@ loop:
 			break loop
 		}
 	}
+	stopBy = time.Now().Add(agentExit)
 	cancel()
-	a.shutdown()
-	return err
+	a.shutdown(stopBy)
+	return stopBy, err
 }
 
 // shutdown closes every listener and connection, waits for the pending
-// requests to be answered, and gives the connections up to agentSettle to
+// requests to be answered, and gives the connections until stopBy to
 // have their FINs acknowledged. It does not wait for TIME-WAIT.
-func (a *agent) shutdown() {
-	start := time.Now()
+func (a *agent) shutdown(stopBy time.Time) {
 	a.mu.Lock()
 	a.closing = true
 	conns := make([]*conn.Conn, 0, len(a.conns))
@@ -261,7 +265,7 @@ func (a *agent) shutdown() {
 		c.Close()
 	}
 	a.handlers.Wait() // every blocked call was unblocked by the closes or the context
-	for time.Since(start) < agentSettle {
+	for time.Now().Before(stopBy) {
 		settled := true
 		for _, c := range conns {
 			switch c.State() {
@@ -273,7 +277,7 @@ func (a *agent) shutdown() {
 		if settled {
 			return
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(min(10*time.Millisecond, time.Until(stopBy)))
 	}
 }
 

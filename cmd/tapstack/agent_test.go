@@ -62,7 +62,8 @@ func newPipeAgent(t *testing.T, opts tcp.Options) *pipeAgent {
 	outR, outW := io.Pipe()
 	p := &pipeAgent{s: s, peer: peer, stdin: inW, done: make(chan error, 1), log: &syncWriter{w: &strings.Builder{}}}
 	go func() {
-		p.done <- serveAgent(context.Background(), s, inR, outW, p.log)
+		_, err := serveAgent(context.Background(), s, inR, outW, p.log)
+		p.done <- err
 		outW.Close()
 	}()
 	p.agentClient = newAgentClient(t, inW, outR)
@@ -429,5 +430,77 @@ func TestAgentAcceptTimeoutZeroTakesQueuedConn(t *testing.T) {
 	m := p.call(map[string]any{"op": "accept", "listener": ln, "timeout_ms": 0})
 	if m["ok"] != true || m["remote"] != pc.LocalAddr().String() {
 		t.Errorf("accept with timeout_ms 0 and a connection in the accept queue: %v; want ok, remote %v", m, pc.LocalAddr())
+	}
+}
+
+// TestAgentExitDeadlineWithSilentPeer: at the end of stdin the agent
+// closes everything and "exits within 2 s" (AGENT.md, Process). A
+// raw-frame testbench answers only what its test tells it to, so here the
+// peer goes silent and never acknowledges the FIN: the agent's wait for
+// it and the stack's shutdown must share one deadline from the end of
+// stdin (agentExit), not take one second each. The test runs what
+// runAgent runs, serveAgent and then the stack's shutdown with what
+// remains, and checks that each step is given that deadline and keeps
+// to it; the only wall-clock bound is the contract's own 2 s.
+func TestAgentExitDeadlineWithSilentPeer(t *testing.T) {
+	if agentExit >= 2*time.Second {
+		t.Fatalf("agentExit %v leaves nothing of the contract's 2 s for closing the device", agentExit)
+	}
+	a, b := tap.Pipe()
+	s := stack.New(stack.Options{TCP: tcp.Options{TimeWait: 100 * time.Millisecond}})
+	defer s.Close()
+	if _, err := s.AddNIC(a, netip.MustParsePrefix("192.0.2.2/24")); err != nil {
+		t.Fatal(err)
+	}
+	peer, err := gvpeer.New(b, netip.MustParsePrefix("192.0.2.1/24"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	type times struct{ stopBy, served, stopped time.Time }
+	done := make(chan times, 1)
+	go func() {
+		var tm times
+		var err error
+		tm.stopBy, err = serveAgent(context.Background(), s, inR, outW, io.Discard)
+		if err != nil {
+			t.Errorf("serveAgent: %v", err)
+		}
+		tm.served = time.Now()
+		stopStackWithin(s, time.Until(tm.stopBy)) // as runAgent's closeStack
+		tm.stopped = time.Now()
+		done <- tm
+		outW.Close()
+	}()
+	p := &pipeAgent{agentClient: newAgentClient(t, inW, outR), s: s, peer: peer}
+	ln := id(p.ok(map[string]any{"op": "listen", "port": 9012, "backlog": 1}), "listener")
+	c, _ := p.acceptFromPeer(t, ln, 9012)
+	if err := peer.S.DisableNIC(1); err != nil { // the testbench goes quiet
+		t.Fatalf("DisableNIC: %v", err)
+	}
+	eof := time.Now()
+	inW.Close()
+	var tm times
+	select {
+	case tm = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("serveAgent and the stack's shutdown have not returned 10 s after the end of stdin")
+	}
+	<-p.agentClient.done
+	// The deadline is agentExit from the end of stdin, which came after
+	// eof and before serveAgent returned.
+	if tm.stopBy.Before(eof.Add(agentExit)) || tm.stopBy.After(tm.served.Add(agentExit)) {
+		t.Errorf("deadline %v after the end of stdin, want agentExit = %v", tm.stopBy.Sub(eof), agentExit)
+	}
+	// Nobody acknowledges the FIN, so each step waits for it until the
+	// deadline, and not past it: the contract's 2 s hold.
+	if tm.served.Before(tm.stopBy) {
+		t.Errorf("serveAgent returned %v before its deadline, with conn %d unacknowledged", tm.stopBy.Sub(tm.served), c)
+	}
+	if d := tm.stopped.Sub(eof); d > 2*time.Second {
+		t.Errorf("serveAgent and the stack's shutdown took %v after the end of stdin; AGENT.md: the agent exits within 2 s (deadline %v; serveAgent returned at %v)",
+			d.Round(time.Millisecond), agentExit, tm.served.Sub(eof).Round(time.Millisecond))
 	}
 }

@@ -29,7 +29,7 @@ func runDial(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer closeStack()
+	defer closeStack(shutdownGrace)
 
 	d := conn.Dialer{Stack: s, Timeout: *timeout}
 	c, err := d.DialTCP(ctx, "tcp", fs.Arg(0))

@@ -42,7 +42,7 @@ func runPing(ctx context.Context, e env, args []string) error {
 		if err != nil {
 			return err
 		}
-		defer closeStack()
+		defer closeStack(shutdownGrace)
 		s = st
 	} else {
 		p, err := stack.NewPair(stack.PairOptions{

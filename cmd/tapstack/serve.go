@@ -47,7 +47,7 @@ func runServe(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer closeStack()
+	defer closeStack(shutdownGrace)
 	ln, err := conn.Listen(s, "tcp", fmt.Sprintf(":%d", *port))
 	if err != nil {
 		return err

@@ -25,8 +25,8 @@ import (
 
 // shutdownGrace bounds how long shutdown may take at exit: how long the
 // peers have to acknowledge our FINs before the connections still open
-// are reset. One second leaves room in the agent contract's two seconds
-// between the end of stdin and the exit (docs/agent.md).
+// are reset. The agent gives what remains of its own budget instead
+// (agentExit).
 const shutdownGrace = time.Second
 
 // shutdown ends a stack at the end of a command, whatever ended it (the
@@ -42,8 +42,12 @@ func shutdown(ctx context.Context, s *stack.Stack) {
 
 // stopStack is shutdown with a fresh grace period: the command's own
 // context may already be cancelled.
-func stopStack(s *stack.Stack) {
-	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+func stopStack(s *stack.Stack) { stopStackWithin(s, shutdownGrace) }
+
+// stopStackWithin is stopStack with a grace period of grace; at zero or
+// less the connections still open are reset at once.
+func stopStackWithin(s *stack.Stack, grace time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	shutdown(ctx, s)
 }
@@ -165,9 +169,10 @@ func applyBufMax(opts *tcp.Options, wmem, rmem int) {
 }
 
 // open attaches a stack to the TAP device with the address, capture and
-// faults the flags ask for. close shuts the stack down and releases the
+// faults the flags ask for. close shuts the stack down, giving the peers
+// up to grace to acknowledge its FINs (stopStackWithin), and releases the
 // device and capture.
-func (lf *linkFlags) open(e env, opts tcp.Options) (s *stack.Stack, close func(), err error) {
+func (lf *linkFlags) open(e env, opts tcp.Options) (s *stack.Stack, close func(grace time.Duration), err error) {
 	opts.ECN = lf.ecn.mode
 	opts.MTUProbing = lf.mtuProbing.mode
 	applyBufMax(&opts, lf.wmemMax.n, lf.rmemMax.n)
@@ -247,7 +252,13 @@ func (lf *linkFlags) open(e env, opts tcp.Options) (s *stack.Stack, close func()
 		finish()
 		return nil, nil, err
 	}
-	return s, func() { stopStack(s); dev.Close(); finish(); reportErr(e, traces.close()); reportErr(e, plotDone()) }, nil
+	return s, func(grace time.Duration) {
+		stopStackWithin(s, grace)
+		dev.Close()
+		finish()
+		reportErr(e, traces.close())
+		reportErr(e, plotDone())
+	}, nil
 }
 
 func hasKind(kinds []event.Kind, k event.Kind) bool {
