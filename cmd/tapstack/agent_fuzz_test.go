@@ -251,8 +251,12 @@ func agentLines(in []byte) [][]byte {
 }
 
 // wantReplyID is the id the reply to line must carry: the line's, if it
-// is a JSON object whose "id" is an integer >= 1 (AGENT.md), else 0.
+// is a JSON object whose "id" is an integer >= 1 (AGENT.md) and no longer
+// than agentMaxLine, else 0.
 func wantReplyID(line []byte) int64 {
+	if len(bytes.TrimSuffix(line, []byte("\n"))) > agentMaxLine {
+		return 0
+	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(line, &fields); err != nil || fields == nil {
 		return 0

@@ -45,6 +45,14 @@ const (
 	// when data or a connection is waiting (as in package net), while
 	// timeout_ms 0 means "try once".
 	agentMinWait = time.Millisecond
+	// agentMaxLine bounds a request line, its newline not counted. The
+	// contract sets no limit, and a write's data is in the line: 16 MiB is
+	// four times the longest line the tests send, and a write of up to
+	// 12 MiB (base64 takes 4 bytes for every 3), three times what a send
+	// buffer grows to by default (tcp_wmem[2], 4 MiB). A longer line is
+	// read to its newline without being kept and answered as a line that
+	// is not valid JSON: EINVAL with id 0.
+	agentMaxLine = 16 << 20
 )
 
 var agentCaps = []string{"arp", "icmp", "tcp"}
@@ -207,13 +215,13 @@ func serveAgent(ctx context.Context, s *stack.Stack, in io.Reader, out, log io.W
 		listeners: make(map[int64]*conn.Listener),
 	}
 
-	lines := make(chan []byte)
+	lines := make(chan agentLine)
 	readErr := make(chan error, 1)
 	go func() {
-		br := bufio.NewReader(in)
+		br := bufio.NewReaderSize(in, 64<<10)
 		for {
-			line, err := br.ReadBytes('\n')
-			if len(line) > 0 {
+			line, err := readAgentLine(br, agentMaxLine)
+			if len(line.b) > 0 || line.tooLong > 0 {
 				select {
 				case lines <- line:
 				case <-ctx.Done():
@@ -231,7 +239,11 @@ loop:
 	for {
 		select {
 		case line := <-lines:
-			a.handle(line)
+			if line.tooLong > 0 {
+				a.reply(&agentReply{Error: "EINVAL", Detail: fmt.Sprintf("request line of %d bytes, longer than the agent's limit of %d: discarded", line.tooLong, agentMaxLine)})
+				continue
+			}
+			a.handle(line.b)
 		case err = <-readErr:
 			if err == io.EOF {
 				err = nil
@@ -245,6 +257,45 @@ loop:
 	cancel()
 	a.shutdown(stopBy)
 	return stopBy, err
+}
+
+// agentLine is one line of stdin: its bytes, newline included, or, for a
+// line longer than the limit, its length (newline not counted), the line
+// itself discarded.
+type agentLine struct {
+	b       []byte
+	tooLong int
+}
+
+// readAgentLine reads the next line of br, as br.ReadBytes('\n') does,
+// but keeps at most limit bytes of it (the newline not counted): a longer
+// line is read to its newline (or the end of br) and dropped as it is
+// read, and only its length is returned. Every line ends at a
+// newline or at the end of the input, as with ReadBytes.
+func readAgentLine(br *bufio.Reader, limit int) (agentLine, error) {
+	var line []byte
+	for {
+		frag, err := br.ReadSlice('\n')
+		n := len(line) + len(frag)
+		if err == nil {
+			n-- // the newline
+		}
+		if n > limit {
+			line = nil // not kept while the rest is read
+			for err == bufio.ErrBufferFull {
+				frag, err = br.ReadSlice('\n')
+				n += len(frag)
+				if err == nil {
+					n--
+				}
+			}
+			return agentLine{tooLong: n}, err
+		}
+		line = append(line, frag...)
+		if err != bufio.ErrBufferFull {
+			return agentLine{b: line}, err
+		}
+	}
 }
 
 // shutdown closes every listener and connection, waits for the pending

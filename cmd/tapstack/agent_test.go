@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -11,11 +12,13 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/link/channel"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 
 	"github.com/tapstack/tapstack/internal/gvpeer"
@@ -502,5 +505,120 @@ func TestAgentExitDeadlineWithSilentPeer(t *testing.T) {
 	if d := tm.stopped.Sub(eof); d > 2*time.Second {
 		t.Errorf("serveAgent and the stack's shutdown took %v after the end of stdin; AGENT.md: the agent exits within 2 s (deadline %v; serveAgent returned at %v)",
 			d.Round(time.Millisecond), agentExit, tm.served.Sub(eof).Round(time.Millisecond))
+	}
+}
+
+// paddedHello is a hello request line of exactly n bytes, the newline not
+// counted: an unknown field, ignored, makes up the length.
+func paddedHello(id int64, n int) string {
+	head := fmt.Sprintf(`{"id":%d,"op":"hello","version":1,"pad":"`, id)
+	return head + strings.Repeat("x", n-len(head)-2) + `"}`
+}
+
+// TestAgentLineLimit: a request line of agentMaxLine bytes is served, a
+// longer one is answered EINVAL with id 0, as a line that is not valid
+// JSON, and the line after it is served.
+func TestAgentLineLimit(t *testing.T) {
+	p := newPipeAgent(t, tcp.Options{})
+	if m := p.wait(p.sendLine(paddedHello(1, agentMaxLine)), 10*time.Second); m["ok"] != true {
+		t.Errorf("hello of %d bytes: %v, want ok", agentMaxLine, m)
+	}
+	if m := p.raw(paddedHello(2, agentMaxLine+1)); m["ok"] != false || m["error"] != "EINVAL" || m["id"] != 0.0 {
+		t.Errorf("hello of %d bytes: %v, want EINVAL with id 0", agentMaxLine+1, m)
+	}
+	p.ok(map[string]any{"op": "hello", "version": 1})
+}
+
+// sendLine writes a request line as is; its id must be one send does not
+// hand out (send counts from 1, so a test gives the first ones by hand
+// only before any send).
+func (c *agentClient) sendLine(line string) int64 {
+	var req struct{ ID int64 }
+	if err := json.Unmarshal([]byte(line), &req); err != nil {
+		c.t.Fatalf("sendLine %.40q: %v", line, err)
+	}
+	c.mu.Lock()
+	c.lastID = max(c.lastID, req.ID)
+	c.mu.Unlock()
+	c.writeLine([]byte(line))
+	return req.ID
+}
+
+// endlessLine is stdin holding one line that does not end for a while:
+// limit bytes of 'x' (counted in fed), then, once release is closed, a
+// newline and rest, then the end.
+type endlessLine struct {
+	limit   int64
+	fed     atomic.Int64
+	release chan struct{}
+	rest    []byte
+}
+
+func (r *endlessLine) Read(b []byte) (int, error) {
+	if n := r.fed.Load(); n < r.limit {
+		k := min(int64(len(b)), r.limit-n)
+		for i := range b[:k] {
+			b[i] = 'x'
+		}
+		r.fed.Add(k)
+		return int(k), nil
+	}
+	<-r.release
+	if len(r.rest) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(b, r.rest)
+	r.rest = r.rest[n:]
+	return n, nil
+}
+
+// liveHeap is the heap in use after a collection.
+func liveHeap() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+// TestAgentLongLineNotKept: a line longer than agentMaxLine is dropped as
+// it is read, not kept until its newline, however long it grows (the
+// project's rule: hostile input gets an error, never unbounded memory).
+// It is answered once it ends, and the next line is served.
+func TestAgentLongLineNotKept(t *testing.T) {
+	s := stack.New(stack.Options{TCP: tcp.Options{TimeWait: 10 * time.Millisecond}})
+	link := channel.New(64, 1500, "")
+	defer func() {
+		s.Close()
+		link.Close()
+	}()
+	if _, err := s.AddNIC(link, netip.MustParsePrefix("192.0.2.2/24")); err != nil {
+		t.Fatal(err)
+	}
+	const feed = 3 * agentMaxLine
+	in := &endlessLine{limit: feed, release: make(chan struct{}), rest: []byte("\n" + `{"id":1,"op":"hello","version":1}` + "\n")}
+	out := &replyCounter{replied: make(chan struct{}, 1)}
+	before := liveHeap()
+	done := make(chan error, 1)
+	go func() {
+		_, err := serveAgent(context.Background(), s, in, out, io.Discard)
+		done <- err
+	}()
+	for deadline := time.Now().Add(20 * time.Second); in.fed.Load() < feed; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			close(in.release)
+			t.Fatalf("the agent read %d of the line's %d bytes in 20 s", in.fed.Load(), feed)
+		}
+	}
+	grown := int64(liveHeap()) - int64(before)
+	close(in.release)
+	if err := <-done; err != nil {
+		t.Errorf("serveAgent: %v", err)
+	}
+	if grown > agentMaxLine {
+		t.Errorf("after %d MiB of one line without a newline the agent holds %d MiB more heap; want at most the line limit, %d MiB", feed>>20, grown>>20, agentMaxLine>>20)
+	}
+	replies := strings.Split(strings.TrimSpace(string(out.bytes())), "\n")
+	if len(replies) != 2 || !strings.Contains(replies[0], `"id":0,"ok":false,"error":"EINVAL"`) || !strings.Contains(replies[1], `"id":1,"ok":true`) {
+		t.Errorf("replies %.200q; want EINVAL with id 0 for the long line, then ok for hello", replies)
 	}
 }
