@@ -32,6 +32,11 @@ const (
 	// bytes, so fewer than max is always correct, and the engine's
 	// receive buffer (1 MiB by default) holds no more than this anyway.
 	agentMaxRead = 1 << 20
+	// agentReadWait is the buffer a read waits with, whatever its max: a
+	// pending read holds no more. Once data has come, the read takes what
+	// else the receive buffer holds, up to max and agentMaxRead, with a
+	// buffer of that size.
+	agentReadWait = 4 << 10
 	// agentExit is the time from the end of stdin to a stack shut down:
 	// the agent's wait for its FINs to be acknowledged (shutdown) and the
 	// stack's own (Stack.Shutdown, which then resets what is still open)
@@ -195,6 +200,13 @@ type agent struct {
 	closing   bool  // stdin ended: no new conns or listeners
 	conns     map[int64]*conn.Conn
 	listeners map[int64]*conn.Listener
+	pending   map[pendingOp]bool // the blocking requests being served, by object (claim)
+}
+
+// pendingOp is a blocking operation on a listener or conn.
+type pendingOp struct {
+	op string
+	id int64
 }
 
 // serveAgent reads requests from in and writes replies to out until in
@@ -213,6 +225,7 @@ func serveAgent(ctx context.Context, s *stack.Stack, in io.Reader, out, log io.W
 		out:       out,
 		conns:     make(map[int64]*conn.Conn),
 		listeners: make(map[int64]*conn.Listener),
+		pending:   make(map[pendingOp]bool),
 	}
 
 	lines := make(chan agentLine)
@@ -450,6 +463,34 @@ func (a *agent) register(c *conn.Conn, l *conn.Listener) int64 {
 	return id
 }
 
+// claim marks op as pending on the listener or conn named by the field
+// kind of r, already resolved, until release is called. The harness sends
+// one request at a time on an object ("never sends a request whose meaning
+// depends on an earlier one before that one has been answered, except
+// that it may send close or state while a read on the same conn is
+// pending", AGENT.md, Concurrency), so a second one while the first is
+// served is answered EINVAL, as a malformed request, at once. This bounds
+// what pending requests hold, and keeps the one deadline the listener or
+// the conn's reading side has to the one request that set it.
+func (a *agent) claim(r *agentRequest, kind string) (release func(), err error) {
+	id, err := r.objectID(kind)
+	if err != nil {
+		return nil, err
+	}
+	k := pendingOp{r.op, id}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.pending[k] {
+		return nil, errInvalid("%s: %s %d has %s pending; one at a time (AGENT.md, Concurrency)", r.op, kind, id, r.op)
+	}
+	a.pending[k] = true
+	return func() {
+		a.mu.Lock()
+		delete(a.pending, k)
+		a.mu.Unlock()
+	}, nil
+}
+
 func (a *agent) conn(r *agentRequest) (*conn.Conn, error) {
 	id, err := r.objectID("conn")
 	if err != nil {
@@ -593,12 +634,21 @@ func (a *agent) read(r *agentRequest) (func() (agentReply, error), error) {
 	if err != nil {
 		return nil, err
 	}
+	release, err := a.claim(r, "conn")
+	if err != nil {
+		return nil, err
+	}
 	return func() (agentReply, error) {
+		defer release() // before the reply: the harness may then send the next read
 		if err := c.SetReadDeadline(time.Now().Add(max(timeout, agentMinWait))); err != nil {
 			return agentReply{}, err
 		}
-		buf := make([]byte, min(maxN, agentMaxRead))
+		buf := make([]byte, min(maxN, agentReadWait))
 		n, err := c.Read(buf)
+		if n == len(buf) {
+			buf = readQueued(c, buf, min(maxN, agentMaxRead))
+			n = len(buf)
+		}
 		_ = c.SetReadDeadline(time.Time{})
 		switch {
 		case n > 0:
@@ -610,6 +660,29 @@ func (a *agent) read(r *agentRequest) (func() (agentReply, error), error) {
 		}
 		return agentReply{}, err
 	}, nil
+}
+
+// readQueued returns buf, which a Read has filled, followed by what else
+// c's receive buffer holds (as FIONREAD tells), up to limit bytes in all,
+// in one buffer of that size. The data is there and nobody else reads c
+// (claim), so Read does not wait, though it may return part (up to 32 of
+// the buffer's views at a time); should it fail (a RST since), the bytes
+// read stand and the next read reports the error.
+func readQueued(c *conn.Conn, buf []byte, limit int64) []byte {
+	more := min(limit-int64(len(buf)), int64(c.Info().RecvQueued))
+	if more <= 0 {
+		return buf
+	}
+	b := make([]byte, int64(len(buf))+more)
+	n := copy(b, buf)
+	for n < len(b) {
+		m, err := c.Read(b[n:])
+		n += m
+		if m == 0 || err != nil {
+			break
+		}
+	}
+	return b[:n]
 }
 
 func (a *agent) write(r *agentRequest) (func() (agentReply, error), error) {

@@ -622,3 +622,99 @@ func TestAgentLongLineNotKept(t *testing.T) {
 		t.Errorf("replies %.200q; want EINVAL with id 0 for the long line, then ok for hello", replies)
 	}
 }
+
+// TestAgentPendingReadsHoldLittleMemory: a read waits with a buffer of
+// agentReadWait, whatever its max, and takes a bigger one only for data
+// that has come: a pending read with max 1 MiB used to hold 1 MiB for as
+// long as it waited.
+func TestAgentPendingReadsHoldLittleMemory(t *testing.T) {
+	p := newPipeAgent(t, tcp.Options{})
+	const conns = 16
+	ln := id(p.ok(map[string]any{"op": "listen", "port": 9013, "backlog": conns}), "listener")
+	var cs []int64
+	for range conns {
+		c, _ := p.acceptFromPeer(t, ln, 9013)
+		cs = append(cs, c)
+	}
+	before := liveHeap()
+	var reads []int64
+	for _, c := range cs {
+		reads = append(reads, p.send(map[string]any{"op": "read", "conn": c, "max": agentMaxRead, "timeout_ms": 20000}))
+	}
+	for _, c := range cs {
+		p.ok(map[string]any{"op": "state", "conn": c}) // every read is past validation
+	}
+	time.Sleep(200 * time.Millisecond) // and waiting in Read
+	grown := int64(liveHeap()) - int64(before)
+	for _, c := range cs {
+		p.ok(map[string]any{"op": "close", "conn": c})
+	}
+	for _, rd := range reads {
+		p.wait(rd, 3*time.Second)
+	}
+	if grown > conns*agentMaxRead/4 {
+		t.Errorf("%d pending reads (max %d, no data) hold %d KiB of heap; want far less than %d KiB", conns, agentMaxRead, grown>>10, conns*agentMaxRead>>10)
+	}
+}
+
+// TestAgentReadTakesWhatIsQueued: a read that finds more than
+// agentReadWait queued returns it all, up to max, in one reply.
+func TestAgentReadTakesWhatIsQueued(t *testing.T) {
+	p := newPipeAgent(t, tcp.Options{})
+	ln := id(p.ok(map[string]any{"op": "listen", "port": 9014, "backlog": 1}), "listener")
+	c, pc := p.acceptFromPeer(t, ln, 9014)
+	const size = 64 << 10
+	data := strings.Repeat("0123456789abcdef", size/16)
+	if _, err := pc.Write([]byte(data)); err != nil {
+		t.Fatal(err)
+	}
+	p.waitRecvQueued(t, 9014, size)
+	m := p.ok(map[string]any{"op": "read", "conn": c, "max": size - 1, "timeout_ms": 1000})
+	if got, _ := base64.StdEncoding.DecodeString(m["data_b64"].(string)); string(got) != data[:size-1] {
+		t.Errorf("read with max %d and %d bytes queued: %d bytes, want the first %d", size-1, size, len(got), size-1)
+	}
+	if got := p.readData(c, 1); got != data[size-1:] {
+		t.Errorf("read the last byte: %q", got)
+	}
+}
+
+// waitRecvQueued waits until the agent's connection on port has n bytes
+// in its receive buffer.
+func (p *pipeAgent) waitRecvQueued(t *testing.T, port uint16, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		for _, ep := range p.s.TCP().Connections() {
+			if ep.ID().Local.Port() == port && ep.Info().RecvQueued >= n {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("connection on port %d: fewer than %d bytes received after 5s", port, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestAgentOneReadAtATime: a second read on a conn while one is pending
+// is answered EINVAL at once (AGENT.md, Concurrency: the harness sends
+// only close or state then), and the first is served as if it had not
+// come.
+func TestAgentOneReadAtATime(t *testing.T) {
+	p := newPipeAgent(t, tcp.Options{})
+	ln := id(p.ok(map[string]any{"op": "listen", "port": 9015, "backlog": 1}), "listener")
+	c, pc := p.acceptFromPeer(t, ln, 9015)
+	rd := p.send(map[string]any{"op": "read", "conn": c, "max": 10, "timeout_ms": 5000})
+	p.fail(map[string]any{"op": "read", "conn": c, "max": 10, "timeout_ms": 100}, "EINVAL")
+	if !p.pending(rd) {
+		t.Errorf("the first read was answered by the second's: %v", p.wait(rd, time.Second))
+	}
+	if _, err := pc.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if m := p.wait(rd, 8*time.Second); m["data_b64"] != b64("hello") {
+		t.Errorf("first read: %v", m)
+	}
+	// Answered, it no longer counts: the next read is served.
+	p.fail(map[string]any{"op": "read", "conn": c, "max": 10, "timeout_ms": 0}, "EAGAIN")
+}
