@@ -464,14 +464,19 @@ func (a *agent) register(c *conn.Conn, l *conn.Listener) int64 {
 }
 
 // claim marks op as pending on the listener or conn named by the field
-// kind of r, already resolved, until release is called. The harness sends
+// kind of r, already resolved, until release is called: by the operation
+// when it returns, before its reply is written, so that the harness may
+// send the next one as soon as it has the reply. The harness sends
 // one request at a time on an object ("never sends a request whose meaning
 // depends on an earlier one before that one has been answered, except
 // that it may send close or state while a read on the same conn is
 // pending", AGENT.md, Concurrency), so a second one while the first is
-// served is answered EINVAL, as a malformed request, at once. This bounds
-// what pending requests hold, and keeps the one deadline the listener or
-// the conn's reading side has to the one request that set it.
+// served is answered EINVAL, as a malformed request, at once: a second
+// accept on a listener, a second read or a second write on a conn (a read
+// and a write may be pending together). This bounds what pending requests
+// hold, and keeps the one deadline the listener, or each side of the
+// conn, has to the one request that set it: a second accept or read used
+// to move the first one's timeout.
 func (a *agent) claim(r *agentRequest, kind string) (release func(), err error) {
 	id, err := r.objectID(kind)
 	if err != nil {
@@ -578,7 +583,12 @@ func (a *agent) accept(r *agentRequest) (func() (agentReply, error), error) {
 	if err != nil {
 		return nil, err
 	}
+	release, err := a.claim(r, "listener")
+	if err != nil {
+		return nil, err
+	}
 	return func() (agentReply, error) {
+		defer release()
 		if err := l.SetDeadline(time.Now().Add(max(timeout, agentMinWait))); err != nil {
 			return agentReply{}, err
 		}
@@ -639,7 +649,7 @@ func (a *agent) read(r *agentRequest) (func() (agentReply, error), error) {
 		return nil, err
 	}
 	return func() (agentReply, error) {
-		defer release() // before the reply: the harness may then send the next read
+		defer release()
 		if err := c.SetReadDeadline(time.Now().Add(max(timeout, agentMinWait))); err != nil {
 			return agentReply{}, err
 		}
@@ -702,7 +712,12 @@ func (a *agent) write(r *agentRequest) (func() (agentReply, error), error) {
 	if err != nil {
 		return nil, err
 	}
+	release, err := a.claim(r, "conn")
+	if err != nil {
+		return nil, err
+	}
 	return func() (agentReply, error) {
+		defer release()
 		if err := c.SetWriteDeadline(time.Now().Add(max(timeout, agentMinWait))); err != nil {
 			return agentReply{}, err
 		}

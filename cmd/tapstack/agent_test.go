@@ -718,3 +718,77 @@ func TestAgentOneReadAtATime(t *testing.T) {
 	// Answered, it no longer counts: the next read is served.
 	p.fail(map[string]any{"op": "read", "conn": c, "max": 10, "timeout_ms": 0}, "EAGAIN")
 }
+
+// TestAgentSecondAcceptKeepsFirstTimeout: an accept's timeout_ms is the
+// listener's one deadline, so a second accept pending at the same time
+// used to move the first one's: its timeout_ms 100 ended an accept of
+// 5000 at 100 ms. The second is answered EINVAL at once (AGENT.md,
+// Concurrency: one request at a time on an object), and the first waits
+// its own time and takes the connection.
+func TestAgentSecondAcceptKeepsFirstTimeout(t *testing.T) {
+	p := newPipeAgent(t, tcp.Options{})
+	ln := id(p.ok(map[string]any{"op": "listen", "port": 9016, "backlog": 4}), "listener")
+	first := p.send(map[string]any{"op": "accept", "listener": ln, "timeout_ms": 5000})
+	p.fail(map[string]any{"op": "accept", "listener": ln, "timeout_ms": 100}, "EINVAL")
+	time.Sleep(300 * time.Millisecond)
+	if !p.pending(first) {
+		t.Fatalf("accept with timeout_ms 5000 answered within 300 ms, before a connection came: %v", p.wait(first, time.Second))
+	}
+	pc := p.peerDial(t, 9016)
+	if m := p.wait(first, 8*time.Second); m["ok"] != true || m["remote"] != pc.LocalAddr().String() {
+		t.Errorf("accept: %v, want the peer's connection", m)
+	}
+}
+
+// TestAgentSecondReadKeepsFirstTimeout: the same for a conn's read
+// deadline: a second read with timeout_ms 6000 used to move the deadline
+// of a first with 200, which was answered only after the harness had
+// given up on it (timeout_ms + 3 s).
+func TestAgentSecondReadKeepsFirstTimeout(t *testing.T) {
+	p := newPipeAgent(t, tcp.Options{})
+	ln := id(p.ok(map[string]any{"op": "listen", "port": 9017, "backlog": 1}), "listener")
+	c, _ := p.acceptFromPeer(t, ln, 9017)
+	first := p.send(map[string]any{"op": "read", "conn": c, "max": 10, "timeout_ms": 200})
+	second := p.send(map[string]any{"op": "read", "conn": c, "max": 10, "timeout_ms": 6000})
+	select {
+	case m := <-p.slot(first):
+		if m["error"] != "EAGAIN" {
+			t.Errorf("first read: %v, want EAGAIN", m)
+		}
+	case <-time.After(200*time.Millisecond + 3*time.Second):
+		t.Errorf("read with timeout_ms 200: no reply within timeout_ms + 3 s (the later read's timeout_ms 6000 moved its deadline)")
+	}
+	if m := p.wait(second, 9*time.Second); m["error"] != "EINVAL" && m["error"] != "EAGAIN" {
+		t.Errorf("second read: %v", m)
+	}
+}
+
+// TestAgentOneWriteAtATime: a second write on a conn while one is pending
+// is answered EINVAL at once, rather than waiting behind the first and
+// moving its deadline (the conn's one write deadline); a read may be
+// pending at the same time.
+func TestAgentOneWriteAtATime(t *testing.T) {
+	p := newPipeAgent(t, tcp.Options{SendBufferSize: 64 << 10})
+	pl, err := p.peer.Listen(9018)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pl.Close()
+	c := id(p.ok(map[string]any{"op": "dial", "addr": "192.0.2.1:9018", "timeout_ms": 5000}), "conn")
+	pc, err := pl.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	// The peer does not read: 3 MiB fill its window and our send buffer.
+	first := p.send(map[string]any{"op": "write", "conn": c, "data_b64": base64.StdEncoding.EncodeToString(make([]byte, 3<<20)), "timeout_ms": 5000})
+	rd := p.send(map[string]any{"op": "read", "conn": c, "max": 10, "timeout_ms": 5000})
+	p.fail(map[string]any{"op": "write", "conn": c, "data_b64": b64("x"), "timeout_ms": 100}, "EINVAL")
+	time.Sleep(300 * time.Millisecond)
+	if !p.pending(first) || !p.pending(rd) {
+		t.Fatalf("a write with timeout_ms 5000 and a read, answered within 300 ms: %v, %v", p.wait(first, time.Second), p.wait(rd, time.Second))
+	}
+	p.ok(map[string]any{"op": "close", "conn": c})
+	p.wait(first, 3*time.Second)
+	p.wait(rd, 3*time.Second)
+}
