@@ -10,12 +10,14 @@ import (
 
 // runAgent is "tapstack agent": a fresh stack on an existing TAP device,
 // driven over JSON lines on stdin/stdout by an external test harness, as
-// docs/agent.md, the agent contract (protocol version 1), specifies. The protocol
-// itself is in agent_serve.go; this file holds the flags and the wiring.
+// the harness's contract (protocol version 1) specifies; docs/agent.md
+// restates it. The protocol itself is in agent_serve.go; this file holds
+// the flags and the wiring.
 //
 // Extensions beyond the contract, for tests that cannot wait a minute:
 // -time-wait sets the engine's TIME-WAIT (2*MSL, default 60 s, Linux's
-// value); -trace prints every engine event on stderr.
+// value); -trace prints every engine event on stderr; and the flags of
+// every command on a TAP device (addLinkFlags), listed in docs/agent.md.
 func runAgent(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet(e, "agent", "")
 	lf := addLinkFlags(fs, "attach to")

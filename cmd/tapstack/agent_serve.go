@@ -24,7 +24,10 @@ import (
 )
 
 // The agent protocol: JSON lines on stdin/stdout, one reply per request,
-// requests served concurrently. AGENT.md (protocol version 1) is the contract.
+// requests served concurrently. The contract is the harness's AGENT.md
+// (protocol version 1), not in this repository; docs/agent.md restates it
+// and documents what tapstack adds: its limits, its reading of the
+// contract where it is open, its extensions.
 
 const (
 	agentVersion = 1

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -281,7 +283,10 @@ func TestAgentRequests(t *testing.T) {
 	p.fail(map[string]any{"op": "write", "conn": c, "data_b64": b64("late"), "timeout_ms": 1000}, "EPIPE")
 	readEOF(t, pc)
 	p.waitState("conn", c, 5*time.Second, "CLOSED", "LAST-ACK")
+	// EPIPE: the connection is closed, its id is not; EBADF once it is.
+	p.fail(map[string]any{"op": "write", "conn": c, "data_b64": b64("late"), "timeout_ms": 1000}, "EPIPE")
 	p.ok(map[string]any{"op": "close", "conn": c})
+	p.fail(map[string]any{"op": "write", "conn": c, "data_b64": b64("late"), "timeout_ms": 1000}, "EBADF")
 	p.fail(map[string]any{"op": "close", "conn": c}, "EBADF")
 	p.fail(map[string]any{"op": "read", "conn": c, "max": 1, "timeout_ms": 10}, "EBADF")
 	p.fail(map[string]any{"op": "shutdown_write", "conn": c}, "EBADF")
@@ -791,4 +796,37 @@ func TestAgentOneWriteAtATime(t *testing.T) {
 	p.ok(map[string]any{"op": "close", "conn": c})
 	p.wait(first, 3*time.Second)
 	p.wait(rd, 3*time.Second)
+}
+
+// TestAgentCloseResetsUnacceptedAndUnread: closing a listener resets the
+// connections nobody accepted, closing a conn with unread data resets it
+// (AGENT.md, close); an empty write answers n 0, and a write on a closed
+// id EBADF ("an id already closed"; EPIPE is for a connection shut down
+// for writing, or closed with its id still open: TestAgentRequests).
+func TestAgentCloseResetsUnacceptedAndUnread(t *testing.T) {
+	p := newPipeAgent(t, tcp.Options{})
+	ln := id(p.ok(map[string]any{"op": "listen", "port": 9019, "backlog": 4}), "listener")
+	pc := p.peerDial(t, 9019)
+	p.waitAcceptQueue(t, 9019, 1)
+	p.ok(map[string]any{"op": "close", "listener": ln})
+	pc.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if _, err := pc.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) && !strings.Contains(strings.ToLower(fmt.Sprint(err)), "reset") {
+		t.Errorf("un-accepted connection after the listener's close: peer read %v, want a reset", err)
+	}
+
+	ln2 := id(p.ok(map[string]any{"op": "listen", "port": 9020, "backlog": 4}), "listener")
+	c, pc2 := p.acceptFromPeer(t, ln2, 9020)
+	if m := p.ok(map[string]any{"op": "write", "conn": c, "data_b64": "", "timeout_ms": 100}); m["n"] != 0.0 {
+		t.Errorf("empty write: %v, want n 0", m)
+	}
+	if _, err := pc2.Write([]byte("unread")); err != nil {
+		t.Fatal(err)
+	}
+	p.waitRecvQueued(t, 9020, len("unread"))
+	p.ok(map[string]any{"op": "close", "conn": c})
+	pc2.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if _, err := pc2.Read(make([]byte, 1)); err == nil || err == io.EOF {
+		t.Errorf("close with unread data: peer read %v, want a reset", err)
+	}
+	p.fail(map[string]any{"op": "write", "conn": c, "data_b64": "eA==", "timeout_ms": 100}, "EBADF")
 }
