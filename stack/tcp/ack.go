@@ -175,6 +175,7 @@ func (e *Endpoint) processAck(seg *segment) {
 		if old == 0 && e.sndWnd > 0 {
 			e.stopTimer(timerPersist)
 			e.rto = e.computeRTOOrInitial()
+			e.persistBackoff = 0
 		}
 	}
 

@@ -182,14 +182,19 @@ type Endpoint struct {
 	// padding.
 	orphan bool
 
-	persistProbes int32               // zero-window probes the peer has not answered, or tries of what the link refused (resourceProbe)
-	resourceProbe bool                // the persist timer tries again what the link refused (refused.go), not a zero window
-	rcvGrowSegs   uint16              // the route's initrwnd: the window's cap in segments of rcvMSS, growing (routemetrics.go); 0: none. Here, it fits the padding
-	progressAt    tcpip.MonotonicTime // SND.UNA last moved, or data left with none in flight
-	chrono        chrono              // busy, window- and buffer-limited times (chrono.go)
-	rate          *rateState          // delivery rate estimation (rate.go); nil until the first write or data sent
-	dataSentAt    tcpip.MonotonicTime // data (new or again) last left (Linux's lsndtime), for the restart after idle
-	userTimeout   time.Duration       // RFC 5482 UTO; 0 is off
+	persistProbes int32 // zero-window probes the peer has not answered, or tries of what the link refused (resourceProbe)
+	resourceProbe bool  // the persist timer tries again what the link refused (refused.go), not a zero window
+	// persistBackoff counts the persist timer's backoffs since the
+	// window closed, which an answer that leaves it closed does not
+	// undo (Linux's icsk_backoff; orphanProbesGiveUp), saturating.
+	// Here, it fits the padding.
+	persistBackoff uint8
+	rcvGrowSegs    uint16              // the route's initrwnd: the window's cap in segments of rcvMSS, growing (routemetrics.go); 0: none. Here, it fits the padding
+	progressAt     tcpip.MonotonicTime // SND.UNA last moved, or data left with none in flight
+	chrono         chrono              // busy, window- and buffer-limited times (chrono.go)
+	rate           *rateState          // delivery rate estimation (rate.go); nil until the first write or data sent
+	dataSentAt     tcpip.MonotonicTime // data (new or again) last left (Linux's lsndtime), for the restart after idle
+	userTimeout    time.Duration       // RFC 5482 UTO; 0 is off
 
 	timers timerSet
 

@@ -347,3 +347,50 @@ func TestFinWaitsForRoomAfterData(t *testing.T) {
 	p.Inject(seg{Flags: ".", Seq: 1, Ack: 302})
 	p.WantState(ep, event.FinWait2)
 }
+
+// TestPersistOrphanAnsweredGivesUp: the user closed the connection (an
+// orphan: its FIN waits behind the data) and the peer answers every
+// window probe with its window still closed. RFC 1122 4.2.2.17 keeps a
+// connection while its receiver answers, and one the user has not closed
+// is kept (TestPersistAnswered); but nobody will read what an orphan
+// waits to deliver, and a peer that never opens its window would hold
+// it, and its send buffer, for ever. Linux's tcp_probe_timer gives a
+// SOCK_DEAD socket up once the backed-off probe interval has reached
+// TCP_RTO_MAX and icsk_backoff, which such answers do not reset, has
+// reached tcp_orphan_retries: the same here with MaxRTO and
+// OrphanRetries (8), counted in Timeouts (TCPAbortOnTimeout) and in
+// LimitStats.OrphanProbeAborts. Before this the orphan stayed in
+// FIN-WAIT-1 through 60 answered probes, 1 h 43 min, and beyond.
+func TestPersistOrphanAnsweredGivesUp(t *testing.T) {
+	const maxRTO = 120 * time.Second // Options.MaxRTO's default, Linux's TCP_RTO_MAX
+	p, ep := zeroWindow(t, tcp.Options{})
+	ep.Close()
+	p.WantState(ep, event.FinWait1)
+	atMax := 0 // probe intervals at MaxRTO
+	n := 0
+	for range 60 {
+		if ep.Info().RTO == maxRTO {
+			atMax++
+		}
+		if probes(t, p, ep, 1, true) == 0 {
+			break
+		}
+		n++
+	}
+	p.WantState(ep, event.Closed)
+	t.Logf("%d probes answered, %d intervals at MaxRTO, %v", n, atMax, p.Elapsed())
+	// The backoffs reach OrphanRetries before the interval reaches
+	// MaxRTO (from 200 ms, ten doublings), so the first timer at MaxRTO
+	// gives up, as Linux's does with tcp_orphan_retries 8.
+	if n < 8 || atMax != 1 {
+		t.Errorf("given up after %d answered probes and %d intervals at MaxRTO, want at least OrphanRetries (8) and 1", n, atMax)
+	}
+	if _, err := ep.Read(make([]byte, 1)); !errors.Is(err, syscall.ETIMEDOUT) {
+		t.Errorf("Read after giving up: %v, want ETIMEDOUT", err)
+	}
+	wantCount(t, "Timeouts", p.TCP.Stats().Timeouts.Load(), 1)
+	wantCount(t, "OrphanProbeAborts", p.TCP.Limits().OrphanProbeAborts.Load(), 1)
+	if u := p.TCP.Usage(); u.Orphans != 0 {
+		t.Errorf("Usage().Orphans = %d, want 0", u.Orphans)
+	}
+}

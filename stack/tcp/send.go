@@ -2,6 +2,7 @@ package tcp
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/tapstack/tapstack/event"
 	"gvisor.dev/gvisor/pkg/buffer"
@@ -937,7 +938,8 @@ func (e *Endpoint) probesGiveUp(why string) bool {
 // SND.UNA-1, which any TCP answers with its current window, instead of
 // pushing one byte, or the FIN, past the window. Probes back off like the
 // RTO. As long as the peer answers them the connection waits (RFC 1122
-// 4.2.2.17); a peer that stays silent for MaxRetries probes
+// 4.2.2.17), unless the user has closed it (orphanProbesGiveUp); a peer
+// that stays silent for MaxRetries probes
 // (OrphanRetries once the user has closed) or past the user timeout has
 // gone, and the connection fails with ETIMEDOUT, as Linux's
 // tcp_probe_timer decides.
@@ -957,11 +959,42 @@ func (e *Endpoint) persistTimeout() {
 		e.swsOverride = false
 		return
 	}
-	if e.probesGiveUp("persist: the peer answered no window probe") {
+	if e.probesGiveUp("persist: the peer answered no window probe") || e.orphanProbesGiveUp() {
 		return
 	}
 	e.persistProbes++
 	e.sendSegment(event.SendWindowProbe, header.TCPFlagAck, e.sndUna-1, buffer.Buffer{}, nil)
 	e.backoff()
+	if e.persistBackoff < math.MaxUint8 {
+		e.persistBackoff++
+	}
 	e.setTimer(timerPersist, e.rtoFromNow())
+}
+
+// orphanProbesGiveUp ends an orphan behind a zero window, answered or
+// not, once its probes have backed off to MaxRTO and OrphanRetries
+// times in all, and reports whether it did. RFC 1122 4.2.2.17 keeps a
+// connection open while the receiver answers its probes, but nobody will
+// read what an orphan waits to deliver: a peer that answers every probe
+// with a closed window would hold it, and its send buffer, for ever
+// (MaxOrphans bounds how many, not how long). Linux's tcp_probe_timer
+// gives a SOCK_DEAD socket up when the backed-off interval has reached
+// TCP_RTO_MAX (alive is false) and icsk_backoff, which an answer that
+// leaves the window closed does not reset, has reached
+// tcp_orphan_retries; with a soft error from ICMP, at once
+// (tcp_orphan_retries). It counts in Stats.Timeouts, as Linux's
+// tcp_write_err counts TCPAbortOnTimeout, and in
+// LimitStats.OrphanProbeAborts. A connection the user has not closed
+// keeps the rule of probesGiveUp: kept while it answers.
+func (e *Endpoint) orphanProbesGiveUp() bool {
+	if !e.userClosed || e.rto < e.proto.opts.MaxRTO {
+		return false
+	}
+	if e.softErr == nil && int(e.persistBackoff) < e.proto.opts.OrphanRetries {
+		return false
+	}
+	e.proto.stats.Timeouts.Add(1)
+	e.proto.limits.OrphanProbeAborts.Add(1)
+	e.fail(e.timeoutErr(), e.giveUpCause(event.Cause{Kind: event.CauseTimer, Detail: "persist: an orphan's window stayed closed through OrphanRetries probes at the maximum backoff"}))
+	return true
 }
