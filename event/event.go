@@ -196,6 +196,12 @@ func (ev Event) String() string {
 // it. Events of different connections may be delivered concurrently. An
 // event about an outbound segment is delivered before the segment is
 // written to the link unless two goroutines work on the connection at
-// once; then it may come just after. The engine's SyncEvents methods wait
-// for events still on their way.
+// once, or the observer itself calls into it; then it may come just
+// after: the segment does not wait for an observer another goroutine is
+// in. A connection or a listener queues at most 2,048 events for an
+// observer that has fallen behind; the engine drops and counts those
+// beyond (tcp.LimitStats.EventsDropped), and stack.NewEventQueue puts a
+// bounded queue of the caller's size between the engine and a slow
+// consumer. The engine's SyncEvents methods wait for events still on
+// their way.
 type Observer func(Event)

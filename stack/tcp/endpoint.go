@@ -33,10 +33,11 @@ type Endpoint struct {
 	id       stack.TransportEndpointID
 
 	// outMu serializes writing queued packets to the route, so segments
-	// leave in the order they were made. It is never held with mu.
-	outMu    sync.Mutex
-	outSpare []*stack.PacketBuffer // the batch flushOut writes, under outMu
-	evSpare  []event.Event         // the events flushOut delivers, under outMu
+	// leave in the order they were made. It is never held with mu, nor
+	// while the observer runs.
+	outMu     sync.Mutex
+	outSpare  []*stack.PacketBuffer // the batch flushOut writes, under outMu
+	evDeliver *eventDelivery        // who delivers events, when the engine has an observer (flushOut)
 
 	// wmu lets one SEND at a time (Write, WriteMore, WriteFrom) copy
 	// its bytes in without mu (write). It is taken before mu, never
@@ -239,6 +240,7 @@ func (p *Protocol) newEndpoint(netProto tcpip.NetworkProtocolNumber, id stack.Tr
 		sndBufLimit: p.opts.SendBufferSize,
 		rcvBufLimit: p.opts.ReceiveBufferSize,
 		rto:         p.opts.InitialRTO,
+		evDeliver:   p.newEventDelivery(),
 	}
 	e.stateSince = p.clock.NowMonotonic()
 	// RFC 6691: the MSS option counts neither IP nor TCP options.
@@ -1027,12 +1029,23 @@ func (o *outECN) spareAt(i int) uint8 {
 }
 
 // flush delivers queued events to the observer and writes queued
-// packets, in the order they were made, the events that explain a packet
-// before it. It must be called without e.mu held. When another goroutine
-// is already flushing, it leaves the work to that one, which loops until
-// both queues are empty: this is what keeps a link that delivers on the
-// sender's goroutine, or an observer that calls back into the engine,
-// from deadlocking on outMu.
+// packets, each in the order they were made; a goroutine that made both
+// delivers its events before it writes the packets they explain. It must
+// be called without e.mu held. When another goroutine is already
+// delivering, or writing, it leaves that work to that one, which loops
+// until its queue is empty: this is what keeps a link that delivers on
+// the sender's goroutine, or an observer that calls back into the
+// engine, from deadlocking.
+//
+// The two are apart so that packets never wait for an observer another
+// goroutine is in: a slow observer (a trace written to disk) had every
+// packet of the connection wait behind it, ACKs to a flood of segments
+// included, and the queues grow with the flood. So when another
+// goroutine is delivering, or the observer itself calls back into the
+// connection, a segment may reach the link just before its event reaches
+// the observer, as event.Observer allows; and a connection holds at most
+// maxQueuedEvents events, beyond which it drops them, counted in
+// LimitStats.EventsDropped (emitAt).
 func (e *Endpoint) flush() { e.flushOut(false) }
 
 // SyncEvents returns once every event this connection made before the
@@ -1042,78 +1055,147 @@ func (e *Endpoint) flush() { e.flushOut(false) }
 // the change: call SyncEvents before reading what an observer collected.
 // It must not be called from inside the observer.
 func (e *Endpoint) SyncEvents() {
+	if d := e.evDeliver; d != nil {
+		d.mu.Lock()
+		e.deliverEvents(d)
+	}
 	e.outMu.Lock()
 	e.flushOut(true)
 }
 
-// flushOut does flush's work. With held, the caller holds outMu;
-// otherwise it takes outMu, or returns at once if another goroutine holds
-// it. It releases outMu when done, and takes it again, and goes on, while
-// anything is queued once it let go: another goroutine's flush, finding
-// outMu held, left its work to it. flush is only a call of it, which the
+// flushOut does flush's work: the events first (deliverEvents), then the
+// packets. With held, the caller holds outMu and has delivered the
+// events; otherwise it takes outMu, or returns at once if another
+// goroutine holds it. It releases outMu
+// under mu once it finds no packet queued, so a goroutine that queues one
+// after that finds outMu free; one that queued it before, finding outMu
+// held, left it to this one. flush is only a call of it, which the
 // compiler inlines, so that a Write or a Close reaches the network layer
 // one frame nearer the top of its goroutine's stack (writePacket).
 func (e *Endpoint) flushOut(held bool) {
-	if !held && !e.outMu.TryLock() {
-		return
-	}
-	for range 1 << 20 {
-		var release *stack.Route
-		var drainCheck bool
-		for range 1 << 20 {
-			e.mu.Lock()
-			if len(e.outq) == 0 && len(e.events) == 0 {
-				if (e.state == event.Closed || e.tw != nil) && e.route != nil && !e.registered {
-					release, e.route = e.route, nil
-				}
-				drainCheck, e.drainCheck = e.drainCheck, false
-				e.mu.Unlock()
-				break
-			}
-			// The batch moves to the spare buffers, which only the
-			// holder of outMu touches, and is written from there: kept
-			// in this frame, its slices made it too big (writePacket).
-			r, ecnOut := e.route, e.outECN
-			e.outq, e.outSpare = e.outSpare[:0], e.outq
-			e.events, e.evSpare = e.evSpare[:0], e.events
-			if ecnOut != nil {
-				ecnOut.q, ecnOut.spare = ecnOut.spare[:0], ecnOut.q
-			}
-			e.mu.Unlock()
-			if len(e.evSpare) > 0 {
-				deliverEvents(e.proto.opts.Observer, e.evSpare)
-				e.proto.pendingEvents.Add(-1)
-				e.evSpare = e.evSpare[:0]
-			}
-			for i := 0; i < len(e.outSpare); i++ {
-				if e.proto.writePacket(r, e.outSpare[i], ecnOut.spareAt(i)) {
-					e.writeAfterRefusal(r, ecnOut, i)
-					break
-				}
-				e.outSpare[i] = nil
-			}
-			e.outSpare = e.outSpare[:0]
-			if ecnOut != nil {
-				ecnOut.spare = ecnOut.spare[:0]
-			}
+	if !held {
+		if d := e.evDeliver; d != nil && d.mu.TryLock() {
+			e.deliverEvents(d)
 		}
-		e.outMu.Unlock()
-		if release != nil {
-			e.proto.releaseRoute(release)
-		}
-		if drainCheck {
-			e.proto.mu.Lock()
-			e.proto.unflushed--
-			e.proto.checkDrained()
-			e.proto.mu.Unlock()
-		}
-		e.mu.Lock()
-		empty := len(e.outq) == 0 && len(e.events) == 0
-		e.mu.Unlock()
-		if empty || !e.outMu.TryLock() {
+		if !e.outMu.TryLock() {
 			return
 		}
 	}
+	var release *stack.Route
+	var drainCheck, events, done bool
+	for range 1 << 20 {
+		e.mu.Lock()
+		if len(e.outq) == 0 {
+			if (e.state == event.Closed || e.tw != nil) && e.route != nil && !e.registered {
+				release, e.route = e.route, nil
+			}
+			drainCheck, e.drainCheck = e.drainCheck, false
+			// What a refusal queued (writeAfterRefusal) has its events.
+			events = len(e.events) > 0
+			e.outMu.Unlock()
+			e.mu.Unlock()
+			done = true
+			break
+		}
+		// The batch moves to the spare buffers, which only the holder
+		// of outMu touches, and is written from there: kept in this
+		// frame, its slices made it too big (writePacket).
+		r, ecnOut := e.route, e.outECN
+		e.outq, e.outSpare = e.outSpare[:0], e.outq
+		if ecnOut != nil {
+			ecnOut.q, ecnOut.spare = ecnOut.spare[:0], ecnOut.q
+		}
+		e.mu.Unlock()
+		for i := 0; i < len(e.outSpare); i++ {
+			if e.proto.writePacket(r, e.outSpare[i], ecnOut.spareAt(i)) {
+				e.writeAfterRefusal(r, ecnOut, i)
+				break
+			}
+			e.outSpare[i] = nil
+		}
+		e.outSpare = e.outSpare[:0]
+		if ecnOut != nil {
+			ecnOut.spare = ecnOut.spare[:0]
+		}
+	}
+	if !done {
+		e.outMu.Unlock() // the bound ran out: the next flush goes on
+	}
+	if release != nil {
+		e.proto.releaseRoute(release)
+	}
+	if drainCheck {
+		e.proto.mu.Lock()
+		e.proto.unflushed--
+		e.proto.checkDrained()
+		e.proto.mu.Unlock()
+	}
+	if d := e.evDeliver; events && d != nil && d.mu.TryLock() {
+		e.deliverEvents(d)
+	}
+}
+
+// maxQueuedEvents bounds the events a connection, or a listener, queues
+// for the observer: 2,048, behind at most as many in the hands of the
+// goroutine delivering, 4,096 in all, about 1.5 MB. A fast observer
+// takes each piece of work's events right after it (an output run
+// queues a send event per wire segment, 45 for a 64 KiB packet), so only
+// an observer
+// that fell that far behind another goroutine's work meets the bound; a
+// flood of segments each answered would otherwise queue two events per
+// segment for as long as the flood lasts. stack.NewEventQueue drops and
+// counts the same way, between the engine and a slow consumer.
+const maxQueuedEvents = 2048
+
+// eventDelivery is the delivering of a connection's events, made with
+// the connection when the engine has an observer: mu lets one goroutine
+// at a time hand events to the observer, in order, from spare, the batch
+// it took out of Endpoint.events. It is apart from outMu so that
+// packets do not wait for the observer (flush).
+type eventDelivery struct {
+	mu    sync.Mutex
+	spare []event.Event
+}
+
+// newEventDelivery returns what a connection delivers its events with,
+// or nil when the engine has no observer.
+func (p *Protocol) newEventDelivery() *eventDelivery {
+	if p.opts.Observer == nil {
+		return nil
+	}
+	return new(eventDelivery)
+}
+
+// deliverEvents hands the connection's queued events to the observer,
+// in order, until none is left. The caller holds d.mu; deliverEvents
+// releases it under mu once it finds no event queued, so a goroutine
+// that queues one after that finds d.mu free, and one that queued it
+// before, finding d.mu held, left it to this one. No other lock is held
+// while the observer runs. It is a function of its own so that flushOut,
+// which every Read, Write and segment runs, keeps a small frame: a
+// connection's goroutine (an HTTP handler's) grows its stack less.
+//
+//go:noinline
+func (e *Endpoint) deliverEvents(d *eventDelivery) {
+	obs := e.proto.opts.Observer
+	for range 1 << 20 {
+		e.mu.Lock()
+		if len(e.events) == 0 {
+			d.mu.Unlock()
+			e.mu.Unlock()
+			return
+		}
+		e.events, d.spare = d.spare[:0], e.events
+		e.mu.Unlock()
+		evs := d.spare
+		for i := range evs {
+			obs(evs[i])
+			evs[i] = event.Event{}
+		}
+		e.proto.pendingEvents.Add(-1)
+		d.spare = evs[:0]
+	}
+	d.mu.Unlock()
 }
 
 // writeAfterRefusal takes over flushOut's pass at outSpare[from], a
@@ -1142,19 +1224,6 @@ func (e *Endpoint) writeAfterRefusal(r *stack.Route, ecnOut *outECN, from int) {
 	e.mu.Lock()
 	e.linkRefused(refused, after)
 	e.mu.Unlock()
-}
-
-// deliverEvents hands evs to the observer, in order, and clears them for
-// reuse. It is a function of its own so that flushOut, which every
-// Read, Write and segment runs, keeps a small frame: a connection's
-// goroutine (an HTTP handler's) grows its stack less.
-//
-//go:noinline
-func deliverEvents(obs func(event.Event), evs []event.Event) {
-	for i := range evs {
-		obs(evs[i])
-		evs[i] = event.Event{}
-	}
 }
 
 // observed reports whether an observer takes the engine's events. The
@@ -1187,6 +1256,10 @@ func (e *Endpoint) emitBefore(mark int, ev event.Event) {
 		e.emit(ev)
 		return
 	}
+	if len(e.events) >= maxQueuedEvents {
+		e.proto.limits.EventsDropped.Add(1)
+		return
+	}
 	ev.Time = e.proto.clock.Now()
 	e.events = slices.Insert(e.events, mark, ev)
 }
@@ -1197,10 +1270,16 @@ func (e *Endpoint) emitAt(ev event.Event, t time.Time) {
 	if e.proto.opts.Observer == nil {
 		return
 	}
-	ev.Time = t
+	if len(e.events) >= maxQueuedEvents {
+		// The observer is that far behind (flush): the event is
+		// dropped and counted, as stack.EventQueue drops when full.
+		e.proto.limits.EventsDropped.Add(1)
+		return
+	}
 	if len(e.events) == 0 {
 		e.proto.pendingEvents.Add(1) // a batch waits (SyncEvents)
 	}
+	ev.Time = t
 	e.events = append(e.events, ev)
 }
 

@@ -322,3 +322,51 @@ func BenchmarkSynFlood(b *testing.B) {
 	b.ReportMetric(float64(r.heapAfter)/(1<<20), "heap-MiB")
 	b.ReportMetric(float64(r.perSYN.Nanoseconds()), "ns/SYN")
 }
+
+// TestSynFloodObserverBehind: a SYN flood meets a full SYN queue with
+// cookies off, and each SYN dropped is a queue decision the listener
+// holds for the observer (Listener.queueEvent) while a goroutine is held
+// in the observer with the first of them. The listener holds at most
+// maxQueuedEvents (2,048) for it; the rest are dropped and counted in
+// LimitStats.EventsDropped, as a connection's are
+// (TestObserverBehindPacketsLeave). Before, every decision of the flood
+// waited in the listener's queue, unbounded.
+func TestSynFloodObserverBehind(t *testing.T) {
+	const syns = 10_000
+	h := newHeldObserver(event.KindQueue)
+	p := tcptest.New(t, tcptest.WithTCP(tcp.Options{Observer: h.observe, SynQueueLimit: 1, NoSynCookies: true}))
+	defer h.release()
+	p.Listen(16)
+	f := &flooder{p: p}
+	f.syn(0) // queued: the SYN queue is full
+	f.discard()
+	p.TCP.SyncEvents()
+
+	h.hold.Store(true)
+	held := make(chan struct{})
+	go func() {
+		defer close(held)
+		f2 := &flooder{p: p}
+		f2.syn(1) // dropped: its decision is delivered, and held, here
+	}()
+	h.waitHeld(t)
+	seen := h.counted.Load()
+	for i := range syns {
+		f.syn(2 + i)
+	}
+	f.discard()
+	st := p.TCP.Stats()
+	wantCount(t, "dropped (SYN queue full)", st.Dropped(event.DropSynQueueFull), syns+1)
+	dropped := p.TCP.Limits().EventsDropped.Load()
+	if dropped < syns-2048 {
+		t.Errorf("LimitStats.EventsDropped = %d, want at least %d", dropped, syns-2048)
+	}
+	h.release()
+	<-held
+	p.TCP.SyncEvents()
+	late := h.counted.Load() - seen
+	t.Logf("%d SYNs dropped with the observer held: %d queue decisions delivered once let go, %d events dropped", syns, late, dropped)
+	if late > 2048 {
+		t.Errorf("%d queue decisions delivered once the observer was let go, want at most 2,048 queued", late)
+	}
+}

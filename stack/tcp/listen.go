@@ -218,10 +218,16 @@ func (l *Listener) queueEvent(child *Endpoint, c event.ConnID, key event.SegKey,
 		child.emit(ev)
 		return
 	}
-	ev.Time = p.clock.Now()
-	if len(l.events) == 0 {
+	switch len(l.events) {
+	case 0:
 		p.pendingEvents.Add(1)
+	case maxQueuedEvents:
+		// The observer fell that far behind: dropped and counted, as
+		// a connection's events are (Endpoint.emitAt).
+		p.limits.EventsDropped.Add(1)
+		return
 	}
+	ev.Time = p.clock.Now()
 	l.events = append(l.events, ev)
 }
 

@@ -80,6 +80,7 @@ type LimitStats struct {
 	OrphanResets      atomic.Uint64 // Close calls turned into an abort: MaxOrphans reached (Linux TCPAbortOnMemory)
 	ConnectionLimit   atomic.Uint64 // Connect calls and SYNs refused: MaxConnections reached
 	PathMTUEvictions  atomic.Uint64 // path MTUs forgotten before they expired: 4,096 destinations had reported smaller ones (pmtu.go)
+	EventsDropped     atomic.Uint64 // events never delivered: a connection or a listener already queued maxQueuedEvents (2,048) for an observer that fell behind (Endpoint.flush)
 	OrphanProbeAborts atomic.Uint64 // orphans given up behind a zero window their peer kept answering: OrphanRetries probes backed off to MaxRTO (Linux's tcp_probe_timer for a SOCK_DEAD socket; also in Stats.Timeouts)
 }
 
@@ -398,6 +399,7 @@ func (p *Protocol) timeWaitEndpoints() []*Endpoint {
 			userClosed:     true,
 			wasEstablished: true,
 			tw:             tw,
+			evDeliver:      p.newEventDelivery(),
 		})
 	}
 	return out

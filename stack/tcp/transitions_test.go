@@ -216,7 +216,7 @@ func TestTransitionRefused(t *testing.T) {
 	var evs []event.Event
 	p, _ := NewProtocol(Options{Observer: func(ev event.Event) { evs = append(evs, ev) }})
 	p.clock = faketime.NewManualClock()
-	e := &Endpoint{proto: p, state: event.Established}
+	e := &Endpoint{proto: p, state: event.Established, evDeliver: p.newEventDelivery()}
 	fin := event.Cause{Kind: event.CauseSegment, Detail: "FIN"}
 
 	e.transition(event.TimeWait, fin)                                                // no such edge
