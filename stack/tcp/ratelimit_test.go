@@ -249,3 +249,38 @@ func TestRetransmittedFinAlwaysAcked(t *testing.T) {
 		})
 	}
 }
+
+// TestUnacceptableMixedFloodOneReply: a peer floods an established
+// connection with every kind of segment that asks for a reply, 2,000 of
+// each in one instant of fake time: SYNs (RFC 5961 4), RSTs in the
+// window but not at RCV.NXT (RFC 5961 3.2), ACKs of data never sent
+// (RFC 5961 5.2) and bare ACKs beyond the window (RFC 9293 3.10.7.4).
+// They share one per-connection limit, InvalidRateLimit (Linux's
+// tcp_invalid_ratelimit, tcp_oow_rate_limited): one reply goes out, and
+// every other is a counted drop. From an audit of what a hostile peer
+// can make the engine do, where it passed; kept as coverage.
+func TestUnacceptableMixedFloodOneReply(t *testing.T) {
+	const each = 2_000
+	p, ep := tcptest.Established(t)
+	tcb := ep.Info().TCB
+	raw := &rawPeer{p: p, peerPort: p.PeerPort, stackPort: p.StackPort}
+	irs, iss := uint32(tcb.IRS), uint32(tcb.ISS)
+	st := p.TCP.Stats()
+	out0 := st.SegmentsOut.Load()
+	for i := range each {
+		raw.inject(irs+1, iss+1, header.TCPFlagSyn, 0xffff, nil)                // SYN in ESTABLISHED
+		raw.inject(irs+1+uint32(i%1000)+1, 0, header.TCPFlagRst, 0xffff, nil)   // RST in the window, not at RCV.NXT
+		raw.inject(irs+1, iss+1+1000+uint32(i), header.TCPFlagAck, 0xffff, nil) // ACK of unsent data
+		raw.inject(irs+1+1<<30, iss+1, header.TCPFlagAck, 0xffff, nil)          // bare ACK beyond the window
+		raw.discard()
+	}
+	out := st.SegmentsOut.Load() - out0
+	limited := st.Dropped(event.DropAckRateLimited) + st.Dropped(event.DropChallengeRateLimited)
+	if out != 1 || raw.replies != 1 {
+		t.Errorf("%d replies (%d on the link) to %d unacceptable segments within one InvalidRateLimit, want 1", out, raw.replies, 4*each)
+	}
+	if limited != 4*each-1 {
+		t.Errorf("%d replies counted as rate limited, want %d", limited, 4*each-1)
+	}
+	p.WantState(ep, event.Established)
+}

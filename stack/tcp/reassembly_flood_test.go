@@ -304,3 +304,44 @@ func TestHoleFloodHeap(t *testing.T) {
 		t.Errorf("legitimate connection %v: SND.UNA %d, SND.NXT %d, %d bytes written", legit.State(), tcb.SndUna-lt.ISS, tcb.SndNxt-lt.ISS, out)
 	}
 }
+
+// TestOutOfOrderChargedByTruesize: 20,000 one-byte segments out of order,
+// each the only byte of a 64 KiB chunk (as a link that reads every frame
+// into a large buffer hands them up), every other byte so that each
+// opens a hole. Charged by payload, the queue would pin 1.25 GiB;
+// charged by what it pins (truesize, Linux's skb->truesize, with small
+// pieces copied out), the heap stays within twice the 256 KiB receive
+// buffer plus 4 MiB of bookkeeping, and what does not fit is a counted
+// drop or prune (DropOutOfOrderQueueFull, DropOutOfOrderPruned). From an
+// audit of what a hostile peer can make the engine hold, where it
+// passed; kept as coverage.
+func TestOutOfOrderChargedByTruesize(t *testing.T) {
+	const (
+		rcvBuf = 256 << 10
+		segs   = 20_000
+	)
+	p, ep := tcptest.Established(t, tcptest.WithTCP(tcp.Options{ReceiveBufferSize: rcvBuf, ReceiveBufferMax: rcvBuf}),
+		tcptest.WithSynOptions(seg{MSS: 1460, SACKPerm: true, WS: 7}))
+	tcb := ep.Info().TCB
+	raw := &rawPeer{p: p, peerPort: p.PeerPort, stackPort: p.StackPort}
+	before := heapInUse()
+	for i := range segs {
+		v := buffer.NewView(64 << 10)
+		_, _ = v.Write([]byte{byte(i)})
+		raw.injectView(uint32(tcb.IRS)+1+uint32(2*(i%(rcvBuf/4))+2), uint32(tcb.ISS)+1, header.TCPFlagAck, 0xffff, v)
+		if i%256 == 0 {
+			raw.discard()
+		}
+	}
+	raw.discard()
+	grown := int64(heapInUse()) - int64(before)
+	st := p.TCP.Stats()
+	full, pruned := st.Dropped(event.DropOutOfOrderQueueFull), st.Dropped(event.DropOutOfOrderPruned)
+	t.Logf("%d one-byte segments in 64 KiB chunks: heap %+d bytes; queue-full drops %d, prunes %d", segs, grown, full, pruned)
+	if grown > 2*rcvBuf+(4<<20) {
+		t.Errorf("heap grew %d bytes, want at most 2*%d plus 4 MiB", grown, rcvBuf)
+	}
+	if full+pruned == 0 {
+		t.Error("no segment counted as dropped or pruned: 20,000 holes cannot all fit")
+	}
+}
