@@ -134,15 +134,7 @@ func agentSeed(name, in string) tcptest.FuzzSeed {
 // a later one) and only for the first agentFuzzPaced lines.
 func runAgentOn(t *testing.T, in []byte) []byte {
 	t.Helper()
-	s := stack.New(stack.Options{TCP: tcp.Options{TimeWait: 10 * time.Millisecond}})
-	link := channel.New(64, 1500, "")
-	defer func() {
-		s.Close()
-		link.Close()
-	}()
-	if _, err := s.AddNIC(link, netip.MustParsePrefix("192.0.2.2/24")); err != nil {
-		t.Fatal(err)
-	}
+	s := agentChannelStack(t)
 	out := &replyCounter{replied: make(chan struct{}, 1)}
 	done := make(chan error, 1)
 	go func() {
@@ -160,6 +152,23 @@ func runAgentOn(t *testing.T, in []byte) []byte {
 		t.Fatalf("serveAgent has not returned %v after the end of its input %q\n%s", agentFuzzHang, in, buf)
 	}
 	return out.bytes()
+}
+
+// agentChannelStack is a stack at 192.0.2.2/24 on a channel link no
+// peer reads, closed when the test ends: what an agent serves requests
+// on when nothing answers on the wire.
+func agentChannelStack(t *testing.T) *stack.Stack {
+	t.Helper()
+	s := stack.New(stack.Options{TCP: tcp.Options{TimeWait: 10 * time.Millisecond}})
+	link := channel.New(64, 1500, "")
+	t.Cleanup(func() {
+		s.Close()
+		link.Close()
+	})
+	if _, err := s.AddNIC(link, netip.MustParsePrefix("192.0.2.2/24")); err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 const (

@@ -20,7 +20,6 @@ import (
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
-	"gvisor.dev/gvisor/pkg/tcpip/link/channel"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 
 	"github.com/tapstack/tapstack/internal/gvpeer"
@@ -590,15 +589,7 @@ func liveHeap() uint64 {
 // project's rule: hostile input gets an error, never unbounded memory).
 // It is answered once it ends, and the next line is served.
 func TestAgentLongLineNotKept(t *testing.T) {
-	s := stack.New(stack.Options{TCP: tcp.Options{TimeWait: 10 * time.Millisecond}})
-	link := channel.New(64, 1500, "")
-	defer func() {
-		s.Close()
-		link.Close()
-	}()
-	if _, err := s.AddNIC(link, netip.MustParsePrefix("192.0.2.2/24")); err != nil {
-		t.Fatal(err)
-	}
+	s := agentChannelStack(t)
 	const feed = 3 * agentMaxLine
 	in := &endlessLine{limit: feed, release: make(chan struct{}), rest: []byte("\n" + `{"id":1,"op":"hello","version":1}` + "\n")}
 	out := &replyCounter{replied: make(chan struct{}, 1)}
