@@ -436,10 +436,10 @@ func (e *Endpoint) prr(delivered uint32, lost int, unaAdvanced bool) {
 // control unless this timeout continues an episode, every segment in
 // flight deemed lost except those sent too recently for that (RFC 8985
 // 6.3), and a window of one segment. F-RTO (RFC 5682) starts.
-func (e *Endpoint) enterLoss() {
+func (e *Endpoint) enterLoss(answered bool) {
 	e.splitRecords()
 	now := e.now()
-	episode := e.timeoutStartsEpisode()
+	episode := e.timeoutStartsEpisode(answered)
 	var cs CongestionSample
 	if episode {
 		e.initUndo()
@@ -519,22 +519,13 @@ func (e *Endpoint) enterLoss() {
 // when the previous timeout's retransmission was answered, SND.UNA having
 // moved since (icsk_retransmits == 0). A timeout during CWR, or during a
 // fast recovery that began in CWR or with an ECN echo, continues that
-// episode, although nothing in it can be undone.
-func (e *Endpoint) timeoutStartsEpisode() bool {
+// episode, although nothing in it can be undone. answered: no timeout
+// was counted since SND.UNA last moved (retransmitTimeout).
+func (e *Endpoint) timeoutStartsEpisode(answered bool) bool {
 	if e.caState == caOpen || !e.sndUna.LessThan(e.recover) {
 		return true
 	}
-	if e.caState != caLoss {
-		return false
-	}
-	// retries counts the timeouts since SND.UNA last moved, this one
-	// included, except where it is a probe of a shrunk window, which
-	// counts none (shrunkWindowProbe, on the same condition as
-	// retransmitTimeout's).
-	if e.sndWnd == 0 && !e.userClosed {
-		return e.retries == 0
-	}
-	return e.retries == 1
+	return e.caState == caLoss && answered
 }
 
 // rtoRecoverOnAck is an ACK in RTO recovery. The timeout was spurious if

@@ -62,9 +62,9 @@ func (e *Endpoint) backoff() {
 // tcp_connect sets retrans_stamp). A listener's half-open entry has no
 // user timeout, as a Linux request sock has none.
 func (e *Endpoint) retransmitTimeout() {
-	e.retries++
 	switch e.state {
 	case event.SynSent:
+		e.retries++
 		if e.retries > e.proto.opts.SynRetries || e.userTimedOut() {
 			e.fail(syscall.ETIMEDOUT, e.giveUpCause(timerCause(timerRetransmit)))
 			return
@@ -75,6 +75,7 @@ func (e *Endpoint) retransmitTimeout() {
 		e.setTimer(timerRetransmit, e.rtoFromNow())
 		return
 	case event.SynReceived:
+		e.retries++
 		if e.retries > e.proto.opts.SynAckRetries || e.userTimedOut() {
 			// A half-open entry that never completed is forgotten
 			// quietly, as Linux does; an active opener learns ETIMEDOUT.
@@ -91,12 +92,15 @@ func (e *Endpoint) retransmitTimeout() {
 		e.retries = 0
 		return
 	}
+	// No timeout since SND.UNA last moved: the last one's retransmission
+	// was answered (Linux's icsk_retransmits == 0; enterLoss).
+	answered := e.retries == 0
 	zeroWindow := e.sndWnd == 0 && !e.userClosed
 	if zeroWindow {
 		if !e.shrunkWindowProbe() {
 			return
 		}
-	} else if e.retries > e.retryLimit() || e.userTimedOut() {
+	} else if e.retries++; e.retries > e.retryLimit() || e.userTimedOut() {
 		e.proto.stats.Timeouts.Add(1)
 		e.fail(e.timeoutErr(), e.giveUpCause(timerCause(timerRetransmit)))
 		return
@@ -108,7 +112,7 @@ func (e *Endpoint) retransmitTimeout() {
 	if !zeroWindow {
 		e.blackHoleSuspected()
 	}
-	e.enterLoss()
+	e.enterLoss(answered)
 	e.output()
 	e.setTimer(timerRetransmit, e.rtoFromNow())
 }
@@ -136,7 +140,6 @@ func (e *Endpoint) retransmitTimeout() {
 // waits to deliver, and retryLimit bounds it. It reports whether the
 // retransmission should go.
 func (e *Endpoint) shrunkWindowProbe() bool {
-	e.retries-- // a probe, not one more unanswered retransmission
 	if e.probesGiveUp("retransmit: the peer answered no probe of its zero window") {
 		return false
 	}
