@@ -1148,10 +1148,11 @@ func (e *Endpoint) flushOut(held bool) {
 const maxQueuedEvents = 2048
 
 // eventDelivery is the delivering of a connection's events, made with
-// the connection when the engine has an observer: mu lets one goroutine
-// at a time hand events to the observer, in order, from spare, the batch
-// it took out of Endpoint.events. It is apart from outMu so that
-// packets do not wait for the observer (flush).
+// the connection when the engine has an observer, or of a listener's:
+// mu lets one goroutine at a time hand events to the observer, in order,
+// from spare, the batch it took out of the queue (deliver). A
+// connection's is apart from outMu so that packets do not wait for the
+// observer (flush).
 type eventDelivery struct {
 	mu    sync.Mutex
 	spare []event.Event
@@ -1166,36 +1167,59 @@ func (p *Protocol) newEventDelivery() *eventDelivery {
 	return new(eventDelivery)
 }
 
-// deliverEvents hands the connection's queued events to the observer,
-// in order, until none is left. The caller holds d.mu; deliverEvents
+// deliverEvents hands the connection's queued events to the observer
+// (eventDelivery.deliver). The caller holds d.mu.
+func (e *Endpoint) deliverEvents(d *eventDelivery) {
+	d.deliver(&e.mu, &e.events, e.proto)
+}
+
+// deliver hands the events queued in *q, which mu guards, to p's
+// observer, in order, until none is left. The caller holds d.mu; deliver
 // releases it under mu once it finds no event queued, so a goroutine
 // that queues one after that finds d.mu free, and one that queued it
 // before, finding d.mu held, left it to this one. No other lock is held
-// while the observer runs. It is a function of its own so that flushOut,
-// which every Read, Write and segment runs, keeps a small frame: a
-// connection's goroutine (an HTTP handler's) grows its stack less.
+// while the observer runs. A connection's and a listener's events go
+// this way. It is a function of its own so that flushOut, which every
+// Read, Write and segment runs, keeps a small frame: a connection's
+// goroutine (an HTTP handler's) grows its stack less.
 //
 //go:noinline
-func (e *Endpoint) deliverEvents(d *eventDelivery) {
-	obs := e.proto.opts.Observer
+func (d *eventDelivery) deliver(mu *sync.Mutex, q *[]event.Event, p *Protocol) {
+	obs := p.opts.Observer
 	for range 1 << 20 {
-		e.mu.Lock()
-		if len(e.events) == 0 {
+		mu.Lock()
+		if len(*q) == 0 {
 			d.mu.Unlock()
-			e.mu.Unlock()
+			mu.Unlock()
 			return
 		}
-		e.events, d.spare = d.spare[:0], e.events
-		e.mu.Unlock()
+		*q, d.spare = d.spare[:0], *q
+		mu.Unlock()
 		evs := d.spare
 		for i := range evs {
 			obs(evs[i])
 			evs[i] = event.Event{}
 		}
-		e.proto.pendingEvents.Add(-1)
+		p.pendingEvents.Add(-1)
 		d.spare = evs[:0]
 	}
 	d.mu.Unlock()
+}
+
+// queueEvent appends ev to *q, a connection's or a listener's events,
+// under the lock that guards it, unless *q holds maxQueuedEvents already:
+// the observer is that far behind (flush), and the event is dropped and
+// counted, as stack.EventQueue drops when full. SyncEvents waits for a
+// queue that is not empty.
+func (p *Protocol) queueEvent(q *[]event.Event, ev event.Event) {
+	switch len(*q) {
+	case maxQueuedEvents:
+		p.limits.EventsDropped.Add(1)
+		return
+	case 0:
+		p.pendingEvents.Add(1) // a batch waits (SyncEvents)
+	}
+	*q = append(*q, ev)
 }
 
 // writeAfterRefusal takes over flushOut's pass at outSpare[from], a
@@ -1270,17 +1294,8 @@ func (e *Endpoint) emitAt(ev event.Event, t time.Time) {
 	if e.proto.opts.Observer == nil {
 		return
 	}
-	if len(e.events) >= maxQueuedEvents {
-		// The observer is that far behind (flush): the event is
-		// dropped and counted, as stack.EventQueue drops when full.
-		e.proto.limits.EventsDropped.Add(1)
-		return
-	}
-	if len(e.events) == 0 {
-		e.proto.pendingEvents.Add(1) // a batch waits (SyncEvents)
-	}
 	ev.Time = t
-	e.events = append(e.events, ev)
+	e.proto.queueEvent(&e.events, ev)
 }
 
 // release deletes the TCB's registrations when the connection enters

@@ -46,9 +46,8 @@ type Listener struct {
 	cookies cookieKey // keys this stack's SYN cookies (cookie.go)
 
 	// Queue events wait in events until deliverEvents hands them to the
-	// observer, after mu is released (deliverMu: one deliverer at a time).
-	deliverMu sync.Mutex
-	evSpare   []event.Event
+	// observer, after mu is released, one deliverer at a time.
+	delivery eventDelivery
 
 	mu      sync.Mutex
 	events  []event.Event
@@ -218,17 +217,8 @@ func (l *Listener) queueEvent(child *Endpoint, c event.ConnID, key event.SegKey,
 		child.emit(ev)
 		return
 	}
-	switch len(l.events) {
-	case 0:
-		p.pendingEvents.Add(1)
-	case maxQueuedEvents:
-		// The observer fell that far behind: dropped and counted, as
-		// a connection's events are (Endpoint.emitAt).
-		p.limits.EventsDropped.Add(1)
-		return
-	}
 	ev.Time = p.clock.Now()
-	l.events = append(l.events, ev)
+	p.queueEvent(&l.events, ev)
 }
 
 // deliverEvents hands the listener's queued events to the observer. It
@@ -236,37 +226,8 @@ func (l *Listener) queueEvent(child *Endpoint, c event.ConnID, key event.SegKey,
 // delivering leaves its events to that one, which loops until none is
 // left, as Endpoint.flush does.
 func (l *Listener) deliverEvents() {
-	obs := l.proto.opts.Observer
-	if obs == nil {
-		return
-	}
-	for range 1 << 20 {
-		if !l.deliverMu.TryLock() {
-			return
-		}
-		for range 1 << 20 {
-			l.mu.Lock()
-			evs := l.events
-			if len(evs) == 0 {
-				l.mu.Unlock()
-				break
-			}
-			l.events = l.evSpare[:0]
-			l.mu.Unlock()
-			for i := range evs {
-				obs(evs[i])
-				evs[i] = event.Event{}
-			}
-			l.proto.pendingEvents.Add(-1)
-			l.evSpare = evs[:0]
-		}
-		l.deliverMu.Unlock()
-		l.mu.Lock()
-		empty := len(l.events) == 0
-		l.mu.Unlock()
-		if empty {
-			return
-		}
+	if l.proto.opts.Observer != nil && l.delivery.mu.TryLock() {
+		l.delivery.deliver(&l.mu, &l.events, l.proto)
 	}
 }
 
