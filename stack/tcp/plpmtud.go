@@ -135,7 +135,7 @@ func (e *Endpoint) mtuProbeStart() {
 // or its metric's, or one ICMP reported), and while a search runs the
 // largest size known to get through.
 func (e *Endpoint) syncMSS() {
-	mss := min(int(e.synMSS), e.mssForMTU(uint32(e.pathMTU())))
+	mss := min(int(e.synMSS), e.mssForMTU(uint32(e.sizingMTU())))
 	if p := e.mtup; p != nil {
 		mss = min(mss, e.mssForMTU(uint32(p.searchLow)))
 	}

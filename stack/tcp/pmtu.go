@@ -165,22 +165,37 @@ func (e *Endpoint) mssForMTU(mtu uint32) int {
 // or a smaller one ICMP reported for the peer unless the route locks its
 // MTU; 0 without a route.
 func (e *Endpoint) pathMTU() int {
+	mtu, _, _ := e.pathMTUBound()
+	return mtu
+}
+
+// pathMTUBound is pathMTU, and whether a path MTU ICMP reported is what
+// bounds it, until expires.
+func (e *Endpoint) pathMTUBound() (int, bool, tcpip.MonotonicTime) {
 	if e.route == nil {
-		return 0
+		return 0, false, tcpip.MonotonicTime{}
 	}
-	mtu := e.route.MTU() + uint32(e.netHeaderLen()) // the route's MTU is the IP payload's
+	m32 := e.route.MTU() + uint32(e.netHeaderLen()) // the route's MTU is the IP payload's
 	m := e.metrics()
 	if m.MTU > 0 {
-		mtu = m.MTU
+		m32 = m.MTU
 	}
-	if learned, ok := e.learnedMTU(m); ok && learned.mtu < mtu {
-		mtu = learned.mtu
-		// Whatever sizes its segments by this MTU (the handshake,
-		// syncMSS) does so until the entry expires: output sets the
-		// MSS again then (pathMTUExpiry).
-		e.pmtuExpires = pmtuSeconds(learned.expires)
+	if l, ok := e.learnedMTU(m); ok && l.mtu < m32 {
+		return int(l.mtu), true, l.expires
 	}
-	return int(mtu)
+	return int(m32), false, tcpip.MonotonicTime{}
+}
+
+// sizingMTU is pathMTU for what sizes the segments by it (the
+// handshake's pathMSS, applyPathMTU, syncMSS): when a path MTU ICMP
+// reported bounds it, the MSS is set again once that expires (output,
+// pathMTUExpiry).
+func (e *Endpoint) sizingMTU() int {
+	mtu, learned, expires := e.pathMTUBound()
+	if learned {
+		e.pmtuExpires = pmtuSeconds(expires)
+	}
+	return mtu
 }
 
 // learnedMTU is the path MTU ICMP reported for the peer, unless its
@@ -197,8 +212,12 @@ func (e *Endpoint) learnedMTU(m RouteMetrics) (pmtuEntry, bool) {
 // padding to live in. A second late is soon enough for a 10-minute
 // expiry.
 func pmtuSeconds(t tcpip.MonotonicTime) uint32 {
-	s := (t.Sub(tcpip.MonotonicTime{}) + time.Second - 1) / time.Second
-	return uint32(min(max(s, 1), math.MaxUint32))
+	return max(clockSeconds(t.Add(time.Second-1)), 1)
+}
+
+// clockSeconds is t in whole seconds of the engine's clock, rounded down.
+func clockSeconds(t tcpip.MonotonicTime) uint32 {
+	return uint32(min(t.Sub(tcpip.MonotonicTime{})/time.Second, math.MaxUint32))
 }
 
 // pathMTUExpiry sets the send MSS again once the path MTU ICMP reported
@@ -216,7 +235,7 @@ func pmtuSeconds(t tcpip.MonotonicTime) uint32 {
 //
 //go:noinline
 func (e *Endpoint) pathMTUExpiry() {
-	if uint32(min(e.now().Sub(tcpip.MonotonicTime{})/time.Second, math.MaxUint32)) < e.pmtuExpires {
+	if clockSeconds(e.now()) < e.pmtuExpires {
 		return
 	}
 	// syncMSS sets the deadline again if a path MTU learned still
@@ -237,14 +256,14 @@ func (e *Endpoint) pathMTUExpiry() {
 // pathMSS is the largest segment payload the path MTU allows, timestamps
 // aside: what the handshake bounds the send MSS by.
 func (e *Endpoint) pathMSS() int {
-	return e.pathMTU() - e.netHeaderLen() - header.TCPMinimumSize
+	return e.sizingMTU() - e.netHeaderLen() - header.TCPMinimumSize
 }
 
 // applyPathMTU lowers the send MSS to what the path MTU allows, when the
 // connection is established: an MTU ICMP reported for the peer since the
 // handshake began.
 func (e *Endpoint) applyPathMTU() {
-	if mss := e.mssForMTU(uint32(e.pathMTU())); mss < e.sndMSS {
+	if mss := e.mssForMTU(uint32(e.sizingMTU())); mss < e.sndMSS {
 		e.sndMSS = mss
 	}
 }
