@@ -169,8 +169,8 @@ func (e *Endpoint) pathMTU() int {
 	return mtu
 }
 
-// pathMTUBound is pathMTU, and whether a path MTU ICMP reported is what
-// bounds it, until expires.
+// pathMTUBound is pathMTU, whether a path MTU ICMP reported is what
+// bounds it, and when that report expires.
 func (e *Endpoint) pathMTUBound() (int, bool, tcpip.MonotonicTime) {
 	if e.route == nil {
 		return 0, false, tcpip.MonotonicTime{}
@@ -298,16 +298,15 @@ func (e *Endpoint) pathMTUArrives(mtu uint32) {
 		// ip_rt_min_pmtu; RFC 1191 7's plateau table is only a MAY.
 		// Dropping the report, as the engine did, left the full-sized
 		// segments to be dropped by that router for ever: a black
-		// hole. As Linux's
+		// hole; and with DF still set a path MTU of 552 is one too,
+		// each new report changing nothing. As Linux's
 		// __ip_rt_update_pmtu, the path MTU becomes min(old_mtu, 552)
 		// and is locked (the exception's fnhe_mtu_locked), so that
 		// ip_dont_fragment sends without DF and the small hop
 		// fragments what we send, rather than segments that small.
-		// With DF still set that hop would drop every segment again,
-		// each new report changing nothing: a black hole. While the
-		// lock holds Linux takes no report (ip_mtu_locked): here one
-		// comes to min(old_mtu, 552), the path MTU again, and is
-		// dropped below.
+		// While the lock holds Linux takes no report (ip_mtu_locked):
+		// here one comes to min(old_mtu, 552), the path MTU again, and
+		// is dropped below.
 		mtu, lock = min(cur, linuxMinPMTU), true
 	}
 	if mtu > cur || mtu == cur && (!lock || learned.locked) {
