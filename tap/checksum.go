@@ -188,10 +188,12 @@ func (l ipLayout) withPseudo() bool {
 // (fragChecker). Protocols without a checksum are accepted.
 func ipFrameValid(frame []byte) bool {
 	l, ok := parseIPFrame(frame)
-	if !ok {
-		// Not IP (ARP), or malformed: the network layer judges it.
-		return true
-	}
+	// Not IP (ARP), or malformed: the network layer judges it.
+	return !ok || layoutValid(frame, l)
+}
+
+// layoutValid is ipFrameValid for a frame parseIPFrame laid out as l.
+func layoutValid(frame []byte, l ipLayout) bool {
 	if !l.v6 && !header.IPv4(frame[l.ip:l.l4]).IsChecksumValid() {
 		return false
 	}

@@ -92,15 +92,17 @@ const (
 // verify checks frame, which the kernel (or a pipe's sender) did not
 // vouch for, on a link that vouches for every frame it delivers: its
 // checksums (ipFrameValid), and a fragment's datagram as a whole (check).
-func (c *fragChecker) verify(frame []byte, now time.Time) fragVerdict {
-	if !ipFrameValid(frame) {
+func (c *fragChecker) verify(frame []byte) fragVerdict {
+	l, ok := parseIPFrame(frame) // parsed once, for both
+	switch {
+	case !ok:
+		return fragDeliver // not IP, or malformed: the network layer judges it
+	case !layoutValid(frame, l):
 		return fragBadChecksum
-	}
-	l, ok := parseIPFrame(frame)
-	if !ok || !l.fragment {
+	case !l.fragment:
 		return fragDeliver
 	}
-	return c.check(frame, l, now)
+	return c.check(frame, l, time.Now()) // the clock read for fragments only
 }
 
 // check takes note of fragment frame, laid out as l (l.fragment), and

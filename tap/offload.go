@@ -215,7 +215,7 @@ func (r *rxReader) deliverVnet(f rxFrame) {
 		// A fragment's transport checksum is that of its datagram,
 		// checked with the fragment that completes it (fragcheck.go):
 		// gVisor marks the reassembled datagram validated too.
-		switch l.frags.verify(prefix[:frameLen], time.Now()) {
+		switch l.frags.verify(prefix[:frameLen]) {
 		case fragBadChecksum:
 			l.rxBadChecksum.Add(1)
 			l.rxDropped.Add(1)

@@ -415,7 +415,7 @@ func (pp *pipePort) offloadIn(frame []byte, needsCsum bool) (validated, ok bool)
 	if needsCsum {
 		return true, true
 	}
-	switch pp.frags.verify(frame, time.Now()) {
+	switch pp.frags.verify(frame) {
 	case fragBadChecksum:
 		pp.peer.droppedBadChecksum.Add(1)
 		return true, false
