@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -271,4 +273,97 @@ func TestCloseResets(t *testing.T) {
 	if _, err := est.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNABORTED) {
 		t.Errorf("Read after Close: %v, want ECONNABORTED", err)
 	}
+}
+
+// attachedObserver records the state changes it hears of once watch is
+// set, each with whether the fixture's link was still attached to the
+// stack then: a capture is link middleware (pcap.Writer), closed when
+// the stack takes its interface away, and what reaches the observer
+// after that is not in the capture. It holds the goroutine that hands it
+// the change to hold, until release.
+type attachedObserver struct {
+	watch   atomic.Pointer[channel.Endpoint]
+	hold    event.State
+	held    chan struct{} // closed when a goroutine is held
+	release chan struct{}
+	mu      sync.Mutex
+	seen    []string
+}
+
+func (o *attachedObserver) observe(ev event.Event) {
+	link := o.watch.Load()
+	if link == nil || ev.Kind != event.KindState {
+		return
+	}
+	if ev.To == o.hold {
+		close(o.held)
+		<-o.release
+	}
+	where := "attached"
+	if !link.IsAttached() {
+		where = "detached"
+	}
+	o.mu.Lock()
+	o.seen = append(o.seen, fmt.Sprintf("%v (link %s)", ev.To, where))
+	o.mu.Unlock()
+}
+
+// TestCloseDeliversEventsBeforeLinks: the goroutine that took the peer's
+// FIN moved the connection to TIME-WAIT and is still handing the change
+// to the observer (preempted, or waiting for a capture's lock) when the
+// user, who already sees TIME-WAIT, closes the stack: tapstack dial
+// waits for TIME-WAIT and then closes its stack, and its capture is in
+// the link. Events are delivered after the engine's locks are released,
+// maybe by another goroutine; Close must let them reach the observer
+// before it takes the interfaces away, so that a capture in the link
+// holds every state the connection went through, and the ACK of the FIN
+// leaves. Before, Close waited for events only at its end, after the
+// links were closed: cmd/tapstack's TestDialPlotProgress once drew a
+// page without the TIME-WAIT.
+func TestCloseDeliversEventsBeforeLinks(t *testing.T) {
+	o := &attachedObserver{hold: event.TimeWait, held: make(chan struct{}), release: make(chan struct{})}
+	p, ep := tcptest.FinWait2(t, tcptest.WithTCP(tcp.Options{Observer: o.observe}))
+	iss, _ := p.StackISS()
+	c := newCapture(p)
+	o.watch.Store(p.Link)
+
+	arrived := make(chan struct{})
+	go func() {
+		defer close(arrived)
+		p.Inject(tcptest.Seg{Flags: "F.", Seq: 1, Ack: 2})
+	}()
+	select {
+	case <-o.held:
+	case <-time.After(guard):
+		t.Fatal("the FIN's TIME-WAIT never reached the observer")
+	}
+	p.WantState(ep, event.TimeWait) // what the user sees
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		p.Stack.Close()
+	}()
+	// The observer goes on once Close has taken the interface away, or
+	// once Close has had long enough to get there, if it would.
+	for range 100 {
+		if !p.Link.IsAttached() {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(o.release)
+	for _, done := range []chan struct{}{arrived, closed} {
+		select {
+		case <-done:
+		case <-time.After(guard):
+			t.Fatal("Close or the FIN's delivery did not return")
+		}
+	}
+	o.mu.Lock()
+	got := strings.Join(o.seen, ", ")
+	o.mu.Unlock()
+	if want := "TIME-WAIT (link attached), CLOSED (link attached)"; got != want {
+		t.Errorf("the observer heard of %s; want %s", got, want)
+	}
+	want(t, c.take(), wireSeg{p.PeerPort, header.TCPFlagAck, iss + 2, tcptest.PeerISS + 2, 0})
 }

@@ -317,8 +317,9 @@ func (s *Stack) AddRoute(dst netip.Prefix, gw netip.Addr, nic tcpip.NICID) error
 // open (SYN-RECEIVED, ESTABLISHED, FIN-WAIT-1, FIN-WAIT-2, CLOSE-WAIT),
 // and users see ECONNABORTED. Connections in
 // TIME-WAIT are deleted. The interfaces are detached and closed once
-// their links have passed the resets on, and Close waits for their
-// goroutines. Shutdown is the graceful way.
+// their links have passed the resets on and the observer has heard of
+// every event made until then, and Close waits for their goroutines.
+// Shutdown is the graceful way.
 func (s *Stack) Close() {
 	s.mu.Lock()
 	if s.closed {
@@ -339,6 +340,12 @@ func (s *Stack) Close() {
 			return ok
 		})
 	}
+	// Events are delivered after the engine's locks are released, maybe
+	// by another goroutine a moment after a user saw the state they tell
+	// (a dial that waited for TIME-WAIT and closes the stack): they reach
+	// the observer before the interfaces go, for a capture is link
+	// middleware (pcap.Writer) and is closed with its link.
+	s.tcp.SyncEvents()
 	// Remove the NICs before gVisor's Stack.Wait: it waits for each link
 	// endpoint while holding the stack's lock, and a link goroutine that is
 	// delivering a frame into this stack at that moment needs the same
@@ -360,9 +367,9 @@ func (s *Stack) Close() {
 	}
 	s.s.Close()
 	s.s.Wait()
-	// Events are delivered after the engine's locks are released, maybe
-	// on a link's goroutine: the observer hears of every connection's
-	// end before Close returns.
+	// And those of the closing itself (TIME-WAIT records deleted, a
+	// frame that was arriving): the observer hears of every
+	// connection's end before Close returns.
 	s.tcp.SyncEvents()
 }
 
