@@ -239,3 +239,32 @@ func blockSizes(b []byte, typ uint32) sizes {
 	}
 	return s
 }
+
+// An event that reaches the observer once the capture is closed (the
+// stack closed its link before an engine goroutine delivered it) is not
+// in the capture: it is counted as lost, as EventStats.Skipped says,
+// rather than lost without a trace.
+func TestEventsAfterCloseCounted(t *testing.T) {
+	a, b := tap.Pipe()
+	defer b.Close()
+	var buf bytes.Buffer
+	w, err := pcap.New(a, &buf, pcap.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	obs := w.Observer(nil)
+	c := event.ConnID{Local: netip.MustParseAddrPort("192.0.2.1:80"), Remote: netip.MustParseAddrPort("192.0.2.2:40000")}
+	obs(event.Event{Kind: event.KindState, Conn: c, From: event.FinWait1, To: event.FinWait2})
+	if err := w.CloseCapture(); err != nil {
+		t.Fatal(err)
+	}
+	obs(event.Event{Kind: event.KindState, Conn: c, From: event.FinWait2, To: event.TimeWait})
+	if st := w.EventStats(); st.Recorded != 1 || st.Skipped != 1 {
+		t.Errorf("event stats %+v, want 1 recorded and 1 lost after the close", st)
+	}
+	got, err := pcap.ReadEvents(bytes.NewReader(buf.Bytes()))
+	if err != nil || len(got) != 1 || got[0].To != "FIN-WAIT-2" {
+		t.Errorf("capture holds %+v (%v), want the FIN-WAIT-2 alone", got, err)
+	}
+}

@@ -291,10 +291,14 @@ func (w *Writer) Observer(next event.Observer) event.Observer {
 	}
 }
 
-// observe files ev for its frame.
+// observe files ev for its frame. Once the capture is stopped, ev is
+// lost and counted (EventStats.Skipped): the stack closed the link
+// before an engine goroutine delivered it.
 func (w *Writer) observe(ev event.Event) {
 	w.mu.Lock()
-	if !w.stopped {
+	if w.stopped {
+		w.events.skipped++
+	} else {
 		now := time.Now()
 		w.ann.event(now, &ev)
 		w.recordEventLocked(now, &ev)
