@@ -224,17 +224,27 @@ func newUDPConn(s *stack.Stack, network string, proto tcpip.NetworkProtocolNumbe
 // fixAddrs reads the bound (and connected) addresses once.
 func (c *UDPConn) fixAddrs() {
 	if la, err := c.sock.ep.GetLocalAddress(); err == nil {
-		c.sock.laddr = net.UDPAddrFromAddrPort(udpFromFull(la))
+		c.sock.laddr = net.UDPAddrFromAddrPort(udpFromFull(la, c.proto))
 	}
 	if ra, err := c.sock.ep.GetRemoteAddress(); err == nil {
-		c.sock.raddr = net.UDPAddrFromAddrPort(udpFromFull(ra))
+		c.sock.raddr = net.UDPAddrFromAddrPort(udpFromFull(ra, c.proto))
 	}
 }
 
-// udpFromFull converts a gVisor address for a *net.UDPAddr: the unbound
-// address of an IPv6 socket reads [::], of an IPv4 one 0.0.0.0.
-func udpFromFull(fa tcpip.FullAddress) netip.AddrPort {
-	return addrPort(fa)
+// udpFromFull converts a gVisor address of a socket of family proto for
+// a *net.UDPAddr. gVisor gives a socket bound to no address no address
+// at all; package net reads getsockname, where Linux's inet_getname and
+// inet6_getname give the family's wildcard: [::] for an IPv6 socket
+// (dual-stack or not), 0.0.0.0 for an IPv4 one.
+func udpFromFull(fa tcpip.FullAddress, proto tcpip.NetworkProtocolNumber) netip.AddrPort {
+	ap := addrPort(fa)
+	if ap.Addr().IsValid() {
+		return ap
+	}
+	if proto == header.IPv4ProtocolNumber {
+		return netip.AddrPortFrom(netip.IPv4Unspecified(), ap.Port())
+	}
+	return netip.AddrPortFrom(netip.IPv6Unspecified(), ap.Port())
 }
 
 // LocalAddr returns the bound address, a *net.UDPAddr.

@@ -575,3 +575,46 @@ func TestListenFamilyClose(t *testing.T) {
 		c.Close()
 	})
 }
+
+// TestUDPLocalAddrWildcard: a UDP socket bound to no address reports its
+// family's wildcard, as package net's does (it reads getsockname):
+// "0.0.0.0:p" for udp4, "[::]:p" for udp6 and for the dual-stack "udp",
+// never ":p" with no IP; so do the Source of its errors.
+func TestUDPLocalAddrWildcard(t *testing.T) {
+	s := stack.New(stack.Options{Clock: faketime.NewManualClock()})
+	defer s.Close()
+	for _, tc := range []struct{ network, address, want string }{
+		{"udp4", ":0", "0.0.0.0"},
+		{"udp4", "0.0.0.0:0", "0.0.0.0"},
+		{"udp6", ":0", "::"},
+		{"udp6", "[::]:0", "::"},
+		{"udp", ":0", "::"},
+		{"udp", "[::]:0", "::"},
+	} {
+		pc, err := conn.ListenPacket(s, tc.network, tc.address)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := pc.(*conn.UDPConn)
+		la, ok := c.LocalAddr().(*net.UDPAddr)
+		if !ok || la.Port == 0 || !la.IP.Equal(net.ParseIP(tc.want)) {
+			t.Errorf("ListenPacket(%q, %q).LocalAddr() = %v, want %s with a port", tc.network, tc.address, c.LocalAddr(), tc.want)
+		}
+		// An error names the socket as its LocalAddr does.
+		_, err = c.Write([]byte("x"))
+		var oe *net.OpError
+		if !errors.As(err, &oe) || oe.Source == nil || oe.Source.String() != c.LocalAddr().String() {
+			t.Errorf("%s %s: Write error %v, want Source %v", tc.network, tc.address, err, c.LocalAddr())
+		}
+		c.Close()
+	}
+	// ListenUDP with a nil laddr is the dual-stack wildcard too.
+	c, err := conn.ListenUDP(s, "udp", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if la := c.LocalAddr().(*net.UDPAddr); !la.IP.Equal(net.IPv6unspecified) {
+		t.Errorf("ListenUDP(udp, nil).LocalAddr() = %v, want [::]:p", la)
+	}
+}
