@@ -60,22 +60,36 @@ func ListenPacket(s *stack.Stack, network, address string) (net.PacketConn, erro
 }
 
 // ListenUDP opens a UDP socket bound to laddr, like net.ListenUDP. A nil
-// laddr, or one with no IP, binds every address of the stack; with
-// network "udp" that socket takes IPv4 and IPv6 (an IPv6 socket without
-// IPV6_V6ONLY, as Linux's default), with "udp6" IPv6 only, with "udp4"
-// IPv4 only. Port 0 picks an ephemeral port.
+// laddr, or one with no IP or an unspecified one (0.0.0.0 or ::), binds
+// every address of the stack; with network "udp" that socket takes IPv4
+// and IPv6 (an IPv6 socket without IPV6_V6ONLY, as Linux's default), with
+// "udp6" IPv6 only, with "udp4" IPv4 only. Port 0 picks an ephemeral
+// port.
 func ListenUDP(s *stack.Stack, network string, laddr *net.UDPAddr) (*UDPConn, error) {
 	return listenUDP(s, network, udpAddr(laddr))
 }
 
+// listenUDP binds local. Package net's "udp" on a wildcard is one
+// dual-stack IPv6 socket whichever wildcard the caller gave
+// (favoriteAddrFamily, for a listen): 0.0.0.0 too binds [::]. Errors name
+// the address as the caller gave it, as package net's do.
 func listenUDP(s *stack.Stack, network string, local netip.AddrPort) (*UDPConn, error) {
+	at := local
+	if network == "udp" && local.Addr() == netip.IPv4Unspecified() {
+		at = netip.AddrPortFrom(netip.IPv6Unspecified(), local.Port())
+	}
+	return bindUDP(s, network, local, at)
+}
+
+// bindUDP opens a socket for network bound to at; errors name local.
+func bindUDP(s *stack.Stack, network string, local, at netip.AddrPort) (*UDPConn, error) {
 	opErr := func(err error) error {
 		return &net.OpError{Op: "listen", Net: network, Addr: net.UDPAddrFromAddrPort(local), Err: wrapErrno("bind", err)}
 	}
 	if s == nil {
 		return nil, opErr(errors.New("conn: nil stack"))
 	}
-	proto, v6only, err := udpFamily(network, local.Addr(), netip.Addr{})
+	proto, v6only, err := udpFamily(network, at.Addr(), netip.Addr{})
 	if err != nil {
 		return nil, opErr(err)
 	}
@@ -83,7 +97,7 @@ func listenUDP(s *stack.Stack, network string, local netip.AddrPort) (*UDPConn, 
 	if err != nil {
 		return nil, opErr(err)
 	}
-	if terr := c.sock.ep.Bind(fullAddress(local)); terr != nil {
+	if terr := c.sock.ep.Bind(fullAddress(at)); terr != nil {
 		c.sock.ep.Close()
 		return nil, opErr(errno(terr))
 	}
@@ -105,7 +119,10 @@ func ListenMulticastUDP(s *stack.Stack, network string, nic tcpip.NICID, gaddr *
 	} else {
 		any = netip.IPv6Unspecified()
 	}
-	c, err := listenUDP(s, network, netip.AddrPortFrom(any, g.Port()))
+	// The family of the group, as net.ListenMulticastUDP's socket,
+	// not the dual-stack socket of a "udp" listen on 0.0.0.0.
+	at := netip.AddrPortFrom(any, g.Port())
+	c, err := bindUDP(s, network, at, at)
 	if err != nil {
 		return nil, err
 	}
@@ -201,7 +218,8 @@ func udpFamily(network string, local, remote netip.Addr) (tcpip.NetworkProtocolN
 	case given(local):
 		return netProtoOf(local), false, nil
 	case local.Is4() || remote.Is4():
-		// 0.0.0.0 given explicitly: an IPv4 socket, as Go's net makes.
+		// 0.0.0.0 given explicitly: an IPv4 socket, as Go's net makes
+		// for a dial (listenUDP has made a listen's 0.0.0.0 [::]).
 		return header.IPv4ProtocolNumber, false, nil
 	}
 	return header.IPv6ProtocolNumber, false, nil

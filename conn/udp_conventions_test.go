@@ -618,3 +618,63 @@ func TestUDPLocalAddrWildcard(t *testing.T) {
 		t.Errorf("ListenUDP(udp, nil).LocalAddr() = %v, want [::]:p", la)
 	}
 }
+
+// TestUDPListenWildcardDualStack: "udp" on a wildcard address, 0.0.0.0
+// included, is package net's dual-stack socket (favoriteAddrFamily makes
+// an AF_INET6 socket without IPV6_V6ONLY for a listen on any wildcard):
+// it reports "[::]:p" and takes datagrams over IPv4 and IPv6. "udp4"
+// takes IPv4 only, "udp6" IPv6 only.
+func TestUDPListenWildcardDualStack(t *testing.T) {
+	fake(t, func(t *testing.T, clock *faketime.ManualClock) {
+		client, server := tsPair(t, clock, tcp.Options{}, tcp.Options{})
+		listenUDP4 := func(a string) net.PacketConn {
+			c, err := conn.ListenUDP(server, "udp", &net.UDPAddr{IP: net.IPv4zero, Port: int(netip.MustParseAddrPort(a).Port())})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return c
+		}
+		for _, tc := range []struct {
+			network, address string
+			listen           func(string) net.PacketConn
+			addr             string
+			v4, v6           bool
+		}{
+			{"udp", ":0", nil, "::", true, true},
+			{"udp", "0.0.0.0:9200", nil, "::", true, true},
+			{"udp", "[::]:9201", nil, "::", true, true},
+			{"udp", "0.0.0.0:9202", listenUDP4, "::", true, true}, // ListenUDP, IP: net.IPv4zero
+			{"udp4", "0.0.0.0:9203", nil, "0.0.0.0", true, false},
+			{"udp6", "[::]:9204", nil, "::", false, true},
+		} {
+			var pc net.PacketConn
+			if tc.listen != nil {
+				pc = tc.listen(tc.address)
+			} else {
+				var err error
+				if pc, err = conn.ListenPacket(server, tc.network, tc.address); err != nil {
+					t.Fatal(err)
+				}
+			}
+			la := pc.LocalAddr().(*net.UDPAddr)
+			if !la.IP.Equal(net.ParseIP(tc.addr)) {
+				t.Errorf("%s %s: LocalAddr %v, want %s", tc.network, tc.address, la, tc.addr)
+			}
+			for _, peer := range []struct {
+				addr string
+				want bool
+			}{{"192.0.2.1", tc.v4}, {"2001:db8::1", tc.v6}} {
+				c := dialUDP(t, client, "udp", nil, netip.AddrPortFrom(netip.MustParseAddr(peer.addr), uint16(la.Port)).String())
+				c.Write([]byte("to the wildcard"))
+				pc.SetReadDeadline(clock.Now().Add(time.Second))
+				got := start(clock, func() error { _, _, err := pc.ReadFrom(make([]byte, 100)); return err })
+				advance(clock, time.Second)
+				if err := now(t, got, "ReadFrom").err; (err == nil) != peer.want {
+					t.Errorf("%s %s: a datagram from %s: ReadFrom = %v, want it delivered: %v", tc.network, tc.address, peer.addr, err, peer.want)
+				}
+				c.Close()
+			}
+			pc.Close()
+		}
+	})
+}
