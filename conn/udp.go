@@ -277,8 +277,17 @@ func (c *UDPConn) RemoteAddr() net.Addr {
 }
 
 // Read reads one datagram from the connected peer; a datagram longer
-// than b is truncated, the rest lost, as recv(2) does.
+// than b is truncated, the rest lost, as recv(2) does. An empty b returns
+// 0, nil at once and takes no datagram, as package net's Read does
+// (internal/poll's FD.Read makes no syscall for it); ReadFrom with an
+// empty b takes one, as recvfrom(2) does.
 func (c *UDPConn) Read(b []byte) (int, error) {
+	if len(b) == 0 {
+		if c.sock.isClosed() {
+			return 0, c.sock.opError("read", nil, net.ErrClosed)
+		}
+		return 0, nil
+	}
 	n, _, _, err := c.sock.read(b)
 	return n, c.sock.opError("read", nil, err)
 }

@@ -195,6 +195,72 @@ func TestUDPTruncated(t *testing.T) {
 	})
 }
 
+// TestUDPZeroLength: an empty datagram is a datagram, both ways: Write
+// and WriteTo send one, ReadFrom returns it as 0 bytes and its sender.
+// Read with an empty buffer returns 0, nil at once and leaves the next
+// datagram waiting, as package net's Read does (internal/poll's FD.Read
+// answers a zero-byte read without a syscall), where ReadFrom with one
+// takes the datagram, as recvfrom(2) does.
+func TestUDPZeroLength(t *testing.T) {
+	fake(t, func(t *testing.T, clock *faketime.ManualClock) {
+		client, server := tsPair(t, clock, tcp.Options{}, tcp.Options{})
+		srv := listenUDP(t, server, "udp4", &net.UDPAddr{Port: 9000})
+		c := dialUDP(t, client, "udp4", nil, "192.0.2.1:9000")
+		buf := make([]byte, 10)
+		read := func(pc net.PacketConn, b []byte) (int, net.Addr, error) {
+			t.Helper()
+			var n int
+			var from net.Addr
+			ch := start(clock, func() (err error) { n, from, err = pc.ReadFrom(b); return err })
+			return n, from, now(t, ch, "ReadFrom").err
+		}
+		// Connected Write of nothing; then WriteTo of nothing, back.
+		if n, err := c.Write(nil); n != 0 || err != nil {
+			t.Fatalf("Write(nil) = %d, %v", n, err)
+		}
+		n, from, err := read(srv, buf)
+		if n != 0 || err != nil || from.String() != c.LocalAddr().String() {
+			t.Fatalf("ReadFrom = %d from %v, %v; want the empty datagram from %v", n, from, err, c.LocalAddr())
+		}
+		if n, err := srv.WriteTo([]byte{}, from); n != 0 || err != nil {
+			t.Fatalf("WriteTo(empty) = %d, %v", n, err)
+		}
+		if n, _, err := read(c, buf); n != 0 || err != nil {
+			t.Fatalf("client ReadFrom = %d, %v; want the empty datagram", n, err)
+		}
+
+		// Read(nil) with nothing waiting: 0, nil at once.
+		var zn int
+		ch := start(clock, func() (err error) { zn, err = c.Read(nil); return err })
+		if r := now(t, ch, "Read(nil) with nothing to read"); zn != 0 || r.err != nil {
+			t.Errorf("Read(nil) = %d, %v; want 0, nil", zn, r.err)
+		}
+		// Read(nil) with a datagram waiting leaves it for the next Read.
+		srv.WriteTo([]byte("kept"), from)
+		synctest.Wait()
+		if n, err := c.Read(nil); n != 0 || err != nil {
+			t.Errorf("Read(nil) = %d, %v; want 0, nil", n, err)
+		}
+		if n, _, err := read(c, buf); err != nil || string(buf[:n]) != "kept" {
+			t.Errorf("Read after Read(nil) = %q, %v; want the datagram Read(nil) left", buf[:n], err)
+		}
+		// ReadFrom(nil) takes it, as recvfrom does.
+		srv.WriteTo([]byte("taken"), from)
+		srv.WriteTo([]byte("next"), from)
+		synctest.Wait()
+		if n, from, err := c.ReadFrom(nil); n != 0 || err != nil || from == nil {
+			t.Errorf("ReadFrom(nil) = %d, %v, %v; want 0, the sender, nil", n, from, err)
+		}
+		if n, _, err := read(c, buf); err != nil || string(buf[:n]) != "next" {
+			t.Errorf("ReadFrom after ReadFrom(nil) = %q, %v; want the next datagram", buf[:n], err)
+		}
+		c.Close()
+		if _, err := c.Read(nil); !errors.Is(err, net.ErrClosed) {
+			t.Errorf("Read(nil) after Close = %v, want net.ErrClosed", err)
+		}
+	})
+}
+
 // TestUDPPortUnreachable: a datagram to a port nobody holds is answered
 // with ICMP port unreachable (RFC 1122 4.1.3.1), counted as NoPort, and
 // the connected socket that sent it fails its next call with
