@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"syscall"
 	"time"
@@ -139,7 +140,7 @@ func ListenMulticastUDP(s *stack.Stack, network string, nic tcpip.NICID, gaddr *
 // an ephemeral one. Nothing is sent by dialing.
 func DialUDP(s *stack.Stack, network string, laddr, raddr *net.UDPAddr) (*UDPConn, error) {
 	if raddr == nil {
-		return nil, &net.OpError{Op: "dial", Net: network, Err: errors.New("missing address")}
+		return nil, &net.OpError{Op: "dial", Net: network, Err: errMissingAddress}
 	}
 	return dialUDP(s, network, udpAddr(laddr), udpAddr(raddr))
 }
@@ -332,6 +333,61 @@ func (c *UDPConn) ReadMsgUDPAddrPort(b, oob []byte) (n, oobn, flags int, addr ne
 	}
 	return n, 0, flags, addrPort(from), nil
 }
+
+// ReadMsgUDP is ReadMsgUDPAddrPort returning a *net.UDPAddr.
+func (c *UDPConn) ReadMsgUDP(b, oob []byte) (n, oobn, flags int, addr *net.UDPAddr, err error) {
+	n, oobn, flags, ap, err := c.ReadMsgUDPAddrPort(b, oob)
+	if err != nil {
+		return n, oobn, flags, nil, err
+	}
+	return n, oobn, flags, net.UDPAddrFromAddrPort(ap), nil
+}
+
+// WriteMsgUDP sends b as one datagram to addr, or to the connected peer
+// when addr is nil, as sendmsg(2) does. An addr on a connected UDPConn
+// fails with net.ErrWriteToConnected, a nil one on an unconnected UDPConn
+// with "missing address", as package net's do before any syscall
+// (udpsock_posix.go writeMsg). oob must be empty: no control message is
+// supported, and one is refused (EOPNOTSUPP) rather than ignored, since
+// IP_PKTINFO or a TTL ignored would send the datagram otherwise than
+// asked.
+func (c *UDPConn) WriteMsgUDP(b, oob []byte, addr *net.UDPAddr) (n, oobn int, err error) {
+	if addr == nil {
+		return c.writeMsg(b, oob, netip.AddrPort{}, nil)
+	}
+	return c.writeMsg(b, oob, addr.AddrPort(), addr)
+}
+
+// WriteMsgUDPAddrPort is WriteMsgUDP with a netip.AddrPort; the zero
+// AddrPort means the connected peer.
+func (c *UDPConn) WriteMsgUDPAddrPort(b, oob []byte, addr netip.AddrPort) (n, oobn int, err error) {
+	var na net.Addr
+	if addr.IsValid() {
+		na = net.UDPAddrFromAddrPort(addr)
+	}
+	return c.writeMsg(b, oob, addr, na)
+}
+
+func (c *UDPConn) writeMsg(b, oob []byte, addr netip.AddrPort, na net.Addr) (int, int, error) {
+	connected := c.sock.raddr != nil
+	switch {
+	case connected && na != nil:
+		return 0, 0, c.sock.opError("write", na, net.ErrWriteToConnected)
+	case !connected && na == nil:
+		return 0, 0, c.sock.opError("write", nil, errMissingAddress)
+	case len(oob) > 0:
+		return 0, 0, c.sock.opError("write", na, os.NewSyscallError("sendmsg", syscall.EOPNOTSUPP))
+	case connected:
+		n, err := c.Write(b)
+		return n, 0, err
+	}
+	n, err := c.WriteToUDPAddrPort(b, addr)
+	return n, 0, err
+}
+
+// errMissingAddress is package net's error for a send to no address on
+// an unconnected socket.
+var errMissingAddress = errors.New("missing address")
 
 // Write sends b as one datagram to the connected peer.
 func (c *UDPConn) Write(b []byte) (int, error) {

@@ -195,6 +195,57 @@ func TestUDPTruncated(t *testing.T) {
 	})
 }
 
+// TestUDPMsg: ReadMsgUDP and WriteMsgUDP, WriteMsgUDPAddrPort, as
+// *net.UDPConn has them: a datagram longer than b is cut with MSG_TRUNC
+// in flags (recvmsg(2)); an address on a connected socket is
+// net.ErrWriteToConnected and none on an unconnected one "missing
+// address", as package net's writeMsg checks before any syscall.
+func TestUDPMsg(t *testing.T) {
+	fake(t, func(t *testing.T, clock *faketime.ManualClock) {
+		client, server := tsPair(t, clock, tcp.Options{}, tcp.Options{})
+		srv := listenUDP(t, server, "udp4", &net.UDPAddr{Port: 9000})
+		u := listenUDP(t, client, "udp4", nil)
+		c := dialUDP(t, client, "udp4", nil, "192.0.2.1:9000")
+		to := &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 9000}
+		readMsg := func(b []byte) (n, flags int, from *net.UDPAddr, err error) {
+			t.Helper()
+			ch := start(clock, func() (err error) { n, _, flags, from, err = srv.ReadMsgUDP(b, nil); return err })
+			return n, flags, from, now(t, ch, "ReadMsgUDP").err
+		}
+		buf := make([]byte, 4)
+		if n, oobn, err := u.WriteMsgUDP([]byte("0123456789"), nil, to); n != 10 || oobn != 0 || err != nil {
+			t.Fatalf("WriteMsgUDP = %d, %d, %v", n, oobn, err)
+		}
+		n, flags, from, err := readMsg(buf)
+		want := netip.AddrPortFrom(tsPrefix.Addr(), u.LocalAddr().(*net.UDPAddr).AddrPort().Port())
+		if err != nil || string(buf[:n]) != "0123" || flags&syscall.MSG_TRUNC == 0 || from.AddrPort() != want {
+			t.Fatalf("ReadMsgUDP = %q, flags %#x, from %v, %v; want \"0123\" with MSG_TRUNC from %v", buf[:n], flags, from, err, want)
+		}
+		if _, _, err := c.WriteMsgUDP([]byte("conn"), nil, nil); err != nil {
+			t.Fatalf("WriteMsgUDP on a connected socket: %v", err)
+		}
+		if n, flags, from, err := readMsg(buf); err != nil || string(buf[:n]) != "conn" || flags != 0 || from.AddrPort() != c.LocalAddr().(*net.UDPAddr).AddrPort() {
+			t.Fatalf("ReadMsgUDP = %q, flags %#x, from %v, %v; want \"conn\" whole from %v", buf[:n], flags, from, err, c.LocalAddr())
+		}
+		if _, _, err := u.WriteMsgUDPAddrPort([]byte("ap"), nil, to.AddrPort()); err != nil {
+			t.Fatalf("WriteMsgUDPAddrPort: %v", err)
+		}
+		if n, _, _, err := readMsg(buf); err != nil || string(buf[:n]) != "ap" {
+			t.Fatalf("ReadMsgUDP = %q, %v; want \"ap\"", buf[:n], err)
+		}
+		_, _, err = c.WriteMsgUDP([]byte("x"), nil, to)
+		wantNetError(t, err, "write", "udp", net.ErrWriteToConnected)
+		_, _, err = u.WriteMsgUDP([]byte("x"), nil, nil)
+		var oe *net.OpError
+		if !errors.As(err, &oe) || oe.Op != "write" || oe.Err.Error() != "missing address" {
+			t.Errorf("WriteMsgUDP with no address on an unconnected socket = %v, want package net's \"missing address\"", err)
+		}
+		// A control message is refused, not ignored.
+		_, _, err = u.WriteMsgUDP([]byte("x"), []byte{0}, to)
+		wantNetError(t, err, "write", "udp", syscall.EOPNOTSUPP)
+	})
+}
+
 // TestUDPZeroLength: an empty datagram is a datagram, both ways: Write
 // and WriteTo send one, ReadFrom returns it as 0 bytes and its sender.
 // Read with an empty buffer returns 0, nil at once and leaves the next
