@@ -4,7 +4,6 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"os"
 	"strings"
 	"syscall"
 	"time"
@@ -290,7 +289,7 @@ func (c *UDPConn) Read(b []byte) (int, error) {
 		return 0, nil
 	}
 	n, _, _, err := c.sock.read(b)
-	return n, c.sock.opError("read", nil, err)
+	return n, c.sock.opErrorIn("read", "read", nil, err)
 }
 
 // ReadFrom reads one datagram and returns its sender, a *net.UDPAddr.
@@ -326,7 +325,7 @@ func (c *UDPConn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
 func (c *UDPConn) ReadMsgUDPAddrPort(b, oob []byte) (n, oobn, flags int, addr netip.AddrPort, err error) {
 	n, total, from, err := c.sock.read(b)
 	if err != nil {
-		return 0, 0, 0, netip.AddrPort{}, c.sock.opError("read", nil, err)
+		return 0, 0, 0, netip.AddrPort{}, c.sock.opErrorIn("read", "recvmsg", nil, err)
 	}
 	if total > n {
 		flags |= syscall.MSG_TRUNC
@@ -376,13 +375,16 @@ func (c *UDPConn) writeMsg(b, oob []byte, addr netip.AddrPort, na net.Addr) (int
 	case !connected && na == nil:
 		return 0, 0, c.sock.opError("write", nil, errMissingAddress)
 	case len(oob) > 0:
-		return 0, 0, c.sock.opError("write", na, os.NewSyscallError("sendmsg", syscall.EOPNOTSUPP))
-	case connected:
-		n, err := c.Write(b)
-		return n, 0, err
+		return 0, 0, c.sock.opErrorIn("write", "sendmsg", na, syscall.EOPNOTSUPP)
 	}
-	n, err := c.WriteToUDPAddrPort(b, addr)
-	return n, 0, err
+	var n int
+	var err error
+	if connected {
+		n, err = c.udpWrite(b, nil)
+	} else {
+		n, err = c.sendTo(b, addr)
+	}
+	return n, 0, c.sock.opErrorIn("write", "sendmsg", na, err)
 }
 
 // errMissingAddress is package net's error for a send to no address on
@@ -392,10 +394,11 @@ var errMissingAddress = errors.New("missing address")
 // Write sends b as one datagram to the connected peer.
 func (c *UDPConn) Write(b []byte) (int, error) {
 	if c.sock.raddr == nil {
-		return 0, c.sock.opError("write", nil, syscall.EDESTADDRREQ)
+		// write(2) on an unconnected socket (Linux's udp_sendmsg).
+		return 0, c.sock.opErrorIn("write", "write", nil, syscall.EDESTADDRREQ)
 	}
 	n, err := c.udpWrite(b, nil)
-	return n, c.sock.opError("write", nil, err)
+	return n, c.sock.opErrorIn("write", "write", nil, err)
 }
 
 // udpWrite sends b. A datagram the link refused, its queue full, is lost
@@ -435,20 +438,26 @@ func (c *UDPConn) WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error)
 	if c.sock.raddr != nil {
 		return 0, c.sock.opError("write", na, net.ErrWriteToConnected)
 	}
+	n, err := c.sendTo(b, addr)
+	return n, c.sock.opErrorIn("write", "sendto", na, err)
+}
+
+// sendTo sends b as one datagram to addr from an unconnected socket; its
+// errors are bare, for the caller to wrap with its system call's name.
+func (c *UDPConn) sendTo(b []byte, addr netip.AddrPort) (int, error) {
 	if !addr.IsValid() {
-		return 0, c.sock.opError("write", na, syscall.EINVAL)
+		return 0, syscall.EINVAL
 	}
 	if c.proto == header.IPv4ProtocolNumber && !addr.Addr().Unmap().Is4() {
 		// An AF_INET socket cannot name an IPv6 peer.
-		return 0, c.sock.opError("write", na, syscall.EAFNOSUPPORT)
+		return 0, syscall.EAFNOSUPPORT
 	}
 	to := fullAddress(netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port()))
 	if c.dualStack() && addr.Addr().Unmap().Is4() {
 		// A dual-stack socket sends IPv4 to the mapped address.
 		to = fullAddress(netip.AddrPortFrom(netip.AddrFrom16(addr.Addr().As16()), addr.Port()))
 	}
-	n, err := c.udpWrite(b, &to)
-	return n, c.sock.opError("write", na, err)
+	return c.udpWrite(b, &to)
 }
 
 func (c *UDPConn) dualStack() bool {

@@ -58,17 +58,27 @@ func (s *socket) failure(err tcpip.Error) error {
 }
 
 // opError wraps err as package net does. addr is the peer the call was
-// about (nil: the connected peer, if any).
+// about (nil: the connected peer, if any). An errno is put in an
+// os.SyscallError for recvfrom or sendto, the calls of ReadFrom and
+// WriteTo; see opErrorIn.
 func (s *socket) opError(op string, addr net.Addr, err error) error {
-	if err == nil {
-		return nil
-	}
 	call := op
 	switch op {
 	case "read":
 		call = "recvfrom"
 	case "write":
 		call = "sendto"
+	}
+	return s.opErrorIn(op, call, addr, err)
+}
+
+// opErrorIn is opError with an errno put in an os.SyscallError for call,
+// the system call package net makes for the method on Linux
+// (fd_posix.go): "read" and "write" for Read and Write, "recvmsg" and
+// "sendmsg" for ReadMsgUDP and WriteMsgUDP.
+func (s *socket) opErrorIn(op, call string, addr net.Addr, err error) error {
+	if err == nil {
+		return nil
 	}
 	if addr == nil {
 		addr = s.raddr

@@ -430,6 +430,50 @@ func TestUDPErrors(t *testing.T) {
 	})
 }
 
+// TestUDPErrorSyscall: the os.SyscallError in an error names the system
+// call package net makes for the method on Linux (fd_posix.go): read and
+// write for Read and Write, recvfrom and sendto for ReadFrom and WriteTo,
+// recvmsg and sendmsg for ReadMsgUDP and WriteMsgUDP; so the text reads
+// as net's, "write udp4 0.0.0.0:p: write: destination address required".
+func TestUDPErrorSyscall(t *testing.T) {
+	fake(t, func(t *testing.T, clock *faketime.ManualClock) {
+		client, _ := tsPair(t, clock, tcp.Options{}, tcp.Options{})
+		c := dialUDP(t, client, "udp4", nil, "192.0.2.1:9") // nobody there
+		u := listenUDP(t, client, "udp4", nil)
+		peer := &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 9}
+		big := make([]byte, 70000)
+		// refused sends a datagram the peer answers with ICMP port
+		// unreachable, so that c's next call fails with ECONNREFUSED.
+		refused := func() {
+			c.Write([]byte("anyone?"))
+			synctest.Wait()
+		}
+		for _, tc := range []struct {
+			call, syscall string
+			do            func() error
+			want          error
+		}{
+			{"Read", "read", func() error { refused(); _, err := c.Read(make([]byte, 1)); return err }, syscall.ECONNREFUSED},
+			{"ReadFrom", "recvfrom", func() error { refused(); _, _, err := c.ReadFrom(make([]byte, 1)); return err }, syscall.ECONNREFUSED},
+			{"ReadMsgUDP", "recvmsg", func() error { refused(); _, _, _, _, err := c.ReadMsgUDP(make([]byte, 1), nil); return err }, syscall.ECONNREFUSED},
+			{"Write", "write", func() error { refused(); _, err := c.Write([]byte("x")); return err }, syscall.ECONNREFUSED},
+			{"Write unconnected", "write", func() error { _, err := u.Write([]byte("x")); return err }, syscall.EDESTADDRREQ},
+			{"WriteTo", "sendto", func() error { _, err := u.WriteTo(big, peer); return err }, syscall.EMSGSIZE},
+			{"WriteMsgUDP", "sendmsg", func() error { _, _, err := u.WriteMsgUDP(big, nil, peer); return err }, syscall.EMSGSIZE},
+		} {
+			err := tc.do()
+			var se *os.SyscallError
+			if !errors.Is(err, tc.want) || !errors.As(err, &se) || se.Syscall != tc.syscall {
+				t.Errorf("%s: %v, want %v from %s, as package net's", tc.call, err, tc.want, tc.syscall)
+			}
+		}
+		_, err := u.Write([]byte("x"))
+		if want := "write udp4 " + u.LocalAddr().String() + ": write: destination address required"; err == nil || err.Error() != want {
+			t.Errorf("Write on an unconnected socket: %v, want %q", err, want)
+		}
+	})
+}
+
 // TestUDPDeadlines: deadlines on the stack's clock, as TCP's: a blocked
 // ReadFrom returns os.ErrDeadlineExceeded when the clock passes the
 // deadline, not before; a past deadline fails at once; a moved deadline
