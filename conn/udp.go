@@ -452,6 +452,12 @@ func (c *UDPConn) sendTo(b []byte, addr netip.AddrPort) (int, error) {
 		// An AF_INET socket cannot name an IPv6 peer.
 		return 0, syscall.EAFNOSUPPORT
 	}
+	if c.proto == header.IPv6ProtocolNumber && addr.Addr().Unmap().Is4() && c.sock.ep.SocketOptions().GetV6Only() {
+		// Nor an IPV6_V6ONLY one an IPv4 peer, which it would name
+		// by its mapped address: Linux's udpv6_sendmsg answers
+		// ENETUNREACH, where gVisor finds no route to the host.
+		return 0, syscall.ENETUNREACH
+	}
 	to := fullAddress(netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port()))
 	if c.dualStack() && addr.Addr().Unmap().Is4() {
 		// A dual-stack socket sends IPv4 to the mapped address.

@@ -353,6 +353,7 @@ func TestUDPErrors(t *testing.T) {
 		listenUDP(t, client, "udp4", &net.UDPAddr{Port: 5353}) // held
 		connected := dialUDP(t, client, "udp", nil, "192.0.2.1:53")
 		unconnected := listenUDP(t, client, "udp4", nil)
+		only6 := listenUDP(t, client, "udp6", nil)
 		closed := listenUDP(t, client, "udp4", nil)
 		closed.Close()
 		peer := &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 53}
@@ -401,6 +402,12 @@ func TestUDPErrors(t *testing.T) {
 				_, err := unconnected.WriteToUDPAddrPort([]byte("x"), netip.MustParseAddrPort("[2001:db8::1]:53"))
 				return err
 			}, syscall.EAFNOSUPPORT},
+			// Linux's udpv6_sendmsg: an IPV6_V6ONLY socket has no
+			// route to an IPv4(-mapped) peer.
+			{"IPv4 peer on an IPv6-only socket", "write", func() error {
+				_, err := only6.WriteTo([]byte("x"), peer)
+				return err
+			}, syscall.ENETUNREACH},
 			{"read after Close", "read", func() error {
 				_, _, err := closed.ReadFrom(make([]byte, 1))
 				return err
