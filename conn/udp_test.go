@@ -3,6 +3,7 @@ package conn_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -312,6 +313,101 @@ func TestUDPZeroLength(t *testing.T) {
 	})
 }
 
+// TestUDPDatagramSizes: the largest datagram is what fits in one IP
+// packet of 65,535 bytes, 65,507 bytes of payload over IPv4 and 65,527
+// over IPv6 (no jumbograms); one byte more fails with EMSGSIZE, as
+// Linux's ip_append_data and ip6_append_data refuse it, and nothing is
+// sent. A datagram larger than the link's MTU leaves in fragments (DF
+// clear, as Linux sends UDP with IP_PMTUDISC_WANT when the path MTU is
+// unknown) and is reassembled whole.
+func TestUDPDatagramSizes(t *testing.T) {
+	fake(t, func(t *testing.T, clock *faketime.ManualClock) {
+		client, server := tsPair(t, clock, tcp.Options{}, tcp.Options{})
+		for _, tc := range []struct {
+			network, peer string
+			max           int
+		}{{"udp4", "192.0.2.1:9000", 65507}, {"udp6", "[2001:db8::1]:9000", 65527}} {
+			srv := listenUDP(t, server, tc.network, &net.UDPAddr{Port: 9000})
+			u := listenUDP(t, client, tc.network, nil)
+			to := netip.MustParseAddrPort(tc.peer)
+			buf := make([]byte, 70000)
+			for _, n := range []int{3000, tc.max} {
+				ip := server.Netstack().Stats().IP.PacketsReceived.Value()
+				if _, err := u.WriteToUDPAddrPort(make([]byte, n), to); err != nil {
+					t.Fatalf("%s: WriteTo %d bytes: %v", tc.network, n, err)
+				}
+				ch := start(clock, func() error {
+					got, _, err := srv.ReadFrom(buf)
+					if err == nil && got != n {
+						return fmt.Errorf("read %d bytes", got)
+					}
+					return err
+				})
+				if r := now(t, ch, "ReadFrom"); r.err != nil {
+					t.Fatalf("%s: a datagram of %d bytes: %v, want it whole", tc.network, n, r.err)
+				}
+				if frags := server.Netstack().Stats().IP.PacketsReceived.Value() - ip; frags < uint64(n/1500+1) {
+					t.Errorf("%s: %d bytes came in %d IP packets, want fragments of the 1500-byte MTU", tc.network, n, frags)
+				}
+			}
+			sent := client.UDPStats().Sent
+			_, err := u.WriteToUDPAddrPort(make([]byte, tc.max+1), to)
+			wantNetError(t, err, "write", "udp", syscall.EMSGSIZE)
+			if client.UDPStats().Sent != sent {
+				t.Errorf("%s: a datagram of %d bytes was counted sent", tc.network, tc.max+1)
+			}
+		}
+	})
+}
+
+// TestUDPPortShare: binding a port already held fails with EADDRINUSE in
+// package net's error, "listen udp4 :p: bind: address already in use",
+// as Linux's udp_lib_get_port: a dual-stack "udp" socket holds the port
+// in both families, so neither "udp4" on the wildcard or one address nor
+// another "udp" may bind it; a "udp4" and a "udp6" (IPV6_V6ONLY) socket
+// share it, each with its own family, as on Linux.
+func TestUDPPortShare(t *testing.T) {
+	fake(t, func(t *testing.T, clock *faketime.ManualClock) {
+		client, server := tsPair(t, clock, tcp.Options{}, tcp.Options{})
+		bind := func(network, addr string) (*conn.UDPConn, error) {
+			return conn.ListenUDP(server, network, net.UDPAddrFromAddrPort(netip.MustParseAddrPort(addr)))
+		}
+		dual, err := bind("udp", "[::]:7000")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct{ network, addr string }{
+			{"udp4", "0.0.0.0:7000"}, {"udp4", "192.0.2.1:7000"}, {"udp6", "[::]:7000"}, {"udp", "[::]:7000"},
+		} {
+			_, err := bind(tc.network, tc.addr)
+			wantNetError(t, err, "listen", tc.network, syscall.EADDRINUSE)
+			var oe *net.OpError
+			if errors.As(err, &oe) && (oe.Net != tc.network || oe.Addr.String() != tc.addr || oe.Source != nil) {
+				t.Errorf("bind %s %s under a dual-stack socket: %#v, want Net %s, Addr %s, no Source", tc.network, tc.addr, oe, tc.network, tc.addr)
+			}
+		}
+		dual.Close()
+		u4, err := bind("udp4", "0.0.0.0:7000")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer u4.Close()
+		u6, err := bind("udp6", "[::]:7000")
+		if err != nil {
+			t.Fatalf("udp6 on the port of a udp4 socket: %v, want both (IPV6_V6ONLY)", err)
+		}
+		defer u6.Close()
+		for _, tc := range []struct {
+			c    *conn.UDPConn
+			peer string
+		}{{u4, "192.0.2.1:7000"}, {u6, "[2001:db8::1]:7000"}} {
+			c := dialUDP(t, client, "udp", nil, tc.peer)
+			c.Write([]byte("which?"))
+			wantDatagram(t, clock, tc.c, "which?")
+		}
+	})
+}
+
 // TestUDPPortUnreachable: a datagram to a port nobody holds is answered
 // with ICMP port unreachable (RFC 1122 4.1.3.1), counted as NoPort, and
 // the connected socket that sent it fails its next call with
@@ -342,6 +438,23 @@ func TestUDPPortUnreachable(t *testing.T) {
 			_, err := c.Write([]byte("and again"))
 			wantNetError(t, err, "write", "udp", syscall.ECONNREFUSED)
 		}
+		// An unconnected socket never hears of it: Linux's
+		// __udp4_lib_err reports an ICMP error only to a connected
+		// socket unless IP_RECVERR is set.
+		u := listenUDP(t, client, "udp", nil)
+		before := server.UDPStats().NoPort
+		for _, to := range []string{"192.0.2.1:9", "[2001:db8::1]:9", "192.0.2.1:9"} {
+			if _, err := u.WriteToUDPAddrPort([]byte("anyone?"), netip.MustParseAddrPort(to)); err != nil {
+				t.Errorf("WriteTo %s after a port unreachable: %v", to, err)
+			}
+			synctest.Wait()
+		}
+		if got := server.UDPStats().NoPort - before; got != 3 {
+			t.Errorf("server NoPort went up by %d, want 3", got)
+		}
+		u.SetReadDeadline(clock.Now())
+		_, _, err := u.ReadFrom(make([]byte, 10))
+		wantNetError(t, err, "read", "udp", os.ErrDeadlineExceeded)
 	})
 }
 
@@ -598,18 +711,45 @@ func TestUDPSetBufferBelowMinimum(t *testing.T) {
 }
 
 // TestUDPBroadcast: a datagram to the subnet's broadcast address reaches
-// a socket bound to the wildcard address on the other stack.
+// a socket bound to the wildcard address on the other stack, not one
+// bound to a unicast address (Linux's __udp_is_mcast_sock). The limited
+// broadcast, 255.255.255.255, leaves by the interface of the socket's
+// bound address, and without one needs a route, as Linux's
+// ip_route_output_key_hash_rcu: ENETUNREACH with no default route.
 func TestUDPBroadcast(t *testing.T) {
 	fake(t, func(t *testing.T, clock *faketime.ManualClock) {
 		client, server := tsPair(t, clock, tcp.Options{}, tcp.Options{})
 		srv := listenUDP(t, server, "udp4", &net.UDPAddr{Port: 67})
+		unicast := listenUDP(t, server, "udp4", &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 68})
 		c := listenUDP(t, client, "udp4", nil)
 		if _, err := c.WriteTo([]byte("all"), &net.UDPAddr{IP: net.IPv4(192, 0, 2, 255), Port: 67}); err != nil {
 			t.Fatal(err)
 		}
 		wantDatagram(t, clock, srv, "all")
+		c.WriteTo([]byte("not for you"), &net.UDPAddr{IP: net.IPv4(192, 0, 2, 255), Port: 68})
+		synctest.Wait()
+		unicast.SetReadDeadline(clock.Now())
+		if _, _, err := unicast.ReadFrom(make([]byte, 20)); !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("a socket bound to 192.0.2.1 got a broadcast: %v", err)
+		}
+
+		limited := &net.UDPAddr{IP: net.IPv4bcast, Port: 67}
+		_, err := c.WriteTo([]byte("everyone"), limited)
+		wantNetError(t, err, "write", "udp", syscall.ENETUNREACH)
+		bound := listenUDP(t, client, "udp4", &net.UDPAddr{IP: tsPrefix.Addr().AsSlice()})
+		if _, err := bound.WriteTo([]byte("everyone"), limited); err != nil {
+			t.Fatalf("limited broadcast from a bound socket: %v", err)
+		}
+		wantDatagram(t, clock, srv, "everyone")
+		if err := client.AddRoute(netip.MustParsePrefix("0.0.0.0/0"), peerAddr, 1); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.WriteTo([]byte("everyone"), limited); err != nil {
+			t.Fatalf("limited broadcast with a default route: %v", err)
+		}
+		wantDatagram(t, clock, srv, "everyone")
 		c.SetBroadcast(false)
-		_, err := c.WriteTo([]byte("all"), &net.UDPAddr{IP: net.IPv4(192, 0, 2, 255), Port: 67})
+		_, err = c.WriteTo([]byte("all"), &net.UDPAddr{IP: net.IPv4(192, 0, 2, 255), Port: 67})
 		wantNetError(t, err, "write", "udp", syscall.EACCES)
 	})
 }
