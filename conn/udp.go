@@ -484,12 +484,15 @@ func (c *UDPConn) SetReadDeadline(t time.Time) error { return c.sock.setDeadline
 // SetWriteDeadline sets the deadline for Write calls.
 func (c *UDPConn) SetWriteDeadline(t time.Time) error { return c.sock.setDeadline(t, false, true) }
 
-// SetReadBuffer sets the receive buffer (SO_RCVBUF): datagrams that
-// arrive while it is full are dropped and counted
-// (stack.UDPStats.ReceiveBufferFull).
+// SetReadBuffer sets the receive buffer (SO_RCVBUF), 212 KiB by default:
+// datagrams that arrive while it is full are dropped and counted
+// (stack.UDPStats.ReceiveBufferFull). The size is kept between 4 KiB and
+// the stack's maximum, 4 MiB, as Linux keeps it between SOCK_MIN_RCVBUF
+// and rmem_max.
 func (c *UDPConn) SetReadBuffer(bytes int) error { return c.sock.setBuffer(true, bytes) }
 
-// SetWriteBuffer sets the send buffer (SO_SNDBUF).
+// SetWriteBuffer sets the send buffer (SO_SNDBUF), within the same
+// limits.
 func (c *UDPConn) SetWriteBuffer(bytes int) error { return c.sock.setBuffer(false, bytes) }
 
 // SetBroadcast allows or forbids sending to a broadcast address

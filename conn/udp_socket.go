@@ -214,22 +214,28 @@ func (s *socket) setDeadline(t time.Time, read, write bool) error {
 	return nil
 }
 
-// setBuffer sets SO_RCVBUF or SO_SNDBUF. A size below the stack's
-// minimum (gVisor's MinBufferSize, 4 KiB), zero or negative included, is
-// raised to it without an error, as Linux raises one to SOCK_MIN_RCVBUF
-// or SOCK_MIN_SNDBUF (a negative one Linux reads as a huge unsigned size,
-// clamped to rmem_max); gVisor's UDP keeps any larger size as given.
+// setBuffer sets SO_RCVBUF or SO_SNDBUF within the stack's limits. A
+// size below the minimum (gVisor's MinBufferSize, 4 KiB), zero or
+// negative included, is raised to it without an error, as Linux raises
+// one to SOCK_MIN_RCVBUF or SOCK_MIN_SNDBUF (a negative one Linux reads as
+// a huge unsigned size, clamped to rmem_max); one above the maximum
+// (DefaultMaxBufferSize, 4 MiB, unless the netstack's
+// ReceiveBufferSizeOption or SendBufferSizeOption says otherwise) is
+// lowered to it, as sk_setsockopt caps SO_RCVBUF at rmem_max and
+// SO_SNDBUF at wmem_max. gVisor's UDP keeps any size it is given, so
+// without the cap a socket asked for 1 GiB would queue 1 GiB of a flood
+// it does not read.
 func (s *socket) setBuffer(read bool, bytes int) error {
 	if s.isClosed() {
 		return s.opError("set", nil, net.ErrClosed)
 	}
 	ops := s.ep.SocketOptions()
 	if read {
-		lo, _ := ops.ReceiveBufferLimits()
-		ops.SetReceiveBufferSize(max(int64(bytes), lo), true)
+		lo, hi := ops.ReceiveBufferLimits()
+		ops.SetReceiveBufferSize(min(max(int64(bytes), lo), hi), true)
 	} else {
-		lo, _ := ops.SendBufferLimits()
-		ops.SetSendBufferSize(max(int64(bytes), lo), true)
+		lo, hi := ops.SendBufferLimits()
+		ops.SetSendBufferSize(min(max(int64(bytes), lo), hi), true)
 	}
 	return nil
 }

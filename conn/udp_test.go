@@ -680,6 +680,40 @@ func TestUDPReceiveBufferFull(t *testing.T) {
 	})
 }
 
+// TestUDPReceiveBufferBound: a flood to a socket that does not read
+// queues at most its receive buffer, 212 KiB by default (Linux's
+// rmem_default), the rest dropped and counted (ReceiveBufferFull, Linux's
+// RcvbufErrors); and SetReadBuffer cannot raise the bound past the
+// stack's maximum, 4 MiB, as Linux caps SO_RCVBUF at rmem_max: a caller
+// asking for 64 MiB does not get a socket that queues 64 MiB of a flood.
+func TestUDPReceiveBufferBound(t *testing.T) {
+	fake(t, func(t *testing.T, clock *faketime.ManualClock) {
+		client, server := tsPair(t, clock, tcp.Options{}, tcp.Options{})
+		u := listenUDP(t, client, "udp4", nil)
+		flood := func(port, n int) {
+			for range n {
+				u.WriteTo(make([]byte, 1000), &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1), Port: port})
+				synctest.Wait() // no drop on the cable
+			}
+		}
+		for _, tc := range []struct {
+			set, sent, bound int
+		}{{0, 400, 212 << 10}, {64 << 20, 6000, 4 << 20}} {
+			srv := listenUDP(t, server, "udp4", nil)
+			if tc.set != 0 {
+				srv.SetReadBuffer(tc.set)
+			}
+			flood(srv.LocalAddr().(*net.UDPAddr).Port, tc.sent)
+			st := srv.Stats()
+			// gVisor refuses a datagram once the buffer holds its size
+			// or more: it may go over by one datagram.
+			if st.Delivered*1000 > uint64(tc.bound+1000) || st.Delivered+st.ReceiveBufferFull != uint64(tc.sent) || st.ReceiveBufferFull == 0 {
+				t.Errorf("SetReadBuffer(%d), %d datagrams of 1000 bytes unread: %+v; want at most %d bytes queued, the rest counted ReceiveBufferFull", tc.set, tc.sent, st, tc.bound)
+			}
+		}
+	})
+}
+
 // TestUDPSetBufferBelowMinimum: SetReadBuffer and SetWriteBuffer with a
 // size below the stack's minimum, zero and negative included, succeed and
 // set the minimum, as Linux raises SO_RCVBUF and SO_SNDBUF to its own
