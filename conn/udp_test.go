@@ -193,6 +193,16 @@ func TestUDPTruncated(t *testing.T) {
 		if err != nil || string(buf[:n]) != "next" || flags&syscall.MSG_TRUNC != 0 {
 			t.Fatalf("second datagram = %q, flags %#x, %v; want \"next\" whole", buf[:n], flags, err)
 		}
+		// ReadFrom and ReadFromUDP cut it too, and say nothing of it:
+		// n is len(b) and the error nil, as package net's.
+		c.Write([]byte("0123456789"))
+		c.Write([]byte("abcdefghij"))
+		if n, _, err := srv.ReadFrom(buf); err != nil || n != len(buf) || string(buf) != "0123" {
+			t.Errorf("ReadFrom = %d %q, %v; want 4 \"0123\", nil", n, buf[:n], err)
+		}
+		if n, _, err := srv.ReadFromUDP(buf); err != nil || n != len(buf) || string(buf) != "abcd" {
+			t.Errorf("ReadFromUDP = %d %q, %v; want 4 \"abcd\", nil", n, buf[:n], err)
+		}
 	})
 }
 
@@ -597,7 +607,8 @@ func TestUDPErrorSyscall(t *testing.T) {
 // TestUDPDeadlines: deadlines on the stack's clock, as TCP's: a blocked
 // ReadFrom returns os.ErrDeadlineExceeded when the clock passes the
 // deadline, not before; a past deadline fails at once; a moved deadline
-// applies to a blocked call; the zero time removes it.
+// applies to a blocked call, one moved into the past ends it at once; the
+// zero time removes it.
 func TestUDPDeadlines(t *testing.T) {
 	fake(t, func(t *testing.T, clock *faketime.ManualClock) {
 		client, _ := tsPair(t, clock, tcp.Options{}, tcp.Options{})
@@ -630,6 +641,14 @@ func TestUDPDeadlines(t *testing.T) {
 		notYet(t, ch, "ReadFrom after its deadline moved")
 		advance(clock, 100*time.Millisecond)
 		wantNetError(t, now(t, ch, "ReadFrom at the moved deadline").err, "read", "udp", os.ErrDeadlineExceeded)
+
+		// Moved into the past while blocked: the call returns at once.
+		c.SetReadDeadline(time.Time{})
+		ch = start(clock, func() error { _, _, err := c.ReadFrom(buf); return err })
+		notYet(t, ch, "ReadFrom before SetDeadline")
+		c.SetDeadline(clock.Now().Add(-time.Second))
+		wantNetError(t, now(t, ch, "ReadFrom after a past deadline was set").err, "read", "udp", os.ErrDeadlineExceeded)
+		c.SetDeadline(time.Time{})
 
 		// Removed: a blocked call waits until Close, which unblocks it.
 		c.SetReadDeadline(time.Time{})
