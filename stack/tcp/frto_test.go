@@ -224,3 +224,95 @@ func TestFRTOSACKRealLoss(t *testing.T) {
 		t.Errorf("spurious RTOs %d, undos %d, cwnd %d; want 0, 0, below %d", st.SpuriousRTOs.Load(), st.Undos.Load(), ep.Info().Cwnd, prior)
 	}
 }
+
+// TestFRTONotInRecovery: F-RTO judges a timeout only when no loss
+// recovery was under way before it, or when the timeout recurs with
+// SND.UNA unmoved (RFC 5682 3.1 step 1: not while RecoveryPoint >=
+// SND.UNA; Linux's tcp_enter_loss: new_recovery || icsk_retransmits).
+// A timeout in fast recovery means the fast retransmission was lost: a
+// loss already proven, so a SACK of data never retransmitted shows only
+// that the rest of the flight got through, not that the timeout was
+// spurious, and step 2.b's new data would hold back the repair of the
+// holes. Likewise a timeout in RTO recovery after the previous one's
+// retransmission was answered (Linux f82b681a, "don't use F-RTO on
+// non-recurring timeouts"). In each case the ACK after the timeout sends
+// the next hole again, and nothing is undone.
+func TestFRTONotInRecovery(t *testing.T) {
+	// fastRecovery: segment 1 of ten is lost, 2-4 are SACKed (RFC 6675
+	// IsLost), 11 and 12 go as limited transmit, 1 is sent again, and
+	// that retransmission is lost too: the timeout comes in fast
+	// recovery.
+	fastRecovery := func(t *testing.T, p *tcptest.Peer, ep *tcp.Endpoint) {
+		p.Advance(rtt)
+		for k := 3; k <= 5; k++ {
+			p.Inject(sackAck(1, [2]int{2, k}))
+		}
+		if out := p.Drain(); len(out) == 0 || out[len(out)-1].Seq != sb(1) {
+			t.Fatalf("after three SACKs: %v, want segment 1 sent again last", out)
+		}
+		if s := ep.Info().CAState; s != "fast recovery" {
+			t.Fatalf("after three SACKs: %s, want fast recovery", s)
+		}
+		p.Advance(ep.Info().RTO)
+		p.Expect(seg{Flags: ".", Seq: sb(1), Ack: 1, Len: 1460, Check: tcptest.IgnorePSH})
+		p.Advance(rtt)
+	}
+	for _, tc := range []struct {
+		name string
+		// before: from the ten segments sent to the timeout judged.
+		before func(t *testing.T, p *tcptest.Peer, ep *tcp.Endpoint)
+		ack    seg // the ACK after the timeout
+		hole   int // the segment it should send again first
+	}{{
+		// 5-7, never retransmitted, SACKed: F-RTO would call the
+		// timeout spurious and undo fast recovery's reduction too.
+		name: "fast recovery, originals SACKed", before: fastRecovery,
+		ack: sackAck(2, [2]int{2, 8}), hole: 8,
+	}, {
+		// The retransmission of 1 arrived: step 2.b would send new
+		// data, not the hole at 5.
+		name: "fast recovery, retransmission acknowledged", before: fastRecovery,
+		ack: sackAck(2, [2]int{2, 5}), hole: 5,
+	}, {
+		// The first timeout's retransmission of 1 is acknowledged, then
+		// the timer fires again for 2: not a recurring timeout on the
+		// same SND.UNA.
+		name: "RTO recovery, previous timeout answered",
+		before: func(t *testing.T, p *tcptest.Peer, ep *tcp.Endpoint) {
+			p.Advance(ep.Info().RTO)
+			p.Expect(seg{Flags: ".", Seq: sb(1), Ack: 1, Len: 1460, Check: tcptest.IgnorePSH})
+			p.Advance(rtt)
+			p.Inject(sackAck(2))
+			p.Drain() // step 2.b's new data
+			p.Advance(ep.Info().RTO)
+			p.Expect(seg{Flags: ".", Seq: sb(2), Ack: 1, Len: 1460, Check: tcptest.IgnorePSH})
+			p.Advance(rtt)
+		},
+		ack: sackAck(3), hole: 3,
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, ep := rttPeer(t, tcp.Options{NoRACK: true})
+			if _, err := ep.Write(payload(0, 16*1460)); err != nil {
+				t.Fatal(err)
+			}
+			for k := 1; k <= 10; k++ {
+				p.Expect(seg{Flags: ".", Seq: sb(k), Ack: 1, Len: 1460, Check: tcptest.IgnorePSH})
+			}
+			prior := ep.Info().Cwnd
+			tc.before(t, p, ep)
+			if s := ep.Info().CAState; s != "RTO recovery" {
+				t.Fatalf("after the timeout: %s, want RTO recovery", s)
+			}
+			p.Inject(tc.ack)
+			out := p.Drain()
+			if len(out) == 0 || out[0].Seq != sb(tc.hole) {
+				t.Errorf("the ACK after the timeout sent %v, want segment %d again first", out, tc.hole)
+			}
+			st := p.TCP.Stats()
+			if i := ep.Info(); st.SpuriousRTOs.Load() != 0 || st.Undos.Load() != 0 || i.CAState != "RTO recovery" || i.Cwnd >= prior {
+				t.Errorf("spurious RTOs %d, undos %d, %s, cwnd %d; want 0, 0, RTO recovery, below %d",
+					st.SpuriousRTOs.Load(), st.Undos.Load(), i.CAState, i.Cwnd, prior)
+			}
+		})
+	}
+}

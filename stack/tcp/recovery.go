@@ -435,11 +435,13 @@ func (e *Endpoint) prr(delivered uint32, lost int, unaAdvanced bool) {
 // RFC 6298 5.4-5.6, Linux tcp_enter_loss): ssthresh from the congestion
 // control unless this timeout continues an episode, every segment in
 // flight deemed lost except those sent too recently for that (RFC 8985
-// 6.3), and a window of one segment. F-RTO (RFC 5682) starts.
+// 6.3), and a window of one segment. F-RTO (RFC 5682) starts when
+// frtoMayJudge says it may.
 func (e *Endpoint) enterLoss(answered bool) {
 	e.splitRecords()
 	now := e.now()
 	episode := e.timeoutStartsEpisode(answered)
+	frto := e.frtoMayJudge(answered)
 	var cs CongestionSample
 	if episode {
 		e.initUndo()
@@ -491,7 +493,7 @@ func (e *Endpoint) enterLoss(answered bool) {
 	e.ecnQueueCWR()
 	e.recover = e.sndNxt
 	e.cwnd = e.inflight() + uint32(e.sndMSS)
-	e.frto = !e.proto.opts.NoFRTO
+	e.frto = frto
 	e.frtoStep = 1
 	e.frtoNewData = false
 	e.rack.tlpOut = false
@@ -526,6 +528,24 @@ func (e *Endpoint) timeoutStartsEpisode(answered bool) bool {
 		return true
 	}
 	return e.caState == caLoss && answered
+}
+
+// frtoMayJudge reports whether F-RTO may judge this retransmission
+// timeout: only when no loss recovery was under way before it (RFC 5682
+// 3.1 step 1: not while RecoveryPoint >= SND.UNA), or, as Linux's
+// tcp_enter_loss (new_recovery || icsk_retransmits), when it recurs with
+// SND.UNA unmoved since the last one, which the RFC excludes and Linux
+// keeps (its comment's "sec 3.2"): the flight those timeouts judge is the
+// same. A timeout in fast recovery means the fast retransmission was lost,
+// a loss already proven; a SACK of data never retransmitted then shows
+// only that the rest of the flight got through, and an undo would take
+// back fast recovery's reduction as well. A timeout in RTO recovery after
+// the last one's retransmission was answered is not recurring either, and
+// step 2.b's new data would hold back the repair of the holes each time
+// (Linux f82b681a, "tcp: don't use F-RTO on non-recurring timeouts").
+// answered: no timeout was counted since SND.UNA last moved.
+func (e *Endpoint) frtoMayJudge(answered bool) bool {
+	return !e.proto.opts.NoFRTO && (e.caState == caOpen || e.caState == caCWR || !answered)
 }
 
 // rtoRecoverOnAck is an ACK in RTO recovery. The timeout was spurious if
