@@ -268,25 +268,44 @@ func (e *Endpoint) rackEnabled() bool { return e.sackOK && !e.proto.opts.NoRACK 
 // dupAckLoss is loss detection without RACK: fast retransmit after
 // DupThresh duplicate ACKs (RFC 5681 3.2, with Early Retransmit's lower
 // threshold, RFC 5827), or once more than (DupThresh-1)*SMSS is SACKed
-// above SND.UNA (RFC 6675 IsLost); and in recovery, NewReno's partial
-// ACK (RFC 6582 3.2 step 4): the next segment is lost too.
+// above SND.UNA (RFC 6675 IsLost); with SACK, every other hole for which
+// IsLost holds is lost as well, at that ACK and at each that SACKs more
+// in recovery (RFC 6675 5 (4) and NextSeg's rule (1); Linux's
+// tcp_update_scoreboard); and in recovery, NewReno's partial ACK (RFC
+// 6582 3.2 step 4): the next segment is lost too.
 func (e *Endpoint) dupAckLoss(a *ackInfo) int {
 	q := &e.rtxq
 	if q.empty() {
 		return 0
 	}
+	limit := uint32(e.dupThresh()-1) * uint32(e.sndMSS)
+	isLost := e.sackOK && !e.rackEnabled()
+	n := 0
 	switch e.caState {
 	case caOpen:
-		if int(e.dupAcks) < e.dupThresh() && q.sacked <= uint32(e.dupThresh()-1)*uint32(e.sndMSS) {
+		if int(e.dupAcks) < e.dupThresh() && q.sacked <= limit {
 			return 0
+		}
+		n = e.markHeadLost()
+		if isLost {
+			q.startIsLost(e.sndUna)
+			n += q.markIsLost(limit)
 		}
 	case caRecovery:
-		if a.acked == 0 || !e.sndUna.LessThan(e.recover) {
-			return 0
+		if isLost && a.sacked > 0 {
+			n = q.markIsLost(limit)
 		}
-	default:
-		return 0
+		if a.acked > 0 && e.sndUna.LessThan(e.recover) {
+			n += e.markHeadLost()
+		}
 	}
+	return n
+}
+
+// markHeadLost deems the first segment not SACKed lost, unless it is
+// already, and says whether it did (1) or not (0).
+func (e *Endpoint) markHeadLost() int {
+	q := &e.rtxq
 	i := q.unsacked(q.head)
 	if i == q.tail() || q.at(i).has(segLost) {
 		return 0
@@ -330,6 +349,7 @@ func (e *Endpoint) startRecovery() {
 		e.initCwndReduction()
 	}
 	e.rescueSent = false
+	e.rtxq.startIsLost(e.sndUna)
 	e.setCAState(caRecovery)
 	e.rack.tlpOut = false
 	e.recoveryProbed = false

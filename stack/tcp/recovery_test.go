@@ -746,6 +746,45 @@ func TestNewRenoTwoHoles(t *testing.T) {
 	}
 }
 
+// TestSACKRecoveryIsLost: without RACK (NoRACK), SACK recovery follows
+// RFC 6675, where every hole with more than (DupThresh-1)*SMSS bytes
+// SACKed above it is lost (IsLost), not only the first: segments 1 and 3
+// of ten are lost, and 11 and 12 went as limited transmit (RFC 3042). The
+// third SACK starts recovery and sends 1 again; the next, SACKing 4-6,
+// makes 3 lost as well, and pipe (SetPipe) leaves it out. When PRR lets
+// the next segment go, NextSeg's rule (1) sends 3 before new data (rule
+// 2), in the first round trip of the recovery, not a round trip later on
+// the partial ACK.
+func TestSACKRecoveryIsLost(t *testing.T) {
+	p, ep := rttPeer(t, tcp.Options{NoRACK: true})
+	if _, err := ep.Write(payload(0, 20*1460)); err != nil {
+		t.Fatal(err)
+	}
+	for k := 1; k <= 10; k++ {
+		p.Expect(seg{Flags: ".", Seq: sb(k), Ack: 1, Len: 1460, Check: tcptest.IgnorePSH})
+	}
+	p.Advance(rtt)
+	p.Inject(sackAck(1, [2]int{2, 3}))
+	p.Inject(sackAck(1, [2]int{4, 5}, [2]int{2, 3}))
+	p.Drain() // limited transmit: 11 and 12
+	p.Inject(sackAck(1, [2]int{4, 6}, [2]int{2, 3}))
+	p.Expect(seg{Flags: ".", Seq: sb(1), Ack: 1, Len: 1460})
+	p.ExpectNothing()
+	p.Inject(sackAck(1, [2]int{4, 7}, [2]int{2, 3}))
+	if i := ep.Info(); i.CAState != "fast recovery" || i.Lost != 2*1460 || i.InFlight != 7*1460 {
+		t.Errorf("after SACK 4-6: %s, %d bytes lost, %d in flight; want fast recovery, 2 segments lost (1 and 3), 7 in flight (1 again, 7-12)",
+			i.CAState, i.Lost, i.InFlight)
+	}
+	var out []seg
+	for k := 8; k <= 11 && len(out) == 0; k++ {
+		p.Inject(sackAck(1, [2]int{4, k}, [2]int{2, 3}))
+		out = p.Drain()
+	}
+	if len(out) == 0 || out[0].Seq != sb(3) {
+		t.Errorf("the first segment PRR let go after 3 was lost: %v, want 3 again", out)
+	}
+}
+
 // TestRescueRetransmission: without RACK (NoRACK), SACK recovery follows
 // RFC 6675, whose NextSeg rule (4) sends the highest segment not SACKed
 // once per recovery when nothing else may go: here the last segment of

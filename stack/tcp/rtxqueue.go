@@ -121,6 +121,13 @@ type rtxQueue struct {
 	// records split then are all acknowledged (mergeable).
 	mergeFrom uint32
 	lostHint  uint64
+
+	// isLostFrom and sackedAbove serve RFC 6675's IsLost without RACK
+	// (markIsLost): within a fast recovery, every record below isLostFrom
+	// is SACKed, deemed lost or sent again, and sackedAbove is the bytes
+	// SACKed at or above it.
+	isLostFrom  seqnum.Value
+	sackedAbove uint32
 }
 
 func (q *rtxQueue) empty() bool { return q.n == 0 }
@@ -443,6 +450,9 @@ func (q *rtxQueue) sack(a, b seqnum.Value, fn func(i uint64, s *txSeg)) {
 		q.uncount(s, s.len())
 		s.flags = (s.flags | segSacked) &^ (segLost | segRetrans)
 		q.sacked += s.len()
+		if !s.start.LessThan(q.isLostFrom) {
+			q.sackedAbove += s.len()
+		}
 		s.skip = i + 1
 		q.tUnlink(i)
 		fn(i, s)
@@ -470,6 +480,49 @@ func (q *rtxQueue) markLost(i uint64) {
 	if i < q.lostHint {
 		q.lostHint = i
 	}
+}
+
+// startIsLost begins IsLost's marking (markIsLost) at una, SND.UNA.
+func (q *rtxQueue) startIsLost(una seqnum.Value) {
+	q.isLostFrom, q.sackedAbove = una, q.sacked
+}
+
+// markIsLost deems lost every record neither SACKed nor lost nor sent
+// again that has more than limit bytes SACKed above it: RFC 6675's IsLost
+// with DupThresh = limit/SMSS + 1, in bytes as the scoreboard counts them
+// (with full-sized segments the same as the RFC's and Linux's count of
+// segments, tcp_mark_head_lost). What IsLost says of a sequence number
+// only grows with what is SACKed above it, so the records deemed lost are
+// those below a point that only moves up: the walk starts where the last
+// one stopped (isLostFrom, as Linux's lost_skb_hint), and crosses SACKed
+// runs in one jump (unsacked), so a recovery's ACKs together cost its
+// holes, not the window each. It returns how many it deemed lost.
+func (q *rtxQueue) markIsLost(limit uint32) int {
+	if q.empty() {
+		return 0
+	}
+	if front := q.at(q.head).start; q.isLostFrom.LessThan(front) {
+		q.startIsLost(front) // SND.UNA passed it: everything SACKed is above
+	}
+	i, ok := q.find(q.isLostFrom)
+	if !ok {
+		return 0 // at SND.NXT: nothing sent above it
+	}
+	n := 0
+	for i = q.unsacked(i); i < q.tail(); i = q.unsacked(i + 1) {
+		s := q.at(i)
+		// Between isLostFrom and s all is SACKed: unsacked jumped it.
+		above := q.sackedAbove - uint32(q.isLostFrom.Size(s.start))
+		if above <= limit {
+			break
+		}
+		if s.flags&(segLost|segRetrans) == 0 {
+			q.markLost(i)
+			n++
+		}
+		q.isLostFrom, q.sackedAbove = s.end, above
+	}
+	return n
 }
 
 // nextLost returns the lowest record waiting to be sent again.

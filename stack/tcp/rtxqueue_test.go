@@ -320,3 +320,70 @@ func TestRtxQueueSackSkips(t *testing.T) {
 	}
 	checkQueue(t, &q, 0)
 }
+
+// TestRtxQueueIsLostRandom: markIsLost, which resumes where it stopped,
+// deems lost exactly the records RFC 6675's IsLost, computed afresh over
+// the whole queue, says are lost: neither SACKed nor sent again, with
+// more than limit bytes SACKed above them. Sends, SACK blocks, cumulative
+// ACKs (whole and partial) and retransmissions come at random between
+// calls, and a new recovery starts the marking again now and then.
+func TestRtxQueueIsLostRandom(t *testing.T) {
+	for seed := range uint64(20) {
+		rng := rand.New(rand.NewPCG(seed, 23))
+		var q rtxQueue
+		var now tcpip.MonotonicTime
+		una := seqnum.Value(rng.Uint32())
+		nxt := una
+		q.startIsLost(una)
+		marked := 0
+		for step := range 3000 {
+			switch op := rng.IntN(10); {
+			case op < 3 && !q.full():
+				n := seqnum.Size(1 + rng.IntN(1500))
+				q.push(nxt, nxt.Add(n), false, now, 0)
+				nxt = nxt.Add(n)
+			case op == 3 && !q.empty() && rng.IntN(3) == 0:
+				ack := una.Add(seqnum.Size(rng.IntN(int(una.Size(nxt)) + 1)))
+				for !q.empty() && q.at(q.head).end.LessThanEq(ack) {
+					q.popFront()
+				}
+				if !q.empty() {
+					q.trimFront(ack)
+				}
+				una = ack
+			case op < 7 && una != nxt:
+				a := una.Add(seqnum.Size(rng.IntN(int(una.Size(nxt)))))
+				b := a.Add(seqnum.Size(1 + rng.IntN(int(a.Size(nxt)))))
+				q.sack(a, b, func(uint64, *txSeg) {})
+			case op == 7:
+				if i, ok := q.nextLost(); ok {
+					q.retransmitted(i, now, 0)
+				}
+			case op == 8 && rng.IntN(10) == 0:
+				q.startIsLost(una)
+			default:
+				const limit = 2 * 1000
+				marked += q.markIsLost(limit)
+				var above uint32
+				for i := q.tail(); i > q.head; i-- {
+					s := q.at(i - 1)
+					if s.has(segSacked) {
+						above += s.len()
+						continue
+					}
+					lost := s.flags&(segLost|segRetrans) != 0
+					if above > limit && !lost {
+						t.Fatalf("seed %d step %d: record %d, %d bytes SACKed above it, not deemed lost", seed, step, i-1, above)
+					}
+					if above <= limit && s.has(segLost) {
+						t.Fatalf("seed %d step %d: record %d deemed lost with %d bytes SACKed above it", seed, step, i-1, above)
+					}
+				}
+			}
+			checkQueue(t, &q, step)
+		}
+		if marked == 0 {
+			t.Errorf("seed %d: nothing deemed lost: the test exercised nothing", seed)
+		}
+	}
+}
