@@ -286,6 +286,22 @@ func (e *Endpoint) dupAckLoss(a *ackInfo) int {
 		if int(e.dupAcks) < e.dupThresh() && q.sacked <= limit {
 			return 0
 		}
+		if q.sacked <= limit && e.sndUna == e.recover {
+			// Duplicate ACKs alone, for no more than the last
+			// episode's RecoveryPoint: no fast retransmit (RFC 6582
+			// 3.2 step 1, the careful variant of its 4.1). They are
+			// the answers to retransmissions the receiver already
+			// held, the go-back-N after a timeout above all, not a
+			// loss of what was sent since. Linux holds a non-SACK
+			// connection in its recovery state until an ACK above
+			// high_seq (tcp_is_non_sack_preventing_reopen), to the
+			// same effect; SACK blocks say which segments arrived, so
+			// IsLost may still decide. (recover stays from episode to
+			// episode, as the RFC's variable: 4 GiB later SND.UNA
+			// meets it again, and one fast retransmit may wait for
+			// the RTO.)
+			return 0
+		}
 		n = e.markHeadLost()
 		if isLost {
 			q.startIsLost(e.sndUna)

@@ -746,6 +746,49 @@ func TestNewRenoTwoHoles(t *testing.T) {
 	}
 }
 
+// TestNewRenoNoFalseFastRetransmitAfterTimeout: without SACK, duplicate
+// ACKs that do not acknowledge more than the RecoveryPoint ("recover")
+// start no fast retransmit (RFC 6582 3.2 step 1, the careful variant of
+// its section 4.1; Linux holds the recovery state until something above
+// high_seq is acknowledged, tcp_is_non_sack_preventing_reopen). The
+// timeout here was spurious: the four segments and their ACKs were only
+// late, so the go-back-N retransmissions after it arrive twice and each
+// draws a duplicate ACK once SND.UNA has reached the RecoveryPoint. Three
+// of them must not send segment 5 again, which the peer holds: only an
+// ACK above the RecoveryPoint tells of a loss of the new data.
+func TestNewRenoNoFalseFastRetransmitAfterTimeout(t *testing.T) {
+	p, ep := tcptest.Established(t)
+	sendSegments(t, p, ep, 4)
+	p.Advance(ep.Info().RTO)
+	p.Expect(seg{Flags: ".", Seq: sb(1), Ack: 1, Len: 1460, Check: tcptest.IgnorePSH})
+	// The originals' ACKs, late; slow start sends 2-4 again.
+	for k := 2; k <= 5; k++ {
+		p.Inject(seg{Flags: ".", Seq: 1, Ack: sb(k)})
+	}
+	if got := p.Drain(); len(got) != 3 || got[0].Seq != sb(2) || got[2].Seq != sb(4) {
+		t.Fatalf("after the late ACKs: %v, want 2-4 sent again", got)
+	}
+	if _, err := ep.Write(payload(0, 4*1460)); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Drain(); len(got) != 4 || got[0].Seq != sb(5) {
+		t.Fatalf("after the write: %v, want 5-8", got)
+	}
+	// The needless retransmissions of 1-4 arrive: a duplicate ACK each.
+	for range 4 {
+		p.Inject(seg{Flags: ".", Seq: 1, Ack: sb(5)})
+	}
+	p.ExpectNothing()
+	if n := p.TCP.Stats().FastRecoveries.Load(); n != 0 {
+		t.Errorf("%d fast recoveries on duplicates of the RecoveryPoint's ACK, want none", n)
+	}
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: sb(9)})
+	p.ExpectNothing()
+	if i := ep.Info(); i.CAState != "open" || i.InFlight != 0 {
+		t.Errorf("after the ACK of 5-8: %s, %d in flight; want open, none", i.CAState, i.InFlight)
+	}
+}
+
 // TestSACKRecoveryIsLost: without RACK (NoRACK), SACK recovery follows
 // RFC 6675, where every hole with more than (DupThresh-1)*SMSS bytes
 // SACKed above it is lost (IsLost), not only the first: segments 1 and 3
