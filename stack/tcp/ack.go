@@ -379,9 +379,40 @@ func (e *Endpoint) takeDSACK(blk header.SACKBlock, a *ackInfo) {
 		a.dsackTLP = true
 	}
 	if e.undo.active && !blk.Start.LessThan(e.undo.marker) && e.undo.retrans > 0 {
-		e.undo.retrans--
+		e.undo.retrans -= min(e.dsackRetransmissions(blk), e.undo.retrans)
 	}
 	e.rackOnDSACK()
+}
+
+// dsackRetransmissions is how many of our retransmissions a D-SACK block
+// shows were not needed (RFC 3708 2: a D-SACK for a retransmitted
+// segment). Within the retransmission queue, the records it covers that
+// were sent more than once, as Linux's tcp_sacktag_one counts undo_retrans
+// down only for TCPCB_RETRANS segments: a copy the network made of a
+// segment sent once proves nothing of the retransmissions, and counting it
+// undid the response to a real loss. The walk stops at the first record
+// sent once, so it costs at most the retransmissions it counts. Below
+// SND.UNA the records are gone: the segments the block spans, as Linux's
+// "dumb counting" of D-SACKs for forgotten data (tcp_check_dsack).
+func (e *Endpoint) dsackRetransmissions(blk header.SACKBlock) int {
+	mss := uint32(max(e.sndMSS, 1))
+	if blk.End.LessThanEq(e.sndUna) {
+		return int((uint32(blk.Start.Size(blk.End)) + mss - 1) / mss)
+	}
+	q := &e.rtxq
+	i, ok := q.find(blk.Start)
+	if !ok || blk.Start.LessThan(e.sndUna) {
+		return 0 // beyond SND.NXT, or across SND.UNA: not a copy of anything we hold
+	}
+	n := 0
+	for ; i < q.tail() && n < e.undo.retrans; i++ {
+		s := q.at(i)
+		if !s.start.LessThan(blk.End) || !s.has(segEverRetrans) {
+			break
+		}
+		n++
+	}
+	return n
 }
 
 // ackRTT takes the round-trip sample the ACK gives, if any. From the

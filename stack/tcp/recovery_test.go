@@ -479,6 +479,36 @@ func TestUndoSpuriousFastRetransmit(t *testing.T) {
 	}
 }
 
+// TestDSACKOfOriginalNoUndo: a D-SACK shows a retransmission spurious
+// only when it reports a segment that was retransmitted (RFC 3708 2; Linux
+// counts undo_retrans down only for TCPCB_RETRANS segments,
+// tcp_sacktag_one). Segment 1 is really lost and sent again; the network
+// then duplicates segment 6, never retransmitted, and the receiver
+// D-SACKs the copy. That says nothing of the retransmission of 1: the
+// recovery's reduction stands. When the retransmission's own copy is
+// D-SACKed in turn, every retransmission was needless, and it is undone.
+func TestDSACKOfOriginalNoUndo(t *testing.T) {
+	p, ep := rttPeer(t, tcp.Options{})
+	data := sendSegments(t, p, ep, 8)
+	before := ep.Info()
+	p.Advance(rtt)
+	p.Inject(sackAck(1, [2]int{2, 5}))
+	p.Expect(seg{Flags: ".", Seq: sb(1), Ack: 1, Payload: segData(data, 1)})
+	// The copy of 6 the network made: a D-SACK within the SACKed range.
+	p.Inject(sackAck(1, [2]int{6, 7}, [2]int{2, 9}))
+	p.Drain()
+	st := p.TCP.Stats()
+	if i := ep.Info(); st.Undos.Load() != 0 || i.CAState != "fast recovery" || i.Ssthresh >= before.Ssthresh {
+		t.Errorf("after a D-SACK of segment 6, sent once: undos %d, %s, ssthresh %d; want 0, fast recovery, below %d",
+			st.Undos.Load(), i.CAState, i.Ssthresh, before.Ssthresh)
+	}
+	// Now the retransmission of 1 arrives twice after all.
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: sb(9), SACK: [][2]uint32{{sb(1), sb(2)}}})
+	if i := ep.Info(); st.Undos.Load() != 1 || i.Ssthresh != before.Ssthresh {
+		t.Errorf("after a D-SACK of the retransmission: undos %d, ssthresh %d; want 1, %d", st.Undos.Load(), i.Ssthresh, before.Ssthresh)
+	}
+}
+
 // TestUndoByTimestamps: the same delay with timestamps: the ACK that
 // covers segment 1 echoes the TSval of its original transmission, older
 // than the retransmission, so the original arrived (Eifel detection, RFC
