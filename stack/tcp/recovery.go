@@ -218,9 +218,13 @@ func (e *Endpoint) recoverOnAck(seg *segment, a *ackInfo) {
 			e.endRecovery(seg, a)
 		case e.undo.active && a.dsack && e.undo.retrans == 0:
 			e.undoResponse("D-SACK: every retransmission was spurious")
-		case e.undo.active && a.acked > 0 && e.tsOK && e.packetDelayed(seg):
+		case e.undo.active && a.acked > 0 && e.tsOK && e.packetDelayed(seg) && e.rtxq.retrans == 0:
 			// Linux tcp_try_undo_partial: a partial ACK echoing a
-			// transmission older than the retransmissions.
+			// transmission older than the retransmissions, once none
+			// of them is in flight (retrans_out == 0): the ACK shows
+			// that one hole was a delayed original, not that the
+			// others were, and a retransmission still out may be
+			// repairing a real loss.
 			e.undoResponse("timestamps: the original transmissions arrived")
 		}
 	case caLoss:

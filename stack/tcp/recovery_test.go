@@ -534,6 +534,47 @@ func TestUndoByTimestamps(t *testing.T) {
 	}
 }
 
+// TestNoPartialUndoWithRetransmissionsOut: a partial ACK that echoes a
+// transmission older than the recovery's retransmissions shows that one
+// hole was filled by a delayed original (Eifel, RFC 3522), not that every
+// loss was spurious: Linux undoes there only when no retransmission is
+// still in flight (tcp_try_undo_partial, retrans_out). Here segment 1 was
+// delayed and segment 5 really lost; both are sent again. The delayed
+// original of 1 brings a partial ACK echoing its TSval while 5's
+// retransmission is out: nothing is undone, and when that retransmission's
+// ACK ends the recovery, echoing its own TSval, the reduction stands.
+func TestNoPartialUndoWithRetransmissionsOut(t *testing.T) {
+	p, ep := rttPeer(t, tcp.Options{}, tcptest.WithTimestamps())
+	const mss = 1448
+	sendSegments(t, p, ep, 10)
+	original := p.LastTSVal
+	before := ep.Info()
+	p.Advance(rtt)
+	p.Inject(sackAckM(mss, 1, [2]int{2, 5}))
+	p.Expect(seg{Flags: ".", Seq: sbm(mss, 1), Ack: 1, Len: mss})
+	p.Inject(sackAckM(mss, 1, [2]int{6, 9}, [2]int{2, 5}))
+	p.Expect(seg{Flags: ".", Seq: sbm(mss, 5), Ack: 1, Len: mss})
+	p.Inject(sackAckM(mss, 1, [2]int{6, 10}, [2]int{2, 5}))
+	p.ExpectNothing()
+	p.Advance(rtt / 2)
+	ack := sackAckM(mss, 5, [2]int{6, 10}) // the original of 1, delayed
+	ack.TS, ack.TSVal, ack.TSEcr = true, p.TSClock(), original
+	p.Inject(ack)
+	st := p.TCP.Stats()
+	if i := ep.Info(); st.Undos.Load() != 0 || i.CAState != "fast recovery" || i.Ssthresh >= before.Ssthresh {
+		t.Errorf("after the partial ACK: undos %d, %s, ssthresh %d; want 0, fast recovery, below %d",
+			st.Undos.Load(), i.CAState, i.Ssthresh, before.Ssthresh)
+	}
+	p.Advance(rtt / 2)
+	ack = sackAckM(mss, 11) // 5's retransmission
+	ack.TS, ack.TSVal, ack.TSEcr = true, p.TSClock(), p.LastTSVal
+	p.Inject(ack)
+	if i := ep.Info(); st.Undos.Load() != 0 || i.CAState != "open" || i.Ssthresh >= before.Ssthresh || i.Cwnd != i.Ssthresh {
+		t.Errorf("after the recovery: undos %d, %s, ssthresh %d, cwnd %d; want 0, open, below %d, cwnd = ssthresh",
+			st.Undos.Load(), i.CAState, i.Ssthresh, i.Cwnd, before.Ssthresh)
+	}
+}
+
 // TestSpuriousRTOLostACK is the lost ACK that cost most of the time on a
 // lossy wire: the whole flight arrived but its ACK was lost, so the RTO
 // fires and resends segment 1 with a window of one segment. The peer
