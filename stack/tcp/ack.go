@@ -393,11 +393,17 @@ func (e *Endpoint) takeDSACK(blk header.SACKBlock, a *ackInfo) {
 // undid the response to a real loss. The walk stops at the first record
 // sent once, so it costs at most the retransmissions it counts. Below
 // SND.UNA the records are gone: the segments the block spans, as Linux's
-// "dumb counting" of D-SACKs for forgotten data (tcp_check_dsack).
+// "dumb counting" of D-SACKs for forgotten data (tcp_check_dsack), unless
+// they outnumber the retransmissions still unexplained: then the block
+// reports copies of segments sent once as well (or lies), and Linux skips
+// a D-SACK that reports more copies than it retransmitted (tcp_dsack_seen).
 func (e *Endpoint) dsackRetransmissions(blk header.SACKBlock) int {
 	mss := uint32(max(e.sndMSS, 1))
 	if blk.End.LessThanEq(e.sndUna) {
-		return int((uint32(blk.Start.Size(blk.End)) + mss - 1) / mss)
+		if n := int((uint32(blk.Start.Size(blk.End)) + mss - 1) / mss); n <= e.undo.retrans {
+			return n
+		}
+		return 0
 	}
 	q := &e.rtxq
 	i, ok := q.find(blk.Start)

@@ -534,6 +534,36 @@ func TestUndoByTimestamps(t *testing.T) {
 	}
 }
 
+// TestDSACKBelowUnaMoreThanRetransmitted: below SND.UNA the records are
+// gone, and a D-SACK block there is counted by the segments it spans; a
+// block that spans more segments than retransmissions still stand
+// unexplained is not about them alone (the network copied segments sent
+// once), and proves nothing: Linux skips a D-SACK that reports more
+// copies than it retransmitted (tcp_dsack_seen). Segments 1 and 5 are
+// lost and sent again; a partial ACK covers 1-4, then a D-SACK reports
+// 1-4 received twice: four copies for two retransmissions. The recovery's
+// reduction stands.
+func TestDSACKBelowUnaMoreThanRetransmitted(t *testing.T) {
+	p, ep := rttPeer(t, tcp.Options{})
+	sendSegments(t, p, ep, 10)
+	before := ep.Info()
+	p.Advance(rtt)
+	p.Inject(sackAck(1, [2]int{2, 5}))
+	p.Expect(seg{Flags: ".", Seq: sb(1), Ack: 1, Len: 1460})
+	p.Inject(sackAck(1, [2]int{6, 9}, [2]int{2, 5}))
+	p.Expect(seg{Flags: ".", Seq: sb(5), Ack: 1, Len: 1460})
+	p.Advance(rtt)
+	p.Inject(sackAck(5, [2]int{6, 11}))
+	p.Drain()
+	p.Inject(sackAck(5, [2]int{1, 5}, [2]int{6, 11}))
+	p.Drain()
+	st := p.TCP.Stats()
+	if i := ep.Info(); st.Undos.Load() != 0 || i.CAState != "fast recovery" || i.Ssthresh >= before.Ssthresh {
+		t.Errorf("after a D-SACK of four segments below SND.UNA: undos %d, %s, ssthresh %d; want 0, fast recovery, below %d",
+			st.Undos.Load(), i.CAState, i.Ssthresh, before.Ssthresh)
+	}
+}
+
 // TestNoPartialUndoWithRetransmissionsOut: a partial ACK that echoes a
 // transmission older than the recovery's retransmissions shows that one
 // hole was filled by a delayed original (Eifel, RFC 3522), not that every
