@@ -303,6 +303,14 @@ func (e *Endpoint) firstSteps(seg *segment) (v verdict, ok bool) {
 	// segment with an old timestamp is an old duplicate: answer with an
 	// ACK, as for an unacceptable segment, and drop it.
 	if e.pawsReject(seg) {
+		if seg.has(header.TCPFlagSyn) {
+			// RFC 5961 4.2: a SYN gets a challenge ACK whatever its
+			// sequence number, and an old timestamp does not change
+			// that; Linux's tcp_validate_incoming sends a SYN that
+			// fails PAWS to the challenge ACK as well. (A RST never
+			// fails PAWS: pawsReject.)
+			return e.synArrives(seg), false
+		}
 		e.drop(seg, event.DropPAWS)
 		e.ackUnacceptable(seg)
 		return stay(), false
@@ -310,6 +318,15 @@ func (e *Endpoint) firstSteps(seg *segment) (v verdict, ok bool) {
 
 	// First, check the sequence number.
 	if !e.acceptable(seg) {
+		if seg.has(header.TCPFlagSyn) && !seg.has(header.TCPFlagRst) {
+			// The fourth step's SYN rule holds "irrespective of the
+			// sequence number" (RFC 5961 4.2): a SYN outside the
+			// window gets the challenge ACK, under the challenge
+			// ACKs' limits, not the ACK of an unacceptable segment,
+			// as in Linux's tcp_validate_incoming. With RST set it is
+			// dropped as any RST outside the window.
+			return e.synArrives(seg), false
+		}
 		e.unacceptable(seg)
 		return stay(), false
 	}
@@ -338,13 +355,10 @@ func (e *Endpoint) firstSteps(seg *segment) (v verdict, ok bool) {
 
 	// Third, security: not implemented.
 
-	// Fourth, check the SYN bit. A SYN in a synchronized state, or a new
-	// SYN in SYN-RECEIVED, gets a challenge ACK (RFC 5961 4.2),
-	// "irrespective of the sequence number": one below RCV.NXT too.
+	// Fourth, check the SYN bit (synArrives, reset.go): one below
+	// RCV.NXT whose text reaches the window comes here too.
 	if seg.has(header.TCPFlagSyn) {
-		e.drop(seg, event.DropSynUnexpected)
-		e.challengeAck()
-		return stay(), false
+		return e.synArrives(seg), false
 	}
 
 	// Then trim to the window what the ACK and text steps take.

@@ -77,6 +77,18 @@ func (e *Endpoint) rstArrives(seg *segment) verdict {
 	return moveTo(event.Closed, e.segmentCause(seg), thenDone)
 }
 
+// synArrives is the fourth step of 3.10.7.4 in SYN-RECEIVED (a new SYN)
+// and the synchronized states: RFC 5961 4.2, "if the SYN bit is set,
+// irrespective of the sequence number, TCP endpoints MUST send a
+// 'challenge ACK'" and drop the segment. Irrespective of the sequence
+// number means in the window, below it, beyond it or failing PAWS
+// alike (firstSteps), as Linux's syn_challenge in tcp_validate_incoming.
+func (e *Endpoint) synArrives(seg *segment) verdict {
+	e.drop(seg, event.DropSynUnexpected)
+	e.challengeAck()
+	return stay()
+}
+
 // challengeAck sends <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK> (RFC 5961 3.2,
 // 4.2, 5.2) under two limits, in Linux's order (tcp_send_challenge_ack):
 // first the connection's own, one per InvalidRateLimit, shared with every

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tapstack/tapstack/event"
+	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/stack/tcp/tcptest"
 )
 
@@ -278,4 +279,63 @@ func TestSynBelowRcvNxt(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSynOutOfWindow: RFC 5961 4.2, folded into RFC 9293 3.10.7.4's
+// fourth step: in a synchronized state a SYN gets a challenge ACK
+// "irrespective of the sequence number", so one the first step finds
+// outside the window, or the PAWS test finds old, is answered with a
+// challenge ACK, under the challenge ACKs' limits, not with the duplicate
+// ACK of an unacceptable segment. Linux does the same:
+// tcp_validate_incoming sends a SYN that fails tcp_sequence, or PAWS, to
+// its syn_challenge label (tcp_send_challenge_ack) before the dupack.
+func TestSynOutOfWindow(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		in   seg // RCV.NXT is 1, RCV.WND 65535
+		ts   bool
+	}{
+		{"SYN beyond the window", seg{Flags: "S", Seq: 1 + 65535 + 10}, false},
+		{"SYN ACK far beyond the window", seg{Flags: "S.", Seq: 1 << 30, Ack: 1}, false},
+		{"SYN ending at RCV.NXT", seg{Flags: "S", Seq: 0}, false},
+		{"SYN with text below the window", seg{Flags: "S.", Seq: ^uint32(0) - 998, Ack: 1, Payload: payload(0, 100)}, false},
+		{"SYN failing PAWS", seg{Flags: "S", Seq: 1, TS: true, TSVal: 1}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var opts []tcptest.Option
+			if tc.ts {
+				opts = append(opts, tcptest.WithTimestamps())
+			}
+			p, ep := tcptest.Established(t, opts...)
+			p.Inject(tc.in)
+			p.Expect(seg{Flags: ".", Seq: 1, Ack: 1}) // the challenge ACK
+			p.ExpectNothing()
+			p.WantState(ep, event.Established)
+			st := p.TCP.Stats()
+			wantCount(t, "Dropped(unexpected SYN)", st.Dropped(event.DropSynUnexpected), 1)
+			wantCount(t, "Sent(challenge ACK)", st.Sent(event.SendChallengeAck), 1)
+			p.Inject(seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("ok")})
+			if got := readAll(t, ep); string(got) != "ok" {
+				t.Errorf("read %q, want %q", got, "ok")
+			}
+		})
+	}
+	// The stack-wide budget of RFC 5961 7 holds the challenge ACK an
+	// out-of-window SYN asks for as it holds any other: with a budget of
+	// one a second (and no per-connection limit), a SYN in the window
+	// spends it and one beyond the window gets nothing.
+	t.Run("stack-wide budget", func(t *testing.T) {
+		p, ep := tcptest.Established(t, tcptest.WithTCP(tcp.Options{ChallengeAckLimit: 1, InvalidRateLimit: -1}))
+		p.Inject(seg{Flags: "S", Seq: 50})
+		p.Expect(seg{Flags: ".", Seq: 1, Ack: 1})
+		p.Inject(seg{Flags: "S", Seq: 1 << 30})
+		p.ExpectNothing()
+		st := p.TCP.Stats()
+		wantCount(t, "Dropped(unexpected SYN)", st.Dropped(event.DropSynUnexpected), 2)
+		wantCount(t, "Dropped(challenge ACK rate limited)", st.Dropped(event.DropChallengeRateLimited), 1)
+		p.Advance(time.Second)
+		p.Inject(seg{Flags: "S", Seq: 1 << 30})
+		p.Expect(seg{Flags: ".", Seq: 1, Ack: 1})
+		p.WantState(ep, event.Established)
+	})
 }
