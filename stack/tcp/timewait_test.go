@@ -619,3 +619,40 @@ func TestTimeWaitRFC1337(t *testing.T) {
 		})
 	}
 }
+
+// TestTimeWaitFinRestartsAtEdge: RFC 9293 3.10.7.4, eighth step in
+// TIME-WAIT: a retransmitted FIN is acknowledged and restarts the 2 MSL
+// timeout, here just before it runs out, as Linux's
+// tcp_timewait_state_process re-arms the timewait timer for
+// TCP_TIMEWAIT_LEN. The connection is still in TIME-WAIT just after the
+// first deadline, and leaves exactly 2 MSL after the last FIN. Another
+// segment that asks for an ACK (here an old ACK, whose ACK is rate
+// limited) does not restart the timeout: the RFC restarts it for a FIN
+// only, where Linux re-arms it for any segment with ACK set outside the
+// window; we keep the RFC's rule, so a peer cannot hold the record with
+// junk.
+func TestTimeWaitFinRestartsAtEdge(t *testing.T) {
+	const eps = time.Millisecond
+	p, ep := tcptest.TimeWait(t)
+	tw := p.TCP.Options().TimeWait
+	wait := tw - eps // to 2 MSL - ε after entering TIME-WAIT
+	for range 3 {
+		p.Advance(wait)
+		p.WantState(ep, event.TimeWait)
+		p.Inject(seg{Flags: "F.", Seq: 1, Ack: 2})
+		p.Expect(seg{Flags: ".", Seq: 2, Ack: 2})
+		p.Advance(2 * eps) // past the deadline the FIN replaced
+		p.WantState(ep, event.TimeWait)
+		wait = tw - 3*eps // to 2 MSL - ε after this FIN
+	}
+	p.Advance(wait)
+	p.Inject(seg{Flags: ".", Seq: 0, Ack: 2}) // old: an ACK, no restart
+	p.Expect(seg{Flags: ".", Seq: 2, Ack: 2})
+	p.Advance(eps - 1)
+	p.WantState(ep, event.TimeWait)
+	p.Advance(1)
+	p.WantState(ep, event.Closed)
+	if u := p.TCP.Usage(); u.TimeWait != 0 {
+		t.Errorf("Usage().TimeWait = %d after 2 MSL", u.TimeWait)
+	}
+}
