@@ -464,15 +464,6 @@ func (e *Endpoint) unacceptable(seg *segment) {
 	if seg.has(header.TCPFlagRst) {
 		return
 	}
-	if e.state == event.TimeWait && seg.has(header.TCPFlagFin) && seg.Seq.Add(seg.Len()) == e.rcvNxt {
-		// 3.10.7.4 eighth step, TIME-WAIT: a retransmitted FIN is
-		// acknowledged and restarts the 2 MSL timeout. Not rate
-		// limited: the peer cannot close without this ACK.
-		e.setTimer(timerTimeWait, e.proto.opts.TimeWait)
-		e.noteDuplicate(seg)
-		e.sendAck(event.SendAck)
-		return
-	}
 	e.noteDuplicate(seg) // RFC 2883: the ACK reports text received twice
 	e.ackUnacceptable(seg)
 }

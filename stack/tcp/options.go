@@ -228,8 +228,10 @@ type Options struct {
 	// other's segments unacceptable would otherwise ACK each other
 	// forever, and a peer could make us answer every segment it forges.
 	// Default 500 ms, Linux's tcp_invalid_ratelimit; negative turns the
-	// limit off. A retransmitted FIN in TIME-WAIT is always acknowledged:
-	// the peer cannot close without that ACK.
+	// limit off. The ACK of a segment with text or a FIN and no SYN is
+	// never held, in TIME-WAIT too, as Linux's tcp_oow_rate_limited: no
+	// ACK loop carries one, and the peer needs that ACK to learn that its
+	// retransmission was a duplicate, or to close.
 	InvalidRateLimit time.Duration
 
 	// MaxTimeWait bounds the connections kept in TIME-WAIT, stack-wide,

@@ -121,22 +121,15 @@ func (e *Endpoint) ackUnacceptable(seg *segment) {
 // invalidAckAllowed is the per-connection limit on replies to
 // unacceptable segments, Linux's tcp_oow_rate_limited with
 // tcp_invalid_ratelimit: at most one per InvalidRateLimit, challenge ACKs
-// included. It reports whether a reply may go now, and counts the one it
-// holds back as DropAckRateLimited. As Linux (tcp_oow_rate_limited:
-// seq != end_seq and no SYN), the reply to a segment that occupied
-// sequence space, text or a FIN, and carried no SYN is never limited: such
-// a segment answered by one ACK is no ACK loop and no amplification, and
-// that ACK is how the sender learns its retransmission was a duplicate
-// (the D-SACK of RFC 2883, which undoes a spurious congestion response),
-// that our window is still closed, or that its FIN arrived: a peer whose
-// FIN was acknowledged by an ACK that was lost retransmits it on its RTO,
-// faster than InvalidRateLimit, and cannot close without an answer.
+// included, except the replies replyUnlimited exempts. It reports whether
+// a reply may go now, and counts the one it holds back as
+// DropAckRateLimited.
 func (e *Endpoint) invalidAckAllowed(seg *segment) bool {
 	lim := e.proto.opts.InvalidRateLimit
 	if lim < 0 {
 		return true
 	}
-	if seg != nil && (seg.wire.Len > 0 || seg.wire.Flags&event.FlagFin != 0) && seg.wire.Flags&event.FlagSyn == 0 {
+	if seg != nil && replyUnlimited(seg) {
 		return true
 	}
 	now := e.now()
@@ -146,6 +139,22 @@ func (e *Endpoint) invalidAckAllowed(seg *segment) bool {
 	}
 	e.invalidAckSent, e.invalidAckAt = true, now
 	return true
+}
+
+// replyUnlimited reports whether the reply to seg, an unacceptable
+// segment as it arrived, escapes InvalidRateLimit, in a connection and in
+// a TIME-WAIT record alike. As Linux (tcp_oow_rate_limited: seq !=
+// end_seq and no SYN), the reply to a segment that occupied sequence
+// space, text or a FIN, and carried no SYN is never limited: such a
+// segment answered by one ACK is no ACK loop and no amplification, and
+// that ACK is how the sender learns its retransmission was a duplicate
+// (the D-SACK of RFC 2883, which undoes a spurious congestion response),
+// that our window is still closed, or that its data or FIN arrived: a
+// peer whose FIN was acknowledged by an ACK that was lost retransmits it
+// on its RTO, faster than InvalidRateLimit, and cannot close without an
+// answer.
+func replyUnlimited(seg *segment) bool {
+	return (seg.wire.Len > 0 || seg.wire.Flags&event.FlagFin != 0) && seg.wire.Flags&event.FlagSyn == 0
 }
 
 // suppressedReply counts and reports a reply a limit held back; seg is

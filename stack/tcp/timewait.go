@@ -483,9 +483,16 @@ func (p *Protocol) timeWaitArrives(tw *timeWait, seg *segment, l *Listener) (twV
 		}
 		switch {
 		case seg.has(header.TCPFlagRst):
-		case seg.has(header.TCPFlagFin) && seg.Seq.Add(seg.Len()) == tw.rcvNxt:
+		case seg.has(header.TCPFlagFin) && !seg.has(header.TCPFlagSyn) && seg.Seq.Add(seg.Len()) == tw.rcvNxt:
 			// Eighth step, TIME-WAIT: a retransmitted FIN is
 			// acknowledged, always, and restarts the 2 MSL timeout.
+			// (With a SYN it is no retransmission of the peer's FIN:
+			// its ACK is limited, as Linux's tcp_oow_rate_limited
+			// limits any SYN's.)
+			// Only a FIN restarts it, as the RFC says: Linux
+			// (tcp_timewait_state_process) re-arms it for any
+			// segment with ACK set outside the window, which lets a
+			// peer hold the record as long as it sends junk.
 			t.restart(tw, p)
 			reply = event.SendAck
 		default:
@@ -531,9 +538,13 @@ func (p *Protocol) timeWaitArrives(tw *timeWait, seg *segment, l *Listener) (twV
 		quiet = true
 	}
 	// The per-connection limit of Endpoint.invalidAckAllowed, kept in
-	// the record.
+	// the record, with its exemption: the ACK of text or a FIN without a
+	// SYN goes whatever the limit (replyUnlimited), as Linux's
+	// tcp_timewait_state_process answers through tcp_oow_rate_limited.
+	// A challenge ACK is limited whatever the segment, as
+	// Endpoint.challengeAck's.
 	suppressed := false
-	if reply != noReply && limited {
+	if reply != noReply && limited && !(reply == event.SendAck && replyUnlimited(seg)) {
 		if lim := p.opts.InvalidRateLimit; lim >= 0 && tw.invalidAckSent && now.Sub(tw.invalidAckAt) < lim {
 			reply, suppressed = noReply, true
 		} else {

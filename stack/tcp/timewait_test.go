@@ -463,14 +463,14 @@ func TestConnectionLimit(t *testing.T) {
 // TestTimeWaitRandomSegments throws 20,000 random segments at a record:
 // whatever arrives, a record only ever sends <SEQ=SND.NXT><ACK=RCV.NXT>
 // <CTL=ACK>, at most one per InvalidRateLimit apart from the ACKs of
-// retransmitted FINs, and ends in CLOSED only by a RST at RCV.NXT or a
-// SYN that reopens it.
+// segments with text or a FIN and no SYN or RST (replyUnlimited), and
+// ends in CLOSED only by a RST at RCV.NXT or a SYN that reopens it.
 func TestTimeWaitRandomSegments(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	flagSets := []string{"", ".", "S", "S.", "F", "F.", "R", "R.", "P.", "FP.", "SR", "SF."}
 	for trial := range 20 {
 		p, ep := tcptest.TimeWait(t, tcptest.WithTimestamps())
-		limited, fins := 0, 0
+		limited := 0
 		for i := range 1000 {
 			s := seg{
 				Flags: flagSets[rng.IntN(len(flagSets))],
@@ -493,30 +493,29 @@ func TestTimeWaitRandomSegments(t *testing.T) {
 			if strings.Contains(s.Flags, "R") && s.Seq == 2 && rng.IntN(20) != 0 {
 				s.Seq = 3 // make the valid reset rare, to test the rest longer
 			}
-			// A retransmitted FIN: it ends at RCV.NXT (2).
-			if f := s.Flags; strings.Contains(f, "F") && !strings.Contains(f, "R") {
-				end := s.Seq + uint32(len(s.Payload)) + 1
-				if strings.Contains(f, "S") {
-					end++
-				}
-				if end == 2 {
-					fins++
-				}
-			}
+			// Text or a FIN, no SYN, no RST: its ACK, if it earns
+			// one, is not limited.
+			f := s.Flags
+			exempt := (strings.Contains(f, "F") || len(s.Payload) > 0) && !strings.ContainsAny(f, "SR")
 			p.Inject(s)
-			for _, r := range p.Drain() {
+			replies := p.Drain()
+			for _, r := range replies {
 				if r.Flags != "." || r.Seq != 2 || r.Ack != 2 || len(r.Payload) != 0 {
 					t.Fatalf("trial %d: a TIME-WAIT record sent %v", trial, r)
 				}
-				limited++
+			}
+			if !exempt {
+				limited += len(replies)
+			} else if len(replies) > 1 {
+				t.Fatalf("trial %d: %d replies to %v", trial, len(replies), s)
 			}
 			if ep.State() == event.Closed {
 				break
 			}
 			p.Advance(time.Duration(rng.IntN(100)) * time.Millisecond)
 		}
-		if max := fins + int(p.Elapsed()/invalidRate) + 1; limited > max {
-			t.Fatalf("trial %d: %d ACKs in %v with %d retransmitted FINs, want at most %d", trial, limited, p.Elapsed(), fins, max)
+		if max := int(p.Elapsed()/invalidRate) + 1; limited > max {
+			t.Fatalf("trial %d: %d ACKs to segments without text or FIN in %v, want at most %d", trial, limited, p.Elapsed(), max)
 		}
 	}
 }
@@ -654,5 +653,50 @@ func TestTimeWaitFinRestartsAtEdge(t *testing.T) {
 	p.WantState(ep, event.Closed)
 	if u := p.TCP.Usage(); u.TimeWait != 0 {
 		t.Errorf("Usage().TimeWait = %d after 2 MSL", u.TimeWait)
+	}
+}
+
+// TestTimeWaitRateLimitLength: the record holds its replies to the
+// per-connection limit as a connection does (invalidAckAllowed), so the
+// reply to a segment that carries text or a FIN and no SYN is never held:
+// Linux's tcp_timewait_state_process answers out of the window through
+// tcp_oow_rate_limited, which lets such a segment through ("not likely
+// part of an ACK loop"). A peer in LAST-ACK whose last data our lost ACK
+// left unacknowledged retransmits it, with or without its FIN, and its
+// RTO can beat InvalidRateLimit: each retransmission is answered. After a
+// reply that spends the limit, each of these gets its ACK; a SYN still
+// does not, even one whose FIN ends at RCV.NXT as a retransmitted FIN
+// would.
+func TestTimeWaitRateLimitLength(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		in     seg // RCV.NXT is 2, SND.NXT 2
+		answer bool
+		reason event.DropReason
+	}{
+		{"data below RCV.NXT", seg{Flags: "P.", Seq: 0, Ack: 2, Payload: []byte("x")}, true, event.DropOldSequence},
+		{"data beyond the window", seg{Flags: "P.", Seq: 1 << 30, Ack: 2, Payload: []byte("x")}, true, event.DropOutOfWindow},
+		{"FIN beyond the window", seg{Flags: "F.", Seq: 1 << 30, Ack: 2}, true, event.DropOutOfWindow},
+		{"retransmitted FIN failing PAWS", seg{Flags: "F.", Seq: 1, Ack: 2, TS: true, TSVal: 1}, true, event.DropPAWS},
+		{"data failing PAWS", seg{Flags: "P.", Seq: 2, Ack: 2, TS: true, TSVal: 1, Payload: []byte("x")}, true, event.DropPAWS},
+		{"SYN with text below RCV.NXT", seg{Flags: "S", Seq: 0, Payload: []byte("x")}, false, event.DropOldSequence},
+		{"SYN FIN ending at RCV.NXT", seg{Flags: "SF.", Seq: 0, Ack: 2}, false, event.DropOldSequence},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, ep := tcptest.TimeWait(t, tcptest.WithTimestamps())
+			p.Inject(seg{Flags: ".", Seq: 2, Ack: 50}) // spends the limit
+			p.Expect(seg{Flags: ".", Seq: 2, Ack: 2, TS: true})
+			before := p.TCP.Stats().Dropped(tc.reason)
+			p.Inject(tc.in)
+			limited := uint64(1)
+			if tc.answer {
+				p.Expect(seg{Flags: ".", Seq: 2, Ack: 2, TS: true})
+				limited = 0
+			}
+			p.ExpectNothing()
+			p.WantState(ep, event.TimeWait)
+			wantCount(t, "Dropped("+tc.reason.String()+")", p.TCP.Stats().Dropped(tc.reason)-before, 1)
+			wantCount(t, "Dropped(ACK rate limited)", p.TCP.Stats().Dropped(event.DropAckRateLimited), limited)
+		})
 	}
 }
