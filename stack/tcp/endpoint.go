@@ -182,6 +182,12 @@ type Endpoint struct {
 	// TIME-WAIT; it counts against Options.MaxOrphans. Here, it fits the
 	// padding.
 	orphan bool
+	// pmtuGen is the path MTU table's generation, its low 16 bits, when
+	// sndMSS was last sized by the path MTU (sizingMTU, followPathMTU):
+	// Linux's icsk_pmtu_cookie, in spirit. A connection that sent nothing
+	// while a multiple of 65,536 entries were learned misses them until
+	// an ICMP of its own (pathMTUArrives). Here, it fits the padding.
+	pmtuGen uint16
 
 	persistProbes int32 // zero-window probes the peer has not answered, or tries of what the link refused (resourceProbe)
 	resourceProbe bool  // the persist timer tries again what the link refused (refused.go), not a zero window

@@ -56,7 +56,17 @@ type pmtuTable struct {
 	// every packet with DF without a look at it otherwise.
 	anyLocked   atomic.Bool
 	lockedUntil tcpip.MonotonicTime
+	// gen counts the entries learn set. The path MTU lives here, per
+	// destination, as Linux keeps it in the route (the exception's
+	// fnhe), for every connection to the destination: one whose MSS was
+	// sized at another generation looks again before it sends
+	// (Endpoint.pmtuGen, followPathMTU), as Linux's tcp_current_mss
+	// calls tcp_sync_mss once dst_mtu differs from icsk_pmtu_cookie.
+	gen atomic.Uint32
 }
+
+// generation is gen as a connection keeps it (Endpoint.pmtuGen).
+func (t *pmtuTable) generation() uint16 { return uint16(t.gen.Load()) }
 
 // pmtuEntry is the path MTU learned for a destination. locked: the
 // report was of a hop below Linux's min_pmtu, the MTU is min_pmtu (or
@@ -131,6 +141,7 @@ func (t *pmtuTable) learn(dst tcpip.Address, mtu uint32, locked bool, now tcpip.
 		evicted = true
 	}
 	t.m[dst] = pmtuEntry{mtu: mtu, locked: locked, expires: now.Add(pmtuExpiry)}
+	t.gen.Add(1)
 	if locked {
 		if t.lockedUntil.Before(now.Add(pmtuExpiry)) {
 			t.lockedUntil = now.Add(pmtuExpiry)
@@ -191,6 +202,9 @@ func (e *Endpoint) pathMTUBound() (int, bool, tcpip.MonotonicTime) {
 // reported bounds it, the MSS is set again once that expires (output,
 // pathMTUExpiry).
 func (e *Endpoint) sizingMTU() int {
+	// The generation before the lookup: an entry learned after it is
+	// looked at again (followPathMTU).
+	e.pmtuGen = e.proto.pmtu.generation()
 	mtu, learned, expires := e.pathMTUBound()
 	if learned {
 		e.pmtuExpires = pmtuSeconds(expires)
@@ -228,12 +242,12 @@ func clockSeconds(t tcpip.MonotonicTime) uint32 {
 // the entry by itself, but nothing told the connections that had cut
 // their MSS to it: one report, stale or forged with a sequence number in
 // flight, cut a long-lived connection's segments for good. output calls
-// it before each run that may send, with e.pmtuExpires set, as Linux's
-// tcp_write_xmit asks tcp_current_mss: the cost for the rest is a
-// comparison of that field with zero, and for these the clock reading
-// the run takes anyway (stamp.go). The caller holds e.mu.
-//
-//go:noinline
+// it (pathMTUChanged) before each run that may send, with e.pmtuExpires
+// set, as Linux's tcp_write_xmit asks tcp_current_mss: the cost for the
+// rest is a comparison of that field with zero and of pmtuGen with the
+// table's generation, which changes only when a path MTU is learned, and
+// for these the clock reading the run takes anyway (stamp.go). The
+// caller holds e.mu.
 func (e *Endpoint) pathMTUExpiry() {
 	if clockSeconds(e.now()) < e.pmtuExpires {
 		return
@@ -251,6 +265,52 @@ func (e *Endpoint) pathMTUExpiry() {
 		e.emit(event.Event{Kind: event.KindPathMTU, Conn: e.connID(), Cwnd: e.cwnd, Ssthresh: e.ssthresh,
 			Note: fmt.Sprintf("path MTU from ICMP expired: path MTU %d, MSS %d → %d", e.pathMTU(), old, e.sndMSS)})
 	}
+}
+
+// pathMTUChanged is what output asks before a run that may send, when
+// the path MTU table learned an entry since the connection last sized its
+// segments (Endpoint.pmtuGen) or a path MTU that bounds them may have
+// expired (pmtuExpires). The caller holds e.mu.
+//
+//go:noinline
+func (e *Endpoint) pathMTUChanged() {
+	if e.pmtuGen != e.proto.pmtu.generation() {
+		e.followPathMTU("ICMP to another connection to the peer")
+	}
+	if e.pmtuExpires != 0 {
+		e.pathMTUExpiry()
+	}
+}
+
+// followPathMTU lowers the send MSS to the path MTU when the path MTU
+// fell below it since the connection last sized its segments: another
+// connection to the peer took a fragmentation needed or packet too big,
+// and the entry it taught holds for this one too (the same destination,
+// the same route). As Linux's tcp_current_mss, the connection follows at
+// its next transmission, without waiting for an ICMP of its own, and, as
+// when it takes one itself (mssLowered), its segments in flight that no
+// longer fit are marked lost and sent again cut to fit: they left with DF
+// into the same hop. An entry for another destination leaves the MSS as
+// it is; the MSS never rises here (pathMTUExpiry raises it), nor follows
+// a path MTU search (plpmtud.go). It reports whether the MSS fell; the
+// caller sends. The caller holds e.mu.
+func (e *Endpoint) followPathMTU(why string) bool {
+	if e.route == nil || e.synMSS == 0 {
+		e.pmtuGen = e.proto.pmtu.generation()
+		return false
+	}
+	mtu := e.sizingMTU()
+	mss := max(min(int(e.synMSS), e.mssForMTU(uint32(mtu))), e.mssFloor())
+	if mss >= e.sndMSS {
+		return false
+	}
+	if p := e.mtup; p != nil {
+		p.capAt(mtu) // as Linux's tcp_sync_mss lowers search_high
+	}
+	old := e.sndMSS
+	e.sndMSS = mss
+	e.resendTooBig(old, fmt.Sprintf("path MTU %d (%s)", mtu, why))
+	return true
 }
 
 // pathMSS is the largest segment payload the path MTU allows, timestamps
@@ -321,6 +381,17 @@ func (e *Endpoint) pathMTUArrives(mtu uint32) {
 		// takes only to refresh its entry's age past half its life,
 		// changes nothing here: the entry expires as RFC 1191 6.3 asks
 		// and the path is tried at full size again.
+		if mtu == cur && e.followPathMTU("ICMP") {
+			// The path MTU another connection to the peer learned,
+			// which this one had not followed yet: Linux's
+			// tcp_v4_mtu_reduced compares the report with the
+			// socket's own icsk_pmtu_cookie, not the route's MTU.
+			// Dropped, the report left this connection's segments in
+			// flight to be sent again at their old size: a black
+			// hole.
+			e.output()
+			return
+		}
 		note := fmt.Sprintf("ICMP packet too big: MTU %d not below the path MTU %d (RFC 1191 5, RFC 8201 4)", reported, cur)
 		if lock {
 			note = fmt.Sprintf("ICMP packet too big: MTU %d, below min_pmtu: the path MTU is locked at %d already", reported, cur)
@@ -366,6 +437,13 @@ func (e *Endpoint) dropBadMTU(note string) {
 // tcp_simple_retransmit). The loss was not congestion: the window stays.
 // The caller holds e.mu.
 func (e *Endpoint) mssLowered(old int, why string) {
+	e.resendTooBig(old, why)
+	e.output()
+}
+
+// resendTooBig is mssLowered but for the sending: it marks lost the
+// segments in flight larger than the new MSS, for output to send again.
+func (e *Endpoint) resendTooBig(old int, why string) {
 	mss := e.sndMSS
 	e.proto.stats.PathMTUReductions.Add(1)
 	e.splitRecords()
@@ -386,5 +464,4 @@ func (e *Endpoint) mssLowered(old int, why string) {
 		e.emit(event.Event{Kind: event.KindPathMTU, Conn: e.connID(), Cwnd: e.cwnd, Ssthresh: e.ssthresh,
 			Note: fmt.Sprintf("%s: MSS %d → %d, %s sent again", why, old, mss, plural(resent, "segment"))})
 	}
-	e.output()
 }

@@ -393,3 +393,102 @@ func TestDontFragment(t *testing.T) {
 		})
 	}
 }
+
+// twoToPeer is two connections to the same peer, from its ports 40000
+// (ep, current on return) and 40001 (ep2), with the stack's ISS of each
+// for tcptest's relative numbers: switch with use.
+func twoToPeer(t *testing.T, opts ...tcptest.Option) (p *tcptest.Peer, ep, ep2 *tcp.Endpoint, use func(k int)) {
+	t.Helper()
+	p, ep = tcptest.Established(t, opts...)
+	iss1, _ := p.StackISS()
+	p.PeerPort++
+	ep2 = p.Established()
+	iss2, _ := p.StackISS()
+	use = func(k int) {
+		if k == 1 {
+			p.PeerPort = 40000
+			p.SetStackISS(iss1, true)
+			return
+		}
+		p.PeerPort = 40001
+		p.SetStackISS(iss2, true)
+	}
+	use(1)
+	return p, ep, ep2, use
+}
+
+// TestPathMTUOtherConnections: a fragmentation needed that one connection
+// takes lowers the path MTU to the peer for every connection to it, and
+// each cuts its MSS at its next transmission, without waiting for an ICMP
+// of its own, as Linux's do: the path MTU lives in the route (the
+// exception's fnhe), and tcp_current_mss calls tcp_sync_mss once dst_mtu
+// differs from icsk_pmtu_cookie. The two full segments the second
+// connection had in flight exceeded the path MTU as well, with DF: they
+// are sent again cut to fit, as when the connection takes the ICMP itself
+// (tcp_simple_retransmit) or its route's MTU metric falls. Before, the
+// second connection went on sending 1460-byte segments into the 1280-byte
+// hop until an ICMP of its own.
+func TestPathMTUOtherConnections(t *testing.T) {
+	var notes []string
+	p, ep, ep2, use := twoToPeer(t, tcptest.WithTCP(mtuNotes(&notes)))
+	use(2)
+	sendSegments(t, p, ep2, 2) // in flight, dropped by the router
+	use(1)
+	sendSegments(t, p, ep, 1)
+	p.InjectIPv4(fragNeeded(quote(p, 1), 1280))
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, Len: 1240})
+	p.Expect(seg{Flags: "P.", Seq: 1241, Ack: 1, Len: 220})
+	use(2)
+	ep2.Write(payload(2*1460, 2*1460))
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, Len: 1240, Check: tcptest.IgnorePSH})
+	p.Expect(seg{Flags: ".", Seq: 1241, Ack: 1, Len: 220, Check: tcptest.IgnorePSH})
+	p.Expect(seg{Flags: ".", Seq: 1461, Ack: 1, Len: 1240, Check: tcptest.IgnorePSH})
+	p.Expect(seg{Flags: ".", Seq: 2701, Ack: 1, Len: 220, Check: tcptest.IgnorePSH})
+	p.Expect(seg{Flags: ".", Seq: 2921, Ack: 1, Len: 1240, Check: tcptest.IgnorePSH})
+	p.Expect(seg{Flags: ".", Seq: 4161, Ack: 1, Len: 1240, Check: tcptest.IgnorePSH})
+	p.ExpectNothing() // the last 440 bytes wait for an ACK: Nagle
+	if i := ep2.Info(); i.SndMSS != 1240 || i.PathMTU != 1280 {
+		t.Errorf("the other connection: MSS %d, path MTU %d; want 1240, 1280", i.SndMSS, i.PathMTU)
+	}
+	wantNotes(t, notes, "path MTU 1280 (ICMP): MSS 1460 → 1240",
+		"path MTU 1280 (ICMP to another connection to the peer): MSS 1460 → 1240, 2 segments sent again")
+}
+
+// TestPathMTUOtherConnectionsOwnICMP: the same router's report about the
+// second connection's own segment comes before that connection sends
+// again. The path MTU it reports is the one the first report taught, no
+// smaller, but the connection's MSS still exceeds it: it is taken, the
+// MSS cut and the segments in flight sent again to fit, as Linux's
+// tcp_v4_mtu_reduced compares the reported MTU with the socket's own
+// icsk_pmtu_cookie, not with the route's. Before, the report was dropped
+// as "not below the path MTU", and the connection's retransmissions went
+// on at 1460 bytes: a black hole.
+func TestPathMTUOtherConnectionsOwnICMP(t *testing.T) {
+	p, ep, ep2, use := twoToPeer(t)
+	use(2)
+	sendSegments(t, p, ep2, 2)
+	use(1)
+	sendSegments(t, p, ep, 1)
+	p.InjectIPv4(fragNeeded(quote(p, 1), 1280))
+	p.Drain()
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 1461}) // the first connection is done
+	use(2)
+	p.InjectIPv4(fragNeeded(quote(p, 1), 1280))
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, Len: 1240, Check: tcptest.IgnorePSH})
+	p.Expect(seg{Flags: ".", Seq: 1241, Ack: 1, Len: 220, Check: tcptest.IgnorePSH})
+	p.Expect(seg{Flags: ".", Seq: 1461, Ack: 1, Len: 1240, Check: tcptest.IgnorePSH})
+	p.Expect(seg{Flags: ".", Seq: 2701, Ack: 1, Len: 220, Check: tcptest.IgnorePSH})
+	p.ExpectNothing()
+	p.Advance(3 * time.Second) // retransmission timeouts: still cut to fit
+	for _, s := range p.Drain() {
+		if s.Len > 1240 {
+			t.Errorf("a retransmission of %d bytes does not fit 1280", s.Len)
+		}
+	}
+	if i := ep2.Info(); i.SndMSS != 1240 {
+		t.Errorf("the other connection's MSS %d, want 1240", i.SndMSS)
+	}
+	if n := p.TCP.Stats().Dropped(event.DropICMPBadMTU); n != 0 {
+		t.Errorf("Dropped(%v) = %d, want 0", event.DropICMPBadMTU, n)
+	}
+}

@@ -469,8 +469,10 @@ func (e *Endpoint) output() {
 	}
 	opened := e.beginStamp()
 	defer e.endStamp(opened)
-	if e.pmtuExpires != 0 {
-		e.pathMTUExpiry() // pmtu.go: the MSS rises again once a path MTU ICMP reported expires
+	if e.pmtuExpires != 0 || e.pmtuGen != e.proto.pmtu.generation() {
+		// pmtu.go: the MSS follows a path MTU another connection to
+		// the peer learned, and rises again once one expires.
+		e.pathMTUChanged()
 	}
 	limited, sent := false, false
 	if e.rtxq.empty() && e.sndNxt.LessThan(e.sndEnd()) && e.sndNxt.LessThan(e.sndUna.Add(seqnum.Size(e.sndWnd))) {
