@@ -150,6 +150,13 @@ func cookieCount(now tcpip.MonotonicTime) uint32 {
 
 // cookieMSSIndex picks the largest table entry not above mss, as Linux's
 // cookie_v4_init_sequence does; below the table it is the first entry.
+// So a peer that announced less than 536 is sent 536-byte segments, above
+// its MSS, which RFC 9293 3.7.1 forbids. We keep Linux's choice
+// (TestSynCookieSmallMSS): the two bits have no room for another size
+// without giving up one of the common ones, a 576-byte datagram is one
+// every IPv4 host must take (RFC 1122 3.3.2), a smaller hop answers the
+// DF with an ICMP that takes the path MTU down to 552 without DF
+// (pmtu.go), and cookies are only used while the SYN queue is full.
 func cookieMSSIndex(mss uint16) uint32 {
 	i := len(cookieMSS) - 1
 	for ; i > 0; i-- {

@@ -3,6 +3,7 @@ package tcp_test
 import (
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -270,6 +271,34 @@ func TestSynCookieAccepted(t *testing.T) {
 	wantCount(t, "Accepted", st.Listen.Accepted.Load(), 1)
 	n.want(t, "SYN cookie accepted: mss 1300")
 	n.want(t, "accepted")
+}
+
+// TestSynCookieSmallMSS: a cookie carries the MSS as an index into Linux's
+// msstab, {536, 1300, 1440, 1460}, and a peer's MSS below 536 takes the
+// first entry, as in Linux's __cookie_v4_init_sequence: the connection a
+// cookie opens for a peer that announced 500 (or 48) sends it 536-byte
+// segments. RFC 9293 3.7.1 bounds the send MSS by the peer's; we keep
+// Linux's choice, for the reasons cookie.go gives, and this pins it.
+func TestSynCookieSmallMSS(t *testing.T) {
+	for _, mss := range []uint16{500, 48} {
+		t.Run(strconv.Itoa(int(mss)), func(t *testing.T) {
+			p, l, _ := listen(t, 16, tcp.Options{SynQueueLimit: 1})
+			fillSynQueue(t, p, 1)
+			c := cookieSyn(t, p, 40001, mss)
+			c.use(p)
+			p.Inject(seg{Flags: ".", Seq: 1, Ack: 1})
+			ep, err := l.Accept()
+			if err != nil {
+				t.Fatalf("Accept: %v", err)
+			}
+			if got := ep.Info().SndMSS; got != 536 {
+				t.Errorf("send MSS %d after a cookie for a peer's %d, want 536 (Linux's msstab[0])", got, mss)
+			}
+			ep.Write(payload(0, 2*536))
+			p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, Len: 536, Check: tcptest.IgnorePSH})
+			p.Expect(seg{Flags: "P.", Seq: 537, Ack: 1, Len: 536})
+		})
+	}
 }
 
 // TestSynCookieRejected: an ACK whose cookie does not verify, forged or
