@@ -61,6 +61,14 @@ const (
 	// read to its newline without being kept and answered as a line that
 	// is not valid JSON: EINVAL with id 0.
 	agentMaxLine = 16 << 20
+	// agentMaxDials bounds the dials pending at once, as every other
+	// blocking request is bounded (claim: one accept per listener, one
+	// read and one write per conn). A dial is tied to no object, and
+	// the contract lets dials run side by side, so the bound is the
+	// agent's: each holds a goroutine and a connection in SYN-SENT for
+	// up to its timeout_ms, and a harness tests one handshake at a time,
+	// or a few dozen. One more is answered EAGAIN at once (dialSlot).
+	agentMaxDials = 1024
 )
 
 var agentCaps = []string{"arp", "icmp", "tcp"}
@@ -204,6 +212,7 @@ type agent struct {
 	conns     map[int64]*conn.Conn
 	listeners map[int64]*conn.Listener
 	pending   map[pendingOp]bool // the blocking requests being served, by object (claim)
+	dials     int                // dials being served, at most agentMaxDials (dialSlot)
 }
 
 // pendingOp is a blocking operation on a listener or conn.
@@ -499,6 +508,29 @@ func (a *agent) claim(r *agentRequest, kind string) (release func(), err error) 
 	}, nil
 }
 
+// dialSlot takes one of the agentMaxDials dials that may be pending, until
+// release is called: by the dial when it returns, before its reply is
+// written, as claim's. With every slot taken the dial is answered EAGAIN
+// at once: of AGENT.md's names, the one for "nothing now, ask again" (it
+// gives it to a blocking request that found nothing to report), and
+// errno's own for a resource temporarily unavailable. A dial's own
+// failures have other names (ETIMEDOUT for its timeout_ms), so the
+// harness can tell them apart; EINVAL, claim's, would call malformed a
+// request the contract allows.
+func (a *agent) dialSlot() (release func(), err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.dials >= agentMaxDials {
+		return nil, &agentError{"EAGAIN", fmt.Sprintf("dial: %d dials pending, the agent's limit; send it again once one is answered", agentMaxDials)}
+	}
+	a.dials++
+	return func() {
+		a.mu.Lock()
+		a.dials--
+		a.mu.Unlock()
+	}, nil
+}
+
 func (a *agent) conn(r *agentRequest) (*conn.Conn, error) {
 	id, err := r.objectID("conn")
 	if err != nil {
@@ -621,7 +653,12 @@ func (a *agent) dial(r *agentRequest) (func() (agentReply, error), error) {
 	if err != nil {
 		return nil, err
 	}
+	release, err := a.dialSlot()
+	if err != nil {
+		return nil, err
+	}
 	return func() (agentReply, error) {
+		defer release()
 		// At the deadline DialContext aborts the attempt: no connection
 		// appears later.
 		ctx, cancel := context.WithTimeout(a.ctx, timeout)

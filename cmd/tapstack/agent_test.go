@@ -821,3 +821,37 @@ func TestAgentCloseResetsUnacceptedAndUnread(t *testing.T) {
 	}
 	p.fail(map[string]any{"op": "write", "conn": c, "data_b64": "eA==", "timeout_ms": 100}, "EBADF")
 }
+
+// TestAgentDialLimit: at most agentMaxDials dials are pending at once, as
+// every other blocking request is bounded (one accept per listener, one
+// read and one write per conn); one more is answered EAGAIN at once, and
+// the pending ones are served as if it had not come. Once one is
+// answered, the next dial is served. Before, every dial held a goroutine
+// and a connection in SYN-SENT for its timeout_ms, without a bound.
+func TestAgentDialLimit(t *testing.T) {
+	p := newPipeAgent(t, tcp.Options{})
+	p.ok(map[string]any{"op": "hello", "version": 1})
+	// Nobody answers ARP for 192.0.2.3: each dial waits for its timeout.
+	dial := func(ms int) int64 {
+		return p.send(map[string]any{"op": "dial", "addr": "192.0.2.3:9", "timeout_ms": ms})
+	}
+	first := dial(2000)
+	for range agentMaxDials - 1 {
+		dial(20000)
+	}
+	over := dial(20000)
+	if m := p.wait(over, time.Second); m["ok"] != false || m["error"] != "EAGAIN" {
+		t.Fatalf("dial %d while %d are pending: %v, want EAGAIN at once", agentMaxDials+1, agentMaxDials, m)
+	}
+	if !p.pending(first) {
+		t.Fatalf("the first dial was answered early: %v", p.wait(first, time.Second))
+	}
+	if m := p.wait(first, 5*time.Second); m["error"] != "ETIMEDOUT" {
+		t.Fatalf("first dial: %v, want ETIMEDOUT", m)
+	}
+	next := dial(20000)
+	p.ok(map[string]any{"op": "hello", "version": 1}) // answered after a refusal would be
+	if !p.pending(next) {
+		t.Errorf("a dial once one of %d was answered: %v, want it pending", agentMaxDials, p.wait(next, time.Second))
+	}
+}
