@@ -76,19 +76,36 @@ func dialEcho(t *testing.T, ns *taptest.Namespace) net.Conn {
 }
 
 // dialServe connects from the kernel in ns to tapstack serve's echo port
-// at 192.0.2.2:7, retrying for up to about ten seconds while serve is
-// still starting.
+// at 192.0.2.2:7, trying again for up to about ten seconds while serve is
+// still starting: a SYN that reaches serve's stack before it listens is
+// refused (RST), and the kernel sends again one that went out before
+// serve had opened its TAP device (after its initial RTO of 1 s, RFC 6298
+// 2.1).
+//
+// An attempt ends only when the kernel ends it (connected, refused,
+// unreachable) or when the ten seconds are up, never at a deadline of its
+// own: a dial that gave up after a second while the kernel's SYN sent again
+// at that second was being answered left the kernel to finish the
+// handshake and close the connection at once (FIN, no data), a connection
+// serve did accept and that TestServePlot's page showed beside the
+// refused ones.
 func dialServe(ns *taptest.Namespace) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var d net.Dialer
 	var err error
-	for range 100 {
+	for ctx.Err() == nil {
 		var c net.Conn
 		if err = ns.Do(func() (err error) {
-			c, err = net.DialTimeout("tcp4", "192.0.2.2:7", time.Second)
+			c, err = d.DialContext(ctx, "tcp4", "192.0.2.2:7")
 			return err
 		}); err == nil {
 			return c, nil
 		}
-		time.Sleep(100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 	return nil, fmt.Errorf("the kernel could not connect to tapstack serve: %w", err)
 }
