@@ -102,7 +102,13 @@ type Event struct {
 	Queue   QueueInfo
 	Note    string // e.g. "SYN queued", "accept queue overflow"
 	RTO     time.Duration
-	Attempt int // for a retransmission: which one (1 for the first); for a keepalive: the probe number
+	// Attempt is, for a retransmission, which one (1 for the first); for
+	// a keepalive, the probe number; for a KindRecovery with Key (the
+	// link refused that segment), which of the packets with data or a FIN
+	// the link refused the connection it was, from 1, and from 1 again
+	// after 65535, as link middleware numbers the frames it saw refused
+	// to tell that one from a copy with the same Key.
+	Attempt int
 
 	// Cwnd and Ssthresh are the congestion window and slow-start
 	// threshold in bytes after the event (Ack, Recovery, RetransmitTimeout).

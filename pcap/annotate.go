@@ -87,6 +87,7 @@ type record struct {
 	segs       int    // a super-frame: the blocks it is written as (its wire segments, or 1 as is)
 	wantICMP   bool   // a UDP datagram the stack said ICMP port unreachable answers
 	icmpFrame  uint64 // a UDP datagram: the frame of the ICMP port unreachable that answered it
+	refusal    uint16 // outbound, refused by the link: its number among the connection's refused frames (refusedFrame); 0 for none
 }
 
 // part is one annotation of a frame. A retransmission names the frame
@@ -708,7 +709,7 @@ func (a *annotator) event(now time.Time, ev *event.Event) {
 		if ev.Kind == event.KindRecovery && ev.Key != (event.SegKey{}) {
 			// The link refused this segment: the note goes on the
 			// refused frame itself, which says "not sent".
-			a.attach(now, frameKey{dir: dirOut, conn: ev.Conn, key: ev.Key}, pendEv{cls: clsRecovery, text: recoveryText(ev)})
+			a.refusalNote(ev)
 			break
 		}
 		// Both change course for the frames that follow: they go on
@@ -727,6 +728,60 @@ func (a *annotator) event(now time.Time, ev *event.Event) {
 		a.addNote(now, ev.Conn, ev.String())
 	}
 	a.trimPending(now)
+}
+
+// refusedFrame numbers frame, the records of one outbound packet that the
+// link refused with tcpip.ErrNoBufferSpace, which the sender hears, as the
+// engine numbers the packets it was refused (stack/tcp numberRefusal):
+// among the connection's with data or a FIN, from 1, and from 1 again
+// after 65535, since our SYN or SYN-ACK. A connection whose SYN the
+// capture did not see gets no numbers. The count assumes the capture's
+// writes are the sender's own, as when no middleware that defers frames
+// sits above it (a tap.Fault goes below, FaultObserver).
+func (a *annotator) refusedFrame(frame []*record) {
+	if len(frame) == 0 {
+		return
+	}
+	r := frame[0] // the first wire segment, whose key the engine's event has
+	if r.fi.kind != kindTCP || r.fi.has(header.TCPFlagSyn) || r.fi.key.Len == 0 && !r.fi.has(header.TCPFlagFin) {
+		return
+	}
+	c := a.conns.get(r.fi.conn)
+	if c == nil || !c.refusalsKnown {
+		return
+	}
+	c.refusals++
+	if c.refusals == 0 {
+		c.refusals = 1
+	}
+	for _, x := range frame {
+		x.refusal = c.refusals
+	}
+}
+
+// refusalNote puts the engine's answer to a refusal (a recovery event
+// keyed to the refused segment) on the frame the link refused: the
+// connection's outbound frame with that key and the number the engine
+// gave the refusal (Event.Attempt; refusedFrame numbered the frame when
+// the link refused it, before the engine heard of it, so the note never
+// waits for its frame). It may come after frames sent since with the same
+// key, a retransmission the link took or the same data refused again once
+// taken back: they are not its frame. Once its frame is written, it is
+// late (Stats.Late), or unmatched if the capture could not number it.
+func (a *annotator) refusalNote(ev *event.Event) {
+	k := frameKey{dir: dirOut, conn: ev.Conn, key: ev.Key}
+	n := uint16(ev.Attempt)
+	for _, r := range a.byKey[k] {
+		if r.refusal != 0 && r.refusal == n {
+			a.apply(r, pendEv{cls: clsRecovery, text: recoveryText(ev), seq: a.evSeq})
+			return
+		}
+	}
+	if a.written(k) {
+		a.stats.late++
+	} else {
+		a.stats.unmatched++
+	}
 }
 
 // takeRecovery gives the recovery notes waiting for connection c, to go

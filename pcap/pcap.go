@@ -19,8 +19,10 @@
 // Observer, and [Writer.FaultObserver] as a tap.Fault's observer.
 //
 // Events are matched with frames by wire identity (direction, connection,
-// SEQ, ACK, flags, length), never by order, so it does not matter whether
-// the engine reports an event before its frame passes the link or after:
+// SEQ, ACK, flags, length; the engine's answer to a frame the link refused
+// by the number it gave the refusal too), never by order, so it does not
+// matter whether the engine reports an event before its frame passes the
+// link or after:
 // frames wait in a bounded window (Options.Window, Options.MaxHeld) for
 // late annotations, and annotations wait in a bounded table for late
 // frames. A state change made by a user call or a timer is written on the
@@ -464,8 +466,8 @@ func (w *Writer) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 // outbound record is marked by nothing else before its write returns) was
 // told and counted there.
 func (w *Writer) refused(recs []*record, starts []int, from int, err tcpip.Error) {
-	_, full := err.(*tcpip.ErrNoBufferSpace)
-	full = full || err == nil
+	_, told := err.(*tcpip.ErrNoBufferSpace) // the sender hears of it, and numbers it (refusedFrame)
+	full := told || err == nil
 	why := "not sent: the link's queue was full"
 	if !full {
 		why = "not sent: the link refused it (" + err.String() + ")"
@@ -480,6 +482,9 @@ func (w *Writer) refused(recs []*record, starts []int, from int, err tcpip.Error
 			end = starts[j+1]
 		}
 		frame := recs[starts[j]:end]
+		if told {
+			w.ann.refusedFrame(frame)
+		}
 		if slices.ContainsFunc(frame, func(r *record) bool { return r.dropped }) {
 			continue
 		}

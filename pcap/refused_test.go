@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"math/rand/v2"
+	"net/netip"
+	"os"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -16,6 +19,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
 	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
+	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/pcap"
 	"github.com/tapstack/tapstack/pcap/pcaptest"
 	"github.com/tapstack/tapstack/stack/tcp"
@@ -148,10 +152,11 @@ func refusedExchange(t *testing.T, fault *tap.FaultConfig) {
 		}
 	}
 	// The engine heard of each refusal (tcpip.ErrNoBufferSpace) and
-	// says what it did on the refused frame itself.
+	// says what it did on the refused frame itself (a later try of what
+	// it refused, "try #1 of what the link refused", is on the try's).
 	told := 0
 	for _, p := range pkts {
-		if c := p.Comment(); strings.Contains(c, "the link refused") {
+		if c := p.Comment(); refusalAnswer.MatchString(c) {
 			told++
 			if !strings.Contains(c, notSent) {
 				t.Errorf("frame %d tells of a refusal but was not refused: %q", p.Number, c)
@@ -161,8 +166,104 @@ func refusedExchange(t *testing.T, fault *tap.FaultConfig) {
 	if told == 0 {
 		t.Error("no frame tells how the engine took a refusal (recovery: the link refused ...)")
 	}
+	// And each answer is on a frame: none found its frame gone or none
+	// (the window outlasts the writes).
+	b, err := os.ReadFile(w.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, err := pcap.ReadEvents(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	answers := 0
+	for _, ev := range evs {
+		if _, _, _, _, keyed := ev.Key(); keyed && ev.Kind == "recovery" && refusalAnswer.MatchString(ev.Text) {
+			answers++
+		}
+	}
+	if answers != told {
+		t.Errorf("the engine answered %d refusals; %d frames tell an answer", answers, told)
+	}
 	t.Logf("%d frames refused by the pipe, %d marked on their own frame, %d counted later; %d tell the engine's response", refused, marked, counted, told)
 }
+
+// TestRefusalNoteOnItsFrame: the engine's note on a refusal (a recovery
+// event keyed to the refused segment) goes on the frame whose refusal it
+// answers, which the engine numbers (Event.Attempt), and never on a frame
+// the link took. The engine reports it once the write is over, and its
+// events reach the capture once its locks are released, maybe after
+// frames sent since with the same key:
+//   - a copy of the segment that the link took: in a
+//     TestLinkRefusedExchange run (1 in 40), a fast retransmission that
+//     left said "the link refused 8 segments, its queue full: deemed
+//     lost", and the refused frame whose data it carried said nothing;
+//   - another refused copy: the data taken back, sent again and refused
+//     again before the note of the first refusal came. Each note goes on
+//     its own refusal; taken by the latest frame with the key, both went
+//     on the second.
+func TestRefusalNoteOnItsFrame(t *testing.T) {
+	link := &refusingLink{Endpoint: channel.New(16, 1500, "")}
+	var buf bytes.Buffer
+	w, err := pcap.New(link, &buf, pcap.Options{Window: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs := w.Observer(nil)
+	c := event.ConnID{Local: netip.MustParseAddrPort("192.0.2.2:40000"), Remote: netip.MustParseAddrPort("192.0.2.1:80")}
+	keyOf := func(s segment) event.SegKey {
+		return event.SegKey{Seq: s.seq, Ack: s.ack, Flags: event.Flags(s.flags), Len: len(s.payload)}
+	}
+	write := func(s segment, send event.SendCause, refuse bool) {
+		obs(event.Event{Kind: event.KindSend, Conn: c, Send: send, Key: keyOf(s)})
+		pkt := packetOf(rebuild(superFrame(0), s), gstack.GSO{}, false)
+		var l gstack.PacketBufferList
+		l.PushBack(pkt)
+		link.refuse = refuse
+		w.WritePackets(l)
+		pkt.DecRef()
+	}
+	refusal := func(s segment, n int, note string, cwnd uint32) {
+		obs(event.Event{Kind: event.KindRecovery, Conn: c, Key: keyOf(s), Attempt: n, Note: note, Cwnd: cwnd, Ssthresh: cwnd})
+	}
+	syn := segment{seq: 999, flags: header.TCPFlagSyn}
+	d := segment{seq: 1000, ack: 1, flags: header.TCPFlagAck, payload: bytes.Repeat([]byte{'d'}, 100)}
+	e := segment{seq: 1100, ack: 1, flags: header.TCPFlagAck, payload: bytes.Repeat([]byte{'e'}, 100)}
+	write(syn, event.SendSyn, false)          // frame 1
+	write(d, event.SendData, true)            // 2: refused, the connection's refusal 1
+	write(d, event.SendFastRetransmit, false) // 3: its copy, taken
+	refusal(d, 1, "fast recovery: the link refused 1 segment, its queue full: deemed lost", 1000)
+	write(e, event.SendData, true) // 4: refused, refusal 2
+	write(e, event.SendData, true) // 5: taken back, sent again: refusal 3
+	refusal(e, 2, "CWR: the link refused 1 segment, its queue full: not sent, to go again (local congestion)", 2000)
+	refusal(e, 3, "the link refused 1 segment, its queue full: not sent, to go again", 3000)
+	_, pkts := closeAndRead(t, w, &buf, 5)
+	for i, want := range []string{"", "cwnd 1000", "", "cwnd 2000", "cwnd 3000"} {
+		p := pkts[i]
+		got := p.Comment()
+		if n := strings.Count(got, "the link refused"); n != min(len(want), 1) || !strings.Contains(got, want) || p.Dropped != (want != "") {
+			t.Errorf("frame %d: dropped %v, %q; want the note with %q on it: %v", p.Number, p.Dropped, got, want, want != "")
+		}
+	}
+}
+
+// refusingLink refuses every write while refuse is set, as a full queue
+// does (tcpip.ErrNoBufferSpace), and takes the others.
+type refusingLink struct {
+	*channel.Endpoint
+	refuse bool
+}
+
+func (l *refusingLink) WritePackets(pkts gstack.PacketBufferList) (int, tcpip.Error) {
+	if l.refuse {
+		return 0, &tcpip.ErrNoBufferSpace{}
+	}
+	return l.Endpoint.WritePackets(pkts)
+}
+
+// refusalAnswer is the engine's answer to a refusal in a comment:
+// "recovery: CWR: the link refused 3 segments, its queue full: ...".
+var refusalAnswer = regexp.MustCompile(`the link refused \d+ segment`)
 
 // laterRefusingLink refuses the first write it gets, counting it as a
 // queue-full drop, and holds that write until resume is closed; it takes

@@ -33,6 +33,11 @@ type connWire struct {
 	sentNext [2]int
 	wroteKey [2]event.SegKey // the last frame written, to tell a late annotation
 	wroteSet [2]bool
+	// refusals numbers the outbound frames with data or a FIN the link
+	// refused the sender since our last SYN or SYN-ACK (refusedFrame);
+	// refusalsKnown: that SYN was seen, so the numbers are the engine's.
+	refusals      uint16
+	refusalsKnown bool
 }
 
 const sentRing = 64
@@ -97,6 +102,11 @@ func (a *annotator) wireFacts(r *record) {
 		c.isn[d], c.isnSet[d] = seq, true
 		c.synSeen[d] = true
 		c.ws[d] = fi.ws
+		if r.dir == dirOut {
+			// Our SYN or SYN-ACK: the connection the engine numbers
+			// its refusals for starts here (refusedFrame).
+			c.refusals, c.refusalsKnown = 0, true
+		}
 	}
 	win := uint32(fi.win)
 	if !syn && c.synSeen[0] && c.synSeen[1] && c.ws[0] >= 0 && c.ws[1] >= 0 {

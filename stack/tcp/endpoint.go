@@ -188,6 +188,10 @@ type Endpoint struct {
 	// while a multiple of 65,536 entries were learned misses them until
 	// an ICMP of its own (pathMTUArrives). Here, it fits the padding.
 	pmtuGen uint16
+	// linkRefusals numbers the packets with data or a FIN the link
+	// refused (numberRefusal). The holder of outMu writes it; here, it
+	// fits the padding.
+	linkRefusals uint16
 
 	persistProbes int32 // zero-window probes the peer has not answered, or tries of what the link refused (resourceProbe)
 	resourceProbe bool  // the persist timer tries again what the link refused (refused.go), not a zero window
@@ -1238,7 +1242,7 @@ func (p *Protocol) queueEvent(q *[]event.Event, ev event.Event) {
 //go:noinline
 func (e *Endpoint) writeAfterRefusal(r *stack.Route, ecnOut *outECN, from int) {
 	q := e.outSpare
-	refused := []refusal{e.proto.dropRefused(q[from])}
+	refused := []refusal{e.numberRefusal(e.proto.dropRefused(q[from]))}
 	q[from] = nil
 	var after overtaken // what the packets the link took after a refusal claimed (linkRefused)
 	for i := from + 1; i < len(q); i++ {
@@ -1246,7 +1250,7 @@ func (e *Endpoint) writeAfterRefusal(r *stack.Route, ecnOut *outECN, from int) {
 		q[i] = nil
 		claims := refusalOf(pkt) // read before the link may release it
 		if e.proto.writePacket(r, pkt, ecnOut.spareAt(i)) {
-			refused = append(refused, e.proto.dropRefused(pkt))
+			refused = append(refused, e.numberRefusal(e.proto.dropRefused(pkt)))
 		} else {
 			after.add(claims)
 		}

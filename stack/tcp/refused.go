@@ -64,6 +64,29 @@ type refusal struct {
 	segments int
 	key      event.SegKey // its first wire segment, as a capture sees it
 	cwr      bool         // it carried CWR (RFC 3168 6.1.2), which must go again
+	no       uint16       // its number among the connection's refused packets with data or a FIN (numberRefusal); 0 for another
+}
+
+// numberRefusal numbers ref among the packets with data or a FIN that the
+// link refused the connection, from 1, and from 1 again after 65535
+// (linkRefusals). Its event carries the number of the packet its key is
+// from (Event.Attempt), and a capture numbers the frames its link refused
+// the same way: so it tells the refused frame from another copy of the
+// segment with the same key, a retransmission the link took or the same
+// data refused again once taken back, which may reach it before the
+// event does (pcap's refusalNote). A SYN or SYN-ACK is not counted: a
+// listener answers with a cookie before the connection exists. The caller
+// holds outMu.
+func (e *Endpoint) numberRefusal(ref refusal) refusal {
+	if ref.key.Flags&event.FlagSyn != 0 || ref.key.Len == 0 && ref.key.Flags&event.FlagFin == 0 {
+		return ref
+	}
+	e.linkRefusals++
+	if e.linkRefusals == 0 {
+		e.linkRefusals = 1
+	}
+	ref.no = e.linkRefusals
+	return ref
 }
 
 // overtaken is the end of the sequence space that the packets written
@@ -176,9 +199,10 @@ func (e *Endpoint) linkRefused(refs []refusal, after overtaken) {
 		e.startResourceProbe()
 	}
 	if e.observed() {
-		// Keyed to the first refused segment: a capture puts it on
-		// that frame, not on whichever comes next.
-		e.emit(event.Event{Kind: event.KindRecovery, Conn: e.connID(), Note: refusedNote(lost, taken, recovery, cwr), Cwnd: e.cwnd, Ssthresh: e.ssthresh, Key: first.key})
+		// Keyed to the first refused segment, and numbered: a capture
+		// puts it on that frame, not on whichever comes next, nor on
+		// another refused copy of it (numberRefusal).
+		e.emit(event.Event{Kind: event.KindRecovery, Conn: e.connID(), Note: refusedNote(lost, taken, recovery, cwr), Cwnd: e.cwnd, Ssthresh: e.ssthresh, Key: first.key, Attempt: int(first.no)})
 	}
 }
 

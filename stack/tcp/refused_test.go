@@ -2,6 +2,8 @@ package tcp_test
 
 import (
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -83,6 +85,47 @@ func TestLinkRefusedTail(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("no recovery event names the refusal, keyed %+v: %v", want, rec.of(event.KindRecovery))
+	}
+}
+
+// TestLinkRefusedNumbered: the link refuses the tail of a flight twice,
+// the same data each time once it was taken back (segments 7 to 10, sent
+// again after the ACK of the six that left: the same SEQ, ACK, flags and
+// length on the wire). Each refusal's event is keyed to its first refused
+// segment and says which of the connection's refused segments that was
+// (Event.Attempt, counting those with data or a FIN): the first refusal
+// is number 1, the second, after four, number 5, so that a capture, which
+// numbers the frames the link refused the same way, tells the two refused
+// copies of segment 7 apart and puts each note on its own.
+func TestLinkRefusedNumbered(t *testing.T) {
+	rec := &events{}
+	p, ep := rttPeer(t, tcp.Options{Observer: rec.observe})
+	sendSegments(t, p, ep, 6)
+	p.RefuseNext(4)
+	if _, err := ep.Write(payload(6*1460, 4*1460)); err != nil {
+		t.Fatal(err)
+	}
+	p.ExpectNothing()
+	// The ACK of the six: the four go again, and are refused again.
+	p.RefuseNext(4)
+	p.Advance(rtt)
+	p.Inject(sackAck(7))
+	p.ExpectNothing()
+	if n := p.TCP.Stats().LinkRefused.Load(); n != 8 {
+		t.Fatalf("the link refused %d segments, want 8\n%s", n, p.Trace())
+	}
+	p.TCP.SyncEvents()
+	iss, _ := p.StackISS()
+	seven := event.SegKey{Seq: iss + sb(7), Ack: tcptest.PeerISS + 1, Flags: event.Flags(header.TCPFlagAck), Len: 1460}
+	var got []string
+	for _, ev := range rec.of(event.KindRecovery) {
+		if ev.Key != (event.SegKey{}) {
+			got = append(got, fmt.Sprintf("#%d %+v", ev.Attempt, ev.Key))
+		}
+	}
+	want := []string{fmt.Sprintf("#1 %+v", seven), fmt.Sprintf("#5 %+v", seven)}
+	if !slices.Equal(got, want) {
+		t.Errorf("refusal events %q, want %q", got, want)
 	}
 }
 
