@@ -82,7 +82,7 @@ var ssState = map[event.State]string{
 // prints sockets: the columns State, Recv-Q, Send-Q, Local Address:Port,
 // Peer Address:Port and Process (here the stack's name), then a line of
 // TCP info indented by a tab. As in ss, a listener's Recv-Q is its accept
-// queue and its Send-Q the backlog.
+// queue's length and its Send-Q the backlog, one less than the queue holds.
 func writeSS(w io.Writer, stacks []namedStack) {
 	const format = "%-10s %-6s %-6s %-22s %-22s %s"
 	fmt.Fprintln(w, strings.TrimRight(fmt.Sprintf(format, "State", "Recv-Q", "Send-Q", "Local Address:Port", "Peer Address:Port", "Process"), " "))
@@ -92,8 +92,12 @@ func writeSS(w io.Writer, stacks []namedStack) {
 		proc := fmt.Sprintf("stack:(%q)", ns.name)
 		for _, l := range ns.s.TCP().Listeners() {
 			q := l.Queues()
+			// ss's Send-Q for a listener is the backlog given to
+			// listen(2) (inet_diag's idiag_wqueue, sk_max_ack_backlog);
+			// the accept queue holds one more (stack/tcp/accept.go).
+			backlog := q.AcceptQueueLimit - 1
 			rows = append(rows, row{
-				main: fmt.Sprintf(format, ssState[l.State()], itoa(q.AcceptQueueLen), itoa(q.AcceptQueueLimit), ssAddr(l.Addr()), "*:*", proc),
+				main: fmt.Sprintf(format, ssState[l.State()], itoa(q.AcceptQueueLen), itoa(backlog), ssAddr(l.Addr()), "*:*", proc),
 				info: fmt.Sprintf("\t syn_queue:%d/%d", q.SynQueueLen, q.SynQueueLimit),
 			})
 		}

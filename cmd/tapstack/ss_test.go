@@ -2,10 +2,13 @@ package main
 
 import (
 	"math"
+	"net/netip"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tapstack/tapstack/stack"
 	"github.com/tapstack/tapstack/stack/tcp"
 )
 
@@ -102,5 +105,23 @@ func TestInfoLineBBR(t *testing.T) {
 	in.BBR = nil
 	if l := infoLine(in); strings.Contains(l, "bbr:(") {
 		t.Errorf("no model, no bbr:(...): %s", l)
+	}
+}
+
+// TestSSListenerBacklog: ss -tln prints a listener's Send-Q as the
+// backlog it was given (inet_diag's idiag_wqueue is sk_max_ack_backlog),
+// 4 for listen(fd, 4), though the accept queue holds one more
+// (sk_acceptq_is_full compares with ">"); its Recv-Q is the accept
+// queue's length.
+func TestSSListenerBacklog(t *testing.T) {
+	s := stack.New(stack.Options{})
+	defer s.Close()
+	if _, err := s.TCP().Listen(netip.MustParseAddrPort("0.0.0.0:80"), 4); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	writeSS(&b, []namedStack{{"server", s}})
+	if !regexp.MustCompile(`(?m)^LISTEN\s+0\s+4\s+\*:80\s+\*:\*\s+stack:\("server"\)$`).MatchString(b.String()) {
+		t.Errorf("a listener of backlog 4:\n%s", b.String())
 	}
 }
