@@ -824,10 +824,15 @@ type Info struct {
 	// tcpi_reordering); ReorderEvents counts the ACKs that showed any
 	// (tcpi_reord_seen).
 	Reordering, ReorderEvents uint32
-	BytesSent, BytesAcked     uint64
-	BytesReceived             uint64
-	Retransmits               uint64
-	SendQueued, RecvQueued    int
+	// BytesSent counts the data bytes put on the wire, retransmissions
+	// included (Linux's tcpi_bytes_sent); BytesAcked and BytesReceived
+	// count each data byte once, as SND.UNA and RCV.NXT passed it, the
+	// SYN's and FIN's sequence numbers left out. Retransmits counts the
+	// segments sent again (tcpi_total_retrans).
+	BytesSent, BytesAcked  uint64
+	BytesReceived          uint64
+	Retransmits            uint64
+	SendQueued, RecvQueued int
 	// SendBuffer is the send buffer's size now: SendBufferSize, grown
 	// while it held the sender back up to SendBufferMax
 	// (expandSendBuffer), or what the user set.

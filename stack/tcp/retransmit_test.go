@@ -289,3 +289,30 @@ func TestRTOKeepsBackoffWithoutSample(t *testing.T) {
 		t.Errorf("RTO %v after an RTT sample, want the backoff gone (below %v)", got, 2*rto)
 	}
 }
+
+// TestBytesSentCountsRetransmissions: Info.BytesSent counts every byte
+// of data put on the wire, a retransmission's again, as Linux's
+// tcpi_bytes_sent (RFC 4898 tcpEStatsPerfHCDataOctetsOut, "including
+// retransmitted data"), which ss prints as bytes_sent and the OpenTelemetry
+// tracer as tcp.bytes_sent; BytesAcked counts each byte once. Three
+// segments go, the RTO sends the first again: 4 segments' bytes sent, 3
+// acknowledged.
+func TestBytesSentCountsRetransmissions(t *testing.T) {
+	p, ep := tcptest.Established(t)
+	rto := ep.Info().RTO
+	data := payload(0, 3*1460)
+	ep.Write(data)
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, Len: 1460})
+	p.Expect(seg{Flags: ".", Seq: 1461, Ack: 1, Len: 1460})
+	p.Expect(seg{Flags: "P.", Seq: 2921, Ack: 1, Len: 1460})
+	if i := ep.Info(); i.BytesSent != 3*1460 {
+		t.Errorf("bytes sent %d after the first flight, want %d", i.BytesSent, 3*1460)
+	}
+	p.Advance(rto)
+	p.Expect(seg{Flags: ".", Seq: 1, Ack: 1, Payload: data[:1460]})
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 4381})
+	p.ExpectNothing()
+	if i := ep.Info(); i.BytesSent != 4*1460 || i.BytesAcked != 3*1460 || i.Retransmits != 1 {
+		t.Errorf("bytes sent %d, acked %d, %d retransmissions; want %d, %d, 1", i.BytesSent, i.BytesAcked, i.Retransmits, 4*1460, 3*1460)
+	}
+}

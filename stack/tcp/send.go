@@ -881,6 +881,10 @@ func (e *Endpoint) retransmitSeg(i uint64, cause event.SendCause) {
 			e.prrOut += uint64(n)
 		}
 		e.transmit(seq, n, fin && last, cause, attempt, false)
+		// A retransmission's bytes are bytes sent, as Linux's
+		// tcpi_bytes_sent counts them (__tcp_transmit_skb; RFC 4898
+		// tcpEStatsPerfHCDataOctetsOut: "including retransmitted data").
+		e.bytesSent += uint64(n)
 		e.retransmitted++
 		e.proto.stats.Retransmits.Add(1)
 		seq = seq.Add(seqnum.Size(n))
