@@ -828,7 +828,9 @@ type Info struct {
 	// included (Linux's tcpi_bytes_sent); BytesAcked and BytesReceived
 	// count each data byte once, as SND.UNA and RCV.NXT passed it, the
 	// SYN's and FIN's sequence numbers left out. Retransmits counts the
-	// segments sent again (tcpi_total_retrans).
+	// segments sent again, a SYN or SYN-ACK on its timer included
+	// (tcpi_total_retrans; Linux's tcpi_retransmits is another thing,
+	// the timeouts in a row).
 	BytesSent, BytesAcked  uint64
 	BytesReceived          uint64
 	Retransmits            uint64

@@ -47,6 +47,16 @@ func (e *Endpoint) backoff() {
 	e.rto = min(2*e.rto, e.proto.opts.MaxRTO)
 }
 
+// countHandshakeRetransmit counts a SYN or SYN-ACK sent again on its
+// timer as a retransmitted segment, as Linux counts one in
+// tcpi_total_retrans and RetransSegs (tcp_retransmit_skb for the SYN;
+// tcp_rtx_synack, whose count a child inherits in
+// tcp_create_openreq_child): data's are counted in retransmitSeg.
+func (e *Endpoint) countHandshakeRetransmit() {
+	e.retransmitted++
+	e.proto.stats.Retransmits.Add(1)
+}
+
 // retransmitTimeout is RFC 6298 5.4-5.7 for data, and the SYN and SYN-ACK
 // retransmission of the handshake. A bounded number of tries ends the
 // connection with ETIMEDOUT.
@@ -72,6 +82,7 @@ func (e *Endpoint) retransmitTimeout() {
 		e.backoff()
 		e.emitRTO()
 		e.sendSyn(event.SendSynRetransmit)
+		e.countHandshakeRetransmit()
 		e.setTimer(timerRetransmit, e.rtoFromNow())
 		return
 	case event.SynReceived:
@@ -85,6 +96,7 @@ func (e *Endpoint) retransmitTimeout() {
 		e.backoff()
 		e.emitRTO()
 		e.sendSynAck(event.SendSynAckRetransmit)
+		e.countHandshakeRetransmit()
 		e.setTimer(timerRetransmit, e.rtoFromNow())
 		return
 	}

@@ -316,3 +316,33 @@ func TestBytesSentCountsRetransmissions(t *testing.T) {
 		t.Errorf("bytes sent %d, acked %d, %d retransmissions; want %d, %d, 1", i.BytesSent, i.BytesAcked, i.Retransmits, 4*1460, 3*1460)
 	}
 }
+
+// TestRetransmitsCountHandshake: a SYN or SYN-ACK sent again on its timer
+// is a retransmitted segment in Info.Retransmits and Stats.Retransmits,
+// as Linux counts it in tcpi_total_retrans and RetransSegs (tcp_retransmit_skb
+// for the SYN; tcp_rtx_synack, and the child's total_retrans taken from
+// the request's num_retrans in tcp_create_openreq_child), and as the
+// tracer's tcp.retransmits does.
+func TestRetransmitsCountHandshake(t *testing.T) {
+	t.Run("SYN", func(t *testing.T) {
+		p, ep := tcptest.SynSent(t)
+		p.Advance(time.Second)
+		p.Expect(seg{Flags: "S", Seq: 0})
+		p.Inject(seg{Flags: "S.", Seq: 0, Ack: 1})
+		p.Expect(seg{Flags: ".", Seq: 1, Ack: 1})
+		p.WantState(ep, event.Established)
+		if n, st := ep.Info().Retransmits, p.TCP.Stats().Retransmits.Load(); n != 1 || st != 1 {
+			t.Errorf("Info.Retransmits %d, Stats.Retransmits %d; want 1 and 1", n, st)
+		}
+	})
+	t.Run("SYN-ACK", func(t *testing.T) {
+		p, ep := tcptest.SynReceived(t)
+		p.Advance(time.Second)
+		p.Expect(seg{Flags: "S.", Seq: 0, Ack: 1})
+		p.Inject(seg{Flags: ".", Seq: 1, Ack: 1})
+		p.WantState(ep, event.Established)
+		if n, st := ep.Info().Retransmits, p.TCP.Stats().Retransmits.Load(); n != 1 || st != 1 {
+			t.Errorf("Info.Retransmits %d, Stats.Retransmits %d; want 1 and 1", n, st)
+		}
+	})
+}

@@ -13,7 +13,7 @@ type Stats struct {
 	PassiveOpens   atomic.Uint64
 	SegmentsIn     atomic.Uint64
 	SegmentsOut    atomic.Uint64 // wire segments: a GSO packet counts each segment it stands for
-	Retransmits    atomic.Uint64
+	Retransmits    atomic.Uint64 // segments sent again, SYNs and SYN-ACKs on their timer included (Linux's RetransSegs)
 	ResetsSent     atomic.Uint64
 	ResetsReceived atomic.Uint64
 	Timeouts       atomic.Uint64 // connections that gave up retransmitting
