@@ -27,7 +27,7 @@ func Example() {
 	out.Close()
 
 	c := d.Conns[0]
-	fmt.Printf("%s sent %d bytes (and a SYN and a FIN)\n", c.Ends[0].Role, c.Flows[0].Bytes-2)
+	fmt.Printf("%s sent %d bytes\n", c.Ends[0].Role, c.Flows[0].Bytes)
 	for i, end := range c.Ends {
 		fmt.Printf("%s (states from the %s):", end.Role, end.States)
 		for _, st := range c.States[i] {
@@ -36,7 +36,7 @@ func Example() {
 		fmt.Println()
 	}
 	// Output:
-	// tapstack sent 65536 bytes (and a SYN and a FIN)
+	// tapstack sent 65536 bytes
 	// tapstack (states from the engine): SYN-SENT ESTABLISHED FIN-WAIT-1 FIN-WAIT-2 TIME-WAIT CLOSED
 	// peer (states from the wire): SYN-RECEIVED ESTABLISHED CLOSE-WAIT LAST-ACK CLOSED
 }

@@ -96,13 +96,15 @@ type Seg struct {
 
 // Flow is one direction's totals.
 type Flow struct {
-	From, To   string `json:"-"`
-	Bytes      int64  `json:"bytes"` // highest sequence number sent, relative
-	Segments   int    `json:"segments"`
-	Retransmit int    `json:"retx"`
-	Drops      int    `json:"drops"`
-	Scale      int    `json:"scale"` // window scale in force for this sender's windows, -1 if none
-	MSS        int    `json:"mss,omitempty"`
+	From, To string `json:"-"`
+	// Bytes is the data the sender sent, each byte once: retransmissions
+	// and the SYN's and FIN's sequence numbers are not counted.
+	Bytes      int64 `json:"bytes"`
+	Segments   int   `json:"segments"`
+	Retransmit int   `json:"retx"`
+	Drops      int   `json:"drops"`
+	Scale      int   `json:"scale"` // window scale in force for this sender's windows, -1 if none
+	MSS        int   `json:"mss,omitempty"`
 }
 
 // St is a state change of one end.
@@ -451,6 +453,10 @@ func (cb *connBuild) finish(rel func(time.Time) float64, relNS func(int64) float
 
 	var maxEnd [2]int64 // highest sequence number sent, per direction
 	var sent [2]bool
+	// The first and the last data byte sent, per direction, relative:
+	// the first is the one after the SYN when the capture has it.
+	var dataLo, dataHi [2]int64
+	var hasData [2]bool
 	var una [2]int64 // highest ACK seen for direction d's data
 	var unaSet [2]bool
 	rtt := [2]*rttEstimator{newRTT(), newRTT()}
@@ -532,7 +538,22 @@ func (cb *connBuild) finish(rel func(time.Time) float64, relNS func(int64) float
 				una[o], unaSet[o] = s.Ack, true
 			}
 		}
-		fl.Bytes = max(fl.Bytes, maxEnd[d])
+		if f.plen > 0 {
+			// A frame lost on its way was still sent: its bytes count
+			// (once) whatever became of them.
+			lo, hi := s.Seq, s.Seq+int64(f.plen)
+			if f.has(flagSYN) {
+				lo, hi = lo+1, hi+1
+			}
+			if synSeen[d] {
+				lo = 1
+			}
+			if !hasData[d] {
+				dataLo[d], dataHi[d], hasData[d] = lo, hi, true
+			}
+			dataLo[d], dataHi[d] = min(dataLo[d], lo), max(dataHi[d], hi)
+			fl.Bytes = dataHi[d] - dataLo[d]
+		}
 		// Series from the wire.
 		if !f.dropped || f.dir == dirOut {
 			if end > s.Seq {

@@ -713,8 +713,8 @@
   function connSummary(conn) {
     var f0 = conn.flows[0], f1 = conn.flows[1];
     return (conn.end - conn.start).toFixed(6) + ' s · ' + conn.segs.length + ' frames · ' +
-      conn.ends[0].addr + ' → ' + fmtBytes(Math.max(0, f0.bytes - 2)) + ' in ' + f0.segments + ' segments, ' + f0.retx + ' retransmitted, ' + f0.drops + ' dropped · ' +
-      conn.ends[1].addr + ' → ' + fmtBytes(Math.max(0, f1.bytes - 2)) + ' in ' + f1.segments + ' segments, ' + f1.retx + ' retransmitted, ' + f1.drops + ' dropped';
+      conn.ends[0].addr + ' → ' + fmtBytes(f0.bytes) + ' in ' + f0.segments + ' segments, ' + f0.retx + ' retransmitted, ' + f0.drops + ' dropped · ' +
+      conn.ends[1].addr + ' → ' + fmtBytes(f1.bytes) + ' in ' + f1.segments + ' segments, ' + f1.retx + ' retransmitted, ' + f1.drops + ' dropped';
   }
   // Many connections (a SYN flood, a busy server): the first ones are
   // drawn at once, the others when asked, so the page opens quickly.
@@ -747,7 +747,7 @@
     var t1 = conn.segs.length ? conn.segs[conn.segs.length - 1].t : conn.end;
     var span = t1 - conn.start, pad = Math.max(span * 0.02, 1e-4);
     var group = new Group(conn.start - pad, t1 + pad);
-    var withData = [0, 1].filter(function (d) { return conn.flows[d].bytes > 2; });
+    var withData = [0, 1].filter(function (d) { return conn.flows[d].bytes > 0; });
     if (!withData.length) withData = [0];
     withData.sort(function (a, b) { return conn.flows[b].bytes - conn.flows[a].bytes; });
     withData.forEach(function (d) { tsg(sec, conn, group, d); });
