@@ -804,12 +804,14 @@ func round3(v float64) float64 { return math.Round(v*1000) / 1000 }
 
 // inferStates reads both ends' states off the segments, as RFC 9293's
 // state diagram (3.3.2) says each segment moves its sender and receiver,
-// seen from the capture point.
+// seen from the capture point. A segment dropped (lost on the link, or
+// discarded by the receiving engine) moved its sender when it left, and
+// its receiver not at all.
 func inferStates(segs []Seg) [2][]St {
 	var out [2][]St
 	state := [2]string{"CLOSED", "CLOSED"}
 	var finSeq [2]int64 // sequence number after each side's FIN
-	var finSent, finAcked [2]bool
+	var finSent, finRcvd, finAcked [2]bool
 	set := func(e int, to, cause string, s *Seg) {
 		if state[e] == to {
 			return
@@ -819,15 +821,15 @@ func inferStates(segs []Seg) [2][]St {
 	}
 	for i := range segs {
 		s := &segs[i]
-		if s.Drop && s.Mark != "drop" {
-			continue // lost on the link: it never arrived
-		}
+		arrived := !s.Drop
 		x, y := s.Dir, 1-s.Dir // sender, receiver
 		syn, ack, fin, rst := strings.Contains(s.Flag, "S"), strings.Contains(s.Flag, "."), strings.Contains(s.Flag, "F"), strings.Contains(s.Flag, "R")
 		switch {
 		case rst:
 			set(x, "CLOSED", "sent RST", s)
-			set(y, "CLOSED", "RST received", s)
+			if arrived {
+				set(y, "CLOSED", "RST received", s)
+			}
 			continue
 		case syn && !ack:
 			set(x, "SYN-SENT", "sent SYN", s)
@@ -836,11 +838,11 @@ func inferStates(segs []Seg) [2][]St {
 				state[x] = "LISTEN" // it answered a SYN: it was listening
 			}
 			set(x, "SYN-RECEIVED", "sent SYN-ACK", s)
-			if state[y] == "SYN-SENT" {
+			if arrived && state[y] == "SYN-SENT" {
 				set(y, "ESTABLISHED", "SYN-ACK received", s)
 			}
 		}
-		if ack {
+		if ack && arrived {
 			// The receiver learns its SYN or FIN was acknowledged.
 			if state[y] == "SYN-RECEIVED" && !syn {
 				set(y, "ESTABLISHED", "its SYN-ACK acknowledged", s)
@@ -865,6 +867,9 @@ func inferStates(segs []Seg) [2][]St {
 			} else {
 				set(x, "FIN-WAIT-1", "sent FIN", s)
 			}
+		}
+		if fin && arrived && !finRcvd[y] {
+			finRcvd[y] = true
 			switch state[y] {
 			case "ESTABLISHED", "SYN-RECEIVED":
 				set(y, "CLOSE-WAIT", "FIN received", s)

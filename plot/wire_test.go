@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -222,4 +224,13 @@ func handshake() []wseg {
 		{At: 10 * time.Millisecond, Flags: "S.", Seq: isnS, Ack: isnC + 1, Win: 65160, WS: 8, MSS: 1460},
 		{At: 20 * time.Millisecond, C2S: true, Flags: ".", Seq: isnC + 1, Ack: isnS + 1, Win: 502},
 	}
+}
+
+// states lists an end's states on the page, each as "STATE@ms".
+func states(c *plot.Conn, end int) string {
+	var b []string
+	for _, s := range c.States[end] {
+		b = append(b, fmt.Sprintf("%s@%g", s.To, math.Round(s.T*1e6)/1e3))
+	}
+	return strings.Join(b, " ")
 }

@@ -1,0 +1,38 @@
+package plot_test
+
+import (
+	"testing"
+	"time"
+)
+
+// TestStatesOfLostSegments: a segment lost on the link moved its sender
+// when it left, and its receiver not at all (RFC 9293 3.3.2: a state
+// changes on sending a FIN and on receiving one). tapstack's capture
+// (the server's end) sees the client's FIN dropped by a fault on its way
+// in, then its retransmission; its own FIN leaves and is lost beyond the
+// capture, then goes again.
+func TestStatesOfLostSegments(t *testing.T) {
+	ms := time.Millisecond
+	w := &wire{t: t, tapstack: true}
+	w.add(handshake()...)
+	w.add(
+		wseg{At: 30 * ms, C2S: true, Flags: "F.", Seq: isnC + 1, Ack: isnS + 1, Win: 502, Dropped: true, Comment: "fault: dropped (loss 5%, seed 1, #1)"},
+		wseg{At: 250 * ms, C2S: true, Flags: "F.", Seq: isnC + 1, Ack: isnS + 1, Win: 502},
+		wseg{At: 251 * ms, Flags: ".", Seq: isnS + 1, Ack: isnC + 2, Win: 509},
+		wseg{At: 260 * ms, Flags: "F.", Seq: isnS + 1, Ack: isnC + 2, Win: 509, Dropped: true, Comment: "fault: dropped (loss 5%, seed 1, #2)"},
+		wseg{At: 480 * ms, Flags: "F.", Seq: isnS + 1, Ack: isnC + 2, Win: 509},
+		wseg{At: 490 * ms, C2S: true, Flags: ".", Seq: isnC + 2, Ack: isnS + 2, Win: 502},
+	)
+	c := w.plot().Conns[0]
+	if c.Ends[0].Role != "tapstack" || c.Ends[0].States != "wire" {
+		t.Fatalf("ends %+v", c.Ends)
+	}
+	for i, want := range []string{
+		"SYN-RECEIVED@10 ESTABLISHED@20 CLOSE-WAIT@250 LAST-ACK@260 CLOSED@490",
+		"SYN-SENT@0 ESTABLISHED@10 FIN-WAIT-1@30 FIN-WAIT-2@251 TIME-WAIT@480",
+	} {
+		if got := states(c, i); got != want {
+			t.Errorf("%s (%s):\n got %s\nwant %s", c.Ends[i].Addr, c.Ends[i].Role, got, want)
+		}
+	}
+}
