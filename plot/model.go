@@ -4,6 +4,7 @@ import (
 	"math"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -110,7 +111,7 @@ type Flow struct {
 // St is a state change of one end.
 type St struct {
 	T     float64 `json:"t"`
-	From  string  `json:"from"`
+	From  string  `json:"from"` // "" when the capture began after it
 	To    string  `json:"to"`
 	Cause string  `json:"cause,omitempty"`
 	No    int     `json:"no,omitempty"` // the frame that caused or carried it, if known
@@ -449,6 +450,11 @@ func (cb *connBuild) finish(rel func(time.Time) float64, relNS func(int64) float
 		if scaled {
 			c.Flows[d].Scale = int(ws[d])
 		}
+	}
+	if !scaled && !(synSeen[0] && synSeen[1]) && slices.ContainsFunc(cb.frames, func(f *frame) bool { return !f.has(flagSYN | flagRST) }) {
+		// Without both SYNs whether the windows are scaled, and by
+		// what, is unknown: the page draws the headers' fields.
+		c.Warnings = append(c.Warnings, "The capture does not have both SYNs: the window scale (RFC 7323 2.2) is unknown, so the windows drawn are the headers' fields, unscaled, and sequence numbers count from each side's first frame.")
 	}
 
 	var maxEnd [2]int64 // highest sequence number sent, per direction
@@ -818,6 +824,15 @@ func inferStates(segs []Seg) [2][]St {
 		}
 		out[e] = append(out[e], St{T: s.T, From: state[e], To: to, Cause: "wire: " + cause, No: s.No})
 		state[e] = to
+	}
+	if len(segs) > 0 && !strings.ContainsAny(segs[0].Flag, "SR") {
+		// The capture began after the handshake: both ends were
+		// synchronized (3.3.2), in a state it cannot tell; the data
+		// and ACKs say ESTABLISHED, the FINs to come what follows.
+		for e := range 2 {
+			out[e] = append(out[e], St{T: segs[0].T, To: "ESTABLISHED", Cause: "wire: the capture began after the handshake", No: segs[0].No})
+			state[e] = "ESTABLISHED"
+		}
 	}
 	for i := range segs {
 		s := &segs[i]

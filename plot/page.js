@@ -564,7 +564,7 @@
     'CLOSING': '#f9a8d4', 'LAST-ACK': '#60a5fa', 'TIME-WAIT': '#c4b5fd'
   };
   function stText(s) {
-    return fmtT(s.t) + '\n' + s.from + ' → ' + s.to + (s.cause ? '\ncause: ' + s.cause : '') + (s.no ? '\nframe ' + s.no : '');
+    return fmtT(s.t) + '\n' + (s.from ? s.from + ' → ' : '') + s.to + (s.cause ? '\ncause: ' + s.cause : '') + (s.no ? '\nframe ' + s.no : '');
   }
   function stateChart(sec, conn, group) {
     var rows = [0, 1].map(function (e) {

@@ -1,6 +1,7 @@
 package plot_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -34,5 +35,43 @@ func TestStatesOfLostSegments(t *testing.T) {
 		if got := states(c, i); got != want {
 			t.Errorf("%s (%s):\n got %s\nwant %s", c.Ends[i].Addr, c.Ends[i].Role, got, want)
 		}
+	}
+}
+
+// TestCaptureBeganMidConnection: a capture that began after the
+// handshake shows both ends synchronized from its first frame, not
+// CLOSED until the FINs, and says that the windows it draws are the
+// headers' unscaled fields: the window scale was in the SYNs (RFC 7323
+// 2.2), which it does not have.
+func TestCaptureBeganMidConnection(t *testing.T) {
+	ms := time.Millisecond
+	w := &wire{t: t}
+	w.add(
+		wseg{At: 0, C2S: true, Flags: "P.", Seq: isnC + 1, Ack: isnS + 1, Len: 100, Win: 502},
+		wseg{At: 10 * ms, Flags: ".", Seq: isnS + 1, Ack: isnC + 101, Win: 509},
+		wseg{At: 20 * ms, C2S: true, Flags: "F.", Seq: isnC + 101, Ack: isnS + 1, Win: 502},
+		wseg{At: 30 * ms, Flags: "F.", Seq: isnS + 1, Ack: isnC + 102, Win: 509},
+		wseg{At: 40 * ms, C2S: true, Flags: ".", Seq: isnC + 102, Ack: isnS + 2, Win: 502},
+	)
+	c := w.plot().Conns[0]
+	for i, want := range []string{
+		"ESTABLISHED@0 FIN-WAIT-1@20 FIN-WAIT-2@30 TIME-WAIT@30",
+		"ESTABLISHED@0 CLOSE-WAIT@20 LAST-ACK@30 CLOSED@40",
+	} {
+		if got := states(c, i); got != want {
+			t.Errorf("%s:\n got %s\nwant %s", c.Ends[i].Addr, got, want)
+		}
+	}
+	if c.Flows[0].Scale != -1 || len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], "unscaled") {
+		t.Errorf("window scale %d, warnings %q: want -1 and one saying the windows are unscaled", c.Flows[0].Scale, c.Warnings)
+	}
+	// With the handshake, scaling is known: on, or off for want of the
+	// option in one SYN, and nothing to warn of.
+	w = &wire{t: t}
+	hs := handshake()
+	hs[1].WS = 0
+	w.add(hs...)
+	if c := w.plot().Conns[0]; c.Flows[0].Scale != -1 || len(c.Warnings) != 0 {
+		t.Errorf("a SYN-ACK without window scale: scale %d, warnings %q", c.Flows[0].Scale, c.Warnings)
 	}
 }
