@@ -168,7 +168,7 @@ func checkAgainstCapture(t *testing.T, path string, d *plot.Data) {
 		case e.Kind == "queue":
 			decisions[e.Local[strings.LastIndex(e.Local, ":"):]]++
 		case e.Remote == "":
-		case e.Kind == "send" && strings.Contains(e.Send, "retransmit"):
+		case e.Kind == "send" && (strings.Contains(e.Send, "retransmit") || e.Send == "tail loss probe" && e.Attempt > 0):
 			want[key{c, "retx " + e.Send}]++
 		case e.Kind == "drop":
 			want[key{c, "drop " + e.Drop}]++

@@ -81,8 +81,9 @@ type Seg struct {
 	Win  int64      `json:"w"` // the advertised window, scaled
 	Flag string     `json:"f"` // S, SA, A, PA, FA, R, RA ...
 	SACK [][2]int64 `json:"k,omitempty"`
-	// Mark is what the segment was: "retx" (a retransmission), "probe"
-	// (zero window probe, keepalive, tail loss probe), "rst", or "drop"
+	// Mark is what the segment was: "retx" (a retransmission, a tail
+	// loss probe that sends the last segment again included), "probe"
+	// (zero window probe, keepalive, tail loss probe of new data), "rst", or "drop"
 	// (an inbound segment the engine discarded). Why is the engine's
 	// send cause or drop reason, or what the wire shows ("wire: ...").
 	Mark string `json:"m,omitempty"`
@@ -500,7 +501,7 @@ func (cb *connBuild) finish(rel func(time.Time) float64, relNS func(int64) float
 				engineSaid = true
 				if out {
 					// A plain send's cause is in its comment already.
-					if s.Mark = sendMark(e.Send); s.Mark != "" {
+					if s.Mark = sendMark(e.Send, e.Attempt); s.Mark != "" {
 						s.Why = e.Send
 					}
 				} else {
@@ -661,10 +662,12 @@ func shortCause(c string) string {
 	return c
 }
 
-// sendMark classes an engine send cause.
-func sendMark(cause string) string {
+// sendMark classes an engine send cause. A tail loss probe sends new
+// data (attempt 0) when it can, else the last segment again: that one is a
+// retransmission (RFC 8985 7.3), as the engine counts it.
+func sendMark(cause string, attempt int) string {
 	switch {
-	case strings.Contains(cause, "retransmit"):
+	case strings.Contains(cause, "retransmit"), cause == "tail loss probe" && attempt > 0:
 		return "retx"
 	case cause == "window probe", cause == "keepalive", cause == "tail loss probe":
 		return "probe"

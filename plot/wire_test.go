@@ -60,6 +60,15 @@ var wireStart = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 
 func (w *wire) add(s ...wseg) { w.segs = append(w.segs, s...) }
 
+// event records an engine event at, its connection the server's end.
+func (w *wire) event(at time.Duration, e pcap.EventRecord) {
+	e.V, e.Time = 1, wireStart.Add(at).UnixNano()
+	if e.Local == "" {
+		e.Local, e.Remote = w.addr(false).String(), w.addr(true).String()
+	}
+	w.events = append(w.events, e)
+}
+
 func (w *wire) addr(client bool) *net.TCPAddr {
 	switch {
 	case w.v6 && client:

@@ -1,0 +1,63 @@
+package plot_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/tapstack/tapstack/pcap"
+	"github.com/tapstack/tapstack/plot"
+)
+
+// marks lists the marked segments of a connection as "frame:mark".
+func marks(c *plot.Conn) map[int]string {
+	m := map[int]string{}
+	for _, s := range c.Segs {
+		if s.Mark != "" {
+			m[s.No] = s.Mark + " " + s.Why
+		}
+	}
+	return m
+}
+
+// TestTailLossProbeMarks: a tail loss probe that sends the last segment
+// again is a retransmission (RFC 8985 7.3; the engine counts it in
+// Retransmits, as Linux's tcp_send_loss_probe does through
+// __tcp_retransmit_skb), marked and counted as one; one that sends new
+// data is a probe and no retransmission. tapstack (the server) sends two
+// segments, the second is lost, the probe sends it again (attempt 1);
+// later a probe carries new data (attempt 0).
+func TestTailLossProbeMarks(t *testing.T) {
+	ms := time.Millisecond
+	w := &wire{t: t, tapstack: true}
+	w.add(handshake()...)
+	w.add(
+		wseg{At: 30 * ms, Flags: ".", Seq: isnS + 1, Ack: isnC + 1, Len: 1000, Win: 509},     // frame 4
+		wseg{At: 30 * ms, Flags: "P.", Seq: isnS + 1001, Ack: isnC + 1, Len: 1000, Win: 509}, // 5
+		wseg{At: 40 * ms, C2S: true, Flags: ".", Seq: isnC + 1, Ack: isnS + 1001, Win: 502},  // 6
+		wseg{At: 90 * ms, Flags: "P.", Seq: isnS + 1001, Ack: isnC + 1, Len: 1000, Win: 509}, // 7: the probe, a copy
+		wseg{At: 100 * ms, C2S: true, Flags: ".", Seq: isnC + 1, Ack: isnS + 2001, Win: 502}, // 8
+		wseg{At: 200 * ms, Flags: "P.", Seq: isnS + 2001, Ack: isnC + 1, Len: 500, Win: 509}, // 9: the probe, new data
+		wseg{At: 210 * ms, C2S: true, Flags: ".", Seq: isnC + 1, Ack: isnS + 2501, Win: 502}, // 10
+	)
+	const ack, psh = 0x10, 0x08
+	for _, e := range []struct {
+		at      time.Duration
+		seq, n  uint32
+		flags   uint8
+		cause   string
+		attempt int
+	}{
+		{30 * ms, isnS + 1, 1000, ack, "data", 0},
+		{30 * ms, isnS + 1001, 1000, ack | psh, "data", 0},
+		{90 * ms, isnS + 1001, 1000, ack | psh, "tail loss probe", 1},
+		{200 * ms, isnS + 2001, 500, ack | psh, "tail loss probe", 0},
+	} {
+		w.event(e.at, pcap.EventRecord{Kind: "send", Send: e.cause, Attempt: e.attempt, Seq: e.seq, Ack: isnC + 1, Flags: e.flags, Len: int(e.n)})
+	}
+	c := w.plot().Conns[0]
+	m := marks(c)
+	if m[7] != "retx tail loss probe" || m[9] != "probe tail loss probe" || c.Flows[0].Retransmit != 1 {
+		t.Errorf("frame 7 (the last segment again) %q, frame 9 (new data) %q, %d retransmitted: want retx, probe and 1",
+			m[7], m[9], c.Flows[0].Retransmit)
+	}
+}
