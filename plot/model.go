@@ -216,14 +216,29 @@ func build(c *capture, title string) *Data {
 			continue
 		}
 		cands := byTuple[[2]string{e.Local, e.Remote}]
+		at := time.Unix(0, e.Time).Add(eventSlack)
 		var owner *connBuild
 		for _, cb := range cands {
-			if owner == nil || !cb.first.After(time.Unix(0, e.Time).Add(eventSlack)) {
+			if owner == nil || !cb.first.After(at) {
 				owner = cb
+			}
+		}
+		if e.Kind == "state" && e.From != "CLOSED" && owner != nil && owner.engineState() != e.From {
+			// A change continues the states of its own instance: the
+			// SYN that reopens a 4-tuple in TIME-WAIT (RFC 6191) ends
+			// the old instance's TIME-WAIT as the new one begins.
+			for i := len(cands) - 1; i >= 0; i-- {
+				if cb := cands[i]; cb.engineState() == e.From && !cb.first.After(at) {
+					owner = cb
+					break
+				}
 			}
 		}
 		if owner != nil {
 			owner.events = append(owner.events, e)
+			if e.Kind == "state" {
+				owner.state = e.To
+			}
 		}
 	}
 	for _, a := range lorder {
@@ -267,6 +282,15 @@ type connBuild struct {
 	first         time.Time
 	closed        bool // both FINs or a RST seen: a new SYN is a new connection
 	fins          [2]bool
+	state         string // the engine's state after the events so far; "" before any
+}
+
+// engineState is the state the engine's events left the connection in.
+func (cb *connBuild) engineState() string {
+	if cb.state == "" {
+		return "CLOSED"
+	}
+	return cb.state
 }
 
 // splitConns groups TCP frames by 4-tuple, a new connection starting

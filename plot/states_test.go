@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tapstack/tapstack/pcap"
 )
 
 // TestStatesOfLostSegments: a segment lost on the link moved its sender
@@ -73,5 +75,54 @@ func TestCaptureBeganMidConnection(t *testing.T) {
 	w.add(hs...)
 	if c := w.plot().Conns[0]; c.Flows[0].Scale != -1 || len(c.Warnings) != 0 {
 		t.Errorf("a SYN-ACK without window scale: scale %d, warnings %q", c.Flows[0].Scale, c.Warnings)
+	}
+}
+
+// TestTimeWaitReuse: a new SYN that reopens a 4-tuple in TIME-WAIT (RFC
+// 1122 4.2.2.13, RFC 6191) makes two connections on the page, each with
+// its own frames and its own engine states: the old one's TIME-WAIT ends
+// (CLOSED, on that SYN) in the old one, where it continues the old one's
+// states, not at the start of the new one.
+func TestTimeWaitReuse(t *testing.T) {
+	ms := time.Millisecond
+	const isnC2 = isnC + 100000
+	w := &wire{t: t, tapstack: true}
+	w.add(handshake()...)
+	w.add(
+		wseg{At: 30 * ms, Flags: "F.", Seq: isnS + 1, Ack: isnC + 1, Win: 509},
+		wseg{At: 40 * ms, C2S: true, Flags: "F.", Seq: isnC + 1, Ack: isnS + 2, Win: 502},
+		wseg{At: 41 * ms, Flags: ".", Seq: isnS + 2, Ack: isnC + 2, Win: 509},
+		// The client comes back on the same port.
+		wseg{At: 100 * ms, C2S: true, Flags: "S", Seq: isnC2, Win: 64240, WS: 8, MSS: 1460},
+		wseg{At: 100 * ms, Flags: "S.", Seq: isnS + 70000, Ack: isnC2 + 1, Win: 65160, WS: 8, MSS: 1460},
+		wseg{At: 110 * ms, C2S: true, Flags: ".", Seq: isnC2 + 1, Ack: isnS + 70001, Win: 502},
+	)
+	for _, st := range []struct {
+		at       time.Duration
+		from, to string
+		cause    string
+	}{
+		{0, "CLOSED", "SYN-RECEIVED", "segment"},
+		{20 * ms, "SYN-RECEIVED", "ESTABLISHED", "segment"},
+		{30 * ms, "ESTABLISHED", "FIN-WAIT-1", "user close"},
+		{40 * ms, "FIN-WAIT-1", "TIME-WAIT", "segment"},
+		{100 * ms, "TIME-WAIT", "CLOSED", "segment"}, // the new SYN ends it
+		{100 * ms, "CLOSED", "SYN-RECEIVED", "segment"},
+		{110 * ms, "SYN-RECEIVED", "ESTABLISHED", "segment"},
+	} {
+		w.event(st.at, pcap.EventRecord{Kind: "state", From: st.from, To: st.to, Cause: st.cause})
+	}
+	d := w.plot()
+	if len(d.Conns) != 2 {
+		t.Fatalf("%d connections, want 2", len(d.Conns))
+	}
+	for i, want := range []string{
+		"SYN-RECEIVED@0 ESTABLISHED@20 FIN-WAIT-1@30 TIME-WAIT@40 CLOSED@100",
+		"SYN-RECEIVED@100 ESTABLISHED@110",
+	} {
+		c := d.Conns[i]
+		if got := states(c, 0); c.Ends[0].States != "engine" || got != want || len(c.Segs) != []int{6, 3}[i] {
+			t.Errorf("connection %d: %d frames, tapstack's states (from the %s):\n got %s\nwant %s", i, len(c.Segs), c.Ends[0].States, got, want)
+		}
 	}
 }
