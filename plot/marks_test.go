@@ -61,3 +61,31 @@ func TestTailLossProbeMarks(t *testing.T) {
 			m[7], m[9], c.Flows[0].Retransmit)
 	}
 }
+
+// TestNetworkDuplicate: a copy of a segment the network made (the same
+// IPv4 identification, the same TSval and TSecr: the sender built it
+// once) is no retransmission, neither marked nor counted as one; a
+// retransmission is a new datagram (a new identification, a new TSval).
+// Over IPv6, which has no identification in its header, the timestamps
+// tell them apart.
+func TestNetworkDuplicate(t *testing.T) {
+	ms := time.Millisecond
+	for _, v6 := range []bool{false, true} {
+		w := &wire{t: t, v6: v6}
+		hs := handshake()
+		hs[0].TSval, hs[1].TSval, hs[1].TSecr, hs[2].TSval, hs[2].TSecr = 10, 500, 10, 20, 500
+		w.add(hs...)
+		w.add(
+			wseg{At: 30 * ms, C2S: true, Flags: "P.", Seq: isnC + 1, Ack: isnS + 1, Len: 100, Win: 502, IPID: 7, TSval: 30, TSecr: 500},                     // frame 4
+			wseg{At: 30*ms + 50*time.Microsecond, C2S: true, Flags: "P.", Seq: isnC + 1, Ack: isnS + 1, Len: 100, Win: 502, IPID: 7, TSval: 30, TSecr: 500}, // 5: a copy
+			wseg{At: 250 * ms, C2S: true, Flags: "P.", Seq: isnC + 1, Ack: isnS + 1, Len: 100, Win: 502, IPID: 9, TSval: 250, TSecr: 500},                   // 6: the RTO's
+			wseg{At: 260 * ms, Flags: ".", Seq: isnS + 1, Ack: isnC + 101, Win: 509, TSval: 760, TSecr: 250},
+		)
+		c := w.plot().Conns[0]
+		m := marks(c)
+		if m[5] != "dup wire: a copy of frame 4" || m[6] != "retx wire: sent before" || c.Flows[0].Retransmit != 1 {
+			t.Errorf("IPv6 %v: frame 5 (the network's copy) %q, frame 6 (a retransmission) %q, %d retransmitted: want dup, retx and 1",
+				v6, m[5], m[6], c.Flows[0].Retransmit)
+		}
+	}
+}

@@ -83,7 +83,8 @@ type Seg struct {
 	SACK [][2]int64 `json:"k,omitempty"`
 	// Mark is what the segment was: "retx" (a retransmission, a tail
 	// loss probe that sends the last segment again included), "probe"
-	// (zero window probe, keepalive, tail loss probe of new data), "rst", or "drop"
+	// (zero window probe, keepalive, tail loss probe of new data), "dup"
+	// (a copy the network made of an earlier frame), "rst", or "drop"
 	// (an inbound segment the engine discarded). Why is the engine's
 	// send cause or drop reason, or what the wire shows ("wire: ...").
 	Mark string `json:"m,omitempty"`
@@ -491,6 +492,7 @@ func (cb *connBuild) finish(rel func(time.Time) float64, relNS func(int64) float
 	var una [2]int64 // highest ACK seen for direction d's data
 	var unaSet [2]bool
 	rtt := [2]*rttEstimator{newRTT(), newRTT()}
+	copies := map[copyKey]int{} // segments seen, to their frame numbers
 	for _, f := range cb.frames {
 		d := cb.dirOf(f)
 		o := 1 - d
@@ -538,9 +540,19 @@ func (cb *connBuild) finish(rel func(time.Time) float64, relNS func(int64) float
 			s.DropWhy = faultText(f.comment)
 		}
 		// What the wire shows, for segments no event named: text or
-		// SYN/FIN below the highest sequence number sent is sent again.
+		// SYN/FIN below the highest sequence number sent is sent again,
+		// unless the network copied it.
 		if s.Mark == "" && !engineSaid && sent[d] && end > s.Seq && end <= maxEnd[d] {
-			s.Mark, s.Why = "retx", "wire: sent before"
+			if no, ok := copies[copyKeyOf(f, d)]; ok && f.copyable() {
+				s.Mark, s.Why = "dup", "wire: a copy of frame "+strconv.Itoa(no)
+			} else {
+				s.Mark, s.Why = "retx", "wire: sent before"
+			}
+		}
+		if end > s.Seq && f.copyable() {
+			if _, ok := copies[copyKeyOf(f, d)]; !ok {
+				copies[copyKeyOf(f, d)] = f.no
+			}
 		}
 		if s.Mark == "" && f.has(flagRST) {
 			s.Mark, s.Why = "rst", "RST"
@@ -665,6 +677,30 @@ func (cb *connBuild) finish(rel func(time.Time) float64, relNS func(int64) float
 	c.Ladder = ladder(len(c.Segs))
 	return c
 }
+
+// copyKey is what a copy of a segment made by the network (a duplicating
+// link, a capture on two interfaces) has in common with it, and a
+// retransmission does not: the sender builds a retransmission anew, with
+// the next IPv4 identification and the timestamp clock's TSval (RFC 7323
+// 3.2: the current clock; Linux's __tcp_retransmit_skb).
+type copyKey struct {
+	dir          int
+	seq, ack     uint32
+	flags        uint8
+	win          uint16
+	plen         int
+	ipID         uint16
+	tsVal, tsEcr uint32
+}
+
+func copyKeyOf(f *frame, d int) copyKey {
+	return copyKey{d, f.seq, f.ack, f.flags, f.win, f.plen, f.ipID, f.tsVal, f.tsEcr}
+}
+
+// copyable says whether a copy of f can be told from a retransmission:
+// by a nonzero IPv4 identification (an IPv4 sender that leaves it 0
+// under DF would give a retransmission the same), or by the timestamps.
+func (f *frame) copyable() bool { return f.v4 && f.ipID != 0 || f.ts }
 
 func (cb *connBuild) dirOf(f *frame) int {
 	if f.src == cb.a && f.dst == cb.b {

@@ -43,6 +43,11 @@ type frame struct {
 	ws       int8 // window scale option (SYN), -1 if none
 	mss      int
 	sack     [][2]uint32
+	// What tells a copy the network made from a segment sent again: the
+	// IPv4 identification and the timestamps option, the same in a copy.
+	ipID         uint16
+	v4, ts       bool
+	tsVal, tsEcr uint32
 }
 
 const (
@@ -233,6 +238,7 @@ func (d *decoder) decode(lt layers.LinkType, data []byte, f *frame) bool {
 			src, _ = netip.AddrFromSlice(d.ip4.SrcIP.To4())
 			dst, _ = netip.AddrFromSlice(d.ip4.DstIP.To4())
 			ipLen = int(d.ip4.Length) - int(d.ip4.IHL)*4
+			f.ipID, f.v4 = d.ip4.Id, true
 			gotIP = true
 		case layers.LayerTypeIPv6:
 			src, _ = netip.AddrFromSlice(d.ip6.SrcIP)
@@ -279,6 +285,10 @@ func (d *decoder) decode(lt layers.LinkType, data []byte, f *frame) bool {
 		case layers.TCPOptionKindMSS:
 			if len(o.OptionData) == 2 {
 				f.mss = int(binary.BigEndian.Uint16(o.OptionData))
+			}
+		case layers.TCPOptionKindTimestamps:
+			if len(o.OptionData) == 8 {
+				f.ts, f.tsVal, f.tsEcr = true, binary.BigEndian.Uint32(o.OptionData), binary.BigEndian.Uint32(o.OptionData[4:])
 			}
 		case layers.TCPOptionKindSACK:
 			for b := o.OptionData; len(b) >= 8 && len(f.sack) < 4; b = b[8:] {
