@@ -71,14 +71,20 @@ type connTrace struct {
 
 	bytesSent, bytesRetransmitted uint64
 	bytesAcked, bytesReceived     uint64
-	ackSent                       uint32 // the last ACK number we sent
-	ackSentSet                    bool
-	segmentsRetransmitted         int
-	rtos, drops                   int
-	finReceived, finAcked         bool
-	peerWndZero, ourWndZero       bool
-	srtt                          time.Duration
-	cwnd                          uint32
+	// rcvNxt is how far the peer's bytes arrived in order, as the ACK
+	// numbers we sent and the text taken in order show it.
+	rcvNxt    uint32
+	rcvNxtSet bool
+	// finEnd is the sequence number after the peer's FIN, when the
+	// segment that carried it is known (finEndSet).
+	finEnd                  uint32
+	finEndSet               bool
+	segmentsRetransmitted   int
+	rtos, drops             int
+	finReceived, finAcked   bool
+	peerWndZero, ourWndZero bool
+	srtt                    time.Duration
+	cwnd                    uint32
 }
 
 // start opens the root span (and the handshake's) at ev. It reports
@@ -175,6 +181,11 @@ func (c *connTrace) observe(ev event.Event) (done bool) {
 		c.bytesAcked += uint64(ev.Acked)
 		c.peerWindow(ev)
 	case event.KindReceive:
+		if strings.HasPrefix(ev.Note, "in order") {
+			// Taken at RCV.NXT, though our ACK for it may wait (a
+			// delayed ACK) for longer than the connection lasts.
+			c.advanceRcv(ev.Segment.Seq + uint32(ev.Segment.Len))
+		}
 		c.peerWindow(ev)
 	case event.KindDrop:
 		c.drops++
@@ -201,13 +212,11 @@ func (c *connTrace) send(ev event.Event) {
 	seg := ev.Segment
 	c.bytesSent += uint64(seg.Len)
 	if seg.Flags&event.FlagAck != 0 && seg.Flags&event.FlagRst == 0 {
-		// RCV.NXT only moves forward; comparing modulo 2^32 (RFC 9293
-		// 3.4) counts a transfer past 4 GiB right.
-		if !c.ackSentSet {
-			c.ackSent, c.ackSentSet = seg.Ack, true
-		} else if d := int32(seg.Ack - c.ackSent); d > 0 {
-			c.bytesReceived += uint64(d)
-			c.ackSent = seg.Ack
+		if !c.rcvNxtSet {
+			// The first ACK we send is of the peer's SYN: IRS+1.
+			c.rcvNxt, c.rcvNxtSet = seg.Ack, true
+		} else {
+			c.advanceRcv(seg.Ack)
 		}
 		switch zero := seg.Window == 0 && seg.Flags&event.FlagSyn == 0; {
 		case zero && !c.ourWndZero:
@@ -229,6 +238,16 @@ func (c *connTrace) send(ev event.Event) {
 		c.addEvent(c.phase(), EventRetransmit, ev.Time, attribute.String("tcp.retransmit.cause", ev.Send.String()),
 			attribute.Int("tcp.retransmit.attempt", ev.Attempt), attribute.Int64("tcp.seq", int64(seg.Seq)),
 			attribute.Int("tcp.segment.length", seg.Len))
+	}
+}
+
+// advanceRcv counts the peer's bytes up to v, arrived in order. RCV.NXT
+// only moves forward; comparing modulo 2^32 (RFC 9293 3.4) counts a
+// transfer past 4 GiB right.
+func (c *connTrace) advanceRcv(v uint32) {
+	if d := int32(v - c.rcvNxt); c.rcvNxtSet && d > 0 {
+		c.bytesReceived += uint64(d)
+		c.rcvNxt = v
 	}
 }
 
@@ -294,6 +313,9 @@ func (c *connTrace) stateChange(ev event.Event) (done bool) {
 		// Whatever segment caused it: a FIN held out of order is taken
 		// when the segment that fills the hole arrives.
 		c.finReceived = true
+		if k := ev.Cause.Key; ev.Cause.Kind == event.CauseSegment && k.Flags&event.FlagFin != 0 {
+			c.finEnd, c.finEndSet = k.Seq+uint32(k.Len)+1, true
+		}
 	}
 	if ev.Cause.Kind == event.CauseSegment && ev.Cause.Key.Flags&event.FlagRst == 0 && finAckedState(from, to) {
 		c.finAcked = true
@@ -413,7 +435,10 @@ func (c *connTrace) totals(final event.State, cause string) []attribute.KeyValue
 		sent-- // the FIN's sequence number is no byte
 	}
 	recv := c.bytesReceived
-	if c.finReceived && recv > 0 {
+	// The FIN's sequence number is no byte: it is taken off once our ACK
+	// of it counted it (a FIN held out of order, whose segment is not
+	// known, is acknowledged at once when the hole fills).
+	if c.finReceived && recv > 0 && (!c.finEndSet || int32(c.rcvNxt-c.finEnd) >= 0) {
 		recv--
 	}
 	return []attribute.KeyValue{

@@ -290,3 +290,41 @@ func TestRefused(t *testing.T) {
 		}
 	})
 }
+
+// TestResetAfterDelayedACK: the bytes received are those that arrived in
+// order, whether or not our ACK for them left before the end. A request
+// and its answer put the server's end in the request/response pattern,
+// where it delays its ACKs (RFC 9293 3.8.6.3; Linux's pingpong mode);
+// the client's next 4 bytes arrive, their ACK waits, and the client
+// aborts: tcp.bytes_received is 7, as the engine's Info says, not the 3
+// its last ACK acknowledged.
+func TestResetAfterDelayedACK(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorld(t, worldOptions{})
+		c, s := w.connect(t, 80)
+		io.WriteString(c, "GET")
+		w.advance(0)
+		io.ReadFull(s, make([]byte, 3))
+		io.WriteString(s, "OK")
+		w.advance(0)
+		io.ReadFull(c, make([]byte, 2))
+		io.WriteString(c, "more")
+		w.advance(0)
+		c.SetLinger(0)
+		c.Close()
+		w.advance(0)
+		in := s.Info()
+		s.Close()
+		w.advance(0)
+		sv := w.traces(t, "server")
+		if len(sv) != 1 {
+			t.Fatalf("%d server traces", len(sv))
+		}
+		wantAttrs(t, "server root", sv[0].root, map[string]string{
+			"error.type": "ECONNRESET", "tcp.bytes_received": "7", "tcp.bytes_sent": "2",
+		})
+		if in.BytesReceived != 7 {
+			t.Errorf("Info.BytesReceived %d, want 7", in.BytesReceived)
+		}
+	})
+}
