@@ -409,3 +409,42 @@ func TestSynTimeout(t *testing.T) {
 		})
 	}
 }
+
+// A passive connection that never establishes: the peer's SYN is
+// answered, the SYN-ACK retransmitted twice (SynAckRetries 2, at 1 and
+// 3 s), and at 7 s the half-open entry expires. Its trace ends there,
+// failed with ETIMEDOUT in its handshake, with both retransmissions and
+// both timeouts counted, and the tracer holds nothing.
+func TestHalfOpenExpires(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	tr := otel.New(otel.Options{TracerProvider: tp, Attributes: []attribute.KeyValue{attribute.String("tapstack.stack", "server")}})
+	p, _ := tcptest.SynReceived(t, tcptest.WithTCP(tcp.Options{Observer: tr.Observe, SynAckRetries: 2}))
+	for _, at := range []time.Duration{time.Second, 3 * time.Second} {
+		p.Advance(at - p.Elapsed())
+		p.Expect(tcptest.Seg{Flags: "S.", Seq: 0, Ack: 1})
+	}
+	p.Advance(7*time.Second - p.Elapsed())
+	p.ExpectNothing()
+
+	sv := (&world{exp: exp}).traces(t, "server")
+	if len(sv) != 1 {
+		t.Fatalf("%d traces, want 1", len(sv))
+	}
+	ct := sv[0]
+	if got, want := ct.shape(), "tcp.connection(tcp.handshake(tcp.syn_queue))"; got != want {
+		t.Errorf("trace:\n got %s\nwant %s", got, want)
+	}
+	wantAttrs(t, "root", ct.root, map[string]string{"error.type": "ETIMEDOUT", "tcp.state.final": "SYN-RECEIVED",
+		"tcp.role": "passive", "tcp.retransmits": "2", "tcp.rto_count": "2", "tcp.bytes_received": "0"})
+	if d := ct.root.EndTime.Sub(ct.root.StartTime); d != 7*time.Second {
+		t.Errorf("the root lasted %v, want 7s", d)
+	}
+	if hs := ct.spans[otel.SpanHandshake]; hs.Status.Code != codes.Error || !hs.EndTime.Equal(ct.root.EndTime) {
+		t.Errorf("handshake status %v, ended %v before the root", hs.Status, ct.root.EndTime.Sub(hs.EndTime))
+	}
+	wantStates(t, "server", ct, "CLOSED→SYN-RECEIVED", "SYN-RECEIVED→CLOSED")
+	if st := tr.Stats(); st.Traced != 1 || st.Open != 0 {
+		t.Errorf("tracer stats %+v, want 1 traced, none open", st)
+	}
+}
