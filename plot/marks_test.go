@@ -89,3 +89,25 @@ func TestNetworkDuplicate(t *testing.T) {
 		}
 	}
 }
+
+// TestRTTAtTheReceiver: in tapstack's capture the capture point is
+// tapstack's end, so the time from the peer's segment to tapstack's ACK
+// is tapstack's own ACK delay (here its 40 ms delayed-ACK timer), not a
+// round trip of the peer's: the page has no RTT samples for the peer's
+// flow, and draws tapstack's (its SYN-ACK's 10 ms).
+func TestRTTAtTheReceiver(t *testing.T) {
+	ms := time.Millisecond
+	w := &wire{t: t, tapstack: true}
+	w.add(handshake()...)
+	for i := range uint32(3) {
+		at := time.Duration(30+100*i) * ms
+		w.add(
+			wseg{At: at, C2S: true, Flags: "P.", Seq: isnC + 1 + 100*i, Ack: isnS + 1, Len: 100, Win: 502},
+			wseg{At: at + 40*ms, Flags: ".", Seq: isnS + 1, Ack: isnC + 101 + 100*i, Win: 509}, // delayed
+		)
+	}
+	c := w.plot().Conns[0]
+	if rtt := c.Series.RTT; len(rtt[1]) != 0 || len(rtt[0]) != 1 || rtt[0][0][1] != 10 {
+		t.Errorf("RTT points: tapstack's %v, the peer's %v; want one of 10 ms, none", rtt[0], rtt[1])
+	}
+}

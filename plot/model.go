@@ -130,7 +130,9 @@ type Series struct {
 	InFlightEngine bool            `json:"inflightEngine,omitempty"`
 	// RTT per flow, from the wire: [t, sample ms, srtt ms, rto ms], RFC
 	// 6298 over samples taken as Karn's algorithm allows; or the engine's
-	// SRTT when its events carry it.
+	// SRTT when its events carry it. A tapstack capture has none for the
+	// peer's flow: it is taken at the receiver, where a segment's ACK
+	// follows it by the receiver's ACK delay, not a round trip.
 	RTT       [2][][4]float64 `json:"rtt"`
 	RTTEngine bool            `json:"rttEngine,omitempty"`
 	RTOFired  [][2]float64    `json:"rtoFired,omitempty"` // [t, backed-off RTO ms]
@@ -619,6 +621,12 @@ func (cb *connBuild) finish(rel func(time.Time) float64, relNS func(int64) float
 	}
 	for d := range 2 {
 		c.Series.RTT[d] = rtt[d].points
+	}
+	if cb.directed {
+		// tapstack's capture point is its own end: from the peer's
+		// segment to the ACK is tapstack's ACK delay (a delayed ACK's
+		// 40 ms), no round trip, and the peer's RTT is out of sight.
+		c.Series.RTT[1] = nil
 	}
 	c.Series.MinRTOms = minRTO.Seconds() * 1000
 

@@ -136,7 +136,7 @@ func TestLossyTransfer(t *testing.T) {
 			wantAttrs(t, x.name+" root against Info", x.root, map[string]string{
 				"tcp.bytes_sent": fmt.Sprint(x.in.BytesSent), "tcp.bytes_acked": fmt.Sprint(x.in.BytesAcked),
 				"tcp.bytes_received": fmt.Sprint(x.in.BytesReceived), "tcp.retransmits": fmt.Sprint(x.in.Retransmits),
-				"tcp.srtt_us": fmt.Sprint(x.in.RTT.Microseconds()),
+				"tcp.srtt_us": fmt.Sprint(x.in.RTT.Microseconds()), "tcp.cwnd": fmt.Sprint(x.in.Cwnd),
 			})
 		}
 	})
