@@ -111,3 +111,24 @@ func TestRTTAtTheReceiver(t *testing.T) {
 		t.Errorf("RTT points: tapstack's %v, the peer's %v; want one of 10 ms, none", rtt[0], rtt[1])
 	}
 }
+
+// TestInFlightAtTheReceiver: for the same reason, the peer's bytes in
+// flight are out of sight of tapstack's capture: what it sees between
+// the peer's highest segment and its own ACK is what tapstack has
+// received and not yet acknowledged, not what the network holds of the
+// peer's (its SND.NXT − SND.UNA, RFC 9293 3.3.1). The page has no "in
+// flight" for the peer's flow, and keeps tapstack's.
+func TestInFlightAtTheReceiver(t *testing.T) {
+	ms := time.Millisecond
+	w := &wire{t: t, tapstack: true}
+	w.add(handshake()...)
+	w.add(
+		wseg{At: 30 * ms, C2S: true, Flags: "P.", Seq: isnC + 1, Ack: isnS + 1, Len: 100, Win: 502},
+		wseg{At: 70 * ms, Flags: "P.", Seq: isnS + 1, Ack: isnC + 101, Len: 50, Win: 509},
+		wseg{At: 80 * ms, C2S: true, Flags: ".", Seq: isnC + 101, Ack: isnS + 51, Win: 502},
+	)
+	c := w.plot().Conns[0]
+	if f := c.Series.InFlight; len(f[1]) != 0 || len(f[0]) == 0 || f[0][len(f[0])-1][1] != 0 {
+		t.Errorf("in flight: tapstack's %v, the peer's %v; want tapstack's ending at 0, none", f[0], f[1])
+	}
+}

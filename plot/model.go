@@ -125,7 +125,8 @@ type Series struct {
 	// events; ssthresh -1 when unset (infinite).
 	Cwnd [][3]float64 `json:"cwnd,omitempty"`
 	// InFlight per flow: [t, bytes], SND.NXT - SND.UNA as the wire shows
-	// it, or the engine's pipe when its events carry it.
+	// it, or the engine's pipe when its events carry it; none for the
+	// peer's flow in a tapstack capture, taken at its receiver.
 	InFlight       [2][][2]float64 `json:"inflight"`
 	InFlightEngine bool            `json:"inflightEngine,omitempty"`
 	// RTT per flow, from the wire: [t, sample ms, srtt ms, rto ms], RFC
@@ -625,8 +626,12 @@ func (cb *connBuild) finish(rel func(time.Time) float64, relNS func(int64) float
 	if cb.directed {
 		// tapstack's capture point is its own end: from the peer's
 		// segment to the ACK is tapstack's ACK delay (a delayed ACK's
-		// 40 ms), no round trip, and the peer's RTT is out of sight.
+		// 40 ms), no round trip, and the peer's RTT is out of sight;
+		// so are the peer's bytes in the network, its SND.NXT −
+		// SND.UNA: what the capture sees is what tapstack has not yet
+		// acknowledged.
 		c.Series.RTT[1] = nil
+		c.Series.InFlight[1] = nil
 	}
 	c.Series.MinRTOms = minRTO.Seconds() * 1000
 
