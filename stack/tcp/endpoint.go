@@ -1251,19 +1251,21 @@ func (e *Endpoint) writeAfterRefusal(r *stack.Route, ecnOut *outECN, from int) {
 	q := e.outSpare
 	refused := []refusal{e.numberRefusal(e.proto.dropRefused(q[from]))}
 	q[from] = nil
-	var after overtaken // what the packets the link took after a refusal claimed (linkRefused)
+	var later afterRefusal // what the packets after a refusal claimed (linkRefused)
+	later.wrote(refused[0], 0)
 	for i := from + 1; i < len(q); i++ {
 		pkt := q[i]
 		q[i] = nil
 		claims := refusalOf(pkt) // read before the link may release it
+		later.wrote(claims, len(refused))
 		if e.proto.writePacket(r, pkt, ecnOut.spareAt(i)) {
 			refused = append(refused, e.numberRefusal(e.proto.dropRefused(pkt)))
 		} else {
-			after.add(claims)
+			later.overtaken.add(claims)
 		}
 	}
 	e.mu.Lock()
-	e.linkRefused(refused, after)
+	e.linkRefused(refused, &later)
 	e.mu.Unlock()
 }
 

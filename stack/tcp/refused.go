@@ -50,6 +50,11 @@ import (
 // RTO; the engine has doubled it already when the refusal comes back,
 // and keeps it so.
 //
+// Each answer is the refused copy's: the engine learns of a refusal once
+// the write pass is over, and a retransmission of the same segment made
+// meanwhile, by another goroutine or later in the pass, is a newer copy,
+// which the answer leaves alone (deemRefusedLost).
+//
 // It happens in memory: once a fault middleware turns tap.Pipe's
 // segmentation offload off, every segment is a frame, and CUBIC's window
 // outgrows the pipe's 1,024 frames. It happens over a TAP whose kernel
@@ -111,6 +116,56 @@ func (o overtaken) covers(start seqnum.Value) bool {
 	return o.set && start.LessThan(o.end)
 }
 
+// afterRefusal is what the packets written after a pass's first refusal,
+// or queued to be written after it, claimed (writeAfterRefusal,
+// linkRefused): the sequence space the ones the link took overtook, and
+// the copies among them all, taken or refused, of sequence space an
+// earlier packet of the pass carried: retransmissions built while the
+// pass was under way. The answer to a refusal comes once the pass is
+// over, and a record a newer copy left since is not the refused copy's
+// any more (deemRefusedLost).
+type afterRefusal struct {
+	overtaken overtaken
+	top       seqnum.Value // the end of the sequence space the pass carried so far
+	topSet    bool
+	copies    []laterCopy
+}
+
+// laterCopy is a packet that carried sequence space a packet before it
+// in the pass carried: [start, end), after how many of its refusals.
+type laterCopy struct {
+	start, end seqnum.Value
+	after      int
+}
+
+// wrote counts a packet of the pass, as refusalOf read it, written (or
+// queued) after refusals of its packets. New data only moves top up, so
+// copies holds the packets that went back below it, which are few: the
+// cost of copiedAfter is theirs, not the pass's.
+func (a *afterRefusal) wrote(r refusal, refusals int) {
+	if r.len == 0 {
+		return // a bare ACK or a window probe: no copy of anything
+	}
+	end := r.seq.Add(r.len)
+	if a.topSet && r.seq.LessThan(a.top) {
+		a.copies = append(a.copies, laterCopy{start: r.seq, end: end, after: refusals})
+	}
+	if !a.topSet || a.top.LessThan(end) {
+		a.top, a.topSet = end, true
+	}
+}
+
+// copiedAfter reports whether a packet written or queued after the
+// pass's refusal k carried any of [start, end).
+func (a *afterRefusal) copiedAfter(k int, start, end seqnum.Value) bool {
+	for _, c := range a.copies {
+		if c.after > k && c.start.LessThan(end) && start.LessThan(c.end) {
+			return true
+		}
+	}
+	return false
+}
+
 // refusalOf reads a refusal from the TCP header and payload of pkt, as
 // buildPacket made it.
 func refusalOf(pkt *stack.PacketBuffer) refusal {
@@ -141,21 +196,24 @@ func refusalOf(pkt *stack.PacketBuffer) refusal {
 // for a loss) and, when nothing is left in flight, starts the probes
 // that try again. A refused segment with no sequence space (a bare ACK,
 // a window update) is only counted: the next segment carries the same
-// news. after holds what the packets the link took after the first
-// refusal claimed. The caller holds e.mu.
-func (e *Endpoint) linkRefused(refs []refusal, after overtaken) {
+// news. later holds what the packets written after the first refusal
+// claimed. The caller holds e.mu.
+func (e *Endpoint) linkRefused(refs []refusal, later *afterRefusal) {
 	if !e.state.Synchronized() || e.rtxq.empty() {
 		return
 	}
 	e.splitRecords() // refusals are per packet; a merged burst may span two
 	// Packets built since by another goroutine, waiting in the output
 	// queue, reach the wire after the refused ones: they overtake them
-	// as surely as those the link took.
+	// as surely as those the link took, and a copy among them is newer
+	// than every refused one.
 	for _, pkt := range e.outq {
-		after.add(refusalOf(pkt))
+		r := refusalOf(pkt)
+		later.overtaken.add(r)
+		later.wrote(r, len(refs))
 	}
-	taken, first := e.takeBackRefused(refs, after)
-	lost, firstLost := e.deemRefusedLost(refs)
+	taken, first := e.takeBackRefused(refs, later.overtaken)
+	lost, firstLost := e.deemRefusedLost(refs, later)
 	if taken == 0 && lost == 0 {
 		return
 	}
@@ -298,8 +356,15 @@ func refusedCovering(refs []refusal, start, end seqnum.Value) *refusal {
 
 // deemRefusedLost deems lost the records the refused packets held that
 // takeBackRefused left: segments sent again, or overtaken by a later
-// one. It returns how many it marked and the refusal of the first.
-func (e *Endpoint) deemRefusedLost(refs []refusal) (int, *refusal) {
+// one. The answer is the refused copy's alone: a record of which a newer
+// copy was built after it (later.copiedAfter), while the pass that was
+// refused went on or before its answer came, is that copy's, which left
+// or whose own refusal answers for it. Linux never meets the case: it
+// transmits under the socket lock, and a qdisc's drop is answered before
+// any other copy can be made (__tcp_transmit_skb, tcp_retransmit_skb);
+// marking the record lost again sent a third copy after the second had
+// left. It returns how many it marked and the refusal of the first.
+func (e *Endpoint) deemRefusedLost(refs []refusal, later *afterRefusal) (int, *refusal) {
 	q := &e.rtxq
 	lost := 0
 	var first *refusal
@@ -318,6 +383,10 @@ func (e *Endpoint) deemRefusedLost(refs []refusal) (int, *refusal) {
 		}
 		i, ok := q.find(start)
 		for ok && i < q.tail() && q.at(i).start.LessThan(end) {
+			if s := q.at(i); later.copiedAfter(k, s.start, s.end) {
+				i++
+				continue // a newer copy went after the refused one
+			}
 			if !q.at(i).awaitingRetransmit() && !q.at(i).has(segSacked) {
 				q.markLost(i)
 				lost++

@@ -463,3 +463,91 @@ func TestLinkRefusedNotUndoneEifel(t *testing.T) {
 		t.Errorf("%d undos, segment 7 sent again: %v; want no undo, 7 sent again", n, resent)
 	}
 }
+
+// TestLinkRefusedAnswerLate: the answer to a refusal comes once the write
+// pass is over (writeAfterRefusal), and by then a newer copy of the
+// refused segment may have been built. The link refuses segment 7 and
+// takes 8-12 after it; while the engine is still writing them, the
+// peer's SACK of 8-10 arrives and RACK, a reordering window later,
+// retransmits 7. Then the engine learns that the link refused 7: the
+// first copy, not the retransmission waiting to go. Linux transmits
+// under the socket lock, so a qdisc's drop is answered before any newer
+// copy exists (__tcp_transmit_skb, tcp_retransmit_skb); the late answer
+// must leave the newer copy alone. It deemed 7 lost again: the
+// retransmission, which left, was no longer counted in flight, and the
+// SACK of 11 and 12, sent before it, sent 7 a second time.
+func TestLinkRefusedAnswerLate(t *testing.T) {
+	p, ep := rttPeer(t, tcp.Options{})
+	sendSegments(t, p, ep, 6)
+	p.Advance(rtt)
+	p.Inject(sackAck(7))
+	p.ExpectNothing()
+
+	p.RefuseNext(1)
+	p.WhileWriting(6, func() { // segment 12's write, the pass's last
+		p.Advance(rtt)
+		p.Inject(sackAck(7, [2]int{8, 11}))
+		p.Advance(rtt) // RACK's reordering window: 7 goes again
+	})
+	data := payload(6*1460, 6*1460)
+	if _, err := ep.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	for k := 8; k <= 12; k++ {
+		p.Expect(seg{Flags: ".", Seq: sb(k), Ack: 1, Len: 1460, Check: tcptest.IgnorePSH})
+	}
+	p.Expect(seg{Flags: ".", Seq: sb(7), Ack: 1, Payload: data[:1460], Check: tcptest.IgnorePSH})
+	p.ExpectNothing()
+	st := p.TCP.Stats()
+	if i := ep.Info(); st.LinkRefused.Load() != 1 || i.InFlight != 3*1460 {
+		t.Errorf("refused %d, in flight %d; want 1, 3 segments (7's retransmission, 11, 12)", st.LinkRefused.Load(), i.InFlight)
+	}
+	// The SACK of 11 and 12, sent before 7's retransmission: nothing
+	// to send; then 7's ACK.
+	p.Inject(sackAck(7, [2]int{8, 13}))
+	p.ExpectNothing()
+	p.Advance(rtt)
+	p.Inject(sackAck(13))
+	p.ExpectNothing()
+	if n := st.Retransmits.Load(); n != 1 {
+		t.Errorf("%d retransmissions, want 1 (7's)", n)
+	}
+}
+
+// TestLinkRefusedAnswerAfterRTO is TestLinkRefusedAnswerLate with the
+// RTO's retransmission as the newer copy: the link refuses segment 1 and
+// takes 2; while the engine writes 2, the RTO fires, deems both lost and
+// sends 1 again. The refusal's answer, which comes after, is the first
+// copy's: the RTO's retransmission left and is in flight. It deemed 1
+// lost again, with nothing in flight, as if the RTO's copy had not left.
+func TestLinkRefusedAnswerAfterRTO(t *testing.T) {
+	rec := &events{}
+	p, ep := rttPeer(t, tcp.Options{NoRACK: true, Observer: rec.observe}) // no tail loss probe before the RTO
+	rto := ep.Info().RTO
+	p.RefuseNext(1)
+	p.WhileWriting(2, func() { p.Advance(rto) })
+	data := payload(0, 2*1460)
+	if _, err := ep.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	p.Expect(seg{Flags: "P.", Seq: sb(2), Ack: 1, Payload: segData(data, 2)})
+	p.Expect(seg{Flags: ".", Seq: sb(1), Ack: 1, Payload: segData(data, 1), Check: tcptest.IgnorePSH})
+	p.ExpectNothing()
+	st := p.TCP.Stats()
+	if i := ep.Info(); st.RetransmitTimeouts.Load() != 1 || i.InFlight != 1460 || i.CAState != "RTO recovery" {
+		t.Errorf("%d RTOs, in flight %d, %s; want 1, 1460 (the RTO's retransmission of 1), RTO recovery", st.RetransmitTimeouts.Load(), i.InFlight, i.CAState)
+	}
+	p.TCP.SyncEvents()
+	for _, ev := range rec.of(event.KindRecovery) {
+		if strings.HasPrefix(ev.Note, "the link refused") {
+			t.Errorf("the refusal of the first copy deemed its retransmission lost: %q", ev.Note)
+		}
+	}
+	p.Advance(rtt)
+	p.Inject(sackAck(3))
+	p.Advance(time.Second)
+	p.ExpectNothing()
+	if n := st.Retransmits.Load(); n != 1 {
+		t.Errorf("%d retransmissions, want 1", n)
+	}
+}

@@ -133,6 +133,9 @@ type Peer struct {
 	refuseAll bool // the link refuses every packet (RefuseAll)
 	room      int  // frames the link's queue takes before it is busy (SetLinkRoom)
 	roomSet   bool
+
+	during      func() // WhileWriting's
+	duringAfter int    // the writes to let go by before it runs
 }
 
 type config struct {
@@ -228,6 +231,19 @@ func (l *refusingLink) SupportedGSO() gstack.SupportedGSO {
 // answers tcpip.ErrNoBufferSpace, tap.Pipe's answer when its queue is
 // full.
 func (l *refusingLink) WritePackets(pkts gstack.PacketBufferList) (int, tcpip.Error) {
+	n, err := l.write(pkts)
+	if p := l.p; p.during != nil {
+		if p.duringAfter--; p.duringAfter == 0 {
+			fn := p.during
+			p.during = nil
+			fn()
+		}
+	}
+	return n, err
+}
+
+// write is WritePackets without WhileWriting.
+func (l *refusingLink) write(pkts gstack.PacketBufferList) (int, tcpip.Error) {
 	p := l.p
 	if p.refuse == 0 && !p.refuseAll {
 		if p.roomSet {
@@ -296,6 +312,14 @@ func (p *Peer) RefuseNext(n int) { p.refuse = n }
 // RefuseAll makes the link refuse every packet the stack writes while on
 // is true, as a qdisc that holds nothing (pfifo limit 0) does.
 func (p *Peer) RefuseAll(on bool) { p.refuseAll = on }
+
+// WhileWriting runs fn once, inside the n-th write of the link from now
+// (1: the next), once the link has taken or refused that packet: as
+// another goroutine would act (a segment arriving, a timer firing) while
+// the engine writes, its lock released, and before it learns what the
+// link refused. What fn makes the engine send waits for that write pass
+// to end, as it would wait for the goroutine writing.
+func (p *Peer) WhileWriting(n int, fn func()) { p.during, p.duringAfter = fn, n }
 
 // batchLink is the fixture's link with the burst marks of WithBatches.
 type batchLink struct {
