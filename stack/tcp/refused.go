@@ -2,6 +2,7 @@ package tcp
 
 import (
 	"strconv"
+	"strings"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -37,7 +38,12 @@ import (
 //     undo record. RACK would find it lost too, but only once a
 //     segment sent after it is delivered, which never happens when the
 //     link refused the whole tail of a burst;
-//   - a refused retransmission is lost again, waiting to go.
+//   - a refused retransmission is lost again, waiting to go; but a
+//     refused copy of a segment not deemed lost (a tail loss probe's
+//     copy, RFC 6675's rescue retransmission) leaves the segment as it
+//     was, its first copy in flight, as Linux's tcp_send_loss_probe
+//     leaves it when __tcp_retransmit_skb fails. The window comes down
+//     as in CWR.
 //
 // Then, when nothing is left in flight, no ACK will come to send the
 // rest: Linux's probe0 timer tries one segment again after an RTO, then
@@ -192,8 +198,8 @@ func refusalOf(pkt *stack.PacketBuffer) refusal {
 }
 
 // linkRefused takes back the refused new data at the tail, deems lost
-// the other refused segments, reduces the window (CWR, or fast recovery
-// for a loss) and, when nothing is left in flight, starts the probes
+// the other refused segments but the copies of segments still in flight,
+// reduces the window (CWR, or fast recovery for a loss) and, when nothing is left in flight, starts the probes
 // that try again. A refused segment with no sequence space (a bare ACK,
 // a window update) is only counted: the next segment carries the same
 // news. later holds what the packets written after the first refusal
@@ -213,8 +219,8 @@ func (e *Endpoint) linkRefused(refs []refusal, later *afterRefusal) {
 		later.wrote(r, len(refs))
 	}
 	taken, first := e.takeBackRefused(refs, later.overtaken)
-	lost, firstLost := e.deemRefusedLost(refs, later)
-	if taken == 0 && lost == 0 {
+	lost, copies, firstLost := e.deemRefusedLost(refs, later)
+	if taken == 0 && lost == 0 && copies == 0 {
 		return
 	}
 	if first == nil || firstLost != nil && firstLost.seq.LessThan(first.seq) {
@@ -260,23 +266,38 @@ func (e *Endpoint) linkRefused(refs []refusal, later *afterRefusal) {
 		// Keyed to the first refused segment, and numbered: a capture
 		// puts it on that frame, not on whichever comes next, nor on
 		// another refused copy of it (numberRefusal).
-		e.emit(event.Event{Kind: event.KindRecovery, Conn: e.connID(), Note: refusedNote(lost, taken, recovery, cwr), Cwnd: e.cwnd, Ssthresh: e.ssthresh, Key: first.key, Attempt: int(first.no)})
+		e.emit(event.Event{Kind: event.KindRecovery, Conn: e.connID(), Note: refusedNote(lost, taken, copies, recovery, cwr), Cwnd: e.cwnd, Ssthresh: e.ssthresh, Key: first.key, Attempt: int(first.no)})
 	}
 }
 
-// refusedNote says what linkRefused did: lost segments deemed lost and
-// taken the ones taken back to go again, in fast recovery or CWR if it
+// refusedNote says what linkRefused did: lost segments deemed lost,
+// taken the ones taken back to go again and copies the copies of
+// segments whose first copy is in flight, in fast recovery or CWR if it
 // began either. Made only for an observer: a stack nobody watches
 // allocates nothing when its link refuses.
-func refusedNote(lost, taken int, recovery, cwr bool) string {
-	var what string
+func refusedNote(lost, taken, copies int, recovery, cwr bool) string {
+	what := "the link refused " + plural(lost+taken+copies, "segment") + ", its queue full: "
 	switch {
-	case lost > 0 && taken > 0:
-		what = "the link refused " + plural(lost+taken, "segment") + ", its queue full: " + strconv.Itoa(lost) + " deemed lost, " + strconv.Itoa(taken) + " not sent"
-	case lost > 0:
-		what = "the link refused " + plural(lost, "segment") + ", its queue full: deemed lost"
+	case taken == 0 && copies == 0:
+		what += "deemed lost"
+	case lost == 0 && copies == 0:
+		what += "not sent, to go again"
+	case lost == 0 && taken == 0 && copies == 1:
+		what += "a copy, not sent: the first is still in flight"
+	case lost == 0 && taken == 0:
+		what += "copies, not sent: the first ones are still in flight"
 	default:
-		what = "the link refused " + plural(taken, "segment") + ", its queue full: not sent, to go again"
+		var parts []string
+		if lost > 0 {
+			parts = append(parts, strconv.Itoa(lost)+" deemed lost")
+		}
+		if taken > 0 {
+			parts = append(parts, strconv.Itoa(taken)+" not sent")
+		}
+		if copies > 0 {
+			parts = append(parts, strconv.Itoa(copies)+" copies not sent")
+		}
+		what += strings.Join(parts, ", ")
 	}
 	switch {
 	case recovery:
@@ -356,18 +377,29 @@ func refusedCovering(refs []refusal, start, end seqnum.Value) *refusal {
 
 // deemRefusedLost deems lost the records the refused packets held that
 // takeBackRefused left: segments sent again, or overtaken by a later
-// one. The answer is the refused copy's alone: a record of which a newer
-// copy was built after it (later.copiedAfter), while the pass that was
+// one.
+//
+// The answer is the refused copy's alone: a record of which a newer copy
+// was built after it (later.copiedAfter), while the pass that was
 // refused went on or before its answer came, is that copy's, which left
 // or whose own refusal answers for it. Linux never meets the case: it
 // transmits under the socket lock, and a qdisc's drop is answered before
 // any other copy can be made (__tcp_transmit_skb, tcp_retransmit_skb);
 // marking the record lost again sent a third copy after the second had
-// left. It returns how many it marked and the refusal of the first.
-func (e *Endpoint) deemRefusedLost(refs []refusal, later *afterRefusal) (int, *refusal) {
+// left.
+//
+// A refused retransmission of a segment not deemed lost (a tail loss
+// probe's copy, RFC 6675's rescue retransmission) never left, and the
+// segment's first copy is in flight as before: only the retransmission's
+// mark goes (retransmitRefused), as Linux's tcp_retransmit_skb sets
+// TCPCB_RETRANS only once the copy is sent, and tcp_send_loss_probe
+// leaves the segment as it was when __tcp_retransmit_skb fails. Deeming
+// it lost started fast recovery for a segment nothing showed lost.
+//
+// It returns how many it deemed lost, how many were such copies, and the
+// refusal of the first of either.
+func (e *Endpoint) deemRefusedLost(refs []refusal, later *afterRefusal) (lost, copies int, first *refusal) {
 	q := &e.rtxq
-	lost := 0
-	var first *refusal
 	for k := range refs {
 		ref := &refs[k]
 		if ref.len == 0 {
@@ -382,22 +414,25 @@ func (e *Endpoint) deemRefusedLost(refs []refusal, later *afterRefusal) (int, *r
 			start = e.sndUna
 		}
 		i, ok := q.find(start)
-		for ok && i < q.tail() && q.at(i).start.LessThan(end) {
-			if s := q.at(i); later.copiedAfter(k, s.start, s.end) {
-				i++
+		for ; ok && i < q.tail() && q.at(i).start.LessThan(end); i++ {
+			switch s := q.at(i); {
+			case later.copiedAfter(k, s.start, s.end):
 				continue // a newer copy went after the refused one
-			}
-			if !q.at(i).awaitingRetransmit() && !q.at(i).has(segSacked) {
+			case s.awaitingRetransmit() || s.has(segSacked):
+				continue // lost and waiting already, or delivered
+			case s.has(segRetrans) && !s.has(segLost):
+				q.retransmitRefused(i)
+				copies++
+			default:
 				q.markLost(i)
 				lost++
-				if first == nil {
-					first = ref
-				}
 			}
-			i++
+			if first == nil {
+				first = ref
+			}
 		}
 	}
-	return lost, first
+	return lost, copies, first
 }
 
 // resourceProbeInterval is how often a connection whose every segment in

@@ -11,18 +11,21 @@ import (
 // sender entered.
 func TestRefusedNote(t *testing.T) {
 	for _, tc := range []struct {
-		lost, taken   int
-		recovery, cwr bool
-		want          string
+		lost, taken, copies int
+		recovery, cwr       bool
+		want                string
 	}{
-		{0, 4, false, true, "CWR: the link refused 4 segments, its queue full: not sent, to go again (local congestion)"},
-		{0, 1, false, false, "the link refused 1 segment, its queue full: not sent, to go again"},
-		{2, 0, true, false, "fast recovery: the link refused 2 segments, its queue full: deemed lost"},
-		{2, 3, true, false, "fast recovery: the link refused 5 segments, its queue full: 2 deemed lost, 3 not sent"},
-		{1, 0, false, false, "the link refused 1 segment, its queue full: deemed lost"},
+		{0, 4, 0, false, true, "CWR: the link refused 4 segments, its queue full: not sent, to go again (local congestion)"},
+		{0, 1, 0, false, false, "the link refused 1 segment, its queue full: not sent, to go again"},
+		{2, 0, 0, true, false, "fast recovery: the link refused 2 segments, its queue full: deemed lost"},
+		{2, 3, 0, true, false, "fast recovery: the link refused 5 segments, its queue full: 2 deemed lost, 3 not sent"},
+		{1, 0, 0, false, false, "the link refused 1 segment, its queue full: deemed lost"},
+		{0, 0, 1, false, true, "CWR: the link refused 1 segment, its queue full: a copy, not sent: the first is still in flight (local congestion)"},
+		{0, 0, 2, false, false, "the link refused 2 segments, its queue full: copies, not sent: the first ones are still in flight"},
+		{1, 0, 2, false, false, "the link refused 3 segments, its queue full: 1 deemed lost, 2 copies not sent"},
 	} {
-		if got := refusedNote(tc.lost, tc.taken, tc.recovery, tc.cwr); got != tc.want {
-			t.Errorf("refusedNote(%d, %d, %v, %v) = %q, want %q", tc.lost, tc.taken, tc.recovery, tc.cwr, got, tc.want)
+		if got := refusedNote(tc.lost, tc.taken, tc.copies, tc.recovery, tc.cwr); got != tc.want {
+			t.Errorf("refusedNote(%d, %d, %d, %v, %v) = %q, want %q", tc.lost, tc.taken, tc.copies, tc.recovery, tc.cwr, got, tc.want)
 		}
 	}
 }

@@ -551,3 +551,84 @@ func TestLinkRefusedAnswerAfterRTO(t *testing.T) {
 		t.Errorf("%d retransmissions, want 1", n)
 	}
 }
+
+// TestLinkRefusedTLPCopy: the link refuses a tail loss probe that is a
+// copy of the last segment. The probe never left, and the segment's
+// first copy is in flight as before: nothing is lost. Linux's
+// tcp_send_loss_probe, when __tcp_retransmit_skb fails, leaves the
+// segment as it was (no TCPCB_SACKED_RETRANS, retrans_out unchanged),
+// records no probe (tlp_high_seq stays 0) and rearms the RTO; the drop
+// itself enters CWR (__tcp_transmit_skb's tcp_enter_cwr). The engine
+// deemed the segment lost, as for a refused retransmission of a lost
+// one, started fast recovery and sent it again.
+func TestLinkRefusedTLPCopy(t *testing.T) {
+	rec := &events{}
+	p, ep := rttPeer(t, tcp.Options{Observer: rec.observe})
+	sendSegments(t, p, ep, 2)
+	p.RefuseNext(1)
+	p.Advance(2 * rtt) // the probe timeout: 2·SRTT, no new data, so a copy of 2
+	p.ExpectNothing()
+	st := p.TCP.Stats()
+	i := ep.Info()
+	if st.LinkRefused.Load() != 1 || st.TailLossProbes.Load() != 1 {
+		t.Fatalf("refused %d, probes %d; want the probe, refused\n%s", st.LinkRefused.Load(), st.TailLossProbes.Load(), p.Trace())
+	}
+	if i.Lost != 0 || i.InFlight != 2*1460 || i.CAState != "CWR" || st.FastRecoveries.Load() != 0 {
+		t.Errorf("lost %d, in flight %d, %s, %d fast recoveries; want 0, both first copies, CWR, none",
+			i.Lost, i.InFlight, i.CAState, st.FastRecoveries.Load())
+	}
+	p.TCP.SyncEvents()
+	want := "CWR: the link refused 1 segment, its queue full: a copy, not sent: the first is still in flight (local congestion)"
+	var notes []string
+	for _, ev := range rec.of(event.KindRecovery) {
+		if strings.Contains(ev.Note, "the link refused") {
+			notes = append(notes, ev.Note)
+		}
+	}
+	if len(notes) != 1 || notes[0] != want {
+		t.Errorf("the refusal's answer: %q, want %q", notes, want)
+	}
+	// The first copies arrive: their ACK says nothing of the probe,
+	// which never left, nor does the ACK of the next segment, beyond
+	// the probe (RFC 8985 7.4.2 calls a probe that a copy carried a
+	// repaired loss then); nothing goes again.
+	p.Inject(sackAck(3))
+	p.ExpectNothing()
+	if _, err := ep.Write(payload(2*1460, 1460)); err != nil {
+		t.Fatal(err)
+	}
+	p.Expect(seg{Flags: "P.", Seq: sb(3), Ack: 1, Len: 1460})
+	p.Advance(rtt)
+	p.Inject(sackAck(4))
+	p.Advance(time.Second)
+	p.ExpectNothing()
+	if st.TLPRecoveries.Load() != 0 || st.Retransmits.Load() != 1 {
+		t.Errorf("%d losses a probe repaired, %d retransmissions; want none, the probe only\n%s",
+			st.TLPRecoveries.Load(), st.Retransmits.Load(), p.Trace())
+	}
+}
+
+// TestLinkRefusedTLPCopyOfFIN is TestLinkRefusedTLPCopy with the FIN as
+// the last segment: the probe's copy of it is refused, and the FIN's
+// first copy is in flight as before. Its ACK ends FIN-WAIT-1, and
+// nothing goes again.
+func TestLinkRefusedTLPCopyOfFIN(t *testing.T) {
+	p, ep := rttPeer(t, tcp.Options{})
+	sendSegments(t, p, ep, 1)
+	if err := ep.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	p.Expect(seg{Flags: "F.", Seq: sb(2), Ack: 1})
+	p.RefuseNext(1)
+	p.Advance(2 * rtt) // the probe timeout: a copy of the FIN
+	p.ExpectNothing()
+	st := p.TCP.Stats()
+	if i := ep.Info(); st.LinkRefused.Load() != 1 || st.TailLossProbes.Load() != 1 || i.Lost != 0 || i.CAState != "CWR" || st.FastRecoveries.Load() != 0 {
+		t.Fatalf("refused %d, probes %d, lost %d, %s, %d fast recoveries; want 1, 1, 0, CWR, none\n%s",
+			st.LinkRefused.Load(), st.TailLossProbes.Load(), i.Lost, i.CAState, st.FastRecoveries.Load(), p.Trace())
+	}
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: sb(2) + 1})
+	p.Advance(time.Second)
+	p.ExpectNothing()
+	p.WantState(ep, event.FinWait2)
+}

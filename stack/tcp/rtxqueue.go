@@ -482,6 +482,19 @@ func (q *rtxQueue) markLost(i uint64) {
 	}
 }
 
+// retransmitRefused takes back the mark of record i's retransmission,
+// which the link refused: no copy of it is in flight but the earlier
+// ones (refused.go). It stays on the transmission-order list at the time
+// of the refused copy, and sent more than once (segEverRetrans), as
+// Linux's __tcp_retransmit_skb leaves a failed copy's timestamp and
+// TCPCB_EVER_RETRANS: no RTT sample is taken from a time nothing left.
+func (q *rtxQueue) retransmitRefused(i uint64) {
+	if s := q.at(i); s.has(segRetrans) {
+		q.retrans -= s.len()
+		s.flags &^= segRetrans
+	}
+}
+
 // startIsLost begins IsLost's marking (markIsLost) at una, SND.UNA.
 func (q *rtxQueue) startIsLost(una seqnum.Value) {
 	q.isLostFrom, q.sackedAbove = una, q.sacked
