@@ -632,3 +632,108 @@ func TestLinkRefusedTLPCopyOfFIN(t *testing.T) {
 	p.ExpectNothing()
 	p.WantState(ep, event.FinWait2)
 }
+
+// TestLinkRefusedFIN: the link refuses a FIN sent alone, with nothing in
+// flight. It is the tail of what was sent, so it is taken back, as
+// Linux's stays unsent in its write queue: SND.NXT returns to it, the
+// connection stays in FIN-WAIT-1, and with nothing in flight to draw an
+// ACK the FIN is tried again an RTO later (Linux's probe0), once; its
+// ACK ends FIN-WAIT-1.
+func TestLinkRefusedFIN(t *testing.T) {
+	p, ep := rttPeer(t, tcp.Options{})
+	p.RefuseNext(1)
+	if err := ep.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	p.ExpectNothing()
+	i := ep.Info()
+	if i.State != event.FinWait1 || i.TCB.SndNxt != i.TCB.SndUna || i.Lost != 0 || i.CAState != "CWR" {
+		t.Fatalf("%v, SND.NXT - SND.UNA %d, lost %d, %s; want FIN-WAIT-1, the FIN taken back, nothing lost, CWR",
+			i.State, i.TCB.SndNxt-i.TCB.SndUna, i.Lost, i.CAState)
+	}
+	p.Advance(i.RTO)
+	p.Expect(seg{Flags: "F.", Seq: 1, Ack: 1})
+	p.ExpectNothing()
+	p.Advance(rtt)
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: 2})
+	p.Advance(time.Second)
+	p.ExpectNothing()
+	p.WantState(ep, event.FinWait2)
+	if st := p.TCP.Stats(); st.ResourceProbes.Load() != 1 || st.Retransmits.Load() != 0 {
+		t.Errorf("%d tries, %d retransmissions; want the one try, no retransmission", st.ResourceProbes.Load(), st.Retransmits.Load())
+	}
+}
+
+// TestLinkRefusedFINRetransmission: the RTO's retransmission of a FIN is
+// refused. The FIN was deemed lost by the RTO and stays so, waiting to
+// go: tried again every 500 ms (Linux's tcp_retransmit_timer on local
+// congestion), and it leaves once the link takes frames again.
+func TestLinkRefusedFINRetransmission(t *testing.T) {
+	p, ep := rttPeer(t, tcp.Options{NoRACK: true}) // no tail loss probe before the RTO
+	sendSegments(t, p, ep, 1)
+	if err := ep.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	p.Expect(seg{Flags: "F.", Seq: sb(2), Ack: 1})
+	p.Advance(rtt)
+	p.Inject(sackAck(2)) // the data's ACK; the FIN's is lost
+	rto := ep.Info().RTO
+	p.RefuseAll(true)
+	p.Advance(rto)
+	p.ExpectNothing()
+	if i := ep.Info(); i.Lost != 1 || i.InFlight != 0 || i.CAState != "RTO recovery" {
+		t.Fatalf("lost %d, in flight %d, %s; want the FIN lost, nothing in flight, RTO recovery", i.Lost, i.InFlight, i.CAState)
+	}
+	p.Advance(500 * time.Millisecond)
+	p.ExpectNothing()
+	p.RefuseAll(false)
+	p.Advance(500 * time.Millisecond)
+	p.Expect(seg{Flags: "F.", Seq: sb(2), Ack: 1})
+	p.ExpectNothing()
+	if st := p.TCP.Stats(); st.LinkRefused.Load() != 2 || st.ResourceProbes.Load() != 2 || st.RetransmitTimeouts.Load() != 1 {
+		t.Errorf("refused %d, tries %d, RTOs %d; want 2, 2, 1", st.LinkRefused.Load(), st.ResourceProbes.Load(), st.RetransmitTimeouts.Load())
+	}
+	p.Advance(rtt)
+	p.Inject(sackAck(2))
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: sb(2) + 1})
+	p.WantState(ep, event.FinWait2)
+}
+
+// TestLinkRefusedWindowProbe: the link refuses a zero-window probe. The
+// probe (an ACK carrying SND.UNA-1, no data) has no sequence space of
+// its own: the answer marks nothing lost and moves nothing (the data
+// waiting for the window was never sent), and the persist timer sends
+// the next probe, whose answer opens the window. The next probe comes
+// after the backed-off interval, as after a probe that left: Linux's
+// tcp_send_probe0 tries again in 500 ms without backing off when the
+// probe was dropped locally (TCP_RESOURCE_PROBE_INTERVAL); the engine
+// learns of the refusal only after persistTimeout backed off, and keeps
+// it so, as it does for the RTO's refused retransmission (refused.go).
+func TestLinkRefusedWindowProbe(t *testing.T) {
+	p, ep := rttPeer(t, tcp.Options{})
+	sendSegments(t, p, ep, 1)
+	p.Advance(rtt)
+	closed := sackAck(2)
+	closed.Check = tcptest.CheckWin // a zero window
+	p.Inject(closed)
+	data := payload(1460, 100)
+	if _, err := ep.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	p.ExpectNothing()
+	p.RefuseNext(1)
+	p.Advance(ep.Info().RTO) // the persist timer: the probe, refused
+	p.ExpectNothing()
+	st := p.TCP.Stats()
+	i := ep.Info()
+	if st.LinkRefused.Load() != 1 || i.Lost != 0 || i.InFlight != 0 || i.CAState != "open" || i.TCB.SndNxt != i.TCB.SndUna || i.Probes != 1 {
+		t.Fatalf("refused %d, lost %d, in flight %d, %s, SND.NXT - SND.UNA %d, probes %d; want 1, 0, 0, open, 0, 1",
+			st.LinkRefused.Load(), i.Lost, i.InFlight, i.CAState, i.TCB.SndNxt-i.TCB.SndUna, i.Probes)
+	}
+	p.Advance(i.RTO) // the next probe, after the backed-off interval
+	p.Expect(seg{Flags: ".", Seq: sb(2) - 1, Ack: 1})
+	p.ExpectNothing()
+	p.Inject(sackAck(2)) // the window opens
+	p.Expect(seg{Flags: "P.", Seq: sb(2), Ack: 1, Payload: data})
+	p.ExpectNothing()
+}
