@@ -118,8 +118,8 @@ func Open(name string, opts ...Option) (*Device, error) {
 	for _, o := range opts {
 		o(&c)
 	}
-	if err := validName(name); err != nil {
-		return nil, err
+	if err := CheckName(name); err != nil {
+		return nil, fmt.Errorf("tap: open %q: %w", name, err)
 	}
 	if c.mtu < header.IPv4MinimumMTU || c.mtu > maxFrame-header.EthernetMinimumSize-4 {
 		return nil, fmt.Errorf("tap: open %q: MTU %d out of range [%d, %d]", name, c.mtu, header.IPv4MinimumMTU, maxFrame-header.EthernetMinimumSize-4)
@@ -296,19 +296,21 @@ func openTAP(name string, offloads, multi bool) (*os.File, string, Offloads, err
 	return f, actual, got, nil
 }
 
-// validName reports why name cannot be a Linux interface name, following the
-// kernel's dev_valid_name, so that the user gets a clear message instead of
-// EINVAL from an ioctl.
-func validName(name string) error {
+// CheckName reports why name cannot be a Linux interface name, following
+// the kernel's dev_valid_name, so that the user gets a clear message
+// instead of EINVAL from an ioctl. The error says why without repeating
+// the name; Open adds it. A program may call it to refuse a bad name
+// before anything else is done (tapstack's --tap).
+func CheckName(name string) error {
 	switch {
 	case name == "":
-		return errors.New("tap: empty device name")
+		return errors.New("empty device name")
 	case len(name) >= unix.IFNAMSIZ:
-		return fmt.Errorf("tap: device name %q is %d bytes; Linux allows at most %d", name, len(name), unix.IFNAMSIZ-1)
+		return fmt.Errorf("device name is %d bytes; Linux allows at most %d (IFNAMSIZ-1)", len(name), unix.IFNAMSIZ-1)
 	case name == "." || name == "..":
-		return fmt.Errorf("tap: device name %q is not allowed", name)
+		return errors.New("device name . or .. is not allowed")
 	case strings.ContainsAny(name, "/: \t\n\r\v\f\x00"):
-		return fmt.Errorf("tap: device name %q contains '/', ':', NUL or white space", name)
+		return errors.New("device name contains '/', ':', NUL or white space")
 	}
 	return nil
 }

@@ -29,6 +29,9 @@ func runAgent(ctx context.Context, e env, args []string) error {
 	if err := checkTimeWait(fs, "time-wait", *timeWait); err != nil {
 		return err
 	}
+	if err := lf.check(fs); err != nil {
+		return err
+	}
 	// Keepalive is off: the engine never probes unless a connection asks
 	// for it (RFC 9293 3.8.4), and the agent never asks.
 	opts := tcp.Options{TimeWait: *timeWait}

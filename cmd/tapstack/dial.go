@@ -21,6 +21,9 @@ func runDial(ctx context.Context, e env, args []string) error {
 	if err := parse(fs, args, 1); err != nil {
 		return err
 	}
+	if err := lf.check(fs); err != nil {
+		return err
+	}
 	var opts tcp.Options
 	if *trace {
 		opts.Observer = traceLine(&syncWriter{w: e.stderr}, "dial")

@@ -118,13 +118,23 @@ func TestBadInput(t *testing.T) {
 		{[]string{"serve", "--mode", "chargen", "--tap", "x", "--addr", "192.0.2.2/24"}, 2, `tapstack serve: --mode "chargen": want echo or discard`},
 		{[]string{"bench", "--size", "0"}, 2, "tapstack bench: --size 0: want a positive number of bytes"},
 		{[]string{"bench", "--queues", "0"}, 2, "tapstack bench: --queues 0: want 1 to 256"},
-		{[]string{"serve", "--queues", "257", "--tap", "nosuch0", "--addr", "192.0.2.2/24"}, 1, "tapstack serve: --queues 257: want 1 to 256"},
-		{[]string{"serve", "--addr", "192.0.2.2/24"}, 1, "tapstack serve: --tap is required"},
-		{[]string{"serve", "--cc", "vegas", "--tap", "x", "--addr", "192.0.2.2/24"}, 1, `tapstack serve: --cc "vegas": want one of cubic, reno, bbr`},
+		// The link flags' values are usage errors too, found before
+		// any device is looked up or opened.
+		{[]string{"serve", "--queues", "257", "--tap", "nosuch0", "--addr", "192.0.2.2/24"}, 2, "tapstack serve: --queues 257: want 1 to 256"},
+		{[]string{"serve", "--addr", "192.0.2.2/24"}, 2, "tapstack serve: --tap is required"},
+		{[]string{"serve", "--cc", "vegas", "--tap", "x", "--addr", "192.0.2.2/24"}, 2, `tapstack serve: --cc "vegas": want one of cubic, reno, bbr`},
+		{[]string{"dial", "--tx-queue", "0", "--tap", "nosuch0", "--addr", "192.0.2.2/24", "192.0.2.1:7"}, 2, "tapstack dial: --tx-queue 0: want at least 1 frame"},
+		{[]string{"agent", "--tap", "nosuch0"}, 2, `tapstack agent: --addr "": want the stack's address/prefix`},
+		{[]string{"ping", "--tap", "nosuch0", "--addr", "192.0.2.2", "192.0.2.1"}, 2, `tapstack ping: --addr "192.0.2.2": want the stack's address/prefix`},
+		// A name Linux cannot give an interface is said to be one,
+		// not missing with a hint to create it that ip would refuse.
+		{[]string{"serve", "--tap", "tapstack-serve-0", "--addr", "192.0.2.2/24"}, 2, `tapstack serve: --tap "tapstack-serve-0": device name is 16 bytes; Linux allows at most 15`},
+		{[]string{"dial", "--tap", "tap/0", "--addr", "192.0.2.2/24", "192.0.2.1:7"}, 2, `tapstack dial: --tap "tap/0": device name contains '/'`},
+		{[]string{"trace", "--tap", "tap 0", "--addr", "192.0.2.2/24", "--create"}, 2, `tapstack trace: --tap "tap 0": device name contains`},
 		{[]string{"serve", "--tap", "nosuch0", "--addr", "192.0.2.2/24"}, 1, `tapstack serve: TAP device nosuch0 does not exist (create it with "ip tuntap add dev nosuch0 mode tap", or pass --create)`},
 		{[]string{"dial", "--tap", "nosuch0", "--addr", "192.0.2.2/24", "192.0.2.1:7"}, 1, "tapstack dial: TAP device nosuch0 does not exist"},
 		{[]string{"trace", "--tap", "nosuch0", "--addr", "192.0.2.2/24"}, 1, "tapstack trace: TAP device nosuch0 does not exist"},
-		{[]string{"serve", "--tap", "nosuch0", "--addr", "192.0.2"}, 1, `tapstack serve: --addr "192.0.2": want the stack's address/prefix`},
+		{[]string{"serve", "--tap", "nosuch0", "--addr", "192.0.2"}, 2, `tapstack serve: --addr "192.0.2": want the stack's address/prefix`},
 	} {
 		code, out, errOut := runCLI(t, tc.args...)
 		if code != tc.code || !strings.HasPrefix(errOut, tc.msg) || out != "" {

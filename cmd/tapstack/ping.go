@@ -36,6 +36,11 @@ func runPing(ctx context.Context, e env, args []string) error {
 	if *count < 0 || *size < 0 || *size > 65000 || *interval < 0 || *wait <= 0 {
 		return usageErr(fs, "-c, -s, -i must not be negative, -s at most 65000, -W positive")
 	}
+	if *lf.tap != "" {
+		if err := lf.check(fs); err != nil {
+			return err
+		}
+	}
 	var s *stack.Stack
 	if *lf.tap != "" {
 		st, closeStack, err := lf.open(e, tcp.Options{})

@@ -22,6 +22,9 @@ func runServe(ctx context.Context, e env, args []string) error {
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
+	if err := lf.check(fs); err != nil {
+		return err
+	}
 	var handle func(net.Conn) (int64, error)
 	switch *mode {
 	case "echo":

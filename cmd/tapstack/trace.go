@@ -33,6 +33,11 @@ func runTrace(ctx context.Context, e env, args []string) error {
 	if err := checkTimeWait(fs, "timewait", *timeWait); err != nil {
 		return err
 	}
+	if *lf.tap != "" || *lf.addr != "" {
+		if err := lf.check(fs); err != nil {
+			return err
+		}
+	}
 	out := &syncWriter{w: e.stdout}
 	if *lf.tap == "" && *lf.addr == "" {
 		capPath, plotDone, err := plotCapture(e, *lf.pcap, *lf.plot)

@@ -72,6 +72,8 @@ type linkFlags struct {
 	maxPacing       *pacingRate // at most this rate (tcp.Options.MaxPacingRate)
 	cc              *string     // the congestion control (tcp.Options.CongestionControl)
 	route           *routeFlag  // the device's route's metrics (stack.SetRouteMetrics)
+
+	prefix netip.Prefix // --addr, parsed by check
 }
 
 // addLinkFlags registers --tap, --addr, --create, --pcap and the fault
@@ -168,41 +170,56 @@ func applyBufMax(opts *tcp.Options, wmem, rmem int) {
 	}
 }
 
+// check refuses, as usage errors (exit status 2), the link flags' values
+// that cannot work, before anything is looked up, opened or created: a
+// command that runs on a TAP device calls it after parsing its flags and
+// before open. It keeps the parsed --addr for open.
+func (lf *linkFlags) check(fs *flag.FlagSet) error {
+	switch name := *lf.tap; {
+	case name == "":
+		return usageErr(fs, "--tap is required (the name of a Linux TAP device, e.g. tap0)")
+	case tap.CheckName(name) != nil:
+		// Before the device's existence: "does not exist, create it
+		// with ip tuntap add" would send the user to a name ip refuses.
+		return usageErr(fs, "--tap %q: %v", name, tap.CheckName(name))
+	}
+	prefix, err := netip.ParsePrefix(*lf.addr)
+	if err != nil {
+		return usageErr(fs, "--addr %q: want the stack's address/prefix such as 192.0.2.2/24", *lf.addr)
+	}
+	lf.prefix = prefix
+	if *lf.queues < 1 || *lf.queues > 256 {
+		return usageErr(fs, "--queues %d: want 1 to 256 (the kernel's most for a TAP)", *lf.queues)
+	}
+	if *lf.txQueue < 1 {
+		return usageErr(fs, "--tx-queue %d: want at least 1 frame", *lf.txQueue)
+	}
+	if !slices.Contains(tcp.CongestionControls(), *lf.cc) {
+		return usageErr(fs, "--cc %q: want one of %s", *lf.cc, strings.Join(tcp.CongestionControls(), ", "))
+	}
+	return nil
+}
+
 // open attaches a stack to the TAP device with the address, capture and
-// faults the flags ask for. close shuts the stack down, giving the peers
-// up to grace to acknowledge its FINs (stopStackWithin), and releases the
-// device and capture.
+// faults the flags ask for, once check has accepted them. close shuts the
+// stack down, giving the peers up to grace to acknowledge its FINs
+// (stopStackWithin), and releases the device and capture.
 func (lf *linkFlags) open(e env, opts tcp.Options) (s *stack.Stack, close func(grace time.Duration), err error) {
 	opts.ECN = lf.ecn.mode
 	opts.MTUProbing = lf.mtuProbing.mode
 	applyBufMax(&opts, lf.wmemMax.n, lf.rmemMax.n)
 	opts.Pacing = *lf.pacing
 	opts.RFC1337 = *lf.rfc1337
-	if !slices.Contains(tcp.CongestionControls(), *lf.cc) {
-		return nil, nil, fmt.Errorf("--cc %q: want one of %s", *lf.cc, strings.Join(tcp.CongestionControls(), ", "))
-	}
 	opts.CongestionControl = *lf.cc
 	if lf.maxPacing.set {
 		opts.MaxPacingRate = uint64(lf.maxPacing.bps / 8)
 	}
 	name := *lf.tap
-	if name == "" {
-		return nil, nil, errors.New("--tap is required (the name of a Linux TAP device, e.g. tap0)")
-	}
-	prefix, err := netip.ParsePrefix(*lf.addr)
-	if err != nil {
-		return nil, nil, fmt.Errorf("--addr %q: want the stack's address/prefix such as 192.0.2.2/24", *lf.addr)
-	}
-	if *lf.queues < 1 || *lf.queues > 256 {
-		return nil, nil, fmt.Errorf("--queues %d: want 1 to 256 (the kernel's most for a TAP)", *lf.queues)
-	}
+	prefix := lf.prefix
 	if _, err := net.InterfaceByName(name); err != nil && !*lf.create {
 		// Opening a TAP device that does not exist creates it: a typo
 		// would silently make a new, down device nobody routes to.
 		return nil, nil, fmt.Errorf("TAP device %s does not exist (create it with \"ip tuntap add dev %s mode tap\", or pass --create)", name, name)
-	}
-	if *lf.txQueue < 1 {
-		return nil, nil, fmt.Errorf("--tx-queue %d: want at least 1 frame", *lf.txQueue)
 	}
 	dev, err := tap.Open(name, tap.WithTxQueue(*lf.txQueue), tap.WithQueues(*lf.queues), tap.WithOffloads(*lf.offloads), tap.WithGRO(*lf.gro))
 	if errors.Is(err, os.ErrPermission) {
