@@ -126,6 +126,26 @@ func TestBadInput(t *testing.T) {
 		{[]string{"dial", "--tx-queue", "0", "--tap", "nosuch0", "--addr", "192.0.2.2/24", "192.0.2.1:7"}, 2, "tapstack dial: --tx-queue 0: want at least 1 frame"},
 		{[]string{"agent", "--tap", "nosuch0"}, 2, `tapstack agent: --addr "": want the stack's address/prefix`},
 		{[]string{"ping", "--tap", "nosuch0", "--addr", "192.0.2.2", "192.0.2.1"}, 2, `tapstack ping: --addr "192.0.2.2": want the stack's address/prefix`},
+		// --addr is an address a host can have on a link: refused before
+		// the device is opened (multicast and unspecified were refused by
+		// AddNIC after it, 255.255.255.255 as a "duplicate address"), and
+		// the rest was taken.
+		{[]string{"serve", "--tap", "nosuch0", "--addr", "0.0.0.0/0"}, 2, `tapstack serve: --addr "0.0.0.0/0": 0.0.0.0 is the unspecified address`},
+		{[]string{"serve", "--tap", "nosuch0", "--addr", "::/0"}, 2, `tapstack serve: --addr "::/0": :: is the unspecified address`},
+		{[]string{"serve", "--tap", "nosuch0", "--addr", "224.0.0.1/4"}, 2, `tapstack serve: --addr "224.0.0.1/4": 224.0.0.1 is a multicast address`},
+		{[]string{"serve", "--tap", "nosuch0", "--addr", "ff02::1/64"}, 2, `tapstack serve: --addr "ff02::1/64": ff02::1 is a multicast address`},
+		{[]string{"serve", "--tap", "nosuch0", "--addr", "255.255.255.255/32"}, 2, `tapstack serve: --addr "255.255.255.255/32": 255.255.255.255 is the limited broadcast address`},
+		{[]string{"dial", "--tap", "nosuch0", "--addr", "127.0.0.2/8", "192.0.2.1:7"}, 2, `tapstack dial: --addr "127.0.0.2/8": 127.0.0.2 is a loopback address`},
+		{[]string{"dial", "--tap", "nosuch0", "--addr", "::1/128", "192.0.2.1:7"}, 2, `tapstack dial: --addr "::1/128": ::1 is a loopback address`},
+		{[]string{"agent", "--tap", "nosuch0", "--addr", "::ffff:192.0.2.2/120"}, 2, `tapstack agent: --addr "::ffff:192.0.2.2/120": ::ffff:192.0.2.2 is an IPv4-mapped IPv6 address: write it as IPv4, 192.0.2.2/24`},
+		{[]string{"serve", "--tap", "nosuch0", "--addr", "192.0.2.0/24"}, 2, `tapstack serve: --addr "192.0.2.0/24": 192.0.2.0 is the network address of 192.0.2.0/24`},
+		{[]string{"serve", "--tap", "nosuch0", "--addr", "192.0.2.255/24"}, 2, `tapstack serve: --addr "192.0.2.255/24": 192.0.2.255 is the broadcast address of 192.0.2.0/24`},
+		// A /31 has no network or broadcast address (RFC 3021), a /32
+		// one address; IPv6 has neither, and link-local is an address.
+		{[]string{"serve", "--tap", "nosuch0", "--addr", "192.0.2.0/31"}, 1, "tapstack serve: TAP device nosuch0 does not exist"},
+		{[]string{"serve", "--tap", "nosuch0", "--addr", "192.0.2.255/32"}, 1, "tapstack serve: TAP device nosuch0 does not exist"},
+		{[]string{"serve", "--tap", "nosuch0", "--addr", "2001:db8::/64"}, 1, "tapstack serve: TAP device nosuch0 does not exist"},
+		{[]string{"serve", "--tap", "nosuch0", "--addr", "fe80::2/64"}, 1, "tapstack serve: TAP device nosuch0 does not exist"},
 		// A name Linux cannot give an interface is said to be one,
 		// not missing with a hint to create it that ip would refuse.
 		{[]string{"serve", "--tap", "tapstack-serve-0", "--addr", "192.0.2.2/24"}, 2, `tapstack serve: --tap "tapstack-serve-0": device name is 16 bytes; Linux allows at most 15`},

@@ -187,6 +187,9 @@ func (lf *linkFlags) check(fs *flag.FlagSet) error {
 	if err != nil {
 		return usageErr(fs, "--addr %q: want the stack's address/prefix such as 192.0.2.2/24", *lf.addr)
 	}
+	if why := notHostAddr(prefix); why != "" {
+		return usageErr(fs, "--addr %q: %s", *lf.addr, why)
+	}
 	lf.prefix = prefix
 	if *lf.queues < 1 || *lf.queues > 256 {
 		return usageErr(fs, "--queues %d: want 1 to 256 (the kernel's most for a TAP)", *lf.queues)
@@ -198,6 +201,50 @@ func (lf *linkFlags) check(fs *flag.FlagSet) error {
 		return usageErr(fs, "--cc %q: want one of %s", *lf.cc, strings.Join(tcp.CongestionControls(), ", "))
 	}
 	return nil
+}
+
+// notHostAddr says why the address of p is not one a host can have on a
+// link, or "". Multicast and the unspecified address are no interface's
+// (RFC 1122 3.2.1.3, RFC 4291 2.5.2); a loopback address on a wire is a
+// martian Linux drops (ip_route_input_slow), so no peer would answer; an
+// IPv4-mapped address is the IPv4 address written for IPv6 sockets,
+// never on a wire (RFC 4291 2.5.5.2); and in an IPv4 subnet of two hosts
+// or more the host parts of all zeros and all ones are its network and
+// broadcast addresses (RFC 1122 3.2.1.3, RFC 919; RFC 3021 gives a /31
+// neither).
+func notHostAddr(p netip.Prefix) string {
+	a := p.Addr()
+	switch {
+	case a.IsUnspecified():
+		return a.String() + " is the unspecified address, which no host can have: want the stack's address/prefix such as 192.0.2.2/24"
+	case a.IsMulticast():
+		return a.String() + " is a multicast address: want the stack's unicast address/prefix such as 192.0.2.2/24"
+	case a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return a.String() + " is the limited broadcast address: want the stack's unicast address/prefix such as 192.0.2.2/24"
+	case a.IsLoopback():
+		return a.String() + " is a loopback address, which Linux drops as a martian when it comes from a device: want an address on the device's subnet such as 192.0.2.2/24"
+	case a.Is4In6():
+		bits := max(p.Bits()-96, 0)
+		return fmt.Sprintf("%s is an IPv4-mapped IPv6 address: write it as IPv4, %s", a, netip.PrefixFrom(a.Unmap(), bits))
+	case a.Is4() && p.Bits() < 31:
+		switch a {
+		case p.Masked().Addr():
+			return fmt.Sprintf("%s is the network address of %s (its host part is all zeros): want a host's address such as %s", a, p.Masked(), p.Masked().Addr().Next())
+		case lastAddr(p):
+			return fmt.Sprintf("%s is the broadcast address of %s (its host part is all ones): want a host's address such as %s", a, p.Masked(), p.Masked().Addr().Next())
+		}
+	}
+	return ""
+}
+
+// lastAddr is the last address of IPv4 prefix p: its subnet's broadcast
+// address.
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().As4()
+	host := ^uint32(0) >> p.Bits()
+	n := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	n |= host
+	return netip.AddrFrom4([4]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)})
 }
 
 // open attaches a stack to the TAP device with the address, capture and
