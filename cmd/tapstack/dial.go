@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"net"
+	"net/netip"
 	"time"
 
 	"github.com/tapstack/tapstack/conn"
@@ -23,6 +26,12 @@ func runDial(ctx context.Context, e env, args []string) error {
 	}
 	if err := lf.check(fs); err != nil {
 		return err
+	}
+	if *timeout <= 0 {
+		return usageErr(fs, "--timeout %v: want a positive duration such as 10s", *timeout)
+	}
+	if why := badPeer(fs.Arg(0), lf.prefix); why != "" {
+		return usageErr(fs, "%q: %s", fs.Arg(0), why)
 	}
 	var opts tcp.Options
 	if *trace {
@@ -75,4 +84,47 @@ func runDial(ctx context.Context, e env, args []string) error {
 	wctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	return waitState(wctx, c, event.TimeWait, event.Closed)
+}
+
+// badPeer says why dial cannot reach host:port peer from a stack at local,
+// or "": it takes an IP address (the stack has no resolver) or none (the
+// local system, as net.Dial), a port from 1 to 65535 or a service name,
+// and an address of local's family, which alone the stack can send from.
+func badPeer(peer string, local netip.Prefix) string {
+	host, port, err := net.SplitHostPort(peer)
+	if err != nil {
+		return "want host:port, such as 192.0.2.1:7"
+	}
+	n, err := net.LookupPort("tcp", port)
+	switch {
+	case err != nil:
+		return fmt.Sprintf("port %q: want 1 to 65535 or a service name", port)
+	case n == 0:
+		return "port 0: want 1 to 65535"
+	case host == "":
+		return ""
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return "want an IP address, such as 192.0.2.1:7 (dial resolves no names)"
+	}
+	return otherFamily(a, local)
+}
+
+// otherFamily says why peer is out of reach of a stack whose only address
+// is local's, or "": an IPv4 peer from an IPv6 address, or the reverse,
+// has no route. Its own loopback and the unspecified address (which
+// means it) are in reach of either.
+func otherFamily(peer netip.Addr, local netip.Prefix) string {
+	peer = peer.Unmap()
+	if peer.IsLoopback() || peer.IsUnspecified() || peer.Is4() == local.Addr().Is4() {
+		return ""
+	}
+	fam := func(a netip.Addr) string {
+		if a.Is4() {
+			return "IPv4"
+		}
+		return "IPv6"
+	}
+	return fmt.Sprintf("an %s peer, and --addr %s is %s: the stack has no address to reach it from", fam(peer), local, fam(local.Addr()))
 }

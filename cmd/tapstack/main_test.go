@@ -146,6 +146,25 @@ func TestBadInput(t *testing.T) {
 		{[]string{"serve", "--tap", "nosuch0", "--addr", "192.0.2.255/32"}, 1, "tapstack serve: TAP device nosuch0 does not exist"},
 		{[]string{"serve", "--tap", "nosuch0", "--addr", "2001:db8::/64"}, 1, "tapstack serve: TAP device nosuch0 does not exist"},
 		{[]string{"serve", "--tap", "nosuch0", "--addr", "fe80::2/64"}, 1, "tapstack serve: TAP device nosuch0 does not exist"},
+		// Ports and the peer's address are checked before the device
+		// is looked up: they were found out after it had been opened,
+		// exit 1, or not at all (port 0 was dialed, --timeout -1s taken).
+		{[]string{"serve", "--tap", "nosuch0", "--addr", "192.0.2.2/24", "--port", "65536"}, 2, "tapstack serve: --port 65536: want 1 to 65535 (or 0: 7 for echo, 9 for discard)"},
+		{[]string{"serve", "--tap", "nosuch0", "--addr", "192.0.2.2/24", "--port", "-1"}, 2, "tapstack serve: --port -1: want 1 to 65535"},
+		{[]string{"trace", "--tap", "nosuch0", "--addr", "192.0.2.2/24", "--port", "0"}, 2, "tapstack trace: --port 0: want 1 to 65535"},
+		{[]string{"dial", "--tap", "nosuch0", "--addr", "192.0.2.2/24", "192.0.2.1:0"}, 2, `tapstack dial: "192.0.2.1:0": port 0: want 1 to 65535`},
+		{[]string{"dial", "--tap", "nosuch0", "--addr", "192.0.2.2/24", "192.0.2.1:65536"}, 2, `tapstack dial: "192.0.2.1:65536": port "65536": want 1 to 65535`},
+		{[]string{"dial", "--tap", "nosuch0", "--addr", "192.0.2.2/24", "192.0.2.1"}, 2, `tapstack dial: "192.0.2.1": want host:port, such as 192.0.2.1:7`},
+		{[]string{"dial", "--tap", "nosuch0", "--addr", "192.0.2.2/24", "example.test:7"}, 2, `tapstack dial: "example.test:7": want an IP address, such as 192.0.2.1:7 (dial resolves no names)`},
+		{[]string{"dial", "--tap", "nosuch0", "--addr", "192.0.2.2/24", "[2001:db8::1]:7"}, 2, `tapstack dial: "[2001:db8::1]:7": an IPv6 peer, and --addr 192.0.2.2/24 is IPv4: the stack has no address to reach it from`},
+		{[]string{"dial", "--tap", "nosuch0", "--addr", "2001:db8::2/64", "192.0.2.1:7"}, 2, `tapstack dial: "192.0.2.1:7": an IPv4 peer, and --addr 2001:db8::2/64 is IPv6`},
+		{[]string{"dial", "--tap", "nosuch0", "--addr", "192.0.2.2/24", "--timeout", "-1s", "192.0.2.1:7"}, 2, "tapstack dial: --timeout -1s: want a positive duration such as 10s"},
+		{[]string{"ping", "--tap", "nosuch0", "--addr", "192.0.2.2/24", "2001:db8::1"}, 2, `tapstack ping: host "2001:db8::1": an IPv6 peer, and --addr 192.0.2.2/24 is IPv4`},
+		// What stays accepted: a service name, the local system (as
+		// net.Dial), a loopback destination (the stack's own).
+		{[]string{"dial", "--tap", "nosuch0", "--addr", "192.0.2.2/24", "192.0.2.1:http"}, 1, "tapstack dial: TAP device nosuch0 does not exist"},
+		{[]string{"dial", "--tap", "nosuch0", "--addr", "192.0.2.2/24", ":7"}, 1, "tapstack dial: TAP device nosuch0 does not exist"},
+		{[]string{"ping", "--tap", "nosuch0", "--addr", "192.0.2.2/24", "127.0.0.1"}, 1, "tapstack ping: TAP device nosuch0 does not exist"},
 		// A name Linux cannot give an interface is said to be one,
 		// not missing with a hint to create it that ip would refuse.
 		{[]string{"serve", "--tap", "tapstack-serve-0", "--addr", "192.0.2.2/24"}, 2, `tapstack serve: --tap "tapstack-serve-0": device name is 16 bytes; Linux allows at most 15`},

@@ -40,6 +40,9 @@ func runPing(ctx context.Context, e env, args []string) error {
 		if err := lf.check(fs); err != nil {
 			return err
 		}
+		if why := otherFamily(dst, lf.prefix); why != "" {
+			return usageErr(fs, "host %q: %s", fs.Arg(0), why)
+		}
 	}
 	var s *stack.Stack
 	if *lf.tap != "" {

@@ -40,6 +40,9 @@ func runServe(ctx context.Context, e env, args []string) error {
 	default:
 		return usageErr(fs, "--mode %q: want echo or discard", *mode)
 	}
+	if *port < 1 || *port > 65535 {
+		return usageErr(fs, "--port %d: want 1 to 65535 (or 0: 7 for echo, 9 for discard)", *port)
+	}
 
 	out := &syncWriter{w: e.stdout}
 	kinds := []event.Kind{event.KindState}

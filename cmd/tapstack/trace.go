@@ -37,6 +37,9 @@ func runTrace(ctx context.Context, e env, args []string) error {
 		if err := lf.check(fs); err != nil {
 			return err
 		}
+		if *port < 1 || *port > 65535 {
+			return usageErr(fs, "--port %d: want 1 to 65535", *port)
+		}
 	}
 	out := &syncWriter{w: e.stdout}
 	if *lf.tap == "" && *lf.addr == "" {
