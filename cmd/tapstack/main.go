@@ -24,7 +24,9 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"regexp"
 	"syscall"
+	"time"
 )
 
 // env is what a subcommand may touch of the process.
@@ -161,10 +163,50 @@ func parse(fs *flag.FlagSet, args []string, nargs int) error {
 		return err
 	}
 	if err != nil {
-		return usageErr(fs, "%v", err)
+		return usageErr(fs, "%v", explainParseError(fs, err))
 	}
 	if fs.NArg() != nargs {
 		return usageErr(fs, "want %d argument(s), got %d: %q", nargs, fs.NArg(), fs.Args())
 	}
 	return nil
+}
+
+// flagParseError is how the flag package reports a value its own flags
+// (Int, Uint64, Duration, Bool, ...) cannot read: "invalid value "5" for
+// flag -timewait: parse error", "invalid boolean value ...".
+var flagParseError = regexp.MustCompile(`^(invalid (?:boolean )?value ".*" for (?:flag )?-([^:]+)): parse error$`)
+
+// explainParseError replaces the flag package's "parse error" by what the
+// flag wants: "5" is no duration without its unit, "64MiB" no number of
+// bytes. Other errors, the flag package's or a flag.Value's own, are
+// returned as they are.
+func explainParseError(fs *flag.FlagSet, err error) error {
+	m := flagParseError.FindStringSubmatch(err.Error())
+	if m == nil {
+		return err
+	}
+	f := fs.Lookup(m[2])
+	if f == nil {
+		return err
+	}
+	g, ok := f.Value.(flag.Getter)
+	if !ok {
+		return err
+	}
+	want := ""
+	switch g.Get().(type) {
+	case time.Duration:
+		want = "want a duration with its unit, such as 5s or 20ms"
+	case int, int64:
+		want = "want a whole number, such as 1000"
+	case uint, uint64:
+		want = "want a whole number, 0 or more"
+	case float64:
+		want = "want a number, such as 0.5"
+	case bool:
+		want = "want true or false"
+	default:
+		return err
+	}
+	return fmt.Errorf("%s: %s", m[1], want)
 }

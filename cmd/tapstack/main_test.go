@@ -118,6 +118,15 @@ func TestBadInput(t *testing.T) {
 		{[]string{"serve", "--mode", "chargen", "--tap", "x", "--addr", "192.0.2.2/24"}, 2, `tapstack serve: --mode "chargen": want echo or discard`},
 		{[]string{"bench", "--size", "0"}, 2, "tapstack bench: --size 0: want a positive number of bytes"},
 		{[]string{"bench", "--queues", "0"}, 2, "tapstack bench: --queues 0: want 1 to 256"},
+		// A value the flag package cannot read says what it wants, not
+		// "parse error".
+		{[]string{"demo", "--timewait", "5"}, 2, `tapstack demo: invalid value "5" for flag -timewait: want a duration with its unit, such as 5s or 20ms`},
+		{[]string{"ping", "-i", "5", "192.0.2.1"}, 2, `tapstack ping: invalid value "5" for flag -i: want a duration with its unit, such as 5s or 20ms`},
+		{[]string{"bench", "--size", "64MiB"}, 2, `tapstack bench: invalid value "64MiB" for flag -size: want a whole number, such as 1000`},
+		{[]string{"bench", "--mtu", "-1"}, 2, `tapstack bench: invalid value "-1" for flag -mtu: want a whole number, 0 or more`},
+		{[]string{"demo", "--seed", "-1"}, 2, `tapstack demo: invalid value "-1" for flag -seed: want a whole number, 0 or more`},
+		{[]string{"serve", "--trace=maybe"}, 2, `tapstack serve: invalid boolean value "maybe" for -trace: want true or false`},
+		{[]string{"bench", "--size", "99999999999999999999"}, 2, `tapstack bench: invalid value "99999999999999999999" for flag -size: value out of range`},
 		// The link flags' values are usage errors too, found before
 		// any device is looked up or opened.
 		{[]string{"serve", "--queues", "257", "--tap", "nosuch0", "--addr", "192.0.2.2/24"}, 2, "tapstack serve: --queues 257: want 1 to 256"},

@@ -36,7 +36,7 @@ func runScript(ctx context.Context, e env, args []string) error {
 		fs.Usage()
 		return err
 	case err != nil:
-		return usageErr(fs, "%v", err)
+		return usageErr(fs, "%v", explainParseError(fs, err))
 	case fs.NArg() == 0:
 		return usageErr(fs, "want at least one script")
 	}
