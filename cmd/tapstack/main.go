@@ -25,6 +25,7 @@ import (
 	"os"
 	"os/signal"
 	"regexp"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -165,8 +166,32 @@ func parse(fs *flag.FlagSet, args []string, nargs int) error {
 	if err != nil {
 		return usageErr(fs, "%v", explainParseError(fs, err))
 	}
+	if err := flagAfterArgs(fs, nargs); err != nil {
+		return err
+	}
 	if fs.NArg() != nargs {
 		return usageErr(fs, "want %d argument(s), got %d: %q", nargs, fs.NArg(), fs.Args())
+	}
+	return nil
+}
+
+// flagAfterArgs reports, as a usage error, a flag of fs written after the
+// command's arguments ("ping 192.0.2.1 -c 1", as iputils allows): the
+// flag package stops at the first argument and would count the flag and
+// its value as arguments. nargs is how many arguments the command takes,
+// -1 for one or more; with more than that before the flag, the count is
+// the error to report.
+func flagAfterArgs(fs *flag.FlagSet, nargs int) error {
+	args := fs.Args()
+	for i, a := range args {
+		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if i == 0 || !strings.HasPrefix(a, "-") || name == "" || fs.Lookup(name) == nil {
+			continue
+		}
+		if nargs >= 0 && i != nargs {
+			return nil
+		}
+		return usageErr(fs, "flag %s after the argument %q: flags go before the arguments", strings.SplitN(a, "=", 2)[0], args[i-1])
 	}
 	return nil
 }

@@ -118,6 +118,14 @@ func TestBadInput(t *testing.T) {
 		{[]string{"serve", "--mode", "chargen", "--tap", "x", "--addr", "192.0.2.2/24"}, 2, `tapstack serve: --mode "chargen": want echo or discard`},
 		{[]string{"bench", "--size", "0"}, 2, "tapstack bench: --size 0: want a positive number of bytes"},
 		{[]string{"bench", "--queues", "0"}, 2, "tapstack bench: --queues 0: want 1 to 256"},
+		// Flags after the arguments: the flag package stops at the first
+		// argument, and the flags after it were counted as arguments.
+		{[]string{"ping", "192.0.2.1", "-c", "1"}, 2, `tapstack ping: flag -c after the argument "192.0.2.1": flags go before the arguments`},
+		{[]string{"dial", "192.0.2.1:7", "--tap", "tap0", "--addr=192.0.2.2/24"}, 2, `tapstack dial: flag --tap after the argument "192.0.2.1:7": flags go before the arguments`},
+		{[]string{"plot", "x.pcapng", "-o", "x.html"}, 2, `tapstack plot: flag -o after the argument "x.pcapng": flags go before the arguments`},
+		{[]string{"script", "a.pkt", "-v"}, 2, `tapstack script: flag -v after the argument "a.pkt": flags go before the arguments`},
+		// An argument too many stays one, whatever follows it.
+		{[]string{"serve", "extra", "--tap", "tap0"}, 2, `tapstack serve: want 0 argument(s), got 3: ["extra" "--tap" "tap0"]`},
 		// A value the flag package cannot read says what it wants, not
 		// "parse error".
 		{[]string{"demo", "--timewait", "5"}, 2, `tapstack demo: invalid value "5" for flag -timewait: want a duration with its unit, such as 5s or 20ms`},

@@ -40,6 +40,9 @@ func runScript(ctx context.Context, e env, args []string) error {
 	case fs.NArg() == 0:
 		return usageErr(fs, "want at least one script")
 	}
+	if err := flagAfterArgs(fs, -1); err != nil {
+		return err
+	}
 	// The capture is written as the scripts run; a write error ends the
 	// command (the file would lie by omission).
 	var capture *os.File
