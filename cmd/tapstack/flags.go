@@ -95,7 +95,9 @@ func (r *rate) Set(s string) error {
 
 // optBytes is an MTU flag that remembers whether it was given: 0 (none),
 // or at least IPv4's minimum MTU, 68 bytes (RFC 791): a path narrower
-// than that carries no SYN, so every connection would time out.
+// than that carries no SYN, so every connection would time out; and at
+// most 65535, the longest IP packet (RFC 791's Total Length; an IPv6
+// jumbogram needs a link no TAP is), above which the flag would do nothing.
 type optBytes struct {
 	n   int
 	set bool
@@ -110,8 +112,8 @@ func (b *optBytes) String() string {
 
 func (b *optBytes) Set(s string) error {
 	v, err := strconv.Atoi(strings.TrimSpace(s))
-	if err != nil || v < 0 || (v > 0 && v < 68) {
-		return fmt.Errorf("want an MTU in bytes, 68 (IPv4's minimum) or more, or 0 for none")
+	if err != nil || v < 0 || (v > 0 && v < 68) || v > 65535 {
+		return fmt.Errorf("want an MTU in bytes, 68 (IPv4's minimum) to 65535, or 0 for none")
 	}
 	b.n, b.set = v, true
 	return nil

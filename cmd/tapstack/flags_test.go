@@ -52,6 +52,9 @@ func TestFaultFlagsBlackHole(t *testing.T) {
 		{args: []string{"--blackhole-mtu", "67"}, err: true}, // below IPv4's minimum MTU: no SYN would pass
 		{args: []string{"--blackhole-mtu", "68"}, out: 68, in: 68},
 		{args: []string{"--out-blackhole-mtu", "1.5k"}, err: true},
+		{args: []string{"--blackhole-mtu", "65535"}, out: 65535, in: 65535},
+		{args: []string{"--blackhole-mtu", "65536"}, err: true}, // no IP packet is longer: it would drop nothing
+		{args: []string{"--in-blackhole-mtu", "4294967296"}, err: true},
 	} {
 		cfg, in, ok, err := faultFlagsOf(tc.args)
 		if tc.err {

@@ -126,6 +126,12 @@ func TestBadInput(t *testing.T) {
 		{[]string{"script", "a.pkt", "-v"}, 2, `tapstack script: flag -v after the argument "a.pkt": flags go before the arguments`},
 		// An argument too many stays one, whatever follows it.
 		{[]string{"serve", "extra", "--tap", "tap0"}, 2, `tapstack serve: want 0 argument(s), got 3: ["extra" "--tap" "tap0"]`},
+		// An MTU is 68 (IPv4's minimum) to 65535 (IP's largest packet):
+		// --route's was refused only by the stack after the device was
+		// opened, exit 1.
+		{[]string{"serve", "--tap", "nosuch0", "--addr", "192.0.2.2/24", "--route", "mtu 40"}, 2, `tapstack serve: invalid value "mtu 40" for flag -route: route metric mtu 40: want 68 (IPv4's minimum) to 65535`},
+		{[]string{"dial", "--tap", "nosuch0", "--addr", "192.0.2.2/24", "--route", "mtu lock 70000", "192.0.2.1:7"}, 2, `tapstack dial: invalid value "mtu lock 70000" for flag -route: route metric mtu 70000: want 68 (IPv4's minimum) to 65535`},
+		{[]string{"demo", "--blackhole-mtu", "70000"}, 2, `tapstack demo: invalid value "70000" for flag -blackhole-mtu: want an MTU in bytes, 68 (IPv4's minimum) to 65535`},
 		// A value the flag package cannot read says what it wants, not
 		// "parse error".
 		{[]string{"demo", "--timewait", "5"}, 2, `tapstack demo: invalid value "5" for flag -timewait: want a duration with its unit, such as 5s or 20ms`},
