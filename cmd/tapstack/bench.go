@@ -139,6 +139,13 @@ func runBench(ctx context.Context, e env, args []string) error {
 		// out every retry, and the comparison would measure nothing.
 		return usageErr(fs, "--blackhole-mtu: gVisor's TCP, the bench's baseline, cannot cross a path MTU black hole (it has no RFC 4821 probing); see tapstack through one with the demo, dial or serve and --mtu-probing blackhole, or go run ./examples/blackhole")
 	}
+	// The output files before any work, as every command's (checkOutput).
+	if err := checkOutput("cpuprofile", *cpuProfile); err != nil {
+		return err
+	}
+	if err := checkOutput("trace", *execTrace); err != nil {
+		return err
+	}
 	cfg, withFaults := faults.config(e.stderr)
 	b := &bencher{
 		rounds: *rounds, size: *size, write: *write, conns: *nconns, echo: *echoN, heaps: heaps, mtu: uint32(*mtu), groups: groups,
@@ -180,7 +187,7 @@ func runBench(ctx context.Context, e env, args []string) error {
 	if *execTrace != "" {
 		tf, err := os.Create(*execTrace)
 		if err != nil {
-			return err
+			return fmt.Errorf("--trace: %w", err)
 		}
 		if err := rtrace.Start(tf); err != nil {
 			tf.Close()
@@ -192,7 +199,7 @@ func runBench(ctx context.Context, e env, args []string) error {
 	if *cpuProfile != "" {
 		stop, err := startCPUProfile(*cpuProfile)
 		if err != nil {
-			return err
+			return fmt.Errorf("--cpuprofile: %w", err)
 		}
 		stopProfile = stop
 		defer func() {

@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -54,15 +57,24 @@ func plotFlag(fs *flag.FlagSet) *string {
 // and --plot: --pcap's if set, else, when --plot asks for a page, the
 // page's name with .pcapng, so that the capture the page was drawn from
 // stays for Wireshark. done draws the page once the capture is closed.
+//
+// Both files are checked first, so that a path that cannot be written
+// fails the command before it does any work (checkOutput).
 func plotCapture(e env, pcapPath, plotPath string) (path string, done func() error, err error) {
 	if plotPath == "" {
-		return pcapPath, func() error { return nil }, nil
+		return pcapPath, func() error { return nil }, checkOutput("pcap", pcapPath)
 	}
 	path = pcapPath
 	if path == "" {
 		if path = strings.TrimSuffix(plotPath, filepath.Ext(plotPath)) + ".pcapng"; path == plotPath {
 			return "", nil, fmt.Errorf("--plot %s: the page would overwrite its capture; name it .html", plotPath)
 		}
+	}
+	if err := checkOutput("pcap", path); err != nil {
+		return "", nil, err
+	}
+	if err := checkOutput("plot", plotPath); err != nil {
+		return "", nil, err
 	}
 	return path, func() error {
 		d, err := plot.File(path, plotPath)
@@ -79,4 +91,26 @@ func reportErr(e env, err error) {
 	if err != nil {
 		fmt.Fprintf(e.stderr, "tapstack: %v\n", err)
 	}
+}
+
+// checkOutput reports, naming the flag, why the file at path (if any)
+// cannot be written: a command checks the files it is to write before it
+// does any work, so that a typo in a directory fails at once, not after
+// a run, with nothing made (no device, no traffic) and nothing left. The
+// check opens the file for writing without truncating it, and removes it
+// again if it made it: the command creates it for real later.
+func checkOutput(flag, path string) error {
+	if path == "" {
+		return nil
+	}
+	_, statErr := os.Stat(path)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o666)
+	if err != nil {
+		return fmt.Errorf("--%s: %w", flag, err)
+	}
+	f.Close()
+	if errors.Is(statErr, fs.ErrNotExist) {
+		os.Remove(path)
+	}
+	return nil
 }

@@ -49,7 +49,7 @@ func runScript(ctx context.Context, e env, args []string) error {
 	if *pcapPath != "" {
 		f, err := os.Create(*pcapPath)
 		if err != nil {
-			return err
+			return fmt.Errorf("--pcap: %w", err)
 		}
 		defer f.Close() // after an error; the normal end closes it below
 		capture = f

@@ -268,6 +268,10 @@ func (lf *linkFlags) open(e env, opts tcp.Options) (s *stack.Stack, close func(g
 	}
 	name := *lf.tap
 	prefix := lf.prefix
+	capPath, plotDone, err := plotCapture(e, *lf.pcap, *lf.plot)
+	if err != nil {
+		return nil, nil, err
+	}
 	if _, err := net.InterfaceByName(name); err != nil && !*lf.create {
 		// Opening a TAP device that does not exist creates it: a typo
 		// would silently make a new, down device nobody routes to.
@@ -278,11 +282,6 @@ func (lf *linkFlags) open(e env, opts tcp.Options) (s *stack.Stack, close func(g
 		return nil, nil, fmt.Errorf("%w\n(run as root, or create the device for your user first: ip tuntap add dev %s mode tap user $USER)", err, name)
 	}
 	if err != nil {
-		return nil, nil, err
-	}
-	capPath, plotDone, err := plotCapture(e, *lf.pcap, *lf.plot)
-	if err != nil {
-		dev.Close()
 		return nil, nil, err
 	}
 	traces, err := newOTLP(*lf.otlp)
