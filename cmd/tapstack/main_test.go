@@ -118,6 +118,15 @@ func TestBadInput(t *testing.T) {
 		{[]string{"serve", "--mode", "chargen", "--tap", "x", "--addr", "192.0.2.2/24"}, 2, `tapstack serve: --mode "chargen": want echo or discard`},
 		{[]string{"bench", "--size", "0"}, 2, "tapstack bench: --size 0: want a positive number of bytes"},
 		{[]string{"bench", "--queues", "0"}, 2, "tapstack bench: --queues 0: want 1 to 256"},
+		// A flag the command's mode does not use is refused, not
+		// silently ignored: ping without --tap runs in memory, and so
+		// does trace without --tap and --addr.
+		{[]string{"ping", "--addr", "192.0.2.2/24", "192.0.2.1"}, 2, "tapstack ping: --addr needs --tap (without it, ping runs in memory"},
+		{[]string{"ping", "--loss", "5%", "-c", "1", "192.0.2.1"}, 2, "tapstack ping: --loss needs --tap"},
+		{[]string{"ping", "--pcap", "ping.pcapng", "192.0.2.1"}, 2, "tapstack ping: --pcap needs --tap"},
+		{[]string{"trace", "--cc", "bbr"}, 2, "tapstack trace: --cc needs --tap (without it, trace runs the in-memory demo)"},
+		{[]string{"trace", "--queues", "2"}, 2, "tapstack trace: --queues needs --tap"},
+		{[]string{"trace", "--port", "8"}, 2, "tapstack trace: --port needs --tap"},
 		// Flags after the arguments: the flag package stops at the first
 		// argument, and the flags after it were counted as arguments.
 		{[]string{"ping", "192.0.2.1", "-c", "1"}, 2, `tapstack ping: flag -c after the argument "192.0.2.1": flags go before the arguments`},

@@ -149,6 +149,19 @@ func TestTrace(t *testing.T) {
 	}
 }
 
+// TestTraceECN: trace's in-memory demo takes --ecn and --mtu-probing, as
+// the demo does: --ecn on makes the client's SYN ask for ECN (RFC 3168
+// 6.1.1: ECE and CWR set), which it silently did not.
+func TestTraceECN(t *testing.T) {
+	code, out, errOut := runCLI(t, "trace", "-timewait", "20ms", "--ecn", "on", "--mtu-probing", "on")
+	if code != 0 {
+		t.Fatalf("trace exited %d\n%s\n%s", code, out, errOut)
+	}
+	if !regexp.MustCompile(`client 192\.0\.2\.2\.\d+ > 192\.0\.2\.1\.7: SYN: Flags \[SEW\]`).MatchString(out) {
+		t.Errorf("the client's SYN does not ask for ECN:\n%s", out)
+	}
+}
+
 // TestSS: the demo's sockets at each phase. TIME-WAIT lasts 2 s: with
 // 20 ms, under -race on a loaded machine (three busy loops beside it on
 // two cores), the client's TIME-WAIT was over before the "closing" table

@@ -44,6 +44,11 @@ func runPing(ctx context.Context, e env, args []string) error {
 			return usageErr(fs, "host %q: %s", fs.Arg(0), why)
 		}
 	}
+	if *lf.tap == "" {
+		if err := needsTAP(fs, "ping runs in memory, from 192.0.2.2 to 192.0.2.1 and its own loopback addresses", linkFlagNames()); err != nil {
+			return err
+		}
+	}
 	var s *stack.Stack
 	if *lf.tap != "" {
 		st, closeStack, err := lf.open(e, tcp.Options{})

@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -43,6 +45,19 @@ func runTrace(ctx context.Context, e env, args []string) error {
 	}
 	out := &syncWriter{w: e.stdout}
 	if *lf.tap == "" && *lf.addr == "" {
+		// What the in-memory demo takes of the link flags: the
+		// capture, the page, the traces, the faults and the engine's
+		// modes; the rest is the device's, or the echo server's.
+		inMemory := append(flagNames(func(fs *flag.FlagSet) { addFaultFlags(fs) }), "pcap", "plot", "otlp", "rfc1337", "ecn", "mtu-probing")
+		var unused []string
+		for _, n := range append(linkFlagNames(), "port") {
+			if !slices.Contains(inMemory, n) {
+				unused = append(unused, n)
+			}
+		}
+		if err := needsTAP(fs, "trace runs the in-memory demo", unused); err != nil {
+			return err
+		}
 		capPath, plotDone, err := plotCapture(e, *lf.pcap, *lf.plot)
 		if err != nil {
 			return err
@@ -54,14 +69,16 @@ func runTrace(ctx context.Context, e env, args []string) error {
 		}
 		defer func() { reportErr(e, traces.close()) }()
 		return runDemoWorkload(ctx, io.Discard, demoConfig{
-			timeWait:  *timeWait,
-			rfc1337:   *lf.rfc1337,
-			text:      *text,
-			pcapPath:  capPath,
-			faults:    lf.faults,
-			stderr:    e.stderr,
-			serverObs: traces.observer("server", traceLine(out, "server")),
-			clientObs: traces.observer("client", traceLine(out, "client")),
+			timeWait:   *timeWait,
+			rfc1337:    *lf.rfc1337,
+			text:       *text,
+			pcapPath:   capPath,
+			faults:     lf.faults,
+			ecn:        lf.ecn.mode,
+			mtuProbing: lf.mtuProbing.mode,
+			stderr:     e.stderr,
+			serverObs:  traces.observer("server", traceLine(out, "server")),
+			clientObs:  traces.observer("client", traceLine(out, "client")),
 		})
 	}
 	s, closeStack, err := lf.open(e, tcp.Options{Observer: traceLine(out, *lf.tap)})

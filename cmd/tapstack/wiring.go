@@ -252,6 +252,37 @@ func lastAddr(p netip.Prefix) netip.Addr {
 	return netip.AddrFrom4([4]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)})
 }
 
+// flagNames returns the names of the flags register registers.
+func flagNames(register func(*flag.FlagSet)) []string {
+	fs := flag.NewFlagSet("", flag.ContinueOnError)
+	register(fs)
+	var names []string
+	fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
+	return names
+}
+
+// linkFlagNames are the names of addLinkFlags's flags.
+func linkFlagNames() []string {
+	return flagNames(func(fs *flag.FlagSet) { addLinkFlags(fs, "") })
+}
+
+// needsTAP reports, as a usage error, the first flag of names given on
+// fs's command line, for a command that runs in memory, as mode says,
+// where those flags have nothing to act on: silently ignored, a --pcap
+// would write nothing and a --loss lose nothing.
+func needsTAP(fs *flag.FlagSet, mode string, names []string) error {
+	var given string
+	fs.Visit(func(f *flag.Flag) {
+		if given == "" && slices.Contains(names, f.Name) {
+			given = f.Name
+		}
+	})
+	if given == "" {
+		return nil
+	}
+	return usageErr(fs, "--%s needs --tap (without it, %s)", given, mode)
+}
+
 // open attaches a stack to the TAP device with the address, capture and
 // faults the flags ask for, once check has accepted them. close shuts the
 // stack down, giving the peers up to grace to acknowledge its FINs
