@@ -127,6 +127,16 @@ func TestBadInput(t *testing.T) {
 		{[]string{"trace", "--cc", "bbr"}, 2, "tapstack trace: --cc needs --tap (without it, trace runs the in-memory demo)"},
 		{[]string{"trace", "--queues", "2"}, 2, "tapstack trace: --queues needs --tap"},
 		{[]string{"trace", "--port", "8"}, 2, "tapstack trace: --port needs --tap"},
+		// An OTLP endpoint that cannot be one is refused as it is
+		// parsed: "::::" and a host without its port were taken (the
+		// export failed at the end, exit 0), a bad URL was refused only
+		// after the device was opened.
+		{[]string{"demo", "--otlp", "::::"}, 2, `tapstack demo: invalid value "::::" for flag -otlp: OTLP endpoint "::::": want HOST:PORT`},
+		{[]string{"ss", "--otlp", "localhost"}, 2, `tapstack ss: invalid value "localhost" for flag -otlp: OTLP endpoint "localhost": no port`},
+		{[]string{"bench", "--otlp", "grpc://localhost:0"}, 2, `tapstack bench: invalid value "grpc://localhost:0" for flag -otlp: OTLP endpoint "grpc://localhost:0": port 0: want 1 to 65535`},
+		{[]string{"script", "--otlp", "http://localhost:99999", "a.pkt"}, 2, `tapstack script: invalid value "http://localhost:99999" for flag -otlp: OTLP endpoint "http://localhost:99999": port 99999: want 1 to 65535`},
+		{[]string{"serve", "--tap", "nosuch0", "--addr", "192.0.2.2/24", "--otlp", "http://[::1"}, 2, `tapstack serve: invalid value "http://[::1" for flag -otlp: OTLP endpoint "http://[::1": parse`},
+		{[]string{"serve", "--tap", "nosuch0", "--addr", "192.0.2.2/24", "--otlp", "localhost:4317"}, 1, "tapstack serve: TAP device nosuch0 does not exist"},
 		// Flags after the arguments: the flag package stops at the first
 		// argument, and the flags after it were counted as arguments.
 		{[]string{"ping", "192.0.2.1", "-c", "1"}, 2, `tapstack ping: flag -c after the argument "192.0.2.1": flags go before the arguments`},

@@ -14,9 +14,33 @@ import (
 )
 
 // otlpFlag registers --otlp: export each connection as an OpenTelemetry
-// trace (package observe/otel).
+// trace (package observe/otel). An endpoint that cannot be one is a
+// usage error when the flag is parsed, before the command does anything:
+// the exporter would fail only when it first exports, at the end.
 func otlpFlag(fs *flag.FlagSet) *string {
-	return fs.String("otlp", "", "export each connection as an OpenTelemetry trace to this OTLP `endpoint`: HOST:PORT or grpc://HOST:PORT (gRPC), http://HOST:PORT (HTTP)")
+	e := new(otlpEndpoint)
+	fs.Var(e, "otlp", "export each connection as an OpenTelemetry trace to this OTLP `endpoint`: HOST:PORT or grpc://HOST:PORT (gRPC), http://HOST:PORT (HTTP)")
+	return (*string)(e)
+}
+
+// otlpEndpoint is --otlp's value.
+type otlpEndpoint string
+
+func (e *otlpEndpoint) String() string {
+	if e == nil {
+		return ""
+	}
+	return string(*e)
+}
+
+func (e *otlpEndpoint) Set(s string) error {
+	if s != "" {
+		if err := tsotel.CheckEndpoint(s); err != nil {
+			return err
+		}
+	}
+	*e = otlpEndpoint(s)
+	return nil
 }
 
 // otlpTracing is the trace export of one command: one provider, a tracer

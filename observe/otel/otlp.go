@@ -3,7 +3,9 @@ package otel
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
@@ -33,13 +35,42 @@ func NewOTLPProvider(ctx context.Context, endpoint, service string) (*sdktrace.T
 }
 
 func newOTLPExporter(ctx context.Context, endpoint string) (sdktrace.SpanExporter, error) {
+	u, err := parseEndpoint(endpoint)
+	if err != nil {
+		return nil, err
+	}
+	if u.Scheme == "grpc" {
+		return otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint(u.Host), otlptracegrpc.WithInsecure())
+	}
+	if u.Path == "" || u.Path == "/" {
+		u.Path = "/v1/traces"
+	}
+	return otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(u.String()))
+}
+
+// CheckEndpoint reports why endpoint is not an OTLP endpoint
+// NewOTLPProvider can export to, or nil: a program may check a user's
+// endpoint before it does any work, as the exporters themselves only
+// fail when they first export.
+func CheckEndpoint(endpoint string) error {
+	_, err := parseEndpoint(endpoint)
+	return err
+}
+
+// parseEndpoint reads endpoint as NewOTLPProvider takes it, with the
+// scheme grpc when it has none. gRPC needs HOST:PORT (the exporter would
+// dial a host without a port on 443, or fail at the first export on one
+// it cannot split, such as "::::"); HTTP may leave the port to its scheme.
+// A port is 1 to 65535.
+func parseEndpoint(endpoint string) (*url.URL, error) {
 	bad := func(why string) error {
 		return fmt.Errorf("OTLP endpoint %q: %s (want http://HOST:PORT, grpc://HOST:PORT or HOST:PORT)", endpoint, why)
 	}
-	if !strings.Contains(endpoint, "://") {
-		endpoint = "grpc://" + endpoint
+	full := endpoint
+	if !strings.Contains(full, "://") {
+		full = "grpc://" + full
 	}
-	u, err := url.Parse(endpoint)
+	u, err := url.Parse(full)
 	if err != nil {
 		return nil, bad(err.Error())
 	}
@@ -48,12 +79,20 @@ func newOTLPExporter(ctx context.Context, endpoint string) (sdktrace.SpanExporte
 	}
 	switch u.Scheme {
 	case "http", "https":
-		if u.Path == "" || u.Path == "/" {
-			u.Path = "/v1/traces"
-		}
-		return otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(u.String()))
 	case "grpc":
-		return otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint(u.Host), otlptracegrpc.WithInsecure())
+		if _, _, err := net.SplitHostPort(u.Host); err != nil {
+			if u.Port() == "" && !strings.Contains(u.Host, "::") {
+				return nil, bad("no port")
+			}
+			return nil, bad("want HOST:PORT, an IPv6 host in brackets")
+		}
+	default:
+		return nil, bad("unknown scheme " + u.Scheme)
 	}
-	return nil, bad("unknown scheme " + u.Scheme)
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return nil, bad("port " + p + ": want 1 to 65535")
+		}
+	}
+	return u, nil
 }
