@@ -253,6 +253,16 @@ func runBench(ctx context.Context, e env, args []string) error {
 			}
 		}
 	}
+	if len(report.Links) == 0 && len(report.Skipped) > 0 {
+		// Every link asked for was skipped (--link tap without the
+		// privileges for its namespace): a run that measured nothing
+		// failed, whatever it printed.
+		what := "measure in memory with --link pipe"
+		if strings.Contains(report.Skipped[0], "lacks CAP_") {
+			what = "run as root, or " + what
+		}
+		return fmt.Errorf("nothing measured: %s (%s)", strings.Join(report.Skipped, "; "), what)
+	}
 	if stopProfile != nil {
 		stopProfile()
 		stopProfile = nil

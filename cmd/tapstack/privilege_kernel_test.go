@@ -123,3 +123,15 @@ func TestUnprivileged(t *testing.T) {
 		t.Errorf("links in the namespace after the commands: %s; want lo tsprivown0 tsprivfree0", got)
 	}
 }
+
+// TestUnprivilegedBench: bench over the TAP alone, as a user who cannot
+// make its namespace, measures nothing: it fails with exit status 1 and
+// says why and what to do, where it printed the skip and exited 0.
+func TestUnprivilegedBench(t *testing.T) {
+	ns := taptest.NewNamespace(t)
+	code, out, errOut := unprivileged(t, ns, "bench", "--link", "tap", "--figures", "echo", "--echo", "10", "--rounds", "1")
+	if code != 1 || !strings.Contains(out, "TAP with the kernel as the peer skipped: the process lacks CAP_NET_ADMIN") ||
+		errOut != "tapstack bench: nothing measured: TAP with the kernel as the peer skipped: the process lacks CAP_NET_ADMIN (run as root, or measure in memory with --link pipe)\n" {
+		t.Errorf("bench --link tap as nobody: exit %d, stdout %q, stderr %q; want exit 1 and what was skipped", code, out, errOut)
+	}
+}
