@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -122,7 +123,27 @@ func TestServeLinkDown(t *testing.T) {
 	ns.Run(t, "ip", "link", "del", dev)
 	code, stderr := wait()
 	t.Logf("exit %d, stderr %q", code, stderr)
-	if code != 1 || !strings.Contains(stderr, "tapstack serve: ") || !strings.Contains(stderr, "link down") {
-		t.Fatalf("serve after its TAP was deleted: exit %d, stderr %q; want 1 and \"tapstack serve: ... link down ...\"", code, stderr)
+	if code != 1 || !strings.Contains(stderr, "tapstack serve: ") || !strings.Contains(stderr, "link down") ||
+		!strings.HasSuffix(stderr, ": TAP device "+dev+" was deleted\n") {
+		t.Fatalf("serve after its TAP was deleted: exit %d, stderr %q; want 1 and \"tapstack serve: ... link down ...: TAP device %s was deleted\"", code, stderr, dev)
+	}
+}
+
+// TestDialLinkDown: dial through a TAP device that is down (made by ip
+// tuntap add and never brought up, as --create makes one) fails at its
+// first frame, which the kernel refuses with EIO: the message says the
+// device is down and how to bring it up, where it said only "link down:
+// tap: write: input/output error".
+func TestDialLinkDown(t *testing.T) {
+	const dev = "tsdialdn0"
+	ns := taptest.NewNamespace(t)
+	ns.Run(t, "ip", "tuntap", "add", "dev", dev, "mode", "tap")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out, errOut bytes.Buffer
+	code := runInNamespace(t, ctx, ns, env{stdin: strings.NewReader("x"), stdout: &out, stderr: &errOut}, "dial", "--tap", dev, "--addr", "192.0.2.2/24", "192.0.2.1:7")()
+	want := ": TAP device " + dev + " is down (bring it up: ip link set dev " + dev + " up)\n"
+	if code != 1 || !strings.HasPrefix(errOut.String(), "tapstack dial: NIC 1: link down: tap: write: input/output error") || !strings.HasSuffix(errOut.String(), want) {
+		t.Errorf("dial through a device that is down: exit %d, stderr %q; want 1 and a message ending %q", code, errOut.String(), want)
 	}
 }

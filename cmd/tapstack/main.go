@@ -40,9 +40,24 @@ type env struct {
 }
 
 // linkDownError ends a command whose TAP device failed under it.
-type linkDownError struct{ d stack.LinkDown }
+type linkDownError struct {
+	d   stack.LinkDown
+	dev string // the device's name
+}
 
-func (e linkDownError) Error() string { return e.d.String() }
+// Error says what the link reported and what it means for the device:
+// Linux's tun driver refuses a write with EIO while the interface is down
+// (tun_get_user) and fails a read with EBADFD once the device is deleted
+// (tun_chr_read_iter finds no device).
+func (e linkDownError) Error() string {
+	switch {
+	case errors.Is(e.d.Err, syscall.EIO):
+		return fmt.Sprintf("%v: TAP device %s is down (bring it up: ip link set dev %s up)", e.d, e.dev, e.dev)
+	case errors.Is(e.d.Err, syscall.EBADFD):
+		return fmt.Sprintf("%v: TAP device %s was deleted", e.d, e.dev)
+	}
+	return e.d.String()
+}
 
 // command is one subcommand. run parses args (the arguments after the
 // subcommand's name) with a flag.FlagSet that writes to e.stderr.

@@ -336,7 +336,7 @@ func (lf *linkFlags) open(e env, opts tcp.Options) (s *stack.Stack, close func(g
 		// The device went away (ip link del) or down: the command
 		// ends with the cause, exit status 1.
 		if e.stop != nil {
-			e.stop(linkDownError{d})
+			e.stop(linkDownError{d, name})
 		}
 	}})
 	nic, err := s.AddNIC(link, prefix)
