@@ -38,6 +38,12 @@ var pageJS string
 //go:embed page.css
 var pageCSS string
 
+// ErrCutShort is wrapped by the error of Read, ReadFile and File for a
+// capture that ends inside a frame after whole ones, as one whose writer
+// was killed before it closed the file. They return the data of the
+// frames before the cut with it, and File writes their page.
+var ErrCutShort = errors.New("capture cut short")
+
 // Read reads a capture (pcapng or pcap) and returns the data of its page.
 // title names the page, usually the capture's file name.
 func Read(r io.Reader, title string) (*Data, error) {
@@ -45,7 +51,11 @@ func Read(r io.Reader, title string) (*Data, error) {
 	if err != nil {
 		return nil, err
 	}
-	return build(c, title), nil
+	d := build(c, title)
+	if c.cut > 0 {
+		return d, fmt.Errorf("%w in frame %d (the file ends inside it); the %d frames before it are drawn", ErrCutShort, c.cut, c.cut-1)
+	}
+	return d, nil
 }
 
 // ReadFile is Read on the capture at path.
@@ -93,14 +103,17 @@ func WriteHTML(w io.Writer, d *Data) error {
 // File plots the capture at capturePath into a page at htmlPath.
 func File(capturePath, htmlPath string) (*Data, error) {
 	d, err := ReadFile(capturePath)
-	if err != nil {
+	if d == nil {
 		return nil, err
 	}
 	var b bytes.Buffer
 	if err := WriteHTML(&b, d); err != nil {
 		return nil, err
 	}
-	return d, os.WriteFile(htmlPath, b.Bytes(), 0o644)
+	if err := os.WriteFile(htmlPath, b.Bytes(), 0o644); err != nil {
+		return nil, err
+	}
+	return d, err // ErrCutShort, or nil
 }
 
 // Extract returns the data embedded in a page WriteHTML wrote.

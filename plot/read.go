@@ -68,6 +68,10 @@ type capture struct {
 	notes     []pcap.Note
 	commented bool // some frame has a comment
 	directed  bool // some frame has a direction
+	// cut is the number of the frame the file ends inside, 0 if none:
+	// the capture was cut short (its writer stopped before it closed
+	// the file), and the frames before it are read.
+	cut int
 }
 
 // maxCapture bounds the bytes read from one capture (8 GiB): a plot
@@ -92,11 +96,12 @@ func readCapture(r io.Reader) (*capture, error) {
 		if err := c.readNg(b, dec); err != nil {
 			return nil, err
 		}
-		// tapstack's machine-readable events and notes, if any.
-		if c.events, err = pcap.ReadEvents(bytes.NewReader(b)); err != nil {
+		// tapstack's machine-readable events and notes, if any; in a
+		// capture cut short, those before the cut.
+		if c.events, err = pcap.ReadEvents(bytes.NewReader(b)); err != nil && c.cut == 0 {
 			return nil, fmt.Errorf("plot: reading events: %w", err)
 		}
-		if c.notes, err = pcap.ReadNotes(bytes.NewReader(b)); err != nil {
+		if c.notes, err = pcap.ReadNotes(bytes.NewReader(b)); err != nil && c.cut == 0 {
 			return nil, fmt.Errorf("plot: reading notes: %w", err)
 		}
 		return c, nil
@@ -109,6 +114,10 @@ func readCapture(r io.Reader) (*capture, error) {
 	for n := 1; ; n++ {
 		data, ci, err := pr.ReadPacketData()
 		if errors.Is(err, io.EOF) {
+			return c, nil
+		}
+		if errors.Is(err, io.ErrUnexpectedEOF) && n > 1 {
+			c.cut = n
 			return c, nil
 		}
 		if err != nil {
@@ -127,6 +136,12 @@ func (c *capture) readNg(b []byte, dec *decoder) error {
 	for i := 0; ; i++ {
 		data, ci, opts, err := ng.ReadPacketDataWithOptions()
 		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if errors.Is(err, io.ErrUnexpectedEOF) && i > 0 {
+			// The file ends inside a block after whole frames, as when
+			// its writer was killed: those frames are the capture.
+			c.cut = i + 1
 			return nil
 		}
 		if err != nil {

@@ -28,10 +28,13 @@ func runPlot(ctx context.Context, e env, args []string) error {
 		dst = htmlName(in)
 	}
 	d, err := plot.File(in, dst)
-	if err != nil {
-		return err
+	if d != nil {
+		// Drawn, perhaps up to a cut (plot.ErrCutShort).
+		fmt.Fprintf(e.stdout, "%s: %d connections, %d frames, %s → %s\n", in, len(d.Conns), d.Frames, eventsWord(d), dst)
 	}
-	fmt.Fprintf(e.stdout, "%s: %d connections, %d frames, %s → %s\n", in, len(d.Conns), d.Frames, eventsWord(d), dst)
+	if err != nil {
+		return fmt.Errorf("%s: %w", in, err)
+	}
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -103,5 +104,39 @@ func TestDemoPlot(t *testing.T) {
 	}
 	if code, _, stderr := runCmd(t, "demo", "--plot", filepath.Join(dir, "page.pcapng")); code != 1 || !strings.Contains(stderr, "would overwrite its capture") {
 		t.Errorf("--plot x.pcapng: exit %d, %q", code, stderr)
+	}
+}
+
+// TestPlotCutShort: a capture that ends inside a frame, as one whose
+// writer was killed, is drawn up to the cut, and the command fails, exit
+// status 1, naming the file and the frame cut short; it failed with
+// "plot: frame N: unexpected EOF" and drew nothing. A file cut inside
+// its first block has nothing to draw.
+func TestPlotCutShort(t *testing.T) {
+	dir := t.TempDir()
+	b, err := os.ReadFile(filepath.Join("..", "..", "plot", "testdata", "loss-sack.pcapng"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole := filepath.Join(dir, "whole.pcapng")
+	os.WriteFile(whole, b, 0o644)
+	if code, _, stderr := runCmd(t, "plot", whole); code != 0 {
+		t.Fatalf("whole capture: exit %d, %s", code, stderr)
+	}
+	all := readPage(t, filepath.Join(dir, "whole.html"))
+	cut := filepath.Join(dir, "cut.pcapng")
+	os.WriteFile(cut, b[:len(b)/2], 0o644)
+	code, stdout, stderr := runCmd(t, "plot", cut)
+	if code != 1 || !strings.HasPrefix(stdout, cut+": 1 connections, ") ||
+		!regexp.MustCompile(`^tapstack plot: `+regexp.QuoteMeta(cut)+`: capture cut short in frame (\d+) \(the file ends inside it\); the \d+ frames before it are drawn\n$`).MatchString(stderr) {
+		t.Fatalf("cut capture: exit %d, stdout %q, stderr %q; want 1, the page's line, and the frame cut short", code, stdout, stderr)
+	}
+	d := readPage(t, filepath.Join(dir, "cut.html"))
+	if d.Frames == 0 || d.Frames >= all.Frames || len(d.Conns) != 1 {
+		t.Errorf("page of the cut capture: %d frames (the whole has %d), %d connections", d.Frames, all.Frames, len(d.Conns))
+	}
+	os.WriteFile(cut, b[:20], 0o644)
+	if code, stdout, stderr := runCmd(t, "plot", cut); code != 1 || stdout != "" || !strings.HasPrefix(stderr, "tapstack plot: "+cut+": ") {
+		t.Errorf("capture cut in its first block: exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
 }
