@@ -37,9 +37,10 @@ const underwayBytes = 1 << 20
 
 // TestSIGINT: a real SIGINT (Ctrl-C) in the middle of a transfer ends the
 // command with status 0 and nothing on stderr: the README's convention
-// ("The CLI") makes Ctrl-C a clean end, and messages are for errors. serve
-// and dial run on a TAP against the Linux kernel in a namespace of their
-// own; after the signal the kernel's socket must have seen tapstack's FIN
+// ("The CLI") makes Ctrl-C a clean end, and messages are for errors; so
+// does SIGTERM (trace), and ping prints its statistics, as iputils. serve,
+// dial and the agent (idle, before any request) run on a TAP against the
+// Linux kernel in a namespace of their own; after the signal the kernel's socket must have seen tapstack's FIN
 // or RST, and ss must list no ESTABLISHED connection there: a command that
 // just exits leaves the kernel's end ESTABLISHED until its retransmissions
 // give up, minutes later. Those cases skip without CAP_NET_ADMIN; bench and
@@ -57,6 +58,17 @@ func TestSIGINT(t *testing.T) {
 		// underway reports from the command's output so far (and the
 		// kernel's end) that the transfer is in its middle.
 		underway func(out *cliOutput, p *kernelPeer) bool
+		// sig is the signal sent, SIGINT if unset; SIGTERM ends a
+		// command as cleanly (main.go).
+		sig syscall.Signal
+		// idle: the command holds no connection when signalled (the
+		// agent before any request).
+		idle bool
+		// banner: what the command prints on stderr when it starts, the
+		// sign that it is under way; nothing may follow it.
+		banner string
+		// summary: what stdout must hold once the command has ended.
+		summary string
 	}{
 		{
 			name: "bench",
@@ -73,6 +85,30 @@ func TestSIGINT(t *testing.T) {
 			underway: func(out *cliOutput, _ *kernelPeer) bool {
 				return strings.Contains(out.head(), "SYN-SENT → ESTABLISHED")
 			},
+		},
+		{
+			name: "ping",
+			args: []string{"ping", "-i", "10ms", "192.0.2.1"},
+			underway: func(out *cliOutput, _ *kernelPeer) bool {
+				return strings.Contains(out.head(), "icmp_seq=3 ")
+			},
+			// As iputils: the statistics, on Ctrl-C too.
+			summary: "--- 192.0.2.1 ping statistics ---\n",
+		},
+		{
+			name: "trace, SIGTERM",
+			args: []string{"trace", "--timewait", "30s", "--rate", "80kbit", "--seed", "1", "--text", strings.Repeat("x", 40000)},
+			underway: func(out *cliOutput, _ *kernelPeer) bool {
+				return strings.Contains(out.head(), "SYN-SENT → ESTABLISHED")
+			},
+			sig: syscall.SIGTERM,
+		},
+		{
+			name:   "agent",
+			kernel: true, dev: "tssigagent0",
+			args:   []string{"agent", "--tap", "tssigagent0", "--addr", "192.0.2.2/24"},
+			idle:   true,
+			banner: "tapstack agent: 192.0.2.2/24 on tssigagent0, serving protocol version 1 on stdin/stdout\n",
 		},
 		{
 			name:   "serve",
@@ -122,8 +158,8 @@ func TestSIGINT(t *testing.T) {
 				cmd = exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
 			}
 			cmd.Env = append(os.Environ(), "TAPSTACK_CLI_ARGS="+strings.Join(tc.args, " "))
-			var stderr bytes.Buffer
-			cmd.Stderr = &stderr
+			stderr := &cliOutput{}
+			cmd.Stderr = stderr
 			// stdin open and silent until the end: dial sends nothing
 			// and shuts down nothing of its own accord.
 			stdin, err := cmd.StdinPipe()
@@ -148,8 +184,12 @@ func TestSIGINT(t *testing.T) {
 			if tc.peer != nil {
 				peer = tc.peer(t, ns)
 			}
+			underway := tc.underway
+			if tc.banner != "" {
+				underway = func(*cliOutput, *kernelPeer) bool { return stderr.head() == tc.banner }
+			}
 			// Wait for the transfer to be under way, boundedly.
-			for i := 0; !tc.underway(out, peer); i++ {
+			for i := 0; !underway(out, peer); i++ {
 				if i == 600 {
 					cmd.Process.Kill()
 					<-copied
@@ -158,11 +198,11 @@ func TestSIGINT(t *testing.T) {
 					if peer != nil {
 						got = peer.received.Load()
 					}
-					t.Fatalf("%s: the transfer did not get under way in 30 s; stdout %q, stderr %q, the kernel received %d bytes", tc.name, out.head(), stderr.String(), got)
+					t.Fatalf("%s: the transfer did not get under way in 30 s; stdout %q, stderr %q, the kernel received %d bytes", tc.name, out.head(), stderr.head(), got)
 				}
 				time.Sleep(50 * time.Millisecond)
 			}
-			if ns != nil {
+			if ns != nil && !tc.idle {
 				// The check after the signal can fail: now the kernel's
 				// end is ESTABLISHED.
 				if est := established(t, ns); est == "" {
@@ -170,7 +210,11 @@ func TestSIGINT(t *testing.T) {
 				}
 			}
 
-			if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+			sig := tc.sig
+			if sig == 0 {
+				sig = syscall.SIGINT
+			}
+			if err := cmd.Process.Signal(sig); err != nil {
 				t.Fatal(err)
 			}
 			done := make(chan error, 1)
@@ -180,12 +224,15 @@ func TestSIGINT(t *testing.T) {
 			}()
 			select {
 			case err := <-done:
-				if code := cmd.ProcessState.ExitCode(); code != 0 || stderr.Len() != 0 {
-					t.Errorf("after SIGINT: %v, exit %d, stderr %q; want exit 0 and nothing on stderr", err, code, stderr.String())
+				if code := cmd.ProcessState.ExitCode(); code != 0 || stderr.head() != tc.banner {
+					t.Errorf("after %v: %v, exit %d, stderr %q; want exit 0 and nothing on stderr but %q", sig, err, code, stderr.head(), tc.banner)
 				}
 			case <-time.After(20 * time.Second):
 				cmd.Process.Kill()
-				t.Fatalf("%s did not stop within 20 s of SIGINT", tc.name)
+				t.Fatalf("%s did not stop within 20 s of %v", tc.name, sig)
+			}
+			if !strings.Contains(out.head(), tc.summary) {
+				t.Errorf("after %v, stdout lacks %q:\n%s", sig, tc.summary, out.head())
 			}
 			if peer == nil {
 				return
