@@ -140,3 +140,28 @@ func TestPlotCutShort(t *testing.T) {
 		t.Errorf("capture cut in its first block: exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
 }
+
+// TestPlotNoTCP: a capture with no TCP in it (one ARP request, classic
+// pcap) is drawn as a page of no connections, and the line says so: not
+// an error, as Wireshark opens it.
+func TestPlotNoTCP(t *testing.T) {
+	dir := t.TempDir()
+	var b []byte
+	b = append(b, 0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 1, 0, 0, 0) // pcap, Ethernet
+	b = append(b, 1, 0, 0, 0, 0, 0, 0, 0, 42, 0, 0, 0, 42, 0, 0, 0)                                         // one frame of 42 bytes
+	arp := []byte{
+		0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0, 0, 0, 0, 2, 0x08, 0x06, // broadcast, ARP
+		0, 1, 0x08, 0, 6, 4, 0, 1, 0x02, 0, 0, 0, 0, 2, 192, 0, 2, 2, // request from 192.0.2.2
+		0, 0, 0, 0, 0, 0, 192, 0, 2, 1, // for 192.0.2.1
+	}
+	b = append(b, arp...)
+	capture := filepath.Join(dir, "arp.pcap")
+	os.WriteFile(capture, b, 0o644)
+	code, stdout, stderr := runCmd(t, "plot", capture)
+	if code != 0 || stderr != "" || stdout != capture+": 0 connections, 1 frames, no engine events (states and marks from the wire) → "+filepath.Join(dir, "arp.html")+"\n" {
+		t.Errorf("exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	if d := readPage(t, filepath.Join(dir, "arp.html")); len(d.Conns) != 0 || d.Frames != 1 {
+		t.Errorf("page: %d connections, %d frames", len(d.Conns), d.Frames)
+	}
+}
