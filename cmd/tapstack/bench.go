@@ -126,6 +126,9 @@ func runBench(ctx context.Context, e env, args []string) error {
 			return usageErr(fs, "--link %q: want pipe, tap or pipe,tap", *links)
 		}
 	}
+	if len(groups) == 1 && groups["heap"] && len(heaps) == 0 {
+		return usageErr(fs, "--figures heap with --heap-conns %q: no idle heap to measure; give counts of connections such as 1000,10000", *heapN)
+	}
 	if wantTAP && !wantPipe && len(groups) == 1 && groups["heap"] {
 		return usageErr(fs, "--figures heap: the idle heap is measured over tap.Pipe only (--link pipe), where both ends of each connection are in this process")
 	}

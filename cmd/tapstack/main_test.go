@@ -137,6 +137,9 @@ func TestBadInput(t *testing.T) {
 		{[]string{"script", "--otlp", "http://localhost:99999", "a.pkt"}, 2, `tapstack script: invalid value "http://localhost:99999" for flag -otlp: OTLP endpoint "http://localhost:99999": port 99999: want 1 to 65535`},
 		{[]string{"serve", "--tap", "nosuch0", "--addr", "192.0.2.2/24", "--otlp", "http://[::1"}, 2, `tapstack serve: invalid value "http://[::1" for flag -otlp: OTLP endpoint "http://[::1": parse`},
 		{[]string{"serve", "--tap", "nosuch0", "--addr", "192.0.2.2/24", "--otlp", "localhost:4317"}, 1, "tapstack serve: TAP device nosuch0 does not exist"},
+		// A bench with nothing to measure is a usage error: it printed
+		// its header and exited 0.
+		{[]string{"bench", "--link", "pipe", "--figures", "heap", "--heap-conns", ""}, 2, `tapstack bench: --figures heap with --heap-conns "": no idle heap to measure`},
 		// Flags after the arguments: the flag package stops at the first
 		// argument, and the flags after it were counted as arguments.
 		{[]string{"ping", "192.0.2.1", "-c", "1"}, 2, `tapstack ping: flag -c after the argument "192.0.2.1": flags go before the arguments`},
