@@ -353,6 +353,13 @@ func (lf *linkFlags) open(e env, opts tcp.Options) (s *stack.Stack, close func(g
 	}
 	return s, func(grace time.Duration) {
 		stopStackWithin(s, grace)
+		// OnLinkDown runs on a goroutine of the stack's after it has
+		// failed the connections over the link: the command may have
+		// ended on a connection's ENETDOWN before it ran. The cause of
+		// the end is the link's all the same (first cause wins).
+		if err := s.LinkErr(nic); err != nil && e.stop != nil {
+			e.stop(linkDownError{stack.LinkDown{NIC: nic, Err: err}, name})
+		}
 		dev.Close()
 		finish()
 		reportErr(e, traces.close())
