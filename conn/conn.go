@@ -5,7 +5,9 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -129,6 +131,12 @@ func (c *Conn) addr(p *atomic.Pointer[net.TCPAddr], local bool) *net.TCPAddr {
 	ap := id.Remote
 	if local {
 		ap = id.Local
+	}
+	if needsZone(ap.Addr()) {
+		// As package net's: a link-local address comes with its
+		// zone, the interface (linkNIC), which sockaddr_in6's
+		// sin6_scope_id carries for it.
+		ap = netip.AddrPortFrom(ap.Addr().WithZone(strconv.Itoa(int(c.ep.NIC()))), ap.Port())
 	}
 	p.CompareAndSwap(nil, net.TCPAddrFromAddrPort(ap))
 	return p.Load()

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	"gvisor.dev/gvisor/pkg/tcpip"
+
 	"github.com/tapstack/tapstack/stack"
 	"github.com/tapstack/tapstack/stack/tcp"
 )
@@ -52,7 +54,9 @@ type Dialer struct {
 // "localhost:7") on s over network, as net.Dial does: "tcp", "tcp4" or
 // "tcp6" give a *Conn, "udp", "udp4" or "udp6" a *UDPConn (type-assert
 // for their own methods, as with net.Dial's *net.TCPConn). Host names
-// other than localhost need a Dialer with a Resolver.
+// other than localhost need a Dialer with a Resolver. A TCP dial to a
+// link-local address needs its zone, the number of the interface to
+// leave by ("[fe80::1%1]:80"), as Linux needs one.
 func Dial(s *stack.Stack, network, address string) (net.Conn, error) {
 	return (&Dialer{Stack: s}).DialContext(context.Background(), network, address)
 }
@@ -162,7 +166,11 @@ func (d *Dialer) dialTCP(ctx context.Context, network string, local, raddr netip
 	if err := d.control(network, raddr); err != nil {
 		return nil, opErr(err)
 	}
-	ep, err := d.Stack.TCP().Connect(local, raddr)
+	nic, err := linkNIC(raddr.Addr())
+	if err != nil {
+		return nil, opErr(err)
+	}
+	ep, err := d.Stack.TCP().ConnectWith(local, raddr, tcp.ConnectOptions{NIC: nic})
 	if err != nil {
 		return nil, opErr(err)
 	}
@@ -322,6 +330,30 @@ func splitPort(network, address string) (string, uint16, error) {
 	return host, uint16(p), nil
 }
 
+// linkNIC is the interface a link-local address's zone names: a link-local
+// address means something only on one link (RFC 4291 2.5.6), so package
+// net passes the zone to connect(2) as sin6_scope_id, and Linux's
+// tcp_v6_connect binds the socket to that interface and refuses a
+// link-local address without one (EINVAL). A stack's interfaces have no
+// names, so the zone is the interface's number, as a numeric zone is to
+// package net; a name is no interface (package net makes an unknown
+// name index 0), and EINVAL as well. Any other address needs no zone:
+// 0, the routes choose.
+func linkNIC(a netip.Addr) (tcpip.NICID, error) {
+	if !needsZone(a) {
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(a.Zone(), 10, 31)
+	if err != nil || n == 0 {
+		return 0, syscall.EINVAL
+	}
+	return tcpip.NICID(n), nil
+}
+
+// needsZone reports an IPv6 link-local unicast address (IPv4's link-local
+// addresses have no zone in Linux or package net).
+func needsZone(a netip.Addr) bool { return a.Is6() && a.IsLinkLocalUnicast() }
+
 // matchFamily checks a against network's family, with package net's
 // error for an address of the other (filterAddrList's
 // errNoSuitableAddress).
@@ -395,7 +427,13 @@ func (d *Dialer) resolveRemote(ctx context.Context, network, address string, tim
 		addrs = []netip.Addr{netip.AddrFrom4([4]byte{127, 0, 0, 1}), netip.IPv6Loopback()}
 	default:
 		if a, err := netip.ParseAddr(host); err == nil {
-			a = a.Unmap().WithZone("")
+			// An IPv6 link-local address keeps its zone, the
+			// interface (linkNIC); any other's means nothing to
+			// Linux's tcp_v6_connect, which reads sin6_scope_id
+			// for a link-local address only.
+			if a = a.Unmap(); !needsZone(a) {
+				a = a.WithZone("")
+			}
 			if err := matchFamily(network, a); err != nil {
 				return nil, err
 			}

@@ -311,6 +311,10 @@ func clampMSS(mss, clamp int) int {
 // ID returns the connection's 4-tuple.
 func (e *Endpoint) ID() event.ConnID { return connIDOf(e.id) }
 
+// NIC returns the interface the connection's segments leave by: a
+// link-local address's zone (ConnectOptions.NIC).
+func (e *Endpoint) NIC() tcpip.NICID { return e.nic }
+
 func (e *Endpoint) connID() event.ConnID { return connIDOf(e.id) }
 
 func connIDOf(id stack.TransportEndpointID) event.ConnID {

@@ -48,6 +48,13 @@ type ConnectOptions struct {
 	// segments sent carry at most that. 0: the route's MSS. Outside
 	// Linux's range, 88 to 32767, Connect fails with EINVAL.
 	MaxSegment int
+	// NIC is the interface the connection leaves by, as a link-local
+	// address's zone (sin6_scope_id) binds a socket to its interface in
+	// Linux's tcp_v6_connect (sk_bound_dev_if): a link-local address
+	// means something only on one link (RFC 4291 2.5.6), and two links
+	// may have a host at the same one. 0: the routes choose. An
+	// interface with no route to remote is ENETUNREACH.
+	NIC tcpip.NICID
 }
 
 // ConnectWith is Connect with options.
@@ -70,7 +77,7 @@ func (p *Protocol) ConnectWith(local, remote netip.AddrPort, o ConnectOptions) (
 			return nil, &BindError{syscall.EADDRNOTAVAIL}
 		}
 	}
-	r, terr := p.findRoute(routeQuery{netProto: netProto, local: laddr, remote: tcpip.AddrFromSlice(ra.AsSlice())})
+	r, terr := p.findRoute(routeQuery{nic: o.NIC, netProto: netProto, local: laddr, remote: tcpip.AddrFromSlice(ra.AsSlice())})
 	if terr != nil {
 		return nil, routeErrno(terr)
 	}
