@@ -30,7 +30,8 @@ import (
 // does not, as a half-open entry would answer such an ACK with RST
 // (RFC 9293 3.10.7.4).
 //
-// The MSS survives the round trip, rounded down to cookieMSS. The peer's
+// The MSS survives the round trip, rounded down to the family's table
+// (cookieMSSFor). The peer's
 // window scale cannot travel in the cookie; like Linux
 // (cookie_init_timestamp), we carry it in the low bits of our SYN-ACK's
 // TSval when the SYN offered timestamps, and read it back from the ACK's
@@ -115,6 +116,22 @@ func cookieTSDecode(ts, now uint32) (ws int, bad string) {
 // chosen to cover the common paths; the peer's MSS is rounded down to one.
 var cookieMSS = [4]uint16{536, 1300, 1440, 1460}
 
+// cookieMSS6 is Linux's msstab for IPv6 (net/ipv6/syncookies.c): the
+// MTUs 1280 (IPv6's minimum, RFC 8200 5), 1480 (a tunnel), 1500 and 9000
+// less the 60 bytes of the IPv6 and TCP headers. With IPv4's table an
+// IPv6 peer behind the minimum MTU, announcing 1220, was sent 536-byte
+// segments, and one with no MSS option, whose default is 1220 over IPv6
+// (RFC 9293 3.7.1), too.
+var cookieMSS6 = [4]uint16{1280 - 60, 1480 - 60, 1500 - 60, 9000 - 60}
+
+// cookieMSSFor is the table of the cookies of a connection over netProto.
+func cookieMSSFor(netProto tcpip.NetworkProtocolNumber) *[4]uint16 {
+	if netProto == header.IPv6ProtocolNumber {
+		return &cookieMSS6
+	}
+	return &cookieMSS
+}
+
 // cookieKey is the key of the cookie hashes: a second derivation of the
 // stack's ISN secret (RFC 6528), so the two never share a key.
 type cookieKey [sha256.Size]byte
@@ -148,8 +165,9 @@ func cookieCount(now tcpip.MonotonicTime) uint32 {
 	return uint32(now.Sub(tcpip.MonotonicTime{}) / cookiePeriod)
 }
 
-// cookieMSSIndex picks the largest table entry not above mss, as Linux's
-// cookie_v4_init_sequence does; below the table it is the first entry.
+// cookieMSSIndex picks the largest entry of table not above mss, as
+// Linux's cookie_v4_init_sequence and cookie_v6_init_sequence do; below
+// the table it is the first entry.
 // So a peer that announced less than 536 is sent 536-byte segments, above
 // its MSS, which RFC 9293 3.7.1 forbids. We keep Linux's choice
 // (TestSynCookieSmallMSS): the two bits have no room for another size
@@ -157,10 +175,10 @@ func cookieCount(now tcpip.MonotonicTime) uint32 {
 // every IPv4 host must take (RFC 1122 3.3.2), a smaller hop answers the
 // DF with an ICMP that takes the path MTU down to 552 without DF
 // (pmtu.go), and cookies are only used while the SYN queue is full.
-func cookieMSSIndex(mss uint16) uint32 {
-	i := len(cookieMSS) - 1
+func cookieMSSIndex(table *[4]uint16, mss uint16) uint32 {
+	i := len(table) - 1
 	for ; i > 0; i-- {
-		if mss >= cookieMSS[i] {
+		if mss >= table[i] {
 			break
 		}
 	}

@@ -92,7 +92,7 @@ func TestCookieMSSIndex(t *testing.T) {
 		{0, 536}, {100, 536}, {536, 536}, {1299, 536}, {1300, 1300},
 		{1400, 1300}, {1440, 1440}, {1459, 1440}, {1460, 1460}, {9000, 1460},
 	} {
-		if got := cookieMSS[cookieMSSIndex(tc.mss)]; got != tc.want {
+		if got := cookieMSS[cookieMSSIndex(&cookieMSS, tc.mss)]; got != tc.want {
 			t.Errorf("MSS %d -> %d, want %d", tc.mss, got, tc.want)
 		}
 	}

@@ -393,9 +393,11 @@ func (l *Listener) sendCookie(id stack.TransportEndpointID, netProto tcpip.Netwo
 	defer p.releaseRoute(r)
 	peerMSS := seg.MSS
 	if peerMSS == 0 {
-		peerMSS = header.TCPDefaultMSS // RFC 9293 3.7.1; rounds to 536 for IPv6 too
+		// RFC 9293 3.7.1: 536 for IPv4, rounded to IPv6's table it
+		// is its first entry, 1220, the default there.
+		peerMSS = header.TCPDefaultMSS
 	}
-	cookie := l.cookies.make(id, seg.Seq, cookieMSSIndex(peerMSS), cookieCount(p.clock.NowMonotonic()))
+	cookie := l.cookies.make(id, seg.Seq, cookieMSSIndex(cookieMSSFor(netProto), peerMSS), cookieCount(p.clock.NowMonotonic()))
 	o := synOptions{mss: uint16(clampMSS(p.announcedMSS(r, nic, id.RemoteAddress), int(l.maxSeg.Load()))), ws: -1}
 	cookieWnd, _ := p.synWindow(p.opts.ReceiveBufferSize, int(o.mss), nic, id.RemoteAddress)
 	if seg.TS && !p.opts.NoTimestamps {
@@ -470,7 +472,8 @@ func (l *Listener) cookieAck(id stack.TransportEndpointID, netProto tcpip.Networ
 	}
 	st.Listen.CookiesAccepted.Add(1)
 	l.acceptq.reserved++ // taken by established, below
-	note := fmt.Sprintf("SYN cookie accepted: mss %d", cookieMSS[idx])
+	mss := cookieMSSFor(netProto)[idx]
+	note := fmt.Sprintf("SYN cookie accepted: mss %d", mss)
 	if tsOK {
 		note += ", TS"
 	}
@@ -519,7 +522,7 @@ func (l *Listener) cookieAck(id stack.TransportEndpointID, netProto tcpip.Networ
 	if e.tsOK = tsOK; tsOK {
 		e.takeSynTimestamp(seg.TSVal)
 	}
-	e.setSendMSS(int(cookieMSS[idx])) // as takeSynOptions
+	e.setSendMSS(int(mss)) // as takeSynOptions
 	// rcvWndShift is newEndpoint's, the scale sendCookie offered.
 	if e.wsOK = ws >= 0; e.wsOK {
 		e.sndWndShift = uint8(ws)
