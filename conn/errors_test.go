@@ -87,23 +87,43 @@ func TestDialRefused(t *testing.T) {
 // stack under test keeps a fake clock that never moves: its SYN is never
 // retransmitted.
 func TestDialHostUnreachableICMP(t *testing.T) {
-	clock := faketime.NewManualClock()
-	a, b := tap.Pipe()
-	c, d := tap.Pipe()
-	ts := newTS(t, a, clock, tcp.Options{}, tsPrefix)
-	if err := ts.AddRoute(netip.MustParsePrefix("198.51.100.0/24"), peerAddr, 1); err != nil {
-		t.Fatal(err)
-	}
-	// A stack on the far side that does not hold the dialed address.
-	newTS(t, d, clock, tcp.Options{}, netip.MustParsePrefix("198.51.100.200/24"))
-	r, err := gvpeer.NewRouter(b, peerPrefix, c, netip.MustParsePrefix("198.51.100.1/24"), 100*time.Millisecond)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(r.Close)
+	for _, tc := range []struct {
+		name                     string
+		ts, in, far, out, remote string
+	}{
+		{"IPv4", "192.0.2.2/24", "192.0.2.1/24", "198.51.100.0/24", "198.51.100.1/24", "198.51.100.9"},
+		// The router answers ICMPv6 address unreachable (RFC 4443
+		// 3.1), which gVisor's IPv6 does not pass on: the engine takes
+		// it itself (stack/tcp's icmp6.go), as Linux's tcp_v6_err.
+		{"IPv6", "2001:db8::2/64", "2001:db8::1/64", "2001:db8:1::/64", "2001:db8:1::1/64", "2001:db8:1::9"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clock := faketime.NewManualClock()
+			a, b := tap.Pipe()
+			c, d := tap.Pipe()
+			in := netip.MustParsePrefix(tc.in)
+			ts := newTS(t, a, clock, tcp.Options{}, netip.MustParsePrefix(tc.ts))
+			if err := ts.AddRoute(netip.MustParsePrefix(tc.far), in.Addr(), 1); err != nil {
+				t.Fatal(err)
+			}
+			// A stack on the far side that does not hold the dialed
+			// address.
+			far := netip.MustParsePrefix(tc.far)
+			newTS(t, d, clock, tcp.Options{}, netip.PrefixFrom(far.Addr().Next().Next(), far.Bits()))
+			r, err := gvpeer.NewRouter(b, in, c, netip.MustParsePrefix(tc.out), 100*time.Millisecond)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(r.Close)
 
-	_, err = (&conn.Dialer{Stack: ts, Timeout: 10 * time.Second}).DialContext(context.Background(), "tcp", "198.51.100.9:80")
-	wantOpError(t, err, "dial", syscall.EHOSTUNREACH)
+			// The stack's clock never moves: a dial that the ICMP
+			// does not end waits for the context's deadline.
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_, err = (&conn.Dialer{Stack: ts, Timeout: 10 * time.Second}).DialContext(ctx, "tcp", netip.AddrPortFrom(netip.MustParseAddr(tc.remote), 80).String())
+			wantOpError(t, err, "dial", syscall.EHOSTUNREACH)
+		})
+	}
 }
 
 // TestDialUnreachable covers unreachable destinations found by tapstack

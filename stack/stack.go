@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/network/arp"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
@@ -159,6 +160,10 @@ func New(opts Options) *Stack {
 		HandleLocal:        true,
 	})
 	udpObs.attach(s)
+	// The ICMPv6 errors gVisor's IPv6 does not hand TCP (stack/tcp's
+	// icmp6.go). It fails only without IPv6 or ICMPv6, both registered
+	// above.
+	_ = s.RegisterRawTransportEndpoint(ipv6.ProtocolNumber, header.ICMPv6ProtocolNumber, bind.ICMPv6)
 	st := &Stack{
 		s: s, tcp: engine, bind: bind, onLinkDown: opts.OnLinkDown, connContext: opts.ConnContext,
 		nextNIC: 1, links: make(map[tcpip.NICID]gstack.LinkEndpoint), down: make(map[tcpip.NICID]error),

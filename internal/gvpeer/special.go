@@ -77,11 +77,13 @@ func (p *Peer) addNIC(id tcpip.NICID, link stack.LinkEndpoint, addr netip.Prefix
 	return nil
 }
 
-// NewRouter makes an IPv4 router between two links: inside (the tested
-// stack's side) with address in, and outside with address out. A packet it
-// forwards to an outside neighbour that does not answer ARP is answered
-// with ICMP destination unreachable, code host unreachable, after
-// resolveTimeout (gVisor's default is 3 s: three probes a second apart).
+// NewRouter makes a router between two links: inside (the tested stack's
+// side) with address in, and outside with address out, IPv4 or IPv6 as
+// the addresses are. A packet it forwards to an outside neighbour that
+// does not answer ARP (neighbour solicitations) is answered with ICMP
+// destination unreachable, code host unreachable (ICMPv6 address
+// unreachable), after resolveTimeout (gVisor's default is 3 s: three
+// probes a second apart).
 func NewRouter(inside stack.LinkEndpoint, in netip.Prefix, outside stack.LinkEndpoint, out netip.Prefix, resolveTimeout time.Duration) (*Peer, error) {
 	p, err := newWith(inside, in, nil, tcp.NewProtocol)
 	if err != nil {
@@ -104,7 +106,11 @@ func NewRouter(inside stack.LinkEndpoint, in netip.Prefix, outside stack.LinkEnd
 		{Destination: mask(in), NIC: 1},
 		{Destination: mask(out), NIC: 2},
 	})
-	if err := p.S.SetForwardingDefaultAndAllNICs(ipv4.ProtocolNumber, true); err != nil {
+	proto := ipv4.ProtocolNumber
+	if in.Addr().Is6() {
+		proto = ipv6.ProtocolNumber
+	}
+	if err := p.S.SetForwardingDefaultAndAllNICs(proto, true); err != nil {
 		p.Close()
 		return nil, fmt.Errorf("gvpeer: enable forwarding: %s", err)
 	}
@@ -112,7 +118,7 @@ func NewRouter(inside stack.LinkEndpoint, in netip.Prefix, outside stack.LinkEnd
 		cfg := stack.DefaultNUDConfigurations()
 		cfg.MaxMulticastProbes = 1
 		cfg.RetransmitTimer = resolveTimeout
-		if err := p.S.SetNUDConfigurations(2, ipv4.ProtocolNumber, cfg); err != nil {
+		if err := p.S.SetNUDConfigurations(2, proto, cfg); err != nil {
 			p.Close()
 			return nil, fmt.Errorf("gvpeer: NUD configuration: %s", err)
 		}

@@ -74,7 +74,7 @@ func icmpErrno(k stack.TransportErrorKind) error {
 // only remembered as a soft error, since routes come back (RFC 1122
 // 4.2.3.9), and reported if the connection later times out.
 func (e *Endpoint) icmpArrives(terr stack.TransportError, pkt *stack.PacketBuffer) {
-	err := icmpErrno(terr.Kind())
+	err := transportErrno(terr)
 	tooBig := terr.Kind() == stack.PacketTooBigTransportError
 	if tooBig {
 		err = fmt.Errorf("packet too big, MTU %d", terr.Info())
@@ -161,7 +161,7 @@ func (p *Protocol) dropICMP(c event.ConnID, q icmpQuote, err error, r event.Drop
 // sends nothing an error could be about; like Linux for TIME-WAIT
 // (tcp_v4_err), it is counted and ignored.
 func (l *Listener) icmpToListener(terr stack.TransportError, pkt *stack.PacketBuffer) {
-	err := icmpErrno(terr.Kind())
+	err := transportErrno(terr)
 	if err == nil {
 		err = fmt.Errorf("kind %d", terr.Kind())
 	}

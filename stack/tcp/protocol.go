@@ -110,6 +110,7 @@ func NewProtocol(opts Options) (*Protocol, *tcpbind.Binding) {
 		Shutdown:  p.shutdown,
 		Drained:   p.drainedChan,
 		Abort:     p.abortAll,
+		ICMPv6:    (*icmpv6Watch)(p),
 	}
 }
 
