@@ -245,6 +245,10 @@ func TestPathMTUPacketTooBig6Ignored(t *testing.T) {
 	}{
 		{"sequence not in flight", 1 << 20, 1280, event.DropICMPOutOfWindow},
 		{"MTU below the minimum", 1, 1000, event.DropICMPBadMTU},
+		// RFC 8201 4: a report never raises the estimate; the link's
+		// own MTU is 1500.
+		{"MTU above the link's", 1, 1600, event.DropICMPBadMTU},
+		{"MTU of the link", 1, 1500, event.DropICMPBadMTU},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := newPeer6(t, tcp.Options{})
