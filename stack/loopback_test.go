@@ -1,8 +1,10 @@
 package stack_test
 
 import (
+	"errors"
 	"net/netip"
 	"strings"
+	"syscall"
 	"testing"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -31,6 +33,12 @@ func TestAddRouteMisuse(t *testing.T) {
 		{"198.51.100.0/24", "2001:db8::1", int(nic), "another address family"},
 		{"198.51.100.0/24", "0.0.0.0", int(nic), "not a unicast address"},
 		{"198.51.100.0/24", "224.0.0.1", int(nic), "not a unicast address"},
+		// Linux's `ip route add 198.51.100.7/24` fails with "Invalid
+		// prefix for given prefix length" (inet_rtm_valid_getroute_req,
+		// fib_nl_newroute via rtm_to_fib_config): a typo of a host route
+		// or of its network is not silently widened.
+		{"198.51.100.7/24", "", int(nic), "host bits set"},
+		{"::ffff:198.51.100.7/120", "", int(nic), "host bits set"},
 	} {
 		var gw netip.Addr
 		if tc.gw != "" {
@@ -39,6 +47,9 @@ func TestAddRouteMisuse(t *testing.T) {
 		err := s.AddRoute(netip.MustParsePrefix(tc.dst), gw, tcpip.NICID(tc.nic))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("AddRoute(%s via %q, NIC %d) = %v, want an error saying %q", tc.dst, tc.gw, tc.nic, err, tc.want)
+		}
+		if tc.want == "host bits set" && !errors.Is(err, syscall.EINVAL) {
+			t.Errorf("AddRoute(%s): %v, want EINVAL as Linux's", tc.dst, err)
 		}
 	}
 	if err := s.AddRoute(netip.MustParsePrefix("198.51.100.0/24"), netip.MustParseAddr("192.0.2.1"), nic); err != nil {

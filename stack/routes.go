@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"syscall"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 
@@ -43,7 +44,7 @@ type routeMetrics struct {
 // protocol (it is the gVisor route's), the rest to TCP alone.
 //
 // It fails for a route the stack does not have (AddRoute and AddAddress
-// make them), an MTU below 68 bytes (88 for IPv6) or above the
+// make them), a dst with host bits set (EINVAL, as AddRoute), an MTU below 68 bytes (88 for IPv6) or above the
 // interface's, an announced MSS below 88 bytes (Linux's TCP_MIN_MSS), an
 // initial window beyond any window and an rto_min beyond the stack's
 // MaxRTO.
@@ -53,7 +54,7 @@ func (s *Stack) SetRouteMetrics(dst netip.Prefix, nic tcpip.NICID, m RouteMetric
 	}
 	dst, subnet, err := subnetOf(dst)
 	if err != nil {
-		return fmt.Errorf("stack: SetRouteMetrics %v: %v", dst, err)
+		return fmt.Errorf("stack: SetRouteMetrics %v: %w", dst, err)
 	}
 	var row tcpip.Route
 	found := 0
@@ -180,8 +181,11 @@ func keyOf(r tcpip.Route) (routeKey, bool) {
 	return routeKey{netip.PrefixFrom(a, r.Destination.Prefix()), r.NIC}, true
 }
 
-// subnetOf returns dst masked, an IPv4-mapped IPv6 prefix as the IPv4
-// prefix it maps, and as gVisor's subnet.
+// subnetOf returns dst, an IPv4-mapped IPv6 prefix as the IPv4 prefix it
+// maps, and as gVisor's subnet. A prefix with host bits set is refused
+// with EINVAL, as Linux's rtm_to_fib_config refuses it ("Invalid prefix
+// for given prefix length"): 192.0.2.1/24 is a typo of 192.0.2.1/32 as
+// often as of 192.0.2.0/24, and masking it would guess.
 func subnetOf(dst netip.Prefix) (netip.Prefix, tcpip.Subnet, error) {
 	if dst.Addr().Is4In6() {
 		if dst.Bits() < 96 {
@@ -189,7 +193,9 @@ func subnetOf(dst netip.Prefix) (netip.Prefix, tcpip.Subnet, error) {
 		}
 		dst = netip.PrefixFrom(dst.Addr().Unmap(), dst.Bits()-96)
 	}
-	dst = dst.Masked()
+	if m := dst.Masked(); m != dst {
+		return dst, tcpip.Subnet{}, fmt.Errorf("invalid prefix for its length: host bits set (its network is %v): %w", m, syscall.EINVAL)
+	}
 	a := dst.Addr()
 	mb := make([]byte, a.BitLen()/8)
 	for i := range dst.Bits() {

@@ -35,6 +35,7 @@ func TestSetRouteMetricsBadInput(t *testing.T) {
 		{"invalid destination", netip.Prefix{}, nic, stack.RouteMetrics{InitCwnd: 4}, "invalid destination"},
 		{"no such route", netip.MustParsePrefix("198.51.100.0/24"), nic, stack.RouteMetrics{InitCwnd: 4}, "no route"},
 		{"another interface", v4, nic + 7, stack.RouteMetrics{InitCwnd: 4}, "no route"},
+		{"host bits set", netip.MustParsePrefix("192.0.2.1/24"), nic, stack.RouteMetrics{InitCwnd: 4}, "host bits set"},
 		{"mapped prefix too wide", netip.MustParsePrefix("::ffff:0:0/64"), nic, stack.RouteMetrics{InitCwnd: 4}, "wider than"},
 		{"IPv4 MTU below 68", v4, nic, stack.RouteMetrics{MTU: 67}, "below the minimum 68"},
 		{"IPv6 MTU below 88", v6, nic, stack.RouteMetrics{MTU: 87}, "below the minimum 88"},

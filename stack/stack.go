@@ -287,7 +287,9 @@ func (s *Stack) AddAddress(nic tcpip.NICID, p netip.Prefix) error {
 
 // AddRoute routes dst through interface nic, via gateway gw if it is valid.
 // It fails for an interface the stack does not have, a gateway of
-// another family than dst, and a multicast or unspecified gateway.
+// another family than dst, a multicast or unspecified gateway, and a
+// destination with host bits set (198.51.100.7/24: EINVAL, as Linux's
+// "Invalid prefix for given prefix length").
 func (s *Stack) AddRoute(dst netip.Prefix, gw netip.Addr, nic tcpip.NICID) error {
 	if !dst.IsValid() {
 		return fmt.Errorf("stack: AddRoute: invalid destination %v", dst)
@@ -306,7 +308,7 @@ func (s *Stack) AddRoute(dst netip.Prefix, gw netip.Addr, nic tcpip.NICID) error
 	}
 	dst, subnet, err := subnetOf(dst)
 	if err != nil {
-		return fmt.Errorf("stack: AddRoute %v: %v", dst, err)
+		return fmt.Errorf("stack: AddRoute %v: %w", dst, err)
 	}
 	r := tcpip.Route{Destination: subnet, NIC: nic}
 	if gw.IsValid() {

@@ -125,7 +125,7 @@ func passiveCloses(t *testing.T, conns int, quick bool) (map[event.SendCause]int
 	f := &finAcks{sends: map[event.ConnID][]sent{}, dupFin: map[event.ConnID]int{}, trace: map[event.ConnID][]string{}}
 	ts, _ := newTapstack(t, dev.LinkEndpoint(), netip.MustParsePrefix(tapAddr+"/24"), tcp.Options{Observer: f.observe})
 	if quick {
-		if err := ts.SetRouteMetrics(netip.MustParsePrefix(kernelAddr+"/24"), stackNIC(t, ts), stack.RouteMetrics{QuickAck: true}); err != nil {
+		if err := ts.SetRouteMetrics(netip.MustParsePrefix(kernelAddr+"/24").Masked(), stackNIC(t, ts), stack.RouteMetrics{QuickAck: true}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -25,7 +25,7 @@ import (
 func TestKernelRouteMetrics(t *testing.T) {
 	const hole, size = 1000, 4 * MiB
 	k := newLossyKernelWith(t, "tsroute0", tap.FaultConfig{BlackHoleMTU: hole}, tcp.Options{})
-	route := netip.MustParsePrefix(kernelAddr + "/24")
+	route := netip.MustParsePrefix(kernelAddr + "/24").Masked()
 	nic := stackNIC(t, k.ts)
 	if err := k.ts.SetRouteMetrics(route, nic, stack.RouteMetrics{MTU: hole, LockMTU: true, AdvMSS: 800, InitCwnd: 4}); err != nil {
 		t.Fatal(err)
