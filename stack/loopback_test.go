@@ -83,3 +83,65 @@ func TestLoopbackInterface(t *testing.T) {
 		t.Errorf("first AddNIC = %d, %v; want NIC 1", nic, err)
 	}
 }
+
+// TestAddRouteGatewayOffLink: a gateway must be on a network of the
+// route's interface, as Linux's fib_check_nh refuses `ip route add
+// 198.51.100.0/24 via 203.0.113.1 dev X` ("Nexthop has invalid gateway",
+// ENETUNREACH) when no on-link route of X holds the gateway. Kept, such
+// a route sends every packet to a neighbour nobody answers for: a Dial
+// through it waits out its timeout. An IPv6 link-local gateway (a
+// router's usual address) is on-link on any interface, as in Linux's
+// ip6_validate_gw.
+func TestAddRouteGatewayOffLink(t *testing.T) {
+	s := stack.New(stack.Options{})
+	defer s.Close()
+	a, b := tap.Pipe()
+	defer b.Close()
+	c, d := tap.Pipe()
+	defer d.Close()
+	nic, err := s.AddNIC(a, netip.MustParsePrefix("192.0.2.2/24"), netip.MustParsePrefix("2001:db8::2/64"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nic2, err := s.AddNIC(c, netip.MustParsePrefix("198.51.100.2/24"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := len(s.Netstack().GetRouteTable())
+	for _, tc := range []struct{ dst, gw string }{
+		{"203.0.113.0/24", "10.9.9.9"},            // on no network at all
+		{"203.0.113.0/24", "198.51.100.1"},        // on NIC 2's network, not NIC 1's
+		{"2001:db8:5::/48", "2001:db8:9::1"},      // IPv6, off-link
+		{"203.0.113.0/24", "::ffff:198.51.100.1"}, // mapped, on NIC 2's
+		{"0.0.0.0/0", "203.0.113.1"},              // a default route
+	} {
+		err := s.AddRoute(netip.MustParsePrefix(tc.dst), netip.MustParseAddr(tc.gw), nic)
+		if !errors.Is(err, syscall.ENETUNREACH) || !strings.Contains(err.Error(), "not on a network of interface") {
+			t.Errorf("AddRoute(%s via %s, NIC %d) = %v, want ENETUNREACH saying the gateway is not on a network of the interface", tc.dst, tc.gw, nic, err)
+		}
+	}
+	if n := len(s.Netstack().GetRouteTable()); n != before {
+		t.Errorf("%d routes after the refusals, want %d", n, before)
+	}
+	for _, tc := range []struct {
+		dst, gw string
+		nic     tcpip.NICID
+	}{
+		{"203.0.113.0/24", "198.51.100.1", nic2},
+		{"0.0.0.0/0", "192.0.2.1", nic},
+		{"::/0", "fe80::1", nic}, // link-local: on-link by definition
+		{"2001:db8:5::/48", "2001:db8::1", nic},
+	} {
+		if err := s.AddRoute(netip.MustParsePrefix(tc.dst), netip.MustParseAddr(tc.gw), tc.nic); err != nil {
+			t.Errorf("AddRoute(%s via %s, NIC %d): %v", tc.dst, tc.gw, tc.nic, err)
+		}
+	}
+	// An on-link route of the user's own makes its network's addresses
+	// gateways too, as Linux's `ip route add 100.64.0.0/24 dev X`.
+	if err := s.AddRoute(netip.MustParsePrefix("100.64.0.0/24"), netip.Addr{}, nic); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddRoute(netip.MustParsePrefix("100.65.0.0/16"), netip.MustParseAddr("100.64.0.1"), nic); err != nil {
+		t.Errorf("a gateway on an on-link route of the user's: %v", err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"syscall"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -287,7 +288,9 @@ func (s *Stack) AddAddress(nic tcpip.NICID, p netip.Prefix) error {
 
 // AddRoute routes dst through interface nic, via gateway gw if it is valid.
 // It fails for an interface the stack does not have, a gateway of
-// another family than dst, a multicast or unspecified gateway, and a
+// another family than dst, a multicast or unspecified gateway, a gateway
+// on none of the interface's networks (ENETUNREACH, as Linux's "Nexthop
+// has invalid gateway": add the address or on-link route first), and a
 // destination with host bits set (198.51.100.7/24: EINVAL, as Linux's
 // "Invalid prefix for given prefix length").
 func (s *Stack) AddRoute(dst netip.Prefix, gw netip.Addr, nic tcpip.NICID) error {
@@ -314,9 +317,33 @@ func (s *Stack) AddRoute(dst netip.Prefix, gw netip.Addr, nic tcpip.NICID) error
 	if gw.IsValid() {
 		r.Gateway = tcpip.AddrFromSlice(gw.Unmap().AsSlice())
 	}
+	s.metrics.mu.Lock() // one change of the table at a time
+	defer s.metrics.mu.Unlock()
+	if gw.IsValid() && !s.onLink(r.Gateway, nic) {
+		// Linux's fib_check_nh (fib_check_nh_v4_gw, ip6_validate_gw)
+		// refuses it: "Nexthop has invalid gateway". Kept, the route
+		// would send every packet to a neighbour no link can reach.
+		return fmt.Errorf("stack: AddRoute %v: gateway %v is not on a network of interface %d (add its address or an on-link route first): %w", dst, gw, nic, syscall.ENETUNREACH)
+	}
 	s.s.AddRoute(r)
-	s.routesChanged() // new connections look their route up again
+	s.pushRoutesLocked() // new connections look their route up again
 	return nil
+}
+
+// onLink reports whether gw is a neighbour on interface nic: in the
+// network of one of its on-link routes (those AddAddress adds, or
+// AddRoute's without a gateway), or an IPv6 link-local address, which
+// is on-link on every interface (RFC 4291 2.5.6).
+func (s *Stack) onLink(gw tcpip.Address, nic tcpip.NICID) bool {
+	if gw.Len() == 16 && gw.As16()[0] == 0xfe && gw.As16()[1]&0xc0 == 0x80 {
+		return true
+	}
+	for _, r := range s.s.GetRouteTable() {
+		if r.NIC == nic && r.Gateway.Len() == 0 && r.Destination.Contains(gw) {
+			return true
+		}
+	}
+	return false
 }
 
 // Close ends the stack at once. Listeners close; every connection is
