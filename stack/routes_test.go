@@ -1,8 +1,10 @@
 package stack_test
 
 import (
+	"errors"
 	"net/netip"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -78,5 +80,49 @@ func TestSetRouteMetricsBadInput(t *testing.T) {
 	}
 	if _, ok := s.RouteMetrics(v4, nic); ok {
 		t.Error("the zero RouteMetrics did not remove them")
+	}
+}
+
+// TestDuplicateRoute: a route the table already has is refused with
+// EEXIST, as Linux's `ip route add` of an existing route ("File exists",
+// fib_table_insert without NLM_F_APPEND), and a second address in a
+// network the interface has adds no second route to it, as Linux's
+// fib_add_ifaddr for a secondary address: otherwise the network has two
+// routes, and its metrics are refused as ambiguous.
+func TestDuplicateRoute(t *testing.T) {
+	s := stack.New(stack.Options{})
+	defer s.Close()
+	a, b := tap.Pipe()
+	defer b.Close()
+	nic, err := s.AddNIC(a, netip.MustParsePrefix("192.0.2.1/24"), netip.MustParsePrefix("192.0.2.5/24"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddAddress(nic, netip.MustParsePrefix("192.0.2.9/24")); err != nil {
+		t.Fatal(err)
+	}
+	lan := netip.MustParsePrefix("192.0.2.0/24")
+	if err := s.SetRouteMetrics(lan, nic, stack.RouteMetrics{InitCwnd: 20}); err != nil {
+		t.Errorf("metrics of a network with three addresses: %v", err)
+	}
+	if err := s.AddRoute(lan, netip.Addr{}, nic); !errors.Is(err, syscall.EEXIST) {
+		t.Errorf("AddRoute of the on-link route again: %v, want EEXIST", err)
+	}
+	far := netip.MustParsePrefix("198.51.100.0/24")
+	gw := netip.MustParseAddr("192.0.2.7")
+	if err := s.AddRoute(far, gw, nic); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddRoute(far, gw, nic); !errors.Is(err, syscall.EEXIST) {
+		t.Errorf("AddRoute of a gateway route again: %v, want EEXIST", err)
+	}
+	n := 0
+	for _, r := range s.Netstack().GetRouteTable() {
+		if r.NIC == nic {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Errorf("%d routes through NIC %d, want 2: %v", n, nic, s.Netstack().GetRouteTable())
 	}
 }

@@ -283,7 +283,9 @@ func (s *Stack) AddAddress(nic tcpip.NICID, p netip.Prefix) error {
 	if err := s.s.AddProtocolAddress(nic, pa, gstack.AddressProperties{}); err != nil {
 		return fmt.Errorf("stack: add address %v to NIC %d: %s", p, nic, err)
 	}
-	return s.AddRoute(p.Masked(), netip.Addr{}, nic)
+	// A second address in a network the interface has adds no second
+	// route, as Linux's fib_add_ifaddr adds none for a secondary address.
+	return s.addRoute(p.Masked(), netip.Addr{}, nic, true)
 }
 
 // AddRoute routes dst through interface nic, via gateway gw if it is valid.
@@ -292,8 +294,14 @@ func (s *Stack) AddAddress(nic tcpip.NICID, p netip.Prefix) error {
 // on none of the interface's networks (ENETUNREACH, as Linux's "Nexthop
 // has invalid gateway": add the address or on-link route first), and a
 // destination with host bits set (198.51.100.7/24: EINVAL, as Linux's
-// "Invalid prefix for given prefix length").
+// "Invalid prefix for given prefix length"), and a route the table has
+// already, with the same gateway (EEXIST, as Linux's "File exists").
 func (s *Stack) AddRoute(dst netip.Prefix, gw netip.Addr, nic tcpip.NICID) error {
+	return s.addRoute(dst, gw, nic, false)
+}
+
+// addRoute is AddRoute; an existing route is an error unless existingOK.
+func (s *Stack) addRoute(dst netip.Prefix, gw netip.Addr, nic tcpip.NICID, existingOK bool) error {
 	if !dst.IsValid() {
 		return fmt.Errorf("stack: AddRoute: invalid destination %v", dst)
 	}
@@ -324,6 +332,17 @@ func (s *Stack) AddRoute(dst netip.Prefix, gw netip.Addr, nic tcpip.NICID) error
 		// refuses it: "Nexthop has invalid gateway". Kept, the route
 		// would send every packet to a neighbour no link can reach.
 		return fmt.Errorf("stack: AddRoute %v: gateway %v is not on a network of interface %d (add its address or an on-link route first): %w", dst, gw, nic, syscall.ENETUNREACH)
+	}
+	for _, have := range s.s.GetRouteTable() {
+		if have.Equal(r) && have.Gateway == r.Gateway {
+			if existingOK {
+				return nil
+			}
+			// Linux's fib_table_insert without NLM_F_APPEND: "File
+			// exists". A second row would change no lookup, and make
+			// the route's metrics ambiguous (SetRouteMetrics).
+			return fmt.Errorf("stack: AddRoute %v: the route exists: %w", dst, syscall.EEXIST)
+		}
 	}
 	s.s.AddRoute(r)
 	s.pushRoutesLocked() // new connections look their route up again
