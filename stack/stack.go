@@ -219,10 +219,18 @@ func (s *Stack) AddNIC(link gstack.LinkEndpoint, addrs ...netip.Prefix) (tcpip.N
 	if link == nil {
 		return 0, errors.New("stack: AddNIC: nil link endpoint")
 	}
+	// Every address is checked before the interface exists: one that
+	// fails after it would leave a half-made interface holding the link.
+	seen := make(map[netip.Addr]bool, len(addrs))
 	for _, p := range addrs {
-		if !p.IsValid() || p.Addr().IsUnspecified() || p.Addr().IsMulticast() {
-			return 0, fmt.Errorf("stack: AddNIC: %v is not a unicast address with a prefix length", p)
+		q, err := addressPrefix(p)
+		if err != nil {
+			return 0, fmt.Errorf("stack: AddNIC: %w", err)
 		}
+		if seen[q.Addr()] {
+			return 0, fmt.Errorf("stack: AddNIC: address %v twice", q.Addr())
+		}
+		seen[q.Addr()] = true
 	}
 	s.mu.Lock()
 	if s.closed {
@@ -263,19 +271,43 @@ func (s *Stack) AddNIC(link gstack.LinkEndpoint, addrs ...netip.Prefix) (tcpip.N
 	})
 	for _, p := range addrs {
 		if err := s.AddAddress(id, p); err != nil {
+			// Not expected after the checks above; if it happens, the
+			// interface goes (gVisor's RemoveNIC closes the link).
+			s.mu.Lock()
+			delete(s.links, id)
+			s.mu.Unlock()
+			_ = s.s.RemoveNIC(id)
+			s.routesChanged()
 			return 0, err
 		}
 	}
 	return id, nil
 }
 
+// addressPrefix returns p as an interface address: an IPv4-mapped
+// address as the IPv4 address it maps, with its prefix length. It fails
+// for anything but a unicast address.
+func addressPrefix(p netip.Prefix) (netip.Prefix, error) {
+	if !p.IsValid() || p.Addr().IsUnspecified() || p.Addr().IsMulticast() {
+		return p, fmt.Errorf("%v is not a unicast address with a prefix length", p)
+	}
+	if a := p.Addr(); a.Is4In6() {
+		if p.Bits() < 96 {
+			return p, fmt.Errorf("prefix %v is wider than the IPv4-mapped addresses", p)
+		}
+		return netip.PrefixFrom(a.Unmap(), p.Bits()-96), nil
+	}
+	return p, nil
+}
+
 // AddAddress assigns p's address to interface nic and adds an on-link route
 // for p's network.
 func (s *Stack) AddAddress(nic tcpip.NICID, p netip.Prefix) error {
-	if !p.IsValid() || p.Addr().IsUnspecified() || p.Addr().IsMulticast() {
-		return fmt.Errorf("stack: AddAddress: %v is not a unicast address with a prefix length", p)
+	p, err := addressPrefix(p)
+	if err != nil {
+		return fmt.Errorf("stack: AddAddress: %w", err)
 	}
-	addr := p.Addr().Unmap()
+	addr := p.Addr()
 	pa := tcpip.ProtocolAddress{
 		Protocol:          netProto(addr),
 		AddressWithPrefix: tcpip.AddressWithPrefix{Address: tcpip.AddrFromSlice(addr.AsSlice()), PrefixLen: p.Bits()},

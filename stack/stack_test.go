@@ -3,6 +3,7 @@ package stack_test
 import (
 	"errors"
 	"net/netip"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -55,5 +56,48 @@ func TestBadInput(t *testing.T) {
 	}
 	if _, err := conn.Listen(s, "tcp", ":80"); err == nil {
 		t.Error("Listen on a closed stack: no error")
+	}
+}
+
+// TestAddNICFailsWhole: AddNIC that fails on one of its addresses (the
+// same address twice) leaves no interface behind: not one holding the
+// link and the first address, which a second AddNIC of the link would
+// then attach again under another id.
+func TestAddNICFailsWhole(t *testing.T) {
+	s := stack.New(stack.Options{})
+	defer s.Close()
+	a, b := tap.Pipe()
+	defer b.Close()
+	before := len(s.Netstack().NICInfo())
+	p := netip.MustParsePrefix("198.51.100.1/24")
+	for _, addrs := range [][]netip.Prefix{
+		{p, p},
+		{p, netip.MustParsePrefix("::ffff:198.51.100.1/120")}, // the same address, mapped
+	} {
+		if _, err := s.AddNIC(a, addrs...); err == nil || !strings.Contains(err.Error(), "twice") {
+			t.Errorf("AddNIC(%v): %v, want an error saying the address is there twice", addrs, err)
+		}
+		if n := len(s.Netstack().NICInfo()); n != before {
+			t.Errorf("AddNIC(%v) failed and left %d interfaces, want %d", addrs, n, before)
+		}
+	}
+	nic, err := s.AddNIC(a, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info := s.Netstack().NICInfo()[nic]; len(info.ProtocolAddresses) != 1 {
+		t.Errorf("NIC %d has %v, want 198.51.100.1/24 alone", nic, info.ProtocolAddresses)
+	}
+	// An IPv4-mapped address is the IPv4 address, with its IPv4 prefix
+	// length, as AddRoute and SetRouteMetrics read mapped prefixes.
+	if err := s.AddAddress(nic, netip.MustParsePrefix("::ffff:192.0.2.1/120")); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, pa := range s.Netstack().NICInfo()[nic].ProtocolAddresses {
+		got = append(got, pa.AddressWithPrefix.String())
+	}
+	if strings.Join(got, " ") != "198.51.100.1/24 192.0.2.1/24" {
+		t.Errorf("NIC %d has %v, want 198.51.100.1/24 192.0.2.1/24", nic, got)
 	}
 }
