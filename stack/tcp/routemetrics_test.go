@@ -391,3 +391,44 @@ func TestRouteQuickAck(t *testing.T) {
 		}
 	}
 }
+
+// TestRouteMetricsScope: a route's metrics reach only the connections
+// whose route it is, as Linux keeps them on the fib entry the lookup
+// picks: advmss 600 on a host route to another address leaves the peer's
+// SYN-ACK at 1460; on the fixture's /24, a host route to the peer
+// without metrics, being the longer match, still leaves it at 1460; on
+// that host route, the SYN-ACK announces 600.
+func TestRouteMetricsScope(t *testing.T) {
+	p := tcptest.New(t)
+	other := netip.MustParsePrefix("192.0.2.77/32")
+	if err := p.Stack.AddRoute(other, netip.Addr{}, fixtureNIC); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Stack.SetRouteMetrics(other, fixtureNIC, stack.RouteMetrics{AdvMSS: 600}); err != nil {
+		t.Fatal(err)
+	}
+	p.Listen(16)
+	if synAck, _ := acceptAnnouncing(t, p); synAck.MSS != 1460 {
+		t.Errorf("SYN-ACK announces MSS %d with metrics on a route to another host; want 1460", synAck.MSS)
+	}
+
+	peer := netip.PrefixFrom(tcptest.PeerAddr, 32)
+	if err := p.Stack.AddRoute(peer, netip.Addr{}, fixtureNIC); err != nil {
+		t.Fatal(err)
+	}
+	setMetrics(t, p, stack.RouteMetrics{AdvMSS: 600})
+	p.PeerPort++
+	p.SetStackISS(0, false)
+	if synAck, _ := acceptAnnouncing(t, p); synAck.MSS != 1460 {
+		t.Errorf("SYN-ACK announces MSS %d with metrics on the /24 and a host route to the peer without; want 1460", synAck.MSS)
+	}
+
+	if err := p.Stack.SetRouteMetrics(peer, fixtureNIC, stack.RouteMetrics{AdvMSS: 600}); err != nil {
+		t.Fatal(err)
+	}
+	p.PeerPort++
+	p.SetStackISS(0, false)
+	if synAck, _ := acceptAnnouncing(t, p); synAck.MSS != 600 {
+		t.Errorf("SYN-ACK announces MSS %d with metrics on the host route to the peer; want 600", synAck.MSS)
+	}
+}
