@@ -206,7 +206,10 @@ func (s *Stack) ConnContext(ctx context.Context, id event.ConnID) context.Contex
 // not wrap (neighbor tables, NIC statistics). A change to its routes,
 // addresses or interfaces made there reaches new TCP connections within
 // a second, or at once after TCP().RoutesChanged(): the engine reuses a
-// live connection's route for a second (stack/tcp/routes.go).
+// live connection's route for a second (stack/tcp/routes.go). Change
+// routes with AddRoute and RemoveRoute: a route removed there keeps its
+// metrics (SetRouteMetrics) in force until this stack next changes its
+// routes.
 func (s *Stack) Netstack() *gstack.Stack { return s.s }
 
 // Clock returns the stack's clock.
@@ -378,6 +381,40 @@ func (s *Stack) addRoute(dst netip.Prefix, gw netip.Addr, nic tcpip.NICID, exist
 	}
 	s.s.AddRoute(r)
 	s.pushRoutesLocked() // new connections look their route up again
+	return nil
+}
+
+// RemoveRoute removes the route to dst through interface nic via gateway
+// gw (none if gw is not valid), with its metrics, as Linux's `ip route del
+// dst [via gw] dev nic`: new connections to dst take the next route that
+// matches; live ones move to it within a second (stack/tcp/routes.go).
+// It fails with ESRCH for a route the table does not have, as Linux's
+// "No such process", and with EINVAL for a dst with host bits set.
+func (s *Stack) RemoveRoute(dst netip.Prefix, gw netip.Addr, nic tcpip.NICID) error {
+	if !dst.IsValid() {
+		return fmt.Errorf("stack: RemoveRoute: invalid destination %v", dst)
+	}
+	dst, subnet, err := subnetOf(dst)
+	if err != nil {
+		return fmt.Errorf("stack: RemoveRoute %v: %w", dst, err)
+	}
+	var g tcpip.Address
+	if gw.IsValid() {
+		g = tcpip.AddrFromSlice(gw.Unmap().AsSlice())
+	}
+	s.metrics.mu.Lock()
+	defer s.metrics.mu.Unlock()
+	n := s.s.RemoveRoutes(func(r tcpip.Route) bool {
+		return r.Destination == subnet && r.NIC == nic && r.Gateway == g
+	})
+	if n == 0 {
+		via := "without a gateway"
+		if gw.IsValid() {
+			via = "via " + gw.String()
+		}
+		return fmt.Errorf("stack: RemoveRoute %v: no route %s through interface %d: %w", dst, via, nic, syscall.ESRCH)
+	}
+	s.pushRoutesLocked() // forgets the metrics of a route that went
 	return nil
 }
 

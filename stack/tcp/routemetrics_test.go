@@ -1,9 +1,11 @@
 package tcp_test
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -430,5 +432,42 @@ func TestRouteMetricsScope(t *testing.T) {
 	p.SetStackISS(0, false)
 	if synAck, _ := acceptAnnouncing(t, p); synAck.MSS != 600 {
 		t.Errorf("SYN-ACK announces MSS %d with metrics on the host route to the peer; want 600", synAck.MSS)
+	}
+}
+
+// TestRemoveRoute: RemoveRoute takes a route away with its metrics, as
+// Linux's `ip route del`: advmss 600 on a host route to the peer makes
+// the SYN-ACK announce 600; once the route is removed, the next one
+// announces 1460 again (the /24 has no metrics), RouteMetrics has none,
+// and removing it again fails with ESRCH, as Linux's "No such process".
+func TestRemoveRoute(t *testing.T) {
+	p := tcptest.New(t)
+	peer := netip.PrefixFrom(tcptest.PeerAddr, 32)
+	if err := p.Stack.AddRoute(peer, netip.Addr{}, fixtureNIC); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Stack.SetRouteMetrics(peer, fixtureNIC, stack.RouteMetrics{AdvMSS: 600}); err != nil {
+		t.Fatal(err)
+	}
+	p.Listen(16)
+	if synAck, _ := acceptAnnouncing(t, p); synAck.MSS != 600 {
+		t.Fatalf("SYN-ACK announces MSS %d on the host route; want 600", synAck.MSS)
+	}
+	if err := p.Stack.RemoveRoute(peer, netip.Addr{}, fixtureNIC); err != nil {
+		t.Fatal(err)
+	}
+	p.PeerPort++
+	p.SetStackISS(0, false)
+	if synAck, _ := acceptAnnouncing(t, p); synAck.MSS != 1460 {
+		t.Errorf("SYN-ACK announces MSS %d after the host route went; want 1460", synAck.MSS)
+	}
+	if m, ok := p.Stack.RouteMetrics(peer, fixtureNIC); ok {
+		t.Errorf("the removed route still has metrics %v", m)
+	}
+	if err := p.Stack.RemoveRoute(peer, netip.Addr{}, fixtureNIC); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("RemoveRoute of a route the table lacks: %v, want ESRCH", err)
+	}
+	if err := p.Stack.RemoveRoute(netip.MustParsePrefix("192.0.2.1/24"), netip.Addr{}, fixtureNIC); !errors.Is(err, syscall.EINVAL) {
+		t.Errorf("RemoveRoute with host bits set: %v, want EINVAL", err)
 	}
 }
