@@ -40,7 +40,10 @@ type routeMetrics struct {
 // reads them for a change of one); the zero RouteMetrics removes them.
 // New connections on the
 // route take them; live ones set their MSS again at once, cutting and
-// resending what is in flight when the MTU falls. The MTU applies to every
+// resending what is in flight when the MTU falls, and read rto_min,
+// quickack and initcwnd (as the window after idle) from then on, as a
+// Linux socket does once `ip route change` made its cached route stale;
+// what a handshake fixed (advmss, initrwnd) stays with its connection. The MTU applies to every
 // protocol (it is the gVisor route's), the rest to TCP alone.
 //
 // It fails for a route the stack does not have (AddRoute and AddAddress

@@ -471,3 +471,36 @@ func TestRemoveRoute(t *testing.T) {
 		t.Errorf("RemoveRoute with host bits set: %v, want EINVAL", err)
 	}
 }
+
+// TestRouteMetricsLiveConnection: what a metrics change does to an
+// established connection. Linux's `ip route change` makes a socket's
+// cached route stale (rt_cache_flush; __sk_dst_check finds it obsolete
+// at the next send), so a live connection reads the new route's
+// quickack and rto_min from then on, while what the handshake fixed
+// stays: the MSS it announced (advmss). The engine does the same: with
+// the connection in ping-pong mode, quickack set on its route makes the
+// next text acknowledged at once, and advmss 600 leaves the announced
+// MSS at 1460.
+func TestRouteMetricsLiveConnection(t *testing.T) {
+	p := tcptest.New(t)
+	p.Listen(16)
+	ep := p.Established()
+	for k := range 20 { // ping-pong: delayed ACKs wait for a reply
+		p.Inject(seg{Flags: "P.", Seq: uint32(1 + 100*k), Ack: uint32(1 + 100*k), Payload: payload(0, 100)})
+		if _, err := ep.Write(payload(0, 100)); err != nil {
+			t.Fatal(err)
+		}
+		p.Drain()
+		p.Inject(seg{Flags: ".", Seq: uint32(101 + 100*k), Ack: uint32(101 + 100*k)})
+	}
+	p.Inject(seg{Flags: "P.", Seq: 2001, Ack: 2001, Payload: payload(0, 100)})
+	if got := p.Drain(); len(got) != 0 {
+		t.Fatalf("text acknowledged at once before quickack: %v", got)
+	}
+	setMetrics(t, p, stack.RouteMetrics{QuickAck: true, AdvMSS: 600})
+	p.Inject(seg{Flags: "P.", Seq: 2101, Ack: 2001, Payload: payload(0, 100)})
+	p.Expect(seg{Flags: ".", Seq: 2001, Ack: 2201})
+	if i := ep.Info(); i.RcvMSS != 1460 {
+		t.Errorf("announced MSS %d after advmss 600 on the live connection's route; want the handshake's 1460", i.RcvMSS)
+	}
+}
