@@ -335,3 +335,68 @@ func TestCloseAfterLinkDown(t *testing.T) {
 		t.Error("Close did not wait for the link")
 	}
 }
+
+// TestLinkDownListenersStay: a link failure takes the interface down but
+// not the listeners, as Linux's `ip link del` leaves listening sockets,
+// those bound to the device's address included; once an interface with
+// the same address is added on a new cable, new connections reach both
+// listeners, and a UDP socket bound to the address receives again.
+func TestLinkDownListenersStay(t *testing.T) {
+	down := make(linkDowns, 1)
+	s := stack.New(stack.Options{OnLinkDown: down.observe})
+	defer s.Close()
+	addr := netip.MustParsePrefix("192.0.2.1/24")
+	a, b := tap.Pipe()
+	if _, err := s.AddNIC(a, addr); err != nil {
+		t.Fatal(err)
+	}
+	peer := stack.New(stack.Options{})
+	defer peer.Close()
+	if _, err := peer.AddNIC(b, netip.MustParsePrefix("192.0.2.2/24")); err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range []struct{ at, name string }{{":7", "any"}, {"192.0.2.1:8", "bound"}} {
+		ln, err := conn.Listen(s, "tcp", x.at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		go serveName(ln, x.name)
+	}
+	u, err := conn.ListenUDP(s, "udp", &net.UDPAddr{IP: addr.Addr().AsSlice(), Port: 53})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+
+	a.Close()
+	down.wait(t)
+
+	c, d := tap.Pipe()
+	if _, err := s.AddNIC(c, addr); err != nil {
+		t.Fatalf("AddNIC with the failed interface's address: %v", err)
+	}
+	peer2 := stack.New(stack.Options{})
+	defer peer2.Close()
+	if _, err := peer2.AddNIC(d, netip.MustParsePrefix("192.0.2.2/24")); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ addr, want string }{{"192.0.2.1:7", "any"}, {"192.0.2.1:8", "bound"}} {
+		if got := whoAnswers(t, peer2, tc.addr); got != tc.want {
+			t.Errorf("%s after the interface came back: %q, want %q", tc.addr, got, tc.want)
+		}
+	}
+	pu, err := conn.DialUDP(peer2, "udp", nil, &net.UDPAddr{IP: addr.Addr().AsSlice(), Port: 53})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pu.Close()
+	if _, err := pu.Write([]byte("query")); err != nil {
+		t.Fatal(err)
+	}
+	u.SetReadDeadline(time.Now().Add(guard))
+	buf := make([]byte, 16)
+	if n, _, err := u.ReadFrom(buf); err != nil || string(buf[:n]) != "query" {
+		t.Errorf("bound UDP socket after the interface came back: %q, %v", buf[:n], err)
+	}
+}

@@ -59,7 +59,13 @@ type Options struct {
 // connection through it failed with ENETDOWN (blocked calls returned),
 // its TIME-WAIT connections are gone, and its addresses and routes are
 // removed, so new connections to its networks fail with ENETUNREACH or
-// EHOSTUNREACH, as on Linux once a device is gone.
+// EHOSTUNREACH, as on Linux once a device is gone. Linux is slower with
+// the connections: after `ip link del` they stay until their
+// retransmission timers give up, their segments finding no route; tapstack
+// ends them at once, for a failed link never comes back as the same
+// interface. Listeners stay, those bound to the interface's address
+// included, and take connections again once AddNIC gives the address
+// back (on Linux, once the address is added again).
 type LinkDown struct {
 	NIC tcpip.NICID
 	Err error // what the link reported, such as "tap: read: file descriptor in bad state"
