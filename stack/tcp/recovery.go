@@ -315,11 +315,26 @@ func (e *Endpoint) dupAckLoss(a *ackInfo) int {
 		if isLost && a.sacked > 0 {
 			n = q.markIsLost(limit)
 		}
-		if a.acked > 0 && e.sndUna.LessThan(e.recover) {
+		if a.acked > 0 && e.sndUna.LessThan(e.recover) && !e.headResent() {
 			n += e.markHeadLost()
 		}
 	}
 	return n
+}
+
+// headResent reports whether the first segment not SACKed has a copy in
+// flight that is not deemed lost: sent again in this recovery by a rule
+// that does not deem it lost first (RFC 6675 NextSeg's rules (3) and (4),
+// a tail loss probe). A partial ACK does not send it a third time: it
+// was elicited by an earlier retransmission, and the copy's ACK is still
+// to come. RFC 6675 sends nothing at or below HighRxt again (NextSeg rule
+// (1.a)), and Linux's tcp_xmit_retransmit_queue skips a segment whose
+// retransmission is out (TCPCB_SACKED_RETRANS); only the RTO sends it
+// again.
+func (e *Endpoint) headResent() bool {
+	q := &e.rtxq
+	i := q.unsacked(q.head)
+	return i < q.tail() && q.at(i).has(segRetrans)
 }
 
 // markHeadLost deems the first segment not SACKed lost, unless it is

@@ -933,7 +933,11 @@ func TestSACKRecoveryIsLost(t *testing.T) {
 // RFC 6675, whose NextSeg rule (4) sends the highest segment not SACKed
 // once per recovery when nothing else may go: here the last segment of
 // the flight was lost as well as the first, and it is sent again in the
-// same recovery, not after the RTO.
+// same recovery, not after the RTO. The partial ACK of the first one's
+// retransmission, which left before the rescue, does not send the last
+// a third time: the rescue's copy is in flight (RFC 6675 sends nothing
+// at or below HighRxt again; Linux's tcp_xmit_retransmit_queue skips a
+// segment whose retransmission is out).
 func TestRescueRetransmission(t *testing.T) {
 	p, ep := rttPeer(t, tcp.Options{NoRACK: true})
 	data := sendSegments(t, p, ep, 10)
@@ -955,8 +959,18 @@ func TestRescueRetransmission(t *testing.T) {
 	if !found {
 		t.Fatalf("segment 10 not rescued in recovery; sent %v", got)
 	}
-	if n := p.TCP.Stats().Sent(event.SendRetransmit); n != 0 {
-		t.Errorf("%d RTO retransmissions", n)
+	p.Advance(rtt / 2)
+	p.Inject(sackAck(10)) // 1's retransmission arrived: a partial ACK
+	p.ExpectNothing()
+	p.Advance(rtt / 2)
+	p.Inject(sackAck(11)) // the rescue's copy arrived
+	p.ExpectNothing()
+	st := p.TCP.Stats()
+	if n, rto := st.Sent(event.SendFastRetransmit), st.Sent(event.SendRetransmit); n != 2 || rto != 0 {
+		t.Errorf("%d fast retransmissions, %d RTO retransmissions; want 2 (1, 10), none", n, rto)
+	}
+	if i := ep.Info(); i.CAState != "open" || i.InFlight != 0 {
+		t.Errorf("after the ACK of everything: %s, %d in flight; want open, none", i.CAState, i.InFlight)
 	}
 }
 
