@@ -239,6 +239,25 @@ func (e *Endpoint) recoverOnAck(seg *segment, a *ackInfo) {
 // (Linux's tcp_in_cwnd_reduction).
 func (e *Endpoint) reducing() bool { return e.caState == caRecovery || e.caState == caCWR }
 
+// rule3Segment is RFC 6675's NextSeg rule (3), for SACK recovery without
+// RACK: when nothing deemed lost waits (rule (1)) and no new data can go
+// (rule (2)), the first segment not SACKed above HighRxt and below the
+// highest one SACKed SHOULD go again, although IsLost does not hold for
+// it yet: a hole with fewer than DupThresh segments SACKed above it (one
+// of the last of a flight with no new data behind it) is repaired in
+// this round trip, not a round trip later at the partial ACK, nor after
+// the RTO, and the ACK clock goes on. It comes before rule (4)'s rescue
+// (rescueRetransmit). Linux has no such rule: its
+// tcp_xmit_retransmit_queue sends only segments marked lost, and RACK
+// finds such a hole lost by time (RFC 8985), so with RACK it is not
+// needed.
+func (e *Endpoint) rule3Segment() (uint64, bool) {
+	if e.caState != caRecovery || e.rackEnabled() || !e.sackOK {
+		return 0, false
+	}
+	return e.rtxq.nextRule3()
+}
+
 // rescueRetransmit is RFC 6675's NextSeg rule (4), for SACK recovery
 // without RACK: when nothing is deemed lost and no new data can go, the
 // highest segment not SACKed is sent once per recovery, so that a lost

@@ -974,6 +974,50 @@ func TestRescueRetransmission(t *testing.T) {
 	}
 }
 
+// TestNextSegRule3: without RACK (NoRACK), SACK recovery follows RFC
+// 6675, whose NextSeg sends, once nothing is deemed lost (rule 1) and no
+// new data may go (rule 2), the first segment not SACKed above HighRxt
+// and below the highest SACKed one, though IsLost does not hold for it
+// yet (rule 3, a SHOULD), and only after that the rescue retransmission
+// of the highest segment not SACKed (rule 4). Of ten segments, all the
+// data written, 1, 8 and 10 are lost; the ACKs of 5 to 7 are lost too,
+// and the one of 9 SACKs 2-7 and 9: 8 has one segment SACKed above it,
+// not the DupThresh IsLost wants. PRR lets four segments go: 8 by rule
+// 3, then 10 by rule 4, and nothing more. The partial ACK of 1's
+// retransmission leaves 8 alone: its copy is in flight (RFC 6675 rule
+// (1.a), S2 above HighRxt; Linux's tcp_xmit_retransmit_queue skips a
+// segment retransmitted and in flight), so it is not sent a third time.
+func TestNextSegRule3(t *testing.T) {
+	p, ep := rttPeer(t, tcp.Options{NoRACK: true})
+	data := sendSegments(t, p, ep, 10)
+	p.Advance(rtt)
+	p.Inject(sackAck(1, [2]int{2, 3}))
+	p.Inject(sackAck(1, [2]int{2, 4}))
+	p.Inject(sackAck(1, [2]int{2, 5}))
+	p.Expect(seg{Flags: ".", Seq: sb(1), Ack: 1, Payload: segData(data, 1)})
+	p.ExpectNothing()
+	p.Inject(sackAck(1, [2]int{9, 10}, [2]int{2, 8}))
+	if i := ep.Info(); i.Lost != 1460 {
+		t.Errorf("after the SACK of 9: %d bytes lost, want 1460 (1; 8 is not lost by IsLost)", i.Lost)
+	}
+	p.Expect(seg{Flags: ".", Seq: sb(8), Ack: 1, Payload: segData(data, 8), Check: tcptest.IgnorePSH})
+	p.Expect(seg{Flags: "P.", Seq: sb(10), Ack: 1, Payload: segData(data, 10), Check: tcptest.IgnorePSH})
+	p.ExpectNothing()
+	p.Advance(rtt / 2)
+	p.Inject(sackAck(8, [2]int{9, 10})) // 1's retransmission arrived
+	p.ExpectNothing()
+	p.Advance(rtt / 2)
+	p.Inject(sackAck(11)) // 8's and 10's
+	p.ExpectNothing()
+	st := p.TCP.Stats()
+	if n, rto := st.Sent(event.SendFastRetransmit), st.Sent(event.SendRetransmit); n != 3 || rto != 0 {
+		t.Errorf("%d fast retransmissions, %d after an RTO; want 3 (1, 8, 10), none", n, rto)
+	}
+	if i := ep.Info(); i.CAState != "open" || i.InFlight != 0 {
+		t.Errorf("after the ACK of everything: %s, %d in flight; want open, none", i.CAState, i.InFlight)
+	}
+}
+
 // TestProbeNotPushedBack: an ACK that acknowledges and SACKs no whole
 // segment (here a SACK of the last byte alone) leaves the probe timer
 // where it was: it is armed when data leaves and re-armed by ACKs that

@@ -511,15 +511,9 @@ func (q *rtxQueue) startIsLost(una seqnum.Value) {
 // runs in one jump (unsacked), so a recovery's ACKs together cost its
 // holes, not the window each. It returns how many it deemed lost.
 func (q *rtxQueue) markIsLost(limit uint32) int {
-	if q.empty() {
-		return 0
-	}
-	if front := q.at(q.head).start; q.isLostFrom.LessThan(front) {
-		q.startIsLost(front) // SND.UNA passed it: everything SACKed is above
-	}
-	i, ok := q.find(q.isLostFrom)
+	i, ok := q.isLostStart()
 	if !ok {
-		return 0 // at SND.NXT: nothing sent above it
+		return 0
 	}
 	n := 0
 	for i = q.unsacked(i); i < q.tail(); i = q.unsacked(i + 1) {
@@ -536,6 +530,52 @@ func (q *rtxQueue) markIsLost(limit uint32) int {
 		q.isLostFrom, q.sackedAbove = s.end, above
 	}
 	return n
+}
+
+// isLostStart returns the record that holds isLostFrom, where the walks
+// of markIsLost and nextRule3 resume; none when the queue is empty or
+// isLostFrom is at SND.NXT, with nothing sent above it.
+func (q *rtxQueue) isLostStart() (uint64, bool) {
+	if q.empty() {
+		return 0, false
+	}
+	if front := q.at(q.head).start; q.isLostFrom.LessThan(front) {
+		q.startIsLost(front) // SND.UNA passed it: everything SACKed is above
+	}
+	return q.find(q.isLostFrom)
+}
+
+// nextRule3 returns the first record neither SACKed nor deemed lost nor
+// sent again that has bytes SACKed above it: RFC 6675 NextSeg's S3 of
+// rule (3), above HighRxt (1.a) and below the highest octet SACKed (1.b),
+// whether IsLost holds for it or not. It walks from markIsLost's resume
+// point, below which every record is SACKed, deemed lost or sent again,
+// and moves that point past the records it finds deemed lost or sent
+// again, as markIsLost does: a recovery's calls together cost its holes,
+// not the window each. A record it passes, sent again by this rule or
+// the rescue, is not deemed lost by IsLost after, as RFC 6675 sends
+// nothing at or below HighRxt again in a recovery.
+func (q *rtxQueue) nextRule3() (uint64, bool) {
+	if q.sacked == 0 {
+		return 0, false // nothing SACKed: no S3 (1.b)
+	}
+	i, ok := q.isLostStart()
+	if !ok {
+		return 0, false
+	}
+	for i = q.unsacked(i); i < q.tail(); i = q.unsacked(i + 1) {
+		s := q.at(i)
+		// Between isLostFrom and s all is SACKed: unsacked jumped it.
+		above := q.sackedAbove - uint32(q.isLostFrom.Size(s.start))
+		if above == 0 {
+			return 0, false // nothing SACKed above it (1.b)
+		}
+		if s.flags&(segLost|segRetrans) == 0 {
+			return i, true
+		}
+		q.isLostFrom, q.sackedAbove = s.end, above
+	}
+	return 0, false
 }
 
 // nextLost returns the lowest record waiting to be sent again.

@@ -387,3 +387,78 @@ func TestRtxQueueIsLostRandom(t *testing.T) {
 		}
 	}
 }
+
+// TestRtxQueueRule3Random: nextRule3, which resumes where markIsLost or
+// itself stopped, finds exactly the record RFC 6675's NextSeg rule (3),
+// computed afresh over the whole queue, says is next: the lowest neither
+// SACKed nor deemed lost nor sent again with bytes SACKed above it. Sends,
+// SACK blocks, cumulative ACKs, IsLost's marking and retransmissions by
+// rules (1) and (3) come at random between calls, and a new recovery
+// starts the walk again now and then.
+func TestRtxQueueRule3Random(t *testing.T) {
+	for seed := range uint64(20) {
+		rng := rand.New(rand.NewPCG(seed, 29))
+		var q rtxQueue
+		var now tcpip.MonotonicTime
+		una := seqnum.Value(rng.Uint32())
+		nxt := una
+		q.startIsLost(una)
+		found := 0
+		for step := range 3000 {
+			switch op := rng.IntN(10); {
+			case op < 3 && !q.full():
+				n := seqnum.Size(1 + rng.IntN(1500))
+				q.push(nxt, nxt.Add(n), false, now, 0)
+				nxt = nxt.Add(n)
+			case op == 3 && !q.empty() && rng.IntN(3) == 0:
+				ack := una.Add(seqnum.Size(rng.IntN(int(una.Size(nxt)) + 1)))
+				for !q.empty() && q.at(q.head).end.LessThanEq(ack) {
+					q.popFront()
+				}
+				if !q.empty() {
+					q.trimFront(ack)
+				}
+				una = ack
+			case op < 6 && una != nxt:
+				a := una.Add(seqnum.Size(rng.IntN(int(una.Size(nxt)))))
+				b := a.Add(seqnum.Size(1 + rng.IntN(int(a.Size(nxt)))))
+				q.sack(a, b, func(uint64, *txSeg) {})
+			case op == 6:
+				if i, ok := q.nextLost(); ok {
+					q.retransmitted(i, now, 0)
+				}
+			case op == 7:
+				q.markIsLost(2 * 1000)
+			case op == 8 && rng.IntN(10) == 0:
+				q.startIsLost(una)
+			default:
+				want, wantOK := uint64(0), false
+				var above uint32
+				for i := q.tail(); i > q.head; i-- {
+					s := q.at(i - 1)
+					if s.has(segSacked) {
+						above += s.len()
+						continue
+					}
+					if above > 0 && s.flags&(segLost|segRetrans) == 0 {
+						want, wantOK = i-1, true
+					}
+				}
+				got, ok := q.nextRule3()
+				if ok != wantOK || ok && got != want {
+					t.Fatalf("seed %d step %d: nextRule3 = %d, %v; want %d, %v", seed, step, got, ok, want, wantOK)
+				}
+				if ok {
+					found++
+					if rng.IntN(2) == 0 {
+						q.retransmitted(got, now, 0)
+					}
+				}
+			}
+			checkQueue(t, &q, step)
+		}
+		if found == 0 {
+			t.Errorf("seed %d: no segment for rule (3): the test exercised nothing", seed)
+		}
+	}
+}

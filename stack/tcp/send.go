@@ -460,7 +460,8 @@ func (e *Endpoint) trainEnd() {
 // in the congestion window (cwndFits, RFC 6675 5 (C)) and new data fits
 // the peer's window, in segments of at most the send MSS, with Nagle's
 // algorithm (3.7.4) holding back a short segment while data is
-// unacknowledged.
+// unacknowledged; then, in SACK recovery without RACK, NextSeg's rules 3
+// and 4, in that order (rule3Segment, rescueRetransmit).
 func (e *Endpoint) output() {
 	switch e.state {
 	case event.Established, event.CloseWait, event.FinWait1, event.Closing, event.LastAck:
@@ -538,6 +539,17 @@ func (e *Endpoint) output() {
 		if e.sendNewData(event.SendData, false) {
 			sent = true
 			e.sendPacketRest()
+			continue
+		}
+		if i, ok := e.rule3Segment(); ok {
+			// RFC 6675 NextSeg rule (3), before the rescue of rule
+			// (4): a whole segment, or nothing, as for rule (1).
+			if !e.cwndFits(e.retransmitSize(i)) {
+				limited = true
+				break
+			}
+			e.retransmitSeg(i, event.SendFastRetransmit)
+			sent = true
 			continue
 		}
 		if e.rescueRetransmit() {
