@@ -197,7 +197,8 @@ type Endpoint struct {
 	resourceProbe bool  // the persist timer tries again what the link refused (refused.go), not a zero window
 	// persistBackoff counts the persist timer's backoffs since the
 	// window closed, which an answer that leaves it closed does not
-	// undo (Linux's icsk_backoff; orphanProbesGiveUp), saturating.
+	// undo (Linux's icsk_backoff; orphanProbesGiveUp), saturating; a
+	// probe the link refused takes its own back (windowProbeRefused).
 	// Here, it fits the padding.
 	persistBackoff uint8
 	rcvGrowSegs    uint16              // the route's initrwnd: the window's cap in segments of rcvMSS, growing (routemetrics.go); 0: none. Here, it fits the padding
@@ -876,9 +877,10 @@ type Info struct {
 	// probes, tries again of what the link refused (refused.go) or
 	// keepalives (Linux's tcpi_probes, icsk_probes_out). Backoff is how
 	// many times the RTO has doubled since the peer last acknowledged
-	// new data: retransmission timeouts, and zero-window probes, which
-	// back off alike; tries of what the link refused do not
-	// (tcpi_backoff).
+	// new data: retransmission timeouts, and zero-window probes since
+	// the window closed, which back off alike; tries of what the link
+	// refused, and window probes it refused, do not (tcpi_backoff,
+	// icsk_backoff).
 	Probes, Backoff int
 	// BBR is the path model of a connection under BBR (bbr.go; Linux's
 	// tcp_bbr_info), nil under another congestion control.
@@ -900,7 +902,7 @@ func (e *Endpoint) Info() Info {
 	busy, rwndLim, sndbufLim := e.chronoTimes()
 	backoff := e.retries
 	if !e.resourceProbe && e.sndWnd == 0 {
-		backoff += int(e.persistProbes)
+		backoff += int(e.persistBackoff) // the probes that left, not those the link refused (windowProbeRefused)
 	}
 	maxPacing, waits := uint64(math.MaxUint64), uint64(0)
 	if e.pace != nil {

@@ -54,7 +54,9 @@ import (
 // its persist timer (resourceProbeTimeout). Where a retransmission the
 // RTO sent is refused, Linux tries again in 500 ms without doubling the
 // RTO; the engine has doubled it already when the refusal comes back,
-// and keeps it so.
+// and keeps it so. A zero-window probe the link refused is tried again
+// in 500 ms, counted but not backed off, as Linux's tcp_send_probe0 does
+// (windowProbeRefused).
 //
 // Each answer is the refused copy's: the engine learns of a refusal once
 // the write pass is over, and a retransmission of the same segment made
@@ -205,7 +207,11 @@ func refusalOf(pkt *stack.PacketBuffer) refusal {
 // news. later holds what the packets written after the first refusal
 // claimed. The caller holds e.mu.
 func (e *Endpoint) linkRefused(refs []refusal, later *afterRefusal) {
-	if !e.state.Synchronized() || e.rtxq.empty() {
+	if !e.state.Synchronized() {
+		return
+	}
+	if e.rtxq.empty() {
+		e.windowProbeRefused(refs)
 		return
 	}
 	e.splitRecords() // refusals are per packet; a merged burst may span two
@@ -267,6 +273,41 @@ func (e *Endpoint) linkRefused(refs []refusal, later *afterRefusal) {
 		// puts it on that frame, not on whichever comes next, nor on
 		// another refused copy of it (numberRefusal).
 		e.emit(event.Event{Kind: event.KindRecovery, Conn: e.connID(), Note: refusedNote(lost, taken, copies, recovery, cwr), Cwnd: e.cwnd, Ssthresh: e.ssthresh, Key: first.key, Attempt: int(first.no)})
+	}
+}
+
+// windowProbeRefused answers the refusal of a zero-window probe
+// (persistTimeout: an ACK carrying SND.UNA-1, no data, while data waits
+// for a closed window with nothing in flight), if refs holds one.
+// persistTimeout backed the timer off when it sent the probe, as for one
+// that left, before the refusal could be known. Linux's tcp_send_probe0
+// learns of a local drop from tcp_write_wakeup at once, and then counts
+// the probe (icsk_probes_out) but does not back off (icsk_backoff), and
+// tries again in 500 ms (TCP_RESOURCE_PROBE_INTERVAL), no later than the
+// user timeout ends (tcp_clamp_probe0_to_user_timeout). So the backoff is
+// taken back, the RTO halved and persistBackoff with it (exact unless the
+// doubling stopped at MaxRTO: the next probe's doubling reaches it again
+// all the same), and the timer set to 500 ms. The probe stays counted,
+// against MaxRetries and the user timeout (probesGiveUp): a link that
+// refuses every probe ends the connection, its tries 500 ms apart.
+func (e *Endpoint) windowProbeRefused(refs []refusal) {
+	if e.sndWnd != 0 || e.resourceProbe || e.persistProbes == 0 || !e.timerArmed(timerPersist) {
+		return // no probe was out: the window opened since, or none waits
+	}
+	for _, r := range refs {
+		if r.len != 0 || r.seq != e.sndUna-1 {
+			continue
+		}
+		e.rto = max(e.rto/2, e.minRTO())
+		if e.persistBackoff > 0 {
+			e.persistBackoff--
+		}
+		e.setTimer(timerPersist, e.withinUserTimeout(resourceProbeInterval))
+		// Not keyed to the refused probe: a capture numbers only
+		// refused frames with data or a FIN (numberRefusal), so the
+		// note goes on the connection's next frame, the next probe.
+		e.emitRecovery("the link refused the zero-window probe, its queue full: the next in 500 ms, not backed off (Linux's tcp_send_probe0)")
+		return
 	}
 }
 
@@ -459,10 +500,7 @@ func (e *Endpoint) startResourceProbe() {
 	if e.persistProbes > 0 || e.caState == caLoss {
 		// After a try, or after the RTO's own retransmission was
 		// refused (tcp_retransmit_timer): 500 ms.
-		d = resourceProbeInterval
-		if ut := e.userTimeout; ut > 0 {
-			d = min(d, max(e.progressAt.Add(ut).Sub(e.now()), time.Millisecond))
-		}
+		d = e.withinUserTimeout(resourceProbeInterval)
 	}
 	e.resourceProbe = true
 	e.stopTimer(timerRetransmit)

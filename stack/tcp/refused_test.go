@@ -702,15 +702,14 @@ func TestLinkRefusedFINRetransmission(t *testing.T) {
 // TestLinkRefusedWindowProbe: the link refuses a zero-window probe. The
 // probe (an ACK carrying SND.UNA-1, no data) has no sequence space of
 // its own: the answer marks nothing lost and moves nothing (the data
-// waiting for the window was never sent), and the persist timer sends
-// the next probe, whose answer opens the window. The next probe comes
-// after the backed-off interval, as after a probe that left: Linux's
-// tcp_send_probe0 tries again in 500 ms without backing off when the
-// probe was dropped locally (TCP_RESOURCE_PROBE_INTERVAL); the engine
-// learns of the refusal only after persistTimeout backed off, and keeps
-// it so, as it does for the RTO's refused retransmission (refused.go).
+// waiting for the window was never sent). As Linux's tcp_send_probe0
+// when tcp_write_wakeup reports local congestion, the probe counts
+// (icsk_probes_out), the timer does not back off (icsk_backoff), and the
+// next probe goes 500 ms later (TCP_RESOURCE_PROBE_INTERVAL); that one
+// leaves, and backs off as usual, and its answer opens the window.
 func TestLinkRefusedWindowProbe(t *testing.T) {
-	p, ep := rttPeer(t, tcp.Options{})
+	rec := &events{}
+	p, ep := rttPeer(t, tcp.Options{Observer: rec.observe})
 	sendSegments(t, p, ep, 1)
 	p.Advance(rtt)
 	closed := sackAck(2)
@@ -721,19 +720,70 @@ func TestLinkRefusedWindowProbe(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.ExpectNothing()
+	rto := ep.Info().RTO
 	p.RefuseNext(1)
-	p.Advance(ep.Info().RTO) // the persist timer: the probe, refused
+	p.Advance(rto) // the persist timer: the probe, refused
 	p.ExpectNothing()
 	st := p.TCP.Stats()
 	i := ep.Info()
-	if st.LinkRefused.Load() != 1 || i.Lost != 0 || i.InFlight != 0 || i.CAState != "open" || i.TCB.SndNxt != i.TCB.SndUna || i.Probes != 1 {
-		t.Fatalf("refused %d, lost %d, in flight %d, %s, SND.NXT - SND.UNA %d, probes %d; want 1, 0, 0, open, 0, 1",
-			st.LinkRefused.Load(), i.Lost, i.InFlight, i.CAState, i.TCB.SndNxt-i.TCB.SndUna, i.Probes)
+	if st.LinkRefused.Load() != 1 || i.Lost != 0 || i.InFlight != 0 || i.CAState != "open" || i.TCB.SndNxt != i.TCB.SndUna {
+		t.Fatalf("refused %d, lost %d, in flight %d, %s, SND.NXT - SND.UNA %d; want 1, 0, 0, open, 0",
+			st.LinkRefused.Load(), i.Lost, i.InFlight, i.CAState, i.TCB.SndNxt-i.TCB.SndUna)
 	}
-	p.Advance(i.RTO) // the next probe, after the backed-off interval
+	if i.Probes != 1 || i.Backoff != 0 || i.RTO != rto {
+		t.Errorf("after the refused probe: probes %d, backoff %d, RTO %v; want 1, 0, %v (counted, not backed off)", i.Probes, i.Backoff, i.RTO, rto)
+	}
+	p.Advance(500*time.Millisecond - time.Microsecond)
+	p.ExpectNothing()
+	p.Advance(time.Microsecond) // the next probe, 500 ms after the refused one
 	p.Expect(seg{Flags: ".", Seq: sb(2) - 1, Ack: 1})
 	p.ExpectNothing()
+	if i := ep.Info(); i.Probes != 2 || i.Backoff != 1 || i.RTO != 2*rto {
+		t.Errorf("after the probe that left: probes %d, backoff %d, RTO %v; want 2, 1, %v", i.Probes, i.Backoff, i.RTO, 2*rto)
+	}
 	p.Inject(sackAck(2)) // the window opens
 	p.Expect(seg{Flags: "P.", Seq: sb(2), Ack: 1, Payload: data})
 	p.ExpectNothing()
+	p.TCP.SyncEvents()
+	found := false
+	for _, ev := range rec.of(event.KindRecovery) {
+		found = found || strings.Contains(ev.Note, "refused the zero-window probe") && ev.Key == (event.SegKey{})
+	}
+	if !found {
+		t.Errorf("no recovery event names the refused probe: %v", rec.of(event.KindRecovery))
+	}
+}
+
+// TestLinkRefusedWindowProbesGiveUp: a link that refuses every
+// zero-window probe does not hold the connection for ever: each refused
+// probe counts, 500 ms apart, and MaxRetries of them end it with
+// ETIMEDOUT, as Linux's tcp_probe_timer counts icsk_probes_out, locally
+// dropped probes included, against tcp_retries2.
+func TestLinkRefusedWindowProbesGiveUp(t *testing.T) {
+	p, ep := rttPeer(t, tcp.Options{MaxRetries: 3})
+	sendSegments(t, p, ep, 1)
+	p.Advance(rtt)
+	closed := sackAck(2)
+	closed.Check = tcptest.CheckWin // a zero window
+	p.Inject(closed)
+	if _, err := ep.Write(payload(1460, 100)); err != nil {
+		t.Fatal(err)
+	}
+	rto := ep.Info().RTO
+	p.RefuseAll(true)
+	p.Advance(rto) // probe 1, refused
+	for k := 2; k <= 3; k++ {
+		p.Advance(500 * time.Millisecond) // probe k, refused
+		if i := ep.Info(); i.Probes != k || i.RTO != rto || i.State != event.Established {
+			t.Fatalf("%v in: probes %d, RTO %v, %v; want %d, %v, ESTABLISHED", p.Elapsed(), i.Probes, i.RTO, i.State, k, rto)
+		}
+	}
+	p.ExpectNothing()
+	p.Advance(500 * time.Millisecond) // the fourth would exceed MaxRetries
+	if st := p.TCP.Stats(); st.LinkRefused.Load() != 3 || st.Timeouts.Load() != 1 {
+		t.Errorf("refused %d, timeouts %d; want 3, 1", st.LinkRefused.Load(), st.Timeouts.Load())
+	}
+	if _, err := ep.Write(payload(1560, 10)); !errors.Is(err, syscall.ETIMEDOUT) {
+		t.Errorf("write after the refused probes: %v, want ETIMEDOUT", err)
+	}
 }

@@ -176,8 +176,12 @@ func (e *Endpoint) retryLimit() int {
 // rtoFromNow is the time until the retransmission timer should fire: the
 // RTO, or less if the user timeout (RFC 5482, Linux TCP_USER_TIMEOUT)
 // ends sooner, as Linux's tcp_clamp_rto_to_user_timeout.
-func (e *Endpoint) rtoFromNow() time.Duration {
-	d := e.rto
+func (e *Endpoint) rtoFromNow() time.Duration { return e.withinUserTimeout(e.rto) }
+
+// withinUserTimeout is d, or less, at least a millisecond, if the user
+// timeout ends sooner (Linux's tcp_clamp_rto_to_user_timeout and
+// tcp_clamp_probe0_to_user_timeout).
+func (e *Endpoint) withinUserTimeout(d time.Duration) time.Duration {
 	if ut := e.userTimeout; ut > 0 {
 		left := e.progressAt.Add(ut).Sub(e.now())
 		d = min(d, max(left, time.Millisecond))

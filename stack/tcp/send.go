@@ -955,9 +955,10 @@ func (e *Endpoint) probesGiveUp(why string) bool {
 // (tcp_write_wakeup, tcp_xmit_probe_skb) and probe with an ACK carrying
 // SND.UNA-1, which any TCP answers with its current window, instead of
 // pushing one byte, or the FIN, past the window. Probes back off like the
-// RTO. As long as the peer answers them the connection waits (RFC 1122
-// 4.2.2.17), unless the user has closed it (orphanProbesGiveUp); a peer
-// that stays silent for MaxRetries probes
+// RTO, but for one the link refused, which is tried again in 500 ms
+// (windowProbeRefused). As long as the peer answers them the connection
+// waits (RFC 1122 4.2.2.17), unless the user has closed it
+// (orphanProbesGiveUp); a peer that stays silent for MaxRetries probes
 // (OrphanRetries once the user has closed) or past the user timeout has
 // gone, and the connection fails with ETIMEDOUT, as Linux's
 // tcp_probe_timer decides.
