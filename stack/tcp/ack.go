@@ -187,7 +187,16 @@ func (e *Endpoint) processAck(seg *segment) {
 	}
 
 	// RFC 6298 5.2 and 5.3: stop the timer when everything is
-	// acknowledged, restart it when new data is.
+	// acknowledged, restart it when new data is. In fast recovery that
+	// is every partial ACK, and the retransmission of the first
+	// segment it sends restarts it again (retransmitSeg): NewReno's
+	// "Slow-but-Steady" variant, as Linux re-arms the timer on every
+	// ACK that acknowledges data (tcp_rearm_rto, from
+	// tcp_set_xmit_timer), not the letter of RFC 6582 3.2 step 3,
+	// which resets it for the first partial ACK only (the "Impatient"
+	// variant), so that a window with many losses, one repaired per
+	// round trip without SACK, ends in a timeout and slow start rather
+	// than in as many round trips (TestPartialAckRestartsRTO).
 	if a.acked > 0 {
 		if e.rtxq.empty() {
 			e.stopTimer(timerRetransmit)

@@ -124,7 +124,7 @@ func TestLimitedTransmitPlainDupAcks(t *testing.T) {
 
 // TestPartialAckPlainDupAcks: a recovery that bare duplicate ACKs
 // started (SACK agreed, no blocks sent) goes on by NewReno's partial ACK
-// (RFC 6582 3.2 step 4): the ACK of the retransmission that stops short
+// (RFC 6582 3.2 step 3): the ACK of the retransmission that stops short
 // of the recovery point says the segment after it was lost too, and it
 // goes at once. RACK alone does not see it when that ACK came sooner
 // than the minimum RTT after the retransmission (1 ms against 10 here;

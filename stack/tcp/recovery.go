@@ -172,7 +172,7 @@ func (e *Endpoint) recoverOnAck(seg *segment, a *ackInfo) {
 		//     duplication over a TAP, the last short segment of a
 		//     transfer was sent twice 2 to 8 times per 64 MiB.
 		//   - in fast recovery NewReno's partial ACK (RFC 6582 3.2
-		//     step 4), where no SACK block informs the ACK: RACK deems
+		//     step 3), where no SACK block informs the ACK: RACK deems
 		//     the next hole lost only if the ACK came at least the
 		//     minimum RTT after the retransmission it covers (RFC 8985
 		//     6.2 step 2), which an RTT that varies tenfold in memory
@@ -295,7 +295,7 @@ func (e *Endpoint) rackEnabled() bool { return e.sackOK && !e.proto.opts.NoRACK 
 // IsLost holds is lost as well, at that ACK and at each that SACKs more
 // in recovery (RFC 6675 5 (4) and NextSeg's rule (1); Linux's
 // tcp_update_scoreboard); and in recovery, NewReno's partial ACK (RFC
-// 6582 3.2 step 4): the next segment is lost too.
+// 6582 3.2 step 3): the next segment is lost too.
 func (e *Endpoint) dupAckLoss(a *ackInfo) int {
 	q := &e.rtxq
 	if q.empty() {
@@ -312,7 +312,7 @@ func (e *Endpoint) dupAckLoss(a *ackInfo) int {
 		if q.sacked <= limit && e.sndUna == e.recover {
 			// Duplicate ACKs alone, for no more than the last
 			// episode's RecoveryPoint: no fast retransmit (RFC 6582
-			// 3.2 step 1, the careful variant of its 4.1). They are
+			// 3.2 step 2, the careful variant of its 4.1). They are
 			// the answers to retransmissions the receiver already
 			// held, the go-back-N after a timeout above all, not a
 			// loss of what was sent since. Linux holds a non-SACK

@@ -826,7 +826,7 @@ func TestSACKNeverResendsSACKed(t *testing.T) {
 // Three duplicate ACKs retransmit segment 1 (RFC 5681 3.2); further
 // duplicates send nothing, as no new data waits; the partial ACK that
 // covers segment 1 shows segment 3 lost and retransmits it at once (RFC
-// 6582 3.2 step 4), a round trip after the first.
+// 6582 3.2 step 3), a round trip after the first.
 func TestNewRenoTwoHoles(t *testing.T) {
 	p, ep := tcptest.Established(t)
 	data := sendSegments(t, p, ep, 10)
@@ -847,9 +847,42 @@ func TestNewRenoTwoHoles(t *testing.T) {
 	}
 }
 
+// TestPartialAckRestartsRTO: without SACK, segments 1 to 3 of six are
+// lost. Each partial ACK restarts the retransmission timer, NewReno's
+// "Slow-but-Steady" variant, as RFC 6298 5.3 restarts it for every ACK of
+// new data and Linux re-arms it on each (tcp_rearm_rto), not only the
+// first, as RFC 6582 3.2 step 3 (the "Impatient" variant) would: the
+// second partial ACK comes more than an RTO after the first, and the
+// timer, restarted by it, fires a whole RTO after it.
+func TestPartialAckRestartsRTO(t *testing.T) {
+	p, ep := tcptest.Established(t)
+	data := sendSegments(t, p, ep, 6)
+	for range 3 {
+		p.Inject(seg{Flags: ".", Seq: 1, Ack: 1})
+	}
+	p.Expect(seg{Flags: ".", Seq: sb(1), Ack: 1, Payload: segData(data, 1)})
+	rto := ep.Info().RTO
+	p.Advance(rto * 3 / 4)
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: sb(2)}) // the first partial ACK
+	p.Expect(seg{Flags: ".", Seq: sb(2), Ack: 1, Payload: segData(data, 2)})
+	p.Advance(rto * 3 / 4)
+	p.Inject(seg{Flags: ".", Seq: 1, Ack: sb(3)}) // the second, 1.5 RTO after fast retransmit
+	p.Expect(seg{Flags: ".", Seq: sb(3), Ack: 1, Payload: segData(data, 3)})
+	if i := ep.Info(); i.CAState != "fast recovery" || i.RTO != rto {
+		t.Fatalf("after the second partial ACK: %s, RTO %v; want fast recovery, %v", i.CAState, i.RTO, rto)
+	}
+	p.Advance(rto - time.Microsecond)
+	p.ExpectNothing()
+	p.Advance(time.Microsecond)
+	p.Expect(seg{Flags: ".", Seq: sb(3), Ack: 1, Payload: segData(data, 3)}) // the RTO's
+	if n := p.TCP.Stats().RetransmitTimeouts.Load(); n != 1 {
+		t.Errorf("%d retransmission timeouts, want 1", n)
+	}
+}
+
 // TestNewRenoNoFalseFastRetransmitAfterTimeout: without SACK, duplicate
 // ACKs that do not acknowledge more than the RecoveryPoint ("recover")
-// start no fast retransmit (RFC 6582 3.2 step 1, the careful variant of
+// start no fast retransmit (RFC 6582 3.2 step 2, the careful variant of
 // its section 4.1; Linux holds the recovery state until something above
 // high_seq is acknowledged, tcp_is_non_sack_preventing_reopen). The
 // timeout here was spurious: the four segments and their ACKs were only
