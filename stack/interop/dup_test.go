@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/tapstack/tapstack/event"
+	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/tap"
 )
 
@@ -19,7 +20,7 @@ import (
 // before, 4.9-5.2 after.
 func TestDuplicatesKeepBurstAcks(t *testing.T) {
 	const size = 16 * MiB
-	snd, rcv, move := plainPipeTransfer(t, &tap.FaultConfig{Duplicate: 0.05, Seed: 1}, size)
+	snd, rcv, move := plainPipeTransfer(t, &tap.FaultConfig{Duplicate: 0.05, Seed: 1}, tcp.Options{}, size)
 	sent0, acks0 := snd.TCP().Stats().SegmentsOut.Load(), rcv.TCP().Stats().SegmentsOut.Load()
 	move()
 	st := rcv.TCP().Stats()
