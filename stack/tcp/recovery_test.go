@@ -998,13 +998,7 @@ func TestRescueRetransmission(t *testing.T) {
 	p.Advance(rtt / 2)
 	p.Inject(sackAck(11)) // the rescue's copy arrived
 	p.ExpectNothing()
-	st := p.TCP.Stats()
-	if n, rto := st.Sent(event.SendFastRetransmit), st.Sent(event.SendRetransmit); n != 2 || rto != 0 {
-		t.Errorf("%d fast retransmissions, %d RTO retransmissions; want 2 (1, 10), none", n, rto)
-	}
-	if i := ep.Info(); i.CAState != "open" || i.InFlight != 0 {
-		t.Errorf("after the ACK of everything: %s, %d in flight; want open, none", i.CAState, i.InFlight)
-	}
+	wantRecoveredBy(t, p, ep, 2) // 1, 10
 }
 
 // TestNextSegRule3: without RACK (NoRACK), SACK recovery follows RFC
@@ -1042,9 +1036,17 @@ func TestNextSegRule3(t *testing.T) {
 	p.Advance(rtt / 2)
 	p.Inject(sackAck(11)) // 8's and 10's
 	p.ExpectNothing()
+	wantRecoveredBy(t, p, ep, 3) // 1, 8, 10
+}
+
+// wantRecoveredBy checks that a recovery whose every segment is now
+// acknowledged took fast retransmissions and no timeout: the connection
+// is open again with nothing in flight.
+func wantRecoveredBy(t *testing.T, p *tcptest.Peer, ep *tcp.Endpoint, fast uint64) {
+	t.Helper()
 	st := p.TCP.Stats()
-	if n, rto := st.Sent(event.SendFastRetransmit), st.Sent(event.SendRetransmit); n != 3 || rto != 0 {
-		t.Errorf("%d fast retransmissions, %d after an RTO; want 3 (1, 8, 10), none", n, rto)
+	if n, rto := st.Sent(event.SendFastRetransmit), st.Sent(event.SendRetransmit); n != fast || rto != 0 {
+		t.Errorf("%d fast retransmissions, %d after an RTO; want %d, none", n, rto, fast)
 	}
 	if i := ep.Info(); i.CAState != "open" || i.InFlight != 0 {
 		t.Errorf("after the ACK of everything: %s, %d in flight; want open, none", i.CAState, i.InFlight)

@@ -96,11 +96,10 @@ func queueErr(q *rtxQueue) error {
 // loss mark goes to a queue split first, as the engine's do.
 func TestRtxQueueRandom(t *testing.T) {
 	for seed := range uint64(20) {
-		rng := rand.New(rand.NewPCG(seed, 9))
+		f := newRandomFlight(seed, 9)
+		rng := f.rng
 		var q rtxQueue
 		var now tcpip.MonotonicTime
-		una := seqnum.Value(rng.Uint32())
-		nxt := una
 		merged, splits := 0, 0
 		for step := range 3000 {
 			now = now.Add(time.Duration(rng.IntN(3)) * time.Millisecond)
@@ -114,38 +113,26 @@ func TestRtxQueueRandom(t *testing.T) {
 					if k > 0 && rng.IntN(8) == 0 {
 						n = 1 + rng.IntN(mss)
 					}
-					if s := q.mergeable(nxt, n, now, 0); s != nil {
+					if s := q.mergeable(f.nxt, n, now, 0); s != nil {
 						q.extend(s, 1, n)
 						merged++
 					} else if !q.full() {
-						q.push(nxt, nxt.Add(seqnum.Size(n)), false, now, 0)
+						q.push(f.nxt, f.nxt.Add(seqnum.Size(n)), false, now, 0)
 					} else {
 						break
 					}
-					nxt = nxt.Add(seqnum.Size(n))
+					f.nxt = f.nxt.Add(seqnum.Size(n))
 				}
 			case op < 4 && !q.full():
-				n := seqnum.Size(1 + rng.IntN(1500))
-				q.push(nxt, nxt.Add(n), false, now, 0)
-				nxt = nxt.Add(n)
+				f.send(&q, now)
 			case op == 4 && !q.empty():
-				// A cumulative ACK somewhere in flight.
-				ack := una.Add(seqnum.Size(rng.IntN(int(una.Size(nxt)) + 1)))
-				for !q.empty() && q.at(q.head).end.LessThanEq(ack) {
-					q.popFront()
-				}
-				if !q.empty() {
-					q.trimFront(ack)
-				}
-				una = ack
-			case op < 7 && una != nxt:
+				f.ack(&q) // a cumulative ACK somewhere in flight
+			case op < 7 && f.una != f.nxt:
 				if splitLikeReference(t, &q, step) {
 					splits++
 					checkSplit(t, &q, step)
 				}
-				a := una.Add(seqnum.Size(rng.IntN(int(una.Size(nxt)))))
-				b := a.Add(seqnum.Size(1 + rng.IntN(int(a.Size(nxt)))))
-				q.sack(a, b, func(uint64, *txSeg) {})
+				f.sack(&q)
 			case op == 7 && !q.empty():
 				splitLikeReference(t, &q, step)
 				q.markLost(q.head + uint64(rng.IntN(q.n)))
@@ -329,38 +316,26 @@ func TestRtxQueueSackSkips(t *testing.T) {
 // calls, and a new recovery starts the marking again now and then.
 func TestRtxQueueIsLostRandom(t *testing.T) {
 	for seed := range uint64(20) {
-		rng := rand.New(rand.NewPCG(seed, 23))
+		f := newRandomFlight(seed, 23)
+		rng := f.rng
 		var q rtxQueue
 		var now tcpip.MonotonicTime
-		una := seqnum.Value(rng.Uint32())
-		nxt := una
-		q.startIsLost(una)
+		q.startIsLost(f.una)
 		marked := 0
 		for step := range 3000 {
 			switch op := rng.IntN(10); {
 			case op < 3 && !q.full():
-				n := seqnum.Size(1 + rng.IntN(1500))
-				q.push(nxt, nxt.Add(n), false, now, 0)
-				nxt = nxt.Add(n)
+				f.send(&q, now)
 			case op == 3 && !q.empty() && rng.IntN(3) == 0:
-				ack := una.Add(seqnum.Size(rng.IntN(int(una.Size(nxt)) + 1)))
-				for !q.empty() && q.at(q.head).end.LessThanEq(ack) {
-					q.popFront()
-				}
-				if !q.empty() {
-					q.trimFront(ack)
-				}
-				una = ack
-			case op < 7 && una != nxt:
-				a := una.Add(seqnum.Size(rng.IntN(int(una.Size(nxt)))))
-				b := a.Add(seqnum.Size(1 + rng.IntN(int(a.Size(nxt)))))
-				q.sack(a, b, func(uint64, *txSeg) {})
+				f.ack(&q)
+			case op < 7 && f.una != f.nxt:
+				f.sack(&q)
 			case op == 7:
 				if i, ok := q.nextLost(); ok {
 					q.retransmitted(i, now, 0)
 				}
 			case op == 8 && rng.IntN(10) == 0:
-				q.startIsLost(una)
+				q.startIsLost(f.una)
 			default:
 				const limit = 2 * 1000
 				marked += q.markIsLost(limit)
@@ -397,32 +372,20 @@ func TestRtxQueueIsLostRandom(t *testing.T) {
 // starts the walk again now and then.
 func TestRtxQueueRule3Random(t *testing.T) {
 	for seed := range uint64(20) {
-		rng := rand.New(rand.NewPCG(seed, 29))
+		f := newRandomFlight(seed, 29)
+		rng := f.rng
 		var q rtxQueue
 		var now tcpip.MonotonicTime
-		una := seqnum.Value(rng.Uint32())
-		nxt := una
-		q.startIsLost(una)
+		q.startIsLost(f.una)
 		found := 0
 		for step := range 3000 {
 			switch op := rng.IntN(10); {
 			case op < 3 && !q.full():
-				n := seqnum.Size(1 + rng.IntN(1500))
-				q.push(nxt, nxt.Add(n), false, now, 0)
-				nxt = nxt.Add(n)
+				f.send(&q, now)
 			case op == 3 && !q.empty() && rng.IntN(3) == 0:
-				ack := una.Add(seqnum.Size(rng.IntN(int(una.Size(nxt)) + 1)))
-				for !q.empty() && q.at(q.head).end.LessThanEq(ack) {
-					q.popFront()
-				}
-				if !q.empty() {
-					q.trimFront(ack)
-				}
-				una = ack
-			case op < 6 && una != nxt:
-				a := una.Add(seqnum.Size(rng.IntN(int(una.Size(nxt)))))
-				b := a.Add(seqnum.Size(1 + rng.IntN(int(a.Size(nxt)))))
-				q.sack(a, b, func(uint64, *txSeg) {})
+				f.ack(&q)
+			case op < 6 && f.una != f.nxt:
+				f.sack(&q)
 			case op == 6:
 				if i, ok := q.nextLost(); ok {
 					q.retransmitted(i, now, 0)
@@ -430,7 +393,7 @@ func TestRtxQueueRule3Random(t *testing.T) {
 			case op == 7:
 				q.markIsLost(2 * 1000)
 			case op == 8 && rng.IntN(10) == 0:
-				q.startIsLost(una)
+				q.startIsLost(f.una)
 			default:
 				want, wantOK := uint64(0), false
 				var above uint32
@@ -461,4 +424,45 @@ func TestRtxQueueRule3Random(t *testing.T) {
 			t.Errorf("seed %d: no segment for rule (3): the test exercised nothing", seed)
 		}
 	}
+}
+
+// randomFlight is what the random reference tests drive a queue with:
+// the flight [una, nxt) it holds and the source of their choices.
+type randomFlight struct {
+	rng      *rand.Rand
+	una, nxt seqnum.Value
+}
+
+func newRandomFlight(seed, stream uint64) *randomFlight {
+	f := &randomFlight{rng: rand.New(rand.NewPCG(seed, stream))}
+	f.una = seqnum.Value(f.rng.Uint32())
+	f.nxt = f.una
+	return f
+}
+
+// send queues a segment of 1 to 1,500 bytes at SND.NXT.
+func (f *randomFlight) send(q *rtxQueue, now tcpip.MonotonicTime) {
+	n := seqnum.Size(1 + f.rng.IntN(1500))
+	q.push(f.nxt, f.nxt.Add(n), false, now, 0)
+	f.nxt = f.nxt.Add(n)
+}
+
+// ack acknowledges up to a random point of the flight: the records below
+// it leave the queue and the one it falls in is trimmed.
+func (f *randomFlight) ack(q *rtxQueue) {
+	ack := f.una.Add(seqnum.Size(f.rng.IntN(int(f.una.Size(f.nxt)) + 1)))
+	for !q.empty() && q.at(q.head).end.LessThanEq(ack) {
+		q.popFront()
+	}
+	if !q.empty() {
+		q.trimFront(ack)
+	}
+	f.una = ack
+}
+
+// sack SACKs a random block of the flight, which must not be empty.
+func (f *randomFlight) sack(q *rtxQueue) {
+	a := f.una.Add(seqnum.Size(f.rng.IntN(int(f.una.Size(f.nxt)))))
+	b := a.Add(seqnum.Size(1 + f.rng.IntN(int(a.Size(f.nxt)))))
+	q.sack(a, b, func(uint64, *txSeg) {})
 }
