@@ -511,25 +511,39 @@ func (q *rtxQueue) startIsLost(una seqnum.Value) {
 // runs in one jump (unsacked), so a recovery's ACKs together cost its
 // holes, not the window each. It returns how many it deemed lost.
 func (q *rtxQueue) markIsLost(limit uint32) int {
-	i, ok := q.isLostStart()
-	if !ok {
-		return 0
-	}
 	n := 0
-	for i = q.unsacked(i); i < q.tail(); i = q.unsacked(i + 1) {
-		s := q.at(i)
-		// Between isLostFrom and s all is SACKed: unsacked jumped it.
-		above := q.sackedAbove - uint32(q.isLostFrom.Size(s.start))
+	q.isLostWalk(func(i uint64, s *txSeg, above uint32) bool {
 		if above <= limit {
-			break
+			return false
 		}
 		if s.flags&(segLost|segRetrans) == 0 {
 			q.markLost(i)
 			n++
 		}
+		return true
+	})
+	return n
+}
+
+// isLostWalk hands visit the records not SACKed from the resume point of
+// markIsLost and nextRule3 (isLostFrom, below which every record is
+// SACKed, deemed lost or sent again), each with the bytes SACKed above
+// it, until visit says to stop; each record visit goes on past moves the
+// resume point past it.
+func (q *rtxQueue) isLostWalk(visit func(i uint64, s *txSeg, above uint32) bool) {
+	i, ok := q.isLostStart()
+	if !ok {
+		return
+	}
+	for i = q.unsacked(i); i < q.tail(); i = q.unsacked(i + 1) {
+		s := q.at(i)
+		// Between isLostFrom and s all is SACKed: unsacked jumped it.
+		above := q.sackedAbove - uint32(q.isLostFrom.Size(s.start))
+		if !visit(i, s, above) {
+			return
+		}
 		q.isLostFrom, q.sackedAbove = s.end, above
 	}
-	return n
 }
 
 // isLostStart returns the record that holds isLostFrom, where the walks
@@ -559,23 +573,19 @@ func (q *rtxQueue) nextRule3() (uint64, bool) {
 	if q.sacked == 0 {
 		return 0, false // nothing SACKed: no S3 (1.b)
 	}
-	i, ok := q.isLostStart()
-	if !ok {
-		return 0, false
-	}
-	for i = q.unsacked(i); i < q.tail(); i = q.unsacked(i + 1) {
-		s := q.at(i)
-		// Between isLostFrom and s all is SACKed: unsacked jumped it.
-		above := q.sackedAbove - uint32(q.isLostFrom.Size(s.start))
+	var next uint64
+	found := false
+	q.isLostWalk(func(i uint64, s *txSeg, above uint32) bool {
 		if above == 0 {
-			return 0, false // nothing SACKed above it (1.b)
+			return false // nothing SACKed above it (1.b)
 		}
 		if s.flags&(segLost|segRetrans) == 0 {
-			return i, true
+			next, found = i, true
+			return false
 		}
-		q.isLostFrom, q.sackedAbove = s.end, above
-	}
-	return 0, false
+		return true
+	})
+	return next, found
 }
 
 // nextLost returns the lowest record waiting to be sent again.
