@@ -362,10 +362,7 @@ func (s *Stack) addRoute(dst netip.Prefix, gw netip.Addr, nic tcpip.NICID, exist
 	if err != nil {
 		return fmt.Errorf("stack: AddRoute %v: %w", dst, err)
 	}
-	r := tcpip.Route{Destination: subnet, NIC: nic}
-	if gw.IsValid() {
-		r.Gateway = tcpip.AddrFromSlice(gw.Unmap().AsSlice())
-	}
+	r := tcpip.Route{Destination: subnet, Gateway: gatewayAddr(gw), NIC: nic}
 	s.metrics.mu.Lock() // one change of the table at a time
 	defer s.metrics.mu.Unlock()
 	if gw.IsValid() && !s.onLink(r.Gateway, nic) {
@@ -404,10 +401,7 @@ func (s *Stack) RemoveRoute(dst netip.Prefix, gw netip.Addr, nic tcpip.NICID) er
 	if err != nil {
 		return fmt.Errorf("stack: RemoveRoute %v: %w", dst, err)
 	}
-	var g tcpip.Address
-	if gw.IsValid() {
-		g = tcpip.AddrFromSlice(gw.Unmap().AsSlice())
-	}
+	g := gatewayAddr(gw)
 	s.metrics.mu.Lock()
 	defer s.metrics.mu.Unlock()
 	n := s.s.RemoveRoutes(func(r tcpip.Route) bool {
@@ -424,12 +418,21 @@ func (s *Stack) RemoveRoute(dst netip.Prefix, gw netip.Addr, nic tcpip.NICID) er
 	return nil
 }
 
+// gatewayAddr is a route's gateway as gVisor holds it: none for the
+// zero Addr, an IPv4-mapped address as IPv4.
+func gatewayAddr(gw netip.Addr) tcpip.Address {
+	if !gw.IsValid() {
+		return tcpip.Address{}
+	}
+	return tcpip.AddrFromSlice(gw.Unmap().AsSlice())
+}
+
 // onLink reports whether gw is a neighbour on interface nic: in the
 // network of one of its on-link routes (those AddAddress adds, or
 // AddRoute's without a gateway), or an IPv6 link-local address, which
 // is on-link on every interface (RFC 4291 2.5.6).
 func (s *Stack) onLink(gw tcpip.Address, nic tcpip.NICID) bool {
-	if gw.Len() == 16 && gw.As16()[0] == 0xfe && gw.As16()[1]&0xc0 == 0x80 {
+	if header.IsV6LinkLocalUnicastAddress(gw) {
 		return true
 	}
 	for _, r := range s.s.GetRouteTable() {
