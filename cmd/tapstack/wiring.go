@@ -119,11 +119,6 @@ func (f *routeFlag) Set(s string) error {
 	if err != nil {
 		return err
 	}
-	if m.MTU != 0 && (m.MTU < 68 || m.MTU > 65535) {
-		// The stack refuses it too, but only once the device is open;
-		// as optBytes, 68 is IPv4's minimum (RFC 791).
-		return fmt.Errorf("route metric mtu %d: want 68 (IPv4's minimum) to 65535", m.MTU)
-	}
 	f.m, f.set = m, true
 	return nil
 }

@@ -239,6 +239,12 @@ func ParseRouteMetrics(s string) (RouteMetrics, error) {
 		}
 		switch key {
 		case "mtu":
+			if n != 0 && (n < 68 || n > 0xffff) {
+				// An IP packet is at least 68 bytes long (RFC 791) and
+				// at most 65,535; SetRouteMetrics holds a route to its
+				// family's minimum and its link's MTU.
+				return RouteMetrics{}, fmt.Errorf("route metric mtu %d: want 68 (IPv4's minimum) to 65535", n)
+			}
 			m.MTU = uint32(n)
 		case "advmss":
 			if n > 0xffff {

@@ -309,6 +309,8 @@ func TestParseRouteMetrics(t *testing.T) {
 		{"initcwnd 0 mtu 1400", tcp.RouteMetrics{MTU: 1400}, "mtu 1400", ""},
 		{"advmss -5", tcp.RouteMetrics{}, "", "want a number"},
 		{"advmss 70000", tcp.RouteMetrics{}, "", "at most 65535"},
+		{"mtu 67", tcp.RouteMetrics{}, "", "want 68 (IPv4's minimum) to 65535"},
+		{"mtu lock 70000", tcp.RouteMetrics{}, "", "want 68 (IPv4's minimum) to 65535"},
 		{"mtu 99999999999", tcp.RouteMetrics{}, "", "want a number"},
 	} {
 		m, err := tcp.ParseRouteMetrics(tc.in)
