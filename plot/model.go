@@ -545,16 +545,17 @@ func (cb *connBuild) finish(rel func(time.Time) float64, relNS func(int64) float
 		// What the wire shows, for segments no event named: text or
 		// SYN/FIN below the highest sequence number sent is sent again,
 		// unless the network copied it.
+		key := copyKeyOf(f, d)
 		if s.Mark == "" && !engineSaid && sent[d] && end > s.Seq && end <= maxEnd[d] {
-			if no, ok := copies[copyKeyOf(f, d)]; ok && f.copyable() {
+			if no, ok := copies[key]; ok && f.copyable() {
 				s.Mark, s.Why = "dup", "wire: a copy of frame "+strconv.Itoa(no)
 			} else {
 				s.Mark, s.Why = "retx", "wire: sent before"
 			}
 		}
 		if end > s.Seq && f.copyable() {
-			if _, ok := copies[copyKeyOf(f, d)]; !ok {
-				copies[copyKeyOf(f, d)] = f.no
+			if _, ok := copies[key]; !ok {
+				copies[key] = f.no
 			}
 		}
 		if s.Mark == "" && f.has(flagRST) {
