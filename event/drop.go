@@ -45,6 +45,7 @@ const (
 	DropRstTimeWait                     // a RST in TIME-WAIT, ignored (RFC 1337 3; Options.RFC1337, Linux tcp_rfc1337=1)
 	DropNoRoute                         // a SYN or cookie ACK to a listener with no route back to its source: nothing can answer it (Linux tcp_conn_request's route_req failing, a ListenDrops)
 	DropTupleInUse                      // a SYN or cookie ACK whose 4-tuple another connection took while it was handled (a copy of it, on another goroutine)
+	DropReceiveMemory                   // text dropped: the stack's connections hold ReceiveMemoryLimit bytes of received data (Linux's tcp_mem: TCPRcvQDrop, TCPOFODrop)
 	numDropReasons                      // keep last
 )
 
@@ -85,6 +86,7 @@ var dropNames = [...]string{
 	DropRstTimeWait:          "RST in TIME-WAIT ignored (RFC 1337)",
 	DropNoRoute:              "no route",
 	DropTupleInUse:           "4-tuple in use",
+	DropReceiveMemory:        "receive memory limit",
 }
 
 func (r DropReason) String() string {

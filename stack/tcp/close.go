@@ -107,7 +107,7 @@ func (e *Endpoint) closeLocked() {
 	e.userClosed = true
 	e.notify()
 	unread := e.rcvBuf.Size() > 0
-	e.rcvBuf.Release()
+	e.releaseRcvBuf()
 	switch e.state {
 	case event.Closed, event.TimeWait:
 		return
@@ -153,7 +153,7 @@ func (e *Endpoint) Reset() {
 	e.rmu.Lock() // a Read copying out holds the receive buffer's front
 	e.mu.Lock()
 	e.userClosed = true
-	e.rcvBuf.Release()
+	e.releaseRcvBuf()
 	switch e.state {
 	case event.Closed:
 	case event.SynSent, event.TimeWait:

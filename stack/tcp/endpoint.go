@@ -507,6 +507,7 @@ func (e *Endpoint) readLocked(b []byte) (int, error) {
 // receive buffer, and lets the window follow.
 func (e *Endpoint) consumed(n int) {
 	e.rcvBuf.TrimFront(int64(n))
+	e.proto.rcvMem.Add(int64(-n))
 	e.growReceiveBuffer() // rcvbuf.go
 	e.maybeSendWindowUpdate()
 }
@@ -1341,7 +1342,7 @@ func (e *Endpoint) release() {
 	}
 	e.sndBuf.Release()
 	e.rtxq.reset()
-	e.ooo.release()
+	e.releaseOOO()
 	e.proto.unregister(e)
 }
 

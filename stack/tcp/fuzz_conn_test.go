@@ -119,15 +119,16 @@ const (
 )
 
 var (
-	fzLens     = []int{0, 1, 2, 10, 100, 535, 536, 1000, 1459, 1460, 1461, 2920, 4000}
-	fzWindows  = []uint16{0, 1, 2, 100, 1000, 4096, 8192, 16384, 32768, 65535}
-	fzDurs     = []time.Duration{time.Millisecond, 5 * time.Millisecond, 40 * time.Millisecond, 200 * time.Millisecond, 500 * time.Millisecond, time.Second, 3 * time.Second, 10 * time.Second, 30 * time.Second, time.Minute, 2 * time.Minute, 10 * time.Minute}
-	fzWrites   = []int{1, 2, 10, 100, 535, 536, 1000, 1460, 1461, 3000, 8192, 65536}
-	fzReads    = []int{1, 10, 100, 1000, 4096, 65536, 1 << 20}
-	fzRcvBufs  = []int{0, 4096, 65535, 300 << 10}
-	fzSndBufs  = []int{0, 1000, 8192, 100000}
-	fzPeerMSSs = []uint16{1460, 536, 100, 9000}
-	fzRooms    = []int{0, 1, 2, 3, 1000}
+	fzLens         = []int{0, 1, 2, 10, 100, 535, 536, 1000, 1459, 1460, 1461, 2920, 4000}
+	fzWindows      = []uint16{0, 1, 2, 100, 1000, 4096, 8192, 16384, 32768, 65535}
+	fzDurs         = []time.Duration{time.Millisecond, 5 * time.Millisecond, 40 * time.Millisecond, 200 * time.Millisecond, 500 * time.Millisecond, time.Second, 3 * time.Second, 10 * time.Second, 30 * time.Second, time.Minute, 2 * time.Minute, 10 * time.Minute}
+	fzWrites       = []int{1, 2, 10, 100, 535, 536, 1000, 1460, 1461, 3000, 8192, 65536}
+	fzReads        = []int{1, 10, 100, 1000, 4096, 65536, 1 << 20}
+	fzRcvBufs      = []int{0, 4096, 65535, 300 << 10}
+	fzRcvMemLimits = []int{0, 3000, 0, 0}
+	fzSndBufs      = []int{0, 1000, 8192, 100000}
+	fzPeerMSSs     = []uint16{1460, 536, 100, 9000}
+	fzRooms        = []int{0, 1, 2, 3, 1000}
 )
 
 // fzPeerByte is the peer's stream: the byte at sequence number IRS+1+k of
@@ -358,12 +359,15 @@ func fzRunConn(t *testing.T, prog []byte) *fuzzConn {
 	c := &fuzzConn{t: t, states: make(map[event.ConnID]event.State)}
 	opts := tcp.Options{
 		ReceiveBufferSize: fzRcvBufs[cfg>>3&3],
-		SendBufferSize:    fzSndBufs[cfg>>5&3],
-		NoSACK:            cfg2&0x08 != 0,
-		NoTimestamps:      cfg2&0x10 != 0,
-		MTUProbing:        fzMTUProbing[cfg2>>6&3],
-		Pacing:            cfg&0x80 != 0,
-		Observer:          c.observe,
+		// With the 4 KiB buffer, a stack-wide receive memory limit
+		// below it (rcvmem.go): text dropped at the limit.
+		ReceiveMemoryLimit: fzRcvMemLimits[cfg>>3&3],
+		SendBufferSize:     fzSndBufs[cfg>>5&3],
+		NoSACK:             cfg2&0x08 != 0,
+		NoTimestamps:       cfg2&0x10 != 0,
+		MTUProbing:         fzMTUProbing[cfg2>>6&3],
+		Pacing:             cfg&0x80 != 0,
+		Observer:           c.observe,
 	}
 	synOpts := tcptest.Seg{MSS: fzPeerMSSs[cfg2>>1&3], SACKPerm: cfg&0x02 != 0}
 	if cfg2&0x20 != 0 {
@@ -928,6 +932,13 @@ func (c *fuzzConn) check() {
 	}
 	i := c.info()
 	c.checkEvents()
+	// The stack's receive memory (rcvmem.go) counts exactly what the
+	// connection holds: nothing else in the stack holds received text.
+	if !c.reincarnee {
+		if u, h := c.p.TCP.Usage().ReceiveMemory, tcp.ReceiveMemoryHeld(c.ep); u != h {
+			c.fail("Usage().ReceiveMemory = %d, but the connection holds %d", u, h)
+		}
+	}
 	// The segments checked left during the op just run. A suspected path
 	// MTU black hole (plpmtud.go) cuts the MSS at a timeout, and an op
 	// that advances the clock runs several: segments sent before the

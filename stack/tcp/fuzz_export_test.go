@@ -9,3 +9,14 @@ func HeldOutOfOrder(e *Endpoint) int {
 	defer e.mu.Unlock()
 	return e.ooo.bytes
 }
+
+// ReceiveMemoryHeld returns what e holds of the stack's receive memory
+// (rcvmem.go): its unread text and the heap its out-of-order text pins.
+// FuzzConnection checks that Usage counts exactly this.
+func ReceiveMemoryHeld(e *Endpoint) int {
+	e.rmu.Lock() // a Read copying out holds the receive buffer's front
+	defer e.rmu.Unlock()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return int(e.rcvBuf.Size()) + e.ooo.mem
+}

@@ -131,6 +131,19 @@ type Options struct {
 	// SO_RCVBUF locks Linux's.
 	ReceiveBufferMax int
 
+	// ReceiveMemoryLimit bounds, stack-wide, the bytes of received data
+	// the connections hold: in-order text the users have not read and
+	// the heap out-of-order text pins (default 1 GiB,
+	// DefaultReceiveMemoryLimit). Each connection's receive buffer is
+	// bounded on its own, but a peer that opens many connections and
+	// fills each, or only its out-of-order queue, which needs nothing of
+	// the user, would otherwise hold MaxConnections times that. Near the
+	// limit no window opens further; at it, text is dropped, unless the
+	// connection holds nothing unread (rcvmem.go). Linux's tcp_mem does
+	// this job; its limit is sized from the host's memory at boot, which
+	// a library cannot know is its own to take.
+	ReceiveMemoryLimit int
+
 	// SynQueueLimit bounds half-open connections per listener (Linux
 	// tcp_max_syn_backlog; default 1024).
 	SynQueueLimit int
@@ -379,6 +392,7 @@ func (o Options) withDefaults() Options {
 	defInt(&o.MaxTimeWait, 131072)
 	defInt(&o.MaxOrphans, 131072)
 	defInt(&o.MaxConnections, 1<<20)
+	defInt(&o.ReceiveMemoryLimit, DefaultReceiveMemoryLimit)
 	defInt(&o.MinGSOSegments, 2)
 	defInt(&o.BaseMSS, DefaultBaseMSS)
 	def(&o.ProbeInterval, DefaultProbeInterval)
@@ -434,6 +448,11 @@ const (
 	DefaultReceiveBufferSize = 1 << 20
 	DefaultReceiveBufferMax  = 6 << 20
 )
+
+// DefaultReceiveMemoryLimit is Options.ReceiveMemoryLimit's default:
+// 1 GiB, room for 170 connections with full 6 MiB buffers, where Linux's
+// tcp_mem[2] on a host of 16 GiB is about 1.5 GiB.
+const DefaultReceiveMemoryLimit = 1 << 30
 
 const tsOptionSize = 12
 

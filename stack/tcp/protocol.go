@@ -77,6 +77,7 @@ type Protocol struct {
 	timeWaitTaken func()
 
 	orphans atomic.Int64 // connections with Endpoint.orphan set
+	rcvMem  atomic.Int64 // bytes of received data the connections hold (ReceiveMemoryLimit; rcvmem.go)
 	limits  LimitStats
 
 	batch batchState // ACK once per drained burst (batch.go)

@@ -23,6 +23,10 @@ func (e *Endpoint) processTextAndFin(seg *segment) verdict {
 	e.noteTrimmedDuplicate(seg)
 	n := int(seg.Payload.Size())
 	fin := seg.has(header.TCPFlagFin)
+	if n > 0 && seg.Seq == e.rcvNxt && !e.userClosed && e.rcvMemRefuses(n) {
+		e.dropForMemory(seg) // rcvmem.go
+		return stay()
+	}
 	var now tcpip.MonotonicTime
 	ecnAckNow := false
 	if n > 0 {
@@ -95,7 +99,9 @@ func (e *Endpoint) processTextAndFin(seg *segment) verdict {
 	ackNow := filled || e.ooo.dsackSet || ecnAckNow
 	if fin {
 		// Nothing after the FIN can be valid.
+		before := e.ooo.mem
 		e.ooo.reset()
+		e.chargeOOO(before)
 	} else if e.drainOutOfOrder() {
 		fin = true
 	}
@@ -137,6 +143,7 @@ func (e *Endpoint) deliver(data *buffer.Buffer) {
 	// Small pieces are copied rather than left pinning whole frames
 	// (appendCompact): the user may leave a window's worth unread.
 	appendCompact(&e.rcvBuf, data, &e.rcvRunEnd)
+	e.proto.rcvMem.Add(n)
 	e.notify()
 }
 
@@ -185,6 +192,7 @@ func (e *Endpoint) finArrives(cause event.Cause, ackNow bool) verdict {
 // does, not acknowledged: it is as if it were lost.
 func (e *Endpoint) holdOutOfOrder(seg *segment, fin bool) {
 	r := &e.ooo
+	defer e.chargeOOO(r.mem)
 	plan := r.prepare(seg.Seq, &seg.Payload)
 	if plan.afterFin {
 		r.abort()
@@ -193,7 +201,10 @@ func (e *Endpoint) holdOutOfOrder(seg *segment, fin bool) {
 	}
 	if plan.newBytes > 0 {
 		memLimit, rangeLimit := e.oooLimits()
-		over := func() bool { return r.memAfter(&plan) > memLimit || r.rangesAfter(&plan) > rangeLimit }
+		stackFull := func() bool { return r.memAfter(&plan)-r.mem > e.proto.rcvMemRoom() }
+		over := func() bool {
+			return r.memAfter(&plan) > memLimit || r.rangesAfter(&plan) > rangeLimit || stackFull()
+		}
 		for i := 0; over() && i <= r.ranges(); i++ {
 			start, n, ok := r.pruneAbove(plan.end)
 			if !ok {
@@ -202,8 +213,14 @@ func (e *Endpoint) holdOutOfOrder(seg *segment, fin bool) {
 			e.pruned(seg, start, n)
 		}
 		if over() {
+			reason := event.DropOutOfOrderQueueFull
+			if r.memAfter(&plan) <= memLimit && r.rangesAfter(&plan) <= rangeLimit {
+				// The connection has room; the stack has not (rcvmem.go).
+				reason = event.DropReceiveMemory
+				e.proto.limits.ReceiveMemory.Add(1)
+			}
 			r.abort()
-			e.drop(seg, event.DropOutOfOrderQueueFull)
+			e.drop(seg, reason)
 			return
 		}
 	}
@@ -278,6 +295,7 @@ func (e *Endpoint) pruned(seg *segment, start seqnum.Value, n int) {
 // drainOutOfOrder delivers held text that is now in order and reports
 // whether a held FIN was reached; nothing after it is kept.
 func (e *Endpoint) drainOutOfOrder() (fin bool) {
+	defer e.chargeOOO(e.ooo.mem)
 	for range e.ooo.ranges() {
 		data, ok := e.ooo.takeInOrder(e.rcvNxt)
 		if !ok {

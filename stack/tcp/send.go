@@ -196,7 +196,9 @@ func (e *Endpoint) sendAck(cause event.SendCause) {
 // the edge seems to move left by less than a unit, as RFC 7323 2.4
 // allows; RCV.WND's right edge (rcvAcc) stays where it was promised.
 func (e *Endpoint) advertise() uint16 {
-	free := e.rcvBufLimit - int(e.rcvBuf.Size()) - e.ooo.bytes
+	// No more than the stack has room for (rcvmem.go): near its
+	// receive memory limit, what was promised stays, and no more opens.
+	free := min(e.rcvBufLimit-int(e.rcvBuf.Size())-e.ooo.bytes, e.proto.rcvMemRoom())
 	if free < 0 {
 		free = 0
 	}

@@ -82,6 +82,7 @@ type LimitStats struct {
 	PathMTUEvictions  atomic.Uint64 // path MTUs forgotten before they expired: 4,096 destinations had reported smaller ones (pmtu.go)
 	EventsDropped     atomic.Uint64 // events never delivered: a connection or a listener already queued maxQueuedEvents (2,048) for an observer that fell behind (Endpoint.flush)
 	OrphanProbeAborts atomic.Uint64 // orphans given up behind a zero window their peer kept answering: OrphanRetries probes backed off to MaxRTO (Linux's tcp_probe_timer for a SOCK_DEAD socket; also in Stats.Timeouts)
+	ReceiveMemory     atomic.Uint64 // segments whose text was dropped: the connections held ReceiveMemoryLimit bytes of received data (also Stats.Dropped(event.DropReceiveMemory); Linux's TCPRcvQDrop and TCPOFODrop)
 }
 
 // Usage is what the engine holds now, against the limits of Options.
@@ -89,6 +90,10 @@ type Usage struct {
 	Connections int // connections other than TIME-WAIT, half-open ones included (MaxConnections)
 	TimeWait    int // connections in TIME-WAIT (MaxTimeWait)
 	Orphans     int // closed by the user, not yet CLOSED or TIME-WAIT (MaxOrphans)
+	// ReceiveMemory is the bytes of received data the connections hold:
+	// in-order text not yet read, and the heap out-of-order text pins
+	// (ReceiveMemoryLimit).
+	ReceiveMemory int
 }
 
 // Limits returns the counters of limits reached.
@@ -102,7 +107,7 @@ func (p *Protocol) Usage() Usage {
 	p.tw.mu.Lock()
 	tw := len(p.tw.m)
 	p.tw.mu.Unlock()
-	return Usage{Connections: n, TimeWait: tw, Orphans: int(p.orphans.Load())}
+	return Usage{Connections: n, TimeWait: tw, Orphans: int(p.orphans.Load()), ReceiveMemory: int(p.rcvMem.Load())}
 }
 
 // enterTimeWait is what entering TIME-WAIT does (transition calls it):
@@ -153,7 +158,7 @@ func (e *Endpoint) enterTimeWait(cause event.Cause) {
 	// peer's FIN) has left (flush).
 	e.sndBuf.Release()
 	e.rtxq.reset()
-	e.ooo.release()
+	e.releaseOOO()
 	p.unregister(e)
 }
 
