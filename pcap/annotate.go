@@ -73,6 +73,7 @@ type record struct {
 	dropped    bool        // verdict: discarded by the engine or a fault
 	replyHeld  bool        // a rate limit held back the reply it asked for (pendEv.held)
 	lost       bool        // inbound, dropped by a fault before the stack saw it
+	faultCopy  bool        // inbound, the copy a fault's Duplicate made
 	packetID   uint64
 	segIDs     []uint64 // a super-frame written as its wire segments: each one's packet id (wire.go)
 	origFrame  uint64   // a retransmission: the frame that first carried the data
@@ -97,6 +98,13 @@ type part struct {
 	text  string
 	retx  bool
 	seq   uint64 // the event's place among all events: parts read in event order
+}
+
+// faultNote is an inbound fault report waiting for its frame; copy: the
+// fault sent the frame twice, and this is the second copy.
+type faultNote struct {
+	text string
+	copy bool
 }
 
 // pendEv is an annotation waiting for its frame.
@@ -160,9 +168,9 @@ type annotator struct {
 	order    []pendRef // pending annotations, oldest first
 	ohead    int
 	nextID   uint64
-	frames   uint64              // frame numbers given
-	ids      uint64              // packet ids given
-	faultFP  map[uint64][]string // inbound fault reports waiting for their frame
+	frames   uint64                 // frame numbers given
+	ids      uint64                 // packet ids given
+	faultFP  map[uint64][]faultNote // inbound fault reports waiting for their frame
 	conns    *connTable
 	rto      map[event.ConnID]time.Duration
 	recov    map[event.ConnID][]string
@@ -191,7 +199,7 @@ func newAnnotator(window time.Duration, maxHeld, maxPend int) *annotator {
 		byKey:    make(map[frameKey][]*record),
 		pend:     make(map[frameKey][]pendEv),
 		pendFlag: make(map[flagKey][]pendEv),
-		faultFP:  make(map[uint64][]string),
+		faultFP:  make(map[uint64][]faultNote),
 		conns:    newConnTable(maxConns),
 		rto:      make(map[event.ConnID]time.Duration),
 		recov:    make(map[event.ConnID][]string),
@@ -236,18 +244,23 @@ func (a *annotator) addFrame(now time.Time, r *record) {
 		a.frames += uint64(r.segs - 1)
 	}
 	r.entered = now
+	if r.dir == dirIn && r.fp != 0 {
+		// Before the wire facts: a copy the fault made is no
+		// retransmission (wireFacts).
+		if fs, ok := a.faultFP[r.fp]; ok {
+			for _, f := range fs {
+				r.faults = append(r.faults, f.text)
+				r.faultCopy = r.faultCopy || f.copy
+			}
+			delete(a.faultFP, r.fp)
+		}
+	}
 	if r.fi.kind == kindTCP {
 		a.wireFacts(r)
 	} else {
 		a.ids++
 		r.packetID = a.ids
 		a.pairReply(r)
-	}
-	if r.dir == dirIn && r.fp != 0 {
-		if fs, ok := a.faultFP[r.fp]; ok {
-			r.faults = append(r.faults, fs...)
-			delete(a.faultFP, r.fp)
-		}
 	}
 	a.recs = append(a.recs, r)
 	if r.fi.quotedTCP && r.dir == dirIn {
@@ -1051,7 +1064,7 @@ func (a *annotator) fault(now time.Time, ev *tap.FaultEvent, fp uint64, lost *re
 		return true
 	}
 	if fs := a.faultFP[fp]; len(fs) < maxEarlier {
-		a.faultFP[fp] = append(fs, text)
+		a.faultFP[fp] = append(fs, faultNote{text: text, copy: ev.Kind == tap.FaultDuplicate})
 	}
 	if len(a.faultFP) > maxConns {
 		for k := range a.faultFP {

@@ -567,24 +567,55 @@ type connPair struct {
 	rec            *frameRecorder
 	srv, cli       *conn.Conn
 	window         time.Duration
-	events         eventLog // the server's events
+	events         eventLog   // the server's events
+	fault          *tap.Fault // between the capture and the pipe, if any (newFaultConnPair)
 }
 
 // newConnPair connects the stacks, the capture's window win.
 func newConnPair(t *testing.T, win time.Duration, pipeOpts ...tap.PipeOption) *connPair {
 	t.Helper()
+	return newFaultConnPair(t, win, nil, nil, pipeOpts...)
+}
+
+// newFaultConnPair is newConnPair with, if cfg is not nil, a tap.Fault
+// between the server's capture and its end of the pipe (the capture above
+// the fault, its FaultObserver the fault's observer); its Seed is 1 unless
+// set. inject delivers through the fault's inbound side. tweak, if not
+// nil, changes both stacks' TCP options.
+func newFaultConnPair(t *testing.T, win time.Duration, cfg *tap.FaultConfig, tweak func(*tcp.Options), pipeOpts ...tap.PipeOption) *connPair {
+	t.Helper()
 	a, b := tap.Pipe(pipeOpts...)
 	p := &connPair{buf: &bytes.Buffer{}, window: win, rec: &frameRecorder{}}
-	w, err := pcap.New(a, p.buf, pcap.Options{Window: win})
+	var link gstack.LinkEndpoint = a
+	var faultObs func(tap.FaultEvent) // set before any frame moves
+	if cfg != nil {
+		c := *cfg
+		if c.Seed == 0 && c.Source == nil {
+			c.Seed = 1
+		}
+		c.Observer = func(ev tap.FaultEvent) { faultObs(ev) }
+		p.fault = tap.NewFault(a, c)
+		link = p.fault
+	}
+	w, err := pcap.New(link, p.buf, pcap.Options{Window: win})
 	if err != nil {
 		t.Fatal(err)
 	}
+	if p.fault != nil {
+		faultObs = w.FaultObserver(nil)
+	}
 	p.capture = w
-	p.server = stack.New(stack.Options{TCP: tcp.Options{TimeWait: 50 * time.Millisecond, Observer: w.Observer(p.events.observe)}})
+	so, co := tcp.Options{TimeWait: 50 * time.Millisecond}, tcp.Options{TimeWait: 50 * time.Millisecond}
+	if tweak != nil {
+		tweak(&so)
+		tweak(&co)
+	}
+	so.Observer = w.Observer(p.events.observe)
+	p.server = stack.New(stack.Options{TCP: so})
 	if _, err := p.server.AddNIC(w, netip.MustParsePrefix("192.0.2.1/24")); err != nil {
 		t.Fatal(err)
 	}
-	p.client = stack.New(stack.Options{TCP: tcp.Options{TimeWait: 50 * time.Millisecond}})
+	p.client = stack.New(stack.Options{TCP: co})
 	p.rec.Endpoint.Init(b, p.rec)
 	if _, err := p.client.AddNIC(p.rec, netip.MustParsePrefix("192.0.2.2/24")); err != nil {
 		t.Fatal(err)
@@ -620,7 +651,11 @@ func (p *connPair) settle() { time.Sleep(3 * p.window) }
 func (p *connPair) inject(frame []byte) {
 	pkt := gstack.NewPacketBuffer(gstack.PacketBufferOptions{Payload: buffer.MakeWithData(append([]byte(nil), frame...))})
 	pkt.LinkHeader().Consume(header.EthernetMinimumSize)
-	p.capture.DeliverNetworkPacket(header.IPv4ProtocolNumber, pkt)
+	if p.fault != nil {
+		p.fault.DeliverNetworkPacket(header.IPv4ProtocolNumber, pkt)
+	} else {
+		p.capture.DeliverNetworkPacket(header.IPv4ProtocolNumber, pkt)
+	}
 	pkt.DecRef()
 }
 

@@ -117,7 +117,7 @@ func (a *annotator) wireFacts(r *record) {
 	if seqLen > 0 && c.seen[d] && seqnum.Value(seq).LessThan(seqnum.Value(c.nextSeq[d])) {
 		r.packetID, r.origFrame = c.origin(d, seq)
 		keepalive := segLen <= 1 && seq+1 == c.nextSeq[d] && !syn && !fin && !rst
-		if r.dir == dirIn && r.origFrame != 0 && len(r.faults) == 0 && !keepalive {
+		if r.dir == dirIn && r.origFrame != 0 && !r.lost && !keepalive && !a.faultCopyOf(r) {
 			// Wireshark reads a keepalive's shape before a
 			// retransmission's, and so do we.
 			r.wire = append(r.wire, "retransmission of frame "+strconv.FormatUint(r.origFrame, 10))
@@ -216,6 +216,26 @@ func (a *annotator) wireFacts(r *record) {
 		c.lastAck[d] = ack
 	}
 	c.lastWin[d] = win
+}
+
+// faultCopyOf reports whether inbound frame r, which repeats the range
+// of frame r.origFrame, is one of the two copies a fault's Duplicate made
+// of one frame: the peer sent it once, so neither copy is a retransmission,
+// whichever came first (with Reorder too, the copy goes before the
+// original). The copy says "fault: duplicated" instead.
+func (a *annotator) faultCopyOf(r *record) bool {
+	if r.faultCopy {
+		return true
+	}
+	if r.fp == 0 {
+		return false
+	}
+	for _, o := range a.live() {
+		if o.no == r.origFrame {
+			return o.faultCopy && o.fp == r.fp
+		}
+	}
+	return false
 }
 
 // origin returns the packet id and frame number of the frame that first

@@ -1,0 +1,87 @@
+package pcap_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+
+	"github.com/tapstack/tapstack/pcap"
+	"github.com/tapstack/tapstack/stack/tcp"
+	"github.com/tapstack/tapstack/tap"
+)
+
+// TestFaultDuplicateInboundNotRetransmission: the fault middleware below
+// the capture delivers each in-order data segment from the peer twice.
+// The copy is the fault's: its comment says "fault: duplicated" and what
+// the engine made of it (dropped: old sequence), and never "retransmission
+// of frame N", which is what the peer's TCP did not do (Wireshark's own
+// analysis calls it one; the oracle lets the fault's word answer it). The
+// first copy keeps the engine's "in order". With Reorder too, the copy
+// goes first and the original after the next segment: neither is called
+// a retransmission of the other.
+func TestFaultDuplicateInboundNotRetransmission(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		in   tap.FaultConfig
+	}{
+		{"duplicate", tap.FaultConfig{Duplicate: 1}},
+		{"duplicate and reorder", tap.FaultConfig{Duplicate: 1, Reorder: 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newFaultConnPair(t, 100*time.Millisecond, &tap.FaultConfig{Inbound: &tc.in}, noSACKNoTS)
+			p.settle()
+			tmpl := p.rec.last(t)
+			th := tcpOf(tmpl)
+			t0 := time.Now()
+			for i := range 2 {
+				p.inject(rebuild(tmpl, segment{seq: th.SequenceNumber() + uint32(i)*100, ack: th.AckNumber(),
+					flags: header.TCPFlagAck | header.TCPFlagPsh, payload: make([]byte, 100)}))
+			}
+			p.settle()
+			frames, dump := p.read(t, t0)
+			copies := map[uint32][]pcap.Packet{}
+			for _, f := range inbound(frames) {
+				if _, k, _ := f.TCP(); k.Len == 100 {
+					copies[k.Seq] = append(copies[k.Seq], f)
+				}
+			}
+			if len(copies) != 2 {
+				t.Fatalf("%d data segments, want 2:\n%s", len(copies), dump)
+			}
+			for seq, cs := range copies {
+				if len(cs) != 2 {
+					t.Errorf("seq %d: %d copies, want 2", seq, len(cs))
+					continue
+				}
+				dups := 0
+				for _, c := range cs {
+					if strings.Contains(c.Comment(), "retransmission") {
+						t.Errorf("frame %d, a copy the fault made, says %q", c.Number, c.Comment())
+					}
+					if strings.Contains(c.Comment(), "fault: duplicated") {
+						dups++
+					}
+				}
+				if dups != 1 {
+					t.Errorf("seq %d: %d copies say the fault duplicated them, want 1", seq, dups)
+				}
+				if c := cs[0].Comment(); !strings.Contains(c, "in order") || cs[0].Dropped {
+					t.Errorf("frame %d, the first copy, says %q (dropped %v); want the engine's \"in order\"", cs[0].Number, c, cs[0].Dropped)
+				}
+				if c := cs[1].Comment(); !strings.Contains(c, "dropped: old sequence") || !cs[1].Dropped || strings.Contains(c, "in order") {
+					t.Errorf("frame %d, the second copy, says %q (dropped %v); want the engine's drop alone", cs[1].Number, c, cs[1].Dropped)
+				}
+			}
+			if t.Failed() {
+				t.Logf("capture:\n%s", dump)
+			}
+		})
+	}
+}
+
+// noSACKNoTS turns SACK and Timestamps off, so that segments the engine
+// sends for the same reason (repeated duplicate ACKs) are identical byte
+// for byte.
+func noSACKNoTS(o *tcp.Options) { o.NoSACK, o.NoTimestamps = true, true }
