@@ -74,6 +74,7 @@ type record struct {
 	replyHeld  bool        // a rate limit held back the reply it asked for (pendEv.held)
 	lost       bool        // inbound, dropped by a fault before the stack saw it
 	faultCopy  bool        // inbound, the copy a fault's Duplicate made
+	faultFrame uint64      // outbound, the fault middleware's ordinal for it (FaultEvent.Frame), once a report named it
 	packetID   uint64
 	segIDs     []uint64 // a super-frame written as its wire segments: each one's packet id (wire.go)
 	origFrame  uint64   // a retransmission: the frame that first carried the data
@@ -1045,14 +1046,10 @@ func (a *annotator) fault(now time.Time, ev *tap.FaultEvent, fp uint64, lost *re
 		text = ev.String()
 	}
 	if ev.Dir == tap.FaultOutbound {
-		live := a.live()
-		for i := len(live) - 1; i >= 0; i-- {
-			r := live[i]
-			if !r.isNote() && r.dir == dirOut && r.fp == fp {
-				r.faults = append(r.faults, text)
-				r.dropped = r.dropped || drop
-				return true
-			}
+		if r := a.outboundFaultFrame(ev, fp); r != nil {
+			r.faults = append(r.faults, text)
+			r.dropped = r.dropped || drop
+			return true
 		}
 		a.stats.unmatched++
 		return false
@@ -1073,6 +1070,42 @@ func (a *annotator) fault(now time.Time, ev *tap.FaultEvent, fp uint64, lost *re
 		}
 	}
 	return true
+}
+
+// outboundFaultFrame finds the outbound frame in the window that fault
+// report ev, about a frame with fingerprint fp, concerns. The middleware
+// decides a frame while the capture's write of it is under way, so a
+// report made then is about the newest frame with those bytes. But a
+// frame it held back (Reorder) moves on after the frame that overtook it,
+// and its reports then (delayed, dropped for a full delay queue) come
+// after that frame's: with frames identical byte for byte (a run of
+// duplicate ACKs, RFC 5681 4.2), the newest is the wrong one. Such a
+// frame had a report when it was held, which named its ordinal
+// (FaultEvent.Frame), as every report about it does: a report goes on
+// the frame a report with its ordinal went on, or else on the newest
+// frame with those bytes that no report has named yet; a frame some
+// other report named is not its (once the held frame has left the
+// window, its report is unmatched rather than told on a neighbour). A
+// report without an ordinal (FaultNotSent) takes the newest.
+func (a *annotator) outboundFaultFrame(ev *tap.FaultEvent, fp uint64) *record {
+	live := a.live()
+	var newest *record
+	for i := len(live) - 1; i >= 0; i-- {
+		r := live[i]
+		if r.isNote() || r.dir != dirOut || r.fp != fp {
+			continue
+		}
+		if ev.Frame != 0 && r.faultFrame == ev.Frame {
+			return r
+		}
+		if newest == nil && (r.faultFrame == 0 || ev.Frame == 0) {
+			newest = r
+		}
+	}
+	if newest != nil && ev.Frame != 0 {
+		newest.faultFrame = ev.Frame
+	}
+	return newest
 }
 
 // take returns the records that may be written now, in capture order: the

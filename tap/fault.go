@@ -372,6 +372,9 @@ type laneFrame struct {
 	// changed it (corrupted, marked) and someone listens: the bytes a
 	// capture above holds, which the frame's later reports carry.
 	sent []byte
+	// frame is its ordinal (FaultEvent.Frame): a held frame's reports
+	// made when it moves on name it, not the frame that overtook it.
+	frame uint64
 }
 
 type delayedFrame struct {
@@ -551,6 +554,19 @@ func (l *lane) event(k FaultKind, pkt *stack.PacketBuffer, sent []byte, prob flo
 	return ev
 }
 
+// frameEvent makes the report of a fault on fr, which may be a frame the
+// lane held back and sends after others (Reorder): the report names fr's
+// ordinal, so that an observer that tells frames apart by it (a capture
+// above, among frames identical byte for byte) puts it on fr. f.mu is
+// held.
+func (l *lane) frameEvent(k FaultKind, fr laneFrame) *FaultEvent {
+	ev := l.event(k, fr.pkt, fr.sent, 0)
+	if ev != nil {
+		ev.Frame = fr.frame
+	}
+	return ev
+}
+
 // sentBytes returns the bytes of pkt, an outbound frame a fault is about
 // to change, for the reports of the frame (laneFrame.sent); nil when no
 // one listens or the frame is inbound. f.mu is held.
@@ -666,7 +682,7 @@ func (l *lane) decide(acts []action, pkt *stack.PacketBuffer, proto tcpip.Networ
 		acts = report(report(report(acts, markEv), corruptEv), dupEv)
 		markEv, corruptEv, dupEv = nil, nil, nil
 	}
-	fr := laneFrame{pkt: pkt, proto: proto, notes: [3]*FaultEvent{markEv, corruptEv}, sent: sent}
+	fr := laneFrame{pkt: pkt, proto: proto, notes: [3]*FaultEvent{markEv, corruptEv}, sent: sent, frame: l.stats.Frames}
 	if l.held == nil && l.hit(l.cfg.Reorder) {
 		l.stats.Reordered++
 		ev := l.event(FaultReorder, pkt, sent, l.cfg.Reorder)
@@ -716,7 +732,7 @@ func (l *lane) emit(acts []action, fr laneFrame, now time.Time) []action {
 	if len(l.delayed) >= l.cfg.MaxDelayed {
 		l.stats.DroppedDelayed++
 		acts = reportNotes(acts, fr.notes)
-		return report(acts, l.event(FaultQueueFull, fr.pkt, fr.sent, 0))
+		return report(acts, l.frameEvent(FaultQueueFull, fr))
 	}
 	due := now
 	if l.cfg.Rate > 0 {
@@ -741,7 +757,7 @@ func (l *lane) emit(acts []action, fr laneFrame, now time.Time) []action {
 	l.stats.Delayed++
 	fr.pkt.IncRef()
 	d := delayedFrame{due: due, laneFrame: fr}
-	if ev := l.event(FaultDelay, fr.pkt, fr.sent, 0); ev != nil {
+	if ev := l.frameEvent(FaultDelay, fr); ev != nil {
 		ev.Delay = due.Sub(now)
 		if l.dir == FaultOutbound {
 			acts = report(acts, ev)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -363,4 +364,39 @@ func TestFaultConcurrent(t *testing.T) {
 	}
 	inner.Close()
 	check()
+}
+
+// TestFaultReorderReportsNameTheHeldFrame: Reorder holds frame 1 back
+// until frame 2 has gone, and the delay queue has room for one frame
+// (Delay, MaxDelayed 1). The reports made when the held frame finally
+// moves on (its delay; its drop for a full queue) name its own ordinal,
+// 1, not that of frame 2, which overtook it: an observer that tells
+// identical frames apart by the ordinal (pcap's capture above) puts them
+// on the held frame.
+func TestFaultReorderReportsNameTheHeldFrame(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		maxDelayed int
+		last       tap.FaultKind
+	}{
+		{"delayed", 0, tap.FaultDelay},
+		{"queue full", 1, tap.FaultQueueFull},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var evs []tap.FaultEvent
+			f, _ := newFault(tap.FaultConfig{Reorder: 1, ReorderTimeout: time.Hour, Delay: time.Hour, MaxDelayed: tc.maxDelayed,
+				Observer: func(ev tap.FaultEvent) { evs = append(evs, ev) }})
+			send(t, f, 1, 2)
+			var got []string
+			for _, ev := range evs {
+				got = append(got, ev.Kind.String()+" "+strconv.FormatUint(ev.Frame, 10))
+			}
+			want := []string{tap.FaultReorder.String() + " 1", tap.FaultDelay.String() + " 2", tc.last.String() + " 1"}
+			if strings.Join(got, ", ") != strings.Join(want, ", ") {
+				t.Errorf("reports %v; want %v", got, want)
+			}
+			f.Close()
+			f.Wait()
+		})
+	}
 }
