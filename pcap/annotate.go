@@ -75,6 +75,7 @@ type record struct {
 	lost       bool        // inbound, dropped by a fault before the stack saw it
 	faultCopy  bool        // inbound, the copy a fault's Duplicate made
 	faultFrame uint64      // outbound, the fault middleware's ordinal for it (FaultEvent.Frame), once a report named it
+	train      *record     // a wire segment cut from an outbound super-frame (splitOutbound): the first of them, which the fault middleware saw as one frame with them
 	packetID   uint64
 	segIDs     []uint64 // a super-frame written as its wire segments: each one's packet id (wire.go)
 	origFrame  uint64   // a retransmission: the frame that first carried the data
@@ -1047,8 +1048,16 @@ func (a *annotator) fault(now time.Time, ev *tap.FaultEvent, fp uint64, lost *re
 	}
 	if ev.Dir == tap.FaultOutbound {
 		if r := a.outboundFaultFrame(ev, fp); r != nil {
-			r.faults = append(r.faults, text)
-			r.dropped = r.dropped || drop
+			// A super-frame is one frame to the middleware (lost
+			// whole, as netem drops a GSO packet): what it did to
+			// it, it did to each wire segment the capture shows.
+			for _, x := range a.live() {
+				if x == r || r.train != nil && x.train == r.train {
+					x.faults = append(x.faults, text)
+					x.dropped = x.dropped || drop
+					x.faultFrame = r.faultFrame
+				}
+			}
 			return true
 		}
 		a.stats.unmatched++

@@ -1,6 +1,9 @@
 package pcap_test
 
 import (
+	"bytes"
+	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -74,7 +77,7 @@ func TestFaultDuplicateInboundNotRetransmission(t *testing.T) {
 					t.Errorf("frame %d, the second copy, says %q (dropped %v); want the engine's drop alone", cs[1].Number, c, cs[1].Dropped)
 				}
 			}
-			if t.Failed() {
+			if t.Failed() || testing.Verbose() {
 				t.Logf("capture:\n%s", dump)
 			}
 		})
@@ -85,3 +88,66 @@ func TestFaultDuplicateInboundNotRetransmission(t *testing.T) {
 // sends for the same reason (repeated duplicate ACKs) are identical byte
 // for byte.
 func noSACKNoTS(o *tcp.Options) { o.NoSACK, o.NoTimestamps = true, true }
+
+// TestFaultSuperFrameWhole: the server's engine sends its trains as
+// super-frames over a pipe with segmentation offload, through a fault
+// middleware below the capture, which takes a super-frame as one frame
+// (tap.FaultConfig.Loss: lost whole, as netem drops a GSO packet). The
+// capture writes each as its wire segments: what the fault did to the
+// super-frame is on every one of them, dropped with the fault's reason
+// when it was lost, and no report is left unmatched.
+func TestFaultSuperFrameWhole(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  tap.FaultConfig
+		want string
+	}{
+		{"delay", tap.FaultConfig{Delay: time.Millisecond}, "fault: delayed"},
+		{"loss", tap.FaultConfig{Loss: 0.1, Seed: 2}, "fault: dropped (loss 10%"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newFaultConnPair(t, 100*time.Millisecond, &tc.cfg, nil, tap.WithPipeGSO(true))
+			p.settle()
+			t0 := time.Now()
+			data := bytes.Repeat([]byte("x"), 256<<10)
+			go p.srv.Write(data)
+			if _, err := io.ReadFull(p.cli, make([]byte, len(data))); err != nil {
+				t.Fatal(err)
+			}
+			p.settle()
+			st := p.capture.Stats()
+			frames, dump := p.read(t, t0)
+			trains, faulted := 0, 0
+			for i, f := range frames {
+				var n, mss int
+				if f.Direction != pcap.Outbound {
+					continue
+				}
+				if _, err := fmt.Sscanf(f.Comment(), "TSO %d×%d of", &n, &mss); err != nil {
+					continue
+				}
+				trains++
+				hit := strings.Contains(f.Comment(), tc.want)
+				if hit {
+					faulted++
+				}
+				for j := i; j < i+n && j < len(frames); j++ {
+					g := frames[j]
+					if strings.Contains(g.Comment(), tc.want) != hit || g.Dropped != (hit && tc.cfg.Loss > 0) {
+						t.Errorf("frame %d, wire segment %d/%d of frame %d: %q, dropped %v; the super-frame's fault %v",
+							g.Number, j-i+1, n, f.Number, g.Comment(), g.Dropped, hit)
+					}
+				}
+			}
+			if trains == 0 || faulted == 0 {
+				t.Errorf("%d super-frames, %d met the fault: the test shows nothing", trains, faulted)
+			}
+			if st.Unmatched != 0 {
+				t.Errorf("%d reports unmatched", st.Unmatched)
+			}
+			if t.Failed() || testing.Verbose() {
+				t.Logf("capture:\n%s", dump)
+			}
+		})
+	}
+}

@@ -2,6 +2,7 @@ package pcap
 
 import (
 	"fmt"
+	"hash/maphash"
 	"strconv"
 	"time"
 
@@ -128,10 +129,23 @@ func (w *Writer) splitOutbound(now time.Time, pkt *stack.PacketBuffer, added []*
 	if err != nil {
 		return added, false
 	}
+	// A fault middleware below sees the super-frame, and reports on
+	// it by its bytes: each wire segment takes its fingerprint, and the
+	// first stands for them all (annotator.fault).
+	var fp uint64
+	if w.faults.Load() {
+		fp = maphash.Bytes(w.seed, whole)
+	}
 	var recs []*record
 	err = tap.WireSegments(whole, int(g.MSS), func(seg []byte) {
 		b := append(w.getBuf(), seg...)
-		recs = append(recs, &record{ts: now, dir: dirOut, data: b, length: len(b), fi: parseFrame(b, true)})
+		r := &record{ts: now, dir: dirOut, data: b, length: len(b), fi: parseFrame(b, true), fp: fp}
+		if len(recs) > 0 {
+			r.train = recs[0]
+		} else {
+			r.train = r
+		}
+		recs = append(recs, r)
 	})
 	if err != nil || len(recs) == 0 {
 		for _, r := range recs {
