@@ -818,11 +818,13 @@ func (a *annotator) takeRecovery(c event.ConnID) []pendEv {
 
 // attachAnyConn gives p to the inbound TCP frame in the window with
 // segment key key, whatever its connection, that is being delivered, or
-// else to the oldest that takes it (beingDelivered says when which).
+// else to the oldest that takes it (beingDelivered says when which). A
+// frame a fault lost on its way in is none of them: the engine never saw
+// it, as attach never offers it (addFrame files it under no key).
 func (a *annotator) attachAnyConn(now time.Time, key event.SegKey, p pendEv) {
 	var rs []*record
 	for _, r := range a.live() {
-		if !r.isNote() && r.dir == dirIn && r.fi.kind == kindTCP && r.fi.key == key {
+		if !r.isNote() && r.dir == dirIn && !r.lost && r.fi.kind == kindTCP && r.fi.key == key {
 			rs = append(rs, r)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -149,5 +150,56 @@ func TestFaultSuperFrameWhole(t *testing.T) {
 				t.Logf("capture:\n%s", dump)
 			}
 		})
+	}
+}
+
+// switchSource is a rand.Source for a fault whose draws all hit while
+// hit is set, and all miss otherwise: a test says which frames the fault
+// takes.
+type switchSource struct{ hit atomic.Bool }
+
+func (s *switchSource) Uint64() uint64 {
+	if s.hit.Load() {
+		return 0
+	}
+	return ^uint64(0)
+}
+
+// TestFaultLostNeighbourTakesNoEngineDrop: a segment from the peer to a
+// port nobody listens on is lost by the fault middleware below the
+// capture, on its way in; a copy of it, the same SEQ, ACK, flags and
+// length, follows with a bad checksum, which the fault lets through and
+// the engine drops for it before it looks for a socket (so the event
+// names no connection, and is matched by the segment alone). The drop is
+// the copy's: the lost frame, which the engine never saw, says only what
+// the fault did.
+func TestFaultLostNeighbourTakesNoEngineDrop(t *testing.T) {
+	src := &switchSource{}
+	p := newFaultConnPair(t, 100*time.Millisecond, &tap.FaultConfig{Inbound: &tap.FaultConfig{Loss: 0.5, Source: src}}, nil)
+	p.settle()
+	tmpl := p.rec.last(t)
+	th := tcpOf(tmpl)
+	th.SetDestinationPort(9) // no listener
+	seg := segment{seq: th.SequenceNumber(), ack: th.AckNumber(), flags: header.TCPFlagAck | header.TCPFlagPsh, payload: make([]byte, 100)}
+	t0 := time.Now()
+	src.hit.Store(true)
+	p.inject(rebuild(tmpl, seg))
+	src.hit.Store(false)
+	seg.badCsum = true
+	p.inject(rebuild(tmpl, seg))
+	p.settle()
+	frames, dump := p.read(t, t0)
+	in := inbound(frames)
+	if len(in) != 2 {
+		t.Fatalf("%d inbound frames, want 2:\n%s", len(in), dump)
+	}
+	if c := in[0].Comment(); c != "fault: dropped (loss 50%, #1)" || !in[0].Dropped {
+		t.Errorf("the lost frame says %q (dropped %v); want the fault's drop alone", c, in[0].Dropped)
+	}
+	if c := in[1].Comment(); !strings.Contains(c, "dropped: bad checksum") || !in[1].Dropped {
+		t.Errorf("the copy with a bad checksum says %q (dropped %v); want the engine's drop", c, in[1].Dropped)
+	}
+	if t.Failed() {
+		t.Logf("capture:\n%s", dump)
 	}
 }
