@@ -1096,8 +1096,10 @@ func (a *annotator) fault(now time.Time, ev *tap.FaultEvent, fp uint64, lost *re
 // the frame a report with its ordinal went on, or else on the newest
 // frame with those bytes that no report has named yet; a frame some
 // other report named is not its (once the held frame has left the
-// window, its report is unmatched rather than told on a neighbour). A
-// report without an ordinal (FaultNotSent) takes the newest.
+// window, its report is unmatched rather than told on a neighbour). So
+// with a refusal of the link below (FaultNotSent), which comes when the
+// middleware writes a frame it delayed, after frames taken since. A
+// report without an ordinal takes the newest frame with its bytes.
 func (a *annotator) outboundFaultFrame(ev *tap.FaultEvent, fp uint64) *record {
 	live := a.live()
 	var newest *record

@@ -1,13 +1,17 @@
 package pcap_test
 
 import (
+	"bytes"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/link/channel"
+	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
 	"github.com/tapstack/tapstack/pcap"
 	"github.com/tapstack/tapstack/tap"
@@ -141,4 +145,44 @@ func TestDupAcksReorderedOnTheirFrames(t *testing.T) {
 			t.Logf("capture:\n%s", dump)
 		}
 	})
+}
+
+// TestFaultNotSentOnItsFrame: the fault middleware below the capture
+// delays two identical frames; the link refuses the first when the
+// middleware's timer writes it, while the second waits in the delay
+// queue. The middleware reports the refusal (tap.FaultNotSent) after the
+// second was captured: it is the first frame's, which says "not sent",
+// dropped; the second, which left, says nothing of it.
+func TestFaultNotSentOnItsFrame(t *testing.T) {
+	l := &laterRefusingLink{Endpoint: channel.New(16, 1500, ""), counted: make(chan struct{}), resume: make(chan struct{})}
+	var faultObs func(tap.FaultEvent)
+	f := tap.NewFault(l, tap.FaultConfig{Delay: time.Millisecond, Observer: func(ev tap.FaultEvent) { faultObs(ev) }})
+	var buf bytes.Buffer
+	w, err := pcap.New(f, &buf, pcap.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	faultObs = w.FaultObserver(nil)
+	write := func() {
+		pkt := gstack.NewPacketBuffer(gstack.PacketBufferOptions{Payload: buffer.MakeWithData(bytes.Repeat([]byte{7}, 60))})
+		var pl gstack.PacketBufferList
+		pl.PushBack(pkt)
+		w.WritePackets(pl)
+		pkt.DecRef()
+	}
+	write()
+	<-l.counted // the middleware's timer wrote the first; the link refused it
+	write()     // the same bytes, delayed in turn
+	close(l.resume)
+	time.Sleep(20 * time.Millisecond) // the second leaves
+	st, pkts := closeAndRead(t, w, &buf, 2)
+	for i, p := range pkts {
+		refused := i == 0
+		if p.Dropped != refused || strings.Contains(p.Comment(), notSent) != refused {
+			t.Errorf("frame %d: %q, dropped %v; want %q: %v", p.Number, p.Comment(), p.Dropped, notSent, refused)
+		}
+	}
+	if st.Unmatched != 0 {
+		t.Errorf("%d reports unmatched", st.Unmatched)
+	}
 }

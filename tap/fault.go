@@ -148,7 +148,7 @@ const (
 	// outbound frame, its queue full (it took the first n of a batch, as
 	// tap.Pipe's does), so the frame never reached the wire. It is
 	// reported so that a capture above marks that very frame; its
-	// FaultEvent has no Frame ordinal (0) and no probability.
+	// FaultEvent has the frame's ordinal and no probability.
 	FaultNotSent
 	FaultMark      // an ECN-capable packet marked CE (Mark)
 	FaultBlackHole // dropped: longer than BlackHoleMTU, with no ICMP error
@@ -272,6 +272,7 @@ type faultScratch struct {
 	acts []action
 	out  stack.PacketBufferList // references of its own while the batch is written
 	sent [][]byte               // out's frames as the stack sent them, where a fault changed them (action.sent)
+	ords []uint64               // out's frames' ordinals (action.frame)
 }
 
 func (f *Fault) getScratch() *faultScratch {
@@ -288,6 +289,7 @@ func (f *Fault) putScratch(s *faultScratch, acts []action) {
 	s.acts = acts[:0]
 	clear(s.sent)
 	s.sent = s.sent[:0]
+	s.ords = s.ords[:0]
 	f.scratch.Put(s)
 }
 
@@ -586,6 +588,7 @@ type action struct {
 	pkt   *stack.PacketBuffer
 	proto tcpip.NetworkProtocolNumber
 	sent  []byte // actMove: laneFrame.sent
+	frame uint64 // actMove: laneFrame.frame
 }
 
 type actKind uint8
@@ -727,7 +730,7 @@ func (l *lane) decide(acts []action, pkt *stack.PacketBuffer, proto tcpip.Networ
 func (l *lane) emit(acts []action, fr laneFrame, now time.Time) []action {
 	if l.cfg.Delay <= 0 && l.cfg.Jitter <= 0 && l.cfg.Rate <= 0 {
 		acts = reportNotes(acts, fr.notes)
-		return append(acts, action{kind: actMove, pkt: fr.pkt, proto: fr.proto, sent: fr.sent})
+		return append(acts, action{kind: actMove, pkt: fr.pkt, proto: fr.proto, sent: fr.sent, frame: fr.frame})
 	}
 	if len(l.delayed) >= l.cfg.MaxDelayed {
 		l.stats.DroppedDelayed++
@@ -846,7 +849,7 @@ func (l *lane) flushDelayed() {
 	for ; i < len(l.delayed) && !l.delayed[i].due.After(now); i++ {
 		d := l.delayed[i]
 		acts = report(reportNotes(acts, d.notes), d.delay)
-		acts = append(acts, action{kind: actMove, pkt: d.pkt, proto: d.proto, sent: d.sent}, action{kind: actRelease, pkt: d.pkt})
+		acts = append(acts, action{kind: actMove, pkt: d.pkt, proto: d.proto, sent: d.sent, frame: d.frame}, action{kind: actRelease, pkt: d.pkt})
 	}
 	l.delayed = append(l.delayed[:0], l.delayed[i:]...)
 	f.mu.Unlock()
@@ -888,6 +891,7 @@ func (f *Fault) run(dir FaultDir, acts []action, s *faultScratch, caller []*stac
 			if dir == FaultOutbound {
 				out.PushBack(a.pkt.IncRef())
 				s.sent = append(s.sent, a.sent)
+				s.ords = append(s.ords, a.frame)
 			} else {
 				c := inboundCopy(a.pkt)
 				f.Endpoint.DeliverNetworkPacket(a.proto, c)
@@ -904,7 +908,7 @@ func (f *Fault) run(dir FaultDir, acts []action, s *faultScratch, caller []*stac
 		_, full := err.(*tcpip.ErrNoBufferSpace)
 		if (err == nil || full) && n < out.Len() {
 			written, refused := out.AsSlice()[:n], out.AsSlice()[n:]
-			f.notSent(refused, s.sent[n:])
+			f.notSent(refused, s.sent[n:], s.ords[n:])
 			err = nil
 			for i, pkt := range caller {
 				// A duplicate is the frame again: the frame left
@@ -919,6 +923,7 @@ func (f *Fault) run(dir FaultDir, acts []action, s *faultScratch, caller []*stac
 		out.Reset() // our references go; the slice stays for the next pass
 		clear(s.sent)
 		s.sent = s.sent[:0]
+		s.ords = s.ords[:0]
 	}
 	for _, a := range acts {
 		if a.kind == actRelease {
@@ -952,14 +957,18 @@ func (f *Fault) LinkDrops(count func() uint64) func() uint64 {
 
 // notSent counts and reports the outbound frames the link below refused
 // (FaultNotSent), each with its bytes as the stack sent it (sent[i], if
-// not nil), without f.mu held on return.
-func (f *Fault) notSent(pkts []*stack.PacketBuffer, sent [][]byte) {
+// not nil) and its ordinal (ords[i]), without f.mu held on return.
+func (f *Fault) notSent(pkts []*stack.PacketBuffer, sent [][]byte, ords []uint64) {
 	f.mu.Lock()
 	evs := make([]*FaultEvent, 0, len(pkts))
 	for i, pkt := range pkts {
 		f.out.stats.NotSent++
 		if ev := f.out.event(FaultNotSent, pkt, sent[i], 0); ev != nil {
-			ev.Frame, ev.Seed, ev.Seeded = 0, 0, false // no draw decided it
+			// No draw decided it. The ordinal tells the frame from
+			// an identical one sent since (a capture above tells
+			// them apart by it): a delayed frame is refused when
+			// the middleware writes it, after frames taken later.
+			ev.Frame, ev.Seed, ev.Seeded = ords[i], 0, false
 			evs = append(evs, ev)
 		}
 	}
