@@ -52,10 +52,20 @@ func parseICMPQuote(pkt *stack.PacketBuffer) (icmpQuote, bool) {
 }
 
 // icmpErrno is the errno an ICMP error stands for, as Linux's
-// icmp_err_convert maps it, or nil for the kinds the engine does not act
-// on with an errno (packet too big is path MTU discovery, pmtu.go).
+// icmp_err_convert maps it, or nil for packet too big, which is path MTU
+// discovery (pmtu.go) rather than an errno. Every other kind gVisor hands
+// us has one: source route failed (code 5), destination host unknown (7)
+// and source host isolated (8) were left out, and an error of those
+// kinds was ignored without a count where Linux's tcp_v4_err ends a dial
+// with it, as RFC 1122 4.2.3.9 allows for these codes too.
 func icmpErrno(k stack.TransportErrorKind) error {
 	switch k {
+	case stack.SourceRouteFailedTransportError:
+		return syscall.EOPNOTSUPP
+	case stack.DestinationHostDownTransportError:
+		return syscall.EHOSTDOWN
+	case stack.SourceHostIsolatedTransportError:
+		return syscall.ENONET
 	case stack.DestinationHostUnreachableTransportError:
 		return syscall.EHOSTUNREACH
 	case stack.DestinationNetworkUnreachableTransportError:

@@ -58,6 +58,9 @@ func TestICMPUnreachableSynSent(t *testing.T) {
 		{header.ICMPv4NetUnreachable, syscall.ENETUNREACH},
 		{header.ICMPv4PortUnreachable, syscall.ECONNREFUSED},
 		{header.ICMPv4ProtoUnreachable, syscall.ENOPROTOOPT},
+		{header.ICMPv4SourceRouteFailed, syscall.EOPNOTSUPP},
+		{header.ICMPv4DestinationHostUnknown, syscall.EHOSTDOWN},
+		{header.ICMPv4SourceHostIsolated, syscall.ENONET},
 	} {
 		t.Run(tc.want.Error(), func(t *testing.T) {
 			p, ep := tcptest.SynSent(t)
