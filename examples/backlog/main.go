@@ -238,6 +238,7 @@ func story(ctx context.Context, w io.Writer) error {
 		{"accept queue overflow: RST sent", st.Listen.AcceptOverflowResets.Load()},
 		{"accepted", st.Listen.Accepted.Load()},
 		{"half-open expired", st.Listen.HalfOpenExpired.Load()},
+		{"half-open unreachable (ICMP)", st.Listen.HalfOpenUnreachable.Load()},
 		{"ListenOverflows", st.ListenOverflows.Load()},
 		{"ListenDrops", st.ListenDrops.Load()},
 	} {

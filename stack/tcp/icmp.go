@@ -6,6 +6,8 @@ import (
 	"syscall"
 
 	"github.com/tapstack/tapstack/event"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 )
@@ -118,7 +120,22 @@ func (e *Endpoint) icmpArrives(terr stack.TransportError, pkt *stack.PacketBuffe
 			mtu += uint32(e.netHeaderLen())
 		}
 		e.pathMTUArrives(mtu) // pmtu.go
-	case e.state == event.SynSent:
+	case e.state == event.SynReceived && e.listener != nil:
+		// A listener's half-open entry (Linux's request sock, which
+		// tcp_v4_err and tcp_v6_err hand to tcp_req_err): an error
+		// Linux calls abort ends it, quietly (it has no user), and
+		// frees its SYN queue slot; any other is forgotten, since
+		// the entry has no user to report a soft error to either.
+		// Linux counts the drop in ListenDrops too.
+		if halfOpenAbort(terr) {
+			e.proto.stats.Listen.HalfOpenUnreachable.Add(1)
+			e.proto.stats.ListenDrops.Add(1)
+			e.fail(err, event.Cause{Kind: event.CauseSegment, Detail: "ICMP " + err.Error()})
+		}
+	case e.state == event.SynSent || e.state == event.SynReceived:
+		// A user's open still in its handshake, SYN-RECEIVED after a
+		// simultaneous open included (Linux's tcp_v4_err: TCP_SYN_SENT
+		// and TCP_SYN_RECV alike): the hard error ends it.
 		e.err = err
 		e.transition(event.Closed, event.Cause{Kind: event.CauseSegment, Detail: "ICMP " + err.Error()})
 	case e.state != event.Closed:
@@ -129,6 +146,33 @@ func (e *Endpoint) icmpArrives(terr stack.TransportError, pkt *stack.PacketBuffe
 	}
 	e.mu.Unlock()
 	e.flush()
+}
+
+// halfOpenAbort reports whether an ICMP error about a listener's SYN-ACK
+// ends the half-open entry, as Linux's tcp_v4_err and tcp_v6_err tell
+// tcp_req_err. For IPv4, a net or host unreachable (time exceeded and
+// parameter problem too, which gVisor does not pass on): gVisor folds
+// codes 9 to 15 (administratively prohibited, for TOS, precedence) into
+// those two kinds without their code, so they end the entry here where
+// Linux would keep it. For IPv6, what icmpv6_err_convert calls fatal:
+// port unreachable, administratively prohibited, policy failure and
+// reject route, not no route or address unreachable.
+func halfOpenAbort(terr stack.TransportError) bool {
+	if terr.Origin() == tcpip.SockExtErrorOriginICMP6 {
+		if terr.Type() != uint8(header.ICMPv6DstUnreachable) {
+			return false
+		}
+		switch header.ICMPv6Code(terr.Code()) {
+		case header.ICMPv6PortUnreachable, header.ICMPv6Prohibited, header.ICMPv6Policy, header.ICMPv6RejectRoute:
+			return true
+		}
+		return false
+	}
+	switch terr.Kind() {
+	case stack.DestinationNetworkUnreachableTransportError, stack.DestinationHostUnreachableTransportError:
+		return true
+	}
+	return false
 }
 
 // icmpQuoteValid is RFC 5927 4.1's check that an ICMP error is about a

@@ -117,16 +117,71 @@ func TestICMPQuoteSynSent(t *testing.T) {
 	}
 }
 
-// TestICMPQuoteSynReceived: a half-open connection has sent only its
-// SYN-ACK at ISS; an error quoting anything else is dropped. One quoting
-// ISS is taken as a soft error, as before (the entry stays).
+// TestICMPQuoteSynReceived: a half-open connection of a listener has sent
+// only its SYN-ACK at ISS; an error quoting anything else is dropped and
+// counted. One quoting ISS ends the entry for a net or host unreachable,
+// as Linux's tcp_v4_err hands a request sock to tcp_req_err with abort
+// set for these codes (and for time exceeded and parameter problem,
+// which gVisor does not pass on): the peer cannot be reached, so its SYN
+// queue slot is freed rather than held through SynAckRetries. It has no
+// user to tell. Other codes (port unreachable here) leave it as it is.
 func TestICMPQuoteSynReceived(t *testing.T) {
-	p, ep := tcptest.SynReceived(t)
-	p.InjectIPv4(icmpError(header.ICMPv4HostUnreachable, quote(p, 5)))
-	wantCount(t, "Dropped(ICMP out of window)", p.TCP.Stats().Dropped(event.DropICMPOutOfWindow), 1)
-	p.InjectIPv4(icmpError(header.ICMPv4HostUnreachable, quote(p, 0)))
-	wantCount(t, "Dropped(ICMP out of window)", p.TCP.Stats().Dropped(event.DropICMPOutOfWindow), 1)
+	for _, tc := range []struct {
+		name    string
+		code    header.ICMPv4Code
+		seq     uint32 // relative to ISS
+		dropped bool   // the entry is gone
+	}{
+		{"host unreachable, ISS", header.ICMPv4HostUnreachable, 0, true},
+		{"net unreachable, ISS", header.ICMPv4NetUnreachable, 0, true},
+		{"port unreachable, ISS", header.ICMPv4PortUnreachable, 0, false},
+		{"host unreachable, ISS+5", header.ICMPv4HostUnreachable, 5, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, ep := tcptest.SynReceived(t)
+			p.InjectIPv4(icmpError(tc.code, quote(p, tc.seq)))
+			p.ExpectNothing()
+			outOfWindow := uint64(0)
+			if tc.seq != 0 {
+				outOfWindow = 1
+			}
+			wantCount(t, "Dropped(ICMP out of window)", p.TCP.Stats().Dropped(event.DropICMPOutOfWindow), outOfWindow)
+			if !tc.dropped {
+				p.WantState(ep, event.SynReceived)
+				wantCount(t, "Listen.HalfOpenUnreachable", p.TCP.Stats().Listen.HalfOpenUnreachable.Load(), 0)
+				if q := p.Listener.Queues(); q.SynQueueLen != 1 {
+					t.Fatalf("SYN queue %d entries, want 1", q.SynQueueLen)
+				}
+				return
+			}
+			p.WantState(ep, event.Closed)
+			wantCount(t, "Listen.HalfOpenUnreachable", p.TCP.Stats().Listen.HalfOpenUnreachable.Load(), 1)
+			wantCount(t, "ListenDrops", p.TCP.Stats().ListenDrops.Load(), 1)
+			if q := p.Listener.Queues(); q.SynQueueLen != 0 {
+				t.Fatalf("SYN queue %d entries, want 0", q.SynQueueLen)
+			}
+			// The listener goes on: the peer's SYN again opens a new
+			// entry, answered with a SYN-ACK.
+			p.Inject(seg{Flags: "S", Seq: 0, MSS: 1460})
+			p.Expect(seg{Flags: "S.", Seq: 0, Ack: 1})
+		})
+	}
+}
+
+// TestICMPQuoteSimultaneousOpen: a connection that reached SYN-RECEIVED
+// from SYN-SENT (RFC 9293 3.5 figure 8) is a user's dial still in its
+// handshake: as Linux's tcp_v4_err for TCP_SYN_RECV, a hard error quoting
+// our SYN ends it with the error, as in SYN-SENT.
+func TestICMPQuoteSimultaneousOpen(t *testing.T) {
+	p, ep := tcptest.SynSent(t)
+	p.Inject(seg{Flags: "S", Seq: 0, MSS: 1460})
+	p.Expect(seg{Flags: "S.", Seq: 0, Ack: 1})
 	p.WantState(ep, event.SynReceived)
+	p.InjectIPv4(icmpError(header.ICMPv4PortUnreachable, quote(p, 0)))
+	p.WantState(ep, event.Closed)
+	if _, err := ep.Established(); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("dial error %v, want ECONNREFUSED", err)
+	}
 	p.ExpectNothing()
 }
 

@@ -291,3 +291,52 @@ func TestTimeWait6(t *testing.T) {
 		t.Errorf("ACK for no connection answered with %v, %v; want RST at its ACK", o, ok)
 	}
 }
+
+// TestDestinationUnreachable6SynReceived: an ICMPv6 Destination
+// Unreachable quoting a listener's SYN-ACK ends the half-open entry when
+// Linux's icmpv6_err_convert calls the code fatal (port unreachable,
+// administratively prohibited, policy, reject route), which tcp_v6_err
+// hands tcp_req_err as abort, and leaves it for the others (no route,
+// address unreachable), as for IPv4 (TestICMPQuoteSynReceived).
+func TestDestinationUnreachable6SynReceived(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		code    header.ICMPv6Code
+		dropped bool
+	}{
+		{"no route", header.ICMPv6NetworkUnreachable, false},
+		{"address unreachable", header.ICMPv6AddressUnreachable, false},
+		{"port unreachable", header.ICMPv6PortUnreachable, true},
+		{"administratively prohibited", header.ICMPv6Prohibited, true},
+		{"reject route", header.ICMPv6RejectRoute, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newPeer6(t, tcp.Options{})
+			l, err := p.TCP.Listen(netip.AddrPortFrom(stackAddr6, tcptest.ListenPort), 16)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.inject(seg{Flags: "S", Seq: 0, MSS: 1440})
+			s, ok := p.next()
+			if !ok || s.flags != "S." {
+				t.Fatalf("SYN answered with %v, %v; want SYN-ACK", s, ok)
+			}
+			p.injectIPv6(routerAddr6, header.ICMPv6ProtocolNumber, destinationUnreachable(s.packet, tc.code))
+			want, entries := event.SynReceived, 1
+			if tc.dropped {
+				want, entries = event.Closed, 0
+			}
+			if n := l.Queues().SynQueueLen; n != entries {
+				t.Errorf("SYN queue %d entries, want %d", n, entries)
+			}
+			if got := p.TCP.Stats().Listen.HalfOpenUnreachable.Load(); got != uint64(1-entries) {
+				t.Errorf("Listen.HalfOpenUnreachable = %d, want %d", got, 1-entries)
+			}
+			for _, ep := range p.TCP.Connections() {
+				if ep.State() != want {
+					t.Errorf("half-open connection in %v, want %v", ep.State(), want)
+				}
+			}
+		})
+	}
+}

@@ -30,6 +30,7 @@ type ListenStats struct {
 	AcceptOverflowResets atomic.Uint64 // final ACKs answered with RST (AbortOnOverflow)
 	Accepted             atomic.Uint64 // connections handed out by Accept
 	HalfOpenExpired      atomic.Uint64 // half-open entries dropped after SynAckRetries
+	HalfOpenUnreachable  atomic.Uint64 // half-open entries dropped by an ICMP net or host unreachable about their SYN-ACK (Linux's tcp_req_err)
 }
 
 // Listener is a passive OPEN (RFC 9293 3.10.1) in the LISTEN state, with
