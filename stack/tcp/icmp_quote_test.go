@@ -48,9 +48,17 @@ func icmpError(code header.ICMPv4Code, q icmpQuote) []byte {
 		th[13] = uint8(header.TCPFlagAck)
 	}
 
+	return icmpv4Packet(header.ICMPv4DstUnreachable, code, inner)
+}
+
+// icmpv4Packet is an ICMPv4 message of type typ and code from the peer to
+// the stack, its body inner (the quote, for an error).
+func icmpv4Packet(typ header.ICMPv4Type, code header.ICMPv4Code, inner []byte) []byte {
+	stackAddr := tcpip.AddrFrom4(tcptest.StackAddr.As4())
+	peerAddr := tcpip.AddrFrom4(tcptest.PeerAddr.As4())
 	msg := make([]byte, header.ICMPv4MinimumSize+len(inner))
 	ic := header.ICMPv4(msg)
-	ic.SetType(header.ICMPv4DstUnreachable)
+	ic.SetType(typ)
 	ic.SetCode(code)
 	copy(msg[header.ICMPv4MinimumSize:], inner)
 	ic.SetChecksum(^checksum.Checksum(msg, 0))
