@@ -3,10 +3,11 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/tapstack/tapstack/event"
 	tsotel "github.com/tapstack/tapstack/observe/otel"
@@ -46,8 +47,9 @@ func (e *otlpEndpoint) Set(s string) error {
 // otlpTracing is the trace export of one command: one provider, a tracer
 // per stack.
 type otlpTracing struct {
-	tp      *sdktrace.TracerProvider
-	tracers []*tsotel.Tracer
+	endpoint string
+	tp       *tsotel.OTLPProvider
+	tracers  []*tsotel.Tracer
 }
 
 // newOTLP returns nil, and no error, when endpoint is empty.
@@ -59,7 +61,7 @@ func newOTLP(endpoint string) (*otlpTracing, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &otlpTracing{tp: tp}, nil
+	return &otlpTracing{endpoint: endpoint, tp: tp}, nil
 }
 
 // observer adds a tracer for the stack named name to obs. The tracer
@@ -74,8 +76,13 @@ func (o *otlpTracing) observer(name string, obs event.Observer) event.Observer {
 	return stack.Fanout(obs, tr.Observe)
 }
 
+// otlpFlushTimeout bounds the flush at the end of a command: a collector
+// that is down or hangs delays the exit by no more.
+const otlpFlushTimeout = 5 * time.Second
+
 // close ends the traces still open and flushes the export. Call it after
-// the stacks closed.
+// the stacks closed. Its error says how many spans did not reach the
+// collector, and why.
 func (o *otlpTracing) close() error {
 	if o == nil {
 		return nil
@@ -83,7 +90,30 @@ func (o *otlpTracing) close() error {
 	for _, tr := range o.tracers {
 		tr.Close()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), otlpFlushTimeout)
 	defer cancel()
-	return o.tp.Shutdown(ctx)
+	err := o.tp.Shutdown(ctx)
+	return otlpLoss(o.endpoint, o.tp.ExportStats(), err)
+}
+
+// otlpLoss describes the spans st says were not delivered, or returns
+// shutdownErr alone when all were.
+func otlpLoss(endpoint string, st tsotel.ExportStats, shutdownErr error) error {
+	if st.Undelivered() == 0 {
+		if shutdownErr != nil {
+			return fmt.Errorf("OTLP export to %s: %w", endpoint, shutdownErr)
+		}
+		return nil
+	}
+	var why []string
+	if st.Failed > 0 {
+		why = append(why, fmt.Sprintf("%d failed: %v", st.Failed, st.LastError))
+	}
+	if st.Dropped > 0 {
+		why = append(why, fmt.Sprintf("%d dropped, the export queue full", st.Dropped))
+	}
+	if st.Pending > 0 {
+		why = append(why, fmt.Sprintf("%d still queued after %v", st.Pending, otlpFlushTimeout))
+	}
+	return fmt.Errorf("OTLP export to %s: %d of %d spans not delivered (%s)", endpoint, st.Undelivered(), st.Spans, strings.Join(why, "; "))
 }

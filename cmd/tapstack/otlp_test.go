@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	coltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/protobuf/proto"
@@ -30,6 +31,36 @@ func TestDemoOTLP(t *testing.T) {
 	}
 	if code, _, errOut := runCLI(t, "demo", "--otlp", "ftp://x"); code == 0 {
 		t.Errorf("--otlp ftp://x: exit 0, want an error (%s)", errOut)
+	}
+}
+
+// A collector that answers with an error, or hangs: the command still
+// ends (the flush gives up after otlpFlushTimeout) and says how many of
+// its spans did not reach the collector, and why, not just the error of
+// one request or "context deadline exceeded".
+func TestDemoOTLPUndelivered(t *testing.T) {
+	hang := make(chan struct{})
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "collector broken", http.StatusInternalServerError)
+	}))
+	defer failing.Close()
+	hanging := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-hang }))
+	defer hanging.Close()
+	defer close(hang) // first: the server's Close waits for its handlers
+	for _, c := range []struct{ url, want string }{
+		// The demo's two connection ends: five spans for the client, six
+		// for the server.
+		{failing.URL, "OTLP export to " + failing.URL + ": 11 of 11 spans not delivered (11 failed: traces export: failed to send"},
+		{hanging.URL, "OTLP export to " + hanging.URL + ": 11 of 11 spans not delivered (11 still queued after 5s)"},
+	} {
+		start := time.Now()
+		code, _, errOut := runCLI(t, "demo", "--timewait", "10ms", "--otlp", c.url)
+		if d := time.Since(start); d > otlpFlushTimeout+2*time.Second {
+			t.Errorf("%s: the command took %v, the flush's bound is %v", c.url, d, otlpFlushTimeout)
+		}
+		if code != 0 || !strings.Contains(errOut, c.want) {
+			t.Errorf("%s: exit %d, stderr:\n%s\nwant it to say %q", c.url, code, errOut, c.want)
+		}
 	}
 }
 

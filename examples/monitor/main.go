@@ -26,6 +26,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -114,16 +115,23 @@ func run(ctx context.Context, cfg config, ready func(addr string)) (err error) {
 		if service == "" {
 			service = serviceName
 		}
-		tp, err := tsotel.NewOTLPProvider(ctx, cfg.otlp, service)
-		if err != nil {
-			return err
+		tp, perr := tsotel.NewOTLPProvider(ctx, cfg.otlp, service)
+		if perr != nil {
+			return perr
 		}
 		defer func() {
 			// After the stacks closed (deferred below, so run first):
 			// flush what the batcher holds.
 			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			if e := tp.Shutdown(sctx); e != nil && err == nil {
+			e := tp.Shutdown(sctx)
+			if st := tp.ExportStats(); st.Undelivered() > 0 {
+				// The collector down, refusing or too slow: say how
+				// much of the traces it missed, and why.
+				e = fmt.Errorf("%d of %d spans not delivered (%d failed, %d dropped, %d pending): %v",
+					st.Undelivered(), st.Spans, st.Failed, st.Dropped, st.Pending, cmp.Or(st.LastError, e))
+			}
+			if e != nil && err == nil { // run's err: perr above does not shadow it
 				err = fmt.Errorf("OTLP export: %w", e)
 			}
 		}()

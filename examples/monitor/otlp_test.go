@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -86,5 +87,21 @@ func TestOTLPExport(t *testing.T) {
 	}
 	if !sink.svc[serviceName] {
 		t.Errorf("service names %v, want %s", sink.svc, serviceName)
+	}
+}
+
+// A collector that answers every export with an error: run returns an
+// error that says how many spans it missed.
+func TestOTLPExportFails(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "collector broken", http.StatusInternalServerError)
+	}))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err := run(ctx, config{listen: "127.0.0.1:0", every: 5 * time.Millisecond, otlp: srv.URL, size: 1 << 10, count: 2},
+		func(string) {})
+	if err == nil || !strings.Contains(err.Error(), "spans not delivered") || !strings.Contains(err.Error(), "500") {
+		t.Errorf("run: %v, want an error saying how many spans were not delivered, and why", err)
 	}
 }

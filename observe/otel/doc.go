@@ -86,7 +86,8 @@
 // leaves no state. At most Options.MaxConns connections are traced at
 // once, each with at most four spans open and Options.MaxEventsPerConn
 // span events; connections over the bound are counted (Stats.OverLimit)
-// and not traced. Ended spans are the exporter's to buffer: the SDK's
-// batch span processor holds at most its MaxQueueSize (2048 by default)
-// and drops beyond it.
+// and not traced. Ended spans are the exporter's to buffer:
+// [NewOTLPProvider] queues at most DefaultMaxQueueSize spans, never waits
+// on the collector, and counts in [OTLPProvider.ExportStats] every span it
+// exported, failed to export, dropped on a full queue, or holds.
 package otel

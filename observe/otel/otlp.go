@@ -24,14 +24,20 @@ import (
 //	grpc://HOST:PORT          OTLP/gRPC without TLS
 //	HOST:PORT                 OTLP/gRPC without TLS (4317 is the usual port)
 //
-// Shut the provider down to flush what is buffered.
-func NewOTLPProvider(ctx context.Context, endpoint, service string) (*sdktrace.TracerProvider, error) {
+// Spans wait for export in a queue of DefaultMaxQueueSize: ending a span
+// never waits on the collector, which may be down or slow; a span that
+// finds the queue full is dropped. ExportStats counts what was exported,
+// failed, dropped, or is pending. Shut the provider down to flush what is
+// queued: Shutdown returns at its context's deadline even if the
+// collector hangs.
+func NewOTLPProvider(ctx context.Context, endpoint, service string) (*OTLPProvider, error) {
 	exp, err := newOTLPExporter(ctx, endpoint)
 	if err != nil {
 		return nil, err
 	}
 	res := resource.NewWithAttributes(semconv.SchemaURL, semconv.ServiceName(service))
-	return sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res)), nil
+	q := newExportQueue(exp)
+	return &OTLPProvider{sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(q), sdktrace.WithResource(res)), q}, nil
 }
 
 func newOTLPExporter(ctx context.Context, endpoint string) (sdktrace.SpanExporter, error) {
