@@ -105,7 +105,9 @@ func TestExportToBadCollector(t *testing.T) {
 						i+1, st.Pending, otel.DefaultMaxQueueSize, otel.DefaultMaxExportBatch)
 				}
 			}
-			if slowest > 100*time.Millisecond {
+			// A collector that hangs holds a waiting event for as long as
+			// the test runs; a loaded machine may hold one for a while.
+			if slowest > time.Second {
 				t.Errorf("an event took %v to observe: the engine waited on the collector", slowest)
 			}
 
