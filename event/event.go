@@ -102,6 +102,11 @@ type Event struct {
 	Queue   QueueInfo
 	Note    string // e.g. "SYN queued", "accept queue overflow"
 	RTO     time.Duration
+	// Err is, for a KindState move to CLOSED, the error the connection's
+	// user gets from then on (a *net.OpError's Err: syscall.ECONNRESET,
+	// ETIMEDOUT, or the ICMP error heard that explains a timeout), nil
+	// for an orderly close.
+	Err error
 	// Attempt is, for a retransmission, which one (1 for the first); for
 	// a keepalive, the probe number; for a KindRecovery with Key (the
 	// link refused that segment), which of the packets with data or a FIN

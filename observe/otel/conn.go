@@ -2,8 +2,10 @@ package otel
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -464,10 +466,46 @@ func connectionState(s event.State) string {
 	return strings.ReplaceAll(strings.ToLower(s.String()), "-", "_")
 }
 
+// errnoName is the error.type of an error a connection's user may get
+// when it ends, or "".
+func errnoName(err error) string {
+	var errno syscall.Errno
+	if !errors.As(err, &errno) {
+		return ""
+	}
+	switch errno {
+	case syscall.ECONNRESET:
+		return "ECONNRESET"
+	case syscall.ECONNREFUSED:
+		return "ECONNREFUSED"
+	case syscall.ETIMEDOUT:
+		return "ETIMEDOUT"
+	case syscall.ECONNABORTED:
+		return "ECONNABORTED"
+	case syscall.EHOSTUNREACH:
+		return "EHOSTUNREACH"
+	case syscall.ENETUNREACH:
+		return "ENETUNREACH"
+	case syscall.ENETDOWN:
+		return "ENETDOWN"
+	case syscall.EHOSTDOWN:
+		return "EHOSTDOWN"
+	case syscall.EPROTO:
+		return "EPROTO"
+	}
+	return ""
+}
+
 // closeError classifies a transition to CLOSED that was not an orderly
-// close: error.type names the failure as the errno an application sees.
+// close: error.type names the failure as the errno an application sees,
+// the engine's own (ev.Err) when it says: a timeout after an ICMP error
+// is that error (Linux's tcp_write_err), an ICMP error in SYN-SENT
+// ECONNREFUSED or ENETUNREACH as well as EHOSTUNREACH.
 func closeError(ev event.Event) (typ, desc string) {
 	cause := ev.Cause
+	if typ := errnoName(ev.Err); typ != "" {
+		return typ, ev.Err.Error() + " (" + cause.String() + ")"
+	}
 	switch cause.Kind {
 	case event.CauseSegment:
 		if cause.Key.Flags&event.FlagRst != 0 {

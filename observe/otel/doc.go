@@ -45,7 +45,7 @@
 //	server.address/port         root                   the passive end (the listener's)
 //	client.address/port         root                   the active end
 //	network.connection.state    root, at close         the state before CLOSED, as the convention spells it ("time_wait")
-//	error.type                  root and failed phase  ECONNRESET, ECONNREFUSED, ETIMEDOUT, ECONNABORTED (we reset), EHOSTUNREACH (ICMP), ENETDOWN (link)
+//	error.type                  root and failed phase  the error the application got: ECONNRESET, ECONNREFUSED, ETIMEDOUT or the ICMP error heard before (EHOSTUNREACH, ENETUNREACH), ECONNABORTED (we reset), ENETDOWN (link)
 //	tcp.role                    root                   "active" or "passive"
 //	tcp.state.final             root, at close         the state before CLOSED, RFC 9293 name ("TIME-WAIT")
 //	tcp.close.cause             root, at close         what made the last transition ("timer time-wait", "segment ... Flags [R]")

@@ -236,6 +236,17 @@ func wantAttrs(t *testing.T, what string, s tracetest.SpanStub, want map[string]
 	}
 }
 
+// wantInfo checks a root's totals against what the engine's Info says
+// of its connection at the end.
+func wantInfo(t *testing.T, what string, root tracetest.SpanStub, in tcp.Info) {
+	t.Helper()
+	wantAttrs(t, what+" root against Info", root, map[string]string{
+		"tcp.bytes_sent": fmt.Sprint(in.BytesSent), "tcp.bytes_acked": fmt.Sprint(in.BytesAcked),
+		"tcp.bytes_received": fmt.Sprint(in.BytesReceived), "tcp.retransmits": fmt.Sprint(in.Retransmits),
+		"tcp.srtt_us": fmt.Sprint(in.RTT.Microseconds()), "tcp.cwnd": fmt.Sprint(in.Cwnd),
+	})
+}
+
 // readAll reads c to EOF on its own goroutine.
 func readAll(c *conn.Conn) <-chan []byte {
 	ch := make(chan []byte, 1)

@@ -128,17 +128,8 @@ func TestLossyTransfer(t *testing.T) {
 		})
 		wantAttrs(t, "server root", sv[0].root, map[string]string{"tcp.bytes_received": strconv.Itoa(size), "tcp.bytes_sent": "2", "error.type": ""})
 		// The root's totals are what the engine's Info says at close.
-		for _, x := range []struct {
-			name string
-			root tracetest.SpanStub
-			in   tcp.Info
-		}{{"client", ctr.root, c.Info()}, {"server", sv[0].root, s.Info()}} {
-			wantAttrs(t, x.name+" root against Info", x.root, map[string]string{
-				"tcp.bytes_sent": fmt.Sprint(x.in.BytesSent), "tcp.bytes_acked": fmt.Sprint(x.in.BytesAcked),
-				"tcp.bytes_received": fmt.Sprint(x.in.BytesReceived), "tcp.retransmits": fmt.Sprint(x.in.Retransmits),
-				"tcp.srtt_us": fmt.Sprint(x.in.RTT.Microseconds()), "tcp.cwnd": fmt.Sprint(x.in.Cwnd),
-			})
-		}
+		wantInfo(t, "client", ctr.root, c.Info())
+		wantInfo(t, "server", sv[0].root, s.Info())
 	})
 }
 

@@ -94,7 +94,14 @@ func (e *Endpoint) transition(to event.State, cause event.Cause) {
 
 // emitState reports a transition.
 func (e *Endpoint) emitState(from, to event.State, cause *event.Cause) {
-	e.emit(event.Event{Kind: event.KindState, Conn: e.connID(), From: from, To: to, Cause: *cause, Key: cause.Key})
+	ev := event.Event{Kind: event.KindState, Conn: e.connID(), From: from, To: to, Cause: *cause, Key: cause.Key}
+	if to == event.Closed {
+		// What the user sees, which the cause alone does not say: a
+		// timer that gave up reports the ICMP error heard before it
+		// (timeoutErr), as Linux's tcp_write_err does.
+		ev.Err = e.err
+	}
+	e.emit(ev)
 }
 
 // refuseTransition counts and reports a transition the table does not
