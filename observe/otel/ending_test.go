@@ -174,3 +174,36 @@ func TestICMPInSynSentErrorType(t *testing.T) {
 		}
 	}
 }
+
+// A connection with more span events than the SDK keeps on one span
+// (sdktrace.DefaultEventCountLimit, 128, which drops the oldest): by
+// default every event the tracer did not record is in tcp.events_dropped,
+// none lost silently in the SDK.
+func TestEventBudgetWithinSpanLimit(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp)) // the SDK's default span limits
+	tr := otel.New(otel.Options{TracerProvider: tp})
+	id, at := newWorldID(1), time.Unix(0, 0)
+	const drops = 300
+	tr.Observe(event.Event{Time: at, Kind: event.KindState, Conn: id, From: event.Closed, To: event.SynSent})
+	tr.Observe(event.Event{Time: at, Kind: event.KindState, Conn: id, From: event.SynSent, To: event.Established})
+	for range drops {
+		tr.Observe(event.Event{Time: at, Kind: event.KindDrop, Conn: id, Drop: event.DropReason(1)})
+	}
+	tr.Observe(event.Event{Time: at, Kind: event.KindState, Conn: id, From: event.Established, To: event.Closed,
+		Cause: event.Cause{Kind: event.CauseSegment, Key: event.SegKey{Flags: event.FlagRst}}})
+	var kept, sdkDropped int
+	var root tracetest.SpanStub
+	for _, s := range exp.GetSpans() {
+		kept += len(s.Events)
+		sdkDropped += s.DroppedEvents
+		if s.Name == otel.SpanConnection {
+			root = s
+		}
+	}
+	counted := atoi(attr(root, "tcp.events_dropped"))
+	if sdkDropped != 0 || kept+counted != drops+3 {
+		t.Errorf("%d span events kept, %d in tcp.events_dropped, %d dropped by the SDK unseen; want %d kept or counted, none unseen",
+			kept, counted, sdkDropped, drops+3)
+	}
+}

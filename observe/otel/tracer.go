@@ -21,8 +21,12 @@ const ScopeName = "github.com/tapstack/tapstack/observe/otel"
 
 // Defaults of Options.
 const (
-	DefaultMaxConns         = 4096
-	DefaultMaxEventsPerConn = 256
+	DefaultMaxConns = 4096
+	// DefaultMaxEventsPerConn is the SDK's default limit of events on one
+	// span (sdktrace.DefaultEventCountLimit): a connection's events,
+	// however its spans share them, then all reach the exporter or are
+	// counted in tcp.events_dropped, none dropped by the SDK unseen.
+	DefaultMaxEventsPerConn = 128
 )
 
 // Options configure a Tracer. The zero value traces every connection of
@@ -48,7 +52,10 @@ type Options struct {
 
 	// MaxEventsPerConn bounds the span events one connection records
 	// (default DefaultMaxEventsPerConn); the rest are counted in the root
-	// span's tcp.events_dropped and in Stats.EventsDropped.
+	// span's tcp.events_dropped and in Stats.EventsDropped. Above the
+	// provider's own limit of events per span (the SDK's SpanLimits), the
+	// provider drops the oldest events of a span, which only the span's
+	// dropped-events count records.
 	MaxEventsPerConn int
 
 	// Attributes are added to every root span, for example
