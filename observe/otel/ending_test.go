@@ -139,6 +139,12 @@ func TestEndingsMatchInfo(t *testing.T) {
 				"tcp.close.cause": "tracer closed", "network.connection.state": "established",
 				"tcp.state.final": "ESTABLISHED", "error.type": "",
 			})
+			// On the stack's clock, as every span time is: a trace on a
+			// fake clock stays on it, and the same every run.
+			if end := cl[0].root.EndTime; end.Before(cl[0].root.StartTime) || end.After(w.clock.Now()) {
+				t.Errorf("client root ended at %v, want on the stack's clock, from %v to %v",
+					end, cl[0].root.StartTime, w.clock.Now())
+			}
 			if st := cl[0].root.Status; st.Code != codes.Unset {
 				t.Errorf("client root status %v, want Unset: the connection did not fail", st)
 			}

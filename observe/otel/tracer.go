@@ -89,6 +89,9 @@ type Tracer struct {
 	mu      sync.Mutex
 	conns   map[event.ConnID]*connTrace
 	maxOpen int
+	// last is the latest event time seen: Close ends the spans still
+	// open then, on the stack's clock, as every other span time is.
+	last time.Time
 }
 
 // New returns a Tracer. It panics if opts.TracerProvider is nil, a
@@ -138,6 +141,9 @@ func (t *Tracer) Observe(ev event.Event) {
 		return // a listener's own event: no connection to trace
 	}
 	t.mu.Lock()
+	if ev.Time.After(t.last) {
+		t.last = ev.Time
+	}
 	c := t.conns[ev.Conn]
 	if c == nil {
 		role, ok := opening(ev)
@@ -219,14 +225,16 @@ func (t *Tracer) Stats() Stats {
 
 // Close ends the spans of every connection still traced, marking them
 // with tcp.close.cause "tracer closed", so that a program that exits
-// with connections open still exports what it saw. Events that arrive
-// afterwards start new traces as usual.
+// with connections open still exports what it saw. They end at the
+// latest event the tracer saw, on the stack's clock: a trace on a fake
+// clock (tapstack script) stays on it, and the same every run. Events
+// that arrive afterwards start new traces as usual.
 func (t *Tracer) Close() {
 	t.mu.Lock()
 	conns := t.conns
 	t.conns = make(map[event.ConnID]*connTrace)
+	now := t.last
 	t.mu.Unlock()
-	now := time.Now()
 	for _, c := range conns {
 		c.mu.Lock()
 		c.abandon(now)
