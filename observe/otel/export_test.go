@@ -111,10 +111,18 @@ func TestExportToBadCollector(t *testing.T) {
 				t.Errorf("an event took %v to observe: the engine waited on the collector", slowest)
 			}
 
+			fctx, fcancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			start := time.Now()
+			ferr := tp.ForceFlush(fctx)
+			fcancel()
+			if d := time.Since(start); d > 800*time.Millisecond {
+				t.Errorf("ForceFlush took %v, its deadline was 300ms (%v)", d, ferr)
+			}
+
 			const within = time.Second
 			ctx, cancel := context.WithTimeout(context.Background(), within)
 			defer cancel()
-			start := time.Now()
+			start = time.Now()
 			err = tp.Shutdown(ctx)
 			if d := time.Since(start); d > within+500*time.Millisecond {
 				t.Errorf("Shutdown took %v, its deadline was %v", d, within)
