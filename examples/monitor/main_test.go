@@ -80,6 +80,8 @@ func TestMetricsRise(t *testing.T) {
 		`tapstack_tcp_connections{stack="client",state="TIME-WAIT"}`,
 		`tapstack_tcp_drops_total{reason="bad checksum",stack="server"}`,
 		`tapstack_monitor_events_dropped_total{stack="server"}`,
+		`tapstack_tcp_receive_memory_bytes{stack="server"}`,
+		`tapstack_tcp_receive_memory_limit_bytes{stack="server"} 1.073741824e+09`,
 	} {
 		if !strings.Contains(second, want) {
 			t.Errorf("metrics lack %s", want)

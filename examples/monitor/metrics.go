@@ -35,6 +35,8 @@ var (
 	descQueueLen        = desc("tapstack_tcp_listen_queue_length", "A listener's SYN queue (queue=syn) or accept queue (queue=accept) length.", "stack", "listener", "queue")
 	descQueueLimit      = desc("tapstack_tcp_listen_queue_limit", "A listener's SYN queue or accept queue limit.", "stack", "listener", "queue")
 	descConns           = desc("tapstack_tcp_connections", "Connections by state.", "stack", "state")
+	descRcvMem          = desc("tapstack_tcp_receive_memory_bytes", "Received data the connections hold, unread or out of order (Usage().ReceiveMemory; Linux's tcp_mem usage).", "stack")
+	descRcvMemLimit     = desc("tapstack_tcp_receive_memory_limit_bytes", "The stack's receive memory limit (Options.ReceiveMemoryLimit; Linux's tcp_mem[2]).", "stack")
 	descEventsDropped   = desc("tapstack_monitor_events_dropped_total", "Engine events the monitor's bounded queue dropped.", "stack")
 )
 
@@ -50,7 +52,7 @@ var allStates = []event.State{event.SynSent, event.SynReceived, event.Establishe
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSegments, descRetransmits, descResets, descOpens, descTimeouts,
-		descDrops, descSends, descListenOverflows, descListenDrops, descQueueLen, descQueueLimit, descConns, descEventsDropped} {
+		descDrops, descSends, descListenOverflows, descListenDrops, descQueueLen, descQueueLimit, descConns, descRcvMem, descRcvMemLimit, descEventsDropped} {
 		ch <- d
 	}
 }
@@ -98,6 +100,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		for _, s := range allStates {
 			gauge(descConns, byState[s], n, s.String())
 		}
+		gauge(descRcvMem, ns.s.TCP().Usage().ReceiveMemory, n)
+		gauge(descRcvMemLimit, ns.s.TCP().Options().ReceiveMemoryLimit, n)
 		if q := c.queues[n]; q != nil {
 			counter(descEventsDropped, q.Dropped(), n)
 		}
