@@ -120,6 +120,10 @@ var agentFuzzSeeds = []tcptest.FuzzSeed{
 		`{"id":5,"op":"read","conn":1,"max":0,"timeout_ms":1}`+"\n"+
 		`{"id":6,"op":"write","conn":1,"data_b64":"","timeout_ms":-1}`+"\n"+
 		"{\"id\":2,\"op\":\"hello\",\"version\":1}\r\n\x00\xff\n"),
+	// Fields given twice: EINVAL, with id 0 for two ids.
+	agentSeed("duplicate-keys", `{"id":1,"op":"listen","port":7,"backlog":0,"port":8}`+"\n"+
+		`{"id":2,"id":3,"op":"hello","version":1}`+"\n"+
+		`{"id":4,"op":"hello","version":1,"pad":{"a":1,"a":2},"v\u0065rsion":1}`+"\n"),
 	// A repeated id, and no newline after the last line.
 	agentSeed("repeated-id-no-final-newline", `{"id":1,"op":"hello","version":1}`+"\n"+`{"id":1,"op":"hello","version":1}`),
 }
@@ -271,10 +275,34 @@ func wantReplyID(line []byte) int64 {
 		return 0
 	}
 	var id int64
-	if raw, ok := fields["id"]; !ok || json.Unmarshal(raw, &id) != nil || id < 1 {
+	if raw, ok := fields["id"]; !ok || json.Unmarshal(raw, &id) != nil || id < 1 || idKeys(line) > 1 {
 		return 0
 	}
 	return id
+}
+
+// idKeys counts the top-level keys of the JSON object line named "id": a
+// request that gives two has no id (TestAgentDuplicateKeys).
+func idKeys(line []byte) int {
+	dec := json.NewDecoder(bytes.NewReader(line))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return 0
+	}
+	n := 0
+	for dec.More() {
+		key, err := dec.Token()
+		if err != nil {
+			break
+		}
+		if key == "id" {
+			n++
+		}
+		var v json.RawMessage
+		if dec.Decode(&v) != nil {
+			break
+		}
+	}
+	return n
 }
 
 // agentStateNames are the states a "state" reply may carry (AGENT.md).

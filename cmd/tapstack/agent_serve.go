@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -398,12 +399,24 @@ func (a *agent) handle(line []byte) {
 		return
 	}
 	r := &agentRequest{fields: fields}
+	dups := duplicateKeys(line, len(fields))
+	if slices.Contains(dups, "id") {
+		a.reply(&agentReply{Error: "EINVAL", Detail: "request with two ids: field \"id\" given twice"})
+		return
+	}
 	id, err := r.int("id", 1, math.MaxInt64)
 	if err != nil {
 		a.reply(&agentReply{Error: "EINVAL", Detail: "request without a valid id: " + err.Error()})
 		return
 	}
 	r.id = id
+	if len(dups) > 0 {
+		// RFC 8259 4: an object whose names are not unique means what
+		// its parser makes of it; encoding/json keeps the last value,
+		// the harness may have meant the first. Malformed, not guessed.
+		a.finish(id, agentReply{}, errInvalid("request with fields given twice: %q", dups), "")
+		return
+	}
 	r.op, err = r.str("op")
 	if err != nil {
 		a.finish(id, agentReply{}, err, "")
@@ -449,6 +462,56 @@ func (a *agent) handle(line []byte) {
 		rep, err := run()
 		a.finish(id, rep, err, timeout)
 	}()
+}
+
+// duplicateKeys returns the names that the JSON object line gives more
+// than once at its top level (unescaped, each once), given that line is
+// valid JSON and that its object decoded to a map of n fields: more keys
+// than fields means a name came twice. The keys are found by one pass
+// over the bytes, which a 16 MiB write line can afford where a second
+// decoding of it would copy its data again.
+func duplicateKeys(line []byte, n int) []string {
+	var keys [][]byte // the top-level keys, quoted as in line
+	depth := 0
+	for i := 0; i < len(line); i++ {
+		switch line[i] {
+		case '{', '[':
+			depth++
+		case '}', ']':
+			depth--
+		case '"':
+			j := i + 1
+			for ; line[j] != '"'; j++ {
+				if line[j] == '\\' {
+					j++ // the escaped byte, which may be a quote
+				}
+			}
+			if depth == 1 {
+				k := j + 1
+				for k < len(line) && (line[k] == ' ' || line[k] == '\t' || line[k] == '\n' || line[k] == '\r') {
+					k++
+				}
+				if k < len(line) && line[k] == ':' {
+					keys = append(keys, line[i:j+1])
+				}
+			}
+			i = j
+		}
+	}
+	if len(keys) == n {
+		return nil
+	}
+	var dups []string
+	seen := make(map[string]bool, len(keys))
+	for _, q := range keys {
+		var name string
+		_ = json.Unmarshal(q, &name) // a valid JSON string
+		if seen[name] && !slices.Contains(dups, name) {
+			dups = append(dups, name)
+		}
+		seen[name] = true
+	}
+	return dups
 }
 
 // register hands out the next id for a listener or conn. After shutdown

@@ -855,3 +855,42 @@ func TestAgentDialLimit(t *testing.T) {
 		t.Errorf("a dial once one of %d was answered: %v, want it pending", agentMaxDials, p.wait(next, time.Second))
 	}
 }
+
+// TestAgentDuplicateKeys: a request that names a field twice is
+// malformed (EINVAL), not served with whichever value the decoder kept
+// last: RFC 8259 4 leaves such an object's meaning to the parser ("names
+// within an object SHOULD be unique"; I-JSON, RFC 7493 2.3, forbids
+// them), so `{"op":"state","op":"close"}` or two conns in one close must
+// not be guessed at. A duplicated id is no id: the reply has id 0.
+// Only the request's own keys count; an ignored field's value may hold
+// any object.
+func TestAgentDuplicateKeys(t *testing.T) {
+	p := newPipeAgent(t, tcp.Options{})
+	ln := id(p.ok(map[string]any{"op": "listen", "port": 9021, "backlog": 4}), "listener")
+	c1, _ := p.acceptFromPeer(t, ln, 9021)
+	c2, _ := p.acceptFromPeer(t, ln, 9021)
+	for _, tc := range []struct {
+		line string
+		id   int64
+	}{
+		{fmt.Sprintf(`{"id":1001,"op":"close","conn":%d,"conn":%d}`, c1, c2), 1001},
+		{fmt.Sprintf(`{"id":1002,"op":"state","conn":%d,"op":"close"}`, c1), 1002},
+		{`{"id":1003,"op":"hello","version":1,"version":1}`, 1003},
+		{`{"id":1004,"op":"hello","version":1,"v\u0065rsion":2}`, 1004}, // the same name, escaped
+		{`{"id":1005,"id":1006,"op":"hello","version":1}`, 0},
+	} {
+		p.writeLine([]byte(tc.line))
+		if m := p.wait(tc.id, 3*time.Second); m["ok"] != false || m["error"] != "EINVAL" {
+			t.Errorf("%s: %v, want EINVAL with id %d", tc.line, m, tc.id)
+		}
+	}
+	for _, c := range []int64{c1, c2} {
+		if s := p.state("conn", c); s != "ESTABLISHED" {
+			t.Errorf("conn %d after requests with duplicate keys: %s, want ESTABLISHED (untouched)", c, s)
+		}
+	}
+	p.writeLine([]byte(`{"id":1007,"op":"hello","version":1,"pad":{"a":1,"a":2},"list":[{"b":1,"b":1}]}`))
+	if m := p.wait(1007, 3*time.Second); m["ok"] != true {
+		t.Errorf("duplicate keys inside an ignored field: %v, want ok", m)
+	}
+}
