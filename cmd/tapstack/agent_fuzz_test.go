@@ -10,13 +10,16 @@ import (
 	"net/netip"
 	"runtime"
 	"slices"
+	"strconv"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/link/channel"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 
 	"github.com/tapstack/tapstack/stack"
 	"github.com/tapstack/tapstack/stack/tcp"
@@ -46,9 +49,89 @@ func FuzzAgentRequests(f *testing.F) {
 	for _, s := range agentFuzzSeeds {
 		f.Add(s.Args[0].([]byte))
 	}
+	// Each input runs on a stack of its own, as a harness starts an agent
+	// per test; one that the run leaves as new (no connection, listener or
+	// neighbour, nothing queued on the link) serves the next input rather
+	// than being built again, which took most of a run of a few requests.
+	var pool agentStackPool
+	f.Cleanup(pool.close)
 	f.Fuzz(func(t *testing.T, in []byte) {
-		checkAgentReplies(t, in, runAgentOn(t, in))
+		s := pool.get(t)
+		out := runAgentOnStack(t, s, in)
+		pool.put(s)
+		checkAgentReplies(t, in, out)
 	})
+}
+
+// agentStackPool keeps one stack that a fuzz run left as new.
+type agentStackPool struct {
+	s *agentStack
+}
+
+// agentStack is a stack at 192.0.2.2/24 on a channel link no peer reads.
+type agentStack struct {
+	*stack.Stack
+	link *channel.Endpoint
+	nic  tcpip.NICID
+}
+
+func newAgentStack() (*agentStack, error) {
+	s := stack.New(stack.Options{TCP: tcp.Options{TimeWait: 10 * time.Millisecond}})
+	link := channel.New(64, 1500, "")
+	nic, err := s.AddNIC(link, netip.MustParsePrefix("192.0.2.2/24"))
+	if err != nil {
+		s.Close()
+		link.Close()
+		return nil, err
+	}
+	return &agentStack{Stack: s, link: link, nic: nic}, nil
+}
+
+func (s *agentStack) close() {
+	s.Close()
+	s.link.Close()
+}
+
+// get returns the kept stack, or a new one.
+func (p *agentStackPool) get(t *testing.T) *agentStack {
+	t.Helper()
+	if s := p.s; s != nil {
+		p.s = nil
+		return s
+	}
+	s, err := newAgentStack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// put keeps s for the next run if it is as new: the engine holds no
+// connection (TIME-WAIT and orphans included) and no listener, and the
+// link's queue and the neighbour table (if the link has one) are emptied;
+// else it closes s.
+// What else differs from a new stack (counters, the ISN and SYN cookie
+// secrets, the next ephemeral port) is random or not seen by the agent.
+func (p *agentStackPool) put(s *agentStack) {
+	s.link.Drain()
+	switch s.Netstack().ClearNeighbors(s.nic, ipv4.ProtocolNumber).(type) {
+	case nil, *tcpip.ErrNotSupported: // cleared, or none: the link resolves nothing
+	default:
+		s.close()
+		return
+	}
+	if s.TCP().Usage() != (tcp.Usage{}) || len(s.TCP().Listeners()) > 0 || p.s != nil {
+		s.close()
+		return
+	}
+	p.s = s
+}
+
+func (p *agentStackPool) close() {
+	if p.s != nil {
+		p.s.close()
+		p.s = nil
+	}
 }
 
 // agentFuzzHang bounds one run. AGENT.md gives the agent 2 s after the end
@@ -134,15 +217,20 @@ func agentSeed(name, in string) tcptest.FuzzSeed {
 
 // runAgentOn serves in on a fresh stack and returns stdout. The input is
 // paced like a harness that waits for each reply before its next request,
-// though at most agentFuzzPace per line (a blocking request may wait for
-// a later one) and only for the first agentFuzzPaced lines.
+// though at most agentFuzzPace for each request (a blocking request may
+// wait for a later one) and only for the first agentFuzzPaced lines.
 func runAgentOn(t *testing.T, in []byte) []byte {
 	t.Helper()
-	s := agentChannelStack(t)
+	return runAgentOnStack(t, &agentStack{Stack: agentChannelStack(t)}, in)
+}
+
+// runAgentOnStack is runAgentOn on s, which it does not close.
+func runAgentOnStack(t *testing.T, s *agentStack, in []byte) []byte {
+	t.Helper()
 	out := &replyCounter{replied: make(chan struct{}, 1)}
 	done := make(chan error, 1)
 	go func() {
-		_, err := serveAgent(context.Background(), s, &pacedReader{lines: agentLines(in), out: out}, out, io.Discard)
+		_, err := serveAgent(context.Background(), s.Stack, newPacedReader(in, out), out, io.Discard)
 		done <- err
 	}()
 	select {
@@ -163,16 +251,12 @@ func runAgentOn(t *testing.T, in []byte) []byte {
 // on when nothing answers on the wire.
 func agentChannelStack(t *testing.T) *stack.Stack {
 	t.Helper()
-	s := stack.New(stack.Options{TCP: tcp.Options{TimeWait: 10 * time.Millisecond}})
-	link := channel.New(64, 1500, "")
-	t.Cleanup(func() {
-		s.Close()
-		link.Close()
-	})
-	if _, err := s.AddNIC(link, netip.MustParsePrefix("192.0.2.2/24")); err != nil {
+	s, err := newAgentStack()
+	if err != nil {
 		t.Fatal(err)
 	}
-	return s
+	t.Cleanup(s.close)
+	return s.Stack
 }
 
 const (
@@ -181,17 +265,27 @@ const (
 )
 
 // replyCounter is the agent's stdout: it keeps the bytes and counts the
-// replies (lines).
+// replies by id.
 type replyCounter struct {
 	mu      sync.Mutex
 	buf     bytes.Buffer
-	n       int
+	ids     map[int64]int // replies by id, for a pacedReader
 	replied chan struct{} // a reply was written
 }
 
 func (w *replyCounter) Write(b []byte) (int, error) {
 	w.mu.Lock()
-	w.n += bytes.Count(b, []byte("\n"))
+	// The agent writes a reply in one Write, and starts it with its id.
+	if rest, ok := bytes.CutPrefix(b, []byte(`{"id":`)); ok {
+		if end := bytes.IndexByte(rest, ','); end > 0 {
+			if id, err := strconv.ParseInt(string(rest[:end]), 10, 64); err == nil {
+				if w.ids == nil {
+					w.ids = make(map[int64]int)
+				}
+				w.ids[id]++
+			}
+		}
+	}
 	n, err := w.buf.Write(b)
 	w.mu.Unlock()
 	select {
@@ -201,10 +295,11 @@ func (w *replyCounter) Write(b []byte) (int, error) {
 	return n, err
 }
 
-func (w *replyCounter) count() int {
+// replies is the number of replies with id written so far.
+func (w *replyCounter) replies(id int64) int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.n
+	return w.ids[id]
 }
 
 func (w *replyCounter) bytes() []byte {
@@ -213,12 +308,27 @@ func (w *replyCounter) bytes() []byte {
 	return bytes.Clone(w.buf.Bytes())
 }
 
-// pacedReader hands serveAgent one line per Read, the k-th once k-1
-// replies are out or agentFuzzPace has passed.
+// pacedReader hands serveAgent one line per Read, the k-th once the
+// reply to the (k-1)-th is out or agentFuzzPace has passed: each request
+// waits for its own reply, at most agentFuzzPace, once. It waited for
+// every reply before, so that a blocking request that waits for a later
+// one (an accept before the dial, a read before the write) delayed each
+// line after it by agentFuzzPace: an accept pending over four lines cost
+// 20 ms of a run of 22.
 type pacedReader struct {
 	lines [][]byte
+	ids   []int64 // the id of the reply each line gets (wantReplyID)
 	next  int
+	sent  map[int64]int // lines handed over, by the id of their reply
 	out   *replyCounter
+}
+
+func newPacedReader(in []byte, out *replyCounter) *pacedReader {
+	r := &pacedReader{lines: agentLines(in), sent: make(map[int64]int), out: out}
+	for _, l := range r.lines[:min(len(r.lines), agentFuzzPaced)] {
+		r.ids = append(r.ids, wantReplyID(l))
+	}
+	return r
 }
 
 func (r *pacedReader) Read(b []byte) (int, error) {
@@ -226,9 +336,10 @@ func (r *pacedReader) Read(b []byte) (int, error) {
 		return 0, io.EOF
 	}
 	if r.next > 0 && r.next < agentFuzzPaced {
+		prev := r.ids[r.next-1]
 		timeout := time.NewTimer(agentFuzzPace)
 		defer timeout.Stop()
-		for r.out.count() < r.next {
+		for r.out.replies(prev) < r.sent[prev] {
 			select {
 			case <-r.out.replied:
 			case <-timeout.C:
@@ -241,6 +352,9 @@ deliver:
 	if n < len(r.lines[r.next]) {
 		r.lines[r.next] = r.lines[r.next][n:]
 		return n, nil
+	}
+	if r.next < len(r.ids) {
+		r.sent[r.ids[r.next]]++
 	}
 	r.next++
 	return n, nil
