@@ -70,6 +70,16 @@ const (
 	// up to its timeout_ms, and a harness tests one handshake at a time,
 	// or a few dozen. One more is answered EAGAIN at once (dialSlot).
 	agentMaxDials = 1024
+	// agentMaxUnwritten bounds the replies waiting for stdout: a reply
+	// that would take them beyond it waits for room (unless it is the
+	// only one), and the requests after it wait in stdin, so a harness
+	// that stops reading stdout stops the agent reading requests rather
+	// than growing its memory. Three of the largest read replies (1 MiB
+	// of data, 1.33 MiB of base64); a harness that reads each reply as it
+	// comes leaves none waiting. Once stdin has ended no more requests
+	// can come, replies no longer wait for room, and those stdout has not
+	// taken by the exit deadline are dropped and counted on stderr.
+	agentMaxUnwritten = 4 << 20
 )
 
 var agentCaps = []string{"arp", "icmp", "tcp"}
@@ -202,8 +212,7 @@ type agent struct {
 	ctx context.Context // cancelled at shutdown: pending dials give up
 	log io.Writer
 
-	outMu sync.Mutex
-	out   io.Writer
+	out *replyQueue // stdout
 
 	handlers sync.WaitGroup // goroutines serving blocking requests
 
@@ -235,7 +244,7 @@ func serveAgent(ctx context.Context, s *stack.Stack, in io.Reader, out, log io.W
 		s:         s,
 		ctx:       ctx,
 		log:       log,
-		out:       out,
+		out:       newReplyQueue(out, log),
 		conns:     make(map[int64]*conn.Conn),
 		listeners: make(map[int64]*conn.Listener),
 		pending:   make(map[pendingOp]bool),
@@ -255,6 +264,10 @@ func serveAgent(ctx context.Context, s *stack.Stack, in io.Reader, out, log io.W
 				}
 			}
 			if err != nil {
+				// No request comes after this: replies stop waiting for
+				// room in stdout (the request loop may be held by one
+				// that waits), so that the end of stdin is seen.
+				a.out.stdinEnded()
 				readErr <- err
 				return
 			}
@@ -280,8 +293,10 @@ loop:
 		}
 	}
 	stopBy = time.Now().Add(agentExit)
+	a.out.stdinEnded()
 	cancel()
 	a.shutdown(stopBy)
+	a.out.flush(stopBy)
 	return stopBy, err
 }
 
@@ -358,18 +373,112 @@ func (a *agent) shutdown(stopBy time.Time) {
 	}
 }
 
-// reply writes one reply line; concurrent handlers share stdout.
+// reply queues one reply line for stdout; concurrent handlers share it.
 func (a *agent) reply(r *agentReply) {
 	b, err := json.Marshal(r)
 	if err != nil { // cannot happen: every field marshals
 		fmt.Fprintf(a.log, "tapstack agent: reply %d: %v\n", r.ID, err)
 		return
 	}
-	b = append(b, '\n')
-	a.outMu.Lock()
-	defer a.outMu.Unlock()
-	if _, err := a.out.Write(b); err != nil {
-		fmt.Fprintf(a.log, "tapstack agent: write reply %d: %v\n", r.ID, err)
+	a.out.put(append(b, '\n'))
+}
+
+// replyQueue is stdout: replies are written in the order they are put,
+// by one goroutine, so that a Write that stdout does not take (a harness
+// that stopped reading) holds up neither the requests being served nor,
+// once stdin has ended, the agent's exit (AGENT.md, Process: "exits
+// within 2 s"). It holds at most agentMaxUnwritten bytes while stdin is
+// open.
+type replyQueue struct {
+	out  io.Writer
+	log  io.Writer
+	done chan struct{} // the writer returned: every reply put was written or failed
+
+	mu        sync.Mutex
+	cond      sync.Cond // the queue changed: a reply was put or written, or stdin ended
+	q         [][]byte
+	unwritten int  // the replyCost of those put and not yet written, the one being written included
+	noWait    bool // stdin ended: put does not wait for room
+	closed    bool // flush was called: nothing more is put
+}
+
+func newReplyQueue(out, log io.Writer) *replyQueue {
+	q := &replyQueue{out: out, log: log, done: make(chan struct{})}
+	q.cond.L = &q.mu
+	go q.write()
+	return q
+}
+
+// put queues b, once the replies not yet written leave room for it.
+func (q *replyQueue) put(b []byte) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for q.unwritten > 0 && q.unwritten+replyCost(b) > agentMaxUnwritten && !q.noWait {
+		q.cond.Wait()
+	}
+	q.q = append(q.q, b)
+	q.unwritten += replyCost(b)
+	q.cond.Broadcast()
+}
+
+// replyCost is the memory a queued reply holds: its buffer, not its
+// length (append's growth may double it), and the slice the queue keeps.
+func replyCost(b []byte) int { return cap(b) + 24 }
+
+// stdinEnded has put stop waiting for room: no request comes any more,
+// so the replies still to come are those of the requests being served.
+func (q *replyQueue) stdinEnded() {
+	q.mu.Lock()
+	q.noWait = true
+	q.cond.Broadcast()
+	q.mu.Unlock()
+}
+
+// write writes the replies in order until flush and the queue is empty.
+// After a failed Write (stdout closed) the rest fail as fast.
+func (q *replyQueue) write() {
+	defer close(q.done)
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for {
+		for len(q.q) == 0 && !q.closed {
+			q.cond.Wait()
+		}
+		if len(q.q) == 0 {
+			return
+		}
+		b := q.q[0]
+		q.q[0] = nil
+		q.q = q.q[1:]
+		q.mu.Unlock()
+		_, err := q.out.Write(b)
+		if err != nil {
+			fmt.Fprintf(q.log, "tapstack agent: write reply: %v\n", err)
+		}
+		q.mu.Lock()
+		q.unwritten -= replyCost(b)
+		q.cond.Broadcast()
+	}
+}
+
+// flush waits until every reply put is written, or until stopBy, when it
+// counts on log those stdout has not taken: the writer is left to them,
+// blocked in a Write that returns when the harness reads or closes
+// stdout, and the process's exit ends it.
+func (q *replyQueue) flush(stopBy time.Time) {
+	q.mu.Lock()
+	q.closed = true
+	q.cond.Broadcast()
+	q.mu.Unlock()
+	t := time.NewTimer(time.Until(stopBy))
+	defer t.Stop()
+	select {
+	case <-q.done:
+	case <-t.C:
+		q.mu.Lock()
+		n, bytes := len(q.q), q.unwritten
+		q.mu.Unlock()
+		fmt.Fprintf(q.log, "tapstack agent: %d replies (%d KiB, one being written) not written by the exit deadline: stdout is not read\n", n+1, bytes>>10)
 	}
 }
 

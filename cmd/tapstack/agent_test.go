@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -44,15 +45,7 @@ func newPipeAgent(t *testing.T, opts tcp.Options) *pipeAgent {
 	if opts.TimeWait == 0 {
 		opts.TimeWait = 100 * time.Millisecond
 	}
-	a, b := tap.Pipe()
-	s := stack.New(stack.Options{TCP: opts})
-	if _, err := s.AddNIC(a, netip.MustParsePrefix("192.0.2.2/24")); err != nil {
-		t.Fatal(err)
-	}
-	peer, err := gvpeer.New(b, netip.MustParsePrefix("192.0.2.1/24"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, peer := pipeStacks(t, opts)
 	// Every wait in these tests is bounded; should something in the stacks
 	// hang all the same, show where at once rather than at the end of
 	// go test's 10 minutes.
@@ -75,13 +68,29 @@ func newPipeAgent(t *testing.T, opts tcp.Options) *pipeAgent {
 		defer watchdog.Stop()
 		p.stop(t)
 		<-p.agentClient.done
-		s.Close()
-		peer.Close()
 		if t.Failed() {
 			t.Logf("agent stderr:\n%s", p.log.w)
 		}
 	})
 	return p
+}
+
+// pipeStacks is a tapstack stack at 192.0.2.2 cabled by tap.Pipe to
+// gVisor's TCP at 192.0.2.1, both closed when the test ends.
+func pipeStacks(t *testing.T, opts tcp.Options) (*stack.Stack, *gvpeer.Peer) {
+	t.Helper()
+	a, b := tap.Pipe()
+	s := stack.New(stack.Options{TCP: opts})
+	t.Cleanup(s.Close)
+	if _, err := s.AddNIC(a, netip.MustParsePrefix("192.0.2.2/24")); err != nil {
+		t.Fatal(err)
+	}
+	peer, err := gvpeer.New(b, netip.MustParsePrefix("192.0.2.1/24"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(peer.Close)
+	return s, peer
 }
 
 // stop ends stdin and waits for serveAgent to return; the contract gives
@@ -892,5 +901,145 @@ func TestAgentDuplicateKeys(t *testing.T) {
 	p.writeLine([]byte(`{"id":1007,"op":"hello","version":1,"pad":{"a":1,"a":2},"list":[{"b":1,"b":1}]}`))
 	if m := p.wait(1007, 3*time.Second); m["ok"] != true {
 		t.Errorf("duplicate keys inside an ignored field: %v, want ok", m)
+	}
+}
+
+// TestAgentExitWithStdoutUnread: "When stdin reaches EOF the agent closes
+// every listener and connection ... and exits within 2 s" (AGENT.md,
+// Process), also when the harness has stopped reading stdout, as one that
+// ends a failed test by closing stdin and waiting for the exit does. Here
+// stdout is a pipe (64 KiB) nobody reads, a read's reply of 512 KiB fills
+// it, and a state request follows: the reply writer held stdout's lock in
+// a Write that never returned, the state request waited for the lock, the
+// end of stdin was never read, and the connection was never closed.
+func TestAgentExitWithStdoutUnread(t *testing.T) {
+	s, peer := pipeStacks(t, tcp.Options{TimeWait: 100 * time.Millisecond})
+	inR, inW := io.Pipe()
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer outR.Close()
+	defer outW.Close()
+	log := &syncWriter{w: &strings.Builder{}}
+	served := make(chan time.Time, 1)
+	go func() {
+		if _, err := serveAgent(context.Background(), s, inR, outW, log); err != nil {
+			t.Errorf("serveAgent: %v", err)
+		}
+		served <- time.Now()
+	}()
+	stdout := &gatedReader{r: outR, stop: make(chan struct{}), release: make(chan struct{})}
+	p := &pipeAgent{agentClient: newAgentClient(t, inW, stdout), s: s, peer: peer}
+	ln := id(p.ok(map[string]any{"op": "listen", "port": 9022, "backlog": 1}), "listener")
+	c, pc := p.acceptFromPeer(t, ln, 9022)
+	const size = 512 << 10
+	go pc.Write(make([]byte, size))
+	p.waitRecvQueued(t, 9022, size)
+	close(stdout.stop) // from here on nobody reads stdout
+	rd := p.send(map[string]any{"op": "read", "conn": c, "max": size, "timeout_ms": 1000})
+	time.Sleep(100 * time.Millisecond) // its reply fills the pipe
+	st := p.send(map[string]any{"op": "state", "conn": c})
+	eof := time.Now()
+	inW.Close()
+	select {
+	case at := <-served:
+		if d := at.Sub(eof); d > 2*time.Second {
+			t.Errorf("serveAgent returned %v after the end of stdin, want within 2 s", d)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatalf("serveAgent has not returned 3 s after the end of stdin, with stdout unread; stderr:\n%s", log.w)
+	}
+	readEOF(t, pc) // the connection was closed
+	if !strings.Contains(fmt.Sprint(log.w), "2 replies") {
+		t.Errorf("stderr %q: want the 2 replies not written counted", log.w)
+	}
+	// The harness reads again: the writer, left in its Write, finishes.
+	close(stdout.release)
+	p.wait(rd, 3*time.Second)
+	p.wait(st, 3*time.Second)
+}
+
+// gatedReader reads r until stop is closed, then blocks until release is
+// closed: a harness that stops reading the agent's stdout, and the end of
+// the test that lets it go.
+type gatedReader struct {
+	r       io.Reader
+	stop    chan struct{}
+	release chan struct{}
+}
+
+func (g *gatedReader) Read(b []byte) (int, error) {
+	select {
+	case <-g.stop:
+		<-g.release
+	default:
+	}
+	return g.r.Read(b)
+}
+
+// TestAgentStdoutBackPressure: a harness that sends requests without
+// reading a reply holds the agent at agentMaxUnwritten bytes of replies:
+// it stops reading stdin rather than grow, and serves the rest once
+// stdout is read again, each request answered once, in order.
+func TestAgentStdoutBackPressure(t *testing.T) {
+	s := agentChannelStack(t)
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	stdout := &gatedReader{r: outR, stop: make(chan struct{}), release: make(chan struct{})}
+	close(stdout.stop) // nobody reads, until release
+	before := liveHeap()
+	served := make(chan error, 1)
+	go func() {
+		_, err := serveAgent(context.Background(), s, inR, outW, io.Discard)
+		outW.Close()
+		served <- err
+	}()
+	const requests = 100000 // 18 MB of replies by replyCost, four times the bound
+	var sent atomic.Int64
+	go func() {
+		defer inW.Close()
+		for i := int64(1); i <= requests; i++ {
+			if _, err := fmt.Fprintf(inW, `{"id":%d,"op":"hello","version":1}`+"\n", i); err != nil {
+				return
+			}
+			sent.Store(i)
+		}
+	}()
+	// Wait until the agent stops taking requests.
+	for last := int64(-1); ; {
+		time.Sleep(300 * time.Millisecond)
+		n := sent.Load()
+		if n == last {
+			break
+		}
+		last = n
+	}
+	grown := int64(liveHeap()) - int64(before)
+	if n := sent.Load(); n == requests {
+		t.Errorf("the agent took all %d requests with no reply read", n)
+	}
+	if grown > 2*agentMaxUnwritten {
+		t.Errorf("with stdout unread the agent holds %d MiB more heap, want at most about agentMaxUnwritten (%d MiB)", grown>>20, agentMaxUnwritten>>20)
+	}
+	t.Logf("%d requests taken with stdout unread, %d KiB more heap", sent.Load(), grown>>10)
+	close(stdout.release)
+	sc := bufio.NewScanner(stdout)
+	var n int64
+	for sc.Scan() {
+		n++
+		var r struct {
+			ID int64
+			OK bool
+		}
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil || r.ID != n || !r.OK {
+			t.Fatalf("reply %d: %s", n, sc.Bytes())
+		}
+	}
+	if err := <-served; err != nil {
+		t.Errorf("serveAgent: %v", err)
+	}
+	if n != requests {
+		t.Errorf("%d replies to %d requests", n, requests)
 	}
 }
