@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -36,7 +37,8 @@ import (
 //   - every line of the input got exactly one reply, carrying the line's
 //     id, or 0 when the line has no valid id (a line that is not a JSON
 //     object, or whose "id" is not an integer >= 1);
-//   - stdout holds nothing but those replies, one JSON object per line;
+//   - stdout holds nothing but those replies, one JSON object per line,
+//     in UTF-8 whatever bytes the input held;
 //   - each reply has "ok"; a failure carries an errno name as
 //     golang.org/x/sys/unix spells them (the table of AGENT.md is a
 //     subset), a success none; a state is one of AGENT.md's names;
@@ -455,7 +457,7 @@ func checkAgentReplies(t *testing.T, in, out []byte) {
 			Conn     int64   `json:"conn"`
 			State    *string `json:"state"`
 		}
-		if line[len(line)-1] != '\n' || json.Unmarshal(line, &r) != nil || r.ID == nil || r.OK == nil {
+		if line[len(line)-1] != '\n' || !utf8.Valid(line) || json.Unmarshal(line, &r) != nil || r.ID == nil || r.OK == nil {
 			t.Fatalf("stdout line %d is not a reply: %q\ninput:\n%q\nstdout:\n%s", i, line, in, out)
 		}
 		switch {
