@@ -91,6 +91,7 @@ func TestAgentListenBacklog(t *testing.T) {
 func TestAgentDialFailures(t *testing.T) {
 	p := newPipeAgent(t, tcp.Options{})
 	p.fail(map[string]any{"op": "dial", "addr": "198.51.100.1:80", "timeout_ms": 5000}, "ENETUNREACH")
+	p.fail(map[string]any{"op": "dial", "addr": "192.0.2.255:80", "timeout_ms": 5000}, "ENETUNREACH") // TestConnectBroadcast
 	p.fail(map[string]any{"op": "dial", "addr": "192.0.2.3:9", "timeout_ms": 200}, "ETIMEDOUT")
 	for _, ep := range p.s.TCP().Connections() {
 		if ep.ID().Remote.Addr().String() == "192.0.2.3" {

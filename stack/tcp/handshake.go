@@ -81,6 +81,15 @@ func (p *Protocol) ConnectWith(local, remote netip.AddrPort, o ConnectOptions) (
 	if terr != nil {
 		return nil, routeErrno(terr)
 	}
+	if r.IsOutboundBroadcast() {
+		// RFC 1122 4.2.3.10: an OPEN "for an invalid remote IP address
+		// (e.g., a broadcast or multicast address)" MUST be rejected.
+		// A subnet's directed broadcast has a route, which Linux's
+		// tcp_v4_connect refuses (RTCF_BROADCAST) with ENETUNREACH;
+		// the limited broadcast and multicast find none.
+		p.releaseRoute(r)
+		return nil, syscall.ENETUNREACH
+	}
 	id := stack.TransportEndpointID{
 		LocalAddress:  r.LocalAddress(),
 		RemoteAddress: r.RemoteAddress(),

@@ -103,3 +103,26 @@ func TestConnectBindError(t *testing.T) {
 		t.Errorf("Connect with no route: %v, want a bare errno", err)
 	}
 }
+
+// TestConnectBroadcast: an active open to a broadcast address fails with
+// ENETUNREACH and sends nothing: RFC 1122 4.2.3.10, an OPEN for a
+// broadcast or multicast remote address MUST be rejected, and Linux's
+// tcp_v4_connect refuses a route that is RTCF_BROADCAST so. The subnet's
+// directed broadcast, 192.0.2.255, went out as a SYN to the
+// link's broadcast address; the limited broadcast and multicast already
+// found no route.
+func TestConnectBroadcast(t *testing.T) {
+	p := tcptest.New(t)
+	for _, a := range []string{"192.0.2.255", "255.255.255.255", "224.0.0.1"} {
+		e, err := p.TCP.Connect(netip.AddrPortFrom(netip.IPv4Unspecified(), 0), netip.AddrPortFrom(netip.MustParseAddr(a), 80))
+		if !errors.Is(err, syscall.ENETUNREACH) {
+			t.Errorf("Connect to %s: %v, want ENETUNREACH", a, err)
+		}
+		if e != nil {
+			e.Reset()
+		}
+		if n := p.Link.Drain(); n != 0 {
+			t.Errorf("Connect to %s sent %d packets, want none", a, n)
+		}
+	}
+}
