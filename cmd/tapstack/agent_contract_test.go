@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"net/netip"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -183,4 +184,41 @@ func TestAgentCloseDuringWriteAndAccept(t *testing.T) {
 		t.Errorf("listener: %s", s)
 	}
 	p.ok(map[string]any{"op": "state", "conn": c})
+}
+
+// TestAgentStateAfterTimeWaitReopened: state asks the engine about the
+// connection an id names, not about whatever holds its 4-tuple now
+// (AGENT.md, Operations: "CLOSED once the stack keeps no state for it").
+// The agent closes first and keeps TIME-WAIT; the peer connects again from
+// the same port, a SYN that reopens the 4-tuple (RFC 1122 4.2.2.13, as
+// Linux's tcp_timewait_state_process); the old id is then CLOSED and the
+// new conn ESTABLISHED.
+func TestAgentStateAfterTimeWaitReopened(t *testing.T) {
+	p := newPipeAgent(t, tcp.Options{TimeWait: 30 * time.Second})
+	ln := id(p.ok(map[string]any{"op": "listen", "port": 9029, "backlog": 1}), "listener")
+	old, pc := p.acceptFromPeer(t, ln, 9029)
+	p.ok(map[string]any{"op": "close", "conn": old})
+	readEOF(t, pc)
+	pc.Close()
+	p.waitState("conn", old, 5*time.Second, "TIME-WAIT", "FIN-WAIT-1", "FIN-WAIT-2")
+	time.Sleep(20 * time.Millisecond) // a later ISN and timestamp
+
+	acc := p.send(map[string]any{"op": "accept", "listener": ln, "timeout_ms": 5000})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	pc2, err := gonet.DialTCPWithBind(ctx, p.peer.S, tcpip.FullAddress{NIC: 1, Addr: tcpip.AddrFrom4([4]byte{192, 0, 2, 1}), Port: netip.MustParseAddrPort(pc.LocalAddr().String()).Port()}, tcpip.FullAddress{NIC: 1, Addr: tcpip.AddrFrom4([4]byte{192, 0, 2, 2}), Port: 9029}, ipv4.ProtocolNumber)
+	if err != nil {
+		t.Fatalf("peer dial from the same port: %v", err)
+	}
+	defer pc2.Close()
+	m := p.wait(acc, 8*time.Second)
+	if m["ok"] != true || m["remote"] != pc.LocalAddr().String() {
+		t.Fatalf("accept: %v, want the same remote %v", m, pc.LocalAddr())
+	}
+	if s := p.state("conn", id(m, "conn")); s != "ESTABLISHED" {
+		t.Errorf("new conn: %s", s)
+	}
+	if s := p.state("conn", old); s != "CLOSED" {
+		t.Errorf("old conn, its TIME-WAIT reopened by the new one: %s, want CLOSED", s)
+	}
 }
