@@ -222,3 +222,45 @@ func TestAgentStateAfterTimeWaitReopened(t *testing.T) {
 		t.Errorf("old conn, its TIME-WAIT reopened by the new one: %s, want CLOSED", s)
 	}
 }
+
+// TestAgentPendingWritesBounded: the data of the writes pending at once is
+// bounded (agentMaxWriteData), as the dials are: each write is one per
+// conn, but conns are not bounded, and a write pending on a peer that does
+// not read held all its data (up to 12 MiB) for its timeout_ms, so many
+// conns held that many times over. One write more is answered EAGAIN at
+// once with n 0 (nothing taken: send it again once one is answered), and
+// those pending are served as if it had not come.
+func TestAgentPendingWritesBounded(t *testing.T) {
+	p := newPipeAgent(t, tcp.Options{SendBufferSize: 64 << 10})
+	ln := id(p.ok(map[string]any{"op": "listen", "port": 9030, "backlog": 16}), "listener")
+	const size = 12<<20 - 96 // about the largest write a line carries
+	data := base64.StdEncoding.EncodeToString(make([]byte, size))
+	var writes []int64
+	var conns []int64
+	for range agentMaxWriteData/size + 1 {
+		c, _ := p.acceptFromPeer(t, ln, 9030) // the peer never reads
+		conns = append(conns, c)
+		writes = append(writes, p.send(map[string]any{"op": "write", "conn": c, "data_b64": data, "timeout_ms": 10000}))
+		p.ok(map[string]any{"op": "state", "conn": c}) // served in order: the write is past validation
+	}
+	over := writes[len(writes)-1]
+	if m := p.wait(over, 3*time.Second); m["error"] != "EAGAIN" || m["n"] != 0.0 {
+		t.Errorf("write of %d MiB with %d MiB pending: %v, want EAGAIN with n 0 at once", size>>20, (len(writes)-1)*size>>20, m)
+	}
+	for _, w := range writes[:len(writes)-1] {
+		if !p.pending(w) {
+			t.Errorf("write %d answered early: %v", w, p.wait(w, time.Second))
+		}
+	}
+	p.ok(map[string]any{"op": "close", "conn": conns[0]})
+	p.wait(writes[0], 3*time.Second)
+	// Room again: the next write is taken.
+	next := p.send(map[string]any{"op": "write", "conn": conns[len(conns)-1], "data_b64": data, "timeout_ms": 10000})
+	time.Sleep(100 * time.Millisecond)
+	if !p.pending(next) {
+		t.Errorf("a write once one was answered: %v, want it pending", p.wait(next, time.Second))
+	}
+	for _, c := range conns[1:] {
+		p.ok(map[string]any{"op": "close", "conn": c})
+	}
+}

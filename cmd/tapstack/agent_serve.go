@@ -80,6 +80,14 @@ const (
 	// can come, replies no longer wait for room, and those stdout has not
 	// taken by the exit deadline are dropped and counted on stderr.
 	agentMaxUnwritten = 4 << 20
+	// agentMaxWriteData bounds the data of the writes pending at once,
+	// as agentMaxDials bounds the dials: a write holds its data (up to
+	// 12 MiB, agentMaxLine) until the send buffer has taken it all or
+	// its timeout_ms passes, one write per conn (claim), but the conns
+	// are not bounded. Five of the largest writes; a harness writes to
+	// one or two conns at a time. One more is answered EAGAIN at once
+	// with n 0 (writeSlot).
+	agentMaxWriteData = 64 << 20
 )
 
 var agentCaps = []string{"arp", "icmp", "tcp"}
@@ -103,20 +111,22 @@ type agentReply struct {
 	State    string   `json:"state,omitempty"`
 }
 
-// agentError is a failure with the errno name the reply carries.
+// agentError is a failure with the errno name the reply carries, and for
+// a write refused before it began, n 0 (AGENT.md: EAGAIN with n).
 type agentError struct {
 	name   string
 	detail string
+	n      *int
 }
 
 func (e *agentError) Error() string { return e.detail }
 
 func errInvalid(format string, args ...any) error {
-	return &agentError{"EINVAL", fmt.Sprintf(format, args...)}
+	return &agentError{name: "EINVAL", detail: fmt.Sprintf(format, args...)}
 }
 
 func errBadID(kind string, id int64) error {
-	return &agentError{"EBADF", fmt.Sprintf("no %s with id %d", kind, id)}
+	return &agentError{name: "EBADF", detail: fmt.Sprintf("no %s with id %d", kind, id)}
 }
 
 // errnoName names err for a reply. timeout is the name of a passed
@@ -223,6 +233,7 @@ type agent struct {
 	listeners map[int64]*conn.Listener
 	pending   map[pendingOp]bool // the blocking requests being served, by object (claim)
 	dials     int                // dials being served, at most agentMaxDials (dialSlot)
+	writeData int                // bytes of the writes being served, at most agentMaxWriteData (writeSlot)
 }
 
 // pendingOp is a blocking operation on a listener or conn.
@@ -492,6 +503,10 @@ func (a *agent) finish(id int64, rep agentReply, err error, timeout string) {
 		a.reply(&rep)
 		return
 	}
+	var ae *agentError
+	if errors.As(err, &ae) && ae.n != nil {
+		rep.N = ae.n
+	}
 	a.reply(&agentReply{ID: id, Error: errnoName(err, timeout), Detail: err.Error(), N: rep.N})
 }
 
@@ -556,7 +571,7 @@ func (a *agent) handle(line []byte) {
 	}
 	op, ok := blocking[r.op]
 	if !ok {
-		a.finish(id, agentReply{}, &agentError{"ENOTSUP", fmt.Sprintf("unknown op %q", r.op)}, "")
+		a.finish(id, agentReply{}, &agentError{name: "ENOTSUP", detail: fmt.Sprintf("unknown op %q", r.op)}, "")
 		return
 	}
 	// Validate at once; only the waiting happens on the goroutine.
@@ -693,12 +708,31 @@ func (a *agent) dialSlot() (release func(), err error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.dials >= agentMaxDials {
-		return nil, &agentError{"EAGAIN", fmt.Sprintf("dial: %d dials pending, the agent's limit; send it again once one is answered", agentMaxDials)}
+		return nil, &agentError{name: "EAGAIN", detail: fmt.Sprintf("dial: %d dials pending, the agent's limit; send it again once one is answered", agentMaxDials)}
 	}
 	a.dials++
 	return func() {
 		a.mu.Lock()
 		a.dials--
+		a.mu.Unlock()
+	}, nil
+}
+
+// writeSlot reserves n bytes of the agentMaxWriteData that pending writes
+// may hold, until release is called: by the write when it returns, before
+// its reply is written, as claim's. Without room the write is answered
+// EAGAIN at once, n 0, as dialSlot answers a dial: nothing taken, send it
+// again once a write is answered. One write alone is never refused.
+func (a *agent) writeSlot(n int) (release func(), err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.writeData > 0 && a.writeData+n > agentMaxWriteData {
+		return nil, &agentError{name: "EAGAIN", detail: fmt.Sprintf("write: %d bytes pending in other writes, %d more would pass the agent's limit of %d; send it again once one is answered", a.writeData, n, agentMaxWriteData), n: new(int)}
+	}
+	a.writeData += n
+	return func() {
+		a.mu.Lock()
+		a.writeData -= n
 		a.mu.Unlock()
 	}, nil
 }
@@ -878,7 +912,7 @@ func (a *agent) read(r *agentRequest) (func() (agentReply, error), error) {
 		case err == io.EOF:
 			return agentReply{EOF: true}, nil
 		case err == nil:
-			return agentReply{}, &agentError{"EIO", "read returned no data and no error"}
+			return agentReply{}, &agentError{name: "EIO", detail: "read returned no data and no error"}
 		}
 		return agentReply{}, err
 	}, nil
@@ -928,8 +962,14 @@ func (a *agent) write(r *agentRequest) (func() (agentReply, error), error) {
 	if err != nil {
 		return nil, err
 	}
+	releaseData, err := a.writeSlot(len(data))
+	if err != nil {
+		release()
+		return nil, err
+	}
 	return func() (agentReply, error) {
 		defer release()
+		defer releaseData()
 		if err := c.SetWriteDeadline(time.Now().Add(max(timeout, agentMinWait))); err != nil {
 			return agentReply{}, err
 		}
