@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/tapstack/tapstack/stack/tcp"
@@ -38,6 +40,13 @@ func runAgent(ctx context.Context, e env, args []string) error {
 	if *trace {
 		opts.Observer = traceLine(&syncWriter{w: e.stderr}, "agent")
 	}
+	// A harness that has closed its end of stdout makes a reply's write
+	// fail with EPIPE, and Go's runtime ends a program that writes to a
+	// broken pipe on fd 1 with SIGPIPE unless the signal is ignored
+	// (os/signal, "SIGPIPE"): the agent died with its connections open.
+	// Ignored, the write returns EPIPE, the replies are counted as not
+	// written (replyQueue), and the end of stdin closes everything.
+	signal.Ignore(syscall.SIGPIPE)
 	s, closeStack, err := lf.open(e, opts)
 	if err != nil {
 		return err

@@ -3,9 +3,13 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -238,4 +242,87 @@ func TestAgentKernel(t *testing.T) {
 	a.ok(map[string]any{"op": "state", "conn": id(a.wait(acc, 8*time.Second), "conn")})
 	stop()
 	readEOF(t, kc)
+}
+
+// TestAgentStdoutClosed: a harness that closes its end of the agent's
+// stdout (it crashed, or tore down out of order) makes the next reply's
+// write fail with EPIPE. The agent must still do what the end of stdin
+// asks (AGENT.md, Process: close every connection, exit within 2 s):
+// Go's runtime ends a program with SIGPIPE at a write to a broken pipe on
+// fd 1 unless SIGPIPE is handled or ignored, so the agent died at the
+// first reply, its connections neither closed nor reset, and stderr said
+// nothing. The replies not written are counted on stderr instead.
+func TestAgentStdoutClosed(t *testing.T) {
+	ns := taptest.NewNamespace(t)
+	addKernelTAP(t, ns, "tsagentpipe0")
+	var ln net.Listener
+	if err := ns.Do(func() (err error) { ln, err = net.Listen("tcp4", "192.0.2.1:5002"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	ln.(*net.TCPListener).SetDeadline(time.Now().Add(30 * time.Second))
+	peer := startKernelPeer(t, ln.Accept)
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := ns.Exec(ctx, os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "TAPSTACK_CLI_ARGS=agent --tap tsagentpipe0 --addr 192.0.2.2/24")
+	stderr := &syncWriter{w: &strings.Builder{}}
+	cmd.Stderr = stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout = outW
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	outW.Close() // the agent holds the only write end
+	br := bufio.NewReader(outR)
+	if _, err := io.WriteString(stdin, `{"id":1,"op":"dial","addr":"192.0.2.1:5002","timeout_ms":5000}`+"\n"); err != nil {
+		t.Fatal(err)
+	}
+	outR.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if line, err := br.ReadString('\n'); err != nil || !strings.Contains(line, `"ok":true`) {
+		t.Fatalf("dial: %q, %v; stderr:\n%s", line, err, stderr.w)
+	}
+	outR.Close() // the harness stops reading and closes stdout
+	for _, req := range []string{
+		`{"id":2,"op":"state","conn":1}`,
+		`{"id":3,"op":"read","conn":1,"max":10,"timeout_ms":100}`,
+	} {
+		if _, err := io.WriteString(stdin, req+"\n"); err != nil {
+			t.Fatalf("write request: %v (the agent is gone); stderr:\n%s", err, stderr.w)
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	stdin.Close()
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("agent: %v, want exit status 0; stderr:\n%s", err, stderr.w)
+		}
+	case <-time.After(3 * time.Second):
+		syscall.Kill(cmd.Process.Pid, syscall.SIGKILL)
+		<-exited
+		t.Fatalf("agent still running 3 s after the end of stdin")
+	}
+	select {
+	case end := <-peer.end:
+		if end != "FIN" && end != "RST" {
+			t.Errorf("the kernel's end of the connection read %s; want the agent's FIN or RST", end)
+		}
+	case <-time.After(5 * time.Second):
+		t.Errorf("the kernel saw neither FIN nor RST within 5 s of the agent's exit")
+	}
+	if !strings.Contains(fmt.Sprint(stderr.w), "not written") {
+		t.Errorf("stderr %q: want the replies not written counted", stderr.w)
+	}
 }

@@ -408,9 +408,11 @@ type replyQueue struct {
 	mu        sync.Mutex
 	cond      sync.Cond // the queue changed: a reply was put or written, or stdin ended
 	q         [][]byte
-	unwritten int  // the replyCost of those put and not yet written, the one being written included
-	noWait    bool // stdin ended: put does not wait for room
-	closed    bool // flush was called: nothing more is put
+	unwritten int   // the replyCost of those put and not yet written, the one being written included
+	noWait    bool  // stdin ended: put does not wait for room
+	closed    bool  // flush was called: nothing more is put
+	failed    int   // replies whose Write failed
+	failure   error // the first Write's error
 }
 
 func newReplyQueue(out, log io.Writer) *replyQueue {
@@ -446,7 +448,8 @@ func (q *replyQueue) stdinEnded() {
 }
 
 // write writes the replies in order until flush and the queue is empty.
-// After a failed Write (stdout closed) the rest fail as fast.
+// After a failed Write (stdout closed) the rest fail as fast; flush counts
+// them.
 func (q *replyQueue) write() {
 	defer close(q.done)
 	q.mu.Lock()
@@ -463,10 +466,13 @@ func (q *replyQueue) write() {
 		q.q = q.q[1:]
 		q.mu.Unlock()
 		_, err := q.out.Write(b)
-		if err != nil {
-			fmt.Fprintf(q.log, "tapstack agent: write reply: %v\n", err)
-		}
 		q.mu.Lock()
+		if err != nil {
+			if q.failed == 0 {
+				q.failure = err
+			}
+			q.failed++
+		}
 		q.unwritten -= replyCost(b)
 		q.cond.Broadcast()
 	}
@@ -490,6 +496,11 @@ func (q *replyQueue) flush(stopBy time.Time) {
 		n, bytes := len(q.q), q.unwritten
 		q.mu.Unlock()
 		fmt.Fprintf(q.log, "tapstack agent: %d replies (%d KiB, one being written) not written by the exit deadline: stdout is not read\n", n+1, bytes>>10)
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.failed > 0 {
+		fmt.Fprintf(q.log, "tapstack agent: %d replies not written: %v\n", q.failed, q.failure)
 	}
 }
 
