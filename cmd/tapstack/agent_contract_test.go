@@ -234,13 +234,15 @@ func TestAgentPendingWritesBounded(t *testing.T) {
 	p := newPipeAgent(t, tcp.Options{SendBufferSize: 64 << 10})
 	ln := id(p.ok(map[string]any{"op": "listen", "port": 9030, "backlog": 16}), "listener")
 	const size = 12<<20 - 96 // about the largest write a line carries
+	// timeout_ms 60000: no write may end by its timeout while the test
+	// sends the others (16 MiB lines are slow to parse under -race).
 	data := base64.StdEncoding.EncodeToString(make([]byte, size))
 	var writes []int64
 	var conns []int64
 	for range agentMaxWriteData/size + 1 {
 		c, _ := p.acceptFromPeer(t, ln, 9030) // the peer never reads
 		conns = append(conns, c)
-		writes = append(writes, p.send(map[string]any{"op": "write", "conn": c, "data_b64": data, "timeout_ms": 10000}))
+		writes = append(writes, p.send(map[string]any{"op": "write", "conn": c, "data_b64": data, "timeout_ms": 60000}))
 		p.ok(map[string]any{"op": "state", "conn": c}) // served in order: the write is past validation
 	}
 	over := writes[len(writes)-1]
@@ -255,7 +257,7 @@ func TestAgentPendingWritesBounded(t *testing.T) {
 	p.ok(map[string]any{"op": "close", "conn": conns[0]})
 	p.wait(writes[0], 3*time.Second)
 	// Room again: the next write is taken.
-	next := p.send(map[string]any{"op": "write", "conn": conns[len(conns)-1], "data_b64": data, "timeout_ms": 10000})
+	next := p.send(map[string]any{"op": "write", "conn": conns[len(conns)-1], "data_b64": data, "timeout_ms": 60000})
 	time.Sleep(100 * time.Millisecond)
 	if !p.pending(next) {
 		t.Errorf("a write once one was answered: %v, want it pending", p.wait(next, time.Second))
