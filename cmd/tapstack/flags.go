@@ -123,7 +123,10 @@ func (b *optBytes) Set(s string) error {
 // K, M or G (16M is 16 MiB); 0, the default, leaves the engine's. At most
 // 1 GiB: a window scale of 14, TCP's largest (RFC 7323 2.3), advertises
 // no more.
-type bufSize struct{ n int }
+type bufSize struct {
+	n   int
+	max int // the largest size taken; 0: 1 GiB, the most a window scale of 14 advertises
+}
 
 func (b *bufSize) String() string {
 	if b == nil || b.n == 0 {
@@ -147,9 +150,13 @@ func (b *bufSize) Set(s string) error {
 	if mult > 1 {
 		t = t[:len(t)-1]
 	}
+	limit := b.max
+	if limit == 0 {
+		limit = 1 << 30
+	}
 	v, err := strconv.Atoi(t)
-	if err != nil || v < 0 || v > (1<<30)/mult {
-		return fmt.Errorf("want a size in bytes up to 1 GiB, such as 16777216 or 16M")
+	if err != nil || v < 0 || v > limit/mult {
+		return fmt.Errorf("want a size in bytes up to %d GiB, such as 16777216 or 16M", limit>>30)
 	}
 	b.n = v * mult
 	return nil

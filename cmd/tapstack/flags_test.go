@@ -171,6 +171,42 @@ func TestBufMaxFlags(t *testing.T) {
 	}
 }
 
+// TestRmemLimitFlag: --rmem-limit takes a size as the buffers' flags do,
+// up to 1 TiB: a stack-wide limit is not bounded by a window scale. It
+// sets tcp.Options.ReceiveMemoryLimit; none given leaves the default.
+func TestRmemLimitFlag(t *testing.T) {
+	for _, tc := range []struct {
+		arg  string
+		want int
+		err  bool
+	}{
+		{arg: "0", want: 0},
+		{arg: "64K", want: 64 << 10},
+		{arg: "4G", want: 4 << 30},
+		{arg: "1024G", want: 1 << 40},
+		{arg: "1025G", err: true},
+		{arg: "-1", err: true},
+		{arg: "much", err: true},
+	} {
+		fs := flag.NewFlagSet("test", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		b := rmemLimitFlag(fs)
+		err := fs.Parse([]string{"--rmem-limit", tc.arg})
+		switch {
+		case tc.err && (err == nil || !strings.Contains(err.Error(), "want a size in bytes up to 1024 GiB")):
+			t.Errorf("%q: %v, want a usage error asking for a size up to 1024 GiB", tc.arg, err)
+		case !tc.err && (err != nil || b.n != tc.want):
+			t.Errorf("%q: %d, %v; want %d", tc.arg, b.n, err, tc.want)
+		case !tc.err:
+			var o tcp.Options
+			applyRmemLimit(&o, b.n)
+			if o.ReceiveMemoryLimit != tc.want {
+				t.Errorf("%q: ReceiveMemoryLimit %d, want %d", tc.arg, o.ReceiveMemoryLimit, tc.want)
+			}
+		}
+	}
+}
+
 // TestMaxPacingRateFlag: --max-pacing-rate takes a rate in tc's notation,
 // at least a byte a second: a rate of 0 would pace nothing and say so
 // nowhere.

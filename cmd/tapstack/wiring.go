@@ -68,6 +68,7 @@ type linkFlags struct {
 	mtuProbing      *modeFlag[tcp.MTUProbing]
 	wmemMax         *bufSize    // how far each send buffer grows (tcp.Options.SendBufferMax)
 	rmemMax         *bufSize    // and each receive buffer (ReceiveBufferMax)
+	rmemLimit       *bufSize    // the received data all connections hold (tcp.Options.ReceiveMemoryLimit)
 	pacing          *bool       // pace every connection (tcp.Options.Pacing)
 	maxPacing       *pacingRate // at most this rate (tcp.Options.MaxPacingRate)
 	cc              *string     // the congestion control (tcp.Options.CongestionControl)
@@ -96,6 +97,7 @@ func addLinkFlags(fs *flag.FlagSet, verb string) *linkFlags {
 		mtuProbing: mtuProbingFlagVar(fs),
 		wmemMax:    bufSizeFlag(fs, "wmem-max", "send", tcp.DefaultSendBufferMax, "tcp_wmem[2]"),
 		rmemMax:    bufSizeFlag(fs, "rmem-max", "receive", tcp.DefaultReceiveBufferMax, "tcp_rmem[2]"),
+		rmemLimit:  rmemLimitFlag(fs),
 		pacing:     fs.Bool("pacing", false, "pace every connection's packets at its pacing rate (the window per round trip, doubled in slow start, 1.2 times after), as Linux with the fq qdisc; off, as Linux without it, a connection sends what its windows allow back to back"),
 		maxPacing:  maxPacingFlag(fs),
 		route:      routeMetricsFlag(fs),
@@ -156,6 +158,21 @@ func bufSizeFlag(fs *flag.FlagSet, name, which string, def int, linux string) *b
 	b := new(bufSize)
 	fs.Var(b, name, fmt.Sprintf("how far each connection's %s buffer grows by itself, in `bytes` or with K, M or G (default %d MiB, Linux's %s; below 1 MiB, also where the buffer starts): a connection has no more in flight than the sender's send buffer and the receiver's receive buffer hold, and 4 MiB over a 20 ms round trip is 1.7 Gbit/s", which, def>>20, linux))
 	return b
+}
+
+// rmemLimitFlag registers --rmem-limit, up to 1 TiB.
+func rmemLimitFlag(fs *flag.FlagSet) *bufSize {
+	b := &bufSize{max: 1 << 40}
+	fs.Var(b, "rmem-limit", fmt.Sprintf("the received data all the stack's connections may hold together, in `bytes` or with K, M or G (default %d GiB, as Linux's tcp_mem[2]): text not yet read and text held out of order; near it no window opens further, at it text is dropped (drop reason \"receive memory limit\"), but for a connection that holds nothing unread. Make it small to watch memory pressure", tcp.DefaultReceiveMemoryLimit>>30))
+	return b
+}
+
+// applyRmemLimit sets the stack's receive memory limit in opts (0: the
+// default).
+func applyRmemLimit(opts *tcp.Options, n int) {
+	if n > 0 {
+		opts.ReceiveMemoryLimit = n
+	}
 }
 
 // applyBufMax sets the buffers' maximum in opts (0: the default). A
@@ -286,6 +303,7 @@ func (lf *linkFlags) open(e env, opts tcp.Options) (s *stack.Stack, close func(g
 	opts.ECN = lf.ecn.mode
 	opts.MTUProbing = lf.mtuProbing.mode
 	applyBufMax(&opts, lf.wmemMax.n, lf.rmemMax.n)
+	applyRmemLimit(&opts, lf.rmemLimit.n)
 	opts.Pacing = *lf.pacing
 	opts.RFC1337 = *lf.rfc1337
 	opts.CongestionControl = *lf.cc
