@@ -265,7 +265,9 @@ func (a *annotator) addFrame(now time.Time, r *record) {
 		a.pairReply(r)
 	}
 	a.recs = append(a.recs, r)
-	if r.fi.quotedTCP && r.dir == dirIn {
+	// A state change an ICMP error caused is that error's; one the
+	// fault lost never reached the engine (state).
+	if r.fi.quotedTCP && r.dir == dirIn && !r.lost {
 		if p, ok := a.icmp[r.fi.quoted]; ok {
 			delete(a.icmp, r.fi.quoted)
 			a.apply(r, p)
@@ -863,8 +865,15 @@ func (a *annotator) state(now time.Time, ev *event.Event) {
 		return
 	}
 	if ev.Cause.Kind == event.CauseSegment && strings.HasPrefix(ev.Cause.Detail, "ICMP") {
+		// The engine reports no key for an ICMP error: it goes on the
+		// oldest inbound ICMP error in the window that quotes the
+		// connection and has no state change yet. One a fault below
+		// lost on its way in is not it: the engine never saw it, and
+		// the next error quoting the same segment (a router repeats
+		// its answer to each retransmission) caused the change, as
+		// attach never offers a lost segment its events.
 		for _, r := range a.live() {
-			if !r.isNote() && r.dir == dirIn && r.fi.quotedTCP && r.fi.quoted == ev.Conn && r.claimed&clsState == 0 {
+			if !r.isNote() && r.dir == dirIn && !r.lost && r.fi.quotedTCP && r.fi.quoted == ev.Conn && r.claimed&clsState == 0 {
 				a.apply(r, p)
 				return
 			}

@@ -558,3 +558,29 @@ func TestAnnotateReplyHeld(t *testing.T) {
 		t.Errorf("%d events wait for a frame", h.a.waiting())
 	}
 }
+
+// TestAnnotateICMPLostTakesNoState: an ICMP port unreachable quoting our
+// SYN is lost by the fault middleware below the capture on its way in; a
+// second one, quoting the same SYN, reaches the engine, which fails the
+// open. The state change is the second's: the lost one, which the engine
+// never saw, says only what the fault did, whether the change is reported
+// before the frames or after them.
+func TestAnnotateICMPLostTakesNoState(t *testing.T) {
+	orders(t, func(t *testing.T, h *harness, pair func(func(), ...func())) {
+		pair(func() {
+			b := icmpBytes(conn, 77)
+			lost := &record{ts: h.now, dir: dirIn, data: b, length: len(b), fi: parseFrame(b, false), fp: 7}
+			h.a.fault(h.now, &tap.FaultEvent{Dir: tap.FaultInbound, Kind: tap.FaultLoss, N: 1, Prob: 0.5}, 7, lost)
+			b = icmpBytes(conn, 77)
+			h.a.addFrame(h.now, &record{ts: h.now, dir: dirIn, data: b, length: len(b), fi: parseFrame(b, false), fp: 7})
+		}, func() {
+			h.ev(event.Event{Kind: event.KindState, Conn: conn, From: event.SynSent, To: event.Closed,
+				Cause: event.Cause{Kind: event.CauseSegment, Detail: "ICMP connection refused"}})
+		})
+		icmp := "ICMP port unreachable for TCP 192.0.2.1:80 > 192.0.2.2:40000 seq 77"
+		expect(t, h.flush(), "fault: dropped (loss 50%, #1); "+icmp, icmp+"; SYN-SENT → CLOSED (ICMP connection refused)")
+		if len(h.blk) != 0 {
+			t.Errorf("notes %q", h.blk)
+		}
+	})
+}
