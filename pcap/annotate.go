@@ -107,6 +107,7 @@ type part struct {
 type faultNote struct {
 	text string
 	copy bool
+	at   time.Time
 }
 
 // pendEv is an annotation waiting for its frame.
@@ -736,8 +737,10 @@ func (a *annotator) event(now time.Time, ev *event.Event) {
 		if ev.Kind == event.KindPathMTU {
 			text = pathMTUText(ev)
 		}
-		if r := a.recov[ev.Conn]; len(r) < maxEarlier && len(a.recov) < maxConns {
+		if r := a.recov[ev.Conn]; len(r) < maxEarlier && (r != nil || len(a.recov) < maxConns) {
 			a.recov[ev.Conn] = append(r, text)
+		} else {
+			a.stats.unmatched++ // beyond the bound: on no frame
 		}
 	default:
 		// A kind this writer does not know yet: say so on the
@@ -1023,6 +1026,14 @@ func (a *annotator) pairKeyed(now time.Time, port uint16, c qclass, k frameKey) 
 // expireQueue turns decisions that found no keyed event within the window
 // into timeline notes, and forgets keyed events no decision claimed.
 func (a *annotator) expireQueue(now time.Time) {
+	for fp, fs := range a.faultFP {
+		// An inbound fault report waits for its frame as long as an
+		// engine event does (trimPending).
+		if now.Sub(fs[0].at) > a.pendTTL {
+			a.stats.unmatched += uint64(len(fs))
+			delete(a.faultFP, fp)
+		}
+	}
 	for c, p := range a.icmp {
 		if now.Sub(p.at) > a.window {
 			delete(a.icmp, c)
@@ -1080,16 +1091,34 @@ func (a *annotator) fault(now time.Time, ev *tap.FaultEvent, fp uint64, lost *re
 		a.addFrame(now, lost)
 		return true
 	}
-	if fs := a.faultFP[fp]; len(fs) < maxEarlier {
-		a.faultFP[fp] = append(fs, faultNote{text: text, copy: ev.Kind == tap.FaultDuplicate})
+	// The frame follows its reports at once (a frame has four at most:
+	// marked, corrupted, duplicated or reordered, delayed), so the table
+	// is near empty; what it cannot hold, and what waited in it in vain
+	// (expireQueue), never meets its frame, and is counted so.
+	fs, ok := a.faultFP[fp]
+	if !ok && len(a.faultFP) >= maxConns {
+		a.evictFaultNotes()
 	}
-	if len(a.faultFP) > maxConns {
-		for k := range a.faultFP {
-			delete(a.faultFP, k)
-			break
+	if len(fs) >= maxEarlier {
+		a.stats.unmatched++
+		return false
+	}
+	a.faultFP[fp] = append(fs, faultNote{text: text, copy: ev.Kind == tap.FaultDuplicate, at: now})
+	return true
+}
+
+// evictFaultNotes forgets the inbound fault reports that have waited
+// longest for their frame, and counts them unmatched.
+func (a *annotator) evictFaultNotes() {
+	var oldest uint64
+	var at time.Time
+	for fp, fs := range a.faultFP {
+		if at.IsZero() || fs[0].at.Before(at) {
+			oldest, at = fp, fs[0].at
 		}
 	}
-	return true
+	a.stats.unmatched += uint64(len(a.faultFP[oldest]))
+	delete(a.faultFP, oldest)
 }
 
 // outboundFaultFrame finds the outbound frame in the window that fault

@@ -3,6 +3,7 @@ package pcap
 import (
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -581,6 +582,50 @@ func TestAnnotateICMPLostTakesNoState(t *testing.T) {
 		expect(t, h.flush(), "fault: dropped (loss 50%, #1); "+icmp, icmp+"; SYN-SENT → CLOSED (ICMP connection refused)")
 		if len(h.blk) != 0 {
 			t.Errorf("notes %q", h.blk)
+		}
+	})
+}
+
+// TestAnnotateLostReportsCounted: what the annotator cannot put on a frame
+// is counted (Stats.Unmatched), never lost without a trace: an inbound
+// fault report whose frame never comes, once it has waited as long as an
+// engine event waits; the reports beyond the bounds of the table they wait
+// in (per frame, and frames); the recovery and path MTU notes beyond the
+// bound of those waiting for a connection's next frame.
+func TestAnnotateLostReportsCounted(t *testing.T) {
+	in := func(k tap.FaultKind) *tap.FaultEvent {
+		return &tap.FaultEvent{Dir: tap.FaultInbound, Kind: k, N: 1, Prob: 1, Delay: time.Millisecond}
+	}
+	t.Run("never delivered", func(t *testing.T) {
+		h := newHarness(t)
+		h.a.fault(h.now, in(tap.FaultDuplicate), 7, nil)
+		h.advance(h.a.pendTTL + time.Second)
+		if h.a.stats.unmatched != 1 || len(h.a.faultFP) != 0 {
+			t.Errorf("unmatched %d, %d frames' reports still waiting; want 1, 0", h.a.stats.unmatched, len(h.a.faultFP))
+		}
+	})
+	t.Run("table full", func(t *testing.T) {
+		h := newHarness(t)
+		for i := range maxConns + 1 {
+			h.a.fault(h.now, in(tap.FaultDelay), uint64(i+1), nil)
+		}
+		for range maxEarlier + 1 {
+			h.a.fault(h.now, in(tap.FaultDelay), 1<<40, nil)
+		}
+		// Two frames' reports made room for the next frames', and the
+		// last frame had one report too many.
+		if h.a.stats.unmatched != 3 {
+			t.Errorf("unmatched %d, want 3", h.a.stats.unmatched)
+		}
+	})
+	t.Run("recovery notes", func(t *testing.T) {
+		h := newHarness(t)
+		for i := range maxEarlier + 2 {
+			h.ev(event.Event{Kind: event.KindRecovery, Conn: conn, Note: "fast retransmit " + strconv.Itoa(i), Cwnd: 10})
+		}
+		h.ev(event.Event{Kind: event.KindPathMTU, Conn: conn, Note: "path MTU 1280"})
+		if h.a.stats.unmatched != 3 {
+			t.Errorf("unmatched %d, want 3", h.a.stats.unmatched)
 		}
 	})
 }

@@ -142,7 +142,7 @@ type Stats struct {
 	Dropped     uint64 // frames written with a drop verdict (engine or fault)
 	Notes       uint64 // custom blocks: facts no frame carried
 	Skipped     uint64 // frames not written: size limit reached, capture closed, or a write error
-	Unmatched   uint64 // annotations that never met their frame
+	Unmatched   uint64 // annotations that never met their frame: engine events, fault reports, recovery and path MTU notes, whether they waited in vain or found their table full
 	Evicted     uint64 // the same as Unmatched (the name of earlier versions)
 	Late        uint64 // annotations that came after their frame was written
 	Unexplained uint64 // TCP frames written with no engine annotation ("no engine event")
