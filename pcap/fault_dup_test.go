@@ -203,3 +203,85 @@ func TestFaultLostNeighbourTakesNoEngineDrop(t *testing.T) {
 		t.Logf("capture:\n%s", dump)
 	}
 }
+
+// TestFaultSuperFrameInbound: the client's engine sends its trains as
+// super-frames over a pipe with segmentation offload; the fault
+// middleware below the server's capture takes each as one frame on its
+// way in. A super-frame it lost is written as the wire segments it stands
+// for, as every super-frame the stack saw is: one wire segment per
+// captured frame, "TSO n×mss of b B" on the first, each dropped with the
+// fault's reason. One it duplicated arrives twice, and no wire segment of
+// either copy is called a retransmission: the client sent it once.
+func TestFaultSuperFrameInbound(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		in   tap.FaultConfig
+		want string
+	}{
+		{"loss", tap.FaultConfig{Loss: 0.1}, "fault: dropped (loss 10%"},
+		{"duplicate", tap.FaultConfig{Duplicate: 0.5}, "fault: duplicated (dup 50%"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newFaultConnPair(t, 100*time.Millisecond, &tap.FaultConfig{Seed: 2, Inbound: &tc.in}, nil, tap.WithPipeGSO(true))
+			p.settle()
+			t0 := time.Now()
+			data := bytes.Repeat([]byte("x"), 256<<10)
+			go p.cli.Write(data)
+			if _, err := io.ReadFull(p.srv, make([]byte, len(data))); err != nil {
+				t.Fatal(err)
+			}
+			p.settle()
+			frames, dump := p.read(t, t0)
+			in := inbound(frames)
+			mss := 0
+			for _, f := range in {
+				if _, err := fmt.Sscanf(f.Comment(), "TSO %d×%d of", new(int), &mss); err == nil {
+					break
+				}
+			}
+			if mss == 0 {
+				t.Fatalf("no inbound super-frame: the test shows nothing\n%s", dump)
+			}
+			seqOf := map[int]uint32{}
+			for _, f := range in {
+				_, k, _ := f.TCP()
+				seqOf[f.Number] = k.Seq
+			}
+			trains := 0
+			for i, f := range in {
+				_, k, _ := f.TCP()
+				if k.Len > mss {
+					t.Errorf("frame %d: %d bytes of TCP text, over the MSS %d: a super-frame written whole", f.Number, k.Len, mss)
+				}
+				if tc.in.Duplicate > 0 && strings.Contains(f.Comment(), "retransmission") {
+					t.Errorf("frame %d says %q: the client sent it once", f.Number, f.Comment())
+				}
+				// The client's retransmission of a lost wire segment
+				// names that wire segment's frame, as Wireshark does.
+				var of int
+				if _, rest, ok := strings.Cut(f.Comment(), "retransmission of frame "); ok {
+					fmt.Sscanf(rest, "%d", &of)
+				}
+				if o, ok := seqOf[of]; of != 0 && (!ok || o != k.Seq) {
+					t.Errorf("frame %d (SEQ %d) says %q: frame %d has SEQ %d", f.Number, k.Seq, f.Comment(), of, o)
+				}
+				var n int
+				if _, err := fmt.Sscanf(f.Comment(), "TSO %d×", &n); err != nil || !strings.Contains(f.Comment(), tc.want) {
+					continue
+				}
+				trains++
+				for j := i; j < i+n && j < len(in); j++ {
+					if g := in[j]; tc.in.Loss > 0 && !g.Dropped || j > i && !strings.HasPrefix(g.Comment(), fmt.Sprintf("TSO %d/%d of frame %d", j-i+1, n, f.Number)) {
+						t.Errorf("frame %d, wire segment %d/%d of frame %d: %q, dropped %v", g.Number, j-i+1, n, f.Number, g.Comment(), g.Dropped)
+					}
+				}
+			}
+			if trains == 0 {
+				t.Errorf("no super-frame with %q: the test shows nothing", tc.want)
+			}
+			if t.Failed() || testing.Verbose() {
+				t.Logf("capture:\n%s", dump)
+			}
+		})
+	}
+}

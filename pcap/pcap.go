@@ -331,6 +331,7 @@ func (w *Writer) observeFault(ev *tap.FaultEvent) {
 		buf := w.getBuf()
 		buf = append(buf, ev.Data...)
 		lost = &record{ts: now, dir: dirIn, data: buf, length: len(buf), fi: parseFrame(buf, false), fp: fp}
+		w.noteLostOffload(lost, ev.MSS)
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()

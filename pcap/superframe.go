@@ -57,6 +57,22 @@ func (w *Writer) noteOffload(r *record, pkt *stack.PacketBuffer) {
 	}
 }
 
+// noteLostOffload marks r, an inbound frame a fault middleware below lost
+// before the stack saw it, to be written as its wire segments when it is a
+// super-frame (the fault's report gives its MSS), as noteOffload marks one
+// the stack was given: one wire segment per captured frame.
+func (w *Writer) noteLostOffload(r *record, mss int) {
+	if mss <= 0 || r.fi.kind != kindTCP || r.fi.key.Len <= mss {
+		return
+	}
+	if n, err := tap.SegmentCount(r.data, mss); err == nil {
+		r.mss, r.segs = mss, n
+		if w.opts.SuperFrames {
+			r.segs = 1
+		}
+	}
+}
+
 // writeSuperLocked writes super-frame r: as its wire segments, or whole
 // with Options.SuperFrames. w.mu is held.
 func (w *Writer) writeSuperLocked(r *record, comment string) {

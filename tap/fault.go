@@ -167,6 +167,12 @@ type FaultEvent struct {
 	Delay  time.Duration // delay: how long the frame is held back
 	Size   int           // black hole: the IP packet's length, or a super-frame's wire segments'
 	MTU    int           // black hole: FaultConfig.BlackHoleMTU
+	// MSS is a super-frame's (GSO on the way out, GRO on the way in):
+	// the size of the wire segments' payload it stands for (gso_size),
+	// so that an observer can show it as the wire carried it, as a
+	// capture above does with an inbound one the fault lost, which the
+	// stack never saw. It is 0 for a frame of one wire segment.
+	MSS int
 	// Data is the frame, link header included, as a capture above the
 	// middleware sees it: an outbound frame as the stack sent it (before
 	// it was corrupted or marked), an inbound frame as it reaches the
@@ -552,6 +558,11 @@ func (l *lane) event(k FaultKind, pkt *stack.PacketBuffer, sent []byte, prob flo
 		ev.Data = sent
 	case pkt != nil:
 		ev.Data = pkt.ToView().AsSlice()
+	}
+	if pkt != nil {
+		if g := pkt.GSOOptions; (g.Type == stack.GSOTCPv4 || g.Type == stack.GSOTCPv6) && g.MSS > 0 {
+			ev.MSS = int(g.MSS)
+		}
 	}
 	return ev
 }
