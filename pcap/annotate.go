@@ -1075,8 +1075,10 @@ func (a *annotator) fault(now time.Time, ev *tap.FaultEvent, fp uint64, lost *re
 			// it, it did to each wire segment the capture shows.
 			for _, x := range a.live() {
 				if x == r || r.train != nil && x.train == r.train {
-					x.faults = append(x.faults, text)
-					x.dropped = x.dropped || drop
+					if !copyFate(x, ev, text, drop) {
+						x.faults = append(x.faults, text)
+						x.dropped = x.dropped || drop
+					}
 					x.faultFrame = r.faultFrame
 				}
 			}
@@ -1119,6 +1121,52 @@ func (a *annotator) evictFaultNotes() {
 	}
 	a.stats.unmatched += uint64(len(a.faultFP[oldest]))
 	delete(a.faultFP, oldest)
+}
+
+// copyFate tells on r, an outbound frame the middleware below sent twice
+// (Duplicate), the fate its second copy met there, and reports whether
+// report ev, with text and drop, was that. The capture above holds one
+// frame, the stack's; the copy is none of its frames. Each copy is
+// delayed, or dropped for a full delay queue, in turn, and so reported:
+// the original first, unless the original was held back (Reorder), when
+// the copy goes first (tap's lane.decide). Told as two reports, the one
+// frame read "delayed" twice; told once, "fault: delayed 1ms (#5), its
+// copy delayed 1ms (#6)" names both. The frame is shown dropped only
+// when both copies were: one left.
+func copyFate(r *record, ev *tap.FaultEvent, text string, drop bool) bool {
+	if ev.Kind != tap.FaultDelay && ev.Kind != tap.FaultQueueFull {
+		return false
+	}
+	const dup, held = "fault: duplicated ", "fault: reordered"
+	const delayed, full = "fault: delayed ", "fault: dropped: delay queue full"
+	duplicated, reordered, first := false, false, -1
+	for i, f := range r.faults {
+		switch {
+		case strings.HasPrefix(f, dup):
+			duplicated = true
+		case strings.HasPrefix(f, held):
+			reordered = true
+		case strings.HasPrefix(f, delayed) || strings.HasPrefix(f, full):
+			if first >= 0 || strings.Contains(f, ", its copy ") {
+				return false // both told already
+			}
+			first = i
+		}
+	}
+	if !duplicated || first < 0 {
+		return false
+	}
+	prev := r.faults[first]
+	firstDropped := strings.HasPrefix(prev, full)
+	if reordered {
+		// The first report was the copy's, sent ahead of the held
+		// original; this one is the original's.
+		r.faults[first] = text + ", its copy " + strings.TrimPrefix(prev, "fault: ")
+	} else {
+		r.faults[first] = prev + ", its copy " + strings.TrimPrefix(text, "fault: ")
+	}
+	r.dropped = firstDropped && drop
+	return true
 }
 
 // outboundFaultFrame finds the outbound frame in the window that fault

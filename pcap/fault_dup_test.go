@@ -285,3 +285,47 @@ func TestFaultSuperFrameInbound(t *testing.T) {
 		})
 	}
 }
+
+// TestFaultDuplicateDelayedOnce: the fault middleware below the capture
+// sends the server's segment twice (Duplicate) and delays both copies.
+// The capture above holds one frame, the stack's: its comment says it was
+// duplicated, and then the fate of each copy once, the original's and its
+// copy's, not "delayed" twice as if the one frame had been held back
+// twice.
+func TestFaultDuplicateDelayedOnce(t *testing.T) {
+	t.Run("duplicate", func(t *testing.T) {
+		testDuplicateDelayedOnce(t, tap.FaultConfig{Duplicate: 1, Delay: time.Millisecond})
+	})
+	// Held back, the original leaves after its copy: its fate is told
+	// first all the same.
+	t.Run("duplicate and reorder", func(t *testing.T) {
+		testDuplicateDelayedOnce(t, tap.FaultConfig{Duplicate: 1, Reorder: 1, Delay: time.Millisecond})
+	})
+}
+
+func testDuplicateDelayedOnce(t *testing.T, cfg tap.FaultConfig) {
+	p := newFaultConnPair(t, 50*time.Millisecond, &cfg, nil)
+	p.settle()
+	t0 := time.Now()
+	if _, err := p.srv.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	p.settle()
+	frames, dump := p.read(t, t0)
+	var data []pcap.Packet
+	for _, f := range frames {
+		if _, k, _ := f.TCP(); f.Direction == pcap.Outbound && k.Len == 5 {
+			data = append(data, f)
+		}
+	}
+	if len(data) != 1 {
+		t.Fatalf("%d frames with the data, want 1 (the copy is not the capture's):\n%s", len(data), dump)
+	}
+	c := data[0].Comment()
+	if strings.Count(c, "fault: delayed 1ms") != 1 || strings.Count(c, ", its copy delayed 1ms") != 1 || data[0].Dropped {
+		t.Errorf("the segment says %q (dropped %v); want \"fault: delayed 1ms (...), its copy delayed 1ms (...)\" once", c, data[0].Dropped)
+	}
+	if t.Failed() {
+		t.Logf("capture:\n%s", dump)
+	}
+}
