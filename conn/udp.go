@@ -25,6 +25,10 @@ import (
 // A datagram to a port nobody holds makes the receiver answer ICMP port
 // unreachable (RFC 1122 4.1.3.1); a connected UDPConn that gets one
 // fails its next Read or Write with ECONNREFUSED, once, as Linux's does.
+// It does the same with the other ICMP errors Linux calls hard
+// (stack/udp_errors.go): EMSGSIZE for fragmentation needed, EHOSTUNREACH
+// for administratively prohibited, and so on; net and host unreachable
+// are soft, and not reported, as on Linux without IP_RECVERR.
 type UDPConn struct {
 	sock  *socket
 	proto tcpip.NetworkProtocolNumber // of the endpoint

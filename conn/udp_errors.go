@@ -27,10 +27,17 @@ func errno(err tcpip.Error) error {
 		return syscall.EADDRINUSE
 	case *tcpip.ErrBadLocalAddress:
 		return syscall.EADDRNOTAVAIL
-	case *tcpip.ErrHostUnreachable, *tcpip.ErrHostDown:
+	case *tcpip.ErrHostUnreachable:
 		return syscall.EHOSTUNREACH
-	case *tcpip.ErrNetworkUnreachable, *tcpip.ErrNoNet:
+	case *tcpip.ErrNetworkUnreachable:
 		return syscall.ENETUNREACH
+	case *tcpip.ErrHostDown:
+		// Of a UDP socket, only from an ICMP destination host unknown
+		// (stack/udp_errors.go), EHOSTDOWN as icmp_err_convert says.
+		return syscall.EHOSTDOWN
+	case *tcpip.ErrNoNet:
+		// Source host isolated, likewise.
+		return syscall.ENONET
 	case *tcpip.ErrClosedForSend:
 		return syscall.EPIPE
 	case *tcpip.ErrClosedForReceive, *tcpip.ErrInvalidEndpointState, *tcpip.ErrInvalidOptionValue, *tcpip.ErrBadAddress,
@@ -56,8 +63,13 @@ func errno(err tcpip.Error) error {
 		return syscall.ECONNABORTED
 	case *tcpip.ErrTimeout:
 		return syscall.ETIMEDOUT
-	case *tcpip.ErrNotSupported, *tcpip.ErrUnknownProtocolOption, *tcpip.ErrQueueSizeNotSupported:
+	case *tcpip.ErrNotSupported, *tcpip.ErrQueueSizeNotSupported:
 		return syscall.EOPNOTSUPP
+	case *tcpip.ErrUnknownProtocolOption:
+		// An unknown socket option, as sk_setsockopt answers one; and
+		// an ICMP protocol unreachable (stack/udp_errors.go), as
+		// icmp_err_convert does.
+		return syscall.ENOPROTOOPT
 	case *tcpip.ErrWouldBlock:
 		return syscall.EAGAIN
 	case *tcpip.ErrUnknownNICID:

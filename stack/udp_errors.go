@@ -1,0 +1,226 @@
+package stack
+
+import (
+	"sync"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+	"gvisor.dev/gvisor/pkg/waiter"
+)
+
+// ICMP errors for connected UDP sockets.
+//
+// RFC 1122 4.1.3.3 has UDP pass every ICMP error to the application.
+// Linux's __udp4_lib_err and __udp6_lib_err do so for a connected socket
+// without IP_RECVERR only for a hard error: the codes icmp_err_convert
+// (icmpv6_err_convert for IPv6) calls fatal, and fragmentation needed or
+// packet too big (EMSGSIZE) unless path MTU discovery is off
+// (IP_PMTUDISC_DONT). The error goes in sk_err, which the next send or
+// receive returns and clears (sock_error), and sk_error_report wakes the
+// socket's waiters. Soft errors (net and host unreachable, IPv4 codes 0,
+// 1, 5, 11 and 12; IPv6 no route and address unreachable) and every
+// error to an unconnected socket are not reported without IP_RECVERR,
+// which package conn does not offer.
+//
+// gVisor's UDP (transport/udp, HandleError) acts on port unreachable
+// alone (ECONNREFUSED) and drops every other error IP hands it. So the
+// stack sees the errors IP hands UDP (the TransportDispatcher's
+// DeliverTransportError, after gVisor's IP has checked the ICMP checksum
+// and that the quoted datagram left from one of our addresses), and for
+// a hard one gVisor's UDP drops it finds the connected socket by the
+// quoted 4-tuple and sets the socket's last error, gVisor's sk_err that
+// it already keeps for ECONNREFUSED and returns and clears on the next
+// Read or Write; then it wakes the socket's waiters. gVisor's IPv6 hands
+// UDP only no route, port unreachable and packet too big: the fatal
+// administratively prohibited, policy and reject route codes (EACCES)
+// and parameter problems (EPROTO, both families) never reach UDP and are
+// not reported.
+
+// udpErrors finds UDP sockets for the ICMP errors IP hands UDP.
+type udpErrors struct {
+	s *gstack.Stack // set once the stack exists, before any NIC
+
+	mu sync.Mutex
+	// wqs holds the waiter queue of each open UDP socket, by gVisor's
+	// endpoint: the demuxer knows a socket by its endpoint, the queue
+	// only its owner.
+	wqs map[gstack.TransportEndpoint]*waiter.Queue
+}
+
+func newUDPErrors() *udpErrors {
+	return &udpErrors{wqs: make(map[gstack.TransportEndpoint]*waiter.Queue)}
+}
+
+// network wraps the factories of IP so that their endpoints hand UDP's
+// errors through udpErrDispatcher.
+func (u *udpErrors) network(fs ...gstack.NetworkProtocolFactory) []gstack.NetworkProtocolFactory {
+	out := make([]gstack.NetworkProtocolFactory, len(fs))
+	for i, f := range fs {
+		out[i] = func(s *gstack.Stack) gstack.NetworkProtocol {
+			return &udpErrNetwork{NetworkProtocol: f(s), u: u}
+		}
+	}
+	return out
+}
+
+// transport wraps UDP's factory so that the stack knows each socket's
+// waiter queue.
+func (u *udpErrors) transport(f gstack.TransportProtocolFactory) gstack.TransportProtocolFactory {
+	return func(s *gstack.Stack) gstack.TransportProtocol {
+		return &udpErrProtocol{TransportProtocol: f(s), u: u}
+	}
+}
+
+// udpErrNetwork is IPv4 or IPv6 whose endpoints deliver through
+// udpErrDispatcher; the endpoints are gVisor's own.
+type udpErrNetwork struct {
+	gstack.NetworkProtocol
+	u *udpErrors
+}
+
+func (p *udpErrNetwork) NewEndpoint(nic gstack.NetworkInterface, d gstack.TransportDispatcher) gstack.NetworkEndpoint {
+	return p.NetworkProtocol.NewEndpoint(nic, &udpErrDispatcher{TransportDispatcher: d, u: p.u})
+}
+
+// udpErrDispatcher passes everything on to the NIC's dispatcher, and
+// reports UDP's hard ICMP errors to connected sockets.
+type udpErrDispatcher struct {
+	gstack.TransportDispatcher
+	u *udpErrors
+}
+
+var _ gstack.TransportDispatcherWithDefaultHandlerResult = (*udpErrDispatcher)(nil)
+
+// DeliverTransportPacketWithDefaultHandlerResult is asked for by IP's
+// ICMP handling (echo requests); the NIC's dispatcher has it.
+func (d *udpErrDispatcher) DeliverTransportPacketWithDefaultHandlerResult(proto tcpip.TransportProtocolNumber, pkt *gstack.PacketBuffer) (gstack.TransportPacketDisposition, bool) {
+	if wd, ok := d.TransportDispatcher.(gstack.TransportDispatcherWithDefaultHandlerResult); ok {
+		return wd.DeliverTransportPacketWithDefaultHandlerResult(proto, pkt)
+	}
+	return d.TransportDispatcher.DeliverTransportPacket(proto, pkt), false
+}
+
+// DeliverTransportError is IP handing a transport an ICMP error: pkt is
+// the ICMP message, its ICMP header in pkt.TransportHeader() and its data
+// the quote from the transport header on; local and remote are the
+// quoted datagram's source and destination.
+func (d *udpErrDispatcher) DeliverTransportError(local, remote tcpip.Address, net tcpip.NetworkProtocolNumber, trans tcpip.TransportProtocolNumber, transErr gstack.TransportError, pkt *gstack.PacketBuffer) {
+	if trans == udp.ProtocolNumber {
+		d.u.icmpError(local, remote, net, pkt)
+	}
+	d.TransportDispatcher.DeliverTransportError(local, remote, net, trans, transErr, pkt)
+}
+
+// icmpError sets a hard error on the connected socket the quoted
+// datagram left from and wakes its waiters.
+func (u *udpErrors) icmpError(local, remote tcpip.Address, net tcpip.NetworkProtocolNumber, pkt *gstack.PacketBuffer) {
+	ih := pkt.TransportHeader().Slice()
+	if len(ih) < 2 {
+		return
+	}
+	err, pmtu := udpHardError(net, ih[0], ih[1])
+	if err == nil {
+		return
+	}
+	q, ok := pkt.Data().PullUp(header.UDPMinimumSize)
+	if !ok {
+		return
+	}
+	uh := header.UDP(q)
+	id := gstack.TransportEndpointID{LocalPort: uh.SourcePort(), LocalAddress: local, RemotePort: uh.DestinationPort(), RemoteAddress: remote}
+	te := u.s.FindTransportEndpoint(net, udp.ProtocolNumber, id, pkt.NICID)
+	ep, ok := te.(tcpip.Endpoint)
+	if !ok || ep.State() != uint32(transport.DatagramEndpointStateConnected) {
+		return
+	}
+	if pmtu {
+		// __udp4_lib_err: no error under IP_PMTUDISC_DONT.
+		if v, e := ep.GetSockOptInt(tcpip.MTUDiscoverOption); e == nil && v == int(tcpip.PMTUDiscoveryDont) {
+			return
+		}
+	}
+	ep.SocketOptions().SetLastError(err)
+	u.mu.Lock()
+	wq := u.wqs[te]
+	u.mu.Unlock()
+	if wq != nil {
+		wq.Notify(waiter.EventErr)
+	}
+}
+
+// udpHardError is the error a connected UDP socket reports for an ICMP
+// message of typ and code (Linux's __udp4_lib_err with icmp_err_convert,
+// __udp6_lib_err with icmpv6_err_convert), nil for a soft one and for
+// port unreachable, which gVisor's UDP reports itself. pmtu is set for
+// fragmentation needed and packet too big. Package conn turns the
+// tcpip.Error into the errno named.
+func udpHardError(net tcpip.NetworkProtocolNumber, typ, code uint8) (err tcpip.Error, pmtu bool) {
+	if net == header.IPv6ProtocolNumber {
+		if header.ICMPv6Type(typ) == header.ICMPv6PacketTooBig {
+			return &tcpip.ErrMessageTooLong{}, true // EMSGSIZE
+		}
+		// Of the Destination Unreachable codes gVisor hands UDP, no
+		// route is soft and port unreachable gVisor's own.
+		return nil, false
+	}
+	if header.ICMPv4Type(typ) != header.ICMPv4DstUnreachable {
+		return nil, false
+	}
+	switch header.ICMPv4Code(code) {
+	case header.ICMPv4ProtoUnreachable:
+		return &tcpip.ErrUnknownProtocolOption{}, false // ENOPROTOOPT
+	case header.ICMPv4FragmentationNeeded:
+		return &tcpip.ErrMessageTooLong{}, true // EMSGSIZE
+	case header.ICMPv4DestinationNetworkUnknown, header.ICMPv4NetProhibited:
+		return &tcpip.ErrNetworkUnreachable{}, false // ENETUNREACH
+	case header.ICMPv4DestinationHostUnknown:
+		return &tcpip.ErrHostDown{}, false // EHOSTDOWN
+	case header.ICMPv4SourceHostIsolated:
+		return &tcpip.ErrNoNet{}, false // ENONET
+	case header.ICMPv4HostProhibited, header.ICMPv4AdminProhibited,
+		header.ICMPv4HostPrecedenceViolation, header.ICMPv4PrecedenceCutInEffect:
+		return &tcpip.ErrHostUnreachable{}, false // EHOSTUNREACH
+	}
+	// Net and host unreachable (for TOS too) and source route failed
+	// are soft; port unreachable is gVisor's.
+	return nil, false
+}
+
+// udpErrProtocol is gVisor's UDP whose sockets the stack can wake.
+type udpErrProtocol struct {
+	gstack.TransportProtocol
+	u *udpErrors
+}
+
+func (p *udpErrProtocol) NewEndpoint(netProto tcpip.NetworkProtocolNumber, wq *waiter.Queue) (tcpip.Endpoint, tcpip.Error) {
+	ep, err := p.TransportProtocol.NewEndpoint(netProto, wq)
+	if err != nil {
+		return nil, err
+	}
+	te, ok := ep.(gstack.TransportEndpoint)
+	if !ok {
+		return ep, nil
+	}
+	p.u.mu.Lock()
+	p.u.wqs[te] = wq
+	p.u.mu.Unlock()
+	return &udpErrEndpoint{Endpoint: ep, te: te, u: p.u}, nil
+}
+
+// udpErrEndpoint is one of gVisor's UDP sockets that leaves udpErrors
+// when closed.
+type udpErrEndpoint struct {
+	tcpip.Endpoint
+	te gstack.TransportEndpoint
+	u  *udpErrors
+}
+
+func (e *udpErrEndpoint) Close() {
+	e.u.mu.Lock()
+	delete(e.u.wqs, e.te)
+	e.u.mu.Unlock()
+	e.Endpoint.Close()
+}
