@@ -393,7 +393,11 @@ func resolveLocal(network, address string) (netip.AddrPort, error) {
 		if a, err = netip.ParseAddr(host); err != nil {
 			return netip.AddrPort{}, &net.AddrError{Err: "a local address must be an IP address", Addr: host}
 		}
-		a = a.Unmap().WithZone("")
+		// An IPv6 link-local address keeps its zone, the interface
+		// to bind on (linkNIC), as in resolveRemote.
+		if a = a.Unmap(); !needsZone(a) {
+			a = a.WithZone("")
+		}
 		// "[::]" in tcp4 is "any", as "" (package net tries 0.0.0.0
 		// after :: for it, internetAddrList); "0.0.0.0" in tcp6 is
 		// refused, as package net refuses it.

@@ -104,16 +104,26 @@ func (lc *ListenConfig) Listen(s *stack.Stack, network, address string) (*Listen
 	// 0.0.0.0 IPv4 only ("tcp4"), :: IPv6 only ("tcp6", IPV6_V6ONLY), so
 	// a "tcp4" and a "tcp6" listener share a port as on Linux and the
 	// other family's SYNs find no listener and are reset.
+	// A link-local address is bound on its zone's interface, as
+	// Linux's __inet6_bind binds the socket to sin6_scope_id's device
+	// and refuses a link-local address without one (EINVAL).
+	nic, err := linkNIC(ap.Addr())
+	if err != nil {
+		return nil, opErr(err, net.TCPAddrFromAddrPort(ap))
+	}
 	fam := family(network)
-	engAP := ap
+	engAP := netip.AddrPortFrom(ap.Addr().WithZone(""), ap.Port())
 	if ap.Addr().IsUnspecified() && fam == "" {
 		engAP = netip.AddrPortFrom(netip.Addr{}, ap.Port())
 	}
-	l, err := s.TCP().Listen(engAP, backlog)
+	l, err := s.TCP().ListenOn(engAP, nic, backlog)
 	if err != nil {
 		return nil, opErr(err, net.TCPAddrFromAddrPort(ap))
 	}
 	addr := l.Addr()
+	if nic != 0 {
+		addr = netip.AddrPortFrom(addr.Addr().WithZone(ap.Addr().Zone()), addr.Port())
+	}
 	switch {
 	case !engAP.Addr().IsValid():
 		// The engine listens on no address at all, for both families;

@@ -97,11 +97,18 @@ func bindUDP(s *stack.Stack, network string, local, at netip.AddrPort) (*UDPConn
 	if err != nil {
 		return nil, opErr(err)
 	}
+	// A link-local address is bound on its zone's interface
+	// (__inet6_bind): EINVAL without one, EADDRNOTAVAIL from gVisor's
+	// Bind when that interface does not hold the address.
+	nic, err := linkNIC(at.Addr())
+	if err != nil {
+		return nil, opErr(err)
+	}
 	c, err := newUDPConn(s, network, proto, v6only)
 	if err != nil {
 		return nil, opErr(err)
 	}
-	if terr := c.sock.ep.Bind(fullAddress(at)); terr != nil {
+	if terr := c.sock.ep.Bind(zonedAddress(at, nic)); terr != nil {
 		c.sock.ep.Close()
 		return nil, opErr(errno(terr))
 	}
@@ -163,6 +170,18 @@ func dialUDP(s *stack.Stack, network string, local, remote netip.AddrPort) (*UDP
 	if err != nil {
 		return nil, opErr("connect", err)
 	}
+	// A link-local address, local or remote, is used on its zone's
+	// interface, as __ip6_datagram_connect binds the socket to
+	// sin6_scope_id's device, and refuses a link-local peer without
+	// one (EINVAL).
+	lnic, err := linkNIC(local.Addr())
+	if err != nil {
+		return nil, opErr("bind", err)
+	}
+	rnic, err := linkNIC(remote.Addr())
+	if err != nil {
+		return nil, opErr("connect", err)
+	}
 	c, err := newUDPConn(s, network, proto, v6only)
 	if err != nil {
 		return nil, opErr("connect", err)
@@ -170,7 +189,7 @@ func dialUDP(s *stack.Stack, network string, local, remote netip.AddrPort) (*UDP
 	// A laddr with a port and no IP (&net.UDPAddr{Port: 53}) binds the
 	// port on every address, as net.DialUDP does.
 	if local.IsValid() || local.Port() != 0 {
-		if terr := c.sock.ep.Bind(fullAddress(local)); terr != nil {
+		if terr := c.sock.ep.Bind(zonedAddress(local, lnic)); terr != nil {
 			c.sock.ep.Close()
 			return nil, opErr("bind", errno(terr))
 		}
@@ -184,9 +203,15 @@ func dialUDP(s *stack.Stack, network string, local, remote netip.AddrPort) (*UDP
 			ra = netip.AddrPortFrom(netip.IPv6Loopback(), ra.Port())
 		}
 	}
-	if terr := c.sock.ep.Connect(fullAddress(ra)); terr != nil {
+	if terr := c.sock.ep.Connect(zonedAddress(ra, rnic)); terr != nil {
 		c.sock.ep.Close()
-		return nil, opErr("connect", errno(terr))
+		err := errno(terr)
+		if _, ok := terr.(*tcpip.ErrUnknownNICID); ok {
+			// A zone that names no interface: no route, as
+			// Linux's route lookup for an unknown oif answers.
+			err = syscall.ENETUNREACH
+		}
+		return nil, opErr("connect", err)
 	}
 	c.fixAddrs()
 	return c, nil
@@ -462,12 +487,29 @@ func (c *UDPConn) sendTo(b []byte, addr netip.AddrPort) (int, error) {
 		// ENETUNREACH, where gVisor finds no route to the host.
 		return 0, syscall.ENETUNREACH
 	}
-	to := fullAddress(netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port()))
+	// A link-local peer is reached on its zone's interface; without
+	// a zone, only from a socket bound to one (udpv6_sendmsg:
+	// EINVAL if neither names a device).
+	var nic tcpip.NICID
+	if needsZone(addr.Addr()) && (addr.Addr().Zone() != "" || !c.boundToNIC()) {
+		var err error
+		if nic, err = linkNIC(addr.Addr()); err != nil {
+			return 0, err
+		}
+	}
+	to := zonedAddress(netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port()), nic)
 	if c.dualStack() && addr.Addr().Unmap().Is4() {
 		// A dual-stack socket sends IPv4 to the mapped address.
 		to = fullAddress(netip.AddrPortFrom(netip.AddrFrom16(addr.Addr().As16()), addr.Port()))
 	}
 	return c.udpWrite(b, &to)
+}
+
+// boundToNIC reports a socket bound to a link-local address, which
+// its zone's interface holds.
+func (c *UDPConn) boundToNIC() bool {
+	ap, ok := c.sock.laddr.(*net.UDPAddr)
+	return ok && ap.Zone != ""
 }
 
 func (c *UDPConn) dualStack() bool {

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"syscall"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -102,9 +103,21 @@ func fullAddress(ap netip.AddrPort) tcpip.FullAddress {
 	return tcpip.FullAddress{Addr: addr, Port: ap.Port()}
 }
 
-// addrPort converts gVisor's address to netip; the zone is dropped.
+// zonedAddress is fullAddress on interface nic (0: any).
+func zonedAddress(ap netip.AddrPort, nic tcpip.NICID) tcpip.FullAddress {
+	fa := fullAddress(ap)
+	fa.NIC = nic
+	return fa
+}
+
+// addrPort converts gVisor's address to netip. A link-local address
+// comes with its zone, the interface, as package net's does
+// (sin6_scope_id); any other without.
 func addrPort(fa tcpip.FullAddress) netip.AddrPort {
 	a, _ := netip.AddrFromSlice(fa.Addr.AsSlice())
+	if needsZone(a) && fa.NIC != 0 {
+		a = a.WithZone(strconv.Itoa(int(fa.NIC)))
+	}
 	return netip.AddrPortFrom(a, fa.Port)
 }
 

@@ -91,6 +91,14 @@ func (q *synQueue) full() bool { return q.len() >= q.limit }
 // syscall errnos: EADDRNOTAVAIL for an address that is not the stack's,
 // EADDRINUSE for a port taken, ENETDOWN once the stack is shutting down.
 func (p *Protocol) Listen(local netip.AddrPort, backlog int) (*Listener, error) {
+	return p.ListenOn(local, 0, backlog)
+}
+
+// ListenOn is Listen bound to interface nic (0: any), as SO_BINDTODEVICE
+// or a link-local address's sin6_scope_id binds a Linux listener: only
+// SYNs that arrive on nic find it, and a local address must be one of
+// nic's (else EADDRNOTAVAIL).
+func (p *Protocol) ListenOn(local netip.AddrPort, nic tcpip.NICID, backlog int) (*Listener, error) {
 	netProtos := []tcpip.NetworkProtocolNumber{header.IPv4ProtocolNumber, header.IPv6ProtocolNumber}
 	var addr tcpip.Address
 	wild := netip.Addr{} // Addr's answer for a wildcard listener
@@ -104,7 +112,7 @@ func (p *Protocol) Listen(local netip.AddrPort, backlog int) (*Listener, error) 
 			wild = a
 		} else {
 			addr = tcpip.AddrFromSlice(a.AsSlice())
-			if p.stack.CheckLocalAddress(0, netProtos[0], addr) == 0 {
+			if p.stack.CheckLocalAddress(nic, netProtos[0], addr) == 0 {
 				return nil, syscall.EADDRNOTAVAIL
 			}
 		}
@@ -122,7 +130,7 @@ func (p *Protocol) Listen(local netip.AddrPort, backlog int) (*Listener, error) 
 	}
 	l.synq = synQueue{entries: make(map[*Endpoint]struct{}), limit: p.opts.SynQueueLimit}
 	l.acceptq = newAcceptQueue(backlog)
-	l.portRes = ports.Reservation{Networks: netProtos, Transport: protocolNumber, Addr: addr, Port: local.Port()}
+	l.portRes = ports.Reservation{Networks: netProtos, Transport: protocolNumber, Addr: addr, Port: local.Port(), BindToDevice: nic}
 	// Connections actively opened on the port hold it too (ports.go):
 	// a listener may not take it from them, as bind(2) may not.
 	p.ports.mu.Lock()
@@ -139,7 +147,7 @@ func (p *Protocol) Listen(local netip.AddrPort, backlog int) (*Listener, error) 
 	}
 	l.portRes.Port = port
 	l.id.LocalPort = port
-	if terr := p.stack.RegisterTransportEndpoint(netProtos, protocolNumber, l.id, l.demux(), ports.Flags{}, 0); terr != nil {
+	if terr := p.stack.RegisterTransportEndpoint(netProtos, protocolNumber, l.id, l.demux(), ports.Flags{}, nic); terr != nil {
 		p.stack.ReleasePort(l.portRes)
 		p.ports.mu.Unlock()
 		return nil, syscall.EADDRINUSE
