@@ -32,6 +32,7 @@ import (
 type UDPConn struct {
 	sock  *socket
 	proto tcpip.NetworkProtocolNumber // of the endpoint
+	s     *stack.Stack
 }
 
 var (
@@ -265,7 +266,7 @@ func newUDPConn(s *stack.Stack, network string, proto tcpip.NetworkProtocolNumbe
 	}
 	// Go's net sets SO_BROADCAST on every UDP socket it makes.
 	ep.SocketOptions().SetBroadcast(true)
-	return &UDPConn{sock: newSocket(ep, wq, s.Clock(), network), proto: proto}, nil
+	return &UDPConn{sock: newSocket(ep, wq, s.Clock(), network), proto: proto, s: s}, nil
 }
 
 // fixAddrs reads the bound (and connected) addresses once.
@@ -497,12 +498,36 @@ func (c *UDPConn) sendTo(b []byte, addr netip.AddrPort) (int, error) {
 			return 0, err
 		}
 	}
+	if nic == 0 {
+		nic = c.boundAddrNIC()
+	}
 	to := zonedAddress(netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port()), nic)
 	if c.dualStack() && addr.Addr().Unmap().Is4() {
 		// A dual-stack socket sends IPv4 to the mapped address.
 		to = fullAddress(netip.AddrPortFrom(netip.AddrFrom16(addr.Addr().As16()), addr.Port()))
 	}
 	return c.udpWrite(b, &to)
+}
+
+// boundAddrNIC is the interface that holds the address an unconnected
+// socket is bound to now, or 0. gVisor's Bind records the interface that
+// held the address then, and routes every later datagram through it
+// (RegisterNICID), as if SO_BINDTODEVICE had been set: once that
+// interface is removed, sends fail with ENETUNREACH even after the
+// address comes back on another. Linux's bind ties a socket to the
+// address alone, and each udp_sendmsg looks the route up afresh; so the
+// send names the interface holding the address now.
+func (c *UDPConn) boundAddrNIC() tcpip.NICID {
+	ap, ok := c.sock.laddr.(*net.UDPAddr)
+	if !ok || ap.Zone != "" {
+		return 0
+	}
+	a, ok := netip.AddrFromSlice(ap.IP)
+	if !ok || a.IsUnspecified() || a.IsMulticast() {
+		return 0
+	}
+	a = a.Unmap()
+	return c.s.Netstack().CheckLocalAddress(0, netProtoOf(a), tcpip.AddrFromSlice(a.AsSlice()))
 }
 
 // boundToNIC reports a socket bound to a link-local address, which
