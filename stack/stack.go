@@ -169,10 +169,11 @@ func New(opts Options) *Stack {
 	})
 	udpObs.attach(s)
 	udpErrs.s = s
-	// The ICMPv6 errors gVisor's IPv6 does not hand TCP (stack/tcp's
-	// icmp6.go). It fails only without IPv6 or ICMPv6, both registered
-	// above.
-	_ = s.RegisterRawTransportEndpoint(ipv6.ProtocolNumber, header.ICMPv6ProtocolNumber, bind.ICMPv6)
+	// The ICMP and ICMPv6 errors gVisor's IPv4 and IPv6 do not hand TCP
+	// (stack/tcp's icmp4.go and icmp6.go). Registering fails only without
+	// the network or ICMP protocol, all registered above.
+	_ = s.RegisterRawTransportEndpoint(ipv4.ProtocolNumber, header.ICMPv4ProtocolNumber, bind.ICMP)
+	_ = s.RegisterRawTransportEndpoint(ipv6.ProtocolNumber, header.ICMPv6ProtocolNumber, bind.ICMP)
 	st := &Stack{
 		s: s, tcp: engine, bind: bind, onLinkDown: opts.OnLinkDown, connContext: opts.ConnContext,
 		nextNIC: 1, links: make(map[tcpip.NICID]gstack.LinkEndpoint), down: make(map[tcpip.NICID]error),

@@ -47,6 +47,8 @@ func FuzzICMP(f *testing.F) {
 		{false, uint8(header.ICMPv4DstUnreachable), uint8(header.ICMPv4HostUnreachable), 0, 3, []byte{0, 0}},
 		{false, uint8(header.ICMPv4DstUnreachable), uint8(header.ICMPv4HostUnreachable), 0, 1, []byte{1, 2, 3}},
 		{false, uint8(header.ICMPv4TimeExceeded), 0, 0, 7, []byte{1}},
+		{false, uint8(header.ICMPv4ParamProblem), 0, 0, 7, []byte{7}},
+		{false, uint8(header.ICMPv4TimeExceeded), 1, 0, 7, []byte{6}},
 		{false, uint8(header.ICMPv4SrcQuench), 0, 0, 7, []byte{1}},
 		{true, uint8(header.ICMPv6DstUnreachable), uint8(header.ICMPv6AddressUnreachable), 0, 7, []byte{1}},
 		{true, uint8(header.ICMPv6DstUnreachable), uint8(header.ICMPv6PortUnreachable), 0, 7, []byte{1}},

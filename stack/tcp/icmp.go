@@ -6,6 +6,7 @@ import (
 	"syscall"
 
 	"github.com/tapstack/tapstack/event"
+	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
@@ -150,8 +151,8 @@ func (e *Endpoint) icmpArrives(terr stack.TransportError, pkt *stack.PacketBuffe
 
 // halfOpenAbort reports whether an ICMP error about a listener's SYN-ACK
 // ends the half-open entry, as Linux's tcp_v4_err and tcp_v6_err tell
-// tcp_req_err. For IPv4, a net or host unreachable (time exceeded and
-// parameter problem too, which gVisor does not pass on): gVisor folds
+// tcp_req_err. For IPv4, a time exceeded or parameter problem (which the
+// watcher takes, icmp4.go), and a net or host unreachable: gVisor folds
 // codes 9 to 15 (administratively prohibited, for TOS, precedence) into
 // those two kinds without their code, so they end the entry here where
 // Linux would keep it. For IPv6, what icmpv6_err_convert calls fatal:
@@ -167,6 +168,10 @@ func halfOpenAbort(terr stack.TransportError) bool {
 			return true
 		}
 		return false
+	}
+	switch header.ICMPv4Type(terr.Type()) {
+	case header.ICMPv4TimeExceeded, header.ICMPv4ParamProblem:
+		return true
 	}
 	switch terr.Kind() {
 	case stack.DestinationNetworkUnreachableTransportError, stack.DestinationHostUnreachableTransportError:
@@ -221,4 +226,79 @@ func (l *Listener) icmpToListener(terr stack.TransportError, pkt *stack.PacketBu
 	}
 	q, _ := parseICMPQuote(pkt)
 	l.proto.dropICMP(event.ConnID{Local: l.Addr()}, q, err, event.DropICMPNoConnection)
+}
+
+// icmpWatch is the engine as gVisor's raw endpoint for ICMP and ICMPv6
+// (icmp4.go, icmp6.go).
+type icmpWatch Protocol
+
+// HandlePacket implements stack.RawTransportEndpoint: an ICMP or ICMPv6
+// packet, its IP header in pkt.NetworkHeader, its ICMP header in
+// pkt.TransportHeader, the data the message body. The packet is a copy
+// the caller releases.
+func (w *icmpWatch) HandlePacket(pkt *stack.PacketBuffer) {
+	switch pkt.NetworkProtocolNumber {
+	case header.IPv4ProtocolNumber:
+		(*Protocol)(w).icmpv4Arrives(pkt)
+	case header.IPv6ProtocolNumber:
+		(*Protocol)(w).icmpv6Arrives(pkt)
+	}
+}
+
+// watchedError is an ICMP error that gVisor's network layer hands no
+// transport and one of the engine's watchers (icmp4.go, icmp6.go) takes
+// instead, as the transport error it stands for, with the errno Linux
+// gives it.
+type watchedError struct {
+	origin    tcpip.SockErrOrigin
+	typ, code uint8
+	errno     syscall.Errno
+}
+
+func (w watchedError) Origin() tcpip.SockErrOrigin { return w.origin }
+func (w watchedError) Type() uint8                 { return w.typ }
+func (w watchedError) Code() uint8                 { return w.code }
+func (w watchedError) Info() uint32                { return 0 }
+
+// Kind is the kind nearest the errno; icmpArrives takes the errno itself
+// (transportErrno).
+func (w watchedError) Kind() stack.TransportErrorKind {
+	return stack.DestinationHostUnreachableTransportError
+}
+
+// transportErrno is the errno an ICMP error stands for (icmpErrno), or
+// the one a watchedError carries.
+func transportErrno(terr stack.TransportError) error {
+	if w, ok := terr.(watchedError); ok {
+		return w.errno
+	}
+	return icmpErrno(terr.Kind())
+}
+
+// quotedEndpoint is the connection or listener that the quoted TCP header
+// th, of a segment from src (one of our addresses) to dst, was sent by:
+// what gVisor's DeliverTransportError finds by the quoted 4-tuple, exact
+// match first. It is nil if th is shorter than the 8 bytes with the ports
+// and sequence number, or no connection or listener holds the 4-tuple.
+func (p *Protocol) quotedEndpoint(netProto tcpip.NetworkProtocolNumber, nic tcpip.NICID, src, dst tcpip.Address, th []byte) stack.TransportEndpoint {
+	if len(th) < 8 {
+		return nil
+	}
+	id := stack.TransportEndpointID{
+		LocalPort:     binary.BigEndian.Uint16(th[0:]),
+		LocalAddress:  src,
+		RemotePort:    binary.BigEndian.Uint16(th[2:]),
+		RemoteAddress: dst,
+	}
+	return p.stack.FindTransportEndpoint(netProto, header.TCPProtocolNumber, id, nic)
+}
+
+// handQuote hands ep a watched error, with the data at the quoted TCP
+// header th, as gVisor's deliverError hands it the others: icmpArrives
+// (or icmpToListener) then checks the quote as for any ICMP error (RFC
+// 5927).
+func handQuote(ep stack.TransportEndpoint, terr watchedError, th []byte) {
+	quote := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(th)})
+	defer quote.DecRef()
+	ep.HandleError(terr, quote)
 }

@@ -1,10 +1,8 @@
 package tcp
 
 import (
-	"encoding/binary"
 	"syscall"
 
-	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -23,30 +21,13 @@ import (
 // Linux, whose tcp_v6_err ends a connection in SYN-SENT on any of them,
 // says at once what icmpv6_err_convert makes of the code. So the engine
 // watches ICMPv6 as a raw endpoint does (package stack registers
-// icmpv6Watch with gVisor's demuxer, which hands raw endpoints a copy of
+// icmpWatch with gVisor's demuxer, which hands raw endpoints a copy of
 // every ICMPv6 packet before the network layer acts on it), and, for the
 // codes gVisor drops, does what gVisor does for the others: it checks
 // the message (its checksum, a quote of a TCP segment from one of our
 // addresses), finds the connection by the quoted 4-tuple and hands it the
 // error with the data at the quoted TCP header, where icmpArrives checks
 // the quote as for any ICMP error (RFC 5927).
-
-// icmpv6Watch is the engine as gVisor's raw endpoint for ICMPv6.
-type icmpv6Watch Protocol
-
-// HandlePacket implements stack.RawTransportEndpoint: an ICMPv6 packet,
-// its IPv6 header in pkt.NetworkHeader, its ICMPv6 header in
-// pkt.TransportHeader, the data the message body. The packet is a copy
-// the caller releases.
-func (w *icmpv6Watch) HandlePacket(pkt *stack.PacketBuffer) {
-	(*Protocol)(w).icmpv6Arrives(pkt)
-}
-
-// icmpv6Unreachable is a Destination Unreachable that gVisor drops, as
-// the transport error it stands for.
-type icmpv6Unreachable struct {
-	code header.ICMPv6Code
-}
 
 // icmpv6Errno is what Linux's icmpv6_err_convert makes of a Destination
 // Unreachable code, for the codes gVisor drops (0 if none of them).
@@ -58,28 +39,6 @@ func icmpv6Errno(code header.ICMPv6Code) syscall.Errno {
 		return syscall.EHOSTUNREACH
 	}
 	return 0
-}
-
-func (u icmpv6Unreachable) Origin() tcpip.SockErrOrigin { return tcpip.SockExtErrorOriginICMP6 }
-func (u icmpv6Unreachable) Type() uint8                 { return uint8(header.ICMPv6DstUnreachable) }
-func (u icmpv6Unreachable) Code() uint8                 { return uint8(u.code) }
-func (u icmpv6Unreachable) Info() uint32                { return 0 }
-
-// Kind is the kind nearest the code's errno; icmpArrives takes the errno
-// itself (transportErrno).
-func (u icmpv6Unreachable) Kind() stack.TransportErrorKind {
-	return stack.DestinationHostUnreachableTransportError
-}
-
-func (u icmpv6Unreachable) errno() syscall.Errno { return icmpv6Errno(u.code) }
-
-// transportErrno is the errno an ICMP error stands for (icmpErrno), or
-// the one an icmpv6Unreachable carries.
-func transportErrno(terr stack.TransportError) error {
-	if u, ok := terr.(icmpv6Unreachable); ok {
-		return u.errno()
-	}
-	return icmpErrno(terr.Kind())
 }
 
 // icmpv6Arrives is an ICMPv6 packet seen as a raw endpoint sees it. All
@@ -116,17 +75,9 @@ func (p *Protocol) icmpv6Arrives(pkt *stack.PacketBuffer) {
 		return
 	}
 	th := quoted[header.IPv6MinimumSize:]
-	id := stack.TransportEndpointID{
-		LocalPort:     binary.BigEndian.Uint16(th[0:]),
-		LocalAddress:  q.SourceAddress(),
-		RemotePort:    binary.BigEndian.Uint16(th[2:]),
-		RemoteAddress: q.DestinationAddress(),
-	}
-	ep := p.stack.FindTransportEndpoint(header.IPv6ProtocolNumber, header.TCPProtocolNumber, id, pkt.NICID)
+	ep := p.quotedEndpoint(header.IPv6ProtocolNumber, pkt.NICID, q.SourceAddress(), q.DestinationAddress(), th)
 	if ep == nil {
 		return // no connection or listener: as gVisor's deliverError
 	}
-	quote := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(th)})
-	defer quote.DecRef()
-	ep.HandleError(icmpv6Unreachable{code: ic.Code()}, quote)
+	handQuote(ep, watchedError{origin: tcpip.SockExtErrorOriginICMP6, typ: uint8(ic.Type()), code: uint8(ic.Code()), errno: icmpv6Errno(ic.Code())}, th)
 }

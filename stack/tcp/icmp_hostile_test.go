@@ -51,8 +51,10 @@ func quotedIPv4(q icmpQuote, opts []byte, off uint16, tcpLen int) []byte {
 //     TCP's; gVisor counts it and changes no route) are ignored;
 //   - an error quoting ports no socket holds reaches no one.
 //
-// Time exceeded differs from Linux, which takes it as EHOSTUNREACH
-// (tcp_v4_err): gVisor counts it and passes it on to no transport.
+// Time exceeded and parameter problem, which gVisor counts and passes to
+// no transport, act as in Linux's tcp_v4_err (EHOSTUNREACH and EPROTO):
+// the engine's ICMPv4 watcher takes them (icmp4.go). Both reported
+// ETIMEDOUT before it.
 func TestICMPHostile(t *testing.T) {
 	nop4 := []byte{1, 1, 1, 0} // three NOPs and End of Option List
 	for _, tc := range []struct {
@@ -88,8 +90,13 @@ func TestICMPHostile(t *testing.T) {
 		}},
 		{"time exceeded", func(q icmpQuote) []byte {
 			return icmpv4Packet(header.ICMPv4TimeExceeded, 0, quotedIPv4(q, nil, 0, 8))
-		}, syscall.ETIMEDOUT, func(p *tcptest.Peer) uint64 {
+		}, syscall.EHOSTUNREACH, func(p *tcptest.Peer) uint64 {
 			return p.Stack.Netstack().Stats().ICMP.V4.PacketsReceived.TimeExceeded.Value()
+		}},
+		{"parameter problem", func(q icmpQuote) []byte {
+			return icmpv4Packet(header.ICMPv4ParamProblem, 0, quotedIPv4(q, nil, 0, 8))
+		}, syscall.EPROTO, func(p *tcptest.Peer) uint64 {
+			return p.Stack.Netstack().Stats().ICMP.V4.PacketsReceived.ParamProblem.Value()
 		}},
 		{"no such connection", func(q icmpQuote) []byte {
 			q.src, q.dst = 1, 2

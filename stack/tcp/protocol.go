@@ -111,7 +111,7 @@ func NewProtocol(opts Options) (*Protocol, *tcpbind.Binding) {
 		Shutdown:  p.shutdown,
 		Drained:   p.drainedChan,
 		Abort:     p.abortAll,
-		ICMPv6:    (*icmpv6Watch)(p),
+		ICMP:      (*icmpWatch)(p),
 	}
 }
 

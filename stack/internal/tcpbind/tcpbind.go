@@ -50,11 +50,11 @@ type Binding struct {
 	Shutdown func()
 	Drained  func() <-chan struct{}
 
-	// ICMPv6 goes in gVisor's demuxer as a raw endpoint for ICMPv6
-	// (stack.RegisterRawTransportEndpoint), once the stack is made: the
-	// engine takes from it the ICMPv6 errors that gVisor's IPv6 does not
-	// pass on (stack/tcp/icmp6.go).
-	ICMPv6 stack.RawTransportEndpoint
+	// ICMP goes in gVisor's demuxer as a raw endpoint for both ICMP
+	// and ICMPv6 (stack.RegisterRawTransportEndpoint), once the stack is
+	// made: the engine takes from it the ICMP errors that gVisor's IPv4
+	// and IPv6 do not pass on (stack/tcp/icmp4.go, icmp6.go).
+	ICMP stack.RawTransportEndpoint
 
 	// Abort closes every listener and aborts every connection: the
 	// stack is closing at once (RFC 9293 3.10.5; see Endpoint.Reset
