@@ -123,7 +123,7 @@ func fzRunICMP(t *testing.T, v6 bool, typ, code uint8, info uint32, mode uint8, 
 		t.Fatalf("send MSS %d, below the floor", mss)
 	}
 	drops := uint64(0)
-	for _, r := range []event.DropReason{event.DropICMPBadQuote, event.DropICMPOutOfWindow, event.DropICMPNoConnection, event.DropICMPBadMTU} {
+	for _, r := range icmpDropReasons {
 		drops += p.TCP.Stats().Dropped(r)
 	}
 	if drops > 1 {

@@ -47,11 +47,17 @@ func parseICMPQuote(pkt *stack.PacketBuffer) (icmpQuote, bool) {
 	if !ok {
 		return icmpQuote{}, false
 	}
+	return quoteOf(b), true
+}
+
+// quoteOf reads the 8 bytes of a quoted TCP header at the start of b,
+// which holds at least that many.
+func quoteOf(b []byte) icmpQuote {
 	return icmpQuote{
 		srcPort: binary.BigEndian.Uint16(b[0:]),
 		dstPort: binary.BigEndian.Uint16(b[2:]),
 		seq:     seqnum.Value(binary.BigEndian.Uint32(b[4:])),
-	}, true
+	}
 }
 
 // icmpErrno is the errno an ICMP error stands for, as Linux's
@@ -284,12 +290,8 @@ func (p *Protocol) quotedEndpoint(netProto tcpip.NetworkProtocolNumber, nic tcpi
 	if len(th) < 8 {
 		return nil
 	}
-	id := stack.TransportEndpointID{
-		LocalPort:     binary.BigEndian.Uint16(th[0:]),
-		LocalAddress:  src,
-		RemotePort:    binary.BigEndian.Uint16(th[2:]),
-		RemoteAddress: dst,
-	}
+	q := quoteOf(th)
+	id := stack.TransportEndpointID{LocalPort: q.srcPort, LocalAddress: src, RemotePort: q.dstPort, RemoteAddress: dst}
 	return p.stack.FindTransportEndpoint(netProto, header.TCPProtocolNumber, id, nic)
 }
 

@@ -2,12 +2,15 @@ package tcp_test
 
 import (
 	"errors"
+	"net/netip"
+	"strings"
 	"syscall"
 	"testing"
 
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
 	"github.com/tapstack/tapstack/event"
+	"github.com/tapstack/tapstack/stack/tcp"
 	"github.com/tapstack/tapstack/stack/tcp/tcptest"
 )
 
@@ -99,5 +102,20 @@ func TestICMPv4OneOwner(t *testing.T) {
 		p.InjectIPv4(icmpv4Packet(tc.typ, tc.code, quotedIPv4(quote(p, 9), nil, 0, 8)))
 		wantCount(t, "Dropped(ICMP out of window)", p.TCP.Stats().Dropped(event.DropICMPOutOfWindow), 1)
 		p.WantState(ep, event.Established)
+	}
+}
+
+// TestICMPv4DropEvent: an ICMP error that gVisor discards before TCP sees
+// it, here one quoting a 4-tuple no socket holds, is reported as a drop
+// of the quoted connection, with the message it was.
+func TestICMPv4DropEvent(t *testing.T) {
+	var r events
+	p, _ := tcptest.SynSent(t, tcptest.WithTCP(tcp.Options{Observer: r.observe}))
+	p.InjectIPv4(icmpError(header.ICMPv4PortUnreachable, icmpQuote{src: 1, dst: 2, seq: 3}))
+	drops := r.of(event.KindDrop)
+	want := event.ConnID{Local: netip.AddrPortFrom(tcptest.StackAddr, 1), Remote: netip.AddrPortFrom(tcptest.PeerAddr, 2)}
+	if len(drops) != 1 || drops[0].Drop != event.DropICMPNoConnection || drops[0].Conn != want ||
+		!strings.Contains(drops[0].Segment.String(), "ICMP error (destination unreachable, code 3) quoting 1 > 2 seq 3") {
+		t.Fatalf("drop events %v, want one ICMP no-connection drop for %v", drops, want)
 	}
 }
