@@ -229,6 +229,7 @@ func Vocabulary() []Term {
 		{"dropped: PAWS: old timestamp", "RFC 7323 PAWS rejected the segment", "TCP_RFC7323_PAWS"},
 		{"dropped: accept queue full", "the final ACK (or a SYN) found the accept queue full", "TCP_LISTEN_OVERFLOW / ListenOverflows"},
 		{"dropped: SYN queue full", "a SYN found the SYN queue full and cookies off", "TCPReqQFullDrop"},
+		{"dropped: receive memory limit", "the stack's connections together hold `tcp.Options.ReceiveMemoryLimit` bytes of received data, unread or out of order: in-order text is dropped and answered with an ACK at once, out-of-order text without one; a connection holding nothing unread is never refused", "TCPRcvQDrop, TCPOFODrop, PROTO_MEM (tcp_mem)"},
 		{"dropped: <reason>; ACK rate limited", "the segment was dropped, and the reply it asked for was held back: an ACK by the connection's rate limit (`tcp.Options.InvalidRateLimit`, Linux's `tcp_invalid_ratelimit`), a challenge ACK by the stack's (\"challenge ACK rate limited\", RFC 5961 7); \"dropped: ACK rate limited\" when that was all", "TCPACKSkippedSeq, TCPACKSkippedPAWS, TCPACKSkippedTimeWait"},
 		// Listener decisions.
 		{"<decision>: SYN queue <n>/<limit>, accept queue <n>/<limit>", "a listener's decision (SYN queued, accept queue add, accept queue overflow, ...) and both queues after it", "ss -lt Recv-Q/Send-Q"},
