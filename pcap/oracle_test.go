@@ -73,6 +73,7 @@ type namedCase struct {
 var namedCases = []namedCase{
 	{"*", "fault: dropped", "the fault middleware dropped the frame on its way in: the stack never saw it"},
 	{"duplicate_ack", "SND.UNA +", "the identical ACK before it was dropped by the fault middleware: for the stack this one is new (checked)"},
+	{"duplicate_ack", "accept queue add", "the identical final ACK before it found the accept queue full and was dropped: for the listener this one completes the handshake (checked)"},
 	{"keep_alive", "zero window probe", "a Linux-style zero window probe (SEQ = SND.UNA-1, no data): Wireshark reads the shape as a keep-alive"},
 	{"retransmission", "zero window probe", "a probe repeats SND.UNA-1: Wireshark calls a repeated probe a retransmission"},
 	{"duplicate_ack", "ACK: nothing new", "the engine's RFC 5681 2 test did not count it (nothing outstanding, the window moved, or no new SACK information); Wireshark counts any repeated ACK"},
@@ -147,13 +148,17 @@ func checkCapture(t *testing.T, w *pcaptest.World) {
 		t.Errorf("tshark read %d records, the capture has %d frames and %d notes", len(frames), len(pkts), len(notes))
 	}
 	named := map[string]int{}
-	droppedAcks := map[uint32]bool{} // ACK numbers of inbound frames a fault dropped
+	droppedAcks := map[uint32]bool{}  // ACK numbers of inbound frames a fault dropped
+	overflowAcks := map[uint32]bool{} // ACK numbers of final ACKs the accept queue's overflow dropped
 	var dump strings.Builder
 	for _, p := range pkts {
 		fr := byNo[p.Number]
 		c := p.Comment()
 		if p.Direction == pcap.Inbound && strings.Contains(c, "fault: dropped") {
 			droppedAcks[ackOf(p)] = true
+		}
+		if p.Direction == pcap.Inbound && strings.Contains(c, "final ACK dropped") {
+			overflowAcks[ackOf(p)] = true
 		}
 		fmt.Fprintf(&dump, "%4d %-3v %-10s %-40s | %s\n", p.Number, p.Direction, fr.Flags, strings.Join(fr.AnalysisNames(), ","), c)
 		// Every frame explained, and tshark reads what we wrote.
@@ -178,6 +183,9 @@ func checkCapture(t *testing.T, w *pcaptest.World) {
 			if nc := findNamed(flag, c); nc != nil {
 				if nc.key == "SND.UNA +" && !droppedAcks[ackOf(p)] {
 					t.Errorf("frame %d: Wireshark says duplicate ACK, tapstack %q, and no identical ACK before it was dropped", p.Number, c)
+				}
+				if nc.key == "accept queue add" && !overflowAcks[ackOf(p)] {
+					t.Errorf("frame %d: Wireshark says duplicate ACK, tapstack %q, and no identical final ACK before it met a full accept queue", p.Number, c)
 				}
 				named[nc.flag+": "+nc.key]++
 				continue
