@@ -280,7 +280,7 @@ func (e *Endpoint) ackCumulative(ack seqnum.Value, a *ackInfo) {
 		a.roundStart = true
 		e.roundEnd = e.sndNxt
 	}
-	e.retries = 0
+	e.retries, e.rtoReverts = 0, 0
 	e.softErr = nil // "Something worked...": as Linux's tcp_ack clears sk_err_soft, an ICMP error heard before no longer explains a timeout
 	e.progressAt = a.now
 	e.chronoStop(chronoSndbufLimited) // room in the send buffer; idle if all is acknowledged

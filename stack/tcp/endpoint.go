@@ -195,6 +195,7 @@ type Endpoint struct {
 
 	persistProbes int32 // zero-window probes the peer has not answered, or tries of what the link refused (resourceProbe)
 	resourceProbe bool  // the persist timer tries again what the link refused (refused.go), not a zero window
+	rtoReverts    uint8 // RTO backoffs an ICMP unreachable took back since SND.UNA last moved (RFC 6069; icmpld.go): the RTO doubled retries-rtoReverts times (Linux's icsk_backoff); here, it fits the padding
 	// persistBackoff counts the persist timer's backoffs since the
 	// window closed, which an answer that leaves it closed does not
 	// undo (Linux's icsk_backoff; orphanProbesGiveUp), saturating; a
@@ -901,7 +902,7 @@ func (e *Endpoint) Info() Info {
 		lastData = e.now().Sub(e.lastDataAt)
 	}
 	busy, rwndLim, sndbufLim := e.chronoTimes()
-	backoff := e.retries
+	backoff := e.rtoBackoff()
 	if !e.resourceProbe && e.sndWnd == 0 {
 		backoff += int(e.persistBackoff) // the probes that left, not those the link refused (windowProbeRefused)
 	}

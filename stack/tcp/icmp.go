@@ -148,8 +148,13 @@ func (e *Endpoint) icmpArrives(terr stack.TransportError, pkt *stack.PacketBuffe
 	case e.state != event.Closed:
 		// A soft error: reported only if the connection later times
 		// out, in place of ETIMEDOUT, as Linux's tcp_write_err does,
-		// and forgotten once an ACK moves SND.UNA (ack.go).
+		// and forgotten once an ACK moves SND.UNA (ack.go). A net
+		// or host unreachable may also take back one RTO backoff
+		// (RFC 6069; icmpld.go).
 		e.softErr = err
+		if connectivityDisrupted(terr) {
+			e.revertRTOBackoff(q.seq)
+		}
 	}
 	e.mu.Unlock()
 	e.flush()

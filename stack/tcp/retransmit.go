@@ -101,7 +101,7 @@ func (e *Endpoint) retransmitTimeout() {
 		return
 	}
 	if !e.state.Synchronized() || e.rtxq.empty() {
-		e.retries = 0
+		e.retries, e.rtoReverts = 0, 0
 		return
 	}
 	// No timeout since SND.UNA last moved: the last one's retransmission

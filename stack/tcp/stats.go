@@ -20,6 +20,7 @@ type Stats struct {
 
 	// Loss recovery (recovery.go, rack.go), as Linux's TcpExt counters.
 	RetransmitTimeouts atomic.Uint64 // data retransmission timer expiries (TCPTimeouts)
+	RTOReverts         atomic.Uint64 // RTO backoffs taken back by an ICMP net or host unreachable quoting SND.UNA (RFC 6069, TCP-LD; Linux's tcp_ld_RTO_revert counts none)
 	PathMTUReductions  atomic.Uint64 // path MTUs lowered by ICMP (RFC 1191, RFC 8201)
 	MTUBlackHoles      atomic.Uint64 // retransmission timeouts that suspected a path MTU black hole and cut the MSS (RFC 4821 7.7; plpmtud.go)
 	MTUProbes          atomic.Uint64 // path MTU probes sent (RFC 4821)

@@ -1,0 +1,106 @@
+package tcp
+
+import (
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+)
+
+// TCP-LD (RFC 6069, "Making TCP More Robust to Long Connectivity
+// Disruptions"), as Linux has it in tcp_v4_err and tcp_v6_err with
+// tcp_ld_RTO_revert.
+//
+// While a connection retransmits on its RTO, each timeout doubles the RTO
+// (RFC 6298 5.5): loss is taken for congestion. A router that answers
+// the retransmission with a net or host unreachable says otherwise: the
+// path is down, not congested. RFC 6069 4 then takes back one doubling
+// and rearms the timer with what is left of the reverted RTO, so that
+// the connection notices the path's return within about one RTO instead
+// of an exponentially backed-off one. The error stays a soft error
+// (RFC 1122 4.2.3.9; icmpArrives): reported if the connection later
+// gives up.
+//
+// Where we follow Linux rather than the letter of the RFC:
+//   - The RTO is recomputed from SRTT (RFC 6298 2.3; the initial RTO if
+//     no RTT was measured) and doubled once for each backoff left, not
+//     RFC 6069's RTO_base saved at the first timeout; both stand for the
+//     RTO before backing off, since Karn's rule takes no RTT sample from
+//     a retransmission.
+//   - The remaining time is counted from when the segment at SND.UNA
+//     last left (the head of the retransmission queue), as Linux counts
+//     it from the skb's timestamp.
+//   - Any quote of SND.UNA counts, whichever of its transmissions the
+//     router answered: RFC 6069 asks for the answer to a retransmission,
+//     which neither Linux nor we can tell apart (both have the same
+//     SEG.SEQ; RFC 6069 5.1 discusses the ambiguity).
+//   - RFC 6069 defines the algorithm for the ESTABLISHED state; Linux,
+//     and we, apply it in every synchronized state that retransmits
+//     (a FIN-WAIT-1 or LAST-ACK connection backs off the same way).
+//   - The retries count (Linux's icsk_retransmits) is not taken back:
+//     each retransmission still counts against MaxRetries. Linux's
+//     tcp_write_timeout gives up on time (retransmits_timed_out, the time
+//     the backed-off tries would take), so its reverts leave the time to
+//     give up as it was and add tries; our MaxRetries is a count, so
+//     reverts make a disrupted connection give up sooner, after as many
+//     tries at shorter intervals.
+
+// connectivityDisrupted reports whether an ICMP error is one RFC 6069 3
+// takes for a connectivity disruption: an ICMPv4 destination unreachable
+// with code 0 (net) or 1 (host), an ICMPv6 destination unreachable with
+// code 0 (no route to destination), as Linux's tcp_v4_err and
+// tcp_v6_err test. (ICMPv6's address unreachable, code 3, is not among
+// them: RFC 6069 3 names code 0 alone as the counterpart of IPv4's two.)
+// gVisor's IPv4 hands on codes 6 and 9 to 15 as net or host unreachable
+// without their code (its handleICMP), so those count here where Linux
+// would not revert for them.
+func connectivityDisrupted(terr stack.TransportError) bool {
+	if terr.Origin() == tcpip.SockExtErrorOriginICMP6 {
+		return terr.Type() == uint8(header.ICMPv6DstUnreachable) && header.ICMPv6Code(terr.Code()) == header.ICMPv6NetworkUnreachable
+	}
+	if _, watched := terr.(watchedError); watched {
+		return false // time exceeded or parameter problem (icmp4.go)
+	}
+	switch terr.Kind() {
+	case stack.DestinationNetworkUnreachableTransportError, stack.DestinationHostUnreachableTransportError:
+		return true
+	}
+	return false
+}
+
+// rtoBackoff is how many times the RTO has doubled since SND.UNA last
+// moved: the retransmission timeouts less the doublings RFC 6069 took
+// back (Linux's icsk_backoff).
+func (e *Endpoint) rtoBackoff() int {
+	return max(e.retries-int(e.rtoReverts), 0)
+}
+
+// revertRTOBackoff is RFC 6069 4's reversion, as Linux's
+// tcp_ld_RTO_revert, for an ICMP error that signals a connectivity
+// disruption and quotes seq, in a synchronized state: if seq is SND.UNA,
+// the segment the timer retransmits, and the RTO has backed off, one
+// doubling is taken back, and the timer rearmed with what is left of the
+// new RTO since the segment last left, or the segment retransmitted at
+// once if nothing is (Linux calls tcp_retransmit_timer: a timeout like any
+// other, counted and backed off). The caller holds e.mu.
+func (e *Endpoint) revertRTOBackoff(seq seqnum.Value) {
+	if seq != e.sndUna || e.retries == 0 || e.rtoBackoff() == 0 || e.rtxq.empty() || e.rtoReverts == ^uint8(0) {
+		return
+	}
+	e.rtoReverts++
+	rto := e.computeRTOOrInitial()
+	for range e.rtoBackoff() {
+		rto = min(2*rto, e.proto.opts.MaxRTO)
+	}
+	e.rto = rto
+	e.proto.stats.RTOReverts.Add(1)
+	e.emitRecovery("RTO backoff reverted (RFC 6069)")
+	q := &e.rtxq
+	left := rto - e.now().Sub(q.at(q.head).xmit)
+	if left > 0 {
+		e.setTimer(timerRetransmit, e.withinUserTimeout(left))
+		return
+	}
+	e.stopTimer(timerRetransmit)
+	e.retransmitTimeout()
+}
