@@ -730,6 +730,9 @@ func (a *annotator) event(now time.Time, ev *event.Event) {
 			a.refusalNote(ev)
 			break
 		}
+		if ev.Kind == event.KindRecovery && a.icmpRecovery(ev) {
+			break
+		}
 		// Both change course for the frames that follow: they go on
 		// the connection's next frame (the resent segment, the ACK, the
 		// probe).
@@ -748,6 +751,25 @@ func (a *annotator) event(now time.Time, ev *event.Event) {
 		a.addNote(now, ev.Conn, ev.String())
 	}
 	a.trimPending(now)
+}
+
+// icmpRecovery puts a course change an ICMP error caused (an RTO backoff
+// taken back, RFC 6069; stack/tcp icmpld.go) on that error's frame: the
+// engine reports no key for an ICMP error, so it goes, as a state change
+// an ICMP error caused does (state), on the oldest inbound ICMP error in
+// the window that quotes the connection and carries no course change
+// yet, one a fault lost excepted. It reports whether it found the frame;
+// if not, the note goes on the connection's next frame, as for any other.
+func (a *annotator) icmpRecovery(ev *event.Event) bool {
+	if ev.Cause.Kind != event.CauseSegment || !strings.HasPrefix(ev.Cause.Detail, "ICMP") {
+		return false
+	}
+	for _, r := range a.live() {
+		if !r.isNote() && r.dir == dirIn && !r.lost && r.fi.quotedTCP && r.fi.quoted == ev.Conn && r.claimed&clsRecovery == 0 {
+			return a.apply(r, pendEv{cls: clsRecovery, text: recoveryText(ev), seq: a.evSeq})
+		}
+	}
+	return false
 }
 
 // refusedFrame numbers frame, the records of one outbound packet that the

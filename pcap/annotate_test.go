@@ -417,6 +417,23 @@ func TestAnnotateICMP(t *testing.T) {
 	})
 }
 
+// TestAnnotateICMPRevert: the RTO backoff an ICMP unreachable took back
+// (RFC 6069, stack/tcp icmpld.go) goes on that ICMP frame, which caused
+// it, not on the connection's next frame.
+func TestAnnotateICMPRevert(t *testing.T) {
+	h := newHarness(t)
+	b := icmpBytes(conn, 77)
+	h.a.addFrame(h.now, &record{ts: h.now, dir: dirIn, data: b, length: len(b), fi: parseFrame(b, false)})
+	h.ev(event.Event{Kind: event.KindRecovery, Conn: conn, Note: "RTO backoff reverted (RFC 6069)", Cwnd: 1, Ssthresh: 5,
+		Cause: event.Cause{Kind: event.CauseSegment, Detail: "ICMP host unreachable"}})
+	h.frame(dirOut, conn, key(1, 1, fACK|fPSH, 1), 101)
+	got := h.flush()
+	want := "ICMP port unreachable for TCP 192.0.2.1:80 > 192.0.2.2:40000 seq 77; recovery: RTO backoff reverted (RFC 6069), cwnd 1, ssthresh 5"
+	if len(got) != 2 || got[0] != want || strings.Contains(got[1], "RFC 6069") {
+		t.Errorf("comments %q; want the first %q, the second without the revert", got, want)
+	}
+}
+
 func TestAnnotateICMPNoFrame(t *testing.T) {
 	h := newHarness(t)
 	h.ev(event.Event{Kind: event.KindState, Conn: conn, From: event.SynSent, To: event.Closed,

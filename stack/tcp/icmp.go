@@ -153,7 +153,7 @@ func (e *Endpoint) icmpArrives(terr stack.TransportError, pkt *stack.PacketBuffe
 		// (RFC 6069; icmpld.go).
 		e.softErr = err
 		if connectivityDisrupted(terr) {
-			e.revertRTOBackoff(q.seq)
+			e.revertRTOBackoff(q.seq, err)
 		}
 	}
 	e.mu.Unlock()

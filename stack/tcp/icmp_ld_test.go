@@ -47,7 +47,7 @@ func TestRTORevertOnUnreachable(t *testing.T) {
 	var notes []string
 	p, ep := tcptest.Established(t, tcptest.WithTCP(tcp.Options{Observer: func(ev event.Event) {
 		if ev.Kind == event.KindRecovery && strings.Contains(ev.Note, "RFC 6069") {
-			notes = append(notes, ev.Note)
+			notes = append(notes, ev.Note+"; "+ev.Cause.Detail)
 		}
 	}}))
 	rto := backedOff(t, p, ep)
@@ -60,8 +60,8 @@ func TestRTORevertOnUnreachable(t *testing.T) {
 	}
 	wantCount(t, "RTOReverts", p.TCP.Stats().RTOReverts.Load(), 1)
 	p.TCP.SyncEvents()
-	if len(notes) != 1 || notes[0] != "RTO backoff reverted (RFC 6069)" {
-		t.Errorf("recovery notes %q, want one RTO backoff reverted (RFC 6069)", notes)
+	if want := "RTO backoff reverted (RFC 6069); ICMP no route to host"; len(notes) != 1 || notes[0] != want {
+		t.Errorf("recovery notes %q, want one %q", notes, want)
 	}
 	p.Advance(rto - time.Millisecond)
 	p.ExpectNothing()

@@ -1,6 +1,8 @@
 package tcp
 
 import (
+	"github.com/tapstack/tapstack/event"
+
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
@@ -77,13 +79,13 @@ func (e *Endpoint) rtoBackoff() int {
 
 // revertRTOBackoff is RFC 6069 4's reversion, as Linux's
 // tcp_ld_RTO_revert, for an ICMP error that signals a connectivity
-// disruption and quotes seq, in a synchronized state: if seq is SND.UNA,
+// disruption, cause (its errno), and quotes seq, in a synchronized state: if seq is SND.UNA,
 // the segment the timer retransmits, and the RTO has backed off, one
 // doubling is taken back, and the timer rearmed with what is left of the
 // new RTO since the segment last left, or the segment retransmitted at
 // once if nothing is (Linux calls tcp_retransmit_timer: a timeout like any
 // other, counted and backed off). The caller holds e.mu.
-func (e *Endpoint) revertRTOBackoff(seq seqnum.Value) {
+func (e *Endpoint) revertRTOBackoff(seq seqnum.Value, cause error) {
 	if seq != e.sndUna || e.retries == 0 || e.rtoBackoff() == 0 || e.rtxq.empty() || e.rtoReverts == ^uint8(0) {
 		return
 	}
@@ -94,7 +96,12 @@ func (e *Endpoint) revertRTOBackoff(seq seqnum.Value) {
 	}
 	e.rto = rto
 	e.proto.stats.RTOReverts.Add(1)
-	e.emitRecovery("RTO backoff reverted (RFC 6069)")
+	if e.proto.opts.Observer != nil {
+		// Caused by the ICMP error: a capture puts it on that frame
+		// (pcap's icmpRecovery), not on the connection's next one.
+		e.emit(event.Event{Kind: event.KindRecovery, Conn: e.connID(), Note: "RTO backoff reverted (RFC 6069)", Cwnd: e.cwnd, Ssthresh: e.ssthresh,
+			Cause: event.Cause{Kind: event.CauseSegment, Detail: "ICMP " + cause.Error()}})
+	}
 	q := &e.rtxq
 	left := rto - e.now().Sub(q.at(q.head).xmit)
 	if left > 0 {
