@@ -42,10 +42,13 @@ type Options struct {
 	// SynAckRetries is how often a SYN-ACK is retransmitted before the
 	// half-open entry is dropped (Linux tcp_synack_retries, default 5).
 	SynAckRetries int
-	// MaxRetries is how often a data segment is retransmitted before the
-	// connection fails with ETIMEDOUT (Linux tcp_retries2, default 15).
-	// It also bounds the zero-window probes a silent peer leaves
-	// unanswered (Linux tcp_probe_timer).
+	// MaxRetries bounds the retransmission timeouts of data before the
+	// connection fails with ETIMEDOUT (Linux tcp_retries2, default 15):
+	// as in Linux, by the time that many take from an RTO of 200 ms
+	// doubled up to MaxRTO (924.6 s for 15; retriesTimedOut), so a larger
+	// RTO tries fewer times, a user timeout replaces it. It also bounds
+	// the zero-window probes a silent peer leaves unanswered, by count
+	// (Linux tcp_probe_timer).
 	MaxRetries int
 	// OrphanRetries bounds the zero-window probes of a connection the
 	// user has closed (Linux tcp_orphan_retries; its 0 means 8, the

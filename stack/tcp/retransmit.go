@@ -112,7 +112,7 @@ func (e *Endpoint) retransmitTimeout() {
 		if !e.shrunkWindowProbe() {
 			return
 		}
-	} else if e.retries++; e.retries > e.retryLimit() || e.userTimedOut() {
+	} else if e.retries++; e.retriesTimedOut(e.retryLimit()) {
 		e.proto.stats.Timeouts.Add(1)
 		e.fail(e.timeoutErr(), e.giveUpCause(timerCause(timerRetransmit)))
 		return
@@ -171,6 +171,44 @@ func (e *Endpoint) retryLimit() int {
 		return min(e.proto.opts.MaxRetries, e.proto.opts.OrphanRetries)
 	}
 	return e.proto.opts.MaxRetries
+}
+
+// retriesTimedOut reports whether a connection in a synchronized state
+// that has just had its retries-th retransmission timeout gives up, as
+// Linux's tcp_write_timeout decides (retransmits_timed_out): by time, not
+// by count. Without a user timeout, once the time since SND.UNA last
+// moved (progressAt; Linux's retrans_stamp) reaches what limit
+// retransmissions would take from a first RTO of 200 ms doubled each
+// time up to MaxRTO (retriesTimeout; Linux's tcp_model_timeout, 924.6 s
+// for 15): a connection whose RTO is larger (a long path, or no RTT
+// sample yet) tries fewer times, one whose backoff an ICMP error took
+// back (RFC 6069, icmpld.go) tries more, in the same time. With a user
+// timeout, that timeout alone (RFC 5482; Linux passes icsk_user_timeout
+// in place of the model).
+func (e *Endpoint) retriesTimedOut(limit int) bool {
+	if e.userTimeout > 0 {
+		return e.userTimedOut()
+	}
+	return !e.now().Before(e.progressAt.Add(e.proto.retriesTimeout(limit)))
+}
+
+// rtoModelBase is the first RTO of the model retriesTimeout measures by:
+// Linux's TCP_RTO_MIN, whatever the route's rto_min.
+const rtoModelBase = 200 * time.Millisecond
+
+// retriesTimeout is how long limit retransmission timeouts take from a
+// first RTO of rtoModelBase, doubled each time up to MaxRTO (Linux's
+// tcp_model_timeout).
+func (p *Protocol) retriesTimeout(limit int) time.Duration {
+	maxRTO := p.opts.MaxRTO
+	thresh := 0 // the doublings before MaxRTO: ilog2(MaxRTO / base)
+	for thresh < 62 && rtoModelBase<<(thresh+1) <= maxRTO {
+		thresh++
+	}
+	if limit <= thresh {
+		return time.Duration(2<<limit-1) * rtoModelBase
+	}
+	return time.Duration(2<<thresh-1)*rtoModelBase + time.Duration(limit-thresh)*maxRTO
 }
 
 // rtoFromNow is the time until the retransmission timer should fire: the

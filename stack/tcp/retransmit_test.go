@@ -175,6 +175,39 @@ func TestDataRetransmitGiveUp(t *testing.T) {
 	}
 }
 
+// TestDataRetransmitGiveUpByTime: MaxRetries bounds the time of the
+// retransmissions, not their count, as Linux's retransmits_timed_out
+// does: 15 stand for the 924.6 s that 15 timeouts take from an RTO of
+// 200 ms doubled up to 120 s (tcp_model_timeout). With an RTO of 1 s (the
+// route's rto_min here) the timeouts come at 1, 3, 7, ... 847 and 967 s:
+// the one at 967 s gives up, after 13 retransmissions, where counting 15
+// took 1,207 s.
+func TestDataRetransmitGiveUpByTime(t *testing.T) {
+	p, ep := tcptest.Established(t, tcptest.WithTCP(tcp.Options{MinRTO: time.Second}))
+	if rto := ep.Info().RTO; rto < time.Second || rto > time.Second+time.Millisecond {
+		t.Fatalf("RTO %v, want 1s", rto)
+	}
+	ep.Write([]byte("x"))
+	start := p.Elapsed()
+	x := seg{Flags: "P.", Seq: 1, Ack: 1, Payload: []byte("x")}
+	p.Expect(x)
+	tries := 0
+	for i := 0; i < 30 && ep.State() != event.Closed; i++ {
+		p.Advance(ep.Info().RTO)
+		if ep.State() != event.Closed {
+			p.Expect(x)
+			tries++
+		}
+	}
+	p.WantState(ep, event.Closed)
+	if took := p.Elapsed() - start; tries != 13 || took < 967*time.Second || took > 968*time.Second {
+		t.Errorf("gave up after %d retransmissions, at %v; want 13, at 967 s", tries, took)
+	}
+	if _, err := ep.Read(make([]byte, 1)); !errors.Is(err, syscall.ETIMEDOUT) {
+		t.Fatalf("Read: %v, want ETIMEDOUT", err)
+	}
+}
+
 // TestFastRetransmit: without SACK, the third duplicate ACK retransmits
 // the segment at SND.UNA at once, without waiting for the RTO (RFC 5681
 // 3.2). Reno's ssthresh is FlightSize/2; the window then follows PRR (RFC
