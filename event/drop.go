@@ -38,7 +38,7 @@ const (
 	DropZeroWindow                      // data into a zero receive window (RFC 9293 3.10.7.4: not acceptable)
 	DropICMPOutOfWindow                 // ICMP error quoting a sequence number we did not send (RFC 5927 4.1)
 	DropICMPBadQuote                    // ICMP error whose quoted header does not match the connection
-	DropICMPNoConnection                // ICMP error for no connection: a listener's port, TIME-WAIT, or a 4-tuple no socket holds (which gVisor's IPv4 discards before TCP sees it)
+	DropICMPNoConnection                // ICMP error for no connection: a listener's port, TIME-WAIT, or a 4-tuple no socket holds (which gVisor's IP discards before TCP sees it)
 	DropConnectionLimit                 // a SYN or cookie ACK refused: the stack holds MaxConnections
 	DropICMPBadMTU                      // ICMP packet too big reporting an MTU below the protocol's minimum (IPv6: 1280), or not below the path MTU (RFC 1191 5, RFC 8201 4: never raised), or arriving while a lowered MTU is locked
 	DropStaleFin                        // a FIN held out of order that in-order text then passed (Linux tcp_ofo_queue)
@@ -46,9 +46,9 @@ const (
 	DropNoRoute                         // a SYN or cookie ACK to a listener with no route back to its source: nothing can answer it (Linux tcp_conn_request's route_req failing, a ListenDrops)
 	DropTupleInUse                      // a SYN or cookie ACK whose 4-tuple another connection took while it was handled (a copy of it, on another goroutine)
 	DropReceiveMemory                   // text dropped: the stack's connections hold ReceiveMemoryLimit bytes of received data (Linux's tcp_mem: TCPRcvQDrop, TCPOFODrop)
-	DropICMPShortQuote                  // ICMP error quoting a TCP segment of ours whose quote ends before the 8 bytes of TCP header with the ports and sequence number (RFC 792), or inside the quoted IP header; gVisor's IPv4 discards it before TCP sees it, Linux's icmp_unreach too
-	DropICMPFragmentQuote               // ICMP error quoting a later fragment of a TCP segment of ours: its first 8 bytes are no TCP header (gVisor's IPv4 discards it before TCP sees it)
-	DropICMPForeignQuote                // ICMP error quoting a TCP segment whose source is none of our addresses: not about anything we sent (gVisor's IPv4 discards it before TCP sees it)
+	DropICMPShortQuote                  // ICMP error quoting a TCP segment of ours whose quote ends before the 8 bytes of TCP header with the ports and sequence number (RFC 792), or inside the quoted IP header; gVisor's IPv4 and IPv6 discard it before TCP sees it, Linux's icmp_unreach too
+	DropICMPFragmentQuote               // ICMP error quoting a later fragment of a TCP segment of ours: its first 8 bytes are no TCP header (gVisor's IPv4 and IPv6 discard it before TCP sees it)
+	DropICMPForeignQuote                // ICMP error quoting a TCP segment whose source is none of our addresses: not about anything we sent (gVisor's IPv4 and IPv6 discard it before TCP sees it)
 	numDropReasons                      // keep last
 )
 

@@ -2,10 +2,12 @@ package tcp
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"syscall"
 
 	"github.com/tapstack/tapstack/event"
+	"github.com/tapstack/tapstack/stack/internal/icmperr"
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -248,12 +250,72 @@ type icmpWatch Protocol
 // pkt.TransportHeader, the data the message body. The packet is a copy
 // the caller releases.
 func (w *icmpWatch) HandlePacket(pkt *stack.PacketBuffer) {
-	switch pkt.NetworkProtocolNumber {
-	case header.IPv4ProtocolNumber:
-		(*Protocol)(w).icmpv4Arrives(pkt)
-	case header.IPv6ProtocolNumber:
-		(*Protocol)(w).icmpv6Arrives(pkt)
+	p := (*Protocol)(w)
+	m, ok := icmperr.Read(p.stack, pkt)
+	// What is no TCP quote is no concern of ours.
+	if ok && m.Protocol == header.TCPProtocolNumber {
+		p.watchedArrives(pkt.NICID, m)
 	}
+}
+
+// watchedArrives is an ICMP or ICMPv6 error quoting TCP that came in on
+// nic. It acts on one the watcher owns (a watched errno: icmp4.go,
+// icmp6.go), and counts one of gVisor's that gVisor's handleControl or
+// DeliverTransportError will discard before TCP sees it, leaving gVisor
+// to act on the others; an error of a type or code neither owns is
+// ignored, as by gVisor.
+func (p *Protocol) watchedArrives(nic tcpip.NICID, m icmperr.Error) {
+	var errno syscall.Errno
+	var gvisors bool
+	if m.Net == header.IPv6ProtocolNumber {
+		errno = icmpv6Errno(header.ICMPv6Code(m.Code))
+		if header.ICMPv6Type(m.Type) != header.ICMPv6DstUnreachable {
+			errno = 0
+		}
+		gvisors = gvisorsICMPv6(header.ICMPv6Type(m.Type), header.ICMPv6Code(m.Code))
+	} else {
+		errno = icmpv4Errno(header.ICMPv4Type(m.Type))
+		gvisors = header.ICMPv4Type(m.Type) == header.ICMPv4DstUnreachable
+	}
+	switch {
+	case errno == 0 && !gvisors:
+		return
+	case m.Drop == event.DropICMPBadQuote && gvisors:
+		return // gVisor does not check the quoted IPv4 header length: its own to act on
+	case m.Drop != event.DropNone:
+		p.dropWatched(m, icmpQuote{}, m.Drop)
+		return
+	}
+	ep := p.quotedEndpoint(m.Net, nic, m.Src, m.Dst, m.Transport)
+	switch {
+	case ep == nil:
+		// No connection or listener: gVisor's deliverError drops it
+		// without a word.
+		p.dropWatched(m, quoteOf(m.Transport), event.DropICMPNoConnection)
+	case !gvisors:
+		handQuote(ep, watchedError{origin: m.Origin(), typ: m.Type, code: m.Code, errno: errno}, m.Transport)
+	}
+}
+
+// dropWatched counts and reports, for reason r, an ICMP error m that no
+// connection will see, by what it quotes: a segment from m.Src (one of
+// our addresses or not, r says) to m.Dst that quoted q.
+func (p *Protocol) dropWatched(m icmperr.Error, q icmpQuote, r event.DropReason) {
+	var c event.ConnID
+	if m.Src.Len() > 0 {
+		c = connIDOf(stack.TransportEndpointID{LocalPort: q.srcPort, LocalAddress: m.Src, RemotePort: q.dstPort, RemoteAddress: m.Dst})
+	}
+	var err error
+	switch {
+	case m.Net == header.IPv4ProtocolNumber && header.ICMPv4Type(m.Type) == header.ICMPv4DstUnreachable,
+		m.Net == header.IPv6ProtocolNumber && header.ICMPv6Type(m.Type) == header.ICMPv6DstUnreachable:
+		err = fmt.Errorf("destination unreachable, code %d", m.Code)
+	case m.Net == header.IPv6ProtocolNumber && header.ICMPv6Type(m.Type) == header.ICMPv6PacketTooBig:
+		err = errors.New("packet too big")
+	default:
+		err = icmpv4Errno(header.ICMPv4Type(m.Type))
+	}
+	p.dropICMP(c, q, err, r)
 }
 
 // watchedError is an ICMP error that gVisor's network layer hands no

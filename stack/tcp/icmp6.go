@@ -3,10 +3,7 @@ package tcp
 import (
 	"syscall"
 
-	"gvisor.dev/gvisor/pkg/tcpip"
-	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
-	"gvisor.dev/gvisor/pkg/tcpip/stack"
 )
 
 // ICMPv6 Destination Unreachable codes that gVisor does not pass on.
@@ -24,10 +21,18 @@ import (
 // icmpWatch with gVisor's demuxer, which hands raw endpoints a copy of
 // every ICMPv6 packet before the network layer acts on it), and, for the
 // codes gVisor drops, does what gVisor does for the others: it checks
-// the message (its checksum, a quote of a TCP segment from one of our
-// addresses), finds the connection by the quoted 4-tuple and hands it the
-// error with the data at the quoted TCP header, where icmpArrives checks
-// the quote as for any ICMP error (RFC 5927).
+// the message as gVisor's handleICMP and handleControl would (icmperr.Read:
+// addressed to us, its checksum, a quote of a TCP segment from one of our
+// addresses, a Fragment header skipped if of the first fragment, the 8
+// bytes of TCP header), finds the connection by the quoted 4-tuple and
+// hands it the error with the data at the quoted TCP header, where
+// icmpArrives checks the quote as for any ICMP error (RFC 5927).
+//
+// One owner per type and code, as for IPv4 (icmp4.go): gVisor's
+// HandleError path owns no route, port unreachable and Packet Too Big,
+// the watcher the other Destination Unreachable codes, and counts a
+// message of gVisor's that gVisor discards before TCP sees it under the
+// name of the check it fails (watchedArrives, icmp.go).
 
 // icmpv6Errno is what Linux's icmpv6_err_convert makes of a Destination
 // Unreachable code, for the codes gVisor drops (0 if none of them).
@@ -41,43 +46,15 @@ func icmpv6Errno(code header.ICMPv6Code) syscall.Errno {
 	return 0
 }
 
-// icmpv6Arrives is an ICMPv6 packet seen as a raw endpoint sees it. All
-// but a Destination Unreachable of a code gVisor drops, quoting a TCP
-// segment, is left to gVisor. It copies only such a message.
-func (p *Protocol) icmpv6Arrives(pkt *stack.PacketBuffer) {
-	// gVisor has parsed the ICMPv6 header into the transport header
-	// (parse.ICMPv6); the data is the message body, the quote.
-	ic := header.ICMPv6(pkt.TransportHeader().Slice())
-	ip := header.IPv6(pkt.NetworkHeader().Slice())
-	if len(ic) < header.ICMPv6DstUnreachableMinimumSize || len(ip) < header.IPv6MinimumSize ||
-		ic.Type() != header.ICMPv6DstUnreachable || icmpv6Errno(ic.Code()) == 0 {
-		return
+// gvisorsICMPv6 reports whether gVisor's IPv6 hands TCP an ICMPv6 error
+// of typ and code (its handleICMP): Packet Too Big, and no route and port
+// unreachable of the Destination Unreachable codes.
+func gvisorsICMPv6(typ header.ICMPv6Type, code header.ICMPv6Code) bool {
+	switch typ {
+	case header.ICMPv6PacketTooBig:
+		return true
+	case header.ICMPv6DstUnreachable:
+		return code == header.ICMPv6NetworkUnreachable || code == header.ICMPv6PortUnreachable
 	}
-	quoted := pkt.Data().AsRange().ToSlice()
-	// RFC 4443 2.4 (b): a message with a bad checksum is discarded, as
-	// gVisor's handleICMP would discard it after us.
-	if ic.Checksum() != header.ICMPv6Checksum(header.ICMPv6ChecksumParams{
-		Header: ic[:header.ICMPv6DstUnreachableMinimumSize], Src: ip.SourceAddress(), Dst: ip.DestinationAddress(),
-		PayloadCsum: checksum.Checksum(quoted, 0), PayloadLen: len(quoted),
-	}) {
-		return
-	}
-	// The quoted packet: a TCP segment we sent (its source one of our
-	// addresses, as gVisor's handleControl requires), with no extension
-	// header between, as we send them, and at least the 8 bytes of it
-	// with the ports and the sequence number.
-	if len(quoted) < header.IPv6MinimumSize+8 {
-		return
-	}
-	q := header.IPv6(quoted)
-	if q.NextHeader() != uint8(header.TCPProtocolNumber) ||
-		p.stack.CheckLocalAddress(pkt.NICID, header.IPv6ProtocolNumber, q.SourceAddress()) == 0 {
-		return
-	}
-	th := quoted[header.IPv6MinimumSize:]
-	ep := p.quotedEndpoint(header.IPv6ProtocolNumber, pkt.NICID, q.SourceAddress(), q.DestinationAddress(), th)
-	if ep == nil {
-		return // no connection or listener: as gVisor's deliverError
-	}
-	handQuote(ep, watchedError{origin: tcpip.SockExtErrorOriginICMP6, typ: uint8(ic.Type()), code: uint8(ic.Code()), errno: icmpv6Errno(ic.Code())}, th)
+	return false
 }

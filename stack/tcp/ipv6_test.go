@@ -66,14 +66,24 @@ func TestSynCookieMSS6(t *testing.T) {
 // stack sent.
 func destinationUnreachable(quoted []byte, code header.ICMPv6Code) []byte {
 	q := quoted[:min(len(quoted), header.IPv6MinimumMTU-header.IPv6MinimumSize-header.ICMPv6DstUnreachableMinimumSize)]
-	msg := make([]byte, header.ICMPv6DstUnreachableMinimumSize+len(q))
-	ic := header.ICMPv6(msg)
-	ic.SetType(header.ICMPv6DstUnreachable)
-	ic.SetCode(code)
-	copy(msg[header.ICMPv6DstUnreachableMinimumSize:], q)
-	ic.SetChecksum(header.ICMPv6Checksum(header.ICMPv6ChecksumParams{Header: ic[:header.ICMPv6DstUnreachableMinimumSize],
-		Src: addr6(routerAddr6), Dst: addr6(stackAddr6), PayloadCsum: checksum.Checksum(q, 0), PayloadLen: len(q)}))
-	return msg
+	return icmpv6Error(header.ICMPv6DstUnreachable, code, stackAddr6, q)
+}
+
+// dial6 opens a connection from the stack to [2001:db8::2]:80 and reads
+// its SYN.
+func dial6(t *testing.T) (*peer6, *tcp.Endpoint, out6) {
+	t.Helper()
+	p := newPeer6(t, tcp.Options{})
+	ep, err := p.TCP.Connect(netip.AddrPort{}, netip.AddrPortFrom(peerAddr6, 80))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.PeerPort, p.StackPort = 80, ep.ID().Local.Port()
+	s, ok := p.next()
+	if !ok || s.flags != "S" {
+		t.Fatalf("sent %v, %v; want a SYN", s, ok)
+	}
+	return p, ep, s
 }
 
 // TestDestinationUnreachable6: an ICMPv6 Destination Unreachable quoting
@@ -108,16 +118,7 @@ func TestDestinationUnreachable6(t *testing.T) {
 		{"address unreachable, not our SYN", header.ICMPv6AddressUnreachable, 1000, false, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := newPeer6(t, tcp.Options{})
-			ep, err := p.TCP.Connect(netip.AddrPort{}, netip.AddrPortFrom(peerAddr6, 80))
-			if err != nil {
-				t.Fatal(err)
-			}
-			p.PeerPort, p.StackPort = 80, ep.ID().Local.Port()
-			s, ok := p.next()
-			if !ok || s.flags != "S" {
-				t.Fatalf("sent %v, %v; want a SYN", s, ok)
-			}
+			p, ep, s := dial6(t)
 			quoted := append([]byte(nil), s.packet...)
 			iss, _ := p.StackISS()
 			binary.BigEndian.PutUint32(quoted[header.IPv6MinimumSize+4:], iss+tc.seq)
