@@ -39,12 +39,20 @@ func errno(err tcpip.Error) error {
 	case *tcpip.ErrNoNet:
 		// Source host isolated, likewise.
 		return syscall.ENONET
+	case *tcpip.ErrMalformedHeader:
+		// Of a UDP socket, only from an ICMP parameter problem
+		// (stack/udp_errors.go), EPROTO as __udp4_lib_err and
+		// icmpv6_err_convert say.
+		return syscall.EPROTO
 	case *tcpip.ErrClosedForSend:
 		return syscall.EPIPE
 	case *tcpip.ErrClosedForReceive, *tcpip.ErrInvalidEndpointState, *tcpip.ErrInvalidOptionValue, *tcpip.ErrBadAddress,
 		*tcpip.ErrAlreadyBound:
 		return syscall.EINVAL
 	case *tcpip.ErrBroadcastDisabled, *tcpip.ErrNotPermitted:
+		// ErrNotPermitted of a UDP socket also from an ICMPv6
+		// administratively prohibited, policy failed or reject
+		// route (stack/udp_errors.go), as icmpv6_err_convert says.
 		return syscall.EACCES
 	case *tcpip.ErrDestinationRequired:
 		return syscall.EDESTADDRREQ

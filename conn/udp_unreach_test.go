@@ -100,6 +100,9 @@ func TestUDPConnectedICMPError(t *testing.T) {
 		unreach6 = uint8(header.ICMPv6DstUnreachable)
 		timeExc4 = uint8(header.ICMPv4TimeExceeded)
 		tooBig6  = uint8(header.ICMPv6PacketTooBig)
+		param4   = uint8(header.ICMPv4ParamProblem)
+		timeExc6 = uint8(header.ICMPv6TimeExceeded)
+		param6   = uint8(header.ICMPv6ParamProblem)
 		v4, v6   = "192.0.2.1:9", "[2001:db8::1]:9"
 		soft     = syscall.Errno(0)
 		mtu1280  = 1280
@@ -129,9 +132,18 @@ func TestUDPConnectedICMPError(t *testing.T) {
 		{"v4 precedence violation", v4, unreach4, 14, 0, syscall.EHOSTUNREACH},
 		{"v4 precedence cutoff", v4, unreach4, 15, 0, syscall.EHOSTUNREACH},
 		{"v4 time exceeded", v4, timeExc4, 0, 0, soft},
+		{"v4 parameter problem", v4, param4, 0, 0, syscall.EPROTO},
+		{"v4 parameter problem, bad length", v4, param4, 2, 0, syscall.EPROTO},
 		{"v6 no route", v6, unreach6, 0, 0, soft},
+		{"v6 admin prohibited", v6, unreach6, 1, 0, syscall.EACCES},
+		{"v6 beyond scope", v6, unreach6, 2, 0, soft},
 		{"v6 address unreachable", v6, unreach6, 3, 0, soft},
 		{"v6 port unreachable", v6, unreach6, 4, 0, syscall.ECONNREFUSED},
+		{"v6 policy failed", v6, unreach6, 5, 0, syscall.EACCES},
+		{"v6 reject route", v6, unreach6, 6, 0, syscall.EACCES},
+		{"v6 time exceeded", v6, timeExc6, 0, 0, soft},
+		{"v6 parameter problem", v6, param6, 0, 0, syscall.EPROTO},
+		{"v6 parameter problem, next header", v6, param6, 1, 40, syscall.EPROTO},
 		{"v6 packet too big", v6, tooBig6, 0, mtu1280, syscall.EMSGSIZE},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -175,23 +187,33 @@ func TestUDPConnectedICMPError(t *testing.T) {
 }
 
 // TestUDPUnconnectedICMPError: an unconnected socket hears of no ICMP
-// error, hard or soft, as Linux's __udp4_lib_err reports them only to a
-// connected socket without IP_RECVERR.
+// error, hard or soft, as Linux's __udp4_lib_err and __udp6_lib_err
+// report them only to a connected socket without IP_RECVERR: neither
+// those gVisor's IP hands UDP nor those the stack's watcher takes
+// (parameter problem, IPv6 administratively prohibited and reject route).
 func TestUDPUnconnectedICMPError(t *testing.T) {
-	fake(t, func(t *testing.T, clock *faketime.ManualClock) {
-		client, server := tsPair(t, clock, tcp.Options{}, tcp.Options{})
-		listenUDP(t, server, "udp", &net.UDPAddr{Port: 9})
-		u := listenUDP(t, client, "udp4", &net.UDPAddr{IP: net.IPv4(192, 0, 2, 2)})
-		to := netip.MustParseAddrPort("192.0.2.1:9")
-		if _, err := u.WriteToUDPAddrPort([]byte("anyone?"), to); err != nil {
-			t.Fatal(err)
-		}
-		synctest.Wait()
-		for _, code := range []uint8{2, 4, 10, 13} {
-			udpICMPError(t, client, server, u, uint8(header.ICMPv4DstUnreachable), code, 576, 9)
-			if _, err := u.WriteToUDPAddrPort([]byte("x"), to); err != nil {
-				t.Errorf("WriteTo after code %d: %v", code, err)
+	for _, tc := range []struct {
+		laddr, to string
+		errs      [][2]uint8 // type, code
+	}{
+		{"192.0.2.2:0", "192.0.2.1:9", [][2]uint8{{3, 2}, {3, 4}, {3, 10}, {3, 13}, {uint8(header.ICMPv4ParamProblem), 0}}},
+		{"[2001:db8::2]:0", "[2001:db8::1]:9", [][2]uint8{{1, 1}, {1, 6}, {2, 0}, {uint8(header.ICMPv6ParamProblem), 0}}},
+	} {
+		fake(t, func(t *testing.T, clock *faketime.ManualClock) {
+			client, server := tsPair(t, clock, tcp.Options{}, tcp.Options{})
+			listenUDP(t, server, "udp", &net.UDPAddr{Port: 9})
+			u := listenUDP(t, client, "udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(tc.laddr)))
+			to := netip.MustParseAddrPort(tc.to)
+			if _, err := u.WriteToUDPAddrPort([]byte("anyone?"), to); err != nil {
+				t.Fatal(err)
 			}
-		}
-	})
+			synctest.Wait()
+			for _, e := range tc.errs {
+				udpICMPError(t, client, server, u, e[0], e[1], 1280, 9)
+				if _, err := u.WriteToUDPAddrPort([]byte("x"), to); err != nil {
+					t.Errorf("WriteTo after type %d code %d: %v", e[0], e[1], err)
+				}
+			}
+		})
+	}
 }

@@ -174,6 +174,9 @@ func New(opts Options) *Stack {
 	// the network or ICMP protocol, all registered above.
 	_ = s.RegisterRawTransportEndpoint(ipv4.ProtocolNumber, header.ICMPv4ProtocolNumber, bind.ICMP)
 	_ = s.RegisterRawTransportEndpoint(ipv6.ProtocolNumber, header.ICMPv6ProtocolNumber, bind.ICMP)
+	// And those they do not hand UDP (udp_errors.go).
+	_ = s.RegisterRawTransportEndpoint(ipv4.ProtocolNumber, header.ICMPv4ProtocolNumber, udpErrs)
+	_ = s.RegisterRawTransportEndpoint(ipv6.ProtocolNumber, header.ICMPv6ProtocolNumber, udpErrs)
 	st := &Stack{
 		s: s, tcp: engine, bind: bind, onLinkDown: opts.OnLinkDown, connContext: opts.ConnContext,
 		nextNIC: 1, links: make(map[tcpip.NICID]gstack.LinkEndpoint), down: make(map[tcpip.NICID]error),

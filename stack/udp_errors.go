@@ -3,6 +3,8 @@ package stack
 import (
 	"sync"
 
+	"github.com/tapstack/tapstack/event"
+	"github.com/tapstack/tapstack/stack/internal/icmperr"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
@@ -34,12 +36,17 @@ import (
 // quoted 4-tuple and sets the socket's last error, gVisor's sk_err that
 // it already keeps for ECONNREFUSED and returns and clears on the next
 // Read or Write; then it wakes the socket's waiters. gVisor's IPv6 hands
-// UDP only no route, port unreachable and packet too big: the fatal
-// administratively prohibited, policy and reject route codes (EACCES)
-// and parameter problems (EPROTO, both families) never reach UDP and are
-// not reported.
+// UDP only no route, port unreachable and packet too big, and neither
+// family hands it a parameter problem: for the fatal administratively
+// prohibited, policy and reject route codes (EACCES) and parameter
+// problems (EPROTO, both families), the stack watches ICMP and ICMPv6 as
+// a raw endpoint (HandlePacket), as the TCP engine does, and sets them
+// the same way. One owner per type and code, so that each error is set
+// once: the dispatcher for what gVisor's IP hands UDP, the watcher for
+// the rest.
 
-// udpErrors finds UDP sockets for the ICMP errors IP hands UDP.
+// udpErrors finds UDP sockets for the ICMP errors IP hands UDP, and
+// watches ICMP for the hard ones it does not.
 type udpErrors struct {
 	s *gstack.Stack // set once the stack exists, before any NIC
 
@@ -129,9 +136,32 @@ func (u *udpErrors) icmpError(local, remote tcpip.Address, net tcpip.NetworkProt
 	if !ok {
 		return
 	}
-	uh := header.UDP(q)
+	u.setError(net, pkt.NICID, local, remote, header.UDP(q), err, pmtu)
+}
+
+// HandlePacket implements gstack.RawTransportEndpoint: an ICMP or ICMPv6
+// packet, as a copy the caller releases. It takes the hard errors for
+// UDP that gVisor's IP hands no transport (udpWatchedError), checked as
+// gVisor checks those it hands on (icmperr.Read), and sets them as
+// icmpError does.
+func (u *udpErrors) HandlePacket(pkt *gstack.PacketBuffer) {
+	m, ok := icmperr.Read(u.s, pkt)
+	if !ok || m.Protocol != udp.ProtocolNumber || m.Drop != event.DropNone {
+		return
+	}
+	if err := udpWatchedError(m.Net, m.Type, m.Code); err != nil {
+		u.setError(m.Net, pkt.NICID, m.Src, m.Dst, header.UDP(m.Transport), err, false)
+	}
+}
+
+// setError sets err on the connected socket that sent the quoted UDP
+// header uh from local to remote, found by the quoted 4-tuple as gVisor's
+// demuxer finds it for the errors IP hands UDP, and wakes its waiters.
+// An unconnected socket hears nothing. pmtu is set for an error that
+// path MTU discovery turned off (IP_PMTUDISC_DONT) silences.
+func (u *udpErrors) setError(net tcpip.NetworkProtocolNumber, nic tcpip.NICID, local, remote tcpip.Address, uh header.UDP, err tcpip.Error, pmtu bool) {
 	id := gstack.TransportEndpointID{LocalPort: uh.SourcePort(), LocalAddress: local, RemotePort: uh.DestinationPort(), RemoteAddress: remote}
-	te := u.s.FindTransportEndpoint(net, udp.ProtocolNumber, id, pkt.NICID)
+	te := u.s.FindTransportEndpoint(net, udp.ProtocolNumber, id, nic)
 	ep, ok := te.(tcpip.Endpoint)
 	if !ok || ep.State() != uint32(transport.DatagramEndpointStateConnected) {
 		return
@@ -149,6 +179,34 @@ func (u *udpErrors) icmpError(local, remote tcpip.Address, net tcpip.NetworkProt
 	if wq != nil {
 		wq.Notify(waiter.EventErr)
 	}
+}
+
+// udpWatchedError is the error a connected UDP socket reports for an ICMP
+// error of typ and code that gVisor's IP hands no transport, nil for a
+// soft one or one gVisor hands UDP (udpHardError's): a parameter problem,
+// either family, is EPROTO and hard (Linux's __udp4_lib_err;
+// icmpv6_err_convert for __udp6_lib_err); IPv6's administratively
+// prohibited, source address failed ingress/egress policy and reject
+// route are EACCES and hard (icmpv6_err_convert). Time exceeded (both
+// families) and IPv6's beyond scope and address unreachable are soft.
+// Package conn turns the tcpip.Error into the errno named.
+func udpWatchedError(net tcpip.NetworkProtocolNumber, typ, code uint8) tcpip.Error {
+	if net == header.IPv6ProtocolNumber {
+		switch header.ICMPv6Type(typ) {
+		case header.ICMPv6ParamProblem:
+			return &tcpip.ErrMalformedHeader{} // EPROTO
+		case header.ICMPv6DstUnreachable:
+			switch header.ICMPv6Code(code) {
+			case header.ICMPv6Prohibited, header.ICMPv6Policy, header.ICMPv6RejectRoute:
+				return &tcpip.ErrNotPermitted{} // EACCES
+			}
+		}
+		return nil
+	}
+	if header.ICMPv4Type(typ) == header.ICMPv4ParamProblem {
+		return &tcpip.ErrMalformedHeader{} // EPROTO
+	}
+	return nil
 }
 
 // udpHardError is the error a connected UDP socket reports for an ICMP
