@@ -428,7 +428,40 @@ func (c *UDPConn) Write(b []byte) (int, error) {
 		return 0, c.sock.opErrorIn("write", "write", nil, syscall.EDESTADDRREQ)
 	}
 	n, err := c.udpWrite(b, nil)
+	if errors.Is(err, syscall.EINVAL) {
+		// The route chosen at connect time is gone: look it up again.
+		if err = c.reconnect(); err == nil {
+			n, err = c.udpWrite(b, nil)
+		}
+	}
 	return n, c.sock.opErrorIn("write", "write", nil, err)
+}
+
+// reconnect connects the socket again to its peer, from the same address
+// and port, for a new route. gVisor keeps the route a connected socket
+// chose at connect time and fails every later send with EINVAL once its
+// interface is gone (removed or disabled, or the local address with it),
+// even after the address comes back on another interface. Linux's
+// udp_sendmsg checks the socket's cached route on every send
+// (sk_dst_check) and looks it up again when it is obsolete, which a
+// removed or downed device makes it, failing only if no route is found
+// (ENETUNREACH). A new connect to the same remote is that lookup: gVisor
+// keeps the socket's port and local address, and its registration in the
+// demuxer is renewed for the same 4-tuple.
+func (c *UDPConn) reconnect() error {
+	ra, terr := c.sock.ep.GetRemoteAddress()
+	if terr != nil {
+		return errno(terr)
+	}
+	if terr := c.sock.ep.Connect(ra); terr != nil {
+		if _, ok := terr.(*tcpip.ErrUnknownNICID); ok {
+			// A link-local peer's interface is gone: no route, as
+			// for a zone that names no interface at dial time.
+			return syscall.ENETUNREACH
+		}
+		return errno(terr)
+	}
+	return nil
 }
 
 // udpWrite sends b. A datagram the link refused, its queue full, is lost
