@@ -231,6 +231,7 @@ func TestAgentStateAfterTimeWaitReopened(t *testing.T) {
 // once with n 0 (nothing taken: send it again once one is answered), and
 // those pending are served as if it had not come.
 func TestAgentPendingWritesBounded(t *testing.T) {
+	const lineParse = 30 * time.Second // well within timeout_ms: EAGAIN still means at once
 	p := newPipeAgent(t, tcp.Options{SendBufferSize: 64 << 10})
 	ln := id(p.ok(map[string]any{"op": "listen", "port": 9030, "backlog": 16}), "listener")
 	const size = 12<<20 - 96 // about the largest write a line carries
@@ -243,10 +244,15 @@ func TestAgentPendingWritesBounded(t *testing.T) {
 		c, _ := p.acceptFromPeer(t, ln, 9030) // the peer never reads
 		conns = append(conns, c)
 		writes = append(writes, p.send(map[string]any{"op": "write", "conn": c, "data_b64": data, "timeout_ms": 60000}))
-		p.ok(map[string]any{"op": "state", "conn": c}) // served in order: the write is past validation
+		// Served in order: the write is past validation. A 16 MiB line
+		// takes seconds to parse on a loaded machine under -race (3 s
+		// ran out once in CI): wait well within the writes' timeout.
+		if m := p.wait(p.send(map[string]any{"op": "state", "conn": c}), lineParse); m["ok"] != true {
+			t.Fatalf("state of conn %d: %v, want ok", c, m)
+		}
 	}
 	over := writes[len(writes)-1]
-	if m := p.wait(over, 3*time.Second); m["error"] != "EAGAIN" || m["n"] != 0.0 {
+	if m := p.wait(over, lineParse); m["error"] != "EAGAIN" || m["n"] != 0.0 {
 		t.Errorf("write of %d MiB with %d MiB pending: %v, want EAGAIN with n 0 at once", size>>20, (len(writes)-1)*size>>20, m)
 	}
 	for _, w := range writes[:len(writes)-1] {
