@@ -149,26 +149,28 @@ func New(opts Options) *Stack {
 		clock = tcpip.NewStdClock()
 	}
 	engine, bind := tcp.NewProtocol(opts.TCP)
-	udpObs := newUDPObserver(opts.TCP.Observer, clock) // UDP datagrams as events (udp_observe.go)
-	udpErrs := newUDPErrors()                          // ICMP errors for connected UDP sockets (udp_errors.go)
+	// One wrapper of IP and UDP (udp_wrap.go) for two jobs: UDP datagrams
+	// as events (udp_observe.go) and ICMP errors for connected UDP sockets
+	// (udp_errors.go).
+	udpErrs := newUDPErrors()
+	udpw := &udpWrap{obs: newUDPObserver(opts.TCP.Observer, clock), errs: udpErrs}
 	s := gstack.New(gstack.Options{
-		NetworkProtocols: append(udpObs.network(udpErrs.network(
+		NetworkProtocols: append(udpw.network(
 			ipv4.NewProtocol,
 			// Addresses are usable at once: duplicate address detection
 			// would hold them tentative until the clock moves.
 			ipv6.NewProtocolWithOptions(ipv6.Options{DADConfigs: gstack.DADConfigurations{DupAddrDetectTransmits: 0}}),
-		)...), arp.NewProtocol),
+		), arp.NewProtocol),
 		// TCP is ours; UDP and the ICMP echo sockets are gVisor's
 		// (transport/udp, transport/icmp): a datagram to a port nobody
 		// holds gets ICMP port unreachable from gVisor's demuxer, as
 		// Linux answers (RFC 1122 4.1.3.1), where without a UDP protocol
 		// IPv4 would answer protocol unreachable.
-		TransportProtocols: []gstack.TransportProtocolFactory{bind.Factory, udpObs.transport(udpErrs.transport(udp.NewProtocol)), icmp.NewProtocol4, icmp.NewProtocol6},
+		TransportProtocols: []gstack.TransportProtocolFactory{bind.Factory, udpw.transport(udp.NewProtocol), icmp.NewProtocol4, icmp.NewProtocol6},
 		Clock:              clock,
 		HandleLocal:        true,
 	})
-	udpObs.attach(s)
-	udpErrs.s = s
+	udpw.attach(s)
 	// The ICMP and ICMPv6 errors gVisor's IPv4 and IPv6 do not hand TCP
 	// (stack/tcp's icmp4.go and icmp6.go). Registering fails only without
 	// the network or ICMP protocol, all registered above.

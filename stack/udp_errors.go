@@ -30,20 +30,20 @@ import (
 // gVisor's UDP (transport/udp, HandleError) acts on port unreachable
 // alone (ECONNREFUSED) and drops every other error IP hands it. So the
 // stack sees the errors IP hands UDP (the TransportDispatcher's
-// DeliverTransportError, after gVisor's IP has checked the ICMP checksum
-// and that the quoted datagram left from one of our addresses), and for
-// a hard one gVisor's UDP drops it finds the connected socket by the
-// quoted 4-tuple and sets the socket's last error, gVisor's sk_err that
-// it already keeps for ECONNREFUSED and returns and clears on the next
-// Read or Write; then it wakes the socket's waiters. gVisor's IPv6 hands
-// UDP only no route, port unreachable and packet too big, and neither
-// family hands it a parameter problem: for the fatal administratively
-// prohibited, policy and reject route codes (EACCES) and parameter
-// problems (EPROTO, both families), the stack watches ICMP and ICMPv6 as
-// a raw endpoint (HandlePacket), as the TCP engine does, and sets them
-// the same way. One owner per type and code, so that each error is set
-// once: the dispatcher for what gVisor's IP hands UDP, the watcher for
-// the rest.
+// DeliverTransportError, whose wrapper in udp_wrap.go calls icmpError,
+// after gVisor's IP has checked the ICMP checksum and that the quoted
+// datagram left from one of our addresses), and for a hard one gVisor's
+// UDP drops it finds the connected socket by the quoted 4-tuple and sets
+// the socket's last error, gVisor's sk_err that it already keeps for
+// ECONNREFUSED and returns and clears on the next Read or Write; then it
+// wakes the socket's waiters. gVisor's IPv6 hands UDP only no route, port
+// unreachable and packet too big, and neither family hands it a parameter
+// problem: for the fatal administratively prohibited, policy and reject
+// route codes (EACCES) and parameter problems (EPROTO, both families),
+// the stack watches ICMP and ICMPv6 as a raw endpoint (HandlePacket), as
+// the TCP engine does, and sets them the same way. One owner per type and
+// code, so that each error is set once: the dispatcher for what gVisor's
+// IP hands UDP, the watcher for the rest.
 
 // udpErrors finds UDP sockets for the ICMP errors IP hands UDP, and
 // watches ICMP for the hard ones it does not.
@@ -61,68 +61,12 @@ func newUDPErrors() *udpErrors {
 	return &udpErrors{wqs: make(map[gstack.TransportEndpoint]*waiter.Queue)}
 }
 
-// network wraps the factories of IP so that their endpoints hand UDP's
-// errors through udpErrDispatcher.
-func (u *udpErrors) network(fs ...gstack.NetworkProtocolFactory) []gstack.NetworkProtocolFactory {
-	out := make([]gstack.NetworkProtocolFactory, len(fs))
-	for i, f := range fs {
-		out[i] = func(s *gstack.Stack) gstack.NetworkProtocol {
-			return &udpErrNetwork{NetworkProtocol: f(s), u: u}
-		}
-	}
-	return out
-}
-
-// transport wraps UDP's factory so that the stack knows each socket's
-// waiter queue.
-func (u *udpErrors) transport(f gstack.TransportProtocolFactory) gstack.TransportProtocolFactory {
-	return func(s *gstack.Stack) gstack.TransportProtocol {
-		return &udpErrProtocol{TransportProtocol: f(s), u: u}
-	}
-}
-
-// udpErrNetwork is IPv4 or IPv6 whose endpoints deliver through
-// udpErrDispatcher; the endpoints are gVisor's own.
-type udpErrNetwork struct {
-	gstack.NetworkProtocol
-	u *udpErrors
-}
-
-func (p *udpErrNetwork) NewEndpoint(nic gstack.NetworkInterface, d gstack.TransportDispatcher) gstack.NetworkEndpoint {
-	return p.NetworkProtocol.NewEndpoint(nic, &udpErrDispatcher{TransportDispatcher: d, u: p.u})
-}
-
-// udpErrDispatcher passes everything on to the NIC's dispatcher, and
-// reports UDP's hard ICMP errors to connected sockets.
-type udpErrDispatcher struct {
-	gstack.TransportDispatcher
-	u *udpErrors
-}
-
-var _ gstack.TransportDispatcherWithDefaultHandlerResult = (*udpErrDispatcher)(nil)
-
-// DeliverTransportPacketWithDefaultHandlerResult is asked for by IP's
-// ICMP handling (echo requests); the NIC's dispatcher has it.
-func (d *udpErrDispatcher) DeliverTransportPacketWithDefaultHandlerResult(proto tcpip.TransportProtocolNumber, pkt *gstack.PacketBuffer) (gstack.TransportPacketDisposition, bool) {
-	if wd, ok := d.TransportDispatcher.(gstack.TransportDispatcherWithDefaultHandlerResult); ok {
-		return wd.DeliverTransportPacketWithDefaultHandlerResult(proto, pkt)
-	}
-	return d.TransportDispatcher.DeliverTransportPacket(proto, pkt), false
-}
-
-// DeliverTransportError is IP handing a transport an ICMP error: pkt is
-// the ICMP message, its ICMP header in pkt.TransportHeader() and its data
-// the quote from the transport header on; local and remote are the
-// quoted datagram's source and destination.
-func (d *udpErrDispatcher) DeliverTransportError(local, remote tcpip.Address, net tcpip.NetworkProtocolNumber, trans tcpip.TransportProtocolNumber, transErr gstack.TransportError, pkt *gstack.PacketBuffer) {
-	if trans == udp.ProtocolNumber {
-		d.u.icmpError(local, remote, net, pkt)
-	}
-	d.TransportDispatcher.DeliverTransportError(local, remote, net, trans, transErr, pkt)
-}
-
 // icmpError sets a hard error on the connected socket the quoted
-// datagram left from and wakes its waiters.
+// datagram left from and wakes its waiters: udpDispatcher's hook
+// (udp_wrap.go) for every ICMP error IP hands UDP. pkt is the ICMP
+// message, its ICMP header in pkt.TransportHeader() and its data the
+// quote from the transport header on; local and remote are the quoted
+// datagram's source and destination.
 func (u *udpErrors) icmpError(local, remote tcpip.Address, net tcpip.NetworkProtocolNumber, pkt *gstack.PacketBuffer) {
 	ih := pkt.TransportHeader().Slice()
 	if len(ih) < 2 {
@@ -247,38 +191,27 @@ func udpHardError(net tcpip.NetworkProtocolNumber, typ, code uint8) (err tcpip.E
 	return nil, false
 }
 
-// udpErrProtocol is gVisor's UDP whose sockets the stack can wake.
-type udpErrProtocol struct {
-	gstack.TransportProtocol
-	u *udpErrors
-}
-
-func (p *udpErrProtocol) NewEndpoint(netProto tcpip.NetworkProtocolNumber, wq *waiter.Queue) (tcpip.Endpoint, tcpip.Error) {
-	ep, err := p.TransportProtocol.NewEndpoint(netProto, wq)
-	if err != nil {
-		return nil, err
-	}
+// opened records the waiter queue of a new UDP socket, so that setError
+// can wake it: udpProtocol's hook (udp_wrap.go) for every socket made. It
+// returns the socket as the demuxer knows it, for closed; nil for one the
+// demuxer would not find.
+func (u *udpErrors) opened(ep tcpip.Endpoint, wq *waiter.Queue) gstack.TransportEndpoint {
 	te, ok := ep.(gstack.TransportEndpoint)
 	if !ok {
-		return ep, nil
+		return nil
 	}
-	p.u.mu.Lock()
-	p.u.wqs[te] = wq
-	p.u.mu.Unlock()
-	return &udpErrEndpoint{Endpoint: ep, te: te, u: p.u}, nil
+	u.mu.Lock()
+	u.wqs[te] = wq
+	u.mu.Unlock()
+	return te
 }
 
-// udpErrEndpoint is one of gVisor's UDP sockets that leaves udpErrors
-// when closed.
-type udpErrEndpoint struct {
-	tcpip.Endpoint
-	te gstack.TransportEndpoint
-	u  *udpErrors
-}
-
-func (e *udpErrEndpoint) Close() {
-	e.u.mu.Lock()
-	delete(e.u.wqs, e.te)
-	e.u.mu.Unlock()
-	e.Endpoint.Close()
+// closed forgets a socket opened returned, as it closes.
+func (u *udpErrors) closed(te gstack.TransportEndpoint) {
+	if te == nil {
+		return
+	}
+	u.mu.Lock()
+	delete(u.wqs, te)
+	u.mu.Unlock()
 }

@@ -9,7 +9,6 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
-	"gvisor.dev/gvisor/pkg/waiter"
 
 	"github.com/tapstack/tapstack/event"
 )
@@ -19,18 +18,18 @@ import (
 //
 //   - Inbound, the IP endpoints hand every datagram to UDP through a
 //     TransportDispatcher; the stack gives them one of its own
-//     (udpDispatcher) that passes the datagram on and reads gVisor's UDP
-//     counters before and after. Deliveries of UDP are serialized per
-//     stack while it does, so the change of the counters is that one
-//     datagram's: delivered to a socket, refused by a full receive
-//     buffer, failed its checksum, or found no socket (the dispatcher's
-//     answer, after which IP sends ICMP port unreachable, RFC 1122
-//     4.1.3.1). Every datagram that reaches UDP passes here, whether it
-//     came from a link, the loopback interface or a local route, and
-//     after IP reassembly.
+//     (udpDispatcher, udp_wrap.go) whose hook (deliver) passes the
+//     datagram on and reads gVisor's UDP counters before and after.
+//     Deliveries of UDP are serialized per stack while it does, so the
+//     change of the counters is that one datagram's: delivered to a
+//     socket, refused by a full receive buffer, failed its checksum, or
+//     found no socket (the dispatcher's answer, after which IP sends ICMP
+//     port unreachable, RFC 1122 4.1.3.1). Every datagram that reaches
+//     UDP passes here, whether it came from a link, the loopback
+//     interface or a local route, and after IP reassembly.
 //   - Outbound, every UDP socket is made by the protocol, which the stack
-//     wraps (udpProtocol): a successful Write on a socket is a datagram
-//     sent.
+//     wraps (udpProtocol, udp_wrap.go): a successful Write on a socket is a
+//     datagram sent (sent).
 //
 // The serialization holds no lock of gVisor's and nothing in a delivery
 // waits on another delivery; only a protocol handler installed on the
@@ -44,7 +43,7 @@ import (
 // which a local route delivers within Write, is reported delivered
 // before it is reported sent; and a delivery is reported once the socket
 // has the datagram, so a reader may have it just before. With no observer
-// nothing is wrapped.
+// the wrapper calls neither hook.
 
 // udpObserver reports a stack's UDP datagrams as events.
 type udpObserver struct {
@@ -57,8 +56,8 @@ type udpObserver struct {
 	mu sync.Mutex
 }
 
-// newUDPObserver returns nil when there is no observer: then the stack
-// wraps nothing.
+// newUDPObserver returns nil when there is no observer: then the
+// wrapper reports nothing.
 func newUDPObserver(obs event.Observer, clock tcpip.Clock) *udpObserver {
 	if obs == nil {
 		return nil
@@ -73,62 +72,14 @@ func (o *udpObserver) attach(s *gstack.Stack) {
 	}
 }
 
-// network wraps the factories of IP so that their endpoints deliver to
-// transport protocols through udpDispatcher.
-func (o *udpObserver) network(fs ...gstack.NetworkProtocolFactory) []gstack.NetworkProtocolFactory {
-	if o == nil {
-		return fs
-	}
-	out := make([]gstack.NetworkProtocolFactory, len(fs))
-	for i, f := range fs {
-		out[i] = func(s *gstack.Stack) gstack.NetworkProtocol {
-			return &udpNetworkProtocol{NetworkProtocol: f(s), o: o}
-		}
-	}
-	return out
-}
-
-// transport wraps UDP's factory so that its sockets report what they
-// send.
-func (o *udpObserver) transport(f gstack.TransportProtocolFactory) gstack.TransportProtocolFactory {
-	if o == nil {
-		return f
-	}
-	return func(s *gstack.Stack) gstack.TransportProtocol {
-		return &udpProtocol{TransportProtocol: f(s), o: o}
-	}
-}
-
-// udpNetworkProtocol is IPv4 or IPv6 with endpoints that deliver through
-// udpDispatcher. Its endpoints are gVisor's own, unwrapped: only the
-// dispatcher they are given differs.
-type udpNetworkProtocol struct {
-	gstack.NetworkProtocol
-	o *udpObserver
-}
-
-func (p *udpNetworkProtocol) NewEndpoint(nic gstack.NetworkInterface, d gstack.TransportDispatcher) gstack.NetworkEndpoint {
-	return p.NetworkProtocol.NewEndpoint(nic, &udpDispatcher{TransportDispatcher: d, o: p.o})
-}
-
-// udpDispatcher passes every transport packet on to the NIC's dispatcher
-// and reports what became of each UDP datagram.
-type udpDispatcher struct {
-	gstack.TransportDispatcher
-	o *udpObserver
-}
-
-var _ gstack.TransportDispatcherWithDefaultHandlerResult = (*udpDispatcher)(nil)
-
-func (d *udpDispatcher) DeliverTransportPacket(proto tcpip.TransportProtocolNumber, pkt *gstack.PacketBuffer) gstack.TransportPacketDisposition {
-	if proto != udp.ProtocolNumber {
-		return d.TransportDispatcher.DeliverTransportPacket(proto, pkt)
-	}
+// deliver passes a UDP datagram on to the NIC's dispatcher next and
+// reports what became of it: udpDispatcher's hook for every inbound
+// datagram.
+func (o *udpObserver) deliver(next gstack.TransportDispatcher, pkt *gstack.PacketBuffer) gstack.TransportPacketDisposition {
 	ev := datagramIn(pkt)
-	o := d.o
 	o.mu.Lock()
 	before := o.counts()
-	res := d.TransportDispatcher.DeliverTransportPacket(proto, pkt)
+	res := next.DeliverTransportPacket(udp.ProtocolNumber, pkt)
 	after := o.counts()
 	o.mu.Unlock()
 	if outcome(&ev, res, after.sub(before), pkt) {
@@ -136,17 +87,6 @@ func (d *udpDispatcher) DeliverTransportPacket(proto tcpip.TransportProtocolNumb
 		o.obs(ev)
 	}
 	return res
-}
-
-// DeliverTransportPacketWithDefaultHandlerResult is asked for by IP's
-// ICMP handling (echo requests); the NIC's dispatcher has it.
-func (d *udpDispatcher) DeliverTransportPacketWithDefaultHandlerResult(proto tcpip.TransportProtocolNumber, pkt *gstack.PacketBuffer) (gstack.TransportPacketDisposition, bool) {
-	if proto != udp.ProtocolNumber {
-		if wd, ok := d.TransportDispatcher.(gstack.TransportDispatcherWithDefaultHandlerResult); ok {
-			return wd.DeliverTransportPacketWithDefaultHandlerResult(proto, pkt)
-		}
-	}
-	return d.DeliverTransportPacket(proto, pkt), false
 }
 
 // udpCounts are the gVisor counters a delivery may move.
@@ -269,36 +209,8 @@ func portUnreachableAnswer(ev *event.Event, pkt *gstack.PacketBuffer) string {
 	return "answered ICMP port unreachable"
 }
 
-// udpProtocol is gVisor's UDP with sockets that report what they send.
-type udpProtocol struct {
-	gstack.TransportProtocol
-	o *udpObserver
-}
-
-func (p *udpProtocol) NewEndpoint(netProto tcpip.NetworkProtocolNumber, wq *waiter.Queue) (tcpip.Endpoint, tcpip.Error) {
-	ep, err := p.TransportProtocol.NewEndpoint(netProto, wq)
-	if err != nil {
-		return nil, err
-	}
-	return &udpEndpoint{Endpoint: ep, o: p.o}, nil
-}
-
-// udpEndpoint is one of gVisor's UDP sockets whose successful writes are
-// reported as datagrams sent.
-type udpEndpoint struct {
-	tcpip.Endpoint
-	o *udpObserver
-}
-
-func (e *udpEndpoint) Write(p tcpip.Payloader, opts tcpip.WriteOptions) (int64, tcpip.Error) {
-	n, err := e.Endpoint.Write(p, opts)
-	if err == nil {
-		e.o.sent(e.Endpoint, opts.To, int(n))
-	}
-	return n, err
-}
-
-// sent reports a datagram of n bytes ep sent to to, or to its peer.
+// sent reports a datagram of n bytes ep sent to to, or to its peer:
+// udpEndpoint's hook for every successful Write.
 func (o *udpObserver) sent(ep tcpip.Endpoint, to *tcpip.FullAddress, n int) {
 	var remote tcpip.FullAddress
 	if to != nil {
