@@ -55,6 +55,8 @@ func FuzzICMP(f *testing.F) {
 		{true, uint8(header.ICMPv6PacketTooBig), 0, 1280, 7, []byte{1}},
 		{true, uint8(header.ICMPv6PacketTooBig), 0, 1000, 7, []byte{1}},
 		{true, uint8(header.ICMPv6TimeExceeded), 0, 0, 3, nil},
+		{true, uint8(header.ICMPv6TimeExceeded), 0, 0, 7, []byte{1}},
+		{true, uint8(header.ICMPv6ParamProblem), 0, 0, 7, []byte{2}},
 	} {
 		f.Add(s.v6, s.typ, s.code, s.info, s.mode, s.body)
 	}

@@ -169,11 +169,16 @@ func (e *Endpoint) icmpArrives(terr stack.TransportError, pkt *stack.PacketBuffe
 // codes 9 to 15 (administratively prohibited, for TOS, precedence) into
 // those two kinds without their code, so they end the entry here where
 // Linux would keep it. For IPv6, what icmpv6_err_convert calls fatal:
-// port unreachable, administratively prohibited, policy failure and
-// reject route, not no route or address unreachable.
+// port unreachable, administratively prohibited, policy failure, reject
+// route and any parameter problem (the watcher's, icmp6.go), not no route,
+// address unreachable or a time exceeded.
 func halfOpenAbort(terr stack.TransportError) bool {
 	if terr.Origin() == tcpip.SockExtErrorOriginICMP6 {
-		if terr.Type() != uint8(header.ICMPv6DstUnreachable) {
+		switch header.ICMPv6Type(terr.Type()) {
+		case header.ICMPv6ParamProblem:
+			return true
+		case header.ICMPv6DstUnreachable:
+		default:
 			return false
 		}
 		switch header.ICMPv6Code(terr.Code()) {
@@ -268,10 +273,7 @@ func (p *Protocol) watchedArrives(nic tcpip.NICID, m icmperr.Error) {
 	var errno syscall.Errno
 	var gvisors bool
 	if m.Net == header.IPv6ProtocolNumber {
-		errno = icmpv6Errno(header.ICMPv6Code(m.Code))
-		if header.ICMPv6Type(m.Type) != header.ICMPv6DstUnreachable {
-			errno = 0
-		}
+		errno = icmpv6Errno(header.ICMPv6Type(m.Type), header.ICMPv6Code(m.Code))
 		gvisors = gvisorsICMPv6(header.ICMPv6Type(m.Type), header.ICMPv6Code(m.Code))
 	} else {
 		errno = icmpv4Errno(header.ICMPv4Type(m.Type))
@@ -312,6 +314,8 @@ func (p *Protocol) dropWatched(m icmperr.Error, q icmpQuote, r event.DropReason)
 		err = fmt.Errorf("destination unreachable, code %d", m.Code)
 	case m.Net == header.IPv6ProtocolNumber && header.ICMPv6Type(m.Type) == header.ICMPv6PacketTooBig:
 		err = errors.New("packet too big")
+	case m.Net == header.IPv6ProtocolNumber:
+		err = icmpv6Errno(header.ICMPv6Type(m.Type), header.ICMPv6Code(m.Code))
 	default:
 		err = icmpv4Errno(header.ICMPv4Type(m.Type))
 	}

@@ -6,7 +6,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 )
 
-// ICMPv6 Destination Unreachable codes that gVisor does not pass on.
+// ICMPv6 errors that gVisor does not pass on: Destination Unreachable
+// codes, Time Exceeded and Parameter Problem.
 //
 // gVisor's IPv6 (icmp.go, handleICMP) hands the transport a Destination
 // Unreachable (RFC 4443 3.1) only for codes 0 (no route) and 4 (port
@@ -28,20 +29,40 @@ import (
 // hands it the error with the data at the quoted TCP header, where
 // icmpArrives checks the quote as for any ICMP error (RFC 5927).
 //
+// gVisor's handleICMP only counts a Time Exceeded (RFC 4443 3.3) or a
+// Parameter Problem (RFC 4443 3.4) too, where Linux's tcp_v6_err takes
+// both, as tcp_v4_err takes their IPv4 counterparts (icmp4.go):
+// icmpv6_err_convert makes a time exceeded EHOSTUNREACH, not fatal (a
+// routing loop, or a path longer than our hop limit), and a parameter
+// problem EPROTO, fatal (something on the path cannot parse what we
+// send). Either ends a dial in SYN-SENT or SYN-RECEIVED and is a soft
+// error in a synchronized state (RFC 1122 4.2.3.9); tcp_req_err ends a
+// listener's half-open entry on the fatal one alone (halfOpenAbort,
+// icmp.go). The watcher takes both, whatever the code.
+//
 // One owner per type and code, as for IPv4 (icmp4.go): gVisor's
 // HandleError path owns no route, port unreachable and Packet Too Big,
-// the watcher the other Destination Unreachable codes, and counts a
-// message of gVisor's that gVisor discards before TCP sees it under the
-// name of the check it fails (watchedArrives, icmp.go).
+// the watcher the other Destination Unreachable codes, Time Exceeded and
+// Parameter Problem, and counts a message of gVisor's that gVisor
+// discards before TCP sees it under the name of the check it fails
+// (watchedArrives, icmp.go).
 
-// icmpv6Errno is what Linux's icmpv6_err_convert makes of a Destination
-// Unreachable code, for the codes gVisor drops (0 if none of them).
-func icmpv6Errno(code header.ICMPv6Code) syscall.Errno {
-	switch code {
-	case header.ICMPv6Prohibited, header.ICMPv6Policy, header.ICMPv6RejectRoute:
-		return syscall.EACCES
-	case header.ICMPv6BeyondScope, header.ICMPv6AddressUnreachable:
+// icmpv6Errno is what Linux's icmpv6_err_convert makes of an ICMPv6 error
+// of typ and code that gVisor drops (0 for one gVisor hands on, or one
+// of another type).
+func icmpv6Errno(typ header.ICMPv6Type, code header.ICMPv6Code) syscall.Errno {
+	switch typ {
+	case header.ICMPv6TimeExceeded:
 		return syscall.EHOSTUNREACH
+	case header.ICMPv6ParamProblem:
+		return syscall.EPROTO
+	case header.ICMPv6DstUnreachable:
+		switch code {
+		case header.ICMPv6Prohibited, header.ICMPv6Policy, header.ICMPv6RejectRoute:
+			return syscall.EACCES
+		case header.ICMPv6BeyondScope, header.ICMPv6AddressUnreachable:
+			return syscall.EHOSTUNREACH
+		}
 	}
 	return 0
 }
