@@ -296,6 +296,14 @@ func (p *Protocol) watchedArrives(nic tcpip.NICID, m icmperr.Error) {
 		p.dropWatched(m, quoteOf(m.Transport), event.DropICMPNoConnection)
 	case !gvisors:
 		handQuote(ep, watchedError{origin: m.Origin(), typ: m.Type, code: m.Code, errno: errno}, m.Transport)
+	default:
+		// gVisor's: it acts on the error itself. Only the RTO
+		// revert needs the code it folds away (icmpld.go).
+		if cause := disruption4(m); cause != nil {
+			if te, isConn := ep.(*transportEndpoint); isConn {
+				(*Endpoint)(te).disruptionArrives(quoteOf(m.Transport), cause)
+			}
+		}
 	}
 }
 

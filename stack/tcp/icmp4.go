@@ -32,6 +32,13 @@ import (
 // with the 8 bytes of TCP header) and hands the error to the connection
 // found by the quoted 4-tuple, where icmpArrives checks the quote's
 // sequence number as for any ICMP error (RFC 5927 4.1).
+//
+// One decision about a destination unreachable is the watcher's all the
+// same: whether it reverts an RTO backoff (RFC 6069; icmpld.go), which
+// Linux's tcp_v4_err takes for codes 0 and 1 alone and gVisor cannot
+// tell from codes 6 and 9 to 15, which it folds into the same kinds. The
+// watcher, which sees the code, reverts for those two (disruptionArrives);
+// gVisor's path still acts on the error, and reverts nothing.
 
 // icmpv4Errno is the errno Linux's tcp_v4_err gives a Time Exceeded or
 // Parameter Problem, whatever the code, and 0 for the types the watcher

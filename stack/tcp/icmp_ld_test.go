@@ -93,9 +93,10 @@ func TestRTORevertRetransmitsAtOnce(t *testing.T) {
 // TestRTORevertNot: what does not revert. An error quoting another
 // sequence number than SND.UNA (here SND.NXT, which passes RFC 5927's
 // check), another code than net or host unreachable (Linux's tcp_v4_err
-// reverts for codes 0 and 1 alone; gVisor hands codes 6 and 9 to 15 on
-// as net or host unreachable without their code, so those revert here),
-// or one before any timeout (nothing
+// reverts for codes 0 and 1 alone: not for a port unreachable, nor for
+// destination network unknown (6) or an administratively prohibited
+// network or host (9, 10, 13), which gVisor hands on as net or host
+// unreachable without their code), or one before any timeout (nothing
 // backed off: Linux's icsk_retransmits and icsk_backoff are zero) leaves
 // the RTO and the timer as they were; each is still a soft error.
 func TestRTORevertNot(t *testing.T) {
@@ -107,6 +108,10 @@ func TestRTORevertNot(t *testing.T) {
 	}{
 		{"SND.NXT", header.ICMPv4HostUnreachable, 2, true},
 		{"port unreachable", header.ICMPv4PortUnreachable, 1, true},
+		{"destination network unknown", header.ICMPv4DestinationNetworkUnknown, 1, true},
+		{"network administratively prohibited", header.ICMPv4NetProhibited, 1, true},
+		{"host administratively prohibited", header.ICMPv4HostProhibited, 1, true},
+		{"communication administratively prohibited", header.ICMPv4AdminProhibited, 1, true},
 		{"no timeout yet", header.ICMPv4HostUnreachable, 1, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

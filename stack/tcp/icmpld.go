@@ -1,7 +1,10 @@
 package tcp
 
 import (
+	"syscall"
+
 	"github.com/tapstack/tapstack/event"
+	"github.com/tapstack/tapstack/stack/internal/icmperr"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -47,27 +50,56 @@ import (
 //     reverts make a disrupted connection give up sooner, after as many
 //     tries at shorter intervals.
 
-// connectivityDisrupted reports whether an ICMP error is one RFC 6069 3
-// takes for a connectivity disruption: an ICMPv4 destination unreachable
-// with code 0 (net) or 1 (host), an ICMPv6 destination unreachable with
-// code 0 (no route to destination), as Linux's tcp_v4_err and
-// tcp_v6_err test. (ICMPv6's address unreachable, code 3, is not among
-// them: RFC 6069 3 names code 0 alone as the counterpart of IPv4's two.)
-// gVisor's IPv4 hands on codes 6 and 9 to 15 as net or host unreachable
-// without their code (its handleICMP), so those count here where Linux
-// would not revert for them.
+// connectivityDisrupted reports whether an ICMP error that gVisor's
+// HandleError path hands icmpArrives is one RFC 6069 3 takes for a
+// connectivity disruption: an ICMPv6 destination unreachable with code 0
+// (no route to destination), as Linux's tcp_v6_err tests. (ICMPv6's
+// address unreachable, code 3, is not among them: RFC 6069 3 names code
+// 0 alone as the counterpart of IPv4's two.) For IPv4 it is never: RFC
+// 6069 3 and Linux's tcp_v4_err revert for a destination unreachable with
+// code 0 (net) or 1 (host) alone, but gVisor's IPv4 hands on codes 6 and
+// 9 to 15 (destination network unknown, administratively prohibited, for
+// TOS, precedence) as the same net or host unreachable kinds, without
+// their code (its handleICMP). The ICMPv4 watcher, which sees the real
+// code, takes that decision instead (disruptionArrives).
 func connectivityDisrupted(terr stack.TransportError) bool {
-	if terr.Origin() == tcpip.SockExtErrorOriginICMP6 {
-		return terr.Type() == uint8(header.ICMPv6DstUnreachable) && header.ICMPv6Code(terr.Code()) == header.ICMPv6NetworkUnreachable
+	return terr.Origin() == tcpip.SockExtErrorOriginICMP6 &&
+		terr.Type() == uint8(header.ICMPv6DstUnreachable) && header.ICMPv6Code(terr.Code()) == header.ICMPv6NetworkUnreachable
+}
+
+// disruption4 is the errno of an ICMPv4 destination unreachable that RFC
+// 6069 3 takes for a connectivity disruption, code 0 (net) or 1 (host),
+// and nil for any other message.
+func disruption4(m icmperr.Error) error {
+	if m.Net != header.IPv4ProtocolNumber || header.ICMPv4Type(m.Type) != header.ICMPv4DstUnreachable {
+		return nil
 	}
-	if _, watched := terr.(watchedError); watched {
-		return false // time exceeded or parameter problem (icmp4.go)
+	switch header.ICMPv4Code(m.Code) {
+	case header.ICMPv4NetUnreachable:
+		return syscall.ENETUNREACH
+	case header.ICMPv4HostUnreachable:
+		return syscall.EHOSTUNREACH
 	}
-	switch terr.Kind() {
-	case stack.DestinationNetworkUnreachableTransportError, stack.DestinationHostUnreachableTransportError:
-		return true
+	return nil
+}
+
+// disruptionArrives is the ICMPv4 watcher's part in a net or host
+// unreachable (disruption4) quoting q, cause: the RTO revert alone (RFC
+// 6069 4), under the same checks icmpArrives makes, its ports and RFC
+// 5927's sequence number, and only in a synchronized state, as Linux's
+// tcp_v4_err. gVisor's HandleError path still owns the error itself, the
+// soft error or the end of a dial, and hands it to icmpArrives right
+// after (gVisor's IPv4 delivers the raw copy first, on the same
+// goroutine); so this counts no drop, lest a forged quote count twice.
+// The order is Linux's: tcp_ld_RTO_revert runs before sk_err_soft is set.
+func (e *Endpoint) disruptionArrives(q icmpQuote, cause error) {
+	e.mu.Lock()
+	if q.srcPort == e.id.LocalPort && q.dstPort == e.id.RemotePort &&
+		e.state.Synchronized() && e.icmpQuoteValid(q.seq) {
+		e.revertRTOBackoff(q.seq, cause)
 	}
-	return false
+	e.mu.Unlock()
+	e.flush()
 }
 
 // rtoBackoff is how many times the RTO has doubled since SND.UNA last
