@@ -42,13 +42,10 @@ import (
 //   - RFC 6069 defines the algorithm for the ESTABLISHED state; Linux,
 //     and we, apply it in every synchronized state that retransmits
 //     (a FIN-WAIT-1 or LAST-ACK connection backs off the same way).
-//   - The retries count (Linux's icsk_retransmits) is not taken back:
-//     each retransmission still counts against MaxRetries. Linux's
-//     tcp_write_timeout gives up on time (retransmits_timed_out, the time
-//     the backed-off tries would take), so its reverts leave the time to
-//     give up as it was and add tries; our MaxRetries is a count, so
-//     reverts make a disrupted connection give up sooner, after as many
-//     tries at shorter intervals.
+//   - The retries count (Linux's icsk_retransmits) is not taken back.
+//     MaxRetries bounds the time of the tries, not their number
+//     (retriesTimedOut, as Linux's retransmits_timed_out): a revert
+//     leaves the time to give up as it was and adds tries within it.
 
 // connectivityDisrupted reports whether an ICMP error that gVisor's
 // HandleError path hands icmpArrives is one RFC 6069 3 takes for a
