@@ -137,6 +137,13 @@ type pendEv struct {
 	with []pendEv
 }
 
+// recovNotes are the recovery and path MTU notes waiting for their
+// connection's next frame; at is when the first came.
+type recovNotes struct {
+	texts []string
+	at    time.Time
+}
+
 type pendRef struct {
 	id   uint64
 	at   time.Time
@@ -176,7 +183,7 @@ type annotator struct {
 	faultFP  map[uint64][]faultNote // inbound fault reports waiting for their frame
 	conns    *connTable
 	rto      map[event.ConnID]time.Duration
-	recov    map[event.ConnID][]string
+	recov    map[event.ConnID]recovNotes
 	lq       map[uint16]*listenerPairing
 	earlier  map[event.ConnID][]string
 	icmp     map[event.ConnID]pendEv // state changes waiting for the ICMP error that caused them
@@ -205,7 +212,7 @@ func newAnnotator(window time.Duration, maxHeld, maxPend int) *annotator {
 		faultFP:  make(map[uint64][]faultNote),
 		conns:    newConnTable(maxConns),
 		rto:      make(map[event.ConnID]time.Duration),
-		recov:    make(map[event.ConnID][]string),
+		recov:    make(map[event.ConnID]recovNotes),
 		lq:       make(map[uint16]*listenerPairing),
 		earlier:  make(map[event.ConnID][]string),
 		icmp:     make(map[event.ConnID]pendEv),
@@ -740,8 +747,12 @@ func (a *annotator) event(now time.Time, ev *event.Event) {
 		if ev.Kind == event.KindPathMTU {
 			text = pathMTUText(ev)
 		}
-		if r := a.recov[ev.Conn]; len(r) < maxEarlier && (r != nil || len(a.recov) < maxConns) {
-			a.recov[ev.Conn] = append(r, text)
+		if r, ok := a.recov[ev.Conn]; len(r.texts) < maxEarlier && (ok || len(a.recov) < maxConns) {
+			if !ok {
+				r.at = now
+			}
+			r.texts = append(r.texts, text)
+			a.recov[ev.Conn] = r
 		} else {
 			a.stats.unmatched++ // beyond the bound: on no frame
 		}
@@ -836,8 +847,8 @@ func (a *annotator) takeRecovery(c event.ConnID) []pendEv {
 		return nil
 	}
 	delete(a.recov, c)
-	with := make([]pendEv, len(rs))
-	for i, t := range rs {
+	with := make([]pendEv, len(rs.texts))
+	for i, t := range rs.texts {
 		with[i] = pendEv{cls: clsRecovery, text: t, seq: a.evSeq}
 	}
 	return with
@@ -1046,7 +1057,9 @@ func (a *annotator) pairKeyed(now time.Time, port uint16, c qclass, k frameKey) 
 }
 
 // expireQueue turns decisions that found no keyed event within the window
-// into timeline notes, and forgets keyed events no decision claimed.
+// into timeline notes, and forgets keyed events no decision claimed; it
+// counts unmatched the fault reports and recovery notes that waited for
+// their frame longer than pendTTL.
 func (a *annotator) expireQueue(now time.Time) {
 	for fp, fs := range a.faultFP {
 		// An inbound fault report waits for its frame as long as an
@@ -1054,6 +1067,16 @@ func (a *annotator) expireQueue(now time.Time) {
 		if now.Sub(fs[0].at) > a.pendTTL {
 			a.stats.unmatched += uint64(len(fs))
 			delete(a.faultFP, fp)
+		}
+	}
+	for c, r := range a.recov {
+		// A connection may end, or fall silent, right after changing
+		// course (an RTO that gives up, an abort with nothing to send):
+		// its notes wait for a frame as long as an engine event does,
+		// so that they never fill the table for good.
+		if now.Sub(r.at) > a.pendTTL {
+			a.stats.unmatched += uint64(len(r.texts))
+			delete(a.recov, c)
 		}
 	}
 	for c, p := range a.icmp {

@@ -646,3 +646,41 @@ func TestAnnotateLostReportsCounted(t *testing.T) {
 		}
 	})
 }
+
+// TestAnnotateRecoveryNoteExpires: a recovery or path MTU note waits for
+// its connection's next frame (the resent segment, the probe, the ACK),
+// but a connection may end right after one (an RTO that gives up, a user's
+// abort with nothing to send) and send nothing more. Such a note waits as
+// long as any other annotation (pendTTL), then is counted unmatched: it
+// never holds a place in its table for good, so once 4,097 connections
+// have left one behind, over more than pendTTL, the next connection's note
+// still reaches its frame.
+func TestAnnotateRecoveryNoteExpires(t *testing.T) {
+	h := newHarness(t)
+	end := func(c event.ConnID) {
+		h.ev(event.Event{Kind: event.KindRecovery, Conn: c, Note: "RTO", Cwnd: 1, Ssthresh: 2})
+		h.ev(event.Event{Kind: event.KindState, Conn: c, From: event.Established, To: event.Closed,
+			Cause: event.Cause{Kind: event.CauseTimer, Detail: "retransmissions exhausted"}})
+	}
+	end(conn)
+	h.advance(h.a.pendTTL + time.Second)
+	if h.a.stats.unmatched != 1 || len(h.a.recov) != 0 {
+		t.Fatalf("unmatched %d, %d connections' notes still waiting; want 1, 0", h.a.stats.unmatched, len(h.a.recov))
+	}
+	step := 2 * h.a.pendTTL / (maxConns + 1)
+	for i := range maxConns + 1 {
+		end(event.ConnID{Local: srv, Remote: netip.AddrPortFrom(cli.Addr(), uint16(10000+i))})
+		h.advance(step)
+	}
+	h.out, h.blk = nil, nil
+	last := event.ConnID{Local: srv, Remote: netip.AddrPortFrom(cli.Addr(), 9999)}
+	probe := key(100, 500, fACK, 1)
+	h.ev(event.Event{Kind: event.KindRecovery, Conn: last, Note: "tail loss probe", Cwnd: 10, Ssthresh: ^uint32(0)})
+	h.ev(event.Event{Kind: event.KindSend, Conn: last, Key: probe, Send: event.SendTLP, Attempt: 1})
+	h.frame(dirOut, last, probe, 100)
+	expect(t, h.flush(), "tail loss probe; recovery: tail loss probe, cwnd 10, ssthresh ∞")
+	h.advance(h.a.pendTTL + time.Second)
+	if h.a.stats.unmatched != maxConns+2 || len(h.a.recov) != 0 {
+		t.Errorf("unmatched %d, %d connections' notes still waiting; want %d, 0", h.a.stats.unmatched, len(h.a.recov), maxConns+2)
+	}
+}
