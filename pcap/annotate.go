@@ -82,14 +82,16 @@ type record struct {
 	dropCount  uint64
 	note       string // a timeline note's text
 	noteConn   event.ConnID
-	dead       bool // a note that found its frame after all
-	answered   bool // ARP/ICMP request: a reply was seen
+	dead       bool   // a note that found its frame after all
+	answered   bool   // ARP/ICMP request: a reply was seen
+	replyLost  uint64 // ARP/ICMP request: the frame of a reply the fault lost on its way in, if any
 	answerNote string
 	mss        int    // a TCP super-frame: its MSS (gso_size); else 0
 	offload    string // a wire segment cut from an outbound super-frame: the offload that cut it (superframe.go)
 	segs       int    // a super-frame: the blocks it is written as (its wire segments, or 1 as is)
 	wantICMP   bool   // a UDP datagram the stack said ICMP port unreachable answers
 	icmpFrame  uint64 // a UDP datagram: the frame of the ICMP port unreachable that answered it
+	icmpLost   bool   // a UDP datagram: the fault lost that ICMP error on its way in
 	refusal    uint16 // outbound, refused by the link: its number among the connection's refused frames (refusedFrame); 0 for none
 }
 
@@ -1391,7 +1393,10 @@ func hasPrefix(ps []part, p string) bool {
 }
 
 // pairReply ties an ARP or ICMP echo reply to its request in the window,
-// and says on the request what the stack did with it.
+// and says on the request what the stack did with it. A reply the fault
+// lost on its way in never reached the stack, which still waits for one
+// (ARP asks again, ping counts it lost): it answers nothing, and the
+// request, still open to a reply that arrives, says it was lost.
 func (a *annotator) pairReply(r *record) {
 	if r.fi.quotedUDP {
 		if r.fi.portUnreachable() {
@@ -1437,13 +1442,24 @@ func (a *annotator) pairReply(r *record) {
 		if q.isNote() || q.dir == r.dir || q.answered || !isReply(q) {
 			continue
 		}
-		q.answered = true
-		if r.dir == dirOut {
+		r.answerNote = " (answers frame " + strconv.FormatUint(q.no, 10) + ")"
+		switch {
+		case r.lost:
+			r.answerNote = " (answers frame " + strconv.FormatUint(q.no, 10) + ", lost)"
+			if q.replyLost == 0 {
+				q.replyLost = r.no
+				q.answerNote = " → reply lost (frame " + strconv.FormatUint(r.no, 10) + ")"
+			}
+		case r.dir == dirOut:
+			q.answered = true
 			q.answerNote = " → reply sent (frame " + strconv.FormatUint(r.no, 10) + ")"
-			r.answerNote = " (answers frame " + strconv.FormatUint(q.no, 10) + ")"
-		} else {
-			q.answerNote = " → answered (frame " + strconv.FormatUint(r.no, 10) + ")"
-			r.answerNote = " (answers frame " + strconv.FormatUint(q.no, 10) + ")"
+		default:
+			q.answered = true
+			if q.replyLost != 0 {
+				q.answerNote += ", answered (frame " + strconv.FormatUint(r.no, 10) + ")"
+			} else {
+				q.answerNote = " → answered (frame " + strconv.FormatUint(r.no, 10) + ")"
+			}
 		}
 		return
 	}
@@ -1457,14 +1473,19 @@ func (a *annotator) pairPortUnreachable(r *record) {
 	live := a.live()
 	for i := len(live) - 1; i >= 0; i-- {
 		d := live[i]
-		if d.isNote() || d.dir == r.dir || d.fi.kind != kindUDP || d.icmpFrame != 0 {
+		if d.isNote() || d.dir == r.dir || d.fi.kind != kindUDP || d.icmpFrame != 0 && !d.icmpLost {
 			continue
 		}
 		if netip.AddrPortFrom(d.fi.src, d.fi.udpSrc) != q.Local || netip.AddrPortFrom(d.fi.dst, d.fi.udpDst) != q.Remote {
 			continue
 		}
-		d.icmpFrame = r.no
+		// One the fault lost on its way in never reached the stack: a
+		// connected socket was not told ECONNREFUSED.
+		d.icmpFrame, d.icmpLost = r.no, r.lost
 		r.answerNote = " (answers frame " + strconv.FormatUint(d.no, 10) + ")"
+		if r.lost {
+			r.answerNote = " (answers frame " + strconv.FormatUint(d.no, 10) + ", lost)"
+		}
 		return
 	}
 }
@@ -1479,6 +1500,8 @@ func udpAnswer(r *record, told bool) string {
 	switch {
 	case r.icmpFrame != 0 && told && r.wantICMP:
 		return " (frame " + strconv.FormatUint(r.icmpFrame, 10) + ")"
+	case r.icmpFrame != 0 && r.icmpLost:
+		return " → ICMP port unreachable lost (frame " + strconv.FormatUint(r.icmpFrame, 10) + ")"
 	case r.icmpFrame != 0:
 		return " → ICMP port unreachable (frame " + strconv.FormatUint(r.icmpFrame, 10) + ")"
 	case r.wantICMP:

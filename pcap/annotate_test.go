@@ -684,3 +684,96 @@ func TestAnnotateRecoveryNoteExpires(t *testing.T) {
 		t.Errorf("unmatched %d, %d connections' notes still waiting; want %d, 0", h.a.stats.unmatched, len(h.a.recov), maxConns+2)
 	}
 }
+
+// echoBytes builds an ICMPv4 echo request (out, from c.Local) or echo
+// reply (in, from c.Remote) with identifier 7 and sequence number seq.
+func echoBytes(dir uint8, c event.ConnID, seq uint16) []byte {
+	src, dst, typ := c.Local.Addr(), c.Remote.Addr(), header.ICMPv4Echo
+	if dir == dirIn {
+		src, dst, typ = dst, src, header.ICMPv4EchoReply
+	}
+	total := header.EthernetMinimumSize + header.IPv4MinimumSize + header.ICMPv4MinimumSize
+	b := make([]byte, total)
+	header.Ethernet(b).Encode(&header.EthernetFields{Type: header.IPv4ProtocolNumber})
+	header.IPv4(b[header.EthernetMinimumSize:]).Encode(&header.IPv4Fields{
+		TotalLength: uint16(total - header.EthernetMinimumSize), TTL: 64,
+		Protocol: uint8(header.ICMPv4ProtocolNumber),
+		SrcAddr:  tcpip.AddrFrom4(src.As4()), DstAddr: tcpip.AddrFrom4(dst.As4()),
+	})
+	icmp := header.ICMPv4(b[header.EthernetMinimumSize+header.IPv4MinimumSize:])
+	icmp.SetType(typ)
+	icmp.SetIdent(7)
+	icmp.SetSequence(seq)
+	return b
+}
+
+// arpBytes builds an ARP request from c.Local for c.Remote's address (out)
+// or the peer's reply (in).
+func arpBytes(dir uint8, c event.ConnID) []byte {
+	b := make([]byte, header.EthernetMinimumSize+header.ARPSize)
+	header.Ethernet(b).Encode(&header.EthernetFields{Type: header.ARPProtocolNumber})
+	h := header.ARP(b[header.EthernetMinimumSize:])
+	h.SetIPv4OverEthernet()
+	us, peer := c.Local.Addr().As4(), c.Remote.Addr().As4()
+	h.SetOp(header.ARPRequest)
+	copy(h.HardwareAddressSender(), []byte{2, 0, 0, 0, 0, 1})
+	copy(h.ProtocolAddressSender(), us[:])
+	copy(h.ProtocolAddressTarget(), peer[:])
+	if dir == dirIn {
+		h.SetOp(header.ARPReply)
+		copy(h.HardwareAddressSender(), []byte{2, 0, 0, 0, 0, 2})
+		copy(h.ProtocolAddressSender(), peer[:])
+		copy(h.HardwareAddressTarget(), []byte{2, 0, 0, 0, 0, 1})
+		copy(h.ProtocolAddressTarget(), us[:])
+	}
+	return b
+}
+
+// TestAnnotateLostReplyNotAnswer: a reply the fault middleware lost on its
+// way in (tap.FaultLoss, inbound) never reached the stack, which is still
+// waiting: our echo request or ARP request it would have answered is not
+// "answered" by it. The request says its reply was lost, the reply that it
+// was; a copy of the reply that does arrive (the fault duplicated it and
+// lost one copy), or the answer to a repeated request, answers as before.
+// So with an ICMP port unreachable answering our datagram: a connected
+// socket lost to it was never told ECONNREFUSED.
+func TestAnnotateLostReplyNotAnswer(t *testing.T) {
+	h := newHarness(t)
+	out := func(b []byte) {
+		h.a.addFrame(h.now, &record{ts: h.now, dir: dirOut, data: b, length: len(b), fi: parseFrame(b, true)})
+	}
+	in := func(b []byte) {
+		h.a.addFrame(h.now, &record{ts: h.now, dir: dirIn, data: b, length: len(b), fi: parseFrame(b, false)})
+	}
+	n := 0
+	lose := func(b []byte) {
+		n++
+		lost := &record{ts: h.now, dir: dirIn, data: b, length: len(b), fi: parseFrame(b, false)}
+		h.a.fault(h.now, &tap.FaultEvent{Dir: tap.FaultInbound, Kind: tap.FaultLoss, N: uint64(n), Prob: 0.5}, uint64(n), lost)
+	}
+	out(echoBytes(dirOut, conn, 1)) // 1
+	lose(echoBytes(dirIn, conn, 1)) // 2
+	out(arpBytes(dirOut, conn))     // 3
+	lose(arpBytes(dirIn, conn))     // 4
+	out(arpBytes(dirOut, conn))     // 5: ARP asks again
+	in(arpBytes(dirIn, conn))       // 6
+	out(echoBytes(dirOut, conn, 2)) // 7
+	lose(echoBytes(dirIn, conn, 2)) // 8
+	in(echoBytes(dirIn, conn, 2))   // 9: the copy that arrived
+	dgram := udpBytes(dirOut, conn, 7)
+	out(dgram) // 10
+	h.ev(event.Event{Kind: event.KindUDPSend, Conn: conn, Key: event.SegKey{Len: 7}})
+	lose(icmpUnreachBytes(header.ICMPv4PortUnreachable, cli.Addr(), srv.Addr(), dgram[header.EthernetMinimumSize:])) // 11
+	expect(t, h.flush(),
+		"ICMP echo request → reply lost (frame 2)",
+		"fault: dropped (loss 50%, #1); ICMP echo reply (answers frame 1, lost)",
+		"ARP request who-has 192.0.2.2 tell 192.0.2.1 → reply lost (frame 4)",
+		"fault: dropped (loss 50%, #2); ARP reply 192.0.2.2 is-at 02:00:00:00:00:02 (answers frame 3, lost)",
+		"ARP request who-has 192.0.2.2 tell 192.0.2.1 → answered (frame 6)",
+		"ARP reply 192.0.2.2 is-at 02:00:00:00:00:02 (answers frame 5)",
+		"ICMP echo request → reply lost (frame 8), answered (frame 9)",
+		"fault: dropped (loss 50%, #3); ICMP echo reply (answers frame 7, lost)",
+		"ICMP echo reply (answers frame 7)",
+		"udp datagram 7 bytes sent → ICMP port unreachable lost (frame 11)",
+		"fault: dropped (loss 50%, #4); ICMP port unreachable for UDP 192.0.2.1:80 > 192.0.2.2:40000 (answers frame 10, lost)")
+}

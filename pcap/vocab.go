@@ -248,6 +248,7 @@ func Vocabulary() []Term {
 		{"TSO <n>×<mss> of <bytes> B", "a TCP super-frame a TAP's offloads carried (the kernel's TSO, tapstack's coalesced write, gVisor's GSO), written as the n wire segments of mss bytes it stands for, checksums filled in; the first carries the comment for all", "tso, gso, gro (ethtool -k)"},
 		{"TSO <i>/<n> of frame <f>", "a later wire segment of the super-frame whose first segment is frame f", ""},
 		{"ARP request who-has <ip> tell <ip> → reply sent", "an ARP request and what the stack did with it", "arp"},
+		{"→ reply lost (frame <f>)", "our ARP request, echo request or UDP datagram (\"→ ICMP port unreachable lost\"): its answer, frame f, was lost by the fault middleware on its way in, so the stack never got it; the answer says \"(answers frame <g>, lost)\"", "arp, icmp"},
 		{"ICMP <type> ...", "an ICMP or ICMPv6 message, with the TCP connection it quotes", "icmp"},
 		// UDP datagrams (gVisor's UDP; the stack reports each one).
 		{"udp datagram <n> bytes delivered to <addr>", "an inbound datagram queued to the socket bound to addr (\"(to <k> of <m> sockets)\" for broadcast and multicast)", "InDatagrams"},
