@@ -1122,7 +1122,7 @@ func (a *annotator) fault(now time.Time, ev *tap.FaultEvent, fp uint64, lost *re
 			// it, it did to each wire segment the capture shows.
 			for _, x := range a.live() {
 				if x == r || r.train != nil && x.train == r.train {
-					if !copyFate(x, ev, text, drop) {
+					if !copyFate(x, ev, text, drop) && !copyNotSent(x, ev, text) {
 						x.faults = append(x.faults, text)
 						x.dropped = x.dropped || drop
 					}
@@ -1213,6 +1213,47 @@ func copyFate(r *record, ev *tap.FaultEvent, text string, drop bool) bool {
 		r.faults[first] = prev + ", its copy " + strings.TrimPrefix(text, "fault: ")
 	}
 	r.dropped = firstDropped && drop
+	return true
+}
+
+// copyNotSent tells on r, an outbound frame the middleware below sent
+// twice (Duplicate), that the link refused one copy (FaultNotSent), and
+// reports whether report ev, with text, was that. The report says which
+// copy (FaultEvent.Copy: both share the frame's ordinal): "its copy not
+// sent: ...", or "not sent: ..., its copy sent". The frame reached the wire
+// when one copy did, so it is shown dropped only when the link refused the
+// other too, told with the first: "not sent: ... (#4), its copy not sent
+// (#5)".
+func copyNotSent(r *record, ev *tap.FaultEvent, text string) bool {
+	if ev.Kind != tap.FaultNotSent {
+		return false
+	}
+	const dup, copyGone, copySent = "fault: duplicated ", "its copy ", ", its copy sent"
+	duplicated, prior := false, -1
+	for i, f := range r.faults {
+		switch {
+		case strings.HasPrefix(f, dup):
+			duplicated = true
+		case strings.HasPrefix(f, copyGone+"not sent") || strings.HasPrefix(f, "not sent") && strings.HasSuffix(f, copySent):
+			prior = i
+		}
+	}
+	if !duplicated {
+		return false
+	}
+	ord := text[strings.LastIndex(text, " (#")+1:] // "(#5)"
+	switch p := r.faults[max(prior, 0)]; {
+	case prior < 0 && ev.Copy:
+		r.faults = append(r.faults, copyGone+text)
+	case prior < 0:
+		r.faults = append(r.faults, text+copySent)
+	case ev.Copy:
+		r.faults[prior] = strings.TrimSuffix(p, copySent) + ", its copy not sent " + ord
+		r.dropped = true
+	default:
+		r.faults[prior] = text + ", its copy not sent " + p[strings.LastIndex(p, " (#")+1:]
+		r.dropped = true
+	}
 	return true
 }
 

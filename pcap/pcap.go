@@ -147,7 +147,7 @@ type Stats struct {
 	Late        uint64 // annotations that came after their frame was written
 	Unexplained uint64 // TCP frames written with no engine annotation ("no engine event")
 	SuperFrames uint64 // TCP super-frames captured (each written as its wire segments unless Options.SuperFrames)
-	Refused     uint64 // outbound frames the link below did not take (a full queue, or an error): marked dropped, "not sent", unless already written (out of the window)
+	Refused     uint64 // outbound frames the link below did not take (a full queue, or an error): marked dropped, "not sent", unless already written (out of the window); one copy of a frame a fault duplicated is "its copy not sent" or "…, its copy sent", not dropped
 	Held        int    // frames waiting in the window now
 	Pending     int    // annotations waiting for their frame now
 	Files       int    // capture files written to

@@ -381,3 +381,85 @@ func closeAndRead(t *testing.T, w *pcap.Writer, buf *bytes.Buffer, n int) (pcap.
 	}
 	return st, pkts
 }
+
+// takingLink takes the first take frames of each write and refuses the
+// rest, its queue full (tcpip.ErrNoBufferSpace), as tap.Pipe's does.
+type takingLink struct {
+	*channel.Endpoint
+	take int
+}
+
+func (l *takingLink) WritePackets(pkts gstack.PacketBufferList) (int, tcpip.Error) {
+	if pkts.Len() <= l.take {
+		return l.Endpoint.WritePackets(pkts)
+	}
+	var some gstack.PacketBufferList
+	for _, pkt := range pkts.AsSlice()[:l.take] {
+		some.PushBack(pkt)
+	}
+	if l.take > 0 {
+		l.Endpoint.WritePackets(some)
+	}
+	return l.take, &tcpip.ErrNoBufferSpace{}
+}
+
+// TestFaultNotSentOneCopy: the fault middleware below the capture sends
+// each frame twice (Duplicate) onto a link that refuses what a write
+// holds beyond its queue (tap.FaultNotSent). The capture holds one frame
+// for both copies; the middleware's report says which copy the link
+// refused (tap.FaultEvent.Copy), and the frame says so: the frame went on
+// the wire when one copy did, so it is shown dropped only when the link
+// refused both. With Reorder too, the copy goes first, alone in its write,
+// and the original after the next frame and its copy, where the link
+// refuses them: the next frame loses its copy, the held frame itself.
+func TestFaultNotSentOneCopy(t *testing.T) {
+	const full = "not sent: the link's queue was full"
+	for _, tc := range []struct {
+		name    string
+		cfg     tap.FaultConfig
+		take    int
+		frames  int
+		comment []string
+		dropped []bool
+	}{
+		{"copy refused", tap.FaultConfig{Duplicate: 1}, 1, 1,
+			[]string{"fault: duplicated (dup 100%, #1); its copy " + full + " (#1); ethertype 0x0101"}, []bool{false}},
+		{"both refused", tap.FaultConfig{Duplicate: 1}, 0, 1,
+			[]string{"fault: duplicated (dup 100%, #1); " + full + " (#1), its copy not sent (#2); ethertype 0x0101"}, []bool{true}},
+		{"reordered original refused", tap.FaultConfig{Duplicate: 1, Reorder: 1, ReorderTimeout: time.Minute}, 1, 2,
+			[]string{
+				"fault: duplicated (dup 100%, #1); fault: reordered: sent after the next frame (reorder 100%, #1); " + full + " (#2), its copy sent; ethertype 0x0101",
+				"fault: duplicated (dup 100%, #2); its copy " + full + " (#1); ethertype 0x0202",
+			}, []bool{false, false}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := &takingLink{Endpoint: channel.New(16, 1500, ""), take: tc.take}
+			var faultObs func(tap.FaultEvent)
+			tc.cfg.Observer = func(ev tap.FaultEvent) { faultObs(ev) }
+			f := tap.NewFault(l, tc.cfg)
+			defer f.Close()
+			var buf bytes.Buffer
+			w, err := pcap.New(f, &buf, pcap.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			faultObs = w.FaultObserver(nil)
+			for i := range tc.frames {
+				pkt := gstack.NewPacketBuffer(gstack.PacketBufferOptions{Payload: buffer.MakeWithData(bytes.Repeat([]byte{byte(1 + i)}, 60))})
+				var pl gstack.PacketBufferList
+				pl.PushBack(pkt)
+				w.WritePackets(pl)
+				pkt.DecRef()
+			}
+			st, pkts := closeAndRead(t, w, &buf, tc.frames)
+			for i, p := range pkts {
+				if p.Comment() != tc.comment[i] || p.Dropped != tc.dropped[i] {
+					t.Errorf("frame %d: dropped %v, %q\nwant dropped %v, %q", p.Number, p.Dropped, p.Comment(), tc.dropped[i], tc.comment[i])
+				}
+			}
+			if st.Unmatched != 0 {
+				t.Errorf("%d reports unmatched", st.Unmatched)
+			}
+		})
+	}
+}

@@ -173,6 +173,13 @@ type FaultEvent struct {
 	// capture above does with an inbound one the fault lost, which the
 	// stack never saw. It is 0 for a frame of one wire segment.
 	MSS int
+	// Copy says the report is about the second copy of a frame the
+	// middleware sent twice (FaultDuplicate): the one sent first when
+	// the frame was also reordered. Both copies share the frame's
+	// ordinal (Frame); a capture above holds one frame for them, and
+	// tells by Copy which one the link refused (FaultNotSent), was
+	// delayed or dropped for a full delay queue.
+	Copy bool
 	// Data is the frame, link header included, as a capture above the
 	// middleware sees it: an outbound frame as the stack sent it (before
 	// it was corrupted or marked), an inbound frame as it reaches the
@@ -279,6 +286,7 @@ type faultScratch struct {
 	out  stack.PacketBufferList // references of its own while the batch is written
 	sent [][]byte               // out's frames as the stack sent them, where a fault changed them (action.sent)
 	ords []uint64               // out's frames' ordinals (action.frame)
+	dups []bool                 // out's frames that are a Duplicate's copy (action.copy)
 }
 
 func (f *Fault) getScratch() *faultScratch {
@@ -296,6 +304,7 @@ func (f *Fault) putScratch(s *faultScratch, acts []action) {
 	clear(s.sent)
 	s.sent = s.sent[:0]
 	s.ords = s.ords[:0]
+	s.dups = s.dups[:0]
 	f.scratch.Put(s)
 }
 
@@ -383,6 +392,8 @@ type laneFrame struct {
 	// frame is its ordinal (FaultEvent.Frame): a held frame's reports
 	// made when it moves on name it, not the frame that overtook it.
 	frame uint64
+	// copy: the second copy a Duplicate made (FaultEvent.Copy).
+	copy bool
 }
 
 type delayedFrame struct {
@@ -575,7 +586,7 @@ func (l *lane) event(k FaultKind, pkt *stack.PacketBuffer, sent []byte, prob flo
 func (l *lane) frameEvent(k FaultKind, fr laneFrame) *FaultEvent {
 	ev := l.event(k, fr.pkt, fr.sent, 0)
 	if ev != nil {
-		ev.Frame = fr.frame
+		ev.Frame, ev.Copy = fr.frame, fr.copy
 	}
 	return ev
 }
@@ -600,6 +611,7 @@ type action struct {
 	proto tcpip.NetworkProtocolNumber
 	sent  []byte // actMove: laneFrame.sent
 	frame uint64 // actMove: laneFrame.frame
+	copy  bool   // actMove: laneFrame.copy
 }
 
 type actKind uint8
@@ -710,7 +722,7 @@ func (l *lane) decide(acts []action, pkt *stack.PacketBuffer, proto tcpip.Networ
 		if copies == 2 {
 			// The duplicate goes now, the original after the next frame.
 			dup := fr
-			dup.notes[2] = dupEv
+			dup.notes[2], dup.copy = dupEv, true
 			acts = l.emit(acts, dup, now)
 			fr.notes = [3]*FaultEvent{}
 		}
@@ -720,7 +732,7 @@ func (l *lane) decide(acts []action, pkt *stack.PacketBuffer, proto tcpip.Networ
 	}
 	acts = l.emit(acts, fr, now)
 	if copies == 2 {
-		fr.notes[2] = dupEv
+		fr.notes[2], fr.copy = dupEv, true
 		acts = l.emit(acts, fr, now)
 	}
 	if owned {
@@ -741,7 +753,7 @@ func (l *lane) decide(acts []action, pkt *stack.PacketBuffer, proto tcpip.Networ
 func (l *lane) emit(acts []action, fr laneFrame, now time.Time) []action {
 	if l.cfg.Delay <= 0 && l.cfg.Jitter <= 0 && l.cfg.Rate <= 0 {
 		acts = reportNotes(acts, fr.notes)
-		return append(acts, action{kind: actMove, pkt: fr.pkt, proto: fr.proto, sent: fr.sent, frame: fr.frame})
+		return append(acts, action{kind: actMove, pkt: fr.pkt, proto: fr.proto, sent: fr.sent, frame: fr.frame, copy: fr.copy})
 	}
 	if len(l.delayed) >= l.cfg.MaxDelayed {
 		l.stats.DroppedDelayed++
@@ -860,7 +872,7 @@ func (l *lane) flushDelayed() {
 	for ; i < len(l.delayed) && !l.delayed[i].due.After(now); i++ {
 		d := l.delayed[i]
 		acts = report(reportNotes(acts, d.notes), d.delay)
-		acts = append(acts, action{kind: actMove, pkt: d.pkt, proto: d.proto, sent: d.sent, frame: d.frame}, action{kind: actRelease, pkt: d.pkt})
+		acts = append(acts, action{kind: actMove, pkt: d.pkt, proto: d.proto, sent: d.sent, frame: d.frame, copy: d.copy}, action{kind: actRelease, pkt: d.pkt})
 	}
 	l.delayed = append(l.delayed[:0], l.delayed[i:]...)
 	f.mu.Unlock()
@@ -903,6 +915,7 @@ func (f *Fault) run(dir FaultDir, acts []action, s *faultScratch, caller []*stac
 				out.PushBack(a.pkt.IncRef())
 				s.sent = append(s.sent, a.sent)
 				s.ords = append(s.ords, a.frame)
+				s.dups = append(s.dups, a.copy)
 			} else {
 				c := inboundCopy(a.pkt)
 				f.Endpoint.DeliverNetworkPacket(a.proto, c)
@@ -919,7 +932,7 @@ func (f *Fault) run(dir FaultDir, acts []action, s *faultScratch, caller []*stac
 		_, full := err.(*tcpip.ErrNoBufferSpace)
 		if (err == nil || full) && n < out.Len() {
 			written, refused := out.AsSlice()[:n], out.AsSlice()[n:]
-			f.notSent(refused, s.sent[n:], s.ords[n:])
+			f.notSent(refused, s.sent[n:], s.ords[n:], s.dups[n:])
 			err = nil
 			for i, pkt := range caller {
 				// A duplicate is the frame again: the frame left
@@ -935,6 +948,7 @@ func (f *Fault) run(dir FaultDir, acts []action, s *faultScratch, caller []*stac
 		clear(s.sent)
 		s.sent = s.sent[:0]
 		s.ords = s.ords[:0]
+		s.dups = s.dups[:0]
 	}
 	for _, a := range acts {
 		if a.kind == actRelease {
@@ -968,8 +982,9 @@ func (f *Fault) LinkDrops(count func() uint64) func() uint64 {
 
 // notSent counts and reports the outbound frames the link below refused
 // (FaultNotSent), each with its bytes as the stack sent it (sent[i], if
-// not nil) and its ordinal (ords[i]), without f.mu held on return.
-func (f *Fault) notSent(pkts []*stack.PacketBuffer, sent [][]byte, ords []uint64) {
+// not nil), its ordinal (ords[i]) and whether it is a Duplicate's copy
+// (dups[i]), without f.mu held on return.
+func (f *Fault) notSent(pkts []*stack.PacketBuffer, sent [][]byte, ords []uint64, dups []bool) {
 	f.mu.Lock()
 	evs := make([]*FaultEvent, 0, len(pkts))
 	for i, pkt := range pkts {
@@ -979,7 +994,7 @@ func (f *Fault) notSent(pkts []*stack.PacketBuffer, sent [][]byte, ords []uint64
 			// an identical one sent since (a capture above tells
 			// them apart by it): a delayed frame is refused when
 			// the middleware writes it, after frames taken later.
-			ev.Frame, ev.Seed, ev.Seeded = ords[i], 0, false
+			ev.Frame, ev.Copy, ev.Seed, ev.Seeded = ords[i], dups[i], 0, false
 			evs = append(evs, ev)
 		}
 	}
