@@ -30,7 +30,8 @@ import "github.com/tapstack/tapstack/event"
 // its tcp_data_queue_ofo (TCPOFODrop). In-order text for a connection
 // that holds nothing unread is taken all the same, as Linux's
 // sk_forced_mem_schedule takes it: every connection can make progress,
-// and the stack exceeds the limit by at most a segment per connection.
+// and the stack exceeds the limit by at most a segment per connection
+// (one the link joined, GRO, up to 64 KiB).
 
 // rcvMemRoom is how many more bytes of received data the stack's
 // connections may hold; negative past the limit.
