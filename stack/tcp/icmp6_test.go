@@ -14,7 +14,6 @@ import (
 
 	"github.com/tapstack/tapstack/event"
 	"github.com/tapstack/tapstack/stack/tcp"
-	"github.com/tapstack/tapstack/stack/tcp/tcptest"
 )
 
 // icmpv6Error is an ICMPv6 error of typ and code from the router
@@ -253,15 +252,7 @@ func TestICMPv6WatchedSynReceived(t *testing.T) {
 	for _, tc := range icmpv6Watched {
 		t.Run(tc.name, func(t *testing.T) {
 			p := newPeer6(t, tcp.Options{})
-			l, err := p.TCP.Listen(netip.AddrPortFrom(stackAddr6, tcptest.ListenPort), 16)
-			if err != nil {
-				t.Fatal(err)
-			}
-			p.inject(seg{Flags: "S", Seq: 0, MSS: 1440})
-			s, ok := p.next()
-			if !ok || s.flags != "S." {
-				t.Fatalf("SYN answered with %v, %v; want SYN-ACK", s, ok)
-			}
+			l, s := p.halfOpen()
 			p.injectIPv6(routerAddr6, header.ICMPv6ProtocolNumber, icmpv6Error(tc.typ, tc.code, stackAddr6, p.quoting(s, 0)))
 			want, entries := event.SynReceived, 1
 			if tc.fatal {

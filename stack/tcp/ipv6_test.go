@@ -313,15 +313,7 @@ func TestDestinationUnreachable6SynReceived(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := newPeer6(t, tcp.Options{})
-			l, err := p.TCP.Listen(netip.AddrPortFrom(stackAddr6, tcptest.ListenPort), 16)
-			if err != nil {
-				t.Fatal(err)
-			}
-			p.inject(seg{Flags: "S", Seq: 0, MSS: 1440})
-			s, ok := p.next()
-			if !ok || s.flags != "S." {
-				t.Fatalf("SYN answered with %v, %v; want SYN-ACK", s, ok)
-			}
+			l, s := p.halfOpen()
 			p.injectIPv6(routerAddr6, header.ICMPv6ProtocolNumber, destinationUnreachable(s.packet, tc.code))
 			want, entries := event.SynReceived, 1
 			if tc.dropped {

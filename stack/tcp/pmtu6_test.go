@@ -126,18 +126,29 @@ func (p *peer6) drain() []out6 {
 	return all
 }
 
-// established opens a connection from the peer, [2001:db8::2]:40000, to a
-// listener on [2001:db8::1]:80, with MSS 1440 (a 1500-byte link).
-func (p *peer6) established() *tcp.Endpoint {
+// halfOpen makes a listener on [2001:db8::1]:80 and sends it a SYN from
+// the peer, [2001:db8::2]:40000, with MSS 1440 (a 1500-byte link): the
+// listener holds a half-open entry. It returns the listener and the
+// SYN-ACK.
+func (p *peer6) halfOpen() (*tcp.Listener, out6) {
 	p.t.Helper()
 	l, err := p.TCP.Listen(netip.AddrPortFrom(stackAddr6, tcptest.ListenPort), 16)
 	if err != nil {
 		p.t.Fatal(err)
 	}
 	p.inject(seg{Flags: "S", Seq: 0, MSS: 1440})
-	if o, ok := p.next(); !ok || o.flags != "S." || o.ack != 1 {
+	o, ok := p.next()
+	if !ok || o.flags != "S." || o.ack != 1 {
 		p.t.Fatalf("SYN answered with %v, %v; want SYN-ACK", o, ok)
 	}
+	return l, o
+}
+
+// established opens a connection from the peer, [2001:db8::2]:40000, to a
+// listener on [2001:db8::1]:80, with MSS 1440 (a 1500-byte link).
+func (p *peer6) established() *tcp.Endpoint {
+	p.t.Helper()
+	l, _ := p.halfOpen()
 	p.inject(seg{Flags: ".", Seq: 1, Ack: 1})
 	ep, err := l.Accept()
 	if err != nil {
